@@ -1,0 +1,12 @@
+#pragma once
+/// coray: Ray's model -- remote tasks, an immutable shared-memory object store, co_await-able
+/// object refs -- for C++20, with worker processes that cost microseconds.
+
+#include <coray/async.hpp>
+#include <coray/codec.hpp>
+#include <coray/errors.hpp>
+#include <coray/object_ref.hpp>
+#include <coray/object_store.hpp>
+#include <coray/runtime.hpp>
+#include <coray/task.hpp>
+#include <coray/version.hpp>

@@ -1,0 +1,106 @@
+#pragma once
+/// A process's view of one object: pending, ready (bytes inline, or a block in the store
+/// holding one reference) or failed. object_ref<T> handles count it; awaiting coroutines,
+/// dependent tasks and wait operations register as waiters.
+
+#include <coray/detail/segment.hpp>
+#include <coray/errors.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <span>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+struct object_state;
+
+/// Something to notify when an object settles. `fn(ctx, state)` runs on the loop thread.
+struct waiter {
+  void (*fn)(void* ctx, object_state& s);
+  void* ctx;
+};
+
+void release_state(object_state* s) noexcept;  // defined with the process (process.hpp)
+
+struct object_state {
+  enum class status : std::uint8_t { pending, ready, failed };
+
+  std::atomic<std::uint32_t> handles{1};
+  status st = status::pending;
+  std::uint64_t id = 0;               // nonzero for results the driver tracks by id
+  std::uint32_t epoch = 0;            // the runtime that made it; its block dies with that runtime
+  std::vector<std::byte> bytes;       // inline value (16-byte aligned by the allocator)
+  object_block* block = nullptr;      // value in the store; this state holds one reference
+  std::exception_ptr error;
+  std::vector<waiter> waiters;
+
+  bool settled() const noexcept { return st != status::pending; }
+  /// The encoded value, wherever it lies. Precondition: ready.
+  std::span<const std::byte> value_bytes() const noexcept {
+    if (block) return {block->data(), static_cast<std::size_t>(block->size)};
+    return {bytes.data(), bytes.size()};
+  }
+  void rethrow_if_failed() const {
+    if (st == status::failed) std::rethrow_exception(error);
+  }
+  /// Settles the object and notifies every waiter once.
+  void settle(status s) {
+    st = s;
+    auto ws = std::move(waiters);
+    waiters.clear();
+    for (auto& w : ws) w.fn(w.ctx, *this);
+  }
+  void set_inline(std::span<const std::byte> b) {
+    bytes.assign(b.begin(), b.end());
+    settle(status::ready);
+  }
+  void set_block(object_block* b) {
+    block = b;
+    settle(status::ready);
+  }
+  void set_error(std::exception_ptr e) {
+    error = std::move(e);
+    settle(status::failed);
+  }
+};
+
+/// An intrusive owning pointer to an object_state (one handle).
+class state_ptr {
+ public:
+  state_ptr() noexcept = default;
+  /// Adopts a handle already counted (a fresh state starts with one).
+  static state_ptr adopt(object_state* s) noexcept {
+    state_ptr p;
+    p.s_ = s;
+    return p;
+  }
+  static state_ptr share(object_state* s) noexcept {
+    if (s) s->handles.fetch_add(1, std::memory_order_relaxed);
+    return adopt(s);
+  }
+  state_ptr(const state_ptr& o) noexcept : s_(o.s_) {
+    if (s_) s_->handles.fetch_add(1, std::memory_order_relaxed);
+  }
+  state_ptr(state_ptr&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  state_ptr& operator=(state_ptr o) noexcept {
+    std::swap(s_, o.s_);
+    return *this;
+  }
+  ~state_ptr() {
+    if (s_ && s_->handles.fetch_sub(1, std::memory_order_acq_rel) == 1) release_state(s_);
+  }
+  object_state* get() const noexcept { return s_; }
+  object_state* operator->() const noexcept { return s_; }
+  object_state& operator*() const noexcept { return *s_; }
+  explicit operator bool() const noexcept { return s_ != nullptr; }
+
+ private:
+  object_state* s_ = nullptr;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE

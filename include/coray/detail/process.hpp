@@ -1,0 +1,231 @@
+#pragma once
+/// What every coray process shares: the layout of the segment's control header, and the
+/// event loop that drives a process (ready coroutines, incoming messages, timers, sleeping).
+/// The driver and the workers specialise it.
+
+#include <coray/detail/futex.hpp>
+#include <coray/detail/object_state.hpp>
+#include <coray/detail/segment.hpp>
+#include <coray/detail/wire.hpp>
+
+#include <pthread.h>
+
+#include <atomic>
+#include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <string_view>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+using clock = std::chrono::steady_clock;
+
+enum class slot_state : std::uint32_t { empty = 0, starting = 1, running = 2, dead = 3 };
+
+/// Per worker, in the segment: its doorbell, its mailboxes, and what the supervisor and
+/// the driver need to know about it.
+struct alignas(64) worker_shared {
+  doorbell bell;  // the worker sleeps here
+  std::atomic<std::uint32_t> state{0};
+  std::atomic<std::int32_t> pid{0};
+  std::atomic<std::int32_t> wait_status{0};
+  std::atomic<std::uint32_t> generation{0};
+  std::uint64_t inbox = 0;   // offset of the mailbox driver -> worker
+  std::uint64_t outbox = 0;  // offset of the mailbox worker -> driver
+  alignas(64) std::atomic<std::uint64_t> tasks_started{0};
+  std::atomic<std::uint32_t> suspended{0};  // task coroutines awaiting something
+};
+
+/// The segment's control header, allocated first in the segment.
+struct shared_header {
+  doorbell driver_bell;  // the driver sleeps here
+  alignas(64) std::atomic<std::uint32_t> deaths{0};
+  std::int32_t driver_pid = 0;
+  std::int32_t supervisor_pid = 0;
+  std::uint32_t max_workers = 0;
+  std::uint32_t spin_us = 0;
+  std::uint64_t inline_threshold = 0;
+  std::uint64_t mailbox_capacity = 0;
+
+  static std::size_t bytes_for(std::uint32_t workers) {
+    return sizeof(shared_header) + workers * sizeof(worker_shared);
+  }
+  worker_shared& worker(std::uint32_t i) noexcept {
+    return reinterpret_cast<worker_shared*>(reinterpret_cast<std::byte*>(this) + sizeof(shared_header))[i];
+  }
+};
+
+/// A remote call as built by task<f>.remote(): the callee, its encoded arguments, the objects
+/// it depends on and the store blocks its large arguments occupy.
+struct task_spec {
+  std::uint64_t fn_id = 0;
+  std::string_view name;
+  std::vector<std::byte> args;  // arg_entry records
+  std::uint32_t nargs = 0;
+  std::vector<state_ptr> deps;          // arg_entry::dependency refers to these by index
+  std::vector<object_block*> blocks;    // owned; released when the task ends
+
+  /// Appends an inline argument of `size` bytes written by `fill`.
+  template <class Fill>
+  void add_inline(std::size_t size, Fill&& fill) {
+    std::size_t at = args.size();
+    args.resize(at + sizeof(arg_entry) + pad16(size));
+    arg_entry e{arg_entry::inline_value, {}, static_cast<std::uint32_t>(size), 0};
+    std::memcpy(args.data() + at, &e, sizeof e);
+    fill(args.data() + at + sizeof(arg_entry));
+    ++nargs;
+  }
+  void add_block(segment& seg, object_block* b) {
+    blocks.push_back(b);
+    add_entry({arg_entry::block_value, {}, 0, seg.offset_of(b)});
+  }
+  void add_dependency(state_ptr s) {
+    add_entry({arg_entry::dependency, {}, 0, deps.size()});
+    deps.push_back(std::move(s));
+  }
+
+ private:
+  void add_entry(const arg_entry& e) {
+    std::size_t at = args.size();
+    args.resize(at + sizeof e);
+    std::memcpy(args.data() + at, &e, sizeof e);
+    ++nargs;
+  }
+};
+
+/// The runtime state of this process (driver or worker). One at a time per process; used
+/// only from the thread that runs the loop.
+class process {
+ public:
+  virtual ~process() = default;
+
+  /// The process's runtime, or nullptr outside one.
+  static process*& current() noexcept {
+    static process* p = nullptr;
+    return p;
+  }
+  static process& require() {
+    process* p = current();
+    if (!p) throw ray::runtime_error("coray: no runtime is running (construct ray::runtime first)");
+    if (!pthread_equal(p->loop_thread_, pthread_self()))
+      throw ray::runtime_error("coray: the runtime is used from a thread other than the one that runs it");
+    return *p;
+  }
+
+  segment seg;
+  shared_header* hdr = nullptr;
+  std::uint32_t epoch = 0;  // distinguishes this runtime's states from an earlier one's
+
+  virtual bool is_driver() const noexcept = 0;
+  /// Sends a call; returns the state of its result.
+  virtual state_ptr submit(task_spec&& spec) = 0;
+  /// A state with an id lost its last handle in this process.
+  virtual void forget(object_state&) noexcept {}
+  /// A coroutine of this process suspends on (+1) or resumes from (-1) a coray awaitable.
+  virtual void coroutine_suspended(int /*delta*/) noexcept {}
+
+  std::size_t inline_threshold() const noexcept { return hdr->inline_threshold; }
+
+  /// Queues a coroutine to resume on the loop.
+  void schedule(std::coroutine_handle<> h) { ready_.push_back(h); }
+
+  /// Runs the loop until `done()` or `deadline`; returns done().
+  template <class Done>
+  bool run_until(Done&& done, clock::time_point deadline = clock::time_point::max()) {
+    backoff bo;
+    auto idle_since = clock::now();
+    const auto spin = std::chrono::microseconds(hdr->spin_us);
+    while (!done()) {
+      if (!ready_.empty()) {
+        auto h = ready_.front();
+        ready_.pop_front();
+        h.resume();
+        continue;
+      }
+      if (poll()) {
+        bo.reset();
+        idle_since = clock::now();
+        continue;
+      }
+      if (!timers_.empty() || deadline != clock::time_point::max()) {
+        auto now = clock::now();
+        if (fire_timers(now)) continue;
+        if (now >= deadline) return done();
+      }
+      if (bo.pause(idle_since, spin)) {
+        auto limit = std::chrono::nanoseconds(std::chrono::seconds(1));
+        auto next = std::min(deadline, timers_.empty() ? clock::time_point::max() : timers_.begin()->first);
+        if (next != clock::time_point::max())
+          limit = std::min(limit, std::chrono::duration_cast<std::chrono::nanoseconds>(next - clock::now()));
+        if (limit.count() > 0) sleep(limit);
+        bo.reset();
+        idle_since = clock::now();
+      }
+    }
+    return true;
+  }
+
+  /// Calls fn(ctx) on the loop at `when`. Returns an id for cancel_timer.
+  std::uint64_t add_timer(clock::time_point when, void (*fn)(void*), void* ctx) {
+    std::uint64_t id = ++timer_ids_;
+    timers_.emplace(when, timer{id, fn, ctx});
+    return id;
+  }
+  void cancel_timer(std::uint64_t id) noexcept {
+    for (auto it = timers_.begin(); it != timers_.end(); ++it)
+      if (it->second.id == id) {
+        timers_.erase(it);
+        return;
+      }
+  }
+
+ protected:
+  /// Handles what arrived; true if anything did.
+  virtual bool poll() = 0;
+  /// Sleeps until a message may have arrived, at most `limit`.
+  virtual void sleep(std::chrono::nanoseconds limit) = 0;
+
+  pthread_t loop_thread_ = pthread_self();
+
+ private:
+  struct timer {
+    std::uint64_t id;
+    void (*fn)(void*);
+    void* ctx;
+  };
+  bool fire_timers(clock::time_point now) {
+    bool fired = false;
+    while (!timers_.empty() && timers_.begin()->first <= now) {
+      timer t = timers_.begin()->second;
+      timers_.erase(timers_.begin());
+      t.fn(t.ctx);
+      fired = true;
+    }
+    return fired;
+  }
+  std::deque<std::coroutine_handle<>> ready_;
+  std::multimap<clock::time_point, timer> timers_;
+  std::uint64_t timer_ids_ = 0;
+};
+
+inline void release_state(object_state* s) noexcept {
+  process* p = process::current();
+  bool live = p && s->epoch == p->epoch;
+  if (live && s->id) p->forget(*s);
+  if (live && s->block) p->seg.release(s->block);
+  delete s;
+}
+
+inline state_ptr make_state() {
+  auto s = state_ptr::adopt(new object_state);
+  if (process* p = process::current()) s->epoch = p->epoch;
+  return s;
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE

@@ -1,0 +1,77 @@
+#pragma once
+/// Stable ids for remote functions. A callee is found by a hash of its name, not its address,
+/// so a spawned worker (different ASLR base) and, later, another machine resolve the same one.
+
+#include <coray/version.hpp>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string_view>
+#include <unordered_map>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+constexpr std::uint64_t fnv1a(std::string_view s) noexcept {
+  std::uint64_t h = 14695981039346656037ULL;
+  for (char c : s) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+/// The name of the entity F, as the compiler spells it ("add", "ns::fib", "&counter::incr").
+template <auto F>
+constexpr std::string_view entity_name() noexcept {
+  std::string_view p = __PRETTY_FUNCTION__;
+#if defined(__clang__)
+  auto b = p.find("F = ") + 4;
+  auto e = p.rfind(']');
+#else
+  auto b = p.find("F = ") + 4;
+  auto e = p.find(';', b);
+  if (e == std::string_view::npos) e = p.rfind(']');
+#endif
+  std::string_view n = p.substr(b, e - b);
+  if (!n.empty() && n.front() == '&') n.remove_prefix(1);
+  return n;
+}
+
+template <auto F>
+inline constexpr std::uint64_t entity_id = fnv1a(entity_name<F>());
+
+struct invocation;
+using invoker_fn = void (*)(invocation&);
+
+struct registered_function {
+  invoker_fn invoke;
+  std::string_view name;
+};
+
+/// id -> callee, filled during static initialisation in every process of the program.
+inline std::unordered_map<std::uint64_t, registered_function>& function_table() {
+  static std::unordered_map<std::uint64_t, registered_function> table;
+  return table;
+}
+
+inline bool register_function(std::uint64_t id, invoker_fn fn, std::string_view name) {
+  auto [it, inserted] = function_table().try_emplace(id, registered_function{fn, name});
+  if (!inserted && it->second.name != name) {
+    std::fprintf(stderr, "coray: function id collision between %.*s and %.*s\n",
+                 static_cast<int>(name.size()), name.data(), static_cast<int>(it->second.name.size()),
+                 it->second.name.data());
+    std::abort();
+  }
+  return true;
+}
+
+inline const registered_function* find_function(std::uint64_t id) {
+  auto& t = function_table();
+  auto it = t.find(id);
+  return it == t.end() ? nullptr : &it->second;
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE

@@ -1,0 +1,200 @@
+#pragma once
+/// The supervisor: a small process forked from the driver when the runtime starts (before
+/// the runtime makes any thread). It starts workers on the driver's request -- by fork(), so
+/// a large or multi-threaded driver is never forked, or by posix_spawn() of /proc/self/exe --
+/// reaps them, and reports each death to the driver through the segment. It dies with the
+/// driver (PR_SET_PDEATHSIG), and its workers die with it, so nothing outlives a kill -9.
+
+#include <coray/detail/worker.hpp>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+extern char** environ;
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+enum class start_method_id : std::uint32_t { fork = 0, spawn = 1 };
+
+struct supervisor_command {
+  enum op_t : std::uint32_t { start = 1, kill = 2 };
+  std::uint32_t op;
+  std::uint32_t slot;
+};
+
+inline constexpr const char* worker_env = "CORAY_WORKER";
+
+/// Worker-side start-up shared by both start methods. Never returns.
+[[noreturn]] inline void become_worker(segment& seg, std::uint32_t slot, std::uint32_t epoch,
+                                       pid_t supervisor) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != supervisor) _exit(0);
+  // A worker dies of its signals as a plain process does: handlers the program installed
+  // (crash reporters, test frameworks) belong to the driver.
+  for (int sig = 1; sig < NSIG; ++sig)
+    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+  char name[16];
+  std::snprintf(name, sizeof name, "coray-w%u", slot);
+  prctl(PR_SET_NAME, name);
+  // `seg` is moved into the worker's own process state.
+  auto* w = new worker(slot, epoch);
+  w->seg.adopt(seg);
+  w->serve();
+}
+
+/// Called early by every program that may be a spawned worker (ray::runtime's constructor
+/// does it). Returns at once in a normal process.
+inline void enter_worker_if_spawned() {
+  const char* env = std::getenv(worker_env);
+  if (!env) return;
+  unsigned fd = 0, slot = 0, epoch = 0;
+  int sup = 0;
+  if (std::sscanf(env, "%u:%u:%u:%d", &fd, &slot, &epoch, &sup) != 4) {
+    std::fprintf(stderr, "coray: malformed %s=%s\n", worker_env, env);
+    _exit(2);
+  }
+  unsetenv(worker_env);
+  static segment seg;
+  try {
+    seg.attach(static_cast<int>(fd));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    _exit(2);
+  }
+  become_worker(seg, slot, epoch, sup);
+}
+
+struct supervisor_config {
+  segment* seg;
+  shared_header* hdr;
+  int command_fd;
+  start_method_id method;
+  std::uint32_t epoch;
+  std::vector<std::string> argv;  // for spawn
+};
+
+[[noreturn]] inline void supervisor_main(supervisor_config cfg) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != cfg.hdr->driver_pid) _exit(0);
+  prctl(PR_SET_NAME, "coray-super");
+  const pid_t self = getpid();
+
+  sigset_t chld, old;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, &old);
+  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (cfg.method == start_method_id::spawn) {
+    // Spawned workers inherit the segment's fd.
+    int fl = fcntl(cfg.seg->fd(), F_GETFD);
+    fcntl(cfg.seg->fd(), F_SETFD, fl & ~FD_CLOEXEC);
+  }
+
+  std::unordered_map<pid_t, std::uint32_t> children;
+
+  auto start = [&](std::uint32_t slot) -> pid_t {
+    if (cfg.method == start_method_id::fork) {
+      pid_t pid = fork();
+      if (pid == 0) {
+        sigprocmask(SIG_SETMASK, &old, nullptr);
+        close(sfd);
+        close(cfg.command_fd);
+        become_worker(*cfg.seg, slot, cfg.epoch, self);
+      }
+      return pid;
+    }
+    std::string env_entry = std::string(worker_env) + "=" + std::to_string(cfg.seg->fd()) + ":" +
+                            std::to_string(slot) + ":" + std::to_string(cfg.epoch) + ":" +
+                            std::to_string(self);
+    std::vector<char*> envp;
+    for (char** e = environ; *e; ++e)
+      if (std::strncmp(*e, "CORAY_WORKER=", 13) != 0) envp.push_back(*e);
+    envp.push_back(env_entry.data());
+    envp.push_back(nullptr);
+    std::vector<char*> argv;
+    for (auto& a : cfg.argv) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, dfl;
+    sigemptyset(&none);
+    sigemptyset(&dfl);
+    sigaddset(&dfl, SIGCHLD);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &dfl);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    pid_t pid = -1;
+    if (posix_spawn(&pid, "/proc/self/exe", nullptr, &attr, argv.data(), envp.data()) != 0) pid = -1;
+    posix_spawnattr_destroy(&attr);
+    return pid;
+  };
+
+  auto report_death = [&](std::uint32_t slot, int status) {
+    worker_shared& w = cfg.hdr->worker(slot);
+    w.wait_status.store(status, std::memory_order_relaxed);
+    w.state.store(static_cast<std::uint32_t>(slot_state::dead), std::memory_order_release);
+    cfg.hdr->deaths.fetch_add(1, std::memory_order_acq_rel);
+    cfg.hdr->driver_bell.ring_always();
+  };
+
+  auto reap = [&](bool block) {
+    int status = 0;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, block ? 0 : WNOHANG)) > 0) {
+      auto it = children.find(pid);
+      if (it == children.end()) continue;
+      std::uint32_t slot = it->second;
+      children.erase(it);
+      if (!block) report_death(slot, status);
+    }
+  };
+
+  for (;;) {
+    pollfd fds[2] = {{cfg.command_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) continue;
+    if (fds[1].revents & POLLIN) {
+      signalfd_siginfo si;
+      while (read(sfd, &si, sizeof si) == sizeof si) {
+      }
+      reap(false);
+    }
+    if (fds[0].revents & (POLLIN | POLLHUP)) {
+      supervisor_command c{};
+      ssize_t n = read(cfg.command_fd, &c, sizeof c);
+      if (n <= 0) {
+        // The driver is shutting down (or gone): end every worker, reap them, leave.
+        for (auto& [pid, slot] : children) ::kill(pid, SIGKILL);
+        reap(true);
+        _exit(0);
+      }
+      if (c.op == supervisor_command::start) {
+        pid_t pid = start(c.slot);
+        if (pid > 0) {
+          children[pid] = c.slot;
+          cfg.hdr->worker(c.slot).pid.store(pid, std::memory_order_release);
+        } else {
+          report_death(c.slot, W_EXITCODE(127, 0));
+        }
+      } else if (c.op == supervisor_command::kill) {
+        for (auto& [pid, slot] : children)
+          if (slot == c.slot) ::kill(pid, SIGKILL);
+      }
+    }
+  }
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE

@@ -1,0 +1,67 @@
+#pragma once
+/// Facts about the machine the runtime sizes itself by: usable cores (affinity and cgroup
+/// quota) and memory (physical RAM and cgroup limit).
+
+#include <coray/version.hpp>
+
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <fstream>
+#include <string>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// Cores this process may run on: the CPU affinity mask, further capped by a cgroup v2
+/// `cpu.max` quota (rounded up). Never less than 1.
+inline unsigned usable_cores() {
+  unsigned n = 0;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) n = static_cast<unsigned>(CPU_COUNT(&set));
+  if (n == 0) n = static_cast<unsigned>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+  std::ifstream f("/sys/fs/cgroup/cpu.max");
+  std::string quota;
+  long long period = 0;
+  if (f >> quota >> period && quota != "max" && period > 0) {
+    long long q = std::stoll(quota);
+    if (q > 0) n = std::min<unsigned>(n, static_cast<unsigned>(std::max(1LL, (q + period - 1) / period)));
+  }
+  return std::max(1u, n);
+}
+
+/// Physical memory available to this process: RAM, capped by a cgroup v2 `memory.max`.
+inline std::uint64_t usable_memory_bytes() {
+  std::uint64_t ram = static_cast<std::uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                      static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+  std::ifstream f("/sys/fs/cgroup/memory.max");
+  std::string limit;
+  if (f >> limit && limit != "max") {
+    std::uint64_t l = std::stoull(limit);
+    if (l > 0) ram = std::min(ram, l);
+  }
+  return ram;
+}
+
+/// "SIGKILL (Killed)" for a signal number.
+inline std::string signal_description(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  const char* desc = sigdescr_np(sig);
+  std::string s = abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
+  if (desc) s += std::string(" (") + desc + ")";
+  return s;
+}
+
+/// Words for a wait() status: "was killed by SIGSEGV (Segmentation fault)" or "exited with code 3".
+inline std::string describe_exit(int wait_status) {
+  if (WIFSIGNALED(wait_status)) return "was killed by " + signal_description(WTERMSIG(wait_status));
+  if (WIFEXITED(wait_status)) return "exited with code " + std::to_string(WEXITSTATUS(wait_status));
+  return "stopped";
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE

@@ -1,0 +1,246 @@
+#pragma once
+/// A task worker process: takes calls from its inbox, runs them (a coroutine body may await
+/// nested calls while the worker runs others), and replies through its outbox. Calls made by
+/// a task go to the driver, which schedules them like any other.
+
+#include <coray/detail/process.hpp>
+#include <coray/detail/registry.hpp>
+
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <unordered_map>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class worker;
+
+/// One call being run in this worker: what the invoker (task.hpp) needs to decode the
+/// arguments and to reply.
+struct invocation {
+  worker& self;
+  std::uint64_t task_id;
+  std::span<const std::byte> args;  // arg_entry records, 16-byte aligned
+  std::uint32_t nargs;
+  std::string_view name;
+};
+
+class worker final : public process {
+ public:
+  worker(std::uint32_t slot, std::uint32_t epoch_) : slot_(slot) { epoch = epoch_; }
+
+  /// Attaches to the runtime's header and serves until told to stop or the driver goes.
+  [[noreturn]] void serve() {
+    hdr = seg.at<shared_header>(seg.header_root().header_offset);
+    me_ = &hdr->worker(slot_);
+    inbox_ = seg.at<mailbox>(me_->inbox);
+    outbox_ = seg.at<mailbox>(me_->outbox);
+    generation_ = me_->generation.load(std::memory_order_acquire);
+    next_id_ = (std::uint64_t{1} << 63) | (std::uint64_t{slot_} << 48) |
+               (std::uint64_t{generation_ & 0xFFFF} << 32);
+    me_->pid.store(getpid(), std::memory_order_relaxed);
+    me_->state.store(static_cast<std::uint32_t>(slot_state::running), std::memory_order_release);
+    loop_thread_ = pthread_self();
+    process::current() = this;
+    run_until([this] { return stop_; });
+    std::fflush(nullptr);
+    _exit(0);
+  }
+
+  bool is_driver() const noexcept override { return false; }
+
+  /// A nested call from a task body: the driver schedules it; the result comes back as
+  /// object_ready.
+  state_ptr submit(task_spec&& spec) override {
+    auto result = make_state();
+    result->id = next_id_++;
+    for (auto& d : spec.deps)
+      if (d->st == object_state::status::failed) {
+        for (auto* b : spec.blocks) seg.release(b);
+        result->set_error(d->error);
+        return result;
+      }
+    // Rewrite dependencies: ready ones travel by value, pending ones by id.
+    std::size_t size = sizeof(task_header);
+    for_each_entry(spec, [&](const arg_entry& e, const std::byte*) {
+      size += sizeof(arg_entry);
+      if (e.tag == arg_entry::inline_value) size += pad16(e.len);
+      if (e.tag == arg_entry::dependency) {
+        auto& d = *spec.deps[e.ref];
+        if (d.settled() && !d.block) size += pad16(d.bytes.size());
+      }
+    });
+    awaited_.emplace(result->id, result.get());
+    send(msg_kind::submit, size, [&](std::byte* out) {
+      task_header h{result->id, spec.fn_id, spec.nargs, 0, 0};
+      std::memcpy(out, &h, sizeof h);
+      std::byte* p = out + sizeof h;
+      for_each_entry(spec, [&](const arg_entry& e, const std::byte* data) {
+        arg_entry o = e;
+        const std::byte* src = data;
+        if (e.tag == arg_entry::dependency) {
+          auto& d = *spec.deps[e.ref];
+          if (!d.settled()) {
+            o.ref = d.id;
+          } else if (d.block) {
+            seg.add_ref(d.block);  // the driver's task record owns this reference
+            o = {arg_entry::block_value, {}, 0, seg.offset_of(d.block)};
+          } else {
+            o = {arg_entry::inline_value, {}, static_cast<std::uint32_t>(d.bytes.size()), 0};
+            src = d.bytes.data();
+          }
+        }
+        std::memcpy(p, &o, sizeof o);
+        p += sizeof o;
+        if (o.tag == arg_entry::inline_value) {
+          std::memcpy(p, src, o.len);
+          p += pad16(o.len);
+        }
+      });
+    });
+    return result;
+  }
+
+  void forget(object_state& s) noexcept override {
+    if (awaited_.erase(s.id)) {
+      std::uint64_t id = s.id;
+      send(msg_kind::release, sizeof id, [&](std::byte* out) { std::memcpy(out, &id, sizeof id); });
+    }
+  }
+
+  /// Replies to the driver with a task's value (`size` bytes written by `fill`), putting
+  /// large values in the store.
+  template <class Fill>
+  void reply_value(std::uint64_t task_id, std::size_t size, Fill&& fill) {
+    if (size > inline_threshold()) {
+      object_block* b = seg.new_object(size);
+      fill(b->data());
+      result_header h{task_id, result_header::value_block, 0, seg.offset_of(b), 0};
+      send(msg_kind::task_done, sizeof h, [&](std::byte* out) { std::memcpy(out, &h, sizeof h); });
+      return;
+    }
+    send(msg_kind::task_done, sizeof(result_header) + size, [&](std::byte* out) {
+      result_header h{task_id, result_header::value_inline, static_cast<std::uint32_t>(size), 0, 0};
+      std::memcpy(out, &h, sizeof h);
+      fill(out + sizeof h);
+    });
+  }
+  void reply_error(std::uint64_t task_id, const wire_error& e) {
+    std::size_t size = encoded_size(e);
+    send(msg_kind::task_done, sizeof(result_header) + size, [&](std::byte* out) {
+      result_header h{task_id, result_header::error, static_cast<std::uint32_t>(size), 0, 0};
+      std::memcpy(out, &h, sizeof h);
+      encode_to(std::span<std::byte>(out + sizeof h, size), e);
+    });
+  }
+
+  /// Task coroutines that are suspended; the driver counts them as not occupying the worker.
+  void coroutine_suspended(int delta) noexcept override {
+    me_->suspended.store(static_cast<std::uint32_t>(static_cast<int>(me_->suspended.load(std::memory_order_relaxed)) + delta),
+                         std::memory_order_relaxed);
+  }
+
+ protected:
+  bool poll() override {
+    mailbox_slot* s = inbox_->peek();
+    if (!s) return false;
+    // Take the message out of the ring before handling it: a task body may run the loop
+    // again (a blocking get), which must see the next message, not this one.
+    alignas(16) std::byte local[mailbox_slot::payload_bytes];
+    message_view m = view_message(seg, *s);
+    void* block = nullptr;
+    if (s->kind & in_block_flag) {
+      block = const_cast<std::byte*>(m.payload.data());
+    } else {
+      std::memcpy(local, m.payload.data(), m.payload.size());
+      m.payload = {local, m.payload.size()};
+    }
+    inbox_->pop();
+    switch (m.kind) {
+      case msg_kind::run_task:
+        me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
+                                 std::memory_order_release);
+        run_task(m.payload);
+        break;
+      case msg_kind::object_ready: on_object_ready(m.payload); break;
+      case msg_kind::shutdown: stop_ = true; break;
+      default: break;
+    }
+    if (block) seg.deallocate(block);
+    return true;
+  }
+
+  void sleep(std::chrono::nanoseconds limit) override {
+    me_->bell.sleep([this] { return !inbox_->empty(); }, limit);
+    if (getppid() != hdr->supervisor_pid) _exit(0);  // supervisor gone: the runtime is over
+  }
+
+ private:
+  template <class F>
+  static void for_each_entry(const task_spec& spec, F&& f) {
+    const std::byte* p = spec.args.data();
+    for (std::uint32_t i = 0; i < spec.nargs; ++i) {
+      arg_entry e;
+      std::memcpy(&e, p, sizeof e);
+      f(e, p + sizeof e);
+      p += sizeof e + (e.tag == arg_entry::inline_value ? pad16(e.len) : 0);
+    }
+  }
+
+  void run_task(std::span<const std::byte> payload) {
+    task_header h;
+    std::memcpy(&h, payload.data(), sizeof h);
+    const registered_function* fn = find_function(h.fn_id);
+    if (!fn) {
+      reply_error(h.task_id, {std::uint8_t(error_kind::runtime_error), "", "coray: no function with id " +
+                              std::to_string(h.fn_id) + " is registered in the worker (is it the same program?)", ""});
+      return;
+    }
+    invocation inv{*this, h.task_id, payload.subspan(sizeof h), h.nargs, fn->name};
+    fn->invoke(inv);
+  }
+
+  void on_object_ready(std::span<const std::byte> payload) {
+    result_header h;
+    std::memcpy(&h, payload.data(), sizeof h);
+    auto it = awaited_.find(h.id);
+    if (it == awaited_.end()) {
+      if (h.status == result_header::value_block) seg.release(seg.at<object_block>(h.block));
+      return;
+    }
+    object_state& s = *it->second;
+    auto body = payload.subspan(sizeof h, h.len);
+    switch (h.status) {
+      case result_header::value_inline: s.set_inline(body); break;
+      case result_header::value_block: s.set_block(seg.at<object_block>(h.block)); break;
+      default: s.set_error(to_exception(decode<wire_error>(body))); break;
+    }
+  }
+
+  template <class Fill>
+  void send(msg_kind k, std::size_t size, Fill&& fill) {
+    backoff bo;
+    auto since = clock::now();
+    while (!try_send(seg, *outbox_, hdr->driver_bell, k, size, fill)) {
+      // The driver always drains its inboxes; wait for room.
+      if (bo.pause(since, std::chrono::microseconds(hdr->spin_us))) {
+        if (getppid() != hdr->supervisor_pid) _exit(0);
+        usleep(50);
+      }
+    }
+  }
+
+  std::uint32_t slot_;
+  std::uint32_t generation_ = 0;
+  worker_shared* me_ = nullptr;
+  mailbox* inbox_ = nullptr;
+  mailbox* outbox_ = nullptr;
+  std::uint64_t next_id_ = 0;
+  bool stop_ = false;
+  std::unordered_map<std::uint64_t, object_state*> awaited_;  // nested results by id
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE

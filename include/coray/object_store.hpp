@@ -1,0 +1,359 @@
+#pragma once
+/// The object store's user surface: ray::put, ray::get, ray::get_view and ray::wait, each
+/// usable with co_await in a coroutine or blocking in plain code.
+///
+///   auto img = ray::put(std::vector<double>(9'000'000, 1.0));   // once, into shared memory
+///   std::vector<double> copy = ray::get(img);                   // blocking
+///   auto view = co_await ray::get_view(img);                    // in place, no copy
+///   auto [ready, pending] = co_await ray::wait(refs, {.num_returns = 1});
+
+#include <coray/codec.hpp>
+#include <coray/detail/process.hpp>
+#include <coray/object_ref.hpp>
+
+#include <chrono>
+#include <coroutine>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+namespace detail {
+
+/// The type a value is stored as: a span is stored as a vector, a string literal as a string.
+template <class T>
+using put_type_t = std::conditional_t<std::is_same_v<std::decay_t<T>, const char*> || std::is_same_v<std::decay_t<T>, char*>,
+                                      std::string, storage_type_t<std::decay_t<T>>>;
+
+/// Encodes `v` into `s`: inline below the threshold, else into a new block in the store.
+template <class V>
+void store_value(process& p, object_state& s, const V& v) {
+  const std::size_t size = encoded_size(v);
+  if (size > p.inline_threshold()) {
+    object_block* b = p.seg.new_object(size);
+    encode_to(std::span<std::byte>(b->data(), size), v);
+    s.block = b;
+  } else {
+    s.bytes.resize(size);
+    encode_to(std::span<std::byte>(s.bytes.data(), size), v);
+  }
+  s.st = object_state::status::ready;
+}
+
+template <class T>
+T read_value(const object_state& s) {
+  s.rethrow_if_failed();
+  if constexpr (!std::is_void_v<T>) return decode<T>(s.value_bytes());
+}
+
+inline void resume_waiter(void* ctx, object_state&) {
+  process& p = *process::current();
+  p.coroutine_suspended(-1);
+  p.schedule(std::coroutine_handle<>::from_address(ctx));
+}
+
+/// Blocks the calling (loop) thread until `s` settles, running the loop meanwhile.
+inline void block_until_settled(object_state& s) {
+  if (!s.settled()) process::require().run_until([&] { return s.settled(); });
+}
+
+template <class T>
+struct view_of {
+  static_assert(sizeof(T) == 0,
+                "ray::get_view: the object must be a std::vector or std::array of plain numbers or "
+                "trivially copyable structs, or a std::string");
+};
+template <class E, class A>
+struct view_of<std::vector<E, A>> {
+  using type = std::span<const E>;
+};
+template <>
+struct view_of<std::string> {
+  using type = std::string_view;
+};
+
+}  // namespace detail
+
+/// What ray::get returns: co_await it in a coroutine, or convert it to T to block.
+template <class T>
+class [[nodiscard]] get_awaitable {
+ public:
+  explicit get_awaitable(detail::state_ptr s) : s_(std::move(s)) {}
+  bool await_ready() const noexcept { return s_->settled(); }
+  void await_suspend(std::coroutine_handle<> h) {
+    s_->waiters.push_back({&detail::resume_waiter, h.address()});
+    detail::process::current()->coroutine_suspended(+1);
+  }
+  T await_resume() { return detail::read_value<T>(*s_); }
+  /// Blocking form: waits (running the loop) and returns the value or throws its error.
+  operator T() && {
+    detail::block_until_settled(*s_);
+    return detail::read_value<T>(*s_);
+  }
+  /// Blocking form, explicitly.
+  T get() && { return static_cast<T>(std::move(*this)); }
+
+ private:
+  detail::state_ptr s_;
+};
+
+template <>
+class [[nodiscard]] get_awaitable<void> {
+ public:
+  explicit get_awaitable(detail::state_ptr s) : s_(std::move(s)) {}
+  bool await_ready() const noexcept { return s_->settled(); }
+  void await_suspend(std::coroutine_handle<> h) {
+    s_->waiters.push_back({&detail::resume_waiter, h.address()});
+    detail::process::current()->coroutine_suspended(+1);
+  }
+  void await_resume() { s_->rethrow_if_failed(); }
+  void get() && {
+    detail::block_until_settled(*s_);
+    s_->rethrow_if_failed();
+  }
+
+ private:
+  detail::state_ptr s_;
+};
+
+/// The value of `ref`, decoded into a T of this process.
+template <class T>
+get_awaitable<T> get(const object_ref<T>& ref) {
+  if (!ref.valid()) throw ray::runtime_error("ray::get: the object_ref is empty");
+  return get_awaitable<T>(ref.state());
+}
+
+/// What ray::get of several refs returns: the values in the order of the refs.
+template <class T>
+class [[nodiscard]] get_all_awaitable {
+ public:
+  explicit get_all_awaitable(std::vector<object_ref<T>> refs) : refs_(std::move(refs)) {}
+  bool await_ready() noexcept {
+    for (auto& r : refs_)
+      if (!r.is_ready()) ++pending_;
+    return pending_ == 0;
+  }
+  void await_suspend(std::coroutine_handle<> h) {
+    h_ = h;
+    for (auto& r : refs_)
+      if (!r.is_ready()) r.state()->waiters.push_back({&on_settled, this});
+    detail::process::current()->coroutine_suspended(+1);
+  }
+  std::vector<T> await_resume() { return values(); }
+  operator std::vector<T>() && {
+    for (auto& r : refs_) detail::block_until_settled(*r.state());
+    return values();
+  }
+  std::vector<T> get() && { return static_cast<std::vector<T>>(std::move(*this)); }
+
+ private:
+  static void on_settled(void* ctx, detail::object_state&) {
+    auto* self = static_cast<get_all_awaitable*>(ctx);
+    if (--self->pending_ == 0) detail::resume_waiter(self->h_.address(), *self->refs_.front().state());
+  }
+  std::vector<T> values() {
+    std::vector<T> out;
+    out.reserve(refs_.size());
+    for (auto& r : refs_) out.push_back(detail::read_value<T>(*r.state()));
+    return out;
+  }
+  std::vector<object_ref<T>> refs_;
+  std::size_t pending_ = 0;
+  std::coroutine_handle<> h_;
+};
+
+template <class T>
+get_all_awaitable<T> get(std::vector<object_ref<T>> refs) {
+  for (auto& r : refs)
+    if (!r.valid()) throw ray::runtime_error("ray::get: an object_ref is empty");
+  return get_all_awaitable<T>(std::move(refs));
+}
+
+/// A read-only view of an object where it lies (shared memory or the driver's heap): a
+/// span for a vector, a string_view for a string. Holds the object alive while it lives.
+template <class T>
+class object_view {
+ public:
+  using view_type = typename detail::view_of<T>::type;
+  object_view(detail::state_ptr s) : s_(std::move(s)), v_(decode<view_type>(s_->value_bytes())) {}
+  const view_type& operator*() const noexcept { return v_; }
+  const view_type* operator->() const noexcept { return &v_; }
+  auto begin() const noexcept { return v_.begin(); }
+  auto end() const noexcept { return v_.end(); }
+  auto data() const noexcept { return v_.data(); }
+  std::size_t size() const noexcept { return v_.size(); }
+  decltype(auto) operator[](std::size_t i) const noexcept { return v_[i]; }
+
+ private:
+  detail::state_ptr s_;
+  view_type v_;
+};
+
+template <class T>
+class [[nodiscard]] get_view_awaitable {
+ public:
+  explicit get_view_awaitable(detail::state_ptr s) : s_(std::move(s)) {}
+  bool await_ready() const noexcept { return s_->settled(); }
+  void await_suspend(std::coroutine_handle<> h) {
+    s_->waiters.push_back({&detail::resume_waiter, h.address()});
+    detail::process::current()->coroutine_suspended(+1);
+  }
+  object_view<T> await_resume() {
+    s_->rethrow_if_failed();
+    return object_view<T>(s_);
+  }
+  operator object_view<T>() && {
+    detail::block_until_settled(*s_);
+    return await_resume();
+  }
+  object_view<T> get() && { return static_cast<object_view<T>>(std::move(*this)); }
+
+ private:
+  detail::state_ptr s_;
+};
+
+/// A view of `ref`'s object in place: getting a 72 MB array costs what getting an int does.
+template <class T>
+get_view_awaitable<T> get_view(const object_ref<T>& ref) {
+  (void)sizeof(typename detail::view_of<T>::type);
+  if (!ref.valid()) throw ray::runtime_error("ray::get_view: the object_ref is empty");
+  return get_view_awaitable<T>(ref.state());
+}
+
+/// Puts `value` in the object store once; tasks that take the ref read it there.
+template <class T>
+object_ref<detail::put_type_t<T>> put(const T& value) {
+  using stored = detail::put_type_t<T>;
+  static_assert(is_encodable_v<stored>,
+                "ray::put: this type cannot be stored; give it a `template <class Archive> void "
+                "serialize(Archive&)` member or make it an aggregate of storable members");
+  auto& p = detail::process::require();
+  auto s = detail::make_state();
+  if constexpr (std::is_same_v<stored, std::decay_t<T>>) detail::store_value(p, *s, value);
+  else detail::store_value(p, *s, stored(value));
+  return object_ref<stored>(std::move(s));
+}
+
+struct wait_options {
+  /// Return once this many refs are ready (at most the number of refs).
+  std::size_t num_returns = 1;
+  /// Give up waiting after this long and return what is ready; none: wait as long as it takes.
+  std::optional<std::chrono::nanoseconds> timeout = std::nullopt;
+};
+
+template <class T>
+struct wait_result {
+  std::vector<object_ref<T>> ready;    // at most num_returns, in the order given
+  std::vector<object_ref<T>> pending;  // the rest, in the order given
+};
+
+/// What ray::wait returns: co_await it, or convert it to wait_result<T> to block.
+template <class T>
+class [[nodiscard]] wait_awaitable {
+ public:
+  wait_awaitable(std::vector<object_ref<T>> refs, wait_options o) : refs_(std::move(refs)), opts_(o) {
+    opts_.num_returns = std::min(opts_.num_returns, refs_.size());
+  }
+  bool await_ready() noexcept { return ready_count() >= opts_.num_returns || timed_out_now(); }
+  void await_suspend(std::coroutine_handle<> h) {
+    auto& p = detail::process::require();
+    op_ = new op{};
+    op_->h = h;
+    op_->needed = opts_.num_returns - ready_count();
+    for (auto& r : refs_)
+      if (!r.is_ready()) {
+        ++op_->refs;
+        r.state()->waiters.push_back({&op::on_settled, op_});
+      }
+    if (opts_.timeout) {
+      ++op_->refs;
+      op_->timer = p.add_timer(detail::clock::now() + *opts_.timeout, &op::on_timeout, op_);
+    }
+    p.coroutine_suspended(+1);
+  }
+  wait_result<T> await_resume() {
+    if (op_) {
+      op_->drop();
+      op_ = nullptr;
+    }
+    return split();
+  }
+  operator wait_result<T>() && {
+    auto& p = detail::process::require();
+    auto deadline = opts_.timeout ? detail::clock::now() + *opts_.timeout : detail::clock::time_point::max();
+    p.run_until([&] { return ready_count() >= opts_.num_returns; }, deadline);
+    return split();
+  }
+  wait_result<T> get() && { return static_cast<wait_result<T>>(std::move(*this)); }
+
+ private:
+  // Outlives the wait: refs that settle later still hold it.
+  struct op {
+    std::coroutine_handle<> h;
+    std::size_t needed = 0;
+    int refs = 1;
+    bool done = false;
+    std::uint64_t timer = 0;
+    void drop() {
+      if (--refs == 0) delete this;
+    }
+    void complete() {
+      done = true;
+      auto& p = *detail::process::current();
+      if (timer) {
+        p.cancel_timer(timer);
+        timer = 0;
+        --refs;
+      }
+      p.coroutine_suspended(-1);
+      p.schedule(h);
+    }
+    static void on_settled(void* ctx, detail::object_state&) {
+      auto* o = static_cast<op*>(ctx);
+      if (!o->done && --o->needed == 0) o->complete();
+      o->drop();
+    }
+    static void on_timeout(void* ctx) {
+      auto* o = static_cast<op*>(ctx);
+      o->timer = 0;
+      if (!o->done) o->complete();
+      o->drop();
+    }
+  };
+  bool timed_out_now() const noexcept { return opts_.timeout && opts_.timeout->count() <= 0; }
+  std::size_t ready_count() const noexcept {
+    std::size_t n = 0;
+    for (auto& r : refs_) n += r.is_ready();
+    return n;
+  }
+  wait_result<T> split() {
+    wait_result<T> w;
+    for (auto& r : refs_) {
+      if (r.is_ready() && w.ready.size() < opts_.num_returns) w.ready.push_back(r);
+      else w.pending.push_back(r);
+    }
+    return w;
+  }
+  std::vector<object_ref<T>> refs_;
+  wait_options opts_;
+  op* op_ = nullptr;
+};
+
+/// Waits until `num_returns` of `refs` are ready or the timeout passes.
+template <class T>
+wait_awaitable<T> wait(std::vector<object_ref<T>> refs, wait_options opts = {}) {
+  return wait_awaitable<T>(std::move(refs), opts);
+}
+
+/// Runs the loop until `awaitable` completes and returns its result: the blocking form of
+/// any coray awaitable or ray::async, for code that is not a coroutine.
+template <class Awaitable>
+auto sync_wait(Awaitable&& aw) {
+  return std::forward<Awaitable>(aw).get();
+}
+
+CORAY_END_NAMESPACE

@@ -1,0 +1,152 @@
+#pragma once
+/// ray::runtime: starts coray in this process -- the shared segment, a supervisor and the
+/// worker pool -- and stops it all when destroyed. Construct it first thing in main():
+/// with the spawn start method, worker processes re-run the program and become workers
+/// inside this constructor, which then never returns in them.
+///
+///   int main(int argc, char** argv) {
+///     ray::runtime rt(argc, argv, {.num_workers = 2});
+///     return rt.run(amain());
+///   }
+
+#include <coray/async.hpp>
+#include <coray/detail/driver.hpp>
+#include <coray/errors.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+/// How worker processes are started (as in Python's multiprocessing).
+enum class start_method {
+  /// fork() from the supervisor, a small process made when the runtime starts: fast, and
+  /// safe even when the driver has grown threads since.
+  fork,
+  /// posix_spawn() of /proc/self/exe: a fresh program image that becomes a worker in
+  /// ray::runtime's constructor (or in ray::enter_worker_if_spawned()).
+  spawn,
+};
+
+struct runtime_options {
+  /// Worker processes; 0 means the usable cores (CPU affinity and cgroup quota).
+  std::uint32_t num_workers = 0;
+  /// Capacity of the object store; 0 means 30% of usable memory, as Ray does.
+  std::size_t object_store_bytes = 0;
+  /// Unset: the CORAY_START_METHOD environment variable ("fork" or "spawn"), else fork.
+  std::optional<ray::start_method> start_method = std::nullopt;
+  /// Values up to this size travel inside messages; larger ones go through the store.
+  std::size_t inline_threshold = 100 * 1024;
+  /// How long an idle process spins before it sleeps on its futex.
+  std::chrono::microseconds spin = std::chrono::microseconds(200);
+  /// Calls queued on one worker beyond the one it runs; more waits in the driver.
+  std::uint32_t max_tasks_in_flight_per_worker = 4;
+};
+
+/// Becomes a worker if this process was spawned as one; returns at once otherwise. The
+/// runtime's constructor calls it; call it yourself before anything else in main() if main
+/// does work before constructing the runtime that workers must not repeat.
+inline void enter_worker_if_spawned() { detail::enter_worker_if_spawned(); }
+
+class runtime {
+ public:
+  explicit runtime(runtime_options opts = {}) : runtime(0, nullptr, opts) {}
+
+  runtime(int argc, char** argv, runtime_options opts = {}) {
+    detail::enter_worker_if_spawned();
+    if (detail::process::current())
+      throw ray::runtime_error("coray: a runtime is already running in this process");
+    detail::driver_config cfg;
+    cfg.num_workers = opts.num_workers ? opts.num_workers : detail::usable_cores();
+    cfg.object_store_bytes =
+        opts.object_store_bytes ? opts.object_store_bytes : static_cast<std::size_t>(detail::usable_memory_bytes() * 3 / 10);
+    cfg.method = resolve(opts.start_method) == start_method::spawn ? detail::start_method_id::spawn
+                                                                   : detail::start_method_id::fork;
+    cfg.inline_threshold = opts.inline_threshold;
+    cfg.spin_us = static_cast<std::uint32_t>(opts.spin.count());
+    cfg.max_tasks_in_flight_per_worker = std::max<std::uint32_t>(1, opts.max_tasks_in_flight_per_worker);
+    cfg.argv = program_arguments(argc, argv);
+    driver_ = std::make_unique<detail::driver>(std::move(cfg));
+  }
+
+  runtime(const runtime&) = delete;
+  runtime& operator=(const runtime&) = delete;
+  /// Ends every worker and frees the segment. Refs still held afterwards are inert.
+  ~runtime() = default;
+
+  /// Runs the coroutine `main` to completion on this thread, serving the runtime meanwhile;
+  /// returns its result or rethrows its exception.
+  template <class T>
+  T run(async<T> main) {
+    auto h = main.handle();
+    driver_->schedule(h);
+    driver_->run_until([&] { return h.done(); });
+    return main.take();
+  }
+
+  std::uint32_t num_workers() const noexcept { return driver_->num_workers(); }
+  /// Process ids of the task workers, in slot order (0 for one being started).
+  std::vector<int> worker_pids() const { return driver_->worker_pids(); }
+  /// Bytes the object store can still hand out, and its capacity.
+  std::size_t object_store_free_bytes() const noexcept { return driver_->seg.free_bytes(); }
+  std::size_t object_store_capacity() const noexcept { return driver_->seg.capacity(); }
+
+ private:
+  static start_method resolve(std::optional<start_method> m) {
+    if (m) return *m;
+    if (const char* e = std::getenv("CORAY_START_METHOD")) {
+      std::string_view v(e);
+      if (v == "spawn") return start_method::spawn;
+      if (v == "fork" || v.empty()) return start_method::fork;
+      throw ray::runtime_error("coray: CORAY_START_METHOD must be fork or spawn, not " + std::string(v));
+    }
+    return start_method::fork;
+  }
+  static std::vector<std::string> program_arguments(int argc, char** argv) {
+    std::vector<std::string> args;
+    if (argv) {
+      for (int i = 0; i < argc; ++i) args.emplace_back(argv[i]);
+    } else {
+      std::ifstream f("/proc/self/cmdline", std::ios::binary);
+      std::string a;
+      while (std::getline(f, a, '\0')) args.push_back(a);
+    }
+    if (args.empty()) args.emplace_back("coray-worker");
+    return args;
+  }
+  std::unique_ptr<detail::driver> driver_;
+};
+
+namespace detail {
+inline std::unique_ptr<runtime>& global_runtime() {
+  static std::unique_ptr<runtime> rt;
+  return rt;
+}
+}  // namespace detail
+
+/// Starts a process-wide runtime (Ray's ray.init()); ray::shutdown() ends it.
+inline void init(runtime_options opts = {}) {
+  if (detail::global_runtime()) throw ray::runtime_error("ray::init: already initialised");
+  detail::global_runtime() = std::make_unique<runtime>(opts);
+}
+inline void shutdown() { detail::global_runtime().reset(); }
+inline bool is_initialized() noexcept { return detail::process::current() != nullptr; }
+
+/// Runs a coroutine to completion from plain code, serving the runtime meanwhile.
+template <class T>
+T sync_wait(async<T> a) {
+  auto h = a.handle();
+  auto& p = detail::process::require();
+  p.schedule(h);
+  p.run_until([&] { return h.done(); });
+  return a.take();
+}
+
+CORAY_END_NAMESPACE

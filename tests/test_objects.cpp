@@ -1,0 +1,192 @@
+// The object store: put, get, get_view, wait; reference counting and capacity.
+#include <coray/coray.hpp>
+#include <dirent.h>
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <numeric>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+int add(int a, int b) { return a + b; }
+double sum(std::span<const double> xs) { return std::accumulate(xs.begin(), xs.end(), 0.0); }
+std::size_t length(std::string_view s) { return s.size(); }
+
+// Where the worker sees the argument: its offset in the shared segment.
+std::uint64_t offset_in_segment(std::span<const double> xs) {
+  return ray::detail::process::current()->seg.offset_of(xs.data());
+}
+
+std::vector<double> big_result(int n) { return std::vector<double>(static_cast<std::size_t>(n), 2.0); }
+
+ray::async<double> nested_big_sum(int n) {
+  auto v = ray::task<big_result>.remote(n);
+  auto s = ray::task<sum>.remote(v);
+  std::vector<double> copy = co_await ray::get(v);
+  co_return co_await ray::get(s) + static_cast<double>(copy.size());
+}
+
+int wait_until_flag(std::string_view path) {
+  // Finishes once the driver creates `path`: lets a test hold a task pending without sleeping.
+  while (access(std::string(path).c_str(), F_OK) != 0) std::this_thread::yield();
+  return 7;
+}
+
+struct config {
+  std::string name;
+  std::map<std::string, int> weights;
+  std::vector<double> xs;
+};
+
+std::size_t shm_entries() {
+  std::size_t n = 0;
+  if (DIR* d = opendir("/dev/shm")) {
+    while (readdir(d)) ++n;
+    closedir(d);
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("put then get returns an equal value, for numbers, strings and nested structs") {
+  ray::runtime rt({.num_workers = 1});
+  CHECK(ray::get(ray::put(42)).get() == 42);
+  CHECK(ray::get(ray::put(std::string("coray"))).get() == "coray");
+  CHECK(ray::get(ray::put("literal")).get() == "literal");
+  config c{"net", {{"a", 1}, {"b", 2}}, {1.0, 2.0}};
+  config back = ray::get(ray::put(c));
+  CHECK(back.name == "net");
+  CHECK(back.weights == c.weights);
+  CHECK(back.xs == c.xs);
+}
+
+TEST_CASE("get of several refs returns their values in order") {
+  ray::runtime rt({.num_workers = 2});
+  std::vector<ray::object_ref<int>> refs{ray::put(1), ray::task<add>.remote(1, 1), ray::put(3)};
+  std::vector<int> all = ray::get(refs);
+  CHECK(all == std::vector<int>{1, 2, 3});
+  auto awaited = rt.run([&]() -> ray::async<std::vector<int>> { co_return co_await ray::get(refs); }());
+  CHECK(awaited == all);
+}
+
+TEST_CASE("a large put lives in the shared store and is freed when the last ref goes") {
+  ray::runtime rt({.num_workers = 1, .object_store_bytes = 64 << 20});
+  const auto free0 = rt.object_store_free_bytes();
+  {
+    auto r = ray::put(std::vector<double>(1 << 20, 1.0));  // 8 MiB
+    CHECK(rt.object_store_free_bytes() < free0 - (8 << 20) + 4096);
+    auto copy = r;
+    r = {};
+    CHECK(rt.object_store_free_bytes() < free0 - (8 << 20) + 4096);  // `copy` still holds it
+  }
+  CHECK(rt.object_store_free_bytes() == free0);
+}
+
+TEST_CASE("a task reads a put object in place, where the driver's view of it lies") {
+  ray::runtime rt({.num_workers = 2});
+  auto xs = ray::put(std::vector<double>(1 << 20, 0.25));
+  CHECK(ray::get(ray::task<sum>.remote(xs)).get() == (1 << 20) * 0.25);
+  auto view = ray::get_view(xs).get();
+  auto driver_offset = rt.object_store_capacity() ? ray::detail::process::current()->seg.offset_of(view.data()) : 0;
+  CHECK(ray::get(ray::task<offset_in_segment>.remote(xs)).get() == driver_offset);
+  auto view2 = ray::get_view(xs).get();
+  CHECK(view2.data() == view.data());  // no copy: the same bytes
+  CHECK(view.size() == (1u << 20));
+  CHECK(view[12345] == 0.25);
+}
+
+TEST_CASE("string_view parameters and views read strings in place") {
+  ray::runtime rt({.num_workers = 1, .inline_threshold = 64});
+  auto s = ray::put(std::string(1000, 'x'));
+  CHECK(ray::get(ray::task<length>.remote(s)).get() == 1000);
+  auto v = ray::get_view(s).get();
+  CHECK(*v == std::string(1000, 'x'));
+}
+
+TEST_CASE("objects made and passed between workers are freed once every process lets go") {
+  ray::runtime rt({.num_workers = 2, .object_store_bytes = 64 << 20, .inline_threshold = 1024});
+  const auto free0 = rt.object_store_free_bytes();
+  CHECK(ray::get(ray::task<nested_big_sum>.remote(100'000)).get() == 300'000.0);
+  // Releases travel as messages; a round trip through every worker flushes them.
+  for (int i = 0; i < 10; ++i) ray::get(ray::task<add>.remote(i, i)).get();
+  CHECK(rt.object_store_free_bytes() == free0);
+}
+
+TEST_CASE("a put larger than the store fails with object_store_full and the runtime goes on") {
+  ray::runtime rt({.num_workers = 1, .object_store_bytes = 4 << 20});
+  try {
+    auto r = ray::put(std::vector<double>(1 << 20, 1.0));  // 8 MiB
+    FAIL("expected object_store_full");
+  } catch (const ray::object_store_full& e) {
+    CHECK(e.requested() > (8u << 20));
+    CHECK(e.free_bytes() < (5u << 20));
+    CHECK(std::string(e.what()).find("object store full") != std::string::npos);
+  }
+  auto small = ray::put(std::vector<double>(1000, 1.0));
+  CHECK(ray::get(ray::task<sum>.remote(small)).get() == 1000.0);
+}
+
+TEST_CASE("wait returns ready refs first and honours num_returns and timeout") {
+  ray::runtime rt({.num_workers = 2});
+  const std::string flag = "/tmp/coray-test-flag-" + std::to_string(getpid());
+  unlink(flag.c_str());
+  auto slow = ray::task<wait_until_flag>.remote(flag);
+  auto fast = ray::task<add>.remote(1, 2);
+  std::vector<ray::object_ref<int>> refs{slow, fast};
+
+  ray::wait_result<int> w = ray::wait(refs, {.num_returns = 1});
+  REQUIRE(w.ready.size() == 1);
+  CHECK(w.ready[0] == fast);
+  CHECK(w.pending.size() == 1);
+
+  // Timeout: two are asked for, one can come.
+  ray::wait_result<int> t = ray::wait(refs, {.num_returns = 2, .timeout = std::chrono::milliseconds(20)});
+  CHECK(t.ready.size() == 1);
+  CHECK(t.pending.size() == 1);
+  auto [ready, pending] = rt.run([&]() -> ray::async<ray::wait_result<int>> {
+    co_return co_await ray::wait(refs, {.num_returns = 2, .timeout = std::chrono::milliseconds(20)});
+  }());
+  CHECK(ready.size() == 1);
+  CHECK(pending.size() == 1);
+  auto zero = ray::sync_wait(ray::wait(refs, {.num_returns = 2, .timeout = std::chrono::nanoseconds(0)}));
+  CHECK(zero.ready.size() == 1);
+
+  FILE* f = fopen(flag.c_str(), "w");
+  fclose(f);
+  ray::wait_result<int> all = ray::wait(refs, {.num_returns = 2});
+  CHECK(all.ready.size() == 2);
+  CHECK(all.pending.empty());
+  unlink(flag.c_str());
+}
+
+TEST_CASE("the wait loop handles results as they finish (seed 000)") {
+  ray::runtime rt({.num_workers = 2});
+  auto lst = ray::put(std::vector<double>{0.5, 1.5, 2.5, 3.5});
+  std::vector<ray::object_ref<double>> futures;
+  for (int i = 0; i < 4; ++i) futures.push_back(ray::task<sum>.remote(lst));
+  int handled = 0;
+  while (!futures.empty()) {
+    auto [ready, pending] = ray::sync_wait(ray::wait(futures));
+    CHECK(ray::get(ready[0]).get() == 8.0);
+    futures = pending;
+    ++handled;
+  }
+  CHECK(handled == 4);
+}
+
+TEST_CASE("the runtime names nothing in /dev/shm") {
+  const auto before = shm_entries();
+  {
+    ray::runtime rt({.num_workers = 2});
+    auto r = ray::put(std::vector<double>(1 << 18, 1.0));
+    CHECK(ray::get(ray::task<sum>.remote(r)).get() == (1 << 18));
+    CHECK(shm_entries() == before);
+  }
+  CHECK(shm_entries() == before);
+}

@@ -1,0 +1,137 @@
+// The runtime: its processes, defaults, and that nothing outlives it.
+#include <coray/coray.hpp>
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace {
+
+int add(int a, int b) { return a + b; }
+
+bool process_gone(int pid) {
+  // Gone, or a zombie whose parent has not reaped it yet: either way not running.
+  std::string stat_path = "/proc/" + std::to_string(pid) + "/stat";
+  FILE* f = fopen(stat_path.c_str(), "r");
+  if (!f) return true;
+  char state = '?';
+  int ignored = fscanf(f, "%*d %*s %c", &state);
+  (void)ignored;
+  fclose(f);
+  return state == 'Z' || state == 'X';
+}
+
+/// Waits for `pred` up to `limit`: an upper bound on an event, not a guess at its timing.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    usleep(1000);
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("by default there is one worker per usable core") {
+  ray::runtime rt;
+  CHECK(rt.num_workers() == ray::detail::usable_cores());
+  CHECK(rt.object_store_capacity() > 0);
+}
+
+TEST_CASE("workers are separate processes with their own pids") {
+  ray::runtime rt({.num_workers = 3});
+  auto pids = rt.worker_pids();
+  REQUIRE(pids.size() == 3);
+  CHECK(ray::get(ray::task<add>.remote(1, 1)).get() == 2);
+  eventually([&] { pids = rt.worker_pids(); return pids[0] && pids[1] && pids[2]; }, std::chrono::seconds(5));
+  CHECK(pids[0] != pids[1]);
+  CHECK(pids[1] != pids[2]);
+  for (int p : pids) CHECK(p != getpid());
+}
+
+TEST_CASE("destroying the runtime ends every worker") {
+  std::vector<int> pids;
+  {
+    ray::runtime rt({.num_workers = 2});
+    CHECK(ray::get(ray::task<add>.remote(1, 1)).get() == 2);
+    eventually([&] { pids = rt.worker_pids(); return pids[0] && pids[1]; }, std::chrono::seconds(5));
+  }
+  for (int p : pids) CHECK(process_gone(p));
+}
+
+TEST_CASE("runtimes can follow one another, and ray::init / ray::shutdown manage a global one") {
+  for (int i = 0; i < 3; ++i) {
+    ray::runtime rt({.num_workers = 1});
+    CHECK(ray::get(ray::task<add>.remote(i, 1)).get() == i + 1);
+  }
+  ray::init({.num_workers = 1});
+  CHECK(ray::is_initialized());
+  CHECK(ray::get(ray::task<add>.remote(2, 2)).get() == 4);
+  CHECK_THROWS_AS(ray::init(), ray::runtime_error);
+  ray::shutdown();
+  CHECK_FALSE(ray::is_initialized());
+}
+
+TEST_CASE("a second runtime at the same time is refused with a clear error") {
+  ray::runtime rt({.num_workers = 1});
+  CHECK_THROWS_WITH_AS(ray::runtime({.num_workers = 1}), doctest::Contains("already running"), ray::runtime_error);
+}
+
+TEST_CASE("using coray without a runtime is a clear error") {
+  CHECK_THROWS_WITH_AS(ray::task<add>.remote(1, 2), doctest::Contains("no runtime"), ray::runtime_error);
+  CHECK_THROWS_AS(ray::put(1), ray::runtime_error);
+}
+
+TEST_CASE("refs held past the runtime's end are inert") {
+  ray::object_ref<std::vector<double>> survivor;
+  {
+    ray::runtime rt({.num_workers = 1, .inline_threshold = 16});
+    survivor = ray::put(std::vector<double>(100, 1.0));
+  }
+  survivor = {};  // must not touch the unmapped segment
+  CHECK_FALSE(survivor.valid());
+}
+
+TEST_CASE("kill -9 of the driver leaves no worker or supervisor running") {
+  // Orphans are re-parented to this process, so we can see them die.
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  pid_t driver = fork();
+  if (driver == 0) {
+    close(fds[0]);
+    ray::runtime rt({.num_workers = 2});
+    ray::get(ray::task<add>.remote(1, 1)).get();
+    std::vector<int> pids;
+    while (true) {
+      pids = rt.worker_pids();
+      if (pids[0] && pids[1]) break;
+      usleep(1000);
+    }
+    pids.push_back(ray::detail::process::current()->hdr->supervisor_pid);
+    if (write(fds[1], pids.data(), pids.size() * sizeof(int)) < 0) _exit(1);
+    pause();
+    _exit(0);
+  }
+  close(fds[1]);
+  int pids[3] = {};
+  REQUIRE(read(fds[0], pids, sizeof pids) == sizeof pids);
+  close(fds[0]);
+  kill(driver, SIGKILL);
+  int st;
+  waitpid(driver, &st, 0);
+  for (int p : pids) {
+    CHECK(eventually([&] { return process_gone(p); }, std::chrono::seconds(1)));
+  }
+  // Reap what was re-parented to us.
+  while (waitpid(-1, &st, WNOHANG) > 0) {
+  }
+  prctl(PR_SET_CHILD_SUBREAPER, 0);
+}
