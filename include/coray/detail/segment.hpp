@@ -125,6 +125,13 @@ class segment {
     if (!p) throw object_store_full(bytes, alloc().get_free_memory(), alloc().get_size());
     return p;
   }
+  /// Like allocate(), aligned to `alignment` (a power of two): for cache-line aligned
+  /// control structures.
+  void* allocate_aligned(std::size_t bytes, std::size_t alignment) {
+    void* p = alloc().allocate_aligned(bytes, alignment, std::nothrow);
+    if (!p) throw object_store_full(bytes, alloc().get_free_memory(), alloc().get_size());
+    return p;
+  }
   void deallocate(void* p) noexcept { alloc().deallocate(p); }
   std::size_t free_bytes() const noexcept { return const_cast<segment*>(this)->alloc().get_free_memory(); }
   std::size_t capacity() const noexcept { return const_cast<segment*>(this)->alloc().get_size(); }
