@@ -135,3 +135,19 @@ TEST_CASE("kill -9 of the driver leaves no worker or supervisor running") {
   }
   prctl(PR_SET_CHILD_SUBREAPER, 0);
 }
+
+namespace {
+int wait_forever(int) {
+  pause();
+  return 0;
+}
+}  // namespace
+
+TEST_CASE("if the supervisor is killed, pending calls fail with worker_crashed instead of hanging") {
+  ray::runtime rt({.num_workers = 1});
+  auto pending = ray::task<wait_forever>.remote(0);
+  CHECK_FALSE(pending.is_ready());
+  kill(ray::detail::process::current()->hdr->supervisor_pid, SIGKILL);
+  CHECK_THROWS_AS(ray::get(pending).get(), ray::worker_crashed);
+  CHECK_THROWS_AS(ray::task<add>.remote(1, 2), ray::worker_crashed);
+}

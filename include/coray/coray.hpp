@@ -1,7 +1,8 @@
 #pragma once
-/// coray: Ray's model -- remote tasks, an immutable shared-memory object store, co_await-able
-/// object refs -- for C++20, with worker processes that cost microseconds.
+/// coray: Ray's model -- remote tasks, stateful actors, an immutable shared-memory object
+/// store, co_await-able object refs -- for C++20, with worker processes that cost microseconds.
 
+#include <coray/actor.hpp>
 #include <coray/async.hpp>
 #include <coray/codec.hpp>
 #include <coray/errors.hpp>

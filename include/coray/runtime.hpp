@@ -48,6 +48,8 @@ struct runtime_options {
   std::chrono::microseconds spin = std::chrono::microseconds(200);
   /// Calls queued on one worker beyond the one it runs; more waits in the driver.
   std::uint32_t max_tasks_in_flight_per_worker = 4;
+  /// Actors that may be alive at once (each is a process with two 256 KiB mailboxes).
+  std::uint32_t max_actors = 1024;
 };
 
 /// Becomes a worker if this process was spawned as one; returns at once otherwise. The
@@ -65,6 +67,7 @@ class runtime {
       throw ray::runtime_error("coray: a runtime is already running in this process");
     detail::driver_config cfg;
     cfg.num_workers = opts.num_workers ? opts.num_workers : detail::usable_cores();
+    cfg.max_actors = opts.max_actors;
     cfg.object_store_bytes =
         opts.object_store_bytes ? opts.object_store_bytes : static_cast<std::size_t>(detail::usable_memory_bytes() * 3 / 10);
     cfg.method = resolve(opts.start_method) == start_method::spawn ? detail::start_method_id::spawn

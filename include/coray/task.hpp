@@ -24,21 +24,54 @@
 
 CORAY_BEGIN_NAMESPACE
 
+template <class T>
+class actor;
+
 namespace detail {
 
+/// What a callee is: its parameters, its return type and how to call it (with the actor's
+/// object for a member function).
 template <class F>
 struct function_traits {
   static constexpr bool is_function = false;
+  static constexpr bool is_member = false;
 };
 template <class R, class... A>
 struct function_traits<R (*)(A...)> {
   static constexpr bool is_function = true;
+  static constexpr bool is_member = false;
   using return_type = R;
   using params = std::tuple<A...>;
   static constexpr std::size_t arity = sizeof...(A);
+  template <auto F, class... X>
+  static decltype(auto) call(void*, X&&... x) {
+    return F(std::forward<X>(x)...);
+  }
 };
 template <class R, class... A>
 struct function_traits<R (*)(A...) noexcept> : function_traits<R (*)(A...)> {};
+
+template <class C, class R, class... A>
+struct member_traits {
+  static constexpr bool is_function = true;
+  static constexpr bool is_member = true;
+  using class_type = C;
+  using return_type = R;
+  using params = std::tuple<A...>;
+  static constexpr std::size_t arity = sizeof...(A);
+  template <auto F, class... X>
+  static decltype(auto) call(void* self, X&&... x) {
+    return (static_cast<C*>(self)->*F)(std::forward<X>(x)...);
+  }
+};
+template <class C, class R, class... A>
+struct function_traits<R (C::*)(A...)> : member_traits<C, R, A...> {};
+template <class C, class R, class... A>
+struct function_traits<R (C::*)(A...) const> : member_traits<C, R, A...> {};
+template <class C, class R, class... A>
+struct function_traits<R (C::*)(A...) noexcept> : member_traits<C, R, A...> {};
+template <class C, class R, class... A>
+struct function_traits<R (C::*)(A...) const noexcept> : member_traits<C, R, A...> {};
 
 /// The value a call produces: R, or X for a coroutine returning ray::async<X>.
 template <class R>
@@ -52,6 +85,13 @@ struct call_result<async<X>> {
 template <class R>
 using call_result_t = typename call_result<R>::type;
 
+template <class T>
+struct is_actor : std::false_type {};
+template <class T>
+struct is_actor<actor<T>> : std::true_type {};
+template <class T>
+inline constexpr bool is_actor_v = is_actor<std::remove_cvref_t<T>>::value;
+
 template <class P>
 inline constexpr bool is_mutable_ref_v = std::is_lvalue_reference_v<P> && !std::is_const_v<std::remove_reference_t<P>>;
 
@@ -60,6 +100,7 @@ template <class P, class A>
 constexpr bool argument_fits() {
   using S = storage_type_t<std::remove_cvref_t<P>>;
   if constexpr (is_mutable_ref_v<P>) return false;
+  else if constexpr (is_actor_v<P> || is_actor_v<A>) return std::is_same_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>;
   else if constexpr (is_object_ref_v<A>) return std::is_same_v<typename is_object_ref<std::remove_cvref_t<A>>::value_type, S>;
   else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>) return true;
   else return std::is_convertible_v<A, S>;
@@ -73,7 +114,9 @@ constexpr bool arguments_fit(std::index_sequence<I...>) {
 template <class Params>
 constexpr bool parameters_storable() {
   return []<std::size_t... I>(std::index_sequence<I...>) {
-    return (is_encodable_v<storage_type_t<std::remove_cvref_t<std::tuple_element_t<I, Params>>>> && ...);
+    return ((is_actor_v<std::tuple_element_t<I, Params>> ||
+             is_encodable_v<storage_type_t<std::remove_cvref_t<std::tuple_element_t<I, Params>>>>) &&
+            ...);
   }(std::make_index_sequence<std::tuple_size_v<Params>>{});
 }
 
@@ -94,6 +137,8 @@ void add_argument(task_spec& spec, process& p, A&& a) {
   using S = storage_type_t<std::remove_cvref_t<P>>;
   if constexpr (is_object_ref_v<A>) {
     spec.add_dependency(a.state());
+  } else if constexpr (is_actor_v<A>) {
+    spec.add_actor(a.id());
   } else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>) {
     add_value(spec, p, a);
   } else {
@@ -163,6 +208,8 @@ void reply(worker& w, std::uint64_t id, const V& v) {
   w.reply_value(id, size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); });
 }
 
+/// Runs calls of F (a free function, or a member function of an actor) in this process:
+/// decodes the arguments, calls, and replies with the value or the exception.
 template <auto F>
 struct invoker {
   using traits = function_traits<decltype(F)>;
@@ -171,51 +218,64 @@ struct invoker {
   static constexpr auto indices = std::make_index_sequence<traits::arity>{};
 
   template <class Args>
-  static decltype(auto) call(Args& args) {
-    return std::apply([](auto&... a) -> decltype(auto) { return F(a.pass()...); }, args);
+  static decltype(auto) call(void* self, Args& args) {
+    return std::apply([self](auto&... a) -> decltype(auto) { return traits::template call<F>(self, a.pass()...); }, args);
   }
 
   static void invoke(invocation& inv) {
     if constexpr (is_async<R>::value) {
       // The body outlives this message: keep a copy of its arguments.
-      run_coroutine(inv.self, inv.task_id, inv.name, std::vector<std::byte>(inv.args.begin(), inv.args.end()));
+      run_coroutine(inv.self, inv.task_id, inv.name, inv.instance, std::vector<std::byte>(inv.args.begin(), inv.args.end()));
     } else {
       try {
         argument_reader reader(inv.self.seg, inv.args);
         auto args = decode_arguments<params>(reader, indices);
         if constexpr (std::is_void_v<R>) {
-          call(args);
+          call(inv.instance, args);
           inv.self.reply_value(inv.task_id, 0, [](std::byte*) {});
         } else {
-          reply(inv.self, inv.task_id, call(args));
+          reply(inv.self, inv.task_id, call(inv.instance, args));
         }
       } catch (...) {
         inv.self.reply_error(inv.task_id, describe_current_exception(inv.name));
       }
+      if constexpr (traits::is_member) inv.self.call_finished();
     }
   }
 
-  static detached run_coroutine(worker& w, std::uint64_t id, std::string_view name, std::vector<std::byte> bytes) {
-    bool ok = true;
+  static detached run_coroutine(worker& w, std::uint64_t id, std::string_view name, void* self, std::vector<std::byte> bytes) {
     try {
       argument_reader reader(w.seg, bytes);
       auto args = decode_arguments<params>(reader, indices);
       if constexpr (std::is_void_v<call_result_t<R>>) {
-        co_await call(args);
+        co_await call(self, args);
         w.reply_value(id, 0, [](std::byte*) {});
       } else {
-        auto value = co_await call(args);
+        auto value = co_await call(self, args);
         reply(w, id, value);
       }
     } catch (...) {
-      ok = false;
       w.reply_error(id, describe_current_exception(name));
     }
-    (void)ok;
+    if constexpr (traits::is_member) w.call_finished();
   }
 
   static inline const bool registered = register_function(entity_id<F>, &invoke, entity_name<F>());
 };
+
+/// The message of a call of F with `args` (already checked against F's parameters).
+template <auto F, class... A>
+task_spec make_call(process& p, A&&... args) {
+  using params = typename function_traits<decltype(F)>::params;
+  (void)invoker<F>::registered;
+  task_spec spec;
+  spec.fn_id = entity_id<F>;
+  spec.name = entity_name<F>();
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    (add_argument<std::tuple_element_t<I, params>>(spec, p, std::forward<A>(args)), ...);
+  }(std::make_index_sequence<sizeof...(A)>{});
+  return spec;
+}
 
 }  // namespace detail
 
@@ -223,7 +283,9 @@ struct invoker {
 template <auto F>
 struct remote_function {
   using traits = detail::function_traits<decltype(F)>;
-  static_assert(traits::is_function, "ray::task<f>: f must be a free function or a static member function");
+  static_assert(traits::is_function && !traits::is_member,
+                "ray::task<f>: f must be a free function or a static member function (call member "
+                "functions on an actor: actor.call<&T::method>(...))");
   using params = typename traits::params;
   using result_type = detail::call_result_t<typename traits::return_type>;
   static_assert(std::is_void_v<result_type> || is_encodable_v<result_type>,
@@ -245,15 +307,8 @@ struct remote_function {
                     "parameter's type, a value convertible to it, or an object_ref of it (non-const "
                     "reference parameters are not allowed)");
       if constexpr (fits) {
-        (void)detail::invoker<F>::registered;
         auto& p = detail::process::require();
-        detail::task_spec spec;
-        spec.fn_id = detail::entity_id<F>;
-        spec.name = detail::entity_name<F>();
-        [&]<std::size_t... I>(std::index_sequence<I...>) {
-          (detail::add_argument<std::tuple_element_t<I, params>>(spec, p, std::forward<A>(args)), ...);
-        }(std::make_index_sequence<sizeof...(A)>{});
-        return object_ref<result_type>(p.submit(std::move(spec)));
+        return object_ref<result_type>(p.submit(detail::make_call<F>(p, std::forward<A>(args)...)));
       }
     }
     return {};

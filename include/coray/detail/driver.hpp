@@ -1,20 +1,24 @@
 #pragma once
 /// The driver: the user's process. It owns the segment, the supervisor and the results of
-/// every call; it schedules calls onto workers (its own and the nested ones workers make),
-/// holds back calls until their object_ref arguments are ready, and fails the calls of a
-/// worker that dies with worker_crashed before asking the supervisor for a replacement.
+/// every call; it schedules calls onto task workers and actors (its own calls and the
+/// nested ones workers make), holds back calls until their object_ref arguments are ready,
+/// fails the calls of a process that dies (worker_crashed, actor_died) and asks the
+/// supervisor for a replacement worker.
 
 #include <coray/detail/supervisor.hpp>
 #include <coray/detail/system.hpp>
 
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
@@ -22,6 +26,7 @@ namespace detail {
 
 struct driver_config {
   std::uint32_t num_workers;
+  std::uint32_t max_actors;
   std::size_t object_store_bytes;
   start_method_id method;
   std::size_t inline_threshold;
@@ -35,47 +40,58 @@ inline std::uint32_t next_epoch() noexcept {
   return ++e;
 }
 
+/// What ray::spawn asks of the driver.
+struct actor_spawn_request {
+  task_spec constructor;  // fn_id: the constructor invoker; args: the constructor's
+  std::uint64_t type_id = 0;
+  std::string type_name;
+  std::string name;
+  std::uint32_t max_concurrency = 1;
+};
+
 class driver final : public process {
  public:
   static constexpr std::size_t mailbox_capacity = 1024;
 
   explicit driver(driver_config cfg) : cfg_(std::move(cfg)) {
     epoch = next_epoch();
+    const std::uint32_t slots = cfg_.num_workers + cfg_.max_actors;
     const std::size_t mb_bytes = mailbox::bytes_for(mailbox_capacity);
-    const std::size_t control = shared_header::bytes_for(cfg_.num_workers) + 2 * cfg_.num_workers * (mb_bytes + 64);
+    const std::size_t control = shared_header::bytes_for(slots) + 2 * cfg_.num_workers * (mb_bytes + 64);
     seg.create(segment::root_bytes + cfg_.object_store_bytes + control + (1 << 20));
 
-    hdr = new (seg.allocate(shared_header::bytes_for(cfg_.num_workers))) shared_header{};
+    hdr = new (seg.allocate_aligned(shared_header::bytes_for(slots), 64)) shared_header{};
     seg.header_root().header_offset = seg.offset_of(hdr);
     hdr->driver_pid = getpid();
-    hdr->max_workers = cfg_.num_workers;
+    hdr->slots = slots;
     hdr->spin_us = cfg_.spin_us;
     hdr->inline_threshold = cfg_.inline_threshold;
     hdr->mailbox_capacity = mailbox_capacity;
-    workers_.resize(cfg_.num_workers);
+    views_.resize(slots);
+    for (std::uint32_t i = 0; i < slots; ++i) {
+      views_[i].index = i;
+      views_[i].shared = new (&hdr->worker(i)) worker_shared{};
+    }
+    for (std::uint32_t i = slots; i-- > cfg_.num_workers;) free_actor_slots_.push_back(i);
     for (std::uint32_t i = 0; i < cfg_.num_workers; ++i) {
-      worker_shared* w = new (&hdr->worker(i)) worker_shared{};
-      w->inbox = seg.offset_of(mailbox::create(seg.allocate(mb_bytes), mailbox_capacity));
-      w->outbox = seg.offset_of(mailbox::create(seg.allocate(mb_bytes), mailbox_capacity));
-      workers_[i].index = i;
-      workers_[i].shared = w;
-      workers_[i].inbox = seg.at<mailbox>(w->inbox);
-      workers_[i].outbox = seg.at<mailbox>(w->outbox);
+      open_mailboxes(views_[i]);
+      active_.push_back(i);
     }
     start_supervisor();
-    for (std::uint32_t i = 0; i < cfg_.num_workers; ++i) start_worker(i);
+    for (std::uint32_t i = 0; i < cfg_.num_workers; ++i) start_process(i);
     process::current() = this;
   }
 
   ~driver() override {
     if (process::current() == this) process::current() = nullptr;
-    // Closing the command pipe tells the supervisor to end every worker and exit.
+    // Closing the command socket tells the supervisor to end every process and exit.
     if (command_fd_ >= 0) ::close(command_fd_);
     if (supervisor_ > 0) {
       int st;
       while (waitpid(supervisor_, &st, 0) < 0 && errno == EINTR) {
       }
     }
+    for (auto& [id, a] : actors_) a.queue.clear();
     tasks_.clear();
     runnable_.clear();
   }
@@ -84,6 +100,7 @@ class driver final : public process {
   std::uint32_t num_workers() const noexcept { return cfg_.num_workers; }
 
   state_ptr submit(task_spec&& spec) override {
+    if (supervisor_ < 0) throw worker_crashed("coray: the runtime's supervisor and workers are gone");
     auto rec = std::make_unique<task_record>();
     rec->id = next_task_id_++;
     rec->fn_id = spec.fn_id;
@@ -92,6 +109,8 @@ class driver final : public process {
     rec->args = std::move(spec.args);
     rec->deps = std::move(spec.deps);
     rec->blocks = std::move(spec.blocks);
+    rec->actor = spec.target_actor;
+    rec->actors = std::move(spec.actors);
     rec->result = make_state();
     state_ptr result = rec->result;
     admit(std::move(rec));
@@ -99,22 +118,99 @@ class driver final : public process {
     return result;
   }
 
-  /// Pids of the live workers, in slot order.
+  /// Pids of the task workers, in slot order (0 while one starts).
   std::vector<int> worker_pids() const {
     std::vector<int> pids;
-    for (auto& w : workers_) pids.push_back(w.shared->pid.load(std::memory_order_acquire));
+    for (std::uint32_t i = 0; i < cfg_.num_workers; ++i) pids.push_back(views_[i].shared->pid.load(std::memory_order_acquire));
     return pids;
+  }
+
+  // ---- actors -------------------------------------------------------------------------
+
+  /// Creates an actor: a process of its own whose first message builds the object. Returns
+  /// its id at once; calls queue behind the construction.
+  std::uint64_t spawn_actor(actor_spawn_request req) {
+    if (supervisor_ < 0) throw worker_crashed("coray: the runtime's supervisor is gone");
+    if (!req.name.empty() && names_.count(req.name))
+      throw ray::runtime_error("ray::spawn: an actor named '" + req.name + "' already exists");
+    if (free_actor_slots_.empty())
+      throw ray::runtime_error("ray::spawn: too many live actors (runtime_options::max_actors is " +
+                               std::to_string(cfg_.max_actors) + ")");
+    const std::uint32_t slot = free_actor_slots_.back();
+    free_actor_slots_.pop_back();
+    process_view& v = views_[slot];
+    open_mailboxes(v);
+    v.actor = next_actor_id_++;
+    active_.push_back(slot);
+
+    actor_entry& a = actors_[v.actor];
+    a.id = v.actor;
+    a.slot = slot;
+    a.type_id = req.type_id;
+    a.type_name = std::move(req.type_name);
+    a.name = std::move(req.name);
+    if (!a.name.empty()) names_[a.name] = a.id;
+
+    req.constructor.target_actor = a.id;
+    auto rec = std::make_unique<task_record>();
+    rec->id = next_task_id_++;
+    rec->fn_id = req.constructor.fn_id;
+    rec->name = req.constructor.name;
+    rec->nargs = req.constructor.nargs;
+    rec->args = std::move(req.constructor.args);
+    rec->deps = std::move(req.constructor.deps);
+    rec->blocks = std::move(req.constructor.blocks);
+    rec->actors = std::move(req.constructor.actors);
+    rec->actor = a.id;
+    rec->construct = true;
+    rec->max_concurrency = req.max_concurrency;
+    rec->result = make_state();
+    a.constructed = rec->result;
+    admit(std::move(rec));
+    start_process(slot);
+    return a.id;
+  }
+
+  void actor_handle(std::uint64_t id, int delta) noexcept override { actor_ref(id, delta); }
+
+  /// Calls made from now on, and those not yet sent, fail at once; the process gets SIGKILL
+  /// and calls it was running fail when its death is seen.
+  void kill_actor(std::uint64_t id) override {
+    auto it = actors_.find(id);
+    if (it == actors_.end() || it->second.dead || it->second.killed) return;
+    actor_entry& a = it->second;
+    a.killed = true;
+    const int pid = views_[a.slot].shared->pid.load(std::memory_order_acquire);
+    a.cause = "coray: actor " + a.type_name + " (pid " + std::to_string(pid) + ") was killed by ray::kill";
+    command({supervisor_command::kill, a.slot});
+    std::vector<task_record*> queued(a.queue.begin(), a.queue.end());
+    a.queue.clear();
+    auto e = std::make_exception_ptr(actor_died(a.cause));
+    for (task_record* r : queued) fail(*r, e);
+  }
+
+  actor_info lookup_actor(std::string_view name) override {
+    auto it = names_.find(std::string(name));
+    if (it == names_.end()) return {};
+    return {it->second, actors_.at(it->second).type_id};
+  }
+
+  /// The pid of an actor's process (0 while it starts or after it ended).
+  int actor_pid(std::uint64_t id) const {
+    auto it = actors_.find(id);
+    if (it == actors_.end() || it->second.dead) return 0;
+    return views_[it->second.slot].shared->pid.load(std::memory_order_acquire);
   }
 
  protected:
   bool poll() override {
     bool progress = false;
-    for (auto& w : workers_) progress |= drain(w, 64);
+    for (std::size_t i = 0; i < active_.size(); ++i) progress |= drain(views_[active_[i]], 64);
     if (hdr->deaths.load(std::memory_order_acquire) != seen_deaths_) {
       handle_deaths();
       progress = true;
     }
-    progress |= flush_forwards();
+    progress |= flush_outgoing();
     progress |= dispatch();
     return progress;
   }
@@ -123,8 +219,8 @@ class driver final : public process {
     hdr->driver_bell.sleep(
         [this] {
           if (hdr->deaths.load(std::memory_order_acquire) != seen_deaths_) return true;
-          for (auto& w : workers_)
-            if (!w.outbox->empty()) return true;
+          for (std::uint32_t i : active_)
+            if (!views_[i].outbox->empty()) return true;
           return false;
         },
         limit);
@@ -140,27 +236,49 @@ class driver final : public process {
     std::vector<std::byte> args;
     std::vector<state_ptr> deps;
     std::vector<object_block*> blocks;
+    std::vector<std::uint64_t> actors;  // actor handles in the arguments (kept alive)
     state_ptr result;
     std::uint32_t pending_deps = 0;
     bool failed_dep = false;
-    int submitter = -1;  // worker slot that made this nested call, -1 for the driver
+    std::uint64_t actor = 0;  // the actor it calls; 0 for a task
+    bool construct = false;
+    std::uint32_t max_concurrency = 1;
+    int submitter = -1;  // slot of the process that made this nested call, -1 for the driver
     std::uint32_t submitter_generation = 0;
-    int worker = -1;  // where it runs
     std::uint64_t dispatch_seq = 0;
     driver* self = nullptr;
   };
 
-  struct worker_view {
+  /// The driver's side of one process slot (task worker or actor).
+  struct process_view {
     std::uint32_t index = 0;
     worker_shared* shared = nullptr;
     mailbox* inbox = nullptr;
     mailbox* outbox = nullptr;
     std::uint32_t generation = 0;
+    std::uint64_t actor = 0;             // the actor living here; 0 for a task worker
     std::uint64_t dispatched = 0;        // run_task messages sent to this generation
-    std::uint32_t in_flight = 0;         // dispatched and not done
+    std::uint32_t in_flight = 0;         // tasks dispatched and not done
     std::deque<std::pair<std::uint64_t, std::uint64_t>> order;  // (dispatch_seq, task id)
-    std::deque<std::pair<std::uint64_t, state_ptr>> forwards;   // nested results to send
+    std::deque<std::function<bool()>> outgoing;                 // messages waiting for room
     std::unordered_map<std::uint64_t, state_ptr> held;          // nested results it holds
+  };
+
+  struct actor_entry {
+    std::uint64_t id = 0;
+    std::uint32_t slot = 0;
+    std::uint64_t type_id = 0;
+    std::string type_name;
+    std::string name;
+    int refs = 0;
+    bool dead = false;
+    bool killed = false;
+    bool closing = false;  // no handle is left: end after the queued calls
+    bool shutdown_sent = false;
+    std::string cause;
+    state_ptr constructed;
+    std::deque<task_record*> queue;  // calls not yet sent, in the order they were made
+    std::deque<std::uint64_t> sent;  // calls sent and not done
   };
 
   // ---- admission and dependencies -----------------------------------------------------
@@ -169,16 +287,26 @@ class driver final : public process {
     task_record* r = rec.get();
     r->self = this;
     tasks_.emplace(r->id, std::move(rec));
+    for (std::uint64_t a : r->actors) actor_ref(a, +1);
     for (auto& d : r->deps) {
       if (d->st == object_state::status::failed) {
+        if (!r->failed_dep) r->result->set_error(d->error);
         r->failed_dep = true;
-        r->result->set_error(d->error);
       } else if (d->st == object_state::status::pending) {
         ++r->pending_deps;
         d->waiters.push_back({&driver::on_dependency, r});
       }
     }
-    if (r->pending_deps == 0) {
+    if (r->actor) {
+      // Actor calls keep their order: they wait in the actor's queue, dependencies or not.
+      auto it = actors_.find(r->actor);
+      if (it == actors_.end() || it->second.dead || it->second.killed) {
+        fail(*r, std::make_exception_ptr(actor_died(it == actors_.end() ? "coray: no such actor" : it->second.cause)));
+        return;
+      }
+      it->second.queue.push_back(r);
+      pump_actor(it->second);
+    } else if (r->pending_deps == 0) {
       if (r->failed_dep) finish(r->id);
       else runnable_.push_back(r);
     }
@@ -190,27 +318,42 @@ class driver final : public process {
       r->failed_dep = true;
       r->result->set_error(dep.error);
     }
-    if (--r->pending_deps == 0) {
-      if (r->failed_dep) r->self->finish(r->id);
-      else r->self->runnable_.push_back(r);
+    if (--r->pending_deps != 0) return;
+    driver& d = *r->self;
+    if (r->actor) {
+      auto it = d.actors_.find(r->actor);
+      if (it != d.actors_.end()) d.pump_actor(it->second);
+    } else if (r->failed_dep) {
+      d.finish(r->id);
+    } else {
+      d.runnable_.push_back(r);
     }
+  }
+
+  /// Fails a call that has not been sent and forgets it.
+  void fail(task_record& r, std::exception_ptr e) {
+    if (!r.result->settled()) r.result->set_error(std::move(e));
+    if (r.submitter >= 0) forward(r);
+    finish(r.id);
   }
 
   void finish(std::uint64_t id) {
     auto it = tasks_.find(id);
     if (it == tasks_.end()) return;
     for (auto* b : it->second->blocks) seg.release(b);
+    std::vector<std::uint64_t> actors = std::move(it->second->actors);
     tasks_.erase(it);
+    for (std::uint64_t a : actors) actor_ref(a, -1);
   }
 
   // ---- dispatch -----------------------------------------------------------------------
 
-  worker_view* pick_worker() {
-    worker_view* best = nullptr;
+  process_view* pick_worker() {
+    process_view* best = nullptr;
     std::uint32_t best_load = cfg_.max_tasks_in_flight_per_worker;
-    for (auto& w : workers_) {
-      auto st = static_cast<slot_state>(w.shared->state.load(std::memory_order_acquire));
-      if (st == slot_state::dead) continue;
+    for (std::uint32_t i = 0; i < cfg_.num_workers; ++i) {
+      process_view& w = views_[i];
+      if (static_cast<slot_state>(w.shared->state.load(std::memory_order_acquire)) == slot_state::dead) continue;
       std::uint32_t susp = w.shared->suspended.load(std::memory_order_relaxed);
       std::uint32_t load = w.in_flight > susp ? w.in_flight - susp : 0;
       if (load < best_load) {
@@ -225,12 +368,48 @@ class driver final : public process {
   bool dispatch() {
     bool progress = false;
     while (!runnable_.empty()) {
-      worker_view* w = pick_worker();
+      process_view* w = pick_worker();
       if (!w) break;
       task_record* r = runnable_.front();
-      if (!send_task(*w, *r)) break;
+      if (!send_call(*w, *r)) break;
+      r->dispatch_seq = w->dispatched++;
+      w->order.emplace_back(r->dispatch_seq, r->id);
+      ++w->in_flight;
       runnable_.pop_front();
       progress = true;
+    }
+    for (auto it = backlog_.begin(); it != backlog_.end();) {
+      auto a = actors_.find(*it);
+      it = backlog_.erase(it);
+      if (a != actors_.end()) progress |= pump_actor(a->second);
+    }
+    return progress;
+  }
+
+  /// Sends the actor's queued calls, in order, while each is ready and its mailbox has room.
+  bool pump_actor(actor_entry& a) {
+    bool progress = false;
+    process_view& v = views_[a.slot];
+    while (!a.queue.empty() && !a.dead) {
+      task_record* r = a.queue.front();
+      if (r->pending_deps) break;
+      if (r->failed_dep) {
+        a.queue.pop_front();
+        fail(*r, r->result->error);
+        progress = true;
+        continue;
+      }
+      if (!send_call(v, *r)) {
+        backlog_.insert(a.id);
+        break;
+      }
+      a.queue.pop_front();
+      a.sent.push_back(r->id);
+      progress = true;
+    }
+    if (a.closing && a.queue.empty() && !a.dead && !a.shutdown_sent) {
+      a.shutdown_sent = try_send(seg, *v.inbox, v.shared->bell, msg_kind::shutdown, 0, [](std::byte*) {});
+      if (!a.shutdown_sent) backlog_.insert(a.id);
     }
     return progress;
   }
@@ -246,22 +425,24 @@ class driver final : public process {
     }
   }
 
-  bool send_task(worker_view& w, task_record& r) {
+  /// Sends a call's message, its dependencies replaced by their values; false if no room.
+  bool send_call(process_view& w, task_record& r) {
     std::size_t size = sizeof(task_header);
     for_each_entry(r, [&](const arg_entry& e, const std::byte*) {
       size += sizeof(arg_entry);
       if (e.tag == arg_entry::inline_value) size += pad16(e.len);
       if (e.tag == arg_entry::dependency && !r.deps[e.ref]->block) size += pad16(r.deps[e.ref]->bytes.size());
     });
-    bool sent = try_send(seg, *w.inbox, w.shared->bell, msg_kind::run_task, size, [&](std::byte* out) {
-      task_header h{r.id, r.fn_id, r.nargs, 0, 0};
+    const msg_kind kind = r.construct ? msg_kind::construct : msg_kind::run_task;
+    return try_send(seg, *w.inbox, w.shared->bell, kind, size, [&](std::byte* out) {
+      task_header h{r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : 0, 0};
       std::memcpy(out, &h, sizeof h);
       std::byte* p = out + sizeof h;
       for_each_entry(r, [&](const arg_entry& e, const std::byte* data) {
         arg_entry o = e;
         const std::byte* src = data;
         if (e.tag == arg_entry::dependency) {
-          // The record keeps the dependency (and so its block) alive until the task ends.
+          // The record keeps the dependency (and so its block) alive until the call ends.
           auto& d = *r.deps[e.ref];
           if (d.block) {
             o = {arg_entry::block_value, {}, 0, seg.offset_of(d.block)};
@@ -273,34 +454,35 @@ class driver final : public process {
         std::memcpy(p, &o, sizeof o);
         p += sizeof o;
         if (o.tag == arg_entry::inline_value) {
-          std::memcpy(p, src, o.len);
+          if (o.len) std::memcpy(p, src, o.len);
           p += pad16(o.len);
         }
       });
     });
-    if (!sent) return false;
-    r.worker = static_cast<int>(w.index);
-    r.dispatch_seq = w.dispatched++;
-    w.order.emplace_back(r.dispatch_seq, r.id);
-    ++w.in_flight;
-    return true;
   }
 
   // ---- receiving ----------------------------------------------------------------------
 
-  bool drain(worker_view& w, int budget) {
+  bool drain(process_view& w, int budget) {
     bool progress = false;
     while (budget-- > 0) {
       mailbox_slot* s = w.outbox->peek();
       if (!s) break;
       message_view m = view_message(seg, *s);
+      std::uint64_t v0 = 0;
+      if (m.payload.size() >= sizeof v0) std::memcpy(&v0, m.payload.data(), sizeof v0);
       switch (m.kind) {
         case msg_kind::task_done: on_task_done(w, m.payload); break;
         case msg_kind::submit: on_submit(w, m.payload); break;
-        case msg_kind::release: {
-          std::uint64_t id;
-          std::memcpy(&id, m.payload.data(), sizeof id);
-          w.held.erase(id);
+        case msg_kind::release: w.held.erase(v0); break;
+        case msg_kind::actor_hold: actor_ref(v0, +1); break;
+        case msg_kind::actor_release: actor_ref(v0, -1); break;
+        case msg_kind::actor_kill: kill_actor(v0); break;
+        case msg_kind::actor_lookup: {
+          std::string name(reinterpret_cast<const char*>(m.payload.data()) + sizeof v0, m.payload.size() - sizeof v0);
+          actor_info info = lookup_actor(name);
+          std::uint64_t reply[3] = {v0, info.id, info.type_id};
+          queue_message(w, msg_kind::actor_found, reply, sizeof reply);
           break;
         }
         default: break;
@@ -311,7 +493,7 @@ class driver final : public process {
     return progress;
   }
 
-  void on_task_done(worker_view& w, std::span<const std::byte> payload) {
+  void on_task_done(process_view& w, std::span<const std::byte> payload) {
     result_header h;
     std::memcpy(&h, payload.data(), sizeof h);
     auto it = tasks_.find(h.id);
@@ -320,32 +502,45 @@ class driver final : public process {
       return;
     }
     task_record& r = *it->second;
-    if (w.in_flight) --w.in_flight;
-    while (!w.order.empty() && !tasks_.count(w.order.front().second)) w.order.pop_front();
     auto body = payload.subspan(sizeof h, h.len);
     switch (h.status) {
       case result_header::value_inline: r.result->set_inline(body); break;
       case result_header::value_block: r.result->set_block(seg.at<object_block>(h.block)); break;
       default: r.result->set_error(to_exception(decode<wire_error>(body))); break;
     }
+    if (r.construct && r.result->st == object_state::status::failed) {
+      auto a = actors_.find(r.actor);
+      if (a != actors_.end()) a->second.cause = describe_error(r.result->error);
+    }
     if (r.submitter >= 0) forward(r);
+    const bool task = r.actor == 0;
     finish(h.id);
-    while (!w.order.empty() && !tasks_.count(w.order.front().second)) w.order.pop_front();
+    if (task) {
+      if (w.in_flight) --w.in_flight;
+      while (!w.order.empty() && !tasks_.count(w.order.front().second)) w.order.pop_front();
+    } else if (auto a = actors_.find(w.actor); a != actors_.end()) {
+      auto& sent = a->second.sent;
+      while (!sent.empty() && !tasks_.count(sent.front())) sent.pop_front();
+    }
   }
 
-  /// A nested call from a worker: its dependencies arrive by value or by the id of another
-  /// nested result that worker holds.
-  void on_submit(worker_view& w, std::span<const std::byte> payload) {
+  /// A nested call from a worker or actor: its dependencies arrive by value or by the id of
+  /// another nested result that process holds.
+  void on_submit(process_view& w, std::span<const std::byte> payload) {
     task_header h;
     std::memcpy(&h, payload.data(), sizeof h);
     auto rec = std::make_unique<task_record>();
     rec->id = h.task_id;
     rec->fn_id = h.fn_id;
     rec->nargs = h.nargs;
+    rec->actor = h.target;
     rec->submitter = static_cast<int>(w.index);
     rec->submitter_generation = w.generation;
     if (auto* f = find_function(h.fn_id)) rec->name = f->name;
-    rec->args.assign(payload.begin() + sizeof h, payload.end());
+    const std::size_t actor_bytes = h.extra * sizeof(std::uint64_t);
+    rec->args.assign(payload.begin() + sizeof h, payload.end() - static_cast<std::ptrdiff_t>(actor_bytes));
+    rec->actors.resize(h.extra);
+    if (actor_bytes) std::memcpy(rec->actors.data(), payload.data() + payload.size() - actor_bytes, actor_bytes);
     rec->result = make_state();
     bool unknown = false;
     std::byte* p = rec->args.data();
@@ -367,42 +562,50 @@ class driver final : public process {
     }
     w.held.emplace(rec->id, rec->result);
     if (unknown) {
-      rec->result->set_error(std::make_exception_ptr(
-          ray::runtime_error("coray: a nested call used an object_ref its worker does not hold")));
       task_record* r = rec.get();
       tasks_.emplace(r->id, std::move(rec));
-      forward(*r);
-      finish(r->id);
+      for (std::uint64_t a : r->actors) actor_ref(a, +1);
+      fail(*r, std::make_exception_ptr(ray::runtime_error("coray: a nested call used an object_ref its process does not hold")));
       return;
     }
     admit(std::move(rec));
   }
 
+  /// Sends a nested call's result to the process that made the call, if it still wants it.
   void forward(task_record& r) {
-    worker_view& w = workers_[static_cast<std::size_t>(r.submitter)];
+    process_view& w = views_[static_cast<std::size_t>(r.submitter)];
     if (w.generation != r.submitter_generation || !w.held.count(r.id)) return;
-    w.forwards.emplace_back(r.id, r.result);
-    flush_forwards(w);
+    w.outgoing.push_back([this, &w, id = r.id, st = r.result] { return send_result(w, id, *st); });
+    flush_outgoing(w);
   }
 
-  bool flush_forwards() {
+  void queue_message(process_view& w, msg_kind k, const void* data, std::size_t n) {
+    std::vector<std::byte> bytes(static_cast<const std::byte*>(data), static_cast<const std::byte*>(data) + n);
+    w.outgoing.push_back([this, &w, k, bytes = std::move(bytes)] {
+      return try_send(seg, *w.inbox, w.shared->bell, k, bytes.size(),
+                      [&](std::byte* out) {
+        if (!bytes.empty()) std::memcpy(out, bytes.data(), bytes.size());
+      });
+    });
+    flush_outgoing(w);
+  }
+
+  bool flush_outgoing() {
     bool progress = false;
-    for (auto& w : workers_) progress |= flush_forwards(w);
+    for (std::uint32_t i : active_) progress |= flush_outgoing(views_[i]);
     return progress;
   }
 
-  bool flush_forwards(worker_view& w) {
+  bool flush_outgoing(process_view& w) {
     bool progress = false;
-    while (!w.forwards.empty()) {
-      auto& [id, st] = w.forwards.front();
-      if (!send_result(w, id, *st)) break;
-      w.forwards.pop_front();
+    while (!w.outgoing.empty() && w.outgoing.front()()) {
+      w.outgoing.pop_front();
       progress = true;
     }
     return progress;
   }
 
-  bool send_result(worker_view& w, std::uint64_t id, object_state& s) {
+  bool send_result(process_view& w, std::uint64_t id, object_state& s) {
     if (s.st == object_state::status::failed) {
       wire_error e;
       try {
@@ -422,68 +625,152 @@ class driver final : public process {
       result_header h{id, result_header::value_block, 0, seg.offset_of(s.block), 0};
       bool ok = try_send(seg, *w.inbox, w.shared->bell, msg_kind::object_ready, sizeof h,
                          [&](std::byte* out) { std::memcpy(out, &h, sizeof h); });
-      if (ok) seg.add_ref(s.block);  // the worker's handle
+      if (ok) seg.add_ref(s.block);  // the receiving process's handle
       return ok;
     }
     return try_send(seg, *w.inbox, w.shared->bell, msg_kind::object_ready, sizeof(result_header) + s.bytes.size(),
                     [&](std::byte* out) {
                       result_header h{id, result_header::value_inline, static_cast<std::uint32_t>(s.bytes.size()), 0, 0};
                       std::memcpy(out, &h, sizeof h);
-                      std::memcpy(out + sizeof h, s.bytes.data(), s.bytes.size());
+                      if (!s.bytes.empty()) std::memcpy(out + sizeof h, s.bytes.data(), s.bytes.size());
                     });
   }
 
-  // ---- worker deaths ------------------------------------------------------------------
+  static std::string describe_error(const std::exception_ptr& e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      return x.what();
+    } catch (...) {
+      return "an unknown exception";
+    }
+  }
+
+  // ---- actor lifetime -----------------------------------------------------------------
+
+  void actor_ref(std::uint64_t id, int delta) noexcept {
+    auto it = actors_.find(id);
+    if (it == actors_.end()) return;
+    actor_entry& a = it->second;
+    a.refs += delta;
+    if (a.refs > 0) return;
+    if (a.dead) {
+      forget_actor(a);
+    } else if (!a.closing) {
+      // No handle is left anywhere: the actor ends once its queued calls are done.
+      a.closing = true;
+      if (!a.name.empty()) names_.erase(a.name);
+      pump_actor(a);
+    }
+  }
+
+  void forget_actor(actor_entry& a) {
+    if (a.refs > 0 || !a.dead || !a.queue.empty()) return;
+    actors_.erase(a.id);
+  }
+
+  // ---- process deaths -----------------------------------------------------------------
 
   void handle_deaths() {
     seen_deaths_ = hdr->deaths.load(std::memory_order_acquire);
-    for (auto& w : workers_) {
-      if (static_cast<slot_state>(w.shared->state.load(std::memory_order_acquire)) != slot_state::dead) continue;
+    for (std::size_t k = 0; k < active_.size();) {
+      process_view& w = views_[active_[k]];
+      if (static_cast<slot_state>(w.shared->state.load(std::memory_order_acquire)) != slot_state::dead) {
+        ++k;
+        continue;
+      }
       drain(w, 1 << 30);  // replies it managed to send count
-      const std::uint64_t started = w.shared->tasks_started.load(std::memory_order_acquire);
       const int pid = w.shared->pid.load(std::memory_order_relaxed);
       const std::string how = describe_exit(w.shared->wait_status.load(std::memory_order_relaxed));
+      w.outgoing.clear();
+      w.held.clear();
+      if (w.actor) {
+        actor_ended(w, pid, how);
+        active_.erase(active_.begin() + static_cast<std::ptrdiff_t>(k));
+        continue;
+      }
+      const std::uint64_t started = w.shared->tasks_started.load(std::memory_order_acquire);
       std::vector<task_record*> requeue;
       for (auto& [seq, id] : w.order) {
         auto it = tasks_.find(id);
         if (it == tasks_.end()) continue;
         task_record& r = *it->second;
         if (seq < started) {
-          r.result->set_error(std::make_exception_ptr(worker_crashed(
-              "coray: worker " + std::to_string(w.index) + " (pid " + std::to_string(pid) + ") " + how +
-              " while running " + std::string(r.name.empty() ? "a task" : r.name))));
-          if (r.submitter >= 0) forward(r);
-          finish(id);
+          fail(r, std::make_exception_ptr(worker_crashed("coray: worker " + std::to_string(w.index) + " (pid " +
+                                                         std::to_string(pid) + ") " + how + " while running " +
+                                                         std::string(r.name.empty() ? "a task" : r.name))));
         } else {
           requeue.push_back(&r);  // never started: run it elsewhere
         }
       }
       runnable_.insert(runnable_.begin(), requeue.begin(), requeue.end());
       w.order.clear();
-      w.forwards.clear();
-      w.held.clear();
       w.in_flight = 0;
       w.dispatched = 0;
-      restart_worker(w);
+      open_mailboxes(w);
+      start_process(w.index);
+      ++k;
     }
   }
 
-  void restart_worker(worker_view& w) {
-    mailbox::create(w.inbox, mailbox_capacity);
-    mailbox::create(w.outbox, mailbox_capacity);
-    ++w.generation;
-    w.shared->tasks_started.store(0, std::memory_order_relaxed);
-    w.shared->suspended.store(0, std::memory_order_relaxed);
-    w.shared->pid.store(0, std::memory_order_relaxed);
-    w.shared->generation.store(w.generation, std::memory_order_relaxed);
-    start_worker(w.index);
+  /// An actor's process ended: its unfinished calls fail with actor_died, and so will
+  /// later ones; its slot is free again.
+  void actor_ended(process_view& w, int pid, const std::string& how) {
+    auto it = actors_.find(w.actor);
+    w.actor = 0;
+    close_mailboxes(w);
+    free_actor_slots_.push_back(w.index);
+    if (it == actors_.end()) return;
+    actor_entry& a = it->second;
+    a.dead = true;
+    if (!a.name.empty()) names_.erase(a.name);
+    if (!a.killed) {
+      const std::string why = a.cause.empty() ? how : "failed in its constructor: " + a.cause;
+      a.cause = "coray: actor " + a.type_name + " (pid " + std::to_string(pid) + ") " + why;
+    }
+    auto e = std::make_exception_ptr(actor_died(a.cause));
+    std::vector<std::uint64_t> ids(a.sent.begin(), a.sent.end());
+    a.sent.clear();
+    for (task_record* r : a.queue) ids.push_back(r->id);
+    a.queue.clear();
+    const std::uint64_t actor_id = a.id;
+    for (std::uint64_t id : ids)
+      if (auto t = tasks_.find(id); t != tasks_.end()) fail(*t->second, e);
+    // Failing calls may have dropped handles: look the entry up again.
+    if (auto again = actors_.find(actor_id); again != actors_.end()) forget_actor(again->second);
   }
 
-  // ---- processes ------------------------------------------------------------------------
+  // ---- processes ----------------------------------------------------------------------
+
+  void open_mailboxes(process_view& v) {
+    const std::size_t bytes = mailbox::bytes_for(mailbox_capacity);
+    worker_shared& s = *v.shared;
+    if (!s.inbox) {
+      s.inbox = seg.offset_of(seg.allocate_aligned(bytes, 64));
+      s.outbox = seg.offset_of(seg.allocate_aligned(bytes, 64));
+    }
+    v.inbox = mailbox::create(seg.at(s.inbox), mailbox_capacity);
+    v.outbox = mailbox::create(seg.at(s.outbox), mailbox_capacity);
+    ++v.generation;
+    s.tasks_started.store(0, std::memory_order_relaxed);
+    s.suspended.store(0, std::memory_order_relaxed);
+    s.pid.store(0, std::memory_order_relaxed);
+    s.generation.store(v.generation, std::memory_order_relaxed);
+  }
+
+  void close_mailboxes(process_view& v) {
+    worker_shared& s = *v.shared;
+    if (s.inbox) seg.deallocate(seg.at(s.inbox));
+    if (s.outbox) seg.deallocate(seg.at(s.outbox));
+    s.inbox = s.outbox = 0;
+    v.inbox = v.outbox = nullptr;
+  }
 
   void start_supervisor() {
+    // A socket, not a pipe: writing to a dead supervisor must be an error, not SIGPIPE.
     int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) throw ray::runtime_error("coray: pipe2 failed");
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0)
+      throw ray::runtime_error("coray: socketpair failed");
     std::fflush(nullptr);  // buffered output must not be written twice
     pid_t pid = fork();
     if (pid < 0) throw ray::runtime_error("coray: fork of the supervisor failed");
@@ -497,26 +784,48 @@ class driver final : public process {
     hdr->supervisor_pid = pid;
   }
 
-  void start_worker(std::uint32_t slot) {
+  void start_process(std::uint32_t slot) {
     hdr->worker(slot).state.store(static_cast<std::uint32_t>(slot_state::starting), std::memory_order_release);
-    supervisor_command c{supervisor_command::start, slot};
-    if (write(command_fd_, &c, sizeof c) != sizeof c) throw ray::runtime_error("coray: the supervisor is gone");
+    if (!command({supervisor_command::start, slot})) {
+      // No supervisor, no process: the slot stays dead and its calls fail.
+      hdr->worker(slot).state.store(static_cast<std::uint32_t>(slot_state::dead), std::memory_order_release);
+    }
   }
 
+  bool command(supervisor_command c) {
+    return supervisor_ > 0 && send(command_fd_, &c, sizeof c, MSG_NOSIGNAL) == sizeof c;
+  }
+
+  /// The supervisor died (killed from outside): its processes died with it and none can be
+  /// started, so every call fails rather than waiting forever.
   void check_supervisor() {
     int st;
-    if (supervisor_ > 0 && waitpid(supervisor_, &st, WNOHANG) == supervisor_) {
-      supervisor_ = -1;
-      std::fprintf(stderr, "coray: the supervisor process %s; workers are gone\n", describe_exit(st).c_str());
-      for (auto& w : workers_) w.shared->state.store(static_cast<std::uint32_t>(slot_state::dead));
+    if (supervisor_ <= 0 || waitpid(supervisor_, &st, WNOHANG) != supervisor_) return;
+    supervisor_ = -1;
+    for (std::uint32_t i : active_) {
+      views_[i].shared->wait_status.store(st, std::memory_order_relaxed);
+      views_[i].shared->state.store(static_cast<std::uint32_t>(slot_state::dead), std::memory_order_release);
+    }
+    handle_deaths();
+    const std::string why = "coray: the supervisor process " + describe_exit(st) + ", taking the workers with it";
+    while (!runnable_.empty()) {
+      task_record* r = runnable_.front();
+      runnable_.pop_front();
+      fail(*r, std::make_exception_ptr(worker_crashed(why)));
     }
   }
 
   driver_config cfg_;
-  std::vector<worker_view> workers_;
+  std::vector<process_view> views_;   // one per slot: task workers, then actors
+  std::vector<std::uint32_t> active_; // slots with a process
+  std::vector<std::uint32_t> free_actor_slots_;
   std::unordered_map<std::uint64_t, std::unique_ptr<task_record>> tasks_;
   std::deque<task_record*> runnable_;
+  std::unordered_map<std::uint64_t, actor_entry> actors_;
+  std::unordered_map<std::string, std::uint64_t> names_;
+  std::unordered_set<std::uint64_t> backlog_;  // actors whose mailbox was full
   std::uint64_t next_task_id_ = 1;
+  std::uint64_t next_actor_id_ = 1;
   std::uint32_t seen_deaths_ = 0;
   int command_fd_ = -1;
   pid_t supervisor_ = -1;

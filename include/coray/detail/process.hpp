@@ -3,6 +3,7 @@
 /// event loop that drives a process (ready coroutines, incoming messages, timers, sleeping).
 /// The driver and the workers specialise it.
 
+#include <coray/detail/actor_state.hpp>
 #include <coray/detail/futex.hpp>
 #include <coray/detail/object_state.hpp>
 #include <coray/detail/segment.hpp>
@@ -47,14 +48,12 @@ struct shared_header {
   alignas(64) std::atomic<std::uint32_t> deaths{0};
   std::int32_t driver_pid = 0;
   std::int32_t supervisor_pid = 0;
-  std::uint32_t max_workers = 0;
+  std::uint32_t slots = 0;  // task workers first, then actors
   std::uint32_t spin_us = 0;
   std::uint64_t inline_threshold = 0;
   std::uint64_t mailbox_capacity = 0;
 
-  static std::size_t bytes_for(std::uint32_t workers) {
-    return sizeof(shared_header) + workers * sizeof(worker_shared);
-  }
+  static std::size_t bytes_for(std::uint32_t slots) { return sizeof(shared_header) + slots * sizeof(worker_shared); }
   worker_shared& worker(std::uint32_t i) noexcept {
     return reinterpret_cast<worker_shared*>(reinterpret_cast<std::byte*>(this) + sizeof(shared_header))[i];
   }
@@ -69,6 +68,14 @@ struct task_spec {
   std::uint32_t nargs = 0;
   std::vector<state_ptr> deps;          // arg_entry::dependency refers to these by index
   std::vector<object_block*> blocks;    // owned; released when the task ends
+  std::uint64_t target_actor = 0;       // the actor to call; 0 for any task worker
+  std::vector<std::uint64_t> actors;    // actor handles among the arguments: kept alive in transit
+
+  /// Appends an actor handle argument: its id travels; the handle is kept alive until the call ends.
+  void add_actor(std::uint64_t id) {
+    add_inline(sizeof id, [&](std::byte* out) { std::memcpy(out, &id, sizeof id); });
+    actors.push_back(id);
+  }
 
   /// Appends an inline argument of `size` bytes written by `fill`.
   template <class Fill>
@@ -128,6 +135,26 @@ class process {
   virtual void forget(object_state&) noexcept {}
   /// A coroutine of this process suspends on (+1) or resumes from (-1) a coray awaitable.
   virtual void coroutine_suspended(int /*delta*/) noexcept {}
+
+  /// A local handle to actor `id` was made (+1) or dropped (-1).
+  virtual void actor_handle(std::uint64_t id, int delta) noexcept = 0;
+  /// Ends actor `id` now (ray::kill).
+  virtual void kill_actor(std::uint64_t id) = 0;
+  struct actor_info {
+    std::uint64_t id = 0;  // 0: none
+    std::uint64_t type_id = 0;
+  };
+  /// The live actor registered under `name`.
+  virtual actor_info lookup_actor(std::string_view name) = 0;
+
+  /// A new local handle to actor `id` (counted at the driver).
+  actor_ptr make_actor_handle(std::uint64_t id) {
+    auto* s = new actor_state;
+    s->id = id;
+    s->epoch = epoch;
+    actor_handle(id, +1);
+    return actor_ptr::adopt(s);
+  }
 
   std::size_t inline_threshold() const noexcept { return hdr->inline_threshold; }
 
@@ -218,6 +245,12 @@ inline void release_state(object_state* s) noexcept {
   bool live = p && s->epoch == p->epoch;
   if (live && s->id) p->forget(*s);
   if (live && s->block) p->seg.release(s->block);
+  delete s;
+}
+
+inline void release_actor_state(actor_state* s) noexcept {
+  process* p = process::current();
+  if (p && s->epoch == p->epoch) p->actor_handle(s->id, -1);
   delete s;
 }
 

@@ -30,10 +30,16 @@ enum class msg_kind : std::uint32_t {
   run_task = 1,      // task_header, arg entries
   object_ready = 2,  // result_header: a nested call's result
   shutdown = 3,
+  construct = 4,     // task_header (reserved: max_concurrency), arg entries: build the actor
+  actor_found = 5,   // u64 request, u64 actor id, u64 type id (0: no such actor)
   // worker -> driver
   task_done = 16,  // result_header
   submit = 17,     // task_header, arg entries (a nested call)
   release = 18,    // u64 id: the worker dropped its last handle to a nested result
+  actor_hold = 19,     // u64 actor id: a handle to the actor was made in the worker
+  actor_release = 20,  // u64 actor id: a handle went
+  actor_kill = 21,     // u64 actor id
+  actor_lookup = 22,   // u64 request, then the name's bytes
 };
 inline constexpr std::uint32_t in_block_flag = 0x80000000u;
 
@@ -41,8 +47,8 @@ struct task_header {
   std::uint64_t task_id;
   std::uint64_t fn_id;
   std::uint32_t nargs;
-  std::uint32_t reserved;
-  std::uint64_t reserved2;
+  std::uint32_t extra;   // submit: actor ids after the args; construct: max_concurrency
+  std::uint64_t target;  // submit: the actor to call, 0 for any task worker
 };
 static_assert(sizeof(task_header) == 32);
 

@@ -1,7 +1,9 @@
 #pragma once
-/// A task worker process: takes calls from its inbox, runs them (a coroutine body may await
-/// nested calls while the worker runs others), and replies through its outbox. Calls made by
-/// a task go to the driver, which schedules them like any other.
+/// A worker process -- a task worker or an actor: takes calls from its inbox, runs them (a
+/// coroutine body may await nested calls while the process runs others), and replies
+/// through its outbox. Calls made from here go to the driver, which schedules them like any
+/// other. An actor first receives `construct`, then runs method calls in arrival order, at
+/// most max_concurrency at once (only coroutine methods overlap).
 
 #include <coray/detail/process.hpp>
 #include <coray/detail/registry.hpp>
@@ -9,7 +11,9 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <deque>
 #include <unordered_map>
 
 CORAY_BEGIN_NAMESPACE
@@ -25,6 +29,7 @@ struct invocation {
   std::span<const std::byte> args;  // arg_entry records, 16-byte aligned
   std::uint32_t nargs;
   std::string_view name;
+  void* instance;  // the actor's object, for method calls
 };
 
 class worker final : public process {
@@ -44,7 +49,8 @@ class worker final : public process {
     me_->state.store(static_cast<std::uint32_t>(slot_state::running), std::memory_order_release);
     loop_thread_ = pthread_self();
     process::current() = this;
-    run_until([this] { return stop_; });
+    run_until([this] { return stop_ || (stopping_ && calls_.empty() && running_ == 0); });
+    if (instance_ && destroy_) destroy_(instance_);  // an actor ends with its destructor
     std::fflush(nullptr);
     _exit(0);
   }
@@ -56,6 +62,7 @@ class worker final : public process {
   state_ptr submit(task_spec&& spec) override {
     auto result = make_state();
     result->id = next_id_++;
+    // Dependencies first: a call whose argument already failed is never sent.
     for (auto& d : spec.deps)
       if (d->st == object_state::status::failed) {
         for (auto* b : spec.blocks) seg.release(b);
@@ -63,7 +70,7 @@ class worker final : public process {
         return result;
       }
     // Rewrite dependencies: ready ones travel by value, pending ones by id.
-    std::size_t size = sizeof(task_header);
+    std::size_t size = sizeof(task_header) + spec.actors.size() * sizeof(std::uint64_t);
     for_each_entry(spec, [&](const arg_entry& e, const std::byte*) {
       size += sizeof(arg_entry);
       if (e.tag == arg_entry::inline_value) size += pad16(e.len);
@@ -74,7 +81,8 @@ class worker final : public process {
     });
     awaited_.emplace(result->id, result.get());
     send(msg_kind::submit, size, [&](std::byte* out) {
-      task_header h{result->id, spec.fn_id, spec.nargs, 0, 0};
+      task_header h{result->id, spec.fn_id, spec.nargs, static_cast<std::uint32_t>(spec.actors.size()),
+                    spec.target_actor};
       std::memcpy(out, &h, sizeof h);
       std::byte* p = out + sizeof h;
       for_each_entry(spec, [&](const arg_entry& e, const std::byte* data) {
@@ -95,19 +103,44 @@ class worker final : public process {
         std::memcpy(p, &o, sizeof o);
         p += sizeof o;
         if (o.tag == arg_entry::inline_value) {
-          std::memcpy(p, src, o.len);
+          if (o.len) std::memcpy(p, src, o.len);
           p += pad16(o.len);
         }
       });
+      // Actor handles in the arguments: the driver keeps those actors alive until the call ends.
+      if (!spec.actors.empty()) std::memcpy(p, spec.actors.data(), spec.actors.size() * sizeof(std::uint64_t));
     });
     return result;
   }
 
+  void actor_handle(std::uint64_t id, int delta) noexcept override {
+    send_u64(delta > 0 ? msg_kind::actor_hold : msg_kind::actor_release, id);
+  }
+  void kill_actor(std::uint64_t id) override { send_u64(msg_kind::actor_kill, id); }
+  actor_info lookup_actor(std::string_view name) override {
+    const std::uint64_t request = ++lookups_;
+    send(msg_kind::actor_lookup, sizeof request + name.size(), [&](std::byte* out) {
+      std::memcpy(out, &request, sizeof request);
+      std::memcpy(out + sizeof request, name.data(), name.size());
+    });
+    run_until([&] { return found_.count(request) != 0; });
+    actor_info info = found_[request];
+    found_.erase(request);
+    return info;
+  }
+
+  /// Actor construction: the invoker hands over the new object and how to destroy it.
+  void set_instance(void* instance, void (*destroy)(void*)) noexcept {
+    instance_ = instance;
+    destroy_ = destroy;
+  }
+  /// An actor method call ended (its reply is sent); the next queued call may start.
+  void call_finished() noexcept {
+    if (running_) --running_;
+  }
+
   void forget(object_state& s) noexcept override {
-    if (awaited_.erase(s.id)) {
-      std::uint64_t id = s.id;
-      send(msg_kind::release, sizeof id, [&](std::byte* out) { std::memcpy(out, &id, sizeof id); });
-    }
+    if (awaited_.erase(s.id)) send_u64(msg_kind::release, s.id);
   }
 
   /// Replies to the driver with a task's value (`size` bytes written by `fill`), putting
@@ -145,7 +178,7 @@ class worker final : public process {
  protected:
   bool poll() override {
     mailbox_slot* s = inbox_->peek();
-    if (!s) return false;
+    if (!s) return start_calls();
     // Take the message out of the ring before handling it: a task body may run the loop
     // again (a blocking get), which must see the next message, not this one.
     alignas(16) std::byte local[mailbox_slot::payload_bytes];
@@ -160,15 +193,28 @@ class worker final : public process {
     inbox_->pop();
     switch (m.kind) {
       case msg_kind::run_task:
-        me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
-                                 std::memory_order_release);
-        run_task(m.payload);
+        if (is_actor_) {
+          // Held here rather than in the ring, so results of nested calls behind it still arrive.
+          calls_.emplace_back(m.payload.begin(), m.payload.end());
+        } else {
+          me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
+                                   std::memory_order_release);
+          run_task(m.payload);
+        }
         break;
+      case msg_kind::construct: construct(m.payload); break;
       case msg_kind::object_ready: on_object_ready(m.payload); break;
-      case msg_kind::shutdown: stop_ = true; break;
+      case msg_kind::actor_found: {
+        std::uint64_t v[3];
+        std::memcpy(v, m.payload.data(), sizeof v);
+        found_[v[0]] = {v[1], v[2]};
+        break;
+      }
+      case msg_kind::shutdown: stopping_ = true; break;
       default: break;
     }
     if (block) seg.deallocate(block);
+    start_calls();
     return true;
   }
 
@@ -189,17 +235,48 @@ class worker final : public process {
     }
   }
 
-  void run_task(std::span<const std::byte> payload) {
+  /// Runs a call; false if its function is unknown here (an error reply is sent).
+  bool run_task(std::span<const std::byte> payload) {
     task_header h;
     std::memcpy(&h, payload.data(), sizeof h);
     const registered_function* fn = find_function(h.fn_id);
     if (!fn) {
       reply_error(h.task_id, {std::uint8_t(error_kind::runtime_error), "", "coray: no function with id " +
                               std::to_string(h.fn_id) + " is registered in the worker (is it the same program?)", ""});
-      return;
+      return false;
     }
-    invocation inv{*this, h.task_id, payload.subspan(sizeof h), h.nargs, fn->name};
+    invocation inv{*this, h.task_id, payload.subspan(sizeof h), h.nargs, fn->name, instance_};
     fn->invoke(inv);
+    return true;
+  }
+
+  void construct(std::span<const std::byte> payload) {
+    task_header h;
+    std::memcpy(&h, payload.data(), sizeof h);
+    is_actor_ = true;
+    max_concurrency_ = std::max<std::uint32_t>(1, h.extra);
+    if (!run_task(payload) || !instance_) {
+      // The constructor threw (its error is the reply): an actor without its object ends.
+      std::fflush(nullptr);
+      _exit(3);
+    }
+  }
+
+  /// Starts queued actor calls while the concurrency limit allows.
+  bool start_calls() {
+    bool started = false;
+    while (is_actor_ && instance_ && !calls_.empty() && running_ < max_concurrency_) {
+      std::vector<std::byte> call = std::move(calls_.front());
+      calls_.pop_front();
+      ++running_;
+      run_task(call);
+      started = true;
+    }
+    return started;
+  }
+
+  void send_u64(msg_kind k, std::uint64_t v) noexcept {
+    send(k, sizeof v, [&](std::byte* out) { std::memcpy(out, &v, sizeof v); });
   }
 
   void on_object_ready(std::span<const std::byte> payload) {
@@ -239,7 +316,17 @@ class worker final : public process {
   mailbox* outbox_ = nullptr;
   std::uint64_t next_id_ = 0;
   bool stop_ = false;
+  bool stopping_ = false;
   std::unordered_map<std::uint64_t, object_state*> awaited_;  // nested results by id
+  std::uint64_t lookups_ = 0;
+  std::unordered_map<std::uint64_t, actor_info> found_;
+  // Actor mode.
+  bool is_actor_ = false;
+  void* instance_ = nullptr;
+  void (*destroy_)(void*) = nullptr;
+  std::uint32_t max_concurrency_ = 1;
+  std::uint32_t running_ = 0;
+  std::deque<std::vector<std::byte>> calls_;
 };
 
 }  // namespace detail

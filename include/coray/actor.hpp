@@ -1,0 +1,222 @@
+#pragma once
+/// Actors: a stateful object in a process of its own whose methods are called remotely.
+/// ray::spawn<T>(args...) returns a ray::actor<T> at once and constructs T in the new process;
+/// actor.call<&T::method>(args...) returns an object_ref to the method's result. Calls from
+/// one caller run in the order they were made. The actor lives while a handle to it exists
+/// in any process (or until ray::kill), and always ends with the driver.
+///
+///   struct counter {
+///     explicit counter(int start) : n(start) {}
+///     int incr(int by) { return n += by; }
+///     int n;
+///   };
+///   ray::actor<counter> c = ray::spawn<counter>(10);
+///   int v = ray::get(c.call<&counter::incr>(5));   // 15
+
+#include <coray/detail/actor_state.hpp>
+#include <coray/detail/driver.hpp>
+#include <coray/task.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+
+struct actor_options {
+  /// Registers the actor under this name for ray::get_actor (empty: anonymous).
+  std::string name = {};
+  /// How many calls may run at once: calls to coroutine methods (ray::async) overlap while
+  /// they await, up to this many (Ray's async actors). Plain methods always run one at a time.
+  std::uint32_t max_concurrency = 1;
+};
+
+/// No live actor has the name given to ray::get_actor, or it is of another type.
+struct actor_not_found : error {
+  using error::error;
+};
+
+namespace detail {
+
+template <class T>
+void actor_type_tag() {}
+template <class T>
+inline constexpr std::uint64_t actor_type_id = entity_id<&actor_type_tag<T>>;
+
+/// How a constructor argument travels: refs by their values, literals as strings.
+template <class A>
+struct constructor_arg {
+  using type = put_type_t<A>;
+};
+template <class A>
+  requires is_object_ref_v<A>
+struct constructor_arg<A> {
+  using type = typename is_object_ref<std::remove_cvref_t<A>>::value_type;
+};
+template <class A>
+  requires is_actor_v<A>
+struct constructor_arg<A> {
+  using type = std::remove_cvref_t<A>;
+};
+template <class A>
+using constructor_arg_t = typename constructor_arg<A>::type;
+
+/// Builds T in the actor's process from arguments of types S...
+template <class T, class... S>
+struct actor_constructor {
+  static void construct(S... args, worker& w, std::uint64_t id) {
+    T* obj = new T(std::move(args)...);
+    w.set_instance(obj, [](void* p) { delete static_cast<T*>(p); });
+    w.reply_value(id, 0, [](std::byte*) {});
+  }
+  static void invoke(invocation& inv) {
+    try {
+      argument_reader reader(inv.self.seg, inv.args);
+      auto args = decode_arguments<std::tuple<S...>>(reader, std::index_sequence_for<S...>{});
+      std::apply([&](auto&... a) { construct(a.pass()..., inv.self, inv.task_id); }, args);
+    } catch (...) {
+      inv.self.reply_error(inv.task_id, describe_current_exception(type_name<T>()));
+    }
+  }
+  static void marker() {}
+  static inline const bool registered =
+      register_function(entity_id<&actor_constructor::marker>, &invoke, entity_name<&actor_constructor::marker>());
+};
+
+inline driver& require_driver(const char* what) {
+  process& p = process::require();
+  if (!p.is_driver()) throw ray::runtime_error(std::string(what) + " is only available in the driver process");
+  return static_cast<driver&>(p);
+}
+
+}  // namespace detail
+
+/// A handle to an actor of type T: a value, copyable, and passable to tasks and to other
+/// actors' methods, where it reaches the same actor.
+template <class T>
+class actor {
+ public:
+  actor() noexcept = default;
+  explicit actor(detail::actor_ptr p) noexcept : p_(std::move(p)) {}
+
+  /// Calls `Method` (a member function of T) in the actor's process; returns the result's
+  /// ref at once. Arguments are checked against the method's parameters at compile time.
+  template <auto Method, class... A>
+  auto call(A&&... args) const {
+    using traits = detail::function_traits<decltype(Method)>;
+    static_assert(traits::is_member, "actor<T>.call<&T::method>(...): the template argument must be a member function of T");
+    if constexpr (traits::is_member) {
+      static_assert(std::is_base_of_v<typename traits::class_type, T>,
+                    "actor<T>.call<&T::method>(...): the method belongs to another class than T");
+      using params = typename traits::params;
+      using result_type = detail::call_result_t<typename traits::return_type>;
+      static_assert(std::is_void_v<result_type> || is_encodable_v<result_type>,
+                    "actor<T>.call<&T::method>(...): the method's return type cannot be sent between processes");
+      static_assert(sizeof...(A) == traits::arity, "actor<T>.call<&T::method>(...): wrong number of arguments for the method");
+      if constexpr (sizeof...(A) == traits::arity) {
+        constexpr bool fits = detail::arguments_fit<params, A...>(std::make_index_sequence<sizeof...(A)>{});
+        static_assert(fits,
+                      "actor<T>.call<&T::method>(...): an argument does not match the method's parameter: pass the "
+                      "parameter's type, a value convertible to it, or an object_ref of it");
+        if constexpr (fits) {
+          if (!p_) throw ray::runtime_error("actor<T>.call: the actor handle is empty");
+          auto& p = detail::process::require();
+          auto spec = detail::make_call<Method>(p, std::forward<A>(args)...);
+          spec.target_actor = p_.get()->id;
+          return object_ref<result_type>(p.submit(std::move(spec)));
+        } else {
+          return object_ref<result_type>{};
+        }
+      } else {
+        return object_ref<result_type>{};
+      }
+    }
+  }
+
+  /// The actor's id, unique within the runtime; 0 for an empty handle.
+  std::uint64_t id() const noexcept { return p_ ? p_.get()->id : 0; }
+  bool valid() const noexcept { return static_cast<bool>(p_); }
+  /// The actor's process id (0 while it starts or after it ended). Driver only.
+  int pid() const { return detail::require_driver("actor<T>.pid()").actor_pid(id()); }
+
+  friend bool operator==(const actor& a, const actor& b) noexcept { return a.id() == b.id(); }
+
+ private:
+  detail::actor_ptr p_;
+};
+
+/// Starts an actor: constructs T(args...) in a new process. Returns at once; calls queue
+/// behind the construction. If the constructor throws, calls fail with actor_died.
+template <class T, class... A>
+actor<T> spawn(actor_options opts, A&&... args) {
+  using ctor = detail::actor_constructor<T, detail::constructor_arg_t<A>...>;
+  static_assert(std::is_constructible_v<T, detail::constructor_arg_t<A>&&...>,
+                "ray::spawn<T>(args...): T has no constructor taking these arguments");
+  static_assert(((detail::is_actor_v<A> || is_encodable_v<detail::constructor_arg_t<A>>) && ...),
+                "ray::spawn<T>(args...): a constructor argument cannot be sent between processes");
+  if constexpr (std::is_constructible_v<T, detail::constructor_arg_t<A>&&...>) {
+    auto& d = detail::require_driver("ray::spawn");
+    (void)ctor::registered;
+    detail::actor_spawn_request req;
+    req.constructor.fn_id = detail::entity_id<&ctor::marker>;
+    req.constructor.name = detail::type_name<T>();
+    (detail::add_argument<detail::constructor_arg_t<A>>(req.constructor, d, std::forward<A>(args)), ...);
+    req.type_id = detail::actor_type_id<T>;
+    req.type_name = std::string(detail::type_name<T>());
+    req.name = std::move(opts.name);
+    req.max_concurrency = opts.max_concurrency;
+    std::uint64_t id = d.spawn_actor(std::move(req));
+    return actor<T>(d.make_actor_handle(id));
+  } else {
+    return {};
+  }
+}
+
+template <class T, class... A>
+actor<T> spawn(A&&... args) {
+  return spawn<T>(actor_options{}, std::forward<A>(args)...);
+}
+
+/// The live actor named `name`, from any process. Throws actor_not_found if there is none,
+/// or if it is not a T.
+template <class T>
+actor<T> get_actor(std::string_view name) {
+  auto& p = detail::process::require();
+  auto info = p.lookup_actor(name);
+  if (!info.id) throw actor_not_found("ray::get_actor: no live actor is named '" + std::string(name) + "'");
+  if (info.type_id != detail::actor_type_id<T>)
+    throw actor_not_found("ray::get_actor: the actor named '" + std::string(name) + "' is not a " +
+                          std::string(detail::type_name<T>()));
+  return actor<T>(p.make_actor_handle(info.id));
+}
+
+/// Ends the actor now (SIGKILL). Its pending and later calls fail with actor_died.
+template <class T>
+void kill(const actor<T>& a) {
+  if (a.valid()) detail::process::require().kill_actor(a.id());
+}
+
+namespace detail {
+/// An actor handle as a call argument: its id travels, and the receiving process makes a
+/// handle of its own (counted at the driver).
+template <class U>
+class argument<actor<U>> {
+ public:
+  explicit argument(std::span<const std::byte> bytes) {
+    std::uint64_t id = decode<std::uint64_t>(bytes);
+    a_ = actor<U>(process::current()->make_actor_handle(id));
+  }
+  actor<U> pass() { return a_; }
+
+ private:
+  actor<U> a_;
+};
+template <class U>
+class argument<const actor<U>&> : public argument<actor<U>> {
+  using argument<actor<U>>::argument;
+};
+}  // namespace detail
+
+CORAY_END_NAMESPACE

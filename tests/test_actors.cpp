@@ -1,0 +1,219 @@
+// Actors: state in a process of its own, ordered calls, handles as values, deaths.
+#include <coray/coray.hpp>
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <numeric>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct counter {
+  explicit counter(int start) : n(start) {}
+  int incr(int by) { return n += by; }
+  int get() const { return n; }
+  void reset() { n = 0; }
+  int pid() const { return getpid(); }
+  int n;
+};
+
+struct log_actor {
+  std::vector<int> seen;
+  void add(int v) { seen.push_back(v); }
+  std::vector<int> all() const { return seen; }
+  std::size_t size() const { return seen.size(); }
+};
+
+struct failing_ctor {
+  explicit failing_ctor(int) { throw std::invalid_argument("bad config"); }
+  int f() { return 1; }
+};
+
+struct crasher {
+  int crash(int sig) {
+    raise(sig);
+    return 0;
+  }
+  int ok() { return 1; }
+};
+
+int add(int a, int b) { return a + b; }
+
+int bump_through(ray::actor<counter> c, int by) {
+  // A handle passed to a task reaches the same actor.
+  return ray::get(c.call<&counter::incr>(by));
+}
+
+struct async_actor {
+  // A coroutine method: while it awaits, other calls to this actor may run.
+  ray::async<int> slow_add(int a, int b) {
+    auto r = ray::task<add>.remote(a, b);
+    co_return co_await ray::get(r);
+  }
+  int ping() { return 1; }
+};
+
+struct table_model {
+  // Expensive initialisation once, then many cheap calls.
+  explicit table_model(int n) : table(static_cast<std::size_t>(n)) { std::iota(table.begin(), table.end(), 0); }
+  long lookup(int i) const { return table[static_cast<std::size_t>(i)]; }
+  std::vector<long> table;
+};
+
+struct named_reader {
+  int answer() const { return 42; }
+};
+
+int ask_named(int) { return ray::get(ray::get_actor<named_reader>("oracle").call<&named_reader::answer>()); }
+
+}  // namespace
+
+TEST_CASE("an actor keeps its state in a process of its own across calls") {
+  ray::runtime rt({.num_workers = 1});
+  ray::actor<counter> c = ray::spawn<counter>(10);
+  CHECK(ray::get(c.call<&counter::incr>(5)).get() == 15);
+  CHECK(ray::get(c.call<&counter::incr>(5)).get() == 20);
+  CHECK(ray::get(c.call<&counter::get>()).get() == 20);  // const method
+  ray::get(c.call<&counter::reset>()).get();            // void method
+  CHECK(ray::get(c.call<&counter::get>()).get() == 0);
+  int pid = ray::get(c.call<&counter::pid>());
+  CHECK(pid != getpid());
+  CHECK(pid == c.pid());
+  auto workers = rt.worker_pids();
+  CHECK(std::find(workers.begin(), workers.end(), pid) == workers.end());
+}
+
+TEST_CASE("calls from one caller run in the order they were made, also with many queued") {
+  ray::runtime rt({.num_workers = 1});
+  auto log = ray::spawn<log_actor>();
+  const int n = 20000;  // far beyond the mailbox's capacity
+  for (int i = 0; i < n; ++i) log.call<&log_actor::add>(i);
+  std::vector<int> seen = ray::get(log.call<&log_actor::all>());
+  REQUIRE(seen.size() == static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) REQUIRE(seen[static_cast<std::size_t>(i)] == i);
+}
+
+TEST_CASE("a call waits for its object_ref arguments without overtaking earlier calls") {
+  ray::runtime rt({.num_workers = 2});
+  auto log = ray::spawn<log_actor>();
+  auto later = ray::task<add>.remote(1, 1);  // may still be running
+  log.call<&log_actor::add>(later);
+  log.call<&log_actor::add>(3);
+  auto r = ray::task<add>.remote(ray::get(log.call<&log_actor::size>()).get() == 2 ? 1 : 0, 0);
+  CHECK(ray::get(log.call<&log_actor::all>()).get() == std::vector<int>{2, 3});
+  CHECK(ray::get(r).get() == 1);
+}
+
+TEST_CASE("refs returned by actor calls feed tasks and other actors") {
+  ray::runtime rt({.num_workers = 2});
+  auto a = ray::spawn<counter>(1);
+  auto b = ray::spawn<counter>(100);
+  auto x = a.call<&counter::incr>(1);          // 2
+  auto y = ray::task<add>.remote(x, 10);       // 12
+  auto z = b.call<&counter::incr>(y);          // 112
+  CHECK(ray::get(z).get() == 112);
+}
+
+TEST_CASE("an actor handle passed to a task reaches the same actor") {
+  ray::runtime rt({.num_workers = 2});
+  auto c = ray::spawn<counter>(0);
+  std::vector<ray::object_ref<int>> refs;
+  for (int i = 0; i < 10; ++i) refs.push_back(ray::task<bump_through>.remote(c, 1));
+  std::vector<int> got = ray::get(refs);
+  CHECK(ray::get(c.call<&counter::get>()).get() == 10);
+}
+
+TEST_CASE("a coroutine method may await nested tasks, and with max_concurrency others run meanwhile") {
+  ray::runtime rt({.num_workers = 2});
+  auto a = ray::spawn<async_actor>(ray::actor_options{.max_concurrency = 4});
+  std::vector<ray::object_ref<int>> refs;
+  for (int i = 0; i < 20; ++i) refs.push_back(a.call<&async_actor::slow_add>(i, i));
+  std::vector<int> all = ray::get(refs);
+  for (int i = 0; i < 20; ++i) CHECK(all[static_cast<std::size_t>(i)] == 2 * i);
+  CHECK(ray::get(a.call<&async_actor::ping>()).get() == 1);
+  auto one = ray::spawn<async_actor>();  // max_concurrency 1: the same, one at a time
+  CHECK(ray::get(one.call<&async_actor::slow_add>(2, 3)).get() == 5);
+}
+
+TEST_CASE("expensive initialisation happens once in the constructor, then serves many calls") {
+  ray::runtime rt({.num_workers = 1});
+  auto m = ray::spawn<table_model>(1'000'000);
+  std::vector<ray::object_ref<long>> refs;
+  for (int i = 0; i < 1000; ++i) refs.push_back(m.call<&table_model::lookup>(i * 997));
+  std::vector<long> got = ray::get(refs);
+  for (int i = 0; i < 1000; ++i) CHECK(got[static_cast<std::size_t>(i)] == i * 997);
+}
+
+TEST_CASE("a named actor is found with get_actor from the driver and from tasks") {
+  ray::runtime rt({.num_workers = 2});
+  auto oracle = ray::spawn<named_reader>(ray::actor_options{.name = "oracle"});
+  auto again = ray::get_actor<named_reader>("oracle");
+  CHECK(again.id() == oracle.id());
+  CHECK(ray::get(again.call<&named_reader::answer>()).get() == 42);
+  CHECK(ray::get(ray::task<ask_named>.remote(0)).get() == 42);
+  CHECK_THROWS_AS(ray::get_actor<named_reader>("nobody"), ray::actor_not_found);
+  CHECK_THROWS_AS(ray::get_actor<counter>("oracle"), ray::actor_not_found);
+  CHECK_THROWS_AS(ray::spawn<named_reader>(ray::actor_options{.name = "oracle"}), ray::runtime_error);
+}
+
+TEST_CASE("an actor that dies fails its pending and later calls with actor_died naming the cause") {
+  ray::runtime rt({.num_workers = 1});
+  auto c = ray::spawn<crasher>();
+  CHECK(ray::get(c.call<&crasher::ok>()).get() == 1);
+  auto dying = c.call<&crasher::crash>(SIGSEGV);
+  auto queued = c.call<&crasher::ok>();
+  try {
+    ray::get(dying).get();
+    FAIL("expected actor_died");
+  } catch (const ray::actor_died& e) {
+    CHECK(std::string(e.what()).find("SIGSEGV") != std::string::npos);
+  }
+  CHECK_THROWS_AS(ray::get(queued).get(), ray::actor_died);
+  CHECK_THROWS_AS(ray::get(c.call<&crasher::ok>()).get(), ray::actor_died);
+}
+
+TEST_CASE("ray::kill ends an actor; its calls fail with actor_died") {
+  ray::runtime rt({.num_workers = 1});
+  auto c = ray::spawn<counter>(0);
+  CHECK(ray::get(c.call<&counter::incr>(1)).get() == 1);
+  ray::kill(c);
+  try {
+    ray::get(c.call<&counter::incr>(1)).get();
+    FAIL("expected actor_died");
+  } catch (const ray::actor_died& e) {
+    CHECK(std::string(e.what()).find("ray::kill") != std::string::npos);
+  }
+}
+
+TEST_CASE("a constructor that throws fails the actor's calls with actor_died carrying the error") {
+  ray::runtime rt({.num_workers = 1});
+  auto a = ray::spawn<failing_ctor>(1);
+  try {
+    ray::get(a.call<&failing_ctor::f>()).get();
+    FAIL("expected actor_died");
+  } catch (const ray::actor_died& e) {
+    CHECK(std::string(e.what()).find("bad config") != std::string::npos);
+  }
+}
+
+TEST_CASE("an actor ends when the last handle goes, after finishing its queued calls") {
+  ray::runtime rt({.num_workers = 1});
+  int pid = 0;
+  ray::object_ref<int> last;
+  {
+    auto c = ray::spawn<counter>(0);
+    for (int i = 0; i < 100; ++i) last = c.call<&counter::incr>(1);
+    pid = ray::get(c.call<&counter::pid>());
+  }
+  CHECK(ray::get(last).get() == 100);
+  // The actor's process exits; its pid stops being a live process.
+  bool gone = false;
+  for (int i = 0; i < 5000 && !gone; ++i) {
+    ray::get(ray::task<add>.remote(1, 1)).get();  // keeps the driver's loop turning
+    gone = kill(pid, 0) != 0;
+    if (!gone) usleep(1000);
+  }
+  CHECK(gone);
+}
