@@ -217,3 +217,33 @@ TEST_CASE("an actor ends when the last handle goes, after finishing its queued c
   }
   CHECK(gone);
 }
+
+namespace {
+struct fan_out {
+  explicit fan_out(std::vector<ray::actor<counter>> cs) : counters(std::move(cs)) {}
+  ray::async<int> bump_all(int by) {
+    std::vector<ray::object_ref<int>> refs;
+    for (auto& c : counters) refs.push_back(c.call<&counter::incr>(by));
+    auto all = co_await ray::get(refs);
+    co_return static_cast<int>(all.size());
+  }
+  int bump_one(ray::actor<counter> c) { return ray::get(c.call<&counter::incr>(1000)); }
+  std::vector<ray::actor<counter>> counters;
+};
+}  // namespace
+
+TEST_CASE("actor handles inside containers reach the same actors from another actor") {
+  ray::runtime rt({.num_workers = 1});
+  std::vector<ray::actor<counter>> cs{ray::spawn<counter>(0), ray::spawn<counter>(10)};
+  auto f = ray::spawn<fan_out>(cs);
+  CHECK(ray::get(f.call<&fan_out::bump_all>(5)).get() == 2);
+  CHECK(ray::get(f.call<&fan_out::bump_one>(cs[0])).get() == 1005);
+  CHECK(ray::get(cs[0].call<&counter::get>()).get() == 1005);
+  CHECK(ray::get(cs[1].call<&counter::get>()).get() == 15);
+}
+
+TEST_CASE("an actor handle cannot be stored in a put object") {
+  ray::runtime rt({.num_workers = 1});
+  std::vector<ray::actor<counter>> cs{ray::spawn<counter>(0)};
+  CHECK_THROWS_WITH_AS(ray::put(cs), doctest::Contains("call arguments only"), ray::runtime_error);
+}

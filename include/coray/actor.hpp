@@ -143,6 +143,20 @@ class actor {
 
   friend bool operator==(const actor& a, const actor& b) noexcept { return a.id() == b.id(); }
 
+  /// Handles travel as call arguments, alone or inside containers and structs: the id is
+  /// sent, the call keeps the actor alive until it ends, and the receiving process makes a
+  /// handle of its own.
+  template <class Archive>
+  void serialize(Archive& ar) {
+    std::uint64_t id = this->id();
+    ar(id);
+    if constexpr (Archive::is_loading) {
+      p_ = detail::process::require().make_actor_handle(id);
+    } else if constexpr (std::is_same_v<Archive, detail::writer>) {
+      detail::collect_actor_handle(id);
+    }
+  }
+
  private:
   detail::actor_ptr p_;
 };
@@ -198,25 +212,5 @@ void kill(const actor<T>& a) {
   if (a.valid()) detail::process::require().kill_actor(a.id());
 }
 
-namespace detail {
-/// An actor handle as a call argument: its id travels, and the receiving process makes a
-/// handle of its own (counted at the driver).
-template <class U>
-class argument<actor<U>> {
- public:
-  explicit argument(std::span<const std::byte> bytes) {
-    std::uint64_t id = decode<std::uint64_t>(bytes);
-    a_ = actor<U>(process::current()->make_actor_handle(id));
-  }
-  actor<U> pass() { return a_; }
-
- private:
-  actor<U> a_;
-};
-template <class U>
-class argument<const actor<U>&> : public argument<actor<U>> {
-  using argument<actor<U>>::argument;
-};
-}  // namespace detail
 
 CORAY_END_NAMESPACE

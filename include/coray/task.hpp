@@ -122,6 +122,12 @@ constexpr bool parameters_storable() {
 
 template <class V>
 void add_value(task_spec& spec, process& p, const V& v) {
+  // Actor handles inside the value are kept alive for the call's duration.
+  struct collecting {
+    std::vector<std::uint64_t>* saved;
+    explicit collecting(std::vector<std::uint64_t>& into) : saved(std::exchange(actor_collector(), &into)) {}
+    ~collecting() { actor_collector() = saved; }
+  } collect(spec.actors);
   const std::size_t size = encoded_size(v);
   if (size > p.inline_threshold()) {
     object_block* b = p.seg.new_object(size);
@@ -137,8 +143,6 @@ void add_argument(task_spec& spec, process& p, A&& a) {
   using S = storage_type_t<std::remove_cvref_t<P>>;
   if constexpr (is_object_ref_v<A>) {
     spec.add_dependency(a.state());
-  } else if constexpr (is_actor_v<A>) {
-    spec.add_actor(a.id());
   } else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>) {
     add_value(spec, p, a);
   } else {

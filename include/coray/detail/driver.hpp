@@ -83,6 +83,7 @@ class driver final : public process {
   }
 
   ~driver() override {
+    stop_idle_actors();
     if (process::current() == this) process::current() = nullptr;
     // Closing the command socket tells the supervisor to end every process and exit.
     if (command_fd_ >= 0) ::close(command_fd_);
@@ -667,6 +668,32 @@ class driver final : public process {
   void forget_actor(actor_entry& a) {
     if (a.refs > 0 || !a.dead || !a.queue.empty()) return;
     actors_.erase(a.id);
+  }
+
+  /// At teardown, idle actors end on their own (running their destructor) before the
+  /// supervisor kills what is left; a busy one is not waited for beyond a short grace.
+  void stop_idle_actors() noexcept {
+    if (supervisor_ <= 0) return;
+    std::vector<std::uint32_t> stopping;
+    for (auto& [id, a] : actors_) {
+      if (a.dead || a.killed || !a.queue.empty() || !a.sent.empty()) continue;
+      process_view& v = views_[a.slot];
+      if (a.shutdown_sent || try_send(seg, *v.inbox, v.shared->bell, msg_kind::shutdown, 0, [](std::byte*) {})) {
+        a.shutdown_sent = true;
+        stopping.push_back(a.slot);
+      }
+    }
+    const auto deadline = clock::now() + std::chrono::milliseconds(500);
+    auto all_gone = [&] {
+      for (std::uint32_t s : stopping)
+        if (static_cast<slot_state>(views_[s].shared->state.load(std::memory_order_acquire)) != slot_state::dead) return false;
+      return true;
+    };
+    while (!all_gone() && clock::now() < deadline) {
+      const std::uint32_t seen = hdr->deaths.load(std::memory_order_acquire);
+      hdr->driver_bell.sleep([&] { return hdr->deaths.load(std::memory_order_acquire) != seen; },
+                             std::chrono::milliseconds(10));
+    }
   }
 
   // ---- process deaths -----------------------------------------------------------------

@@ -59,6 +59,17 @@ struct shared_header {
   }
 };
 
+/// Where actor handles met while encoding call arguments are collected (see actor<T>::serialize).
+inline std::vector<std::uint64_t>*& actor_collector() noexcept {
+  thread_local std::vector<std::uint64_t>* c = nullptr;
+  return c;
+}
+inline void collect_actor_handle(std::uint64_t id) {
+  if (!actor_collector())
+    throw ray::runtime_error("coray: actor handles travel as call arguments only, not inside put objects or results");
+  actor_collector()->push_back(id);
+}
+
 /// A remote call as built by task<f>.remote(): the callee, its encoded arguments, the objects
 /// it depends on and the store blocks its large arguments occupy.
 struct task_spec {
@@ -71,11 +82,6 @@ struct task_spec {
   std::uint64_t target_actor = 0;       // the actor to call; 0 for any task worker
   std::vector<std::uint64_t> actors;    // actor handles among the arguments: kept alive in transit
 
-  /// Appends an actor handle argument: its id travels; the handle is kept alive until the call ends.
-  void add_actor(std::uint64_t id) {
-    add_inline(sizeof id, [&](std::byte* out) { std::memcpy(out, &id, sizeof id); });
-    actors.push_back(id);
-  }
 
   /// Appends an inline argument of `size` bytes written by `fill`.
   template <class Fill>

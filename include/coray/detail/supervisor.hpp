@@ -46,6 +46,8 @@ inline constexpr const char* worker_env = "CORAY_WORKER";
   // (crash reporters, test frameworks) belong to the driver.
   for (int sig = 1; sig < NSIG; ++sig)
     if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+  // Output appears as it is written, not when a buffer fills: a worker may be killed.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   char name[16];
   std::snprintf(name, sizeof name, "coray-w%u", slot);
   prctl(PR_SET_NAME, name);
