@@ -1,6 +1,7 @@
 // The object store: put, get, get_view, wait; reference counting and capacity.
 #include <coray/coray.hpp>
 #include <dirent.h>
+#include <signal.h>
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -189,4 +190,40 @@ TEST_CASE("the runtime names nothing in /dev/shm") {
     CHECK(shm_entries() == before);
   }
   CHECK(shm_entries() == before);
+}
+
+namespace {
+std::size_t total_size(std::string a, std::string b) { return a.size() + b.size(); }
+
+ray::async<std::size_t> nested_long_call(int n) {
+  // The nested call's message (two 90 KB arguments) is longer than a mailbox carries.
+  co_return co_await ray::get(ray::task<total_size>.remote(std::string(static_cast<std::size_t>(n), 'a'),
+                                                          std::string(static_cast<std::size_t>(n), 'b')));
+}
+
+int hold_big_then_die(int n) {
+  // Holds a large nested result (a reference in the store), then dies without letting go.
+  auto v = ray::task<big_result>.remote(n);
+  std::vector<double> copy = ray::get(v);
+  raise(SIGKILL);
+  return static_cast<int>(copy.size());
+}
+}  // namespace
+
+TEST_CASE("a call longer than a mailbox message travels in the store, from the driver and from a task") {
+  ray::runtime rt({.num_workers = 2, .object_store_bytes = 64 << 20});
+  const auto free0 = rt.object_store_free_bytes();
+  const std::size_t n = 90'000;
+  CHECK(ray::get(ray::task<total_size>.remote(std::string(n, 'x'), std::string(n, 'y'))).get() == 2 * n);
+  CHECK(ray::get(ray::task<nested_long_call>.remote(static_cast<int>(n))).get() == 2 * n);
+  for (int i = 0; i < 10; ++i) ray::get(ray::task<add>.remote(i, i)).get();
+  CHECK(rt.object_store_free_bytes() == free0);
+}
+
+TEST_CASE("a worker killed while holding objects in the store gives them back") {
+  ray::runtime rt({.num_workers = 2, .object_store_bytes = 64 << 20, .inline_threshold = 1024});
+  const auto free0 = rt.object_store_free_bytes();
+  CHECK_THROWS_AS(ray::get(ray::task<hold_big_then_die>.remote(100'000)).get(), ray::worker_crashed);
+  for (int i = 0; i < 10; ++i) ray::get(ray::task<add>.remote(i, i)).get();
+  CHECK(rt.object_store_free_bytes() == free0);
 }

@@ -34,7 +34,7 @@ template <class V>
 void store_value(process& p, object_state& s, const V& v) {
   const std::size_t size = encoded_size(v);
   if (size > p.inline_threshold()) {
-    object_block* b = p.seg.new_object(size);
+    object_block* b = p.new_block(size);
     encode_to(std::span<std::byte>(b->data(), size), v);
     s.block = b;
   } else {

@@ -43,6 +43,7 @@ struct runtime_options {
   /// Unset: the CORAY_START_METHOD environment variable ("fork" or "spawn"), else fork.
   std::optional<ray::start_method> start_method = std::nullopt;
   /// Values up to this size travel inside messages; larger ones go through the store.
+  /// At most 120 KiB (what one mailbox message carries).
   std::size_t inline_threshold = 100 * 1024;
   /// How long an idle process spins before it sleeps on its futex.
   std::chrono::microseconds spin = std::chrono::microseconds(200);
@@ -72,7 +73,8 @@ class runtime {
         opts.object_store_bytes ? opts.object_store_bytes : static_cast<std::size_t>(detail::usable_memory_bytes() * 3 / 10);
     cfg.method = resolve(opts.start_method) == start_method::spawn ? detail::start_method_id::spawn
                                                                    : detail::start_method_id::fork;
-    cfg.inline_threshold = opts.inline_threshold;
+    // A value inline in a reply must fit one mailbox message (half a ring, 120 KiB).
+    cfg.inline_threshold = std::min<std::size_t>(opts.inline_threshold, 120 * 1024);
     cfg.spin_us = static_cast<std::uint32_t>(opts.spin.count());
     cfg.max_tasks_in_flight_per_worker = std::max<std::uint32_t>(1, opts.max_tasks_in_flight_per_worker);
     cfg.argv = program_arguments(argc, argv);

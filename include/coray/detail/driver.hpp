@@ -174,6 +174,9 @@ class driver final : public process {
 
   void actor_handle(std::uint64_t id, int delta) noexcept override { actor_ref(id, delta); }
 
+  object_block* new_block(std::size_t size) override { return seg.new_object(size); }
+  void release_block(object_block* b) noexcept override { seg.release(b); }
+
   /// Calls made from now on, and those not yet sent, fail at once; the process gets SIGKILL
   /// and calls it was running fail when its death is seen.
   void kill_actor(std::uint64_t id) override {
@@ -247,6 +250,7 @@ class driver final : public process {
     int submitter = -1;  // slot of the process that made this nested call, -1 for the driver
     std::uint32_t submitter_generation = 0;
     std::uint64_t dispatch_seq = 0;
+    object_block* message = nullptr;  // the dispatched message, when it needed a block
     driver* self = nullptr;
   };
 
@@ -263,6 +267,7 @@ class driver final : public process {
     std::deque<std::pair<std::uint64_t, std::uint64_t>> order;  // (dispatch_seq, task id)
     std::deque<std::function<bool()>> outgoing;                 // messages waiting for room
     std::unordered_map<std::uint64_t, state_ptr> held;          // nested results it holds
+    std::unordered_multiset<std::uint64_t> owned;               // blocks it holds a reference to
   };
 
   struct actor_entry {
@@ -342,6 +347,7 @@ class driver final : public process {
     auto it = tasks_.find(id);
     if (it == tasks_.end()) return;
     for (auto* b : it->second->blocks) seg.release(b);
+    if (it->second->message) seg.release(it->second->message);
     std::vector<std::uint64_t> actors = std::move(it->second->actors);
     tasks_.erase(it);
     for (std::uint64_t a : actors) actor_ref(a, -1);
@@ -409,7 +415,7 @@ class driver final : public process {
       progress = true;
     }
     if (a.closing && a.queue.empty() && !a.dead && !a.shutdown_sent) {
-      a.shutdown_sent = try_send(seg, *v.inbox, v.shared->bell, msg_kind::shutdown, 0, [](std::byte*) {});
+      a.shutdown_sent = try_send(*v.inbox, v.shared->bell, msg_kind::shutdown, 0, [](std::byte*) {});
       if (!a.shutdown_sent) backlog_.insert(a.id);
     }
     return progress;
@@ -435,7 +441,7 @@ class driver final : public process {
       if (e.tag == arg_entry::dependency && !r.deps[e.ref]->block) size += pad16(r.deps[e.ref]->bytes.size());
     });
     const msg_kind kind = r.construct ? msg_kind::construct : msg_kind::run_task;
-    return try_send(seg, *w.inbox, w.shared->bell, kind, size, [&](std::byte* out) {
+    auto fill = [&](std::byte* out) {
       task_header h{r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : 0, 0};
       std::memcpy(out, &h, sizeof h);
       std::byte* p = out + sizeof h;
@@ -446,9 +452,9 @@ class driver final : public process {
           // The record keeps the dependency (and so its block) alive until the call ends.
           auto& d = *r.deps[e.ref];
           if (d.block) {
-            o = {arg_entry::block_value, {}, 0, seg.offset_of(d.block)};
+            o = {arg_entry::block_value, 0, {}, 0, seg.offset_of(d.block)};
           } else {
-            o = {arg_entry::inline_value, {}, static_cast<std::uint32_t>(d.bytes.size()), 0};
+            o = {arg_entry::inline_value, 0, {}, static_cast<std::uint32_t>(d.bytes.size()), 0};
             src = d.bytes.data();
           }
         }
@@ -459,17 +465,26 @@ class driver final : public process {
           p += pad16(o.len);
         }
       });
-    });
+    };
+    if (size <= w.inbox->max_message_bytes()) return try_send(*w.inbox, w.shared->bell, kind, size, fill);
+    // Longer than the ring takes: in a block, freed when the call ends.
+    object_block* b = seg.new_object(size);
+    fill(b->data());
+    if (!try_send_block(seg, *w.inbox, w.shared->bell, kind, b)) {
+      seg.release(b);
+      return false;
+    }
+    if (r.message) seg.release(r.message);
+    r.message = b;
+    return true;
   }
 
   // ---- receiving ----------------------------------------------------------------------
 
   bool drain(process_view& w, int budget) {
     bool progress = false;
-    while (budget-- > 0) {
-      mailbox_slot* s = w.outbox->peek();
-      if (!s) break;
-      message_view m = view_message(seg, *s);
+    message_view m;
+    while (budget-- > 0 && peek_message(seg, *w.outbox, gathered_, m)) {
       std::uint64_t v0 = 0;
       if (m.payload.size() >= sizeof v0) std::memcpy(&v0, m.payload.data(), sizeof v0);
       switch (m.kind) {
@@ -486,12 +501,42 @@ class driver final : public process {
           queue_message(w, msg_kind::actor_found, reply, sizeof reply);
           break;
         }
+        case msg_kind::block_request: {
+          std::uint64_t size;
+          std::memcpy(&size, m.payload.data() + sizeof v0, sizeof size);
+          std::uint64_t reply[5] = {v0, 0, size, seg.free_bytes(), seg.capacity()};
+          try {
+            object_block* b = seg.new_object(static_cast<std::size_t>(size));
+            reply[1] = seg.offset_of(b);
+            w.owned.insert(reply[1]);
+          } catch (const object_store_full&) {
+          }
+          queue_message(w, msg_kind::block_granted, reply, sizeof reply);
+          break;
+        }
+        case msg_kind::block_release: drop_owned(w, seg.at<object_block>(v0)); break;
         default: break;
       }
-      finish_message(seg, *w.outbox, *s);
+      w.outbox->pop(m.slots);
+      if (m.block) drop_owned(w, m.block);  // a long message's block, requested by its sender
       progress = true;
     }
     return progress;
+  }
+
+  /// Process `w` gives up one reference it held to `b`.
+  void drop_owned(process_view& w, object_block* b) {
+    auto it = w.owned.find(seg.offset_of(b));
+    if (it == w.owned.end()) return;  // not its to give
+    w.owned.erase(it);
+    seg.release(b);
+  }
+  /// Process `w`'s reference to `b` passes to the driver (a result, or a call's argument).
+  bool take_owned(process_view& w, object_block* b) {
+    auto it = w.owned.find(seg.offset_of(b));
+    if (it == w.owned.end()) return false;
+    w.owned.erase(it);
+    return true;
   }
 
   void on_task_done(process_view& w, std::span<const std::byte> payload) {
@@ -499,15 +544,21 @@ class driver final : public process {
     std::memcpy(&h, payload.data(), sizeof h);
     auto it = tasks_.find(h.id);
     if (it == tasks_.end()) {
-      if (h.status == result_header::value_block) seg.release(seg.at<object_block>(h.block));
+      if (h.status == result_header::value_block) drop_owned(w, seg.at<object_block>(h.block));
       return;
     }
     task_record& r = *it->second;
+    if (h.status == result_header::value_block && !take_owned(w, seg.at<object_block>(h.block))) {
+      h.status = result_header::error;  // a block it does not own: refuse rather than corrupt
+      r.result->set_error(std::make_exception_ptr(ray::runtime_error("coray: a reply named a block its sender does not hold")));
+    }
     auto body = payload.subspan(sizeof h, h.len);
-    switch (h.status) {
-      case result_header::value_inline: r.result->set_inline(body); break;
-      case result_header::value_block: r.result->set_block(seg.at<object_block>(h.block)); break;
-      default: r.result->set_error(to_exception(decode<wire_error>(body))); break;
+    if (!r.result->settled()) {
+      switch (h.status) {
+        case result_header::value_inline: r.result->set_inline(body); break;
+        case result_header::value_block: r.result->set_block(seg.at<object_block>(h.block)); break;
+        default: r.result->set_error(to_exception(decode<wire_error>(body))); break;
+      }
     }
     if (r.construct && r.result->st == object_state::status::failed) {
       auto a = actors_.find(r.actor);
@@ -548,7 +599,13 @@ class driver final : public process {
     for (std::uint32_t i = 0; i < rec->nargs; ++i) {
       arg_entry e;
       std::memcpy(&e, p, sizeof e);
-      if (e.tag == arg_entry::block_value) rec->blocks.push_back(seg.at<object_block>(e.ref));
+      if (e.tag == arg_entry::block_value) {
+        // An argument block the sender made for this call is handed over; one it holds is
+        // borrowed, and the call takes a reference of its own.
+        object_block* b = seg.at<object_block>(e.ref);
+        if (!(e.owned && take_owned(w, b))) seg.add_ref(b);
+        rec->blocks.push_back(b);
+      }
       if (e.tag == arg_entry::dependency) {
         auto held = w.held.find(e.ref);
         if (held == w.held.end()) {
@@ -583,7 +640,7 @@ class driver final : public process {
   void queue_message(process_view& w, msg_kind k, const void* data, std::size_t n) {
     std::vector<std::byte> bytes(static_cast<const std::byte*>(data), static_cast<const std::byte*>(data) + n);
     w.outgoing.push_back([this, &w, k, bytes = std::move(bytes)] {
-      return try_send(seg, *w.inbox, w.shared->bell, k, bytes.size(),
+      return try_send(*w.inbox, w.shared->bell, k, bytes.size(),
                       [&](std::byte* out) {
         if (!bytes.empty()) std::memcpy(out, bytes.data(), bytes.size());
       });
@@ -615,7 +672,7 @@ class driver final : public process {
         e = describe_current_exception("");
       }
       std::size_t n = encoded_size(e);
-      return try_send(seg, *w.inbox, w.shared->bell, msg_kind::object_ready, sizeof(result_header) + n,
+      return try_send(*w.inbox, w.shared->bell, msg_kind::object_ready, sizeof(result_header) + n,
                       [&](std::byte* out) {
                         result_header h{id, result_header::error, static_cast<std::uint32_t>(n), 0, 0};
                         std::memcpy(out, &h, sizeof h);
@@ -624,12 +681,15 @@ class driver final : public process {
     }
     if (s.block) {
       result_header h{id, result_header::value_block, 0, seg.offset_of(s.block), 0};
-      bool ok = try_send(seg, *w.inbox, w.shared->bell, msg_kind::object_ready, sizeof h,
+      bool ok = try_send(*w.inbox, w.shared->bell, msg_kind::object_ready, sizeof h,
                          [&](std::byte* out) { std::memcpy(out, &h, sizeof h); });
-      if (ok) seg.add_ref(s.block);  // the receiving process's handle
+      if (ok) {
+        seg.add_ref(s.block);  // the receiving process's handle
+        w.owned.insert(h.block);
+      }
       return ok;
     }
-    return try_send(seg, *w.inbox, w.shared->bell, msg_kind::object_ready, sizeof(result_header) + s.bytes.size(),
+    return try_send(*w.inbox, w.shared->bell, msg_kind::object_ready, sizeof(result_header) + s.bytes.size(),
                     [&](std::byte* out) {
                       result_header h{id, result_header::value_inline, static_cast<std::uint32_t>(s.bytes.size()), 0, 0};
                       std::memcpy(out, &h, sizeof h);
@@ -678,7 +738,7 @@ class driver final : public process {
     for (auto& [id, a] : actors_) {
       if (a.dead || a.killed || !a.queue.empty() || !a.sent.empty()) continue;
       process_view& v = views_[a.slot];
-      if (a.shutdown_sent || try_send(seg, *v.inbox, v.shared->bell, msg_kind::shutdown, 0, [](std::byte*) {})) {
+      if (a.shutdown_sent || try_send(*v.inbox, v.shared->bell, msg_kind::shutdown, 0, [](std::byte*) {})) {
         a.shutdown_sent = true;
         stopping.push_back(a.slot);
       }
@@ -711,6 +771,9 @@ class driver final : public process {
       const std::string how = describe_exit(w.shared->wait_status.load(std::memory_order_relaxed));
       w.outgoing.clear();
       w.held.clear();
+      // Everything the dead process held is let go on its behalf.
+      for (std::uint64_t off : w.owned) seg.release(seg.at<object_block>(off));
+      w.owned.clear();
       if (w.actor) {
         actor_ended(w, pid, how);
         active_.erase(active_.begin() + static_cast<std::ptrdiff_t>(k));
@@ -727,6 +790,8 @@ class driver final : public process {
                                                          std::to_string(pid) + ") " + how + " while running " +
                                                          std::string(r.name.empty() ? "a task" : r.name))));
         } else {
+          if (r.message) seg.release(r.message);
+          r.message = nullptr;
           requeue.push_back(&r);  // never started: run it elsewhere
         }
       }
@@ -851,6 +916,7 @@ class driver final : public process {
   std::unordered_map<std::uint64_t, actor_entry> actors_;
   std::unordered_map<std::string, std::uint64_t> names_;
   std::unordered_set<std::uint64_t> backlog_;  // actors whose mailbox was full
+  std::vector<std::byte> gathered_;            // multi-slot messages, read contiguously
   std::uint64_t next_task_id_ = 1;
   std::uint64_t next_actor_id_ = 1;
   std::uint32_t seen_deaths_ = 0;

@@ -70,6 +70,23 @@ inline void collect_actor_handle(std::uint64_t id) {
   actor_collector()->push_back(id);
 }
 
+/// Call arguments may also carry references to blocks of the segment (ray::shared_value,
+/// ray::mutex). The encoder takes one reference and lists the block's offset, tagged, with the
+/// call's actor handles; the driver drops that reference when the call ends. So a block in
+/// flight outlives its sender's handles, however early they go.
+inline constexpr std::uint64_t pinned_block_tag = std::uint64_t{1} << 63;
+inline void collect_pinned_block(segment& seg, object_block* b) {
+  if (!actor_collector())
+    throw ray::runtime_error("coray: shared values and mutexes travel as call arguments only, not inside put objects or results");
+  actor_collector()->push_back(pinned_block_tag | seg.offset_of(b));
+  seg.add_ref(b);
+}
+/// Drops the pinned blocks among `ids` (a call that will not be sent).
+inline void release_pinned_blocks(segment& seg, const std::vector<std::uint64_t>& ids) noexcept {
+  for (std::uint64_t id : ids)
+    if (id & pinned_block_tag) seg.release(seg.at<object_block>(id & ~pinned_block_tag));
+}
+
 /// A remote call as built by task<f>.remote(): the callee, its encoded arguments, the objects
 /// it depends on and the store blocks its large arguments occupy.
 struct task_spec {
@@ -88,17 +105,18 @@ struct task_spec {
   void add_inline(std::size_t size, Fill&& fill) {
     std::size_t at = args.size();
     args.resize(at + sizeof(arg_entry) + pad16(size));
-    arg_entry e{arg_entry::inline_value, {}, static_cast<std::uint32_t>(size), 0};
+    arg_entry e{arg_entry::inline_value, 0, {}, static_cast<std::uint32_t>(size), 0};
     std::memcpy(args.data() + at, &e, sizeof e);
     fill(args.data() + at + sizeof(arg_entry));
     ++nargs;
   }
+  /// Appends a block made for this call; the call owns its reference.
   void add_block(segment& seg, object_block* b) {
     blocks.push_back(b);
-    add_entry({arg_entry::block_value, {}, 0, seg.offset_of(b)});
+    add_entry({arg_entry::block_value, 1, {}, 0, seg.offset_of(b)});
   }
   void add_dependency(state_ptr s) {
-    add_entry({arg_entry::dependency, {}, 0, deps.size()});
+    add_entry({arg_entry::dependency, 0, {}, 0, deps.size()});
     deps.push_back(std::move(s));
   }
 
@@ -139,6 +157,14 @@ class process {
   virtual state_ptr submit(task_spec&& spec) = 0;
   /// A state with an id lost its last handle in this process.
   virtual void forget(object_state&) noexcept {}
+
+  /// A new object block of `size` payload bytes holding one reference for this process.
+  /// Only the driver touches the allocator and the reference counts, so that a worker
+  /// killed at any instant leaves the store intact: workers ask the driver.
+  /// Throws object_store_full.
+  virtual object_block* new_block(std::size_t size) = 0;
+  /// This process drops one reference to `b`.
+  virtual void release_block(object_block* b) noexcept = 0;
   /// A coroutine of this process suspends on (+1) or resumes from (-1) a coray awaitable.
   virtual void coroutine_suspended(int /*delta*/) noexcept {}
 
@@ -163,6 +189,8 @@ class process {
   }
 
   std::size_t inline_threshold() const noexcept { return hdr->inline_threshold; }
+  /// True on the thread that runs this process's loop (where blocking calls may serve it).
+  bool is_loop_thread() const noexcept { return pthread_equal(loop_thread_, pthread_self()); }
 
   /// Queues a coroutine to resume on the loop.
   void schedule(std::coroutine_handle<> h) { ready_.push_back(h); }
@@ -250,7 +278,7 @@ inline void release_state(object_state* s) noexcept {
   process* p = process::current();
   bool live = p && s->epoch == p->epoch;
   if (live && s->id) p->forget(*s);
-  if (live && s->block) p->seg.release(s->block);
+  if (live && s->block) p->release_block(s->block);
   delete s;
 }
 

@@ -11,6 +11,8 @@
 
 #include <cxxabi.h>
 
+#include <cstdio>
+
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +22,7 @@
 #include <string>
 #include <tuple>
 #include <typeinfo>
+#include <vector>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
@@ -32,6 +35,7 @@ enum class msg_kind : std::uint32_t {
   shutdown = 3,
   construct = 4,     // task_header (reserved: max_concurrency), arg entries: build the actor
   actor_found = 5,   // u64 request, u64 actor id, u64 type id (0: no such actor)
+  block_granted = 6, // u64 request, u64 block offset (0: store full), u64 requested, free, capacity
   // worker -> driver
   task_done = 16,  // result_header
   submit = 17,     // task_header, arg entries (a nested call)
@@ -40,6 +44,8 @@ enum class msg_kind : std::uint32_t {
   actor_release = 20,  // u64 actor id: a handle went
   actor_kill = 21,     // u64 actor id
   actor_lookup = 22,   // u64 request, then the name's bytes
+  block_request = 23,  // u64 request, u64 size: a new object block for this process
+  block_release = 24,  // u64 block offset: this process drops one reference
 };
 inline constexpr std::uint32_t in_block_flag = 0x80000000u;
 
@@ -56,7 +62,8 @@ static_assert(sizeof(task_header) == 32);
 struct arg_entry {
   enum tag_t : std::uint8_t { inline_value = 0, block_value = 1, dependency = 2 };
   std::uint8_t tag;
-  std::uint8_t reserved[3];
+  std::uint8_t owned;  // block_value: the sender's reference passes to the call (else borrowed)
+  std::uint8_t reserved[2];
   std::uint32_t len;
   std::uint64_t ref;  // block offset, or dependency index (driver) / object id (worker submit)
 };
@@ -97,30 +104,38 @@ inline std::string demangle(const char* name) {
 using wire_error = std::tuple<std::uint8_t, std::string, std::string, std::string>;
 
 /// Describes the exception in flight. coray's own errors keep their kind, so a worker crash
-/// deep in a chain of nested calls still reads as worker_crashed at the top.
+/// deep in a chain of nested calls still reads as worker_crashed at the top. The text is
+/// capped (32 KiB): an error travels inside one message.
 inline wire_error describe_current_exception(std::string_view function) {
   std::string fn(function);
+  wire_error e;
   try {
     throw;
-  } catch (const task_error& e) {
-    return {std::uint8_t(error_kind::task_error), e.type_name(), e.remote_what(), e.function()};
-  } catch (const worker_crashed& e) {
-    return {std::uint8_t(error_kind::worker_crashed), "", e.what(), fn};
-  } catch (const actor_died& e) {
-    return {std::uint8_t(error_kind::actor_died), "", e.what(), fn};
-  } catch (const codec_error& e) {
-    return {std::uint8_t(error_kind::codec_error), "", e.what(), fn};
-  } catch (const cancelled& e) {
-    return {std::uint8_t(error_kind::cancelled), "", e.what(), fn};
-  } catch (const get_timeout& e) {
-    return {std::uint8_t(error_kind::get_timeout), "", e.what(), fn};
-  } catch (const std::exception& e) {
+  } catch (const task_error& x) {
+    e = {std::uint8_t(error_kind::task_error), x.type_name(), x.remote_what(), x.function()};
+  } catch (const worker_crashed& x) {
+    e = {std::uint8_t(error_kind::worker_crashed), "", x.what(), fn};
+  } catch (const actor_died& x) {
+    e = {std::uint8_t(error_kind::actor_died), "", x.what(), fn};
+  } catch (const object_store_full& x) {
+    e = {std::uint8_t(error_kind::object_store_full),
+         std::to_string(x.requested()) + " " + std::to_string(x.free_bytes()) + " " + std::to_string(x.capacity()),
+         x.what(), fn};
+  } catch (const codec_error& x) {
+    e = {std::uint8_t(error_kind::codec_error), "", x.what(), fn};
+  } catch (const cancelled& x) {
+    e = {std::uint8_t(error_kind::cancelled), "", x.what(), fn};
+  } catch (const get_timeout& x) {
+    e = {std::uint8_t(error_kind::get_timeout), "", x.what(), fn};
+  } catch (const std::exception& x) {
     auto* t = abi::__cxa_current_exception_type();
-    return {std::uint8_t(error_kind::task_error), t ? demangle(t->name()) : "std::exception", e.what(), fn};
+    e = {std::uint8_t(error_kind::task_error), t ? demangle(t->name()) : "std::exception", x.what(), fn};
   } catch (...) {
     auto* t = abi::__cxa_current_exception_type();
-    return {std::uint8_t(error_kind::task_error), t ? demangle(t->name()) : "unknown", "(not a std::exception)", fn};
+    e = {std::uint8_t(error_kind::task_error), t ? demangle(t->name()) : "unknown", "(not a std::exception)", fn};
   }
+  if (std::get<2>(e).size() > 32 * 1024) std::get<2>(e).resize(32 * 1024);
+  return e;
 }
 
 inline std::exception_ptr to_exception(const wire_error& w) {
@@ -131,7 +146,11 @@ inline std::exception_ptr to_exception(const wire_error& w) {
     case error_kind::codec_error: return std::make_exception_ptr(codec_error(what));
     case error_kind::cancelled: return std::make_exception_ptr(cancelled(what));
     case error_kind::get_timeout: return std::make_exception_ptr(get_timeout(what));
-    case error_kind::object_store_full:
+    case error_kind::object_store_full: {
+      unsigned long long requested = 0, free_bytes = 0, capacity = 0;
+      std::sscanf(type.c_str(), "%llu %llu %llu", &requested, &free_bytes, &capacity);
+      return std::make_exception_ptr(object_store_full(requested, free_bytes, capacity));
+    }
     case error_kind::runtime_error: return std::make_exception_ptr(ray::runtime_error(what));
     case error_kind::task_error: break;
   }
@@ -140,62 +159,75 @@ inline std::exception_ptr to_exception(const wire_error& w) {
 
 // ---- sending and receiving ---------------------------------------------------------------
 
-/// A received message: its kind and payload, wherever the payload lies.
-struct message_view {
-  msg_kind kind;
-  std::span<const std::byte> payload;
-};
-
-/// Tries to send a message of `size` bytes that `fill(std::byte*)` writes. Messages longer than
-/// a slot go into a block of the segment that the receiver frees. Returns false when the
-/// mailbox is full. Rings the receiver's doorbell if it sleeps.
+/// Sends a message of `size` bytes that `fill(std::byte*)` writes, in one slot or in
+/// consecutive slots. Returns false when the mailbox has no room now. Rings the receiver's
+/// doorbell if it sleeps. Precondition: size <= mb.max_message_bytes().
 template <class Fill>
-bool try_send(segment& seg, mailbox& mb, doorbell& bell, msg_kind kind, std::size_t size, Fill&& fill) {
-  auto c = mb.try_claim();
+bool try_send(mailbox& mb, doorbell& bell, msg_kind kind, std::size_t size, Fill&& fill) {
+  const std::size_t n = mailbox::slots_for(size);
+  auto c = mb.try_claim(n);
   if (!c) return false;
-  mailbox_slot& s = *c.slot;
-  if (size <= mailbox_slot::payload_bytes) {
-    fill(s.payload);
-    s.kind = static_cast<std::uint32_t>(kind);
-    s.size = static_cast<std::uint32_t>(size);
+  if (n == 1) {
+    fill(c.slot->payload);
   } else {
-    void* b = nullptr;
-    try {
-      b = seg.allocate(size);
-    } catch (...) {
-      s.kind = static_cast<std::uint32_t>(msg_kind::nop);
-      s.size = 0;
-      mb.commit(c);
-      throw;
-    }
-    fill(static_cast<std::byte*>(b));
-    std::uint64_t desc[2] = {seg.offset_of(b), size};
-    std::memcpy(s.payload, desc, sizeof desc);
-    s.kind = static_cast<std::uint32_t>(kind) | in_block_flag;
-    s.size = sizeof desc;
+    thread_local std::vector<std::byte> staging;
+    staging.resize(size);
+    fill(staging.data());
+    mb.write(c, staging.data(), size);
   }
+  c.slot->kind = static_cast<std::uint32_t>(kind);
+  c.slot->size = static_cast<std::uint32_t>(size);
   mb.commit(c);
   bell.ring();
   return true;
 }
 
-/// The payload of a peeked slot. Call finish_message() after handling it.
-inline message_view view_message(segment& seg, const mailbox_slot& s) noexcept {
-  if (s.kind & in_block_flag) {
-    std::uint64_t desc[2];
-    std::memcpy(desc, s.payload, sizeof desc);
-    return {static_cast<msg_kind>(s.kind & ~in_block_flag), {seg.at(desc[0]), static_cast<std::size_t>(desc[1])}};
-  }
-  return {static_cast<msg_kind>(s.kind), {s.payload, s.size}};
+/// Sends a message whose payload is the block `b` (for messages longer than the ring takes).
+/// The receiver hands the block back to its owner when done.
+inline bool try_send_block(segment& seg, mailbox& mb, doorbell& bell, msg_kind kind, object_block* b) {
+  std::uint64_t desc[2] = {seg.offset_of(b), b->size};
+  auto c = mb.try_claim(1);
+  if (!c) return false;
+  std::memcpy(c.slot->payload, desc, sizeof desc);
+  c.slot->kind = static_cast<std::uint32_t>(kind) | in_block_flag;
+  c.slot->size = sizeof desc;
+  mb.commit(c);
+  bell.ring();
+  return true;
 }
 
-inline void finish_message(segment& seg, mailbox& mb, const mailbox_slot& s) noexcept {
-  if (s.kind & in_block_flag) {
+/// A received message: its kind and contiguous payload.
+struct message_view {
+  msg_kind kind;
+  std::span<const std::byte> payload;
+  object_block* block = nullptr;  // the block the payload lies in, if any
+  std::size_t slots = 1;          // to pop
+};
+
+/// The next message, if one is published. A one-slot payload is viewed in place (valid until
+/// pop); a multi-slot payload is gathered into `buffer`.
+inline bool peek_message(segment& seg, mailbox& mb, std::vector<std::byte>& buffer, message_view& m) {
+  mailbox_slot* s = mb.peek();
+  if (!s) return false;
+  m.kind = static_cast<msg_kind>(s->kind & ~in_block_flag);
+  m.block = nullptr;
+  if (s->kind & in_block_flag) {
     std::uint64_t desc[2];
-    std::memcpy(desc, s.payload, sizeof desc);
-    seg.deallocate(seg.at(desc[0]));
+    std::memcpy(desc, s->payload, sizeof desc);
+    m.block = seg.at<object_block>(desc[0]);
+    m.payload = {m.block->data(), static_cast<std::size_t>(desc[1])};
+    m.slots = 1;
+    return true;
   }
-  mb.pop();
+  m.slots = mailbox::slots_for(s->size);
+  if (m.slots == 1) {
+    m.payload = {s->payload, s->size};
+  } else {
+    buffer.resize(s->size);
+    mb.read(buffer.data(), s->size);
+    m.payload = {buffer.data(), buffer.size()};
+  }
+  return true;
 }
 
 }  // namespace detail

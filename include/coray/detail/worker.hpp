@@ -65,7 +65,7 @@ class worker final : public process {
     // Dependencies first: a call whose argument already failed is never sent.
     for (auto& d : spec.deps)
       if (d->st == object_state::status::failed) {
-        for (auto* b : spec.blocks) seg.release(b);
+        for (auto* b : spec.blocks) release_block(b);
         result->set_error(d->error);
         return result;
       }
@@ -93,10 +93,10 @@ class worker final : public process {
           if (!d.settled()) {
             o.ref = d.id;
           } else if (d.block) {
-            seg.add_ref(d.block);  // the driver's task record owns this reference
-            o = {arg_entry::block_value, {}, 0, seg.offset_of(d.block)};
+            // Borrowed: the driver takes a reference of its own for the call.
+            o = {arg_entry::block_value, 0, {}, 0, seg.offset_of(d.block)};
           } else {
-            o = {arg_entry::inline_value, {}, static_cast<std::uint32_t>(d.bytes.size()), 0};
+            o = {arg_entry::inline_value, 0, {}, static_cast<std::uint32_t>(d.bytes.size()), 0};
             src = d.bytes.data();
           }
         }
@@ -143,12 +143,25 @@ class worker final : public process {
     if (awaited_.erase(s.id)) send_u64(msg_kind::release, s.id);
   }
 
+  /// Asks the driver for a block and waits (running the loop) for it.
+  object_block* new_block(std::size_t size) override {
+    const std::uint64_t request = ++requests_;
+    std::uint64_t msg[2] = {request, size};
+    send(msg_kind::block_request, sizeof msg, [&](std::byte* out) { std::memcpy(out, msg, sizeof msg); });
+    run_until([&] { return granted_.count(request) != 0; });
+    grant g = granted_[request];
+    granted_.erase(request);
+    if (!g.offset) throw object_store_full(g.requested, g.free_bytes, g.capacity);
+    return seg.at<object_block>(g.offset);
+  }
+  void release_block(object_block* b) noexcept override { send_u64(msg_kind::block_release, seg.offset_of(b)); }
+
   /// Replies to the driver with a task's value (`size` bytes written by `fill`), putting
   /// large values in the store.
   template <class Fill>
   void reply_value(std::uint64_t task_id, std::size_t size, Fill&& fill) {
     if (size > inline_threshold()) {
-      object_block* b = seg.new_object(size);
+      object_block* b = new_block(size);
       fill(b->data());
       result_header h{task_id, result_header::value_block, 0, seg.offset_of(b), 0};
       send(msg_kind::task_done, sizeof h, [&](std::byte* out) { std::memcpy(out, &h, sizeof h); });
@@ -177,20 +190,18 @@ class worker final : public process {
 
  protected:
   bool poll() override {
-    mailbox_slot* s = inbox_->peek();
-    if (!s) return start_calls();
+    message_view m;
+    std::vector<std::byte> gathered;
+    if (!peek_message(seg, *inbox_, gathered, m)) return start_calls();
     // Take the message out of the ring before handling it: a task body may run the loop
-    // again (a blocking get), which must see the next message, not this one.
+    // again (a blocking get), which must see the next message, not this one. A message in a
+    // block stays valid: the driver frees it when the call ends.
     alignas(16) std::byte local[mailbox_slot::payload_bytes];
-    message_view m = view_message(seg, *s);
-    void* block = nullptr;
-    if (s->kind & in_block_flag) {
-      block = const_cast<std::byte*>(m.payload.data());
-    } else {
+    if (m.slots == 1 && !m.block) {
       std::memcpy(local, m.payload.data(), m.payload.size());
       m.payload = {local, m.payload.size()};
     }
-    inbox_->pop();
+    inbox_->pop(m.slots);
     switch (m.kind) {
       case msg_kind::run_task:
         if (is_actor_) {
@@ -210,10 +221,15 @@ class worker final : public process {
         found_[v[0]] = {v[1], v[2]};
         break;
       }
+      case msg_kind::block_granted: {
+        std::uint64_t v[5];
+        std::memcpy(v, m.payload.data(), sizeof v);
+        granted_[v[0]] = {v[1], v[2], v[3], v[4]};
+        break;
+      }
       case msg_kind::shutdown: stopping_ = true; break;
       default: break;
     }
-    if (block) seg.deallocate(block);
     start_calls();
     return true;
   }
@@ -284,7 +300,7 @@ class worker final : public process {
     std::memcpy(&h, payload.data(), sizeof h);
     auto it = awaited_.find(h.id);
     if (it == awaited_.end()) {
-      if (h.status == result_header::value_block) seg.release(seg.at<object_block>(h.block));
+      if (h.status == result_header::value_block) release_block(seg.at<object_block>(h.block));
       return;
     }
     object_state& s = *it->second;
@@ -296,12 +312,18 @@ class worker final : public process {
     }
   }
 
+  /// Sends to the driver, waiting for room (the driver always drains). A message longer than
+  /// the ring takes goes in a block the driver frees after reading it.
   template <class Fill>
   void send(msg_kind k, std::size_t size, Fill&& fill) {
+    object_block* b = nullptr;
+    if (size > outbox_->max_message_bytes()) {
+      b = new_block(size);
+      fill(b->data());
+    }
     backoff bo;
     auto since = clock::now();
-    while (!try_send(seg, *outbox_, hdr->driver_bell, k, size, fill)) {
-      // The driver always drains its inboxes; wait for room.
+    while (b ? !try_send_block(seg, *outbox_, hdr->driver_bell, k, b) : !try_send(*outbox_, hdr->driver_bell, k, size, fill)) {
       if (bo.pause(since, std::chrono::microseconds(hdr->spin_us))) {
         if (getppid() != hdr->supervisor_pid) _exit(0);
         usleep(50);
@@ -320,6 +342,11 @@ class worker final : public process {
   std::unordered_map<std::uint64_t, object_state*> awaited_;  // nested results by id
   std::uint64_t lookups_ = 0;
   std::unordered_map<std::uint64_t, actor_info> found_;
+  struct grant {
+    std::uint64_t offset, requested, free_bytes, capacity;
+  };
+  std::uint64_t requests_ = 0;
+  std::unordered_map<std::uint64_t, grant> granted_;
   // Actor mode.
   bool is_actor_ = false;
   void* instance_ = nullptr;
