@@ -18,6 +18,7 @@
 #include <coray/task.hpp>
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -31,6 +32,12 @@ struct actor_options {
   /// How many calls may run at once: calls to coroutine methods (ray::async) overlap while
   /// they await, up to this many (Ray's async actors). Plain methods always run one at a time.
   std::uint32_t max_concurrency = 1;
+  /// How many times the actor is rebuilt (its constructor run again with the same
+  /// arguments, in a new process) after its process dies. 0: never; -1: always.
+  int max_restarts = 0;
+  /// How many times a call that was running when the actor died is run again on the
+  /// rebuilt actor (else it fails with actor_died).
+  int max_task_retries = 0;
 };
 
 /// No live actor has the name given to ray::get_actor, or it is of another type.
@@ -181,6 +188,8 @@ actor<T> spawn(actor_options opts, A&&... args) {
     req.type_name = std::string(detail::type_name<T>());
     req.name = std::move(opts.name);
     req.max_concurrency = opts.max_concurrency;
+    req.max_restarts = opts.max_restarts < 0 ? std::numeric_limits<int>::max() : opts.max_restarts;
+    req.max_task_retries = opts.max_task_retries < 0 ? std::numeric_limits<int>::max() : opts.max_task_retries;
     std::uint64_t id = d.spawn_actor(std::move(req));
     return actor<T>(d.make_actor_handle(id));
   } else {

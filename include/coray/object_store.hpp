@@ -127,6 +127,19 @@ get_awaitable<T> get(const object_ref<T>& ref) {
   return get_awaitable<T>(ref.state());
 }
 
+struct get_options {
+  /// Give up after this long with ray::get_timeout; none: wait as long as it takes.
+  std::optional<std::chrono::nanoseconds> timeout = std::nullopt;
+};
+
+template <class T>
+class wait_awaitable;
+struct wait_options;
+
+/// What ray::get with a timeout returns: co_await it, or convert it to T to block.
+template <class T>
+class [[nodiscard]] timed_get_awaitable;
+
 /// What ray::get of several refs returns: the values in the order of the refs.
 template <class T>
 class [[nodiscard]] get_all_awaitable {
@@ -347,6 +360,51 @@ class [[nodiscard]] wait_awaitable {
 template <class T>
 wait_awaitable<T> wait(std::vector<object_ref<T>> refs, wait_options opts = {}) {
   return wait_awaitable<T>(std::move(refs), opts);
+}
+
+template <class T>
+class [[nodiscard]] timed_get_awaitable {
+ public:
+  timed_get_awaitable(const object_ref<T>& ref, std::chrono::nanoseconds timeout)
+      : ref_(ref), timeout_(timeout), wait_({ref}, {.num_returns = 1, .timeout = timeout}) {}
+  bool await_ready() noexcept { return wait_.await_ready(); }
+  void await_suspend(std::coroutine_handle<> h) { wait_.await_suspend(h); }
+  T await_resume() { return finish(wait_.await_resume()); }
+  operator T() && { return finish(static_cast<wait_result<T>>(std::move(wait_))); }
+  T get() && { return static_cast<T>(std::move(*this)); }
+
+ private:
+  T finish(const wait_result<T>& w) {
+    if (w.ready.empty())
+      throw get_timeout("ray::get: the object was not ready within " +
+                        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(timeout_).count()) + " ms");
+    return detail::read_value<T>(*ref_.state());
+  }
+  object_ref<T> ref_;
+  std::chrono::nanoseconds timeout_;
+  wait_awaitable<T> wait_;
+};
+
+/// The value of `ref`, waiting at most `opts.timeout` (then ray::get_timeout).
+template <class T>
+timed_get_awaitable<T> get(const object_ref<T>& ref, get_options opts) {
+  if (!ref.valid()) throw ray::runtime_error("ray::get: the object_ref is empty");
+  return timed_get_awaitable<T>(ref, opts.timeout.value_or(std::chrono::nanoseconds::max()));
+}
+
+struct cancel_options {
+  /// Also kill the worker running the task (tasks only; actor calls cannot be forced).
+  bool force = false;
+};
+
+/// Cancels the call whose result `ref` is: a call still waiting is never run; one running
+/// runs on (unless `force`), but either way getting `ref` raises ray::cancelled. A call
+/// that already finished keeps its result. Driver only.
+template <class T>
+void cancel(const object_ref<T>& ref, cancel_options opts = {}) {
+  auto& p = detail::process::require();
+  if (!p.is_driver()) throw ray::runtime_error("ray::cancel is only available in the driver process");
+  if (ref.valid() && ref.state()->id) p.cancel_call(ref.state()->id, opts.force);
 }
 
 /// Runs the loop until `awaitable` completes and returns its result: the blocking form of

@@ -229,7 +229,7 @@ struct invoker {
   static void invoke(invocation& inv) {
     if constexpr (is_async<R>::value) {
       // The body outlives this message: keep a copy of its arguments.
-      run_coroutine(inv.self, inv.task_id, inv.name, inv.instance, std::vector<std::byte>(inv.args.begin(), inv.args.end()));
+      run_coroutine(inv, std::vector<std::byte>(inv.args.begin(), inv.args.end()));
     } else {
       try {
         argument_reader reader(inv.self.seg, inv.args);
@@ -241,13 +241,17 @@ struct invoker {
           reply(inv.self, inv.task_id, call(inv.instance, args));
         }
       } catch (...) {
-        inv.self.reply_error(inv.task_id, describe_current_exception(inv.name));
+        inv.fail();
       }
       if constexpr (traits::is_member) inv.self.call_finished();
     }
   }
 
-  static detached run_coroutine(worker& w, std::uint64_t id, std::string_view name, void* self, std::vector<std::byte> bytes) {
+  static detached run_coroutine(invocation inv, std::vector<std::byte> bytes) {
+    worker& w = inv.self;
+    const std::uint64_t id = inv.task_id;
+    void* self = inv.instance;
+    inv.args = bytes;  // the copy outlives the message
     try {
       argument_reader reader(w.seg, bytes);
       auto args = decode_arguments<params>(reader, indices);
@@ -259,7 +263,7 @@ struct invoker {
         reply(w, id, value);
       }
     } catch (...) {
-      w.reply_error(id, describe_current_exception(name));
+      inv.fail();
     }
     if constexpr (traits::is_member) w.call_finished();
   }
@@ -283,6 +287,48 @@ task_spec make_call(process& p, A&&... args) {
 
 }  // namespace detail
 
+/// Which exceptions of a task are retried: none (false, the default), all (true), or those
+/// of given types (ray::retry_on<E...>, matching derived types too).
+struct retry_policy {
+  constexpr retry_policy(bool all = false) noexcept : matcher(all ? 1 : 0) {}
+  constexpr retry_policy(std::uint64_t id, std::nullptr_t) noexcept : matcher(id) {}
+  std::uint64_t matcher;
+};
+
+namespace detail {
+template <class E, class... Rest>
+bool exception_is(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const E&) {
+    return true;
+  } catch (...) {
+    if constexpr (sizeof...(Rest) > 0) return exception_is<Rest...>(e);
+    else return false;
+  }
+}
+template <class... E>
+retry_policy make_retry_policy() {
+  constexpr std::uint64_t id = entity_id<&exception_is<E...>>;
+  register_retry_matcher(id, &exception_is<E...>);
+  return retry_policy(id, nullptr);
+}
+}  // namespace detail
+
+/// Retry a task when it throws one of E... (or a type derived from one):
+/// `ray::task<f>.options({.retry_exceptions = ray::retry_on<std::runtime_error>})`.
+template <class... E>
+inline const retry_policy retry_on = detail::make_retry_policy<E...>();
+
+/// Per-call options of a task, as Ray's `f.options(...)`.
+struct task_options {
+  /// Re-runs after the worker running the task dies (and after a retryable exception).
+  /// The final error says how many attempts were made.
+  int max_retries = 3;
+  /// Whether an exception thrown by the task is retried too.
+  retry_policy retry_exceptions = false;
+};
+
 /// The remote form of the free function F: `ray::task<f>.remote(args...)`.
 template <auto F>
 struct remote_function {
@@ -299,6 +345,12 @@ struct remote_function {
                 "ray::task<f>: a parameter of f cannot be sent between processes (it must be "
                 "encodable, a std::span<const T> or a std::string_view)");
 
+  constexpr remote_function() noexcept = default;
+  constexpr explicit remote_function(task_options o) noexcept : options_(o) {}
+
+  /// The same function with other options: `ray::task<f>.options({.max_retries = 0}).remote(...)`.
+  constexpr remote_function options(task_options o) const noexcept { return remote_function(o); }
+
   /// Submits the call and returns its result's ref at once. Call from the thread that runs
   /// the runtime (or from inside a task).
   template <class... A>
@@ -312,11 +364,17 @@ struct remote_function {
                     "reference parameters are not allowed)");
       if constexpr (fits) {
         auto& p = detail::process::require();
-        return object_ref<result_type>(p.submit(detail::make_call<F>(p, std::forward<A>(args)...)));
+        auto spec = detail::make_call<F>(p, std::forward<A>(args)...);
+        spec.max_retries = options_.max_retries;
+        spec.retry_matcher = options_.retry_exceptions.matcher;
+        return object_ref<result_type>(p.submit(std::move(spec)));
       }
     }
     return {};
   }
+
+ private:
+  task_options options_{};
 };
 
 /// `ray::task<f>`: the handle through which f is called remotely.

@@ -12,12 +12,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <optional>
 #include <unordered_set>
 #include <vector>
 
@@ -47,6 +49,8 @@ struct actor_spawn_request {
   std::string type_name;
   std::string name;
   std::uint32_t max_concurrency = 1;
+  int max_restarts = 0;
+  int max_task_retries = 0;
 };
 
 class driver final : public process {
@@ -112,11 +116,53 @@ class driver final : public process {
     rec->blocks = std::move(spec.blocks);
     rec->actor = spec.target_actor;
     rec->actors = std::move(spec.actors);
+    rec->max_retries = spec.max_retries;
+    rec->retry_matcher = spec.retry_matcher;
     rec->result = make_state();
+    rec->result->id = rec->id;  // lets ray::cancel find the call
     state_ptr result = rec->result;
     admit(std::move(rec));
     dispatch();
     return result;
+  }
+
+  /// ray::cancel: a call not yet sent is removed; one running keeps running (or, with
+  /// `force`, its worker is killed), and either way its result becomes `cancelled` now.
+  void cancel_call(std::uint64_t id, bool force) override {
+    auto it = tasks_.find(id);
+    if (it == tasks_.end() || it->second->result->settled()) return;
+    task_record& r = *it->second;
+    r.cancelled = true;
+    auto e = std::make_exception_ptr(
+        cancelled("coray: " + std::string(r.name.empty() ? "the call" : r.name) + " was cancelled"));
+    if (auto q = std::find(runnable_.begin(), runnable_.end(), &r); q != runnable_.end()) {
+      runnable_.erase(q);
+      fail(r, e);
+      return;
+    }
+    if (r.actor) {
+      auto a = actors_.find(r.actor);
+      if (a != actors_.end()) {
+        auto& queue = a->second.queue;
+        if (auto q = std::find(queue.begin(), queue.end(), &r); q != queue.end()) {
+          if (r.pending_deps) {  // dependencies still hold it: settle now, drop when they arrive
+            r.failed_dep = true;
+            r.result->set_error(e);
+          } else {
+            queue.erase(q);
+            fail(r, e);
+          }
+          return;
+        }
+      }
+    }
+    if (r.pending_deps) {
+      r.failed_dep = true;  // dropped once its dependencies settle
+      r.result->set_error(e);
+      return;
+    }
+    r.result->set_error(e);  // dispatched: the reply, if any, is ignored
+    if (force && !r.actor && r.worker >= 0) command({supervisor_command::kill, static_cast<std::uint32_t>(r.worker)});
   }
 
   /// Pids of the task workers, in slot order (0 while one starts).
@@ -150,6 +196,19 @@ class driver final : public process {
     a.type_id = req.type_id;
     a.type_name = std::move(req.type_name);
     a.name = std::move(req.name);
+    a.max_restarts = req.max_restarts;
+    a.max_task_retries = req.max_task_retries;
+    a.max_concurrency = req.max_concurrency;
+    // Kept to build the actor again after a crash (max_restarts).
+    a.ctor_fn = req.constructor.fn_id;
+    a.ctor_name = req.constructor.name;
+    a.ctor_nargs = req.constructor.nargs;
+    a.ctor_args = req.constructor.args;
+    a.ctor_deps = req.constructor.deps;
+    for (auto* b : req.constructor.blocks) {
+      seg.add_ref(b);
+      a.ctor_blocks.push_back(b);
+    }
     if (!a.name.empty()) names_[a.name] = a.id;
 
     req.constructor.target_actor = a.id;
@@ -206,6 +265,22 @@ class driver final : public process {
     return views_[it->second.slot].shared->pid.load(std::memory_order_acquire);
   }
 
+  /// An actor's process for ray::actor_process: its pid (0 while it starts), whether it ended
+  /// and, once it has, its wait status. nullopt once the actor is forgotten (it ended and no
+  /// handle is left).
+  struct actor_process_status {
+    int pid = 0;
+    bool ended = false;
+    int wait_status = 0;
+  };
+  std::optional<actor_process_status> actor_status(std::uint64_t id) const {
+    auto it = actors_.find(id);
+    if (it == actors_.end()) return std::nullopt;
+    const actor_entry& a = it->second;
+    if (a.dead) return actor_process_status{a.pid, true, a.wait_status};
+    return actor_process_status{views_[a.slot].shared->pid.load(std::memory_order_acquire), false, 0};
+  }
+
  protected:
   bool poll() override {
     bool progress = false;
@@ -250,6 +325,11 @@ class driver final : public process {
     int submitter = -1;  // slot of the process that made this nested call, -1 for the driver
     std::uint32_t submitter_generation = 0;
     std::uint64_t dispatch_seq = 0;
+    int worker = -1;                  // the task worker it was sent to
+    int max_retries = 0;
+    std::uint64_t retry_matcher = 0;
+    int attempt = 1;
+    bool cancelled = false;
     object_block* message = nullptr;  // the dispatched message, when it needed a block
     driver* self = nullptr;
   };
@@ -282,9 +362,21 @@ class driver final : public process {
     bool closing = false;  // no handle is left: end after the queued calls
     bool shutdown_sent = false;
     std::string cause;
+    int pid = 0, wait_status = 0;  // of its process, once it ended
     state_ptr constructed;
+    int max_restarts = 0;
+    int restarts = 0;
+    int max_task_retries = 0;
+    std::uint32_t max_concurrency = 1;
+    std::uint64_t ctor_fn = 0;
+    std::string_view ctor_name;
+    std::uint32_t ctor_nargs = 0;
+    std::vector<std::byte> ctor_args;
+    std::vector<state_ptr> ctor_deps;
+    std::vector<object_block*> ctor_blocks;  // one reference each, for rebuilding
     std::deque<task_record*> queue;  // calls not yet sent, in the order they were made
     std::deque<std::uint64_t> sent;  // calls sent and not done
+    std::uint64_t dispatched = 0;    // method calls sent to the current process
   };
 
   // ---- admission and dependencies -----------------------------------------------------
@@ -310,6 +402,7 @@ class driver final : public process {
         fail(*r, std::make_exception_ptr(actor_died(it == actors_.end() ? "coray: no such actor" : it->second.cause)));
         return;
       }
+      if (!r->construct) r->max_retries = it->second.max_task_retries;
       it->second.queue.push_back(r);
       pump_actor(it->second);
     } else if (r->pending_deps == 0) {
@@ -379,7 +472,9 @@ class driver final : public process {
       if (!w) break;
       task_record* r = runnable_.front();
       if (!send_call(*w, *r)) break;
+      grant_pinned_blocks(*w, *r);
       r->dispatch_seq = w->dispatched++;
+      r->worker = static_cast<int>(w->index);
       w->order.emplace_back(r->dispatch_seq, r->id);
       ++w->in_flight;
       runnable_.pop_front();
@@ -410,6 +505,8 @@ class driver final : public process {
         backlog_.insert(a.id);
         break;
       }
+      grant_pinned_blocks(v, *r);
+      if (!r->construct) r->dispatch_seq = a.dispatched++;  // its place among the calls this process starts
       a.queue.pop_front();
       a.sent.push_back(r->id);
       progress = true;
@@ -432,6 +529,16 @@ class driver final : public process {
     }
   }
 
+  /// The process a call was sent to gets a reference of its own to each block the call pins;
+  /// the handle it decodes adopts it.
+  void grant_pinned_blocks(process_view& w, const task_record& r) {
+    for (std::uint64_t id : r.actors)
+      if (id & pinned_block_tag) {
+        seg.add_ref(seg.at<object_block>(id & ~pinned_block_tag));
+        w.owned.insert(id & ~pinned_block_tag);
+      }
+  }
+
   /// Sends a call's message, its dependencies replaced by their values; false if no room.
   bool send_call(process_view& w, task_record& r) {
     std::size_t size = sizeof(task_header);
@@ -442,7 +549,7 @@ class driver final : public process {
     });
     const msg_kind kind = r.construct ? msg_kind::construct : msg_kind::run_task;
     auto fill = [&](std::byte* out) {
-      task_header h{r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : 0, 0};
+      task_header h{r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : 0, 0, 0, 0, r.retry_matcher};
       std::memcpy(out, &h, sizeof h);
       std::byte* p = out + sizeof h;
       for_each_entry(r, [&](const arg_entry& e, const std::byte* data) {
@@ -553,11 +660,29 @@ class driver final : public process {
       r.result->set_error(std::make_exception_ptr(ray::runtime_error("coray: a reply named a block its sender does not hold")));
     }
     auto body = payload.subspan(sizeof h, h.len);
+    const bool is_task = r.actor == 0;
+    if (h.status == result_header::retryable_error && !r.result->settled() && r.attempt <= r.max_retries) {
+      ++r.attempt;
+      if (is_task) {
+        if (w.in_flight) --w.in_flight;
+        runnable_.push_back(&r);
+      } else if (auto a = actors_.find(r.actor); a != actors_.end()) {
+        auto& sent = a->second.sent;
+        sent.erase(std::remove(sent.begin(), sent.end(), r.id), sent.end());
+        a->second.queue.push_front(&r);
+      }
+      return;
+    }
     if (!r.result->settled()) {
       switch (h.status) {
         case result_header::value_inline: r.result->set_inline(body); break;
         case result_header::value_block: r.result->set_block(seg.at<object_block>(h.block)); break;
-        default: r.result->set_error(to_exception(decode<wire_error>(body))); break;
+        default: {
+          wire_error e = decode<wire_error>(body);
+          if (r.attempt > 1) std::get<2>(e) += attempts_note(r);
+          r.result->set_error(to_exception(e));
+          break;
+        }
       }
     }
     if (r.construct && r.result->st == object_state::status::failed) {
@@ -565,9 +690,8 @@ class driver final : public process {
       if (a != actors_.end()) a->second.cause = describe_error(r.result->error);
     }
     if (r.submitter >= 0) forward(r);
-    const bool task = r.actor == 0;
     finish(h.id);
-    if (task) {
+    if (is_task) {
       if (w.in_flight) --w.in_flight;
       while (!w.order.empty() && !tasks_.count(w.order.front().second)) w.order.pop_front();
     } else if (auto a = actors_.find(w.actor); a != actors_.end()) {
@@ -586,6 +710,8 @@ class driver final : public process {
     rec->fn_id = h.fn_id;
     rec->nargs = h.nargs;
     rec->actor = h.target;
+    rec->max_retries = h.max_retries;
+    rec->retry_matcher = h.retry_matcher;
     rec->submitter = static_cast<int>(w.index);
     rec->submitter_generation = w.generation;
     if (auto* f = find_function(h.fn_id)) rec->name = f->name;
@@ -595,6 +721,11 @@ class driver final : public process {
     if (actor_bytes) std::memcpy(rec->actors.data(), payload.data() + payload.size() - actor_bytes, actor_bytes);
     rec->result = make_state();
     bool unknown = false;
+    for (std::uint64_t& a : rec->actors)
+      if ((a & pinned_block_tag) && !w.owned.count(a & ~pinned_block_tag)) {
+        a = 0;  // a block its process does not hold: refuse the call
+        unknown = true;
+      }
     std::byte* p = rec->args.data();
     for (std::uint32_t i = 0; i < rec->nargs; ++i) {
       arg_entry e;
@@ -710,6 +841,12 @@ class driver final : public process {
   // ---- actor lifetime -----------------------------------------------------------------
 
   void actor_ref(std::uint64_t id, int delta) noexcept {
+    if (id & pinned_block_tag) {  // a block the call pins (see collect_pinned_block)
+      object_block* b = seg.at<object_block>(id & ~pinned_block_tag);
+      if (delta > 0) seg.add_ref(b);
+      else seg.release(b);
+      return;
+    }
     auto it = actors_.find(id);
     if (it == actors_.end()) return;
     actor_entry& a = it->second;
@@ -727,6 +864,7 @@ class driver final : public process {
 
   void forget_actor(actor_entry& a) {
     if (a.refs > 0 || !a.dead || !a.queue.empty()) return;
+    for (auto* b : a.ctor_blocks) seg.release(b);
     actors_.erase(a.id);
   }
 
@@ -775,8 +913,8 @@ class driver final : public process {
       for (std::uint64_t off : w.owned) seg.release(seg.at<object_block>(off));
       w.owned.clear();
       if (w.actor) {
-        actor_ended(w, pid, how);
-        active_.erase(active_.begin() + static_cast<std::ptrdiff_t>(k));
+        if (actor_ended(w, pid, how)) ++k;
+        else active_.erase(active_.begin() + static_cast<std::ptrdiff_t>(k));
         continue;
       }
       const std::uint64_t started = w.shared->tasks_started.load(std::memory_order_acquire);
@@ -785,14 +923,16 @@ class driver final : public process {
         auto it = tasks_.find(id);
         if (it == tasks_.end()) continue;
         task_record& r = *it->second;
-        if (seq < started) {
-          fail(r, std::make_exception_ptr(worker_crashed("coray: worker " + std::to_string(w.index) + " (pid " +
-                                                         std::to_string(pid) + ") " + how + " while running " +
-                                                         std::string(r.name.empty() ? "a task" : r.name))));
+        if (r.worker != static_cast<int>(w.index) || r.dispatch_seq != seq) continue;  // since re-sent elsewhere
+        if (r.cancelled || (seq < started && r.attempt > r.max_retries)) {
+          fail(r, std::make_exception_ptr(worker_crashed(
+                      "coray: worker " + std::to_string(w.index) + " (pid " + std::to_string(pid) + ") " + how +
+                      " while running " + std::string(r.name.empty() ? "a task" : r.name) + attempts_note(r))));
         } else {
+          if (seq < started) ++r.attempt;  // it ran and died: retried, Ray's max_retries
           if (r.message) seg.release(r.message);
           r.message = nullptr;
-          requeue.push_back(&r);  // never started: run it elsewhere
+          requeue.push_back(&r);  // to run (again) on another worker
         }
       }
       runnable_.insert(runnable_.begin(), requeue.begin(), requeue.end());
@@ -807,14 +947,81 @@ class driver final : public process {
 
   /// An actor's process ended: its unfinished calls fail with actor_died, and so will
   /// later ones; its slot is free again.
-  void actor_ended(process_view& w, int pid, const std::string& how) {
+  /// Builds an actor again after its process died (max_restarts): a new process, its
+  /// constructor run again with the same arguments, its in-flight calls retried if their
+  /// max_task_retries allow, its queued calls kept in order.
+  bool restart_actor(process_view& w, actor_entry& a, int pid, const std::string& how) {
+    ++a.restarts;
+    const std::string cause = "coray: actor " + a.type_name + " (pid " + std::to_string(pid) + ") " + how;
+    const std::uint64_t started = w.shared->tasks_started.load(std::memory_order_acquire);
+    std::vector<task_record*> again;
+    for (std::uint64_t id : a.sent) {
+      auto t = tasks_.find(id);
+      if (t == tasks_.end()) continue;
+      task_record& r = *t->second;
+      if (r.construct) continue;  // replaced below
+      if (r.dispatch_seq >= started && !r.cancelled) {
+        again.push_back(&r);  // never started: simply sent again
+      } else if (r.attempt <= r.max_retries && !r.cancelled) {
+        ++r.attempt;
+        again.push_back(&r);
+      } else {
+        fail(r, std::make_exception_ptr(actor_died(cause + attempts_note(r))));
+      }
+    }
+    a.sent.clear();
+    a.dispatched = 0;
+    a.queue.insert(a.queue.begin(), again.begin(), again.end());
+    auto rec = std::make_unique<task_record>();
+    rec->id = next_task_id_++;
+    rec->fn_id = a.ctor_fn;
+    rec->name = a.ctor_name;
+    rec->nargs = a.ctor_nargs;
+    rec->args = a.ctor_args;
+    rec->deps = a.ctor_deps;
+    for (auto* b : a.ctor_blocks) {
+      seg.add_ref(b);
+      rec->blocks.push_back(b);
+    }
+    rec->actor = a.id;
+    rec->construct = true;
+    rec->max_concurrency = a.max_concurrency;
+    rec->result = make_state();
+    a.constructed = rec->result;
+    task_record* r = rec.get();
+    r->self = this;
+    tasks_.emplace(r->id, std::move(rec));
+    a.queue.push_front(r);
+    open_mailboxes(w);
+    w.actor = a.id;
+    start_process(w.index);
+    pump_actor(a);
+    return true;
+  }
+
+  static std::string attempts_note(const task_record& r) {
+    return r.max_retries > 0 ? " (attempt " + std::to_string(r.attempt) + " of " + std::to_string(r.max_retries + 1) + ")"
+                             : std::string();
+  }
+
+  /// An actor's process ended: restarted if it may be; else its unfinished calls fail with
+  /// actor_died, and so will later ones, and its slot is free again. Returns true if the
+  /// slot lives on.
+  bool actor_ended(process_view& w, int pid, const std::string& how) {
+    if (auto live = actors_.find(w.actor); live != actors_.end()) {
+      actor_entry& a = live->second;
+      if (!a.killed && !a.closing && a.cause.empty() && a.restarts < a.max_restarts)
+        return restart_actor(w, a, pid, how);
+    }
     auto it = actors_.find(w.actor);
     w.actor = 0;
     close_mailboxes(w);
     free_actor_slots_.push_back(w.index);
-    if (it == actors_.end()) return;
+    if (it == actors_.end()) return false;
     actor_entry& a = it->second;
     a.dead = true;
+    a.pid = pid;
+    a.wait_status = w.shared->wait_status.load(std::memory_order_relaxed);
     if (!a.name.empty()) names_.erase(a.name);
     if (!a.killed) {
       const std::string why = a.cause.empty() ? how : "failed in its constructor: " + a.cause;
@@ -830,6 +1037,7 @@ class driver final : public process {
       if (auto t = tasks_.find(id); t != tasks_.end()) fail(*t->second, e);
     // Failing calls may have dropped handles: look the entry up again.
     if (auto again = actors_.find(actor_id); again != actors_.end()) forget_actor(again->second);
+    return false;
   }
 
   // ---- processes ----------------------------------------------------------------------

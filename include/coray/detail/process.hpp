@@ -70,21 +70,16 @@ inline void collect_actor_handle(std::uint64_t id) {
   actor_collector()->push_back(id);
 }
 
-/// Call arguments may also carry references to blocks of the segment (ray::shared_value,
-/// ray::mutex). The encoder takes one reference and lists the block's offset, tagged, with the
-/// call's actor handles; the driver drops that reference when the call ends. So a block in
-/// flight outlives its sender's handles, however early they go.
+/// Call arguments may also carry handles to mutable shared blocks (ray::shared_value,
+/// ray::mutex): the encoder lists the block's offset, tagged, with the call's actor handles.
+/// The driver pins the block while the call lives (so it outlives its sender's handles) and
+/// gives the process the call is sent to a reference of its own, which the decoded handle
+/// adopts. A worker may pin only blocks it holds.
 inline constexpr std::uint64_t pinned_block_tag = std::uint64_t{1} << 63;
 inline void collect_pinned_block(segment& seg, object_block* b) {
   if (!actor_collector())
     throw ray::runtime_error("coray: shared values and mutexes travel as call arguments only, not inside put objects or results");
   actor_collector()->push_back(pinned_block_tag | seg.offset_of(b));
-  seg.add_ref(b);
-}
-/// Drops the pinned blocks among `ids` (a call that will not be sent).
-inline void release_pinned_blocks(segment& seg, const std::vector<std::uint64_t>& ids) noexcept {
-  for (std::uint64_t id : ids)
-    if (id & pinned_block_tag) seg.release(seg.at<object_block>(id & ~pinned_block_tag));
 }
 
 /// A remote call as built by task<f>.remote(): the callee, its encoded arguments, the objects
@@ -97,6 +92,8 @@ struct task_spec {
   std::vector<state_ptr> deps;          // arg_entry::dependency refers to these by index
   std::vector<object_block*> blocks;    // owned; released when the task ends
   std::uint64_t target_actor = 0;       // the actor to call; 0 for any task worker
+  int max_retries = 0;                  // re-runs after a crash or a retryable exception
+  std::uint64_t retry_matcher = 0;      // 0: exceptions are final; 1: all retried; else a matcher
   std::vector<std::uint64_t> actors;    // actor handles among the arguments: kept alive in transit
 
 
@@ -178,6 +175,9 @@ class process {
   };
   /// The live actor registered under `name`.
   virtual actor_info lookup_actor(std::string_view name) = 0;
+
+  /// ray::cancel of the call `id` (driver only).
+  virtual void cancel_call(std::uint64_t /*id*/, bool /*force*/) {}
 
   /// A new local handle to actor `id` (counted at the driver).
   actor_ptr make_actor_handle(std::uint64_t id) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <string_view>
 #include <unordered_map>
 
@@ -71,6 +72,24 @@ inline const registered_function* find_function(std::uint64_t id) {
   auto& t = function_table();
   auto it = t.find(id);
   return it == t.end() ? nullptr : &it->second;
+}
+
+/// Retry matchers (ray::retry_on<E...>): whether an exception in flight is to be retried.
+/// Registered like functions, so a worker finds the caller's choice by id.
+using retry_matcher_fn = bool (*)(std::exception_ptr);
+inline std::unordered_map<std::uint64_t, retry_matcher_fn>& retry_matcher_table() {
+  static std::unordered_map<std::uint64_t, retry_matcher_fn> table;
+  return table;
+}
+inline bool register_retry_matcher(std::uint64_t id, retry_matcher_fn fn) {
+  retry_matcher_table().emplace(id, fn);
+  return true;
+}
+/// Whether the exception `e` is to be retried under matcher `id` (0: never, 1: always).
+inline bool retry_matches(std::uint64_t id, std::exception_ptr e) {
+  if (id <= 1) return id == 1;
+  auto it = retry_matcher_table().find(id);
+  return it != retry_matcher_table().end() && it->second(std::move(e));
 }
 
 }  // namespace detail

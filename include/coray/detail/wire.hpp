@@ -53,10 +53,13 @@ struct task_header {
   std::uint64_t task_id;
   std::uint64_t fn_id;
   std::uint32_t nargs;
-  std::uint32_t extra;   // submit: actor ids after the args; construct: max_concurrency
-  std::uint64_t target;  // submit: the actor to call, 0 for any task worker
+  std::uint32_t extra;          // submit: actor ids after the args; construct: max_concurrency
+  std::uint64_t target;         // submit: the actor to call, 0 for any task worker
+  std::int32_t max_retries;     // submit: retries after a crash or a retryable exception
+  std::uint32_t reserved;
+  std::uint64_t retry_matcher;  // which exceptions are retried: 0 none, 1 all, else a matcher id
 };
-static_assert(sizeof(task_header) == 32);
+static_assert(sizeof(task_header) == 48);
 
 /// One task argument; inline bytes follow the entry, padded to 16.
 struct arg_entry {
@@ -72,7 +75,7 @@ static_assert(sizeof(arg_entry) == 16);
 inline constexpr std::size_t pad16(std::size_t n) noexcept { return (n + 15) & ~std::size_t{15}; }
 
 struct result_header {
-  enum status_t : std::uint32_t { value_inline = 0, value_block = 1, error = 2 };
+  enum status_t : std::uint32_t { value_inline = 0, value_block = 1, error = 2, retryable_error = 3 };
   std::uint64_t id;
   std::uint32_t status;
   std::uint32_t len;    // inline value or error bytes that follow

@@ -29,7 +29,11 @@ struct invocation {
   std::span<const std::byte> args;  // arg_entry records, 16-byte aligned
   std::uint32_t nargs;
   std::string_view name;
-  void* instance;  // the actor's object, for method calls
+  void* instance;               // the actor's object, for method calls
+  std::uint64_t retry_matcher;  // which exceptions the caller retries
+
+  /// Replies with the exception in flight (call from a catch block).
+  void fail() const;
 };
 
 class worker final : public process {
@@ -82,7 +86,7 @@ class worker final : public process {
     awaited_.emplace(result->id, result.get());
     send(msg_kind::submit, size, [&](std::byte* out) {
       task_header h{result->id, spec.fn_id, spec.nargs, static_cast<std::uint32_t>(spec.actors.size()),
-                    spec.target_actor};
+                    spec.target_actor, spec.max_retries, 0, spec.retry_matcher};
       std::memcpy(out, &h, sizeof h);
       std::byte* p = out + sizeof h;
       for_each_entry(spec, [&](const arg_entry& e, const std::byte* data) {
@@ -173,10 +177,11 @@ class worker final : public process {
       fill(out + sizeof h);
     });
   }
-  void reply_error(std::uint64_t task_id, const wire_error& e) {
+  void reply_error(std::uint64_t task_id, const wire_error& e, bool retryable = false) {
     std::size_t size = encoded_size(e);
     send(msg_kind::task_done, sizeof(result_header) + size, [&](std::byte* out) {
-      result_header h{task_id, result_header::error, static_cast<std::uint32_t>(size), 0, 0};
+      result_header h{task_id, retryable ? result_header::retryable_error : result_header::error,
+                      static_cast<std::uint32_t>(size), 0, 0};
       std::memcpy(out, &h, sizeof h);
       encode_to(std::span<std::byte>(out + sizeof h, size), e);
     });
@@ -261,7 +266,7 @@ class worker final : public process {
                               std::to_string(h.fn_id) + " is registered in the worker (is it the same program?)", ""});
       return false;
     }
-    invocation inv{*this, h.task_id, payload.subspan(sizeof h), h.nargs, fn->name, instance_};
+    invocation inv{*this, h.task_id, payload.subspan(sizeof h), h.nargs, fn->name, instance_, h.retry_matcher};
     fn->invoke(inv);
     return true;
   }
@@ -285,6 +290,7 @@ class worker final : public process {
       std::vector<std::byte> call = std::move(calls_.front());
       calls_.pop_front();
       ++running_;
+      me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1, std::memory_order_release);
       run_task(call);
       started = true;
     }
@@ -355,6 +361,10 @@ class worker final : public process {
   std::uint32_t running_ = 0;
   std::deque<std::vector<std::byte>> calls_;
 };
+
+inline void invocation::fail() const {
+  self.reply_error(task_id, describe_current_exception(name), retry_matches(retry_matcher, std::current_exception()));
+}
 
 }  // namespace detail
 CORAY_END_NAMESPACE
