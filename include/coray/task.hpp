@@ -92,6 +92,16 @@ struct is_actor<actor<T>> : std::true_type {};
 template <class T>
 inline constexpr bool is_actor_v = is_actor<std::remove_cvref_t<T>>::value;
 
+/// A std::vector of object_refs: passed for a vector parameter, each element a dependency.
+template <class T>
+struct is_ref_vector : std::false_type {};
+template <class U, class A>
+struct is_ref_vector<std::vector<object_ref<U>, A>> : std::true_type {
+  using value_type = U;
+};
+template <class T>
+inline constexpr bool is_ref_vector_v = is_ref_vector<std::remove_cvref_t<T>>::value;
+
 template <class P>
 inline constexpr bool is_mutable_ref_v = std::is_lvalue_reference_v<P> && !std::is_const_v<std::remove_reference_t<P>>;
 
@@ -102,6 +112,7 @@ constexpr bool argument_fits() {
   if constexpr (is_mutable_ref_v<P>) return false;
   else if constexpr (is_actor_v<P> || is_actor_v<A>) return std::is_same_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>;
   else if constexpr (is_object_ref_v<A>) return std::is_same_v<typename is_object_ref<std::remove_cvref_t<A>>::value_type, S>;
+  else if constexpr (is_ref_vector_v<A>) return std::is_same_v<std::vector<typename is_ref_vector<std::remove_cvref_t<A>>::value_type>, S>;
   else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>) return true;
   else return std::is_convertible_v<A, S>;
 }
@@ -143,6 +154,19 @@ void add_argument(task_spec& spec, process& p, A&& a) {
   using S = storage_type_t<std::remove_cvref_t<P>>;
   if constexpr (is_object_ref_v<A>) {
     spec.add_dependency(a.state());
+  } else if constexpr (is_ref_vector_v<A>) {
+    // The elements' encodings, after the count, make the vector's: raw elements start
+    // aligned (the argument starts 16-aligned, the count takes 8 bytes).
+    using U = typename is_ref_vector<std::remove_cvref_t<A>>::value_type;
+    constexpr std::size_t align = is_raw_copyable_v<U> ? wire_align_v<U> : 1;
+    constexpr std::size_t pad = (align - sizeof(std::uint64_t) % align) % align;
+    std::vector<state_ptr> refs;
+    refs.reserve(a.size());
+    for (const auto& r : a) {
+      if (!r.valid()) throw ray::runtime_error("ray::task<f>.remote: an object_ref in the list is empty");
+      refs.push_back(r.state());
+    }
+    spec.add_dependency_list(refs, static_cast<std::uint8_t>(pad));
   } else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>) {
     add_value(spec, p, a);
   } else {

@@ -518,6 +518,13 @@ class driver final : public process {
     return progress;
   }
 
+  /// The encoded size of a dependency list's vector.
+  static std::size_t list_bytes(const task_record& r, const arg_entry& e) {
+    std::size_t n = sizeof(std::uint64_t) + e.pad;
+    for (std::uint32_t i = 0; i < e.len; ++i) n += r.deps[e.ref + i]->value_bytes().size();
+    return n;
+  }
+
   template <class F>
   static void for_each_entry(const task_record& r, F&& f) {
     const std::byte* p = r.args.data();
@@ -525,7 +532,7 @@ class driver final : public process {
       arg_entry e;
       std::memcpy(&e, p, sizeof e);
       f(e, p + sizeof e);
-      p += sizeof e + (e.tag == arg_entry::inline_value ? pad16(e.len) : 0);
+      p += sizeof e + entry_payload(e);
     }
   }
 
@@ -546,6 +553,7 @@ class driver final : public process {
       size += sizeof(arg_entry);
       if (e.tag == arg_entry::inline_value) size += pad16(e.len);
       if (e.tag == arg_entry::dependency && !r.deps[e.ref]->block) size += pad16(r.deps[e.ref]->bytes.size());
+      if (e.tag == arg_entry::dependency_list) size += pad16(list_bytes(r, e));
     });
     const msg_kind kind = r.construct ? msg_kind::construct : msg_kind::run_task;
     auto fill = [&](std::byte* out) {
@@ -559,11 +567,29 @@ class driver final : public process {
           // The record keeps the dependency (and so its block) alive until the call ends.
           auto& d = *r.deps[e.ref];
           if (d.block) {
-            o = {arg_entry::block_value, 0, {}, 0, seg.offset_of(d.block)};
+            o = {.tag = arg_entry::block_value, .ref = seg.offset_of(d.block)};
           } else {
-            o = {arg_entry::inline_value, 0, {}, static_cast<std::uint32_t>(d.bytes.size()), 0};
+            o = {.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(d.bytes.size())};
             src = d.bytes.data();
           }
+        }
+        if (e.tag == arg_entry::dependency_list) {
+          // A vector's encoding from its elements' values: count, padding, elements.
+          o = {.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(list_bytes(r, e))};
+          std::memcpy(p, &o, sizeof o);
+          std::byte* q = p + sizeof o;
+          const std::uint64_t count = e.len;
+          std::memcpy(q, &count, sizeof count);
+          q += sizeof count;
+          std::memset(q, 0, e.pad);
+          q += e.pad;
+          for (std::uint32_t i = 0; i < e.len; ++i) {
+            auto bytes = r.deps[e.ref + i]->value_bytes();
+            if (!bytes.empty()) std::memcpy(q, bytes.data(), bytes.size());
+            q += bytes.size();
+          }
+          p += sizeof o + pad16(o.len);
+          return;
         }
         std::memcpy(p, &o, sizeof o);
         p += sizeof o;
@@ -716,7 +742,7 @@ class driver final : public process {
     rec->submitter_generation = w.generation;
     if (auto* f = find_function(h.fn_id)) rec->name = f->name;
     const std::size_t actor_bytes = h.extra * sizeof(std::uint64_t);
-    rec->args.assign(payload.begin() + sizeof h, payload.end() - static_cast<std::ptrdiff_t>(actor_bytes));
+    const std::span<const std::byte> sent_args = payload.subspan(sizeof h, payload.size() - sizeof h - actor_bytes);
     rec->actors.resize(h.extra);
     if (actor_bytes) std::memcpy(rec->actors.data(), payload.data() + payload.size() - actor_bytes, actor_bytes);
     rec->result = make_state();
@@ -726,28 +752,45 @@ class driver final : public process {
         a = 0;  // a block its process does not hold: refuse the call
         unknown = true;
       }
-    std::byte* p = rec->args.data();
+    auto held_dep = [&](std::uint64_t id) {
+      auto held = w.held.find(id);
+      if (held == w.held.end()) {
+        unknown = true;
+        rec->deps.push_back(make_state());  // a placeholder: the call fails below
+      } else {
+        rec->deps.push_back(held->second);
+      }
+    };
+    // The driver's form of the arguments: dependencies become indices into rec->deps.
+    const std::byte* q = sent_args.data();
     for (std::uint32_t i = 0; i < rec->nargs; ++i) {
       arg_entry e;
-      std::memcpy(&e, p, sizeof e);
-      if (e.tag == arg_entry::block_value) {
+      std::memcpy(&e, q, sizeof e);
+      q += sizeof e;
+      if (e.tag == arg_entry::dependency_list) {
+        std::vector<std::uint64_t> ids(e.len);
+        if (e.len) std::memcpy(ids.data(), q, e.len * sizeof(std::uint64_t));
+        q += pad16(e.len * sizeof(std::uint64_t));
+        e.ref = rec->deps.size();
+        for (std::uint64_t id : ids) held_dep(id);
+      } else if (e.tag == arg_entry::dependency) {
+        const std::uint64_t id = e.ref;
+        e.ref = rec->deps.size();
+        held_dep(id);
+      } else if (e.tag == arg_entry::block_value) {
         // An argument block the sender made for this call is handed over; one it holds is
         // borrowed, and the call takes a reference of its own.
         object_block* b = seg.at<object_block>(e.ref);
         if (!(e.owned && take_owned(w, b))) seg.add_ref(b);
         rec->blocks.push_back(b);
       }
-      if (e.tag == arg_entry::dependency) {
-        auto held = w.held.find(e.ref);
-        if (held == w.held.end()) {
-          unknown = true;
-        } else {
-          e.ref = rec->deps.size();
-          rec->deps.push_back(held->second);
-          std::memcpy(p, &e, sizeof e);
-        }
+      const std::size_t at = rec->args.size();
+      rec->args.resize(at + sizeof e + entry_payload(e));
+      std::memcpy(rec->args.data() + at, &e, sizeof e);
+      if (e.tag == arg_entry::inline_value) {
+        std::memcpy(rec->args.data() + at + sizeof e, q, entry_payload(e));
+        q += entry_payload(e);
       }
-      p += sizeof e + (e.tag == arg_entry::inline_value ? pad16(e.len) : 0);
     }
     w.held.emplace(rec->id, rec->result);
     if (unknown) {

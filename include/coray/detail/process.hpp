@@ -102,7 +102,7 @@ struct task_spec {
   void add_inline(std::size_t size, Fill&& fill) {
     std::size_t at = args.size();
     args.resize(at + sizeof(arg_entry) + pad16(size));
-    arg_entry e{arg_entry::inline_value, 0, {}, static_cast<std::uint32_t>(size), 0};
+    arg_entry e{.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(size)};
     std::memcpy(args.data() + at, &e, sizeof e);
     fill(args.data() + at + sizeof(arg_entry));
     ++nargs;
@@ -110,10 +110,16 @@ struct task_spec {
   /// Appends a block made for this call; the call owns its reference.
   void add_block(segment& seg, object_block* b) {
     blocks.push_back(b);
-    add_entry({arg_entry::block_value, 1, {}, 0, seg.offset_of(b)});
+    add_entry({.tag = arg_entry::block_value, .owned = 1, .ref = seg.offset_of(b)});
+  }
+  /// Appends a std::vector<T> argument given as refs: each element is a dependency, and
+  /// `pad` zero bytes separate the count from the elements in the vector's encoding.
+  void add_dependency_list(const std::vector<state_ptr>& refs, std::uint8_t pad) {
+    add_entry({.tag = arg_entry::dependency_list, .pad = pad, .len = static_cast<std::uint32_t>(refs.size()), .ref = deps.size()});
+    deps.insert(deps.end(), refs.begin(), refs.end());
   }
   void add_dependency(state_ptr s) {
-    add_entry({arg_entry::dependency, 0, {}, 0, deps.size()});
+    add_entry({.tag = arg_entry::dependency, .ref = deps.size()});
     deps.push_back(std::move(s));
   }
 

@@ -61,18 +61,29 @@ struct task_header {
 };
 static_assert(sizeof(task_header) == 48);
 
+inline constexpr std::size_t pad16(std::size_t n) noexcept { return (n + 15) & ~std::size_t{15}; }
+
 /// One task argument; inline bytes follow the entry, padded to 16.
 struct arg_entry {
-  enum tag_t : std::uint8_t { inline_value = 0, block_value = 1, dependency = 2 };
-  std::uint8_t tag;
-  std::uint8_t owned;  // block_value: the sender's reference passes to the call (else borrowed)
-  std::uint8_t reserved[2];
-  std::uint32_t len;
-  std::uint64_t ref;  // block offset, or dependency index (driver) / object id (worker submit)
+  /// dependency_list: a std::vector<T> argument given as refs, assembled by the driver from
+  /// the values of `len` dependencies (indices ref.. in the driver; a worker's submission
+  /// lists their ids after the entry).
+  enum tag_t : std::uint8_t { inline_value = 0, block_value = 1, dependency = 2, dependency_list = 3 };
+  std::uint8_t tag = inline_value;
+  std::uint8_t owned = 0;  // block_value: the sender's reference passes to the call (else borrowed)
+  std::uint8_t pad = 0;    // dependency_list: zero bytes between the count and the elements
+  std::uint8_t reserved = 0;
+  std::uint32_t len = 0;
+  std::uint64_t ref = 0;  // block offset, or dependency index (driver) / object id (worker submit)
 };
+
+/// Bytes an entry's payload occupies after it in a call message.
+inline std::size_t entry_payload(const arg_entry& e) noexcept {
+  if (e.tag == arg_entry::inline_value) return pad16(e.len);
+  return 0;
+}
 static_assert(sizeof(arg_entry) == 16);
 
-inline constexpr std::size_t pad16(std::size_t n) noexcept { return (n + 15) & ~std::size_t{15}; }
 
 struct result_header {
   enum status_t : std::uint32_t { value_inline = 0, value_block = 1, error = 2, retryable_error = 3 };

@@ -73,7 +73,19 @@ class worker final : public process {
         result->set_error(d->error);
         return result;
       }
-    // Rewrite dependencies: ready ones travel by value, pending ones by id.
+    // Rewrite dependencies: ready ones travel by value, pending ones by id. A list whose
+    // elements are all ready is assembled here; otherwise it travels as ids, which the driver
+    // knows only for results of calls (not for values put in this process).
+    auto list_ready = [&](const arg_entry& e) {
+      for (std::uint32_t i = 0; i < e.len; ++i)
+        if (!spec.deps[e.ref + i]->settled()) return false;
+      return true;
+    };
+    auto list_bytes = [&](const arg_entry& e) {
+      std::size_t n = sizeof(std::uint64_t) + e.pad;
+      for (std::uint32_t i = 0; i < e.len; ++i) n += spec.deps[e.ref + i]->value_bytes().size();
+      return n;
+    };
     std::size_t size = sizeof(task_header) + spec.actors.size() * sizeof(std::uint64_t);
     for_each_entry(spec, [&](const arg_entry& e, const std::byte*) {
       size += sizeof(arg_entry);
@@ -81,6 +93,16 @@ class worker final : public process {
       if (e.tag == arg_entry::dependency) {
         auto& d = *spec.deps[e.ref];
         if (d.settled() && !d.block) size += pad16(d.bytes.size());
+      }
+      if (e.tag == arg_entry::dependency_list) {
+        if (list_ready(e)) {
+          size += pad16(list_bytes(e));
+        } else {
+          for (std::uint32_t i = 0; i < e.len; ++i)
+            if (!spec.deps[e.ref + i]->id)
+              throw ray::runtime_error("coray: a list of refs mixing values put in a task with pending results cannot be passed from a task yet");
+          size += pad16(e.len * sizeof(std::uint64_t));
+        }
       }
     });
     awaited_.emplace(result->id, result.get());
@@ -92,15 +114,42 @@ class worker final : public process {
       for_each_entry(spec, [&](const arg_entry& e, const std::byte* data) {
         arg_entry o = e;
         const std::byte* src = data;
+        if (e.tag == arg_entry::dependency_list) {
+          std::memcpy(p, &o, sizeof o);
+          p += sizeof o;
+          if (list_ready(e)) {
+            o = {.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(list_bytes(e))};
+            std::memcpy(p - sizeof o, &o, sizeof o);
+            const std::uint64_t count = e.len;
+            std::byte* q = p;
+            std::memcpy(q, &count, sizeof count);
+            q += sizeof count;
+            std::memset(q, 0, e.pad);
+            q += e.pad;
+            for (std::uint32_t i = 0; i < e.len; ++i) {
+              auto bytes = spec.deps[e.ref + i]->value_bytes();
+              if (!bytes.empty()) std::memcpy(q, bytes.data(), bytes.size());
+              q += bytes.size();
+            }
+            p += pad16(o.len);
+          } else {
+            for (std::uint32_t i = 0; i < e.len; ++i) {
+              const std::uint64_t id = spec.deps[e.ref + i]->id;
+              std::memcpy(p + i * sizeof id, &id, sizeof id);
+            }
+            p += pad16(e.len * sizeof(std::uint64_t));
+          }
+          return;
+        }
         if (e.tag == arg_entry::dependency) {
           auto& d = *spec.deps[e.ref];
           if (!d.settled()) {
             o.ref = d.id;
           } else if (d.block) {
             // Borrowed: the driver takes a reference of its own for the call.
-            o = {arg_entry::block_value, 0, {}, 0, seg.offset_of(d.block)};
+            o = {.tag = arg_entry::block_value, .ref = seg.offset_of(d.block)};
           } else {
-            o = {arg_entry::inline_value, 0, {}, static_cast<std::uint32_t>(d.bytes.size()), 0};
+            o = {.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(d.bytes.size())};
             src = d.bytes.data();
           }
         }
@@ -252,7 +301,7 @@ class worker final : public process {
       arg_entry e;
       std::memcpy(&e, p, sizeof e);
       f(e, p + sizeof e);
-      p += sizeof e + (e.tag == arg_entry::inline_value ? pad16(e.len) : 0);
+      p += sizeof e + entry_payload(e);
     }
   }
 
