@@ -37,6 +37,7 @@ void store_value(process& p, object_state& s, const V& v) {
     object_block* b = p.new_block(size);
     encode_to(std::span<std::byte>(b->data(), size), v);
     s.block = b;
+    p.block_adopted(s);
   } else {
     s.bytes.resize(size);
     encode_to(std::span<std::byte>(s.bytes.data(), size), v);
@@ -192,7 +193,10 @@ template <class T>
 class object_view {
  public:
   using view_type = typename detail::view_of<T>::type;
-  object_view(detail::state_ptr s) : s_(std::move(s)), v_(decode<view_type>(s_->value_bytes())) {}
+  object_view(detail::state_ptr s) : s_(std::move(s)), v_(decode<view_type>(s_->value_bytes())) { ++s_->pins; }
+  object_view(const object_view& o) : s_(o.s_), v_(o.v_) { ++s_->pins; }
+  object_view& operator=(const object_view&) = delete;
+  ~object_view() { --s_->pins; }
   const view_type& operator*() const noexcept { return v_; }
   const view_type* operator->() const noexcept { return &v_; }
   auto begin() const noexcept { return v_.begin(); }

@@ -51,6 +51,9 @@ struct runtime_options {
   std::uint32_t max_tasks_in_flight_per_worker = 4;
   /// Actors that may be alive at once (each is a process with two 256 KiB mailboxes).
   std::uint32_t max_actors = 1024;
+  /// When set, objects that do not fit in the store spill to an unnamed file in this
+  /// directory (Ray's object spilling) instead of failing with object_store_full.
+  std::string spill_directory = {};
 };
 
 /// Becomes a worker if this process was spawned as one; returns at once otherwise. The
@@ -78,6 +81,7 @@ class runtime {
     cfg.spin_us = static_cast<std::uint32_t>(opts.spin.count());
     cfg.max_tasks_in_flight_per_worker = std::max<std::uint32_t>(1, opts.max_tasks_in_flight_per_worker);
     cfg.argv = program_arguments(argc, argv);
+    cfg.spill_directory = opts.spill_directory;
     driver_ = std::make_unique<detail::driver>(std::move(cfg));
   }
 
@@ -102,6 +106,8 @@ class runtime {
   /// Bytes the object store can still hand out, and its capacity.
   std::size_t object_store_free_bytes() const noexcept { return driver_->seg.free_bytes(); }
   std::size_t object_store_capacity() const noexcept { return driver_->seg.capacity(); }
+  /// How many objects have been spilled to disk (with runtime_options::spill_directory).
+  std::uint64_t objects_spilled() const noexcept { return driver_->spilled_objects(); }
 
  private:
   static start_method resolve(std::optional<start_method> m) {

@@ -8,12 +8,14 @@
 #include <coray/detail/supervisor.hpp>
 #include <coray/detail/system.hpp>
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -35,6 +37,7 @@ struct driver_config {
   std::uint32_t spin_us;
   std::uint32_t max_tasks_in_flight_per_worker;
   std::vector<std::string> argv;
+  std::string spill_directory;  // empty: no spilling
 };
 
 inline std::uint32_t next_epoch() noexcept {
@@ -81,9 +84,16 @@ class driver final : public process {
       open_mailboxes(views_[i]);
       active_.push_back(i);
     }
+    if (!cfg_.spill_directory.empty()) {
+      // An unnamed file: it vanishes with the driver, even after kill -9.
+      spill_fd_ = ::open(cfg_.spill_directory.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+      if (spill_fd_ < 0)
+        throw ray::runtime_error("coray: cannot spill to " + cfg_.spill_directory + ": " + std::strerror(errno));
+    }
     start_supervisor();
     for (std::uint32_t i = 0; i < cfg_.num_workers; ++i) start_process(i);
     process::current() = this;
+    if (spill_fd_ >= 0) restore_spilled = [](object_state& st) { static_cast<driver*>(process::current())->restore(st); };
   }
 
   ~driver() override {
@@ -99,6 +109,10 @@ class driver final : public process {
     for (auto& [id, a] : actors_) a.queue.clear();
     tasks_.clear();
     runnable_.clear();
+    if (spill_fd_ >= 0) {
+      restore_spilled = nullptr;
+      ::close(spill_fd_);
+    }
   }
 
   bool is_driver() const noexcept override { return true; }
@@ -233,8 +247,57 @@ class driver final : public process {
 
   void actor_handle(std::uint64_t id, int delta) noexcept override { actor_ref(id, delta); }
 
-  object_block* new_block(std::size_t size) override { return seg.new_object(size); }
+  object_block* new_block(std::size_t size) override { return allocate_object(size, true); }
   void release_block(object_block* b) noexcept override { seg.release(b); }
+
+  // ---- spilling -------------------------------------------------------------------------
+
+  /// Objects written to the spill file so far.
+  std::uint64_t spilled_objects() const noexcept { return spilled_objects_; }
+
+  void block_adopted(object_state& s) override {
+    if (spill_fd_ >= 0) resident_.insert(&s);
+  }
+  void state_released(object_state& s) noexcept override {
+    if (spill_fd_ < 0) return;
+    resident_.erase(&s);
+    if (s.spilled()) punch(s);
+  }
+
+  /// A new block; when the store is full and spilling is on, objects only the driver holds
+  /// and nothing reads in place go to disk until it fits. Called for the user (`may_wait`,
+  /// outside the loop), it also lets replies on their way arrive for up to a second: they
+  /// may free memory or make it spillable.
+  object_block* allocate_object(std::size_t size, bool may_wait = false) {
+    const auto deadline = clock::now() + std::chrono::seconds(1);
+    for (;;) {
+      try {
+        return seg.new_object(size);
+      } catch (const object_store_full&) {
+        if (spill_fd_ < 0) throw;
+        if (spill_one()) continue;
+        if (!may_wait || in_poll_ || clock::now() > deadline) throw;
+        if (!poll()) sched_yield();
+      }
+    }
+  }
+
+  /// Brings a spilled object back into the store.
+  void restore(object_state& s) {
+    object_block* b = allocate_object(static_cast<std::size_t>(s.spill_size), true);
+    std::size_t done = 0;
+    while (done < s.spill_size) {
+      ssize_t n = ::pread(spill_fd_, b->data() + done, s.spill_size - done, s.spill_offset + static_cast<off_t>(done));
+      if (n <= 0) {
+        seg.release(b);
+        throw ray::runtime_error(std::string("coray: reading a spilled object failed: ") + std::strerror(errno));
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    punch(s);
+    s.block = b;
+    resident_.insert(&s);
+  }
 
   /// Calls made from now on, and those not yet sent, fail at once; the process gets SIGKILL
   /// and calls it was running fail when its death is seen.
@@ -283,12 +346,20 @@ class driver final : public process {
 
  protected:
   bool poll() override {
+    struct in_poll {
+      bool& flag;
+      bool was;
+      explicit in_poll(bool& f) : flag(f), was(f) { flag = true; }
+      ~in_poll() { flag = was; }
+    } guard(in_poll_);
     bool progress = false;
     for (std::size_t i = 0; i < active_.size(); ++i) progress |= drain(views_[active_[i]], 64);
     if (hdr->deaths.load(std::memory_order_acquire) != seen_deaths_) {
       handle_deaths();
       progress = true;
     }
+    for (std::uint32_t i : active_)
+      if (!views_[i].grants.empty()) progress |= grant_blocks(views_[i]);
     progress |= flush_outgoing();
     progress |= dispatch();
     return progress;
@@ -330,6 +401,7 @@ class driver final : public process {
     std::uint64_t retry_matcher = 0;
     int attempt = 1;
     bool cancelled = false;
+    bool pinned = false;  // its store arguments are pinned (see pin_deps)
     object_block* message = nullptr;  // the dispatched message, when it needed a block
     driver* self = nullptr;
   };
@@ -348,6 +420,11 @@ class driver final : public process {
     std::deque<std::function<bool()>> outgoing;                 // messages waiting for room
     std::unordered_map<std::uint64_t, state_ptr> held;          // nested results it holds
     std::unordered_multiset<std::uint64_t> owned;               // blocks it holds a reference to
+    struct grant_request {
+      std::uint64_t request, size;
+      clock::time_point deadline;
+    };
+    std::deque<grant_request> grants;  // block requests waiting for room
   };
 
   struct actor_entry {
@@ -441,6 +518,9 @@ class driver final : public process {
     if (it == tasks_.end()) return;
     for (auto* b : it->second->blocks) seg.release(b);
     if (it->second->message) seg.release(it->second->message);
+    if (it->second->pinned)
+      for (auto& d : it->second->deps)
+        if (d->block && d->pins) --d->pins;
     std::vector<std::uint64_t> actors = std::move(it->second->actors);
     tasks_.erase(it);
     for (std::uint64_t a : actors) actor_ref(a, -1);
@@ -548,6 +628,12 @@ class driver final : public process {
 
   /// Sends a call's message, its dependencies replaced by their values; false if no room.
   bool send_call(process_view& w, task_record& r) {
+    try {
+      for (auto& d : r.deps)
+        if (d->spilled()) (void)d->value_bytes();  // back into the store, to be read in place
+    } catch (const object_store_full&) {
+      return false;  // no room yet: the call waits for a later turn
+    }
     std::size_t size = sizeof(task_header);
     for_each_entry(r, [&](const arg_entry& e, const std::byte*) {
       size += sizeof(arg_entry);
@@ -599,9 +685,13 @@ class driver final : public process {
         }
       });
     };
-    if (size <= w.inbox->max_message_bytes()) return try_send(*w.inbox, w.shared->bell, kind, size, fill);
+    if (size <= w.inbox->max_message_bytes()) {
+      if (!try_send(*w.inbox, w.shared->bell, kind, size, fill)) return false;
+      pin_deps(r);
+      return true;
+    }
     // Longer than the ring takes: in a block, freed when the call ends.
-    object_block* b = seg.new_object(size);
+    object_block* b = allocate_object(size);
     fill(b->data());
     if (!try_send_block(seg, *w.inbox, w.shared->bell, kind, b)) {
       seg.release(b);
@@ -609,7 +699,16 @@ class driver final : public process {
     }
     if (r.message) seg.release(r.message);
     r.message = b;
+    pin_deps(r);
     return true;
+  }
+
+  /// A call's store arguments are read in place while it runs: they must not be spilled.
+  static void pin_deps(task_record& r) {
+    if (r.pinned) return;
+    r.pinned = true;
+    for (auto& d : r.deps)
+      if (d->block) ++d->pins;
   }
 
   // ---- receiving ----------------------------------------------------------------------
@@ -637,14 +736,8 @@ class driver final : public process {
         case msg_kind::block_request: {
           std::uint64_t size;
           std::memcpy(&size, m.payload.data() + sizeof v0, sizeof size);
-          std::uint64_t reply[5] = {v0, 0, size, seg.free_bytes(), seg.capacity()};
-          try {
-            object_block* b = seg.new_object(static_cast<std::size_t>(size));
-            reply[1] = seg.offset_of(b);
-            w.owned.insert(reply[1]);
-          } catch (const object_store_full&) {
-          }
-          queue_message(w, msg_kind::block_granted, reply, sizeof reply);
+          w.grants.push_back({v0, size, clock::now() + std::chrono::seconds(1)});
+          grant_blocks(w);
           break;
         }
         case msg_kind::block_release: drop_owned(w, seg.at<object_block>(v0)); break;
@@ -652,6 +745,29 @@ class driver final : public process {
       }
       w.outbox->pop(m.slots);
       if (m.block) drop_owned(w, m.block);  // a long message's block, requested by its sender
+      progress = true;
+    }
+    return progress;
+  }
+
+  /// Answers `w`'s block requests in order. One that does not fit waits (other replies on
+  /// their way may free or make spillable what it needs) for up to a second, then is
+  /// refused with the store's figures.
+  bool grant_blocks(process_view& w) {
+    bool progress = false;
+    while (!w.grants.empty()) {
+      auto& g = w.grants.front();
+      std::uint64_t reply[5] = {g.request, 0, g.size, 0, seg.capacity()};
+      try {
+        object_block* b = allocate_object(static_cast<std::size_t>(g.size));
+        reply[1] = seg.offset_of(b);
+        w.owned.insert(reply[1]);
+      } catch (const object_store_full&) {
+        if (clock::now() < g.deadline) break;
+      }
+      reply[3] = seg.free_bytes();
+      queue_message(w, msg_kind::block_granted, reply, sizeof reply);
+      w.grants.pop_front();
       progress = true;
     }
     return progress;
@@ -702,7 +818,10 @@ class driver final : public process {
     if (!r.result->settled()) {
       switch (h.status) {
         case result_header::value_inline: r.result->set_inline(body); break;
-        case result_header::value_block: r.result->set_block(seg.at<object_block>(h.block)); break;
+        case result_header::value_block:
+          r.result->set_block(seg.at<object_block>(h.block));
+          block_adopted(*r.result);
+          break;
         default: {
           wire_error e = decode<wire_error>(body);
           if (r.attempt > 1) std::get<2>(e) += attempts_note(r);
@@ -838,6 +957,11 @@ class driver final : public process {
   }
 
   bool send_result(process_view& w, std::uint64_t id, object_state& s) {
+    try {
+      if (s.spilled()) (void)s.value_bytes();
+    } catch (const object_store_full&) {
+      return false;  // no room yet: sent on a later turn
+    }
     if (s.st == object_state::status::failed) {
       wire_error e;
       try {
@@ -951,6 +1075,7 @@ class driver final : public process {
       const int pid = w.shared->pid.load(std::memory_order_relaxed);
       const std::string how = describe_exit(w.shared->wait_status.load(std::memory_order_relaxed));
       w.outgoing.clear();
+      w.grants.clear();
       w.held.clear();
       // Everything the dead process held is let go on its behalf.
       for (std::uint64_t off : w.owned) seg.release(seg.at<object_block>(off));
@@ -1040,6 +1165,37 @@ class driver final : public process {
     start_process(w.index);
     pump_actor(a);
     return true;
+  }
+
+  bool spill_one() {
+    for (object_state* s : resident_) {
+      if (!s->block || s->pins || s->block->refs.load(std::memory_order_relaxed) != 1 ||
+          s->st != object_state::status::ready)
+        continue;
+      const std::size_t size = static_cast<std::size_t>(s->block->size);
+      const off_t at = static_cast<off_t>(spill_end_);
+      std::size_t done = 0;
+      while (done < size) {
+        ssize_t n = ::pwrite(spill_fd_, s->block->data() + done, size - done, at + static_cast<off_t>(done));
+        if (n <= 0) return false;  // disk full: the store stays full
+        done += static_cast<std::size_t>(n);
+      }
+      spill_end_ += (size + 4095) & ~std::uint64_t{4095};
+      s->spill_offset = at;
+      s->spill_size = size;
+      seg.release(s->block);
+      s->block = nullptr;
+      resident_.erase(s);
+      ++spilled_objects_;
+      return true;
+    }
+    return false;
+  }
+
+  /// Frees a spilled copy's disk space.
+  void punch(object_state& s) noexcept {
+    ::fallocate(spill_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s.spill_offset, static_cast<off_t>(s.spill_size));
+    s.spill_offset = -1;
   }
 
   static std::string attempts_note(const task_record& r) {
@@ -1168,6 +1324,11 @@ class driver final : public process {
   std::unordered_map<std::string, std::uint64_t> names_;
   std::unordered_set<std::uint64_t> backlog_;  // actors whose mailbox was full
   std::vector<std::byte> gathered_;            // multi-slot messages, read contiguously
+  int spill_fd_ = -1;
+  bool in_poll_ = false;
+  std::uint64_t spill_end_ = 0;
+  std::uint64_t spilled_objects_ = 0;
+  std::unordered_set<object_state*> resident_;  // driver objects in the store, spillable
   std::uint64_t next_task_id_ = 1;
   std::uint64_t next_actor_id_ = 1;
   std::uint32_t seen_deaths_ = 0;

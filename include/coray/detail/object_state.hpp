@@ -26,6 +26,9 @@ struct waiter {
 
 void release_state(object_state* s) noexcept;  // defined with the process (process.hpp)
 
+/// Brings a spilled object back into the store (set by a driver that spills).
+inline void (*restore_spilled)(object_state&) = nullptr;
+
 struct object_state {
   enum class status : std::uint8_t { pending, ready, failed };
 
@@ -37,10 +40,16 @@ struct object_state {
   object_block* block = nullptr;      // value in the store; this state holds one reference
   std::exception_ptr error;
   std::vector<waiter> waiters;
+  std::uint32_t pins = 0;             // readers of the block in place (views, calls in flight)
+  std::int64_t spill_offset = -1;     // where the value lies in the spill file, if spilled
+  std::uint64_t spill_size = 0;
 
   bool settled() const noexcept { return st != status::pending; }
-  /// The encoded value, wherever it lies. Precondition: ready.
-  std::span<const std::byte> value_bytes() const noexcept {
+  bool spilled() const noexcept { return spill_offset >= 0; }
+  /// The encoded value, wherever it lies (a spilled one is brought back first). Precondition:
+  /// ready. Throws object_store_full if a spilled value does not fit back.
+  std::span<const std::byte> value_bytes() const {
+    if (spilled() && restore_spilled) restore_spilled(const_cast<object_state&>(*this));
     if (block) return {block->data(), static_cast<std::size_t>(block->size)};
     return {bytes.data(), bytes.size()};
   }

@@ -168,6 +168,10 @@ class process {
   virtual object_block* new_block(std::size_t size) = 0;
   /// This process drops one reference to `b`.
   virtual void release_block(object_block* b) noexcept = 0;
+  /// A state of this process now holds a block (the driver may spill it under pressure).
+  virtual void block_adopted(object_state&) {}
+  /// A state of this process is going away.
+  virtual void state_released(object_state&) noexcept {}
   /// A coroutine of this process suspends on (+1) or resumes from (-1) a coray awaitable.
   virtual void coroutine_suspended(int /*delta*/) noexcept {}
 
@@ -283,6 +287,7 @@ class process {
 inline void release_state(object_state* s) noexcept {
   process* p = process::current();
   bool live = p && s->epoch == p->epoch;
+  if (live) p->state_released(*s);
   if (live && s->id) p->forget(*s);
   if (live && s->block) p->release_block(s->block);
   delete s;

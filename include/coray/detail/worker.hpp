@@ -176,7 +176,7 @@ class worker final : public process {
       std::memcpy(out, &request, sizeof request);
       std::memcpy(out + sizeof request, name.data(), name.size());
     });
-    run_until([&] { return found_.count(request) != 0; });
+    internal_wait([&] { return found_.count(request) != 0; });
     actor_info info = found_[request];
     found_.erase(request);
     return info;
@@ -201,7 +201,7 @@ class worker final : public process {
     const std::uint64_t request = ++requests_;
     std::uint64_t msg[2] = {request, size};
     send(msg_kind::block_request, sizeof msg, [&](std::byte* out) { std::memcpy(out, msg, sizeof msg); });
-    run_until([&] { return granted_.count(request) != 0; });
+    internal_wait([&] { return granted_.count(request) != 0; });
     grant g = granted_[request];
     granted_.erase(request);
     if (!g.offset) throw object_store_full(g.requested, g.free_bytes, g.capacity);
@@ -244,6 +244,13 @@ class worker final : public process {
 
  protected:
   bool poll() override {
+    if (!internal_waits_ && !deferred_.empty()) {
+      // Calls that arrived during an internal wait, in their order.
+      std::vector<std::byte> call = std::move(deferred_.front());
+      deferred_.pop_front();
+      start_task(call);
+      return true;
+    }
     message_view m;
     std::vector<std::byte> gathered;
     if (!peek_message(seg, *inbox_, gathered, m)) return start_calls();
@@ -261,10 +268,10 @@ class worker final : public process {
         if (is_actor_) {
           // Held here rather than in the ring, so results of nested calls behind it still arrive.
           calls_.emplace_back(m.payload.begin(), m.payload.end());
+        } else if (internal_waits_ || !deferred_.empty()) {
+          deferred_.emplace_back(m.payload.begin(), m.payload.end());
         } else {
-          me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
-                                   std::memory_order_release);
-          run_task(m.payload);
+          start_task(m.payload);
         }
         break;
       case msg_kind::construct: construct(m.payload); break;
@@ -305,6 +312,27 @@ class worker final : public process {
     }
   }
 
+  /// Waits for a reply of the runtime's own (a block, an actor's id), serving the loop but
+  /// starting no new task meanwhile: a task started here would nest inside the one waiting,
+  /// and each would hold what it was granted while the innermost waits (with blocks: every
+  /// queued task's result allocated before any is sent).
+  template <class Done>
+  void internal_wait(Done&& done) {
+    ++internal_waits_;
+    try {
+      run_until(done);
+    } catch (...) {
+      --internal_waits_;
+      throw;
+    }
+    --internal_waits_;
+  }
+
+  void start_task(std::span<const std::byte> payload) {
+    me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    run_task(payload);
+  }
+
   /// Runs a call; false if its function is unknown here (an error reply is sent).
   bool run_task(std::span<const std::byte> payload) {
     task_header h;
@@ -335,7 +363,7 @@ class worker final : public process {
   /// Starts queued actor calls while the concurrency limit allows.
   bool start_calls() {
     bool started = false;
-    while (is_actor_ && instance_ && !calls_.empty() && running_ < max_concurrency_) {
+    while (is_actor_ && instance_ && !internal_waits_ && !calls_.empty() && running_ < max_concurrency_) {
       std::vector<std::byte> call = std::move(calls_.front());
       calls_.pop_front();
       ++running_;
@@ -409,6 +437,8 @@ class worker final : public process {
   std::uint32_t max_concurrency_ = 1;
   std::uint32_t running_ = 0;
   std::deque<std::vector<std::byte>> calls_;
+  int internal_waits_ = 0;
+  std::deque<std::vector<std::byte>> deferred_;  // tasks that arrived during an internal wait
 };
 
 inline void invocation::fail() const {
