@@ -1,5 +1,6 @@
 // The runtime: its processes, defaults, and that nothing outlives it.
 #include <coray/coray.hpp>
+#include <dirent.h>
 #include <doctest/doctest.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -99,15 +100,22 @@ TEST_CASE("refs held past the runtime's end are inert") {
   CHECK_FALSE(survivor.valid());
 }
 
-TEST_CASE("kill -9 of the driver leaves no worker or supervisor running") {
+TEST_CASE("kill -9 of the driver leaves no worker or supervisor running, and no file behind") {
   // Orphans are re-parented to this process, so we can see them die.
   prctl(PR_SET_CHILD_SUBREAPER, 1);
+  char tmpl[] = "/tmp/coray-residue-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  const std::string dir = tmpl;
   int fds[2];
   REQUIRE(pipe(fds) == 0);
   pid_t driver = fork();
   if (driver == 0) {
     close(fds[0]);
-    ray::runtime rt({.num_workers = 2});
+    setenv("TMPDIR", dir.c_str(), 1);
+    // A small store that spills into `dir`, so the spill file exists when the driver dies.
+    ray::runtime rt({.num_workers = 2, .object_store_bytes = 8 << 20, .spill_directory = dir});
+    std::vector<ray::object_ref<std::vector<double>>> keep;
+    for (int i = 0; i < 4; ++i) keep.push_back(ray::put(std::vector<double>(512 * 1024, 1.0)));
     ray::get(ray::task<add>.remote(1, 1)).get();
     std::vector<int> pids;
     while (true) {
@@ -130,6 +138,13 @@ TEST_CASE("kill -9 of the driver leaves no worker or supervisor running") {
   for (int p : pids) {
     CHECK(eventually([&] { return process_gone(p); }, std::chrono::seconds(1)));
   }
+  std::size_t left = 0;
+  if (DIR* d = opendir(dir.c_str())) {
+    while (auto* e = readdir(d)) left += e->d_name[0] != '.';
+    closedir(d);
+  }
+  CHECK(left == 0);
+  rmdir(dir.c_str());
   // Reap what was re-parented to us.
   while (waitpid(-1, &st, WNOHANG) > 0) {
   }
@@ -150,4 +165,40 @@ TEST_CASE("if the supervisor is killed, pending calls fail with worker_crashed i
   kill(ray::detail::process::current()->hdr->supervisor_pid, SIGKILL);
   CHECK_THROWS_AS(ray::get(pending).get(), ray::worker_crashed);
   CHECK_THROWS_AS(ray::task<add>.remote(1, 2), ray::worker_crashed);
+}
+
+namespace {
+long sum_to(long n) { return n * (n + 1) / 2; }
+}  // namespace
+
+TEST_CASE("two runtimes running at once, in two programs, each see only their own objects and workers") {
+  int fds[2][2];
+  pid_t drivers[2];
+  for (int k = 0; k < 2; ++k) {
+    REQUIRE(pipe(fds[k]) == 0);
+    drivers[k] = fork();
+    if (drivers[k] == 0) {
+      close(fds[k][0]);
+      ray::runtime rt({.num_workers = 2});
+      long ok = 1;
+      for (long i = 0; i < 2000; ++i) {
+        // Each program puts its own values: a mix-up would show as a wrong sum.
+        auto r = ray::put(std::vector<long>(100, i * (k + 1)));
+        std::vector<long> v = ray::get(r);
+        if (v[99] != i * (k + 1) || ray::get(ray::task<sum_to>.remote(i)).get() != i * (i + 1) / 2) ok = 0;
+      }
+      if (write(fds[k][1], &ok, sizeof ok) < 0) _exit(1);
+      _exit(0);
+    }
+    close(fds[k][1]);
+  }
+  for (int k = 0; k < 2; ++k) {
+    long ok = 0;
+    REQUIRE(read(fds[k][0], &ok, sizeof ok) == sizeof ok);
+    CHECK(ok == 1);
+    close(fds[k][0]);
+    int st;
+    waitpid(drivers[k], &st, 0);
+    CHECK(WIFEXITED(st));
+  }
 }
