@@ -79,46 +79,45 @@ struct view_of<std::string> {
 
 }  // namespace detail
 
-/// What ray::get returns: co_await it in a coroutine, or convert it to T to block.
-template <class T>
-class [[nodiscard]] get_awaitable {
+namespace detail {
+/// The waiting half of an awaitable of one object: suspends until it settles, or blocks
+/// (running the loop) in the conversion forms.
+class state_awaiter {
  public:
-  explicit get_awaitable(detail::state_ptr s) : s_(std::move(s)) {}
+  explicit state_awaiter(state_ptr s) : s_(std::move(s)) {}
   bool await_ready() const noexcept { return s_->settled(); }
   void await_suspend(std::coroutine_handle<> h) {
-    s_->waiters.push_back({&detail::resume_waiter, h.address()});
-    detail::process::current()->coroutine_suspended(+1);
+    s_->waiters.push_back({&resume_waiter, h.address()});
+    process::current()->coroutine_suspended(+1);
   }
+
+ protected:
+  object_state& settled() {
+    block_until_settled(*s_);
+    return *s_;
+  }
+  state_ptr s_;
+};
+}  // namespace detail
+
+/// What ray::get returns: co_await it in a coroutine, or convert it to T to block.
+template <class T>
+class [[nodiscard]] get_awaitable : public detail::state_awaiter {
+ public:
+  using state_awaiter::state_awaiter;
   T await_resume() { return detail::read_value<T>(*s_); }
   /// Blocking form: waits (running the loop) and returns the value or throws its error.
-  operator T() && {
-    detail::block_until_settled(*s_);
-    return detail::read_value<T>(*s_);
-  }
+  operator T() && { return detail::read_value<T>(settled()); }
   /// Blocking form, explicitly.
   T get() && { return static_cast<T>(std::move(*this)); }
-
- private:
-  detail::state_ptr s_;
 };
 
 template <>
-class [[nodiscard]] get_awaitable<void> {
+class [[nodiscard]] get_awaitable<void> : public detail::state_awaiter {
  public:
-  explicit get_awaitable(detail::state_ptr s) : s_(std::move(s)) {}
-  bool await_ready() const noexcept { return s_->settled(); }
-  void await_suspend(std::coroutine_handle<> h) {
-    s_->waiters.push_back({&detail::resume_waiter, h.address()});
-    detail::process::current()->coroutine_suspended(+1);
-  }
+  using state_awaiter::state_awaiter;
   void await_resume() { s_->rethrow_if_failed(); }
-  void get() && {
-    detail::block_until_settled(*s_);
-    s_->rethrow_if_failed();
-  }
-
- private:
-  detail::state_ptr s_;
+  void get() && { settled().rethrow_if_failed(); }
 };
 
 /// The value of `ref`, decoded into a T of this process.
@@ -211,26 +210,18 @@ class object_view {
 };
 
 template <class T>
-class [[nodiscard]] get_view_awaitable {
+class [[nodiscard]] get_view_awaitable : public detail::state_awaiter {
  public:
-  explicit get_view_awaitable(detail::state_ptr s) : s_(std::move(s)) {}
-  bool await_ready() const noexcept { return s_->settled(); }
-  void await_suspend(std::coroutine_handle<> h) {
-    s_->waiters.push_back({&detail::resume_waiter, h.address()});
-    detail::process::current()->coroutine_suspended(+1);
-  }
+  using state_awaiter::state_awaiter;
   object_view<T> await_resume() {
     s_->rethrow_if_failed();
     return object_view<T>(s_);
   }
   operator object_view<T>() && {
-    detail::block_until_settled(*s_);
+    settled();
     return await_resume();
   }
   object_view<T> get() && { return static_cast<object_view<T>>(std::move(*this)); }
-
- private:
-  detail::state_ptr s_;
 };
 
 /// A view of `ref`'s object in place: getting a 72 MB array costs what getting an int does.

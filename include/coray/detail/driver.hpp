@@ -598,13 +598,6 @@ class driver final : public process {
     return progress;
   }
 
-  /// The encoded size of a dependency list's vector.
-  static std::size_t list_bytes(const task_record& r, const arg_entry& e) {
-    std::size_t n = sizeof(std::uint64_t) + e.pad;
-    for (std::uint32_t i = 0; i < e.len; ++i) n += r.deps[e.ref + i]->value_bytes().size();
-    return n;
-  }
-
   template <class F>
   static void for_each_entry(const task_record& r, F&& f) {
     const std::byte* p = r.args.data();
@@ -639,7 +632,7 @@ class driver final : public process {
       size += sizeof(arg_entry);
       if (e.tag == arg_entry::inline_value) size += pad16(e.len);
       if (e.tag == arg_entry::dependency && !r.deps[e.ref]->block) size += pad16(r.deps[e.ref]->bytes.size());
-      if (e.tag == arg_entry::dependency_list) size += pad16(list_bytes(r, e));
+      if (e.tag == arg_entry::dependency_list) size += pad16(dependency_list_bytes(e, r.deps));
     });
     const msg_kind kind = r.construct ? msg_kind::construct : msg_kind::run_task;
     auto fill = [&](std::byte* out) {
@@ -661,19 +654,9 @@ class driver final : public process {
         }
         if (e.tag == arg_entry::dependency_list) {
           // A vector's encoding from its elements' values: count, padding, elements.
-          o = {.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(list_bytes(r, e))};
+          o = {.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(dependency_list_bytes(e, r.deps))};
           std::memcpy(p, &o, sizeof o);
-          std::byte* q = p + sizeof o;
-          const std::uint64_t count = e.len;
-          std::memcpy(q, &count, sizeof count);
-          q += sizeof count;
-          std::memset(q, 0, e.pad);
-          q += e.pad;
-          for (std::uint32_t i = 0; i < e.len; ++i) {
-            auto bytes = r.deps[e.ref + i]->value_bytes();
-            if (!bytes.empty()) std::memcpy(q, bytes.data(), bytes.size());
-            q += bytes.size();
-          }
+          write_dependency_list(p + sizeof o, e, r.deps);
           p += sizeof o + pad16(o.len);
           return;
         }

@@ -82,6 +82,26 @@ inline void collect_pinned_block(segment& seg, object_block* b) {
   actor_collector()->push_back(pinned_block_tag | seg.offset_of(b));
 }
 
+/// The encoded size of the vector a dependency list stands for: count, padding, elements.
+inline std::size_t dependency_list_bytes(const arg_entry& e, const std::vector<state_ptr>& deps) {
+  std::size_t n = sizeof(std::uint64_t) + e.pad;
+  for (std::uint32_t i = 0; i < e.len; ++i) n += deps[e.ref + i]->value_bytes().size();
+  return n;
+}
+/// Writes that vector's encoding from the elements' values (all ready) at `out`.
+inline void write_dependency_list(std::byte* out, const arg_entry& e, const std::vector<state_ptr>& deps) {
+  const std::uint64_t count = e.len;
+  std::memcpy(out, &count, sizeof count);
+  out += sizeof count;
+  std::memset(out, 0, e.pad);
+  out += e.pad;
+  for (std::uint32_t i = 0; i < e.len; ++i) {
+    auto bytes = deps[e.ref + i]->value_bytes();
+    if (!bytes.empty()) std::memcpy(out, bytes.data(), bytes.size());
+    out += bytes.size();
+  }
+}
+
 /// A remote call as built by task<f>.remote(): the callee, its encoded arguments, the objects
 /// it depends on and the store blocks its large arguments occupy.
 struct task_spec {

@@ -81,11 +81,6 @@ class worker final : public process {
         if (!spec.deps[e.ref + i]->settled()) return false;
       return true;
     };
-    auto list_bytes = [&](const arg_entry& e) {
-      std::size_t n = sizeof(std::uint64_t) + e.pad;
-      for (std::uint32_t i = 0; i < e.len; ++i) n += spec.deps[e.ref + i]->value_bytes().size();
-      return n;
-    };
     std::size_t size = sizeof(task_header) + spec.actors.size() * sizeof(std::uint64_t);
     for_each_entry(spec, [&](const arg_entry& e, const std::byte*) {
       size += sizeof(arg_entry);
@@ -96,7 +91,7 @@ class worker final : public process {
       }
       if (e.tag == arg_entry::dependency_list) {
         if (list_ready(e)) {
-          size += pad16(list_bytes(e));
+          size += pad16(dependency_list_bytes(e, spec.deps));
         } else {
           for (std::uint32_t i = 0; i < e.len; ++i)
             if (!spec.deps[e.ref + i]->id)
@@ -118,19 +113,9 @@ class worker final : public process {
           std::memcpy(p, &o, sizeof o);
           p += sizeof o;
           if (list_ready(e)) {
-            o = {.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(list_bytes(e))};
+            o = {.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(dependency_list_bytes(e, spec.deps))};
             std::memcpy(p - sizeof o, &o, sizeof o);
-            const std::uint64_t count = e.len;
-            std::byte* q = p;
-            std::memcpy(q, &count, sizeof count);
-            q += sizeof count;
-            std::memset(q, 0, e.pad);
-            q += e.pad;
-            for (std::uint32_t i = 0; i < e.len; ++i) {
-              auto bytes = spec.deps[e.ref + i]->value_bytes();
-              if (!bytes.empty()) std::memcpy(q, bytes.data(), bytes.size());
-              q += bytes.size();
-            }
+            write_dependency_list(p, e, spec.deps);
             p += pad16(o.len);
           } else {
             for (std::uint32_t i = 0; i < e.len; ++i) {
