@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Builds coray's tests and examples and runs the whole suite, with both start methods
-# (fork and spawn), then again under AddressSanitizer + UndefinedBehaviorSanitizer.
-# Usage: scripts/test.sh [preset...]   (default: release asan)
+# Builds coray's tests and examples and runs the whole suite, with both start methods (fork
+# and spawn), for each preset: g++ (release), clang, and g++ under AddressSanitizer +
+# UndefinedBehaviorSanitizer (asan).
+# Usage: scripts/test.sh [preset...]   (default: release clang asan)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 
 presets=("$@")
-[ ${#presets[@]} -eq 0 ] && presets=(release asan)
+[ ${#presets[@]} -eq 0 ] && presets=(release clang asan)
 jobs=$(nproc)
 for preset in "${presets[@]}"; do
   echo "== coray: preset ${preset}"
