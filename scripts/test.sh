@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Builds coray's tests and examples and runs the whole suite, with both start methods (fork
-# and spawn), for each preset: g++ (release), clang, and g++ under AddressSanitizer +
-# UndefinedBehaviorSanitizer (asan).
-# Usage: scripts/test.sh [preset...]   (default: release clang asan)
+# Checks that single_include/coray.hpp is up to date, then builds coray's tests and examples
+# and runs the whole suite, with both start methods (fork and spawn), for each preset: g++
+# (release), clang, g++ under AddressSanitizer + UndefinedBehaviorSanitizer (asan), and g++
+# against single_include/coray.hpp (single-header).
+# Usage: scripts/test.sh [preset...]   (default: release clang asan single-header)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 
+python3 scripts/amalgamate.py --check
+
 presets=("$@")
-[ ${#presets[@]} -eq 0 ] && presets=(release clang asan)
+[ ${#presets[@]} -eq 0 ] && presets=(release clang asan single-header)
 jobs=$(nproc)
 for preset in "${presets[@]}"; do
   echo "== coray: preset ${preset}"
