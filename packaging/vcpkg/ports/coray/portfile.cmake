@@ -1,0 +1,20 @@
+# Header-only: nothing is compiled, so one (release) configuration is enough.
+set(VCPKG_BUILD_TYPE release)
+
+# An overlay port of the checkout it lives in (packaging/vcpkg/ports/coray), used as
+#   vcpkg install coray --overlay-ports=packaging/vcpkg/ports
+get_filename_component(SOURCE_PATH "${CMAKE_CURRENT_LIST_DIR}/../../../.." ABSOLUTE)
+
+vcpkg_cmake_configure(
+  SOURCE_PATH "${SOURCE_PATH}"
+  OPTIONS
+    -DCORAY_BUILD_TESTS=OFF
+    -DCORAY_BUILD_EXAMPLES=OFF
+    -DCORAY_BUILD_BENCH=OFF
+    -DCORAY_INSTALL=ON
+)
+vcpkg_cmake_install()
+vcpkg_cmake_config_fixup(PACKAGE_NAME coray CONFIG_PATH share/cmake/coray)
+
+file(INSTALL "${CMAKE_CURRENT_LIST_DIR}/usage" DESTINATION "${CURRENT_PACKAGES_DIR}/share/${PORT}")
+vcpkg_install_copyright(FILE_LIST "${SOURCE_PATH}/LICENSE")
