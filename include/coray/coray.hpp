@@ -6,8 +6,10 @@
 #include <coray/async.hpp>
 #include <coray/codec.hpp>
 #include <coray/errors.hpp>
+#include <coray/mutex.hpp>
 #include <coray/object_ref.hpp>
 #include <coray/object_store.hpp>
 #include <coray/runtime.hpp>
+#include <coray/shared_value.hpp>
 #include <coray/task.hpp>
 #include <coray/version.hpp>

@@ -7,8 +7,10 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <time.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 
 CORAY_BEGIN_NAMESPACE
@@ -32,6 +34,17 @@ class robust_mutex {
   template <class TimePoint>
   bool timed_lock(const TimePoint&) {
     lock();
+    return true;
+  }
+  /// Waits for the lock until `deadline` (the steady clock); false if it did not come.
+  bool try_lock_until(std::chrono::steady_clock::time_point deadline) {
+    const auto since = deadline.time_since_epoch();
+    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(since);
+    const auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(since - secs);
+    timespec ts{static_cast<time_t>(secs.count()), static_cast<long>(nanos.count())};
+    int rc = pthread_mutex_clocklock(&m_, CLOCK_MONOTONIC, &ts);
+    if (rc == ETIMEDOUT) return false;
+    recover(rc);
     return true;
   }
   void unlock() { pthread_mutex_unlock(&m_); }
