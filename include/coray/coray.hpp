@@ -9,6 +9,7 @@
 #include <coray/mutex.hpp>
 #include <coray/object_ref.hpp>
 #include <coray/object_store.hpp>
+#include <coray/processes.hpp>
 #include <coray/runtime.hpp>
 #include <coray/shared_value.hpp>
 #include <coray/task.hpp>
