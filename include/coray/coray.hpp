@@ -10,6 +10,7 @@
 #include <coray/object_ref.hpp>
 #include <coray/object_store.hpp>
 #include <coray/processes.hpp>
+#include <coray/queue.hpp>
 #include <coray/runtime.hpp>
 #include <coray/shared_value.hpp>
 #include <coray/task.hpp>
