@@ -9,8 +9,10 @@
 #include <coray/mutex.hpp>
 #include <coray/object_ref.hpp>
 #include <coray/object_store.hpp>
+#include <coray/pool.hpp>
 #include <coray/processes.hpp>
 #include <coray/queue.hpp>
+#include <coray/result_stream.hpp>
 #include <coray/runtime.hpp>
 #include <coray/shared_value.hpp>
 #include <coray/task.hpp>

@@ -1,0 +1,205 @@
+// ray::pool: multiprocessing.Pool's map, imap, apply and initializer, on processes of its own.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <coray/coray.hpp>
+#include <numeric>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+int times_ten(int x) { return x * 10; }
+std::string shout(const std::string& s) { return s + "!"; }
+std::size_t length(std::string_view s) { return s.size(); }
+int pid_of(int) { return getpid(); }
+int fails_on_13(int x) {
+  if (x == 13) throw std::domain_error("unlucky " + std::to_string(x));
+  return x;
+}
+int dies_on_13(int x) {
+  if (x == 13) raise(SIGKILL);
+  return x;
+}
+int add(int a, int b) { return a + b; }
+ray::async<int> add_later(int a, int b) {
+  co_return co_await ray::get(ray::task<add>.remote(a, b));
+}
+
+int inits_here = 0;  // per process: how often this process's initializer ran
+std::string greeting_here;
+void count_init(ray::shared_value<int> total, std::string greeting) {
+  ++inits_here;
+  greeting_here = greeting;
+  total.fetch_add(1);
+}
+int inits_seen(int) { return inits_here; }
+std::string greeting_seen(int) { return greeting_here; }
+void failing_init() { throw std::runtime_error("no model file"); }
+
+std::vector<int> iota(int n) {
+  std::vector<int> v(static_cast<std::size_t>(n));
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("pool map returns every result in the items' order, whatever the chunk size") {
+  ray::runtime rt({.num_workers = 1});
+  ray::pool p(2);
+  const auto xs = iota(1000);
+  std::vector<int> expected;
+  for (int x : xs) expected.push_back(x * 10);
+  CHECK(p.map<times_ten>(xs) == expected);
+  CHECK(p.map<times_ten>(xs, 1) == expected);
+  CHECK(p.map<times_ten>(xs, 7) == expected);
+  CHECK(p.map<times_ten>(std::vector<int>{}).empty());
+  CHECK(p.map<times_ten>(std::vector<short>{1, 2, 3}) ==
+        std::vector<int>{10, 20, 30});  // items convert
+}
+
+TEST_CASE("pool map carries strings and other encodable items, and views of them") {
+  ray::runtime rt({.num_workers = 1});
+  ray::pool p(2);
+  std::vector<std::string> words{"ray", "coray", "pool", ""};
+  CHECK(p.map<shout>(words) == std::vector<std::string>{"ray!", "coray!", "pool!", "!"});
+  CHECK(p.map<length>(words) == std::vector<std::size_t>{3, 5, 4, 0});
+}
+
+TEST_CASE("a map of a million tiny items is cut into a few chunks and comes back whole") {
+  ray::runtime rt({.num_workers = 1});
+  ray::pool p(2);
+  const auto xs = iota(1'000'000);
+  auto ys = p.map<times_ten>(xs);
+  REQUIRE(ys.size() == xs.size());
+  CHECK(ys.front() == 0);
+  CHECK(ys[123'456] == 1'234'560);
+  CHECK(ys.back() == 9'999'990);
+  // Chunks go to whichever process is least busy: both processes ran some.
+  auto pids = p.map<pid_of>(std::vector<int>(8), 1);
+  CHECK(std::set<int>(pids.begin(), pids.end()).size() == 2);
+}
+
+TEST_CASE("imap yields results in order and imap_unordered yields every result") {
+  ray::runtime rt({.num_workers = 1});
+  ray::pool p(3);
+  const auto xs = iota(200);
+  std::vector<int> ordered;
+  for (int y : p.imap<times_ten>(xs, 9)) ordered.push_back(y);
+  std::vector<int> expected;
+  for (int x : xs) expected.push_back(x * 10);
+  CHECK(ordered == expected);
+
+  std::multiset<int> unordered;
+  for (int y : p.imap_unordered<times_ten>(xs, 9)) unordered.insert(y);
+  CHECK(unordered == std::multiset<int>(expected.begin(), expected.end()));
+
+  // The same stream awaited in a coroutine.
+  int sum = rt.run([&]() -> ray::async<int> {
+    auto stream = p.imap_unordered<times_ten>(iota(10), 3);
+    int total = 0;
+    while (auto y = co_await stream.next_async()) total += *y;
+    co_return total;
+  }());
+  CHECK(sum == 450);
+}
+
+TEST_CASE("the initializer runs once in each pool process, before any of its work") {
+  ray::runtime rt({.num_workers = 1});
+  ray::shared_value<int> inits(0);
+  {
+    ray::pool p(3, ray::initializer<count_init>, inits, "hello");
+    CHECK(p.size() == 3);
+    auto seen = p.map<inits_seen>(iota(300), 1);
+    CHECK(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }));
+    auto greetings = p.map<greeting_seen>(iota(30), 1);
+    CHECK(std::all_of(greetings.begin(), greetings.end(),
+                      [](const std::string& g) { return g == "hello"; }));
+  }  // join: every process has ended
+  CHECK(inits.load() == 3);
+}
+
+TEST_CASE("apply_async returns a ref at once; apply waits; a coroutine function may be applied") {
+  ray::runtime rt({.num_workers = 1});
+  ray::pool p(2);
+  ray::object_ref<int> r = p.apply_async<add>(20, 22);
+  CHECK(p.apply<add>(1, 2) == 3);
+  CHECK(ray::get(r).get() == 42);
+  CHECK(p.apply<add_later>(5, 6) == 11);  // awaits a nested task from the pool process
+  std::vector<ray::object_ref<int>> many;
+  for (int i = 0; i < 50; ++i) many.push_back(p.apply_async<add>(i, i));
+  std::vector<int> all = ray::get(many);
+  for (int i = 0; i < 50; ++i) CHECK(all[static_cast<std::size_t>(i)] == 2 * i);
+}
+
+TEST_CASE("map_async settles with every result in order") {
+  ray::runtime rt({.num_workers = 1});
+  ray::pool p(2);
+  auto ref = p.map_async<times_ten>(iota(100));
+  auto big = p.map_async<times_ten>(iota(100'000));  // larger than a message: through the store
+  std::vector<int> ys = ray::get(ref);
+  REQUIRE(ys.size() == 100);
+  CHECK(ys[99] == 990);
+  std::vector<int> bigs = ray::get(big);
+  REQUIRE(bigs.size() == 100'000);
+  CHECK(bigs[99'999] == 999'990);
+}
+
+TEST_CASE("an exception in one item fails the map with that item's error") {
+  ray::runtime rt({.num_workers = 1});
+  ray::pool p(2);
+  CHECK_THROWS_WITH_AS(p.map<fails_on_13>(iota(40), 4), doctest::Contains("unlucky 13"),
+                       ray::task_error);
+  auto stream = p.imap<fails_on_13>(iota(20), 1);
+  int taken = 0;
+  try {
+    for (int v : stream) {
+      CHECK(v == taken);
+      ++taken;
+    }
+    FAIL("expected the 13th item's error");
+  } catch (const ray::task_error& e) {
+    CHECK(e.type_name() == "std::domain_error");
+  }
+  CHECK(taken == 13);
+  CHECK(stream.next() == 14);  // the stream goes on past the failed item
+  CHECK(p.map<fails_on_13>(std::vector<int>{1, 2}) == std::vector<int>{1, 2});  // the pool is fine
+}
+
+TEST_CASE("a pool process that dies fails its chunk with actor_died and is replaced") {
+  ray::runtime rt({.num_workers = 1});
+  ray::pool p(2);
+  CHECK(p.map<times_ten>(iota(10)).size() == 10);  // both processes are up
+  CHECK_THROWS_AS(p.map<dies_on_13>(iota(20), 1), ray::actor_died);
+  CHECK(p.map<times_ten>(iota(100), 1).size() == 100);
+  auto procs = p.processes();
+  REQUIRE(procs.size() == 2);
+  for (auto& pi : procs) CHECK(pi.alive);
+}
+
+TEST_CASE("an initializer that throws fails the pool's work with actor_died carrying its error") {
+  ray::runtime rt({.num_workers = 1});
+  ray::pool p(2, ray::initializer<failing_init>);
+  CHECK_THROWS_WITH_AS(p.map<times_ten>(iota(10)), doctest::Contains("no model file"),
+                       ray::actor_died);
+  CHECK_THROWS_AS(p.apply<add>(1, 2), ray::actor_died);
+}
+
+TEST_CASE("a closed pool refuses work; terminate ends its processes") {
+  ray::runtime rt({.num_workers = 1});
+  ray::pool p(2);
+  CHECK(p.apply<add>(1, 1) == 2);
+  auto procs = p.processes();
+  REQUIRE(procs.size() == 2);
+  for (auto& pi : procs) CHECK(pi.pid > 0);
+  p.close();
+  CHECK_THROWS_AS(p.apply<add>(1, 1), ray::runtime_error);
+  p.terminate();
+  p.join();
+  for (auto& pi : procs) CHECK(kill(pi.pid, 0) != 0);
+}
