@@ -3,6 +3,7 @@
 /// store, co_await-able object refs -- for C++20, with worker processes that cost microseconds.
 
 #include <coray/actor.hpp>
+#include <coray/actor_pool.hpp>
 #include <coray/async.hpp>
 #include <coray/codec.hpp>
 #include <coray/errors.hpp>
