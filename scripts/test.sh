@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Checks that single_include/coray.hpp is up to date and that the vcpkg port and the Conan
 # recipe carry coray's version. Then, for each preset, builds coray's tests and examples and
-# runs the whole suite with both start methods (fork and spawn): g++ (release), clang, g++
-# under AddressSanitizer + UndefinedBehaviorSanitizer (asan), and g++ against
-# single_include/coray.hpp (single-header).
-# Usage: scripts/test.sh [preset...]   (default: release clang asan single-header)
+# runs the whole suite with both start methods (fork and spawn): g++ (release), clang (with a
+# short libFuzzer run of the codec), g++ under AddressSanitizer + UndefinedBehaviorSanitizer
+# (asan), g++ under ThreadSanitizer (tsan), and g++ against single_include/coray.hpp
+# (single-header).
+# Usage: scripts/test.sh [preset...]   (default: release clang asan tsan single-header)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -13,7 +14,7 @@ python3 scripts/amalgamate.py --check
 python3 scripts/check_packaging.py
 
 presets=("$@")
-[ ${#presets[@]} -eq 0 ] && presets=(release clang asan single-header)
+[ ${#presets[@]} -eq 0 ] && presets=(release clang asan tsan single-header)
 jobs=$(nproc)
 for preset in "${presets[@]}"; do
   echo "== coray: preset ${preset}"

@@ -79,7 +79,7 @@ void decode_as(int kind, std::span<const std::byte> b) {
   }
 }
 
-void write_corpus(const std::string& dir) {
+[[maybe_unused]] void write_corpus(const std::string& dir) {
   int n = 0;
   auto put = [&](int kind, const std::vector<std::byte>& bytes) {
     std::ofstream f(dir + "/seed-" + std::to_string(n++), std::ios::binary);

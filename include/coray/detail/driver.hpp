@@ -915,9 +915,8 @@ class driver final : public process {
 
   void queue_message(process_view& w, msg_kind k, const void* data, std::size_t n) {
     std::vector<std::byte> bytes(static_cast<const std::byte*>(data), static_cast<const std::byte*>(data) + n);
-    w.outgoing.push_back([this, &w, k, bytes = std::move(bytes)] {
-      return try_send(*w.inbox, w.shared->bell, k, bytes.size(),
-                      [&](std::byte* out) {
+    w.outgoing.push_back([&w, k, bytes = std::move(bytes)] {
+      return try_send(*w.inbox, w.shared->bell, k, bytes.size(), [&](std::byte* out) {
         if (!bytes.empty()) std::memcpy(out, bytes.data(), bytes.size());
       });
     });
