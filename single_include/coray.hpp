@@ -318,8 +318,10 @@ CORAY_END_NAMESPACE
 
 #include <errno.h>
 #include <pthread.h>
+#include <time.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 
 CORAY_BEGIN_NAMESPACE
@@ -343,6 +345,17 @@ class robust_mutex {
   template <class TimePoint>
   bool timed_lock(const TimePoint&) {
     lock();
+    return true;
+  }
+  /// Waits for the lock until `deadline` (the steady clock); false if it did not come.
+  bool try_lock_until(std::chrono::steady_clock::time_point deadline) {
+    const auto since = deadline.time_since_epoch();
+    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(since);
+    const auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(since - secs);
+    timespec ts{static_cast<time_t>(secs.count()), static_cast<long>(nanos.count())};
+    int rc = pthread_mutex_clocklock(&m_, CLOCK_MONOTONIC, &ts);
+    if (rc == ETIMEDOUT) return false;
+    recover(rc);
     return true;
   }
   void unlock() { pthread_mutex_unlock(&m_); }
@@ -4035,9 +4048,8 @@ class driver final : public process {
 
   void queue_message(process_view& w, msg_kind k, const void* data, std::size_t n) {
     std::vector<std::byte> bytes(static_cast<const std::byte*>(data), static_cast<const std::byte*>(data) + n);
-    w.outgoing.push_back([this, &w, k, bytes = std::move(bytes)] {
-      return try_send(*w.inbox, w.shared->bell, k, bytes.size(),
-                      [&](std::byte* out) {
+    w.outgoing.push_back([&w, k, bytes = std::move(bytes)] {
+      return try_send(*w.inbox, w.shared->bell, k, bytes.size(), [&](std::byte* out) {
         if (!bytes.empty()) std::memcpy(out, bytes.data(), bytes.size());
       });
     });
@@ -5660,11 +5672,1850 @@ void kill(const actor<T>& a) {
 
 CORAY_END_NAMESPACE
 // end <coray/actor.hpp>
+// begin <coray/actor_pool.hpp>
+/// ray::actor_pool<T>: Ray's ActorPool -- spreads method calls over a fixed set of actors,
+/// one call per actor at a time, the rest waiting until an actor is free.
+///
+///   struct doubler { int twice(int v) { return 2 * v; } };
+///   std::vector<ray::actor<doubler>> actors{ray::spawn<doubler>(), ray::spawn<doubler>()};
+///   ray::actor_pool<doubler> pool(actors);
+///   for (int r : pool.map<&doubler::twice>(std::vector{1, 2, 3, 4})) ...   // 2 4 6 8
+///   pool.submit<&doubler::twice>(5);
+///   int ten = pool.get_next<int>();
+///
+/// An actor takes the next waiting call as soon as its current one finishes (Ray frees it
+/// only when its result is fetched). map and map_unordered return their own result streams,
+/// independent of submit/get_next. Driver only, from the loop's thread. Destroying the pool
+/// waits for the calls it sent; the actors live on while other handles to them exist.
+
+#include <chrono>
+// #include <coray/actor.hpp>: inlined above
+// begin <coray/detail/dispatcher.hpp>
+/// Spreads calls over a set of actors -- at most `depth` sent to each and not yet finished,
+/// the rest waiting here in the order they came -- so that a free actor always takes the
+/// next call, and settles each call's own result state when it ends. ray::pool and
+/// ray::actor_pool are built on it. Driver only, on the loop's thread.
+///
+/// A call is sent from user code (enqueue) or, when one ends, from a coroutine the loop
+/// resumes: never from inside the driver's own callbacks, so the driver is not re-entered
+/// while it settles results.
+
+// #include <coray/detail/driver.hpp>: inlined above
+#include <coroutine>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <list>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// Settles `to` as `from` settled (same value, or the same error). Driver only.
+inline void forward_outcome(driver& d, object_state& from, object_state& to) {
+  if (to.settled()) return;
+  if (from.st == object_state::status::failed) {
+    to.set_error(from.error);
+  } else if (from.block) {
+    d.seg.add_ref(from.block);  // `to` holds a reference of its own
+    to.set_block(from.block);
+  } else {
+    to.set_inline(from.value_bytes());
+  }
+}
+
+inline bool is_actor_died(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const actor_died&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+class dispatcher {
+ public:
+  /// What to do when a member's process died: return a replacement actor's handle, or an
+  /// empty one to drop the member. Runs on the loop, outside any callback.
+  using replace_fn = std::function<actor_ptr(std::size_t member)>;
+
+  dispatcher(driver& d, std::uint32_t depth, replace_fn replace = {})
+      : d_(d), depth_(depth), replace_(std::move(replace)), pump_(pump_loop(this)) {}
+  dispatcher(const dispatcher&) = delete;
+  dispatcher& operator=(const dispatcher&) = delete;
+
+  /// Precondition: idle(), or the runtime is gone (then nothing can call back).
+  ~dispatcher() {
+    if (process::current() == &d_) {
+      if (pump_scheduled_) d_.run_until([this] { return !pump_scheduled_; });
+      for (auto& w : queue_) discard(w);
+    }
+    pump_.destroy();
+  }
+
+  /// Adds an actor; returns its member index (stable).
+  std::size_t add(actor_ptr a) {
+    members_.push_back({std::move(a)});
+    pump();
+    return members_.size() - 1;
+  }
+
+  /// Queues a call; its target_actor is chosen when it is sent. Returns the state that
+  /// settles with its outcome.
+  state_ptr enqueue(task_spec spec) {
+    waiting w{std::move(spec), make_state()};
+    state_ptr result = w.result;
+    hold(w.spec.actors, +1);
+    queue_.push_back(std::move(w));
+    pump();
+    return result;
+  }
+
+  /// Fails every call not yet sent with `e`.
+  void fail_waiting(const std::exception_ptr& e) {
+    while (!queue_.empty()) {
+      waiting w = std::move(queue_.front());
+      queue_.pop_front();
+      discard(w);
+      w.result->set_error(e);
+    }
+  }
+
+  /// Runs the loop until every call has ended.
+  void drain() {
+    d_.run_until([this] { return idle(); });
+  }
+  bool idle() const noexcept { return queue_.empty() && running_.empty(); }
+
+  std::size_t members() const noexcept { return members_.size(); }
+  const actor_ptr& member(std::size_t i) const noexcept { return members_[i].handle; }
+  /// A member that takes calls and has none now.
+  bool is_idle(std::size_t i) const noexcept {
+    return members_[i].handle && !members_[i].dead && members_[i].running == 0;
+  }
+  bool is_live(std::size_t i) const noexcept { return static_cast<bool>(members_[i].handle); }
+  /// Takes the member out of the set; calls it runs finish. Returns its handle.
+  actor_ptr remove(std::size_t i) {
+    actor_ptr h = std::move(members_[i].handle);
+    members_[i].handle = actor_ptr();
+    members_[i].removed = true;
+    return h;
+  }
+
+ private:
+  struct member_state {
+    actor_ptr handle;  // empty: removed, or dead and not replaced
+    std::uint32_t running = 0;
+    bool dead = false;     // its process died; replaced once its calls have failed
+    bool removed = false;  // taken out by remove(): it may come back through add()
+  };
+  struct waiting {
+    task_spec spec;
+    state_ptr result;
+  };
+  struct running_call {
+    dispatcher* self;
+    std::size_t member;
+    state_ptr result;
+    std::list<running_call>::iterator at;
+  };
+
+  /// A coroutine the loop resumes to send calls after others ended.
+  struct pump_task {
+    struct promise_type {
+      pump_task get_return_object() noexcept {
+        return {std::coroutine_handle<promise_type>::from_promise(*this)};
+      }
+      std::suspend_never initial_suspend() noexcept { return {}; }
+      std::suspend_always final_suspend() noexcept { return {}; }
+      void return_void() noexcept {}
+      void unhandled_exception() noexcept { std::terminate(); }
+    };
+    std::coroutine_handle<promise_type> h;
+    void destroy() noexcept {
+      if (h) h.destroy();
+      h = {};
+    }
+  };
+  static pump_task pump_loop(dispatcher* self) {
+    for (;;) {
+      co_await std::suspend_always{};
+      self->pump_scheduled_ = false;
+      self->pump();
+    }
+  }
+  void schedule_pump() {
+    if (pump_scheduled_) return;
+    pump_scheduled_ = true;
+    d_.schedule(pump_.h);
+  }
+
+  /// While a call waits here, the actors and shared blocks its arguments name stay alive
+  /// (counted as a sent call counts them).
+  void hold(const std::vector<std::uint64_t>& ids, int delta) noexcept {
+    for (std::uint64_t id : ids) d_.actor_handle(id, delta);
+  }
+  void discard(waiting& w) noexcept {
+    hold(w.spec.actors, -1);
+    for (object_block* b : w.spec.blocks) d_.release_block(b);
+    w.spec.blocks.clear();
+  }
+
+  std::size_t pick() const noexcept {
+    std::size_t best = members_.size();
+    std::uint32_t best_load = depth_;
+    for (std::size_t i = 0; i < members_.size(); ++i) {
+      const member_state& m = members_[i];
+      if (!m.handle || m.dead || m.running >= best_load) continue;
+      best = i;
+      best_load = m.running;
+      if (best_load == 0) break;
+    }
+    return best;
+  }
+
+  void pump() {
+    if (pumping_) return;
+    pumping_ = true;
+    replace_dead();
+    while (!queue_.empty()) {
+      const std::size_t i = pick();
+      if (i == members_.size()) break;
+      waiting w = std::move(queue_.front());
+      queue_.pop_front();
+      send(i, w);
+    }
+    if (!queue_.empty() && all_died())
+      fail_waiting(std::make_exception_ptr(actor_died(
+          last_death_.empty() ? "coray: no actor is left to run the call" : last_death_)));
+    pumping_ = false;
+  }
+
+  void replace_dead() {
+    for (std::size_t i = 0; i < members_.size(); ++i) {
+      member_state& m = members_[i];
+      if (!m.dead || m.running) continue;
+      m.dead = false;
+      m.handle = actor_ptr();
+      if (replace_) {
+        try {
+          m.handle = replace_(i);
+        } catch (...) {
+        }
+      }
+    }
+  }
+  /// Every member died and none was replaced: no call can ever run.
+  bool all_died() const noexcept {
+    for (const member_state& m : members_)
+      if ((m.handle && !m.dead) || m.removed) return false;
+    return !members_.empty();
+  }
+
+  void send(std::size_t i, waiting& w) {
+    member_state& m = members_[i];
+    const std::vector<std::uint64_t> held = w.spec.actors;
+    w.spec.target_actor = m.handle.get()->id;
+    state_ptr source;
+    try {
+      source = d_.submit(std::move(w.spec));
+    } catch (...) {
+      hold(held, -1);
+      w.result->set_error(std::current_exception());
+      return;
+    }
+    hold(held, -1);  // the call holds them now
+    ++m.running;
+    running_.push_back({this, i, w.result, {}});
+    auto at = std::prev(running_.end());
+    at->at = at;
+    if (source->settled())
+      ended(&*at, *source);
+    else
+      source->waiters.push_back({&dispatcher::ended, &*at});
+  }
+
+  /// A call ended (in a driver callback): settle its result and let the pump send more.
+  static void ended(void* ctx, object_state& source) {
+    auto* c = static_cast<running_call*>(ctx);
+    dispatcher& self = *c->self;
+    member_state& m = self.members_[c->member];
+    if (m.running) --m.running;
+    if (source.st == object_state::status::failed && is_actor_died(source.error)) {
+      m.dead = true;
+      try {
+        std::rethrow_exception(source.error);
+      } catch (const std::exception& e) {
+        self.last_death_ = e.what();
+      }
+    }
+    state_ptr result = std::move(c->result);
+    self.running_.erase(c->at);
+    forward_outcome(self.d_, source, *result);
+    self.schedule_pump();
+  }
+
+  driver& d_;
+  std::uint32_t depth_;
+  replace_fn replace_;
+  std::vector<member_state> members_;
+  std::deque<waiting> queue_;
+  std::list<running_call> running_;
+  std::string last_death_;
+  bool pumping_ = false;
+  bool pump_scheduled_ = false;
+  pump_task pump_;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/dispatcher.hpp>
+// begin <coray/result_stream.hpp>
+/// ray::result_stream<R>: results that arrive one by one -- what pool::imap,
+/// pool::imap_unordered and actor_pool::map return (multiprocessing's IMapIterator). Iterate
+/// it (blocking, serving the runtime meanwhile) or co_await next_async() in a coroutine.
+///
+///   for (int r : p.imap_unordered<square>(xs)) use(r);     // as each result arrives
+///   while (auto r = co_await stream.next_async()) use(*r);
+///
+/// A call that failed throws its error where its result would have come; iterating on goes
+/// past it. Single pass; movable, not copyable. Loop thread only.
+
+#include <algorithm>
+// #include <coray/async.hpp>: inlined above
+// #include <coray/codec.hpp>: inlined above
+// #include <coray/detail/process.hpp>: inlined above
+// #include <coray/object_store.hpp>: inlined above
+#include <coroutine>
+#include <cstddef>
+#include <deque>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+template <class R>
+class result_stream {
+ public:
+  /// Runtime internals: `units` settle with either one R each or, if `chunked`, a
+  /// std::vector<R> each; `ordered` yields them in the order given, else as they settle.
+  result_stream(std::vector<detail::state_ptr> units, bool ordered, bool chunked)
+      : s_(std::make_unique<state>(std::move(units), ordered, chunked)) {}
+  result_stream(result_stream&&) noexcept = default;
+  result_stream& operator=(result_stream&&) noexcept = default;
+  ~result_stream() = default;
+
+  /// The next result, waiting for it (serving the runtime); nullopt after the last one.
+  std::optional<R> next() {
+    state& s = *s_;
+    if (!s.available()) detail::process::require().run_until([&] { return s.available(); });
+    return s.take();
+  }
+
+  /// The same, in a coroutine: `while (auto r = co_await stream.next_async())`.
+  async<std::optional<R>> next_async() {
+    state& s = *s_;
+    while (!s.available()) co_await arrival{s};
+    co_return s.take();
+  }
+
+  /// True once every result has been returned.
+  bool done() const noexcept { return s_->exhausted(); }
+
+  class iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = R;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(result_stream* s) : s_(s) { ++*this; }
+    R& operator*() noexcept { return *v_; }
+    R* operator->() noexcept { return &*v_; }
+    iterator& operator++() {
+      v_ = s_->next();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& i, std::default_sentinel_t) noexcept { return !i.v_; }
+
+   private:
+    result_stream* s_ = nullptr;
+    std::optional<R> v_;
+  };
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+ private:
+  struct state;
+  struct unit_watch {
+    state* s;
+    std::size_t index;
+  };
+
+  struct state {
+    std::vector<detail::state_ptr> units;
+    std::vector<unit_watch> watches;  // waiter contexts, one per unit
+    bool ordered, chunked;
+    std::deque<std::size_t> settled;  // unordered: indices in the order they settled
+    std::size_t next_unit = 0;        // ordered: the next to take; unordered: how many taken
+    std::vector<R> buffer;            // decoded results of the unit being returned
+    std::size_t buffer_at = 0;
+    std::coroutine_handle<> waiting;
+
+    state(std::vector<detail::state_ptr> u, bool o, bool c)
+        : units(std::move(u)), ordered(o), chunked(c) {
+      watches.reserve(units.size());
+      for (std::size_t i = 0; i < units.size(); ++i) watches.push_back({this, i});
+      for (std::size_t i = 0; i < units.size(); ++i) {
+        if (units[i]->settled()) {
+          if (!ordered) settled.push_back(i);
+        } else {
+          units[i]->waiters.push_back({&state::on_settled, &watches[i]});
+        }
+      }
+    }
+    state(const state&) = delete;
+    ~state() {
+      // Units still running must not call back into a stream that is gone.
+      for (std::size_t i = 0; i < units.size(); ++i) {
+        if (!units[i] || units[i]->settled()) continue;
+        auto& ws = units[i]->waiters;
+        ws.erase(std::remove_if(ws.begin(), ws.end(),
+                                [&](const detail::waiter& w) { return w.ctx == &watches[i]; }),
+                 ws.end());
+      }
+    }
+
+    static void on_settled(void* ctx, detail::object_state&) {
+      auto* w = static_cast<unit_watch*>(ctx);
+      if (!w->s->ordered) w->s->settled.push_back(w->index);
+      if (auto h = std::exchange(w->s->waiting, {}))
+        detail::resume_waiter(h.address(), *w->s->units[w->index]);
+    }
+
+    bool exhausted() const noexcept {
+      return buffer_at == buffer.size() && next_unit == units.size();
+    }
+    /// A result (or an error, or the end) can be returned without waiting.
+    bool available() const noexcept {
+      if (buffer_at < buffer.size() || next_unit == units.size()) return true;
+      return ordered ? units[next_unit]->settled() : !settled.empty();
+    }
+    /// Precondition: available().
+    std::optional<R> take() {
+      while (buffer_at == buffer.size()) {
+        if (next_unit == units.size()) return std::nullopt;
+        std::size_t i = next_unit;
+        if (!ordered) {
+          i = settled.front();
+          settled.pop_front();
+        }
+        ++next_unit;
+        buffer.clear();
+        buffer_at = 0;
+        detail::state_ptr unit = std::move(units[i]);
+        unit->rethrow_if_failed();
+        if (chunked)
+          buffer = decode<std::vector<R>>(unit->value_bytes());
+        else
+          buffer.push_back(decode<R>(unit->value_bytes()));
+      }
+      return std::move(buffer[buffer_at++]);
+    }
+  };
+
+  /// Suspends a coroutine until the next unit settles.
+  struct arrival {
+    state& s;
+    bool await_ready() const noexcept { return s.available(); }
+    void await_suspend(std::coroutine_handle<> h) {
+      s.waiting = h;
+      detail::process::current()->coroutine_suspended(+1);
+    }
+    void await_resume() const noexcept {}
+  };
+
+  std::unique_ptr<state> s_;
+};
+
+CORAY_END_NAMESPACE
+// end <coray/result_stream.hpp>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <string_view>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+template <class T>
+class actor_pool {
+  template <auto Method>
+  using method_result_t =
+      detail::call_result_t<typename detail::function_traits<decltype(Method)>::return_type>;
+
+ public:
+  explicit actor_pool(std::vector<actor<T>> actors)
+      : s_(std::make_unique<state>(detail::require_driver("ray::actor_pool"))) {
+    for (auto& a : actors) push(std::move(a));
+  }
+  actor_pool(actor_pool&&) noexcept = default;
+  actor_pool& operator=(actor_pool&&) noexcept = default;
+
+  /// Waits for the calls the pool sent (the actors' results still arrive where they belong).
+  ~actor_pool() {
+    if (!s_ || detail::process::current() != &s_->d || !s_->d.is_loop_thread()) return;
+    try {
+      s_->disp.drain();
+    } catch (...) {
+    }
+  }
+
+  /// Calls `Method` with `args` on the next free actor; its result is taken with get_next()
+  /// or get_next_unordered().
+  template <auto Method, class... A>
+  void submit(A&&... args) {
+    using R = method_result_t<Method>;
+    state& s = *s_;
+    auto result = s.disp.enqueue(make_call<Method>(std::forward<A>(args)...));
+    const std::uint64_t index = s.next_index++;
+    auto [it, inserted] =
+        s.submitted.emplace(index, entry{std::move(result), detail::type_name<R>(), {&s, index}});
+    if (it->second.result->settled())
+      s.settled.push_back(index);
+    else
+      it->second.result->waiters.push_back({&state::on_settled, &it->second.watch});
+  }
+
+  /// Whether results of submit() remain to be taken.
+  bool has_next() const noexcept { return !s_->submitted.empty(); }
+  /// Whether an actor is free now.
+  bool has_free() const noexcept {
+    for (std::size_t i = 0; i < s_->disp.members(); ++i)
+      if (s_->disp.is_idle(i)) return true;
+    return false;
+  }
+
+  /// The next result of submit(), in submission order; waits (serving the runtime) at most
+  /// `timeout`, then throws get_timeout and leaves it in place. R is the method's result type.
+  template <class R>
+  R get_next(std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+    state& s = *s_;
+    if (s.submitted.empty())
+      throw ray::runtime_error("ray::actor_pool::get_next: no pending results");
+    auto it = s.submitted.begin();
+    wait(timeout, [&] { return it->second.result->settled(); });
+    return take<R>(it);
+  }
+
+  /// Any finished result of submit(), the first to finish first.
+  template <class R>
+  R get_next_unordered(std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+    state& s = *s_;
+    if (s.submitted.empty())
+      throw ray::runtime_error("ray::actor_pool::get_next_unordered: no pending results");
+    auto first_settled = [&] {
+      while (!s.settled.empty() && !s.submitted.count(s.settled.front())) s.settled.pop_front();
+      return !s.settled.empty();
+    };
+    wait(timeout, first_settled);
+    return take<R>(s.submitted.find(s.settled.front()));
+  }
+
+  /// `Method` over every value, results in the values' order as they are ready.
+  template <auto Method, std::ranges::input_range Range>
+  result_stream<method_result_t<Method>> map(Range&& values) {
+    return result_stream<method_result_t<Method>>(enqueue_all<Method>(std::forward<Range>(values)),
+                                                  true, false);
+  }
+  /// `Method` over every value, results as they finish.
+  template <auto Method, std::ranges::input_range Range>
+  result_stream<method_result_t<Method>> map_unordered(Range&& values) {
+    return result_stream<method_result_t<Method>>(enqueue_all<Method>(std::forward<Range>(values)),
+                                                  false, false);
+  }
+
+  /// Takes a free actor out of the pool; nullopt if none is free.
+  std::optional<actor<T>> pop_idle() {
+    for (std::size_t i = 0; i < s_->disp.members(); ++i)
+      if (s_->disp.is_idle(i)) return actor<T>(s_->disp.remove(i));
+    return std::nullopt;
+  }
+  /// Adds an actor to the pool; it takes waiting calls at once.
+  void push(actor<T> a) {
+    if (!a.valid()) throw ray::runtime_error("ray::actor_pool: an empty actor handle");
+    s_->disp.add(s_->d.make_actor_handle(a.id()));
+  }
+
+ private:
+  template <auto Method, class... A>
+  detail::task_spec make_call(A&&... args) {
+    using traits = detail::function_traits<decltype(Method)>;
+    static_assert(
+        traits::is_member,
+        "ray::actor_pool<T>: the template argument must be a member function of T (&T::method)");
+    if constexpr (traits::is_member) {
+      static_assert(std::is_base_of_v<typename traits::class_type, T>,
+                    "ray::actor_pool<T>: the method belongs to another class than T");
+      using R = method_result_t<Method>;
+      static_assert(
+          std::is_void_v<R> || is_encodable_v<R>,
+          "ray::actor_pool<T>: the method's return type cannot be sent between processes");
+      static_assert(sizeof...(A) == traits::arity,
+                    "ray::actor_pool<T>: wrong number of arguments for the method");
+      if constexpr (sizeof...(A) == traits::arity) {
+        constexpr bool fits = detail::arguments_fit<typename traits::params, A...>(
+            std::make_index_sequence<sizeof...(A)>{});
+        static_assert(fits,
+                      "ray::actor_pool<T>: an argument does not match the method's parameter");
+        if constexpr (fits) {
+          if (detail::process::current() != &s_->d)
+            throw ray::runtime_error("ray::actor_pool: its runtime has ended");
+          return detail::make_call<Method>(s_->d, std::forward<A>(args)...);
+        }
+      }
+    }
+    return {};
+  }
+
+  template <auto Method, class Range>
+  std::vector<detail::state_ptr> enqueue_all(Range&& values) {
+    std::vector<detail::state_ptr> units;
+    for (auto&& v : values)
+      units.push_back(s_->disp.enqueue(make_call<Method>(std::forward<decltype(v)>(v))));
+    return units;
+  }
+
+  struct state;
+  struct settle_watch {
+    state* s;
+    std::uint64_t index;
+  };
+  struct entry {
+    detail::state_ptr result;
+    std::string_view type;  // the method's result type, checked by get_next<R>
+    settle_watch watch;
+  };
+
+  struct state {
+    explicit state(detail::driver& driver) : d(driver), disp(driver, 1) {}
+    ~state() {
+      for (auto& kv : submitted) {
+        entry& e = kv.second;
+        if (e.result->settled()) continue;
+        auto& ws = e.result->waiters;
+        std::erase_if(ws, [&](const detail::waiter& w) { return w.ctx == &e.watch; });
+      }
+    }
+    static void on_settled(void* ctx, detail::object_state&) {
+      auto* w = static_cast<settle_watch*>(ctx);
+      w->s->settled.push_back(w->index);
+    }
+    detail::driver& d;
+    std::map<std::uint64_t, entry> submitted;  // results of submit() not yet taken, by order
+    std::deque<std::uint64_t> settled;         // indices in the order they settled
+    std::uint64_t next_index = 0;
+    detail::dispatcher disp;
+  };
+
+  template <class Done>
+  void wait(std::optional<std::chrono::nanoseconds> timeout, Done&& done) {
+    auto deadline = timeout ? detail::clock::now() + *timeout : detail::clock::time_point::max();
+    if (!done() && !detail::process::require().run_until(done, deadline))
+      throw get_timeout("ray::actor_pool: no result within the timeout");
+  }
+
+  template <class R>
+  R take(typename std::map<std::uint64_t, entry>::iterator it) {
+    if (it->second.type != detail::type_name<R>())
+      throw ray::runtime_error("ray::actor_pool::get_next<" + std::string(detail::type_name<R>()) +
+                               ">: the next result is a " + std::string(it->second.type));
+    detail::state_ptr result = std::move(it->second.result);
+    s_->submitted.erase(it);
+    return detail::read_value<R>(*result);
+  }
+
+  std::unique_ptr<state> s_;
+};
+
+CORAY_END_NAMESPACE
+// end <coray/actor_pool.hpp>
 // #include <coray/async.hpp>: inlined above
 // #include <coray/codec.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
+// begin <coray/mutex.hpp>
+/// ray::mutex: a lock that every process of the runtime can take -- multiprocessing.Lock,
+/// robust to its holder's death. Works with std::lock_guard, std::unique_lock and
+/// std::scoped_lock.
+///
+///   void add_one(ray::mutex lock, ray::shared_value<int> total) {
+///     std::lock_guard hold(lock);
+///     total.store(total.load() + 1);                  // exact under the lock
+///   }
+///
+/// If a process dies holding the lock, the next locker gets it (lock() succeeds, as pthread
+/// robust mutexes do) and owner_died() tells it that what the lock protects may be half
+/// updated. A handle is a value: copy it, pass it to tasks and actors, create it in any
+/// process. The lock lives while a handle to it exists in any process.
+///
+/// Waiting in lock() or try_lock_for() on a runtime loop's thread keeps serving the runtime
+/// (as a blocking ray::get does), so the holder can finish work that needs this process. The
+/// lock is not recursive: the thread holding it must not lock it again.
+
+#include <algorithm>
+#include <chrono>
+// #include <coray/detail/robust_mutex.hpp>: inlined above
+// begin <coray/detail/shared_block.hpp>
+/// A process's handle on a block of the runtime's segment that holds one mutable shared
+/// object (ray::shared_value, ray::mutex): unlike store objects these are written in place,
+/// so every process sees the same bytes.
+///
+/// Lifetime follows the store's rules. Each process holds references of its own to the
+/// block, which the driver accounts for (a process that dies lets go of them); handles
+/// within one process count locally and hold one reference between them. In a call's
+/// arguments a handle travels as the block's offset: the call pins the block until it
+/// ends, and the process that runs the call receives a reference of its own with the
+/// message, which the decoded handle adopts.
+
+#include <atomic>
+// #include <coray/codec.hpp>: inlined above
+// #include <coray/detail/process.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class shared_block {
+ public:
+  shared_block() noexcept = default;
+
+  /// A new block with `bytes` of payload, uninitialised. Any process of a runtime; in a worker
+  /// it asks the driver. Throws object_store_full.
+  static shared_block allocate(std::size_t bytes) {
+    process& p = process::require();
+    object_block* b = p.new_block(bytes);
+    return shared_block(new local{{1}, b, p.epoch});
+  }
+
+  shared_block(const shared_block& o) noexcept : l_(o.l_) {
+    if (l_) l_->handles.fetch_add(1, std::memory_order_relaxed);
+  }
+  shared_block(shared_block&& o) noexcept : l_(std::exchange(o.l_, nullptr)) {}
+  shared_block& operator=(shared_block o) noexcept {
+    std::swap(l_, o.l_);
+    return *this;
+  }
+  ~shared_block() { reset(); }
+
+  explicit operator bool() const noexcept { return l_ != nullptr; }
+  std::byte* data() const noexcept { return l_->block->data(); }
+  std::size_t size() const noexcept { return static_cast<std::size_t>(l_->block->size); }
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    std::uint64_t offset = 0;
+    if constexpr (!Archive::is_loading) {
+      if (l_) offset = process::require().seg.offset_of(l_->block);
+    }
+    ar(offset);
+    if constexpr (Archive::is_loading) {
+      adopt(offset);
+    } else if constexpr (std::is_same_v<Archive, writer>) {
+      if (l_) collect_pinned_block(process::require().seg, l_->block);
+    }
+  }
+
+ private:
+  struct local {
+    std::atomic<std::uint32_t> handles;
+    object_block* block;
+    std::uint32_t epoch;
+  };
+  explicit shared_block(local* l) noexcept : l_(l) {}
+
+  /// Takes over the reference that came with the call's message.
+  void adopt(std::uint64_t offset) {
+    reset();
+    if (offset == 0) return;
+    process& p = process::require();
+    if (offset % alignof(object_block) != 0 || offset < segment::root_bytes ||
+        offset > p.seg.size() - sizeof(object_block))
+      throw codec_error("coray: a shared value's offset is outside the segment");
+    l_ = new local{{1}, p.seg.at<object_block>(offset), p.epoch};
+  }
+
+  void reset() noexcept {
+    if (!l_ || l_->handles.fetch_sub(1, std::memory_order_acq_rel) != 1) {
+      l_ = nullptr;
+      return;
+    }
+    process* p = process::current();
+    if (p && p->epoch == l_->epoch) p->release_block(l_->block);
+    delete l_;
+    l_ = nullptr;
+  }
+
+  local* l_ = nullptr;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/shared_block.hpp>
+#include <cstdint>
+#include <new>
+
+CORAY_BEGIN_NAMESPACE
+
+class mutex {
+ public:
+  /// A new unlocked lock. Its memory is taken at first use (locking, a copy, or passing it to
+  /// a call), so that decoding a handle never allocates one to throw away.
+  mutex() noexcept = default;
+  /// Copies are handles to the same lock.
+  mutex(const mutex& o) : block_((o.s(), o.block_)) {}
+  mutex(mutex&&) noexcept = default;
+  mutex& operator=(const mutex& o) {
+    o.s();
+    block_ = o.block_;
+    return *this;
+  }
+  mutex& operator=(mutex&&) noexcept = default;
+
+  /// Blocks until this thread holds the lock.
+  void lock() { acquire_until(clock::time_point::max()); }
+  /// Takes the lock if it is free; never waits.
+  bool try_lock() {
+    if (!s().lock.try_lock()) return false;
+    acquired();
+    return true;
+  }
+  /// Waits at most `timeout` for the lock; false if it did not come.
+  template <class Rep, class Period>
+  bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return acquire_until(clock::now() + std::chrono::ceil<clock::duration>(timeout));
+  }
+  template <class Clock, class Duration>
+  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    return acquire_until(clock::now() +
+                         std::chrono::ceil<clock::duration>(deadline - Clock::now()));
+  }
+  /// Precondition: this thread holds the lock.
+  void unlock() { s().lock.unlock(); }
+
+  /// While holding the lock: true if this acquisition took it over from a process that died
+  /// holding it, so the state the lock protects may be inconsistent.
+  bool owner_died() const { return s().owner_died; }
+
+  /// Handles travel as call arguments: the receiving process reaches the same lock.
+  template <class Archive>
+  void serialize(Archive& ar) {
+    if constexpr (!Archive::is_loading) s();
+    ar(block_);
+    if constexpr (Archive::is_loading) {
+      if (block_ && block_.size() != sizeof(state))
+        throw codec_error("coray: a ray::mutex handle of another type");
+    }
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+
+  struct state {
+    detail::robust_mutex lock;
+    std::uint32_t deaths_seen = 0;  // the lock's owner_deaths() at the last acquisition
+    bool owner_died = false;
+  };
+
+  state& s() const {
+    if (!block_) {
+      block_ = detail::shared_block::allocate(sizeof(state));
+      new (block_.data()) state{};
+    }
+    return *std::launder(reinterpret_cast<state*>(block_.data()));
+  }
+
+  /// Run by each new holder: owner deaths are counted only by the acquisition that
+  /// recovered the lock, so a count that moved since the last acquisition was ours.
+  void acquired() {
+    state& st = s();
+    const std::uint32_t deaths = st.lock.owner_deaths();
+    st.owner_died = deaths != st.deaths_seen;
+    st.deaths_seen = deaths;
+  }
+
+  bool acquire_until(clock::time_point deadline) {
+    if (try_lock()) return true;
+    detail::process* p = detail::process::current();
+    const bool serve = p && p->is_loop_thread();
+    for (;;) {
+      const auto now = clock::now();
+      if (now >= deadline) return false;
+      // Serve what has arrived (trying the lock as we go), then sleep on the lock itself for
+      // a short slice: its release wakes us at once; the slice bounds how long the runtime
+      // waits for this process.
+      if (serve && p->run_until([&] { return try_lock(); }, now)) return true;
+      const auto slice =
+          serve ? std::min(deadline, clock::now() + std::chrono::milliseconds(1)) : deadline;
+      if (s().lock.try_lock_until(slice)) {
+        acquired();
+        return true;
+      }
+    }
+  }
+
+  mutable detail::shared_block block_;
+};
+
+CORAY_END_NAMESPACE
+// end <coray/mutex.hpp>
 // #include <coray/object_ref.hpp>: inlined above
 // #include <coray/object_store.hpp>: inlined above
+// begin <coray/pool.hpp>
+/// ray::pool: multiprocessing.Pool for coray -- worker processes of its own that map a
+/// function over a range in chunks, or run single calls, with an optional initializer run
+/// once in each process. The function is named at compile time, as with ray::task.
+///
+///   int square(int x) { return x * x; }
+///   void load_model(std::string path);                 // once per pool process
+///
+///   ray::pool p(4, ray::initializer<load_model>, "model.bin");
+///   std::vector<int> ys = p.map<square>(xs);           // in order, chunked automatically
+///   for (int y : p.imap_unordered<square>(xs)) ...     // as chunks finish
+///   ray::object_ref<int> r = p.apply_async<square>(7);
+///
+/// Chunks go to whichever process is free (each process has at most two sent to it at a
+/// time), so uneven work balances. By default a map is cut into about four chunks per
+/// process, as multiprocessing does, so a million tiny items cost a handful of messages,
+/// not a million. Raw items (numbers, plain structs) are read by the pool processes in
+/// place, in shared memory.
+///
+/// The pool is driver-only, used from the loop's thread. A process that dies fails the calls
+/// it was running (actor_died) and is replaced, with its initializer run again; if the
+/// initializer itself fails, the pool's calls fail with actor_died carrying its error.
+/// Destroying the pool waits for the work submitted to it (close() and join()).
+
+#include <algorithm>
+// #include <coray/actor.hpp>: inlined above
+// #include <coray/detail/dispatcher.hpp>: inlined above
+// begin <coray/detail/pool_process.hpp>
+/// A process of a ray::pool: an actor that runs chunks of a map and single calls of the
+/// pool's functions, after its initializer ran once in its constructor.
+
+#include <unistd.h>
+
+// #include <coray/detail/codec_traits.hpp>: inlined above
+// #include <coray/task.hpp>: inlined above
+#include <span>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+template <auto F>
+using map_param_t = std::tuple_element_t<0, typename function_traits<decltype(F)>::params>;
+/// What a map's items are carried as: F's parameter's owning type.
+template <auto F>
+using map_item_t = storage_type_t<map_param_t<F>>;
+template <auto F>
+using map_result_t = call_result_t<typename function_traits<decltype(F)>::return_type>;
+/// A chunk of items: raw items are read in place, others decoded.
+template <class S>
+using chunk_t = std::conditional_t<is_raw_copyable_v<S>, std::span<const S>, std::vector<S>>;
+
+/// F applied to one item of a chunk: moved from when the chunk owns it.
+template <auto F, class X>
+decltype(auto) call_item(X& x) {
+  using P = map_param_t<F>;
+  if constexpr (!std::is_const_v<X>)
+    return F(std::move(x));
+  else if constexpr (std::is_rvalue_reference_v<P>)
+    return F(std::remove_cvref_t<P>(x));
+  else
+    return F(x);
+}
+
+struct pool_process {
+  /// F over a chunk's items, in order.
+  template <auto F, class Chunk>
+  std::vector<map_result_t<F>> run_chunk(Chunk items) {
+    std::vector<map_result_t<F>> out;
+    out.reserve(items.size());
+    for (auto& x : items) out.push_back(call_item<F>(x));
+    return out;
+  }
+  /// One call of F (pool::apply); a coroutine F is awaited.
+  template <auto F, class... P>
+  typename function_traits<decltype(F)>::return_type run(P... args) {
+    return F(std::forward<P>(args)...);
+  }
+  /// Answers once the process is built: its initializer succeeded.
+  int pid() const { return getpid(); }
+};
+
+/// A pool process whose constructor runs Init(args...) once.
+template <auto Init, class... S>
+struct initialized_pool_process : pool_process {
+  explicit initialized_pool_process(S... args) { Init(std::move(args)...); }
+};
+
+template <auto F, class Params = typename function_traits<decltype(F)>::params>
+struct pool_run;
+template <auto F, class... P>
+struct pool_run<F, std::tuple<P...>> {
+  static constexpr auto method = &pool_process::template run<F, P...>;
+};
+
+template <class Chunk>
+struct map_chunk_tag {};
+struct apply_tag {};
+
+/// The id a pool method running F is called by. Compilers print a pointer to a member
+/// function template without its template arguments, so entity_id<&pool_process::run_chunk<F,
+/// C>> is the same for every F; this id is F's own, mixed with what the method does with it.
+/// Errors read as coming from F.
+template <auto Method, auto F, class Tag>
+struct pool_callee {
+  static constexpr std::uint64_t id = [] {
+    std::uint64_t h = entity_id<F>;
+    for (char c : type_name<Tag>()) {
+      h ^= static_cast<unsigned char>(c);
+      h *= 1099511628211ULL;
+    }
+    return h;
+  }();
+  static inline const bool registered =
+      register_function(id, &invoker<Method>::invoke, entity_name<F>());
+};
+
+/// The message of a pool method's call: make_call, under the pool_callee id.
+template <auto Method, auto F, class Tag, class... A>
+task_spec make_pool_call(process& p, A&&... args) {
+  task_spec spec = make_call<Method>(p, std::forward<A>(args)...);
+  (void)pool_callee<Method, F, Tag>::registered;
+  spec.fn_id = pool_callee<Method, F, Tag>::id;
+  spec.name = entity_name<F>();
+  return spec;
+}
+
+template <auto Init, class Params = typename function_traits<decltype(Init)>::params>
+struct initialized_process_type;
+template <auto Init, class... P>
+struct initialized_process_type<Init, std::tuple<P...>> {
+  using type = initialized_pool_process<Init, storage_type_t<P>...>;
+};
+
+/// Appends a chunk's encoded std::vector<R> to `out`: one copy for raw R.
+template <class R>
+void append_chunk(std::vector<R>& out, std::span<const std::byte> bytes) {
+  if constexpr (is_raw_copyable_v<R>) {
+    reader in(bytes);
+    auto [p, n] = in.take_raw_run<std::vector<R>, R>();
+    if (in.remaining() != 0) throw codec_error("coray: trailing bytes after a map chunk's results");
+    if (reinterpret_cast<std::uintptr_t>(p) % alignof(R) == 0) {
+      const R* first = reinterpret_cast<const R*>(p);
+      out.insert(out.end(), first, first + n);
+    } else {
+      const std::size_t at = out.size();
+      out.resize(at + n);
+      if (n) std::memcpy(out.data() + at, p, n * sizeof(R));
+    }
+  } else {
+    auto v = decode<std::vector<R>>(bytes);
+    out.insert(out.end(), std::make_move_iterator(v.begin()), std::make_move_iterator(v.end()));
+  }
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/pool_process.hpp>
+// #include <coray/object_store.hpp>: inlined above
+// begin <coray/processes.hpp>
+/// The runtime's processes as multiprocessing describes its children: pids, liveness and
+/// exit codes of the task workers and actors. Driver only.
+///
+///   for (const ray::process_info& w : ray::workers())
+///     std::printf("worker %u: pid %d %s\n", w.slot, w.pid, w.alive ? "alive" : "ended");
+///   std::size_t n = ray::active_children().size();   // workers and actors now running
+///   ray::process_info a = ray::actor_process(counter); // a.pid, a.alive, a.exitcode
+
+#include <sys/wait.h>
+
+// #include <coray/actor.hpp>: inlined above
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+enum class process_kind : std::uint8_t { task_worker, actor };
+
+/// One process of the runtime.
+struct process_info {
+  process_kind kind = process_kind::task_worker;
+  /// Its slot: task workers are 0..num_workers-1, actors come after.
+  std::uint32_t slot = 0;
+  /// 0 while it starts.
+  int pid = 0;
+  /// Started and not yet ended (multiprocessing's is_alive()).
+  bool alive = false;
+  /// Once it ended: its exit code, or -N if signal N killed it (multiprocessing's exitcode).
+  std::optional<int> exitcode;
+  /// Task workers: how many times the slot's process was replaced after dying.
+  std::uint32_t restarts = 0;
+};
+
+namespace detail {
+
+inline std::optional<int> exitcode_of(int wait_status) {
+  if (WIFSIGNALED(wait_status)) return -WTERMSIG(wait_status);
+  if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
+  return std::nullopt;
+}
+
+inline process_info slot_info(driver& d, std::uint32_t slot) {
+  const worker_shared& w = d.hdr->worker(slot);
+  process_info info;
+  info.kind = slot < d.num_workers() ? process_kind::task_worker : process_kind::actor;
+  info.slot = slot;
+  info.pid = w.pid.load(std::memory_order_acquire);
+  const auto state = static_cast<slot_state>(w.state.load(std::memory_order_acquire));
+  info.alive = info.pid != 0 && (state == slot_state::starting || state == slot_state::running);
+  if (state == slot_state::dead)
+    info.exitcode = exitcode_of(w.wait_status.load(std::memory_order_relaxed));
+  const std::uint32_t generation = w.generation.load(std::memory_order_relaxed);
+  if (info.kind == process_kind::task_worker && generation > 1) info.restarts = generation - 1;
+  return info;
+}
+
+}  // namespace detail
+
+/// The task workers, in slot order. A worker that died shows alive == false with its exit code
+/// until its replacement starts (restarts counts the replacements).
+inline std::vector<process_info> workers() {
+  auto& d = detail::require_driver("ray::workers()");
+  std::vector<process_info> out;
+  for (std::uint32_t i = 0; i < d.num_workers(); ++i) out.push_back(detail::slot_info(d, i));
+  return out;
+}
+
+/// Every process of the runtime now running: task workers and actors (multiprocessing's
+/// active_children()). The supervisor, which only starts and reaps them, is not listed.
+inline std::vector<process_info> active_children() {
+  auto& d = detail::require_driver("ray::active_children()");
+  std::vector<process_info> out;
+  for (std::uint32_t i = 0; i < d.hdr->slots; ++i) {
+    process_info info = detail::slot_info(d, i);
+    if (info.alive) out.push_back(info);
+  }
+  return out;
+}
+
+/// The process of `a`: its pid, whether it is alive and, once it ended, its exit code.
+template <class T>
+process_info actor_process(const actor<T>& a) {
+  auto& d = detail::require_driver("ray::actor_process()");
+  process_info info;
+  info.kind = process_kind::actor;
+  auto st = d.actor_status(a.id());
+  if (!st) return info;
+  info.pid = st->pid;
+  info.alive = st->pid != 0 && !st->ended;
+  if (st->ended) info.exitcode = detail::exitcode_of(st->wait_status);
+  for (std::uint32_t i = d.num_workers(); i < d.hdr->slots && info.alive; ++i)
+    if (d.hdr->worker(i).pid.load(std::memory_order_relaxed) == info.pid) info.slot = i;
+  return info;
+}
+
+CORAY_END_NAMESPACE
+// end <coray/processes.hpp>
+// #include <coray/result_stream.hpp>: inlined above
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <ranges>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+/// Names a pool's initializer: `ray::pool p(n, ray::initializer<f>, args...)`.
+template <auto F>
+struct initializer_t {};
+template <auto F>
+inline constexpr initializer_t<F> initializer{};
+
+class pool {
+ public:
+  /// A pool of `processes` processes (0: the runtime's number of task workers).
+  explicit pool(std::uint32_t processes = 0)
+      : pool(processes, [](detail::driver& d) {
+          return d.make_actor_handle(ray::spawn<detail::pool_process>().id());
+        }) {}
+
+  /// A pool whose processes each run Init(initargs...) once, before any work.
+  template <auto Init, class... A>
+  pool(std::uint32_t processes, initializer_t<Init>, A&&... initargs)
+      : pool(processes, spawner<Init>(std::forward<A>(initargs)...)) {}
+
+  pool(const pool&) = delete;
+  pool& operator=(const pool&) = delete;
+
+  /// close() and join(): waits for the submitted work, then for the processes to end.
+  ~pool() {
+    if (detail::process::current() != &d_ || !d_.is_loop_thread()) return;  // the runtime is gone
+    try {
+      close();
+      join();
+    } catch (...) {
+    }
+  }
+
+  /// F over every item, results in the items' order. Blocks (serving the runtime) until all
+  /// are done; throws the first failed chunk's error. `chunksize` 0: automatic.
+  template <auto F, std::ranges::input_range Range>
+  std::vector<detail::map_result_t<F>> map(Range&& items, std::size_t chunksize = 0) {
+    using R = detail::map_result_t<F>;
+    std::size_t n = 0;
+    auto units = submit_map<F>(std::forward<Range>(items), chunksize, n);
+    std::vector<R> out;
+    out.reserve(n);
+    for (auto& u : units) {
+      detail::block_until_settled(*u);
+      u->rethrow_if_failed();
+      detail::append_chunk(out, u->value_bytes());
+    }
+    return out;
+  }
+
+  /// map() without waiting: the ref settles with every result, in order, or the first error.
+  template <auto F, std::ranges::input_range Range>
+  object_ref<std::vector<detail::map_result_t<F>>> map_async(Range&& items,
+                                                             std::size_t chunksize = 0) {
+    std::size_t n = 0;
+    auto units = submit_map<F>(std::forward<Range>(items), chunksize, n);
+    auto result = detail::make_state();
+    gathers_.emplace_back(*this, std::move(units), result, n,
+                          &gather::template assemble<detail::map_result_t<F>>);
+    gathers_.back().self = std::prev(gathers_.end());
+    gathers_.back().start();
+    return object_ref<std::vector<detail::map_result_t<F>>>(std::move(result));
+  }
+
+  /// F over every item; results come in the items' order as they are ready.
+  template <auto F, std::ranges::input_range Range>
+  result_stream<detail::map_result_t<F>> imap(Range&& items, std::size_t chunksize = 0) {
+    std::size_t n = 0;
+    return result_stream<detail::map_result_t<F>>(
+        submit_map<F>(std::forward<Range>(items), chunksize, n), true, true);
+  }
+
+  /// F over every item; results come as chunks finish, in no particular order.
+  template <auto F, std::ranges::input_range Range>
+  result_stream<detail::map_result_t<F>> imap_unordered(Range&& items, std::size_t chunksize = 0) {
+    std::size_t n = 0;
+    return result_stream<detail::map_result_t<F>>(
+        submit_map<F>(std::forward<Range>(items), chunksize, n), false, true);
+  }
+
+  /// F(args...) in a pool process; the ref settles with its result (F may be a coroutine).
+  template <auto F, class... A>
+  auto apply_async(A&&... args) {
+    using traits = detail::function_traits<decltype(F)>;
+    static_assert(traits::is_function && !traits::is_member,
+                  "ray::pool::apply<f>: f must be a free function or a static member function");
+    using params = typename traits::params;
+    using result_type = detail::call_result_t<typename traits::return_type>;
+    static_assert(sizeof...(A) == traits::arity,
+                  "ray::pool::apply<f>(...): wrong number of arguments for f");
+    if constexpr (sizeof...(A) == traits::arity) {
+      constexpr bool fits =
+          detail::arguments_fit<params, A...>(std::make_index_sequence<sizeof...(A)>{});
+      static_assert(fits,
+                    "ray::pool::apply<f>(...): an argument does not match f's parameter: pass the "
+                    "parameter's "
+                    "type, a value convertible to it, or an object_ref of it");
+      if constexpr (fits) {
+        require_open("ray::pool::apply");
+        auto spec = detail::make_pool_call<detail::pool_run<F>::method, F, detail::apply_tag>(
+            d_, std::forward<A>(args)...);
+        return object_ref<result_type>(disp_.enqueue(std::move(spec)));
+      } else {
+        return object_ref<result_type>{};
+      }
+    } else {
+      return object_ref<result_type>{};
+    }
+  }
+
+  /// F(args...) in a pool process, waiting for its result.
+  template <auto F, class... A>
+  auto apply(A&&... args) {
+    return ray::get(apply_async<F>(std::forward<A>(args)...)).get();
+  }
+
+  /// No more work may be submitted; what was submitted still runs.
+  void close() noexcept { closed_ = true; }
+
+  /// Waits (serving the runtime) until the work submitted so far has finished. After close()
+  /// or terminate(), also until the pool's processes have ended.
+  void join() {
+    disp_.drain();
+    if (!closed_) return;
+    std::vector<std::uint64_t> ids;
+    for (std::size_t i = 0; i < disp_.members(); ++i)
+      if (disp_.is_live(i)) ids.push_back(disp_.remove(i).get()->id);
+    d_.run_until([&] {
+      for (std::uint64_t id : ids) {
+        auto st = d_.actor_status(id);
+        if (st && !st->ended) return false;
+      }
+      return true;
+    });
+  }
+
+  /// Ends the processes now: running calls fail with actor_died, queued ones too.
+  void terminate() {
+    closed_ = true;
+    disp_.fail_waiting(
+        std::make_exception_ptr(actor_died("coray: ray::pool::terminate() ended the pool")));
+    for (std::size_t i = 0; i < disp_.members(); ++i)
+      if (disp_.is_live(i)) d_.kill_actor(disp_.member(i).get()->id);
+  }
+
+  /// How many processes the pool has.
+  std::size_t size() const noexcept { return disp_.members(); }
+
+  /// The pool's processes: pid, liveness and, once ended, exit code. Waits (serving the
+  /// runtime) until each has started and run its initializer, or failed to.
+  std::vector<process_info> processes() const {
+    for (const auto& r : ready_)
+      if (r) detail::block_until_settled(*r);
+    std::vector<process_info> out;
+    for (std::size_t i = 0; i < disp_.members(); ++i) {
+      process_info info;
+      info.kind = process_kind::actor;
+      if (disp_.is_live(i)) {
+        if (auto st = d_.actor_status(disp_.member(i).get()->id)) {
+          info.pid = st->pid;
+          info.alive = st->pid != 0 && !st->ended;
+          if (st->ended) info.exitcode = detail::exitcode_of(st->wait_status);
+        }
+      }
+      out.push_back(info);
+    }
+    return out;
+  }
+
+ private:
+  using spawn_fn = std::function<detail::actor_ptr(detail::driver&)>;
+
+  pool(std::uint32_t processes, spawn_fn spawn)
+      : d_(detail::require_driver("ray::pool")),
+        spawn_(std::move(spawn)),
+        disp_(d_, 2, [this](std::size_t i) { return replace(i); }) {
+    const std::uint32_t n = processes ? processes : d_.num_workers();
+    for (std::uint32_t i = 0; i < n; ++i) {
+      ready_.emplace_back();
+      start(disp_.add(spawn_(d_)));
+    }
+  }
+
+  template <auto Init, class... A>
+  static spawn_fn spawner(A&&... initargs) {
+    using traits = detail::function_traits<decltype(Init)>;
+    static_assert(traits::is_function && !traits::is_member,
+                  "ray::initializer<f>: f must be a free function or a static member function");
+    using process_type = typename detail::initialized_process_type<Init>::type;
+    static_assert(sizeof...(A) == traits::arity,
+                  "ray::pool(n, ray::initializer<f>, initargs...): wrong number of initargs for f");
+    static_assert(std::is_constructible_v<process_type,
+                                          detail::constructor_arg_t<detail::put_type_t<A>>&&...>,
+                  "ray::pool(n, ray::initializer<f>, initargs...): an initarg does not convert to "
+                  "f's parameter");
+    return [args = std::make_tuple(detail::put_type_t<A>(std::forward<A>(initargs))...)](
+               detail::driver& d) {
+      return std::apply(
+          [&](const auto&... a) {
+            return d.make_actor_handle(ray::spawn<process_type>(a...).id());
+          },
+          args);
+    };
+  }
+
+  /// Asks the new process at `member` to answer once built: then it is known to have
+  /// initialised, and may be replaced should it die.
+  void start(std::size_t member) {
+    auto spec = detail::make_call<&detail::pool_process::pid>(d_);
+    spec.target_actor = disp_.member(member).get()->id;
+    ready_[member] = d_.submit(std::move(spec));
+  }
+
+  detail::actor_ptr replace(std::size_t member) {
+    const auto& r = ready_[member];
+    if (closed_ || !r || r->st != detail::object_state::status::ready)
+      return {};  // its initializer failed
+    ready_[member] = {};
+    auto h = spawn_(d_);
+    auto spec = detail::make_call<&detail::pool_process::pid>(d_);
+    spec.target_actor = h.get()->id;
+    ready_[member] = d_.submit(std::move(spec));
+    return h;
+  }
+
+  void require_open(const char* what) const {
+    if (closed_) throw ray::runtime_error(std::string(what) + ": the pool is closed");
+    if (detail::process::current() != &d_)
+      throw ray::runtime_error(std::string(what) + ": the pool's runtime has ended");
+  }
+
+  std::size_t chunk_size(std::size_t n, std::size_t requested) const {
+    if (requested) return requested;
+    const std::size_t parts = 4 * std::max<std::size_t>(1, disp_.members());
+    return std::max<std::size_t>(1, (n + parts - 1) / parts);
+  }
+
+  /// Cuts the items into chunks and queues one call per chunk; `n` gets the item count.
+  template <auto F, class Range>
+  std::vector<detail::state_ptr> submit_map(Range&& items, std::size_t chunksize, std::size_t& n) {
+    using traits = detail::function_traits<decltype(F)>;
+    static_assert(traits::is_function && !traits::is_member,
+                  "ray::pool::map<f>: f must be a free function or a static member function");
+    static_assert(traits::arity == 1, "ray::pool::map<f>: f must take one parameter (an item)");
+    using P = detail::map_param_t<F>;
+    using S = detail::map_item_t<F>;
+    using R = detail::map_result_t<F>;
+    static_assert(!detail::is_mutable_ref_v<P>,
+                  "ray::pool::map<f>: f's parameter must not be a non-const reference");
+    static_assert(!detail::is_async<typename traits::return_type>::value,
+                  "ray::pool::map<f>: f must not be a coroutine (use apply_async)");
+    static_assert(!std::is_void_v<R> && is_encodable_v<R>,
+                  "ray::pool::map<f>: f must return a value that can be sent between processes");
+    static_assert(is_encodable_v<S>,
+                  "ray::pool::map<f>: f's parameter cannot be sent between processes");
+    static_assert(std::is_convertible_v<std::ranges::range_reference_t<Range>, S>,
+                  "ray::pool::map<f>(items): an item does not convert to f's parameter");
+    using chunk = detail::chunk_t<S>;
+    constexpr auto method = &detail::pool_process::template run_chunk<F, chunk>;
+    require_open("ray::pool::map");
+
+    std::vector<detail::state_ptr> units;
+    auto send = [&](auto&& c) {
+      units.push_back(disp_.enqueue(detail::make_pool_call<method, F, detail::map_chunk_tag<chunk>>(
+          d_, std::forward<decltype(c)>(c))));
+    };
+    using V = std::remove_cv_t<std::ranges::range_value_t<Range>>;
+    if constexpr (std::ranges::contiguous_range<Range> && std::ranges::sized_range<Range> &&
+                  std::is_same_v<V, S> && detail::is_raw_copyable_v<S>) {
+      // In place: each chunk is copied once, into its message or block.
+      std::span<const S> all(std::ranges::data(items), std::ranges::size(items));
+      n = all.size();
+      const std::size_t cs = chunk_size(n, chunksize);
+      for (std::size_t i = 0; i < n; i += cs) send(all.subspan(i, std::min(cs, n - i)));
+    } else {
+      std::vector<S> all;
+      if constexpr (std::ranges::sized_range<Range>) all.reserve(std::ranges::size(items));
+      for (auto&& x : items) all.push_back(static_cast<S>(std::forward<decltype(x)>(x)));
+      n = all.size();
+      const std::size_t cs = chunk_size(n, chunksize);
+      for (std::size_t i = 0; i < n; i += cs) {
+        const std::size_t len = std::min(cs, n - i);
+        if constexpr (detail::is_raw_copyable_v<S>) {
+          send(std::span<const S>(all.data() + i, len));
+        } else {
+          send(std::vector<S>(
+              std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(i)),
+              std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(i + len))));
+        }
+      }
+    }
+    return units;
+  }
+
+  /// A map_async in progress: settles its result once every chunk has.
+  struct gather {
+    gather(pool& p, std::vector<detail::state_ptr> u, detail::state_ptr r, std::size_t n,
+           void (*a)(gather&))
+        : owner(p), units(std::move(u)), result(std::move(r)), items(n), assemble_fn(a) {}
+    pool& owner;
+    std::vector<detail::state_ptr> units;
+    detail::state_ptr result;
+    std::size_t items;
+    void (*assemble_fn)(gather&);
+    std::size_t pending = 0;
+    std::list<gather>::iterator self;
+
+    void start() {
+      for (auto& u : units)
+        if (!u->settled()) {
+          ++pending;
+          u->waiters.push_back({&gather::on_settled, this});
+        }
+      if (pending == 0) finish();
+    }
+    static void on_settled(void* ctx, detail::object_state&) {
+      auto* g = static_cast<gather*>(ctx);
+      if (--g->pending == 0) g->finish();
+    }
+    void finish() {
+      assemble_fn(*this);
+      owner.gathers_.erase(self);  // destroys *this
+    }
+    template <class R>
+    static void assemble(gather& g) {
+      try {
+        std::vector<R> all;
+        all.reserve(g.items);
+        for (auto& u : g.units) {
+          u->rethrow_if_failed();
+          detail::append_chunk(all, u->value_bytes());
+        }
+        detail::store_value(g.owner.d_, *g.result, all);
+        g.result->settle(detail::object_state::status::ready);
+      } catch (...) {
+        g.result->set_error(std::current_exception());
+      }
+    }
+  };
+
+  detail::driver& d_;
+  spawn_fn spawn_;
+  std::vector<detail::state_ptr> ready_;  // per process: its answer once built
+  std::list<gather> gathers_;
+  bool closed_ = false;
+  detail::dispatcher disp_;
+};
+
+CORAY_END_NAMESPACE
+// end <coray/pool.hpp>
+// #include <coray/processes.hpp>: inlined above
+// begin <coray/queue.hpp>
+/// ray::queue<T>: a FIFO queue that every process of the runtime can use -- the driver, tasks
+/// and actors -- with Ray's Queue semantics: put() waits while the queue is full, get() while
+/// it is empty; with a timeout they throw ray::queue_full / ray::queue_empty instead.
+///
+///   void produce(ray::queue<int> q, int n) { for (int i = 0; i < n; ++i) q.put(i); }
+///
+///   ray::queue<int> q(100);                        // at most 100 items; 0: unbounded
+///   ray::task<produce>.remote(q, 1000);
+///   int first = q.get();                           // blocking, serving the runtime
+///   int next = co_await q.get_async();             // in a coroutine
+///   int maybe = q.get(std::chrono::milliseconds(10));   // or ray::queue_empty
+///
+/// Like Ray's, the queue is an actor holding a std::deque<T>; a put or get that must wait
+/// suspends inside the actor, which meanwhile serves the calls that unblock it. Each
+/// operation costs one actor call; put_nowait_batch / get_nowait_batch move many items in
+/// one. A handle is a value: pass it to tasks and actors (alone or inside containers). The
+/// queue's process starts at the handle's first use; create queues in the driver. It ends
+/// when its last handle in any process goes.
+
+#include <algorithm>
+#include <chrono>
+// #include <coray/actor.hpp>: inlined above
+// begin <coray/detail/queue_actor.hpp>
+/// The actor behind a ray::queue<T>: a std::deque<T> whose blocking put and get are coroutine
+/// methods, so a call that must wait (queue full, or empty) suspends and the actor goes on
+/// serving others -- the put that makes room for it, the get that frees a slot.
+
+#include <chrono>
+// #include <coray/async.hpp>: inlined above
+// #include <coray/detail/process.hpp>: inlined above
+#include <coroutine>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <optional>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+template <class T>
+class queue_actor {
+ public:
+  /// Calls that may wait at once (each blocked put or get holds one).
+  static constexpr std::uint32_t max_waiting_calls = 1u << 20;
+
+  explicit queue_actor(std::uint64_t maxsize) : maxsize_(maxsize) {}
+
+  /// Puts `item`, waiting at most `timeout_ns` for room (< 0: as long as it takes; 0: not at
+  /// all). False if there was no room in time.
+  async<bool> put(T item, std::int64_t timeout_ns) {
+    if (!full()) {
+      push(std::move(item));
+      co_return true;
+    }
+    if (timeout_ns == 0) co_return false;
+    waiter w;
+    w.item = std::move(item);
+    co_await wait_in{putters_, w, timeout_ns};
+    co_return w.done;
+  }
+
+  /// Takes the oldest item, waiting at most `timeout_ns` for one; nullopt if none came.
+  async<std::optional<T>> get(std::int64_t timeout_ns) {
+    if (!items_.empty()) co_return pop();
+    if (timeout_ns == 0) co_return std::nullopt;
+    waiter w;
+    co_await wait_in{getters_, w, timeout_ns};
+    if (!w.done) co_return std::nullopt;
+    co_return std::move(w.item);
+  }
+
+  /// Puts all of `items` if there is room for all; else none and false.
+  bool put_batch(std::vector<T> items) {
+    if (maxsize_ && items_.size() + items.size() > maxsize_) return false;
+    for (auto& x : items) push(std::move(x));
+    return true;
+  }
+
+  /// Takes `n` items if there are that many; else none and nullopt.
+  std::optional<std::vector<T>> get_batch(std::uint64_t n) {
+    if (items_.size() < n) return std::nullopt;
+    std::vector<T> out;
+    out.reserve(static_cast<std::size_t>(n));
+    for (std::uint64_t i = 0; i < n; ++i) out.push_back(pop());
+    return out;
+  }
+
+  std::uint64_t size() const noexcept { return items_.size(); }
+
+ private:
+  struct waiter {
+    std::coroutine_handle<> h;
+    std::optional<T> item;  // a putter's item, or what a getter received
+    bool done = false;      // the put went in, or the get got an item
+    std::uint64_t timer = 0;
+    typename std::list<waiter*>::iterator at;
+    std::list<waiter*>* in = nullptr;
+  };
+
+  /// Suspends the calling method in `list` until served or `timeout_ns` passes.
+  struct wait_in {
+    std::list<waiter*>& list;
+    waiter& w;
+    std::int64_t timeout_ns;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> h) {
+      process& p = *process::current();
+      w.h = h;
+      w.in = &list;
+      w.at = list.insert(list.end(), &w);
+      if (timeout_ns > 0)
+        w.timer = p.add_timer(clock::now() + std::chrono::nanoseconds(timeout_ns),
+                              &queue_actor::timed_out, &w);
+      p.coroutine_suspended(+1);
+    }
+    void await_resume() const noexcept {}
+  };
+
+  static void wake(waiter& w) {
+    process& p = *process::current();
+    w.in->erase(w.at);
+    if (w.timer) p.cancel_timer(w.timer);
+    p.coroutine_suspended(-1);
+    p.schedule(w.h);
+  }
+  static void timed_out(void* ctx) {
+    auto& w = *static_cast<waiter*>(ctx);
+    w.timer = 0;
+    wake(w);
+  }
+
+  bool full() const noexcept { return maxsize_ && items_.size() >= maxsize_; }
+
+  /// A new item goes to the oldest waiting getter, else to the back of the queue.
+  void push(T&& item) {
+    if (!getters_.empty()) {
+      waiter& g = *getters_.front();
+      g.item = std::move(item);
+      g.done = true;
+      wake(g);
+    } else {
+      items_.push_back(std::move(item));
+    }
+  }
+  /// The oldest item; the oldest waiting putter's item takes the room it leaves.
+  T pop() {
+    T item = std::move(items_.front());
+    items_.pop_front();
+    if (!putters_.empty()) {
+      waiter& w = *putters_.front();
+      items_.push_back(std::move(*w.item));
+      w.done = true;
+      wake(w);
+    }
+    return item;
+  }
+
+  std::uint64_t maxsize_;
+  std::deque<T> items_;
+  std::list<waiter*> getters_, putters_;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/queue_actor.hpp>
+// #include <coray/errors.hpp>: inlined above
+// #include <coray/object_store.hpp>: inlined above
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+/// A put found the queue full (at once, or after its timeout): Ray's queue.Full.
+struct queue_full : error {
+  using error::error;
+};
+/// A get found the queue empty (at once, or after its timeout): Ray's queue.Empty.
+struct queue_empty : error {
+  using error::error;
+};
+
+template <class T>
+class queue {
+  using actor_type = detail::queue_actor<T>;
+
+ public:
+  using timeout_type = std::optional<std::chrono::nanoseconds>;
+
+  /// An unbounded queue.
+  queue() noexcept = default;
+  /// A queue of at most `maxsize` items (0: unbounded, as in Python).
+  explicit queue(std::size_t maxsize) : maxsize_(maxsize) {}
+  /// Copies are handles to the same queue.
+  queue(const queue& o) : actor_((o.start(), o.actor_)), maxsize_(o.maxsize_) {}
+  queue(queue&&) noexcept = default;
+  queue& operator=(const queue& o) {
+    o.start();
+    actor_ = o.actor_;
+    maxsize_ = o.maxsize_;
+    return *this;
+  }
+  queue& operator=(queue&&) noexcept = default;
+
+  /// Appends `item`, waiting while the queue is full; after `timeout`, throws queue_full.
+  void put(T item, timeout_type timeout = std::nullopt) {
+    if (!ray::get(put_call(std::move(item), wait_ns(timeout))).get()) throw full_error();
+  }
+  /// Appends `item` if there is room now; else throws queue_full.
+  void put_nowait(T item) { put(std::move(item), std::chrono::nanoseconds(0)); }
+  /// put() in a coroutine: `co_await q.put_async(item)`. The put is sent at once.
+  async<void> put_async(T item, timeout_type timeout = std::nullopt) {
+    return await_put(put_call(std::move(item), wait_ns(timeout)));
+  }
+
+  /// Takes the oldest item, waiting while the queue is empty; after `timeout`, throws
+  /// queue_empty.
+  T get(timeout_type timeout = std::nullopt) {
+    std::optional<T> v = ray::get(get_call(wait_ns(timeout))).get();
+    if (!v) throw empty_error();
+    return std::move(*v);
+  }
+  /// Takes the oldest item if there is one now; else throws queue_empty.
+  T get_nowait() { return get(std::chrono::nanoseconds(0)); }
+  /// get() in a coroutine: `T v = co_await q.get_async()`. The get is sent at once.
+  async<T> get_async(timeout_type timeout = std::nullopt) {
+    return await_get(get_call(wait_ns(timeout)));
+  }
+
+  /// Appends every item if there is room for all now; else none, and throws queue_full.
+  void put_nowait_batch(std::vector<T> items) {
+    if (!ray::get(handle().template call<&actor_type::put_batch>(std::move(items))).get())
+      throw full_error();
+  }
+  /// Takes `n` items if there are that many now; else none, and throws queue_empty.
+  std::vector<T> get_nowait_batch(std::size_t n) {
+    std::optional<std::vector<T>> v =
+        ray::get(handle().template call<&actor_type::get_batch>(std::uint64_t{n})).get();
+    if (!v) throw empty_error();
+    return std::move(*v);
+  }
+
+  /// Items in the queue now (Ray's qsize()).
+  std::size_t size() const { return ray::get(handle().template call<&actor_type::size>()).get(); }
+  bool empty() const { return size() == 0; }
+  bool full() const { return maxsize_ != 0 && size() >= maxsize_; }
+  /// The bound given at construction; 0 for an unbounded queue.
+  std::size_t maxsize() const noexcept { return maxsize_; }
+
+  /// Ends the queue's process now (Ray's shutdown(force=True)); waiting calls fail with
+  /// actor_died.
+  void shutdown() {
+    if (actor_.valid()) ray::kill(actor_);
+  }
+
+  /// Handles travel as call arguments: the receiving process reaches the same queue.
+  template <class Archive>
+  void serialize(Archive& ar) {
+    if constexpr (!Archive::is_loading) start();
+    std::uint64_t maxsize = maxsize_;
+    ar(actor_, maxsize);
+    maxsize_ = static_cast<std::size_t>(maxsize);
+  }
+
+ private:
+  const actor<actor_type>& handle() const {
+    start();
+    return actor_;
+  }
+  void start() const {
+    if (actor_.valid()) return;
+    actor_ = ray::spawn<actor_type>(actor_options{.max_concurrency = actor_type::max_waiting_calls},
+                                    std::uint64_t{maxsize_});
+  }
+  static std::int64_t wait_ns(timeout_type timeout) {
+    return timeout ? std::max<std::int64_t>(0, timeout->count()) : -1;
+  }
+
+  object_ref<bool> put_call(T&& item, std::int64_t ns) {
+    return handle().template call<&actor_type::put>(std::move(item), ns);
+  }
+  object_ref<std::optional<T>> get_call(std::int64_t ns) {
+    return handle().template call<&actor_type::get>(ns);
+  }
+
+  queue_full full_error() const {
+    return queue_full("ray::queue: full (maxsize " + std::to_string(maxsize_) + ")");
+  }
+  static queue_empty empty_error() { return queue_empty("ray::queue: empty"); }
+
+  static async<void> await_put(object_ref<bool> r) {
+    const bool put = co_await ray::get(r);  // (g++ 12 mishandles co_await inside `if (!...)`)
+    if (!put) throw queue_full("ray::queue: full");
+  }
+  static async<T> await_get(object_ref<std::optional<T>> r) {
+    std::optional<T> v = co_await ray::get(r);
+    if (!v) throw empty_error();
+    co_return std::move(*v);
+  }
+
+  mutable actor<actor_type> actor_;
+  std::size_t maxsize_ = 0;
+};
+
+CORAY_END_NAMESPACE
+// end <coray/queue.hpp>
+// #include <coray/result_stream.hpp>: inlined above
 // begin <coray/runtime.hpp>
 /// ray::runtime: starts coray in this process -- the shared segment, a supervisor and the
 /// worker pool -- and stops it all when destroyed. Construct it first thing in main():
@@ -5829,6 +7680,189 @@ T sync_wait(async<T> a) {
 
 CORAY_END_NAMESPACE
 // end <coray/runtime.hpp>
+// begin <coray/shared_value.hpp>
+/// ray::shared_value<T>: one value of a trivially copyable T in the runtime's shared memory,
+/// read and written in place by every process that holds a handle -- multiprocessing.Value,
+/// with atomic operations instead of a lock where T allows them.
+///
+///   int bump(ray::shared_value<int> hits, int n) {
+///     for (int i = 0; i < n; ++i) hits.fetch_add(1);   // atomic across processes
+///     return n;
+///   }
+///   ray::shared_value<int> hits(0);
+///   ray::get(ray::task<bump>.remote(hits, 1000)).get();
+///   int total = hits.load();                            // 1000
+///
+/// A handle is a value: copy it, pass it to tasks and actors (alone or inside containers),
+/// create it in any process. The value lives while a handle to it exists in any process.
+
+#include <atomic>
+// #include <coray/detail/robust_mutex.hpp>: inlined above
+// #include <coray/detail/shared_block.hpp>: inlined above
+#include <cstring>
+#include <memory>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+
+template <class T>
+class shared_value {
+  static_assert(
+      std::is_trivially_copyable_v<T> && !std::is_const_v<T> && !std::is_volatile_v<T>,
+      "ray::shared_value<T>: T must be a trivially copyable, non-const type (a number, an "
+      "enum, or a struct or array of them), as multiprocessing.Value takes ctypes");
+
+ public:
+  /// True when load/store/fetch_* are single atomic instructions; otherwise each operation
+  /// takes a robust process-shared lock kept next to the value.
+  static constexpr bool is_always_lock_free =
+      std::atomic_ref<T>::is_always_lock_free && std::atomic_ref<T>::required_alignment <= 16;
+
+  /// A new shared T{}. Its memory is taken at first use (any operation, a copy, or passing
+  /// it to a call), so that decoding a handle never allocates one to throw away.
+  shared_value() noexcept = default;
+  /// A new shared value holding `initial`. Any process of a runtime. Throws object_store_full.
+  explicit shared_value(const T& initial) { materialize(initial); }
+  /// Copies share the value.
+  shared_value(const shared_value& o) : block_((o.c(), o.block_)) {}
+  shared_value(shared_value&&) noexcept = default;
+  shared_value& operator=(const shared_value& o) {
+    o.c();
+    block_ = o.block_;
+    return *this;
+  }
+  shared_value& operator=(shared_value&&) noexcept = default;
+
+  T load(std::memory_order order = std::memory_order_seq_cst) const {
+    if constexpr (is_always_lock_free) {
+      return atomic(order).load(order);
+    } else {
+      guard g(*c());
+      return c()->value;
+    }
+  }
+  void store(T v, std::memory_order order = std::memory_order_seq_cst) {
+    if constexpr (is_always_lock_free) {
+      atomic(order).store(v, order);
+    } else {
+      guard g(*c());
+      c()->value = v;
+    }
+  }
+  /// Replaces the value; returns the previous one.
+  T exchange(T v, std::memory_order order = std::memory_order_seq_cst) {
+    if constexpr (is_always_lock_free) {
+      return atomic(order).exchange(v, order);
+    } else {
+      guard g(*c());
+      return std::exchange(c()->value, v);
+    }
+  }
+  /// If the value equals `expected` (bytewise), replaces it by `desired` and returns true;
+  /// otherwise loads it into `expected` and returns false.
+  bool compare_exchange_strong(T& expected, T desired,
+                               std::memory_order order = std::memory_order_seq_cst) {
+    if constexpr (is_always_lock_free) {
+      return atomic(order).compare_exchange_strong(expected, desired, order);
+    } else {
+      guard g(*c());
+      if (std::memcmp(&c()->value, &expected, sizeof(T)) == 0) {
+        c()->value = desired;
+        return true;
+      }
+      expected = c()->value;
+      return false;
+    }
+  }
+  bool compare_exchange_weak(T& expected, T desired,
+                             std::memory_order order = std::memory_order_seq_cst) {
+    if constexpr (is_always_lock_free)
+      return atomic(order).compare_exchange_weak(expected, desired, order);
+    else
+      return compare_exchange_strong(expected, desired, order);
+  }
+  /// Atomically replaces the value by f(value) and returns the new value. `f` may run more
+  /// than once (a compare-exchange loop), so it should only compute.
+  template <class F>
+  T update(F&& f) {
+    if constexpr (is_always_lock_free) {
+      T old = load(std::memory_order_relaxed);
+      T next = f(old);
+      while (!compare_exchange_weak(old, next)) next = f(old);
+      return next;
+    } else {
+      guard g(*c());
+      c()->value = f(c()->value);
+      return c()->value;
+    }
+  }
+
+  /// Atomic arithmetic; each returns the previous value.
+  T fetch_add(T d, std::memory_order order = std::memory_order_seq_cst) requires(
+      std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) {
+    return atomic(order).fetch_add(d, order);
+  }
+  T fetch_sub(T d, std::memory_order order = std::memory_order_seq_cst) requires(
+      std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) {
+    return atomic(order).fetch_sub(d, order);
+  }
+  T fetch_and(T d, std::memory_order order = std::memory_order_seq_cst) requires(
+      std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    return atomic(order).fetch_and(d, order);
+  }
+  T fetch_or(T d, std::memory_order order = std::memory_order_seq_cst) requires(
+      std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    return atomic(order).fetch_or(d, order);
+  }
+  T fetch_xor(T d, std::memory_order order = std::memory_order_seq_cst) requires(
+      std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    return atomic(order).fetch_xor(d, order);
+  }
+
+  /// Handles travel as call arguments: the receiving process reaches the same value.
+  template <class Archive>
+  void serialize(Archive& ar) {
+    if constexpr (!Archive::is_loading) c();
+    ar(block_);
+    if constexpr (Archive::is_loading) {
+      if (block_ && block_.size() != sizeof(cell))
+        throw codec_error("coray: a shared_value handle of another type");
+    }
+  }
+
+ private:
+  struct lock_free_cell {
+    T value;
+  };
+  struct locked_cell {
+    detail::robust_mutex lock;
+    T value;
+  };
+  using cell = std::conditional_t<is_always_lock_free, lock_free_cell, locked_cell>;
+  struct guard {
+    explicit guard(cell& c) : c_(c) { c_.lock.lock(); }
+    ~guard() { c_.lock.unlock(); }
+    cell& c_;
+  };
+
+  cell* c() const {
+    if (!block_) materialize(T{});
+    return std::launder(reinterpret_cast<cell*>(block_.data()));
+  }
+  void materialize(const T& initial) const {
+    block_ = detail::shared_block::allocate(sizeof(cell));
+    auto* c = new (block_.data()) cell{};
+    c->value = initial;
+  }
+  std::atomic_ref<T> atomic(std::memory_order) const { return std::atomic_ref<T>(c()->value); }
+
+  mutable detail::shared_block block_;
+};
+
+CORAY_END_NAMESPACE
+// end <coray/shared_value.hpp>
 // #include <coray/task.hpp>: inlined above
 // #include <coray/version.hpp>: inlined above
 // end <coray/coray.hpp>
