@@ -45,7 +45,7 @@ class actor_pool {
 
   /// Waits for the calls the pool sent (the actors' results still arrive where they belong).
   ~actor_pool() {
-    if (!s_ || detail::process::current() != &s_->d || !s_->d.is_loop_thread()) return;
+    if (!s_ || !s_->disp.runtime_alive() || !s_->d.is_loop_thread()) return;
     try {
       s_->disp.drain();
     } catch (...) {
@@ -150,7 +150,7 @@ class actor_pool {
         static_assert(fits,
                       "ray::actor_pool<T>: an argument does not match the method's parameter");
         if constexpr (fits) {
-          if (detail::process::current() != &s_->d)
+          if (!s_->disp.runtime_alive())
             throw ray::runtime_error("ray::actor_pool: its runtime has ended");
           return detail::make_call<Method>(s_->d, std::forward<A>(args)...);
         }

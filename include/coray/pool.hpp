@@ -64,7 +64,7 @@ class pool {
 
   /// close() and join(): waits for the submitted work, then for the processes to end.
   ~pool() {
-    if (detail::process::current() != &d_ || !d_.is_loop_thread()) return;  // the runtime is gone
+    if (!disp_.runtime_alive() || !d_.is_loop_thread()) return;  // the runtime is gone
     try {
       close();
       join();
@@ -266,7 +266,7 @@ class pool {
 
   void require_open(const char* what) const {
     if (closed_) throw ray::runtime_error(std::string(what) + ": the pool is closed");
-    if (detail::process::current() != &d_)
+    if (!disp_.runtime_alive())
       throw ray::runtime_error(std::string(what) + ": the pool's runtime has ended");
   }
 

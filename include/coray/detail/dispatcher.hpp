@@ -51,13 +51,17 @@ class dispatcher {
   using replace_fn = std::function<actor_ptr(std::size_t member)>;
 
   dispatcher(driver& d, std::uint32_t depth, replace_fn replace = {})
-      : d_(d), depth_(depth), replace_(std::move(replace)), pump_(pump_loop(this)) {}
+      : d_(d),
+        epoch_(d.epoch),
+        depth_(depth),
+        replace_(std::move(replace)),
+        pump_(pump_loop(this)) {}
   dispatcher(const dispatcher&) = delete;
   dispatcher& operator=(const dispatcher&) = delete;
 
   /// Precondition: idle(), or the runtime is gone (then nothing can call back).
   ~dispatcher() {
-    if (process::current() == &d_) {
+    if (runtime_alive()) {
       if (pump_scheduled_) d_.run_until([this] { return !pump_scheduled_; });
       for (auto& w : queue_) discard(w);
     }
@@ -97,6 +101,11 @@ class dispatcher {
     d_.run_until([this] { return idle(); });
   }
   bool idle() const noexcept { return queue_.empty() && running_.empty(); }
+  /// The runtime this dispatcher belongs to is still the process's (not ended or replaced).
+  bool runtime_alive() const noexcept {
+    process* p = process::current();
+    return p && p->epoch == epoch_;
+  }
 
   std::size_t members() const noexcept { return members_.size(); }
   const actor_ptr& member(std::size_t i) const noexcept { return members_[i].handle; }
@@ -267,6 +276,7 @@ class dispatcher {
   }
 
   driver& d_;
+  std::uint32_t epoch_;
   std::uint32_t depth_;
   replace_fn replace_;
   std::vector<member_state> members_;
