@@ -124,7 +124,7 @@ TEST_CASE("the initializer runs once in each pool process, before any of its wor
   CHECK(inits.load() == 3);
 }
 
-TEST_CASE("apply_async returns a ref at once; apply waits; a coroutine function may be applied") {
+TEST_CASE("apply_async returns a ref at once, apply waits, and a coroutine function may be applied") {
   ray::runtime rt({.num_workers = 1});
   ray::pool p(2);
   ray::object_ref<int> r = p.apply_async<add>(20, 22);
@@ -190,7 +190,7 @@ TEST_CASE("an initializer that throws fails the pool's work with actor_died carr
   CHECK_THROWS_AS(p.apply<add>(1, 2), ray::actor_died);
 }
 
-TEST_CASE("a closed pool refuses work; terminate ends its processes") {
+TEST_CASE("a closed pool refuses work and terminate ends its processes") {
   ray::runtime rt({.num_workers = 1});
   ray::pool p(2);
   CHECK(p.apply<add>(1, 1) == 2);

@@ -63,7 +63,7 @@ TEST_CASE("a get blocked in another process is served by a later put") {
   CHECK(ray::get(got).get() == 42);
 }
 
-TEST_CASE("put on a full queue throws queue_full after its timeout; a get makes room") {
+TEST_CASE("put on a full queue throws queue_full after its timeout, and a get makes room") {
   ray::runtime rt({.num_workers = 1});
   ray::queue<int> q(2);
   q.put(1);
