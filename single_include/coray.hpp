@@ -5743,13 +5743,17 @@ class dispatcher {
   using replace_fn = std::function<actor_ptr(std::size_t member)>;
 
   dispatcher(driver& d, std::uint32_t depth, replace_fn replace = {})
-      : d_(d), depth_(depth), replace_(std::move(replace)), pump_(pump_loop(this)) {}
+      : d_(d),
+        epoch_(d.epoch),
+        depth_(depth),
+        replace_(std::move(replace)),
+        pump_(pump_loop(this)) {}
   dispatcher(const dispatcher&) = delete;
   dispatcher& operator=(const dispatcher&) = delete;
 
   /// Precondition: idle(), or the runtime is gone (then nothing can call back).
   ~dispatcher() {
-    if (process::current() == &d_) {
+    if (runtime_alive()) {
       if (pump_scheduled_) d_.run_until([this] { return !pump_scheduled_; });
       for (auto& w : queue_) discard(w);
     }
@@ -5789,6 +5793,11 @@ class dispatcher {
     d_.run_until([this] { return idle(); });
   }
   bool idle() const noexcept { return queue_.empty() && running_.empty(); }
+  /// The runtime this dispatcher belongs to is still the process's (not ended or replaced).
+  bool runtime_alive() const noexcept {
+    process* p = process::current();
+    return p && p->epoch == epoch_;
+  }
 
   std::size_t members() const noexcept { return members_.size(); }
   const actor_ptr& member(std::size_t i) const noexcept { return members_[i].handle; }
@@ -5959,6 +5968,7 @@ class dispatcher {
   }
 
   driver& d_;
+  std::uint32_t epoch_;
   std::uint32_t depth_;
   replace_fn replace_;
   std::vector<member_state> members_;
@@ -6172,7 +6182,7 @@ class actor_pool {
 
   /// Waits for the calls the pool sent (the actors' results still arrive where they belong).
   ~actor_pool() {
-    if (!s_ || detail::process::current() != &s_->d || !s_->d.is_loop_thread()) return;
+    if (!s_ || !s_->disp.runtime_alive() || !s_->d.is_loop_thread()) return;
     try {
       s_->disp.drain();
     } catch (...) {
@@ -6277,7 +6287,7 @@ class actor_pool {
         static_assert(fits,
                       "ray::actor_pool<T>: an argument does not match the method's parameter");
         if constexpr (fits) {
-          if (detail::process::current() != &s_->d)
+          if (!s_->disp.runtime_alive())
             throw ray::runtime_error("ray::actor_pool: its runtime has ended");
           return detail::make_call<Method>(s_->d, std::forward<A>(args)...);
         }
@@ -6878,7 +6888,7 @@ class pool {
 
   /// close() and join(): waits for the submitted work, then for the processes to end.
   ~pool() {
-    if (detail::process::current() != &d_ || !d_.is_loop_thread()) return;  // the runtime is gone
+    if (!disp_.runtime_alive() || !d_.is_loop_thread()) return;  // the runtime is gone
     try {
       close();
       join();
@@ -7080,7 +7090,7 @@ class pool {
 
   void require_open(const char* what) const {
     if (closed_) throw ray::runtime_error(std::string(what) + ": the pool is closed");
-    if (detail::process::current() != &d_)
+    if (!disp_.runtime_alive())
       throw ray::runtime_error(std::string(what) + ": the pool's runtime has ended");
   }
 
