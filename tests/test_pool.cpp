@@ -124,7 +124,8 @@ TEST_CASE("the initializer runs once in each pool process, before any of its wor
   CHECK(inits.load() == 3);
 }
 
-TEST_CASE("apply_async returns a ref at once, apply waits, and a coroutine function may be applied") {
+TEST_CASE(
+    "apply_async returns a ref at once, apply waits, and a coroutine function may be applied") {
   ray::runtime rt({.num_workers = 1});
   ray::pool p(2);
   ray::object_ref<int> r = p.apply_async<add>(20, 22);
