@@ -174,7 +174,7 @@ TEST_CASE("an actor that dies fails its pending and later calls with actor_died 
   CHECK_THROWS_AS(ray::get(c.call<&crasher::ok>()).get(), ray::actor_died);
 }
 
-TEST_CASE("ray::kill ends an actor; its calls fail with actor_died") {
+TEST_CASE("ray::kill ends an actor and its calls fail with actor_died") {
   ray::runtime rt({.num_workers = 1});
   auto c = ray::spawn<counter>(0);
   CHECK(ray::get(c.call<&counter::incr>(1)).get() == 1);

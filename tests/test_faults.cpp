@@ -114,7 +114,7 @@ TEST_CASE("get with a timeout raises get_timeout, and the ref can still be gotte
   CHECK(ray::get(ready, {.timeout = std::chrono::seconds(30)}).get() == 3);
 }
 
-TEST_CASE("cancel removes a queued call; a cancelled ref raises cancelled; force kills the running one") {
+TEST_CASE("cancel removes a queued call, a cancelled ref raises cancelled, and force kills the running one") {
   ray::runtime rt({.num_workers = 1, .max_tasks_in_flight_per_worker = 1});
   auto running = ray::task<wait_forever>.remote(0);
   auto queued = ray::task<add>.remote(1, 1);  // waits behind `running` in the driver
