@@ -5074,6 +5074,7 @@ CORAY_END_NAMESPACE
 
 #include <cstring>
 #include <span>
+#include <string>
 #include <string_view>
 #include <tuple>
 #include <type_traits>
@@ -5390,7 +5391,10 @@ bool exception_is(std::exception_ptr e) {
 }
 template <class... E>
 retry_policy make_retry_policy() {
-  constexpr std::uint64_t id = entity_id<&exception_is<E...>>;
+  // Named by its types (a function template instance's printed name lacks them under clang).
+  std::string key = "retry_on";
+  ((key += ',', key += type_name<E>()), ...);
+  const std::uint64_t id = fnv1a(key) | 2;  // 0 and 1 mean none and all
   register_retry_matcher(id, &exception_is<E...>);
   return retry_policy(id, nullptr);
 }
@@ -5495,10 +5499,10 @@ struct actor_not_found : error {
 
 namespace detail {
 
+/// The actor type's id: a hash of its name. (Not of a function template instance's name:
+/// clang prints those without their template arguments.)
 template <class T>
-void actor_type_tag() {}
-template <class T>
-inline constexpr std::uint64_t actor_type_id = entity_id<&actor_type_tag<T>>;
+inline constexpr std::uint64_t actor_type_id = fnv1a(type_name<T>());
 
 /// How a constructor argument travels: refs by their values, literals as strings.
 template <class A>

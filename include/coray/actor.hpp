@@ -47,10 +47,10 @@ struct actor_not_found : error {
 
 namespace detail {
 
+/// The actor type's id: a hash of its name. (Not of a function template instance's name:
+/// clang prints those without their template arguments.)
 template <class T>
-void actor_type_tag() {}
-template <class T>
-inline constexpr std::uint64_t actor_type_id = entity_id<&actor_type_tag<T>>;
+inline constexpr std::uint64_t actor_type_id = fnv1a(type_name<T>());
 
 /// How a constructor argument travels: refs by their values, literals as strings.
 template <class A>

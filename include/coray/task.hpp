@@ -17,6 +17,7 @@
 
 #include <cstring>
 #include <span>
+#include <string>
 #include <string_view>
 #include <tuple>
 #include <type_traits>
@@ -333,7 +334,10 @@ bool exception_is(std::exception_ptr e) {
 }
 template <class... E>
 retry_policy make_retry_policy() {
-  constexpr std::uint64_t id = entity_id<&exception_is<E...>>;
+  // Named by its types (a function template instance's printed name lacks them under clang).
+  std::string key = "retry_on";
+  ((key += ',', key += type_name<E>()), ...);
+  const std::uint64_t id = fnv1a(key) | 2;  // 0 and 1 mean none and all
   register_retry_matcher(id, &exception_is<E...>);
   return retry_policy(id, nullptr);
 }
