@@ -1,0 +1,130 @@
+// What every coray benchmark program shares: its options (--quick, --json FILE), timing
+// helpers (medians, percentiles), and the metric table it prints and writes as JSON.
+//
+// JSON written by --json FILE (scripts/bench.py merges the programs' files):
+//   {"metrics": {"<snake_case_name>": {"value": x, "unit": "...", "higher_is_better": true,
+//                                      "note": "..."}}}
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace bench {
+
+using clk = std::chrono::steady_clock;
+
+inline double seconds_since(clk::time_point t0) {
+  return std::chrono::duration<double>(clk::now() - t0).count();
+}
+
+inline double median(std::vector<double> v) {
+  if (v.empty()) return std::nan("");
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/// The p-th percentile (0..100) by nearest rank.
+inline double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return std::nan("");
+  std::sort(v.begin(), v.end());
+  auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
+  return v[std::clamp<std::size_t>(rank, 1, v.size()) - 1];
+}
+
+/// Wall-clock seconds of each of `reps` calls of f.
+template <class F>
+std::vector<double> times(int reps, F&& f) {
+  std::vector<double> t;
+  t.reserve(static_cast<std::size_t>(reps));
+  for (int i = 0; i < reps; ++i) {
+    auto t0 = clk::now();
+    f();
+    t.push_back(seconds_since(t0));
+  }
+  return t;
+}
+
+struct options {
+  bool quick = false;
+  std::string json;
+  /// Repetitions for each figure; medians are reported.
+  int reps = 5;
+};
+
+/// Parses --quick and --json FILE; leaves other arguments (coray's own) alone.
+inline options parse_options(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--quick") o.quick = true;
+    else if (a == "--json" && i + 1 < argc) o.json = argv[++i];
+  }
+  o.reps = o.quick ? 3 : 7;
+  return o;
+}
+
+struct metric {
+  double value = 0;
+  std::string unit;
+  bool higher_is_better = true;
+  std::string note;
+};
+
+inline std::map<std::string, metric>& metrics() {
+  static std::map<std::string, metric> m;
+  return m;
+}
+
+/// Records a figure under a snake_case name and prints it as one line.
+inline void report(const std::string& name, double value, const std::string& unit,
+                   bool higher_is_better, const std::string& note = {}) {
+  metrics()[name] = {value, unit, higher_is_better, note};
+  std::printf("%-48s %16.4g %-8s %s\n", name.c_str(), value, unit.c_str(), note.c_str());
+  std::fflush(stdout);
+}
+
+inline std::string json_escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) continue;
+    out += c;
+  }
+  return out;
+}
+
+/// Writes the recorded metrics to o.json, if it was given.
+inline void write_json(const options& o) {
+  if (o.json.empty()) return;
+  std::ofstream f(o.json);
+  if (!f) throw std::runtime_error("cannot write " + o.json);
+  f << "{\n  \"metrics\": {\n";
+  std::size_t i = 0;
+  for (const auto& [name, m] : metrics()) {
+    char value[64];
+    std::snprintf(value, sizeof value, "%.6g", std::isfinite(m.value) ? m.value : 0.0);
+    f << "    \"" << json_escape(name) << "\": {\"value\": " << value << ", \"unit\": \""
+      << json_escape(m.unit) << "\", \"higher_is_better\": " << (m.higher_is_better ? "true" : "false")
+      << ", \"note\": \"" << json_escape(m.note) << "\"}" << (++i < metrics().size() ? ",\n" : "\n");
+  }
+  f << "  }\n}\n";
+}
+
+/// Keeps the optimiser from dropping a result.
+template <class T>
+inline void keep(const T& value) {
+  asm volatile("" : : "g"(&value) : "memory");
+}
+
+}  // namespace bench
