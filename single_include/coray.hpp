@@ -2248,6 +2248,19 @@ class process {
   /// True on the thread that runs this process's loop (where blocking calls may serve it).
   bool is_loop_thread() const noexcept { return pthread_equal(loop_thread_, pthread_self()); }
 
+  /// Serves the loop once without waiting (takes in replies, sends queued work) when called
+  /// on the loop thread. A caller whose refs are already ready does not run the loop; this
+  /// keeps the workers fed while it carries on (a loop of ray::wait for one of n refs).
+  void serve_once() {
+    if (!is_loop_thread() || polling_) return;  // never inside a poll (a task body it started)
+    polling_ = true;
+    struct reset {
+      bool& flag;
+      ~reset() { flag = false; }
+    } r{polling_};
+    poll();
+  }
+
   /// Queues a coroutine to resume on the loop.
   void schedule(std::coroutine_handle<> h) { ready_.push_back(h); }
 
@@ -2264,7 +2277,7 @@ class process {
         h.resume();
         continue;
       }
-      if (poll()) {
+      if (poll_guarded()) {
         bo.reset();
         idle_since = clock::now();
         continue;
@@ -2310,6 +2323,16 @@ class process {
   pthread_t loop_thread_ = pthread_self();
 
  private:
+  bool poll_guarded() {
+    const bool was = polling_;
+    polling_ = true;
+    struct reset {
+      bool& flag;
+      bool was;
+      ~reset() { flag = was; }
+    } r{polling_, was};
+    return poll();
+  }
   struct timer {
     std::uint64_t id;
     void (*fn)(void*);
@@ -2328,6 +2351,7 @@ class process {
   std::deque<std::coroutine_handle<>> ready_;
   std::multimap<clock::time_point, timer> timers_;
   std::uint64_t timer_ids_ = 0;
+  bool polling_ = false;  // inside poll() on the loop thread
 };
 
 inline void release_state(object_state* s) noexcept {
@@ -4926,7 +4950,10 @@ class [[nodiscard]] wait_awaitable {
   wait_awaitable(std::vector<object_ref<T>> refs, wait_options o) : refs_(std::move(refs)), opts_(o) {
     opts_.num_returns = std::min(opts_.num_returns, refs_.size());
   }
-  bool await_ready() noexcept { return ready_count() >= opts_.num_returns || timed_out_now(); }
+  bool await_ready() {
+    detail::process::require().serve_once();
+    return ready_count() >= opts_.num_returns || timed_out_now();
+  }
   void await_suspend(std::coroutine_handle<> h) {
     auto& p = detail::process::require();
     op_ = new op{};
@@ -4953,6 +4980,7 @@ class [[nodiscard]] wait_awaitable {
   operator wait_result<T>() && {
     auto& p = detail::process::require();
     auto deadline = opts_.timeout ? detail::clock::now() + *opts_.timeout : detail::clock::time_point::max();
+    p.serve_once();
     p.run_until([&] { return ready_count() >= opts_.num_returns; }, deadline);
     return split();
   }
@@ -4998,12 +5026,17 @@ class [[nodiscard]] wait_awaitable {
     for (auto& r : refs_) n += r.is_ready();
     return n;
   }
+  // Moves the refs out (the wait is over): no reference counts change, so a loop of waits
+  // for one of n refs costs n pointer moves per wait, not n counted copies.
   wait_result<T> split() {
     wait_result<T> w;
+    w.ready.reserve(opts_.num_returns);
+    w.pending.reserve(refs_.size() - opts_.num_returns);
     for (auto& r : refs_) {
-      if (r.is_ready() && w.ready.size() < opts_.num_returns) w.ready.push_back(r);
-      else w.pending.push_back(r);
+      if (r.is_ready() && w.ready.size() < opts_.num_returns) w.ready.push_back(std::move(r));
+      else w.pending.push_back(std::move(r));
     }
+    refs_.clear();
     return w;
   }
   std::vector<object_ref<T>> refs_;

@@ -266,7 +266,10 @@ class [[nodiscard]] wait_awaitable {
   wait_awaitable(std::vector<object_ref<T>> refs, wait_options o) : refs_(std::move(refs)), opts_(o) {
     opts_.num_returns = std::min(opts_.num_returns, refs_.size());
   }
-  bool await_ready() noexcept { return ready_count() >= opts_.num_returns || timed_out_now(); }
+  bool await_ready() {
+    detail::process::require().serve_once();
+    return ready_count() >= opts_.num_returns || timed_out_now();
+  }
   void await_suspend(std::coroutine_handle<> h) {
     auto& p = detail::process::require();
     op_ = new op{};
@@ -293,6 +296,7 @@ class [[nodiscard]] wait_awaitable {
   operator wait_result<T>() && {
     auto& p = detail::process::require();
     auto deadline = opts_.timeout ? detail::clock::now() + *opts_.timeout : detail::clock::time_point::max();
+    p.serve_once();
     p.run_until([&] { return ready_count() >= opts_.num_returns; }, deadline);
     return split();
   }
@@ -338,12 +342,17 @@ class [[nodiscard]] wait_awaitable {
     for (auto& r : refs_) n += r.is_ready();
     return n;
   }
+  // Moves the refs out (the wait is over): no reference counts change, so a loop of waits
+  // for one of n refs costs n pointer moves per wait, not n counted copies.
   wait_result<T> split() {
     wait_result<T> w;
+    w.ready.reserve(opts_.num_returns);
+    w.pending.reserve(refs_.size() - opts_.num_returns);
     for (auto& r : refs_) {
-      if (r.is_ready() && w.ready.size() < opts_.num_returns) w.ready.push_back(r);
-      else w.pending.push_back(r);
+      if (r.is_ready() && w.ready.size() < opts_.num_returns) w.ready.push_back(std::move(r));
+      else w.pending.push_back(std::move(r));
     }
+    refs_.clear();
     return w;
   }
   std::vector<object_ref<T>> refs_;

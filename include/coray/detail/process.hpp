@@ -222,6 +222,19 @@ class process {
   /// True on the thread that runs this process's loop (where blocking calls may serve it).
   bool is_loop_thread() const noexcept { return pthread_equal(loop_thread_, pthread_self()); }
 
+  /// Serves the loop once without waiting (takes in replies, sends queued work) when called
+  /// on the loop thread. A caller whose refs are already ready does not run the loop; this
+  /// keeps the workers fed while it carries on (a loop of ray::wait for one of n refs).
+  void serve_once() {
+    if (!is_loop_thread() || polling_) return;  // never inside a poll (a task body it started)
+    polling_ = true;
+    struct reset {
+      bool& flag;
+      ~reset() { flag = false; }
+    } r{polling_};
+    poll();
+  }
+
   /// Queues a coroutine to resume on the loop.
   void schedule(std::coroutine_handle<> h) { ready_.push_back(h); }
 
@@ -238,7 +251,7 @@ class process {
         h.resume();
         continue;
       }
-      if (poll()) {
+      if (poll_guarded()) {
         bo.reset();
         idle_since = clock::now();
         continue;
@@ -284,6 +297,16 @@ class process {
   pthread_t loop_thread_ = pthread_self();
 
  private:
+  bool poll_guarded() {
+    const bool was = polling_;
+    polling_ = true;
+    struct reset {
+      bool& flag;
+      bool was;
+      ~reset() { flag = was; }
+    } r{polling_, was};
+    return poll();
+  }
   struct timer {
     std::uint64_t id;
     void (*fn)(void*);
@@ -302,6 +325,7 @@ class process {
   std::deque<std::coroutine_handle<>> ready_;
   std::multimap<clock::time_point, timer> timers_;
   std::uint64_t timer_ids_ = 0;
+  bool polling_ = false;  // inside poll() on the loop thread
 };
 
 inline void release_state(object_state* s) noexcept {
