@@ -1,33 +1,28 @@
-// Actor figures (issue: actors), medians of several runs:
-//   1:1 actor calls sync and async (pipelined), n:n actor calls async, a million queued
-//   calls with their order checked, and seed 004's streaming prefix count with one actor
-//   per worker against the same C++ run serially and on std::threads with per-thread state.
-// Usage: actor_bench [--quick]
+// Actor figures, medians of several runs, on a runtime of 2 workers:
+//
+// Rows of Ray's `ray microbenchmark` (python/ray/_private/ray_perf.py), under its row names
+// in snake_case, in calls/s, higher is better:
+//   1_1_actor_calls_sync      one caller (the driver), one actor: call, get, one at a time
+//   1_1_actor_calls_async     the same with 1,000 calls submitted, then all got
+//   n_n_actor_calls_async     n client actors (n = workers) each spreading calls over n
+//                             server actors and awaiting them all (Ray's clients are tasks)
+// Also: per-call latency of sync actor round trips (p50, p99, in us), and a million calls
+// queued on one actor at once, with the order they ran in checked.
+//
+// Usage: actor_bench [--quick] [--json FILE]
 #include <coray/coray.hpp>
-
-#include <algorithm>
-#include <chrono>
+#include <cstdint>
 #include <cstdio>
-#include <random>
-#include <set>
 #include <string>
-#include <thread>
-#include <unordered_map>
-#include <unordered_set>
+#include <utility>
 #include <vector>
+
+#include "bench_common.hpp"
 
 namespace {
 
-using clk = std::chrono::steady_clock;
-double seconds_since(clk::time_point t0) { return std::chrono::duration<double>(clk::now() - t0).count(); }
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-void report(const char* name, double value, const char* unit, const char* target) {
-  std::printf("%-40s %14.1f %-8s (target %s)\n", name, value, unit, target);
-  std::fflush(stdout);
-}
+using bench::clk;
+using bench::seconds_since;
 
 struct server {
   int noop(int x) { return x; }
@@ -49,105 +44,77 @@ struct client {
   ray::async<int> run(int calls) {
     std::vector<ray::object_ref<int>> refs;
     refs.reserve(static_cast<std::size_t>(calls));
-    for (int i = 0; i < calls; ++i) refs.push_back(servers[static_cast<std::size_t>(i) % servers.size()].call<&server::noop>(i));
-    auto all = co_await ray::get(refs);
+    for (int i = 0; i < calls; ++i)
+      refs.push_back(servers[static_cast<std::size_t>(i) % servers.size()].call<&server::noop>(i));
+    auto all = co_await ray::get(std::move(refs));
     co_return static_cast<int>(all.size());
   }
 };
 
-// ---- seed 004, workload 2 ----------------------------------------------------------------
-
-struct streaming_prefix_count {
-  std::unordered_map<std::string, int> prefix_count;
-  std::unordered_set<std::string> popular_prefixes;
-  void add_document(const std::vector<std::string>& document) {
-    for (const auto& word : document)
-      for (std::size_t i = 1; i < word.size(); ++i) {
-        std::string prefix = word.substr(0, i);
-        if (++prefix_count[prefix] > 3) popular_prefixes.insert(prefix);
-      }
-  }
-  std::vector<std::string> get_popular() const { return {popular_prefixes.begin(), popular_prefixes.end()}; }
-};
-
-std::vector<std::string> random_document(std::mt19937_64& gen) {
-  std::vector<std::string> document(10'000, std::string(20, '\0'));
-  for (auto& word : document)
-    for (auto& c : word) c = static_cast<char>(gen() & 0xff);
-  return document;
+/// Runs `body` repeatedly for about `secs`; returns operations per second (body returns ops).
+template <class F>
+double rate(double secs, F&& body) {
+  long ops = 0;
+  auto t0 = clk::now();
+  while (seconds_since(t0) < secs) ops += body();
+  return static_cast<double>(ops) / seconds_since(t0);
 }
 
-std::size_t prefix_serial(unsigned workers) {
-  std::mt19937_64 gen(2024);
-  std::vector<streaming_prefix_count> state(workers);
-  for (unsigned i = 0; i < workers * 10; ++i) state[i % workers].add_document(random_document(gen));
-  std::set<std::string> popular;
-  for (auto& s : state) popular.insert(s.popular_prefixes.begin(), s.popular_prefixes.end());
-  return popular.size();
-}
-
-std::size_t prefix_threads(unsigned workers) {
-  // The same stream: the main thread makes documents, each thread owns one state.
-  std::mt19937_64 gen(2024);
-  std::vector<streaming_prefix_count> state(workers);
-  std::vector<std::vector<std::vector<std::string>>> inbox(workers);
-  for (unsigned i = 0; i < workers * 10; ++i) inbox[i % workers].push_back(random_document(gen));
-  std::vector<std::thread> threads;
-  for (unsigned w = 0; w < workers; ++w)
-    threads.emplace_back([&, w] {
-      for (auto& d : inbox[w]) state[w].add_document(d);
-    });
-  for (auto& t : threads) t.join();
-  std::set<std::string> popular;
-  for (auto& s : state) popular.insert(s.popular_prefixes.begin(), s.popular_prefixes.end());
-  return popular.size();
-}
-
-std::size_t prefix_coray(std::vector<ray::actor<streaming_prefix_count>>& actors) {
-  std::mt19937_64 gen(2024);
-  const auto n = static_cast<unsigned>(actors.size());
-  for (unsigned i = 0; i < n * 10; ++i) actors[i % n].call<&streaming_prefix_count::add_document>(random_document(gen));
-  std::vector<ray::object_ref<std::vector<std::string>>> results;
-  for (auto& a : actors) results.push_back(a.call<&streaming_prefix_count::get_popular>());
-  std::set<std::string> popular;
-  for (auto& p : ray::get(results).get()) popular.insert(p.begin(), p.end());
-  return popular.size();
+/// The median over `reps` runs of rate(secs, body).
+template <class F>
+double median_rate(int reps, double secs, F&& body) {
+  std::vector<double> r;
+  for (int i = 0; i < reps; ++i) r.push_back(rate(secs, body));
+  return bench::median(r);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   ray::enter_worker_if_spawned();
-  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
-  const int reps = quick ? 3 : 5;
+  const bench::options o = bench::parse_options(argc, argv);
+  const int reps = o.reps;
+  const double secs = o.quick ? 0.3 : 0.75;
   ray::runtime rt(argc, argv, {.num_workers = 2});
 
   auto s = ray::spawn<server>();
   ray::get(s.call<&server::noop>(0)).get();
+  auto sync_calls = [&] {
+    for (int i = 0; i < 1000; ++i) ray::get(s.call<&server::noop>(i)).get();
+    return 1000L;
+  };
+  bench::report("1_1_actor_calls_sync", median_rate(reps, secs, sync_calls), "calls/s", true,
+                "target >= 200000");
   {
-    std::vector<double> r;
-    for (int k = 0; k < reps; ++k) {
-      const int n = quick ? 50'000 : 200'000;
-      auto t0 = clk::now();
-      for (int i = 0; i < n; ++i) ray::get(s.call<&server::noop>(i)).get();
-      r.push_back(n / seconds_since(t0));
-    }
-    report("1_1_actor_calls_sync", median(r), "calls/s", ">= 200000");
+    std::vector<ray::object_ref<int>> refs;
+    refs.reserve(1000);
+    auto async_calls = [&] {
+      refs.clear();
+      for (int i = 0; i < 1000; ++i) refs.push_back(s.call<&server::noop>(i));
+      std::vector<int> all = ray::get(refs);
+      bench::keep(all);
+      return 1000L;
+    };
+    bench::report("1_1_actor_calls_async", median_rate(reps, secs, async_calls), "calls/s", true,
+                  "1000 per batch; target >= 1000000");
   }
   {
-    std::vector<double> r;
-    std::vector<ray::object_ref<int>> refs;
-    for (int k = 0; k < reps; ++k) {
-      const int batches = quick ? 50 : 200;
+    // Per-call latency of a sync round trip to an actor: call, run, reply, get.
+    const int n = o.quick ? 20'000 : 100'000;
+    for (int i = 0; i < 1000; ++i) ray::get(s.call<&server::noop>(i)).get();
+    std::vector<double> us;
+    us.reserve(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) {
       auto t0 = clk::now();
-      for (int b = 0; b < batches; ++b) {
-        refs.clear();
-        for (int i = 0; i < 1000; ++i) refs.push_back(s.call<&server::noop>(i));
-        std::vector<int> all = ray::get(refs);
-      }
-      r.push_back(batches * 1000 / seconds_since(t0));
+      ray::get(s.call<&server::noop>(i)).get();
+      us.push_back(seconds_since(t0) * 1e6);
     }
-    report("1_1_actor_calls_async", median(r), "calls/s", ">= 1000000");
+    double sum = 0;
+    for (double u : us) sum += u;
+    char note[96];
+    std::snprintf(note, sizeof note, "of %d sync actor round trips (mean %.1f us)", n, sum / n);
+    bench::report("actor_call_latency_p50", bench::percentile(us, 50), "us", false, note);
+    bench::report("actor_call_latency_p99", bench::percentile(us, 99), "us", false, note);
   }
   {
     const unsigned n = rt.num_workers();
@@ -155,16 +122,19 @@ int main(int argc, char** argv) {
     for (unsigned i = 0; i < n; ++i) servers.push_back(ray::spawn<server>());
     std::vector<ray::actor<client>> clients;
     for (unsigned i = 0; i < n; ++i) clients.push_back(ray::spawn<client>(servers));
+    const int calls = o.quick ? 20'000 : 100'000;
     std::vector<double> r;
-    const int calls = quick ? 20'000 : 100'000;
     for (int k = 0; k < reps; ++k) {
       auto t0 = clk::now();
       std::vector<ray::object_ref<int>> done;
       for (auto& c : clients) done.push_back(c.call<&client::run>(calls));
       std::vector<int> all = ray::get(done);
+      bench::keep(all);
       r.push_back(static_cast<double>(n) * calls / seconds_since(t0));
     }
-    report("n_n_actor_calls_async", median(r), "calls/s", "report (n = workers)");
+    bench::report("n_n_actor_calls_async", bench::median(r), "calls/s", true,
+                  std::to_string(n) + " client actors x " + std::to_string(calls) + " calls over " +
+                      std::to_string(n) + " server actors");
   }
   {
     auto log = ray::spawn<sequence_log>();
@@ -172,32 +142,11 @@ int main(int argc, char** argv) {
     auto t0 = clk::now();
     for (std::int64_t i = 0; i < n; ++i) log.call<&sequence_log::add>(i);
     std::int64_t errors = ray::get(log.call<&sequence_log::errors>());
-    report("million_queued_calls", n / seconds_since(t0), "calls/s", "all in order");
-    report("million_queued_calls_out_of_order", static_cast<double>(errors), "calls", "0");
+    bench::report("million_queued_calls", static_cast<double>(n) / seconds_since(t0), "calls/s",
+                  true, "1M calls to one actor, submitted then drained");
+    bench::report("million_queued_calls_out_of_order", static_cast<double>(errors), "calls", false,
+                  "must be 0");
   }
-  {
-    const unsigned w = 2;
-    std::vector<ray::actor<streaming_prefix_count>> actors;
-    std::vector<double> ts, tt, tc;
-    std::size_t a = 0, b = 0, c = 0;
-    for (int k = 0; k < reps; ++k) {
-      auto t0 = clk::now();
-      a = prefix_serial(w);
-      ts.push_back(seconds_since(t0));
-      t0 = clk::now();
-      b = prefix_threads(w);
-      tt.push_back(seconds_since(t0));
-      actors.clear();
-      for (unsigned i = 0; i < w; ++i) actors.push_back(ray::spawn<streaming_prefix_count>());
-      t0 = clk::now();
-      c = prefix_coray(actors);
-      tc.push_back(seconds_since(t0));
-    }
-    if (a != b || b != c) std::printf("MISMATCH: %zu %zu %zu popular prefixes\n", a, b, c);
-    report("prefix_count_serial", median(ts), "s", "-");
-    report("prefix_count_threads", median(tt), "s", "-");
-    report("prefix_count_coray_2_actors", median(tc), "s", "-");
-    report("prefix_count_speedup_vs_serial", median(ts) / median(tc), "x", ">= 1.7");
-    report("prefix_count_coray_vs_threads", median(tc) / median(tt), "x", "<= 1.15");
-  }
+
+  bench::write_json(o);
 }

@@ -1,31 +1,19 @@
-// ray::pool figures, medians of several runs:
+// ray::pool figures, medians of several runs (seconds, lower is better, unless stated):
 //   - Ray issue 21343's job: Pool.map of a trivial x*10 over 1,000 items with a pool of two
 //     processes (Ray's multiprocessing shim took 0.81 s there, Python's own Pool 0.035 s);
-//   - a map of a million tiny items (x*10) against the same serial loop;
-//   - single calls: apply_async throughput, and starting a pool of two processes.
-// Usage: pool_bench [--quick]
-#include <algorithm>
-#include <chrono>
+//   - a map of a million tiny items (x*10) against the same serial loop, and imap_unordered
+//     of them;
+//   - single calls: apply_async throughput (calls/s), and starting a pool of two processes
+//     up to its first call's result.
+// Usage: pool_bench [--quick] [--json FILE]
 #include <coray/coray.hpp>
-#include <cstdio>
 #include <numeric>
 #include <string>
 #include <vector>
 
-namespace {
+#include "bench_common.hpp"
 
-using clk = std::chrono::steady_clock;
-double seconds_since(clk::time_point t0) {
-  return std::chrono::duration<double>(clk::now() - t0).count();
-}
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-void report(const char* name, double value, const char* unit, const char* reference) {
-  std::printf("%-36s %14.6f %-8s (%s)\n", name, value, unit, reference);
-  std::fflush(stdout);
-}
+namespace {
 
 int task(int x) { return x * 10; }
 
@@ -36,23 +24,13 @@ std::vector<int> serial_map(const std::vector<int>& xs) {
   return out;
 }
 
-template <class F>
-std::vector<double> times(int reps, F&& f) {
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    auto t0 = clk::now();
-    f();
-    t.push_back(seconds_since(t0));
-  }
-  return t;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
+  ray::enter_worker_if_spawned();
+  const bench::options o = bench::parse_options(argc, argv);
   ray::runtime rt(argc, argv, {.num_workers = 2});
-  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
-  const int reps = quick ? 5 : 21;
+  const int reps = o.quick ? 5 : 21;
   long checksum = 0;
 
   {
@@ -60,11 +38,11 @@ int main(int argc, char** argv) {
     std::vector<int> items(1000);
     std::iota(items.begin(), items.end(), 0);
     p.map<task>(items);  // the processes are up
-    auto t = times(reps, [&] { checksum += p.map<task>(items).back(); });
-    report("ray_issue_21343_map_1000_items", median(t), "s",
-           "Ray shim 0.81 s, Python Pool 0.035 s");
-    auto s = times(reps, [&] { checksum += serial_map(items).back(); });
-    report("serial_loop_1000_items", median(s), "s", "-");
+    auto t = bench::times(reps, [&] { checksum += p.map<task>(items).back(); });
+    bench::report("ray_issue_21343_map_1000_items", bench::median(t), "s", false,
+                  "pool of 2; Ray shim 0.81 s, Python Pool 0.035 s");
+    auto s = bench::times(reps, [&] { checksum += serial_map(items).back(); });
+    bench::report("serial_loop_1000_items", bench::median(s), "s", false);
   }
 
   {
@@ -72,37 +50,40 @@ int main(int argc, char** argv) {
     std::vector<int> items(1'000'000);
     std::iota(items.begin(), items.end(), 0);
     p.map<task>(std::vector<int>(100));
-    auto t = times(reps, [&] { checksum += p.map<task>(items).back(); });
-    auto s = times(reps, [&] { checksum += serial_map(items).back(); });
-    report("map_1M_items_pool_of_2", median(t), "s", "-");
-    report("serial_loop_1M_items", median(s), "s", "-");
-    report("map_1M_items_vs_serial", median(t) / median(s), "x", "time ratio, lower is better");
-    auto u = times(reps, [&] {
+    auto t = bench::times(reps, [&] { checksum += p.map<task>(items).back(); });
+    auto s = bench::times(reps, [&] { checksum += serial_map(items).back(); });
+    bench::report("map_1M_items_pool_of_2", bench::median(t), "s", false);
+    bench::report("serial_loop_1M_items", bench::median(s), "s", false);
+    bench::report("map_1M_items_vs_serial", bench::median(t) / bench::median(s), "x", false,
+                  "time ratio");
+    auto u = bench::times(reps, [&] {
       for (int y : p.imap_unordered<task>(items)) checksum += y;
     });
-    report("imap_unordered_1M_items", median(u), "s", "-");
+    bench::report("imap_unordered_1M_items", bench::median(u), "s", false);
   }
 
   {
     ray::pool p(2);
     p.apply<task>(1);
-    const int calls = quick ? 5'000 : 20'000;
-    auto t = times(quick ? 3 : 5, [&] {
+    const int calls = o.quick ? 5'000 : 20'000;
+    auto t = bench::times(o.quick ? 3 : 5, [&] {
       std::vector<ray::object_ref<int>> refs;
       refs.reserve(calls);
       for (int i = 0; i < calls; ++i) refs.push_back(p.apply_async<task>(i));
       checksum += ray::get(refs).get().back();
     });
-    report("apply_async_calls", calls / median(t), "calls/s", "-");
+    bench::report("apply_async_calls", calls / bench::median(t), "calls/s", true,
+                  std::to_string(calls) + " submitted, then all got");
   }
 
   {
-    auto t = times(quick ? 3 : 7, [&] {
+    auto t = bench::times(o.quick ? 3 : 7, [&] {
       ray::pool p(2);
       checksum += p.apply<task>(1);
     });
-    report("pool_of_2_start_and_first_call", median(t), "s", "-");
+    bench::report("pool_of_2_start_and_first_call", bench::median(t), "s", false);
   }
 
-  std::printf("(checksum %ld)\n", checksum);
+  bench::keep(checksum);
+  bench::write_json(o);
 }
