@@ -197,11 +197,14 @@ struct alignas(64) doorbell {
 struct backoff {
   static constexpr int pure_spins = 256;
   int idle_rounds = 0;
+  std::chrono::steady_clock::time_point idle_since{};
 
+  /// Work was found: the next idle round starts a new spin window.
   void reset() noexcept { idle_rounds = 0; }
-  /// Returns true when the caller should now sleep on its doorbell.
-  bool pause(std::chrono::steady_clock::time_point idle_since,
-             std::chrono::microseconds spin_window) noexcept {
+  /// Returns true when the caller should now sleep on its doorbell: after `spin_window` of
+  /// idle rounds. The clock is read once per idle stretch, never on a busy loop's turn.
+  bool pause(std::chrono::microseconds spin_window) noexcept {
+    if (idle_rounds == 0) idle_since = std::chrono::steady_clock::now();
     if (idle_rounds++ < pure_spins) {
       for (int i = 0; i < 16; ++i) cpu_relax();
       return false;
@@ -2268,7 +2271,6 @@ class process {
   template <class Done>
   bool run_until(Done&& done, clock::time_point deadline = clock::time_point::max()) {
     backoff bo;
-    auto idle_since = clock::now();
     const auto spin = std::chrono::microseconds(hdr->spin_us);
     while (!done()) {
       if (!ready_.empty()) {
@@ -2279,7 +2281,6 @@ class process {
       }
       if (poll_guarded()) {
         bo.reset();
-        idle_since = clock::now();
         continue;
       }
       if (!timers_.empty() || deadline != clock::time_point::max()) {
@@ -2287,14 +2288,13 @@ class process {
         if (fire_timers(now)) continue;
         if (now >= deadline) return done();
       }
-      if (bo.pause(idle_since, spin)) {
+      if (bo.pause(spin)) {
         auto limit = std::chrono::nanoseconds(std::chrono::seconds(1));
         auto next = std::min(deadline, timers_.empty() ? clock::time_point::max() : timers_.begin()->first);
         if (next != clock::time_point::max())
           limit = std::min(limit, std::chrono::duration_cast<std::chrono::nanoseconds>(next - clock::now()));
         if (limit.count() > 0) sleep(limit);
         bo.reset();
-        idle_since = clock::now();
       }
     }
     return true;
@@ -2857,10 +2857,13 @@ class worker final : public process {
       b = new_block(size);
       fill(b->data());
     }
+    auto sent = [&] {
+      return b ? try_send_block(seg, *outbox_, hdr->driver_bell, k, b) : try_send(*outbox_, hdr->driver_bell, k, size, fill);
+    };
+    if (sent()) return;  // the common case: room in the ring, no clock read
     backoff bo;
-    auto since = clock::now();
-    while (b ? !try_send_block(seg, *outbox_, hdr->driver_bell, k, b) : !try_send(*outbox_, hdr->driver_bell, k, size, fill)) {
-      if (bo.pause(since, std::chrono::microseconds(hdr->spin_us))) {
+    while (!sent()) {
+      if (bo.pause(std::chrono::microseconds(hdr->spin_us))) {
         if (getppid() != hdr->supervisor_pid) _exit(0);
         usleep(50);
       }

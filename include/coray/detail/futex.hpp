@@ -80,11 +80,14 @@ struct alignas(64) doorbell {
 struct backoff {
   static constexpr int pure_spins = 256;
   int idle_rounds = 0;
+  std::chrono::steady_clock::time_point idle_since{};
 
+  /// Work was found: the next idle round starts a new spin window.
   void reset() noexcept { idle_rounds = 0; }
-  /// Returns true when the caller should now sleep on its doorbell.
-  bool pause(std::chrono::steady_clock::time_point idle_since,
-             std::chrono::microseconds spin_window) noexcept {
+  /// Returns true when the caller should now sleep on its doorbell: after `spin_window` of
+  /// idle rounds. The clock is read once per idle stretch, never on a busy loop's turn.
+  bool pause(std::chrono::microseconds spin_window) noexcept {
+    if (idle_rounds == 0) idle_since = std::chrono::steady_clock::now();
     if (idle_rounds++ < pure_spins) {
       for (int i = 0; i < 16; ++i) cpu_relax();
       return false;

@@ -242,7 +242,6 @@ class process {
   template <class Done>
   bool run_until(Done&& done, clock::time_point deadline = clock::time_point::max()) {
     backoff bo;
-    auto idle_since = clock::now();
     const auto spin = std::chrono::microseconds(hdr->spin_us);
     while (!done()) {
       if (!ready_.empty()) {
@@ -253,7 +252,6 @@ class process {
       }
       if (poll_guarded()) {
         bo.reset();
-        idle_since = clock::now();
         continue;
       }
       if (!timers_.empty() || deadline != clock::time_point::max()) {
@@ -261,14 +259,13 @@ class process {
         if (fire_timers(now)) continue;
         if (now >= deadline) return done();
       }
-      if (bo.pause(idle_since, spin)) {
+      if (bo.pause(spin)) {
         auto limit = std::chrono::nanoseconds(std::chrono::seconds(1));
         auto next = std::min(deadline, timers_.empty() ? clock::time_point::max() : timers_.begin()->first);
         if (next != clock::time_point::max())
           limit = std::min(limit, std::chrono::duration_cast<std::chrono::nanoseconds>(next - clock::now()));
         if (limit.count() > 0) sleep(limit);
         bo.reset();
-        idle_since = clock::now();
       }
     }
     return true;

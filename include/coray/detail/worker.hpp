@@ -389,10 +389,13 @@ class worker final : public process {
       b = new_block(size);
       fill(b->data());
     }
+    auto sent = [&] {
+      return b ? try_send_block(seg, *outbox_, hdr->driver_bell, k, b) : try_send(*outbox_, hdr->driver_bell, k, size, fill);
+    };
+    if (sent()) return;  // the common case: room in the ring, no clock read
     backoff bo;
-    auto since = clock::now();
-    while (b ? !try_send_block(seg, *outbox_, hdr->driver_bell, k, b) : !try_send(*outbox_, hdr->driver_bell, k, size, fill)) {
-      if (bo.pause(since, std::chrono::microseconds(hdr->spin_us))) {
+    while (!sent()) {
+      if (bo.pause(std::chrono::microseconds(hdr->spin_us))) {
         if (getppid() != hdr->supervisor_pid) _exit(0);
         usleep(50);
       }
