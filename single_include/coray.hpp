@@ -4700,6 +4700,8 @@ CORAY_END_NAMESPACE
 
 #include <chrono>
 #include <coroutine>
+#include <cstring>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string>
@@ -4931,6 +4933,74 @@ object_ref<detail::put_type_t<T>> put(const T& value) {
   if constexpr (std::is_same_v<stored, std::decay_t<T>>) detail::store_value(p, *s, value);
   else detail::store_value(p, *s, stored(value));
   return object_ref<stored>(std::move(s));
+}
+
+/// An array being built where it will live, in the object store (Plasma's create, then
+/// seal): fill it through data() / span() / operator[], then seal() it into an immutable
+/// object that tasks read in place. It saves ray::put's copy of an array made only to be put.
+/// Move-only; one dropped unsealed gives its memory back.
+///
+///   auto buf = ray::put_buffer<double>(3000 * 3000);
+///   std::fill(buf.begin(), buf.end(), 0.0);
+///   ray::object_ref<std::vector<double>> image = std::move(buf).seal();
+template <class E>
+class object_buffer {
+ public:
+  object_buffer(object_buffer&&) noexcept = default;
+  object_buffer& operator=(object_buffer&&) noexcept = default;
+
+  E* data() noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  std::span<E> span() noexcept { return {data_, size_}; }
+  E* begin() noexcept { return data_; }
+  E* end() noexcept { return data_ + size_; }
+  E& operator[](std::size_t i) noexcept { return data_[i]; }
+
+  /// The finished object; the buffer is empty afterwards.
+  object_ref<std::vector<E>> seal() && {
+    if (!s_) throw ray::runtime_error("ray::object_buffer::seal: the buffer was already sealed or moved from");
+    s_->st = detail::object_state::status::ready;
+    data_ = nullptr;
+    size_ = 0;
+    return object_ref<std::vector<E>>(std::move(s_));
+  }
+
+ private:
+  template <class T>
+  friend object_buffer<T> put_buffer(std::size_t n);
+  object_buffer(detail::state_ptr s, E* data, std::size_t n) : s_(std::move(s)), data_(data), size_(n) {}
+  detail::state_ptr s_;
+  E* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+/// A buffer of `n` default-initialised (for numbers: uninitialised) elements in the object
+/// store, to fill and seal(). E must be a plain number or trivially copyable struct, as for
+/// ray::get_view.
+template <class E>
+object_buffer<E> put_buffer(std::size_t n) {
+  static_assert(detail::is_raw_copyable_v<E> && !std::is_same_v<E, bool>,
+                "ray::put_buffer<E>: E must be a plain number or a trivially copyable struct of them");
+  auto& p = detail::process::require();
+  // The encoding of a std::vector<E>: its count, padding to E's wire alignment, the elements.
+  const std::size_t offset = sizeof(std::uint64_t) + detail::padding_for(sizeof(std::uint64_t), detail::wire_align_v<E>);
+  if (n > (std::numeric_limits<std::size_t>::max() - offset) / sizeof(E))
+    throw ray::runtime_error("ray::put_buffer: " + std::to_string(n) + " elements do not fit in memory");
+  const std::size_t size = offset + n * sizeof(E);
+  auto s = detail::make_state();
+  std::byte* out = nullptr;
+  if (size > p.inline_threshold()) {
+    s->block = p.new_block(size);
+    p.block_adopted(*s);  // pending until sealed: never spilled meanwhile
+    out = s->block->data();
+  } else {
+    s->bytes.resize(size);
+    out = s->bytes.data();
+  }
+  const std::uint64_t count = n;
+  std::memcpy(out, &count, sizeof count);
+  std::memset(out + sizeof count, 0, offset - sizeof count);
+  return object_buffer<E>(std::move(s), reinterpret_cast<E*>(out + offset), n);
 }
 
 struct wait_options {

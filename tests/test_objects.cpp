@@ -119,6 +119,38 @@ TEST_CASE("objects made and passed between workers are freed once every process 
   CHECK(rt.object_store_free_bytes() == free0);
 }
 
+TEST_CASE("put_buffer builds an array in the store that tasks read in place once sealed") {
+  ray::runtime rt({.num_workers = 2, .object_store_bytes = 64 << 20});
+  const auto free0 = rt.object_store_free_bytes();
+  {
+    auto buffer = ray::put_buffer<double>(1 << 20);  // 8 MiB: a block in the store
+    CHECK(buffer.size() == (1u << 20));
+    CHECK(rt.object_store_free_bytes() < free0 - (8 << 20) + 4096);
+    std::fill(buffer.begin(), buffer.end(), 0.25);
+    buffer[7] = 1.25;
+    const double* where = buffer.data();
+    auto image = std::move(buffer).seal();
+    CHECK(ray::get(ray::task<sum>.remote(image)).get() == (1 << 20) * 0.25 + 1.0);
+    auto view = ray::get_view(image).get();
+    CHECK(view.data() == where);  // sealed where it was written: no copy
+    CHECK(ray::get(ray::task<offset_in_segment>.remote(image)).get() ==
+          ray::detail::process::current()->seg.offset_of(where));
+    std::vector<double> copy = ray::get(image);
+    CHECK(copy.size() == (1u << 20));
+    CHECK(copy[7] == 1.25);
+    CHECK_THROWS_AS((void)std::move(buffer).seal(), ray::runtime_error);  // sealed once only
+
+    auto small = ray::put_buffer<int>(3);  // below the inline threshold: kept in the driver
+    std::iota(small.begin(), small.end(), 1);
+    CHECK(ray::get(std::move(small).seal()).get() == std::vector<int>{1, 2, 3});
+    CHECK(ray::get(ray::put_buffer<double>(0).seal()).get().empty());
+
+    auto dropped = ray::put_buffer<double>(1 << 20);  // never sealed: its memory comes back
+  }
+  for (int i = 0; i < 4; ++i) ray::get(ray::task<add>.remote(i, i)).get();
+  CHECK(rt.object_store_free_bytes() == free0);
+}
+
 TEST_CASE("a put larger than the store fails with object_store_full and the runtime goes on") {
   ray::runtime rt({.num_workers = 1, .object_store_bytes = 4 << 20});
   try {
