@@ -123,9 +123,8 @@ class mp_pool {
     std::size_t next = 0, done = 0;
     auto dispatch = [&](std::size_t w) {
       const std::size_t lo = next * chunksize, hi = std::min(n, lo + chunksize);
-      std::vector<Arg> chunk(items.begin() + static_cast<std::ptrdiff_t>(lo),
-                             items.begin() + static_cast<std::ptrdiff_t>(hi));
-      mp_detail::send(workers_[w].to, ray::encode(chunk));
+      // Serialised straight from the caller's items (encodes as a std::vector<Arg> would).
+      mp_detail::send(workers_[w].to, ray::encode(std::span<const Arg>(items.data() + lo, hi - lo)));
       running[w] = next++;
     };
     for (std::size_t w = 0; w < workers_.size() && next < chunks; ++w) dispatch(w);
