@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from bench import RAY_ROWS, WORKLOADS, fmt  # noqa: E402
+from bench import NOT_RAYS_OPERATION, RAY_ROWS, WORKLOADS, fmt  # noqa: E402
 
 CORAY, RAY = "#1f6feb", "#b0b7c3"
 VARIANTS = [("serial", "serial", "#b0b7c3"), ("threads", "std::thread", "#6e7781"),
@@ -34,7 +34,7 @@ def rect(x, y, w, h, fill):
 
 
 def micro_panel(m: dict, ref: dict, x0: float, y0: float, width: float) -> tuple[list[str], float]:
-    rows = [r for r in RAY_ROWS if r in m and r in ref]
+    rows = [r for r in RAY_ROWS if r in m and r in ref and r not in NOT_RAYS_OPERATION]
     out = [text(x0, y0, "Ray's microbenchmark rows: coray vs Ray (log scale)", 13, weight="bold")]
     label_w, bar_w = 250, width - 250 - 70
     values = [m[r]["value"] for r in rows] + [ref[r]["value"] for r in rows]
