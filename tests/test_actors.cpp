@@ -55,6 +55,17 @@ struct async_actor {
   int ping() { return 1; }
 };
 
+/// Submits more tasks than its inbox holds results (1,024 slots) and awaits them all.
+struct nested_sum_client {
+  ray::async<long> sum_of_doubles(int n) {
+    std::vector<ray::object_ref<int>> refs;
+    for (int i = 0; i < n; ++i) refs.push_back(ray::task<add>.remote(i, i));
+    long total = 0;
+    for (int v : co_await ray::get(std::move(refs))) total += v;
+    co_return total;
+  }
+};
+
 struct table_model {
   // Expensive initialisation once, then many cheap calls.
   explicit table_model(int n) : table(static_cast<std::size_t>(n)) { std::iota(table.begin(), table.end(), 0); }
@@ -135,6 +146,16 @@ TEST_CASE("a coroutine method may await nested tasks, and with max_concurrency o
   CHECK(ray::get(a.call<&async_actor::ping>()).get() == 1);
   auto one = ray::spawn<async_actor>();  // max_concurrency 1: the same, one at a time
   CHECK(ray::get(one.call<&async_actor::slow_add>(2, 3)).get() == 5);
+}
+
+TEST_CASE("actors awaiting more nested results than their inboxes hold receive them all") {
+  ray::runtime rt({.num_workers = 2});
+  std::vector<ray::actor<nested_sum_client>> clients{ray::spawn<nested_sum_client>(), ray::spawn<nested_sum_client>()};
+  for (int round = 0; round < 3; ++round) {
+    std::vector<ray::object_ref<long>> done;
+    for (auto& c : clients) done.push_back(c.call<&nested_sum_client::sum_of_doubles>(5000));
+    for (long total : ray::get(done).get()) CHECK(total == 5000L * 4999);  // 2 * (0 + ... + 4999)
+  }
 }
 
 TEST_CASE("expensive initialisation happens once in the constructor, then serves many calls") {

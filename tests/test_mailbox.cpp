@@ -45,6 +45,22 @@ TEST_CASE("a full mailbox refuses a claim and takes it again once the consumer p
   CHECK(static_cast<bool>(mb->try_claim()));
 }
 
+TEST_CASE("a producer sees room exactly where a claim of that many slots would succeed") {
+  shared_area area(mailbox::bytes_for(4));
+  mailbox* mb = mailbox::create(area.mem, 4);
+  CHECK(mb->has_room(4));
+  auto c = mb->try_claim(3);
+  REQUIRE(c);
+  mb->commit(c);
+  CHECK(mb->has_room(1));
+  CHECK_FALSE(mb->has_room(2));
+  CHECK_FALSE(mb->try_claim(2));
+  REQUIRE(mb->peek() != nullptr);
+  mb->pop(3);  // the consumer frees the message: all of it is room again
+  CHECK(mb->has_room(4));
+  CHECK(static_cast<bool>(mb->try_claim(2)));
+}
+
 TEST_CASE("messages from many producer processes all arrive, each producer's in its order") {
   constexpr int producers = 4;
   constexpr std::uint32_t per_producer = 50'000;

@@ -371,6 +371,18 @@ class driver final : public process {
           if (hdr->deaths.load(std::memory_order_acquire) != seen_deaths_) return true;
           for (std::uint32_t i : active_)
             if (!views_[i].outbox->empty()) return true;
+          // Waiting for room in an inbox: the process rings once it frees slots (Dekker with
+          // worker::poll: flag set, fence, room read here; slots freed, fence, flag read there).
+          for (std::uint32_t i : active_) {
+            process_view& w = views_[i];
+            if (w.blocked == 0) continue;
+            w.shared->driver_waiting.store(1, std::memory_order_relaxed);
+            std::atomic_thread_fence(std::memory_order_seq_cst);
+            if (w.inbox->has_room(w.blocked)) {
+              w.blocked = 0;  // retry now; a send that fails again sets it again
+              return true;
+            }
+          }
           return false;
         },
         limit);
@@ -425,7 +437,21 @@ class driver final : public process {
       clock::time_point deadline;
     };
     std::deque<grant_request> grants;  // block requests waiting for room
+    std::size_t blocked = 0;           // slots a message to it needed and did not find
   };
+
+  /// Sends to `w`'s inbox; on a full inbox, remembers that the driver waits for room there.
+  template <class Fill>
+  bool send_to(process_view& w, msg_kind k, std::size_t size, Fill&& fill) {
+    if (try_send(*w.inbox, w.shared->bell, k, size, std::forward<Fill>(fill))) return true;
+    w.blocked = mailbox::slots_for(size);
+    return false;
+  }
+  bool send_block_to(process_view& w, msg_kind k, object_block* b) {
+    if (try_send_block(seg, *w.inbox, w.shared->bell, k, b)) return true;
+    w.blocked = 1;
+    return false;
+  }
 
   struct actor_entry {
     std::uint64_t id = 0;
@@ -592,7 +618,7 @@ class driver final : public process {
       progress = true;
     }
     if (a.closing && a.queue.empty() && !a.dead && !a.shutdown_sent) {
-      a.shutdown_sent = try_send(*v.inbox, v.shared->bell, msg_kind::shutdown, 0, [](std::byte*) {});
+      a.shutdown_sent = send_to(v, msg_kind::shutdown, 0, [](std::byte*) {});
       if (!a.shutdown_sent) backlog_.insert(a.id);
     }
     return progress;
@@ -669,14 +695,14 @@ class driver final : public process {
       });
     };
     if (size <= w.inbox->max_message_bytes()) {
-      if (!try_send(*w.inbox, w.shared->bell, kind, size, fill)) return false;
+      if (!send_to(w, kind, size, fill)) return false;
       pin_deps(r);
       return true;
     }
     // Longer than the ring takes: in a block, freed when the call ends.
     object_block* b = allocate_object(size);
     fill(b->data());
-    if (!try_send_block(seg, *w.inbox, w.shared->bell, kind, b)) {
+    if (!send_block_to(w, kind, b)) {
       seg.release(b);
       return false;
     }
@@ -915,8 +941,8 @@ class driver final : public process {
 
   void queue_message(process_view& w, msg_kind k, const void* data, std::size_t n) {
     std::vector<std::byte> bytes(static_cast<const std::byte*>(data), static_cast<const std::byte*>(data) + n);
-    w.outgoing.push_back([&w, k, bytes = std::move(bytes)] {
-      return try_send(*w.inbox, w.shared->bell, k, bytes.size(), [&](std::byte* out) {
+    w.outgoing.push_back([this, &w, k, bytes = std::move(bytes)] {
+      return send_to(w, k, bytes.size(), [&](std::byte* out) {
         if (!bytes.empty()) std::memcpy(out, bytes.data(), bytes.size());
       });
     });
@@ -952,7 +978,7 @@ class driver final : public process {
         e = describe_current_exception("");
       }
       std::size_t n = encoded_size(e);
-      return try_send(*w.inbox, w.shared->bell, msg_kind::object_ready, sizeof(result_header) + n,
+      return send_to(w, msg_kind::object_ready, sizeof(result_header) + n,
                       [&](std::byte* out) {
                         result_header h{id, result_header::error, static_cast<std::uint32_t>(n), 0, 0};
                         std::memcpy(out, &h, sizeof h);
@@ -961,7 +987,7 @@ class driver final : public process {
     }
     if (s.block) {
       result_header h{id, result_header::value_block, 0, seg.offset_of(s.block), 0};
-      bool ok = try_send(*w.inbox, w.shared->bell, msg_kind::object_ready, sizeof h,
+      bool ok = send_to(w, msg_kind::object_ready, sizeof h,
                          [&](std::byte* out) { std::memcpy(out, &h, sizeof h); });
       if (ok) {
         seg.add_ref(s.block);  // the receiving process's handle
@@ -969,7 +995,7 @@ class driver final : public process {
       }
       return ok;
     }
-    return try_send(*w.inbox, w.shared->bell, msg_kind::object_ready, sizeof(result_header) + s.bytes.size(),
+    return send_to(w, msg_kind::object_ready, sizeof(result_header) + s.bytes.size(),
                     [&](std::byte* out) {
                       result_header h{id, result_header::value_inline, static_cast<std::uint32_t>(s.bytes.size()), 0, 0};
                       std::memcpy(out, &h, sizeof h);
@@ -1025,7 +1051,7 @@ class driver final : public process {
     for (auto& [id, a] : actors_) {
       if (a.dead || a.killed || !a.queue.empty() || !a.sent.empty()) continue;
       process_view& v = views_[a.slot];
-      if (a.shutdown_sent || try_send(*v.inbox, v.shared->bell, msg_kind::shutdown, 0, [](std::byte*) {})) {
+      if (a.shutdown_sent || send_to(v, msg_kind::shutdown, 0, [](std::byte*) {})) {
         a.shutdown_sent = true;
         stopping.push_back(a.slot);
       }

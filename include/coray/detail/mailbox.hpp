@@ -76,6 +76,11 @@ class mailbox {
       }
     }
   }
+  /// Whether `n` slots are free now (a producer's look, claiming nothing).
+  bool has_room(std::size_t n = 1) noexcept {
+    const std::uint64_t pos = head_.load(std::memory_order_relaxed);
+    return at(pos + n - 1).seq.load(std::memory_order_acquire) == pos + n - 1;
+  }
   /// Writes a claimed message's payload across its slots.
   void write(const claim& c, const std::byte* src, std::size_t size) noexcept {
     for (std::size_t i = 0; size; ++i) {

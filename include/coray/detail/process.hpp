@@ -40,6 +40,9 @@ struct alignas(64) worker_shared {
   std::uint64_t outbox = 0;  // offset of the mailbox worker -> driver
   alignas(64) std::atomic<std::uint64_t> tasks_started{0};
   std::atomic<std::uint32_t> suspended{0};  // task coroutines awaiting something
+  /// Set by the driver when a message to this process found its inbox full and the driver
+  /// is going to sleep: the process rings the driver once it has freed slots.
+  std::atomic<std::uint32_t> driver_waiting{0};
 };
 
 /// The segment's control header, allocated first in the segment.

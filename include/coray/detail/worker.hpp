@@ -248,6 +248,13 @@ class worker final : public process {
       m.payload = {local, m.payload.size()};
     }
     inbox_->pop(m.slots);
+    // The driver may be asleep waiting for room in this inbox (Dekker with its sleep: slots
+    // freed, fence, flag read here; flag set, fence, room read there).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (me_->driver_waiting.load(std::memory_order_relaxed) != 0) {
+      me_->driver_waiting.store(0, std::memory_order_relaxed);
+      hdr->driver_bell.ring();
+    }
     switch (m.kind) {
       case msg_kind::run_task:
         if (is_actor_) {
