@@ -160,6 +160,7 @@ def run(args: argparse.Namespace) -> Path:
     result = {
         "machine": machine(build_dir),
         "run": {"date": date, "mode": "quick" if args.quick else "full", "commit": git_commit(),
+                "programs": names, "partial": bool(args.only),
                 "seconds": round(time.time() - started, 1),
                 "load_average_before": [round(x, 2) for x in load_before],
                 "load_average_after": [round(x, 2) for x in os.getloadavg()],
@@ -167,7 +168,8 @@ def run(args: argparse.Namespace) -> Path:
         "metrics": metrics,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = Path(args.out) if args.out else RESULTS / f"{date}-{host}{'-quick' if args.quick else ''}.json"
+    suffix = ("-quick" if args.quick else "") + ("-partial" if args.only else "")
+    path = Path(args.out) if args.out else RESULTS / f"{date}-{host}{suffix}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     path.with_suffix(".md").write_text(report(result, path))
     print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} and .md"
@@ -321,6 +323,7 @@ def report(result: dict, path: Path | None = None) -> str:
     w("|---|---|---|---|")
     shown = set(RAY_ROWS) | {f"{k}_{v}" for k, _ in WORKLOADS for v in ("serial", "threads", "mp", "coray")}
     shown |= {r for r in m if r.startswith("tiny_tasks_") and not r.endswith("per_item")}
+    shown |= {f"{k}_coray_{r}" for k, _ in WORKLOADS for r in ("speedup_vs_serial", "vs_threads", "speedup_vs_mp")}
     shown |= {"task_call_latency_p50", "task_call_latency_p99", "actor_call_latency_p50", "actor_call_latency_p99"}
     for name in sorted(m):
         if name in shown:
@@ -334,10 +337,12 @@ def report(result: dict, path: Path | None = None) -> str:
 # ---- README and chart ---------------------------------------------------------------------
 
 def newest_full() -> Path:
-    full = sorted(p for p in RESULTS.glob("*.json") if not p.stem.endswith("-quick"))
+    """The newest complete full run in bench/results/ (not quick, not --only)."""
+    runs = [(json.loads(p.read_text())["run"], p) for p in RESULTS.glob("*.json")]
+    full = [(r["date"], p.name, p) for r, p in runs if r["mode"] == "full" and not r.get("partial")]
     if not full:
         sys.exit("no full run in bench/results/: run scripts/bench.py first")
-    return max(full, key=lambda p: (json.loads(p.read_text())["run"]["date"], p.name))
+    return max(full)[2]
 
 
 def readme_section(path: Path) -> str:
