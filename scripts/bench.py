@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs coray's benchmark suite and writes its results.
 
-    scripts/bench.py            full run (about 15 minutes on 2 cores)
+    scripts/bench.py            full run (about 4 minutes on 2 cores, plus the build)
     scripts/bench.py --quick    quick run (under 2 minutes)
 
 Builds bench/ in Release (build/bench), runs every program in bench/ with --json, and

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Checks that single_include/coray.hpp is up to date and that the vcpkg port and the Conan
-# recipe carry coray's version. Then, for each preset, builds coray's tests and examples and
+# Checks that single_include/coray.hpp is up to date, that the vcpkg port and the Conan
+# recipe carry coray's version, and that README.md's Performance section is the newest full
+# benchmark run's (bench/results/). Then, for each preset, builds coray's tests and examples and
 # runs the whole suite with both start methods (fork and spawn): g++ (release), clang (with a
 # short libFuzzer run of the codec), g++ under AddressSanitizer + UndefinedBehaviorSanitizer
 # (asan), g++ under ThreadSanitizer (tsan), and g++ against single_include/coray.hpp
@@ -12,6 +13,7 @@ scripts/install-deps.sh
 
 python3 scripts/amalgamate.py --check
 python3 scripts/check_packaging.py
+python3 scripts/bench.py --check-readme
 
 presets=("$@")
 [ ${#presets[@]} -eq 0 ] && presets=(release clang asan tsan single-header)
