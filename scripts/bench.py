@@ -123,8 +123,11 @@ def machine(build_dir: Path) -> dict:
 
 def git_commit() -> str:
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
+    # Changes to what a run writes (results, README, chart) do not make the code dirty.
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                            ":(exclude)bench/results", ":(exclude)README.md",
+                            ":(exclude)docs/performance.svg"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
 
 
