@@ -22,6 +22,7 @@
 namespace {
 
 using bench::clk;
+using bench::median_rate;
 using bench::seconds_since;
 
 struct server {
@@ -50,23 +51,6 @@ struct client {
     co_return static_cast<int>(all.size());
   }
 };
-
-/// Runs `body` repeatedly for about `secs`; returns operations per second (body returns ops).
-template <class F>
-double rate(double secs, F&& body) {
-  long ops = 0;
-  auto t0 = clk::now();
-  while (seconds_since(t0) < secs) ops += body();
-  return static_cast<double>(ops) / seconds_since(t0);
-}
-
-/// The median over `reps` runs of rate(secs, body).
-template <class F>
-double median_rate(int reps, double secs, F&& body) {
-  std::vector<double> r;
-  for (int i = 0; i < reps; ++i) r.push_back(rate(secs, body));
-  return bench::median(r);
-}
 
 }  // namespace
 

@@ -55,6 +55,23 @@ std::vector<double> times(int reps, F&& f) {
   return t;
 }
 
+/// Runs `body` repeatedly for about `secs`; returns operations per second (body returns ops).
+template <class F>
+double rate(double secs, F&& body) {
+  long ops = 0;
+  auto t0 = clk::now();
+  while (seconds_since(t0) < secs) ops += body();
+  return static_cast<double>(ops) / seconds_since(t0);
+}
+
+/// The median over `reps` runs of rate(secs, body).
+template <class F>
+double median_rate(int reps, double secs, F&& body) {
+  std::vector<double> r;
+  for (int i = 0; i < reps; ++i) r.push_back(rate(secs, body));
+  return median(r);
+}
+
 struct options {
   bool quick = false;
   std::string json;
