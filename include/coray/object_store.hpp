@@ -31,19 +31,22 @@ template <class T>
 using put_type_t = std::conditional_t<std::is_same_v<std::decay_t<T>, const char*> || std::is_same_v<std::decay_t<T>, char*>,
                                       std::string, storage_type_t<std::decay_t<T>>>;
 
+/// Room for a value of `size` encoded bytes in `s`, which stays pending: inline bytes below
+/// the threshold, else a new block in the store (pending, so never spilled while written).
+inline std::span<std::byte> reserve_value(process& p, object_state& s, std::size_t size) {
+  if (size > p.inline_threshold()) {
+    s.block = p.new_block(size);
+    p.block_adopted(s);
+    return {s.block->data(), size};
+  }
+  s.bytes.resize(size);
+  return {s.bytes.data(), size};
+}
+
 /// Encodes `v` into `s`: inline below the threshold, else into a new block in the store.
 template <class V>
 void store_value(process& p, object_state& s, const V& v) {
-  const std::size_t size = encoded_size(v);
-  if (size > p.inline_threshold()) {
-    object_block* b = p.new_block(size);
-    encode_to(std::span<std::byte>(b->data(), size), v);
-    s.block = b;
-    p.block_adopted(s);
-  } else {
-    s.bytes.resize(size);
-    encode_to(std::span<std::byte>(s.bytes.data(), size), v);
-  }
+  encode_to(reserve_value(p, s, encoded_size(v)), v);
   s.st = object_state::status::ready;
 }
 
@@ -301,15 +304,7 @@ object_buffer<E> put_buffer(std::size_t n) {
     throw ray::runtime_error("ray::put_buffer: " + std::to_string(n) + " elements do not fit in memory");
   const std::size_t size = offset + n * sizeof(E);
   auto s = detail::make_state();
-  std::byte* out = nullptr;
-  if (size > p.inline_threshold()) {
-    s->block = p.new_block(size);
-    p.block_adopted(*s);  // pending until sealed: never spilled meanwhile
-    out = s->block->data();
-  } else {
-    s->bytes.resize(size);
-    out = s->bytes.data();
-  }
+  std::byte* out = detail::reserve_value(p, *s, size).data();  // pending until sealed
   const std::uint64_t count = n;
   std::memcpy(out, &count, sizeof count);
   std::memset(out + sizeof count, 0, offset - sizeof count);

@@ -229,13 +229,7 @@ class process {
   /// on the loop thread. A caller whose refs are already ready does not run the loop; this
   /// keeps the workers fed while it carries on (a loop of ray::wait for one of n refs).
   void serve_once() {
-    if (!is_loop_thread() || polling_) return;  // never inside a poll (a task body it started)
-    polling_ = true;
-    struct reset {
-      bool& flag;
-      ~reset() { flag = false; }
-    } r{polling_};
-    poll();
+    if (is_loop_thread() && !polling_) poll_guarded();  // never inside a poll (a task body it started)
   }
 
   /// Queues a coroutine to resume on the loop.

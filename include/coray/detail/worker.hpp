@@ -399,8 +399,7 @@ class worker final : public process {
     auto sent = [&] {
       return b ? try_send_block(seg, *outbox_, hdr->driver_bell, k, b) : try_send(*outbox_, hdr->driver_bell, k, size, fill);
     };
-    if (sent()) return;  // the common case: room in the ring, no clock read
-    backoff bo;
+    backoff bo;  // reads the clock only if the ring is full
     while (!sent()) {
       if (bo.pause(std::chrono::microseconds(hdr->spin_us))) {
         if (getppid() != hdr->supervisor_pid) _exit(0);
