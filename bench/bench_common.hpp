@@ -6,11 +6,15 @@
 //                                      "note": "..."}}}
 #pragma once
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <stdexcept>
@@ -136,6 +140,34 @@ inline void write_json(const options& o) {
       << ", \"note\": \"" << json_escape(m.note) << "\"}" << (++i < metrics().size() ? ",\n" : "\n");
   }
   f << "  }\n}\n";
+}
+
+/// Writes all of `data` to a pipe or file descriptor; throws if it closes.
+inline void write_all(int fd, const void* data, std::size_t n) {
+  const auto* p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) throw std::runtime_error(std::string("write: ") + std::strerror(errno));
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+/// Reads exactly `n` bytes; false on a clean end of file before the first byte, throws if the
+/// descriptor closes mid-way.
+inline bool read_all(int fd, void* data, std::size_t n) {
+  auto* p = static_cast<char*>(data);
+  const std::size_t total = n;
+  while (n > 0) {
+    ssize_t r = ::read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r == 0 && n == total) return false;
+    if (r <= 0) throw std::runtime_error("read: closed mid-message");
+    p += r;
+    n -= static_cast<std::size_t>(r);
+  }
+  return true;
 }
 
 /// Keeps the optimiser from dropping a result.

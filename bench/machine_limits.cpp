@@ -231,28 +231,6 @@ double futex_round_trip_us(const std::vector<int>& cpus, long round_trips) {
 
 // ---- pipes ---------------------------------------------------------------------------------
 
-void read_exact(int fd, void* data, std::size_t n) {
-  auto* p = static_cast<char*>(data);
-  while (n > 0) {
-    ssize_t r = ::read(fd, p, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) throw std::runtime_error("pipe closed");
-    p += r;
-    n -= static_cast<std::size_t>(r);
-  }
-}
-
-void write_exact(int fd, const void* data, std::size_t n) {
-  const auto* p = static_cast<const char*>(data);
-  while (n > 0) {
-    ssize_t r = ::write(fd, p, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) throw std::runtime_error("pipe write failed");
-    p += r;
-    n -= static_cast<std::size_t>(r);
-  }
-}
-
 double pipe_round_trip_us(const std::vector<int>& cpus, long round_trips) {
   int down[2], up[2];
   if (::pipe(down) != 0) fail("pipe");
@@ -265,9 +243,9 @@ double pipe_round_trip_us(const std::vector<int>& cpus, long round_trips) {
     try {
       for (long k = 0; k < total; ++k) {
         std::uint64_t m = 0;
-        read_exact(down[0], &m, sizeof m);
+        if (!bench::read_all(down[0], &m, sizeof m)) throw std::runtime_error("pipe closed");
         ++m;
-        write_exact(up[1], &m, sizeof m);
+        bench::write_all(up[1], &m, sizeof m);
       }
     } catch (...) {
       ::_exit(1);
@@ -281,8 +259,8 @@ double pipe_round_trip_us(const std::vector<int>& cpus, long round_trips) {
     for (long k = 0; k < total; ++k) {
       auto t0 = clk::now();
       auto m = static_cast<std::uint64_t>(k);
-      write_exact(down[1], &m, sizeof m);
-      read_exact(up[0], &m, sizeof m);
+      bench::write_all(down[1], &m, sizeof m);
+      if (!bench::read_all(up[0], &m, sizeof m)) throw std::runtime_error("pipe closed");
       if (m != static_cast<std::uint64_t>(k + 1))
         throw std::runtime_error("pipe ping-pong out of step");
       if (k >= warmup) us.push_back(seconds_since(t0) * 1e6);

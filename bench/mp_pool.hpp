@@ -12,6 +12,8 @@
 
 #include <coray/codec.hpp>
 
+#include "bench_common.hpp"
+
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -29,32 +31,6 @@
 namespace bench {
 
 namespace mp_detail {
-
-inline void write_all(int fd, const void* data, std::size_t n) {
-  const auto* p = static_cast<const char*>(data);
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) throw std::runtime_error(std::string("mp_pool: write: ") + std::strerror(errno));
-    p += w;
-    n -= static_cast<std::size_t>(w);
-  }
-}
-
-/// False on a clean end of file before the first byte.
-inline bool read_all(int fd, void* data, std::size_t n) {
-  auto* p = static_cast<char*>(data);
-  const std::size_t total = n;
-  while (n > 0) {
-    ssize_t r = ::read(fd, p, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r == 0 && n == total) return false;
-    if (r <= 0) throw std::runtime_error("mp_pool: read: pipe closed mid-message");
-    p += r;
-    n -= static_cast<std::size_t>(r);
-  }
-  return true;
-}
 
 inline void send(int fd, const std::vector<std::byte>& bytes) {
   const std::uint64_t n = bytes.size();
