@@ -140,6 +140,14 @@ TEST_CASE("put_buffer builds an array in the store that tasks read in place once
     CHECK(copy[7] == 1.25);
     CHECK_THROWS_AS((void)std::move(buffer).seal(), ray::runtime_error);  // sealed once only
 
+    auto first = ray::put_buffer<double>(1 << 20);
+    auto moved = std::move(first);  // the moved-from buffer is empty, as after seal()
+    CHECK(first.size() == 0);
+    CHECK(first.data() == nullptr);
+    CHECK(moved.size() == (1u << 20));
+    CHECK_THROWS_AS((void)std::move(first).seal(), ray::runtime_error);
+    moved = ray::put_buffer<double>(16);  // the unsealed 8 MiB it held is given back
+
     auto small = ray::put_buffer<int>(3);  // below the inline threshold: kept in the driver
     std::iota(small.begin(), small.end(), 1);
     CHECK(ray::get(std::move(small).seal()).get() == std::vector<int>{1, 2, 3});

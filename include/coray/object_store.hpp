@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
@@ -262,8 +263,14 @@ object_ref<detail::put_type_t<T>> put(const T& value) {
 template <class E>
 class object_buffer {
  public:
-  object_buffer(object_buffer&&) noexcept = default;
-  object_buffer& operator=(object_buffer&&) noexcept = default;
+  object_buffer(object_buffer&& o) noexcept
+      : s_(std::move(o.s_)), data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  object_buffer& operator=(object_buffer&& o) noexcept {
+    s_ = std::move(o.s_);  // an unsealed buffer this one held gives its memory back
+    data_ = std::exchange(o.data_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+    return *this;
+  }
 
   E* data() noexcept { return data_; }
   std::size_t size() const noexcept { return size_; }
