@@ -88,8 +88,10 @@ inline options parse_options(int argc, char** argv) {
   options o;
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
-    if (a == "--quick") o.quick = true;
-    else if (a == "--json" && i + 1 < argc) o.json = argv[++i];
+    if (a == "--quick")
+      o.quick = true;
+    else if (a == "--json" && i + 1 < argc)
+      o.json = argv[++i];
   }
   o.reps = o.quick ? 3 : 7;
   return o;
@@ -136,8 +138,9 @@ inline void write_json(const options& o) {
     char value[64];
     std::snprintf(value, sizeof value, "%.6g", std::isfinite(m.value) ? m.value : 0.0);
     f << "    \"" << json_escape(name) << "\": {\"value\": " << value << ", \"unit\": \""
-      << json_escape(m.unit) << "\", \"higher_is_better\": " << (m.higher_is_better ? "true" : "false")
-      << ", \"note\": \"" << json_escape(m.note) << "\"}" << (++i < metrics().size() ? ",\n" : "\n");
+      << json_escape(m.unit)
+      << "\", \"higher_is_better\": " << (m.higher_is_better ? "true" : "false") << ", \"note\": \""
+      << json_escape(m.note) << "\"}" << (++i < metrics().size() ? ",\n" : "\n");
   }
   f << "  }\n}\n";
 }

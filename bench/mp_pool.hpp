@@ -10,23 +10,23 @@
 // Fork it before any runtime or thread exists in the process (it forks the caller).
 #pragma once
 
-#include <coray/codec.hpp>
-
-#include "bench_common.hpp"
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <coray/codec.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <functional>
-#include <poll.h>
-#include <signal.h>
 #include <span>
 #include <stdexcept>
 #include <string>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <vector>
+
+#include "bench_common.hpp"
 
 namespace bench {
 
@@ -100,7 +100,8 @@ class mp_pool {
     auto dispatch = [&](std::size_t w) {
       const std::size_t lo = next * chunksize, hi = std::min(n, lo + chunksize);
       // Serialised straight from the caller's items (encodes as a std::vector<Arg> would).
-      mp_detail::send(workers_[w].to, ray::encode(std::span<const Arg>(items.data() + lo, hi - lo)));
+      mp_detail::send(workers_[w].to,
+                      ray::encode(std::span<const Arg>(items.data() + lo, hi - lo)));
       running[w] = next++;
     };
     for (std::size_t w = 0; w < workers_.size() && next < chunks; ++w) dispatch(w);

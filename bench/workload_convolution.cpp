@@ -238,8 +238,9 @@ int main(int argc, char** argv) {
   ray::runtime rt(argc, argv, {.num_workers = num_workers});
   run_coray(filters, 1);  // the workers are up, each with its scratch buffer
   t_coray = bench::median(bench::times(reps, [&] { sum_coray = run_coray(filters); }));
-  bench::report("convolution_coray", t_coray, "s", false,
-                "image made in the store (ray::put_buffer), a task per filter, results read in place");
+  bench::report(
+      "convolution_coray", t_coray, "s", false,
+      "image made in the store (ray::put_buffer), a task per filter, results read in place");
 
   bench::report("convolution_coray_speedup_vs_serial", t_serial / t_coray, "x", true,
                 "target >= 1.7");

@@ -20,11 +20,7 @@
 // The serial, threads and mp variants run before the runtime exists (mp_pool forks the
 // process, which must have no runtime threads then).
 // Usage: workload_model [--quick] [--json FILE]
-#include "bench_common.hpp"
-#include "mp_pool.hpp"
-
 #include <coray/coray.hpp>
-
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -33,6 +29,9 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "bench_common.hpp"
+#include "mp_pool.hpp"
 
 namespace {
 
@@ -66,7 +65,8 @@ struct model {
         float acc[8] = {};
         for (std::size_t i = 0; i < dim; i += 8)
           for (std::size_t j = 0; j < 8; ++j) acc[j] += x[i + j] * window[i + j];
-        const float dot = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        const float dot =
+            ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
         if (dot > 0) out[r] += static_cast<double>(dot);
       }
     }
@@ -142,13 +142,16 @@ struct mp_job {
 };
 
 /// Stateless, as a function given to Pool.map must be: builds the model, evaluates once.
-outputs evaluate_next_batch(const mp_job& job) { return model(model_seed(job.worker)).evaluate(job.batch); }
+outputs evaluate_next_batch(const mp_job& job) {
+  return model(model_seed(job.worker)).evaluate(job.batch);
+}
 
 run_results run_mp(bench::mp_pool<mp_job, outputs>& pool, const batch_set& batches) {
   run_results res(workers);
   for (std::size_t r = 0; r < rounds; ++r) {
     std::vector<mp_job> jobs;
-    for (std::size_t wk = 0; wk < workers; ++wk) jobs.push_back({static_cast<std::uint32_t>(wk), batches[wk][r]});
+    for (std::size_t wk = 0; wk < workers; ++wk)
+      jobs.push_back({static_cast<std::uint32_t>(wk), batches[wk][r]});
     auto outs = pool.map(jobs);
     for (std::size_t wk = 0; wk < workers; ++wk) res[wk].push_back(std::move(outs[wk]));
   }
@@ -161,7 +164,8 @@ run_results run_coray(const batch_set& batches) {
   run_results res(workers);
   for (std::size_t r = 0; r < rounds; ++r) {
     std::vector<ray::object_ref<outputs>> refs;
-    for (std::size_t wk = 0; wk < workers; ++wk) refs.push_back(actors[wk].call<&model::evaluate>(batches[wk][r]));
+    for (std::size_t wk = 0; wk < workers; ++wk)
+      refs.push_back(actors[wk].call<&model::evaluate>(batches[wk][r]));
     std::vector<outputs> outs = ray::get(refs);
     for (std::size_t wk = 0; wk < workers; ++wk) res[wk].push_back(std::move(outs[wk]));
   }

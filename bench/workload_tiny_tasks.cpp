@@ -15,17 +15,16 @@
 // coray tasks are slow, so that case runs once (--quick) or three times.
 // Also per-item costs of the 1M case for coray's two ways.
 // Usage: workload_tiny_tasks [--quick] [--json FILE]
-#include "bench_common.hpp"
-#include "mp_pool.hpp"
-
 #include <coray/coray.hpp>
-
 #include <cstddef>
 #include <cstdio>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "bench_common.hpp"
+#include "mp_pool.hpp"
 
 namespace {
 
@@ -78,8 +77,9 @@ bool mismatch = false;
 /// Times `run` over the case's items (after one untimed run, if `warm`), checks every
 /// result against the serial loop's and reports the median; returns it.
 template <class Run>
-double measure(const size_case& c, const std::string& variant, int reps, Run&& run, bool warm = true) {
-  if (warm) run(c.items);  // caches, allocator, processes
+double measure(const size_case& c, const std::string& variant, int reps, Run&& run,
+               bool warm = true) {
+  if (warm) run(c.items);                // caches, allocator, processes
   std::vector<std::vector<double>> got;  // kept until checked, outside the timing
   got.reserve(static_cast<std::size_t>(reps));
   auto t = bench::times(reps, [&] { got.push_back(run(c.items)); });

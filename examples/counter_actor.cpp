@@ -9,7 +9,6 @@
 //   [a.add.remote() for a in actors]
 //   results = ray.get([a.get_n.remote() for a in actors])
 #include <coray/coray.hpp>
-
 #include <cstdio>
 #include <vector>
 

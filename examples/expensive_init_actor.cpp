@@ -1,9 +1,8 @@
 // Seed 004, workload 3: expensive initialisation. The actor builds a large read-only model
 // once, in its constructor, in its own process; every later call only evaluates. With
 // stateless tasks the model would be rebuilt (or shipped) for every batch.
-#include <coray/coray.hpp>
-
 #include <chrono>
+#include <coray/coray.hpp>
 #include <cstdio>
 #include <numeric>
 #include <random>
@@ -19,9 +18,10 @@ struct model {
   std::vector<double> evaluate(const std::vector<float>& batch, std::size_t dim) const {
     std::vector<double> out(batch.size() / dim);
     for (std::size_t r = 0; r < out.size(); ++r)
-      out[r] = std::inner_product(batch.begin() + static_cast<std::ptrdiff_t>(r * dim),
-                                  batch.begin() + static_cast<std::ptrdiff_t>((r + 1) * dim),
-                                  w.begin() + static_cast<std::ptrdiff_t>((r * 7919) % (w.size() - dim)), 0.0);
+      out[r] = std::inner_product(
+          batch.begin() + static_cast<std::ptrdiff_t>(r * dim),
+          batch.begin() + static_cast<std::ptrdiff_t>((r + 1) * dim),
+          w.begin() + static_cast<std::ptrdiff_t>((r * 7919) % (w.size() - dim)), 0.0);
     return out;
   }
   std::vector<float> w;
@@ -32,7 +32,8 @@ int main(int argc, char** argv) {
   const std::size_t dim = 1024;
   auto t0 = std::chrono::steady_clock::now();
   std::vector<ray::actor<model>> models;
-  for (unsigned i = 0; i < rt.num_workers(); ++i) models.push_back(ray::spawn<model>(std::size_t{25'000'000}, std::uint64_t{7}));
+  for (unsigned i = 0; i < rt.num_workers(); ++i)
+    models.push_back(ray::spawn<model>(std::size_t{25'000'000}, std::uint64_t{7}));
 
   std::vector<ray::object_ref<std::vector<double>>> results;
   std::vector<float> batch(256 * dim, 0.5f);
@@ -41,5 +42,6 @@ int main(int argc, char** argv) {
   std::size_t rows = 0;
   for (auto& r : ray::get(results).get()) rows += r.size();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("%zu models (100 MB each) built once, %zu rows evaluated in %.2f s\n", models.size(), rows, secs);
+  std::printf("%zu models (100 MB each) built once, %zu rows evaluated in %.2f s\n", models.size(),
+              rows, secs);
 }

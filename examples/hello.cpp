@@ -3,10 +3,10 @@
 //   @ray.remote
 //   def function(): return True
 //   ray.get(function.remote())
-#include <coray/coray.hpp>
-
-#include <cstdio>
 #include <unistd.h>
+
+#include <coray/coray.hpp>
+#include <cstdio>
 
 int hello(int from) {
   std::printf("hello from worker pid %d (asked by pid %d)\n", getpid(), from);

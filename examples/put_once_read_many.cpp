@@ -3,7 +3,6 @@
 //   number_lst = ray.put(lst)
 //   result = ray.get([task.remote(number_lst, idx) for idx in range(cnt)])
 #include <coray/coray.hpp>
-
 #include <cstdio>
 #include <random>
 #include <span>

@@ -1,6 +1,5 @@
 // The design card's tour: tasks, put/get, wait, and coroutines.
 #include <coray/coray.hpp>
-
 #include <cstdio>
 #include <numeric>
 #include <span>
@@ -14,7 +13,7 @@ ray::async<int> amain() {
   int three = co_await ray::get(r);
 
   auto img = ray::put(std::vector<double>(3000 * 3000, 1.0));  // once, into shared memory
-  double s = co_await ray::get(ray::task<total>.remote(img));   // the worker reads it in place
+  double s = co_await ray::get(ray::task<total>.remote(img));  // the worker reads it in place
 
   std::vector<ray::object_ref<int>> refs;
   for (int i = 0; i < 8; ++i) refs.push_back(ray::task<add>.remote(i, i));

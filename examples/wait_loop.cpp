@@ -3,9 +3,8 @@
 //   while len(futures):
 //       object_id, futures = ray.wait(futures)
 //       print(ray.get(object_id[0]))
-#include <coray/coray.hpp>
-
 #include <chrono>
+#include <coray/coray.hpp>
 #include <cstdio>
 #include <span>
 #include <thread>

@@ -3,7 +3,7 @@
 # As root it runs apt-get; otherwise it prints the exact command to run and stops.
 set -euo pipefail
 
-packages=(cmake ninja-build g++ clang python3 libboost1.81-dev libfmt-dev libconcurrentqueue-dev doctest-dev libclang-rt-14-dev)
+packages=(cmake ninja-build g++ clang python3 libboost1.81-dev libfmt-dev libconcurrentqueue-dev doctest-dev libclang-rt-14-dev clang-format-14)
 packages+=("$@")
 
 missing=()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks that single_include/coray.hpp is up to date, that the vcpkg port and the Conan
+# Checks that single_include/coray.hpp is up to date, that the C++ sources are formatted as
+# .clang-format says (scripts/check_format.sh), that the vcpkg port and the Conan
 # recipe carry coray's version, and that README.md's Performance section is the newest full
 # benchmark run's (bench/results/). Then, for each preset, builds coray's tests and examples and
 # runs the whole suite with both start methods (fork and spawn): g++ (release), clang (with a
@@ -12,6 +13,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 
 python3 scripts/amalgamate.py --check
+scripts/check_format.sh
 python3 scripts/check_packaging.py
 python3 scripts/bench.py --check-readme
 

@@ -23,17 +23,19 @@
 ///   ray::actor<counter> c = ray::spawn<counter>(10);
 ///   int v = ray::get(c.call<&counter::incr>(5));   // 15
 
-// begin <coray/detail/actor_state.hpp>
+// begin <coray/detail/runtime/actor_state.hpp>
 /// A process's handle on an actor: counted locally, and each local handle counts once at the
 /// driver, which ends the actor when no handle is left in any process.
 
+#include <atomic>
 // begin <coray/version.hpp>
 /// coray's version and the versioned inline namespace that keeps two versions' symbols apart.
 
 #define CORAY_VERSION_MAJOR 0
 #define CORAY_VERSION_MINOR 1
 #define CORAY_VERSION_PATCH 0
-#define CORAY_VERSION (CORAY_VERSION_MAJOR * 10000 + CORAY_VERSION_MINOR * 100 + CORAY_VERSION_PATCH)
+#define CORAY_VERSION \
+  (CORAY_VERSION_MAJOR * 10000 + CORAY_VERSION_MINOR * 100 + CORAY_VERSION_PATCH)
 
 /// Opens `namespace ray { inline namespace v0 {`: every public name lives there.
 #define CORAY_BEGIN_NAMESPACE \
@@ -43,8 +45,6 @@
   }                         \
   }
 // end <coray/version.hpp>
-
-#include <atomic>
 #include <cstdint>
 #include <utility>
 
@@ -87,160 +87,93 @@ class actor_ptr {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/actor_state.hpp>
-// begin <coray/detail/driver.hpp>
+// end <coray/detail/runtime/actor_state.hpp>
+// begin <coray/detail/runtime/driver.hpp>
 /// The driver: the user's process. It owns the segment, the supervisor and the results of
 /// every call; it schedules calls onto task workers and actors (its own calls and the
 /// nested ones workers make), holds back calls until their object_ref arguments are ready,
 /// fails the calls of a process that dies (worker_crashed, actor_died) and asks the
 /// supervisor for a replacement worker.
 
-// begin <coray/detail/supervisor.hpp>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+// begin <coray/detail/runtime/supervisor.hpp>
 /// The supervisor: a small process forked from the driver when the runtime starts (before
 /// the runtime makes any thread). It starts workers on the driver's request -- by fork(), so
 /// a large or multi-threaded driver is never forked, or by posix_spawn() of /proc/self/exe --
 /// reaps them, and reports each death to the driver through the segment. It dies with the
 /// driver (PR_SET_PDEATHSIG), and its workers die with it, so nothing outlives a kill -9.
 
-// begin <coray/detail/worker.hpp>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+// begin <coray/detail/runtime/worker.hpp>
 /// A worker process -- a task worker or an actor: takes calls from its inbox, runs them (a
 /// coroutine body may await nested calls while the process runs others), and replies
 /// through its outbox. Calls made from here go to the driver, which schedules them like any
 /// other. An actor first receives `construct`, then runs method calls in arrival order, at
 /// most max_concurrency at once (only coroutine methods overlap).
 
-// begin <coray/detail/process.hpp>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+// begin <coray/detail/runtime/process.hpp>
 /// What every coray process shares: the layout of the segment's control header, and the
 /// event loop that drives a process (ready coroutines, incoming messages, timers, sleeping).
 /// The driver and the workers specialise it.
 
-// #include <coray/detail/actor_state.hpp>: inlined above
-// begin <coray/detail/futex.hpp>
-/// Cross-process waking: a doorbell a process sleeps on after spinning, rung by senders only
-/// when someone sleeps.
-
-// #include <coray/version.hpp>: inlined above
-
-#include <linux/futex.h>
-#include <sched.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
+#include <pthread.h>
 
 #include <atomic>
 #include <chrono>
-#include <climits>
-#include <cstdint>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
-/// Sleeps while `*word == expected`, at most `timeout` (negative: forever). Shared futex:
-/// works across processes mapping the same memory.
-inline void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
-                       std::chrono::nanoseconds timeout) noexcept {
-  timespec ts{};
-  timespec* tsp = nullptr;
-  if (timeout.count() >= 0) {
-    ts.tv_sec = static_cast<time_t>(timeout.count() / 1'000'000'000);
-    ts.tv_nsec = static_cast<long>(timeout.count() % 1'000'000'000);
-    tsp = &ts;
-  }
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT, expected, tsp, nullptr, 0);
-}
-
-inline void futex_wake_all(std::atomic<std::uint32_t>* word) noexcept {
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
-}
-
-/// One per receiving process, in shared memory. The receiver spins on its queues, then
-/// announces it sleeps and sleeps; a sender that published work rings only if the receiver
-/// announced sleep. The seq_cst fences on both sides (Dekker) mean one of the two always sees
-/// the other: no lost wake-up. Any process may ring; only the owner sleeps.
-struct alignas(64) doorbell {
-  std::atomic<std::uint32_t> seq{0};
-  std::atomic<std::uint32_t> sleeping{0};
-
-  /// Called by a sender after publishing work. Cheap when the receiver is awake.
-  void ring() noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (sleeping.load(std::memory_order_relaxed) != 0) ring_always();
-  }
-  /// Wakes the receiver whether or not it announced sleep (supervisor reports, shutdown).
-  void ring_always() noexcept {
-    seq.fetch_add(1, std::memory_order_seq_cst);
-    futex_wake_all(&seq);
-  }
-  /// Owner only: sleeps until rung or `timeout`, unless `has_work()` turns true after the
-  /// announcement.
-  template <class HasWork>
-  void sleep(HasWork&& has_work, std::chrono::nanoseconds timeout) noexcept {
-    std::uint32_t s = seq.load(std::memory_order_acquire);
-    sleeping.store(1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (!has_work()) futex_wait(&seq, s, timeout);
-    sleeping.store(0, std::memory_order_relaxed);
-  }
-};
-
-/// The spin-then-sleep policy of every receive loop. Spinning beats a futex round trip
-/// (~20-40 us on VMs) by two orders of magnitude, but with more processes than cores a pure
-/// spinner steals the core the sender needs, so past a short pure spin we yield.
-struct backoff {
-  static constexpr int pure_spins = 16;  // x 16 pauses: 6 us on a Zen 2 core, ~12 us on Skylake
-  int idle_rounds = 0;
-  std::chrono::steady_clock::time_point idle_since{};
-
-  /// Work was found: the next idle round starts a new spin window.
-  void reset() noexcept { idle_rounds = 0; }
-  /// Returns true when the caller should now sleep on its doorbell: after `spin_window` of
-  /// idle rounds. The clock is read once per idle stretch, never on a busy loop's turn.
-  bool pause(std::chrono::microseconds spin_window) noexcept {
-    if (idle_rounds == 0) idle_since = std::chrono::steady_clock::now();
-    if (idle_rounds++ < pure_spins) {
-      for (int i = 0; i < 16; ++i) cpu_relax();
-      return false;
-    }
-    if (std::chrono::steady_clock::now() - idle_since < spin_window) {
-      sched_yield();
-      return false;
-    }
-    return true;
-  }
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/futex.hpp>
-// begin <coray/detail/object_state.hpp>
+// #include <coray/detail/runtime/actor_state.hpp>: inlined above
+// begin <coray/detail/runtime/object_state.hpp>
 /// A process's view of one object: pending, ready (bytes inline, or a block in the store
 /// holding one reference) or failed. object_ref<T> handles count it; awaiting coroutines,
 /// dependent tasks and wait operations register as waiters.
 
-// begin <coray/detail/segment.hpp>
+#include <atomic>
+// begin <coray/detail/shm/segment.hpp>
 /// The runtime's one shared segment: an anonymous memory file (memfd) mapped by the driver,
 /// its supervisor and every worker, with a Boost.Interprocess allocator inside. Nothing is
 /// named in /dev/shm: the memory goes away with the last process that maps it.
 
-// begin <coray/detail/robust_mutex.hpp>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/interprocess/indexes/null_index.hpp>
+#include <boost/interprocess/managed_external_buffer.hpp>
+#include <boost/interprocess/mem_algo/rbtree_best_fit.hpp>
+#include <cerrno>
+// begin <coray/detail/shm/robust_mutex.hpp>
 /// A process-shared mutex that survives its holder's death: the next locker gets the lock
 /// (EOWNERDEAD is made consistent) instead of hanging forever. Used as the object store
 /// allocator's lock, whose holder can be SIGKILLed at any instant.
 
+#include <errno.h>
+#include <pthread.h>
+#include <time.h>
+
+#include <atomic>
+#include <chrono>
 // begin <coray/errors.hpp>
 /// The exceptions coray throws. All derive from ray::error and are thrown where the user
 /// gets or awaits the result they concern.
 
 // #include <coray/version.hpp>: inlined above
-
 #include <cstddef>
 #include <stdexcept>
 #include <string>
@@ -318,13 +251,6 @@ struct runtime_error : error {
 
 CORAY_END_NAMESPACE
 // end <coray/errors.hpp>
-
-#include <errno.h>
-#include <pthread.h>
-#include <time.h>
-
-#include <atomic>
-#include <chrono>
 #include <cstdint>
 
 CORAY_BEGIN_NAMESPACE
@@ -383,7 +309,8 @@ class robust_mutex {
       pthread_mutex_consistent(&m_);
       deaths_.fetch_add(1, std::memory_order_relaxed);
     } else if (rc != 0) {
-      throw ray::runtime_error("coray: process-shared mutex failed (error " + std::to_string(rc) + ")");
+      throw ray::runtime_error("coray: process-shared mutex failed (error " + std::to_string(rc) +
+                               ")");
     }
   }
   pthread_mutex_t m_;
@@ -403,18 +330,8 @@ struct robust_mutex_family {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/robust_mutex.hpp>
+// end <coray/detail/shm/robust_mutex.hpp>
 // #include <coray/errors.hpp>: inlined above
-
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <boost/interprocess/indexes/null_index.hpp>
-#include <boost/interprocess/managed_external_buffer.hpp>
-#include <boost/interprocess/mem_algo/rbtree_best_fit.hpp>
-#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -429,7 +346,8 @@ namespace bip = boost::interprocess;
 /// Several processes allocate, so the allocator takes a lock; a robust one, because any of
 /// them may be killed while holding it.
 using shared_allocator =
-    bip::basic_managed_external_buffer<char, bip::rbtree_best_fit<robust_mutex_family>, bip::null_index>;
+    bip::basic_managed_external_buffer<char, bip::rbtree_best_fit<robust_mutex_family>,
+                                       bip::null_index>;
 
 /// An object in the store: a header, then the encoded bytes (16-byte aligned).
 struct alignas(16) object_block {
@@ -533,7 +451,9 @@ class segment {
     return p;
   }
   void deallocate(void* p) noexcept { alloc().deallocate(p); }
-  std::size_t free_bytes() const noexcept { return const_cast<segment*>(this)->alloc().get_free_memory(); }
+  std::size_t free_bytes() const noexcept {
+    return const_cast<segment*>(this)->alloc().get_free_memory();
+  }
   std::size_t capacity() const noexcept { return const_cast<segment*>(this)->alloc().get_size(); }
 
   /// A new object block with one reference, for `size` bytes of payload.
@@ -550,7 +470,9 @@ class segment {
   }
 
  private:
-  shared_allocator& alloc() noexcept { return *std::launder(reinterpret_cast<shared_allocator*>(&alloc_)); }
+  shared_allocator& alloc() noexcept {
+    return *std::launder(reinterpret_cast<shared_allocator*>(&alloc_));
+  }
 
   void map(std::size_t bytes) {
     void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
@@ -571,10 +493,8 @@ class segment {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/segment.hpp>
+// end <coray/detail/shm/segment.hpp>
 // #include <coray/errors.hpp>: inlined above
-
-#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <span>
@@ -602,14 +522,14 @@ struct object_state {
 
   std::atomic<std::uint32_t> handles{1};
   status st = status::pending;
-  std::uint64_t id = 0;               // nonzero for results the driver tracks by id
-  std::uint32_t epoch = 0;            // the runtime that made it; its block dies with that runtime
-  std::vector<std::byte> bytes;       // inline value (16-byte aligned by the allocator)
-  object_block* block = nullptr;      // value in the store; this state holds one reference
+  std::uint64_t id = 0;           // nonzero for results the driver tracks by id
+  std::uint32_t epoch = 0;        // the runtime that made it; its block dies with that runtime
+  std::vector<std::byte> bytes;   // inline value (16-byte aligned by the allocator)
+  object_block* block = nullptr;  // value in the store; this state holds one reference
   std::exception_ptr error;
   std::vector<waiter> waiters;
-  std::uint32_t pins = 0;             // readers of the block in place (views, calls in flight)
-  std::int64_t spill_offset = -1;     // where the value lies in the spill file, if spilled
+  std::uint32_t pins = 0;          // readers of the block in place (views, calls in flight)
+  std::int64_t spill_offset = -1;  // where the value lies in the spill file, if spilled
   std::uint64_t spill_size = 0;
 
   bool settled() const noexcept { return st != status::pending; }
@@ -681,12 +601,13 @@ class state_ptr {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/object_state.hpp>
-// #include <coray/detail/segment.hpp>: inlined above
-// begin <coray/detail/wire.hpp>
+// end <coray/detail/runtime/object_state.hpp>
+// begin <coray/detail/runtime/wire.hpp>
 /// The messages processes exchange through their mailboxes, and how values, errors and task
 /// arguments are laid out in them. Every field is fixed-width; every offset is into the
 /// shared segment.
+
+#include <cxxabi.h>
 
 // begin <coray/codec.hpp>
 /// The binary codec for task arguments, results and objects in shared memory.
@@ -709,7 +630,7 @@ CORAY_END_NAMESPACE
 #include <algorithm>
 #include <bit>
 #include <cassert>
-// begin <coray/detail/codec_traits.hpp>
+// begin <coray/detail/codec/codec_traits.hpp>
 /// Compile-time classification of the types the codec accepts (see coray/codec.hpp), and the
 /// traits task.remote uses to match an argument's type against a parameter's type.
 
@@ -1186,7 +1107,7 @@ constexpr std::string_view type_name() {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/codec_traits.hpp>
+// end <coray/detail/codec/codec_traits.hpp>
 // #include <coray/errors.hpp>: inlined above
 // #include <coray/version.hpp>: inlined above
 #include <cstddef>
@@ -1664,18 +1585,121 @@ T decode(std::span<const std::byte> bytes) {
 
 CORAY_END_NAMESPACE
 // end <coray/codec.hpp>
-// #include <coray/detail/futex.hpp>: inlined above
-// begin <coray/detail/mailbox.hpp>
+// begin <coray/detail/shm/futex.hpp>
+/// Cross-process waking: a doorbell a process sleeps on after spinning, rung by senders only
+/// when someone sleeps.
+
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <climits>
+// #include <coray/version.hpp>: inlined above
+#include <cstdint>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+/// Sleeps while `*word == expected`, at most `timeout` (negative: forever). Shared futex:
+/// works across processes mapping the same memory.
+inline void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
+                       std::chrono::nanoseconds timeout) noexcept {
+  timespec ts{};
+  timespec* tsp = nullptr;
+  if (timeout.count() >= 0) {
+    ts.tv_sec = static_cast<time_t>(timeout.count() / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(timeout.count() % 1'000'000'000);
+    tsp = &ts;
+  }
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT, expected, tsp, nullptr, 0);
+}
+
+inline void futex_wake_all(std::atomic<std::uint32_t>* word) noexcept {
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr,
+          0);
+}
+
+/// One per receiving process, in shared memory. The receiver spins on its queues, then
+/// announces it sleeps and sleeps; a sender that published work rings only if the receiver
+/// announced sleep. The seq_cst fences on both sides (Dekker) mean one of the two always sees
+/// the other: no lost wake-up. Any process may ring; only the owner sleeps.
+struct alignas(64) doorbell {
+  std::atomic<std::uint32_t> seq{0};
+  std::atomic<std::uint32_t> sleeping{0};
+
+  /// Called by a sender after publishing work. Cheap when the receiver is awake.
+  void ring() noexcept {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (sleeping.load(std::memory_order_relaxed) != 0) ring_always();
+  }
+  /// Wakes the receiver whether or not it announced sleep (supervisor reports, shutdown).
+  void ring_always() noexcept {
+    seq.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake_all(&seq);
+  }
+  /// Owner only: sleeps until rung or `timeout`, unless `has_work()` turns true after the
+  /// announcement.
+  template <class HasWork>
+  void sleep(HasWork&& has_work, std::chrono::nanoseconds timeout) noexcept {
+    std::uint32_t s = seq.load(std::memory_order_acquire);
+    sleeping.store(1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!has_work()) futex_wait(&seq, s, timeout);
+    sleeping.store(0, std::memory_order_relaxed);
+  }
+};
+
+/// The spin-then-sleep policy of every receive loop. Spinning beats a futex round trip
+/// (~20-40 us on VMs) by two orders of magnitude, but with more processes than cores a pure
+/// spinner steals the core the sender needs, so past a short pure spin we yield.
+struct backoff {
+  static constexpr int pure_spins = 16;  // x 16 pauses: 6 us on a Zen 2 core, ~12 us on Skylake
+  int idle_rounds = 0;
+  std::chrono::steady_clock::time_point idle_since{};
+
+  /// Work was found: the next idle round starts a new spin window.
+  void reset() noexcept { idle_rounds = 0; }
+  /// Returns true when the caller should now sleep on its doorbell: after `spin_window` of
+  /// idle rounds. The clock is read once per idle stretch, never on a busy loop's turn.
+  bool pause(std::chrono::microseconds spin_window) noexcept {
+    if (idle_rounds == 0) idle_since = std::chrono::steady_clock::now();
+    if (idle_rounds++ < pure_spins) {
+      for (int i = 0; i < 16; ++i) cpu_relax();
+      return false;
+    }
+    if (std::chrono::steady_clock::now() - idle_since < spin_window) {
+      sched_yield();
+      return false;
+    }
+    return true;
+  }
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/shm/futex.hpp>
+// begin <coray/detail/shm/mailbox.hpp>
 /// A bounded lock-free ring of fixed-size message slots in shared memory (Vyukov's bounded
 /// MPMC queue with one consumer): sequence-numbered slots, offsets only, no pointers, so it
 /// works at any mapping address. A message longer than one slot's payload occupies several
 /// consecutive slots, claimed together; one longer than half the ring travels in a block of
 /// the segment whose offset the slot carries.
 
-// #include <coray/detail/futex.hpp>: inlined above
-// #include <coray/version.hpp>: inlined above
-
 #include <atomic>
+// #include <coray/detail/shm/futex.hpp>: inlined above
+// #include <coray/version.hpp>: inlined above
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -1702,7 +1726,9 @@ class mailbox {
   }
   /// Slots a message of `bytes` occupies.
   static constexpr std::size_t slots_for(std::size_t bytes) noexcept {
-    return bytes <= mailbox_slot::payload_bytes ? 1 : (bytes + mailbox_slot::payload_bytes - 1) / mailbox_slot::payload_bytes;
+    return bytes <= mailbox_slot::payload_bytes
+               ? 1
+               : (bytes + mailbox_slot::payload_bytes - 1) / mailbox_slot::payload_bytes;
   }
   /// Constructs a mailbox in `memory` (bytes_for(capacity) bytes, 64-byte aligned).
   static mailbox* create(void* memory, std::size_t capacity) {
@@ -1715,7 +1741,9 @@ class mailbox {
   }
 
   /// The longest message that travels in slots; longer ones go in a block.
-  std::size_t max_message_bytes() const noexcept { return capacity_ / 2 * mailbox_slot::payload_bytes; }
+  std::size_t max_message_bytes() const noexcept {
+    return capacity_ / 2 * mailbox_slot::payload_bytes;
+  }
 
   struct claim {
     mailbox_slot* slot = nullptr;  // the first
@@ -1735,7 +1763,8 @@ class mailbox {
       std::uint64_t seq = last.seq.load(std::memory_order_acquire);
       auto dif = static_cast<std::int64_t>(seq - (pos + n - 1));
       if (dif == 0) {
-        if (head_.compare_exchange_weak(pos, pos + n, std::memory_order_relaxed)) return {&at(pos), pos, n};
+        if (head_.compare_exchange_weak(pos, pos + n, std::memory_order_relaxed))
+          return {&at(pos), pos, n};
       } else if (dif < 0) {
         return {};
       } else {
@@ -1759,7 +1788,8 @@ class mailbox {
   }
   /// Publishes a claim, last slot first: once the consumer sees the first, it sees them all.
   void commit(const claim& c) noexcept {
-    for (std::size_t i = c.count; i-- > 0;) at(c.pos + i).seq.store(c.pos + i + 1, std::memory_order_release);
+    for (std::size_t i = c.count; i-- > 0;)
+      at(c.pos + i).seq.store(c.pos + i + 1, std::memory_order_release);
   }
 
   /// The first slot of the next message, or nullptr when none is published. Single consumer.
@@ -1778,7 +1808,8 @@ class mailbox {
   }
   /// Frees the `n` slots of the message returned by peek(). Single consumer.
   void pop(std::size_t n = 1) noexcept {
-    for (std::size_t i = 0; i < n; ++i) at(tail_ + i).seq.store(tail_ + i + capacity_, std::memory_order_release);
+    for (std::size_t i = 0; i < n; ++i)
+      at(tail_ + i).seq.store(tail_ + i + capacity_, std::memory_order_release);
     tail_ += n;
   }
   bool empty() noexcept { return peek() == nullptr; }
@@ -1800,15 +1831,11 @@ class mailbox {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/mailbox.hpp>
-// #include <coray/detail/segment.hpp>: inlined above
+// end <coray/detail/shm/mailbox.hpp>
+// #include <coray/detail/shm/segment.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
-
-#include <cxxabi.h>
-
-#include <cstdio>
-
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -1828,13 +1855,14 @@ enum class msg_kind : std::uint32_t {
   run_task = 1,      // task_header, arg entries
   object_ready = 2,  // result_header: a nested call's result
   shutdown = 3,
-  construct = 4,     // task_header (reserved: max_concurrency), arg entries: build the actor
-  actor_found = 5,   // u64 request, u64 actor id, u64 type id (0: no such actor)
-  block_granted = 6, // u64 request, u64 block offset (0: store full), u64 requested, free, capacity
+  construct = 4,    // task_header (reserved: max_concurrency), arg entries: build the actor
+  actor_found = 5,  // u64 request, u64 actor id, u64 type id (0: no such actor)
+  block_granted =
+      6,  // u64 request, u64 block offset (0: store full), u64 requested, free, capacity
   // worker -> driver
-  task_done = 16,  // result_header
-  submit = 17,     // task_header, arg entries (a nested call)
-  release = 18,    // u64 id: the worker dropped its last handle to a nested result
+  task_done = 16,      // result_header
+  submit = 17,         // task_header, arg entries (a nested call)
+  release = 18,        // u64 id: the worker dropped its last handle to a nested result
   actor_hold = 19,     // u64 actor id: a handle to the actor was made in the worker
   actor_release = 20,  // u64 actor id: a handle went
   actor_kill = 21,     // u64 actor id
@@ -1848,9 +1876,9 @@ struct task_header {
   std::uint64_t task_id;
   std::uint64_t fn_id;
   std::uint32_t nargs;
-  std::uint32_t extra;          // submit: actor ids after the args; construct: max_concurrency
-  std::uint64_t target;         // submit: the actor to call, 0 for any task worker
-  std::int32_t max_retries;     // submit: retries after a crash or a retryable exception
+  std::uint32_t extra;       // submit: actor ids after the args; construct: max_concurrency
+  std::uint64_t target;      // submit: the actor to call, 0 for any task worker
+  std::int32_t max_retries;  // submit: retries after a crash or a retryable exception
   std::uint32_t reserved;
   std::uint64_t retry_matcher;  // which exceptions are retried: 0 none, 1 all, else a matcher id
 };
@@ -1863,7 +1891,12 @@ struct arg_entry {
   /// dependency_list: a std::vector<T> argument given as refs, assembled by the driver from
   /// the values of `len` dependencies (indices ref.. in the driver; a worker's submission
   /// lists their ids after the entry).
-  enum tag_t : std::uint8_t { inline_value = 0, block_value = 1, dependency = 2, dependency_list = 3 };
+  enum tag_t : std::uint8_t {
+    inline_value = 0,
+    block_value = 1,
+    dependency = 2,
+    dependency_list = 3
+  };
   std::uint8_t tag = inline_value;
   std::uint8_t owned = 0;  // block_value: the sender's reference passes to the call (else borrowed)
   std::uint8_t pad = 0;    // dependency_list: zero bytes between the count and the elements
@@ -1879,9 +1912,13 @@ inline std::size_t entry_payload(const arg_entry& e) noexcept {
 }
 static_assert(sizeof(arg_entry) == 16);
 
-
 struct result_header {
-  enum status_t : std::uint32_t { value_inline = 0, value_block = 1, error = 2, retryable_error = 3 };
+  enum status_t : std::uint32_t {
+    value_inline = 0,
+    value_block = 1,
+    error = 2,
+    retryable_error = 3
+  };
   std::uint64_t id;
   std::uint32_t status;
   std::uint32_t len;    // inline value or error bytes that follow
@@ -1905,7 +1942,8 @@ enum class error_kind : std::uint8_t {
 
 inline std::string demangle(const char* name) {
   int status = 0;
-  std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status), std::free);
+  std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status),
+                                           std::free);
   return status == 0 && d ? std::string(d.get()) : std::string(name);
 }
 
@@ -1928,7 +1966,8 @@ inline wire_error describe_current_exception(std::string_view function) {
     e = {std::uint8_t(error_kind::actor_died), "", x.what(), fn};
   } catch (const object_store_full& x) {
     e = {std::uint8_t(error_kind::object_store_full),
-         std::to_string(x.requested()) + " " + std::to_string(x.free_bytes()) + " " + std::to_string(x.capacity()),
+         std::to_string(x.requested()) + " " + std::to_string(x.free_bytes()) + " " +
+             std::to_string(x.capacity()),
          x.what(), fn};
   } catch (const codec_error& x) {
     e = {std::uint8_t(error_kind::codec_error), "", x.what(), fn};
@@ -1938,10 +1977,12 @@ inline wire_error describe_current_exception(std::string_view function) {
     e = {std::uint8_t(error_kind::get_timeout), "", x.what(), fn};
   } catch (const std::exception& x) {
     auto* t = abi::__cxa_current_exception_type();
-    e = {std::uint8_t(error_kind::task_error), t ? demangle(t->name()) : "std::exception", x.what(), fn};
+    e = {std::uint8_t(error_kind::task_error), t ? demangle(t->name()) : "std::exception", x.what(),
+         fn};
   } catch (...) {
     auto* t = abi::__cxa_current_exception_type();
-    e = {std::uint8_t(error_kind::task_error), t ? demangle(t->name()) : "unknown", "(not a std::exception)", fn};
+    e = {std::uint8_t(error_kind::task_error), t ? demangle(t->name()) : "unknown",
+         "(not a std::exception)", fn};
   }
   if (std::get<2>(e).size() > 32 * 1024) std::get<2>(e).resize(32 * 1024);
   return e;
@@ -1950,18 +1991,25 @@ inline wire_error describe_current_exception(std::string_view function) {
 inline std::exception_ptr to_exception(const wire_error& w) {
   auto& [kind, type, what, fn] = w;
   switch (static_cast<error_kind>(kind)) {
-    case error_kind::worker_crashed: return std::make_exception_ptr(worker_crashed(what));
-    case error_kind::actor_died: return std::make_exception_ptr(actor_died(what));
-    case error_kind::codec_error: return std::make_exception_ptr(codec_error(what));
-    case error_kind::cancelled: return std::make_exception_ptr(cancelled(what));
-    case error_kind::get_timeout: return std::make_exception_ptr(get_timeout(what));
+    case error_kind::worker_crashed:
+      return std::make_exception_ptr(worker_crashed(what));
+    case error_kind::actor_died:
+      return std::make_exception_ptr(actor_died(what));
+    case error_kind::codec_error:
+      return std::make_exception_ptr(codec_error(what));
+    case error_kind::cancelled:
+      return std::make_exception_ptr(cancelled(what));
+    case error_kind::get_timeout:
+      return std::make_exception_ptr(get_timeout(what));
     case error_kind::object_store_full: {
       unsigned long long requested = 0, free_bytes = 0, capacity = 0;
       std::sscanf(type.c_str(), "%llu %llu %llu", &requested, &free_bytes, &capacity);
       return std::make_exception_ptr(object_store_full(requested, free_bytes, capacity));
     }
-    case error_kind::runtime_error: return std::make_exception_ptr(ray::runtime_error(what));
-    case error_kind::task_error: break;
+    case error_kind::runtime_error:
+      return std::make_exception_ptr(ray::runtime_error(what));
+    case error_kind::task_error:
+      break;
   }
   return std::make_exception_ptr(task_error(type, what, fn));
 }
@@ -1993,7 +2041,8 @@ bool try_send(mailbox& mb, doorbell& bell, msg_kind kind, std::size_t size, Fill
 
 /// Sends a message whose payload is the block `b` (for messages longer than the ring takes).
 /// The receiver hands the block back to its owner when done.
-inline bool try_send_block(segment& seg, mailbox& mb, doorbell& bell, msg_kind kind, object_block* b) {
+inline bool try_send_block(segment& seg, mailbox& mb, doorbell& bell, msg_kind kind,
+                           object_block* b) {
   std::uint64_t desc[2] = {seg.offset_of(b), b->size};
   auto c = mb.try_claim(1);
   if (!c) return false;
@@ -2015,7 +2064,8 @@ struct message_view {
 
 /// The next message, if one is published. A one-slot payload is viewed in place (valid until
 /// pop); a multi-slot payload is gathered into `buffer`.
-inline bool peek_message(segment& seg, mailbox& mb, std::vector<std::byte>& buffer, message_view& m) {
+inline bool peek_message(segment& seg, mailbox& mb, std::vector<std::byte>& buffer,
+                         message_view& m) {
   mailbox_slot* s = mb.peek();
   if (!s) return false;
   m.kind = static_cast<msg_kind>(s->kind & ~in_block_flag);
@@ -2041,12 +2091,9 @@ inline bool peek_message(segment& seg, mailbox& mb, std::vector<std::byte>& buff
 
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/wire.hpp>
-
-#include <pthread.h>
-
-#include <atomic>
-#include <chrono>
+// end <coray/detail/runtime/wire.hpp>
+// #include <coray/detail/shm/futex.hpp>: inlined above
+// #include <coray/detail/shm/segment.hpp>: inlined above
 #include <coroutine>
 #include <cstdint>
 #include <deque>
@@ -2090,9 +2137,12 @@ struct shared_header {
   std::uint64_t inline_threshold = 0;
   std::uint64_t mailbox_capacity = 0;
 
-  static std::size_t bytes_for(std::uint32_t slots) { return sizeof(shared_header) + slots * sizeof(worker_shared); }
+  static std::size_t bytes_for(std::uint32_t slots) {
+    return sizeof(shared_header) + slots * sizeof(worker_shared);
+  }
   worker_shared& worker(std::uint32_t i) noexcept {
-    return reinterpret_cast<worker_shared*>(reinterpret_cast<std::byte*>(this) + sizeof(shared_header))[i];
+    return reinterpret_cast<worker_shared*>(reinterpret_cast<std::byte*>(this) +
+                                            sizeof(shared_header))[i];
   }
 };
 
@@ -2103,7 +2153,8 @@ inline std::vector<std::uint64_t>*& actor_collector() noexcept {
 }
 inline void collect_actor_handle(std::uint64_t id) {
   if (!actor_collector())
-    throw ray::runtime_error("coray: actor handles travel as call arguments only, not inside put objects or results");
+    throw ray::runtime_error(
+        "coray: actor handles travel as call arguments only, not inside put objects or results");
   actor_collector()->push_back(id);
 }
 
@@ -2115,7 +2166,9 @@ inline void collect_actor_handle(std::uint64_t id) {
 inline constexpr std::uint64_t pinned_block_tag = std::uint64_t{1} << 63;
 inline void collect_pinned_block(segment& seg, object_block* b) {
   if (!actor_collector())
-    throw ray::runtime_error("coray: shared values and mutexes travel as call arguments only, not inside put objects or results");
+    throw ray::runtime_error(
+        "coray: shared values and mutexes travel as call arguments only, not inside put objects or "
+        "results");
   actor_collector()->push_back(pinned_block_tag | seg.offset_of(b));
 }
 
@@ -2126,7 +2179,8 @@ inline std::size_t dependency_list_bytes(const arg_entry& e, const std::vector<s
   return n;
 }
 /// Writes that vector's encoding from the elements' values (all ready) at `out`.
-inline void write_dependency_list(std::byte* out, const arg_entry& e, const std::vector<state_ptr>& deps) {
+inline void write_dependency_list(std::byte* out, const arg_entry& e,
+                                  const std::vector<state_ptr>& deps) {
   const std::uint64_t count = e.len;
   std::memcpy(out, &count, sizeof count);
   out += sizeof count;
@@ -2146,13 +2200,12 @@ struct task_spec {
   std::string_view name;
   std::vector<std::byte> args;  // arg_entry records
   std::uint32_t nargs = 0;
-  std::vector<state_ptr> deps;          // arg_entry::dependency refers to these by index
-  std::vector<object_block*> blocks;    // owned; released when the task ends
-  std::uint64_t target_actor = 0;       // the actor to call; 0 for any task worker
-  int max_retries = 0;                  // re-runs after a crash or a retryable exception
-  std::uint64_t retry_matcher = 0;      // 0: exceptions are final; 1: all retried; else a matcher
-  std::vector<std::uint64_t> actors;    // actor handles among the arguments: kept alive in transit
-
+  std::vector<state_ptr> deps;        // arg_entry::dependency refers to these by index
+  std::vector<object_block*> blocks;  // owned; released when the task ends
+  std::uint64_t target_actor = 0;     // the actor to call; 0 for any task worker
+  int max_retries = 0;                // re-runs after a crash or a retryable exception
+  std::uint64_t retry_matcher = 0;    // 0: exceptions are final; 1: all retried; else a matcher
+  std::vector<std::uint64_t> actors;  // actor handles among the arguments: kept alive in transit
 
   /// Appends an inline argument of `size` bytes written by `fill`.
   template <class Fill>
@@ -2172,7 +2225,10 @@ struct task_spec {
   /// Appends a std::vector<T> argument given as refs: each element is a dependency, and
   /// `pad` zero bytes separate the count from the elements in the vector's encoding.
   void add_dependency_list(const std::vector<state_ptr>& refs, std::uint8_t pad) {
-    add_entry({.tag = arg_entry::dependency_list, .pad = pad, .len = static_cast<std::uint32_t>(refs.size()), .ref = deps.size()});
+    add_entry({.tag = arg_entry::dependency_list,
+               .pad = pad,
+               .len = static_cast<std::uint32_t>(refs.size()),
+               .ref = deps.size()});
     deps.insert(deps.end(), refs.begin(), refs.end());
   }
   void add_dependency(state_ptr s) {
@@ -2204,7 +2260,8 @@ class process {
     process* p = current();
     if (!p) throw ray::runtime_error("coray: no runtime is running (construct ray::runtime first)");
     if (!pthread_equal(p->loop_thread_, pthread_self()))
-      throw ray::runtime_error("coray: the runtime is used from a thread other than the one that runs it");
+      throw ray::runtime_error(
+          "coray: the runtime is used from a thread other than the one that runs it");
     return *p;
   }
 
@@ -2263,7 +2320,8 @@ class process {
   /// on the loop thread. A caller whose refs are already ready does not run the loop; this
   /// keeps the workers fed while it carries on (a loop of ray::wait for one of n refs).
   void serve_once() {
-    if (is_loop_thread() && !polling_) poll_guarded();  // never inside a poll (a task body it started)
+    if (is_loop_thread() && !polling_)
+      poll_guarded();  // never inside a poll (a task body it started)
   }
 
   /// Queues a coroutine to resume on the loop.
@@ -2292,9 +2350,11 @@ class process {
       }
       if (bo.pause(spin)) {
         auto limit = std::chrono::nanoseconds(std::chrono::seconds(1));
-        auto next = std::min(deadline, timers_.empty() ? clock::time_point::max() : timers_.begin()->first);
+        auto next =
+            std::min(deadline, timers_.empty() ? clock::time_point::max() : timers_.begin()->first);
         if (next != clock::time_point::max())
-          limit = std::min(limit, std::chrono::duration_cast<std::chrono::nanoseconds>(next - clock::now()));
+          limit = std::min(
+              limit, std::chrono::duration_cast<std::chrono::nanoseconds>(next - clock::now()));
         if (limit.count() > 0) sleep(limit);
         bo.reset();
       }
@@ -2379,13 +2439,12 @@ inline state_ptr make_state() {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/process.hpp>
-// begin <coray/detail/registry.hpp>
+// end <coray/detail/runtime/process.hpp>
+// begin <coray/detail/runtime/registry.hpp>
 /// Stable ids for remote functions. A callee is found by a hash of its name, not its address,
 /// so a spawned worker (different ASLR base) and, later, another machine resolve the same one.
 
 // #include <coray/version.hpp>: inlined above
-
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -2443,8 +2502,8 @@ inline bool register_function(std::uint64_t id, invoker_fn fn, std::string_view 
   auto [it, inserted] = function_table().try_emplace(id, registered_function{fn, name});
   if (!inserted && it->second.name != name) {
     std::fprintf(stderr, "coray: function id collision between %.*s and %.*s\n",
-                 static_cast<int>(name.size()), name.data(), static_cast<int>(it->second.name.size()),
-                 it->second.name.data());
+                 static_cast<int>(name.size()), name.data(),
+                 static_cast<int>(it->second.name.size()), it->second.name.data());
     std::abort();
   }
   return true;
@@ -2476,12 +2535,7 @@ inline bool retry_matches(std::uint64_t id, std::exception_ptr e) {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/registry.hpp>
-
-#include <sys/prctl.h>
-#include <unistd.h>
-
-#include <algorithm>
+// end <coray/detail/runtime/registry.hpp>
 #include <cstdio>
 #include <deque>
 #include <unordered_map>
@@ -2565,15 +2619,23 @@ class worker final : public process {
         } else {
           for (std::uint32_t i = 0; i < e.len; ++i)
             if (!spec.deps[e.ref + i]->id)
-              throw ray::runtime_error("coray: a list of refs mixing values put in a task with pending results cannot be passed from a task yet");
+              throw ray::runtime_error(
+                  "coray: a list of refs mixing values put in a task with pending results cannot "
+                  "be passed from a task yet");
           size += pad16(e.len * sizeof(std::uint64_t));
         }
       }
     });
     awaited_.emplace(result->id, result.get());
     send(msg_kind::submit, size, [&](std::byte* out) {
-      task_header h{result->id, spec.fn_id, spec.nargs, static_cast<std::uint32_t>(spec.actors.size()),
-                    spec.target_actor, spec.max_retries, 0, spec.retry_matcher};
+      task_header h{result->id,
+                    spec.fn_id,
+                    spec.nargs,
+                    static_cast<std::uint32_t>(spec.actors.size()),
+                    spec.target_actor,
+                    spec.max_retries,
+                    0,
+                    spec.retry_matcher};
       std::memcpy(out, &h, sizeof h);
       std::byte* p = out + sizeof h;
       for_each_entry(spec, [&](const arg_entry& e, const std::byte* data) {
@@ -2583,7 +2645,8 @@ class worker final : public process {
           std::memcpy(p, &o, sizeof o);
           p += sizeof o;
           if (list_ready(e)) {
-            o = {.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(dependency_list_bytes(e, spec.deps))};
+            o = {.tag = arg_entry::inline_value,
+                 .len = static_cast<std::uint32_t>(dependency_list_bytes(e, spec.deps))};
             std::memcpy(p - sizeof o, &o, sizeof o);
             write_dependency_list(p, e, spec.deps);
             p += pad16(o.len);
@@ -2616,7 +2679,8 @@ class worker final : public process {
         }
       });
       // Actor handles in the arguments: the driver keeps those actors alive until the call ends.
-      if (!spec.actors.empty()) std::memcpy(p, spec.actors.data(), spec.actors.size() * sizeof(std::uint64_t));
+      if (!spec.actors.empty())
+        std::memcpy(p, spec.actors.data(), spec.actors.size() * sizeof(std::uint64_t));
     });
     return result;
   }
@@ -2655,14 +2719,17 @@ class worker final : public process {
   object_block* new_block(std::size_t size) override {
     const std::uint64_t request = ++requests_;
     std::uint64_t msg[2] = {request, size};
-    send(msg_kind::block_request, sizeof msg, [&](std::byte* out) { std::memcpy(out, msg, sizeof msg); });
+    send(msg_kind::block_request, sizeof msg,
+         [&](std::byte* out) { std::memcpy(out, msg, sizeof msg); });
     internal_wait([&] { return granted_.count(request) != 0; });
     grant g = granted_[request];
     granted_.erase(request);
     if (!g.offset) throw object_store_full(g.requested, g.free_bytes, g.capacity);
     return seg.at<object_block>(g.offset);
   }
-  void release_block(object_block* b) noexcept override { send_u64(msg_kind::block_release, seg.offset_of(b)); }
+  void release_block(object_block* b) noexcept override {
+    send_u64(msg_kind::block_release, seg.offset_of(b));
+  }
 
   /// Replies to the driver with a task's value (`size` bytes written by `fill`), putting
   /// large values in the store.
@@ -2693,8 +2760,10 @@ class worker final : public process {
 
   /// Task coroutines that are suspended; the driver counts them as not occupying the worker.
   void coroutine_suspended(int delta) noexcept override {
-    me_->suspended.store(static_cast<std::uint32_t>(static_cast<int>(me_->suspended.load(std::memory_order_relaxed)) + delta),
-                         std::memory_order_relaxed);
+    me_->suspended.store(
+        static_cast<std::uint32_t>(
+            static_cast<int>(me_->suspended.load(std::memory_order_relaxed)) + delta),
+        std::memory_order_relaxed);
   }
 
  protected:
@@ -2736,8 +2805,12 @@ class worker final : public process {
           start_task(m.payload);
         }
         break;
-      case msg_kind::construct: construct(m.payload); break;
-      case msg_kind::object_ready: on_object_ready(m.payload); break;
+      case msg_kind::construct:
+        construct(m.payload);
+        break;
+      case msg_kind::object_ready:
+        on_object_ready(m.payload);
+        break;
       case msg_kind::actor_found: {
         std::uint64_t v[3];
         std::memcpy(v, m.payload.data(), sizeof v);
@@ -2750,8 +2823,11 @@ class worker final : public process {
         granted_[v[0]] = {v[1], v[2], v[3], v[4]};
         break;
       }
-      case msg_kind::shutdown: stopping_ = true; break;
-      default: break;
+      case msg_kind::shutdown:
+        stopping_ = true;
+        break;
+      default:
+        break;
     }
     start_calls();
     return true;
@@ -2791,7 +2867,8 @@ class worker final : public process {
   }
 
   void start_task(std::span<const std::byte> payload) {
-    me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
+                             std::memory_order_release);
     run_task(payload);
   }
 
@@ -2801,11 +2878,14 @@ class worker final : public process {
     std::memcpy(&h, payload.data(), sizeof h);
     const registered_function* fn = find_function(h.fn_id);
     if (!fn) {
-      reply_error(h.task_id, {std::uint8_t(error_kind::runtime_error), "", "coray: no function with id " +
-                              std::to_string(h.fn_id) + " is registered in the worker (is it the same program?)", ""});
+      reply_error(h.task_id, {std::uint8_t(error_kind::runtime_error), "",
+                              "coray: no function with id " + std::to_string(h.fn_id) +
+                                  " is registered in the worker (is it the same program?)",
+                              ""});
       return false;
     }
-    invocation inv{*this, h.task_id, payload.subspan(sizeof h), h.nargs, fn->name, instance_, h.retry_matcher};
+    invocation inv{*this,     h.task_id,      payload.subspan(sizeof h), h.nargs, fn->name,
+                   instance_, h.retry_matcher};
     fn->invoke(inv);
     return true;
   }
@@ -2825,11 +2905,13 @@ class worker final : public process {
   /// Starts queued actor calls while the concurrency limit allows.
   bool start_calls() {
     bool started = false;
-    while (is_actor_ && instance_ && !internal_waits_ && !calls_.empty() && running_ < max_concurrency_) {
+    while (is_actor_ && instance_ && !internal_waits_ && !calls_.empty() &&
+           running_ < max_concurrency_) {
       std::vector<std::byte> call = std::move(calls_.front());
       calls_.pop_front();
       ++running_;
-      me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+      me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
+                               std::memory_order_release);
       run_task(call);
       started = true;
     }
@@ -2851,9 +2933,15 @@ class worker final : public process {
     object_state& s = *it->second;
     auto body = payload.subspan(sizeof h, h.len);
     switch (h.status) {
-      case result_header::value_inline: s.set_inline(body); break;
-      case result_header::value_block: s.set_block(seg.at<object_block>(h.block)); break;
-      default: s.set_error(to_exception(decode<wire_error>(body))); break;
+      case result_header::value_inline:
+        s.set_inline(body);
+        break;
+      case result_header::value_block:
+        s.set_block(seg.at<object_block>(h.block));
+        break;
+      default:
+        s.set_error(to_exception(decode<wire_error>(body)));
+        break;
     }
   }
 
@@ -2867,7 +2955,8 @@ class worker final : public process {
       fill(b->data());
     }
     auto sent = [&] {
-      return b ? try_send_block(seg, *outbox_, hdr->driver_bell, k, b) : try_send(*outbox_, hdr->driver_bell, k, size, fill);
+      return b ? try_send_block(seg, *outbox_, hdr->driver_bell, k, b)
+               : try_send(*outbox_, hdr->driver_bell, k, size, fill);
     };
     backoff bo;  // reads the clock only if the ring is full
     while (!sent()) {
@@ -2906,22 +2995,13 @@ class worker final : public process {
 };
 
 inline void invocation::fail() const {
-  self.reply_error(task_id, describe_current_exception(name), retry_matches(retry_matcher, std::current_exception()));
+  self.reply_error(task_id, describe_current_exception(name),
+                   retry_matches(retry_matcher, std::current_exception()));
 }
 
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/worker.hpp>
-
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/prctl.h>
-#include <sys/signalfd.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
+// end <coray/detail/runtime/worker.hpp>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -3045,7 +3125,8 @@ struct supervisor_config {
     posix_spawnattr_setsigdefault(&attr, &dfl);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid = -1;
-    if (posix_spawn(&pid, "/proc/self/exe", nullptr, &attr, argv.data(), envp.data()) != 0) pid = -1;
+    if (posix_spawn(&pid, "/proc/self/exe", nullptr, &attr, argv.data(), envp.data()) != 0)
+      pid = -1;
     posix_spawnattr_destroy(&attr);
     return pid;
   };
@@ -3106,12 +3187,10 @@ struct supervisor_config {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/supervisor.hpp>
-// begin <coray/detail/system.hpp>
+// end <coray/detail/runtime/supervisor.hpp>
+// begin <coray/detail/runtime/system.hpp>
 /// Facts about the machine the runtime sizes itself by: usable cores (affinity and cgroup
 /// quota) and memory (physical RAM and cgroup limit).
-
-// #include <coray/version.hpp>: inlined above
 
 #include <sched.h>
 #include <signal.h>
@@ -3119,6 +3198,7 @@ CORAY_END_NAMESPACE
 #include <unistd.h>
 
 #include <algorithm>
+// #include <coray/version.hpp>: inlined above
 #include <cstdint>
 #include <fstream>
 #include <string>
@@ -3138,7 +3218,8 @@ inline unsigned usable_cores() {
   long long period = 0;
   if (f >> quota >> period && quota != "max" && period > 0) {
     long long q = std::stoll(quota);
-    if (q > 0) n = std::min<unsigned>(n, static_cast<unsigned>(std::max(1LL, (q + period - 1) / period)));
+    if (q > 0)
+      n = std::min<unsigned>(n, static_cast<unsigned>(std::max(1LL, (q + period - 1) / period)));
   }
   return std::max(1u, n);
 }
@@ -3174,22 +3255,15 @@ inline std::string describe_exit(int wait_status) {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/system.hpp>
-
-#include <fcntl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <algorithm>
+// end <coray/detail/runtime/system.hpp>
 #include <cstdio>
 #include <cstring>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
-#include <optional>
 #include <unordered_set>
 #include <vector>
 
@@ -3232,7 +3306,8 @@ class driver final : public process {
     epoch = next_epoch();
     const std::uint32_t slots = cfg_.num_workers + cfg_.max_actors;
     const std::size_t mb_bytes = mailbox::bytes_for(mailbox_capacity);
-    const std::size_t control = shared_header::bytes_for(slots) + 2 * cfg_.num_workers * (mb_bytes + 64);
+    const std::size_t control =
+        shared_header::bytes_for(slots) + 2 * cfg_.num_workers * (mb_bytes + 64);
     seg.create(segment::root_bytes + cfg_.object_store_bytes + control + (1 << 20));
 
     hdr = new (seg.allocate_aligned(shared_header::bytes_for(slots), 64)) shared_header{};
@@ -3256,12 +3331,16 @@ class driver final : public process {
       // An unnamed file: it vanishes with the driver, even after kill -9.
       spill_fd_ = ::open(cfg_.spill_directory.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
       if (spill_fd_ < 0)
-        throw ray::runtime_error("coray: cannot spill to " + cfg_.spill_directory + ": " + std::strerror(errno));
+        throw ray::runtime_error("coray: cannot spill to " + cfg_.spill_directory + ": " +
+                                 std::strerror(errno));
     }
     start_supervisor();
     for (std::uint32_t i = 0; i < cfg_.num_workers; ++i) start_process(i);
     process::current() = this;
-    if (spill_fd_ >= 0) restore_spilled = [](object_state& st) { static_cast<driver*>(process::current())->restore(st); };
+    if (spill_fd_ >= 0)
+      restore_spilled = [](object_state& st) {
+        static_cast<driver*>(process::current())->restore(st);
+      };
   }
 
   ~driver() override {
@@ -3287,7 +3366,8 @@ class driver final : public process {
   std::uint32_t num_workers() const noexcept { return cfg_.num_workers; }
 
   state_ptr submit(task_spec&& spec) override {
-    if (supervisor_ < 0) throw worker_crashed("coray: the runtime's supervisor and workers are gone");
+    if (supervisor_ < 0)
+      throw worker_crashed("coray: the runtime's supervisor and workers are gone");
     auto rec = std::make_unique<task_record>();
     rec->id = next_task_id_++;
     rec->fn_id = spec.fn_id;
@@ -3315,8 +3395,8 @@ class driver final : public process {
     if (it == tasks_.end() || it->second->result->settled()) return;
     task_record& r = *it->second;
     r.cancelled = true;
-    auto e = std::make_exception_ptr(
-        cancelled("coray: " + std::string(r.name.empty() ? "the call" : r.name) + " was cancelled"));
+    auto e = std::make_exception_ptr(cancelled(
+        "coray: " + std::string(r.name.empty() ? "the call" : r.name) + " was cancelled"));
     if (auto q = std::find(runnable_.begin(), runnable_.end(), &r); q != runnable_.end()) {
       runnable_.erase(q);
       fail(r, e);
@@ -3344,13 +3424,15 @@ class driver final : public process {
       return;
     }
     r.result->set_error(e);  // dispatched: the reply, if any, is ignored
-    if (force && !r.actor && r.worker >= 0) command({supervisor_command::kill, static_cast<std::uint32_t>(r.worker)});
+    if (force && !r.actor && r.worker >= 0)
+      command({supervisor_command::kill, static_cast<std::uint32_t>(r.worker)});
   }
 
   /// Pids of the task workers, in slot order (0 while one starts).
   std::vector<int> worker_pids() const {
     std::vector<int> pids;
-    for (std::uint32_t i = 0; i < cfg_.num_workers; ++i) pids.push_back(views_[i].shared->pid.load(std::memory_order_acquire));
+    for (std::uint32_t i = 0; i < cfg_.num_workers; ++i)
+      pids.push_back(views_[i].shared->pid.load(std::memory_order_acquire));
     return pids;
   }
 
@@ -3455,10 +3537,12 @@ class driver final : public process {
     object_block* b = allocate_object(static_cast<std::size_t>(s.spill_size), true);
     std::size_t done = 0;
     while (done < s.spill_size) {
-      ssize_t n = ::pread(spill_fd_, b->data() + done, s.spill_size - done, s.spill_offset + static_cast<off_t>(done));
+      ssize_t n = ::pread(spill_fd_, b->data() + done, s.spill_size - done,
+                          s.spill_offset + static_cast<off_t>(done));
       if (n <= 0) {
         seg.release(b);
-        throw ray::runtime_error(std::string("coray: reading a spilled object failed: ") + std::strerror(errno));
+        throw ray::runtime_error(std::string("coray: reading a spilled object failed: ") +
+                                 std::strerror(errno));
       }
       done += static_cast<std::size_t>(n);
     }
@@ -3475,7 +3559,8 @@ class driver final : public process {
     actor_entry& a = it->second;
     a.killed = true;
     const int pid = views_[a.slot].shared->pid.load(std::memory_order_acquire);
-    a.cause = "coray: actor " + a.type_name + " (pid " + std::to_string(pid) + ") was killed by ray::kill";
+    a.cause = "coray: actor " + a.type_name + " (pid " + std::to_string(pid) +
+              ") was killed by ray::kill";
     command({supervisor_command::kill, a.slot});
     std::vector<task_record*> queued(a.queue.begin(), a.queue.end());
     a.queue.clear();
@@ -3509,7 +3594,8 @@ class driver final : public process {
     if (it == actors_.end()) return std::nullopt;
     const actor_entry& a = it->second;
     if (a.dead) return actor_process_status{a.pid, true, a.wait_status};
-    return actor_process_status{views_[a.slot].shared->pid.load(std::memory_order_acquire), false, 0};
+    return actor_process_status{views_[a.slot].shared->pid.load(std::memory_order_acquire), false,
+                                0};
   }
 
  protected:
@@ -3576,12 +3662,12 @@ class driver final : public process {
     int submitter = -1;  // slot of the process that made this nested call, -1 for the driver
     std::uint32_t submitter_generation = 0;
     std::uint64_t dispatch_seq = 0;
-    int worker = -1;                  // the task worker it was sent to
+    int worker = -1;  // the task worker it was sent to
     int max_retries = 0;
     std::uint64_t retry_matcher = 0;
     int attempt = 1;
     bool cancelled = false;
-    bool pinned = false;  // its store arguments are pinned (see pin_deps)
+    bool pinned = false;              // its store arguments are pinned (see pin_deps)
     object_block* message = nullptr;  // the dispatched message, when it needed a block
     driver* self = nullptr;
   };
@@ -3593,9 +3679,9 @@ class driver final : public process {
     mailbox* inbox = nullptr;
     mailbox* outbox = nullptr;
     std::uint32_t generation = 0;
-    std::uint64_t actor = 0;             // the actor living here; 0 for a task worker
-    std::uint64_t dispatched = 0;        // run_task messages sent to this generation
-    std::uint32_t in_flight = 0;         // tasks dispatched and not done
+    std::uint64_t actor = 0;       // the actor living here; 0 for a task worker
+    std::uint64_t dispatched = 0;  // run_task messages sent to this generation
+    std::uint32_t in_flight = 0;   // tasks dispatched and not done
     std::deque<std::pair<std::uint64_t, std::uint64_t>> order;  // (dispatch_seq, task id)
     std::deque<std::function<bool()>> outgoing;                 // messages waiting for room
     std::unordered_map<std::uint64_t, state_ptr> held;          // nested results it holds
@@ -3645,9 +3731,9 @@ class driver final : public process {
     std::vector<std::byte> ctor_args;
     std::vector<state_ptr> ctor_deps;
     std::vector<object_block*> ctor_blocks;  // one reference each, for rebuilding
-    std::deque<task_record*> queue;  // calls not yet sent, in the order they were made
-    std::deque<std::uint64_t> sent;  // calls sent and not done
-    std::uint64_t dispatched = 0;    // method calls sent to the current process
+    std::deque<task_record*> queue;          // calls not yet sent, in the order they were made
+    std::deque<std::uint64_t> sent;          // calls sent and not done
+    std::uint64_t dispatched = 0;            // method calls sent to the current process
   };
 
   // ---- admission and dependencies -----------------------------------------------------
@@ -3670,15 +3756,18 @@ class driver final : public process {
       // Actor calls keep their order: they wait in the actor's queue, dependencies or not.
       auto it = actors_.find(r->actor);
       if (it == actors_.end() || it->second.dead || it->second.killed) {
-        fail(*r, std::make_exception_ptr(actor_died(it == actors_.end() ? "coray: no such actor" : it->second.cause)));
+        fail(*r, std::make_exception_ptr(
+                     actor_died(it == actors_.end() ? "coray: no such actor" : it->second.cause)));
         return;
       }
       if (!r->construct) r->max_retries = it->second.max_task_retries;
       it->second.queue.push_back(r);
       pump_actor(it->second);
     } else if (r->pending_deps == 0) {
-      if (r->failed_dep) finish(r->id);
-      else runnable_.push_back(r);
+      if (r->failed_dep)
+        finish(r->id);
+      else
+        runnable_.push_back(r);
     }
   }
 
@@ -3727,7 +3816,9 @@ class driver final : public process {
     std::uint32_t best_load = cfg_.max_tasks_in_flight_per_worker;
     for (std::uint32_t i = 0; i < cfg_.num_workers; ++i) {
       process_view& w = views_[i];
-      if (static_cast<slot_state>(w.shared->state.load(std::memory_order_acquire)) == slot_state::dead) continue;
+      if (static_cast<slot_state>(w.shared->state.load(std::memory_order_acquire)) ==
+          slot_state::dead)
+        continue;
       std::uint32_t susp = w.shared->suspended.load(std::memory_order_relaxed);
       std::uint32_t load = w.in_flight > susp ? w.in_flight - susp : 0;
       if (load < best_load) {
@@ -3780,7 +3871,8 @@ class driver final : public process {
         break;
       }
       grant_pinned_blocks(v, *r);
-      if (!r->construct) r->dispatch_seq = a.dispatched++;  // its place among the calls this process starts
+      if (!r->construct)
+        r->dispatch_seq = a.dispatched++;  // its place among the calls this process starts
       a.queue.pop_front();
       a.sent.push_back(r->id);
       progress = true;
@@ -3825,12 +3917,14 @@ class driver final : public process {
     for_each_entry(r, [&](const arg_entry& e, const std::byte*) {
       size += sizeof(arg_entry);
       if (e.tag == arg_entry::inline_value) size += pad16(e.len);
-      if (e.tag == arg_entry::dependency && !r.deps[e.ref]->block) size += pad16(r.deps[e.ref]->bytes.size());
+      if (e.tag == arg_entry::dependency && !r.deps[e.ref]->block)
+        size += pad16(r.deps[e.ref]->bytes.size());
       if (e.tag == arg_entry::dependency_list) size += pad16(dependency_list_bytes(e, r.deps));
     });
     const msg_kind kind = r.construct ? msg_kind::construct : msg_kind::run_task;
     auto fill = [&](std::byte* out) {
-      task_header h{r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : 0, 0, 0, 0, r.retry_matcher};
+      task_header h{r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : 0,
+                    0,    0,       0,       r.retry_matcher};
       std::memcpy(out, &h, sizeof h);
       std::byte* p = out + sizeof h;
       for_each_entry(r, [&](const arg_entry& e, const std::byte* data) {
@@ -3848,7 +3942,8 @@ class driver final : public process {
         }
         if (e.tag == arg_entry::dependency_list) {
           // A vector's encoding from its elements' values: count, padding, elements.
-          o = {.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(dependency_list_bytes(e, r.deps))};
+          o = {.tag = arg_entry::inline_value,
+               .len = static_cast<std::uint32_t>(dependency_list_bytes(e, r.deps))};
           std::memcpy(p, &o, sizeof o);
           write_dependency_list(p + sizeof o, e, r.deps);
           p += sizeof o + pad16(o.len);
@@ -3897,14 +3992,27 @@ class driver final : public process {
       std::uint64_t v0 = 0;
       if (m.payload.size() >= sizeof v0) std::memcpy(&v0, m.payload.data(), sizeof v0);
       switch (m.kind) {
-        case msg_kind::task_done: on_task_done(w, m.payload); break;
-        case msg_kind::submit: on_submit(w, m.payload); break;
-        case msg_kind::release: w.held.erase(v0); break;
-        case msg_kind::actor_hold: actor_ref(v0, +1); break;
-        case msg_kind::actor_release: actor_ref(v0, -1); break;
-        case msg_kind::actor_kill: kill_actor(v0); break;
+        case msg_kind::task_done:
+          on_task_done(w, m.payload);
+          break;
+        case msg_kind::submit:
+          on_submit(w, m.payload);
+          break;
+        case msg_kind::release:
+          w.held.erase(v0);
+          break;
+        case msg_kind::actor_hold:
+          actor_ref(v0, +1);
+          break;
+        case msg_kind::actor_release:
+          actor_ref(v0, -1);
+          break;
+        case msg_kind::actor_kill:
+          kill_actor(v0);
+          break;
         case msg_kind::actor_lookup: {
-          std::string name(reinterpret_cast<const char*>(m.payload.data()) + sizeof v0, m.payload.size() - sizeof v0);
+          std::string name(reinterpret_cast<const char*>(m.payload.data()) + sizeof v0,
+                           m.payload.size() - sizeof v0);
           actor_info info = lookup_actor(name);
           std::uint64_t reply[3] = {v0, info.id, info.type_id};
           queue_message(w, msg_kind::actor_found, reply, sizeof reply);
@@ -3917,8 +4025,11 @@ class driver final : public process {
           grant_blocks(w);
           break;
         }
-        case msg_kind::block_release: drop_owned(w, seg.at<object_block>(v0)); break;
-        default: break;
+        case msg_kind::block_release:
+          drop_owned(w, seg.at<object_block>(v0));
+          break;
+        default:
+          break;
       }
       w.outbox->pop(m.slots);
       if (m.block) drop_owned(w, m.block);  // a long message's block, requested by its sender
@@ -3976,11 +4087,13 @@ class driver final : public process {
     task_record& r = *it->second;
     if (h.status == result_header::value_block && !take_owned(w, seg.at<object_block>(h.block))) {
       h.status = result_header::error;  // a block it does not own: refuse rather than corrupt
-      r.result->set_error(std::make_exception_ptr(ray::runtime_error("coray: a reply named a block its sender does not hold")));
+      r.result->set_error(std::make_exception_ptr(
+          ray::runtime_error("coray: a reply named a block its sender does not hold")));
     }
     auto body = payload.subspan(sizeof h, h.len);
     const bool is_task = r.actor == 0;
-    if (h.status == result_header::retryable_error && !r.result->settled() && r.attempt <= r.max_retries) {
+    if (h.status == result_header::retryable_error && !r.result->settled() &&
+        r.attempt <= r.max_retries) {
       ++r.attempt;
       if (is_task) {
         if (w.in_flight) --w.in_flight;
@@ -3994,7 +4107,9 @@ class driver final : public process {
     }
     if (!r.result->settled()) {
       switch (h.status) {
-        case result_header::value_inline: r.result->set_inline(body); break;
+        case result_header::value_inline:
+          r.result->set_inline(body);
+          break;
         case result_header::value_block:
           r.result->set_block(seg.at<object_block>(h.block));
           block_adopted(*r.result);
@@ -4038,9 +4153,11 @@ class driver final : public process {
     rec->submitter_generation = w.generation;
     if (auto* f = find_function(h.fn_id)) rec->name = f->name;
     const std::size_t actor_bytes = h.extra * sizeof(std::uint64_t);
-    const std::span<const std::byte> sent_args = payload.subspan(sizeof h, payload.size() - sizeof h - actor_bytes);
+    const std::span<const std::byte> sent_args =
+        payload.subspan(sizeof h, payload.size() - sizeof h - actor_bytes);
     rec->actors.resize(h.extra);
-    if (actor_bytes) std::memcpy(rec->actors.data(), payload.data() + payload.size() - actor_bytes, actor_bytes);
+    if (actor_bytes)
+      std::memcpy(rec->actors.data(), payload.data() + payload.size() - actor_bytes, actor_bytes);
     rec->result = make_state();
     bool unknown = false;
     for (std::uint64_t& a : rec->actors)
@@ -4093,7 +4210,8 @@ class driver final : public process {
       task_record* r = rec.get();
       tasks_.emplace(r->id, std::move(rec));
       for (std::uint64_t a : r->actors) actor_ref(a, +1);
-      fail(*r, std::make_exception_ptr(ray::runtime_error("coray: a nested call used an object_ref its process does not hold")));
+      fail(*r, std::make_exception_ptr(ray::runtime_error(
+                   "coray: a nested call used an object_ref its process does not hold")));
       return;
     }
     admit(std::move(rec));
@@ -4108,7 +4226,8 @@ class driver final : public process {
   }
 
   void queue_message(process_view& w, msg_kind k, const void* data, std::size_t n) {
-    std::vector<std::byte> bytes(static_cast<const std::byte*>(data), static_cast<const std::byte*>(data) + n);
+    std::vector<std::byte> bytes(static_cast<const std::byte*>(data),
+                                 static_cast<const std::byte*>(data) + n);
     w.outgoing.push_back([this, &w, k, bytes = std::move(bytes)] {
       return send_to(w, k, bytes.size(), [&](std::byte* out) {
         if (!bytes.empty()) std::memcpy(out, bytes.data(), bytes.size());
@@ -4146,17 +4265,16 @@ class driver final : public process {
         e = describe_current_exception("");
       }
       std::size_t n = encoded_size(e);
-      return send_to(w, msg_kind::object_ready, sizeof(result_header) + n,
-                      [&](std::byte* out) {
-                        result_header h{id, result_header::error, static_cast<std::uint32_t>(n), 0, 0};
-                        std::memcpy(out, &h, sizeof h);
-                        encode_to(std::span<std::byte>(out + sizeof h, n), e);
-                      });
+      return send_to(w, msg_kind::object_ready, sizeof(result_header) + n, [&](std::byte* out) {
+        result_header h{id, result_header::error, static_cast<std::uint32_t>(n), 0, 0};
+        std::memcpy(out, &h, sizeof h);
+        encode_to(std::span<std::byte>(out + sizeof h, n), e);
+      });
     }
     if (s.block) {
       result_header h{id, result_header::value_block, 0, seg.offset_of(s.block), 0};
       bool ok = send_to(w, msg_kind::object_ready, sizeof h,
-                         [&](std::byte* out) { std::memcpy(out, &h, sizeof h); });
+                        [&](std::byte* out) { std::memcpy(out, &h, sizeof h); });
       if (ok) {
         seg.add_ref(s.block);  // the receiving process's handle
         w.owned.insert(h.block);
@@ -4164,11 +4282,13 @@ class driver final : public process {
       return ok;
     }
     return send_to(w, msg_kind::object_ready, sizeof(result_header) + s.bytes.size(),
-                    [&](std::byte* out) {
-                      result_header h{id, result_header::value_inline, static_cast<std::uint32_t>(s.bytes.size()), 0, 0};
-                      std::memcpy(out, &h, sizeof h);
-                      if (!s.bytes.empty()) std::memcpy(out + sizeof h, s.bytes.data(), s.bytes.size());
-                    });
+                   [&](std::byte* out) {
+                     result_header h{id, result_header::value_inline,
+                                     static_cast<std::uint32_t>(s.bytes.size()), 0, 0};
+                     std::memcpy(out, &h, sizeof h);
+                     if (!s.bytes.empty())
+                       std::memcpy(out + sizeof h, s.bytes.data(), s.bytes.size());
+                   });
   }
 
   static std::string describe_error(const std::exception_ptr& e) {
@@ -4186,8 +4306,10 @@ class driver final : public process {
   void actor_ref(std::uint64_t id, int delta) noexcept {
     if (id & pinned_block_tag) {  // a block the call pins (see collect_pinned_block)
       object_block* b = seg.at<object_block>(id & ~pinned_block_tag);
-      if (delta > 0) seg.add_ref(b);
-      else seg.release(b);
+      if (delta > 0)
+        seg.add_ref(b);
+      else
+        seg.release(b);
       return;
     }
     auto it = actors_.find(id);
@@ -4227,7 +4349,9 @@ class driver final : public process {
     const auto deadline = clock::now() + std::chrono::milliseconds(500);
     auto all_gone = [&] {
       for (std::uint32_t s : stopping)
-        if (static_cast<slot_state>(views_[s].shared->state.load(std::memory_order_acquire)) != slot_state::dead) return false;
+        if (static_cast<slot_state>(views_[s].shared->state.load(std::memory_order_acquire)) !=
+            slot_state::dead)
+          return false;
       return true;
     };
     while (!all_gone() && clock::now() < deadline) {
@@ -4243,7 +4367,8 @@ class driver final : public process {
     seen_deaths_ = hdr->deaths.load(std::memory_order_acquire);
     for (std::size_t k = 0; k < active_.size();) {
       process_view& w = views_[active_[k]];
-      if (static_cast<slot_state>(w.shared->state.load(std::memory_order_acquire)) != slot_state::dead) {
+      if (static_cast<slot_state>(w.shared->state.load(std::memory_order_acquire)) !=
+          slot_state::dead) {
         ++k;
         continue;
       }
@@ -4257,8 +4382,10 @@ class driver final : public process {
       for (std::uint64_t off : w.owned) seg.release(seg.at<object_block>(off));
       w.owned.clear();
       if (w.actor) {
-        if (actor_ended(w, pid, how)) ++k;
-        else active_.erase(active_.begin() + static_cast<std::ptrdiff_t>(k));
+        if (actor_ended(w, pid, how))
+          ++k;
+        else
+          active_.erase(active_.begin() + static_cast<std::ptrdiff_t>(k));
         continue;
       }
       const std::uint64_t started = w.shared->tasks_started.load(std::memory_order_acquire);
@@ -4267,11 +4394,13 @@ class driver final : public process {
         auto it = tasks_.find(id);
         if (it == tasks_.end()) continue;
         task_record& r = *it->second;
-        if (r.worker != static_cast<int>(w.index) || r.dispatch_seq != seq) continue;  // since re-sent elsewhere
+        if (r.worker != static_cast<int>(w.index) || r.dispatch_seq != seq)
+          continue;  // since re-sent elsewhere
         if (r.cancelled || (seq < started && r.attempt > r.max_retries)) {
           fail(r, std::make_exception_ptr(worker_crashed(
-                      "coray: worker " + std::to_string(w.index) + " (pid " + std::to_string(pid) + ") " + how +
-                      " while running " + std::string(r.name.empty() ? "a task" : r.name) + attempts_note(r))));
+                      "coray: worker " + std::to_string(w.index) + " (pid " + std::to_string(pid) +
+                      ") " + how + " while running " +
+                      std::string(r.name.empty() ? "a task" : r.name) + attempts_note(r))));
         } else {
           if (seq < started) ++r.attempt;  // it ran and died: retried, Ray's max_retries
           if (r.message) seg.release(r.message);
@@ -4296,7 +4425,8 @@ class driver final : public process {
   /// max_task_retries allow, its queued calls kept in order.
   bool restart_actor(process_view& w, actor_entry& a, int pid, const std::string& how) {
     ++a.restarts;
-    const std::string cause = "coray: actor " + a.type_name + " (pid " + std::to_string(pid) + ") " + how;
+    const std::string cause =
+        "coray: actor " + a.type_name + " (pid " + std::to_string(pid) + ") " + how;
     const std::uint64_t started = w.shared->tasks_started.load(std::memory_order_acquire);
     std::vector<task_record*> again;
     for (std::uint64_t id : a.sent) {
@@ -4352,7 +4482,8 @@ class driver final : public process {
       const off_t at = static_cast<off_t>(spill_end_);
       std::size_t done = 0;
       while (done < size) {
-        ssize_t n = ::pwrite(spill_fd_, s->block->data() + done, size - done, at + static_cast<off_t>(done));
+        ssize_t n = ::pwrite(spill_fd_, s->block->data() + done, size - done,
+                             at + static_cast<off_t>(done));
         if (n <= 0) return false;  // disk full: the store stays full
         done += static_cast<std::size_t>(n);
       }
@@ -4370,12 +4501,14 @@ class driver final : public process {
 
   /// Frees a spilled copy's disk space.
   void punch(object_state& s) noexcept {
-    ::fallocate(spill_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s.spill_offset, static_cast<off_t>(s.spill_size));
+    ::fallocate(spill_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s.spill_offset,
+                static_cast<off_t>(s.spill_size));
     s.spill_offset = -1;
   }
 
   static std::string attempts_note(const task_record& r) {
-    return r.max_retries > 0 ? " (attempt " + std::to_string(r.attempt) + " of " + std::to_string(r.max_retries + 1) + ")"
+    return r.max_retries > 0 ? " (attempt " + std::to_string(r.attempt) + " of " +
+                                   std::to_string(r.max_retries + 1) + ")"
                              : std::string();
   }
 
@@ -4460,10 +4593,12 @@ class driver final : public process {
   }
 
   void start_process(std::uint32_t slot) {
-    hdr->worker(slot).state.store(static_cast<std::uint32_t>(slot_state::starting), std::memory_order_release);
+    hdr->worker(slot).state.store(static_cast<std::uint32_t>(slot_state::starting),
+                                  std::memory_order_release);
     if (!command({supervisor_command::start, slot})) {
       // No supervisor, no process: the slot stays dead and its calls fail.
-      hdr->worker(slot).state.store(static_cast<std::uint32_t>(slot_state::dead), std::memory_order_release);
+      hdr->worker(slot).state.store(static_cast<std::uint32_t>(slot_state::dead),
+                                    std::memory_order_release);
     }
   }
 
@@ -4479,10 +4614,12 @@ class driver final : public process {
     supervisor_ = -1;
     for (std::uint32_t i : active_) {
       views_[i].shared->wait_status.store(st, std::memory_order_relaxed);
-      views_[i].shared->state.store(static_cast<std::uint32_t>(slot_state::dead), std::memory_order_release);
+      views_[i].shared->state.store(static_cast<std::uint32_t>(slot_state::dead),
+                                    std::memory_order_release);
     }
     handle_deaths();
-    const std::string why = "coray: the supervisor process " + describe_exit(st) + ", taking the workers with it";
+    const std::string why =
+        "coray: the supervisor process " + describe_exit(st) + ", taking the workers with it";
     while (!runnable_.empty()) {
       task_record* r = runnable_.front();
       runnable_.pop_front();
@@ -4491,8 +4628,8 @@ class driver final : public process {
   }
 
   driver_config cfg_;
-  std::vector<process_view> views_;   // one per slot: task workers, then actors
-  std::vector<std::uint32_t> active_; // slots with a process
+  std::vector<process_view> views_;    // one per slot: task workers, then actors
+  std::vector<std::uint32_t> active_;  // slots with a process
   std::vector<std::uint32_t> free_actor_slots_;
   std::unordered_map<std::uint64_t, std::unique_ptr<task_record>> tasks_;
   std::deque<task_record*> runnable_;
@@ -4514,7 +4651,7 @@ class driver final : public process {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/driver.hpp>
+// end <coray/detail/runtime/driver.hpp>
 // begin <coray/task.hpp>
 /// Remote tasks: ray::task<f>.remote(args...) runs f in a worker process and returns an
 /// object_ref to its result at once. Arguments are checked against f's parameters at
@@ -4533,7 +4670,6 @@ CORAY_END_NAMESPACE
 ///   ray::async<int> twice(ray::object_ref<int> r) { co_return 2 * co_await ray::get(r); }
 
 // #include <coray/version.hpp>: inlined above
-
 #include <coroutine>
 #include <exception>
 #include <optional>
@@ -4669,16 +4805,15 @@ struct detached {
 CORAY_END_NAMESPACE
 // end <coray/async.hpp>
 // #include <coray/codec.hpp>: inlined above
-// #include <coray/detail/registry.hpp>: inlined above
-// #include <coray/detail/worker.hpp>: inlined above
+// #include <coray/detail/runtime/registry.hpp>: inlined above
+// #include <coray/detail/runtime/worker.hpp>: inlined above
 // begin <coray/object_ref.hpp>
 /// ray::object_ref<T>: a handle to an immutable object -- a put value or a call's result --
 /// that may not exist yet. Copyable and cheap; the object lives while any handle does.
 /// Pass it to remote calls (they wait for it) or get it (co_await ray::get(ref)).
 
-// #include <coray/detail/object_state.hpp>: inlined above
+// #include <coray/detail/runtime/object_state.hpp>: inlined above
 // #include <coray/version.hpp>: inlined above
-
 #include <type_traits>
 #include <utility>
 
@@ -4697,7 +4832,9 @@ class object_ref {
   /// True once the object exists or its call failed: get() will not wait.
   bool is_ready() const noexcept { return s_ && s_->settled(); }
 
-  friend bool operator==(const object_ref& a, const object_ref& b) noexcept { return a.s_.get() == b.s_.get(); }
+  friend bool operator==(const object_ref& a, const object_ref& b) noexcept {
+    return a.s_.get() == b.s_.get();
+  }
 
   /// Runtime internals.
   const detail::state_ptr& state() const noexcept { return s_; }
@@ -4728,11 +4865,10 @@ CORAY_END_NAMESPACE
 ///   auto view = co_await ray::get_view(img);                    // in place, no copy
 ///   auto [ready, pending] = co_await ray::wait(refs, {.num_returns = 1});
 
-// #include <coray/codec.hpp>: inlined above
-// #include <coray/detail/process.hpp>: inlined above
-// #include <coray/object_ref.hpp>: inlined above
-
 #include <chrono>
+// #include <coray/codec.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+// #include <coray/object_ref.hpp>: inlined above
 #include <coroutine>
 #include <cstring>
 #include <limits>
@@ -4750,7 +4886,8 @@ namespace detail {
 
 /// The type a value is stored as: a span is stored as a vector, a string literal as a string.
 template <class T>
-using put_type_t = std::conditional_t<std::is_same_v<std::decay_t<T>, const char*> || std::is_same_v<std::decay_t<T>, char*>,
+using put_type_t = std::conditional_t<std::is_same_v<std::decay_t<T>, const char*> ||
+                                          std::is_same_v<std::decay_t<T>, char*>,
                                       std::string, storage_type_t<std::decay_t<T>>>;
 
 /// Room for a value of `size` encoded bytes in `s`, which stays pending: inline bytes below
@@ -4893,7 +5030,8 @@ class [[nodiscard]] get_all_awaitable {
  private:
   static void on_settled(void* ctx, detail::object_state&) {
     auto* self = static_cast<get_all_awaitable*>(ctx);
-    if (--self->pending_ == 0) detail::resume_waiter(self->h_.address(), *self->refs_.front().state());
+    if (--self->pending_ == 0)
+      detail::resume_waiter(self->h_.address(), *self->refs_.front().state());
   }
   std::vector<T> values() {
     std::vector<T> out;
@@ -4919,7 +5057,9 @@ template <class T>
 class object_view {
  public:
   using view_type = typename detail::view_of<T>::type;
-  object_view(detail::state_ptr s) : s_(std::move(s)), v_(decode<view_type>(s_->value_bytes())) { ++s_->pins; }
+  object_view(detail::state_ptr s) : s_(std::move(s)), v_(decode<view_type>(s_->value_bytes())) {
+    ++s_->pins;
+  }
   object_view(const object_view& o) : s_(o.s_), v_(o.v_) { ++s_->pins; }
   object_view& operator=(const object_view&) = delete;
   ~object_view() { --s_->pins; }
@@ -4968,8 +5108,10 @@ object_ref<detail::put_type_t<T>> put(const T& value) {
                 "serialize(Archive&)` member or make it an aggregate of storable members");
   auto& p = detail::process::require();
   auto s = detail::make_state();
-  if constexpr (std::is_same_v<stored, std::decay_t<T>>) detail::store_value(p, *s, value);
-  else detail::store_value(p, *s, stored(value));
+  if constexpr (std::is_same_v<stored, std::decay_t<T>>)
+    detail::store_value(p, *s, value);
+  else
+    detail::store_value(p, *s, stored(value));
   return object_ref<stored>(std::move(s));
 }
 
@@ -4985,7 +5127,9 @@ template <class E>
 class object_buffer {
  public:
   object_buffer(object_buffer&& o) noexcept
-      : s_(std::move(o.s_)), data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+      : s_(std::move(o.s_)),
+        data_(std::exchange(o.data_, nullptr)),
+        size_(std::exchange(o.size_, 0)) {}
   object_buffer& operator=(object_buffer&& o) noexcept {
     s_ = std::move(o.s_);  // an unsealed buffer this one held gives its memory back
     data_ = std::exchange(o.data_, nullptr);
@@ -5002,7 +5146,9 @@ class object_buffer {
 
   /// The finished object; the buffer is empty afterwards.
   object_ref<std::vector<E>> seal() && {
-    if (!s_) throw ray::runtime_error("ray::object_buffer::seal: the buffer was already sealed or moved from");
+    if (!s_)
+      throw ray::runtime_error(
+          "ray::object_buffer::seal: the buffer was already sealed or moved from");
     s_->st = detail::object_state::status::ready;
     data_ = nullptr;
     size_ = 0;
@@ -5012,7 +5158,8 @@ class object_buffer {
  private:
   template <class T>
   friend object_buffer<T> put_buffer(std::size_t n);
-  object_buffer(detail::state_ptr s, E* data, std::size_t n) : s_(std::move(s)), data_(data), size_(n) {}
+  object_buffer(detail::state_ptr s, E* data, std::size_t n)
+      : s_(std::move(s)), data_(data), size_(n) {}
   detail::state_ptr s_;
   E* data_ = nullptr;
   std::size_t size_ = 0;
@@ -5023,13 +5170,16 @@ class object_buffer {
 /// ray::get_view.
 template <class E>
 object_buffer<E> put_buffer(std::size_t n) {
-  static_assert(detail::is_raw_copyable_v<E> && !std::is_same_v<E, bool>,
-                "ray::put_buffer<E>: E must be a plain number or a trivially copyable struct of them");
+  static_assert(
+      detail::is_raw_copyable_v<E> && !std::is_same_v<E, bool>,
+      "ray::put_buffer<E>: E must be a plain number or a trivially copyable struct of them");
   auto& p = detail::process::require();
   // The encoding of a std::vector<E>: its count, padding to E's wire alignment, the elements.
-  const std::size_t offset = sizeof(std::uint64_t) + detail::padding_for(sizeof(std::uint64_t), detail::wire_align_v<E>);
+  const std::size_t offset =
+      sizeof(std::uint64_t) + detail::padding_for(sizeof(std::uint64_t), detail::wire_align_v<E>);
   if (n > (std::numeric_limits<std::size_t>::max() - offset) / sizeof(E))
-    throw ray::runtime_error("ray::put_buffer: " + std::to_string(n) + " elements do not fit in memory");
+    throw ray::runtime_error("ray::put_buffer: " + std::to_string(n) +
+                             " elements do not fit in memory");
   const std::size_t size = offset + n * sizeof(E);
   auto s = detail::make_state();
   std::byte* out = detail::reserve_value(p, *s, size).data();  // pending until sealed
@@ -5056,7 +5206,8 @@ struct wait_result {
 template <class T>
 class [[nodiscard]] wait_awaitable {
  public:
-  wait_awaitable(std::vector<object_ref<T>> refs, wait_options o) : refs_(std::move(refs)), opts_(o) {
+  wait_awaitable(std::vector<object_ref<T>> refs, wait_options o)
+      : refs_(std::move(refs)), opts_(o) {
     opts_.num_returns = std::min(opts_.num_returns, refs_.size());
   }
   bool await_ready() {
@@ -5088,7 +5239,8 @@ class [[nodiscard]] wait_awaitable {
   }
   operator wait_result<T>() && {
     auto& p = detail::process::require();
-    auto deadline = opts_.timeout ? detail::clock::now() + *opts_.timeout : detail::clock::time_point::max();
+    auto deadline =
+        opts_.timeout ? detail::clock::now() + *opts_.timeout : detail::clock::time_point::max();
     p.serve_once();
     p.run_until([&] { return ready_count() >= opts_.num_returns; }, deadline);
     return split();
@@ -5142,8 +5294,10 @@ class [[nodiscard]] wait_awaitable {
     w.ready.reserve(opts_.num_returns);
     w.pending.reserve(refs_.size() - opts_.num_returns);
     for (auto& r : refs_) {
-      if (r.is_ready() && w.ready.size() < opts_.num_returns) w.ready.push_back(std::move(r));
-      else w.pending.push_back(std::move(r));
+      if (r.is_ready() && w.ready.size() < opts_.num_returns)
+        w.ready.push_back(std::move(r));
+      else
+        w.pending.push_back(std::move(r));
     }
     refs_.clear();
     return w;
@@ -5173,8 +5327,10 @@ class [[nodiscard]] timed_get_awaitable {
  private:
   T finish(const wait_result<T>& w) {
     if (w.ready.empty())
-      throw get_timeout("ray::get: the object was not ready within " +
-                        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(timeout_).count()) + " ms");
+      throw get_timeout(
+          "ray::get: the object was not ready within " +
+          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(timeout_).count()) +
+          " ms");
     return detail::read_value<T>(*ref_.state());
   }
   object_ref<T> ref_;
@@ -5200,7 +5356,8 @@ struct cancel_options {
 template <class T>
 void cancel(const object_ref<T>& ref, cancel_options opts = {}) {
   auto& p = detail::process::require();
-  if (!p.is_driver()) throw ray::runtime_error("ray::cancel is only available in the driver process");
+  if (!p.is_driver())
+    throw ray::runtime_error("ray::cancel is only available in the driver process");
   if (ref.valid() && ref.state()->id) p.cancel_call(ref.state()->id, opts.force);
 }
 
@@ -5213,7 +5370,6 @@ auto sync_wait(Awaitable&& aw) {
 
 CORAY_END_NAMESPACE
 // end <coray/object_store.hpp>
-
 #include <cstring>
 #include <span>
 #include <string>
@@ -5303,18 +5459,26 @@ template <class T>
 inline constexpr bool is_ref_vector_v = is_ref_vector<std::remove_cvref_t<T>>::value;
 
 template <class P>
-inline constexpr bool is_mutable_ref_v = std::is_lvalue_reference_v<P> && !std::is_const_v<std::remove_reference_t<P>>;
+inline constexpr bool is_mutable_ref_v =
+    std::is_lvalue_reference_v<P> && !std::is_const_v<std::remove_reference_t<P>>;
 
 /// Whether argument A may be passed for parameter P.
 template <class P, class A>
 constexpr bool argument_fits() {
   using S = storage_type_t<std::remove_cvref_t<P>>;
-  if constexpr (is_mutable_ref_v<P>) return false;
-  else if constexpr (is_actor_v<P> || is_actor_v<A>) return std::is_same_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>;
-  else if constexpr (is_object_ref_v<A>) return std::is_same_v<typename is_object_ref<std::remove_cvref_t<A>>::value_type, S>;
-  else if constexpr (is_ref_vector_v<A>) return std::is_same_v<std::vector<typename is_ref_vector<std::remove_cvref_t<A>>::value_type>, S>;
-  else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>) return true;
-  else return std::is_convertible_v<A, S>;
+  if constexpr (is_mutable_ref_v<P>)
+    return false;
+  else if constexpr (is_actor_v<P> || is_actor_v<A>)
+    return std::is_same_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>;
+  else if constexpr (is_object_ref_v<A>)
+    return std::is_same_v<typename is_object_ref<std::remove_cvref_t<A>>::value_type, S>;
+  else if constexpr (is_ref_vector_v<A>)
+    return std::is_same_v<std::vector<typename is_ref_vector<std::remove_cvref_t<A>>::value_type>,
+                          S>;
+  else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>)
+    return true;
+  else
+    return std::is_convertible_v<A, S>;
 }
 
 template <class Params, class... A, std::size_t... I>
@@ -5325,10 +5489,11 @@ constexpr bool arguments_fit(std::index_sequence<I...>) {
 template <class Params>
 constexpr bool parameters_storable() {
   return []<std::size_t... I>(std::index_sequence<I...>) {
-    return ((is_actor_v<std::tuple_element_t<I, Params>> ||
-             is_encodable_v<storage_type_t<std::remove_cvref_t<std::tuple_element_t<I, Params>>>>) &&
-            ...);
-  }(std::make_index_sequence<std::tuple_size_v<Params>>{});
+    return ((
+        is_actor_v<std::tuple_element_t<I, Params>> ||
+        is_encodable_v<storage_type_t<std::remove_cvref_t<std::tuple_element_t<I, Params>>>>)&&...);
+  }
+  (std::make_index_sequence<std::tuple_size_v<Params>>{});
 }
 
 template <class V>
@@ -5336,7 +5501,8 @@ void add_value(task_spec& spec, process& p, const V& v) {
   // Actor handles inside the value are kept alive for the call's duration.
   struct collecting {
     std::vector<std::uint64_t>* saved;
-    explicit collecting(std::vector<std::uint64_t>& into) : saved(std::exchange(actor_collector(), &into)) {}
+    explicit collecting(std::vector<std::uint64_t>& into)
+        : saved(std::exchange(actor_collector(), &into)) {}
     ~collecting() { actor_collector() = saved; }
   } collect(spec.actors);
   const std::size_t size = encoded_size(v);
@@ -5363,7 +5529,8 @@ void add_argument(task_spec& spec, process& p, A&& a) {
     std::vector<state_ptr> refs;
     refs.reserve(a.size());
     for (const auto& r : a) {
-      if (!r.valid()) throw ray::runtime_error("ray::task<f>.remote: an object_ref in the list is empty");
+      if (!r.valid())
+        throw ray::runtime_error("ray::task<f>.remote: an object_ref in the list is empty");
       refs.push_back(r.state());
     }
     spec.add_dependency_list(refs, static_cast<std::uint8_t>(pad));
@@ -5377,9 +5544,11 @@ void add_argument(task_spec& spec, process& p, A&& a) {
 /// Walks a call's argument records in a worker.
 class argument_reader {
  public:
-  argument_reader(segment& seg, std::span<const std::byte> args) : seg_(seg), p_(args.data()), end_(args.data() + args.size()) {}
+  argument_reader(segment& seg, std::span<const std::byte> args)
+      : seg_(seg), p_(args.data()), end_(args.data() + args.size()) {}
   std::span<const std::byte> next() {
-    if (static_cast<std::size_t>(end_ - p_) < sizeof(arg_entry)) throw codec_error("coray: call has fewer arguments than its function");
+    if (static_cast<std::size_t>(end_ - p_) < sizeof(arg_entry))
+      throw codec_error("coray: call has fewer arguments than its function");
     arg_entry e;
     std::memcpy(&e, p_, sizeof e);
     p_ += sizeof e;
@@ -5410,14 +5579,17 @@ struct is_span_parameter<std::span<E, N>> : std::true_type {};
 template <class P>
 class argument {
   using D = std::remove_cvref_t<P>;
-  static constexpr bool is_view = std::is_same_v<D, std::string_view> || is_span_parameter<D>::value;
+  static constexpr bool is_view =
+      std::is_same_v<D, std::string_view> || is_span_parameter<D>::value;
   using held = std::conditional_t<is_view, D, storage_type_t<D>>;
 
  public:
   explicit argument(std::span<const std::byte> bytes) : v_(decode<held>(bytes)) {}
   decltype(auto) pass() {
-    if constexpr (std::is_rvalue_reference_v<P> || !std::is_reference_v<P>) return held(std::move(v_));
-    else return static_cast<const held&>(v_);
+    if constexpr (std::is_rvalue_reference_v<P> || !std::is_reference_v<P>)
+      return held(std::move(v_));
+    else
+      return static_cast<const held&>(v_);
   }
 
  private:
@@ -5427,7 +5599,8 @@ class argument {
 template <class Params, std::size_t... I>
 auto decode_arguments(argument_reader& r, std::index_sequence<I...>) {
   // Braced initialisation evaluates left to right: arguments are read in order.
-  return std::tuple<argument<std::tuple_element_t<I, Params>>...>{argument<std::tuple_element_t<I, Params>>(r.next())...};
+  return std::tuple<argument<std::tuple_element_t<I, Params>>...>{
+      argument<std::tuple_element_t<I, Params>>(r.next())...};
 }
 
 template <class V>
@@ -5447,7 +5620,11 @@ struct invoker {
 
   template <class Args>
   static decltype(auto) call(void* self, Args& args) {
-    return std::apply([self](auto&... a) -> decltype(auto) { return traits::template call<F>(self, a.pass()...); }, args);
+    return std::apply(
+        [self](auto&... a) -> decltype(auto) {
+          return traits::template call<F>(self, a.pass()...);
+        },
+        args);
   }
 
   static void invoke(invocation& inv) {
@@ -5505,7 +5682,8 @@ task_spec make_call(process& p, A&&... args) {
   spec.name = entity_name<F>();
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     (add_argument<std::tuple_element_t<I, params>>(spec, p, std::forward<A>(args)), ...);
-  }(std::make_index_sequence<sizeof...(A)>{});
+  }
+  (std::make_index_sequence<sizeof...(A)>{});
   return spec;
 }
 
@@ -5527,8 +5705,10 @@ bool exception_is(std::exception_ptr e) {
   } catch (const E&) {
     return true;
   } catch (...) {
-    if constexpr (sizeof...(Rest) > 0) return exception_is<Rest...>(e);
-    else return false;
+    if constexpr (sizeof...(Rest) > 0)
+      return exception_is<Rest...>(e);
+    else
+      return false;
   }
 }
 template <class... E>
@@ -5582,13 +5762,16 @@ struct remote_function {
   /// the runtime (or from inside a task).
   template <class... A>
   object_ref<result_type> remote(A&&... args) const {
-    static_assert(sizeof...(A) == traits::arity, "ray::task<f>.remote(...): wrong number of arguments for f");
+    static_assert(sizeof...(A) == traits::arity,
+                  "ray::task<f>.remote(...): wrong number of arguments for f");
     if constexpr (sizeof...(A) == traits::arity) {
-      constexpr bool fits = detail::arguments_fit<params, A...>(std::make_index_sequence<sizeof...(A)>{});
-      static_assert(fits,
-                    "ray::task<f>.remote(...): an argument does not match f's parameter: pass the "
-                    "parameter's type, a value convertible to it, or an object_ref of it (non-const "
-                    "reference parameters are not allowed)");
+      constexpr bool fits =
+          detail::arguments_fit<params, A...>(std::make_index_sequence<sizeof...(A)>{});
+      static_assert(
+          fits,
+          "ray::task<f>.remote(...): an argument does not match f's parameter: pass the "
+          "parameter's type, a value convertible to it, or an object_ref of it (non-const "
+          "reference parameters are not allowed)");
       if constexpr (fits) {
         auto& p = detail::process::require();
         auto spec = detail::make_call<F>(p, std::forward<A>(args)...);
@@ -5610,7 +5793,6 @@ inline constexpr remote_function<F> task{};
 
 CORAY_END_NAMESPACE
 // end <coray/task.hpp>
-
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -5652,12 +5834,12 @@ struct constructor_arg {
   using type = put_type_t<A>;
 };
 template <class A>
-  requires is_object_ref_v<A>
+requires is_object_ref_v<A>
 struct constructor_arg<A> {
   using type = typename is_object_ref<std::remove_cvref_t<A>>::value_type;
 };
 template <class A>
-  requires is_actor_v<A>
+requires is_actor_v<A>
 struct constructor_arg<A> {
   using type = std::remove_cvref_t<A>;
 };
@@ -5682,13 +5864,14 @@ struct actor_constructor {
     }
   }
   static void marker() {}
-  static inline const bool registered =
-      register_function(entity_id<&actor_constructor::marker>, &invoke, entity_name<&actor_constructor::marker>());
+  static inline const bool registered = register_function(
+      entity_id<&actor_constructor::marker>, &invoke, entity_name<&actor_constructor::marker>());
 };
 
 inline driver& require_driver(const char* what) {
   process& p = process::require();
-  if (!p.is_driver()) throw ray::runtime_error(std::string(what) + " is only available in the driver process");
+  if (!p.is_driver())
+    throw ray::runtime_error(std::string(what) + " is only available in the driver process");
   return static_cast<driver&>(p);
 }
 
@@ -5707,19 +5890,25 @@ class actor {
   template <auto Method, class... A>
   auto call(A&&... args) const {
     using traits = detail::function_traits<decltype(Method)>;
-    static_assert(traits::is_member, "actor<T>.call<&T::method>(...): the template argument must be a member function of T");
+    static_assert(
+        traits::is_member,
+        "actor<T>.call<&T::method>(...): the template argument must be a member function of T");
     if constexpr (traits::is_member) {
       static_assert(std::is_base_of_v<typename traits::class_type, T>,
                     "actor<T>.call<&T::method>(...): the method belongs to another class than T");
       using params = typename traits::params;
       using result_type = detail::call_result_t<typename traits::return_type>;
       static_assert(std::is_void_v<result_type> || is_encodable_v<result_type>,
-                    "actor<T>.call<&T::method>(...): the method's return type cannot be sent between processes");
-      static_assert(sizeof...(A) == traits::arity, "actor<T>.call<&T::method>(...): wrong number of arguments for the method");
+                    "actor<T>.call<&T::method>(...): the method's return type cannot be sent "
+                    "between processes");
+      static_assert(sizeof...(A) == traits::arity,
+                    "actor<T>.call<&T::method>(...): wrong number of arguments for the method");
       if constexpr (sizeof...(A) == traits::arity) {
-        constexpr bool fits = detail::arguments_fit<params, A...>(std::make_index_sequence<sizeof...(A)>{});
+        constexpr bool fits =
+            detail::arguments_fit<params, A...>(std::make_index_sequence<sizeof...(A)>{});
         static_assert(fits,
-                      "actor<T>.call<&T::method>(...): an argument does not match the method's parameter: pass the "
+                      "actor<T>.call<&T::method>(...): an argument does not match the method's "
+                      "parameter: pass the "
                       "parameter's type, a value convertible to it, or an object_ref of it");
         if constexpr (fits) {
           if (!p_) throw ray::runtime_error("actor<T>.call: the actor handle is empty");
@@ -5769,7 +5958,7 @@ actor<T> spawn(actor_options opts, A&&... args) {
   using ctor = detail::actor_constructor<T, detail::constructor_arg_t<A>...>;
   static_assert(std::is_constructible_v<T, detail::constructor_arg_t<A>&&...>,
                 "ray::spawn<T>(args...): T has no constructor taking these arguments");
-  static_assert(((detail::is_actor_v<A> || is_encodable_v<detail::constructor_arg_t<A>>) && ...),
+  static_assert(((detail::is_actor_v<A> || is_encodable_v<detail::constructor_arg_t<A>>)&&...),
                 "ray::spawn<T>(args...): a constructor argument cannot be sent between processes");
   if constexpr (std::is_constructible_v<T, detail::constructor_arg_t<A>&&...>) {
     auto& d = detail::require_driver("ray::spawn");
@@ -5777,13 +5966,15 @@ actor<T> spawn(actor_options opts, A&&... args) {
     detail::actor_spawn_request req;
     req.constructor.fn_id = detail::entity_id<&ctor::marker>;
     req.constructor.name = detail::type_name<T>();
-    (detail::add_argument<detail::constructor_arg_t<A>>(req.constructor, d, std::forward<A>(args)), ...);
+    (detail::add_argument<detail::constructor_arg_t<A>>(req.constructor, d, std::forward<A>(args)),
+     ...);
     req.type_id = detail::actor_type_id<T>;
     req.type_name = std::string(detail::type_name<T>());
     req.name = std::move(opts.name);
     req.max_concurrency = opts.max_concurrency;
     req.max_restarts = opts.max_restarts < 0 ? std::numeric_limits<int>::max() : opts.max_restarts;
-    req.max_task_retries = opts.max_task_retries < 0 ? std::numeric_limits<int>::max() : opts.max_task_retries;
+    req.max_task_retries =
+        opts.max_task_retries < 0 ? std::numeric_limits<int>::max() : opts.max_task_retries;
     std::uint64_t id = d.spawn_actor(std::move(req));
     return actor<T>(d.make_actor_handle(id));
   } else {
@@ -5802,7 +5993,8 @@ template <class T>
 actor<T> get_actor(std::string_view name) {
   auto& p = detail::process::require();
   auto info = p.lookup_actor(name);
-  if (!info.id) throw actor_not_found("ray::get_actor: no live actor is named '" + std::string(name) + "'");
+  if (!info.id)
+    throw actor_not_found("ray::get_actor: no live actor is named '" + std::string(name) + "'");
   if (info.type_id != detail::actor_type_id<T>)
     throw actor_not_found("ray::get_actor: the actor named '" + std::string(name) + "' is not a " +
                           std::string(detail::type_name<T>()));
@@ -5814,7 +6006,6 @@ template <class T>
 void kill(const actor<T>& a) {
   if (a.valid()) detail::process::require().kill_actor(a.id());
 }
-
 
 CORAY_END_NAMESPACE
 // end <coray/actor.hpp>
@@ -5836,7 +6027,7 @@ CORAY_END_NAMESPACE
 
 #include <chrono>
 // #include <coray/actor.hpp>: inlined above
-// begin <coray/detail/dispatcher.hpp>
+// begin <coray/detail/mp/dispatcher.hpp>
 /// Spreads calls over a set of actors -- at most `depth` sent to each and not yet finished,
 /// the rest waiting here in the order they came -- so that a free actor always takes the
 /// next call, and settles each call's own result state when it ends. ray::pool and
@@ -5846,7 +6037,7 @@ CORAY_END_NAMESPACE
 /// resumes: never from inside the driver's own callbacks, so the driver is not re-entered
 /// while it settles results.
 
-// #include <coray/detail/driver.hpp>: inlined above
+// #include <coray/detail/runtime/driver.hpp>: inlined above
 #include <coroutine>
 #include <cstdint>
 #include <deque>
@@ -6128,7 +6319,7 @@ class dispatcher {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/dispatcher.hpp>
+// end <coray/detail/mp/dispatcher.hpp>
 // begin <coray/result_stream.hpp>
 /// ray::result_stream<R>: results that arrive one by one -- what pool::imap,
 /// pool::imap_unordered and actor_pool::map return (multiprocessing's IMapIterator). Iterate
@@ -6143,7 +6334,7 @@ CORAY_END_NAMESPACE
 #include <algorithm>
 // #include <coray/async.hpp>: inlined above
 // #include <coray/codec.hpp>: inlined above
-// #include <coray/detail/process.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
 // #include <coray/object_store.hpp>: inlined above
 #include <coroutine>
 #include <cstddef>
@@ -6528,8 +6719,7 @@ CORAY_END_NAMESPACE
 
 #include <algorithm>
 #include <chrono>
-// #include <coray/detail/robust_mutex.hpp>: inlined above
-// begin <coray/detail/shared_block.hpp>
+// begin <coray/detail/mp/shared_block.hpp>
 /// A process's handle on a block of the runtime's segment that holds one mutable shared
 /// object (ray::shared_value, ray::mutex): unlike store objects these are written in place,
 /// so every process sees the same bytes.
@@ -6543,7 +6733,7 @@ CORAY_END_NAMESPACE
 
 #include <atomic>
 // #include <coray/codec.hpp>: inlined above
-// #include <coray/detail/process.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -6627,7 +6817,8 @@ class shared_block {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/shared_block.hpp>
+// end <coray/detail/mp/shared_block.hpp>
+// #include <coray/detail/shm/robust_mutex.hpp>: inlined above
 #include <cstdint>
 #include <new>
 
@@ -6763,14 +6954,14 @@ CORAY_END_NAMESPACE
 
 #include <algorithm>
 // #include <coray/actor.hpp>: inlined above
-// #include <coray/detail/dispatcher.hpp>: inlined above
-// begin <coray/detail/pool_process.hpp>
+// #include <coray/detail/mp/dispatcher.hpp>: inlined above
+// begin <coray/detail/mp/pool_process.hpp>
 /// A process of a ray::pool: an actor that runs chunks of a map and single calls of the
 /// pool's functions, after its initializer ran once in its constructor.
 
 #include <unistd.h>
 
-// #include <coray/detail/codec_traits.hpp>: inlined above
+// #include <coray/detail/codec/codec_traits.hpp>: inlined above
 // #include <coray/task.hpp>: inlined above
 #include <span>
 #include <tuple>
@@ -6897,7 +7088,7 @@ void append_chunk(std::vector<R>& out, std::span<const std::byte> bytes) {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/pool_process.hpp>
+// end <coray/detail/mp/pool_process.hpp>
 // #include <coray/object_store.hpp>: inlined above
 // begin <coray/processes.hpp>
 /// The runtime's processes as multiprocessing describes its children: pids, liveness and
@@ -7383,14 +7574,14 @@ CORAY_END_NAMESPACE
 #include <algorithm>
 #include <chrono>
 // #include <coray/actor.hpp>: inlined above
-// begin <coray/detail/queue_actor.hpp>
+// begin <coray/detail/mp/queue_actor.hpp>
 /// The actor behind a ray::queue<T>: a std::deque<T> whose blocking put and get are coroutine
 /// methods, so a call that must wait (queue full, or empty) suspends and the actor goes on
 /// serving others -- the put that makes room for it, the get that frees a slot.
 
 #include <chrono>
 // #include <coray/async.hpp>: inlined above
-// #include <coray/detail/process.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
 #include <coroutine>
 #include <cstdint>
 #include <deque>
@@ -7527,7 +7718,7 @@ class queue_actor {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/queue_actor.hpp>
+// end <coray/detail/mp/queue_actor.hpp>
 // #include <coray/errors.hpp>: inlined above
 // #include <coray/object_store.hpp>: inlined above
 #include <cstdint>
@@ -7683,11 +7874,10 @@ CORAY_END_NAMESPACE
 ///     return rt.run(amain());
 ///   }
 
-// #include <coray/async.hpp>: inlined above
-// #include <coray/detail/driver.hpp>: inlined above
-// #include <coray/errors.hpp>: inlined above
-
 #include <chrono>
+// #include <coray/async.hpp>: inlined above
+// #include <coray/detail/runtime/driver.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
@@ -7746,14 +7936,16 @@ class runtime {
     detail::driver_config cfg;
     cfg.num_workers = opts.num_workers ? opts.num_workers : detail::usable_cores();
     cfg.max_actors = opts.max_actors;
-    cfg.object_store_bytes =
-        opts.object_store_bytes ? opts.object_store_bytes : static_cast<std::size_t>(detail::usable_memory_bytes() * 3 / 10);
+    cfg.object_store_bytes = opts.object_store_bytes
+                                 ? opts.object_store_bytes
+                                 : static_cast<std::size_t>(detail::usable_memory_bytes() * 3 / 10);
     cfg.method = resolve(opts.start_method) == start_method::spawn ? detail::start_method_id::spawn
                                                                    : detail::start_method_id::fork;
     // A value inline in a reply must fit one mailbox message (half a ring, 120 KiB).
     cfg.inline_threshold = std::min<std::size_t>(opts.inline_threshold, 120 * 1024);
     cfg.spin_us = static_cast<std::uint32_t>(opts.spin.count());
-    cfg.max_tasks_in_flight_per_worker = std::max<std::uint32_t>(1, opts.max_tasks_in_flight_per_worker);
+    cfg.max_tasks_in_flight_per_worker =
+        std::max<std::uint32_t>(1, opts.max_tasks_in_flight_per_worker);
     cfg.argv = program_arguments(argc, argv);
     cfg.spill_directory = opts.spill_directory;
     driver_ = std::make_unique<detail::driver>(std::move(cfg));
@@ -7790,7 +7982,8 @@ class runtime {
       std::string_view v(e);
       if (v == "spawn") return start_method::spawn;
       if (v == "fork" || v.empty()) return start_method::fork;
-      throw ray::runtime_error("coray: CORAY_START_METHOD must be fork or spawn, not " + std::string(v));
+      throw ray::runtime_error("coray: CORAY_START_METHOD must be fork or spawn, not " +
+                               std::string(v));
     }
     return start_method::fork;
   }
@@ -7853,8 +8046,8 @@ CORAY_END_NAMESPACE
 /// create it in any process. The value lives while a handle to it exists in any process.
 
 #include <atomic>
-// #include <coray/detail/robust_mutex.hpp>: inlined above
-// #include <coray/detail/shared_block.hpp>: inlined above
+// #include <coray/detail/mp/shared_block.hpp>: inlined above
+// #include <coray/detail/shm/robust_mutex.hpp>: inlined above
 #include <cstring>
 #include <memory>
 #include <new>

@@ -2,7 +2,6 @@
 #include <doctest/doctest.h>
 
 #include <coray/runtime.hpp>
-
 #include <cstdlib>
 #include <string_view>
 

@@ -1,10 +1,9 @@
 // Shared by the test programs: waiting for an event the driver is not woken by.
 #pragma once
 
-#include <coray/coray.hpp>
-
 #include <algorithm>
 #include <chrono>
+#include <coray/coray.hpp>
 
 /// Serves the runtime until `pred` holds, at most `limit`: a bound on an event, not a guess.
 /// Re-checks every millisecond, as what `pred` watches need not wake the driver.

@@ -1,9 +1,9 @@
 // Actors: state in a process of its own, ordered calls, handles as values, deaths.
-#include <coray/coray.hpp>
 #include <doctest/doctest.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <coray/coray.hpp>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -68,7 +68,9 @@ struct nested_sum_client {
 
 struct table_model {
   // Expensive initialisation once, then many cheap calls.
-  explicit table_model(int n) : table(static_cast<std::size_t>(n)) { std::iota(table.begin(), table.end(), 0); }
+  explicit table_model(int n) : table(static_cast<std::size_t>(n)) {
+    std::iota(table.begin(), table.end(), 0);
+  }
   long lookup(int i) const { return table[static_cast<std::size_t>(i)]; }
   std::vector<long> table;
 };
@@ -77,7 +79,9 @@ struct named_reader {
   int answer() const { return 42; }
 };
 
-int ask_named(int) { return ray::get(ray::get_actor<named_reader>("oracle").call<&named_reader::answer>()); }
+int ask_named(int) {
+  return ray::get(ray::get_actor<named_reader>("oracle").call<&named_reader::answer>());
+}
 
 }  // namespace
 
@@ -87,7 +91,7 @@ TEST_CASE("an actor keeps its state in a process of its own across calls") {
   CHECK(ray::get(c.call<&counter::incr>(5)).get() == 15);
   CHECK(ray::get(c.call<&counter::incr>(5)).get() == 20);
   CHECK(ray::get(c.call<&counter::get>()).get() == 20);  // const method
-  ray::get(c.call<&counter::reset>()).get();            // void method
+  ray::get(c.call<&counter::reset>()).get();             // void method
   CHECK(ray::get(c.call<&counter::get>()).get() == 0);
   int pid = ray::get(c.call<&counter::pid>());
   CHECK(pid != getpid());
@@ -121,9 +125,9 @@ TEST_CASE("refs returned by actor calls feed tasks and other actors") {
   ray::runtime rt({.num_workers = 2});
   auto a = ray::spawn<counter>(1);
   auto b = ray::spawn<counter>(100);
-  auto x = a.call<&counter::incr>(1);          // 2
-  auto y = ray::task<add>.remote(x, 10);       // 12
-  auto z = b.call<&counter::incr>(y);          // 112
+  auto x = a.call<&counter::incr>(1);     // 2
+  auto y = ray::task<add>.remote(x, 10);  // 12
+  auto z = b.call<&counter::incr>(y);     // 112
   CHECK(ray::get(z).get() == 112);
 }
 
@@ -136,7 +140,8 @@ TEST_CASE("an actor handle passed to a task reaches the same actor") {
   CHECK(ray::get(c.call<&counter::get>()).get() == 10);
 }
 
-TEST_CASE("a coroutine method may await nested tasks, and with max_concurrency others run meanwhile") {
+TEST_CASE(
+    "a coroutine method may await nested tasks, and with max_concurrency others run meanwhile") {
   ray::runtime rt({.num_workers = 2});
   auto a = ray::spawn<async_actor>(ray::actor_options{.max_concurrency = 4});
   std::vector<ray::object_ref<int>> refs;
@@ -150,7 +155,8 @@ TEST_CASE("a coroutine method may await nested tasks, and with max_concurrency o
 
 TEST_CASE("actors awaiting more nested results than their inboxes hold receive them all") {
   ray::runtime rt({.num_workers = 2});
-  std::vector<ray::actor<nested_sum_client>> clients{ray::spawn<nested_sum_client>(), ray::spawn<nested_sum_client>()};
+  std::vector<ray::actor<nested_sum_client>> clients{ray::spawn<nested_sum_client>(),
+                                                     ray::spawn<nested_sum_client>()};
   for (int round = 0; round < 3; ++round) {
     std::vector<ray::object_ref<long>> done;
     for (auto& c : clients) done.push_back(c.call<&nested_sum_client::sum_of_doubles>(5000));
@@ -176,7 +182,8 @@ TEST_CASE("a named actor is found with get_actor from the driver and from tasks"
   CHECK(ray::get(ray::task<ask_named>.remote(0)).get() == 42);
   CHECK_THROWS_AS(ray::get_actor<named_reader>("nobody"), ray::actor_not_found);
   CHECK_THROWS_AS(ray::get_actor<counter>("oracle"), ray::actor_not_found);
-  CHECK_THROWS_AS(ray::spawn<named_reader>(ray::actor_options{.name = "oracle"}), ray::runtime_error);
+  CHECK_THROWS_AS(ray::spawn<named_reader>(ray::actor_options{.name = "oracle"}),
+                  ray::runtime_error);
 }
 
 TEST_CASE("an actor that dies fails its pending and later calls with actor_died naming the cause") {

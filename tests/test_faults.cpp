@@ -1,11 +1,11 @@
 // Fault tolerance: retries, timeouts, cancellation and actor restarts, with Ray's semantics.
-#include <coray/coray.hpp>
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <coray/coray.hpp>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
@@ -14,7 +14,8 @@ namespace {
 
 // A counter in a file shared by the driver and workers: counts attempts across processes.
 struct attempt_file {
-  std::string path = "/tmp/coray-attempts-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
+  std::string path =
+      "/tmp/coray-attempts-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
   attempt_file() { unlink(path.c_str()); }
   ~attempt_file() { unlink(path.c_str()); }
   static inline int counter = 0;
@@ -65,7 +66,8 @@ struct fragile {
 
 }  // namespace
 
-TEST_CASE("a task whose worker dies is retried, up to max_retries, and the final error counts attempts") {
+TEST_CASE(
+    "a task whose worker dies is retried, up to max_retries, and the final error counts attempts") {
   ray::runtime rt({.num_workers = 2});
   attempt_file f1, f2;
   CHECK(ray::get(ray::task<crash_until>.remote(f1.path, 3)).get() == 3);  // default max_retries = 3
@@ -76,18 +78,22 @@ TEST_CASE("a task whose worker dies is retried, up to max_retries, and the final
     CHECK(std::string(e.what()).find("attempt 2 of 2") != std::string::npos);
   }
   attempt_file f3;
-  CHECK_THROWS_AS(ray::get(ray::task<crash_until>.options({.max_retries = 0}).remote(f3.path, 2)).get(),
-                  ray::worker_crashed);
+  CHECK_THROWS_AS(
+      ray::get(ray::task<crash_until>.options({.max_retries = 0}).remote(f3.path, 2)).get(),
+      ray::worker_crashed);
 }
 
 TEST_CASE("retry_exceptions retries application errors: all, none, or those of given types") {
   ray::runtime rt({.num_workers = 2});
   attempt_file a, b, c, d;
-  CHECK(ray::get(ray::task<throw_until>.options({.retry_exceptions = true}).remote(a.path, 3)).get() == 3);
-  CHECK_THROWS_AS(ray::get(ray::task<throw_until>.remote(b.path, 3)).get(), ray::task_error);  // default: not retried
-  CHECK(ray::get(ray::task<throw_until>.options({.retry_exceptions = ray::retry_on<std::runtime_error>})
-                     .remote(c.path, 2))
-            .get() == 2);
+  CHECK(ray::get(ray::task<throw_until>.options({.retry_exceptions = true}).remote(a.path, 3))
+            .get() == 3);
+  CHECK_THROWS_AS(ray::get(ray::task<throw_until>.remote(b.path, 3)).get(),
+                  ray::task_error);  // default: not retried
+  CHECK(
+      ray::get(
+          ray::task<throw_until>.options({.retry_exceptions = ray::retry_on<std::runtime_error>}).remote(c.path, 2))
+          .get() == 2);
   try {
     ray::get(ray::task<throw_logic>.options({.max_retries = 5, .retry_exceptions = ray::retry_on<std::runtime_error>})
                  .remote(d.path))
@@ -104,7 +110,8 @@ TEST_CASE("get with a timeout raises get_timeout, and the ref can still be gotte
   const std::string flag = "/tmp/coray-timeout-" + std::to_string(getpid());
   unlink(flag.c_str());
   auto pending = ray::task<wait_forever>.remote(0);
-  CHECK_THROWS_AS(ray::get(pending, {.timeout = std::chrono::milliseconds(20)}).get(), ray::get_timeout);
+  CHECK_THROWS_AS(ray::get(pending, {.timeout = std::chrono::milliseconds(20)}).get(),
+                  ray::get_timeout);
   CHECK_THROWS_AS(rt.run([&]() -> ray::async<int> {
     co_return co_await ray::get(pending, {.timeout = std::chrono::milliseconds(20)});
   }()),
@@ -114,7 +121,9 @@ TEST_CASE("get with a timeout raises get_timeout, and the ref can still be gotte
   CHECK(ray::get(ready, {.timeout = std::chrono::seconds(30)}).get() == 3);
 }
 
-TEST_CASE("cancel removes a queued call, a cancelled ref raises cancelled, and force kills the running one") {
+TEST_CASE(
+    "cancel removes a queued call, a cancelled ref raises cancelled, and force kills the running "
+    "one") {
   ray::runtime rt({.num_workers = 1, .max_tasks_in_flight_per_worker = 1});
   auto running = ray::task<wait_forever>.remote(0);
   auto queued = ray::task<add>.remote(1, 1);  // waits behind `running` in the driver
@@ -143,7 +152,8 @@ TEST_CASE("an actor with max_restarts is rebuilt after a crash and its calls go 
   CHECK_THROWS_AS(ray::get(a.call<&fragile::incr>(1)).get(), ray::actor_died);
 }
 
-TEST_CASE("with max_task_retries a call running when its actor died runs again on the rebuilt actor") {
+TEST_CASE(
+    "with max_task_retries a call running when its actor died runs again on the rebuilt actor") {
   ray::runtime rt({.num_workers = 1});
   auto a = ray::spawn<fragile>(ray::actor_options{.max_restarts = -1, .max_task_retries = 2}, 0);
   auto crash = a.call<&fragile::crash>();  // crashes on each of its 3 attempts

@@ -1,11 +1,11 @@
 // The mailbox ring and the doorbell, exercised by real processes over shared memory.
-#include <coray/detail/mailbox.hpp>
 #include <doctest/doctest.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <coray/detail/shm/mailbox.hpp>
 #include <cstring>
 #include <vector>
 
@@ -96,8 +96,10 @@ TEST_CASE("messages from many producer processes all arrive, each producer's in 
     record r;
     std::memcpy(&r, s->payload, sizeof r);
     mb->pop();
-    if (r.producer >= producers || r.seq != next[r.producer]) ++out_of_order;
-    else ++next[r.producer];
+    if (r.producer >= producers || r.seq != next[r.producer])
+      ++out_of_order;
+    else
+      ++next[r.producer];
     ++received;
   }
   for (pid_t pid : pids) {
@@ -110,7 +112,8 @@ TEST_CASE("messages from many producer processes all arrive, each producer's in 
   CHECK(mb->peek() == nullptr);
 }
 
-TEST_CASE("a sleeping receiver is woken by a sender's ring, and a ring before the sleep is not lost") {
+TEST_CASE(
+    "a sleeping receiver is woken by a sender's ring, and a ring before the sleep is not lost") {
   shared_area area(sizeof(doorbell) + sizeof(std::atomic<int>));
   auto* bell = new (area.mem) doorbell{};
   auto* flag = new (static_cast<char*>(area.mem) + sizeof(doorbell)) std::atomic<int>{0};
@@ -125,7 +128,8 @@ TEST_CASE("a sleeping receiver is woken by a sender's ring, and a ring before th
     _exit(0);
   }
   auto t0 = std::chrono::steady_clock::now();
-  while (flag->load() == 0) bell->sleep([&] { return flag->load() != 0; }, std::chrono::seconds(10));
+  while (flag->load() == 0)
+    bell->sleep([&] { return flag->load() != 0; }, std::chrono::seconds(10));
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));  // woken, not timed out
   int st;
   waitpid(pid, &st, 0);

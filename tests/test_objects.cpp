@@ -1,10 +1,10 @@
 // The object store: put, get, get_view, wait; reference counting and capacity.
-#include <coray/coray.hpp>
 #include <dirent.h>
-#include <signal.h>
 #include <doctest/doctest.h>
+#include <signal.h>
 
 #include <chrono>
+#include <coray/coray.hpp>
 #include <cstdint>
 #include <map>
 #include <numeric>
@@ -23,7 +23,9 @@ std::uint64_t offset_in_segment(std::span<const double> xs) {
   return ray::detail::process::current()->seg.offset_of(xs.data());
 }
 
-std::vector<double> big_result(int n) { return std::vector<double>(static_cast<std::size_t>(n), 2.0); }
+std::vector<double> big_result(int n) {
+  return std::vector<double>(static_cast<std::size_t>(n), 2.0);
+}
 
 ray::async<double> nested_big_sum(int n) {
   auto v = ray::task<big_result>.remote(n);
@@ -72,7 +74,8 @@ TEST_CASE("get of several refs returns their values in order") {
   std::vector<ray::object_ref<int>> refs{ray::put(1), ray::task<add>.remote(1, 1), ray::put(3)};
   std::vector<int> all = ray::get(refs);
   CHECK(all == std::vector<int>{1, 2, 3});
-  auto awaited = rt.run([&]() -> ray::async<std::vector<int>> { co_return co_await ray::get(refs); }());
+  auto awaited =
+      rt.run([&]() -> ray::async<std::vector<int>> { co_return co_await ray::get(refs); }());
   CHECK(awaited == all);
 }
 
@@ -94,7 +97,8 @@ TEST_CASE("a task reads a put object in place, where the driver's view of it lie
   auto xs = ray::put(std::vector<double>(1 << 20, 0.25));
   CHECK(ray::get(ray::task<sum>.remote(xs)).get() == (1 << 20) * 0.25);
   auto view = ray::get_view(xs).get();
-  auto driver_offset = rt.object_store_capacity() ? ray::detail::process::current()->seg.offset_of(view.data()) : 0;
+  auto driver_offset =
+      rt.object_store_capacity() ? ray::detail::process::current()->seg.offset_of(view.data()) : 0;
   CHECK(ray::get(ray::task<offset_in_segment>.remote(xs)).get() == driver_offset);
   auto view2 = ray::get_view(xs).get();
   CHECK(view2.data() == view.data());  // no copy: the same bytes
@@ -187,15 +191,18 @@ TEST_CASE("wait returns ready refs first and honours num_returns and timeout") {
   CHECK(w.pending.size() == 1);
 
   // Timeout: two are asked for, one can come.
-  ray::wait_result<int> t = ray::wait(refs, {.num_returns = 2, .timeout = std::chrono::milliseconds(20)});
+  ray::wait_result<int> t =
+      ray::wait(refs, {.num_returns = 2, .timeout = std::chrono::milliseconds(20)});
   CHECK(t.ready.size() == 1);
   CHECK(t.pending.size() == 1);
   auto [ready, pending] = rt.run([&]() -> ray::async<ray::wait_result<int>> {
-    co_return co_await ray::wait(refs, {.num_returns = 2, .timeout = std::chrono::milliseconds(20)});
+    co_return co_await ray::wait(refs,
+                                 {.num_returns = 2, .timeout = std::chrono::milliseconds(20)});
   }());
   CHECK(ready.size() == 1);
   CHECK(pending.size() == 1);
-  auto zero = ray::sync_wait(ray::wait(refs, {.num_returns = 2, .timeout = std::chrono::nanoseconds(0)}));
+  auto zero =
+      ray::sync_wait(ray::wait(refs, {.num_returns = 2, .timeout = std::chrono::nanoseconds(0)}));
   CHECK(zero.ready.size() == 1);
 
   FILE* f = fopen(flag.c_str(), "w");
@@ -237,8 +244,9 @@ std::size_t total_size(std::string a, std::string b) { return a.size() + b.size(
 
 ray::async<std::size_t> nested_long_call(int n) {
   // The nested call's message (two 90 KB arguments) is longer than a mailbox carries.
-  co_return co_await ray::get(ray::task<total_size>.remote(std::string(static_cast<std::size_t>(n), 'a'),
-                                                          std::string(static_cast<std::size_t>(n), 'b')));
+  co_return co_await ray::get(
+      ray::task<total_size>.remote(std::string(static_cast<std::size_t>(n), 'a'),
+                                   std::string(static_cast<std::size_t>(n), 'b')));
 }
 
 int hold_big_then_die(int n) {
@@ -250,11 +258,13 @@ int hold_big_then_die(int n) {
 }
 }  // namespace
 
-TEST_CASE("a call longer than a mailbox message travels in the store, from the driver and from a task") {
+TEST_CASE(
+    "a call longer than a mailbox message travels in the store, from the driver and from a task") {
   ray::runtime rt({.num_workers = 2, .object_store_bytes = 64 << 20});
   const auto free0 = rt.object_store_free_bytes();
   const std::size_t n = 90'000;
-  CHECK(ray::get(ray::task<total_size>.remote(std::string(n, 'x'), std::string(n, 'y'))).get() == 2 * n);
+  CHECK(ray::get(ray::task<total_size>.remote(std::string(n, 'x'), std::string(n, 'y'))).get() ==
+        2 * n);
   CHECK(ray::get(ray::task<nested_long_call>.remote(static_cast<int>(n))).get() == 2 * n);
   for (int i = 0; i < 10; ++i) ray::get(ray::task<add>.remote(i, i)).get();
   CHECK(rt.object_store_free_bytes() == free0);
@@ -263,7 +273,8 @@ TEST_CASE("a call longer than a mailbox message travels in the store, from the d
 TEST_CASE("a worker killed while holding objects in the store gives them back") {
   ray::runtime rt({.num_workers = 2, .object_store_bytes = 64 << 20, .inline_threshold = 1024});
   const auto free0 = rt.object_store_free_bytes();
-  CHECK_THROWS_AS(ray::get(ray::task<hold_big_then_die>.remote(100'000)).get(), ray::worker_crashed);
+  CHECK_THROWS_AS(ray::get(ray::task<hold_big_then_die>.remote(100'000)).get(),
+                  ray::worker_crashed);
   for (int i = 0; i < 10; ++i) ray::get(ray::task<add>.remote(i, i)).get();
   CHECK(rt.object_store_free_bytes() == free0);
 }

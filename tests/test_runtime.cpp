@@ -1,5 +1,4 @@
 // The runtime: its processes, defaults, and that nothing outlives it.
-#include <coray/coray.hpp>
 #include <dirent.h>
 #include <doctest/doctest.h>
 #include <signal.h>
@@ -8,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <coray/coray.hpp>
 #include <string>
 #include <vector>
 
@@ -51,7 +51,12 @@ TEST_CASE("workers are separate processes with their own pids") {
   auto pids = rt.worker_pids();
   REQUIRE(pids.size() == 3);
   CHECK(ray::get(ray::task<add>.remote(1, 1)).get() == 2);
-  eventually([&] { pids = rt.worker_pids(); return pids[0] && pids[1] && pids[2]; }, std::chrono::seconds(5));
+  eventually(
+      [&] {
+        pids = rt.worker_pids();
+        return pids[0] && pids[1] && pids[2];
+      },
+      std::chrono::seconds(5));
   CHECK(pids[0] != pids[1]);
   CHECK(pids[1] != pids[2]);
   for (int p : pids) CHECK(p != getpid());
@@ -62,7 +67,12 @@ TEST_CASE("destroying the runtime ends every worker") {
   {
     ray::runtime rt({.num_workers = 2});
     CHECK(ray::get(ray::task<add>.remote(1, 1)).get() == 2);
-    eventually([&] { pids = rt.worker_pids(); return pids[0] && pids[1]; }, std::chrono::seconds(5));
+    eventually(
+        [&] {
+          pids = rt.worker_pids();
+          return pids[0] && pids[1];
+        },
+        std::chrono::seconds(5));
   }
   for (int p : pids) CHECK(process_gone(p));
 }
@@ -82,11 +92,13 @@ TEST_CASE("runtimes can follow one another, and ray::init / ray::shutdown manage
 
 TEST_CASE("a second runtime at the same time is refused with a clear error") {
   ray::runtime rt({.num_workers = 1});
-  CHECK_THROWS_WITH_AS(ray::runtime({.num_workers = 1}), doctest::Contains("already running"), ray::runtime_error);
+  CHECK_THROWS_WITH_AS(ray::runtime({.num_workers = 1}), doctest::Contains("already running"),
+                       ray::runtime_error);
 }
 
 TEST_CASE("using coray without a runtime is a clear error") {
-  CHECK_THROWS_WITH_AS(ray::task<add>.remote(1, 2), doctest::Contains("no runtime"), ray::runtime_error);
+  CHECK_THROWS_WITH_AS(ray::task<add>.remote(1, 2), doctest::Contains("no runtime"),
+                       ray::runtime_error);
   CHECK_THROWS_AS(ray::put(1), ray::runtime_error);
 }
 
@@ -158,7 +170,8 @@ int wait_forever(int) {
 }
 }  // namespace
 
-TEST_CASE("if the supervisor is killed, pending calls fail with worker_crashed instead of hanging") {
+TEST_CASE(
+    "if the supervisor is killed, pending calls fail with worker_crashed instead of hanging") {
   ray::runtime rt({.num_workers = 1});
   auto pending = ray::task<wait_forever>.remote(0);
   CHECK_FALSE(pending.is_ready());
@@ -171,7 +184,8 @@ namespace {
 long sum_to(long n) { return n * (n + 1) / 2; }
 }  // namespace
 
-TEST_CASE("two runtimes running at once, in two programs, each see only their own objects and workers") {
+TEST_CASE(
+    "two runtimes running at once, in two programs, each see only their own objects and workers") {
   int fds[2][2];
   pid_t drivers[2];
   for (int k = 0; k < 2; ++k) {
@@ -185,7 +199,8 @@ TEST_CASE("two runtimes running at once, in two programs, each see only their ow
         // Each program puts its own values: a mix-up would show as a wrong sum.
         auto r = ray::put(std::vector<long>(100, i * (k + 1)));
         std::vector<long> v = ray::get(r);
-        if (v[99] != i * (k + 1) || ray::get(ray::task<sum_to>.remote(i)).get() != i * (i + 1) / 2) ok = 0;
+        if (v[99] != i * (k + 1) || ray::get(ray::task<sum_to>.remote(i)).get() != i * (i + 1) / 2)
+          ok = 0;
       }
       if (write(fds[k][1], &ok, sizeof ok) < 0) _exit(1);
       _exit(0);

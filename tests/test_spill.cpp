@@ -1,8 +1,8 @@
 // Memory pressure: a full store fails clearly, or spills to disk when asked to.
-#include <coray/coray.hpp>
 #include <dirent.h>
 #include <doctest/doctest.h>
 
+#include <coray/coray.hpp>
 #include <numeric>
 #include <span>
 #include <string>
@@ -10,7 +10,9 @@
 
 namespace {
 double sum(std::span<const double> xs) { return std::accumulate(xs.begin(), xs.end(), 0.0); }
-std::vector<double> filled(int n, double v) { return std::vector<double>(static_cast<std::size_t>(n), v); }
+std::vector<double> filled(int n, double v) {
+  return std::vector<double>(static_cast<std::size_t>(n), v);
+}
 
 std::size_t entries(const std::string& dir) {
   std::size_t n = 0;
@@ -22,7 +24,9 @@ std::size_t entries(const std::string& dir) {
 }
 }  // namespace
 
-TEST_CASE("with a spill directory, objects beyond the store's capacity spill to disk and come back intact") {
+TEST_CASE(
+    "with a spill directory, objects beyond the store's capacity spill to disk and come back "
+    "intact") {
   char tmpl[] = "/tmp/coray-spill-XXXXXX";
   REQUIRE(mkdtemp(tmpl) != nullptr);
   const std::string dir = tmpl;
@@ -30,12 +34,14 @@ TEST_CASE("with a spill directory, objects beyond the store's capacity spill to 
     ray::runtime rt({.num_workers = 2, .object_store_bytes = 24 << 20, .spill_directory = dir});
     const int n = 1 << 20;  // 8 MiB each: ten of them are far more than 24 MiB
     std::vector<ray::object_ref<std::vector<double>>> refs;
-    for (int i = 0; i < 10; ++i) refs.push_back(ray::put(std::vector<double>(static_cast<std::size_t>(n), i + 0.5)));
+    for (int i = 0; i < 10; ++i)
+      refs.push_back(ray::put(std::vector<double>(static_cast<std::size_t>(n), i + 0.5)));
     CHECK(rt.objects_spilled() > 0);
     CHECK(entries(dir) == 0);  // the spill file has no name
     for (int i = 0; i < 10; ++i) {
       // Read back by the driver and in place by a worker, in an order that spills others again.
-      CHECK(ray::get(ray::task<sum>.remote(refs[static_cast<std::size_t>(i)])).get() == n * (i + 0.5));
+      CHECK(ray::get(ray::task<sum>.remote(refs[static_cast<std::size_t>(i)])).get() ==
+            n * (i + 0.5));
       std::vector<double> v = ray::get(refs[static_cast<std::size_t>(9 - i)]);
       CHECK(v[12345] == 9 - i + 0.5);
     }

@@ -1,10 +1,10 @@
 // Remote tasks: results, dependencies, coroutine bodies, errors and crashes.
-#include <coray/coray.hpp>
 #include <doctest/doctest.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <coray/coray.hpp>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -66,7 +66,8 @@ TEST_CASE("a task runs in another process and returns its result") {
 TEST_CASE("co_await and blocking get give the same result") {
   ray::runtime rt({.num_workers = 2});
   int blocking = ray::get(ray::task<add>.remote(20, 22));
-  int awaited = rt.run([]() -> ray::async<int> { co_return co_await ray::get(ray::task<add>.remote(20, 22)); }());
+  int awaited = rt.run(
+      []() -> ray::async<int> { co_return co_await ray::get(ray::task<add>.remote(20, 22)); }());
   CHECK(blocking == 42);
   CHECK(awaited == 42);
 }
@@ -120,7 +121,8 @@ TEST_CASE("many tasks in flight all complete with their own results") {
   for (int i = 0; i < 5000; ++i) REQUIRE(all[static_cast<std::size_t>(i)] == 2 * i);
 }
 
-TEST_CASE("a coroutine task awaiting nested tasks does not deadlock the pool: fib(15) with 2 workers") {
+TEST_CASE(
+    "a coroutine task awaiting nested tasks does not deadlock the pool: fib(15) with 2 workers") {
   ray::runtime rt({.num_workers = 2});
   CHECK(ray::get(ray::task<fib>.remote(15)).get() == 610);
   CHECK(ray::get(ray::task<sum_of_adds>.remote(100)).get() == 9900);

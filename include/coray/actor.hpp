@@ -13,10 +13,9 @@
 ///   ray::actor<counter> c = ray::spawn<counter>(10);
 ///   int v = ray::get(c.call<&counter::incr>(5));   // 15
 
-#include <coray/detail/actor_state.hpp>
-#include <coray/detail/driver.hpp>
+#include <coray/detail/runtime/actor_state.hpp>
+#include <coray/detail/runtime/driver.hpp>
 #include <coray/task.hpp>
-
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -58,12 +57,12 @@ struct constructor_arg {
   using type = put_type_t<A>;
 };
 template <class A>
-  requires is_object_ref_v<A>
+requires is_object_ref_v<A>
 struct constructor_arg<A> {
   using type = typename is_object_ref<std::remove_cvref_t<A>>::value_type;
 };
 template <class A>
-  requires is_actor_v<A>
+requires is_actor_v<A>
 struct constructor_arg<A> {
   using type = std::remove_cvref_t<A>;
 };
@@ -88,13 +87,14 @@ struct actor_constructor {
     }
   }
   static void marker() {}
-  static inline const bool registered =
-      register_function(entity_id<&actor_constructor::marker>, &invoke, entity_name<&actor_constructor::marker>());
+  static inline const bool registered = register_function(
+      entity_id<&actor_constructor::marker>, &invoke, entity_name<&actor_constructor::marker>());
 };
 
 inline driver& require_driver(const char* what) {
   process& p = process::require();
-  if (!p.is_driver()) throw ray::runtime_error(std::string(what) + " is only available in the driver process");
+  if (!p.is_driver())
+    throw ray::runtime_error(std::string(what) + " is only available in the driver process");
   return static_cast<driver&>(p);
 }
 
@@ -113,19 +113,25 @@ class actor {
   template <auto Method, class... A>
   auto call(A&&... args) const {
     using traits = detail::function_traits<decltype(Method)>;
-    static_assert(traits::is_member, "actor<T>.call<&T::method>(...): the template argument must be a member function of T");
+    static_assert(
+        traits::is_member,
+        "actor<T>.call<&T::method>(...): the template argument must be a member function of T");
     if constexpr (traits::is_member) {
       static_assert(std::is_base_of_v<typename traits::class_type, T>,
                     "actor<T>.call<&T::method>(...): the method belongs to another class than T");
       using params = typename traits::params;
       using result_type = detail::call_result_t<typename traits::return_type>;
       static_assert(std::is_void_v<result_type> || is_encodable_v<result_type>,
-                    "actor<T>.call<&T::method>(...): the method's return type cannot be sent between processes");
-      static_assert(sizeof...(A) == traits::arity, "actor<T>.call<&T::method>(...): wrong number of arguments for the method");
+                    "actor<T>.call<&T::method>(...): the method's return type cannot be sent "
+                    "between processes");
+      static_assert(sizeof...(A) == traits::arity,
+                    "actor<T>.call<&T::method>(...): wrong number of arguments for the method");
       if constexpr (sizeof...(A) == traits::arity) {
-        constexpr bool fits = detail::arguments_fit<params, A...>(std::make_index_sequence<sizeof...(A)>{});
+        constexpr bool fits =
+            detail::arguments_fit<params, A...>(std::make_index_sequence<sizeof...(A)>{});
         static_assert(fits,
-                      "actor<T>.call<&T::method>(...): an argument does not match the method's parameter: pass the "
+                      "actor<T>.call<&T::method>(...): an argument does not match the method's "
+                      "parameter: pass the "
                       "parameter's type, a value convertible to it, or an object_ref of it");
         if constexpr (fits) {
           if (!p_) throw ray::runtime_error("actor<T>.call: the actor handle is empty");
@@ -175,7 +181,7 @@ actor<T> spawn(actor_options opts, A&&... args) {
   using ctor = detail::actor_constructor<T, detail::constructor_arg_t<A>...>;
   static_assert(std::is_constructible_v<T, detail::constructor_arg_t<A>&&...>,
                 "ray::spawn<T>(args...): T has no constructor taking these arguments");
-  static_assert(((detail::is_actor_v<A> || is_encodable_v<detail::constructor_arg_t<A>>) && ...),
+  static_assert(((detail::is_actor_v<A> || is_encodable_v<detail::constructor_arg_t<A>>)&&...),
                 "ray::spawn<T>(args...): a constructor argument cannot be sent between processes");
   if constexpr (std::is_constructible_v<T, detail::constructor_arg_t<A>&&...>) {
     auto& d = detail::require_driver("ray::spawn");
@@ -183,13 +189,15 @@ actor<T> spawn(actor_options opts, A&&... args) {
     detail::actor_spawn_request req;
     req.constructor.fn_id = detail::entity_id<&ctor::marker>;
     req.constructor.name = detail::type_name<T>();
-    (detail::add_argument<detail::constructor_arg_t<A>>(req.constructor, d, std::forward<A>(args)), ...);
+    (detail::add_argument<detail::constructor_arg_t<A>>(req.constructor, d, std::forward<A>(args)),
+     ...);
     req.type_id = detail::actor_type_id<T>;
     req.type_name = std::string(detail::type_name<T>());
     req.name = std::move(opts.name);
     req.max_concurrency = opts.max_concurrency;
     req.max_restarts = opts.max_restarts < 0 ? std::numeric_limits<int>::max() : opts.max_restarts;
-    req.max_task_retries = opts.max_task_retries < 0 ? std::numeric_limits<int>::max() : opts.max_task_retries;
+    req.max_task_retries =
+        opts.max_task_retries < 0 ? std::numeric_limits<int>::max() : opts.max_task_retries;
     std::uint64_t id = d.spawn_actor(std::move(req));
     return actor<T>(d.make_actor_handle(id));
   } else {
@@ -208,7 +216,8 @@ template <class T>
 actor<T> get_actor(std::string_view name) {
   auto& p = detail::process::require();
   auto info = p.lookup_actor(name);
-  if (!info.id) throw actor_not_found("ray::get_actor: no live actor is named '" + std::string(name) + "'");
+  if (!info.id)
+    throw actor_not_found("ray::get_actor: no live actor is named '" + std::string(name) + "'");
   if (info.type_id != detail::actor_type_id<T>)
     throw actor_not_found("ray::get_actor: the actor named '" + std::string(name) + "' is not a " +
                           std::string(detail::type_name<T>()));
@@ -220,6 +229,5 @@ template <class T>
 void kill(const actor<T>& a) {
   if (a.valid()) detail::process::require().kill_actor(a.id());
 }
-
 
 CORAY_END_NAMESPACE

@@ -16,7 +16,7 @@
 
 #include <chrono>
 #include <coray/actor.hpp>
-#include <coray/detail/dispatcher.hpp>
+#include <coray/detail/mp/dispatcher.hpp>
 #include <coray/result_stream.hpp>
 #include <deque>
 #include <map>

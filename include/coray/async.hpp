@@ -6,7 +6,6 @@
 ///   ray::async<int> twice(ray::object_ref<int> r) { co_return 2 * co_await ray::get(r); }
 
 #include <coray/version.hpp>
-
 #include <coroutine>
 #include <exception>
 #include <optional>

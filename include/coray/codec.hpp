@@ -19,7 +19,7 @@
 #include <algorithm>
 #include <bit>
 #include <cassert>
-#include <coray/detail/codec_traits.hpp>
+#include <coray/detail/codec/codec_traits.hpp>
 #include <coray/errors.hpp>
 #include <coray/version.hpp>
 #include <cstddef>

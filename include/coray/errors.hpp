@@ -3,7 +3,6 @@
 /// gets or awaits the result they concern.
 
 #include <coray/version.hpp>
-
 #include <cstddef>
 #include <stdexcept>
 #include <string>

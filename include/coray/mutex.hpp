@@ -19,8 +19,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <coray/detail/robust_mutex.hpp>
-#include <coray/detail/shared_block.hpp>
+#include <coray/detail/mp/shared_block.hpp>
+#include <coray/detail/shm/robust_mutex.hpp>
 #include <cstdint>
 #include <new>
 

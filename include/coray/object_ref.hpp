@@ -3,9 +3,8 @@
 /// that may not exist yet. Copyable and cheap; the object lives while any handle does.
 /// Pass it to remote calls (they wait for it) or get it (co_await ray::get(ref)).
 
-#include <coray/detail/object_state.hpp>
+#include <coray/detail/runtime/object_state.hpp>
 #include <coray/version.hpp>
-
 #include <type_traits>
 #include <utility>
 
@@ -24,7 +23,9 @@ class object_ref {
   /// True once the object exists or its call failed: get() will not wait.
   bool is_ready() const noexcept { return s_ && s_->settled(); }
 
-  friend bool operator==(const object_ref& a, const object_ref& b) noexcept { return a.s_.get() == b.s_.get(); }
+  friend bool operator==(const object_ref& a, const object_ref& b) noexcept {
+    return a.s_.get() == b.s_.get();
+  }
 
   /// Runtime internals.
   const detail::state_ptr& state() const noexcept { return s_; }

@@ -7,11 +7,10 @@
 ///   auto view = co_await ray::get_view(img);                    // in place, no copy
 ///   auto [ready, pending] = co_await ray::wait(refs, {.num_returns = 1});
 
-#include <coray/codec.hpp>
-#include <coray/detail/process.hpp>
-#include <coray/object_ref.hpp>
-
 #include <chrono>
+#include <coray/codec.hpp>
+#include <coray/detail/runtime/process.hpp>
+#include <coray/object_ref.hpp>
 #include <coroutine>
 #include <cstring>
 #include <limits>
@@ -29,7 +28,8 @@ namespace detail {
 
 /// The type a value is stored as: a span is stored as a vector, a string literal as a string.
 template <class T>
-using put_type_t = std::conditional_t<std::is_same_v<std::decay_t<T>, const char*> || std::is_same_v<std::decay_t<T>, char*>,
+using put_type_t = std::conditional_t<std::is_same_v<std::decay_t<T>, const char*> ||
+                                          std::is_same_v<std::decay_t<T>, char*>,
                                       std::string, storage_type_t<std::decay_t<T>>>;
 
 /// Room for a value of `size` encoded bytes in `s`, which stays pending: inline bytes below
@@ -172,7 +172,8 @@ class [[nodiscard]] get_all_awaitable {
  private:
   static void on_settled(void* ctx, detail::object_state&) {
     auto* self = static_cast<get_all_awaitable*>(ctx);
-    if (--self->pending_ == 0) detail::resume_waiter(self->h_.address(), *self->refs_.front().state());
+    if (--self->pending_ == 0)
+      detail::resume_waiter(self->h_.address(), *self->refs_.front().state());
   }
   std::vector<T> values() {
     std::vector<T> out;
@@ -198,7 +199,9 @@ template <class T>
 class object_view {
  public:
   using view_type = typename detail::view_of<T>::type;
-  object_view(detail::state_ptr s) : s_(std::move(s)), v_(decode<view_type>(s_->value_bytes())) { ++s_->pins; }
+  object_view(detail::state_ptr s) : s_(std::move(s)), v_(decode<view_type>(s_->value_bytes())) {
+    ++s_->pins;
+  }
   object_view(const object_view& o) : s_(o.s_), v_(o.v_) { ++s_->pins; }
   object_view& operator=(const object_view&) = delete;
   ~object_view() { --s_->pins; }
@@ -247,8 +250,10 @@ object_ref<detail::put_type_t<T>> put(const T& value) {
                 "serialize(Archive&)` member or make it an aggregate of storable members");
   auto& p = detail::process::require();
   auto s = detail::make_state();
-  if constexpr (std::is_same_v<stored, std::decay_t<T>>) detail::store_value(p, *s, value);
-  else detail::store_value(p, *s, stored(value));
+  if constexpr (std::is_same_v<stored, std::decay_t<T>>)
+    detail::store_value(p, *s, value);
+  else
+    detail::store_value(p, *s, stored(value));
   return object_ref<stored>(std::move(s));
 }
 
@@ -264,7 +269,9 @@ template <class E>
 class object_buffer {
  public:
   object_buffer(object_buffer&& o) noexcept
-      : s_(std::move(o.s_)), data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+      : s_(std::move(o.s_)),
+        data_(std::exchange(o.data_, nullptr)),
+        size_(std::exchange(o.size_, 0)) {}
   object_buffer& operator=(object_buffer&& o) noexcept {
     s_ = std::move(o.s_);  // an unsealed buffer this one held gives its memory back
     data_ = std::exchange(o.data_, nullptr);
@@ -281,7 +288,9 @@ class object_buffer {
 
   /// The finished object; the buffer is empty afterwards.
   object_ref<std::vector<E>> seal() && {
-    if (!s_) throw ray::runtime_error("ray::object_buffer::seal: the buffer was already sealed or moved from");
+    if (!s_)
+      throw ray::runtime_error(
+          "ray::object_buffer::seal: the buffer was already sealed or moved from");
     s_->st = detail::object_state::status::ready;
     data_ = nullptr;
     size_ = 0;
@@ -291,7 +300,8 @@ class object_buffer {
  private:
   template <class T>
   friend object_buffer<T> put_buffer(std::size_t n);
-  object_buffer(detail::state_ptr s, E* data, std::size_t n) : s_(std::move(s)), data_(data), size_(n) {}
+  object_buffer(detail::state_ptr s, E* data, std::size_t n)
+      : s_(std::move(s)), data_(data), size_(n) {}
   detail::state_ptr s_;
   E* data_ = nullptr;
   std::size_t size_ = 0;
@@ -302,13 +312,16 @@ class object_buffer {
 /// ray::get_view.
 template <class E>
 object_buffer<E> put_buffer(std::size_t n) {
-  static_assert(detail::is_raw_copyable_v<E> && !std::is_same_v<E, bool>,
-                "ray::put_buffer<E>: E must be a plain number or a trivially copyable struct of them");
+  static_assert(
+      detail::is_raw_copyable_v<E> && !std::is_same_v<E, bool>,
+      "ray::put_buffer<E>: E must be a plain number or a trivially copyable struct of them");
   auto& p = detail::process::require();
   // The encoding of a std::vector<E>: its count, padding to E's wire alignment, the elements.
-  const std::size_t offset = sizeof(std::uint64_t) + detail::padding_for(sizeof(std::uint64_t), detail::wire_align_v<E>);
+  const std::size_t offset =
+      sizeof(std::uint64_t) + detail::padding_for(sizeof(std::uint64_t), detail::wire_align_v<E>);
   if (n > (std::numeric_limits<std::size_t>::max() - offset) / sizeof(E))
-    throw ray::runtime_error("ray::put_buffer: " + std::to_string(n) + " elements do not fit in memory");
+    throw ray::runtime_error("ray::put_buffer: " + std::to_string(n) +
+                             " elements do not fit in memory");
   const std::size_t size = offset + n * sizeof(E);
   auto s = detail::make_state();
   std::byte* out = detail::reserve_value(p, *s, size).data();  // pending until sealed
@@ -335,7 +348,8 @@ struct wait_result {
 template <class T>
 class [[nodiscard]] wait_awaitable {
  public:
-  wait_awaitable(std::vector<object_ref<T>> refs, wait_options o) : refs_(std::move(refs)), opts_(o) {
+  wait_awaitable(std::vector<object_ref<T>> refs, wait_options o)
+      : refs_(std::move(refs)), opts_(o) {
     opts_.num_returns = std::min(opts_.num_returns, refs_.size());
   }
   bool await_ready() {
@@ -367,7 +381,8 @@ class [[nodiscard]] wait_awaitable {
   }
   operator wait_result<T>() && {
     auto& p = detail::process::require();
-    auto deadline = opts_.timeout ? detail::clock::now() + *opts_.timeout : detail::clock::time_point::max();
+    auto deadline =
+        opts_.timeout ? detail::clock::now() + *opts_.timeout : detail::clock::time_point::max();
     p.serve_once();
     p.run_until([&] { return ready_count() >= opts_.num_returns; }, deadline);
     return split();
@@ -421,8 +436,10 @@ class [[nodiscard]] wait_awaitable {
     w.ready.reserve(opts_.num_returns);
     w.pending.reserve(refs_.size() - opts_.num_returns);
     for (auto& r : refs_) {
-      if (r.is_ready() && w.ready.size() < opts_.num_returns) w.ready.push_back(std::move(r));
-      else w.pending.push_back(std::move(r));
+      if (r.is_ready() && w.ready.size() < opts_.num_returns)
+        w.ready.push_back(std::move(r));
+      else
+        w.pending.push_back(std::move(r));
     }
     refs_.clear();
     return w;
@@ -452,8 +469,10 @@ class [[nodiscard]] timed_get_awaitable {
  private:
   T finish(const wait_result<T>& w) {
     if (w.ready.empty())
-      throw get_timeout("ray::get: the object was not ready within " +
-                        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(timeout_).count()) + " ms");
+      throw get_timeout(
+          "ray::get: the object was not ready within " +
+          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(timeout_).count()) +
+          " ms");
     return detail::read_value<T>(*ref_.state());
   }
   object_ref<T> ref_;
@@ -479,7 +498,8 @@ struct cancel_options {
 template <class T>
 void cancel(const object_ref<T>& ref, cancel_options opts = {}) {
   auto& p = detail::process::require();
-  if (!p.is_driver()) throw ray::runtime_error("ray::cancel is only available in the driver process");
+  if (!p.is_driver())
+    throw ray::runtime_error("ray::cancel is only available in the driver process");
   if (ref.valid() && ref.state()->id) p.cancel_call(ref.state()->id, opts.force);
 }
 

@@ -24,8 +24,8 @@
 
 #include <algorithm>
 #include <coray/actor.hpp>
-#include <coray/detail/dispatcher.hpp>
-#include <coray/detail/pool_process.hpp>
+#include <coray/detail/mp/dispatcher.hpp>
+#include <coray/detail/mp/pool_process.hpp>
 #include <coray/object_store.hpp>
 #include <coray/processes.hpp>
 #include <coray/result_stream.hpp>

@@ -21,7 +21,7 @@
 #include <algorithm>
 #include <chrono>
 #include <coray/actor.hpp>
-#include <coray/detail/queue_actor.hpp>
+#include <coray/detail/mp/queue_actor.hpp>
 #include <coray/errors.hpp>
 #include <coray/object_store.hpp>
 #include <cstdint>

@@ -12,7 +12,7 @@
 #include <algorithm>
 #include <coray/async.hpp>
 #include <coray/codec.hpp>
-#include <coray/detail/process.hpp>
+#include <coray/detail/runtime/process.hpp>
 #include <coray/object_store.hpp>
 #include <coroutine>
 #include <cstddef>

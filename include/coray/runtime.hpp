@@ -9,11 +9,10 @@
 ///     return rt.run(amain());
 ///   }
 
-#include <coray/async.hpp>
-#include <coray/detail/driver.hpp>
-#include <coray/errors.hpp>
-
 #include <chrono>
+#include <coray/async.hpp>
+#include <coray/detail/runtime/driver.hpp>
+#include <coray/errors.hpp>
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
@@ -72,14 +71,16 @@ class runtime {
     detail::driver_config cfg;
     cfg.num_workers = opts.num_workers ? opts.num_workers : detail::usable_cores();
     cfg.max_actors = opts.max_actors;
-    cfg.object_store_bytes =
-        opts.object_store_bytes ? opts.object_store_bytes : static_cast<std::size_t>(detail::usable_memory_bytes() * 3 / 10);
+    cfg.object_store_bytes = opts.object_store_bytes
+                                 ? opts.object_store_bytes
+                                 : static_cast<std::size_t>(detail::usable_memory_bytes() * 3 / 10);
     cfg.method = resolve(opts.start_method) == start_method::spawn ? detail::start_method_id::spawn
                                                                    : detail::start_method_id::fork;
     // A value inline in a reply must fit one mailbox message (half a ring, 120 KiB).
     cfg.inline_threshold = std::min<std::size_t>(opts.inline_threshold, 120 * 1024);
     cfg.spin_us = static_cast<std::uint32_t>(opts.spin.count());
-    cfg.max_tasks_in_flight_per_worker = std::max<std::uint32_t>(1, opts.max_tasks_in_flight_per_worker);
+    cfg.max_tasks_in_flight_per_worker =
+        std::max<std::uint32_t>(1, opts.max_tasks_in_flight_per_worker);
     cfg.argv = program_arguments(argc, argv);
     cfg.spill_directory = opts.spill_directory;
     driver_ = std::make_unique<detail::driver>(std::move(cfg));
@@ -116,7 +117,8 @@ class runtime {
       std::string_view v(e);
       if (v == "spawn") return start_method::spawn;
       if (v == "fork" || v.empty()) return start_method::fork;
-      throw ray::runtime_error("coray: CORAY_START_METHOD must be fork or spawn, not " + std::string(v));
+      throw ray::runtime_error("coray: CORAY_START_METHOD must be fork or spawn, not " +
+                               std::string(v));
     }
     return start_method::fork;
   }

@@ -15,8 +15,8 @@
 /// create it in any process. The value lives while a handle to it exists in any process.
 
 #include <atomic>
-#include <coray/detail/robust_mutex.hpp>
-#include <coray/detail/shared_block.hpp>
+#include <coray/detail/mp/shared_block.hpp>
+#include <coray/detail/shm/robust_mutex.hpp>
 #include <cstring>
 #include <memory>
 #include <new>

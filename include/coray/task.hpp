@@ -10,11 +10,10 @@
 
 #include <coray/async.hpp>
 #include <coray/codec.hpp>
-#include <coray/detail/registry.hpp>
-#include <coray/detail/worker.hpp>
+#include <coray/detail/runtime/registry.hpp>
+#include <coray/detail/runtime/worker.hpp>
 #include <coray/object_ref.hpp>
 #include <coray/object_store.hpp>
-
 #include <cstring>
 #include <span>
 #include <string>
@@ -104,18 +103,26 @@ template <class T>
 inline constexpr bool is_ref_vector_v = is_ref_vector<std::remove_cvref_t<T>>::value;
 
 template <class P>
-inline constexpr bool is_mutable_ref_v = std::is_lvalue_reference_v<P> && !std::is_const_v<std::remove_reference_t<P>>;
+inline constexpr bool is_mutable_ref_v =
+    std::is_lvalue_reference_v<P> && !std::is_const_v<std::remove_reference_t<P>>;
 
 /// Whether argument A may be passed for parameter P.
 template <class P, class A>
 constexpr bool argument_fits() {
   using S = storage_type_t<std::remove_cvref_t<P>>;
-  if constexpr (is_mutable_ref_v<P>) return false;
-  else if constexpr (is_actor_v<P> || is_actor_v<A>) return std::is_same_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>;
-  else if constexpr (is_object_ref_v<A>) return std::is_same_v<typename is_object_ref<std::remove_cvref_t<A>>::value_type, S>;
-  else if constexpr (is_ref_vector_v<A>) return std::is_same_v<std::vector<typename is_ref_vector<std::remove_cvref_t<A>>::value_type>, S>;
-  else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>) return true;
-  else return std::is_convertible_v<A, S>;
+  if constexpr (is_mutable_ref_v<P>)
+    return false;
+  else if constexpr (is_actor_v<P> || is_actor_v<A>)
+    return std::is_same_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>;
+  else if constexpr (is_object_ref_v<A>)
+    return std::is_same_v<typename is_object_ref<std::remove_cvref_t<A>>::value_type, S>;
+  else if constexpr (is_ref_vector_v<A>)
+    return std::is_same_v<std::vector<typename is_ref_vector<std::remove_cvref_t<A>>::value_type>,
+                          S>;
+  else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>)
+    return true;
+  else
+    return std::is_convertible_v<A, S>;
 }
 
 template <class Params, class... A, std::size_t... I>
@@ -126,10 +133,11 @@ constexpr bool arguments_fit(std::index_sequence<I...>) {
 template <class Params>
 constexpr bool parameters_storable() {
   return []<std::size_t... I>(std::index_sequence<I...>) {
-    return ((is_actor_v<std::tuple_element_t<I, Params>> ||
-             is_encodable_v<storage_type_t<std::remove_cvref_t<std::tuple_element_t<I, Params>>>>) &&
-            ...);
-  }(std::make_index_sequence<std::tuple_size_v<Params>>{});
+    return ((
+        is_actor_v<std::tuple_element_t<I, Params>> ||
+        is_encodable_v<storage_type_t<std::remove_cvref_t<std::tuple_element_t<I, Params>>>>)&&...);
+  }
+  (std::make_index_sequence<std::tuple_size_v<Params>>{});
 }
 
 template <class V>
@@ -137,7 +145,8 @@ void add_value(task_spec& spec, process& p, const V& v) {
   // Actor handles inside the value are kept alive for the call's duration.
   struct collecting {
     std::vector<std::uint64_t>* saved;
-    explicit collecting(std::vector<std::uint64_t>& into) : saved(std::exchange(actor_collector(), &into)) {}
+    explicit collecting(std::vector<std::uint64_t>& into)
+        : saved(std::exchange(actor_collector(), &into)) {}
     ~collecting() { actor_collector() = saved; }
   } collect(spec.actors);
   const std::size_t size = encoded_size(v);
@@ -164,7 +173,8 @@ void add_argument(task_spec& spec, process& p, A&& a) {
     std::vector<state_ptr> refs;
     refs.reserve(a.size());
     for (const auto& r : a) {
-      if (!r.valid()) throw ray::runtime_error("ray::task<f>.remote: an object_ref in the list is empty");
+      if (!r.valid())
+        throw ray::runtime_error("ray::task<f>.remote: an object_ref in the list is empty");
       refs.push_back(r.state());
     }
     spec.add_dependency_list(refs, static_cast<std::uint8_t>(pad));
@@ -178,9 +188,11 @@ void add_argument(task_spec& spec, process& p, A&& a) {
 /// Walks a call's argument records in a worker.
 class argument_reader {
  public:
-  argument_reader(segment& seg, std::span<const std::byte> args) : seg_(seg), p_(args.data()), end_(args.data() + args.size()) {}
+  argument_reader(segment& seg, std::span<const std::byte> args)
+      : seg_(seg), p_(args.data()), end_(args.data() + args.size()) {}
   std::span<const std::byte> next() {
-    if (static_cast<std::size_t>(end_ - p_) < sizeof(arg_entry)) throw codec_error("coray: call has fewer arguments than its function");
+    if (static_cast<std::size_t>(end_ - p_) < sizeof(arg_entry))
+      throw codec_error("coray: call has fewer arguments than its function");
     arg_entry e;
     std::memcpy(&e, p_, sizeof e);
     p_ += sizeof e;
@@ -211,14 +223,17 @@ struct is_span_parameter<std::span<E, N>> : std::true_type {};
 template <class P>
 class argument {
   using D = std::remove_cvref_t<P>;
-  static constexpr bool is_view = std::is_same_v<D, std::string_view> || is_span_parameter<D>::value;
+  static constexpr bool is_view =
+      std::is_same_v<D, std::string_view> || is_span_parameter<D>::value;
   using held = std::conditional_t<is_view, D, storage_type_t<D>>;
 
  public:
   explicit argument(std::span<const std::byte> bytes) : v_(decode<held>(bytes)) {}
   decltype(auto) pass() {
-    if constexpr (std::is_rvalue_reference_v<P> || !std::is_reference_v<P>) return held(std::move(v_));
-    else return static_cast<const held&>(v_);
+    if constexpr (std::is_rvalue_reference_v<P> || !std::is_reference_v<P>)
+      return held(std::move(v_));
+    else
+      return static_cast<const held&>(v_);
   }
 
  private:
@@ -228,7 +243,8 @@ class argument {
 template <class Params, std::size_t... I>
 auto decode_arguments(argument_reader& r, std::index_sequence<I...>) {
   // Braced initialisation evaluates left to right: arguments are read in order.
-  return std::tuple<argument<std::tuple_element_t<I, Params>>...>{argument<std::tuple_element_t<I, Params>>(r.next())...};
+  return std::tuple<argument<std::tuple_element_t<I, Params>>...>{
+      argument<std::tuple_element_t<I, Params>>(r.next())...};
 }
 
 template <class V>
@@ -248,7 +264,11 @@ struct invoker {
 
   template <class Args>
   static decltype(auto) call(void* self, Args& args) {
-    return std::apply([self](auto&... a) -> decltype(auto) { return traits::template call<F>(self, a.pass()...); }, args);
+    return std::apply(
+        [self](auto&... a) -> decltype(auto) {
+          return traits::template call<F>(self, a.pass()...);
+        },
+        args);
   }
 
   static void invoke(invocation& inv) {
@@ -306,7 +326,8 @@ task_spec make_call(process& p, A&&... args) {
   spec.name = entity_name<F>();
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     (add_argument<std::tuple_element_t<I, params>>(spec, p, std::forward<A>(args)), ...);
-  }(std::make_index_sequence<sizeof...(A)>{});
+  }
+  (std::make_index_sequence<sizeof...(A)>{});
   return spec;
 }
 
@@ -328,8 +349,10 @@ bool exception_is(std::exception_ptr e) {
   } catch (const E&) {
     return true;
   } catch (...) {
-    if constexpr (sizeof...(Rest) > 0) return exception_is<Rest...>(e);
-    else return false;
+    if constexpr (sizeof...(Rest) > 0)
+      return exception_is<Rest...>(e);
+    else
+      return false;
   }
 }
 template <class... E>
@@ -383,13 +406,16 @@ struct remote_function {
   /// the runtime (or from inside a task).
   template <class... A>
   object_ref<result_type> remote(A&&... args) const {
-    static_assert(sizeof...(A) == traits::arity, "ray::task<f>.remote(...): wrong number of arguments for f");
+    static_assert(sizeof...(A) == traits::arity,
+                  "ray::task<f>.remote(...): wrong number of arguments for f");
     if constexpr (sizeof...(A) == traits::arity) {
-      constexpr bool fits = detail::arguments_fit<params, A...>(std::make_index_sequence<sizeof...(A)>{});
-      static_assert(fits,
-                    "ray::task<f>.remote(...): an argument does not match f's parameter: pass the "
-                    "parameter's type, a value convertible to it, or an object_ref of it (non-const "
-                    "reference parameters are not allowed)");
+      constexpr bool fits =
+          detail::arguments_fit<params, A...>(std::make_index_sequence<sizeof...(A)>{});
+      static_assert(
+          fits,
+          "ray::task<f>.remote(...): an argument does not match f's parameter: pass the "
+          "parameter's type, a value convertible to it, or an object_ref of it (non-const "
+          "reference parameters are not allowed)");
       if constexpr (fits) {
         auto& p = detail::process::require();
         auto spec = detail::make_call<F>(p, std::forward<A>(args)...);

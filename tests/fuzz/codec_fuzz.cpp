@@ -7,7 +7,6 @@
 //   ./codec_fuzz -max_total_time=600 tests/fuzz/corpus     (fuzz, clang)
 //   ./codec_fuzz --write-corpus tests/fuzz/corpus           (regenerate the seed corpus)
 #include <coray/codec.hpp>
-
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -67,15 +66,33 @@ constexpr int kinds = 9;
 
 void decode_as(int kind, std::span<const std::byte> b) {
   switch (kind % kinds) {
-    case 0: try_decode<std::int64_t>(b); break;
-    case 1: try_decode<std::string>(b); break;
-    case 2: try_decode<std::vector<double>>(b); break;
-    case 3: try_decode<std::map<std::string, std::vector<std::optional<std::pair<int, std::string>>>>>(b); break;
-    case 4: try_decode<record>(b); break;
-    case 5: try_decode<with_serialize>(b); break;
-    case 6: try_decode<wire_error>(b); break;
-    case 7: try_view<std::span<const double>>(b); break;
-    case 8: try_view<std::string_view>(b); break;
+    case 0:
+      try_decode<std::int64_t>(b);
+      break;
+    case 1:
+      try_decode<std::string>(b);
+      break;
+    case 2:
+      try_decode<std::vector<double>>(b);
+      break;
+    case 3:
+      try_decode<std::map<std::string, std::vector<std::optional<std::pair<int, std::string>>>>>(b);
+      break;
+    case 4:
+      try_decode<record>(b);
+      break;
+    case 5:
+      try_decode<with_serialize>(b);
+      break;
+    case 6:
+      try_decode<wire_error>(b);
+      break;
+    case 7:
+      try_view<std::span<const double>>(b);
+      break;
+    case 8:
+      try_view<std::string_view>(b);
+      break;
   }
 }
 
@@ -85,7 +102,8 @@ void decode_as(int kind, std::span<const std::byte> b) {
     std::ofstream f(dir + "/seed-" + std::to_string(n++), std::ios::binary);
     const char k = static_cast<char>(kind);
     f.write(&k, 1);
-    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    f.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   };
   put(0, ray::encode(std::int64_t{-42}));
   put(1, ray::encode(std::string("hello coray")));
@@ -94,7 +112,9 @@ void decode_as(int kind, std::span<const std::byte> b) {
   m["a"] = {std::nullopt, std::pair{1, std::string("x")}};
   m["bb"] = {};
   put(3, ray::encode(m));
-  put(4, ray::encode(record{"r", {{1, 2}, {3, 4}}, std::map<std::string, std::int32_t>{{"k", 7}}, std::string("p")}));
+  put(4,
+      ray::encode(record{
+          "r", {{1, 2}, {3, 4}}, std::map<std::string, std::int32_t>{{"k", 7}}, std::string("p")}));
   put(4, ray::encode(record{"", {}, std::nullopt, std::vector<bool>{true, false, true}}));
   put(5, ray::encode(with_serialize{{"one", "two"}, {3, true}}));
   put(6, ray::encode(wire_error{0, "std::out_of_range", "vector::_M_range_check", "f"}));
@@ -107,7 +127,8 @@ void decode_as(int kind, std::span<const std::byte> b) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
-  decode_as(data[0], std::span<const std::byte>(reinterpret_cast<const std::byte*>(data) + 1, size - 1));
+  decode_as(data[0],
+            std::span<const std::byte>(reinterpret_cast<const std::byte*>(data) + 1, size - 1));
   return 0;
 }
 
@@ -132,7 +153,8 @@ int main(int argc, char** argv) {
     }
     ++files;
   }
-  std::printf("replayed %d inputs with their truncations and corruptions\n%d passed, 0 failed\n", files, files);
+  std::printf("replayed %d inputs with their truncations and corruptions\n%d passed, 0 failed\n",
+              files, files);
   return 0;
 }
 #endif

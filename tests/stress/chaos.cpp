@@ -4,13 +4,14 @@
 // that every value is intact (checksums), and that once all refs are dropped the store's
 // free bytes are back to where they started (no leak).
 //
-// Usage: chaos [--kills N] [--seconds S]   (CTest runs a short version; scripts/chaos.sh a long one)
-#include <coray/coray.hpp>
+// Usage: chaos [--kills N] [--seconds S]   (CTest runs a short version; scripts/chaos.sh a long
+// one)
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <coray/coray.hpp>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -29,7 +30,9 @@ std::vector<std::uint64_t> pattern(std::uint64_t seed, std::size_t n) {
   for (auto& e : v) e = (x ^= x << 13, x ^= x >> 7, x ^= x << 17);
   return v;
 }
-bool intact(std::uint64_t seed, const std::vector<std::uint64_t>& v, std::size_t n) { return v == pattern(seed, n); }
+bool intact(std::uint64_t seed, const std::vector<std::uint64_t>& v, std::size_t n) {
+  return v == pattern(seed, n);
+}
 
 std::vector<std::uint64_t> make(std::uint64_t seed, std::uint64_t n) { return pattern(seed, n); }
 
@@ -44,7 +47,8 @@ ray::async<std::vector<std::uint64_t>> nested(std::uint64_t seed, std::uint64_t 
   auto big = ray::put(pattern(seed, n));
   auto sum = ray::task<checksum>.remote(big);
   auto copy = co_await ray::get(big);
-  if (co_await ray::get(sum) != checksum(copy)) throw std::runtime_error("checksum mismatch inside a task");
+  if (co_await ray::get(sum) != checksum(copy))
+    throw std::runtime_error("checksum mismatch inside a task");
   co_return copy;
 }
 
@@ -67,7 +71,8 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--seconds")) seconds_limit = std::atof(argv[i + 1]);
   }
 
-  ray::runtime rt(argc, argv, {.num_workers = 2, .object_store_bytes = 256 << 20, .inline_threshold = 4096});
+  ray::runtime rt(argc, argv,
+                  {.num_workers = 2, .object_store_bytes = 256 << 20, .inline_threshold = 4096});
   const auto free0 = rt.object_store_free_bytes();
   auto* hdr = ray::detail::process::current()->hdr;
 
@@ -75,7 +80,9 @@ int main(int argc, char** argv) {
   std::atomic<int> kills{0};
   std::atomic<std::int64_t> last_kill_ns{0};
   std::vector<ray::actor<keeper>> actors;
-  for (int i = 0; i < 2; ++i) actors.push_back(ray::spawn<keeper>(ray::actor_options{.max_restarts = -1, .max_task_retries = -1}));
+  for (int i = 0; i < 2; ++i)
+    actors.push_back(
+        ray::spawn<keeper>(ray::actor_options{.max_restarts = -1, .max_task_retries = -1}));
 
   // The killer: any live worker or actor process, at random instants.
   std::thread killer([&] {
@@ -85,7 +92,9 @@ int main(int argc, char** argv) {
       std::uint32_t slot = static_cast<std::uint32_t>(gen() % (hdr->slots < 8 ? hdr->slots : 8));
       auto& w = hdr->worker(slot);
       int pid = w.pid.load();
-      if (pid <= 0 || w.state.load() != static_cast<std::uint32_t>(ray::detail::slot_state::running)) continue;
+      if (pid <= 0 ||
+          w.state.load() != static_cast<std::uint32_t>(ray::detail::slot_state::running))
+        continue;
       if (::kill(pid, SIGKILL) == 0) {
         kills.fetch_add(1);
         last_kill_ns.store(clk::now().time_since_epoch().count());
@@ -98,7 +107,8 @@ int main(int argc, char** argv) {
   double worst_wait = 0;
   const auto t0 = clk::now();
   std::uint64_t seed = 1;
-  while (kills.load() < kills_wanted && std::chrono::duration<double>(clk::now() - t0).count() < seconds_limit) {
+  while (kills.load() < kills_wanted &&
+         std::chrono::duration<double>(clk::now() - t0).count() < seconds_limit) {
     struct pending {
       ray::object_ref<std::vector<std::uint64_t>> ref;
       std::uint64_t seed, n;
@@ -107,9 +117,15 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 16; ++i, ++seed) {
       const std::uint64_t n = 1 + gen() % 4000;  // up to 32 KB: inline and in the store
       switch (gen() % 3) {
-        case 0: batch.push_back({ray::task<make>.remote(seed, n), seed, n}); break;
-        case 1: batch.push_back({ray::task<nested>.remote(seed, n), seed, n}); break;
-        default: batch.push_back({actors[gen() % 2].call<&keeper::echo>(seed, n), seed, n}); break;
+        case 0:
+          batch.push_back({ray::task<make>.remote(seed, n), seed, n});
+          break;
+        case 1:
+          batch.push_back({ray::task<nested>.remote(seed, n), seed, n});
+          break;
+        default:
+          batch.push_back({actors[gen() % 2].call<&keeper::echo>(seed, n), seed, n});
+          break;
       }
     }
     for (auto& p : batch) {
@@ -133,16 +149,20 @@ int main(int argc, char** argv) {
   actors.clear();
   std::size_t leaked = 0;
   for (int round = 0; round < 200; ++round) {
-    for (int i = 0; i < 4; ++i) ray::get(ray::task<make>.remote(0, 1), {.timeout = std::chrono::seconds(10)}).get();
+    for (int i = 0; i < 4; ++i)
+      ray::get(ray::task<make>.remote(0, 1), {.timeout = std::chrono::seconds(10)}).get();
     leaked = free0 - rt.object_store_free_bytes();
     if (leaked == 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 
-  std::printf("chaos: %d kills survived, %llu calls checked (%llu ended in errors), %llu hangs, %llu corrupted, "
-              "%zu bytes leaked, worst get %.3f s, %.1f s\n",
-              kills.load(), (unsigned long long)checked, (unsigned long long)errors, (unsigned long long)hangs,
-              (unsigned long long)corrupted, leaked, worst_wait, std::chrono::duration<double>(clk::now() - t0).count());
+  std::printf(
+      "chaos: %d kills survived, %llu calls checked (%llu ended in errors), %llu hangs, %llu "
+      "corrupted, "
+      "%zu bytes leaked, worst get %.3f s, %.1f s\n",
+      kills.load(), (unsigned long long)checked, (unsigned long long)errors,
+      (unsigned long long)hangs, (unsigned long long)corrupted, leaked, worst_wait,
+      std::chrono::duration<double>(clk::now() - t0).count());
   const bool ok = hangs == 0 && corrupted == 0 && leaked == 0 && kills.load() >= kills_wanted;
   std::printf("%d passed, %d failed\n", ok ? 1 : 0, ok ? 0 : 1);
   return ok ? 0 : 1;

@@ -2,9 +2,8 @@
 // and each producer's order kept; 1,000,000 tasks queued at once, all completing; a task
 // with 10,000 object_ref arguments; a get of 10,000 objects.
 // Usage: load [--scale F]   (F = 1 is the full envelope; CTest runs a fraction)
-#include <coray/coray.hpp>
-
 #include <chrono>
+#include <coray/coray.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -68,9 +67,10 @@ int main(int argc, char** argv) {
     for (auto& p : ps) done.push_back(p.call<&producer::run>(calls / 4));
     std::vector<std::int64_t> sent = ray::get(done);
     std::vector<std::int64_t> r = ray::get(s.call<&sink::report>());
-    std::printf("  %lld actor calls from 4 producers in %.1f s (%.0f/s), %lld out of order\n", (long long)r[0], since(t0),
-                static_cast<double>(r[0]) / since(t0), (long long)r[1]);
-    check(r[0] == calls / 4 * 4 && r[1] == 0, "actor calls from 4 producers: none lost, each producer's order kept");
+    std::printf("  %lld actor calls from 4 producers in %.1f s (%.0f/s), %lld out of order\n",
+                (long long)r[0], since(t0), static_cast<double>(r[0]) / since(t0), (long long)r[1]);
+    check(r[0] == calls / 4 * 4 && r[1] == 0,
+          "actor calls from 4 producers: none lost, each producer's order kept");
   }
   {
     const int n = static_cast<int>(1'000'000 * scale);
@@ -80,7 +80,8 @@ int main(int argc, char** argv) {
     for (int i = 0; i < n; ++i) refs.push_back(ray::task<square>.remote(i % 1000));
     std::vector<int> all = ray::get(refs);
     bool ok = static_cast<int>(all.size()) == n;
-    for (int i = 0; ok && i < n; ++i) ok = all[static_cast<std::size_t>(i)] == (i % 1000) * (i % 1000);
+    for (int i = 0; ok && i < n; ++i)
+      ok = all[static_cast<std::size_t>(i)] == (i % 1000) * (i % 1000);
     std::printf("  %d tasks queued at once, all gotten in %.1f s\n", n, since(t0));
     check(ok, "tasks queued at once all complete");
   }
@@ -89,7 +90,8 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 10'000; ++i) refs.push_back(ray::task<square>.remote(i));
     long expected = 0;
     for (long i = 0; i < 10'000; ++i) expected += i * i;
-    check(ray::get(ray::task<total>.remote(refs)).get() == expected, "a task with 10,000 object_ref arguments");
+    check(ray::get(ray::task<total>.remote(refs)).get() == expected,
+          "a task with 10,000 object_ref arguments");
     std::vector<ray::object_ref<int>> objects;
     for (int i = 0; i < 10'000; ++i) objects.push_back(ray::put(i));
     std::vector<int> got = ray::get(objects);

@@ -2,14 +2,13 @@
 /// Facts about the machine the runtime sizes itself by: usable cores (affinity and cgroup
 /// quota) and memory (physical RAM and cgroup limit).
 
-#include <coray/version.hpp>
-
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <coray/version.hpp>
 #include <cstdint>
 #include <fstream>
 #include <string>
@@ -29,7 +28,8 @@ inline unsigned usable_cores() {
   long long period = 0;
   if (f >> quota >> period && quota != "max" && period > 0) {
     long long q = std::stoll(quota);
-    if (q > 0) n = std::min<unsigned>(n, static_cast<unsigned>(std::max(1LL, (q + period - 1) / period)));
+    if (q > 0)
+      n = std::min<unsigned>(n, static_cast<unsigned>(std::max(1LL, (q + period - 1) / period)));
   }
   return std::max(1u, n);
 }

@@ -3,7 +3,6 @@
 /// so a spawned worker (different ASLR base) and, later, another machine resolve the same one.
 
 #include <coray/version.hpp>
-
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -61,8 +60,8 @@ inline bool register_function(std::uint64_t id, invoker_fn fn, std::string_view 
   auto [it, inserted] = function_table().try_emplace(id, registered_function{fn, name});
   if (!inserted && it->second.name != name) {
     std::fprintf(stderr, "coray: function id collision between %.*s and %.*s\n",
-                 static_cast<int>(name.size()), name.data(), static_cast<int>(it->second.name.size()),
-                 it->second.name.data());
+                 static_cast<int>(name.size()), name.data(),
+                 static_cast<int>(it->second.name.size()), it->second.name.data());
     std::abort();
   }
   return true;

@@ -5,8 +5,6 @@
 /// reaps them, and reports each death to the driver through the segment. It dies with the
 /// driver (PR_SET_PDEATHSIG), and its workers die with it, so nothing outlives a kill -9.
 
-#include <coray/detail/worker.hpp>
-
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -16,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <coray/detail/runtime/worker.hpp>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -139,7 +138,8 @@ struct supervisor_config {
     posix_spawnattr_setsigdefault(&attr, &dfl);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid = -1;
-    if (posix_spawn(&pid, "/proc/self/exe", nullptr, &attr, argv.data(), envp.data()) != 0) pid = -1;
+    if (posix_spawn(&pid, "/proc/self/exe", nullptr, &attr, argv.data(), envp.data()) != 0)
+      pid = -1;
     posix_spawnattr_destroy(&attr);
     return pid;
   };

@@ -12,7 +12,7 @@
 
 #include <atomic>
 #include <coray/codec.hpp>
-#include <coray/detail/process.hpp>
+#include <coray/detail/runtime/process.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>

@@ -2,8 +2,6 @@
 /// Cross-process waking: a doorbell a process sleeps on after spinning, rung by senders only
 /// when someone sleeps.
 
-#include <coray/version.hpp>
-
 #include <linux/futex.h>
 #include <sched.h>
 #include <sys/syscall.h>
@@ -13,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <climits>
+#include <coray/version.hpp>
 #include <cstdint>
 
 CORAY_BEGIN_NAMESPACE
@@ -41,7 +40,8 @@ inline void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
 }
 
 inline void futex_wake_all(std::atomic<std::uint32_t>* word) noexcept {
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr,
+          0);
 }
 
 /// One per receiving process, in shared memory. The receiver spins on its queues, then

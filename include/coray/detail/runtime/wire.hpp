@@ -3,17 +3,15 @@
 /// arguments are laid out in them. Every field is fixed-width; every offset is into the
 /// shared segment.
 
-#include <coray/codec.hpp>
-#include <coray/detail/futex.hpp>
-#include <coray/detail/mailbox.hpp>
-#include <coray/detail/segment.hpp>
-#include <coray/errors.hpp>
-
 #include <cxxabi.h>
 
-#include <cstdio>
-
+#include <coray/codec.hpp>
+#include <coray/detail/shm/futex.hpp>
+#include <coray/detail/shm/mailbox.hpp>
+#include <coray/detail/shm/segment.hpp>
+#include <coray/errors.hpp>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -33,13 +31,14 @@ enum class msg_kind : std::uint32_t {
   run_task = 1,      // task_header, arg entries
   object_ready = 2,  // result_header: a nested call's result
   shutdown = 3,
-  construct = 4,     // task_header (reserved: max_concurrency), arg entries: build the actor
-  actor_found = 5,   // u64 request, u64 actor id, u64 type id (0: no such actor)
-  block_granted = 6, // u64 request, u64 block offset (0: store full), u64 requested, free, capacity
+  construct = 4,    // task_header (reserved: max_concurrency), arg entries: build the actor
+  actor_found = 5,  // u64 request, u64 actor id, u64 type id (0: no such actor)
+  block_granted =
+      6,  // u64 request, u64 block offset (0: store full), u64 requested, free, capacity
   // worker -> driver
-  task_done = 16,  // result_header
-  submit = 17,     // task_header, arg entries (a nested call)
-  release = 18,    // u64 id: the worker dropped its last handle to a nested result
+  task_done = 16,      // result_header
+  submit = 17,         // task_header, arg entries (a nested call)
+  release = 18,        // u64 id: the worker dropped its last handle to a nested result
   actor_hold = 19,     // u64 actor id: a handle to the actor was made in the worker
   actor_release = 20,  // u64 actor id: a handle went
   actor_kill = 21,     // u64 actor id
@@ -53,9 +52,9 @@ struct task_header {
   std::uint64_t task_id;
   std::uint64_t fn_id;
   std::uint32_t nargs;
-  std::uint32_t extra;          // submit: actor ids after the args; construct: max_concurrency
-  std::uint64_t target;         // submit: the actor to call, 0 for any task worker
-  std::int32_t max_retries;     // submit: retries after a crash or a retryable exception
+  std::uint32_t extra;       // submit: actor ids after the args; construct: max_concurrency
+  std::uint64_t target;      // submit: the actor to call, 0 for any task worker
+  std::int32_t max_retries;  // submit: retries after a crash or a retryable exception
   std::uint32_t reserved;
   std::uint64_t retry_matcher;  // which exceptions are retried: 0 none, 1 all, else a matcher id
 };
@@ -68,7 +67,12 @@ struct arg_entry {
   /// dependency_list: a std::vector<T> argument given as refs, assembled by the driver from
   /// the values of `len` dependencies (indices ref.. in the driver; a worker's submission
   /// lists their ids after the entry).
-  enum tag_t : std::uint8_t { inline_value = 0, block_value = 1, dependency = 2, dependency_list = 3 };
+  enum tag_t : std::uint8_t {
+    inline_value = 0,
+    block_value = 1,
+    dependency = 2,
+    dependency_list = 3
+  };
   std::uint8_t tag = inline_value;
   std::uint8_t owned = 0;  // block_value: the sender's reference passes to the call (else borrowed)
   std::uint8_t pad = 0;    // dependency_list: zero bytes between the count and the elements
@@ -84,9 +88,13 @@ inline std::size_t entry_payload(const arg_entry& e) noexcept {
 }
 static_assert(sizeof(arg_entry) == 16);
 
-
 struct result_header {
-  enum status_t : std::uint32_t { value_inline = 0, value_block = 1, error = 2, retryable_error = 3 };
+  enum status_t : std::uint32_t {
+    value_inline = 0,
+    value_block = 1,
+    error = 2,
+    retryable_error = 3
+  };
   std::uint64_t id;
   std::uint32_t status;
   std::uint32_t len;    // inline value or error bytes that follow
@@ -110,7 +118,8 @@ enum class error_kind : std::uint8_t {
 
 inline std::string demangle(const char* name) {
   int status = 0;
-  std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status), std::free);
+  std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status),
+                                           std::free);
   return status == 0 && d ? std::string(d.get()) : std::string(name);
 }
 
@@ -133,7 +142,8 @@ inline wire_error describe_current_exception(std::string_view function) {
     e = {std::uint8_t(error_kind::actor_died), "", x.what(), fn};
   } catch (const object_store_full& x) {
     e = {std::uint8_t(error_kind::object_store_full),
-         std::to_string(x.requested()) + " " + std::to_string(x.free_bytes()) + " " + std::to_string(x.capacity()),
+         std::to_string(x.requested()) + " " + std::to_string(x.free_bytes()) + " " +
+             std::to_string(x.capacity()),
          x.what(), fn};
   } catch (const codec_error& x) {
     e = {std::uint8_t(error_kind::codec_error), "", x.what(), fn};
@@ -143,10 +153,12 @@ inline wire_error describe_current_exception(std::string_view function) {
     e = {std::uint8_t(error_kind::get_timeout), "", x.what(), fn};
   } catch (const std::exception& x) {
     auto* t = abi::__cxa_current_exception_type();
-    e = {std::uint8_t(error_kind::task_error), t ? demangle(t->name()) : "std::exception", x.what(), fn};
+    e = {std::uint8_t(error_kind::task_error), t ? demangle(t->name()) : "std::exception", x.what(),
+         fn};
   } catch (...) {
     auto* t = abi::__cxa_current_exception_type();
-    e = {std::uint8_t(error_kind::task_error), t ? demangle(t->name()) : "unknown", "(not a std::exception)", fn};
+    e = {std::uint8_t(error_kind::task_error), t ? demangle(t->name()) : "unknown",
+         "(not a std::exception)", fn};
   }
   if (std::get<2>(e).size() > 32 * 1024) std::get<2>(e).resize(32 * 1024);
   return e;
@@ -155,18 +167,25 @@ inline wire_error describe_current_exception(std::string_view function) {
 inline std::exception_ptr to_exception(const wire_error& w) {
   auto& [kind, type, what, fn] = w;
   switch (static_cast<error_kind>(kind)) {
-    case error_kind::worker_crashed: return std::make_exception_ptr(worker_crashed(what));
-    case error_kind::actor_died: return std::make_exception_ptr(actor_died(what));
-    case error_kind::codec_error: return std::make_exception_ptr(codec_error(what));
-    case error_kind::cancelled: return std::make_exception_ptr(cancelled(what));
-    case error_kind::get_timeout: return std::make_exception_ptr(get_timeout(what));
+    case error_kind::worker_crashed:
+      return std::make_exception_ptr(worker_crashed(what));
+    case error_kind::actor_died:
+      return std::make_exception_ptr(actor_died(what));
+    case error_kind::codec_error:
+      return std::make_exception_ptr(codec_error(what));
+    case error_kind::cancelled:
+      return std::make_exception_ptr(cancelled(what));
+    case error_kind::get_timeout:
+      return std::make_exception_ptr(get_timeout(what));
     case error_kind::object_store_full: {
       unsigned long long requested = 0, free_bytes = 0, capacity = 0;
       std::sscanf(type.c_str(), "%llu %llu %llu", &requested, &free_bytes, &capacity);
       return std::make_exception_ptr(object_store_full(requested, free_bytes, capacity));
     }
-    case error_kind::runtime_error: return std::make_exception_ptr(ray::runtime_error(what));
-    case error_kind::task_error: break;
+    case error_kind::runtime_error:
+      return std::make_exception_ptr(ray::runtime_error(what));
+    case error_kind::task_error:
+      break;
   }
   return std::make_exception_ptr(task_error(type, what, fn));
 }
@@ -198,7 +217,8 @@ bool try_send(mailbox& mb, doorbell& bell, msg_kind kind, std::size_t size, Fill
 
 /// Sends a message whose payload is the block `b` (for messages longer than the ring takes).
 /// The receiver hands the block back to its owner when done.
-inline bool try_send_block(segment& seg, mailbox& mb, doorbell& bell, msg_kind kind, object_block* b) {
+inline bool try_send_block(segment& seg, mailbox& mb, doorbell& bell, msg_kind kind,
+                           object_block* b) {
   std::uint64_t desc[2] = {seg.offset_of(b), b->size};
   auto c = mb.try_claim(1);
   if (!c) return false;
@@ -220,7 +240,8 @@ struct message_view {
 
 /// The next message, if one is published. A one-slot payload is viewed in place (valid until
 /// pop); a multi-slot payload is gathered into `buffer`.
-inline bool peek_message(segment& seg, mailbox& mb, std::vector<std::byte>& buffer, message_view& m) {
+inline bool peek_message(segment& seg, mailbox& mb, std::vector<std::byte>& buffer,
+                         message_view& m) {
   mailbox_slot* s = mb.peek();
   if (!s) return false;
   m.kind = static_cast<msg_kind>(s->kind & ~in_block_flag);

@@ -3,14 +3,13 @@
 /// (EOWNERDEAD is made consistent) instead of hanging forever. Used as the object store
 /// allocator's lock, whose holder can be SIGKILLed at any instant.
 
-#include <coray/errors.hpp>
-
 #include <errno.h>
 #include <pthread.h>
 #include <time.h>
 
 #include <atomic>
 #include <chrono>
+#include <coray/errors.hpp>
 #include <cstdint>
 
 CORAY_BEGIN_NAMESPACE
@@ -69,7 +68,8 @@ class robust_mutex {
       pthread_mutex_consistent(&m_);
       deaths_.fetch_add(1, std::memory_order_relaxed);
     } else if (rc != 0) {
-      throw ray::runtime_error("coray: process-shared mutex failed (error " + std::to_string(rc) + ")");
+      throw ray::runtime_error("coray: process-shared mutex failed (error " + std::to_string(rc) +
+                               ")");
     }
   }
   pthread_mutex_t m_;

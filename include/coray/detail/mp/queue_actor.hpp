@@ -5,7 +5,7 @@
 
 #include <chrono>
 #include <coray/async.hpp>
-#include <coray/detail/process.hpp>
+#include <coray/detail/runtime/process.hpp>
 #include <coroutine>
 #include <cstdint>
 #include <deque>

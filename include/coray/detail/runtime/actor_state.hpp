@@ -2,9 +2,8 @@
 /// A process's handle on an actor: counted locally, and each local handle counts once at the
 /// driver, which ends the actor when no handle is left in any process.
 
-#include <coray/version.hpp>
-
 #include <atomic>
+#include <coray/version.hpp>
 #include <cstdint>
 #include <utility>
 

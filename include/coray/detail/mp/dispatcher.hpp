@@ -8,7 +8,7 @@
 /// resumes: never from inside the driver's own callbacks, so the driver is not re-entered
 /// while it settles results.
 
-#include <coray/detail/driver.hpp>
+#include <coray/detail/runtime/driver.hpp>
 #include <coroutine>
 #include <cstdint>
 #include <deque>

@@ -5,10 +5,9 @@
 /// consecutive slots, claimed together; one longer than half the ring travels in a block of
 /// the segment whose offset the slot carries.
 
-#include <coray/detail/futex.hpp>
-#include <coray/version.hpp>
-
 #include <atomic>
+#include <coray/detail/shm/futex.hpp>
+#include <coray/version.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -35,7 +34,9 @@ class mailbox {
   }
   /// Slots a message of `bytes` occupies.
   static constexpr std::size_t slots_for(std::size_t bytes) noexcept {
-    return bytes <= mailbox_slot::payload_bytes ? 1 : (bytes + mailbox_slot::payload_bytes - 1) / mailbox_slot::payload_bytes;
+    return bytes <= mailbox_slot::payload_bytes
+               ? 1
+               : (bytes + mailbox_slot::payload_bytes - 1) / mailbox_slot::payload_bytes;
   }
   /// Constructs a mailbox in `memory` (bytes_for(capacity) bytes, 64-byte aligned).
   static mailbox* create(void* memory, std::size_t capacity) {
@@ -48,7 +49,9 @@ class mailbox {
   }
 
   /// The longest message that travels in slots; longer ones go in a block.
-  std::size_t max_message_bytes() const noexcept { return capacity_ / 2 * mailbox_slot::payload_bytes; }
+  std::size_t max_message_bytes() const noexcept {
+    return capacity_ / 2 * mailbox_slot::payload_bytes;
+  }
 
   struct claim {
     mailbox_slot* slot = nullptr;  // the first
@@ -68,7 +71,8 @@ class mailbox {
       std::uint64_t seq = last.seq.load(std::memory_order_acquire);
       auto dif = static_cast<std::int64_t>(seq - (pos + n - 1));
       if (dif == 0) {
-        if (head_.compare_exchange_weak(pos, pos + n, std::memory_order_relaxed)) return {&at(pos), pos, n};
+        if (head_.compare_exchange_weak(pos, pos + n, std::memory_order_relaxed))
+          return {&at(pos), pos, n};
       } else if (dif < 0) {
         return {};
       } else {
@@ -92,7 +96,8 @@ class mailbox {
   }
   /// Publishes a claim, last slot first: once the consumer sees the first, it sees them all.
   void commit(const claim& c) noexcept {
-    for (std::size_t i = c.count; i-- > 0;) at(c.pos + i).seq.store(c.pos + i + 1, std::memory_order_release);
+    for (std::size_t i = c.count; i-- > 0;)
+      at(c.pos + i).seq.store(c.pos + i + 1, std::memory_order_release);
   }
 
   /// The first slot of the next message, or nullptr when none is published. Single consumer.
@@ -111,7 +116,8 @@ class mailbox {
   }
   /// Frees the `n` slots of the message returned by peek(). Single consumer.
   void pop(std::size_t n = 1) noexcept {
-    for (std::size_t i = 0; i < n; ++i) at(tail_ + i).seq.store(tail_ + i + capacity_, std::memory_order_release);
+    for (std::size_t i = 0; i < n; ++i)
+      at(tail_ + i).seq.store(tail_ + i + capacity_, std::memory_order_release);
     tail_ += n;
   }
   bool empty() noexcept { return peek() == nullptr; }

@@ -3,9 +3,6 @@
 /// its supervisor and every worker, with a Boost.Interprocess allocator inside. Nothing is
 /// named in /dev/shm: the memory goes away with the last process that maps it.
 
-#include <coray/detail/robust_mutex.hpp>
-#include <coray/errors.hpp>
-
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -15,6 +12,8 @@
 #include <boost/interprocess/managed_external_buffer.hpp>
 #include <boost/interprocess/mem_algo/rbtree_best_fit.hpp>
 #include <cerrno>
+#include <coray/detail/shm/robust_mutex.hpp>
+#include <coray/errors.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -29,7 +28,8 @@ namespace bip = boost::interprocess;
 /// Several processes allocate, so the allocator takes a lock; a robust one, because any of
 /// them may be killed while holding it.
 using shared_allocator =
-    bip::basic_managed_external_buffer<char, bip::rbtree_best_fit<robust_mutex_family>, bip::null_index>;
+    bip::basic_managed_external_buffer<char, bip::rbtree_best_fit<robust_mutex_family>,
+                                       bip::null_index>;
 
 /// An object in the store: a header, then the encoded bytes (16-byte aligned).
 struct alignas(16) object_block {
@@ -133,7 +133,9 @@ class segment {
     return p;
   }
   void deallocate(void* p) noexcept { alloc().deallocate(p); }
-  std::size_t free_bytes() const noexcept { return const_cast<segment*>(this)->alloc().get_free_memory(); }
+  std::size_t free_bytes() const noexcept {
+    return const_cast<segment*>(this)->alloc().get_free_memory();
+  }
   std::size_t capacity() const noexcept { return const_cast<segment*>(this)->alloc().get_size(); }
 
   /// A new object block with one reference, for `size` bytes of payload.
@@ -150,7 +152,9 @@ class segment {
   }
 
  private:
-  shared_allocator& alloc() noexcept { return *std::launder(reinterpret_cast<shared_allocator*>(&alloc_)); }
+  shared_allocator& alloc() noexcept {
+    return *std::launder(reinterpret_cast<shared_allocator*>(&alloc_));
+  }
 
   void map(std::size_t bytes) {
     void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);

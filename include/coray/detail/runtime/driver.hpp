@@ -5,23 +5,22 @@
 /// fails the calls of a process that dies (worker_crashed, actor_died) and asks the
 /// supervisor for a replacement worker.
 
-#include <coray/detail/supervisor.hpp>
-#include <coray/detail/system.hpp>
-
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <coray/detail/runtime/supervisor.hpp>
+#include <coray/detail/runtime/system.hpp>
 #include <cstdio>
 #include <cstring>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
-#include <optional>
 #include <unordered_set>
 #include <vector>
 
@@ -64,7 +63,8 @@ class driver final : public process {
     epoch = next_epoch();
     const std::uint32_t slots = cfg_.num_workers + cfg_.max_actors;
     const std::size_t mb_bytes = mailbox::bytes_for(mailbox_capacity);
-    const std::size_t control = shared_header::bytes_for(slots) + 2 * cfg_.num_workers * (mb_bytes + 64);
+    const std::size_t control =
+        shared_header::bytes_for(slots) + 2 * cfg_.num_workers * (mb_bytes + 64);
     seg.create(segment::root_bytes + cfg_.object_store_bytes + control + (1 << 20));
 
     hdr = new (seg.allocate_aligned(shared_header::bytes_for(slots), 64)) shared_header{};
@@ -88,12 +88,16 @@ class driver final : public process {
       // An unnamed file: it vanishes with the driver, even after kill -9.
       spill_fd_ = ::open(cfg_.spill_directory.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
       if (spill_fd_ < 0)
-        throw ray::runtime_error("coray: cannot spill to " + cfg_.spill_directory + ": " + std::strerror(errno));
+        throw ray::runtime_error("coray: cannot spill to " + cfg_.spill_directory + ": " +
+                                 std::strerror(errno));
     }
     start_supervisor();
     for (std::uint32_t i = 0; i < cfg_.num_workers; ++i) start_process(i);
     process::current() = this;
-    if (spill_fd_ >= 0) restore_spilled = [](object_state& st) { static_cast<driver*>(process::current())->restore(st); };
+    if (spill_fd_ >= 0)
+      restore_spilled = [](object_state& st) {
+        static_cast<driver*>(process::current())->restore(st);
+      };
   }
 
   ~driver() override {
@@ -119,7 +123,8 @@ class driver final : public process {
   std::uint32_t num_workers() const noexcept { return cfg_.num_workers; }
 
   state_ptr submit(task_spec&& spec) override {
-    if (supervisor_ < 0) throw worker_crashed("coray: the runtime's supervisor and workers are gone");
+    if (supervisor_ < 0)
+      throw worker_crashed("coray: the runtime's supervisor and workers are gone");
     auto rec = std::make_unique<task_record>();
     rec->id = next_task_id_++;
     rec->fn_id = spec.fn_id;
@@ -147,8 +152,8 @@ class driver final : public process {
     if (it == tasks_.end() || it->second->result->settled()) return;
     task_record& r = *it->second;
     r.cancelled = true;
-    auto e = std::make_exception_ptr(
-        cancelled("coray: " + std::string(r.name.empty() ? "the call" : r.name) + " was cancelled"));
+    auto e = std::make_exception_ptr(cancelled(
+        "coray: " + std::string(r.name.empty() ? "the call" : r.name) + " was cancelled"));
     if (auto q = std::find(runnable_.begin(), runnable_.end(), &r); q != runnable_.end()) {
       runnable_.erase(q);
       fail(r, e);
@@ -176,13 +181,15 @@ class driver final : public process {
       return;
     }
     r.result->set_error(e);  // dispatched: the reply, if any, is ignored
-    if (force && !r.actor && r.worker >= 0) command({supervisor_command::kill, static_cast<std::uint32_t>(r.worker)});
+    if (force && !r.actor && r.worker >= 0)
+      command({supervisor_command::kill, static_cast<std::uint32_t>(r.worker)});
   }
 
   /// Pids of the task workers, in slot order (0 while one starts).
   std::vector<int> worker_pids() const {
     std::vector<int> pids;
-    for (std::uint32_t i = 0; i < cfg_.num_workers; ++i) pids.push_back(views_[i].shared->pid.load(std::memory_order_acquire));
+    for (std::uint32_t i = 0; i < cfg_.num_workers; ++i)
+      pids.push_back(views_[i].shared->pid.load(std::memory_order_acquire));
     return pids;
   }
 
@@ -287,10 +294,12 @@ class driver final : public process {
     object_block* b = allocate_object(static_cast<std::size_t>(s.spill_size), true);
     std::size_t done = 0;
     while (done < s.spill_size) {
-      ssize_t n = ::pread(spill_fd_, b->data() + done, s.spill_size - done, s.spill_offset + static_cast<off_t>(done));
+      ssize_t n = ::pread(spill_fd_, b->data() + done, s.spill_size - done,
+                          s.spill_offset + static_cast<off_t>(done));
       if (n <= 0) {
         seg.release(b);
-        throw ray::runtime_error(std::string("coray: reading a spilled object failed: ") + std::strerror(errno));
+        throw ray::runtime_error(std::string("coray: reading a spilled object failed: ") +
+                                 std::strerror(errno));
       }
       done += static_cast<std::size_t>(n);
     }
@@ -307,7 +316,8 @@ class driver final : public process {
     actor_entry& a = it->second;
     a.killed = true;
     const int pid = views_[a.slot].shared->pid.load(std::memory_order_acquire);
-    a.cause = "coray: actor " + a.type_name + " (pid " + std::to_string(pid) + ") was killed by ray::kill";
+    a.cause = "coray: actor " + a.type_name + " (pid " + std::to_string(pid) +
+              ") was killed by ray::kill";
     command({supervisor_command::kill, a.slot});
     std::vector<task_record*> queued(a.queue.begin(), a.queue.end());
     a.queue.clear();
@@ -341,7 +351,8 @@ class driver final : public process {
     if (it == actors_.end()) return std::nullopt;
     const actor_entry& a = it->second;
     if (a.dead) return actor_process_status{a.pid, true, a.wait_status};
-    return actor_process_status{views_[a.slot].shared->pid.load(std::memory_order_acquire), false, 0};
+    return actor_process_status{views_[a.slot].shared->pid.load(std::memory_order_acquire), false,
+                                0};
   }
 
  protected:
@@ -408,12 +419,12 @@ class driver final : public process {
     int submitter = -1;  // slot of the process that made this nested call, -1 for the driver
     std::uint32_t submitter_generation = 0;
     std::uint64_t dispatch_seq = 0;
-    int worker = -1;                  // the task worker it was sent to
+    int worker = -1;  // the task worker it was sent to
     int max_retries = 0;
     std::uint64_t retry_matcher = 0;
     int attempt = 1;
     bool cancelled = false;
-    bool pinned = false;  // its store arguments are pinned (see pin_deps)
+    bool pinned = false;              // its store arguments are pinned (see pin_deps)
     object_block* message = nullptr;  // the dispatched message, when it needed a block
     driver* self = nullptr;
   };
@@ -425,9 +436,9 @@ class driver final : public process {
     mailbox* inbox = nullptr;
     mailbox* outbox = nullptr;
     std::uint32_t generation = 0;
-    std::uint64_t actor = 0;             // the actor living here; 0 for a task worker
-    std::uint64_t dispatched = 0;        // run_task messages sent to this generation
-    std::uint32_t in_flight = 0;         // tasks dispatched and not done
+    std::uint64_t actor = 0;       // the actor living here; 0 for a task worker
+    std::uint64_t dispatched = 0;  // run_task messages sent to this generation
+    std::uint32_t in_flight = 0;   // tasks dispatched and not done
     std::deque<std::pair<std::uint64_t, std::uint64_t>> order;  // (dispatch_seq, task id)
     std::deque<std::function<bool()>> outgoing;                 // messages waiting for room
     std::unordered_map<std::uint64_t, state_ptr> held;          // nested results it holds
@@ -477,9 +488,9 @@ class driver final : public process {
     std::vector<std::byte> ctor_args;
     std::vector<state_ptr> ctor_deps;
     std::vector<object_block*> ctor_blocks;  // one reference each, for rebuilding
-    std::deque<task_record*> queue;  // calls not yet sent, in the order they were made
-    std::deque<std::uint64_t> sent;  // calls sent and not done
-    std::uint64_t dispatched = 0;    // method calls sent to the current process
+    std::deque<task_record*> queue;          // calls not yet sent, in the order they were made
+    std::deque<std::uint64_t> sent;          // calls sent and not done
+    std::uint64_t dispatched = 0;            // method calls sent to the current process
   };
 
   // ---- admission and dependencies -----------------------------------------------------
@@ -502,15 +513,18 @@ class driver final : public process {
       // Actor calls keep their order: they wait in the actor's queue, dependencies or not.
       auto it = actors_.find(r->actor);
       if (it == actors_.end() || it->second.dead || it->second.killed) {
-        fail(*r, std::make_exception_ptr(actor_died(it == actors_.end() ? "coray: no such actor" : it->second.cause)));
+        fail(*r, std::make_exception_ptr(
+                     actor_died(it == actors_.end() ? "coray: no such actor" : it->second.cause)));
         return;
       }
       if (!r->construct) r->max_retries = it->second.max_task_retries;
       it->second.queue.push_back(r);
       pump_actor(it->second);
     } else if (r->pending_deps == 0) {
-      if (r->failed_dep) finish(r->id);
-      else runnable_.push_back(r);
+      if (r->failed_dep)
+        finish(r->id);
+      else
+        runnable_.push_back(r);
     }
   }
 
@@ -559,7 +573,9 @@ class driver final : public process {
     std::uint32_t best_load = cfg_.max_tasks_in_flight_per_worker;
     for (std::uint32_t i = 0; i < cfg_.num_workers; ++i) {
       process_view& w = views_[i];
-      if (static_cast<slot_state>(w.shared->state.load(std::memory_order_acquire)) == slot_state::dead) continue;
+      if (static_cast<slot_state>(w.shared->state.load(std::memory_order_acquire)) ==
+          slot_state::dead)
+        continue;
       std::uint32_t susp = w.shared->suspended.load(std::memory_order_relaxed);
       std::uint32_t load = w.in_flight > susp ? w.in_flight - susp : 0;
       if (load < best_load) {
@@ -612,7 +628,8 @@ class driver final : public process {
         break;
       }
       grant_pinned_blocks(v, *r);
-      if (!r->construct) r->dispatch_seq = a.dispatched++;  // its place among the calls this process starts
+      if (!r->construct)
+        r->dispatch_seq = a.dispatched++;  // its place among the calls this process starts
       a.queue.pop_front();
       a.sent.push_back(r->id);
       progress = true;
@@ -657,12 +674,14 @@ class driver final : public process {
     for_each_entry(r, [&](const arg_entry& e, const std::byte*) {
       size += sizeof(arg_entry);
       if (e.tag == arg_entry::inline_value) size += pad16(e.len);
-      if (e.tag == arg_entry::dependency && !r.deps[e.ref]->block) size += pad16(r.deps[e.ref]->bytes.size());
+      if (e.tag == arg_entry::dependency && !r.deps[e.ref]->block)
+        size += pad16(r.deps[e.ref]->bytes.size());
       if (e.tag == arg_entry::dependency_list) size += pad16(dependency_list_bytes(e, r.deps));
     });
     const msg_kind kind = r.construct ? msg_kind::construct : msg_kind::run_task;
     auto fill = [&](std::byte* out) {
-      task_header h{r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : 0, 0, 0, 0, r.retry_matcher};
+      task_header h{r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : 0,
+                    0,    0,       0,       r.retry_matcher};
       std::memcpy(out, &h, sizeof h);
       std::byte* p = out + sizeof h;
       for_each_entry(r, [&](const arg_entry& e, const std::byte* data) {
@@ -680,7 +699,8 @@ class driver final : public process {
         }
         if (e.tag == arg_entry::dependency_list) {
           // A vector's encoding from its elements' values: count, padding, elements.
-          o = {.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(dependency_list_bytes(e, r.deps))};
+          o = {.tag = arg_entry::inline_value,
+               .len = static_cast<std::uint32_t>(dependency_list_bytes(e, r.deps))};
           std::memcpy(p, &o, sizeof o);
           write_dependency_list(p + sizeof o, e, r.deps);
           p += sizeof o + pad16(o.len);
@@ -729,14 +749,27 @@ class driver final : public process {
       std::uint64_t v0 = 0;
       if (m.payload.size() >= sizeof v0) std::memcpy(&v0, m.payload.data(), sizeof v0);
       switch (m.kind) {
-        case msg_kind::task_done: on_task_done(w, m.payload); break;
-        case msg_kind::submit: on_submit(w, m.payload); break;
-        case msg_kind::release: w.held.erase(v0); break;
-        case msg_kind::actor_hold: actor_ref(v0, +1); break;
-        case msg_kind::actor_release: actor_ref(v0, -1); break;
-        case msg_kind::actor_kill: kill_actor(v0); break;
+        case msg_kind::task_done:
+          on_task_done(w, m.payload);
+          break;
+        case msg_kind::submit:
+          on_submit(w, m.payload);
+          break;
+        case msg_kind::release:
+          w.held.erase(v0);
+          break;
+        case msg_kind::actor_hold:
+          actor_ref(v0, +1);
+          break;
+        case msg_kind::actor_release:
+          actor_ref(v0, -1);
+          break;
+        case msg_kind::actor_kill:
+          kill_actor(v0);
+          break;
         case msg_kind::actor_lookup: {
-          std::string name(reinterpret_cast<const char*>(m.payload.data()) + sizeof v0, m.payload.size() - sizeof v0);
+          std::string name(reinterpret_cast<const char*>(m.payload.data()) + sizeof v0,
+                           m.payload.size() - sizeof v0);
           actor_info info = lookup_actor(name);
           std::uint64_t reply[3] = {v0, info.id, info.type_id};
           queue_message(w, msg_kind::actor_found, reply, sizeof reply);
@@ -749,8 +782,11 @@ class driver final : public process {
           grant_blocks(w);
           break;
         }
-        case msg_kind::block_release: drop_owned(w, seg.at<object_block>(v0)); break;
-        default: break;
+        case msg_kind::block_release:
+          drop_owned(w, seg.at<object_block>(v0));
+          break;
+        default:
+          break;
       }
       w.outbox->pop(m.slots);
       if (m.block) drop_owned(w, m.block);  // a long message's block, requested by its sender
@@ -808,11 +844,13 @@ class driver final : public process {
     task_record& r = *it->second;
     if (h.status == result_header::value_block && !take_owned(w, seg.at<object_block>(h.block))) {
       h.status = result_header::error;  // a block it does not own: refuse rather than corrupt
-      r.result->set_error(std::make_exception_ptr(ray::runtime_error("coray: a reply named a block its sender does not hold")));
+      r.result->set_error(std::make_exception_ptr(
+          ray::runtime_error("coray: a reply named a block its sender does not hold")));
     }
     auto body = payload.subspan(sizeof h, h.len);
     const bool is_task = r.actor == 0;
-    if (h.status == result_header::retryable_error && !r.result->settled() && r.attempt <= r.max_retries) {
+    if (h.status == result_header::retryable_error && !r.result->settled() &&
+        r.attempt <= r.max_retries) {
       ++r.attempt;
       if (is_task) {
         if (w.in_flight) --w.in_flight;
@@ -826,7 +864,9 @@ class driver final : public process {
     }
     if (!r.result->settled()) {
       switch (h.status) {
-        case result_header::value_inline: r.result->set_inline(body); break;
+        case result_header::value_inline:
+          r.result->set_inline(body);
+          break;
         case result_header::value_block:
           r.result->set_block(seg.at<object_block>(h.block));
           block_adopted(*r.result);
@@ -870,9 +910,11 @@ class driver final : public process {
     rec->submitter_generation = w.generation;
     if (auto* f = find_function(h.fn_id)) rec->name = f->name;
     const std::size_t actor_bytes = h.extra * sizeof(std::uint64_t);
-    const std::span<const std::byte> sent_args = payload.subspan(sizeof h, payload.size() - sizeof h - actor_bytes);
+    const std::span<const std::byte> sent_args =
+        payload.subspan(sizeof h, payload.size() - sizeof h - actor_bytes);
     rec->actors.resize(h.extra);
-    if (actor_bytes) std::memcpy(rec->actors.data(), payload.data() + payload.size() - actor_bytes, actor_bytes);
+    if (actor_bytes)
+      std::memcpy(rec->actors.data(), payload.data() + payload.size() - actor_bytes, actor_bytes);
     rec->result = make_state();
     bool unknown = false;
     for (std::uint64_t& a : rec->actors)
@@ -925,7 +967,8 @@ class driver final : public process {
       task_record* r = rec.get();
       tasks_.emplace(r->id, std::move(rec));
       for (std::uint64_t a : r->actors) actor_ref(a, +1);
-      fail(*r, std::make_exception_ptr(ray::runtime_error("coray: a nested call used an object_ref its process does not hold")));
+      fail(*r, std::make_exception_ptr(ray::runtime_error(
+                   "coray: a nested call used an object_ref its process does not hold")));
       return;
     }
     admit(std::move(rec));
@@ -940,7 +983,8 @@ class driver final : public process {
   }
 
   void queue_message(process_view& w, msg_kind k, const void* data, std::size_t n) {
-    std::vector<std::byte> bytes(static_cast<const std::byte*>(data), static_cast<const std::byte*>(data) + n);
+    std::vector<std::byte> bytes(static_cast<const std::byte*>(data),
+                                 static_cast<const std::byte*>(data) + n);
     w.outgoing.push_back([this, &w, k, bytes = std::move(bytes)] {
       return send_to(w, k, bytes.size(), [&](std::byte* out) {
         if (!bytes.empty()) std::memcpy(out, bytes.data(), bytes.size());
@@ -978,17 +1022,16 @@ class driver final : public process {
         e = describe_current_exception("");
       }
       std::size_t n = encoded_size(e);
-      return send_to(w, msg_kind::object_ready, sizeof(result_header) + n,
-                      [&](std::byte* out) {
-                        result_header h{id, result_header::error, static_cast<std::uint32_t>(n), 0, 0};
-                        std::memcpy(out, &h, sizeof h);
-                        encode_to(std::span<std::byte>(out + sizeof h, n), e);
-                      });
+      return send_to(w, msg_kind::object_ready, sizeof(result_header) + n, [&](std::byte* out) {
+        result_header h{id, result_header::error, static_cast<std::uint32_t>(n), 0, 0};
+        std::memcpy(out, &h, sizeof h);
+        encode_to(std::span<std::byte>(out + sizeof h, n), e);
+      });
     }
     if (s.block) {
       result_header h{id, result_header::value_block, 0, seg.offset_of(s.block), 0};
       bool ok = send_to(w, msg_kind::object_ready, sizeof h,
-                         [&](std::byte* out) { std::memcpy(out, &h, sizeof h); });
+                        [&](std::byte* out) { std::memcpy(out, &h, sizeof h); });
       if (ok) {
         seg.add_ref(s.block);  // the receiving process's handle
         w.owned.insert(h.block);
@@ -996,11 +1039,13 @@ class driver final : public process {
       return ok;
     }
     return send_to(w, msg_kind::object_ready, sizeof(result_header) + s.bytes.size(),
-                    [&](std::byte* out) {
-                      result_header h{id, result_header::value_inline, static_cast<std::uint32_t>(s.bytes.size()), 0, 0};
-                      std::memcpy(out, &h, sizeof h);
-                      if (!s.bytes.empty()) std::memcpy(out + sizeof h, s.bytes.data(), s.bytes.size());
-                    });
+                   [&](std::byte* out) {
+                     result_header h{id, result_header::value_inline,
+                                     static_cast<std::uint32_t>(s.bytes.size()), 0, 0};
+                     std::memcpy(out, &h, sizeof h);
+                     if (!s.bytes.empty())
+                       std::memcpy(out + sizeof h, s.bytes.data(), s.bytes.size());
+                   });
   }
 
   static std::string describe_error(const std::exception_ptr& e) {
@@ -1018,8 +1063,10 @@ class driver final : public process {
   void actor_ref(std::uint64_t id, int delta) noexcept {
     if (id & pinned_block_tag) {  // a block the call pins (see collect_pinned_block)
       object_block* b = seg.at<object_block>(id & ~pinned_block_tag);
-      if (delta > 0) seg.add_ref(b);
-      else seg.release(b);
+      if (delta > 0)
+        seg.add_ref(b);
+      else
+        seg.release(b);
       return;
     }
     auto it = actors_.find(id);
@@ -1059,7 +1106,9 @@ class driver final : public process {
     const auto deadline = clock::now() + std::chrono::milliseconds(500);
     auto all_gone = [&] {
       for (std::uint32_t s : stopping)
-        if (static_cast<slot_state>(views_[s].shared->state.load(std::memory_order_acquire)) != slot_state::dead) return false;
+        if (static_cast<slot_state>(views_[s].shared->state.load(std::memory_order_acquire)) !=
+            slot_state::dead)
+          return false;
       return true;
     };
     while (!all_gone() && clock::now() < deadline) {
@@ -1075,7 +1124,8 @@ class driver final : public process {
     seen_deaths_ = hdr->deaths.load(std::memory_order_acquire);
     for (std::size_t k = 0; k < active_.size();) {
       process_view& w = views_[active_[k]];
-      if (static_cast<slot_state>(w.shared->state.load(std::memory_order_acquire)) != slot_state::dead) {
+      if (static_cast<slot_state>(w.shared->state.load(std::memory_order_acquire)) !=
+          slot_state::dead) {
         ++k;
         continue;
       }
@@ -1089,8 +1139,10 @@ class driver final : public process {
       for (std::uint64_t off : w.owned) seg.release(seg.at<object_block>(off));
       w.owned.clear();
       if (w.actor) {
-        if (actor_ended(w, pid, how)) ++k;
-        else active_.erase(active_.begin() + static_cast<std::ptrdiff_t>(k));
+        if (actor_ended(w, pid, how))
+          ++k;
+        else
+          active_.erase(active_.begin() + static_cast<std::ptrdiff_t>(k));
         continue;
       }
       const std::uint64_t started = w.shared->tasks_started.load(std::memory_order_acquire);
@@ -1099,11 +1151,13 @@ class driver final : public process {
         auto it = tasks_.find(id);
         if (it == tasks_.end()) continue;
         task_record& r = *it->second;
-        if (r.worker != static_cast<int>(w.index) || r.dispatch_seq != seq) continue;  // since re-sent elsewhere
+        if (r.worker != static_cast<int>(w.index) || r.dispatch_seq != seq)
+          continue;  // since re-sent elsewhere
         if (r.cancelled || (seq < started && r.attempt > r.max_retries)) {
           fail(r, std::make_exception_ptr(worker_crashed(
-                      "coray: worker " + std::to_string(w.index) + " (pid " + std::to_string(pid) + ") " + how +
-                      " while running " + std::string(r.name.empty() ? "a task" : r.name) + attempts_note(r))));
+                      "coray: worker " + std::to_string(w.index) + " (pid " + std::to_string(pid) +
+                      ") " + how + " while running " +
+                      std::string(r.name.empty() ? "a task" : r.name) + attempts_note(r))));
         } else {
           if (seq < started) ++r.attempt;  // it ran and died: retried, Ray's max_retries
           if (r.message) seg.release(r.message);
@@ -1128,7 +1182,8 @@ class driver final : public process {
   /// max_task_retries allow, its queued calls kept in order.
   bool restart_actor(process_view& w, actor_entry& a, int pid, const std::string& how) {
     ++a.restarts;
-    const std::string cause = "coray: actor " + a.type_name + " (pid " + std::to_string(pid) + ") " + how;
+    const std::string cause =
+        "coray: actor " + a.type_name + " (pid " + std::to_string(pid) + ") " + how;
     const std::uint64_t started = w.shared->tasks_started.load(std::memory_order_acquire);
     std::vector<task_record*> again;
     for (std::uint64_t id : a.sent) {
@@ -1184,7 +1239,8 @@ class driver final : public process {
       const off_t at = static_cast<off_t>(spill_end_);
       std::size_t done = 0;
       while (done < size) {
-        ssize_t n = ::pwrite(spill_fd_, s->block->data() + done, size - done, at + static_cast<off_t>(done));
+        ssize_t n = ::pwrite(spill_fd_, s->block->data() + done, size - done,
+                             at + static_cast<off_t>(done));
         if (n <= 0) return false;  // disk full: the store stays full
         done += static_cast<std::size_t>(n);
       }
@@ -1202,12 +1258,14 @@ class driver final : public process {
 
   /// Frees a spilled copy's disk space.
   void punch(object_state& s) noexcept {
-    ::fallocate(spill_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s.spill_offset, static_cast<off_t>(s.spill_size));
+    ::fallocate(spill_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s.spill_offset,
+                static_cast<off_t>(s.spill_size));
     s.spill_offset = -1;
   }
 
   static std::string attempts_note(const task_record& r) {
-    return r.max_retries > 0 ? " (attempt " + std::to_string(r.attempt) + " of " + std::to_string(r.max_retries + 1) + ")"
+    return r.max_retries > 0 ? " (attempt " + std::to_string(r.attempt) + " of " +
+                                   std::to_string(r.max_retries + 1) + ")"
                              : std::string();
   }
 
@@ -1292,10 +1350,12 @@ class driver final : public process {
   }
 
   void start_process(std::uint32_t slot) {
-    hdr->worker(slot).state.store(static_cast<std::uint32_t>(slot_state::starting), std::memory_order_release);
+    hdr->worker(slot).state.store(static_cast<std::uint32_t>(slot_state::starting),
+                                  std::memory_order_release);
     if (!command({supervisor_command::start, slot})) {
       // No supervisor, no process: the slot stays dead and its calls fail.
-      hdr->worker(slot).state.store(static_cast<std::uint32_t>(slot_state::dead), std::memory_order_release);
+      hdr->worker(slot).state.store(static_cast<std::uint32_t>(slot_state::dead),
+                                    std::memory_order_release);
     }
   }
 
@@ -1311,10 +1371,12 @@ class driver final : public process {
     supervisor_ = -1;
     for (std::uint32_t i : active_) {
       views_[i].shared->wait_status.store(st, std::memory_order_relaxed);
-      views_[i].shared->state.store(static_cast<std::uint32_t>(slot_state::dead), std::memory_order_release);
+      views_[i].shared->state.store(static_cast<std::uint32_t>(slot_state::dead),
+                                    std::memory_order_release);
     }
     handle_deaths();
-    const std::string why = "coray: the supervisor process " + describe_exit(st) + ", taking the workers with it";
+    const std::string why =
+        "coray: the supervisor process " + describe_exit(st) + ", taking the workers with it";
     while (!runnable_.empty()) {
       task_record* r = runnable_.front();
       runnable_.pop_front();
@@ -1323,8 +1385,8 @@ class driver final : public process {
   }
 
   driver_config cfg_;
-  std::vector<process_view> views_;   // one per slot: task workers, then actors
-  std::vector<std::uint32_t> active_; // slots with a process
+  std::vector<process_view> views_;    // one per slot: task workers, then actors
+  std::vector<std::uint32_t> active_;  // slots with a process
   std::vector<std::uint32_t> free_actor_slots_;
   std::unordered_map<std::uint64_t, std::unique_ptr<task_record>> tasks_;
   std::deque<task_record*> runnable_;

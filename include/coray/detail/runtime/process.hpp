@@ -3,16 +3,15 @@
 /// event loop that drives a process (ready coroutines, incoming messages, timers, sleeping).
 /// The driver and the workers specialise it.
 
-#include <coray/detail/actor_state.hpp>
-#include <coray/detail/futex.hpp>
-#include <coray/detail/object_state.hpp>
-#include <coray/detail/segment.hpp>
-#include <coray/detail/wire.hpp>
-
 #include <pthread.h>
 
 #include <atomic>
 #include <chrono>
+#include <coray/detail/runtime/actor_state.hpp>
+#include <coray/detail/runtime/object_state.hpp>
+#include <coray/detail/runtime/wire.hpp>
+#include <coray/detail/shm/futex.hpp>
+#include <coray/detail/shm/segment.hpp>
 #include <coroutine>
 #include <cstdint>
 #include <deque>
@@ -56,9 +55,12 @@ struct shared_header {
   std::uint64_t inline_threshold = 0;
   std::uint64_t mailbox_capacity = 0;
 
-  static std::size_t bytes_for(std::uint32_t slots) { return sizeof(shared_header) + slots * sizeof(worker_shared); }
+  static std::size_t bytes_for(std::uint32_t slots) {
+    return sizeof(shared_header) + slots * sizeof(worker_shared);
+  }
   worker_shared& worker(std::uint32_t i) noexcept {
-    return reinterpret_cast<worker_shared*>(reinterpret_cast<std::byte*>(this) + sizeof(shared_header))[i];
+    return reinterpret_cast<worker_shared*>(reinterpret_cast<std::byte*>(this) +
+                                            sizeof(shared_header))[i];
   }
 };
 
@@ -69,7 +71,8 @@ inline std::vector<std::uint64_t>*& actor_collector() noexcept {
 }
 inline void collect_actor_handle(std::uint64_t id) {
   if (!actor_collector())
-    throw ray::runtime_error("coray: actor handles travel as call arguments only, not inside put objects or results");
+    throw ray::runtime_error(
+        "coray: actor handles travel as call arguments only, not inside put objects or results");
   actor_collector()->push_back(id);
 }
 
@@ -81,7 +84,9 @@ inline void collect_actor_handle(std::uint64_t id) {
 inline constexpr std::uint64_t pinned_block_tag = std::uint64_t{1} << 63;
 inline void collect_pinned_block(segment& seg, object_block* b) {
   if (!actor_collector())
-    throw ray::runtime_error("coray: shared values and mutexes travel as call arguments only, not inside put objects or results");
+    throw ray::runtime_error(
+        "coray: shared values and mutexes travel as call arguments only, not inside put objects or "
+        "results");
   actor_collector()->push_back(pinned_block_tag | seg.offset_of(b));
 }
 
@@ -92,7 +97,8 @@ inline std::size_t dependency_list_bytes(const arg_entry& e, const std::vector<s
   return n;
 }
 /// Writes that vector's encoding from the elements' values (all ready) at `out`.
-inline void write_dependency_list(std::byte* out, const arg_entry& e, const std::vector<state_ptr>& deps) {
+inline void write_dependency_list(std::byte* out, const arg_entry& e,
+                                  const std::vector<state_ptr>& deps) {
   const std::uint64_t count = e.len;
   std::memcpy(out, &count, sizeof count);
   out += sizeof count;
@@ -112,13 +118,12 @@ struct task_spec {
   std::string_view name;
   std::vector<std::byte> args;  // arg_entry records
   std::uint32_t nargs = 0;
-  std::vector<state_ptr> deps;          // arg_entry::dependency refers to these by index
-  std::vector<object_block*> blocks;    // owned; released when the task ends
-  std::uint64_t target_actor = 0;       // the actor to call; 0 for any task worker
-  int max_retries = 0;                  // re-runs after a crash or a retryable exception
-  std::uint64_t retry_matcher = 0;      // 0: exceptions are final; 1: all retried; else a matcher
-  std::vector<std::uint64_t> actors;    // actor handles among the arguments: kept alive in transit
-
+  std::vector<state_ptr> deps;        // arg_entry::dependency refers to these by index
+  std::vector<object_block*> blocks;  // owned; released when the task ends
+  std::uint64_t target_actor = 0;     // the actor to call; 0 for any task worker
+  int max_retries = 0;                // re-runs after a crash or a retryable exception
+  std::uint64_t retry_matcher = 0;    // 0: exceptions are final; 1: all retried; else a matcher
+  std::vector<std::uint64_t> actors;  // actor handles among the arguments: kept alive in transit
 
   /// Appends an inline argument of `size` bytes written by `fill`.
   template <class Fill>
@@ -138,7 +143,10 @@ struct task_spec {
   /// Appends a std::vector<T> argument given as refs: each element is a dependency, and
   /// `pad` zero bytes separate the count from the elements in the vector's encoding.
   void add_dependency_list(const std::vector<state_ptr>& refs, std::uint8_t pad) {
-    add_entry({.tag = arg_entry::dependency_list, .pad = pad, .len = static_cast<std::uint32_t>(refs.size()), .ref = deps.size()});
+    add_entry({.tag = arg_entry::dependency_list,
+               .pad = pad,
+               .len = static_cast<std::uint32_t>(refs.size()),
+               .ref = deps.size()});
     deps.insert(deps.end(), refs.begin(), refs.end());
   }
   void add_dependency(state_ptr s) {
@@ -170,7 +178,8 @@ class process {
     process* p = current();
     if (!p) throw ray::runtime_error("coray: no runtime is running (construct ray::runtime first)");
     if (!pthread_equal(p->loop_thread_, pthread_self()))
-      throw ray::runtime_error("coray: the runtime is used from a thread other than the one that runs it");
+      throw ray::runtime_error(
+          "coray: the runtime is used from a thread other than the one that runs it");
     return *p;
   }
 
@@ -229,7 +238,8 @@ class process {
   /// on the loop thread. A caller whose refs are already ready does not run the loop; this
   /// keeps the workers fed while it carries on (a loop of ray::wait for one of n refs).
   void serve_once() {
-    if (is_loop_thread() && !polling_) poll_guarded();  // never inside a poll (a task body it started)
+    if (is_loop_thread() && !polling_)
+      poll_guarded();  // never inside a poll (a task body it started)
   }
 
   /// Queues a coroutine to resume on the loop.
@@ -258,9 +268,11 @@ class process {
       }
       if (bo.pause(spin)) {
         auto limit = std::chrono::nanoseconds(std::chrono::seconds(1));
-        auto next = std::min(deadline, timers_.empty() ? clock::time_point::max() : timers_.begin()->first);
+        auto next =
+            std::min(deadline, timers_.empty() ? clock::time_point::max() : timers_.begin()->first);
         if (next != clock::time_point::max())
-          limit = std::min(limit, std::chrono::duration_cast<std::chrono::nanoseconds>(next - clock::now()));
+          limit = std::min(
+              limit, std::chrono::duration_cast<std::chrono::nanoseconds>(next - clock::now()));
         if (limit.count() > 0) sleep(limit);
         bo.reset();
       }

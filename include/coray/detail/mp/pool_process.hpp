@@ -4,7 +4,7 @@
 
 #include <unistd.h>
 
-#include <coray/detail/codec_traits.hpp>
+#include <coray/detail/codec/codec_traits.hpp>
 #include <coray/task.hpp>
 #include <span>
 #include <tuple>

@@ -3,10 +3,9 @@
 /// holding one reference) or failed. object_ref<T> handles count it; awaiting coroutines,
 /// dependent tasks and wait operations register as waiters.
 
-#include <coray/detail/segment.hpp>
-#include <coray/errors.hpp>
-
 #include <atomic>
+#include <coray/detail/shm/segment.hpp>
+#include <coray/errors.hpp>
 #include <cstdint>
 #include <exception>
 #include <span>
@@ -34,14 +33,14 @@ struct object_state {
 
   std::atomic<std::uint32_t> handles{1};
   status st = status::pending;
-  std::uint64_t id = 0;               // nonzero for results the driver tracks by id
-  std::uint32_t epoch = 0;            // the runtime that made it; its block dies with that runtime
-  std::vector<std::byte> bytes;       // inline value (16-byte aligned by the allocator)
-  object_block* block = nullptr;      // value in the store; this state holds one reference
+  std::uint64_t id = 0;           // nonzero for results the driver tracks by id
+  std::uint32_t epoch = 0;        // the runtime that made it; its block dies with that runtime
+  std::vector<std::byte> bytes;   // inline value (16-byte aligned by the allocator)
+  object_block* block = nullptr;  // value in the store; this state holds one reference
   std::exception_ptr error;
   std::vector<waiter> waiters;
-  std::uint32_t pins = 0;             // readers of the block in place (views, calls in flight)
-  std::int64_t spill_offset = -1;     // where the value lies in the spill file, if spilled
+  std::uint32_t pins = 0;          // readers of the block in place (views, calls in flight)
+  std::int64_t spill_offset = -1;  // where the value lies in the spill file, if spilled
   std::uint64_t spill_size = 0;
 
   bool settled() const noexcept { return st != status::pending; }

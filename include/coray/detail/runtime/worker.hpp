@@ -5,13 +5,12 @@
 /// other. An actor first receives `construct`, then runs method calls in arrival order, at
 /// most max_concurrency at once (only coroutine methods overlap).
 
-#include <coray/detail/process.hpp>
-#include <coray/detail/registry.hpp>
-
 #include <sys/prctl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <coray/detail/runtime/process.hpp>
+#include <coray/detail/runtime/registry.hpp>
 #include <cstdio>
 #include <deque>
 #include <unordered_map>
@@ -95,15 +94,23 @@ class worker final : public process {
         } else {
           for (std::uint32_t i = 0; i < e.len; ++i)
             if (!spec.deps[e.ref + i]->id)
-              throw ray::runtime_error("coray: a list of refs mixing values put in a task with pending results cannot be passed from a task yet");
+              throw ray::runtime_error(
+                  "coray: a list of refs mixing values put in a task with pending results cannot "
+                  "be passed from a task yet");
           size += pad16(e.len * sizeof(std::uint64_t));
         }
       }
     });
     awaited_.emplace(result->id, result.get());
     send(msg_kind::submit, size, [&](std::byte* out) {
-      task_header h{result->id, spec.fn_id, spec.nargs, static_cast<std::uint32_t>(spec.actors.size()),
-                    spec.target_actor, spec.max_retries, 0, spec.retry_matcher};
+      task_header h{result->id,
+                    spec.fn_id,
+                    spec.nargs,
+                    static_cast<std::uint32_t>(spec.actors.size()),
+                    spec.target_actor,
+                    spec.max_retries,
+                    0,
+                    spec.retry_matcher};
       std::memcpy(out, &h, sizeof h);
       std::byte* p = out + sizeof h;
       for_each_entry(spec, [&](const arg_entry& e, const std::byte* data) {
@@ -113,7 +120,8 @@ class worker final : public process {
           std::memcpy(p, &o, sizeof o);
           p += sizeof o;
           if (list_ready(e)) {
-            o = {.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(dependency_list_bytes(e, spec.deps))};
+            o = {.tag = arg_entry::inline_value,
+                 .len = static_cast<std::uint32_t>(dependency_list_bytes(e, spec.deps))};
             std::memcpy(p - sizeof o, &o, sizeof o);
             write_dependency_list(p, e, spec.deps);
             p += pad16(o.len);
@@ -146,7 +154,8 @@ class worker final : public process {
         }
       });
       // Actor handles in the arguments: the driver keeps those actors alive until the call ends.
-      if (!spec.actors.empty()) std::memcpy(p, spec.actors.data(), spec.actors.size() * sizeof(std::uint64_t));
+      if (!spec.actors.empty())
+        std::memcpy(p, spec.actors.data(), spec.actors.size() * sizeof(std::uint64_t));
     });
     return result;
   }
@@ -185,14 +194,17 @@ class worker final : public process {
   object_block* new_block(std::size_t size) override {
     const std::uint64_t request = ++requests_;
     std::uint64_t msg[2] = {request, size};
-    send(msg_kind::block_request, sizeof msg, [&](std::byte* out) { std::memcpy(out, msg, sizeof msg); });
+    send(msg_kind::block_request, sizeof msg,
+         [&](std::byte* out) { std::memcpy(out, msg, sizeof msg); });
     internal_wait([&] { return granted_.count(request) != 0; });
     grant g = granted_[request];
     granted_.erase(request);
     if (!g.offset) throw object_store_full(g.requested, g.free_bytes, g.capacity);
     return seg.at<object_block>(g.offset);
   }
-  void release_block(object_block* b) noexcept override { send_u64(msg_kind::block_release, seg.offset_of(b)); }
+  void release_block(object_block* b) noexcept override {
+    send_u64(msg_kind::block_release, seg.offset_of(b));
+  }
 
   /// Replies to the driver with a task's value (`size` bytes written by `fill`), putting
   /// large values in the store.
@@ -223,8 +235,10 @@ class worker final : public process {
 
   /// Task coroutines that are suspended; the driver counts them as not occupying the worker.
   void coroutine_suspended(int delta) noexcept override {
-    me_->suspended.store(static_cast<std::uint32_t>(static_cast<int>(me_->suspended.load(std::memory_order_relaxed)) + delta),
-                         std::memory_order_relaxed);
+    me_->suspended.store(
+        static_cast<std::uint32_t>(
+            static_cast<int>(me_->suspended.load(std::memory_order_relaxed)) + delta),
+        std::memory_order_relaxed);
   }
 
  protected:
@@ -266,8 +280,12 @@ class worker final : public process {
           start_task(m.payload);
         }
         break;
-      case msg_kind::construct: construct(m.payload); break;
-      case msg_kind::object_ready: on_object_ready(m.payload); break;
+      case msg_kind::construct:
+        construct(m.payload);
+        break;
+      case msg_kind::object_ready:
+        on_object_ready(m.payload);
+        break;
       case msg_kind::actor_found: {
         std::uint64_t v[3];
         std::memcpy(v, m.payload.data(), sizeof v);
@@ -280,8 +298,11 @@ class worker final : public process {
         granted_[v[0]] = {v[1], v[2], v[3], v[4]};
         break;
       }
-      case msg_kind::shutdown: stopping_ = true; break;
-      default: break;
+      case msg_kind::shutdown:
+        stopping_ = true;
+        break;
+      default:
+        break;
     }
     start_calls();
     return true;
@@ -321,7 +342,8 @@ class worker final : public process {
   }
 
   void start_task(std::span<const std::byte> payload) {
-    me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
+                             std::memory_order_release);
     run_task(payload);
   }
 
@@ -331,11 +353,14 @@ class worker final : public process {
     std::memcpy(&h, payload.data(), sizeof h);
     const registered_function* fn = find_function(h.fn_id);
     if (!fn) {
-      reply_error(h.task_id, {std::uint8_t(error_kind::runtime_error), "", "coray: no function with id " +
-                              std::to_string(h.fn_id) + " is registered in the worker (is it the same program?)", ""});
+      reply_error(h.task_id, {std::uint8_t(error_kind::runtime_error), "",
+                              "coray: no function with id " + std::to_string(h.fn_id) +
+                                  " is registered in the worker (is it the same program?)",
+                              ""});
       return false;
     }
-    invocation inv{*this, h.task_id, payload.subspan(sizeof h), h.nargs, fn->name, instance_, h.retry_matcher};
+    invocation inv{*this,     h.task_id,      payload.subspan(sizeof h), h.nargs, fn->name,
+                   instance_, h.retry_matcher};
     fn->invoke(inv);
     return true;
   }
@@ -355,11 +380,13 @@ class worker final : public process {
   /// Starts queued actor calls while the concurrency limit allows.
   bool start_calls() {
     bool started = false;
-    while (is_actor_ && instance_ && !internal_waits_ && !calls_.empty() && running_ < max_concurrency_) {
+    while (is_actor_ && instance_ && !internal_waits_ && !calls_.empty() &&
+           running_ < max_concurrency_) {
       std::vector<std::byte> call = std::move(calls_.front());
       calls_.pop_front();
       ++running_;
-      me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+      me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
+                               std::memory_order_release);
       run_task(call);
       started = true;
     }
@@ -381,9 +408,15 @@ class worker final : public process {
     object_state& s = *it->second;
     auto body = payload.subspan(sizeof h, h.len);
     switch (h.status) {
-      case result_header::value_inline: s.set_inline(body); break;
-      case result_header::value_block: s.set_block(seg.at<object_block>(h.block)); break;
-      default: s.set_error(to_exception(decode<wire_error>(body))); break;
+      case result_header::value_inline:
+        s.set_inline(body);
+        break;
+      case result_header::value_block:
+        s.set_block(seg.at<object_block>(h.block));
+        break;
+      default:
+        s.set_error(to_exception(decode<wire_error>(body)));
+        break;
     }
   }
 
@@ -397,7 +430,8 @@ class worker final : public process {
       fill(b->data());
     }
     auto sent = [&] {
-      return b ? try_send_block(seg, *outbox_, hdr->driver_bell, k, b) : try_send(*outbox_, hdr->driver_bell, k, size, fill);
+      return b ? try_send_block(seg, *outbox_, hdr->driver_bell, k, b)
+               : try_send(*outbox_, hdr->driver_bell, k, size, fill);
     };
     backoff bo;  // reads the clock only if the ring is full
     while (!sent()) {
@@ -436,7 +470,8 @@ class worker final : public process {
 };
 
 inline void invocation::fail() const {
-  self.reply_error(task_id, describe_current_exception(name), retry_matches(retry_matcher, std::current_exception()));
+  self.reply_error(task_id, describe_current_exception(name),
+                   retry_matches(retry_matcher, std::current_exception()));
 }
 
 }  // namespace detail
