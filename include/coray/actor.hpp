@@ -91,13 +91,6 @@ struct actor_constructor {
       entity_id<&actor_constructor::marker>, &invoke, entity_name<&actor_constructor::marker>());
 };
 
-inline driver& require_driver(const char* what) {
-  process& p = process::require();
-  if (!p.is_driver())
-    throw ray::runtime_error(std::string(what) + " is only available in the driver process");
-  return static_cast<driver&>(p);
-}
-
 }  // namespace detail
 
 /// A handle to an actor of type T: a value, copyable, and passable to tasks and to other

@@ -11,7 +11,7 @@
 
 #include <chrono>
 #include <coray/async.hpp>
-#include <coray/detail/runtime/driver.hpp>
+#include <coray/detail/runtime/local_driver.hpp>
 #include <coray/errors.hpp>
 #include <cstdint>
 #include <cstdlib>
@@ -83,7 +83,7 @@ class runtime {
         std::max<std::uint32_t>(1, opts.max_tasks_in_flight_per_worker);
     cfg.argv = program_arguments(argc, argv);
     cfg.spill_directory = opts.spill_directory;
-    driver_ = std::make_unique<detail::driver>(std::move(cfg));
+    driver_ = std::make_unique<detail::local_driver>(std::move(cfg));
   }
 
   runtime(const runtime&) = delete;
@@ -134,7 +134,7 @@ class runtime {
     if (args.empty()) args.emplace_back("coray-worker");
     return args;
   }
-  std::unique_ptr<detail::driver> driver_;
+  std::unique_ptr<detail::local_driver> driver_;
 };
 
 namespace detail {

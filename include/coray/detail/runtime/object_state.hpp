@@ -25,8 +25,8 @@ struct waiter {
 
 void release_state(object_state* s) noexcept;  // defined with the process (process.hpp)
 
-/// Brings a spilled object back into the store (set by a driver that spills).
-inline void (*restore_spilled)(object_state&) = nullptr;
+/// Brings a spilled object back into the store (the driver's; defined with the process).
+void restore_state(object_state& s);
 
 struct object_state {
   enum class status : std::uint8_t { pending, ready, failed };
@@ -48,7 +48,7 @@ struct object_state {
   /// The encoded value, wherever it lies (a spilled one is brought back first). Precondition:
   /// ready. Throws object_store_full if a spilled value does not fit back.
   std::span<const std::byte> value_bytes() const {
-    if (spilled() && restore_spilled) restore_spilled(const_cast<object_state&>(*this));
+    if (spilled()) restore_state(const_cast<object_state&>(*this));
     if (block) return {block->data(), static_cast<std::size_t>(block->size)};
     return {bytes.data(), bytes.size()};
   }

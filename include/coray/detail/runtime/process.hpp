@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <coray/detail/runtime/actor_state.hpp>
+#include <coray/detail/runtime/call_message.hpp>
 #include <coray/detail/runtime/object_state.hpp>
 #include <coray/detail/runtime/wire.hpp>
 #include <coray/detail/shm/futex.hpp>
@@ -81,7 +82,6 @@ inline void collect_actor_handle(std::uint64_t id) {
 /// The driver pins the block while the call lives (so it outlives its sender's handles) and
 /// gives the process the call is sent to a reference of its own, which the decoded handle
 /// adopts. A worker may pin only blocks it holds.
-inline constexpr std::uint64_t pinned_block_tag = std::uint64_t{1} << 63;
 inline void collect_pinned_block(segment& seg, object_block* b) {
   if (!actor_collector())
     throw ray::runtime_error(
@@ -90,78 +90,7 @@ inline void collect_pinned_block(segment& seg, object_block* b) {
   actor_collector()->push_back(pinned_block_tag | seg.offset_of(b));
 }
 
-/// The encoded size of the vector a dependency list stands for: count, padding, elements.
-inline std::size_t dependency_list_bytes(const arg_entry& e, const std::vector<state_ptr>& deps) {
-  std::size_t n = sizeof(std::uint64_t) + e.pad;
-  for (std::uint32_t i = 0; i < e.len; ++i) n += deps[e.ref + i]->value_bytes().size();
-  return n;
-}
-/// Writes that vector's encoding from the elements' values (all ready) at `out`.
-inline void write_dependency_list(std::byte* out, const arg_entry& e,
-                                  const std::vector<state_ptr>& deps) {
-  const std::uint64_t count = e.len;
-  std::memcpy(out, &count, sizeof count);
-  out += sizeof count;
-  std::memset(out, 0, e.pad);
-  out += e.pad;
-  for (std::uint32_t i = 0; i < e.len; ++i) {
-    auto bytes = deps[e.ref + i]->value_bytes();
-    if (!bytes.empty()) std::memcpy(out, bytes.data(), bytes.size());
-    out += bytes.size();
-  }
-}
-
-/// A remote call as built by task<f>.remote(): the callee, its encoded arguments, the objects
-/// it depends on and the store blocks its large arguments occupy.
-struct task_spec {
-  std::uint64_t fn_id = 0;
-  std::string_view name;
-  std::vector<std::byte> args;  // arg_entry records
-  std::uint32_t nargs = 0;
-  std::vector<state_ptr> deps;        // arg_entry::dependency refers to these by index
-  std::vector<object_block*> blocks;  // owned; released when the task ends
-  std::uint64_t target_actor = 0;     // the actor to call; 0 for any task worker
-  int max_retries = 0;                // re-runs after a crash or a retryable exception
-  std::uint64_t retry_matcher = 0;    // 0: exceptions are final; 1: all retried; else a matcher
-  std::vector<std::uint64_t> actors;  // actor handles among the arguments: kept alive in transit
-
-  /// Appends an inline argument of `size` bytes written by `fill`.
-  template <class Fill>
-  void add_inline(std::size_t size, Fill&& fill) {
-    std::size_t at = args.size();
-    args.resize(at + sizeof(arg_entry) + pad16(size));
-    arg_entry e{.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(size)};
-    std::memcpy(args.data() + at, &e, sizeof e);
-    fill(args.data() + at + sizeof(arg_entry));
-    ++nargs;
-  }
-  /// Appends a block made for this call; the call owns its reference.
-  void add_block(segment& seg, object_block* b) {
-    blocks.push_back(b);
-    add_entry({.tag = arg_entry::block_value, .owned = 1, .ref = seg.offset_of(b)});
-  }
-  /// Appends a std::vector<T> argument given as refs: each element is a dependency, and
-  /// `pad` zero bytes separate the count from the elements in the vector's encoding.
-  void add_dependency_list(const std::vector<state_ptr>& refs, std::uint8_t pad) {
-    add_entry({.tag = arg_entry::dependency_list,
-               .pad = pad,
-               .len = static_cast<std::uint32_t>(refs.size()),
-               .ref = deps.size()});
-    deps.insert(deps.end(), refs.begin(), refs.end());
-  }
-  void add_dependency(state_ptr s) {
-    add_entry({.tag = arg_entry::dependency, .ref = deps.size()});
-    deps.push_back(std::move(s));
-  }
-
- private:
-  void add_entry(const arg_entry& e) {
-    std::size_t at = args.size();
-    args.resize(at + sizeof e);
-    std::memcpy(args.data() + at, &e, sizeof e);
-    ++nargs;
-  }
-};
+class driver;
 
 /// The runtime state of this process (driver or worker). One at a time per process; used
 /// only from the thread that runs the loop.
@@ -187,7 +116,9 @@ class process {
   shared_header* hdr = nullptr;
   std::uint32_t epoch = 0;  // distinguishes this runtime's states from an earlier one's
 
-  virtual bool is_driver() const noexcept = 0;
+  /// The driver's interface (driver.hpp) in the driver process, null in a worker.
+  virtual driver* as_driver() noexcept { return nullptr; }
+  bool is_driver() noexcept { return as_driver() != nullptr; }
   /// Sends a call; returns the state of its result.
   virtual state_ptr submit(task_spec&& spec) = 0;
   /// A state with an id lost its last handle in this process.
@@ -204,6 +135,10 @@ class process {
   virtual void block_adopted(object_state&) {}
   /// A state of this process is going away.
   virtual void state_released(object_state&) noexcept {}
+  /// Brings a spilled state's value back into the store (only the driver spills).
+  virtual void restore(object_state&) {
+    throw ray::runtime_error("coray: a spilled object outside the driver");
+  }
   /// A coroutine of this process suspends on (+1) or resumes from (-1) a coray awaitable.
   virtual void coroutine_suspended(int /*delta*/) noexcept {}
 
@@ -333,6 +268,10 @@ class process {
   std::uint64_t timer_ids_ = 0;
   bool polling_ = false;  // inside poll() on the loop thread
 };
+
+inline void restore_state(object_state& s) {
+  if (process* p = process::current(); p && s.epoch == p->epoch) p->restore(s);
+}
 
 inline void release_state(object_state* s) noexcept {
   process* p = process::current();

@@ -48,46 +48,6 @@ enum class msg_kind : std::uint32_t {
 };
 inline constexpr std::uint32_t in_block_flag = 0x80000000u;
 
-struct task_header {
-  std::uint64_t task_id;
-  std::uint64_t fn_id;
-  std::uint32_t nargs;
-  std::uint32_t extra;       // submit: actor ids after the args; construct: max_concurrency
-  std::uint64_t target;      // submit: the actor to call, 0 for any task worker
-  std::int32_t max_retries;  // submit: retries after a crash or a retryable exception
-  std::uint32_t reserved;
-  std::uint64_t retry_matcher;  // which exceptions are retried: 0 none, 1 all, else a matcher id
-};
-static_assert(sizeof(task_header) == 48);
-
-inline constexpr std::size_t pad16(std::size_t n) noexcept { return (n + 15) & ~std::size_t{15}; }
-
-/// One task argument; inline bytes follow the entry, padded to 16.
-struct arg_entry {
-  /// dependency_list: a std::vector<T> argument given as refs, assembled by the driver from
-  /// the values of `len` dependencies (indices ref.. in the driver; a worker's submission
-  /// lists their ids after the entry).
-  enum tag_t : std::uint8_t {
-    inline_value = 0,
-    block_value = 1,
-    dependency = 2,
-    dependency_list = 3
-  };
-  std::uint8_t tag = inline_value;
-  std::uint8_t owned = 0;  // block_value: the sender's reference passes to the call (else borrowed)
-  std::uint8_t pad = 0;    // dependency_list: zero bytes between the count and the elements
-  std::uint8_t reserved = 0;
-  std::uint32_t len = 0;
-  std::uint64_t ref = 0;  // block offset, or dependency index (driver) / object id (worker submit)
-};
-
-/// Bytes an entry's payload occupies after it in a call message.
-inline std::size_t entry_payload(const arg_entry& e) noexcept {
-  if (e.tag == arg_entry::inline_value) return pad16(e.len);
-  return 0;
-}
-static_assert(sizeof(arg_entry) == 16);
-
 struct result_header {
   enum status_t : std::uint32_t {
     value_inline = 0,

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <coray/detail/runtime/process.hpp>
 #include <coray/detail/runtime/registry.hpp>
+#include <coray/detail/runtime/result_message.hpp>
 #include <cstdio>
 #include <deque>
 #include <unordered_map>
@@ -58,8 +59,6 @@ class worker final : public process {
     _exit(0);
   }
 
-  bool is_driver() const noexcept override { return false; }
-
   /// A nested call from a task body: the driver schedules it; the result comes back as
   /// object_ready.
   state_ptr submit(task_spec&& spec) override {
@@ -72,91 +71,16 @@ class worker final : public process {
         result->set_error(d->error);
         return result;
       }
-    // Rewrite dependencies: ready ones travel by value, pending ones by id. A list whose
-    // elements are all ready is assembled here; otherwise it travels as ids, which the driver
-    // knows only for results of calls (not for values put in this process).
-    auto list_ready = [&](const arg_entry& e) {
-      for (std::uint32_t i = 0; i < e.len; ++i)
-        if (!spec.deps[e.ref + i]->settled()) return false;
-      return true;
-    };
-    std::size_t size = sizeof(task_header) + spec.actors.size() * sizeof(std::uint64_t);
-    for_each_entry(spec, [&](const arg_entry& e, const std::byte*) {
-      size += sizeof(arg_entry);
-      if (e.tag == arg_entry::inline_value) size += pad16(e.len);
-      if (e.tag == arg_entry::dependency) {
-        auto& d = *spec.deps[e.ref];
-        if (d.settled() && !d.block) size += pad16(d.bytes.size());
-      }
-      if (e.tag == arg_entry::dependency_list) {
-        if (list_ready(e)) {
-          size += pad16(dependency_list_bytes(e, spec.deps));
-        } else {
-          for (std::uint32_t i = 0; i < e.len; ++i)
-            if (!spec.deps[e.ref + i]->id)
-              throw ray::runtime_error(
-                  "coray: a list of refs mixing values put in a task with pending results cannot "
-                  "be passed from a task yet");
-          size += pad16(e.len * sizeof(std::uint64_t));
-        }
-      }
-    });
+    // Ready dependencies travel by value, pending ones by id (the driver knows the ids of
+    // results of calls only, not of values put in this process).
+    const call_message_writer message(
+        {result->id, spec.fn_id, spec.nargs, static_cast<std::uint32_t>(spec.actors.size()),
+         spec.target_actor, spec.max_retries, 0, spec.retry_matcher},
+        spec.args, spec.deps, spec.actors);
+    const std::size_t size = message.size();
     awaited_.emplace(result->id, result.get());
-    send(msg_kind::submit, size, [&](std::byte* out) {
-      task_header h{result->id,
-                    spec.fn_id,
-                    spec.nargs,
-                    static_cast<std::uint32_t>(spec.actors.size()),
-                    spec.target_actor,
-                    spec.max_retries,
-                    0,
-                    spec.retry_matcher};
-      std::memcpy(out, &h, sizeof h);
-      std::byte* p = out + sizeof h;
-      for_each_entry(spec, [&](const arg_entry& e, const std::byte* data) {
-        arg_entry o = e;
-        const std::byte* src = data;
-        if (e.tag == arg_entry::dependency_list) {
-          std::memcpy(p, &o, sizeof o);
-          p += sizeof o;
-          if (list_ready(e)) {
-            o = {.tag = arg_entry::inline_value,
-                 .len = static_cast<std::uint32_t>(dependency_list_bytes(e, spec.deps))};
-            std::memcpy(p - sizeof o, &o, sizeof o);
-            write_dependency_list(p, e, spec.deps);
-            p += pad16(o.len);
-          } else {
-            for (std::uint32_t i = 0; i < e.len; ++i) {
-              const std::uint64_t id = spec.deps[e.ref + i]->id;
-              std::memcpy(p + i * sizeof id, &id, sizeof id);
-            }
-            p += pad16(e.len * sizeof(std::uint64_t));
-          }
-          return;
-        }
-        if (e.tag == arg_entry::dependency) {
-          auto& d = *spec.deps[e.ref];
-          if (!d.settled()) {
-            o.ref = d.id;
-          } else if (d.block) {
-            // Borrowed: the driver takes a reference of its own for the call.
-            o = {.tag = arg_entry::block_value, .ref = seg.offset_of(d.block)};
-          } else {
-            o = {.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(d.bytes.size())};
-            src = d.bytes.data();
-          }
-        }
-        std::memcpy(p, &o, sizeof o);
-        p += sizeof o;
-        if (o.tag == arg_entry::inline_value) {
-          if (o.len) std::memcpy(p, src, o.len);
-          p += pad16(o.len);
-        }
-      });
-      // Actor handles in the arguments: the driver keeps those actors alive until the call ends.
-      if (!spec.actors.empty())
-        std::memcpy(p, spec.actors.data(), spec.actors.size() * sizeof(std::uint64_t));
-    });
+    // Actor handles in the arguments: the driver keeps those actors alive until the call ends.
+    send(msg_kind::submit, size, [&](std::byte* out) { message.write(out, seg); });
     return result;
   }
 
@@ -314,17 +238,6 @@ class worker final : public process {
   }
 
  private:
-  template <class F>
-  static void for_each_entry(const task_spec& spec, F&& f) {
-    const std::byte* p = spec.args.data();
-    for (std::uint32_t i = 0; i < spec.nargs; ++i) {
-      arg_entry e;
-      std::memcpy(&e, p, sizeof e);
-      f(e, p + sizeof e);
-      p += sizeof e + entry_payload(e);
-    }
-  }
-
   /// Waits for a reply of the runtime's own (a block, an actor's id), serving the loop but
   /// starting no new task meanwhile: a task started here would nest inside the one waiting,
   /// and each would hold what it was granted while the innermost waits (with blocks: every
@@ -405,19 +318,7 @@ class worker final : public process {
       if (h.status == result_header::value_block) release_block(seg.at<object_block>(h.block));
       return;
     }
-    object_state& s = *it->second;
-    auto body = payload.subspan(sizeof h, h.len);
-    switch (h.status) {
-      case result_header::value_inline:
-        s.set_inline(body);
-        break;
-      case result_header::value_block:
-        s.set_block(seg.at<object_block>(h.block));
-        break;
-      default:
-        s.set_error(to_exception(decode<wire_error>(body)));
-        break;
-    }
+    settle_from_result(*it->second, h, payload.subspan(sizeof h, h.len), seg);
   }
 
   /// Sends to the driver, waiting for room (the driver always drains). A message longer than

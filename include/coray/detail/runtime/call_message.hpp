@@ -1,0 +1,389 @@
+#pragma once
+/// The call format: how a call's arguments are laid out, from the moment `task<f>.remote`
+/// encodes them to the moment the callee's invoker reads them. This file is its only writer
+/// (`task_spec`'s add_*, `write_call_args`) and its only reader (`call_reader`,
+/// `read_submission`); the driver and the workers both rewrite dependencies through
+/// `write_call_args`.
+///
+/// A call is a `task_header` followed by `nargs` 16-byte `arg_entry` records, each followed
+/// by its inline bytes padded to 16. In the process that made the call an entry may name a
+/// dependency (an `object_ref` argument); before the call reaches its callee every
+/// dependency is replaced by the value it stands for.
+
+#include <coray/detail/runtime/object_state.hpp>
+#include <coray/detail/shm/segment.hpp>
+#include <coray/errors.hpp>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string_view>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+inline constexpr std::size_t pad16(std::size_t n) noexcept {
+  return (n + 15) & ~std::size_t{15};
+}
+
+struct task_header {
+  std::uint64_t task_id;
+  std::uint64_t fn_id;
+  std::uint32_t nargs;
+  std::uint32_t extra;       // submit: actor ids after the args; construct: max_concurrency
+  std::uint64_t target;      // submit: the actor to call, 0 for any task worker
+  std::int32_t max_retries;  // submit: retries after a crash or a retryable exception
+  std::uint32_t reserved;
+  std::uint64_t retry_matcher;  // which exceptions are retried: 0 none, 1 all, else a matcher id
+};
+static_assert(sizeof(task_header) == 48);
+
+/// One task argument; inline bytes follow the entry, padded to 16.
+struct arg_entry {
+  /// dependency_list: a std::vector<T> argument given as refs, assembled from the values of
+  /// `len` dependencies (indices ref.. in the driver; a worker's submission lists their ids
+  /// after the entry).
+  enum tag_t : std::uint8_t {
+    inline_value = 0,
+    block_value = 1,
+    dependency = 2,
+    dependency_list = 3
+  };
+  std::uint8_t tag = inline_value;
+  std::uint8_t owned = 0;  // block_value: the sender's reference passes to the call (else borrowed)
+  std::uint8_t pad = 0;    // dependency_list: zero bytes between the count and the elements
+  std::uint8_t reserved = 0;
+  std::uint32_t len = 0;
+  std::uint64_t ref = 0;  // block offset, or dependency index (driver) / object id (worker submit)
+};
+static_assert(sizeof(arg_entry) == 16);
+
+/// Bytes an entry's payload occupies after it in a call.
+inline std::size_t entry_payload(const arg_entry& e) noexcept {
+  if (e.tag == arg_entry::inline_value) return pad16(e.len);
+  if (e.tag == arg_entry::dependency_list && e.owned) return pad16(e.len * sizeof(std::uint64_t));
+  return 0;
+}
+
+/// Walks argument records. Bounds are checked: a worker reads what another process wrote.
+class call_reader {
+ public:
+  struct entry {
+    arg_entry e;
+    const std::byte* payload;  // entry_payload(e) bytes
+  };
+  call_reader(std::span<const std::byte> args) noexcept
+      : p_(args.data()), end_(args.data() + args.size()) {}
+
+  /// The next record; throws codec_error if the bytes end first.
+  entry next() {
+    if (static_cast<std::size_t>(end_ - p_) < sizeof(arg_entry))
+      throw codec_error("coray: call has fewer arguments than its function");
+    entry out;
+    std::memcpy(&out.e, p_, sizeof out.e);
+    p_ += sizeof out.e;
+    out.payload = p_;
+    const std::size_t n = entry_payload(out.e);
+    const std::size_t need = out.e.tag == arg_entry::inline_value ? out.e.len : n;
+    if (static_cast<std::size_t>(end_ - p_) < need)
+      throw codec_error("coray: malformed call arguments");
+    p_ += std::min<std::size_t>(n, static_cast<std::size_t>(end_ - p_));
+    return out;
+  }
+
+  /// The bytes of the next argument as its callee reads them: inline, or its store block.
+  std::span<const std::byte> next_value(segment& seg) {
+    entry x = next();
+    if (x.e.tag == arg_entry::block_value) {
+      auto* b = seg.at<object_block>(x.e.ref);
+      return {b->data(), static_cast<std::size_t>(b->size)};
+    }
+    if (x.e.tag != arg_entry::inline_value) throw codec_error("coray: malformed call arguments");
+    return {x.payload, x.e.len};
+  }
+
+ private:
+  const std::byte* p_;
+  const std::byte* end_;
+};
+
+/// Calls f(entry, payload) for each of `nargs` records of arguments written by this process.
+template <class F>
+void for_each_entry(std::span<const std::byte> args, std::uint32_t nargs, F&& f) {
+  const std::byte* p = args.data();
+  for (std::uint32_t i = 0; i < nargs; ++i) {
+    arg_entry e;
+    std::memcpy(&e, p, sizeof e);
+    f(e, p + sizeof e);
+    p += sizeof e + entry_payload(e);
+  }
+}
+
+/// A call's list of actor handles (kept alive while it travels) may also name mutable shared
+/// blocks (ray::shared_value, ray::mutex): the block's offset, tagged with this bit.
+inline constexpr std::uint64_t pinned_block_tag = std::uint64_t{1} << 63;
+
+/// A remote call as built by task<f>.remote(): the callee, its encoded arguments, the objects
+/// it depends on and the store blocks its large arguments occupy. The add_* members are the
+/// only writers of argument records.
+struct task_spec {
+  std::uint64_t fn_id = 0;
+  std::string_view name;
+  std::vector<std::byte> args;  // arg_entry records
+  std::uint32_t nargs = 0;
+  std::vector<state_ptr> deps;        // arg_entry::dependency refers to these by index
+  std::vector<object_block*> blocks;  // owned; released when the task ends
+  std::uint64_t target_actor = 0;     // the actor to call; 0 for any task worker
+  int max_retries = 0;                // re-runs after a crash or a retryable exception
+  std::uint64_t retry_matcher = 0;    // 0: exceptions are final; 1: all retried; else a matcher
+  std::vector<std::uint64_t> actors;  // actor handles among the arguments: kept alive in transit
+
+  /// Appends an inline argument of `size` bytes written by `fill`.
+  template <class Fill>
+  void add_inline(std::size_t size, Fill&& fill) {
+    std::size_t at = args.size();
+    args.resize(at + sizeof(arg_entry) + pad16(size));
+    arg_entry e{.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(size)};
+    std::memcpy(args.data() + at, &e, sizeof e);
+    fill(args.data() + at + sizeof(arg_entry));
+    ++nargs;
+  }
+  /// Appends a block made for this call; the call owns its reference.
+  void add_block(segment& seg, object_block* b) {
+    blocks.push_back(b);
+    add_entry({.tag = arg_entry::block_value, .owned = 1, .ref = seg.offset_of(b)});
+  }
+  /// Appends a std::vector<T> argument given as refs: each element is a dependency, and
+  /// `pad` zero bytes separate the count from the elements in the vector's encoding.
+  void add_dependency_list(const std::vector<state_ptr>& refs, std::uint8_t pad) {
+    add_entry({.tag = arg_entry::dependency_list,
+               .pad = pad,
+               .len = static_cast<std::uint32_t>(refs.size()),
+               .ref = deps.size()});
+    deps.insert(deps.end(), refs.begin(), refs.end());
+  }
+  void add_dependency(state_ptr s) {
+    add_entry({.tag = arg_entry::dependency, .ref = deps.size()});
+    deps.push_back(std::move(s));
+  }
+
+ private:
+  void add_entry(const arg_entry& e) {
+    std::size_t at = args.size();
+    args.resize(at + sizeof e);
+    std::memcpy(args.data() + at, &e, sizeof e);
+    ++nargs;
+  }
+};
+
+/// The encoded size of the vector a dependency list stands for: count, padding, elements.
+inline std::size_t dependency_list_bytes(const arg_entry& e, const std::vector<state_ptr>& deps) {
+  std::size_t n = sizeof(std::uint64_t) + e.pad;
+  for (std::uint32_t i = 0; i < e.len; ++i) n += deps[e.ref + i]->value_bytes().size();
+  return n;
+}
+
+/// Writes that vector's encoding from the elements' values (all ready) at `out`.
+inline void write_dependency_list(std::byte* out, const arg_entry& e,
+                                  const std::vector<state_ptr>& deps) {
+  const std::uint64_t count = e.len;
+  std::memcpy(out, &count, sizeof count);
+  out += sizeof count;
+  std::memset(out, 0, e.pad);
+  out += e.pad;
+  for (std::uint32_t i = 0; i < e.len; ++i) {
+    auto bytes = deps[e.ref + i]->value_bytes();
+    if (!bytes.empty()) std::memcpy(out, bytes.data(), bytes.size());
+    out += bytes.size();
+  }
+}
+
+/// The arguments of a call with each dependency rewritten for the next hop: a settled one
+/// becomes its value (inline bytes, or its store block, borrowed: the receiver takes a
+/// reference of its own), a pending one its object id (only a worker's submission to the
+/// driver has those; the driver sends a call once every dependency is ready). A list whose
+/// elements are all settled is assembled into the vector's encoding; else it travels as ids
+/// (`owned` marks that form).
+class call_args_rewriter {
+ public:
+  call_args_rewriter(const task_spec& spec) : args_(spec.args), nargs_(spec.nargs), deps_(spec.deps) {}
+  call_args_rewriter(std::span<const std::byte> args, std::uint32_t nargs,
+                     const std::vector<state_ptr>& deps)
+      : args_(args), nargs_(nargs), deps_(deps) {}
+
+  /// Bytes write() produces.
+  std::size_t size() const {
+    std::size_t size = 0;
+    for_each_entry(args_, nargs_, [&](const arg_entry& e, const std::byte*) {
+      size += sizeof(arg_entry);
+      if (e.tag == arg_entry::inline_value) size += pad16(e.len);
+      if (e.tag == arg_entry::dependency) {
+        auto& d = *deps_[e.ref];
+        if (d.settled() && !d.block) size += pad16(d.bytes.size());
+      }
+      if (e.tag == arg_entry::dependency_list) {
+        if (list_ready(e)) {
+          size += pad16(dependency_list_bytes(e, deps_));
+        } else {
+          for (std::uint32_t i = 0; i < e.len; ++i)
+            if (!deps_[e.ref + i]->id)
+              throw ray::runtime_error(
+                  "coray: a list of refs mixing values put in a task with pending results cannot "
+                  "be passed from a task yet");
+          size += pad16(e.len * sizeof(std::uint64_t));
+        }
+      }
+    });
+    return size;
+  }
+
+  /// Writes the rewritten records at `p` (size() bytes).
+  void write(std::byte* p, segment& seg) const {
+    for_each_entry(args_, nargs_, [&](const arg_entry& e, const std::byte* data) {
+      arg_entry o = e;
+      const std::byte* src = data;
+      if (e.tag == arg_entry::dependency_list) {
+        if (list_ready(e)) {
+          o = {.tag = arg_entry::inline_value,
+               .len = static_cast<std::uint32_t>(dependency_list_bytes(e, deps_))};
+          std::memcpy(p, &o, sizeof o);
+          write_dependency_list(p + sizeof o, e, deps_);
+          p += sizeof o + pad16(o.len);
+        } else {
+          o.owned = 1;  // ids follow
+          std::memcpy(p, &o, sizeof o);
+          p += sizeof o;
+          for (std::uint32_t i = 0; i < e.len; ++i) {
+            const std::uint64_t id = deps_[e.ref + i]->id;
+            std::memcpy(p + i * sizeof id, &id, sizeof id);
+          }
+          p += pad16(e.len * sizeof(std::uint64_t));
+        }
+        return;
+      }
+      if (e.tag == arg_entry::dependency) {
+        auto& d = *deps_[e.ref];
+        if (!d.settled()) {
+          o.ref = d.id;
+        } else if (d.block) {
+          o = {.tag = arg_entry::block_value, .ref = seg.offset_of(d.block)};
+        } else {
+          o = {.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(d.bytes.size())};
+          src = d.bytes.data();
+        }
+      }
+      std::memcpy(p, &o, sizeof o);
+      p += sizeof o;
+      if (o.tag == arg_entry::inline_value) {
+        if (o.len) std::memcpy(p, src, o.len);
+        p += pad16(o.len);
+      }
+    });
+  }
+
+ private:
+  bool list_ready(const arg_entry& e) const {
+    for (std::uint32_t i = 0; i < e.len; ++i)
+      if (!deps_[e.ref + i]->settled()) return false;
+    return true;
+  }
+  std::span<const std::byte> args_;
+  std::uint32_t nargs_;
+  const std::vector<state_ptr>& deps_;
+};
+
+/// The message that sends a call: its header, its arguments with dependencies rewritten
+/// (call_args_rewriter) and, in a worker's submission, the actor handles it carries.
+class call_message_writer {
+ public:
+  call_message_writer(const task_header& h, std::span<const std::byte> args,
+                      const std::vector<state_ptr>& deps,
+                      std::span<const std::uint64_t> actors = {})
+      : h_(h), args_(args, h.nargs, deps), args_size_(args_.size()), actors_(actors) {}
+
+  std::size_t size() const noexcept {
+    return sizeof(task_header) + args_size_ + actors_.size_bytes();
+  }
+  void write(std::byte* out, segment& seg) const {
+    std::memcpy(out, &h_, sizeof h_);
+    args_.write(out + sizeof h_, seg);
+    if (!actors_.empty()) std::memcpy(out + sizeof h_ + args_size_, actors_.data(), actors_.size_bytes());
+  }
+
+ private:
+  task_header h_;
+  call_args_rewriter args_;
+  std::size_t args_size_;
+  std::span<const std::uint64_t> actors_;
+};
+
+/// A worker's submission read back into the driver's form: the call, with dependencies by id
+/// turned into indices into spec.deps (`resolve(id)` gives the state, or null for an id the
+/// sender does not hold), blocks collected with `take_block(offset, owned)`, and `known`
+/// false when it names an object or a block its sender does not hold (or is malformed).
+struct submission {
+  task_header header{};
+  task_spec spec;
+  bool known = true;
+};
+template <class HoldsBlock, class Resolve, class TakeBlock>
+submission read_submission(std::span<const std::byte> payload, HoldsBlock&& holds_block,
+                           Resolve&& resolve, TakeBlock&& take_block) {
+  submission out;
+  task_header& h = out.header;
+  task_spec& spec = out.spec;
+  if (payload.size() < sizeof h) throw codec_error("coray: malformed submission");
+  std::memcpy(&h, payload.data(), sizeof h);
+  spec.fn_id = h.fn_id;
+  spec.target_actor = h.target;
+  spec.max_retries = h.max_retries;
+  spec.retry_matcher = h.retry_matcher;
+  const std::size_t actor_bytes = std::size_t{h.extra} * sizeof(std::uint64_t);
+  if (payload.size() < sizeof h + actor_bytes) throw codec_error("coray: malformed submission");
+  spec.actors.resize(h.extra);
+  if (actor_bytes)
+    std::memcpy(spec.actors.data(), payload.data() + payload.size() - actor_bytes, actor_bytes);
+  for (std::uint64_t& a : spec.actors)
+    if ((a & pinned_block_tag) && !holds_block(a & ~pinned_block_tag)) {
+      a = 0;  // a block its sender does not hold: the call is refused
+      out.known = false;
+    }
+  auto dep = [&](std::uint64_t id) {
+    state_ptr s = resolve(id);
+    if (!s) {
+      out.known = false;
+      s = state_ptr::adopt(new object_state);  // a placeholder: the caller fails the call
+    }
+    spec.deps.push_back(std::move(s));
+  };
+  call_reader reader(payload.subspan(sizeof h, payload.size() - sizeof h - actor_bytes));
+  for (std::uint32_t i = 0; i < h.nargs; ++i) {
+    auto [e, data] = reader.next();
+    if (e.tag == arg_entry::dependency_list) {
+      if (!e.owned) throw codec_error("coray: malformed submission");  // lists travel as ids
+      const std::uint32_t n = e.len;
+      e.owned = 0;
+      e.ref = spec.deps.size();
+      for (std::uint32_t k = 0; k < n; ++k) {
+        std::uint64_t id;
+        std::memcpy(&id, data + k * sizeof id, sizeof id);
+        dep(id);
+      }
+    } else if (e.tag == arg_entry::dependency) {
+      const std::uint64_t id = e.ref;
+      e.ref = spec.deps.size();
+      dep(id);
+    } else if (e.tag == arg_entry::block_value) {
+      spec.blocks.push_back(take_block(e.ref, e.owned != 0));
+    }
+    const std::size_t at = spec.args.size();
+    spec.args.resize(at + sizeof e + entry_payload(e));
+    std::memcpy(spec.args.data() + at, &e, sizeof e);
+    if (e.tag == arg_entry::inline_value && e.len) std::memcpy(spec.args.data() + at + sizeof e, data, e.len);
+  }
+  spec.nargs = h.nargs;
+  return out;
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE

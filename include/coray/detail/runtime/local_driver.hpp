@@ -1,0 +1,143 @@
+#pragma once
+/// The driver process on one machine: it owns the segment, the transport of mailboxes and
+/// supervised processes (`shm_transport`) and the `orchestrator` that makes every decision,
+/// and runs them in the event loop it inherits from `process`.
+///
+///   local_driver --poll/sleep--> shm_transport --events--> orchestrator
+///        |                            ^                        |
+///        +--submit/spawn/cancel-------|------------------------+
+///                                     +--start/send/kill-------+
+
+#include <coray/detail/runtime/driver.hpp>
+#include <coray/detail/runtime/orchestrator.hpp>
+#include <coray/detail/runtime/shm_transport.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+struct driver_config {
+  std::uint32_t num_workers;
+  std::uint32_t max_actors;
+  std::size_t object_store_bytes;
+  start_method_id method;
+  std::size_t inline_threshold;
+  std::uint32_t spin_us;
+  std::uint32_t max_tasks_in_flight_per_worker;
+  std::vector<std::string> argv;
+  std::string spill_directory;  // empty: no spilling
+};
+
+inline std::uint32_t next_epoch() noexcept {
+  static std::uint32_t e = 0;
+  return ++e;
+}
+
+class local_driver final : public driver {
+ public:
+  explicit local_driver(driver_config cfg) : num_workers_(cfg.num_workers) {
+    epoch = next_epoch();
+    const std::uint32_t slots = cfg.num_workers + cfg.max_actors;
+    seg.create(segment::root_bytes + cfg.object_store_bytes +
+               shm_transport::control_bytes(slots, cfg.num_workers) + (1 << 20));
+    transport_.emplace(seg, slots, cfg.spin_us, cfg.inline_threshold);
+    hdr = transport_->header();
+    orchestrator_.emplace(
+        orchestrator_config{cfg.num_workers, cfg.max_actors, cfg.max_tasks_in_flight_per_worker,
+                            epoch, cfg.spill_directory},
+        seg, *transport_);
+    transport_->start_supervisor(cfg.method, epoch, std::move(cfg.argv));
+    orchestrator_->start_workers();
+    process::current() = this;
+  }
+
+  ~local_driver() override {
+    orchestrator_->stop_idle_actors();
+    if (process::current() == this) process::current() = nullptr;
+    transport_->end();  // the supervisor ends every process, then itself
+    orchestrator_->clear();
+  }
+
+  // ---- process ---------------------------------------------------------------------------
+  state_ptr submit(task_spec&& spec) override { return orchestrator_->submit(std::move(spec)); }
+  void cancel_call(std::uint64_t id, bool force) override { orchestrator_->cancel_call(id, force); }
+  void actor_handle(std::uint64_t id, int delta) noexcept override {
+    orchestrator_->actor_ref(id, delta);
+  }
+  void kill_actor(std::uint64_t id) override { orchestrator_->kill_actor(id); }
+  actor_info lookup_actor(std::string_view name) override {
+    return orchestrator_->lookup_actor(name);
+  }
+
+  /// A new block for the user (a put, a large argument). When the store is full and spilling
+  /// is on, it also lets replies on their way arrive for up to a second: they may free
+  /// memory or make it spillable.
+  object_block* new_block(std::size_t size) override {
+    const auto deadline = clock::now() + std::chrono::seconds(1);
+    for (;;) {
+      try {
+        return orchestrator_->allocate(size);
+      } catch (const object_store_full&) {
+        if (!orchestrator_->spiller().enabled() || in_poll_ || clock::now() > deadline) throw;
+        if (!poll()) sched_yield();
+      }
+    }
+  }
+  void release_block(object_block* b) noexcept override { seg.release(b); }
+  void block_adopted(object_state& s) override { orchestrator_->spiller().adopted(s); }
+  void state_released(object_state& s) noexcept override { orchestrator_->spiller().released(s); }
+  void restore(object_state& s) override {
+    orchestrator_->spiller().restore(s, new_block(static_cast<std::size_t>(s.spill_size)));
+  }
+
+  // ---- driver ----------------------------------------------------------------------------
+  std::uint32_t num_workers() const noexcept override { return num_workers_; }
+  std::vector<int> worker_pids() const override {
+    std::vector<int> pids;
+    for (std::uint32_t i = 0; i < num_workers_; ++i) pids.push_back(transport_->pid(i));
+    return pids;
+  }
+  std::uint64_t spawn_actor(actor_spawn_request req) override {
+    return orchestrator_->spawn_actor(std::move(req));
+  }
+  int actor_pid(std::uint64_t id) const override {
+    const actor_entry* a = orchestrator_->actors().find(id);
+    return !a || a->dead ? 0 : transport_->pid(a->slot);
+  }
+  std::optional<actor_process_status> actor_status(std::uint64_t id) const override {
+    const actor_entry* a = orchestrator_->actors().find(id);
+    if (!a) return std::nullopt;
+    if (a->dead) return actor_process_status{a->pid, true, a->wait_status};
+    return actor_process_status{transport_->pid(a->slot), false, 0};
+  }
+  std::uint64_t spilled_objects() const noexcept override {
+    return orchestrator_->spiller().spilled_objects();
+  }
+
+ protected:
+  bool poll() override {
+    struct in_poll {
+      bool& flag;
+      bool was;
+      explicit in_poll(bool& f) : flag(f), was(f) { flag = true; }
+      ~in_poll() { flag = was; }
+    } guard(in_poll_);
+    bool progress = transport_->poll(*orchestrator_);
+    progress |= orchestrator_->service();
+    return progress;
+  }
+
+  void sleep(std::chrono::nanoseconds limit) override { transport_->sleep(limit, *orchestrator_); }
+
+ private:
+  std::uint32_t num_workers_;
+  // Declared in the order they are built; destroyed in reverse (the orchestrator first).
+  std::optional<shm_transport> transport_;
+  std::optional<orchestrator> orchestrator_;
+  bool in_poll_ = false;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE

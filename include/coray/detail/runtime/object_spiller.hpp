@@ -1,0 +1,218 @@
+#pragma once
+/// The driver's allocation of object blocks, with spilling (runtime_options::spill_directory):
+/// when the store is full, objects only the driver holds and nothing reads in place go to
+/// one unnamed file (O_TMPFILE, so a kill -9 leaves nothing) until the new block fits.
+/// Driver only, loop thread only.
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <coray/detail/runtime/object_state.hpp>
+#include <coray/detail/shm/segment.hpp>
+#include <coray/errors.hpp>
+#include <cstring>
+#include <string>
+#include <unordered_set>
+#include <vector>
+#include <algorithm>
+#include <chrono>
+#include <deque>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class object_spiller {
+ public:
+  /// `directory` empty: no spilling.
+  object_spiller(segment& seg, const std::string& directory) : seg_(seg) {
+    if (directory.empty()) return;
+    fd_ = ::open(directory.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd_ < 0)
+      throw ray::runtime_error("coray: cannot spill to " + directory + ": " + std::strerror(errno));
+  }
+  object_spiller(const object_spiller&) = delete;
+  object_spiller& operator=(const object_spiller&) = delete;
+  ~object_spiller() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  bool enabled() const noexcept { return fd_ >= 0; }
+  std::uint64_t spilled_objects() const noexcept { return spilled_objects_; }
+
+  /// A new block of `size` payload bytes; spills what it may to make room. Throws
+  /// object_store_full when even that is not enough.
+  object_block* allocate(std::size_t size) {
+    for (;;) {
+      try {
+        return seg_.new_object(size);
+      } catch (const object_store_full&) {
+        if (!spill_one()) throw;
+      }
+    }
+  }
+
+  /// A driver state now holds a block: it may be spilled.
+  void adopted(object_state& s) {
+    if (enabled()) resident_.insert(&s);
+  }
+  /// A driver state is going away.
+  void released(object_state& s) noexcept {
+    if (!enabled()) return;
+    resident_.erase(&s);
+    if (s.spilled()) punch(s);
+  }
+
+  /// Brings a spilled object back into the store (into `b`, a block of its size).
+  void restore(object_state& s, object_block* b) {
+    std::size_t done = 0;
+    while (done < s.spill_size) {
+      ssize_t n = ::pread(fd_, b->data() + done, s.spill_size - done,
+                          s.spill_offset + static_cast<off_t>(done));
+      if (n <= 0) {
+        seg_.release(b);
+        throw ray::runtime_error(std::string("coray: reading a spilled object failed: ") +
+                                 std::strerror(errno));
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    punch(s);
+    s.block = b;
+    resident_.insert(&s);
+  }
+
+  void clear() noexcept { resident_.clear(); }
+
+ private:
+  /// Writes one object held by the driver alone, with nothing reading it in place, to the
+  /// file and frees its block. False if there is none (or the disk is full).
+  bool spill_one() {
+    if (!enabled()) return false;
+    for (object_state* s : resident_) {
+      if (!s->block || s->pins || s->block->refs.load(std::memory_order_relaxed) != 1 ||
+          s->st != object_state::status::ready)
+        continue;
+      const std::size_t size = static_cast<std::size_t>(s->block->size);
+      const off_t at = static_cast<off_t>(end_);
+      std::size_t done = 0;
+      while (done < size) {
+        ssize_t n = ::pwrite(fd_, s->block->data() + done, size - done, at + static_cast<off_t>(done));
+        if (n <= 0) return false;  // disk full: the store stays full
+        done += static_cast<std::size_t>(n);
+      }
+      end_ += (size + 4095) & ~std::uint64_t{4095};
+      s->spill_offset = at;
+      s->spill_size = size;
+      seg_.release(s->block);
+      s->block = nullptr;
+      resident_.erase(s);
+      ++spilled_objects_;
+      return true;
+    }
+    return false;
+  }
+
+  /// Frees a spilled copy's disk space.
+  void punch(object_state& s) noexcept {
+    ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s.spill_offset,
+                static_cast<off_t>(s.spill_size));
+    s.spill_offset = -1;
+  }
+
+  segment& seg_;
+  int fd_ = -1;
+  std::uint64_t end_ = 0;
+  std::uint64_t spilled_objects_ = 0;
+  std::unordered_set<object_state*> resident_;  // driver objects in the store, spillable
+};
+
+/// Which store blocks each process holds references to. A process's references are
+/// released on its behalf when it dies, so the store's free bytes return exactly.
+class block_ledger {
+ public:
+  block_ledger(segment& seg, std::uint32_t slots) : seg_(seg), owned_(slots), requests_(slots) {}
+
+  /// `slot` now holds one reference to the block at `offset`.
+  void grant(std::uint32_t slot, std::uint64_t offset) { owned_[slot].insert(offset); }
+  bool holds(std::uint32_t slot, std::uint64_t offset) const {
+    return owned_[slot].count(offset) != 0;
+  }
+  /// `slot` gives up one reference it held to `b` (ignored if it held none).
+  void drop(std::uint32_t slot, object_block* b) noexcept {
+    auto& o = owned_[slot];
+    auto it = o.find(seg_.offset_of(b));
+    if (it == o.end()) return;  // not its to give
+    o.erase(it);
+    seg_.release(b);
+  }
+  /// `slot`'s reference to `b` passes to the driver; false if it held none.
+  bool take(std::uint32_t slot, object_block* b) {
+    auto& o = owned_[slot];
+    auto it = o.find(seg_.offset_of(b));
+    if (it == o.end()) return false;
+    o.erase(it);
+    return true;
+  }
+  /// The process in `slot` died: everything it held is let go, its requests forgotten.
+  void release_all(std::uint32_t slot) noexcept {
+    for (std::uint64_t off : owned_[slot]) seg_.release(seg_.at<object_block>(off));
+    owned_[slot].clear();
+    requests_[slot].clear();
+  }
+
+  // ---- block requests -------------------------------------------------------------------
+
+  /// Process `slot` asks for a block of `size` bytes (its request number `request`).
+  void request(std::uint32_t slot, std::uint64_t request, std::uint64_t size) {
+    requests_[slot].push_back({request, size, clock::now() + std::chrono::seconds(1)});
+    if (std::find(waiting_.begin(), waiting_.end(), slot) == waiting_.end()) waiting_.push_back(slot);
+  }
+  /// Answers requests in order with `allocate(size)` (throws object_store_full when it does
+  /// not fit) and `reply(slot, message)`. One that does not fit waits (replies on their way
+  /// may free or make spillable what it needs) for up to a second, then is refused with the
+  /// store's figures. True on progress.
+  template <class Allocate, class Reply>
+  bool answer(Allocate&& allocate, Reply&& reply) {
+    bool progress = false;
+    for (std::size_t i = 0; i < waiting_.size();) {
+      const std::uint32_t slot = waiting_[i];
+      auto& q = requests_[slot];
+      while (!q.empty()) {
+        auto& g = q.front();
+        // request, block offset (0: refused), requested, free bytes, capacity
+        std::uint64_t message[5] = {g.request, 0, g.size, 0, seg_.capacity()};
+        try {
+          message[1] = seg_.offset_of(allocate(static_cast<std::size_t>(g.size)));
+          grant(slot, message[1]);
+        } catch (const object_store_full&) {
+          if (clock::now() < g.deadline) break;
+        }
+        message[3] = seg_.free_bytes();
+        reply(slot, message);
+        q.pop_front();
+        progress = true;
+      }
+      if (q.empty()) {
+        waiting_[i] = waiting_.back();
+        waiting_.pop_back();
+      } else {
+        ++i;
+      }
+    }
+    return progress;
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  struct block_request {
+    std::uint64_t request, size;
+    clock::time_point deadline;
+  };
+  segment& seg_;
+  std::vector<std::unordered_multiset<std::uint64_t>> owned_;
+  std::vector<std::deque<block_request>> requests_;
+  std::vector<std::uint32_t> waiting_;  // slots with requests not yet answered
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE

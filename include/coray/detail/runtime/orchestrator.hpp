@@ -1,0 +1,595 @@
+#pragma once
+/// The orchestrator: the driver's decisions. It admits calls (the driver's own and the
+/// nested ones processes submit), holds each back until its object_ref arguments are
+/// ready, sends task calls to the least busy worker and actor calls to their actor in the
+/// order they were made, settles results, retries and restarts after deaths, and accounts
+/// for every store block a process holds. It reaches processes only through a `transport`
+/// and keeps its state in parts with one job each: `task_table` (live calls, run queue, the
+/// calls on each worker), `actor_table` (actors, names, slots, restarts), `block_ledger`
+/// (blocks each process holds or asks for), `object_spiller` (allocation and spilling) and
+/// `reply_router` (what is owed to each process). Parts return decisions; only the
+/// orchestrator acts on them. The unit tests drive it with a fake transport.
+///
+/// Driver only, loop thread only.
+
+#include <coray/detail/runtime/actor_table.hpp>
+#include <coray/detail/runtime/call_sender.hpp>
+#include <coray/detail/runtime/object_spiller.hpp>
+#include <coray/detail/runtime/process.hpp>
+#include <coray/detail/runtime/registry.hpp>
+#include <coray/detail/runtime/reply_router.hpp>
+#include <coray/detail/runtime/system.hpp>
+#include <coray/detail/runtime/task_table.hpp>
+#include <coray/detail/runtime/transport.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+struct orchestrator_config {
+  std::uint32_t num_workers = 1;  // slots [0, num_workers) are task workers
+  std::uint32_t max_actors = 0;   // then this many actor slots
+  std::uint32_t max_tasks_in_flight_per_worker = 4;
+  std::uint32_t epoch = 0;  // of the states it makes
+  std::string spill_directory = {};
+};
+
+class orchestrator final : public transport_events {
+ public:
+  orchestrator(orchestrator_config cfg, segment& seg, transport& t)
+      : cfg_(std::move(cfg)),
+        seg_(seg),
+        transport_(t),
+        tasks_(cfg_.num_workers),
+        actors_(cfg_.num_workers, cfg_.max_actors),
+        spiller_(seg, cfg_.spill_directory),
+        ledger_(seg, cfg_.num_workers + cfg_.max_actors),
+        router_(seg, t, ledger_, cfg_.num_workers + cfg_.max_actors),
+        sender_(seg, t, ledger_, spiller_),
+        slot_actor_(cfg_.num_workers + cfg_.max_actors) {}
+
+  orchestrator(const orchestrator&) = delete;
+  orchestrator& operator=(const orchestrator&) = delete;
+
+  /// Starts a process in every task worker slot.
+  void start_workers() {
+    for (std::uint32_t i = 0; i < cfg_.num_workers; ++i) start_process(i);
+  }
+
+  /// Forgets every call and actor (teardown, after the processes are gone).
+  void clear() {
+    actors_.clear_queues();
+    tasks_.clear();
+    spiller_.clear();
+  }
+
+  std::uint32_t num_workers() const noexcept { return cfg_.num_workers; }
+  object_spiller& spiller() noexcept { return spiller_; }
+  const object_spiller& spiller() const noexcept { return spiller_; }
+  const task_table& tasks() const noexcept { return tasks_; }
+  const actor_table& actors() const noexcept { return actors_; }
+
+  // ---- calls ---------------------------------------------------------------------------
+
+  /// Admits a call; returns its result's state.
+  state_ptr submit(task_spec&& spec) {
+    state_ptr result = new_state();
+    submit_into(std::move(spec), result);
+    return result;
+  }
+  /// Admits a call whose result is `result` (a pending state made by the caller).
+  void submit_into(task_spec&& spec, state_ptr result) {
+    if (!transport_.can_start())
+      throw worker_crashed("coray: the runtime's supervisor and workers are gone");
+    const std::uint64_t id = next_task_id_++;
+    result->id = id;  // lets ray::cancel find the call
+    admit(task_record::from(id, std::move(spec), std::move(result)));
+    dispatch();
+  }
+
+  /// ray::cancel: a call not yet sent is removed; one running keeps running (or, with
+  /// `force`, its worker is killed), and either way its result becomes `cancelled` now.
+  void cancel_call(std::uint64_t id, bool force) {
+    task_record* found = tasks_.find(id);
+    if (!found || found->result->settled()) return;
+    task_record& r = *found;
+    r.cancelled = true;
+    auto e = std::make_exception_ptr(
+        cancelled("coray: " + std::string(r.name.empty() ? "the call" : r.name) + " was cancelled"));
+    auto& runnable = tasks_.runnable;
+    if (auto q = std::find(runnable.begin(), runnable.end(), &r); q != runnable.end()) {
+      runnable.erase(q);
+      fail(r, e);
+      return;
+    }
+    if (r.actor) {
+      if (actor_entry* a = actors_.find(r.actor)) {
+        auto& queue = a->queue;
+        if (auto q = std::find(queue.begin(), queue.end(), &r); q != queue.end()) {
+          if (r.pending_deps) {  // dependencies still hold it: settle now, drop when they arrive
+            r.failed_dep = true;
+            r.result->set_error(e);
+          } else {
+            queue.erase(q);
+            fail(r, e);
+          }
+          return;
+        }
+      }
+    }
+    if (r.pending_deps) {
+      r.failed_dep = true;  // dropped once its dependencies settle
+      r.result->set_error(e);
+      return;
+    }
+    r.result->set_error(e);  // dispatched: the reply, if any, is ignored
+    if (force && !r.actor && r.worker >= 0) transport_.kill(static_cast<std::uint32_t>(r.worker));
+  }
+
+  // ---- actors ---------------------------------------------------------------------------
+
+  std::uint64_t spawn_actor(actor_spawn_request req) {
+    if (!transport_.can_start()) throw worker_crashed("coray: the runtime's supervisor is gone");
+    if (!req.name.empty() && actors_.name_taken(req.name))
+      throw ray::runtime_error("ray::spawn: an actor named '" + req.name + "' already exists");
+    if (!actors_.has_free_slot())
+      throw ray::runtime_error("ray::spawn: too many live actors (runtime_options::max_actors is " +
+                               std::to_string(actors_.max_actors()) + ")");
+    actor_entry& a = actors_.create(req, seg_);
+    slot_actor_[a.slot] = a.id;
+    req.constructor.target_actor = a.id;
+    auto rec = task_record::from(next_task_id_++, std::move(req.constructor), new_state());
+    rec->construct = true;
+    rec->max_concurrency = req.max_concurrency;
+    a.constructed = rec->result;
+    start_process(a.slot);  // its mailboxes first: the construction is sent at once
+    admit(std::move(rec));
+    return a.id;
+  }
+
+  /// A handle to actor `id` was made (+1) or dropped (-1) somewhere. An id tagged with
+  /// pinned_block_tag is a shared block a call pins (see collect_pinned_block).
+  void actor_ref(std::uint64_t id, int delta) noexcept {
+    if (id & pinned_block_tag) {
+      object_block* b = seg_.at<object_block>(id & ~pinned_block_tag);
+      if (delta > 0) seg_.add_ref(b);
+      else seg_.release(b);
+      return;
+    }
+    actor_entry* a = actors_.find(id);
+    if (!a) return;
+    switch (actors_.adjust_handles(*a, delta)) {
+      case actor_table::handle_outcome::forget: forget_actor(id); break;
+      case actor_table::handle_outcome::close: pump_actor(*a); break;
+      case actor_table::handle_outcome::none: break;
+    }
+  }
+
+  /// Calls made from now on, and those not yet sent, fail at once; the process gets SIGKILL
+  /// and calls it was running fail when its death is seen.
+  void kill_actor(std::uint64_t id) {
+    actor_entry* found = actors_.find(id);
+    if (!found || found->dead || found->killed) return;
+    actor_entry& a = *found;
+    a.killed = true;
+    a.cause = "coray: actor " + a.type_name + " (pid " + std::to_string(transport_.pid(a.slot)) +
+              ") was killed by ray::kill";
+    transport_.kill(a.slot);
+    std::vector<task_record*> queued(a.queue.begin(), a.queue.end());
+    a.queue.clear();
+    auto e = std::make_exception_ptr(actor_died(a.cause));
+    for (task_record* r : queued) fail(*r, e);
+  }
+
+  process::actor_info lookup_actor(std::string_view name) const {
+    const actor_entry* a = actors_.lookup(std::string(name));
+    if (!a) return {};
+    return {a->id, a->type_id};
+  }
+
+  /// At teardown, idle actors end on their own (running their destructor) before the
+  /// supervisor kills what is left; a busy one is not waited for beyond a short grace.
+  void stop_idle_actors() noexcept {
+    if (!transport_.can_start()) return;
+    std::vector<std::uint32_t> stopping;
+    actors_.for_each([&](actor_entry& a) {
+      if (a.dead || a.killed || !a.queue.empty() || !a.sent.empty()) return;
+      if (a.shutdown_sent || send_shutdown(a.slot)) {
+        a.shutdown_sent = true;
+        stopping.push_back(a.slot);
+      }
+    });
+    transport_.await_exit(stopping, std::chrono::milliseconds(500));
+  }
+
+  // ---- blocks ---------------------------------------------------------------------------
+
+  /// A new block for the driver (spilling to make room if enabled); throws object_store_full.
+  object_block* allocate(std::size_t size) { return spiller_.allocate(size); }
+
+  // ---- the loop ---------------------------------------------------------------------------
+
+  /// Answers block requests, sends queued replies and dispatches calls; true on progress.
+  bool service() {
+    bool progress = answer_block_requests();
+    progress |= router_.flush();
+    progress |= dispatch();
+    return progress;
+  }
+
+  // ---- transport_events ---------------------------------------------------------------
+
+  void on_message(std::uint32_t slot, msg_kind kind, std::span<const std::byte> payload,
+                  object_block* carried) override {
+    std::uint64_t v0 = 0;
+    if (payload.size() >= sizeof v0) std::memcpy(&v0, payload.data(), sizeof v0);
+    switch (kind) {
+      case msg_kind::task_done: on_task_done(slot, payload); break;
+      case msg_kind::submit: on_submit(slot, payload); break;
+      case msg_kind::release: router_.drop(slot, v0); break;
+      case msg_kind::actor_hold: actor_ref(v0, +1); break;
+      case msg_kind::actor_release: actor_ref(v0, -1); break;
+      case msg_kind::actor_kill: kill_actor(v0); break;
+      case msg_kind::actor_lookup: {
+        std::string name(reinterpret_cast<const char*>(payload.data()) + sizeof v0,
+                         payload.size() - sizeof v0);
+        process::actor_info info = lookup_actor(name);
+        std::uint64_t reply[3] = {v0, info.id, info.type_id};
+        router_.post(slot, msg_kind::actor_found, reply, sizeof reply);
+        break;
+      }
+      case msg_kind::block_request: {
+        std::uint64_t size;
+        std::memcpy(&size, payload.data() + sizeof v0, sizeof size);
+        ledger_.request(slot, v0, size);
+        answer_block_requests();
+        break;
+      }
+      case msg_kind::block_release: ledger_.drop(slot, seg_.at<object_block>(v0)); break;
+      default: break;
+    }
+    if (carried) ledger_.drop(slot, carried);  // a long message's block, requested by its sender
+  }
+
+  void on_death(std::uint32_t slot, const process_death& how) override {
+    router_.clear(slot);
+    ledger_.release_all(slot);  // everything the dead process held is let go on its behalf
+    const std::string words = describe_exit(how.wait_status);
+    if (slot_actor_[slot]) {
+      actor_ended(slot, how, words);
+      return;
+    }
+    auto plan = tasks_.worker_died(slot, how.calls_started);
+    for (task_record* r : plan.crashed)
+      fail(*r, std::make_exception_ptr(worker_crashed(
+                   "coray: worker " + std::to_string(slot) + " (pid " + std::to_string(how.pid) +
+                   ") " + words + " while running " + std::string(r->label()) + r->attempts_note())));
+    for (task_record* r : plan.again) {
+      if (r->message) seg_.release(r->message);
+      r->message = nullptr;
+    }
+    tasks_.runnable.insert(tasks_.runnable.begin(), plan.again.begin(), plan.again.end());
+    start_process(slot);
+  }
+
+  void on_lost(const std::string& why) override {
+    auto& runnable = tasks_.runnable;
+    while (!runnable.empty()) {
+      task_record* r = runnable.front();
+      runnable.pop_front();
+      fail(*r, std::make_exception_ptr(worker_crashed(why)));
+    }
+  }
+
+ private:
+  state_ptr new_state() const {
+    auto s = state_ptr::adopt(new object_state);
+    s->epoch = cfg_.epoch;
+    return s;
+  }
+
+  void start_process(std::uint32_t slot) {
+    router_.new_process(slot);
+    transport_.start(slot);
+  }
+
+  // ---- admission and dependencies -----------------------------------------------------
+
+  void admit(std::unique_ptr<task_record> rec) {
+    task_record* r = tasks_.insert(std::move(rec));
+    r->owner = this;
+    for (std::uint64_t a : r->actors) actor_ref(a, +1);
+    task_table::watch_dependencies(*r, &orchestrator::on_dependency);
+    if (r->actor) {
+      // Actor calls keep their order: they wait in the actor's queue, dependencies or not.
+      actor_entry* a = actors_.find(r->actor);
+      if (!a || a->dead || a->killed) {
+        fail(*r, std::make_exception_ptr(actor_died(!a ? "coray: no such actor" : a->cause)));
+        return;
+      }
+      if (!r->construct) r->max_retries = a->max_task_retries;
+      a->queue.push_back(r);
+      pump_actor(*a);
+    } else if (r->pending_deps == 0) {
+      if (r->failed_dep) finish(r->id);
+      else tasks_.runnable.push_back(r);
+    }
+  }
+
+  static void on_dependency(void* ctx, object_state& dep) {
+    auto* r = static_cast<task_record*>(ctx);
+    if (dep.st == object_state::status::failed && !r->failed_dep) {
+      r->failed_dep = true;
+      r->result->set_error(dep.error);
+    }
+    if (--r->pending_deps != 0) return;
+    auto& o = *static_cast<orchestrator*>(r->owner);
+    if (r->actor) {
+      if (actor_entry* a = o.actors_.find(r->actor)) o.pump_actor(*a);
+    } else if (r->failed_dep) {
+      o.finish(r->id);
+    } else {
+      o.tasks_.runnable.push_back(r);
+    }
+  }
+
+  /// Fails a call that has not been sent and forgets it.
+  void fail(task_record& r, std::exception_ptr e) {
+    if (!r.result->settled()) r.result->set_error(std::move(e));
+    if (r.submitter >= 0) forward(r);
+    finish(r.id);
+  }
+
+  /// Forgets a call, letting go of what it held.
+  void finish(std::uint64_t id) {
+    auto r = tasks_.remove(id);
+    if (!r) return;
+    for (auto* b : r->blocks) seg_.release(b);
+    if (r->message) seg_.release(r->message);
+    if (r->pinned)
+      for (auto& d : r->deps)
+        if (d->block && d->pins) --d->pins;
+    std::vector<std::uint64_t> actors = std::move(r->actors);
+    r.reset();
+    for (std::uint64_t a : actors) actor_ref(a, -1);
+  }
+
+  // ---- dispatch -----------------------------------------------------------------------
+
+  /// The task worker with the fewest calls that occupy it, under the per-worker limit.
+  int pick_worker() const {
+    int best = -1;
+    std::uint32_t best_load = cfg_.max_tasks_in_flight_per_worker;
+    for (std::uint32_t i = 0; i < cfg_.num_workers; ++i) {
+      if (!transport_.alive(i)) continue;
+      const std::uint32_t load = tasks_.load(i, transport_.suspended(i));
+      if (load < best_load) {
+        best = static_cast<int>(i);
+        best_load = load;
+        if (load == 0) break;
+      }
+    }
+    return best;
+  }
+
+  bool dispatch() {
+    bool progress = false;
+    auto& runnable = tasks_.runnable;
+    while (!runnable.empty()) {
+      const int picked = pick_worker();
+      if (picked < 0) break;
+      const auto slot = static_cast<std::uint32_t>(picked);
+      task_record* r = runnable.front();
+      if (!sender_.send(slot, *r)) break;
+      tasks_.sent(slot, *r);
+      runnable.pop_front();
+      progress = true;
+    }
+    for (auto it = backlog_.begin(); it != backlog_.end();) {
+      actor_entry* a = actors_.find(*it);
+      it = backlog_.erase(it);
+      if (a) progress |= pump_actor(*a);
+    }
+    return progress;
+  }
+
+  bool send_shutdown(std::uint32_t slot) {
+    return transport_.send(slot, msg_kind::shutdown, 0, [](std::byte*) {});
+  }
+
+  /// Sends the actor's queued calls, in order, while each is ready and its mailbox has room.
+  bool pump_actor(actor_entry& a) {
+    bool progress = false;
+    while (!a.queue.empty() && !a.dead) {
+      task_record* r = a.queue.front();
+      if (r->pending_deps) break;
+      if (r->failed_dep) {
+        a.queue.pop_front();
+        fail(*r, r->result->error);
+        progress = true;
+        continue;
+      }
+      if (!sender_.send(a.slot, *r)) {
+        backlog_.insert(a.id);
+        break;
+      }
+      if (!r->construct) r->dispatch_seq = a.dispatched++;  // its place among the calls it starts
+      a.queue.pop_front();
+      a.sent.push_back(r->id);
+      progress = true;
+    }
+    if (a.closing && a.queue.empty() && !a.dead && !a.shutdown_sent) {
+      a.shutdown_sent = send_shutdown(a.slot);
+      if (!a.shutdown_sent) backlog_.insert(a.id);
+    }
+    return progress;
+  }
+
+  // ---- receiving ----------------------------------------------------------------------
+
+  bool answer_block_requests() {
+    return ledger_.answer([this](std::size_t size) { return allocate(size); },
+                          [this](std::uint32_t slot, const std::uint64_t(&message)[5]) {
+                            router_.post(slot, msg_kind::block_granted, message, sizeof message);
+                          });
+  }
+
+  void on_task_done(std::uint32_t slot, std::span<const std::byte> payload) {
+    result_header h;
+    std::memcpy(&h, payload.data(), sizeof h);
+    task_record* found = tasks_.find(h.id);
+    if (!found) {
+      if (h.status == result_header::value_block) ledger_.drop(slot, seg_.at<object_block>(h.block));
+      return;
+    }
+    task_record& r = *found;
+    if (h.status == result_header::value_block && !ledger_.take(slot, seg_.at<object_block>(h.block))) {
+      h.status = result_header::error;  // a block it does not own: refuse rather than corrupt
+      r.result->set_error(std::make_exception_ptr(
+          ray::runtime_error("coray: a reply named a block its sender does not hold")));
+    }
+    auto body = payload.subspan(sizeof h, h.len);
+    const bool is_task = r.actor == 0;
+    if (h.status == result_header::retryable_error && !r.result->settled() &&
+        r.attempt <= r.max_retries) {
+      ++r.attempt;
+      if (is_task) {
+        tasks_.done(slot);
+        tasks_.runnable.push_back(&r);
+      } else if (actor_entry* a = actors_.find(r.actor)) {
+        auto& sent = a->sent;
+        sent.erase(std::remove(sent.begin(), sent.end(), r.id), sent.end());
+        a->queue.push_front(&r);
+      }
+      return;
+    }
+    if (!r.result->settled()) {
+      settle_from_result(*r.result, h, body, seg_, r.attempt > 1 ? r.attempts_note() : "");
+      if (r.result->block) spiller_.adopted(*r.result);
+    }
+    if (r.construct && r.result->st == object_state::status::failed) {
+      if (actor_entry* a = actors_.find(r.actor)) a->cause = describe_exception(r.result->error);
+    }
+    if (r.submitter >= 0) forward(r);
+    finish(h.id);
+    if (is_task) {
+      tasks_.done(slot);
+    } else if (actor_entry* a = actors_.find(slot_actor_[slot])) {
+      auto& sent = a->sent;
+      while (!sent.empty() && !tasks_.contains(sent.front())) sent.pop_front();
+    }
+  }
+
+  /// A nested call from a worker or actor: its dependencies arrive by value or by the id of
+  /// another nested result that process holds.
+  void on_submit(std::uint32_t slot, std::span<const std::byte> payload) {
+    submission sub;
+    try {
+      sub = read_submission(
+          payload, [&](std::uint64_t offset) { return ledger_.holds(slot, offset); },
+          [&](std::uint64_t id) { return router_.held(slot, id); },
+          [&](std::uint64_t offset, bool owned) {
+            // An argument block the sender made for this call is handed over; one it holds
+            // is borrowed, and the call takes a reference of its own.
+            object_block* b = seg_.at<object_block>(offset);
+            if (!(owned && ledger_.take(slot, b))) seg_.add_ref(b);
+            return b;
+          });
+    } catch (const codec_error&) {
+      sub.known = false;  // malformed: refused below
+      if (payload.size() < sizeof sub.header) return;
+    }
+    if (auto* f = find_function(sub.header.fn_id)) sub.spec.name = f->name;
+    auto rec = task_record::from(sub.header.task_id, std::move(sub.spec), new_state());
+    rec->submitter = static_cast<int>(slot);
+    rec->submitter_generation = router_.generation(slot);
+    router_.hold(slot, rec->id, rec->result);
+    if (!sub.known) {
+      task_record* r = tasks_.insert(std::move(rec));
+      r->owner = this;
+      for (std::uint64_t a : r->actors) actor_ref(a, +1);
+      fail(*r, std::make_exception_ptr(ray::runtime_error(
+                   "coray: a nested call used an object_ref its process does not hold")));
+      return;
+    }
+    admit(std::move(rec));
+  }
+
+  /// Sends a nested call's result to the process that made the call, if it still wants it.
+  void forward(task_record& r) {
+    router_.forward(static_cast<std::uint32_t>(r.submitter), r.submitter_generation, r.id, r.result);
+  }
+
+  // ---- actor lifetime and deaths ------------------------------------------------------
+
+  void forget_actor(std::uint64_t id) {
+    for (auto* b : actors_.forget(id)) seg_.release(b);
+  }
+
+  /// An actor's process ended: restarted if it may be; else its unfinished calls fail with
+  /// actor_died, and so will later ones, and its slot is free again.
+  void actor_ended(std::uint32_t slot, const process_death& how, const std::string& words) {
+    actor_entry* a = actors_.find(slot_actor_[slot]);
+    if (a && a->may_restart()) {
+      restart_actor(slot, *a, how, words);
+      return;
+    }
+    slot_actor_[slot] = 0;
+    transport_.close(slot);
+    if (!a) {
+      actors_.free_slot(slot);
+      return;
+    }
+    const std::uint64_t actor_id = a->id;
+    auto ids = actors_.end(*a, how.pid, how.wait_status, words);
+    auto e = std::make_exception_ptr(actor_died(a->cause));
+    for (std::uint64_t id : ids)
+      if (task_record* r = tasks_.find(id)) fail(*r, e);
+    // Failing calls may have dropped handles: look the entry up again.
+    if (actor_entry* again = actors_.find(actor_id); again && actor_table::forgettable(*again))
+      forget_actor(actor_id);
+  }
+
+  /// Builds an actor again after its process died (max_restarts): a new process, its
+  /// constructor run again with the same arguments, its in-flight calls retried if their
+  /// max_task_retries allow, its queued calls kept in order.
+  void restart_actor(std::uint32_t slot, actor_entry& a, const process_death& how,
+                     const std::string& words) {
+    const std::string cause =
+        "coray: actor " + a.type_name + " (pid " + std::to_string(how.pid) + ") " + words;
+    auto plan = actors_.plan_restart(a, how.calls_started, tasks_);
+    for (task_record* r : plan.exhausted)
+      fail(*r, std::make_exception_ptr(actor_died(cause + r->attempts_note())));
+    auto rec = a.constructor_call(next_task_id_++, new_state(), [&](object_block* b) { seg_.add_ref(b); });
+    a.constructed = rec->result;
+    task_record* r = tasks_.insert(std::move(rec));
+    r->owner = this;
+    a.queue.push_front(r);
+    start_process(slot);
+    pump_actor(a);
+  }
+
+  orchestrator_config cfg_;
+  segment& seg_;
+  transport& transport_;
+  task_table tasks_;
+  actor_table actors_;
+  object_spiller spiller_;
+  block_ledger ledger_;
+  reply_router router_;
+  call_sender sender_;
+  std::vector<std::uint64_t> slot_actor_;      // the actor living in each slot; 0 for none
+  std::unordered_set<std::uint64_t> backlog_;  // actors whose mailbox was full
+  std::uint64_t next_task_id_ = 1;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE

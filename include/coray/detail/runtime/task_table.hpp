@@ -1,0 +1,178 @@
+#pragma once
+/// The orchestrator's table of live calls: one record per call from submission until its
+/// outcome is settled and forwarded, and the run queue of task calls ready to go to a
+/// worker. It decides nothing about processes; it keeps what the orchestrator needs to.
+
+#include <coray/detail/runtime/call_message.hpp>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// One call the driver tracks: a task call, an actor method call or an actor's construction.
+struct task_record {
+  std::uint64_t id = 0;
+  std::uint64_t fn_id = 0;
+  std::string_view name;
+  std::uint32_t nargs = 0;
+  std::vector<std::byte> args;
+  std::vector<state_ptr> deps;
+  std::vector<object_block*> blocks;  // one reference each, released when the call ends
+  std::vector<std::uint64_t> actors;  // actor handles in the arguments (kept alive)
+  state_ptr result;
+  std::uint32_t pending_deps = 0;
+  bool failed_dep = false;
+  std::uint64_t actor = 0;  // the actor it calls; 0 for a task
+  bool construct = false;
+  std::uint32_t max_concurrency = 1;
+  int submitter = -1;  // slot of the process that made this nested call, -1 for the driver
+  std::uint32_t submitter_generation = 0;
+  std::uint64_t dispatch_seq = 0;  // its place among the calls sent to its process
+  int worker = -1;                 // the task worker it was sent to
+  int max_retries = 0;
+  std::uint64_t retry_matcher = 0;
+  int attempt = 1;
+  bool cancelled = false;
+  bool pinned = false;              // its store arguments are pinned (see pin_deps)
+  object_block* message = nullptr;  // the sent message, when it needed a block
+  void* owner = nullptr;            // the orchestrator, for dependency callbacks
+
+  /// The record of a call as submitted; the spec's blocks and dependencies move in.
+  static std::unique_ptr<task_record> from(std::uint64_t id, task_spec&& spec, state_ptr result) {
+    auto r = std::make_unique<task_record>();
+    r->id = id;
+    r->fn_id = spec.fn_id;
+    r->name = spec.name;
+    r->nargs = spec.nargs;
+    r->args = std::move(spec.args);
+    r->deps = std::move(spec.deps);
+    r->blocks = std::move(spec.blocks);
+    r->actor = spec.target_actor;
+    r->actors = std::move(spec.actors);
+    r->max_retries = spec.max_retries;
+    r->retry_matcher = spec.retry_matcher;
+    r->result = std::move(result);
+    return r;
+  }
+
+  /// A label for messages: the function's name, or "a task".
+  std::string_view label() const noexcept { return name.empty() ? "a task" : name; }
+  /// " (attempt N of M)" when retries are allowed, else nothing.
+  std::string attempts_note() const {
+    return max_retries > 0 ? " (attempt " + std::to_string(attempt) + " of " +
+                                 std::to_string(max_retries + 1) + ")"
+                           : std::string();
+  }
+};
+
+/// Live calls by id, the task calls ready to run in the order they became ready, and the
+/// calls sent to each task worker.
+class task_table {
+ public:
+  explicit task_table(std::uint32_t workers = 0) : workers_(workers) {}
+
+  task_record* insert(std::unique_ptr<task_record> r) {
+    task_record* p = r.get();
+    records_.emplace(p->id, std::move(r));
+    return p;
+  }
+  task_record* find(std::uint64_t id) const noexcept {
+    auto it = records_.find(id);
+    return it == records_.end() ? nullptr : it->second.get();
+  }
+  bool contains(std::uint64_t id) const noexcept { return records_.count(id) != 0; }
+  /// Takes the record out; the caller releases what it holds.
+  std::unique_ptr<task_record> remove(std::uint64_t id) {
+    auto it = records_.find(id);
+    if (it == records_.end()) return nullptr;
+    auto r = std::move(it->second);
+    records_.erase(it);
+    return r;
+  }
+  std::size_t size() const noexcept { return records_.size(); }
+  void clear() {
+    runnable.clear();
+    records_.clear();
+  }
+
+  /// Counts `r`'s dependencies: those failed settle its result with the first error, those
+  /// pending get `on_ready(ctx = r)` as a waiter. Returns how many are pending.
+  static std::uint32_t watch_dependencies(task_record& r, void (*on_ready)(void*, object_state&)) {
+    for (auto& d : r.deps) {
+      if (d->st == object_state::status::failed) {
+        if (!r.failed_dep) r.result->set_error(d->error);
+        r.failed_dep = true;
+      } else if (d->st == object_state::status::pending) {
+        ++r.pending_deps;
+        d->waiters.push_back({on_ready, &r});
+      }
+    }
+    return r.pending_deps;
+  }
+
+  /// Task calls ready to be sent to a worker, oldest first.
+  std::deque<task_record*> runnable;
+
+  // ---- task workers -------------------------------------------------------------------
+
+  /// Calls sent to worker `slot` and not done, less those it holds suspended (awaiting).
+  std::uint32_t load(std::uint32_t slot, std::uint32_t suspended) const noexcept {
+    const std::uint32_t n = workers_[slot].in_flight;
+    return n > suspended ? n - suspended : 0;
+  }
+  /// `r` was sent to worker `slot`: it takes the next place among the calls sent there.
+  void sent(std::uint32_t slot, task_record& r) {
+    worker_calls& w = workers_[slot];
+    r.dispatch_seq = w.dispatched++;
+    r.worker = static_cast<int>(slot);
+    w.order.emplace_back(r.dispatch_seq, r.id);
+    ++w.in_flight;
+  }
+  /// A call sent to worker `slot` ended (or will be sent again).
+  void done(std::uint32_t slot) {
+    worker_calls& w = workers_[slot];
+    if (w.in_flight) --w.in_flight;
+    while (!w.order.empty() && !contains(w.order.front().second)) w.order.pop_front();
+  }
+
+  /// What becomes of the calls sent to a worker that died, the first `calls_started` of
+  /// which it had started.
+  struct death_plan {
+    std::vector<task_record*> again;    // to run (again) on another worker, in their order
+    std::vector<task_record*> crashed;  // fail with worker_crashed
+  };
+  death_plan worker_died(std::uint32_t slot, std::uint64_t calls_started) {
+    death_plan plan;
+    for (auto& [seq, id] : workers_[slot].order) {
+      task_record* r = find(id);
+      if (!r || r->worker != static_cast<int>(slot) || r->dispatch_seq != seq)
+        continue;  // done, or sent elsewhere since
+      const bool started = seq < calls_started;
+      if (r->cancelled || (started && r->attempt > r->max_retries)) {
+        plan.crashed.push_back(r);
+      } else {
+        if (started) ++r->attempt;  // it ran and died: retried, Ray's max_retries
+        plan.again.push_back(r);
+      }
+    }
+    workers_[slot] = worker_calls{};
+    return plan;
+  }
+
+ private:
+  struct worker_calls {
+    std::uint64_t dispatched = 0;  // calls sent to its current process
+    std::uint32_t in_flight = 0;   // calls sent and not done
+    std::deque<std::pair<std::uint64_t, std::uint64_t>> order;  // (dispatch_seq, call id)
+  };
+  std::unordered_map<std::uint64_t, std::unique_ptr<task_record>> records_;
+  std::vector<worker_calls> workers_;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE

@@ -1,0 +1,105 @@
+#pragma once
+/// The seam between the orchestrator and the processes it schedules onto: "start a process
+/// in this slot, send it this message, tell me what it sent and when it died". The
+/// orchestrator (scheduler.hpp) knows slots, never mailboxes, doorbells or the supervisor;
+/// `shm_transport` (one machine: mailboxes in the segment, processes from the supervisor)
+/// is one implementation, the unit tests' fake is another, and processes on other machines
+/// plug in here without touching scheduling or ownership.
+///
+/// All of it runs on the driver's loop thread.
+
+#include <coray/detail/runtime/wire.hpp>
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <type_traits>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// A non-owning reference to `void(std::byte*)` callable: how a message's writer is passed
+/// through a virtual call without allocating.
+class fill_ref {
+ public:
+  template <class F>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, fill_ref>)
+  fill_ref(F&& f) noexcept  // NOLINT: implicit, like std::function_ref
+      : ctx_(const_cast<void*>(static_cast<const void*>(&f))),
+        fn_([](void* c, std::byte* out) { (*static_cast<std::remove_reference_t<F>*>(c))(out); }) {}
+  void operator()(std::byte* out) const { fn_(ctx_, out); }
+
+ private:
+  void* ctx_;
+  void (*fn_)(void*, std::byte*);
+};
+
+/// How a process ended, as the transport saw it.
+struct process_death {
+  int pid = 0;
+  int wait_status = 0;
+  /// Calls the process had started (taken from its inbox) when it died: the ones sent after
+  /// these never ran.
+  std::uint64_t calls_started = 0;
+};
+
+/// What a transport tells the orchestrator. Called from inside transport::poll.
+class transport_events {
+ public:
+  /// A message from the process in `slot`; `payload` is valid during the call. `carried` is
+  /// the store block a long message came in (its sender's reference passes to the receiver),
+  /// or null.
+  virtual void on_message(std::uint32_t slot, msg_kind kind, std::span<const std::byte> payload,
+                          object_block* carried) = 0;
+  /// The process in `slot` died. Every message it sent before dying was delivered first.
+  virtual void on_death(std::uint32_t slot, const process_death& how) = 0;
+  /// No process can be started any more (the supervisor is gone); `why` says so in words.
+  /// The deaths of the processes it took along are reported first.
+  virtual void on_lost(const std::string& why) = 0;
+
+ protected:
+  ~transport_events() = default;
+};
+
+class transport {
+ public:
+  virtual ~transport() = default;
+
+  // ---- processes ----------------------------------------------------------------------
+  /// Starts a process in `slot` with empty mailboxes (a first one, or a replacement).
+  virtual void start(std::uint32_t slot) = 0;
+  /// The slot has no process any more and will have none until start(): frees its mailboxes.
+  virtual void close(std::uint32_t slot) = 0;
+  /// Kills the slot's process (SIGKILL); its death is reported as any other.
+  virtual void kill(std::uint32_t slot) = 0;
+  /// False once the slot's process is known dead (calls must not be sent to it).
+  virtual bool alive(std::uint32_t slot) const = 0;
+  /// The slot's process id; 0 while it starts.
+  virtual int pid(std::uint32_t slot) const = 0;
+  /// Coroutines the slot's process holds suspended: calls that do not occupy it.
+  virtual std::uint32_t suspended(std::uint32_t slot) const = 0;
+  /// False once no process can be started (the supervisor is gone).
+  virtual bool can_start() const = 0;
+  /// Asks the slots' processes' deaths to be awaited for up to `grace` (at teardown: idle
+  /// actors told to shut down run their destructors). Reports nothing.
+  virtual void await_exit(std::span<const std::uint32_t> slots, std::chrono::milliseconds grace) = 0;
+
+  // ---- messages -----------------------------------------------------------------------
+  /// Largest message send() takes without a carrier block.
+  virtual std::size_t max_message_bytes() const = 0;
+  /// Sends `size` bytes written by `fill` to the slot's process. False when its inbox has no
+  /// room now: the transport remembers to wake the driver when room frees.
+  virtual bool send(std::uint32_t slot, msg_kind kind, std::size_t size, fill_ref fill) = 0;
+  /// Sends a message whose payload lies in `carrier` (longer than max_message_bytes()). The
+  /// sender keeps its reference to the block until the message is no longer needed.
+  virtual bool send_carried(std::uint32_t slot, msg_kind kind, object_block* carrier) = 0;
+
+  // ---- the loop -----------------------------------------------------------------------
+  /// Delivers what arrived (messages, then deaths) to `to`; true if anything did.
+  virtual bool poll(transport_events& to) = 0;
+  /// Sleeps until something may have arrived, at most `limit`; reports a lost supervisor.
+  virtual void sleep(std::chrono::nanoseconds limit, transport_events& to) = 0;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE

@@ -1,0 +1,318 @@
+// The orchestrator's decisions, step by step, with a fake transport: no process is started,
+// every message it sends is recorded, and the test plays the processes' replies and deaths.
+// (CAF tests its actors the same way, with a deterministic test coordinator.)
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <coray/detail/runtime/orchestrator.hpp>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace ray::detail;
+
+/// A transport that records what it is asked and never delivers anything by itself.
+class fake_transport final : public transport {
+ public:
+  struct sent_message {
+    std::uint32_t slot;
+    msg_kind kind;
+    std::vector<std::byte> bytes;
+
+    task_header header() const {
+      task_header h;
+      std::memcpy(&h, bytes.data(), sizeof h);
+      return h;
+    }
+    /// The call's first argument, an int sent inline.
+    int int_argument() const {
+      call_reader r(std::span<const std::byte>(bytes).subspan(sizeof(task_header)));
+      auto [e, payload] = r.next();
+      REQUIRE(e.tag == arg_entry::inline_value);
+      int v;
+      std::memcpy(&v, payload, sizeof v);
+      return v;
+    }
+  };
+
+  void start(std::uint32_t slot) override {
+    started.push_back(slot);
+    alive_[slot] = true;
+  }
+  void close(std::uint32_t slot) override {
+    closed.push_back(slot);
+    alive_.erase(slot);
+  }
+  void kill(std::uint32_t slot) override { killed.push_back(slot); }
+  bool alive(std::uint32_t slot) const override {
+    auto it = alive_.find(slot);
+    return it != alive_.end() && it->second;
+  }
+  int pid(std::uint32_t slot) const override { return 1000 + static_cast<int>(slot); }
+  std::uint32_t suspended(std::uint32_t) const override { return 0; }
+  bool can_start() const override { return can_start_; }
+  void await_exit(std::span<const std::uint32_t>, std::chrono::milliseconds) override {}
+  std::size_t max_message_bytes() const override { return 120 * 1024; }
+  bool send(std::uint32_t slot, msg_kind kind, std::size_t size, fill_ref fill) override {
+    REQUIRE_MESSAGE(alive_.count(slot), "a message to a slot whose process was never started");
+    if (!room) return false;
+    sent_message m{slot, kind, std::vector<std::byte>(size)};
+    fill(m.bytes.data());
+    sent.push_back(std::move(m));
+    return true;
+  }
+  bool send_carried(std::uint32_t, msg_kind, object_block*) override { return false; }
+  bool poll(transport_events&) override { return false; }
+  void sleep(std::chrono::nanoseconds, transport_events&) override {}
+
+  /// Marks the slot's process dead (as the supervisor's report would).
+  void die(std::uint32_t slot) { alive_[slot] = false; }
+  /// The calls (run_task or construct) sent so far, oldest first.
+  std::vector<sent_message> calls() const {
+    std::vector<sent_message> out;
+    for (auto& m : sent)
+      if (m.kind == msg_kind::run_task || m.kind == msg_kind::construct) out.push_back(m);
+    return out;
+  }
+
+  std::vector<sent_message> sent;
+  std::vector<std::uint32_t> started, closed, killed;
+  bool room = true;
+  bool can_start_ = true;
+
+ private:
+  std::map<std::uint32_t, bool> alive_;
+};
+
+/// An orchestrator over a small real segment (blocks are real) and the fake transport.
+struct fixture {
+  explicit fixture(std::uint32_t workers = 1, std::uint32_t in_flight = 2, std::uint32_t actors = 2) {
+    seg.create(4 << 20);
+    orch.emplace(orchestrator_config{workers, actors, in_flight, 0xC0FFEE, {}}, seg, net);
+    orch->start_workers();
+  }
+
+  /// A call of function 42 with one int argument (and `deps` as dependencies).
+  static task_spec call(int arg, int max_retries = 0) {
+    task_spec spec;
+    spec.fn_id = 42;
+    spec.name = "f";
+    spec.max_retries = max_retries;
+    spec.add_inline(sizeof arg, [&](std::byte* out) { std::memcpy(out, &arg, sizeof arg); });
+    return spec;
+  }
+
+  /// Plays the reply of the process in `slot` to call `id`: an int value.
+  void reply(std::uint32_t slot, std::uint64_t id, int value) {
+    std::vector<std::byte> payload(sizeof(result_header) + sizeof value);
+    result_header h{id, result_header::value_inline, sizeof value, 0, 0};
+    std::memcpy(payload.data(), &h, sizeof h);
+    std::memcpy(payload.data() + sizeof h, &value, sizeof value);
+    orch->on_message(slot, msg_kind::task_done, payload, nullptr);
+    orch->service();
+  }
+
+  /// Plays the death of the process in `slot` after it had started `started` calls.
+  void kill(std::uint32_t slot, std::uint64_t started) {
+    net.die(slot);
+    orch->on_death(slot, {1000 + static_cast<int>(slot), SIGKILL, started});
+    orch->service();
+  }
+
+  static int value(const state_ptr& s) {
+    REQUIRE(s->st == object_state::status::ready);
+    int v;
+    std::memcpy(&v, s->bytes.data(), sizeof v);
+    return v;
+  }
+  template <class E>
+  static std::string error_of(const state_ptr& s) {
+    REQUIRE(s->st == object_state::status::failed);
+    try {
+      std::rethrow_exception(s->error);
+    } catch (const E& e) {
+      return e.what();
+    } catch (...) {
+      FAIL("the error has another type");
+    }
+    return {};
+  }
+
+  segment seg;
+  fake_transport net;
+  std::optional<orchestrator> orch;
+};
+
+}  // namespace
+
+TEST_CASE("calls go to the worker in submission order, at most the in-flight limit at a time") {
+  fixture f(1, 2);
+  CHECK(f.net.started == std::vector<std::uint32_t>{0});
+  auto a = f.orch->submit(fixture::call(1));
+  auto b = f.orch->submit(fixture::call(2));
+  auto c = f.orch->submit(fixture::call(3));
+  auto calls = f.net.calls();
+  REQUIRE(calls.size() == 2);
+  CHECK(calls[0].int_argument() == 1);
+  CHECK(calls[1].int_argument() == 2);
+  CHECK(c->st == object_state::status::pending);
+
+  f.reply(0, calls[0].header().task_id, 10);
+  CHECK(fixture::value(a) == 10);
+  calls = f.net.calls();
+  REQUIRE(calls.size() == 3);  // room for the third
+  CHECK(calls[2].int_argument() == 3);
+  f.reply(0, calls[1].header().task_id, 20);
+  f.reply(0, calls[2].header().task_id, 30);
+  CHECK(fixture::value(b) == 20);
+  CHECK(fixture::value(c) == 30);
+  CHECK(f.orch->tasks().size() == 0);
+}
+
+TEST_CASE("a call waits for the object it depends on and is sent with its value") {
+  fixture f;
+  auto first = f.orch->submit(fixture::call(5));
+  task_spec second = fixture::call(6);
+  second.add_dependency(first);
+  auto result = f.orch->submit(std::move(second));
+  REQUIRE(f.net.calls().size() == 1);  // the dependent call is held back
+
+  f.reply(0, f.net.calls()[0].header().task_id, 55);
+  auto calls = f.net.calls();
+  REQUIRE(calls.size() == 2);
+  call_reader r(std::span<const std::byte>(calls[1].bytes).subspan(sizeof(task_header)));
+  (void)r.next();  // the int
+  auto [e, payload] = r.next();
+  CHECK(e.tag == arg_entry::inline_value);  // the dependency became its value
+  int v;
+  std::memcpy(&v, payload, sizeof v);
+  CHECK(v == 55);
+  CHECK(result->st == object_state::status::pending);
+}
+
+TEST_CASE("a call whose dependency failed fails with that error without being sent") {
+  fixture f;
+  auto dep = state_ptr::adopt(new object_state);
+  task_spec spec = fixture::call(1);
+  spec.add_dependency(dep);
+  auto result = f.orch->submit(std::move(spec));
+  dep->set_error(std::make_exception_ptr(ray::codec_error("bad bytes")));
+  CHECK(fixture::error_of<ray::codec_error>(result) == "bad bytes");
+  CHECK(f.net.calls().empty());
+  CHECK(f.orch->tasks().size() == 0);
+}
+
+TEST_CASE("a worker's death retries the call it was running and resends the ones it had not started") {
+  fixture f(1, 3);
+  auto a = f.orch->submit(fixture::call(1, /*max_retries=*/1));
+  auto b = f.orch->submit(fixture::call(2, /*max_retries=*/0));
+  REQUIRE(f.net.calls().size() == 2);
+
+  f.kill(0, /*started=*/1);  // running a, b still in its inbox
+  CHECK(f.net.started == std::vector<std::uint32_t>{0, 0});  // replaced
+  auto calls = f.net.calls();
+  REQUIRE(calls.size() == 4);  // both sent again, in their order
+  CHECK(calls[2].int_argument() == 1);
+  CHECK(calls[3].int_argument() == 2);
+
+  f.kill(0, /*started=*/2);  // both ran this time: a's budget is spent, b never had one
+  CHECK(fixture::error_of<ray::worker_crashed>(a).find("attempt 2 of 2") != std::string::npos);
+  auto why = fixture::error_of<ray::worker_crashed>(b);
+  CHECK(why.find("worker 0 (pid 1000)") != std::string::npos);
+  CHECK(why.find("SIGKILL") != std::string::npos);
+  CHECK(f.orch->tasks().size() == 0);
+}
+
+TEST_CASE("a cancelled call that has not been sent never runs") {
+  fixture f(1, 1);
+  auto a = f.orch->submit(fixture::call(1));
+  auto b = f.orch->submit(fixture::call(2));
+  f.orch->cancel_call(b->id, false);
+  CHECK(fixture::error_of<ray::cancelled>(b).find("f was cancelled") != std::string::npos);
+  f.reply(0, f.net.calls()[0].header().task_id, 1);
+  CHECK(f.net.calls().size() == 1);
+  CHECK(fixture::value(a) == 1);
+}
+
+TEST_CASE("an actor is rebuilt after a crash, its calls kept in order, until max_restarts is spent") {
+  fixture f(1, 2, 2);
+  actor_spawn_request req;
+  req.constructor = fixture::call(7);
+  req.type_name = "counter";
+  req.max_restarts = 1;
+  const std::uint64_t id = f.orch->spawn_actor(std::move(req));
+  f.orch->actor_ref(id, +1);  // the caller's handle
+  const std::uint32_t slot = f.net.started.back();
+  CHECK(slot >= 1);  // actor slots follow the task workers'
+  task_spec m1 = fixture::call(100);
+  m1.target_actor = id;
+  task_spec m2 = fixture::call(200);
+  m2.target_actor = id;
+  auto r1 = f.orch->submit(std::move(m1));
+  auto r2 = f.orch->submit(std::move(m2));
+  auto calls = f.net.calls();
+  REQUIRE(calls.size() == 3);
+  CHECK(calls[0].kind == msg_kind::construct);
+  CHECK(calls[1].int_argument() == 100);
+  CHECK(calls[2].int_argument() == 200);
+
+  f.reply(slot, calls[0].header().task_id, 0);  // constructed
+  f.kill(slot, /*started=*/1);                  // died running the first method call
+  calls = f.net.calls();
+  REQUIRE(calls.size() == 5);
+  CHECK(calls[3].kind == msg_kind::construct);  // built again in the same slot
+  CHECK(calls[3].slot == slot);
+  CHECK(calls[4].int_argument() == 200);  // the call it had not started; the started one
+  CHECK(fixture::error_of<ray::actor_died>(r1).find("counter (pid") != std::string::npos);
+
+  f.kill(slot, /*started=*/0);  // no restart left
+  CHECK(fixture::error_of<ray::actor_died>(r2).find("SIGKILL") != std::string::npos);
+  CHECK(f.net.closed == std::vector<std::uint32_t>{slot});
+  task_spec later = fixture::call(300);
+  later.target_actor = id;
+  auto r3 = f.orch->submit(std::move(later));
+  CHECK(r3->st == object_state::status::failed);  // later calls fail at once
+}
+
+TEST_CASE("an actor ends once its last handle goes and its queued calls are done") {
+  fixture f;
+  actor_spawn_request req;
+  req.constructor = fixture::call(0);
+  req.type_name = "t";
+  req.name = "named";
+  const std::uint64_t id = f.orch->spawn_actor(std::move(req));
+  f.orch->actor_ref(id, +1);
+  CHECK(f.orch->lookup_actor("named").id == id);
+  f.orch->actor_ref(id, -1);
+  CHECK(f.orch->lookup_actor("named").id == 0);  // a closing actor is not found by name
+  const std::uint32_t slot = f.net.started.back();
+  f.reply(slot, f.net.calls()[0].header().task_id, 0);
+  REQUIRE(!f.net.sent.empty());
+  CHECK(f.net.sent.back().kind == msg_kind::shutdown);
+}
+
+TEST_CASE("a full inbox holds calls back until the transport has room again") {
+  fixture f(1, 4);
+  f.net.room = false;
+  auto a = f.orch->submit(fixture::call(1));
+  CHECK(f.net.calls().empty());
+  f.net.room = true;
+  f.orch->service();
+  REQUIRE(f.net.calls().size() == 1);
+  CHECK(f.net.calls()[0].int_argument() == 1);
+}
+
+TEST_CASE("when no process can be started any more, waiting calls fail with worker_crashed") {
+  fixture f(1, 1);
+  auto a = f.orch->submit(fixture::call(1));
+  auto b = f.orch->submit(fixture::call(2));
+  f.net.die(0);
+  f.net.can_start_ = false;
+  f.orch->on_lost("coray: the supervisor process was killed by SIGKILL");
+  CHECK(fixture::error_of<ray::worker_crashed>(b).find("supervisor") != std::string::npos);
+  CHECK_THROWS_AS(f.orch->submit(fixture::call(3)), ray::worker_crashed);
+}
