@@ -873,7 +873,7 @@ class driver final : public process {
           break;
         default: {
           wire_error e = decode<wire_error>(body);
-          if (r.attempt > 1) std::get<2>(e) += attempts_note(r);
+          if (r.attempt > 1) e.what += attempts_note(r);
           r.result->set_error(to_exception(e));
           break;
         }

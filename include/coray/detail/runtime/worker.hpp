@@ -5,6 +5,7 @@
 /// other. An actor first receives `construct`, then runs method calls in arrival order, at
 /// most max_concurrency at once (only coroutine methods overlap).
 
+#include <fmt/format.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -94,7 +95,7 @@ class worker final : public process {
         } else {
           for (std::uint32_t i = 0; i < e.len; ++i)
             if (!spec.deps[e.ref + i]->id)
-              throw ray::runtime_error(
+              throw usage_error(
                   "coray: a list of refs mixing values put in a task with pending results cannot "
                   "be passed from a task yet");
           size += pad16(e.len * sizeof(std::uint64_t));
@@ -353,10 +354,12 @@ class worker final : public process {
     std::memcpy(&h, payload.data(), sizeof h);
     const registered_function* fn = find_function(h.fn_id);
     if (!fn) {
-      reply_error(h.task_id, {std::uint8_t(error_kind::runtime_error), "",
-                              "coray: no function with id " + std::to_string(h.fn_id) +
-                                  " is registered in the worker (is it the same program?)",
-                              ""});
+      reply_error(h.task_id,
+                  describe_exception(std::make_exception_ptr(usage_error(fmt::format(
+                                         "coray: no function with id {} is registered in the "
+                                         "worker (is it the same program?)",
+                                         h.fn_id))),
+                                     ""));
       return false;
     }
     invocation inv{*this,     h.task_id,      payload.subspan(sizeof h), h.nargs, fn->name,
