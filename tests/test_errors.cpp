@@ -128,10 +128,8 @@ TEST_CASE("a user's subclass of a coray error arrives as the coray error it deri
 TEST_CASE("a retried coray error keeps its type and says which attempt failed") {
   ray::runtime rt({.num_workers = 1});
   auto ref =
-      ray::task<queue_empty_every_time>.options({.max_retries = 1, .retry_exceptions = true})
-          .remote();
-  CHECK_THROWS_WITH_AS(ray::get(ref).get(), doctest::Contains("attempt 2 of 2"),
-                       ray::queue_empty);
+      ray::task<queue_empty_every_time>.options({.max_retries = 1, .retry_exceptions = true}).remote();
+  CHECK_THROWS_WITH_AS(ray::get(ref).get(), doctest::Contains("attempt 2 of 2"), ray::queue_empty);
 }
 
 TEST_CASE("usage errors are ray::usage_error and still ray::runtime_error") {
