@@ -354,12 +354,10 @@ class worker final : public process {
     std::memcpy(&h, payload.data(), sizeof h);
     const registered_function* fn = find_function(h.fn_id);
     if (!fn) {
-      reply_error(h.task_id,
-                  describe_exception(std::make_exception_ptr(usage_error(fmt::format(
-                                         "coray: no function with id {} is registered in the "
-                                         "worker (is it the same program?)",
-                                         h.fn_id))),
-                                     ""));
+      const usage_error e(fmt::format(
+          "coray: no function with id {} is registered in the worker (is it the same program?)",
+          h.fn_id));
+      reply_error(h.task_id, describe_exception(std::make_exception_ptr(e), ""));
       return false;
     }
     invocation inv{*this,     h.task_id,      payload.subspan(sizeof h), h.nargs, fn->name,
