@@ -90,7 +90,8 @@ class fake_transport final : public transport {
 
 /// An orchestrator over a small real segment (blocks are real) and the fake transport.
 struct fixture {
-  explicit fixture(std::uint32_t workers = 1, std::uint32_t in_flight = 2, std::uint32_t actors = 2) {
+  explicit fixture(std::uint32_t workers = 1, std::uint32_t in_flight = 2,
+                   std::uint32_t actors = 2) {
     seg.create(4 << 20);
     orch.emplace(orchestrator_config{workers, actors, in_flight, 0xC0FFEE, {}}, seg, net);
     orch->start_workers();
@@ -206,13 +207,14 @@ TEST_CASE("a call whose dependency failed fails with that error without being se
   CHECK(f.orch->tasks().size() == 0);
 }
 
-TEST_CASE("a worker's death retries the call it was running and resends the ones it had not started") {
+TEST_CASE(
+    "a worker's death retries the call it was running and resends the ones it had not started") {
   fixture f(1, 3);
   auto a = f.orch->submit(fixture::call(1, /*max_retries=*/1));
   auto b = f.orch->submit(fixture::call(2, /*max_retries=*/0));
   REQUIRE(f.net.calls().size() == 2);
 
-  f.kill(0, /*started=*/1);  // running a, b still in its inbox
+  f.kill(0, /*started=*/1);                                  // running a, b still in its inbox
   CHECK(f.net.started == std::vector<std::uint32_t>{0, 0});  // replaced
   auto calls = f.net.calls();
   REQUIRE(calls.size() == 4);  // both sent again, in their order
@@ -238,7 +240,8 @@ TEST_CASE("a cancelled call that has not been sent never runs") {
   CHECK(fixture::value(a) == 1);
 }
 
-TEST_CASE("an actor is rebuilt after a crash, its calls kept in order, until max_restarts is spent") {
+TEST_CASE(
+    "an actor is rebuilt after a crash, its calls kept in order, until max_restarts is spent") {
   fixture f(1, 2, 2);
   actor_spawn_request req;
   req.constructor = fixture::call(7);

@@ -115,5 +115,5 @@ TEST_CASE("actor_process gives an actor's pid while it runs and its exit code on
 TEST_CASE("introspection is the driver's: elsewhere it fails with a clear error") {
   ray::runtime rt({.num_workers = 1});
   CHECK_THROWS_WITH_AS(ray::get(ray::task<workers_from_a_task>.remote()).get(),
-                       doctest::Contains("only available in the driver"), ray::task_error);
+                       doctest::Contains("only available in the driver"), ray::usage_error);
 }

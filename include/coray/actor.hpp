@@ -13,6 +13,8 @@
 ///   ray::actor<counter> c = ray::spawn<counter>(10);
 ///   int v = ray::get(c.call<&counter::incr>(5));   // 15
 
+#include <fmt/format.h>
+
 #include <coray/detail/runtime/actor_state.hpp>
 #include <coray/detail/runtime/driver.hpp>
 #include <coray/task.hpp>
@@ -37,11 +39,6 @@ struct actor_options {
   /// How many times a call that was running when the actor died is run again on the
   /// rebuilt actor (else it fails with actor_died).
   int max_task_retries = 0;
-};
-
-/// No live actor has the name given to ray::get_actor, or it is of another type.
-struct actor_not_found : error {
-  using error::error;
 };
 
 namespace detail {
@@ -127,7 +124,7 @@ class actor {
                       "parameter: pass the "
                       "parameter's type, a value convertible to it, or an object_ref of it");
         if constexpr (fits) {
-          if (!p_) throw ray::runtime_error("actor<T>.call: the actor handle is empty");
+          if (!p_) throw usage_error("actor<T>.call: the actor handle is empty");
           auto& p = detail::process::require();
           auto spec = detail::make_call<Method>(p, std::forward<A>(args)...);
           spec.target_actor = p_.get()->id;
@@ -210,10 +207,10 @@ actor<T> get_actor(std::string_view name) {
   auto& p = detail::process::require();
   auto info = p.lookup_actor(name);
   if (!info.id)
-    throw actor_not_found("ray::get_actor: no live actor is named '" + std::string(name) + "'");
+    throw actor_not_found(fmt::format("ray::get_actor: no live actor is named '{}'", name));
   if (info.type_id != detail::actor_type_id<T>)
-    throw actor_not_found("ray::get_actor: the actor named '" + std::string(name) + "' is not a " +
-                          std::string(detail::type_name<T>()));
+    throw actor_not_found(fmt::format("ray::get_actor: the actor named '{}' is not a {}", name,
+                                      detail::type_name<T>()));
   return actor<T>(p.make_actor_handle(info.id));
 }
 

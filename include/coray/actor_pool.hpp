@@ -14,6 +14,8 @@
 /// independent of submit/get_next. Driver only, from the loop's thread. Destroying the pool
 /// waits for the calls it sent; the actors live on while other handles to them exist.
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <coray/actor.hpp>
 #include <coray/detail/mp/dispatcher.hpp>
@@ -82,8 +84,7 @@ class actor_pool {
   template <class R>
   R get_next(std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
     state& s = *s_;
-    if (s.submitted.empty())
-      throw ray::runtime_error("ray::actor_pool::get_next: no pending results");
+    if (s.submitted.empty()) throw usage_error("ray::actor_pool::get_next: no pending results");
     auto it = s.submitted.begin();
     wait(timeout, [&] { return it->second.result->settled(); });
     return take<R>(it);
@@ -94,7 +95,7 @@ class actor_pool {
   R get_next_unordered(std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
     state& s = *s_;
     if (s.submitted.empty())
-      throw ray::runtime_error("ray::actor_pool::get_next_unordered: no pending results");
+      throw usage_error("ray::actor_pool::get_next_unordered: no pending results");
     auto first_settled = [&] {
       while (!s.settled.empty() && !s.submitted.count(s.settled.front())) s.settled.pop_front();
       return !s.settled.empty();
@@ -124,7 +125,7 @@ class actor_pool {
   }
   /// Adds an actor to the pool; it takes waiting calls at once.
   void push(actor<T> a) {
-    if (!a.valid()) throw ray::runtime_error("ray::actor_pool: an empty actor handle");
+    if (!a.valid()) throw usage_error("ray::actor_pool: an empty actor handle");
     s_->disp.add(s_->d.make_actor_handle(a.id()));
   }
 
@@ -151,7 +152,7 @@ class actor_pool {
                       "ray::actor_pool<T>: an argument does not match the method's parameter");
         if constexpr (fits) {
           if (!s_->disp.runtime_alive())
-            throw ray::runtime_error("ray::actor_pool: its runtime has ended");
+            throw usage_error("ray::actor_pool: its runtime has ended");
           return detail::make_call<Method>(s_->d, std::forward<A>(args)...);
         }
       }
@@ -209,8 +210,8 @@ class actor_pool {
   template <class R>
   R take(typename std::map<std::uint64_t, entry>::iterator it) {
     if (it->second.type != detail::type_name<R>())
-      throw ray::runtime_error("ray::actor_pool::get_next<" + std::string(detail::type_name<R>()) +
-                               ">: the next result is a " + std::string(it->second.type));
+      throw usage_error(fmt::format("ray::actor_pool::get_next<{}>: the next result is a {}",
+                                    detail::type_name<R>(), it->second.type));
     detail::state_ptr result = std::move(it->second.result);
     s_->submitted.erase(it);
     return detail::read_value<R>(*result);

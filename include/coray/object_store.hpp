@@ -7,6 +7,8 @@
 ///   auto view = co_await ray::get_view(img);                    // in place, no copy
 ///   auto [ready, pending] = co_await ray::wait(refs, {.num_returns = 1});
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <coray/codec.hpp>
 #include <coray/detail/runtime/process.hpp>
@@ -129,7 +131,7 @@ class [[nodiscard]] get_awaitable<void> : public detail::state_awaiter {
 /// The value of `ref`, decoded into a T of this process.
 template <class T>
 get_awaitable<T> get(const object_ref<T>& ref) {
-  if (!ref.valid()) throw ray::runtime_error("ray::get: the object_ref is empty");
+  if (!ref.valid()) throw usage_error("ray::get: the object_ref is empty");
   return get_awaitable<T>(ref.state());
 }
 
@@ -189,7 +191,7 @@ class [[nodiscard]] get_all_awaitable {
 template <class T>
 get_all_awaitable<T> get(std::vector<object_ref<T>> refs) {
   for (auto& r : refs)
-    if (!r.valid()) throw ray::runtime_error("ray::get: an object_ref is empty");
+    if (!r.valid()) throw usage_error("ray::get: an object_ref is empty");
   return get_all_awaitable<T>(std::move(refs));
 }
 
@@ -237,7 +239,7 @@ class [[nodiscard]] get_view_awaitable : public detail::state_awaiter {
 template <class T>
 get_view_awaitable<T> get_view(const object_ref<T>& ref) {
   (void)sizeof(typename detail::view_of<T>::type);
-  if (!ref.valid()) throw ray::runtime_error("ray::get_view: the object_ref is empty");
+  if (!ref.valid()) throw usage_error("ray::get_view: the object_ref is empty");
   return get_view_awaitable<T>(ref.state());
 }
 
@@ -289,8 +291,7 @@ class object_buffer {
   /// The finished object; the buffer is empty afterwards.
   object_ref<std::vector<E>> seal() && {
     if (!s_)
-      throw ray::runtime_error(
-          "ray::object_buffer::seal: the buffer was already sealed or moved from");
+      throw usage_error("ray::object_buffer::seal: the buffer was already sealed or moved from");
     s_->st = detail::object_state::status::ready;
     data_ = nullptr;
     size_ = 0;
@@ -320,8 +321,7 @@ object_buffer<E> put_buffer(std::size_t n) {
   const std::size_t offset =
       sizeof(std::uint64_t) + detail::padding_for(sizeof(std::uint64_t), detail::wire_align_v<E>);
   if (n > (std::numeric_limits<std::size_t>::max() - offset) / sizeof(E))
-    throw ray::runtime_error("ray::put_buffer: " + std::to_string(n) +
-                             " elements do not fit in memory");
+    throw usage_error(fmt::format("ray::put_buffer: {} elements do not fit in memory", n));
   const std::size_t size = offset + n * sizeof(E);
   auto s = detail::make_state();
   std::byte* out = detail::reserve_value(p, *s, size).data();  // pending until sealed
@@ -470,9 +470,8 @@ class [[nodiscard]] timed_get_awaitable {
   T finish(const wait_result<T>& w) {
     if (w.ready.empty())
       throw get_timeout(
-          "ray::get: the object was not ready within " +
-          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(timeout_).count()) +
-          " ms");
+          fmt::format("ray::get: the object was not ready within {} ms",
+                      std::chrono::duration_cast<std::chrono::milliseconds>(timeout_).count()));
     return detail::read_value<T>(*ref_.state());
   }
   object_ref<T> ref_;
@@ -483,7 +482,7 @@ class [[nodiscard]] timed_get_awaitable {
 /// The value of `ref`, waiting at most `opts.timeout` (then ray::get_timeout).
 template <class T>
 timed_get_awaitable<T> get(const object_ref<T>& ref, get_options opts) {
-  if (!ref.valid()) throw ray::runtime_error("ray::get: the object_ref is empty");
+  if (!ref.valid()) throw usage_error("ray::get: the object_ref is empty");
   return timed_get_awaitable<T>(ref, opts.timeout.value_or(std::chrono::nanoseconds::max()));
 }
 
@@ -498,8 +497,7 @@ struct cancel_options {
 template <class T>
 void cancel(const object_ref<T>& ref, cancel_options opts = {}) {
   auto& p = detail::process::require();
-  if (!p.is_driver())
-    throw ray::runtime_error("ray::cancel is only available in the driver process");
+  if (!p.is_driver()) throw usage_error("ray::cancel is only available in the driver process");
   if (ref.valid() && ref.state()->id) p.cancel_call(ref.state()->id, opts.force);
 }
 

@@ -22,6 +22,8 @@
 /// initializer itself fails, the pool's calls fail with actor_died carrying its error.
 /// Destroying the pool waits for the work submitted to it (close() and join()).
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <coray/actor.hpp>
 #include <coray/detail/mp/dispatcher.hpp>
@@ -265,9 +267,9 @@ class pool {
   }
 
   void require_open(const char* what) const {
-    if (closed_) throw ray::runtime_error(std::string(what) + ": the pool is closed");
+    if (closed_) throw usage_error(fmt::format("{}: the pool is closed", what));
     if (!disp_.runtime_alive())
-      throw ray::runtime_error(std::string(what) + ": the pool's runtime has ended");
+      throw usage_error(fmt::format("{}: the pool's runtime has ended", what));
   }
 
   std::size_t chunk_size(std::size_t n, std::size_t requested) const {

@@ -18,6 +18,8 @@
 /// queue's process starts at the handle's first use; create queues in the driver. It ends
 /// when its last handle in any process goes.
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 #include <coray/actor.hpp>
@@ -31,15 +33,6 @@
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
-
-/// A put found the queue full (at once, or after its timeout): Ray's queue.Full.
-struct queue_full : error {
-  using error::error;
-};
-/// A get found the queue empty (at once, or after its timeout): Ray's queue.Empty.
-struct queue_empty : error {
-  using error::error;
-};
 
 template <class T>
 class queue {
@@ -145,7 +138,7 @@ class queue {
   }
 
   queue_full full_error() const {
-    return queue_full("ray::queue: full (maxsize " + std::to_string(maxsize_) + ")");
+    return queue_full(fmt::format("ray::queue: full (maxsize {})", maxsize_));
   }
   static queue_empty empty_error() { return queue_empty("ray::queue: empty"); }
 

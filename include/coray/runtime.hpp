@@ -9,6 +9,8 @@
 ///     return rt.run(amain());
 ///   }
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <coray/async.hpp>
 #include <coray/detail/runtime/local_driver.hpp>
@@ -67,7 +69,7 @@ class runtime {
   runtime(int argc, char** argv, runtime_options opts = {}) {
     detail::enter_worker_if_spawned();
     if (detail::process::current())
-      throw ray::runtime_error("coray: a runtime is already running in this process");
+      throw usage_error("coray: a runtime is already running in this process");
     detail::driver_config cfg;
     cfg.num_workers = opts.num_workers ? opts.num_workers : detail::usable_cores();
     cfg.max_actors = opts.max_actors;
@@ -117,8 +119,7 @@ class runtime {
       std::string_view v(e);
       if (v == "spawn") return start_method::spawn;
       if (v == "fork" || v.empty()) return start_method::fork;
-      throw ray::runtime_error("coray: CORAY_START_METHOD must be fork or spawn, not " +
-                               std::string(v));
+      throw usage_error(fmt::format("coray: CORAY_START_METHOD must be fork or spawn, not {}", v));
     }
     return start_method::fork;
   }
@@ -146,7 +147,7 @@ inline std::unique_ptr<runtime>& global_runtime() {
 
 /// Starts a process-wide runtime (Ray's ray.init()); ray::shutdown() ends it.
 inline void init(runtime_options opts = {}) {
-  if (detail::global_runtime()) throw ray::runtime_error("ray::init: already initialised");
+  if (detail::global_runtime()) throw usage_error("ray::init: already initialised");
   detail::global_runtime() = std::make_unique<runtime>(opts);
 }
 inline void shutdown() { detail::global_runtime().reset(); }

@@ -173,8 +173,7 @@ void add_argument(task_spec& spec, process& p, A&& a) {
     std::vector<state_ptr> refs;
     refs.reserve(a.size());
     for (const auto& r : a) {
-      if (!r.valid())
-        throw ray::runtime_error("ray::task<f>.remote: an object_ref in the list is empty");
+      if (!r.valid()) throw usage_error("ray::task<f>.remote: an object_ref in the list is empty");
       refs.push_back(r.state());
     }
     spec.add_dependency_list(refs, static_cast<std::uint8_t>(pad));

@@ -7,6 +7,7 @@
 //   ./codec_fuzz -max_total_time=600 tests/fuzz/corpus     (fuzz, clang)
 //   ./codec_fuzz --write-corpus tests/fuzz/corpus           (regenerate the seed corpus)
 #include <coray/codec.hpp>
+#include <coray/detail/runtime/wire.hpp>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -37,7 +38,8 @@ struct with_serialize {
     ar(words, flags);
   }
 };
-using wire_error = std::tuple<std::uint8_t, std::string, std::string, std::string>;
+// How an exception crosses processes (kind, type name, what, function, figures).
+using ray::detail::wire_error;
 
 template <class T>
 void try_decode(std::span<const std::byte> bytes) {
@@ -117,9 +119,14 @@ void decode_as(int kind, std::span<const std::byte> b) {
           "r", {{1, 2}, {3, 4}}, std::map<std::string, std::int32_t>{{"k", 7}}, std::string("p")}));
   put(4, ray::encode(record{"", {}, std::nullopt, std::vector<bool>{true, false, true}}));
   put(5, ray::encode(with_serialize{{"one", "two"}, {3, true}}));
-  put(6, ray::encode(wire_error{0, "std::out_of_range", "vector::_M_range_check", "f"}));
+  put(6, ray::encode(wire_error{0, "std::out_of_range", "vector::_M_range_check", "f", {}}));
   put(7, ray::encode(std::vector<double>(40, 0.25)));
   put(8, ray::encode(std::string(100, 'z')));
+  put(6, ray::encode(wire_error{std::uint8_t(ray::detail::error_kind::object_store_full),
+                                "ray::object_store_full",
+                                "object store full",
+                                "f",
+                                {100, 5, 64}}));
   std::printf("wrote %d seeds to %s\n", n, dir.c_str());
 }
 

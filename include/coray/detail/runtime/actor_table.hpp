@@ -57,8 +57,7 @@ struct actor_entry {
   std::uint64_t dispatched = 0;            // method calls sent to the current process
 
   bool may_restart() const noexcept {
-    return !killed && !closing && cause.empty() &&
-           (max_restarts < 0 || restarts < max_restarts);
+    return !killed && !closing && cause.empty() && (max_restarts < 0 || restarts < max_restarts);
   }
   /// A new construction call from the kept copy (its blocks get a reference each from
   /// `add_ref`).
@@ -192,7 +191,8 @@ class actor_table {
 
   /// The actor's process ended for good: records how and why, frees its slot and its name,
   /// and returns its unfinished calls (sent, then queued), which fail with `a.cause`.
-  std::vector<std::uint64_t> end(actor_entry& a, int pid, int wait_status, const std::string& words) {
+  std::vector<std::uint64_t> end(actor_entry& a, int pid, int wait_status,
+                                 const std::string& words) {
     free_slot(a.slot);
     a.dead = true;
     a.pid = pid;

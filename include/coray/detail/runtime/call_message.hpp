@@ -22,9 +22,7 @@
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
-inline constexpr std::size_t pad16(std::size_t n) noexcept {
-  return (n + 15) & ~std::size_t{15};
-}
+inline constexpr std::size_t pad16(std::size_t n) noexcept { return (n + 15) & ~std::size_t{15}; }
 
 struct task_header {
   std::uint64_t task_id;
@@ -206,7 +204,8 @@ inline void write_dependency_list(std::byte* out, const arg_entry& e,
 /// (`owned` marks that form).
 class call_args_rewriter {
  public:
-  call_args_rewriter(const task_spec& spec) : args_(spec.args), nargs_(spec.nargs), deps_(spec.deps) {}
+  call_args_rewriter(const task_spec& spec)
+      : args_(spec.args), nargs_(spec.nargs), deps_(spec.deps) {}
   call_args_rewriter(std::span<const std::byte> args, std::uint32_t nargs,
                      const std::vector<state_ptr>& deps)
       : args_(args), nargs_(nargs), deps_(deps) {}
@@ -227,7 +226,7 @@ class call_args_rewriter {
         } else {
           for (std::uint32_t i = 0; i < e.len; ++i)
             if (!deps_[e.ref + i]->id)
-              throw ray::runtime_error(
+              throw usage_error(
                   "coray: a list of refs mixing values put in a task with pending results cannot "
                   "be passed from a task yet");
           size += pad16(e.len * sizeof(std::uint64_t));
@@ -307,7 +306,8 @@ class call_message_writer {
   void write(std::byte* out, segment& seg) const {
     std::memcpy(out, &h_, sizeof h_);
     args_.write(out + sizeof h_, seg);
-    if (!actors_.empty()) std::memcpy(out + sizeof h_ + args_size_, actors_.data(), actors_.size_bytes());
+    if (!actors_.empty())
+      std::memcpy(out + sizeof h_ + args_size_, actors_.data(), actors_.size_bytes());
   }
 
  private:
@@ -379,7 +379,8 @@ submission read_submission(std::span<const std::byte> payload, HoldsBlock&& hold
     const std::size_t at = spec.args.size();
     spec.args.resize(at + sizeof e + entry_payload(e));
     std::memcpy(spec.args.data() + at, &e, sizeof e);
-    if (e.tag == arg_entry::inline_value && e.len) std::memcpy(spec.args.data() + at + sizeof e, data, e.len);
+    if (e.tag == arg_entry::inline_value && e.len)
+      std::memcpy(spec.args.data() + at + sizeof e, data, e.len);
   }
   spec.nargs = h.nargs;
   return out;

@@ -7,17 +7,17 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <coray/detail/runtime/object_state.hpp>
 #include <coray/detail/shm/segment.hpp>
 #include <coray/errors.hpp>
 #include <cstring>
+#include <deque>
 #include <string>
 #include <unordered_set>
 #include <vector>
-#include <algorithm>
-#include <chrono>
-#include <deque>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
@@ -96,7 +96,8 @@ class object_spiller {
       const off_t at = static_cast<off_t>(end_);
       std::size_t done = 0;
       while (done < size) {
-        ssize_t n = ::pwrite(fd_, s->block->data() + done, size - done, at + static_cast<off_t>(done));
+        ssize_t n =
+            ::pwrite(fd_, s->block->data() + done, size - done, at + static_cast<off_t>(done));
         if (n <= 0) return false;  // disk full: the store stays full
         done += static_cast<std::size_t>(n);
       }
@@ -165,7 +166,8 @@ class block_ledger {
   /// Process `slot` asks for a block of `size` bytes (its request number `request`).
   void request(std::uint32_t slot, std::uint64_t request, std::uint64_t size) {
     requests_[slot].push_back({request, size, clock::now() + std::chrono::seconds(1)});
-    if (std::find(waiting_.begin(), waiting_.end(), slot) == waiting_.end()) waiting_.push_back(slot);
+    if (std::find(waiting_.begin(), waiting_.end(), slot) == waiting_.end())
+      waiting_.push_back(slot);
   }
   /// Answers requests in order with `allocate(size)` (throws object_store_full when it does
   /// not fit) and `reply(slot, message)`. One that does not fit waits (replies on their way

@@ -12,6 +12,8 @@
 ///
 /// Driver only, loop thread only.
 
+#include <algorithm>
+#include <chrono>
 #include <coray/detail/runtime/actor_table.hpp>
 #include <coray/detail/runtime/call_sender.hpp>
 #include <coray/detail/runtime/object_spiller.hpp>
@@ -21,8 +23,6 @@
 #include <coray/detail/runtime/system.hpp>
 #include <coray/detail/runtime/task_table.hpp>
 #include <coray/detail/runtime/transport.hpp>
-#include <algorithm>
-#include <chrono>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -102,8 +102,8 @@ class orchestrator final : public transport_events {
     if (!found || found->result->settled()) return;
     task_record& r = *found;
     r.cancelled = true;
-    auto e = std::make_exception_ptr(
-        cancelled("coray: " + std::string(r.name.empty() ? "the call" : r.name) + " was cancelled"));
+    auto e = std::make_exception_ptr(cancelled(
+        "coray: " + std::string(r.name.empty() ? "the call" : r.name) + " was cancelled"));
     auto& runnable = tasks_.runnable;
     if (auto q = std::find(runnable.begin(), runnable.end(), &r); q != runnable.end()) {
       runnable.erase(q);
@@ -139,7 +139,7 @@ class orchestrator final : public transport_events {
   std::uint64_t spawn_actor(actor_spawn_request req) {
     if (!transport_.can_start()) throw worker_crashed("coray: the runtime's supervisor is gone");
     if (!req.name.empty() && actors_.name_taken(req.name))
-      throw ray::runtime_error("ray::spawn: an actor named '" + req.name + "' already exists");
+      throw usage_error("ray::spawn: an actor named '" + req.name + "' already exists");
     if (!actors_.has_free_slot())
       throw ray::runtime_error("ray::spawn: too many live actors (runtime_options::max_actors is " +
                                std::to_string(actors_.max_actors()) + ")");
@@ -160,16 +160,23 @@ class orchestrator final : public transport_events {
   void actor_ref(std::uint64_t id, int delta) noexcept {
     if (id & pinned_block_tag) {
       object_block* b = seg_.at<object_block>(id & ~pinned_block_tag);
-      if (delta > 0) seg_.add_ref(b);
-      else seg_.release(b);
+      if (delta > 0)
+        seg_.add_ref(b);
+      else
+        seg_.release(b);
       return;
     }
     actor_entry* a = actors_.find(id);
     if (!a) return;
     switch (actors_.adjust_handles(*a, delta)) {
-      case actor_table::handle_outcome::forget: forget_actor(id); break;
-      case actor_table::handle_outcome::close: pump_actor(*a); break;
-      case actor_table::handle_outcome::none: break;
+      case actor_table::handle_outcome::forget:
+        forget_actor(id);
+        break;
+      case actor_table::handle_outcome::close:
+        pump_actor(*a);
+        break;
+      case actor_table::handle_outcome::none:
+        break;
     }
   }
 
@@ -232,12 +239,24 @@ class orchestrator final : public transport_events {
     std::uint64_t v0 = 0;
     if (payload.size() >= sizeof v0) std::memcpy(&v0, payload.data(), sizeof v0);
     switch (kind) {
-      case msg_kind::task_done: on_task_done(slot, payload); break;
-      case msg_kind::submit: on_submit(slot, payload); break;
-      case msg_kind::release: router_.drop(slot, v0); break;
-      case msg_kind::actor_hold: actor_ref(v0, +1); break;
-      case msg_kind::actor_release: actor_ref(v0, -1); break;
-      case msg_kind::actor_kill: kill_actor(v0); break;
+      case msg_kind::task_done:
+        on_task_done(slot, payload);
+        break;
+      case msg_kind::submit:
+        on_submit(slot, payload);
+        break;
+      case msg_kind::release:
+        router_.drop(slot, v0);
+        break;
+      case msg_kind::actor_hold:
+        actor_ref(v0, +1);
+        break;
+      case msg_kind::actor_release:
+        actor_ref(v0, -1);
+        break;
+      case msg_kind::actor_kill:
+        kill_actor(v0);
+        break;
       case msg_kind::actor_lookup: {
         std::string name(reinterpret_cast<const char*>(payload.data()) + sizeof v0,
                          payload.size() - sizeof v0);
@@ -253,8 +272,11 @@ class orchestrator final : public transport_events {
         answer_block_requests();
         break;
       }
-      case msg_kind::block_release: ledger_.drop(slot, seg_.at<object_block>(v0)); break;
-      default: break;
+      case msg_kind::block_release:
+        ledger_.drop(slot, seg_.at<object_block>(v0));
+        break;
+      default:
+        break;
     }
     if (carried) ledger_.drop(slot, carried);  // a long message's block, requested by its sender
   }
@@ -269,9 +291,10 @@ class orchestrator final : public transport_events {
     }
     auto plan = tasks_.worker_died(slot, how.calls_started);
     for (task_record* r : plan.crashed)
-      fail(*r, std::make_exception_ptr(worker_crashed(
-                   "coray: worker " + std::to_string(slot) + " (pid " + std::to_string(how.pid) +
-                   ") " + words + " while running " + std::string(r->label()) + r->attempts_note())));
+      fail(*r,
+           std::make_exception_ptr(worker_crashed(
+               "coray: worker " + std::to_string(slot) + " (pid " + std::to_string(how.pid) + ") " +
+               words + " while running " + std::string(r->label()) + r->attempts_note())));
     for (task_record* r : plan.again) {
       if (r->message) seg_.release(r->message);
       r->message = nullptr;
@@ -319,8 +342,10 @@ class orchestrator final : public transport_events {
       a->queue.push_back(r);
       pump_actor(*a);
     } else if (r->pending_deps == 0) {
-      if (r->failed_dep) finish(r->id);
-      else tasks_.runnable.push_back(r);
+      if (r->failed_dep)
+        finish(r->id);
+      else
+        tasks_.runnable.push_back(r);
     }
   }
 
@@ -447,14 +472,16 @@ class orchestrator final : public transport_events {
     std::memcpy(&h, payload.data(), sizeof h);
     task_record* found = tasks_.find(h.id);
     if (!found) {
-      if (h.status == result_header::value_block) ledger_.drop(slot, seg_.at<object_block>(h.block));
+      if (h.status == result_header::value_block)
+        ledger_.drop(slot, seg_.at<object_block>(h.block));
       return;
     }
     task_record& r = *found;
-    if (h.status == result_header::value_block && !ledger_.take(slot, seg_.at<object_block>(h.block))) {
+    if (h.status == result_header::value_block &&
+        !ledger_.take(slot, seg_.at<object_block>(h.block))) {
       h.status = result_header::error;  // a block it does not own: refuse rather than corrupt
       r.result->set_error(std::make_exception_ptr(
-          ray::runtime_error("coray: a reply named a block its sender does not hold")));
+          internal_error("coray: a reply named a block its sender does not hold")));
     }
     auto body = payload.subspan(sizeof h, h.len);
     const bool is_task = r.actor == 0;
@@ -476,7 +503,7 @@ class orchestrator final : public transport_events {
       if (r.result->block) spiller_.adopted(*r.result);
     }
     if (r.construct && r.result->st == object_state::status::failed) {
-      if (actor_entry* a = actors_.find(r.actor)) a->cause = describe_exception(r.result->error);
+      if (actor_entry* a = actors_.find(r.actor)) a->cause = exception_what(r.result->error);
     }
     if (r.submitter >= 0) forward(r);
     finish(h.id);
@@ -516,7 +543,7 @@ class orchestrator final : public transport_events {
       task_record* r = tasks_.insert(std::move(rec));
       r->owner = this;
       for (std::uint64_t a : r->actors) actor_ref(a, +1);
-      fail(*r, std::make_exception_ptr(ray::runtime_error(
+      fail(*r, std::make_exception_ptr(internal_error(
                    "coray: a nested call used an object_ref its process does not hold")));
       return;
     }
@@ -525,7 +552,8 @@ class orchestrator final : public transport_events {
 
   /// Sends a nested call's result to the process that made the call, if it still wants it.
   void forward(task_record& r) {
-    router_.forward(static_cast<std::uint32_t>(r.submitter), r.submitter_generation, r.id, r.result);
+    router_.forward(static_cast<std::uint32_t>(r.submitter), r.submitter_generation, r.id,
+                    r.result);
   }
 
   // ---- actor lifetime and deaths ------------------------------------------------------
@@ -568,7 +596,8 @@ class orchestrator final : public transport_events {
     auto plan = actors_.plan_restart(a, how.calls_started, tasks_);
     for (task_record* r : plan.exhausted)
       fail(*r, std::make_exception_ptr(actor_died(cause + r->attempts_note())));
-    auto rec = a.constructor_call(next_task_id_++, new_state(), [&](object_block* b) { seg_.add_ref(b); });
+    auto rec =
+        a.constructor_call(next_task_id_++, new_state(), [&](object_block* b) { seg_.add_ref(b); });
     a.constructed = rec->result;
     task_record* r = tasks_.insert(std::move(rec));
     r->owner = this;

@@ -72,7 +72,7 @@ inline std::vector<std::uint64_t>*& actor_collector() noexcept {
 }
 inline void collect_actor_handle(std::uint64_t id) {
   if (!actor_collector())
-    throw ray::runtime_error(
+    throw usage_error(
         "coray: actor handles travel as call arguments only, not inside put objects or results");
   actor_collector()->push_back(id);
 }
@@ -84,7 +84,7 @@ inline void collect_actor_handle(std::uint64_t id) {
 /// adopts. A worker may pin only blocks it holds.
 inline void collect_pinned_block(segment& seg, object_block* b) {
   if (!actor_collector())
-    throw ray::runtime_error(
+    throw usage_error(
         "coray: shared values and mutexes travel as call arguments only, not inside put objects or "
         "results");
   actor_collector()->push_back(pinned_block_tag | seg.offset_of(b));
@@ -105,10 +105,9 @@ class process {
   }
   static process& require() {
     process* p = current();
-    if (!p) throw ray::runtime_error("coray: no runtime is running (construct ray::runtime first)");
+    if (!p) throw usage_error("coray: no runtime is running (construct ray::runtime first)");
     if (!pthread_equal(p->loop_thread_, pthread_self()))
-      throw ray::runtime_error(
-          "coray: the runtime is used from a thread other than the one that runs it");
+      throw usage_error("coray: the runtime is used from a thread other than the one that runs it");
     return *p;
   }
 

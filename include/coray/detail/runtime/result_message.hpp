@@ -20,11 +20,15 @@ inline void settle_from_result(object_state& s, const result_header& h,
                                std::span<const std::byte> body, segment& seg,
                                std::string_view note = {}) {
   switch (h.status) {
-    case result_header::value_inline: s.set_inline(body); break;
-    case result_header::value_block: s.set_block(seg.at<object_block>(h.block)); break;
+    case result_header::value_inline:
+      s.set_inline(body);
+      break;
+    case result_header::value_block:
+      s.set_block(seg.at<object_block>(h.block));
+      break;
     default: {
       wire_error e = decode<wire_error>(body);
-      if (!note.empty()) std::get<2>(e) += note;
+      if (!note.empty()) e.what += note;
       s.set_error(to_exception(e));
       break;
     }
@@ -32,7 +36,7 @@ inline void settle_from_result(object_state& s, const result_header& h,
 }
 
 /// The what() of an outcome's exception, for messages that quote it.
-inline std::string describe_exception(const std::exception_ptr& e) {
+inline std::string exception_what(const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);
   } catch (const std::exception& x) {
@@ -48,11 +52,7 @@ class result_writer {
  public:
   result_writer(std::uint64_t id, const object_state& s) : id_(id), s_(s) {
     if (s.st == object_state::status::failed) {
-      try {
-        std::rethrow_exception(s.error);
-      } catch (...) {
-        error_ = describe_current_exception("");
-      }
+      error_ = describe_exception(s.error, "");
       body_ = encoded_size(error_);
     } else if (!s.block) {
       body_ = s.bytes.size();

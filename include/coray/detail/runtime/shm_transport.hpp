@@ -18,11 +18,13 @@ class shm_transport final : public transport {
 
   /// Bytes of segment the control header and the task workers' mailboxes take.
   static std::size_t control_bytes(std::uint32_t slots, std::uint32_t workers) {
-    return shared_header::bytes_for(slots) + 2 * workers * (mailbox::bytes_for(mailbox_capacity) + 64);
+    return shared_header::bytes_for(slots) +
+           2 * workers * (mailbox::bytes_for(mailbox_capacity) + 64);
   }
 
   /// Lays out the control header for `slots` slots in `seg`.
-  shm_transport(segment& seg, std::uint32_t slots, std::uint32_t spin_us, std::size_t inline_threshold)
+  shm_transport(segment& seg, std::uint32_t slots, std::uint32_t spin_us,
+                std::size_t inline_threshold)
       : seg_(seg) {
     hdr_ = new (seg.allocate_aligned(shared_header::bytes_for(slots), 64)) shared_header{};
     seg.header_root().header_offset = seg.offset_of(hdr_);
@@ -32,13 +34,15 @@ class shm_transport final : public transport {
     hdr_->inline_threshold = inline_threshold;
     hdr_->mailbox_capacity = mailbox_capacity;
     views_.resize(slots);
-    for (std::uint32_t i = 0; i < slots; ++i) views_[i].shared = new (&hdr_->worker(i)) worker_shared{};
+    for (std::uint32_t i = 0; i < slots; ++i)
+      views_[i].shared = new (&hdr_->worker(i)) worker_shared{};
   }
 
   shared_header* header() const noexcept { return hdr_; }
 
   /// Forks the supervisor (before any process is started).
-  void start_supervisor(start_method_id method, std::uint32_t epoch, std::vector<std::string> argv) {
+  void start_supervisor(start_method_id method, std::uint32_t epoch,
+                        std::vector<std::string> argv) {
     link_.start({&seg_, hdr_, -1, method, epoch, std::move(argv)});
     hdr_->supervisor_pid = link_.pid();
   }
@@ -206,7 +210,8 @@ class shm_transport final : public transport {
                                     std::memory_order_release);
     }
     report_deaths(to);
-    to.on_lost("coray: the supervisor process " + describe_exit(st) + ", taking the workers with it");
+    to.on_lost("coray: the supervisor process " + describe_exit(st) +
+               ", taking the workers with it");
   }
 
   segment& seg_;

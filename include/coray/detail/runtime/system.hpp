@@ -2,6 +2,7 @@
 /// Facts about the machine the runtime sizes itself by: usable cores (affinity and cgroup
 /// quota) and memory (physical RAM and cgroup limit).
 
+#include <fmt/format.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -51,15 +52,16 @@ inline std::uint64_t usable_memory_bytes() {
 inline std::string signal_description(int sig) {
   const char* abbrev = sigabbrev_np(sig);
   const char* desc = sigdescr_np(sig);
-  std::string s = abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
-  if (desc) s += std::string(" (") + desc + ")";
+  std::string s = abbrev ? fmt::format("SIG{}", abbrev) : fmt::format("signal {}", sig);
+  if (desc) s += fmt::format(" ({})", desc);
   return s;
 }
 
 /// Words for a wait() status: "was killed by SIGSEGV (Segmentation fault)" or "exited with code 3".
 inline std::string describe_exit(int wait_status) {
-  if (WIFSIGNALED(wait_status)) return "was killed by " + signal_description(WTERMSIG(wait_status));
-  if (WIFEXITED(wait_status)) return "exited with code " + std::to_string(WEXITSTATUS(wait_status));
+  if (WIFSIGNALED(wait_status))
+    return fmt::format("was killed by {}", signal_description(WTERMSIG(wait_status)));
+  if (WIFEXITED(wait_status)) return fmt::format("exited with code {}", WEXITSTATUS(wait_status));
   return "stopped";
 }
 

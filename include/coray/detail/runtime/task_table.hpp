@@ -166,8 +166,8 @@ class task_table {
 
  private:
   struct worker_calls {
-    std::uint64_t dispatched = 0;  // calls sent to its current process
-    std::uint32_t in_flight = 0;   // calls sent and not done
+    std::uint64_t dispatched = 0;                               // calls sent to its current process
+    std::uint32_t in_flight = 0;                                // calls sent and not done
     std::deque<std::pair<std::uint64_t, std::uint64_t>> order;  // (dispatch_seq, call id)
   };
   std::unordered_map<std::uint64_t, std::unique_ptr<task_record>> records_;

@@ -8,8 +8,8 @@
 ///
 /// All of it runs on the driver's loop thread.
 
-#include <coray/detail/runtime/wire.hpp>
 #include <chrono>
+#include <coray/detail/runtime/wire.hpp>
 #include <cstdint>
 #include <span>
 #include <type_traits>
@@ -23,8 +23,8 @@ namespace detail {
 class fill_ref {
  public:
   template <class F>
-    requires(!std::is_same_v<std::remove_cvref_t<F>, fill_ref>)
-  fill_ref(F&& f) noexcept  // NOLINT: implicit, like std::function_ref
+  requires(!std::is_same_v<std::remove_cvref_t<F>, fill_ref>) fill_ref(F&& f)
+  noexcept  // NOLINT: implicit, like std::function_ref
       : ctx_(const_cast<void*>(static_cast<const void*>(&f))),
         fn_([](void* c, std::byte* out) { (*static_cast<std::remove_reference_t<F>*>(c))(out); }) {}
   void operator()(std::byte* out) const { fn_(ctx_, out); }
@@ -82,7 +82,8 @@ class transport {
   virtual bool can_start() const = 0;
   /// Asks the slots' processes' deaths to be awaited for up to `grace` (at teardown: idle
   /// actors told to shut down run their destructors). Reports nothing.
-  virtual void await_exit(std::span<const std::uint32_t> slots, std::chrono::milliseconds grace) = 0;
+  virtual void await_exit(std::span<const std::uint32_t> slots,
+                          std::chrono::milliseconds grace) = 0;
 
   // ---- messages -----------------------------------------------------------------------
   /// Largest message send() takes without a carrier block.

@@ -4,6 +4,7 @@
 /// shared segment.
 
 #include <cxxabi.h>
+#include <fmt/format.h>
 
 #include <coray/codec.hpp>
 #include <coray/detail/shm/futex.hpp>
@@ -11,15 +12,17 @@
 #include <coray/detail/shm/segment.hpp>
 #include <coray/errors.hpp>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <tuple>
+#include <type_traits>
 #include <typeinfo>
+#include <utility>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
@@ -65,17 +68,6 @@ static_assert(sizeof(result_header) == 32);
 
 // ---- errors on the wire ---------------------------------------------------------------
 
-enum class error_kind : std::uint8_t {
-  task_error = 0,
-  worker_crashed,
-  actor_died,
-  object_store_full,
-  get_timeout,
-  codec_error,
-  cancelled,
-  runtime_error
-};
-
 inline std::string demangle(const char* name) {
   int status = 0;
   std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status),
@@ -83,71 +75,112 @@ inline std::string demangle(const char* name) {
   return status == 0 && d ? std::string(d.get()) : std::string(name);
 }
 
-/// (kind, exception type, what, function) of an exception thrown by a callee.
-using wire_error = std::tuple<std::uint8_t, std::string, std::string, std::string>;
+/// An exception as it crosses processes. `kind` is its line in CORAY_ERRORS (errors.hpp);
+/// anything that is not a coray error travels as task_error, whose own fields are the text
+/// fields here. `figures` are the error's numbers (its figures(), e.g. object_store_full's
+/// requested, free and capacity), so they arrive as they left.
+struct wire_error {
+  std::uint8_t kind = 0;
+  std::string type_name;  // the thrown object's demangled type
+  std::string what;
+  std::string function;  // the function that threw
+  std::vector<std::uint64_t> figures;
+};
 
-/// Describes the exception in flight. coray's own errors keep their kind, so a worker crash
-/// deep in a chain of nested calls still reads as worker_crashed at the top. The text is
-/// capped (32 KiB): an error travels inside one message.
-inline wire_error describe_current_exception(std::string_view function) {
-  std::string fn(function);
-  wire_error e;
-  try {
-    throw;
-  } catch (const task_error& x) {
-    e = {std::uint8_t(error_kind::task_error), x.type_name(), x.remote_what(), x.function()};
-  } catch (const worker_crashed& x) {
-    e = {std::uint8_t(error_kind::worker_crashed), "", x.what(), fn};
-  } catch (const actor_died& x) {
-    e = {std::uint8_t(error_kind::actor_died), "", x.what(), fn};
-  } catch (const object_store_full& x) {
-    e = {std::uint8_t(error_kind::object_store_full),
-         std::to_string(x.requested()) + " " + std::to_string(x.free_bytes()) + " " +
-             std::to_string(x.capacity()),
-         x.what(), fn};
-  } catch (const codec_error& x) {
-    e = {std::uint8_t(error_kind::codec_error), "", x.what(), fn};
-  } catch (const cancelled& x) {
-    e = {std::uint8_t(error_kind::cancelled), "", x.what(), fn};
-  } catch (const get_timeout& x) {
-    e = {std::uint8_t(error_kind::get_timeout), "", x.what(), fn};
-  } catch (const std::exception& x) {
-    auto* t = abi::__cxa_current_exception_type();
-    e = {std::uint8_t(error_kind::task_error), t ? demangle(t->name()) : "std::exception", x.what(),
-         fn};
-  } catch (...) {
-    auto* t = abi::__cxa_current_exception_type();
-    e = {std::uint8_t(error_kind::task_error), t ? demangle(t->name()) : "unknown",
-         "(not a std::exception)", fn};
+/// A coray error class with numbers of its own: figures() gives them as a tuple that its
+/// constructor takes back.
+template <class E>
+concept error_with_figures = requires(const E& e) {
+  std::make_from_tuple<E>(e.figures());
+};
+
+/// Writes what the error E adds to its kind and message.
+template <class E>
+void write_error_fields(const E& e, wire_error& w) {
+  if constexpr (std::is_same_v<E, task_error>) {
+    w.type_name = e.type_name();
+    w.what = e.remote_what();
+    w.function = e.function();
+  } else if constexpr (error_with_figures<E>) {
+    w.figures.clear();
+    std::apply([&w](auto... f) { (w.figures.push_back(static_cast<std::uint64_t>(f)), ...); },
+               e.figures());
   }
-  if (std::get<2>(e).size() > 32 * 1024) std::get<2>(e).resize(32 * 1024);
-  return e;
 }
 
-inline std::exception_ptr to_exception(const wire_error& w) {
-  auto& [kind, type, what, fn] = w;
-  switch (static_cast<error_kind>(kind)) {
-    case error_kind::worker_crashed:
-      return std::make_exception_ptr(worker_crashed(what));
-    case error_kind::actor_died:
-      return std::make_exception_ptr(actor_died(what));
-    case error_kind::codec_error:
-      return std::make_exception_ptr(codec_error(what));
-    case error_kind::cancelled:
-      return std::make_exception_ptr(cancelled(what));
-    case error_kind::get_timeout:
-      return std::make_exception_ptr(get_timeout(what));
-    case error_kind::object_store_full: {
-      unsigned long long requested = 0, free_bytes = 0, capacity = 0;
-      std::sscanf(type.c_str(), "%llu %llu %llu", &requested, &free_bytes, &capacity);
-      return std::make_exception_ptr(object_store_full(requested, free_bytes, capacity));
-    }
-    case error_kind::runtime_error:
-      return std::make_exception_ptr(ray::runtime_error(what));
-    case error_kind::task_error:
-      break;
+/// The error E that `w` describes (its kind is E's).
+template <class E>
+std::exception_ptr rebuild_error(const wire_error& w) {
+  if constexpr (std::is_same_v<E, task_error>) {
+    return std::make_exception_ptr(task_error(w.type_name, w.what, w.function));
+  } else if constexpr (error_with_figures<E>) {
+    using figures_t = decltype(std::declval<const E&>().figures());
+    constexpr std::size_t n = std::tuple_size_v<figures_t>;
+    if (w.figures.size() != n)
+      return std::make_exception_ptr(internal_error(fmt::format(
+          "coray: a {} arrived with {} figures instead of {}", w.type_name, w.figures.size(), n)));
+    figures_t f;
+    std::size_t i = 0;
+    std::apply(
+        [&](auto&... x) { ((x = static_cast<std::decay_t<decltype(x)>>(w.figures[i++])), ...); },
+        f);
+    return std::make_exception_ptr(std::make_from_tuple<E>(std::move(f)));
+  } else {
+    return std::make_exception_ptr(E(w.what));
   }
-  return std::make_exception_ptr(task_error(type, what, fn));
+}
+
+/// Describes the exception in flight (call from a catch block). A coray error keeps its kind
+/// (the most derived one it is an instance of), so a worker crash deep in a chain of nested
+/// calls still reads as worker_crashed at the top; anything else becomes task_error. The text
+/// is capped (32 KiB): an error travels inside one message.
+inline wire_error describe_current_exception(std::string_view function) {
+  wire_error w;
+  w.kind = static_cast<std::uint8_t>(error_kind::task_error);
+  w.function = function;
+  const std::type_info* t = abi::__cxa_current_exception_type();
+  try {
+    throw;
+  } catch (const error& x) {
+    w.type_name = t ? demangle(t->name()) : "ray::error";
+    w.what = x.what();
+    // Bases come first in the list, so the last match is the most derived.
+    for_each_error([&]<class E>(std::type_identity<E>, error_kind kind) {
+      if (const E* e = dynamic_cast<const E*>(&x)) {
+        w.kind = static_cast<std::uint8_t>(kind);
+        write_error_fields(*e, w);
+      }
+    });
+  } catch (const std::exception& x) {
+    w.type_name = t ? demangle(t->name()) : "std::exception";
+    w.what = x.what();
+  } catch (...) {
+    w.type_name = t ? demangle(t->name()) : "unknown";
+    w.what = "(not a std::exception)";
+  }
+  if (w.what.size() > 32 * 1024) w.what.resize(32 * 1024);
+  return w;
+}
+
+/// describe_current_exception for an exception held rather than in flight.
+inline wire_error describe_exception(const std::exception_ptr& e, std::string_view function) {
+  try {
+    std::rethrow_exception(e);
+  } catch (...) {
+    return describe_current_exception(function);
+  }
+}
+
+/// The exception `w` describes, of the coray error type its kind names.
+inline std::exception_ptr to_exception(const wire_error& w) {
+  std::exception_ptr e;
+  for_each_error([&]<class E>(std::type_identity<E>, error_kind kind) {
+    if (w.kind == static_cast<std::uint8_t>(kind)) e = rebuild_error<E>(w);
+  });
+  if (!e)
+    e = std::make_exception_ptr(internal_error(fmt::format(
+        "coray: an error of unknown kind {} arrived ({}: {})", w.kind, w.type_name, w.what)));
+  return e;
 }
 
 // ---- sending and receiving ---------------------------------------------------------------

@@ -5,6 +5,7 @@
 /// other. An actor first receives `construct`, then runs method calls in arrival order, at
 /// most max_concurrency at once (only coroutine methods overlap).
 
+#include <fmt/format.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -266,10 +267,10 @@ class worker final : public process {
     std::memcpy(&h, payload.data(), sizeof h);
     const registered_function* fn = find_function(h.fn_id);
     if (!fn) {
-      reply_error(h.task_id, {std::uint8_t(error_kind::runtime_error), "",
-                              "coray: no function with id " + std::to_string(h.fn_id) +
-                                  " is registered in the worker (is it the same program?)",
-                              ""});
+      const usage_error e(fmt::format(
+          "coray: no function with id {} is registered in the worker (is it the same program?)",
+          h.fn_id));
+      reply_error(h.task_id, describe_exception(std::make_exception_ptr(e), ""));
       return false;
     }
     invocation inv{*this,     h.task_id,      payload.subspan(sizeof h), h.nargs, fn->name,
