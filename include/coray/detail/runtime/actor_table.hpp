@@ -5,6 +5,8 @@
 /// decisions (what became of a handle count, which calls a restart sends again); the
 /// orchestrator acts on them.
 
+#include <fmt/format.h>
+
 #include <coray/detail/runtime/task_table.hpp>
 #include <cstdint>
 #include <deque>
@@ -200,7 +202,7 @@ class actor_table {
     unname(a);
     if (!a.killed) {
       const std::string why = a.cause.empty() ? words : "failed in its constructor: " + a.cause;
-      a.cause = "coray: actor " + a.type_name + " (pid " + std::to_string(pid) + ") " + why;
+      a.cause = fmt::format("coray: actor {} (pid {}) {}", a.type_name, pid, why);
     }
     std::vector<std::uint64_t> ids(a.sent.begin(), a.sent.end());
     a.sent.clear();

@@ -5,6 +5,7 @@
 /// Driver only, loop thread only.
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,7 +30,8 @@ class object_spiller {
     if (directory.empty()) return;
     fd_ = ::open(directory.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd_ < 0)
-      throw ray::runtime_error("coray: cannot spill to " + directory + ": " + std::strerror(errno));
+      throw ray::runtime_error(
+          fmt::format("coray: cannot spill to {}: {}", directory, std::strerror(errno)));
   }
   object_spiller(const object_spiller&) = delete;
   object_spiller& operator=(const object_spiller&) = delete;

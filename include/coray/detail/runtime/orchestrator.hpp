@@ -12,6 +12,8 @@
 ///
 /// Driver only, loop thread only.
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 #include <coray/detail/runtime/actor_table.hpp>
@@ -102,8 +104,8 @@ class orchestrator final : public transport_events {
     if (!found || found->result->settled()) return;
     task_record& r = *found;
     r.cancelled = true;
-    auto e = std::make_exception_ptr(cancelled(
-        "coray: " + std::string(r.name.empty() ? "the call" : r.name) + " was cancelled"));
+    auto e = std::make_exception_ptr(
+        cancelled(fmt::format("coray: {} was cancelled", r.name.empty() ? "the call" : r.name)));
     auto& runnable = tasks_.runnable;
     if (auto q = std::find(runnable.begin(), runnable.end(), &r); q != runnable.end()) {
       runnable.erase(q);
@@ -139,10 +141,11 @@ class orchestrator final : public transport_events {
   std::uint64_t spawn_actor(actor_spawn_request req) {
     if (!transport_.can_start()) throw worker_crashed("coray: the runtime's supervisor is gone");
     if (!req.name.empty() && actors_.name_taken(req.name))
-      throw usage_error("ray::spawn: an actor named '" + req.name + "' already exists");
+      throw usage_error(fmt::format("ray::spawn: an actor named '{}' already exists", req.name));
     if (!actors_.has_free_slot())
-      throw ray::runtime_error("ray::spawn: too many live actors (runtime_options::max_actors is " +
-                               std::to_string(actors_.max_actors()) + ")");
+      throw ray::runtime_error(
+          fmt::format("ray::spawn: too many live actors (runtime_options::max_actors is {})",
+                      actors_.max_actors()));
     actor_entry& a = actors_.create(req, seg_);
     slot_actor_[a.slot] = a.id;
     req.constructor.target_actor = a.id;
@@ -187,8 +190,8 @@ class orchestrator final : public transport_events {
     if (!found || found->dead || found->killed) return;
     actor_entry& a = *found;
     a.killed = true;
-    a.cause = "coray: actor " + a.type_name + " (pid " + std::to_string(transport_.pid(a.slot)) +
-              ") was killed by ray::kill";
+    a.cause = fmt::format("coray: actor {} (pid {}) was killed by ray::kill", a.type_name,
+                          transport_.pid(a.slot));
     transport_.kill(a.slot);
     std::vector<task_record*> queued(a.queue.begin(), a.queue.end());
     a.queue.clear();
@@ -291,10 +294,9 @@ class orchestrator final : public transport_events {
     }
     auto plan = tasks_.worker_died(slot, how.calls_started);
     for (task_record* r : plan.crashed)
-      fail(*r,
-           std::make_exception_ptr(worker_crashed(
-               "coray: worker " + std::to_string(slot) + " (pid " + std::to_string(how.pid) + ") " +
-               words + " while running " + std::string(r->label()) + r->attempts_note())));
+      fail(*r, std::make_exception_ptr(worker_crashed(
+                   fmt::format("coray: worker {} (pid {}) {} while running {}{}", slot, how.pid,
+                               words, r->label(), r->attempts_note()))));
     for (task_record* r : plan.again) {
       if (r->message) seg_.release(r->message);
       r->message = nullptr;
@@ -592,7 +594,7 @@ class orchestrator final : public transport_events {
   void restart_actor(std::uint32_t slot, actor_entry& a, const process_death& how,
                      const std::string& words) {
     const std::string cause =
-        "coray: actor " + a.type_name + " (pid " + std::to_string(how.pid) + ") " + words;
+        fmt::format("coray: actor {} (pid {}) {}", a.type_name, how.pid, words);
     auto plan = actors_.plan_restart(a, how.calls_started, tasks_);
     for (task_record* r : plan.exhausted)
       fail(*r, std::make_exception_ptr(actor_died(cause + r->attempts_note())));

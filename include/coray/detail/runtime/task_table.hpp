@@ -3,6 +3,8 @@
 /// outcome is settled and forwarded, and the run queue of task calls ready to go to a
 /// worker. It decides nothing about processes; it keeps what the orchestrator needs to.
 
+#include <fmt/format.h>
+
 #include <coray/detail/runtime/call_message.hpp>
 #include <cstdint>
 #include <deque>
@@ -64,8 +66,7 @@ struct task_record {
   std::string_view label() const noexcept { return name.empty() ? "a task" : name; }
   /// " (attempt N of M)" when retries are allowed, else nothing.
   std::string attempts_note() const {
-    return max_retries > 0 ? " (attempt " + std::to_string(attempt) + " of " +
-                                 std::to_string(max_retries + 1) + ")"
+    return max_retries > 0 ? fmt::format(" (attempt {} of {})", attempt, max_retries + 1)
                            : std::string();
   }
 };
