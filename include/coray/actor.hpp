@@ -15,6 +15,7 @@
 
 #include <coray/detail/runtime/actor_state.hpp>
 #include <coray/detail/runtime/driver.hpp>
+#include <coray/sync_wait.hpp>
 #include <coray/task.hpp>
 #include <cstdint>
 #include <limits>

@@ -11,6 +11,7 @@
 #include <coray/codec.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <coray/object_ref.hpp>
+#include <coray/sync_wait.hpp>
 #include <coroutine>
 #include <cstring>
 #include <limits>
@@ -501,13 +502,6 @@ void cancel(const object_ref<T>& ref, cancel_options opts = {}) {
   if (!p.is_driver())
     throw ray::runtime_error("ray::cancel is only available in the driver process");
   if (ref.valid() && ref.state()->id) p.cancel_call(ref.state()->id, opts.force);
-}
-
-/// Runs the loop until `awaitable` completes and returns its result: the blocking form of
-/// any coray awaitable or ray::async, for code that is not a coroutine.
-template <class Awaitable>
-auto sync_wait(Awaitable&& aw) {
-  return std::forward<Awaitable>(aw).get();
 }
 
 CORAY_END_NAMESPACE

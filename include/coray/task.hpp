@@ -14,6 +14,7 @@
 #include <coray/detail/runtime/worker.hpp>
 #include <coray/object_ref.hpp>
 #include <coray/object_store.hpp>
+#include <coray/sync_wait.hpp>
 #include <cstring>
 #include <span>
 #include <string>
