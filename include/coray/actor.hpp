@@ -15,8 +15,12 @@
 
 #include <fmt/format.h>
 
+#include <coray/detail/runtime/actor_constructor.hpp>
 #include <coray/detail/runtime/actor_state.hpp>
 #include <coray/detail/runtime/driver.hpp>
+#include <coray/detail/runtime/make_call.hpp>
+#include <coray/detail/runtime/signature.hpp>
+#include <coray/sync_wait.hpp>
 #include <coray/task.hpp>
 #include <cstdint>
 #include <limits>
@@ -41,54 +45,7 @@ struct actor_options {
   int max_task_retries = 0;
 };
 
-namespace detail {
-
-/// The actor type's id: a hash of its name. (Not of a function template instance's name:
-/// clang prints those without their template arguments.)
-template <class T>
-inline constexpr std::uint64_t actor_type_id = fnv1a(type_name<T>());
-
-/// How a constructor argument travels: refs by their values, literals as strings.
-template <class A>
-struct constructor_arg {
-  using type = put_type_t<A>;
-};
-template <class A>
-requires is_object_ref_v<A>
-struct constructor_arg<A> {
-  using type = typename is_object_ref<std::remove_cvref_t<A>>::value_type;
-};
-template <class A>
-requires is_actor_v<A>
-struct constructor_arg<A> {
-  using type = std::remove_cvref_t<A>;
-};
-template <class A>
-using constructor_arg_t = typename constructor_arg<A>::type;
-
-/// Builds T in the actor's process from arguments of types S...
-template <class T, class... S>
-struct actor_constructor {
-  static void construct(S... args, worker& w, std::uint64_t id) {
-    T* obj = new T(std::move(args)...);
-    w.set_instance(obj, [](void* p) { delete static_cast<T*>(p); });
-    w.reply_value(id, 0, [](std::byte*) {});
-  }
-  static void invoke(invocation& inv) {
-    try {
-      argument_reader reader(inv.self.seg, inv.args);
-      auto args = decode_arguments<std::tuple<S...>>(reader, std::index_sequence_for<S...>{});
-      std::apply([&](auto&... a) { construct(a.pass()..., inv.self, inv.task_id); }, args);
-    } catch (...) {
-      inv.self.reply_error(inv.task_id, describe_current_exception(type_name<T>()));
-    }
-  }
-  static void marker() {}
-  static inline const bool registered = register_function(
-      entity_id<&actor_constructor::marker>, &invoke, entity_name<&actor_constructor::marker>());
-};
-
-}  // namespace detail
+namespace detail {}  // namespace detail
 
 /// A handle to an actor of type T: a value, copyable, and passable to tasks and to other
 /// actors' methods, where it reaches the same actor.

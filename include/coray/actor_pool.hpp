@@ -20,6 +20,7 @@
 #include <coray/actor.hpp>
 #include <coray/detail/mp/dispatcher.hpp>
 #include <coray/result_stream.hpp>
+#include <coray/sync_wait.hpp>
 #include <deque>
 #include <map>
 #include <memory>

@@ -16,5 +16,6 @@
 #include <coray/result_stream.hpp>
 #include <coray/runtime.hpp>
 #include <coray/shared_value.hpp>
+#include <coray/sync_wait.hpp>
 #include <coray/task.hpp>
 #include <coray/version.hpp>

@@ -12,7 +12,10 @@
 #include <chrono>
 #include <coray/codec.hpp>
 #include <coray/detail/runtime/process.hpp>
+#include <coray/detail/runtime/state_awaiter.hpp>
+#include <coray/detail/runtime/stored_value.hpp>
 #include <coray/object_ref.hpp>
+#include <coray/sync_wait.hpp>
 #include <coroutine>
 #include <cstring>
 #include <limits>
@@ -28,48 +31,7 @@ CORAY_BEGIN_NAMESPACE
 
 namespace detail {
 
-/// The type a value is stored as: a span is stored as a vector, a string literal as a string.
-template <class T>
-using put_type_t = std::conditional_t<std::is_same_v<std::decay_t<T>, const char*> ||
-                                          std::is_same_v<std::decay_t<T>, char*>,
-                                      std::string, storage_type_t<std::decay_t<T>>>;
-
-/// Room for a value of `size` encoded bytes in `s`, which stays pending: inline bytes below
-/// the threshold, else a new block in the store (pending, so never spilled while written).
-inline std::span<std::byte> reserve_value(process& p, object_state& s, std::size_t size) {
-  if (size > p.inline_threshold()) {
-    s.block = p.new_block(size);
-    p.block_adopted(s);
-    return {s.block->data(), size};
-  }
-  s.bytes.resize(size);
-  return {s.bytes.data(), size};
-}
-
-/// Encodes `v` into `s`: inline below the threshold, else into a new block in the store.
-template <class V>
-void store_value(process& p, object_state& s, const V& v) {
-  encode_to(reserve_value(p, s, encoded_size(v)), v);
-  s.st = object_state::status::ready;
-}
-
-template <class T>
-T read_value(const object_state& s) {
-  s.rethrow_if_failed();
-  if constexpr (!std::is_void_v<T>) return decode<T>(s.value_bytes());
-}
-
-inline void resume_waiter(void* ctx, object_state&) {
-  process& p = *process::current();
-  p.coroutine_suspended(-1);
-  p.schedule(std::coroutine_handle<>::from_address(ctx));
-}
-
-/// Blocks the calling (loop) thread until `s` settles, running the loop meanwhile.
-inline void block_until_settled(object_state& s) {
-  if (!s.settled()) process::require().run_until([&] { return s.settled(); });
-}
-
+/// The view ray::get_view gives of an object of type T.
 template <class T>
 struct view_of {
   static_assert(sizeof(T) == 0,
@@ -85,27 +47,6 @@ struct view_of<std::string> {
   using type = std::string_view;
 };
 
-}  // namespace detail
-
-namespace detail {
-/// The waiting half of an awaitable of one object: suspends until it settles, or blocks
-/// (running the loop) in the conversion forms.
-class state_awaiter {
- public:
-  explicit state_awaiter(state_ptr s) : s_(std::move(s)) {}
-  bool await_ready() const noexcept { return s_->settled(); }
-  void await_suspend(std::coroutine_handle<> h) {
-    s_->waiters.push_back({&resume_waiter, h.address()});
-    process::current()->coroutine_suspended(+1);
-  }
-
- protected:
-  object_state& settled() {
-    block_until_settled(*s_);
-    return *s_;
-  }
-  state_ptr s_;
-};
 }  // namespace detail
 
 /// What ray::get returns: co_await it in a coroutine, or convert it to T to block.
@@ -499,13 +440,6 @@ void cancel(const object_ref<T>& ref, cancel_options opts = {}) {
   auto& p = detail::process::require();
   if (!p.is_driver()) throw usage_error("ray::cancel is only available in the driver process");
   if (ref.valid() && ref.state()->id) p.cancel_call(ref.state()->id, opts.force);
-}
-
-/// Runs the loop until `awaitable` completes and returns its result: the blocking form of
-/// any coray awaitable or ray::async, for code that is not a coroutine.
-template <class Awaitable>
-auto sync_wait(Awaitable&& aw) {
-  return std::forward<Awaitable>(aw).get();
 }
 
 CORAY_END_NAMESPACE

@@ -31,6 +31,7 @@
 #include <coray/object_store.hpp>
 #include <coray/processes.hpp>
 #include <coray/result_stream.hpp>
+#include <coray/sync_wait.hpp>
 #include <cstdint>
 #include <functional>
 #include <list>

@@ -26,6 +26,7 @@
 #include <coray/detail/mp/queue_actor.hpp>
 #include <coray/errors.hpp>
 #include <coray/object_store.hpp>
+#include <coray/sync_wait.hpp>
 #include <cstdint>
 #include <optional>
 #include <string>

@@ -14,6 +14,7 @@
 #include <coray/codec.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <coray/object_store.hpp>
+#include <coray/sync_wait.hpp>
 #include <coroutine>
 #include <cstddef>
 #include <deque>

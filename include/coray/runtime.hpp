@@ -15,6 +15,7 @@
 #include <coray/async.hpp>
 #include <coray/detail/runtime/local_driver.hpp>
 #include <coray/errors.hpp>
+#include <coray/sync_wait.hpp>
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
@@ -152,15 +153,5 @@ inline void init(runtime_options opts = {}) {
 }
 inline void shutdown() { detail::global_runtime().reset(); }
 inline bool is_initialized() noexcept { return detail::process::current() != nullptr; }
-
-/// Runs a coroutine to completion from plain code, serving the runtime meanwhile.
-template <class T>
-T sync_wait(async<T> a) {
-  auto h = a.handle();
-  auto& p = detail::process::require();
-  p.schedule(h);
-  p.run_until([&] { return h.done(); });
-  return a.take();
-}
 
 CORAY_END_NAMESPACE

@@ -29,7 +29,7 @@ CORAY_BEGIN_NAMESPACE
 namespace detail {
 
 // The archives; declared here so a user type's serialize(Archive&) can be detected before
-// codec.hpp defines them (a template serialize needs no complete archive to be found).
+// archive.hpp defines them (a template serialize needs no complete archive to be found).
 class size_counter;
 class writer;
 class reader;

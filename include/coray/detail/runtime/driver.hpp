@@ -4,6 +4,8 @@
 /// gives it in the driver and null in a worker; the implementation is `local_driver`
 /// (local_driver.hpp), which runtime.hpp builds.
 
+#include <fmt/format.h>
+
 #include <coray/detail/runtime/actor_table.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <cstdint>
@@ -43,7 +45,7 @@ class driver : public process {
 /// The driver, for an API that only the driver offers; a clear error elsewhere.
 inline driver& require_driver(const char* what) {
   driver* d = process::require().as_driver();
-  if (!d) throw ray::runtime_error(std::string(what) + " is only available in the driver process");
+  if (!d) throw usage_error(fmt::format("{} is only available in the driver process", what));
   return *d;
 }
 

@@ -106,34 +106,16 @@ class orchestrator final : public transport_events {
     r.cancelled = true;
     auto e = std::make_exception_ptr(
         cancelled(fmt::format("coray: {} was cancelled", r.name.empty() ? "the call" : r.name)));
-    auto& runnable = tasks_.runnable;
-    if (auto q = std::find(runnable.begin(), runnable.end(), &r); q != runnable.end()) {
-      runnable.erase(q);
-      fail(r, e);
-      return;
-    }
-    if (r.actor) {
-      if (actor_entry* a = actors_.find(r.actor)) {
-        auto& queue = a->queue;
-        if (auto q = std::find(queue.begin(), queue.end(), &r); q != queue.end()) {
-          if (r.pending_deps) {  // dependencies still hold it: settle now, drop when they arrive
-            r.failed_dep = true;
-            r.result->set_error(e);
-          } else {
-            queue.erase(q);
-            fail(r, e);
-          }
-          return;
-        }
-      }
-    }
     if (r.pending_deps) {
-      r.failed_dep = true;  // dropped once its dependencies settle
+      r.failed_dep = true;  // settled now, dropped once its dependencies settle
       r.result->set_error(e);
-      return;
+    } else if (erase_one(tasks_.runnable, &r) ||
+               (r.actor && actors_.find(r.actor) && erase_one(actors_.find(r.actor)->queue, &r))) {
+      fail(r, e);  // not sent: it never runs
+    } else {
+      r.result->set_error(e);  // sent: the reply, if any, is ignored
+      if (force && !r.actor && r.worker >= 0) transport_.kill(static_cast<std::uint32_t>(r.worker));
     }
-    r.result->set_error(e);  // dispatched: the reply, if any, is ignored
-    if (force && !r.actor && r.worker >= 0) transport_.kill(static_cast<std::uint32_t>(r.worker));
   }
 
   // ---- actors ---------------------------------------------------------------------------
@@ -315,6 +297,14 @@ class orchestrator final : public transport_events {
   }
 
  private:
+  template <class Queue>
+  static bool erase_one(Queue& q, task_record* r) {
+    auto it = std::find(q.begin(), q.end(), r);
+    if (it == q.end()) return false;
+    q.erase(it);
+    return true;
+  }
+
   state_ptr new_state() const {
     auto s = state_ptr::adopt(new object_state);
     s->epoch = cfg_.epoch;

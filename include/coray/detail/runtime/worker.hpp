@@ -22,7 +22,7 @@ namespace detail {
 
 class worker;
 
-/// One call being run in this worker: what the invoker (task.hpp) needs to decode the
+/// One call being run in this worker: what the invoker (invoker.hpp) needs to decode the
 /// arguments and to reply.
 struct invocation {
   worker& self;

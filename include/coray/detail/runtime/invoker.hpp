@@ -1,0 +1,140 @@
+#pragma once
+/// The worker's side of a call: reads the argument records of a call message, decodes each
+/// argument for its parameter, runs the function (or actor method) and replies with its
+/// value or exception. invoker<F> registers itself under F's id.
+
+#include <algorithm>
+#include <coray/async.hpp>
+#include <coray/codec.hpp>
+#include <coray/detail/runtime/registry.hpp>
+#include <coray/detail/runtime/signature.hpp>
+#include <coray/detail/runtime/worker.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// Walks a call's argument records in a worker.
+class argument_reader {
+ public:
+  argument_reader(segment& seg, std::span<const std::byte> args) : seg_(seg), reader_(args) {}
+  std::span<const std::byte> next() { return reader_.next_value(seg_); }
+
+ private:
+  segment& seg_;
+  call_reader reader_;
+};
+
+template <class T>
+struct is_span_parameter : std::false_type {};
+template <class E, std::size_t N>
+struct is_span_parameter<std::span<E, N>> : std::true_type {};
+
+/// Holds one decoded argument for the duration of the call: a view into the message or the
+/// store for span/string_view parameters, else a decoded value.
+template <class P>
+class argument {
+  using D = std::remove_cvref_t<P>;
+  static constexpr bool is_view =
+      std::is_same_v<D, std::string_view> || is_span_parameter<D>::value;
+  using held = std::conditional_t<is_view, D, storage_type_t<D>>;
+
+ public:
+  explicit argument(std::span<const std::byte> bytes) : v_(decode<held>(bytes)) {}
+  decltype(auto) pass() {
+    if constexpr (std::is_rvalue_reference_v<P> || !std::is_reference_v<P>)
+      return held(std::move(v_));
+    else
+      return static_cast<const held&>(v_);
+  }
+
+ private:
+  held v_;
+};
+
+template <class Params, std::size_t... I>
+auto decode_arguments(argument_reader& r, std::index_sequence<I...>) {
+  // Braced initialisation evaluates left to right: arguments are read in order.
+  return std::tuple<argument<std::tuple_element_t<I, Params>>...>{
+      argument<std::tuple_element_t<I, Params>>(r.next())...};
+}
+
+template <class V>
+void reply(worker& w, std::uint64_t id, const V& v) {
+  const std::size_t size = encoded_size(v);
+  w.reply_value(id, size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); });
+}
+
+/// Runs calls of F (a free function, or a member function of an actor) in this process:
+/// decodes the arguments, calls, and replies with the value or the exception.
+template <auto F>
+struct invoker {
+  using traits = function_traits<decltype(F)>;
+  using params = typename traits::params;
+  using R = typename traits::return_type;
+  static constexpr auto indices = std::make_index_sequence<traits::arity>{};
+
+  template <class Args>
+  static decltype(auto) call(void* self, Args& args) {
+    return std::apply(
+        [self](auto&... a) -> decltype(auto) {
+          return traits::template call<F>(self, a.pass()...);
+        },
+        args);
+  }
+
+  static void invoke(invocation& inv) {
+    if constexpr (is_async<R>::value) {
+      // The body outlives this message: keep a copy of its arguments.
+      run_coroutine(inv, std::vector<std::byte>(inv.args.begin(), inv.args.end()));
+    } else {
+      try {
+        argument_reader reader(inv.self.seg, inv.args);
+        auto args = decode_arguments<params>(reader, indices);
+        if constexpr (std::is_void_v<R>) {
+          call(inv.instance, args);
+          inv.self.reply_value(inv.task_id, 0, [](std::byte*) {});
+        } else {
+          reply(inv.self, inv.task_id, call(inv.instance, args));
+        }
+      } catch (...) {
+        inv.fail();
+      }
+      if constexpr (traits::is_member) inv.self.call_finished();
+    }
+  }
+
+  static detached run_coroutine(invocation inv, std::vector<std::byte> bytes) {
+    worker& w = inv.self;
+    const std::uint64_t id = inv.task_id;
+    void* self = inv.instance;
+    inv.args = bytes;  // the copy outlives the message
+    try {
+      argument_reader reader(w.seg, bytes);
+      auto args = decode_arguments<params>(reader, indices);
+      if constexpr (std::is_void_v<call_result_t<R>>) {
+        co_await call(self, args);
+        w.reply_value(id, 0, [](std::byte*) {});
+      } else {
+        auto value = co_await call(self, args);
+        reply(w, id, value);
+      }
+    } catch (...) {
+      inv.fail();
+    }
+    if constexpr (traits::is_member) w.call_finished();
+  }
+
+  static inline const bool registered = register_function(entity_id<F>, &invoke, entity_name<F>());
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE

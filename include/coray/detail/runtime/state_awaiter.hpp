@@ -1,0 +1,44 @@
+#pragma once
+/// Waiting for one object to settle: state_awaiter suspends a coroutine until it does (its
+/// waiter resumes it through the loop), block_until_settled runs the loop until it does.
+
+#include <coray/detail/runtime/object_state.hpp>
+#include <coray/detail/runtime/process.hpp>
+#include <coroutine>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+inline void resume_waiter(void* ctx, object_state&) {
+  process& p = *process::current();
+  p.coroutine_suspended(-1);
+  p.schedule(std::coroutine_handle<>::from_address(ctx));
+}
+
+/// Blocks the calling (loop) thread until `s` settles, running the loop meanwhile.
+inline void block_until_settled(object_state& s) {
+  if (!s.settled()) process::require().run_until([&] { return s.settled(); });
+}
+
+/// The waiting half of an awaitable of one object: suspends until it settles, or blocks
+/// (running the loop) in the conversion forms.
+class state_awaiter {
+ public:
+  explicit state_awaiter(state_ptr s) : s_(std::move(s)) {}
+  bool await_ready() const noexcept { return s_->settled(); }
+  void await_suspend(std::coroutine_handle<> h) {
+    s_->waiters.push_back({&resume_waiter, h.address()});
+    process::current()->coroutine_suspended(+1);
+  }
+
+ protected:
+  object_state& settled() {
+    block_until_settled(*s_);
+    return *s_;
+  }
+  state_ptr s_;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE

@@ -1,0 +1,50 @@
+#pragma once
+/// How a value goes into an object and comes out: put_type_t (the type a value is stored
+/// as), store_value (encoded inline or into a store block) and read_value (decoded, or the
+/// object's error rethrown).
+
+#include <coray/codec.hpp>
+#include <coray/detail/codec/codec_traits.hpp>
+#include <coray/detail/runtime/object_state.hpp>
+#include <coray/detail/runtime/process.hpp>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <type_traits>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// The type a value is stored as: a span is stored as a vector, a string literal as a string.
+template <class T>
+using put_type_t = std::conditional_t<std::is_same_v<std::decay_t<T>, const char*> ||
+                                          std::is_same_v<std::decay_t<T>, char*>,
+                                      std::string, storage_type_t<std::decay_t<T>>>;
+
+/// Room for a value of `size` encoded bytes in `s`, which stays pending: inline bytes below
+/// the threshold, else a new block in the store (pending, so never spilled while written).
+inline std::span<std::byte> reserve_value(process& p, object_state& s, std::size_t size) {
+  if (size > p.inline_threshold()) {
+    s.block = p.new_block(size);
+    p.block_adopted(s);
+    return {s.block->data(), size};
+  }
+  s.bytes.resize(size);
+  return {s.bytes.data(), size};
+}
+
+/// Encodes `v` into `s`: inline below the threshold, else into a new block in the store.
+template <class V>
+void store_value(process& p, object_state& s, const V& v) {
+  encode_to(reserve_value(p, s, encoded_size(v)), v);
+  s.st = object_state::status::ready;
+}
+
+template <class T>
+T read_value(const object_state& s) {
+  s.rethrow_if_failed();
+  if constexpr (!std::is_void_v<T>) return decode<T>(s.value_bytes());
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE

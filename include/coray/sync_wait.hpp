@@ -1,0 +1,36 @@
+#pragma once
+/// ray::sync_wait: the blocking form of anything coray lets a coroutine co_await, for code
+/// that is not a coroutine. It runs the runtime's loop on the calling thread until the result
+/// is there, then returns it or rethrows its error.
+///
+///   int v = ray::sync_wait(twice(ref));                            // a ray::async<int>
+///   auto [ready, pending] = ray::sync_wait(ray::wait(refs));       // a coray awaitable
+
+#include <coray/async.hpp>
+#include <coray/detail/runtime/process.hpp>
+#include <type_traits>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+
+/// Runs `awaitable` (a ray::async<T>, or what ray::get, ray::get_view and ray::wait return)
+/// to completion and returns its result. Call from the thread that runs the runtime, or
+/// from inside a task.
+template <class Awaitable>
+auto sync_wait(Awaitable&& awaitable) {
+  using A = std::remove_cvref_t<Awaitable>;
+  static_assert(!std::is_lvalue_reference_v<Awaitable>,
+                "ray::sync_wait(x): x is awaited once; pass a temporary or std::move(x)");
+  if constexpr (detail::is_async<A>::value) {
+    A a = std::move(awaitable);
+    auto h = a.handle();
+    auto& p = detail::process::require();
+    p.schedule(h);
+    p.run_until([&] { return h.done(); });
+    return a.take();
+  } else {
+    return std::move(awaitable).get();
+  }
+}
+
+CORAY_END_NAMESPACE

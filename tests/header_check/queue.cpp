@@ -1,0 +1,18 @@
+// queue.hpp alone: put and get, blocking and in a coroutine.
+#include <coray/queue.hpp>
+
+namespace header_check_queue {
+
+ray::async<int> consume(ray::queue<int> q) {
+  co_await q.put_async(2);
+  co_return co_await q.get_async();
+}
+
+int uses() {
+  ray::queue<int> q(10);
+  q.put(1);
+  int v = q.get();
+  return v + ray::sync_wait(consume(q)) + static_cast<int>(q.size());
+}
+
+}  // namespace header_check_queue
