@@ -122,7 +122,8 @@ class driver final : public process {
   bool is_driver() const noexcept override { return true; }
   std::uint32_t num_workers() const noexcept { return cfg_.num_workers; }
 
-  state_ptr submit(task_spec&& spec) override {
+  state_ptr submit(task_spec&& spec) override { return submit_into(std::move(spec), make_state()); }
+  state_ptr submit_into(task_spec&& spec, state_ptr result) override {
     if (supervisor_ < 0)
       throw worker_crashed("coray: the runtime's supervisor and workers are gone");
     auto rec = std::make_unique<task_record>();
@@ -137,9 +138,8 @@ class driver final : public process {
     rec->actors = std::move(spec.actors);
     rec->max_retries = spec.max_retries;
     rec->retry_matcher = spec.retry_matcher;
-    rec->result = make_state();
+    rec->result = result;
     rec->result->id = rec->id;  // lets ray::cancel find the call
-    state_ptr result = rec->result;
     admit(std::move(rec));
     dispatch();
     return result;
@@ -379,7 +379,8 @@ class driver final : public process {
   void sleep(std::chrono::nanoseconds limit) override {
     hdr->driver_bell.sleep(
         [this] {
-          if (hdr->deaths.load(std::memory_order_acquire) != seen_deaths_) return true;
+          if (jobs_waiting() || hdr->deaths.load(std::memory_order_acquire) != seen_deaths_)
+            return true;
           for (std::uint32_t i : active_)
             if (!views_[i].outbox->empty()) return true;
           // Waiting for room in an inbox: the process rings once it frees slots (Dekker with
