@@ -67,7 +67,7 @@ class runtime {
 
   runtime(int argc, char** argv, runtime_options opts = {}) {
     detail::enter_worker_if_spawned();
-    if (detail::process::current())
+    if (detail::process::here() || detail::runtime_gate::instance().accepts_calls())
       throw ray::runtime_error("coray: a runtime is already running in this process");
     detail::driver_config cfg;
     cfg.num_workers = opts.num_workers ? opts.num_workers : detail::usable_cores();
@@ -169,7 +169,9 @@ inline void init(runtime_options opts = {}) {
   detail::global_runtime() = std::make_unique<runtime>(opts);
 }
 inline void shutdown() { detail::global_runtime().reset(); }
-inline bool is_initialized() noexcept { return detail::process::current() != nullptr; }
+inline bool is_initialized() noexcept {
+  return detail::process::here() != nullptr || detail::runtime_gate::instance().accepts_calls();
+}
 
 /// Runs a coroutine to completion from plain code, serving the runtime meanwhile. From
 /// another thread than the runtime's (in the driver), the coroutine runs on the runtime's

@@ -20,7 +20,7 @@ namespace detail {
 /// then wait for the loop instead of running it. (Without a runtime, or in a worker, they
 /// keep their loop-thread form, which reads settled values and refuses the rest.)
 inline bool needs_handoff() noexcept {
-  return !process::here() && runtime_gate::instance().current_phase() == runtime_gate::phase::calls;
+  return !process::here() && runtime_gate::instance().accepts_calls();
 }
 
 /// `now + timeout`, or none for a timeout too long to have a deadline.

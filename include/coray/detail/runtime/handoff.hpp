@@ -97,6 +97,8 @@ class runtime_gate {
   }
   void leave() noexcept { users_.fetch_sub(1, std::memory_order_release); }
   phase current_phase() const noexcept { return phase_.load(std::memory_order_acquire); }
+  /// A driver's runtime runs and takes calls from any thread.
+  bool accepts_calls() const noexcept { return current_phase() == phase::calls; }
 
   /// The loop thread, once its process is built.
   void open(process* p, phase ph) noexcept {
