@@ -215,6 +215,8 @@ class foreign_wait {
           }
       } catch (...) {
         error_ = std::current_exception();
+        for (auto& s : pinned_) --s->pins;  // the reader will not read: nothing stays pinned
+        pinned_.clear();
       }
     }
     done_.signal();
