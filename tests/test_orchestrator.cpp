@@ -67,7 +67,7 @@ class fake_transport final : public transport {
   }
   bool send_carried(std::uint32_t, msg_kind, object_block*) override { return false; }
   bool poll(transport_events&) override { return false; }
-  void sleep(std::chrono::nanoseconds, transport_events&) override {}
+  void sleep(std::chrono::nanoseconds, transport_events&, wake_check) override {}
 
   /// Marks the slot's process dead (as the supervisor's report would).
   void die(std::uint32_t slot) { alive_[slot] = false; }

@@ -57,6 +57,7 @@ class actor {
 
   /// Calls `Method` (a member function of T) in the actor's process; returns the result's
   /// ref at once. Arguments are checked against the method's parameters at compile time.
+  /// Thread-safe in the driver; calls made by one thread run in the order it made them.
   template <auto Method, class... A>
   auto call(A&&... args) const {
     using traits = detail::function_traits<decltype(Method)>;
@@ -82,10 +83,12 @@ class actor {
                       "parameter's type, a value convertible to it, or an object_ref of it");
         if constexpr (fits) {
           if (!p_) throw usage_error("actor<T>.call: the actor handle is empty");
-          auto& p = detail::process::require();
-          auto spec = detail::make_call<Method>(p, std::forward<A>(args)...);
-          spec.target_actor = p_.get()->id;
-          return object_ref<result_type>(p.submit(std::move(spec)));
+          return object_ref<result_type>(
+              detail::submit_from_any_thread("actor<T>.call", [&](detail::process& p) {
+                auto spec = detail::make_call<Method>(p, std::forward<A>(args)...);
+                spec.target_actor = p_.get()->id;
+                return spec;
+              }));
         } else {
           return object_ref<result_type>{};
         }
@@ -131,22 +134,37 @@ actor<T> spawn(actor_options opts, A&&... args) {
   static_assert(((detail::is_actor_v<A> || is_encodable_v<detail::constructor_arg_t<A>>)&&...),
                 "ray::spawn<T>(args...): a constructor argument cannot be sent between processes");
   if constexpr (std::is_constructible_v<T, detail::constructor_arg_t<A>&&...>) {
-    auto& d = detail::require_driver("ray::spawn");
     (void)ctor::registered;
-    detail::actor_spawn_request req;
-    req.constructor.fn_id = detail::entity_id<&ctor::marker>;
-    req.constructor.name = detail::type_name<T>();
-    (detail::add_argument<detail::constructor_arg_t<A>>(req.constructor, d, std::forward<A>(args)),
-     ...);
-    req.type_id = detail::actor_type_id<T>;
-    req.type_name = std::string(detail::type_name<T>());
-    req.name = std::move(opts.name);
-    req.max_concurrency = opts.max_concurrency;
-    req.max_restarts = opts.max_restarts < 0 ? std::numeric_limits<int>::max() : opts.max_restarts;
-    req.max_task_retries =
-        opts.max_task_retries < 0 ? std::numeric_limits<int>::max() : opts.max_task_retries;
-    std::uint64_t id = d.spawn_actor(std::move(req));
-    return actor<T>(d.make_actor_handle(id));
+    // Built on the calling thread (the arguments encoded there); started on the loop.
+    auto request = [&](detail::process& p) {
+      detail::actor_spawn_request req;
+      req.constructor.fn_id = detail::entity_id<&ctor::marker>;
+      req.constructor.name = detail::type_name<T>();
+      (detail::add_argument<detail::constructor_arg_t<A>>(req.constructor, p,
+                                                          std::forward<A>(args)),
+       ...);
+      req.type_id = detail::actor_type_id<T>;
+      req.type_name = std::string(detail::type_name<T>());
+      req.name = std::move(opts.name);
+      req.max_concurrency = opts.max_concurrency;
+      req.max_restarts =
+          opts.max_restarts < 0 ? std::numeric_limits<int>::max() : opts.max_restarts;
+      req.max_task_retries =
+          opts.max_task_retries < 0 ? std::numeric_limits<int>::max() : opts.max_task_retries;
+      return req;
+    };
+    auto start = [](detail::process& p, detail::actor_spawn_request&& req) {
+      detail::driver* d = p.as_driver();
+      if (!d) throw usage_error("ray::spawn is only available in the driver process");
+      return actor<T>(d->make_actor_handle(d->spawn_actor(std::move(req))));
+    };
+    if (!detail::needs_handoff()) {
+      auto& d = detail::require_driver("ray::spawn");
+      return start(d, request(d));
+    }
+    detail::foreign_entry e("ray::spawn");
+    auto req = request(e.get());
+    return e.get().call_on_loop([&](detail::process& p) { return start(p, std::move(req)); });
   } else {
     return {};
   }
@@ -161,20 +179,22 @@ actor<T> spawn(A&&... args) {
 /// or if it is not a T.
 template <class T>
 actor<T> get_actor(std::string_view name) {
-  auto& p = detail::process::require();
-  auto info = p.lookup_actor(name);
-  if (!info.id)
-    throw actor_not_found(fmt::format("ray::get_actor: no live actor is named '{}'", name));
-  if (info.type_id != detail::actor_type_id<T>)
-    throw actor_not_found(fmt::format("ray::get_actor: the actor named '{}' is not a {}", name,
-                                      detail::type_name<T>()));
-  return actor<T>(p.make_actor_handle(info.id));
+  return detail::on_loop("ray::get_actor", [&](detail::process& p) {
+    auto info = p.lookup_actor(name);
+    if (!info.id)
+      throw actor_not_found(fmt::format("ray::get_actor: no live actor is named '{}'", name));
+    if (info.type_id != detail::actor_type_id<T>)
+      throw actor_not_found(fmt::format("ray::get_actor: the actor named '{}' is not a {}", name,
+                                        detail::type_name<T>()));
+    return actor<T>(p.make_actor_handle(info.id));
+  });
 }
 
 /// Ends the actor now (SIGKILL). Its pending and later calls fail with actor_died.
+/// Thread-safe in the driver.
 template <class T>
 void kill(const actor<T>& a) {
-  if (a.valid()) detail::process::require().kill_actor(a.id());
+  if (a.valid()) detail::on_loop("ray::kill", [&](detail::process& p) { p.kill_actor(a.id()); });
 }
 
 CORAY_END_NAMESPACE

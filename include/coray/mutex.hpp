@@ -105,8 +105,8 @@ class mutex {
 
   bool acquire_until(clock::time_point deadline) {
     if (try_lock()) return true;
-    detail::process* p = detail::process::current();
-    const bool serve = p && p->is_loop_thread();
+    detail::process* p = detail::process::here();
+    const bool serve = p != nullptr;
     for (;;) {
       const auto now = clock::now();
       if (now >= deadline) return false;

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <coray/codec.hpp>
+#include <coray/detail/runtime/foreign.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <coray/detail/runtime/state_awaiter.hpp>
 #include <coray/detail/runtime/stored_value.hpp>
@@ -55,8 +56,10 @@ class [[nodiscard]] get_awaitable : public detail::state_awaiter {
  public:
   using state_awaiter::state_awaiter;
   T await_resume() { return detail::read_value<T>(*s_); }
-  /// Blocking form: waits (running the loop) and returns the value or throws its error.
-  operator T() && { return detail::read_value<T>(settled()); }
+  /// Blocking form: waits and returns the value or throws its error. Thread-safe in the driver.
+  operator T() && {
+    return read_settled([](const detail::object_state& s) { return detail::read_value<T>(s); });
+  }
   /// Blocking form, explicitly.
   T get() && { return static_cast<T>(std::move(*this)); }
 };
@@ -66,7 +69,9 @@ class [[nodiscard]] get_awaitable<void> : public detail::state_awaiter {
  public:
   using state_awaiter::state_awaiter;
   void await_resume() { s_->rethrow_if_failed(); }
-  void get() && { settled().rethrow_if_failed(); }
+  void get() && {
+    read_settled([](const detail::object_state& s) { s.rethrow_if_failed(); });
+  }
 };
 
 /// The value of `ref`, decoded into a T of this process.
@@ -107,8 +112,10 @@ class [[nodiscard]] get_all_awaitable {
   }
   std::vector<T> await_resume() { return values(); }
   operator std::vector<T>() && {
-    for (auto& r : refs_) detail::block_until_settled(*r.state());
-    return values();
+    std::vector<detail::object_state*> states;
+    states.reserve(refs_.size());
+    for (auto& r : refs_) states.push_back(r.state().get());
+    return detail::read_when_settled("ray::get", states, [this] { return values(); });
   }
   std::vector<T> get() && { return static_cast<std::vector<T>>(std::move(*this)); }
 
@@ -169,8 +176,10 @@ class [[nodiscard]] get_view_awaitable : public detail::state_awaiter {
     s_->rethrow_if_failed();
     return object_view<T>(s_);
   }
+  /// Blocking form, on the runtime's thread only (a view pins the object for that thread).
   operator object_view<T>() && {
-    settled();
+    if (detail::needs_handoff()) detail::process::require("ray::get_view");
+    detail::block_until_settled(*s_);
     return await_resume();
   }
   object_view<T> get() && { return static_cast<object_view<T>>(std::move(*this)); }
@@ -185,19 +194,24 @@ get_view_awaitable<T> get_view(const object_ref<T>& ref) {
 }
 
 /// Puts `value` in the object store once; tasks that take the ref read it there.
+/// Thread-safe in the driver: another thread encodes the value itself.
 template <class T>
 object_ref<detail::put_type_t<T>> put(const T& value) {
   using stored = detail::put_type_t<T>;
   static_assert(is_encodable_v<stored>,
                 "ray::put: this type cannot be stored; give it a `template <class Archive> void "
                 "serialize(Archive&)` member or make it an aggregate of storable members");
-  auto& p = detail::process::require();
-  auto s = detail::make_state();
-  if constexpr (std::is_same_v<stored, std::decay_t<T>>)
-    detail::store_value(p, *s, value);
-  else
-    detail::store_value(p, *s, stored(value));
-  return object_ref<stored>(std::move(s));
+  auto store = [&](detail::process& p) {
+    auto s = detail::make_state(p);
+    if constexpr (std::is_same_v<stored, std::decay_t<T>>)
+      detail::store_value(p, *s, value);
+    else
+      detail::store_value(p, *s, stored(value));
+    return object_ref<stored>(std::move(s));
+  };
+  if (!detail::needs_handoff()) return store(detail::process::require("ray::put"));
+  detail::foreign_entry e("ray::put");
+  return store(e.get());
 }
 
 /// An array being built where it will live, in the object store (Plasma's create, then
@@ -233,7 +247,7 @@ class object_buffer {
   object_ref<std::vector<E>> seal() && {
     if (!s_)
       throw usage_error("ray::object_buffer::seal: the buffer was already sealed or moved from");
-    s_->st = detail::object_state::status::ready;
+    s_->st.store(detail::object_state::status::ready, std::memory_order_release);
     data_ = nullptr;
     size_ = 0;
     return object_ref<std::vector<E>>(std::move(s_));
@@ -257,14 +271,16 @@ object_buffer<E> put_buffer(std::size_t n) {
   static_assert(
       detail::is_raw_copyable_v<E> && !std::is_same_v<E, bool>,
       "ray::put_buffer<E>: E must be a plain number or a trivially copyable struct of them");
-  auto& p = detail::process::require();
+  std::optional<detail::foreign_entry> entry;
+  if (detail::needs_handoff()) entry.emplace("ray::put_buffer");
+  auto& p = entry ? entry->get() : detail::process::require("ray::put_buffer");
   // The encoding of a std::vector<E>: its count, padding to E's wire alignment, the elements.
   const std::size_t offset =
       sizeof(std::uint64_t) + detail::padding_for(sizeof(std::uint64_t), detail::wire_align_v<E>);
   if (n > (std::numeric_limits<std::size_t>::max() - offset) / sizeof(E))
     throw usage_error(fmt::format("ray::put_buffer: {} elements do not fit in memory", n));
   const std::size_t size = offset + n * sizeof(E);
-  auto s = detail::make_state();
+  auto s = detail::make_state(p);
   std::byte* out = detail::reserve_value(p, *s, size).data();  // pending until sealed
   const std::uint64_t count = n;
   std::memcpy(out, &count, sizeof count);
@@ -320,7 +336,18 @@ class [[nodiscard]] wait_awaitable {
     }
     return split();
   }
+  /// Blocking form. Thread-safe in the driver.
   operator wait_result<T>() && {
+    if (detail::needs_handoff()) {
+      detail::foreign_entry e("ray::wait");
+      std::vector<detail::object_state*> states;
+      states.reserve(refs_.size());
+      for (auto& r : refs_) states.push_back(r.state().get());
+      detail::foreign_wait w(e.get(), states, opts_.num_returns,
+                             opts_.timeout ? detail::deadline_after(*opts_.timeout) : std::nullopt,
+                             false);
+      return split();
+    }
     auto& p = detail::process::require();
     auto deadline =
         opts_.timeout ? detail::clock::now() + *opts_.timeout : detail::clock::time_point::max();
@@ -404,16 +431,28 @@ class [[nodiscard]] timed_get_awaitable {
   bool await_ready() noexcept { return wait_.await_ready(); }
   void await_suspend(std::coroutine_handle<> h) { wait_.await_suspend(h); }
   T await_resume() { return finish(wait_.await_resume()); }
-  operator T() && { return finish(static_cast<wait_result<T>>(std::move(wait_))); }
+  /// Blocking form. Thread-safe in the driver.
+  operator T() && {
+    if (detail::needs_handoff()) {
+      detail::foreign_entry e("ray::get");
+      detail::object_state* s = ref_.state().get();
+      detail::foreign_wait w(e.get(), {&s, 1}, 1, detail::deadline_after(timeout_), true);
+      if (!s->settled()) throw_timeout();
+      return detail::read_value<T>(*s);
+    }
+    return finish(static_cast<wait_result<T>>(std::move(wait_)));
+  }
   T get() && { return static_cast<T>(std::move(*this)); }
 
  private:
   T finish(const wait_result<T>& w) {
-    if (w.ready.empty())
-      throw get_timeout(
-          fmt::format("ray::get: the object was not ready within {} ms",
-                      std::chrono::duration_cast<std::chrono::milliseconds>(timeout_).count()));
+    if (w.ready.empty()) throw_timeout();
     return detail::read_value<T>(*ref_.state());
+  }
+  [[noreturn]] void throw_timeout() const {
+    throw get_timeout(
+        fmt::format("ray::get: the object was not ready within {} ms",
+                    std::chrono::duration_cast<std::chrono::milliseconds>(timeout_).count()));
   }
   object_ref<T> ref_;
   std::chrono::nanoseconds timeout_;
@@ -434,12 +473,13 @@ struct cancel_options {
 
 /// Cancels the call whose result `ref` is: a call still waiting is never run; one running
 /// runs on (unless `force`), but either way getting `ref` raises ray::cancelled. A call
-/// that already finished keeps its result. Driver only.
+/// that already finished keeps its result. Driver only; thread-safe there.
 template <class T>
 void cancel(const object_ref<T>& ref, cancel_options opts = {}) {
-  auto& p = detail::process::require();
-  if (!p.is_driver()) throw usage_error("ray::cancel is only available in the driver process");
-  if (ref.valid() && ref.state()->id) p.cancel_call(ref.state()->id, opts.force);
+  detail::on_loop("ray::cancel", [&](detail::process& p) {
+    if (!p.is_driver()) throw usage_error("ray::cancel is only available in the driver process");
+    if (ref.valid() && ref.state()->id) p.cancel_call(ref.state()->id, opts.force);
+  });
 }
 
 CORAY_END_NAMESPACE

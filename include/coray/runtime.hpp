@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <coray/async.hpp>
+#include <coray/detail/runtime/foreign.hpp>
 #include <coray/detail/runtime/local_driver.hpp>
 #include <coray/errors.hpp>
 #include <coray/sync_wait.hpp>
@@ -69,7 +70,7 @@ class runtime {
 
   runtime(int argc, char** argv, runtime_options opts = {}) {
     detail::enter_worker_if_spawned();
-    if (detail::process::current())
+    if (detail::process::here() || detail::runtime_gate::instance().accepts_calls())
       throw usage_error("coray: a runtime is already running in this process");
     detail::driver_config cfg;
     cfg.num_workers = opts.num_workers ? opts.num_workers : detail::usable_cores();
@@ -87,21 +88,39 @@ class runtime {
     cfg.argv = program_arguments(argc, argv);
     cfg.spill_directory = opts.spill_directory;
     driver_ = std::make_unique<detail::local_driver>(std::move(cfg));
+    driver_->open_handoff(driver_->hdr->driver_bell, detail::runtime_gate::phase::calls);
   }
 
   runtime(const runtime&) = delete;
   runtime& operator=(const runtime&) = delete;
-  /// Ends every worker and frees the segment. Refs still held afterwards are inert.
-  ~runtime() = default;
+  /// Ends every worker and frees the segment. Refs still held afterwards are inert. Calls
+  /// other threads made that the runtime has not taken yet fail; their later calls throw
+  /// ray::runtime_error. Call it on the runtime's thread.
+  ~runtime() { driver_->close_handoff(); }
 
   /// Runs the coroutine `main` to completion on this thread, serving the runtime meanwhile;
-  /// returns its result or rethrows its exception.
+  /// returns its result or rethrows its exception. On the thread that built the runtime.
   template <class T>
   T run(async<T> main) {
+    if (!driver_->is_loop_thread())
+      throw ray::runtime_error(
+          "ray::runtime::run: must be called on the thread that built the runtime (other threads "
+          "use ray::sync_wait)");
     auto h = main.handle();
     driver_->schedule(h);
     driver_->run_until([&] { return h.done(); });
     return main.take();
+  }
+
+  /// Serves the runtime on this thread (the one that built it) until `done()` holds: what
+  /// calls from other threads need when this thread has nothing of its own to wait for.
+  /// `done` is checked after each piece of work and at least every millisecond.
+  template <class Done>
+  void serve_until(Done&& done) {
+    if (!driver_->is_loop_thread())
+      throw ray::runtime_error(
+          "ray::runtime::serve_until: must be called on the thread that built the runtime");
+    while (!done()) driver_->run_until(done, detail::clock::now() + std::chrono::milliseconds(1));
   }
 
   std::uint32_t num_workers() const noexcept { return driver_->num_workers(); }
@@ -152,6 +171,8 @@ inline void init(runtime_options opts = {}) {
   detail::global_runtime() = std::make_unique<runtime>(opts);
 }
 inline void shutdown() { detail::global_runtime().reset(); }
-inline bool is_initialized() noexcept { return detail::process::current() != nullptr; }
+inline bool is_initialized() noexcept {
+  return detail::process::here() != nullptr || detail::runtime_gate::instance().accepts_calls();
+}
 
 CORAY_END_NAMESPACE

@@ -7,6 +7,7 @@
 ///   auto [ready, pending] = ray::sync_wait(ray::wait(refs));       // a coray awaitable
 
 #include <coray/async.hpp>
+#include <coray/detail/runtime/foreign.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <type_traits>
 #include <utility>
@@ -14,8 +15,8 @@
 CORAY_BEGIN_NAMESPACE
 
 /// Runs `awaitable` (a ray::async<T>, or what ray::get, ray::get_view and ray::wait return)
-/// to completion and returns its result. Call from the thread that runs the runtime, or
-/// from inside a task.
+/// to completion and returns its result. In the driver, from any thread (a coroutine runs on
+/// the runtime's thread while this one waits); inside a task, from the thread that runs it.
 template <class Awaitable>
 auto sync_wait(Awaitable&& awaitable) {
   using A = std::remove_cvref_t<Awaitable>;
@@ -24,7 +25,12 @@ auto sync_wait(Awaitable&& awaitable) {
   if constexpr (detail::is_async<A>::value) {
     A a = std::move(awaitable);
     auto h = a.handle();
-    auto& p = detail::process::require();
+    if (detail::needs_handoff()) {  // another thread than the runtime's: it runs there
+      detail::foreign_entry e("ray::sync_wait");
+      detail::run_coroutine_from_another_thread(e.get(), h);
+      return a.take();
+    }
+    auto& p = detail::process::require("ray::sync_wait");
     p.schedule(h);
     p.run_until([&] { return h.done(); });
     return a.take();

@@ -68,8 +68,8 @@ struct remote_function {
   /// The same function with other options: `ray::task<f>.options({.max_retries = 0}).remote(...)`.
   constexpr remote_function options(task_options o) const noexcept { return remote_function(o); }
 
-  /// Submits the call and returns its result's ref at once. Call from the thread that runs
-  /// the runtime (or from inside a task).
+  /// Submits the call and returns its result's ref at once. Thread-safe in the driver (any
+  /// thread); inside a task, from the thread that runs the task.
   template <class... A>
   object_ref<result_type> remote(A&&... args) const {
     static_assert(sizeof...(A) == traits::arity,
@@ -83,11 +83,13 @@ struct remote_function {
           "parameter's type, a value convertible to it, or an object_ref of it (non-const "
           "reference parameters are not allowed)");
       if constexpr (fits) {
-        auto& p = detail::process::require();
-        auto spec = detail::make_call<F>(p, std::forward<A>(args)...);
-        spec.max_retries = options_.max_retries;
-        spec.retry_matcher = options_.retry_exceptions.matcher;
-        return object_ref<result_type>(p.submit(std::move(spec)));
+        return object_ref<result_type>(
+            detail::submit_from_any_thread("ray::task<f>.remote", [&](detail::process& p) {
+              auto spec = detail::make_call<F>(p, std::forward<A>(args)...);
+              spec.max_retries = options_.max_retries;
+              spec.retry_matcher = options_.retry_exceptions.matcher;
+              return spec;
+            }));
       }
     }
     return {};

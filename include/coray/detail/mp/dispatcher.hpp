@@ -101,9 +101,10 @@ class dispatcher {
     d_.run_until([this] { return idle(); });
   }
   bool idle() const noexcept { return queue_.empty() && running_.empty(); }
-  /// The runtime this dispatcher belongs to is still the process's (not ended or replaced).
+  /// The runtime this dispatcher belongs to is still the process's (not ended or replaced),
+  /// and this is its loop thread.
   bool runtime_alive() const noexcept {
-    process* p = process::current();
+    process* p = process::here();
     return p && p->epoch == epoch_;
   }
 

@@ -85,10 +85,16 @@ class shared_block {
       l_ = nullptr;
       return;
     }
-    process* p = process::current();
-    if (p && p->epoch == l_->epoch) p->release_block(l_->block);
-    delete l_;
+    if (process::on_this_thread())
+      release_on_loop(l_);
+    else  // the last handle went on another thread: the loop drops the reference
+      release_from_another_thread<local, &release_on_loop>(l_);
     l_ = nullptr;
+  }
+  static void release_on_loop(local* l) noexcept {
+    process* p = process::current();
+    if (p && p->epoch == l->epoch) p->release_block(l->block);
+    delete l;
   }
 
   local* l_ = nullptr;

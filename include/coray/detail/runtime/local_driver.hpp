@@ -62,6 +62,10 @@ class local_driver final : public driver {
 
   // ---- process ---------------------------------------------------------------------------
   state_ptr submit(task_spec&& spec) override { return orchestrator_->submit(std::move(spec)); }
+  state_ptr submit_into(task_spec&& spec, state_ptr result) override {
+    orchestrator_->submit_into(std::move(spec), result);
+    return result;
+  }
   void cancel_call(std::uint64_t id, bool force) override { orchestrator_->cancel_call(id, force); }
   void actor_handle(std::uint64_t id, int delta) noexcept override {
     orchestrator_->actor_ref(id, delta);
@@ -129,7 +133,12 @@ class local_driver final : public driver {
     return progress;
   }
 
-  void sleep(std::chrono::nanoseconds limit) override { transport_->sleep(limit, *orchestrator_); }
+  void sleep(std::chrono::nanoseconds limit) override {
+    // Jobs other threads hand over wake the loop too (they ring the driver's doorbell).
+    transport_->sleep(
+        limit, *orchestrator_,
+        {[](const void* p) { return static_cast<const local_driver*>(p)->jobs_waiting(); }, this});
+  }
 
  private:
   std::uint32_t num_workers_;

@@ -31,7 +31,7 @@ void add_value(task_spec& spec, process& p, const V& v) {
   } collect(spec.actors);
   const std::size_t size = encoded_size(v);
   if (size > p.inline_threshold()) {
-    object_block* b = p.new_block(size);
+    object_block* b = p.allocate_block(size);
     encode_to(std::span<std::byte>(b->data(), size), v);
     spec.add_block(p.seg, b);
   } else {

@@ -32,7 +32,9 @@ struct object_state {
   enum class status : std::uint8_t { pending, ready, failed };
 
   std::atomic<std::uint32_t> handles{1};
-  status st = status::pending;
+  /// Written on the loop thread (or by the thread building a put, before it is shared);
+  /// read anywhere: a thread that sees it settled sees the value, or error, set before.
+  std::atomic<status> st{status::pending};
   std::uint64_t id = 0;           // nonzero for results the driver tracks by id
   std::uint32_t epoch = 0;        // the runtime that made it; its block dies with that runtime
   std::vector<std::byte> bytes;   // inline value (16-byte aligned by the allocator)
@@ -43,7 +45,7 @@ struct object_state {
   std::int64_t spill_offset = -1;  // where the value lies in the spill file, if spilled
   std::uint64_t spill_size = 0;
 
-  bool settled() const noexcept { return st != status::pending; }
+  bool settled() const noexcept { return st.load(std::memory_order_acquire) != status::pending; }
   bool spilled() const noexcept { return spill_offset >= 0; }
   /// The encoded value, wherever it lies (a spilled one is brought back first). Precondition:
   /// ready. Throws object_store_full if a spilled value does not fit back.
@@ -53,11 +55,11 @@ struct object_state {
     return {bytes.data(), bytes.size()};
   }
   void rethrow_if_failed() const {
-    if (st == status::failed) std::rethrow_exception(error);
+    if (st.load(std::memory_order_acquire) == status::failed) std::rethrow_exception(error);
   }
-  /// Settles the object and notifies every waiter once.
+  /// Settles the object and notifies every waiter once. Loop thread.
   void settle(status s) {
-    st = s;
+    st.store(s, std::memory_order_release);
     auto ws = std::move(waiters);
     waiters.clear();
     for (auto& w : ws) w.fn(w.ctx, *this);

@@ -3,12 +3,11 @@
 /// event loop that drives a process (ready coroutines, incoming messages, timers, sleeping).
 /// The driver and the workers specialise it.
 
-#include <pthread.h>
-
 #include <atomic>
 #include <chrono>
 #include <coray/detail/runtime/actor_state.hpp>
 #include <coray/detail/runtime/call_message.hpp>
+#include <coray/detail/runtime/handoff.hpp>
 #include <coray/detail/runtime/object_state.hpp>
 #include <coray/detail/runtime/wire.hpp>
 #include <coray/detail/shm/futex.hpp>
@@ -16,9 +15,13 @@
 #include <coroutine>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <map>
+#include <new>
+#include <optional>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
@@ -92,23 +95,40 @@ inline void collect_pinned_block(segment& seg, object_block* b) {
 
 class driver;
 
-/// The runtime state of this process (driver or worker). One at a time per process; used
-/// only from the thread that runs the loop.
+/// The runtime state of this process (driver or worker). One at a time per process. Its
+/// state is the loop thread's: other threads reach it only through jobs (handoff.hpp), which
+/// the loop runs.
 class process {
  public:
-  virtual ~process() = default;
+  process() noexcept { on_this_thread() = this; }
+  virtual ~process() {
+    if (on_this_thread() == this) on_this_thread() = nullptr;
+  }
+  process(const process&) = delete;
+  process& operator=(const process&) = delete;
 
-  /// The process's runtime, or nullptr outside one.
+  /// The process's runtime, or nullptr outside one. Read and written by the loop thread only;
+  /// other threads use runtime_gate.
   static process*& current() noexcept {
     static process* p = nullptr;
     return p;
   }
-  static process& require() {
-    process* p = current();
-    if (!p) throw usage_error("coray: no runtime is running (construct ray::runtime first)");
-    if (!pthread_equal(p->loop_thread_, pthread_self()))
-      throw usage_error("coray: the runtime is used from a thread other than the one that runs it");
-    return *p;
+  /// The runtime whose loop this thread runs (the thread that built it), or nullptr: another
+  /// thread, or no runtime. Thread-safe: each thread reads its own.
+  static process*& on_this_thread() noexcept {
+    thread_local process* p = nullptr;
+    return p;
+  }
+  /// The running runtime if this thread runs its loop, else nullptr.
+  static process* here() noexcept {
+    process* p = on_this_thread();
+    return p && p == current() ? p : nullptr;  // current() is read by its own thread only
+  }
+  /// The runtime, for an API that only the loop thread may use; throws ray::runtime_error
+  /// saying why not on any other thread.
+  static process& require(const char* what = "coray") {
+    if (process* p = here()) return *p;
+    throw usage_error(runtime_gate::instance().refusal(what));
   }
 
   segment seg;
@@ -120,6 +140,11 @@ class process {
   bool is_driver() noexcept { return as_driver() != nullptr; }
   /// Sends a call; returns the state of its result.
   virtual state_ptr submit(task_spec&& spec) = 0;
+  /// Sends a call whose result state was made by the thread that built it (a thread other
+  /// than the loop's, in the driver); returns `result`.
+  virtual state_ptr submit_into(task_spec&& /*spec*/, state_ptr /*result*/) {
+    throw ray::runtime_error("coray: only the driver takes calls from other threads");
+  }
   /// A state with an id lost its last handle in this process.
   virtual void forget(object_state&) noexcept {}
 
@@ -166,7 +191,98 @@ class process {
 
   std::size_t inline_threshold() const noexcept { return hdr->inline_threshold; }
   /// True on the thread that runs this process's loop (where blocking calls may serve it).
-  bool is_loop_thread() const noexcept { return pthread_equal(loop_thread_, pthread_self()); }
+  bool is_loop_thread() const noexcept { return on_this_thread() == this; }
+
+  // ---- other threads ------------------------------------------------------------------
+  // A thread other than the loop's calls these only while it holds an entry of the
+  // runtime_gate (foreign_entry), which keeps this object alive.
+
+  /// Hands `j` to the loop and wakes it. Thread-safe, lock-free; throws only if the queue
+  /// could not allocate.
+  void post(loop_job j) {
+    if (!jobs_.push(j)) throw std::bad_alloc();
+    bell_->ring();
+  }
+  /// Runs `f(process&)` on the loop and returns its result (or rethrows its exception) to
+  /// this thread, which blocks meanwhile. Throws ray::runtime_error if the runtime ends
+  /// first. Not on the loop thread, which would wait for itself.
+  template <class F>
+  auto call_on_loop(F&& f) -> decltype(f(*this)) {
+    using result = decltype(f(*this));
+    struct call {
+      explicit call(F& fn) noexcept : f(fn) {}
+      F& f;
+      std::conditional_t<std::is_void_v<result>, bool, std::optional<result>> value{};
+      std::exception_ptr error;
+      bool ended = false;
+      completion done;
+      static void run(void* ctx, process& p, bool live) noexcept {
+        auto* c = static_cast<call*>(ctx);
+        if (!live) {
+          c->ended = true;
+        } else {
+          try {
+            if constexpr (std::is_void_v<result>)
+              c->f(p);
+            else
+              c->value.emplace(c->f(p));
+          } catch (...) {
+            c->error = std::current_exception();
+          }
+        }
+        c->done.signal();
+      }
+    } c(f);
+    post({&call::run, &c});
+    c.done.wait();
+    if (c.ended) throw ray::runtime_error("coray: the runtime ended before the call was made");
+    if (c.error) std::rethrow_exception(c.error);
+    if constexpr (!std::is_void_v<result>) return std::move(*c.value);
+  }
+  /// new_block from any thread: on another thread than the loop's the loop allocates (the
+  /// allocator and spilling are the loop's) while this one waits.
+  object_block* allocate_block(std::size_t size) {
+    if (is_loop_thread()) return new_block(size);
+    return call_on_loop([size](process& p) { return p.new_block(size); });
+  }
+
+  /// Loop thread: keeps `w` to fail if the runtime ends before `w` is done.
+  void add_pending(foreign_pending& w) noexcept {
+    w.prev = nullptr;
+    w.next = pending_;
+    if (pending_) pending_->prev = &w;
+    pending_ = &w;
+  }
+  void remove_pending(foreign_pending& w) noexcept {
+    (w.prev ? w.prev->next : pending_) = w.next;
+    if (w.next) w.next->prev = w.prev;
+    w.prev = w.next = nullptr;
+  }
+
+  /// Loop thread, once the process is built: from now on other threads may hand it jobs
+  /// (`calls`: the driver's API; `releases_only`: dropped refs and actor handles) and ring
+  /// `bell`, the doorbell this process sleeps on.
+  void open_handoff(doorbell& bell, runtime_gate::phase what) noexcept {
+    bell_ = &bell;
+    runtime_gate::instance().open(this, what);
+  }
+  /// Loop thread, before the runtime is destroyed: refuses new jobs, fails those queued and
+  /// the waits of other threads, and returns once no other thread is inside the runtime.
+  void close_handoff() noexcept {
+    auto& gate = runtime_gate::instance();
+    gate.close();
+    for (;;) {
+      const bool nobody_inside = !gate.anyone_inside();
+      while (pending_) {
+        foreign_pending& w = *pending_;
+        remove_pending(w);
+        w.ended(*this);
+      }
+      while (jobs_.maybe_waiting()) jobs_.run_some(*this, false);
+      if (nobody_inside) return;
+      sched_yield();
+    }
+  }
 
   /// Serves the loop once without waiting (takes in replies, sends queued work) when called
   /// on the loop thread. A caller whose refs are already ready does not run the loop; this
@@ -189,6 +305,10 @@ class process {
         auto h = ready_.front();
         ready_.pop_front();
         h.resume();
+        continue;
+      }
+      if (jobs_.maybe_waiting() && jobs_.run_some(*this, true) != 0) {
+        bo.reset();
         continue;
       }
       if (poll_guarded()) {
@@ -233,8 +353,8 @@ class process {
   virtual bool poll() = 0;
   /// Sleeps until a message may have arrived, at most `limit`.
   virtual void sleep(std::chrono::nanoseconds limit) = 0;
-
-  pthread_t loop_thread_ = pthread_self();
+  /// For sleep()'s check: another thread handed the loop a job (or is about to).
+  bool jobs_waiting() const noexcept { return jobs_.maybe_waiting(); }
 
  private:
   bool poll_guarded() {
@@ -262,6 +382,9 @@ class process {
     }
     return fired;
   }
+  job_queue jobs_;  // from other threads
+  doorbell* bell_ = nullptr;
+  foreign_pending* pending_ = nullptr;  // other threads' waits the loop holds
   std::deque<std::coroutine_handle<>> ready_;
   std::multimap<clock::time_point, timer> timers_;
   std::uint64_t timer_ids_ = 0;
@@ -272,7 +395,8 @@ inline void restore_state(object_state& s) {
   if (process* p = process::current(); p && s.epoch == p->epoch) p->restore(s);
 }
 
-inline void release_state(object_state* s) noexcept {
+/// The last handle of `s` went on the loop thread (or `s` belongs to no live runtime).
+inline void release_on_loop(object_state* s) noexcept {
   process* p = process::current();
   bool live = p && s->epoch == p->epoch;
   if (live) p->state_released(*s);
@@ -280,16 +404,59 @@ inline void release_state(object_state* s) noexcept {
   if (live && s->block) p->release_block(s->block);
   delete s;
 }
-
-inline void release_actor_state(actor_state* s) noexcept {
+inline void release_actor_on_loop(actor_state* s) noexcept {
   process* p = process::current();
   if (p && s->epoch == p->epoch) p->actor_handle(s->id, -1);
   delete s;
 }
 
+/// Hands the release of `s` (an object or actor state of the live runtime) to its loop; a
+/// state of an ended runtime is simply deleted. Any thread but the loop's.
+template <class State, void (*Release)(State*) noexcept>
+void release_from_another_thread(State* s) noexcept {
+  auto& gate = runtime_gate::instance();
+  if (process* p = gate.try_enter()) {
+    bool handed = false;
+    if (s->epoch == p->epoch) {
+      try {
+        p->post({[](void* ctx, process&, bool) noexcept { Release(static_cast<State*>(ctx)); }, s});
+        handed = true;
+      } catch (...) {  // the queue could not grow: keep the state (a leak, not a corruption)
+        gate.leave();
+        return;
+      }
+    }
+    gate.leave();
+    if (handed) return;
+  }
+  delete s;
+}
+
+inline void release_state(object_state* s) noexcept {
+  if (process::on_this_thread())
+    release_on_loop(s);
+  else
+    release_from_another_thread<object_state, &release_on_loop>(s);
+}
+
+inline void release_actor_state(actor_state* s) noexcept {
+  if (process::on_this_thread())
+    release_actor_on_loop(s);
+  else
+    release_from_another_thread<actor_state, &release_actor_on_loop>(s);
+}
+
+/// A new pending state of `p`'s runtime (from any thread that may use `p`).
+inline state_ptr make_state(const process& p) {
+  auto s = state_ptr::adopt(new object_state);
+  s->epoch = p.epoch;
+  return s;
+}
+/// A new pending state of this thread's runtime (loop thread, or none).
 inline state_ptr make_state() {
   auto s = state_ptr::adopt(new object_state);
-  if (process* p = process::current()) s->epoch = p->epoch;
+  if (process::on_this_thread())
+    if (process* p = process::current()) s->epoch = p->epoch;
   return s;
 }
 

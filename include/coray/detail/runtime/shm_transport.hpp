@@ -120,10 +120,10 @@ class shm_transport final : public transport {
     return progress;
   }
 
-  void sleep(std::chrono::nanoseconds limit, transport_events& to) override {
+  void sleep(std::chrono::nanoseconds limit, transport_events& to, wake_check also) override {
     hdr_->driver_bell.sleep(
-        [this] {
-          if (hdr_->deaths.load(std::memory_order_acquire) != seen_deaths_) return true;
+        [this, also] {
+          if (also() || hdr_->deaths.load(std::memory_order_acquire) != seen_deaths_) return true;
           for (std::uint32_t i : active_)
             if (!views_[i].outbox->empty()) return true;
           // Waiting for room in an inbox: the process rings once it frees slots (Dekker with

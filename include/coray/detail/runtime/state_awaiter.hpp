@@ -2,9 +2,12 @@
 /// Waiting for one object to settle: state_awaiter suspends a coroutine until it does (its
 /// waiter resumes it through the loop), block_until_settled runs the loop until it does.
 
+#include <coray/detail/runtime/foreign.hpp>
 #include <coray/detail/runtime/object_state.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <coroutine>
+#include <optional>
+#include <span>
 #include <utility>
 
 CORAY_BEGIN_NAMESPACE
@@ -21,8 +24,21 @@ inline void block_until_settled(object_state& s) {
   if (!s.settled()) process::require().run_until([&] { return s.settled(); });
 }
 
+/// Blocks until `states` have all settled, then returns `read()`: on the loop thread running
+/// the loop, on another thread waiting for it, with the values pinned while `read` runs.
+template <class Read>
+auto read_when_settled(const char* what, std::span<object_state* const> states, Read&& read) {
+  if (!needs_handoff()) {
+    for (object_state* s : states) block_until_settled(*s);
+    return read();
+  }
+  foreign_entry e(what);
+  foreign_wait w(e.get(), states, states.size(), std::nullopt, true);
+  return read();
+}
+
 /// The waiting half of an awaitable of one object: suspends until it settles, or blocks
-/// (running the loop) in the conversion forms.
+/// in the conversion forms (running the loop on its thread; waiting for it on another).
 class state_awaiter {
  public:
   explicit state_awaiter(state_ptr s) : s_(std::move(s)) {}
@@ -33,9 +49,10 @@ class state_awaiter {
   }
 
  protected:
-  object_state& settled() {
-    block_until_settled(*s_);
-    return *s_;
+  template <class Read>
+  auto read_settled(Read&& read) {
+    object_state* s = s_.get();
+    return read_when_settled("ray::get", {&s, 1}, [&] { return read(*s_); });
   }
   state_ptr s_;
 };

@@ -23,10 +23,17 @@ using put_type_t = std::conditional_t<std::is_same_v<std::decay_t<T>, const char
 
 /// Room for a value of `size` encoded bytes in `s`, which stays pending: inline bytes below
 /// the threshold, else a new block in the store (pending, so never spilled while written).
+/// From any thread that may use `p`: the loop allocates the block.
 inline std::span<std::byte> reserve_value(process& p, object_state& s, std::size_t size) {
   if (size > p.inline_threshold()) {
-    s.block = p.new_block(size);
-    p.block_adopted(s);
+    auto adopt = [&s, size](process& lp) {
+      s.block = lp.new_block(size);
+      lp.block_adopted(s);
+    };
+    if (p.is_loop_thread())
+      adopt(p);
+    else
+      p.call_on_loop(adopt);
     return {s.block->data(), size};
   }
   s.bytes.resize(size);
@@ -37,7 +44,7 @@ inline std::span<std::byte> reserve_value(process& p, object_state& s, std::size
 template <class V>
 void store_value(process& p, object_state& s, const V& v) {
   encode_to(reserve_value(p, s, encoded_size(v)), v);
-  s.st = object_state::status::ready;
+  s.st.store(object_state::status::ready, std::memory_order_release);
 }
 
 template <class T>

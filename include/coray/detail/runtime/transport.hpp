@@ -34,6 +34,14 @@ class fill_ref {
   void (*fn_)(void*, std::byte*);
 };
 
+/// A non-owning `bool()` check, for what else should end a transport's sleep (work handed to
+/// the loop by another thread).
+struct wake_check {
+  bool (*fn)(const void*) = nullptr;
+  const void* ctx = nullptr;
+  bool operator()() const { return fn && fn(ctx); }
+};
+
 /// How a process ended, as the transport saw it.
 struct process_death {
   int pid = 0;
@@ -98,8 +106,11 @@ class transport {
   // ---- the loop -----------------------------------------------------------------------
   /// Delivers what arrived (messages, then deaths) to `to`; true if anything did.
   virtual bool poll(transport_events& to) = 0;
-  /// Sleeps until something may have arrived, at most `limit`; reports a lost supervisor.
-  virtual void sleep(std::chrono::nanoseconds limit, transport_events& to) = 0;
+  /// Sleeps until something may have arrived or `also()` holds (checked after announcing
+  /// the sleep, so whoever makes it hold and rings the driver's doorbell is never missed), at
+  /// most `limit`; reports a lost supervisor.
+  virtual void sleep(std::chrono::nanoseconds limit, transport_events& to,
+                     wake_check also = {}) = 0;
 };
 
 }  // namespace detail

@@ -52,8 +52,8 @@ class worker final : public process {
                (std::uint64_t{generation_ & 0xFFFF} << 32);
     me_->pid.store(getpid(), std::memory_order_relaxed);
     me_->state.store(static_cast<std::uint32_t>(slot_state::running), std::memory_order_release);
-    loop_thread_ = pthread_self();
     process::current() = this;
+    open_handoff(me_->bell, runtime_gate::phase::releases_only);
     run_until([this] { return stop_ || (stopping_ && calls_.empty() && running_ == 0); });
     if (instance_ && destroy_) destroy_(instance_);  // an actor ends with its destructor
     std::fflush(nullptr);
@@ -234,7 +234,7 @@ class worker final : public process {
   }
 
   void sleep(std::chrono::nanoseconds limit) override {
-    me_->bell.sleep([this] { return !inbox_->empty(); }, limit);
+    me_->bell.sleep([this] { return !inbox_->empty() || jobs_waiting(); }, limit);
     if (getppid() != hdr->supervisor_pid) _exit(0);  // supervisor gone: the runtime is over
   }
 
