@@ -4,6 +4,8 @@
 /// a large or multi-threaded driver is never forked, or by posix_spawn() of /proc/self/exe --
 /// reaps them, and reports each death to the driver through the segment. It dies with the
 /// driver (PR_SET_PDEATHSIG), and its workers die with it, so nothing outlives a kill -9.
+/// Whatever the program did to its signals, the supervisor and its workers start from a
+/// clean state.
 
 #include <fcntl.h>
 #include <poll.h>
@@ -36,6 +38,16 @@ struct supervisor_command {
 
 inline constexpr const char* worker_env = "CORAY_WORKER";
 
+/// The signal state of a coray process, whatever the program had set: every disposition
+/// default (a SIGCHLD the program ignores would have the kernel reap workers unseen; its
+/// handlers belong to the driver). Only `blocked` is blocked. Dispositions and mask carry
+/// over fork and exec.
+inline void take_own_signals(const sigset_t& blocked) noexcept {
+  for (int sig = 1; sig < NSIG; ++sig)
+    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+  sigprocmask(SIG_SETMASK, &blocked, nullptr);
+}
+
 /// Worker-side start-up shared by both start methods. Never returns.
 [[noreturn]] inline void become_worker(segment& seg, std::uint32_t slot, std::uint32_t epoch,
                                        pid_t supervisor) {
@@ -43,8 +55,9 @@ inline constexpr const char* worker_env = "CORAY_WORKER";
   if (getppid() != supervisor) _exit(0);
   // A worker dies of its signals as a plain process does: handlers the program installed
   // (crash reporters, test frameworks) belong to the driver.
-  for (int sig = 1; sig < NSIG; ++sig)
-    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  take_own_signals(none);
   // Output appears as it is written, not when a buffer fills: a worker may be killed.
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   char name[16];
@@ -93,10 +106,10 @@ struct supervisor_config {
   prctl(PR_SET_NAME, "coray-super");
   const pid_t self = getpid();
 
-  sigset_t chld, old;
+  sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
-  sigprocmask(SIG_BLOCK, &chld, &old);
+  take_own_signals(chld);
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   if (cfg.method == start_method_id::spawn) {
     // Spawned workers inherit the segment's fd.
@@ -110,7 +123,6 @@ struct supervisor_config {
     if (cfg.method == start_method_id::fork) {
       pid_t pid = fork();
       if (pid == 0) {
-        sigprocmask(SIG_SETMASK, &old, nullptr);
         close(sfd);
         close(cfg.command_fd);
         become_worker(*cfg.seg, slot, cfg.epoch, self);
@@ -128,15 +140,13 @@ struct supervisor_config {
     std::vector<char*> argv;
     for (auto& a : cfg.argv) argv.push_back(a.data());
     argv.push_back(nullptr);
+    // The supervisor's dispositions are already a worker's; only its mask is its own.
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
-    sigset_t none, dfl;
+    sigset_t none;
     sigemptyset(&none);
-    sigemptyset(&dfl);
-    sigaddset(&dfl, SIGCHLD);
     posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &dfl);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
     pid_t pid = -1;
     if (posix_spawn(&pid, "/proc/self/exe", nullptr, &attr, argv.data(), envp.data()) != 0)
       pid = -1;

@@ -1,0 +1,55 @@
+// Hardening (issue 18): the runtime's processes keep working whatever the program around them
+// did to its signals and file descriptors, and keep to themselves what is theirs.
+#include <doctest/doctest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <coray/coray.hpp>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+
+/// A bound on any one call here: long enough for a loaded machine, short of CTest's limit.
+constexpr auto call_limit = std::chrono::seconds(20);
+
+int add(int a, int b) { return a + b; }
+
+int die(int) {
+  raise(SIGKILL);
+  return 0;
+}
+
+/// Sets a signal's disposition for one scope, as a program may before it starts the runtime.
+struct signal_disposition {
+  signal_disposition(int sig, void (*handler)(int)) : sig_(sig) {
+    struct sigaction sa {};
+    sa.sa_handler = handler;
+    sigaction(sig_, &sa, &old_);
+  }
+  ~signal_disposition() { sigaction(sig_, &old_, nullptr); }
+  int sig_;
+  struct sigaction old_ {};
+};
+
+}  // namespace
+
+TEST_CASE("a program that ignores SIGCHLD still learns that a worker crashed") {
+  signal_disposition daemon_idiom(SIGCHLD, SIG_IGN);
+  ray::runtime rt({.num_workers = 1});
+  CHECK_THROWS_AS(
+      ray::get(ray::task<die>.options({.max_retries = 0}).remote(0), {.timeout = call_limit}).get(),
+      ray::worker_crashed);
+  CHECK(ray::get(ray::task<add>.remote(1, 2), {.timeout = call_limit}).get() == 3);  // replaced
+}
