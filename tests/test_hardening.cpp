@@ -53,3 +53,38 @@ TEST_CASE("a program that ignores SIGCHLD still learns that a worker crashed") {
       ray::worker_crashed);
   CHECK(ray::get(ray::task<add>.remote(1, 2), {.timeout = call_limit}).get() == 3);  // replaced
 }
+
+namespace {
+
+int own_pid(int) { return getpid(); }
+
+struct keeper {
+  int pid() const { return getpid(); }
+};
+
+/// The parent of `pid`, from /proc/<pid>/stat (after the command name, which may hold spaces).
+int parent_of(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::istringstream rest(stat.substr(stat.rfind(')') + 1));
+  char state = 0;
+  int ppid = 0;
+  rest >> state >> ppid;
+  return ppid;
+}
+
+}  // namespace
+
+TEST_CASE("Ctrl-C leaves the runtime's processes running: SIGINT is the driver's to handle") {
+  ray::runtime rt({.num_workers = 1});
+  auto a = ray::spawn<keeper>();
+  const int worker = ray::get(ray::task<own_pid>.remote(0), {.timeout = call_limit});
+  const int actor = ray::get(a.call<&keeper::pid>(), {.timeout = call_limit});
+  const int supervisor = parent_of(worker);
+  REQUIRE(supervisor == parent_of(actor));
+  REQUIRE(supervisor != getpid());
+  // What a terminal's Ctrl-C sends to every process of the program's group, the driver aside.
+  for (int pid : {supervisor, worker, actor}) REQUIRE(kill(pid, SIGINT) == 0);
+  CHECK(ray::get(ray::task<own_pid>.remote(0), {.timeout = call_limit}).get() == worker);
+  CHECK(ray::get(a.call<&keeper::pid>(), {.timeout = call_limit}).get() == actor);
+}

@@ -40,11 +40,12 @@ inline constexpr const char* worker_env = "CORAY_WORKER";
 
 /// The signal state of a coray process, whatever the program had set: every disposition
 /// default (a SIGCHLD the program ignores would have the kernel reap workers unseen; its
-/// handlers belong to the driver). Only `blocked` is blocked. Dispositions and mask carry
-/// over fork and exec.
+/// handlers belong to the driver), but SIGINT ignored -- a terminal's Ctrl-C reaches the
+/// whole process group, and it is the driver's to handle; the runtime ends with the driver.
+/// Only `blocked` is blocked. Dispositions and mask carry over fork and exec.
 inline void take_own_signals(const sigset_t& blocked) noexcept {
   for (int sig = 1; sig < NSIG; ++sig)
-    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, sig == SIGINT ? SIG_IGN : SIG_DFL);
   sigprocmask(SIG_SETMASK, &blocked, nullptr);
 }
 
