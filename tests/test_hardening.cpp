@@ -88,3 +88,27 @@ TEST_CASE("Ctrl-C leaves the runtime's processes running: SIGINT is the driver's
   CHECK(ray::get(ray::task<own_pid>.remote(0), {.timeout = call_limit}).get() == worker);
   CHECK(ray::get(a.call<&keeper::pid>(), {.timeout = call_limit}).get() == actor);
 }
+
+namespace {
+
+/// What a task's child program has open, as `ls -l /proc/self/fd` shows it from a shell.
+std::string files_open_in_a_program_a_task_runs(int) {
+  std::string listing;
+  FILE* p = popen("ls -l /proc/self/fd/", "r");
+  if (!p) return "popen failed";
+  char line[512];
+  while (std::fgets(line, sizeof line, p)) listing += line;
+  pclose(p);
+  return listing;
+}
+
+}  // namespace
+
+TEST_CASE("a program a task runs cannot reach the runtime's memory") {
+  ray::runtime rt({.num_workers = 1});
+  const std::string listing =
+      ray::get(ray::task<files_open_in_a_program_a_task_runs>.remote(0), {.timeout = call_limit})
+          .get();
+  REQUIRE(listing.find(" 0 -> ") != std::string::npos);  // the listing is of a program's fds
+  CHECK_MESSAGE(listing.find("memfd:") == std::string::npos, listing);
+}

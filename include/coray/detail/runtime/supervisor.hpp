@@ -112,14 +112,15 @@ struct supervisor_config {
   sigaddset(&chld, SIGCHLD);
   take_own_signals(chld);
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (cfg.method == start_method_id::spawn) {
-    // Spawned workers inherit the segment's fd.
-    int fl = fcntl(cfg.seg->fd(), F_GETFD);
-    fcntl(cfg.seg->fd(), F_SETFD, fl & ~FD_CLOEXEC);
-  }
+  // Spawned workers inherit the segment as this descriptor. It is close-on-exec here and
+  // made inheritable only in the spawned child (dup2 onto it), so no other program the
+  // supervisor or a worker runs can ever hold the segment.
+  const int spawn_fd =
+      cfg.method == start_method_id::spawn ? fcntl(cfg.seg->fd(), F_DUPFD_CLOEXEC, 3) : -1;
 
   std::unordered_map<pid_t, std::uint32_t> children;
 
+  // A new process for `slot`: its pid, or -1 if it could not be made.
   auto start = [&](std::uint32_t slot) -> pid_t {
     if (cfg.method == start_method_id::fork) {
       pid_t pid = fork();
@@ -130,7 +131,7 @@ struct supervisor_config {
       }
       return pid;
     }
-    std::string env_entry = std::string(worker_env) + "=" + std::to_string(cfg.seg->fd()) + ":" +
+    std::string env_entry = std::string(worker_env) + "=" + std::to_string(spawn_fd) + ":" +
                             std::to_string(slot) + ":" + std::to_string(cfg.epoch) + ":" +
                             std::to_string(self);
     std::vector<char*> envp;
@@ -148,9 +149,14 @@ struct supervisor_config {
     sigemptyset(&none);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, cfg.seg->fd(), spawn_fd);
     pid_t pid = -1;
-    if (posix_spawn(&pid, "/proc/self/exe", nullptr, &attr, argv.data(), envp.data()) != 0)
+    if (spawn_fd < 0 ||
+        posix_spawn(&pid, "/proc/self/exe", &actions, &attr, argv.data(), envp.data()) != 0)
       pid = -1;
+    posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
     return pid;
   };
