@@ -112,3 +112,19 @@ TEST_CASE("a program a task runs cannot reach the runtime's memory") {
   REQUIRE(listing.find(" 0 -> ") != std::string::npos);  // the listing is of a program's fds
   CHECK_MESSAGE(listing.find("memfd:") == std::string::npos, listing);
 }
+
+TEST_CASE("a pipe the program closes reaches end of file while the runtime runs") {
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);  // inheritable, as a program's own pipes and sockets often are
+  ray::runtime rt({.num_workers = 2});
+  auto a = ray::spawn<keeper>();
+  // Every kind of process is running: the supervisor, task workers and an actor.
+  CHECK(ray::get(ray::task<add>.remote(1, 1), {.timeout = call_limit}).get() == 2);
+  CHECK(ray::get(a.call<&keeper::pid>(), {.timeout = call_limit}).get() > 0);
+  close(fds[1]);
+  pollfd p{fds[0], POLLIN, 0};
+  REQUIRE(poll(&p, 1, static_cast<int>(std::chrono::milliseconds(call_limit).count())) == 1);
+  char c;
+  CHECK(read(fds[0], &c, 1) == 0);
+  close(fds[0]);
+}

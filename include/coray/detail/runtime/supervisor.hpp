@@ -4,18 +4,22 @@
 /// a large or multi-threaded driver is never forked, or by posix_spawn() of /proc/self/exe --
 /// reaps them, and reports each death to the driver through the segment. It dies with the
 /// driver (PR_SET_PDEATHSIG), and its workers die with it, so nothing outlives a kill -9.
-/// Whatever the program did to its signals, the supervisor and its workers start from a
-/// clean state.
+/// Whatever the program did to its signals and descriptors, the supervisor and its workers
+/// start from a clean state: default signal dispositions, no descriptor but their own.
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <climits>
 #include <coray/detail/runtime/worker.hpp>
 #include <cstdlib>
 #include <cstring>
@@ -47,6 +51,36 @@ inline void take_own_signals(const sigset_t& blocked) noexcept {
   for (int sig = 1; sig < NSIG; ++sig)
     if (sig != SIGKILL && sig != SIGSTOP) signal(sig, sig == SIGINT ? SIG_IGN : SIG_DFL);
   sigprocmask(SIG_SETMASK, &blocked, nullptr);
+}
+
+/// Closes the descriptors in [first, last] (close_range, or one by one before Linux 5.9).
+inline void close_descriptors(unsigned first, unsigned last) noexcept {
+#ifdef SYS_close_range
+  if (syscall(SYS_close_range, first, last, 0) == 0) return;
+#endif
+  std::vector<int> open;
+  if (DIR* dir = opendir("/proc/self/fd")) {
+    while (dirent* e = readdir(dir)) {
+      const long fd = std::strtol(e->d_name, nullptr, 10);
+      if (e->d_name[0] != '.' && fd != dirfd(dir) && fd >= first && fd <= last)
+        open.push_back(static_cast<int>(fd));
+    }
+    closedir(dir);
+  }
+  for (int fd : open) ::close(fd);
+}
+
+/// Closes every descriptor but stdin, stdout, stderr and `keep`: the program's own pipes and
+/// sockets must reach end of file when the program closes them, not live on in the runtime.
+inline void close_descriptors_except(std::vector<int> keep) noexcept {
+  std::sort(keep.begin(), keep.end());
+  unsigned first = 3;
+  for (int fd : keep) {
+    if (fd < static_cast<int>(first)) continue;
+    if (static_cast<unsigned>(fd) > first) close_descriptors(first, static_cast<unsigned>(fd) - 1);
+    first = static_cast<unsigned>(fd) + 1;
+  }
+  close_descriptors(first, UINT_MAX);
 }
 
 /// Worker-side start-up shared by both start methods. Never returns.
@@ -111,6 +145,7 @@ struct supervisor_config {
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
   take_own_signals(chld);
+  close_descriptors_except({cfg.seg->fd(), cfg.command_fd});
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   // Spawned workers inherit the segment as this descriptor. It is close-on-exec here and
   // made inheritable only in the spawned child (dup2 onto it), so no other program the
