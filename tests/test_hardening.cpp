@@ -128,3 +128,9 @@ TEST_CASE("a pipe the program closes reaches end of file while the runtime runs"
   CHECK(read(fds[0], &c, 1) == 0);
   close(fds[0]);
 }
+
+TEST_CASE("an actor_pool needs at least one actor") {
+  ray::runtime rt({.num_workers = 1});
+  CHECK_THROWS_WITH_AS(ray::actor_pool<keeper>(std::vector<ray::actor<keeper>>{}),
+                       doctest::Contains("no actors"), ray::runtime_error);
+}
