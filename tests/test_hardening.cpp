@@ -134,3 +134,18 @@ TEST_CASE("an actor_pool needs at least one actor") {
   CHECK_THROWS_WITH_AS(ray::actor_pool<keeper>(std::vector<ray::actor<keeper>>{}),
                        doctest::Contains("no actors"), ray::runtime_error);
 }
+
+TEST_CASE("a process that cannot be started fails its calls with the reason") {
+  // One environment string over exec's 128 KiB limit: posix_spawn of every process fails.
+  setenv("CORAY_TEST_HUGE_VARIABLE", std::string(200 * 1024, 'x').c_str(), 1);
+  ray::runtime rt({.num_workers = 1, .start_method = ray::start_method::spawn});
+  unsetenv("CORAY_TEST_HUGE_VARIABLE");
+  auto a = ray::spawn<keeper>();
+  CHECK_THROWS_WITH_AS(ray::get(a.call<&keeper::pid>(), {.timeout = call_limit}).get(),
+                       doctest::Contains(std::strerror(E2BIG)), ray::actor_died);
+  // A refused fork reads the same; the exit code stays a shell's "cannot run".
+  const int refused_fork = ray::detail::start_failure_status(EAGAIN);
+  CHECK(ray::detail::describe_exit(refused_fork) ==
+        std::string("could not be started: ") + std::strerror(EAGAIN));
+  CHECK(ray::detail::exitcode_of(refused_fork) == 127);
+}

@@ -19,7 +19,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <climits>
+#include <coray/detail/runtime/system.hpp>
 #include <coray/detail/runtime/worker.hpp>
 #include <cstdlib>
 #include <cstring>
@@ -155,7 +157,7 @@ struct supervisor_config {
 
   std::unordered_map<pid_t, std::uint32_t> children;
 
-  // A new process for `slot`: its pid, or -1 if it could not be made.
+  // A new process for `slot`: its pid, or -errno if it could not be made.
   auto start = [&](std::uint32_t slot) -> pid_t {
     if (cfg.method == start_method_id::fork) {
       pid_t pid = fork();
@@ -164,7 +166,7 @@ struct supervisor_config {
         close(cfg.command_fd);
         become_worker(*cfg.seg, slot, cfg.epoch, self);
       }
-      return pid;
+      return pid < 0 ? -errno : pid;
     }
     std::string env_entry = std::string(worker_env) + "=" + std::to_string(spawn_fd) + ":" +
                             std::to_string(slot) + ":" + std::to_string(cfg.epoch) + ":" +
@@ -188,12 +190,12 @@ struct supervisor_config {
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, cfg.seg->fd(), spawn_fd);
     pid_t pid = -1;
-    if (spawn_fd < 0 ||
-        posix_spawn(&pid, "/proc/self/exe", &actions, &attr, argv.data(), envp.data()) != 0)
-      pid = -1;
+    const int err = spawn_fd < 0 ? EBADF
+                                 : posix_spawn(&pid, "/proc/self/exe", &actions, &attr, argv.data(),
+                                               envp.data());
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
-    return pid;
+    return err ? -err : pid;
   };
 
   auto report_death = [&](std::uint32_t slot, int status) {
@@ -240,7 +242,7 @@ struct supervisor_config {
           children[pid] = c.slot;
           cfg.hdr->worker(c.slot).pid.store(pid, std::memory_order_release);
         } else {
-          report_death(c.slot, W_EXITCODE(127, 0));
+          report_death(c.slot, start_failure_status(-pid));
         }
       } else if (c.op == supervisor_command::kill) {
         for (auto& [pid, slot] : children)
