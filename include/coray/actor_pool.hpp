@@ -39,8 +39,11 @@ class actor_pool {
       detail::call_result_t<typename detail::function_traits<decltype(Method)>::return_type>;
 
  public:
+  /// Throws ray::runtime_error if `actors` is empty: its calls would wait for ever.
   explicit actor_pool(std::vector<actor<T>> actors)
       : s_(std::make_unique<state>(detail::require_driver("ray::actor_pool"))) {
+    if (actors.empty())
+      throw ray::runtime_error("ray::actor_pool: no actors; a pool needs one to run its calls");
     for (auto& a : actors) push(std::move(a));
   }
   actor_pool(actor_pool&&) noexcept = default;

@@ -43,8 +43,7 @@ class shm_transport final : public transport {
   /// Forks the supervisor (before any process is started).
   void start_supervisor(start_method_id method, std::uint32_t epoch,
                         std::vector<std::string> argv) {
-    link_.start({&seg_, hdr_, -1, method, epoch, std::move(argv)});
-    hdr_->supervisor_pid = link_.pid();
+    link_.start(seg_, hdr_, method, epoch, argv);
   }
   /// Ends the supervisor and with it every process (teardown).
   void end() noexcept { link_.end(); }

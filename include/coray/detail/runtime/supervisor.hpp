@@ -4,16 +4,24 @@
 /// a large or multi-threaded driver is never forked, or by posix_spawn() of /proc/self/exe --
 /// reaps them, and reports each death to the driver through the segment. It dies with the
 /// driver (PR_SET_PDEATHSIG), and its workers die with it, so nothing outlives a kill -9.
+/// Whatever the program did to its signals and descriptors, the supervisor and its workers
+/// start from a clean state: default signal dispositions, no descriptor but their own.
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <coray/detail/runtime/system.hpp>
 #include <coray/detail/runtime/worker.hpp>
 #include <cstdlib>
 #include <cstring>
@@ -36,6 +44,47 @@ struct supervisor_command {
 
 inline constexpr const char* worker_env = "CORAY_WORKER";
 
+/// The signal state of a coray process, whatever the program had set: every disposition
+/// default (a SIGCHLD the program ignores would have the kernel reap workers unseen; its
+/// handlers belong to the driver), but SIGINT ignored -- a terminal's Ctrl-C reaches the
+/// whole process group, and it is the driver's to handle; the runtime ends with the driver.
+/// Only `blocked` is blocked. Dispositions and mask carry over fork and exec.
+inline void take_own_signals(const sigset_t& blocked) noexcept {
+  for (int sig = 1; sig < NSIG; ++sig)
+    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, sig == SIGINT ? SIG_IGN : SIG_DFL);
+  sigprocmask(SIG_SETMASK, &blocked, nullptr);
+}
+
+/// Closes the descriptors in [first, last] (close_range, or one by one before Linux 5.9).
+inline void close_descriptors(unsigned first, unsigned last) noexcept {
+#ifdef SYS_close_range
+  if (syscall(SYS_close_range, first, last, 0) == 0) return;
+#endif
+  std::vector<int> open;
+  if (DIR* dir = opendir("/proc/self/fd")) {
+    while (dirent* e = readdir(dir)) {
+      const long fd = std::strtol(e->d_name, nullptr, 10);
+      if (e->d_name[0] != '.' && fd != dirfd(dir) && fd >= first && fd <= last)
+        open.push_back(static_cast<int>(fd));
+    }
+    closedir(dir);
+  }
+  for (int fd : open) ::close(fd);
+}
+
+/// Closes every descriptor but stdin, stdout, stderr and `keep`: the program's own pipes and
+/// sockets must reach end of file when the program closes them, not live on in the runtime.
+inline void close_descriptors_except(std::vector<int> keep) noexcept {
+  std::sort(keep.begin(), keep.end());
+  unsigned first = 3;
+  for (int fd : keep) {
+    if (fd < static_cast<int>(first)) continue;
+    if (static_cast<unsigned>(fd) > first) close_descriptors(first, static_cast<unsigned>(fd) - 1);
+    first = static_cast<unsigned>(fd) + 1;
+  }
+  close_descriptors(first, UINT_MAX);
+}
+
 /// Worker-side start-up shared by both start methods. Never returns.
 [[noreturn]] inline void become_worker(segment& seg, std::uint32_t slot, std::uint32_t epoch,
                                        pid_t supervisor) {
@@ -43,8 +92,9 @@ inline constexpr const char* worker_env = "CORAY_WORKER";
   if (getppid() != supervisor) _exit(0);
   // A worker dies of its signals as a plain process does: handlers the program installed
   // (crash reporters, test frameworks) belong to the driver.
-  for (int sig = 1; sig < NSIG; ++sig)
-    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  take_own_signals(none);
   // Output appears as it is written, not when a buffer fills: a worker may be killed.
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   char name[16];
@@ -93,31 +143,32 @@ struct supervisor_config {
   prctl(PR_SET_NAME, "coray-super");
   const pid_t self = getpid();
 
-  sigset_t chld, old;
+  sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
-  sigprocmask(SIG_BLOCK, &chld, &old);
+  take_own_signals(chld);
+  close_descriptors_except({cfg.seg->fd(), cfg.command_fd});
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (cfg.method == start_method_id::spawn) {
-    // Spawned workers inherit the segment's fd.
-    int fl = fcntl(cfg.seg->fd(), F_GETFD);
-    fcntl(cfg.seg->fd(), F_SETFD, fl & ~FD_CLOEXEC);
-  }
+  // Spawned workers inherit the segment as this descriptor. It is close-on-exec here and
+  // made inheritable only in the spawned child (dup2 onto it), so no other program the
+  // supervisor or a worker runs can ever hold the segment.
+  const int spawn_fd =
+      cfg.method == start_method_id::spawn ? fcntl(cfg.seg->fd(), F_DUPFD_CLOEXEC, 3) : -1;
 
   std::unordered_map<pid_t, std::uint32_t> children;
 
+  // A new process for `slot`: its pid, or -errno if it could not be made.
   auto start = [&](std::uint32_t slot) -> pid_t {
     if (cfg.method == start_method_id::fork) {
       pid_t pid = fork();
       if (pid == 0) {
-        sigprocmask(SIG_SETMASK, &old, nullptr);
         close(sfd);
         close(cfg.command_fd);
         become_worker(*cfg.seg, slot, cfg.epoch, self);
       }
-      return pid;
+      return pid < 0 ? -errno : pid;
     }
-    std::string env_entry = std::string(worker_env) + "=" + std::to_string(cfg.seg->fd()) + ":" +
+    std::string env_entry = std::string(worker_env) + "=" + std::to_string(spawn_fd) + ":" +
                             std::to_string(slot) + ":" + std::to_string(cfg.epoch) + ":" +
                             std::to_string(self);
     std::vector<char*> envp;
@@ -128,20 +179,23 @@ struct supervisor_config {
     std::vector<char*> argv;
     for (auto& a : cfg.argv) argv.push_back(a.data());
     argv.push_back(nullptr);
+    // The supervisor's dispositions are already a worker's; only its mask is its own.
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
-    sigset_t none, dfl;
+    sigset_t none;
     sigemptyset(&none);
-    sigemptyset(&dfl);
-    sigaddset(&dfl, SIGCHLD);
     posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &dfl);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, cfg.seg->fd(), spawn_fd);
     pid_t pid = -1;
-    if (posix_spawn(&pid, "/proc/self/exe", nullptr, &attr, argv.data(), envp.data()) != 0)
-      pid = -1;
+    const int err = spawn_fd < 0 ? EBADF
+                                 : posix_spawn(&pid, "/proc/self/exe", &actions, &attr, argv.data(),
+                                               envp.data());
+    posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
-    return pid;
+    return err ? -err : pid;
   };
 
   auto report_death = [&](std::uint32_t slot, int status) {
@@ -188,7 +242,7 @@ struct supervisor_config {
           children[pid] = c.slot;
           cfg.hdr->worker(c.slot).pid.store(pid, std::memory_order_release);
         } else {
-          report_death(c.slot, W_EXITCODE(127, 0));
+          report_death(c.slot, start_failure_status(-pid));
         }
       } else if (c.op == supervisor_command::kill) {
         for (auto& [pid, slot] : children)

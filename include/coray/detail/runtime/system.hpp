@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -57,8 +58,16 @@ inline std::string signal_description(int sig) {
   return s;
 }
 
-/// Words for a wait() status: "was killed by SIGSEGV (Segmentation fault)" or "exited with code 3".
+/// The wait status the supervisor reports for a process it could not start (fork or
+/// posix_spawn refused with `error`): exit code 127, a shell's "cannot run", with the errno in
+/// bits a real wait status leaves zero, for describe_exit to say why.
+inline int start_failure_status(int error) { return W_EXITCODE(127, 0) | (error << 16); }
+
+/// Words for a wait() status: "was killed by SIGSEGV (Segmentation fault)", "exited with code
+/// 3", or "could not be started: Resource temporarily unavailable".
 inline std::string describe_exit(int wait_status) {
+  if (WIFEXITED(wait_status) && (wait_status >> 16) != 0)
+    return fmt::format("could not be started: {}", strerror(wait_status >> 16));
   if (WIFSIGNALED(wait_status))
     return fmt::format("was killed by {}", signal_description(WTERMSIG(wait_status)));
   if (WIFEXITED(wait_status)) return fmt::format("exited with code {}", WEXITSTATUS(wait_status));

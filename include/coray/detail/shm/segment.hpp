@@ -57,7 +57,8 @@ class segment {
   ~segment() { close(); }
 
   /// Driver: makes a new anonymous segment of `bytes` (sparse: pages cost memory only once
-  /// touched). The fd is close-on-exec; the supervisor clears that for spawned workers.
+  /// touched). The fd is close-on-exec, as it is in every process: a program that a task or
+  /// the supervisor runs must not hold the segment.
   void create(std::size_t bytes) {
     fd_ = memfd_create("coray", MFD_CLOEXEC);
     if (fd_ < 0) throw_errno("memfd_create");
@@ -71,9 +72,11 @@ class segment {
     r->header_offset = 0;
   }
 
-  /// Spawned worker: maps the segment inherited as `fd`.
+  /// Spawned worker: maps the segment inherited as `fd`, and makes `fd` close-on-exec again
+  /// (posix_spawn had to clear that to pass it on).
   void attach(int fd) {
     fd_ = fd;
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) throw_errno("fcntl on inherited segment");
     off_t len = lseek(fd, 0, SEEK_END);
     if (len <= 0) throw_errno("lseek on inherited segment");
     map(static_cast<std::size_t>(len));

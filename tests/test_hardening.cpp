@@ -1,0 +1,218 @@
+// Hardening (issue 18): the runtime's processes keep working whatever the program around them
+// did to its signals and file descriptors, and keep to themselves what is theirs.
+#include <doctest/doctest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <coray/coray.hpp>
+#include <coray/detail/runtime/supervisor_link.hpp>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+
+/// A bound on any one call here: long enough for a loaded machine, short of CTest's limit.
+constexpr auto call_limit = std::chrono::seconds(20);
+
+int add(int a, int b) { return a + b; }
+
+int die(int) {
+  raise(SIGKILL);
+  return 0;
+}
+
+/// Sets a signal's disposition for one scope, as a program may before it starts the runtime.
+struct signal_disposition {
+  signal_disposition(int sig, void (*handler)(int)) : sig_(sig) {
+    struct sigaction sa {};
+    sa.sa_handler = handler;
+    sigaction(sig_, &sa, &old_);
+  }
+  ~signal_disposition() { sigaction(sig_, &old_, nullptr); }
+  int sig_;
+  struct sigaction old_ {};
+};
+
+}  // namespace
+
+TEST_CASE("a program that ignores SIGCHLD still learns that a worker crashed") {
+  signal_disposition daemon_idiom(SIGCHLD, SIG_IGN);
+  ray::runtime rt({.num_workers = 1});
+  CHECK_THROWS_AS(
+      ray::get(ray::task<die>.options({.max_retries = 0}).remote(0), {.timeout = call_limit}).get(),
+      ray::worker_crashed);
+  CHECK(ray::get(ray::task<add>.remote(1, 2), {.timeout = call_limit}).get() == 3);  // replaced
+}
+
+namespace {
+
+int own_pid(int) { return getpid(); }
+
+struct keeper {
+  int pid() const { return getpid(); }
+};
+
+/// The parent of `pid`, from /proc/<pid>/stat (after the command name, which may hold spaces).
+int parent_of(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::istringstream rest(stat.substr(stat.rfind(')') + 1));
+  char state = 0;
+  int ppid = 0;
+  rest >> state >> ppid;
+  return ppid;
+}
+
+}  // namespace
+
+TEST_CASE("Ctrl-C leaves the runtime's processes running: SIGINT is the driver's to handle") {
+  ray::runtime rt({.num_workers = 1});
+  auto a = ray::spawn<keeper>();
+  const int worker = ray::get(ray::task<own_pid>.remote(0), {.timeout = call_limit});
+  const int actor = ray::get(a.call<&keeper::pid>(), {.timeout = call_limit});
+  const int supervisor = parent_of(worker);
+  REQUIRE(supervisor == parent_of(actor));
+  REQUIRE(supervisor != getpid());
+  // What a terminal's Ctrl-C sends to every process of the program's group, the driver aside.
+  for (int pid : {supervisor, worker, actor}) REQUIRE(kill(pid, SIGINT) == 0);
+  CHECK(ray::get(ray::task<own_pid>.remote(0), {.timeout = call_limit}).get() == worker);
+  CHECK(ray::get(a.call<&keeper::pid>(), {.timeout = call_limit}).get() == actor);
+}
+
+namespace {
+
+/// What a task's child program has open, as `ls -l /proc/self/fd` shows it from a shell.
+std::string files_open_in_a_program_a_task_runs(int) {
+  std::string listing;
+  FILE* p = popen("ls -l /proc/self/fd/", "r");
+  if (!p) return "popen failed";
+  char line[512];
+  while (std::fgets(line, sizeof line, p)) listing += line;
+  pclose(p);
+  return listing;
+}
+
+}  // namespace
+
+TEST_CASE("a program a task runs cannot reach the runtime's memory") {
+  ray::runtime rt({.num_workers = 1});
+  const std::string listing =
+      ray::get(ray::task<files_open_in_a_program_a_task_runs>.remote(0), {.timeout = call_limit})
+          .get();
+  REQUIRE(listing.find(" 0 -> ") != std::string::npos);  // the listing is of a program's fds
+  CHECK_MESSAGE(listing.find("memfd:") == std::string::npos, listing);
+}
+
+TEST_CASE("a pipe the program closes reaches end of file while the runtime runs") {
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);  // inheritable, as a program's own pipes and sockets often are
+  ray::runtime rt({.num_workers = 2});
+  auto a = ray::spawn<keeper>();
+  // Every kind of process is running: the supervisor, task workers and an actor.
+  CHECK(ray::get(ray::task<add>.remote(1, 1), {.timeout = call_limit}).get() == 2);
+  CHECK(ray::get(a.call<&keeper::pid>(), {.timeout = call_limit}).get() > 0);
+  close(fds[1]);
+  pollfd p{fds[0], POLLIN, 0};
+  REQUIRE(poll(&p, 1, static_cast<int>(std::chrono::milliseconds(call_limit).count())) == 1);
+  char c;
+  CHECK(read(fds[0], &c, 1) == 0);
+  close(fds[0]);
+}
+
+TEST_CASE("an actor_pool needs at least one actor") {
+  ray::runtime rt({.num_workers = 1});
+  CHECK_THROWS_WITH_AS(ray::actor_pool<keeper>(std::vector<ray::actor<keeper>>{}),
+                       doctest::Contains("no actors"), ray::runtime_error);
+}
+
+TEST_CASE("a process that cannot be started fails its calls with the reason") {
+  // One environment string over exec's 128 KiB limit: posix_spawn of every process fails.
+  setenv("CORAY_TEST_HUGE_VARIABLE", std::string(200 * 1024, 'x').c_str(), 1);
+  ray::runtime rt({.num_workers = 1, .start_method = ray::start_method::spawn});
+  unsetenv("CORAY_TEST_HUGE_VARIABLE");
+  auto a = ray::spawn<keeper>();
+  CHECK_THROWS_WITH_AS(ray::get(a.call<&keeper::pid>(), {.timeout = call_limit}).get(),
+                       doctest::Contains(std::strerror(E2BIG)), ray::actor_died);
+  // A refused fork reads the same; the exit code stays a shell's "cannot run".
+  const int refused_fork = ray::detail::start_failure_status(EAGAIN);
+  CHECK(ray::detail::describe_exit(refused_fork) ==
+        std::string("could not be started: ") + std::strerror(EAGAIN));
+  CHECK(ray::detail::exitcode_of(refused_fork) == 127);
+}
+
+namespace {
+
+/// A stand-in for the supervisor: it exits once its command socket closes, as the real one does.
+pid_t start_stand_in(int& command_fd) {
+  int fds[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) == 0);
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    close(fds[1]);
+    char c;
+    while (read(fds[0], &c, 1) > 0) {
+    }
+    _exit(0);
+  }
+  close(fds[0]);
+  command_fd = fds[1];
+  return pid;
+}
+
+}  // namespace
+
+TEST_CASE("ending the supervisor lets it exit on its own, and reaps it") {
+  int command_fd = -1;
+  const pid_t pid = start_stand_in(command_fd);
+  const int status = ray::detail::end_supervisor(pid, command_fd);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(waitpid(pid, nullptr, WNOHANG) == -1);  // nothing left to reap
+}
+
+TEST_CASE("ending a stopped supervisor kills it rather than waiting for ever") {
+  int command_fd = -1;
+  const pid_t pid = start_stand_in(command_fd);
+  REQUIRE(kill(pid, SIGSTOP) == 0);
+  int stopped = 0;
+  REQUIRE(waitpid(pid, &stopped, WUNTRACED) == pid);
+  REQUIRE(WIFSTOPPED(stopped));
+  const int status = ray::detail::end_supervisor(pid, command_fd, 50ms);
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGKILL);
+  CHECK(waitpid(pid, nullptr, WNOHANG) == -1);
+}
+
+TEST_CASE("destroying a runtime whose supervisor is stopped returns") {
+  const pid_t program = fork();
+  REQUIRE(program >= 0);
+  if (program == 0) {
+    {
+      ray::runtime rt({.num_workers = 1});
+      const int worker = ray::get(ray::task<own_pid>.remote(0), {.timeout = call_limit});
+      if (kill(parent_of(worker), SIGSTOP) != 0) _exit(2);
+    }
+    _exit(0);
+  }
+  int status = 0;
+  const bool ended = ray::detail::reaped_within(program, call_limit, status);
+  if (!ended) {
+    kill(program, SIGKILL);
+    waitpid(program, &status, 0);
+  }
+  CHECK(ended);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}
