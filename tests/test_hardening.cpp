@@ -15,7 +15,9 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -215,4 +217,25 @@ TEST_CASE("destroying a runtime whose supervisor is stopped returns") {
   CHECK(ended);
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
+}
+
+namespace {
+
+struct sized {
+  explicit sized(std::vector<char> v) : n_(v.size()) {}
+  std::size_t size() const { return n_; }
+  std::size_t n_;
+};
+
+}  // namespace
+
+TEST_CASE("a spawn the object store refuses gives its actor slot back") {
+  ray::runtime rt({.num_workers = 1, .object_store_bytes = 1 << 20, .max_actors = 2});
+  // A constructor argument the store takes, leaving too little for the actor's mailboxes
+  // (two of 256 KiB): room for the first, not the second.
+  const std::size_t argument = rt.object_store_free_bytes() - (384 << 10);
+  for (int i = 0; i < 3; ++i)
+    CHECK_THROWS_AS((void)ray::spawn<sized>(std::vector<char>(argument)), ray::object_store_full);
+  auto a = ray::spawn<sized>(std::vector<char>(10));
+  CHECK(ray::get(a.call<&sized::size>(), {.timeout = call_limit}).get() == 10);
 }

@@ -140,6 +140,15 @@ class actor_table {
   /// The actor's process ended for good: its slot is free again.
   void free_slot(std::uint32_t slot) { free_slots_.push_back(slot); }
 
+  /// Undoes create() for a spawn refused before its process started (no room for its
+  /// mailboxes): the slot and the name are free again. Returns the blocks create() took a
+  /// reference to, to release.
+  std::vector<object_block*> refuse(actor_entry& a) {
+    free_slot(a.slot);
+    unname(a);
+    return forget(a.id);
+  }
+
   /// What a change of an actor's handle count calls for.
   enum class handle_outcome { none, close, forget };
   handle_outcome adjust_handles(actor_entry& a, int delta) {

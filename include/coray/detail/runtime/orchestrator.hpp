@@ -129,13 +129,19 @@ class orchestrator final : public transport_events {
           fmt::format("ray::spawn: too many live actors (runtime_options::max_actors is {})",
                       actors_.max_actors()));
     actor_entry& a = actors_.create(req, seg_);
+    try {
+      start_process(a.slot);  // its mailboxes first: the construction is sent at once
+    } catch (...) {           // no room for them: refused, the spawn keeps nothing
+      for (auto* b : actors_.refuse(a)) seg_.release(b);
+      for (auto* b : req.constructor.blocks) seg_.release(b);
+      throw;
+    }
     slot_actor_[a.slot] = a.id;
     req.constructor.target_actor = a.id;
     auto rec = task_record::from(next_task_id_++, std::move(req.constructor), new_state());
     rec->construct = true;
     rec->max_concurrency = req.max_concurrency;
     a.constructed = rec->result;
-    start_process(a.slot);  // its mailboxes first: the construction is sent at once
     admit(std::move(rec));
     return a.id;
   }

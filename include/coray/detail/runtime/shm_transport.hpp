@@ -155,9 +155,15 @@ class shm_transport final : public transport {
   void open_mailboxes(view& v) {
     const std::size_t bytes = mailbox::bytes_for(mailbox_capacity);
     worker_shared& s = *v.shared;
-    if (!s.inbox) {
-      s.inbox = seg_.offset_of(seg_.allocate_aligned(bytes, 64));
-      s.outbox = seg_.offset_of(seg_.allocate_aligned(bytes, 64));
+    if (!s.inbox) {  // both or neither: a slot refused for want of room keeps no half
+      void* inbox = seg_.allocate_aligned(bytes, 64);
+      try {
+        s.outbox = seg_.offset_of(seg_.allocate_aligned(bytes, 64));
+      } catch (...) {
+        seg_.deallocate(inbox);
+        throw;
+      }
+      s.inbox = seg_.offset_of(inbox);
     }
     v.inbox = mailbox::create(seg_.at(s.inbox), mailbox_capacity);
     v.outbox = mailbox::create(seg_.at(s.outbox), mailbox_capacity);
