@@ -239,3 +239,66 @@ TEST_CASE("a spawn the object store refuses gives its actor slot back") {
   auto a = ray::spawn<sized>(std::vector<char>(10));
   CHECK(ray::get(a.call<&sized::size>(), {.timeout = call_limit}).get() == 10);
 }
+
+namespace {
+
+int echo(int v) { return v; }
+
+struct holder {
+  explicit holder(int v) : v_(v) {}
+  int plus(int v) const { return v + v_; }
+  int v_;
+};
+
+}  // namespace
+
+TEST_CASE("an empty object_ref as a call argument is a usage_error, not a crash") {
+  ray::runtime rt({.num_workers = 1});
+  const ray::object_ref<int> empty;
+  CHECK_THROWS_AS((void)ray::task<echo>.remote(empty), ray::usage_error);
+  auto a = ray::spawn<holder>(1);
+  CHECK_THROWS_AS((void)a.call<&holder::plus>(empty), ray::usage_error);
+  CHECK_THROWS_AS((void)ray::spawn<holder>(empty), ray::usage_error);
+  // The runtime carries on.
+  CHECK(ray::get(ray::task<echo>.remote(7), {.timeout = call_limit}).get() == 7);
+  CHECK(ray::get(a.call<&holder::plus>(7), {.timeout = call_limit}).get() == 8);
+}
+
+TEST_CASE("waiting on an empty object_ref is a usage_error") {
+  ray::runtime rt({.num_workers = 1});
+  std::vector<ray::object_ref<int>> refs{ray::task<echo>.remote(1), ray::object_ref<int>{}};
+  CHECK_THROWS_AS((void)ray::wait(refs, {.num_returns = 1}).get(), ray::usage_error);
+}
+
+namespace {
+
+/// Blocks until its process is killed: a call whose result never comes.
+int never_returns(int) {
+  for (;;) pause();
+}
+
+}  // namespace
+
+TEST_CASE("a ref kept past its runtime's end is a usage_error, not a crash or a hang") {
+  ray::object_ref<std::vector<double>> stored;
+  ray::object_ref<int> pending;
+  {
+    ray::runtime rt({.num_workers = 1});
+    stored = ray::put(std::vector<double>(100'000, 1.0));  // 800 KB: in the store
+    pending = ray::task<never_returns>.remote(0);
+  }
+  {
+    ray::runtime later({.num_workers = 1});
+    auto now_stored = ray::put(std::vector<double>(100'000, 2.0));  // where the old one lay
+    CHECK_THROWS_WITH_AS((void)ray::get(stored).get(), doctest::Contains("runtime that has ended"),
+                         ray::usage_error);
+    CHECK_THROWS_AS((void)ray::get(stored, {.timeout = call_limit}), ray::usage_error);
+    CHECK_THROWS_AS((void)ray::get_view(stored), ray::usage_error);
+    CHECK_THROWS_AS((void)ray::get(pending), ray::usage_error);
+    CHECK_THROWS_AS((void)ray::get(std::vector{pending}), ray::usage_error);
+    CHECK_THROWS_AS((void)ray::wait(std::vector{pending}), ray::usage_error);
+    CHECK_THROWS_AS((void)ray::task<echo>.remote(pending), ray::usage_error);
+    CHECK(ray::get(now_stored).get()[0] == 2.0);
+  }
+  CHECK_THROWS_AS((void)ray::get(stored), ray::usage_error);  // and with no runtime at all
+}

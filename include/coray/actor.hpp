@@ -137,6 +137,7 @@ actor<T> spawn(actor_options opts, A&&... args) {
     (void)ctor::registered;
     // Built on the calling thread (the arguments encoded there); started on the loop.
     auto request = [&](detail::process& p) {
+      detail::require_usable_ref_arguments(args...);
       detail::actor_spawn_request req;
       req.constructor.fn_id = detail::entity_id<&ctor::marker>;
       req.constructor.name = detail::type_name<T>();

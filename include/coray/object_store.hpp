@@ -77,7 +77,7 @@ class [[nodiscard]] get_awaitable<void> : public detail::state_awaiter {
 /// The value of `ref`, decoded into a T of this process.
 template <class T>
 get_awaitable<T> get(const object_ref<T>& ref) {
-  if (!ref.valid()) throw usage_error("ray::get: the object_ref is empty");
+  detail::require_usable_ref(ref.state(), "ray::get");
   return get_awaitable<T>(ref.state());
 }
 
@@ -138,8 +138,7 @@ class [[nodiscard]] get_all_awaitable {
 
 template <class T>
 get_all_awaitable<T> get(std::vector<object_ref<T>> refs) {
-  for (auto& r : refs)
-    if (!r.valid()) throw usage_error("ray::get: an object_ref is empty");
+  for (auto& r : refs) detail::require_usable_ref(r.state(), "ray::get");
   return get_all_awaitable<T>(std::move(refs));
 }
 
@@ -189,7 +188,7 @@ class [[nodiscard]] get_view_awaitable : public detail::state_awaiter {
 template <class T>
 get_view_awaitable<T> get_view(const object_ref<T>& ref) {
   (void)sizeof(typename detail::view_of<T>::type);
-  if (!ref.valid()) throw usage_error("ray::get_view: the object_ref is empty");
+  detail::require_usable_ref(ref.state(), "ray::get_view");
   return get_view_awaitable<T>(ref.state());
 }
 
@@ -420,6 +419,7 @@ class [[nodiscard]] wait_awaitable {
 /// Waits until `num_returns` of `refs` are ready or the timeout passes.
 template <class T>
 wait_awaitable<T> wait(std::vector<object_ref<T>> refs, wait_options opts = {}) {
+  for (auto& r : refs) detail::require_usable_ref(r.state(), "ray::wait");
   return wait_awaitable<T>(std::move(refs), opts);
 }
 
@@ -462,7 +462,7 @@ class [[nodiscard]] timed_get_awaitable {
 /// The value of `ref`, waiting at most `opts.timeout` (then ray::get_timeout).
 template <class T>
 timed_get_awaitable<T> get(const object_ref<T>& ref, get_options opts) {
-  if (!ref.valid()) throw usage_error("ray::get: the object_ref is empty");
+  detail::require_usable_ref(ref.state(), "ray::get");
   return timed_get_awaitable<T>(ref, opts.timeout.value_or(std::chrono::nanoseconds::max()));
 }
 
@@ -478,7 +478,9 @@ template <class T>
 void cancel(const object_ref<T>& ref, cancel_options opts = {}) {
   detail::on_loop("ray::cancel", [&](detail::process& p) {
     if (!p.is_driver()) throw usage_error("ray::cancel is only available in the driver process");
-    if (ref.valid() && ref.state()->id) p.cancel_call(ref.state()->id, opts.force);
+    // An empty ref, or one of an ended runtime (its id may name another call now): nothing.
+    if (ref.valid() && ref.state()->id && ref.state()->epoch == p.epoch)
+      p.cancel_call(ref.state()->id, opts.force);
   });
 }
 

@@ -99,9 +99,13 @@ class runtime_gate {
   phase current_phase() const noexcept { return phase_.load(std::memory_order_acquire); }
   /// A driver's runtime runs and takes calls from any thread.
   bool accepts_calls() const noexcept { return current_phase() == phase::calls; }
+  /// The epoch of the runtime open in this process, 0 when none: a ref whose state has
+  /// another one belongs to a runtime that has ended. Any thread.
+  std::uint32_t live_epoch() const noexcept { return epoch_.load(std::memory_order_acquire); }
 
-  /// The loop thread, once its process is built.
-  void open(process* p, phase ph) noexcept {
+  /// The loop thread, once its process (of runtime `epoch`) is built.
+  void open(process* p, phase ph, std::uint32_t epoch) noexcept {
+    epoch_.store(epoch, std::memory_order_release);
     phase_.store(ph, std::memory_order_release);
     open_.store(p, std::memory_order_seq_cst);
   }
@@ -110,6 +114,7 @@ class runtime_gate {
   void close() noexcept {
     open_.store(nullptr, std::memory_order_seq_cst);
     phase_.store(phase::ended, std::memory_order_release);
+    epoch_.store(0, std::memory_order_release);
   }
   bool anyone_inside() const noexcept { return users_.load(std::memory_order_seq_cst) != 0; }
 
@@ -137,6 +142,7 @@ class runtime_gate {
   std::atomic<process*> open_{nullptr};
   std::atomic<std::uint32_t> users_{0};
   std::atomic<phase> phase_{phase::none};
+  std::atomic<std::uint32_t> epoch_{0};
 };
 
 /// Something a thread other than the loop's waits for that the loop holds on to (a wait

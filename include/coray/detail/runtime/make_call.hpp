@@ -52,10 +52,7 @@ void add_argument(task_spec& spec, process& p, A&& a) {
     constexpr std::size_t pad = (align - sizeof(std::uint64_t) % align) % align;
     std::vector<state_ptr> refs;
     refs.reserve(a.size());
-    for (const auto& r : a) {
-      if (!r.valid()) throw usage_error("ray::task<f>.remote: an object_ref in the list is empty");
-      refs.push_back(r.state());
-    }
+    for (const auto& r : a) refs.push_back(r.state());
     spec.add_dependency_list(refs, static_cast<std::uint8_t>(pad));
   } else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>) {
     add_value(spec, p, a);
@@ -64,11 +61,28 @@ void add_argument(task_spec& spec, process& p, A&& a) {
   }
 }
 
+/// Refuses an empty ref, or one of an ended runtime, among call arguments: before any
+/// argument is encoded, so that no block is allocated for a call that is not made.
+template <class... A>
+void require_usable_ref_arguments(const A&... args) {
+  auto check = [](const auto& a) {
+    using V = std::remove_cvref_t<decltype(a)>;
+    if constexpr (is_object_ref_v<V>) {
+      require_usable_ref(a.state(), "coray: a call argument");
+    } else if constexpr (is_ref_vector_v<V>) {
+      for (const auto& r : a) require_usable_ref(r.state(), "coray: a call argument");
+    }
+  };
+  (void)check;  // a call with no arguments
+  (check(args), ...);
+}
+
 /// The message of a call of F with `args` (already checked against F's parameters).
 template <auto F, class... A>
 task_spec make_call(process& p, A&&... args) {
   using params = typename function_traits<decltype(F)>::params;
   (void)invoker<F>::registered;
+  require_usable_ref_arguments(args...);
   task_spec spec;
   spec.fn_id = entity_id<F>;
   spec.name = entity_name<F>();

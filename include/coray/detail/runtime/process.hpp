@@ -20,6 +20,7 @@
 #include <map>
 #include <new>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
@@ -264,7 +265,7 @@ class process {
   /// `bell`, the doorbell this process sleeps on.
   void open_handoff(doorbell& bell, runtime_gate::phase what) noexcept {
     bell_ = &bell;
-    runtime_gate::instance().open(this, what);
+    runtime_gate::instance().open(this, what, epoch);
   }
   /// Loop thread, before the runtime is destroyed: refuses new jobs, fails those queued and
   /// the waits of other threads, and returns once no other thread is inside the runtime.
@@ -444,6 +445,15 @@ inline void release_actor_state(actor_state* s) noexcept {
     release_actor_on_loop(s);
   else
     release_from_another_thread<actor_state, &release_actor_on_loop>(s);
+}
+
+/// Throws ray::usage_error unless `s` is a ref's state of the runtime running in this
+/// process: an empty ref, or one kept past its runtime's end (its block lay in a segment
+/// that is gone; its call will never answer). `what` names the API. Any thread.
+inline void require_usable_ref(const state_ptr& s, const char* what) {
+  if (!s) throw usage_error(std::string(what) + ": an object_ref is empty");
+  if (s->epoch != runtime_gate::instance().live_epoch())
+    throw usage_error(std::string(what) + ": the object_ref belongs to a runtime that has ended");
 }
 
 /// A new pending state of `p`'s runtime (from any thread that may use `p`).
