@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <coray/coray.hpp>
@@ -301,4 +302,43 @@ TEST_CASE("a ref kept past its runtime's end is a usage_error, not a crash or a 
     CHECK(ray::get(now_stored).get()[0] == 2.0);
   }
   CHECK_THROWS_AS((void)ray::get(stored), ray::usage_error);  // and with no runtime at all
+}
+
+namespace {
+
+/// Returns after a moment: a result that is still pending when the caller asks for it.
+int after_a_moment(int v) {
+  std::this_thread::sleep_for(100ms);
+  return v;
+}
+
+ray::async<int> get_without_limit(ray::object_ref<int> ref) {
+  co_return co_await ray::get(ref, {.timeout = std::chrono::nanoseconds::max()});
+}
+
+ray::async<std::size_t> wait_without_limit(ray::object_ref<int> ref) {
+  const ray::wait_options forever{.num_returns = 1, .timeout = std::chrono::nanoseconds::max()};
+  std::vector<ray::object_ref<int>> refs(1, ref);  // GCC 12 miscompiles a braced list here
+  auto w = co_await ray::wait(std::move(refs), forever);
+  co_return w.ready.size();
+}
+
+}  // namespace
+
+TEST_CASE("ray::get with no timeout, or the longest one, waits as long as it takes") {
+  ray::runtime rt({.num_workers = 1});
+  constexpr auto forever = std::chrono::nanoseconds::max();
+  CHECK(ray::get(ray::task<after_a_moment>.remote(1), ray::get_options{}).get() == 1);
+  CHECK(ray::get(ray::task<after_a_moment>.remote(2), {.timeout = forever}).get() == 2);
+  CHECK(rt.run(get_without_limit(ray::task<after_a_moment>.remote(3))) == 3);
+  auto ref = ray::task<after_a_moment>.remote(4);
+  auto [ready, pending] = ray::wait(std::vector{ref}, {.num_returns = 1, .timeout = forever}).get();
+  CHECK(ready.size() == 1);
+  CHECK(rt.run(wait_without_limit(ray::task<after_a_moment>.remote(5))) == 1);
+  std::atomic<int> from_a_thread{0};
+  std::thread t(
+      [&] { from_a_thread = ray::get(ray::task<after_a_moment>.remote(6), ray::get_options{}); });
+  rt.serve_until([&] { return from_a_thread != 0; });  // the loop serves the thread's get
+  t.join();
+  CHECK(from_a_thread == 6);
 }

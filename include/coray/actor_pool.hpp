@@ -206,7 +206,7 @@ class actor_pool {
 
   template <class Done>
   void wait(std::optional<std::chrono::nanoseconds> timeout, Done&& done) {
-    auto deadline = timeout ? detail::clock::now() + *timeout : detail::clock::time_point::max();
+    auto deadline = timeout ? detail::deadline_after(*timeout) : detail::clock::time_point::max();
     if (!done() && !detail::process::require().run_until(done, deadline))
       throw get_timeout("ray::actor_pool: no result within the timeout");
   }

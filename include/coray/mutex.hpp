@@ -52,12 +52,14 @@ class mutex {
   /// Waits at most `timeout` for the lock; false if it did not come.
   template <class Rep, class Period>
   bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return acquire_until(clock::now() + std::chrono::ceil<clock::duration>(timeout));
+    using seconds = std::chrono::duration<double>;  // compared without overflow
+    if (seconds(timeout) >= seconds(clock::duration::max()))
+      return acquire_until(clock::time_point::max());
+    return acquire_until(detail::deadline_after(std::chrono::ceil<clock::duration>(timeout)));
   }
   template <class Clock, class Duration>
   bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    return acquire_until(clock::now() +
-                         std::chrono::ceil<clock::duration>(deadline - Clock::now()));
+    return try_lock_for(deadline - Clock::now());
   }
   /// Precondition: this thread holds the lock.
   void unlock() { s().lock.unlock(); }

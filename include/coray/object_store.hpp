@@ -322,9 +322,9 @@ class [[nodiscard]] wait_awaitable {
         ++op_->refs;
         r.state()->waiters.push_back({&op::on_settled, op_});
       }
-    if (opts_.timeout) {
+    if (const auto deadline = this->deadline(); deadline != detail::clock::time_point::max()) {
       ++op_->refs;
-      op_->timer = p.add_timer(detail::clock::now() + *opts_.timeout, &op::on_timeout, op_);
+      op_->timer = p.add_timer(deadline, &op::on_timeout, op_);
     }
     p.coroutine_suspended(+1);
   }
@@ -342,14 +342,11 @@ class [[nodiscard]] wait_awaitable {
       std::vector<detail::object_state*> states;
       states.reserve(refs_.size());
       for (auto& r : refs_) states.push_back(r.state().get());
-      detail::foreign_wait w(e.get(), states, opts_.num_returns,
-                             opts_.timeout ? detail::deadline_after(*opts_.timeout) : std::nullopt,
-                             false);
+      detail::foreign_wait w(e.get(), states, opts_.num_returns, deadline(), false);
       return split();
     }
     auto& p = detail::process::require();
-    auto deadline =
-        opts_.timeout ? detail::clock::now() + *opts_.timeout : detail::clock::time_point::max();
+    const auto deadline = this->deadline();
     p.serve_once();
     p.run_until([&] { return ready_count() >= opts_.num_returns; }, deadline);
     return split();
@@ -391,6 +388,10 @@ class [[nodiscard]] wait_awaitable {
     }
   };
   bool timed_out_now() const noexcept { return opts_.timeout && opts_.timeout->count() <= 0; }
+  detail::clock::time_point deadline() const noexcept {
+    return opts_.timeout ? detail::deadline_after(*opts_.timeout)
+                         : detail::clock::time_point::max();
+  }
   std::size_t ready_count() const noexcept {
     std::size_t n = 0;
     for (auto& r : refs_) n += r.is_ready();

@@ -89,7 +89,7 @@ class queue_actor {
       w.in = &list;
       w.at = list.insert(list.end(), &w);
       if (timeout_ns > 0)
-        w.timer = p.add_timer(clock::now() + std::chrono::nanoseconds(timeout_ns),
+        w.timer = p.add_timer(deadline_after(std::chrono::nanoseconds(timeout_ns)),
                               &queue_actor::timed_out, &w);
       p.coroutine_suspended(+1);
     }

@@ -8,7 +8,6 @@
 #include <coray/detail/runtime/process.hpp>
 #include <coroutine>
 #include <cstddef>
-#include <optional>
 #include <span>
 #include <utility>
 #include <vector>
@@ -21,13 +20,6 @@ namespace detail {
 /// keep their loop-thread form, which reads settled values and refuses the rest.)
 inline bool needs_handoff() noexcept {
   return !process::here() && runtime_gate::instance().accepts_calls();
-}
-
-/// `now + timeout`, or none for a timeout too long to have a deadline.
-inline std::optional<clock::time_point> deadline_after(std::chrono::nanoseconds timeout) {
-  const auto now = clock::now();
-  if (timeout >= clock::time_point::max() - now) return std::nullopt;
-  return now + timeout;
 }
 
 /// A thread other than the loop's inside the runtime: while it lives, the runtime is not
@@ -105,7 +97,7 @@ state_ptr submit_from_any_thread(const char* what, Make&& make) {
 class foreign_wait {
  public:
   foreign_wait(process& p, std::span<object_state* const> states, std::size_t needed,
-               std::optional<clock::time_point> deadline, bool pin)
+               clock::time_point deadline, bool pin)
       : p_(p), states_(states), needed_(needed), deadline_(deadline), pin_(pin) {
     p.post({&start, this});
     done_.wait();
@@ -184,8 +176,8 @@ class foreign_wait {
     if (!live) return w->finish(false);
     std::size_t settled = 0;
     for (object_state* s : w->states_) settled += s->settled();
-    if (settled >= w->needed_ || (w->deadline_ && *w->deadline_ <= clock::now()))
-      return w->finish(true);
+    const bool bounded = w->deadline_ != clock::time_point::max();
+    if (settled >= w->needed_ || (bounded && w->deadline_ <= clock::now())) return w->finish(true);
     auto* o = new op;
     o->w = w;
     o->remaining = w->needed_ - settled;
@@ -195,8 +187,8 @@ class foreign_wait {
         o->watching.push_back(s);
         ++o->refs;
       }
-    if (w->deadline_) {
-      o->timer = p.add_timer(*w->deadline_, &op::on_timeout, o);
+    if (bounded) {
+      o->timer = p.add_timer(w->deadline_, &op::on_timeout, o);
       ++o->refs;
     }
     p.add_pending(*o);
@@ -225,7 +217,7 @@ class foreign_wait {
   process& p_;
   std::span<object_state* const> states_;
   std::size_t needed_;
-  std::optional<clock::time_point> deadline_;
+  clock::time_point deadline_;  // time_point::max(): none
   bool pin_;
   bool ended_ = false;
   std::exception_ptr error_;

@@ -30,6 +30,17 @@ namespace detail {
 
 using clock = std::chrono::steady_clock;
 
+/// `now + timeout`, saturated: a timeout too long to have a deadline (nanoseconds::max(),
+/// what "no timeout" becomes) gives time_point::max(), which run_until and waits read as
+/// "never"; a negative one gives now. Every deadline a user's timeout makes comes from here:
+/// `now + timeout` itself overflows (undefined behaviour; in practice a deadline in the past).
+inline clock::time_point deadline_after(clock::duration timeout) noexcept {
+  const auto now = clock::now();
+  if (timeout <= clock::duration::zero()) return now;
+  if (timeout >= clock::time_point::max() - now) return clock::time_point::max();
+  return now + timeout;
+}
+
 enum class slot_state : std::uint32_t { empty = 0, starting = 1, running = 2, dead = 3 };
 
 /// Per worker, in the segment: its doorbell, its mailboxes, and what the supervisor and

@@ -33,7 +33,7 @@ auto read_when_settled(const char* what, std::span<object_state* const> states, 
     return read();
   }
   foreign_entry e(what);
-  foreign_wait w(e.get(), states, states.size(), std::nullopt, true);
+  foreign_wait w(e.get(), states, states.size(), clock::time_point::max(), true);
   return read();
 }
 
