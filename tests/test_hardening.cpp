@@ -342,3 +342,50 @@ TEST_CASE("ray::get with no timeout, or the longest one, waits as long as it tak
   t.join();
   CHECK(from_a_thread == 6);
 }
+
+namespace {
+
+void fails_after_a_moment(int) {
+  std::this_thread::sleep_for(100ms);
+  throw std::runtime_error("failed on purpose");
+}
+
+}  // namespace
+
+TEST_CASE("ray::get as a statement waits for the call and raises its error") {
+  ray::runtime rt({.num_workers = 2});
+  auto slow = ray::task<after_a_moment>.remote(1);
+  ray::get(slow);
+  CHECK(slow.is_ready());
+  auto timed = ray::task<after_a_moment>.remote(2);
+  ray::get(timed, {.timeout = call_limit});
+  CHECK(timed.is_ready());
+  std::vector<ray::object_ref<int>> several{ray::task<after_a_moment>.remote(3),
+                                            ray::task<after_a_moment>.remote(4)};
+  ray::get(several);
+  CHECK((several[0].is_ready() && several[1].is_ready()));
+  auto waited = ray::task<after_a_moment>.remote(5);
+  ray::wait(std::vector{waited}, {.num_returns = 1});
+  CHECK(waited.is_ready());
+  CHECK_THROWS_AS(ray::get(ray::task<fails_after_a_moment>.remote(0)), ray::task_error);
+  CHECK_THROWS_AS(ray::get(ray::task<fails_after_a_moment>.remote(0), {.timeout = call_limit}),
+                  ray::task_error);
+  auto from_a_thread = ray::task<after_a_moment>.remote(6);
+  std::atomic<bool> returned{false};
+  bool ready_when_returned = false;
+  std::thread t([&] {
+    try {
+      ray::get(from_a_thread);
+    } catch (...) {
+    }
+    ready_when_returned = from_a_thread.is_ready();
+    returned = true;
+  });
+  rt.serve_until([&] { return returned.load(); });
+  t.join();
+  CHECK(ready_when_returned);
+  // The forms that use the value wait once, as before.
+  int v = ray::get(ray::task<after_a_moment>.remote(7));
+  CHECK(v == 7);
+  CHECK(ray::get(ray::task<after_a_moment>.remote(8)).get() == 8);
+}

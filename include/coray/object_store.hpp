@@ -50,11 +50,16 @@ struct view_of<std::string> {
 
 }  // namespace detail
 
-/// What ray::get returns: co_await it in a coroutine, or convert it to T to block.
+/// What ray::get returns: co_await it in a coroutine, or convert it to T to block. Used as a
+/// statement, `ray::get(ref);` blocks until the object is there and throws its error, as
+/// Ray's `ray.get(ref)` does: its destructor waits, unless it was awaited or converted (it
+/// then waits only once) or is destroyed by an exception's unwinding.
 template <class T>
-class [[nodiscard]] get_awaitable : public detail::state_awaiter {
+class get_awaitable : public detail::state_awaiter {
  public:
   using state_awaiter::state_awaiter;
+  get_awaitable(get_awaitable&&) noexcept = default;
+  ~get_awaitable() noexcept(false) { settle_if_discarded(); }
   T await_resume() { return detail::read_value<T>(*s_); }
   /// Blocking form: waits and returns the value or throws its error. Thread-safe in the driver.
   operator T() && {
@@ -65,9 +70,11 @@ class [[nodiscard]] get_awaitable : public detail::state_awaiter {
 };
 
 template <>
-class [[nodiscard]] get_awaitable<void> : public detail::state_awaiter {
+class get_awaitable<void> : public detail::state_awaiter {
  public:
   using state_awaiter::state_awaiter;
+  get_awaitable(get_awaitable&&) noexcept = default;
+  ~get_awaitable() noexcept(false) { settle_if_discarded(); }
   void await_resume() { s_->rethrow_if_failed(); }
   void get() && {
     read_settled([](const detail::object_state& s) { s.rethrow_if_failed(); });
@@ -92,14 +99,25 @@ struct wait_options;
 
 /// What ray::get with a timeout returns: co_await it, or convert it to T to block.
 template <class T>
-class [[nodiscard]] timed_get_awaitable;
+class timed_get_awaitable;
 
-/// What ray::get of several refs returns: the values in the order of the refs.
+/// What ray::get of several refs returns: the values in the order of the refs. As a
+/// statement it waits for them all and throws the first error, as get_awaitable does.
 template <class T>
-class [[nodiscard]] get_all_awaitable {
+class get_all_awaitable {
  public:
   explicit get_all_awaitable(std::vector<object_ref<T>> refs) : refs_(std::move(refs)) {}
+  get_all_awaitable(get_all_awaitable&&) noexcept = default;
+  ~get_all_awaitable() noexcept(false) {
+    if (!used_.discarded() || refs_.empty()) return;
+    auto states = this->states();
+    if (!detail::all_live(states)) return;
+    detail::read_when_settled("ray::get", states, [&] {
+      for (auto* s : states) s->rethrow_if_failed();
+    });
+  }
   bool await_ready() noexcept {
+    used_.mark();
     for (auto& r : refs_)
       if (!r.is_ready()) ++pending_;
     return pending_ == 0;
@@ -112,14 +130,18 @@ class [[nodiscard]] get_all_awaitable {
   }
   std::vector<T> await_resume() { return values(); }
   operator std::vector<T>() && {
-    std::vector<detail::object_state*> states;
-    states.reserve(refs_.size());
-    for (auto& r : refs_) states.push_back(r.state().get());
-    return detail::read_when_settled("ray::get", states, [this] { return values(); });
+    used_.mark();
+    return detail::read_when_settled("ray::get", states(), [this] { return values(); });
   }
   std::vector<T> get() && { return static_cast<std::vector<T>>(std::move(*this)); }
 
  private:
+  std::vector<detail::object_state*> states() const {
+    std::vector<detail::object_state*> out;
+    out.reserve(refs_.size());
+    for (auto& r : refs_) out.push_back(r.state().get());
+    return out;
+  }
   static void on_settled(void* ctx, detail::object_state&) {
     auto* self = static_cast<get_all_awaitable*>(ctx);
     if (--self->pending_ == 0)
@@ -134,6 +156,7 @@ class [[nodiscard]] get_all_awaitable {
   std::vector<object_ref<T>> refs_;
   std::size_t pending_ = 0;
   std::coroutine_handle<> h_;
+  detail::use_tracker used_;
 };
 
 template <class T>
@@ -300,15 +323,28 @@ struct wait_result {
   std::vector<object_ref<T>> pending;  // the rest, in the order given
 };
 
-/// What ray::wait returns: co_await it, or convert it to wait_result<T> to block.
+/// What ray::wait returns: co_await it, or convert it to wait_result<T> to block. As a
+/// statement it blocks until the wait is over, as get_awaitable does.
 template <class T>
-class [[nodiscard]] wait_awaitable {
+class wait_awaitable {
  public:
   wait_awaitable(std::vector<object_ref<T>> refs, wait_options o)
       : refs_(std::move(refs)), opts_(o) {
     opts_.num_returns = std::min(opts_.num_returns, refs_.size());
   }
+  wait_awaitable(wait_awaitable&& o) noexcept
+      : refs_(std::move(o.refs_)),
+        opts_(o.opts_),
+        op_(std::exchange(o.op_, nullptr)),
+        used_(std::move(o.used_)) {}
+  ~wait_awaitable() noexcept(false) {
+    if (!used_.discarded() || refs_.empty()) return;
+    std::vector<detail::object_state*> states;
+    for (auto& r : refs_) states.push_back(r.state().get());
+    if (detail::all_live(states)) (void)static_cast<wait_result<T>>(std::move(*this));
+  }
   bool await_ready() {
+    used_.mark();
     detail::process::require().serve_once();
     return ready_count() >= opts_.num_returns || timed_out_now();
   }
@@ -337,6 +373,7 @@ class [[nodiscard]] wait_awaitable {
   }
   /// Blocking form. Thread-safe in the driver.
   operator wait_result<T>() && {
+    used_.mark();
     if (detail::needs_handoff()) {
       detail::foreign_entry e("ray::wait");
       std::vector<detail::object_state*> states;
@@ -412,9 +449,12 @@ class [[nodiscard]] wait_awaitable {
     refs_.clear();
     return w;
   }
+  template <class>
+  friend class timed_get_awaitable;
   std::vector<object_ref<T>> refs_;
   wait_options opts_;
   op* op_ = nullptr;
+  detail::use_tracker used_;
 };
 
 /// Waits until `num_returns` of `refs` are ready or the timeout passes.
@@ -425,27 +465,48 @@ wait_awaitable<T> wait(std::vector<object_ref<T>> refs, wait_options opts = {}) 
 }
 
 template <class T>
-class [[nodiscard]] timed_get_awaitable {
+class timed_get_awaitable {
  public:
   timed_get_awaitable(const object_ref<T>& ref, std::chrono::nanoseconds timeout)
-      : ref_(ref), timeout_(timeout), wait_({ref}, {.num_returns = 1, .timeout = timeout}) {}
-  bool await_ready() noexcept { return wait_.await_ready(); }
+      : ref_(ref), timeout_(timeout), wait_({ref}, {.num_returns = 1, .timeout = timeout}) {
+    wait_.used_.mark();  // used through this one
+  }
+  timed_get_awaitable(timed_get_awaitable&&) noexcept = default;
+  /// As a statement: waits, and throws the object's error or get_timeout.
+  ~timed_get_awaitable() noexcept(false) {
+    detail::object_state* s = ref_.state().get();
+    if (used_.discarded() && s && detail::all_live({&s, 1}))
+      take([](const detail::object_state& st) { st.rethrow_if_failed(); });
+  }
+  bool await_ready() noexcept {
+    used_.mark();
+    return wait_.await_ready();
+  }
   void await_suspend(std::coroutine_handle<> h) { wait_.await_suspend(h); }
   T await_resume() { return finish(wait_.await_resume()); }
   /// Blocking form. Thread-safe in the driver.
   operator T() && {
+    return take([](const detail::object_state& s) { return detail::read_value<T>(s); });
+  }
+  T get() && {
+    return take([](const detail::object_state& s) { return detail::read_value<T>(s); });
+  }
+
+ private:
+  /// Waits at most the timeout, then returns `read(state)` or throws get_timeout.
+  template <class Read>
+  auto take(Read&& read) {
+    used_.mark();
     if (detail::needs_handoff()) {
       detail::foreign_entry e("ray::get");
       detail::object_state* s = ref_.state().get();
       detail::foreign_wait w(e.get(), {&s, 1}, 1, detail::deadline_after(timeout_), true);
       if (!s->settled()) throw_timeout();
-      return detail::read_value<T>(*s);
+      return read(*s);
     }
-    return finish(static_cast<wait_result<T>>(std::move(wait_)));
+    if (static_cast<wait_result<T>>(std::move(wait_)).ready.empty()) throw_timeout();
+    return read(*ref_.state());
   }
-  T get() && { return static_cast<T>(std::move(*this)); }
-
- private:
   T finish(const wait_result<T>& w) {
     if (w.ready.empty()) throw_timeout();
     return detail::read_value<T>(*ref_.state());
@@ -458,6 +519,7 @@ class [[nodiscard]] timed_get_awaitable {
   object_ref<T> ref_;
   std::chrono::nanoseconds timeout_;
   wait_awaitable<T> wait_;
+  detail::use_tracker used_;
 };
 
 /// The value of `ref`, waiting at most `opts.timeout` (then ray::get_timeout).

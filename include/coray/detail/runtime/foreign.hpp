@@ -166,8 +166,13 @@ class foreign_wait {
     static void on_timeout(void* ctx) {
       auto* o = static_cast<op*>(ctx);
       o->timer = 0;
-      if (o->w) o->complete(*process::current(), true);
-      o->drop();
+      // The timer's reference goes first: while the wait is not complete its own reference
+      // keeps `o`, and complete() drops that last (one release, which GCC 12 can follow).
+      --o->refs;
+      if (o->w)
+        o->complete(*process::current(), true);
+      else if (o->refs == 0)
+        delete o;
     }
   };
 

@@ -6,6 +6,7 @@
 #include <coray/detail/runtime/object_state.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <coroutine>
+#include <exception>
 #include <optional>
 #include <span>
 #include <utility>
@@ -37,24 +38,65 @@ auto read_when_settled(const char* what, std::span<object_state* const> states, 
   return read();
 }
 
+/// Whether an awaitable of ray::get or ray::wait has been used: awaited, converted,
+/// .get()-ed or moved from. One that never was, the statement `ray::get(ref);`, waits in
+/// its destructor (see get_awaitable) unless that destructor runs while an exception
+/// unwinds the stack, which it then leaves alone: the error in flight is the one to report.
+class use_tracker {
+ public:
+  use_tracker() noexcept = default;
+  use_tracker(use_tracker&& o) noexcept : used_(std::exchange(o.used_, true)) {}
+  use_tracker& operator=(use_tracker&&) = delete;
+  void mark() noexcept { used_ = true; }
+  /// In the owner's destructor: never used, and not being unwound.
+  bool discarded() const noexcept { return !used_ && std::uncaught_exceptions() <= uncaught_; }
+
+ private:
+  bool used_ = false;
+  int uncaught_ = std::uncaught_exceptions();
+};
+
+/// True if every state is of the runtime running now (an awaitable can outlive it).
+inline bool all_live(std::span<object_state* const> states) noexcept {
+  for (object_state* s : states)
+    if (s->epoch != runtime_gate::instance().live_epoch()) return false;
+  return true;
+}
+
 /// The waiting half of an awaitable of one object: suspends until it settles, or blocks
 /// in the conversion forms (running the loop on its thread; waiting for it on another).
 class state_awaiter {
  public:
   explicit state_awaiter(state_ptr s) : s_(std::move(s)) {}
-  bool await_ready() const noexcept { return s_->settled(); }
+  state_awaiter(state_awaiter&&) noexcept = default;
+  bool await_ready() noexcept {
+    used_.mark();
+    return s_->settled();
+  }
   void await_suspend(std::coroutine_handle<> h) {
     s_->waiters.push_back({&resume_waiter, h.address()});
     process::current()->coroutine_suspended(+1);
   }
 
  protected:
+  ~state_awaiter() = default;
   template <class Read>
   auto read_settled(Read&& read) {
+    used_.mark();
     object_state* s = s_.get();
     return read_when_settled("ray::get", {&s, 1}, [&] { return read(*s_); });
   }
+  /// For the destructor of an awaitable never used: waits for the object to settle and
+  /// raises its error.
+  void settle_if_discarded() {
+    object_state* s = s_.get();
+    if (!s || !used_.discarded() || !all_live({&s, 1})) return;
+    read_settled([](const object_state& st) { st.rethrow_if_failed(); });
+  }
   state_ptr s_;
+
+ private:
+  use_tracker used_;
 };
 
 }  // namespace detail
