@@ -389,3 +389,21 @@ TEST_CASE("ray::get as a statement waits for the call and raises its error") {
   CHECK(v == 7);
   CHECK(ray::get(ray::task<after_a_moment>.remote(8)).get() == 8);
 }
+
+TEST_CASE("a forked child's exit leaves the runtime of the program that forked it running") {
+  ray::init({.num_workers = 1});
+  struct shutdown_at_end {
+    ~shutdown_at_end() { ray::shutdown(); }
+  } end;
+  auto a = ray::spawn<keeper>();
+  const int actor = ray::get(a.call<&keeper::pid>(), {.timeout = call_limit});
+  std::fflush(nullptr);
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) std::exit(0);  // runs static destructors: ray::init's runtime among them
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status));
+  CHECK(ray::get(a.call<&keeper::pid>(), {.timeout = call_limit}).get() == actor);
+  CHECK(ray::get(ray::task<add>.remote(1, 2), {.timeout = call_limit}).get() == 3);
+}

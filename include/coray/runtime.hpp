@@ -10,6 +10,7 @@
 ///   }
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <coray/async.hpp>
@@ -96,7 +97,17 @@ class runtime {
   /// Ends every worker and frees the segment. Refs still held afterwards are inert. Calls
   /// other threads made that the runtime has not taken yet fail; their later calls throw
   /// ray::runtime_error. Call it on the runtime's thread.
-  ~runtime() { driver_->close_handoff(); }
+  ///
+  /// Only in the process that built the runtime: a process forked from it shares its
+  /// segment, mailboxes and supervisor, and its exit() runs static destructors (ray::init's
+  /// runtime among them). There the runtime is left as it lies, its memory not freed.
+  ~runtime() {
+    if (getpid() != builder_pid_) {
+      (void)driver_.release();
+      return;
+    }
+    driver_->close_handoff();
+  }
 
   /// Runs the coroutine `main` to completion on this thread, serving the runtime meanwhile;
   /// returns its result or rethrows its exception. On the thread that built the runtime.
@@ -156,6 +167,7 @@ class runtime {
     return args;
   }
   std::unique_ptr<detail::local_driver> driver_;
+  pid_t builder_pid_ = getpid();
 };
 
 namespace detail {
