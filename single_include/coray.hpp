@@ -23,591 +23,12 @@
 ///   ray::actor<counter> c = ray::spawn<counter>(10);
 ///   int v = ray::get(c.call<&counter::incr>(5));   // 15
 
-// begin <coray/detail/runtime/actor_state.hpp>
-/// A process's handle on an actor: counted locally, and each local handle counts once at the
-/// driver, which ends the actor when no handle is left in any process.
-
-#include <atomic>
-// begin <coray/version.hpp>
-/// coray's version and the versioned inline namespace that keeps two versions' symbols apart.
-
-#define CORAY_VERSION_MAJOR 0
-#define CORAY_VERSION_MINOR 1
-#define CORAY_VERSION_PATCH 0
-#define CORAY_VERSION \
-  (CORAY_VERSION_MAJOR * 10000 + CORAY_VERSION_MINOR * 100 + CORAY_VERSION_PATCH)
-
-/// Opens `namespace ray { inline namespace v0 {`: every public name lives there.
-#define CORAY_BEGIN_NAMESPACE \
-  namespace ray {             \
-  inline namespace v0 {
-#define CORAY_END_NAMESPACE \
-  }                         \
-  }
-// end <coray/version.hpp>
-#include <cstdint>
-#include <utility>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-struct actor_state {
-  std::atomic<std::uint32_t> handles{1};
-  std::uint64_t id = 0;
-  std::uint32_t epoch = 0;
-};
-
-void release_actor_state(actor_state* s) noexcept;  // defined with the process (process.hpp)
-
-class actor_ptr {
- public:
-  actor_ptr() noexcept = default;
-  static actor_ptr adopt(actor_state* s) noexcept {
-    actor_ptr p;
-    p.s_ = s;
-    return p;
-  }
-  actor_ptr(const actor_ptr& o) noexcept : s_(o.s_) {
-    if (s_) s_->handles.fetch_add(1, std::memory_order_relaxed);
-  }
-  actor_ptr(actor_ptr&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
-  actor_ptr& operator=(actor_ptr o) noexcept {
-    std::swap(s_, o.s_);
-    return *this;
-  }
-  ~actor_ptr() {
-    if (s_ && s_->handles.fetch_sub(1, std::memory_order_acq_rel) == 1) release_actor_state(s_);
-  }
-  actor_state* get() const noexcept { return s_; }
-  explicit operator bool() const noexcept { return s_ != nullptr; }
-
- private:
-  actor_state* s_ = nullptr;
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/actor_state.hpp>
-// begin <coray/detail/runtime/driver.hpp>
-/// The driver: the user's process. It owns the segment, the supervisor and the results of
-/// every call; it schedules calls onto task workers and actors (its own calls and the
-/// nested ones workers make), holds back calls until their object_ref arguments are ready,
-/// fails the calls of a process that dies (worker_crashed, actor_died) and asks the
-/// supervisor for a replacement worker.
-
-#include <fcntl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <algorithm>
-// begin <coray/detail/runtime/supervisor.hpp>
-/// The supervisor: a small process forked from the driver when the runtime starts (before
-/// the runtime makes any thread). It starts workers on the driver's request -- by fork(), so
-/// a large or multi-threaded driver is never forked, or by posix_spawn() of /proc/self/exe --
-/// reaps them, and reports each death to the driver through the segment. It dies with the
-/// driver (PR_SET_PDEATHSIG), and its workers die with it, so nothing outlives a kill -9.
-
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/prctl.h>
-#include <sys/signalfd.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-// begin <coray/detail/runtime/worker.hpp>
-/// A worker process -- a task worker or an actor: takes calls from its inbox, runs them (a
-/// coroutine body may await nested calls while the process runs others), and replies
-/// through its outbox. Calls made from here go to the driver, which schedules them like any
-/// other. An actor first receives `construct`, then runs method calls in arrival order, at
-/// most max_concurrency at once (only coroutine methods overlap).
-
-#include <sys/prctl.h>
-#include <unistd.h>
-
-#include <algorithm>
-// begin <coray/detail/runtime/process.hpp>
-/// What every coray process shares: the layout of the segment's control header, and the
-/// event loop that drives a process (ready coroutines, incoming messages, timers, sleeping).
-/// The driver and the workers specialise it.
-
-#include <pthread.h>
-
-#include <atomic>
-#include <chrono>
-// #include <coray/detail/runtime/actor_state.hpp>: inlined above
-// begin <coray/detail/runtime/object_state.hpp>
-/// A process's view of one object: pending, ready (bytes inline, or a block in the store
-/// holding one reference) or failed. object_ref<T> handles count it; awaiting coroutines,
-/// dependent tasks and wait operations register as waiters.
-
-#include <atomic>
-// begin <coray/detail/shm/segment.hpp>
-/// The runtime's one shared segment: an anonymous memory file (memfd) mapped by the driver,
-/// its supervisor and every worker, with a Boost.Interprocess allocator inside. Nothing is
-/// named in /dev/shm: the memory goes away with the last process that maps it.
-
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <boost/interprocess/indexes/null_index.hpp>
-#include <boost/interprocess/managed_external_buffer.hpp>
-#include <boost/interprocess/mem_algo/rbtree_best_fit.hpp>
-#include <cerrno>
-// begin <coray/detail/shm/robust_mutex.hpp>
-/// A process-shared mutex that survives its holder's death: the next locker gets the lock
-/// (EOWNERDEAD is made consistent) instead of hanging forever. Used as the object store
-/// allocator's lock, whose holder can be SIGKILLed at any instant.
-
-#include <errno.h>
-#include <pthread.h>
-#include <time.h>
-
-#include <atomic>
-#include <chrono>
-// begin <coray/errors.hpp>
-/// The exceptions coray throws. All derive from ray::error and are thrown where the user
-/// gets or awaits the result they concern.
-
-// #include <coray/version.hpp>: inlined above
-#include <cstddef>
-#include <stdexcept>
-#include <string>
-
-CORAY_BEGIN_NAMESPACE
-
-/// Base of every coray exception.
-struct error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-/// A task (or actor method) threw: carries the remote exception's type name and what().
-struct task_error : error {
-  task_error(std::string type_name, std::string message, std::string function)
-      : error(function + " raised " + type_name + ": " + message),
-        type_name_(std::move(type_name)),
-        message_(std::move(message)),
-        function_(std::move(function)) {}
-  /// Demangled type of the exception the callee threw, e.g. "std::out_of_range".
-  const std::string& type_name() const noexcept { return type_name_; }
-  /// The callee exception's what().
-  const std::string& remote_what() const noexcept { return message_; }
-  /// Name of the function that threw.
-  const std::string& function() const noexcept { return function_; }
-
- private:
-  std::string type_name_, message_, function_;
-};
-
-/// The worker process running a task died (signal or exit) before it replied.
-struct worker_crashed : error {
-  using error::error;
-};
-
-/// The actor's process died; pending and later calls fail with this.
-struct actor_died : error {
-  using error::error;
-};
-
-/// A value did not fit in the object store.
-struct object_store_full : error {
-  object_store_full(std::size_t requested, std::size_t free_bytes, std::size_t capacity)
-      : error("object store full: requested " + std::to_string(requested) + " bytes, " +
-              std::to_string(free_bytes) + " free of " + std::to_string(capacity)),
-        requested_(requested),
-        free_(free_bytes),
-        capacity_(capacity) {}
-  std::size_t requested() const noexcept { return requested_; }
-  std::size_t free_bytes() const noexcept { return free_; }
-  std::size_t capacity() const noexcept { return capacity_; }
-
- private:
-  std::size_t requested_, free_, capacity_;
-};
-
-/// A get or wait with a timeout ran out of time.
-struct get_timeout : error {
-  using error::error;
-};
-
-/// Bytes that do not decode as the expected type (truncated, corrupted or foreign).
-struct codec_error : error {
-  using error::error;
-};
-
-/// The result's task was cancelled.
-struct cancelled : error {
-  using error::error;
-};
-
-/// The runtime is not running, or was used from the wrong process or thread.
-struct runtime_error : error {
-  using error::error;
-};
-
-CORAY_END_NAMESPACE
-// end <coray/errors.hpp>
-#include <cstdint>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-class robust_mutex {
- public:
-  robust_mutex() { init(false); }
-  ~robust_mutex() { pthread_mutex_destroy(&m_); }
-  robust_mutex(const robust_mutex&) = delete;
-  robust_mutex& operator=(const robust_mutex&) = delete;
-
-  /// Blocks. If the previous holder died holding it, takes it over and counts the event.
-  void lock() { recover(pthread_mutex_lock(&m_)); }
-  bool try_lock() {
-    int rc = pthread_mutex_trylock(&m_);
-    if (rc == EBUSY) return false;
-    recover(rc);
-    return true;
-  }
-  template <class TimePoint>
-  bool timed_lock(const TimePoint&) {
-    lock();
-    return true;
-  }
-  /// Waits for the lock until `deadline` (the steady clock); false if it did not come.
-  bool try_lock_until(std::chrono::steady_clock::time_point deadline) {
-    const auto since = deadline.time_since_epoch();
-    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(since);
-    const auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(since - secs);
-    timespec ts{static_cast<time_t>(secs.count()), static_cast<long>(nanos.count())};
-    int rc = pthread_mutex_clocklock(&m_, CLOCK_MONOTONIC, &ts);
-    if (rc == ETIMEDOUT) return false;
-    recover(rc);
-    return true;
-  }
-  void unlock() { pthread_mutex_unlock(&m_); }
-  /// How many times a holder died with the lock held.
-  std::uint32_t owner_deaths() const noexcept { return deaths_.load(std::memory_order_relaxed); }
-
- protected:
-  explicit robust_mutex(bool recursive) { init(recursive); }
-
- private:
-  void init(bool recursive) {
-    pthread_mutexattr_t a;
-    pthread_mutexattr_init(&a);
-    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    if (recursive) pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
-    pthread_mutex_init(&m_, &a);
-    pthread_mutexattr_destroy(&a);
-  }
-  void recover(int rc) {
-    if (rc == EOWNERDEAD) {
-      pthread_mutex_consistent(&m_);
-      deaths_.fetch_add(1, std::memory_order_relaxed);
-    } else if (rc != 0) {
-      throw ray::runtime_error("coray: process-shared mutex failed (error " + std::to_string(rc) +
-                               ")");
-    }
-  }
-  pthread_mutex_t m_;
-  std::atomic<std::uint32_t> deaths_{0};
-};
-
-class robust_recursive_mutex : public robust_mutex {
- public:
-  robust_recursive_mutex() : robust_mutex(true) {}
-};
-
-/// Mutex family for Boost.Interprocess memory algorithms.
-struct robust_mutex_family {
-  using mutex_type = robust_mutex;
-  using recursive_mutex_type = robust_recursive_mutex;
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/shm/robust_mutex.hpp>
-// #include <coray/errors.hpp>: inlined above
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <string>
-#include <utility>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-namespace bip = boost::interprocess;
-
-/// Several processes allocate, so the allocator takes a lock; a robust one, because any of
-/// them may be killed while holding it.
-using shared_allocator =
-    bip::basic_managed_external_buffer<char, bip::rbtree_best_fit<robust_mutex_family>,
-                                       bip::null_index>;
-
-/// An object in the store: a header, then the encoded bytes (16-byte aligned).
-struct alignas(16) object_block {
-  std::atomic<std::uint32_t> refs;
-  std::uint32_t reserved;
-  std::uint64_t size;
-  std::byte* data() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
-};
-static_assert(sizeof(object_block) == 16);
-
-class segment {
- public:
-  static constexpr std::uint64_t magic = 0x636f7261792d7631ULL;  // "coray-v1"
-  static constexpr std::size_t root_bytes = 4096;
-
-  struct root {
-    std::uint64_t magic;
-    std::uint64_t size;
-    std::uint64_t header_offset;  // of the runtime's shared_header
-  };
-
-  segment() = default;
-  segment(const segment&) = delete;
-  segment& operator=(const segment&) = delete;
-  ~segment() { close(); }
-
-  /// Driver: makes a new anonymous segment of `bytes` (sparse: pages cost memory only once
-  /// touched). The fd is close-on-exec; the supervisor clears that for spawned workers.
-  void create(std::size_t bytes) {
-    fd_ = memfd_create("coray", MFD_CLOEXEC);
-    if (fd_ < 0) throw_errno("memfd_create");
-    if (ftruncate(fd_, static_cast<off_t>(bytes)) != 0) throw_errno("ftruncate");
-    map(bytes);
-    new (&alloc_) shared_allocator(bip::create_only, base_ + root_bytes, bytes - root_bytes);
-    has_alloc_ = true;
-    auto* r = reinterpret_cast<root*>(base_);
-    r->magic = magic;
-    r->size = bytes;
-    r->header_offset = 0;
-  }
-
-  /// Spawned worker: maps the segment inherited as `fd`.
-  void attach(int fd) {
-    fd_ = fd;
-    off_t len = lseek(fd, 0, SEEK_END);
-    if (len <= 0) throw_errno("lseek on inherited segment");
-    map(static_cast<std::size_t>(len));
-    auto* r = reinterpret_cast<root*>(base_);
-    if (r->magic != magic) throw ray::runtime_error("coray: inherited fd is not a coray segment");
-    new (&alloc_) shared_allocator(bip::open_only, base_ + root_bytes, size_ - root_bytes);
-    has_alloc_ = true;
-  }
-
-  /// Takes over another segment object's mapping (a forked worker, from its parent's copy).
-  void adopt(segment& o) {
-    fd_ = std::exchange(o.fd_, -1);
-    base_ = std::exchange(o.base_, nullptr);
-    size_ = std::exchange(o.size_, 0);
-    o.has_alloc_ = false;
-    new (&alloc_) shared_allocator(bip::open_only, base_ + root_bytes, size_ - root_bytes);
-    has_alloc_ = true;
-  }
-
-  void close() noexcept {
-    if (has_alloc_) {
-      // The allocator lives in the shared memory; dropping our view must not run its
-      // destructor logic on memory other processes still use.
-      has_alloc_ = false;
-    }
-    if (base_) munmap(base_, size_);
-    base_ = nullptr;
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
-  int fd() const noexcept { return fd_; }
-  std::byte* base() const noexcept { return base_; }
-  std::size_t size() const noexcept { return size_; }
-  root& header_root() const noexcept { return *reinterpret_cast<root*>(base_); }
-
-  std::uint64_t offset_of(const void* p) const noexcept {
-    return static_cast<std::uint64_t>(static_cast<const std::byte*>(p) - base_);
-  }
-  template <class T = std::byte>
-  T* at(std::uint64_t off) const noexcept {
-    return reinterpret_cast<T*>(base_ + off);
-  }
-
-  /// Allocates `bytes` in the segment (16-byte aligned). Thread- and process-safe.
-  /// Throws object_store_full with the sizes when it does not fit.
-  void* allocate(std::size_t bytes) {
-    void* p = alloc().allocate(bytes, std::nothrow);
-    if (!p) throw object_store_full(bytes, alloc().get_free_memory(), alloc().get_size());
-    return p;
-  }
-  /// Like allocate(), aligned to `alignment` (a power of two): for cache-line aligned
-  /// control structures.
-  void* allocate_aligned(std::size_t bytes, std::size_t alignment) {
-    void* p = alloc().allocate_aligned(bytes, alignment, std::nothrow);
-    if (!p) throw object_store_full(bytes, alloc().get_free_memory(), alloc().get_size());
-    return p;
-  }
-  void deallocate(void* p) noexcept { alloc().deallocate(p); }
-  std::size_t free_bytes() const noexcept {
-    return const_cast<segment*>(this)->alloc().get_free_memory();
-  }
-  std::size_t capacity() const noexcept { return const_cast<segment*>(this)->alloc().get_size(); }
-
-  /// A new object block with one reference, for `size` bytes of payload.
-  object_block* new_object(std::size_t size) {
-    auto* b = static_cast<object_block*>(allocate(sizeof(object_block) + size));
-    b->refs.store(1, std::memory_order_relaxed);
-    b->reserved = 0;
-    b->size = size;
-    return b;
-  }
-  void add_ref(object_block* b) noexcept { b->refs.fetch_add(1, std::memory_order_relaxed); }
-  void release(object_block* b) noexcept {
-    if (b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) deallocate(b);
-  }
-
- private:
-  shared_allocator& alloc() noexcept {
-    return *std::launder(reinterpret_cast<shared_allocator*>(&alloc_));
-  }
-
-  void map(std::size_t bytes) {
-    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
-    if (p == MAP_FAILED) throw_errno("mmap");
-    base_ = static_cast<std::byte*>(p);
-    size_ = bytes;
-  }
-  [[noreturn]] static void throw_errno(const char* what) {
-    throw ray::runtime_error(std::string("coray: ") + what + " failed: " + std::strerror(errno));
-  }
-
-  int fd_ = -1;
-  std::byte* base_ = nullptr;
-  std::size_t size_ = 0;
-  alignas(shared_allocator) unsigned char alloc_[sizeof(shared_allocator)];
-  bool has_alloc_ = false;
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/shm/segment.hpp>
-// #include <coray/errors.hpp>: inlined above
-#include <cstdint>
-#include <exception>
-#include <span>
-#include <utility>
-#include <vector>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-struct object_state;
-
-/// Something to notify when an object settles. `fn(ctx, state)` runs on the loop thread.
-struct waiter {
-  void (*fn)(void* ctx, object_state& s);
-  void* ctx;
-};
-
-void release_state(object_state* s) noexcept;  // defined with the process (process.hpp)
-
-/// Brings a spilled object back into the store (set by a driver that spills).
-inline void (*restore_spilled)(object_state&) = nullptr;
-
-struct object_state {
-  enum class status : std::uint8_t { pending, ready, failed };
-
-  std::atomic<std::uint32_t> handles{1};
-  status st = status::pending;
-  std::uint64_t id = 0;           // nonzero for results the driver tracks by id
-  std::uint32_t epoch = 0;        // the runtime that made it; its block dies with that runtime
-  std::vector<std::byte> bytes;   // inline value (16-byte aligned by the allocator)
-  object_block* block = nullptr;  // value in the store; this state holds one reference
-  std::exception_ptr error;
-  std::vector<waiter> waiters;
-  std::uint32_t pins = 0;          // readers of the block in place (views, calls in flight)
-  std::int64_t spill_offset = -1;  // where the value lies in the spill file, if spilled
-  std::uint64_t spill_size = 0;
-
-  bool settled() const noexcept { return st != status::pending; }
-  bool spilled() const noexcept { return spill_offset >= 0; }
-  /// The encoded value, wherever it lies (a spilled one is brought back first). Precondition:
-  /// ready. Throws object_store_full if a spilled value does not fit back.
-  std::span<const std::byte> value_bytes() const {
-    if (spilled() && restore_spilled) restore_spilled(const_cast<object_state&>(*this));
-    if (block) return {block->data(), static_cast<std::size_t>(block->size)};
-    return {bytes.data(), bytes.size()};
-  }
-  void rethrow_if_failed() const {
-    if (st == status::failed) std::rethrow_exception(error);
-  }
-  /// Settles the object and notifies every waiter once.
-  void settle(status s) {
-    st = s;
-    auto ws = std::move(waiters);
-    waiters.clear();
-    for (auto& w : ws) w.fn(w.ctx, *this);
-  }
-  void set_inline(std::span<const std::byte> b) {
-    bytes.assign(b.begin(), b.end());
-    settle(status::ready);
-  }
-  void set_block(object_block* b) {
-    block = b;
-    settle(status::ready);
-  }
-  void set_error(std::exception_ptr e) {
-    error = std::move(e);
-    settle(status::failed);
-  }
-};
-
-/// An intrusive owning pointer to an object_state (one handle).
-class state_ptr {
- public:
-  state_ptr() noexcept = default;
-  /// Adopts a handle already counted (a fresh state starts with one).
-  static state_ptr adopt(object_state* s) noexcept {
-    state_ptr p;
-    p.s_ = s;
-    return p;
-  }
-  static state_ptr share(object_state* s) noexcept {
-    if (s) s->handles.fetch_add(1, std::memory_order_relaxed);
-    return adopt(s);
-  }
-  state_ptr(const state_ptr& o) noexcept : s_(o.s_) {
-    if (s_) s_->handles.fetch_add(1, std::memory_order_relaxed);
-  }
-  state_ptr(state_ptr&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
-  state_ptr& operator=(state_ptr o) noexcept {
-    std::swap(s_, o.s_);
-    return *this;
-  }
-  ~state_ptr() {
-    if (s_ && s_->handles.fetch_sub(1, std::memory_order_acq_rel) == 1) release_state(s_);
-  }
-  object_state* get() const noexcept { return s_; }
-  object_state* operator->() const noexcept { return s_; }
-  object_state& operator*() const noexcept { return *s_; }
-  explicit operator bool() const noexcept { return s_ != nullptr; }
-
- private:
-  object_state* s_ = nullptr;
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/object_state.hpp>
-// begin <coray/detail/runtime/wire.hpp>
-/// The messages processes exchange through their mailboxes, and how values, errors and task
-/// arguments are laid out in them. Every field is fixed-width; every offset is into the
-/// shared segment.
-
-#include <cxxabi.h>
+#include <fmt/format.h>
+
+// begin <coray/detail/runtime/actor_constructor.hpp>
+/// How an actor is built in its process: actor_constructor<T, S...> decodes the constructor's
+/// arguments (of types S..., see constructor_arg_t), makes the T and replies; it registers
+/// itself like a function's invoker. actor_type_id<T> is what ray::get_actor checks.
 
 // begin <coray/codec.hpp>
 /// The binary codec for task arguments, results and objects in shared memory.
@@ -627,7 +48,13 @@ CORAY_END_NAMESPACE
 /// Decoding checks every length against the bytes left before using or allocating for it and
 /// throws ray::codec_error on any malformed input, including trailing bytes.
 
-#include <algorithm>
+#include <cassert>
+// begin <coray/detail/codec/archive.hpp>
+/// The codec's archives: size_counter and writer (output), reader (input), and the alignment
+/// and error helpers they share; coray/codec.hpp describes the format. An archive's operator()
+/// is what a user type's serialize(Archive&) calls: it goes to encode_value (encode.hpp) or
+/// decode_value (decode.hpp), so the three are used together, through coray/codec.hpp.
+
 #include <bit>
 #include <cassert>
 // begin <coray/detail/codec/codec_traits.hpp>
@@ -638,7 +65,23 @@ CORAY_END_NAMESPACE
 #include <boost/pfr/core.hpp>
 #include <boost/pfr/tuple_size.hpp>
 #include <chrono>
-// #include <coray/version.hpp>: inlined above
+// begin <coray/version.hpp>
+/// coray's version and the versioned inline namespace that keeps two versions' symbols apart.
+
+#define CORAY_VERSION_MAJOR 0
+#define CORAY_VERSION_MINOR 1
+#define CORAY_VERSION_PATCH 0
+#define CORAY_VERSION \
+  (CORAY_VERSION_MAJOR * 10000 + CORAY_VERSION_MINOR * 100 + CORAY_VERSION_PATCH)
+
+/// Opens `namespace ray { inline namespace v0 {`: every public name lives there.
+#define CORAY_BEGIN_NAMESPACE \
+  namespace ray {             \
+  inline namespace v0 {
+#define CORAY_END_NAMESPACE \
+  }                         \
+  }
+// end <coray/version.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -661,7 +104,7 @@ CORAY_BEGIN_NAMESPACE
 namespace detail {
 
 // The archives; declared here so a user type's serialize(Archive&) can be detected before
-// codec.hpp defines them (a template serialize needs no complete archive to be found).
+// archive.hpp defines them (a template serialize needs no complete archive to be found).
 class size_counter;
 class writer;
 class reader;
@@ -1108,7 +551,125 @@ constexpr std::string_view type_name() {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/codec/codec_traits.hpp>
-// #include <coray/errors.hpp>: inlined above
+// begin <coray/errors.hpp>
+/// The exceptions coray throws. All derive from ray::error and are thrown where the user
+/// gets or awaits the result they concern.
+///
+/// CORAY_ERRORS is the one list of them. It declares the errors that carry only a message,
+/// numbers every error for the wire (detail::error_kind) and is what detail/runtime/wire.hpp
+/// walks to send an error and rebuild it in the receiving process, so every coray error keeps
+/// its type across processes. Adding an error is one line there, plus its class above the
+/// list if it has fields of its own (then `figures()`: see object_store_full).
+
+#include <fmt/format.h>
+
+// #include <coray/version.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+
+CORAY_BEGIN_NAMESPACE
+
+/// Base of every coray exception.
+struct error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// A task (or actor method) threw something that is not a coray error: carries the remote
+/// exception's type name and what().
+struct task_error : error {
+  task_error(std::string type_name, std::string message, std::string function)
+      : error(fmt::format("{} raised {}: {}", function, type_name, message)),
+        type_name_(std::move(type_name)),
+        message_(std::move(message)),
+        function_(std::move(function)) {}
+  /// Demangled type of the exception the callee threw, e.g. "std::out_of_range".
+  const std::string& type_name() const noexcept { return type_name_; }
+  /// The callee exception's what().
+  const std::string& remote_what() const noexcept { return message_; }
+  /// Name of the function that threw.
+  const std::string& function() const noexcept { return function_; }
+
+ private:
+  std::string type_name_, message_, function_;
+};
+
+/// A value did not fit in the object store.
+struct object_store_full : error {
+  object_store_full(std::size_t requested, std::size_t free_bytes, std::size_t capacity)
+      : error(fmt::format("object store full: requested {} bytes, {} free of {}", requested,
+                          free_bytes, capacity)),
+        requested_(requested),
+        free_(free_bytes),
+        capacity_(capacity) {}
+  std::size_t requested() const noexcept { return requested_; }
+  std::size_t free_bytes() const noexcept { return free_; }
+  std::size_t capacity() const noexcept { return capacity_; }
+  /// The numbers that cross processes, in the constructor's order.
+  std::tuple<std::size_t, std::size_t, std::size_t> figures() const noexcept {
+    return {requested_, free_, capacity_};
+  }
+
+ private:
+  std::size_t requested_, free_, capacity_;
+};
+
+/// Every coray error, one line each: X(name, base, shape). Shape `message` declares
+/// `struct name : base` constructed from its what(); `fields` names a class written above.
+/// A line's place is the error's number on the wire, so new errors go at the end, and a base
+/// comes before the errors derived from it.
+// clang-format off
+#define CORAY_ERRORS(X)                                                                         \
+  X(task_error,        error,         fields)   /* a task threw a foreign exception */          \
+  X(worker_crashed,    error,         message)  /* the call's worker died before replying */    \
+  X(actor_died,        error,         message)  /* the actor's process died; so do its calls */ \
+  X(object_store_full, error,         fields)   /* a value did not fit in the object store */   \
+  X(get_timeout,       error,         message)  /* a get or wait with a timeout ran out */      \
+  X(codec_error,       error,         message)  /* bytes that do not decode as the type */      \
+  X(cancelled,         error,         message)  /* the result's call was cancelled */           \
+  X(runtime_error,     error,         message)  /* the runtime could not do its work */         \
+  X(queue_full,        error,         message)  /* a put found the queue full: queue.Full */    \
+  X(queue_empty,       error,         message)  /* a get found the queue empty: queue.Empty */  \
+  X(actor_not_found,   error,         message)  /* get_actor found no such live actor */        \
+  X(usage_error,       runtime_error, message)  /* misuse: no runtime, wrong process, empty */  \
+  X(internal_error,    error,         message)  /* a broken invariant: a bug in coray */
+// clang-format on
+
+#define CORAY_DETAIL_ERROR_CLASS_message(name, base) \
+  struct name : base {                               \
+    using base::base;                                \
+  };
+#define CORAY_DETAIL_ERROR_CLASS_fields(name, base)
+#define CORAY_DETAIL_ERROR_CLASS(name, base, shape) CORAY_DETAIL_ERROR_CLASS_##shape(name, base)
+CORAY_ERRORS(CORAY_DETAIL_ERROR_CLASS)
+#undef CORAY_DETAIL_ERROR_CLASS
+#undef CORAY_DETAIL_ERROR_CLASS_fields
+#undef CORAY_DETAIL_ERROR_CLASS_message
+
+namespace detail {
+
+/// A coray error's number on the wire: its line in CORAY_ERRORS.
+enum class error_kind : std::uint8_t {
+#define CORAY_DETAIL_ERROR_KIND(name, base, shape) name,
+  CORAY_ERRORS(CORAY_DETAIL_ERROR_KIND)
+#undef CORAY_DETAIL_ERROR_KIND
+};
+
+/// Calls `f(std::type_identity<E>{}, error_kind::E)` for every coray error E, in the list's
+/// order (so a base before the errors derived from it).
+template <class F>
+constexpr void for_each_error(F&& f) {
+#define CORAY_DETAIL_ERROR_VISIT(name, base, shape) f(std::type_identity<name>{}, error_kind::name);
+  CORAY_ERRORS(CORAY_DETAIL_ERROR_VISIT)
+#undef CORAY_DETAIL_ERROR_VISIT
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/errors.hpp>
 // #include <coray/version.hpp>: inlined above
 #include <cstddef>
 #include <cstdint>
@@ -1116,10 +677,7 @@ CORAY_END_NAMESPACE
 #include <span>
 #include <string>
 #include <string_view>
-#include <tuple>
 #include <utility>
-#include <variant>
-#include <vector>
 
 static_assert(std::endian::native == std::endian::little,
               "coray's codec writes native little-endian data");
@@ -1297,83 +855,30 @@ class reader {
   const std::byte* end_;
 };
 
-// Count then elements; contiguous raw runs as one padded memcpy.
-template <class E, bool Contiguous, class Out, class Range>
-void encode_elements(Out& out, const Range& range, std::size_t n) {
-  const std::uint64_t count = n;
-  out.put(&count, sizeof count);
-  if constexpr (Contiguous && is_raw_copyable_v<E>) {
-    out.pad(wire_align_v<E>);
-    out.put(std::data(range), n * sizeof(E));
-  } else if constexpr (std::is_same_v<Out, size_counter> && fixed_encoded_size_v<E> != not_fixed) {
-    out.put(nullptr, n * fixed_encoded_size_v<E>);
-  } else {
-    for (const auto& e : range) encode_value(out, e);
-  }
-}
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/codec/archive.hpp>
+// #include <coray/detail/codec/codec_traits.hpp>: inlined above
+// begin <coray/detail/codec/decode.hpp>
+/// decode_value: reads any decodable value from a reader, checking every length and tag
+/// (see coray/codec.hpp for the format); malformed input throws codec_error.
 
-template <class Out, class T>
-void encode_value(Out& out, const T& v) {
-  constexpr codec_kind k = kind_v<T>;
-  static_assert(k != codec_kind::none, "coray codec: type is not encodable (see is_encodable_v)");
-  if constexpr (k == codec_kind::serialize_member) {
-    const_cast<T&>(v).serialize(out);  // serialize() is one non-const member for all archives
-  } else if constexpr (k == codec_kind::boolean) {
-    const unsigned char b = v ? 1 : 0;
-    out.put(&b, 1);
-  } else if constexpr (k == codec_kind::arithmetic || k == codec_kind::enumeration ||
-                       k == codec_kind::byte) {
-    out.put(&v, sizeof(T));
-  } else if constexpr (k == codec_kind::string || k == codec_kind::string_view) {
-    encode_elements<typename T::value_type, true>(out, v, v.size());
-  } else if constexpr (k == codec_kind::c_string) {
-    const std::string_view s = v != nullptr ? std::string_view(v) : std::string_view();
-    encode_elements<char, true>(out, s, s.size());
-  } else if constexpr (k == codec_kind::char_array) {
-    // A string literal or char buffer: the characters up to the first NUL.
-    const void* nul = std::memchr(v, 0, std::extent_v<T>);
-    const std::string_view s(v, nul != nullptr
-                                    ? static_cast<std::size_t>(static_cast<const char*>(nul) - v)
-                                    : std::extent_v<T>);
-    encode_elements<char, true>(out, s, s.size());
-  } else if constexpr (k == codec_kind::vector) {
-    using E = typename T::value_type;
-    encode_elements<E, !std::is_same_v<E, bool>>(out, v, v.size());
-  } else if constexpr (k == codec_kind::span) {
-    encode_elements<std::remove_cv_t<typename T::element_type>, true>(out, v, v.size());
-  } else if constexpr (k == codec_kind::array) {
-    if constexpr (is_raw_copyable_v<typename T::value_type>) {
-      out.pad(wire_align_v<typename T::value_type>);
-      out.put(v.data(), sizeof(T));
-    } else {
-      for (const auto& e : v) encode_value(out, e);
-    }
-  } else if constexpr (k == codec_kind::pair) {
-    encode_value(out, v.first);
-    encode_value(out, v.second);
-  } else if constexpr (k == codec_kind::tuple) {
-    std::apply([&out](const auto&... e) { (encode_value(out, e), ...); }, v);
-  } else if constexpr (k == codec_kind::optional) {
-    const unsigned char tag = v.has_value() ? 1 : 0;
-    out.put(&tag, 1);
-    if (v) encode_value(out, *v);
-  } else if constexpr (k == codec_kind::variant) {
-    // A valueless variant writes index 0xffffffff, which decodes as codec_error.
-    const auto index = static_cast<std::uint32_t>(v.index());
-    out.put(&index, sizeof index);
-    if (!v.valueless_by_exception())
-      std::visit([&out](const auto& alt) { encode_value(out, alt); }, v);
-  } else if constexpr (k == codec_kind::monostate) {
-  } else if constexpr (k == codec_kind::map || k == codec_kind::multimap || k == codec_kind::set ||
-                       k == codec_kind::multiset || k == codec_kind::sequence) {
-    encode_elements<typename T::value_type, false>(out, v, v.size());
-  } else if constexpr (k == codec_kind::duration) {
-    const typename T::rep count = v.count();
-    encode_value(out, count);
-  } else if constexpr (k == codec_kind::aggregate) {
-    boost::pfr::for_each_field(v, [&out](const auto& field) { encode_value(out, field); });
-  }
-}
+#include <algorithm>
+// #include <coray/detail/codec/archive.hpp>: inlined above
+// #include <coray/detail/codec/codec_traits.hpp>: inlined above
+// #include <coray/version.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
 
 template <class T, class E>
 void decode_raw_vector(reader& in, T& v) {
@@ -1525,6 +1030,117 @@ void decode_value(reader& in, T& v) {
 }
 
 }  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/codec/decode.hpp>
+// begin <coray/detail/codec/encode.hpp>
+/// encode_value: writes any encodable value into an output archive (size_counter or writer)
+/// in the format described in coray/codec.hpp.
+
+// #include <coray/detail/codec/archive.hpp>: inlined above
+// #include <coray/detail/codec/codec_traits.hpp>: inlined above
+// #include <coray/version.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <iterator>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <variant>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+// Count then elements; contiguous raw runs as one padded memcpy.
+template <class E, bool Contiguous, class Out, class Range>
+void encode_elements(Out& out, const Range& range, std::size_t n) {
+  const std::uint64_t count = n;
+  out.put(&count, sizeof count);
+  if constexpr (Contiguous && is_raw_copyable_v<E>) {
+    out.pad(wire_align_v<E>);
+    out.put(std::data(range), n * sizeof(E));
+  } else if constexpr (std::is_same_v<Out, size_counter> && fixed_encoded_size_v<E> != not_fixed) {
+    out.put(nullptr, n * fixed_encoded_size_v<E>);
+  } else {
+    for (const auto& e : range) encode_value(out, e);
+  }
+}
+
+template <class Out, class T>
+void encode_value(Out& out, const T& v) {
+  constexpr codec_kind k = kind_v<T>;
+  static_assert(k != codec_kind::none, "coray codec: type is not encodable (see is_encodable_v)");
+  if constexpr (k == codec_kind::serialize_member) {
+    const_cast<T&>(v).serialize(out);  // serialize() is one non-const member for all archives
+  } else if constexpr (k == codec_kind::boolean) {
+    const unsigned char b = v ? 1 : 0;
+    out.put(&b, 1);
+  } else if constexpr (k == codec_kind::arithmetic || k == codec_kind::enumeration ||
+                       k == codec_kind::byte) {
+    out.put(&v, sizeof(T));
+  } else if constexpr (k == codec_kind::string || k == codec_kind::string_view) {
+    encode_elements<typename T::value_type, true>(out, v, v.size());
+  } else if constexpr (k == codec_kind::c_string) {
+    const std::string_view s = v != nullptr ? std::string_view(v) : std::string_view();
+    encode_elements<char, true>(out, s, s.size());
+  } else if constexpr (k == codec_kind::char_array) {
+    // A string literal or char buffer: the characters up to the first NUL.
+    const void* nul = std::memchr(v, 0, std::extent_v<T>);
+    const std::string_view s(v, nul != nullptr
+                                    ? static_cast<std::size_t>(static_cast<const char*>(nul) - v)
+                                    : std::extent_v<T>);
+    encode_elements<char, true>(out, s, s.size());
+  } else if constexpr (k == codec_kind::vector) {
+    using E = typename T::value_type;
+    encode_elements<E, !std::is_same_v<E, bool>>(out, v, v.size());
+  } else if constexpr (k == codec_kind::span) {
+    encode_elements<std::remove_cv_t<typename T::element_type>, true>(out, v, v.size());
+  } else if constexpr (k == codec_kind::array) {
+    if constexpr (is_raw_copyable_v<typename T::value_type>) {
+      out.pad(wire_align_v<typename T::value_type>);
+      out.put(v.data(), sizeof(T));
+    } else {
+      for (const auto& e : v) encode_value(out, e);
+    }
+  } else if constexpr (k == codec_kind::pair) {
+    encode_value(out, v.first);
+    encode_value(out, v.second);
+  } else if constexpr (k == codec_kind::tuple) {
+    std::apply([&out](const auto&... e) { (encode_value(out, e), ...); }, v);
+  } else if constexpr (k == codec_kind::optional) {
+    const unsigned char tag = v.has_value() ? 1 : 0;
+    out.put(&tag, 1);
+    if (v) encode_value(out, *v);
+  } else if constexpr (k == codec_kind::variant) {
+    // A valueless variant writes index 0xffffffff, which decodes as codec_error.
+    const auto index = static_cast<std::uint32_t>(v.index());
+    out.put(&index, sizeof index);
+    if (!v.valueless_by_exception())
+      std::visit([&out](const auto& alt) { encode_value(out, alt); }, v);
+  } else if constexpr (k == codec_kind::monostate) {
+  } else if constexpr (k == codec_kind::map || k == codec_kind::multimap || k == codec_kind::set ||
+                       k == codec_kind::multiset || k == codec_kind::sequence) {
+    encode_elements<typename T::value_type, false>(out, v, v.size());
+  } else if constexpr (k == codec_kind::duration) {
+    const typename T::rep count = v.count();
+    encode_value(out, count);
+  } else if constexpr (k == codec_kind::aggregate) {
+    boost::pfr::for_each_field(v, [&out](const auto& field) { encode_value(out, field); });
+  }
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/codec/encode.hpp>
+// #include <coray/errors.hpp>: inlined above
+// #include <coray/version.hpp>: inlined above
+#include <cstddef>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
 
 /// True for every type encode / encoded_size accept (cv and references ignored); false, never
 /// a hard error, for the rest, e.g. pointers other than const char*, std::unique_ptr,
@@ -1585,6 +1201,1292 @@ T decode(std::span<const std::byte> bytes) {
 
 CORAY_END_NAMESPACE
 // end <coray/codec.hpp>
+// #include <coray/detail/codec/codec_traits.hpp>: inlined above
+// begin <coray/detail/runtime/invoker.hpp>
+/// The worker's side of a call: reads the argument records of a call message, decodes each
+/// argument for its parameter, runs the function (or actor method) and replies with its
+/// value or exception. invoker<F> registers itself under F's id.
+
+#include <algorithm>
+// begin <coray/async.hpp>
+/// ray::async<T>: the coroutine type of coray. Lazy (starts when awaited or run), single
+/// awaiter, move-only, resumes its awaiter by symmetric transfer. User coroutines in the
+/// driver run on the runtime loop's thread only, so they need no locks.
+///
+///   ray::async<int> twice(ray::object_ref<int> r) { co_return 2 * co_await ray::get(r); }
+
+// #include <coray/version.hpp>: inlined above
+#include <coroutine>
+#include <exception>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+
+template <class T = void>
+class async;
+
+namespace detail {
+
+struct async_promise_base {
+  std::coroutine_handle<> continuation_;
+  std::exception_ptr error_;
+
+  std::suspend_always initial_suspend() noexcept { return {}; }
+  struct final_awaiter {
+    bool await_ready() noexcept { return false; }
+    template <class P>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
+      auto c = h.promise().continuation_;
+      return c ? c : std::noop_coroutine();
+    }
+    void await_resume() noexcept {}
+  };
+  final_awaiter final_suspend() noexcept { return {}; }
+  void unhandled_exception() noexcept { error_ = std::current_exception(); }
+  void rethrow_if_failed() const {
+    if (error_) std::rethrow_exception(error_);
+  }
+};
+
+template <class T>
+struct async_promise : async_promise_base {
+  std::optional<T> value_;
+  async<T> get_return_object() noexcept;
+  template <class U>
+  void return_value(U&& v) {
+    value_.emplace(std::forward<U>(v));
+  }
+  T take() {
+    rethrow_if_failed();
+    return std::move(*value_);
+  }
+};
+
+template <>
+struct async_promise<void> : async_promise_base {
+  async<void> get_return_object() noexcept;
+  void return_void() noexcept {}
+  void take() { rethrow_if_failed(); }
+};
+
+template <class T>
+struct is_async : std::false_type {};
+template <class T>
+struct is_async<async<T>> : std::true_type {
+  using value_type = T;
+};
+
+}  // namespace detail
+
+template <class T>
+class [[nodiscard]] async {
+ public:
+  using promise_type = detail::async_promise<T>;
+  using value_type = T;
+
+  async() noexcept = default;
+  explicit async(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
+  async(async&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+  async& operator=(async&& o) noexcept {
+    if (this != &o) {
+      reset();
+      h_ = std::exchange(o.h_, {});
+    }
+    return *this;
+  }
+  ~async() { reset(); }
+
+  /// Awaiting starts the coroutine and resumes the awaiter with its result (or exception).
+  auto operator co_await() && noexcept {
+    struct awaiter {
+      std::coroutine_handle<promise_type> h;
+      bool await_ready() noexcept { return !h || h.done(); }
+      std::coroutine_handle<> await_suspend(std::coroutine_handle<> c) noexcept {
+        h.promise().continuation_ = c;
+        return h;
+      }
+      T await_resume() { return h.promise().take(); }
+    };
+    return awaiter{h_};
+  }
+
+  /// Runtime internals: the handle, to start and poll it from an event loop.
+  std::coroutine_handle<promise_type> handle() const noexcept { return h_; }
+  bool done() const noexcept { return !h_ || h_.done(); }
+  /// The result of a finished coroutine; rethrows its exception.
+  T take() { return h_.promise().take(); }
+
+ private:
+  void reset() noexcept {
+    if (h_) h_.destroy();
+    h_ = {};
+  }
+  std::coroutine_handle<promise_type> h_;
+};
+
+namespace detail {
+template <class T>
+async<T> async_promise<T>::get_return_object() noexcept {
+  return async<T>{std::coroutine_handle<async_promise<T>>::from_promise(*this)};
+}
+inline async<void> async_promise<void>::get_return_object() noexcept {
+  return async<void>{std::coroutine_handle<async_promise<void>>::from_promise(*this)};
+}
+
+/// A coroutine that starts at once and frees itself when it ends: the runtime uses it to run
+/// a task body that is a coroutine and send its reply when it finishes.
+struct detached {
+  struct promise_type {
+    detached get_return_object() noexcept { return {}; }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { std::terminate(); }
+  };
+};
+}  // namespace detail
+
+CORAY_END_NAMESPACE
+// end <coray/async.hpp>
+// #include <coray/codec.hpp>: inlined above
+// begin <coray/detail/runtime/registry.hpp>
+/// Stable ids for remote functions. A callee is found by a hash of its name, not its address,
+/// so a spawned worker (different ASLR base) and, later, another machine resolve the same one.
+
+// #include <coray/version.hpp>: inlined above
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <string_view>
+#include <unordered_map>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+constexpr std::uint64_t fnv1a(std::string_view s) noexcept {
+  std::uint64_t h = 14695981039346656037ULL;
+  for (char c : s) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+/// The name of the entity F, as the compiler spells it ("add", "ns::fib", "&counter::incr").
+template <auto F>
+constexpr std::string_view entity_name() noexcept {
+  std::string_view p = __PRETTY_FUNCTION__;
+#if defined(__clang__)
+  auto b = p.find("F = ") + 4;
+  auto e = p.rfind(']');
+#else
+  auto b = p.find("F = ") + 4;
+  auto e = p.find(';', b);
+  if (e == std::string_view::npos) e = p.rfind(']');
+#endif
+  std::string_view n = p.substr(b, e - b);
+  if (!n.empty() && n.front() == '&') n.remove_prefix(1);
+  return n;
+}
+
+template <auto F>
+inline constexpr std::uint64_t entity_id = fnv1a(entity_name<F>());
+
+struct invocation;
+using invoker_fn = void (*)(invocation&);
+
+struct registered_function {
+  invoker_fn invoke;
+  std::string_view name;
+};
+
+/// id -> callee, filled during static initialisation in every process of the program.
+inline std::unordered_map<std::uint64_t, registered_function>& function_table() {
+  static std::unordered_map<std::uint64_t, registered_function> table;
+  return table;
+}
+
+inline bool register_function(std::uint64_t id, invoker_fn fn, std::string_view name) {
+  auto [it, inserted] = function_table().try_emplace(id, registered_function{fn, name});
+  if (!inserted && it->second.name != name) {
+    std::fprintf(stderr, "coray: function id collision between %.*s and %.*s\n",
+                 static_cast<int>(name.size()), name.data(),
+                 static_cast<int>(it->second.name.size()), it->second.name.data());
+    std::abort();
+  }
+  return true;
+}
+
+inline const registered_function* find_function(std::uint64_t id) {
+  auto& t = function_table();
+  auto it = t.find(id);
+  return it == t.end() ? nullptr : &it->second;
+}
+
+/// Retry matchers (ray::retry_on<E...>): whether an exception in flight is to be retried.
+/// Registered like functions, so a worker finds the caller's choice by id.
+using retry_matcher_fn = bool (*)(std::exception_ptr);
+inline std::unordered_map<std::uint64_t, retry_matcher_fn>& retry_matcher_table() {
+  static std::unordered_map<std::uint64_t, retry_matcher_fn> table;
+  return table;
+}
+inline bool register_retry_matcher(std::uint64_t id, retry_matcher_fn fn) {
+  retry_matcher_table().emplace(id, fn);
+  return true;
+}
+/// Whether the exception `e` is to be retried under matcher `id` (0: never, 1: always).
+inline bool retry_matches(std::uint64_t id, std::exception_ptr e) {
+  if (id <= 1) return id == 1;
+  auto it = retry_matcher_table().find(id);
+  return it != retry_matcher_table().end() && it->second(std::move(e));
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/registry.hpp>
+// begin <coray/detail/runtime/signature.hpp>
+/// What a callee (a task's function or an actor's method) takes and returns, and which
+/// arguments may be passed for its parameters: the compile-time checks behind task<f>.remote,
+/// actor<T>.call and ray::spawn.
+
+// #include <coray/async.hpp>: inlined above
+// #include <coray/codec.hpp>: inlined above
+// #include <coray/detail/codec/codec_traits.hpp>: inlined above
+// begin <coray/object_ref.hpp>
+/// ray::object_ref<T>: a handle to an immutable object -- a put value or a call's result --
+/// that may not exist yet. Copyable and cheap; the object lives while any handle does.
+/// Pass it to remote calls (they wait for it) or get it (co_await ray::get(ref)).
+
+// begin <coray/detail/runtime/object_state.hpp>
+/// A process's view of one object: pending, ready (bytes inline, or a block in the store
+/// holding one reference) or failed. object_ref<T> handles count it; awaiting coroutines,
+/// dependent tasks and wait operations register as waiters.
+
+#include <atomic>
+// begin <coray/detail/shm/segment.hpp>
+/// The runtime's one shared segment: an anonymous memory file (memfd) mapped by the driver,
+/// its supervisor and every worker, with a Boost.Interprocess allocator inside. Nothing is
+/// named in /dev/shm: the memory goes away with the last process that maps it.
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/interprocess/indexes/null_index.hpp>
+#include <boost/interprocess/managed_external_buffer.hpp>
+#include <boost/interprocess/mem_algo/rbtree_best_fit.hpp>
+#include <cerrno>
+// begin <coray/detail/shm/robust_mutex.hpp>
+/// A process-shared mutex that survives its holder's death: the next locker gets the lock
+/// (EOWNERDEAD is made consistent) instead of hanging forever. Used as the object store
+/// allocator's lock, whose holder can be SIGKILLed at any instant.
+
+#include <errno.h>
+#include <pthread.h>
+#include <time.h>
+
+#include <atomic>
+#include <chrono>
+// #include <coray/errors.hpp>: inlined above
+#include <cstdint>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class robust_mutex {
+ public:
+  robust_mutex() { init(false); }
+  ~robust_mutex() { pthread_mutex_destroy(&m_); }
+  robust_mutex(const robust_mutex&) = delete;
+  robust_mutex& operator=(const robust_mutex&) = delete;
+
+  /// Blocks. If the previous holder died holding it, takes it over and counts the event.
+  void lock() { recover(pthread_mutex_lock(&m_)); }
+  bool try_lock() {
+    int rc = pthread_mutex_trylock(&m_);
+    if (rc == EBUSY) return false;
+    recover(rc);
+    return true;
+  }
+  template <class TimePoint>
+  bool timed_lock(const TimePoint&) {
+    lock();
+    return true;
+  }
+  /// Waits for the lock until `deadline` (the steady clock); false if it did not come.
+  bool try_lock_until(std::chrono::steady_clock::time_point deadline) {
+    const auto since = deadline.time_since_epoch();
+    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(since);
+    const auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(since - secs);
+    timespec ts{static_cast<time_t>(secs.count()), static_cast<long>(nanos.count())};
+    int rc = pthread_mutex_clocklock(&m_, CLOCK_MONOTONIC, &ts);
+    if (rc == ETIMEDOUT) return false;
+    recover(rc);
+    return true;
+  }
+  void unlock() { pthread_mutex_unlock(&m_); }
+  /// How many times a holder died with the lock held.
+  std::uint32_t owner_deaths() const noexcept { return deaths_.load(std::memory_order_relaxed); }
+
+ protected:
+  explicit robust_mutex(bool recursive) { init(recursive); }
+
+ private:
+  void init(bool recursive) {
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    if (recursive) pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&m_, &a);
+    pthread_mutexattr_destroy(&a);
+  }
+  void recover(int rc) {
+    if (rc == EOWNERDEAD) {
+      pthread_mutex_consistent(&m_);
+      deaths_.fetch_add(1, std::memory_order_relaxed);
+    } else if (rc != 0) {
+      throw ray::runtime_error("coray: process-shared mutex failed (error " + std::to_string(rc) +
+                               ")");
+    }
+  }
+  pthread_mutex_t m_;
+  std::atomic<std::uint32_t> deaths_{0};
+};
+
+class robust_recursive_mutex : public robust_mutex {
+ public:
+  robust_recursive_mutex() : robust_mutex(true) {}
+};
+
+/// Mutex family for Boost.Interprocess memory algorithms.
+struct robust_mutex_family {
+  using mutex_type = robust_mutex;
+  using recursive_mutex_type = robust_recursive_mutex;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/shm/robust_mutex.hpp>
+// #include <coray/errors.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+namespace bip = boost::interprocess;
+
+/// Several processes allocate, so the allocator takes a lock; a robust one, because any of
+/// them may be killed while holding it.
+using shared_allocator =
+    bip::basic_managed_external_buffer<char, bip::rbtree_best_fit<robust_mutex_family>,
+                                       bip::null_index>;
+
+/// An object in the store: a header, then the encoded bytes (16-byte aligned).
+struct alignas(16) object_block {
+  std::atomic<std::uint32_t> refs;
+  std::uint32_t reserved;
+  std::uint64_t size;
+  std::byte* data() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
+};
+static_assert(sizeof(object_block) == 16);
+
+class segment {
+ public:
+  static constexpr std::uint64_t magic = 0x636f7261792d7631ULL;  // "coray-v1"
+  static constexpr std::size_t root_bytes = 4096;
+
+  struct root {
+    std::uint64_t magic;
+    std::uint64_t size;
+    std::uint64_t header_offset;  // of the runtime's shared_header
+  };
+
+  segment() = default;
+  segment(const segment&) = delete;
+  segment& operator=(const segment&) = delete;
+  ~segment() { close(); }
+
+  /// Driver: makes a new anonymous segment of `bytes` (sparse: pages cost memory only once
+  /// touched). The fd is close-on-exec, as it is in every process: a program that a task or
+  /// the supervisor runs must not hold the segment.
+  void create(std::size_t bytes) {
+    fd_ = memfd_create("coray", MFD_CLOEXEC);
+    if (fd_ < 0) throw_errno("memfd_create");
+    if (ftruncate(fd_, static_cast<off_t>(bytes)) != 0) throw_errno("ftruncate");
+    map(bytes);
+    new (&alloc_) shared_allocator(bip::create_only, base_ + root_bytes, bytes - root_bytes);
+    has_alloc_ = true;
+    auto* r = reinterpret_cast<root*>(base_);
+    r->magic = magic;
+    r->size = bytes;
+    r->header_offset = 0;
+  }
+
+  /// Spawned worker: maps the segment inherited as `fd`, and makes `fd` close-on-exec again
+  /// (posix_spawn had to clear that to pass it on).
+  void attach(int fd) {
+    fd_ = fd;
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) throw_errno("fcntl on inherited segment");
+    off_t len = lseek(fd, 0, SEEK_END);
+    if (len <= 0) throw_errno("lseek on inherited segment");
+    map(static_cast<std::size_t>(len));
+    auto* r = reinterpret_cast<root*>(base_);
+    if (r->magic != magic) throw ray::runtime_error("coray: inherited fd is not a coray segment");
+    new (&alloc_) shared_allocator(bip::open_only, base_ + root_bytes, size_ - root_bytes);
+    has_alloc_ = true;
+  }
+
+  /// Takes over another segment object's mapping (a forked worker, from its parent's copy).
+  void adopt(segment& o) {
+    fd_ = std::exchange(o.fd_, -1);
+    base_ = std::exchange(o.base_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+    o.has_alloc_ = false;
+    new (&alloc_) shared_allocator(bip::open_only, base_ + root_bytes, size_ - root_bytes);
+    has_alloc_ = true;
+  }
+
+  void close() noexcept {
+    if (has_alloc_) {
+      // The allocator lives in the shared memory; dropping our view must not run its
+      // destructor logic on memory other processes still use.
+      has_alloc_ = false;
+    }
+    if (base_) munmap(base_, size_);
+    base_ = nullptr;
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  int fd() const noexcept { return fd_; }
+  std::byte* base() const noexcept { return base_; }
+  std::size_t size() const noexcept { return size_; }
+  root& header_root() const noexcept { return *reinterpret_cast<root*>(base_); }
+
+  std::uint64_t offset_of(const void* p) const noexcept {
+    return static_cast<std::uint64_t>(static_cast<const std::byte*>(p) - base_);
+  }
+  template <class T = std::byte>
+  T* at(std::uint64_t off) const noexcept {
+    return reinterpret_cast<T*>(base_ + off);
+  }
+
+  /// Allocates `bytes` in the segment (16-byte aligned). Thread- and process-safe.
+  /// Throws object_store_full with the sizes when it does not fit.
+  void* allocate(std::size_t bytes) {
+    void* p = alloc().allocate(bytes, std::nothrow);
+    if (!p) throw object_store_full(bytes, alloc().get_free_memory(), alloc().get_size());
+    return p;
+  }
+  /// Like allocate(), aligned to `alignment` (a power of two): for cache-line aligned
+  /// control structures.
+  void* allocate_aligned(std::size_t bytes, std::size_t alignment) {
+    void* p = alloc().allocate_aligned(bytes, alignment, std::nothrow);
+    if (!p) throw object_store_full(bytes, alloc().get_free_memory(), alloc().get_size());
+    return p;
+  }
+  void deallocate(void* p) noexcept { alloc().deallocate(p); }
+  std::size_t free_bytes() const noexcept {
+    return const_cast<segment*>(this)->alloc().get_free_memory();
+  }
+  std::size_t capacity() const noexcept { return const_cast<segment*>(this)->alloc().get_size(); }
+
+  /// A new object block with one reference, for `size` bytes of payload.
+  object_block* new_object(std::size_t size) {
+    auto* b = static_cast<object_block*>(allocate(sizeof(object_block) + size));
+    b->refs.store(1, std::memory_order_relaxed);
+    b->reserved = 0;
+    b->size = size;
+    return b;
+  }
+  void add_ref(object_block* b) noexcept { b->refs.fetch_add(1, std::memory_order_relaxed); }
+  void release(object_block* b) noexcept {
+    if (b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) deallocate(b);
+  }
+
+ private:
+  shared_allocator& alloc() noexcept {
+    return *std::launder(reinterpret_cast<shared_allocator*>(&alloc_));
+  }
+
+  void map(std::size_t bytes) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    if (p == MAP_FAILED) throw_errno("mmap");
+    base_ = static_cast<std::byte*>(p);
+    size_ = bytes;
+  }
+  [[noreturn]] static void throw_errno(const char* what) {
+    throw ray::runtime_error(std::string("coray: ") + what + " failed: " + std::strerror(errno));
+  }
+
+  int fd_ = -1;
+  std::byte* base_ = nullptr;
+  std::size_t size_ = 0;
+  alignas(shared_allocator) unsigned char alloc_[sizeof(shared_allocator)];
+  bool has_alloc_ = false;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/shm/segment.hpp>
+// #include <coray/errors.hpp>: inlined above
+#include <cstdint>
+#include <exception>
+#include <span>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+struct object_state;
+
+/// Something to notify when an object settles. `fn(ctx, state)` runs on the loop thread.
+struct waiter {
+  void (*fn)(void* ctx, object_state& s);
+  void* ctx;
+};
+
+void release_state(object_state* s) noexcept;  // defined with the process (process.hpp)
+
+/// Brings a spilled object back into the store (the driver's; defined with the process).
+void restore_state(object_state& s);
+
+struct object_state {
+  enum class status : std::uint8_t { pending, ready, failed };
+
+  std::atomic<std::uint32_t> handles{1};
+  /// Written on the loop thread (or by the thread building a put, before it is shared);
+  /// read anywhere: a thread that sees it settled sees the value, or error, set before.
+  std::atomic<status> st{status::pending};
+  std::uint64_t id = 0;           // nonzero for results the driver tracks by id
+  std::uint32_t epoch = 0;        // the runtime that made it; its block dies with that runtime
+  std::vector<std::byte> bytes;   // inline value (16-byte aligned by the allocator)
+  object_block* block = nullptr;  // value in the store; this state holds one reference
+  std::exception_ptr error;
+  std::vector<waiter> waiters;
+  std::uint32_t pins = 0;          // readers of the block in place (views, calls in flight)
+  std::int64_t spill_offset = -1;  // where the value lies in the spill file, if spilled
+  std::uint64_t spill_size = 0;
+
+  bool settled() const noexcept { return st.load(std::memory_order_acquire) != status::pending; }
+  bool spilled() const noexcept { return spill_offset >= 0; }
+  /// The encoded value, wherever it lies (a spilled one is brought back first). Precondition:
+  /// ready. Throws object_store_full if a spilled value does not fit back.
+  std::span<const std::byte> value_bytes() const {
+    if (spilled()) restore_state(const_cast<object_state&>(*this));
+    if (block) return {block->data(), static_cast<std::size_t>(block->size)};
+    return {bytes.data(), bytes.size()};
+  }
+  void rethrow_if_failed() const {
+    if (st.load(std::memory_order_acquire) == status::failed) std::rethrow_exception(error);
+  }
+  /// Settles the object and notifies every waiter once. Loop thread.
+  void settle(status s) {
+    st.store(s, std::memory_order_release);
+    auto ws = std::move(waiters);
+    waiters.clear();
+    for (auto& w : ws) w.fn(w.ctx, *this);
+  }
+  void set_inline(std::span<const std::byte> b) {
+    bytes.assign(b.begin(), b.end());
+    settle(status::ready);
+  }
+  void set_block(object_block* b) {
+    block = b;
+    settle(status::ready);
+  }
+  void set_error(std::exception_ptr e) {
+    error = std::move(e);
+    settle(status::failed);
+  }
+};
+
+/// An intrusive owning pointer to an object_state (one handle).
+class state_ptr {
+ public:
+  state_ptr() noexcept = default;
+  /// Adopts a handle already counted (a fresh state starts with one).
+  static state_ptr adopt(object_state* s) noexcept {
+    state_ptr p;
+    p.s_ = s;
+    return p;
+  }
+  static state_ptr share(object_state* s) noexcept {
+    if (s) s->handles.fetch_add(1, std::memory_order_relaxed);
+    return adopt(s);
+  }
+  state_ptr(const state_ptr& o) noexcept : s_(o.s_) {
+    if (s_) s_->handles.fetch_add(1, std::memory_order_relaxed);
+  }
+  state_ptr(state_ptr&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  state_ptr& operator=(state_ptr o) noexcept {
+    std::swap(s_, o.s_);
+    return *this;
+  }
+  ~state_ptr() {
+    if (s_ && s_->handles.fetch_sub(1, std::memory_order_acq_rel) == 1) release_state(s_);
+  }
+  object_state* get() const noexcept { return s_; }
+  object_state* operator->() const noexcept { return s_; }
+  object_state& operator*() const noexcept { return *s_; }
+  explicit operator bool() const noexcept { return s_ != nullptr; }
+
+ private:
+  object_state* s_ = nullptr;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/object_state.hpp>
+// #include <coray/version.hpp>: inlined above
+#include <type_traits>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+
+template <class T>
+class object_ref {
+ public:
+  using value_type = T;
+
+  object_ref() noexcept = default;
+  explicit object_ref(detail::state_ptr s) noexcept : s_(std::move(s)) {}
+
+  /// False for a default-constructed ref.
+  bool valid() const noexcept { return static_cast<bool>(s_); }
+  /// True once the object exists or its call failed: get() will not wait.
+  bool is_ready() const noexcept { return s_ && s_->settled(); }
+
+  friend bool operator==(const object_ref& a, const object_ref& b) noexcept {
+    return a.s_.get() == b.s_.get();
+  }
+
+  /// Runtime internals.
+  const detail::state_ptr& state() const noexcept { return s_; }
+
+ private:
+  detail::state_ptr s_;
+};
+
+namespace detail {
+template <class T>
+struct is_object_ref : std::false_type {};
+template <class T>
+struct is_object_ref<object_ref<T>> : std::true_type {
+  using value_type = T;
+};
+template <class T>
+inline constexpr bool is_object_ref_v = is_object_ref<std::remove_cvref_t<T>>::value;
+}  // namespace detail
+
+CORAY_END_NAMESPACE
+// end <coray/object_ref.hpp>
+#include <cstddef>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+template <class T>
+class actor;
+
+namespace detail {
+
+/// What a callee is: its parameters, its return type and how to call it (with the actor's
+/// object for a member function).
+template <class F>
+struct function_traits {
+  static constexpr bool is_function = false;
+  static constexpr bool is_member = false;
+};
+template <class R, class... A>
+struct function_traits<R (*)(A...)> {
+  static constexpr bool is_function = true;
+  static constexpr bool is_member = false;
+  using return_type = R;
+  using params = std::tuple<A...>;
+  static constexpr std::size_t arity = sizeof...(A);
+  template <auto F, class... X>
+  static decltype(auto) call(void*, X&&... x) {
+    return F(std::forward<X>(x)...);
+  }
+};
+template <class R, class... A>
+struct function_traits<R (*)(A...) noexcept> : function_traits<R (*)(A...)> {};
+
+template <class C, class R, class... A>
+struct member_traits {
+  static constexpr bool is_function = true;
+  static constexpr bool is_member = true;
+  using class_type = C;
+  using return_type = R;
+  using params = std::tuple<A...>;
+  static constexpr std::size_t arity = sizeof...(A);
+  template <auto F, class... X>
+  static decltype(auto) call(void* self, X&&... x) {
+    return (static_cast<C*>(self)->*F)(std::forward<X>(x)...);
+  }
+};
+template <class C, class R, class... A>
+struct function_traits<R (C::*)(A...)> : member_traits<C, R, A...> {};
+template <class C, class R, class... A>
+struct function_traits<R (C::*)(A...) const> : member_traits<C, R, A...> {};
+template <class C, class R, class... A>
+struct function_traits<R (C::*)(A...) noexcept> : member_traits<C, R, A...> {};
+template <class C, class R, class... A>
+struct function_traits<R (C::*)(A...) const noexcept> : member_traits<C, R, A...> {};
+
+/// The value a call produces: R, or X for a coroutine returning ray::async<X>.
+template <class R>
+struct call_result {
+  using type = R;
+};
+template <class X>
+struct call_result<async<X>> {
+  using type = X;
+};
+template <class R>
+using call_result_t = typename call_result<R>::type;
+
+template <class T>
+struct is_actor : std::false_type {};
+template <class T>
+struct is_actor<actor<T>> : std::true_type {};
+template <class T>
+inline constexpr bool is_actor_v = is_actor<std::remove_cvref_t<T>>::value;
+
+/// A std::vector of object_refs: passed for a vector parameter, each element a dependency.
+template <class T>
+struct is_ref_vector : std::false_type {};
+template <class U, class A>
+struct is_ref_vector<std::vector<object_ref<U>, A>> : std::true_type {
+  using value_type = U;
+};
+template <class T>
+inline constexpr bool is_ref_vector_v = is_ref_vector<std::remove_cvref_t<T>>::value;
+
+template <class P>
+inline constexpr bool is_mutable_ref_v =
+    std::is_lvalue_reference_v<P> && !std::is_const_v<std::remove_reference_t<P>>;
+
+/// Whether argument A may be passed for parameter P.
+template <class P, class A>
+constexpr bool argument_fits() {
+  using S = storage_type_t<std::remove_cvref_t<P>>;
+  if constexpr (is_mutable_ref_v<P>)
+    return false;
+  else if constexpr (is_actor_v<P> || is_actor_v<A>)
+    return std::is_same_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>;
+  else if constexpr (is_object_ref_v<A>)
+    return std::is_same_v<typename is_object_ref<std::remove_cvref_t<A>>::value_type, S>;
+  else if constexpr (is_ref_vector_v<A>)
+    return std::is_same_v<std::vector<typename is_ref_vector<std::remove_cvref_t<A>>::value_type>,
+                          S>;
+  else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>)
+    return true;
+  else
+    return std::is_convertible_v<A, S>;
+}
+
+template <class Params, class... A, std::size_t... I>
+constexpr bool arguments_fit(std::index_sequence<I...>) {
+  return (argument_fits<std::tuple_element_t<I, Params>, A>() && ...);
+}
+
+template <class Params>
+constexpr bool parameters_storable() {
+  return []<std::size_t... I>(std::index_sequence<I...>) {
+    return ((
+        is_actor_v<std::tuple_element_t<I, Params>> ||
+        is_encodable_v<storage_type_t<std::remove_cvref_t<std::tuple_element_t<I, Params>>>>)&&...);
+  }
+  (std::make_index_sequence<std::tuple_size_v<Params>>{});
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/signature.hpp>
+// begin <coray/detail/runtime/worker.hpp>
+/// A worker process -- a task worker or an actor: takes calls from its inbox, runs them (a
+/// coroutine body may await nested calls while the process runs others), and replies
+/// through its outbox. Calls made from here go to the driver, which schedules them like any
+/// other. An actor first receives `construct`, then runs method calls in arrival order, at
+/// most max_concurrency at once (only coroutine methods overlap).
+
+#include <fmt/format.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+// begin <coray/detail/runtime/process.hpp>
+/// What every coray process shares: the layout of the segment's control header, and the
+/// event loop that drives a process (ready coroutines, incoming messages, timers, sleeping).
+/// The driver and the workers specialise it.
+
+#include <atomic>
+#include <chrono>
+// begin <coray/detail/runtime/actor_state.hpp>
+/// A process's handle on an actor: counted locally, and each local handle counts once at the
+/// driver, which ends the actor when no handle is left in any process.
+
+#include <atomic>
+// #include <coray/version.hpp>: inlined above
+#include <cstdint>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+struct actor_state {
+  std::atomic<std::uint32_t> handles{1};
+  std::uint64_t id = 0;
+  std::uint32_t epoch = 0;
+};
+
+void release_actor_state(actor_state* s) noexcept;  // defined with the process (process.hpp)
+
+class actor_ptr {
+ public:
+  actor_ptr() noexcept = default;
+  static actor_ptr adopt(actor_state* s) noexcept {
+    actor_ptr p;
+    p.s_ = s;
+    return p;
+  }
+  actor_ptr(const actor_ptr& o) noexcept : s_(o.s_) {
+    if (s_) s_->handles.fetch_add(1, std::memory_order_relaxed);
+  }
+  actor_ptr(actor_ptr&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  actor_ptr& operator=(actor_ptr o) noexcept {
+    std::swap(s_, o.s_);
+    return *this;
+  }
+  ~actor_ptr() {
+    if (s_ && s_->handles.fetch_sub(1, std::memory_order_acq_rel) == 1) release_actor_state(s_);
+  }
+  actor_state* get() const noexcept { return s_; }
+  explicit operator bool() const noexcept { return s_ != nullptr; }
+
+ private:
+  actor_state* s_ = nullptr;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/actor_state.hpp>
+// begin <coray/detail/runtime/call_message.hpp>
+/// The call format: how a call's arguments are laid out, from the moment `task<f>.remote`
+/// encodes them to the moment the callee's invoker reads them. This file is its only writer
+/// (`task_spec`'s add_*, `write_call_args`) and its only reader (`call_reader`,
+/// `read_submission`); the driver and the workers both rewrite dependencies through
+/// `write_call_args`.
+///
+/// A call is a `task_header` followed by `nargs` 16-byte `arg_entry` records, each followed
+/// by its inline bytes padded to 16. In the process that made the call an entry may name a
+/// dependency (an `object_ref` argument); before the call reaches its callee every
+/// dependency is replaced by the value it stands for.
+
+// #include <coray/detail/runtime/object_state.hpp>: inlined above
+// #include <coray/detail/shm/segment.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string_view>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+inline constexpr std::size_t pad16(std::size_t n) noexcept { return (n + 15) & ~std::size_t{15}; }
+
+struct task_header {
+  std::uint64_t task_id;
+  std::uint64_t fn_id;
+  std::uint32_t nargs;
+  std::uint32_t extra;       // submit: actor ids after the args; construct: max_concurrency
+  std::uint64_t target;      // submit: the actor to call, 0 for any task worker
+  std::int32_t max_retries;  // submit: retries after a crash or a retryable exception
+  std::uint32_t reserved;
+  std::uint64_t retry_matcher;  // which exceptions are retried: 0 none, 1 all, else a matcher id
+};
+static_assert(sizeof(task_header) == 48);
+
+/// One task argument; inline bytes follow the entry, padded to 16.
+struct arg_entry {
+  /// dependency_list: a std::vector<T> argument given as refs, assembled from the values of
+  /// `len` dependencies (indices ref.. in the driver; a worker's submission lists their ids
+  /// after the entry).
+  enum tag_t : std::uint8_t {
+    inline_value = 0,
+    block_value = 1,
+    dependency = 2,
+    dependency_list = 3
+  };
+  std::uint8_t tag = inline_value;
+  std::uint8_t owned = 0;  // block_value: the sender's reference passes to the call (else borrowed)
+  std::uint8_t pad = 0;    // dependency_list: zero bytes between the count and the elements
+  std::uint8_t reserved = 0;
+  std::uint32_t len = 0;
+  std::uint64_t ref = 0;  // block offset, or dependency index (driver) / object id (worker submit)
+};
+static_assert(sizeof(arg_entry) == 16);
+
+/// Bytes an entry's payload occupies after it in a call.
+inline std::size_t entry_payload(const arg_entry& e) noexcept {
+  if (e.tag == arg_entry::inline_value) return pad16(e.len);
+  if (e.tag == arg_entry::dependency_list && e.owned) return pad16(e.len * sizeof(std::uint64_t));
+  return 0;
+}
+
+/// Walks argument records. Bounds are checked: a worker reads what another process wrote.
+class call_reader {
+ public:
+  struct entry {
+    arg_entry e;
+    const std::byte* payload;  // entry_payload(e) bytes
+  };
+  call_reader(std::span<const std::byte> args) noexcept
+      : p_(args.data()), end_(args.data() + args.size()) {}
+
+  /// The next record; throws codec_error if the bytes end first.
+  entry next() {
+    if (static_cast<std::size_t>(end_ - p_) < sizeof(arg_entry))
+      throw codec_error("coray: call has fewer arguments than its function");
+    entry out;
+    std::memcpy(&out.e, p_, sizeof out.e);
+    p_ += sizeof out.e;
+    out.payload = p_;
+    const std::size_t n = entry_payload(out.e);
+    const std::size_t need = out.e.tag == arg_entry::inline_value ? out.e.len : n;
+    if (static_cast<std::size_t>(end_ - p_) < need)
+      throw codec_error("coray: malformed call arguments");
+    p_ += std::min<std::size_t>(n, static_cast<std::size_t>(end_ - p_));
+    return out;
+  }
+
+  /// The bytes of the next argument as its callee reads them: inline, or its store block.
+  std::span<const std::byte> next_value(segment& seg) {
+    entry x = next();
+    if (x.e.tag == arg_entry::block_value) {
+      auto* b = seg.at<object_block>(x.e.ref);
+      return {b->data(), static_cast<std::size_t>(b->size)};
+    }
+    if (x.e.tag != arg_entry::inline_value) throw codec_error("coray: malformed call arguments");
+    return {x.payload, x.e.len};
+  }
+
+ private:
+  const std::byte* p_;
+  const std::byte* end_;
+};
+
+/// Calls f(entry, payload) for each of `nargs` records of arguments written by this process.
+template <class F>
+void for_each_entry(std::span<const std::byte> args, std::uint32_t nargs, F&& f) {
+  const std::byte* p = args.data();
+  for (std::uint32_t i = 0; i < nargs; ++i) {
+    arg_entry e;
+    std::memcpy(&e, p, sizeof e);
+    f(e, p + sizeof e);
+    p += sizeof e + entry_payload(e);
+  }
+}
+
+/// A call's list of actor handles (kept alive while it travels) may also name mutable shared
+/// blocks (ray::shared_value, ray::mutex): the block's offset, tagged with this bit.
+inline constexpr std::uint64_t pinned_block_tag = std::uint64_t{1} << 63;
+
+/// A remote call as built by task<f>.remote(): the callee, its encoded arguments, the objects
+/// it depends on and the store blocks its large arguments occupy. The add_* members are the
+/// only writers of argument records.
+struct task_spec {
+  std::uint64_t fn_id = 0;
+  std::string_view name;
+  std::vector<std::byte> args;  // arg_entry records
+  std::uint32_t nargs = 0;
+  std::vector<state_ptr> deps;        // arg_entry::dependency refers to these by index
+  std::vector<object_block*> blocks;  // owned; released when the task ends
+  std::uint64_t target_actor = 0;     // the actor to call; 0 for any task worker
+  int max_retries = 0;                // re-runs after a crash or a retryable exception
+  std::uint64_t retry_matcher = 0;    // 0: exceptions are final; 1: all retried; else a matcher
+  std::vector<std::uint64_t> actors;  // actor handles among the arguments: kept alive in transit
+
+  /// Appends an inline argument of `size` bytes written by `fill`.
+  template <class Fill>
+  void add_inline(std::size_t size, Fill&& fill) {
+    std::size_t at = args.size();
+    args.resize(at + sizeof(arg_entry) + pad16(size));
+    arg_entry e{.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(size)};
+    std::memcpy(args.data() + at, &e, sizeof e);
+    fill(args.data() + at + sizeof(arg_entry));
+    ++nargs;
+  }
+  /// Appends a block made for this call; the call owns its reference.
+  void add_block(segment& seg, object_block* b) {
+    blocks.push_back(b);
+    add_entry({.tag = arg_entry::block_value, .owned = 1, .ref = seg.offset_of(b)});
+  }
+  /// Appends a std::vector<T> argument given as refs: each element is a dependency, and
+  /// `pad` zero bytes separate the count from the elements in the vector's encoding.
+  void add_dependency_list(const std::vector<state_ptr>& refs, std::uint8_t pad) {
+    add_entry({.tag = arg_entry::dependency_list,
+               .pad = pad,
+               .len = static_cast<std::uint32_t>(refs.size()),
+               .ref = deps.size()});
+    deps.insert(deps.end(), refs.begin(), refs.end());
+  }
+  void add_dependency(state_ptr s) {
+    add_entry({.tag = arg_entry::dependency, .ref = deps.size()});
+    deps.push_back(std::move(s));
+  }
+
+ private:
+  void add_entry(const arg_entry& e) {
+    std::size_t at = args.size();
+    args.resize(at + sizeof e);
+    std::memcpy(args.data() + at, &e, sizeof e);
+    ++nargs;
+  }
+};
+
+/// The encoded size of the vector a dependency list stands for: count, padding, elements.
+inline std::size_t dependency_list_bytes(const arg_entry& e, const std::vector<state_ptr>& deps) {
+  std::size_t n = sizeof(std::uint64_t) + e.pad;
+  for (std::uint32_t i = 0; i < e.len; ++i) n += deps[e.ref + i]->value_bytes().size();
+  return n;
+}
+
+/// Writes that vector's encoding from the elements' values (all ready) at `out`.
+inline void write_dependency_list(std::byte* out, const arg_entry& e,
+                                  const std::vector<state_ptr>& deps) {
+  const std::uint64_t count = e.len;
+  std::memcpy(out, &count, sizeof count);
+  out += sizeof count;
+  std::memset(out, 0, e.pad);
+  out += e.pad;
+  for (std::uint32_t i = 0; i < e.len; ++i) {
+    auto bytes = deps[e.ref + i]->value_bytes();
+    if (!bytes.empty()) std::memcpy(out, bytes.data(), bytes.size());
+    out += bytes.size();
+  }
+}
+
+/// The arguments of a call with each dependency rewritten for the next hop: a settled one
+/// becomes its value (inline bytes, or its store block, borrowed: the receiver takes a
+/// reference of its own), a pending one its object id (only a worker's submission to the
+/// driver has those; the driver sends a call once every dependency is ready). A list whose
+/// elements are all settled is assembled into the vector's encoding; else it travels as ids
+/// (`owned` marks that form).
+class call_args_rewriter {
+ public:
+  call_args_rewriter(const task_spec& spec)
+      : args_(spec.args), nargs_(spec.nargs), deps_(spec.deps) {}
+  call_args_rewriter(std::span<const std::byte> args, std::uint32_t nargs,
+                     const std::vector<state_ptr>& deps)
+      : args_(args), nargs_(nargs), deps_(deps) {}
+
+  /// Bytes write() produces.
+  std::size_t size() const {
+    std::size_t size = 0;
+    for_each_entry(args_, nargs_, [&](const arg_entry& e, const std::byte*) {
+      size += sizeof(arg_entry);
+      if (e.tag == arg_entry::inline_value) size += pad16(e.len);
+      if (e.tag == arg_entry::dependency) {
+        auto& d = *deps_[e.ref];
+        if (d.settled() && !d.block) size += pad16(d.bytes.size());
+      }
+      if (e.tag == arg_entry::dependency_list) {
+        if (list_ready(e)) {
+          size += pad16(dependency_list_bytes(e, deps_));
+        } else {
+          for (std::uint32_t i = 0; i < e.len; ++i)
+            if (!deps_[e.ref + i]->id)
+              throw usage_error(
+                  "coray: a list of refs mixing values put in a task with pending results cannot "
+                  "be passed from a task yet");
+          size += pad16(e.len * sizeof(std::uint64_t));
+        }
+      }
+    });
+    return size;
+  }
+
+  /// Writes the rewritten records at `p` (size() bytes).
+  void write(std::byte* p, segment& seg) const {
+    for_each_entry(args_, nargs_, [&](const arg_entry& e, const std::byte* data) {
+      arg_entry o = e;
+      const std::byte* src = data;
+      if (e.tag == arg_entry::dependency_list) {
+        if (list_ready(e)) {
+          o = {.tag = arg_entry::inline_value,
+               .len = static_cast<std::uint32_t>(dependency_list_bytes(e, deps_))};
+          std::memcpy(p, &o, sizeof o);
+          write_dependency_list(p + sizeof o, e, deps_);
+          p += sizeof o + pad16(o.len);
+        } else {
+          o.owned = 1;  // ids follow
+          std::memcpy(p, &o, sizeof o);
+          p += sizeof o;
+          for (std::uint32_t i = 0; i < e.len; ++i) {
+            const std::uint64_t id = deps_[e.ref + i]->id;
+            std::memcpy(p + i * sizeof id, &id, sizeof id);
+          }
+          p += pad16(e.len * sizeof(std::uint64_t));
+        }
+        return;
+      }
+      if (e.tag == arg_entry::dependency) {
+        auto& d = *deps_[e.ref];
+        if (!d.settled()) {
+          o.ref = d.id;
+        } else if (d.block) {
+          o = {.tag = arg_entry::block_value, .ref = seg.offset_of(d.block)};
+        } else {
+          o = {.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(d.bytes.size())};
+          src = d.bytes.data();
+        }
+      }
+      std::memcpy(p, &o, sizeof o);
+      p += sizeof o;
+      if (o.tag == arg_entry::inline_value) {
+        if (o.len) std::memcpy(p, src, o.len);
+        p += pad16(o.len);
+      }
+    });
+  }
+
+ private:
+  bool list_ready(const arg_entry& e) const {
+    for (std::uint32_t i = 0; i < e.len; ++i)
+      if (!deps_[e.ref + i]->settled()) return false;
+    return true;
+  }
+  std::span<const std::byte> args_;
+  std::uint32_t nargs_;
+  const std::vector<state_ptr>& deps_;
+};
+
+/// The message that sends a call: its header, its arguments with dependencies rewritten
+/// (call_args_rewriter) and, in a worker's submission, the actor handles it carries.
+class call_message_writer {
+ public:
+  call_message_writer(const task_header& h, std::span<const std::byte> args,
+                      const std::vector<state_ptr>& deps,
+                      std::span<const std::uint64_t> actors = {})
+      : h_(h), args_(args, h.nargs, deps), args_size_(args_.size()), actors_(actors) {}
+
+  std::size_t size() const noexcept {
+    return sizeof(task_header) + args_size_ + actors_.size_bytes();
+  }
+  void write(std::byte* out, segment& seg) const {
+    std::memcpy(out, &h_, sizeof h_);
+    args_.write(out + sizeof h_, seg);
+    if (!actors_.empty())
+      std::memcpy(out + sizeof h_ + args_size_, actors_.data(), actors_.size_bytes());
+  }
+
+ private:
+  task_header h_;
+  call_args_rewriter args_;
+  std::size_t args_size_;
+  std::span<const std::uint64_t> actors_;
+};
+
+/// A worker's submission read back into the driver's form: the call, with dependencies by id
+/// turned into indices into spec.deps (`resolve(id)` gives the state, or null for an id the
+/// sender does not hold), blocks collected with `take_block(offset, owned)`, and `known`
+/// false when it names an object or a block its sender does not hold (or is malformed).
+struct submission {
+  task_header header{};
+  task_spec spec;
+  bool known = true;
+};
+template <class HoldsBlock, class Resolve, class TakeBlock>
+submission read_submission(std::span<const std::byte> payload, HoldsBlock&& holds_block,
+                           Resolve&& resolve, TakeBlock&& take_block) {
+  submission out;
+  task_header& h = out.header;
+  task_spec& spec = out.spec;
+  if (payload.size() < sizeof h) throw codec_error("coray: malformed submission");
+  std::memcpy(&h, payload.data(), sizeof h);
+  spec.fn_id = h.fn_id;
+  spec.target_actor = h.target;
+  spec.max_retries = h.max_retries;
+  spec.retry_matcher = h.retry_matcher;
+  const std::size_t actor_bytes = std::size_t{h.extra} * sizeof(std::uint64_t);
+  if (payload.size() < sizeof h + actor_bytes) throw codec_error("coray: malformed submission");
+  spec.actors.resize(h.extra);
+  if (actor_bytes)
+    std::memcpy(spec.actors.data(), payload.data() + payload.size() - actor_bytes, actor_bytes);
+  for (std::uint64_t& a : spec.actors)
+    if ((a & pinned_block_tag) && !holds_block(a & ~pinned_block_tag)) {
+      a = 0;  // a block its sender does not hold: the call is refused
+      out.known = false;
+    }
+  auto dep = [&](std::uint64_t id) {
+    state_ptr s = resolve(id);
+    if (!s) {
+      out.known = false;
+      s = state_ptr::adopt(new object_state);  // a placeholder: the caller fails the call
+    }
+    spec.deps.push_back(std::move(s));
+  };
+  call_reader reader(payload.subspan(sizeof h, payload.size() - sizeof h - actor_bytes));
+  for (std::uint32_t i = 0; i < h.nargs; ++i) {
+    auto [e, data] = reader.next();
+    if (e.tag == arg_entry::dependency_list) {
+      if (!e.owned) throw codec_error("coray: malformed submission");  // lists travel as ids
+      const std::uint32_t n = e.len;
+      e.owned = 0;
+      e.ref = spec.deps.size();
+      for (std::uint32_t k = 0; k < n; ++k) {
+        std::uint64_t id;
+        std::memcpy(&id, data + k * sizeof id, sizeof id);
+        dep(id);
+      }
+    } else if (e.tag == arg_entry::dependency) {
+      const std::uint64_t id = e.ref;
+      e.ref = spec.deps.size();
+      dep(id);
+    } else if (e.tag == arg_entry::block_value) {
+      spec.blocks.push_back(take_block(e.ref, e.owned != 0));
+    }
+    const std::size_t at = spec.args.size();
+    spec.args.resize(at + sizeof e + entry_payload(e));
+    std::memcpy(spec.args.data() + at, &e, sizeof e);
+    if (e.tag == arg_entry::inline_value && e.len)
+      std::memcpy(spec.args.data() + at + sizeof e, data, e.len);
+  }
+  spec.nargs = h.nargs;
+  return out;
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/call_message.hpp>
+// begin <coray/detail/runtime/handoff.hpp>
+/// How threads other than the loop's reach a process's runtime: they hand small jobs to the
+/// loop through a lock-free queue and ring its doorbell; the loop runs the jobs between its
+/// other work. A gate, one per OS process, says whether a runtime takes such jobs and keeps
+/// it alive while a thread is inside.
+
+#include <concurrentqueue.h>
+
+#include <atomic>
+#include <chrono>
 // begin <coray/detail/shm/futex.hpp>
 /// Cross-process waking: a doorbell a process sleeps on after spinning, rung by senders only
 /// when someone sleeps.
@@ -1690,6 +2592,162 @@ struct backoff {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/shm/futex.hpp>
+// #include <coray/errors.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class process;
+
+/// Work handed to the loop. `run(ctx, p, live)` runs once, on the loop thread: with `live`
+/// true to do the work, or false while the runtime ends, to fail it (waking whoever waits)
+/// and free what it holds.
+struct loop_job {
+  void (*run)(void* ctx, process& p, bool live) noexcept;
+  void* ctx;
+};
+
+/// The loop's inbox of jobs. Any thread pushes; only the loop drains. Lock-free.
+class job_queue {
+ public:
+  /// Thread-safe. Counts the job before queueing it, so a loop that reads zero has nothing
+  /// to take and nothing on its way (the doorbell's Dekker pairs with this seq_cst add).
+  /// Allocates a block of the queue now and then; false if that failed.
+  bool push(loop_job j) noexcept {
+    waiting_.fetch_add(1, std::memory_order_seq_cst);
+    if (q_.enqueue(j)) return true;
+    waiting_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  /// Whether a job may be queued or on its way: one relaxed load, the loop's per-turn cost.
+  bool maybe_waiting() const noexcept { return waiting_.load(std::memory_order_relaxed) != 0; }
+  /// Loop thread only: takes up to 64 jobs and runs each with `live`; returns how many.
+  std::size_t run_some(process& p, bool live) noexcept {
+    loop_job batch[64];
+    const std::size_t n = q_.try_dequeue_bulk(consumer_, batch, 64);
+    if (n == 0) return 0;
+    waiting_.fetch_sub(static_cast<std::int64_t>(n), std::memory_order_relaxed);
+    for (std::size_t i = 0; i < n; ++i) batch[i].run(batch[i].ctx, p, live);
+    return n;
+  }
+
+ private:
+  moodycamel::ConcurrentQueue<loop_job> q_{0};
+  moodycamel::ConsumerToken consumer_{q_};
+  std::atomic<std::int64_t> waiting_{0};
+};
+
+/// Wakes one thread waiting for the loop. The waker never touches it after signal() has
+/// stored, so the waiter may free it as soon as wait() returns.
+class completion {
+ public:
+  void signal() noexcept {
+    done_.store(1, std::memory_order_release);
+    futex_wake_all(&done_);  // only the address: harmless if the waiter has already gone
+  }
+  void wait() noexcept {
+    while (done_.load(std::memory_order_acquire) == 0)
+      futex_wait(&done_, 0, std::chrono::nanoseconds(-1));
+  }
+
+ private:
+  std::atomic<std::uint32_t> done_{0};
+};
+
+/// Whether this OS process's runtime takes work from threads other than its loop's. The
+/// driver opens it for calls; a worker opens it for releases of refs only (a task's own
+/// threads may drop refs, not make calls); ending the runtime closes it, and the runtime is
+/// destroyed only after every thread inside has left. Constant-initialised, never destroyed.
+class runtime_gate {
+ public:
+  enum class phase : std::uint8_t { none, calls, releases_only, ended };
+
+  static runtime_gate& instance() noexcept {
+    static runtime_gate g;
+    return g;
+  }
+
+  /// The runtime taking jobs, counted as entered (leave() when done), or nullptr.
+  /// Thread-safe; never blocks.
+  process* try_enter() noexcept {
+    users_.fetch_add(1, std::memory_order_seq_cst);
+    process* p = open_.load(std::memory_order_seq_cst);
+    if (!p) leave();
+    return p;
+  }
+  void leave() noexcept { users_.fetch_sub(1, std::memory_order_release); }
+  phase current_phase() const noexcept { return phase_.load(std::memory_order_acquire); }
+  /// A driver's runtime runs and takes calls from any thread.
+  bool accepts_calls() const noexcept { return current_phase() == phase::calls; }
+
+  /// The loop thread, once its process is built.
+  void open(process* p, phase ph) noexcept {
+    phase_.store(ph, std::memory_order_release);
+    open_.store(p, std::memory_order_seq_cst);
+  }
+  /// The loop thread: no thread enters from now on. (Threads inside are waited for by the
+  /// caller, which keeps failing their jobs meanwhile.)
+  void close() noexcept {
+    open_.store(nullptr, std::memory_order_seq_cst);
+    phase_.store(phase::ended, std::memory_order_release);
+  }
+  bool anyone_inside() const noexcept { return users_.load(std::memory_order_seq_cst) != 0; }
+
+  /// Why a thread other than the loop's cannot use the runtime now, for `what` (an API name).
+  std::string refusal(const char* what) const {
+    switch (current_phase()) {
+      case phase::none:
+        return std::string(what) + ": no runtime is running (construct ray::runtime first)";
+      case phase::releases_only:
+        return std::string(what) +
+               ": in a task or actor process only the thread that runs the task may use the "
+               "runtime";
+      case phase::ended:
+        return std::string(what) + ": the runtime has ended";
+      case phase::calls:
+        break;
+    }
+    return std::string(what) +
+           ": must be called on the thread that runs the runtime (other threads may submit "
+           "tasks and actor calls, spawn, put, get, wait, kill and cancel)";
+  }
+
+ private:
+  constexpr runtime_gate() noexcept = default;
+  std::atomic<process*> open_{nullptr};
+  std::atomic<std::uint32_t> users_{0};
+  std::atomic<phase> phase_{phase::none};
+};
+
+/// Something a thread other than the loop's waits for that the loop holds on to (a wait
+/// registered on objects, a coroutine being run): ended() fails it if the runtime ends first.
+/// Loop thread only.
+struct foreign_pending {
+  foreign_pending* prev = nullptr;
+  foreign_pending* next = nullptr;
+  virtual void ended(process& p) noexcept = 0;
+
+ protected:
+  ~foreign_pending() = default;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/handoff.hpp>
+// #include <coray/detail/runtime/object_state.hpp>: inlined above
+// begin <coray/detail/runtime/wire.hpp>
+/// The messages processes exchange through their mailboxes, and how values, errors and task
+/// arguments are laid out in them. Every field is fixed-width; every offset is into the
+/// shared segment.
+
+#include <cxxabi.h>
+#include <fmt/format.h>
+
+// #include <coray/codec.hpp>: inlined above
+// #include <coray/detail/shm/futex.hpp>: inlined above
 // begin <coray/detail/shm/mailbox.hpp>
 /// A bounded lock-free ring of fixed-size message slots in shared memory (Vyukov's bounded
 /// MPMC queue with one consumer): sequence-numbered slots, offsets only, no pointers, so it
@@ -1835,15 +2893,17 @@ CORAY_END_NAMESPACE
 // #include <coray/detail/shm/segment.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <tuple>
+#include <type_traits>
 #include <typeinfo>
+#include <utility>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
@@ -1872,46 +2932,6 @@ enum class msg_kind : std::uint32_t {
 };
 inline constexpr std::uint32_t in_block_flag = 0x80000000u;
 
-struct task_header {
-  std::uint64_t task_id;
-  std::uint64_t fn_id;
-  std::uint32_t nargs;
-  std::uint32_t extra;       // submit: actor ids after the args; construct: max_concurrency
-  std::uint64_t target;      // submit: the actor to call, 0 for any task worker
-  std::int32_t max_retries;  // submit: retries after a crash or a retryable exception
-  std::uint32_t reserved;
-  std::uint64_t retry_matcher;  // which exceptions are retried: 0 none, 1 all, else a matcher id
-};
-static_assert(sizeof(task_header) == 48);
-
-inline constexpr std::size_t pad16(std::size_t n) noexcept { return (n + 15) & ~std::size_t{15}; }
-
-/// One task argument; inline bytes follow the entry, padded to 16.
-struct arg_entry {
-  /// dependency_list: a std::vector<T> argument given as refs, assembled by the driver from
-  /// the values of `len` dependencies (indices ref.. in the driver; a worker's submission
-  /// lists their ids after the entry).
-  enum tag_t : std::uint8_t {
-    inline_value = 0,
-    block_value = 1,
-    dependency = 2,
-    dependency_list = 3
-  };
-  std::uint8_t tag = inline_value;
-  std::uint8_t owned = 0;  // block_value: the sender's reference passes to the call (else borrowed)
-  std::uint8_t pad = 0;    // dependency_list: zero bytes between the count and the elements
-  std::uint8_t reserved = 0;
-  std::uint32_t len = 0;
-  std::uint64_t ref = 0;  // block offset, or dependency index (driver) / object id (worker submit)
-};
-
-/// Bytes an entry's payload occupies after it in a call message.
-inline std::size_t entry_payload(const arg_entry& e) noexcept {
-  if (e.tag == arg_entry::inline_value) return pad16(e.len);
-  return 0;
-}
-static_assert(sizeof(arg_entry) == 16);
-
 struct result_header {
   enum status_t : std::uint32_t {
     value_inline = 0,
@@ -1929,17 +2949,6 @@ static_assert(sizeof(result_header) == 32);
 
 // ---- errors on the wire ---------------------------------------------------------------
 
-enum class error_kind : std::uint8_t {
-  task_error = 0,
-  worker_crashed,
-  actor_died,
-  object_store_full,
-  get_timeout,
-  codec_error,
-  cancelled,
-  runtime_error
-};
-
 inline std::string demangle(const char* name) {
   int status = 0;
   std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status),
@@ -1947,71 +2956,112 @@ inline std::string demangle(const char* name) {
   return status == 0 && d ? std::string(d.get()) : std::string(name);
 }
 
-/// (kind, exception type, what, function) of an exception thrown by a callee.
-using wire_error = std::tuple<std::uint8_t, std::string, std::string, std::string>;
+/// An exception as it crosses processes. `kind` is its line in CORAY_ERRORS (errors.hpp);
+/// anything that is not a coray error travels as task_error, whose own fields are the text
+/// fields here. `figures` are the error's numbers (its figures(), e.g. object_store_full's
+/// requested, free and capacity), so they arrive as they left.
+struct wire_error {
+  std::uint8_t kind = 0;
+  std::string type_name;  // the thrown object's demangled type
+  std::string what;
+  std::string function;  // the function that threw
+  std::vector<std::uint64_t> figures;
+};
 
-/// Describes the exception in flight. coray's own errors keep their kind, so a worker crash
-/// deep in a chain of nested calls still reads as worker_crashed at the top. The text is
-/// capped (32 KiB): an error travels inside one message.
-inline wire_error describe_current_exception(std::string_view function) {
-  std::string fn(function);
-  wire_error e;
-  try {
-    throw;
-  } catch (const task_error& x) {
-    e = {std::uint8_t(error_kind::task_error), x.type_name(), x.remote_what(), x.function()};
-  } catch (const worker_crashed& x) {
-    e = {std::uint8_t(error_kind::worker_crashed), "", x.what(), fn};
-  } catch (const actor_died& x) {
-    e = {std::uint8_t(error_kind::actor_died), "", x.what(), fn};
-  } catch (const object_store_full& x) {
-    e = {std::uint8_t(error_kind::object_store_full),
-         std::to_string(x.requested()) + " " + std::to_string(x.free_bytes()) + " " +
-             std::to_string(x.capacity()),
-         x.what(), fn};
-  } catch (const codec_error& x) {
-    e = {std::uint8_t(error_kind::codec_error), "", x.what(), fn};
-  } catch (const cancelled& x) {
-    e = {std::uint8_t(error_kind::cancelled), "", x.what(), fn};
-  } catch (const get_timeout& x) {
-    e = {std::uint8_t(error_kind::get_timeout), "", x.what(), fn};
-  } catch (const std::exception& x) {
-    auto* t = abi::__cxa_current_exception_type();
-    e = {std::uint8_t(error_kind::task_error), t ? demangle(t->name()) : "std::exception", x.what(),
-         fn};
-  } catch (...) {
-    auto* t = abi::__cxa_current_exception_type();
-    e = {std::uint8_t(error_kind::task_error), t ? demangle(t->name()) : "unknown",
-         "(not a std::exception)", fn};
+/// A coray error class with numbers of its own: figures() gives them as a tuple that its
+/// constructor takes back.
+template <class E>
+concept error_with_figures = requires(const E& e) {
+  std::make_from_tuple<E>(e.figures());
+};
+
+/// Writes what the error E adds to its kind and message.
+template <class E>
+void write_error_fields(const E& e, wire_error& w) {
+  if constexpr (std::is_same_v<E, task_error>) {
+    w.type_name = e.type_name();
+    w.what = e.remote_what();
+    w.function = e.function();
+  } else if constexpr (error_with_figures<E>) {
+    w.figures.clear();
+    std::apply([&w](auto... f) { (w.figures.push_back(static_cast<std::uint64_t>(f)), ...); },
+               e.figures());
   }
-  if (std::get<2>(e).size() > 32 * 1024) std::get<2>(e).resize(32 * 1024);
-  return e;
 }
 
-inline std::exception_ptr to_exception(const wire_error& w) {
-  auto& [kind, type, what, fn] = w;
-  switch (static_cast<error_kind>(kind)) {
-    case error_kind::worker_crashed:
-      return std::make_exception_ptr(worker_crashed(what));
-    case error_kind::actor_died:
-      return std::make_exception_ptr(actor_died(what));
-    case error_kind::codec_error:
-      return std::make_exception_ptr(codec_error(what));
-    case error_kind::cancelled:
-      return std::make_exception_ptr(cancelled(what));
-    case error_kind::get_timeout:
-      return std::make_exception_ptr(get_timeout(what));
-    case error_kind::object_store_full: {
-      unsigned long long requested = 0, free_bytes = 0, capacity = 0;
-      std::sscanf(type.c_str(), "%llu %llu %llu", &requested, &free_bytes, &capacity);
-      return std::make_exception_ptr(object_store_full(requested, free_bytes, capacity));
-    }
-    case error_kind::runtime_error:
-      return std::make_exception_ptr(ray::runtime_error(what));
-    case error_kind::task_error:
-      break;
+/// The error E that `w` describes (its kind is E's).
+template <class E>
+std::exception_ptr rebuild_error(const wire_error& w) {
+  if constexpr (std::is_same_v<E, task_error>) {
+    return std::make_exception_ptr(task_error(w.type_name, w.what, w.function));
+  } else if constexpr (error_with_figures<E>) {
+    using figures_t = decltype(std::declval<const E&>().figures());
+    constexpr std::size_t n = std::tuple_size_v<figures_t>;
+    if (w.figures.size() != n)
+      return std::make_exception_ptr(internal_error(fmt::format(
+          "coray: a {} arrived with {} figures instead of {}", w.type_name, w.figures.size(), n)));
+    figures_t f;
+    std::size_t i = 0;
+    std::apply(
+        [&](auto&... x) { ((x = static_cast<std::decay_t<decltype(x)>>(w.figures[i++])), ...); },
+        f);
+    return std::make_exception_ptr(std::make_from_tuple<E>(std::move(f)));
+  } else {
+    return std::make_exception_ptr(E(w.what));
   }
-  return std::make_exception_ptr(task_error(type, what, fn));
+}
+
+/// Describes the exception in flight (call from a catch block). A coray error keeps its kind
+/// (the most derived one it is an instance of), so a worker crash deep in a chain of nested
+/// calls still reads as worker_crashed at the top; anything else becomes task_error. The text
+/// is capped (32 KiB): an error travels inside one message.
+inline wire_error describe_current_exception(std::string_view function) {
+  wire_error w;
+  w.kind = static_cast<std::uint8_t>(error_kind::task_error);
+  w.function = function;
+  const std::type_info* t = abi::__cxa_current_exception_type();
+  try {
+    throw;
+  } catch (const error& x) {
+    w.type_name = t ? demangle(t->name()) : "ray::error";
+    w.what = x.what();
+    // Bases come first in the list, so the last match is the most derived.
+    for_each_error([&]<class E>(std::type_identity<E>, error_kind kind) {
+      if (const E* e = dynamic_cast<const E*>(&x)) {
+        w.kind = static_cast<std::uint8_t>(kind);
+        write_error_fields(*e, w);
+      }
+    });
+  } catch (const std::exception& x) {
+    w.type_name = t ? demangle(t->name()) : "std::exception";
+    w.what = x.what();
+  } catch (...) {
+    w.type_name = t ? demangle(t->name()) : "unknown";
+    w.what = "(not a std::exception)";
+  }
+  if (w.what.size() > 32 * 1024) w.what.resize(32 * 1024);
+  return w;
+}
+
+/// describe_current_exception for an exception held rather than in flight.
+inline wire_error describe_exception(const std::exception_ptr& e, std::string_view function) {
+  try {
+    std::rethrow_exception(e);
+  } catch (...) {
+    return describe_current_exception(function);
+  }
+}
+
+/// The exception `w` describes, of the coray error type its kind names.
+inline std::exception_ptr to_exception(const wire_error& w) {
+  std::exception_ptr e;
+  for_each_error([&]<class E>(std::type_identity<E>, error_kind kind) {
+    if (w.kind == static_cast<std::uint8_t>(kind)) e = rebuild_error<E>(w);
+  });
+  if (!e)
+    e = std::make_exception_ptr(internal_error(fmt::format(
+        "coray: an error of unknown kind {} arrived ({}: {})", w.kind, w.type_name, w.what)));
+  return e;
 }
 
 // ---- sending and receiving ---------------------------------------------------------------
@@ -2097,9 +3147,13 @@ CORAY_END_NAMESPACE
 #include <coroutine>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <map>
+#include <new>
+#include <optional>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
@@ -2153,7 +3207,7 @@ inline std::vector<std::uint64_t>*& actor_collector() noexcept {
 }
 inline void collect_actor_handle(std::uint64_t id) {
   if (!actor_collector())
-    throw ray::runtime_error(
+    throw usage_error(
         "coray: actor handles travel as call arguments only, not inside put objects or results");
   actor_collector()->push_back(id);
 }
@@ -2163,115 +3217,66 @@ inline void collect_actor_handle(std::uint64_t id) {
 /// The driver pins the block while the call lives (so it outlives its sender's handles) and
 /// gives the process the call is sent to a reference of its own, which the decoded handle
 /// adopts. A worker may pin only blocks it holds.
-inline constexpr std::uint64_t pinned_block_tag = std::uint64_t{1} << 63;
 inline void collect_pinned_block(segment& seg, object_block* b) {
   if (!actor_collector())
-    throw ray::runtime_error(
+    throw usage_error(
         "coray: shared values and mutexes travel as call arguments only, not inside put objects or "
         "results");
   actor_collector()->push_back(pinned_block_tag | seg.offset_of(b));
 }
 
-/// The encoded size of the vector a dependency list stands for: count, padding, elements.
-inline std::size_t dependency_list_bytes(const arg_entry& e, const std::vector<state_ptr>& deps) {
-  std::size_t n = sizeof(std::uint64_t) + e.pad;
-  for (std::uint32_t i = 0; i < e.len; ++i) n += deps[e.ref + i]->value_bytes().size();
-  return n;
-}
-/// Writes that vector's encoding from the elements' values (all ready) at `out`.
-inline void write_dependency_list(std::byte* out, const arg_entry& e,
-                                  const std::vector<state_ptr>& deps) {
-  const std::uint64_t count = e.len;
-  std::memcpy(out, &count, sizeof count);
-  out += sizeof count;
-  std::memset(out, 0, e.pad);
-  out += e.pad;
-  for (std::uint32_t i = 0; i < e.len; ++i) {
-    auto bytes = deps[e.ref + i]->value_bytes();
-    if (!bytes.empty()) std::memcpy(out, bytes.data(), bytes.size());
-    out += bytes.size();
-  }
-}
+class driver;
 
-/// A remote call as built by task<f>.remote(): the callee, its encoded arguments, the objects
-/// it depends on and the store blocks its large arguments occupy.
-struct task_spec {
-  std::uint64_t fn_id = 0;
-  std::string_view name;
-  std::vector<std::byte> args;  // arg_entry records
-  std::uint32_t nargs = 0;
-  std::vector<state_ptr> deps;        // arg_entry::dependency refers to these by index
-  std::vector<object_block*> blocks;  // owned; released when the task ends
-  std::uint64_t target_actor = 0;     // the actor to call; 0 for any task worker
-  int max_retries = 0;                // re-runs after a crash or a retryable exception
-  std::uint64_t retry_matcher = 0;    // 0: exceptions are final; 1: all retried; else a matcher
-  std::vector<std::uint64_t> actors;  // actor handles among the arguments: kept alive in transit
-
-  /// Appends an inline argument of `size` bytes written by `fill`.
-  template <class Fill>
-  void add_inline(std::size_t size, Fill&& fill) {
-    std::size_t at = args.size();
-    args.resize(at + sizeof(arg_entry) + pad16(size));
-    arg_entry e{.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(size)};
-    std::memcpy(args.data() + at, &e, sizeof e);
-    fill(args.data() + at + sizeof(arg_entry));
-    ++nargs;
-  }
-  /// Appends a block made for this call; the call owns its reference.
-  void add_block(segment& seg, object_block* b) {
-    blocks.push_back(b);
-    add_entry({.tag = arg_entry::block_value, .owned = 1, .ref = seg.offset_of(b)});
-  }
-  /// Appends a std::vector<T> argument given as refs: each element is a dependency, and
-  /// `pad` zero bytes separate the count from the elements in the vector's encoding.
-  void add_dependency_list(const std::vector<state_ptr>& refs, std::uint8_t pad) {
-    add_entry({.tag = arg_entry::dependency_list,
-               .pad = pad,
-               .len = static_cast<std::uint32_t>(refs.size()),
-               .ref = deps.size()});
-    deps.insert(deps.end(), refs.begin(), refs.end());
-  }
-  void add_dependency(state_ptr s) {
-    add_entry({.tag = arg_entry::dependency, .ref = deps.size()});
-    deps.push_back(std::move(s));
-  }
-
- private:
-  void add_entry(const arg_entry& e) {
-    std::size_t at = args.size();
-    args.resize(at + sizeof e);
-    std::memcpy(args.data() + at, &e, sizeof e);
-    ++nargs;
-  }
-};
-
-/// The runtime state of this process (driver or worker). One at a time per process; used
-/// only from the thread that runs the loop.
+/// The runtime state of this process (driver or worker). One at a time per process. Its
+/// state is the loop thread's: other threads reach it only through jobs (handoff.hpp), which
+/// the loop runs.
 class process {
  public:
-  virtual ~process() = default;
+  process() noexcept { on_this_thread() = this; }
+  virtual ~process() {
+    if (on_this_thread() == this) on_this_thread() = nullptr;
+  }
+  process(const process&) = delete;
+  process& operator=(const process&) = delete;
 
-  /// The process's runtime, or nullptr outside one.
+  /// The process's runtime, or nullptr outside one. Read and written by the loop thread only;
+  /// other threads use runtime_gate.
   static process*& current() noexcept {
     static process* p = nullptr;
     return p;
   }
-  static process& require() {
-    process* p = current();
-    if (!p) throw ray::runtime_error("coray: no runtime is running (construct ray::runtime first)");
-    if (!pthread_equal(p->loop_thread_, pthread_self()))
-      throw ray::runtime_error(
-          "coray: the runtime is used from a thread other than the one that runs it");
-    return *p;
+  /// The runtime whose loop this thread runs (the thread that built it), or nullptr: another
+  /// thread, or no runtime. Thread-safe: each thread reads its own.
+  static process*& on_this_thread() noexcept {
+    thread_local process* p = nullptr;
+    return p;
+  }
+  /// The running runtime if this thread runs its loop, else nullptr.
+  static process* here() noexcept {
+    process* p = on_this_thread();
+    return p && p == current() ? p : nullptr;  // current() is read by its own thread only
+  }
+  /// The runtime, for an API that only the loop thread may use; throws ray::runtime_error
+  /// saying why not on any other thread.
+  static process& require(const char* what = "coray") {
+    if (process* p = here()) return *p;
+    throw usage_error(runtime_gate::instance().refusal(what));
   }
 
   segment seg;
   shared_header* hdr = nullptr;
   std::uint32_t epoch = 0;  // distinguishes this runtime's states from an earlier one's
 
-  virtual bool is_driver() const noexcept = 0;
+  /// The driver's interface (driver.hpp) in the driver process, null in a worker.
+  virtual driver* as_driver() noexcept { return nullptr; }
+  bool is_driver() noexcept { return as_driver() != nullptr; }
   /// Sends a call; returns the state of its result.
   virtual state_ptr submit(task_spec&& spec) = 0;
+  /// Sends a call whose result state was made by the thread that built it (a thread other
+  /// than the loop's, in the driver); returns `result`.
+  virtual state_ptr submit_into(task_spec&& /*spec*/, state_ptr /*result*/) {
+    throw ray::runtime_error("coray: only the driver takes calls from other threads");
+  }
   /// A state with an id lost its last handle in this process.
   virtual void forget(object_state&) noexcept {}
 
@@ -2286,6 +3291,10 @@ class process {
   virtual void block_adopted(object_state&) {}
   /// A state of this process is going away.
   virtual void state_released(object_state&) noexcept {}
+  /// Brings a spilled state's value back into the store (only the driver spills).
+  virtual void restore(object_state&) {
+    throw ray::runtime_error("coray: a spilled object outside the driver");
+  }
   /// A coroutine of this process suspends on (+1) or resumes from (-1) a coray awaitable.
   virtual void coroutine_suspended(int /*delta*/) noexcept {}
 
@@ -2314,7 +3323,98 @@ class process {
 
   std::size_t inline_threshold() const noexcept { return hdr->inline_threshold; }
   /// True on the thread that runs this process's loop (where blocking calls may serve it).
-  bool is_loop_thread() const noexcept { return pthread_equal(loop_thread_, pthread_self()); }
+  bool is_loop_thread() const noexcept { return on_this_thread() == this; }
+
+  // ---- other threads ------------------------------------------------------------------
+  // A thread other than the loop's calls these only while it holds an entry of the
+  // runtime_gate (foreign_entry), which keeps this object alive.
+
+  /// Hands `j` to the loop and wakes it. Thread-safe, lock-free; throws only if the queue
+  /// could not allocate.
+  void post(loop_job j) {
+    if (!jobs_.push(j)) throw std::bad_alloc();
+    bell_->ring();
+  }
+  /// Runs `f(process&)` on the loop and returns its result (or rethrows its exception) to
+  /// this thread, which blocks meanwhile. Throws ray::runtime_error if the runtime ends
+  /// first. Not on the loop thread, which would wait for itself.
+  template <class F>
+  auto call_on_loop(F&& f) -> decltype(f(*this)) {
+    using result = decltype(f(*this));
+    struct call {
+      explicit call(F& fn) noexcept : f(fn) {}
+      F& f;
+      std::conditional_t<std::is_void_v<result>, bool, std::optional<result>> value{};
+      std::exception_ptr error;
+      bool ended = false;
+      completion done;
+      static void run(void* ctx, process& p, bool live) noexcept {
+        auto* c = static_cast<call*>(ctx);
+        if (!live) {
+          c->ended = true;
+        } else {
+          try {
+            if constexpr (std::is_void_v<result>)
+              c->f(p);
+            else
+              c->value.emplace(c->f(p));
+          } catch (...) {
+            c->error = std::current_exception();
+          }
+        }
+        c->done.signal();
+      }
+    } c(f);
+    post({&call::run, &c});
+    c.done.wait();
+    if (c.ended) throw ray::runtime_error("coray: the runtime ended before the call was made");
+    if (c.error) std::rethrow_exception(c.error);
+    if constexpr (!std::is_void_v<result>) return std::move(*c.value);
+  }
+  /// new_block from any thread: on another thread than the loop's the loop allocates (the
+  /// allocator and spilling are the loop's) while this one waits.
+  object_block* allocate_block(std::size_t size) {
+    if (is_loop_thread()) return new_block(size);
+    return call_on_loop([size](process& p) { return p.new_block(size); });
+  }
+
+  /// Loop thread: keeps `w` to fail if the runtime ends before `w` is done.
+  void add_pending(foreign_pending& w) noexcept {
+    w.prev = nullptr;
+    w.next = pending_;
+    if (pending_) pending_->prev = &w;
+    pending_ = &w;
+  }
+  void remove_pending(foreign_pending& w) noexcept {
+    (w.prev ? w.prev->next : pending_) = w.next;
+    if (w.next) w.next->prev = w.prev;
+    w.prev = w.next = nullptr;
+  }
+
+  /// Loop thread, once the process is built: from now on other threads may hand it jobs
+  /// (`calls`: the driver's API; `releases_only`: dropped refs and actor handles) and ring
+  /// `bell`, the doorbell this process sleeps on.
+  void open_handoff(doorbell& bell, runtime_gate::phase what) noexcept {
+    bell_ = &bell;
+    runtime_gate::instance().open(this, what);
+  }
+  /// Loop thread, before the runtime is destroyed: refuses new jobs, fails those queued and
+  /// the waits of other threads, and returns once no other thread is inside the runtime.
+  void close_handoff() noexcept {
+    auto& gate = runtime_gate::instance();
+    gate.close();
+    for (;;) {
+      const bool nobody_inside = !gate.anyone_inside();
+      while (pending_) {
+        foreign_pending& w = *pending_;
+        remove_pending(w);
+        w.ended(*this);
+      }
+      while (jobs_.maybe_waiting()) jobs_.run_some(*this, false);
+      if (nobody_inside) return;
+      sched_yield();
+    }
+  }
 
   /// Serves the loop once without waiting (takes in replies, sends queued work) when called
   /// on the loop thread. A caller whose refs are already ready does not run the loop; this
@@ -2337,6 +3437,10 @@ class process {
         auto h = ready_.front();
         ready_.pop_front();
         h.resume();
+        continue;
+      }
+      if (jobs_.maybe_waiting() && jobs_.run_some(*this, true) != 0) {
+        bo.reset();
         continue;
       }
       if (poll_guarded()) {
@@ -2381,8 +3485,8 @@ class process {
   virtual bool poll() = 0;
   /// Sleeps until a message may have arrived, at most `limit`.
   virtual void sleep(std::chrono::nanoseconds limit) = 0;
-
-  pthread_t loop_thread_ = pthread_self();
+  /// For sleep()'s check: another thread handed the loop a job (or is about to).
+  bool jobs_waiting() const noexcept { return jobs_.maybe_waiting(); }
 
  private:
   bool poll_guarded() {
@@ -2410,13 +3514,21 @@ class process {
     }
     return fired;
   }
+  job_queue jobs_;  // from other threads
+  doorbell* bell_ = nullptr;
+  foreign_pending* pending_ = nullptr;  // other threads' waits the loop holds
   std::deque<std::coroutine_handle<>> ready_;
   std::multimap<clock::time_point, timer> timers_;
   std::uint64_t timer_ids_ = 0;
   bool polling_ = false;  // inside poll() on the loop thread
 };
 
-inline void release_state(object_state* s) noexcept {
+inline void restore_state(object_state& s) {
+  if (process* p = process::current(); p && s.epoch == p->epoch) p->restore(s);
+}
+
+/// The last handle of `s` went on the loop thread (or `s` belongs to no live runtime).
+inline void release_on_loop(object_state* s) noexcept {
   process* p = process::current();
   bool live = p && s->epoch == p->epoch;
   if (live) p->state_released(*s);
@@ -2424,118 +3536,154 @@ inline void release_state(object_state* s) noexcept {
   if (live && s->block) p->release_block(s->block);
   delete s;
 }
-
-inline void release_actor_state(actor_state* s) noexcept {
+inline void release_actor_on_loop(actor_state* s) noexcept {
   process* p = process::current();
   if (p && s->epoch == p->epoch) p->actor_handle(s->id, -1);
   delete s;
 }
 
+/// Hands the release of `s` (an object or actor state of the live runtime) to its loop; a
+/// state of an ended runtime is simply deleted. Any thread but the loop's.
+template <class State, void (*Release)(State*) noexcept>
+void release_from_another_thread(State* s) noexcept {
+  auto& gate = runtime_gate::instance();
+  if (process* p = gate.try_enter()) {
+    bool handed = false;
+    if (s->epoch == p->epoch) {
+      try {
+        p->post({[](void* ctx, process&, bool) noexcept { Release(static_cast<State*>(ctx)); }, s});
+        handed = true;
+      } catch (...) {  // the queue could not grow: keep the state (a leak, not a corruption)
+        gate.leave();
+        return;
+      }
+    }
+    gate.leave();
+    if (handed) return;
+  }
+  delete s;
+}
+
+inline void release_state(object_state* s) noexcept {
+  if (process::on_this_thread())
+    release_on_loop(s);
+  else
+    release_from_another_thread<object_state, &release_on_loop>(s);
+}
+
+inline void release_actor_state(actor_state* s) noexcept {
+  if (process::on_this_thread())
+    release_actor_on_loop(s);
+  else
+    release_from_another_thread<actor_state, &release_actor_on_loop>(s);
+}
+
+/// A new pending state of `p`'s runtime (from any thread that may use `p`).
+inline state_ptr make_state(const process& p) {
+  auto s = state_ptr::adopt(new object_state);
+  s->epoch = p.epoch;
+  return s;
+}
+/// A new pending state of this thread's runtime (loop thread, or none).
 inline state_ptr make_state() {
   auto s = state_ptr::adopt(new object_state);
-  if (process* p = process::current()) s->epoch = p->epoch;
+  if (process::on_this_thread())
+    if (process* p = process::current()) s->epoch = p->epoch;
   return s;
 }
 
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/process.hpp>
-// begin <coray/detail/runtime/registry.hpp>
-/// Stable ids for remote functions. A callee is found by a hash of its name, not its address,
-/// so a spawned worker (different ASLR base) and, later, another machine resolve the same one.
+// #include <coray/detail/runtime/registry.hpp>: inlined above
+// begin <coray/detail/runtime/result_message.hpp>
+/// The result format: how a call's outcome travels, from a worker to the driver (task_done)
+/// and from the driver to a process awaiting a nested result (object_ready). A
+/// `result_header` followed by the inline value or the encoded error; a value in the store
+/// travels as its block's offset. This file is its only writer (`result_writer`) and reader
+/// (`settle_from_result`).
 
-// #include <coray/version.hpp>: inlined above
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <exception>
+// #include <coray/detail/runtime/object_state.hpp>: inlined above
+// #include <coray/detail/runtime/wire.hpp>: inlined above
+#include <cstring>
+#include <span>
+#include <string>
 #include <string_view>
-#include <unordered_map>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
-constexpr std::uint64_t fnv1a(std::string_view s) noexcept {
-  std::uint64_t h = 14695981039346656037ULL;
-  for (char c : s) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 1099511628211ULL;
+/// Settles `s` from a result message's header and body (an error gets `note` appended).
+inline void settle_from_result(object_state& s, const result_header& h,
+                               std::span<const std::byte> body, segment& seg,
+                               std::string_view note = {}) {
+  switch (h.status) {
+    case result_header::value_inline:
+      s.set_inline(body);
+      break;
+    case result_header::value_block:
+      s.set_block(seg.at<object_block>(h.block));
+      break;
+    default: {
+      wire_error e = decode<wire_error>(body);
+      if (!note.empty()) e.what += note;
+      s.set_error(to_exception(e));
+      break;
+    }
   }
-  return h;
 }
 
-/// The name of the entity F, as the compiler spells it ("add", "ns::fib", "&counter::incr").
-template <auto F>
-constexpr std::string_view entity_name() noexcept {
-  std::string_view p = __PRETTY_FUNCTION__;
-#if defined(__clang__)
-  auto b = p.find("F = ") + 4;
-  auto e = p.rfind(']');
-#else
-  auto b = p.find("F = ") + 4;
-  auto e = p.find(';', b);
-  if (e == std::string_view::npos) e = p.rfind(']');
-#endif
-  std::string_view n = p.substr(b, e - b);
-  if (!n.empty() && n.front() == '&') n.remove_prefix(1);
-  return n;
+/// The what() of an outcome's exception, for messages that quote it.
+inline std::string exception_what(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "an unknown exception";
+  }
 }
 
-template <auto F>
-inline constexpr std::uint64_t entity_id = fnv1a(entity_name<F>());
+/// Writes the result message of a settled state (a spilled value must be back in the store
+/// first). A value in a block is lent: the receiver gets a reference of its own.
+class result_writer {
+ public:
+  result_writer(std::uint64_t id, const object_state& s) : id_(id), s_(s) {
+    if (s.st == object_state::status::failed) {
+      error_ = describe_exception(s.error, "");
+      body_ = encoded_size(error_);
+    } else if (!s.block) {
+      body_ = s.bytes.size();
+    }
+  }
+  std::size_t size() const noexcept { return sizeof(result_header) + body_; }
+  /// True when the message names a block the receiver must be given a reference to.
+  bool lends_block() const noexcept { return s_.st != object_state::status::failed && s_.block; }
 
-struct invocation;
-using invoker_fn = void (*)(invocation&);
+  void write(std::byte* out, segment& seg) const {
+    result_header h{id_, result_header::value_inline, static_cast<std::uint32_t>(body_), 0, 0};
+    if (s_.st == object_state::status::failed) {
+      h.status = result_header::error;
+      encode_to(std::span<std::byte>(out + sizeof h, body_), error_);
+    } else if (s_.block) {
+      h.status = result_header::value_block;
+      h.block = seg.offset_of(s_.block);
+    } else if (body_) {
+      std::memcpy(out + sizeof h, s_.bytes.data(), body_);
+    }
+    std::memcpy(out, &h, sizeof h);
+  }
 
-struct registered_function {
-  invoker_fn invoke;
-  std::string_view name;
+ private:
+  std::uint64_t id_;
+  const object_state& s_;
+  wire_error error_;
+  std::size_t body_ = 0;
 };
-
-/// id -> callee, filled during static initialisation in every process of the program.
-inline std::unordered_map<std::uint64_t, registered_function>& function_table() {
-  static std::unordered_map<std::uint64_t, registered_function> table;
-  return table;
-}
-
-inline bool register_function(std::uint64_t id, invoker_fn fn, std::string_view name) {
-  auto [it, inserted] = function_table().try_emplace(id, registered_function{fn, name});
-  if (!inserted && it->second.name != name) {
-    std::fprintf(stderr, "coray: function id collision between %.*s and %.*s\n",
-                 static_cast<int>(name.size()), name.data(),
-                 static_cast<int>(it->second.name.size()), it->second.name.data());
-    std::abort();
-  }
-  return true;
-}
-
-inline const registered_function* find_function(std::uint64_t id) {
-  auto& t = function_table();
-  auto it = t.find(id);
-  return it == t.end() ? nullptr : &it->second;
-}
-
-/// Retry matchers (ray::retry_on<E...>): whether an exception in flight is to be retried.
-/// Registered like functions, so a worker finds the caller's choice by id.
-using retry_matcher_fn = bool (*)(std::exception_ptr);
-inline std::unordered_map<std::uint64_t, retry_matcher_fn>& retry_matcher_table() {
-  static std::unordered_map<std::uint64_t, retry_matcher_fn> table;
-  return table;
-}
-inline bool register_retry_matcher(std::uint64_t id, retry_matcher_fn fn) {
-  retry_matcher_table().emplace(id, fn);
-  return true;
-}
-/// Whether the exception `e` is to be retried under matcher `id` (0: never, 1: always).
-inline bool retry_matches(std::uint64_t id, std::exception_ptr e) {
-  if (id <= 1) return id == 1;
-  auto it = retry_matcher_table().find(id);
-  return it != retry_matcher_table().end() && it->second(std::move(e));
-}
 
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/runtime/registry.hpp>
+// end <coray/detail/runtime/result_message.hpp>
 #include <cstdio>
 #include <deque>
 #include <unordered_map>
@@ -2545,7 +3693,7 @@ namespace detail {
 
 class worker;
 
-/// One call being run in this worker: what the invoker (task.hpp) needs to decode the
+/// One call being run in this worker: what the invoker (invoker.hpp) needs to decode the
 /// arguments and to reply.
 struct invocation {
   worker& self;
@@ -2575,15 +3723,13 @@ class worker final : public process {
                (std::uint64_t{generation_ & 0xFFFF} << 32);
     me_->pid.store(getpid(), std::memory_order_relaxed);
     me_->state.store(static_cast<std::uint32_t>(slot_state::running), std::memory_order_release);
-    loop_thread_ = pthread_self();
     process::current() = this;
+    open_handoff(me_->bell, runtime_gate::phase::releases_only);
     run_until([this] { return stop_ || (stopping_ && calls_.empty() && running_ == 0); });
     if (instance_ && destroy_) destroy_(instance_);  // an actor ends with its destructor
     std::fflush(nullptr);
     _exit(0);
   }
-
-  bool is_driver() const noexcept override { return false; }
 
   /// A nested call from a task body: the driver schedules it; the result comes back as
   /// object_ready.
@@ -2597,91 +3743,16 @@ class worker final : public process {
         result->set_error(d->error);
         return result;
       }
-    // Rewrite dependencies: ready ones travel by value, pending ones by id. A list whose
-    // elements are all ready is assembled here; otherwise it travels as ids, which the driver
-    // knows only for results of calls (not for values put in this process).
-    auto list_ready = [&](const arg_entry& e) {
-      for (std::uint32_t i = 0; i < e.len; ++i)
-        if (!spec.deps[e.ref + i]->settled()) return false;
-      return true;
-    };
-    std::size_t size = sizeof(task_header) + spec.actors.size() * sizeof(std::uint64_t);
-    for_each_entry(spec, [&](const arg_entry& e, const std::byte*) {
-      size += sizeof(arg_entry);
-      if (e.tag == arg_entry::inline_value) size += pad16(e.len);
-      if (e.tag == arg_entry::dependency) {
-        auto& d = *spec.deps[e.ref];
-        if (d.settled() && !d.block) size += pad16(d.bytes.size());
-      }
-      if (e.tag == arg_entry::dependency_list) {
-        if (list_ready(e)) {
-          size += pad16(dependency_list_bytes(e, spec.deps));
-        } else {
-          for (std::uint32_t i = 0; i < e.len; ++i)
-            if (!spec.deps[e.ref + i]->id)
-              throw ray::runtime_error(
-                  "coray: a list of refs mixing values put in a task with pending results cannot "
-                  "be passed from a task yet");
-          size += pad16(e.len * sizeof(std::uint64_t));
-        }
-      }
-    });
+    // Ready dependencies travel by value, pending ones by id (the driver knows the ids of
+    // results of calls only, not of values put in this process).
+    const call_message_writer message(
+        {result->id, spec.fn_id, spec.nargs, static_cast<std::uint32_t>(spec.actors.size()),
+         spec.target_actor, spec.max_retries, 0, spec.retry_matcher},
+        spec.args, spec.deps, spec.actors);
+    const std::size_t size = message.size();
     awaited_.emplace(result->id, result.get());
-    send(msg_kind::submit, size, [&](std::byte* out) {
-      task_header h{result->id,
-                    spec.fn_id,
-                    spec.nargs,
-                    static_cast<std::uint32_t>(spec.actors.size()),
-                    spec.target_actor,
-                    spec.max_retries,
-                    0,
-                    spec.retry_matcher};
-      std::memcpy(out, &h, sizeof h);
-      std::byte* p = out + sizeof h;
-      for_each_entry(spec, [&](const arg_entry& e, const std::byte* data) {
-        arg_entry o = e;
-        const std::byte* src = data;
-        if (e.tag == arg_entry::dependency_list) {
-          std::memcpy(p, &o, sizeof o);
-          p += sizeof o;
-          if (list_ready(e)) {
-            o = {.tag = arg_entry::inline_value,
-                 .len = static_cast<std::uint32_t>(dependency_list_bytes(e, spec.deps))};
-            std::memcpy(p - sizeof o, &o, sizeof o);
-            write_dependency_list(p, e, spec.deps);
-            p += pad16(o.len);
-          } else {
-            for (std::uint32_t i = 0; i < e.len; ++i) {
-              const std::uint64_t id = spec.deps[e.ref + i]->id;
-              std::memcpy(p + i * sizeof id, &id, sizeof id);
-            }
-            p += pad16(e.len * sizeof(std::uint64_t));
-          }
-          return;
-        }
-        if (e.tag == arg_entry::dependency) {
-          auto& d = *spec.deps[e.ref];
-          if (!d.settled()) {
-            o.ref = d.id;
-          } else if (d.block) {
-            // Borrowed: the driver takes a reference of its own for the call.
-            o = {.tag = arg_entry::block_value, .ref = seg.offset_of(d.block)};
-          } else {
-            o = {.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(d.bytes.size())};
-            src = d.bytes.data();
-          }
-        }
-        std::memcpy(p, &o, sizeof o);
-        p += sizeof o;
-        if (o.tag == arg_entry::inline_value) {
-          if (o.len) std::memcpy(p, src, o.len);
-          p += pad16(o.len);
-        }
-      });
-      // Actor handles in the arguments: the driver keeps those actors alive until the call ends.
-      if (!spec.actors.empty())
-        std::memcpy(p, spec.actors.data(), spec.actors.size() * sizeof(std::uint64_t));
-    });
+    // Actor handles in the arguments: the driver keeps those actors alive until the call ends.
+    send(msg_kind::submit, size, [&](std::byte* out) { message.write(out, seg); });
     return result;
   }
 
@@ -2834,22 +3905,11 @@ class worker final : public process {
   }
 
   void sleep(std::chrono::nanoseconds limit) override {
-    me_->bell.sleep([this] { return !inbox_->empty(); }, limit);
+    me_->bell.sleep([this] { return !inbox_->empty() || jobs_waiting(); }, limit);
     if (getppid() != hdr->supervisor_pid) _exit(0);  // supervisor gone: the runtime is over
   }
 
  private:
-  template <class F>
-  static void for_each_entry(const task_spec& spec, F&& f) {
-    const std::byte* p = spec.args.data();
-    for (std::uint32_t i = 0; i < spec.nargs; ++i) {
-      arg_entry e;
-      std::memcpy(&e, p, sizeof e);
-      f(e, p + sizeof e);
-      p += sizeof e + entry_payload(e);
-    }
-  }
-
   /// Waits for a reply of the runtime's own (a block, an actor's id), serving the loop but
   /// starting no new task meanwhile: a task started here would nest inside the one waiting,
   /// and each would hold what it was granted while the innermost waits (with blocks: every
@@ -2878,10 +3938,10 @@ class worker final : public process {
     std::memcpy(&h, payload.data(), sizeof h);
     const registered_function* fn = find_function(h.fn_id);
     if (!fn) {
-      reply_error(h.task_id, {std::uint8_t(error_kind::runtime_error), "",
-                              "coray: no function with id " + std::to_string(h.fn_id) +
-                                  " is registered in the worker (is it the same program?)",
-                              ""});
+      const usage_error e(fmt::format(
+          "coray: no function with id {} is registered in the worker (is it the same program?)",
+          h.fn_id));
+      reply_error(h.task_id, describe_exception(std::make_exception_ptr(e), ""));
       return false;
     }
     invocation inv{*this,     h.task_id,      payload.subspan(sizeof h), h.nargs, fn->name,
@@ -2930,19 +3990,7 @@ class worker final : public process {
       if (h.status == result_header::value_block) release_block(seg.at<object_block>(h.block));
       return;
     }
-    object_state& s = *it->second;
-    auto body = payload.subspan(sizeof h, h.len);
-    switch (h.status) {
-      case result_header::value_inline:
-        s.set_inline(body);
-        break;
-      case result_header::value_block:
-        s.set_block(seg.at<object_block>(h.block));
-        break;
-      default:
-        s.set_error(to_exception(decode<wire_error>(body)));
-        break;
-    }
+    settle_from_result(*it->second, h, payload.subspan(sizeof h, h.len), seg);
   }
 
   /// Sends to the driver, waiting for room (the driver always drains). A message longer than
@@ -3002,2571 +4050,28 @@ inline void invocation::fail() const {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/worker.hpp>
-#include <cstdlib>
-#include <cstring>
-#include <string>
-#include <unordered_map>
-#include <vector>
-
-extern char** environ;
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-enum class start_method_id : std::uint32_t { fork = 0, spawn = 1 };
-
-struct supervisor_command {
-  enum op_t : std::uint32_t { start = 1, kill = 2 };
-  std::uint32_t op;
-  std::uint32_t slot;
-};
-
-inline constexpr const char* worker_env = "CORAY_WORKER";
-
-/// Worker-side start-up shared by both start methods. Never returns.
-[[noreturn]] inline void become_worker(segment& seg, std::uint32_t slot, std::uint32_t epoch,
-                                       pid_t supervisor) {
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != supervisor) _exit(0);
-  // A worker dies of its signals as a plain process does: handlers the program installed
-  // (crash reporters, test frameworks) belong to the driver.
-  for (int sig = 1; sig < NSIG; ++sig)
-    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
-  // Output appears as it is written, not when a buffer fills: a worker may be killed.
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);
-  char name[16];
-  std::snprintf(name, sizeof name, "coray-w%u", slot);
-  prctl(PR_SET_NAME, name);
-  // `seg` is moved into the worker's own process state.
-  auto* w = new worker(slot, epoch);
-  w->seg.adopt(seg);
-  w->serve();
-}
-
-/// Called early by every program that may be a spawned worker (ray::runtime's constructor
-/// does it). Returns at once in a normal process.
-inline void enter_worker_if_spawned() {
-  const char* env = std::getenv(worker_env);
-  if (!env) return;
-  unsigned fd = 0, slot = 0, epoch = 0;
-  int sup = 0;
-  if (std::sscanf(env, "%u:%u:%u:%d", &fd, &slot, &epoch, &sup) != 4) {
-    std::fprintf(stderr, "coray: malformed %s=%s\n", worker_env, env);
-    _exit(2);
-  }
-  unsetenv(worker_env);
-  static segment seg;
-  try {
-    seg.attach(static_cast<int>(fd));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    _exit(2);
-  }
-  become_worker(seg, slot, epoch, sup);
-}
-
-struct supervisor_config {
-  segment* seg;
-  shared_header* hdr;
-  int command_fd;
-  start_method_id method;
-  std::uint32_t epoch;
-  std::vector<std::string> argv;  // for spawn
-};
-
-[[noreturn]] inline void supervisor_main(supervisor_config cfg) {
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != cfg.hdr->driver_pid) _exit(0);
-  prctl(PR_SET_NAME, "coray-super");
-  const pid_t self = getpid();
-
-  sigset_t chld, old;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
-  sigprocmask(SIG_BLOCK, &chld, &old);
-  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (cfg.method == start_method_id::spawn) {
-    // Spawned workers inherit the segment's fd.
-    int fl = fcntl(cfg.seg->fd(), F_GETFD);
-    fcntl(cfg.seg->fd(), F_SETFD, fl & ~FD_CLOEXEC);
-  }
-
-  std::unordered_map<pid_t, std::uint32_t> children;
-
-  auto start = [&](std::uint32_t slot) -> pid_t {
-    if (cfg.method == start_method_id::fork) {
-      pid_t pid = fork();
-      if (pid == 0) {
-        sigprocmask(SIG_SETMASK, &old, nullptr);
-        close(sfd);
-        close(cfg.command_fd);
-        become_worker(*cfg.seg, slot, cfg.epoch, self);
-      }
-      return pid;
-    }
-    std::string env_entry = std::string(worker_env) + "=" + std::to_string(cfg.seg->fd()) + ":" +
-                            std::to_string(slot) + ":" + std::to_string(cfg.epoch) + ":" +
-                            std::to_string(self);
-    std::vector<char*> envp;
-    for (char** e = environ; *e; ++e)
-      if (std::strncmp(*e, "CORAY_WORKER=", 13) != 0) envp.push_back(*e);
-    envp.push_back(env_entry.data());
-    envp.push_back(nullptr);
-    std::vector<char*> argv;
-    for (auto& a : cfg.argv) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, dfl;
-    sigemptyset(&none);
-    sigemptyset(&dfl);
-    sigaddset(&dfl, SIGCHLD);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &dfl);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    pid_t pid = -1;
-    if (posix_spawn(&pid, "/proc/self/exe", nullptr, &attr, argv.data(), envp.data()) != 0)
-      pid = -1;
-    posix_spawnattr_destroy(&attr);
-    return pid;
-  };
-
-  auto report_death = [&](std::uint32_t slot, int status) {
-    worker_shared& w = cfg.hdr->worker(slot);
-    w.wait_status.store(status, std::memory_order_relaxed);
-    w.state.store(static_cast<std::uint32_t>(slot_state::dead), std::memory_order_release);
-    cfg.hdr->deaths.fetch_add(1, std::memory_order_acq_rel);
-    cfg.hdr->driver_bell.ring_always();
-  };
-
-  auto reap = [&](bool block) {
-    int status = 0;
-    pid_t pid;
-    while ((pid = waitpid(-1, &status, block ? 0 : WNOHANG)) > 0) {
-      auto it = children.find(pid);
-      if (it == children.end()) continue;
-      std::uint32_t slot = it->second;
-      children.erase(it);
-      if (!block) report_death(slot, status);
-    }
-  };
-
-  for (;;) {
-    pollfd fds[2] = {{cfg.command_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
-    if (poll(fds, 2, -1) < 0) continue;
-    if (fds[1].revents & POLLIN) {
-      signalfd_siginfo si;
-      while (read(sfd, &si, sizeof si) == sizeof si) {
-      }
-      reap(false);
-    }
-    if (fds[0].revents & (POLLIN | POLLHUP)) {
-      supervisor_command c{};
-      ssize_t n = read(cfg.command_fd, &c, sizeof c);
-      if (n <= 0) {
-        // The driver is shutting down (or gone): end every worker, reap them, leave.
-        for (auto& [pid, slot] : children) ::kill(pid, SIGKILL);
-        reap(true);
-        _exit(0);
-      }
-      if (c.op == supervisor_command::start) {
-        pid_t pid = start(c.slot);
-        if (pid > 0) {
-          children[pid] = c.slot;
-          cfg.hdr->worker(c.slot).pid.store(pid, std::memory_order_release);
-        } else {
-          report_death(c.slot, W_EXITCODE(127, 0));
-        }
-      } else if (c.op == supervisor_command::kill) {
-        for (auto& [pid, slot] : children)
-          if (slot == c.slot) ::kill(pid, SIGKILL);
-      }
-    }
-  }
-}
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/supervisor.hpp>
-// begin <coray/detail/runtime/system.hpp>
-/// Facts about the machine the runtime sizes itself by: usable cores (affinity and cgroup
-/// quota) and memory (physical RAM and cgroup limit).
-
-#include <sched.h>
-#include <signal.h>
-#include <string.h>
-#include <unistd.h>
-
-#include <algorithm>
-// #include <coray/version.hpp>: inlined above
+#include <cstddef>
 #include <cstdint>
-#include <fstream>
-#include <string>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-/// Cores this process may run on: the CPU affinity mask, further capped by a cgroup v2
-/// `cpu.max` quota (rounded up). Never less than 1.
-inline unsigned usable_cores() {
-  unsigned n = 0;
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) n = static_cast<unsigned>(CPU_COUNT(&set));
-  if (n == 0) n = static_cast<unsigned>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
-  std::ifstream f("/sys/fs/cgroup/cpu.max");
-  std::string quota;
-  long long period = 0;
-  if (f >> quota >> period && quota != "max" && period > 0) {
-    long long q = std::stoll(quota);
-    if (q > 0)
-      n = std::min<unsigned>(n, static_cast<unsigned>(std::max(1LL, (q + period - 1) / period)));
-  }
-  return std::max(1u, n);
-}
-
-/// Physical memory available to this process: RAM, capped by a cgroup v2 `memory.max`.
-inline std::uint64_t usable_memory_bytes() {
-  std::uint64_t ram = static_cast<std::uint64_t>(sysconf(_SC_PHYS_PAGES)) *
-                      static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
-  std::ifstream f("/sys/fs/cgroup/memory.max");
-  std::string limit;
-  if (f >> limit && limit != "max") {
-    std::uint64_t l = std::stoull(limit);
-    if (l > 0) ram = std::min(ram, l);
-  }
-  return ram;
-}
-
-/// "SIGKILL (Killed)" for a signal number.
-inline std::string signal_description(int sig) {
-  const char* abbrev = sigabbrev_np(sig);
-  const char* desc = sigdescr_np(sig);
-  std::string s = abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
-  if (desc) s += std::string(" (") + desc + ")";
-  return s;
-}
-
-/// Words for a wait() status: "was killed by SIGSEGV (Segmentation fault)" or "exited with code 3".
-inline std::string describe_exit(int wait_status) {
-  if (WIFSIGNALED(wait_status)) return "was killed by " + signal_description(WTERMSIG(wait_status));
-  if (WIFEXITED(wait_status)) return "exited with code " + std::to_string(WEXITSTATUS(wait_status));
-  return "stopped";
-}
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/system.hpp>
-#include <cstdio>
-#include <cstring>
-#include <deque>
-#include <functional>
-#include <memory>
-#include <optional>
-#include <string>
-#include <unordered_map>
-#include <unordered_set>
-#include <vector>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-struct driver_config {
-  std::uint32_t num_workers;
-  std::uint32_t max_actors;
-  std::size_t object_store_bytes;
-  start_method_id method;
-  std::size_t inline_threshold;
-  std::uint32_t spin_us;
-  std::uint32_t max_tasks_in_flight_per_worker;
-  std::vector<std::string> argv;
-  std::string spill_directory;  // empty: no spilling
-};
-
-inline std::uint32_t next_epoch() noexcept {
-  static std::uint32_t e = 0;
-  return ++e;
-}
-
-/// What ray::spawn asks of the driver.
-struct actor_spawn_request {
-  task_spec constructor;  // fn_id: the constructor invoker; args: the constructor's
-  std::uint64_t type_id = 0;
-  std::string type_name;
-  std::string name;
-  std::uint32_t max_concurrency = 1;
-  int max_restarts = 0;
-  int max_task_retries = 0;
-};
-
-class driver final : public process {
- public:
-  static constexpr std::size_t mailbox_capacity = 1024;
-
-  explicit driver(driver_config cfg) : cfg_(std::move(cfg)) {
-    epoch = next_epoch();
-    const std::uint32_t slots = cfg_.num_workers + cfg_.max_actors;
-    const std::size_t mb_bytes = mailbox::bytes_for(mailbox_capacity);
-    const std::size_t control =
-        shared_header::bytes_for(slots) + 2 * cfg_.num_workers * (mb_bytes + 64);
-    seg.create(segment::root_bytes + cfg_.object_store_bytes + control + (1 << 20));
-
-    hdr = new (seg.allocate_aligned(shared_header::bytes_for(slots), 64)) shared_header{};
-    seg.header_root().header_offset = seg.offset_of(hdr);
-    hdr->driver_pid = getpid();
-    hdr->slots = slots;
-    hdr->spin_us = cfg_.spin_us;
-    hdr->inline_threshold = cfg_.inline_threshold;
-    hdr->mailbox_capacity = mailbox_capacity;
-    views_.resize(slots);
-    for (std::uint32_t i = 0; i < slots; ++i) {
-      views_[i].index = i;
-      views_[i].shared = new (&hdr->worker(i)) worker_shared{};
-    }
-    for (std::uint32_t i = slots; i-- > cfg_.num_workers;) free_actor_slots_.push_back(i);
-    for (std::uint32_t i = 0; i < cfg_.num_workers; ++i) {
-      open_mailboxes(views_[i]);
-      active_.push_back(i);
-    }
-    if (!cfg_.spill_directory.empty()) {
-      // An unnamed file: it vanishes with the driver, even after kill -9.
-      spill_fd_ = ::open(cfg_.spill_directory.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-      if (spill_fd_ < 0)
-        throw ray::runtime_error("coray: cannot spill to " + cfg_.spill_directory + ": " +
-                                 std::strerror(errno));
-    }
-    start_supervisor();
-    for (std::uint32_t i = 0; i < cfg_.num_workers; ++i) start_process(i);
-    process::current() = this;
-    if (spill_fd_ >= 0)
-      restore_spilled = [](object_state& st) {
-        static_cast<driver*>(process::current())->restore(st);
-      };
-  }
-
-  ~driver() override {
-    stop_idle_actors();
-    if (process::current() == this) process::current() = nullptr;
-    // Closing the command socket tells the supervisor to end every process and exit.
-    if (command_fd_ >= 0) ::close(command_fd_);
-    if (supervisor_ > 0) {
-      int st;
-      while (waitpid(supervisor_, &st, 0) < 0 && errno == EINTR) {
-      }
-    }
-    for (auto& [id, a] : actors_) a.queue.clear();
-    tasks_.clear();
-    runnable_.clear();
-    if (spill_fd_ >= 0) {
-      restore_spilled = nullptr;
-      ::close(spill_fd_);
-    }
-  }
-
-  bool is_driver() const noexcept override { return true; }
-  std::uint32_t num_workers() const noexcept { return cfg_.num_workers; }
-
-  state_ptr submit(task_spec&& spec) override {
-    if (supervisor_ < 0)
-      throw worker_crashed("coray: the runtime's supervisor and workers are gone");
-    auto rec = std::make_unique<task_record>();
-    rec->id = next_task_id_++;
-    rec->fn_id = spec.fn_id;
-    rec->name = spec.name;
-    rec->nargs = spec.nargs;
-    rec->args = std::move(spec.args);
-    rec->deps = std::move(spec.deps);
-    rec->blocks = std::move(spec.blocks);
-    rec->actor = spec.target_actor;
-    rec->actors = std::move(spec.actors);
-    rec->max_retries = spec.max_retries;
-    rec->retry_matcher = spec.retry_matcher;
-    rec->result = make_state();
-    rec->result->id = rec->id;  // lets ray::cancel find the call
-    state_ptr result = rec->result;
-    admit(std::move(rec));
-    dispatch();
-    return result;
-  }
-
-  /// ray::cancel: a call not yet sent is removed; one running keeps running (or, with
-  /// `force`, its worker is killed), and either way its result becomes `cancelled` now.
-  void cancel_call(std::uint64_t id, bool force) override {
-    auto it = tasks_.find(id);
-    if (it == tasks_.end() || it->second->result->settled()) return;
-    task_record& r = *it->second;
-    r.cancelled = true;
-    auto e = std::make_exception_ptr(cancelled(
-        "coray: " + std::string(r.name.empty() ? "the call" : r.name) + " was cancelled"));
-    if (auto q = std::find(runnable_.begin(), runnable_.end(), &r); q != runnable_.end()) {
-      runnable_.erase(q);
-      fail(r, e);
-      return;
-    }
-    if (r.actor) {
-      auto a = actors_.find(r.actor);
-      if (a != actors_.end()) {
-        auto& queue = a->second.queue;
-        if (auto q = std::find(queue.begin(), queue.end(), &r); q != queue.end()) {
-          if (r.pending_deps) {  // dependencies still hold it: settle now, drop when they arrive
-            r.failed_dep = true;
-            r.result->set_error(e);
-          } else {
-            queue.erase(q);
-            fail(r, e);
-          }
-          return;
-        }
-      }
-    }
-    if (r.pending_deps) {
-      r.failed_dep = true;  // dropped once its dependencies settle
-      r.result->set_error(e);
-      return;
-    }
-    r.result->set_error(e);  // dispatched: the reply, if any, is ignored
-    if (force && !r.actor && r.worker >= 0)
-      command({supervisor_command::kill, static_cast<std::uint32_t>(r.worker)});
-  }
-
-  /// Pids of the task workers, in slot order (0 while one starts).
-  std::vector<int> worker_pids() const {
-    std::vector<int> pids;
-    for (std::uint32_t i = 0; i < cfg_.num_workers; ++i)
-      pids.push_back(views_[i].shared->pid.load(std::memory_order_acquire));
-    return pids;
-  }
-
-  // ---- actors -------------------------------------------------------------------------
-
-  /// Creates an actor: a process of its own whose first message builds the object. Returns
-  /// its id at once; calls queue behind the construction.
-  std::uint64_t spawn_actor(actor_spawn_request req) {
-    if (supervisor_ < 0) throw worker_crashed("coray: the runtime's supervisor is gone");
-    if (!req.name.empty() && names_.count(req.name))
-      throw ray::runtime_error("ray::spawn: an actor named '" + req.name + "' already exists");
-    if (free_actor_slots_.empty())
-      throw ray::runtime_error("ray::spawn: too many live actors (runtime_options::max_actors is " +
-                               std::to_string(cfg_.max_actors) + ")");
-    const std::uint32_t slot = free_actor_slots_.back();
-    free_actor_slots_.pop_back();
-    process_view& v = views_[slot];
-    open_mailboxes(v);
-    v.actor = next_actor_id_++;
-    active_.push_back(slot);
-
-    actor_entry& a = actors_[v.actor];
-    a.id = v.actor;
-    a.slot = slot;
-    a.type_id = req.type_id;
-    a.type_name = std::move(req.type_name);
-    a.name = std::move(req.name);
-    a.max_restarts = req.max_restarts;
-    a.max_task_retries = req.max_task_retries;
-    a.max_concurrency = req.max_concurrency;
-    // Kept to build the actor again after a crash (max_restarts).
-    a.ctor_fn = req.constructor.fn_id;
-    a.ctor_name = req.constructor.name;
-    a.ctor_nargs = req.constructor.nargs;
-    a.ctor_args = req.constructor.args;
-    a.ctor_deps = req.constructor.deps;
-    for (auto* b : req.constructor.blocks) {
-      seg.add_ref(b);
-      a.ctor_blocks.push_back(b);
-    }
-    if (!a.name.empty()) names_[a.name] = a.id;
-
-    req.constructor.target_actor = a.id;
-    auto rec = std::make_unique<task_record>();
-    rec->id = next_task_id_++;
-    rec->fn_id = req.constructor.fn_id;
-    rec->name = req.constructor.name;
-    rec->nargs = req.constructor.nargs;
-    rec->args = std::move(req.constructor.args);
-    rec->deps = std::move(req.constructor.deps);
-    rec->blocks = std::move(req.constructor.blocks);
-    rec->actors = std::move(req.constructor.actors);
-    rec->actor = a.id;
-    rec->construct = true;
-    rec->max_concurrency = req.max_concurrency;
-    rec->result = make_state();
-    a.constructed = rec->result;
-    admit(std::move(rec));
-    start_process(slot);
-    return a.id;
-  }
-
-  void actor_handle(std::uint64_t id, int delta) noexcept override { actor_ref(id, delta); }
-
-  object_block* new_block(std::size_t size) override { return allocate_object(size, true); }
-  void release_block(object_block* b) noexcept override { seg.release(b); }
-
-  // ---- spilling -------------------------------------------------------------------------
-
-  /// Objects written to the spill file so far.
-  std::uint64_t spilled_objects() const noexcept { return spilled_objects_; }
-
-  void block_adopted(object_state& s) override {
-    if (spill_fd_ >= 0) resident_.insert(&s);
-  }
-  void state_released(object_state& s) noexcept override {
-    if (spill_fd_ < 0) return;
-    resident_.erase(&s);
-    if (s.spilled()) punch(s);
-  }
-
-  /// A new block; when the store is full and spilling is on, objects only the driver holds
-  /// and nothing reads in place go to disk until it fits. Called for the user (`may_wait`,
-  /// outside the loop), it also lets replies on their way arrive for up to a second: they
-  /// may free memory or make it spillable.
-  object_block* allocate_object(std::size_t size, bool may_wait = false) {
-    const auto deadline = clock::now() + std::chrono::seconds(1);
-    for (;;) {
-      try {
-        return seg.new_object(size);
-      } catch (const object_store_full&) {
-        if (spill_fd_ < 0) throw;
-        if (spill_one()) continue;
-        if (!may_wait || in_poll_ || clock::now() > deadline) throw;
-        if (!poll()) sched_yield();
-      }
-    }
-  }
-
-  /// Brings a spilled object back into the store.
-  void restore(object_state& s) {
-    object_block* b = allocate_object(static_cast<std::size_t>(s.spill_size), true);
-    std::size_t done = 0;
-    while (done < s.spill_size) {
-      ssize_t n = ::pread(spill_fd_, b->data() + done, s.spill_size - done,
-                          s.spill_offset + static_cast<off_t>(done));
-      if (n <= 0) {
-        seg.release(b);
-        throw ray::runtime_error(std::string("coray: reading a spilled object failed: ") +
-                                 std::strerror(errno));
-      }
-      done += static_cast<std::size_t>(n);
-    }
-    punch(s);
-    s.block = b;
-    resident_.insert(&s);
-  }
-
-  /// Calls made from now on, and those not yet sent, fail at once; the process gets SIGKILL
-  /// and calls it was running fail when its death is seen.
-  void kill_actor(std::uint64_t id) override {
-    auto it = actors_.find(id);
-    if (it == actors_.end() || it->second.dead || it->second.killed) return;
-    actor_entry& a = it->second;
-    a.killed = true;
-    const int pid = views_[a.slot].shared->pid.load(std::memory_order_acquire);
-    a.cause = "coray: actor " + a.type_name + " (pid " + std::to_string(pid) +
-              ") was killed by ray::kill";
-    command({supervisor_command::kill, a.slot});
-    std::vector<task_record*> queued(a.queue.begin(), a.queue.end());
-    a.queue.clear();
-    auto e = std::make_exception_ptr(actor_died(a.cause));
-    for (task_record* r : queued) fail(*r, e);
-  }
-
-  actor_info lookup_actor(std::string_view name) override {
-    auto it = names_.find(std::string(name));
-    if (it == names_.end()) return {};
-    return {it->second, actors_.at(it->second).type_id};
-  }
-
-  /// The pid of an actor's process (0 while it starts or after it ended).
-  int actor_pid(std::uint64_t id) const {
-    auto it = actors_.find(id);
-    if (it == actors_.end() || it->second.dead) return 0;
-    return views_[it->second.slot].shared->pid.load(std::memory_order_acquire);
-  }
-
-  /// An actor's process for ray::actor_process: its pid (0 while it starts), whether it ended
-  /// and, once it has, its wait status. nullopt once the actor is forgotten (it ended and no
-  /// handle is left).
-  struct actor_process_status {
-    int pid = 0;
-    bool ended = false;
-    int wait_status = 0;
-  };
-  std::optional<actor_process_status> actor_status(std::uint64_t id) const {
-    auto it = actors_.find(id);
-    if (it == actors_.end()) return std::nullopt;
-    const actor_entry& a = it->second;
-    if (a.dead) return actor_process_status{a.pid, true, a.wait_status};
-    return actor_process_status{views_[a.slot].shared->pid.load(std::memory_order_acquire), false,
-                                0};
-  }
-
- protected:
-  bool poll() override {
-    struct in_poll {
-      bool& flag;
-      bool was;
-      explicit in_poll(bool& f) : flag(f), was(f) { flag = true; }
-      ~in_poll() { flag = was; }
-    } guard(in_poll_);
-    bool progress = false;
-    for (std::size_t i = 0; i < active_.size(); ++i) progress |= drain(views_[active_[i]], 64);
-    if (hdr->deaths.load(std::memory_order_acquire) != seen_deaths_) {
-      handle_deaths();
-      progress = true;
-    }
-    for (std::uint32_t i : active_)
-      if (!views_[i].grants.empty()) progress |= grant_blocks(views_[i]);
-    progress |= flush_outgoing();
-    progress |= dispatch();
-    return progress;
-  }
-
-  void sleep(std::chrono::nanoseconds limit) override {
-    hdr->driver_bell.sleep(
-        [this] {
-          if (hdr->deaths.load(std::memory_order_acquire) != seen_deaths_) return true;
-          for (std::uint32_t i : active_)
-            if (!views_[i].outbox->empty()) return true;
-          // Waiting for room in an inbox: the process rings once it frees slots (Dekker with
-          // worker::poll: flag set, fence, room read here; slots freed, fence, flag read there).
-          for (std::uint32_t i : active_) {
-            process_view& w = views_[i];
-            if (w.blocked == 0) continue;
-            w.shared->driver_waiting.store(1, std::memory_order_relaxed);
-            std::atomic_thread_fence(std::memory_order_seq_cst);
-            if (w.inbox->has_room(w.blocked)) {
-              w.blocked = 0;  // retry now; a send that fails again sets it again
-              return true;
-            }
-          }
-          return false;
-        },
-        limit);
-    check_supervisor();
-  }
-
- private:
-  struct task_record {
-    std::uint64_t id = 0;
-    std::uint64_t fn_id = 0;
-    std::string_view name;
-    std::uint32_t nargs = 0;
-    std::vector<std::byte> args;
-    std::vector<state_ptr> deps;
-    std::vector<object_block*> blocks;
-    std::vector<std::uint64_t> actors;  // actor handles in the arguments (kept alive)
-    state_ptr result;
-    std::uint32_t pending_deps = 0;
-    bool failed_dep = false;
-    std::uint64_t actor = 0;  // the actor it calls; 0 for a task
-    bool construct = false;
-    std::uint32_t max_concurrency = 1;
-    int submitter = -1;  // slot of the process that made this nested call, -1 for the driver
-    std::uint32_t submitter_generation = 0;
-    std::uint64_t dispatch_seq = 0;
-    int worker = -1;  // the task worker it was sent to
-    int max_retries = 0;
-    std::uint64_t retry_matcher = 0;
-    int attempt = 1;
-    bool cancelled = false;
-    bool pinned = false;              // its store arguments are pinned (see pin_deps)
-    object_block* message = nullptr;  // the dispatched message, when it needed a block
-    driver* self = nullptr;
-  };
-
-  /// The driver's side of one process slot (task worker or actor).
-  struct process_view {
-    std::uint32_t index = 0;
-    worker_shared* shared = nullptr;
-    mailbox* inbox = nullptr;
-    mailbox* outbox = nullptr;
-    std::uint32_t generation = 0;
-    std::uint64_t actor = 0;       // the actor living here; 0 for a task worker
-    std::uint64_t dispatched = 0;  // run_task messages sent to this generation
-    std::uint32_t in_flight = 0;   // tasks dispatched and not done
-    std::deque<std::pair<std::uint64_t, std::uint64_t>> order;  // (dispatch_seq, task id)
-    std::deque<std::function<bool()>> outgoing;                 // messages waiting for room
-    std::unordered_map<std::uint64_t, state_ptr> held;          // nested results it holds
-    std::unordered_multiset<std::uint64_t> owned;               // blocks it holds a reference to
-    struct grant_request {
-      std::uint64_t request, size;
-      clock::time_point deadline;
-    };
-    std::deque<grant_request> grants;  // block requests waiting for room
-    std::size_t blocked = 0;           // slots a message to it needed and did not find
-  };
-
-  /// Sends to `w`'s inbox; on a full inbox, remembers that the driver waits for room there.
-  template <class Fill>
-  bool send_to(process_view& w, msg_kind k, std::size_t size, Fill&& fill) {
-    if (try_send(*w.inbox, w.shared->bell, k, size, std::forward<Fill>(fill))) return true;
-    w.blocked = mailbox::slots_for(size);
-    return false;
-  }
-  bool send_block_to(process_view& w, msg_kind k, object_block* b) {
-    if (try_send_block(seg, *w.inbox, w.shared->bell, k, b)) return true;
-    w.blocked = 1;
-    return false;
-  }
-
-  struct actor_entry {
-    std::uint64_t id = 0;
-    std::uint32_t slot = 0;
-    std::uint64_t type_id = 0;
-    std::string type_name;
-    std::string name;
-    int refs = 0;
-    bool dead = false;
-    bool killed = false;
-    bool closing = false;  // no handle is left: end after the queued calls
-    bool shutdown_sent = false;
-    std::string cause;
-    int pid = 0, wait_status = 0;  // of its process, once it ended
-    state_ptr constructed;
-    int max_restarts = 0;
-    int restarts = 0;
-    int max_task_retries = 0;
-    std::uint32_t max_concurrency = 1;
-    std::uint64_t ctor_fn = 0;
-    std::string_view ctor_name;
-    std::uint32_t ctor_nargs = 0;
-    std::vector<std::byte> ctor_args;
-    std::vector<state_ptr> ctor_deps;
-    std::vector<object_block*> ctor_blocks;  // one reference each, for rebuilding
-    std::deque<task_record*> queue;          // calls not yet sent, in the order they were made
-    std::deque<std::uint64_t> sent;          // calls sent and not done
-    std::uint64_t dispatched = 0;            // method calls sent to the current process
-  };
-
-  // ---- admission and dependencies -----------------------------------------------------
-
-  void admit(std::unique_ptr<task_record> rec) {
-    task_record* r = rec.get();
-    r->self = this;
-    tasks_.emplace(r->id, std::move(rec));
-    for (std::uint64_t a : r->actors) actor_ref(a, +1);
-    for (auto& d : r->deps) {
-      if (d->st == object_state::status::failed) {
-        if (!r->failed_dep) r->result->set_error(d->error);
-        r->failed_dep = true;
-      } else if (d->st == object_state::status::pending) {
-        ++r->pending_deps;
-        d->waiters.push_back({&driver::on_dependency, r});
-      }
-    }
-    if (r->actor) {
-      // Actor calls keep their order: they wait in the actor's queue, dependencies or not.
-      auto it = actors_.find(r->actor);
-      if (it == actors_.end() || it->second.dead || it->second.killed) {
-        fail(*r, std::make_exception_ptr(
-                     actor_died(it == actors_.end() ? "coray: no such actor" : it->second.cause)));
-        return;
-      }
-      if (!r->construct) r->max_retries = it->second.max_task_retries;
-      it->second.queue.push_back(r);
-      pump_actor(it->second);
-    } else if (r->pending_deps == 0) {
-      if (r->failed_dep)
-        finish(r->id);
-      else
-        runnable_.push_back(r);
-    }
-  }
-
-  static void on_dependency(void* ctx, object_state& dep) {
-    auto* r = static_cast<task_record*>(ctx);
-    if (dep.st == object_state::status::failed && !r->failed_dep) {
-      r->failed_dep = true;
-      r->result->set_error(dep.error);
-    }
-    if (--r->pending_deps != 0) return;
-    driver& d = *r->self;
-    if (r->actor) {
-      auto it = d.actors_.find(r->actor);
-      if (it != d.actors_.end()) d.pump_actor(it->second);
-    } else if (r->failed_dep) {
-      d.finish(r->id);
-    } else {
-      d.runnable_.push_back(r);
-    }
-  }
-
-  /// Fails a call that has not been sent and forgets it.
-  void fail(task_record& r, std::exception_ptr e) {
-    if (!r.result->settled()) r.result->set_error(std::move(e));
-    if (r.submitter >= 0) forward(r);
-    finish(r.id);
-  }
-
-  void finish(std::uint64_t id) {
-    auto it = tasks_.find(id);
-    if (it == tasks_.end()) return;
-    for (auto* b : it->second->blocks) seg.release(b);
-    if (it->second->message) seg.release(it->second->message);
-    if (it->second->pinned)
-      for (auto& d : it->second->deps)
-        if (d->block && d->pins) --d->pins;
-    std::vector<std::uint64_t> actors = std::move(it->second->actors);
-    tasks_.erase(it);
-    for (std::uint64_t a : actors) actor_ref(a, -1);
-  }
-
-  // ---- dispatch -----------------------------------------------------------------------
-
-  process_view* pick_worker() {
-    process_view* best = nullptr;
-    std::uint32_t best_load = cfg_.max_tasks_in_flight_per_worker;
-    for (std::uint32_t i = 0; i < cfg_.num_workers; ++i) {
-      process_view& w = views_[i];
-      if (static_cast<slot_state>(w.shared->state.load(std::memory_order_acquire)) ==
-          slot_state::dead)
-        continue;
-      std::uint32_t susp = w.shared->suspended.load(std::memory_order_relaxed);
-      std::uint32_t load = w.in_flight > susp ? w.in_flight - susp : 0;
-      if (load < best_load) {
-        best = &w;
-        best_load = load;
-        if (load == 0) break;
-      }
-    }
-    return best;
-  }
-
-  bool dispatch() {
-    bool progress = false;
-    while (!runnable_.empty()) {
-      process_view* w = pick_worker();
-      if (!w) break;
-      task_record* r = runnable_.front();
-      if (!send_call(*w, *r)) break;
-      grant_pinned_blocks(*w, *r);
-      r->dispatch_seq = w->dispatched++;
-      r->worker = static_cast<int>(w->index);
-      w->order.emplace_back(r->dispatch_seq, r->id);
-      ++w->in_flight;
-      runnable_.pop_front();
-      progress = true;
-    }
-    for (auto it = backlog_.begin(); it != backlog_.end();) {
-      auto a = actors_.find(*it);
-      it = backlog_.erase(it);
-      if (a != actors_.end()) progress |= pump_actor(a->second);
-    }
-    return progress;
-  }
-
-  /// Sends the actor's queued calls, in order, while each is ready and its mailbox has room.
-  bool pump_actor(actor_entry& a) {
-    bool progress = false;
-    process_view& v = views_[a.slot];
-    while (!a.queue.empty() && !a.dead) {
-      task_record* r = a.queue.front();
-      if (r->pending_deps) break;
-      if (r->failed_dep) {
-        a.queue.pop_front();
-        fail(*r, r->result->error);
-        progress = true;
-        continue;
-      }
-      if (!send_call(v, *r)) {
-        backlog_.insert(a.id);
-        break;
-      }
-      grant_pinned_blocks(v, *r);
-      if (!r->construct)
-        r->dispatch_seq = a.dispatched++;  // its place among the calls this process starts
-      a.queue.pop_front();
-      a.sent.push_back(r->id);
-      progress = true;
-    }
-    if (a.closing && a.queue.empty() && !a.dead && !a.shutdown_sent) {
-      a.shutdown_sent = send_to(v, msg_kind::shutdown, 0, [](std::byte*) {});
-      if (!a.shutdown_sent) backlog_.insert(a.id);
-    }
-    return progress;
-  }
-
-  template <class F>
-  static void for_each_entry(const task_record& r, F&& f) {
-    const std::byte* p = r.args.data();
-    for (std::uint32_t i = 0; i < r.nargs; ++i) {
-      arg_entry e;
-      std::memcpy(&e, p, sizeof e);
-      f(e, p + sizeof e);
-      p += sizeof e + entry_payload(e);
-    }
-  }
-
-  /// The process a call was sent to gets a reference of its own to each block the call pins;
-  /// the handle it decodes adopts it.
-  void grant_pinned_blocks(process_view& w, const task_record& r) {
-    for (std::uint64_t id : r.actors)
-      if (id & pinned_block_tag) {
-        seg.add_ref(seg.at<object_block>(id & ~pinned_block_tag));
-        w.owned.insert(id & ~pinned_block_tag);
-      }
-  }
-
-  /// Sends a call's message, its dependencies replaced by their values; false if no room.
-  bool send_call(process_view& w, task_record& r) {
-    try {
-      for (auto& d : r.deps)
-        if (d->spilled()) (void)d->value_bytes();  // back into the store, to be read in place
-    } catch (const object_store_full&) {
-      return false;  // no room yet: the call waits for a later turn
-    }
-    std::size_t size = sizeof(task_header);
-    for_each_entry(r, [&](const arg_entry& e, const std::byte*) {
-      size += sizeof(arg_entry);
-      if (e.tag == arg_entry::inline_value) size += pad16(e.len);
-      if (e.tag == arg_entry::dependency && !r.deps[e.ref]->block)
-        size += pad16(r.deps[e.ref]->bytes.size());
-      if (e.tag == arg_entry::dependency_list) size += pad16(dependency_list_bytes(e, r.deps));
-    });
-    const msg_kind kind = r.construct ? msg_kind::construct : msg_kind::run_task;
-    auto fill = [&](std::byte* out) {
-      task_header h{r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : 0,
-                    0,    0,       0,       r.retry_matcher};
-      std::memcpy(out, &h, sizeof h);
-      std::byte* p = out + sizeof h;
-      for_each_entry(r, [&](const arg_entry& e, const std::byte* data) {
-        arg_entry o = e;
-        const std::byte* src = data;
-        if (e.tag == arg_entry::dependency) {
-          // The record keeps the dependency (and so its block) alive until the call ends.
-          auto& d = *r.deps[e.ref];
-          if (d.block) {
-            o = {.tag = arg_entry::block_value, .ref = seg.offset_of(d.block)};
-          } else {
-            o = {.tag = arg_entry::inline_value, .len = static_cast<std::uint32_t>(d.bytes.size())};
-            src = d.bytes.data();
-          }
-        }
-        if (e.tag == arg_entry::dependency_list) {
-          // A vector's encoding from its elements' values: count, padding, elements.
-          o = {.tag = arg_entry::inline_value,
-               .len = static_cast<std::uint32_t>(dependency_list_bytes(e, r.deps))};
-          std::memcpy(p, &o, sizeof o);
-          write_dependency_list(p + sizeof o, e, r.deps);
-          p += sizeof o + pad16(o.len);
-          return;
-        }
-        std::memcpy(p, &o, sizeof o);
-        p += sizeof o;
-        if (o.tag == arg_entry::inline_value) {
-          if (o.len) std::memcpy(p, src, o.len);
-          p += pad16(o.len);
-        }
-      });
-    };
-    if (size <= w.inbox->max_message_bytes()) {
-      if (!send_to(w, kind, size, fill)) return false;
-      pin_deps(r);
-      return true;
-    }
-    // Longer than the ring takes: in a block, freed when the call ends.
-    object_block* b = allocate_object(size);
-    fill(b->data());
-    if (!send_block_to(w, kind, b)) {
-      seg.release(b);
-      return false;
-    }
-    if (r.message) seg.release(r.message);
-    r.message = b;
-    pin_deps(r);
-    return true;
-  }
-
-  /// A call's store arguments are read in place while it runs: they must not be spilled.
-  static void pin_deps(task_record& r) {
-    if (r.pinned) return;
-    r.pinned = true;
-    for (auto& d : r.deps)
-      if (d->block) ++d->pins;
-  }
-
-  // ---- receiving ----------------------------------------------------------------------
-
-  bool drain(process_view& w, int budget) {
-    bool progress = false;
-    message_view m;
-    while (budget-- > 0 && peek_message(seg, *w.outbox, gathered_, m)) {
-      std::uint64_t v0 = 0;
-      if (m.payload.size() >= sizeof v0) std::memcpy(&v0, m.payload.data(), sizeof v0);
-      switch (m.kind) {
-        case msg_kind::task_done:
-          on_task_done(w, m.payload);
-          break;
-        case msg_kind::submit:
-          on_submit(w, m.payload);
-          break;
-        case msg_kind::release:
-          w.held.erase(v0);
-          break;
-        case msg_kind::actor_hold:
-          actor_ref(v0, +1);
-          break;
-        case msg_kind::actor_release:
-          actor_ref(v0, -1);
-          break;
-        case msg_kind::actor_kill:
-          kill_actor(v0);
-          break;
-        case msg_kind::actor_lookup: {
-          std::string name(reinterpret_cast<const char*>(m.payload.data()) + sizeof v0,
-                           m.payload.size() - sizeof v0);
-          actor_info info = lookup_actor(name);
-          std::uint64_t reply[3] = {v0, info.id, info.type_id};
-          queue_message(w, msg_kind::actor_found, reply, sizeof reply);
-          break;
-        }
-        case msg_kind::block_request: {
-          std::uint64_t size;
-          std::memcpy(&size, m.payload.data() + sizeof v0, sizeof size);
-          w.grants.push_back({v0, size, clock::now() + std::chrono::seconds(1)});
-          grant_blocks(w);
-          break;
-        }
-        case msg_kind::block_release:
-          drop_owned(w, seg.at<object_block>(v0));
-          break;
-        default:
-          break;
-      }
-      w.outbox->pop(m.slots);
-      if (m.block) drop_owned(w, m.block);  // a long message's block, requested by its sender
-      progress = true;
-    }
-    return progress;
-  }
-
-  /// Answers `w`'s block requests in order. One that does not fit waits (other replies on
-  /// their way may free or make spillable what it needs) for up to a second, then is
-  /// refused with the store's figures.
-  bool grant_blocks(process_view& w) {
-    bool progress = false;
-    while (!w.grants.empty()) {
-      auto& g = w.grants.front();
-      std::uint64_t reply[5] = {g.request, 0, g.size, 0, seg.capacity()};
-      try {
-        object_block* b = allocate_object(static_cast<std::size_t>(g.size));
-        reply[1] = seg.offset_of(b);
-        w.owned.insert(reply[1]);
-      } catch (const object_store_full&) {
-        if (clock::now() < g.deadline) break;
-      }
-      reply[3] = seg.free_bytes();
-      queue_message(w, msg_kind::block_granted, reply, sizeof reply);
-      w.grants.pop_front();
-      progress = true;
-    }
-    return progress;
-  }
-
-  /// Process `w` gives up one reference it held to `b`.
-  void drop_owned(process_view& w, object_block* b) {
-    auto it = w.owned.find(seg.offset_of(b));
-    if (it == w.owned.end()) return;  // not its to give
-    w.owned.erase(it);
-    seg.release(b);
-  }
-  /// Process `w`'s reference to `b` passes to the driver (a result, or a call's argument).
-  bool take_owned(process_view& w, object_block* b) {
-    auto it = w.owned.find(seg.offset_of(b));
-    if (it == w.owned.end()) return false;
-    w.owned.erase(it);
-    return true;
-  }
-
-  void on_task_done(process_view& w, std::span<const std::byte> payload) {
-    result_header h;
-    std::memcpy(&h, payload.data(), sizeof h);
-    auto it = tasks_.find(h.id);
-    if (it == tasks_.end()) {
-      if (h.status == result_header::value_block) drop_owned(w, seg.at<object_block>(h.block));
-      return;
-    }
-    task_record& r = *it->second;
-    if (h.status == result_header::value_block && !take_owned(w, seg.at<object_block>(h.block))) {
-      h.status = result_header::error;  // a block it does not own: refuse rather than corrupt
-      r.result->set_error(std::make_exception_ptr(
-          ray::runtime_error("coray: a reply named a block its sender does not hold")));
-    }
-    auto body = payload.subspan(sizeof h, h.len);
-    const bool is_task = r.actor == 0;
-    if (h.status == result_header::retryable_error && !r.result->settled() &&
-        r.attempt <= r.max_retries) {
-      ++r.attempt;
-      if (is_task) {
-        if (w.in_flight) --w.in_flight;
-        runnable_.push_back(&r);
-      } else if (auto a = actors_.find(r.actor); a != actors_.end()) {
-        auto& sent = a->second.sent;
-        sent.erase(std::remove(sent.begin(), sent.end(), r.id), sent.end());
-        a->second.queue.push_front(&r);
-      }
-      return;
-    }
-    if (!r.result->settled()) {
-      switch (h.status) {
-        case result_header::value_inline:
-          r.result->set_inline(body);
-          break;
-        case result_header::value_block:
-          r.result->set_block(seg.at<object_block>(h.block));
-          block_adopted(*r.result);
-          break;
-        default: {
-          wire_error e = decode<wire_error>(body);
-          if (r.attempt > 1) std::get<2>(e) += attempts_note(r);
-          r.result->set_error(to_exception(e));
-          break;
-        }
-      }
-    }
-    if (r.construct && r.result->st == object_state::status::failed) {
-      auto a = actors_.find(r.actor);
-      if (a != actors_.end()) a->second.cause = describe_error(r.result->error);
-    }
-    if (r.submitter >= 0) forward(r);
-    finish(h.id);
-    if (is_task) {
-      if (w.in_flight) --w.in_flight;
-      while (!w.order.empty() && !tasks_.count(w.order.front().second)) w.order.pop_front();
-    } else if (auto a = actors_.find(w.actor); a != actors_.end()) {
-      auto& sent = a->second.sent;
-      while (!sent.empty() && !tasks_.count(sent.front())) sent.pop_front();
-    }
-  }
-
-  /// A nested call from a worker or actor: its dependencies arrive by value or by the id of
-  /// another nested result that process holds.
-  void on_submit(process_view& w, std::span<const std::byte> payload) {
-    task_header h;
-    std::memcpy(&h, payload.data(), sizeof h);
-    auto rec = std::make_unique<task_record>();
-    rec->id = h.task_id;
-    rec->fn_id = h.fn_id;
-    rec->nargs = h.nargs;
-    rec->actor = h.target;
-    rec->max_retries = h.max_retries;
-    rec->retry_matcher = h.retry_matcher;
-    rec->submitter = static_cast<int>(w.index);
-    rec->submitter_generation = w.generation;
-    if (auto* f = find_function(h.fn_id)) rec->name = f->name;
-    const std::size_t actor_bytes = h.extra * sizeof(std::uint64_t);
-    const std::span<const std::byte> sent_args =
-        payload.subspan(sizeof h, payload.size() - sizeof h - actor_bytes);
-    rec->actors.resize(h.extra);
-    if (actor_bytes)
-      std::memcpy(rec->actors.data(), payload.data() + payload.size() - actor_bytes, actor_bytes);
-    rec->result = make_state();
-    bool unknown = false;
-    for (std::uint64_t& a : rec->actors)
-      if ((a & pinned_block_tag) && !w.owned.count(a & ~pinned_block_tag)) {
-        a = 0;  // a block its process does not hold: refuse the call
-        unknown = true;
-      }
-    auto held_dep = [&](std::uint64_t id) {
-      auto held = w.held.find(id);
-      if (held == w.held.end()) {
-        unknown = true;
-        rec->deps.push_back(make_state());  // a placeholder: the call fails below
-      } else {
-        rec->deps.push_back(held->second);
-      }
-    };
-    // The driver's form of the arguments: dependencies become indices into rec->deps.
-    const std::byte* q = sent_args.data();
-    for (std::uint32_t i = 0; i < rec->nargs; ++i) {
-      arg_entry e;
-      std::memcpy(&e, q, sizeof e);
-      q += sizeof e;
-      if (e.tag == arg_entry::dependency_list) {
-        std::vector<std::uint64_t> ids(e.len);
-        if (e.len) std::memcpy(ids.data(), q, e.len * sizeof(std::uint64_t));
-        q += pad16(e.len * sizeof(std::uint64_t));
-        e.ref = rec->deps.size();
-        for (std::uint64_t id : ids) held_dep(id);
-      } else if (e.tag == arg_entry::dependency) {
-        const std::uint64_t id = e.ref;
-        e.ref = rec->deps.size();
-        held_dep(id);
-      } else if (e.tag == arg_entry::block_value) {
-        // An argument block the sender made for this call is handed over; one it holds is
-        // borrowed, and the call takes a reference of its own.
-        object_block* b = seg.at<object_block>(e.ref);
-        if (!(e.owned && take_owned(w, b))) seg.add_ref(b);
-        rec->blocks.push_back(b);
-      }
-      const std::size_t at = rec->args.size();
-      rec->args.resize(at + sizeof e + entry_payload(e));
-      std::memcpy(rec->args.data() + at, &e, sizeof e);
-      if (e.tag == arg_entry::inline_value) {
-        std::memcpy(rec->args.data() + at + sizeof e, q, entry_payload(e));
-        q += entry_payload(e);
-      }
-    }
-    w.held.emplace(rec->id, rec->result);
-    if (unknown) {
-      task_record* r = rec.get();
-      tasks_.emplace(r->id, std::move(rec));
-      for (std::uint64_t a : r->actors) actor_ref(a, +1);
-      fail(*r, std::make_exception_ptr(ray::runtime_error(
-                   "coray: a nested call used an object_ref its process does not hold")));
-      return;
-    }
-    admit(std::move(rec));
-  }
-
-  /// Sends a nested call's result to the process that made the call, if it still wants it.
-  void forward(task_record& r) {
-    process_view& w = views_[static_cast<std::size_t>(r.submitter)];
-    if (w.generation != r.submitter_generation || !w.held.count(r.id)) return;
-    w.outgoing.push_back([this, &w, id = r.id, st = r.result] { return send_result(w, id, *st); });
-    flush_outgoing(w);
-  }
-
-  void queue_message(process_view& w, msg_kind k, const void* data, std::size_t n) {
-    std::vector<std::byte> bytes(static_cast<const std::byte*>(data),
-                                 static_cast<const std::byte*>(data) + n);
-    w.outgoing.push_back([this, &w, k, bytes = std::move(bytes)] {
-      return send_to(w, k, bytes.size(), [&](std::byte* out) {
-        if (!bytes.empty()) std::memcpy(out, bytes.data(), bytes.size());
-      });
-    });
-    flush_outgoing(w);
-  }
-
-  bool flush_outgoing() {
-    bool progress = false;
-    for (std::uint32_t i : active_) progress |= flush_outgoing(views_[i]);
-    return progress;
-  }
-
-  bool flush_outgoing(process_view& w) {
-    bool progress = false;
-    while (!w.outgoing.empty() && w.outgoing.front()()) {
-      w.outgoing.pop_front();
-      progress = true;
-    }
-    return progress;
-  }
-
-  bool send_result(process_view& w, std::uint64_t id, object_state& s) {
-    try {
-      if (s.spilled()) (void)s.value_bytes();
-    } catch (const object_store_full&) {
-      return false;  // no room yet: sent on a later turn
-    }
-    if (s.st == object_state::status::failed) {
-      wire_error e;
-      try {
-        std::rethrow_exception(s.error);
-      } catch (...) {
-        e = describe_current_exception("");
-      }
-      std::size_t n = encoded_size(e);
-      return send_to(w, msg_kind::object_ready, sizeof(result_header) + n, [&](std::byte* out) {
-        result_header h{id, result_header::error, static_cast<std::uint32_t>(n), 0, 0};
-        std::memcpy(out, &h, sizeof h);
-        encode_to(std::span<std::byte>(out + sizeof h, n), e);
-      });
-    }
-    if (s.block) {
-      result_header h{id, result_header::value_block, 0, seg.offset_of(s.block), 0};
-      bool ok = send_to(w, msg_kind::object_ready, sizeof h,
-                        [&](std::byte* out) { std::memcpy(out, &h, sizeof h); });
-      if (ok) {
-        seg.add_ref(s.block);  // the receiving process's handle
-        w.owned.insert(h.block);
-      }
-      return ok;
-    }
-    return send_to(w, msg_kind::object_ready, sizeof(result_header) + s.bytes.size(),
-                   [&](std::byte* out) {
-                     result_header h{id, result_header::value_inline,
-                                     static_cast<std::uint32_t>(s.bytes.size()), 0, 0};
-                     std::memcpy(out, &h, sizeof h);
-                     if (!s.bytes.empty())
-                       std::memcpy(out + sizeof h, s.bytes.data(), s.bytes.size());
-                   });
-  }
-
-  static std::string describe_error(const std::exception_ptr& e) {
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-      return x.what();
-    } catch (...) {
-      return "an unknown exception";
-    }
-  }
-
-  // ---- actor lifetime -----------------------------------------------------------------
-
-  void actor_ref(std::uint64_t id, int delta) noexcept {
-    if (id & pinned_block_tag) {  // a block the call pins (see collect_pinned_block)
-      object_block* b = seg.at<object_block>(id & ~pinned_block_tag);
-      if (delta > 0)
-        seg.add_ref(b);
-      else
-        seg.release(b);
-      return;
-    }
-    auto it = actors_.find(id);
-    if (it == actors_.end()) return;
-    actor_entry& a = it->second;
-    a.refs += delta;
-    if (a.refs > 0) return;
-    if (a.dead) {
-      forget_actor(a);
-    } else if (!a.closing) {
-      // No handle is left anywhere: the actor ends once its queued calls are done.
-      a.closing = true;
-      if (!a.name.empty()) names_.erase(a.name);
-      pump_actor(a);
-    }
-  }
-
-  void forget_actor(actor_entry& a) {
-    if (a.refs > 0 || !a.dead || !a.queue.empty()) return;
-    for (auto* b : a.ctor_blocks) seg.release(b);
-    actors_.erase(a.id);
-  }
-
-  /// At teardown, idle actors end on their own (running their destructor) before the
-  /// supervisor kills what is left; a busy one is not waited for beyond a short grace.
-  void stop_idle_actors() noexcept {
-    if (supervisor_ <= 0) return;
-    std::vector<std::uint32_t> stopping;
-    for (auto& [id, a] : actors_) {
-      if (a.dead || a.killed || !a.queue.empty() || !a.sent.empty()) continue;
-      process_view& v = views_[a.slot];
-      if (a.shutdown_sent || send_to(v, msg_kind::shutdown, 0, [](std::byte*) {})) {
-        a.shutdown_sent = true;
-        stopping.push_back(a.slot);
-      }
-    }
-    const auto deadline = clock::now() + std::chrono::milliseconds(500);
-    auto all_gone = [&] {
-      for (std::uint32_t s : stopping)
-        if (static_cast<slot_state>(views_[s].shared->state.load(std::memory_order_acquire)) !=
-            slot_state::dead)
-          return false;
-      return true;
-    };
-    while (!all_gone() && clock::now() < deadline) {
-      const std::uint32_t seen = hdr->deaths.load(std::memory_order_acquire);
-      hdr->driver_bell.sleep([&] { return hdr->deaths.load(std::memory_order_acquire) != seen; },
-                             std::chrono::milliseconds(10));
-    }
-  }
-
-  // ---- process deaths -----------------------------------------------------------------
-
-  void handle_deaths() {
-    seen_deaths_ = hdr->deaths.load(std::memory_order_acquire);
-    for (std::size_t k = 0; k < active_.size();) {
-      process_view& w = views_[active_[k]];
-      if (static_cast<slot_state>(w.shared->state.load(std::memory_order_acquire)) !=
-          slot_state::dead) {
-        ++k;
-        continue;
-      }
-      drain(w, 1 << 30);  // replies it managed to send count
-      const int pid = w.shared->pid.load(std::memory_order_relaxed);
-      const std::string how = describe_exit(w.shared->wait_status.load(std::memory_order_relaxed));
-      w.outgoing.clear();
-      w.grants.clear();
-      w.held.clear();
-      // Everything the dead process held is let go on its behalf.
-      for (std::uint64_t off : w.owned) seg.release(seg.at<object_block>(off));
-      w.owned.clear();
-      if (w.actor) {
-        if (actor_ended(w, pid, how))
-          ++k;
-        else
-          active_.erase(active_.begin() + static_cast<std::ptrdiff_t>(k));
-        continue;
-      }
-      const std::uint64_t started = w.shared->tasks_started.load(std::memory_order_acquire);
-      std::vector<task_record*> requeue;
-      for (auto& [seq, id] : w.order) {
-        auto it = tasks_.find(id);
-        if (it == tasks_.end()) continue;
-        task_record& r = *it->second;
-        if (r.worker != static_cast<int>(w.index) || r.dispatch_seq != seq)
-          continue;  // since re-sent elsewhere
-        if (r.cancelled || (seq < started && r.attempt > r.max_retries)) {
-          fail(r, std::make_exception_ptr(worker_crashed(
-                      "coray: worker " + std::to_string(w.index) + " (pid " + std::to_string(pid) +
-                      ") " + how + " while running " +
-                      std::string(r.name.empty() ? "a task" : r.name) + attempts_note(r))));
-        } else {
-          if (seq < started) ++r.attempt;  // it ran and died: retried, Ray's max_retries
-          if (r.message) seg.release(r.message);
-          r.message = nullptr;
-          requeue.push_back(&r);  // to run (again) on another worker
-        }
-      }
-      runnable_.insert(runnable_.begin(), requeue.begin(), requeue.end());
-      w.order.clear();
-      w.in_flight = 0;
-      w.dispatched = 0;
-      open_mailboxes(w);
-      start_process(w.index);
-      ++k;
-    }
-  }
-
-  /// An actor's process ended: its unfinished calls fail with actor_died, and so will
-  /// later ones; its slot is free again.
-  /// Builds an actor again after its process died (max_restarts): a new process, its
-  /// constructor run again with the same arguments, its in-flight calls retried if their
-  /// max_task_retries allow, its queued calls kept in order.
-  bool restart_actor(process_view& w, actor_entry& a, int pid, const std::string& how) {
-    ++a.restarts;
-    const std::string cause =
-        "coray: actor " + a.type_name + " (pid " + std::to_string(pid) + ") " + how;
-    const std::uint64_t started = w.shared->tasks_started.load(std::memory_order_acquire);
-    std::vector<task_record*> again;
-    for (std::uint64_t id : a.sent) {
-      auto t = tasks_.find(id);
-      if (t == tasks_.end()) continue;
-      task_record& r = *t->second;
-      if (r.construct) continue;  // replaced below
-      if (r.dispatch_seq >= started && !r.cancelled) {
-        again.push_back(&r);  // never started: simply sent again
-      } else if (r.attempt <= r.max_retries && !r.cancelled) {
-        ++r.attempt;
-        again.push_back(&r);
-      } else {
-        fail(r, std::make_exception_ptr(actor_died(cause + attempts_note(r))));
-      }
-    }
-    a.sent.clear();
-    a.dispatched = 0;
-    a.queue.insert(a.queue.begin(), again.begin(), again.end());
-    auto rec = std::make_unique<task_record>();
-    rec->id = next_task_id_++;
-    rec->fn_id = a.ctor_fn;
-    rec->name = a.ctor_name;
-    rec->nargs = a.ctor_nargs;
-    rec->args = a.ctor_args;
-    rec->deps = a.ctor_deps;
-    for (auto* b : a.ctor_blocks) {
-      seg.add_ref(b);
-      rec->blocks.push_back(b);
-    }
-    rec->actor = a.id;
-    rec->construct = true;
-    rec->max_concurrency = a.max_concurrency;
-    rec->result = make_state();
-    a.constructed = rec->result;
-    task_record* r = rec.get();
-    r->self = this;
-    tasks_.emplace(r->id, std::move(rec));
-    a.queue.push_front(r);
-    open_mailboxes(w);
-    w.actor = a.id;
-    start_process(w.index);
-    pump_actor(a);
-    return true;
-  }
-
-  bool spill_one() {
-    for (object_state* s : resident_) {
-      if (!s->block || s->pins || s->block->refs.load(std::memory_order_relaxed) != 1 ||
-          s->st != object_state::status::ready)
-        continue;
-      const std::size_t size = static_cast<std::size_t>(s->block->size);
-      const off_t at = static_cast<off_t>(spill_end_);
-      std::size_t done = 0;
-      while (done < size) {
-        ssize_t n = ::pwrite(spill_fd_, s->block->data() + done, size - done,
-                             at + static_cast<off_t>(done));
-        if (n <= 0) return false;  // disk full: the store stays full
-        done += static_cast<std::size_t>(n);
-      }
-      spill_end_ += (size + 4095) & ~std::uint64_t{4095};
-      s->spill_offset = at;
-      s->spill_size = size;
-      seg.release(s->block);
-      s->block = nullptr;
-      resident_.erase(s);
-      ++spilled_objects_;
-      return true;
-    }
-    return false;
-  }
-
-  /// Frees a spilled copy's disk space.
-  void punch(object_state& s) noexcept {
-    ::fallocate(spill_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s.spill_offset,
-                static_cast<off_t>(s.spill_size));
-    s.spill_offset = -1;
-  }
-
-  static std::string attempts_note(const task_record& r) {
-    return r.max_retries > 0 ? " (attempt " + std::to_string(r.attempt) + " of " +
-                                   std::to_string(r.max_retries + 1) + ")"
-                             : std::string();
-  }
-
-  /// An actor's process ended: restarted if it may be; else its unfinished calls fail with
-  /// actor_died, and so will later ones, and its slot is free again. Returns true if the
-  /// slot lives on.
-  bool actor_ended(process_view& w, int pid, const std::string& how) {
-    if (auto live = actors_.find(w.actor); live != actors_.end()) {
-      actor_entry& a = live->second;
-      if (!a.killed && !a.closing && a.cause.empty() && a.restarts < a.max_restarts)
-        return restart_actor(w, a, pid, how);
-    }
-    auto it = actors_.find(w.actor);
-    w.actor = 0;
-    close_mailboxes(w);
-    free_actor_slots_.push_back(w.index);
-    if (it == actors_.end()) return false;
-    actor_entry& a = it->second;
-    a.dead = true;
-    a.pid = pid;
-    a.wait_status = w.shared->wait_status.load(std::memory_order_relaxed);
-    if (!a.name.empty()) names_.erase(a.name);
-    if (!a.killed) {
-      const std::string why = a.cause.empty() ? how : "failed in its constructor: " + a.cause;
-      a.cause = "coray: actor " + a.type_name + " (pid " + std::to_string(pid) + ") " + why;
-    }
-    auto e = std::make_exception_ptr(actor_died(a.cause));
-    std::vector<std::uint64_t> ids(a.sent.begin(), a.sent.end());
-    a.sent.clear();
-    for (task_record* r : a.queue) ids.push_back(r->id);
-    a.queue.clear();
-    const std::uint64_t actor_id = a.id;
-    for (std::uint64_t id : ids)
-      if (auto t = tasks_.find(id); t != tasks_.end()) fail(*t->second, e);
-    // Failing calls may have dropped handles: look the entry up again.
-    if (auto again = actors_.find(actor_id); again != actors_.end()) forget_actor(again->second);
-    return false;
-  }
-
-  // ---- processes ----------------------------------------------------------------------
-
-  void open_mailboxes(process_view& v) {
-    const std::size_t bytes = mailbox::bytes_for(mailbox_capacity);
-    worker_shared& s = *v.shared;
-    if (!s.inbox) {
-      s.inbox = seg.offset_of(seg.allocate_aligned(bytes, 64));
-      s.outbox = seg.offset_of(seg.allocate_aligned(bytes, 64));
-    }
-    v.inbox = mailbox::create(seg.at(s.inbox), mailbox_capacity);
-    v.outbox = mailbox::create(seg.at(s.outbox), mailbox_capacity);
-    ++v.generation;
-    s.tasks_started.store(0, std::memory_order_relaxed);
-    s.suspended.store(0, std::memory_order_relaxed);
-    s.pid.store(0, std::memory_order_relaxed);
-    s.generation.store(v.generation, std::memory_order_relaxed);
-  }
-
-  void close_mailboxes(process_view& v) {
-    worker_shared& s = *v.shared;
-    if (s.inbox) seg.deallocate(seg.at(s.inbox));
-    if (s.outbox) seg.deallocate(seg.at(s.outbox));
-    s.inbox = s.outbox = 0;
-    v.inbox = v.outbox = nullptr;
-  }
-
-  void start_supervisor() {
-    // A socket, not a pipe: writing to a dead supervisor must be an error, not SIGPIPE.
-    int fds[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0)
-      throw ray::runtime_error("coray: socketpair failed");
-    std::fflush(nullptr);  // buffered output must not be written twice
-    pid_t pid = fork();
-    if (pid < 0) throw ray::runtime_error("coray: fork of the supervisor failed");
-    if (pid == 0) {
-      ::close(fds[1]);
-      supervisor_main({&seg, hdr, fds[0], cfg_.method, epoch, cfg_.argv});
-    }
-    ::close(fds[0]);
-    command_fd_ = fds[1];
-    supervisor_ = pid;
-    hdr->supervisor_pid = pid;
-  }
-
-  void start_process(std::uint32_t slot) {
-    hdr->worker(slot).state.store(static_cast<std::uint32_t>(slot_state::starting),
-                                  std::memory_order_release);
-    if (!command({supervisor_command::start, slot})) {
-      // No supervisor, no process: the slot stays dead and its calls fail.
-      hdr->worker(slot).state.store(static_cast<std::uint32_t>(slot_state::dead),
-                                    std::memory_order_release);
-    }
-  }
-
-  bool command(supervisor_command c) {
-    return supervisor_ > 0 && send(command_fd_, &c, sizeof c, MSG_NOSIGNAL) == sizeof c;
-  }
-
-  /// The supervisor died (killed from outside): its processes died with it and none can be
-  /// started, so every call fails rather than waiting forever.
-  void check_supervisor() {
-    int st;
-    if (supervisor_ <= 0 || waitpid(supervisor_, &st, WNOHANG) != supervisor_) return;
-    supervisor_ = -1;
-    for (std::uint32_t i : active_) {
-      views_[i].shared->wait_status.store(st, std::memory_order_relaxed);
-      views_[i].shared->state.store(static_cast<std::uint32_t>(slot_state::dead),
-                                    std::memory_order_release);
-    }
-    handle_deaths();
-    const std::string why =
-        "coray: the supervisor process " + describe_exit(st) + ", taking the workers with it";
-    while (!runnable_.empty()) {
-      task_record* r = runnable_.front();
-      runnable_.pop_front();
-      fail(*r, std::make_exception_ptr(worker_crashed(why)));
-    }
-  }
-
-  driver_config cfg_;
-  std::vector<process_view> views_;    // one per slot: task workers, then actors
-  std::vector<std::uint32_t> active_;  // slots with a process
-  std::vector<std::uint32_t> free_actor_slots_;
-  std::unordered_map<std::uint64_t, std::unique_ptr<task_record>> tasks_;
-  std::deque<task_record*> runnable_;
-  std::unordered_map<std::uint64_t, actor_entry> actors_;
-  std::unordered_map<std::string, std::uint64_t> names_;
-  std::unordered_set<std::uint64_t> backlog_;  // actors whose mailbox was full
-  std::vector<std::byte> gathered_;            // multi-slot messages, read contiguously
-  int spill_fd_ = -1;
-  bool in_poll_ = false;
-  std::uint64_t spill_end_ = 0;
-  std::uint64_t spilled_objects_ = 0;
-  std::unordered_set<object_state*> resident_;  // driver objects in the store, spillable
-  std::uint64_t next_task_id_ = 1;
-  std::uint64_t next_actor_id_ = 1;
-  std::uint32_t seen_deaths_ = 0;
-  int command_fd_ = -1;
-  pid_t supervisor_ = -1;
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/driver.hpp>
-// begin <coray/task.hpp>
-/// Remote tasks: ray::task<f>.remote(args...) runs f in a worker process and returns an
-/// object_ref to its result at once. Arguments are checked against f's parameters at
-/// compile time; object_ref arguments are dependencies (f runs once they are ready and
-/// receives their values). f may be a coroutine (returning ray::async<R>) that awaits
-/// nested calls; the worker runs other tasks meanwhile.
-///
-///   int add(int a, int b) { return a + b; }
-///   ray::object_ref<int> r = ray::task<add>.remote(1, 2);
-
-// begin <coray/async.hpp>
-/// ray::async<T>: the coroutine type of coray. Lazy (starts when awaited or run), single
-/// awaiter, move-only, resumes its awaiter by symmetric transfer. User coroutines in the
-/// driver run on the runtime loop's thread only, so they need no locks.
-///
-///   ray::async<int> twice(ray::object_ref<int> r) { co_return 2 * co_await ray::get(r); }
-
-// #include <coray/version.hpp>: inlined above
-#include <coroutine>
-#include <exception>
-#include <optional>
-#include <type_traits>
-#include <utility>
-
-CORAY_BEGIN_NAMESPACE
-
-template <class T = void>
-class async;
-
-namespace detail {
-
-struct async_promise_base {
-  std::coroutine_handle<> continuation_;
-  std::exception_ptr error_;
-
-  std::suspend_always initial_suspend() noexcept { return {}; }
-  struct final_awaiter {
-    bool await_ready() noexcept { return false; }
-    template <class P>
-    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
-      auto c = h.promise().continuation_;
-      return c ? c : std::noop_coroutine();
-    }
-    void await_resume() noexcept {}
-  };
-  final_awaiter final_suspend() noexcept { return {}; }
-  void unhandled_exception() noexcept { error_ = std::current_exception(); }
-  void rethrow_if_failed() const {
-    if (error_) std::rethrow_exception(error_);
-  }
-};
-
-template <class T>
-struct async_promise : async_promise_base {
-  std::optional<T> value_;
-  async<T> get_return_object() noexcept;
-  template <class U>
-  void return_value(U&& v) {
-    value_.emplace(std::forward<U>(v));
-  }
-  T take() {
-    rethrow_if_failed();
-    return std::move(*value_);
-  }
-};
-
-template <>
-struct async_promise<void> : async_promise_base {
-  async<void> get_return_object() noexcept;
-  void return_void() noexcept {}
-  void take() { rethrow_if_failed(); }
-};
-
-template <class T>
-struct is_async : std::false_type {};
-template <class T>
-struct is_async<async<T>> : std::true_type {
-  using value_type = T;
-};
-
-}  // namespace detail
-
-template <class T>
-class [[nodiscard]] async {
- public:
-  using promise_type = detail::async_promise<T>;
-  using value_type = T;
-
-  async() noexcept = default;
-  explicit async(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
-  async(async&& o) noexcept : h_(std::exchange(o.h_, {})) {}
-  async& operator=(async&& o) noexcept {
-    if (this != &o) {
-      reset();
-      h_ = std::exchange(o.h_, {});
-    }
-    return *this;
-  }
-  ~async() { reset(); }
-
-  /// Awaiting starts the coroutine and resumes the awaiter with its result (or exception).
-  auto operator co_await() && noexcept {
-    struct awaiter {
-      std::coroutine_handle<promise_type> h;
-      bool await_ready() noexcept { return !h || h.done(); }
-      std::coroutine_handle<> await_suspend(std::coroutine_handle<> c) noexcept {
-        h.promise().continuation_ = c;
-        return h;
-      }
-      T await_resume() { return h.promise().take(); }
-    };
-    return awaiter{h_};
-  }
-
-  /// Runtime internals: the handle, to start and poll it from an event loop.
-  std::coroutine_handle<promise_type> handle() const noexcept { return h_; }
-  bool done() const noexcept { return !h_ || h_.done(); }
-  /// The result of a finished coroutine; rethrows its exception.
-  T take() { return h_.promise().take(); }
-
- private:
-  void reset() noexcept {
-    if (h_) h_.destroy();
-    h_ = {};
-  }
-  std::coroutine_handle<promise_type> h_;
-};
-
-namespace detail {
-template <class T>
-async<T> async_promise<T>::get_return_object() noexcept {
-  return async<T>{std::coroutine_handle<async_promise<T>>::from_promise(*this)};
-}
-inline async<void> async_promise<void>::get_return_object() noexcept {
-  return async<void>{std::coroutine_handle<async_promise<void>>::from_promise(*this)};
-}
-
-/// A coroutine that starts at once and frees itself when it ends: the runtime uses it to run
-/// a task body that is a coroutine and send its reply when it finishes.
-struct detached {
-  struct promise_type {
-    detached get_return_object() noexcept { return {}; }
-    std::suspend_never initial_suspend() noexcept { return {}; }
-    std::suspend_never final_suspend() noexcept { return {}; }
-    void return_void() noexcept {}
-    void unhandled_exception() noexcept { std::terminate(); }
-  };
-};
-}  // namespace detail
-
-CORAY_END_NAMESPACE
-// end <coray/async.hpp>
-// #include <coray/codec.hpp>: inlined above
-// #include <coray/detail/runtime/registry.hpp>: inlined above
-// #include <coray/detail/runtime/worker.hpp>: inlined above
-// begin <coray/object_ref.hpp>
-/// ray::object_ref<T>: a handle to an immutable object -- a put value or a call's result --
-/// that may not exist yet. Copyable and cheap; the object lives while any handle does.
-/// Pass it to remote calls (they wait for it) or get it (co_await ray::get(ref)).
-
-// #include <coray/detail/runtime/object_state.hpp>: inlined above
-// #include <coray/version.hpp>: inlined above
-#include <type_traits>
-#include <utility>
-
-CORAY_BEGIN_NAMESPACE
-
-template <class T>
-class object_ref {
- public:
-  using value_type = T;
-
-  object_ref() noexcept = default;
-  explicit object_ref(detail::state_ptr s) noexcept : s_(std::move(s)) {}
-
-  /// False for a default-constructed ref.
-  bool valid() const noexcept { return static_cast<bool>(s_); }
-  /// True once the object exists or its call failed: get() will not wait.
-  bool is_ready() const noexcept { return s_ && s_->settled(); }
-
-  friend bool operator==(const object_ref& a, const object_ref& b) noexcept {
-    return a.s_.get() == b.s_.get();
-  }
-
-  /// Runtime internals.
-  const detail::state_ptr& state() const noexcept { return s_; }
-
- private:
-  detail::state_ptr s_;
-};
-
-namespace detail {
-template <class T>
-struct is_object_ref : std::false_type {};
-template <class T>
-struct is_object_ref<object_ref<T>> : std::true_type {
-  using value_type = T;
-};
-template <class T>
-inline constexpr bool is_object_ref_v = is_object_ref<std::remove_cvref_t<T>>::value;
-}  // namespace detail
-
-CORAY_END_NAMESPACE
-// end <coray/object_ref.hpp>
-// begin <coray/object_store.hpp>
-/// The object store's user surface: ray::put, ray::get, ray::get_view and ray::wait, each
-/// usable with co_await in a coroutine or blocking in plain code.
-///
-///   auto img = ray::put(std::vector<double>(9'000'000, 1.0));   // once, into shared memory
-///   std::vector<double> copy = ray::get(img);                   // blocking
-///   auto view = co_await ray::get_view(img);                    // in place, no copy
-///   auto [ready, pending] = co_await ray::wait(refs, {.num_returns = 1});
-
-#include <chrono>
-// #include <coray/codec.hpp>: inlined above
-// #include <coray/detail/runtime/process.hpp>: inlined above
-// #include <coray/object_ref.hpp>: inlined above
-#include <coroutine>
-#include <cstring>
-#include <limits>
-#include <optional>
-#include <span>
-#include <string>
-#include <string_view>
-#include <type_traits>
-#include <utility>
-#include <vector>
-
-CORAY_BEGIN_NAMESPACE
-
-namespace detail {
-
-/// The type a value is stored as: a span is stored as a vector, a string literal as a string.
-template <class T>
-using put_type_t = std::conditional_t<std::is_same_v<std::decay_t<T>, const char*> ||
-                                          std::is_same_v<std::decay_t<T>, char*>,
-                                      std::string, storage_type_t<std::decay_t<T>>>;
-
-/// Room for a value of `size` encoded bytes in `s`, which stays pending: inline bytes below
-/// the threshold, else a new block in the store (pending, so never spilled while written).
-inline std::span<std::byte> reserve_value(process& p, object_state& s, std::size_t size) {
-  if (size > p.inline_threshold()) {
-    s.block = p.new_block(size);
-    p.block_adopted(s);
-    return {s.block->data(), size};
-  }
-  s.bytes.resize(size);
-  return {s.bytes.data(), size};
-}
-
-/// Encodes `v` into `s`: inline below the threshold, else into a new block in the store.
-template <class V>
-void store_value(process& p, object_state& s, const V& v) {
-  encode_to(reserve_value(p, s, encoded_size(v)), v);
-  s.st = object_state::status::ready;
-}
-
-template <class T>
-T read_value(const object_state& s) {
-  s.rethrow_if_failed();
-  if constexpr (!std::is_void_v<T>) return decode<T>(s.value_bytes());
-}
-
-inline void resume_waiter(void* ctx, object_state&) {
-  process& p = *process::current();
-  p.coroutine_suspended(-1);
-  p.schedule(std::coroutine_handle<>::from_address(ctx));
-}
-
-/// Blocks the calling (loop) thread until `s` settles, running the loop meanwhile.
-inline void block_until_settled(object_state& s) {
-  if (!s.settled()) process::require().run_until([&] { return s.settled(); });
-}
-
-template <class T>
-struct view_of {
-  static_assert(sizeof(T) == 0,
-                "ray::get_view: the object must be a std::vector or std::array of plain numbers or "
-                "trivially copyable structs, or a std::string");
-};
-template <class E, class A>
-struct view_of<std::vector<E, A>> {
-  using type = std::span<const E>;
-};
-template <>
-struct view_of<std::string> {
-  using type = std::string_view;
-};
-
-}  // namespace detail
-
-namespace detail {
-/// The waiting half of an awaitable of one object: suspends until it settles, or blocks
-/// (running the loop) in the conversion forms.
-class state_awaiter {
- public:
-  explicit state_awaiter(state_ptr s) : s_(std::move(s)) {}
-  bool await_ready() const noexcept { return s_->settled(); }
-  void await_suspend(std::coroutine_handle<> h) {
-    s_->waiters.push_back({&resume_waiter, h.address()});
-    process::current()->coroutine_suspended(+1);
-  }
-
- protected:
-  object_state& settled() {
-    block_until_settled(*s_);
-    return *s_;
-  }
-  state_ptr s_;
-};
-}  // namespace detail
-
-/// What ray::get returns: co_await it in a coroutine, or convert it to T to block.
-template <class T>
-class [[nodiscard]] get_awaitable : public detail::state_awaiter {
- public:
-  using state_awaiter::state_awaiter;
-  T await_resume() { return detail::read_value<T>(*s_); }
-  /// Blocking form: waits (running the loop) and returns the value or throws its error.
-  operator T() && { return detail::read_value<T>(settled()); }
-  /// Blocking form, explicitly.
-  T get() && { return static_cast<T>(std::move(*this)); }
-};
-
-template <>
-class [[nodiscard]] get_awaitable<void> : public detail::state_awaiter {
- public:
-  using state_awaiter::state_awaiter;
-  void await_resume() { s_->rethrow_if_failed(); }
-  void get() && { settled().rethrow_if_failed(); }
-};
-
-/// The value of `ref`, decoded into a T of this process.
-template <class T>
-get_awaitable<T> get(const object_ref<T>& ref) {
-  if (!ref.valid()) throw ray::runtime_error("ray::get: the object_ref is empty");
-  return get_awaitable<T>(ref.state());
-}
-
-struct get_options {
-  /// Give up after this long with ray::get_timeout; none: wait as long as it takes.
-  std::optional<std::chrono::nanoseconds> timeout = std::nullopt;
-};
-
-template <class T>
-class wait_awaitable;
-struct wait_options;
-
-/// What ray::get with a timeout returns: co_await it, or convert it to T to block.
-template <class T>
-class [[nodiscard]] timed_get_awaitable;
-
-/// What ray::get of several refs returns: the values in the order of the refs.
-template <class T>
-class [[nodiscard]] get_all_awaitable {
- public:
-  explicit get_all_awaitable(std::vector<object_ref<T>> refs) : refs_(std::move(refs)) {}
-  bool await_ready() noexcept {
-    for (auto& r : refs_)
-      if (!r.is_ready()) ++pending_;
-    return pending_ == 0;
-  }
-  void await_suspend(std::coroutine_handle<> h) {
-    h_ = h;
-    for (auto& r : refs_)
-      if (!r.is_ready()) r.state()->waiters.push_back({&on_settled, this});
-    detail::process::current()->coroutine_suspended(+1);
-  }
-  std::vector<T> await_resume() { return values(); }
-  operator std::vector<T>() && {
-    for (auto& r : refs_) detail::block_until_settled(*r.state());
-    return values();
-  }
-  std::vector<T> get() && { return static_cast<std::vector<T>>(std::move(*this)); }
-
- private:
-  static void on_settled(void* ctx, detail::object_state&) {
-    auto* self = static_cast<get_all_awaitable*>(ctx);
-    if (--self->pending_ == 0)
-      detail::resume_waiter(self->h_.address(), *self->refs_.front().state());
-  }
-  std::vector<T> values() {
-    std::vector<T> out;
-    out.reserve(refs_.size());
-    for (auto& r : refs_) out.push_back(detail::read_value<T>(*r.state()));
-    return out;
-  }
-  std::vector<object_ref<T>> refs_;
-  std::size_t pending_ = 0;
-  std::coroutine_handle<> h_;
-};
-
-template <class T>
-get_all_awaitable<T> get(std::vector<object_ref<T>> refs) {
-  for (auto& r : refs)
-    if (!r.valid()) throw ray::runtime_error("ray::get: an object_ref is empty");
-  return get_all_awaitable<T>(std::move(refs));
-}
-
-/// A read-only view of an object where it lies (shared memory or the driver's heap): a
-/// span for a vector, a string_view for a string. Holds the object alive while it lives.
-template <class T>
-class object_view {
- public:
-  using view_type = typename detail::view_of<T>::type;
-  object_view(detail::state_ptr s) : s_(std::move(s)), v_(decode<view_type>(s_->value_bytes())) {
-    ++s_->pins;
-  }
-  object_view(const object_view& o) : s_(o.s_), v_(o.v_) { ++s_->pins; }
-  object_view& operator=(const object_view&) = delete;
-  ~object_view() { --s_->pins; }
-  const view_type& operator*() const noexcept { return v_; }
-  const view_type* operator->() const noexcept { return &v_; }
-  auto begin() const noexcept { return v_.begin(); }
-  auto end() const noexcept { return v_.end(); }
-  auto data() const noexcept { return v_.data(); }
-  std::size_t size() const noexcept { return v_.size(); }
-  decltype(auto) operator[](std::size_t i) const noexcept { return v_[i]; }
-
- private:
-  detail::state_ptr s_;
-  view_type v_;
-};
-
-template <class T>
-class [[nodiscard]] get_view_awaitable : public detail::state_awaiter {
- public:
-  using state_awaiter::state_awaiter;
-  object_view<T> await_resume() {
-    s_->rethrow_if_failed();
-    return object_view<T>(s_);
-  }
-  operator object_view<T>() && {
-    settled();
-    return await_resume();
-  }
-  object_view<T> get() && { return static_cast<object_view<T>>(std::move(*this)); }
-};
-
-/// A view of `ref`'s object in place: getting a 72 MB array costs what getting an int does.
-template <class T>
-get_view_awaitable<T> get_view(const object_ref<T>& ref) {
-  (void)sizeof(typename detail::view_of<T>::type);
-  if (!ref.valid()) throw ray::runtime_error("ray::get_view: the object_ref is empty");
-  return get_view_awaitable<T>(ref.state());
-}
-
-/// Puts `value` in the object store once; tasks that take the ref read it there.
-template <class T>
-object_ref<detail::put_type_t<T>> put(const T& value) {
-  using stored = detail::put_type_t<T>;
-  static_assert(is_encodable_v<stored>,
-                "ray::put: this type cannot be stored; give it a `template <class Archive> void "
-                "serialize(Archive&)` member or make it an aggregate of storable members");
-  auto& p = detail::process::require();
-  auto s = detail::make_state();
-  if constexpr (std::is_same_v<stored, std::decay_t<T>>)
-    detail::store_value(p, *s, value);
-  else
-    detail::store_value(p, *s, stored(value));
-  return object_ref<stored>(std::move(s));
-}
-
-/// An array being built where it will live, in the object store (Plasma's create, then
-/// seal): fill it through data() / span() / operator[], then seal() it into an immutable
-/// object that tasks read in place. It saves ray::put's copy of an array made only to be put.
-/// Move-only; one dropped unsealed gives its memory back.
-///
-///   auto buf = ray::put_buffer<double>(3000 * 3000);
-///   std::fill(buf.begin(), buf.end(), 0.0);
-///   ray::object_ref<std::vector<double>> image = std::move(buf).seal();
-template <class E>
-class object_buffer {
- public:
-  object_buffer(object_buffer&& o) noexcept
-      : s_(std::move(o.s_)),
-        data_(std::exchange(o.data_, nullptr)),
-        size_(std::exchange(o.size_, 0)) {}
-  object_buffer& operator=(object_buffer&& o) noexcept {
-    s_ = std::move(o.s_);  // an unsealed buffer this one held gives its memory back
-    data_ = std::exchange(o.data_, nullptr);
-    size_ = std::exchange(o.size_, 0);
-    return *this;
-  }
-
-  E* data() noexcept { return data_; }
-  std::size_t size() const noexcept { return size_; }
-  std::span<E> span() noexcept { return {data_, size_}; }
-  E* begin() noexcept { return data_; }
-  E* end() noexcept { return data_ + size_; }
-  E& operator[](std::size_t i) noexcept { return data_[i]; }
-
-  /// The finished object; the buffer is empty afterwards.
-  object_ref<std::vector<E>> seal() && {
-    if (!s_)
-      throw ray::runtime_error(
-          "ray::object_buffer::seal: the buffer was already sealed or moved from");
-    s_->st = detail::object_state::status::ready;
-    data_ = nullptr;
-    size_ = 0;
-    return object_ref<std::vector<E>>(std::move(s_));
-  }
-
- private:
-  template <class T>
-  friend object_buffer<T> put_buffer(std::size_t n);
-  object_buffer(detail::state_ptr s, E* data, std::size_t n)
-      : s_(std::move(s)), data_(data), size_(n) {}
-  detail::state_ptr s_;
-  E* data_ = nullptr;
-  std::size_t size_ = 0;
-};
-
-/// A buffer of `n` default-initialised (for numbers: uninitialised) elements in the object
-/// store, to fill and seal(). E must be a plain number or trivially copyable struct, as for
-/// ray::get_view.
-template <class E>
-object_buffer<E> put_buffer(std::size_t n) {
-  static_assert(
-      detail::is_raw_copyable_v<E> && !std::is_same_v<E, bool>,
-      "ray::put_buffer<E>: E must be a plain number or a trivially copyable struct of them");
-  auto& p = detail::process::require();
-  // The encoding of a std::vector<E>: its count, padding to E's wire alignment, the elements.
-  const std::size_t offset =
-      sizeof(std::uint64_t) + detail::padding_for(sizeof(std::uint64_t), detail::wire_align_v<E>);
-  if (n > (std::numeric_limits<std::size_t>::max() - offset) / sizeof(E))
-    throw ray::runtime_error("ray::put_buffer: " + std::to_string(n) +
-                             " elements do not fit in memory");
-  const std::size_t size = offset + n * sizeof(E);
-  auto s = detail::make_state();
-  std::byte* out = detail::reserve_value(p, *s, size).data();  // pending until sealed
-  const std::uint64_t count = n;
-  std::memcpy(out, &count, sizeof count);
-  std::memset(out + sizeof count, 0, offset - sizeof count);
-  return object_buffer<E>(std::move(s), reinterpret_cast<E*>(out + offset), n);
-}
-
-struct wait_options {
-  /// Return once this many refs are ready (at most the number of refs).
-  std::size_t num_returns = 1;
-  /// Give up waiting after this long and return what is ready; none: wait as long as it takes.
-  std::optional<std::chrono::nanoseconds> timeout = std::nullopt;
-};
-
-template <class T>
-struct wait_result {
-  std::vector<object_ref<T>> ready;    // at most num_returns, in the order given
-  std::vector<object_ref<T>> pending;  // the rest, in the order given
-};
-
-/// What ray::wait returns: co_await it, or convert it to wait_result<T> to block.
-template <class T>
-class [[nodiscard]] wait_awaitable {
- public:
-  wait_awaitable(std::vector<object_ref<T>> refs, wait_options o)
-      : refs_(std::move(refs)), opts_(o) {
-    opts_.num_returns = std::min(opts_.num_returns, refs_.size());
-  }
-  bool await_ready() {
-    detail::process::require().serve_once();
-    return ready_count() >= opts_.num_returns || timed_out_now();
-  }
-  void await_suspend(std::coroutine_handle<> h) {
-    auto& p = detail::process::require();
-    op_ = new op{};
-    op_->h = h;
-    op_->needed = opts_.num_returns - ready_count();
-    for (auto& r : refs_)
-      if (!r.is_ready()) {
-        ++op_->refs;
-        r.state()->waiters.push_back({&op::on_settled, op_});
-      }
-    if (opts_.timeout) {
-      ++op_->refs;
-      op_->timer = p.add_timer(detail::clock::now() + *opts_.timeout, &op::on_timeout, op_);
-    }
-    p.coroutine_suspended(+1);
-  }
-  wait_result<T> await_resume() {
-    if (op_) {
-      op_->drop();
-      op_ = nullptr;
-    }
-    return split();
-  }
-  operator wait_result<T>() && {
-    auto& p = detail::process::require();
-    auto deadline =
-        opts_.timeout ? detail::clock::now() + *opts_.timeout : detail::clock::time_point::max();
-    p.serve_once();
-    p.run_until([&] { return ready_count() >= opts_.num_returns; }, deadline);
-    return split();
-  }
-  wait_result<T> get() && { return static_cast<wait_result<T>>(std::move(*this)); }
-
- private:
-  // Outlives the wait: refs that settle later still hold it.
-  struct op {
-    std::coroutine_handle<> h;
-    std::size_t needed = 0;
-    int refs = 1;
-    bool done = false;
-    std::uint64_t timer = 0;
-    void drop() {
-      if (--refs == 0) delete this;
-    }
-    void complete() {
-      done = true;
-      auto& p = *detail::process::current();
-      if (timer) {
-        p.cancel_timer(timer);
-        timer = 0;
-        --refs;
-      }
-      p.coroutine_suspended(-1);
-      p.schedule(h);
-    }
-    static void on_settled(void* ctx, detail::object_state&) {
-      auto* o = static_cast<op*>(ctx);
-      if (!o->done && --o->needed == 0) o->complete();
-      o->drop();
-    }
-    static void on_timeout(void* ctx) {
-      auto* o = static_cast<op*>(ctx);
-      o->timer = 0;
-      if (!o->done) o->complete();
-      o->drop();
-    }
-  };
-  bool timed_out_now() const noexcept { return opts_.timeout && opts_.timeout->count() <= 0; }
-  std::size_t ready_count() const noexcept {
-    std::size_t n = 0;
-    for (auto& r : refs_) n += r.is_ready();
-    return n;
-  }
-  // Moves the refs out (the wait is over): no reference counts change, so a loop of waits
-  // for one of n refs costs n pointer moves per wait, not n counted copies.
-  wait_result<T> split() {
-    wait_result<T> w;
-    w.ready.reserve(opts_.num_returns);
-    w.pending.reserve(refs_.size() - opts_.num_returns);
-    for (auto& r : refs_) {
-      if (r.is_ready() && w.ready.size() < opts_.num_returns)
-        w.ready.push_back(std::move(r));
-      else
-        w.pending.push_back(std::move(r));
-    }
-    refs_.clear();
-    return w;
-  }
-  std::vector<object_ref<T>> refs_;
-  wait_options opts_;
-  op* op_ = nullptr;
-};
-
-/// Waits until `num_returns` of `refs` are ready or the timeout passes.
-template <class T>
-wait_awaitable<T> wait(std::vector<object_ref<T>> refs, wait_options opts = {}) {
-  return wait_awaitable<T>(std::move(refs), opts);
-}
-
-template <class T>
-class [[nodiscard]] timed_get_awaitable {
- public:
-  timed_get_awaitable(const object_ref<T>& ref, std::chrono::nanoseconds timeout)
-      : ref_(ref), timeout_(timeout), wait_({ref}, {.num_returns = 1, .timeout = timeout}) {}
-  bool await_ready() noexcept { return wait_.await_ready(); }
-  void await_suspend(std::coroutine_handle<> h) { wait_.await_suspend(h); }
-  T await_resume() { return finish(wait_.await_resume()); }
-  operator T() && { return finish(static_cast<wait_result<T>>(std::move(wait_))); }
-  T get() && { return static_cast<T>(std::move(*this)); }
-
- private:
-  T finish(const wait_result<T>& w) {
-    if (w.ready.empty())
-      throw get_timeout(
-          "ray::get: the object was not ready within " +
-          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(timeout_).count()) +
-          " ms");
-    return detail::read_value<T>(*ref_.state());
-  }
-  object_ref<T> ref_;
-  std::chrono::nanoseconds timeout_;
-  wait_awaitable<T> wait_;
-};
-
-/// The value of `ref`, waiting at most `opts.timeout` (then ray::get_timeout).
-template <class T>
-timed_get_awaitable<T> get(const object_ref<T>& ref, get_options opts) {
-  if (!ref.valid()) throw ray::runtime_error("ray::get: the object_ref is empty");
-  return timed_get_awaitable<T>(ref, opts.timeout.value_or(std::chrono::nanoseconds::max()));
-}
-
-struct cancel_options {
-  /// Also kill the worker running the task (tasks only; actor calls cannot be forced).
-  bool force = false;
-};
-
-/// Cancels the call whose result `ref` is: a call still waiting is never run; one running
-/// runs on (unless `force`), but either way getting `ref` raises ray::cancelled. A call
-/// that already finished keeps its result. Driver only.
-template <class T>
-void cancel(const object_ref<T>& ref, cancel_options opts = {}) {
-  auto& p = detail::process::require();
-  if (!p.is_driver())
-    throw ray::runtime_error("ray::cancel is only available in the driver process");
-  if (ref.valid() && ref.state()->id) p.cancel_call(ref.state()->id, opts.force);
-}
-
-/// Runs the loop until `awaitable` completes and returns its result: the blocking form of
-/// any coray awaitable or ray::async, for code that is not a coroutine.
-template <class Awaitable>
-auto sync_wait(Awaitable&& aw) {
-  return std::forward<Awaitable>(aw).get();
-}
-
-CORAY_END_NAMESPACE
-// end <coray/object_store.hpp>
 #include <cstring>
 #include <span>
-#include <string>
 #include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 CORAY_BEGIN_NAMESPACE
-
-template <class T>
-class actor;
-
 namespace detail {
-
-/// What a callee is: its parameters, its return type and how to call it (with the actor's
-/// object for a member function).
-template <class F>
-struct function_traits {
-  static constexpr bool is_function = false;
-  static constexpr bool is_member = false;
-};
-template <class R, class... A>
-struct function_traits<R (*)(A...)> {
-  static constexpr bool is_function = true;
-  static constexpr bool is_member = false;
-  using return_type = R;
-  using params = std::tuple<A...>;
-  static constexpr std::size_t arity = sizeof...(A);
-  template <auto F, class... X>
-  static decltype(auto) call(void*, X&&... x) {
-    return F(std::forward<X>(x)...);
-  }
-};
-template <class R, class... A>
-struct function_traits<R (*)(A...) noexcept> : function_traits<R (*)(A...)> {};
-
-template <class C, class R, class... A>
-struct member_traits {
-  static constexpr bool is_function = true;
-  static constexpr bool is_member = true;
-  using class_type = C;
-  using return_type = R;
-  using params = std::tuple<A...>;
-  static constexpr std::size_t arity = sizeof...(A);
-  template <auto F, class... X>
-  static decltype(auto) call(void* self, X&&... x) {
-    return (static_cast<C*>(self)->*F)(std::forward<X>(x)...);
-  }
-};
-template <class C, class R, class... A>
-struct function_traits<R (C::*)(A...)> : member_traits<C, R, A...> {};
-template <class C, class R, class... A>
-struct function_traits<R (C::*)(A...) const> : member_traits<C, R, A...> {};
-template <class C, class R, class... A>
-struct function_traits<R (C::*)(A...) noexcept> : member_traits<C, R, A...> {};
-template <class C, class R, class... A>
-struct function_traits<R (C::*)(A...) const noexcept> : member_traits<C, R, A...> {};
-
-/// The value a call produces: R, or X for a coroutine returning ray::async<X>.
-template <class R>
-struct call_result {
-  using type = R;
-};
-template <class X>
-struct call_result<async<X>> {
-  using type = X;
-};
-template <class R>
-using call_result_t = typename call_result<R>::type;
-
-template <class T>
-struct is_actor : std::false_type {};
-template <class T>
-struct is_actor<actor<T>> : std::true_type {};
-template <class T>
-inline constexpr bool is_actor_v = is_actor<std::remove_cvref_t<T>>::value;
-
-/// A std::vector of object_refs: passed for a vector parameter, each element a dependency.
-template <class T>
-struct is_ref_vector : std::false_type {};
-template <class U, class A>
-struct is_ref_vector<std::vector<object_ref<U>, A>> : std::true_type {
-  using value_type = U;
-};
-template <class T>
-inline constexpr bool is_ref_vector_v = is_ref_vector<std::remove_cvref_t<T>>::value;
-
-template <class P>
-inline constexpr bool is_mutable_ref_v =
-    std::is_lvalue_reference_v<P> && !std::is_const_v<std::remove_reference_t<P>>;
-
-/// Whether argument A may be passed for parameter P.
-template <class P, class A>
-constexpr bool argument_fits() {
-  using S = storage_type_t<std::remove_cvref_t<P>>;
-  if constexpr (is_mutable_ref_v<P>)
-    return false;
-  else if constexpr (is_actor_v<P> || is_actor_v<A>)
-    return std::is_same_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>;
-  else if constexpr (is_object_ref_v<A>)
-    return std::is_same_v<typename is_object_ref<std::remove_cvref_t<A>>::value_type, S>;
-  else if constexpr (is_ref_vector_v<A>)
-    return std::is_same_v<std::vector<typename is_ref_vector<std::remove_cvref_t<A>>::value_type>,
-                          S>;
-  else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>)
-    return true;
-  else
-    return std::is_convertible_v<A, S>;
-}
-
-template <class Params, class... A, std::size_t... I>
-constexpr bool arguments_fit(std::index_sequence<I...>) {
-  return (argument_fits<std::tuple_element_t<I, Params>, A>() && ...);
-}
-
-template <class Params>
-constexpr bool parameters_storable() {
-  return []<std::size_t... I>(std::index_sequence<I...>) {
-    return ((
-        is_actor_v<std::tuple_element_t<I, Params>> ||
-        is_encodable_v<storage_type_t<std::remove_cvref_t<std::tuple_element_t<I, Params>>>>)&&...);
-  }
-  (std::make_index_sequence<std::tuple_size_v<Params>>{});
-}
-
-template <class V>
-void add_value(task_spec& spec, process& p, const V& v) {
-  // Actor handles inside the value are kept alive for the call's duration.
-  struct collecting {
-    std::vector<std::uint64_t>* saved;
-    explicit collecting(std::vector<std::uint64_t>& into)
-        : saved(std::exchange(actor_collector(), &into)) {}
-    ~collecting() { actor_collector() = saved; }
-  } collect(spec.actors);
-  const std::size_t size = encoded_size(v);
-  if (size > p.inline_threshold()) {
-    object_block* b = p.new_block(size);
-    encode_to(std::span<std::byte>(b->data(), size), v);
-    spec.add_block(p.seg, b);
-  } else {
-    spec.add_inline(size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); });
-  }
-}
-
-template <class P, class A>
-void add_argument(task_spec& spec, process& p, A&& a) {
-  using S = storage_type_t<std::remove_cvref_t<P>>;
-  if constexpr (is_object_ref_v<A>) {
-    spec.add_dependency(a.state());
-  } else if constexpr (is_ref_vector_v<A>) {
-    // The elements' encodings, after the count, make the vector's: raw elements start
-    // aligned (the argument starts 16-aligned, the count takes 8 bytes).
-    using U = typename is_ref_vector<std::remove_cvref_t<A>>::value_type;
-    constexpr std::size_t align = is_raw_copyable_v<U> ? wire_align_v<U> : 1;
-    constexpr std::size_t pad = (align - sizeof(std::uint64_t) % align) % align;
-    std::vector<state_ptr> refs;
-    refs.reserve(a.size());
-    for (const auto& r : a) {
-      if (!r.valid())
-        throw ray::runtime_error("ray::task<f>.remote: an object_ref in the list is empty");
-      refs.push_back(r.state());
-    }
-    spec.add_dependency_list(refs, static_cast<std::uint8_t>(pad));
-  } else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>) {
-    add_value(spec, p, a);
-  } else {
-    add_value(spec, p, S(std::forward<A>(a)));
-  }
-}
 
 /// Walks a call's argument records in a worker.
 class argument_reader {
  public:
-  argument_reader(segment& seg, std::span<const std::byte> args)
-      : seg_(seg), p_(args.data()), end_(args.data() + args.size()) {}
-  std::span<const std::byte> next() {
-    if (static_cast<std::size_t>(end_ - p_) < sizeof(arg_entry))
-      throw codec_error("coray: call has fewer arguments than its function");
-    arg_entry e;
-    std::memcpy(&e, p_, sizeof e);
-    p_ += sizeof e;
-    if (e.tag == arg_entry::block_value) {
-      auto* b = seg_.at<object_block>(e.ref);
-      return {b->data(), static_cast<std::size_t>(b->size)};
-    }
-    if (e.tag != arg_entry::inline_value || static_cast<std::size_t>(end_ - p_) < e.len)
-      throw codec_error("coray: malformed call arguments");
-    std::span<const std::byte> bytes(p_, e.len);
-    p_ += std::min<std::size_t>(pad16(e.len), static_cast<std::size_t>(end_ - p_));
-    return bytes;
-  }
+  argument_reader(segment& seg, std::span<const std::byte> args) : seg_(seg), reader_(args) {}
+  std::span<const std::byte> next() { return reader_.next_value(seg_); }
 
  private:
   segment& seg_;
-  const std::byte* p_;
-  const std::byte* end_;
+  call_reader reader_;
 };
 
 template <class T>
@@ -5672,155 +4177,78 @@ struct invoker {
   static inline const bool registered = register_function(entity_id<F>, &invoke, entity_name<F>());
 };
 
-/// The message of a call of F with `args` (already checked against F's parameters).
-template <auto F, class... A>
-task_spec make_call(process& p, A&&... args) {
-  using params = typename function_traits<decltype(F)>::params;
-  (void)invoker<F>::registered;
-  task_spec spec;
-  spec.fn_id = entity_id<F>;
-  spec.name = entity_name<F>();
-  [&]<std::size_t... I>(std::index_sequence<I...>) {
-    (add_argument<std::tuple_element_t<I, params>>(spec, p, std::forward<A>(args)), ...);
-  }
-  (std::make_index_sequence<sizeof...(A)>{});
-  return spec;
-}
-
 }  // namespace detail
-
-/// Which exceptions of a task are retried: none (false, the default), all (true), or those
-/// of given types (ray::retry_on<E...>, matching derived types too).
-struct retry_policy {
-  constexpr retry_policy(bool all = false) noexcept : matcher(all ? 1 : 0) {}
-  constexpr retry_policy(std::uint64_t id, std::nullptr_t) noexcept : matcher(id) {}
-  std::uint64_t matcher;
-};
-
-namespace detail {
-template <class E, class... Rest>
-bool exception_is(std::exception_ptr e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const E&) {
-    return true;
-  } catch (...) {
-    if constexpr (sizeof...(Rest) > 0)
-      return exception_is<Rest...>(e);
-    else
-      return false;
-  }
-}
-template <class... E>
-retry_policy make_retry_policy() {
-  // Named by its types (a function template instance's printed name lacks them under clang).
-  std::string key = "retry_on";
-  ((key += ',', key += type_name<E>()), ...);
-  const std::uint64_t id = fnv1a(key) | 2;  // 0 and 1 mean none and all
-  register_retry_matcher(id, &exception_is<E...>);
-  return retry_policy(id, nullptr);
-}
-}  // namespace detail
-
-/// Retry a task when it throws one of E... (or a type derived from one):
-/// `ray::task<f>.options({.retry_exceptions = ray::retry_on<std::runtime_error>})`.
-template <class... E>
-inline const retry_policy retry_on = detail::make_retry_policy<E...>();
-
-/// Per-call options of a task, as Ray's `f.options(...)`.
-struct task_options {
-  /// Re-runs after the worker running the task dies (and after a retryable exception).
-  /// The final error says how many attempts were made.
-  int max_retries = 3;
-  /// Whether an exception thrown by the task is retried too.
-  retry_policy retry_exceptions = false;
-};
-
-/// The remote form of the free function F: `ray::task<f>.remote(args...)`.
-template <auto F>
-struct remote_function {
-  using traits = detail::function_traits<decltype(F)>;
-  static_assert(traits::is_function && !traits::is_member,
-                "ray::task<f>: f must be a free function or a static member function (call member "
-                "functions on an actor: actor.call<&T::method>(...))");
-  using params = typename traits::params;
-  using result_type = detail::call_result_t<typename traits::return_type>;
-  static_assert(std::is_void_v<result_type> || is_encodable_v<result_type>,
-                "ray::task<f>: f's return type cannot be sent between processes; give it a "
-                "`template <class Archive> void serialize(Archive&)` member");
-  static_assert(detail::parameters_storable<params>(),
-                "ray::task<f>: a parameter of f cannot be sent between processes (it must be "
-                "encodable, a std::span<const T> or a std::string_view)");
-
-  constexpr remote_function() noexcept = default;
-  constexpr explicit remote_function(task_options o) noexcept : options_(o) {}
-
-  /// The same function with other options: `ray::task<f>.options({.max_retries = 0}).remote(...)`.
-  constexpr remote_function options(task_options o) const noexcept { return remote_function(o); }
-
-  /// Submits the call and returns its result's ref at once. Call from the thread that runs
-  /// the runtime (or from inside a task).
-  template <class... A>
-  object_ref<result_type> remote(A&&... args) const {
-    static_assert(sizeof...(A) == traits::arity,
-                  "ray::task<f>.remote(...): wrong number of arguments for f");
-    if constexpr (sizeof...(A) == traits::arity) {
-      constexpr bool fits =
-          detail::arguments_fit<params, A...>(std::make_index_sequence<sizeof...(A)>{});
-      static_assert(
-          fits,
-          "ray::task<f>.remote(...): an argument does not match f's parameter: pass the "
-          "parameter's type, a value convertible to it, or an object_ref of it (non-const "
-          "reference parameters are not allowed)");
-      if constexpr (fits) {
-        auto& p = detail::process::require();
-        auto spec = detail::make_call<F>(p, std::forward<A>(args)...);
-        spec.max_retries = options_.max_retries;
-        spec.retry_matcher = options_.retry_exceptions.matcher;
-        return object_ref<result_type>(p.submit(std::move(spec)));
-      }
-    }
-    return {};
-  }
-
- private:
-  task_options options_{};
-};
-
-/// `ray::task<f>`: the handle through which f is called remotely.
-template <auto F>
-inline constexpr remote_function<F> task{};
-
 CORAY_END_NAMESPACE
-// end <coray/task.hpp>
-#include <cstdint>
-#include <limits>
+// end <coray/detail/runtime/invoker.hpp>
+// #include <coray/detail/runtime/registry.hpp>: inlined above
+// #include <coray/detail/runtime/signature.hpp>: inlined above
+// begin <coray/detail/runtime/stored_value.hpp>
+/// How a value goes into an object and comes out: put_type_t (the type a value is stored
+/// as), store_value (encoded inline or into a store block) and read_value (decoded, or the
+/// object's error rethrown).
+
+// #include <coray/codec.hpp>: inlined above
+// #include <coray/detail/codec/codec_traits.hpp>: inlined above
+// #include <coray/detail/runtime/object_state.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+#include <cstddef>
+#include <span>
 #include <string>
-#include <string_view>
+#include <type_traits>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// The type a value is stored as: a span is stored as a vector, a string literal as a string.
+template <class T>
+using put_type_t = std::conditional_t<std::is_same_v<std::decay_t<T>, const char*> ||
+                                          std::is_same_v<std::decay_t<T>, char*>,
+                                      std::string, storage_type_t<std::decay_t<T>>>;
+
+/// Room for a value of `size` encoded bytes in `s`, which stays pending: inline bytes below
+/// the threshold, else a new block in the store (pending, so never spilled while written).
+/// From any thread that may use `p`: the loop allocates the block.
+inline std::span<std::byte> reserve_value(process& p, object_state& s, std::size_t size) {
+  if (size > p.inline_threshold()) {
+    auto adopt = [&s, size](process& lp) {
+      s.block = lp.new_block(size);
+      lp.block_adopted(s);
+    };
+    if (p.is_loop_thread())
+      adopt(p);
+    else
+      p.call_on_loop(adopt);
+    return {s.block->data(), size};
+  }
+  s.bytes.resize(size);
+  return {s.bytes.data(), size};
+}
+
+/// Encodes `v` into `s`: inline below the threshold, else into a new block in the store.
+template <class V>
+void store_value(process& p, object_state& s, const V& v) {
+  encode_to(reserve_value(p, s, encoded_size(v)), v);
+  s.st.store(object_state::status::ready, std::memory_order_release);
+}
+
+template <class T>
+T read_value(const object_state& s) {
+  s.rethrow_if_failed();
+  if constexpr (!std::is_void_v<T>) return decode<T>(s.value_bytes());
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/stored_value.hpp>
+// #include <coray/detail/runtime/worker.hpp>: inlined above
+// #include <coray/object_ref.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
 CORAY_BEGIN_NAMESPACE
-
-struct actor_options {
-  /// Registers the actor under this name for ray::get_actor (empty: anonymous).
-  std::string name = {};
-  /// How many calls may run at once: calls to coroutine methods (ray::async) overlap while
-  /// they await, up to this many (Ray's async actors). Plain methods always run one at a time.
-  std::uint32_t max_concurrency = 1;
-  /// How many times the actor is rebuilt (its constructor run again with the same
-  /// arguments, in a new process) after its process dies. 0: never; -1: always.
-  int max_restarts = 0;
-  /// How many times a call that was running when the actor died is run again on the
-  /// rebuilt actor (else it fails with actor_died).
-  int max_task_retries = 0;
-};
-
-/// No live actor has the name given to ray::get_actor, or it is of another type.
-struct actor_not_found : error {
-  using error::error;
-};
-
 namespace detail {
 
 /// The actor type's id: a hash of its name. (Not of a function template instance's name:
@@ -5868,14 +4296,1624 @@ struct actor_constructor {
       entity_id<&actor_constructor::marker>, &invoke, entity_name<&actor_constructor::marker>());
 };
 
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/actor_constructor.hpp>
+// #include <coray/detail/runtime/actor_state.hpp>: inlined above
+// begin <coray/detail/runtime/driver.hpp>
+/// What public code may ask of the driver beyond any process's loop: the narrow interface
+/// ray::spawn, the pools and the process introspection reach it through. `process::driver()`
+/// gives it in the driver and null in a worker; the implementation is `local_driver`
+/// (local_driver.hpp), which runtime.hpp builds.
+
+#include <fmt/format.h>
+
+// begin <coray/detail/runtime/actor_table.hpp>
+/// The orchestrator's table of actors: each actor's slot, name, handle count, restart budget,
+/// the copy of its constructor call kept for restarts, and its calls (queued in the order
+/// they were made, then sent). It hands out and takes back actor slots. Its answers are
+/// decisions (what became of a handle count, which calls a restart sends again); the
+/// orchestrator acts on them.
+
+#include <fmt/format.h>
+
+#include <algorithm>
+// begin <coray/detail/runtime/task_table.hpp>
+/// The orchestrator's table of live calls: one record per call from submission until its
+/// outcome is settled and forwarded, and the run queue of task calls ready to go to a
+/// worker. It decides nothing about processes; it keeps what the orchestrator needs to.
+
+#include <fmt/format.h>
+
+// #include <coray/detail/runtime/call_message.hpp>: inlined above
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// One call the driver tracks: a task call, an actor method call or an actor's construction.
+struct task_record {
+  std::uint64_t id = 0;
+  std::uint64_t fn_id = 0;
+  std::string_view name;
+  std::uint32_t nargs = 0;
+  std::vector<std::byte> args;
+  std::vector<state_ptr> deps;
+  std::vector<object_block*> blocks;  // one reference each, released when the call ends
+  std::vector<std::uint64_t> actors;  // actor handles in the arguments (kept alive)
+  state_ptr result;
+  std::uint32_t pending_deps = 0;
+  bool failed_dep = false;
+  std::uint64_t actor = 0;  // the actor it calls; 0 for a task
+  bool construct = false;
+  std::uint32_t max_concurrency = 1;
+  int submitter = -1;  // slot of the process that made this nested call, -1 for the driver
+  std::uint32_t submitter_generation = 0;
+  std::uint64_t dispatch_seq = 0;  // its place among the calls sent to its process
+  int worker = -1;                 // the task worker it was sent to
+  int max_retries = 0;
+  std::uint64_t retry_matcher = 0;
+  int attempt = 1;
+  bool cancelled = false;
+  bool pinned = false;              // its store arguments are pinned (see pin_deps)
+  object_block* message = nullptr;  // the sent message, when it needed a block
+  void* owner = nullptr;            // the orchestrator, for dependency callbacks
+
+  /// The record of a call as submitted; the spec's blocks and dependencies move in.
+  static std::unique_ptr<task_record> from(std::uint64_t id, task_spec&& spec, state_ptr result) {
+    auto r = std::make_unique<task_record>();
+    r->id = id;
+    r->fn_id = spec.fn_id;
+    r->name = spec.name;
+    r->nargs = spec.nargs;
+    r->args = std::move(spec.args);
+    r->deps = std::move(spec.deps);
+    r->blocks = std::move(spec.blocks);
+    r->actor = spec.target_actor;
+    r->actors = std::move(spec.actors);
+    r->max_retries = spec.max_retries;
+    r->retry_matcher = spec.retry_matcher;
+    r->result = std::move(result);
+    return r;
+  }
+
+  /// A label for messages: the function's name, or "a task".
+  std::string_view label() const noexcept { return name.empty() ? "a task" : name; }
+  /// " (attempt N of M)" when retries are allowed, else nothing.
+  std::string attempts_note() const {
+    return max_retries > 0 ? fmt::format(" (attempt {} of {})", attempt, max_retries + 1)
+                           : std::string();
+  }
+};
+
+/// Live calls by id, the task calls ready to run in the order they became ready, and the
+/// calls sent to each task worker.
+class task_table {
+ public:
+  explicit task_table(std::uint32_t workers = 0) : workers_(workers) {}
+
+  task_record* insert(std::unique_ptr<task_record> r) {
+    task_record* p = r.get();
+    records_.emplace(p->id, std::move(r));
+    return p;
+  }
+  task_record* find(std::uint64_t id) const noexcept {
+    auto it = records_.find(id);
+    return it == records_.end() ? nullptr : it->second.get();
+  }
+  bool contains(std::uint64_t id) const noexcept { return records_.count(id) != 0; }
+  /// Takes the record out; the caller releases what it holds.
+  std::unique_ptr<task_record> remove(std::uint64_t id) {
+    auto it = records_.find(id);
+    if (it == records_.end()) return nullptr;
+    auto r = std::move(it->second);
+    records_.erase(it);
+    return r;
+  }
+  std::size_t size() const noexcept { return records_.size(); }
+  void clear() {
+    runnable.clear();
+    records_.clear();
+  }
+
+  /// Counts `r`'s dependencies: those failed settle its result with the first error, those
+  /// pending get `on_ready(ctx = r)` as a waiter. Returns how many are pending.
+  static std::uint32_t watch_dependencies(task_record& r, void (*on_ready)(void*, object_state&)) {
+    for (auto& d : r.deps) {
+      if (d->st == object_state::status::failed) {
+        if (!r.failed_dep) r.result->set_error(d->error);
+        r.failed_dep = true;
+      } else if (d->st == object_state::status::pending) {
+        ++r.pending_deps;
+        d->waiters.push_back({on_ready, &r});
+      }
+    }
+    return r.pending_deps;
+  }
+
+  /// Task calls ready to be sent to a worker, oldest first.
+  std::deque<task_record*> runnable;
+
+  // ---- task workers -------------------------------------------------------------------
+
+  /// Calls sent to worker `slot` and not done, less those it holds suspended (awaiting).
+  std::uint32_t load(std::uint32_t slot, std::uint32_t suspended) const noexcept {
+    const std::uint32_t n = workers_[slot].in_flight;
+    return n > suspended ? n - suspended : 0;
+  }
+  /// `r` was sent to worker `slot`: it takes the next place among the calls sent there.
+  void sent(std::uint32_t slot, task_record& r) {
+    worker_calls& w = workers_[slot];
+    r.dispatch_seq = w.dispatched++;
+    r.worker = static_cast<int>(slot);
+    w.order.emplace_back(r.dispatch_seq, r.id);
+    ++w.in_flight;
+  }
+  /// A call sent to worker `slot` ended (or will be sent again).
+  void done(std::uint32_t slot) {
+    worker_calls& w = workers_[slot];
+    if (w.in_flight) --w.in_flight;
+    while (!w.order.empty() && !contains(w.order.front().second)) w.order.pop_front();
+  }
+
+  /// `r`, sent to worker `slot`, runs again (a retryable exception): back to the run queue.
+  void retry(std::uint32_t slot, task_record& r) {
+    done(slot);
+    runnable.push_back(&r);
+  }
+
+  /// What becomes of the calls sent to a worker that died, the first `calls_started` of
+  /// which it had started.
+  struct death_plan {
+    std::vector<task_record*> again;    // to run (again) on another worker, in their order
+    std::vector<task_record*> crashed;  // fail with worker_crashed
+  };
+  death_plan worker_died(std::uint32_t slot, std::uint64_t calls_started) {
+    death_plan plan;
+    for (auto& [seq, id] : workers_[slot].order) {
+      task_record* r = find(id);
+      if (!r || r->worker != static_cast<int>(slot) || r->dispatch_seq != seq)
+        continue;  // done, or sent elsewhere since
+      const bool started = seq < calls_started;
+      if (r->cancelled || (started && r->attempt > r->max_retries)) {
+        plan.crashed.push_back(r);
+      } else {
+        if (started) ++r->attempt;  // it ran and died: retried, Ray's max_retries
+        plan.again.push_back(r);
+      }
+    }
+    workers_[slot] = worker_calls{};
+    return plan;
+  }
+
+ private:
+  struct worker_calls {
+    std::uint64_t dispatched = 0;                               // calls sent to its current process
+    std::uint32_t in_flight = 0;                                // calls sent and not done
+    std::deque<std::pair<std::uint64_t, std::uint64_t>> order;  // (dispatch_seq, call id)
+  };
+  std::unordered_map<std::uint64_t, std::unique_ptr<task_record>> records_;
+  std::vector<worker_calls> workers_;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/task_table.hpp>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// What ray::spawn asks of the driver.
+struct actor_spawn_request {
+  task_spec constructor;  // fn_id: the constructor invoker; args: the constructor's
+  std::uint64_t type_id = 0;
+  std::string type_name;
+  std::string name;
+  std::uint32_t max_concurrency = 1;
+  int max_restarts = 0;
+  int max_task_retries = 0;
+};
+
+struct actor_entry {
+  std::uint64_t id = 0;
+  std::uint32_t slot = 0;
+  std::uint64_t type_id = 0;
+  std::string type_name;
+  std::string name;
+  int refs = 0;
+  bool dead = false;
+  bool killed = false;
+  bool closing = false;  // no handle is left: end after the queued calls
+  bool shutdown_sent = false;
+  std::string cause;
+  int pid = 0, wait_status = 0;  // of its process, once it ended
+  state_ptr constructed;
+  int max_restarts = 0;
+  int restarts = 0;
+  int max_task_retries = 0;
+  std::uint32_t max_concurrency = 1;
+  // The constructor call, kept to build the actor again (max_restarts).
+  std::uint64_t ctor_fn = 0;
+  std::string_view ctor_name;
+  std::uint32_t ctor_nargs = 0;
+  std::vector<std::byte> ctor_args;
+  std::vector<state_ptr> ctor_deps;
+  std::vector<object_block*> ctor_blocks;  // one reference each, for rebuilding
+  std::deque<task_record*> queue;          // calls not yet sent, in the order they were made
+  std::deque<std::uint64_t> sent;          // calls sent and not done
+  std::uint64_t dispatched = 0;            // method calls sent to the current process
+
+  bool may_restart() const noexcept {
+    return !killed && !closing && cause.empty() && (max_restarts < 0 || restarts < max_restarts);
+  }
+  /// A new construction call from the kept copy (its blocks get a reference each from
+  /// `add_ref`).
+  template <class AddRef>
+  std::unique_ptr<task_record> constructor_call(std::uint64_t call_id, state_ptr result,
+                                                AddRef&& add_ref) const {
+    task_spec spec;
+    spec.fn_id = ctor_fn;
+    spec.name = ctor_name;
+    spec.nargs = ctor_nargs;
+    spec.args = ctor_args;
+    spec.deps = ctor_deps;
+    for (auto* b : ctor_blocks) {
+      add_ref(b);
+      spec.blocks.push_back(b);
+    }
+    spec.target_actor = id;
+    auto r = task_record::from(call_id, std::move(spec), std::move(result));
+    r->construct = true;
+    r->max_concurrency = max_concurrency;
+    return r;
+  }
+};
+
+class actor_table {
+ public:
+  /// Slots [first, first + count) are for actors.
+  actor_table(std::uint32_t first, std::uint32_t count) : max_actors_(count) {
+    for (std::uint32_t i = first + count; i-- > first;) free_slots_.push_back(i);
+  }
+
+  std::uint32_t max_actors() const noexcept { return max_actors_; }
+  bool has_free_slot() const noexcept { return !free_slots_.empty(); }
+  bool name_taken(const std::string& name) const { return names_.count(name) != 0; }
+
+  /// Registers a new actor in a free slot (precondition: has_free_slot()).
+  actor_entry& create(actor_spawn_request& req, segment& seg) {
+    const std::uint32_t slot = free_slots_.back();
+    free_slots_.pop_back();
+    actor_entry& a = actors_[next_id_];
+    a.id = next_id_++;
+    a.slot = slot;
+    a.type_id = req.type_id;
+    a.type_name = std::move(req.type_name);
+    a.name = std::move(req.name);
+    a.max_restarts = req.max_restarts;
+    a.max_task_retries = req.max_task_retries;
+    a.max_concurrency = req.max_concurrency;
+    a.ctor_fn = req.constructor.fn_id;
+    a.ctor_name = req.constructor.name;
+    a.ctor_nargs = req.constructor.nargs;
+    a.ctor_args = req.constructor.args;
+    a.ctor_deps = req.constructor.deps;
+    for (auto* b : req.constructor.blocks) {
+      seg.add_ref(b);
+      a.ctor_blocks.push_back(b);
+    }
+    if (!a.name.empty()) names_[a.name] = a.id;
+    return a;
+  }
+
+  actor_entry* find(std::uint64_t id) noexcept {
+    auto it = actors_.find(id);
+    return it == actors_.end() ? nullptr : &it->second;
+  }
+  const actor_entry* find(std::uint64_t id) const noexcept {
+    auto it = actors_.find(id);
+    return it == actors_.end() ? nullptr : &it->second;
+  }
+  /// The live actor registered under `name`, or null.
+  const actor_entry* lookup(const std::string& name) const {
+    auto it = names_.find(name);
+    return it == names_.end() ? nullptr : find(it->second);
+  }
+  void unname(actor_entry& a) {
+    if (!a.name.empty()) names_.erase(a.name);
+  }
+  /// The actor's process ended for good: its slot is free again.
+  void free_slot(std::uint32_t slot) { free_slots_.push_back(slot); }
+
+  /// What a change of an actor's handle count calls for.
+  enum class handle_outcome { none, close, forget };
+  handle_outcome adjust_handles(actor_entry& a, int delta) {
+    a.refs += delta;
+    if (a.refs > 0) return handle_outcome::none;
+    if (a.dead) return forgettable(a) ? handle_outcome::forget : handle_outcome::none;
+    if (a.closing) return handle_outcome::none;
+    // No handle is left anywhere: the actor ends once its queued calls are done.
+    a.closing = true;
+    unname(a);
+    return handle_outcome::close;
+  }
+  static bool forgettable(const actor_entry& a) noexcept {
+    return a.refs <= 0 && a.dead && a.queue.empty();
+  }
+  /// Removes an ended actor with no handle left; returns the constructor's blocks to release.
+  std::vector<object_block*> forget(std::uint64_t id) {
+    auto it = actors_.find(id);
+    if (it == actors_.end()) return {};
+    auto blocks = std::move(it->second.ctor_blocks);
+    actors_.erase(it);
+    return blocks;
+  }
+
+  /// What becomes of an actor's sent calls when its process dies and it is rebuilt: those it
+  /// had not started go again, those it had run again while max_task_retries allows.
+  struct restart_plan {
+    std::vector<task_record*> again;      // in their order, before the queued calls
+    std::vector<task_record*> exhausted;  // fail with actor_died
+  };
+  restart_plan plan_restart(actor_entry& a, std::uint64_t calls_started, const task_table& tasks) {
+    ++a.restarts;
+    restart_plan plan;
+    for (std::uint64_t id : a.sent) {
+      task_record* r = tasks.find(id);
+      if (!r || r->construct) continue;  // the construction is made anew
+      if (r->dispatch_seq >= calls_started && !r->cancelled) {
+        plan.again.push_back(r);  // never started: simply sent again
+      } else if (r->attempt <= r->max_retries && !r->cancelled) {
+        ++r->attempt;
+        plan.again.push_back(r);
+      } else {
+        plan.exhausted.push_back(r);
+      }
+    }
+    a.sent.clear();
+    a.dispatched = 0;
+    a.queue.insert(a.queue.begin(), plan.again.begin(), plan.again.end());
+    return plan;
+  }
+
+  /// The actor's process ended for good: records how and why, frees its slot and its name,
+  /// and returns its unfinished calls (sent, then queued), which fail with `a.cause`.
+  std::vector<std::uint64_t> end(actor_entry& a, int pid, int wait_status,
+                                 const std::string& words) {
+    free_slot(a.slot);
+    a.dead = true;
+    a.pid = pid;
+    a.wait_status = wait_status;
+    unname(a);
+    if (!a.killed) {
+      const std::string why = a.cause.empty() ? words : "failed in its constructor: " + a.cause;
+      a.cause = fmt::format("coray: actor {} (pid {}) {}", a.type_name, pid, why);
+    }
+    std::vector<std::uint64_t> ids(a.sent.begin(), a.sent.end());
+    a.sent.clear();
+    for (task_record* r : a.queue) ids.push_back(r->id);
+    a.queue.clear();
+    return ids;
+  }
+
+  /// The method call `r` runs again (a retryable exception): first in its actor's queue.
+  void retry(task_record& r) {
+    actor_entry* a = find(r.actor);
+    if (!a) return;
+    a->sent.erase(std::remove(a->sent.begin(), a->sent.end(), r.id), a->sent.end());
+    a->queue.push_front(&r);
+  }
+
+  /// Live actors with nothing queued or running: at teardown they end on their own.
+  std::vector<actor_entry*> idle() {
+    std::vector<actor_entry*> out;
+    for (auto& [id, a] : actors_)
+      if (!a.dead && !a.killed && a.queue.empty() && a.sent.empty()) out.push_back(&a);
+    return out;
+  }
+
+  void clear_queues() {
+    for (auto& [id, a] : actors_) a.queue.clear();
+  }
+
+ private:
+  std::unordered_map<std::uint64_t, actor_entry> actors_;
+  std::unordered_map<std::string, std::uint64_t> names_;
+  std::vector<std::uint32_t> free_slots_;
+  std::uint32_t max_actors_;
+  std::uint64_t next_id_ = 1;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/actor_table.hpp>
+// #include <coray/detail/runtime/process.hpp>: inlined above
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class driver : public process {
+ public:
+  driver* as_driver() noexcept final { return this; }
+
+  virtual std::uint32_t num_workers() const noexcept = 0;
+  /// Pids of the task workers, in slot order (0 while one starts).
+  virtual std::vector<int> worker_pids() const = 0;
+  /// Creates an actor: a process of its own whose first message builds the object. Returns
+  /// its id at once; calls queue behind the construction.
+  virtual std::uint64_t spawn_actor(actor_spawn_request req) = 0;
+  /// The pid of an actor's process (0 while it starts or after it ended).
+  virtual int actor_pid(std::uint64_t id) const = 0;
+
+  /// An actor's process for ray::actor_process: its pid (0 while it starts), whether it
+  /// ended and, once it has, its wait status.
+  struct actor_process_status {
+    int pid = 0;
+    bool ended = false;
+    int wait_status = 0;
+  };
+  /// nullopt once the actor is forgotten (it ended and no handle is left).
+  virtual std::optional<actor_process_status> actor_status(std::uint64_t id) const = 0;
+  /// Objects written to the spill file so far.
+  virtual std::uint64_t spilled_objects() const noexcept = 0;
+};
+
+/// The driver, for an API that only the driver offers; a clear error elsewhere.
 inline driver& require_driver(const char* what) {
-  process& p = process::require();
-  if (!p.is_driver())
-    throw ray::runtime_error(std::string(what) + " is only available in the driver process");
-  return static_cast<driver&>(p);
+  driver* d = process::require().as_driver();
+  if (!d) throw usage_error(fmt::format("{} is only available in the driver process", what));
+  return *d;
 }
 
 }  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/driver.hpp>
+// begin <coray/detail/runtime/make_call.hpp>
+/// The caller's side of a call: the task_spec message for a call of F, each argument
+/// encoded inline or into a store block, or recorded as a dependency (object_ref).
+
+// #include <coray/codec.hpp>: inlined above
+// #include <coray/detail/codec/codec_traits.hpp>: inlined above
+// #include <coray/detail/runtime/invoker.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+// #include <coray/detail/runtime/signature.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+// #include <coray/object_ref.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+template <class V>
+void add_value(task_spec& spec, process& p, const V& v) {
+  // Actor handles inside the value are kept alive for the call's duration.
+  struct collecting {
+    std::vector<std::uint64_t>* saved;
+    explicit collecting(std::vector<std::uint64_t>& into)
+        : saved(std::exchange(actor_collector(), &into)) {}
+    ~collecting() { actor_collector() = saved; }
+  } collect(spec.actors);
+  const std::size_t size = encoded_size(v);
+  if (size > p.inline_threshold()) {
+    object_block* b = p.allocate_block(size);
+    encode_to(std::span<std::byte>(b->data(), size), v);
+    spec.add_block(p.seg, b);
+  } else {
+    spec.add_inline(size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); });
+  }
+}
+
+template <class P, class A>
+void add_argument(task_spec& spec, process& p, A&& a) {
+  using S = storage_type_t<std::remove_cvref_t<P>>;
+  if constexpr (is_object_ref_v<A>) {
+    spec.add_dependency(a.state());
+  } else if constexpr (is_ref_vector_v<A>) {
+    // The elements' encodings, after the count, make the vector's: raw elements start
+    // aligned (the argument starts 16-aligned, the count takes 8 bytes).
+    using U = typename is_ref_vector<std::remove_cvref_t<A>>::value_type;
+    constexpr std::size_t align = is_raw_copyable_v<U> ? wire_align_v<U> : 1;
+    constexpr std::size_t pad = (align - sizeof(std::uint64_t) % align) % align;
+    std::vector<state_ptr> refs;
+    refs.reserve(a.size());
+    for (const auto& r : a) {
+      if (!r.valid()) throw usage_error("ray::task<f>.remote: an object_ref in the list is empty");
+      refs.push_back(r.state());
+    }
+    spec.add_dependency_list(refs, static_cast<std::uint8_t>(pad));
+  } else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>) {
+    add_value(spec, p, a);
+  } else {
+    add_value(spec, p, S(std::forward<A>(a)));
+  }
+}
+
+/// The message of a call of F with `args` (already checked against F's parameters).
+template <auto F, class... A>
+task_spec make_call(process& p, A&&... args) {
+  using params = typename function_traits<decltype(F)>::params;
+  (void)invoker<F>::registered;
+  task_spec spec;
+  spec.fn_id = entity_id<F>;
+  spec.name = entity_name<F>();
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    (add_argument<std::tuple_element_t<I, params>>(spec, p, std::forward<A>(args)), ...);
+  }
+  (std::make_index_sequence<sizeof...(A)>{});
+  return spec;
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/make_call.hpp>
+// #include <coray/detail/runtime/signature.hpp>: inlined above
+// begin <coray/sync_wait.hpp>
+/// ray::sync_wait: the blocking form of anything coray lets a coroutine co_await, for code
+/// that is not a coroutine. It runs the runtime's loop on the calling thread until the result
+/// is there, then returns it or rethrows its error.
+///
+///   int v = ray::sync_wait(twice(ref));                            // a ray::async<int>
+///   auto [ready, pending] = ray::sync_wait(ray::wait(refs));       // a coray awaitable
+
+// #include <coray/async.hpp>: inlined above
+// begin <coray/detail/runtime/foreign.hpp>
+/// The API's path from threads other than the runtime's loop thread (in the driver): what
+/// such a thread may build itself (a call's encoded arguments, a put's bytes, a result's
+/// state) it builds; what touches the loop's state (the scheduler, the allocator, waiters on
+/// objects) it hands to the loop as a job and, where it needs an answer, waits for.
+
+// #include <coray/async.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+#include <coroutine>
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// True on a thread other than the loop's while the driver's runtime runs: blocking calls
+/// then wait for the loop instead of running it. (Without a runtime, or in a worker, they
+/// keep their loop-thread form, which reads settled values and refuses the rest.)
+inline bool needs_handoff() noexcept {
+  return !process::here() && runtime_gate::instance().accepts_calls();
+}
+
+/// `now + timeout`, or none for a timeout too long to have a deadline.
+inline std::optional<clock::time_point> deadline_after(std::chrono::nanoseconds timeout) {
+  const auto now = clock::now();
+  if (timeout >= clock::time_point::max() - now) return std::nullopt;
+  return now + timeout;
+}
+
+/// A thread other than the loop's inside the runtime: while it lives, the runtime is not
+/// destroyed (its end waits, failing this thread's jobs meanwhile). Throws ray::runtime_error
+/// saying why the runtime cannot be used from here (none, a worker process, ended).
+class foreign_entry {
+ public:
+  explicit foreign_entry(const char* what) : p_(runtime_gate::instance().try_enter()) {
+    if (!p_ || !p_->is_driver()) {
+      if (p_) runtime_gate::instance().leave();
+      throw ray::runtime_error(runtime_gate::instance().refusal(what));
+    }
+  }
+  foreign_entry(const foreign_entry&) = delete;
+  foreign_entry& operator=(const foreign_entry&) = delete;
+  ~foreign_entry() { runtime_gate::instance().leave(); }
+  process& get() const noexcept { return *p_; }
+
+ private:
+  process* p_;
+};
+
+/// Runs `f(process&)` on the loop and returns its result: at once on the loop thread, else
+/// as a job this thread waits for. For what must happen in order with the loop's own work
+/// (spawn, kill, cancel, lookups).
+template <class F>
+auto on_loop(const char* what, F&& f) -> decltype(f(std::declval<process&>())) {
+  if (process* p = process::here()) return f(*p);
+  foreign_entry e(what);
+  return e.get().call_on_loop(f);
+}
+
+/// Submits the call `make(p)` builds (a task_spec, its arguments encoded on this thread;
+/// large ones in blocks the loop allocates) and returns its result's state: directly on the
+/// loop thread, else as a job, without waiting for it.
+template <class Make>
+state_ptr submit_from_any_thread(const char* what, Make&& make) {
+  if (process* p = process::here()) return p->submit(make(*p));
+  foreign_entry e(what);
+  process& p = e.get();
+  struct submission {
+    task_spec spec;
+    state_ptr result;
+    static void run(void* ctx, process& p, bool live) noexcept {
+      auto* s = static_cast<submission*>(ctx);
+      try {
+        if (!live)
+          throw ray::runtime_error("coray: the runtime ended before the call was submitted");
+        p.submit_into(std::move(s->spec), s->result);
+      } catch (...) {
+        for (object_block* b : s->spec.blocks) p.release_block(b);
+        s->spec.blocks.clear();
+        if (!s->result->settled()) s->result->set_error(std::current_exception());
+      }
+      delete s;
+    }
+  };
+  auto* s = new submission{make(p), make_state(p)};
+  state_ptr result = s->result;
+  try {
+    p.post({&submission::run, s});
+  } catch (...) {
+    delete s;
+    throw;
+  }
+  return result;
+}
+
+/// Blocks a thread other than the loop's until `needed` of `states` have settled, or
+/// `deadline`: the loop registers the wait on the states and completes it once. Settled
+/// values stay where they are (pinned, a spilled one brought back) until this is destroyed,
+/// so the thread may read them. The caller holds the states (refs) and a foreign_entry.
+/// Throws ray::runtime_error if the runtime ends first, or the error of bringing a spilled
+/// value back.
+class foreign_wait {
+ public:
+  foreign_wait(process& p, std::span<object_state* const> states, std::size_t needed,
+               std::optional<clock::time_point> deadline, bool pin)
+      : p_(p), states_(states), needed_(needed), deadline_(deadline), pin_(pin) {
+    p.post({&start, this});
+    done_.wait();
+    if (ended_) throw ray::runtime_error("coray: the runtime ended while this thread waited");
+    if (error_) std::rethrow_exception(error_);
+  }
+  foreign_wait(const foreign_wait&) = delete;
+  foreign_wait& operator=(const foreign_wait&) = delete;
+  ~foreign_wait() {
+    if (pinned_.empty()) return;
+    auto* held = new std::vector<state_ptr>(std::move(pinned_));
+    try {
+      p_.post({[](void* ctx, process&, bool) noexcept {
+                 auto* v = static_cast<std::vector<state_ptr>*>(ctx);
+                 for (auto& s : *v) --s->pins;
+                 delete v;
+               },
+               held});
+    } catch (...) {
+      delete held;  // pins stay taken: the values stay in memory (never spilled)
+    }
+  }
+
+ private:
+  // The loop's side. Heap-allocated and counted: a waiter registered on a state that is
+  // settling as the wait completes (its waiters already taken) still calls it afterwards.
+  struct op final : foreign_pending {
+    foreign_wait* w;  // nullptr once completed: the waiting thread may be gone
+    std::vector<object_state*> watching;
+    std::size_t remaining = 0;
+    std::uint64_t timer = 0;
+    int refs = 1;
+    void drop() noexcept {
+      if (--refs == 0) delete this;
+    }
+    // `live` false: the runtime ends (close_handoff has taken this off its list).
+    void complete(process& p, bool live) noexcept {
+      if (!w) return;
+      if (live) p.remove_pending(*this);
+      if (timer) {
+        p.cancel_timer(timer);
+        timer = 0;
+        --refs;
+      }
+      for (object_state* s : watching) {
+        if (s->settled()) continue;  // its waiters are running, ours among them
+        auto& ws = s->waiters;
+        for (auto it = ws.begin(); it != ws.end();)
+          if (it->ctx == this) {
+            it = ws.erase(it);
+            --refs;
+          } else {
+            ++it;
+          }
+      }
+      foreign_wait* waiting = std::exchange(w, nullptr);
+      waiting->finish(live);
+      drop();
+    }
+    void ended(process& p) noexcept override { complete(p, false); }
+    static void on_settled(void* ctx, object_state&) noexcept {
+      auto* o = static_cast<op*>(ctx);
+      if (o->w && --o->remaining == 0) o->complete(*process::current(), true);
+      o->drop();
+    }
+    static void on_timeout(void* ctx) {
+      auto* o = static_cast<op*>(ctx);
+      o->timer = 0;
+      if (o->w) o->complete(*process::current(), true);
+      o->drop();
+    }
+  };
+
+  static void start(void* ctx, process& p, bool live) noexcept {
+    auto* w = static_cast<foreign_wait*>(ctx);
+    if (!live) return w->finish(false);
+    std::size_t settled = 0;
+    for (object_state* s : w->states_) settled += s->settled();
+    if (settled >= w->needed_ || (w->deadline_ && *w->deadline_ <= clock::now()))
+      return w->finish(true);
+    auto* o = new op;
+    o->w = w;
+    o->remaining = w->needed_ - settled;
+    for (object_state* s : w->states_)
+      if (!s->settled()) {
+        s->waiters.push_back({&op::on_settled, o});
+        o->watching.push_back(s);
+        ++o->refs;
+      }
+    if (w->deadline_) {
+      o->timer = p.add_timer(*w->deadline_, &op::on_timeout, o);
+      ++o->refs;
+    }
+    p.add_pending(*o);
+  }
+
+  // Loop thread, once: pins what the reader will read, then wakes it.
+  void finish(bool live) noexcept {
+    ended_ = !live;
+    if (live && pin_) {
+      try {
+        for (object_state* s : states_)
+          if (s->st.load(std::memory_order_acquire) == object_state::status::ready && s->block) {
+            (void)s->value_bytes();  // brings a spilled value back
+            ++s->pins;
+            pinned_.push_back(state_ptr::share(s));
+          }
+      } catch (...) {
+        error_ = std::current_exception();
+        for (auto& s : pinned_) --s->pins;  // the reader will not read: nothing stays pinned
+        pinned_.clear();
+      }
+    }
+    done_.signal();
+  }
+
+  process& p_;
+  std::span<object_state* const> states_;
+  std::size_t needed_;
+  std::optional<clock::time_point> deadline_;
+  bool pin_;
+  bool ended_ = false;
+  std::exception_ptr error_;
+  std::vector<state_ptr> pinned_;
+  completion done_;
+};
+
+/// Runs the coroutine `h` on the loop for a thread other than the loop's, which blocks until
+/// it finishes. Throws ray::runtime_error if the runtime ends first (the coroutine is then
+/// left suspended).
+template <class Promise>
+void run_coroutine_from_another_thread(process& p, std::coroutine_handle<Promise> h) {
+  struct run final : foreign_pending {
+    std::coroutine_handle<Promise> h;
+    completion done;
+    bool ended_early = false;
+    void ended(process&) noexcept override {
+      ended_early = true;
+      done.signal();  // the frame below is left suspended, never resumed
+    }
+    struct resume_then_return {
+      std::coroutine_handle<Promise> h;
+      bool await_ready() noexcept { return h.done(); }
+      std::coroutine_handle<> await_suspend(std::coroutine_handle<> c) noexcept {
+        h.promise().continuation_ = c;
+        return h;
+      }
+      void await_resume() noexcept {}
+    };
+    struct to_ready_queue {  // the coroutine runs from the loop's turn, not inside a job
+      process* p;
+      bool await_ready() noexcept { return false; }
+      void await_suspend(std::coroutine_handle<> c) { p->schedule(c); }
+      void await_resume() noexcept {}
+    };
+    static detached drive(run* r, process* p) {
+      co_await to_ready_queue{p};
+      co_await resume_then_return{r->h};
+      p->remove_pending(*r);
+      r->done.signal();
+    }
+    static void start(void* ctx, process& p, bool live) noexcept {
+      auto* r = static_cast<run*>(ctx);
+      if (!live) return r->ended(p);
+      p.add_pending(*r);
+      drive(r, &p);
+    }
+  } r;
+  r.h = h;
+  p.post({&run::start, &r});
+  r.done.wait();
+  if (r.ended_early) throw ray::runtime_error("coray: the runtime ended while this thread waited");
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/foreign.hpp>
+// #include <coray/detail/runtime/process.hpp>: inlined above
+#include <type_traits>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+
+/// Runs `awaitable` (a ray::async<T>, or what ray::get, ray::get_view and ray::wait return)
+/// to completion and returns its result. In the driver, from any thread (a coroutine runs on
+/// the runtime's thread while this one waits); inside a task, from the thread that runs it.
+template <class Awaitable>
+auto sync_wait(Awaitable&& awaitable) {
+  using A = std::remove_cvref_t<Awaitable>;
+  static_assert(!std::is_lvalue_reference_v<Awaitable>,
+                "ray::sync_wait(x): x is awaited once; pass a temporary or std::move(x)");
+  if constexpr (detail::is_async<A>::value) {
+    A a = std::move(awaitable);
+    auto h = a.handle();
+    if (detail::needs_handoff()) {  // another thread than the runtime's: it runs there
+      detail::foreign_entry e("ray::sync_wait");
+      detail::run_coroutine_from_another_thread(e.get(), h);
+      return a.take();
+    }
+    auto& p = detail::process::require("ray::sync_wait");
+    p.schedule(h);
+    p.run_until([&] { return h.done(); });
+    return a.take();
+  } else {
+    return std::move(awaitable).get();
+  }
+}
+
+CORAY_END_NAMESPACE
+// end <coray/sync_wait.hpp>
+// begin <coray/task.hpp>
+/// Remote tasks: ray::task<f>.remote(args...) runs f in a worker process and returns an
+/// object_ref to its result at once. Arguments are checked against f's parameters at
+/// compile time; object_ref arguments are dependencies (f runs once they are ready and
+/// receives their values). f may be a coroutine (returning ray::async<R>) that awaits
+/// nested calls; the worker runs other tasks meanwhile.
+///
+///   int add(int a, int b) { return a + b; }
+///   ray::object_ref<int> r = ray::task<add>.remote(1, 2);
+
+// #include <coray/async.hpp>: inlined above
+// #include <coray/codec.hpp>: inlined above
+// #include <coray/detail/runtime/make_call.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+// begin <coray/detail/runtime/retry_matcher.hpp>
+/// ray::retry_on<E...>'s matcher: a function telling whether an exception is one of E...,
+/// registered by an id made from the types' names, and evaluated in the worker where the
+/// exception lives.
+
+// #include <coray/detail/codec/codec_traits.hpp>: inlined above
+// #include <coray/detail/runtime/registry.hpp>: inlined above
+#include <cstdint>
+#include <exception>
+#include <string>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+template <class E, class... Rest>
+bool exception_is(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const E&) {
+    return true;
+  } catch (...) {
+    if constexpr (sizeof...(Rest) > 0)
+      return exception_is<Rest...>(e);
+    else
+      return false;
+  }
+}
+
+/// Registers the matcher of E... and returns its id; ray::retry_on<E...> calls it once, at
+/// static initialisation.
+template <class... E>
+std::uint64_t retry_matcher_id() {
+  // Named by its types (a function template instance's printed name lacks them under clang).
+  std::string key = "retry_on";
+  ((key += ',', key += type_name<E>()), ...);
+  const std::uint64_t id = fnv1a(key) | 2;  // 0 and 1 mean none and all
+  register_retry_matcher(id, &exception_is<E...>);
+  return id;
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/retry_matcher.hpp>
+// #include <coray/detail/runtime/signature.hpp>: inlined above
+// #include <coray/object_ref.hpp>: inlined above
+// begin <coray/object_store.hpp>
+/// The object store's user surface: ray::put, ray::get, ray::get_view and ray::wait, each
+/// usable with co_await in a coroutine or blocking in plain code.
+///
+///   auto img = ray::put(std::vector<double>(9'000'000, 1.0));   // once, into shared memory
+///   std::vector<double> copy = ray::get(img);                   // blocking
+///   auto view = co_await ray::get_view(img);                    // in place, no copy
+///   auto [ready, pending] = co_await ray::wait(refs, {.num_returns = 1});
+
+#include <fmt/format.h>
+
+#include <chrono>
+// #include <coray/codec.hpp>: inlined above
+// #include <coray/detail/runtime/foreign.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+// begin <coray/detail/runtime/state_awaiter.hpp>
+/// Waiting for one object to settle: state_awaiter suspends a coroutine until it does (its
+/// waiter resumes it through the loop), block_until_settled runs the loop until it does.
+
+// #include <coray/detail/runtime/foreign.hpp>: inlined above
+// #include <coray/detail/runtime/object_state.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+#include <coroutine>
+#include <optional>
+#include <span>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+inline void resume_waiter(void* ctx, object_state&) {
+  process& p = *process::current();
+  p.coroutine_suspended(-1);
+  p.schedule(std::coroutine_handle<>::from_address(ctx));
+}
+
+/// Blocks the calling (loop) thread until `s` settles, running the loop meanwhile.
+inline void block_until_settled(object_state& s) {
+  if (!s.settled()) process::require().run_until([&] { return s.settled(); });
+}
+
+/// Blocks until `states` have all settled, then returns `read()`: on the loop thread running
+/// the loop, on another thread waiting for it, with the values pinned while `read` runs.
+template <class Read>
+auto read_when_settled(const char* what, std::span<object_state* const> states, Read&& read) {
+  if (!needs_handoff()) {
+    for (object_state* s : states) block_until_settled(*s);
+    return read();
+  }
+  foreign_entry e(what);
+  foreign_wait w(e.get(), states, states.size(), std::nullopt, true);
+  return read();
+}
+
+/// The waiting half of an awaitable of one object: suspends until it settles, or blocks
+/// in the conversion forms (running the loop on its thread; waiting for it on another).
+class state_awaiter {
+ public:
+  explicit state_awaiter(state_ptr s) : s_(std::move(s)) {}
+  bool await_ready() const noexcept { return s_->settled(); }
+  void await_suspend(std::coroutine_handle<> h) {
+    s_->waiters.push_back({&resume_waiter, h.address()});
+    process::current()->coroutine_suspended(+1);
+  }
+
+ protected:
+  template <class Read>
+  auto read_settled(Read&& read) {
+    object_state* s = s_.get();
+    return read_when_settled("ray::get", {&s, 1}, [&] { return read(*s_); });
+  }
+  state_ptr s_;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/state_awaiter.hpp>
+// #include <coray/detail/runtime/stored_value.hpp>: inlined above
+// #include <coray/object_ref.hpp>: inlined above
+// #include <coray/sync_wait.hpp>: inlined above
+#include <coroutine>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+namespace detail {
+
+/// The view ray::get_view gives of an object of type T.
+template <class T>
+struct view_of {
+  static_assert(sizeof(T) == 0,
+                "ray::get_view: the object must be a std::vector or std::array of plain numbers or "
+                "trivially copyable structs, or a std::string");
+};
+template <class E, class A>
+struct view_of<std::vector<E, A>> {
+  using type = std::span<const E>;
+};
+template <>
+struct view_of<std::string> {
+  using type = std::string_view;
+};
+
+}  // namespace detail
+
+/// What ray::get returns: co_await it in a coroutine, or convert it to T to block.
+template <class T>
+class [[nodiscard]] get_awaitable : public detail::state_awaiter {
+ public:
+  using state_awaiter::state_awaiter;
+  T await_resume() { return detail::read_value<T>(*s_); }
+  /// Blocking form: waits and returns the value or throws its error. Thread-safe in the driver.
+  operator T() && {
+    return read_settled([](const detail::object_state& s) { return detail::read_value<T>(s); });
+  }
+  /// Blocking form, explicitly.
+  T get() && { return static_cast<T>(std::move(*this)); }
+};
+
+template <>
+class [[nodiscard]] get_awaitable<void> : public detail::state_awaiter {
+ public:
+  using state_awaiter::state_awaiter;
+  void await_resume() { s_->rethrow_if_failed(); }
+  void get() && {
+    read_settled([](const detail::object_state& s) { s.rethrow_if_failed(); });
+  }
+};
+
+/// The value of `ref`, decoded into a T of this process.
+template <class T>
+get_awaitable<T> get(const object_ref<T>& ref) {
+  if (!ref.valid()) throw usage_error("ray::get: the object_ref is empty");
+  return get_awaitable<T>(ref.state());
+}
+
+struct get_options {
+  /// Give up after this long with ray::get_timeout; none: wait as long as it takes.
+  std::optional<std::chrono::nanoseconds> timeout = std::nullopt;
+};
+
+template <class T>
+class wait_awaitable;
+struct wait_options;
+
+/// What ray::get with a timeout returns: co_await it, or convert it to T to block.
+template <class T>
+class [[nodiscard]] timed_get_awaitable;
+
+/// What ray::get of several refs returns: the values in the order of the refs.
+template <class T>
+class [[nodiscard]] get_all_awaitable {
+ public:
+  explicit get_all_awaitable(std::vector<object_ref<T>> refs) : refs_(std::move(refs)) {}
+  bool await_ready() noexcept {
+    for (auto& r : refs_)
+      if (!r.is_ready()) ++pending_;
+    return pending_ == 0;
+  }
+  void await_suspend(std::coroutine_handle<> h) {
+    h_ = h;
+    for (auto& r : refs_)
+      if (!r.is_ready()) r.state()->waiters.push_back({&on_settled, this});
+    detail::process::current()->coroutine_suspended(+1);
+  }
+  std::vector<T> await_resume() { return values(); }
+  operator std::vector<T>() && {
+    std::vector<detail::object_state*> states;
+    states.reserve(refs_.size());
+    for (auto& r : refs_) states.push_back(r.state().get());
+    return detail::read_when_settled("ray::get", states, [this] { return values(); });
+  }
+  std::vector<T> get() && { return static_cast<std::vector<T>>(std::move(*this)); }
+
+ private:
+  static void on_settled(void* ctx, detail::object_state&) {
+    auto* self = static_cast<get_all_awaitable*>(ctx);
+    if (--self->pending_ == 0)
+      detail::resume_waiter(self->h_.address(), *self->refs_.front().state());
+  }
+  std::vector<T> values() {
+    std::vector<T> out;
+    out.reserve(refs_.size());
+    for (auto& r : refs_) out.push_back(detail::read_value<T>(*r.state()));
+    return out;
+  }
+  std::vector<object_ref<T>> refs_;
+  std::size_t pending_ = 0;
+  std::coroutine_handle<> h_;
+};
+
+template <class T>
+get_all_awaitable<T> get(std::vector<object_ref<T>> refs) {
+  for (auto& r : refs)
+    if (!r.valid()) throw usage_error("ray::get: an object_ref is empty");
+  return get_all_awaitable<T>(std::move(refs));
+}
+
+/// A read-only view of an object where it lies (shared memory or the driver's heap): a
+/// span for a vector, a string_view for a string. Holds the object alive while it lives.
+template <class T>
+class object_view {
+ public:
+  using view_type = typename detail::view_of<T>::type;
+  object_view(detail::state_ptr s) : s_(std::move(s)), v_(decode<view_type>(s_->value_bytes())) {
+    ++s_->pins;
+  }
+  object_view(const object_view& o) : s_(o.s_), v_(o.v_) { ++s_->pins; }
+  object_view& operator=(const object_view&) = delete;
+  ~object_view() { --s_->pins; }
+  const view_type& operator*() const noexcept { return v_; }
+  const view_type* operator->() const noexcept { return &v_; }
+  auto begin() const noexcept { return v_.begin(); }
+  auto end() const noexcept { return v_.end(); }
+  auto data() const noexcept { return v_.data(); }
+  std::size_t size() const noexcept { return v_.size(); }
+  decltype(auto) operator[](std::size_t i) const noexcept { return v_[i]; }
+
+ private:
+  detail::state_ptr s_;
+  view_type v_;
+};
+
+template <class T>
+class [[nodiscard]] get_view_awaitable : public detail::state_awaiter {
+ public:
+  using state_awaiter::state_awaiter;
+  object_view<T> await_resume() {
+    s_->rethrow_if_failed();
+    return object_view<T>(s_);
+  }
+  /// Blocking form, on the runtime's thread only (a view pins the object for that thread).
+  operator object_view<T>() && {
+    if (detail::needs_handoff()) detail::process::require("ray::get_view");
+    detail::block_until_settled(*s_);
+    return await_resume();
+  }
+  object_view<T> get() && { return static_cast<object_view<T>>(std::move(*this)); }
+};
+
+/// A view of `ref`'s object in place: getting a 72 MB array costs what getting an int does.
+template <class T>
+get_view_awaitable<T> get_view(const object_ref<T>& ref) {
+  (void)sizeof(typename detail::view_of<T>::type);
+  if (!ref.valid()) throw usage_error("ray::get_view: the object_ref is empty");
+  return get_view_awaitable<T>(ref.state());
+}
+
+/// Puts `value` in the object store once; tasks that take the ref read it there.
+/// Thread-safe in the driver: another thread encodes the value itself.
+template <class T>
+object_ref<detail::put_type_t<T>> put(const T& value) {
+  using stored = detail::put_type_t<T>;
+  static_assert(is_encodable_v<stored>,
+                "ray::put: this type cannot be stored; give it a `template <class Archive> void "
+                "serialize(Archive&)` member or make it an aggregate of storable members");
+  auto store = [&](detail::process& p) {
+    auto s = detail::make_state(p);
+    if constexpr (std::is_same_v<stored, std::decay_t<T>>)
+      detail::store_value(p, *s, value);
+    else
+      detail::store_value(p, *s, stored(value));
+    return object_ref<stored>(std::move(s));
+  };
+  if (!detail::needs_handoff()) return store(detail::process::require("ray::put"));
+  detail::foreign_entry e("ray::put");
+  return store(e.get());
+}
+
+/// An array being built where it will live, in the object store (Plasma's create, then
+/// seal): fill it through data() / span() / operator[], then seal() it into an immutable
+/// object that tasks read in place. It saves ray::put's copy of an array made only to be put.
+/// Move-only; one dropped unsealed gives its memory back.
+///
+///   auto buf = ray::put_buffer<double>(3000 * 3000);
+///   std::fill(buf.begin(), buf.end(), 0.0);
+///   ray::object_ref<std::vector<double>> image = std::move(buf).seal();
+template <class E>
+class object_buffer {
+ public:
+  object_buffer(object_buffer&& o) noexcept
+      : s_(std::move(o.s_)),
+        data_(std::exchange(o.data_, nullptr)),
+        size_(std::exchange(o.size_, 0)) {}
+  object_buffer& operator=(object_buffer&& o) noexcept {
+    s_ = std::move(o.s_);  // an unsealed buffer this one held gives its memory back
+    data_ = std::exchange(o.data_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+    return *this;
+  }
+
+  E* data() noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  std::span<E> span() noexcept { return {data_, size_}; }
+  E* begin() noexcept { return data_; }
+  E* end() noexcept { return data_ + size_; }
+  E& operator[](std::size_t i) noexcept { return data_[i]; }
+
+  /// The finished object; the buffer is empty afterwards.
+  object_ref<std::vector<E>> seal() && {
+    if (!s_)
+      throw usage_error("ray::object_buffer::seal: the buffer was already sealed or moved from");
+    s_->st.store(detail::object_state::status::ready, std::memory_order_release);
+    data_ = nullptr;
+    size_ = 0;
+    return object_ref<std::vector<E>>(std::move(s_));
+  }
+
+ private:
+  template <class T>
+  friend object_buffer<T> put_buffer(std::size_t n);
+  object_buffer(detail::state_ptr s, E* data, std::size_t n)
+      : s_(std::move(s)), data_(data), size_(n) {}
+  detail::state_ptr s_;
+  E* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+/// A buffer of `n` default-initialised (for numbers: uninitialised) elements in the object
+/// store, to fill and seal(). E must be a plain number or trivially copyable struct, as for
+/// ray::get_view.
+template <class E>
+object_buffer<E> put_buffer(std::size_t n) {
+  static_assert(
+      detail::is_raw_copyable_v<E> && !std::is_same_v<E, bool>,
+      "ray::put_buffer<E>: E must be a plain number or a trivially copyable struct of them");
+  std::optional<detail::foreign_entry> entry;
+  if (detail::needs_handoff()) entry.emplace("ray::put_buffer");
+  auto& p = entry ? entry->get() : detail::process::require("ray::put_buffer");
+  // The encoding of a std::vector<E>: its count, padding to E's wire alignment, the elements.
+  const std::size_t offset =
+      sizeof(std::uint64_t) + detail::padding_for(sizeof(std::uint64_t), detail::wire_align_v<E>);
+  if (n > (std::numeric_limits<std::size_t>::max() - offset) / sizeof(E))
+    throw usage_error(fmt::format("ray::put_buffer: {} elements do not fit in memory", n));
+  const std::size_t size = offset + n * sizeof(E);
+  auto s = detail::make_state(p);
+  std::byte* out = detail::reserve_value(p, *s, size).data();  // pending until sealed
+  const std::uint64_t count = n;
+  std::memcpy(out, &count, sizeof count);
+  std::memset(out + sizeof count, 0, offset - sizeof count);
+  return object_buffer<E>(std::move(s), reinterpret_cast<E*>(out + offset), n);
+}
+
+struct wait_options {
+  /// Return once this many refs are ready (at most the number of refs).
+  std::size_t num_returns = 1;
+  /// Give up waiting after this long and return what is ready; none: wait as long as it takes.
+  std::optional<std::chrono::nanoseconds> timeout = std::nullopt;
+};
+
+template <class T>
+struct wait_result {
+  std::vector<object_ref<T>> ready;    // at most num_returns, in the order given
+  std::vector<object_ref<T>> pending;  // the rest, in the order given
+};
+
+/// What ray::wait returns: co_await it, or convert it to wait_result<T> to block.
+template <class T>
+class [[nodiscard]] wait_awaitable {
+ public:
+  wait_awaitable(std::vector<object_ref<T>> refs, wait_options o)
+      : refs_(std::move(refs)), opts_(o) {
+    opts_.num_returns = std::min(opts_.num_returns, refs_.size());
+  }
+  bool await_ready() {
+    detail::process::require().serve_once();
+    return ready_count() >= opts_.num_returns || timed_out_now();
+  }
+  void await_suspend(std::coroutine_handle<> h) {
+    auto& p = detail::process::require();
+    op_ = new op{};
+    op_->h = h;
+    op_->needed = opts_.num_returns - ready_count();
+    for (auto& r : refs_)
+      if (!r.is_ready()) {
+        ++op_->refs;
+        r.state()->waiters.push_back({&op::on_settled, op_});
+      }
+    if (opts_.timeout) {
+      ++op_->refs;
+      op_->timer = p.add_timer(detail::clock::now() + *opts_.timeout, &op::on_timeout, op_);
+    }
+    p.coroutine_suspended(+1);
+  }
+  wait_result<T> await_resume() {
+    if (op_) {
+      op_->drop();
+      op_ = nullptr;
+    }
+    return split();
+  }
+  /// Blocking form. Thread-safe in the driver.
+  operator wait_result<T>() && {
+    if (detail::needs_handoff()) {
+      detail::foreign_entry e("ray::wait");
+      std::vector<detail::object_state*> states;
+      states.reserve(refs_.size());
+      for (auto& r : refs_) states.push_back(r.state().get());
+      detail::foreign_wait w(e.get(), states, opts_.num_returns,
+                             opts_.timeout ? detail::deadline_after(*opts_.timeout) : std::nullopt,
+                             false);
+      return split();
+    }
+    auto& p = detail::process::require();
+    auto deadline =
+        opts_.timeout ? detail::clock::now() + *opts_.timeout : detail::clock::time_point::max();
+    p.serve_once();
+    p.run_until([&] { return ready_count() >= opts_.num_returns; }, deadline);
+    return split();
+  }
+  wait_result<T> get() && { return static_cast<wait_result<T>>(std::move(*this)); }
+
+ private:
+  // Outlives the wait: refs that settle later still hold it.
+  struct op {
+    std::coroutine_handle<> h;
+    std::size_t needed = 0;
+    int refs = 1;
+    bool done = false;
+    std::uint64_t timer = 0;
+    void drop() {
+      if (--refs == 0) delete this;
+    }
+    void complete() {
+      done = true;
+      auto& p = *detail::process::current();
+      if (timer) {
+        p.cancel_timer(timer);
+        timer = 0;
+        --refs;
+      }
+      p.coroutine_suspended(-1);
+      p.schedule(h);
+    }
+    static void on_settled(void* ctx, detail::object_state&) {
+      auto* o = static_cast<op*>(ctx);
+      if (!o->done && --o->needed == 0) o->complete();
+      o->drop();
+    }
+    static void on_timeout(void* ctx) {
+      auto* o = static_cast<op*>(ctx);
+      o->timer = 0;
+      if (!o->done) o->complete();
+      o->drop();
+    }
+  };
+  bool timed_out_now() const noexcept { return opts_.timeout && opts_.timeout->count() <= 0; }
+  std::size_t ready_count() const noexcept {
+    std::size_t n = 0;
+    for (auto& r : refs_) n += r.is_ready();
+    return n;
+  }
+  // Moves the refs out (the wait is over): no reference counts change, so a loop of waits
+  // for one of n refs costs n pointer moves per wait, not n counted copies.
+  wait_result<T> split() {
+    wait_result<T> w;
+    w.ready.reserve(opts_.num_returns);
+    w.pending.reserve(refs_.size() - opts_.num_returns);
+    for (auto& r : refs_) {
+      if (r.is_ready() && w.ready.size() < opts_.num_returns)
+        w.ready.push_back(std::move(r));
+      else
+        w.pending.push_back(std::move(r));
+    }
+    refs_.clear();
+    return w;
+  }
+  std::vector<object_ref<T>> refs_;
+  wait_options opts_;
+  op* op_ = nullptr;
+};
+
+/// Waits until `num_returns` of `refs` are ready or the timeout passes.
+template <class T>
+wait_awaitable<T> wait(std::vector<object_ref<T>> refs, wait_options opts = {}) {
+  return wait_awaitable<T>(std::move(refs), opts);
+}
+
+template <class T>
+class [[nodiscard]] timed_get_awaitable {
+ public:
+  timed_get_awaitable(const object_ref<T>& ref, std::chrono::nanoseconds timeout)
+      : ref_(ref), timeout_(timeout), wait_({ref}, {.num_returns = 1, .timeout = timeout}) {}
+  bool await_ready() noexcept { return wait_.await_ready(); }
+  void await_suspend(std::coroutine_handle<> h) { wait_.await_suspend(h); }
+  T await_resume() { return finish(wait_.await_resume()); }
+  /// Blocking form. Thread-safe in the driver.
+  operator T() && {
+    if (detail::needs_handoff()) {
+      detail::foreign_entry e("ray::get");
+      detail::object_state* s = ref_.state().get();
+      detail::foreign_wait w(e.get(), {&s, 1}, 1, detail::deadline_after(timeout_), true);
+      if (!s->settled()) throw_timeout();
+      return detail::read_value<T>(*s);
+    }
+    return finish(static_cast<wait_result<T>>(std::move(wait_)));
+  }
+  T get() && { return static_cast<T>(std::move(*this)); }
+
+ private:
+  T finish(const wait_result<T>& w) {
+    if (w.ready.empty()) throw_timeout();
+    return detail::read_value<T>(*ref_.state());
+  }
+  [[noreturn]] void throw_timeout() const {
+    throw get_timeout(
+        fmt::format("ray::get: the object was not ready within {} ms",
+                    std::chrono::duration_cast<std::chrono::milliseconds>(timeout_).count()));
+  }
+  object_ref<T> ref_;
+  std::chrono::nanoseconds timeout_;
+  wait_awaitable<T> wait_;
+};
+
+/// The value of `ref`, waiting at most `opts.timeout` (then ray::get_timeout).
+template <class T>
+timed_get_awaitable<T> get(const object_ref<T>& ref, get_options opts) {
+  if (!ref.valid()) throw usage_error("ray::get: the object_ref is empty");
+  return timed_get_awaitable<T>(ref, opts.timeout.value_or(std::chrono::nanoseconds::max()));
+}
+
+struct cancel_options {
+  /// Also kill the worker running the task (tasks only; actor calls cannot be forced).
+  bool force = false;
+};
+
+/// Cancels the call whose result `ref` is: a call still waiting is never run; one running
+/// runs on (unless `force`), but either way getting `ref` raises ray::cancelled. A call
+/// that already finished keeps its result. Driver only; thread-safe there.
+template <class T>
+void cancel(const object_ref<T>& ref, cancel_options opts = {}) {
+  detail::on_loop("ray::cancel", [&](detail::process& p) {
+    if (!p.is_driver()) throw usage_error("ray::cancel is only available in the driver process");
+    if (ref.valid() && ref.state()->id) p.cancel_call(ref.state()->id, opts.force);
+  });
+}
+
+CORAY_END_NAMESPACE
+// end <coray/object_store.hpp>
+// #include <coray/sync_wait.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+
+/// Which exceptions of a task are retried: none (false, the default), all (true), or those
+/// of given types (ray::retry_on<E...>, matching derived types too).
+struct retry_policy {
+  constexpr retry_policy(bool all = false) noexcept : matcher(all ? 1 : 0) {}
+  constexpr retry_policy(std::uint64_t id, std::nullptr_t) noexcept : matcher(id) {}
+  std::uint64_t matcher;
+};
+
+/// Retry a task when it throws one of E... (or a type derived from one):
+/// `ray::task<f>.options({.retry_exceptions = ray::retry_on<std::runtime_error>})`.
+template <class... E>
+inline const retry_policy retry_on = retry_policy(detail::retry_matcher_id<E...>(), nullptr);
+
+/// Per-call options of a task, as Ray's `f.options(...)`.
+struct task_options {
+  /// Re-runs after the worker running the task dies (and after a retryable exception).
+  /// The final error says how many attempts were made.
+  int max_retries = 3;
+  /// Whether an exception thrown by the task is retried too.
+  retry_policy retry_exceptions = false;
+};
+
+/// The remote form of the free function F: `ray::task<f>.remote(args...)`.
+template <auto F>
+struct remote_function {
+  using traits = detail::function_traits<decltype(F)>;
+  static_assert(traits::is_function && !traits::is_member,
+                "ray::task<f>: f must be a free function or a static member function (call member "
+                "functions on an actor: actor.call<&T::method>(...))");
+  using params = typename traits::params;
+  using result_type = detail::call_result_t<typename traits::return_type>;
+  static_assert(std::is_void_v<result_type> || is_encodable_v<result_type>,
+                "ray::task<f>: f's return type cannot be sent between processes; give it a "
+                "`template <class Archive> void serialize(Archive&)` member");
+  static_assert(detail::parameters_storable<params>(),
+                "ray::task<f>: a parameter of f cannot be sent between processes (it must be "
+                "encodable, a std::span<const T> or a std::string_view)");
+
+  constexpr remote_function() noexcept = default;
+  constexpr explicit remote_function(task_options o) noexcept : options_(o) {}
+
+  /// The same function with other options: `ray::task<f>.options({.max_retries = 0}).remote(...)`.
+  constexpr remote_function options(task_options o) const noexcept { return remote_function(o); }
+
+  /// Submits the call and returns its result's ref at once. Thread-safe in the driver (any
+  /// thread); inside a task, from the thread that runs the task.
+  template <class... A>
+  object_ref<result_type> remote(A&&... args) const {
+    static_assert(sizeof...(A) == traits::arity,
+                  "ray::task<f>.remote(...): wrong number of arguments for f");
+    if constexpr (sizeof...(A) == traits::arity) {
+      constexpr bool fits =
+          detail::arguments_fit<params, A...>(std::make_index_sequence<sizeof...(A)>{});
+      static_assert(
+          fits,
+          "ray::task<f>.remote(...): an argument does not match f's parameter: pass the "
+          "parameter's type, a value convertible to it, or an object_ref of it (non-const "
+          "reference parameters are not allowed)");
+      if constexpr (fits) {
+        return object_ref<result_type>(
+            detail::submit_from_any_thread("ray::task<f>.remote", [&](detail::process& p) {
+              auto spec = detail::make_call<F>(p, std::forward<A>(args)...);
+              spec.max_retries = options_.max_retries;
+              spec.retry_matcher = options_.retry_exceptions.matcher;
+              return spec;
+            }));
+      }
+    }
+    return {};
+  }
+
+ private:
+  task_options options_{};
+};
+
+/// `ray::task<f>`: the handle through which f is called remotely.
+template <auto F>
+inline constexpr remote_function<F> task{};
+
+CORAY_END_NAMESPACE
+// end <coray/task.hpp>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+
+struct actor_options {
+  /// Registers the actor under this name for ray::get_actor (empty: anonymous).
+  std::string name = {};
+  /// How many calls may run at once: calls to coroutine methods (ray::async) overlap while
+  /// they await, up to this many (Ray's async actors). Plain methods always run one at a time.
+  std::uint32_t max_concurrency = 1;
+  /// How many times the actor is rebuilt (its constructor run again with the same
+  /// arguments, in a new process) after its process dies. 0: never; -1: always.
+  int max_restarts = 0;
+  /// How many times a call that was running when the actor died is run again on the
+  /// rebuilt actor (else it fails with actor_died).
+  int max_task_retries = 0;
+};
+
+namespace detail {}  // namespace detail
 
 /// A handle to an actor of type T: a value, copyable, and passable to tasks and to other
 /// actors' methods, where it reaches the same actor.
@@ -5887,6 +5925,7 @@ class actor {
 
   /// Calls `Method` (a member function of T) in the actor's process; returns the result's
   /// ref at once. Arguments are checked against the method's parameters at compile time.
+  /// Thread-safe in the driver; calls made by one thread run in the order it made them.
   template <auto Method, class... A>
   auto call(A&&... args) const {
     using traits = detail::function_traits<decltype(Method)>;
@@ -5911,11 +5950,13 @@ class actor {
                       "parameter: pass the "
                       "parameter's type, a value convertible to it, or an object_ref of it");
         if constexpr (fits) {
-          if (!p_) throw ray::runtime_error("actor<T>.call: the actor handle is empty");
-          auto& p = detail::process::require();
-          auto spec = detail::make_call<Method>(p, std::forward<A>(args)...);
-          spec.target_actor = p_.get()->id;
-          return object_ref<result_type>(p.submit(std::move(spec)));
+          if (!p_) throw usage_error("actor<T>.call: the actor handle is empty");
+          return object_ref<result_type>(
+              detail::submit_from_any_thread("actor<T>.call", [&](detail::process& p) {
+                auto spec = detail::make_call<Method>(p, std::forward<A>(args)...);
+                spec.target_actor = p_.get()->id;
+                return spec;
+              }));
         } else {
           return object_ref<result_type>{};
         }
@@ -5961,22 +6002,37 @@ actor<T> spawn(actor_options opts, A&&... args) {
   static_assert(((detail::is_actor_v<A> || is_encodable_v<detail::constructor_arg_t<A>>)&&...),
                 "ray::spawn<T>(args...): a constructor argument cannot be sent between processes");
   if constexpr (std::is_constructible_v<T, detail::constructor_arg_t<A>&&...>) {
-    auto& d = detail::require_driver("ray::spawn");
     (void)ctor::registered;
-    detail::actor_spawn_request req;
-    req.constructor.fn_id = detail::entity_id<&ctor::marker>;
-    req.constructor.name = detail::type_name<T>();
-    (detail::add_argument<detail::constructor_arg_t<A>>(req.constructor, d, std::forward<A>(args)),
-     ...);
-    req.type_id = detail::actor_type_id<T>;
-    req.type_name = std::string(detail::type_name<T>());
-    req.name = std::move(opts.name);
-    req.max_concurrency = opts.max_concurrency;
-    req.max_restarts = opts.max_restarts < 0 ? std::numeric_limits<int>::max() : opts.max_restarts;
-    req.max_task_retries =
-        opts.max_task_retries < 0 ? std::numeric_limits<int>::max() : opts.max_task_retries;
-    std::uint64_t id = d.spawn_actor(std::move(req));
-    return actor<T>(d.make_actor_handle(id));
+    // Built on the calling thread (the arguments encoded there); started on the loop.
+    auto request = [&](detail::process& p) {
+      detail::actor_spawn_request req;
+      req.constructor.fn_id = detail::entity_id<&ctor::marker>;
+      req.constructor.name = detail::type_name<T>();
+      (detail::add_argument<detail::constructor_arg_t<A>>(req.constructor, p,
+                                                          std::forward<A>(args)),
+       ...);
+      req.type_id = detail::actor_type_id<T>;
+      req.type_name = std::string(detail::type_name<T>());
+      req.name = std::move(opts.name);
+      req.max_concurrency = opts.max_concurrency;
+      req.max_restarts =
+          opts.max_restarts < 0 ? std::numeric_limits<int>::max() : opts.max_restarts;
+      req.max_task_retries =
+          opts.max_task_retries < 0 ? std::numeric_limits<int>::max() : opts.max_task_retries;
+      return req;
+    };
+    auto start = [](detail::process& p, detail::actor_spawn_request&& req) {
+      detail::driver* d = p.as_driver();
+      if (!d) throw usage_error("ray::spawn is only available in the driver process");
+      return actor<T>(d->make_actor_handle(d->spawn_actor(std::move(req))));
+    };
+    if (!detail::needs_handoff()) {
+      auto& d = detail::require_driver("ray::spawn");
+      return start(d, request(d));
+    }
+    detail::foreign_entry e("ray::spawn");
+    auto req = request(e.get());
+    return e.get().call_on_loop([&](detail::process& p) { return start(p, std::move(req)); });
   } else {
     return {};
   }
@@ -5991,20 +6047,22 @@ actor<T> spawn(A&&... args) {
 /// or if it is not a T.
 template <class T>
 actor<T> get_actor(std::string_view name) {
-  auto& p = detail::process::require();
-  auto info = p.lookup_actor(name);
-  if (!info.id)
-    throw actor_not_found("ray::get_actor: no live actor is named '" + std::string(name) + "'");
-  if (info.type_id != detail::actor_type_id<T>)
-    throw actor_not_found("ray::get_actor: the actor named '" + std::string(name) + "' is not a " +
-                          std::string(detail::type_name<T>()));
-  return actor<T>(p.make_actor_handle(info.id));
+  return detail::on_loop("ray::get_actor", [&](detail::process& p) {
+    auto info = p.lookup_actor(name);
+    if (!info.id)
+      throw actor_not_found(fmt::format("ray::get_actor: no live actor is named '{}'", name));
+    if (info.type_id != detail::actor_type_id<T>)
+      throw actor_not_found(fmt::format("ray::get_actor: the actor named '{}' is not a {}", name,
+                                        detail::type_name<T>()));
+    return actor<T>(p.make_actor_handle(info.id));
+  });
 }
 
 /// Ends the actor now (SIGKILL). Its pending and later calls fail with actor_died.
+/// Thread-safe in the driver.
 template <class T>
 void kill(const actor<T>& a) {
-  if (a.valid()) detail::process::require().kill_actor(a.id());
+  if (a.valid()) detail::on_loop("ray::kill", [&](detail::process& p) { p.kill_actor(a.id()); });
 }
 
 CORAY_END_NAMESPACE
@@ -6024,6 +6082,8 @@ CORAY_END_NAMESPACE
 /// only when its result is fetched). map and map_unordered return their own result streams,
 /// independent of submit/get_next. Driver only, from the loop's thread. Destroying the pool
 /// waits for the calls it sent; the actors live on while other handles to them exist.
+
+#include <fmt/format.h>
 
 #include <chrono>
 // #include <coray/actor.hpp>: inlined above
@@ -6130,9 +6190,10 @@ class dispatcher {
     d_.run_until([this] { return idle(); });
   }
   bool idle() const noexcept { return queue_.empty() && running_.empty(); }
-  /// The runtime this dispatcher belongs to is still the process's (not ended or replaced).
+  /// The runtime this dispatcher belongs to is still the process's (not ended or replaced),
+  /// and this is its loop thread.
   bool runtime_alive() const noexcept {
-    process* p = process::current();
+    process* p = process::here();
     return p && p->epoch == epoch_;
   }
 
@@ -6336,6 +6397,7 @@ CORAY_END_NAMESPACE
 // #include <coray/codec.hpp>: inlined above
 // #include <coray/detail/runtime/process.hpp>: inlined above
 // #include <coray/object_store.hpp>: inlined above
+// #include <coray/sync_wait.hpp>: inlined above
 #include <coroutine>
 #include <cstddef>
 #include <deque>
@@ -6492,6 +6554,7 @@ class result_stream {
 
 CORAY_END_NAMESPACE
 // end <coray/result_stream.hpp>
+// #include <coray/sync_wait.hpp>: inlined above
 #include <deque>
 #include <map>
 #include <memory>
@@ -6510,8 +6573,11 @@ class actor_pool {
       detail::call_result_t<typename detail::function_traits<decltype(Method)>::return_type>;
 
  public:
+  /// Throws ray::runtime_error if `actors` is empty: its calls would wait for ever.
   explicit actor_pool(std::vector<actor<T>> actors)
       : s_(std::make_unique<state>(detail::require_driver("ray::actor_pool"))) {
+    if (actors.empty())
+      throw ray::runtime_error("ray::actor_pool: no actors; a pool needs one to run its calls");
     for (auto& a : actors) push(std::move(a));
   }
   actor_pool(actor_pool&&) noexcept = default;
@@ -6556,8 +6622,7 @@ class actor_pool {
   template <class R>
   R get_next(std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
     state& s = *s_;
-    if (s.submitted.empty())
-      throw ray::runtime_error("ray::actor_pool::get_next: no pending results");
+    if (s.submitted.empty()) throw usage_error("ray::actor_pool::get_next: no pending results");
     auto it = s.submitted.begin();
     wait(timeout, [&] { return it->second.result->settled(); });
     return take<R>(it);
@@ -6568,7 +6633,7 @@ class actor_pool {
   R get_next_unordered(std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
     state& s = *s_;
     if (s.submitted.empty())
-      throw ray::runtime_error("ray::actor_pool::get_next_unordered: no pending results");
+      throw usage_error("ray::actor_pool::get_next_unordered: no pending results");
     auto first_settled = [&] {
       while (!s.settled.empty() && !s.submitted.count(s.settled.front())) s.settled.pop_front();
       return !s.settled.empty();
@@ -6598,7 +6663,7 @@ class actor_pool {
   }
   /// Adds an actor to the pool; it takes waiting calls at once.
   void push(actor<T> a) {
-    if (!a.valid()) throw ray::runtime_error("ray::actor_pool: an empty actor handle");
+    if (!a.valid()) throw usage_error("ray::actor_pool: an empty actor handle");
     s_->disp.add(s_->d.make_actor_handle(a.id()));
   }
 
@@ -6625,7 +6690,7 @@ class actor_pool {
                       "ray::actor_pool<T>: an argument does not match the method's parameter");
         if constexpr (fits) {
           if (!s_->disp.runtime_alive())
-            throw ray::runtime_error("ray::actor_pool: its runtime has ended");
+            throw usage_error("ray::actor_pool: its runtime has ended");
           return detail::make_call<Method>(s_->d, std::forward<A>(args)...);
         }
       }
@@ -6683,8 +6748,8 @@ class actor_pool {
   template <class R>
   R take(typename std::map<std::uint64_t, entry>::iterator it) {
     if (it->second.type != detail::type_name<R>())
-      throw ray::runtime_error("ray::actor_pool::get_next<" + std::string(detail::type_name<R>()) +
-                               ">: the next result is a " + std::string(it->second.type));
+      throw usage_error(fmt::format("ray::actor_pool::get_next<{}>: the next result is a {}",
+                                    detail::type_name<R>(), it->second.type));
     detail::state_ptr result = std::move(it->second.result);
     s_->submitted.erase(it);
     return detail::read_value<R>(*result);
@@ -6806,10 +6871,16 @@ class shared_block {
       l_ = nullptr;
       return;
     }
-    process* p = process::current();
-    if (p && p->epoch == l_->epoch) p->release_block(l_->block);
-    delete l_;
+    if (process::on_this_thread())
+      release_on_loop(l_);
+    else  // the last handle went on another thread: the loop drops the reference
+      release_from_another_thread<local, &release_on_loop>(l_);
     l_ = nullptr;
+  }
+  static void release_on_loop(local* l) noexcept {
+    process* p = process::current();
+    if (p && p->epoch == l->epoch) p->release_block(l->block);
+    delete l;
   }
 
   local* l_ = nullptr;
@@ -6903,8 +6974,8 @@ class mutex {
 
   bool acquire_until(clock::time_point deadline) {
     if (try_lock()) return true;
-    detail::process* p = detail::process::current();
-    const bool serve = p && p->is_loop_thread();
+    detail::process* p = detail::process::here();
+    const bool serve = p != nullptr;
     for (;;) {
       const auto now = clock::now();
       if (now >= deadline) return false;
@@ -6951,6 +7022,8 @@ CORAY_END_NAMESPACE
 /// it was running (actor_died) and is replaced, with its initializer run again; if the
 /// initializer itself fails, the pool's calls fail with actor_died carrying its error.
 /// Destroying the pool waits for the work submitted to it (close() and join()).
+
+#include <fmt/format.h>
 
 #include <algorithm>
 // #include <coray/actor.hpp>: inlined above
@@ -7190,6 +7263,7 @@ process_info actor_process(const actor<T>& a) {
 CORAY_END_NAMESPACE
 // end <coray/processes.hpp>
 // #include <coray/result_stream.hpp>: inlined above
+// #include <coray/sync_wait.hpp>: inlined above
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -7426,9 +7500,9 @@ class pool {
   }
 
   void require_open(const char* what) const {
-    if (closed_) throw ray::runtime_error(std::string(what) + ": the pool is closed");
+    if (closed_) throw usage_error(fmt::format("{}: the pool is closed", what));
     if (!disp_.runtime_alive())
-      throw ray::runtime_error(std::string(what) + ": the pool's runtime has ended");
+      throw usage_error(fmt::format("{}: the pool's runtime has ended", what));
   }
 
   std::size_t chunk_size(std::size_t n, std::size_t requested) const {
@@ -7570,6 +7644,8 @@ CORAY_END_NAMESPACE
 /// one. A handle is a value: pass it to tasks and actors (alone or inside containers). The
 /// queue's process starts at the handle's first use; create queues in the driver. It ends
 /// when its last handle in any process goes.
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
@@ -7721,6 +7797,7 @@ CORAY_END_NAMESPACE
 // end <coray/detail/mp/queue_actor.hpp>
 // #include <coray/errors.hpp>: inlined above
 // #include <coray/object_store.hpp>: inlined above
+// #include <coray/sync_wait.hpp>: inlined above
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -7728,15 +7805,6 @@ CORAY_END_NAMESPACE
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
-
-/// A put found the queue full (at once, or after its timeout): Ray's queue.Full.
-struct queue_full : error {
-  using error::error;
-};
-/// A get found the queue empty (at once, or after its timeout): Ray's queue.Empty.
-struct queue_empty : error {
-  using error::error;
-};
 
 template <class T>
 class queue {
@@ -7842,7 +7910,7 @@ class queue {
   }
 
   queue_full full_error() const {
-    return queue_full("ray::queue: full (maxsize " + std::to_string(maxsize_) + ")");
+    return queue_full(fmt::format("ray::queue: full (maxsize {})", maxsize_));
   }
   static queue_empty empty_error() { return queue_empty("ray::queue: empty"); }
 
@@ -7874,10 +7942,2092 @@ CORAY_END_NAMESPACE
 ///     return rt.run(amain());
 ///   }
 
+#include <fmt/format.h>
+
 #include <chrono>
 // #include <coray/async.hpp>: inlined above
+// #include <coray/detail/runtime/foreign.hpp>: inlined above
+// begin <coray/detail/runtime/local_driver.hpp>
+/// The driver process on one machine: it owns the segment, the transport of mailboxes and
+/// supervised processes (`shm_transport`) and the `orchestrator` that makes every decision,
+/// and runs them in the event loop it inherits from `process`.
+///
+///   local_driver --poll/sleep--> shm_transport --events--> orchestrator
+///        |                            ^                        |
+///        +--submit/spawn/cancel-------|------------------------+
+///                                     +--start/send/kill-------+
+
 // #include <coray/detail/runtime/driver.hpp>: inlined above
+// begin <coray/detail/runtime/orchestrator.hpp>
+/// The orchestrator: the driver's decisions. It admits calls (the driver's own and the
+/// nested ones processes submit), holds each back until its object_ref arguments are
+/// ready, sends task calls to the least busy worker and actor calls to their actor in the
+/// order they were made, settles results, retries and restarts after deaths, and accounts
+/// for every store block a process holds. It reaches processes only through a `transport`
+/// and keeps its state in parts with one job each (design.md, "The runtime core"): parts
+/// return decisions; only the orchestrator acts on them. The unit tests drive it with a fake
+/// transport.
+///
+/// Driver only, loop thread only.
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+// #include <coray/detail/runtime/actor_table.hpp>: inlined above
+// begin <coray/detail/runtime/call_pump.hpp>
+/// Moves ready calls to processes: task calls from the run queue to the least busy task
+/// worker (at most `max_in_flight` occupying each), and each actor's calls in the order they
+/// were made while its mailbox has room. An actor whose mailbox was full is tried again on
+/// the next turn; a closing actor is told to shut down after its last call. Calls found
+/// failed (a dependency failed) are handed back for the orchestrator to fail. Driver only,
+/// loop thread only.
+
+// #include <coray/detail/runtime/actor_table.hpp>: inlined above
+// begin <coray/detail/runtime/call_sender.hpp>
+/// Puts a call on the wire: writes its message (dependencies replaced by their values) to
+/// the slot's process through the transport, in a store block when it is longer than a
+/// mailbox takes, pins its store arguments while it runs and gives the receiving process a
+/// reference to each shared block it carries. Driver only, loop thread only.
+
+// begin <coray/detail/runtime/object_spiller.hpp>
+/// The driver's allocation of object blocks, with spilling (runtime_options::spill_directory):
+/// when the store is full, objects only the driver holds and nothing reads in place go to
+/// one unnamed file (O_TMPFILE, so a kill -9 leaves nothing) until the new block fits.
+/// Driver only, loop thread only.
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+// #include <coray/detail/runtime/object_state.hpp>: inlined above
+// #include <coray/detail/shm/segment.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
+#include <cstring>
+#include <deque>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class object_spiller {
+ public:
+  /// `directory` empty: no spilling.
+  object_spiller(segment& seg, const std::string& directory) : seg_(seg) {
+    if (directory.empty()) return;
+    fd_ = ::open(directory.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd_ < 0)
+      throw ray::runtime_error(
+          fmt::format("coray: cannot spill to {}: {}", directory, std::strerror(errno)));
+  }
+  object_spiller(const object_spiller&) = delete;
+  object_spiller& operator=(const object_spiller&) = delete;
+  ~object_spiller() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  bool enabled() const noexcept { return fd_ >= 0; }
+  std::uint64_t spilled_objects() const noexcept { return spilled_objects_; }
+
+  /// A new block of `size` payload bytes; spills what it may to make room. Throws
+  /// object_store_full when even that is not enough.
+  object_block* allocate(std::size_t size) {
+    for (;;) {
+      try {
+        return seg_.new_object(size);
+      } catch (const object_store_full&) {
+        if (!spill_one()) throw;
+      }
+    }
+  }
+
+  /// A driver state now holds a block: it may be spilled.
+  void adopted(object_state& s) {
+    if (enabled()) resident_.insert(&s);
+  }
+  /// A driver state is going away.
+  void released(object_state& s) noexcept {
+    if (!enabled()) return;
+    resident_.erase(&s);
+    if (s.spilled()) punch(s);
+  }
+
+  /// Brings a spilled object back into the store (into `b`, a block of its size).
+  void restore(object_state& s, object_block* b) {
+    std::size_t done = 0;
+    while (done < s.spill_size) {
+      ssize_t n = ::pread(fd_, b->data() + done, s.spill_size - done,
+                          s.spill_offset + static_cast<off_t>(done));
+      if (n <= 0) {
+        seg_.release(b);
+        throw ray::runtime_error(std::string("coray: reading a spilled object failed: ") +
+                                 std::strerror(errno));
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    punch(s);
+    s.block = b;
+    resident_.insert(&s);
+  }
+
+  void clear() noexcept { resident_.clear(); }
+
+ private:
+  /// Writes one object held by the driver alone, with nothing reading it in place, to the
+  /// file and frees its block. False if there is none (or the disk is full).
+  bool spill_one() {
+    if (!enabled()) return false;
+    for (object_state* s : resident_) {
+      if (!s->block || s->pins || s->block->refs.load(std::memory_order_relaxed) != 1 ||
+          s->st != object_state::status::ready)
+        continue;
+      const std::size_t size = static_cast<std::size_t>(s->block->size);
+      const off_t at = static_cast<off_t>(end_);
+      std::size_t done = 0;
+      while (done < size) {
+        ssize_t n =
+            ::pwrite(fd_, s->block->data() + done, size - done, at + static_cast<off_t>(done));
+        if (n <= 0) return false;  // disk full: the store stays full
+        done += static_cast<std::size_t>(n);
+      }
+      end_ += (size + 4095) & ~std::uint64_t{4095};
+      s->spill_offset = at;
+      s->spill_size = size;
+      seg_.release(s->block);
+      s->block = nullptr;
+      resident_.erase(s);
+      ++spilled_objects_;
+      return true;
+    }
+    return false;
+  }
+
+  /// Frees a spilled copy's disk space.
+  void punch(object_state& s) noexcept {
+    ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s.spill_offset,
+                static_cast<off_t>(s.spill_size));
+    s.spill_offset = -1;
+  }
+
+  segment& seg_;
+  int fd_ = -1;
+  std::uint64_t end_ = 0;
+  std::uint64_t spilled_objects_ = 0;
+  std::unordered_set<object_state*> resident_;  // driver objects in the store, spillable
+};
+
+/// Which store blocks each process holds references to. A process's references are
+/// released on its behalf when it dies, so the store's free bytes return exactly.
+class block_ledger {
+ public:
+  block_ledger(segment& seg, std::uint32_t slots) : seg_(seg), owned_(slots), requests_(slots) {}
+
+  /// `slot` now holds one reference to the block at `offset`.
+  void grant(std::uint32_t slot, std::uint64_t offset) { owned_[slot].insert(offset); }
+  bool holds(std::uint32_t slot, std::uint64_t offset) const {
+    return owned_[slot].count(offset) != 0;
+  }
+  /// `slot` gives up one reference it held to `b` (ignored if it held none).
+  void drop(std::uint32_t slot, object_block* b) noexcept {
+    auto& o = owned_[slot];
+    auto it = o.find(seg_.offset_of(b));
+    if (it == o.end()) return;  // not its to give
+    o.erase(it);
+    seg_.release(b);
+  }
+  /// `slot`'s reference to `b` passes to the driver; false if it held none.
+  bool take(std::uint32_t slot, object_block* b) {
+    auto& o = owned_[slot];
+    auto it = o.find(seg_.offset_of(b));
+    if (it == o.end()) return false;
+    o.erase(it);
+    return true;
+  }
+  /// The process in `slot` died: everything it held is let go, its requests forgotten.
+  void release_all(std::uint32_t slot) noexcept {
+    for (std::uint64_t off : owned_[slot]) seg_.release(seg_.at<object_block>(off));
+    owned_[slot].clear();
+    requests_[slot].clear();
+  }
+
+  // ---- block requests -------------------------------------------------------------------
+
+  /// Process `slot` asks for a block of `size` bytes (its request number `request`).
+  void request(std::uint32_t slot, std::uint64_t request, std::uint64_t size) {
+    requests_[slot].push_back({request, size, clock::now() + std::chrono::seconds(1)});
+    if (std::find(waiting_.begin(), waiting_.end(), slot) == waiting_.end())
+      waiting_.push_back(slot);
+  }
+  /// Answers requests in order with `allocate(size)` (throws object_store_full when it does
+  /// not fit) and `reply(slot, message)`. One that does not fit waits (replies on their way
+  /// may free or make spillable what it needs) for up to a second, then is refused with the
+  /// store's figures. True on progress.
+  template <class Allocate, class Reply>
+  bool answer(Allocate&& allocate, Reply&& reply) {
+    bool progress = false;
+    for (std::size_t i = 0; i < waiting_.size();) {
+      const std::uint32_t slot = waiting_[i];
+      auto& q = requests_[slot];
+      while (!q.empty()) {
+        auto& g = q.front();
+        // request, block offset (0: refused), requested, free bytes, capacity
+        std::uint64_t message[5] = {g.request, 0, g.size, 0, seg_.capacity()};
+        try {
+          message[1] = seg_.offset_of(allocate(static_cast<std::size_t>(g.size)));
+          grant(slot, message[1]);
+        } catch (const object_store_full&) {
+          if (clock::now() < g.deadline) break;
+        }
+        message[3] = seg_.free_bytes();
+        reply(slot, message);
+        q.pop_front();
+        progress = true;
+      }
+      if (q.empty()) {
+        waiting_[i] = waiting_.back();
+        waiting_.pop_back();
+      } else {
+        ++i;
+      }
+    }
+    return progress;
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  struct block_request {
+    std::uint64_t request, size;
+    clock::time_point deadline;
+  };
+  segment& seg_;
+  std::vector<std::unordered_multiset<std::uint64_t>> owned_;
+  std::vector<std::deque<block_request>> requests_;
+  std::vector<std::uint32_t> waiting_;  // slots with requests not yet answered
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/object_spiller.hpp>
+// #include <coray/detail/runtime/task_table.hpp>: inlined above
+// begin <coray/detail/runtime/transport.hpp>
+/// The seam between the orchestrator and the processes it schedules onto: "start a process
+/// in this slot, send it this message, tell me what it sent and when it died". The
+/// orchestrator (scheduler.hpp) knows slots, never mailboxes, doorbells or the supervisor;
+/// `shm_transport` (one machine: mailboxes in the segment, processes from the supervisor)
+/// is one implementation, the unit tests' fake is another, and processes on other machines
+/// plug in here without touching scheduling or ownership.
+///
+/// All of it runs on the driver's loop thread.
+
+#include <chrono>
+// #include <coray/detail/runtime/wire.hpp>: inlined above
+#include <cstdint>
+#include <span>
+#include <type_traits>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// A non-owning reference to `void(std::byte*)` callable: how a message's writer is passed
+/// through a virtual call without allocating.
+class fill_ref {
+ public:
+  template <class F>
+  requires(!std::is_same_v<std::remove_cvref_t<F>, fill_ref>) fill_ref(F&& f)
+  noexcept  // NOLINT: implicit, like std::function_ref
+      : ctx_(const_cast<void*>(static_cast<const void*>(&f))),
+        fn_([](void* c, std::byte* out) { (*static_cast<std::remove_reference_t<F>*>(c))(out); }) {}
+  void operator()(std::byte* out) const { fn_(ctx_, out); }
+
+ private:
+  void* ctx_;
+  void (*fn_)(void*, std::byte*);
+};
+
+/// A non-owning `bool()` check, for what else should end a transport's sleep (work handed to
+/// the loop by another thread).
+struct wake_check {
+  bool (*fn)(const void*) = nullptr;
+  const void* ctx = nullptr;
+  bool operator()() const { return fn && fn(ctx); }
+};
+
+/// How a process ended, as the transport saw it.
+struct process_death {
+  int pid = 0;
+  int wait_status = 0;
+  /// Calls the process had started (taken from its inbox) when it died: the ones sent after
+  /// these never ran.
+  std::uint64_t calls_started = 0;
+};
+
+/// What a transport tells the orchestrator. Called from inside transport::poll.
+class transport_events {
+ public:
+  /// A message from the process in `slot`; `payload` is valid during the call. `carried` is
+  /// the store block a long message came in (its sender's reference passes to the receiver),
+  /// or null.
+  virtual void on_message(std::uint32_t slot, msg_kind kind, std::span<const std::byte> payload,
+                          object_block* carried) = 0;
+  /// The process in `slot` died. Every message it sent before dying was delivered first.
+  virtual void on_death(std::uint32_t slot, const process_death& how) = 0;
+  /// No process can be started any more (the supervisor is gone); `why` says so in words.
+  /// The deaths of the processes it took along are reported first.
+  virtual void on_lost(const std::string& why) = 0;
+
+ protected:
+  ~transport_events() = default;
+};
+
+class transport {
+ public:
+  virtual ~transport() = default;
+
+  // ---- processes ----------------------------------------------------------------------
+  /// Starts a process in `slot` with empty mailboxes (a first one, or a replacement).
+  virtual void start(std::uint32_t slot) = 0;
+  /// The slot has no process any more and will have none until start(): frees its mailboxes.
+  virtual void close(std::uint32_t slot) = 0;
+  /// Kills the slot's process (SIGKILL); its death is reported as any other.
+  virtual void kill(std::uint32_t slot) = 0;
+  /// False once the slot's process is known dead (calls must not be sent to it).
+  virtual bool alive(std::uint32_t slot) const = 0;
+  /// The slot's process id; 0 while it starts.
+  virtual int pid(std::uint32_t slot) const = 0;
+  /// Coroutines the slot's process holds suspended: calls that do not occupy it.
+  virtual std::uint32_t suspended(std::uint32_t slot) const = 0;
+  /// False once no process can be started (the supervisor is gone).
+  virtual bool can_start() const = 0;
+  /// Asks the slots' processes' deaths to be awaited for up to `grace` (at teardown: idle
+  /// actors told to shut down run their destructors). Reports nothing.
+  virtual void await_exit(std::span<const std::uint32_t> slots,
+                          std::chrono::milliseconds grace) = 0;
+
+  // ---- messages -----------------------------------------------------------------------
+  /// Largest message send() takes without a carrier block.
+  virtual std::size_t max_message_bytes() const = 0;
+  /// Sends `size` bytes written by `fill` to the slot's process. False when its inbox has no
+  /// room now: the transport remembers to wake the driver when room frees.
+  virtual bool send(std::uint32_t slot, msg_kind kind, std::size_t size, fill_ref fill) = 0;
+  /// Sends a message whose payload lies in `carrier` (longer than max_message_bytes()). The
+  /// sender keeps its reference to the block until the message is no longer needed.
+  virtual bool send_carried(std::uint32_t slot, msg_kind kind, object_block* carrier) = 0;
+
+  // ---- the loop -----------------------------------------------------------------------
+  /// Delivers what arrived (messages, then deaths) to `to`; true if anything did.
+  virtual bool poll(transport_events& to) = 0;
+  /// Sleeps until something may have arrived or `also()` holds (checked after announcing
+  /// the sleep, so whoever makes it hold and rings the driver's doorbell is never missed), at
+  /// most `limit`; reports a lost supervisor.
+  virtual void sleep(std::chrono::nanoseconds limit, transport_events& to,
+                     wake_check also = {}) = 0;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/transport.hpp>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class call_sender {
+ public:
+  call_sender(segment& seg, transport& t, block_ledger& ledger, object_spiller& spiller)
+      : seg_(seg), transport_(t), ledger_(ledger), spiller_(spiller) {}
+
+  /// Sends `r` to the process in `slot`; false when there is no room now (the caller keeps
+  /// the call and tries again later).
+  bool send(std::uint32_t slot, task_record& r) {
+    try {
+      for (auto& d : r.deps)
+        if (d->spilled()) (void)d->value_bytes();  // back into the store, to be read in place
+    } catch (const object_store_full&) {
+      return false;  // no room yet: the call waits for a later turn
+    }
+    const call_message_writer message(
+        {r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : 0, 0, 0, 0, r.retry_matcher},
+        r.args, r.deps);
+    const std::size_t size = message.size();
+    const msg_kind kind = r.construct ? msg_kind::construct : msg_kind::run_task;
+    auto fill = [&](std::byte* out) { message.write(out, seg_); };
+    if (size <= transport_.max_message_bytes()) {
+      if (!transport_.send(slot, kind, size, fill)) return false;
+    } else {
+      // Longer than the ring takes: in a block, freed when the call ends.
+      object_block* b = spiller_.allocate(size);
+      fill(b->data());
+      if (!transport_.send_carried(slot, kind, b)) {
+        seg_.release(b);
+        return false;
+      }
+      if (r.message) seg_.release(r.message);
+      r.message = b;
+    }
+    pin_arguments(r);
+    grant_pinned_blocks(slot, r);
+    return true;
+  }
+
+ private:
+  /// A call's store arguments are read in place while it runs: they must not be spilled.
+  static void pin_arguments(task_record& r) {
+    if (r.pinned) return;
+    r.pinned = true;
+    for (auto& d : r.deps)
+      if (d->block) ++d->pins;
+  }
+
+  /// The process a call was sent to gets a reference of its own to each shared block the
+  /// call pins; the handle it decodes adopts it. At each send, so retries are covered.
+  void grant_pinned_blocks(std::uint32_t slot, const task_record& r) {
+    for (std::uint64_t id : r.actors)
+      if (id & pinned_block_tag) {
+        seg_.add_ref(seg_.at<object_block>(id & ~pinned_block_tag));
+        ledger_.grant(slot, id & ~pinned_block_tag);
+      }
+  }
+
+  segment& seg_;
+  transport& transport_;
+  block_ledger& ledger_;
+  object_spiller& spiller_;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/call_sender.hpp>
+// #include <coray/detail/runtime/task_table.hpp>: inlined above
+// #include <coray/detail/runtime/transport.hpp>: inlined above
+#include <cstdint>
+#include <unordered_set>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class call_pump {
+ public:
+  call_pump(task_table& tasks, actor_table& actors, transport& t, call_sender& sender,
+            std::uint32_t workers, std::uint32_t max_in_flight)
+      : tasks_(tasks),
+        actors_(actors),
+        transport_(t),
+        sender_(sender),
+        workers_(workers),
+        max_in_flight_(max_in_flight) {}
+
+  /// Sends ready task calls, then the calls of actors whose mailbox was full. True on
+  /// progress; calls whose dependency failed are appended to `failed`.
+  bool dispatch(std::vector<task_record*>& failed) {
+    bool progress = false;
+    auto& runnable = tasks_.runnable;
+    while (!runnable.empty()) {
+      const int picked = pick_worker();
+      if (picked < 0) break;
+      const auto slot = static_cast<std::uint32_t>(picked);
+      task_record* r = runnable.front();
+      if (!sender_.send(slot, *r)) break;
+      tasks_.sent(slot, *r);
+      runnable.pop_front();
+      progress = true;
+    }
+    for (auto it = backlog_.begin(); it != backlog_.end();) {
+      actor_entry* a = actors_.find(*it);
+      it = backlog_.erase(it);
+      if (a) progress |= pump(*a, failed);
+    }
+    return progress;
+  }
+
+  /// Sends the actor's queued calls, in order, while each is ready and its mailbox has room.
+  /// True on progress; calls whose dependency failed are taken out into `failed`.
+  bool pump(actor_entry& a, std::vector<task_record*>& failed) {
+    bool progress = false;
+    while (!a.queue.empty() && !a.dead) {
+      task_record* r = a.queue.front();
+      if (r->pending_deps) break;
+      if (r->failed_dep) {
+        a.queue.pop_front();
+        failed.push_back(r);
+        progress = true;
+        continue;
+      }
+      if (!sender_.send(a.slot, *r)) {
+        backlog_.insert(a.id);
+        break;
+      }
+      if (!r->construct) r->dispatch_seq = a.dispatched++;  // its place among the calls it starts
+      a.queue.pop_front();
+      a.sent.push_back(r->id);
+      progress = true;
+    }
+    if (a.closing && a.queue.empty() && !a.dead && !a.shutdown_sent) {
+      a.shutdown_sent = send_shutdown(a.slot);
+      if (!a.shutdown_sent) backlog_.insert(a.id);
+    }
+    return progress;
+  }
+
+  /// Tells the slot's process to end once its calls are done; false if its inbox is full.
+  bool send_shutdown(std::uint32_t slot) {
+    return transport_.send(slot, msg_kind::shutdown, 0, [](std::byte*) {});
+  }
+
+ private:
+  /// The task worker with the fewest calls that occupy it, under the per-worker limit.
+  int pick_worker() const {
+    int best = -1;
+    std::uint32_t best_load = max_in_flight_;
+    for (std::uint32_t i = 0; i < workers_; ++i) {
+      if (!transport_.alive(i)) continue;
+      const std::uint32_t load = tasks_.load(i, transport_.suspended(i));
+      if (load < best_load) {
+        best = static_cast<int>(i);
+        best_load = load;
+        if (load == 0) break;
+      }
+    }
+    return best;
+  }
+
+  task_table& tasks_;
+  actor_table& actors_;
+  transport& transport_;
+  call_sender& sender_;
+  std::uint32_t workers_;
+  std::uint32_t max_in_flight_;
+  std::unordered_set<std::uint64_t> backlog_;  // actors whose mailbox was full
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/call_pump.hpp>
+// #include <coray/detail/runtime/call_sender.hpp>: inlined above
+// #include <coray/detail/runtime/object_spiller.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+// #include <coray/detail/runtime/registry.hpp>: inlined above
+// begin <coray/detail/runtime/reply_router.hpp>
+/// What the driver owes each process: the nested results it awaits (by id, for the process
+/// generation that asked), and the messages to it that found its inbox full, sent in order
+/// once there is room. A process's death or replacement drops what was owed to it.
+/// Driver only, loop thread only.
+
+// #include <coray/detail/runtime/object_spiller.hpp>: inlined above
+// #include <coray/detail/runtime/result_message.hpp>: inlined above
+// #include <coray/detail/runtime/transport.hpp>: inlined above
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <unordered_map>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class reply_router {
+ public:
+  reply_router(segment& seg, transport& t, block_ledger& ledger, std::uint32_t slots)
+      : seg_(seg), transport_(t), ledger_(ledger), slots_(slots) {}
+
+  /// A new process takes `slot`: nothing is owed to it yet.
+  void new_process(std::uint32_t slot) {
+    ++slots_[slot].generation;
+    clear(slot);
+  }
+  /// The slot's process died: what was owed to it is dropped.
+  void clear(std::uint32_t slot) {
+    slots_[slot].outgoing.clear();
+    slots_[slot].held.clear();
+  }
+  std::uint32_t generation(std::uint32_t slot) const noexcept { return slots_[slot].generation; }
+
+  /// The process in `slot` awaits the result `s` of its nested call `id`.
+  void hold(std::uint32_t slot, std::uint64_t id, state_ptr s) {
+    slots_[slot].held.emplace(id, std::move(s));
+  }
+  /// It dropped its last handle to that result.
+  void drop(std::uint32_t slot, std::uint64_t id) { slots_[slot].held.erase(id); }
+  /// A result it awaits, by id; null if it awaits none by that id.
+  state_ptr held(std::uint32_t slot, std::uint64_t id) const {
+    auto& h = slots_[slot].held;
+    auto it = h.find(id);
+    return it == h.end() ? state_ptr() : it->second;
+  }
+
+  /// Sends the settled result `s` of nested call `id` to the process of `generation` in
+  /// `slot` that made the call, if it is still there and still wants it.
+  void forward(std::uint32_t slot, std::uint32_t generation, std::uint64_t id, state_ptr s) {
+    slot_record& w = slots_[slot];
+    if (w.generation != generation || !w.held.count(id)) return;
+    w.outgoing.push_back([this, slot, id, s = std::move(s)] { return send_result(slot, id, *s); });
+    flush(slot);
+  }
+
+  /// Sends `n` bytes of `data` as a message of kind `k`, after anything queued before it.
+  void post(std::uint32_t slot, msg_kind k, const void* data, std::size_t n) {
+    std::vector<std::byte> bytes(static_cast<const std::byte*>(data),
+                                 static_cast<const std::byte*>(data) + n);
+    slots_[slot].outgoing.push_back([this, slot, k, bytes = std::move(bytes)] {
+      return transport_.send(slot, k, bytes.size(), [&](std::byte* out) {
+        if (!bytes.empty()) std::memcpy(out, bytes.data(), bytes.size());
+      });
+    });
+    flush(slot);
+  }
+
+  /// Sends what waited for room; true on progress.
+  bool flush() {
+    bool progress = false;
+    for (std::size_t i = 0; i < waiting_.size();) {
+      const std::uint32_t slot = waiting_[i];
+      progress |= send_queued(slot);
+      if (slots_[slot].outgoing.empty()) {
+        slots_[slot].listed = false;
+        waiting_[i] = waiting_.back();
+        waiting_.pop_back();
+      } else {
+        ++i;
+      }
+    }
+    return progress;
+  }
+
+ private:
+  struct slot_record {
+    std::uint32_t generation = 0;
+    std::unordered_map<std::uint64_t, state_ptr> held;  // nested results it awaits
+    std::deque<std::function<bool()>> outgoing;         // messages waiting for room
+    bool listed = false;                                // in waiting_
+  };
+
+  void flush(std::uint32_t slot) {
+    send_queued(slot);
+    slot_record& w = slots_[slot];
+    if (!w.outgoing.empty() && !w.listed) {
+      w.listed = true;
+      waiting_.push_back(slot);
+    }
+  }
+
+  bool send_queued(std::uint32_t slot) {
+    auto& outgoing = slots_[slot].outgoing;
+    bool progress = false;
+    while (!outgoing.empty() && outgoing.front()()) {
+      outgoing.pop_front();
+      progress = true;
+    }
+    return progress;
+  }
+
+  bool send_result(std::uint32_t slot, std::uint64_t id, object_state& s) {
+    try {
+      if (s.spilled()) (void)s.value_bytes();
+    } catch (const object_store_full&) {
+      return false;  // no room yet: sent on a later turn
+    }
+    const result_writer w(id, s);
+    if (!transport_.send(slot, msg_kind::object_ready, w.size(),
+                         [&](std::byte* out) { w.write(out, seg_); }))
+      return false;
+    if (w.lends_block()) {
+      seg_.add_ref(s.block);  // the receiving process's handle
+      ledger_.grant(slot, seg_.offset_of(s.block));
+    }
+    return true;
+  }
+
+  segment& seg_;
+  transport& transport_;
+  block_ledger& ledger_;
+  std::vector<slot_record> slots_;
+  std::vector<std::uint32_t> waiting_;  // slots with messages waiting for room
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/reply_router.hpp>
+// begin <coray/detail/runtime/system.hpp>
+/// Facts about the machine the runtime sizes itself by: usable cores (affinity and cgroup
+/// quota) and memory (physical RAM and cgroup limit).
+
+#include <fmt/format.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+// #include <coray/version.hpp>: inlined above
+#include <cstdint>
+#include <fstream>
+#include <string>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// Cores this process may run on: the CPU affinity mask, further capped by a cgroup v2
+/// `cpu.max` quota (rounded up). Never less than 1.
+inline unsigned usable_cores() {
+  unsigned n = 0;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) n = static_cast<unsigned>(CPU_COUNT(&set));
+  if (n == 0) n = static_cast<unsigned>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+  std::ifstream f("/sys/fs/cgroup/cpu.max");
+  std::string quota;
+  long long period = 0;
+  if (f >> quota >> period && quota != "max" && period > 0) {
+    long long q = std::stoll(quota);
+    if (q > 0)
+      n = std::min<unsigned>(n, static_cast<unsigned>(std::max(1LL, (q + period - 1) / period)));
+  }
+  return std::max(1u, n);
+}
+
+/// Physical memory available to this process: RAM, capped by a cgroup v2 `memory.max`.
+inline std::uint64_t usable_memory_bytes() {
+  std::uint64_t ram = static_cast<std::uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                      static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+  std::ifstream f("/sys/fs/cgroup/memory.max");
+  std::string limit;
+  if (f >> limit && limit != "max") {
+    std::uint64_t l = std::stoull(limit);
+    if (l > 0) ram = std::min(ram, l);
+  }
+  return ram;
+}
+
+/// "SIGKILL (Killed)" for a signal number.
+inline std::string signal_description(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  const char* desc = sigdescr_np(sig);
+  std::string s = abbrev ? fmt::format("SIG{}", abbrev) : fmt::format("signal {}", sig);
+  if (desc) s += fmt::format(" ({})", desc);
+  return s;
+}
+
+/// The wait status the supervisor reports for a process it could not start (fork or
+/// posix_spawn refused with `error`): exit code 127, a shell's "cannot run", with the errno in
+/// bits a real wait status leaves zero, for describe_exit to say why.
+inline int start_failure_status(int error) { return W_EXITCODE(127, 0) | (error << 16); }
+
+/// Words for a wait() status: "was killed by SIGSEGV (Segmentation fault)", "exited with code
+/// 3", or "could not be started: Resource temporarily unavailable".
+inline std::string describe_exit(int wait_status) {
+  if (WIFEXITED(wait_status) && (wait_status >> 16) != 0)
+    return fmt::format("could not be started: {}", strerror(wait_status >> 16));
+  if (WIFSIGNALED(wait_status))
+    return fmt::format("was killed by {}", signal_description(WTERMSIG(wait_status)));
+  if (WIFEXITED(wait_status)) return fmt::format("exited with code {}", WEXITSTATUS(wait_status));
+  return "stopped";
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/system.hpp>
+// #include <coray/detail/runtime/task_table.hpp>: inlined above
+// #include <coray/detail/runtime/transport.hpp>: inlined above
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+struct orchestrator_config {
+  std::uint32_t num_workers = 1;  // slots [0, num_workers) are task workers
+  std::uint32_t max_actors = 0;   // then this many actor slots
+  std::uint32_t max_tasks_in_flight_per_worker = 4;
+  std::uint32_t epoch = 0;  // of the states it makes
+  std::string spill_directory = {};
+};
+
+class orchestrator final : public transport_events {
+ public:
+  orchestrator(orchestrator_config cfg, segment& seg, transport& t)
+      : cfg_(std::move(cfg)),
+        seg_(seg),
+        transport_(t),
+        tasks_(cfg_.num_workers),
+        actors_(cfg_.num_workers, cfg_.max_actors),
+        spiller_(seg, cfg_.spill_directory),
+        ledger_(seg, cfg_.num_workers + cfg_.max_actors),
+        router_(seg, t, ledger_, cfg_.num_workers + cfg_.max_actors),
+        sender_(seg, t, ledger_, spiller_),
+        pump_(tasks_, actors_, t, sender_, cfg_.num_workers, cfg_.max_tasks_in_flight_per_worker),
+        slot_actor_(cfg_.num_workers + cfg_.max_actors) {}
+
+  orchestrator(const orchestrator&) = delete;
+  orchestrator& operator=(const orchestrator&) = delete;
+
+  /// Starts a process in every task worker slot.
+  void start_workers() {
+    for (std::uint32_t i = 0; i < cfg_.num_workers; ++i) start_process(i);
+  }
+
+  /// Forgets every call and actor (teardown, after the processes are gone).
+  void clear() {
+    actors_.clear_queues();
+    tasks_.clear();
+    spiller_.clear();
+  }
+
+  std::uint32_t num_workers() const noexcept { return cfg_.num_workers; }
+  object_spiller& spiller() noexcept { return spiller_; }
+  const object_spiller& spiller() const noexcept { return spiller_; }
+  const task_table& tasks() const noexcept { return tasks_; }
+  const actor_table& actors() const noexcept { return actors_; }
+
+  // ---- calls ---------------------------------------------------------------------------
+
+  /// Admits a call; returns its result's state.
+  state_ptr submit(task_spec&& spec) {
+    state_ptr result = new_state();
+    submit_into(std::move(spec), result);
+    return result;
+  }
+  /// Admits a call whose result is `result` (a pending state made by the caller).
+  void submit_into(task_spec&& spec, state_ptr result) {
+    if (!transport_.can_start())
+      throw worker_crashed("coray: the runtime's supervisor and workers are gone");
+    const std::uint64_t id = next_task_id_++;
+    result->id = id;  // lets ray::cancel find the call
+    admit(task_record::from(id, std::move(spec), std::move(result)));
+    dispatch();
+  }
+
+  /// ray::cancel: a call not yet sent is removed; one running keeps running (or, with
+  /// `force`, its worker is killed), and either way its result becomes `cancelled` now.
+  void cancel_call(std::uint64_t id, bool force) {
+    task_record* found = tasks_.find(id);
+    if (!found || found->result->settled()) return;
+    task_record& r = *found;
+    r.cancelled = true;
+    auto e = std::make_exception_ptr(
+        cancelled(fmt::format("coray: {} was cancelled", r.name.empty() ? "the call" : r.name)));
+    if (r.pending_deps) {
+      r.failed_dep = true;  // settled now, dropped once its dependencies settle
+      r.result->set_error(e);
+    } else if (erase_one(tasks_.runnable, &r) ||
+               (r.actor && actors_.find(r.actor) && erase_one(actors_.find(r.actor)->queue, &r))) {
+      fail(r, e);  // not sent: it never runs
+    } else {
+      r.result->set_error(e);  // sent: the reply, if any, is ignored
+      if (force && !r.actor && r.worker >= 0) transport_.kill(static_cast<std::uint32_t>(r.worker));
+    }
+  }
+
+  // ---- actors ---------------------------------------------------------------------------
+
+  std::uint64_t spawn_actor(actor_spawn_request req) {
+    if (!transport_.can_start()) throw worker_crashed("coray: the runtime's supervisor is gone");
+    if (!req.name.empty() && actors_.name_taken(req.name))
+      throw usage_error(fmt::format("ray::spawn: an actor named '{}' already exists", req.name));
+    if (!actors_.has_free_slot())
+      throw ray::runtime_error(
+          fmt::format("ray::spawn: too many live actors (runtime_options::max_actors is {})",
+                      actors_.max_actors()));
+    actor_entry& a = actors_.create(req, seg_);
+    slot_actor_[a.slot] = a.id;
+    req.constructor.target_actor = a.id;
+    auto rec = task_record::from(next_task_id_++, std::move(req.constructor), new_state());
+    rec->construct = true;
+    rec->max_concurrency = req.max_concurrency;
+    a.constructed = rec->result;
+    start_process(a.slot);  // its mailboxes first: the construction is sent at once
+    admit(std::move(rec));
+    return a.id;
+  }
+
+  /// A handle to actor `id` was made (+1) or dropped (-1) somewhere. An id tagged with
+  /// pinned_block_tag is a shared block a call pins (see collect_pinned_block).
+  void actor_ref(std::uint64_t id, int delta) noexcept {
+    if (id & pinned_block_tag) {
+      object_block* b = seg_.at<object_block>(id & ~pinned_block_tag);
+      if (delta > 0)
+        seg_.add_ref(b);
+      else
+        seg_.release(b);
+      return;
+    }
+    actor_entry* a = actors_.find(id);
+    if (!a) return;
+    switch (actors_.adjust_handles(*a, delta)) {
+      case actor_table::handle_outcome::forget:
+        forget_actor(id);
+        break;
+      case actor_table::handle_outcome::close:
+        pump_actor(*a);
+        break;
+      case actor_table::handle_outcome::none:
+        break;
+    }
+  }
+
+  /// Calls made from now on, and those not yet sent, fail at once; the process gets SIGKILL
+  /// and calls it was running fail when its death is seen.
+  void kill_actor(std::uint64_t id) {
+    actor_entry* found = actors_.find(id);
+    if (!found || found->dead || found->killed) return;
+    actor_entry& a = *found;
+    a.killed = true;
+    a.cause = fmt::format("coray: actor {} (pid {}) was killed by ray::kill", a.type_name,
+                          transport_.pid(a.slot));
+    transport_.kill(a.slot);
+    auto e = std::make_exception_ptr(actor_died(a.cause));
+    for (task_record* r : std::exchange(a.queue, {})) fail(*r, e);
+  }
+
+  process::actor_info lookup_actor(std::string_view name) const {
+    const actor_entry* a = actors_.lookup(std::string(name));
+    if (!a) return {};
+    return {a->id, a->type_id};
+  }
+
+  /// At teardown, idle actors end on their own (running their destructor) before the
+  /// supervisor kills what is left; a busy one is not waited for beyond a short grace.
+  void stop_idle_actors() noexcept {
+    if (!transport_.can_start()) return;
+    std::vector<std::uint32_t> stopping;
+    for (actor_entry* a : actors_.idle())
+      if (a->shutdown_sent || (a->shutdown_sent = pump_.send_shutdown(a->slot)))
+        stopping.push_back(a->slot);
+    transport_.await_exit(stopping, std::chrono::milliseconds(500));
+  }
+
+  // ---- blocks ---------------------------------------------------------------------------
+
+  /// A new block for the driver (spilling to make room if enabled); throws object_store_full.
+  object_block* allocate(std::size_t size) { return spiller_.allocate(size); }
+
+  // ---- the loop ---------------------------------------------------------------------------
+
+  /// Answers block requests, sends queued replies and dispatches calls; true on progress.
+  bool service() {
+    bool progress = answer_block_requests();
+    progress |= router_.flush();
+    progress |= dispatch();
+    return progress;
+  }
+
+  // ---- transport_events ---------------------------------------------------------------
+
+  void on_message(std::uint32_t slot, msg_kind kind, std::span<const std::byte> payload,
+                  object_block* carried) override {
+    std::uint64_t v0 = 0;
+    if (payload.size() >= sizeof v0) std::memcpy(&v0, payload.data(), sizeof v0);
+    switch (kind) {
+      case msg_kind::task_done:
+        on_task_done(slot, payload);
+        break;
+      case msg_kind::submit:
+        on_submit(slot, payload);
+        break;
+      case msg_kind::release:
+        router_.drop(slot, v0);
+        break;
+      case msg_kind::actor_hold:
+        actor_ref(v0, +1);
+        break;
+      case msg_kind::actor_release:
+        actor_ref(v0, -1);
+        break;
+      case msg_kind::actor_kill:
+        kill_actor(v0);
+        break;
+      case msg_kind::actor_lookup: {
+        std::string name(reinterpret_cast<const char*>(payload.data()) + sizeof v0,
+                         payload.size() - sizeof v0);
+        process::actor_info info = lookup_actor(name);
+        std::uint64_t reply[3] = {v0, info.id, info.type_id};
+        router_.post(slot, msg_kind::actor_found, reply, sizeof reply);
+        break;
+      }
+      case msg_kind::block_request: {
+        std::uint64_t size;
+        std::memcpy(&size, payload.data() + sizeof v0, sizeof size);
+        ledger_.request(slot, v0, size);
+        answer_block_requests();
+        break;
+      }
+      case msg_kind::block_release:
+        ledger_.drop(slot, seg_.at<object_block>(v0));
+        break;
+      default:
+        break;
+    }
+    if (carried) ledger_.drop(slot, carried);  // a long message's block, requested by its sender
+  }
+
+  void on_death(std::uint32_t slot, const process_death& how) override {
+    router_.clear(slot);
+    ledger_.release_all(slot);  // everything the dead process held is let go on its behalf
+    const std::string words = describe_exit(how.wait_status);
+    if (slot_actor_[slot]) {
+      actor_ended(slot, how, words);
+      return;
+    }
+    auto plan = tasks_.worker_died(slot, how.calls_started);
+    for (task_record* r : plan.crashed)
+      fail(*r, std::make_exception_ptr(worker_crashed(
+                   fmt::format("coray: worker {} (pid {}) {} while running {}{}", slot, how.pid,
+                               words, r->label(), r->attempts_note()))));
+    for (task_record* r : plan.again) {
+      if (r->message) seg_.release(r->message);
+      r->message = nullptr;
+    }
+    tasks_.runnable.insert(tasks_.runnable.begin(), plan.again.begin(), plan.again.end());
+    start_process(slot);
+  }
+
+  void on_lost(const std::string& why) override {
+    auto& runnable = tasks_.runnable;
+    while (!runnable.empty()) {
+      task_record* r = runnable.front();
+      runnable.pop_front();
+      fail(*r, std::make_exception_ptr(worker_crashed(why)));
+    }
+  }
+
+ private:
+  template <class Queue>
+  static bool erase_one(Queue& q, task_record* r) {
+    auto it = std::find(q.begin(), q.end(), r);
+    if (it == q.end()) return false;
+    q.erase(it);
+    return true;
+  }
+
+  state_ptr new_state() const {
+    auto s = state_ptr::adopt(new object_state);
+    s->epoch = cfg_.epoch;
+    return s;
+  }
+
+  void start_process(std::uint32_t slot) {
+    router_.new_process(slot);
+    transport_.start(slot);
+  }
+
+  // ---- admission and dependencies -----------------------------------------------------
+
+  void admit(std::unique_ptr<task_record> rec) {
+    task_record* r = tasks_.insert(std::move(rec));
+    r->owner = this;
+    for (std::uint64_t a : r->actors) actor_ref(a, +1);
+    task_table::watch_dependencies(*r, &orchestrator::on_dependency);
+    if (r->actor) {
+      // Actor calls keep their order: they wait in the actor's queue, dependencies or not.
+      actor_entry* a = actors_.find(r->actor);
+      if (!a || a->dead || a->killed) {
+        fail(*r, std::make_exception_ptr(actor_died(!a ? "coray: no such actor" : a->cause)));
+        return;
+      }
+      if (!r->construct) r->max_retries = a->max_task_retries;
+      a->queue.push_back(r);
+      pump_actor(*a);
+    } else if (r->pending_deps == 0) {
+      if (r->failed_dep)
+        finish(r->id);
+      else
+        tasks_.runnable.push_back(r);
+    }
+  }
+
+  static void on_dependency(void* ctx, object_state& dep) {
+    auto* r = static_cast<task_record*>(ctx);
+    if (dep.st == object_state::status::failed && !r->failed_dep) {
+      r->failed_dep = true;
+      r->result->set_error(dep.error);
+    }
+    if (--r->pending_deps != 0) return;
+    auto& o = *static_cast<orchestrator*>(r->owner);
+    if (r->actor) {
+      if (actor_entry* a = o.actors_.find(r->actor)) o.pump_actor(*a);
+    } else if (r->failed_dep) {
+      o.finish(r->id);
+    } else {
+      o.tasks_.runnable.push_back(r);
+    }
+  }
+
+  /// Fails a call that has not been sent and forgets it.
+  void fail(task_record& r, std::exception_ptr e) {
+    if (!r.result->settled()) r.result->set_error(std::move(e));
+    if (r.submitter >= 0) forward(r);
+    finish(r.id);
+  }
+
+  /// Forgets a call, letting go of what it held.
+  void finish(std::uint64_t id) {
+    auto r = tasks_.remove(id);
+    if (!r) return;
+    for (auto* b : r->blocks) seg_.release(b);
+    if (r->message) seg_.release(r->message);
+    if (r->pinned)
+      for (auto& d : r->deps)
+        if (d->block && d->pins) --d->pins;
+    std::vector<std::uint64_t> actors = std::move(r->actors);
+    r.reset();
+    for (std::uint64_t a : actors) actor_ref(a, -1);
+  }
+
+  // ---- dispatch -----------------------------------------------------------------------
+
+  bool dispatch() {
+    std::vector<task_record*> failed;
+    const bool progress = pump_.dispatch(failed);
+    for (task_record* r : failed) fail(*r, r->result->error);
+    return progress;
+  }
+  bool pump_actor(actor_entry& a) {
+    std::vector<task_record*> failed;
+    const bool progress = pump_.pump(a, failed);
+    for (task_record* r : failed) fail(*r, r->result->error);
+    return progress;
+  }
+
+  // ---- receiving ----------------------------------------------------------------------
+
+  bool answer_block_requests() {
+    return ledger_.answer([this](std::size_t size) { return allocate(size); },
+                          [this](std::uint32_t slot, const std::uint64_t(&message)[5]) {
+                            router_.post(slot, msg_kind::block_granted, message, sizeof message);
+                          });
+  }
+
+  void on_task_done(std::uint32_t slot, std::span<const std::byte> payload) {
+    result_header h;
+    std::memcpy(&h, payload.data(), sizeof h);
+    task_record* found = tasks_.find(h.id);
+    if (!found) {
+      if (h.status == result_header::value_block)
+        ledger_.drop(slot, seg_.at<object_block>(h.block));
+      return;
+    }
+    task_record& r = *found;
+    if (h.status == result_header::value_block &&
+        !ledger_.take(slot, seg_.at<object_block>(h.block))) {
+      h.status = result_header::error;  // a block it does not own: refuse rather than corrupt
+      r.result->set_error(std::make_exception_ptr(
+          internal_error("coray: a reply named a block its sender does not hold")));
+    }
+    auto body = payload.subspan(sizeof h, h.len);
+    const bool is_task = r.actor == 0;
+    if (h.status == result_header::retryable_error && !r.result->settled() &&
+        r.attempt <= r.max_retries) {
+      ++r.attempt;  // runs again: a task from the run queue, an actor call first in its queue
+      if (is_task)
+        tasks_.retry(slot, r);
+      else
+        actors_.retry(r);
+      return;
+    }
+    if (!r.result->settled()) {
+      settle_from_result(*r.result, h, body, seg_, r.attempt > 1 ? r.attempts_note() : "");
+      if (r.result->block) spiller_.adopted(*r.result);
+    }
+    if (r.construct && r.result->st == object_state::status::failed) {
+      if (actor_entry* a = actors_.find(r.actor)) a->cause = exception_what(r.result->error);
+    }
+    if (r.submitter >= 0) forward(r);
+    finish(h.id);
+    if (is_task) {
+      tasks_.done(slot);
+    } else if (actor_entry* a = actors_.find(slot_actor_[slot])) {
+      auto& sent = a->sent;
+      while (!sent.empty() && !tasks_.contains(sent.front())) sent.pop_front();
+    }
+  }
+
+  /// A nested call from a worker or actor: its dependencies arrive by value or by the id of
+  /// another nested result that process holds.
+  void on_submit(std::uint32_t slot, std::span<const std::byte> payload) {
+    submission sub;
+    try {
+      sub = read_submission(
+          payload, [&](std::uint64_t offset) { return ledger_.holds(slot, offset); },
+          [&](std::uint64_t id) { return router_.held(slot, id); },
+          [&](std::uint64_t offset, bool owned) {
+            // An argument block the sender made for this call is handed over; one it holds
+            // is borrowed, and the call takes a reference of its own.
+            object_block* b = seg_.at<object_block>(offset);
+            if (!(owned && ledger_.take(slot, b))) seg_.add_ref(b);
+            return b;
+          });
+    } catch (const codec_error&) {
+      sub.known = false;  // malformed: refused below
+      if (payload.size() < sizeof sub.header) return;
+    }
+    if (auto* f = find_function(sub.header.fn_id)) sub.spec.name = f->name;
+    auto rec = task_record::from(sub.header.task_id, std::move(sub.spec), new_state());
+    rec->submitter = static_cast<int>(slot);
+    rec->submitter_generation = router_.generation(slot);
+    router_.hold(slot, rec->id, rec->result);
+    if (!sub.known) {
+      task_record* r = tasks_.insert(std::move(rec));
+      r->owner = this;
+      for (std::uint64_t a : r->actors) actor_ref(a, +1);
+      fail(*r, std::make_exception_ptr(internal_error(
+                   "coray: a nested call used an object_ref its process does not hold")));
+      return;
+    }
+    admit(std::move(rec));
+  }
+
+  /// Sends a nested call's result to the process that made the call, if it still wants it.
+  void forward(task_record& r) {
+    router_.forward(static_cast<std::uint32_t>(r.submitter), r.submitter_generation, r.id,
+                    r.result);
+  }
+
+  // ---- actor lifetime and deaths ------------------------------------------------------
+
+  void forget_actor(std::uint64_t id) {
+    for (auto* b : actors_.forget(id)) seg_.release(b);
+  }
+
+  /// An actor's process ended: restarted if it may be; else its unfinished calls fail with
+  /// actor_died, and so will later ones, and its slot is free again.
+  void actor_ended(std::uint32_t slot, const process_death& how, const std::string& words) {
+    actor_entry* a = actors_.find(slot_actor_[slot]);
+    if (a && a->may_restart()) {
+      restart_actor(slot, *a, how, words);
+      return;
+    }
+    slot_actor_[slot] = 0;
+    transport_.close(slot);
+    if (!a) {
+      actors_.free_slot(slot);
+      return;
+    }
+    const std::uint64_t actor_id = a->id;
+    auto ids = actors_.end(*a, how.pid, how.wait_status, words);
+    auto e = std::make_exception_ptr(actor_died(a->cause));
+    for (std::uint64_t id : ids)
+      if (task_record* r = tasks_.find(id)) fail(*r, e);
+    // Failing calls may have dropped handles: look the entry up again.
+    if (actor_entry* again = actors_.find(actor_id); again && actor_table::forgettable(*again))
+      forget_actor(actor_id);
+  }
+
+  /// Builds an actor again after its process died (max_restarts): a new process, its
+  /// constructor run again with the same arguments, its in-flight calls retried if their
+  /// max_task_retries allow, its queued calls kept in order.
+  void restart_actor(std::uint32_t slot, actor_entry& a, const process_death& how,
+                     const std::string& words) {
+    const std::string cause =
+        fmt::format("coray: actor {} (pid {}) {}", a.type_name, how.pid, words);
+    auto plan = actors_.plan_restart(a, how.calls_started, tasks_);
+    for (task_record* r : plan.exhausted)
+      fail(*r, std::make_exception_ptr(actor_died(cause + r->attempts_note())));
+    auto rec =
+        a.constructor_call(next_task_id_++, new_state(), [&](object_block* b) { seg_.add_ref(b); });
+    a.constructed = rec->result;
+    task_record* r = tasks_.insert(std::move(rec));
+    r->owner = this;
+    a.queue.push_front(r);
+    start_process(slot);
+    pump_actor(a);
+  }
+
+  orchestrator_config cfg_;
+  segment& seg_;
+  transport& transport_;
+  task_table tasks_;
+  actor_table actors_;
+  object_spiller spiller_;
+  block_ledger ledger_;
+  reply_router router_;
+  call_sender sender_;
+  call_pump pump_;
+  std::vector<std::uint64_t> slot_actor_;  // the actor living in each slot; 0 for none
+  std::uint64_t next_task_id_ = 1;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/orchestrator.hpp>
+// begin <coray/detail/runtime/shm_transport.hpp>
+/// The transport of one machine: each process slot has two mailboxes in the segment (inbox,
+/// driver -> process; outbox, process -> driver) and a doorbell; the supervisor starts and
+/// reaps the processes and reports deaths through the segment's header.
+
+// #include <coray/detail/runtime/process.hpp>: inlined above
+// begin <coray/detail/runtime/supervisor_link.hpp>
+/// The driver's side of the supervisor: starting it, and ending it however it was left --
+/// running, exited, or stopped (SIGSTOP, a debugger). Driver only, from the runtime's thread.
+
+#include <fmt/format.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+// begin <coray/detail/runtime/supervisor.hpp>
+/// The supervisor: a small process forked from the driver when the runtime starts (before
+/// the runtime makes any thread). It starts workers on the driver's request -- by fork(), so
+/// a large or multi-threaded driver is never forked, or by posix_spawn() of /proc/self/exe --
+/// reaps them, and reports each death to the driver through the segment. It dies with the
+/// driver (PR_SET_PDEATHSIG), and its workers die with it, so nothing outlives a kill -9.
+/// Whatever the program did to its signals and descriptors, the supervisor and its workers
+/// start from a clean state: default signal dispositions, no descriptor but their own.
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+// #include <coray/detail/runtime/system.hpp>: inlined above
+// #include <coray/detail/runtime/worker.hpp>: inlined above
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+extern char** environ;
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+enum class start_method_id : std::uint32_t { fork = 0, spawn = 1 };
+
+struct supervisor_command {
+  enum op_t : std::uint32_t { start = 1, kill = 2 };
+  std::uint32_t op;
+  std::uint32_t slot;
+};
+
+inline constexpr const char* worker_env = "CORAY_WORKER";
+
+/// The signal state of a coray process, whatever the program had set: every disposition
+/// default (a SIGCHLD the program ignores would have the kernel reap workers unseen; its
+/// handlers belong to the driver), but SIGINT ignored -- a terminal's Ctrl-C reaches the
+/// whole process group, and it is the driver's to handle; the runtime ends with the driver.
+/// Only `blocked` is blocked. Dispositions and mask carry over fork and exec.
+inline void take_own_signals(const sigset_t& blocked) noexcept {
+  for (int sig = 1; sig < NSIG; ++sig)
+    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, sig == SIGINT ? SIG_IGN : SIG_DFL);
+  sigprocmask(SIG_SETMASK, &blocked, nullptr);
+}
+
+/// Closes the descriptors in [first, last] (close_range, or one by one before Linux 5.9).
+inline void close_descriptors(unsigned first, unsigned last) noexcept {
+#ifdef SYS_close_range
+  if (syscall(SYS_close_range, first, last, 0) == 0) return;
+#endif
+  std::vector<int> open;
+  if (DIR* dir = opendir("/proc/self/fd")) {
+    while (dirent* e = readdir(dir)) {
+      const long fd = std::strtol(e->d_name, nullptr, 10);
+      if (e->d_name[0] != '.' && fd != dirfd(dir) && fd >= first && fd <= last)
+        open.push_back(static_cast<int>(fd));
+    }
+    closedir(dir);
+  }
+  for (int fd : open) ::close(fd);
+}
+
+/// Closes every descriptor but stdin, stdout, stderr and `keep`: the program's own pipes and
+/// sockets must reach end of file when the program closes them, not live on in the runtime.
+inline void close_descriptors_except(std::vector<int> keep) noexcept {
+  std::sort(keep.begin(), keep.end());
+  unsigned first = 3;
+  for (int fd : keep) {
+    if (fd < static_cast<int>(first)) continue;
+    if (static_cast<unsigned>(fd) > first) close_descriptors(first, static_cast<unsigned>(fd) - 1);
+    first = static_cast<unsigned>(fd) + 1;
+  }
+  close_descriptors(first, UINT_MAX);
+}
+
+/// Worker-side start-up shared by both start methods. Never returns.
+[[noreturn]] inline void become_worker(segment& seg, std::uint32_t slot, std::uint32_t epoch,
+                                       pid_t supervisor) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != supervisor) _exit(0);
+  // A worker dies of its signals as a plain process does: handlers the program installed
+  // (crash reporters, test frameworks) belong to the driver.
+  sigset_t none;
+  sigemptyset(&none);
+  take_own_signals(none);
+  // Output appears as it is written, not when a buffer fills: a worker may be killed.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  char name[16];
+  std::snprintf(name, sizeof name, "coray-w%u", slot);
+  prctl(PR_SET_NAME, name);
+  // `seg` is moved into the worker's own process state.
+  auto* w = new worker(slot, epoch);
+  w->seg.adopt(seg);
+  w->serve();
+}
+
+/// Called early by every program that may be a spawned worker (ray::runtime's constructor
+/// does it). Returns at once in a normal process.
+inline void enter_worker_if_spawned() {
+  const char* env = std::getenv(worker_env);
+  if (!env) return;
+  unsigned fd = 0, slot = 0, epoch = 0;
+  int sup = 0;
+  if (std::sscanf(env, "%u:%u:%u:%d", &fd, &slot, &epoch, &sup) != 4) {
+    std::fprintf(stderr, "coray: malformed %s=%s\n", worker_env, env);
+    _exit(2);
+  }
+  unsetenv(worker_env);
+  static segment seg;
+  try {
+    seg.attach(static_cast<int>(fd));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    _exit(2);
+  }
+  become_worker(seg, slot, epoch, sup);
+}
+
+struct supervisor_config {
+  segment* seg;
+  shared_header* hdr;
+  int command_fd;
+  start_method_id method;
+  std::uint32_t epoch;
+  std::vector<std::string> argv;  // for spawn
+};
+
+[[noreturn]] inline void supervisor_main(supervisor_config cfg) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != cfg.hdr->driver_pid) _exit(0);
+  prctl(PR_SET_NAME, "coray-super");
+  const pid_t self = getpid();
+
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  take_own_signals(chld);
+  close_descriptors_except({cfg.seg->fd(), cfg.command_fd});
+  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  // Spawned workers inherit the segment as this descriptor. It is close-on-exec here and
+  // made inheritable only in the spawned child (dup2 onto it), so no other program the
+  // supervisor or a worker runs can ever hold the segment.
+  const int spawn_fd =
+      cfg.method == start_method_id::spawn ? fcntl(cfg.seg->fd(), F_DUPFD_CLOEXEC, 3) : -1;
+
+  std::unordered_map<pid_t, std::uint32_t> children;
+
+  // A new process for `slot`: its pid, or -errno if it could not be made.
+  auto start = [&](std::uint32_t slot) -> pid_t {
+    if (cfg.method == start_method_id::fork) {
+      pid_t pid = fork();
+      if (pid == 0) {
+        close(sfd);
+        close(cfg.command_fd);
+        become_worker(*cfg.seg, slot, cfg.epoch, self);
+      }
+      return pid < 0 ? -errno : pid;
+    }
+    std::string env_entry = std::string(worker_env) + "=" + std::to_string(spawn_fd) + ":" +
+                            std::to_string(slot) + ":" + std::to_string(cfg.epoch) + ":" +
+                            std::to_string(self);
+    std::vector<char*> envp;
+    for (char** e = environ; *e; ++e)
+      if (std::strncmp(*e, "CORAY_WORKER=", 13) != 0) envp.push_back(*e);
+    envp.push_back(env_entry.data());
+    envp.push_back(nullptr);
+    std::vector<char*> argv;
+    for (auto& a : cfg.argv) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    // The supervisor's dispositions are already a worker's; only its mask is its own.
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, cfg.seg->fd(), spawn_fd);
+    pid_t pid = -1;
+    const int err = spawn_fd < 0 ? EBADF
+                                 : posix_spawn(&pid, "/proc/self/exe", &actions, &attr, argv.data(),
+                                               envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    return err ? -err : pid;
+  };
+
+  auto report_death = [&](std::uint32_t slot, int status) {
+    worker_shared& w = cfg.hdr->worker(slot);
+    w.wait_status.store(status, std::memory_order_relaxed);
+    w.state.store(static_cast<std::uint32_t>(slot_state::dead), std::memory_order_release);
+    cfg.hdr->deaths.fetch_add(1, std::memory_order_acq_rel);
+    cfg.hdr->driver_bell.ring_always();
+  };
+
+  auto reap = [&](bool block) {
+    int status = 0;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, block ? 0 : WNOHANG)) > 0) {
+      auto it = children.find(pid);
+      if (it == children.end()) continue;
+      std::uint32_t slot = it->second;
+      children.erase(it);
+      if (!block) report_death(slot, status);
+    }
+  };
+
+  for (;;) {
+    pollfd fds[2] = {{cfg.command_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) continue;
+    if (fds[1].revents & POLLIN) {
+      signalfd_siginfo si;
+      while (read(sfd, &si, sizeof si) == sizeof si) {
+      }
+      reap(false);
+    }
+    if (fds[0].revents & (POLLIN | POLLHUP)) {
+      supervisor_command c{};
+      ssize_t n = read(cfg.command_fd, &c, sizeof c);
+      if (n <= 0) {
+        // The driver is shutting down (or gone): end every worker, reap them, leave.
+        for (auto& [pid, slot] : children) ::kill(pid, SIGKILL);
+        reap(true);
+        _exit(0);
+      }
+      if (c.op == supervisor_command::start) {
+        pid_t pid = start(c.slot);
+        if (pid > 0) {
+          children[pid] = c.slot;
+          cfg.hdr->worker(c.slot).pid.store(pid, std::memory_order_release);
+        } else {
+          report_death(c.slot, start_failure_status(-pid));
+        }
+      } else if (c.op == supervisor_command::kill) {
+        for (auto& [pid, slot] : children)
+          if (slot == c.slot) ::kill(pid, SIGKILL);
+      }
+    }
+  }
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/supervisor.hpp>
+// #include <coray/errors.hpp>: inlined above
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// A started supervisor: its pid and the driver's end of its command socket.
+struct supervisor_handle {
+  pid_t pid = -1;
+  int command_fd = -1;
+};
+
+/// Forks the supervisor. Call before the runtime makes any thread. Throws ray::runtime_error
+/// saying why if it cannot (the errno's words: a process limit reads differently from memory).
+inline supervisor_handle start_supervisor(segment& seg, shared_header* hdr, start_method_id method,
+                                          std::uint32_t epoch,
+                                          const std::vector<std::string>& argv) {
+  auto refused = [](const char* what, int error) {
+    return ray::runtime_error(fmt::format("coray: cannot start the supervisor process: {}: {}",
+                                          what, std::strerror(error)));
+  };
+  // A socket, not a pipe: writing to a dead supervisor must be an error, not SIGPIPE.
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0)
+    throw refused("socketpair", errno);
+  std::fflush(nullptr);  // buffered output must not be written twice
+  const pid_t pid = fork();
+  if (pid < 0) {
+    const int error = errno;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw refused("fork", error);
+  }
+  if (pid == 0) {
+    ::close(fds[1]);
+    supervisor_main({&seg, hdr, fds[0], method, epoch, argv});
+  }
+  ::close(fds[0]);
+  hdr->supervisor_pid = pid;
+  return {pid, fds[1]};
+}
+
+/// Waits at most `limit` for the child `pid` to end, and reaps it: true once it has ended (or
+/// is no child to wait for), false if it still runs. Wakes as it ends (a pidfd), not on a tick.
+inline bool reaped_within(pid_t pid, std::chrono::milliseconds limit, int& status) noexcept {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+#ifdef SYS_pidfd_open
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+#else
+  const int pidfd = -1;  // before Linux 5.3: a millisecond tick
+#endif
+  bool ended = false;
+  for (;;) {
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid || (r < 0 && errno != EINTR)) {
+      ended = true;
+      break;
+    }
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    if (pidfd >= 0) {
+      pollfd p{pidfd, POLLIN, 0};
+      poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), INT_MAX)));
+    } else {
+      poll(nullptr, 0, 1);
+    }
+  }
+  if (pidfd >= 0) ::close(pidfd);
+  return ended;
+}
+
+/// Ends the supervisor: closing the command socket asks it to end every process and exit;
+/// one that has not within `grace` (stopped, or stuck reaping) is killed, and its workers die
+/// with it (PR_SET_PDEATHSIG). Returns its wait status (0 if there was none to reap). Blocks
+/// at most `grace` plus the reaping of a killed process. Never throws.
+inline int end_supervisor(pid_t pid, int command_fd,
+                          std::chrono::milliseconds grace = std::chrono::seconds(2)) noexcept {
+  if (command_fd >= 0) ::close(command_fd);
+  int status = 0;
+  if (pid <= 0 || reaped_within(pid, grace, status)) return status;
+  ::kill(pid, SIGKILL);  // ends a stopped process too
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return status;
+}
+
+/// The driver's end of the supervisor as one object: started once, commanded, watched for
+/// its death, ended at teardown (end_supervisor: a stopped one cannot hang it).
+class supervisor_link {
+ public:
+  supervisor_link() = default;
+  supervisor_link(const supervisor_link&) = delete;
+  supervisor_link& operator=(const supervisor_link&) = delete;
+  ~supervisor_link() { end(); }
+
+  void start(segment& seg, shared_header* hdr, start_method_id method, std::uint32_t epoch,
+             const std::vector<std::string>& argv) {
+    h_ = start_supervisor(seg, hdr, method, epoch, argv);
+  }
+  pid_t pid() const noexcept { return h_.pid; }
+  /// False once the supervisor is known gone (or before start).
+  bool running() const noexcept { return h_.pid > 0; }
+  /// Sends a command; false if the supervisor is gone.
+  bool command(supervisor_command c) noexcept {
+    return h_.pid > 0 && ::send(h_.command_fd, &c, sizeof c, MSG_NOSIGNAL) == sizeof c;
+  }
+  /// If the supervisor died (killed from outside), reaps it and returns its wait status.
+  bool reap_if_gone(int& wait_status) noexcept {
+    if (h_.pid <= 0 || waitpid(h_.pid, &wait_status, WNOHANG) != h_.pid) return false;
+    h_.pid = -1;
+    return true;
+  }
+  /// Ends it (and with it every process); idempotent.
+  void end() noexcept {
+    if (h_.pid > 0 || h_.command_fd >= 0) end_supervisor(h_.pid, h_.command_fd);
+    h_ = {};
+  }
+
+ private:
+  supervisor_handle h_;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/supervisor_link.hpp>
+// #include <coray/detail/runtime/system.hpp>: inlined above
+// #include <coray/detail/runtime/transport.hpp>: inlined above
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class shm_transport final : public transport {
+ public:
+  static constexpr std::size_t mailbox_capacity = 1024;
+
+  /// Bytes of segment the control header and the task workers' mailboxes take.
+  static std::size_t control_bytes(std::uint32_t slots, std::uint32_t workers) {
+    return shared_header::bytes_for(slots) +
+           2 * workers * (mailbox::bytes_for(mailbox_capacity) + 64);
+  }
+
+  /// Lays out the control header for `slots` slots in `seg`.
+  shm_transport(segment& seg, std::uint32_t slots, std::uint32_t spin_us,
+                std::size_t inline_threshold)
+      : seg_(seg) {
+    hdr_ = new (seg.allocate_aligned(shared_header::bytes_for(slots), 64)) shared_header{};
+    seg.header_root().header_offset = seg.offset_of(hdr_);
+    hdr_->driver_pid = getpid();
+    hdr_->slots = slots;
+    hdr_->spin_us = spin_us;
+    hdr_->inline_threshold = inline_threshold;
+    hdr_->mailbox_capacity = mailbox_capacity;
+    views_.resize(slots);
+    for (std::uint32_t i = 0; i < slots; ++i)
+      views_[i].shared = new (&hdr_->worker(i)) worker_shared{};
+  }
+
+  shared_header* header() const noexcept { return hdr_; }
+
+  /// Forks the supervisor (before any process is started).
+  void start_supervisor(start_method_id method, std::uint32_t epoch,
+                        std::vector<std::string> argv) {
+    link_.start(seg_, hdr_, method, epoch, argv);
+  }
+  /// Ends the supervisor and with it every process (teardown).
+  void end() noexcept { link_.end(); }
+
+  void start(std::uint32_t slot) override {
+    open_mailboxes(views_[slot]);
+    if (std::find(active_.begin(), active_.end(), slot) == active_.end()) active_.push_back(slot);
+    worker_shared& s = hdr_->worker(slot);
+    s.state.store(static_cast<std::uint32_t>(slot_state::starting), std::memory_order_release);
+    // No supervisor, no process: the slot stays dead and its calls fail.
+    if (!link_.command({supervisor_command::start, slot}))
+      s.state.store(static_cast<std::uint32_t>(slot_state::dead), std::memory_order_release);
+  }
+  void close(std::uint32_t slot) override {
+    view& v = views_[slot];
+    worker_shared& s = *v.shared;
+    if (s.inbox) seg_.deallocate(seg_.at(s.inbox));
+    if (s.outbox) seg_.deallocate(seg_.at(s.outbox));
+    s.inbox = s.outbox = 0;
+    v.inbox = v.outbox = nullptr;
+    active_.erase(std::remove(active_.begin(), active_.end(), slot), active_.end());
+  }
+  void kill(std::uint32_t slot) override { link_.command({supervisor_command::kill, slot}); }
+  bool alive(std::uint32_t slot) const override {
+    return static_cast<slot_state>(views_[slot].shared->state.load(std::memory_order_acquire)) !=
+           slot_state::dead;
+  }
+  int pid(std::uint32_t slot) const override {
+    return views_[slot].shared->pid.load(std::memory_order_acquire);
+  }
+  std::uint32_t suspended(std::uint32_t slot) const override {
+    return views_[slot].shared->suspended.load(std::memory_order_relaxed);
+  }
+  bool can_start() const override { return link_.running(); }
+
+  void await_exit(std::span<const std::uint32_t> slots, std::chrono::milliseconds grace) override {
+    const auto deadline = clock::now() + grace;
+    auto all_gone = [&] {
+      for (std::uint32_t s : slots)
+        if (alive(s)) return false;
+      return true;
+    };
+    while (!all_gone() && clock::now() < deadline) {
+      const std::uint32_t seen = hdr_->deaths.load(std::memory_order_acquire);
+      hdr_->driver_bell.sleep([&] { return hdr_->deaths.load(std::memory_order_acquire) != seen; },
+                              std::chrono::milliseconds(10));
+    }
+  }
+
+  std::size_t max_message_bytes() const override {
+    return mailbox_capacity / 2 * mailbox_slot::payload_bytes;
+  }
+  bool send(std::uint32_t slot, msg_kind kind, std::size_t size, fill_ref fill) override {
+    view& v = views_[slot];
+    if (try_send(*v.inbox, v.shared->bell, kind, size, fill)) return true;
+    v.blocked = mailbox::slots_for(size);
+    return false;
+  }
+  bool send_carried(std::uint32_t slot, msg_kind kind, object_block* carrier) override {
+    view& v = views_[slot];
+    if (try_send_block(seg_, *v.inbox, v.shared->bell, kind, carrier)) return true;
+    v.blocked = 1;
+    return false;
+  }
+
+  bool poll(transport_events& to) override {
+    bool progress = false;
+    for (std::size_t i = 0; i < active_.size(); ++i) progress |= drain(active_[i], 64, to);
+    if (hdr_->deaths.load(std::memory_order_acquire) != seen_deaths_) {
+      report_deaths(to);
+      progress = true;
+    }
+    return progress;
+  }
+
+  void sleep(std::chrono::nanoseconds limit, transport_events& to, wake_check also) override {
+    hdr_->driver_bell.sleep(
+        [this, also] {
+          if (also() || hdr_->deaths.load(std::memory_order_acquire) != seen_deaths_) return true;
+          for (std::uint32_t i : active_)
+            if (!views_[i].outbox->empty()) return true;
+          // Waiting for room in an inbox: the process rings once it frees slots (Dekker with
+          // worker::poll: flag set, fence, room read here; slots freed, fence, flag read there).
+          for (std::uint32_t i : active_) {
+            view& w = views_[i];
+            if (w.blocked == 0) continue;
+            w.shared->driver_waiting.store(1, std::memory_order_relaxed);
+            std::atomic_thread_fence(std::memory_order_seq_cst);
+            if (w.inbox->has_room(w.blocked)) {
+              w.blocked = 0;  // retry now; a send that fails again sets it again
+              return true;
+            }
+          }
+          return false;
+        },
+        limit);
+    check_supervisor(to);
+  }
+
+ private:
+  struct view {
+    worker_shared* shared = nullptr;
+    mailbox* inbox = nullptr;
+    mailbox* outbox = nullptr;
+    std::uint32_t generation = 0;
+    std::size_t blocked = 0;  // slots a message to it needed and did not find
+  };
+
+  void open_mailboxes(view& v) {
+    const std::size_t bytes = mailbox::bytes_for(mailbox_capacity);
+    worker_shared& s = *v.shared;
+    if (!s.inbox) {
+      s.inbox = seg_.offset_of(seg_.allocate_aligned(bytes, 64));
+      s.outbox = seg_.offset_of(seg_.allocate_aligned(bytes, 64));
+    }
+    v.inbox = mailbox::create(seg_.at(s.inbox), mailbox_capacity);
+    v.outbox = mailbox::create(seg_.at(s.outbox), mailbox_capacity);
+    v.blocked = 0;
+    ++v.generation;
+    s.tasks_started.store(0, std::memory_order_relaxed);
+    s.suspended.store(0, std::memory_order_relaxed);
+    s.pid.store(0, std::memory_order_relaxed);
+    s.generation.store(v.generation, std::memory_order_relaxed);
+  }
+
+  bool drain(std::uint32_t slot, int budget, transport_events& to) {
+    view& w = views_[slot];
+    bool progress = false;
+    message_view m;
+    while (budget-- > 0 && w.outbox && peek_message(seg_, *w.outbox, gathered_, m)) {
+      to.on_message(slot, m.kind, m.payload, m.block);
+      if (!w.outbox) break;  // the slot was closed while handling
+      w.outbox->pop(m.slots);
+      progress = true;
+    }
+    return progress;
+  }
+
+  void report_deaths(transport_events& to) {
+    seen_deaths_ = hdr_->deaths.load(std::memory_order_acquire);
+    std::vector<std::uint32_t> dead;
+    for (std::uint32_t i : active_)
+      if (!alive(i)) dead.push_back(i);
+    for (std::uint32_t i : dead) {
+      drain(i, 1 << 30, to);  // replies it managed to send count
+      const worker_shared& s = *views_[i].shared;
+      process_death how{s.pid.load(std::memory_order_relaxed),
+                        s.wait_status.load(std::memory_order_relaxed),
+                        s.tasks_started.load(std::memory_order_acquire)};
+      views_[i].blocked = 0;
+      to.on_death(i, how);
+    }
+  }
+
+  /// The supervisor died (killed from outside): its processes died with it and none can be
+  /// started, so the orchestrator fails every call rather than letting it wait forever.
+  void check_supervisor(transport_events& to) {
+    int st;
+    if (!link_.reap_if_gone(st)) return;
+    for (std::uint32_t i : active_) {
+      views_[i].shared->wait_status.store(st, std::memory_order_relaxed);
+      views_[i].shared->state.store(static_cast<std::uint32_t>(slot_state::dead),
+                                    std::memory_order_release);
+    }
+    report_deaths(to);
+    to.on_lost("coray: the supervisor process " + describe_exit(st) +
+               ", taking the workers with it");
+  }
+
+  segment& seg_;
+  shared_header* hdr_ = nullptr;
+  std::vector<view> views_;            // one per slot: task workers, then actors
+  std::vector<std::uint32_t> active_;  // slots with mailboxes (a process, or one starting)
+  std::vector<std::byte> gathered_;    // multi-slot messages, read contiguously
+  std::uint32_t seen_deaths_ = 0;
+  supervisor_link link_;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/shm_transport.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+struct driver_config {
+  std::uint32_t num_workers;
+  std::uint32_t max_actors;
+  std::size_t object_store_bytes;
+  start_method_id method;
+  std::size_t inline_threshold;
+  std::uint32_t spin_us;
+  std::uint32_t max_tasks_in_flight_per_worker;
+  std::vector<std::string> argv;
+  std::string spill_directory;  // empty: no spilling
+};
+
+inline std::uint32_t next_epoch() noexcept {
+  static std::uint32_t e = 0;
+  return ++e;
+}
+
+class local_driver final : public driver {
+ public:
+  explicit local_driver(driver_config cfg) : num_workers_(cfg.num_workers) {
+    epoch = next_epoch();
+    const std::uint32_t slots = cfg.num_workers + cfg.max_actors;
+    seg.create(segment::root_bytes + cfg.object_store_bytes +
+               shm_transport::control_bytes(slots, cfg.num_workers) + (1 << 20));
+    transport_.emplace(seg, slots, cfg.spin_us, cfg.inline_threshold);
+    hdr = transport_->header();
+    orchestrator_.emplace(
+        orchestrator_config{cfg.num_workers, cfg.max_actors, cfg.max_tasks_in_flight_per_worker,
+                            epoch, cfg.spill_directory},
+        seg, *transport_);
+    transport_->start_supervisor(cfg.method, epoch, std::move(cfg.argv));
+    orchestrator_->start_workers();
+    process::current() = this;
+  }
+
+  ~local_driver() override {
+    orchestrator_->stop_idle_actors();
+    if (process::current() == this) process::current() = nullptr;
+    transport_->end();  // the supervisor ends every process, then itself
+    orchestrator_->clear();
+  }
+
+  // ---- process ---------------------------------------------------------------------------
+  state_ptr submit(task_spec&& spec) override { return orchestrator_->submit(std::move(spec)); }
+  state_ptr submit_into(task_spec&& spec, state_ptr result) override {
+    orchestrator_->submit_into(std::move(spec), result);
+    return result;
+  }
+  void cancel_call(std::uint64_t id, bool force) override { orchestrator_->cancel_call(id, force); }
+  void actor_handle(std::uint64_t id, int delta) noexcept override {
+    orchestrator_->actor_ref(id, delta);
+  }
+  void kill_actor(std::uint64_t id) override { orchestrator_->kill_actor(id); }
+  actor_info lookup_actor(std::string_view name) override {
+    return orchestrator_->lookup_actor(name);
+  }
+
+  /// A new block for the user (a put, a large argument). When the store is full and spilling
+  /// is on, it also lets replies on their way arrive for up to a second: they may free
+  /// memory or make it spillable.
+  object_block* new_block(std::size_t size) override {
+    const auto deadline = clock::now() + std::chrono::seconds(1);
+    for (;;) {
+      try {
+        return orchestrator_->allocate(size);
+      } catch (const object_store_full&) {
+        if (!orchestrator_->spiller().enabled() || in_poll_ || clock::now() > deadline) throw;
+        if (!poll()) sched_yield();
+      }
+    }
+  }
+  void release_block(object_block* b) noexcept override { seg.release(b); }
+  void block_adopted(object_state& s) override { orchestrator_->spiller().adopted(s); }
+  void state_released(object_state& s) noexcept override { orchestrator_->spiller().released(s); }
+  void restore(object_state& s) override {
+    orchestrator_->spiller().restore(s, new_block(static_cast<std::size_t>(s.spill_size)));
+  }
+
+  // ---- driver ----------------------------------------------------------------------------
+  std::uint32_t num_workers() const noexcept override { return num_workers_; }
+  std::vector<int> worker_pids() const override {
+    std::vector<int> pids;
+    for (std::uint32_t i = 0; i < num_workers_; ++i) pids.push_back(transport_->pid(i));
+    return pids;
+  }
+  std::uint64_t spawn_actor(actor_spawn_request req) override {
+    return orchestrator_->spawn_actor(std::move(req));
+  }
+  int actor_pid(std::uint64_t id) const override {
+    const actor_entry* a = orchestrator_->actors().find(id);
+    return !a || a->dead ? 0 : transport_->pid(a->slot);
+  }
+  std::optional<actor_process_status> actor_status(std::uint64_t id) const override {
+    const actor_entry* a = orchestrator_->actors().find(id);
+    if (!a) return std::nullopt;
+    if (a->dead) return actor_process_status{a->pid, true, a->wait_status};
+    return actor_process_status{transport_->pid(a->slot), false, 0};
+  }
+  std::uint64_t spilled_objects() const noexcept override {
+    return orchestrator_->spiller().spilled_objects();
+  }
+
+ protected:
+  bool poll() override {
+    struct in_poll {
+      bool& flag;
+      bool was;
+      explicit in_poll(bool& f) : flag(f), was(f) { flag = true; }
+      ~in_poll() { flag = was; }
+    } guard(in_poll_);
+    bool progress = transport_->poll(*orchestrator_);
+    progress |= orchestrator_->service();
+    return progress;
+  }
+
+  void sleep(std::chrono::nanoseconds limit) override {
+    // Jobs other threads hand over wake the loop too (they ring the driver's doorbell).
+    transport_->sleep(
+        limit, *orchestrator_,
+        {[](const void* p) { return static_cast<const local_driver*>(p)->jobs_waiting(); }, this});
+  }
+
+ private:
+  std::uint32_t num_workers_;
+  // Declared in the order they are built; destroyed in reverse (the orchestrator first).
+  std::optional<shm_transport> transport_;
+  std::optional<orchestrator> orchestrator_;
+  bool in_poll_ = false;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/local_driver.hpp>
+// #include <coray/errors.hpp>: inlined above
+// #include <coray/sync_wait.hpp>: inlined above
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
@@ -7931,8 +10081,8 @@ class runtime {
 
   runtime(int argc, char** argv, runtime_options opts = {}) {
     detail::enter_worker_if_spawned();
-    if (detail::process::current())
-      throw ray::runtime_error("coray: a runtime is already running in this process");
+    if (detail::process::here() || detail::runtime_gate::instance().accepts_calls())
+      throw usage_error("coray: a runtime is already running in this process");
     detail::driver_config cfg;
     cfg.num_workers = opts.num_workers ? opts.num_workers : detail::usable_cores();
     cfg.max_actors = opts.max_actors;
@@ -7948,22 +10098,40 @@ class runtime {
         std::max<std::uint32_t>(1, opts.max_tasks_in_flight_per_worker);
     cfg.argv = program_arguments(argc, argv);
     cfg.spill_directory = opts.spill_directory;
-    driver_ = std::make_unique<detail::driver>(std::move(cfg));
+    driver_ = std::make_unique<detail::local_driver>(std::move(cfg));
+    driver_->open_handoff(driver_->hdr->driver_bell, detail::runtime_gate::phase::calls);
   }
 
   runtime(const runtime&) = delete;
   runtime& operator=(const runtime&) = delete;
-  /// Ends every worker and frees the segment. Refs still held afterwards are inert.
-  ~runtime() = default;
+  /// Ends every worker and frees the segment. Refs still held afterwards are inert. Calls
+  /// other threads made that the runtime has not taken yet fail; their later calls throw
+  /// ray::runtime_error. Call it on the runtime's thread.
+  ~runtime() { driver_->close_handoff(); }
 
   /// Runs the coroutine `main` to completion on this thread, serving the runtime meanwhile;
-  /// returns its result or rethrows its exception.
+  /// returns its result or rethrows its exception. On the thread that built the runtime.
   template <class T>
   T run(async<T> main) {
+    if (!driver_->is_loop_thread())
+      throw ray::runtime_error(
+          "ray::runtime::run: must be called on the thread that built the runtime (other threads "
+          "use ray::sync_wait)");
     auto h = main.handle();
     driver_->schedule(h);
     driver_->run_until([&] { return h.done(); });
     return main.take();
+  }
+
+  /// Serves the runtime on this thread (the one that built it) until `done()` holds: what
+  /// calls from other threads need when this thread has nothing of its own to wait for.
+  /// `done` is checked after each piece of work and at least every millisecond.
+  template <class Done>
+  void serve_until(Done&& done) {
+    if (!driver_->is_loop_thread())
+      throw ray::runtime_error(
+          "ray::runtime::serve_until: must be called on the thread that built the runtime");
+    while (!done()) driver_->run_until(done, detail::clock::now() + std::chrono::milliseconds(1));
   }
 
   std::uint32_t num_workers() const noexcept { return driver_->num_workers(); }
@@ -7982,8 +10150,7 @@ class runtime {
       std::string_view v(e);
       if (v == "spawn") return start_method::spawn;
       if (v == "fork" || v.empty()) return start_method::fork;
-      throw ray::runtime_error("coray: CORAY_START_METHOD must be fork or spawn, not " +
-                               std::string(v));
+      throw usage_error(fmt::format("coray: CORAY_START_METHOD must be fork or spawn, not {}", v));
     }
     return start_method::fork;
   }
@@ -7999,7 +10166,7 @@ class runtime {
     if (args.empty()) args.emplace_back("coray-worker");
     return args;
   }
-  std::unique_ptr<detail::driver> driver_;
+  std::unique_ptr<detail::local_driver> driver_;
 };
 
 namespace detail {
@@ -8011,20 +10178,12 @@ inline std::unique_ptr<runtime>& global_runtime() {
 
 /// Starts a process-wide runtime (Ray's ray.init()); ray::shutdown() ends it.
 inline void init(runtime_options opts = {}) {
-  if (detail::global_runtime()) throw ray::runtime_error("ray::init: already initialised");
+  if (detail::global_runtime()) throw usage_error("ray::init: already initialised");
   detail::global_runtime() = std::make_unique<runtime>(opts);
 }
 inline void shutdown() { detail::global_runtime().reset(); }
-inline bool is_initialized() noexcept { return detail::process::current() != nullptr; }
-
-/// Runs a coroutine to completion from plain code, serving the runtime meanwhile.
-template <class T>
-T sync_wait(async<T> a) {
-  auto h = a.handle();
-  auto& p = detail::process::require();
-  p.schedule(h);
-  p.run_until([&] { return h.done(); });
-  return a.take();
+inline bool is_initialized() noexcept {
+  return detail::process::here() != nullptr || detail::runtime_gate::instance().accepts_calls();
 }
 
 CORAY_END_NAMESPACE
@@ -8212,6 +10371,7 @@ class shared_value {
 
 CORAY_END_NAMESPACE
 // end <coray/shared_value.hpp>
+// #include <coray/sync_wait.hpp>: inlined above
 // #include <coray/task.hpp>: inlined above
 // #include <coray/version.hpp>: inlined above
 // end <coray/coray.hpp>

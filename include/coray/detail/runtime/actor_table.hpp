@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <coray/detail/runtime/task_table.hpp>
 #include <cstdint>
 #include <deque>
@@ -220,10 +221,22 @@ class actor_table {
     return ids;
   }
 
-  template <class F>
-  void for_each(F&& f) {
-    for (auto& [id, a] : actors_) f(a);
+  /// The method call `r` runs again (a retryable exception): first in its actor's queue.
+  void retry(task_record& r) {
+    actor_entry* a = find(r.actor);
+    if (!a) return;
+    a->sent.erase(std::remove(a->sent.begin(), a->sent.end(), r.id), a->sent.end());
+    a->queue.push_front(&r);
   }
+
+  /// Live actors with nothing queued or running: at teardown they end on their own.
+  std::vector<actor_entry*> idle() {
+    std::vector<actor_entry*> out;
+    for (auto& [id, a] : actors_)
+      if (!a.dead && !a.killed && a.queue.empty() && a.sent.empty()) out.push_back(&a);
+    return out;
+  }
+
   void clear_queues() {
     for (auto& [id, a] : actors_) a.queue.clear();
   }

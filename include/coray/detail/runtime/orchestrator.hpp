@@ -4,11 +4,9 @@
 /// ready, sends task calls to the least busy worker and actor calls to their actor in the
 /// order they were made, settles results, retries and restarts after deaths, and accounts
 /// for every store block a process holds. It reaches processes only through a `transport`
-/// and keeps its state in parts with one job each: `task_table` (live calls, run queue, the
-/// calls on each worker), `actor_table` (actors, names, slots, restarts), `block_ledger`
-/// (blocks each process holds or asks for), `object_spiller` (allocation and spilling) and
-/// `reply_router` (what is owed to each process). Parts return decisions; only the
-/// orchestrator acts on them. The unit tests drive it with a fake transport.
+/// and keeps its state in parts with one job each (design.md, "The runtime core"): parts
+/// return decisions; only the orchestrator acts on them. The unit tests drive it with a fake
+/// transport.
 ///
 /// Driver only, loop thread only.
 
@@ -17,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <coray/detail/runtime/actor_table.hpp>
+#include <coray/detail/runtime/call_pump.hpp>
 #include <coray/detail/runtime/call_sender.hpp>
 #include <coray/detail/runtime/object_spiller.hpp>
 #include <coray/detail/runtime/process.hpp>
@@ -56,6 +55,7 @@ class orchestrator final : public transport_events {
         ledger_(seg, cfg_.num_workers + cfg_.max_actors),
         router_(seg, t, ledger_, cfg_.num_workers + cfg_.max_actors),
         sender_(seg, t, ledger_, spiller_),
+        pump_(tasks_, actors_, t, sender_, cfg_.num_workers, cfg_.max_tasks_in_flight_per_worker),
         slot_actor_(cfg_.num_workers + cfg_.max_actors) {}
 
   orchestrator(const orchestrator&) = delete;
@@ -181,10 +181,8 @@ class orchestrator final : public transport_events {
     a.cause = fmt::format("coray: actor {} (pid {}) was killed by ray::kill", a.type_name,
                           transport_.pid(a.slot));
     transport_.kill(a.slot);
-    std::vector<task_record*> queued(a.queue.begin(), a.queue.end());
-    a.queue.clear();
     auto e = std::make_exception_ptr(actor_died(a.cause));
-    for (task_record* r : queued) fail(*r, e);
+    for (task_record* r : std::exchange(a.queue, {})) fail(*r, e);
   }
 
   process::actor_info lookup_actor(std::string_view name) const {
@@ -198,13 +196,9 @@ class orchestrator final : public transport_events {
   void stop_idle_actors() noexcept {
     if (!transport_.can_start()) return;
     std::vector<std::uint32_t> stopping;
-    actors_.for_each([&](actor_entry& a) {
-      if (a.dead || a.killed || !a.queue.empty() || !a.sent.empty()) return;
-      if (a.shutdown_sent || send_shutdown(a.slot)) {
-        a.shutdown_sent = true;
-        stopping.push_back(a.slot);
-      }
-    });
+    for (actor_entry* a : actors_.idle())
+      if (a->shutdown_sent || (a->shutdown_sent = pump_.send_shutdown(a->slot)))
+        stopping.push_back(a->slot);
     transport_.await_exit(stopping, std::chrono::milliseconds(500));
   }
 
@@ -387,72 +381,16 @@ class orchestrator final : public transport_events {
 
   // ---- dispatch -----------------------------------------------------------------------
 
-  /// The task worker with the fewest calls that occupy it, under the per-worker limit.
-  int pick_worker() const {
-    int best = -1;
-    std::uint32_t best_load = cfg_.max_tasks_in_flight_per_worker;
-    for (std::uint32_t i = 0; i < cfg_.num_workers; ++i) {
-      if (!transport_.alive(i)) continue;
-      const std::uint32_t load = tasks_.load(i, transport_.suspended(i));
-      if (load < best_load) {
-        best = static_cast<int>(i);
-        best_load = load;
-        if (load == 0) break;
-      }
-    }
-    return best;
-  }
-
   bool dispatch() {
-    bool progress = false;
-    auto& runnable = tasks_.runnable;
-    while (!runnable.empty()) {
-      const int picked = pick_worker();
-      if (picked < 0) break;
-      const auto slot = static_cast<std::uint32_t>(picked);
-      task_record* r = runnable.front();
-      if (!sender_.send(slot, *r)) break;
-      tasks_.sent(slot, *r);
-      runnable.pop_front();
-      progress = true;
-    }
-    for (auto it = backlog_.begin(); it != backlog_.end();) {
-      actor_entry* a = actors_.find(*it);
-      it = backlog_.erase(it);
-      if (a) progress |= pump_actor(*a);
-    }
+    std::vector<task_record*> failed;
+    const bool progress = pump_.dispatch(failed);
+    for (task_record* r : failed) fail(*r, r->result->error);
     return progress;
   }
-
-  bool send_shutdown(std::uint32_t slot) {
-    return transport_.send(slot, msg_kind::shutdown, 0, [](std::byte*) {});
-  }
-
-  /// Sends the actor's queued calls, in order, while each is ready and its mailbox has room.
   bool pump_actor(actor_entry& a) {
-    bool progress = false;
-    while (!a.queue.empty() && !a.dead) {
-      task_record* r = a.queue.front();
-      if (r->pending_deps) break;
-      if (r->failed_dep) {
-        a.queue.pop_front();
-        fail(*r, r->result->error);
-        progress = true;
-        continue;
-      }
-      if (!sender_.send(a.slot, *r)) {
-        backlog_.insert(a.id);
-        break;
-      }
-      if (!r->construct) r->dispatch_seq = a.dispatched++;  // its place among the calls it starts
-      a.queue.pop_front();
-      a.sent.push_back(r->id);
-      progress = true;
-    }
-    if (a.closing && a.queue.empty() && !a.dead && !a.shutdown_sent) {
-      a.shutdown_sent = send_shutdown(a.slot);
-      if (!a.shutdown_sent) backlog_.insert(a.id);
-    }
+    std::vector<task_record*> failed;
+    const bool progress = pump_.pump(a, failed);
+    for (task_record* r : failed) fail(*r, r->result->error);
     return progress;
   }
 
@@ -485,15 +423,11 @@ class orchestrator final : public transport_events {
     const bool is_task = r.actor == 0;
     if (h.status == result_header::retryable_error && !r.result->settled() &&
         r.attempt <= r.max_retries) {
-      ++r.attempt;
-      if (is_task) {
-        tasks_.done(slot);
-        tasks_.runnable.push_back(&r);
-      } else if (actor_entry* a = actors_.find(r.actor)) {
-        auto& sent = a->sent;
-        sent.erase(std::remove(sent.begin(), sent.end(), r.id), sent.end());
-        a->queue.push_front(&r);
-      }
+      ++r.attempt;  // runs again: a task from the run queue, an actor call first in its queue
+      if (is_task)
+        tasks_.retry(slot, r);
+      else
+        actors_.retry(r);
       return;
     }
     if (!r.result->settled()) {
@@ -613,8 +547,8 @@ class orchestrator final : public transport_events {
   block_ledger ledger_;
   reply_router router_;
   call_sender sender_;
-  std::vector<std::uint64_t> slot_actor_;      // the actor living in each slot; 0 for none
-  std::unordered_set<std::uint64_t> backlog_;  // actors whose mailbox was full
+  call_pump pump_;
+  std::vector<std::uint64_t> slot_actor_;  // the actor living in each slot; 0 for none
   std::uint64_t next_task_id_ = 1;
 };
 

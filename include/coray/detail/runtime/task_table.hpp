@@ -141,6 +141,12 @@ class task_table {
     while (!w.order.empty() && !contains(w.order.front().second)) w.order.pop_front();
   }
 
+  /// `r`, sent to worker `slot`, runs again (a retryable exception): back to the run queue.
+  void retry(std::uint32_t slot, task_record& r) {
+    done(slot);
+    runnable.push_back(&r);
+  }
+
   /// What becomes of the calls sent to a worker that died, the first `calls_started` of
   /// which it had started.
   struct death_plan {

@@ -1,0 +1,115 @@
+#pragma once
+/// Moves ready calls to processes: task calls from the run queue to the least busy task
+/// worker (at most `max_in_flight` occupying each), and each actor's calls in the order they
+/// were made while its mailbox has room. An actor whose mailbox was full is tried again on
+/// the next turn; a closing actor is told to shut down after its last call. Calls found
+/// failed (a dependency failed) are handed back for the orchestrator to fail. Driver only,
+/// loop thread only.
+
+#include <coray/detail/runtime/actor_table.hpp>
+#include <coray/detail/runtime/call_sender.hpp>
+#include <coray/detail/runtime/task_table.hpp>
+#include <coray/detail/runtime/transport.hpp>
+#include <cstdint>
+#include <unordered_set>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class call_pump {
+ public:
+  call_pump(task_table& tasks, actor_table& actors, transport& t, call_sender& sender,
+            std::uint32_t workers, std::uint32_t max_in_flight)
+      : tasks_(tasks),
+        actors_(actors),
+        transport_(t),
+        sender_(sender),
+        workers_(workers),
+        max_in_flight_(max_in_flight) {}
+
+  /// Sends ready task calls, then the calls of actors whose mailbox was full. True on
+  /// progress; calls whose dependency failed are appended to `failed`.
+  bool dispatch(std::vector<task_record*>& failed) {
+    bool progress = false;
+    auto& runnable = tasks_.runnable;
+    while (!runnable.empty()) {
+      const int picked = pick_worker();
+      if (picked < 0) break;
+      const auto slot = static_cast<std::uint32_t>(picked);
+      task_record* r = runnable.front();
+      if (!sender_.send(slot, *r)) break;
+      tasks_.sent(slot, *r);
+      runnable.pop_front();
+      progress = true;
+    }
+    for (auto it = backlog_.begin(); it != backlog_.end();) {
+      actor_entry* a = actors_.find(*it);
+      it = backlog_.erase(it);
+      if (a) progress |= pump(*a, failed);
+    }
+    return progress;
+  }
+
+  /// Sends the actor's queued calls, in order, while each is ready and its mailbox has room.
+  /// True on progress; calls whose dependency failed are taken out into `failed`.
+  bool pump(actor_entry& a, std::vector<task_record*>& failed) {
+    bool progress = false;
+    while (!a.queue.empty() && !a.dead) {
+      task_record* r = a.queue.front();
+      if (r->pending_deps) break;
+      if (r->failed_dep) {
+        a.queue.pop_front();
+        failed.push_back(r);
+        progress = true;
+        continue;
+      }
+      if (!sender_.send(a.slot, *r)) {
+        backlog_.insert(a.id);
+        break;
+      }
+      if (!r->construct) r->dispatch_seq = a.dispatched++;  // its place among the calls it starts
+      a.queue.pop_front();
+      a.sent.push_back(r->id);
+      progress = true;
+    }
+    if (a.closing && a.queue.empty() && !a.dead && !a.shutdown_sent) {
+      a.shutdown_sent = send_shutdown(a.slot);
+      if (!a.shutdown_sent) backlog_.insert(a.id);
+    }
+    return progress;
+  }
+
+  /// Tells the slot's process to end once its calls are done; false if its inbox is full.
+  bool send_shutdown(std::uint32_t slot) {
+    return transport_.send(slot, msg_kind::shutdown, 0, [](std::byte*) {});
+  }
+
+ private:
+  /// The task worker with the fewest calls that occupy it, under the per-worker limit.
+  int pick_worker() const {
+    int best = -1;
+    std::uint32_t best_load = max_in_flight_;
+    for (std::uint32_t i = 0; i < workers_; ++i) {
+      if (!transport_.alive(i)) continue;
+      const std::uint32_t load = tasks_.load(i, transport_.suspended(i));
+      if (load < best_load) {
+        best = static_cast<int>(i);
+        best_load = load;
+        if (load == 0) break;
+      }
+    }
+    return best;
+  }
+
+  task_table& tasks_;
+  actor_table& actors_;
+  transport& transport_;
+  call_sender& sender_;
+  std::uint32_t workers_;
+  std::uint32_t max_in_flight_;
+  std::unordered_set<std::uint64_t> backlog_;  // actors whose mailbox was full
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
