@@ -2682,9 +2682,13 @@ class runtime_gate {
   phase current_phase() const noexcept { return phase_.load(std::memory_order_acquire); }
   /// A driver's runtime runs and takes calls from any thread.
   bool accepts_calls() const noexcept { return current_phase() == phase::calls; }
+  /// The epoch of the runtime open in this process, 0 when none: a ref whose state has
+  /// another one belongs to a runtime that has ended. Any thread.
+  std::uint32_t live_epoch() const noexcept { return epoch_.load(std::memory_order_acquire); }
 
-  /// The loop thread, once its process is built.
-  void open(process* p, phase ph) noexcept {
+  /// The loop thread, once its process (of runtime `epoch`) is built.
+  void open(process* p, phase ph, std::uint32_t epoch) noexcept {
+    epoch_.store(epoch, std::memory_order_release);
     phase_.store(ph, std::memory_order_release);
     open_.store(p, std::memory_order_seq_cst);
   }
@@ -2693,6 +2697,7 @@ class runtime_gate {
   void close() noexcept {
     open_.store(nullptr, std::memory_order_seq_cst);
     phase_.store(phase::ended, std::memory_order_release);
+    epoch_.store(0, std::memory_order_release);
   }
   bool anyone_inside() const noexcept { return users_.load(std::memory_order_seq_cst) != 0; }
 
@@ -2720,6 +2725,7 @@ class runtime_gate {
   std::atomic<process*> open_{nullptr};
   std::atomic<std::uint32_t> users_{0};
   std::atomic<phase> phase_{phase::none};
+  std::atomic<std::uint32_t> epoch_{0};
 };
 
 /// Something a thread other than the loop's waits for that the loop holds on to (a wait
@@ -3152,6 +3158,7 @@ CORAY_END_NAMESPACE
 #include <map>
 #include <new>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
@@ -3160,6 +3167,17 @@ CORAY_BEGIN_NAMESPACE
 namespace detail {
 
 using clock = std::chrono::steady_clock;
+
+/// `now + timeout`, saturated: a timeout too long to have a deadline (nanoseconds::max(),
+/// what "no timeout" becomes) gives time_point::max(), which run_until and waits read as
+/// "never"; a negative one gives now. Every deadline a user's timeout makes comes from here:
+/// `now + timeout` itself overflows (undefined behaviour; in practice a deadline in the past).
+inline clock::time_point deadline_after(clock::duration timeout) noexcept {
+  const auto now = clock::now();
+  if (timeout <= clock::duration::zero()) return now;
+  if (timeout >= clock::time_point::max() - now) return clock::time_point::max();
+  return now + timeout;
+}
 
 enum class slot_state : std::uint32_t { empty = 0, starting = 1, running = 2, dead = 3 };
 
@@ -3396,7 +3414,7 @@ class process {
   /// `bell`, the doorbell this process sleeps on.
   void open_handoff(doorbell& bell, runtime_gate::phase what) noexcept {
     bell_ = &bell;
-    runtime_gate::instance().open(this, what);
+    runtime_gate::instance().open(this, what, epoch);
   }
   /// Loop thread, before the runtime is destroyed: refuses new jobs, fails those queued and
   /// the waits of other threads, and returns once no other thread is inside the runtime.
@@ -3576,6 +3594,15 @@ inline void release_actor_state(actor_state* s) noexcept {
     release_actor_on_loop(s);
   else
     release_from_another_thread<actor_state, &release_actor_on_loop>(s);
+}
+
+/// Throws ray::usage_error unless `s` is a ref's state of the runtime running in this
+/// process: an empty ref, or one kept past its runtime's end (its block lay in a segment
+/// that is gone; its call will never answer). `what` names the API. Any thread.
+inline void require_usable_ref(const state_ptr& s, const char* what) {
+  if (!s) throw usage_error(std::string(what) + ": an object_ref is empty");
+  if (s->epoch != runtime_gate::instance().live_epoch())
+    throw usage_error(std::string(what) + ": the object_ref belongs to a runtime that has ended");
 }
 
 /// A new pending state of `p`'s runtime (from any thread that may use `p`).
@@ -4636,6 +4663,15 @@ class actor_table {
   /// The actor's process ended for good: its slot is free again.
   void free_slot(std::uint32_t slot) { free_slots_.push_back(slot); }
 
+  /// Undoes create() for a spawn refused before its process started (no room for its
+  /// mailboxes): the slot and the name are free again. Returns the blocks create() took a
+  /// reference to, to release.
+  std::vector<object_block*> refuse(actor_entry& a) {
+    free_slot(a.slot);
+    unname(a);
+    return forget(a.id);
+  }
+
   /// What a change of an actor's handle count calls for.
   enum class handle_outcome { none, close, forget };
   handle_outcome adjust_handles(actor_entry& a, int delta) {
@@ -4837,10 +4873,7 @@ void add_argument(task_spec& spec, process& p, A&& a) {
     constexpr std::size_t pad = (align - sizeof(std::uint64_t) % align) % align;
     std::vector<state_ptr> refs;
     refs.reserve(a.size());
-    for (const auto& r : a) {
-      if (!r.valid()) throw usage_error("ray::task<f>.remote: an object_ref in the list is empty");
-      refs.push_back(r.state());
-    }
+    for (const auto& r : a) refs.push_back(r.state());
     spec.add_dependency_list(refs, static_cast<std::uint8_t>(pad));
   } else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>) {
     add_value(spec, p, a);
@@ -4849,11 +4882,28 @@ void add_argument(task_spec& spec, process& p, A&& a) {
   }
 }
 
+/// Refuses an empty ref, or one of an ended runtime, among call arguments: before any
+/// argument is encoded, so that no block is allocated for a call that is not made.
+template <class... A>
+void require_usable_ref_arguments(const A&... args) {
+  auto check = [](const auto& a) {
+    using V = std::remove_cvref_t<decltype(a)>;
+    if constexpr (is_object_ref_v<V>) {
+      require_usable_ref(a.state(), "coray: a call argument");
+    } else if constexpr (is_ref_vector_v<V>) {
+      for (const auto& r : a) require_usable_ref(r.state(), "coray: a call argument");
+    }
+  };
+  (void)check;  // a call with no arguments
+  (check(args), ...);
+}
+
 /// The message of a call of F with `args` (already checked against F's parameters).
 template <auto F, class... A>
 task_spec make_call(process& p, A&&... args) {
   using params = typename function_traits<decltype(F)>::params;
   (void)invoker<F>::registered;
+  require_usable_ref_arguments(args...);
   task_spec spec;
   spec.fn_id = entity_id<F>;
   spec.name = entity_name<F>();
@@ -4887,7 +4937,6 @@ CORAY_END_NAMESPACE
 // #include <coray/detail/runtime/process.hpp>: inlined above
 #include <coroutine>
 #include <cstddef>
-#include <optional>
 #include <span>
 #include <utility>
 #include <vector>
@@ -4900,13 +4949,6 @@ namespace detail {
 /// keep their loop-thread form, which reads settled values and refuses the rest.)
 inline bool needs_handoff() noexcept {
   return !process::here() && runtime_gate::instance().accepts_calls();
-}
-
-/// `now + timeout`, or none for a timeout too long to have a deadline.
-inline std::optional<clock::time_point> deadline_after(std::chrono::nanoseconds timeout) {
-  const auto now = clock::now();
-  if (timeout >= clock::time_point::max() - now) return std::nullopt;
-  return now + timeout;
 }
 
 /// A thread other than the loop's inside the runtime: while it lives, the runtime is not
@@ -4984,7 +5026,7 @@ state_ptr submit_from_any_thread(const char* what, Make&& make) {
 class foreign_wait {
  public:
   foreign_wait(process& p, std::span<object_state* const> states, std::size_t needed,
-               std::optional<clock::time_point> deadline, bool pin)
+               clock::time_point deadline, bool pin)
       : p_(p), states_(states), needed_(needed), deadline_(deadline), pin_(pin) {
     p.post({&start, this});
     done_.wait();
@@ -5053,8 +5095,13 @@ class foreign_wait {
     static void on_timeout(void* ctx) {
       auto* o = static_cast<op*>(ctx);
       o->timer = 0;
-      if (o->w) o->complete(*process::current(), true);
-      o->drop();
+      // The timer's reference goes first: while the wait is not complete its own reference
+      // keeps `o`, and complete() drops that last (one release, which GCC 12 can follow).
+      --o->refs;
+      if (o->w)
+        o->complete(*process::current(), true);
+      else if (o->refs == 0)
+        delete o;
     }
   };
 
@@ -5063,8 +5110,8 @@ class foreign_wait {
     if (!live) return w->finish(false);
     std::size_t settled = 0;
     for (object_state* s : w->states_) settled += s->settled();
-    if (settled >= w->needed_ || (w->deadline_ && *w->deadline_ <= clock::now()))
-      return w->finish(true);
+    const bool bounded = w->deadline_ != clock::time_point::max();
+    if (settled >= w->needed_ || (bounded && w->deadline_ <= clock::now())) return w->finish(true);
     auto* o = new op;
     o->w = w;
     o->remaining = w->needed_ - settled;
@@ -5074,8 +5121,8 @@ class foreign_wait {
         o->watching.push_back(s);
         ++o->refs;
       }
-    if (w->deadline_) {
-      o->timer = p.add_timer(*w->deadline_, &op::on_timeout, o);
+    if (bounded) {
+      o->timer = p.add_timer(w->deadline_, &op::on_timeout, o);
       ++o->refs;
     }
     p.add_pending(*o);
@@ -5104,7 +5151,7 @@ class foreign_wait {
   process& p_;
   std::span<object_state* const> states_;
   std::size_t needed_;
-  std::optional<clock::time_point> deadline_;
+  clock::time_point deadline_;  // time_point::max(): none
   bool pin_;
   bool ended_ = false;
   std::exception_ptr error_;
@@ -5277,6 +5324,7 @@ CORAY_END_NAMESPACE
 // #include <coray/detail/runtime/object_state.hpp>: inlined above
 // #include <coray/detail/runtime/process.hpp>: inlined above
 #include <coroutine>
+#include <exception>
 #include <optional>
 #include <span>
 #include <utility>
@@ -5304,8 +5352,33 @@ auto read_when_settled(const char* what, std::span<object_state* const> states, 
     return read();
   }
   foreign_entry e(what);
-  foreign_wait w(e.get(), states, states.size(), std::nullopt, true);
+  foreign_wait w(e.get(), states, states.size(), clock::time_point::max(), true);
   return read();
+}
+
+/// Whether an awaitable of ray::get or ray::wait has been used: awaited, converted,
+/// .get()-ed or moved from. One that never was, the statement `ray::get(ref);`, waits in
+/// its destructor (see get_awaitable) unless that destructor runs while an exception
+/// unwinds the stack, which it then leaves alone: the error in flight is the one to report.
+class use_tracker {
+ public:
+  use_tracker() noexcept = default;
+  use_tracker(use_tracker&& o) noexcept : used_(std::exchange(o.used_, true)) {}
+  use_tracker& operator=(use_tracker&&) = delete;
+  void mark() noexcept { used_ = true; }
+  /// In the owner's destructor: never used, and not being unwound.
+  bool discarded() const noexcept { return !used_ && std::uncaught_exceptions() <= uncaught_; }
+
+ private:
+  bool used_ = false;
+  int uncaught_ = std::uncaught_exceptions();
+};
+
+/// True if every state is of the runtime running now (an awaitable can outlive it).
+inline bool all_live(std::span<object_state* const> states) noexcept {
+  for (object_state* s : states)
+    if (s->epoch != runtime_gate::instance().live_epoch()) return false;
+  return true;
 }
 
 /// The waiting half of an awaitable of one object: suspends until it settles, or blocks
@@ -5313,19 +5386,35 @@ auto read_when_settled(const char* what, std::span<object_state* const> states, 
 class state_awaiter {
  public:
   explicit state_awaiter(state_ptr s) : s_(std::move(s)) {}
-  bool await_ready() const noexcept { return s_->settled(); }
+  state_awaiter(state_awaiter&&) noexcept = default;
+  bool await_ready() noexcept {
+    used_.mark();
+    return s_->settled();
+  }
   void await_suspend(std::coroutine_handle<> h) {
     s_->waiters.push_back({&resume_waiter, h.address()});
     process::current()->coroutine_suspended(+1);
   }
 
  protected:
+  ~state_awaiter() = default;
   template <class Read>
   auto read_settled(Read&& read) {
+    used_.mark();
     object_state* s = s_.get();
     return read_when_settled("ray::get", {&s, 1}, [&] { return read(*s_); });
   }
+  /// For the destructor of an awaitable never used: waits for the object to settle and
+  /// raises its error.
+  void settle_if_discarded() {
+    object_state* s = s_.get();
+    if (!s || !used_.discarded() || !all_live({&s, 1})) return;
+    read_settled([](const object_state& st) { st.rethrow_if_failed(); });
+  }
   state_ptr s_;
+
+ private:
+  use_tracker used_;
 };
 
 }  // namespace detail
@@ -5367,11 +5456,16 @@ struct view_of<std::string> {
 
 }  // namespace detail
 
-/// What ray::get returns: co_await it in a coroutine, or convert it to T to block.
+/// What ray::get returns: co_await it in a coroutine, or convert it to T to block. Used as a
+/// statement, `ray::get(ref);` blocks until the object is there and throws its error, as
+/// Ray's `ray.get(ref)` does: its destructor waits, unless it was awaited or converted (it
+/// then waits only once) or is destroyed by an exception's unwinding.
 template <class T>
-class [[nodiscard]] get_awaitable : public detail::state_awaiter {
+class get_awaitable : public detail::state_awaiter {
  public:
   using state_awaiter::state_awaiter;
+  get_awaitable(get_awaitable&&) noexcept = default;
+  ~get_awaitable() noexcept(false) { settle_if_discarded(); }
   T await_resume() { return detail::read_value<T>(*s_); }
   /// Blocking form: waits and returns the value or throws its error. Thread-safe in the driver.
   operator T() && {
@@ -5382,9 +5476,11 @@ class [[nodiscard]] get_awaitable : public detail::state_awaiter {
 };
 
 template <>
-class [[nodiscard]] get_awaitable<void> : public detail::state_awaiter {
+class get_awaitable<void> : public detail::state_awaiter {
  public:
   using state_awaiter::state_awaiter;
+  get_awaitable(get_awaitable&&) noexcept = default;
+  ~get_awaitable() noexcept(false) { settle_if_discarded(); }
   void await_resume() { s_->rethrow_if_failed(); }
   void get() && {
     read_settled([](const detail::object_state& s) { s.rethrow_if_failed(); });
@@ -5394,7 +5490,7 @@ class [[nodiscard]] get_awaitable<void> : public detail::state_awaiter {
 /// The value of `ref`, decoded into a T of this process.
 template <class T>
 get_awaitable<T> get(const object_ref<T>& ref) {
-  if (!ref.valid()) throw usage_error("ray::get: the object_ref is empty");
+  detail::require_usable_ref(ref.state(), "ray::get");
   return get_awaitable<T>(ref.state());
 }
 
@@ -5409,14 +5505,25 @@ struct wait_options;
 
 /// What ray::get with a timeout returns: co_await it, or convert it to T to block.
 template <class T>
-class [[nodiscard]] timed_get_awaitable;
+class timed_get_awaitable;
 
-/// What ray::get of several refs returns: the values in the order of the refs.
+/// What ray::get of several refs returns: the values in the order of the refs. As a
+/// statement it waits for them all and throws the first error, as get_awaitable does.
 template <class T>
-class [[nodiscard]] get_all_awaitable {
+class get_all_awaitable {
  public:
   explicit get_all_awaitable(std::vector<object_ref<T>> refs) : refs_(std::move(refs)) {}
+  get_all_awaitable(get_all_awaitable&&) noexcept = default;
+  ~get_all_awaitable() noexcept(false) {
+    if (!used_.discarded() || refs_.empty()) return;
+    auto states = this->states();
+    if (!detail::all_live(states)) return;
+    detail::read_when_settled("ray::get", states, [&] {
+      for (auto* s : states) s->rethrow_if_failed();
+    });
+  }
   bool await_ready() noexcept {
+    used_.mark();
     for (auto& r : refs_)
       if (!r.is_ready()) ++pending_;
     return pending_ == 0;
@@ -5429,14 +5536,18 @@ class [[nodiscard]] get_all_awaitable {
   }
   std::vector<T> await_resume() { return values(); }
   operator std::vector<T>() && {
-    std::vector<detail::object_state*> states;
-    states.reserve(refs_.size());
-    for (auto& r : refs_) states.push_back(r.state().get());
-    return detail::read_when_settled("ray::get", states, [this] { return values(); });
+    used_.mark();
+    return detail::read_when_settled("ray::get", states(), [this] { return values(); });
   }
   std::vector<T> get() && { return static_cast<std::vector<T>>(std::move(*this)); }
 
  private:
+  std::vector<detail::object_state*> states() const {
+    std::vector<detail::object_state*> out;
+    out.reserve(refs_.size());
+    for (auto& r : refs_) out.push_back(r.state().get());
+    return out;
+  }
   static void on_settled(void* ctx, detail::object_state&) {
     auto* self = static_cast<get_all_awaitable*>(ctx);
     if (--self->pending_ == 0)
@@ -5451,12 +5562,12 @@ class [[nodiscard]] get_all_awaitable {
   std::vector<object_ref<T>> refs_;
   std::size_t pending_ = 0;
   std::coroutine_handle<> h_;
+  detail::use_tracker used_;
 };
 
 template <class T>
 get_all_awaitable<T> get(std::vector<object_ref<T>> refs) {
-  for (auto& r : refs)
-    if (!r.valid()) throw usage_error("ray::get: an object_ref is empty");
+  for (auto& r : refs) detail::require_usable_ref(r.state(), "ray::get");
   return get_all_awaitable<T>(std::move(refs));
 }
 
@@ -5506,7 +5617,7 @@ class [[nodiscard]] get_view_awaitable : public detail::state_awaiter {
 template <class T>
 get_view_awaitable<T> get_view(const object_ref<T>& ref) {
   (void)sizeof(typename detail::view_of<T>::type);
-  if (!ref.valid()) throw usage_error("ray::get_view: the object_ref is empty");
+  detail::require_usable_ref(ref.state(), "ray::get_view");
   return get_view_awaitable<T>(ref.state());
 }
 
@@ -5618,15 +5729,28 @@ struct wait_result {
   std::vector<object_ref<T>> pending;  // the rest, in the order given
 };
 
-/// What ray::wait returns: co_await it, or convert it to wait_result<T> to block.
+/// What ray::wait returns: co_await it, or convert it to wait_result<T> to block. As a
+/// statement it blocks until the wait is over, as get_awaitable does.
 template <class T>
-class [[nodiscard]] wait_awaitable {
+class wait_awaitable {
  public:
   wait_awaitable(std::vector<object_ref<T>> refs, wait_options o)
       : refs_(std::move(refs)), opts_(o) {
     opts_.num_returns = std::min(opts_.num_returns, refs_.size());
   }
+  wait_awaitable(wait_awaitable&& o) noexcept
+      : refs_(std::move(o.refs_)),
+        opts_(o.opts_),
+        op_(std::exchange(o.op_, nullptr)),
+        used_(std::move(o.used_)) {}
+  ~wait_awaitable() noexcept(false) {
+    if (!used_.discarded() || refs_.empty()) return;
+    std::vector<detail::object_state*> states;
+    for (auto& r : refs_) states.push_back(r.state().get());
+    if (detail::all_live(states)) (void)static_cast<wait_result<T>>(std::move(*this));
+  }
   bool await_ready() {
+    used_.mark();
     detail::process::require().serve_once();
     return ready_count() >= opts_.num_returns || timed_out_now();
   }
@@ -5640,9 +5764,9 @@ class [[nodiscard]] wait_awaitable {
         ++op_->refs;
         r.state()->waiters.push_back({&op::on_settled, op_});
       }
-    if (opts_.timeout) {
+    if (const auto deadline = this->deadline(); deadline != detail::clock::time_point::max()) {
       ++op_->refs;
-      op_->timer = p.add_timer(detail::clock::now() + *opts_.timeout, &op::on_timeout, op_);
+      op_->timer = p.add_timer(deadline, &op::on_timeout, op_);
     }
     p.coroutine_suspended(+1);
   }
@@ -5655,19 +5779,17 @@ class [[nodiscard]] wait_awaitable {
   }
   /// Blocking form. Thread-safe in the driver.
   operator wait_result<T>() && {
+    used_.mark();
     if (detail::needs_handoff()) {
       detail::foreign_entry e("ray::wait");
       std::vector<detail::object_state*> states;
       states.reserve(refs_.size());
       for (auto& r : refs_) states.push_back(r.state().get());
-      detail::foreign_wait w(e.get(), states, opts_.num_returns,
-                             opts_.timeout ? detail::deadline_after(*opts_.timeout) : std::nullopt,
-                             false);
+      detail::foreign_wait w(e.get(), states, opts_.num_returns, deadline(), false);
       return split();
     }
     auto& p = detail::process::require();
-    auto deadline =
-        opts_.timeout ? detail::clock::now() + *opts_.timeout : detail::clock::time_point::max();
+    const auto deadline = this->deadline();
     p.serve_once();
     p.run_until([&] { return ready_count() >= opts_.num_returns; }, deadline);
     return split();
@@ -5709,6 +5831,10 @@ class [[nodiscard]] wait_awaitable {
     }
   };
   bool timed_out_now() const noexcept { return opts_.timeout && opts_.timeout->count() <= 0; }
+  detail::clock::time_point deadline() const noexcept {
+    return opts_.timeout ? detail::deadline_after(*opts_.timeout)
+                         : detail::clock::time_point::max();
+  }
   std::size_t ready_count() const noexcept {
     std::size_t n = 0;
     for (auto& r : refs_) n += r.is_ready();
@@ -5729,39 +5855,64 @@ class [[nodiscard]] wait_awaitable {
     refs_.clear();
     return w;
   }
+  template <class>
+  friend class timed_get_awaitable;
   std::vector<object_ref<T>> refs_;
   wait_options opts_;
   op* op_ = nullptr;
+  detail::use_tracker used_;
 };
 
 /// Waits until `num_returns` of `refs` are ready or the timeout passes.
 template <class T>
 wait_awaitable<T> wait(std::vector<object_ref<T>> refs, wait_options opts = {}) {
+  for (auto& r : refs) detail::require_usable_ref(r.state(), "ray::wait");
   return wait_awaitable<T>(std::move(refs), opts);
 }
 
 template <class T>
-class [[nodiscard]] timed_get_awaitable {
+class timed_get_awaitable {
  public:
   timed_get_awaitable(const object_ref<T>& ref, std::chrono::nanoseconds timeout)
-      : ref_(ref), timeout_(timeout), wait_({ref}, {.num_returns = 1, .timeout = timeout}) {}
-  bool await_ready() noexcept { return wait_.await_ready(); }
+      : ref_(ref), timeout_(timeout), wait_({ref}, {.num_returns = 1, .timeout = timeout}) {
+    wait_.used_.mark();  // used through this one
+  }
+  timed_get_awaitable(timed_get_awaitable&&) noexcept = default;
+  /// As a statement: waits, and throws the object's error or get_timeout.
+  ~timed_get_awaitable() noexcept(false) {
+    detail::object_state* s = ref_.state().get();
+    if (used_.discarded() && s && detail::all_live({&s, 1}))
+      take([](const detail::object_state& st) { st.rethrow_if_failed(); });
+  }
+  bool await_ready() noexcept {
+    used_.mark();
+    return wait_.await_ready();
+  }
   void await_suspend(std::coroutine_handle<> h) { wait_.await_suspend(h); }
   T await_resume() { return finish(wait_.await_resume()); }
   /// Blocking form. Thread-safe in the driver.
   operator T() && {
+    return take([](const detail::object_state& s) { return detail::read_value<T>(s); });
+  }
+  T get() && {
+    return take([](const detail::object_state& s) { return detail::read_value<T>(s); });
+  }
+
+ private:
+  /// Waits at most the timeout, then returns `read(state)` or throws get_timeout.
+  template <class Read>
+  auto take(Read&& read) {
+    used_.mark();
     if (detail::needs_handoff()) {
       detail::foreign_entry e("ray::get");
       detail::object_state* s = ref_.state().get();
       detail::foreign_wait w(e.get(), {&s, 1}, 1, detail::deadline_after(timeout_), true);
       if (!s->settled()) throw_timeout();
-      return detail::read_value<T>(*s);
+      return read(*s);
     }
-    return finish(static_cast<wait_result<T>>(std::move(wait_)));
+    if (static_cast<wait_result<T>>(std::move(wait_)).ready.empty()) throw_timeout();
+    return read(*ref_.state());
   }
-  T get() && { return static_cast<T>(std::move(*this)); }
-
- private:
   T finish(const wait_result<T>& w) {
     if (w.ready.empty()) throw_timeout();
     return detail::read_value<T>(*ref_.state());
@@ -5774,12 +5925,13 @@ class [[nodiscard]] timed_get_awaitable {
   object_ref<T> ref_;
   std::chrono::nanoseconds timeout_;
   wait_awaitable<T> wait_;
+  detail::use_tracker used_;
 };
 
 /// The value of `ref`, waiting at most `opts.timeout` (then ray::get_timeout).
 template <class T>
 timed_get_awaitable<T> get(const object_ref<T>& ref, get_options opts) {
-  if (!ref.valid()) throw usage_error("ray::get: the object_ref is empty");
+  detail::require_usable_ref(ref.state(), "ray::get");
   return timed_get_awaitable<T>(ref, opts.timeout.value_or(std::chrono::nanoseconds::max()));
 }
 
@@ -5795,7 +5947,9 @@ template <class T>
 void cancel(const object_ref<T>& ref, cancel_options opts = {}) {
   detail::on_loop("ray::cancel", [&](detail::process& p) {
     if (!p.is_driver()) throw usage_error("ray::cancel is only available in the driver process");
-    if (ref.valid() && ref.state()->id) p.cancel_call(ref.state()->id, opts.force);
+    // An empty ref, or one of an ended runtime (its id may name another call now): nothing.
+    if (ref.valid() && ref.state()->id && ref.state()->epoch == p.epoch)
+      p.cancel_call(ref.state()->id, opts.force);
   });
 }
 
@@ -6005,6 +6159,7 @@ actor<T> spawn(actor_options opts, A&&... args) {
     (void)ctor::registered;
     // Built on the calling thread (the arguments encoded there); started on the loop.
     auto request = [&](detail::process& p) {
+      detail::require_usable_ref_arguments(args...);
       detail::actor_spawn_request req;
       req.constructor.fn_id = detail::entity_id<&ctor::marker>;
       req.constructor.name = detail::type_name<T>();
@@ -6740,7 +6895,7 @@ class actor_pool {
 
   template <class Done>
   void wait(std::optional<std::chrono::nanoseconds> timeout, Done&& done) {
-    auto deadline = timeout ? detail::clock::now() + *timeout : detail::clock::time_point::max();
+    auto deadline = timeout ? detail::deadline_after(*timeout) : detail::clock::time_point::max();
     if (!done() && !detail::process::require().run_until(done, deadline))
       throw get_timeout("ray::actor_pool: no result within the timeout");
   }
@@ -6921,12 +7076,14 @@ class mutex {
   /// Waits at most `timeout` for the lock; false if it did not come.
   template <class Rep, class Period>
   bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return acquire_until(clock::now() + std::chrono::ceil<clock::duration>(timeout));
+    using seconds = std::chrono::duration<double>;  // compared without overflow
+    if (seconds(timeout) >= seconds(clock::duration::max()))
+      return acquire_until(clock::time_point::max());
+    return acquire_until(detail::deadline_after(std::chrono::ceil<clock::duration>(timeout)));
   }
   template <class Clock, class Duration>
   bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    return acquire_until(clock::now() +
-                         std::chrono::ceil<clock::duration>(deadline - Clock::now()));
+    return try_lock_for(deadline - Clock::now());
   }
   /// Precondition: this thread holds the lock.
   void unlock() { s().lock.unlock(); }
@@ -7741,7 +7898,7 @@ class queue_actor {
       w.in = &list;
       w.at = list.insert(list.end(), &w);
       if (timeout_ns > 0)
-        w.timer = p.add_timer(clock::now() + std::chrono::nanoseconds(timeout_ns),
+        w.timer = p.add_timer(deadline_after(std::chrono::nanoseconds(timeout_ns)),
                               &queue_actor::timed_out, &w);
       p.coroutine_suspended(+1);
     }
@@ -7943,6 +8100,7 @@ CORAY_END_NAMESPACE
 ///   }
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <chrono>
 // #include <coray/async.hpp>: inlined above
@@ -8838,13 +8996,19 @@ class orchestrator final : public transport_events {
           fmt::format("ray::spawn: too many live actors (runtime_options::max_actors is {})",
                       actors_.max_actors()));
     actor_entry& a = actors_.create(req, seg_);
+    try {
+      start_process(a.slot);  // its mailboxes first: the construction is sent at once
+    } catch (...) {           // no room for them: refused, the spawn keeps nothing
+      for (auto* b : actors_.refuse(a)) seg_.release(b);
+      for (auto* b : req.constructor.blocks) seg_.release(b);
+      throw;
+    }
     slot_actor_[a.slot] = a.id;
     req.constructor.target_actor = a.id;
     auto rec = task_record::from(next_task_id_++, std::move(req.constructor), new_state());
     rec->construct = true;
     rec->max_concurrency = req.max_concurrency;
     a.constructed = rec->result;
-    start_process(a.slot);  // its mailboxes first: the construction is sent at once
     admit(std::move(rec));
     return a.id;
   }
@@ -9816,9 +9980,15 @@ class shm_transport final : public transport {
   void open_mailboxes(view& v) {
     const std::size_t bytes = mailbox::bytes_for(mailbox_capacity);
     worker_shared& s = *v.shared;
-    if (!s.inbox) {
-      s.inbox = seg_.offset_of(seg_.allocate_aligned(bytes, 64));
-      s.outbox = seg_.offset_of(seg_.allocate_aligned(bytes, 64));
+    if (!s.inbox) {  // both or neither: a slot refused for want of room keeps no half
+      void* inbox = seg_.allocate_aligned(bytes, 64);
+      try {
+        s.outbox = seg_.offset_of(seg_.allocate_aligned(bytes, 64));
+      } catch (...) {
+        seg_.deallocate(inbox);
+        throw;
+      }
+      s.inbox = seg_.offset_of(inbox);
     }
     v.inbox = mailbox::create(seg_.at(s.inbox), mailbox_capacity);
     v.outbox = mailbox::create(seg_.at(s.outbox), mailbox_capacity);
@@ -10107,7 +10277,17 @@ class runtime {
   /// Ends every worker and frees the segment. Refs still held afterwards are inert. Calls
   /// other threads made that the runtime has not taken yet fail; their later calls throw
   /// ray::runtime_error. Call it on the runtime's thread.
-  ~runtime() { driver_->close_handoff(); }
+  ///
+  /// Only in the process that built the runtime: a process forked from it shares its
+  /// segment, mailboxes and supervisor, and its exit() runs static destructors (ray::init's
+  /// runtime among them). There the runtime is left as it lies, its memory not freed.
+  ~runtime() {
+    if (getpid() != builder_pid_) {
+      (void)driver_.release();
+      return;
+    }
+    driver_->close_handoff();
+  }
 
   /// Runs the coroutine `main` to completion on this thread, serving the runtime meanwhile;
   /// returns its result or rethrows its exception. On the thread that built the runtime.
@@ -10167,6 +10347,7 @@ class runtime {
     return args;
   }
   std::unique_ptr<detail::local_driver> driver_;
+  pid_t builder_pid_ = getpid();
 };
 
 namespace detail {
