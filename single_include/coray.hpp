@@ -3582,14 +3582,16 @@ void release_from_another_thread(State* s) noexcept {
   delete s;
 }
 
-inline void release_state(object_state* s) noexcept {
+// Out of line and cold: it keeps ~state_ptr small enough to inline everywhere a handle is
+// moved or dropped (a ray::wait of n refs drops n moved-from handles).
+[[gnu::noinline, gnu::cold]] inline void release_state(object_state* s) noexcept {
   if (process::on_this_thread())
     release_on_loop(s);
   else
     release_from_another_thread<object_state, &release_on_loop>(s);
 }
 
-inline void release_actor_state(actor_state* s) noexcept {
+[[gnu::noinline, gnu::cold]] inline void release_actor_state(actor_state* s) noexcept {
   if (process::on_this_thread())
     release_actor_on_loop(s);
   else
@@ -3603,6 +3605,16 @@ inline void require_usable_ref(const state_ptr& s, const char* what) {
   if (!s) throw usage_error(std::string(what) + ": an object_ref is empty");
   if (s->epoch != runtime_gate::instance().live_epoch())
     throw usage_error(std::string(what) + ": the object_ref belongs to a runtime that has ended");
+}
+
+/// require_usable_ref for each ref of a range, reading the live epoch once.
+template <class Refs>
+void require_usable_refs(const Refs& refs, const char* what) {
+  const std::uint32_t live = runtime_gate::instance().live_epoch();
+  for (const auto& r : refs) {
+    const state_ptr& s = r.state();
+    if (!s || s->epoch != live) require_usable_ref(s, what);  // throws, saying why
+  }
 }
 
 /// A new pending state of `p`'s runtime (from any thread that may use `p`).
@@ -4891,7 +4903,7 @@ void require_usable_ref_arguments(const A&... args) {
     if constexpr (is_object_ref_v<V>) {
       require_usable_ref(a.state(), "coray: a call argument");
     } else if constexpr (is_ref_vector_v<V>) {
-      for (const auto& r : a) require_usable_ref(r.state(), "coray: a call argument");
+      require_usable_refs(a, "coray: a call argument");
     }
   };
   (void)check;  // a call with no arguments
@@ -5366,18 +5378,20 @@ class use_tracker {
   use_tracker(use_tracker&& o) noexcept : used_(std::exchange(o.used_, true)) {}
   use_tracker& operator=(use_tracker&&) = delete;
   void mark() noexcept { used_ = true; }
-  /// In the owner's destructor: never used, and not being unwound.
-  bool discarded() const noexcept { return !used_ && std::uncaught_exceptions() <= uncaught_; }
+  /// In the owner's destructor: never used, and no exception is being unwound (an awaitable
+  /// made and dropped inside a destructor that runs during unwinding does not wait either).
+  /// Costs nothing on the used path: the awaitable's constructor reads no exception state.
+  bool discarded() const noexcept { return !used_ && std::uncaught_exceptions() == 0; }
 
  private:
   bool used_ = false;
-  int uncaught_ = std::uncaught_exceptions();
 };
 
 /// True if every state is of the runtime running now (an awaitable can outlive it).
 inline bool all_live(std::span<object_state* const> states) noexcept {
+  const std::uint32_t live = runtime_gate::instance().live_epoch();
   for (object_state* s : states)
-    if (s->epoch != runtime_gate::instance().live_epoch()) return false;
+    if (s->epoch != live) return false;
   return true;
 }
 
@@ -5567,7 +5581,7 @@ class get_all_awaitable {
 
 template <class T>
 get_all_awaitable<T> get(std::vector<object_ref<T>> refs) {
-  for (auto& r : refs) detail::require_usable_ref(r.state(), "ray::get");
+  detail::require_usable_refs(refs, "ray::get");
   return get_all_awaitable<T>(std::move(refs));
 }
 
@@ -5752,7 +5766,7 @@ class wait_awaitable {
   bool await_ready() {
     used_.mark();
     detail::process::require().serve_once();
-    return ready_count() >= opts_.num_returns || timed_out_now();
+    return checked_ready_count() >= opts_.num_returns || timed_out_now();
   }
   void await_suspend(std::coroutine_handle<> h) {
     auto& p = detail::process::require();
@@ -5785,13 +5799,21 @@ class wait_awaitable {
       std::vector<detail::object_state*> states;
       states.reserve(refs_.size());
       for (auto& r : refs_) states.push_back(r.state().get());
+      if (!detail::all_live(states)) throw_ended();
       detail::foreign_wait w(e.get(), states, opts_.num_returns, deadline(), false);
       return split();
     }
     auto& p = detail::process::require();
     const auto deadline = this->deadline();
     p.serve_once();
-    p.run_until([&] { return ready_count() >= opts_.num_returns; }, deadline);
+    bool first = true;
+    p.run_until(
+        [&] {
+          const std::size_t n = first ? checked_ready_count() : ready_count();
+          first = false;
+          return n >= opts_.num_returns;
+        },
+        deadline);
     return split();
   }
   wait_result<T> get() && { return static_cast<wait_result<T>>(std::move(*this)); }
@@ -5840,6 +5862,21 @@ class wait_awaitable {
     for (auto& r : refs_) n += r.is_ready();
     return n;
   }
+  /// ready_count, also refusing refs of a runtime that has ended (same pass, same lines).
+  std::size_t checked_ready_count() const {
+    const std::uint32_t live = detail::runtime_gate::instance().live_epoch();
+    std::size_t n = 0;
+    bool ended = false;
+    for (auto& r : refs_) {
+      n += r.is_ready();
+      ended |= r.state()->epoch != live;
+    }
+    if (ended) throw_ended();
+    return n;
+  }
+  [[noreturn]] static void throw_ended() {
+    throw usage_error("ray::wait: the object_ref belongs to a runtime that has ended");
+  }
   // Moves the refs out (the wait is over): no reference counts change, so a loop of waits
   // for one of n refs costs n pointer moves per wait, not n counted copies.
   wait_result<T> split() {
@@ -5866,7 +5903,10 @@ class wait_awaitable {
 /// Waits until `num_returns` of `refs` are ready or the timeout passes.
 template <class T>
 wait_awaitable<T> wait(std::vector<object_ref<T>> refs, wait_options opts = {}) {
-  for (auto& r : refs) detail::require_usable_ref(r.state(), "ray::wait");
+  // Only emptiness here: whether the refs are of the live runtime is checked in the wait's
+  // first look at them, which reads each object anyway (a wait loop is O(n) per call).
+  for (auto& r : refs)
+    if (!r.valid()) throw usage_error("ray::wait: an object_ref is empty");
   return wait_awaitable<T>(std::move(refs), opts);
 }
 

@@ -161,7 +161,7 @@ class get_all_awaitable {
 
 template <class T>
 get_all_awaitable<T> get(std::vector<object_ref<T>> refs) {
-  for (auto& r : refs) detail::require_usable_ref(r.state(), "ray::get");
+  detail::require_usable_refs(refs, "ray::get");
   return get_all_awaitable<T>(std::move(refs));
 }
 
@@ -346,7 +346,7 @@ class wait_awaitable {
   bool await_ready() {
     used_.mark();
     detail::process::require().serve_once();
-    return ready_count() >= opts_.num_returns || timed_out_now();
+    return checked_ready_count() >= opts_.num_returns || timed_out_now();
   }
   void await_suspend(std::coroutine_handle<> h) {
     auto& p = detail::process::require();
@@ -379,13 +379,21 @@ class wait_awaitable {
       std::vector<detail::object_state*> states;
       states.reserve(refs_.size());
       for (auto& r : refs_) states.push_back(r.state().get());
+      if (!detail::all_live(states)) throw_ended();
       detail::foreign_wait w(e.get(), states, opts_.num_returns, deadline(), false);
       return split();
     }
     auto& p = detail::process::require();
     const auto deadline = this->deadline();
     p.serve_once();
-    p.run_until([&] { return ready_count() >= opts_.num_returns; }, deadline);
+    bool first = true;
+    p.run_until(
+        [&] {
+          const std::size_t n = first ? checked_ready_count() : ready_count();
+          first = false;
+          return n >= opts_.num_returns;
+        },
+        deadline);
     return split();
   }
   wait_result<T> get() && { return static_cast<wait_result<T>>(std::move(*this)); }
@@ -434,6 +442,21 @@ class wait_awaitable {
     for (auto& r : refs_) n += r.is_ready();
     return n;
   }
+  /// ready_count, also refusing refs of a runtime that has ended (same pass, same lines).
+  std::size_t checked_ready_count() const {
+    const std::uint32_t live = detail::runtime_gate::instance().live_epoch();
+    std::size_t n = 0;
+    bool ended = false;
+    for (auto& r : refs_) {
+      n += r.is_ready();
+      ended |= r.state()->epoch != live;
+    }
+    if (ended) throw_ended();
+    return n;
+  }
+  [[noreturn]] static void throw_ended() {
+    throw usage_error("ray::wait: the object_ref belongs to a runtime that has ended");
+  }
   // Moves the refs out (the wait is over): no reference counts change, so a loop of waits
   // for one of n refs costs n pointer moves per wait, not n counted copies.
   wait_result<T> split() {
@@ -460,7 +483,10 @@ class wait_awaitable {
 /// Waits until `num_returns` of `refs` are ready or the timeout passes.
 template <class T>
 wait_awaitable<T> wait(std::vector<object_ref<T>> refs, wait_options opts = {}) {
-  for (auto& r : refs) detail::require_usable_ref(r.state(), "ray::wait");
+  // Only emptiness here: whether the refs are of the live runtime is checked in the wait's
+  // first look at them, which reads each object anyway (a wait loop is O(n) per call).
+  for (auto& r : refs)
+    if (!r.valid()) throw usage_error("ray::wait: an object_ref is empty");
   return wait_awaitable<T>(std::move(refs), opts);
 }
 

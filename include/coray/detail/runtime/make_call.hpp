@@ -70,7 +70,7 @@ void require_usable_ref_arguments(const A&... args) {
     if constexpr (is_object_ref_v<V>) {
       require_usable_ref(a.state(), "coray: a call argument");
     } else if constexpr (is_ref_vector_v<V>) {
-      for (const auto& r : a) require_usable_ref(r.state(), "coray: a call argument");
+      require_usable_refs(a, "coray: a call argument");
     }
   };
   (void)check;  // a call with no arguments

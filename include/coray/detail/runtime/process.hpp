@@ -444,14 +444,16 @@ void release_from_another_thread(State* s) noexcept {
   delete s;
 }
 
-inline void release_state(object_state* s) noexcept {
+// Out of line and cold: it keeps ~state_ptr small enough to inline everywhere a handle is
+// moved or dropped (a ray::wait of n refs drops n moved-from handles).
+[[gnu::noinline, gnu::cold]] inline void release_state(object_state* s) noexcept {
   if (process::on_this_thread())
     release_on_loop(s);
   else
     release_from_another_thread<object_state, &release_on_loop>(s);
 }
 
-inline void release_actor_state(actor_state* s) noexcept {
+[[gnu::noinline, gnu::cold]] inline void release_actor_state(actor_state* s) noexcept {
   if (process::on_this_thread())
     release_actor_on_loop(s);
   else
@@ -465,6 +467,16 @@ inline void require_usable_ref(const state_ptr& s, const char* what) {
   if (!s) throw usage_error(std::string(what) + ": an object_ref is empty");
   if (s->epoch != runtime_gate::instance().live_epoch())
     throw usage_error(std::string(what) + ": the object_ref belongs to a runtime that has ended");
+}
+
+/// require_usable_ref for each ref of a range, reading the live epoch once.
+template <class Refs>
+void require_usable_refs(const Refs& refs, const char* what) {
+  const std::uint32_t live = runtime_gate::instance().live_epoch();
+  for (const auto& r : refs) {
+    const state_ptr& s = r.state();
+    if (!s || s->epoch != live) require_usable_ref(s, what);  // throws, saying why
+  }
 }
 
 /// A new pending state of `p`'s runtime (from any thread that may use `p`).

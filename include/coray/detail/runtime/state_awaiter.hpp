@@ -48,18 +48,20 @@ class use_tracker {
   use_tracker(use_tracker&& o) noexcept : used_(std::exchange(o.used_, true)) {}
   use_tracker& operator=(use_tracker&&) = delete;
   void mark() noexcept { used_ = true; }
-  /// In the owner's destructor: never used, and not being unwound.
-  bool discarded() const noexcept { return !used_ && std::uncaught_exceptions() <= uncaught_; }
+  /// In the owner's destructor: never used, and no exception is being unwound (an awaitable
+  /// made and dropped inside a destructor that runs during unwinding does not wait either).
+  /// Costs nothing on the used path: the awaitable's constructor reads no exception state.
+  bool discarded() const noexcept { return !used_ && std::uncaught_exceptions() == 0; }
 
  private:
   bool used_ = false;
-  int uncaught_ = std::uncaught_exceptions();
 };
 
 /// True if every state is of the runtime running now (an awaitable can outlive it).
 inline bool all_live(std::span<object_state* const> states) noexcept {
+  const std::uint32_t live = runtime_gate::instance().live_epoch();
   for (object_state* s : states)
-    if (s->epoch != runtime_gate::instance().live_epoch()) return false;
+    if (s->epoch != live) return false;
   return true;
 }
 
