@@ -5760,8 +5760,12 @@ class wait_awaitable {
   ~wait_awaitable() noexcept(false) {
     if (!used_.discarded() || refs_.empty()) return;
     std::vector<detail::object_state*> states;
-    for (auto& r : refs_) states.push_back(r.state().get());
-    if (detail::all_live(states)) (void)static_cast<wait_result<T>>(std::move(*this));
+    for (auto& r : refs_) {
+      if (!r.valid()) throw usage_error("ray::wait: an object_ref is empty");
+      states.push_back(r.state().get());
+    }
+    if (!detail::all_live(states)) throw_ended();
+    (void)static_cast<wait_result<T>>(std::move(*this));
   }
   bool await_ready() {
     used_.mark();
@@ -5798,7 +5802,10 @@ class wait_awaitable {
       detail::foreign_entry e("ray::wait");
       std::vector<detail::object_state*> states;
       states.reserve(refs_.size());
-      for (auto& r : refs_) states.push_back(r.state().get());
+      for (auto& r : refs_) {
+        if (!r.valid()) throw usage_error("ray::wait: an object_ref is empty");
+        states.push_back(r.state().get());
+      }
       if (!detail::all_live(states)) throw_ended();
       detail::foreign_wait w(e.get(), states, opts_.num_returns, deadline(), false);
       return split();
@@ -5868,8 +5875,10 @@ class wait_awaitable {
     std::size_t n = 0;
     bool ended = false;
     for (auto& r : refs_) {
-      n += r.is_ready();
-      ended |= r.state()->epoch != live;
+      const detail::object_state* s = r.state().get();
+      if (!s) throw usage_error("ray::wait: an object_ref is empty");
+      n += s->settled();
+      ended |= s->epoch != live;
     }
     if (ended) throw_ended();
     return n;
@@ -5903,10 +5912,8 @@ class wait_awaitable {
 /// Waits until `num_returns` of `refs` are ready or the timeout passes.
 template <class T>
 wait_awaitable<T> wait(std::vector<object_ref<T>> refs, wait_options opts = {}) {
-  // Only emptiness here: whether the refs are of the live runtime is checked in the wait's
-  // first look at them, which reads each object anyway (a wait loop is O(n) per call).
-  for (auto& r : refs)
-    if (!r.valid()) throw usage_error("ray::wait: an object_ref is empty");
+  // The refs are checked (empty, or of a runtime that has ended) in the wait's first look at
+  // them, which reads each one anyway: a loop of waits on n refs is O(n) per call.
   return wait_awaitable<T>(std::move(refs), opts);
 }
 
@@ -8361,6 +8368,8 @@ class block_ledger {
     if (std::find(waiting_.begin(), waiting_.end(), slot) == waiting_.end())
       waiting_.push_back(slot);
   }
+  /// Whether requests wait for an answer.
+  bool has_requests() const noexcept { return !waiting_.empty(); }
   /// Answers requests in order with `allocate(size)` (throws object_store_full when it does
   /// not fit) and `reply(slot, message)`. One that does not fit waits (replies on their way
   /// may free or make spillable what it needs) for up to a second, then is refused with the
@@ -8672,6 +8681,9 @@ class call_pump {
     return progress;
   }
 
+  /// Whether an actor waits for room in its mailbox.
+  bool has_backlog() const noexcept { return !backlog_.empty(); }
+
   /// Tells the slot's process to end once its calls are done; false if its inbox is full.
   bool send_shutdown(std::uint32_t slot) {
     return transport_.send(slot, msg_kind::shutdown, 0, [](std::byte*) {});
@@ -8779,6 +8791,8 @@ class reply_router {
     flush(slot);
   }
 
+  /// Whether messages wait for room.
+  bool has_waiting() const noexcept { return !waiting_.empty(); }
   /// Sends what waited for room; true on progress.
   bool flush() {
     bool progress = false;
@@ -9117,10 +9131,12 @@ class orchestrator final : public transport_events {
   // ---- the loop ---------------------------------------------------------------------------
 
   /// Answers block requests, sends queued replies and dispatches calls; true on progress.
+  /// Each step is skipped by one emptiness check when it has nothing to do: this runs on
+  /// every turn of the loop.
   bool service() {
-    bool progress = answer_block_requests();
-    progress |= router_.flush();
-    progress |= dispatch();
+    bool progress = ledger_.has_requests() && answer_block_requests();
+    if (router_.has_waiting()) progress |= router_.flush();
+    if (!tasks_.runnable.empty() || pump_.has_backlog()) progress |= dispatch();
     return progress;
   }
 

@@ -340,8 +340,12 @@ class wait_awaitable {
   ~wait_awaitable() noexcept(false) {
     if (!used_.discarded() || refs_.empty()) return;
     std::vector<detail::object_state*> states;
-    for (auto& r : refs_) states.push_back(r.state().get());
-    if (detail::all_live(states)) (void)static_cast<wait_result<T>>(std::move(*this));
+    for (auto& r : refs_) {
+      if (!r.valid()) throw usage_error("ray::wait: an object_ref is empty");
+      states.push_back(r.state().get());
+    }
+    if (!detail::all_live(states)) throw_ended();
+    (void)static_cast<wait_result<T>>(std::move(*this));
   }
   bool await_ready() {
     used_.mark();
@@ -378,7 +382,10 @@ class wait_awaitable {
       detail::foreign_entry e("ray::wait");
       std::vector<detail::object_state*> states;
       states.reserve(refs_.size());
-      for (auto& r : refs_) states.push_back(r.state().get());
+      for (auto& r : refs_) {
+        if (!r.valid()) throw usage_error("ray::wait: an object_ref is empty");
+        states.push_back(r.state().get());
+      }
       if (!detail::all_live(states)) throw_ended();
       detail::foreign_wait w(e.get(), states, opts_.num_returns, deadline(), false);
       return split();
@@ -448,8 +455,10 @@ class wait_awaitable {
     std::size_t n = 0;
     bool ended = false;
     for (auto& r : refs_) {
-      n += r.is_ready();
-      ended |= r.state()->epoch != live;
+      const detail::object_state* s = r.state().get();
+      if (!s) throw usage_error("ray::wait: an object_ref is empty");
+      n += s->settled();
+      ended |= s->epoch != live;
     }
     if (ended) throw_ended();
     return n;
@@ -483,10 +492,8 @@ class wait_awaitable {
 /// Waits until `num_returns` of `refs` are ready or the timeout passes.
 template <class T>
 wait_awaitable<T> wait(std::vector<object_ref<T>> refs, wait_options opts = {}) {
-  // Only emptiness here: whether the refs are of the live runtime is checked in the wait's
-  // first look at them, which reads each object anyway (a wait loop is O(n) per call).
-  for (auto& r : refs)
-    if (!r.valid()) throw usage_error("ray::wait: an object_ref is empty");
+  // The refs are checked (empty, or of a runtime that has ended) in the wait's first look at
+  // them, which reads each one anyway: a loop of waits on n refs is O(n) per call.
   return wait_awaitable<T>(std::move(refs), opts);
 }
 

@@ -80,6 +80,9 @@ class call_pump {
     return progress;
   }
 
+  /// Whether an actor waits for room in its mailbox.
+  bool has_backlog() const noexcept { return !backlog_.empty(); }
+
   /// Tells the slot's process to end once its calls are done; false if its inbox is full.
   bool send_shutdown(std::uint32_t slot) {
     return transport_.send(slot, msg_kind::shutdown, 0, [](std::byte*) {});

@@ -171,6 +171,8 @@ class block_ledger {
     if (std::find(waiting_.begin(), waiting_.end(), slot) == waiting_.end())
       waiting_.push_back(slot);
   }
+  /// Whether requests wait for an answer.
+  bool has_requests() const noexcept { return !waiting_.empty(); }
   /// Answers requests in order with `allocate(size)` (throws object_store_full when it does
   /// not fit) and `reply(slot, message)`. One that does not fit waits (replies on their way
   /// may free or make spillable what it needs) for up to a second, then is refused with the

@@ -210,10 +210,12 @@ class orchestrator final : public transport_events {
   // ---- the loop ---------------------------------------------------------------------------
 
   /// Answers block requests, sends queued replies and dispatches calls; true on progress.
+  /// Each step is skipped by one emptiness check when it has nothing to do: this runs on
+  /// every turn of the loop.
   bool service() {
-    bool progress = answer_block_requests();
-    progress |= router_.flush();
-    progress |= dispatch();
+    bool progress = ledger_.has_requests() && answer_block_requests();
+    if (router_.has_waiting()) progress |= router_.flush();
+    if (!tasks_.runnable.empty() || pump_.has_backlog()) progress |= dispatch();
     return progress;
   }
 

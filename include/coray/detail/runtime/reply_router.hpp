@@ -67,6 +67,8 @@ class reply_router {
     flush(slot);
   }
 
+  /// Whether messages wait for room.
+  bool has_waiting() const noexcept { return !waiting_.empty(); }
   /// Sends what waited for room; true on progress.
   bool flush() {
     bool progress = false;
