@@ -4423,10 +4423,12 @@ struct task_record {
 
   /// A label for messages: the function's name, or "a task".
   std::string_view label() const noexcept { return name.empty() ? "a task" : name; }
-  /// " (attempt N of M)" when retries are allowed, else nothing.
+  /// " (attempt N of M)" when retries are allowed, else nothing. (max_retries may be INT_MAX:
+  /// an actor's max_task_retries of -1.)
   std::string attempts_note() const {
-    return max_retries > 0 ? fmt::format(" (attempt {} of {})", attempt, max_retries + 1)
-                           : std::string();
+    return max_retries > 0
+               ? fmt::format(" (attempt {} of {})", attempt, std::int64_t{max_retries} + 1)
+               : std::string();
   }
 };
 
