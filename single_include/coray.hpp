@@ -2292,8 +2292,6 @@ inline void write_dependency_list(std::byte* out, const arg_entry& e,
 /// (`owned` marks that form).
 class call_args_rewriter {
  public:
-  call_args_rewriter(const task_spec& spec)
-      : args_(spec.args), nargs_(spec.nargs), deps_(spec.deps) {}
   call_args_rewriter(std::span<const std::byte> args, std::uint32_t nargs,
                      const std::vector<state_ptr>& deps)
       : args_(args), nargs_(nargs), deps_(deps) {}
@@ -8996,7 +8994,6 @@ class orchestrator final : public transport_events {
     spiller_.clear();
   }
 
-  std::uint32_t num_workers() const noexcept { return cfg_.num_workers; }
   object_spiller& spiller() noexcept { return spiller_; }
   const object_spiller& spiller() const noexcept { return spiller_; }
   const task_table& tasks() const noexcept { return tasks_; }

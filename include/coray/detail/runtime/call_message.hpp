@@ -204,8 +204,6 @@ inline void write_dependency_list(std::byte* out, const arg_entry& e,
 /// (`owned` marks that form).
 class call_args_rewriter {
  public:
-  call_args_rewriter(const task_spec& spec)
-      : args_(spec.args), nargs_(spec.nargs), deps_(spec.deps) {}
   call_args_rewriter(std::span<const std::byte> args, std::uint32_t nargs,
                      const std::vector<state_ptr>& deps)
       : args_(args), nargs_(nargs), deps_(deps) {}

@@ -73,7 +73,6 @@ class orchestrator final : public transport_events {
     spiller_.clear();
   }
 
-  std::uint32_t num_workers() const noexcept { return cfg_.num_workers; }
   object_spiller& spiller() noexcept { return spiller_; }
   const object_spiller& spiller() const noexcept { return spiller_; }
   const task_table& tasks() const noexcept { return tasks_; }
