@@ -10,6 +10,7 @@
 #include <coray/mutex.hpp>
 #include <coray/object_ref.hpp>
 #include <coray/object_store.hpp>
+#include <coray/object_view.hpp>
 #include <coray/pool.hpp>
 #include <coray/processes.hpp>
 #include <coray/queue.hpp>

@@ -1,6 +1,7 @@
 #pragma once
-/// The object store's user surface: ray::put, ray::get, ray::get_view and ray::wait, each
-/// usable with co_await in a coroutine or blocking in plain code.
+/// The object store's user surface: ray::put, ray::get, ray::wait and ray::cancel, each
+/// usable with co_await in a coroutine or blocking in plain code; with it, the objects read
+/// and built in place (ray::get_view, ray::put_buffer: <coray/object_view.hpp>).
 ///
 ///   auto img = ray::put(std::vector<double>(9'000'000, 1.0));   // once, into shared memory
 ///   std::vector<double> copy = ray::get(img);                   // blocking
@@ -16,39 +17,18 @@
 #include <coray/detail/runtime/state_awaiter.hpp>
 #include <coray/detail/runtime/stored_value.hpp>
 #include <coray/object_ref.hpp>
+#include <coray/object_view.hpp>
 #include <coray/sync_wait.hpp>
 #include <coroutine>
-#include <cstring>
-#include <limits>
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
-#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
-
-namespace detail {
-
-/// The view ray::get_view gives of an object of type T.
-template <class T>
-struct view_of {
-  static_assert(sizeof(T) == 0,
-                "ray::get_view: the object must be a std::vector or std::array of plain numbers or "
-                "trivially copyable structs, or a std::string");
-};
-template <class E, class A>
-struct view_of<std::vector<E, A>> {
-  using type = std::span<const E>;
-};
-template <>
-struct view_of<std::string> {
-  using type = std::string_view;
-};
-
-}  // namespace detail
 
 /// What ray::get returns: co_await it in a coroutine, or convert it to T to block. Used as a
 /// statement, `ray::get(ref);` blocks until the object is there and throws its error, as
@@ -111,7 +91,7 @@ class get_all_awaitable {
   ~get_all_awaitable() noexcept(false) {
     if (!used_.discarded() || refs_.empty()) return;
     auto states = this->states();
-    if (!detail::all_live(states)) return;
+    if (!detail::all_usable(states)) return;
     detail::read_when_settled("ray::get", states, [&] {
       for (auto* s : states) s->rethrow_if_failed();
     });
@@ -165,56 +145,6 @@ get_all_awaitable<T> get(std::vector<object_ref<T>> refs) {
   return get_all_awaitable<T>(std::move(refs));
 }
 
-/// A read-only view of an object where it lies (shared memory or the driver's heap): a
-/// span for a vector, a string_view for a string. Holds the object alive while it lives.
-template <class T>
-class object_view {
- public:
-  using view_type = typename detail::view_of<T>::type;
-  object_view(detail::state_ptr s) : s_(std::move(s)), v_(decode<view_type>(s_->value_bytes())) {
-    ++s_->pins;
-  }
-  object_view(const object_view& o) : s_(o.s_), v_(o.v_) { ++s_->pins; }
-  object_view& operator=(const object_view&) = delete;
-  ~object_view() { --s_->pins; }
-  const view_type& operator*() const noexcept { return v_; }
-  const view_type* operator->() const noexcept { return &v_; }
-  auto begin() const noexcept { return v_.begin(); }
-  auto end() const noexcept { return v_.end(); }
-  auto data() const noexcept { return v_.data(); }
-  std::size_t size() const noexcept { return v_.size(); }
-  decltype(auto) operator[](std::size_t i) const noexcept { return v_[i]; }
-
- private:
-  detail::state_ptr s_;
-  view_type v_;
-};
-
-template <class T>
-class [[nodiscard]] get_view_awaitable : public detail::state_awaiter {
- public:
-  using state_awaiter::state_awaiter;
-  object_view<T> await_resume() {
-    s_->rethrow_if_failed();
-    return object_view<T>(s_);
-  }
-  /// Blocking form, on the runtime's thread only (a view pins the object for that thread).
-  operator object_view<T>() && {
-    if (detail::needs_handoff()) detail::process::require("ray::get_view");
-    detail::block_until_settled(*s_);
-    return await_resume();
-  }
-  object_view<T> get() && { return static_cast<object_view<T>>(std::move(*this)); }
-};
-
-/// A view of `ref`'s object in place: getting a 72 MB array costs what getting an int does.
-template <class T>
-get_view_awaitable<T> get_view(const object_ref<T>& ref) {
-  (void)sizeof(typename detail::view_of<T>::type);
-  detail::require_usable_ref(ref.state(), "ray::get_view");
-  return get_view_awaitable<T>(ref.state());
-}
-
 /// Puts `value` in the object store once; tasks that take the ref read it there.
 /// Thread-safe in the driver: another thread encodes the value itself.
 template <class T>
@@ -234,80 +164,6 @@ object_ref<detail::put_type_t<T>> put(const T& value) {
   if (!detail::needs_handoff()) return store(detail::process::require("ray::put"));
   detail::foreign_entry e("ray::put");
   return store(e.get());
-}
-
-/// An array being built where it will live, in the object store (Plasma's create, then
-/// seal): fill it through data() / span() / operator[], then seal() it into an immutable
-/// object that tasks read in place. It saves ray::put's copy of an array made only to be put.
-/// Move-only; one dropped unsealed gives its memory back.
-///
-///   auto buf = ray::put_buffer<double>(3000 * 3000);
-///   std::fill(buf.begin(), buf.end(), 0.0);
-///   ray::object_ref<std::vector<double>> image = std::move(buf).seal();
-template <class E>
-class object_buffer {
- public:
-  object_buffer(object_buffer&& o) noexcept
-      : s_(std::move(o.s_)),
-        data_(std::exchange(o.data_, nullptr)),
-        size_(std::exchange(o.size_, 0)) {}
-  object_buffer& operator=(object_buffer&& o) noexcept {
-    s_ = std::move(o.s_);  // an unsealed buffer this one held gives its memory back
-    data_ = std::exchange(o.data_, nullptr);
-    size_ = std::exchange(o.size_, 0);
-    return *this;
-  }
-
-  E* data() noexcept { return data_; }
-  std::size_t size() const noexcept { return size_; }
-  std::span<E> span() noexcept { return {data_, size_}; }
-  E* begin() noexcept { return data_; }
-  E* end() noexcept { return data_ + size_; }
-  E& operator[](std::size_t i) noexcept { return data_[i]; }
-
-  /// The finished object; the buffer is empty afterwards.
-  object_ref<std::vector<E>> seal() && {
-    if (!s_)
-      throw usage_error("ray::object_buffer::seal: the buffer was already sealed or moved from");
-    s_->st.store(detail::object_state::status::ready, std::memory_order_release);
-    data_ = nullptr;
-    size_ = 0;
-    return object_ref<std::vector<E>>(std::move(s_));
-  }
-
- private:
-  template <class T>
-  friend object_buffer<T> put_buffer(std::size_t n);
-  object_buffer(detail::state_ptr s, E* data, std::size_t n)
-      : s_(std::move(s)), data_(data), size_(n) {}
-  detail::state_ptr s_;
-  E* data_ = nullptr;
-  std::size_t size_ = 0;
-};
-
-/// A buffer of `n` default-initialised (for numbers: uninitialised) elements in the object
-/// store, to fill and seal(). E must be a plain number or trivially copyable struct, as for
-/// ray::get_view.
-template <class E>
-object_buffer<E> put_buffer(std::size_t n) {
-  static_assert(
-      detail::is_raw_copyable_v<E> && !std::is_same_v<E, bool>,
-      "ray::put_buffer<E>: E must be a plain number or a trivially copyable struct of them");
-  std::optional<detail::foreign_entry> entry;
-  if (detail::needs_handoff()) entry.emplace("ray::put_buffer");
-  auto& p = entry ? entry->get() : detail::process::require("ray::put_buffer");
-  // The encoding of a std::vector<E>: its count, padding to E's wire alignment, the elements.
-  const std::size_t offset =
-      sizeof(std::uint64_t) + detail::padding_for(sizeof(std::uint64_t), detail::wire_align_v<E>);
-  if (n > (std::numeric_limits<std::size_t>::max() - offset) / sizeof(E))
-    throw usage_error(fmt::format("ray::put_buffer: {} elements do not fit in memory", n));
-  const std::size_t size = offset + n * sizeof(E);
-  auto s = detail::make_state(p);
-  std::byte* out = detail::reserve_value(p, *s, size).data();  // pending until sealed
-  const std::uint64_t count = n;
-  std::memcpy(out, &count, sizeof count);
-  std::memset(out + sizeof count, 0, offset - sizeof count);
-  return object_buffer<E>(std::move(s), reinterpret_cast<E*>(out + offset), n);
 }
 
 struct wait_options {
@@ -339,12 +195,7 @@ class wait_awaitable {
         used_(std::move(o.used_)) {}
   ~wait_awaitable() noexcept(false) {
     if (!used_.discarded() || refs_.empty()) return;
-    std::vector<detail::object_state*> states;
-    for (auto& r : refs_) {
-      if (!r.valid()) throw usage_error("ray::wait: an object_ref is empty");
-      states.push_back(r.state().get());
-    }
-    if (!detail::all_live(states)) throw_ended();
+    require_usable();
     (void)static_cast<wait_result<T>>(std::move(*this));
   }
   bool await_ready() {
@@ -380,13 +231,10 @@ class wait_awaitable {
     used_.mark();
     if (detail::needs_handoff()) {
       detail::foreign_entry e("ray::wait");
+      require_usable();
       std::vector<detail::object_state*> states;
       states.reserve(refs_.size());
-      for (auto& r : refs_) {
-        if (!r.valid()) throw usage_error("ray::wait: an object_ref is empty");
-        states.push_back(r.state().get());
-      }
-      if (!detail::all_live(states)) throw_ended();
+      for (auto& r : refs_) states.push_back(r.state().get());
       detail::foreign_wait w(e.get(), states, opts_.num_returns, deadline(), false);
       return split();
     }
@@ -396,7 +244,7 @@ class wait_awaitable {
     bool first = true;
     p.run_until(
         [&] {
-          const std::size_t n = first ? checked_ready_count() : ready_count();
+          const std::size_t n = first ? checked_ready_count() : ready_count(opts_.num_returns);
           first = false;
           return n >= opts_.num_returns;
         },
@@ -444,28 +292,28 @@ class wait_awaitable {
     return opts_.timeout ? detail::deadline_after(*opts_.timeout)
                          : detail::clock::time_point::max();
   }
-  std::size_t ready_count() const noexcept {
+  /// How many refs are ready, counting no further than `enough`.
+  std::size_t ready_count(std::size_t enough = SIZE_MAX) const noexcept {
     std::size_t n = 0;
-    for (auto& r : refs_) n += r.is_ready();
+    for (auto& r : refs_)
+      if (r.is_ready() && ++n == enough) break;
     return n;
   }
-  /// ready_count, also refusing refs of a runtime that has ended (same pass, same lines).
+  /// ready_count, also checking the refs (detail::usable_state) in the same pass.
   std::size_t checked_ready_count() const {
-    const std::uint32_t live = detail::runtime_gate::instance().live_epoch();
+    const std::uint32_t live = detail::live_epoch();
     std::size_t n = 0;
-    bool ended = false;
+    bool usable = true;
     for (auto& r : refs_) {
       const detail::object_state* s = r.state().get();
-      if (!s) throw usage_error("ray::wait: an object_ref is empty");
-      n += s->settled();
-      ended |= s->epoch != live;
+      usable &= detail::usable_state(s, live);
+      n += s && s->settled();
     }
-    if (ended) throw_ended();
+    if (!usable) [[unlikely]]
+      require_usable();  // throws, saying why
     return n;
   }
-  [[noreturn]] static void throw_ended() {
-    throw usage_error("ray::wait: the object_ref belongs to a runtime that has ended");
-  }
+  void require_usable() const { detail::require_usable_refs(refs_, "ray::wait"); }
   // Moves the refs out (the wait is over): no reference counts change, so a loop of waits
   // for one of n refs costs n pointer moves per wait, not n counted copies.
   wait_result<T> split() {
@@ -508,7 +356,7 @@ class timed_get_awaitable {
   /// As a statement: waits, and throws the object's error or get_timeout.
   ~timed_get_awaitable() noexcept(false) {
     detail::object_state* s = ref_.state().get();
-    if (used_.discarded() && s && detail::all_live({&s, 1}))
+    if (used_.discarded() && s && detail::all_usable({&s, 1}))
       take([](const detail::object_state& st) { st.rethrow_if_failed(); });
   }
   bool await_ready() noexcept {
@@ -573,7 +421,7 @@ struct cancel_options {
 template <class T>
 void cancel(const object_ref<T>& ref, cancel_options opts = {}) {
   detail::on_loop("ray::cancel", [&](detail::process& p) {
-    if (!p.is_driver()) throw usage_error("ray::cancel is only available in the driver process");
+    if (!p.as_driver()) throw usage_error("ray::cancel is only available in the driver process");
     // An empty ref, or one of an ended runtime (its id may name another call now): nothing.
     if (ref.valid() && ref.state()->id && ref.state()->epoch == p.epoch)
       p.cancel_call(ref.state()->id, opts.force);

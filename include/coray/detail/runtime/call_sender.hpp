@@ -4,6 +4,7 @@
 /// mailbox takes, pins its store arguments while it runs and gives the receiving process a
 /// reference to each shared block it carries. Driver only, loop thread only.
 
+#include <coray/detail/runtime/block_ledger.hpp>
 #include <coray/detail/runtime/object_spiller.hpp>
 #include <coray/detail/runtime/task_table.hpp>
 #include <coray/detail/runtime/transport.hpp>

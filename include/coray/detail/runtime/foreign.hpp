@@ -28,7 +28,7 @@ inline bool needs_handoff() noexcept {
 class foreign_entry {
  public:
   explicit foreign_entry(const char* what) : p_(runtime_gate::instance().try_enter()) {
-    if (!p_ || !p_->is_driver()) {
+    if (!p_ || !p_->as_driver()) {
       if (p_) runtime_gate::instance().leave();
       throw ray::runtime_error(runtime_gate::instance().refusal(what));
     }

@@ -37,7 +37,7 @@ inline std::uint32_t next_epoch() noexcept {
 
 class local_driver final : public driver {
  public:
-  explicit local_driver(driver_config cfg) : num_workers_(cfg.num_workers) {
+  explicit local_driver(driver_config cfg) {
     epoch = next_epoch();
     const std::uint32_t slots = cfg.num_workers + cfg.max_actors;
     seg.create(segment::root_bytes + cfg.object_store_bytes +
@@ -97,10 +97,12 @@ class local_driver final : public driver {
   }
 
   // ---- driver ----------------------------------------------------------------------------
-  std::uint32_t num_workers() const noexcept override { return num_workers_; }
+  std::uint32_t num_workers() const noexcept override {
+    return orchestrator_->config().num_workers;
+  }
   std::vector<int> worker_pids() const override {
     std::vector<int> pids;
-    for (std::uint32_t i = 0; i < num_workers_; ++i) pids.push_back(transport_->pid(i));
+    for (std::uint32_t i = 0, n = num_workers(); i < n; ++i) pids.push_back(transport_->pid(i));
     return pids;
   }
   std::uint64_t spawn_actor(actor_spawn_request req) override {
@@ -141,7 +143,6 @@ class local_driver final : public driver {
   }
 
  private:
-  std::uint32_t num_workers_;
   // Declared in the order they are built; destroyed in reverse (the orchestrator first).
   std::optional<shm_transport> transport_;
   std::optional<orchestrator> orchestrator_;

@@ -50,12 +50,14 @@ struct object_state {
   /// The encoded value, wherever it lies (a spilled one is brought back first). Precondition:
   /// ready. Throws object_store_full if a spilled value does not fit back.
   std::span<const std::byte> value_bytes() const {
-    if (spilled()) restore_state(const_cast<object_state&>(*this));
+    if (spilled()) [[unlikely]]
+      restore_state(const_cast<object_state&>(*this));
     if (block) return {block->data(), static_cast<std::size_t>(block->size)};
     return {bytes.data(), bytes.size()};
   }
   void rethrow_if_failed() const {
-    if (st.load(std::memory_order_acquire) == status::failed) std::rethrow_exception(error);
+    if (st.load(std::memory_order_acquire) == status::failed) [[unlikely]]
+      std::rethrow_exception(error);
   }
   /// Settles the object and notifies every waiter once. Loop thread.
   void settle(status s) {

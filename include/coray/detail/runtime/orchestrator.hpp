@@ -5,8 +5,10 @@
 /// order they were made, settles results, retries and restarts after deaths, and accounts
 /// for every store block a process holds. It reaches processes only through a `transport`
 /// and keeps its state in parts with one job each (design.md, "The runtime core"): parts
-/// return decisions; only the orchestrator acts on them. The unit tests drive it with a fake
-/// transport.
+/// return decisions; only the orchestrator acts on them. What happens to a call inside the
+/// driver (admission, dependencies, dispatch, its end) is call_lifecycle, which it builds on;
+/// here is what comes from outside: new calls, replies, deaths, restarts, kills. The unit
+/// tests drive it with a fake transport.
 ///
 /// Driver only, loop thread only.
 
@@ -14,10 +16,7 @@
 
 #include <algorithm>
 #include <chrono>
-#include <coray/detail/runtime/actor_table.hpp>
-#include <coray/detail/runtime/call_pump.hpp>
-#include <coray/detail/runtime/call_sender.hpp>
-#include <coray/detail/runtime/object_spiller.hpp>
+#include <coray/detail/runtime/call_lifecycle.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <coray/detail/runtime/registry.hpp>
 #include <coray/detail/runtime/reply_router.hpp>
@@ -35,28 +34,10 @@
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
-struct orchestrator_config {
-  std::uint32_t num_workers = 1;  // slots [0, num_workers) are task workers
-  std::uint32_t max_actors = 0;   // then this many actor slots
-  std::uint32_t max_tasks_in_flight_per_worker = 4;
-  std::uint32_t epoch = 0;  // of the states it makes
-  std::string spill_directory = {};
-};
-
-class orchestrator final : public transport_events {
+class orchestrator final : public call_lifecycle, public transport_events {
  public:
   orchestrator(orchestrator_config cfg, segment& seg, transport& t)
-      : cfg_(std::move(cfg)),
-        seg_(seg),
-        transport_(t),
-        tasks_(cfg_.num_workers),
-        actors_(cfg_.num_workers, cfg_.max_actors),
-        spiller_(seg, cfg_.spill_directory),
-        ledger_(seg, cfg_.num_workers + cfg_.max_actors),
-        router_(seg, t, ledger_, cfg_.num_workers + cfg_.max_actors),
-        sender_(seg, t, ledger_, spiller_),
-        pump_(tasks_, actors_, t, sender_, cfg_.num_workers, cfg_.max_tasks_in_flight_per_worker),
-        slot_actor_(cfg_.num_workers + cfg_.max_actors) {}
+      : call_lifecycle(std::move(cfg), seg, t), slot_actor_(cfg_.num_workers + cfg_.max_actors) {}
 
   orchestrator(const orchestrator&) = delete;
   orchestrator& operator=(const orchestrator&) = delete;
@@ -145,31 +126,6 @@ class orchestrator final : public transport_events {
     return a.id;
   }
 
-  /// A handle to actor `id` was made (+1) or dropped (-1) somewhere. An id tagged with
-  /// pinned_block_tag is a shared block a call pins (see collect_pinned_block).
-  void actor_ref(std::uint64_t id, int delta) noexcept {
-    if (id & pinned_block_tag) {
-      object_block* b = seg_.at<object_block>(id & ~pinned_block_tag);
-      if (delta > 0)
-        seg_.add_ref(b);
-      else
-        seg_.release(b);
-      return;
-    }
-    actor_entry* a = actors_.find(id);
-    if (!a) return;
-    switch (actors_.adjust_handles(*a, delta)) {
-      case actor_table::handle_outcome::forget:
-        forget_actor(id);
-        break;
-      case actor_table::handle_outcome::close:
-        pump_actor(*a);
-        break;
-      case actor_table::handle_outcome::none:
-        break;
-    }
-  }
-
   /// Calls made from now on, and those not yet sent, fail at once; the process gets SIGKILL
   /// and calls it was running fail when its death is seen.
   void kill_actor(std::uint64_t id) {
@@ -200,11 +156,6 @@ class orchestrator final : public transport_events {
         stopping.push_back(a->slot);
     transport_.await_exit(stopping, std::chrono::milliseconds(500));
   }
-
-  // ---- blocks ---------------------------------------------------------------------------
-
-  /// A new block for the driver (spilling to make room if enabled); throws object_store_full.
-  object_block* allocate(std::size_t size) { return spiller_.allocate(size); }
 
   // ---- the loop ---------------------------------------------------------------------------
 
@@ -306,103 +257,7 @@ class orchestrator final : public transport_events {
     return true;
   }
 
-  state_ptr new_state() const {
-    auto s = state_ptr::adopt(new object_state);
-    s->epoch = cfg_.epoch;
-    return s;
-  }
-
-  void start_process(std::uint32_t slot) {
-    router_.new_process(slot);
-    transport_.start(slot);
-  }
-
-  // ---- admission and dependencies -----------------------------------------------------
-
-  void admit(std::unique_ptr<task_record> rec) {
-    task_record* r = tasks_.insert(std::move(rec));
-    r->owner = this;
-    for (std::uint64_t a : r->actors) actor_ref(a, +1);
-    task_table::watch_dependencies(*r, &orchestrator::on_dependency);
-    if (r->actor) {
-      // Actor calls keep their order: they wait in the actor's queue, dependencies or not.
-      actor_entry* a = actors_.find(r->actor);
-      if (!a || a->dead || a->killed) {
-        fail(*r, std::make_exception_ptr(actor_died(!a ? "coray: no such actor" : a->cause)));
-        return;
-      }
-      if (!r->construct) r->max_retries = a->max_task_retries;
-      a->queue.push_back(r);
-      pump_actor(*a);
-    } else if (r->pending_deps == 0) {
-      if (r->failed_dep)
-        finish(r->id);
-      else
-        tasks_.runnable.push_back(r);
-    }
-  }
-
-  static void on_dependency(void* ctx, object_state& dep) {
-    auto* r = static_cast<task_record*>(ctx);
-    if (dep.st == object_state::status::failed && !r->failed_dep) {
-      r->failed_dep = true;
-      r->result->set_error(dep.error);
-    }
-    if (--r->pending_deps != 0) return;
-    auto& o = *static_cast<orchestrator*>(r->owner);
-    if (r->actor) {
-      if (actor_entry* a = o.actors_.find(r->actor)) o.pump_actor(*a);
-    } else if (r->failed_dep) {
-      o.finish(r->id);
-    } else {
-      o.tasks_.runnable.push_back(r);
-    }
-  }
-
-  /// Fails a call that has not been sent and forgets it.
-  void fail(task_record& r, std::exception_ptr e) {
-    if (!r.result->settled()) r.result->set_error(std::move(e));
-    if (r.submitter >= 0) forward(r);
-    finish(r.id);
-  }
-
-  /// Forgets a call, letting go of what it held.
-  void finish(std::uint64_t id) {
-    auto r = tasks_.remove(id);
-    if (!r) return;
-    for (auto* b : r->blocks) seg_.release(b);
-    if (r->message) seg_.release(r->message);
-    if (r->pinned)
-      for (auto& d : r->deps)
-        if (d->block && d->pins) --d->pins;
-    std::vector<std::uint64_t> actors = std::move(r->actors);
-    r.reset();
-    for (std::uint64_t a : actors) actor_ref(a, -1);
-  }
-
-  // ---- dispatch -----------------------------------------------------------------------
-
-  bool dispatch() {
-    std::vector<task_record*> failed;
-    const bool progress = pump_.dispatch(failed);
-    for (task_record* r : failed) fail(*r, r->result->error);
-    return progress;
-  }
-  bool pump_actor(actor_entry& a) {
-    std::vector<task_record*> failed;
-    const bool progress = pump_.pump(a, failed);
-    for (task_record* r : failed) fail(*r, r->result->error);
-    return progress;
-  }
-
   // ---- receiving ----------------------------------------------------------------------
-
-  bool answer_block_requests() {
-    return ledger_.answer([this](std::size_t size) { return allocate(size); },
-                          [this](std::uint32_t slot, const std::uint64_t(&message)[5]) {
-                            router_.post(slot, msg_kind::block_granted, message, sizeof message);
-                          });
-  }
 
   void on_task_done(std::uint32_t slot, std::span<const std::byte> payload) {
     result_header h;
@@ -473,8 +328,7 @@ class orchestrator final : public transport_events {
     rec->submitter_generation = router_.generation(slot);
     router_.hold(slot, rec->id, rec->result);
     if (!sub.known) {
-      task_record* r = tasks_.insert(std::move(rec));
-      r->owner = this;
+      task_record* r = insert(std::move(rec));
       for (std::uint64_t a : r->actors) actor_ref(a, +1);
       fail(*r, std::make_exception_ptr(internal_error(
                    "coray: a nested call used an object_ref its process does not hold")));
@@ -483,17 +337,7 @@ class orchestrator final : public transport_events {
     admit(std::move(rec));
   }
 
-  /// Sends a nested call's result to the process that made the call, if it still wants it.
-  void forward(task_record& r) {
-    router_.forward(static_cast<std::uint32_t>(r.submitter), r.submitter_generation, r.id,
-                    r.result);
-  }
-
   // ---- actor lifetime and deaths ------------------------------------------------------
-
-  void forget_actor(std::uint64_t id) {
-    for (auto* b : actors_.forget(id)) seg_.release(b);
-  }
 
   /// An actor's process ended: restarted if it may be; else its unfinished calls fail with
   /// actor_died, and so will later ones, and its slot is free again.
@@ -532,23 +376,12 @@ class orchestrator final : public transport_events {
     auto rec =
         a.constructor_call(next_task_id_++, new_state(), [&](object_block* b) { seg_.add_ref(b); });
     a.constructed = rec->result;
-    task_record* r = tasks_.insert(std::move(rec));
-    r->owner = this;
+    task_record* r = insert(std::move(rec));
     a.queue.push_front(r);
     start_process(slot);
     pump_actor(a);
   }
 
-  orchestrator_config cfg_;
-  segment& seg_;
-  transport& transport_;
-  task_table tasks_;
-  actor_table actors_;
-  object_spiller spiller_;
-  block_ledger ledger_;
-  reply_router router_;
-  call_sender sender_;
-  call_pump pump_;
   std::vector<std::uint64_t> slot_actor_;  // the actor living in each slot; 0 for none
   std::uint64_t next_task_id_ = 1;
 };

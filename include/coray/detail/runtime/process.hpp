@@ -3,6 +3,8 @@
 /// event loop that drives a process (ready coroutines, incoming messages, timers, sleeping).
 /// The driver and the workers specialise it.
 
+#include <fmt/format.h>
+
 #include <atomic>
 #include <chrono>
 #include <coray/detail/runtime/actor_state.hpp>
@@ -20,6 +22,7 @@
 #include <map>
 #include <new>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -149,7 +152,6 @@ class process {
 
   /// The driver's interface (driver.hpp) in the driver process, null in a worker.
   virtual driver* as_driver() noexcept { return nullptr; }
-  bool is_driver() noexcept { return as_driver() != nullptr; }
   /// Sends a call; returns the state of its result.
   virtual state_ptr submit(task_spec&& spec) = 0;
   /// Sends a call whose result state was made by the thread that built it (a thread other
@@ -460,23 +462,44 @@ void release_from_another_thread(State* s) noexcept {
     release_from_another_thread<actor_state, &release_actor_on_loop>(s);
 }
 
-/// Throws ray::usage_error unless `s` is a ref's state of the runtime running in this
-/// process: an empty ref, or one kept past its runtime's end (its block lay in a segment
-/// that is gone; its call will never answer). `what` names the API. Any thread.
+/// The epoch of the runtime running in this process, 0 when none. Any thread.
+inline std::uint32_t live_epoch() noexcept { return runtime_gate::instance().live_epoch(); }
+
+/// Whether a ref's state may be used: the ref is not empty and belongs to the runtime running
+/// in this process (`live`, from live_epoch(), read once for a batch of refs), not to one that
+/// has ended (its block lay in a segment that is gone; its call will never answer). Every
+/// check of refs before use is this one, and refuse_state says why it failed.
+inline bool usable_state(const object_state* s, std::uint32_t live) noexcept {
+  return s && s->epoch == live;
+}
+/// Throws the ray::usage_error for a state usable_state refused; `what` names the API.
+/// Out of line and cold: it keeps the fast paths that check refs small.
+[[noreturn, gnu::noinline, gnu::cold]] inline void refuse_state(const object_state* s,
+                                                                const char* what) {
+  if (!s) throw usage_error(fmt::format("{}: an object_ref is empty", what));
+  throw usage_error(fmt::format("{}: the object_ref belongs to a runtime that has ended", what));
+}
+/// True if every state of `states` is usable (as usable_state says).
+inline bool all_usable(std::span<object_state* const> states) noexcept {
+  const std::uint32_t live = live_epoch();
+  for (const object_state* s : states)
+    if (!usable_state(s, live)) return false;
+  return true;
+}
+
+/// Throws ray::usage_error unless `s` is usable (usable_state). Any thread.
 inline void require_usable_ref(const state_ptr& s, const char* what) {
-  if (!s) throw usage_error(std::string(what) + ": an object_ref is empty");
-  if (s->epoch != runtime_gate::instance().live_epoch())
-    throw usage_error(std::string(what) + ": the object_ref belongs to a runtime that has ended");
+  if (!usable_state(s.get(), live_epoch())) [[unlikely]]
+    refuse_state(s.get(), what);
 }
 
 /// require_usable_ref for each ref of a range, reading the live epoch once.
 template <class Refs>
 void require_usable_refs(const Refs& refs, const char* what) {
-  const std::uint32_t live = runtime_gate::instance().live_epoch();
-  for (const auto& r : refs) {
-    const state_ptr& s = r.state();
-    if (!s || s->epoch != live) require_usable_ref(s, what);  // throws, saying why
-  }
+  const std::uint32_t live = live_epoch();
+  for (const auto& r : refs)
+    if (!usable_state(r.state().get(), live)) [[unlikely]]
+      refuse_state(r.state().get(), what);
 }
 
 /// A new pending state of `p`'s runtime (from any thread that may use `p`).

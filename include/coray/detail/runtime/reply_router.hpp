@@ -4,7 +4,7 @@
 /// once there is room. A process's death or replacement drops what was owed to it.
 /// Driver only, loop thread only.
 
-#include <coray/detail/runtime/object_spiller.hpp>
+#include <coray/detail/runtime/block_ledger.hpp>
 #include <coray/detail/runtime/result_message.hpp>
 #include <coray/detail/runtime/transport.hpp>
 #include <cstdint>

@@ -20,22 +20,37 @@ inline void resume_waiter(void* ctx, object_state&) {
   p.schedule(std::coroutine_handle<>::from_address(ctx));
 }
 
+/// Runs the loop until `s` settles. Loop thread. Out of line: the callers' fast path (the
+/// object is already there) stays small enough to inline.
+[[gnu::noinline]] inline void run_until_settled(object_state& s) {
+  process::require().run_until([&] { return s.settled(); });
+}
 /// Blocks the calling (loop) thread until `s` settles, running the loop meanwhile.
 inline void block_until_settled(object_state& s) {
-  if (!s.settled()) process::require().run_until([&] { return s.settled(); });
+  if (!s.settled()) [[unlikely]]
+    run_until_settled(s);
+}
+
+/// read_when_settled on a thread other than the loop's: waits for the loop to settle
+/// `states` and pins their values while `read` runs.
+template <class Read>
+[[gnu::noinline]] auto read_when_settled_elsewhere(const char* what,
+                                                   std::span<object_state* const> states,
+                                                   Read& read) {
+  foreign_entry e(what);
+  foreign_wait w(e.get(), states, states.size(), clock::time_point::max(), true);
+  return read();
 }
 
 /// Blocks until `states` have all settled, then returns `read()`: on the loop thread running
 /// the loop, on another thread waiting for it, with the values pinned while `read` runs.
 template <class Read>
 auto read_when_settled(const char* what, std::span<object_state* const> states, Read&& read) {
-  if (!needs_handoff()) {
+  if (!needs_handoff()) [[likely]] {
     for (object_state* s : states) block_until_settled(*s);
     return read();
   }
-  foreign_entry e(what);
-  foreign_wait w(e.get(), states, states.size(), clock::time_point::max(), true);
-  return read();
+  return read_when_settled_elsewhere(what, states, read);
 }
 
 /// Whether an awaitable of ray::get or ray::wait has been used: awaited, converted,
@@ -56,14 +71,6 @@ class use_tracker {
  private:
   bool used_ = false;
 };
-
-/// True if every state is of the runtime running now (an awaitable can outlive it).
-inline bool all_live(std::span<object_state* const> states) noexcept {
-  const std::uint32_t live = runtime_gate::instance().live_epoch();
-  for (object_state* s : states)
-    if (s->epoch != live) return false;
-  return true;
-}
 
 /// The waiting half of an awaitable of one object: suspends until it settles, or blocks
 /// in the conversion forms (running the loop on its thread; waiting for it on another).
@@ -92,7 +99,7 @@ class state_awaiter {
   /// raises its error.
   void settle_if_discarded() {
     object_state* s = s_.get();
-    if (!s || !used_.discarded() || !all_live({&s, 1})) return;
+    if (!s || !used_.discarded() || !all_usable({&s, 1})) return;
     read_settled([](const object_state& st) { st.rethrow_if_failed(); });
   }
   state_ptr s_;
