@@ -2,7 +2,9 @@
 // did to its signals and file descriptors, and keep to themselves what is theirs.
 #include <doctest/doctest.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,11 +15,14 @@
 #include <coray/coray.hpp>
 #include <coray/detail/runtime/supervisor_link.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -34,6 +39,21 @@ int die(int) {
   raise(SIGKILL);
   return 0;
 }
+
+/// With CORAY_TEST_DIE_AT_START set, this program's workers die before they serve, as
+/// workers do when a fork is refused under `ulimit -u` or when code before the runtime exits
+/// (spawn). A spawned worker re-runs the program: it ends here, before main. A forked one
+/// is forked by the supervisor (named coray-super): it ends in a fork handler.
+bool told_to_die_at_start() { return std::getenv("CORAY_TEST_DIE_AT_START") != nullptr; }
+[[maybe_unused]] const bool die_at_start_hooks = [] {
+  if (told_to_die_at_start() && std::getenv("CORAY_WORKER")) _exit(3);
+  pthread_atfork(nullptr, nullptr, [] {
+    char name[17] = {};
+    prctl(PR_GET_NAME, name);
+    if (told_to_die_at_start() && std::string_view(name) == "coray-super") _exit(3);
+  });
+  return true;
+}();
 
 /// Sets a signal's disposition for one scope, as a program may before it starts the runtime.
 struct signal_disposition {
@@ -406,4 +426,27 @@ TEST_CASE("a forked child's exit leaves the runtime of the program that forked i
   CHECK(WIFEXITED(status));
   CHECK(ray::get(a.call<&keeper::pid>(), {.timeout = call_limit}).get() == actor);
   CHECK(ray::get(ray::task<add>.remote(1, 2), {.timeout = call_limit}).get() == 3);
+}
+
+TEST_CASE("workers that die before they serve are not restarted in a loop: calls fail saying why") {
+  setenv("CORAY_TEST_DIE_AT_START", "1", 1);
+  std::optional<ray::runtime> rt;
+  try {
+    rt.emplace(ray::runtime_options{.num_workers = 1});
+  } catch (...) {
+    unsetenv("CORAY_TEST_DIE_AT_START");
+    throw;
+  }
+  unsetenv("CORAY_TEST_DIE_AT_START");  // the supervisor has its own copy
+  std::string why;
+  try {
+    (void)ray::get(ray::task<add>.remote(1, 2), {.timeout = call_limit}).get();
+    FAIL("the call ran with no worker");
+  } catch (const ray::worker_crashed& e) {
+    why = e.what();
+  }
+  CHECK(why.find("exited with code 3") != std::string::npos);
+  CHECK(why.find("5 times in a row") != std::string::npos);
+  CHECK_THROWS_WITH_AS(ray::get(ray::task<add>.remote(1, 2), {.timeout = call_limit}).get(),
+                       why.c_str(), ray::worker_crashed);
 }

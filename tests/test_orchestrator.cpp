@@ -319,3 +319,47 @@ TEST_CASE("when no process can be started any more, waiting calls fail with work
   CHECK(fixture::error_of<ray::worker_crashed>(b).find("supervisor") != std::string::npos);
   CHECK_THROWS_AS(f.orch->submit(fixture::call(3)), ray::worker_crashed);
 }
+
+TEST_CASE(
+    "a worker that dies before it serves is started again after a doubling pause, then given up") {
+  fixture f(1, 2);
+  auto a = f.orch->submit(fixture::call(1));
+  REQUIRE(f.net.calls().size() == 1);
+  const int exited_3 = W_EXITCODE(3, 0);
+  constexpr std::uint32_t limit = orchestrator::max_start_failures;
+  for (std::uint32_t n = 1; n < limit; ++n) {
+    f.net.die(0);
+    const auto before = clock::now();
+    f.orch->on_death(0, {0, exited_3, 0, /*served=*/false});
+    f.orch->service();
+    CHECK(f.net.started.size() == n);  // not at once
+    const auto due = f.orch->next_start();
+    CHECK(due - before >= std::chrono::milliseconds(10) * (1 << (n - 1)));
+    while (clock::now() < due) {
+    }
+    f.orch->service();
+    REQUIRE(f.net.started.size() == n + 1);           // started again once the pause is over
+    CHECK(f.net.calls().back().int_argument() == 1);  // and the call sent to it
+  }
+  f.net.die(0);
+  f.orch->on_death(0, {0, exited_3, 0, /*served=*/false});
+  f.orch->service();
+  CHECK(f.net.started.size() == limit);  // given up
+  CHECK(f.orch->next_start() == clock::time_point::max());
+  const std::string why = fixture::error_of<ray::worker_crashed>(a);
+  CHECK(why.find("exited with code 3") != std::string::npos);
+  CHECK(why.find("5 times in a row") != std::string::npos);
+  auto later = f.orch->submit(fixture::call(2));
+  CHECK(fixture::error_of<ray::worker_crashed>(later) == why);  // later calls fail at once
+  CHECK(f.orch->tasks().size() == 0);
+}
+
+TEST_CASE("a worker that served before it died is started again at once") {
+  fixture f(1, 2);
+  auto a = f.orch->submit(fixture::call(1, /*max_retries=*/1));
+  f.net.die(0);
+  f.orch->on_death(0, {1000, SIGKILL, 1, /*served=*/true});
+  f.orch->service();
+  CHECK(f.net.started.size() == 2);
+  CHECK(f.orch->next_start() == clock::time_point::max());
+}

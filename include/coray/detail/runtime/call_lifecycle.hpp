@@ -125,7 +125,7 @@ class call_lifecycle {
       if (r->failed_dep)
         finish(r->id);
       else
-        tasks_.runnable.push_back(r);
+        make_runnable(*r);
     }
   }
 
@@ -142,8 +142,16 @@ class call_lifecycle {
     } else if (r->failed_dep) {
       o.finish(r->id);
     } else {
-      o.tasks_.runnable.push_back(r);
+      o.make_runnable(*r);
     }
+  }
+
+  /// Queues a task whose arguments are ready; fails it if no task worker is left.
+  void make_runnable(task_record& r) {
+    if (!workers_lost_.empty())
+      fail(r, std::make_exception_ptr(worker_crashed(workers_lost_)));
+    else
+      tasks_.runnable.push_back(&r);
   }
 
   /// Fails a call that has not been sent and forgets it.
@@ -209,6 +217,7 @@ class call_lifecycle {
   reply_router router_;
   call_sender sender_;
   call_pump pump_;
+  std::string workers_lost_;  // why no task worker can run calls any more; empty while one can
 };
 
 }  // namespace detail

@@ -8,6 +8,8 @@
 ///        +--submit/spawn/cancel-------|------------------------+
 ///                                     +--start/send/kill-------+
 
+#include <algorithm>
+#include <chrono>
 #include <coray/detail/runtime/driver.hpp>
 #include <coray/detail/runtime/orchestrator.hpp>
 #include <coray/detail/runtime/shm_transport.hpp>
@@ -137,6 +139,10 @@ class local_driver final : public driver {
 
   void sleep(std::chrono::nanoseconds limit) override {
     // Jobs other threads hand over wake the loop too (they ring the driver's doorbell).
+    const auto next_start = orchestrator_->next_start();
+    if (next_start != clock::time_point::max())
+      limit = std::clamp<std::chrono::nanoseconds>(next_start - clock::now(),
+                                                   std::chrono::nanoseconds(0), limit);
     transport_->sleep(
         limit, *orchestrator_,
         {[](const void* p) { return static_cast<const local_driver*>(p)->jobs_waiting(); }, this});

@@ -37,7 +37,9 @@ namespace detail {
 class orchestrator final : public call_lifecycle, public transport_events {
  public:
   orchestrator(orchestrator_config cfg, segment& seg, transport& t)
-      : call_lifecycle(std::move(cfg), seg, t), slot_actor_(cfg_.num_workers + cfg_.max_actors) {}
+      : call_lifecycle(std::move(cfg), seg, t),
+        slot_actor_(cfg_.num_workers + cfg_.max_actors),
+        start_failures_(cfg_.num_workers + cfg_.max_actors) {}
 
   orchestrator(const orchestrator&) = delete;
   orchestrator& operator=(const orchestrator&) = delete;
@@ -117,6 +119,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
       throw;
     }
     slot_actor_[a.slot] = a.id;
+    start_failures_[a.slot] = 0;
     req.constructor.target_actor = a.id;
     auto rec = task_record::from(next_task_id_++, std::move(req.constructor), new_state());
     rec->construct = true;
@@ -164,6 +167,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
   /// every turn of the loop.
   bool service() {
     bool progress = ledger_.has_requests() && answer_block_requests();
+    if (!delayed_starts_.empty()) progress |= start_due();
     if (router_.has_waiting()) progress |= router_.flush();
     if (!tasks_.runnable.empty() || pump_.has_backlog()) progress |= dispatch();
     return progress;
@@ -226,6 +230,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
       actor_ended(slot, how, words);
       return;
     }
+    const std::uint32_t failures = count_start_failure(slot, how);
     auto plan = tasks_.worker_died(slot, how.calls_started);
     for (task_record* r : plan.crashed)
       fail(*r, std::make_exception_ptr(worker_crashed(
@@ -236,8 +241,36 @@ class orchestrator final : public call_lifecycle, public transport_events {
       r->message = nullptr;
     }
     tasks_.runnable.insert(tasks_.runnable.begin(), plan.again.begin(), plan.again.end());
-    start_process(slot);
+    if (failures == 0) {
+      start_process(slot);
+      return;
+    }
+    // It died before it served: started again after a pause that doubles each time, and
+    // not at all after max_start_failures in a row. With no task worker left, calls fail.
+    transport_.close(slot);  // no mailboxes until it starts again
+    if (failures < max_start_failures) {
+      delayed_starts_.push_back({clock::now() + start_backoff(failures), slot});
+      return;
+    }
+    for (std::uint32_t i = 0; i < cfg_.num_workers; ++i)
+      if (transport_.alive(i) || start_failures_[i] < max_start_failures) return;
+    workers_lost_ = fmt::format(
+        "coray: no task worker could be started: worker {} (pid {}) {}, {} times in a row "
+        "before it could serve",
+        slot, how.pid, words, failures);
+    on_lost(workers_lost_);
   }
+
+  /// Processes that died starting and wait to be started again: the time of the next, or
+  /// time_point::max() if none.
+  clock::time_point next_start() const noexcept {
+    clock::time_point t = clock::time_point::max();
+    for (const auto& d : delayed_starts_) t = std::min(t, d.first);
+    return t;
+  }
+
+  /// A process that failed to start this many times in a row is not started again.
+  static constexpr std::uint32_t max_start_failures = 5;
 
   void on_lost(const std::string& why) override {
     auto& runnable = tasks_.runnable;
@@ -249,6 +282,30 @@ class orchestrator final : public call_lifecycle, public transport_events {
   }
 
  private:
+  /// Counts a death before the process served (reset by one that served); returns the count.
+  std::uint32_t count_start_failure(std::uint32_t slot, const process_death& how) noexcept {
+    return how.served ? (start_failures_[slot] = 0) : ++start_failures_[slot];
+  }
+  /// 10 ms after the first failure to start, doubling, at most 1 s.
+  static clock::duration start_backoff(std::uint32_t failures) noexcept {
+    return std::chrono::milliseconds(10) * (1 << std::min<std::uint32_t>(failures - 1, 6));
+  }
+  bool start_due() {
+    const auto now = clock::now();
+    bool started = false;
+    for (std::size_t i = 0; i < delayed_starts_.size();) {
+      if (delayed_starts_[i].first > now) {
+        ++i;
+        continue;
+      }
+      const std::uint32_t slot = delayed_starts_[i].second;
+      delayed_starts_.erase(delayed_starts_.begin() + static_cast<std::ptrdiff_t>(i));
+      start_process(slot);
+      started = true;
+    }
+    return started;
+  }
+
   template <class Queue>
   static bool erase_one(Queue& q, task_record* r) {
     auto it = std::find(q.begin(), q.end(), r);
@@ -343,7 +400,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
   /// actor_died, and so will later ones, and its slot is free again.
   void actor_ended(std::uint32_t slot, const process_death& how, const std::string& words) {
     actor_entry* a = actors_.find(slot_actor_[slot]);
-    if (a && a->may_restart()) {
+    if (a && a->may_restart() && count_start_failure(slot, how) < max_start_failures) {
       restart_actor(slot, *a, how, words);
       return;
     }
@@ -382,7 +439,9 @@ class orchestrator final : public call_lifecycle, public transport_events {
     pump_actor(a);
   }
 
-  std::vector<std::uint64_t> slot_actor_;  // the actor living in each slot; 0 for none
+  std::vector<std::uint64_t> slot_actor_;      // the actor living in each slot; 0 for none
+  std::vector<std::uint32_t> start_failures_;  // deaths before serving in a row, per slot
+  std::vector<std::pair<clock::time_point, std::uint32_t>> delayed_starts_;  // (when, slot)
   std::uint64_t next_task_id_ = 1;
 };
 

@@ -54,8 +54,9 @@ struct alignas(64) worker_shared {
   std::atomic<std::int32_t> pid{0};
   std::atomic<std::int32_t> wait_status{0};
   std::atomic<std::uint32_t> generation{0};
-  std::uint64_t inbox = 0;   // offset of the mailbox driver -> worker
-  std::uint64_t outbox = 0;  // offset of the mailbox worker -> driver
+  std::atomic<std::uint32_t> served{0};  // the process reached its loop (not dead at start)
+  std::uint64_t inbox = 0;               // offset of the mailbox driver -> worker
+  std::uint64_t outbox = 0;              // offset of the mailbox worker -> driver
   alignas(64) std::atomic<std::uint64_t> tasks_started{0};
   std::atomic<std::uint32_t> suspended{0};  // task coroutines awaiting something
   /// Set by the driver when a message to this process found its inbox full and the driver

@@ -172,6 +172,7 @@ class shm_transport final : public transport {
     s.tasks_started.store(0, std::memory_order_relaxed);
     s.suspended.store(0, std::memory_order_relaxed);
     s.pid.store(0, std::memory_order_relaxed);
+    s.served.store(0, std::memory_order_relaxed);
     s.generation.store(v.generation, std::memory_order_relaxed);
   }
 
@@ -198,7 +199,8 @@ class shm_transport final : public transport {
       const worker_shared& s = *views_[i].shared;
       process_death how{s.pid.load(std::memory_order_relaxed),
                         s.wait_status.load(std::memory_order_relaxed),
-                        s.tasks_started.load(std::memory_order_acquire)};
+                        s.tasks_started.load(std::memory_order_acquire),
+                        s.served.load(std::memory_order_acquire) != 0};
       views_[i].blocked = 0;
       to.on_death(i, how);
     }

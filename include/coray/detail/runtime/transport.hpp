@@ -49,6 +49,9 @@ struct process_death {
   /// Calls the process had started (taken from its inbox) when it died: the ones sent after
   /// these never ran.
   std::uint64_t calls_started = 0;
+  /// Whether it reached its loop: false for one that died starting (a program that exits
+  /// before its runtime under spawn, a fork refused under `ulimit -u`).
+  bool served = true;
 };
 
 /// What a transport tells the orchestrator. Called from inside transport::poll.

@@ -51,6 +51,7 @@ class worker final : public process {
     next_id_ = (std::uint64_t{1} << 63) | (std::uint64_t{slot_} << 48) |
                (std::uint64_t{generation_ & 0xFFFF} << 32);
     me_->pid.store(getpid(), std::memory_order_relaxed);
+    me_->served.store(1, std::memory_order_relaxed);
     me_->state.store(static_cast<std::uint32_t>(slot_state::running), std::memory_order_release);
     process::current() = this;
     open_handoff(me_->bell, runtime_gate::phase::releases_only);
