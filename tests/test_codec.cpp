@@ -578,3 +578,57 @@ TEST_CASE("storage_type_t and wire_compatible_v match task parameters to argumen
   const std::array<double, 2> a{1, 2};
   CHECK(ray::decode<std::vector<double>>(ray::encode(std::span<const double>(a))) == v);
 }
+
+namespace {
+
+/// A recursive user type: each link holds the rest of the chain.
+struct chain {
+  std::vector<chain> next;
+  template <class Archive>
+  void serialize(Archive& a) {
+    a(next);
+  }
+};
+
+chain chain_of(std::size_t levels) {
+  chain c;
+  for (std::size_t i = 1; i < levels; ++i) {
+    chain outer;
+    outer.next.push_back(std::move(c));
+    c = std::move(outer);
+  }
+  return c;
+}
+
+/// Takes a chain apart link by link: its own destructor would recurse as deep as it goes.
+void dismantle(chain& c) {
+  while (!c.next.empty()) {
+    std::vector<chain> rest = std::move(c.next.front().next);
+    c.next = std::move(rest);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a value nested deeper than the codec's limit is a codec_error, not a stack overflow") {
+  const std::size_t limit = ray::detail::max_codec_depth;
+  chain at_limit = chain_of(limit);
+  const std::vector<std::byte> bytes = ray::encode(at_limit);
+  chain back = ray::decode<chain>(bytes);  // the limit itself is fine, both ways
+  dismantle(back);
+  dismantle(at_limit);
+
+  chain deep = chain_of(100'000);
+  CHECK_THROWS_WITH_AS(ray::encode(deep), doctest::Contains("nests deeper than 1000 levels"),
+                       ray::codec_error);
+  dismantle(deep);
+
+  // Bytes that nest one level deeper (one more count of 1 in front), as a hostile sender
+  // could write, are refused when decoded.
+  std::vector<std::byte> deeper(sizeof(std::uint64_t));
+  const std::uint64_t one = 1;
+  std::memcpy(deeper.data(), &one, sizeof one);
+  deeper.insert(deeper.end(), bytes.begin(), bytes.end());
+  CHECK_THROWS_WITH_AS((void)ray::decode<chain>(deeper),
+                       doctest::Contains("nests deeper than 1000 levels"), ray::codec_error);
+}

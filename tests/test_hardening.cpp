@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <chrono>
 #include <coray/coray.hpp>
 #include <coray/detail/runtime/supervisor_link.hpp>
+#include <coray/detail/runtime/system.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -449,4 +451,54 @@ TEST_CASE("workers that die before they serve are not restarted in a loop: calls
   CHECK(why.find("5 times in a row") != std::string::npos);
   CHECK_THROWS_WITH_AS(ray::get(ray::task<add>.remote(1, 2), {.timeout = call_limit}).get(),
                        why.c_str(), ray::worker_crashed);
+}
+
+TEST_CASE("an object store larger than the machine's memory is refused with the figures") {
+  const std::uint64_t memory = ray::detail::usable_memory_bytes();
+  const std::string figure = "runtime_options::object_store_bytes is " +
+                             std::to_string(memory + (std::size_t{1} << 30)) + " bytes";
+  CHECK_THROWS_WITH_AS(
+      ray::runtime({.num_workers = 1, .object_store_bytes = memory + (std::size_t{1} << 30)}),
+      doctest::Contains(figure.c_str()), ray::usage_error);
+  ray::runtime rt({.num_workers = 1});  // and nothing is left behind
+  CHECK(ray::get(ray::task<add>.remote(1, 2), {.timeout = call_limit}).get() == 3);
+}
+
+TEST_CASE("a segment refused under ulimit -v says how much was asked and which option sets it") {
+  // In a child process: the address-space limit is the child's alone.
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    close(fds[0]);
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    std::uint64_t vm_kib = 0;
+    while (std::getline(status, line))
+      if (line.rfind("VmSize:", 0) == 0) vm_kib = std::stoull(line.substr(7));
+    const rlimit lim{(vm_kib << 10) + (std::uint64_t{256} << 20),
+                     (vm_kib << 10) + (std::uint64_t{256} << 20)};
+    setrlimit(RLIMIT_AS, &lim);
+    std::string what = "no error";
+    try {
+      ray::runtime rt({.num_workers = 1, .object_store_bytes = std::size_t{1} << 30});
+    } catch (const ray::runtime_error& e) {
+      what = e.what();
+    }
+    (void)!write(fds[1], what.data(), what.size());
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string what;
+  char buf[512];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;)
+    what.append(buf, static_cast<std::size_t>(n));
+  close(fds[0]);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  CHECK(what.find("1073741824 of them the object store") != std::string::npos);
+  CHECK(what.find("runtime_options::object_store_bytes") != std::string::npos);
+  CHECK(what.find("ulimit -v") != std::string::npos);
+  INFO(what);
 }

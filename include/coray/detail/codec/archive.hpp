@@ -60,10 +60,38 @@ void encode_value(Out& out, const T& value);
 template <class T>
 void decode_value(reader& in, T& value);
 
+/// How deep a value's user types (serialize() types, aggregates) may nest: 1,000 levels, as
+/// Python's pickle allows by default. Only a recursive type nests at run time, as deep as
+/// its value goes; beyond this the codec throws codec_error rather than overflow the stack
+/// of whichever process encodes or decodes it (a sanitizer's frames included).
+inline constexpr std::uint32_t max_codec_depth = 1'000;
+
+/// One level of a user type in an archive, for as long as its fields are coded.
+template <class T, class Archive>
+class nesting {
+ public:
+  explicit nesting(Archive& a) : a_(a) {
+    if (a_.depth == max_codec_depth) [[unlikely]]
+      too_deep();
+    ++a_.depth;
+  }
+  nesting(const nesting&) = delete;
+  nesting& operator=(const nesting&) = delete;
+  ~nesting() { --a_.depth; }
+
+ private:
+  [[noreturn, gnu::cold, gnu::noinline]] static void too_deep() {
+    throw_codec_error(display_name<T>() + " nests deeper than " + std::to_string(max_codec_depth) +
+                      " levels of user types");
+  }
+  Archive& a_;
+};
+
 /// Output archive that only counts the bytes writer would write (padding included).
 class size_counter {
  public:
   static constexpr bool is_loading = false;
+  std::uint32_t depth = 0;  // user types entered and not left (see nesting)
 
   template <class... Ts>
   void operator()(const Ts&... values) {
@@ -83,6 +111,7 @@ class size_counter {
 class writer {
  public:
   static constexpr bool is_loading = false;
+  std::uint32_t depth = 0;  // user types entered and not left (see nesting)
 
   explicit writer(std::span<std::byte> out) noexcept
       : begin_(out.data()), pos_(out.data()), end_(out.data() + out.size()) {}
@@ -116,6 +145,7 @@ class writer {
 class reader {
  public:
   static constexpr bool is_loading = true;
+  std::uint32_t depth = 0;  // user types entered and not left (see nesting)
 
   explicit reader(std::span<const std::byte> in) noexcept
       : begin_(in.data()), pos_(in.data()), end_(in.data() + in.size()) {}

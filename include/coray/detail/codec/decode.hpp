@@ -63,6 +63,7 @@ void decode_value(reader& in, T& v) {
   static_assert(k != codec_kind::none && !std::is_const_v<T>,
                 "coray codec: type is not decodable (see is_decodable_v)");
   if constexpr (k == codec_kind::serialize_member) {
+    nesting<T, reader> level(in);
     v.serialize(in);
   } else if constexpr (k == codec_kind::boolean) {
     const auto b = in.take_scalar<T, unsigned char>("value");
@@ -164,6 +165,7 @@ void decode_value(reader& in, T& v) {
     decode_value(in, count);
     v = T(count);
   } else if constexpr (k == codec_kind::aggregate) {
+    nesting<T, reader> level(in);
     boost::pfr::for_each_field(v, [&in](auto& field) { decode_value(in, field); });
   }
 }

@@ -37,6 +37,7 @@ void encode_value(Out& out, const T& v) {
   constexpr codec_kind k = kind_v<T>;
   static_assert(k != codec_kind::none, "coray codec: type is not encodable (see is_encodable_v)");
   if constexpr (k == codec_kind::serialize_member) {
+    nesting<T, Out> level(out);
     const_cast<T&>(v).serialize(out);  // serialize() is one non-const member for all archives
   } else if constexpr (k == codec_kind::boolean) {
     const unsigned char b = v ? 1 : 0;
@@ -91,6 +92,7 @@ void encode_value(Out& out, const T& v) {
     const typename T::rep count = v.count();
     encode_value(out, count);
   } else if constexpr (k == codec_kind::aggregate) {
+    nesting<T, Out> level(out);
     boost::pfr::for_each_field(v, [&out](const auto& field) { encode_value(out, field); });
   }
 }

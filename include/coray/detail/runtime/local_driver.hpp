@@ -8,11 +8,14 @@
 ///        +--submit/spawn/cancel-------|------------------------+
 ///                                     +--start/send/kill-------+
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 #include <coray/detail/runtime/driver.hpp>
 #include <coray/detail/runtime/orchestrator.hpp>
 #include <coray/detail/runtime/shm_transport.hpp>
+#include <coray/detail/runtime/system.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,8 +45,8 @@ class local_driver final : public driver {
   explicit local_driver(driver_config cfg) {
     epoch = next_epoch();
     const std::uint32_t slots = cfg.num_workers + cfg.max_actors;
-    seg.create(segment::root_bytes + cfg.object_store_bytes +
-               shm_transport::control_bytes(slots, cfg.num_workers) + (1 << 20));
+    create_segment(cfg, segment::root_bytes + cfg.object_store_bytes +
+                            shm_transport::control_bytes(slots, cfg.num_workers) + (1 << 20));
     transport_.emplace(seg, slots, cfg.spin_us, cfg.inline_threshold);
     hdr = transport_->header();
     orchestrator_.emplace(
@@ -149,6 +152,27 @@ class local_driver final : public driver {
   }
 
  private:
+  /// The shared segment, with the object store in it: refused, with the figures, when the
+  /// store could never fit in memory or the address space is limited below it (ulimit -v).
+  void create_segment(const driver_config& cfg, std::size_t bytes) {
+    const std::uint64_t memory = usable_memory_bytes();
+    if (cfg.object_store_bytes > memory)
+      throw usage_error(fmt::format(
+          "ray::runtime: runtime_options::object_store_bytes is {} bytes, more than the {} "
+          "bytes of memory this process may use (RAM, or its cgroup's memory.max): the store "
+          "lives in shared memory",
+          cfg.object_store_bytes, memory));
+    try {
+      seg.create(bytes);
+    } catch (const ray::runtime_error& e) {
+      throw ray::runtime_error(fmt::format(
+          "{}, asking for a shared segment of {} bytes, {} of them the object store "
+          "(runtime_options::object_store_bytes; an address-space limit such as `ulimit -v` "
+          "below the segment refuses it)",
+          e.what(), bytes, cfg.object_store_bytes));
+    }
+  }
+
   // Declared in the order they are built; destroyed in reverse (the orchestrator first).
   std::optional<shm_transport> transport_;
   std::optional<orchestrator> orchestrator_;
