@@ -263,6 +263,19 @@ TEST_CASE("a spawn the object store refuses gives its actor slot back") {
   CHECK(ray::get(a.call<&sized::size>(), {.timeout = call_limit}).get() == 10);
 }
 
+TEST_CASE("a spawn refused for a taken name or a full actor table keeps none of its arguments") {
+  ray::runtime rt({.num_workers = 1, .max_actors = 1});
+  auto one = ray::spawn<sized>(ray::actor_options{.name = "one"}, std::vector<char>(10));
+  CHECK(ray::get(one.call<&sized::size>(), {.timeout = call_limit}).get() == 10);
+  const std::size_t free0 = rt.object_store_free_bytes();
+  const std::vector<char> big(1 << 20);  // its bytes go to a store block
+  CHECK_THROWS_AS((void)ray::spawn<sized>(ray::actor_options{.name = "one"}, big),
+                  ray::usage_error);
+  CHECK(rt.object_store_free_bytes() == free0);
+  CHECK_THROWS_AS((void)ray::spawn<sized>(big), ray::runtime_error);  // no slot left
+  CHECK(rt.object_store_free_bytes() == free0);
+}
+
 namespace {
 
 int echo(int v) { return v; }

@@ -103,13 +103,18 @@ class orchestrator final : public call_lifecycle, public transport_events {
   // ---- actors ---------------------------------------------------------------------------
 
   std::uint64_t spawn_actor(actor_spawn_request req) {
-    if (!transport_.can_start()) throw worker_crashed("coray: the runtime's supervisor is gone");
+    // A refused spawn keeps nothing: its constructor's argument blocks go back.
+    auto refuse = [&](auto error) {
+      for (auto* b : std::exchange(req.constructor.blocks, {})) seg_.release(b);
+      throw error;
+    };
+    if (!transport_.can_start()) refuse(worker_crashed("coray: the runtime's supervisor is gone"));
     if (!req.name.empty() && actors_.name_taken(req.name))
-      throw usage_error(fmt::format("ray::spawn: an actor named '{}' already exists", req.name));
+      refuse(usage_error(fmt::format("ray::spawn: an actor named '{}' already exists", req.name)));
     if (!actors_.has_free_slot())
-      throw ray::runtime_error(
+      refuse(ray::runtime_error(
           fmt::format("ray::spawn: too many live actors (runtime_options::max_actors is {})",
-                      actors_.max_actors()));
+                      actors_.max_actors())));
     actor_entry& a = actors_.create(req, seg_);
     try {
       start_process(a.slot);  // its mailboxes first: the construction is sent at once
