@@ -14,8 +14,10 @@
 
 #include <chrono>
 #include <coray/async.hpp>
+#include <coray/detail/runtime/driver.hpp>
+#include <coray/detail/runtime/entry.hpp>
 #include <coray/detail/runtime/foreign.hpp>
-#include <coray/detail/runtime/local_driver.hpp>
+#include <coray/detail/runtime/system.hpp>
 #include <coray/errors.hpp>
 #include <coray/sync_wait.hpp>
 #include <cstdint>
@@ -63,14 +65,14 @@ struct runtime_options {
 /// Becomes a worker if this process was spawned as one; returns at once otherwise. The
 /// runtime's constructor calls it; call it yourself before anything else in main() if main
 /// does work before constructing the runtime that workers must not repeat.
-inline void enter_worker_if_spawned() { detail::enter_worker_if_spawned(); }
+inline void enter_worker_if_spawned() { detail::enter_spawned_worker(); }
 
 class runtime {
  public:
   explicit runtime(runtime_options opts = {}) : runtime(0, nullptr, opts) {}
 
   runtime(int argc, char** argv, runtime_options opts = {}) {
-    detail::enter_worker_if_spawned();
+    detail::enter_spawned_worker();
     if (detail::process::here() || detail::runtime_gate::instance().accepts_calls())
       throw usage_error("coray: a runtime is already running in this process");
     detail::driver_config cfg;
@@ -88,7 +90,7 @@ class runtime {
         std::max<std::uint32_t>(1, opts.max_tasks_in_flight_per_worker);
     cfg.argv = program_arguments(argc, argv);
     cfg.spill_directory = opts.spill_directory;
-    driver_ = std::make_unique<detail::local_driver>(std::move(cfg));
+    driver_ = detail::make_local_driver(std::move(cfg));
     driver_->open_handoff(driver_->hdr->driver_bell, detail::runtime_gate::phase::calls);
   }
 
@@ -166,7 +168,7 @@ class runtime {
     if (args.empty()) args.emplace_back("coray-worker");
     return args;
   }
-  std::unique_ptr<detail::local_driver> driver_;
+  std::unique_ptr<detail::driver> driver_;
   pid_t builder_pid_ = getpid();
 };
 

@@ -34,8 +34,6 @@ extern char** environ;
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
-enum class start_method_id : std::uint32_t { fork = 0, spawn = 1 };
-
 struct supervisor_command {
   enum op_t : std::uint32_t { start = 1, kill = 2 };
   std::uint32_t op;
