@@ -3958,88 +3958,6 @@ CORAY_END_NAMESPACE
 
 // #include <coray/detail/runtime/call_message.hpp>: inlined above
 // #include <coray/detail/runtime/process.hpp>: inlined above
-// begin <coray/detail/runtime/system.hpp>
-/// Facts about the machine the runtime sizes itself by: usable cores (affinity and cgroup
-/// quota) and memory (physical RAM and cgroup limit).
-
-#include <fmt/format.h>
-#include <sched.h>
-#include <signal.h>
-#include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <algorithm>
-// #include <coray/version.hpp>: inlined above
-#include <cstdint>
-#include <fstream>
-#include <string>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-/// How the supervisor starts worker processes (ray::start_method, as the driver passes it on).
-enum class start_method_id : std::uint32_t { fork = 0, spawn = 1 };
-
-/// Cores this process may run on: the CPU affinity mask, further capped by a cgroup v2
-/// `cpu.max` quota (rounded up). Never less than 1.
-inline unsigned usable_cores() {
-  unsigned n = 0;
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) n = static_cast<unsigned>(CPU_COUNT(&set));
-  if (n == 0) n = static_cast<unsigned>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
-  std::ifstream f("/sys/fs/cgroup/cpu.max");
-  std::string quota;
-  long long period = 0;
-  if (f >> quota >> period && quota != "max" && period > 0) {
-    long long q = std::stoll(quota);
-    if (q > 0)
-      n = std::min<unsigned>(n, static_cast<unsigned>(std::max(1LL, (q + period - 1) / period)));
-  }
-  return std::max(1u, n);
-}
-
-/// Physical memory available to this process: RAM, capped by a cgroup v2 `memory.max`.
-inline std::uint64_t usable_memory_bytes() {
-  std::uint64_t ram = static_cast<std::uint64_t>(sysconf(_SC_PHYS_PAGES)) *
-                      static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
-  std::ifstream f("/sys/fs/cgroup/memory.max");
-  std::string limit;
-  if (f >> limit && limit != "max") {
-    std::uint64_t l = std::stoull(limit);
-    if (l > 0) ram = std::min(ram, l);
-  }
-  return ram;
-}
-
-/// "SIGKILL (Killed)" for a signal number.
-inline std::string signal_description(int sig) {
-  const char* abbrev = sigabbrev_np(sig);
-  const char* desc = sigdescr_np(sig);
-  std::string s = abbrev ? fmt::format("SIG{}", abbrev) : fmt::format("signal {}", sig);
-  if (desc) s += fmt::format(" ({})", desc);
-  return s;
-}
-
-/// The wait status the supervisor reports for a process it could not start (fork or
-/// posix_spawn refused with `error`): exit code 127, a shell's "cannot run", with the errno in
-/// bits a real wait status leaves zero, for describe_exit to say why.
-inline int start_failure_status(int error) { return W_EXITCODE(127, 0) | (error << 16); }
-
-/// Words for a wait() status: "was killed by SIGSEGV (Segmentation fault)", "exited with code
-/// 3", or "could not be started: Resource temporarily unavailable".
-inline std::string describe_exit(int wait_status) {
-  if (WIFEXITED(wait_status) && (wait_status >> 16) != 0)
-    return fmt::format("could not be started: {}", strerror(wait_status >> 16));
-  if (WIFSIGNALED(wait_status))
-    return fmt::format("was killed by {}", signal_description(WTERMSIG(wait_status)));
-  if (WIFEXITED(wait_status)) return fmt::format("exited with code {}", WEXITSTATUS(wait_status));
-  return "stopped";
-}
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/system.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -4060,17 +3978,20 @@ struct actor_spawn_request {
   int max_task_retries = 0;
 };
 
+/// How the supervisor starts worker processes (ray::start_method, as the driver passes it on).
+enum class start_method_id : std::uint32_t { fork = 0, spawn = 1 };
+
 /// What the runtime builds a driver from (ray::runtime_options, resolved).
 struct driver_config {
-  std::uint32_t num_workers;
+  std::uint32_t num_workers;  // 0: the usable cores
   std::uint32_t max_actors;
-  std::size_t object_store_bytes;
+  std::size_t object_store_bytes;  // 0: 30% of usable memory
   start_method_id method;
   std::size_t inline_threshold;
   std::uint32_t spin_us;
   std::uint32_t max_tasks_in_flight_per_worker;
-  std::vector<std::string> argv;
-  std::string spill_directory;  // empty: no spilling
+  std::vector<std::string> argv;  // empty: /proc/self/cmdline's
+  std::string spill_directory;    // empty: no spilling
 };
 
 class driver : public process {
@@ -8698,7 +8619,85 @@ class reply_router {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/reply_router.hpp>
-// #include <coray/detail/runtime/system.hpp>: inlined above
+// begin <coray/detail/runtime/system.hpp>
+/// Facts about the machine the runtime sizes itself by: usable cores (affinity and cgroup
+/// quota) and memory (physical RAM and cgroup limit).
+
+#include <fmt/format.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+// #include <coray/version.hpp>: inlined above
+#include <cstdint>
+#include <fstream>
+#include <string>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// Cores this process may run on: the CPU affinity mask, further capped by a cgroup v2
+/// `cpu.max` quota (rounded up). Never less than 1.
+inline unsigned usable_cores() {
+  unsigned n = 0;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) n = static_cast<unsigned>(CPU_COUNT(&set));
+  if (n == 0) n = static_cast<unsigned>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+  std::ifstream f("/sys/fs/cgroup/cpu.max");
+  std::string quota;
+  long long period = 0;
+  if (f >> quota >> period && quota != "max" && period > 0) {
+    long long q = std::stoll(quota);
+    if (q > 0)
+      n = std::min<unsigned>(n, static_cast<unsigned>(std::max(1LL, (q + period - 1) / period)));
+  }
+  return std::max(1u, n);
+}
+
+/// Physical memory available to this process: RAM, capped by a cgroup v2 `memory.max`.
+inline std::uint64_t usable_memory_bytes() {
+  std::uint64_t ram = static_cast<std::uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                      static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+  std::ifstream f("/sys/fs/cgroup/memory.max");
+  std::string limit;
+  if (f >> limit && limit != "max") {
+    std::uint64_t l = std::stoull(limit);
+    if (l > 0) ram = std::min(ram, l);
+  }
+  return ram;
+}
+
+/// "SIGKILL (Killed)" for a signal number.
+inline std::string signal_description(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  const char* desc = sigdescr_np(sig);
+  std::string s = abbrev ? fmt::format("SIG{}", abbrev) : fmt::format("signal {}", sig);
+  if (desc) s += fmt::format(" ({})", desc);
+  return s;
+}
+
+/// The wait status the supervisor reports for a process it could not start (fork or
+/// posix_spawn refused with `error`): exit code 127, a shell's "cannot run", with the errno in
+/// bits a real wait status leaves zero, for describe_exit to say why.
+inline int start_failure_status(int error) { return W_EXITCODE(127, 0) | (error << 16); }
+
+/// Words for a wait() status: "was killed by SIGSEGV (Segmentation fault)", "exited with code
+/// 3", or "could not be started: Resource temporarily unavailable".
+inline std::string describe_exit(int wait_status) {
+  if (WIFEXITED(wait_status) && (wait_status >> 16) != 0)
+    return fmt::format("could not be started: {}", strerror(wait_status >> 16));
+  if (WIFSIGNALED(wait_status))
+    return fmt::format("was killed by {}", signal_description(WTERMSIG(wait_status)));
+  if (WIFEXITED(wait_status)) return fmt::format("exited with code {}", WEXITSTATUS(wait_status));
+  return "stopped";
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/system.hpp>
 // #include <coray/detail/runtime/task_table.hpp>: inlined above
 // #include <coray/detail/runtime/transport.hpp>: inlined above
 #include <cstring>
@@ -9278,6 +9277,7 @@ CORAY_END_NAMESPACE
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+// #include <coray/detail/runtime/driver.hpp>: inlined above
 // #include <coray/detail/runtime/system.hpp>: inlined above
 // begin <coray/detail/runtime/worker.hpp>
 /// A worker process -- a task worker or an actor: takes calls from its inbox, runs them (a
@@ -10350,13 +10350,26 @@ class local_driver final : public driver {
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/local_driver.hpp>
 // #include <coray/detail/runtime/supervisor.hpp>: inlined above
+// #include <coray/detail/runtime/system.hpp>: inlined above
+#include <fstream>
 #include <memory>
+#include <string>
 #include <utility>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
 CORAY_API std::unique_ptr<driver> make_local_driver(driver_config cfg) {
+  if (!cfg.num_workers) cfg.num_workers = usable_cores();
+  if (!cfg.object_store_bytes)
+    cfg.object_store_bytes = static_cast<std::size_t>(usable_memory_bytes() * 3 / 10);
+  if (cfg.argv.empty()) {
+    // No argv given: the program's own arguments, as spawned workers re-run it.
+    std::ifstream f("/proc/self/cmdline", std::ios::binary);
+    std::string a;
+    while (std::getline(f, a, '\0')) cfg.argv.push_back(a);
+    if (cfg.argv.empty()) cfg.argv.emplace_back("coray-worker");
+  }
   return std::make_unique<local_driver>(std::move(cfg));
 }
 
@@ -10367,12 +10380,10 @@ CORAY_END_NAMESPACE
 // end <coray/detail/runtime/entry_impl.hpp>
 // end <coray/detail/runtime/entry.hpp>
 // #include <coray/detail/runtime/foreign.hpp>: inlined above
-// #include <coray/detail/runtime/system.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
 // #include <coray/sync_wait.hpp>: inlined above
 #include <cstdint>
 #include <cstdlib>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -10426,11 +10437,9 @@ class runtime {
     if (detail::process::here() || detail::runtime_gate::instance().accepts_calls())
       throw usage_error("coray: a runtime is already running in this process");
     detail::driver_config cfg;
-    cfg.num_workers = opts.num_workers ? opts.num_workers : detail::usable_cores();
+    cfg.num_workers = opts.num_workers;  // 0: make_local_driver counts the usable cores
     cfg.max_actors = opts.max_actors;
-    cfg.object_store_bytes = opts.object_store_bytes
-                                 ? opts.object_store_bytes
-                                 : static_cast<std::size_t>(detail::usable_memory_bytes() * 3 / 10);
+    cfg.object_store_bytes = opts.object_store_bytes;  // 0: 30% of usable memory, likewise
     cfg.method = resolve(opts.start_method) == start_method::spawn ? detail::start_method_id::spawn
                                                                    : detail::start_method_id::fork;
     // A value inline in a reply must fit one mailbox message (half a ring, 120 KiB).
@@ -10438,7 +10447,7 @@ class runtime {
     cfg.spin_us = static_cast<std::uint32_t>(opts.spin.count());
     cfg.max_tasks_in_flight_per_worker =
         std::max<std::uint32_t>(1, opts.max_tasks_in_flight_per_worker);
-    cfg.argv = program_arguments(argc, argv);
+    if (argv) cfg.argv.assign(argv, argv + argc);  // else /proc/self/cmdline's
     cfg.spill_directory = opts.spill_directory;
     driver_ = detail::make_local_driver(std::move(cfg));
     driver_->open_handoff(driver_->hdr->driver_bell, detail::runtime_gate::phase::calls);
@@ -10505,18 +10514,6 @@ class runtime {
       throw usage_error(fmt::format("coray: CORAY_START_METHOD must be fork or spawn, not {}", v));
     }
     return start_method::fork;
-  }
-  static std::vector<std::string> program_arguments(int argc, char** argv) {
-    std::vector<std::string> args;
-    if (argv) {
-      for (int i = 0; i < argc; ++i) args.emplace_back(argv[i]);
-    } else {
-      std::ifstream f("/proc/self/cmdline", std::ios::binary);
-      std::string a;
-      while (std::getline(f, a, '\0')) args.push_back(a);
-    }
-    if (args.empty()) args.emplace_back("coray-worker");
-    return args;
   }
   std::unique_ptr<detail::driver> driver_;
   pid_t builder_pid_ = getpid();

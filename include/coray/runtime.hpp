@@ -17,12 +17,10 @@
 #include <coray/detail/runtime/driver.hpp>
 #include <coray/detail/runtime/entry.hpp>
 #include <coray/detail/runtime/foreign.hpp>
-#include <coray/detail/runtime/system.hpp>
 #include <coray/errors.hpp>
 #include <coray/sync_wait.hpp>
 #include <cstdint>
 #include <cstdlib>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -76,11 +74,9 @@ class runtime {
     if (detail::process::here() || detail::runtime_gate::instance().accepts_calls())
       throw usage_error("coray: a runtime is already running in this process");
     detail::driver_config cfg;
-    cfg.num_workers = opts.num_workers ? opts.num_workers : detail::usable_cores();
+    cfg.num_workers = opts.num_workers;  // 0: make_local_driver counts the usable cores
     cfg.max_actors = opts.max_actors;
-    cfg.object_store_bytes = opts.object_store_bytes
-                                 ? opts.object_store_bytes
-                                 : static_cast<std::size_t>(detail::usable_memory_bytes() * 3 / 10);
+    cfg.object_store_bytes = opts.object_store_bytes;  // 0: 30% of usable memory, likewise
     cfg.method = resolve(opts.start_method) == start_method::spawn ? detail::start_method_id::spawn
                                                                    : detail::start_method_id::fork;
     // A value inline in a reply must fit one mailbox message (half a ring, 120 KiB).
@@ -88,7 +84,7 @@ class runtime {
     cfg.spin_us = static_cast<std::uint32_t>(opts.spin.count());
     cfg.max_tasks_in_flight_per_worker =
         std::max<std::uint32_t>(1, opts.max_tasks_in_flight_per_worker);
-    cfg.argv = program_arguments(argc, argv);
+    if (argv) cfg.argv.assign(argv, argv + argc);  // else /proc/self/cmdline's
     cfg.spill_directory = opts.spill_directory;
     driver_ = detail::make_local_driver(std::move(cfg));
     driver_->open_handoff(driver_->hdr->driver_bell, detail::runtime_gate::phase::calls);
@@ -155,18 +151,6 @@ class runtime {
       throw usage_error(fmt::format("coray: CORAY_START_METHOD must be fork or spawn, not {}", v));
     }
     return start_method::fork;
-  }
-  static std::vector<std::string> program_arguments(int argc, char** argv) {
-    std::vector<std::string> args;
-    if (argv) {
-      for (int i = 0; i < argc; ++i) args.emplace_back(argv[i]);
-    } else {
-      std::ifstream f("/proc/self/cmdline", std::ios::binary);
-      std::string a;
-      while (std::getline(f, a, '\0')) args.push_back(a);
-    }
-    if (args.empty()) args.emplace_back("coray-worker");
-    return args;
   }
   std::unique_ptr<detail::driver> driver_;
   pid_t builder_pid_ = getpid();

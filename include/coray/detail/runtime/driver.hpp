@@ -8,7 +8,6 @@
 
 #include <coray/detail/runtime/call_message.hpp>
 #include <coray/detail/runtime/process.hpp>
-#include <coray/detail/runtime/system.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -29,17 +28,20 @@ struct actor_spawn_request {
   int max_task_retries = 0;
 };
 
+/// How the supervisor starts worker processes (ray::start_method, as the driver passes it on).
+enum class start_method_id : std::uint32_t { fork = 0, spawn = 1 };
+
 /// What the runtime builds a driver from (ray::runtime_options, resolved).
 struct driver_config {
-  std::uint32_t num_workers;
+  std::uint32_t num_workers;  // 0: the usable cores
   std::uint32_t max_actors;
-  std::size_t object_store_bytes;
+  std::size_t object_store_bytes;  // 0: 30% of usable memory
   start_method_id method;
   std::size_t inline_threshold;
   std::uint32_t spin_us;
   std::uint32_t max_tasks_in_flight_per_worker;
-  std::vector<std::string> argv;
-  std::string spill_directory;  // empty: no spilling
+  std::vector<std::string> argv;  // empty: /proc/self/cmdline's
+  std::string spill_directory;    // empty: no spilling
 };
 
 class driver : public process {

@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <coray/detail/runtime/driver.hpp>
 #include <coray/detail/runtime/system.hpp>
 #include <coray/detail/runtime/worker.hpp>
 #include <cstdlib>

@@ -18,9 +18,6 @@
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
-/// How the supervisor starts worker processes (ray::start_method, as the driver passes it on).
-enum class start_method_id : std::uint32_t { fork = 0, spawn = 1 };
-
 /// Cores this process may run on: the CPU affinity mask, further capped by a cgroup v2
 /// `cpu.max` quota (rounded up). Never less than 1.
 inline unsigned usable_cores() {
