@@ -1,4 +1,9 @@
-"""Conan 2 recipe for coray, a header-only library: `conan create .` packages this checkout."""
+"""Conan 2 recipe for coray, a header-only library: `conan create .` packages this checkout.
+
+It packages the headers (coray::coray). coray's compiled mode (coray::coray_compiled, from
+src/coray.cpp with CORAY_COMPILED_LIB) comes with coray's CMake project and its vcpkg port,
+not with this package.
+"""
 
 import os
 

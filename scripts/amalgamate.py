@@ -24,6 +24,7 @@ CORAY_INCLUDE = re.compile(r'^\s*#\s*include\s*[<"](coray/[^>"]+)[>"]')
 PRAGMA_ONCE = re.compile(r"^\s*#\s*pragma\s+once\b")
 CONDITIONAL_OPEN = re.compile(r"^\s*#\s*if")
 CONDITIONAL_CLOSE = re.compile(r"^\s*#\s*endif\b")
+COMPILED_MODE_OPEN = re.compile(r"^\s*#\s*ifndef\s+CORAY_COMPILED_LIB\b")
 
 
 class AmalgamateError(Exception):
@@ -56,8 +57,17 @@ class Amalgamation:
             raise AmalgamateError(f"no such header: include/{name}")
         self.lines.append(f"// begin <{name}>")
         depth = 0  # #if nesting: a header inlined under a condition would vanish with it
+        compiled_block = False  # inside `#ifndef CORAY_COMPILED_LIB`
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if PRAGMA_ONCE.match(line):
+                continue
+            if COMPILED_MODE_OPEN.match(line):
+                # entry.hpp's definitions, left out in compiled mode: the single header is
+                # header-only, so they are inlined here unconditionally.
+                compiled_block = True
+                continue
+            if compiled_block and CONDITIONAL_CLOSE.match(line):
+                compiled_block = False
                 continue
             if CONDITIONAL_OPEN.match(line):
                 depth += 1
@@ -91,6 +101,12 @@ def amalgamate():
         "/// change the headers there and run the script again.",
         "/// SPDX-License-Identifier: MIT",
         "#pragma once",
+        "",
+        "// Header-only: compiled mode (CORAY_COMPILED_LIB) builds from include/ and links",
+        "// coray::coray_compiled.",
+        "#ifdef CORAY_COMPILED_LIB",
+        "#error \"single_include/coray.hpp is header-only: compiled mode uses include/ and coray::coray_compiled\"",
+        "#endif",
         "",
     ]
     return "\n".join(banner + out.lines) + "\n"

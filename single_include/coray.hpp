@@ -4,6 +4,12 @@
 /// SPDX-License-Identifier: MIT
 #pragma once
 
+// Header-only: compiled mode (CORAY_COMPILED_LIB) builds from include/ and links
+// coray::coray_compiled.
+#ifdef CORAY_COMPILED_LIB
+#error "single_include/coray.hpp is header-only: compiled mode uses include/ and coray::coray_compiled"
+#endif
+
 // begin <coray/coray.hpp>
 /// coray: Ray's model -- remote tasks, stateful actors, an immutable shared-memory object
 /// store, co_await-able object refs -- for C++20, with worker processes that cost microseconds.
@@ -1202,155 +1208,13 @@ T decode(std::span<const std::byte> bytes) {
 CORAY_END_NAMESPACE
 // end <coray/codec.hpp>
 // #include <coray/detail/codec/codec_traits.hpp>: inlined above
-// begin <coray/detail/runtime/invoker.hpp>
-/// The worker's side of a call: reads the argument records of a call message, decodes each
-/// argument for its parameter, runs the function (or actor method) and replies with its
-/// value or exception. invoker<F> registers itself under F's id.
+// begin <coray/detail/runtime/invocation.hpp>
+/// One call being run in a worker, and `call_host`, the narrow face of the worker that the
+/// callee's side (invoker.hpp, actor_constructor.hpp) replies through. Those are templates,
+/// compiled in every program that names a task or an actor; they see this interface, never
+/// the worker class, so the worker's own code (worker.hpp) is compiled only where a process
+/// is started: once, in coray::coray_compiled, in compiled mode.
 
-#include <algorithm>
-// begin <coray/async.hpp>
-/// ray::async<T>: the coroutine type of coray. Lazy (starts when awaited or run), single
-/// awaiter, move-only, resumes its awaiter by symmetric transfer. User coroutines in the
-/// driver run on the runtime loop's thread only, so they need no locks.
-///
-///   ray::async<int> twice(ray::object_ref<int> r) { co_return 2 * co_await ray::get(r); }
-
-// #include <coray/version.hpp>: inlined above
-#include <coroutine>
-#include <exception>
-#include <optional>
-#include <type_traits>
-#include <utility>
-
-CORAY_BEGIN_NAMESPACE
-
-template <class T = void>
-class async;
-
-namespace detail {
-
-struct async_promise_base {
-  std::coroutine_handle<> continuation_;
-  std::exception_ptr error_;
-
-  std::suspend_always initial_suspend() noexcept { return {}; }
-  struct final_awaiter {
-    bool await_ready() noexcept { return false; }
-    template <class P>
-    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
-      auto c = h.promise().continuation_;
-      return c ? c : std::noop_coroutine();
-    }
-    void await_resume() noexcept {}
-  };
-  final_awaiter final_suspend() noexcept { return {}; }
-  void unhandled_exception() noexcept { error_ = std::current_exception(); }
-  void rethrow_if_failed() const {
-    if (error_) std::rethrow_exception(error_);
-  }
-};
-
-template <class T>
-struct async_promise : async_promise_base {
-  std::optional<T> value_;
-  async<T> get_return_object() noexcept;
-  template <class U>
-  void return_value(U&& v) {
-    value_.emplace(std::forward<U>(v));
-  }
-  T take() {
-    rethrow_if_failed();
-    return std::move(*value_);
-  }
-};
-
-template <>
-struct async_promise<void> : async_promise_base {
-  async<void> get_return_object() noexcept;
-  void return_void() noexcept {}
-  void take() { rethrow_if_failed(); }
-};
-
-template <class T>
-struct is_async : std::false_type {};
-template <class T>
-struct is_async<async<T>> : std::true_type {
-  using value_type = T;
-};
-
-}  // namespace detail
-
-template <class T>
-class [[nodiscard]] async {
- public:
-  using promise_type = detail::async_promise<T>;
-  using value_type = T;
-
-  async() noexcept = default;
-  explicit async(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
-  async(async&& o) noexcept : h_(std::exchange(o.h_, {})) {}
-  async& operator=(async&& o) noexcept {
-    if (this != &o) {
-      reset();
-      h_ = std::exchange(o.h_, {});
-    }
-    return *this;
-  }
-  ~async() { reset(); }
-
-  /// Awaiting starts the coroutine and resumes the awaiter with its result (or exception).
-  auto operator co_await() && noexcept {
-    struct awaiter {
-      std::coroutine_handle<promise_type> h;
-      bool await_ready() noexcept { return !h || h.done(); }
-      std::coroutine_handle<> await_suspend(std::coroutine_handle<> c) noexcept {
-        h.promise().continuation_ = c;
-        return h;
-      }
-      T await_resume() { return h.promise().take(); }
-    };
-    return awaiter{h_};
-  }
-
-  /// Runtime internals: the handle, to start and poll it from an event loop.
-  std::coroutine_handle<promise_type> handle() const noexcept { return h_; }
-  bool done() const noexcept { return !h_ || h_.done(); }
-  /// The result of a finished coroutine; rethrows its exception.
-  T take() { return h_.promise().take(); }
-
- private:
-  void reset() noexcept {
-    if (h_) h_.destroy();
-    h_ = {};
-  }
-  std::coroutine_handle<promise_type> h_;
-};
-
-namespace detail {
-template <class T>
-async<T> async_promise<T>::get_return_object() noexcept {
-  return async<T>{std::coroutine_handle<async_promise<T>>::from_promise(*this)};
-}
-inline async<void> async_promise<void>::get_return_object() noexcept {
-  return async<void>{std::coroutine_handle<async_promise<void>>::from_promise(*this)};
-}
-
-/// A coroutine that starts at once and frees itself when it ends: the runtime uses it to run
-/// a task body that is a coroutine and send its reply when it finishes.
-struct detached {
-  struct promise_type {
-    detached get_return_object() noexcept { return {}; }
-    std::suspend_never initial_suspend() noexcept { return {}; }
-    std::suspend_never final_suspend() noexcept { return {}; }
-    void return_void() noexcept {}
-    void unhandled_exception() noexcept { std::terminate(); }
-  };
-};
-}  // namespace detail
-
-CORAY_END_NAMESPACE
-// end <coray/async.hpp>
-// #include <coray/codec.hpp>: inlined above
 // begin <coray/detail/runtime/registry.hpp>
 /// Stable ids for remote functions. A callee is found by a hash of its name, not its address,
 /// so a spawned worker (different ASLR base) and, later, another machine resolve the same one.
@@ -1447,25 +1311,262 @@ inline bool retry_matches(std::uint64_t id, std::exception_ptr e) {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/registry.hpp>
-// begin <coray/detail/runtime/signature.hpp>
-/// What a callee (a task's function or an actor's method) takes and returns, and which
-/// arguments may be passed for its parameters: the compile-time checks behind task<f>.remote,
-/// actor<T>.call and ray::spawn.
+// begin <coray/detail/runtime/wire.hpp>
+/// The messages processes exchange through their mailboxes, and how values, errors and task
+/// arguments are laid out in them. Every field is fixed-width; every offset is into the
+/// shared segment.
 
-// #include <coray/async.hpp>: inlined above
+#include <cxxabi.h>
+#include <fmt/format.h>
+
 // #include <coray/codec.hpp>: inlined above
-// #include <coray/detail/codec/codec_traits.hpp>: inlined above
-// begin <coray/object_ref.hpp>
-/// ray::object_ref<T>: a handle to an immutable object -- a put value or a call's result --
-/// that may not exist yet. Copyable and cheap; the object lives while any handle does.
-/// Pass it to remote calls (they wait for it) or get it (co_await ray::get(ref)).
+// begin <coray/detail/shm/futex.hpp>
+/// Cross-process waking: a doorbell a process sleeps on after spinning, rung by senders only
+/// when someone sleeps.
 
-// begin <coray/detail/runtime/object_state.hpp>
-/// A process's view of one object: pending, ready (bytes inline, or a block in the store
-/// holding one reference) or failed. object_ref<T> handles count it; awaiting coroutines,
-/// dependent tasks and wait operations register as waiters.
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <climits>
+// #include <coray/version.hpp>: inlined above
+#include <cstdint>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+/// Sleeps while `*word == expected`, at most `timeout` (negative: forever). Shared futex:
+/// works across processes mapping the same memory.
+inline void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
+                       std::chrono::nanoseconds timeout) noexcept {
+  timespec ts{};
+  timespec* tsp = nullptr;
+  if (timeout.count() >= 0) {
+    ts.tv_sec = static_cast<time_t>(timeout.count() / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(timeout.count() % 1'000'000'000);
+    tsp = &ts;
+  }
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT, expected, tsp, nullptr, 0);
+}
+
+inline void futex_wake_all(std::atomic<std::uint32_t>* word) noexcept {
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr,
+          0);
+}
+
+/// One per receiving process, in shared memory. The receiver spins on its queues, then
+/// announces it sleeps and sleeps; a sender that published work rings only if the receiver
+/// announced sleep. The seq_cst fences on both sides (Dekker) mean one of the two always sees
+/// the other: no lost wake-up. Any process may ring; only the owner sleeps.
+struct alignas(64) doorbell {
+  std::atomic<std::uint32_t> seq{0};
+  std::atomic<std::uint32_t> sleeping{0};
+
+  /// Called by a sender after publishing work. Cheap when the receiver is awake.
+  void ring() noexcept {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (sleeping.load(std::memory_order_relaxed) != 0) ring_always();
+  }
+  /// Wakes the receiver whether or not it announced sleep (supervisor reports, shutdown).
+  void ring_always() noexcept {
+    seq.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake_all(&seq);
+  }
+  /// Owner only: sleeps until rung or `timeout`, unless `has_work()` turns true after the
+  /// announcement.
+  template <class HasWork>
+  void sleep(HasWork&& has_work, std::chrono::nanoseconds timeout) noexcept {
+    std::uint32_t s = seq.load(std::memory_order_acquire);
+    sleeping.store(1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!has_work()) futex_wait(&seq, s, timeout);
+    sleeping.store(0, std::memory_order_relaxed);
+  }
+};
+
+/// The spin-then-sleep policy of every receive loop. Spinning beats a futex round trip
+/// (~20-40 us on VMs) by two orders of magnitude, but with more processes than cores a pure
+/// spinner steals the core the sender needs, so past a short pure spin we yield.
+struct backoff {
+  static constexpr int pure_spins = 16;  // x 16 pauses: 6 us on a Zen 2 core, ~12 us on Skylake
+  int idle_rounds = 0;
+  std::chrono::steady_clock::time_point idle_since{};
+
+  /// Work was found: the next idle round starts a new spin window.
+  void reset() noexcept { idle_rounds = 0; }
+  /// Returns true when the caller should now sleep on its doorbell: after `spin_window` of
+  /// idle rounds. The clock is read once per idle stretch, never on a busy loop's turn.
+  bool pause(std::chrono::microseconds spin_window) noexcept {
+    if (idle_rounds == 0) idle_since = std::chrono::steady_clock::now();
+    if (idle_rounds++ < pure_spins) {
+      for (int i = 0; i < 16; ++i) cpu_relax();
+      return false;
+    }
+    if (std::chrono::steady_clock::now() - idle_since < spin_window) {
+      sched_yield();
+      return false;
+    }
+    return true;
+  }
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/shm/futex.hpp>
+// begin <coray/detail/shm/mailbox.hpp>
+/// A bounded lock-free ring of fixed-size message slots in shared memory (Vyukov's bounded
+/// MPMC queue with one consumer): sequence-numbered slots, offsets only, no pointers, so it
+/// works at any mapping address. A message longer than one slot's payload occupies several
+/// consecutive slots, claimed together; one longer than half the ring travels in a block of
+/// the segment whose offset the slot carries.
+
+#include <atomic>
+// #include <coray/detail/shm/futex.hpp>: inlined above
+// #include <coray/version.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// One message slot: 256 bytes, so that most calls and replies fit in one.
+struct alignas(64) mailbox_slot {
+  static constexpr std::size_t payload_bytes = 240;
+  std::atomic<std::uint64_t> seq;
+  std::uint32_t kind;  // message kind (first slot of a message); high bit: payload is a block
+  std::uint32_t size;  // payload bytes of the whole message
+  alignas(16) std::byte payload[payload_bytes];
+};
+static_assert(sizeof(mailbox_slot) == 256);
+
+class mailbox {
+ public:
+  /// Bytes to reserve in the segment for a mailbox of `capacity` slots (a power of two).
+  static constexpr std::size_t bytes_for(std::size_t capacity) {
+    return sizeof(mailbox) + capacity * sizeof(mailbox_slot);
+  }
+  /// Slots a message of `bytes` occupies.
+  static constexpr std::size_t slots_for(std::size_t bytes) noexcept {
+    return bytes <= mailbox_slot::payload_bytes
+               ? 1
+               : (bytes + mailbox_slot::payload_bytes - 1) / mailbox_slot::payload_bytes;
+  }
+  /// Constructs a mailbox in `memory` (bytes_for(capacity) bytes, 64-byte aligned).
+  static mailbox* create(void* memory, std::size_t capacity) {
+    auto* m = new (memory) mailbox(capacity);
+    for (std::size_t i = 0; i < capacity; ++i) {
+      new (&m->slots()[i]) mailbox_slot{};
+      m->slots()[i].seq.store(i, std::memory_order_relaxed);
+    }
+    return m;
+  }
+
+  /// The longest message that travels in slots; longer ones go in a block.
+  std::size_t max_message_bytes() const noexcept {
+    return capacity_ / 2 * mailbox_slot::payload_bytes;
+  }
+
+  struct claim {
+    mailbox_slot* slot = nullptr;  // the first
+    std::uint64_t pos = 0;
+    std::size_t count = 0;
+    explicit operator bool() const noexcept { return slot != nullptr; }
+  };
+
+  /// Claims `n` consecutive slots for writing; an empty claim when they are not free. Any
+  /// number of producers, any process. A claim must be published with commit(): until then
+  /// the consumer waits at it.
+  claim try_claim(std::size_t n = 1) noexcept {
+    std::uint64_t pos = head_.load(std::memory_order_relaxed);
+    for (;;) {
+      // The consumer frees slots in order, so the last of the n being free means all are.
+      mailbox_slot& last = at(pos + n - 1);
+      std::uint64_t seq = last.seq.load(std::memory_order_acquire);
+      auto dif = static_cast<std::int64_t>(seq - (pos + n - 1));
+      if (dif == 0) {
+        if (head_.compare_exchange_weak(pos, pos + n, std::memory_order_relaxed))
+          return {&at(pos), pos, n};
+      } else if (dif < 0) {
+        return {};
+      } else {
+        pos = head_.load(std::memory_order_relaxed);
+      }
+    }
+  }
+  /// Whether `n` slots are free now (a producer's look, claiming nothing).
+  bool has_room(std::size_t n = 1) noexcept {
+    const std::uint64_t pos = head_.load(std::memory_order_relaxed);
+    return at(pos + n - 1).seq.load(std::memory_order_acquire) == pos + n - 1;
+  }
+  /// Writes a claimed message's payload across its slots.
+  void write(const claim& c, const std::byte* src, std::size_t size) noexcept {
+    for (std::size_t i = 0; size; ++i) {
+      std::size_t n = size < mailbox_slot::payload_bytes ? size : mailbox_slot::payload_bytes;
+      std::memcpy(at(c.pos + i).payload, src, n);
+      src += n;
+      size -= n;
+    }
+  }
+  /// Publishes a claim, last slot first: once the consumer sees the first, it sees them all.
+  void commit(const claim& c) noexcept {
+    for (std::size_t i = c.count; i-- > 0;)
+      at(c.pos + i).seq.store(c.pos + i + 1, std::memory_order_release);
+  }
+
+  /// The first slot of the next message, or nullptr when none is published. Single consumer.
+  mailbox_slot* peek() noexcept {
+    mailbox_slot& s = at(tail_);
+    return s.seq.load(std::memory_order_acquire) == tail_ + 1 ? &s : nullptr;
+  }
+  /// Copies the payload of the message at peek() (size bytes over its slots) to `dst`.
+  void read(std::byte* dst, std::size_t size) noexcept {
+    for (std::size_t i = 0; size; ++i) {
+      std::size_t n = size < mailbox_slot::payload_bytes ? size : mailbox_slot::payload_bytes;
+      std::memcpy(dst, at(tail_ + i).payload, n);
+      dst += n;
+      size -= n;
+    }
+  }
+  /// Frees the `n` slots of the message returned by peek(). Single consumer.
+  void pop(std::size_t n = 1) noexcept {
+    for (std::size_t i = 0; i < n; ++i)
+      at(tail_ + i).seq.store(tail_ + i + capacity_, std::memory_order_release);
+    tail_ += n;
+  }
+  bool empty() noexcept { return peek() == nullptr; }
+  std::size_t capacity() const noexcept { return capacity_; }
+
+ private:
+  explicit mailbox(std::size_t capacity) : capacity_(capacity), mask_(capacity - 1) {}
+
+  mailbox_slot* slots() noexcept {
+    return reinterpret_cast<mailbox_slot*>(reinterpret_cast<std::byte*>(this) + sizeof(mailbox));
+  }
+  mailbox_slot& at(std::uint64_t pos) noexcept { return slots()[pos & mask_]; }
+
+  alignas(64) std::atomic<std::uint64_t> head_{0};
+  alignas(64) std::uint64_t tail_ = 0;
+  alignas(64) std::uint64_t capacity_;
+  std::uint64_t mask_;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/shm/mailbox.hpp>
 // begin <coray/detail/shm/segment.hpp>
 /// The runtime's one shared segment: an anonymous memory file (memfd) mapped by the driver,
 /// its supervisor and every worker, with a Boost.Interprocess allocator inside. Nothing is
@@ -1740,6 +1841,487 @@ CORAY_END_NAMESPACE
 // end <coray/detail/shm/segment.hpp>
 // #include <coray/errors.hpp>: inlined above
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+enum class msg_kind : std::uint32_t {
+  nop = 0,
+  // driver -> worker
+  run_task = 1,      // task_header, arg entries
+  object_ready = 2,  // result_header: a nested call's result
+  shutdown = 3,
+  construct = 4,    // task_header (reserved: max_concurrency), arg entries: build the actor
+  actor_found = 5,  // u64 request, u64 actor id, u64 type id (0: no such actor)
+  block_granted =
+      6,  // u64 request, u64 block offset (0: store full), u64 requested, free, capacity
+  // worker -> driver
+  task_done = 16,      // result_header
+  submit = 17,         // task_header, arg entries (a nested call)
+  release = 18,        // u64 id: the worker dropped its last handle to a nested result
+  actor_hold = 19,     // u64 actor id: a handle to the actor was made in the worker
+  actor_release = 20,  // u64 actor id: a handle went
+  actor_kill = 21,     // u64 actor id
+  actor_lookup = 22,   // u64 request, then the name's bytes
+  block_request = 23,  // u64 request, u64 size: a new object block for this process
+  block_release = 24,  // u64 block offset: this process drops one reference
+};
+inline constexpr std::uint32_t in_block_flag = 0x80000000u;
+
+struct result_header {
+  enum status_t : std::uint32_t {
+    value_inline = 0,
+    value_block = 1,
+    error = 2,
+    retryable_error = 3
+  };
+  std::uint64_t id;
+  std::uint32_t status;
+  std::uint32_t len;    // inline value or error bytes that follow
+  std::uint64_t block;  // offset of the object block for value_block
+  std::uint64_t reserved;
+};
+static_assert(sizeof(result_header) == 32);
+
+// ---- errors on the wire ---------------------------------------------------------------
+
+inline std::string demangle(const char* name) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status),
+                                           std::free);
+  return status == 0 && d ? std::string(d.get()) : std::string(name);
+}
+
+/// An exception as it crosses processes. `kind` is its line in CORAY_ERRORS (errors.hpp);
+/// anything that is not a coray error travels as task_error, whose own fields are the text
+/// fields here. `figures` are the error's numbers (its figures(), e.g. object_store_full's
+/// requested, free and capacity), so they arrive as they left.
+struct wire_error {
+  std::uint8_t kind = 0;
+  std::string type_name;  // the thrown object's demangled type
+  std::string what;
+  std::string function;  // the function that threw
+  std::vector<std::uint64_t> figures;
+};
+
+/// A coray error class with numbers of its own: figures() gives them as a tuple that its
+/// constructor takes back.
+template <class E>
+concept error_with_figures = requires(const E& e) {
+  std::make_from_tuple<E>(e.figures());
+};
+
+/// Writes what the error E adds to its kind and message.
+template <class E>
+void write_error_fields(const E& e, wire_error& w) {
+  if constexpr (std::is_same_v<E, task_error>) {
+    w.type_name = e.type_name();
+    w.what = e.remote_what();
+    w.function = e.function();
+  } else if constexpr (error_with_figures<E>) {
+    w.figures.clear();
+    std::apply([&w](auto... f) { (w.figures.push_back(static_cast<std::uint64_t>(f)), ...); },
+               e.figures());
+  }
+}
+
+/// The error E that `w` describes (its kind is E's).
+template <class E>
+std::exception_ptr rebuild_error(const wire_error& w) {
+  if constexpr (std::is_same_v<E, task_error>) {
+    return std::make_exception_ptr(task_error(w.type_name, w.what, w.function));
+  } else if constexpr (error_with_figures<E>) {
+    using figures_t = decltype(std::declval<const E&>().figures());
+    constexpr std::size_t n = std::tuple_size_v<figures_t>;
+    if (w.figures.size() != n)
+      return std::make_exception_ptr(internal_error(fmt::format(
+          "coray: a {} arrived with {} figures instead of {}", w.type_name, w.figures.size(), n)));
+    figures_t f;
+    std::size_t i = 0;
+    std::apply(
+        [&](auto&... x) { ((x = static_cast<std::decay_t<decltype(x)>>(w.figures[i++])), ...); },
+        f);
+    return std::make_exception_ptr(std::make_from_tuple<E>(std::move(f)));
+  } else {
+    return std::make_exception_ptr(E(w.what));
+  }
+}
+
+/// Describes the exception in flight (call from a catch block). A coray error keeps its kind
+/// (the most derived one it is an instance of), so a worker crash deep in a chain of nested
+/// calls still reads as worker_crashed at the top; anything else becomes task_error. The text
+/// is capped (32 KiB): an error travels inside one message.
+inline wire_error describe_current_exception(std::string_view function) {
+  wire_error w;
+  w.kind = static_cast<std::uint8_t>(error_kind::task_error);
+  w.function = function;
+  const std::type_info* t = abi::__cxa_current_exception_type();
+  try {
+    throw;
+  } catch (const error& x) {
+    w.type_name = t ? demangle(t->name()) : "ray::error";
+    w.what = x.what();
+    // Bases come first in the list, so the last match is the most derived.
+    for_each_error([&]<class E>(std::type_identity<E>, error_kind kind) {
+      if (const E* e = dynamic_cast<const E*>(&x)) {
+        w.kind = static_cast<std::uint8_t>(kind);
+        write_error_fields(*e, w);
+      }
+    });
+  } catch (const std::exception& x) {
+    w.type_name = t ? demangle(t->name()) : "std::exception";
+    w.what = x.what();
+  } catch (...) {
+    w.type_name = t ? demangle(t->name()) : "unknown";
+    w.what = "(not a std::exception)";
+  }
+  if (w.what.size() > 32 * 1024) w.what.resize(32 * 1024);
+  return w;
+}
+
+/// describe_current_exception for an exception held rather than in flight.
+inline wire_error describe_exception(const std::exception_ptr& e, std::string_view function) {
+  try {
+    std::rethrow_exception(e);
+  } catch (...) {
+    return describe_current_exception(function);
+  }
+}
+
+/// The exception `w` describes, of the coray error type its kind names.
+inline std::exception_ptr to_exception(const wire_error& w) {
+  std::exception_ptr e;
+  for_each_error([&]<class E>(std::type_identity<E>, error_kind kind) {
+    if (w.kind == static_cast<std::uint8_t>(kind)) e = rebuild_error<E>(w);
+  });
+  if (!e)
+    e = std::make_exception_ptr(internal_error(fmt::format(
+        "coray: an error of unknown kind {} arrived ({}: {})", w.kind, w.type_name, w.what)));
+  return e;
+}
+
+// ---- sending and receiving ---------------------------------------------------------------
+
+/// Sends a message of `size` bytes that `fill(std::byte*)` writes, in one slot or in
+/// consecutive slots. Returns false when the mailbox has no room now. Rings the receiver's
+/// doorbell if it sleeps. Precondition: size <= mb.max_message_bytes().
+template <class Fill>
+bool try_send(mailbox& mb, doorbell& bell, msg_kind kind, std::size_t size, Fill&& fill) {
+  const std::size_t n = mailbox::slots_for(size);
+  auto c = mb.try_claim(n);
+  if (!c) return false;
+  if (n == 1) {
+    fill(c.slot->payload);
+  } else {
+    thread_local std::vector<std::byte> staging;
+    staging.resize(size);
+    fill(staging.data());
+    mb.write(c, staging.data(), size);
+  }
+  c.slot->kind = static_cast<std::uint32_t>(kind);
+  c.slot->size = static_cast<std::uint32_t>(size);
+  mb.commit(c);
+  bell.ring();
+  return true;
+}
+
+/// Sends a message whose payload is the block `b` (for messages longer than the ring takes).
+/// The receiver hands the block back to its owner when done.
+inline bool try_send_block(segment& seg, mailbox& mb, doorbell& bell, msg_kind kind,
+                           object_block* b) {
+  std::uint64_t desc[2] = {seg.offset_of(b), b->size};
+  auto c = mb.try_claim(1);
+  if (!c) return false;
+  std::memcpy(c.slot->payload, desc, sizeof desc);
+  c.slot->kind = static_cast<std::uint32_t>(kind) | in_block_flag;
+  c.slot->size = sizeof desc;
+  mb.commit(c);
+  bell.ring();
+  return true;
+}
+
+/// A received message: its kind and contiguous payload.
+struct message_view {
+  msg_kind kind;
+  std::span<const std::byte> payload;
+  object_block* block = nullptr;  // the block the payload lies in, if any
+  std::size_t slots = 1;          // to pop
+};
+
+/// The next message, if one is published. A one-slot payload is viewed in place (valid until
+/// pop); a multi-slot payload is gathered into `buffer`.
+inline bool peek_message(segment& seg, mailbox& mb, std::vector<std::byte>& buffer,
+                         message_view& m) {
+  mailbox_slot* s = mb.peek();
+  if (!s) return false;
+  m.kind = static_cast<msg_kind>(s->kind & ~in_block_flag);
+  m.block = nullptr;
+  if (s->kind & in_block_flag) {
+    std::uint64_t desc[2];
+    std::memcpy(desc, s->payload, sizeof desc);
+    m.block = seg.at<object_block>(desc[0]);
+    m.payload = {m.block->data(), static_cast<std::size_t>(desc[1])};
+    m.slots = 1;
+    return true;
+  }
+  m.slots = mailbox::slots_for(s->size);
+  if (m.slots == 1) {
+    m.payload = {s->payload, s->size};
+  } else {
+    buffer.resize(s->size);
+    mb.read(buffer.data(), s->size);
+    m.payload = {buffer.data(), buffer.size()};
+  }
+  return true;
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/wire.hpp>
+// #include <coray/detail/shm/segment.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <type_traits>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// What a call running in a worker may ask of it.
+class call_host {
+ public:
+  /// Replies to the driver with a call's value: `size` bytes written by `fill`; large
+  /// values go through the store.
+  template <class Fill>
+  void reply_value(std::uint64_t task_id, std::size_t size, Fill&& fill) {
+    using F = std::remove_reference_t<Fill>;
+    reply_filled(
+        task_id, size, [](void* f, std::byte* out) { (*static_cast<F*>(f))(out); },
+        const_cast<void*>(static_cast<const void*>(std::addressof(fill))));
+  }
+  /// Replies with an error; `retryable` when the caller's retry policy matches it.
+  void reply_error(std::uint64_t task_id, const wire_error& e, bool retryable = false) {
+    reply_failed(task_id, e, retryable);
+  }
+  /// Actor construction: the invoker hands over the new object and how to destroy it.
+  virtual void set_instance(void* instance, void (*destroy)(void*)) noexcept = 0;
+  /// An actor method call ended (its reply is sent); the next queued call may start.
+  virtual void call_finished() noexcept = 0;
+
+ protected:
+  ~call_host() = default;
+  virtual void reply_filled(std::uint64_t task_id, std::size_t size,
+                            void (*fill)(void*, std::byte*), void* context) = 0;
+  virtual void reply_failed(std::uint64_t task_id, const wire_error& e, bool retryable) = 0;
+};
+
+/// One call being run in this worker: what the invoker needs to decode the arguments and to
+/// reply.
+struct invocation {
+  call_host& self;
+  segment& seg;  // where arguments in blocks live
+  std::uint64_t task_id;
+  std::span<const std::byte> args;  // arg_entry records, 16-byte aligned
+  std::uint32_t nargs;
+  std::string_view name;
+  void* instance;               // the actor's object, for method calls
+  std::uint64_t retry_matcher;  // which exceptions the caller retries
+
+  /// Replies with the exception in flight (call from a catch block).
+  void fail() const {
+    self.reply_error(task_id, describe_current_exception(name),
+                     retry_matches(retry_matcher, std::current_exception()));
+  }
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/invocation.hpp>
+// begin <coray/detail/runtime/invoker.hpp>
+/// The worker's side of a call: reads the argument records of a call message, decodes each
+/// argument for its parameter, runs the function (or actor method) and replies with its
+/// value or exception. invoker<F> registers itself under F's id.
+
+#include <algorithm>
+// begin <coray/async.hpp>
+/// ray::async<T>: the coroutine type of coray. Lazy (starts when awaited or run), single
+/// awaiter, move-only, resumes its awaiter by symmetric transfer. User coroutines in the
+/// driver run on the runtime loop's thread only, so they need no locks.
+///
+///   ray::async<int> twice(ray::object_ref<int> r) { co_return 2 * co_await ray::get(r); }
+
+// #include <coray/version.hpp>: inlined above
+#include <coroutine>
+#include <exception>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+
+template <class T = void>
+class async;
+
+namespace detail {
+
+struct async_promise_base {
+  std::coroutine_handle<> continuation_;
+  std::exception_ptr error_;
+
+  std::suspend_always initial_suspend() noexcept { return {}; }
+  struct final_awaiter {
+    bool await_ready() noexcept { return false; }
+    template <class P>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
+      auto c = h.promise().continuation_;
+      return c ? c : std::noop_coroutine();
+    }
+    void await_resume() noexcept {}
+  };
+  final_awaiter final_suspend() noexcept { return {}; }
+  void unhandled_exception() noexcept { error_ = std::current_exception(); }
+  void rethrow_if_failed() const {
+    if (error_) std::rethrow_exception(error_);
+  }
+};
+
+template <class T>
+struct async_promise : async_promise_base {
+  std::optional<T> value_;
+  async<T> get_return_object() noexcept;
+  template <class U>
+  void return_value(U&& v) {
+    value_.emplace(std::forward<U>(v));
+  }
+  T take() {
+    rethrow_if_failed();
+    return std::move(*value_);
+  }
+};
+
+template <>
+struct async_promise<void> : async_promise_base {
+  async<void> get_return_object() noexcept;
+  void return_void() noexcept {}
+  void take() { rethrow_if_failed(); }
+};
+
+template <class T>
+struct is_async : std::false_type {};
+template <class T>
+struct is_async<async<T>> : std::true_type {
+  using value_type = T;
+};
+
+}  // namespace detail
+
+template <class T>
+class [[nodiscard]] async {
+ public:
+  using promise_type = detail::async_promise<T>;
+  using value_type = T;
+
+  async() noexcept = default;
+  explicit async(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
+  async(async&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+  async& operator=(async&& o) noexcept {
+    if (this != &o) {
+      reset();
+      h_ = std::exchange(o.h_, {});
+    }
+    return *this;
+  }
+  ~async() { reset(); }
+
+  /// Awaiting starts the coroutine and resumes the awaiter with its result (or exception).
+  auto operator co_await() && noexcept {
+    struct awaiter {
+      std::coroutine_handle<promise_type> h;
+      bool await_ready() noexcept { return !h || h.done(); }
+      std::coroutine_handle<> await_suspend(std::coroutine_handle<> c) noexcept {
+        h.promise().continuation_ = c;
+        return h;
+      }
+      T await_resume() { return h.promise().take(); }
+    };
+    return awaiter{h_};
+  }
+
+  /// Runtime internals: the handle, to start and poll it from an event loop.
+  std::coroutine_handle<promise_type> handle() const noexcept { return h_; }
+  bool done() const noexcept { return !h_ || h_.done(); }
+  /// The result of a finished coroutine; rethrows its exception.
+  T take() { return h_.promise().take(); }
+
+ private:
+  void reset() noexcept {
+    if (h_) h_.destroy();
+    h_ = {};
+  }
+  std::coroutine_handle<promise_type> h_;
+};
+
+namespace detail {
+template <class T>
+async<T> async_promise<T>::get_return_object() noexcept {
+  return async<T>{std::coroutine_handle<async_promise<T>>::from_promise(*this)};
+}
+inline async<void> async_promise<void>::get_return_object() noexcept {
+  return async<void>{std::coroutine_handle<async_promise<void>>::from_promise(*this)};
+}
+
+/// A coroutine that starts at once and frees itself when it ends: the runtime uses it to run
+/// a task body that is a coroutine and send its reply when it finishes.
+struct detached {
+  struct promise_type {
+    detached get_return_object() noexcept { return {}; }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { std::terminate(); }
+  };
+};
+}  // namespace detail
+
+CORAY_END_NAMESPACE
+// end <coray/async.hpp>
+// #include <coray/codec.hpp>: inlined above
+// begin <coray/detail/runtime/call_message.hpp>
+/// The call format: how a call's arguments are laid out, from the moment `task<f>.remote`
+/// encodes them to the moment the callee's invoker reads them. This file is its only writer
+/// (`task_spec`'s add_*, `write_call_args`) and its only reader (`call_reader`,
+/// `read_submission`); the driver and the workers both rewrite dependencies through
+/// `write_call_args`.
+///
+/// A call is a `task_header` followed by `nargs` 16-byte `arg_entry` records, each followed
+/// by its inline bytes padded to 16. In the process that made the call an entry may name a
+/// dependency (an `object_ref` argument); before the call reaches its callee every
+/// dependency is replaced by the value it stands for.
+
+// begin <coray/detail/runtime/object_state.hpp>
+/// A process's view of one object: pending, ready (bytes inline, or a block in the store
+/// holding one reference) or failed. object_ref<T> handles count it; awaiting coroutines,
+/// dependent tasks and wait operations register as waiters.
+
+#include <atomic>
+// #include <coray/detail/shm/segment.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+#include <cstdint>
 #include <exception>
 #include <span>
 #include <utility>
@@ -1848,257 +2430,6 @@ class state_ptr {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/object_state.hpp>
-// #include <coray/version.hpp>: inlined above
-#include <type_traits>
-#include <utility>
-
-CORAY_BEGIN_NAMESPACE
-
-template <class T>
-class object_ref {
- public:
-  using value_type = T;
-
-  object_ref() noexcept = default;
-  explicit object_ref(detail::state_ptr s) noexcept : s_(std::move(s)) {}
-
-  /// False for a default-constructed ref.
-  bool valid() const noexcept { return static_cast<bool>(s_); }
-  /// True once the object exists or its call failed: get() will not wait.
-  bool is_ready() const noexcept { return s_ && s_->settled(); }
-
-  friend bool operator==(const object_ref& a, const object_ref& b) noexcept {
-    return a.s_.get() == b.s_.get();
-  }
-
-  /// Runtime internals.
-  const detail::state_ptr& state() const noexcept { return s_; }
-
- private:
-  detail::state_ptr s_;
-};
-
-namespace detail {
-template <class T>
-struct is_object_ref : std::false_type {};
-template <class T>
-struct is_object_ref<object_ref<T>> : std::true_type {
-  using value_type = T;
-};
-template <class T>
-inline constexpr bool is_object_ref_v = is_object_ref<std::remove_cvref_t<T>>::value;
-}  // namespace detail
-
-CORAY_END_NAMESPACE
-// end <coray/object_ref.hpp>
-#include <cstddef>
-#include <tuple>
-#include <type_traits>
-#include <utility>
-#include <vector>
-
-CORAY_BEGIN_NAMESPACE
-
-template <class T>
-class actor;
-
-namespace detail {
-
-/// What a callee is: its parameters, its return type and how to call it (with the actor's
-/// object for a member function).
-template <class F>
-struct function_traits {
-  static constexpr bool is_function = false;
-  static constexpr bool is_member = false;
-};
-template <class R, class... A>
-struct function_traits<R (*)(A...)> {
-  static constexpr bool is_function = true;
-  static constexpr bool is_member = false;
-  using return_type = R;
-  using params = std::tuple<A...>;
-  static constexpr std::size_t arity = sizeof...(A);
-  template <auto F, class... X>
-  static decltype(auto) call(void*, X&&... x) {
-    return F(std::forward<X>(x)...);
-  }
-};
-template <class R, class... A>
-struct function_traits<R (*)(A...) noexcept> : function_traits<R (*)(A...)> {};
-
-template <class C, class R, class... A>
-struct member_traits {
-  static constexpr bool is_function = true;
-  static constexpr bool is_member = true;
-  using class_type = C;
-  using return_type = R;
-  using params = std::tuple<A...>;
-  static constexpr std::size_t arity = sizeof...(A);
-  template <auto F, class... X>
-  static decltype(auto) call(void* self, X&&... x) {
-    return (static_cast<C*>(self)->*F)(std::forward<X>(x)...);
-  }
-};
-template <class C, class R, class... A>
-struct function_traits<R (C::*)(A...)> : member_traits<C, R, A...> {};
-template <class C, class R, class... A>
-struct function_traits<R (C::*)(A...) const> : member_traits<C, R, A...> {};
-template <class C, class R, class... A>
-struct function_traits<R (C::*)(A...) noexcept> : member_traits<C, R, A...> {};
-template <class C, class R, class... A>
-struct function_traits<R (C::*)(A...) const noexcept> : member_traits<C, R, A...> {};
-
-/// The value a call produces: R, or X for a coroutine returning ray::async<X>.
-template <class R>
-struct call_result {
-  using type = R;
-};
-template <class X>
-struct call_result<async<X>> {
-  using type = X;
-};
-template <class R>
-using call_result_t = typename call_result<R>::type;
-
-template <class T>
-struct is_actor : std::false_type {};
-template <class T>
-struct is_actor<actor<T>> : std::true_type {};
-template <class T>
-inline constexpr bool is_actor_v = is_actor<std::remove_cvref_t<T>>::value;
-
-/// A std::vector of object_refs: passed for a vector parameter, each element a dependency.
-template <class T>
-struct is_ref_vector : std::false_type {};
-template <class U, class A>
-struct is_ref_vector<std::vector<object_ref<U>, A>> : std::true_type {
-  using value_type = U;
-};
-template <class T>
-inline constexpr bool is_ref_vector_v = is_ref_vector<std::remove_cvref_t<T>>::value;
-
-template <class P>
-inline constexpr bool is_mutable_ref_v =
-    std::is_lvalue_reference_v<P> && !std::is_const_v<std::remove_reference_t<P>>;
-
-/// Whether argument A may be passed for parameter P.
-template <class P, class A>
-constexpr bool argument_fits() {
-  using S = storage_type_t<std::remove_cvref_t<P>>;
-  if constexpr (is_mutable_ref_v<P>)
-    return false;
-  else if constexpr (is_actor_v<P> || is_actor_v<A>)
-    return std::is_same_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>;
-  else if constexpr (is_object_ref_v<A>)
-    return std::is_same_v<typename is_object_ref<std::remove_cvref_t<A>>::value_type, S>;
-  else if constexpr (is_ref_vector_v<A>)
-    return std::is_same_v<std::vector<typename is_ref_vector<std::remove_cvref_t<A>>::value_type>,
-                          S>;
-  else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>)
-    return true;
-  else
-    return std::is_convertible_v<A, S>;
-}
-
-template <class Params, class... A, std::size_t... I>
-constexpr bool arguments_fit(std::index_sequence<I...>) {
-  return (argument_fits<std::tuple_element_t<I, Params>, A>() && ...);
-}
-
-template <class Params>
-constexpr bool parameters_storable() {
-  return []<std::size_t... I>(std::index_sequence<I...>) {
-    return ((
-        is_actor_v<std::tuple_element_t<I, Params>> ||
-        is_encodable_v<storage_type_t<std::remove_cvref_t<std::tuple_element_t<I, Params>>>>)&&...);
-  }
-  (std::make_index_sequence<std::tuple_size_v<Params>>{});
-}
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/signature.hpp>
-// begin <coray/detail/runtime/worker.hpp>
-/// A worker process -- a task worker or an actor: takes calls from its inbox, runs them (a
-/// coroutine body may await nested calls while the process runs others), and replies
-/// through its outbox. Calls made from here go to the driver, which schedules them like any
-/// other. An actor first receives `construct`, then runs method calls in arrival order, at
-/// most max_concurrency at once (only coroutine methods overlap).
-
-#include <fmt/format.h>
-#include <sys/prctl.h>
-#include <unistd.h>
-
-#include <algorithm>
-// begin <coray/detail/runtime/process.hpp>
-/// What every coray process shares: the layout of the segment's control header, and the
-/// event loop that drives a process (ready coroutines, incoming messages, timers, sleeping).
-/// The driver and the workers specialise it.
-
-#include <atomic>
-#include <chrono>
-// begin <coray/detail/runtime/actor_state.hpp>
-/// A process's handle on an actor: counted locally, and each local handle counts once at the
-/// driver, which ends the actor when no handle is left in any process.
-
-#include <atomic>
-// #include <coray/version.hpp>: inlined above
-#include <cstdint>
-#include <utility>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-struct actor_state {
-  std::atomic<std::uint32_t> handles{1};
-  std::uint64_t id = 0;
-  std::uint32_t epoch = 0;
-};
-
-void release_actor_state(actor_state* s) noexcept;  // defined with the process (process.hpp)
-
-class actor_ptr {
- public:
-  actor_ptr() noexcept = default;
-  static actor_ptr adopt(actor_state* s) noexcept {
-    actor_ptr p;
-    p.s_ = s;
-    return p;
-  }
-  actor_ptr(const actor_ptr& o) noexcept : s_(o.s_) {
-    if (s_) s_->handles.fetch_add(1, std::memory_order_relaxed);
-  }
-  actor_ptr(actor_ptr&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
-  actor_ptr& operator=(actor_ptr o) noexcept {
-    std::swap(s_, o.s_);
-    return *this;
-  }
-  ~actor_ptr() {
-    if (s_ && s_->handles.fetch_sub(1, std::memory_order_acq_rel) == 1) release_actor_state(s_);
-  }
-  actor_state* get() const noexcept { return s_; }
-  explicit operator bool() const noexcept { return s_ != nullptr; }
-
- private:
-  actor_state* s_ = nullptr;
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/actor_state.hpp>
-// begin <coray/detail/runtime/call_message.hpp>
-/// The call format: how a call's arguments are laid out, from the moment `task<f>.remote`
-/// encodes them to the moment the callee's invoker reads them. This file is its only writer
-/// (`task_spec`'s add_*, `write_call_args`) and its only reader (`call_reader`,
-/// `read_submission`); the driver and the workers both rewrite dependencies through
-/// `write_call_args`.
-///
-/// A call is a `task_header` followed by `nargs` 16-byte `arg_entry` records, each followed
-/// by its inline bytes padded to 16. In the process that made the call an entry may name a
-/// dependency (an `object_ref` argument); before the call reaches its callee every
-/// dependency is replaced by the value it stands for.
-
-// #include <coray/detail/runtime/object_state.hpp>: inlined above
 // #include <coray/detail/shm/segment.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
 #include <cstdint>
@@ -2475,6 +2806,390 @@ submission read_submission(std::span<const std::byte> payload, HoldsBlock&& hold
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/call_message.hpp>
+// #include <coray/detail/runtime/invocation.hpp>: inlined above
+// #include <coray/detail/runtime/registry.hpp>: inlined above
+// begin <coray/detail/runtime/signature.hpp>
+/// What a callee (a task's function or an actor's method) takes and returns, and which
+/// arguments may be passed for its parameters: the compile-time checks behind task<f>.remote,
+/// actor<T>.call and ray::spawn.
+
+// #include <coray/async.hpp>: inlined above
+// #include <coray/codec.hpp>: inlined above
+// #include <coray/detail/codec/codec_traits.hpp>: inlined above
+// begin <coray/object_ref.hpp>
+/// ray::object_ref<T>: a handle to an immutable object -- a put value or a call's result --
+/// that may not exist yet. Copyable and cheap; the object lives while any handle does.
+/// Pass it to remote calls (they wait for it) or get it (co_await ray::get(ref)).
+
+// #include <coray/detail/runtime/object_state.hpp>: inlined above
+// #include <coray/version.hpp>: inlined above
+#include <type_traits>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+
+template <class T>
+class object_ref {
+ public:
+  using value_type = T;
+
+  object_ref() noexcept = default;
+  explicit object_ref(detail::state_ptr s) noexcept : s_(std::move(s)) {}
+
+  /// False for a default-constructed ref.
+  bool valid() const noexcept { return static_cast<bool>(s_); }
+  /// True once the object exists or its call failed: get() will not wait.
+  bool is_ready() const noexcept { return s_ && s_->settled(); }
+
+  friend bool operator==(const object_ref& a, const object_ref& b) noexcept {
+    return a.s_.get() == b.s_.get();
+  }
+
+  /// Runtime internals.
+  const detail::state_ptr& state() const noexcept { return s_; }
+
+ private:
+  detail::state_ptr s_;
+};
+
+namespace detail {
+template <class T>
+struct is_object_ref : std::false_type {};
+template <class T>
+struct is_object_ref<object_ref<T>> : std::true_type {
+  using value_type = T;
+};
+template <class T>
+inline constexpr bool is_object_ref_v = is_object_ref<std::remove_cvref_t<T>>::value;
+}  // namespace detail
+
+CORAY_END_NAMESPACE
+// end <coray/object_ref.hpp>
+#include <cstddef>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+template <class T>
+class actor;
+
+namespace detail {
+
+/// What a callee is: its parameters, its return type and how to call it (with the actor's
+/// object for a member function).
+template <class F>
+struct function_traits {
+  static constexpr bool is_function = false;
+  static constexpr bool is_member = false;
+};
+template <class R, class... A>
+struct function_traits<R (*)(A...)> {
+  static constexpr bool is_function = true;
+  static constexpr bool is_member = false;
+  using return_type = R;
+  using params = std::tuple<A...>;
+  static constexpr std::size_t arity = sizeof...(A);
+  template <auto F, class... X>
+  static decltype(auto) call(void*, X&&... x) {
+    return F(std::forward<X>(x)...);
+  }
+};
+template <class R, class... A>
+struct function_traits<R (*)(A...) noexcept> : function_traits<R (*)(A...)> {};
+
+template <class C, class R, class... A>
+struct member_traits {
+  static constexpr bool is_function = true;
+  static constexpr bool is_member = true;
+  using class_type = C;
+  using return_type = R;
+  using params = std::tuple<A...>;
+  static constexpr std::size_t arity = sizeof...(A);
+  template <auto F, class... X>
+  static decltype(auto) call(void* self, X&&... x) {
+    return (static_cast<C*>(self)->*F)(std::forward<X>(x)...);
+  }
+};
+template <class C, class R, class... A>
+struct function_traits<R (C::*)(A...)> : member_traits<C, R, A...> {};
+template <class C, class R, class... A>
+struct function_traits<R (C::*)(A...) const> : member_traits<C, R, A...> {};
+template <class C, class R, class... A>
+struct function_traits<R (C::*)(A...) noexcept> : member_traits<C, R, A...> {};
+template <class C, class R, class... A>
+struct function_traits<R (C::*)(A...) const noexcept> : member_traits<C, R, A...> {};
+
+/// The value a call produces: R, or X for a coroutine returning ray::async<X>.
+template <class R>
+struct call_result {
+  using type = R;
+};
+template <class X>
+struct call_result<async<X>> {
+  using type = X;
+};
+template <class R>
+using call_result_t = typename call_result<R>::type;
+
+template <class T>
+struct is_actor : std::false_type {};
+template <class T>
+struct is_actor<actor<T>> : std::true_type {};
+template <class T>
+inline constexpr bool is_actor_v = is_actor<std::remove_cvref_t<T>>::value;
+
+/// A std::vector of object_refs: passed for a vector parameter, each element a dependency.
+template <class T>
+struct is_ref_vector : std::false_type {};
+template <class U, class A>
+struct is_ref_vector<std::vector<object_ref<U>, A>> : std::true_type {
+  using value_type = U;
+};
+template <class T>
+inline constexpr bool is_ref_vector_v = is_ref_vector<std::remove_cvref_t<T>>::value;
+
+template <class P>
+inline constexpr bool is_mutable_ref_v =
+    std::is_lvalue_reference_v<P> && !std::is_const_v<std::remove_reference_t<P>>;
+
+/// Whether argument A may be passed for parameter P.
+template <class P, class A>
+constexpr bool argument_fits() {
+  using S = storage_type_t<std::remove_cvref_t<P>>;
+  if constexpr (is_mutable_ref_v<P>)
+    return false;
+  else if constexpr (is_actor_v<P> || is_actor_v<A>)
+    return std::is_same_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>;
+  else if constexpr (is_object_ref_v<A>)
+    return std::is_same_v<typename is_object_ref<std::remove_cvref_t<A>>::value_type, S>;
+  else if constexpr (is_ref_vector_v<A>)
+    return std::is_same_v<std::vector<typename is_ref_vector<std::remove_cvref_t<A>>::value_type>,
+                          S>;
+  else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>)
+    return true;
+  else
+    return std::is_convertible_v<A, S>;
+}
+
+template <class Params, class... A, std::size_t... I>
+constexpr bool arguments_fit(std::index_sequence<I...>) {
+  return (argument_fits<std::tuple_element_t<I, Params>, A>() && ...);
+}
+
+template <class Params>
+constexpr bool parameters_storable() {
+  return []<std::size_t... I>(std::index_sequence<I...>) {
+    return ((
+        is_actor_v<std::tuple_element_t<I, Params>> ||
+        is_encodable_v<storage_type_t<std::remove_cvref_t<std::tuple_element_t<I, Params>>>>)&&...);
+  }
+  (std::make_index_sequence<std::tuple_size_v<Params>>{});
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/signature.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// Walks a call's argument records in a worker.
+class argument_reader {
+ public:
+  argument_reader(segment& seg, std::span<const std::byte> args) : seg_(seg), reader_(args) {}
+  std::span<const std::byte> next() { return reader_.next_value(seg_); }
+
+ private:
+  segment& seg_;
+  call_reader reader_;
+};
+
+template <class T>
+struct is_span_parameter : std::false_type {};
+template <class E, std::size_t N>
+struct is_span_parameter<std::span<E, N>> : std::true_type {};
+
+/// Holds one decoded argument for the duration of the call: a view into the message or the
+/// store for span/string_view parameters, else a decoded value.
+template <class P>
+class argument {
+  using D = std::remove_cvref_t<P>;
+  static constexpr bool is_view =
+      std::is_same_v<D, std::string_view> || is_span_parameter<D>::value;
+  using held = std::conditional_t<is_view, D, storage_type_t<D>>;
+
+ public:
+  explicit argument(std::span<const std::byte> bytes) : v_(decode<held>(bytes)) {}
+  decltype(auto) pass() {
+    if constexpr (std::is_rvalue_reference_v<P> || !std::is_reference_v<P>)
+      return held(std::move(v_));
+    else
+      return static_cast<const held&>(v_);
+  }
+
+ private:
+  held v_;
+};
+
+template <class Params, std::size_t... I>
+auto decode_arguments(argument_reader& r, std::index_sequence<I...>) {
+  // Braced initialisation evaluates left to right: arguments are read in order.
+  return std::tuple<argument<std::tuple_element_t<I, Params>>...>{
+      argument<std::tuple_element_t<I, Params>>(r.next())...};
+}
+
+template <class V>
+void reply(call_host& w, std::uint64_t id, const V& v) {
+  const std::size_t size = encoded_size(v);
+  w.reply_value(id, size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); });
+}
+
+/// Runs calls of F (a free function, or a member function of an actor) in this process:
+/// decodes the arguments, calls, and replies with the value or the exception.
+template <auto F>
+struct invoker {
+  using traits = function_traits<decltype(F)>;
+  using params = typename traits::params;
+  using R = typename traits::return_type;
+  static constexpr auto indices = std::make_index_sequence<traits::arity>{};
+
+  template <class Args>
+  static decltype(auto) call(void* self, Args& args) {
+    return std::apply(
+        [self](auto&... a) -> decltype(auto) {
+          return traits::template call<F>(self, a.pass()...);
+        },
+        args);
+  }
+
+  static void invoke(invocation& inv) {
+    if constexpr (is_async<R>::value) {
+      // The body outlives this message: keep a copy of its arguments.
+      run_coroutine(inv, std::vector<std::byte>(inv.args.begin(), inv.args.end()));
+    } else {
+      try {
+        argument_reader reader(inv.seg, inv.args);
+        auto args = decode_arguments<params>(reader, indices);
+        if constexpr (std::is_void_v<R>) {
+          call(inv.instance, args);
+          inv.self.reply_value(inv.task_id, 0, [](std::byte*) {});
+        } else {
+          reply(inv.self, inv.task_id, call(inv.instance, args));
+        }
+      } catch (...) {
+        inv.fail();
+      }
+      if constexpr (traits::is_member) inv.self.call_finished();
+    }
+  }
+
+  static detached run_coroutine(invocation inv, std::vector<std::byte> bytes) {
+    call_host& w = inv.self;
+    segment& seg = inv.seg;
+    const std::uint64_t id = inv.task_id;
+    void* self = inv.instance;
+    inv.args = bytes;  // the copy outlives the message
+    try {
+      argument_reader reader(seg, bytes);
+      auto args = decode_arguments<params>(reader, indices);
+      if constexpr (std::is_void_v<call_result_t<R>>) {
+        co_await call(self, args);
+        w.reply_value(id, 0, [](std::byte*) {});
+      } else {
+        auto value = co_await call(self, args);
+        reply(w, id, value);
+      }
+    } catch (...) {
+      inv.fail();
+    }
+    if constexpr (traits::is_member) w.call_finished();
+  }
+
+  static inline const bool registered = register_function(entity_id<F>, &invoke, entity_name<F>());
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/invoker.hpp>
+// #include <coray/detail/runtime/registry.hpp>: inlined above
+// #include <coray/detail/runtime/signature.hpp>: inlined above
+// begin <coray/detail/runtime/stored_value.hpp>
+/// How a value goes into an object and comes out: put_type_t (the type a value is stored
+/// as), store_value (encoded inline or into a store block) and read_value (decoded, or the
+/// object's error rethrown).
+
+// #include <coray/codec.hpp>: inlined above
+// #include <coray/detail/codec/codec_traits.hpp>: inlined above
+// #include <coray/detail/runtime/object_state.hpp>: inlined above
+// begin <coray/detail/runtime/process.hpp>
+/// What every coray process shares: the layout of the segment's control header, and the
+/// event loop that drives a process (ready coroutines, incoming messages, timers, sleeping).
+/// The driver and the workers specialise it.
+
+#include <atomic>
+#include <chrono>
+// begin <coray/detail/runtime/actor_state.hpp>
+/// A process's handle on an actor: counted locally, and each local handle counts once at the
+/// driver, which ends the actor when no handle is left in any process.
+
+#include <atomic>
+// #include <coray/version.hpp>: inlined above
+#include <cstdint>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+struct actor_state {
+  std::atomic<std::uint32_t> handles{1};
+  std::uint64_t id = 0;
+  std::uint32_t epoch = 0;
+};
+
+void release_actor_state(actor_state* s) noexcept;  // defined with the process (process.hpp)
+
+class actor_ptr {
+ public:
+  actor_ptr() noexcept = default;
+  static actor_ptr adopt(actor_state* s) noexcept {
+    actor_ptr p;
+    p.s_ = s;
+    return p;
+  }
+  actor_ptr(const actor_ptr& o) noexcept : s_(o.s_) {
+    if (s_) s_->handles.fetch_add(1, std::memory_order_relaxed);
+  }
+  actor_ptr(actor_ptr&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  actor_ptr& operator=(actor_ptr o) noexcept {
+    std::swap(s_, o.s_);
+    return *this;
+  }
+  ~actor_ptr() {
+    if (s_ && s_->handles.fetch_sub(1, std::memory_order_acq_rel) == 1) release_actor_state(s_);
+  }
+  actor_state* get() const noexcept { return s_; }
+  explicit operator bool() const noexcept { return s_ != nullptr; }
+
+ private:
+  actor_state* s_ = nullptr;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/actor_state.hpp>
+// #include <coray/detail/runtime/call_message.hpp>: inlined above
 // begin <coray/detail/runtime/handoff.hpp>
 /// How threads other than the loop's reach a process's runtime: they hand small jobs to the
 /// loop through a lock-free queue and ring its doorbell; the loop runs the jobs between its
@@ -2485,111 +3200,7 @@ CORAY_END_NAMESPACE
 
 #include <atomic>
 #include <chrono>
-// begin <coray/detail/shm/futex.hpp>
-/// Cross-process waking: a doorbell a process sleeps on after spinning, rung by senders only
-/// when someone sleeps.
-
-#include <linux/futex.h>
-#include <sched.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <chrono>
-#include <climits>
-// #include <coray/version.hpp>: inlined above
-#include <cstdint>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
-/// Sleeps while `*word == expected`, at most `timeout` (negative: forever). Shared futex:
-/// works across processes mapping the same memory.
-inline void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
-                       std::chrono::nanoseconds timeout) noexcept {
-  timespec ts{};
-  timespec* tsp = nullptr;
-  if (timeout.count() >= 0) {
-    ts.tv_sec = static_cast<time_t>(timeout.count() / 1'000'000'000);
-    ts.tv_nsec = static_cast<long>(timeout.count() % 1'000'000'000);
-    tsp = &ts;
-  }
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT, expected, tsp, nullptr, 0);
-}
-
-inline void futex_wake_all(std::atomic<std::uint32_t>* word) noexcept {
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr,
-          0);
-}
-
-/// One per receiving process, in shared memory. The receiver spins on its queues, then
-/// announces it sleeps and sleeps; a sender that published work rings only if the receiver
-/// announced sleep. The seq_cst fences on both sides (Dekker) mean one of the two always sees
-/// the other: no lost wake-up. Any process may ring; only the owner sleeps.
-struct alignas(64) doorbell {
-  std::atomic<std::uint32_t> seq{0};
-  std::atomic<std::uint32_t> sleeping{0};
-
-  /// Called by a sender after publishing work. Cheap when the receiver is awake.
-  void ring() noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (sleeping.load(std::memory_order_relaxed) != 0) ring_always();
-  }
-  /// Wakes the receiver whether or not it announced sleep (supervisor reports, shutdown).
-  void ring_always() noexcept {
-    seq.fetch_add(1, std::memory_order_seq_cst);
-    futex_wake_all(&seq);
-  }
-  /// Owner only: sleeps until rung or `timeout`, unless `has_work()` turns true after the
-  /// announcement.
-  template <class HasWork>
-  void sleep(HasWork&& has_work, std::chrono::nanoseconds timeout) noexcept {
-    std::uint32_t s = seq.load(std::memory_order_acquire);
-    sleeping.store(1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (!has_work()) futex_wait(&seq, s, timeout);
-    sleeping.store(0, std::memory_order_relaxed);
-  }
-};
-
-/// The spin-then-sleep policy of every receive loop. Spinning beats a futex round trip
-/// (~20-40 us on VMs) by two orders of magnitude, but with more processes than cores a pure
-/// spinner steals the core the sender needs, so past a short pure spin we yield.
-struct backoff {
-  static constexpr int pure_spins = 16;  // x 16 pauses: 6 us on a Zen 2 core, ~12 us on Skylake
-  int idle_rounds = 0;
-  std::chrono::steady_clock::time_point idle_since{};
-
-  /// Work was found: the next idle round starts a new spin window.
-  void reset() noexcept { idle_rounds = 0; }
-  /// Returns true when the caller should now sleep on its doorbell: after `spin_window` of
-  /// idle rounds. The clock is read once per idle stretch, never on a busy loop's turn.
-  bool pause(std::chrono::microseconds spin_window) noexcept {
-    if (idle_rounds == 0) idle_since = std::chrono::steady_clock::now();
-    if (idle_rounds++ < pure_spins) {
-      for (int i = 0; i < 16; ++i) cpu_relax();
-      return false;
-    }
-    if (std::chrono::steady_clock::now() - idle_since < spin_window) {
-      sched_yield();
-      return false;
-    }
-    return true;
-  }
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/shm/futex.hpp>
+// #include <coray/detail/shm/futex.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
 #include <cstddef>
 #include <cstdint>
@@ -2742,410 +3353,7 @@ struct foreign_pending {
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/handoff.hpp>
 // #include <coray/detail/runtime/object_state.hpp>: inlined above
-// begin <coray/detail/runtime/wire.hpp>
-/// The messages processes exchange through their mailboxes, and how values, errors and task
-/// arguments are laid out in them. Every field is fixed-width; every offset is into the
-/// shared segment.
-
-#include <cxxabi.h>
-#include <fmt/format.h>
-
-// #include <coray/codec.hpp>: inlined above
-// #include <coray/detail/shm/futex.hpp>: inlined above
-// begin <coray/detail/shm/mailbox.hpp>
-/// A bounded lock-free ring of fixed-size message slots in shared memory (Vyukov's bounded
-/// MPMC queue with one consumer): sequence-numbered slots, offsets only, no pointers, so it
-/// works at any mapping address. A message longer than one slot's payload occupies several
-/// consecutive slots, claimed together; one longer than half the ring travels in a block of
-/// the segment whose offset the slot carries.
-
-#include <atomic>
-// #include <coray/detail/shm/futex.hpp>: inlined above
-// #include <coray/version.hpp>: inlined above
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <new>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-/// One message slot: 256 bytes, so that most calls and replies fit in one.
-struct alignas(64) mailbox_slot {
-  static constexpr std::size_t payload_bytes = 240;
-  std::atomic<std::uint64_t> seq;
-  std::uint32_t kind;  // message kind (first slot of a message); high bit: payload is a block
-  std::uint32_t size;  // payload bytes of the whole message
-  alignas(16) std::byte payload[payload_bytes];
-};
-static_assert(sizeof(mailbox_slot) == 256);
-
-class mailbox {
- public:
-  /// Bytes to reserve in the segment for a mailbox of `capacity` slots (a power of two).
-  static constexpr std::size_t bytes_for(std::size_t capacity) {
-    return sizeof(mailbox) + capacity * sizeof(mailbox_slot);
-  }
-  /// Slots a message of `bytes` occupies.
-  static constexpr std::size_t slots_for(std::size_t bytes) noexcept {
-    return bytes <= mailbox_slot::payload_bytes
-               ? 1
-               : (bytes + mailbox_slot::payload_bytes - 1) / mailbox_slot::payload_bytes;
-  }
-  /// Constructs a mailbox in `memory` (bytes_for(capacity) bytes, 64-byte aligned).
-  static mailbox* create(void* memory, std::size_t capacity) {
-    auto* m = new (memory) mailbox(capacity);
-    for (std::size_t i = 0; i < capacity; ++i) {
-      new (&m->slots()[i]) mailbox_slot{};
-      m->slots()[i].seq.store(i, std::memory_order_relaxed);
-    }
-    return m;
-  }
-
-  /// The longest message that travels in slots; longer ones go in a block.
-  std::size_t max_message_bytes() const noexcept {
-    return capacity_ / 2 * mailbox_slot::payload_bytes;
-  }
-
-  struct claim {
-    mailbox_slot* slot = nullptr;  // the first
-    std::uint64_t pos = 0;
-    std::size_t count = 0;
-    explicit operator bool() const noexcept { return slot != nullptr; }
-  };
-
-  /// Claims `n` consecutive slots for writing; an empty claim when they are not free. Any
-  /// number of producers, any process. A claim must be published with commit(): until then
-  /// the consumer waits at it.
-  claim try_claim(std::size_t n = 1) noexcept {
-    std::uint64_t pos = head_.load(std::memory_order_relaxed);
-    for (;;) {
-      // The consumer frees slots in order, so the last of the n being free means all are.
-      mailbox_slot& last = at(pos + n - 1);
-      std::uint64_t seq = last.seq.load(std::memory_order_acquire);
-      auto dif = static_cast<std::int64_t>(seq - (pos + n - 1));
-      if (dif == 0) {
-        if (head_.compare_exchange_weak(pos, pos + n, std::memory_order_relaxed))
-          return {&at(pos), pos, n};
-      } else if (dif < 0) {
-        return {};
-      } else {
-        pos = head_.load(std::memory_order_relaxed);
-      }
-    }
-  }
-  /// Whether `n` slots are free now (a producer's look, claiming nothing).
-  bool has_room(std::size_t n = 1) noexcept {
-    const std::uint64_t pos = head_.load(std::memory_order_relaxed);
-    return at(pos + n - 1).seq.load(std::memory_order_acquire) == pos + n - 1;
-  }
-  /// Writes a claimed message's payload across its slots.
-  void write(const claim& c, const std::byte* src, std::size_t size) noexcept {
-    for (std::size_t i = 0; size; ++i) {
-      std::size_t n = size < mailbox_slot::payload_bytes ? size : mailbox_slot::payload_bytes;
-      std::memcpy(at(c.pos + i).payload, src, n);
-      src += n;
-      size -= n;
-    }
-  }
-  /// Publishes a claim, last slot first: once the consumer sees the first, it sees them all.
-  void commit(const claim& c) noexcept {
-    for (std::size_t i = c.count; i-- > 0;)
-      at(c.pos + i).seq.store(c.pos + i + 1, std::memory_order_release);
-  }
-
-  /// The first slot of the next message, or nullptr when none is published. Single consumer.
-  mailbox_slot* peek() noexcept {
-    mailbox_slot& s = at(tail_);
-    return s.seq.load(std::memory_order_acquire) == tail_ + 1 ? &s : nullptr;
-  }
-  /// Copies the payload of the message at peek() (size bytes over its slots) to `dst`.
-  void read(std::byte* dst, std::size_t size) noexcept {
-    for (std::size_t i = 0; size; ++i) {
-      std::size_t n = size < mailbox_slot::payload_bytes ? size : mailbox_slot::payload_bytes;
-      std::memcpy(dst, at(tail_ + i).payload, n);
-      dst += n;
-      size -= n;
-    }
-  }
-  /// Frees the `n` slots of the message returned by peek(). Single consumer.
-  void pop(std::size_t n = 1) noexcept {
-    for (std::size_t i = 0; i < n; ++i)
-      at(tail_ + i).seq.store(tail_ + i + capacity_, std::memory_order_release);
-    tail_ += n;
-  }
-  bool empty() noexcept { return peek() == nullptr; }
-  std::size_t capacity() const noexcept { return capacity_; }
-
- private:
-  explicit mailbox(std::size_t capacity) : capacity_(capacity), mask_(capacity - 1) {}
-
-  mailbox_slot* slots() noexcept {
-    return reinterpret_cast<mailbox_slot*>(reinterpret_cast<std::byte*>(this) + sizeof(mailbox));
-  }
-  mailbox_slot& at(std::uint64_t pos) noexcept { return slots()[pos & mask_]; }
-
-  alignas(64) std::atomic<std::uint64_t> head_{0};
-  alignas(64) std::uint64_t tail_ = 0;
-  alignas(64) std::uint64_t capacity_;
-  std::uint64_t mask_;
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/shm/mailbox.hpp>
-// #include <coray/detail/shm/segment.hpp>: inlined above
-// #include <coray/errors.hpp>: inlined above
-#include <cstdint>
-#include <cstdlib>
-#include <cstring>
-#include <exception>
-#include <memory>
-#include <span>
-#include <string>
-#include <string_view>
-#include <tuple>
-#include <type_traits>
-#include <typeinfo>
-#include <utility>
-#include <vector>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-enum class msg_kind : std::uint32_t {
-  nop = 0,
-  // driver -> worker
-  run_task = 1,      // task_header, arg entries
-  object_ready = 2,  // result_header: a nested call's result
-  shutdown = 3,
-  construct = 4,    // task_header (reserved: max_concurrency), arg entries: build the actor
-  actor_found = 5,  // u64 request, u64 actor id, u64 type id (0: no such actor)
-  block_granted =
-      6,  // u64 request, u64 block offset (0: store full), u64 requested, free, capacity
-  // worker -> driver
-  task_done = 16,      // result_header
-  submit = 17,         // task_header, arg entries (a nested call)
-  release = 18,        // u64 id: the worker dropped its last handle to a nested result
-  actor_hold = 19,     // u64 actor id: a handle to the actor was made in the worker
-  actor_release = 20,  // u64 actor id: a handle went
-  actor_kill = 21,     // u64 actor id
-  actor_lookup = 22,   // u64 request, then the name's bytes
-  block_request = 23,  // u64 request, u64 size: a new object block for this process
-  block_release = 24,  // u64 block offset: this process drops one reference
-};
-inline constexpr std::uint32_t in_block_flag = 0x80000000u;
-
-struct result_header {
-  enum status_t : std::uint32_t {
-    value_inline = 0,
-    value_block = 1,
-    error = 2,
-    retryable_error = 3
-  };
-  std::uint64_t id;
-  std::uint32_t status;
-  std::uint32_t len;    // inline value or error bytes that follow
-  std::uint64_t block;  // offset of the object block for value_block
-  std::uint64_t reserved;
-};
-static_assert(sizeof(result_header) == 32);
-
-// ---- errors on the wire ---------------------------------------------------------------
-
-inline std::string demangle(const char* name) {
-  int status = 0;
-  std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status),
-                                           std::free);
-  return status == 0 && d ? std::string(d.get()) : std::string(name);
-}
-
-/// An exception as it crosses processes. `kind` is its line in CORAY_ERRORS (errors.hpp);
-/// anything that is not a coray error travels as task_error, whose own fields are the text
-/// fields here. `figures` are the error's numbers (its figures(), e.g. object_store_full's
-/// requested, free and capacity), so they arrive as they left.
-struct wire_error {
-  std::uint8_t kind = 0;
-  std::string type_name;  // the thrown object's demangled type
-  std::string what;
-  std::string function;  // the function that threw
-  std::vector<std::uint64_t> figures;
-};
-
-/// A coray error class with numbers of its own: figures() gives them as a tuple that its
-/// constructor takes back.
-template <class E>
-concept error_with_figures = requires(const E& e) {
-  std::make_from_tuple<E>(e.figures());
-};
-
-/// Writes what the error E adds to its kind and message.
-template <class E>
-void write_error_fields(const E& e, wire_error& w) {
-  if constexpr (std::is_same_v<E, task_error>) {
-    w.type_name = e.type_name();
-    w.what = e.remote_what();
-    w.function = e.function();
-  } else if constexpr (error_with_figures<E>) {
-    w.figures.clear();
-    std::apply([&w](auto... f) { (w.figures.push_back(static_cast<std::uint64_t>(f)), ...); },
-               e.figures());
-  }
-}
-
-/// The error E that `w` describes (its kind is E's).
-template <class E>
-std::exception_ptr rebuild_error(const wire_error& w) {
-  if constexpr (std::is_same_v<E, task_error>) {
-    return std::make_exception_ptr(task_error(w.type_name, w.what, w.function));
-  } else if constexpr (error_with_figures<E>) {
-    using figures_t = decltype(std::declval<const E&>().figures());
-    constexpr std::size_t n = std::tuple_size_v<figures_t>;
-    if (w.figures.size() != n)
-      return std::make_exception_ptr(internal_error(fmt::format(
-          "coray: a {} arrived with {} figures instead of {}", w.type_name, w.figures.size(), n)));
-    figures_t f;
-    std::size_t i = 0;
-    std::apply(
-        [&](auto&... x) { ((x = static_cast<std::decay_t<decltype(x)>>(w.figures[i++])), ...); },
-        f);
-    return std::make_exception_ptr(std::make_from_tuple<E>(std::move(f)));
-  } else {
-    return std::make_exception_ptr(E(w.what));
-  }
-}
-
-/// Describes the exception in flight (call from a catch block). A coray error keeps its kind
-/// (the most derived one it is an instance of), so a worker crash deep in a chain of nested
-/// calls still reads as worker_crashed at the top; anything else becomes task_error. The text
-/// is capped (32 KiB): an error travels inside one message.
-inline wire_error describe_current_exception(std::string_view function) {
-  wire_error w;
-  w.kind = static_cast<std::uint8_t>(error_kind::task_error);
-  w.function = function;
-  const std::type_info* t = abi::__cxa_current_exception_type();
-  try {
-    throw;
-  } catch (const error& x) {
-    w.type_name = t ? demangle(t->name()) : "ray::error";
-    w.what = x.what();
-    // Bases come first in the list, so the last match is the most derived.
-    for_each_error([&]<class E>(std::type_identity<E>, error_kind kind) {
-      if (const E* e = dynamic_cast<const E*>(&x)) {
-        w.kind = static_cast<std::uint8_t>(kind);
-        write_error_fields(*e, w);
-      }
-    });
-  } catch (const std::exception& x) {
-    w.type_name = t ? demangle(t->name()) : "std::exception";
-    w.what = x.what();
-  } catch (...) {
-    w.type_name = t ? demangle(t->name()) : "unknown";
-    w.what = "(not a std::exception)";
-  }
-  if (w.what.size() > 32 * 1024) w.what.resize(32 * 1024);
-  return w;
-}
-
-/// describe_current_exception for an exception held rather than in flight.
-inline wire_error describe_exception(const std::exception_ptr& e, std::string_view function) {
-  try {
-    std::rethrow_exception(e);
-  } catch (...) {
-    return describe_current_exception(function);
-  }
-}
-
-/// The exception `w` describes, of the coray error type its kind names.
-inline std::exception_ptr to_exception(const wire_error& w) {
-  std::exception_ptr e;
-  for_each_error([&]<class E>(std::type_identity<E>, error_kind kind) {
-    if (w.kind == static_cast<std::uint8_t>(kind)) e = rebuild_error<E>(w);
-  });
-  if (!e)
-    e = std::make_exception_ptr(internal_error(fmt::format(
-        "coray: an error of unknown kind {} arrived ({}: {})", w.kind, w.type_name, w.what)));
-  return e;
-}
-
-// ---- sending and receiving ---------------------------------------------------------------
-
-/// Sends a message of `size` bytes that `fill(std::byte*)` writes, in one slot or in
-/// consecutive slots. Returns false when the mailbox has no room now. Rings the receiver's
-/// doorbell if it sleeps. Precondition: size <= mb.max_message_bytes().
-template <class Fill>
-bool try_send(mailbox& mb, doorbell& bell, msg_kind kind, std::size_t size, Fill&& fill) {
-  const std::size_t n = mailbox::slots_for(size);
-  auto c = mb.try_claim(n);
-  if (!c) return false;
-  if (n == 1) {
-    fill(c.slot->payload);
-  } else {
-    thread_local std::vector<std::byte> staging;
-    staging.resize(size);
-    fill(staging.data());
-    mb.write(c, staging.data(), size);
-  }
-  c.slot->kind = static_cast<std::uint32_t>(kind);
-  c.slot->size = static_cast<std::uint32_t>(size);
-  mb.commit(c);
-  bell.ring();
-  return true;
-}
-
-/// Sends a message whose payload is the block `b` (for messages longer than the ring takes).
-/// The receiver hands the block back to its owner when done.
-inline bool try_send_block(segment& seg, mailbox& mb, doorbell& bell, msg_kind kind,
-                           object_block* b) {
-  std::uint64_t desc[2] = {seg.offset_of(b), b->size};
-  auto c = mb.try_claim(1);
-  if (!c) return false;
-  std::memcpy(c.slot->payload, desc, sizeof desc);
-  c.slot->kind = static_cast<std::uint32_t>(kind) | in_block_flag;
-  c.slot->size = sizeof desc;
-  mb.commit(c);
-  bell.ring();
-  return true;
-}
-
-/// A received message: its kind and contiguous payload.
-struct message_view {
-  msg_kind kind;
-  std::span<const std::byte> payload;
-  object_block* block = nullptr;  // the block the payload lies in, if any
-  std::size_t slots = 1;          // to pop
-};
-
-/// The next message, if one is published. A one-slot payload is viewed in place (valid until
-/// pop); a multi-slot payload is gathered into `buffer`.
-inline bool peek_message(segment& seg, mailbox& mb, std::vector<std::byte>& buffer,
-                         message_view& m) {
-  mailbox_slot* s = mb.peek();
-  if (!s) return false;
-  m.kind = static_cast<msg_kind>(s->kind & ~in_block_flag);
-  m.block = nullptr;
-  if (s->kind & in_block_flag) {
-    std::uint64_t desc[2];
-    std::memcpy(desc, s->payload, sizeof desc);
-    m.block = seg.at<object_block>(desc[0]);
-    m.payload = {m.block->data(), static_cast<std::size_t>(desc[1])};
-    m.slots = 1;
-    return true;
-  }
-  m.slots = mailbox::slots_for(s->size);
-  if (m.slots == 1) {
-    m.payload = {s->payload, s->size};
-  } else {
-    buffer.resize(s->size);
-    mb.read(buffer.data(), s->size);
-    m.payload = {buffer.data(), buffer.size()};
-  }
-  return true;
-}
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/wire.hpp>
+// #include <coray/detail/runtime/wire.hpp>: inlined above
 // #include <coray/detail/shm/futex.hpp>: inlined above
 // #include <coray/detail/shm/segment.hpp>: inlined above
 #include <coroutine>
@@ -3632,602 +3840,6 @@ inline state_ptr make_state() {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/process.hpp>
-// #include <coray/detail/runtime/registry.hpp>: inlined above
-// begin <coray/detail/runtime/result_message.hpp>
-/// The result format: how a call's outcome travels, from a worker to the driver (task_done)
-/// and from the driver to a process awaiting a nested result (object_ready). A
-/// `result_header` followed by the inline value or the encoded error; a value in the store
-/// travels as its block's offset. This file is its only writer (`result_writer`) and reader
-/// (`settle_from_result`).
-
-// #include <coray/detail/runtime/object_state.hpp>: inlined above
-// #include <coray/detail/runtime/wire.hpp>: inlined above
-#include <cstring>
-#include <span>
-#include <string>
-#include <string_view>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-/// Settles `s` from a result message's header and body (an error gets `note` appended).
-inline void settle_from_result(object_state& s, const result_header& h,
-                               std::span<const std::byte> body, segment& seg,
-                               std::string_view note = {}) {
-  switch (h.status) {
-    case result_header::value_inline:
-      s.set_inline(body);
-      break;
-    case result_header::value_block:
-      s.set_block(seg.at<object_block>(h.block));
-      break;
-    default: {
-      wire_error e = decode<wire_error>(body);
-      if (!note.empty()) e.what += note;
-      s.set_error(to_exception(e));
-      break;
-    }
-  }
-}
-
-/// The what() of an outcome's exception, for messages that quote it.
-inline std::string exception_what(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& x) {
-    return x.what();
-  } catch (...) {
-    return "an unknown exception";
-  }
-}
-
-/// Writes the result message of a settled state (a spilled value must be back in the store
-/// first). A value in a block is lent: the receiver gets a reference of its own.
-class result_writer {
- public:
-  result_writer(std::uint64_t id, const object_state& s) : id_(id), s_(s) {
-    if (s.st == object_state::status::failed) {
-      error_ = describe_exception(s.error, "");
-      body_ = encoded_size(error_);
-    } else if (!s.block) {
-      body_ = s.bytes.size();
-    }
-  }
-  std::size_t size() const noexcept { return sizeof(result_header) + body_; }
-  /// True when the message names a block the receiver must be given a reference to.
-  bool lends_block() const noexcept { return s_.st != object_state::status::failed && s_.block; }
-
-  void write(std::byte* out, segment& seg) const {
-    result_header h{id_, result_header::value_inline, static_cast<std::uint32_t>(body_), 0, 0};
-    if (s_.st == object_state::status::failed) {
-      h.status = result_header::error;
-      encode_to(std::span<std::byte>(out + sizeof h, body_), error_);
-    } else if (s_.block) {
-      h.status = result_header::value_block;
-      h.block = seg.offset_of(s_.block);
-    } else if (body_) {
-      std::memcpy(out + sizeof h, s_.bytes.data(), body_);
-    }
-    std::memcpy(out, &h, sizeof h);
-  }
-
- private:
-  std::uint64_t id_;
-  const object_state& s_;
-  wire_error error_;
-  std::size_t body_ = 0;
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/result_message.hpp>
-#include <cstdio>
-#include <deque>
-#include <unordered_map>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-class worker;
-
-/// One call being run in this worker: what the invoker (invoker.hpp) needs to decode the
-/// arguments and to reply.
-struct invocation {
-  worker& self;
-  std::uint64_t task_id;
-  std::span<const std::byte> args;  // arg_entry records, 16-byte aligned
-  std::uint32_t nargs;
-  std::string_view name;
-  void* instance;               // the actor's object, for method calls
-  std::uint64_t retry_matcher;  // which exceptions the caller retries
-
-  /// Replies with the exception in flight (call from a catch block).
-  void fail() const;
-};
-
-class worker final : public process {
- public:
-  worker(std::uint32_t slot, std::uint32_t epoch_) : slot_(slot) { epoch = epoch_; }
-
-  /// Attaches to the runtime's header and serves until told to stop or the driver goes.
-  [[noreturn]] void serve() {
-    hdr = seg.at<shared_header>(seg.header_root().header_offset);
-    me_ = &hdr->worker(slot_);
-    inbox_ = seg.at<mailbox>(me_->inbox);
-    outbox_ = seg.at<mailbox>(me_->outbox);
-    generation_ = me_->generation.load(std::memory_order_acquire);
-    next_id_ = (std::uint64_t{1} << 63) | (std::uint64_t{slot_} << 48) |
-               (std::uint64_t{generation_ & 0xFFFF} << 32);
-    me_->pid.store(getpid(), std::memory_order_relaxed);
-    me_->state.store(static_cast<std::uint32_t>(slot_state::running), std::memory_order_release);
-    process::current() = this;
-    open_handoff(me_->bell, runtime_gate::phase::releases_only);
-    run_until([this] { return stop_ || (stopping_ && calls_.empty() && running_ == 0); });
-    if (instance_ && destroy_) destroy_(instance_);  // an actor ends with its destructor
-    std::fflush(nullptr);
-    _exit(0);
-  }
-
-  /// A nested call from a task body: the driver schedules it; the result comes back as
-  /// object_ready.
-  state_ptr submit(task_spec&& spec) override {
-    auto result = make_state();
-    result->id = next_id_++;
-    // Dependencies first: a call whose argument already failed is never sent.
-    for (auto& d : spec.deps)
-      if (d->st == object_state::status::failed) {
-        for (auto* b : spec.blocks) release_block(b);
-        result->set_error(d->error);
-        return result;
-      }
-    // Ready dependencies travel by value, pending ones by id (the driver knows the ids of
-    // results of calls only, not of values put in this process).
-    const call_message_writer message(
-        {result->id, spec.fn_id, spec.nargs, static_cast<std::uint32_t>(spec.actors.size()),
-         spec.target_actor, spec.max_retries, 0, spec.retry_matcher},
-        spec.args, spec.deps, spec.actors);
-    const std::size_t size = message.size();
-    awaited_.emplace(result->id, result.get());
-    // Actor handles in the arguments: the driver keeps those actors alive until the call ends.
-    send(msg_kind::submit, size, [&](std::byte* out) { message.write(out, seg); });
-    return result;
-  }
-
-  void actor_handle(std::uint64_t id, int delta) noexcept override {
-    send_u64(delta > 0 ? msg_kind::actor_hold : msg_kind::actor_release, id);
-  }
-  void kill_actor(std::uint64_t id) override { send_u64(msg_kind::actor_kill, id); }
-  actor_info lookup_actor(std::string_view name) override {
-    const std::uint64_t request = ++lookups_;
-    send(msg_kind::actor_lookup, sizeof request + name.size(), [&](std::byte* out) {
-      std::memcpy(out, &request, sizeof request);
-      std::memcpy(out + sizeof request, name.data(), name.size());
-    });
-    internal_wait([&] { return found_.count(request) != 0; });
-    actor_info info = found_[request];
-    found_.erase(request);
-    return info;
-  }
-
-  /// Actor construction: the invoker hands over the new object and how to destroy it.
-  void set_instance(void* instance, void (*destroy)(void*)) noexcept {
-    instance_ = instance;
-    destroy_ = destroy;
-  }
-  /// An actor method call ended (its reply is sent); the next queued call may start.
-  void call_finished() noexcept {
-    if (running_) --running_;
-  }
-
-  void forget(object_state& s) noexcept override {
-    if (awaited_.erase(s.id)) send_u64(msg_kind::release, s.id);
-  }
-
-  /// Asks the driver for a block and waits (running the loop) for it.
-  object_block* new_block(std::size_t size) override {
-    const std::uint64_t request = ++requests_;
-    std::uint64_t msg[2] = {request, size};
-    send(msg_kind::block_request, sizeof msg,
-         [&](std::byte* out) { std::memcpy(out, msg, sizeof msg); });
-    internal_wait([&] { return granted_.count(request) != 0; });
-    grant g = granted_[request];
-    granted_.erase(request);
-    if (!g.offset) throw object_store_full(g.requested, g.free_bytes, g.capacity);
-    return seg.at<object_block>(g.offset);
-  }
-  void release_block(object_block* b) noexcept override {
-    send_u64(msg_kind::block_release, seg.offset_of(b));
-  }
-
-  /// Replies to the driver with a task's value (`size` bytes written by `fill`), putting
-  /// large values in the store.
-  template <class Fill>
-  void reply_value(std::uint64_t task_id, std::size_t size, Fill&& fill) {
-    if (size > inline_threshold()) {
-      object_block* b = new_block(size);
-      fill(b->data());
-      result_header h{task_id, result_header::value_block, 0, seg.offset_of(b), 0};
-      send(msg_kind::task_done, sizeof h, [&](std::byte* out) { std::memcpy(out, &h, sizeof h); });
-      return;
-    }
-    send(msg_kind::task_done, sizeof(result_header) + size, [&](std::byte* out) {
-      result_header h{task_id, result_header::value_inline, static_cast<std::uint32_t>(size), 0, 0};
-      std::memcpy(out, &h, sizeof h);
-      fill(out + sizeof h);
-    });
-  }
-  void reply_error(std::uint64_t task_id, const wire_error& e, bool retryable = false) {
-    std::size_t size = encoded_size(e);
-    send(msg_kind::task_done, sizeof(result_header) + size, [&](std::byte* out) {
-      result_header h{task_id, retryable ? result_header::retryable_error : result_header::error,
-                      static_cast<std::uint32_t>(size), 0, 0};
-      std::memcpy(out, &h, sizeof h);
-      encode_to(std::span<std::byte>(out + sizeof h, size), e);
-    });
-  }
-
-  /// Task coroutines that are suspended; the driver counts them as not occupying the worker.
-  void coroutine_suspended(int delta) noexcept override {
-    me_->suspended.store(
-        static_cast<std::uint32_t>(
-            static_cast<int>(me_->suspended.load(std::memory_order_relaxed)) + delta),
-        std::memory_order_relaxed);
-  }
-
- protected:
-  bool poll() override {
-    if (!internal_waits_ && !deferred_.empty()) {
-      // Calls that arrived during an internal wait, in their order.
-      std::vector<std::byte> call = std::move(deferred_.front());
-      deferred_.pop_front();
-      start_task(call);
-      return true;
-    }
-    message_view m;
-    std::vector<std::byte> gathered;
-    if (!peek_message(seg, *inbox_, gathered, m)) return start_calls();
-    // Take the message out of the ring before handling it: a task body may run the loop
-    // again (a blocking get), which must see the next message, not this one. A message in a
-    // block stays valid: the driver frees it when the call ends.
-    alignas(16) std::byte local[mailbox_slot::payload_bytes];
-    if (m.slots == 1 && !m.block) {
-      std::memcpy(local, m.payload.data(), m.payload.size());
-      m.payload = {local, m.payload.size()};
-    }
-    inbox_->pop(m.slots);
-    // The driver may be asleep waiting for room in this inbox (Dekker with its sleep: slots
-    // freed, fence, flag read here; flag set, fence, room read there).
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (me_->driver_waiting.load(std::memory_order_relaxed) != 0) {
-      me_->driver_waiting.store(0, std::memory_order_relaxed);
-      hdr->driver_bell.ring();
-    }
-    switch (m.kind) {
-      case msg_kind::run_task:
-        if (is_actor_) {
-          // Held here rather than in the ring, so results of nested calls behind it still arrive.
-          calls_.emplace_back(m.payload.begin(), m.payload.end());
-        } else if (internal_waits_ || !deferred_.empty()) {
-          deferred_.emplace_back(m.payload.begin(), m.payload.end());
-        } else {
-          start_task(m.payload);
-        }
-        break;
-      case msg_kind::construct:
-        construct(m.payload);
-        break;
-      case msg_kind::object_ready:
-        on_object_ready(m.payload);
-        break;
-      case msg_kind::actor_found: {
-        std::uint64_t v[3];
-        std::memcpy(v, m.payload.data(), sizeof v);
-        found_[v[0]] = {v[1], v[2]};
-        break;
-      }
-      case msg_kind::block_granted: {
-        std::uint64_t v[5];
-        std::memcpy(v, m.payload.data(), sizeof v);
-        granted_[v[0]] = {v[1], v[2], v[3], v[4]};
-        break;
-      }
-      case msg_kind::shutdown:
-        stopping_ = true;
-        break;
-      default:
-        break;
-    }
-    start_calls();
-    return true;
-  }
-
-  void sleep(std::chrono::nanoseconds limit) override {
-    me_->bell.sleep([this] { return !inbox_->empty() || jobs_waiting(); }, limit);
-    if (getppid() != hdr->supervisor_pid) _exit(0);  // supervisor gone: the runtime is over
-  }
-
- private:
-  /// Waits for a reply of the runtime's own (a block, an actor's id), serving the loop but
-  /// starting no new task meanwhile: a task started here would nest inside the one waiting,
-  /// and each would hold what it was granted while the innermost waits (with blocks: every
-  /// queued task's result allocated before any is sent).
-  template <class Done>
-  void internal_wait(Done&& done) {
-    ++internal_waits_;
-    try {
-      run_until(done);
-    } catch (...) {
-      --internal_waits_;
-      throw;
-    }
-    --internal_waits_;
-  }
-
-  void start_task(std::span<const std::byte> payload) {
-    me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
-                             std::memory_order_release);
-    run_task(payload);
-  }
-
-  /// Runs a call; false if its function is unknown here (an error reply is sent).
-  bool run_task(std::span<const std::byte> payload) {
-    task_header h;
-    std::memcpy(&h, payload.data(), sizeof h);
-    const registered_function* fn = find_function(h.fn_id);
-    if (!fn) {
-      const usage_error e(fmt::format(
-          "coray: no function with id {} is registered in the worker (is it the same program?)",
-          h.fn_id));
-      reply_error(h.task_id, describe_exception(std::make_exception_ptr(e), ""));
-      return false;
-    }
-    invocation inv{*this,     h.task_id,      payload.subspan(sizeof h), h.nargs, fn->name,
-                   instance_, h.retry_matcher};
-    fn->invoke(inv);
-    return true;
-  }
-
-  void construct(std::span<const std::byte> payload) {
-    task_header h;
-    std::memcpy(&h, payload.data(), sizeof h);
-    is_actor_ = true;
-    max_concurrency_ = std::max<std::uint32_t>(1, h.extra);
-    if (!run_task(payload) || !instance_) {
-      // The constructor threw (its error is the reply): an actor without its object ends.
-      std::fflush(nullptr);
-      _exit(3);
-    }
-  }
-
-  /// Starts queued actor calls while the concurrency limit allows.
-  bool start_calls() {
-    bool started = false;
-    while (is_actor_ && instance_ && !internal_waits_ && !calls_.empty() &&
-           running_ < max_concurrency_) {
-      std::vector<std::byte> call = std::move(calls_.front());
-      calls_.pop_front();
-      ++running_;
-      me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
-                               std::memory_order_release);
-      run_task(call);
-      started = true;
-    }
-    return started;
-  }
-
-  void send_u64(msg_kind k, std::uint64_t v) noexcept {
-    send(k, sizeof v, [&](std::byte* out) { std::memcpy(out, &v, sizeof v); });
-  }
-
-  void on_object_ready(std::span<const std::byte> payload) {
-    result_header h;
-    std::memcpy(&h, payload.data(), sizeof h);
-    auto it = awaited_.find(h.id);
-    if (it == awaited_.end()) {
-      if (h.status == result_header::value_block) release_block(seg.at<object_block>(h.block));
-      return;
-    }
-    settle_from_result(*it->second, h, payload.subspan(sizeof h, h.len), seg);
-  }
-
-  /// Sends to the driver, waiting for room (the driver always drains). A message longer than
-  /// the ring takes goes in a block the driver frees after reading it.
-  template <class Fill>
-  void send(msg_kind k, std::size_t size, Fill&& fill) {
-    object_block* b = nullptr;
-    if (size > outbox_->max_message_bytes()) {
-      b = new_block(size);
-      fill(b->data());
-    }
-    auto sent = [&] {
-      return b ? try_send_block(seg, *outbox_, hdr->driver_bell, k, b)
-               : try_send(*outbox_, hdr->driver_bell, k, size, fill);
-    };
-    backoff bo;  // reads the clock only if the ring is full
-    while (!sent()) {
-      if (bo.pause(std::chrono::microseconds(hdr->spin_us))) {
-        if (getppid() != hdr->supervisor_pid) _exit(0);
-        usleep(50);
-      }
-    }
-  }
-
-  std::uint32_t slot_;
-  std::uint32_t generation_ = 0;
-  worker_shared* me_ = nullptr;
-  mailbox* inbox_ = nullptr;
-  mailbox* outbox_ = nullptr;
-  std::uint64_t next_id_ = 0;
-  bool stop_ = false;
-  bool stopping_ = false;
-  std::unordered_map<std::uint64_t, object_state*> awaited_;  // nested results by id
-  std::uint64_t lookups_ = 0;
-  std::unordered_map<std::uint64_t, actor_info> found_;
-  struct grant {
-    std::uint64_t offset, requested, free_bytes, capacity;
-  };
-  std::uint64_t requests_ = 0;
-  std::unordered_map<std::uint64_t, grant> granted_;
-  // Actor mode.
-  bool is_actor_ = false;
-  void* instance_ = nullptr;
-  void (*destroy_)(void*) = nullptr;
-  std::uint32_t max_concurrency_ = 1;
-  std::uint32_t running_ = 0;
-  std::deque<std::vector<std::byte>> calls_;
-  int internal_waits_ = 0;
-  std::deque<std::vector<std::byte>> deferred_;  // tasks that arrived during an internal wait
-};
-
-inline void invocation::fail() const {
-  self.reply_error(task_id, describe_current_exception(name),
-                   retry_matches(retry_matcher, std::current_exception()));
-}
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/worker.hpp>
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <span>
-#include <string_view>
-#include <tuple>
-#include <type_traits>
-#include <utility>
-#include <vector>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-/// Walks a call's argument records in a worker.
-class argument_reader {
- public:
-  argument_reader(segment& seg, std::span<const std::byte> args) : seg_(seg), reader_(args) {}
-  std::span<const std::byte> next() { return reader_.next_value(seg_); }
-
- private:
-  segment& seg_;
-  call_reader reader_;
-};
-
-template <class T>
-struct is_span_parameter : std::false_type {};
-template <class E, std::size_t N>
-struct is_span_parameter<std::span<E, N>> : std::true_type {};
-
-/// Holds one decoded argument for the duration of the call: a view into the message or the
-/// store for span/string_view parameters, else a decoded value.
-template <class P>
-class argument {
-  using D = std::remove_cvref_t<P>;
-  static constexpr bool is_view =
-      std::is_same_v<D, std::string_view> || is_span_parameter<D>::value;
-  using held = std::conditional_t<is_view, D, storage_type_t<D>>;
-
- public:
-  explicit argument(std::span<const std::byte> bytes) : v_(decode<held>(bytes)) {}
-  decltype(auto) pass() {
-    if constexpr (std::is_rvalue_reference_v<P> || !std::is_reference_v<P>)
-      return held(std::move(v_));
-    else
-      return static_cast<const held&>(v_);
-  }
-
- private:
-  held v_;
-};
-
-template <class Params, std::size_t... I>
-auto decode_arguments(argument_reader& r, std::index_sequence<I...>) {
-  // Braced initialisation evaluates left to right: arguments are read in order.
-  return std::tuple<argument<std::tuple_element_t<I, Params>>...>{
-      argument<std::tuple_element_t<I, Params>>(r.next())...};
-}
-
-template <class V>
-void reply(worker& w, std::uint64_t id, const V& v) {
-  const std::size_t size = encoded_size(v);
-  w.reply_value(id, size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); });
-}
-
-/// Runs calls of F (a free function, or a member function of an actor) in this process:
-/// decodes the arguments, calls, and replies with the value or the exception.
-template <auto F>
-struct invoker {
-  using traits = function_traits<decltype(F)>;
-  using params = typename traits::params;
-  using R = typename traits::return_type;
-  static constexpr auto indices = std::make_index_sequence<traits::arity>{};
-
-  template <class Args>
-  static decltype(auto) call(void* self, Args& args) {
-    return std::apply(
-        [self](auto&... a) -> decltype(auto) {
-          return traits::template call<F>(self, a.pass()...);
-        },
-        args);
-  }
-
-  static void invoke(invocation& inv) {
-    if constexpr (is_async<R>::value) {
-      // The body outlives this message: keep a copy of its arguments.
-      run_coroutine(inv, std::vector<std::byte>(inv.args.begin(), inv.args.end()));
-    } else {
-      try {
-        argument_reader reader(inv.self.seg, inv.args);
-        auto args = decode_arguments<params>(reader, indices);
-        if constexpr (std::is_void_v<R>) {
-          call(inv.instance, args);
-          inv.self.reply_value(inv.task_id, 0, [](std::byte*) {});
-        } else {
-          reply(inv.self, inv.task_id, call(inv.instance, args));
-        }
-      } catch (...) {
-        inv.fail();
-      }
-      if constexpr (traits::is_member) inv.self.call_finished();
-    }
-  }
-
-  static detached run_coroutine(invocation inv, std::vector<std::byte> bytes) {
-    worker& w = inv.self;
-    const std::uint64_t id = inv.task_id;
-    void* self = inv.instance;
-    inv.args = bytes;  // the copy outlives the message
-    try {
-      argument_reader reader(w.seg, bytes);
-      auto args = decode_arguments<params>(reader, indices);
-      if constexpr (std::is_void_v<call_result_t<R>>) {
-        co_await call(self, args);
-        w.reply_value(id, 0, [](std::byte*) {});
-      } else {
-        auto value = co_await call(self, args);
-        reply(w, id, value);
-      }
-    } catch (...) {
-      inv.fail();
-    }
-    if constexpr (traits::is_member) w.call_finished();
-  }
-
-  static inline const bool registered = register_function(entity_id<F>, &invoke, entity_name<F>());
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/invoker.hpp>
-// #include <coray/detail/runtime/registry.hpp>: inlined above
-// #include <coray/detail/runtime/signature.hpp>: inlined above
-// begin <coray/detail/runtime/stored_value.hpp>
-/// How a value goes into an object and comes out: put_type_t (the type a value is stored
-/// as), store_value (encoded inline or into a store block) and read_value (decoded, or the
-/// object's error rethrown).
-
-// #include <coray/codec.hpp>: inlined above
-// #include <coray/detail/codec/codec_traits.hpp>: inlined above
-// #include <coray/detail/runtime/object_state.hpp>: inlined above
-// #include <coray/detail/runtime/process.hpp>: inlined above
 #include <cstddef>
 #include <span>
 #include <string>
@@ -4277,7 +3889,6 @@ T read_value(const object_state& s) {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/stored_value.hpp>
-// #include <coray/detail/runtime/worker.hpp>: inlined above
 // #include <coray/object_ref.hpp>: inlined above
 #include <cstddef>
 #include <cstdint>
@@ -4314,14 +3925,14 @@ using constructor_arg_t = typename constructor_arg<A>::type;
 /// Builds T in the actor's process from arguments of types S...
 template <class T, class... S>
 struct actor_constructor {
-  static void construct(S... args, worker& w, std::uint64_t id) {
+  static void construct(S... args, call_host& w, std::uint64_t id) {
     T* obj = new T(std::move(args)...);
     w.set_instance(obj, [](void* p) { delete static_cast<T*>(p); });
     w.reply_value(id, 0, [](std::byte*) {});
   }
   static void invoke(invocation& inv) {
     try {
-      argument_reader reader(inv.self.seg, inv.args);
+      argument_reader reader(inv.seg, inv.args);
       auto args = decode_arguments<std::tuple<S...>>(reader, std::index_sequence_for<S...>{});
       std::apply([&](auto&... a) { construct(a.pass()..., inv.self, inv.task_id); }, args);
     } catch (...) {
@@ -4345,209 +3956,12 @@ CORAY_END_NAMESPACE
 
 #include <fmt/format.h>
 
-// begin <coray/detail/runtime/actor_table.hpp>
-/// The orchestrator's table of actors: each actor's slot, name, handle count, restart budget,
-/// the copy of its constructor call kept for restarts, and its calls (queued in the order
-/// they were made, then sent). It hands out and takes back actor slots. Its answers are
-/// decisions (what became of a handle count, which calls a restart sends again); the
-/// orchestrator acts on them.
-
-#include <fmt/format.h>
-
-#include <algorithm>
-// begin <coray/detail/runtime/task_table.hpp>
-/// The orchestrator's table of live calls: one record per call from submission until its
-/// outcome is settled and forwarded, and the run queue of task calls ready to go to a
-/// worker. It decides nothing about processes; it keeps what the orchestrator needs to.
-
-#include <fmt/format.h>
-
 // #include <coray/detail/runtime/call_message.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+#include <cstddef>
 #include <cstdint>
-#include <deque>
-#include <memory>
-#include <string_view>
-#include <unordered_map>
-#include <vector>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-/// One call the driver tracks: a task call, an actor method call or an actor's construction.
-struct task_record {
-  std::uint64_t id = 0;
-  std::uint64_t fn_id = 0;
-  std::string_view name;
-  std::uint32_t nargs = 0;
-  std::vector<std::byte> args;
-  std::vector<state_ptr> deps;
-  std::vector<object_block*> blocks;  // one reference each, released when the call ends
-  std::vector<std::uint64_t> actors;  // actor handles in the arguments (kept alive)
-  state_ptr result;
-  std::uint32_t pending_deps = 0;
-  bool failed_dep = false;
-  std::uint64_t actor = 0;  // the actor it calls; 0 for a task
-  bool construct = false;
-  std::uint32_t max_concurrency = 1;
-  int submitter = -1;  // slot of the process that made this nested call, -1 for the driver
-  std::uint32_t submitter_generation = 0;
-  std::uint64_t dispatch_seq = 0;  // its place among the calls sent to its process
-  int worker = -1;                 // the task worker it was sent to
-  int max_retries = 0;
-  std::uint64_t retry_matcher = 0;
-  int attempt = 1;
-  bool cancelled = false;
-  bool pinned = false;              // its store arguments are pinned (see pin_deps)
-  object_block* message = nullptr;  // the sent message, when it needed a block
-  void* owner = nullptr;            // the orchestrator, for dependency callbacks
-
-  /// The record of a call as submitted; the spec's blocks and dependencies move in.
-  static std::unique_ptr<task_record> from(std::uint64_t id, task_spec&& spec, state_ptr result) {
-    auto r = std::make_unique<task_record>();
-    r->id = id;
-    r->fn_id = spec.fn_id;
-    r->name = spec.name;
-    r->nargs = spec.nargs;
-    r->args = std::move(spec.args);
-    r->deps = std::move(spec.deps);
-    r->blocks = std::move(spec.blocks);
-    r->actor = spec.target_actor;
-    r->actors = std::move(spec.actors);
-    r->max_retries = spec.max_retries;
-    r->retry_matcher = spec.retry_matcher;
-    r->result = std::move(result);
-    return r;
-  }
-
-  /// A label for messages: the function's name, or "a task".
-  std::string_view label() const noexcept { return name.empty() ? "a task" : name; }
-  /// " (attempt N of M)" when retries are allowed, else nothing. (max_retries may be INT_MAX:
-  /// an actor's max_task_retries of -1.)
-  std::string attempts_note() const {
-    return max_retries > 0
-               ? fmt::format(" (attempt {} of {})", attempt, std::int64_t{max_retries} + 1)
-               : std::string();
-  }
-};
-
-/// Live calls by id, the task calls ready to run in the order they became ready, and the
-/// calls sent to each task worker.
-class task_table {
- public:
-  explicit task_table(std::uint32_t workers = 0) : workers_(workers) {}
-
-  task_record* insert(std::unique_ptr<task_record> r) {
-    task_record* p = r.get();
-    records_.emplace(p->id, std::move(r));
-    return p;
-  }
-  task_record* find(std::uint64_t id) const noexcept {
-    auto it = records_.find(id);
-    return it == records_.end() ? nullptr : it->second.get();
-  }
-  bool contains(std::uint64_t id) const noexcept { return records_.count(id) != 0; }
-  /// Takes the record out; the caller releases what it holds.
-  std::unique_ptr<task_record> remove(std::uint64_t id) {
-    auto it = records_.find(id);
-    if (it == records_.end()) return nullptr;
-    auto r = std::move(it->second);
-    records_.erase(it);
-    return r;
-  }
-  std::size_t size() const noexcept { return records_.size(); }
-  void clear() {
-    runnable.clear();
-    records_.clear();
-  }
-
-  /// Counts `r`'s dependencies: those failed settle its result with the first error, those
-  /// pending get `on_ready(ctx = r)` as a waiter. Returns how many are pending.
-  static std::uint32_t watch_dependencies(task_record& r, void (*on_ready)(void*, object_state&)) {
-    for (auto& d : r.deps) {
-      if (d->st == object_state::status::failed) {
-        if (!r.failed_dep) r.result->set_error(d->error);
-        r.failed_dep = true;
-      } else if (d->st == object_state::status::pending) {
-        ++r.pending_deps;
-        d->waiters.push_back({on_ready, &r});
-      }
-    }
-    return r.pending_deps;
-  }
-
-  /// Task calls ready to be sent to a worker, oldest first.
-  std::deque<task_record*> runnable;
-
-  // ---- task workers -------------------------------------------------------------------
-
-  /// Calls sent to worker `slot` and not done, less those it holds suspended (awaiting).
-  std::uint32_t load(std::uint32_t slot, std::uint32_t suspended) const noexcept {
-    const std::uint32_t n = workers_[slot].in_flight;
-    return n > suspended ? n - suspended : 0;
-  }
-  /// `r` was sent to worker `slot`: it takes the next place among the calls sent there.
-  void sent(std::uint32_t slot, task_record& r) {
-    worker_calls& w = workers_[slot];
-    r.dispatch_seq = w.dispatched++;
-    r.worker = static_cast<int>(slot);
-    w.order.emplace_back(r.dispatch_seq, r.id);
-    ++w.in_flight;
-  }
-  /// A call sent to worker `slot` ended (or will be sent again).
-  void done(std::uint32_t slot) {
-    worker_calls& w = workers_[slot];
-    if (w.in_flight) --w.in_flight;
-    while (!w.order.empty() && !contains(w.order.front().second)) w.order.pop_front();
-  }
-
-  /// `r`, sent to worker `slot`, runs again (a retryable exception): back to the run queue.
-  void retry(std::uint32_t slot, task_record& r) {
-    done(slot);
-    runnable.push_back(&r);
-  }
-
-  /// What becomes of the calls sent to a worker that died, the first `calls_started` of
-  /// which it had started.
-  struct death_plan {
-    std::vector<task_record*> again;    // to run (again) on another worker, in their order
-    std::vector<task_record*> crashed;  // fail with worker_crashed
-  };
-  death_plan worker_died(std::uint32_t slot, std::uint64_t calls_started) {
-    death_plan plan;
-    for (auto& [seq, id] : workers_[slot].order) {
-      task_record* r = find(id);
-      if (!r || r->worker != static_cast<int>(slot) || r->dispatch_seq != seq)
-        continue;  // done, or sent elsewhere since
-      const bool started = seq < calls_started;
-      if (r->cancelled || (started && r->attempt > r->max_retries)) {
-        plan.crashed.push_back(r);
-      } else {
-        if (started) ++r->attempt;  // it ran and died: retried, Ray's max_retries
-        plan.again.push_back(r);
-      }
-    }
-    workers_[slot] = worker_calls{};
-    return plan;
-  }
-
- private:
-  struct worker_calls {
-    std::uint64_t dispatched = 0;                               // calls sent to its current process
-    std::uint32_t in_flight = 0;                                // calls sent and not done
-    std::deque<std::pair<std::uint64_t, std::uint64_t>> order;  // (dispatch_seq, call id)
-  };
-  std::unordered_map<std::uint64_t, std::unique_ptr<task_record>> records_;
-  std::vector<worker_calls> workers_;
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/task_table.hpp>
-#include <cstdint>
-#include <deque>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
@@ -4564,236 +3978,21 @@ struct actor_spawn_request {
   int max_task_retries = 0;
 };
 
-struct actor_entry {
-  std::uint64_t id = 0;
-  std::uint32_t slot = 0;
-  std::uint64_t type_id = 0;
-  std::string type_name;
-  std::string name;
-  int refs = 0;
-  bool dead = false;
-  bool killed = false;
-  bool closing = false;  // no handle is left: end after the queued calls
-  bool shutdown_sent = false;
-  std::string cause;
-  int pid = 0, wait_status = 0;  // of its process, once it ended
-  state_ptr constructed;
-  int max_restarts = 0;
-  int restarts = 0;
-  int max_task_retries = 0;
-  std::uint32_t max_concurrency = 1;
-  // The constructor call, kept to build the actor again (max_restarts).
-  std::uint64_t ctor_fn = 0;
-  std::string_view ctor_name;
-  std::uint32_t ctor_nargs = 0;
-  std::vector<std::byte> ctor_args;
-  std::vector<state_ptr> ctor_deps;
-  std::vector<object_block*> ctor_blocks;  // one reference each, for rebuilding
-  std::deque<task_record*> queue;          // calls not yet sent, in the order they were made
-  std::deque<std::uint64_t> sent;          // calls sent and not done
-  std::uint64_t dispatched = 0;            // method calls sent to the current process
+/// How the supervisor starts worker processes (ray::start_method, as the driver passes it on).
+enum class start_method_id : std::uint32_t { fork = 0, spawn = 1 };
 
-  bool may_restart() const noexcept {
-    return !killed && !closing && cause.empty() && (max_restarts < 0 || restarts < max_restarts);
-  }
-  /// A new construction call from the kept copy (its blocks get a reference each from
-  /// `add_ref`).
-  template <class AddRef>
-  std::unique_ptr<task_record> constructor_call(std::uint64_t call_id, state_ptr result,
-                                                AddRef&& add_ref) const {
-    task_spec spec;
-    spec.fn_id = ctor_fn;
-    spec.name = ctor_name;
-    spec.nargs = ctor_nargs;
-    spec.args = ctor_args;
-    spec.deps = ctor_deps;
-    for (auto* b : ctor_blocks) {
-      add_ref(b);
-      spec.blocks.push_back(b);
-    }
-    spec.target_actor = id;
-    auto r = task_record::from(call_id, std::move(spec), std::move(result));
-    r->construct = true;
-    r->max_concurrency = max_concurrency;
-    return r;
-  }
+/// What the runtime builds a driver from (ray::runtime_options, resolved).
+struct driver_config {
+  std::uint32_t num_workers;  // 0: the usable cores
+  std::uint32_t max_actors;
+  std::size_t object_store_bytes;  // 0: 30% of usable memory
+  start_method_id method;
+  std::size_t inline_threshold;
+  std::uint32_t spin_us;
+  std::uint32_t max_tasks_in_flight_per_worker;
+  std::vector<std::string> argv;  // empty: /proc/self/cmdline's
+  std::string spill_directory;    // empty: no spilling
 };
-
-class actor_table {
- public:
-  /// Slots [first, first + count) are for actors.
-  actor_table(std::uint32_t first, std::uint32_t count) : max_actors_(count) {
-    for (std::uint32_t i = first + count; i-- > first;) free_slots_.push_back(i);
-  }
-
-  std::uint32_t max_actors() const noexcept { return max_actors_; }
-  bool has_free_slot() const noexcept { return !free_slots_.empty(); }
-  bool name_taken(const std::string& name) const { return names_.count(name) != 0; }
-
-  /// Registers a new actor in a free slot (precondition: has_free_slot()).
-  actor_entry& create(actor_spawn_request& req, segment& seg) {
-    const std::uint32_t slot = free_slots_.back();
-    free_slots_.pop_back();
-    actor_entry& a = actors_[next_id_];
-    a.id = next_id_++;
-    a.slot = slot;
-    a.type_id = req.type_id;
-    a.type_name = std::move(req.type_name);
-    a.name = std::move(req.name);
-    a.max_restarts = req.max_restarts;
-    a.max_task_retries = req.max_task_retries;
-    a.max_concurrency = req.max_concurrency;
-    a.ctor_fn = req.constructor.fn_id;
-    a.ctor_name = req.constructor.name;
-    a.ctor_nargs = req.constructor.nargs;
-    a.ctor_args = req.constructor.args;
-    a.ctor_deps = req.constructor.deps;
-    for (auto* b : req.constructor.blocks) {
-      seg.add_ref(b);
-      a.ctor_blocks.push_back(b);
-    }
-    if (!a.name.empty()) names_[a.name] = a.id;
-    return a;
-  }
-
-  actor_entry* find(std::uint64_t id) noexcept {
-    auto it = actors_.find(id);
-    return it == actors_.end() ? nullptr : &it->second;
-  }
-  const actor_entry* find(std::uint64_t id) const noexcept {
-    auto it = actors_.find(id);
-    return it == actors_.end() ? nullptr : &it->second;
-  }
-  /// The live actor registered under `name`, or null.
-  const actor_entry* lookup(const std::string& name) const {
-    auto it = names_.find(name);
-    return it == names_.end() ? nullptr : find(it->second);
-  }
-  void unname(actor_entry& a) {
-    if (!a.name.empty()) names_.erase(a.name);
-  }
-  /// The actor's process ended for good: its slot is free again.
-  void free_slot(std::uint32_t slot) { free_slots_.push_back(slot); }
-
-  /// Undoes create() for a spawn refused before its process started (no room for its
-  /// mailboxes): the slot and the name are free again. Returns the blocks create() took a
-  /// reference to, to release.
-  std::vector<object_block*> refuse(actor_entry& a) {
-    free_slot(a.slot);
-    unname(a);
-    return forget(a.id);
-  }
-
-  /// What a change of an actor's handle count calls for.
-  enum class handle_outcome { none, close, forget };
-  handle_outcome adjust_handles(actor_entry& a, int delta) {
-    a.refs += delta;
-    if (a.refs > 0) return handle_outcome::none;
-    if (a.dead) return forgettable(a) ? handle_outcome::forget : handle_outcome::none;
-    if (a.closing) return handle_outcome::none;
-    // No handle is left anywhere: the actor ends once its queued calls are done.
-    a.closing = true;
-    unname(a);
-    return handle_outcome::close;
-  }
-  static bool forgettable(const actor_entry& a) noexcept {
-    return a.refs <= 0 && a.dead && a.queue.empty();
-  }
-  /// Removes an ended actor with no handle left; returns the constructor's blocks to release.
-  std::vector<object_block*> forget(std::uint64_t id) {
-    auto it = actors_.find(id);
-    if (it == actors_.end()) return {};
-    auto blocks = std::move(it->second.ctor_blocks);
-    actors_.erase(it);
-    return blocks;
-  }
-
-  /// What becomes of an actor's sent calls when its process dies and it is rebuilt: those it
-  /// had not started go again, those it had run again while max_task_retries allows.
-  struct restart_plan {
-    std::vector<task_record*> again;      // in their order, before the queued calls
-    std::vector<task_record*> exhausted;  // fail with actor_died
-  };
-  restart_plan plan_restart(actor_entry& a, std::uint64_t calls_started, const task_table& tasks) {
-    ++a.restarts;
-    restart_plan plan;
-    for (std::uint64_t id : a.sent) {
-      task_record* r = tasks.find(id);
-      if (!r || r->construct) continue;  // the construction is made anew
-      if (r->dispatch_seq >= calls_started && !r->cancelled) {
-        plan.again.push_back(r);  // never started: simply sent again
-      } else if (r->attempt <= r->max_retries && !r->cancelled) {
-        ++r->attempt;
-        plan.again.push_back(r);
-      } else {
-        plan.exhausted.push_back(r);
-      }
-    }
-    a.sent.clear();
-    a.dispatched = 0;
-    a.queue.insert(a.queue.begin(), plan.again.begin(), plan.again.end());
-    return plan;
-  }
-
-  /// The actor's process ended for good: records how and why, frees its slot and its name,
-  /// and returns its unfinished calls (sent, then queued), which fail with `a.cause`.
-  std::vector<std::uint64_t> end(actor_entry& a, int pid, int wait_status,
-                                 const std::string& words) {
-    free_slot(a.slot);
-    a.dead = true;
-    a.pid = pid;
-    a.wait_status = wait_status;
-    unname(a);
-    if (!a.killed) {
-      const std::string why = a.cause.empty() ? words : "failed in its constructor: " + a.cause;
-      a.cause = fmt::format("coray: actor {} (pid {}) {}", a.type_name, pid, why);
-    }
-    std::vector<std::uint64_t> ids(a.sent.begin(), a.sent.end());
-    a.sent.clear();
-    for (task_record* r : a.queue) ids.push_back(r->id);
-    a.queue.clear();
-    return ids;
-  }
-
-  /// The method call `r` runs again (a retryable exception): first in its actor's queue.
-  void retry(task_record& r) {
-    actor_entry* a = find(r.actor);
-    if (!a) return;
-    a->sent.erase(std::remove(a->sent.begin(), a->sent.end(), r.id), a->sent.end());
-    a->queue.push_front(&r);
-  }
-
-  /// Live actors with nothing queued or running: at teardown they end on their own.
-  std::vector<actor_entry*> idle() {
-    std::vector<actor_entry*> out;
-    for (auto& [id, a] : actors_)
-      if (!a.dead && !a.killed && a.queue.empty() && a.sent.empty()) out.push_back(&a);
-    return out;
-  }
-
-  void clear_queues() {
-    for (auto& [id, a] : actors_) a.queue.clear();
-  }
-
- private:
-  std::unordered_map<std::uint64_t, actor_entry> actors_;
-  std::unordered_map<std::string, std::uint64_t> names_;
-  std::vector<std::uint32_t> free_slots_;
-  std::uint32_t max_actors_;
-  std::uint64_t next_id_ = 1;
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/actor_table.hpp>
-// #include <coray/detail/runtime/process.hpp>: inlined above
-#include <cstdint>
-#include <optional>
-#include <string>
-#include <vector>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
 
 class driver : public process {
  public:
@@ -8151,7 +7350,46 @@ CORAY_END_NAMESPACE
 
 #include <chrono>
 // #include <coray/async.hpp>: inlined above
-// #include <coray/detail/runtime/foreign.hpp>: inlined above
+// #include <coray/detail/runtime/driver.hpp>: inlined above
+// begin <coray/detail/runtime/entry.hpp>
+/// The seam between the templates a program instantiates and the runtime's own code: the
+/// two ways into the processes' machinery. `ray::runtime` builds the driver here, and every
+/// program that may be a spawned worker enters the worker here. Behind these two functions
+/// is all the non-template runtime: the orchestrator and its parts, the transport, the
+/// supervisor and the worker.
+///
+/// Header-only (the default), this header includes their definitions (entry_impl.hpp) and
+/// they are inline. With CORAY_COMPILED_LIB defined, it only declares them: they are
+/// compiled once, in the coray::coray_compiled library (src/coray.cpp), and a program's
+/// translation units no longer parse or optimise the machinery behind them.
+
+// #include <coray/detail/runtime/driver.hpp>: inlined above
+#include <memory>
+
+#ifdef CORAY_COMPILED_LIB
+#define CORAY_API
+#else
+#define CORAY_API inline
+#endif
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// Starts the runtime in this process: the segment, the supervisor and the workers.
+CORAY_API std::unique_ptr<driver> make_local_driver(driver_config cfg);
+
+/// Becomes a worker (never returning) if this process was spawned as one; returns at once
+/// otherwise.
+CORAY_API void enter_spawned_worker();
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+
+// begin <coray/detail/runtime/entry_impl.hpp>
+/// The definitions behind entry.hpp: included by it in header-only mode, and compiled once
+/// by src/coray.cpp into coray::coray_compiled in compiled mode (CORAY_COMPILED_LIB).
+
+// #include <coray/detail/runtime/entry.hpp>: inlined above
 // begin <coray/detail/runtime/local_driver.hpp>
 /// The driver process on one machine: it owns the segment, the transport of mailboxes and
 /// supervised processes (`shm_transport`) and the `orchestrator` that makes every decision,
@@ -8179,7 +7417,437 @@ CORAY_END_NAMESPACE
 
 #include <algorithm>
 #include <chrono>
-// #include <coray/detail/runtime/actor_table.hpp>: inlined above
+// begin <coray/detail/runtime/actor_table.hpp>
+/// The orchestrator's table of actors: each actor's slot, name, handle count, restart budget,
+/// the copy of its constructor call kept for restarts, and its calls (queued in the order
+/// they were made, then sent). It hands out and takes back actor slots. Its answers are
+/// decisions (what became of a handle count, which calls a restart sends again); the
+/// orchestrator acts on them.
+
+#include <fmt/format.h>
+
+#include <algorithm>
+// #include <coray/detail/runtime/driver.hpp>: inlined above
+// begin <coray/detail/runtime/task_table.hpp>
+/// The orchestrator's table of live calls: one record per call from submission until its
+/// outcome is settled and forwarded, and the run queue of task calls ready to go to a
+/// worker. It decides nothing about processes; it keeps what the orchestrator needs to.
+
+#include <fmt/format.h>
+
+// #include <coray/detail/runtime/call_message.hpp>: inlined above
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// One call the driver tracks: a task call, an actor method call or an actor's construction.
+struct task_record {
+  std::uint64_t id = 0;
+  std::uint64_t fn_id = 0;
+  std::string_view name;
+  std::uint32_t nargs = 0;
+  std::vector<std::byte> args;
+  std::vector<state_ptr> deps;
+  std::vector<object_block*> blocks;  // one reference each, released when the call ends
+  std::vector<std::uint64_t> actors;  // actor handles in the arguments (kept alive)
+  state_ptr result;
+  std::uint32_t pending_deps = 0;
+  bool failed_dep = false;
+  std::uint64_t actor = 0;  // the actor it calls; 0 for a task
+  bool construct = false;
+  std::uint32_t max_concurrency = 1;
+  int submitter = -1;  // slot of the process that made this nested call, -1 for the driver
+  std::uint32_t submitter_generation = 0;
+  std::uint64_t dispatch_seq = 0;  // its place among the calls sent to its process
+  int worker = -1;                 // the task worker it was sent to
+  int max_retries = 0;
+  std::uint64_t retry_matcher = 0;
+  int attempt = 1;
+  bool cancelled = false;
+  bool pinned = false;              // its store arguments are pinned (see pin_deps)
+  object_block* message = nullptr;  // the sent message, when it needed a block
+  void* owner = nullptr;            // the orchestrator, for dependency callbacks
+
+  /// The record of a call as submitted; the spec's blocks and dependencies move in.
+  static std::unique_ptr<task_record> from(std::uint64_t id, task_spec&& spec, state_ptr result) {
+    auto r = std::make_unique<task_record>();
+    r->id = id;
+    r->fn_id = spec.fn_id;
+    r->name = spec.name;
+    r->nargs = spec.nargs;
+    r->args = std::move(spec.args);
+    r->deps = std::move(spec.deps);
+    r->blocks = std::move(spec.blocks);
+    r->actor = spec.target_actor;
+    r->actors = std::move(spec.actors);
+    r->max_retries = spec.max_retries;
+    r->retry_matcher = spec.retry_matcher;
+    r->result = std::move(result);
+    return r;
+  }
+
+  /// A label for messages: the function's name, or "a task".
+  std::string_view label() const noexcept { return name.empty() ? "a task" : name; }
+  /// " (attempt N of M)" when retries are allowed, else nothing. (max_retries may be INT_MAX:
+  /// an actor's max_task_retries of -1.)
+  std::string attempts_note() const {
+    return max_retries > 0
+               ? fmt::format(" (attempt {} of {})", attempt, std::int64_t{max_retries} + 1)
+               : std::string();
+  }
+};
+
+/// Live calls by id, the task calls ready to run in the order they became ready, and the
+/// calls sent to each task worker.
+class task_table {
+ public:
+  explicit task_table(std::uint32_t workers = 0) : workers_(workers) {}
+
+  task_record* insert(std::unique_ptr<task_record> r) {
+    task_record* p = r.get();
+    records_.emplace(p->id, std::move(r));
+    return p;
+  }
+  task_record* find(std::uint64_t id) const noexcept {
+    auto it = records_.find(id);
+    return it == records_.end() ? nullptr : it->second.get();
+  }
+  bool contains(std::uint64_t id) const noexcept { return records_.count(id) != 0; }
+  /// Takes the record out; the caller releases what it holds.
+  std::unique_ptr<task_record> remove(std::uint64_t id) {
+    auto it = records_.find(id);
+    if (it == records_.end()) return nullptr;
+    auto r = std::move(it->second);
+    records_.erase(it);
+    return r;
+  }
+  std::size_t size() const noexcept { return records_.size(); }
+  void clear() {
+    runnable.clear();
+    records_.clear();
+  }
+
+  /// Counts `r`'s dependencies: those failed settle its result with the first error, those
+  /// pending get `on_ready(ctx = r)` as a waiter. Returns how many are pending.
+  static std::uint32_t watch_dependencies(task_record& r, void (*on_ready)(void*, object_state&)) {
+    for (auto& d : r.deps) {
+      if (d->st == object_state::status::failed) {
+        if (!r.failed_dep) r.result->set_error(d->error);
+        r.failed_dep = true;
+      } else if (d->st == object_state::status::pending) {
+        ++r.pending_deps;
+        d->waiters.push_back({on_ready, &r});
+      }
+    }
+    return r.pending_deps;
+  }
+
+  /// Task calls ready to be sent to a worker, oldest first.
+  std::deque<task_record*> runnable;
+
+  // ---- task workers -------------------------------------------------------------------
+
+  /// Calls sent to worker `slot` and not done, less those it holds suspended (awaiting).
+  std::uint32_t load(std::uint32_t slot, std::uint32_t suspended) const noexcept {
+    const std::uint32_t n = workers_[slot].in_flight;
+    return n > suspended ? n - suspended : 0;
+  }
+  /// `r` was sent to worker `slot`: it takes the next place among the calls sent there.
+  void sent(std::uint32_t slot, task_record& r) {
+    worker_calls& w = workers_[slot];
+    r.dispatch_seq = w.dispatched++;
+    r.worker = static_cast<int>(slot);
+    w.order.emplace_back(r.dispatch_seq, r.id);
+    ++w.in_flight;
+  }
+  /// A call sent to worker `slot` ended (or will be sent again).
+  void done(std::uint32_t slot) {
+    worker_calls& w = workers_[slot];
+    if (w.in_flight) --w.in_flight;
+    while (!w.order.empty() && !contains(w.order.front().second)) w.order.pop_front();
+  }
+
+  /// `r`, sent to worker `slot`, runs again (a retryable exception): back to the run queue.
+  void retry(std::uint32_t slot, task_record& r) {
+    done(slot);
+    runnable.push_back(&r);
+  }
+
+  /// What becomes of the calls sent to a worker that died, the first `calls_started` of
+  /// which it had started.
+  struct death_plan {
+    std::vector<task_record*> again;    // to run (again) on another worker, in their order
+    std::vector<task_record*> crashed;  // fail with worker_crashed
+  };
+  death_plan worker_died(std::uint32_t slot, std::uint64_t calls_started) {
+    death_plan plan;
+    for (auto& [seq, id] : workers_[slot].order) {
+      task_record* r = find(id);
+      if (!r || r->worker != static_cast<int>(slot) || r->dispatch_seq != seq)
+        continue;  // done, or sent elsewhere since
+      const bool started = seq < calls_started;
+      if (r->cancelled || (started && r->attempt > r->max_retries)) {
+        plan.crashed.push_back(r);
+      } else {
+        if (started) ++r->attempt;  // it ran and died: retried, Ray's max_retries
+        plan.again.push_back(r);
+      }
+    }
+    workers_[slot] = worker_calls{};
+    return plan;
+  }
+
+ private:
+  struct worker_calls {
+    std::uint64_t dispatched = 0;                               // calls sent to its current process
+    std::uint32_t in_flight = 0;                                // calls sent and not done
+    std::deque<std::pair<std::uint64_t, std::uint64_t>> order;  // (dispatch_seq, call id)
+  };
+  std::unordered_map<std::uint64_t, std::unique_ptr<task_record>> records_;
+  std::vector<worker_calls> workers_;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/task_table.hpp>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+struct actor_entry {
+  std::uint64_t id = 0;
+  std::uint32_t slot = 0;
+  std::uint64_t type_id = 0;
+  std::string type_name;
+  std::string name;
+  int refs = 0;
+  bool dead = false;
+  bool killed = false;
+  bool closing = false;  // no handle is left: end after the queued calls
+  bool shutdown_sent = false;
+  std::string cause;
+  int pid = 0, wait_status = 0;  // of its process, once it ended
+  state_ptr constructed;
+  int max_restarts = 0;
+  int restarts = 0;
+  int max_task_retries = 0;
+  std::uint32_t max_concurrency = 1;
+  // The constructor call, kept to build the actor again (max_restarts).
+  std::uint64_t ctor_fn = 0;
+  std::string_view ctor_name;
+  std::uint32_t ctor_nargs = 0;
+  std::vector<std::byte> ctor_args;
+  std::vector<state_ptr> ctor_deps;
+  std::vector<object_block*> ctor_blocks;  // one reference each, for rebuilding
+  std::deque<task_record*> queue;          // calls not yet sent, in the order they were made
+  std::deque<std::uint64_t> sent;          // calls sent and not done
+  std::uint64_t dispatched = 0;            // method calls sent to the current process
+
+  bool may_restart() const noexcept {
+    return !killed && !closing && cause.empty() && (max_restarts < 0 || restarts < max_restarts);
+  }
+  /// A new construction call from the kept copy (its blocks get a reference each from
+  /// `add_ref`).
+  template <class AddRef>
+  std::unique_ptr<task_record> constructor_call(std::uint64_t call_id, state_ptr result,
+                                                AddRef&& add_ref) const {
+    task_spec spec;
+    spec.fn_id = ctor_fn;
+    spec.name = ctor_name;
+    spec.nargs = ctor_nargs;
+    spec.args = ctor_args;
+    spec.deps = ctor_deps;
+    for (auto* b : ctor_blocks) {
+      add_ref(b);
+      spec.blocks.push_back(b);
+    }
+    spec.target_actor = id;
+    auto r = task_record::from(call_id, std::move(spec), std::move(result));
+    r->construct = true;
+    r->max_concurrency = max_concurrency;
+    return r;
+  }
+};
+
+class actor_table {
+ public:
+  /// Slots [first, first + count) are for actors.
+  actor_table(std::uint32_t first, std::uint32_t count) : max_actors_(count) {
+    for (std::uint32_t i = first + count; i-- > first;) free_slots_.push_back(i);
+  }
+
+  std::uint32_t max_actors() const noexcept { return max_actors_; }
+  bool has_free_slot() const noexcept { return !free_slots_.empty(); }
+  bool name_taken(const std::string& name) const { return names_.count(name) != 0; }
+
+  /// Registers a new actor in a free slot (precondition: has_free_slot()).
+  actor_entry& create(actor_spawn_request& req, segment& seg) {
+    const std::uint32_t slot = free_slots_.back();
+    free_slots_.pop_back();
+    actor_entry& a = actors_[next_id_];
+    a.id = next_id_++;
+    a.slot = slot;
+    a.type_id = req.type_id;
+    a.type_name = std::move(req.type_name);
+    a.name = std::move(req.name);
+    a.max_restarts = req.max_restarts;
+    a.max_task_retries = req.max_task_retries;
+    a.max_concurrency = req.max_concurrency;
+    a.ctor_fn = req.constructor.fn_id;
+    a.ctor_name = req.constructor.name;
+    a.ctor_nargs = req.constructor.nargs;
+    a.ctor_args = req.constructor.args;
+    a.ctor_deps = req.constructor.deps;
+    for (auto* b : req.constructor.blocks) {
+      seg.add_ref(b);
+      a.ctor_blocks.push_back(b);
+    }
+    if (!a.name.empty()) names_[a.name] = a.id;
+    return a;
+  }
+
+  actor_entry* find(std::uint64_t id) noexcept {
+    auto it = actors_.find(id);
+    return it == actors_.end() ? nullptr : &it->second;
+  }
+  const actor_entry* find(std::uint64_t id) const noexcept {
+    auto it = actors_.find(id);
+    return it == actors_.end() ? nullptr : &it->second;
+  }
+  /// The live actor registered under `name`, or null.
+  const actor_entry* lookup(const std::string& name) const {
+    auto it = names_.find(name);
+    return it == names_.end() ? nullptr : find(it->second);
+  }
+  void unname(actor_entry& a) {
+    if (!a.name.empty()) names_.erase(a.name);
+  }
+  /// The actor's process ended for good: its slot is free again.
+  void free_slot(std::uint32_t slot) { free_slots_.push_back(slot); }
+
+  /// Undoes create() for a spawn refused before its process started (no room for its
+  /// mailboxes): the slot and the name are free again. Returns the blocks create() took a
+  /// reference to, to release.
+  std::vector<object_block*> refuse(actor_entry& a) {
+    free_slot(a.slot);
+    unname(a);
+    return forget(a.id);
+  }
+
+  /// What a change of an actor's handle count calls for.
+  enum class handle_outcome { none, close, forget };
+  handle_outcome adjust_handles(actor_entry& a, int delta) {
+    a.refs += delta;
+    if (a.refs > 0) return handle_outcome::none;
+    if (a.dead) return forgettable(a) ? handle_outcome::forget : handle_outcome::none;
+    if (a.closing) return handle_outcome::none;
+    // No handle is left anywhere: the actor ends once its queued calls are done.
+    a.closing = true;
+    unname(a);
+    return handle_outcome::close;
+  }
+  static bool forgettable(const actor_entry& a) noexcept {
+    return a.refs <= 0 && a.dead && a.queue.empty();
+  }
+  /// Removes an ended actor with no handle left; returns the constructor's blocks to release.
+  std::vector<object_block*> forget(std::uint64_t id) {
+    auto it = actors_.find(id);
+    if (it == actors_.end()) return {};
+    auto blocks = std::move(it->second.ctor_blocks);
+    actors_.erase(it);
+    return blocks;
+  }
+
+  /// What becomes of an actor's sent calls when its process dies and it is rebuilt: those it
+  /// had not started go again, those it had run again while max_task_retries allows.
+  struct restart_plan {
+    std::vector<task_record*> again;      // in their order, before the queued calls
+    std::vector<task_record*> exhausted;  // fail with actor_died
+  };
+  restart_plan plan_restart(actor_entry& a, std::uint64_t calls_started, const task_table& tasks) {
+    ++a.restarts;
+    restart_plan plan;
+    for (std::uint64_t id : a.sent) {
+      task_record* r = tasks.find(id);
+      if (!r || r->construct) continue;  // the construction is made anew
+      if (r->dispatch_seq >= calls_started && !r->cancelled) {
+        plan.again.push_back(r);  // never started: simply sent again
+      } else if (r->attempt <= r->max_retries && !r->cancelled) {
+        ++r->attempt;
+        plan.again.push_back(r);
+      } else {
+        plan.exhausted.push_back(r);
+      }
+    }
+    a.sent.clear();
+    a.dispatched = 0;
+    a.queue.insert(a.queue.begin(), plan.again.begin(), plan.again.end());
+    return plan;
+  }
+
+  /// The actor's process ended for good: records how and why, frees its slot and its name,
+  /// and returns its unfinished calls (sent, then queued), which fail with `a.cause`.
+  std::vector<std::uint64_t> end(actor_entry& a, int pid, int wait_status,
+                                 const std::string& words) {
+    free_slot(a.slot);
+    a.dead = true;
+    a.pid = pid;
+    a.wait_status = wait_status;
+    unname(a);
+    if (!a.killed) {
+      const std::string why = a.cause.empty() ? words : "failed in its constructor: " + a.cause;
+      a.cause = fmt::format("coray: actor {} (pid {}) {}", a.type_name, pid, why);
+    }
+    std::vector<std::uint64_t> ids(a.sent.begin(), a.sent.end());
+    a.sent.clear();
+    for (task_record* r : a.queue) ids.push_back(r->id);
+    a.queue.clear();
+    return ids;
+  }
+
+  /// The method call `r` runs again (a retryable exception): first in its actor's queue.
+  void retry(task_record& r) {
+    actor_entry* a = find(r.actor);
+    if (!a) return;
+    a->sent.erase(std::remove(a->sent.begin(), a->sent.end(), r.id), a->sent.end());
+    a->queue.push_front(&r);
+  }
+
+  /// Live actors with nothing queued or running: at teardown they end on their own.
+  std::vector<actor_entry*> idle() {
+    std::vector<actor_entry*> out;
+    for (auto& [id, a] : actors_)
+      if (!a.dead && !a.killed && a.queue.empty() && a.sent.empty()) out.push_back(&a);
+    return out;
+  }
+
+  void clear_queues() {
+    for (auto& [id, a] : actors_) a.queue.clear();
+  }
+
+ private:
+  std::unordered_map<std::uint64_t, actor_entry> actors_;
+  std::unordered_map<std::string, std::uint64_t> names_;
+  std::vector<std::uint32_t> free_slots_;
+  std::uint32_t max_actors_;
+  std::uint64_t next_id_ = 1;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/actor_table.hpp>
 // begin <coray/detail/runtime/call_pump.hpp>
 /// Moves ready calls to processes: task calls from the run queue to the least busy task
 /// worker (at most `max_in_flight` occupying each), and each actor's calls in the order they
@@ -8729,7 +8397,94 @@ CORAY_END_NAMESPACE
 /// Driver only, loop thread only.
 
 // #include <coray/detail/runtime/object_spiller.hpp>: inlined above
-// #include <coray/detail/runtime/result_message.hpp>: inlined above
+// begin <coray/detail/runtime/result_message.hpp>
+/// The result format: how a call's outcome travels, from a worker to the driver (task_done)
+/// and from the driver to a process awaiting a nested result (object_ready). A
+/// `result_header` followed by the inline value or the encoded error; a value in the store
+/// travels as its block's offset. This file is its only writer (`result_writer`) and reader
+/// (`settle_from_result`).
+
+// #include <coray/detail/runtime/object_state.hpp>: inlined above
+// #include <coray/detail/runtime/wire.hpp>: inlined above
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// Settles `s` from a result message's header and body (an error gets `note` appended).
+inline void settle_from_result(object_state& s, const result_header& h,
+                               std::span<const std::byte> body, segment& seg,
+                               std::string_view note = {}) {
+  switch (h.status) {
+    case result_header::value_inline:
+      s.set_inline(body);
+      break;
+    case result_header::value_block:
+      s.set_block(seg.at<object_block>(h.block));
+      break;
+    default: {
+      wire_error e = decode<wire_error>(body);
+      if (!note.empty()) e.what += note;
+      s.set_error(to_exception(e));
+      break;
+    }
+  }
+}
+
+/// The what() of an outcome's exception, for messages that quote it.
+inline std::string exception_what(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "an unknown exception";
+  }
+}
+
+/// Writes the result message of a settled state (a spilled value must be back in the store
+/// first). A value in a block is lent: the receiver gets a reference of its own.
+class result_writer {
+ public:
+  result_writer(std::uint64_t id, const object_state& s) : id_(id), s_(s) {
+    if (s.st == object_state::status::failed) {
+      error_ = describe_exception(s.error, "");
+      body_ = encoded_size(error_);
+    } else if (!s.block) {
+      body_ = s.bytes.size();
+    }
+  }
+  std::size_t size() const noexcept { return sizeof(result_header) + body_; }
+  /// True when the message names a block the receiver must be given a reference to.
+  bool lends_block() const noexcept { return s_.st != object_state::status::failed && s_.block; }
+
+  void write(std::byte* out, segment& seg) const {
+    result_header h{id_, result_header::value_inline, static_cast<std::uint32_t>(body_), 0, 0};
+    if (s_.st == object_state::status::failed) {
+      h.status = result_header::error;
+      encode_to(std::span<std::byte>(out + sizeof h, body_), error_);
+    } else if (s_.block) {
+      h.status = result_header::value_block;
+      h.block = seg.offset_of(s_.block);
+    } else if (body_) {
+      std::memcpy(out + sizeof h, s_.bytes.data(), body_);
+    }
+    std::memcpy(out, &h, sizeof h);
+  }
+
+ private:
+  std::uint64_t id_;
+  const object_state& s_;
+  wire_error error_;
+  std::size_t body_ = 0;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/result_message.hpp>
 // #include <coray/detail/runtime/transport.hpp>: inlined above
 #include <cstdint>
 #include <deque>
@@ -9522,8 +9277,365 @@ CORAY_END_NAMESPACE
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+// #include <coray/detail/runtime/driver.hpp>: inlined above
 // #include <coray/detail/runtime/system.hpp>: inlined above
-// #include <coray/detail/runtime/worker.hpp>: inlined above
+// begin <coray/detail/runtime/worker.hpp>
+/// A worker process -- a task worker or an actor: takes calls from its inbox, runs them (a
+/// coroutine body may await nested calls while the process runs others), and replies
+/// through its outbox. Calls made from here go to the driver, which schedules them like any
+/// other. An actor first receives `construct`, then runs method calls in arrival order, at
+/// most max_concurrency at once (only coroutine methods overlap).
+
+#include <fmt/format.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+// #include <coray/detail/runtime/invocation.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+// #include <coray/detail/runtime/registry.hpp>: inlined above
+// #include <coray/detail/runtime/result_message.hpp>: inlined above
+#include <cstdio>
+#include <deque>
+#include <unordered_map>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class worker final : public process, public call_host {
+ public:
+  worker(std::uint32_t slot, std::uint32_t epoch_) : slot_(slot) { epoch = epoch_; }
+
+  /// Attaches to the runtime's header and serves until told to stop or the driver goes.
+  [[noreturn]] void serve() {
+    hdr = seg.at<shared_header>(seg.header_root().header_offset);
+    me_ = &hdr->worker(slot_);
+    inbox_ = seg.at<mailbox>(me_->inbox);
+    outbox_ = seg.at<mailbox>(me_->outbox);
+    generation_ = me_->generation.load(std::memory_order_acquire);
+    next_id_ = (std::uint64_t{1} << 63) | (std::uint64_t{slot_} << 48) |
+               (std::uint64_t{generation_ & 0xFFFF} << 32);
+    me_->pid.store(getpid(), std::memory_order_relaxed);
+    me_->state.store(static_cast<std::uint32_t>(slot_state::running), std::memory_order_release);
+    process::current() = this;
+    open_handoff(me_->bell, runtime_gate::phase::releases_only);
+    run_until([this] { return stop_ || (stopping_ && calls_.empty() && running_ == 0); });
+    if (instance_ && destroy_) destroy_(instance_);  // an actor ends with its destructor
+    std::fflush(nullptr);
+    _exit(0);
+  }
+
+  /// A nested call from a task body: the driver schedules it; the result comes back as
+  /// object_ready.
+  state_ptr submit(task_spec&& spec) override {
+    auto result = make_state();
+    result->id = next_id_++;
+    // Dependencies first: a call whose argument already failed is never sent.
+    for (auto& d : spec.deps)
+      if (d->st == object_state::status::failed) {
+        for (auto* b : spec.blocks) release_block(b);
+        result->set_error(d->error);
+        return result;
+      }
+    // Ready dependencies travel by value, pending ones by id (the driver knows the ids of
+    // results of calls only, not of values put in this process).
+    const call_message_writer message(
+        {result->id, spec.fn_id, spec.nargs, static_cast<std::uint32_t>(spec.actors.size()),
+         spec.target_actor, spec.max_retries, 0, spec.retry_matcher},
+        spec.args, spec.deps, spec.actors);
+    const std::size_t size = message.size();
+    awaited_.emplace(result->id, result.get());
+    // Actor handles in the arguments: the driver keeps those actors alive until the call ends.
+    send(msg_kind::submit, size, [&](std::byte* out) { message.write(out, seg); });
+    return result;
+  }
+
+  void actor_handle(std::uint64_t id, int delta) noexcept override {
+    send_u64(delta > 0 ? msg_kind::actor_hold : msg_kind::actor_release, id);
+  }
+  void kill_actor(std::uint64_t id) override { send_u64(msg_kind::actor_kill, id); }
+  actor_info lookup_actor(std::string_view name) override {
+    const std::uint64_t request = ++lookups_;
+    send(msg_kind::actor_lookup, sizeof request + name.size(), [&](std::byte* out) {
+      std::memcpy(out, &request, sizeof request);
+      std::memcpy(out + sizeof request, name.data(), name.size());
+    });
+    internal_wait([&] { return found_.count(request) != 0; });
+    actor_info info = found_[request];
+    found_.erase(request);
+    return info;
+  }
+
+  // ---- call_host: what the invoker of a call asks ------------------------------------------
+  void set_instance(void* instance, void (*destroy)(void*)) noexcept override {
+    instance_ = instance;
+    destroy_ = destroy;
+  }
+  void call_finished() noexcept override {
+    if (running_) --running_;
+  }
+
+  void forget(object_state& s) noexcept override {
+    if (awaited_.erase(s.id)) send_u64(msg_kind::release, s.id);
+  }
+
+  /// Asks the driver for a block and waits (running the loop) for it.
+  object_block* new_block(std::size_t size) override {
+    const std::uint64_t request = ++requests_;
+    std::uint64_t msg[2] = {request, size};
+    send(msg_kind::block_request, sizeof msg,
+         [&](std::byte* out) { std::memcpy(out, msg, sizeof msg); });
+    internal_wait([&] { return granted_.count(request) != 0; });
+    grant g = granted_[request];
+    granted_.erase(request);
+    if (!g.offset) throw object_store_full(g.requested, g.free_bytes, g.capacity);
+    return seg.at<object_block>(g.offset);
+  }
+  void release_block(object_block* b) noexcept override {
+    send_u64(msg_kind::block_release, seg.offset_of(b));
+  }
+
+  /// Task coroutines that are suspended; the driver counts them as not occupying the worker.
+  void coroutine_suspended(int delta) noexcept override {
+    me_->suspended.store(
+        static_cast<std::uint32_t>(
+            static_cast<int>(me_->suspended.load(std::memory_order_relaxed)) + delta),
+        std::memory_order_relaxed);
+  }
+
+ protected:
+  void reply_filled(std::uint64_t task_id, std::size_t size, void (*fill)(void*, std::byte*),
+                    void* context) override {
+    if (size > inline_threshold()) {
+      object_block* b = new_block(size);
+      fill(context, b->data());
+      result_header h{task_id, result_header::value_block, 0, seg.offset_of(b), 0};
+      send(msg_kind::task_done, sizeof h, [&](std::byte* out) { std::memcpy(out, &h, sizeof h); });
+      return;
+    }
+    send(msg_kind::task_done, sizeof(result_header) + size, [&](std::byte* out) {
+      result_header h{task_id, result_header::value_inline, static_cast<std::uint32_t>(size), 0, 0};
+      std::memcpy(out, &h, sizeof h);
+      fill(context, out + sizeof h);
+    });
+  }
+  void reply_failed(std::uint64_t task_id, const wire_error& e, bool retryable) override {
+    std::size_t size = encoded_size(e);
+    send(msg_kind::task_done, sizeof(result_header) + size, [&](std::byte* out) {
+      result_header h{task_id, retryable ? result_header::retryable_error : result_header::error,
+                      static_cast<std::uint32_t>(size), 0, 0};
+      std::memcpy(out, &h, sizeof h);
+      encode_to(std::span<std::byte>(out + sizeof h, size), e);
+    });
+  }
+
+  bool poll() override {
+    if (!internal_waits_ && !deferred_.empty()) {
+      // Calls that arrived during an internal wait, in their order.
+      std::vector<std::byte> call = std::move(deferred_.front());
+      deferred_.pop_front();
+      start_task(call);
+      return true;
+    }
+    message_view m;
+    std::vector<std::byte> gathered;
+    if (!peek_message(seg, *inbox_, gathered, m)) return start_calls();
+    // Take the message out of the ring before handling it: a task body may run the loop
+    // again (a blocking get), which must see the next message, not this one. A message in a
+    // block stays valid: the driver frees it when the call ends.
+    alignas(16) std::byte local[mailbox_slot::payload_bytes];
+    if (m.slots == 1 && !m.block) {
+      std::memcpy(local, m.payload.data(), m.payload.size());
+      m.payload = {local, m.payload.size()};
+    }
+    inbox_->pop(m.slots);
+    // The driver may be asleep waiting for room in this inbox (Dekker with its sleep: slots
+    // freed, fence, flag read here; flag set, fence, room read there).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (me_->driver_waiting.load(std::memory_order_relaxed) != 0) {
+      me_->driver_waiting.store(0, std::memory_order_relaxed);
+      hdr->driver_bell.ring();
+    }
+    switch (m.kind) {
+      case msg_kind::run_task:
+        if (is_actor_) {
+          // Held here rather than in the ring, so results of nested calls behind it still arrive.
+          calls_.emplace_back(m.payload.begin(), m.payload.end());
+        } else if (internal_waits_ || !deferred_.empty()) {
+          deferred_.emplace_back(m.payload.begin(), m.payload.end());
+        } else {
+          start_task(m.payload);
+        }
+        break;
+      case msg_kind::construct:
+        construct(m.payload);
+        break;
+      case msg_kind::object_ready:
+        on_object_ready(m.payload);
+        break;
+      case msg_kind::actor_found: {
+        std::uint64_t v[3];
+        std::memcpy(v, m.payload.data(), sizeof v);
+        found_[v[0]] = {v[1], v[2]};
+        break;
+      }
+      case msg_kind::block_granted: {
+        std::uint64_t v[5];
+        std::memcpy(v, m.payload.data(), sizeof v);
+        granted_[v[0]] = {v[1], v[2], v[3], v[4]};
+        break;
+      }
+      case msg_kind::shutdown:
+        stopping_ = true;
+        break;
+      default:
+        break;
+    }
+    start_calls();
+    return true;
+  }
+
+  void sleep(std::chrono::nanoseconds limit) override {
+    me_->bell.sleep([this] { return !inbox_->empty() || jobs_waiting(); }, limit);
+    if (getppid() != hdr->supervisor_pid) _exit(0);  // supervisor gone: the runtime is over
+  }
+
+ private:
+  /// Waits for a reply of the runtime's own (a block, an actor's id), serving the loop but
+  /// starting no new task meanwhile: a task started here would nest inside the one waiting,
+  /// and each would hold what it was granted while the innermost waits (with blocks: every
+  /// queued task's result allocated before any is sent).
+  template <class Done>
+  void internal_wait(Done&& done) {
+    ++internal_waits_;
+    try {
+      run_until(done);
+    } catch (...) {
+      --internal_waits_;
+      throw;
+    }
+    --internal_waits_;
+  }
+
+  void start_task(std::span<const std::byte> payload) {
+    me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
+                             std::memory_order_release);
+    run_task(payload);
+  }
+
+  /// Runs a call; false if its function is unknown here (an error reply is sent).
+  bool run_task(std::span<const std::byte> payload) {
+    task_header h;
+    std::memcpy(&h, payload.data(), sizeof h);
+    const registered_function* fn = find_function(h.fn_id);
+    if (!fn) {
+      const usage_error e(fmt::format(
+          "coray: no function with id {} is registered in the worker (is it the same program?)",
+          h.fn_id));
+      reply_error(h.task_id, describe_exception(std::make_exception_ptr(e), ""));
+      return false;
+    }
+    invocation inv{*this,   seg,      h.task_id, payload.subspan(sizeof h),
+                   h.nargs, fn->name, instance_, h.retry_matcher};
+    fn->invoke(inv);
+    return true;
+  }
+
+  void construct(std::span<const std::byte> payload) {
+    task_header h;
+    std::memcpy(&h, payload.data(), sizeof h);
+    is_actor_ = true;
+    max_concurrency_ = std::max<std::uint32_t>(1, h.extra);
+    if (!run_task(payload) || !instance_) {
+      // The constructor threw (its error is the reply): an actor without its object ends.
+      std::fflush(nullptr);
+      _exit(3);
+    }
+  }
+
+  /// Starts queued actor calls while the concurrency limit allows.
+  bool start_calls() {
+    bool started = false;
+    while (is_actor_ && instance_ && !internal_waits_ && !calls_.empty() &&
+           running_ < max_concurrency_) {
+      std::vector<std::byte> call = std::move(calls_.front());
+      calls_.pop_front();
+      ++running_;
+      me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
+                               std::memory_order_release);
+      run_task(call);
+      started = true;
+    }
+    return started;
+  }
+
+  void send_u64(msg_kind k, std::uint64_t v) noexcept {
+    send(k, sizeof v, [&](std::byte* out) { std::memcpy(out, &v, sizeof v); });
+  }
+
+  void on_object_ready(std::span<const std::byte> payload) {
+    result_header h;
+    std::memcpy(&h, payload.data(), sizeof h);
+    auto it = awaited_.find(h.id);
+    if (it == awaited_.end()) {
+      if (h.status == result_header::value_block) release_block(seg.at<object_block>(h.block));
+      return;
+    }
+    settle_from_result(*it->second, h, payload.subspan(sizeof h, h.len), seg);
+  }
+
+  /// Sends to the driver, waiting for room (the driver always drains). A message longer than
+  /// the ring takes goes in a block the driver frees after reading it.
+  template <class Fill>
+  void send(msg_kind k, std::size_t size, Fill&& fill) {
+    object_block* b = nullptr;
+    if (size > outbox_->max_message_bytes()) {
+      b = new_block(size);
+      fill(b->data());
+    }
+    auto sent = [&] {
+      return b ? try_send_block(seg, *outbox_, hdr->driver_bell, k, b)
+               : try_send(*outbox_, hdr->driver_bell, k, size, fill);
+    };
+    backoff bo;  // reads the clock only if the ring is full
+    while (!sent()) {
+      if (bo.pause(std::chrono::microseconds(hdr->spin_us))) {
+        if (getppid() != hdr->supervisor_pid) _exit(0);
+        usleep(50);
+      }
+    }
+  }
+
+  std::uint32_t slot_;
+  std::uint32_t generation_ = 0;
+  worker_shared* me_ = nullptr;
+  mailbox* inbox_ = nullptr;
+  mailbox* outbox_ = nullptr;
+  std::uint64_t next_id_ = 0;
+  bool stop_ = false;
+  bool stopping_ = false;
+  std::unordered_map<std::uint64_t, object_state*> awaited_;  // nested results by id
+  std::uint64_t lookups_ = 0;
+  std::unordered_map<std::uint64_t, actor_info> found_;
+  struct grant {
+    std::uint64_t offset, requested, free_bytes, capacity;
+  };
+  std::uint64_t requests_ = 0;
+  std::unordered_map<std::uint64_t, grant> granted_;
+  // Actor mode.
+  bool is_actor_ = false;
+  void* instance_ = nullptr;
+  void (*destroy_)(void*) = nullptr;
+  std::uint32_t max_concurrency_ = 1;
+  std::uint32_t running_ = 0;
+  std::deque<std::vector<std::byte>> calls_;
+  int internal_waits_ = 0;
+  std::deque<std::vector<std::byte>> deferred_;  // tasks that arrived during an internal wait
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/worker.hpp>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -9534,8 +9646,6 @@ extern char** environ;
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
-
-enum class start_method_id : std::uint32_t { fork = 0, spawn = 1 };
 
 struct supervisor_command {
   enum op_t : std::uint32_t { start = 1, kill = 2 };
@@ -10118,18 +10228,6 @@ CORAY_END_NAMESPACE
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
-struct driver_config {
-  std::uint32_t num_workers;
-  std::uint32_t max_actors;
-  std::size_t object_store_bytes;
-  start_method_id method;
-  std::size_t inline_threshold;
-  std::uint32_t spin_us;
-  std::uint32_t max_tasks_in_flight_per_worker;
-  std::vector<std::string> argv;
-  std::string spill_directory;  // empty: no spilling
-};
-
 inline std::uint32_t next_epoch() noexcept {
   static std::uint32_t e = 0;
   return ++e;
@@ -10251,11 +10349,41 @@ class local_driver final : public driver {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/local_driver.hpp>
+// #include <coray/detail/runtime/supervisor.hpp>: inlined above
+// #include <coray/detail/runtime/system.hpp>: inlined above
+#include <fstream>
+#include <memory>
+#include <string>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+CORAY_API std::unique_ptr<driver> make_local_driver(driver_config cfg) {
+  if (!cfg.num_workers) cfg.num_workers = usable_cores();
+  if (!cfg.object_store_bytes)
+    cfg.object_store_bytes = static_cast<std::size_t>(usable_memory_bytes() * 3 / 10);
+  if (cfg.argv.empty()) {
+    // No argv given: the program's own arguments, as spawned workers re-run it.
+    std::ifstream f("/proc/self/cmdline", std::ios::binary);
+    std::string a;
+    while (std::getline(f, a, '\0')) cfg.argv.push_back(a);
+    if (cfg.argv.empty()) cfg.argv.emplace_back("coray-worker");
+  }
+  return std::make_unique<local_driver>(std::move(cfg));
+}
+
+CORAY_API void enter_spawned_worker() { enter_worker_if_spawned(); }
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/entry_impl.hpp>
+// end <coray/detail/runtime/entry.hpp>
+// #include <coray/detail/runtime/foreign.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
 // #include <coray/sync_wait.hpp>: inlined above
 #include <cstdint>
 #include <cstdlib>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -10298,22 +10426,20 @@ struct runtime_options {
 /// Becomes a worker if this process was spawned as one; returns at once otherwise. The
 /// runtime's constructor calls it; call it yourself before anything else in main() if main
 /// does work before constructing the runtime that workers must not repeat.
-inline void enter_worker_if_spawned() { detail::enter_worker_if_spawned(); }
+inline void enter_worker_if_spawned() { detail::enter_spawned_worker(); }
 
 class runtime {
  public:
   explicit runtime(runtime_options opts = {}) : runtime(0, nullptr, opts) {}
 
   runtime(int argc, char** argv, runtime_options opts = {}) {
-    detail::enter_worker_if_spawned();
+    detail::enter_spawned_worker();
     if (detail::process::here() || detail::runtime_gate::instance().accepts_calls())
       throw usage_error("coray: a runtime is already running in this process");
     detail::driver_config cfg;
-    cfg.num_workers = opts.num_workers ? opts.num_workers : detail::usable_cores();
+    cfg.num_workers = opts.num_workers;  // 0: make_local_driver counts the usable cores
     cfg.max_actors = opts.max_actors;
-    cfg.object_store_bytes = opts.object_store_bytes
-                                 ? opts.object_store_bytes
-                                 : static_cast<std::size_t>(detail::usable_memory_bytes() * 3 / 10);
+    cfg.object_store_bytes = opts.object_store_bytes;  // 0: 30% of usable memory, likewise
     cfg.method = resolve(opts.start_method) == start_method::spawn ? detail::start_method_id::spawn
                                                                    : detail::start_method_id::fork;
     // A value inline in a reply must fit one mailbox message (half a ring, 120 KiB).
@@ -10321,9 +10447,9 @@ class runtime {
     cfg.spin_us = static_cast<std::uint32_t>(opts.spin.count());
     cfg.max_tasks_in_flight_per_worker =
         std::max<std::uint32_t>(1, opts.max_tasks_in_flight_per_worker);
-    cfg.argv = program_arguments(argc, argv);
+    if (argv) cfg.argv.assign(argv, argv + argc);  // else /proc/self/cmdline's
     cfg.spill_directory = opts.spill_directory;
-    driver_ = std::make_unique<detail::local_driver>(std::move(cfg));
+    driver_ = detail::make_local_driver(std::move(cfg));
     driver_->open_handoff(driver_->hdr->driver_bell, detail::runtime_gate::phase::calls);
   }
 
@@ -10389,19 +10515,7 @@ class runtime {
     }
     return start_method::fork;
   }
-  static std::vector<std::string> program_arguments(int argc, char** argv) {
-    std::vector<std::string> args;
-    if (argv) {
-      for (int i = 0; i < argc; ++i) args.emplace_back(argv[i]);
-    } else {
-      std::ifstream f("/proc/self/cmdline", std::ios::binary);
-      std::string a;
-      while (std::getline(f, a, '\0')) args.push_back(a);
-    }
-    if (args.empty()) args.emplace_back("coray-worker");
-    return args;
-  }
-  std::unique_ptr<detail::local_driver> driver_;
+  std::unique_ptr<detail::driver> driver_;
   pid_t builder_pid_ = getpid();
 };
 

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <coray/coray.hpp>
+#include <coray/detail/runtime/system.hpp>  // usable_cores, which the default is checked against
 #include <string>
 #include <vector>
 

@@ -14,13 +14,13 @@
 
 #include <chrono>
 #include <coray/async.hpp>
+#include <coray/detail/runtime/driver.hpp>
+#include <coray/detail/runtime/entry.hpp>
 #include <coray/detail/runtime/foreign.hpp>
-#include <coray/detail/runtime/local_driver.hpp>
 #include <coray/errors.hpp>
 #include <coray/sync_wait.hpp>
 #include <cstdint>
 #include <cstdlib>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,22 +63,20 @@ struct runtime_options {
 /// Becomes a worker if this process was spawned as one; returns at once otherwise. The
 /// runtime's constructor calls it; call it yourself before anything else in main() if main
 /// does work before constructing the runtime that workers must not repeat.
-inline void enter_worker_if_spawned() { detail::enter_worker_if_spawned(); }
+inline void enter_worker_if_spawned() { detail::enter_spawned_worker(); }
 
 class runtime {
  public:
   explicit runtime(runtime_options opts = {}) : runtime(0, nullptr, opts) {}
 
   runtime(int argc, char** argv, runtime_options opts = {}) {
-    detail::enter_worker_if_spawned();
+    detail::enter_spawned_worker();
     if (detail::process::here() || detail::runtime_gate::instance().accepts_calls())
       throw usage_error("coray: a runtime is already running in this process");
     detail::driver_config cfg;
-    cfg.num_workers = opts.num_workers ? opts.num_workers : detail::usable_cores();
+    cfg.num_workers = opts.num_workers;  // 0: make_local_driver counts the usable cores
     cfg.max_actors = opts.max_actors;
-    cfg.object_store_bytes = opts.object_store_bytes
-                                 ? opts.object_store_bytes
-                                 : static_cast<std::size_t>(detail::usable_memory_bytes() * 3 / 10);
+    cfg.object_store_bytes = opts.object_store_bytes;  // 0: 30% of usable memory, likewise
     cfg.method = resolve(opts.start_method) == start_method::spawn ? detail::start_method_id::spawn
                                                                    : detail::start_method_id::fork;
     // A value inline in a reply must fit one mailbox message (half a ring, 120 KiB).
@@ -86,9 +84,9 @@ class runtime {
     cfg.spin_us = static_cast<std::uint32_t>(opts.spin.count());
     cfg.max_tasks_in_flight_per_worker =
         std::max<std::uint32_t>(1, opts.max_tasks_in_flight_per_worker);
-    cfg.argv = program_arguments(argc, argv);
+    if (argv) cfg.argv.assign(argv, argv + argc);  // else /proc/self/cmdline's
     cfg.spill_directory = opts.spill_directory;
-    driver_ = std::make_unique<detail::local_driver>(std::move(cfg));
+    driver_ = detail::make_local_driver(std::move(cfg));
     driver_->open_handoff(driver_->hdr->driver_bell, detail::runtime_gate::phase::calls);
   }
 
@@ -154,19 +152,7 @@ class runtime {
     }
     return start_method::fork;
   }
-  static std::vector<std::string> program_arguments(int argc, char** argv) {
-    std::vector<std::string> args;
-    if (argv) {
-      for (int i = 0; i < argc; ++i) args.emplace_back(argv[i]);
-    } else {
-      std::ifstream f("/proc/self/cmdline", std::ios::binary);
-      std::string a;
-      while (std::getline(f, a, '\0')) args.push_back(a);
-    }
-    if (args.empty()) args.emplace_back("coray-worker");
-    return args;
-  }
-  std::unique_ptr<detail::local_driver> driver_;
+  std::unique_ptr<detail::driver> driver_;
   pid_t builder_pid_ = getpid();
 };
 

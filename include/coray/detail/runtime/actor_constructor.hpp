@@ -5,11 +5,11 @@
 
 #include <coray/codec.hpp>
 #include <coray/detail/codec/codec_traits.hpp>
+#include <coray/detail/runtime/invocation.hpp>
 #include <coray/detail/runtime/invoker.hpp>
 #include <coray/detail/runtime/registry.hpp>
 #include <coray/detail/runtime/signature.hpp>
 #include <coray/detail/runtime/stored_value.hpp>
-#include <coray/detail/runtime/worker.hpp>
 #include <coray/object_ref.hpp>
 #include <cstddef>
 #include <cstdint>
@@ -46,14 +46,14 @@ using constructor_arg_t = typename constructor_arg<A>::type;
 /// Builds T in the actor's process from arguments of types S...
 template <class T, class... S>
 struct actor_constructor {
-  static void construct(S... args, worker& w, std::uint64_t id) {
+  static void construct(S... args, call_host& w, std::uint64_t id) {
     T* obj = new T(std::move(args)...);
     w.set_instance(obj, [](void* p) { delete static_cast<T*>(p); });
     w.reply_value(id, 0, [](std::byte*) {});
   }
   static void invoke(invocation& inv) {
     try {
-      argument_reader reader(inv.self.seg, inv.args);
+      argument_reader reader(inv.seg, inv.args);
       auto args = decode_arguments<std::tuple<S...>>(reader, std::index_sequence_for<S...>{});
       std::apply([&](auto&... a) { construct(a.pass()..., inv.self, inv.task_id); }, args);
     } catch (...) {

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <coray/detail/runtime/driver.hpp>
 #include <coray/detail/runtime/task_table.hpp>
 #include <cstdint>
 #include <deque>
@@ -18,17 +19,6 @@
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
-
-/// What ray::spawn asks of the driver.
-struct actor_spawn_request {
-  task_spec constructor;  // fn_id: the constructor invoker; args: the constructor's
-  std::uint64_t type_id = 0;
-  std::string type_name;
-  std::string name;
-  std::uint32_t max_concurrency = 1;
-  int max_restarts = 0;
-  int max_task_retries = 0;
-};
 
 struct actor_entry {
   std::uint64_t id = 0;

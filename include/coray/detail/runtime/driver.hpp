@@ -6,8 +6,9 @@
 
 #include <fmt/format.h>
 
-#include <coray/detail/runtime/actor_table.hpp>
+#include <coray/detail/runtime/call_message.hpp>
 #include <coray/detail/runtime/process.hpp>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -15,6 +16,33 @@
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
+
+/// What ray::spawn asks of the driver.
+struct actor_spawn_request {
+  task_spec constructor;  // fn_id: the constructor invoker; args: the constructor's
+  std::uint64_t type_id = 0;
+  std::string type_name;
+  std::string name;
+  std::uint32_t max_concurrency = 1;
+  int max_restarts = 0;
+  int max_task_retries = 0;
+};
+
+/// How the supervisor starts worker processes (ray::start_method, as the driver passes it on).
+enum class start_method_id : std::uint32_t { fork = 0, spawn = 1 };
+
+/// What the runtime builds a driver from (ray::runtime_options, resolved).
+struct driver_config {
+  std::uint32_t num_workers;  // 0: the usable cores
+  std::uint32_t max_actors;
+  std::size_t object_store_bytes;  // 0: 30% of usable memory
+  start_method_id method;
+  std::size_t inline_threshold;
+  std::uint32_t spin_us;
+  std::uint32_t max_tasks_in_flight_per_worker;
+  std::vector<std::string> argv;  // empty: /proc/self/cmdline's
+  std::string spill_directory;    // empty: no spilling
+};
 
 class driver : public process {
  public:

@@ -6,9 +6,10 @@
 #include <algorithm>
 #include <coray/async.hpp>
 #include <coray/codec.hpp>
+#include <coray/detail/runtime/call_message.hpp>
+#include <coray/detail/runtime/invocation.hpp>
 #include <coray/detail/runtime/registry.hpp>
 #include <coray/detail/runtime/signature.hpp>
-#include <coray/detail/runtime/worker.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -68,7 +69,7 @@ auto decode_arguments(argument_reader& r, std::index_sequence<I...>) {
 }
 
 template <class V>
-void reply(worker& w, std::uint64_t id, const V& v) {
+void reply(call_host& w, std::uint64_t id, const V& v) {
   const std::size_t size = encoded_size(v);
   w.reply_value(id, size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); });
 }
@@ -97,7 +98,7 @@ struct invoker {
       run_coroutine(inv, std::vector<std::byte>(inv.args.begin(), inv.args.end()));
     } else {
       try {
-        argument_reader reader(inv.self.seg, inv.args);
+        argument_reader reader(inv.seg, inv.args);
         auto args = decode_arguments<params>(reader, indices);
         if constexpr (std::is_void_v<R>) {
           call(inv.instance, args);
@@ -113,12 +114,13 @@ struct invoker {
   }
 
   static detached run_coroutine(invocation inv, std::vector<std::byte> bytes) {
-    worker& w = inv.self;
+    call_host& w = inv.self;
+    segment& seg = inv.seg;
     const std::uint64_t id = inv.task_id;
     void* self = inv.instance;
     inv.args = bytes;  // the copy outlives the message
     try {
-      argument_reader reader(w.seg, bytes);
+      argument_reader reader(seg, bytes);
       auto args = decode_arguments<params>(reader, indices);
       if constexpr (std::is_void_v<call_result_t<R>>) {
         co_await call(self, args);

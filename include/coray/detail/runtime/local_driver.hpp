@@ -23,18 +23,6 @@
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
-struct driver_config {
-  std::uint32_t num_workers;
-  std::uint32_t max_actors;
-  std::size_t object_store_bytes;
-  start_method_id method;
-  std::size_t inline_threshold;
-  std::uint32_t spin_us;
-  std::uint32_t max_tasks_in_flight_per_worker;
-  std::vector<std::string> argv;
-  std::string spill_directory;  // empty: no spilling
-};
-
 inline std::uint32_t next_epoch() noexcept {
   static std::uint32_t e = 0;
   return ++e;

@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <coray/detail/runtime/driver.hpp>
 #include <coray/detail/runtime/system.hpp>
 #include <coray/detail/runtime/worker.hpp>
 #include <cstdlib>
@@ -33,8 +34,6 @@ extern char** environ;
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
-
-enum class start_method_id : std::uint32_t { fork = 0, spawn = 1 };
 
 struct supervisor_command {
   enum op_t : std::uint32_t { start = 1, kill = 2 };

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <coray/detail/runtime/invocation.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <coray/detail/runtime/registry.hpp>
 #include <coray/detail/runtime/result_message.hpp>
@@ -20,24 +21,7 @@
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
-class worker;
-
-/// One call being run in this worker: what the invoker (invoker.hpp) needs to decode the
-/// arguments and to reply.
-struct invocation {
-  worker& self;
-  std::uint64_t task_id;
-  std::span<const std::byte> args;  // arg_entry records, 16-byte aligned
-  std::uint32_t nargs;
-  std::string_view name;
-  void* instance;               // the actor's object, for method calls
-  std::uint64_t retry_matcher;  // which exceptions the caller retries
-
-  /// Replies with the exception in flight (call from a catch block).
-  void fail() const;
-};
-
-class worker final : public process {
+class worker final : public process, public call_host {
  public:
   worker(std::uint32_t slot, std::uint32_t epoch_) : slot_(slot) { epoch = epoch_; }
 
@@ -102,13 +86,12 @@ class worker final : public process {
     return info;
   }
 
-  /// Actor construction: the invoker hands over the new object and how to destroy it.
-  void set_instance(void* instance, void (*destroy)(void*)) noexcept {
+  // ---- call_host: what the invoker of a call asks ------------------------------------------
+  void set_instance(void* instance, void (*destroy)(void*)) noexcept override {
     instance_ = instance;
     destroy_ = destroy;
   }
-  /// An actor method call ended (its reply is sent); the next queued call may start.
-  void call_finished() noexcept {
+  void call_finished() noexcept override {
     if (running_) --running_;
   }
 
@@ -132,33 +115,6 @@ class worker final : public process {
     send_u64(msg_kind::block_release, seg.offset_of(b));
   }
 
-  /// Replies to the driver with a task's value (`size` bytes written by `fill`), putting
-  /// large values in the store.
-  template <class Fill>
-  void reply_value(std::uint64_t task_id, std::size_t size, Fill&& fill) {
-    if (size > inline_threshold()) {
-      object_block* b = new_block(size);
-      fill(b->data());
-      result_header h{task_id, result_header::value_block, 0, seg.offset_of(b), 0};
-      send(msg_kind::task_done, sizeof h, [&](std::byte* out) { std::memcpy(out, &h, sizeof h); });
-      return;
-    }
-    send(msg_kind::task_done, sizeof(result_header) + size, [&](std::byte* out) {
-      result_header h{task_id, result_header::value_inline, static_cast<std::uint32_t>(size), 0, 0};
-      std::memcpy(out, &h, sizeof h);
-      fill(out + sizeof h);
-    });
-  }
-  void reply_error(std::uint64_t task_id, const wire_error& e, bool retryable = false) {
-    std::size_t size = encoded_size(e);
-    send(msg_kind::task_done, sizeof(result_header) + size, [&](std::byte* out) {
-      result_header h{task_id, retryable ? result_header::retryable_error : result_header::error,
-                      static_cast<std::uint32_t>(size), 0, 0};
-      std::memcpy(out, &h, sizeof h);
-      encode_to(std::span<std::byte>(out + sizeof h, size), e);
-    });
-  }
-
   /// Task coroutines that are suspended; the driver counts them as not occupying the worker.
   void coroutine_suspended(int delta) noexcept override {
     me_->suspended.store(
@@ -168,6 +124,31 @@ class worker final : public process {
   }
 
  protected:
+  void reply_filled(std::uint64_t task_id, std::size_t size, void (*fill)(void*, std::byte*),
+                    void* context) override {
+    if (size > inline_threshold()) {
+      object_block* b = new_block(size);
+      fill(context, b->data());
+      result_header h{task_id, result_header::value_block, 0, seg.offset_of(b), 0};
+      send(msg_kind::task_done, sizeof h, [&](std::byte* out) { std::memcpy(out, &h, sizeof h); });
+      return;
+    }
+    send(msg_kind::task_done, sizeof(result_header) + size, [&](std::byte* out) {
+      result_header h{task_id, result_header::value_inline, static_cast<std::uint32_t>(size), 0, 0};
+      std::memcpy(out, &h, sizeof h);
+      fill(context, out + sizeof h);
+    });
+  }
+  void reply_failed(std::uint64_t task_id, const wire_error& e, bool retryable) override {
+    std::size_t size = encoded_size(e);
+    send(msg_kind::task_done, sizeof(result_header) + size, [&](std::byte* out) {
+      result_header h{task_id, retryable ? result_header::retryable_error : result_header::error,
+                      static_cast<std::uint32_t>(size), 0, 0};
+      std::memcpy(out, &h, sizeof h);
+      encode_to(std::span<std::byte>(out + sizeof h, size), e);
+    });
+  }
+
   bool poll() override {
     if (!internal_waits_ && !deferred_.empty()) {
       // Calls that arrived during an internal wait, in their order.
@@ -274,8 +255,8 @@ class worker final : public process {
       reply_error(h.task_id, describe_exception(std::make_exception_ptr(e), ""));
       return false;
     }
-    invocation inv{*this,     h.task_id,      payload.subspan(sizeof h), h.nargs, fn->name,
-                   instance_, h.retry_matcher};
+    invocation inv{*this,   seg,      h.task_id, payload.subspan(sizeof h),
+                   h.nargs, fn->name, instance_, h.retry_matcher};
     fn->invoke(inv);
     return true;
   }
@@ -371,11 +352,6 @@ class worker final : public process {
   int internal_waits_ = 0;
   std::deque<std::vector<std::byte>> deferred_;  // tasks that arrived during an internal wait
 };
-
-inline void invocation::fail() const {
-  self.reply_error(task_id, describe_current_exception(name),
-                   retry_matches(retry_matcher, std::current_exception()));
-}
 
 }  // namespace detail
 CORAY_END_NAMESPACE

@@ -1,4 +1,5 @@
-# Header-only: nothing is compiled, so one (release) configuration is enough.
+# Header-only by default; the one thing compiled is coray::coray_compiled (libcoray.a, the
+# compiled mode's runtime), installed beside the headers. One (release) configuration of it.
 set(VCPKG_BUILD_TYPE release)
 
 # An overlay port of the checkout it lives in (packaging/vcpkg/ports/coray), used as

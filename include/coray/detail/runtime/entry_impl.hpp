@@ -1,0 +1,34 @@
+#pragma once
+/// The definitions behind entry.hpp: included by it in header-only mode, and compiled once
+/// by src/coray.cpp into coray::coray_compiled in compiled mode (CORAY_COMPILED_LIB).
+
+#include <coray/detail/runtime/entry.hpp>
+#include <coray/detail/runtime/local_driver.hpp>
+#include <coray/detail/runtime/supervisor.hpp>
+#include <coray/detail/runtime/system.hpp>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+CORAY_API std::unique_ptr<driver> make_local_driver(driver_config cfg) {
+  if (!cfg.num_workers) cfg.num_workers = usable_cores();
+  if (!cfg.object_store_bytes)
+    cfg.object_store_bytes = static_cast<std::size_t>(usable_memory_bytes() * 3 / 10);
+  if (cfg.argv.empty()) {
+    // No argv given: the program's own arguments, as spawned workers re-run it.
+    std::ifstream f("/proc/self/cmdline", std::ios::binary);
+    std::string a;
+    while (std::getline(f, a, '\0')) cfg.argv.push_back(a);
+    if (cfg.argv.empty()) cfg.argv.emplace_back("coray-worker");
+  }
+  return std::make_unique<local_driver>(std::move(cfg));
+}
+
+CORAY_API void enter_spawned_worker() { enter_worker_if_spawned(); }
+
+}  // namespace detail
+CORAY_END_NAMESPACE

@@ -1,0 +1,9 @@
+// coray's compiled mode: the runtime's non-template code (the driver and its orchestrator,
+// the transport, the supervisor and the worker), compiled once into coray::coray_compiled.
+// Programs that link it are built with CORAY_COMPILED_LIB defined, and their translation
+// units see only the declarations in include/coray/detail/runtime/entry.hpp.
+#ifndef CORAY_COMPILED_LIB
+#error "src/coray.cpp is coray::coray_compiled's source: build it with CORAY_COMPILED_LIB defined"
+#endif
+
+#include <coray/detail/runtime/entry_impl.hpp>
