@@ -728,10 +728,38 @@ void encode_value(Out& out, const T& value);
 template <class T>
 void decode_value(reader& in, T& value);
 
+/// How deep a value's user types (serialize() types, aggregates) may nest: 1,000 levels, as
+/// Python's pickle allows by default. Only a recursive type nests at run time, as deep as
+/// its value goes; beyond this the codec throws codec_error rather than overflow the stack
+/// of whichever process encodes or decodes it (a sanitizer's frames included).
+inline constexpr std::uint32_t max_codec_depth = 1'000;
+
+/// One level of a user type in an archive, for as long as its fields are coded.
+template <class T, class Archive>
+class nesting {
+ public:
+  explicit nesting(Archive& a) : a_(a) {
+    if (a_.depth == max_codec_depth) [[unlikely]]
+      too_deep();
+    ++a_.depth;
+  }
+  nesting(const nesting&) = delete;
+  nesting& operator=(const nesting&) = delete;
+  ~nesting() { --a_.depth; }
+
+ private:
+  [[noreturn, gnu::cold, gnu::noinline]] static void too_deep() {
+    throw_codec_error(display_name<T>() + " nests deeper than " + std::to_string(max_codec_depth) +
+                      " levels of user types");
+  }
+  Archive& a_;
+};
+
 /// Output archive that only counts the bytes writer would write (padding included).
 class size_counter {
  public:
   static constexpr bool is_loading = false;
+  std::uint32_t depth = 0;  // user types entered and not left (see nesting)
 
   template <class... Ts>
   void operator()(const Ts&... values) {
@@ -751,6 +779,7 @@ class size_counter {
 class writer {
  public:
   static constexpr bool is_loading = false;
+  std::uint32_t depth = 0;  // user types entered and not left (see nesting)
 
   explicit writer(std::span<std::byte> out) noexcept
       : begin_(out.data()), pos_(out.data()), end_(out.data() + out.size()) {}
@@ -784,6 +813,7 @@ class writer {
 class reader {
  public:
   static constexpr bool is_loading = true;
+  std::uint32_t depth = 0;  // user types entered and not left (see nesting)
 
   explicit reader(std::span<const std::byte> in) noexcept
       : begin_(in.data()), pos_(in.data()), end_(in.data() + in.size()) {}
@@ -930,6 +960,7 @@ void decode_value(reader& in, T& v) {
   static_assert(k != codec_kind::none && !std::is_const_v<T>,
                 "coray codec: type is not decodable (see is_decodable_v)");
   if constexpr (k == codec_kind::serialize_member) {
+    nesting<T, reader> level(in);
     v.serialize(in);
   } else if constexpr (k == codec_kind::boolean) {
     const auto b = in.take_scalar<T, unsigned char>("value");
@@ -1031,6 +1062,7 @@ void decode_value(reader& in, T& v) {
     decode_value(in, count);
     v = T(count);
   } else if constexpr (k == codec_kind::aggregate) {
+    nesting<T, reader> level(in);
     boost::pfr::for_each_field(v, [&in](auto& field) { decode_value(in, field); });
   }
 }
@@ -1077,6 +1109,7 @@ void encode_value(Out& out, const T& v) {
   constexpr codec_kind k = kind_v<T>;
   static_assert(k != codec_kind::none, "coray codec: type is not encodable (see is_encodable_v)");
   if constexpr (k == codec_kind::serialize_member) {
+    nesting<T, Out> level(out);
     const_cast<T&>(v).serialize(out);  // serialize() is one non-const member for all archives
   } else if constexpr (k == codec_kind::boolean) {
     const unsigned char b = v ? 1 : 0;
@@ -1131,6 +1164,7 @@ void encode_value(Out& out, const T& v) {
     const typename T::rep count = v.count();
     encode_value(out, count);
   } else if constexpr (k == codec_kind::aggregate) {
+    nesting<T, Out> level(out);
     boost::pfr::for_each_field(v, [&out](const auto& field) { encode_value(out, field); });
   }
 }
@@ -2365,12 +2399,14 @@ struct object_state {
   /// The encoded value, wherever it lies (a spilled one is brought back first). Precondition:
   /// ready. Throws object_store_full if a spilled value does not fit back.
   std::span<const std::byte> value_bytes() const {
-    if (spilled()) restore_state(const_cast<object_state&>(*this));
+    if (spilled()) [[unlikely]]
+      restore_state(const_cast<object_state&>(*this));
     if (block) return {block->data(), static_cast<std::size_t>(block->size)};
     return {bytes.data(), bytes.size()};
   }
   void rethrow_if_failed() const {
-    if (st.load(std::memory_order_acquire) == status::failed) std::rethrow_exception(error);
+    if (st.load(std::memory_order_acquire) == status::failed) [[unlikely]]
+      std::rethrow_exception(error);
   }
   /// Settles the object and notifies every waiter once. Loop thread.
   void settle(status s) {
@@ -3138,6 +3174,12 @@ CORAY_END_NAMESPACE
 /// event loop that drives a process (ready coroutines, incoming messages, timers, sleeping).
 /// The driver and the workers specialise it.
 
+#include <fmt/format.h>
+
+#if __has_include(<malloc.h>)
+#include <malloc.h>  // malloc_trim, mallinfo2 (glibc)
+#endif
+
 #include <atomic>
 #include <chrono>
 // begin <coray/detail/runtime/actor_state.hpp>
@@ -3364,6 +3406,7 @@ CORAY_END_NAMESPACE
 #include <map>
 #include <new>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -3395,8 +3438,9 @@ struct alignas(64) worker_shared {
   std::atomic<std::int32_t> pid{0};
   std::atomic<std::int32_t> wait_status{0};
   std::atomic<std::uint32_t> generation{0};
-  std::uint64_t inbox = 0;   // offset of the mailbox driver -> worker
-  std::uint64_t outbox = 0;  // offset of the mailbox worker -> driver
+  std::atomic<std::uint32_t> served{0};  // the process reached its loop (not dead at start)
+  std::uint64_t inbox = 0;               // offset of the mailbox driver -> worker
+  std::uint64_t outbox = 0;              // offset of the mailbox worker -> driver
   alignas(64) std::atomic<std::uint64_t> tasks_started{0};
   std::atomic<std::uint32_t> suspended{0};  // task coroutines awaiting something
   /// Set by the driver when a message to this process found its inbox full and the driver
@@ -3493,7 +3537,6 @@ class process {
 
   /// The driver's interface (driver.hpp) in the driver process, null in a worker.
   virtual driver* as_driver() noexcept { return nullptr; }
-  bool is_driver() noexcept { return as_driver() != nullptr; }
   /// Sends a call; returns the state of its result.
   virtual state_ptr submit(task_spec&& spec) = 0;
   /// Sends a call whose result state was made by the thread that built it (a thread other
@@ -3519,6 +3562,29 @@ class process {
   virtual void restore(object_state&) {
     throw ray::runtime_error("coray: a spilled object outside the driver");
   }
+  /// A high tide of calls has ended (a million queued at once, say): the heap's free pages
+  /// go back to the system now, and again as the tide's objects are let go (looked at every
+  /// 65,536 of them, 16 times at most: a million). glibc would otherwise keep the few hundred MB
+  /// for the runtime's life. A steady stream of calls and objects never trims.
+  void tide_ended() noexcept {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+    heap_looks_ = 16;
+    heap_free_mark_ = heap_free_bytes();
+#endif
+  }
+  void note_released() noexcept {
+#if defined(__GLIBC__)
+    if (heap_looks_ == 0 || (++released_ & 0xFFFF) != 0) return;
+    --heap_looks_;
+    const std::size_t free_now = heap_free_bytes();
+    if (free_now > heap_free_mark_ + (std::size_t{16} << 20)) {
+      malloc_trim(0);
+      heap_free_mark_ = free_now;
+    }
+#endif
+  }
+
   /// A coroutine of this process suspends on (+1) or resumes from (-1) a coray awaitable.
   virtual void coroutine_suspended(int /*delta*/) noexcept {}
 
@@ -3745,6 +3811,18 @@ class process {
   std::multimap<clock::time_point, timer> timers_;
   std::uint64_t timer_ids_ = 0;
   bool polling_ = false;  // inside poll() on the loop thread
+#if defined(__GLIBC__)
+  static std::size_t heap_free_bytes() noexcept {
+#if __GLIBC_PREREQ(2, 33)
+    return mallinfo2().fordblks;
+#else
+    return static_cast<std::size_t>(static_cast<unsigned>(mallinfo().fordblks));
+#endif
+  }
+#endif
+  std::uint64_t released_ = 0;      // objects let go on the loop (see note_released)
+  std::uint32_t heap_looks_ = 0;    // looks at the heap left after a tide
+  std::size_t heap_free_mark_ = 0;  // the heap's free bytes at the last trim
 };
 
 inline void restore_state(object_state& s) {
@@ -3759,6 +3837,7 @@ inline void release_on_loop(object_state* s) noexcept {
   if (live && s->id) p->forget(*s);
   if (live && s->block) p->release_block(s->block);
   delete s;
+  if (live) p->note_released();
 }
 inline void release_actor_on_loop(actor_state* s) noexcept {
   process* p = process::current();
@@ -3804,23 +3883,44 @@ void release_from_another_thread(State* s) noexcept {
     release_from_another_thread<actor_state, &release_actor_on_loop>(s);
 }
 
-/// Throws ray::usage_error unless `s` is a ref's state of the runtime running in this
-/// process: an empty ref, or one kept past its runtime's end (its block lay in a segment
-/// that is gone; its call will never answer). `what` names the API. Any thread.
+/// The epoch of the runtime running in this process, 0 when none. Any thread.
+inline std::uint32_t live_epoch() noexcept { return runtime_gate::instance().live_epoch(); }
+
+/// Whether a ref's state may be used: the ref is not empty and belongs to the runtime running
+/// in this process (`live`, from live_epoch(), read once for a batch of refs), not to one that
+/// has ended (its block lay in a segment that is gone; its call will never answer). Every
+/// check of refs before use is this one, and refuse_state says why it failed.
+inline bool usable_state(const object_state* s, std::uint32_t live) noexcept {
+  return s && s->epoch == live;
+}
+/// Throws the ray::usage_error for a state usable_state refused; `what` names the API.
+/// Out of line and cold: it keeps the fast paths that check refs small.
+[[noreturn, gnu::noinline, gnu::cold]] inline void refuse_state(const object_state* s,
+                                                                const char* what) {
+  if (!s) throw usage_error(fmt::format("{}: an object_ref is empty", what));
+  throw usage_error(fmt::format("{}: the object_ref belongs to a runtime that has ended", what));
+}
+/// True if every state of `states` is usable (as usable_state says).
+inline bool all_usable(std::span<object_state* const> states) noexcept {
+  const std::uint32_t live = live_epoch();
+  for (const object_state* s : states)
+    if (!usable_state(s, live)) return false;
+  return true;
+}
+
+/// Throws ray::usage_error unless `s` is usable (usable_state). Any thread.
 inline void require_usable_ref(const state_ptr& s, const char* what) {
-  if (!s) throw usage_error(std::string(what) + ": an object_ref is empty");
-  if (s->epoch != runtime_gate::instance().live_epoch())
-    throw usage_error(std::string(what) + ": the object_ref belongs to a runtime that has ended");
+  if (!usable_state(s.get(), live_epoch())) [[unlikely]]
+    refuse_state(s.get(), what);
 }
 
 /// require_usable_ref for each ref of a range, reading the live epoch once.
 template <class Refs>
 void require_usable_refs(const Refs& refs, const char* what) {
-  const std::uint32_t live = runtime_gate::instance().live_epoch();
-  for (const auto& r : refs) {
-    const state_ptr& s = r.state();
-    if (!s || s->epoch != live) require_usable_ref(s, what);  // throws, saying why
-  }
+  const std::uint32_t live = live_epoch();
+  for (const auto& r : refs)
+    if (!usable_state(r.state().get(), live)) [[unlikely]]
+      refuse_state(r.state().get(), what);
 }
 
 /// A new pending state of `p`'s runtime (from any thread that may use `p`).
@@ -4168,7 +4268,7 @@ inline bool needs_handoff() noexcept {
 class foreign_entry {
  public:
   explicit foreign_entry(const char* what) : p_(runtime_gate::instance().try_enter()) {
-    if (!p_ || !p_->is_driver()) {
+    if (!p_ || !p_->as_driver()) {
       if (p_) runtime_gate::instance().leave();
       throw ray::runtime_error(runtime_gate::instance().refusal(what));
     }
@@ -4513,8 +4613,9 @@ CORAY_END_NAMESPACE
 // #include <coray/detail/runtime/signature.hpp>: inlined above
 // #include <coray/object_ref.hpp>: inlined above
 // begin <coray/object_store.hpp>
-/// The object store's user surface: ray::put, ray::get, ray::get_view and ray::wait, each
-/// usable with co_await in a coroutine or blocking in plain code.
+/// The object store's user surface: ray::put, ray::get, ray::wait and ray::cancel, each
+/// usable with co_await in a coroutine or blocking in plain code; with it, the objects read
+/// and built in place (ray::get_view, ray::put_buffer: <coray/object_view.hpp>).
 ///
 ///   auto img = ray::put(std::vector<double>(9'000'000, 1.0));   // once, into shared memory
 ///   std::vector<double> copy = ray::get(img);                   // blocking
@@ -4549,22 +4650,37 @@ inline void resume_waiter(void* ctx, object_state&) {
   p.schedule(std::coroutine_handle<>::from_address(ctx));
 }
 
+/// Runs the loop until `s` settles. Loop thread. Out of line: the callers' fast path (the
+/// object is already there) stays small enough to inline.
+[[gnu::noinline]] inline void run_until_settled(object_state& s) {
+  process::require().run_until([&] { return s.settled(); });
+}
 /// Blocks the calling (loop) thread until `s` settles, running the loop meanwhile.
 inline void block_until_settled(object_state& s) {
-  if (!s.settled()) process::require().run_until([&] { return s.settled(); });
+  if (!s.settled()) [[unlikely]]
+    run_until_settled(s);
+}
+
+/// read_when_settled on a thread other than the loop's: waits for the loop to settle
+/// `states` and pins their values while `read` runs.
+template <class Read>
+[[gnu::noinline]] auto read_when_settled_elsewhere(const char* what,
+                                                   std::span<object_state* const> states,
+                                                   Read& read) {
+  foreign_entry e(what);
+  foreign_wait w(e.get(), states, states.size(), clock::time_point::max(), true);
+  return read();
 }
 
 /// Blocks until `states` have all settled, then returns `read()`: on the loop thread running
 /// the loop, on another thread waiting for it, with the values pinned while `read` runs.
 template <class Read>
 auto read_when_settled(const char* what, std::span<object_state* const> states, Read&& read) {
-  if (!needs_handoff()) {
+  if (!needs_handoff()) [[likely]] {
     for (object_state* s : states) block_until_settled(*s);
     return read();
   }
-  foreign_entry e(what);
-  foreign_wait w(e.get(), states, states.size(), clock::time_point::max(), true);
-  return read();
+  return read_when_settled_elsewhere(what, states, read);
 }
 
 /// Whether an awaitable of ray::get or ray::wait has been used: awaited, converted,
@@ -4585,14 +4701,6 @@ class use_tracker {
  private:
   bool used_ = false;
 };
-
-/// True if every state is of the runtime running now (an awaitable can outlive it).
-inline bool all_live(std::span<object_state* const> states) noexcept {
-  const std::uint32_t live = runtime_gate::instance().live_epoch();
-  for (object_state* s : states)
-    if (s->epoch != live) return false;
-  return true;
-}
 
 /// The waiting half of an awaitable of one object: suspends until it settles, or blocks
 /// in the conversion forms (running the loop on its thread; waiting for it on another).
@@ -4621,7 +4729,7 @@ class state_awaiter {
   /// raises its error.
   void settle_if_discarded() {
     object_state* s = s_.get();
-    if (!s || !used_.discarded() || !all_live({&s, 1})) return;
+    if (!s || !used_.discarded() || !all_usable({&s, 1})) return;
     read_settled([](const object_state& st) { st.rethrow_if_failed(); });
   }
   state_ptr s_;
@@ -4635,8 +4743,25 @@ CORAY_END_NAMESPACE
 // end <coray/detail/runtime/state_awaiter.hpp>
 // #include <coray/detail/runtime/stored_value.hpp>: inlined above
 // #include <coray/object_ref.hpp>: inlined above
-// #include <coray/sync_wait.hpp>: inlined above
-#include <coroutine>
+// begin <coray/object_view.hpp>
+/// Objects in place: ray::get_view reads an object where it lies (shared memory or the
+/// driver's heap) without copying it, and ray::put_buffer builds an array where it will
+/// live, in the object store, to seal into an object.
+///
+///   auto view = co_await ray::get_view(img);            // a span over the stored doubles
+///   auto buf = ray::put_buffer<double>(3000 * 3000);    // filled in place, then
+///   ray::object_ref<std::vector<double>> image = std::move(buf).seal();
+
+#include <fmt/format.h>
+
+// #include <coray/codec.hpp>: inlined above
+// #include <coray/detail/runtime/foreign.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+// #include <coray/detail/runtime/state_awaiter.hpp>: inlined above
+// #include <coray/detail/runtime/stored_value.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+// #include <coray/object_ref.hpp>: inlined above
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -4668,121 +4793,6 @@ struct view_of<std::string> {
 };
 
 }  // namespace detail
-
-/// What ray::get returns: co_await it in a coroutine, or convert it to T to block. Used as a
-/// statement, `ray::get(ref);` blocks until the object is there and throws its error, as
-/// Ray's `ray.get(ref)` does: its destructor waits, unless it was awaited or converted (it
-/// then waits only once) or is destroyed by an exception's unwinding.
-template <class T>
-class get_awaitable : public detail::state_awaiter {
- public:
-  using state_awaiter::state_awaiter;
-  get_awaitable(get_awaitable&&) noexcept = default;
-  ~get_awaitable() noexcept(false) { settle_if_discarded(); }
-  T await_resume() { return detail::read_value<T>(*s_); }
-  /// Blocking form: waits and returns the value or throws its error. Thread-safe in the driver.
-  operator T() && {
-    return read_settled([](const detail::object_state& s) { return detail::read_value<T>(s); });
-  }
-  /// Blocking form, explicitly.
-  T get() && { return static_cast<T>(std::move(*this)); }
-};
-
-template <>
-class get_awaitable<void> : public detail::state_awaiter {
- public:
-  using state_awaiter::state_awaiter;
-  get_awaitable(get_awaitable&&) noexcept = default;
-  ~get_awaitable() noexcept(false) { settle_if_discarded(); }
-  void await_resume() { s_->rethrow_if_failed(); }
-  void get() && {
-    read_settled([](const detail::object_state& s) { s.rethrow_if_failed(); });
-  }
-};
-
-/// The value of `ref`, decoded into a T of this process.
-template <class T>
-get_awaitable<T> get(const object_ref<T>& ref) {
-  detail::require_usable_ref(ref.state(), "ray::get");
-  return get_awaitable<T>(ref.state());
-}
-
-struct get_options {
-  /// Give up after this long with ray::get_timeout; none: wait as long as it takes.
-  std::optional<std::chrono::nanoseconds> timeout = std::nullopt;
-};
-
-template <class T>
-class wait_awaitable;
-struct wait_options;
-
-/// What ray::get with a timeout returns: co_await it, or convert it to T to block.
-template <class T>
-class timed_get_awaitable;
-
-/// What ray::get of several refs returns: the values in the order of the refs. As a
-/// statement it waits for them all and throws the first error, as get_awaitable does.
-template <class T>
-class get_all_awaitable {
- public:
-  explicit get_all_awaitable(std::vector<object_ref<T>> refs) : refs_(std::move(refs)) {}
-  get_all_awaitable(get_all_awaitable&&) noexcept = default;
-  ~get_all_awaitable() noexcept(false) {
-    if (!used_.discarded() || refs_.empty()) return;
-    auto states = this->states();
-    if (!detail::all_live(states)) return;
-    detail::read_when_settled("ray::get", states, [&] {
-      for (auto* s : states) s->rethrow_if_failed();
-    });
-  }
-  bool await_ready() noexcept {
-    used_.mark();
-    for (auto& r : refs_)
-      if (!r.is_ready()) ++pending_;
-    return pending_ == 0;
-  }
-  void await_suspend(std::coroutine_handle<> h) {
-    h_ = h;
-    for (auto& r : refs_)
-      if (!r.is_ready()) r.state()->waiters.push_back({&on_settled, this});
-    detail::process::current()->coroutine_suspended(+1);
-  }
-  std::vector<T> await_resume() { return values(); }
-  operator std::vector<T>() && {
-    used_.mark();
-    return detail::read_when_settled("ray::get", states(), [this] { return values(); });
-  }
-  std::vector<T> get() && { return static_cast<std::vector<T>>(std::move(*this)); }
-
- private:
-  std::vector<detail::object_state*> states() const {
-    std::vector<detail::object_state*> out;
-    out.reserve(refs_.size());
-    for (auto& r : refs_) out.push_back(r.state().get());
-    return out;
-  }
-  static void on_settled(void* ctx, detail::object_state&) {
-    auto* self = static_cast<get_all_awaitable*>(ctx);
-    if (--self->pending_ == 0)
-      detail::resume_waiter(self->h_.address(), *self->refs_.front().state());
-  }
-  std::vector<T> values() {
-    std::vector<T> out;
-    out.reserve(refs_.size());
-    for (auto& r : refs_) out.push_back(detail::read_value<T>(*r.state()));
-    return out;
-  }
-  std::vector<object_ref<T>> refs_;
-  std::size_t pending_ = 0;
-  std::coroutine_handle<> h_;
-  detail::use_tracker used_;
-};
-
-template <class T>
-get_all_awaitable<T> get(std::vector<object_ref<T>> refs) {
-  detail::require_usable_refs(refs, "ray::get");
-  return get_all_awaitable<T>(std::move(refs));
-}
 
 /// A read-only view of an object where it lies (shared memory or the driver's heap): a
 /// span for a vector, a string_view for a string. Holds the object alive while it lives.
@@ -4832,27 +4842,6 @@ get_view_awaitable<T> get_view(const object_ref<T>& ref) {
   (void)sizeof(typename detail::view_of<T>::type);
   detail::require_usable_ref(ref.state(), "ray::get_view");
   return get_view_awaitable<T>(ref.state());
-}
-
-/// Puts `value` in the object store once; tasks that take the ref read it there.
-/// Thread-safe in the driver: another thread encodes the value itself.
-template <class T>
-object_ref<detail::put_type_t<T>> put(const T& value) {
-  using stored = detail::put_type_t<T>;
-  static_assert(is_encodable_v<stored>,
-                "ray::put: this type cannot be stored; give it a `template <class Archive> void "
-                "serialize(Archive&)` member or make it an aggregate of storable members");
-  auto store = [&](detail::process& p) {
-    auto s = detail::make_state(p);
-    if constexpr (std::is_same_v<stored, std::decay_t<T>>)
-      detail::store_value(p, *s, value);
-    else
-      detail::store_value(p, *s, stored(value));
-    return object_ref<stored>(std::move(s));
-  };
-  if (!detail::needs_handoff()) return store(detail::process::require("ray::put"));
-  detail::foreign_entry e("ray::put");
-  return store(e.get());
 }
 
 /// An array being built where it will live, in the object store (Plasma's create, then
@@ -4929,6 +4918,156 @@ object_buffer<E> put_buffer(std::size_t n) {
   return object_buffer<E>(std::move(s), reinterpret_cast<E*>(out + offset), n);
 }
 
+CORAY_END_NAMESPACE
+// end <coray/object_view.hpp>
+// #include <coray/sync_wait.hpp>: inlined above
+#include <coroutine>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+/// What ray::get returns: co_await it in a coroutine, or convert it to T to block. Used as a
+/// statement, `ray::get(ref);` blocks until the object is there and throws its error, as
+/// Ray's `ray.get(ref)` does: its destructor waits, unless it was awaited or converted (it
+/// then waits only once) or is destroyed by an exception's unwinding.
+template <class T>
+class get_awaitable : public detail::state_awaiter {
+ public:
+  using state_awaiter::state_awaiter;
+  get_awaitable(get_awaitable&&) noexcept = default;
+  ~get_awaitable() noexcept(false) { settle_if_discarded(); }
+  T await_resume() { return detail::read_value<T>(*s_); }
+  /// Blocking form: waits and returns the value or throws its error. Thread-safe in the driver.
+  operator T() && {
+    return read_settled([](const detail::object_state& s) { return detail::read_value<T>(s); });
+  }
+  /// Blocking form, explicitly.
+  T get() && { return static_cast<T>(std::move(*this)); }
+};
+
+template <>
+class get_awaitable<void> : public detail::state_awaiter {
+ public:
+  using state_awaiter::state_awaiter;
+  get_awaitable(get_awaitable&&) noexcept = default;
+  ~get_awaitable() noexcept(false) { settle_if_discarded(); }
+  void await_resume() { s_->rethrow_if_failed(); }
+  void get() && {
+    read_settled([](const detail::object_state& s) { s.rethrow_if_failed(); });
+  }
+};
+
+/// The value of `ref`, decoded into a T of this process.
+template <class T>
+get_awaitable<T> get(const object_ref<T>& ref) {
+  detail::require_usable_ref(ref.state(), "ray::get");
+  return get_awaitable<T>(ref.state());
+}
+
+struct get_options {
+  /// Give up after this long with ray::get_timeout; none: wait as long as it takes.
+  std::optional<std::chrono::nanoseconds> timeout = std::nullopt;
+};
+
+template <class T>
+class wait_awaitable;
+struct wait_options;
+
+/// What ray::get with a timeout returns: co_await it, or convert it to T to block.
+template <class T>
+class timed_get_awaitable;
+
+/// What ray::get of several refs returns: the values in the order of the refs. As a
+/// statement it waits for them all and throws the first error, as get_awaitable does.
+template <class T>
+class get_all_awaitable {
+ public:
+  explicit get_all_awaitable(std::vector<object_ref<T>> refs) : refs_(std::move(refs)) {}
+  get_all_awaitable(get_all_awaitable&&) noexcept = default;
+  ~get_all_awaitable() noexcept(false) {
+    if (!used_.discarded() || refs_.empty()) return;
+    auto states = this->states();
+    if (!detail::all_usable(states)) return;
+    detail::read_when_settled("ray::get", states, [&] {
+      for (auto* s : states) s->rethrow_if_failed();
+    });
+  }
+  bool await_ready() noexcept {
+    used_.mark();
+    for (auto& r : refs_)
+      if (!r.is_ready()) ++pending_;
+    return pending_ == 0;
+  }
+  void await_suspend(std::coroutine_handle<> h) {
+    h_ = h;
+    for (auto& r : refs_)
+      if (!r.is_ready()) r.state()->waiters.push_back({&on_settled, this});
+    detail::process::current()->coroutine_suspended(+1);
+  }
+  std::vector<T> await_resume() { return values(); }
+  operator std::vector<T>() && {
+    used_.mark();
+    return detail::read_when_settled("ray::get", states(), [this] { return values(); });
+  }
+  std::vector<T> get() && { return static_cast<std::vector<T>>(std::move(*this)); }
+
+ private:
+  std::vector<detail::object_state*> states() const {
+    std::vector<detail::object_state*> out;
+    out.reserve(refs_.size());
+    for (auto& r : refs_) out.push_back(r.state().get());
+    return out;
+  }
+  static void on_settled(void* ctx, detail::object_state&) {
+    auto* self = static_cast<get_all_awaitable*>(ctx);
+    if (--self->pending_ == 0)
+      detail::resume_waiter(self->h_.address(), *self->refs_.front().state());
+  }
+  std::vector<T> values() {
+    std::vector<T> out;
+    out.reserve(refs_.size());
+    for (auto& r : refs_) out.push_back(detail::read_value<T>(*r.state()));
+    return out;
+  }
+  std::vector<object_ref<T>> refs_;
+  std::size_t pending_ = 0;
+  std::coroutine_handle<> h_;
+  detail::use_tracker used_;
+};
+
+template <class T>
+get_all_awaitable<T> get(std::vector<object_ref<T>> refs) {
+  detail::require_usable_refs(refs, "ray::get");
+  return get_all_awaitable<T>(std::move(refs));
+}
+
+/// Puts `value` in the object store once; tasks that take the ref read it there.
+/// Thread-safe in the driver: another thread encodes the value itself.
+template <class T>
+object_ref<detail::put_type_t<T>> put(const T& value) {
+  using stored = detail::put_type_t<T>;
+  static_assert(is_encodable_v<stored>,
+                "ray::put: this type cannot be stored; give it a `template <class Archive> void "
+                "serialize(Archive&)` member or make it an aggregate of storable members");
+  auto store = [&](detail::process& p) {
+    auto s = detail::make_state(p);
+    if constexpr (std::is_same_v<stored, std::decay_t<T>>)
+      detail::store_value(p, *s, value);
+    else
+      detail::store_value(p, *s, stored(value));
+    return object_ref<stored>(std::move(s));
+  };
+  if (!detail::needs_handoff()) return store(detail::process::require("ray::put"));
+  detail::foreign_entry e("ray::put");
+  return store(e.get());
+}
+
 struct wait_options {
   /// Return once this many refs are ready (at most the number of refs).
   std::size_t num_returns = 1;
@@ -4958,12 +5097,7 @@ class wait_awaitable {
         used_(std::move(o.used_)) {}
   ~wait_awaitable() noexcept(false) {
     if (!used_.discarded() || refs_.empty()) return;
-    std::vector<detail::object_state*> states;
-    for (auto& r : refs_) {
-      if (!r.valid()) throw usage_error("ray::wait: an object_ref is empty");
-      states.push_back(r.state().get());
-    }
-    if (!detail::all_live(states)) throw_ended();
+    require_usable();
     (void)static_cast<wait_result<T>>(std::move(*this));
   }
   bool await_ready() {
@@ -4999,13 +5133,10 @@ class wait_awaitable {
     used_.mark();
     if (detail::needs_handoff()) {
       detail::foreign_entry e("ray::wait");
+      require_usable();
       std::vector<detail::object_state*> states;
       states.reserve(refs_.size());
-      for (auto& r : refs_) {
-        if (!r.valid()) throw usage_error("ray::wait: an object_ref is empty");
-        states.push_back(r.state().get());
-      }
-      if (!detail::all_live(states)) throw_ended();
+      for (auto& r : refs_) states.push_back(r.state().get());
       detail::foreign_wait w(e.get(), states, opts_.num_returns, deadline(), false);
       return split();
     }
@@ -5015,7 +5146,7 @@ class wait_awaitable {
     bool first = true;
     p.run_until(
         [&] {
-          const std::size_t n = first ? checked_ready_count() : ready_count();
+          const std::size_t n = first ? checked_ready_count() : ready_count(opts_.num_returns);
           first = false;
           return n >= opts_.num_returns;
         },
@@ -5063,28 +5194,28 @@ class wait_awaitable {
     return opts_.timeout ? detail::deadline_after(*opts_.timeout)
                          : detail::clock::time_point::max();
   }
-  std::size_t ready_count() const noexcept {
+  /// How many refs are ready, counting no further than `enough`.
+  std::size_t ready_count(std::size_t enough = SIZE_MAX) const noexcept {
     std::size_t n = 0;
-    for (auto& r : refs_) n += r.is_ready();
+    for (auto& r : refs_)
+      if (r.is_ready() && ++n == enough) break;
     return n;
   }
-  /// ready_count, also refusing refs of a runtime that has ended (same pass, same lines).
+  /// ready_count, also checking the refs (detail::usable_state) in the same pass.
   std::size_t checked_ready_count() const {
-    const std::uint32_t live = detail::runtime_gate::instance().live_epoch();
+    const std::uint32_t live = detail::live_epoch();
     std::size_t n = 0;
-    bool ended = false;
+    bool usable = true;
     for (auto& r : refs_) {
       const detail::object_state* s = r.state().get();
-      if (!s) throw usage_error("ray::wait: an object_ref is empty");
-      n += s->settled();
-      ended |= s->epoch != live;
+      usable &= detail::usable_state(s, live);
+      n += s && s->settled();
     }
-    if (ended) throw_ended();
+    if (!usable) [[unlikely]]
+      require_usable();  // throws, saying why
     return n;
   }
-  [[noreturn]] static void throw_ended() {
-    throw usage_error("ray::wait: the object_ref belongs to a runtime that has ended");
-  }
+  void require_usable() const { detail::require_usable_refs(refs_, "ray::wait"); }
   // Moves the refs out (the wait is over): no reference counts change, so a loop of waits
   // for one of n refs costs n pointer moves per wait, not n counted copies.
   wait_result<T> split() {
@@ -5127,7 +5258,7 @@ class timed_get_awaitable {
   /// As a statement: waits, and throws the object's error or get_timeout.
   ~timed_get_awaitable() noexcept(false) {
     detail::object_state* s = ref_.state().get();
-    if (used_.discarded() && s && detail::all_live({&s, 1}))
+    if (used_.discarded() && s && detail::all_usable({&s, 1}))
       take([](const detail::object_state& st) { st.rethrow_if_failed(); });
   }
   bool await_ready() noexcept {
@@ -5192,7 +5323,7 @@ struct cancel_options {
 template <class T>
 void cancel(const object_ref<T>& ref, cancel_options opts = {}) {
   detail::on_loop("ray::cancel", [&](detail::process& p) {
-    if (!p.is_driver()) throw usage_error("ray::cancel is only available in the driver process");
+    if (!p.as_driver()) throw usage_error("ray::cancel is only available in the driver process");
     // An empty ref, or one of an ended runtime (its id may name another call now): nothing.
     if (ref.valid() && ref.state()->id && ref.state()->epoch == p.epoch)
       p.cancel_call(ref.state()->id, opts.force);
@@ -6402,6 +6533,7 @@ CORAY_END_NAMESPACE
 // end <coray/mutex.hpp>
 // #include <coray/object_ref.hpp>: inlined above
 // #include <coray/object_store.hpp>: inlined above
+// #include <coray/object_view.hpp>: inlined above
 // begin <coray/pool.hpp>
 /// ray::pool: multiprocessing.Pool for coray -- worker processes of its own that map a
 /// function over a range in chunks, or run single calls, with an optional initializer run
@@ -7400,6 +7532,10 @@ CORAY_END_NAMESPACE
 ///        +--submit/spawn/cancel-------|------------------------+
 ///                                     +--start/send/kill-------+
 
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
 // #include <coray/detail/runtime/driver.hpp>: inlined above
 // begin <coray/detail/runtime/orchestrator.hpp>
 /// The orchestrator: the driver's decisions. It admits calls (the driver's own and the
@@ -7408,8 +7544,10 @@ CORAY_END_NAMESPACE
 /// order they were made, settles results, retries and restarts after deaths, and accounts
 /// for every store block a process holds. It reaches processes only through a `transport`
 /// and keeps its state in parts with one job each (design.md, "The runtime core"): parts
-/// return decisions; only the orchestrator acts on them. The unit tests drive it with a fake
-/// transport.
+/// return decisions; only the orchestrator acts on them. What happens to a call inside the
+/// driver (admission, dependencies, dispatch, its end) is call_lifecycle, which it builds on;
+/// here is what comes from outside: new calls, replies, deaths, restarts, kills. The unit
+/// tests drive it with a fake transport.
 ///
 /// Driver only, loop thread only.
 
@@ -7417,6 +7555,17 @@ CORAY_END_NAMESPACE
 
 #include <algorithm>
 #include <chrono>
+// begin <coray/detail/runtime/call_lifecycle.hpp>
+/// A call's life in the driver, from admission to the end: held back until its object_ref
+/// arguments are ready, queued, dispatched (call_pump), failed or finished and forgotten;
+/// and the handle counts a call changes, which keep actors and pinned blocks alive. The
+/// orchestrator builds on it with what happens to calls and processes from outside (new
+/// calls, replies, deaths, restarts). It owns the orchestrator's parts (design.md, "The
+/// runtime core") and never calls up into the orchestrator.
+///
+/// Driver only, loop thread only.
+
+#include <algorithm>
 // begin <coray/detail/runtime/actor_table.hpp>
 /// The orchestrator's table of actors: each actor's slot, name, handle count, restart budget,
 /// the copy of its constructor call kept for restarts, and its calls (queued in the order
@@ -7525,9 +7674,16 @@ class task_table {
     if (it == records_.end()) return nullptr;
     auto r = std::move(it->second);
     records_.erase(it);
+    if (records_.empty() && records_.bucket_count() > shrink_above) shrink();
     return r;
   }
   std::size_t size() const noexcept { return records_.size(); }
+  /// Buckets of the table of live calls: it grows with the calls queued at once and
+  /// shrinks back when they are all done (from more than shrink_above).
+  std::size_t bucket_count() const noexcept { return records_.bucket_count(); }
+  static constexpr std::size_t shrink_above = std::size_t{1} << 16;
+  /// True once after the table shrank: the heap then has room to give back.
+  bool take_shrunk() noexcept { return std::exchange(shrunk_, false); }
   void clear() {
     runnable.clear();
     records_.clear();
@@ -7604,6 +7760,16 @@ class task_table {
   }
 
  private:
+  /// Every call is done after a high tide: the table, the run queue and the per-worker
+  /// queues give back what they grew to.
+  void shrink() {
+    decltype(records_)().swap(records_);
+    if (runnable.empty()) decltype(runnable)().swap(runnable);
+    for (auto& w : workers_)
+      if (w.order.empty()) std::remove_reference_t<decltype(w.order)>().swap(w.order);
+    shrunk_ = true;
+  }
+
   struct worker_calls {
     std::uint64_t dispatched = 0;                               // calls sent to its current process
     std::uint32_t in_flight = 0;                                // calls sent and not done
@@ -7611,6 +7777,7 @@ class task_table {
   };
   std::unordered_map<std::uint64_t, std::unique_ptr<task_record>> records_;
   std::vector<worker_calls> workers_;
+  bool shrunk_ = false;
 };
 
 }  // namespace detail
@@ -7848,6 +8015,117 @@ class actor_table {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/actor_table.hpp>
+// begin <coray/detail/runtime/block_ledger.hpp>
+/// The block ledger: which store blocks each process holds references to, and the blocks
+/// processes have asked the driver for. A process's references are released on its behalf
+/// when it dies, so the store's free bytes return exactly. Driver only, loop thread only.
+
+#include <algorithm>
+#include <chrono>
+// #include <coray/detail/shm/segment.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <unordered_set>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// Which store blocks each process holds references to. A process's references are
+/// released on its behalf when it dies, so the store's free bytes return exactly.
+class block_ledger {
+ public:
+  block_ledger(segment& seg, std::uint32_t slots) : seg_(seg), owned_(slots), requests_(slots) {}
+
+  /// `slot` now holds one reference to the block at `offset`.
+  void grant(std::uint32_t slot, std::uint64_t offset) { owned_[slot].insert(offset); }
+  bool holds(std::uint32_t slot, std::uint64_t offset) const {
+    return owned_[slot].count(offset) != 0;
+  }
+  /// `slot` gives up one reference it held to `b` (ignored if it held none).
+  void drop(std::uint32_t slot, object_block* b) noexcept {
+    auto& o = owned_[slot];
+    auto it = o.find(seg_.offset_of(b));
+    if (it == o.end()) return;  // not its to give
+    o.erase(it);
+    seg_.release(b);
+  }
+  /// `slot`'s reference to `b` passes to the driver; false if it held none.
+  bool take(std::uint32_t slot, object_block* b) {
+    auto& o = owned_[slot];
+    auto it = o.find(seg_.offset_of(b));
+    if (it == o.end()) return false;
+    o.erase(it);
+    return true;
+  }
+  /// The process in `slot` died: everything it held is let go, its requests forgotten.
+  void release_all(std::uint32_t slot) noexcept {
+    for (std::uint64_t off : owned_[slot]) seg_.release(seg_.at<object_block>(off));
+    owned_[slot].clear();
+    requests_[slot].clear();
+  }
+
+  // ---- block requests -------------------------------------------------------------------
+
+  /// Process `slot` asks for a block of `size` bytes (its request number `request`).
+  void request(std::uint32_t slot, std::uint64_t request, std::uint64_t size) {
+    requests_[slot].push_back({request, size, clock::now() + std::chrono::seconds(1)});
+    if (std::find(waiting_.begin(), waiting_.end(), slot) == waiting_.end())
+      waiting_.push_back(slot);
+  }
+  /// Whether requests wait for an answer.
+  bool has_requests() const noexcept { return !waiting_.empty(); }
+  /// Answers requests in order with `allocate(size)` (throws object_store_full when it does
+  /// not fit) and `reply(slot, message)`. One that does not fit waits (replies on their way
+  /// may free or make spillable what it needs) for up to a second, then is refused with the
+  /// store's figures. True on progress.
+  template <class Allocate, class Reply>
+  bool answer(Allocate&& allocate, Reply&& reply) {
+    bool progress = false;
+    for (std::size_t i = 0; i < waiting_.size();) {
+      const std::uint32_t slot = waiting_[i];
+      auto& q = requests_[slot];
+      while (!q.empty()) {
+        auto& g = q.front();
+        // request, block offset (0: refused), requested, free bytes, capacity
+        std::uint64_t message[5] = {g.request, 0, g.size, 0, seg_.capacity()};
+        try {
+          message[1] = seg_.offset_of(allocate(static_cast<std::size_t>(g.size)));
+          grant(slot, message[1]);
+        } catch (const object_store_full&) {
+          if (clock::now() < g.deadline) break;
+        }
+        message[3] = seg_.free_bytes();
+        reply(slot, message);
+        q.pop_front();
+        progress = true;
+      }
+      if (q.empty()) {
+        waiting_[i] = waiting_.back();
+        waiting_.pop_back();
+      } else {
+        ++i;
+      }
+    }
+    return progress;
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  struct block_request {
+    std::uint64_t request, size;
+    clock::time_point deadline;
+  };
+  segment& seg_;
+  std::vector<std::unordered_multiset<std::uint64_t>> owned_;
+  std::vector<std::deque<block_request>> requests_;
+  std::vector<std::uint32_t> waiting_;  // slots with requests not yet answered
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/block_ledger.hpp>
 // begin <coray/detail/runtime/call_pump.hpp>
 /// Moves ready calls to processes: task calls from the run queue to the least busy task
 /// worker (at most `max_in_flight` occupying each), and each actor's calls in the order they
@@ -7863,6 +8141,7 @@ CORAY_END_NAMESPACE
 /// mailbox takes, pins its store arguments while it runs and gives the receiving process a
 /// reference to each shared block it carries. Driver only, loop thread only.
 
+// #include <coray/detail/runtime/block_ledger.hpp>: inlined above
 // begin <coray/detail/runtime/object_spiller.hpp>
 /// The driver's allocation of object blocks, with spilling (runtime_options::spill_directory):
 /// when the store is full, objects only the driver holds and nothing reads in place go to
@@ -7994,97 +8273,6 @@ class object_spiller {
   std::unordered_set<object_state*> resident_;  // driver objects in the store, spillable
 };
 
-/// Which store blocks each process holds references to. A process's references are
-/// released on its behalf when it dies, so the store's free bytes return exactly.
-class block_ledger {
- public:
-  block_ledger(segment& seg, std::uint32_t slots) : seg_(seg), owned_(slots), requests_(slots) {}
-
-  /// `slot` now holds one reference to the block at `offset`.
-  void grant(std::uint32_t slot, std::uint64_t offset) { owned_[slot].insert(offset); }
-  bool holds(std::uint32_t slot, std::uint64_t offset) const {
-    return owned_[slot].count(offset) != 0;
-  }
-  /// `slot` gives up one reference it held to `b` (ignored if it held none).
-  void drop(std::uint32_t slot, object_block* b) noexcept {
-    auto& o = owned_[slot];
-    auto it = o.find(seg_.offset_of(b));
-    if (it == o.end()) return;  // not its to give
-    o.erase(it);
-    seg_.release(b);
-  }
-  /// `slot`'s reference to `b` passes to the driver; false if it held none.
-  bool take(std::uint32_t slot, object_block* b) {
-    auto& o = owned_[slot];
-    auto it = o.find(seg_.offset_of(b));
-    if (it == o.end()) return false;
-    o.erase(it);
-    return true;
-  }
-  /// The process in `slot` died: everything it held is let go, its requests forgotten.
-  void release_all(std::uint32_t slot) noexcept {
-    for (std::uint64_t off : owned_[slot]) seg_.release(seg_.at<object_block>(off));
-    owned_[slot].clear();
-    requests_[slot].clear();
-  }
-
-  // ---- block requests -------------------------------------------------------------------
-
-  /// Process `slot` asks for a block of `size` bytes (its request number `request`).
-  void request(std::uint32_t slot, std::uint64_t request, std::uint64_t size) {
-    requests_[slot].push_back({request, size, clock::now() + std::chrono::seconds(1)});
-    if (std::find(waiting_.begin(), waiting_.end(), slot) == waiting_.end())
-      waiting_.push_back(slot);
-  }
-  /// Whether requests wait for an answer.
-  bool has_requests() const noexcept { return !waiting_.empty(); }
-  /// Answers requests in order with `allocate(size)` (throws object_store_full when it does
-  /// not fit) and `reply(slot, message)`. One that does not fit waits (replies on their way
-  /// may free or make spillable what it needs) for up to a second, then is refused with the
-  /// store's figures. True on progress.
-  template <class Allocate, class Reply>
-  bool answer(Allocate&& allocate, Reply&& reply) {
-    bool progress = false;
-    for (std::size_t i = 0; i < waiting_.size();) {
-      const std::uint32_t slot = waiting_[i];
-      auto& q = requests_[slot];
-      while (!q.empty()) {
-        auto& g = q.front();
-        // request, block offset (0: refused), requested, free bytes, capacity
-        std::uint64_t message[5] = {g.request, 0, g.size, 0, seg_.capacity()};
-        try {
-          message[1] = seg_.offset_of(allocate(static_cast<std::size_t>(g.size)));
-          grant(slot, message[1]);
-        } catch (const object_store_full&) {
-          if (clock::now() < g.deadline) break;
-        }
-        message[3] = seg_.free_bytes();
-        reply(slot, message);
-        q.pop_front();
-        progress = true;
-      }
-      if (q.empty()) {
-        waiting_[i] = waiting_.back();
-        waiting_.pop_back();
-      } else {
-        ++i;
-      }
-    }
-    return progress;
-  }
-
- private:
-  using clock = std::chrono::steady_clock;
-  struct block_request {
-    std::uint64_t request, size;
-    clock::time_point deadline;
-  };
-  segment& seg_;
-  std::vector<std::unordered_multiset<std::uint64_t>> owned_;
-  std::vector<std::deque<block_request>> requests_;
-  std::vector<std::uint32_t> waiting_;  // slots with requests not yet answered
-};
-
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/object_spiller.hpp>
@@ -8140,6 +8328,9 @@ struct process_death {
   /// Calls the process had started (taken from its inbox) when it died: the ones sent after
   /// these never ran.
   std::uint64_t calls_started = 0;
+  /// Whether it reached its loop: false for one that died starting (a program that exits
+  /// before its runtime under spawn, a fork refused under `ulimit -u`).
+  bool served = true;
 };
 
 /// What a transport tells the orchestrator. Called from inside transport::poll.
@@ -8389,14 +8580,13 @@ CORAY_END_NAMESPACE
 // #include <coray/detail/runtime/call_sender.hpp>: inlined above
 // #include <coray/detail/runtime/object_spiller.hpp>: inlined above
 // #include <coray/detail/runtime/process.hpp>: inlined above
-// #include <coray/detail/runtime/registry.hpp>: inlined above
 // begin <coray/detail/runtime/reply_router.hpp>
 /// What the driver owes each process: the nested results it awaits (by id, for the process
 /// generation that asked), and the messages to it that found its inbox full, sent in order
 /// once there is room. A process's death or replacement drops what was owed to it.
 /// Driver only, loop thread only.
 
-// #include <coray/detail/runtime/object_spiller.hpp>: inlined above
+// #include <coray/detail/runtime/block_ledger.hpp>: inlined above
 // begin <coray/detail/runtime/result_message.hpp>
 /// The result format: how a call's outcome travels, from a worker to the driver (task_done)
 /// and from the driver to a process awaiting a nested result (object_ready). A
@@ -8517,7 +8707,12 @@ class reply_router {
     slots_[slot].held.emplace(id, std::move(s));
   }
   /// It dropped its last handle to that result.
-  void drop(std::uint32_t slot, std::uint64_t id) { slots_[slot].held.erase(id); }
+  void drop(std::uint32_t slot, std::uint64_t id) {
+    auto& held = slots_[slot].held;
+    held.erase(id);
+    if (held.empty() && held.bucket_count() > (std::size_t{1} << 16))
+      std::remove_reference_t<decltype(held)>().swap(held);
+  }
   /// A result it awaits, by id; null if it awaits none by that id.
   state_ptr held(std::uint32_t slot, std::uint64_t id) const {
     auto& h = slots_[slot].held;
@@ -8619,6 +8814,218 @@ class reply_router {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/reply_router.hpp>
+// #include <coray/detail/runtime/task_table.hpp>: inlined above
+// #include <coray/detail/runtime/transport.hpp>: inlined above
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+struct orchestrator_config {
+  std::uint32_t num_workers = 1;  // slots [0, num_workers) are task workers
+  std::uint32_t max_actors = 0;   // then this many actor slots
+  std::uint32_t max_tasks_in_flight_per_worker = 4;
+  std::uint32_t epoch = 0;  // of the states it makes
+  std::string spill_directory = {};
+};
+
+class call_lifecycle {
+ public:
+  call_lifecycle(orchestrator_config cfg, segment& seg, transport& t)
+      : cfg_(std::move(cfg)),
+        seg_(seg),
+        transport_(t),
+        tasks_(cfg_.num_workers),
+        actors_(cfg_.num_workers, cfg_.max_actors),
+        spiller_(seg, cfg_.spill_directory),
+        ledger_(seg, cfg_.num_workers + cfg_.max_actors),
+        router_(seg, t, ledger_, cfg_.num_workers + cfg_.max_actors),
+        sender_(seg, t, ledger_, spiller_),
+        pump_(tasks_, actors_, t, sender_, cfg_.num_workers, cfg_.max_tasks_in_flight_per_worker) {}
+  call_lifecycle(const call_lifecycle&) = delete;
+  call_lifecycle& operator=(const call_lifecycle&) = delete;
+
+  const orchestrator_config& config() const noexcept { return cfg_; }
+  /// True once after a high tide of calls ended (the task table shrank back).
+  bool take_tide_ended() noexcept { return tasks_.take_shrunk(); }
+
+  /// A handle to actor `id` was made (+1) or dropped (-1) somewhere. An id tagged with
+  /// pinned_block_tag is a shared block a call pins (see collect_pinned_block).
+  void actor_ref(std::uint64_t id, int delta) noexcept {
+    if (id & pinned_block_tag) {
+      object_block* b = seg_.at<object_block>(id & ~pinned_block_tag);
+      if (delta > 0)
+        seg_.add_ref(b);
+      else
+        seg_.release(b);
+      return;
+    }
+    actor_entry* a = actors_.find(id);
+    if (!a) return;
+    switch (actors_.adjust_handles(*a, delta)) {
+      case actor_table::handle_outcome::forget:
+        forget_actor(id);
+        break;
+      case actor_table::handle_outcome::close:
+        pump_actor(*a);
+        break;
+      case actor_table::handle_outcome::none:
+        break;
+    }
+  }
+
+  // ---- blocks ---------------------------------------------------------------------------
+
+  /// A new block for the driver (spilling to make room if enabled); throws object_store_full.
+  object_block* allocate(std::size_t size) { return spiller_.allocate(size); }
+
+ protected:
+  ~call_lifecycle() = default;
+
+  state_ptr new_state() const {
+    auto s = state_ptr::adopt(new object_state);
+    s->epoch = cfg_.epoch;
+    return s;
+  }
+
+  void start_process(std::uint32_t slot) {
+    router_.new_process(slot);
+    transport_.start(slot);
+  }
+
+  /// Enters a call in the table, as one whose dependencies call back here.
+  task_record* insert(std::unique_ptr<task_record> rec) {
+    task_record* r = tasks_.insert(std::move(rec));
+    r->owner = this;
+    return r;
+  }
+
+  // ---- admission and dependencies -----------------------------------------------------
+
+  void admit(std::unique_ptr<task_record> rec) {
+    task_record* r = insert(std::move(rec));
+    for (std::uint64_t a : r->actors) actor_ref(a, +1);
+    task_table::watch_dependencies(*r, &call_lifecycle::on_dependency);
+    if (r->actor) {
+      // Actor calls keep their order: they wait in the actor's queue, dependencies or not.
+      actor_entry* a = actors_.find(r->actor);
+      if (!a || a->dead || a->killed) {
+        fail(*r, std::make_exception_ptr(actor_died(!a ? "coray: no such actor" : a->cause)));
+        return;
+      }
+      if (!r->construct) r->max_retries = a->max_task_retries;
+      a->queue.push_back(r);
+      pump_actor(*a);
+    } else if (r->pending_deps == 0) {
+      if (r->failed_dep)
+        finish(r->id);
+      else
+        make_runnable(*r);
+    }
+  }
+
+  static void on_dependency(void* ctx, object_state& dep) {
+    auto* r = static_cast<task_record*>(ctx);
+    if (dep.st == object_state::status::failed && !r->failed_dep) {
+      r->failed_dep = true;
+      r->result->set_error(dep.error);
+    }
+    if (--r->pending_deps != 0) return;
+    auto& o = *static_cast<call_lifecycle*>(r->owner);
+    if (r->actor) {
+      if (actor_entry* a = o.actors_.find(r->actor)) o.pump_actor(*a);
+    } else if (r->failed_dep) {
+      o.finish(r->id);
+    } else {
+      o.make_runnable(*r);
+    }
+  }
+
+  /// Queues a task whose arguments are ready; fails it if no task worker is left.
+  void make_runnable(task_record& r) {
+    if (!workers_lost_.empty())
+      fail(r, std::make_exception_ptr(worker_crashed(workers_lost_)));
+    else
+      tasks_.runnable.push_back(&r);
+  }
+
+  /// Fails a call that has not been sent and forgets it.
+  void fail(task_record& r, std::exception_ptr e) {
+    if (!r.result->settled()) r.result->set_error(std::move(e));
+    if (r.submitter >= 0) forward(r);
+    finish(r.id);
+  }
+
+  /// Forgets a call, letting go of what it held.
+  void finish(std::uint64_t id) {
+    auto r = tasks_.remove(id);
+    if (!r) return;
+    for (auto* b : r->blocks) seg_.release(b);
+    if (r->message) seg_.release(r->message);
+    if (r->pinned)
+      for (auto& d : r->deps)
+        if (d->block && d->pins) --d->pins;
+    std::vector<std::uint64_t> actors = std::move(r->actors);
+    r.reset();
+    for (std::uint64_t a : actors) actor_ref(a, -1);
+  }
+
+  // ---- dispatch -----------------------------------------------------------------------
+
+  bool dispatch() {
+    std::vector<task_record*> failed;
+    const bool progress = pump_.dispatch(failed);
+    for (task_record* r : failed) fail(*r, r->result->error);
+    return progress;
+  }
+  bool pump_actor(actor_entry& a) {
+    std::vector<task_record*> failed;
+    const bool progress = pump_.pump(a, failed);
+    for (task_record* r : failed) fail(*r, r->result->error);
+    return progress;
+  }
+
+  bool answer_block_requests() {
+    return ledger_.answer([this](std::size_t size) { return allocate(size); },
+                          [this](std::uint32_t slot, const std::uint64_t(&message)[5]) {
+                            router_.post(slot, msg_kind::block_granted, message, sizeof message);
+                          });
+  }
+
+  /// Sends a nested call's result to the process that made the call, if it still wants it.
+  void forward(task_record& r) {
+    router_.forward(static_cast<std::uint32_t>(r.submitter), r.submitter_generation, r.id,
+                    r.result);
+  }
+
+  void forget_actor(std::uint64_t id) {
+    for (auto* b : actors_.forget(id)) seg_.release(b);
+  }
+
+  orchestrator_config cfg_;
+  segment& seg_;
+  transport& transport_;
+  task_table tasks_;
+  actor_table actors_;
+  object_spiller spiller_;
+  block_ledger ledger_;
+  reply_router router_;
+  call_sender sender_;
+  call_pump pump_;
+  std::string workers_lost_;  // why no task worker can run calls any more; empty while one can
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/call_lifecycle.hpp>
+// #include <coray/detail/runtime/process.hpp>: inlined above
+// #include <coray/detail/runtime/registry.hpp>: inlined above
+// #include <coray/detail/runtime/reply_router.hpp>: inlined above
 // begin <coray/detail/runtime/system.hpp>
 /// Facts about the machine the runtime sizes itself by: usable cores (affinity and cgroup
 /// quota) and memory (physical RAM and cgroup limit).
@@ -8711,28 +9118,12 @@ CORAY_END_NAMESPACE
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
-struct orchestrator_config {
-  std::uint32_t num_workers = 1;  // slots [0, num_workers) are task workers
-  std::uint32_t max_actors = 0;   // then this many actor slots
-  std::uint32_t max_tasks_in_flight_per_worker = 4;
-  std::uint32_t epoch = 0;  // of the states it makes
-  std::string spill_directory = {};
-};
-
-class orchestrator final : public transport_events {
+class orchestrator final : public call_lifecycle, public transport_events {
  public:
   orchestrator(orchestrator_config cfg, segment& seg, transport& t)
-      : cfg_(std::move(cfg)),
-        seg_(seg),
-        transport_(t),
-        tasks_(cfg_.num_workers),
-        actors_(cfg_.num_workers, cfg_.max_actors),
-        spiller_(seg, cfg_.spill_directory),
-        ledger_(seg, cfg_.num_workers + cfg_.max_actors),
-        router_(seg, t, ledger_, cfg_.num_workers + cfg_.max_actors),
-        sender_(seg, t, ledger_, spiller_),
-        pump_(tasks_, actors_, t, sender_, cfg_.num_workers, cfg_.max_tasks_in_flight_per_worker),
-        slot_actor_(cfg_.num_workers + cfg_.max_actors) {}
+      : call_lifecycle(std::move(cfg), seg, t),
+        slot_actor_(cfg_.num_workers + cfg_.max_actors),
+        start_failures_(cfg_.num_workers + cfg_.max_actors) {}
 
   orchestrator(const orchestrator&) = delete;
   orchestrator& operator=(const orchestrator&) = delete;
@@ -8796,13 +9187,18 @@ class orchestrator final : public transport_events {
   // ---- actors ---------------------------------------------------------------------------
 
   std::uint64_t spawn_actor(actor_spawn_request req) {
-    if (!transport_.can_start()) throw worker_crashed("coray: the runtime's supervisor is gone");
+    // A refused spawn keeps nothing: its constructor's argument blocks go back.
+    auto refuse = [&](auto error) {
+      for (auto* b : std::exchange(req.constructor.blocks, {})) seg_.release(b);
+      throw error;
+    };
+    if (!transport_.can_start()) refuse(worker_crashed("coray: the runtime's supervisor is gone"));
     if (!req.name.empty() && actors_.name_taken(req.name))
-      throw usage_error(fmt::format("ray::spawn: an actor named '{}' already exists", req.name));
+      refuse(usage_error(fmt::format("ray::spawn: an actor named '{}' already exists", req.name)));
     if (!actors_.has_free_slot())
-      throw ray::runtime_error(
+      refuse(ray::runtime_error(
           fmt::format("ray::spawn: too many live actors (runtime_options::max_actors is {})",
-                      actors_.max_actors()));
+                      actors_.max_actors())));
     actor_entry& a = actors_.create(req, seg_);
     try {
       start_process(a.slot);  // its mailboxes first: the construction is sent at once
@@ -8812,6 +9208,7 @@ class orchestrator final : public transport_events {
       throw;
     }
     slot_actor_[a.slot] = a.id;
+    start_failures_[a.slot] = 0;
     req.constructor.target_actor = a.id;
     auto rec = task_record::from(next_task_id_++, std::move(req.constructor), new_state());
     rec->construct = true;
@@ -8819,31 +9216,6 @@ class orchestrator final : public transport_events {
     a.constructed = rec->result;
     admit(std::move(rec));
     return a.id;
-  }
-
-  /// A handle to actor `id` was made (+1) or dropped (-1) somewhere. An id tagged with
-  /// pinned_block_tag is a shared block a call pins (see collect_pinned_block).
-  void actor_ref(std::uint64_t id, int delta) noexcept {
-    if (id & pinned_block_tag) {
-      object_block* b = seg_.at<object_block>(id & ~pinned_block_tag);
-      if (delta > 0)
-        seg_.add_ref(b);
-      else
-        seg_.release(b);
-      return;
-    }
-    actor_entry* a = actors_.find(id);
-    if (!a) return;
-    switch (actors_.adjust_handles(*a, delta)) {
-      case actor_table::handle_outcome::forget:
-        forget_actor(id);
-        break;
-      case actor_table::handle_outcome::close:
-        pump_actor(*a);
-        break;
-      case actor_table::handle_outcome::none:
-        break;
-    }
   }
 
   /// Calls made from now on, and those not yet sent, fail at once; the process gets SIGKILL
@@ -8877,11 +9249,6 @@ class orchestrator final : public transport_events {
     transport_.await_exit(stopping, std::chrono::milliseconds(500));
   }
 
-  // ---- blocks ---------------------------------------------------------------------------
-
-  /// A new block for the driver (spilling to make room if enabled); throws object_store_full.
-  object_block* allocate(std::size_t size) { return spiller_.allocate(size); }
-
   // ---- the loop ---------------------------------------------------------------------------
 
   /// Answers block requests, sends queued replies and dispatches calls; true on progress.
@@ -8889,6 +9256,7 @@ class orchestrator final : public transport_events {
   /// every turn of the loop.
   bool service() {
     bool progress = ledger_.has_requests() && answer_block_requests();
+    if (!delayed_starts_.empty()) progress |= start_due();
     if (router_.has_waiting()) progress |= router_.flush();
     if (!tasks_.runnable.empty() || pump_.has_backlog()) progress |= dispatch();
     return progress;
@@ -8951,6 +9319,7 @@ class orchestrator final : public transport_events {
       actor_ended(slot, how, words);
       return;
     }
+    const std::uint32_t failures = count_start_failure(slot, how);
     auto plan = tasks_.worker_died(slot, how.calls_started);
     for (task_record* r : plan.crashed)
       fail(*r, std::make_exception_ptr(worker_crashed(
@@ -8961,8 +9330,36 @@ class orchestrator final : public transport_events {
       r->message = nullptr;
     }
     tasks_.runnable.insert(tasks_.runnable.begin(), plan.again.begin(), plan.again.end());
-    start_process(slot);
+    if (failures == 0) {
+      start_process(slot);
+      return;
+    }
+    // It died before it served: started again after a pause that doubles each time, and
+    // not at all after max_start_failures in a row. With no task worker left, calls fail.
+    transport_.close(slot);  // no mailboxes until it starts again
+    if (failures < max_start_failures) {
+      delayed_starts_.push_back({clock::now() + start_backoff(failures), slot});
+      return;
+    }
+    for (std::uint32_t i = 0; i < cfg_.num_workers; ++i)
+      if (transport_.alive(i) || start_failures_[i] < max_start_failures) return;
+    workers_lost_ = fmt::format(
+        "coray: no task worker could be started: worker {} (pid {}) {}, {} times in a row "
+        "before it could serve",
+        slot, how.pid, words, failures);
+    on_lost(workers_lost_);
   }
+
+  /// Processes that died starting and wait to be started again: the time of the next, or
+  /// time_point::max() if none.
+  clock::time_point next_start() const noexcept {
+    clock::time_point t = clock::time_point::max();
+    for (const auto& d : delayed_starts_) t = std::min(t, d.first);
+    return t;
+  }
+
+  /// A process that failed to start this many times in a row is not started again.
+  static constexpr std::uint32_t max_start_failures = 5;
 
   void on_lost(const std::string& why) override {
     auto& runnable = tasks_.runnable;
@@ -8974,6 +9371,30 @@ class orchestrator final : public transport_events {
   }
 
  private:
+  /// Counts a death before the process served (reset by one that served); returns the count.
+  std::uint32_t count_start_failure(std::uint32_t slot, const process_death& how) noexcept {
+    return how.served ? (start_failures_[slot] = 0) : ++start_failures_[slot];
+  }
+  /// 10 ms after the first failure to start, doubling, at most 1 s.
+  static clock::duration start_backoff(std::uint32_t failures) noexcept {
+    return std::chrono::milliseconds(10) * (1 << std::min<std::uint32_t>(failures - 1, 6));
+  }
+  bool start_due() {
+    const auto now = clock::now();
+    bool started = false;
+    for (std::size_t i = 0; i < delayed_starts_.size();) {
+      if (delayed_starts_[i].first > now) {
+        ++i;
+        continue;
+      }
+      const std::uint32_t slot = delayed_starts_[i].second;
+      delayed_starts_.erase(delayed_starts_.begin() + static_cast<std::ptrdiff_t>(i));
+      start_process(slot);
+      started = true;
+    }
+    return started;
+  }
+
   template <class Queue>
   static bool erase_one(Queue& q, task_record* r) {
     auto it = std::find(q.begin(), q.end(), r);
@@ -8982,103 +9403,7 @@ class orchestrator final : public transport_events {
     return true;
   }
 
-  state_ptr new_state() const {
-    auto s = state_ptr::adopt(new object_state);
-    s->epoch = cfg_.epoch;
-    return s;
-  }
-
-  void start_process(std::uint32_t slot) {
-    router_.new_process(slot);
-    transport_.start(slot);
-  }
-
-  // ---- admission and dependencies -----------------------------------------------------
-
-  void admit(std::unique_ptr<task_record> rec) {
-    task_record* r = tasks_.insert(std::move(rec));
-    r->owner = this;
-    for (std::uint64_t a : r->actors) actor_ref(a, +1);
-    task_table::watch_dependencies(*r, &orchestrator::on_dependency);
-    if (r->actor) {
-      // Actor calls keep their order: they wait in the actor's queue, dependencies or not.
-      actor_entry* a = actors_.find(r->actor);
-      if (!a || a->dead || a->killed) {
-        fail(*r, std::make_exception_ptr(actor_died(!a ? "coray: no such actor" : a->cause)));
-        return;
-      }
-      if (!r->construct) r->max_retries = a->max_task_retries;
-      a->queue.push_back(r);
-      pump_actor(*a);
-    } else if (r->pending_deps == 0) {
-      if (r->failed_dep)
-        finish(r->id);
-      else
-        tasks_.runnable.push_back(r);
-    }
-  }
-
-  static void on_dependency(void* ctx, object_state& dep) {
-    auto* r = static_cast<task_record*>(ctx);
-    if (dep.st == object_state::status::failed && !r->failed_dep) {
-      r->failed_dep = true;
-      r->result->set_error(dep.error);
-    }
-    if (--r->pending_deps != 0) return;
-    auto& o = *static_cast<orchestrator*>(r->owner);
-    if (r->actor) {
-      if (actor_entry* a = o.actors_.find(r->actor)) o.pump_actor(*a);
-    } else if (r->failed_dep) {
-      o.finish(r->id);
-    } else {
-      o.tasks_.runnable.push_back(r);
-    }
-  }
-
-  /// Fails a call that has not been sent and forgets it.
-  void fail(task_record& r, std::exception_ptr e) {
-    if (!r.result->settled()) r.result->set_error(std::move(e));
-    if (r.submitter >= 0) forward(r);
-    finish(r.id);
-  }
-
-  /// Forgets a call, letting go of what it held.
-  void finish(std::uint64_t id) {
-    auto r = tasks_.remove(id);
-    if (!r) return;
-    for (auto* b : r->blocks) seg_.release(b);
-    if (r->message) seg_.release(r->message);
-    if (r->pinned)
-      for (auto& d : r->deps)
-        if (d->block && d->pins) --d->pins;
-    std::vector<std::uint64_t> actors = std::move(r->actors);
-    r.reset();
-    for (std::uint64_t a : actors) actor_ref(a, -1);
-  }
-
-  // ---- dispatch -----------------------------------------------------------------------
-
-  bool dispatch() {
-    std::vector<task_record*> failed;
-    const bool progress = pump_.dispatch(failed);
-    for (task_record* r : failed) fail(*r, r->result->error);
-    return progress;
-  }
-  bool pump_actor(actor_entry& a) {
-    std::vector<task_record*> failed;
-    const bool progress = pump_.pump(a, failed);
-    for (task_record* r : failed) fail(*r, r->result->error);
-    return progress;
-  }
-
   // ---- receiving ----------------------------------------------------------------------
-
-  bool answer_block_requests() {
-    return ledger_.answer([this](std::size_t size) { return allocate(size); },
-                          [this](std::uint32_t slot, const std::uint64_t(&message)[5]) {
-                            router_.post(slot, msg_kind::block_granted, message, sizeof message);
-                          });
-  }
 
   void on_task_done(std::uint32_t slot, std::span<const std::byte> payload) {
     result_header h;
@@ -9149,8 +9474,7 @@ class orchestrator final : public transport_events {
     rec->submitter_generation = router_.generation(slot);
     router_.hold(slot, rec->id, rec->result);
     if (!sub.known) {
-      task_record* r = tasks_.insert(std::move(rec));
-      r->owner = this;
+      task_record* r = insert(std::move(rec));
       for (std::uint64_t a : r->actors) actor_ref(a, +1);
       fail(*r, std::make_exception_ptr(internal_error(
                    "coray: a nested call used an object_ref its process does not hold")));
@@ -9159,23 +9483,13 @@ class orchestrator final : public transport_events {
     admit(std::move(rec));
   }
 
-  /// Sends a nested call's result to the process that made the call, if it still wants it.
-  void forward(task_record& r) {
-    router_.forward(static_cast<std::uint32_t>(r.submitter), r.submitter_generation, r.id,
-                    r.result);
-  }
-
   // ---- actor lifetime and deaths ------------------------------------------------------
-
-  void forget_actor(std::uint64_t id) {
-    for (auto* b : actors_.forget(id)) seg_.release(b);
-  }
 
   /// An actor's process ended: restarted if it may be; else its unfinished calls fail with
   /// actor_died, and so will later ones, and its slot is free again.
   void actor_ended(std::uint32_t slot, const process_death& how, const std::string& words) {
     actor_entry* a = actors_.find(slot_actor_[slot]);
-    if (a && a->may_restart()) {
+    if (a && a->may_restart() && count_start_failure(slot, how) < max_start_failures) {
       restart_actor(slot, *a, how, words);
       return;
     }
@@ -9208,24 +9522,15 @@ class orchestrator final : public transport_events {
     auto rec =
         a.constructor_call(next_task_id_++, new_state(), [&](object_block* b) { seg_.add_ref(b); });
     a.constructed = rec->result;
-    task_record* r = tasks_.insert(std::move(rec));
-    r->owner = this;
+    task_record* r = insert(std::move(rec));
     a.queue.push_front(r);
     start_process(slot);
     pump_actor(a);
   }
 
-  orchestrator_config cfg_;
-  segment& seg_;
-  transport& transport_;
-  task_table tasks_;
-  actor_table actors_;
-  object_spiller spiller_;
-  block_ledger ledger_;
-  reply_router router_;
-  call_sender sender_;
-  call_pump pump_;
-  std::vector<std::uint64_t> slot_actor_;  // the actor living in each slot; 0 for none
+  std::vector<std::uint64_t> slot_actor_;      // the actor living in each slot; 0 for none
+  std::vector<std::uint32_t> start_failures_;  // deaths before serving in a row, per slot
+  std::vector<std::pair<clock::time_point, std::uint32_t>> delayed_starts_;  // (when, slot)
   std::uint64_t next_task_id_ = 1;
 };
 
@@ -9316,6 +9621,7 @@ class worker final : public process, public call_host {
     next_id_ = (std::uint64_t{1} << 63) | (std::uint64_t{slot_} << 48) |
                (std::uint64_t{generation_ & 0xFFFF} << 32);
     me_->pid.store(getpid(), std::memory_order_relaxed);
+    me_->served.store(1, std::memory_order_relaxed);
     me_->state.store(static_cast<std::uint32_t>(slot_state::running), std::memory_order_release);
     process::current() = this;
     open_handoff(me_->bell, runtime_gate::phase::releases_only);
@@ -10162,6 +10468,7 @@ class shm_transport final : public transport {
     s.tasks_started.store(0, std::memory_order_relaxed);
     s.suspended.store(0, std::memory_order_relaxed);
     s.pid.store(0, std::memory_order_relaxed);
+    s.served.store(0, std::memory_order_relaxed);
     s.generation.store(v.generation, std::memory_order_relaxed);
   }
 
@@ -10188,7 +10495,8 @@ class shm_transport final : public transport {
       const worker_shared& s = *views_[i].shared;
       process_death how{s.pid.load(std::memory_order_relaxed),
                         s.wait_status.load(std::memory_order_relaxed),
-                        s.tasks_started.load(std::memory_order_acquire)};
+                        s.tasks_started.load(std::memory_order_acquire),
+                        s.served.load(std::memory_order_acquire) != 0};
       views_[i].blocked = 0;
       to.on_death(i, how);
     }
@@ -10221,6 +10529,7 @@ class shm_transport final : public transport {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/shm_transport.hpp>
+// #include <coray/detail/runtime/system.hpp>: inlined above
 #include <optional>
 #include <string>
 #include <vector>
@@ -10235,11 +10544,11 @@ inline std::uint32_t next_epoch() noexcept {
 
 class local_driver final : public driver {
  public:
-  explicit local_driver(driver_config cfg) : num_workers_(cfg.num_workers) {
+  explicit local_driver(driver_config cfg) {
     epoch = next_epoch();
     const std::uint32_t slots = cfg.num_workers + cfg.max_actors;
-    seg.create(segment::root_bytes + cfg.object_store_bytes +
-               shm_transport::control_bytes(slots, cfg.num_workers) + (1 << 20));
+    create_segment(cfg, segment::root_bytes + cfg.object_store_bytes +
+                            shm_transport::control_bytes(slots, cfg.num_workers) + (1 << 20));
     transport_.emplace(seg, slots, cfg.spin_us, cfg.inline_threshold);
     hdr = transport_->header();
     orchestrator_.emplace(
@@ -10295,10 +10604,12 @@ class local_driver final : public driver {
   }
 
   // ---- driver ----------------------------------------------------------------------------
-  std::uint32_t num_workers() const noexcept override { return num_workers_; }
+  std::uint32_t num_workers() const noexcept override {
+    return orchestrator_->config().num_workers;
+  }
   std::vector<int> worker_pids() const override {
     std::vector<int> pids;
-    for (std::uint32_t i = 0; i < num_workers_; ++i) pids.push_back(transport_->pid(i));
+    for (std::uint32_t i = 0, n = num_workers(); i < n; ++i) pids.push_back(transport_->pid(i));
     return pids;
   }
   std::uint64_t spawn_actor(actor_spawn_request req) override {
@@ -10328,18 +10639,43 @@ class local_driver final : public driver {
     } guard(in_poll_);
     bool progress = transport_->poll(*orchestrator_);
     progress |= orchestrator_->service();
+    if (orchestrator_->take_tide_ended()) tide_ended();
     return progress;
   }
 
   void sleep(std::chrono::nanoseconds limit) override {
     // Jobs other threads hand over wake the loop too (they ring the driver's doorbell).
+    const auto next_start = orchestrator_->next_start();
+    if (next_start != clock::time_point::max())
+      limit = std::clamp<std::chrono::nanoseconds>(next_start - clock::now(),
+                                                   std::chrono::nanoseconds(0), limit);
     transport_->sleep(
         limit, *orchestrator_,
         {[](const void* p) { return static_cast<const local_driver*>(p)->jobs_waiting(); }, this});
   }
 
  private:
-  std::uint32_t num_workers_;
+  /// The shared segment, with the object store in it: refused, with the figures, when the
+  /// store could never fit in memory or the address space is limited below it (ulimit -v).
+  void create_segment(const driver_config& cfg, std::size_t bytes) {
+    const std::uint64_t memory = usable_memory_bytes();
+    if (cfg.object_store_bytes > memory)
+      throw usage_error(fmt::format(
+          "ray::runtime: runtime_options::object_store_bytes is {} bytes, more than the {} "
+          "bytes of memory this process may use (RAM, or its cgroup's memory.max): the store "
+          "lives in shared memory",
+          cfg.object_store_bytes, memory));
+    try {
+      seg.create(bytes);
+    } catch (const ray::runtime_error& e) {
+      throw ray::runtime_error(fmt::format(
+          "{}, asking for a shared segment of {} bytes, {} of them the object store "
+          "(runtime_options::object_store_bytes; an address-space limit such as `ulimit -v` "
+          "below the segment refuses it)",
+          e.what(), bytes, cfg.object_store_bytes));
+    }
+  }
+
   // Declared in the order they are built; destroyed in reverse (the orchestrator first).
   std::optional<shm_transport> transport_;
   std::optional<orchestrator> orchestrator_;
