@@ -363,23 +363,3 @@ TEST_CASE("a worker that served before it died is started again at once") {
   CHECK(f.net.started.size() == 2);
   CHECK(f.orch->next_start() == clock::time_point::max());
 }
-
-TEST_CASE("the table of calls gives back what a high tide of queued calls grew it to") {
-  fixture f(1, 64);
-  const int n = 100'000;
-  std::vector<state_ptr> results;
-  results.reserve(n);
-  for (int i = 0; i < n; ++i) results.push_back(f.orch->submit(fixture::call(i)));
-  CHECK(f.orch->tasks().bucket_count() > task_table::shrink_above);
-  std::size_t next = 0;  // the next message sent, oldest first
-  for (int done = 0; done < n;) {
-    REQUIRE(next < f.net.sent.size());
-    const auto m = f.net.sent[next++];  // a copy: replying sends more
-    if (m.kind != msg_kind::run_task) continue;
-    f.reply(0, m.header().task_id, m.int_argument());
-    ++done;
-  }
-  CHECK(fixture::value(results.back()) == n - 1);
-  CHECK(f.orch->tasks().size() == 0);
-  CHECK(f.orch->tasks().bucket_count() < 1024);
-}

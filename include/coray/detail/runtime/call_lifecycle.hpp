@@ -53,8 +53,6 @@ class call_lifecycle {
   call_lifecycle& operator=(const call_lifecycle&) = delete;
 
   const orchestrator_config& config() const noexcept { return cfg_; }
-  /// True once after a high tide of calls ended (the task table shrank back).
-  bool take_tide_ended() noexcept { return tasks_.take_shrunk(); }
 
   /// A handle to actor `id` was made (+1) or dropped (-1) somewhere. An id tagged with
   /// pinned_block_tag is a shared block a call pins (see collect_pinned_block).

@@ -125,7 +125,6 @@ class local_driver final : public driver {
     } guard(in_poll_);
     bool progress = transport_->poll(*orchestrator_);
     progress |= orchestrator_->service();
-    if (orchestrator_->take_tide_ended()) tide_ended();
     return progress;
   }
 

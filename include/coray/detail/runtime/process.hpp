@@ -5,10 +5,6 @@
 
 #include <fmt/format.h>
 
-#if __has_include(<malloc.h>)
-#include <malloc.h>  // malloc_trim, mallinfo2 (glibc)
-#endif
-
 #include <atomic>
 #include <chrono>
 #include <coray/detail/runtime/actor_state.hpp>
@@ -182,29 +178,6 @@ class process {
   virtual void restore(object_state&) {
     throw ray::runtime_error("coray: a spilled object outside the driver");
   }
-  /// A high tide of calls has ended (a million queued at once, say): the heap's free pages
-  /// go back to the system now, and again as the tide's objects are let go (looked at every
-  /// 65,536 of them, 16 times at most: a million). glibc would otherwise keep the few hundred MB
-  /// for the runtime's life. A steady stream of calls and objects never trims.
-  void tide_ended() noexcept {
-#if defined(__GLIBC__)
-    malloc_trim(0);
-    heap_looks_ = 16;
-    heap_free_mark_ = heap_free_bytes();
-#endif
-  }
-  void note_released() noexcept {
-#if defined(__GLIBC__)
-    if (heap_looks_ == 0 || (++released_ & 0xFFFF) != 0) return;
-    --heap_looks_;
-    const std::size_t free_now = heap_free_bytes();
-    if (free_now > heap_free_mark_ + (std::size_t{16} << 20)) {
-      malloc_trim(0);
-      heap_free_mark_ = free_now;
-    }
-#endif
-  }
-
   /// A coroutine of this process suspends on (+1) or resumes from (-1) a coray awaitable.
   virtual void coroutine_suspended(int /*delta*/) noexcept {}
 
@@ -431,18 +404,6 @@ class process {
   std::multimap<clock::time_point, timer> timers_;
   std::uint64_t timer_ids_ = 0;
   bool polling_ = false;  // inside poll() on the loop thread
-#if defined(__GLIBC__)
-  static std::size_t heap_free_bytes() noexcept {
-#if __GLIBC_PREREQ(2, 33)
-    return mallinfo2().fordblks;
-#else
-    return static_cast<std::size_t>(static_cast<unsigned>(mallinfo().fordblks));
-#endif
-  }
-#endif
-  std::uint64_t released_ = 0;      // objects let go on the loop (see note_released)
-  std::uint32_t heap_looks_ = 0;    // looks at the heap left after a tide
-  std::size_t heap_free_mark_ = 0;  // the heap's free bytes at the last trim
 };
 
 inline void restore_state(object_state& s) {
@@ -457,7 +418,6 @@ inline void release_on_loop(object_state* s) noexcept {
   if (live && s->id) p->forget(*s);
   if (live && s->block) p->release_block(s->block);
   delete s;
-  if (live) p->note_released();
 }
 inline void release_actor_on_loop(actor_state* s) noexcept {
   process* p = process::current();

@@ -38,12 +38,7 @@ class reply_router {
     slots_[slot].held.emplace(id, std::move(s));
   }
   /// It dropped its last handle to that result.
-  void drop(std::uint32_t slot, std::uint64_t id) {
-    auto& held = slots_[slot].held;
-    held.erase(id);
-    if (held.empty() && held.bucket_count() > (std::size_t{1} << 16))
-      std::remove_reference_t<decltype(held)>().swap(held);
-  }
+  void drop(std::uint32_t slot, std::uint64_t id) { slots_[slot].held.erase(id); }
   /// A result it awaits, by id; null if it awaits none by that id.
   state_ptr held(std::uint32_t slot, std::uint64_t id) const {
     auto& h = slots_[slot].held;

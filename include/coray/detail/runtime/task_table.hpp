@@ -95,16 +95,9 @@ class task_table {
     if (it == records_.end()) return nullptr;
     auto r = std::move(it->second);
     records_.erase(it);
-    if (records_.empty() && records_.bucket_count() > shrink_above) shrink();
     return r;
   }
   std::size_t size() const noexcept { return records_.size(); }
-  /// Buckets of the table of live calls: it grows with the calls queued at once and
-  /// shrinks back when they are all done (from more than shrink_above).
-  std::size_t bucket_count() const noexcept { return records_.bucket_count(); }
-  static constexpr std::size_t shrink_above = std::size_t{1} << 16;
-  /// True once after the table shrank: the heap then has room to give back.
-  bool take_shrunk() noexcept { return std::exchange(shrunk_, false); }
   void clear() {
     runnable.clear();
     records_.clear();
@@ -181,16 +174,6 @@ class task_table {
   }
 
  private:
-  /// Every call is done after a high tide: the table, the run queue and the per-worker
-  /// queues give back what they grew to.
-  void shrink() {
-    decltype(records_)().swap(records_);
-    if (runnable.empty()) decltype(runnable)().swap(runnable);
-    for (auto& w : workers_)
-      if (w.order.empty()) std::remove_reference_t<decltype(w.order)>().swap(w.order);
-    shrunk_ = true;
-  }
-
   struct worker_calls {
     std::uint64_t dispatched = 0;                               // calls sent to its current process
     std::uint32_t in_flight = 0;                                // calls sent and not done
@@ -198,7 +181,6 @@ class task_table {
   };
   std::unordered_map<std::uint64_t, std::unique_ptr<task_record>> records_;
   std::vector<worker_calls> workers_;
-  bool shrunk_ = false;
 };
 
 }  // namespace detail
