@@ -3176,10 +3176,6 @@ CORAY_END_NAMESPACE
 
 #include <fmt/format.h>
 
-#if __has_include(<malloc.h>)
-#include <malloc.h>  // malloc_trim, mallinfo2 (glibc)
-#endif
-
 #include <atomic>
 #include <chrono>
 // begin <coray/detail/runtime/actor_state.hpp>
@@ -3562,29 +3558,6 @@ class process {
   virtual void restore(object_state&) {
     throw ray::runtime_error("coray: a spilled object outside the driver");
   }
-  /// A high tide of calls has ended (a million queued at once, say): the heap's free pages
-  /// go back to the system now, and again as the tide's objects are let go (looked at every
-  /// 65,536 of them, 16 times at most: a million). glibc would otherwise keep the few hundred MB
-  /// for the runtime's life. A steady stream of calls and objects never trims.
-  void tide_ended() noexcept {
-#if defined(__GLIBC__)
-    malloc_trim(0);
-    heap_looks_ = 16;
-    heap_free_mark_ = heap_free_bytes();
-#endif
-  }
-  void note_released() noexcept {
-#if defined(__GLIBC__)
-    if (heap_looks_ == 0 || (++released_ & 0xFFFF) != 0) return;
-    --heap_looks_;
-    const std::size_t free_now = heap_free_bytes();
-    if (free_now > heap_free_mark_ + (std::size_t{16} << 20)) {
-      malloc_trim(0);
-      heap_free_mark_ = free_now;
-    }
-#endif
-  }
-
   /// A coroutine of this process suspends on (+1) or resumes from (-1) a coray awaitable.
   virtual void coroutine_suspended(int /*delta*/) noexcept {}
 
@@ -3811,19 +3784,28 @@ class process {
   std::multimap<clock::time_point, timer> timers_;
   std::uint64_t timer_ids_ = 0;
   bool polling_ = false;  // inside poll() on the loop thread
-#if defined(__GLIBC__)
-  static std::size_t heap_free_bytes() noexcept {
-#if __GLIBC_PREREQ(2, 33)
-    return mallinfo2().fordblks;
-#else
-    return static_cast<std::size_t>(static_cast<unsigned>(mallinfo().fordblks));
-#endif
-  }
-#endif
-  std::uint64_t released_ = 0;      // objects let go on the loop (see note_released)
-  std::uint32_t heap_looks_ = 0;    // looks at the heap left after a tide
-  std::size_t heap_free_mark_ = 0;  // the heap's free bytes at the last trim
 };
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+
+// What a process does with its objects' states (release, restore, make, the checks of
+// refs): they need the complete process, and every user of a state_ptr needs them.
+// begin <coray/detail/runtime/process_states.hpp>
+/// What a process does with the states of its objects and actors: making them, releasing the
+/// last handle (on the loop thread, or handed to it from another thread), bringing a spilled
+/// one back, and the one check of refs before use (usable_state). Included by process.hpp,
+/// after the process it needs.
+
+#include <fmt/format.h>
+
+// #include <coray/detail/runtime/process.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+#include <cstdint>
+#include <span>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
 
 inline void restore_state(object_state& s) {
   if (process* p = process::current(); p && s.epoch == p->epoch) p->restore(s);
@@ -3837,7 +3819,6 @@ inline void release_on_loop(object_state* s) noexcept {
   if (live && s->id) p->forget(*s);
   if (live && s->block) p->release_block(s->block);
   delete s;
-  if (live) p->note_released();
 }
 inline void release_actor_on_loop(actor_state* s) noexcept {
   process* p = process::current();
@@ -3939,6 +3920,7 @@ inline state_ptr make_state() {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
+// end <coray/detail/runtime/process_states.hpp>
 // end <coray/detail/runtime/process.hpp>
 #include <cstddef>
 #include <span>
@@ -7674,16 +7656,9 @@ class task_table {
     if (it == records_.end()) return nullptr;
     auto r = std::move(it->second);
     records_.erase(it);
-    if (records_.empty() && records_.bucket_count() > shrink_above) shrink();
     return r;
   }
   std::size_t size() const noexcept { return records_.size(); }
-  /// Buckets of the table of live calls: it grows with the calls queued at once and
-  /// shrinks back when they are all done (from more than shrink_above).
-  std::size_t bucket_count() const noexcept { return records_.bucket_count(); }
-  static constexpr std::size_t shrink_above = std::size_t{1} << 16;
-  /// True once after the table shrank: the heap then has room to give back.
-  bool take_shrunk() noexcept { return std::exchange(shrunk_, false); }
   void clear() {
     runnable.clear();
     records_.clear();
@@ -7760,16 +7735,6 @@ class task_table {
   }
 
  private:
-  /// Every call is done after a high tide: the table, the run queue and the per-worker
-  /// queues give back what they grew to.
-  void shrink() {
-    decltype(records_)().swap(records_);
-    if (runnable.empty()) decltype(runnable)().swap(runnable);
-    for (auto& w : workers_)
-      if (w.order.empty()) std::remove_reference_t<decltype(w.order)>().swap(w.order);
-    shrunk_ = true;
-  }
-
   struct worker_calls {
     std::uint64_t dispatched = 0;                               // calls sent to its current process
     std::uint32_t in_flight = 0;                                // calls sent and not done
@@ -7777,7 +7742,6 @@ class task_table {
   };
   std::unordered_map<std::uint64_t, std::unique_ptr<task_record>> records_;
   std::vector<worker_calls> workers_;
-  bool shrunk_ = false;
 };
 
 }  // namespace detail
@@ -8707,12 +8671,7 @@ class reply_router {
     slots_[slot].held.emplace(id, std::move(s));
   }
   /// It dropped its last handle to that result.
-  void drop(std::uint32_t slot, std::uint64_t id) {
-    auto& held = slots_[slot].held;
-    held.erase(id);
-    if (held.empty() && held.bucket_count() > (std::size_t{1} << 16))
-      std::remove_reference_t<decltype(held)>().swap(held);
-  }
+  void drop(std::uint32_t slot, std::uint64_t id) { slots_[slot].held.erase(id); }
   /// A result it awaits, by id; null if it awaits none by that id.
   state_ptr held(std::uint32_t slot, std::uint64_t id) const {
     auto& h = slots_[slot].held;
@@ -8851,8 +8810,6 @@ class call_lifecycle {
   call_lifecycle& operator=(const call_lifecycle&) = delete;
 
   const orchestrator_config& config() const noexcept { return cfg_; }
-  /// True once after a high tide of calls ended (the task table shrank back).
-  bool take_tide_ended() noexcept { return tasks_.take_shrunk(); }
 
   /// A handle to actor `id` was made (+1) or dropped (-1) somewhere. An id tagged with
   /// pinned_block_tag is a shared block a call pins (see collect_pinned_block).
@@ -10639,7 +10596,6 @@ class local_driver final : public driver {
     } guard(in_poll_);
     bool progress = transport_->poll(*orchestrator_);
     progress |= orchestrator_->service();
-    if (orchestrator_->take_tide_ended()) tide_ended();
     return progress;
   }
 
