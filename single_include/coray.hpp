@@ -7503,6 +7503,8 @@ CORAY_END_NAMESPACE
 /// The definitions behind entry.hpp: included by it in header-only mode, and compiled once
 /// by src/coray.cpp into coray::coray_compiled in compiled mode (CORAY_COMPILED_LIB).
 
+#include <fmt/format.h>
+
 // #include <coray/detail/runtime/entry.hpp>: inlined above
 // begin <coray/detail/runtime/local_driver.hpp>
 /// The driver process on one machine: it owns the segment, the transport of mailboxes and
@@ -9446,7 +9448,8 @@ class orchestrator final : public call_lifecycle, public transport_events {
   /// actor_died, and so will later ones, and its slot is free again.
   void actor_ended(std::uint32_t slot, const process_death& how, const std::string& words) {
     actor_entry* a = actors_.find(slot_actor_[slot]);
-    if (a && a->may_restart() && count_start_failure(slot, how) < max_start_failures) {
+    const std::uint32_t failures = count_start_failure(slot, how);
+    if (a && a->may_restart() && failures < max_start_failures) {
       restart_actor(slot, *a, how, words);
       return;
     }
@@ -10486,7 +10489,6 @@ class shm_transport final : public transport {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/shm_transport.hpp>
-// #include <coray/detail/runtime/system.hpp>: inlined above
 #include <optional>
 #include <string>
 #include <vector>
@@ -10611,16 +10613,10 @@ class local_driver final : public driver {
   }
 
  private:
-  /// The shared segment, with the object store in it: refused, with the figures, when the
-  /// store could never fit in memory or the address space is limited below it (ulimit -v).
+  /// The shared segment, with the object store in it; refused with the figures when the
+  /// address space is limited below it (ulimit -v). (make_local_driver has refused a store
+  /// larger than memory.)
   void create_segment(const driver_config& cfg, std::size_t bytes) {
-    const std::uint64_t memory = usable_memory_bytes();
-    if (cfg.object_store_bytes > memory)
-      throw usage_error(fmt::format(
-          "ray::runtime: runtime_options::object_store_bytes is {} bytes, more than the {} "
-          "bytes of memory this process may use (RAM, or its cgroup's memory.max): the store "
-          "lives in shared memory",
-          cfg.object_store_bytes, memory));
     try {
       seg.create(bytes);
     } catch (const ray::runtime_error& e) {
@@ -10643,6 +10639,8 @@ CORAY_END_NAMESPACE
 // end <coray/detail/runtime/local_driver.hpp>
 // #include <coray/detail/runtime/supervisor.hpp>: inlined above
 // #include <coray/detail/runtime/system.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+#include <cstdint>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -10653,8 +10651,16 @@ namespace detail {
 
 CORAY_API std::unique_ptr<driver> make_local_driver(driver_config cfg) {
   if (!cfg.num_workers) cfg.num_workers = usable_cores();
-  if (!cfg.object_store_bytes)
-    cfg.object_store_bytes = static_cast<std::size_t>(usable_memory_bytes() * 3 / 10);
+  // The store lives in shared memory: one larger than the memory this process may use could
+  // never be filled, and would only fail later, less clearly.
+  const std::uint64_t memory = usable_memory_bytes();
+  if (!cfg.object_store_bytes) cfg.object_store_bytes = static_cast<std::size_t>(memory * 3 / 10);
+  if (cfg.object_store_bytes > memory)
+    throw usage_error(fmt::format(
+        "ray::runtime: runtime_options::object_store_bytes is {} bytes, more than the {} "
+        "bytes of memory this process may use (RAM, or its cgroup's memory.max): the store "
+        "lives in shared memory",
+        cfg.object_store_bytes, memory));
   if (cfg.argv.empty()) {
     // No argv given: the program's own arguments, as spawned workers re-run it.
     std::ifstream f("/proc/self/cmdline", std::ios::binary);

@@ -510,8 +510,8 @@ TEST_CASE("a segment refused under ulimit -v says how much was asked and which o
   close(fds[0]);
   int st = 0;
   waitpid(pid, &st, 0);
+  INFO(what);
   CHECK(what.find("1073741824 of them the object store") != std::string::npos);
   CHECK(what.find("runtime_options::object_store_bytes") != std::string::npos);
   CHECK(what.find("ulimit -v") != std::string::npos);
-  INFO(what);
 }

@@ -15,7 +15,6 @@
 #include <coray/detail/runtime/driver.hpp>
 #include <coray/detail/runtime/orchestrator.hpp>
 #include <coray/detail/runtime/shm_transport.hpp>
-#include <coray/detail/runtime/system.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -140,16 +139,10 @@ class local_driver final : public driver {
   }
 
  private:
-  /// The shared segment, with the object store in it: refused, with the figures, when the
-  /// store could never fit in memory or the address space is limited below it (ulimit -v).
+  /// The shared segment, with the object store in it; refused with the figures when the
+  /// address space is limited below it (ulimit -v). (make_local_driver has refused a store
+  /// larger than memory.)
   void create_segment(const driver_config& cfg, std::size_t bytes) {
-    const std::uint64_t memory = usable_memory_bytes();
-    if (cfg.object_store_bytes > memory)
-      throw usage_error(fmt::format(
-          "ray::runtime: runtime_options::object_store_bytes is {} bytes, more than the {} "
-          "bytes of memory this process may use (RAM, or its cgroup's memory.max): the store "
-          "lives in shared memory",
-          cfg.object_store_bytes, memory));
     try {
       seg.create(bytes);
     } catch (const ray::runtime_error& e) {

@@ -405,7 +405,8 @@ class orchestrator final : public call_lifecycle, public transport_events {
   /// actor_died, and so will later ones, and its slot is free again.
   void actor_ended(std::uint32_t slot, const process_death& how, const std::string& words) {
     actor_entry* a = actors_.find(slot_actor_[slot]);
-    if (a && a->may_restart() && count_start_failure(slot, how) < max_start_failures) {
+    const std::uint32_t failures = count_start_failure(slot, how);
+    if (a && a->may_restart() && failures < max_start_failures) {
       restart_actor(slot, *a, how, words);
       return;
     }
