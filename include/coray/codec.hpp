@@ -71,6 +71,17 @@ std::vector<std::byte> encode(const T& value) {
   return out;
 }
 
+namespace detail {
+/// decode's error for input longer than its value. Out of line and cold: a decode of a
+/// small value stays a few instructions.
+template <class T>
+[[noreturn, gnu::noinline, gnu::cold]] void throw_trailing_bytes(std::size_t remaining,
+                                                                 std::size_t size) {
+  throw_codec_error(std::to_string(remaining) + " trailing bytes after " + display_name<T>() +
+                    " (input " + std::to_string(size) + " bytes)");
+}
+}  // namespace detail
+
 /// Decodes a T that must span all of bytes. Throws codec_error on malformed, truncated or
 /// trailing input. span / string_view parts point into bytes, which must then be 16-byte
 /// aligned (a misaligned element throws codec_error) and outlive them.
@@ -82,9 +93,7 @@ T decode(std::span<const std::byte> bytes) {
   detail::reader in(bytes);
   detail::decode_value(in, value);
   if (in.remaining() != 0) [[unlikely]]
-    detail::throw_codec_error(std::to_string(in.remaining()) + " trailing bytes after " +
-                              detail::display_name<T>() + " (input " +
-                              std::to_string(bytes.size()) + " bytes)");
+    detail::throw_trailing_bytes<T>(in.remaining(), bytes.size());
   return value;
 }
 

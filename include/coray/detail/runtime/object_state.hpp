@@ -49,7 +49,7 @@ struct object_state {
   bool spilled() const noexcept { return spill_offset >= 0; }
   /// The encoded value, wherever it lies (a spilled one is brought back first). Precondition:
   /// ready. Throws object_store_full if a spilled value does not fit back.
-  std::span<const std::byte> value_bytes() const {
+  [[gnu::always_inline]] std::span<const std::byte> value_bytes() const {
     if (spilled()) [[unlikely]]
       restore_state(const_cast<object_state&>(*this));
     if (block) return {block->data(), static_cast<std::size_t>(block->size)};
