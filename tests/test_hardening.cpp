@@ -57,6 +57,25 @@ bool told_to_die_at_start() { return std::getenv("CORAY_TEST_DIE_AT_START") != n
   return true;
 }();
 
+int child(int x) { return x; }
+
+/// A plain task that blocks in ray::get on each of its four children.
+int blocking_parent(int k) {
+  std::vector<ray::object_ref<int>> kids;
+  for (int i = 0; i < 4; ++i) kids.push_back(ray::task<child>.remote(4 * k + i));
+  int sum = 0;
+  for (auto& kid : kids) sum += ray::get(kid).get();
+  return sum;
+}
+
+/// Fibonacci with a task per call, each blocking in ray::get on its two children.
+int fib(int n) {
+  if (n < 2) return n;
+  auto a = ray::task<fib>.remote(n - 1);
+  auto b = ray::task<fib>.remote(n - 2);
+  return ray::get(a).get() + ray::get(b).get();
+}
+
 /// Sets a signal's disposition for one scope, as a program may before it starts the runtime.
 struct signal_disposition {
   signal_disposition(int sig, void (*handler)(int)) : sig_(sig) {
@@ -514,4 +533,19 @@ TEST_CASE("a segment refused under ulimit -v says how much was asked and which o
   CHECK(what.find("1073741824 of them the object store") != std::string::npos);
   CHECK(what.find("runtime_options::object_store_bytes") != std::string::npos);
   CHECK(what.find("ulimit -v") != std::string::npos);
+}
+
+TEST_CASE("tasks blocked in ray::get on their children never deadlock the pool") {
+  ray::runtime rt({.num_workers = 2});
+  std::vector<ray::object_ref<int>> parents;
+  for (int k = 0; k < 64; ++k) parents.push_back(ray::task<blocking_parent>.remote(k));
+  for (int k = 0; k < 64; ++k)
+    CHECK(ray::get(parents[static_cast<std::size_t>(k)], {.timeout = call_limit}).get() ==
+          16 * k + 6);
+}
+
+TEST_CASE("a blocking recursive task tree runs to the end, a task per call (fib 20)") {
+  ray::runtime rt({.num_workers = 2});
+  CHECK(ray::get(ray::task<fib>.remote(20), {.timeout = call_limit}).get() == 6765);
+  CHECK(ray::get(ray::task<add>.remote(1, 2), {.timeout = call_limit}).get() == 3);
 }

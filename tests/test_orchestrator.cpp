@@ -53,7 +53,13 @@ class fake_transport final : public transport {
     return it != alive_.end() && it->second;
   }
   int pid(std::uint32_t slot) const override { return 1000 + static_cast<int>(slot); }
-  std::uint32_t suspended(std::uint32_t) const override { return 0; }
+  std::uint32_t suspended(std::uint32_t slot) const override {
+    return blocked_mark(slot) != 0 ? 1 : 0;
+  }
+  std::uint64_t blocked_mark(std::uint32_t slot) const override {
+    auto it = blocked.find(slot);
+    return it == blocked.end() ? 0 : it->second;
+  }
   bool can_start() const override { return can_start_; }
   void await_exit(std::span<const std::uint32_t>, std::chrono::milliseconds) override {}
   std::size_t max_message_bytes() const override { return 120 * 1024; }
@@ -81,6 +87,9 @@ class fake_transport final : public transport {
 
   std::vector<sent_message> sent;
   std::vector<std::uint32_t> started, closed, killed;
+  /// Slots whose process plays a task blocked in ray::get: the mark it publishes (the
+  /// first id of the calls it made since). Such a task counts as suspended.
+  std::map<std::uint32_t, std::uint64_t> blocked;
   bool room = true;
   bool can_start_ = true;
 
@@ -114,6 +123,18 @@ struct fixture {
     std::memcpy(payload.data(), &h, sizeof h);
     std::memcpy(payload.data() + sizeof h, &value, sizeof value);
     orch->on_message(slot, msg_kind::task_done, payload, nullptr);
+    orch->service();
+  }
+
+  /// Plays a nested call from the process in `slot`, which numbers it `id`: a call of
+  /// function 42 with one int argument.
+  void nested(std::uint32_t slot, std::uint64_t id, int arg) {
+    task_spec spec = call(arg);
+    const call_message_writer message({id, spec.fn_id, spec.nargs, 0, 0, 0, 0, 0}, spec.args,
+                                      spec.deps);
+    std::vector<std::byte> payload(message.size());
+    message.write(payload.data(), seg);
+    orch->on_message(slot, msg_kind::submit, payload, nullptr);
     orch->service();
   }
 
@@ -172,6 +193,44 @@ TEST_CASE("calls go to the worker in submission order, at most the in-flight lim
   CHECK(fixture::value(b) == 20);
   CHECK(fixture::value(c) == 30);
   CHECK(f.orch->tasks().size() == 0);
+}
+
+TEST_CASE(
+    "a worker blocked in a call is sent only the calls it made since; nested calls go first") {
+  fixture f(2, 1);
+  auto a = f.orch->submit(fixture::call(1));  // to worker 0
+  auto b = f.orch->submit(fixture::call(2));  // to worker 1
+  auto c = f.orch->submit(fixture::call(3));  // waits: both are busy
+  REQUIRE(f.net.calls().size() == 2);
+  const std::uint64_t w0 = std::uint64_t{1} << 63;  // how worker 0 numbers its calls
+  f.nested(0, w0 + 1, 10);                          // made before its task blocked
+  f.net.blocked[0] = w0 + 2;                        // its task blocks in ray::get
+  f.orch->service();
+  CHECK(f.net.calls().size() == 2);  // neither the older call nor the driver's is eligible
+  f.nested(0, w0 + 2, 11);           // made while blocked: a descendant of the blocked task
+  auto calls = f.net.calls();
+  REQUIRE(calls.size() == 3);
+  CHECK(calls[2].slot == 0);
+  CHECK(calls[2].int_argument() == 11);
+
+  f.reply(1, calls[1].header().task_id, 20);  // worker 1 frees: the nested call goes first
+  calls = f.net.calls();
+  REQUIRE(calls.size() == 4);
+  CHECK(calls[3].slot == 1);
+  CHECK(calls[3].int_argument() == 10);
+
+  f.reply(0, calls[2].header().task_id, 110);  // the blocked task goes on, then ends
+  f.net.blocked.erase(0);
+  f.reply(0, calls[0].header().task_id, 1);
+  calls = f.net.calls();
+  REQUIRE(calls.size() == 5);
+  CHECK(calls[4].slot == 0);
+  CHECK(calls[4].int_argument() == 3);
+  f.reply(1, calls[3].header().task_id, 100);
+  f.reply(0, calls[4].header().task_id, 30);
+  CHECK(fixture::value(a) == 1);
+  CHECK(fixture::value(b) == 20);
+  CHECK(fixture::value(c) == 30);
 }
 
 TEST_CASE("a call waits for the object it depends on and is sent with its value") {

@@ -151,7 +151,7 @@ class call_lifecycle {
     if (!workers_lost_.empty())
       fail(r, std::make_exception_ptr(worker_crashed(workers_lost_)));
     else
-      tasks_.runnable.push_back(&r);
+      tasks_.make_runnable(&r);
   }
 
   /// Fails a call that has not been sent and forgets it.

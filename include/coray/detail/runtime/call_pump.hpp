@@ -1,6 +1,7 @@
 #pragma once
 /// Moves ready calls to processes: task calls from the run queue to the least busy task
-/// worker (at most `max_in_flight` occupying each), and each actor's calls in the order they
+/// worker (at most `max_in_flight` occupying each; a worker blocked in a call takes only
+/// that call's descendants), and each actor's calls in the order they
 /// were made while its mailbox has room. An actor whose mailbox was full is tried again on
 /// the next turn; a closing actor is told to shut down after its last call. Calls found
 /// failed (a dependency failed) are handed back for the orchestrator to fail. Driver only,
@@ -11,7 +12,9 @@
 #include <coray/detail/runtime/task_table.hpp>
 #include <coray/detail/runtime/transport.hpp>
 #include <cstdint>
+#include <deque>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
@@ -34,13 +37,13 @@ class call_pump {
     bool progress = false;
     auto& runnable = tasks_.runnable;
     while (!runnable.empty()) {
-      const int picked = pick_worker();
+      const auto [picked, it] = pick();
       if (picked < 0) break;
       const auto slot = static_cast<std::uint32_t>(picked);
-      task_record* r = runnable.front();
+      task_record* r = *it;
       if (!sender_.send(slot, *r)) break;
       tasks_.sent(slot, *r);
-      runnable.pop_front();
+      runnable.erase(it);
       progress = true;
     }
     for (auto it = backlog_.begin(); it != backlog_.end();) {
@@ -89,20 +92,43 @@ class call_pump {
   }
 
  private:
-  /// The task worker with the fewest calls that occupy it, under the per-worker limit.
-  int pick_worker() const {
+  using queue_place = std::deque<task_record*>::iterator;
+
+  /// The next call to send and its worker (-1 if none): the queue's first call to the task
+  /// worker with the fewest calls that occupy it, under the per-worker limit; failing that,
+  /// a worker with room that is blocked in a call gets that call's first descendant in the
+  /// queue (task_table::next_for). A blocked worker whose search found nothing is not
+  /// searched again until its mark or the nested calls queued change.
+  std::pair<int, queue_place> pick() {
     int best = -1;
     std::uint32_t best_load = max_in_flight_;
+    bool any_blocked = false;
     for (std::uint32_t i = 0; i < workers_; ++i) {
       if (!transport_.alive(i)) continue;
       const std::uint32_t load = tasks_.load(i, transport_.suspended(i));
-      if (load < best_load) {
-        best = static_cast<int>(i);
-        best_load = load;
-        if (load == 0) break;
+      if (load >= best_load) continue;
+      if (transport_.blocked_mark(i) != 0) {
+        any_blocked = true;
+        continue;
       }
+      best = static_cast<int>(i);
+      best_load = load;
+      if (load == 0) break;
     }
-    return best;
+    if (best >= 0 || !any_blocked) return {best, tasks_.runnable.begin()};
+    if (missed_.size() < workers_) missed_.resize(workers_);
+    for (std::uint32_t i = 0; i < workers_; ++i) {
+      const std::uint64_t mark = transport_.blocked_mark(i);
+      if (mark == 0 || !transport_.alive(i) ||
+          tasks_.load(i, transport_.suspended(i)) >= max_in_flight_)
+        continue;
+      const search_miss now{mark, tasks_.nested_queued};
+      if (missed_[i] == now) continue;
+      auto it = tasks_.next_for(i, mark);
+      if (it != tasks_.runnable.end()) return {static_cast<int>(i), it};
+      missed_[i] = now;
+    }
+    return {-1, tasks_.runnable.end()};
   }
 
   task_table& tasks_;
@@ -112,6 +138,11 @@ class call_pump {
   std::uint32_t workers_;
   std::uint32_t max_in_flight_;
   std::unordered_set<std::uint64_t> backlog_;  // actors whose mailbox was full
+  struct search_miss {
+    std::uint64_t mark = 0, nested_queued = 0;
+    bool operator==(const search_miss&) const = default;
+  };
+  std::vector<search_miss> missed_;  // per worker: the last search of the queue that failed
 };
 
 }  // namespace detail

@@ -245,7 +245,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
       if (r->message) seg_.release(r->message);
       r->message = nullptr;
     }
-    tasks_.runnable.insert(tasks_.runnable.begin(), plan.again.begin(), plan.again.end());
+    tasks_.requeue(plan.again);
     if (failures == 0) {
       start_process(slot);
       return;
@@ -349,7 +349,10 @@ class orchestrator final : public call_lifecycle, public transport_events {
       return;
     }
     if (!r.result->settled()) {
-      settle_from_result(*r.result, h, body, seg_, r.attempt > 1 ? r.attempts_note() : "");
+      if (r.attempt > 1)
+        settle_from_result(*r.result, h, body, seg_, r.attempts_note());
+      else
+        settle_from_result(*r.result, h, body, seg_);
       if (r.result->block) spiller_.adopted(*r.result);
     }
     if (r.construct && r.result->st == object_state::status::failed) {

@@ -59,6 +59,11 @@ struct alignas(64) worker_shared {
   std::uint64_t outbox = 0;              // offset of the mailbox worker -> driver
   alignas(64) std::atomic<std::uint64_t> tasks_started{0};
   std::atomic<std::uint32_t> suspended{0};  // task coroutines awaiting something
+  /// Nonzero while a task body here is blocked in a blocking wait: the call_mark of the
+  /// innermost such call. The driver then sends this worker only the calls it made itself
+  /// with an id from this one up (the blocked call's descendants); see design.md, "Blocking
+  /// inside a task".
+  std::atomic<std::uint64_t> blocked_mark{0};
   /// Set by the driver when a message to this process found its inbox full and the driver
   /// is going to sleep: the process rings the driver once it has freed slots.
   std::atomic<std::uint32_t> driver_waiting{0};
@@ -180,6 +185,10 @@ class process {
   }
   /// A coroutine of this process suspends on (+1) or resumes from (-1) a coray awaitable.
   virtual void coroutine_suspended(int /*delta*/) noexcept {}
+  /// A call's body starts (+1) or ends (-1) a blocking wait, which runs the loop inside the
+  /// loop. True if the process counts it (and must be told its end): a task worker does, so
+  /// that the driver sends it more calls meanwhile (design.md, "Blocking inside a task").
+  virtual bool blocking_wait(int /*delta*/) noexcept { return false; }
 
   /// A local handle to actor `id` was made (+1) or dropped (-1).
   virtual void actor_handle(std::uint64_t id, int delta) noexcept = 0;
@@ -310,16 +319,28 @@ class process {
   /// Queues a coroutine to resume on the loop.
   void schedule(std::coroutine_handle<> h) { ready_.push_back(h); }
 
-  /// Runs the loop until `done()` or `deadline`; returns done().
+  /// Runs the loop until `done()` or `deadline`; returns done(). A run inside another one
+  /// is a call's body blocking (in ray::get, ray::wait, ...): blocking_wait says so.
   template <class Done>
   bool run_until(Done&& done, clock::time_point deadline = clock::time_point::max()) {
+    if (done()) return true;
+    struct depth_guard {
+      process& p;
+      bool counted;
+      ~depth_guard() {
+        --p.loop_depth_;
+        if (counted) p.blocking_wait(-1);
+      }
+    } depth{*this, ++loop_depth_ > 1 && blocking_wait(+1)};
     backoff bo;
     const auto spin = std::chrono::microseconds(hdr->spin_us);
     while (!done()) {
       if (!ready_.empty()) {
         auto h = ready_.front();
         ready_.pop_front();
+        const std::uint64_t outer = std::exchange(call_mark, 0);
         h.resume();
+        call_mark = outer;
         continue;
       }
       if (jobs_.maybe_waiting() && jobs_.run_some(*this, true) != 0) {
@@ -371,6 +392,11 @@ class process {
   /// For sleep()'s check: another thread handed the loop a job (or is about to).
   bool jobs_waiting() const noexcept { return jobs_.maybe_waiting(); }
 
+  /// Set by a worker while a plain call's body runs (the innermost on the stack): the id its
+  /// first nested call gets or got, so that the calls it and its descendants made here are
+  /// those with an id from this one up. 0 while the loop resumes a coroutine.
+  std::uint64_t call_mark = 0;
+
  private:
   bool poll_guarded() {
     const bool was = polling_;
@@ -403,7 +429,8 @@ class process {
   std::deque<std::coroutine_handle<>> ready_;
   std::multimap<clock::time_point, timer> timers_;
   std::uint64_t timer_ids_ = 0;
-  bool polling_ = false;  // inside poll() on the loop thread
+  bool polling_ = false;          // inside poll() on the loop thread
+  std::uint32_t loop_depth_ = 0;  // run_until calls on the stack
 };
 
 }  // namespace detail

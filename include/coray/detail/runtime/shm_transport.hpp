@@ -77,6 +77,9 @@ class shm_transport final : public transport {
   std::uint32_t suspended(std::uint32_t slot) const override {
     return views_[slot].shared->suspended.load(std::memory_order_relaxed);
   }
+  std::uint64_t blocked_mark(std::uint32_t slot) const override {
+    return views_[slot].shared->blocked_mark.load(std::memory_order_relaxed);
+  }
   bool can_start() const override { return link_.running(); }
 
   void await_exit(std::span<const std::uint32_t> slots, std::chrono::milliseconds grace) override {
@@ -171,6 +174,7 @@ class shm_transport final : public transport {
     ++v.generation;
     s.tasks_started.store(0, std::memory_order_relaxed);
     s.suspended.store(0, std::memory_order_relaxed);
+    s.blocked_mark.store(0, std::memory_order_relaxed);
     s.pid.store(0, std::memory_order_relaxed);
     s.served.store(0, std::memory_order_relaxed);
     s.generation.store(v.generation, std::memory_order_relaxed);

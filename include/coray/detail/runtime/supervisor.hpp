@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
@@ -84,6 +85,37 @@ inline void close_descriptors_except(std::vector<int> keep) noexcept {
   close_descriptors(first, UINT_MAX);
 }
 
+/// Runs `serve` (which never returns) on a thread with a deep stack, reserved but committed
+/// only as it is used: a task blocked in ray::get runs its descendants sent to its worker
+/// meanwhile above it on the stack (design.md, "Blocking inside a task"), so a tree of
+/// blocking tasks needs stack in proportion to its depth (a few kB per level, several times
+/// that under the sanitizers). Falls back to a smaller stack, then to this thread, where
+/// memory is limited (ulimit -v).
+template <class Serve>
+[[noreturn]] void serve_on_deep_stack(Serve serve) {
+  static Serve* body = nullptr;
+  body = &serve;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  for (std::size_t size : {std::size_t{256} << 20, std::size_t{64} << 20}) {
+    pthread_t t;
+    if (pthread_attr_setstacksize(&attr, size) != 0) continue;
+    if (pthread_create(
+            &t, &attr,
+            [](void*) -> void* {
+              (*body)();
+              return nullptr;
+            },
+            nullptr) == 0) {
+      pthread_join(t, nullptr);  // serve exits the process; this thread only waits
+      _exit(0);
+    }
+  }
+  pthread_attr_destroy(&attr);
+  serve();
+  _exit(0);
+}
+
 /// Worker-side start-up shared by both start methods. Never returns.
 [[noreturn]] inline void become_worker(segment& seg, std::uint32_t slot, std::uint32_t epoch,
                                        pid_t supervisor) {
@@ -102,7 +134,7 @@ inline void close_descriptors_except(std::vector<int> keep) noexcept {
   // `seg` is moved into the worker's own process state.
   auto* w = new worker(slot, epoch);
   w->seg.adopt(seg);
-  w->serve();
+  serve_on_deep_stack([w] { w->serve(); });
 }
 
 /// Called early by every program that may be a spawned worker (ray::runtime's constructor

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <coray/detail/runtime/call_message.hpp>
 #include <cstdint>
 #include <deque>
@@ -118,8 +119,47 @@ class task_table {
     return r.pending_deps;
   }
 
-  /// Task calls ready to be sent to a worker, oldest first.
+  /// Task calls ready to be sent to a worker: the nested ones (made by tasks) first, newest
+  /// first, then the driver's, oldest first (make_runnable).
   std::deque<task_record*> runnable;
+  /// Counts the nested calls made runnable: a search of the queue that found nothing for a
+  /// blocked worker need not run again before this moves.
+  std::uint64_t nested_queued = 0;
+
+  /// Queues a task whose arguments are ready. A nested call (made by a running task) goes
+  /// ahead of the rest: its caller may be blocked waiting for it, and running the newest
+  /// such calls first goes depth first through a tree of blocking tasks, so the number
+  /// blocked at once stays near the tree's depth rather than its width.
+  void make_runnable(task_record* r) {
+    if (r->submitter >= 0) {
+      runnable.push_front(r);
+      ++nested_queued;
+    } else {
+      runnable.push_back(r);
+    }
+  }
+  /// Queues again, ahead of the others, calls to run again (in their order): the nested
+  /// ones first, the driver's after them, so that nested calls stay at the front.
+  void requeue(const std::vector<task_record*>& again) {
+    auto first_driver = std::find_if(runnable.begin(), runnable.end(),
+                                     [](const task_record* r) { return r->submitter < 0; });
+    for (task_record* r : again)
+      if (r->submitter < 0) first_driver = std::next(runnable.insert(first_driver, r));
+    auto front = runnable.begin();
+    for (task_record* r : again)
+      if (r->submitter >= 0) front = std::next(runnable.insert(front, r));
+    ++nested_queued;
+  }
+  /// The call to send to task worker `slot` next: the queue's first, or, while the worker is
+  /// blocked (`mark` nonzero; see worker_shared::blocked_mark), the first call it made
+  /// itself with an id from `mark` up (the blocked call's descendants: a worker numbers its
+  /// calls in order), searched among the nested calls only; runnable.end() if none.
+  std::deque<task_record*>::iterator next_for(std::uint32_t slot, std::uint64_t mark) {
+    if (mark == 0) return runnable.begin();
+    for (auto it = runnable.begin(); it != runnable.end() && (*it)->submitter >= 0; ++it)
+      if ((*it)->submitter == static_cast<int>(slot) && (*it)->id >= mark) return it;
+    return runnable.end();
+  }
 
   // ---- task workers -------------------------------------------------------------------
 
@@ -146,7 +186,7 @@ class task_table {
   /// `r`, sent to worker `slot`, runs again (a retryable exception): back to the run queue.
   void retry(std::uint32_t slot, task_record& r) {
     done(slot);
-    runnable.push_back(&r);
+    make_runnable(&r);
   }
 
   /// What becomes of the calls sent to a worker that died, the first `calls_started` of

@@ -89,6 +89,10 @@ class transport {
   virtual int pid(std::uint32_t slot) const = 0;
   /// Coroutines the slot's process holds suspended: calls that do not occupy it.
   virtual std::uint32_t suspended(std::uint32_t slot) const = 0;
+  /// 0, or while a task body of the slot's process is blocked in a blocking ray::get, the
+  /// first id of the calls it made since (worker_shared::blocked_mark): it then takes only
+  /// calls it made itself with ids from there up.
+  virtual std::uint64_t blocked_mark(std::uint32_t slot) const = 0;
   /// False once no process can be started (the supervisor is gone).
   virtual bool can_start() const = 0;
   /// Asks the slots' processes' deaths to be awaited for up to `grace` (at teardown: idle

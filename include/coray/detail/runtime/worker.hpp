@@ -17,6 +17,8 @@
 #include <cstdio>
 #include <deque>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
@@ -38,6 +40,7 @@ class worker final : public process, public call_host {
     me_->served.store(1, std::memory_order_relaxed);
     me_->state.store(static_cast<std::uint32_t>(slot_state::running), std::memory_order_release);
     process::current() = this;
+    on_this_thread() = this;  // serve may run on another thread than the constructor's
     open_handoff(me_->bell, runtime_gate::phase::releases_only);
     run_until([this] { return stop_ || (stopping_ && calls_.empty() && running_ == 0); });
     if (instance_ && destroy_) destroy_(instance_);  // an actor ends with its destructor
@@ -113,6 +116,29 @@ class worker final : public process, public call_host {
   }
   void release_block(object_block* b) noexcept override {
     send_u64(msg_kind::block_release, seg.offset_of(b));
+  }
+
+  /// A task blocked in ray::get (or any blocking wait) does not occupy its worker: the
+  /// driver may send more calls, which run here, above it on the stack, until it can go on.
+  /// Without this, tasks blocked on children they wait for would fill every worker while
+  /// the children queue in the driver. Only the blocked call's descendants are sent (the
+  /// calls this worker made since the blocked call started: blocked_mark), so
+  /// the stack grows with the depth of a tree of tasks, not its width. A blocking wait in a
+  /// resumed coroutine (no plain call running) takes any call this worker made. The driver
+  /// is woken: it may be waiting for room. Actors keep their one-call-at-a-time order; the
+  /// worker's own waits (internal_wait) start nothing.
+  bool blocking_wait(int delta) noexcept override {
+    if (delta > 0 && (is_actor_ || internal_waits_ != 0)) return false;
+    if (delta > 0) {
+      blocked_marks_.push_back(call_mark != 0 ? call_mark : 1);
+    } else {
+      blocked_marks_.pop_back();
+    }
+    me_->blocked_mark.store(blocked_marks_.empty() ? 0 : blocked_marks_.back(),
+                            std::memory_order_relaxed);
+    coroutine_suspended(delta);
+    if (delta > 0) hdr->driver_bell.ring();
+    return true;
   }
 
   /// Task coroutines that are suspended; the driver counts them as not occupying the worker.
@@ -257,7 +283,9 @@ class worker final : public process, public call_host {
     }
     invocation inv{*this,   seg,      h.task_id, payload.subspan(sizeof h),
                    h.nargs, fn->name, instance_, h.retry_matcher};
-    fn->invoke(inv);
+    const std::uint64_t outer = std::exchange(call_mark, next_id_);
+    fn->invoke(inv);  // replies with the outcome; never throws
+    call_mark = outer;
     return true;
   }
 
@@ -350,6 +378,7 @@ class worker final : public process, public call_host {
   std::uint32_t running_ = 0;
   std::deque<std::vector<std::byte>> calls_;
   int internal_waits_ = 0;
+  std::vector<std::uint64_t> blocked_marks_;     // blocking waits on the stack, innermost last
   std::deque<std::vector<std::byte>> deferred_;  // tasks that arrived during an internal wait
 };
 
