@@ -131,8 +131,10 @@ class basic_semaphore : public shared_handle<semaphore_state> {
   /// The largest count a semaphore holds.
   static constexpr std::uint32_t max_value = ~sleepers_bit;
 
-  /// A semaphore of count `value` (Python's default is 1). Throws usage_error above max_value.
-  explicit basic_semaphore(std::uint32_t value = 1) : shared_handle(checked(value)) {}
+  /// A semaphore of count 1, Python's default.
+  basic_semaphore() noexcept : shared_handle(1) {}
+  /// A semaphore of count `value`. Throws usage_error above max_value.
+  explicit basic_semaphore(std::uint32_t value) : shared_handle(checked(value)) {}
 
   /// Takes a unit, waiting for one.
   void acquire() { acquire_until(clock::time_point::max()); }
@@ -339,7 +341,14 @@ inline std::cv_status condition_variable::wait_until_(std::unique_lock<mutex>& l
     died = m.s().lock.owner_deaths() != deaths;
     return died;
   };
-  const bool woke = detail::wait_serving(notified, sleep, deadline, true);
+  bool woke = false;
+  try {
+    woke = detail::wait_serving(notified, sleep, deadline, true);
+  } catch (...) {  // from what the wait served: the lock is held again, as on every exit
+    st.waiters.fetch_sub(1, std::memory_order_relaxed);
+    if (!holding) m.lock();
+    throw;
+  }
   st.waiters.fetch_sub(1, std::memory_order_relaxed);
   if (!holding) m.lock();
   if (died) throw peer_died("coray: a process died holding a ray::condition_variable's lock");
