@@ -42,8 +42,8 @@ CHART = ROOT / "docs" / "performance.svg"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 # The order programs run in: the machine's limits first, then the runtime, then workloads.
-ORDER = ["machine_limits", "core_bench", "actor_bench", "pool_bench", "workload_convolution",
-         "workload_prefix_count", "workload_model", "workload_tiny_tasks"]
+ORDER = ["machine_limits", "core_bench", "actor_bench", "pool_bench", "sync_bench",
+         "workload_convolution", "workload_prefix_count", "workload_model", "workload_tiny_tasks"]
 
 # What the issues hold coray to: name -> (comparison, bound).
 TARGETS = {
@@ -57,6 +57,10 @@ TARGETS = {
     "idle_worker_rss": ("<=", 5),
     "1_1_actor_calls_sync": (">=", 200_000),
     "1_1_actor_calls_async": (">=", 1_000_000),
+    "semaphore_acquire_release_ns": ("<=", 100),
+    "event_set_ns": ("<=", 100),
+    "event_is_set_ns": ("<=", 100),
+    "event_set_clear_ns": ("<=", 100),
     **{f"{w}_coray_speedup_vs_serial": (">=", 1.7) for w in ("convolution", "prefix_count", "model")},
     **{f"{w}_coray_vs_threads": ("<=", 1.15) for w in ("convolution", "prefix_count", "model")},
     **{f"{w}_coray_speedup_vs_mp": (">=", 3) for w in ("convolution", "prefix_count")},

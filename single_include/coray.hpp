@@ -641,7 +641,9 @@ struct object_store_full : error {
   X(queue_empty,       error,         message)  /* a get found the queue empty: queue.Empty */  \
   X(actor_not_found,   error,         message)  /* get_actor found no such live actor */        \
   X(usage_error,       runtime_error, message)  /* misuse: no runtime, wrong process, empty */  \
-  X(internal_error,    error,         message)  /* a broken invariant: a bug in coray */
+  X(internal_error,    error,         message)  /* a broken invariant: a bug in coray */        \
+  X(broken_barrier,    error,         message)  /* a barrier broke: abort, timeout, a death */  \
+  X(peer_died,         error,         message)  /* a wait's peer died: a condition's locker */
 // clang-format on
 
 #define CORAY_DETAIL_ERROR_CLASS_message(name, base) \
@@ -1222,6 +1224,17 @@ std::vector<std::byte> encode(const T& value) {
   return out;
 }
 
+namespace detail {
+/// decode's error for input longer than its value. Out of line and cold: a decode of a
+/// small value stays a few instructions.
+template <class T>
+[[noreturn, gnu::noinline, gnu::cold]] void throw_trailing_bytes(std::size_t remaining,
+                                                                 std::size_t size) {
+  throw_codec_error(std::to_string(remaining) + " trailing bytes after " + display_name<T>() +
+                    " (input " + std::to_string(size) + " bytes)");
+}
+}  // namespace detail
+
 /// Decodes a T that must span all of bytes. Throws codec_error on malformed, truncated or
 /// trailing input. span / string_view parts point into bytes, which must then be 16-byte
 /// aligned (a misaligned element throws codec_error) and outlive them.
@@ -1233,9 +1246,7 @@ T decode(std::span<const std::byte> bytes) {
   detail::reader in(bytes);
   detail::decode_value(in, value);
   if (in.remaining() != 0) [[unlikely]]
-    detail::throw_codec_error(std::to_string(in.remaining()) + " trailing bytes after " +
-                              detail::display_name<T>() + " (input " +
-                              std::to_string(bytes.size()) + " bytes)");
+    detail::throw_trailing_bytes<T>(in.remaining(), bytes.size());
   return value;
 }
 
@@ -1395,10 +1406,12 @@ inline void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
   syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT, expected, tsp, nullptr, 0);
 }
 
-inline void futex_wake_all(std::atomic<std::uint32_t>* word) noexcept {
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr,
-          0);
+/// Wakes at most `n` sleepers on `word`.
+inline void futex_wake(std::atomic<std::uint32_t>* word, int n) noexcept {
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, n, nullptr, nullptr, 0);
 }
+
+inline void futex_wake_all(std::atomic<std::uint32_t>* word) noexcept { futex_wake(word, INT_MAX); }
 
 /// One per receiving process, in shared memory. The receiver spins on its queues, then
 /// announces it sleeps and sleeps; a sender that published work rings only if the receiver
@@ -1629,6 +1642,19 @@ CORAY_END_NAMESPACE
 // #include <coray/errors.hpp>: inlined above
 #include <cstdint>
 
+// Under ThreadSanitizer unlock() stays a frame of its own, so that tests/tsan.supp, which
+// names it, matches wherever it is called (see there).
+#if defined(__SANITIZE_THREAD__)
+#define CORAY_DETAIL_TSAN_NOINLINE [[gnu::noinline]]
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CORAY_DETAIL_TSAN_NOINLINE [[gnu::noinline]]
+#endif
+#endif
+#ifndef CORAY_DETAIL_TSAN_NOINLINE
+#define CORAY_DETAIL_TSAN_NOINLINE
+#endif
+
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
@@ -1663,7 +1689,7 @@ class robust_mutex {
     recover(rc);
     return true;
   }
-  void unlock() { pthread_mutex_unlock(&m_); }
+  CORAY_DETAIL_TSAN_NOINLINE void unlock() { pthread_mutex_unlock(&m_); }
   /// How many times a holder died with the lock held.
   std::uint32_t owner_deaths() const noexcept { return deaths_.load(std::memory_order_relaxed); }
 
@@ -2398,7 +2424,7 @@ struct object_state {
   bool spilled() const noexcept { return spill_offset >= 0; }
   /// The encoded value, wherever it lies (a spilled one is brought back first). Precondition:
   /// ready. Throws object_store_full if a spilled value does not fit back.
-  std::span<const std::byte> value_bytes() const {
+  [[gnu::always_inline]] std::span<const std::byte> value_bytes() const {
     if (spilled()) [[unlikely]]
       restore_state(const_cast<object_state&>(*this));
     if (block) return {block->data(), static_cast<std::size_t>(block->size)};
@@ -3439,6 +3465,11 @@ struct alignas(64) worker_shared {
   std::uint64_t outbox = 0;              // offset of the mailbox worker -> driver
   alignas(64) std::atomic<std::uint64_t> tasks_started{0};
   std::atomic<std::uint32_t> suspended{0};  // task coroutines awaiting something
+  /// Nonzero while a task body here is blocked in a blocking wait: the call_mark of the
+  /// innermost such call. The driver then sends this worker only the calls it made itself
+  /// with an id from this one up (the blocked call's descendants); see design.md, "Blocking
+  /// inside a task".
+  std::atomic<std::uint64_t> blocked_mark{0};
   /// Set by the driver when a message to this process found its inbox full and the driver
   /// is going to sleep: the process rings the driver once it has freed slots.
   std::atomic<std::uint32_t> driver_waiting{0};
@@ -3484,8 +3515,8 @@ inline void collect_actor_handle(std::uint64_t id) {
 inline void collect_pinned_block(segment& seg, object_block* b) {
   if (!actor_collector())
     throw usage_error(
-        "coray: shared values and mutexes travel as call arguments only, not inside put objects or "
-        "results");
+        "coray: shared memory handles (shared values, arrays, buffers, locks) travel as call "
+        "arguments only, not inside put objects or results");
   actor_collector()->push_back(pinned_block_tag | seg.offset_of(b));
 }
 
@@ -3560,6 +3591,10 @@ class process {
   }
   /// A coroutine of this process suspends on (+1) or resumes from (-1) a coray awaitable.
   virtual void coroutine_suspended(int /*delta*/) noexcept {}
+  /// A call's body starts (+1) or ends (-1) a blocking wait, which runs the loop inside the
+  /// loop. True if the process counts it (and must be told its end): a task worker does, so
+  /// that the driver sends it more calls meanwhile (design.md, "Blocking inside a task").
+  virtual bool blocking_wait(int /*delta*/) noexcept { return false; }
 
   /// A local handle to actor `id` was made (+1) or dropped (-1).
   virtual void actor_handle(std::uint64_t id, int delta) noexcept = 0;
@@ -3690,16 +3725,28 @@ class process {
   /// Queues a coroutine to resume on the loop.
   void schedule(std::coroutine_handle<> h) { ready_.push_back(h); }
 
-  /// Runs the loop until `done()` or `deadline`; returns done().
+  /// Runs the loop until `done()` or `deadline`; returns done(). A run inside another one
+  /// is a call's body blocking (in ray::get, ray::wait, ...): blocking_wait says so.
   template <class Done>
   bool run_until(Done&& done, clock::time_point deadline = clock::time_point::max()) {
+    if (done()) return true;
+    struct depth_guard {
+      process& p;
+      bool counted;
+      ~depth_guard() {
+        --p.loop_depth_;
+        if (counted) p.blocking_wait(-1);
+      }
+    } depth{*this, ++loop_depth_ > 1 && blocking_wait(+1)};
     backoff bo;
     const auto spin = std::chrono::microseconds(hdr->spin_us);
     while (!done()) {
       if (!ready_.empty()) {
         auto h = ready_.front();
         ready_.pop_front();
+        const std::uint64_t outer = std::exchange(call_mark, 0);
         h.resume();
+        call_mark = outer;
         continue;
       }
       if (jobs_.maybe_waiting() && jobs_.run_some(*this, true) != 0) {
@@ -3751,6 +3798,11 @@ class process {
   /// For sleep()'s check: another thread handed the loop a job (or is about to).
   bool jobs_waiting() const noexcept { return jobs_.maybe_waiting(); }
 
+  /// Set by a worker while a plain call's body runs (the innermost on the stack): the id its
+  /// first nested call gets or got, so that the calls it and its descendants made here are
+  /// those with an id from this one up. 0 while the loop resumes a coroutine.
+  std::uint64_t call_mark = 0;
+
  private:
   bool poll_guarded() {
     const bool was = polling_;
@@ -3783,7 +3835,8 @@ class process {
   std::deque<std::coroutine_handle<>> ready_;
   std::multimap<clock::time_point, timer> timers_;
   std::uint64_t timer_ids_ = 0;
-  bool polling_ = false;  // inside poll() on the loop thread
+  bool polling_ = false;          // inside poll() on the loop thread
+  std::uint32_t loop_depth_ = 0;  // run_until calls on the stack
 };
 
 }  // namespace detail
@@ -4708,15 +4761,20 @@ class state_awaiter {
     return read_when_settled("ray::get", {&s, 1}, [&] { return read(*s_); });
   }
   /// For the destructor of an awaitable never used: waits for the object to settle and
-  /// raises its error.
+  /// raises its error. The used case, every get but the statement, is one test inline.
   void settle_if_discarded() {
-    object_state* s = s_.get();
-    if (!s || !used_.discarded() || !all_usable({&s, 1})) return;
-    read_settled([](const object_state& st) { st.rethrow_if_failed(); });
+    if (used_.discarded()) [[unlikely]]
+      settle_discarded();
   }
   state_ptr s_;
 
  private:
+  [[gnu::noinline]] void settle_discarded() {
+    object_state* s = s_.get();
+    if (!s || !all_usable({&s, 1})) return;
+    read_settled([](const object_state& st) { st.rethrow_if_failed(); });
+  }
+
   use_tracker used_;
 };
 
@@ -6409,6 +6467,8 @@ CORAY_END_NAMESPACE
 
 CORAY_BEGIN_NAMESPACE
 
+class condition_variable;
+
 class mutex {
  public:
   /// A new unlocked lock. Its memory is taken at first use (locking, a copy, or passing it to
@@ -6463,6 +6523,7 @@ class mutex {
   }
 
  private:
+  friend class condition_variable;  // sees the lock's owner deaths while it waits
   using clock = std::chrono::steady_clock;
 
   struct state {
@@ -7568,6 +7629,7 @@ CORAY_END_NAMESPACE
 
 #include <fmt/format.h>
 
+#include <algorithm>
 // #include <coray/detail/runtime/call_message.hpp>: inlined above
 #include <cstdint>
 #include <deque>
@@ -7681,8 +7743,47 @@ class task_table {
     return r.pending_deps;
   }
 
-  /// Task calls ready to be sent to a worker, oldest first.
+  /// Task calls ready to be sent to a worker: the nested ones (made by tasks) first, newest
+  /// first, then the driver's, oldest first (make_runnable).
   std::deque<task_record*> runnable;
+  /// Counts the nested calls made runnable: a search of the queue that found nothing for a
+  /// blocked worker need not run again before this moves.
+  std::uint64_t nested_queued = 0;
+
+  /// Queues a task whose arguments are ready. A nested call (made by a running task) goes
+  /// ahead of the rest: its caller may be blocked waiting for it, and running the newest
+  /// such calls first goes depth first through a tree of blocking tasks, so the number
+  /// blocked at once stays near the tree's depth rather than its width.
+  void make_runnable(task_record* r) {
+    if (r->submitter >= 0) {
+      runnable.push_front(r);
+      ++nested_queued;
+    } else {
+      runnable.push_back(r);
+    }
+  }
+  /// Queues again, ahead of the others, calls to run again (in their order): the nested
+  /// ones first, the driver's after them, so that nested calls stay at the front.
+  void requeue(const std::vector<task_record*>& again) {
+    auto first_driver = std::find_if(runnable.begin(), runnable.end(),
+                                     [](const task_record* r) { return r->submitter < 0; });
+    for (task_record* r : again)
+      if (r->submitter < 0) first_driver = std::next(runnable.insert(first_driver, r));
+    auto front = runnable.begin();
+    for (task_record* r : again)
+      if (r->submitter >= 0) front = std::next(runnable.insert(front, r));
+    ++nested_queued;
+  }
+  /// The call to send to task worker `slot` next: the queue's first, or, while the worker is
+  /// blocked (`mark` nonzero; see worker_shared::blocked_mark), the first call it made
+  /// itself with an id from `mark` up (the blocked call's descendants: a worker numbers its
+  /// calls in order), searched among the nested calls only; runnable.end() if none.
+  std::deque<task_record*>::iterator next_for(std::uint32_t slot, std::uint64_t mark) {
+    if (mark == 0) return runnable.begin();
+    for (auto it = runnable.begin(); it != runnable.end() && (*it)->submitter >= 0; ++it)
+      if ((*it)->submitter == static_cast<int>(slot) && (*it)->id >= mark) return it;
+    return runnable.end();
+  }
 
   // ---- task workers -------------------------------------------------------------------
 
@@ -7709,7 +7810,7 @@ class task_table {
   /// `r`, sent to worker `slot`, runs again (a retryable exception): back to the run queue.
   void retry(std::uint32_t slot, task_record& r) {
     done(slot);
-    runnable.push_back(&r);
+    make_runnable(&r);
   }
 
   /// What becomes of the calls sent to a worker that died, the first `calls_started` of
@@ -8094,7 +8195,8 @@ CORAY_END_NAMESPACE
 // end <coray/detail/runtime/block_ledger.hpp>
 // begin <coray/detail/runtime/call_pump.hpp>
 /// Moves ready calls to processes: task calls from the run queue to the least busy task
-/// worker (at most `max_in_flight` occupying each), and each actor's calls in the order they
+/// worker (at most `max_in_flight` occupying each; a worker blocked in a call takes only
+/// that call's descendants), and each actor's calls in the order they
 /// were made while its mailbox has room. An actor whose mailbox was full is tried again on
 /// the next turn; a closing actor is told to shut down after its last call. Calls found
 /// failed (a dependency failed) are handed back for the orchestrator to fail. Driver only,
@@ -8334,6 +8436,10 @@ class transport {
   virtual int pid(std::uint32_t slot) const = 0;
   /// Coroutines the slot's process holds suspended: calls that do not occupy it.
   virtual std::uint32_t suspended(std::uint32_t slot) const = 0;
+  /// 0, or while a task body of the slot's process is blocked in a blocking ray::get, the
+  /// first id of the calls it made since (worker_shared::blocked_mark): it then takes only
+  /// calls it made itself with ids from there up.
+  virtual std::uint64_t blocked_mark(std::uint32_t slot) const = 0;
   /// False once no process can be started (the supervisor is gone).
   virtual bool can_start() const = 0;
   /// Asks the slots' processes' deaths to be awaited for up to `grace` (at teardown: idle
@@ -8437,7 +8543,9 @@ CORAY_END_NAMESPACE
 // #include <coray/detail/runtime/task_table.hpp>: inlined above
 // #include <coray/detail/runtime/transport.hpp>: inlined above
 #include <cstdint>
+#include <deque>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
@@ -8460,13 +8568,13 @@ class call_pump {
     bool progress = false;
     auto& runnable = tasks_.runnable;
     while (!runnable.empty()) {
-      const int picked = pick_worker();
+      const auto [picked, it] = pick();
       if (picked < 0) break;
       const auto slot = static_cast<std::uint32_t>(picked);
-      task_record* r = runnable.front();
+      task_record* r = *it;
       if (!sender_.send(slot, *r)) break;
       tasks_.sent(slot, *r);
-      runnable.pop_front();
+      runnable.erase(it);
       progress = true;
     }
     for (auto it = backlog_.begin(); it != backlog_.end();) {
@@ -8515,20 +8623,43 @@ class call_pump {
   }
 
  private:
-  /// The task worker with the fewest calls that occupy it, under the per-worker limit.
-  int pick_worker() const {
+  using queue_place = std::deque<task_record*>::iterator;
+
+  /// The next call to send and its worker (-1 if none): the queue's first call to the task
+  /// worker with the fewest calls that occupy it, under the per-worker limit; failing that,
+  /// a worker with room that is blocked in a call gets that call's first descendant in the
+  /// queue (task_table::next_for). A blocked worker whose search found nothing is not
+  /// searched again until its mark or the nested calls queued change.
+  std::pair<int, queue_place> pick() {
     int best = -1;
     std::uint32_t best_load = max_in_flight_;
+    bool any_blocked = false;
     for (std::uint32_t i = 0; i < workers_; ++i) {
       if (!transport_.alive(i)) continue;
       const std::uint32_t load = tasks_.load(i, transport_.suspended(i));
-      if (load < best_load) {
-        best = static_cast<int>(i);
-        best_load = load;
-        if (load == 0) break;
+      if (load >= best_load) continue;
+      if (transport_.blocked_mark(i) != 0) {
+        any_blocked = true;
+        continue;
       }
+      best = static_cast<int>(i);
+      best_load = load;
+      if (load == 0) break;
     }
-    return best;
+    if (best >= 0 || !any_blocked) return {best, tasks_.runnable.begin()};
+    if (missed_.size() < workers_) missed_.resize(workers_);
+    for (std::uint32_t i = 0; i < workers_; ++i) {
+      const std::uint64_t mark = transport_.blocked_mark(i);
+      if (mark == 0 || !transport_.alive(i) ||
+          tasks_.load(i, transport_.suspended(i)) >= max_in_flight_)
+        continue;
+      const search_miss now{mark, tasks_.nested_queued};
+      if (missed_[i] == now) continue;
+      auto it = tasks_.next_for(i, mark);
+      if (it != tasks_.runnable.end()) return {static_cast<int>(i), it};
+      missed_[i] = now;
+    }
+    return {-1, tasks_.runnable.end()};
   }
 
   task_table& tasks_;
@@ -8538,6 +8669,11 @@ class call_pump {
   std::uint32_t workers_;
   std::uint32_t max_in_flight_;
   std::unordered_set<std::uint64_t> backlog_;  // actors whose mailbox was full
+  struct search_miss {
+    std::uint64_t mark = 0, nested_queued = 0;
+    bool operator==(const search_miss&) const = default;
+  };
+  std::vector<search_miss> missed_;  // per worker: the last search of the queue that failed
 };
 
 }  // namespace detail
@@ -8910,7 +9046,7 @@ class call_lifecycle {
     if (!workers_lost_.empty())
       fail(r, std::make_exception_ptr(worker_crashed(workers_lost_)));
     else
-      tasks_.runnable.push_back(&r);
+      tasks_.make_runnable(&r);
   }
 
   /// Fails a call that has not been sent and forgets it.
@@ -9288,7 +9424,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
       if (r->message) seg_.release(r->message);
       r->message = nullptr;
     }
-    tasks_.runnable.insert(tasks_.runnable.begin(), plan.again.begin(), plan.again.end());
+    tasks_.requeue(plan.again);
     if (failures == 0) {
       start_process(slot);
       return;
@@ -9392,7 +9528,10 @@ class orchestrator final : public call_lifecycle, public transport_events {
       return;
     }
     if (!r.result->settled()) {
-      settle_from_result(*r.result, h, body, seg_, r.attempt > 1 ? r.attempts_note() : "");
+      if (r.attempt > 1)
+        settle_from_result(*r.result, h, body, seg_, r.attempts_note());
+      else
+        settle_from_result(*r.result, h, body, seg_);
       if (r.result->block) spiller_.adopted(*r.result);
     }
     if (r.construct && r.result->st == object_state::status::failed) {
@@ -9531,6 +9670,7 @@ CORAY_END_NAMESPACE
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
@@ -9563,6 +9703,8 @@ CORAY_END_NAMESPACE
 #include <cstdio>
 #include <deque>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
@@ -9584,6 +9726,7 @@ class worker final : public process, public call_host {
     me_->served.store(1, std::memory_order_relaxed);
     me_->state.store(static_cast<std::uint32_t>(slot_state::running), std::memory_order_release);
     process::current() = this;
+    on_this_thread() = this;  // serve may run on another thread than the constructor's
     open_handoff(me_->bell, runtime_gate::phase::releases_only);
     run_until([this] { return stop_ || (stopping_ && calls_.empty() && running_ == 0); });
     if (instance_ && destroy_) destroy_(instance_);  // an actor ends with its destructor
@@ -9659,6 +9802,29 @@ class worker final : public process, public call_host {
   }
   void release_block(object_block* b) noexcept override {
     send_u64(msg_kind::block_release, seg.offset_of(b));
+  }
+
+  /// A task blocked in ray::get (or any blocking wait) does not occupy its worker: the
+  /// driver may send more calls, which run here, above it on the stack, until it can go on.
+  /// Without this, tasks blocked on children they wait for would fill every worker while
+  /// the children queue in the driver. Only the blocked call's descendants are sent (the
+  /// calls this worker made since the blocked call started: blocked_mark), so
+  /// the stack grows with the depth of a tree of tasks, not its width. A blocking wait in a
+  /// resumed coroutine (no plain call running) takes any call this worker made. The driver
+  /// is woken: it may be waiting for room. Actors keep their one-call-at-a-time order; the
+  /// worker's own waits (internal_wait) start nothing.
+  bool blocking_wait(int delta) noexcept override {
+    if (delta > 0 && (is_actor_ || internal_waits_ != 0)) return false;
+    if (delta > 0) {
+      blocked_marks_.push_back(call_mark != 0 ? call_mark : 1);
+    } else {
+      blocked_marks_.pop_back();
+    }
+    me_->blocked_mark.store(blocked_marks_.empty() ? 0 : blocked_marks_.back(),
+                            std::memory_order_relaxed);
+    coroutine_suspended(delta);
+    if (delta > 0) hdr->driver_bell.ring();
+    return true;
   }
 
   /// Task coroutines that are suspended; the driver counts them as not occupying the worker.
@@ -9803,7 +9969,9 @@ class worker final : public process, public call_host {
     }
     invocation inv{*this,   seg,      h.task_id, payload.subspan(sizeof h),
                    h.nargs, fn->name, instance_, h.retry_matcher};
-    fn->invoke(inv);
+    const std::uint64_t outer = std::exchange(call_mark, next_id_);
+    fn->invoke(inv);  // replies with the outcome; never throws
+    call_mark = outer;
     return true;
   }
 
@@ -9896,6 +10064,7 @@ class worker final : public process, public call_host {
   std::uint32_t running_ = 0;
   std::deque<std::vector<std::byte>> calls_;
   int internal_waits_ = 0;
+  std::vector<std::uint64_t> blocked_marks_;     // blocking waits on the stack, innermost last
   std::deque<std::vector<std::byte>> deferred_;  // tasks that arrived during an internal wait
 };
 
@@ -9962,6 +10131,37 @@ inline void close_descriptors_except(std::vector<int> keep) noexcept {
   close_descriptors(first, UINT_MAX);
 }
 
+/// Runs `serve` (which never returns) on a thread with a deep stack, reserved but committed
+/// only as it is used: a task blocked in ray::get runs its descendants sent to its worker
+/// meanwhile above it on the stack (design.md, "Blocking inside a task"), so a tree of
+/// blocking tasks needs stack in proportion to its depth (a few kB per level, several times
+/// that under the sanitizers). Falls back to a smaller stack, then to this thread, where
+/// memory is limited (ulimit -v).
+template <class Serve>
+[[noreturn]] void serve_on_deep_stack(Serve serve) {
+  static Serve* body = nullptr;
+  body = &serve;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  for (std::size_t size : {std::size_t{256} << 20, std::size_t{64} << 20}) {
+    pthread_t t;
+    if (pthread_attr_setstacksize(&attr, size) != 0) continue;
+    if (pthread_create(
+            &t, &attr,
+            [](void*) -> void* {
+              (*body)();
+              return nullptr;
+            },
+            nullptr) == 0) {
+      pthread_join(t, nullptr);  // serve exits the process; this thread only waits
+      _exit(0);
+    }
+  }
+  pthread_attr_destroy(&attr);
+  serve();
+  _exit(0);
+}
+
 /// Worker-side start-up shared by both start methods. Never returns.
 [[noreturn]] inline void become_worker(segment& seg, std::uint32_t slot, std::uint32_t epoch,
                                        pid_t supervisor) {
@@ -9980,7 +10180,7 @@ inline void close_descriptors_except(std::vector<int> keep) noexcept {
   // `seg` is moved into the worker's own process state.
   auto* w = new worker(slot, epoch);
   w->seg.adopt(seg);
-  w->serve();
+  serve_on_deep_stack([w] { w->serve(); });
 }
 
 /// Called early by every program that may be a spawned worker (ray::runtime's constructor
@@ -10333,6 +10533,9 @@ class shm_transport final : public transport {
   std::uint32_t suspended(std::uint32_t slot) const override {
     return views_[slot].shared->suspended.load(std::memory_order_relaxed);
   }
+  std::uint64_t blocked_mark(std::uint32_t slot) const override {
+    return views_[slot].shared->blocked_mark.load(std::memory_order_relaxed);
+  }
   bool can_start() const override { return link_.running(); }
 
   void await_exit(std::span<const std::uint32_t> slots, std::chrono::milliseconds grace) override {
@@ -10427,6 +10630,7 @@ class shm_transport final : public transport {
     ++v.generation;
     s.tasks_started.store(0, std::memory_order_relaxed);
     s.suspended.store(0, std::memory_order_relaxed);
+    s.blocked_mark.store(0, std::memory_order_relaxed);
     s.pid.store(0, std::memory_order_relaxed);
     s.served.store(0, std::memory_order_relaxed);
     s.generation.store(v.generation, std::memory_order_relaxed);
@@ -10836,6 +11040,141 @@ inline bool is_initialized() noexcept {
 
 CORAY_END_NAMESPACE
 // end <coray/runtime.hpp>
+// begin <coray/shared_memory.hpp>
+/// Raw shared memory that every process of the runtime reads and writes in place:
+/// ray::shared_buffer (multiprocessing.shared_memory.SharedMemory: bytes of a given size) and
+/// ray::shared_array<T> (multiprocessing.Array: a fixed number of T, with a lock beside it).
+///
+///   void scale(ray::shared_array<double> xs, std::size_t begin, std::size_t end) {
+///     for (double& x : xs.span().subspan(begin, end - begin)) x *= 2;
+///   }
+///   ray::shared_array<double> xs{1.0, 2.0, 3.0, 4.0};
+///   ray::get(ray::task<scale>.remote(xs, 0, 2)).get();   // xs is now 2, 4, 3, 4
+///
+/// Both are handles, as ray::shared_value is: copy them, pass them to tasks and actors,
+/// create them in any process; the memory lives while a handle exists in any process and
+/// then returns to the object store. There is no name in /dev/shm to unlink: the memory is a
+/// block of the runtime's segment, reached through the handle. Accesses are plain loads and
+/// stores: order them with the array's lock, a ray::mutex, std::atomic_ref or the
+/// synchronisation primitives of synchronize.hpp.
+
+#include <algorithm>
+// #include <coray/detail/mp/shared_block.hpp>: inlined above
+// #include <coray/mutex.hpp>: inlined above
+#include <cstddef>
+#include <cstring>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <span>
+#include <type_traits>
+
+CORAY_BEGIN_NAMESPACE
+
+/// multiprocessing.shared_memory.SharedMemory: `size()` bytes, zero-filled at creation.
+class shared_buffer {
+ public:
+  /// An empty handle (size 0), what decoding fills.
+  shared_buffer() noexcept = default;
+  /// `bytes` new zero bytes. Throws usage_error for 0 (as Python's ValueError), and
+  /// object_store_full.
+  explicit shared_buffer(std::size_t bytes) {
+    if (bytes == 0) throw usage_error("coray: a ray::shared_buffer needs a size above 0");
+    block_ = detail::shared_block::allocate(bytes);
+    std::memset(block_.data(), 0, bytes);
+  }
+
+  std::size_t size() const noexcept { return block_ ? block_.size() : 0; }
+  /// The bytes, 16-byte aligned (nullptr when empty).
+  std::byte* data() const noexcept { return block_ ? block_.data() : nullptr; }
+  /// The bytes (Python's .buf).
+  std::span<std::byte> bytes() const noexcept { return {data(), size()}; }
+  /// The bytes as an array of trivially copyable T (alignment at most 16); a trailing part
+  /// shorter than a T is left out.
+  template <class T>
+  std::span<T> as() const noexcept {
+    static_assert(std::is_trivially_copyable_v<T> && alignof(T) <= 16,
+                  "ray::shared_buffer::as<T>: T must be trivially copyable, aligned to 16 at most");
+    return {reinterpret_cast<T*>(data()), size() / sizeof(T)};
+  }
+
+  /// Handles travel as call arguments: the receiving process reaches the same bytes.
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(block_);
+  }
+
+ private:
+  detail::shared_block block_;
+};
+
+/// multiprocessing.Array: `size()` values of T in shared memory, value-initialised unless
+/// given. With `lock` (the default, as Python's) a ray::mutex comes with the array,
+/// get_lock(), to make compound updates exact; each element access itself takes no lock.
+template <class T>
+class shared_array {
+  static_assert(std::is_trivially_copyable_v<T> && !std::is_const_v<T> && !std::is_volatile_v<T> &&
+                    alignof(T) <= 16,
+                "ray::shared_array<T>: T must be a trivially copyable, non-const type aligned "
+                "to 16 bytes at most, as multiprocessing.Array takes ctypes");
+
+ public:
+  using value_type = T;
+  using iterator = T*;
+
+  /// An empty handle (size 0, no lock), what decoding fills.
+  shared_array() noexcept = default;
+  /// `n` values T{}. Throws object_store_full.
+  explicit shared_array(std::size_t n, bool lock = true) : shared_array(n, lock, nullptr) {}
+  /// A copy of `values`.
+  explicit shared_array(std::span<const T> values, bool lock = true)
+      : shared_array(values.size(), lock, values.data()) {}
+  shared_array(std::initializer_list<T> values, bool lock = true)
+      : shared_array(values.size(), lock, values.begin()) {}
+
+  std::size_t size() const noexcept { return buf_.size() / sizeof(T); }
+  bool empty() const noexcept { return size() == 0; }
+  T* data() const noexcept { return reinterpret_cast<T*>(buf_.data()); }
+  std::span<T> span() const noexcept { return {data(), size()}; }
+  T& operator[](std::size_t i) const noexcept { return data()[i]; }
+  T* begin() const noexcept { return data(); }
+  T* end() const noexcept { return data() + size(); }
+
+  /// Whether the array was made with a lock.
+  bool has_lock() const noexcept { return lock_.has_value(); }
+  /// The array's lock (Python's get_lock()). Throws usage_error if it was made without.
+  mutex& get_lock() {
+    if (!lock_) throw usage_error("coray: this ray::shared_array was made without a lock");
+    return *lock_;
+  }
+
+  /// Handles travel as call arguments: the receiving process reaches the same values.
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(buf_, lock_);
+    if constexpr (Archive::is_loading) {
+      if (buf_.size() % sizeof(T) != 0)
+        throw codec_error("coray: a ray::shared_array handle of another element type");
+    }
+  }
+
+ private:
+  shared_array(std::size_t n, bool lock, const T* values) {
+    if (lock) lock_.emplace();
+    if (n == 0) return;
+    buf_ = shared_buffer(n * sizeof(T));
+    if (values != nullptr)
+      std::memcpy(buf_.data(), values, n * sizeof(T));
+    else
+      std::uninitialized_value_construct_n(data(), n);
+  }
+
+  shared_buffer buf_;
+  std::optional<mutex> lock_;
+};
+
+CORAY_END_NAMESPACE
+// end <coray/shared_memory.hpp>
 // begin <coray/shared_value.hpp>
 /// ray::shared_value<T>: one value of a trivially copyable T in the runtime's shared memory,
 /// read and written in place by every process that holds a handle -- multiprocessing.Value,
@@ -11020,6 +11359,735 @@ class shared_value {
 CORAY_END_NAMESPACE
 // end <coray/shared_value.hpp>
 // #include <coray/sync_wait.hpp>: inlined above
+// begin <coray/synchronize.hpp>
+/// Synchronisation between the runtime's processes, kept in its shared memory -- Python's
+/// multiprocessing.RLock, Semaphore, BoundedSemaphore, Event, Condition and Barrier:
+/// ray::recursive_mutex, ray::semaphore, ray::bounded_semaphore, ray::event,
+/// ray::condition_variable (with ray::mutex, mutex.hpp) and ray::barrier.
+///
+///   void worker_part(ray::barrier ready, ray::event go, ray::semaphore slots) {
+///     ready.wait();                          // every party arrived
+///     go.wait();                             // the driver said so
+///     std::lock_guard one(slots);            // at most N at once in here
+///   }
+///
+/// Each is a handle, as ray::mutex is: copy it, pass it to tasks and actors, create it in any
+/// process; the state lives while a handle exists in any process. Every wait has a timed
+/// form; one on a runtime loop's thread keeps serving the runtime.
+///
+/// A process's death: recursive_mutex is robust as ray::mutex is (the next locker gets it and
+/// owner_died() says so). A barrier whose waiting party died breaks: every waiter ends with
+/// ray::broken_barrier. A condition wait whose lock's holder died (the notifier, killed while
+/// it updated the state) ends with ray::peer_died, holding the lock. Semaphores and events have
+/// no holder: a waiter's death leaves them working, and units a dead process took are not
+/// given back (as with POSIX and Python semaphores).
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+// begin <coray/detail/mp/barrier_state.hpp>
+/// ray::barrier's state in the segment, and how a party waits on it.
+///
+/// A short robust lock (`guard`) covers the count and the generation. Each waiting party
+/// takes a slot: a robust mutex it holds while it waits, and a futex word where whoever ends
+/// the generation writes the outcome (passed or broken) and wakes it. A party's death is
+/// read off its slot: a waiting slot whose mutex another process can take has lost its
+/// holder (the kernel releases a dead thread's robust mutexes), which breaks the barrier.
+/// Each waiter looks at the others' slots between its sleeps. The party that completes a
+/// generation takes no slot; a slot is reused once its party has read its outcome and let go
+/// of its mutex, so a late reader never sees a later generation's outcome.
+
+#include <atomic>
+// begin <coray/detail/mp/shared_wait.hpp>
+/// What the synchronisation primitives in the segment share (ray::semaphore, ray::event,
+/// ray::condition_variable, ray::barrier, ray::recursive_mutex): a handle type for a state
+/// kept in a shared block, user timeouts made deadlines, and the waiting loop.
+///
+/// A wait on a runtime loop's thread keeps serving the runtime (as ray::mutex and a blocking
+/// ray::get do), so the process that would wake the waiter may need this one meanwhile: it
+/// serves what has arrived, then sleeps on the primitive's own futex word for at most a
+/// 1 ms slice; the word's change wakes it at once. On any other thread it sleeps until its
+/// deadline, or in slices where the primitive checks for a dead peer between them.
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+// #include <coray/detail/mp/shared_block.hpp>: inlined above
+// #include <coray/detail/shm/futex.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <string>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// How long a waiter sleeps between two rounds of serving its runtime or checking its peers.
+inline constexpr std::chrono::milliseconds wait_slice{1};
+
+/// The deadline `timeout` from now, saturated: a timeout too long for a deadline never ends.
+template <class Rep, class Period>
+clock::time_point deadline_in(const std::chrono::duration<Rep, Period>& timeout) {
+  using seconds = std::chrono::duration<double>;  // compared without overflow
+  if (seconds(timeout) >= seconds(clock::duration::max())) return clock::time_point::max();
+  if (seconds(timeout) <= seconds::zero()) return clock::now();
+  return deadline_after(std::chrono::ceil<clock::duration>(timeout));
+}
+/// A deadline on any clock (the system clock included) as one on the steady clock.
+template <class Clock, class Duration>
+clock::time_point deadline_at(const std::chrono::time_point<Clock, Duration>& deadline) {
+  if (deadline == std::chrono::time_point<Clock, Duration>::max()) return clock::time_point::max();
+  return deadline_in(deadline - Clock::now());
+}
+
+/// Sleeps while `*word == expected`, until `deadline` at most.
+inline void futex_wait_until(std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                             clock::time_point deadline) noexcept {
+  if (deadline == clock::time_point::max())
+    return futex_wait(&word, expected, std::chrono::nanoseconds(-1));
+  const auto left = deadline - clock::now();
+  if (left > clock::duration::zero())
+    futex_wait(&word, expected, std::chrono::duration_cast<std::chrono::nanoseconds>(left));
+}
+
+/// Waits until `take()` returns true (it also takes what it waits for: a unit, the lock) or
+/// `deadline`; returns whether it took. `sleep(until)` sleeps on the primitive until woken or
+/// `until` and may take, returning true if it did. `sliced` bounds every sleep to one slice,
+/// for primitives that look for a dead peer in `sleep`.
+template <class Take, class Sleep>
+bool wait_serving(Take&& take, Sleep&& sleep, clock::time_point deadline, bool sliced = false) {
+  if (take()) return true;
+  process* p = process::here();
+  for (;;) {
+    const auto now = clock::now();
+    if (now >= deadline) return take();
+    if (p != nullptr && p->run_until(take, now)) return true;  // serves what has arrived
+    const auto until =
+        p != nullptr || sliced ? std::min(deadline, clock::now() + wait_slice) : deadline;
+    if (sleep(until) || take()) return true;
+  }
+}
+
+/// A handle on a `State` kept in a shared block, with shared_value's rules: copies share the
+/// state, the block is taken at first use (an operation, a copy, or passing it to a call) so
+/// that decoding never allocates one to throw away, and handles travel as call arguments.
+/// `State(param)` builds it in `State::bytes(param)` bytes; `State::fits(bytes)` checks a
+/// decoded block's size; `State::name` names it in errors.
+template <class State>
+class shared_handle {
+ public:
+  shared_handle(const shared_handle& o) : param_(o.param_), block_((o.state(), o.block_)) {}
+  shared_handle(shared_handle&&) noexcept = default;
+  shared_handle& operator=(const shared_handle& o) {
+    o.state();
+    param_ = o.param_;
+    block_ = o.block_;
+    return *this;
+  }
+  shared_handle& operator=(shared_handle&&) noexcept = default;
+
+  /// Handles travel as call arguments: the receiving process reaches the same state.
+  template <class Archive>
+  void serialize(Archive& ar) {
+    if constexpr (!Archive::is_loading) state();
+    ar(block_);
+    if constexpr (Archive::is_loading) {
+      if (block_ && !State::fits(block_.size()))
+        throw codec_error(std::string("coray: a ") + State::name + " handle of another type");
+    }
+  }
+
+ protected:
+  explicit shared_handle(std::uint32_t param) noexcept : param_(param) {}
+  ~shared_handle() = default;
+
+  State& state() const {
+    if (!block_) {
+      block_ = shared_block::allocate(State::bytes(param_));
+      new (block_.data()) State(param_);
+    }
+    return *std::launder(reinterpret_cast<State*>(block_.data()));
+  }
+
+ private:
+  std::uint32_t param_;
+  mutable shared_block block_;
+};
+
+/// A futex word whose top bit says that someone may sleep on it: the side that changes the
+/// word clears the bit and wakes only if it was set, so an uncontended change is one atomic
+/// instruction. A sleeper that died leaves the bit set: it costs the next change one wake.
+inline constexpr std::uint32_t sleepers_bit = 1u << 31;
+
+/// Sleeps on `word` until `until`, unless `done(value)` holds for its value first.
+template <class Done>
+void sleep_on(std::atomic<std::uint32_t>& word, Done&& done, clock::time_point until) noexcept {
+  std::uint32_t v = word.load(std::memory_order_acquire);
+  if (done(v & ~sleepers_bit)) return;
+  if ((v & sleepers_bit) == 0 &&
+      !word.compare_exchange_strong(v, v | sleepers_bit, std::memory_order_acq_rel))
+    return;  // it changed: the caller looks again
+  futex_wait_until(word, v | sleepers_bit, until);
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/mp/shared_wait.hpp>
+// #include <coray/detail/shm/robust_mutex.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <thread>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+struct barrier_slot {
+  enum : std::uint32_t { unused = 0, waiting = 1, passed = 2, broke = 3 };
+  robust_mutex held;  // locked by the party in this slot from its arrival until it leaves
+  std::atomic<std::uint32_t> status{unused};
+  std::uint32_t generation = 0;
+};
+
+struct barrier_state {
+  static constexpr const char* name = "ray::barrier";
+  static constexpr std::uint32_t no_slot = ~0u;
+  /// Waiters of one generation and, at most as many, of the last one not yet gone.
+  static std::uint32_t slots_for(std::uint32_t parties) { return 2 * parties; }
+  static std::size_t bytes(std::uint32_t parties) {
+    return sizeof(barrier_state) + slots_for(parties) * sizeof(barrier_slot);
+  }
+  static bool fits(std::size_t n) {
+    return n >= sizeof(barrier_state) && (n - sizeof(barrier_state)) % sizeof(barrier_slot) == 0;
+  }
+  explicit barrier_state(std::uint32_t n) : parties(n), nslots(slots_for(n)) {
+    for (std::uint32_t i = 0; i < nslots; ++i) new (slots() + i) barrier_slot{};
+  }
+
+  robust_mutex guard;
+  std::uint32_t guard_deaths = 0;  // the guard's owner_deaths() when last taken
+  const std::uint32_t parties;
+  const std::uint32_t nslots;
+  std::uint32_t generation = 0;
+  std::uint32_t arrived = 0;  // waiting parties of this generation
+  bool broken = false;
+
+  barrier_slot* slots() noexcept { return std::launder(reinterpret_cast<barrier_slot*>(this + 1)); }
+
+  /// The guard, held for a scope. A process that died holding it may have left the state
+  /// half updated: the barrier breaks.
+  struct locked {
+    explicit locked(barrier_state& b) : s(b) {
+      s.guard.lock();
+      if (s.guard.owner_deaths() != s.guard_deaths) {
+        s.guard_deaths = s.guard.owner_deaths();
+        s.break_generation();
+      }
+    }
+    ~locked() { s.guard.unlock(); }
+    locked(const locked&) = delete;
+    locked& operator=(const locked&) = delete;
+    barrier_state& s;
+  };
+
+  /// Under the guard: ends this generation, telling its waiters `outcome`.
+  void finish(std::uint32_t outcome) noexcept {
+    for (std::uint32_t i = 0; i < nslots; ++i) {
+      barrier_slot& sl = slots()[i];
+      if (sl.status.load(std::memory_order_relaxed) == barrier_slot::waiting &&
+          sl.generation == generation) {
+        sl.status.store(outcome, std::memory_order_release);
+        futex_wake_all(&sl.status);
+      }
+    }
+    ++generation;
+    arrived = 0;
+  }
+  void break_generation() noexcept {
+    broken = true;
+    finish(barrier_slot::broke);
+  }
+  /// Under the guard: a waiting party of this generation has died.
+  bool party_died(std::uint32_t mine) {
+    for (std::uint32_t i = 0; i < nslots; ++i) {
+      barrier_slot& sl = slots()[i];
+      if (i == mine || sl.status.load(std::memory_order_relaxed) != barrier_slot::waiting ||
+          sl.generation != generation)
+        continue;
+      if (sl.held.try_lock()) {  // its holder is gone: the kernel released it
+        sl.held.unlock();
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /// Arrives and waits for the generation to pass; returns the arrival index.
+  std::uint32_t wait(clock::time_point deadline) {
+    if (parties == 0) throw usage_error("coray: a default-constructed ray::barrier has no parties");
+    std::uint32_t mine = no_slot, index = 0;
+    bool last = false;
+    auto arrive = [&] {
+      locked g(*this);
+      if (broken) throw broken_barrier("coray: the ray::barrier is broken");
+      if (arrived + 1 == parties) {
+        if (party_died(no_slot)) {  // no round passes with a dead party
+          break_generation();
+          throw broken_barrier("coray: a ray::barrier party died while it waited");
+        }
+        index = arrived;
+        last = true;
+        finish(barrier_slot::passed);
+        return true;
+      }
+      for (std::uint32_t i = 0; i < nslots && mine == no_slot; ++i) {
+        barrier_slot& sl = slots()[i];
+        if (sl.status.load(std::memory_order_relaxed) != barrier_slot::waiting &&
+            sl.held.try_lock())
+          mine = i;
+      }
+      if (mine == no_slot) return false;  // the last generation's waiters have not all gone
+      barrier_slot& sl = slots()[mine];
+      sl.generation = generation;
+      sl.status.store(barrier_slot::waiting, std::memory_order_relaxed);
+      index = arrived++;
+      return true;
+    };
+    auto pause = [](clock::time_point until) {
+      std::this_thread::sleep_until(until);
+      return false;
+    };
+    if (!wait_serving(arrive, pause, deadline, true)) {
+      locked g(*this);
+      break_generation();
+      throw broken_barrier("coray: a ray::barrier wait timed out, which breaks the barrier");
+    }
+    if (last) return index;
+
+    barrier_slot& sl = slots()[mine];
+    auto gone = [&] { return sl.status.load(std::memory_order_acquire) != barrier_slot::waiting; };
+    auto sleep = [&](clock::time_point until) {
+      futex_wait_until(sl.status, barrier_slot::waiting, until);
+      if (gone()) return true;
+      locked g(*this);
+      if (!gone() && party_died(mine)) break_generation();
+      return gone();
+    };
+    bool timed_out = false;
+    try {
+      if (!wait_serving(gone, sleep, deadline, true)) {
+        locked g(*this);
+        timed_out = !gone();
+        if (timed_out) break_generation();  // as Python's: a timeout breaks the barrier
+      }
+    } catch (...) {
+      {
+        locked g(*this);
+        if (!gone()) break_generation();
+      }
+      sl.held.unlock();
+      throw;
+    }
+    const std::uint32_t outcome = sl.status.load(std::memory_order_acquire);
+    sl.held.unlock();
+    if (timed_out)
+      throw broken_barrier("coray: a ray::barrier wait timed out, which breaks the barrier");
+    if (outcome != barrier_slot::passed)
+      throw broken_barrier("coray: the ray::barrier broke while this party waited");
+    return index;
+  }
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/mp/barrier_state.hpp>
+// #include <coray/detail/mp/shared_wait.hpp>: inlined above
+// #include <coray/detail/shm/robust_mutex.hpp>: inlined above
+// #include <coray/mutex.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <mutex>
+
+CORAY_BEGIN_NAMESPACE
+
+namespace detail {
+struct recursive_mutex_state {
+  static constexpr const char* name = "ray::recursive_mutex";
+  static std::size_t bytes(std::uint32_t) { return sizeof(recursive_mutex_state); }
+  static bool fits(std::size_t n) { return n == sizeof(recursive_mutex_state); }
+  explicit recursive_mutex_state(std::uint32_t) {}
+  robust_recursive_mutex lock;
+  std::uint32_t deaths_seen = 0;  // the lock's owner_deaths() at the last first acquisition
+  std::uint32_t depth = 0;        // the holder's acquisitions
+  bool owner_died = false;
+};
+struct semaphore_state {
+  static constexpr const char* name = "ray::semaphore";
+  static std::size_t bytes(std::uint32_t) { return sizeof(semaphore_state); }
+  static bool fits(std::size_t n) { return n == sizeof(semaphore_state); }
+  explicit semaphore_state(std::uint32_t initial) : word(initial), initial(initial) {}
+  std::atomic<std::uint32_t> word;  // the count, and sleepers_bit
+  std::uint32_t initial;
+};
+struct event_state {
+  static constexpr const char* name = "ray::event";
+  static std::size_t bytes(std::uint32_t) { return sizeof(event_state); }
+  static bool fits(std::size_t n) { return n == sizeof(event_state); }
+  explicit event_state(std::uint32_t) {}
+  std::atomic<std::uint32_t> word{0};  // 1 when set, and sleepers_bit
+};
+struct condition_state {
+  static constexpr const char* name = "ray::condition_variable";
+  static std::size_t bytes(std::uint32_t) { return sizeof(condition_state); }
+  static bool fits(std::size_t n) { return n == sizeof(condition_state); }
+  explicit condition_state(std::uint32_t) {}
+  std::atomic<std::uint32_t> seq{0};      // bumped by each notify; waiters sleep on it
+  std::atomic<std::uint32_t> waiters{0};  // a waiter that died stays counted: one wake more
+};
+}  // namespace detail
+
+/// multiprocessing.RLock: a ray::mutex that the thread holding it may lock again; it is free
+/// once unlocked as many times as locked. Robust as ray::mutex is.
+class recursive_mutex : public detail::shared_handle<detail::recursive_mutex_state> {
+ public:
+  recursive_mutex() noexcept : shared_handle(0) {}
+
+  void lock() { acquire_until(detail::clock::time_point::max()); }
+  bool try_lock() {
+    if (!state().lock.try_lock()) return false;
+    acquired();
+    return true;
+  }
+  template <class Rep, class Period>
+  bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return acquire_until(detail::deadline_in(timeout));
+  }
+  template <class Clock, class Duration>
+  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    return acquire_until(detail::deadline_at(deadline));
+  }
+  /// Precondition: this thread holds the lock.
+  void unlock() {
+    --state().depth;
+    state().lock.unlock();
+  }
+  /// While holding the lock: true if its first acquisition took it over from a process that
+  /// died holding it.
+  bool owner_died() const { return state().owner_died; }
+
+ private:
+  void acquired() {
+    auto& st = state();
+    const std::uint32_t deaths = st.lock.owner_deaths();
+    if (deaths != st.deaths_seen) {  // recovered from a dead holder: its depth went with it
+      st.deaths_seen = deaths;
+      st.depth = 1;
+      st.owner_died = true;
+    } else if (++st.depth == 1) {
+      st.owner_died = false;
+    }
+  }
+  bool acquire_until(detail::clock::time_point deadline) {
+    return detail::wait_serving([&] { return try_lock(); },
+                                [&](detail::clock::time_point until) {
+                                  if (!state().lock.try_lock_until(until)) return false;
+                                  acquired();
+                                  return true;
+                                },
+                                deadline);
+  }
+};
+
+namespace detail {
+/// ray::semaphore and ray::bounded_semaphore.
+template <bool Bounded>
+class basic_semaphore : public shared_handle<semaphore_state> {
+ public:
+  /// The largest count a semaphore holds.
+  static constexpr std::uint32_t max_value = ~sleepers_bit;
+
+  /// A semaphore of count 1, Python's default.
+  basic_semaphore() noexcept : shared_handle(1) {}
+  /// A semaphore of count `value`. Throws usage_error above max_value.
+  explicit basic_semaphore(std::uint32_t value) : shared_handle(checked(value)) {}
+
+  /// Takes a unit, waiting for one.
+  void acquire() { acquire_until(clock::time_point::max()); }
+  /// Takes a unit if there is one; never waits.
+  bool try_acquire() noexcept {
+    auto& w = state().word;
+    std::uint32_t v = w.load(std::memory_order_relaxed);
+    while ((v & ~sleepers_bit) != 0)
+      if (w.compare_exchange_weak(v, v - 1, std::memory_order_acquire, std::memory_order_relaxed))
+        return true;
+    return false;
+  }
+  template <class Rep, class Period>
+  bool try_acquire_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return acquire_until(deadline_in(timeout));
+  }
+  template <class Clock, class Duration>
+  bool try_acquire_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    return acquire_until(deadline_at(deadline));
+  }
+  /// Gives back `n` units. A bounded semaphore throws usage_error (Python's ValueError) if
+  /// that would raise its count above the initial value, and changes nothing.
+  void release(std::uint32_t n = 1) {
+    auto& st = state();
+    std::uint32_t v = st.word.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::uint32_t count = v & ~sleepers_bit;
+      const std::uint32_t limit = Bounded ? st.initial : max_value;
+      if (n > limit - count)
+        throw usage_error(Bounded ? "coray: ray::bounded_semaphore released too many times"
+                                  : "coray: ray::semaphore released past its largest count");
+      if (st.word.compare_exchange_weak(v, count + n, std::memory_order_release,
+                                        std::memory_order_relaxed))
+        break;
+    }
+    if ((v & sleepers_bit) != 0) futex_wake_all(&st.word);
+  }
+  /// The count now (Python's get_value; it may change at once).
+  std::uint32_t value() const noexcept {
+    return state().word.load(std::memory_order_relaxed) & ~sleepers_bit;
+  }
+
+  /// acquire and release under the names std::lock_guard and std::unique_lock use: a guard
+  /// holds one unit for its scope (Python's `with semaphore:`).
+  void lock() { acquire(); }
+  bool try_lock() noexcept { return try_acquire(); }
+  template <class Rep, class Period>
+  bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return try_acquire_for(timeout);
+  }
+  template <class Clock, class Duration>
+  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    return try_acquire_until(deadline);
+  }
+  void unlock() { release(); }
+
+ private:
+  static std::uint32_t checked(std::uint32_t value) {
+    if (value > max_value) throw usage_error("coray: a semaphore's count is at most 2^31 - 1");
+    return value;
+  }
+  bool acquire_until(clock::time_point deadline) {
+    return wait_serving([&] { return try_acquire(); },
+                        [&](clock::time_point until) {
+                          sleep_on(
+                              state().word, [](std::uint32_t c) { return c != 0; }, until);
+                          return false;
+                        },
+                        deadline);
+  }
+};
+}  // namespace detail
+
+/// multiprocessing.Semaphore: a count of units; acquire takes one, waiting while there is
+/// none, and release gives one back (any process may release).
+using semaphore = detail::basic_semaphore<false>;
+/// multiprocessing.BoundedSemaphore: a semaphore whose count never exceeds its initial value.
+using bounded_semaphore = detail::basic_semaphore<true>;
+
+/// multiprocessing.Event: a flag that waiters wait to see set.
+class event : public detail::shared_handle<detail::event_state> {
+ public:
+  /// A new event, clear.
+  event() noexcept : shared_handle(0) {}
+
+  /// Sets the flag and wakes every waiter.
+  void set() {
+    auto& w = state().word;
+    if ((w.exchange(1, std::memory_order_acq_rel) & detail::sleepers_bit) != 0)
+      detail::futex_wake_all(&w);
+  }
+  /// Clears the flag: later waits wait again.
+  void clear() { state().word.fetch_and(~1u, std::memory_order_relaxed); }
+  bool is_set() const noexcept { return (state().word.load(std::memory_order_acquire) & 1) != 0; }
+
+  /// Waits until the flag is set.
+  void wait() { wait_until_(detail::clock::time_point::max()); }
+  /// Waits at most `timeout`; returns whether the flag is set (Python's wait(timeout)).
+  template <class Rep, class Period>
+  bool wait_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return wait_until_(detail::deadline_in(timeout));
+  }
+  template <class Clock, class Duration>
+  bool wait_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    return wait_until_(detail::deadline_at(deadline));
+  }
+
+ private:
+  bool wait_until_(detail::clock::time_point deadline) {
+    return detail::wait_serving([&] { return is_set(); },
+                                [&](detail::clock::time_point until) {
+                                  detail::sleep_on(
+                                      state().word, [](std::uint32_t f) { return f != 0; }, until);
+                                  return false;
+                                },
+                                deadline);
+  }
+};
+
+/// multiprocessing.Condition: waits for a change of state that a ray::mutex protects, used
+/// with std::unique_lock<ray::mutex> as std::condition_variable is with std::mutex.
+///
+/// A wait may end without a notify (a spurious wake-up, as std and Python allow): use the
+/// forms with a predicate. notify_one wakes one sleeper at once; others that see the notify
+/// before they sleep again wake too. If a process dies holding the lock while others wait
+/// (a notifier killed mid-update), each wait ends with ray::peer_died, holding the lock, and
+/// the lock's owner_died() tells its taker. A notifier that dies without holding the lock
+/// cannot be told from a slow one: use a timed wait where that matters.
+class condition_variable : public detail::shared_handle<detail::condition_state> {
+ public:
+  condition_variable() noexcept : shared_handle(0) {}
+
+  void wait(std::unique_lock<mutex>& lock) { wait_until_(lock, detail::clock::time_point::max()); }
+  template <class Predicate>
+  void wait(std::unique_lock<mutex>& lock, Predicate pred) {
+    while (!pred()) wait(lock);
+  }
+  template <class Rep, class Period>
+  std::cv_status wait_for(std::unique_lock<mutex>& lock,
+                          const std::chrono::duration<Rep, Period>& timeout) {
+    return wait_until_(lock, detail::deadline_in(timeout));
+  }
+  template <class Rep, class Period, class Predicate>
+  bool wait_for(std::unique_lock<mutex>& lock, const std::chrono::duration<Rep, Period>& timeout,
+                Predicate pred) {
+    return wait_pred(lock, detail::deadline_in(timeout), pred);
+  }
+  template <class Clock, class Duration>
+  std::cv_status wait_until(std::unique_lock<mutex>& lock,
+                            const std::chrono::time_point<Clock, Duration>& deadline) {
+    return wait_until_(lock, detail::deadline_at(deadline));
+  }
+  template <class Clock, class Duration, class Predicate>
+  bool wait_until(std::unique_lock<mutex>& lock,
+                  const std::chrono::time_point<Clock, Duration>& deadline, Predicate pred) {
+    return wait_pred(lock, detail::deadline_at(deadline), pred);
+  }
+
+  void notify_one() { notify(1); }
+  void notify_all() { notify(std::numeric_limits<int>::max()); }
+
+ private:
+  void notify(int n) {
+    auto& st = state();
+    st.seq.fetch_add(1, std::memory_order_seq_cst);
+    if (st.waiters.load(std::memory_order_seq_cst) != 0) detail::futex_wake(&st.seq, n);
+  }
+  template <class Predicate>
+  bool wait_pred(std::unique_lock<mutex>& lock, detail::clock::time_point deadline,
+                 Predicate& pred) {
+    while (!pred())
+      if (wait_until_(lock, deadline) == std::cv_status::timeout) return pred();
+    return true;
+  }
+  std::cv_status wait_until_(std::unique_lock<mutex>& lock, detail::clock::time_point deadline);
+};
+
+inline std::cv_status condition_variable::wait_until_(std::unique_lock<mutex>& lock,
+                                                      detail::clock::time_point deadline) {
+  if (!lock.owns_lock())
+    throw usage_error("coray: ray::condition_variable::wait needs the lock held");
+  mutex& m = *lock.mutex();
+  auto& st = state();
+  const std::uint32_t seq = st.seq.load(std::memory_order_acquire);
+  const std::uint32_t deaths = m.s().lock.owner_deaths();
+  // Counted before the lock is let go, so a notify made under the lock after this sees it;
+  // a notify between the unlock and the sleep changes seq, which the futex then refuses.
+  st.waiters.fetch_add(1, std::memory_order_seq_cst);
+  m.unlock();
+  bool died = false, holding = false;
+  auto notified = [&] { return st.seq.load(std::memory_order_acquire) != seq; };
+  auto sleep = [&](detail::clock::time_point until) {
+    detail::futex_wait_until(st.seq, seq, until);
+    if (notified()) return true;
+    // The lock's holder died if a locker recovered the lock since the wait began, or if the
+    // lock is free to take because its holder's death freed it.
+    if (!holding && m.try_lock()) {
+      holding = true;
+      if (m.s().lock.owner_deaths() == deaths) {
+        holding = false;
+        m.unlock();
+      }
+    }
+    died = m.s().lock.owner_deaths() != deaths;
+    return died;
+  };
+  bool woke = false;
+  try {
+    woke = detail::wait_serving(notified, sleep, deadline, true);
+  } catch (...) {  // from what the wait served: the lock is held again, as on every exit
+    st.waiters.fetch_sub(1, std::memory_order_relaxed);
+    if (!holding) m.lock();
+    throw;
+  }
+  st.waiters.fetch_sub(1, std::memory_order_relaxed);
+  if (!holding) m.lock();
+  if (died) throw peer_died("coray: a process died holding a ray::condition_variable's lock");
+  return woke ? std::cv_status::no_timeout : std::cv_status::timeout;
+}
+
+/// multiprocessing.Barrier: `parties` waiters meet; each wait returns once all have arrived,
+/// then the barrier serves the next round.
+///
+/// The barrier breaks, and every wait on it (pending or later, until reset()) throws
+/// ray::broken_barrier, when abort() is called, when a timed wait runs out (as Python's
+/// does), or when a waiting party's process dies.
+class barrier : public detail::shared_handle<detail::barrier_state> {
+ public:
+  /// An empty handle, what decoding fills; waiting on it is a usage_error.
+  barrier() noexcept : shared_handle(0) {}
+  /// A barrier for `parties` waiters (at least 1). Throws usage_error otherwise.
+  explicit barrier(std::uint32_t parties) : shared_handle(checked(parties)) {}
+
+  /// Waits for every party; returns this arrival's index, 0 to parties() - 1 (Python's).
+  std::uint32_t wait() { return state().wait(detail::clock::time_point::max()); }
+  /// As wait(), at most `timeout`; a timeout breaks the barrier and throws broken_barrier.
+  template <class Rep, class Period>
+  std::uint32_t wait_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return state().wait(detail::deadline_in(timeout));
+  }
+  template <class Clock, class Duration>
+  std::uint32_t wait_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    return state().wait(detail::deadline_at(deadline));
+  }
+  /// Breaks the barrier: its waiters, and later waits, throw broken_barrier.
+  void abort() {
+    detail::barrier_state::locked g(state());
+    state().break_generation();
+  }
+  /// Back to empty and unbroken; parties waiting now throw broken_barrier.
+  void reset() {
+    detail::barrier_state::locked g(state());
+    if (state().arrived != 0) state().finish(detail::barrier_slot::broke);
+    state().broken = false;
+  }
+  bool broken() const {
+    detail::barrier_state::locked g(state());
+    return state().broken;
+  }
+  /// How many parties wait now.
+  std::uint32_t n_waiting() const {
+    detail::barrier_state::locked g(state());
+    return state().broken ? 0 : state().arrived;
+  }
+  std::uint32_t parties() const { return state().parties; }
+
+ private:
+  static std::uint32_t checked(std::uint32_t parties) {
+    if (parties == 0 || parties > (1u << 20))
+      throw usage_error("coray: a ray::barrier has 1 to 2^20 parties");
+    return parties;
+  }
+};
+
+CORAY_END_NAMESPACE
+// end <coray/synchronize.hpp>
 // #include <coray/task.hpp>: inlined above
 // #include <coray/version.hpp>: inlined above
 // end <coray/coray.hpp>

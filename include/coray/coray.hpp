@@ -16,7 +16,9 @@
 #include <coray/queue.hpp>
 #include <coray/result_stream.hpp>
 #include <coray/runtime.hpp>
+#include <coray/shared_memory.hpp>
 #include <coray/shared_value.hpp>
 #include <coray/sync_wait.hpp>
+#include <coray/synchronize.hpp>
 #include <coray/task.hpp>
 #include <coray/version.hpp>

@@ -82,7 +82,9 @@ struct object_store_full : error {
   X(queue_empty,       error,         message)  /* a get found the queue empty: queue.Empty */  \
   X(actor_not_found,   error,         message)  /* get_actor found no such live actor */        \
   X(usage_error,       runtime_error, message)  /* misuse: no runtime, wrong process, empty */  \
-  X(internal_error,    error,         message)  /* a broken invariant: a bug in coray */
+  X(internal_error,    error,         message)  /* a broken invariant: a bug in coray */        \
+  X(broken_barrier,    error,         message)  /* a barrier broke: abort, timeout, a death */  \
+  X(peer_died,         error,         message)  /* a wait's peer died: a condition's locker */
 // clang-format on
 
 #define CORAY_DETAIL_ERROR_CLASS_message(name, base) \

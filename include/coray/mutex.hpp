@@ -26,6 +26,8 @@
 
 CORAY_BEGIN_NAMESPACE
 
+class condition_variable;
+
 class mutex {
  public:
   /// A new unlocked lock. Its memory is taken at first use (locking, a copy, or passing it to
@@ -80,6 +82,7 @@ class mutex {
   }
 
  private:
+  friend class condition_variable;  // sees the lock's owner deaths while it waits
   using clock = std::chrono::steady_clock;
 
   struct state {

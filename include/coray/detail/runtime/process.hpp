@@ -109,8 +109,8 @@ inline void collect_actor_handle(std::uint64_t id) {
 inline void collect_pinned_block(segment& seg, object_block* b) {
   if (!actor_collector())
     throw usage_error(
-        "coray: shared values and mutexes travel as call arguments only, not inside put objects or "
-        "results");
+        "coray: shared memory handles (shared values, arrays, buffers, locks) travel as call "
+        "arguments only, not inside put objects or results");
   actor_collector()->push_back(pinned_block_tag | seg.offset_of(b));
 }
 

@@ -39,10 +39,12 @@ inline void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
   syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT, expected, tsp, nullptr, 0);
 }
 
-inline void futex_wake_all(std::atomic<std::uint32_t>* word) noexcept {
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr,
-          0);
+/// Wakes at most `n` sleepers on `word`.
+inline void futex_wake(std::atomic<std::uint32_t>* word, int n) noexcept {
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, n, nullptr, nullptr, 0);
 }
+
+inline void futex_wake_all(std::atomic<std::uint32_t>* word) noexcept { futex_wake(word, INT_MAX); }
 
 /// One per receiving process, in shared memory. The receiver spins on its queues, then
 /// announces it sleeps and sleeps; a sender that published work rings only if the receiver
