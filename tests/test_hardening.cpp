@@ -7,6 +7,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,6 +28,8 @@
 #include <string_view>
 #include <thread>
 #include <vector>
+
+#include "serve_until.hpp"
 
 namespace {
 
@@ -549,3 +552,57 @@ TEST_CASE("a blocking recursive task tree runs to the end, a task per call (fib 
   CHECK(ray::get(ray::task<fib>.remote(20), {.timeout = call_limit}).get() == 6765);
   CHECK(ray::get(ray::task<add>.remote(1, 2), {.timeout = call_limit}).get() == 3);
 }
+
+namespace {
+/// Bytes of the runtime's segment backed by memory now (its memory file's allocated blocks).
+std::int64_t segment_resident_bytes() {
+  struct stat st {};
+  if (fstat(ray::detail::process::require().seg.fd(), &st) != 0) return INT64_MAX;
+  return static_cast<std::int64_t>(st.st_blocks) * 512;
+}
+/// This process's resident memory, in bytes.
+std::int64_t resident_bytes() {
+  long pages = 0, resident = 0;
+  std::ifstream("/proc/self/statm") >> pages >> resident;
+  return static_cast<std::int64_t>(resident) * sysconf(_SC_PAGESIZE);
+}
+}  // namespace
+
+TEST_CASE("freed store memory goes back to the system once no big object has been made a while") {
+  ray::runtime rt({.num_workers = 1});
+  const std::int64_t before = segment_resident_bytes();
+  const std::int64_t mb = 1 << 20;
+  {
+    std::vector<ray::object_ref<std::vector<char>>> big;
+    for (int i = 0; i < 4; ++i) big.push_back(ray::put(std::vector<char>(128 * mb, 'x')));
+    CHECK(segment_resident_bytes() >= before + 512 * mb);
+  }
+  CHECK(serve_until([&] { return segment_resident_bytes() < before + 64 * mb; },
+                    std::chrono::seconds(20)));
+  // The pages given back are the store's again: a new object there reads as written.
+  auto again = ray::put(std::vector<char>(128 * mb, 'y'));
+  const ray::object_view<std::vector<char>> v = ray::get_view(again);
+  CHECK(v->size() == static_cast<std::size_t>(128 * mb));
+  CHECK((*v)[0] == 'y');
+  CHECK((*v)[v->size() - 1] == 'y');
+}
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+// (The sanitizers' allocators keep freed memory their own way: malloc_trim is not theirs.)
+TEST_CASE("the driver's memory after a tide of queued calls goes back once they are done") {
+  ray::runtime rt({.num_workers = 2});
+  const std::int64_t before = resident_bytes();
+  std::int64_t peak = 0;
+  {
+    std::vector<ray::object_ref<int>> refs;
+    refs.reserve(300'000);
+    for (int i = 0; i < 300'000; ++i) refs.push_back(ray::task<add>.remote(i, 1));
+    peak = resident_bytes();
+    std::vector<int> sums = ray::get(refs);
+    CHECK(sums[299'999] == 300'000);
+  }
+  REQUIRE(peak - before > (64 << 20));  // the queued calls took memory
+  CHECK(serve_until([&] { return resident_bytes() < before + (peak - before) / 4; },
+                    std::chrono::seconds(20)));
+}
+#endif

@@ -43,9 +43,11 @@ class local_driver final : public driver {
     transport_->start_supervisor(cfg.method, epoch, std::move(cfg.argv));
     orchestrator_->start_workers();
     process::current() = this;
+    memory_timer_ = add_timer(clock::now() + memory_return::period, &on_memory_timer, this);
   }
 
   ~local_driver() override {
+    cancel_timer(memory_timer_);
     orchestrator_->stop_idle_actors();
     if (process::current() == this) process::current() = nullptr;
     transport_->end();  // the supervisor ends every process, then itself
@@ -139,6 +141,12 @@ class local_driver final : public driver {
   }
 
  private:
+  static void on_memory_timer(void* self) {
+    auto& d = *static_cast<local_driver*>(self);
+    d.orchestrator_->return_memory();
+    d.memory_timer_ = d.add_timer(clock::now() + memory_return::period, &on_memory_timer, self);
+  }
+
   /// The shared segment, with the object store in it; refused with the figures when the
   /// address space is limited below it (ulimit -v). (make_local_driver has refused a store
   /// larger than memory.)
@@ -158,6 +166,7 @@ class local_driver final : public driver {
   std::optional<shm_transport> transport_;
   std::optional<orchestrator> orchestrator_;
   bool in_poll_ = false;
+  std::uint64_t memory_timer_ = 0;
 };
 
 }  // namespace detail

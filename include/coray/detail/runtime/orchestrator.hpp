@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <chrono>
 #include <coray/detail/runtime/call_lifecycle.hpp>
+#include <coray/detail/runtime/memory_return.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <coray/detail/runtime/registry.hpp>
 #include <coray/detail/runtime/reply_router.hpp>
@@ -60,6 +61,8 @@ class orchestrator final : public call_lifecycle, public transport_events {
   const object_spiller& spiller() const noexcept { return spiller_; }
   const task_table& tasks() const noexcept { return tasks_; }
   const actor_table& actors() const noexcept { return actors_; }
+  /// Once a memory_return::period: gives memory back when it has been idle (memory_return).
+  void return_memory() { memory_.check(seg_, tasks_); }
 
   // ---- calls ---------------------------------------------------------------------------
 
@@ -452,6 +455,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
   std::vector<std::uint32_t> start_failures_;  // deaths before serving in a row, per slot
   std::vector<std::pair<clock::time_point, std::uint32_t>> delayed_starts_;  // (when, slot)
   std::uint64_t next_task_id_ = 1;
+  memory_return memory_;
 };
 
 }  // namespace detail

@@ -99,6 +99,15 @@ class task_table {
     return r;
   }
   std::size_t size() const noexcept { return records_.size(); }
+  /// After a tide of calls has gone: gives back the index's buckets, sized for the peak.
+  /// True if there were many to give back.
+  bool shrink() {
+    if (records_.bucket_count() < (std::size_t{1} << 16) ||
+        records_.size() * 8 > records_.bucket_count())
+      return false;
+    records_.rehash(0);
+    return true;
+  }
   void clear() {
     runnable.clear();
     records_.clear();

@@ -126,6 +126,7 @@ class segment {
   void* allocate(std::size_t bytes) {
     void* p = alloc().allocate(bytes, std::nothrow);
     if (!p) throw object_store_full(bytes, alloc().get_free_memory(), alloc().get_size());
+    if (bytes >= large_bytes) large_allocations_.fetch_add(1, std::memory_order_relaxed);
     return p;
   }
   /// Like allocate(), aligned to `alignment` (a power of two): for cache-line aligned
@@ -133,9 +134,54 @@ class segment {
   void* allocate_aligned(std::size_t bytes, std::size_t alignment) {
     void* p = alloc().allocate_aligned(bytes, alignment, std::nothrow);
     if (!p) throw object_store_full(bytes, alloc().get_free_memory(), alloc().get_size());
+    if (bytes >= large_bytes) large_allocations_.fetch_add(1, std::memory_order_relaxed);
     return p;
   }
   void deallocate(void* p) noexcept { alloc().deallocate(p); }
+
+  /// Allocations of `large_bytes` or more made by this process so far.
+  static constexpr std::size_t large_bytes = std::size_t{1} << 20;
+  std::uint64_t large_allocations() const noexcept {
+    return large_allocations_.load(std::memory_order_relaxed);
+  }
+  /// Gives the memory of the free ranges of `min_chunk` bytes or more back to the operating
+  /// system: their whole pages are punched out of the memory file (they read as zeros and
+  /// cost nothing until written again). Each range is held allocated while it is punched, so
+  /// no allocation can be inside it, less its last `min_chunk / 2` bytes, left free (not
+  /// punched) for allocations other processes make meanwhile. Returns the bytes punched
+  /// (pages never touched included).
+  std::size_t return_free_pages(std::size_t min_chunk) noexcept {
+    const auto page = static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+    const std::size_t reserve = min_chunk / 2;
+    std::size_t punched = 0;
+    void* held = nullptr;  // the ranges taken so far, chained through their first word
+    for (;;) {
+      std::size_t got = alloc().get_size();  // the largest free range there is
+      char* p = nullptr;
+      p = alloc().allocation_command<char>(bip::allocate_new | bip::nothrow_allocation,
+                                           min_chunk + reserve, got, p);
+      if (!p) break;
+      std::size_t kept = got - reserve;
+      char* same = p;
+      if (alloc().allocation_command<char>(bip::shrink_in_place | bip::nothrow_allocation, kept,
+                                           kept, same))
+        got = kept;
+      std::memcpy(p, &held, sizeof held);
+      held = p;
+      const std::uint64_t begin = (offset_of(p) + sizeof held + page - 1) / page * page;
+      const std::uint64_t end = (offset_of(p) + got) / page * page;
+      if (end > begin && fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                   static_cast<off_t>(begin), static_cast<off_t>(end - begin)) == 0)
+        punched += end - begin;
+    }
+    while (held) {
+      void* next;
+      std::memcpy(&next, held, sizeof next);
+      deallocate(held);
+      held = next;
+    }
+    return punched;
+  }
   std::size_t free_bytes() const noexcept {
     return const_cast<segment*>(this)->alloc().get_free_memory();
   }
@@ -174,6 +220,7 @@ class segment {
   std::size_t size_ = 0;
   alignas(shared_allocator) unsigned char alloc_[sizeof(shared_allocator)];
   bool has_alloc_ = false;
+  std::atomic<std::uint64_t> large_allocations_{0};
 };
 
 }  // namespace detail
