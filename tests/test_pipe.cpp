@@ -6,6 +6,7 @@
 #include <coray/coray.hpp>
 #include <cstddef>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "serve_until.hpp"
@@ -88,6 +89,23 @@ TEST_CASE("two actors talk through pipes handed to both, the driver at the ends"
   for (int i = 0; i < 200; ++i) REQUIRE(out_r.recv() == i + 2);
   CHECK(ray::get(rx).get() == 200);
   CHECK(ray::get(ry).get() == 200);
+}
+
+TEST_CASE("an end works from a thread of the driver other than the runtime's own") {
+  ray::runtime rt({.num_workers = 1});
+  auto [a, b] = ray::pipe<int>();
+  auto done = ray::task<echo_twice>.remote(b, 20);
+  int sum = 0;
+  std::thread t([&, a = a] {  // its own handle, made and dropped on this thread
+    auto end = a;
+    for (int i = 0; i < 20; ++i) {
+      end.send(i);
+      sum += end.recv();
+    }
+  });
+  CHECK(ray::get(done).get() == 20);  // the runtime's thread serves meanwhile
+  t.join();
+  CHECK(sum == 2 * 190);
 }
 
 TEST_CASE("a one-way pipe's first end only receives and its second only sends") {

@@ -120,10 +120,15 @@ struct pipe_ring {
   std::atomic<std::uint32_t> broken{0};  // a process died in the middle of a frame
   std::uint64_t capacity = 0;          // bytes, a multiple of 16; 0 for an unused direction
   std::uint64_t data_offset = 0;       // of the bytes, from the pipe_state
-  alignas(64) std::atomic<std::uint64_t> head{0};
+  // The writer's and the reader's words on cache lines of their own. (Padding, not alignas:
+  // a block of the segment is 16-byte aligned.)
+  std::byte pad0[64];
+  std::atomic<std::uint64_t> head{0};
   std::atomic<std::uint32_t> data_word{0};  // bumped when head moves; sleepers_bit
-  alignas(64) std::atomic<std::uint64_t> tail{0};
+  std::byte pad1[64];
+  std::atomic<std::uint64_t> tail{0};
   std::atomic<std::uint32_t> room_word{0};  // bumped when tail moves; sleepers_bit
+  std::byte pad2[64];
 
   std::uint64_t available() const noexcept {
     return head.load(std::memory_order_acquire) - tail.load(std::memory_order_relaxed);
@@ -164,6 +169,7 @@ void sleep_on_ring(std::atomic<std::uint32_t>& word, Ready& ready, clock::time_p
 }
 
 struct pipe_state {
+  static_assert(alignof(pipe_ring) <= 16, "a block of the segment is 16-byte aligned");
   static constexpr std::uint32_t magic_value = 0x70697065;  // "pipe"
   static std::size_t header_size() noexcept { return (sizeof(pipe_state) + 63) & ~std::size_t{63}; }
   static std::size_t bytes(std::uint64_t capacity, bool duplex) noexcept {
