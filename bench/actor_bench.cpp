@@ -8,8 +8,9 @@
 //                             server actors and awaiting them all (Ray's clients are tasks)
 // Also: pipe_round_trips_sync, the driver sending an int through a ray::pipe to an actor that
 // sends it back, one at a time, in round trips/s (multiprocessing.Pipe's ping-pong; target:
-// at least half of 1_1_actor_calls_sync); per-call latency of sync actor round trips (p50, p99, in us), and a million calls
-// queued on one actor at once, with the order they ran in checked.
+// at least half of 1_1_actor_calls_sync); per-call latency of sync actor round trips (p50,
+// p99, in us), and a million calls queued on one actor at once, with the order they ran in
+// checked.
 //
 // Usage: actor_bench [--quick] [--json FILE]
 #include <coray/coray.hpp>

@@ -111,15 +111,15 @@ struct pipe_ring {
   static constexpr std::size_t header_bytes = 16;
   static std::uint64_t padded(std::uint64_t n) noexcept { return (n + 15) & ~std::uint64_t{15}; }
 
-  robust_mutex writers;                // held while one frame is written
-  robust_mutex readers;                // held while one frame is read
-  std::uint32_t writer_deaths = 0;     // writers.owner_deaths() when last taken
-  std::uint32_t reader_deaths = 0;     // readers.owner_deaths() when last taken
-  bool writing = false;                // under writers: a frame is partly written
-  bool reading = false;                // under readers: a frame is partly read
+  robust_mutex writers;                  // held while one frame is written
+  robust_mutex readers;                  // held while one frame is read
+  std::uint32_t writer_deaths = 0;       // writers.owner_deaths() when last taken
+  std::uint32_t reader_deaths = 0;       // readers.owner_deaths() when last taken
+  bool writing = false;                  // under writers: a frame is partly written
+  bool reading = false;                  // under readers: a frame is partly read
   std::atomic<std::uint32_t> broken{0};  // a process died in the middle of a frame
-  std::uint64_t capacity = 0;          // bytes, a multiple of 16; 0 for an unused direction
-  std::uint64_t data_offset = 0;       // of the bytes, from the pipe_state
+  std::uint64_t capacity = 0;            // bytes, a multiple of 16; 0 for an unused direction
+  std::uint64_t data_offset = 0;         // of the bytes, from the pipe_state
   // The writer's and the reader's words on cache lines of their own. (Padding, not alignas:
   // a block of the segment is 16-byte aligned.)
   std::byte pad0[64];
