@@ -6783,6 +6783,7 @@ CORAY_END_NAMESPACE
 // #include <coray/errors.hpp>: inlined above
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -6861,24 +6862,27 @@ struct pipe_ring {
   static constexpr std::size_t header_bytes = 16;
   static std::uint64_t padded(std::uint64_t n) noexcept { return (n + 15) & ~std::uint64_t{15}; }
 
-  robust_mutex writers;                  // held while one frame is written
-  robust_mutex readers;                  // held while one frame is read
-  std::uint32_t writer_deaths = 0;       // writers.owner_deaths() when last taken
-  std::uint32_t reader_deaths = 0;       // readers.owner_deaths() when last taken
-  bool writing = false;                  // under writers: a frame is partly written
-  bool reading = false;                  // under readers: a frame is partly read
-  std::atomic<std::uint32_t> broken{0};  // a process died in the middle of a frame
+  // What the writer and the reader each change on every frame lies 64 bytes or more apart
+  // from the other's, so that neither side's lock or counter bounces the other's cache line.
+  // (Padding, not alignas: a block of the segment is 16-byte aligned.)
   std::uint64_t capacity = 0;            // bytes, a multiple of 16; 0 for an unused direction
   std::uint64_t data_offset = 0;         // of the bytes, from the pipe_state
-  // The writer's and the reader's words on cache lines of their own. (Padding, not alignas:
-  // a block of the segment is 16-byte aligned.)
+  std::atomic<std::uint32_t> broken{0};  // a process died in the middle of a frame
   std::byte pad0[64];
+  robust_mutex writers;             // held while one frame is written
+  std::uint32_t writer_deaths = 0;  // writers.owner_deaths() when last taken
+  bool writing = false;             // under writers: a frame is partly written
+  std::byte pad1[64];
   std::atomic<std::uint64_t> head{0};
   std::atomic<std::uint32_t> data_word{0};  // bumped when head moves; sleepers_bit
-  std::byte pad1[64];
+  std::byte pad2[64];
+  robust_mutex readers;             // held while one frame is read
+  std::uint32_t reader_deaths = 0;  // readers.owner_deaths() when last taken
+  bool reading = false;             // under readers: a frame is partly read
+  std::byte pad3[64];
   std::atomic<std::uint64_t> tail{0};
   std::atomic<std::uint32_t> room_word{0};  // bumped when tail moves; sleepers_bit
-  std::byte pad2[64];
+  std::byte pad4[64];
 
   std::uint64_t available() const noexcept {
     return head.load(std::memory_order_acquire) - tail.load(std::memory_order_relaxed);
