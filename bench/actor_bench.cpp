@@ -6,8 +6,11 @@
 //   1_1_actor_calls_async     the same with 1,000 calls submitted, then all got
 //   n_n_actor_calls_async     n client actors (n = workers) each spreading calls over n
 //                             server actors and awaiting them all (Ray's clients are tasks)
-// Also: per-call latency of sync actor round trips (p50, p99, in us), and a million calls
-// queued on one actor at once, with the order they ran in checked.
+// Also: pipe_round_trips_sync, the driver sending an int through a ray::pipe to an actor that
+// sends it back, one at a time, in round trips/s (multiprocessing.Pipe's ping-pong; target:
+// at least half of 1_1_actor_calls_sync); per-call latency of sync actor round trips (p50,
+// p99, in us), and a million calls queued on one actor at once, with the order they ran in
+// checked.
 //
 // Usage: actor_bench [--quick] [--json FILE]
 #include <coray/coray.hpp>
@@ -27,6 +30,15 @@ using bench::seconds_since;
 
 struct server {
   int noop(int x) { return x; }
+};
+
+struct pipe_echo {
+  /// Sends back each value it receives, until a negative one; returns how many.
+  long serve(ray::connection<int> c) {
+    long n = 0;
+    for (int x = c.recv(); x >= 0; x = c.recv(), ++n) c.send(x);
+    return n;
+  }
 };
 
 struct sequence_log {
@@ -69,6 +81,22 @@ int main(int argc, char** argv) {
   };
   bench::report("1_1_actor_calls_sync", median_rate(reps, secs, sync_calls), "calls/s", true,
                 "target >= 200000");
+  {
+    auto echo = ray::spawn<pipe_echo>();
+    auto [here, there] = ray::pipe<int>();
+    auto served = echo.call<&pipe_echo::serve>(there);
+    auto round_trips = [&] {
+      for (int i = 0; i < 1000; ++i) {
+        here.send(i);
+        bench::keep(here.recv());
+      }
+      return 1000L;
+    };
+    bench::report("pipe_round_trips_sync", median_rate(reps, secs, round_trips), "trips/s", true,
+                  "driver <-> actor through a ray::pipe<int>; target >= 1_1_actor_calls_sync / 2");
+    here.send(-1);
+    bench::keep(ray::get(served).get());
+  }
   {
     std::vector<ray::object_ref<int>> refs;
     refs.reserve(1000);

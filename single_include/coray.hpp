@@ -1846,6 +1846,7 @@ class segment {
   void* allocate(std::size_t bytes) {
     void* p = alloc().allocate(bytes, std::nothrow);
     if (!p) throw object_store_full(bytes, alloc().get_free_memory(), alloc().get_size());
+    if (bytes >= large_bytes) large_allocations_.fetch_add(1, std::memory_order_relaxed);
     return p;
   }
   /// Like allocate(), aligned to `alignment` (a power of two): for cache-line aligned
@@ -1853,9 +1854,54 @@ class segment {
   void* allocate_aligned(std::size_t bytes, std::size_t alignment) {
     void* p = alloc().allocate_aligned(bytes, alignment, std::nothrow);
     if (!p) throw object_store_full(bytes, alloc().get_free_memory(), alloc().get_size());
+    if (bytes >= large_bytes) large_allocations_.fetch_add(1, std::memory_order_relaxed);
     return p;
   }
   void deallocate(void* p) noexcept { alloc().deallocate(p); }
+
+  /// Allocations of `large_bytes` or more made by this process so far.
+  static constexpr std::size_t large_bytes = std::size_t{1} << 20;
+  std::uint64_t large_allocations() const noexcept {
+    return large_allocations_.load(std::memory_order_relaxed);
+  }
+  /// Gives the memory of the free ranges of `min_chunk` bytes or more back to the operating
+  /// system: their whole pages are punched out of the memory file (they read as zeros and
+  /// cost nothing until written again). Each range is held allocated while it is punched, so
+  /// no allocation can be inside it, less its last `min_chunk / 2` bytes, left free (not
+  /// punched) for allocations other processes make meanwhile. Returns the bytes punched
+  /// (pages never touched included).
+  std::size_t return_free_pages(std::size_t min_chunk) noexcept {
+    const auto page = static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+    const std::size_t reserve = min_chunk / 2;
+    std::size_t punched = 0;
+    void* held = nullptr;  // the ranges taken so far, chained through their first word
+    for (;;) {
+      std::size_t got = alloc().get_size();  // the largest free range there is
+      char* p = nullptr;
+      p = alloc().allocation_command<char>(bip::allocate_new | bip::nothrow_allocation,
+                                           min_chunk + reserve, got, p);
+      if (!p) break;
+      std::size_t kept = got - reserve;
+      char* same = p;
+      if (alloc().allocation_command<char>(bip::shrink_in_place | bip::nothrow_allocation, kept,
+                                           kept, same))
+        got = kept;
+      std::memcpy(p, &held, sizeof held);
+      held = p;
+      const std::uint64_t begin = (offset_of(p) + sizeof held + page - 1) / page * page;
+      const std::uint64_t end = (offset_of(p) + got) / page * page;
+      if (end > begin && fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                   static_cast<off_t>(begin), static_cast<off_t>(end - begin)) == 0)
+        punched += end - begin;
+    }
+    while (held) {
+      void* next;
+      std::memcpy(&next, held, sizeof next);
+      deallocate(held);
+      held = next;
+    }
+    return punched;
+  }
   std::size_t free_bytes() const noexcept {
     return const_cast<segment*>(this)->alloc().get_free_memory();
   }
@@ -1894,6 +1940,7 @@ class segment {
   std::size_t size_ = 0;
   alignas(shared_allocator) unsigned char alloc_[sizeof(shared_allocator)];
   bool has_alloc_ = false;
+  std::atomic<std::uint64_t> large_allocations_{0};
 };
 
 }  // namespace detail
@@ -6577,6 +6624,713 @@ CORAY_END_NAMESPACE
 // #include <coray/object_ref.hpp>: inlined above
 // #include <coray/object_store.hpp>: inlined above
 // #include <coray/object_view.hpp>: inlined above
+// begin <coray/pipe.hpp>
+/// ray::pipe<T>(): two connected ends, ray::connection<T>, that any two processes of the
+/// runtime use to send values to each other -- multiprocessing.Pipe.
+///
+///   void echo(ray::connection<std::string> c) {
+///     for (std::string s = c.recv(); s != "bye"; s = c.recv()) c.send("echo " + s);
+///   }
+///   auto [here, there] = ray::pipe<std::string>();
+///   auto done = ray::task<echo>.remote(there);
+///   here.send("hi");
+///   std::string reply = here.recv();                  // "echo hi"
+///   if (here.poll(std::chrono::milliseconds(5))) ...  // whether a recv would not wait
+///
+/// A pipe is duplex by default: each end sends to the other. `ray::pipe<T>(false)` makes a
+/// one-way pipe, as Python's Pipe(False): the first end only receives, the second only sends.
+/// Values travel encoded with coray's codec (any type ray::encode takes, owning its data;
+/// handles to shared state -- actors, locks, shared values -- travel as call arguments only).
+///
+/// The ends are handles: copy them, pass them to tasks, actors and processes; the pipe lives
+/// while a handle to it exists in any process. Its buffers are a block of the runtime's
+/// segment, `buffer_bytes` per direction (64 KiB by default, as a Linux pipe). A value too
+/// long for the buffer streams through it: its send returns once the receiver has taken all
+/// but the last buffer-full, as an OS pipe's write does. A send waits while the buffer is
+/// full; a recv while it is empty; a wait on a runtime loop's thread keeps serving the runtime.
+///
+/// Peer death. An end is owned by the process that last sent, received or polled on it (at
+/// first, the process that made the pipe). A recv or poll with nothing to read, or a send
+/// with no room, whose other end's owner has died (killed, crashed, or simply exited) ends
+/// with ray::peer_died instead of waiting for ever; what that process sent before it died is
+/// received first. close() makes the peer's waits end the same way. A process that dies in
+/// the middle of a long value leaves that direction broken: its later uses throw peer_died.
+/// As with Python's pipes, two processes using one end at the same time is allowed (whole
+/// values never interleave) but which of them receives what is not defined.
+
+#include <chrono>
+// #include <coray/codec.hpp>: inlined above
+// begin <coray/detail/mp/pipe_state.hpp>
+/// ray::pipe's state in the segment: two byte rings (one per direction; a one-way pipe uses
+/// one), the owner of each end, and how a waiter on a ring sleeps and learns that its peer
+/// died.
+///
+/// A ring carries frames: a 16-byte header (the payload's length) and the encoded value,
+/// padded to 16 bytes, so every header and payload starts 16-byte aligned. `head` counts the
+/// bytes written and published, `tail` those read and freed; each grows for ever and is read
+/// modulo the capacity. A frame that fits the ring is published at once (one store of head);
+/// a longer one streams through it, piece by piece as the reader frees room, as an OS pipe
+/// does. A robust lock per side (writers, readers) keeps whole frames apart when several
+/// processes use one end; a process that dies holding one in the middle of a frame leaves the
+/// ring broken (`broken`): every later use of that direction throws ray::peer_died.
+///
+/// Owners. An end is owned by the process that last sent, received or polled on it (at first,
+/// the process that made the pipe); `owner[e]` holds that process's identity, its pid and the
+/// kernel's start time for it, so that a reused pid is not mistaken for it. A waiter on end e
+/// that finds no data (or no room) looks, between its sleeps, whether the owner of the other
+/// end still runs (/proc/<pid>/stat: present, not a zombie, the same start time); if not, and
+/// still nothing came, it throws ray::peer_died. What the dead process sent before it died is
+/// still received first. close() marks an end as closed, which reads the same to its peer.
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+// begin <coray/detail/mp/shared_wait.hpp>
+/// What the synchronisation primitives in the segment share (ray::semaphore, ray::event,
+/// ray::condition_variable, ray::barrier, ray::recursive_mutex): a handle type for a state
+/// kept in a shared block, user timeouts made deadlines, and the waiting loop.
+///
+/// A wait on a runtime loop's thread keeps serving the runtime (as ray::mutex and a blocking
+/// ray::get do), so the process that would wake the waiter may need this one meanwhile: it
+/// serves what has arrived, then sleeps on the primitive's own futex word for at most a
+/// 1 ms slice; the word's change wakes it at once. On any other thread it sleeps until its
+/// deadline, or in slices where the primitive checks for a dead peer between them.
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+// #include <coray/detail/mp/shared_block.hpp>: inlined above
+// #include <coray/detail/shm/futex.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <string>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// How long a waiter sleeps between two rounds of serving its runtime or checking its peers.
+inline constexpr std::chrono::milliseconds wait_slice{1};
+
+/// The deadline `timeout` from now, saturated: a timeout too long for a deadline never ends.
+template <class Rep, class Period>
+clock::time_point deadline_in(const std::chrono::duration<Rep, Period>& timeout) {
+  using seconds = std::chrono::duration<double>;  // compared without overflow
+  if (seconds(timeout) >= seconds(clock::duration::max())) return clock::time_point::max();
+  if (seconds(timeout) <= seconds::zero()) return clock::now();
+  return deadline_after(std::chrono::ceil<clock::duration>(timeout));
+}
+/// A deadline on any clock (the system clock included) as one on the steady clock.
+template <class Clock, class Duration>
+clock::time_point deadline_at(const std::chrono::time_point<Clock, Duration>& deadline) {
+  if (deadline == std::chrono::time_point<Clock, Duration>::max()) return clock::time_point::max();
+  return deadline_in(deadline - Clock::now());
+}
+
+/// Sleeps while `*word == expected`, until `deadline` at most.
+inline void futex_wait_until(std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                             clock::time_point deadline) noexcept {
+  if (deadline == clock::time_point::max())
+    return futex_wait(&word, expected, std::chrono::nanoseconds(-1));
+  const auto left = deadline - clock::now();
+  if (left > clock::duration::zero())
+    futex_wait(&word, expected, std::chrono::duration_cast<std::chrono::nanoseconds>(left));
+}
+
+/// Waits until `take()` returns true (it also takes what it waits for: a unit, the lock) or
+/// `deadline`; returns whether it took. `sleep(until)` sleeps on the primitive until woken or
+/// `until` and may take, returning true if it did. `sliced` bounds every sleep to one slice,
+/// for primitives that look for a dead peer in `sleep`.
+template <class Take, class Sleep>
+bool wait_serving(Take&& take, Sleep&& sleep, clock::time_point deadline, bool sliced = false) {
+  if (take()) return true;
+  process* p = process::here();
+  for (;;) {
+    const auto now = clock::now();
+    if (now >= deadline) return take();
+    if (p != nullptr && p->run_until(take, now)) return true;  // serves what has arrived
+    const auto until =
+        p != nullptr || sliced ? std::min(deadline, clock::now() + wait_slice) : deadline;
+    if (sleep(until) || take()) return true;
+  }
+}
+
+/// A handle on a `State` kept in a shared block, with shared_value's rules: copies share the
+/// state, the block is taken at first use (an operation, a copy, or passing it to a call) so
+/// that decoding never allocates one to throw away, and handles travel as call arguments.
+/// `State(param)` builds it in `State::bytes(param)` bytes; `State::fits(bytes)` checks a
+/// decoded block's size; `State::name` names it in errors.
+template <class State>
+class shared_handle {
+ public:
+  shared_handle(const shared_handle& o) : param_(o.param_), block_((o.state(), o.block_)) {}
+  shared_handle(shared_handle&&) noexcept = default;
+  shared_handle& operator=(const shared_handle& o) {
+    o.state();
+    param_ = o.param_;
+    block_ = o.block_;
+    return *this;
+  }
+  shared_handle& operator=(shared_handle&&) noexcept = default;
+
+  /// Handles travel as call arguments: the receiving process reaches the same state.
+  template <class Archive>
+  void serialize(Archive& ar) {
+    if constexpr (!Archive::is_loading) state();
+    ar(block_);
+    if constexpr (Archive::is_loading) {
+      if (block_ && !State::fits(block_.size()))
+        throw codec_error(std::string("coray: a ") + State::name + " handle of another type");
+    }
+  }
+
+ protected:
+  explicit shared_handle(std::uint32_t param) noexcept : param_(param) {}
+  ~shared_handle() = default;
+
+  State& state() const {
+    if (!block_) {
+      block_ = shared_block::allocate(State::bytes(param_));
+      new (block_.data()) State(param_);
+    }
+    return *std::launder(reinterpret_cast<State*>(block_.data()));
+  }
+
+ private:
+  std::uint32_t param_;
+  mutable shared_block block_;
+};
+
+/// A futex word whose top bit says that someone may sleep on it: the side that changes the
+/// word clears the bit and wakes only if it was set, so an uncontended change is one atomic
+/// instruction. A sleeper that died leaves the bit set: it costs the next change one wake.
+inline constexpr std::uint32_t sleepers_bit = 1u << 31;
+
+/// Sleeps on `word` until `until`, unless `done(value)` holds for its value first.
+template <class Done>
+void sleep_on(std::atomic<std::uint32_t>& word, Done&& done, clock::time_point until) noexcept {
+  std::uint32_t v = word.load(std::memory_order_acquire);
+  if (done(v & ~sleepers_bit)) return;
+  if ((v & sleepers_bit) == 0 &&
+      !word.compare_exchange_strong(v, v | sleepers_bit, std::memory_order_acq_rel))
+    return;  // it changed: the caller looks again
+  futex_wait_until(word, v | sleepers_bit, until);
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/mp/shared_wait.hpp>
+// #include <coray/detail/shm/futex.hpp>: inlined above
+// #include <coray/detail/shm/robust_mutex.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// A process as an end's owner: pid (22 bits, Linux's largest pid_max) and its start time
+/// in clock ticks since boot above them. 0: no one; closed_owner: closed by its owner.
+inline constexpr std::uint64_t closed_owner = ~std::uint64_t{0};
+inline constexpr int owner_pid_bits = 22;
+
+/// The state letter and start time of process `pid` from /proc; false if there is none.
+inline bool read_proc_stat(int pid, char& state, std::uint64_t& start) noexcept {
+  char path[48];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[1024];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  const char* p = std::strrchr(buf, ')');  // the command name may hold spaces and parentheses
+  if (p == nullptr || p[1] != ' ') return false;
+  p += 2;
+  state = *p;
+  for (int field = 3; field < 22; ++field) {  // starttime is field 22; the state is field 3
+    p = std::strchr(p, ' ');
+    if (p == nullptr) return false;
+    ++p;
+  }
+  start = std::strtoull(p, nullptr, 10);
+  return true;
+}
+
+inline std::uint64_t make_owner_id(int pid, std::uint64_t start) noexcept {
+  return (start << owner_pid_bits) | static_cast<std::uint64_t>(pid);
+}
+
+/// This process as an owner, read once per process (a forked child reads its own).
+inline std::uint64_t my_owner_id() noexcept {
+  static std::atomic<std::uint64_t> id{0};
+  static const bool reset_on_fork = [] {
+    pthread_atfork(nullptr, nullptr, [] { id.store(0, std::memory_order_relaxed); });
+    return true;
+  }();
+  (void)reset_on_fork;
+  std::uint64_t v = id.load(std::memory_order_relaxed);
+  if (v != 0) return v;
+  const int pid = static_cast<int>(::getpid());
+  char state = 0;
+  std::uint64_t start = 0;
+  read_proc_stat(pid, state, start);  // without /proc, the pid alone
+  v = make_owner_id(pid, start);
+  id.store(v, std::memory_order_relaxed);
+  return v;
+}
+
+/// Whether the owner `id` is gone: it closed its end, or its process no longer runs.
+inline bool owner_gone(std::uint64_t id) noexcept {
+  if (id == 0) return false;  // no one yet: nothing to tell
+  if (id == closed_owner) return true;
+  if (id == my_owner_id()) return false;
+  const int pid = static_cast<int>(id & ((std::uint64_t{1} << owner_pid_bits) - 1));
+  char state = 0;
+  std::uint64_t start = 0;
+  if (!read_proc_stat(pid, state, start)) return true;
+  if (state == 'Z' || state == 'X' || state == 'x') return true;  // killed, not yet reaped
+  return make_owner_id(pid, start) != id;                         // its pid was reused
+}
+
+/// One direction of a pipe.
+struct pipe_ring {
+  static constexpr std::size_t header_bytes = 16;
+  static std::uint64_t padded(std::uint64_t n) noexcept { return (n + 15) & ~std::uint64_t{15}; }
+
+  // What the writer and the reader each change on every frame lies 64 bytes or more apart
+  // from the other's, so that neither side's lock or counter bounces the other's cache line.
+  // (Padding, not alignas: a block of the segment is 16-byte aligned.)
+  std::uint64_t capacity = 0;            // bytes, a multiple of 16; 0 for an unused direction
+  std::uint64_t data_offset = 0;         // of the bytes, from the pipe_state
+  std::atomic<std::uint32_t> broken{0};  // a process died in the middle of a frame
+  std::byte pad0[64];
+  robust_mutex writers;             // held while one frame is written
+  std::uint32_t writer_deaths = 0;  // writers.owner_deaths() when last taken
+  bool writing = false;             // under writers: a frame is partly written
+  std::byte pad1[64];
+  std::atomic<std::uint64_t> head{0};
+  std::atomic<std::uint32_t> data_word{0};  // bumped when head moves; sleepers_bit
+  std::byte pad2[64];
+  robust_mutex readers;             // held while one frame is read
+  std::uint32_t reader_deaths = 0;  // readers.owner_deaths() when last taken
+  bool reading = false;             // under readers: a frame is partly read
+  std::byte pad3[64];
+  std::atomic<std::uint64_t> tail{0};
+  std::atomic<std::uint32_t> room_word{0};  // bumped when tail moves; sleepers_bit
+  std::byte pad4[64];
+
+  std::uint64_t available() const noexcept {
+    return head.load(std::memory_order_acquire) - tail.load(std::memory_order_relaxed);
+  }
+  std::uint64_t room() const noexcept {
+    return capacity - (head.load(std::memory_order_relaxed) - tail.load(std::memory_order_acquire));
+  }
+
+  /// Moves head or tail by `n` and wakes whoever sleeps on the other side's word.
+  static void advance(std::atomic<std::uint64_t>& counter, std::atomic<std::uint32_t>& word,
+                      std::uint64_t n) noexcept {
+    counter.fetch_add(n, std::memory_order_release);  // one side only writes it
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    std::uint32_t v = word.load(std::memory_order_relaxed);
+    if ((v & sleepers_bit) == 0) return;
+    while (!word.compare_exchange_weak(v, (v + 1) & ~sleepers_bit, std::memory_order_acq_rel,
+                                       std::memory_order_relaxed)) {
+    }
+    futex_wake_all(&word);
+  }
+  void publish(std::uint64_t n) noexcept { advance(head, data_word, n); }
+  void free_bytes(std::uint64_t n) noexcept { advance(tail, room_word, n); }
+};
+
+/// Sleeps on `word` until `until`, unless `ready()` holds: the sleepers-bit protocol of
+/// pipe_ring::advance (set the bit, fence, look again, sleep).
+template <class Ready>
+void sleep_on_ring(std::atomic<std::uint32_t>& word, Ready& ready, clock::time_point until) {
+  std::uint32_t v = word.load(std::memory_order_acquire);
+  if (ready()) return;
+  if ((v & sleepers_bit) == 0) {
+    if (!word.compare_exchange_strong(v, v | sleepers_bit, std::memory_order_acq_rel)) return;
+    v |= sleepers_bit;
+  }
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (ready()) return;
+  futex_wait_until(word, v, until);
+}
+
+struct pipe_state {
+  static_assert(alignof(pipe_ring) <= 16, "a block of the segment is 16-byte aligned");
+  static constexpr std::uint32_t magic_value = 0x70697065;  // "pipe"
+  static std::size_t header_size() noexcept { return (sizeof(pipe_state) + 63) & ~std::size_t{63}; }
+  static std::size_t bytes(std::uint64_t capacity, bool duplex) noexcept {
+    return header_size() + (duplex ? 2 : 1) * capacity;
+  }
+
+  pipe_state(std::uint64_t capacity, bool duplex_, std::uint64_t owner_id) : duplex(duplex_) {
+    // ring[e] is written through end e. A one-way pipe (Python's Pipe(False)) sends through
+    // end 1 only, to end 0.
+    std::uint64_t at = header_size();
+    for (int e = duplex ? 0 : 1; e < 2; ++e) {
+      ring[e].capacity = capacity;
+      ring[e].data_offset = at;
+      at += capacity;
+    }
+    owner[0].store(owner_id, std::memory_order_relaxed);
+    owner[1].store(owner_id, std::memory_order_relaxed);
+  }
+
+  const std::uint32_t magic = magic_value;
+  const bool duplex;
+  std::uint64_t total_bytes = 0;
+  std::atomic<std::uint64_t> owner[2];
+  pipe_ring ring[2];
+
+  std::byte* data(const pipe_ring& r) noexcept {
+    return reinterpret_cast<std::byte*>(this) + r.data_offset;
+  }
+  /// Copies `n` bytes into ring `r` at stream position `pos`, wrapping.
+  void copy_in(pipe_ring& r, std::uint64_t pos, const std::byte* src, std::uint64_t n) noexcept {
+    const std::uint64_t at = pos % r.capacity;
+    const std::uint64_t first = std::min(n, r.capacity - at);
+    std::memcpy(data(r) + at, src, first);
+    if (n > first) std::memcpy(data(r), src + first, n - first);
+  }
+  void copy_out(pipe_ring& r, std::uint64_t pos, std::byte* dst, std::uint64_t n) noexcept {
+    const std::uint64_t at = pos % r.capacity;
+    const std::uint64_t first = std::min(n, r.capacity - at);
+    std::memcpy(dst, data(r) + at, first);
+    if (n > first) std::memcpy(dst + first, data(r), n - first);
+  }
+};
+
+/// Waits until `ready()` or `deadline`; returns ready(). Serves the runtime meanwhile on a
+/// loop thread: for its spin window first (a reply usually comes within it, with no sleep
+/// on either side), then in 1 ms slices of sleep on `word`, which the other side's change
+/// wakes at once. Between slices it asks `peer_gone()`; if so and still not ready, throws
+/// peer_died with `what`.
+template <class Ready, class Gone>
+bool wait_ring(std::atomic<std::uint32_t>& word, Ready&& ready, Gone&& peer_gone,
+               clock::time_point deadline, const char* what) {
+  if (ready()) return true;
+  process* p = process::here();
+  bool first = true;
+  for (;;) {
+    auto now = clock::now();
+    if (now >= deadline) return ready();
+    if (p != nullptr) {
+      const auto spin = first ? std::chrono::microseconds(p->hdr->spin_us) : clock::duration{};
+      if (p->run_until(ready, std::min(deadline, now + spin))) return true;
+    } else if (first) {
+      backoff bo;
+      while (!bo.pause(std::chrono::microseconds(100)))
+        if (ready()) return true;
+    }
+    first = false;
+    if (peer_gone()) {
+      if (ready()) return true;
+      throw peer_died(what);
+    }
+    now = clock::now();
+    if (now >= deadline) return ready();
+    sleep_on_ring(word, ready, std::min(deadline, now + wait_slice));
+    if (ready()) return true;
+  }
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/mp/pipe_state.hpp>
+// #include <coray/detail/mp/shared_block.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+template <class T>
+class connection;
+
+/// The default bytes of a pipe's buffer, per direction.
+inline constexpr std::size_t pipe_buffer_bytes = 64 * 1024;
+
+template <class T>
+std::pair<connection<T>, connection<T>> pipe(bool duplex = true,
+                                             std::size_t buffer_bytes = pipe_buffer_bytes);
+
+/// One end of a ray::pipe<T>: multiprocessing.connection.Connection.
+template <class T>
+class connection {
+  static_assert(is_encodable_v<T> && is_decodable_v<T>,
+                "ray::connection<T>: T must be encodable and decodable by coray's codec");
+
+ public:
+  /// An empty end, what decoding fills; using it is a usage_error.
+  connection() noexcept = default;
+
+  /// Sends `value` to the other end; waits while the buffer is full. Throws peer_died if the
+  /// other end's owner died (or closed it) while there was no room, usage_error on a
+  /// receive-only end.
+  void send(const T& value) {
+    detail::pipe_state& st = use(true);
+    detail::pipe_ring& r = st.ring[end_];
+    const std::uint64_t n = ray::encoded_size(value);
+    const std::uint64_t frame = detail::pipe_ring::header_bytes + detail::pipe_ring::padded(n);
+    lock_side(r.writers, r.writer_deaths, r.writing, r);
+    struct unlock {
+      detail::pipe_ring& r;
+      ~unlock() { r.writers.unlock(); }
+    } hold{r};
+    if (frame <= r.capacity) {  // published whole, at once
+      wait_room(st, r, frame);
+      const std::uint64_t pos = r.head.load(std::memory_order_relaxed);
+      write_header(st, r, pos, n);
+      const std::uint64_t at = (pos + detail::pipe_ring::header_bytes) % r.capacity;
+      if (at + n <= r.capacity) {
+        ray::encode_to(std::span<std::byte>(st.data(r) + at, n), value);
+      } else {
+        const std::vector<std::byte> bytes = ray::encode(value);
+        st.copy_in(r, pos + detail::pipe_ring::header_bytes, bytes.data(), n);
+      }
+      r.publish(frame);
+      return;
+    }
+    // Longer than the buffer: streams through it as the reader frees room.
+    std::vector<std::byte> bytes = ray::encode(value);
+    bytes.resize(detail::pipe_ring::padded(n));
+    wait_room(st, r, detail::pipe_ring::header_bytes);
+    write_header(st, r, r.head.load(std::memory_order_relaxed), n);
+    r.writing = true;
+    r.publish(detail::pipe_ring::header_bytes);
+    try {
+      for (std::uint64_t done = 0; done < bytes.size();) {
+        wait_room(st, r, 1);
+        const std::uint64_t k = std::min<std::uint64_t>(r.room(), bytes.size() - done);
+        st.copy_in(r, r.head.load(std::memory_order_relaxed), bytes.data() + done, k);
+        r.publish(k);
+        done += k;
+      }
+    } catch (...) {  // the reader went in the middle of the value: the rest can never follow
+      r.broken.store(1, std::memory_order_release);
+      r.writing = false;
+      throw;
+    }
+    r.writing = false;
+  }
+
+  /// Receives the next value from the other end, waiting for one. Throws peer_died if the
+  /// other end's owner died (or closed it) with nothing left to receive, usage_error on a
+  /// send-only end, codec_error if the bytes are not a T.
+  T recv() {
+    detail::pipe_state& st = use(false);
+    detail::pipe_ring& r = st.ring[1 - end_];
+    lock_side(r.readers, r.reader_deaths, r.reading, r);
+    struct unlock {
+      detail::pipe_ring& r;
+      ~unlock() { r.readers.unlock(); }
+    } hold{r};
+    wait_data(st, r, detail::pipe_ring::header_bytes, detail::clock::time_point::max());
+    const std::uint64_t pos = r.tail.load(std::memory_order_relaxed);
+    std::uint64_t n = 0;
+    st.copy_out(r, pos, reinterpret_cast<std::byte*>(&n), sizeof n);
+    const std::uint64_t padded = detail::pipe_ring::padded(n);
+    const std::uint64_t frame = detail::pipe_ring::header_bytes + padded;
+    if (frame <= r.capacity) {  // published whole: all here
+      const std::uint64_t at = (pos + detail::pipe_ring::header_bytes) % r.capacity;
+      struct consume {
+        detail::pipe_ring& r;
+        std::uint64_t frame;
+        ~consume() { r.free_bytes(frame); }  // also when the bytes do not decode
+      } done{r, frame};
+      if (at + n <= r.capacity)
+        return ray::decode<T>(std::span<const std::byte>(st.data(r) + at, n));
+      std::vector<std::byte> bytes(n);
+      st.copy_out(r, pos + detail::pipe_ring::header_bytes, bytes.data(), n);
+      return ray::decode<T>(bytes);
+    }
+    r.reading = true;
+    r.free_bytes(detail::pipe_ring::header_bytes);
+    std::vector<std::byte> bytes(padded);
+    for (std::uint64_t done = 0; done < padded;) {
+      try {
+        wait_data(st, r, 1, detail::clock::time_point::max());
+      } catch (const peer_died&) {  // the writer died in the middle of the value
+        r.broken.store(1, std::memory_order_release);
+        r.reading = false;
+        throw;
+      }
+      const std::uint64_t k = std::min<std::uint64_t>(r.available(), padded - done);
+      st.copy_out(r, r.tail.load(std::memory_order_relaxed), bytes.data() + done, k);
+      r.free_bytes(k);
+      done += k;
+    }
+    r.reading = false;
+    bytes.resize(n);
+    return ray::decode<T>(bytes);
+  }
+
+  /// Whether a recv would not wait now: a value is there, or the other end's owner is gone
+  /// (then recv throws peer_died). Python's poll().
+  bool poll() { return poll_until(detail::clock::now()); }
+  /// As poll(), waiting at most `timeout` for a value.
+  template <class Rep, class Period>
+  bool poll(const std::chrono::duration<Rep, Period>& timeout) {
+    return poll_until(detail::deadline_in(timeout));
+  }
+
+  /// Lets go of this handle. If this process owns the end, the other end's waits (and later
+  /// ones, with nothing left to receive) end with peer_died, until a process uses the end
+  /// again through another handle. Later use of this handle is a usage_error.
+  void close() {
+    if (!block_) return;
+    auto& owner = state().owner[end_];
+    std::uint64_t mine = detail::my_owner_id();
+    owner.compare_exchange_strong(mine, detail::closed_owner, std::memory_order_acq_rel);
+    wake_peer(state());
+    block_ = detail::shared_block();
+  }
+
+  /// False for an empty or closed handle.
+  explicit operator bool() const noexcept { return static_cast<bool>(block_); }
+  bool readable() const noexcept { return block_ && (state().duplex || end_ == 0); }
+  bool writable() const noexcept { return block_ && (state().duplex || end_ == 1); }
+
+  /// Ends travel as call arguments: the receiving process reaches the same pipe.
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(block_, end_);
+    if constexpr (Archive::is_loading) {
+      if (!block_) return;
+      if (end_ > 1 || block_.size() < sizeof(detail::pipe_state) ||
+          state().magic != detail::pipe_state::magic_value || state().total_bytes != block_.size())
+        throw codec_error("coray: a ray::connection handle of something else");
+    }
+  }
+
+ private:
+  friend std::pair<connection<T>, connection<T>> pipe<T>(bool, std::size_t);
+  connection(detail::shared_block b, std::uint8_t end) : block_(std::move(b)), end_(end) {}
+
+  detail::pipe_state& state() const noexcept {
+    return *std::launder(reinterpret_cast<detail::pipe_state*>(block_.data()));
+  }
+
+  /// The state, for a send (`sending`) or a receive; this process becomes the end's owner.
+  detail::pipe_state& use(bool sending) {
+    if (!block_) throw usage_error("coray: a ray::connection that is empty or closed");
+    detail::pipe_state& st = state();
+    if (!st.duplex && (end_ == 1) != sending)
+      throw usage_error(sending ? "coray: send on the receiving end of a one-way ray::pipe"
+                                : "coray: recv on the sending end of a one-way ray::pipe");
+    const std::uint64_t me = detail::my_owner_id();
+    if (st.owner[end_].load(std::memory_order_relaxed) != me)
+      st.owner[end_].store(me, std::memory_order_relaxed);
+    return st;
+  }
+
+  bool peer_gone(detail::pipe_state& st) const noexcept {
+    return detail::owner_gone(st.owner[1 - end_].load(std::memory_order_relaxed));
+  }
+  static void check_broken(const detail::pipe_ring& r) {
+    if (r.broken.load(std::memory_order_acquire) != 0)
+      throw peer_died("coray: a process died in the middle of a value on this ray::pipe");
+  }
+
+  /// Takes one side's lock of `r`, waiting (and serving) while another process holds it. A
+  /// process that died holding it in the middle of a frame broke the ring.
+  static void lock_side(detail::robust_mutex& m, std::uint32_t& deaths_seen, bool& partial,
+                        detail::pipe_ring& r) {
+    detail::wait_serving([&] { return m.try_lock(); },
+                         [&](detail::clock::time_point until) { return m.try_lock_until(until); },
+                         detail::clock::time_point::max());
+    if (m.owner_deaths() != deaths_seen) {
+      deaths_seen = m.owner_deaths();
+      if (partial) r.broken.store(1, std::memory_order_release);
+      partial = false;
+    }
+    try {
+      check_broken(r);
+    } catch (...) {
+      m.unlock();
+      throw;
+    }
+  }
+
+  void wait_room(detail::pipe_state& st, detail::pipe_ring& r, std::uint64_t bytes) {
+    detail::wait_ring(
+        r.room_word, [&] { return r.room() >= bytes; }, [&] { return peer_gone(st); },
+        detail::clock::time_point::max(),
+        "coray: the other end of a ray::pipe is gone (its process died, or it was closed) "
+        "and its buffer is full");
+  }
+  bool wait_data(detail::pipe_state& st, detail::pipe_ring& r, std::uint64_t bytes,
+                 detail::clock::time_point deadline) {
+    return detail::wait_ring(
+        r.data_word, [&] { return r.available() >= bytes; }, [&] { return peer_gone(st); },
+        deadline,
+        "coray: the other end of a ray::pipe is gone (its process died, or it was closed) "
+        "with nothing left to receive");
+  }
+
+  static void write_header(detail::pipe_state& st, detail::pipe_ring& r, std::uint64_t pos,
+                           std::uint64_t n) noexcept {
+    std::byte header[detail::pipe_ring::header_bytes] = {};
+    std::memcpy(header, &n, sizeof n);
+    st.copy_in(r, pos, header, sizeof header);
+  }
+
+  bool poll_until(detail::clock::time_point deadline) {
+    detail::pipe_state& st = use(false);
+    detail::pipe_ring& r = st.ring[1 - end_];
+    if (r.broken.load(std::memory_order_acquire) != 0) return true;
+    try {
+      return wait_data(st, r, detail::pipe_ring::header_bytes, deadline) || peer_gone(st);
+    } catch (const peer_died&) {
+      return true;  // recv would not wait: it throws
+    }
+  }
+
+  /// Wakes the other end's waiters, so that they look at this end's owner again.
+  void wake_peer(detail::pipe_state& st) const noexcept {
+    for (auto* w : {&st.ring[end_].data_word, &st.ring[1 - end_].room_word}) {
+      w->fetch_add(1, std::memory_order_acq_rel);
+      detail::futex_wake_all(w);
+    }
+  }
+
+  detail::shared_block block_;
+  std::uint8_t end_ = 0;
+};
+
+/// multiprocessing.Pipe: two connected ends. Duplex by default; with `duplex` false the first
+/// end only receives and the second only sends. `buffer_bytes` per direction (rounded up to
+/// 16; at least 64). Throws object_store_full.
+template <class T>
+std::pair<connection<T>, connection<T>> pipe(bool duplex, std::size_t buffer_bytes) {
+  const std::uint64_t capacity = detail::pipe_ring::padded(std::max<std::size_t>(buffer_bytes, 64));
+  const std::size_t bytes = detail::pipe_state::bytes(capacity, duplex);
+  detail::shared_block b = detail::shared_block::allocate(bytes);
+  auto* st = new (b.data()) detail::pipe_state(capacity, duplex, detail::my_owner_id());
+  st->total_bytes = b.size();
+  return {connection<T>(b, 0), connection<T>(b, 1)};
+}
+
+CORAY_END_NAMESPACE
+// end <coray/pipe.hpp>
 // begin <coray/pool.hpp>
 /// ray::pool: multiprocessing.Pool for coray -- worker processes of its own that map a
 /// function over a range in chunks, or run single calls, with an optional initializer run
@@ -7231,7 +7985,8 @@ CORAY_END_NAMESPACE
 // begin <coray/detail/mp/queue_actor.hpp>
 /// The actor behind a ray::queue<T>: a std::deque<T> whose blocking put and get are coroutine
 /// methods, so a call that must wait (queue full, or empty) suspends and the actor goes on
-/// serving others -- the put that makes room for it, the get that frees a slot.
+/// serving others -- the put that makes room for it, the get that frees a slot. It also
+/// counts the items put and not yet marked done, for ray::joinable_queue's task_done and join.
 
 #include <chrono>
 // #include <coray/async.hpp>: inlined above
@@ -7297,6 +8052,25 @@ class queue_actor {
 
   std::uint64_t size() const noexcept { return items_.size(); }
 
+  /// One item put earlier is done; false (and no change) if none is left undone.
+  bool task_done() {
+    if (unfinished_ == 0) return false;
+    if (--unfinished_ == 0)
+      while (!joiners_.empty()) {
+        waiter& j = *joiners_.front();
+        j.done = true;
+        wake(j);
+      }
+    return true;
+  }
+  /// Waits until every item put has been marked done.
+  async<void> join() {
+    if (unfinished_ == 0) co_return;
+    waiter w;
+    co_await wait_in{joiners_, w, -1};
+  }
+  std::uint64_t unfinished() const noexcept { return unfinished_; }
+
  private:
   struct waiter {
     std::coroutine_handle<> h;
@@ -7343,6 +8117,7 @@ class queue_actor {
 
   /// A new item goes to the oldest waiting getter, else to the back of the queue.
   void push(T&& item) {
+    ++unfinished_;
     if (!getters_.empty()) {
       waiter& g = *getters_.front();
       g.item = std::move(item);
@@ -7359,6 +8134,7 @@ class queue_actor {
     if (!putters_.empty()) {
       waiter& w = *putters_.front();
       items_.push_back(std::move(*w.item));
+      ++unfinished_;
       w.done = true;
       wake(w);
     }
@@ -7367,7 +8143,8 @@ class queue_actor {
 
   std::uint64_t maxsize_;
   std::deque<T> items_;
-  std::list<waiter*> getters_, putters_;
+  std::list<waiter*> getters_, putters_, joiners_;
+  std::uint64_t unfinished_ = 0;  // items put and not yet marked done
 };
 
 }  // namespace detail
@@ -7466,11 +8243,13 @@ class queue {
     maxsize_ = static_cast<std::size_t>(maxsize);
   }
 
- private:
+ protected:
   const actor<actor_type>& handle() const {
     start();
     return actor_;
   }
+
+ private:
   void start() const {
     if (actor_.valid()) return;
     actor_ = ray::spawn<actor_type>(actor_options{.max_concurrency = actor_type::max_waiting_calls},
@@ -7504,6 +8283,42 @@ class queue {
 
   mutable actor<actor_type> actor_;
   std::size_t maxsize_ = 0;
+};
+
+/// multiprocessing.JoinableQueue: a ray::queue that also counts the items put and not yet
+/// marked done. A consumer calls task_done() once per item it has finished with; join()
+/// waits until every item put so far is done.
+///
+///   void worker(ray::joinable_queue<int> q) {
+///     for (;;) { int job = q.get(); run(job); q.task_done(); }
+///   }
+///   for (int j : jobs) q.put(j);
+///   q.join();                                  // every job has been run
+template <class T>
+class joinable_queue : public queue<T> {
+  using actor_type = detail::queue_actor<T>;
+
+ public:
+  using queue<T>::queue;
+
+  /// Marks one item taken from the queue as done. Throws usage_error (Python's ValueError)
+  /// if called more times than items were put.
+  void task_done() {
+    if (!ray::get(this->handle().template call<&actor_type::task_done>()).get())
+      throw usage_error("coray: ray::joinable_queue::task_done() called more times than items put");
+  }
+  /// Waits until every item put has been marked done (at once if none is pending). On a
+  /// runtime loop's thread it serves the runtime meanwhile, as a blocking ray::get does.
+  void join() { ray::get(this->handle().template call<&actor_type::join>()).get(); }
+  /// join() in a coroutine: `co_await q.join_async()`.
+  async<void> join_async() { return await_join(this->handle().template call<&actor_type::join>()); }
+  /// Items put and not yet marked done (one actor call; it may change at once).
+  std::size_t unfinished() const {
+    return ray::get(this->handle().template call<&actor_type::unfinished>()).get();
+  }
+
+ private:
+  static async<void> await_join(object_ref<void> r) { co_await ray::get(r); }
 };
 
 CORAY_END_NAMESPACE
@@ -7723,6 +8538,15 @@ class task_table {
     return r;
   }
   std::size_t size() const noexcept { return records_.size(); }
+  /// After a tide of calls has gone: gives back the index's buckets, sized for the peak.
+  /// True if there were many to give back.
+  bool shrink() {
+    if (records_.bucket_count() < (std::size_t{1} << 16) ||
+        records_.size() * 8 > records_.bucket_count())
+      return false;
+    records_.rehash(0);
+    return true;
+  }
   void clear() {
     runnable.clear();
     records_.clear();
@@ -9118,6 +9942,59 @@ class call_lifecycle {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/call_lifecycle.hpp>
+// begin <coray/detail/runtime/memory_return.hpp>
+/// Giving memory back to the operating system once the driver has been quiet with it for a
+/// while, as jemalloc's decay does: pages given back at once would be faulted in again by a
+/// program that keeps making big objects or tides of calls, so nothing goes back while that
+/// goes on. Checked once a second on the driver's loop (a timer; it does not run while the
+/// program is busy outside the runtime, and the check waits for the next turn then).
+///
+/// - The object store: when no object of a MB or more was made during the last second but
+///   some were since the last return, every free range of 16 MB or more is punched out of
+///   the segment (segment::return_free_pages).
+/// - The driver's heap: when the driver held no call at the last two checks and its call
+///   index had grown for a tide of calls, the index is shrunk (task_table::shrink) and
+///   malloc's free memory is trimmed (malloc_trim).
+
+#include <malloc.h>
+
+#include <chrono>
+// #include <coray/detail/runtime/task_table.hpp>: inlined above
+// #include <coray/detail/shm/segment.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class memory_return {
+ public:
+  static constexpr auto period = std::chrono::seconds(1);
+  static constexpr std::size_t min_chunk = std::size_t{16} << 20;
+
+  /// Once a period, on the driver's loop.
+  void check(segment& seg, task_table& tasks) {
+    const std::uint64_t made = seg.large_allocations();
+    if (made != made_at_return_ && made == made_at_check_) {
+      seg.return_free_pages(min_chunk);
+      made_at_return_ = made;
+    }
+    made_at_check_ = made;
+
+    const bool idle = tasks.size() == 0;
+    if (idle && was_idle_ && tasks.shrink()) malloc_trim(0);
+    was_idle_ = idle;
+  }
+
+ private:
+  std::uint64_t made_at_return_ = 0;  // large allocations when the store last gave back
+  std::uint64_t made_at_check_ = 0;   // ... at the last check
+  bool was_idle_ = false;             // no call was held at the last check
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/memory_return.hpp>
 // #include <coray/detail/runtime/process.hpp>: inlined above
 // #include <coray/detail/runtime/registry.hpp>: inlined above
 // #include <coray/detail/runtime/reply_router.hpp>: inlined above
@@ -9239,6 +10116,8 @@ class orchestrator final : public call_lifecycle, public transport_events {
   const object_spiller& spiller() const noexcept { return spiller_; }
   const task_table& tasks() const noexcept { return tasks_; }
   const actor_table& actors() const noexcept { return actors_; }
+  /// Once a memory_return::period: gives memory back when it has been idle (memory_return).
+  void return_memory() { memory_.check(seg_, tasks_); }
 
   // ---- calls ---------------------------------------------------------------------------
 
@@ -9631,6 +10510,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
   std::vector<std::uint32_t> start_failures_;  // deaths before serving in a row, per slot
   std::vector<std::pair<clock::time_point, std::uint32_t>> delayed_starts_;  // (when, slot)
   std::uint64_t next_task_id_ = 1;
+  memory_return memory_;
 };
 
 }  // namespace detail
@@ -10721,9 +11601,11 @@ class local_driver final : public driver {
     transport_->start_supervisor(cfg.method, epoch, std::move(cfg.argv));
     orchestrator_->start_workers();
     process::current() = this;
+    memory_timer_ = add_timer(clock::now() + memory_return::period, &on_memory_timer, this);
   }
 
   ~local_driver() override {
+    cancel_timer(memory_timer_);
     orchestrator_->stop_idle_actors();
     if (process::current() == this) process::current() = nullptr;
     transport_->end();  // the supervisor ends every process, then itself
@@ -10817,6 +11699,12 @@ class local_driver final : public driver {
   }
 
  private:
+  static void on_memory_timer(void* self) {
+    auto& d = *static_cast<local_driver*>(self);
+    d.orchestrator_->return_memory();
+    d.memory_timer_ = d.add_timer(clock::now() + memory_return::period, &on_memory_timer, self);
+  }
+
   /// The shared segment, with the object store in it; refused with the figures when the
   /// address space is limited below it (ulimit -v). (make_local_driver has refused a store
   /// larger than memory.)
@@ -10836,6 +11724,7 @@ class local_driver final : public driver {
   std::optional<shm_transport> transport_;
   std::optional<orchestrator> orchestrator_;
   bool in_poll_ = false;
+  std::uint64_t memory_timer_ = 0;
 };
 
 }  // namespace detail
@@ -11398,142 +12287,7 @@ CORAY_END_NAMESPACE
 /// of its mutex, so a late reader never sees a later generation's outcome.
 
 #include <atomic>
-// begin <coray/detail/mp/shared_wait.hpp>
-/// What the synchronisation primitives in the segment share (ray::semaphore, ray::event,
-/// ray::condition_variable, ray::barrier, ray::recursive_mutex): a handle type for a state
-/// kept in a shared block, user timeouts made deadlines, and the waiting loop.
-///
-/// A wait on a runtime loop's thread keeps serving the runtime (as ray::mutex and a blocking
-/// ray::get do), so the process that would wake the waiter may need this one meanwhile: it
-/// serves what has arrived, then sleeps on the primitive's own futex word for at most a
-/// 1 ms slice; the word's change wakes it at once. On any other thread it sleeps until its
-/// deadline, or in slices where the primitive checks for a dead peer between them.
-
-#include <algorithm>
-#include <atomic>
-#include <chrono>
-// #include <coray/detail/mp/shared_block.hpp>: inlined above
-// #include <coray/detail/shm/futex.hpp>: inlined above
-// #include <coray/errors.hpp>: inlined above
-#include <cstddef>
-#include <cstdint>
-#include <new>
-#include <string>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-/// How long a waiter sleeps between two rounds of serving its runtime or checking its peers.
-inline constexpr std::chrono::milliseconds wait_slice{1};
-
-/// The deadline `timeout` from now, saturated: a timeout too long for a deadline never ends.
-template <class Rep, class Period>
-clock::time_point deadline_in(const std::chrono::duration<Rep, Period>& timeout) {
-  using seconds = std::chrono::duration<double>;  // compared without overflow
-  if (seconds(timeout) >= seconds(clock::duration::max())) return clock::time_point::max();
-  if (seconds(timeout) <= seconds::zero()) return clock::now();
-  return deadline_after(std::chrono::ceil<clock::duration>(timeout));
-}
-/// A deadline on any clock (the system clock included) as one on the steady clock.
-template <class Clock, class Duration>
-clock::time_point deadline_at(const std::chrono::time_point<Clock, Duration>& deadline) {
-  if (deadline == std::chrono::time_point<Clock, Duration>::max()) return clock::time_point::max();
-  return deadline_in(deadline - Clock::now());
-}
-
-/// Sleeps while `*word == expected`, until `deadline` at most.
-inline void futex_wait_until(std::atomic<std::uint32_t>& word, std::uint32_t expected,
-                             clock::time_point deadline) noexcept {
-  if (deadline == clock::time_point::max())
-    return futex_wait(&word, expected, std::chrono::nanoseconds(-1));
-  const auto left = deadline - clock::now();
-  if (left > clock::duration::zero())
-    futex_wait(&word, expected, std::chrono::duration_cast<std::chrono::nanoseconds>(left));
-}
-
-/// Waits until `take()` returns true (it also takes what it waits for: a unit, the lock) or
-/// `deadline`; returns whether it took. `sleep(until)` sleeps on the primitive until woken or
-/// `until` and may take, returning true if it did. `sliced` bounds every sleep to one slice,
-/// for primitives that look for a dead peer in `sleep`.
-template <class Take, class Sleep>
-bool wait_serving(Take&& take, Sleep&& sleep, clock::time_point deadline, bool sliced = false) {
-  if (take()) return true;
-  process* p = process::here();
-  for (;;) {
-    const auto now = clock::now();
-    if (now >= deadline) return take();
-    if (p != nullptr && p->run_until(take, now)) return true;  // serves what has arrived
-    const auto until =
-        p != nullptr || sliced ? std::min(deadline, clock::now() + wait_slice) : deadline;
-    if (sleep(until) || take()) return true;
-  }
-}
-
-/// A handle on a `State` kept in a shared block, with shared_value's rules: copies share the
-/// state, the block is taken at first use (an operation, a copy, or passing it to a call) so
-/// that decoding never allocates one to throw away, and handles travel as call arguments.
-/// `State(param)` builds it in `State::bytes(param)` bytes; `State::fits(bytes)` checks a
-/// decoded block's size; `State::name` names it in errors.
-template <class State>
-class shared_handle {
- public:
-  shared_handle(const shared_handle& o) : param_(o.param_), block_((o.state(), o.block_)) {}
-  shared_handle(shared_handle&&) noexcept = default;
-  shared_handle& operator=(const shared_handle& o) {
-    o.state();
-    param_ = o.param_;
-    block_ = o.block_;
-    return *this;
-  }
-  shared_handle& operator=(shared_handle&&) noexcept = default;
-
-  /// Handles travel as call arguments: the receiving process reaches the same state.
-  template <class Archive>
-  void serialize(Archive& ar) {
-    if constexpr (!Archive::is_loading) state();
-    ar(block_);
-    if constexpr (Archive::is_loading) {
-      if (block_ && !State::fits(block_.size()))
-        throw codec_error(std::string("coray: a ") + State::name + " handle of another type");
-    }
-  }
-
- protected:
-  explicit shared_handle(std::uint32_t param) noexcept : param_(param) {}
-  ~shared_handle() = default;
-
-  State& state() const {
-    if (!block_) {
-      block_ = shared_block::allocate(State::bytes(param_));
-      new (block_.data()) State(param_);
-    }
-    return *std::launder(reinterpret_cast<State*>(block_.data()));
-  }
-
- private:
-  std::uint32_t param_;
-  mutable shared_block block_;
-};
-
-/// A futex word whose top bit says that someone may sleep on it: the side that changes the
-/// word clears the bit and wakes only if it was set, so an uncontended change is one atomic
-/// instruction. A sleeper that died leaves the bit set: it costs the next change one wake.
-inline constexpr std::uint32_t sleepers_bit = 1u << 31;
-
-/// Sleeps on `word` until `until`, unless `done(value)` holds for its value first.
-template <class Done>
-void sleep_on(std::atomic<std::uint32_t>& word, Done&& done, clock::time_point until) noexcept {
-  std::uint32_t v = word.load(std::memory_order_acquire);
-  if (done(v & ~sleepers_bit)) return;
-  if ((v & sleepers_bit) == 0 &&
-      !word.compare_exchange_strong(v, v | sleepers_bit, std::memory_order_acq_rel))
-    return;  // it changed: the caller looks again
-  futex_wait_until(word, v | sleepers_bit, until);
-}
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/mp/shared_wait.hpp>
+// #include <coray/detail/mp/shared_wait.hpp>: inlined above
 // #include <coray/detail/shm/robust_mutex.hpp>: inlined above
 #include <cstddef>
 #include <cstdint>

@@ -1,4 +1,5 @@
-// ray::queue: a bounded FIFO every process of the runtime can use, with Ray's Queue semantics.
+// ray::queue: a bounded FIFO every process of the runtime can use, with Ray's Queue semantics;
+// ray::joinable_queue: one whose join() waits until every item put is marked done.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -27,6 +28,16 @@ ray::async<int> consume_async(ray::queue<int> q, int n) {
   for (int i = 0; i < n; ++i) sum += co_await q.get_async();
   co_return sum;
 }
+
+/// Takes `n` items, adds each to `total`, then marks it done.
+int consume_and_mark(ray::joinable_queue<int> q, ray::shared_value<long> total, int n) {
+  for (int i = 0; i < n; ++i) {
+    total.fetch_add(q.get());
+    q.task_done();
+  }
+  return n;
+}
+void mark_done(ray::joinable_queue<int> q) { q.task_done(); }
 
 struct relay {
   explicit relay(ray::queue<std::string> out) : out(std::move(out)) {}
@@ -125,4 +136,47 @@ TEST_CASE("a queue handed to an actor reaches the same queue") {
   r.call<&relay::say>("there");
   CHECK(q.get() == "relayed hi");
   CHECK(q.get() == "relayed there");
+}
+
+TEST_CASE("a joinable_queue's join waits until every item put is marked done by its consumers") {
+  ray::runtime rt({.num_workers = 2});
+  ray::joinable_queue<int> q(8);
+  ray::shared_value<long> total(0);
+  auto a = ray::task<consume_and_mark>.remote(q, total, 50);
+  auto b = ray::task<consume_and_mark>.remote(q, total, 50);
+  for (int i = 1; i <= 100; ++i) q.put(i);
+  q.join();  // each item's task_done came after its addition
+  CHECK(total.load() == 5050);
+  CHECK(q.unfinished() == 0);
+  CHECK(ray::get(a).get() + ray::get(b).get() == 100);
+  q.join();  // nothing pending: at once
+}
+
+TEST_CASE("task_done more times than items put is a usage_error, in any process") {
+  ray::runtime rt({.num_workers = 1});
+  ray::joinable_queue<int> q;
+  CHECK_THROWS_WITH_AS(q.task_done(), doctest::Contains("more times than items put"),
+                       ray::usage_error);
+  q.put_nowait_batch({1, 2});
+  CHECK(q.unfinished() == 2);
+  CHECK(q.get() == 1);
+  ray::get(ray::task<mark_done>.remote(q)).get();  // an item need not be done where it was got
+  CHECK(q.unfinished() == 1);
+  q.task_done();
+  CHECK_THROWS_AS(ray::get(ray::task<mark_done>.remote(q)).get(), ray::usage_error);
+  CHECK(q.unfinished() == 0);
+}
+
+TEST_CASE("join_async is awaited in a coroutine until the last task_done") {
+  ray::runtime rt({.num_workers = 1});
+  ray::joinable_queue<int> q;
+  q.put(1);
+  auto joined = rt.run([&]() -> ray::async<int> {
+    auto wait = q.join_async();  // sent at once: waits in the queue's actor
+    q.task_done();
+    co_await std::move(wait);
+    co_return 1;
+  }());
+  CHECK(joined == 1);
+  CHECK(q.size() == 1);  // join counts done items, not taken ones
 }

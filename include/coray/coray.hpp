@@ -11,6 +11,7 @@
 #include <coray/object_ref.hpp>
 #include <coray/object_store.hpp>
 #include <coray/object_view.hpp>
+#include <coray/pipe.hpp>
 #include <coray/pool.hpp>
 #include <coray/processes.hpp>
 #include <coray/queue.hpp>

@@ -117,11 +117,13 @@ class queue {
     maxsize_ = static_cast<std::size_t>(maxsize);
   }
 
- private:
+ protected:
   const actor<actor_type>& handle() const {
     start();
     return actor_;
   }
+
+ private:
   void start() const {
     if (actor_.valid()) return;
     actor_ = ray::spawn<actor_type>(actor_options{.max_concurrency = actor_type::max_waiting_calls},
@@ -155,6 +157,42 @@ class queue {
 
   mutable actor<actor_type> actor_;
   std::size_t maxsize_ = 0;
+};
+
+/// multiprocessing.JoinableQueue: a ray::queue that also counts the items put and not yet
+/// marked done. A consumer calls task_done() once per item it has finished with; join()
+/// waits until every item put so far is done.
+///
+///   void worker(ray::joinable_queue<int> q) {
+///     for (;;) { int job = q.get(); run(job); q.task_done(); }
+///   }
+///   for (int j : jobs) q.put(j);
+///   q.join();                                  // every job has been run
+template <class T>
+class joinable_queue : public queue<T> {
+  using actor_type = detail::queue_actor<T>;
+
+ public:
+  using queue<T>::queue;
+
+  /// Marks one item taken from the queue as done. Throws usage_error (Python's ValueError)
+  /// if called more times than items were put.
+  void task_done() {
+    if (!ray::get(this->handle().template call<&actor_type::task_done>()).get())
+      throw usage_error("coray: ray::joinable_queue::task_done() called more times than items put");
+  }
+  /// Waits until every item put has been marked done (at once if none is pending). On a
+  /// runtime loop's thread it serves the runtime meanwhile, as a blocking ray::get does.
+  void join() { ray::get(this->handle().template call<&actor_type::join>()).get(); }
+  /// join() in a coroutine: `co_await q.join_async()`.
+  async<void> join_async() { return await_join(this->handle().template call<&actor_type::join>()); }
+  /// Items put and not yet marked done (one actor call; it may change at once).
+  std::size_t unfinished() const {
+    return ray::get(this->handle().template call<&actor_type::unfinished>()).get();
+  }
+
+ private:
+  static async<void> await_join(object_ref<void> r) { co_await ray::get(r); }
 };
 
 CORAY_END_NAMESPACE

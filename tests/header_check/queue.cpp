@@ -1,4 +1,5 @@
-// queue.hpp alone: put and get, blocking and in a coroutine.
+// queue.hpp alone: put and get, blocking and in a coroutine; a joinable queue's task_done and
+// join.
 #include <coray/queue.hpp>
 
 namespace header_check_queue {
@@ -12,7 +13,13 @@ int uses() {
   ray::queue<int> q(10);
   q.put(1);
   int v = q.get();
-  return v + ray::sync_wait(consume(q)) + static_cast<int>(q.size());
+  ray::joinable_queue<int> jobs;
+  jobs.put(3);
+  v += jobs.get();
+  jobs.task_done();
+  jobs.join();
+  ray::sync_wait(jobs.join_async());
+  return v + ray::sync_wait(consume(q)) + static_cast<int>(q.size() + jobs.unfinished());
 }
 
 }  // namespace header_check_queue

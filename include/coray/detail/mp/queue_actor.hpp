@@ -1,7 +1,8 @@
 #pragma once
 /// The actor behind a ray::queue<T>: a std::deque<T> whose blocking put and get are coroutine
 /// methods, so a call that must wait (queue full, or empty) suspends and the actor goes on
-/// serving others -- the put that makes room for it, the get that frees a slot.
+/// serving others -- the put that makes room for it, the get that frees a slot. It also
+/// counts the items put and not yet marked done, for ray::joinable_queue's task_done and join.
 
 #include <chrono>
 #include <coray/async.hpp>
@@ -67,6 +68,25 @@ class queue_actor {
 
   std::uint64_t size() const noexcept { return items_.size(); }
 
+  /// One item put earlier is done; false (and no change) if none is left undone.
+  bool task_done() {
+    if (unfinished_ == 0) return false;
+    if (--unfinished_ == 0)
+      while (!joiners_.empty()) {
+        waiter& j = *joiners_.front();
+        j.done = true;
+        wake(j);
+      }
+    return true;
+  }
+  /// Waits until every item put has been marked done.
+  async<void> join() {
+    if (unfinished_ == 0) co_return;
+    waiter w;
+    co_await wait_in{joiners_, w, -1};
+  }
+  std::uint64_t unfinished() const noexcept { return unfinished_; }
+
  private:
   struct waiter {
     std::coroutine_handle<> h;
@@ -113,6 +133,7 @@ class queue_actor {
 
   /// A new item goes to the oldest waiting getter, else to the back of the queue.
   void push(T&& item) {
+    ++unfinished_;
     if (!getters_.empty()) {
       waiter& g = *getters_.front();
       g.item = std::move(item);
@@ -129,6 +150,7 @@ class queue_actor {
     if (!putters_.empty()) {
       waiter& w = *putters_.front();
       items_.push_back(std::move(*w.item));
+      ++unfinished_;
       w.done = true;
       wake(w);
     }
@@ -137,7 +159,8 @@ class queue_actor {
 
   std::uint64_t maxsize_;
   std::deque<T> items_;
-  std::list<waiter*> getters_, putters_;
+  std::list<waiter*> getters_, putters_, joiners_;
+  std::uint64_t unfinished_ = 0;  // items put and not yet marked done
 };
 
 }  // namespace detail
