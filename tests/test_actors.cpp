@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <coray/coray.hpp>
 #include <numeric>
 #include <string>
@@ -45,6 +46,20 @@ int bump_through(ray::actor<counter> c, int by) {
   // A handle passed to a task reaches the same actor.
   return ray::get(c.call<&counter::incr>(by));
 }
+
+/// An async method that polls a flag another method sets, sleeping between polls.
+struct flag_waiter {
+  bool flag = false;
+  ray::async<int> wait_for_flag() {
+    int polls = 0;
+    while (!flag) {
+      co_await ray::sleep_for(std::chrono::milliseconds(1));
+      ++polls;
+    }
+    co_return polls;
+  }
+  void set_flag() { flag = true; }
+};
 
 struct async_actor {
   // A coroutine method: while it awaits, other calls to this actor may run.
@@ -274,4 +289,13 @@ TEST_CASE("an actor handle cannot be stored in a put object") {
   ray::runtime rt({.num_workers = 1});
   std::vector<ray::actor<counter>> cs{ray::spawn<counter>(0)};
   CHECK_THROWS_WITH_AS(ray::put(cs), doctest::Contains("call arguments only"), ray::runtime_error);
+}
+
+TEST_CASE("an async method sleeping in ray::sleep_for leaves its actor serving other calls") {
+  ray::runtime rt({.num_workers = 1});
+  auto a = ray::spawn<flag_waiter>(ray::actor_options{.max_concurrency = 2});
+  auto waiting = a.call<&flag_waiter::wait_for_flag>();
+  // Runs while wait_for_flag sleeps: with the actor blocked in it, neither would end.
+  ray::get(a.call<&flag_waiter::set_flag>(), {.timeout = std::chrono::seconds(20)}).get();
+  CHECK(ray::get(waiting, {.timeout = std::chrono::seconds(20)}).get() >= 0);
 }

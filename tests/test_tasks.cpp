@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <coray/coray.hpp>
 #include <numeric>
 #include <string>
@@ -25,6 +26,16 @@ int throws_out_of_range(int i) { return std::vector<int>{}.at(static_cast<std::s
 int die_by_signal(int sig) {
   raise(sig);
   return 0;
+}
+
+/// Polls a flag in shared memory, sleeping between polls.
+ray::async<int> wait_for_flag(ray::shared_value<int> flag) {
+  while (flag.load() == 0) co_await ray::sleep_for(std::chrono::milliseconds(1));
+  co_return flag.load();
+}
+int raise_flag(ray::shared_value<int> flag) {
+  flag.store(7);
+  return 1;
 }
 
 ray::async<int> fib(int n) {
@@ -179,4 +190,27 @@ TEST_CASE("tasks queued behind a crashing one still run") {
   CHECK_THROWS_AS(ray::get(crash).get(), ray::worker_crashed);
   std::vector<int> all = ray::get(refs);
   CHECK(all[19] == 20);
+}
+
+TEST_CASE("a coroutine task sleeping in ray::sleep_for does not occupy its worker") {
+  ray::runtime rt({.num_workers = 1});
+  ray::shared_value<int> flag(0);
+  auto waiting = ray::task<wait_for_flag>.remote(flag);
+  // The one worker runs this while wait_for_flag sleeps; were it blocked, neither would end.
+  CHECK(ray::get(ray::task<raise_flag>.remote(flag), {.timeout = std::chrono::seconds(20)}).get() ==
+        1);
+  CHECK(ray::get(waiting, {.timeout = std::chrono::seconds(20)}).get() == 7);
+}
+
+TEST_CASE("ray::sleep_for in the driver's coroutines waits at least as long as asked") {
+  ray::runtime rt({.num_workers = 1});
+  const auto start = std::chrono::steady_clock::now();
+  const int v = ray::sync_wait([]() -> ray::async<int> {
+    co_await ray::sleep_for(std::chrono::milliseconds(20));
+    co_await ray::sleep_for(std::chrono::milliseconds(-5));  // not positive: no wait
+    co_await ray::sleep_until(std::chrono::system_clock::now() + std::chrono::milliseconds(10));
+    co_return 3;
+  }());
+  CHECK(v == 3);
+  CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(30));
 }

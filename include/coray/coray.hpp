@@ -19,6 +19,7 @@
 #include <coray/runtime.hpp>
 #include <coray/shared_memory.hpp>
 #include <coray/shared_value.hpp>
+#include <coray/sleep.hpp>
 #include <coray/sync_wait.hpp>
 #include <coray/synchronize.hpp>
 #include <coray/task.hpp>
