@@ -329,7 +329,7 @@ class pool {
     static_assert(!traits::captures,
                   "ray::pool: f is a lambda that captures variables, which a pool process cannot "
                   "see: pass them as arguments (apply, starmap) or make f capture nothing");
-    return traits::is_function && !traits::is_member && !traits::captures;
+    return traits::is_function && !traits::is_member;  // a capture is reported above
   }
 
   template <auto F, class... A>
@@ -715,16 +715,22 @@ class pool {
             disp_.enqueue(detail::make_pool_call<method, F, detail::star_chunk_tag<chunk>>(
                 d_, std::forward<decltype(c)>(c))));
       };
-      if constexpr (args::raw) {
-        // Packed: each item's arguments become one row of bytes, sent in place.
-        std::vector<typename args::row> rows;
-        if constexpr (std::ranges::sized_range<Range>) {
-          rows.resize(std::ranges::size(items));
-          std::size_t i = 0;
-          for (auto&& t : items) args::pack(rows[i++].data(), t);
-        } else {
-          for (auto&& t : items) args::pack(rows.emplace_back().data(), t);
+      if constexpr (args::raw && std::ranges::sized_range<Range>) {
+        // Packed: each item's arguments become one row of bytes. A chunk's rows are packed
+        // into one buffer, copied into the call's message or block, and the buffer reused
+        // for the next chunk, so it stays in cache.
+        n = std::ranges::size(items);
+        const std::size_t cs = chunk_size(n, chunksize);
+        std::vector<typename args::row> rows(std::min(cs, n));
+        auto it = std::ranges::begin(items);
+        for (std::size_t i = 0; i < n; i += cs) {
+          const std::size_t len = std::min(cs, n - i);
+          for (std::size_t j = 0; j < len; ++j, ++it) args::pack(rows[j].data(), *it);
+          send(std::span<const typename args::row>(rows.data(), len));
         }
+      } else if constexpr (args::raw) {
+        std::vector<typename args::row> rows;
+        for (auto&& t : items) args::pack(rows.emplace_back().data(), t);
         n = rows.size();
         const std::size_t cs = chunk_size(n, chunksize);
         std::span<const typename args::row> all(rows);
