@@ -6,13 +6,13 @@
 
 #include <algorithm>
 #include <coray/coray.hpp>
-#include <numeric>
 #include <map>
+#include <numeric>
 #include <set>
-#include <tuple>
-#include <utility>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -232,9 +232,10 @@ TEST_CASE("starmap calls f with each tuple's elements as its arguments, in the i
   CHECK(p.starmap<add>(pairs, 7) == sums);
   CHECK(p.starmap<add>(std::vector<std::pair<int, int>>{}).empty());
   // Mixed raw arguments, std::tuple and std::array items, elements that convert.
-  CHECK(p.starmap<scale>(std::vector<std::tuple<int, double, char>>{{2, 0.5, 'k'}, {3, 2.0, 'u'}}) ==
-        std::vector<double>{1000.0, 6.0});
-  CHECK(p.starmap<add>(std::vector<std::array<short, 2>>{{1, 2}, {3, 4}}) == std::vector<int>{3, 7});
+  CHECK(p.starmap<scale>(std::vector<std::tuple<int, double, char>>{
+            {2, 0.5, 'k'}, {3, 2.0, 'u'}}) == std::vector<double>{1000.0, 6.0});
+  CHECK(p.starmap<add>(std::vector<std::array<short, 2>>{{1, 2}, {3, 4}}) ==
+        std::vector<int>{3, 7});
   // Arguments that are not raw (strings) travel as tuples.
   std::vector<std::tuple<std::string, int>> words{{"ab", 3}, {"", 5}, {"xyz", 1}};
   CHECK(p.starmap<repeat>(words) == std::vector<std::string>{"ababab", "", "xyz"});
@@ -274,7 +275,8 @@ TEST_CASE("a captureless lambda is mapped, starmapped and applied as a named fun
   CHECK(ray::get(r).get() == std::vector<int>{0, 1, 4, 9});
 }
 
-TEST_CASE("apply_async's callback runs in the driver with the result, error_callback with the error") {
+TEST_CASE(
+    "apply_async's callback runs in the driver with the result, error_callback with the error") {
   ray::runtime rt({.num_workers = 1});
   ray::pool p(2);
   const int driver = getpid();
@@ -311,7 +313,8 @@ TEST_CASE("apply_async's callback runs in the driver with the result, error_call
   CHECK(done);
 }
 
-TEST_CASE("map_async and starmap_async call back with all the results, and a callback may submit more") {
+TEST_CASE(
+    "map_async and starmap_async call back with all the results, and a callback may submit more") {
   ray::runtime rt({.num_workers = 1});
   ray::pool p(2);
   std::vector<int> mapped, starred, chained;
@@ -319,7 +322,8 @@ TEST_CASE("map_async and starmap_async call back with all the results, and a cal
   p.map_async<times_ten>(iota(100), 9, ray::callback([&](std::vector<int> ys) {
                            mapped = std::move(ys);
                            // From a callback: more work, whose own callback runs later.
-                           p.apply_async<add>(1, 2, ray::callback([&](int r) { chained.push_back(r); }));
+                           p.apply_async<add>(1, 2,
+                                              ray::callback([&](int r) { chained.push_back(r); }));
                          }));
   p.starmap_async<add>(std::vector<std::pair<int, int>>{{1, 1}, {2, 2}},
                        ray::callback([&](const std::vector<int>& ys) { starred = ys; }));
@@ -333,7 +337,8 @@ TEST_CASE("map_async and starmap_async call back with all the results, and a cal
                        ray::task_error);
 }
 
-TEST_CASE("with maxtasksperchild, a process is replaced after that many tasks and no result is lost") {
+TEST_CASE(
+    "with maxtasksperchild, a process is replaced after that many tasks and no result is lost") {
   ray::runtime rt({.num_workers = 1});
   {
     ray::pool p(1, ray::maxtasksperchild(2));

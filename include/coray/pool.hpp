@@ -49,9 +49,9 @@
 #include <cstdio>
 #include <deque>
 #include <exception>
-#include <optional>
 #include <functional>
 #include <list>
+#include <optional>
 #include <ranges>
 #include <tuple>
 #include <type_traits>
@@ -136,8 +136,7 @@ class pool {
     disp_.set_calls_per_member(limit.tasks);
   }
   template <auto Init, class... A>
-  pool(std::uint32_t processes, maxtasksperchild_t limit, initializer_t<Init> init,
-       A&&... initargs)
+  pool(std::uint32_t processes, maxtasksperchild_t limit, initializer_t<Init> init, A&&... initargs)
       : pool(processes, init, std::forward<A>(initargs)...) {
     disp_.set_calls_per_member(limit.tasks);
   }
@@ -165,8 +164,8 @@ class pool {
   template <auto F, std::ranges::input_range Range>
   std::vector<detail::map_result_t<F>> map(Range&& items, std::size_t chunksize = 0) {
     std::size_t n = 0;
-    return collect<detail::map_result_t<F>>(
-        submit_map<F>(std::forward<Range>(items), chunksize, n), n);
+    return collect<detail::map_result_t<F>>(submit_map<F>(std::forward<Range>(items), chunksize, n),
+                                            n);
   }
 
   /// map() without waiting: the ref settles with every result, in order, or the first error.
@@ -184,9 +183,9 @@ class pool {
     return ref;
   }
   template <auto F, std::ranges::input_range Range, class... Callbacks>
-    requires(detail::is_callback_tag_v<Callbacks> && ...)
-  object_ref<std::vector<detail::map_result_t<F>>> map_async(Range&& items,
-                                                             Callbacks&&... callbacks) {
+  requires(detail::is_callback_tag_v<Callbacks>&&...)
+      object_ref<std::vector<detail::map_result_t<F>>> map_async(Range&& items,
+                                                                 Callbacks&&... callbacks) {
     return map_async<F>(std::forward<Range>(items), 0, std::forward<Callbacks>(callbacks)...);
   }
 
@@ -214,9 +213,9 @@ class pool {
     return ref;
   }
   template <auto F, std::ranges::input_range Range, class... Callbacks>
-    requires(detail::is_callback_tag_v<Callbacks> && ...)
-  object_ref<std::vector<detail::map_result_t<F>>> starmap_async(Range&& items,
-                                                                 Callbacks&&... callbacks) {
+  requires(detail::is_callback_tag_v<Callbacks>&&...)
+      object_ref<std::vector<detail::map_result_t<F>>> starmap_async(Range&& items,
+                                                                     Callbacks&&... callbacks) {
     return starmap_async<F>(std::forward<Range>(items), 0, std::forward<Callbacks>(callbacks)...);
   }
 
@@ -253,7 +252,8 @@ class pool {
       auto ref = submit_apply<F>(std::get<I>(std::move(all))...);
       watch<result_type>(ref.state(), std::get<k + J>(std::move(all))...);
       return ref;
-    }(std::make_index_sequence<k>{}, std::make_index_sequence<sizeof...(A) - k>{});
+    }
+    (std::make_index_sequence<k>{}, std::make_index_sequence<sizeof...(A) - k>{});
   }
 
   /// F(args...) in a pool process, waiting for its result.
@@ -269,8 +269,8 @@ class pool {
   /// callbacks have run. After close() or terminate(), also until the pool's processes have
   /// ended.
   void join() {
-    disp_.drain();
-    d_.run_until([this] { return callbacks_.empty(); });
+    // A callback may submit more work, whose own callbacks come after it: wait for both.
+    d_.run_until([this] { return disp_.idle() && callbacks_.empty(); });
     if (!closed_) return;
     std::vector<std::uint64_t> ids;
     for (std::size_t i = 0; i < disp_.members(); ++i)
@@ -389,9 +389,10 @@ class pool {
     static_assert((detail::is_callback_tag_v<Callbacks> && ...),
                   "ray::pool: after the arguments, only ray::callback(fn) and "
                   "ray::error_callback(fn) may follow");
-    static_assert((0 + ... + (detail::is_result_callback_v<std::remove_cvref_t<Callbacks>> ? 1 : 0)) <= 1 &&
-                      (0 + ... + (detail::is_result_callback_v<std::remove_cvref_t<Callbacks>> ? 0 : 1)) <= 1,
-                  "ray::pool: at most one ray::callback and one ray::error_callback per call");
+    static_assert(
+        (0 + ... + (detail::is_result_callback_v<std::remove_cvref_t<Callbacks>> ? 1 : 0)) <= 1 &&
+            (0 + ... + (detail::is_result_callback_v<std::remove_cvref_t<Callbacks>> ? 0 : 1)) <= 1,
+        "ray::pool: at most one ray::callback and one ray::error_callback per call");
     static_assert((callback_fits<R, std::remove_cvref_t<Callbacks>>() && ...),
                   "ray::pool: ray::callback(fn) must take the call's result (by value or const "
                   "reference; nothing for a void f), and ray::error_callback(fn) a "
@@ -661,20 +662,23 @@ class pool {
   static consteval bool star_items_fit() {
     using traits = detail::callee_traits_t<F>;
     if constexpr (!requires { std::tuple_size<V>::value; }) {
-      static_assert(requires { std::tuple_size<V>::value; },
-                    "ray::pool::starmap<f>(tuples): each item must be a tuple of f's arguments "
-                    "(std::tuple, std::pair, std::array)");
+      static_assert(
+          requires { std::tuple_size<V>::value; },
+          "ray::pool::starmap<f>(tuples): each item must be a tuple of f's arguments "
+          "(std::tuple, std::pair, std::array)");
       return false;
     } else if constexpr (std::tuple_size_v<V> != traits::arity) {
-      static_assert(std::tuple_size_v<V> == traits::arity,
-                    "ray::pool::starmap<f>(tuples): a tuple's size is not f's number of parameters");
+      static_assert(
+          std::tuple_size_v<V> == traits::arity,
+          "ray::pool::starmap<f>(tuples): a tuple's size is not f's number of parameters");
       return false;
     } else {
       constexpr bool fits = []<std::size_t... I>(std::index_sequence<I...>) {
         return (std::is_convertible_v<const std::tuple_element_t<I, V>&,
                                       typename detail::star_args<F>::template arg<I>> &&
                 ...);
-      }(std::make_index_sequence<traits::arity>{});
+      }
+      (std::make_index_sequence<traits::arity>{});
       static_assert(fits,
                     "ray::pool::starmap<f>(tuples): a tuple's element does not convert to f's "
                     "parameter in its position");
@@ -684,8 +688,7 @@ class pool {
 
   /// Cuts the argument lists into chunks and queues one call per chunk.
   template <auto F, class Range>
-  std::vector<detail::state_ptr> submit_star(Range&& items, std::size_t chunksize,
-                                             std::size_t& n) {
+  std::vector<detail::state_ptr> submit_star(Range&& items, std::size_t chunksize, std::size_t& n) {
     using traits = detail::callee_traits_t<F>;
     static_assert(valid_callee<F>(),
                   "ray::pool::starmap<f>: f must be a free function, a static member function or "
@@ -693,8 +696,9 @@ class pool {
     using R = detail::map_result_t<F>;
     static_assert(!detail::is_async<typename traits::return_type>::value,
                   "ray::pool::starmap<f>: f must not be a coroutine (use apply_async)");
-    static_assert(!std::is_void_v<R> && is_encodable_v<R>,
-                  "ray::pool::starmap<f>: f must return a value that can be sent between processes");
+    static_assert(
+        !std::is_void_v<R> && is_encodable_v<R>,
+        "ray::pool::starmap<f>: f must return a value that can be sent between processes");
     using V = std::remove_cvref_t<std::ranges::range_reference_t<Range>>;
     constexpr bool fits = star_items_fit<F, V>();
     std::vector<detail::state_ptr> units;
@@ -741,9 +745,10 @@ class pool {
         for (auto&& t : items) {
           [&]<std::size_t... I>(std::index_sequence<I...>) {
             using std::get;
-            all.emplace_back(
-                static_cast<typename args::template arg<I>>(get<I>(std::forward<decltype(t)>(t)))...);
-          }(std::make_index_sequence<traits::arity>{});
+            all.emplace_back(static_cast<typename args::template arg<I>>(
+                get<I>(std::forward<decltype(t)>(t)))...);
+          }
+          (std::make_index_sequence<traits::arity>{});
         }
         n = all.size();
         const std::size_t cs = chunk_size(n, chunksize);

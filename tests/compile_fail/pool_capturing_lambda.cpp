@@ -1,4 +1,4 @@
-// expect: static.assert[^\n]*ray::pool: f is a lambda that captures variables|invalid explicitly-specified argument for template parameter 'F'
+// expect: static.assert[^\n]*ray::pool: f is a lambda that captures|explicitly-specified argument
 #include <coray/coray.hpp>
 #include <vector>
 int main() {

@@ -1,4 +1,4 @@
-// expect: static.assert[^\n]*ray::pool::starmap<f>\(tuples\): a tuple's element does not convert to f's parameter
+// expect: static.assert[^\n]*ray::pool::starmap<f>\(tuples\): a tuple's element does not convert
 #include <coray/coray.hpp>
 #include <string>
 #include <tuple>

@@ -160,7 +160,7 @@ class dispatcher {
     std::uint32_t sent = 0;  // calls sent to this actor, for calls_per_member_
     bool retiring = false;   // took its share of calls: replaced once they have ended
     bool dead = false;       // its process died; replaced once its calls have failed
-    bool removed = false;  // taken out by remove(): it may come back through add()
+    bool removed = false;    // taken out by remove(): it may come back through add()
   };
   struct waiting {
     task_spec spec;

@@ -4,10 +4,10 @@
 
 #include <unistd.h>
 
-#include <coray/detail/codec/codec_traits.hpp>
-#include <coray/task.hpp>
 #include <array>
 #include <bit>
+#include <coray/detail/codec/codec_traits.hpp>
+#include <coray/task.hpp>
 #include <cstring>
 #include <span>
 #include <tuple>
@@ -126,12 +126,14 @@ struct star_args<F, std::tuple<P...>> {
   static void pack(std::byte* out, T&& t) {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
       using std::get;
-      ((void)[&] {
-        const arg<I> v = static_cast<arg<I>>(get<I>(std::forward<T>(t)));
-        std::memcpy(out + offset<I>, &v, sizeof(v));
-      }(),
-       ...);
-    }(std::index_sequence_for<P...>{});
+      (
+          (void)[&] {
+            const arg<I> v = static_cast<arg<I>>(get<I>(std::forward<T>(t)));
+            std::memcpy(out + offset<I>, &v, sizeof(v));
+          }(),
+          ...);
+    }
+    (std::index_sequence_for<P...>{});
   }
   template <std::size_t I>
   static arg<I> unpack(const row& r) {
@@ -141,14 +143,16 @@ struct star_args<F, std::tuple<P...>> {
   }
   /// F applied to one item's arguments.
   static decltype(auto) call(const row& r) {
-    return [&]<std::size_t... I>(std::index_sequence<I...>) -> decltype(auto) {
+    return [&]<std::size_t... I>(std::index_sequence<I...>)->decltype(auto) {
       return F(unpack<I>(r)...);
-    }(std::index_sequence_for<P...>{});
+    }
+    (std::index_sequence_for<P...>{});
   }
   static decltype(auto) call(tuple& t) {
-    return [&]<std::size_t... I>(std::index_sequence<I...>) -> decltype(auto) {
+    return [&]<std::size_t... I>(std::index_sequence<I...>)->decltype(auto) {
       return F(std::move(std::get<I>(t))...);
-    }(std::index_sequence_for<P...>{});
+    }
+    (std::index_sequence_for<P...>{});
   }
 };
 
