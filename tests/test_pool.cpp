@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <coray/coray.hpp>
+#include <list>
 #include <map>
 #include <numeric>
+#include <ranges>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -231,6 +233,12 @@ TEST_CASE("starmap calls f with each tuple's elements as its arguments, in the i
   CHECK(p.starmap<add>(pairs, 1) == sums);
   CHECK(p.starmap<add>(pairs, 7) == sums);
   CHECK(p.starmap<add>(std::vector<std::pair<int, int>>{}).empty());
+  // Any range of tuples: one whose size is not known up front, a list.
+  auto evens = pairs | std::views::filter([](const auto& pr) { return pr.first % 2 == 0; });
+  std::vector<int> even_sums;
+  for (int i = 0; i < 1000; i += 2) even_sums.push_back(3 * i);
+  CHECK(p.starmap<add>(evens, 3) == even_sums);
+  CHECK(p.starmap<add>(std::list<std::tuple<int, int>>{{1, 2}, {3, 4}}) == std::vector<int>{3, 7});
   // Mixed raw arguments, std::tuple and std::array items, elements that convert.
   CHECK(p.starmap<scale>(std::vector<std::tuple<int, double, char>>{
             {2, 0.5, 'k'}, {3, 2.0, 'u'}}) == std::vector<double>{1000.0, 6.0});

@@ -720,17 +720,19 @@ class pool {
                 d_, std::forward<decltype(c)>(c))));
       };
       if constexpr (args::raw && std::ranges::sized_range<Range>) {
-        // Packed: each item's arguments become one row of bytes. A chunk's rows are packed
-        // into one buffer, copied into the call's message or block, and the buffer reused
-        // for the next chunk, so it stays in cache.
+        // Packed: each item's arguments become one row of bytes, written straight into the
+        // call's message or block (one pass over the items, as map's one copy of them).
         n = std::ranges::size(items);
         const std::size_t cs = chunk_size(n, chunksize);
-        std::vector<typename args::row> rows(std::min(cs, n));
         auto it = std::ranges::begin(items);
         for (std::size_t i = 0; i < n; i += cs) {
           const std::size_t len = std::min(cs, n - i);
-          for (std::size_t j = 0; j < len; ++j, ++it) args::pack(rows[j].data(), *it);
-          send(std::span<const typename args::row>(rows.data(), len));
+          auto fill = [&it, len](std::byte* out) {
+            auto at = it;  // a local: stores through `out` may alias `it`, not a local
+            for (std::size_t j = 0; j < len; ++j, ++at) args::pack(out + j * args::width, *at);
+            it = at;
+          };
+          send(detail::raw_rows_argument<typename args::row, decltype(fill)>{len, fill});
         }
       } else if constexpr (args::raw) {
         std::vector<typename args::row> rows;
