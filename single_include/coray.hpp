@@ -7733,8 +7733,10 @@ class pool {
         for (std::size_t i = 0; i < n; i += cs) {
           const std::size_t len = std::min(cs, n - i);
           auto fill = [&it, len](std::byte* out) {
-            auto at = it;  // a local: stores through `out` may alias `it`, not a local
-            for (std::size_t j = 0; j < len; ++j, ++at) args::pack(out + j * args::width, *at);
+            // Locals: stores through `out` may alias `it` and the closure, not these.
+            auto at = it;
+            const std::size_t rows = len;
+            for (std::size_t j = 0; j < rows; ++j, ++at) args::pack(out + j * args::width, *at);
             it = at;
           };
           send(detail::raw_rows_argument<typename args::row, decltype(fill)>{len, fill});
