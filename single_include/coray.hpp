@@ -4253,10 +4253,54 @@ void add_value(task_spec& spec, process& p, const V& v) {
   }
 }
 
+/// An argument for a std::span<const Row> or std::vector<Row> parameter (Row raw) whose `n`
+/// rows `fill(out)` writes straight into the call's message or block, once, while the call
+/// is made: for rows made from other data (pool::starmap packs argument lists), no buffer
+/// between that data and the message.
+template <class Row, class Fill>
+struct raw_rows_argument {
+  static_assert(is_raw_copyable_v<Row>);
+  using row = Row;
+  std::size_t n;
+  Fill fill;  // void(std::byte* out): writes n * sizeof(Row) bytes
+};
+template <class T>
+inline constexpr bool is_raw_rows_argument_v = false;
+template <class Row, class Fill>
+inline constexpr bool is_raw_rows_argument_v<raw_rows_argument<Row, Fill>> = true;
+
+/// Encodes as a vector of n Rows would: the count, padding, then the rows.
+template <class Row, class Fill>
+void add_raw_rows(task_spec& spec, process& p, raw_rows_argument<Row, Fill>& a) {
+  size_counter c;
+  const std::uint64_t count = a.n;
+  c.put(&count, sizeof count);
+  c.pad(wire_align_v<Row>);
+  const std::size_t header = c.size();
+  const std::size_t size = header + a.n * sizeof(Row);
+  auto write = [&](std::byte* out) {
+    writer w(std::span<std::byte>(out, header));
+    w.put(&count, sizeof count);
+    w.pad(wire_align_v<Row>);
+    a.fill(out + header);
+  };
+  if (size > p.inline_threshold()) {
+    object_block* b = p.allocate_block(size);
+    write(b->data());
+    spec.add_block(p.seg, b);
+  } else {
+    spec.add_inline(size, write);
+  }
+}
+
 template <class P, class A>
 void add_argument(task_spec& spec, process& p, A&& a) {
   using S = storage_type_t<std::remove_cvref_t<P>>;
-  if constexpr (is_object_ref_v<A>) {
+  if constexpr (is_raw_rows_argument_v<std::remove_cvref_t<A>>) {
+    static_assert(std::is_same_v<S, std::vector<typename std::remove_cvref_t<A>::row>>,
+                  "coray: raw rows are passed for a span or vector of those rows");
+    add_raw_rows(spec, p, a);
+  } else if constexpr (is_object_ref_v<A>) {
     spec.add_dependency(a.state());
   } else if constexpr (is_ref_vector_v<A>) {
     // The elements' encodings, after the count, make the vector's: raw elements start
@@ -5752,11 +5796,32 @@ inline bool is_actor_died(const std::exception_ptr& e) {
   }
 }
 
+/// A coroutine that the loop resumes (process::schedule) to do work outside the driver's
+/// callbacks; its owner destroys it.
+struct loop_task {
+  struct promise_type {
+    loop_task get_return_object() noexcept {
+      return {std::coroutine_handle<promise_type>::from_promise(*this)};
+    }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_always final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { std::terminate(); }
+  };
+  std::coroutine_handle<promise_type> h;
+  void destroy() noexcept {
+    if (h) h.destroy();
+    h = {};
+  }
+};
+
 class dispatcher {
  public:
-  /// What to do when a member's process died: return a replacement actor's handle, or an
-  /// empty one to drop the member. Runs on the loop, outside any callback.
-  using replace_fn = std::function<actor_ptr(std::size_t member)>;
+  /// Why a member is replaced: its process died, or it ran its share of calls (retired).
+  enum class replace_reason { died, retired };
+  /// What to do when a member's process died or retired: return a replacement actor's
+  /// handle, or an empty one to drop the member. Runs on the loop, outside any callback.
+  using replace_fn = std::function<actor_ptr(std::size_t member, replace_reason)>;
 
   dispatcher(driver& d, std::uint32_t depth, replace_fn replace = {})
       : d_(d),
@@ -5775,6 +5840,11 @@ class dispatcher {
     }
     pump_.destroy();
   }
+
+  /// Each member takes at most `n` calls (0: no limit), then is retired once they have
+  /// ended: its handle is dropped, so its process ends, and a replacement takes its place
+  /// (multiprocessing's maxtasksperchild).
+  void set_calls_per_member(std::uint32_t n) noexcept { calls_per_member_ = n; }
 
   /// Adds an actor; returns its member index (stable).
   std::size_t add(actor_ptr a) {
@@ -5809,6 +5879,10 @@ class dispatcher {
     d_.run_until([this] { return idle(); });
   }
   bool idle() const noexcept { return queue_.empty() && running_.empty(); }
+  /// Runs the loop until what ended calls left to do (send more, replace members) is done.
+  void settle() {
+    if (pump_scheduled_) d_.run_until([this] { return !pump_scheduled_; });
+  }
   /// The runtime this dispatcher belongs to is still the process's (not ended or replaced),
   /// and this is its loop thread.
   bool runtime_alive() const noexcept {
@@ -5835,8 +5909,10 @@ class dispatcher {
   struct member_state {
     actor_ptr handle;  // empty: removed, or dead and not replaced
     std::uint32_t running = 0;
-    bool dead = false;     // its process died; replaced once its calls have failed
-    bool removed = false;  // taken out by remove(): it may come back through add()
+    std::uint32_t sent = 0;  // calls sent to this actor, for calls_per_member_
+    bool retiring = false;   // took its share of calls: replaced once they have ended
+    bool dead = false;       // its process died; replaced once its calls have failed
+    bool removed = false;    // taken out by remove(): it may come back through add()
   };
   struct waiting {
     task_spec spec;
@@ -5849,24 +5925,7 @@ class dispatcher {
     std::list<running_call>::iterator at;
   };
 
-  /// A coroutine the loop resumes to send calls after others ended.
-  struct pump_task {
-    struct promise_type {
-      pump_task get_return_object() noexcept {
-        return {std::coroutine_handle<promise_type>::from_promise(*this)};
-      }
-      std::suspend_never initial_suspend() noexcept { return {}; }
-      std::suspend_always final_suspend() noexcept { return {}; }
-      void return_void() noexcept {}
-      void unhandled_exception() noexcept { std::terminate(); }
-    };
-    std::coroutine_handle<promise_type> h;
-    void destroy() noexcept {
-      if (h) h.destroy();
-      h = {};
-    }
-  };
-  static pump_task pump_loop(dispatcher* self) {
+  static loop_task pump_loop(dispatcher* self) {
     for (;;) {
       co_await std::suspend_always{};
       self->pump_scheduled_ = false;
@@ -5895,7 +5954,7 @@ class dispatcher {
     std::uint32_t best_load = depth_;
     for (std::size_t i = 0; i < members_.size(); ++i) {
       const member_state& m = members_[i];
-      if (!m.handle || m.dead || m.running >= best_load) continue;
+      if (!m.handle || m.dead || m.retiring || m.running >= best_load) continue;
       best = i;
       best_load = m.running;
       if (best_load == 0) break;
@@ -5923,12 +5982,15 @@ class dispatcher {
   void replace_dead() {
     for (std::size_t i = 0; i < members_.size(); ++i) {
       member_state& m = members_[i];
-      if (!m.dead || m.running) continue;
+      if (!(m.dead || (m.retiring && m.handle)) || m.running) continue;
+      const auto reason = m.dead ? replace_reason::died : replace_reason::retired;
       m.dead = false;
-      m.handle = actor_ptr();
+      m.retiring = false;
+      m.sent = 0;
+      m.handle = actor_ptr();  // a retired actor's process ends: no handle is left
       if (replace_) {
         try {
-          m.handle = replace_(i);
+          m.handle = replace_(i, reason);
         } catch (...) {
         }
       }
@@ -5955,6 +6017,7 @@ class dispatcher {
     }
     hold(held, -1);  // the call holds them now
     ++m.running;
+    if (calls_per_member_ && ++m.sent >= calls_per_member_) m.retiring = true;
     running_.push_back({this, i, w.result, {}});
     auto at = std::prev(running_.end());
     at->at = at;
@@ -5987,6 +6050,7 @@ class dispatcher {
   driver& d_;
   std::uint32_t epoch_;
   std::uint32_t depth_;
+  std::uint32_t calls_per_member_ = 0;
   replace_fn replace_;
   std::vector<member_state> members_;
   std::deque<waiting> queue_;
@@ -5994,7 +6058,7 @@ class dispatcher {
   std::string last_death_;
   bool pumping_ = false;
   bool pump_scheduled_ = false;
-  pump_task pump_;
+  loop_task pump_;
 };
 
 }  // namespace detail
@@ -7343,6 +7407,19 @@ CORAY_END_NAMESPACE
 ///   std::vector<int> ys = p.map<square>(xs);           // in order, chunked automatically
 ///   for (int y : p.imap_unordered<square>(xs)) ...     // as chunks finish
 ///   ray::object_ref<int> r = p.apply_async<square>(7);
+///   std::vector<int> zs = p.starmap<add>(pairs);       // add(a, b) for each (a, b)
+///   std::vector<int> ws = p.map<[](int x) { return x * 10; }>(xs);  // a captureless lambda
+///   p.apply_async<square>(7, ray::callback([](int r) { ... }),
+///                         ray::error_callback([](std::exception_ptr e) { ... }));
+///   ray::pool q(4, ray::maxtasksperchild(100));      // each process replaced after 100 tasks
+///
+/// The function is a free function, a static member function or a lambda that captures
+/// nothing (what it captured would not reach the pool's processes).
+///
+/// Callbacks run in the driver, on the loop's thread, once the call's result has arrived: as
+/// Python runs them in the pool's result-handler thread, but here whenever the driver's loop
+/// runs (during a blocking get, wait, map, join or serve_until, or while rt.run awaits). One
+/// callback runs at a time; one that throws is reported on stderr. join() waits for them.
 ///
 /// Chunks go to whichever process is free (each process has at most two sent to it at a
 /// time), so uneven work balances. By default a map is cut into about four chunks per
@@ -7366,24 +7443,85 @@ CORAY_END_NAMESPACE
 
 #include <unistd.h>
 
+#include <array>
+#include <bit>
 // #include <coray/detail/codec/codec_traits.hpp>: inlined above
 // #include <coray/task.hpp>: inlined above
+#include <cstring>
 #include <span>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
+/// What the pool calls: a free or static member function, or the closure object of a
+/// captureless, non-generic lambda (`p.map<[](int x) { return x * 10; }>(xs)`), described as
+/// function_traits describes a function.
+template <class M>
+struct operator_traits : function_traits<void> {};
+template <class C, class R, class... A>
+struct operator_traits<R (C::*)(A...) const> : function_traits<R (*)(A...)> {};
+template <class C, class R, class... A>
+struct operator_traits<R (C::*)(A...) const noexcept> : function_traits<R (*)(A...)> {};
+
+template <class T, class = void>
+struct callee_traits : function_traits<T> {
+  static constexpr bool is_lambda = false;
+  static constexpr bool captures = false;
+};
+template <class T>
+struct callee_traits<T, std::enable_if_t<std::is_class_v<T>, std::void_t<decltype(&T::operator())>>>
+    : operator_traits<decltype(&T::operator())> {
+  static constexpr bool is_lambda = true;
+  static constexpr bool captures = !std::is_empty_v<T>;
+};
 template <auto F>
-using map_param_t = std::tuple_element_t<0, typename function_traits<decltype(F)>::params>;
+using callee_traits_t = callee_traits<std::remove_cv_t<decltype(F)>>;
+
+/// F is something a pool can run: a function, or a lambda that captures nothing.
+template <auto F>
+inline constexpr bool is_pool_callee_v =
+    callee_traits_t<F>::is_function && !callee_traits_t<F>::is_member &&
+    !callee_traits_t<F>::captures;
+
+/// F's name, for errors, and the id its calls carry. A lambda has no name the compiler prints
+/// uniquely (gcc spells every `[](int)` lambda of a function alike), so its id hashes its
+/// type's mangled name, which numbers the lambdas of a scope; every process of the program
+/// runs the same binary and computes the same id.
+template <auto F>
+struct callee_identity {
+  using T = std::remove_cv_t<decltype(F)>;
+  static std::string_view name() noexcept {
+    if constexpr (callee_traits<T>::is_lambda)
+      return type_name<T>();
+    else
+      return entity_name<F>();
+  }
+  static std::uint64_t id() noexcept {
+    if constexpr (callee_traits<T>::is_lambda) {
+#if defined(__GXX_RTTI) || defined(__cpp_rtti)
+      static const std::uint64_t h = fnv1a(typeid(T).name());
+#else
+      static const std::uint64_t h = fnv1a(type_name<T>());
+#endif
+      return h;
+    } else {
+      return entity_id<F>;
+    }
+  }
+};
+
+template <auto F>
+using map_param_t = std::tuple_element_t<0, typename callee_traits_t<F>::params>;
 /// What a map's items are carried as: F's parameter's owning type.
 template <auto F>
 using map_item_t = storage_type_t<map_param_t<F>>;
 template <auto F>
-using map_result_t = call_result_t<typename function_traits<decltype(F)>::return_type>;
+using map_result_t = call_result_t<typename callee_traits_t<F>::return_type>;
 /// A chunk of items: raw items are read in place, others decoded.
 template <class S>
 using chunk_t = std::conditional_t<is_raw_copyable_v<S>, std::span<const S>, std::vector<S>>;
@@ -7400,6 +7538,63 @@ decltype(auto) call_item(X& x) {
     return F(x);
 }
 
+/// How starmap carries F's arguments. When each is raw (numbers, plain structs), an item is
+/// their bytes one after another, a `row` of `width` bytes, and a chunk is a span of rows read
+/// in place; otherwise an item is a std::tuple of their owning types.
+template <auto F, class Params = typename callee_traits_t<F>::params>
+struct star_args;
+template <auto F, class... P>
+struct star_args<F, std::tuple<P...>> {
+  using tuple = std::tuple<storage_type_t<P>...>;
+  template <std::size_t I>
+  using arg = std::tuple_element_t<I, tuple>;
+  static constexpr bool raw = sizeof...(P) > 0 && (is_raw_copyable_v<storage_type_t<P>> && ...);
+  static constexpr std::size_t width = (std::size_t{0} + ... + sizeof(storage_type_t<P>));
+  using row = std::array<std::byte, width>;
+  using item = std::conditional_t<raw, row, tuple>;
+  using chunk = chunk_t<item>;
+  template <std::size_t I>
+  static constexpr std::size_t offset = [] {
+    std::size_t o = 0, i = 0;
+    ((i++ < I ? o += sizeof(storage_type_t<P>) : o), ...);
+    return o;
+  }();
+
+  /// Writes tuple-like `t`'s elements, each converted to its parameter's type, into `out`.
+  template <class T>
+  static void pack(std::byte* out, T&& t) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      using std::get;
+      (
+          (void)[&] {
+            const arg<I> v = static_cast<arg<I>>(get<I>(std::forward<T>(t)));
+            std::memcpy(out + offset<I>, &v, sizeof(v));
+          }(),
+          ...);
+    }
+    (std::index_sequence_for<P...>{});
+  }
+  template <std::size_t I>
+  static arg<I> unpack(const row& r) {
+    std::array<std::byte, sizeof(arg<I>)> b;
+    std::memcpy(b.data(), r.data() + offset<I>, sizeof(arg<I>));
+    return std::bit_cast<arg<I>>(b);
+  }
+  /// F applied to one item's arguments.
+  static decltype(auto) call(const row& r) {
+    return [&]<std::size_t... I>(std::index_sequence<I...>)->decltype(auto) {
+      return F(unpack<I>(r)...);
+    }
+    (std::index_sequence_for<P...>{});
+  }
+  static decltype(auto) call(tuple& t) {
+    return [&]<std::size_t... I>(std::index_sequence<I...>)->decltype(auto) {
+      return F(std::move(std::get<I>(t))...);
+    }
+    (std::index_sequence_for<P...>{});
+  }
+};
+
 struct pool_process {
   /// F over a chunk's items, in order.
   template <auto F, class Chunk>
@@ -7409,9 +7604,17 @@ struct pool_process {
     for (auto& x : items) out.push_back(call_item<F>(x));
     return out;
   }
+  /// F over a chunk of starmap items (argument lists), in order.
+  template <auto F, class Chunk>
+  std::vector<map_result_t<F>> run_star_chunk(Chunk items) {
+    std::vector<map_result_t<F>> out;
+    out.reserve(items.size());
+    for (auto& x : items) out.push_back(star_args<F>::call(x));
+    return out;
+  }
   /// One call of F (pool::apply); a coroutine F is awaited.
   template <auto F, class... P>
-  typename function_traits<decltype(F)>::return_type run(P... args) {
+  typename callee_traits_t<F>::return_type run(P... args) {
     return F(std::forward<P>(args)...);
   }
   /// Answers once the process is built: its initializer succeeded.
@@ -7424,7 +7627,7 @@ struct initialized_pool_process : pool_process {
   explicit initialized_pool_process(S... args) { Init(std::move(args)...); }
 };
 
-template <auto F, class Params = typename function_traits<decltype(F)>::params>
+template <auto F, class Params = typename callee_traits_t<F>::params>
 struct pool_run;
 template <auto F, class... P>
 struct pool_run<F, std::tuple<P...>> {
@@ -7433,6 +7636,8 @@ struct pool_run<F, std::tuple<P...>> {
 
 template <class Chunk>
 struct map_chunk_tag {};
+template <class Chunk>
+struct star_chunk_tag {};
 struct apply_tag {};
 
 /// The id a pool method running F is called by. Compilers print a pointer to a member
@@ -7441,16 +7646,19 @@ struct apply_tag {};
 /// Errors read as coming from F.
 template <auto Method, auto F, class Tag>
 struct pool_callee {
-  static constexpr std::uint64_t id = [] {
-    std::uint64_t h = entity_id<F>;
-    for (char c : type_name<Tag>()) {
-      h ^= static_cast<unsigned char>(c);
-      h *= 1099511628211ULL;
-    }
+  static std::uint64_t id() noexcept {
+    static const std::uint64_t h = [] {
+      std::uint64_t x = callee_identity<F>::id();
+      for (char c : type_name<Tag>()) {
+        x ^= static_cast<unsigned char>(c);
+        x *= 1099511628211ULL;
+      }
+      return x;
+    }();
     return h;
-  }();
+  }
   static inline const bool registered =
-      register_function(id, &invoker<Method>::invoke, entity_name<F>());
+      register_function(id(), &invoker<Method>::invoke, callee_identity<F>::name());
 };
 
 /// The message of a pool method's call: make_call, under the pool_callee id.
@@ -7458,12 +7666,12 @@ template <auto Method, auto F, class Tag, class... A>
 task_spec make_pool_call(process& p, A&&... args) {
   task_spec spec = make_call<Method>(p, std::forward<A>(args)...);
   (void)pool_callee<Method, F, Tag>::registered;
-  spec.fn_id = pool_callee<Method, F, Tag>::id;
-  spec.name = entity_name<F>();
+  spec.fn_id = pool_callee<Method, F, Tag>::id();
+  spec.name = callee_identity<F>::name();
   return spec;
 }
 
-template <auto Init, class Params = typename function_traits<decltype(Init)>::params>
+template <auto Init, class Params = typename callee_traits_t<Init>::params>
 struct initialized_process_type;
 template <auto Init, class... P>
 struct initialized_process_type<Init, std::tuple<P...>> {
@@ -7597,8 +7805,12 @@ CORAY_END_NAMESPACE
 // #include <coray/result_stream.hpp>: inlined above
 // #include <coray/sync_wait.hpp>: inlined above
 #include <cstdint>
+#include <cstdio>
+#include <deque>
+#include <exception>
 #include <functional>
 #include <list>
+#include <optional>
 #include <ranges>
 #include <tuple>
 #include <type_traits>
@@ -7613,6 +7825,58 @@ struct initializer_t {};
 template <auto F>
 inline constexpr initializer_t<F> initializer{};
 
+/// multiprocessing's maxtasksperchild: `ray::pool p(n, ray::maxtasksperchild(k))` replaces
+/// each process with a fresh one (its initializer run again) after it ran k tasks, a task
+/// being one apply or one chunk of a map.
+struct maxtasksperchild_t {
+  std::uint32_t tasks = 0;
+};
+constexpr maxtasksperchild_t maxtasksperchild(std::uint32_t tasks) noexcept { return {tasks}; }
+
+/// Run in the driver with a pool call's result once it has arrived (apply_async,
+/// map_async, starmap_async): `ray::callback([](int r) { ... })`.
+template <class Fn>
+struct callback_t {
+  Fn fn;
+};
+template <class Fn>
+callback_t<std::decay_t<Fn>> callback(Fn&& fn) {
+  return {std::forward<Fn>(fn)};
+}
+/// Run in the driver with a pool call's error (a std::exception_ptr) if it failed.
+template <class Fn>
+struct error_callback_t {
+  Fn fn;
+};
+template <class Fn>
+error_callback_t<std::decay_t<Fn>> error_callback(Fn&& fn) {
+  return {std::forward<Fn>(fn)};
+}
+
+namespace detail {
+template <class T>
+struct is_callback_tag : std::false_type {};
+template <class Fn>
+struct is_callback_tag<callback_t<Fn>> : std::true_type {};
+template <class Fn>
+struct is_callback_tag<error_callback_t<Fn>> : std::true_type {};
+template <class T>
+inline constexpr bool is_callback_tag_v = is_callback_tag<std::remove_cvref_t<T>>::value;
+template <class T>
+inline constexpr bool is_result_callback_v = false;
+template <class Fn>
+inline constexpr bool is_result_callback_v<callback_t<Fn>> = true;
+
+/// How many of `A...` come before the first callback.
+template <class... A>
+constexpr std::size_t leading_arguments() {
+  constexpr bool tags[] = {is_callback_tag_v<A>..., true};
+  std::size_t i = 0;
+  while (!tags[i]) ++i;
+  return i;
+}
+}  // namespace detail
+
 class pool {
  public:
   /// A pool of `processes` processes (0: the runtime's number of task workers).
@@ -7626,48 +7890,92 @@ class pool {
   pool(std::uint32_t processes, initializer_t<Init>, A&&... initargs)
       : pool(processes, spawner<Init>(std::forward<A>(initargs)...)) {}
 
+  /// A pool whose processes are each replaced after `limit.tasks` tasks.
+  pool(std::uint32_t processes, maxtasksperchild_t limit) : pool(processes) {
+    disp_.set_calls_per_member(limit.tasks);
+  }
+  template <auto Init, class... A>
+  pool(std::uint32_t processes, maxtasksperchild_t limit, initializer_t<Init> init, A&&... initargs)
+      : pool(processes, init, std::forward<A>(initargs)...) {
+    disp_.set_calls_per_member(limit.tasks);
+  }
+
   pool(const pool&) = delete;
   pool& operator=(const pool&) = delete;
 
   /// close() and join(): waits for the submitted work, then for the processes to end.
   ~pool() {
-    if (!disp_.runtime_alive() || !d_.is_loop_thread()) return;  // the runtime is gone
-    try {
-      close();
-      join();
-    } catch (...) {
+    if (disp_.runtime_alive() && d_.is_loop_thread()) {
+      try {
+        close();
+        join();
+      } catch (...) {
+      }
+      forget_callbacks();
+      // The callback coroutine must not stay queued on the loop once the pool is gone.
+      if (callbacks_scheduled_) d_.run_until([this] { return !callbacks_scheduled_; });
     }
+    callback_task_.destroy();
   }
 
   /// F over every item, results in the items' order. Blocks (serving the runtime) until all
   /// are done; throws the first failed chunk's error. `chunksize` 0: automatic.
   template <auto F, std::ranges::input_range Range>
   std::vector<detail::map_result_t<F>> map(Range&& items, std::size_t chunksize = 0) {
-    using R = detail::map_result_t<F>;
     std::size_t n = 0;
-    auto units = submit_map<F>(std::forward<Range>(items), chunksize, n);
-    std::vector<R> out;
-    out.reserve(n);
-    for (auto& u : units) {
-      detail::block_until_settled(*u);
-      u->rethrow_if_failed();
-      detail::append_chunk(out, u->value_bytes());
-    }
-    return out;
+    return collect<detail::map_result_t<F>>(submit_map<F>(std::forward<Range>(items), chunksize, n),
+                                            n);
   }
 
   /// map() without waiting: the ref settles with every result, in order, or the first error.
-  template <auto F, std::ranges::input_range Range>
-  object_ref<std::vector<detail::map_result_t<F>>> map_async(Range&& items,
-                                                             std::size_t chunksize = 0) {
+  /// Optional callbacks after the items (and chunk size): ray::callback(fn) gets the results'
+  /// vector, ray::error_callback(fn) the error.
+  template <auto F, std::ranges::input_range Range, class... Callbacks>
+  object_ref<std::vector<detail::map_result_t<F>>> map_async(Range&& items, std::size_t chunksize,
+                                                             Callbacks&&... callbacks) {
+    using R = std::vector<detail::map_result_t<F>>;
+    check_callbacks<R, Callbacks...>();
     std::size_t n = 0;
     auto units = submit_map<F>(std::forward<Range>(items), chunksize, n);
-    auto result = detail::make_state();
-    gathers_.emplace_back(*this, std::move(units), result, n,
-                          &gather::template assemble<detail::map_result_t<F>>);
-    gathers_.back().self = std::prev(gathers_.end());
-    gathers_.back().start();
-    return object_ref<std::vector<detail::map_result_t<F>>>(std::move(result));
+    auto ref = gather_units<detail::map_result_t<F>>(std::move(units), n);
+    watch<R>(ref.state(), std::forward<Callbacks>(callbacks)...);
+    return ref;
+  }
+  template <auto F, std::ranges::input_range Range, class... Callbacks>
+  requires(detail::is_callback_tag_v<Callbacks>&&...)
+      object_ref<std::vector<detail::map_result_t<F>>> map_async(Range&& items,
+                                                                 Callbacks&&... callbacks) {
+    return map_async<F>(std::forward<Range>(items), 0, std::forward<Callbacks>(callbacks)...);
+  }
+
+  /// F(args...) for each item of `items`, a range of tuples (std::tuple, std::pair,
+  /// std::array, ...) each holding the arguments of one call; results in the items' order.
+  /// Blocks as map() does. Items whose arguments are all raw travel packed, read in place.
+  template <auto F, std::ranges::input_range Range>
+  std::vector<detail::map_result_t<F>> starmap(Range&& items, std::size_t chunksize = 0) {
+    std::size_t n = 0;
+    return collect<detail::map_result_t<F>>(
+        submit_star<F>(std::forward<Range>(items), chunksize, n), n);
+  }
+
+  /// starmap() without waiting, with optional callbacks as map_async takes them.
+  template <auto F, std::ranges::input_range Range, class... Callbacks>
+  object_ref<std::vector<detail::map_result_t<F>>> starmap_async(Range&& items,
+                                                                 std::size_t chunksize,
+                                                                 Callbacks&&... callbacks) {
+    using R = std::vector<detail::map_result_t<F>>;
+    check_callbacks<R, Callbacks...>();
+    std::size_t n = 0;
+    auto units = submit_star<F>(std::forward<Range>(items), chunksize, n);
+    auto ref = gather_units<detail::map_result_t<F>>(std::move(units), n);
+    watch<R>(ref.state(), std::forward<Callbacks>(callbacks)...);
+    return ref;
+  }
+  template <auto F, std::ranges::input_range Range, class... Callbacks>
+  requires(detail::is_callback_tag_v<Callbacks>&&...)
+      object_ref<std::vector<detail::map_result_t<F>>> starmap_async(Range&& items,
+                                                                     Callbacks&&... callbacks) {
+    return starmap_async<F>(std::forward<Range>(items), 0, std::forward<Callbacks>(callbacks)...);
   }
 
   /// F over every item; results come in the items' order as they are ready.
@@ -7687,33 +7995,24 @@ class pool {
   }
 
   /// F(args...) in a pool process; the ref settles with its result (F may be a coroutine).
+  /// After the arguments, optionally ray::callback(fn) (run with the result) and
+  /// ray::error_callback(fn) (run with the error), in the driver.
   template <auto F, class... A>
   auto apply_async(A&&... args) {
-    using traits = detail::function_traits<decltype(F)>;
-    static_assert(traits::is_function && !traits::is_member,
-                  "ray::pool::apply<f>: f must be a free function or a static member function");
-    using params = typename traits::params;
-    using result_type = detail::call_result_t<typename traits::return_type>;
-    static_assert(sizeof...(A) == traits::arity,
-                  "ray::pool::apply<f>(...): wrong number of arguments for f");
-    if constexpr (sizeof...(A) == traits::arity) {
-      constexpr bool fits =
-          detail::arguments_fit<params, A...>(std::make_index_sequence<sizeof...(A)>{});
-      static_assert(fits,
-                    "ray::pool::apply<f>(...): an argument does not match f's parameter: pass the "
-                    "parameter's "
-                    "type, a value convertible to it, or an object_ref of it");
-      if constexpr (fits) {
-        require_open("ray::pool::apply");
-        auto spec = detail::make_pool_call<detail::pool_run<F>::method, F, detail::apply_tag>(
-            d_, std::forward<A>(args)...);
-        return object_ref<result_type>(disp_.enqueue(std::move(spec)));
-      } else {
-        return object_ref<result_type>{};
-      }
-    } else {
-      return object_ref<result_type>{};
+    static_assert(valid_callee<F>(),
+                  "ray::pool::apply<f>: f must be a free function, a static member function or a "
+                  "captureless lambda");
+    constexpr std::size_t k = detail::leading_arguments<A...>();
+    auto all = std::forward_as_tuple(std::forward<A>(args)...);
+    return [&]<std::size_t... I, std::size_t... J>(std::index_sequence<I...>,
+                                                   std::index_sequence<J...>) {
+      using result_type = detail::call_result_t<typename detail::callee_traits_t<F>::return_type>;
+      check_callbacks<result_type, std::tuple_element_t<k + J, std::tuple<A...>>...>();
+      auto ref = submit_apply<F>(std::get<I>(std::move(all))...);
+      watch<result_type>(ref.state(), std::get<k + J>(std::move(all))...);
+      return ref;
     }
+    (std::make_index_sequence<k>{}, std::make_index_sequence<sizeof...(A) - k>{});
   }
 
   /// F(args...) in a pool process, waiting for its result.
@@ -7725,10 +8024,12 @@ class pool {
   /// No more work may be submitted; what was submitted still runs.
   void close() noexcept { closed_ = true; }
 
-  /// Waits (serving the runtime) until the work submitted so far has finished. After close()
-  /// or terminate(), also until the pool's processes have ended.
+  /// Waits (serving the runtime) until the work submitted so far has finished and its
+  /// callbacks have run. After close() or terminate(), also until the pool's processes have
+  /// ended.
   void join() {
-    disp_.drain();
+    // A callback may submit more work, whose own callbacks come after it: wait for both.
+    d_.run_until([this] { return disp_.idle() && callbacks_.empty(); });
     if (!closed_) return;
     std::vector<std::uint64_t> ids;
     for (std::size_t i = 0; i < disp_.members(); ++i)
@@ -7755,8 +8056,10 @@ class pool {
   std::size_t size() const noexcept { return disp_.members(); }
 
   /// The pool's processes: pid, liveness and, once ended, exit code. Waits (serving the
-  /// runtime) until each has started and run its initializer, or failed to.
-  std::vector<process_info> processes() const {
+  /// runtime) until each has started and run its initializer, or failed to, and until a
+  /// process that ran its maxtasksperchild tasks has been replaced.
+  std::vector<process_info> processes() {
+    disp_.settle();  // processes whose calls ended are replaced if they are to be
     for (const auto& r : ready_)
       if (r) detail::block_until_settled(*r);
     std::vector<process_info> out;
@@ -7778,10 +8081,218 @@ class pool {
  private:
   using spawn_fn = std::function<detail::actor_ptr(detail::driver&)>;
 
+  /// F is a function or a captureless lambda (static_asserts say which it is not).
+  template <auto F>
+  static consteval bool valid_callee() {
+    using traits = detail::callee_traits_t<F>;
+    static_assert(!traits::captures,
+                  "ray::pool: f is a lambda that captures variables, which a pool process cannot "
+                  "see: pass them as arguments (apply, starmap) or make f capture nothing");
+    return traits::is_function && !traits::is_member;  // a capture is reported above
+  }
+
+  template <auto F, class... A>
+  auto submit_apply(A&&... args) {
+    using traits = detail::callee_traits_t<F>;
+    using params = typename traits::params;
+    using result_type = detail::call_result_t<typename traits::return_type>;
+    static_assert(sizeof...(A) == traits::arity,
+                  "ray::pool::apply<f>(...): wrong number of arguments for f");
+    if constexpr (sizeof...(A) == traits::arity) {
+      constexpr bool fits =
+          detail::arguments_fit<params, A...>(std::make_index_sequence<sizeof...(A)>{});
+      static_assert(fits,
+                    "ray::pool::apply<f>(...): an argument does not match f's parameter: pass the "
+                    "parameter's "
+                    "type, a value convertible to it, or an object_ref of it");
+      if constexpr (fits) {
+        require_open("ray::pool::apply");
+        auto spec = detail::make_pool_call<detail::pool_run<F>::method, F, detail::apply_tag>(
+            d_, std::forward<A>(args)...);
+        return object_ref<result_type>(disp_.enqueue(std::move(spec)));
+      } else {
+        return object_ref<result_type>{};
+      }
+    } else {
+      return object_ref<result_type>{};
+    }
+  }
+
+  /// Waits for the chunks in order and joins their results.
+  template <class R>
+  static std::vector<R> collect(std::vector<detail::state_ptr> units, std::size_t n) {
+    std::vector<R> out;
+    out.reserve(n);
+    for (auto& u : units) {
+      detail::block_until_settled(*u);
+      u->rethrow_if_failed();
+      detail::append_chunk(out, u->value_bytes());
+    }
+    return out;
+  }
+
+  /// A ref that settles with the chunks' results joined, once all have settled.
+  template <class R>
+  object_ref<std::vector<R>> gather_units(std::vector<detail::state_ptr> units, std::size_t n) {
+    auto result = detail::make_state();
+    gathers_.emplace_back(*this, std::move(units), result, n, &gather::template assemble<R>);
+    gathers_.back().self = std::prev(gathers_.end());
+    gathers_.back().start();
+    return object_ref<std::vector<R>>(std::move(result));
+  }
+
+  // ---- callbacks ----
+
+  template <class R, class... Callbacks>
+  static consteval void check_callbacks() {
+    static_assert((detail::is_callback_tag_v<Callbacks> && ...),
+                  "ray::pool: after the arguments, only ray::callback(fn) and "
+                  "ray::error_callback(fn) may follow");
+    static_assert(
+        (0 + ... + (detail::is_result_callback_v<std::remove_cvref_t<Callbacks>> ? 1 : 0)) <= 1 &&
+            (0 + ... + (detail::is_result_callback_v<std::remove_cvref_t<Callbacks>> ? 0 : 1)) <= 1,
+        "ray::pool: at most one ray::callback and one ray::error_callback per call");
+    static_assert((callback_fits<R, std::remove_cvref_t<Callbacks>>() && ...),
+                  "ray::pool: ray::callback(fn) must take the call's result (by value or const "
+                  "reference; nothing for a void f), and ray::error_callback(fn) a "
+                  "std::exception_ptr");
+  }
+  template <class R, class C>
+  static consteval bool callback_fits() {
+    if constexpr (!detail::is_callback_tag<C>::value) {
+      return true;
+    } else if constexpr (detail::is_result_callback_v<C>) {
+      if constexpr (std::is_void_v<R>)
+        return std::is_invocable_v<decltype(C::fn)&>;
+      else
+        return std::is_invocable_v<decltype(C::fn)&, R&&>;
+    } else {
+      return std::is_invocable_v<decltype(C::fn)&, std::exception_ptr>;
+    }
+  }
+
+  /// A result whose callbacks are to run once it settles.
+  struct pending_callback {
+    pool* owner;
+    detail::state_ptr state;
+    std::function<void(detail::object_state&)> run;
+    std::list<pending_callback>::iterator self;
+    bool settled = false;
+  };
+
+  template <class R, class... Callbacks>
+  void watch(const detail::state_ptr& state, Callbacks&&... cbs) {
+    if constexpr (sizeof...(Callbacks) > 0) {
+      auto on_value = [&] {
+        if constexpr ((detail::is_result_callback_v<std::remove_cvref_t<Callbacks>> || ...))
+          return std::move(pick_callback<true>(cbs...).fn);
+        else
+          return nullptr;
+      }();
+      auto on_error = [&] {
+        if constexpr ((!detail::is_result_callback_v<std::remove_cvref_t<Callbacks>> || ...))
+          return std::move(pick_callback<false>(cbs...).fn);
+        else
+          return nullptr;
+      }();
+      auto run = [on_value = std::move(on_value),
+                  on_error = std::move(on_error)](detail::object_state& st) mutable {
+        std::exception_ptr error;
+        std::optional<std::conditional_t<std::is_void_v<R>, bool, R>> value;
+        try {
+          st.rethrow_if_failed();
+          if constexpr (std::is_void_v<R>)
+            value.emplace(true);
+          else
+            value.emplace(decode<R>(st.value_bytes()));
+        } catch (...) {
+          error = std::current_exception();
+        }
+        if (value) {
+          if constexpr (!std::is_same_v<decltype(on_value), std::nullptr_t>) {
+            if constexpr (std::is_void_v<R>)
+              on_value();
+            else
+              on_value(std::move(*value));
+          }
+        } else if constexpr (!std::is_same_v<decltype(on_error), std::nullptr_t>) {
+          on_error(error);
+        }
+      };
+      callbacks_.push_back({this, state, std::move(run), {}});
+      auto& rec = callbacks_.back();
+      rec.self = std::prev(callbacks_.end());
+      if (state->settled())
+        callback_due(&rec, *state);
+      else
+        state->waiters.push_back({&pool::callback_due, &rec});
+    }
+  }
+  template <bool Value, class C, class... Rest>
+  static auto& pick_callback(C& c, Rest&... rest) {
+    if constexpr (detail::is_result_callback_v<std::remove_cvref_t<C>> == Value)
+      return c;
+    else
+      return pick_callback<Value>(rest...);
+  }
+
+  /// A watched result settled (in a driver callback): its callbacks run later, on the loop.
+  static void callback_due(void* ctx, detail::object_state&) {
+    auto* rec = static_cast<pending_callback*>(ctx);
+    pool& self = *rec->owner;
+    rec->settled = true;
+    self.due_.push_back(rec->self);
+    if (!self.callbacks_scheduled_ && !self.running_callbacks_) {
+      self.callbacks_scheduled_ = true;
+      self.d_.schedule(self.callback_task_.h);
+    }
+  }
+  static detail::loop_task callback_loop(pool* self) {
+    for (;;) {
+      co_await std::suspend_always{};
+      self->callbacks_scheduled_ = false;
+      self->run_due_callbacks();
+    }
+  }
+  /// Runs the due callbacks one at a time, in the order their results settled. A callback
+  /// may block (its loop runs more): results settling meanwhile are run by this same loop.
+  void run_due_callbacks() {
+    running_callbacks_ = true;
+    while (!due_.empty()) {
+      auto it = due_.front();
+      due_.pop_front();
+      try {
+        it->run(*it->state);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "coray: a ray::pool callback threw: %s\n", e.what());
+      } catch (...) {
+        std::fprintf(stderr, "coray: a ray::pool callback threw\n");
+      }
+      callbacks_.erase(it);
+    }
+    running_callbacks_ = false;
+  }
+  /// The pool goes: no result may call back into it.
+  void forget_callbacks() noexcept {
+    for (auto& rec : callbacks_) {
+      if (rec.settled || !rec.state) continue;
+      auto& ws = rec.state->waiters;
+      ws.erase(std::remove_if(ws.begin(), ws.end(),
+                              [&](const detail::waiter& w) { return w.ctx == &rec; }),
+               ws.end());
+    }
+    due_.clear();
+    callbacks_.clear();
+  }
+
   pool(std::uint32_t processes, spawn_fn spawn)
       : d_(detail::require_driver("ray::pool")),
         spawn_(std::move(spawn)),
-        disp_(d_, 2, [this](std::size_t i) { return replace(i); }) {
+        disp_(d_, 2,
+              [this](std::size_t i, detail::dispatcher::replace_reason why) {
+                return replace(i, why);
+              }),
+        callback_task_(callback_loop(this)) {
     const std::uint32_t n = processes ? processes : d_.num_workers();
     for (std::uint32_t i = 0; i < n; ++i) {
       ready_.emplace_back();
@@ -7819,9 +8330,13 @@ class pool {
     ready_[member] = d_.submit(std::move(spec));
   }
 
-  detail::actor_ptr replace(std::size_t member) {
+  /// A member's process died or retired: start another, unless its initializer failed (no
+  /// restart loop) or, for a death, the pool is closed. A retired process is replaced even
+  /// then, as Python's pool keeps its size while closed work remains.
+  detail::actor_ptr replace(std::size_t member, detail::dispatcher::replace_reason why) {
     const auto& r = ready_[member];
-    if (closed_ || !r || r->st != detail::object_state::status::ready)
+    if ((closed_ && why == detail::dispatcher::replace_reason::died) || !r ||
+        r->st != detail::object_state::status::ready)
       return {};  // its initializer failed
     ready_[member] = {};
     auto h = spawn_(d_);
@@ -7846,9 +8361,10 @@ class pool {
   /// Cuts the items into chunks and queues one call per chunk; `n` gets the item count.
   template <auto F, class Range>
   std::vector<detail::state_ptr> submit_map(Range&& items, std::size_t chunksize, std::size_t& n) {
-    using traits = detail::function_traits<decltype(F)>;
-    static_assert(traits::is_function && !traits::is_member,
-                  "ray::pool::map<f>: f must be a free function or a static member function");
+    using traits = detail::callee_traits_t<F>;
+    static_assert(valid_callee<F>(),
+                  "ray::pool::map<f>: f must be a free function, a static member function or a "
+                  "captureless lambda");
     static_assert(traits::arity == 1, "ray::pool::map<f>: f must take one parameter (an item)");
     using P = detail::map_param_t<F>;
     using S = detail::map_item_t<F>;
@@ -7892,6 +8408,116 @@ class pool {
           send(std::span<const S>(all.data() + i, len));
         } else {
           send(std::vector<S>(
+              std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(i)),
+              std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(i + len))));
+        }
+      }
+    }
+    return units;
+  }
+
+  /// The argument lists of a starmap's items, checked against F's parameters.
+  template <auto F, class V>
+  static consteval bool star_items_fit() {
+    using traits = detail::callee_traits_t<F>;
+    if constexpr (!requires { std::tuple_size<V>::value; }) {
+      static_assert(
+          requires { std::tuple_size<V>::value; },
+          "ray::pool::starmap<f>(tuples): each item must be a tuple of f's arguments "
+          "(std::tuple, std::pair, std::array)");
+      return false;
+    } else if constexpr (std::tuple_size_v<V> != traits::arity) {
+      static_assert(
+          std::tuple_size_v<V> == traits::arity,
+          "ray::pool::starmap<f>(tuples): a tuple's size is not f's number of parameters");
+      return false;
+    } else {
+      constexpr bool fits = []<std::size_t... I>(std::index_sequence<I...>) {
+        return (std::is_convertible_v<const std::tuple_element_t<I, V>&,
+                                      typename detail::star_args<F>::template arg<I>> &&
+                ...);
+      }
+      (std::make_index_sequence<traits::arity>{});
+      static_assert(fits,
+                    "ray::pool::starmap<f>(tuples): a tuple's element does not convert to f's "
+                    "parameter in its position");
+      return fits;
+    }
+  }
+
+  /// Cuts the argument lists into chunks and queues one call per chunk.
+  template <auto F, class Range>
+  std::vector<detail::state_ptr> submit_star(Range&& items, std::size_t chunksize, std::size_t& n) {
+    using traits = detail::callee_traits_t<F>;
+    static_assert(valid_callee<F>(),
+                  "ray::pool::starmap<f>: f must be a free function, a static member function or "
+                  "a captureless lambda");
+    using R = detail::map_result_t<F>;
+    static_assert(!detail::is_async<typename traits::return_type>::value,
+                  "ray::pool::starmap<f>: f must not be a coroutine (use apply_async)");
+    static_assert(
+        !std::is_void_v<R> && is_encodable_v<R>,
+        "ray::pool::starmap<f>: f must return a value that can be sent between processes");
+    using V = std::remove_cvref_t<std::ranges::range_reference_t<Range>>;
+    constexpr bool fits = star_items_fit<F, V>();
+    std::vector<detail::state_ptr> units;
+    if constexpr (fits) {
+      using args = detail::star_args<F>;
+      static_assert(
+          []<class... P>(std::type_identity<std::tuple<P...>>) {
+            return (!detail::is_mutable_ref_v<P> && ...);
+          }(std::type_identity<typename traits::params>{}),
+          "ray::pool::starmap<f>: f's parameters must not be non-const references");
+      static_assert(is_encodable_v<typename args::tuple>,
+                    "ray::pool::starmap<f>: a parameter of f cannot be sent between processes");
+      using chunk = typename args::chunk;
+      constexpr auto method = &detail::pool_process::template run_star_chunk<F, chunk>;
+      require_open("ray::pool::starmap");
+      auto send = [&](auto&& c) {
+        units.push_back(
+            disp_.enqueue(detail::make_pool_call<method, F, detail::star_chunk_tag<chunk>>(
+                d_, std::forward<decltype(c)>(c))));
+      };
+      if constexpr (args::raw && std::ranges::sized_range<Range>) {
+        // Packed: each item's arguments become one row of bytes, written straight into the
+        // call's message or block (one pass over the items, as map's one copy of them).
+        n = std::ranges::size(items);
+        const std::size_t cs = chunk_size(n, chunksize);
+        auto it = std::ranges::begin(items);
+        for (std::size_t i = 0; i < n; i += cs) {
+          const std::size_t len = std::min(cs, n - i);
+          auto fill = [&it, len](std::byte* out) {
+            // Locals: stores through `out` may alias `it` and the closure, not these.
+            auto at = it;
+            const std::size_t rows = len;
+            for (std::size_t j = 0; j < rows; ++j, ++at) args::pack(out + j * args::width, *at);
+            it = at;
+          };
+          send(detail::raw_rows_argument<typename args::row, decltype(fill)>{len, fill});
+        }
+      } else if constexpr (args::raw) {
+        std::vector<typename args::row> rows;
+        for (auto&& t : items) args::pack(rows.emplace_back().data(), t);
+        n = rows.size();
+        const std::size_t cs = chunk_size(n, chunksize);
+        std::span<const typename args::row> all(rows);
+        for (std::size_t i = 0; i < n; i += cs) send(all.subspan(i, std::min(cs, n - i)));
+      } else {
+        std::vector<typename args::tuple> all;
+        if constexpr (std::ranges::sized_range<Range>) all.reserve(std::ranges::size(items));
+        for (auto&& t : items) {
+          [&]<std::size_t... I>(std::index_sequence<I...>) {
+            using std::get;
+            all.emplace_back(static_cast<typename args::template arg<I>>(
+                get<I>(std::forward<decltype(t)>(t)))...);
+          }
+          (std::make_index_sequence<traits::arity>{});
+        }
+        n = all.size();
+        const std::size_t cs = chunk_size(n, chunksize);
+        for (std::size_t i = 0; i < n; i += cs) {
+          const std::size_t len = std::min(cs, n - i);
+          send(std::vector<typename args::tuple>(
               std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(i)),
               std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(i + len))));
         }
@@ -7950,8 +8576,13 @@ class pool {
   spawn_fn spawn_;
   std::vector<detail::state_ptr> ready_;  // per process: its answer once built
   std::list<gather> gathers_;
+  std::list<pending_callback> callbacks_;  // watched results whose callbacks have not run
+  std::deque<std::list<pending_callback>::iterator> due_;  // settled, callbacks to run
+  bool callbacks_scheduled_ = false;
+  bool running_callbacks_ = false;
   bool closed_ = false;
   detail::dispatcher disp_;
+  detail::loop_task callback_task_;
 };
 
 CORAY_END_NAMESPACE

@@ -1,14 +1,20 @@
-// ray::pool: multiprocessing.Pool's map, imap, apply and initializer, on processes of its own.
+// ray::pool: multiprocessing.Pool's map, starmap, imap, apply, callbacks, initializer and
+// maxtasksperchild, on processes of its own.
 #include <doctest/doctest.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <coray/coray.hpp>
+#include <list>
+#include <map>
 #include <numeric>
+#include <ranges>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -40,6 +46,15 @@ void count_init(ray::shared_value<int> total, std::string greeting) {
 int inits_seen(int) { return inits_here; }
 std::string greeting_seen(int) { return greeting_here; }
 void failing_init() { throw std::runtime_error("no model file"); }
+
+std::string repeat(const std::string& s, int times) {
+  std::string out;
+  for (int i = 0; i < times; ++i) out += s;
+  return out;
+}
+double scale(int x, double by, char unit) { return unit == 'k' ? x * by * 1000 : x * by; }
+int pid_plus(int, int) { return getpid(); }
+void nothing(int) {}
 
 std::vector<int> iota(int n) {
   std::vector<int> v(static_cast<std::size_t>(n));
@@ -203,4 +218,171 @@ TEST_CASE("a closed pool refuses work and terminate ends its processes") {
   p.terminate();
   p.join();
   for (auto& pi : procs) CHECK(kill(pi.pid, 0) != 0);
+}
+
+TEST_CASE("starmap calls f with each tuple's elements as its arguments, in the items' order") {
+  ray::runtime rt({.num_workers = 1});
+  ray::pool p(2);
+  std::vector<std::pair<int, int>> pairs;
+  std::vector<int> sums;
+  for (int i = 0; i < 1000; ++i) {
+    pairs.emplace_back(i, 2 * i);
+    sums.push_back(3 * i);
+  }
+  CHECK(p.starmap<add>(pairs) == sums);
+  CHECK(p.starmap<add>(pairs, 1) == sums);
+  CHECK(p.starmap<add>(pairs, 7) == sums);
+  CHECK(p.starmap<add>(std::vector<std::pair<int, int>>{}).empty());
+  // Any range of tuples: one whose size is not known up front, a list.
+  auto evens = pairs | std::views::filter([](const auto& pr) { return pr.first % 2 == 0; });
+  std::vector<int> even_sums;
+  for (int i = 0; i < 1000; i += 2) even_sums.push_back(3 * i);
+  CHECK(p.starmap<add>(evens, 3) == even_sums);
+  CHECK(p.starmap<add>(std::list<std::tuple<int, int>>{{1, 2}, {3, 4}}) == std::vector<int>{3, 7});
+  // Mixed raw arguments, std::tuple and std::array items, elements that convert.
+  CHECK(p.starmap<scale>(std::vector<std::tuple<int, double, char>>{
+            {2, 0.5, 'k'}, {3, 2.0, 'u'}}) == std::vector<double>{1000.0, 6.0});
+  CHECK(p.starmap<add>(std::vector<std::array<short, 2>>{{1, 2}, {3, 4}}) ==
+        std::vector<int>{3, 7});
+  // Arguments that are not raw (strings) travel as tuples.
+  std::vector<std::tuple<std::string, int>> words{{"ab", 3}, {"", 5}, {"xyz", 1}};
+  CHECK(p.starmap<repeat>(words) == std::vector<std::string>{"ababab", "", "xyz"});
+  // Both processes take chunks.
+  auto pids = p.starmap<pid_plus>(std::vector<std::pair<int, int>>(8), 1);
+  CHECK(std::set<int>(pids.begin(), pids.end()).size() == 2);
+}
+
+TEST_CASE("starmap_async settles with every result, and a failing call fails it") {
+  ray::runtime rt({.num_workers = 1});
+  ray::pool p(2);
+  std::vector<std::tuple<int, int>> pairs;
+  for (int i = 0; i < 100'000; ++i) pairs.emplace_back(i, 1);
+  auto ref = p.starmap_async<add>(pairs);
+  std::vector<int> ys = ray::get(ref);
+  REQUIRE(ys.size() == 100'000);
+  CHECK(ys[99'999] == 100'000);
+  auto bad = p.starmap_async<fails_on_13>(std::vector<std::tuple<int>>{{1}, {13}, {2}}, 1);
+  CHECK_THROWS_WITH_AS(ray::get(bad).get(), doctest::Contains("unlucky 13"), ray::task_error);
+}
+
+TEST_CASE("a captureless lambda is mapped, starmapped and applied as a named function is") {
+  ray::runtime rt({.num_workers = 1});
+  ray::pool p(2);
+  CHECK(p.map<[](int x) { return x * 10; }>(iota(5)) == std::vector<int>{0, 10, 20, 30, 40});
+  // Two lambdas of the same signature in one scope are two functions.
+  CHECK(p.map<[](int x) { return x + 1; }>(iota(3)) == std::vector<int>{1, 2, 3});
+  CHECK(p.map<[](int x) { return x - 1; }>(iota(3)) == std::vector<int>{-1, 0, 1});
+  CHECK(p.starmap<[](int a, const std::string& s) { return s + std::to_string(a); }>(
+            std::vector<std::pair<int, std::string>>{{1, "a"}, {2, "b"}}) ==
+        std::vector<std::string>{"a1", "b2"});
+  CHECK(p.apply<[](int a, int b) { return a * b; }>(6, 7) == 42);
+  std::vector<int> streamed;
+  for (int y : p.imap<[](int x) { return -x; }>(iota(4), 1)) streamed.push_back(y);
+  CHECK(streamed == std::vector<int>{0, -1, -2, -3});
+  auto r = p.map_async<[](int x) { return x * x; }>(iota(4));
+  CHECK(ray::get(r).get() == std::vector<int>{0, 1, 4, 9});
+}
+
+TEST_CASE(
+    "apply_async's callback runs in the driver with the result, error_callback with the error") {
+  ray::runtime rt({.num_workers = 1});
+  ray::pool p(2);
+  const int driver = getpid();
+  int total = 0, calls = 0, ran_in = 0;
+  std::vector<std::string> errors;
+  for (int i = 0; i < 50; ++i)
+    p.apply_async<add>(i, i, ray::callback([&](int r) {
+                         total += r;
+                         ++calls;
+                         ran_in = getpid();
+                       }));
+  auto failing = p.apply_async<fails_on_13>(
+      13, ray::callback([&](int) { FAIL("the callback of a failed call ran"); }),
+      ray::error_callback([&](std::exception_ptr e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const ray::task_error& t) {
+          errors.push_back(t.what());
+        }
+      }));
+  p.join();  // waits for the calls and their callbacks
+  CHECK(calls == 50);
+  CHECK(total == 2 * (49 * 50 / 2));
+  CHECK(ran_in == driver);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].find("unlucky 13") != std::string::npos);
+  CHECK_THROWS_AS(ray::get(failing).get(), ray::task_error);  // the ref holds the error too
+
+  // A void function's callback takes nothing; error_callback alone is allowed.
+  bool done = false;
+  p.apply_async<nothing>(1, ray::callback([&] { done = true; }));
+  p.apply_async<add>(1, 2, ray::error_callback([&](std::exception_ptr) { FAIL("no error"); }));
+  p.join();
+  CHECK(done);
+}
+
+TEST_CASE(
+    "map_async and starmap_async call back with all the results, and a callback may submit more") {
+  ray::runtime rt({.num_workers = 1});
+  ray::pool p(2);
+  std::vector<int> mapped, starred, chained;
+  std::exception_ptr error;
+  p.map_async<times_ten>(iota(100), 9, ray::callback([&](std::vector<int> ys) {
+                           mapped = std::move(ys);
+                           // From a callback: more work, whose own callback runs later.
+                           p.apply_async<add>(1, 2,
+                                              ray::callback([&](int r) { chained.push_back(r); }));
+                         }));
+  p.starmap_async<add>(std::vector<std::pair<int, int>>{{1, 1}, {2, 2}},
+                       ray::callback([&](const std::vector<int>& ys) { starred = ys; }));
+  p.map_async<fails_on_13>(iota(20), ray::error_callback([&](std::exception_ptr e) { error = e; }));
+  p.join();
+  CHECK(mapped.size() == 100);
+  CHECK(mapped[99] == 990);
+  CHECK(starred == std::vector<int>{2, 4});
+  CHECK(chained == std::vector<int>{3});
+  CHECK_THROWS_WITH_AS(std::rethrow_exception(error), doctest::Contains("unlucky 13"),
+                       ray::task_error);
+}
+
+TEST_CASE(
+    "with maxtasksperchild, a process is replaced after that many tasks and no result is lost") {
+  ray::runtime rt({.num_workers = 1});
+  {
+    ray::pool p(1, ray::maxtasksperchild(2));
+    auto pids = p.map<pid_of>(iota(10), 1);  // ten tasks of one item each
+    std::map<int, int> tasks_per_pid;
+    for (int pid : pids) ++tasks_per_pid[pid];
+    CHECK(tasks_per_pid.size() == 5);
+    for (auto [pid, tasks] : tasks_per_pid) CHECK(tasks == 2);
+    for (std::size_t i = 0; i + 1 < pids.size(); i += 2) CHECK(pids[i] == pids[i + 1]);
+    CHECK(pids[0] != getpid());
+    // The process serving now is the sixth: the five before it have ended.
+    auto procs = p.processes();
+    REQUIRE(procs.size() == 1);
+    CHECK(tasks_per_pid.count(procs[0].pid) == 0);
+  }
+  {
+    ray::pool p(2, ray::maxtasksperchild(3));
+    const auto xs = iota(1000);
+    std::vector<int> expected;
+    for (int x : xs) expected.push_back(x * 10);
+    CHECK(p.map<times_ten>(xs, 10) == expected);  // 100 tasks over some 34 processes
+    std::vector<ray::object_ref<int>> refs;
+    for (int i = 0; i < 20; ++i) refs.push_back(p.apply_async<add>(i, 1));
+    std::vector<int> got = ray::get(refs);
+    for (int i = 0; i < 20; ++i) CHECK(got[static_cast<std::size_t>(i)] == i + 1);
+  }
+}
+
+TEST_CASE("a replaced process runs the initializer again") {
+  ray::runtime rt({.num_workers = 1});
+  ray::shared_value<int> inits(0);
+  {
+    ray::pool p(1, ray::maxtasksperchild(4), ray::initializer<count_init>, inits, "again");
+    auto seen = p.map<inits_seen>(iota(12), 1);  // each process ran its initializer once
+    CHECK(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }));
+    CHECK(p.map<greeting_seen>(iota(1)) == std::vector<std::string>{"again"});
+  }
+  CHECK(inits.load() == 4);  // three processes of four tasks, and the one that ran the last map
 }

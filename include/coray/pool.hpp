@@ -10,6 +10,19 @@
 ///   std::vector<int> ys = p.map<square>(xs);           // in order, chunked automatically
 ///   for (int y : p.imap_unordered<square>(xs)) ...     // as chunks finish
 ///   ray::object_ref<int> r = p.apply_async<square>(7);
+///   std::vector<int> zs = p.starmap<add>(pairs);       // add(a, b) for each (a, b)
+///   std::vector<int> ws = p.map<[](int x) { return x * 10; }>(xs);  // a captureless lambda
+///   p.apply_async<square>(7, ray::callback([](int r) { ... }),
+///                         ray::error_callback([](std::exception_ptr e) { ... }));
+///   ray::pool q(4, ray::maxtasksperchild(100));      // each process replaced after 100 tasks
+///
+/// The function is a free function, a static member function or a lambda that captures
+/// nothing (what it captured would not reach the pool's processes).
+///
+/// Callbacks run in the driver, on the loop's thread, once the call's result has arrived: as
+/// Python runs them in the pool's result-handler thread, but here whenever the driver's loop
+/// runs (during a blocking get, wait, map, join or serve_until, or while rt.run awaits). One
+/// callback runs at a time; one that throws is reported on stderr. join() waits for them.
 ///
 /// Chunks go to whichever process is free (each process has at most two sent to it at a
 /// time), so uneven work balances. By default a map is cut into about four chunks per
@@ -33,8 +46,12 @@
 #include <coray/result_stream.hpp>
 #include <coray/sync_wait.hpp>
 #include <cstdint>
+#include <cstdio>
+#include <deque>
+#include <exception>
 #include <functional>
 #include <list>
+#include <optional>
 #include <ranges>
 #include <tuple>
 #include <type_traits>
@@ -49,6 +66,58 @@ struct initializer_t {};
 template <auto F>
 inline constexpr initializer_t<F> initializer{};
 
+/// multiprocessing's maxtasksperchild: `ray::pool p(n, ray::maxtasksperchild(k))` replaces
+/// each process with a fresh one (its initializer run again) after it ran k tasks, a task
+/// being one apply or one chunk of a map.
+struct maxtasksperchild_t {
+  std::uint32_t tasks = 0;
+};
+constexpr maxtasksperchild_t maxtasksperchild(std::uint32_t tasks) noexcept { return {tasks}; }
+
+/// Run in the driver with a pool call's result once it has arrived (apply_async,
+/// map_async, starmap_async): `ray::callback([](int r) { ... })`.
+template <class Fn>
+struct callback_t {
+  Fn fn;
+};
+template <class Fn>
+callback_t<std::decay_t<Fn>> callback(Fn&& fn) {
+  return {std::forward<Fn>(fn)};
+}
+/// Run in the driver with a pool call's error (a std::exception_ptr) if it failed.
+template <class Fn>
+struct error_callback_t {
+  Fn fn;
+};
+template <class Fn>
+error_callback_t<std::decay_t<Fn>> error_callback(Fn&& fn) {
+  return {std::forward<Fn>(fn)};
+}
+
+namespace detail {
+template <class T>
+struct is_callback_tag : std::false_type {};
+template <class Fn>
+struct is_callback_tag<callback_t<Fn>> : std::true_type {};
+template <class Fn>
+struct is_callback_tag<error_callback_t<Fn>> : std::true_type {};
+template <class T>
+inline constexpr bool is_callback_tag_v = is_callback_tag<std::remove_cvref_t<T>>::value;
+template <class T>
+inline constexpr bool is_result_callback_v = false;
+template <class Fn>
+inline constexpr bool is_result_callback_v<callback_t<Fn>> = true;
+
+/// How many of `A...` come before the first callback.
+template <class... A>
+constexpr std::size_t leading_arguments() {
+  constexpr bool tags[] = {is_callback_tag_v<A>..., true};
+  std::size_t i = 0;
+  while (!tags[i]) ++i;
+  return i;
+}
+}  // namespace detail
+
 class pool {
  public:
   /// A pool of `processes` processes (0: the runtime's number of task workers).
@@ -62,48 +131,92 @@ class pool {
   pool(std::uint32_t processes, initializer_t<Init>, A&&... initargs)
       : pool(processes, spawner<Init>(std::forward<A>(initargs)...)) {}
 
+  /// A pool whose processes are each replaced after `limit.tasks` tasks.
+  pool(std::uint32_t processes, maxtasksperchild_t limit) : pool(processes) {
+    disp_.set_calls_per_member(limit.tasks);
+  }
+  template <auto Init, class... A>
+  pool(std::uint32_t processes, maxtasksperchild_t limit, initializer_t<Init> init, A&&... initargs)
+      : pool(processes, init, std::forward<A>(initargs)...) {
+    disp_.set_calls_per_member(limit.tasks);
+  }
+
   pool(const pool&) = delete;
   pool& operator=(const pool&) = delete;
 
   /// close() and join(): waits for the submitted work, then for the processes to end.
   ~pool() {
-    if (!disp_.runtime_alive() || !d_.is_loop_thread()) return;  // the runtime is gone
-    try {
-      close();
-      join();
-    } catch (...) {
+    if (disp_.runtime_alive() && d_.is_loop_thread()) {
+      try {
+        close();
+        join();
+      } catch (...) {
+      }
+      forget_callbacks();
+      // The callback coroutine must not stay queued on the loop once the pool is gone.
+      if (callbacks_scheduled_) d_.run_until([this] { return !callbacks_scheduled_; });
     }
+    callback_task_.destroy();
   }
 
   /// F over every item, results in the items' order. Blocks (serving the runtime) until all
   /// are done; throws the first failed chunk's error. `chunksize` 0: automatic.
   template <auto F, std::ranges::input_range Range>
   std::vector<detail::map_result_t<F>> map(Range&& items, std::size_t chunksize = 0) {
-    using R = detail::map_result_t<F>;
     std::size_t n = 0;
-    auto units = submit_map<F>(std::forward<Range>(items), chunksize, n);
-    std::vector<R> out;
-    out.reserve(n);
-    for (auto& u : units) {
-      detail::block_until_settled(*u);
-      u->rethrow_if_failed();
-      detail::append_chunk(out, u->value_bytes());
-    }
-    return out;
+    return collect<detail::map_result_t<F>>(submit_map<F>(std::forward<Range>(items), chunksize, n),
+                                            n);
   }
 
   /// map() without waiting: the ref settles with every result, in order, or the first error.
-  template <auto F, std::ranges::input_range Range>
-  object_ref<std::vector<detail::map_result_t<F>>> map_async(Range&& items,
-                                                             std::size_t chunksize = 0) {
+  /// Optional callbacks after the items (and chunk size): ray::callback(fn) gets the results'
+  /// vector, ray::error_callback(fn) the error.
+  template <auto F, std::ranges::input_range Range, class... Callbacks>
+  object_ref<std::vector<detail::map_result_t<F>>> map_async(Range&& items, std::size_t chunksize,
+                                                             Callbacks&&... callbacks) {
+    using R = std::vector<detail::map_result_t<F>>;
+    check_callbacks<R, Callbacks...>();
     std::size_t n = 0;
     auto units = submit_map<F>(std::forward<Range>(items), chunksize, n);
-    auto result = detail::make_state();
-    gathers_.emplace_back(*this, std::move(units), result, n,
-                          &gather::template assemble<detail::map_result_t<F>>);
-    gathers_.back().self = std::prev(gathers_.end());
-    gathers_.back().start();
-    return object_ref<std::vector<detail::map_result_t<F>>>(std::move(result));
+    auto ref = gather_units<detail::map_result_t<F>>(std::move(units), n);
+    watch<R>(ref.state(), std::forward<Callbacks>(callbacks)...);
+    return ref;
+  }
+  template <auto F, std::ranges::input_range Range, class... Callbacks>
+  requires(detail::is_callback_tag_v<Callbacks>&&...)
+      object_ref<std::vector<detail::map_result_t<F>>> map_async(Range&& items,
+                                                                 Callbacks&&... callbacks) {
+    return map_async<F>(std::forward<Range>(items), 0, std::forward<Callbacks>(callbacks)...);
+  }
+
+  /// F(args...) for each item of `items`, a range of tuples (std::tuple, std::pair,
+  /// std::array, ...) each holding the arguments of one call; results in the items' order.
+  /// Blocks as map() does. Items whose arguments are all raw travel packed, read in place.
+  template <auto F, std::ranges::input_range Range>
+  std::vector<detail::map_result_t<F>> starmap(Range&& items, std::size_t chunksize = 0) {
+    std::size_t n = 0;
+    return collect<detail::map_result_t<F>>(
+        submit_star<F>(std::forward<Range>(items), chunksize, n), n);
+  }
+
+  /// starmap() without waiting, with optional callbacks as map_async takes them.
+  template <auto F, std::ranges::input_range Range, class... Callbacks>
+  object_ref<std::vector<detail::map_result_t<F>>> starmap_async(Range&& items,
+                                                                 std::size_t chunksize,
+                                                                 Callbacks&&... callbacks) {
+    using R = std::vector<detail::map_result_t<F>>;
+    check_callbacks<R, Callbacks...>();
+    std::size_t n = 0;
+    auto units = submit_star<F>(std::forward<Range>(items), chunksize, n);
+    auto ref = gather_units<detail::map_result_t<F>>(std::move(units), n);
+    watch<R>(ref.state(), std::forward<Callbacks>(callbacks)...);
+    return ref;
+  }
+  template <auto F, std::ranges::input_range Range, class... Callbacks>
+  requires(detail::is_callback_tag_v<Callbacks>&&...)
+      object_ref<std::vector<detail::map_result_t<F>>> starmap_async(Range&& items,
+                                                                     Callbacks&&... callbacks) {
+    return starmap_async<F>(std::forward<Range>(items), 0, std::forward<Callbacks>(callbacks)...);
   }
 
   /// F over every item; results come in the items' order as they are ready.
@@ -123,33 +236,24 @@ class pool {
   }
 
   /// F(args...) in a pool process; the ref settles with its result (F may be a coroutine).
+  /// After the arguments, optionally ray::callback(fn) (run with the result) and
+  /// ray::error_callback(fn) (run with the error), in the driver.
   template <auto F, class... A>
   auto apply_async(A&&... args) {
-    using traits = detail::function_traits<decltype(F)>;
-    static_assert(traits::is_function && !traits::is_member,
-                  "ray::pool::apply<f>: f must be a free function or a static member function");
-    using params = typename traits::params;
-    using result_type = detail::call_result_t<typename traits::return_type>;
-    static_assert(sizeof...(A) == traits::arity,
-                  "ray::pool::apply<f>(...): wrong number of arguments for f");
-    if constexpr (sizeof...(A) == traits::arity) {
-      constexpr bool fits =
-          detail::arguments_fit<params, A...>(std::make_index_sequence<sizeof...(A)>{});
-      static_assert(fits,
-                    "ray::pool::apply<f>(...): an argument does not match f's parameter: pass the "
-                    "parameter's "
-                    "type, a value convertible to it, or an object_ref of it");
-      if constexpr (fits) {
-        require_open("ray::pool::apply");
-        auto spec = detail::make_pool_call<detail::pool_run<F>::method, F, detail::apply_tag>(
-            d_, std::forward<A>(args)...);
-        return object_ref<result_type>(disp_.enqueue(std::move(spec)));
-      } else {
-        return object_ref<result_type>{};
-      }
-    } else {
-      return object_ref<result_type>{};
+    static_assert(valid_callee<F>(),
+                  "ray::pool::apply<f>: f must be a free function, a static member function or a "
+                  "captureless lambda");
+    constexpr std::size_t k = detail::leading_arguments<A...>();
+    auto all = std::forward_as_tuple(std::forward<A>(args)...);
+    return [&]<std::size_t... I, std::size_t... J>(std::index_sequence<I...>,
+                                                   std::index_sequence<J...>) {
+      using result_type = detail::call_result_t<typename detail::callee_traits_t<F>::return_type>;
+      check_callbacks<result_type, std::tuple_element_t<k + J, std::tuple<A...>>...>();
+      auto ref = submit_apply<F>(std::get<I>(std::move(all))...);
+      watch<result_type>(ref.state(), std::get<k + J>(std::move(all))...);
+      return ref;
     }
+    (std::make_index_sequence<k>{}, std::make_index_sequence<sizeof...(A) - k>{});
   }
 
   /// F(args...) in a pool process, waiting for its result.
@@ -161,10 +265,12 @@ class pool {
   /// No more work may be submitted; what was submitted still runs.
   void close() noexcept { closed_ = true; }
 
-  /// Waits (serving the runtime) until the work submitted so far has finished. After close()
-  /// or terminate(), also until the pool's processes have ended.
+  /// Waits (serving the runtime) until the work submitted so far has finished and its
+  /// callbacks have run. After close() or terminate(), also until the pool's processes have
+  /// ended.
   void join() {
-    disp_.drain();
+    // A callback may submit more work, whose own callbacks come after it: wait for both.
+    d_.run_until([this] { return disp_.idle() && callbacks_.empty(); });
     if (!closed_) return;
     std::vector<std::uint64_t> ids;
     for (std::size_t i = 0; i < disp_.members(); ++i)
@@ -191,8 +297,10 @@ class pool {
   std::size_t size() const noexcept { return disp_.members(); }
 
   /// The pool's processes: pid, liveness and, once ended, exit code. Waits (serving the
-  /// runtime) until each has started and run its initializer, or failed to.
-  std::vector<process_info> processes() const {
+  /// runtime) until each has started and run its initializer, or failed to, and until a
+  /// process that ran its maxtasksperchild tasks has been replaced.
+  std::vector<process_info> processes() {
+    disp_.settle();  // processes whose calls ended are replaced if they are to be
     for (const auto& r : ready_)
       if (r) detail::block_until_settled(*r);
     std::vector<process_info> out;
@@ -214,10 +322,218 @@ class pool {
  private:
   using spawn_fn = std::function<detail::actor_ptr(detail::driver&)>;
 
+  /// F is a function or a captureless lambda (static_asserts say which it is not).
+  template <auto F>
+  static consteval bool valid_callee() {
+    using traits = detail::callee_traits_t<F>;
+    static_assert(!traits::captures,
+                  "ray::pool: f is a lambda that captures variables, which a pool process cannot "
+                  "see: pass them as arguments (apply, starmap) or make f capture nothing");
+    return traits::is_function && !traits::is_member;  // a capture is reported above
+  }
+
+  template <auto F, class... A>
+  auto submit_apply(A&&... args) {
+    using traits = detail::callee_traits_t<F>;
+    using params = typename traits::params;
+    using result_type = detail::call_result_t<typename traits::return_type>;
+    static_assert(sizeof...(A) == traits::arity,
+                  "ray::pool::apply<f>(...): wrong number of arguments for f");
+    if constexpr (sizeof...(A) == traits::arity) {
+      constexpr bool fits =
+          detail::arguments_fit<params, A...>(std::make_index_sequence<sizeof...(A)>{});
+      static_assert(fits,
+                    "ray::pool::apply<f>(...): an argument does not match f's parameter: pass the "
+                    "parameter's "
+                    "type, a value convertible to it, or an object_ref of it");
+      if constexpr (fits) {
+        require_open("ray::pool::apply");
+        auto spec = detail::make_pool_call<detail::pool_run<F>::method, F, detail::apply_tag>(
+            d_, std::forward<A>(args)...);
+        return object_ref<result_type>(disp_.enqueue(std::move(spec)));
+      } else {
+        return object_ref<result_type>{};
+      }
+    } else {
+      return object_ref<result_type>{};
+    }
+  }
+
+  /// Waits for the chunks in order and joins their results.
+  template <class R>
+  static std::vector<R> collect(std::vector<detail::state_ptr> units, std::size_t n) {
+    std::vector<R> out;
+    out.reserve(n);
+    for (auto& u : units) {
+      detail::block_until_settled(*u);
+      u->rethrow_if_failed();
+      detail::append_chunk(out, u->value_bytes());
+    }
+    return out;
+  }
+
+  /// A ref that settles with the chunks' results joined, once all have settled.
+  template <class R>
+  object_ref<std::vector<R>> gather_units(std::vector<detail::state_ptr> units, std::size_t n) {
+    auto result = detail::make_state();
+    gathers_.emplace_back(*this, std::move(units), result, n, &gather::template assemble<R>);
+    gathers_.back().self = std::prev(gathers_.end());
+    gathers_.back().start();
+    return object_ref<std::vector<R>>(std::move(result));
+  }
+
+  // ---- callbacks ----
+
+  template <class R, class... Callbacks>
+  static consteval void check_callbacks() {
+    static_assert((detail::is_callback_tag_v<Callbacks> && ...),
+                  "ray::pool: after the arguments, only ray::callback(fn) and "
+                  "ray::error_callback(fn) may follow");
+    static_assert(
+        (0 + ... + (detail::is_result_callback_v<std::remove_cvref_t<Callbacks>> ? 1 : 0)) <= 1 &&
+            (0 + ... + (detail::is_result_callback_v<std::remove_cvref_t<Callbacks>> ? 0 : 1)) <= 1,
+        "ray::pool: at most one ray::callback and one ray::error_callback per call");
+    static_assert((callback_fits<R, std::remove_cvref_t<Callbacks>>() && ...),
+                  "ray::pool: ray::callback(fn) must take the call's result (by value or const "
+                  "reference; nothing for a void f), and ray::error_callback(fn) a "
+                  "std::exception_ptr");
+  }
+  template <class R, class C>
+  static consteval bool callback_fits() {
+    if constexpr (!detail::is_callback_tag<C>::value) {
+      return true;
+    } else if constexpr (detail::is_result_callback_v<C>) {
+      if constexpr (std::is_void_v<R>)
+        return std::is_invocable_v<decltype(C::fn)&>;
+      else
+        return std::is_invocable_v<decltype(C::fn)&, R&&>;
+    } else {
+      return std::is_invocable_v<decltype(C::fn)&, std::exception_ptr>;
+    }
+  }
+
+  /// A result whose callbacks are to run once it settles.
+  struct pending_callback {
+    pool* owner;
+    detail::state_ptr state;
+    std::function<void(detail::object_state&)> run;
+    std::list<pending_callback>::iterator self;
+    bool settled = false;
+  };
+
+  template <class R, class... Callbacks>
+  void watch(const detail::state_ptr& state, Callbacks&&... cbs) {
+    if constexpr (sizeof...(Callbacks) > 0) {
+      auto on_value = [&] {
+        if constexpr ((detail::is_result_callback_v<std::remove_cvref_t<Callbacks>> || ...))
+          return std::move(pick_callback<true>(cbs...).fn);
+        else
+          return nullptr;
+      }();
+      auto on_error = [&] {
+        if constexpr ((!detail::is_result_callback_v<std::remove_cvref_t<Callbacks>> || ...))
+          return std::move(pick_callback<false>(cbs...).fn);
+        else
+          return nullptr;
+      }();
+      auto run = [on_value = std::move(on_value),
+                  on_error = std::move(on_error)](detail::object_state& st) mutable {
+        std::exception_ptr error;
+        std::optional<std::conditional_t<std::is_void_v<R>, bool, R>> value;
+        try {
+          st.rethrow_if_failed();
+          if constexpr (std::is_void_v<R>)
+            value.emplace(true);
+          else
+            value.emplace(decode<R>(st.value_bytes()));
+        } catch (...) {
+          error = std::current_exception();
+        }
+        if (value) {
+          if constexpr (!std::is_same_v<decltype(on_value), std::nullptr_t>) {
+            if constexpr (std::is_void_v<R>)
+              on_value();
+            else
+              on_value(std::move(*value));
+          }
+        } else if constexpr (!std::is_same_v<decltype(on_error), std::nullptr_t>) {
+          on_error(error);
+        }
+      };
+      callbacks_.push_back({this, state, std::move(run), {}});
+      auto& rec = callbacks_.back();
+      rec.self = std::prev(callbacks_.end());
+      if (state->settled())
+        callback_due(&rec, *state);
+      else
+        state->waiters.push_back({&pool::callback_due, &rec});
+    }
+  }
+  template <bool Value, class C, class... Rest>
+  static auto& pick_callback(C& c, Rest&... rest) {
+    if constexpr (detail::is_result_callback_v<std::remove_cvref_t<C>> == Value)
+      return c;
+    else
+      return pick_callback<Value>(rest...);
+  }
+
+  /// A watched result settled (in a driver callback): its callbacks run later, on the loop.
+  static void callback_due(void* ctx, detail::object_state&) {
+    auto* rec = static_cast<pending_callback*>(ctx);
+    pool& self = *rec->owner;
+    rec->settled = true;
+    self.due_.push_back(rec->self);
+    if (!self.callbacks_scheduled_ && !self.running_callbacks_) {
+      self.callbacks_scheduled_ = true;
+      self.d_.schedule(self.callback_task_.h);
+    }
+  }
+  static detail::loop_task callback_loop(pool* self) {
+    for (;;) {
+      co_await std::suspend_always{};
+      self->callbacks_scheduled_ = false;
+      self->run_due_callbacks();
+    }
+  }
+  /// Runs the due callbacks one at a time, in the order their results settled. A callback
+  /// may block (its loop runs more): results settling meanwhile are run by this same loop.
+  void run_due_callbacks() {
+    running_callbacks_ = true;
+    while (!due_.empty()) {
+      auto it = due_.front();
+      due_.pop_front();
+      try {
+        it->run(*it->state);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "coray: a ray::pool callback threw: %s\n", e.what());
+      } catch (...) {
+        std::fprintf(stderr, "coray: a ray::pool callback threw\n");
+      }
+      callbacks_.erase(it);
+    }
+    running_callbacks_ = false;
+  }
+  /// The pool goes: no result may call back into it.
+  void forget_callbacks() noexcept {
+    for (auto& rec : callbacks_) {
+      if (rec.settled || !rec.state) continue;
+      auto& ws = rec.state->waiters;
+      ws.erase(std::remove_if(ws.begin(), ws.end(),
+                              [&](const detail::waiter& w) { return w.ctx == &rec; }),
+               ws.end());
+    }
+    due_.clear();
+    callbacks_.clear();
+  }
+
   pool(std::uint32_t processes, spawn_fn spawn)
       : d_(detail::require_driver("ray::pool")),
         spawn_(std::move(spawn)),
-        disp_(d_, 2, [this](std::size_t i) { return replace(i); }) {
+        disp_(d_, 2,
+              [this](std::size_t i, detail::dispatcher::replace_reason why) {
+                return replace(i, why);
+              }),
+        callback_task_(callback_loop(this)) {
     const std::uint32_t n = processes ? processes : d_.num_workers();
     for (std::uint32_t i = 0; i < n; ++i) {
       ready_.emplace_back();
@@ -255,9 +571,13 @@ class pool {
     ready_[member] = d_.submit(std::move(spec));
   }
 
-  detail::actor_ptr replace(std::size_t member) {
+  /// A member's process died or retired: start another, unless its initializer failed (no
+  /// restart loop) or, for a death, the pool is closed. A retired process is replaced even
+  /// then, as Python's pool keeps its size while closed work remains.
+  detail::actor_ptr replace(std::size_t member, detail::dispatcher::replace_reason why) {
     const auto& r = ready_[member];
-    if (closed_ || !r || r->st != detail::object_state::status::ready)
+    if ((closed_ && why == detail::dispatcher::replace_reason::died) || !r ||
+        r->st != detail::object_state::status::ready)
       return {};  // its initializer failed
     ready_[member] = {};
     auto h = spawn_(d_);
@@ -282,9 +602,10 @@ class pool {
   /// Cuts the items into chunks and queues one call per chunk; `n` gets the item count.
   template <auto F, class Range>
   std::vector<detail::state_ptr> submit_map(Range&& items, std::size_t chunksize, std::size_t& n) {
-    using traits = detail::function_traits<decltype(F)>;
-    static_assert(traits::is_function && !traits::is_member,
-                  "ray::pool::map<f>: f must be a free function or a static member function");
+    using traits = detail::callee_traits_t<F>;
+    static_assert(valid_callee<F>(),
+                  "ray::pool::map<f>: f must be a free function, a static member function or a "
+                  "captureless lambda");
     static_assert(traits::arity == 1, "ray::pool::map<f>: f must take one parameter (an item)");
     using P = detail::map_param_t<F>;
     using S = detail::map_item_t<F>;
@@ -328,6 +649,116 @@ class pool {
           send(std::span<const S>(all.data() + i, len));
         } else {
           send(std::vector<S>(
+              std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(i)),
+              std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(i + len))));
+        }
+      }
+    }
+    return units;
+  }
+
+  /// The argument lists of a starmap's items, checked against F's parameters.
+  template <auto F, class V>
+  static consteval bool star_items_fit() {
+    using traits = detail::callee_traits_t<F>;
+    if constexpr (!requires { std::tuple_size<V>::value; }) {
+      static_assert(
+          requires { std::tuple_size<V>::value; },
+          "ray::pool::starmap<f>(tuples): each item must be a tuple of f's arguments "
+          "(std::tuple, std::pair, std::array)");
+      return false;
+    } else if constexpr (std::tuple_size_v<V> != traits::arity) {
+      static_assert(
+          std::tuple_size_v<V> == traits::arity,
+          "ray::pool::starmap<f>(tuples): a tuple's size is not f's number of parameters");
+      return false;
+    } else {
+      constexpr bool fits = []<std::size_t... I>(std::index_sequence<I...>) {
+        return (std::is_convertible_v<const std::tuple_element_t<I, V>&,
+                                      typename detail::star_args<F>::template arg<I>> &&
+                ...);
+      }
+      (std::make_index_sequence<traits::arity>{});
+      static_assert(fits,
+                    "ray::pool::starmap<f>(tuples): a tuple's element does not convert to f's "
+                    "parameter in its position");
+      return fits;
+    }
+  }
+
+  /// Cuts the argument lists into chunks and queues one call per chunk.
+  template <auto F, class Range>
+  std::vector<detail::state_ptr> submit_star(Range&& items, std::size_t chunksize, std::size_t& n) {
+    using traits = detail::callee_traits_t<F>;
+    static_assert(valid_callee<F>(),
+                  "ray::pool::starmap<f>: f must be a free function, a static member function or "
+                  "a captureless lambda");
+    using R = detail::map_result_t<F>;
+    static_assert(!detail::is_async<typename traits::return_type>::value,
+                  "ray::pool::starmap<f>: f must not be a coroutine (use apply_async)");
+    static_assert(
+        !std::is_void_v<R> && is_encodable_v<R>,
+        "ray::pool::starmap<f>: f must return a value that can be sent between processes");
+    using V = std::remove_cvref_t<std::ranges::range_reference_t<Range>>;
+    constexpr bool fits = star_items_fit<F, V>();
+    std::vector<detail::state_ptr> units;
+    if constexpr (fits) {
+      using args = detail::star_args<F>;
+      static_assert(
+          []<class... P>(std::type_identity<std::tuple<P...>>) {
+            return (!detail::is_mutable_ref_v<P> && ...);
+          }(std::type_identity<typename traits::params>{}),
+          "ray::pool::starmap<f>: f's parameters must not be non-const references");
+      static_assert(is_encodable_v<typename args::tuple>,
+                    "ray::pool::starmap<f>: a parameter of f cannot be sent between processes");
+      using chunk = typename args::chunk;
+      constexpr auto method = &detail::pool_process::template run_star_chunk<F, chunk>;
+      require_open("ray::pool::starmap");
+      auto send = [&](auto&& c) {
+        units.push_back(
+            disp_.enqueue(detail::make_pool_call<method, F, detail::star_chunk_tag<chunk>>(
+                d_, std::forward<decltype(c)>(c))));
+      };
+      if constexpr (args::raw && std::ranges::sized_range<Range>) {
+        // Packed: each item's arguments become one row of bytes, written straight into the
+        // call's message or block (one pass over the items, as map's one copy of them).
+        n = std::ranges::size(items);
+        const std::size_t cs = chunk_size(n, chunksize);
+        auto it = std::ranges::begin(items);
+        for (std::size_t i = 0; i < n; i += cs) {
+          const std::size_t len = std::min(cs, n - i);
+          auto fill = [&it, len](std::byte* out) {
+            // Locals: stores through `out` may alias `it` and the closure, not these.
+            auto at = it;
+            const std::size_t rows = len;
+            for (std::size_t j = 0; j < rows; ++j, ++at) args::pack(out + j * args::width, *at);
+            it = at;
+          };
+          send(detail::raw_rows_argument<typename args::row, decltype(fill)>{len, fill});
+        }
+      } else if constexpr (args::raw) {
+        std::vector<typename args::row> rows;
+        for (auto&& t : items) args::pack(rows.emplace_back().data(), t);
+        n = rows.size();
+        const std::size_t cs = chunk_size(n, chunksize);
+        std::span<const typename args::row> all(rows);
+        for (std::size_t i = 0; i < n; i += cs) send(all.subspan(i, std::min(cs, n - i)));
+      } else {
+        std::vector<typename args::tuple> all;
+        if constexpr (std::ranges::sized_range<Range>) all.reserve(std::ranges::size(items));
+        for (auto&& t : items) {
+          [&]<std::size_t... I>(std::index_sequence<I...>) {
+            using std::get;
+            all.emplace_back(static_cast<typename args::template arg<I>>(
+                get<I>(std::forward<decltype(t)>(t)))...);
+          }
+          (std::make_index_sequence<traits::arity>{});
+        }
+        n = all.size();
+        const std::size_t cs = chunk_size(n, chunksize);
+        for (std::size_t i = 0; i < n; i += cs) {
+          const std::size_t len = std::min(cs, n - i);
+          send(std::vector<typename args::tuple>(
               std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(i)),
               std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(i + len))));
         }
@@ -386,8 +817,13 @@ class pool {
   spawn_fn spawn_;
   std::vector<detail::state_ptr> ready_;  // per process: its answer once built
   std::list<gather> gathers_;
+  std::list<pending_callback> callbacks_;  // watched results whose callbacks have not run
+  std::deque<std::list<pending_callback>::iterator> due_;  // settled, callbacks to run
+  bool callbacks_scheduled_ = false;
+  bool running_callbacks_ = false;
   bool closed_ = false;
   detail::dispatcher disp_;
+  detail::loop_task callback_task_;
 };
 
 CORAY_END_NAMESPACE

@@ -44,11 +44,32 @@ inline bool is_actor_died(const std::exception_ptr& e) {
   }
 }
 
+/// A coroutine that the loop resumes (process::schedule) to do work outside the driver's
+/// callbacks; its owner destroys it.
+struct loop_task {
+  struct promise_type {
+    loop_task get_return_object() noexcept {
+      return {std::coroutine_handle<promise_type>::from_promise(*this)};
+    }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_always final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { std::terminate(); }
+  };
+  std::coroutine_handle<promise_type> h;
+  void destroy() noexcept {
+    if (h) h.destroy();
+    h = {};
+  }
+};
+
 class dispatcher {
  public:
-  /// What to do when a member's process died: return a replacement actor's handle, or an
-  /// empty one to drop the member. Runs on the loop, outside any callback.
-  using replace_fn = std::function<actor_ptr(std::size_t member)>;
+  /// Why a member is replaced: its process died, or it ran its share of calls (retired).
+  enum class replace_reason { died, retired };
+  /// What to do when a member's process died or retired: return a replacement actor's
+  /// handle, or an empty one to drop the member. Runs on the loop, outside any callback.
+  using replace_fn = std::function<actor_ptr(std::size_t member, replace_reason)>;
 
   dispatcher(driver& d, std::uint32_t depth, replace_fn replace = {})
       : d_(d),
@@ -67,6 +88,11 @@ class dispatcher {
     }
     pump_.destroy();
   }
+
+  /// Each member takes at most `n` calls (0: no limit), then is retired once they have
+  /// ended: its handle is dropped, so its process ends, and a replacement takes its place
+  /// (multiprocessing's maxtasksperchild).
+  void set_calls_per_member(std::uint32_t n) noexcept { calls_per_member_ = n; }
 
   /// Adds an actor; returns its member index (stable).
   std::size_t add(actor_ptr a) {
@@ -101,6 +127,10 @@ class dispatcher {
     d_.run_until([this] { return idle(); });
   }
   bool idle() const noexcept { return queue_.empty() && running_.empty(); }
+  /// Runs the loop until what ended calls left to do (send more, replace members) is done.
+  void settle() {
+    if (pump_scheduled_) d_.run_until([this] { return !pump_scheduled_; });
+  }
   /// The runtime this dispatcher belongs to is still the process's (not ended or replaced),
   /// and this is its loop thread.
   bool runtime_alive() const noexcept {
@@ -127,8 +157,10 @@ class dispatcher {
   struct member_state {
     actor_ptr handle;  // empty: removed, or dead and not replaced
     std::uint32_t running = 0;
-    bool dead = false;     // its process died; replaced once its calls have failed
-    bool removed = false;  // taken out by remove(): it may come back through add()
+    std::uint32_t sent = 0;  // calls sent to this actor, for calls_per_member_
+    bool retiring = false;   // took its share of calls: replaced once they have ended
+    bool dead = false;       // its process died; replaced once its calls have failed
+    bool removed = false;    // taken out by remove(): it may come back through add()
   };
   struct waiting {
     task_spec spec;
@@ -141,24 +173,7 @@ class dispatcher {
     std::list<running_call>::iterator at;
   };
 
-  /// A coroutine the loop resumes to send calls after others ended.
-  struct pump_task {
-    struct promise_type {
-      pump_task get_return_object() noexcept {
-        return {std::coroutine_handle<promise_type>::from_promise(*this)};
-      }
-      std::suspend_never initial_suspend() noexcept { return {}; }
-      std::suspend_always final_suspend() noexcept { return {}; }
-      void return_void() noexcept {}
-      void unhandled_exception() noexcept { std::terminate(); }
-    };
-    std::coroutine_handle<promise_type> h;
-    void destroy() noexcept {
-      if (h) h.destroy();
-      h = {};
-    }
-  };
-  static pump_task pump_loop(dispatcher* self) {
+  static loop_task pump_loop(dispatcher* self) {
     for (;;) {
       co_await std::suspend_always{};
       self->pump_scheduled_ = false;
@@ -187,7 +202,7 @@ class dispatcher {
     std::uint32_t best_load = depth_;
     for (std::size_t i = 0; i < members_.size(); ++i) {
       const member_state& m = members_[i];
-      if (!m.handle || m.dead || m.running >= best_load) continue;
+      if (!m.handle || m.dead || m.retiring || m.running >= best_load) continue;
       best = i;
       best_load = m.running;
       if (best_load == 0) break;
@@ -215,12 +230,15 @@ class dispatcher {
   void replace_dead() {
     for (std::size_t i = 0; i < members_.size(); ++i) {
       member_state& m = members_[i];
-      if (!m.dead || m.running) continue;
+      if (!(m.dead || (m.retiring && m.handle)) || m.running) continue;
+      const auto reason = m.dead ? replace_reason::died : replace_reason::retired;
       m.dead = false;
-      m.handle = actor_ptr();
+      m.retiring = false;
+      m.sent = 0;
+      m.handle = actor_ptr();  // a retired actor's process ends: no handle is left
       if (replace_) {
         try {
-          m.handle = replace_(i);
+          m.handle = replace_(i, reason);
         } catch (...) {
         }
       }
@@ -247,6 +265,7 @@ class dispatcher {
     }
     hold(held, -1);  // the call holds them now
     ++m.running;
+    if (calls_per_member_ && ++m.sent >= calls_per_member_) m.retiring = true;
     running_.push_back({this, i, w.result, {}});
     auto at = std::prev(running_.end());
     at->at = at;
@@ -279,6 +298,7 @@ class dispatcher {
   driver& d_;
   std::uint32_t epoch_;
   std::uint32_t depth_;
+  std::uint32_t calls_per_member_ = 0;
   replace_fn replace_;
   std::vector<member_state> members_;
   std::deque<waiting> queue_;
@@ -286,7 +306,7 @@ class dispatcher {
   std::string last_death_;
   bool pumping_ = false;
   bool pump_scheduled_ = false;
-  pump_task pump_;
+  loop_task pump_;
 };
 
 }  // namespace detail

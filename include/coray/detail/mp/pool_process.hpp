@@ -4,24 +4,85 @@
 
 #include <unistd.h>
 
+#include <array>
+#include <bit>
 #include <coray/detail/codec/codec_traits.hpp>
 #include <coray/task.hpp>
+#include <cstring>
 #include <span>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
+/// What the pool calls: a free or static member function, or the closure object of a
+/// captureless, non-generic lambda (`p.map<[](int x) { return x * 10; }>(xs)`), described as
+/// function_traits describes a function.
+template <class M>
+struct operator_traits : function_traits<void> {};
+template <class C, class R, class... A>
+struct operator_traits<R (C::*)(A...) const> : function_traits<R (*)(A...)> {};
+template <class C, class R, class... A>
+struct operator_traits<R (C::*)(A...) const noexcept> : function_traits<R (*)(A...)> {};
+
+template <class T, class = void>
+struct callee_traits : function_traits<T> {
+  static constexpr bool is_lambda = false;
+  static constexpr bool captures = false;
+};
+template <class T>
+struct callee_traits<T, std::enable_if_t<std::is_class_v<T>, std::void_t<decltype(&T::operator())>>>
+    : operator_traits<decltype(&T::operator())> {
+  static constexpr bool is_lambda = true;
+  static constexpr bool captures = !std::is_empty_v<T>;
+};
 template <auto F>
-using map_param_t = std::tuple_element_t<0, typename function_traits<decltype(F)>::params>;
+using callee_traits_t = callee_traits<std::remove_cv_t<decltype(F)>>;
+
+/// F is something a pool can run: a function, or a lambda that captures nothing.
+template <auto F>
+inline constexpr bool is_pool_callee_v =
+    callee_traits_t<F>::is_function && !callee_traits_t<F>::is_member &&
+    !callee_traits_t<F>::captures;
+
+/// F's name, for errors, and the id its calls carry. A lambda has no name the compiler prints
+/// uniquely (gcc spells every `[](int)` lambda of a function alike), so its id hashes its
+/// type's mangled name, which numbers the lambdas of a scope; every process of the program
+/// runs the same binary and computes the same id.
+template <auto F>
+struct callee_identity {
+  using T = std::remove_cv_t<decltype(F)>;
+  static std::string_view name() noexcept {
+    if constexpr (callee_traits<T>::is_lambda)
+      return type_name<T>();
+    else
+      return entity_name<F>();
+  }
+  static std::uint64_t id() noexcept {
+    if constexpr (callee_traits<T>::is_lambda) {
+#if defined(__GXX_RTTI) || defined(__cpp_rtti)
+      static const std::uint64_t h = fnv1a(typeid(T).name());
+#else
+      static const std::uint64_t h = fnv1a(type_name<T>());
+#endif
+      return h;
+    } else {
+      return entity_id<F>;
+    }
+  }
+};
+
+template <auto F>
+using map_param_t = std::tuple_element_t<0, typename callee_traits_t<F>::params>;
 /// What a map's items are carried as: F's parameter's owning type.
 template <auto F>
 using map_item_t = storage_type_t<map_param_t<F>>;
 template <auto F>
-using map_result_t = call_result_t<typename function_traits<decltype(F)>::return_type>;
+using map_result_t = call_result_t<typename callee_traits_t<F>::return_type>;
 /// A chunk of items: raw items are read in place, others decoded.
 template <class S>
 using chunk_t = std::conditional_t<is_raw_copyable_v<S>, std::span<const S>, std::vector<S>>;
@@ -38,6 +99,63 @@ decltype(auto) call_item(X& x) {
     return F(x);
 }
 
+/// How starmap carries F's arguments. When each is raw (numbers, plain structs), an item is
+/// their bytes one after another, a `row` of `width` bytes, and a chunk is a span of rows read
+/// in place; otherwise an item is a std::tuple of their owning types.
+template <auto F, class Params = typename callee_traits_t<F>::params>
+struct star_args;
+template <auto F, class... P>
+struct star_args<F, std::tuple<P...>> {
+  using tuple = std::tuple<storage_type_t<P>...>;
+  template <std::size_t I>
+  using arg = std::tuple_element_t<I, tuple>;
+  static constexpr bool raw = sizeof...(P) > 0 && (is_raw_copyable_v<storage_type_t<P>> && ...);
+  static constexpr std::size_t width = (std::size_t{0} + ... + sizeof(storage_type_t<P>));
+  using row = std::array<std::byte, width>;
+  using item = std::conditional_t<raw, row, tuple>;
+  using chunk = chunk_t<item>;
+  template <std::size_t I>
+  static constexpr std::size_t offset = [] {
+    std::size_t o = 0, i = 0;
+    ((i++ < I ? o += sizeof(storage_type_t<P>) : o), ...);
+    return o;
+  }();
+
+  /// Writes tuple-like `t`'s elements, each converted to its parameter's type, into `out`.
+  template <class T>
+  static void pack(std::byte* out, T&& t) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      using std::get;
+      (
+          (void)[&] {
+            const arg<I> v = static_cast<arg<I>>(get<I>(std::forward<T>(t)));
+            std::memcpy(out + offset<I>, &v, sizeof(v));
+          }(),
+          ...);
+    }
+    (std::index_sequence_for<P...>{});
+  }
+  template <std::size_t I>
+  static arg<I> unpack(const row& r) {
+    std::array<std::byte, sizeof(arg<I>)> b;
+    std::memcpy(b.data(), r.data() + offset<I>, sizeof(arg<I>));
+    return std::bit_cast<arg<I>>(b);
+  }
+  /// F applied to one item's arguments.
+  static decltype(auto) call(const row& r) {
+    return [&]<std::size_t... I>(std::index_sequence<I...>)->decltype(auto) {
+      return F(unpack<I>(r)...);
+    }
+    (std::index_sequence_for<P...>{});
+  }
+  static decltype(auto) call(tuple& t) {
+    return [&]<std::size_t... I>(std::index_sequence<I...>)->decltype(auto) {
+      return F(std::move(std::get<I>(t))...);
+    }
+    (std::index_sequence_for<P...>{});
+  }
+};
+
 struct pool_process {
   /// F over a chunk's items, in order.
   template <auto F, class Chunk>
@@ -47,9 +165,17 @@ struct pool_process {
     for (auto& x : items) out.push_back(call_item<F>(x));
     return out;
   }
+  /// F over a chunk of starmap items (argument lists), in order.
+  template <auto F, class Chunk>
+  std::vector<map_result_t<F>> run_star_chunk(Chunk items) {
+    std::vector<map_result_t<F>> out;
+    out.reserve(items.size());
+    for (auto& x : items) out.push_back(star_args<F>::call(x));
+    return out;
+  }
   /// One call of F (pool::apply); a coroutine F is awaited.
   template <auto F, class... P>
-  typename function_traits<decltype(F)>::return_type run(P... args) {
+  typename callee_traits_t<F>::return_type run(P... args) {
     return F(std::forward<P>(args)...);
   }
   /// Answers once the process is built: its initializer succeeded.
@@ -62,7 +188,7 @@ struct initialized_pool_process : pool_process {
   explicit initialized_pool_process(S... args) { Init(std::move(args)...); }
 };
 
-template <auto F, class Params = typename function_traits<decltype(F)>::params>
+template <auto F, class Params = typename callee_traits_t<F>::params>
 struct pool_run;
 template <auto F, class... P>
 struct pool_run<F, std::tuple<P...>> {
@@ -71,6 +197,8 @@ struct pool_run<F, std::tuple<P...>> {
 
 template <class Chunk>
 struct map_chunk_tag {};
+template <class Chunk>
+struct star_chunk_tag {};
 struct apply_tag {};
 
 /// The id a pool method running F is called by. Compilers print a pointer to a member
@@ -79,16 +207,19 @@ struct apply_tag {};
 /// Errors read as coming from F.
 template <auto Method, auto F, class Tag>
 struct pool_callee {
-  static constexpr std::uint64_t id = [] {
-    std::uint64_t h = entity_id<F>;
-    for (char c : type_name<Tag>()) {
-      h ^= static_cast<unsigned char>(c);
-      h *= 1099511628211ULL;
-    }
+  static std::uint64_t id() noexcept {
+    static const std::uint64_t h = [] {
+      std::uint64_t x = callee_identity<F>::id();
+      for (char c : type_name<Tag>()) {
+        x ^= static_cast<unsigned char>(c);
+        x *= 1099511628211ULL;
+      }
+      return x;
+    }();
     return h;
-  }();
+  }
   static inline const bool registered =
-      register_function(id, &invoker<Method>::invoke, entity_name<F>());
+      register_function(id(), &invoker<Method>::invoke, callee_identity<F>::name());
 };
 
 /// The message of a pool method's call: make_call, under the pool_callee id.
@@ -96,12 +227,12 @@ template <auto Method, auto F, class Tag, class... A>
 task_spec make_pool_call(process& p, A&&... args) {
   task_spec spec = make_call<Method>(p, std::forward<A>(args)...);
   (void)pool_callee<Method, F, Tag>::registered;
-  spec.fn_id = pool_callee<Method, F, Tag>::id;
-  spec.name = entity_name<F>();
+  spec.fn_id = pool_callee<Method, F, Tag>::id();
+  spec.name = callee_identity<F>::name();
   return spec;
 }
 
-template <auto Init, class Params = typename function_traits<decltype(Init)>::params>
+template <auto Init, class Params = typename callee_traits_t<Init>::params>
 struct initialized_process_type;
 template <auto Init, class... P>
 struct initialized_process_type<Init, std::tuple<P...>> {

@@ -39,10 +39,54 @@ void add_value(task_spec& spec, process& p, const V& v) {
   }
 }
 
+/// An argument for a std::span<const Row> or std::vector<Row> parameter (Row raw) whose `n`
+/// rows `fill(out)` writes straight into the call's message or block, once, while the call
+/// is made: for rows made from other data (pool::starmap packs argument lists), no buffer
+/// between that data and the message.
+template <class Row, class Fill>
+struct raw_rows_argument {
+  static_assert(is_raw_copyable_v<Row>);
+  using row = Row;
+  std::size_t n;
+  Fill fill;  // void(std::byte* out): writes n * sizeof(Row) bytes
+};
+template <class T>
+inline constexpr bool is_raw_rows_argument_v = false;
+template <class Row, class Fill>
+inline constexpr bool is_raw_rows_argument_v<raw_rows_argument<Row, Fill>> = true;
+
+/// Encodes as a vector of n Rows would: the count, padding, then the rows.
+template <class Row, class Fill>
+void add_raw_rows(task_spec& spec, process& p, raw_rows_argument<Row, Fill>& a) {
+  size_counter c;
+  const std::uint64_t count = a.n;
+  c.put(&count, sizeof count);
+  c.pad(wire_align_v<Row>);
+  const std::size_t header = c.size();
+  const std::size_t size = header + a.n * sizeof(Row);
+  auto write = [&](std::byte* out) {
+    writer w(std::span<std::byte>(out, header));
+    w.put(&count, sizeof count);
+    w.pad(wire_align_v<Row>);
+    a.fill(out + header);
+  };
+  if (size > p.inline_threshold()) {
+    object_block* b = p.allocate_block(size);
+    write(b->data());
+    spec.add_block(p.seg, b);
+  } else {
+    spec.add_inline(size, write);
+  }
+}
+
 template <class P, class A>
 void add_argument(task_spec& spec, process& p, A&& a) {
   using S = storage_type_t<std::remove_cvref_t<P>>;
-  if constexpr (is_object_ref_v<A>) {
+  if constexpr (is_raw_rows_argument_v<std::remove_cvref_t<A>>) {
+    static_assert(std::is_same_v<S, std::vector<typename std::remove_cvref_t<A>::row>>,
+                  "coray: raw rows are passed for a span or vector of those rows");
+    add_raw_rows(spec, p, a);
+  } else if constexpr (is_object_ref_v<A>) {
     spec.add_dependency(a.state());
   } else if constexpr (is_ref_vector_v<A>) {
     // The elements' encodings, after the count, make the vector's: raw elements start
