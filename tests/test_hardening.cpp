@@ -560,12 +560,6 @@ std::int64_t segment_resident_bytes() {
   if (fstat(ray::detail::process::require().seg.fd(), &st) != 0) return INT64_MAX;
   return static_cast<std::int64_t>(st.st_blocks) * 512;
 }
-/// This process's resident memory, in bytes.
-std::int64_t resident_bytes() {
-  long pages = 0, resident = 0;
-  std::ifstream("/proc/self/statm") >> pages >> resident;
-  return static_cast<std::int64_t>(resident) * sysconf(_SC_PAGESIZE);
-}
 }  // namespace
 
 TEST_CASE("freed store memory goes back to the system once no big object has been made a while") {
@@ -589,6 +583,15 @@ TEST_CASE("freed store memory goes back to the system once no big object has bee
 
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 // (The sanitizers' allocators keep freed memory their own way: malloc_trim is not theirs.)
+namespace {
+/// This process's resident memory, in bytes.
+std::int64_t resident_bytes() {
+  long pages = 0, resident = 0;
+  std::ifstream("/proc/self/statm") >> pages >> resident;
+  return static_cast<std::int64_t>(resident) * sysconf(_SC_PAGESIZE);
+}
+}  // namespace
+
 TEST_CASE("the driver's memory after a tide of queued calls goes back once they are done") {
   ray::runtime rt({.num_workers = 2});
   const std::int64_t before = resident_bytes();
