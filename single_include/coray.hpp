@@ -7041,6 +7041,8 @@ class namespace_proxy : public detail::manager_proxy_base {
     call<&server::ns_set>("ray::namespace_proxy::set", std::move(name),
                           std::string(detail::type_name<T>()), detail::encode_as_string(value));
   }
+  /// ns.name = "text": a string literal is kept as a std::string.
+  void set(std::string name, const char* value) { set<std::string>(std::move(name), value); }
   /// ns.name, as a T: ray::key_error if there is no such name, ray::codec_error if its value
   /// was set as another type.
   template <class T>

@@ -49,7 +49,7 @@ std::string read_missing(word_counts d) {
 int get_in_task(word_counts d, std::string key) { return d.get(key); }
 int set_epoch(ray::namespace_proxy ns, int epoch) {
   ns.set("epoch", epoch);
-  ns.set<std::string>("phase", "training");
+  ns.set("phase", "training");  // a literal is kept as a std::string
   return epoch;
 }
 
