@@ -7,6 +7,7 @@
 #include <coray/async.hpp>
 #include <coray/codec.hpp>
 #include <coray/errors.hpp>
+#include <coray/manager.hpp>
 #include <coray/mutex.hpp>
 #include <coray/object_ref.hpp>
 #include <coray/object_store.hpp>

@@ -84,7 +84,9 @@ struct object_store_full : error {
   X(usage_error,       runtime_error, message)  /* misuse: no runtime, wrong process, empty */  \
   X(internal_error,    error,         message)  /* a broken invariant: a bug in coray */        \
   X(broken_barrier,    error,         message)  /* a barrier broke: abort, timeout, a death */  \
-  X(peer_died,         error,         message)  /* a wait's peer died: a condition's locker */
+  X(peer_died,         error,         message)  /* a wait's peer died: a condition's locker */ \
+  X(key_error,         error,         message)  /* no such key in a dict: KeyError */          \
+  X(index_error,       error,         message)  /* a list index out of range: IndexError */
 // clang-format on
 
 #define CORAY_DETAIL_ERROR_CLASS_message(name, base) \
