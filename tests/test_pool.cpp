@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <coray/coray.hpp>
+#include <forward_list>
 #include <list>
 #include <map>
 #include <numeric>
@@ -233,8 +234,10 @@ TEST_CASE("starmap calls f with each tuple's elements as its arguments, in the i
   CHECK(p.starmap<add>(pairs, 1) == sums);
   CHECK(p.starmap<add>(pairs, 7) == sums);
   CHECK(p.starmap<add>(std::vector<std::pair<int, int>>{}).empty());
-  // Any range of tuples: one whose size is not known up front, a list.
-  auto evens = pairs | std::views::filter([](const auto& pr) { return pr.first % 2 == 0; });
+  // Any range of tuples: one whose size is not known up front (a forward_list), a list.
+  std::forward_list<std::pair<int, int>> evens;
+  for (auto it = pairs.rbegin(); it != pairs.rend(); ++it)
+    if (it->first % 2 == 0) evens.push_front(*it);
   std::vector<int> even_sums;
   for (int i = 0; i < 1000; i += 2) even_sums.push_back(3 * i);
   CHECK(p.starmap<add>(evens, 3) == even_sums);
