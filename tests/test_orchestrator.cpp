@@ -5,6 +5,8 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <array>
+#include <atomic>
 #include <coray/detail/runtime/orchestrator.hpp>
 #include <cstring>
 #include <map>
@@ -39,32 +41,26 @@ class fake_transport final : public transport {
     }
   };
 
+  fake_transport() {
+    for (fake_slot& s : slots_) signals_.push_back({&s.state, &s.suspended, &s.blocked_mark});
+  }
+
   void start(std::uint32_t slot) override {
     started.push_back(slot);
-    alive_[slot] = true;
+    set_state(slot, slot_state::running);
   }
   void close(std::uint32_t slot) override {
     closed.push_back(slot);
-    alive_.erase(slot);
+    set_state(slot, slot_state::dead);
   }
   void kill(std::uint32_t slot) override { killed.push_back(slot); }
-  bool alive(std::uint32_t slot) const override {
-    auto it = alive_.find(slot);
-    return it != alive_.end() && it->second;
-  }
   int pid(std::uint32_t slot) const override { return 1000 + static_cast<int>(slot); }
-  std::uint32_t suspended(std::uint32_t slot) const override {
-    return blocked_mark(slot) != 0 ? 1 : 0;
-  }
-  std::uint64_t blocked_mark(std::uint32_t slot) const override {
-    auto it = blocked.find(slot);
-    return it == blocked.end() ? 0 : it->second;
-  }
   bool can_start() const override { return can_start_; }
   void await_exit(std::span<const std::uint32_t>, std::chrono::milliseconds) override {}
   std::size_t max_message_bytes() const override { return 120 * 1024; }
   bool send(std::uint32_t slot, msg_kind kind, std::size_t size, fill_ref fill) override {
-    REQUIRE_MESSAGE(alive_.count(slot), "a message to a slot whose process was never started");
+    REQUIRE_MESSAGE(slots_.at(slot).state.load() == static_cast<std::uint32_t>(slot_state::running),
+                    "a message to a slot whose process was never started or ended");
     if (!room) return false;
     sent_message m{slot, kind, std::vector<std::byte>(size)};
     fill(m.bytes.data());
@@ -76,7 +72,13 @@ class fake_transport final : public transport {
   void sleep(std::chrono::nanoseconds, transport_events&, wake_check) override {}
 
   /// Marks the slot's process dead (as the supervisor's report would).
-  void die(std::uint32_t slot) { alive_[slot] = false; }
+  void die(std::uint32_t slot) { set_state(slot, slot_state::dead); }
+  /// Plays a task of the slot's process blocked in ray::get with `mark` (the first id of the
+  /// calls it made since), or no longer blocked (0). Such a task counts as suspended.
+  void block(std::uint32_t slot, std::uint64_t mark) {
+    slots_.at(slot).blocked_mark = mark;
+    slots_.at(slot).suspended = mark != 0 ? 1 : 0;
+  }
   /// The calls (run_task or construct) sent so far, oldest first.
   std::vector<sent_message> calls() const {
     std::vector<sent_message> out;
@@ -87,14 +89,18 @@ class fake_transport final : public transport {
 
   std::vector<sent_message> sent;
   std::vector<std::uint32_t> started, closed, killed;
-  /// Slots whose process plays a task blocked in ray::get: the mark it publishes (the
-  /// first id of the calls it made since). Such a task counts as suspended.
-  std::map<std::uint32_t, std::uint64_t> blocked;
   bool room = true;
   bool can_start_ = true;
 
  private:
-  std::map<std::uint32_t, bool> alive_;
+  struct fake_slot {
+    std::atomic<std::uint32_t> state{0}, suspended{0};
+    std::atomic<std::uint64_t> blocked_mark{0};
+  };
+  void set_state(std::uint32_t slot, slot_state s) {
+    slots_.at(slot).state = static_cast<std::uint32_t>(s);
+  }
+  std::array<fake_slot, 16> slots_;  // more than any test uses
 };
 
 /// An orchestrator over a small real segment (blocks are real) and the fake transport.
@@ -204,7 +210,7 @@ TEST_CASE(
   REQUIRE(f.net.calls().size() == 2);
   const std::uint64_t w0 = std::uint64_t{1} << 63;  // how worker 0 numbers its calls
   f.nested(0, w0 + 1, 10);                          // made before its task blocked
-  f.net.blocked[0] = w0 + 2;                        // its task blocks in ray::get
+  f.net.block(0, w0 + 2);                           // its task blocks in ray::get
   f.orch->service();
   CHECK(f.net.calls().size() == 2);  // neither the older call nor the driver's is eligible
   f.nested(0, w0 + 2, 11);           // made while blocked: a descendant of the blocked task
@@ -220,7 +226,7 @@ TEST_CASE(
   CHECK(calls[3].int_argument() == 10);
 
   f.reply(0, calls[2].header().task_id, 110);  // the blocked task goes on, then ends
-  f.net.blocked.erase(0);
+  f.net.block(0, 0);
   f.reply(0, calls[0].header().task_id, 1);
   calls = f.net.calls();
   REQUIRE(calls.size() == 5);

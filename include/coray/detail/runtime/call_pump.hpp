@@ -43,7 +43,10 @@ class call_pump {
       task_record* r = *it;
       if (!sender_.send(slot, *r)) break;
       tasks_.sent(slot, *r);
-      runnable.erase(it);
+      if (it == runnable.begin())
+        runnable.pop_front();
+      else
+        runnable.erase(it);
       progress = true;
     }
     for (auto it = backlog_.begin(); it != backlog_.end();) {
@@ -98,8 +101,10 @@ class call_pump {
   /// worker with the fewest calls that occupy it, under the per-worker limit; failing that,
   /// a worker with room that is blocked in a call gets that call's first descendant in the
   /// queue (task_table::next_for). A blocked worker whose search found nothing is not
-  /// searched again until its mark or the nested calls queued change.
-  std::pair<int, queue_place> pick() {
+  /// searched again until its mark or the nested calls queued change. Runs on every
+  /// dispatch, mostly to find every worker full: the scan stays inline, the search for a
+  /// blocked worker's descendants does not.
+  [[gnu::always_inline]] std::pair<int, queue_place> pick() {
     int best = -1;
     std::uint32_t best_load = max_in_flight_;
     bool any_blocked = false;
@@ -115,7 +120,14 @@ class call_pump {
       best_load = load;
       if (load == 0) break;
     }
-    if (best >= 0 || !any_blocked) return {best, tasks_.runnable.begin()};
+    if (best >= 0 || !any_blocked) [[likely]]
+      return {best, tasks_.runnable.begin()};
+    return pick_descendant();
+  }
+
+  /// pick() when every worker with room is blocked: the first such worker with a descendant
+  /// of its blocked call queued.
+  [[gnu::noinline]] std::pair<int, queue_place> pick_descendant() {
     if (missed_.size() < workers_) missed_.resize(workers_);
     for (std::uint32_t i = 0; i < workers_; ++i) {
       const std::uint64_t mark = transport_.blocked_mark(i);

@@ -44,8 +44,6 @@ inline clock::time_point deadline_after(clock::duration timeout) noexcept {
   return now + timeout;
 }
 
-enum class slot_state : std::uint32_t { empty = 0, starting = 1, running = 2, dead = 3 };
-
 /// Per worker, in the segment: its doorbell, its mailboxes, and what the supervisor and
 /// the driver need to know about it.
 struct alignas(64) worker_shared {

@@ -34,8 +34,11 @@ class shm_transport final : public transport {
     hdr_->inline_threshold = inline_threshold;
     hdr_->mailbox_capacity = mailbox_capacity;
     views_.resize(slots);
-    for (std::uint32_t i = 0; i < slots; ++i)
-      views_[i].shared = new (&hdr_->worker(i)) worker_shared{};
+    signals_.resize(slots);
+    for (std::uint32_t i = 0; i < slots; ++i) {
+      worker_shared* s = views_[i].shared = new (&hdr_->worker(i)) worker_shared{};
+      signals_[i] = {&s->state, &s->suspended, &s->blocked_mark};
+    }
   }
 
   shared_header* header() const noexcept { return hdr_; }
@@ -67,18 +70,8 @@ class shm_transport final : public transport {
     active_.erase(std::remove(active_.begin(), active_.end(), slot), active_.end());
   }
   void kill(std::uint32_t slot) override { link_.command({supervisor_command::kill, slot}); }
-  bool alive(std::uint32_t slot) const override {
-    return static_cast<slot_state>(views_[slot].shared->state.load(std::memory_order_acquire)) !=
-           slot_state::dead;
-  }
   int pid(std::uint32_t slot) const override {
     return views_[slot].shared->pid.load(std::memory_order_acquire);
-  }
-  std::uint32_t suspended(std::uint32_t slot) const override {
-    return views_[slot].shared->suspended.load(std::memory_order_relaxed);
-  }
-  std::uint64_t blocked_mark(std::uint32_t slot) const override {
-    return views_[slot].shared->blocked_mark.load(std::memory_order_relaxed);
   }
   bool can_start() const override { return link_.running(); }
 

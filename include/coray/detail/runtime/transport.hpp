@@ -8,12 +8,14 @@
 ///
 /// All of it runs on the driver's loop thread.
 
+#include <atomic>
 #include <chrono>
 #include <coray/detail/runtime/wire.hpp>
 #include <cstdint>
 #include <span>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
@@ -72,9 +74,37 @@ class transport_events {
   ~transport_events() = default;
 };
 
+/// What a process publishes for the scheduler, which reads it on every dispatch: its
+/// slot_state (dead once it ended), the coroutines it holds suspended (calls that do not
+/// occupy it) and its blocked mark. A transport points each slot at where these live (for
+/// local processes, the slot's worker_shared in the segment; one for remote processes keeps
+/// local copies current), so reading them is a load, not a virtual call.
+struct slot_signals {
+  const std::atomic<std::uint32_t>* state = nullptr;
+  const std::atomic<std::uint32_t>* suspended = nullptr;
+  const std::atomic<std::uint64_t>* blocked_mark = nullptr;
+};
+
 class transport {
  public:
   virtual ~transport() = default;
+
+  // ---- what processes publish -----------------------------------------------------------
+  /// False once the slot's process is known dead (calls must not be sent to it).
+  bool alive(std::uint32_t slot) const noexcept {
+    return signals_[slot].state->load(std::memory_order_acquire) !=
+           static_cast<std::uint32_t>(slot_state::dead);
+  }
+  /// Coroutines the slot's process holds suspended: calls that do not occupy it.
+  std::uint32_t suspended(std::uint32_t slot) const noexcept {
+    return signals_[slot].suspended->load(std::memory_order_relaxed);
+  }
+  /// 0, or while a task body of the slot's process is blocked in a blocking ray::get, the
+  /// first id of the calls it made since (worker_shared::blocked_mark): it then takes only
+  /// calls it made itself with ids from there up.
+  std::uint64_t blocked_mark(std::uint32_t slot) const noexcept {
+    return signals_[slot].blocked_mark->load(std::memory_order_relaxed);
+  }
 
   // ---- processes ----------------------------------------------------------------------
   /// Starts a process in `slot` with empty mailboxes (a first one, or a replacement).
@@ -83,16 +113,8 @@ class transport {
   virtual void close(std::uint32_t slot) = 0;
   /// Kills the slot's process (SIGKILL); its death is reported as any other.
   virtual void kill(std::uint32_t slot) = 0;
-  /// False once the slot's process is known dead (calls must not be sent to it).
-  virtual bool alive(std::uint32_t slot) const = 0;
   /// The slot's process id; 0 while it starts.
   virtual int pid(std::uint32_t slot) const = 0;
-  /// Coroutines the slot's process holds suspended: calls that do not occupy it.
-  virtual std::uint32_t suspended(std::uint32_t slot) const = 0;
-  /// 0, or while a task body of the slot's process is blocked in a blocking ray::get, the
-  /// first id of the calls it made since (worker_shared::blocked_mark): it then takes only
-  /// calls it made itself with ids from there up.
-  virtual std::uint64_t blocked_mark(std::uint32_t slot) const = 0;
   /// False once no process can be started (the supervisor is gone).
   virtual bool can_start() const = 0;
   /// Asks the slots' processes' deaths to be awaited for up to `grace` (at teardown: idle
@@ -118,6 +140,11 @@ class transport {
   /// most `limit`; reports a lost supervisor.
   virtual void sleep(std::chrono::nanoseconds limit, transport_events& to,
                      wake_check also = {}) = 0;
+
+ protected:
+  /// One per slot, each pointing at memory that outlives the transport's use; set by the
+  /// implementation's constructor.
+  std::vector<slot_signals> signals_;
 };
 
 }  // namespace detail

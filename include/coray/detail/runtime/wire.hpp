@@ -28,6 +28,9 @@
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
+/// A process slot's life, in its worker_shared::state: dead once its process ended.
+enum class slot_state : std::uint32_t { empty = 0, starting = 1, running = 2, dead = 3 };
+
 enum class msg_kind : std::uint32_t {
   nop = 0,
   // driver -> worker
