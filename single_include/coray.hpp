@@ -1303,8 +1303,13 @@ constexpr std::string_view entity_name() noexcept {
   return n;
 }
 
+/// entity_name<F>(), worked out once at compile time (a call site evaluates the function at
+/// run time, two searches of a long string per call).
 template <auto F>
-inline constexpr std::uint64_t entity_id = fnv1a(entity_name<F>());
+inline constexpr std::string_view entity_name_v = entity_name<F>();
+
+template <auto F>
+inline constexpr std::uint64_t entity_id = fnv1a(entity_name_v<F>);
 
 struct invocation;
 using invoker_fn = void (*)(invocation&);
@@ -1965,6 +1970,9 @@ CORAY_END_NAMESPACE
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
+
+/// A process slot's life, in its worker_shared::state: dead once its process ended.
+enum class slot_state : std::uint32_t { empty = 0, starting = 1, running = 2, dead = 3 };
 
 enum class msg_kind : std::uint32_t {
   nop = 0,
@@ -3499,8 +3507,6 @@ inline clock::time_point deadline_after(clock::duration timeout) noexcept {
   return now + timeout;
 }
 
-enum class slot_state : std::uint32_t { empty = 0, starting = 1, running = 2, dead = 3 };
-
 /// Per worker, in the segment: its doorbell, its mailboxes, and what the supervisor and
 /// the driver need to know about it.
 struct alignas(64) worker_shared {
@@ -4345,7 +4351,7 @@ task_spec make_call(process& p, A&&... args) {
   require_usable_ref_arguments(args...);
   task_spec spec;
   spec.fn_id = entity_id<F>;
-  spec.name = entity_name<F>();
+  spec.name = entity_name_v<F>;
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     (add_argument<std::tuple_element_t<I, params>>(spec, p, std::forward<A>(args)), ...);
   }
@@ -8264,7 +8270,7 @@ struct callee_identity {
     if constexpr (callee_traits<T>::is_lambda)
       return type_name<T>();
     else
-      return entity_name<F>();
+      return entity_name_v<F>;
   }
   static std::uint64_t id() noexcept {
     if constexpr (callee_traits<T>::is_lambda) {
@@ -10575,12 +10581,14 @@ CORAY_END_NAMESPACE
 ///
 /// All of it runs on the driver's loop thread.
 
+#include <atomic>
 #include <chrono>
 // #include <coray/detail/runtime/wire.hpp>: inlined above
 #include <cstdint>
 #include <span>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
@@ -10639,9 +10647,37 @@ class transport_events {
   ~transport_events() = default;
 };
 
+/// What a process publishes for the scheduler, which reads it on every dispatch: its
+/// slot_state (dead once it ended), the coroutines it holds suspended (calls that do not
+/// occupy it) and its blocked mark. A transport points each slot at where these live (for
+/// local processes, the slot's worker_shared in the segment; one for remote processes keeps
+/// local copies current), so reading them is a load, not a virtual call.
+struct slot_signals {
+  const std::atomic<std::uint32_t>* state = nullptr;
+  const std::atomic<std::uint32_t>* suspended = nullptr;
+  const std::atomic<std::uint64_t>* blocked_mark = nullptr;
+};
+
 class transport {
  public:
   virtual ~transport() = default;
+
+  // ---- what processes publish -----------------------------------------------------------
+  /// False once the slot's process is known dead (calls must not be sent to it).
+  bool alive(std::uint32_t slot) const noexcept {
+    return signals_[slot].state->load(std::memory_order_acquire) !=
+           static_cast<std::uint32_t>(slot_state::dead);
+  }
+  /// Coroutines the slot's process holds suspended: calls that do not occupy it.
+  std::uint32_t suspended(std::uint32_t slot) const noexcept {
+    return signals_[slot].suspended->load(std::memory_order_relaxed);
+  }
+  /// 0, or while a task body of the slot's process is blocked in a blocking ray::get, the
+  /// first id of the calls it made since (worker_shared::blocked_mark): it then takes only
+  /// calls it made itself with ids from there up.
+  std::uint64_t blocked_mark(std::uint32_t slot) const noexcept {
+    return signals_[slot].blocked_mark->load(std::memory_order_relaxed);
+  }
 
   // ---- processes ----------------------------------------------------------------------
   /// Starts a process in `slot` with empty mailboxes (a first one, or a replacement).
@@ -10650,16 +10686,8 @@ class transport {
   virtual void close(std::uint32_t slot) = 0;
   /// Kills the slot's process (SIGKILL); its death is reported as any other.
   virtual void kill(std::uint32_t slot) = 0;
-  /// False once the slot's process is known dead (calls must not be sent to it).
-  virtual bool alive(std::uint32_t slot) const = 0;
   /// The slot's process id; 0 while it starts.
   virtual int pid(std::uint32_t slot) const = 0;
-  /// Coroutines the slot's process holds suspended: calls that do not occupy it.
-  virtual std::uint32_t suspended(std::uint32_t slot) const = 0;
-  /// 0, or while a task body of the slot's process is blocked in a blocking ray::get, the
-  /// first id of the calls it made since (worker_shared::blocked_mark): it then takes only
-  /// calls it made itself with ids from there up.
-  virtual std::uint64_t blocked_mark(std::uint32_t slot) const = 0;
   /// False once no process can be started (the supervisor is gone).
   virtual bool can_start() const = 0;
   /// Asks the slots' processes' deaths to be awaited for up to `grace` (at teardown: idle
@@ -10685,6 +10713,11 @@ class transport {
   /// most `limit`; reports a lost supervisor.
   virtual void sleep(std::chrono::nanoseconds limit, transport_events& to,
                      wake_check also = {}) = 0;
+
+ protected:
+  /// One per slot, each pointing at memory that outlives the transport's use; set by the
+  /// implementation's constructor.
+  std::vector<slot_signals> signals_;
 };
 
 }  // namespace detail
@@ -10794,7 +10827,10 @@ class call_pump {
       task_record* r = *it;
       if (!sender_.send(slot, *r)) break;
       tasks_.sent(slot, *r);
-      runnable.erase(it);
+      if (it == runnable.begin())
+        runnable.pop_front();
+      else
+        runnable.erase(it);
       progress = true;
     }
     for (auto it = backlog_.begin(); it != backlog_.end();) {
@@ -10849,8 +10885,10 @@ class call_pump {
   /// worker with the fewest calls that occupy it, under the per-worker limit; failing that,
   /// a worker with room that is blocked in a call gets that call's first descendant in the
   /// queue (task_table::next_for). A blocked worker whose search found nothing is not
-  /// searched again until its mark or the nested calls queued change.
-  std::pair<int, queue_place> pick() {
+  /// searched again until its mark or the nested calls queued change. Runs on every
+  /// dispatch, mostly to find every worker full: the scan stays inline, the search for a
+  /// blocked worker's descendants does not.
+  [[gnu::always_inline]] std::pair<int, queue_place> pick() {
     int best = -1;
     std::uint32_t best_load = max_in_flight_;
     bool any_blocked = false;
@@ -10866,7 +10904,14 @@ class call_pump {
       best_load = load;
       if (load == 0) break;
     }
-    if (best >= 0 || !any_blocked) return {best, tasks_.runnable.begin()};
+    if (best >= 0 || !any_blocked) [[likely]]
+      return {best, tasks_.runnable.begin()};
+    return pick_descendant();
+  }
+
+  /// pick() when every worker with room is blocked: the first such worker with a descendant
+  /// of its blocked call queued.
+  [[gnu::noinline]] std::pair<int, queue_place> pick_descendant() {
     if (missed_.size() < workers_) missed_.resize(workers_);
     for (std::uint32_t i = 0; i < workers_; ++i) {
       const std::uint64_t mark = transport_.blocked_mark(i);
@@ -12766,8 +12811,11 @@ class shm_transport final : public transport {
     hdr_->inline_threshold = inline_threshold;
     hdr_->mailbox_capacity = mailbox_capacity;
     views_.resize(slots);
-    for (std::uint32_t i = 0; i < slots; ++i)
-      views_[i].shared = new (&hdr_->worker(i)) worker_shared{};
+    signals_.resize(slots);
+    for (std::uint32_t i = 0; i < slots; ++i) {
+      worker_shared* s = views_[i].shared = new (&hdr_->worker(i)) worker_shared{};
+      signals_[i] = {&s->state, &s->suspended, &s->blocked_mark};
+    }
   }
 
   shared_header* header() const noexcept { return hdr_; }
@@ -12799,18 +12847,8 @@ class shm_transport final : public transport {
     active_.erase(std::remove(active_.begin(), active_.end(), slot), active_.end());
   }
   void kill(std::uint32_t slot) override { link_.command({supervisor_command::kill, slot}); }
-  bool alive(std::uint32_t slot) const override {
-    return static_cast<slot_state>(views_[slot].shared->state.load(std::memory_order_acquire)) !=
-           slot_state::dead;
-  }
   int pid(std::uint32_t slot) const override {
     return views_[slot].shared->pid.load(std::memory_order_acquire);
-  }
-  std::uint32_t suspended(std::uint32_t slot) const override {
-    return views_[slot].shared->suspended.load(std::memory_order_relaxed);
-  }
-  std::uint64_t blocked_mark(std::uint32_t slot) const override {
-    return views_[slot].shared->blocked_mark.load(std::memory_order_relaxed);
   }
   bool can_start() const override { return link_.running(); }
 

@@ -60,7 +60,7 @@ struct callee_identity {
     if constexpr (callee_traits<T>::is_lambda)
       return type_name<T>();
     else
-      return entity_name<F>();
+      return entity_name_v<F>;
   }
   static std::uint64_t id() noexcept {
     if constexpr (callee_traits<T>::is_lambda) {

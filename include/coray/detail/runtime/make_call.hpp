@@ -129,7 +129,7 @@ task_spec make_call(process& p, A&&... args) {
   require_usable_ref_arguments(args...);
   task_spec spec;
   spec.fn_id = entity_id<F>;
-  spec.name = entity_name<F>();
+  spec.name = entity_name_v<F>;
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     (add_argument<std::tuple_element_t<I, params>>(spec, p, std::forward<A>(args)), ...);
   }

@@ -39,8 +39,13 @@ constexpr std::string_view entity_name() noexcept {
   return n;
 }
 
+/// entity_name<F>(), worked out once at compile time (a call site evaluates the function at
+/// run time, two searches of a long string per call).
 template <auto F>
-inline constexpr std::uint64_t entity_id = fnv1a(entity_name<F>());
+inline constexpr std::string_view entity_name_v = entity_name<F>();
+
+template <auto F>
+inline constexpr std::uint64_t entity_id = fnv1a(entity_name_v<F>);
 
 struct invocation;
 using invoker_fn = void (*)(invocation&);
