@@ -3506,6 +3506,21 @@ inline clock::time_point deadline_after(clock::duration timeout) noexcept {
   if (timeout >= clock::time_point::max() - now) return clock::time_point::max();
   return now + timeout;
 }
+/// A user's timeout of any duration type as a deadline, saturated likewise (compared as
+/// seconds in floating point, so no conversion overflows first).
+template <class Rep, class Period>
+clock::time_point deadline_in(const std::chrono::duration<Rep, Period>& timeout) {
+  using seconds = std::chrono::duration<double>;
+  if (seconds(timeout) >= seconds(clock::duration::max())) return clock::time_point::max();
+  if (seconds(timeout) <= seconds::zero()) return clock::now();
+  return deadline_after(std::chrono::ceil<clock::duration>(timeout));
+}
+/// A deadline on any clock (the system clock included) as one on the steady clock.
+template <class Clock, class Duration>
+clock::time_point deadline_at(const std::chrono::time_point<Clock, Duration>& deadline) {
+  if (deadline == std::chrono::time_point<Clock, Duration>::max()) return clock::time_point::max();
+  return deadline_in(deadline - Clock::now());
+}
 
 /// Per worker, in the segment: its doorbell, its mailboxes, and what the supervisor and
 /// the driver need to know about it.
@@ -7236,7 +7251,6 @@ CORAY_END_NAMESPACE
 /// (as a blocking ray::get does), so the holder can finish work that needs this process. The
 /// lock is not recursive: the thread holding it must not lock it again.
 
-#include <algorithm>
 #include <chrono>
 // begin <coray/detail/mp/shared_block.hpp>
 /// A process's handle on a block of the runtime's segment that holds one mutable shared
@@ -7343,191 +7357,10 @@ class shared_block {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/mp/shared_block.hpp>
-// #include <coray/detail/shm/robust_mutex.hpp>: inlined above
-#include <cstdint>
-#include <new>
-
-CORAY_BEGIN_NAMESPACE
-
-class condition_variable;
-
-class mutex {
- public:
-  /// A new unlocked lock. Its memory is taken at first use (locking, a copy, or passing it to
-  /// a call), so that decoding a handle never allocates one to throw away.
-  mutex() noexcept = default;
-  /// Copies are handles to the same lock.
-  mutex(const mutex& o) : block_((o.s(), o.block_)) {}
-  mutex(mutex&&) noexcept = default;
-  mutex& operator=(const mutex& o) {
-    o.s();
-    block_ = o.block_;
-    return *this;
-  }
-  mutex& operator=(mutex&&) noexcept = default;
-
-  /// Blocks until this thread holds the lock.
-  void lock() { acquire_until(clock::time_point::max()); }
-  /// Takes the lock if it is free; never waits.
-  bool try_lock() {
-    if (!s().lock.try_lock()) return false;
-    acquired();
-    return true;
-  }
-  /// Waits at most `timeout` for the lock; false if it did not come.
-  template <class Rep, class Period>
-  bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    using seconds = std::chrono::duration<double>;  // compared without overflow
-    if (seconds(timeout) >= seconds(clock::duration::max()))
-      return acquire_until(clock::time_point::max());
-    return acquire_until(detail::deadline_after(std::chrono::ceil<clock::duration>(timeout)));
-  }
-  template <class Clock, class Duration>
-  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    return try_lock_for(deadline - Clock::now());
-  }
-  /// Precondition: this thread holds the lock.
-  void unlock() { s().lock.unlock(); }
-
-  /// While holding the lock: true if this acquisition took it over from a process that died
-  /// holding it, so the state the lock protects may be inconsistent.
-  bool owner_died() const { return s().owner_died; }
-
-  /// Handles travel as call arguments: the receiving process reaches the same lock.
-  template <class Archive>
-  void serialize(Archive& ar) {
-    if constexpr (!Archive::is_loading) s();
-    ar(block_);
-    if constexpr (Archive::is_loading) {
-      if (block_ && block_.size() != sizeof(state))
-        throw codec_error("coray: a ray::mutex handle of another type");
-    }
-  }
-
- private:
-  friend class condition_variable;  // sees the lock's owner deaths while it waits
-  using clock = std::chrono::steady_clock;
-
-  struct state {
-    detail::robust_mutex lock;
-    std::uint32_t deaths_seen = 0;  // the lock's owner_deaths() at the last acquisition
-    bool owner_died = false;
-  };
-
-  state& s() const {
-    if (!block_) {
-      block_ = detail::shared_block::allocate(sizeof(state));
-      new (block_.data()) state{};
-    }
-    return *std::launder(reinterpret_cast<state*>(block_.data()));
-  }
-
-  /// Run by each new holder: owner deaths are counted only by the acquisition that
-  /// recovered the lock, so a count that moved since the last acquisition was ours.
-  void acquired() {
-    state& st = s();
-    const std::uint32_t deaths = st.lock.owner_deaths();
-    st.owner_died = deaths != st.deaths_seen;
-    st.deaths_seen = deaths;
-  }
-
-  bool acquire_until(clock::time_point deadline) {
-    if (try_lock()) return true;
-    detail::process* p = detail::process::here();
-    const bool serve = p != nullptr;
-    for (;;) {
-      const auto now = clock::now();
-      if (now >= deadline) return false;
-      // Serve what has arrived (trying the lock as we go), then sleep on the lock itself for
-      // a short slice: its release wakes us at once; the slice bounds how long the runtime
-      // waits for this process.
-      if (serve && p->run_until([&] { return try_lock(); }, now)) return true;
-      const auto slice =
-          serve ? std::min(deadline, clock::now() + std::chrono::milliseconds(1)) : deadline;
-      if (s().lock.try_lock_until(slice)) {
-        acquired();
-        return true;
-      }
-    }
-  }
-
-  mutable detail::shared_block block_;
-};
-
-CORAY_END_NAMESPACE
-// end <coray/mutex.hpp>
-// #include <coray/object_ref.hpp>: inlined above
-// #include <coray/object_store.hpp>: inlined above
-// #include <coray/object_view.hpp>: inlined above
-// begin <coray/pipe.hpp>
-/// ray::pipe<T>(): two connected ends, ray::connection<T>, that any two processes of the
-/// runtime use to send values to each other -- multiprocessing.Pipe.
-///
-///   void echo(ray::connection<std::string> c) {
-///     for (std::string s = c.recv(); s != "bye"; s = c.recv()) c.send("echo " + s);
-///   }
-///   auto [here, there] = ray::pipe<std::string>();
-///   auto done = ray::task<echo>.remote(there);
-///   here.send("hi");
-///   std::string reply = here.recv();                  // "echo hi"
-///   if (here.poll(std::chrono::milliseconds(5))) ...  // whether a recv would not wait
-///
-/// A pipe is duplex by default: each end sends to the other. `ray::pipe<T>(false)` makes a
-/// one-way pipe, as Python's Pipe(False): the first end only receives, the second only sends.
-/// Values travel encoded with coray's codec (any type ray::encode takes, owning its data;
-/// handles to shared state -- actors, locks, shared values -- travel as call arguments only).
-///
-/// The ends are handles: copy them, pass them to tasks, actors and processes; the pipe lives
-/// while a handle to it exists in any process. Its buffers are a block of the runtime's
-/// segment, `buffer_bytes` per direction (64 KiB by default, as a Linux pipe). A value too
-/// long for the buffer streams through it: its send returns once the receiver has taken all
-/// but the last buffer-full, as an OS pipe's write does. A send waits while the buffer is
-/// full; a recv while it is empty; a wait on a runtime loop's thread keeps serving the runtime.
-///
-/// Peer death. An end is owned by the process that last sent, received or polled on it (at
-/// first, the process that made the pipe). A recv or poll with nothing to read, or a send
-/// with no room, whose other end's owner has died (killed, crashed, or simply exited) ends
-/// with ray::peer_died instead of waiting for ever; what that process sent before it died is
-/// received first. close() makes the peer's waits end the same way. A process that dies in
-/// the middle of a long value leaves that direction broken: its later uses throw peer_died.
-/// As with Python's pipes, two processes using one end at the same time is allowed (whole
-/// values never interleave) but which of them receives what is not defined.
-
-#include <chrono>
-// #include <coray/codec.hpp>: inlined above
-// begin <coray/detail/mp/pipe_state.hpp>
-/// ray::pipe's state in the segment: two byte rings (one per direction; a one-way pipe uses
-/// one), the owner of each end, and how a waiter on a ring sleeps and learns that its peer
-/// died.
-///
-/// A ring carries frames: a 16-byte header (the payload's length) and the encoded value,
-/// padded to 16 bytes, so every header and payload starts 16-byte aligned. `head` counts the
-/// bytes written and published, `tail` those read and freed; each grows for ever and is read
-/// modulo the capacity. A frame that fits the ring is published at once (one store of head);
-/// a longer one streams through it, piece by piece as the reader frees room, as an OS pipe
-/// does. A robust lock per side (writers, readers) keeps whole frames apart when several
-/// processes use one end; a process that dies holding one in the middle of a frame leaves the
-/// ring broken (`broken`): every later use of that direction throws ray::peer_died.
-///
-/// Owners. An end is owned by the process that last sent, received or polled on it (at first,
-/// the process that made the pipe); `owner[e]` holds that process's identity, its pid and the
-/// kernel's start time for it, so that a reused pid is not mistaken for it. A waiter on end e
-/// that finds no data (or no room) looks, between its sleeps, whether the owner of the other
-/// end still runs (/proc/<pid>/stat: present, not a zombie, the same start time); if not, and
-/// still nothing came, it throws ray::peer_died. What the dead process sent before it died is
-/// still received first. close() marks an end as closed, which reads the same to its peer.
-
-#include <fcntl.h>
-#include <pthread.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <atomic>
-#include <chrono>
 // begin <coray/detail/mp/shared_wait.hpp>
 /// What the synchronisation primitives in the segment share (ray::semaphore, ray::event,
 /// ray::condition_variable, ray::barrier, ray::recursive_mutex): a handle type for a state
-/// kept in a shared block, user timeouts made deadlines, and the waiting loop.
+/// kept in a shared block and the waiting loop.
 ///
 /// A wait on a runtime loop's thread keeps serving the runtime (as ray::mutex and a blocking
 /// ray::get do), so the process that would wake the waiter may need this one meanwhile: it
@@ -7551,21 +7384,6 @@ namespace detail {
 
 /// How long a waiter sleeps between two rounds of serving its runtime or checking its peers.
 inline constexpr std::chrono::milliseconds wait_slice{1};
-
-/// The deadline `timeout` from now, saturated: a timeout too long for a deadline never ends.
-template <class Rep, class Period>
-clock::time_point deadline_in(const std::chrono::duration<Rep, Period>& timeout) {
-  using seconds = std::chrono::duration<double>;  // compared without overflow
-  if (seconds(timeout) >= seconds(clock::duration::max())) return clock::time_point::max();
-  if (seconds(timeout) <= seconds::zero()) return clock::now();
-  return deadline_after(std::chrono::ceil<clock::duration>(timeout));
-}
-/// A deadline on any clock (the system clock included) as one on the steady clock.
-template <class Clock, class Duration>
-clock::time_point deadline_at(const std::chrono::time_point<Clock, Duration>& deadline) {
-  if (deadline == std::chrono::time_point<Clock, Duration>::max()) return clock::time_point::max();
-  return deadline_in(deadline - Clock::now());
-}
 
 /// Sleeps while `*word == expected`, until `deadline` at most.
 inline void futex_wait_until(std::atomic<std::uint32_t>& word, std::uint32_t expected,
@@ -7660,6 +7478,177 @@ void sleep_on(std::atomic<std::uint32_t>& word, Done&& done, clock::time_point u
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/mp/shared_wait.hpp>
+// #include <coray/detail/shm/robust_mutex.hpp>: inlined above
+#include <cstdint>
+#include <new>
+
+CORAY_BEGIN_NAMESPACE
+
+class condition_variable;
+
+class mutex {
+ public:
+  /// A new unlocked lock. Its memory is taken at first use (locking, a copy, or passing it to
+  /// a call), so that decoding a handle never allocates one to throw away.
+  mutex() noexcept = default;
+  /// Copies are handles to the same lock.
+  mutex(const mutex& o) : block_((o.s(), o.block_)) {}
+  mutex(mutex&&) noexcept = default;
+  mutex& operator=(const mutex& o) {
+    o.s();
+    block_ = o.block_;
+    return *this;
+  }
+  mutex& operator=(mutex&&) noexcept = default;
+
+  /// Blocks until this thread holds the lock.
+  void lock() { acquire_until(clock::time_point::max()); }
+  /// Takes the lock if it is free; never waits.
+  bool try_lock() {
+    if (!s().lock.try_lock()) return false;
+    acquired();
+    return true;
+  }
+  /// Waits at most `timeout` for the lock; false if it did not come.
+  template <class Rep, class Period>
+  bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return acquire_until(detail::deadline_in(timeout));
+  }
+  template <class Clock, class Duration>
+  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    return acquire_until(detail::deadline_at(deadline));
+  }
+  /// Precondition: this thread holds the lock.
+  void unlock() { s().lock.unlock(); }
+
+  /// While holding the lock: true if this acquisition took it over from a process that died
+  /// holding it, so the state the lock protects may be inconsistent.
+  bool owner_died() const { return s().owner_died; }
+
+  /// Handles travel as call arguments: the receiving process reaches the same lock.
+  template <class Archive>
+  void serialize(Archive& ar) {
+    if constexpr (!Archive::is_loading) s();
+    ar(block_);
+    if constexpr (Archive::is_loading) {
+      if (block_ && block_.size() != sizeof(state))
+        throw codec_error("coray: a ray::mutex handle of another type");
+    }
+  }
+
+ private:
+  friend class condition_variable;  // sees the lock's owner deaths while it waits
+  using clock = std::chrono::steady_clock;
+
+  struct state {
+    detail::robust_mutex lock;
+    std::uint32_t deaths_seen = 0;  // the lock's owner_deaths() at the last acquisition
+    bool owner_died = false;
+  };
+
+  state& s() const {
+    if (!block_) {
+      block_ = detail::shared_block::allocate(sizeof(state));
+      new (block_.data()) state{};
+    }
+    return *std::launder(reinterpret_cast<state*>(block_.data()));
+  }
+
+  /// Run by each new holder: owner deaths are counted only by the acquisition that
+  /// recovered the lock, so a count that moved since the last acquisition was ours.
+  void acquired() {
+    state& st = s();
+    const std::uint32_t deaths = st.lock.owner_deaths();
+    st.owner_died = deaths != st.deaths_seen;
+    st.deaths_seen = deaths;
+  }
+
+  /// Serves the runtime while it waits on a loop's thread, sleeping on the lock itself
+  /// between rounds: its release wakes the waiter at once (detail::wait_serving).
+  bool acquire_until(clock::time_point deadline) {
+    return detail::wait_serving([&] { return try_lock(); },
+                                [&](clock::time_point until) {
+                                  if (!s().lock.try_lock_until(until)) return false;
+                                  acquired();
+                                  return true;
+                                },
+                                deadline);
+  }
+
+  mutable detail::shared_block block_;
+};
+
+CORAY_END_NAMESPACE
+// end <coray/mutex.hpp>
+// #include <coray/object_ref.hpp>: inlined above
+// #include <coray/object_store.hpp>: inlined above
+// #include <coray/object_view.hpp>: inlined above
+// begin <coray/pipe.hpp>
+/// ray::pipe<T>(): two connected ends, ray::connection<T>, that any two processes of the
+/// runtime use to send values to each other -- multiprocessing.Pipe.
+///
+///   void echo(ray::connection<std::string> c) {
+///     for (std::string s = c.recv(); s != "bye"; s = c.recv()) c.send("echo " + s);
+///   }
+///   auto [here, there] = ray::pipe<std::string>();
+///   auto done = ray::task<echo>.remote(there);
+///   here.send("hi");
+///   std::string reply = here.recv();                  // "echo hi"
+///   if (here.poll(std::chrono::milliseconds(5))) ...  // whether a recv would not wait
+///
+/// A pipe is duplex by default: each end sends to the other. `ray::pipe<T>(false)` makes a
+/// one-way pipe, as Python's Pipe(False): the first end only receives, the second only sends.
+/// Values travel encoded with coray's codec (any type ray::encode takes, owning its data;
+/// handles to shared state -- actors, locks, shared values -- travel as call arguments only).
+///
+/// The ends are handles: copy them, pass them to tasks, actors and processes; the pipe lives
+/// while a handle to it exists in any process. Its buffers are a block of the runtime's
+/// segment, `buffer_bytes` per direction (64 KiB by default, as a Linux pipe). A value too
+/// long for the buffer streams through it: its send returns once the receiver has taken all
+/// but the last buffer-full, as an OS pipe's write does. A send waits while the buffer is
+/// full; a recv while it is empty; a wait on a runtime loop's thread keeps serving the runtime.
+///
+/// Peer death. An end is owned by the process that last sent, received or polled on it (at
+/// first, the process that made the pipe). A recv or poll with nothing to read, or a send
+/// with no room, whose other end's owner has died (killed, crashed, or simply exited) ends
+/// with ray::peer_died instead of waiting for ever; what that process sent before it died is
+/// received first. close() makes the peer's waits end the same way. A process that dies in
+/// the middle of a long value leaves that direction broken: its later uses throw peer_died.
+/// As with Python's pipes, two processes using one end at the same time is allowed (whole
+/// values never interleave) but which of them receives what is not defined.
+
+#include <chrono>
+// #include <coray/codec.hpp>: inlined above
+// begin <coray/detail/mp/pipe_state.hpp>
+/// ray::pipe's state in the segment: two byte rings (one per direction; a one-way pipe uses
+/// one), the owner of each end, and how a waiter on a ring sleeps and learns that its peer
+/// died.
+///
+/// A ring carries frames: a 16-byte header (the payload's length) and the encoded value,
+/// padded to 16 bytes, so every header and payload starts 16-byte aligned. `head` counts the
+/// bytes written and published, `tail` those read and freed; each grows for ever and is read
+/// modulo the capacity. A frame that fits the ring is published at once (one store of head);
+/// a longer one streams through it, piece by piece as the reader frees room, as an OS pipe
+/// does. A robust lock per side (writers, readers) keeps whole frames apart when several
+/// processes use one end; a process that dies holding one in the middle of a frame leaves the
+/// ring broken (`broken`): every later use of that direction throws ray::peer_died.
+///
+/// Owners. An end is owned by the process that last sent, received or polled on it (at first,
+/// the process that made the pipe); `owner[e]` holds that process's identity, its pid and the
+/// kernel's start time for it, so that a reused pid is not mistaken for it. A waiter on end e
+/// that finds no data (or no room) looks, between its sleeps, whether the owner of the other
+/// end still runs (/proc/<pid>/stat: present, not a zombie, the same start time); if not, and
+/// still nothing came, it throws ray::peer_died. What the dead process sent before it died is
+/// still received first. close() marks an end as closed, which reads the same to its peer.
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+// #include <coray/detail/mp/shared_wait.hpp>: inlined above
 // #include <coray/detail/shm/futex.hpp>: inlined above
 // #include <coray/detail/shm/robust_mutex.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
@@ -13735,17 +13724,13 @@ class sleep_awaitable {
 /// have a deadline never ends).
 template <class Rep, class Period>
 sleep_awaitable sleep_for(const std::chrono::duration<Rep, Period>& duration) {
-  using seconds = std::chrono::duration<double>;  // compared without overflow
-  if (seconds(duration) >= seconds(detail::clock::duration::max()))
-    return sleep_awaitable(detail::clock::time_point::max());
-  return sleep_awaitable(
-      detail::deadline_after(std::chrono::ceil<detail::clock::duration>(duration)));
+  return sleep_awaitable(detail::deadline_in(duration));
 }
 
 /// Suspends the awaiting coroutine until `deadline` (of any clock).
 template <class Clock, class Duration>
 sleep_awaitable sleep_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-  return sleep_for(deadline - Clock::now());
+  return sleep_awaitable(detail::deadline_at(deadline));
 }
 
 CORAY_END_NAMESPACE

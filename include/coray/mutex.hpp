@@ -17,9 +17,9 @@
 /// (as a blocking ray::get does), so the holder can finish work that needs this process. The
 /// lock is not recursive: the thread holding it must not lock it again.
 
-#include <algorithm>
 #include <chrono>
 #include <coray/detail/mp/shared_block.hpp>
+#include <coray/detail/mp/shared_wait.hpp>
 #include <coray/detail/shm/robust_mutex.hpp>
 #include <cstdint>
 #include <new>
@@ -54,14 +54,11 @@ class mutex {
   /// Waits at most `timeout` for the lock; false if it did not come.
   template <class Rep, class Period>
   bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    using seconds = std::chrono::duration<double>;  // compared without overflow
-    if (seconds(timeout) >= seconds(clock::duration::max()))
-      return acquire_until(clock::time_point::max());
-    return acquire_until(detail::deadline_after(std::chrono::ceil<clock::duration>(timeout)));
+    return acquire_until(detail::deadline_in(timeout));
   }
   template <class Clock, class Duration>
   bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    return try_lock_for(deadline - Clock::now());
+    return acquire_until(detail::deadline_at(deadline));
   }
   /// Precondition: this thread holds the lock.
   void unlock() { s().lock.unlock(); }
@@ -108,24 +105,16 @@ class mutex {
     st.deaths_seen = deaths;
   }
 
+  /// Serves the runtime while it waits on a loop's thread, sleeping on the lock itself
+  /// between rounds: its release wakes the waiter at once (detail::wait_serving).
   bool acquire_until(clock::time_point deadline) {
-    if (try_lock()) return true;
-    detail::process* p = detail::process::here();
-    const bool serve = p != nullptr;
-    for (;;) {
-      const auto now = clock::now();
-      if (now >= deadline) return false;
-      // Serve what has arrived (trying the lock as we go), then sleep on the lock itself for
-      // a short slice: its release wakes us at once; the slice bounds how long the runtime
-      // waits for this process.
-      if (serve && p->run_until([&] { return try_lock(); }, now)) return true;
-      const auto slice =
-          serve ? std::min(deadline, clock::now() + std::chrono::milliseconds(1)) : deadline;
-      if (s().lock.try_lock_until(slice)) {
-        acquired();
-        return true;
-      }
-    }
+    return detail::wait_serving([&] { return try_lock(); },
+                                [&](clock::time_point until) {
+                                  if (!s().lock.try_lock_until(until)) return false;
+                                  acquired();
+                                  return true;
+                                },
+                                deadline);
   }
 
   mutable detail::shared_block block_;

@@ -52,17 +52,13 @@ class sleep_awaitable {
 /// have a deadline never ends).
 template <class Rep, class Period>
 sleep_awaitable sleep_for(const std::chrono::duration<Rep, Period>& duration) {
-  using seconds = std::chrono::duration<double>;  // compared without overflow
-  if (seconds(duration) >= seconds(detail::clock::duration::max()))
-    return sleep_awaitable(detail::clock::time_point::max());
-  return sleep_awaitable(
-      detail::deadline_after(std::chrono::ceil<detail::clock::duration>(duration)));
+  return sleep_awaitable(detail::deadline_in(duration));
 }
 
 /// Suspends the awaiting coroutine until `deadline` (of any clock).
 template <class Clock, class Duration>
 sleep_awaitable sleep_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-  return sleep_for(deadline - Clock::now());
+  return sleep_awaitable(detail::deadline_at(deadline));
 }
 
 CORAY_END_NAMESPACE

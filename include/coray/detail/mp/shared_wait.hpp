@@ -1,7 +1,7 @@
 #pragma once
 /// What the synchronisation primitives in the segment share (ray::semaphore, ray::event,
 /// ray::condition_variable, ray::barrier, ray::recursive_mutex): a handle type for a state
-/// kept in a shared block, user timeouts made deadlines, and the waiting loop.
+/// kept in a shared block and the waiting loop.
 ///
 /// A wait on a runtime loop's thread keeps serving the runtime (as ray::mutex and a blocking
 /// ray::get do), so the process that would wake the waiter may need this one meanwhile: it
@@ -25,21 +25,6 @@ namespace detail {
 
 /// How long a waiter sleeps between two rounds of serving its runtime or checking its peers.
 inline constexpr std::chrono::milliseconds wait_slice{1};
-
-/// The deadline `timeout` from now, saturated: a timeout too long for a deadline never ends.
-template <class Rep, class Period>
-clock::time_point deadline_in(const std::chrono::duration<Rep, Period>& timeout) {
-  using seconds = std::chrono::duration<double>;  // compared without overflow
-  if (seconds(timeout) >= seconds(clock::duration::max())) return clock::time_point::max();
-  if (seconds(timeout) <= seconds::zero()) return clock::now();
-  return deadline_after(std::chrono::ceil<clock::duration>(timeout));
-}
-/// A deadline on any clock (the system clock included) as one on the steady clock.
-template <class Clock, class Duration>
-clock::time_point deadline_at(const std::chrono::time_point<Clock, Duration>& deadline) {
-  if (deadline == std::chrono::time_point<Clock, Duration>::max()) return clock::time_point::max();
-  return deadline_in(deadline - Clock::now());
-}
 
 /// Sleeps while `*word == expected`, until `deadline` at most.
 inline void futex_wait_until(std::atomic<std::uint32_t>& word, std::uint32_t expected,

@@ -43,6 +43,21 @@ inline clock::time_point deadline_after(clock::duration timeout) noexcept {
   if (timeout >= clock::time_point::max() - now) return clock::time_point::max();
   return now + timeout;
 }
+/// A user's timeout of any duration type as a deadline, saturated likewise (compared as
+/// seconds in floating point, so no conversion overflows first).
+template <class Rep, class Period>
+clock::time_point deadline_in(const std::chrono::duration<Rep, Period>& timeout) {
+  using seconds = std::chrono::duration<double>;
+  if (seconds(timeout) >= seconds(clock::duration::max())) return clock::time_point::max();
+  if (seconds(timeout) <= seconds::zero()) return clock::now();
+  return deadline_after(std::chrono::ceil<clock::duration>(timeout));
+}
+/// A deadline on any clock (the system clock included) as one on the steady clock.
+template <class Clock, class Duration>
+clock::time_point deadline_at(const std::chrono::time_point<Clock, Duration>& deadline) {
+  if (deadline == std::chrono::time_point<Clock, Duration>::max()) return clock::time_point::max();
+  return deadline_in(deadline - Clock::now());
+}
 
 /// Per worker, in the segment: its doorbell, its mailboxes, and what the supervisor and
 /// the driver need to know about it.
