@@ -2436,10 +2436,103 @@ CORAY_END_NAMESPACE
 /// dependent tasks and wait operations register as waiters.
 
 #include <atomic>
+// begin <coray/detail/runtime/recycled.hpp>
+/// Allocation for the objects every call makes and drops (its task_record in the driver, its
+/// result's object_state in every process): a class deriving from recycled<T, Keep> keeps up
+/// to `Keep` freed objects per thread and hands them out again before asking malloc, so a
+/// steady stream of calls allocates nothing once warm. Memory a thread keeps is given back
+/// when the thread ends; the bound keeps what an idle driver holds small (Keep objects).
+///
+/// Under AddressSanitizer it passes straight to operator new and delete, so a use after free
+/// is still caught.
+
+// #include <coray/version.hpp>: inlined above
+#include <cstddef>
+#include <new>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CORAY_DETAIL_RECYCLE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CORAY_DETAIL_RECYCLE 0
+#endif
+#endif
+#ifndef CORAY_DETAIL_RECYCLE
+#define CORAY_DETAIL_RECYCLE 1
+#endif
+
+template <class T, std::size_t Keep>
+struct recycled {
+  static void* operator new(std::size_t n) {
+    if constexpr (CORAY_DETAIL_RECYCLE) {
+      kept& k = freed;
+      if (k.head != nullptr && n == sizeof(T)) {
+        void* p = k.head;
+        k.head = *static_cast<void**>(p);
+        --k.count;
+        return p;
+      }
+    }
+    return ::operator new(n);
+  }
+  static void operator delete(void* p, std::size_t n) noexcept {
+    static_assert(sizeof(T) >= sizeof(void*), "the list is threaded through freed objects");
+    if constexpr (CORAY_DETAIL_RECYCLE) {
+      kept& k = freed;
+      if (k.count < Keep && n == sizeof(T) && !k.gone) {
+        if (!k.armed) arm();
+        *static_cast<void**>(p) = k.head;
+        k.head = p;
+        ++k.count;
+        return;
+      }
+    }
+    ::operator delete(p, n);
+  }
+
+ private:
+  /// The freed objects, a list threaded through their first bytes. Trivially destructible,
+  /// so every use is a plain thread-local access; the reaper gives the objects back when the
+  /// thread ends, after which deletes go straight to operator delete.
+  struct kept {
+    void* head = nullptr;
+    std::size_t count = 0;
+    bool armed = false;
+    bool gone = false;
+  };
+  struct reaper {
+    ~reaper() {
+      kept& k = freed;
+      while (k.head != nullptr) {
+        void* next = *static_cast<void**>(k.head);
+        ::operator delete(k.head, sizeof(T));
+        k.head = next;
+      }
+      k.count = 0;
+      k.gone = true;
+    }
+  };
+  [[gnu::noinline, gnu::cold]] static void arm() noexcept {
+    static thread_local reaper r;
+    (void)r;
+    freed.armed = true;
+  }
+  static inline thread_local kept freed;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/recycled.hpp>
 // #include <coray/detail/shm/segment.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
+#include <new>
 #include <span>
 #include <utility>
 #include <vector>
@@ -2460,7 +2553,46 @@ void release_state(object_state* s) noexcept;  // defined with the process (proc
 /// Brings a spilled object back into the store (the driver's; defined with the process).
 void restore_state(object_state& s);
 
-struct object_state {
+/// An object's encoded value kept in the process rather than in the store: up to 32 bytes in
+/// place (most results: an int, a double, a short string), more on the heap; 16-byte aligned
+/// either way, as the codec reads raw values in place.
+class inline_value {
+ public:
+  inline_value() noexcept = default;
+  inline_value(const inline_value&) = delete;
+  inline_value& operator=(const inline_value&) = delete;
+  ~inline_value() { release(); }
+
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  std::byte* data() noexcept { return size_ <= in_place ? here_ : heap_; }
+  const std::byte* data() const noexcept { return size_ <= in_place ? here_ : heap_; }
+  /// Room for `n` bytes, their contents unspecified (what was there is not kept).
+  void resize(std::size_t n) {
+    release();
+    if (n > in_place)
+      heap_ = static_cast<std::byte*>(::operator new (n, std::align_val_t{alignment}));
+    size_ = n;
+  }
+  void assign(std::span<const std::byte> b) {
+    resize(b.size());
+    if (!b.empty()) std::memcpy(data(), b.data(), b.size());
+  }
+
+ private:
+  static constexpr std::size_t in_place = 32, alignment = 16;
+  void release() noexcept {
+    if (size_ > in_place) ::operator delete (heap_, size_, std::align_val_t{alignment});
+    size_ = 0;
+  }
+  std::size_t size_ = 0;
+  union {
+    alignas(alignment) std::byte here_[in_place];
+    std::byte* heap_;
+  };
+};
+
+struct object_state : recycled<object_state, 4096> {
   enum class status : std::uint8_t { pending, ready, failed };
 
   std::atomic<std::uint32_t> handles{1};
@@ -2469,7 +2601,7 @@ struct object_state {
   std::atomic<status> st{status::pending};
   std::uint64_t id = 0;           // nonzero for results the driver tracks by id
   std::uint32_t epoch = 0;        // the runtime that made it; its block dies with that runtime
-  std::vector<std::byte> bytes;   // inline value (16-byte aligned by the allocator)
+  inline_value bytes;             // the value, when not in the store
   object_block* block = nullptr;  // value in the store; this state holds one reference
   std::exception_ptr error;
   std::vector<waiter> waiters;
@@ -2499,7 +2631,7 @@ struct object_state {
     for (auto& w : ws) w.fn(w.ctx, *this);
   }
   void set_inline(std::span<const std::byte> b) {
-    bytes.assign(b.begin(), b.end());
+    bytes.assign(b);
     settle(status::ready);
   }
   void set_block(object_block* b) {
@@ -9836,19 +9968,20 @@ CORAY_END_NAMESPACE
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <boost/unordered/unordered_flat_map.hpp>
 // #include <coray/detail/runtime/call_message.hpp>: inlined above
+// #include <coray/detail/runtime/recycled.hpp>: inlined above
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
 /// One call the driver tracks: a task call, an actor method call or an actor's construction.
-struct task_record {
+struct task_record : recycled<task_record, 4096> {
   std::uint64_t id = 0;
   std::uint64_t fn_id = 0;
   std::string_view name;
@@ -10058,7 +10191,7 @@ class task_table {
     std::uint32_t in_flight = 0;                                // calls sent and not done
     std::deque<std::pair<std::uint64_t, std::uint64_t>> order;  // (dispatch_seq, call id)
   };
-  std::unordered_map<std::uint64_t, std::unique_ptr<task_record>> records_;
+  boost::unordered_flat_map<std::uint64_t, std::unique_ptr<task_record>> records_;
   std::vector<worker_calls> workers_;
 };
 

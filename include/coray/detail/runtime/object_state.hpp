@@ -4,10 +4,14 @@
 /// dependent tasks and wait operations register as waiters.
 
 #include <atomic>
+#include <coray/detail/runtime/recycled.hpp>
 #include <coray/detail/shm/segment.hpp>
 #include <coray/errors.hpp>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
+#include <new>
 #include <span>
 #include <utility>
 #include <vector>
@@ -28,7 +32,46 @@ void release_state(object_state* s) noexcept;  // defined with the process (proc
 /// Brings a spilled object back into the store (the driver's; defined with the process).
 void restore_state(object_state& s);
 
-struct object_state {
+/// An object's encoded value kept in the process rather than in the store: up to 32 bytes in
+/// place (most results: an int, a double, a short string), more on the heap; 16-byte aligned
+/// either way, as the codec reads raw values in place.
+class inline_value {
+ public:
+  inline_value() noexcept = default;
+  inline_value(const inline_value&) = delete;
+  inline_value& operator=(const inline_value&) = delete;
+  ~inline_value() { release(); }
+
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  std::byte* data() noexcept { return size_ <= in_place ? here_ : heap_; }
+  const std::byte* data() const noexcept { return size_ <= in_place ? here_ : heap_; }
+  /// Room for `n` bytes, their contents unspecified (what was there is not kept).
+  void resize(std::size_t n) {
+    release();
+    if (n > in_place)
+      heap_ = static_cast<std::byte*>(::operator new (n, std::align_val_t{alignment}));
+    size_ = n;
+  }
+  void assign(std::span<const std::byte> b) {
+    resize(b.size());
+    if (!b.empty()) std::memcpy(data(), b.data(), b.size());
+  }
+
+ private:
+  static constexpr std::size_t in_place = 32, alignment = 16;
+  void release() noexcept {
+    if (size_ > in_place) ::operator delete (heap_, size_, std::align_val_t{alignment});
+    size_ = 0;
+  }
+  std::size_t size_ = 0;
+  union {
+    alignas(alignment) std::byte here_[in_place];
+    std::byte* heap_;
+  };
+};
+
+struct object_state : recycled<object_state, 4096> {
   enum class status : std::uint8_t { pending, ready, failed };
 
   std::atomic<std::uint32_t> handles{1};
@@ -37,7 +80,7 @@ struct object_state {
   std::atomic<status> st{status::pending};
   std::uint64_t id = 0;           // nonzero for results the driver tracks by id
   std::uint32_t epoch = 0;        // the runtime that made it; its block dies with that runtime
-  std::vector<std::byte> bytes;   // inline value (16-byte aligned by the allocator)
+  inline_value bytes;             // the value, when not in the store
   object_block* block = nullptr;  // value in the store; this state holds one reference
   std::exception_ptr error;
   std::vector<waiter> waiters;
@@ -67,7 +110,7 @@ struct object_state {
     for (auto& w : ws) w.fn(w.ctx, *this);
   }
   void set_inline(std::span<const std::byte> b) {
-    bytes.assign(b.begin(), b.end());
+    bytes.assign(b);
     settle(status::ready);
   }
   void set_block(object_block* b) {

@@ -6,19 +6,20 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <coray/detail/runtime/call_message.hpp>
+#include <coray/detail/runtime/recycled.hpp>
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
 /// One call the driver tracks: a task call, an actor method call or an actor's construction.
-struct task_record {
+struct task_record : recycled<task_record, 4096> {
   std::uint64_t id = 0;
   std::uint64_t fn_id = 0;
   std::string_view name;
@@ -228,7 +229,7 @@ class task_table {
     std::uint32_t in_flight = 0;                                // calls sent and not done
     std::deque<std::pair<std::uint64_t, std::uint64_t>> order;  // (dispatch_seq, call id)
   };
-  std::unordered_map<std::uint64_t, std::unique_ptr<task_record>> records_;
+  boost::unordered_flat_map<std::uint64_t, std::unique_ptr<task_record>> records_;
   std::vector<worker_calls> workers_;
 };
 

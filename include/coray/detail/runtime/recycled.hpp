@@ -1,0 +1,89 @@
+#pragma once
+/// Allocation for the objects every call makes and drops (its task_record in the driver, its
+/// result's object_state in every process): a class deriving from recycled<T, Keep> keeps up
+/// to `Keep` freed objects per thread and hands them out again before asking malloc, so a
+/// steady stream of calls allocates nothing once warm. Memory a thread keeps is given back
+/// when the thread ends; the bound keeps what an idle driver holds small (Keep objects).
+///
+/// Under AddressSanitizer it passes straight to operator new and delete, so a use after free
+/// is still caught.
+
+#include <coray/version.hpp>
+#include <cstddef>
+#include <new>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CORAY_DETAIL_RECYCLE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CORAY_DETAIL_RECYCLE 0
+#endif
+#endif
+#ifndef CORAY_DETAIL_RECYCLE
+#define CORAY_DETAIL_RECYCLE 1
+#endif
+
+template <class T, std::size_t Keep>
+struct recycled {
+  static void* operator new(std::size_t n) {
+    if constexpr (CORAY_DETAIL_RECYCLE) {
+      kept& k = freed;
+      if (k.head != nullptr && n == sizeof(T)) {
+        void* p = k.head;
+        k.head = *static_cast<void**>(p);
+        --k.count;
+        return p;
+      }
+    }
+    return ::operator new(n);
+  }
+  static void operator delete(void* p, std::size_t n) noexcept {
+    static_assert(sizeof(T) >= sizeof(void*), "the list is threaded through freed objects");
+    if constexpr (CORAY_DETAIL_RECYCLE) {
+      kept& k = freed;
+      if (k.count < Keep && n == sizeof(T) && !k.gone) {
+        if (!k.armed) arm();
+        *static_cast<void**>(p) = k.head;
+        k.head = p;
+        ++k.count;
+        return;
+      }
+    }
+    ::operator delete(p, n);
+  }
+
+ private:
+  /// The freed objects, a list threaded through their first bytes. Trivially destructible,
+  /// so every use is a plain thread-local access; the reaper gives the objects back when the
+  /// thread ends, after which deletes go straight to operator delete.
+  struct kept {
+    void* head = nullptr;
+    std::size_t count = 0;
+    bool armed = false;
+    bool gone = false;
+  };
+  struct reaper {
+    ~reaper() {
+      kept& k = freed;
+      while (k.head != nullptr) {
+        void* next = *static_cast<void**>(k.head);
+        ::operator delete(k.head, sizeof(T));
+        k.head = next;
+      }
+      k.count = 0;
+      k.gone = true;
+    }
+  };
+  [[gnu::noinline, gnu::cold]] static void arm() noexcept {
+    static thread_local reaper r;
+    (void)r;
+    freed.armed = true;
+  }
+  static inline thread_local kept freed;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
