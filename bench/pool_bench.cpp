@@ -7,9 +7,13 @@
 //     tuples (x*10) against the map of a million ints above, the same bytes and work; and a
 //     million argument pairs (a*b) against map of the same pairs (one std::pair parameter);
 //   - single calls: apply_async throughput (calls/s), and starting a pool of two processes
-//     up to its first call's result.
-// Usage: pool_bench [--quick] [--json FILE]
+//     up to its first call's result;
+//   - ray::process (multiprocessing.Process): from start() to the first instruction of its
+//     target, which writes the steady clock into a shared value (ms), by fork and by spawn.
+// Usage: pool_bench [--quick] [--json FILE] [--rows PREFIX]
+#include <chrono>
 #include <coray/coray.hpp>
+#include <cstdint>
 #include <numeric>
 #include <string>
 #include <tuple>
@@ -23,6 +27,14 @@ namespace {
 int task(int x) { return x * 10; }
 int task2(int a, int b) { return a * b; }
 int task_pair(std::pair<int, int> p) { return p.first * p.second; }
+
+std::int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+/// A process's target: when it began (CLOCK_MONOTONIC is one clock for every process).
+void stamp(ray::shared_value<std::int64_t> at) { at.store(steady_ns()); }
 
 std::vector<int> serial_map(const std::vector<int>& xs) {
   std::vector<int> out;
@@ -40,7 +52,7 @@ int main(int argc, char** argv) {
   const int reps = o.quick ? 5 : 21;
   long checksum = 0;
 
-  {
+  if (o.wants("ray_issue_21343_map_1000_items")) {
     ray::pool p(2);
     std::vector<int> items(1000);
     std::iota(items.begin(), items.end(), 0);
@@ -52,7 +64,7 @@ int main(int argc, char** argv) {
     bench::report("serial_loop_1000_items", bench::median(s), "s", false);
   }
 
-  {
+  if (o.wants("map_1M_items_pool_of_2")) {
     ray::pool p(2);
     std::vector<int> items(1'000'000);
     std::iota(items.begin(), items.end(), 0);
@@ -108,7 +120,7 @@ int main(int argc, char** argv) {
                   "time ratio; at most 1 asked");
   }
 
-  {
+  if (o.wants("apply_async_calls")) {
     ray::pool p(2);
     p.apply<task>(1);
     const int calls = o.quick ? 5'000 : 20'000;
@@ -122,12 +134,28 @@ int main(int argc, char** argv) {
                   std::to_string(calls) + " submitted, then all got");
   }
 
-  {
+  if (o.wants("pool_of_2_start_and_first_call")) {
     auto t = bench::times(o.quick ? 3 : 7, [&] {
       ray::pool p(2);
       checksum += p.apply<task>(1);
     });
     bench::report("pool_of_2_start_and_first_call", bench::median(t), "s", false);
+  }
+
+  for (const char* method : {"fork", "spawn"}) {
+    if (!o.wants(std::string("process_start_to_target_") + method)) continue;
+    const ray::context ctx = ray::get_context(method);
+    ray::shared_value<std::int64_t> at(0);
+    std::vector<double> t;
+    for (int i = 0; i < (o.quick ? 7 : 21); ++i) {
+      ray::process p = ctx.process(ray::target<stamp>, at);
+      const std::int64_t before = steady_ns();
+      p.start();
+      p.join();
+      t.push_back(static_cast<double>(at.load() - before) / 1e6);
+    }
+    bench::report(std::string("process_start_to_target_") + method, bench::median(t), "ms", false,
+                  "start() to the target's first instruction; at most 2 ms asked");
   }
 
   bench::keep(checksum);
