@@ -9702,6 +9702,7 @@ CORAY_END_NAMESPACE
 #include <fmt/format.h>
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 // #include <coray/detail/mp/child_process.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
@@ -13306,7 +13307,7 @@ class process {
       s_->spawner = std::make_unique<detail::child_spawner_of<body, detail::put_type_t<A>...>>(
           detail::put_type_t<A>(std::forward<A>(args))...);
     }
-    static std::uint32_t made = 0;  // Python counts Process objects per process
+    static std::atomic<std::uint32_t> made{0};  // Python counts Process objects per process
     s_->name = fmt::format("Process-{}", ++made);
   }
 
@@ -13387,8 +13388,13 @@ class process {
  private:
   friend class context;
 
+  /// Its state, with what the driver learnt: a death is taken in by serving the loop once,
+  /// so that `while (p.is_alive())` ends.
   detail::child_state& refreshed() {
-    if (!s_->exitcode) s_->refresh(detail::require_driver("ray::process"));
+    if (s_->exitcode) return *s_;
+    detail::driver& d = detail::require_driver("ray::process");
+    d.serve_once();
+    s_->refresh(d);
     return *s_;
   }
   void require_started(const char* what) const {

@@ -106,6 +106,17 @@ TEST_CASE("a process runs its target once with its arguments and exits with code
   CHECK_FALSE(p.is_alive());
 }
 
+TEST_CASE("is_alive polled alone sees the process end (it serves the runtime)") {
+  ray::runtime rt({.num_workers = 1});
+  ray::process p(ray::target<exit_with>, 5);
+  p.start();
+  const auto give_up = std::chrono::steady_clock::now() + 30s;  // a bound, not a guess
+  while (p.is_alive() && std::chrono::steady_clock::now() < give_up) {
+  }
+  CHECK_FALSE(p.is_alive());
+  CHECK(p.exitcode() == 5);
+}
+
 TEST_CASE("processes are named Process-N in creation order unless given a name") {
   ray::runtime rt({.num_workers = 1});
   ray::shared_value<int> out(0);
