@@ -27,15 +27,15 @@ double since(clock_type::time_point t0) {
 void task(ray::mutex lock, int identifier, double value, std::int64_t t0_ns) {
   std::lock_guard hold(lock);
   const clock_type::time_point t0{std::chrono::nanoseconds(t0_ns)};
-  std::printf("process %d get lock and sleeping %.3fs / current_time : +%.3fs\n", identifier,
-              value, since(t0));
+  std::printf("process %d get lock and sleeping %.3fs / current_time : +%.3fs\n", identifier, value,
+              since(t0));
   std::this_thread::sleep_for(std::chrono::duration<double>(value));
 }
 
 void task2(int identifier, double value, std::int64_t t0_ns) {
   const clock_type::time_point t0{std::chrono::nanoseconds(t0_ns)};
-  std::printf("process %d get lock and sleeping %.3fs / current_time : +%.3fs\n", identifier,
-              value, since(t0));
+  std::printf("process %d get lock and sleeping %.3fs / current_time : +%.3fs\n", identifier, value,
+              since(t0));
   std::this_thread::sleep_for(std::chrono::duration<double>(value));
 }
 

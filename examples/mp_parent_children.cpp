@@ -38,8 +38,7 @@ int main(int argc, char** argv) {
               process1.daemon() ? "True" : "False", process1.pid());
 
   const ray::process_info current_processes = ray::current_process();
-  std::printf("current_process : %s, %d\n", current_processes.name.c_str(),
-              current_processes.pid);
+  std::printf("current_process : %s, %d\n", current_processes.name.c_str(), current_processes.pid);
   std::fflush(stdout);
 
   ray::process process3(ray::target<task>);
