@@ -9,11 +9,16 @@
 //   - single calls: apply_async throughput (calls/s), and starting a pool of two processes
 //     up to its first call's result;
 //   - ray::process (multiprocessing.Process): from start() to the first instruction of its
-//     target, which writes the steady clock into a shared value (ms), by fork and by spawn.
+//     target, which writes the steady clock into a shared value (ms), by fork and by spawn;
+//     and, if python3 is there, Python's multiprocessing.Process measured the same way.
 // Usage: pool_bench [--quick] [--json FILE] [--rows PREFIX]
+#include <unistd.h>
+
 #include <chrono>
 #include <coray/coray.hpp>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <numeric>
 #include <string>
 #include <tuple>
@@ -156,6 +161,38 @@ int main(int argc, char** argv) {
     }
     bench::report(std::string("process_start_to_target_") + method, bench::median(t), "ms", false,
                   "start() to the target's first instruction; at most 2 ms asked");
+  }
+
+  // Python's multiprocessing.Process on the same machine in the same run, for comparison,
+  // if python3 is there: the same measurement, its target writing time.monotonic_ns().
+  if (o.wants("process_start_to_target_python")) {
+    const std::string script = fmt::format(
+        "import multiprocessing as mp, statistics, time\n"
+        "def stamp(v): v.value = time.monotonic_ns()\n"
+        "if __name__ == '__main__':\n"
+        "  for m in ('fork', 'spawn'):\n"
+        "    c = mp.get_context(m); v = c.Value('q', 0); t = []\n"
+        "    for _ in range({}):\n"
+        "      p = c.Process(target=stamp, args=(v,)); b = time.monotonic_ns()\n"
+        "      p.start(); p.join(); t.append((v.value - b) / 1e6)\n"
+        "    print(m, statistics.median(t))\n",
+        o.quick ? 7 : 21);
+    char path[] = "/tmp/coray_pool_bench_XXXXXX.py";
+    const int fd = mkstemps(path, 3);
+    if (fd >= 0 && write(fd, script.data(), script.size()) == static_cast<ssize_t>(script.size())) {
+      close(fd);
+      if (FILE* py = popen(fmt::format("python3 {} 2>/dev/null", path).c_str(), "r")) {
+        char method[16];
+        double ms = 0;
+        while (std::fscanf(py, "%15s %lf", method, &ms) == 2)
+          bench::report(std::string("process_start_to_target_python_") + method, ms, "ms", false,
+                        "Python's multiprocessing.Process, the same measurement, for comparison");
+        pclose(py);
+      }
+    } else if (fd >= 0) {
+      close(fd);
+    }
+    std::remove(path);
   }
 
   bench::keep(checksum);

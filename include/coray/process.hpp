@@ -17,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <coray/detail/mp/child_process.hpp>
+#include <coray/detail/mp/shared_wait.hpp>
 #include <coray/errors.hpp>
 #include <coray/processes.hpp>
 #include <coray/runtime.hpp>
@@ -95,7 +96,12 @@ class process {
     // Its pid is the supervisor's to write, and it rings no one: served until it is there.
     while (!s_->pid && !s_->exitcode) {
       const auto next = detail::clock::now() + std::chrono::microseconds(200);
-      d.run_until([&] { return refreshed().pid || s_->exitcode; }, next);
+      d.run_until(
+          [&] {
+            s_->refresh(d);
+            return s_->pid || s_->exitcode;
+          },
+          next);
     }
   }
 
@@ -105,8 +111,7 @@ class process {
   /// set). Python's join(timeout) returns None either way: check is_alive() or the result.
   template <class Rep, class Period>
   bool join(std::chrono::duration<Rep, Period> timeout) {
-    return join_until(
-        detail::deadline_after(std::chrono::duration_cast<detail::clock::duration>(timeout)));
+    return join_until(detail::deadline_in(timeout));
   }
 
   /// Started and not yet seen ended.
