@@ -13268,6 +13268,7 @@ CORAY_END_NAMESPACE
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 CORAY_BEGIN_NAMESPACE
 
@@ -13331,7 +13332,9 @@ class process {
     s_->handle = s_->spawner->spawn(d, s_->start_as, s_->name);
     s_->spawner.reset();
     s_->started = true;
-    detail::started_children().push_back(s_);
+    auto& children = detail::started_children();
+    std::erase_if(children, [](const auto& c) { return c->exitcode.has_value(); });  // joined
+    children.push_back(s_);
     detail::before_runtime_end() = &detail::end_children;
     // Its pid is the supervisor's to write, and it rings no one: served until it is there.
     while (!s_->pid && !s_->exitcode) {
