@@ -81,9 +81,13 @@ struct options {
   std::string json;
   /// Repetitions for each figure; medians are reported.
   int reps = 5;
+  /// --rows PREFIX: only the sections whose rows start with PREFIX (in programs that check
+  /// wants()), to measure one figure without the rest.
+  std::string rows;
+  bool wants(std::string_view row) const { return rows.empty() || row.starts_with(rows); }
 };
 
-/// Parses --quick and --json FILE; leaves other arguments (coray's own) alone.
+/// Parses --quick, --json FILE and --rows PREFIX; leaves other arguments (coray's own) alone.
 inline options parse_options(int argc, char** argv) {
   options o;
   for (int i = 1; i < argc; ++i) {
@@ -92,6 +96,8 @@ inline options parse_options(int argc, char** argv) {
       o.quick = true;
     else if (a == "--json" && i + 1 < argc)
       o.json = argv[++i];
+    else if (a == "--rows" && i + 1 < argc)
+      o.rows = argv[++i];
   }
   o.reps = o.quick ? 3 : 7;
   return o;

@@ -7,9 +7,18 @@
 //     tuples (x*10) against the map of a million ints above, the same bytes and work; and a
 //     million argument pairs (a*b) against map of the same pairs (one std::pair parameter);
 //   - single calls: apply_async throughput (calls/s), and starting a pool of two processes
-//     up to its first call's result.
-// Usage: pool_bench [--quick] [--json FILE]
+//     up to its first call's result;
+//   - ray::process (multiprocessing.Process): from start() to the first instruction of its
+//     target, which writes the steady clock into a shared value (ms), by fork and by spawn;
+//     and, if python3 is there, Python's multiprocessing.Process measured the same way.
+// Usage: pool_bench [--quick] [--json FILE] [--rows PREFIX]
+#include <unistd.h>
+
+#include <chrono>
 #include <coray/coray.hpp>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <numeric>
 #include <string>
 #include <tuple>
@@ -23,6 +32,14 @@ namespace {
 int task(int x) { return x * 10; }
 int task2(int a, int b) { return a * b; }
 int task_pair(std::pair<int, int> p) { return p.first * p.second; }
+
+std::int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+/// A process's target: when it began (CLOCK_MONOTONIC is one clock for every process).
+void stamp(ray::shared_value<std::int64_t> at) { at.store(steady_ns()); }
 
 std::vector<int> serial_map(const std::vector<int>& xs) {
   std::vector<int> out;
@@ -40,7 +57,7 @@ int main(int argc, char** argv) {
   const int reps = o.quick ? 5 : 21;
   long checksum = 0;
 
-  {
+  if (o.wants("ray_issue_21343_map_1000_items")) {
     ray::pool p(2);
     std::vector<int> items(1000);
     std::iota(items.begin(), items.end(), 0);
@@ -52,7 +69,7 @@ int main(int argc, char** argv) {
     bench::report("serial_loop_1000_items", bench::median(s), "s", false);
   }
 
-  {
+  if (o.wants("map_1M_items_pool_of_2")) {
     ray::pool p(2);
     std::vector<int> items(1'000'000);
     std::iota(items.begin(), items.end(), 0);
@@ -108,7 +125,7 @@ int main(int argc, char** argv) {
                   "time ratio; at most 1 asked");
   }
 
-  {
+  if (o.wants("apply_async_calls")) {
     ray::pool p(2);
     p.apply<task>(1);
     const int calls = o.quick ? 5'000 : 20'000;
@@ -122,12 +139,60 @@ int main(int argc, char** argv) {
                   std::to_string(calls) + " submitted, then all got");
   }
 
-  {
+  if (o.wants("pool_of_2_start_and_first_call")) {
     auto t = bench::times(o.quick ? 3 : 7, [&] {
       ray::pool p(2);
       checksum += p.apply<task>(1);
     });
     bench::report("pool_of_2_start_and_first_call", bench::median(t), "s", false);
+  }
+
+  for (const char* method : {"fork", "spawn"}) {
+    if (!o.wants(std::string("process_start_to_target_") + method)) continue;
+    const ray::context ctx = ray::get_context(method);
+    ray::shared_value<std::int64_t> at(0);
+    std::vector<double> t;
+    for (int i = 0; i < (o.quick ? 7 : 21); ++i) {
+      ray::process p = ctx.process(ray::target<stamp>, at);
+      const std::int64_t before = steady_ns();
+      p.start();
+      p.join();
+      t.push_back(static_cast<double>(at.load() - before) / 1e6);
+    }
+    bench::report(std::string("process_start_to_target_") + method, bench::median(t), "ms", false,
+                  "start() to the target's first instruction; at most 2 ms asked");
+  }
+
+  // Python's multiprocessing.Process on the same machine in the same run, for comparison,
+  // if python3 is there: the same measurement, its target writing time.monotonic_ns().
+  if (o.wants("process_start_to_target_python")) {
+    const std::string script = fmt::format(
+        "import multiprocessing as mp, statistics, time\n"
+        "def stamp(v): v.value = time.monotonic_ns()\n"
+        "if __name__ == '__main__':\n"
+        "  for m in ('fork', 'spawn'):\n"
+        "    c = mp.get_context(m); v = c.Value('q', 0); t = []\n"
+        "    for _ in range({}):\n"
+        "      p = c.Process(target=stamp, args=(v,)); b = time.monotonic_ns()\n"
+        "      p.start(); p.join(); t.append((v.value - b) / 1e6)\n"
+        "    print(m, statistics.median(t))\n",
+        o.quick ? 7 : 21);
+    char path[] = "/tmp/coray_pool_bench_XXXXXX.py";
+    const int fd = mkstemps(path, 3);
+    if (fd >= 0 && write(fd, script.data(), script.size()) == static_cast<ssize_t>(script.size())) {
+      close(fd);
+      if (FILE* py = popen(fmt::format("python3 {} 2>/dev/null", path).c_str(), "r")) {
+        char method[16];
+        double ms = 0;
+        while (std::fscanf(py, "%15s %lf", method, &ms) == 2)
+          bench::report(std::string("process_start_to_target_python_") + method, ms, "ms", false,
+                        "Python's multiprocessing.Process, the same measurement, for comparison");
+        pclose(py);
+      }
+    } else if (fd >= 0) {
+      close(fd);
+    }
+    std::remove(path);
   }
 
   bench::keep(checksum);

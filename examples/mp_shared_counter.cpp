@@ -12,6 +12,7 @@
 #include <coray/coray.hpp>
 #include <cstdio>
 #include <mutex>
+#include <tuple>
 
 /// Both processes start counting together, so their increments overlap.
 void start_together(ray::shared_value<int> arrived) {
@@ -20,36 +21,40 @@ void start_together(ray::shared_value<int> arrived) {
   }
 }
 
-int increment(ray::shared_value<int> counter, ray::shared_value<int> arrived, int times) {
+void increment(ray::shared_value<int> counter, ray::shared_value<int> arrived, int times) {
   start_together(arrived);
   for (int i = 0; i < times; ++i) counter.store(counter.load() + 1);  // racy on purpose
-  return times;
 }
 
-int increment_locked(ray::shared_value<int> counter, ray::mutex lock, int times) {
+void increment_locked(ray::shared_value<int> counter, ray::mutex lock, int times) {
   for (int i = 0; i < times; ++i) {
     std::lock_guard hold(lock);
     counter.store(counter.load() + 1);
   }
-  return times;
 }
 
-int increment_atomic(ray::shared_value<int> counter, int times) {
+void increment_atomic(ray::shared_value<int> counter, int times) {
   for (int i = 0; i < times; ++i) counter.fetch_add(1);
-  return times;
 }
 
+/// The seed's two processes, each running F(counter, args..., times); returns the count
+/// expected.
 template <auto F, class... A>
 int run_twice(const char* what, ray::shared_value<int> counter, A... args) {
-  auto process1 = ray::task<F>.remote(counter, args...);
-  auto process2 = ray::task<F>.remote(counter, args...);
-  int expected = ray::get(process1) + ray::get(process2);  // join
+  ray::process process1(ray::target<F>, counter, args...);
+  ray::process process2(ray::target<F>, counter, args...);
+  process1.start();
+  process2.start();
+  process1.join();
+  process2.join();
+  const int times = std::get<sizeof...(A) - 1>(std::tuple<A...>(args...));
+  const int expected = process1.exitcode() == 0 && process2.exitcode() == 0 ? 2 * times : -1;
   std::printf("%-26s final shared value: %d (of %d)\n", what, counter.load(), expected);
   return expected;
 }
 
 int main(int argc, char** argv) {
-  ray::runtime rt(argc, argv, {.num_workers = 2});
+  ray::runtime rt(argc, argv, {.num_workers = 1});  // the processes are ray::process, not workers
   const int times = 1'000'000;
 
   // The seed's program, one increment each: 2, or 1 if the two overlapped.

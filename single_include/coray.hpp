@@ -3663,8 +3663,11 @@ struct alignas(64) worker_shared {
   std::atomic<std::int32_t> wait_status{0};
   std::atomic<std::uint32_t> generation{0};
   std::atomic<std::uint32_t> served{0};  // the process reached its loop (not dead at start)
-  std::uint64_t inbox = 0;               // offset of the mailbox driver -> worker
-  std::uint64_t outbox = 0;              // offset of the mailbox worker -> driver
+  /// How the supervisor starts this slot's next process: 0 by the runtime's start method,
+  /// else 1 + a start_method_id (a ray::process whose context chose one).
+  std::atomic<std::uint32_t> start_as{0};
+  std::uint64_t inbox = 0;   // offset of the mailbox driver -> worker
+  std::uint64_t outbox = 0;  // offset of the mailbox worker -> driver
   alignas(64) std::atomic<std::uint64_t> tasks_started{0};
   std::atomic<std::uint32_t> suspended{0};  // task coroutines awaiting something
   /// Nonzero while a task body here is blocked in a blocking wait: the call_mark of the
@@ -4313,6 +4316,9 @@ struct actor_spawn_request {
   std::uint32_t max_concurrency = 1;
   int max_restarts = 0;
   int max_task_retries = 0;
+  /// How its process is started: 0 by the runtime's start method, else 1 + a start_method_id
+  /// (a ray::process of a context that chose one).
+  std::uint32_t start_as = 0;
 };
 
 /// How the supervisor starts worker processes (ray::start_method, as the driver passes it on).
@@ -5730,8 +5736,6 @@ struct actor_options {
   int max_task_retries = 0;
 };
 
-namespace detail {}  // namespace detail
-
 /// A handle to an actor of type T: a value, copyable, and passable to tasks and to other
 /// actors' methods, where it reaches the same actor.
 template <class T>
@@ -5809,10 +5813,12 @@ class actor {
   detail::actor_ptr p_;
 };
 
-/// Starts an actor: constructs T(args...) in a new process. Returns at once; calls queue
-/// behind the construction. If the constructor throws, calls fail with actor_died.
+namespace detail {
+
+/// ray::spawn, its process started as `start_as` says (0: by the runtime's start method,
+/// else 1 + a start_method_id).
 template <class T, class... A>
-actor<T> spawn(actor_options opts, A&&... args) {
+actor<T> spawn_as(actor_options opts, std::uint32_t start_as, A&&... args) {
   using ctor = detail::actor_constructor<T, detail::constructor_arg_t<A>...>;
   static_assert(std::is_constructible_v<T, detail::constructor_arg_t<A>&&...>,
                 "ray::spawn<T>(args...): T has no constructor taking these arguments");
@@ -5837,6 +5843,7 @@ actor<T> spawn(actor_options opts, A&&... args) {
           opts.max_restarts < 0 ? std::numeric_limits<int>::max() : opts.max_restarts;
       req.max_task_retries =
           opts.max_task_retries < 0 ? std::numeric_limits<int>::max() : opts.max_task_retries;
+      req.start_as = start_as;
       return req;
     };
     auto start = [](detail::process& p, detail::actor_spawn_request&& req) {
@@ -5854,6 +5861,15 @@ actor<T> spawn(actor_options opts, A&&... args) {
   } else {
     return {};
   }
+}
+
+}  // namespace detail
+
+/// Starts an actor: constructs T(args...) in a new process. Returns at once; calls queue
+/// behind the construction. If the constructor throws, calls fail with actor_died.
+template <class T, class... A>
+actor<T> spawn(actor_options opts, A&&... args) {
+  return detail::spawn_as<T>(std::move(opts), 0, std::forward<A>(args)...);
 }
 
 template <class T, class... A>
@@ -8596,24 +8612,285 @@ CORAY_END_NAMESPACE
 // end <coray/detail/mp/pool_process.hpp>
 // #include <coray/object_store.hpp>: inlined above
 // begin <coray/processes.hpp>
-/// The runtime's processes as multiprocessing describes its children: pids, liveness and
-/// exit codes of the task workers and actors. Driver only.
+/// The runtime's processes as multiprocessing describes them: pids, liveness and exit codes
+/// of the task workers, actors and ray::process children (driver only), and, in any process,
+/// which one it is (current_process, parent_process) and the cores it may use (cpu_count).
 ///
 ///   for (const ray::process_info& w : ray::workers())
 ///     std::printf("worker %u: pid %d %s\n", w.slot, w.pid, w.alive ? "alive" : "ended");
-///   std::size_t n = ray::active_children().size();   // workers and actors now running
+///   std::size_t n = ray::active_children().size();   // workers, actors, processes running
 ///   ray::process_info a = ray::actor_process(counter); // a.pid, a.alive, a.exitcode
+///   std::string me = ray::current_process().name;      // "MainProcess" in the driver
 
 #include <sys/wait.h>
 
 // #include <coray/actor.hpp>: inlined above
+// begin <coray/detail/mp/child_process.hpp>
+/// What a ray::process is made of. Its process is an actor's (the supervisor starts it, by
+/// fork or spawn, like any other), whose constructor runs the target and exits: the exit
+/// code is 0 on return, 1 on an exception (reported on stderr as Python reports one). The
+/// driver keeps each started child until it is seen ended, so that the runtime's end joins
+/// the non-daemon ones (before_runtime_end, runtime.hpp) even after their ray::process is gone.
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+// #include <coray/actor.hpp>: inlined above
+// begin <coray/detail/runtime/identity.hpp>
+/// Who this process is in the runtime, for ray::current_process(): the driver, a task worker,
+/// an actor or a ray::process, with its slot and name. Set once as a process becomes one
+/// (become_worker, an actor's construction, a ray::process's start); read by its own loop
+/// thread.
+
+// #include <coray/version.hpp>: inlined above
 #include <cstdint>
-#include <optional>
-#include <vector>
+#include <string>
 
 CORAY_BEGIN_NAMESPACE
 
-enum class process_kind : std::uint8_t { task_worker, actor };
+/// What a process of the runtime is.
+enum class process_kind : std::uint8_t { task_worker, actor, driver, process };
+
+namespace detail {
+
+struct process_identity {
+  process_kind kind = process_kind::driver;
+  std::uint32_t slot = 0;
+  std::string name;  // a ray::process's; empty for the others, named after their kind
+};
+
+inline process_identity& this_process() noexcept {
+  static process_identity id;
+  return id;
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/identity.hpp>
+// #include <coray/detail/runtime/wire.hpp>: inlined above
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// -N for a process killed by signal N, its exit code for one that exited.
+inline std::optional<int> exitcode_of(int wait_status) {
+  if (WIFSIGNALED(wait_status)) return -WTERMSIG(wait_status);
+  if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
+  return std::nullopt;
+}
+
+/// Python's report of a target's exception, on stderr, for the exception in flight.
+inline void report_target_exception(const std::string& process_name, std::string_view target) {
+  const wire_error w = describe_current_exception(target);
+  std::fprintf(stderr,
+               "Process %s:\nTraceback (most recent call last):\n  in ray::target<%.*s>\n%s: %s\n",
+               process_name.c_str(), static_cast<int>(target.size()), target.data(),
+               w.type_name.c_str(), w.what.c_str());
+}
+
+/// The actor a ray::process's process builds: its constructor is the process's life.
+template <auto F, class... S>
+struct process_body {
+  explicit process_body(std::string name, S... args) {
+    process_identity& me = this_process();
+    me.kind = process_kind::process;
+    me.name = std::move(name);
+    int code = 0;
+    try {
+      F(std::move(args)...);
+    } catch (...) {
+      report_target_exception(me.name, entity_name<F>());
+      code = 1;
+    }
+    std::fflush(nullptr);
+    _exit(code);
+  }
+};
+
+template <auto F, class Params = typename function_traits<decltype(F)>::params>
+struct process_body_type;
+template <auto F, class... P>
+struct process_body_type<F, std::tuple<P...>> {
+  using type = process_body<F, storage_type_t<P>...>;
+};
+
+/// Starts a ray::process's actor with the arguments it was given (once).
+struct child_spawner {
+  virtual ~child_spawner() = default;
+  virtual actor_ptr spawn(driver& d, std::uint32_t start_as, const std::string& name) = 0;
+};
+
+template <class Body, class... A>
+struct child_spawner_of final : child_spawner {
+  explicit child_spawner_of(A... a) : args(std::move(a)...) {}
+  actor_ptr spawn(driver& d, std::uint32_t start_as, const std::string& name) override {
+    return std::apply(
+        [&](A&... a) {
+          return d.make_actor_handle(
+              spawn_as<Body>(actor_options{}, start_as, std::string(name), std::move(a)...).id());
+        },
+        args);
+  }
+  std::tuple<A...> args;
+};
+
+/// One ray::process, shared by its handle and, once started, the driver's list of children.
+struct child_state {
+  std::string name;
+  bool daemon = false;
+  std::uint32_t start_as = 0;  // 0: the runtime's start method, else 1 + a start_method_id
+  std::unique_ptr<child_spawner> spawner;  // until started
+  bool started = false;
+  actor_ptr handle;  // while it runs
+  int pid = 0;
+  std::optional<int> exitcode;  // once it ended
+
+  /// Takes in what the driver knows of its process. Driver's loop thread.
+  void refresh(driver& d) {
+    if (!handle || exitcode) return;
+    auto st = d.actor_status(handle.get()->id);
+    if (st && st->pid) pid = st->pid;
+    if (!st || st->ended) {
+      exitcode = st ? exitcode_of(st->wait_status) : std::optional<int>(-SIGKILL);
+      handle = {};
+    }
+  }
+};
+
+/// The driver's started children not yet seen ended.
+inline std::vector<std::shared_ptr<child_state>>& started_children() {
+  static std::vector<std::shared_ptr<child_state>> children;
+  return children;
+}
+
+/// Joins `c` (no deadline: a live process is waited for, as Python's join; a dead one is seen
+/// at once). Driver's loop thread.
+inline bool join_child(driver& d, child_state& c,
+                       clock::time_point deadline = clock::time_point::max()) {
+  return d.run_until(
+      [&] {
+        c.refresh(d);
+        return c.exitcode.has_value();
+      },
+      deadline);
+}
+
+/// At the runtime's end, as Python at exit: joins the non-daemon children; the daemon ones
+/// the runtime's end then kills (SIGKILL).
+inline void end_children() noexcept {
+  auto children = std::move(started_children());
+  started_children().clear();
+  driver* d = nullptr;
+  if (process* p = process::here()) d = p->as_driver();
+  for (auto& c : children) {
+    try {
+      if (d && !c->daemon) join_child(*d, *c);
+      if (d) c->refresh(*d);
+    } catch (...) {
+    }
+    if (!c->exitcode) c->exitcode = -SIGKILL;
+    c->handle = {};
+  }
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/mp/child_process.hpp>
+// #include <coray/detail/runtime/identity.hpp>: inlined above
+// begin <coray/detail/runtime/system.hpp>
+/// Facts about the machine the runtime sizes itself by: usable cores (affinity and cgroup
+/// quota) and memory (physical RAM and cgroup limit).
+
+#include <fmt/format.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+// #include <coray/version.hpp>: inlined above
+#include <cstdint>
+#include <fstream>
+#include <string>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// Cores this process may run on: the CPU affinity mask, further capped by a cgroup v2
+/// `cpu.max` quota (rounded up). Never less than 1.
+inline unsigned usable_cores() {
+  unsigned n = 0;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) n = static_cast<unsigned>(CPU_COUNT(&set));
+  if (n == 0) n = static_cast<unsigned>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+  std::ifstream f("/sys/fs/cgroup/cpu.max");
+  std::string quota;
+  long long period = 0;
+  if (f >> quota >> period && quota != "max" && period > 0) {
+    long long q = std::stoll(quota);
+    if (q > 0)
+      n = std::min<unsigned>(n, static_cast<unsigned>(std::max(1LL, (q + period - 1) / period)));
+  }
+  return std::max(1u, n);
+}
+
+/// Physical memory available to this process: RAM, capped by a cgroup v2 `memory.max`.
+inline std::uint64_t usable_memory_bytes() {
+  std::uint64_t ram = static_cast<std::uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                      static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+  std::ifstream f("/sys/fs/cgroup/memory.max");
+  std::string limit;
+  if (f >> limit && limit != "max") {
+    std::uint64_t l = std::stoull(limit);
+    if (l > 0) ram = std::min(ram, l);
+  }
+  return ram;
+}
+
+/// "SIGKILL (Killed)" for a signal number.
+inline std::string signal_description(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  const char* desc = sigdescr_np(sig);
+  std::string s = abbrev ? fmt::format("SIG{}", abbrev) : fmt::format("signal {}", sig);
+  if (desc) s += fmt::format(" ({})", desc);
+  return s;
+}
+
+/// The wait status the supervisor reports for a process it could not start (fork or
+/// posix_spawn refused with `error`): exit code 127, a shell's "cannot run", with the errno in
+/// bits a real wait status leaves zero, for describe_exit to say why.
+inline int start_failure_status(int error) { return W_EXITCODE(127, 0) | (error << 16); }
+
+/// Words for a wait() status: "was killed by SIGSEGV (Segmentation fault)", "exited with code
+/// 3", or "could not be started: Resource temporarily unavailable".
+inline std::string describe_exit(int wait_status) {
+  if (WIFEXITED(wait_status) && (wait_status >> 16) != 0)
+    return fmt::format("could not be started: {}", strerror(wait_status >> 16));
+  if (WIFSIGNALED(wait_status))
+    return fmt::format("was killed by {}", signal_description(WTERMSIG(wait_status)));
+  if (WIFEXITED(wait_status)) return fmt::format("exited with code {}", WEXITSTATUS(wait_status));
+  return "stopped";
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/system.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
 
 /// One process of the runtime.
 struct process_info {
@@ -8628,15 +8905,12 @@ struct process_info {
   std::optional<int> exitcode;
   /// Task workers: how many times the slot's process was replaced after dying.
   std::uint32_t restarts = 0;
+  /// multiprocessing's name: "MainProcess" for the driver, a ray::process's own ("Process-N"
+  /// unless it was given one), "TaskWorker-<slot>" or "Actor-<slot>" for the others.
+  std::string name;
 };
 
 namespace detail {
-
-inline std::optional<int> exitcode_of(int wait_status) {
-  if (WIFSIGNALED(wait_status)) return -WTERMSIG(wait_status);
-  if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
-  return std::nullopt;
-}
 
 inline process_info slot_info(driver& d, std::uint32_t slot) {
   const worker_shared& w = d.hdr->worker(slot);
@@ -8650,7 +8924,20 @@ inline process_info slot_info(driver& d, std::uint32_t slot) {
     info.exitcode = exitcode_of(w.wait_status.load(std::memory_order_relaxed));
   const std::uint32_t generation = w.generation.load(std::memory_order_relaxed);
   if (info.kind == process_kind::task_worker && generation > 1) info.restarts = generation - 1;
+  info.name = fmt::format("{}-{}", info.kind == process_kind::actor ? "Actor" : "TaskWorker", slot);
   return info;
+}
+
+/// A ray::process's process among the actors': its kind and name say so.
+inline void name_children(driver& d, std::vector<process_info>& infos) {
+  for (auto& c : started_children()) {
+    c->refresh(d);
+    for (process_info& info : infos)
+      if (c->pid && info.pid == c->pid && info.kind == process_kind::actor) {
+        info.kind = process_kind::process;
+        info.name = c->name;
+      }
+  }
 }
 
 }  // namespace detail
@@ -8664,17 +8951,64 @@ inline std::vector<process_info> workers() {
   return out;
 }
 
-/// Every process of the runtime now running: task workers and actors (multiprocessing's
-/// active_children()). The supervisor, which only starts and reaps them, is not listed.
+/// Every process of the runtime now running: task workers, actors and ray::process children
+/// (multiprocessing's active_children()). The supervisor, which only starts and reaps them,
+/// is not listed.
 inline std::vector<process_info> active_children() {
   auto& d = detail::require_driver("ray::active_children()");
+  d.serve_once();  // takes in the deaths reported since
   std::vector<process_info> out;
   for (std::uint32_t i = 0; i < d.hdr->slots; ++i) {
     process_info info = detail::slot_info(d, i);
     if (info.alive) out.push_back(info);
   }
+  detail::name_children(d, out);
   return out;
 }
+
+/// This process: the driver ("MainProcess"), a task worker, an actor or a ray::process, with
+/// its pid (multiprocessing's current_process()). In any process, with or without a runtime.
+inline process_info current_process() {
+  const detail::process_identity& me = detail::this_process();
+  process_info info;
+  info.kind = me.kind;
+  info.slot = me.slot;
+  info.pid = getpid();
+  info.alive = true;
+  switch (me.kind) {
+    case process_kind::driver:
+      info.name = "MainProcess";
+      break;
+    case process_kind::process:
+      info.name = me.name;
+      break;
+    case process_kind::task_worker:
+      info.name = fmt::format("TaskWorker-{}", me.slot);
+      break;
+    case process_kind::actor:
+      info.name = fmt::format("Actor-{}", me.slot);
+      break;
+  }
+  return info;
+}
+
+/// The driver, seen from a worker, an actor or a ray::process (which the supervisor starts,
+/// but on the driver's behalf); nullopt in the driver (multiprocessing's parent_process()).
+inline std::optional<process_info> parent_process() {
+  if (detail::this_process().kind == process_kind::driver) return std::nullopt;
+  detail::process* p = detail::process::current();
+  if (!p || !p->hdr) return std::nullopt;
+  process_info info;
+  info.kind = process_kind::driver;
+  info.pid = p->hdr->driver_pid;
+  info.alive = true;
+  info.name = "MainProcess";
+  return info;
+}
+
+/// The cores this process may use: its CPU affinity, capped by a cgroup quota (what the
+/// runtime starts num_workers = 0 workers for). Python's cpu_count() counts every core.
+inline unsigned cpu_count() { return detail::usable_cores(); }
 
 /// The process of `a`: its pid, whether it is alive and, once it ended, its exit code.
 template <class T>
@@ -9479,374 +9813,28 @@ class pool {
 
 CORAY_END_NAMESPACE
 // end <coray/pool.hpp>
-// #include <coray/processes.hpp>: inlined above
-// begin <coray/queue.hpp>
-/// ray::queue<T>: a FIFO queue that every process of the runtime can use -- the driver, tasks
-/// and actors -- with Ray's Queue semantics: put() waits while the queue is full, get() while
-/// it is empty; with a timeout they throw ray::queue_full / ray::queue_empty instead.
+// begin <coray/process.hpp>
+/// ray::process: one function run in a new process of its own, Python's
+/// multiprocessing.Process. The runtime's supervisor starts it by the runtime's start method,
+/// or by the one a context chose (ray::get_context("spawn")). Driver only, on the runtime's
+/// thread.
 ///
-///   void produce(ray::queue<int> q, int n) { for (int i = 0; i < n; ++i) q.put(i); }
+///   void greet(std::string who, ray::shared_value<int> seen) { seen.store(1); }
 ///
-///   ray::queue<int> q(100);                        // at most 100 items; 0: unbounded
-///   ray::task<produce>.remote(q, 1000);
-///   int first = q.get();                           // blocking, serving the runtime
-///   int next = co_await q.get_async();             // in a coroutine
-///   int maybe = q.get(std::chrono::milliseconds(10));   // or ray::queue_empty
-///
-/// Like Ray's, the queue is an actor holding a std::deque<T>; a put or get that must wait
-/// suspends inside the actor, which meanwhile serves the calls that unblock it. Each
-/// operation costs one actor call; put_nowait_batch / get_nowait_batch move many items in
-/// one. A handle is a value: pass it to tasks and actors (alone or inside containers). The
-/// queue's process starts at the handle's first use; create queues in the driver. It ends
-/// when its last handle in any process goes.
+///   ray::process p(ray::target<greet>, std::string("bob"), seen);
+///   p.start();
+///   p.join();                    // p.exitcode() == 0; 1 had greet thrown, -9 after p.kill()
+///   auto q = ray::get_context("spawn").process(ray::target<greet>, std::string("ann"), seen);
 
 #include <fmt/format.h>
+#include <signal.h>
 
-#include <algorithm>
+#include <atomic>
 #include <chrono>
-// #include <coray/actor.hpp>: inlined above
-// begin <coray/detail/mp/queue_actor.hpp>
-/// The actor behind a ray::queue<T>: a std::deque<T> whose blocking put and get are coroutine
-/// methods, so a call that must wait (queue full, or empty) suspends and the actor goes on
-/// serving others -- the put that makes room for it, the get that frees a slot. It also
-/// counts the items put and not yet marked done, for ray::joinable_queue's task_done and join.
-
-#include <chrono>
-// #include <coray/async.hpp>: inlined above
-// #include <coray/detail/runtime/process.hpp>: inlined above
-#include <coroutine>
-#include <cstdint>
-#include <deque>
-#include <list>
-#include <optional>
-#include <utility>
-#include <vector>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-template <class T>
-class queue_actor {
- public:
-  /// Calls that may wait at once (each blocked put or get holds one).
-  static constexpr std::uint32_t max_waiting_calls = 1u << 20;
-
-  explicit queue_actor(std::uint64_t maxsize) : maxsize_(maxsize) {}
-
-  /// Puts `item`, waiting at most `timeout_ns` for room (< 0: as long as it takes; 0: not at
-  /// all). False if there was no room in time.
-  async<bool> put(T item, std::int64_t timeout_ns) {
-    if (!full()) {
-      push(std::move(item));
-      co_return true;
-    }
-    if (timeout_ns == 0) co_return false;
-    waiter w;
-    w.item = std::move(item);
-    co_await wait_in{putters_, w, timeout_ns};
-    co_return w.done;
-  }
-
-  /// Takes the oldest item, waiting at most `timeout_ns` for one; nullopt if none came.
-  async<std::optional<T>> get(std::int64_t timeout_ns) {
-    if (!items_.empty()) co_return pop();
-    if (timeout_ns == 0) co_return std::nullopt;
-    waiter w;
-    co_await wait_in{getters_, w, timeout_ns};
-    if (!w.done) co_return std::nullopt;
-    co_return std::move(w.item);
-  }
-
-  /// Puts all of `items` if there is room for all; else none and false.
-  bool put_batch(std::vector<T> items) {
-    if (maxsize_ && items_.size() + items.size() > maxsize_) return false;
-    for (auto& x : items) push(std::move(x));
-    return true;
-  }
-
-  /// Takes `n` items if there are that many; else none and nullopt.
-  std::optional<std::vector<T>> get_batch(std::uint64_t n) {
-    if (items_.size() < n) return std::nullopt;
-    std::vector<T> out;
-    out.reserve(static_cast<std::size_t>(n));
-    for (std::uint64_t i = 0; i < n; ++i) out.push_back(pop());
-    return out;
-  }
-
-  std::uint64_t size() const noexcept { return items_.size(); }
-
-  /// One item put earlier is done; false (and no change) if none is left undone.
-  bool task_done() {
-    if (unfinished_ == 0) return false;
-    if (--unfinished_ == 0)
-      while (!joiners_.empty()) {
-        waiter& j = *joiners_.front();
-        j.done = true;
-        wake(j);
-      }
-    return true;
-  }
-  /// Waits until every item put has been marked done.
-  async<void> join() {
-    if (unfinished_ == 0) co_return;
-    waiter w;
-    co_await wait_in{joiners_, w, -1};
-  }
-  std::uint64_t unfinished() const noexcept { return unfinished_; }
-
- private:
-  struct waiter {
-    std::coroutine_handle<> h;
-    std::optional<T> item;  // a putter's item, or what a getter received
-    bool done = false;      // the put went in, or the get got an item
-    std::uint64_t timer = 0;
-    typename std::list<waiter*>::iterator at;
-    std::list<waiter*>* in = nullptr;
-  };
-
-  /// Suspends the calling method in `list` until served or `timeout_ns` passes.
-  struct wait_in {
-    std::list<waiter*>& list;
-    waiter& w;
-    std::int64_t timeout_ns;
-    bool await_ready() const noexcept { return false; }
-    void await_suspend(std::coroutine_handle<> h) {
-      process& p = *process::current();
-      w.h = h;
-      w.in = &list;
-      w.at = list.insert(list.end(), &w);
-      if (timeout_ns > 0)
-        w.timer = p.add_timer(deadline_after(std::chrono::nanoseconds(timeout_ns)),
-                              &queue_actor::timed_out, &w);
-      p.coroutine_suspended(+1);
-    }
-    void await_resume() const noexcept {}
-  };
-
-  static void wake(waiter& w) {
-    process& p = *process::current();
-    w.in->erase(w.at);
-    if (w.timer) p.cancel_timer(w.timer);
-    p.coroutine_suspended(-1);
-    p.schedule(w.h);
-  }
-  static void timed_out(void* ctx) {
-    auto& w = *static_cast<waiter*>(ctx);
-    w.timer = 0;
-    wake(w);
-  }
-
-  bool full() const noexcept { return maxsize_ && items_.size() >= maxsize_; }
-
-  /// A new item goes to the oldest waiting getter, else to the back of the queue.
-  void push(T&& item) {
-    ++unfinished_;
-    if (!getters_.empty()) {
-      waiter& g = *getters_.front();
-      g.item = std::move(item);
-      g.done = true;
-      wake(g);
-    } else {
-      items_.push_back(std::move(item));
-    }
-  }
-  /// The oldest item; the oldest waiting putter's item takes the room it leaves.
-  T pop() {
-    T item = std::move(items_.front());
-    items_.pop_front();
-    if (!putters_.empty()) {
-      waiter& w = *putters_.front();
-      items_.push_back(std::move(*w.item));
-      ++unfinished_;
-      w.done = true;
-      wake(w);
-    }
-    return item;
-  }
-
-  std::uint64_t maxsize_;
-  std::deque<T> items_;
-  std::list<waiter*> getters_, putters_, joiners_;
-  std::uint64_t unfinished_ = 0;  // items put and not yet marked done
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/mp/queue_actor.hpp>
+// #include <coray/detail/mp/child_process.hpp>: inlined above
+// #include <coray/detail/mp/shared_wait.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
-// #include <coray/object_store.hpp>: inlined above
-// #include <coray/sync_wait.hpp>: inlined above
-#include <cstdint>
-#include <optional>
-#include <string>
-#include <utility>
-#include <vector>
-
-CORAY_BEGIN_NAMESPACE
-
-template <class T>
-class queue {
-  using actor_type = detail::queue_actor<T>;
-
- public:
-  using timeout_type = std::optional<std::chrono::nanoseconds>;
-
-  /// An unbounded queue.
-  queue() noexcept = default;
-  /// A queue of at most `maxsize` items (0: unbounded, as in Python).
-  explicit queue(std::size_t maxsize) : maxsize_(maxsize) {}
-  /// Copies are handles to the same queue.
-  queue(const queue& o) : actor_((o.start(), o.actor_)), maxsize_(o.maxsize_) {}
-  queue(queue&&) noexcept = default;
-  queue& operator=(const queue& o) {
-    o.start();
-    actor_ = o.actor_;
-    maxsize_ = o.maxsize_;
-    return *this;
-  }
-  queue& operator=(queue&&) noexcept = default;
-
-  /// Appends `item`, waiting while the queue is full; after `timeout`, throws queue_full.
-  void put(T item, timeout_type timeout = std::nullopt) {
-    if (!ray::get(put_call(std::move(item), wait_ns(timeout))).get()) throw full_error();
-  }
-  /// Appends `item` if there is room now; else throws queue_full.
-  void put_nowait(T item) { put(std::move(item), std::chrono::nanoseconds(0)); }
-  /// put() in a coroutine: `co_await q.put_async(item)`. The put is sent at once.
-  async<void> put_async(T item, timeout_type timeout = std::nullopt) {
-    return await_put(put_call(std::move(item), wait_ns(timeout)));
-  }
-
-  /// Takes the oldest item, waiting while the queue is empty; after `timeout`, throws
-  /// queue_empty.
-  T get(timeout_type timeout = std::nullopt) {
-    std::optional<T> v = ray::get(get_call(wait_ns(timeout))).get();
-    if (!v) throw empty_error();
-    return std::move(*v);
-  }
-  /// Takes the oldest item if there is one now; else throws queue_empty.
-  T get_nowait() { return get(std::chrono::nanoseconds(0)); }
-  /// get() in a coroutine: `T v = co_await q.get_async()`. The get is sent at once.
-  async<T> get_async(timeout_type timeout = std::nullopt) {
-    return await_get(get_call(wait_ns(timeout)));
-  }
-
-  /// Appends every item if there is room for all now; else none, and throws queue_full.
-  void put_nowait_batch(std::vector<T> items) {
-    if (!ray::get(handle().template call<&actor_type::put_batch>(std::move(items))).get())
-      throw full_error();
-  }
-  /// Takes `n` items if there are that many now; else none, and throws queue_empty.
-  std::vector<T> get_nowait_batch(std::size_t n) {
-    std::optional<std::vector<T>> v =
-        ray::get(handle().template call<&actor_type::get_batch>(std::uint64_t{n})).get();
-    if (!v) throw empty_error();
-    return std::move(*v);
-  }
-
-  /// Items in the queue now (Ray's qsize()).
-  std::size_t size() const { return ray::get(handle().template call<&actor_type::size>()).get(); }
-  bool empty() const { return size() == 0; }
-  bool full() const { return maxsize_ != 0 && size() >= maxsize_; }
-  /// The bound given at construction; 0 for an unbounded queue.
-  std::size_t maxsize() const noexcept { return maxsize_; }
-
-  /// Ends the queue's process now (Ray's shutdown(force=True)); waiting calls fail with
-  /// actor_died.
-  void shutdown() {
-    if (actor_.valid()) ray::kill(actor_);
-  }
-
-  /// Handles travel as call arguments: the receiving process reaches the same queue.
-  template <class Archive>
-  void serialize(Archive& ar) {
-    if constexpr (!Archive::is_loading) start();
-    std::uint64_t maxsize = maxsize_;
-    ar(actor_, maxsize);
-    maxsize_ = static_cast<std::size_t>(maxsize);
-  }
-
- protected:
-  const actor<actor_type>& handle() const {
-    start();
-    return actor_;
-  }
-
- private:
-  void start() const {
-    if (actor_.valid()) return;
-    actor_ = ray::spawn<actor_type>(actor_options{.max_concurrency = actor_type::max_waiting_calls},
-                                    std::uint64_t{maxsize_});
-  }
-  static std::int64_t wait_ns(timeout_type timeout) {
-    return timeout ? std::max<std::int64_t>(0, timeout->count()) : -1;
-  }
-
-  object_ref<bool> put_call(T&& item, std::int64_t ns) {
-    return handle().template call<&actor_type::put>(std::move(item), ns);
-  }
-  object_ref<std::optional<T>> get_call(std::int64_t ns) {
-    return handle().template call<&actor_type::get>(ns);
-  }
-
-  queue_full full_error() const {
-    return queue_full(fmt::format("ray::queue: full (maxsize {})", maxsize_));
-  }
-  static queue_empty empty_error() { return queue_empty("ray::queue: empty"); }
-
-  static async<void> await_put(object_ref<bool> r) {
-    const bool put = co_await ray::get(r);  // (g++ 12 mishandles co_await inside `if (!...)`)
-    if (!put) throw queue_full("ray::queue: full");
-  }
-  static async<T> await_get(object_ref<std::optional<T>> r) {
-    std::optional<T> v = co_await ray::get(r);
-    if (!v) throw empty_error();
-    co_return std::move(*v);
-  }
-
-  mutable actor<actor_type> actor_;
-  std::size_t maxsize_ = 0;
-};
-
-/// multiprocessing.JoinableQueue: a ray::queue that also counts the items put and not yet
-/// marked done. A consumer calls task_done() once per item it has finished with; join()
-/// waits until every item put so far is done.
-///
-///   void worker(ray::joinable_queue<int> q) {
-///     for (;;) { int job = q.get(); run(job); q.task_done(); }
-///   }
-///   for (int j : jobs) q.put(j);
-///   q.join();                                  // every job has been run
-template <class T>
-class joinable_queue : public queue<T> {
-  using actor_type = detail::queue_actor<T>;
-
- public:
-  using queue<T>::queue;
-
-  /// Marks one item taken from the queue as done. Throws usage_error (Python's ValueError)
-  /// if called more times than items were put.
-  void task_done() {
-    if (!ray::get(this->handle().template call<&actor_type::task_done>()).get())
-      throw usage_error("coray: ray::joinable_queue::task_done() called more times than items put");
-  }
-  /// Waits until every item put has been marked done (at once if none is pending). On a
-  /// runtime loop's thread it serves the runtime meanwhile, as a blocking ray::get does.
-  void join() { ray::get(this->handle().template call<&actor_type::join>()).get(); }
-  /// join() in a coroutine: `co_await q.join_async()`.
-  async<void> join_async() { return await_join(this->handle().template call<&actor_type::join>()); }
-  /// Items put and not yet marked done (one actor call; it may change at once).
-  std::size_t unfinished() const {
-    return ray::get(this->handle().template call<&actor_type::unfinished>()).get();
-  }
-
- private:
-  static async<void> await_join(object_ref<void> r) { co_await ray::get(r); }
-};
-
-CORAY_END_NAMESPACE
-// end <coray/queue.hpp>
-// #include <coray/result_stream.hpp>: inlined above
+// #include <coray/processes.hpp>: inlined above
 // begin <coray/runtime.hpp>
 /// ray::runtime: starts coray in this process -- the shared segment, a supervisor and the
 /// worker pool -- and stops it all when destroyed. Construct it first thing in main():
@@ -10804,6 +10792,9 @@ class transport {
   // ---- processes ----------------------------------------------------------------------
   /// Starts a process in `slot` with empty mailboxes (a first one, or a replacement).
   virtual void start(std::uint32_t slot) = 0;
+  /// How the slot's processes are started from now on: 0 by the runtime's start method, else
+  /// 1 + a start_method_id. A transport with one way of starting ignores it.
+  virtual void start_as(std::uint32_t /*slot*/, std::uint32_t /*how*/) {}
   /// The slot has no process any more and will have none until start(): frees its mailboxes.
   virtual void close(std::uint32_t slot) = 0;
   /// Kills the slot's process (SIGKILL); its death is reported as any other.
@@ -11561,85 +11552,7 @@ CORAY_END_NAMESPACE
 // #include <coray/detail/runtime/process.hpp>: inlined above
 // #include <coray/detail/runtime/registry.hpp>: inlined above
 // #include <coray/detail/runtime/reply_router.hpp>: inlined above
-// begin <coray/detail/runtime/system.hpp>
-/// Facts about the machine the runtime sizes itself by: usable cores (affinity and cgroup
-/// quota) and memory (physical RAM and cgroup limit).
-
-#include <fmt/format.h>
-#include <sched.h>
-#include <signal.h>
-#include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <algorithm>
-// #include <coray/version.hpp>: inlined above
-#include <cstdint>
-#include <fstream>
-#include <string>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-/// Cores this process may run on: the CPU affinity mask, further capped by a cgroup v2
-/// `cpu.max` quota (rounded up). Never less than 1.
-inline unsigned usable_cores() {
-  unsigned n = 0;
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) n = static_cast<unsigned>(CPU_COUNT(&set));
-  if (n == 0) n = static_cast<unsigned>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
-  std::ifstream f("/sys/fs/cgroup/cpu.max");
-  std::string quota;
-  long long period = 0;
-  if (f >> quota >> period && quota != "max" && period > 0) {
-    long long q = std::stoll(quota);
-    if (q > 0)
-      n = std::min<unsigned>(n, static_cast<unsigned>(std::max(1LL, (q + period - 1) / period)));
-  }
-  return std::max(1u, n);
-}
-
-/// Physical memory available to this process: RAM, capped by a cgroup v2 `memory.max`.
-inline std::uint64_t usable_memory_bytes() {
-  std::uint64_t ram = static_cast<std::uint64_t>(sysconf(_SC_PHYS_PAGES)) *
-                      static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
-  std::ifstream f("/sys/fs/cgroup/memory.max");
-  std::string limit;
-  if (f >> limit && limit != "max") {
-    std::uint64_t l = std::stoull(limit);
-    if (l > 0) ram = std::min(ram, l);
-  }
-  return ram;
-}
-
-/// "SIGKILL (Killed)" for a signal number.
-inline std::string signal_description(int sig) {
-  const char* abbrev = sigabbrev_np(sig);
-  const char* desc = sigdescr_np(sig);
-  std::string s = abbrev ? fmt::format("SIG{}", abbrev) : fmt::format("signal {}", sig);
-  if (desc) s += fmt::format(" ({})", desc);
-  return s;
-}
-
-/// The wait status the supervisor reports for a process it could not start (fork or
-/// posix_spawn refused with `error`): exit code 127, a shell's "cannot run", with the errno in
-/// bits a real wait status leaves zero, for describe_exit to say why.
-inline int start_failure_status(int error) { return W_EXITCODE(127, 0) | (error << 16); }
-
-/// Words for a wait() status: "was killed by SIGSEGV (Segmentation fault)", "exited with code
-/// 3", or "could not be started: Resource temporarily unavailable".
-inline std::string describe_exit(int wait_status) {
-  if (WIFEXITED(wait_status) && (wait_status >> 16) != 0)
-    return fmt::format("could not be started: {}", strerror(wait_status >> 16));
-  if (WIFSIGNALED(wait_status))
-    return fmt::format("was killed by {}", signal_description(WTERMSIG(wait_status)));
-  if (WIFEXITED(wait_status)) return fmt::format("exited with code {}", WEXITSTATUS(wait_status));
-  return "stopped";
-}
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/system.hpp>
+// #include <coray/detail/runtime/system.hpp>: inlined above
 // #include <coray/detail/runtime/task_table.hpp>: inlined above
 // #include <coray/detail/runtime/transport.hpp>: inlined above
 #include <cstring>
@@ -11737,6 +11650,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
           fmt::format("ray::spawn: too many live actors (runtime_options::max_actors is {})",
                       actors_.max_actors())));
     actor_entry& a = actors_.create(req, seg_);
+    transport_.start_as(a.slot, req.start_as);  // a slot reused by an actor of the default
     try {
       start_process(a.slot);  // its mailboxes first: the construction is sent at once
     } catch (...) {           // no room for them: refused, the spawn keeps nothing
@@ -12139,6 +12053,7 @@ CORAY_END_NAMESPACE
 #include <unistd.h>
 
 #include <algorithm>
+// #include <coray/detail/runtime/identity.hpp>: inlined above
 // #include <coray/detail/runtime/invocation.hpp>: inlined above
 // #include <coray/detail/runtime/process.hpp>: inlined above
 // #include <coray/detail/runtime/registry.hpp>: inlined above
@@ -12422,6 +12337,7 @@ class worker final : public process, public call_host {
     task_header h;
     std::memcpy(&h, payload.data(), sizeof h);
     is_actor_ = true;
+    this_process().kind = process_kind::actor;
     max_concurrency_ = std::max<std::uint32_t>(1, h.extra);
     if (!run_task(payload) || !instance_) {
       // The constructor threw (its error is the reply): an actor without its object ends.
@@ -12620,6 +12536,7 @@ template <class Serve>
   char name[16];
   std::snprintf(name, sizeof name, "coray-w%u", slot);
   prctl(PR_SET_NAME, name);
+  this_process() = {process_kind::task_worker, slot, {}};
   // `seg` is moved into the worker's own process state.
   auto* w = new worker(slot, epoch);
   w->seg.adopt(seg);
@@ -12671,19 +12588,22 @@ struct supervisor_config {
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   // Spawned workers inherit the segment as this descriptor. It is close-on-exec here and
   // made inheritable only in the spawned child (dup2 onto it), so no other program the
-  // supervisor or a worker runs can ever hold the segment.
-  const int spawn_fd =
-      cfg.method == start_method_id::spawn ? fcntl(cfg.seg->fd(), F_DUPFD_CLOEXEC, 3) : -1;
+  // supervisor or a worker runs can ever hold the segment. Made under either start method:
+  // a ray::process may choose spawn where the runtime forks.
+  const int spawn_fd = fcntl(cfg.seg->fd(), F_DUPFD_CLOEXEC, 3);
 
   std::unordered_map<pid_t, std::uint32_t> children;
 
   // A new process for `slot`: its pid, or -errno if it could not be made.
   auto start = [&](std::uint32_t slot) -> pid_t {
-    if (cfg.method == start_method_id::fork) {
+    const std::uint32_t how = cfg.hdr->worker(slot).start_as.load(std::memory_order_relaxed);
+    const start_method_id method = how ? static_cast<start_method_id>(how - 1) : cfg.method;
+    if (method == start_method_id::fork) {
       pid_t pid = fork();
       if (pid == 0) {
         close(sfd);
         close(cfg.command_fd);
+        if (spawn_fd >= 0) close(spawn_fd);
         become_worker(*cfg.seg, slot, cfg.epoch, self);
       }
       return pid < 0 ? -errno : pid;
@@ -12958,6 +12878,9 @@ class shm_transport final : public transport {
     // No supervisor, no process: the slot stays dead and its calls fail.
     if (!link_.command({supervisor_command::start, slot}))
       s.state.store(static_cast<std::uint32_t>(slot_state::dead), std::memory_order_release);
+  }
+  void start_as(std::uint32_t slot, std::uint32_t how) override {
+    hdr_->worker(slot).start_as.store(how, std::memory_order_relaxed);
   }
   void close(std::uint32_t slot) override {
     view& v = views_[slot];
@@ -13375,6 +13298,15 @@ struct runtime_options {
 /// does work before constructing the runtime that workers must not repeat.
 inline void enter_worker_if_spawned() { detail::enter_spawned_worker(); }
 
+namespace detail {
+/// Run by the runtime's destructor first, while the runtime still serves: ray::process joins
+/// its non-daemon children there (set once a process is started). Never throws.
+inline void (*&before_runtime_end() noexcept)() noexcept {
+  static void (*f)() noexcept = nullptr;
+  return f;
+}
+}  // namespace detail
+
 class runtime {
  public:
   explicit runtime(runtime_options opts = {}) : runtime(0, nullptr, opts) {}
@@ -13406,6 +13338,9 @@ class runtime {
   /// other threads made that the runtime has not taken yet fail; their later calls throw
   /// ray::runtime_error. Call it on the runtime's thread.
   ///
+  /// Non-daemon ray::process children are joined first, as Python joins them at exit; the
+  /// daemon ones end with the runtime.
+  ///
   /// Only in the process that built the runtime: a process forked from it shares its
   /// segment, mailboxes and supervisor, and its exit() runs static destructors (ray::init's
   /// runtime among them). There the runtime is left as it lies, its memory not freed.
@@ -13414,6 +13349,7 @@ class runtime {
       (void)driver_.release();
       return;
     }
+    if (auto end = detail::before_runtime_end()) end();
     driver_->close_handoff();
   }
 
@@ -13485,6 +13421,582 @@ inline bool is_initialized() noexcept {
 
 CORAY_END_NAMESPACE
 // end <coray/runtime.hpp>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+/// Names a process's target: `ray::process p(ray::target<f>, args...)`.
+template <auto F>
+struct target_t {};
+template <auto F>
+inline constexpr target_t<F> target{};
+
+class context;
+
+/// A function and its arguments to run in a new process (multiprocessing.Process). Made in
+/// the driver; start() starts it, join() waits for it. Moveable, not copyable. Every member
+/// but name() and daemon() is for the driver's runtime thread, and throws ray::usage_error
+/// elsewhere.
+class process {
+ public:
+  /// No target: a placeholder that cannot be started.
+  process() = default;
+
+  /// F(args...) in a new process once started. F is a free or static member function; the
+  /// arguments are converted to its parameters' types now and sent at start(): values, refs,
+  /// actor handles and the runtime's shared things (shared_value, mutex, queue, a pipe's
+  /// connection, event...).
+  template <auto F, class... A>
+  explicit process(target_t<F>, A&&... args) : s_(std::make_shared<detail::child_state>()) {
+    using traits = detail::function_traits<decltype(F)>;
+    static_assert(traits::is_function && !traits::is_member,
+                  "ray::target<f>: f must be a free function or a static member function");
+    if constexpr (traits::is_function && !traits::is_member) {
+      static_assert(sizeof...(A) == traits::arity,
+                    "ray::process(ray::target<f>, args...): wrong number of arguments for f");
+      using body = typename detail::process_body_type<F>::type;
+      static_assert(
+          std::is_constructible_v<body, std::string,
+                                  detail::constructor_arg_t<detail::put_type_t<A>>&&...>,
+          "ray::process(ray::target<f>, args...): an argument does not convert to f's parameter");
+      s_->spawner = std::make_unique<detail::child_spawner_of<body, detail::put_type_t<A>...>>(
+          detail::put_type_t<A>(std::forward<A>(args))...);
+    }
+    static std::atomic<std::uint32_t> made{0};  // Python counts Process objects per process
+    s_->name = fmt::format("Process-{}", ++made);
+  }
+
+  /// F(args...) in a new process started as `ctx` says.
+  template <auto F, class... A>
+  process(const context& ctx, target_t<F> t, A&&... args);
+
+  process(process&&) noexcept = default;
+  process& operator=(process&&) noexcept = default;
+
+  /// Starts the process; returns once its pid is known, without waiting for F to begin.
+  /// Throws ray::usage_error if it was started before or has no target.
+  void start() {
+    if (!s_ || (!s_->spawner && !s_->started))
+      throw usage_error("ray::process::start: this process has no target");
+    if (s_->started)
+      throw usage_error(fmt::format(
+          "ray::process::start: {} was already started (a process starts once)", s_->name));
+    auto& d = detail::require_driver("ray::process::start");
+    s_->handle = s_->spawner->spawn(d, s_->start_as, s_->name);
+    s_->spawner.reset();
+    s_->started = true;
+    auto& children = detail::started_children();
+    std::erase_if(children, [](const auto& c) { return c->exitcode.has_value(); });  // joined
+    children.push_back(s_);
+    detail::before_runtime_end() = &detail::end_children;
+    // Its pid is the supervisor's to write, and it rings no one: served until it is there.
+    while (!s_->pid && !s_->exitcode) {
+      const auto next = detail::clock::now() + std::chrono::microseconds(200);
+      d.run_until(
+          [&] {
+            s_->refresh(d);
+            return s_->pid || s_->exitcode;
+          },
+          next);
+    }
+  }
+
+  /// Waits for the process to end. Throws ray::usage_error if it was never started.
+  void join() { (void)join_until(detail::clock::time_point::max()); }
+  /// Waits at most `timeout` for the process to end; true if it has (then exitcode() is
+  /// set). Python's join(timeout) returns None either way: check is_alive() or the result.
+  template <class Rep, class Period>
+  bool join(std::chrono::duration<Rep, Period> timeout) {
+    return join_until(detail::deadline_in(timeout));
+  }
+
+  /// Started and not yet seen ended.
+  bool is_alive() {
+    if (!s_ || !s_->started) return false;
+    return !refreshed().exitcode;
+  }
+  /// Empty while it runs (or before start); its exit code once it ended: 0 after F
+  /// returned, 1 after F threw, -N if signal N ended it.
+  std::optional<int> exitcode() {
+    if (!s_ || !s_->started) return std::nullopt;
+    return refreshed().exitcode;
+  }
+  /// Its process id; 0 before start().
+  int pid() const noexcept { return s_ ? s_->pid : 0; }
+
+  /// "Process-N" unless given another before start().
+  const std::string& name() const {
+    static const std::string none;
+    return s_ ? s_->name : none;
+  }
+  void name(std::string n) {
+    if (s_ && !s_->started) s_->name = std::move(n);
+  }
+  /// A daemon process is killed when the runtime ends; a non-daemon one (the default) is
+  /// joined by the runtime's destructor, as Python joins non-daemon children at exit.
+  bool daemon() const noexcept { return s_ && s_->daemon; }
+  void daemon(bool d) {
+    if (s_ && s_->started)
+      throw usage_error("ray::process::daemon: set it before start(), as in Python");
+    if (s_) s_->daemon = d;
+  }
+
+  /// Sends SIGTERM (the process ends with exitcode -15); nothing if it already ended.
+  void terminate() { send_signal(SIGTERM, "terminate"); }
+  /// Sends SIGKILL (exitcode -9); nothing if it already ended.
+  void kill() { send_signal(SIGKILL, "kill"); }
+
+ private:
+  friend class context;
+
+  /// Its state, with what the driver learnt: a death is taken in by serving the loop once,
+  /// so that `while (p.is_alive())` ends.
+  detail::child_state& refreshed() {
+    if (s_->exitcode) return *s_;
+    detail::driver& d = detail::require_driver("ray::process");
+    d.serve_once();
+    s_->refresh(d);
+    return *s_;
+  }
+  void require_started(const char* what) const {
+    if (!s_ || !s_->started)
+      throw usage_error(fmt::format("ray::process::{}: {} was never started", what,
+                                    s_ ? s_->name : std::string("a process without a target")));
+  }
+  bool join_until(detail::clock::time_point deadline) {
+    require_started("join");
+    return detail::join_child(detail::require_driver("ray::process::join"), *s_, deadline);
+  }
+  void send_signal(int sig, const char* what) {
+    require_started(what);
+    if (!refreshed().exitcode && s_->pid > 0) ::kill(s_->pid, sig);
+  }
+
+  std::shared_ptr<detail::child_state> s_;
+};
+
+/// A start method chosen for the processes made through it (multiprocessing's context).
+class context {
+ public:
+  /// The start method of the runtime (CORAY_START_METHOD or runtime_options::start_method).
+  context() = default;
+  explicit context(ray::start_method m) : method_(m) {}
+
+  /// nullopt: the runtime's.
+  std::optional<ray::start_method> start_method() const noexcept { return method_; }
+
+  /// ray::process(target, args...), started by this context's method.
+  template <auto F, class... A>
+  ray::process process(target_t<F> t, A&&... args) const {
+    return ray::process(*this, t, std::forward<A>(args)...);
+  }
+
+ private:
+  friend class ray::process;
+  std::uint32_t start_as() const noexcept {
+    if (!method_) return 0;
+    return 1 + static_cast<std::uint32_t>(*method_ == ray::start_method::spawn
+                                              ? detail::start_method_id::spawn
+                                              : detail::start_method_id::fork);
+  }
+  std::optional<ray::start_method> method_;
+};
+
+template <auto F, class... A>
+process::process(const context& ctx, target_t<F> t, A&&... args)
+    : process(t, std::forward<A>(args)...) {
+  s_->start_as = ctx.start_as();
+}
+
+/// The context of start method `method`: "fork" or "spawn" (Python also has "forkserver",
+/// which coray's supervisor already is for fork); empty, the runtime's. Throws
+/// ray::usage_error for another name.
+inline context get_context(std::string_view method = {}) {
+  if (method.empty()) return context();
+  if (method == "fork") return context(start_method::fork);
+  if (method == "spawn") return context(start_method::spawn);
+  throw usage_error(
+      fmt::format("ray::get_context: no start method is named '{}' (fork or spawn)", method));
+}
+
+CORAY_END_NAMESPACE
+// end <coray/process.hpp>
+// #include <coray/processes.hpp>: inlined above
+// begin <coray/queue.hpp>
+/// ray::queue<T>: a FIFO queue that every process of the runtime can use -- the driver, tasks
+/// and actors -- with Ray's Queue semantics: put() waits while the queue is full, get() while
+/// it is empty; with a timeout they throw ray::queue_full / ray::queue_empty instead.
+///
+///   void produce(ray::queue<int> q, int n) { for (int i = 0; i < n; ++i) q.put(i); }
+///
+///   ray::queue<int> q(100);                        // at most 100 items; 0: unbounded
+///   ray::task<produce>.remote(q, 1000);
+///   int first = q.get();                           // blocking, serving the runtime
+///   int next = co_await q.get_async();             // in a coroutine
+///   int maybe = q.get(std::chrono::milliseconds(10));   // or ray::queue_empty
+///
+/// Like Ray's, the queue is an actor holding a std::deque<T>; a put or get that must wait
+/// suspends inside the actor, which meanwhile serves the calls that unblock it. Each
+/// operation costs one actor call; put_nowait_batch / get_nowait_batch move many items in
+/// one. A handle is a value: pass it to tasks and actors (alone or inside containers). The
+/// queue's process starts at the handle's first use; create queues in the driver. It ends
+/// when its last handle in any process goes.
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+// #include <coray/actor.hpp>: inlined above
+// begin <coray/detail/mp/queue_actor.hpp>
+/// The actor behind a ray::queue<T>: a std::deque<T> whose blocking put and get are coroutine
+/// methods, so a call that must wait (queue full, or empty) suspends and the actor goes on
+/// serving others -- the put that makes room for it, the get that frees a slot. It also
+/// counts the items put and not yet marked done, for ray::joinable_queue's task_done and join.
+
+#include <chrono>
+// #include <coray/async.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+#include <coroutine>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <optional>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+template <class T>
+class queue_actor {
+ public:
+  /// Calls that may wait at once (each blocked put or get holds one).
+  static constexpr std::uint32_t max_waiting_calls = 1u << 20;
+
+  explicit queue_actor(std::uint64_t maxsize) : maxsize_(maxsize) {}
+
+  /// Puts `item`, waiting at most `timeout_ns` for room (< 0: as long as it takes; 0: not at
+  /// all). False if there was no room in time.
+  async<bool> put(T item, std::int64_t timeout_ns) {
+    if (!full()) {
+      push(std::move(item));
+      co_return true;
+    }
+    if (timeout_ns == 0) co_return false;
+    waiter w;
+    w.item = std::move(item);
+    co_await wait_in{putters_, w, timeout_ns};
+    co_return w.done;
+  }
+
+  /// Takes the oldest item, waiting at most `timeout_ns` for one; nullopt if none came.
+  async<std::optional<T>> get(std::int64_t timeout_ns) {
+    if (!items_.empty()) co_return pop();
+    if (timeout_ns == 0) co_return std::nullopt;
+    waiter w;
+    co_await wait_in{getters_, w, timeout_ns};
+    if (!w.done) co_return std::nullopt;
+    co_return std::move(w.item);
+  }
+
+  /// Puts all of `items` if there is room for all; else none and false.
+  bool put_batch(std::vector<T> items) {
+    if (maxsize_ && items_.size() + items.size() > maxsize_) return false;
+    for (auto& x : items) push(std::move(x));
+    return true;
+  }
+
+  /// Takes `n` items if there are that many; else none and nullopt.
+  std::optional<std::vector<T>> get_batch(std::uint64_t n) {
+    if (items_.size() < n) return std::nullopt;
+    std::vector<T> out;
+    out.reserve(static_cast<std::size_t>(n));
+    for (std::uint64_t i = 0; i < n; ++i) out.push_back(pop());
+    return out;
+  }
+
+  std::uint64_t size() const noexcept { return items_.size(); }
+
+  /// One item put earlier is done; false (and no change) if none is left undone.
+  bool task_done() {
+    if (unfinished_ == 0) return false;
+    if (--unfinished_ == 0)
+      while (!joiners_.empty()) {
+        waiter& j = *joiners_.front();
+        j.done = true;
+        wake(j);
+      }
+    return true;
+  }
+  /// Waits until every item put has been marked done.
+  async<void> join() {
+    if (unfinished_ == 0) co_return;
+    waiter w;
+    co_await wait_in{joiners_, w, -1};
+  }
+  std::uint64_t unfinished() const noexcept { return unfinished_; }
+
+ private:
+  struct waiter {
+    std::coroutine_handle<> h;
+    std::optional<T> item;  // a putter's item, or what a getter received
+    bool done = false;      // the put went in, or the get got an item
+    std::uint64_t timer = 0;
+    typename std::list<waiter*>::iterator at;
+    std::list<waiter*>* in = nullptr;
+  };
+
+  /// Suspends the calling method in `list` until served or `timeout_ns` passes.
+  struct wait_in {
+    std::list<waiter*>& list;
+    waiter& w;
+    std::int64_t timeout_ns;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> h) {
+      process& p = *process::current();
+      w.h = h;
+      w.in = &list;
+      w.at = list.insert(list.end(), &w);
+      if (timeout_ns > 0)
+        w.timer = p.add_timer(deadline_after(std::chrono::nanoseconds(timeout_ns)),
+                              &queue_actor::timed_out, &w);
+      p.coroutine_suspended(+1);
+    }
+    void await_resume() const noexcept {}
+  };
+
+  static void wake(waiter& w) {
+    process& p = *process::current();
+    w.in->erase(w.at);
+    if (w.timer) p.cancel_timer(w.timer);
+    p.coroutine_suspended(-1);
+    p.schedule(w.h);
+  }
+  static void timed_out(void* ctx) {
+    auto& w = *static_cast<waiter*>(ctx);
+    w.timer = 0;
+    wake(w);
+  }
+
+  bool full() const noexcept { return maxsize_ && items_.size() >= maxsize_; }
+
+  /// A new item goes to the oldest waiting getter, else to the back of the queue.
+  void push(T&& item) {
+    ++unfinished_;
+    if (!getters_.empty()) {
+      waiter& g = *getters_.front();
+      g.item = std::move(item);
+      g.done = true;
+      wake(g);
+    } else {
+      items_.push_back(std::move(item));
+    }
+  }
+  /// The oldest item; the oldest waiting putter's item takes the room it leaves.
+  T pop() {
+    T item = std::move(items_.front());
+    items_.pop_front();
+    if (!putters_.empty()) {
+      waiter& w = *putters_.front();
+      items_.push_back(std::move(*w.item));
+      ++unfinished_;
+      w.done = true;
+      wake(w);
+    }
+    return item;
+  }
+
+  std::uint64_t maxsize_;
+  std::deque<T> items_;
+  std::list<waiter*> getters_, putters_, joiners_;
+  std::uint64_t unfinished_ = 0;  // items put and not yet marked done
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/mp/queue_actor.hpp>
+// #include <coray/errors.hpp>: inlined above
+// #include <coray/object_store.hpp>: inlined above
+// #include <coray/sync_wait.hpp>: inlined above
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+template <class T>
+class queue {
+  using actor_type = detail::queue_actor<T>;
+
+ public:
+  using timeout_type = std::optional<std::chrono::nanoseconds>;
+
+  /// An unbounded queue.
+  queue() noexcept = default;
+  /// A queue of at most `maxsize` items (0: unbounded, as in Python).
+  explicit queue(std::size_t maxsize) : maxsize_(maxsize) {}
+  /// Copies are handles to the same queue.
+  queue(const queue& o) : actor_((o.start(), o.actor_)), maxsize_(o.maxsize_) {}
+  queue(queue&&) noexcept = default;
+  queue& operator=(const queue& o) {
+    o.start();
+    actor_ = o.actor_;
+    maxsize_ = o.maxsize_;
+    return *this;
+  }
+  queue& operator=(queue&&) noexcept = default;
+
+  /// Appends `item`, waiting while the queue is full; after `timeout`, throws queue_full.
+  void put(T item, timeout_type timeout = std::nullopt) {
+    if (!ray::get(put_call(std::move(item), wait_ns(timeout))).get()) throw full_error();
+  }
+  /// Appends `item` if there is room now; else throws queue_full.
+  void put_nowait(T item) { put(std::move(item), std::chrono::nanoseconds(0)); }
+  /// put() in a coroutine: `co_await q.put_async(item)`. The put is sent at once.
+  async<void> put_async(T item, timeout_type timeout = std::nullopt) {
+    return await_put(put_call(std::move(item), wait_ns(timeout)));
+  }
+
+  /// Takes the oldest item, waiting while the queue is empty; after `timeout`, throws
+  /// queue_empty.
+  T get(timeout_type timeout = std::nullopt) {
+    std::optional<T> v = ray::get(get_call(wait_ns(timeout))).get();
+    if (!v) throw empty_error();
+    return std::move(*v);
+  }
+  /// Takes the oldest item if there is one now; else throws queue_empty.
+  T get_nowait() { return get(std::chrono::nanoseconds(0)); }
+  /// get() in a coroutine: `T v = co_await q.get_async()`. The get is sent at once.
+  async<T> get_async(timeout_type timeout = std::nullopt) {
+    return await_get(get_call(wait_ns(timeout)));
+  }
+
+  /// Appends every item if there is room for all now; else none, and throws queue_full.
+  void put_nowait_batch(std::vector<T> items) {
+    if (!ray::get(handle().template call<&actor_type::put_batch>(std::move(items))).get())
+      throw full_error();
+  }
+  /// Takes `n` items if there are that many now; else none, and throws queue_empty.
+  std::vector<T> get_nowait_batch(std::size_t n) {
+    std::optional<std::vector<T>> v =
+        ray::get(handle().template call<&actor_type::get_batch>(std::uint64_t{n})).get();
+    if (!v) throw empty_error();
+    return std::move(*v);
+  }
+
+  /// Items in the queue now (Ray's qsize()).
+  std::size_t size() const { return ray::get(handle().template call<&actor_type::size>()).get(); }
+  bool empty() const { return size() == 0; }
+  bool full() const { return maxsize_ != 0 && size() >= maxsize_; }
+  /// The bound given at construction; 0 for an unbounded queue.
+  std::size_t maxsize() const noexcept { return maxsize_; }
+
+  /// Ends the queue's process now (Ray's shutdown(force=True)); waiting calls fail with
+  /// actor_died.
+  void shutdown() {
+    if (actor_.valid()) ray::kill(actor_);
+  }
+
+  /// Handles travel as call arguments: the receiving process reaches the same queue.
+  template <class Archive>
+  void serialize(Archive& ar) {
+    if constexpr (!Archive::is_loading) start();
+    std::uint64_t maxsize = maxsize_;
+    ar(actor_, maxsize);
+    maxsize_ = static_cast<std::size_t>(maxsize);
+  }
+
+ protected:
+  const actor<actor_type>& handle() const {
+    start();
+    return actor_;
+  }
+
+ private:
+  void start() const {
+    if (actor_.valid()) return;
+    actor_ = ray::spawn<actor_type>(actor_options{.max_concurrency = actor_type::max_waiting_calls},
+                                    std::uint64_t{maxsize_});
+  }
+  static std::int64_t wait_ns(timeout_type timeout) {
+    return timeout ? std::max<std::int64_t>(0, timeout->count()) : -1;
+  }
+
+  object_ref<bool> put_call(T&& item, std::int64_t ns) {
+    return handle().template call<&actor_type::put>(std::move(item), ns);
+  }
+  object_ref<std::optional<T>> get_call(std::int64_t ns) {
+    return handle().template call<&actor_type::get>(ns);
+  }
+
+  queue_full full_error() const {
+    return queue_full(fmt::format("ray::queue: full (maxsize {})", maxsize_));
+  }
+  static queue_empty empty_error() { return queue_empty("ray::queue: empty"); }
+
+  static async<void> await_put(object_ref<bool> r) {
+    const bool put = co_await ray::get(r);  // (g++ 12 mishandles co_await inside `if (!...)`)
+    if (!put) throw queue_full("ray::queue: full");
+  }
+  static async<T> await_get(object_ref<std::optional<T>> r) {
+    std::optional<T> v = co_await ray::get(r);
+    if (!v) throw empty_error();
+    co_return std::move(*v);
+  }
+
+  mutable actor<actor_type> actor_;
+  std::size_t maxsize_ = 0;
+};
+
+/// multiprocessing.JoinableQueue: a ray::queue that also counts the items put and not yet
+/// marked done. A consumer calls task_done() once per item it has finished with; join()
+/// waits until every item put so far is done.
+///
+///   void worker(ray::joinable_queue<int> q) {
+///     for (;;) { int job = q.get(); run(job); q.task_done(); }
+///   }
+///   for (int j : jobs) q.put(j);
+///   q.join();                                  // every job has been run
+template <class T>
+class joinable_queue : public queue<T> {
+  using actor_type = detail::queue_actor<T>;
+
+ public:
+  using queue<T>::queue;
+
+  /// Marks one item taken from the queue as done. Throws usage_error (Python's ValueError)
+  /// if called more times than items were put.
+  void task_done() {
+    if (!ray::get(this->handle().template call<&actor_type::task_done>()).get())
+      throw usage_error("coray: ray::joinable_queue::task_done() called more times than items put");
+  }
+  /// Waits until every item put has been marked done (at once if none is pending). On a
+  /// runtime loop's thread it serves the runtime meanwhile, as a blocking ray::get does.
+  void join() { ray::get(this->handle().template call<&actor_type::join>()).get(); }
+  /// join() in a coroutine: `co_await q.join_async()`.
+  async<void> join_async() { return await_join(this->handle().template call<&actor_type::join>()); }
+  /// Items put and not yet marked done (one actor call; it may change at once).
+  std::size_t unfinished() const {
+    return ray::get(this->handle().template call<&actor_type::unfinished>()).get();
+  }
+
+ private:
+  static async<void> await_join(object_ref<void> r) { co_await ray::get(r); }
+};
+
+CORAY_END_NAMESPACE
+// end <coray/queue.hpp>
+// #include <coray/result_stream.hpp>: inlined above
+// #include <coray/runtime.hpp>: inlined above
 // begin <coray/shared_memory.hpp>
 /// Raw shared memory that every process of the runtime reads and writes in place:
 /// ray::shared_buffer (multiprocessing.shared_memory.SharedMemory: bytes of a given size) and

@@ -45,8 +45,6 @@ struct actor_options {
   int max_task_retries = 0;
 };
 
-namespace detail {}  // namespace detail
-
 /// A handle to an actor of type T: a value, copyable, and passable to tasks and to other
 /// actors' methods, where it reaches the same actor.
 template <class T>
@@ -124,10 +122,12 @@ class actor {
   detail::actor_ptr p_;
 };
 
-/// Starts an actor: constructs T(args...) in a new process. Returns at once; calls queue
-/// behind the construction. If the constructor throws, calls fail with actor_died.
+namespace detail {
+
+/// ray::spawn, its process started as `start_as` says (0: by the runtime's start method,
+/// else 1 + a start_method_id).
 template <class T, class... A>
-actor<T> spawn(actor_options opts, A&&... args) {
+actor<T> spawn_as(actor_options opts, std::uint32_t start_as, A&&... args) {
   using ctor = detail::actor_constructor<T, detail::constructor_arg_t<A>...>;
   static_assert(std::is_constructible_v<T, detail::constructor_arg_t<A>&&...>,
                 "ray::spawn<T>(args...): T has no constructor taking these arguments");
@@ -152,6 +152,7 @@ actor<T> spawn(actor_options opts, A&&... args) {
           opts.max_restarts < 0 ? std::numeric_limits<int>::max() : opts.max_restarts;
       req.max_task_retries =
           opts.max_task_retries < 0 ? std::numeric_limits<int>::max() : opts.max_task_retries;
+      req.start_as = start_as;
       return req;
     };
     auto start = [](detail::process& p, detail::actor_spawn_request&& req) {
@@ -169,6 +170,15 @@ actor<T> spawn(actor_options opts, A&&... args) {
   } else {
     return {};
   }
+}
+
+}  // namespace detail
+
+/// Starts an actor: constructs T(args...) in a new process. Returns at once; calls queue
+/// behind the construction. If the constructor throws, calls fail with actor_died.
+template <class T, class... A>
+actor<T> spawn(actor_options opts, A&&... args) {
+  return detail::spawn_as<T>(std::move(opts), 0, std::forward<A>(args)...);
 }
 
 template <class T, class... A>

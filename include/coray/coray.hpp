@@ -14,6 +14,7 @@
 #include <coray/object_view.hpp>
 #include <coray/pipe.hpp>
 #include <coray/pool.hpp>
+#include <coray/process.hpp>
 #include <coray/processes.hpp>
 #include <coray/queue.hpp>
 #include <coray/result_stream.hpp>

@@ -65,6 +65,15 @@ struct runtime_options {
 /// does work before constructing the runtime that workers must not repeat.
 inline void enter_worker_if_spawned() { detail::enter_spawned_worker(); }
 
+namespace detail {
+/// Run by the runtime's destructor first, while the runtime still serves: ray::process joins
+/// its non-daemon children there (set once a process is started). Never throws.
+inline void (*&before_runtime_end() noexcept)() noexcept {
+  static void (*f)() noexcept = nullptr;
+  return f;
+}
+}  // namespace detail
+
 class runtime {
  public:
   explicit runtime(runtime_options opts = {}) : runtime(0, nullptr, opts) {}
@@ -96,6 +105,9 @@ class runtime {
   /// other threads made that the runtime has not taken yet fail; their later calls throw
   /// ray::runtime_error. Call it on the runtime's thread.
   ///
+  /// Non-daemon ray::process children are joined first, as Python joins them at exit; the
+  /// daemon ones end with the runtime.
+  ///
   /// Only in the process that built the runtime: a process forked from it shares its
   /// segment, mailboxes and supervisor, and its exit() runs static destructors (ray::init's
   /// runtime among them). There the runtime is left as it lies, its memory not freed.
@@ -104,6 +116,7 @@ class runtime {
       (void)driver_.release();
       return;
     }
+    if (auto end = detail::before_runtime_end()) end();
     driver_->close_handoff();
   }
 

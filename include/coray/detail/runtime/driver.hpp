@@ -26,6 +26,9 @@ struct actor_spawn_request {
   std::uint32_t max_concurrency = 1;
   int max_restarts = 0;
   int max_task_retries = 0;
+  /// How its process is started: 0 by the runtime's start method, else 1 + a start_method_id
+  /// (a ray::process of a context that chose one).
+  std::uint32_t start_as = 0;
 };
 
 /// How the supervisor starts worker processes (ray::start_method, as the driver passes it on).

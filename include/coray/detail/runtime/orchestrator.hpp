@@ -119,6 +119,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
           fmt::format("ray::spawn: too many live actors (runtime_options::max_actors is {})",
                       actors_.max_actors())));
     actor_entry& a = actors_.create(req, seg_);
+    transport_.start_as(a.slot, req.start_as);  // a slot reused by an actor of the default
     try {
       start_process(a.slot);  // its mailboxes first: the construction is sent at once
     } catch (...) {           // no room for them: refused, the spawn keeps nothing

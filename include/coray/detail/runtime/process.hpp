@@ -68,8 +68,11 @@ struct alignas(64) worker_shared {
   std::atomic<std::int32_t> wait_status{0};
   std::atomic<std::uint32_t> generation{0};
   std::atomic<std::uint32_t> served{0};  // the process reached its loop (not dead at start)
-  std::uint64_t inbox = 0;               // offset of the mailbox driver -> worker
-  std::uint64_t outbox = 0;              // offset of the mailbox worker -> driver
+  /// How the supervisor starts this slot's next process: 0 by the runtime's start method,
+  /// else 1 + a start_method_id (a ray::process whose context chose one).
+  std::atomic<std::uint32_t> start_as{0};
+  std::uint64_t inbox = 0;   // offset of the mailbox driver -> worker
+  std::uint64_t outbox = 0;  // offset of the mailbox worker -> driver
   alignas(64) std::atomic<std::uint64_t> tasks_started{0};
   std::atomic<std::uint32_t> suspended{0};  // task coroutines awaiting something
   /// Nonzero while a task body here is blocked in a blocking wait: the call_mark of the

@@ -60,6 +60,9 @@ class shm_transport final : public transport {
     if (!link_.command({supervisor_command::start, slot}))
       s.state.store(static_cast<std::uint32_t>(slot_state::dead), std::memory_order_release);
   }
+  void start_as(std::uint32_t slot, std::uint32_t how) override {
+    hdr_->worker(slot).start_as.store(how, std::memory_order_relaxed);
+  }
   void close(std::uint32_t slot) override {
     view& v = views_[slot];
     worker_shared& s = *v.shared;

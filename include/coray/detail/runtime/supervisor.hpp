@@ -131,6 +131,7 @@ template <class Serve>
   char name[16];
   std::snprintf(name, sizeof name, "coray-w%u", slot);
   prctl(PR_SET_NAME, name);
+  this_process() = {process_kind::task_worker, slot, {}};
   // `seg` is moved into the worker's own process state.
   auto* w = new worker(slot, epoch);
   w->seg.adopt(seg);
@@ -182,19 +183,22 @@ struct supervisor_config {
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   // Spawned workers inherit the segment as this descriptor. It is close-on-exec here and
   // made inheritable only in the spawned child (dup2 onto it), so no other program the
-  // supervisor or a worker runs can ever hold the segment.
-  const int spawn_fd =
-      cfg.method == start_method_id::spawn ? fcntl(cfg.seg->fd(), F_DUPFD_CLOEXEC, 3) : -1;
+  // supervisor or a worker runs can ever hold the segment. Made under either start method:
+  // a ray::process may choose spawn where the runtime forks.
+  const int spawn_fd = fcntl(cfg.seg->fd(), F_DUPFD_CLOEXEC, 3);
 
   std::unordered_map<pid_t, std::uint32_t> children;
 
   // A new process for `slot`: its pid, or -errno if it could not be made.
   auto start = [&](std::uint32_t slot) -> pid_t {
-    if (cfg.method == start_method_id::fork) {
+    const std::uint32_t how = cfg.hdr->worker(slot).start_as.load(std::memory_order_relaxed);
+    const start_method_id method = how ? static_cast<start_method_id>(how - 1) : cfg.method;
+    if (method == start_method_id::fork) {
       pid_t pid = fork();
       if (pid == 0) {
         close(sfd);
         close(cfg.command_fd);
+        if (spawn_fd >= 0) close(spawn_fd);
         become_worker(*cfg.seg, slot, cfg.epoch, self);
       }
       return pid < 0 ? -errno : pid;

@@ -109,6 +109,9 @@ class transport {
   // ---- processes ----------------------------------------------------------------------
   /// Starts a process in `slot` with empty mailboxes (a first one, or a replacement).
   virtual void start(std::uint32_t slot) = 0;
+  /// How the slot's processes are started from now on: 0 by the runtime's start method, else
+  /// 1 + a start_method_id. A transport with one way of starting ignores it.
+  virtual void start_as(std::uint32_t /*slot*/, std::uint32_t /*how*/) {}
   /// The slot has no process any more and will have none until start(): frees its mailboxes.
   virtual void close(std::uint32_t slot) = 0;
   /// Kills the slot's process (SIGKILL); its death is reported as any other.

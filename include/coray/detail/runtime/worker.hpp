@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <coray/detail/runtime/identity.hpp>
 #include <coray/detail/runtime/invocation.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <coray/detail/runtime/registry.hpp>
@@ -293,6 +294,7 @@ class worker final : public process, public call_host {
     task_header h;
     std::memcpy(&h, payload.data(), sizeof h);
     is_actor_ = true;
+    this_process().kind = process_kind::actor;
     max_concurrency_ = std::max<std::uint32_t>(1, h.extra);
     if (!run_task(payload) || !instance_) {
       // The constructor threw (its error is the reply): an actor without its object ends.
