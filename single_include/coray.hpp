@@ -2604,17 +2604,18 @@ struct resource_request {
     auto amount = [&](std::string_view name, double x) {
       const resource_amount a = to_resource_amount(x);
       if (a < 0)
-        throw invalid_resources(fmt::format("{}: {} = {} is not a valid amount (it must be a finite number, "
-                                "0 or more)",
-                                who, name, x));
+        throw invalid_resources(
+            fmt::format("{}: {} = {} is not a valid amount (it must be a finite number, "
+                        "0 or more)",
+                        who, name, x));
       return a;
     };
     r.cpu = amount("num_cpus", cpus);
     r.gpu = amount("num_gpus", gpus);
     for (const auto& [name, x] : res) {
       if (name == "CPU" || name == "GPU")
-        throw invalid_resources(fmt::format("{}: give {} as num_{}, not as a custom resource", who, name,
-                                name == "CPU" ? "cpus" : "gpus"));
+        throw invalid_resources(fmt::format("{}: give {} as num_{}, not as a custom resource", who,
+                                            name, name == "CPU" ? "cpus" : "gpus"));
       const resource_amount a = amount(fmt::format("resources[\"{}\"]", name), x);
       if (a) r.custom.emplace(name, a);
     }
@@ -2625,7 +2626,8 @@ struct resource_request {
   std::string describe() const {
     std::string s = fmt::format("{{CPU: {}", from_resource_amount(cpu));
     if (gpu) s += fmt::format(", GPU: {}", from_resource_amount(gpu));
-    for (const auto& [name, a] : custom) s += fmt::format(", {}: {}", name, from_resource_amount(a));
+    for (const auto& [name, a] : custom)
+      s += fmt::format(", {}: {}", name, from_resource_amount(a));
     return s + "}";
   }
 };
@@ -2793,7 +2795,7 @@ struct task_header {
   std::uint32_t extra;       // submit: actor ids after the args; construct: max_concurrency
   std::uint64_t target;      // submit: the actor to call, 0 for any task worker
   std::int32_t max_retries;  // submit: retries after a crash or a retryable exception
-  std::uint32_t gpus;  // run_task, construct: the GPUs the call runs with, a mask of indices
+  std::uint32_t gpus;        // run_task, construct: the GPUs the call runs with, a mask of indices
   std::uint64_t retry_matcher;  // which exceptions are retried: 0 none, 1 all, else a matcher id
 };
 static_assert(sizeof(task_header) == 48);
@@ -4445,10 +4447,10 @@ struct driver_config {
   std::size_t inline_threshold;
   std::uint32_t spin_us;
   std::uint32_t max_tasks_in_flight_per_worker;
-  std::vector<std::string> argv;  // empty: /proc/self/cmdline's
-  std::string spill_directory;    // empty: no spilling
-  std::optional<double> num_cpus;  // unset: CORAY_NUM_CPUS, else the usable cores
-  std::optional<double> num_gpus;  // unset: CORAY_NUM_GPUS, else the GPUs detected
+  std::vector<std::string> argv;            // empty: /proc/self/cmdline's
+  std::string spill_directory;              // empty: no spilling
+  std::optional<double> num_cpus;           // unset: CORAY_NUM_CPUS, else the usable cores
+  std::optional<double> num_gpus;           // unset: CORAY_NUM_GPUS, else the GPUs detected
   std::map<std::string, double> resources;  // empty: CORAY_RESOURCES's
   std::vector<std::string> gpu_ids;         // filled in by make_local_driver with the above
 };
@@ -6044,9 +6046,9 @@ actor<T> spawn(actor_options opts, A&&... args) {
       detail::actor_spawn_request req;
       // Checked before any argument takes a block.
       if (opts.num_cpus || opts.num_gpus != 0 || !opts.resources.empty())
-        req.resources = std::make_shared<const detail::resource_request>(
-            detail::resource_request::from(opts.num_cpus.value_or(0), opts.num_gpus,
-                                           opts.resources, "ray::spawn"));
+        req.resources =
+            std::make_shared<const detail::resource_request>(detail::resource_request::from(
+                opts.num_cpus.value_or(0), opts.num_gpus, opts.resources, "ray::spawn"));
       req.constructor.fn_id = detail::entity_id<&ctor::marker>;
       req.constructor.name = detail::type_name<T>();
       (detail::add_argument<detail::constructor_arg_t<A>>(req.constructor, p,
@@ -10205,6 +10207,7 @@ CORAY_END_NAMESPACE
 
 #include <fmt/format.h>
 
+#include <cmath>
 // #include <coray/detail/runtime/entry.hpp>: inlined above
 // begin <coray/detail/runtime/local_driver.hpp>
 /// The driver process on one machine: it owns the segment, the transport of mailboxes and
@@ -10871,6 +10874,7 @@ CORAY_END_NAMESPACE
 /// to its descendants, as Ray's do. An actor with resources holds them for life, from
 /// before its construction is sent.
 
+#include <algorithm>
 // #include <coray/detail/runtime/actor_table.hpp>: inlined above
 // begin <coray/detail/runtime/call_sender.hpp>
 /// Puts a call on the wire: writes its message (dependencies replaced by their values) to
@@ -11157,9 +11161,9 @@ class call_sender {
     } catch (const object_store_full&) {
       return false;  // no room yet: the call waits for a later turn
     }
-    const call_message_writer message(
-        {r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : 0, 0, 0, r.gpus, r.retry_matcher},
-        r.args, r.deps);
+    const call_message_writer message({r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : 0,
+                                       0, 0, r.gpus, r.retry_matcher},
+                                      r.args, r.deps);
     const std::size_t size = message.size();
     const msg_kind kind = r.construct ? msg_kind::construct : msg_kind::run_task;
     auto fill = [&](std::byte* out) { message.write(out, seg_); };
@@ -11213,7 +11217,6 @@ CORAY_END_NAMESPACE
 // #include <coray/detail/runtime/task_table.hpp>: inlined above
 // #include <coray/detail/runtime/transport.hpp>: inlined above
 #include <cstdint>
-#include <algorithm>
 #include <deque>
 #include <map>
 #include <string>
@@ -11242,9 +11245,7 @@ class call_pump {
   // ---- resources ----------------------------------------------------------------------
 
   /// The number of a task's requirement (0 for the default, {CPU: 1}), the same for equal ones.
-  std::uint32_t shape_of(const resource_request& r) {
-    return r.is_default_task() ? 0 : intern(r);
-  }
+  std::uint32_t shape_of(const resource_request& r) { return r.is_default_task() ? 0 : intern(r); }
   /// The number of a requirement (never 0: an actor's {CPU: 1} is one to hold).
   std::uint32_t intern(const resource_request& r) {
     auto it = std::find(shapes_.begin(), shapes_.end(), r);
@@ -11776,9 +11777,9 @@ class call_lifecycle {
         ledger_(seg, cfg_.num_workers + cfg_.max_actors),
         router_(seg, t, ledger_, cfg_.num_workers + cfg_.max_actors),
         sender_(seg, t, ledger_, spiller_),
-        resources_(cfg_.num_cpus < 0 ? resource_amount{cfg_.num_workers} * resource_unit
-                                     : cfg_.num_cpus,
-                   cfg_.num_gpus, cfg_.gpu_ids, cfg_.custom_resources),
+        resources_(
+            cfg_.num_cpus < 0 ? resource_amount{cfg_.num_workers} * resource_unit : cfg_.num_cpus,
+            cfg_.num_gpus, cfg_.gpu_ids, cfg_.custom_resources),
         pump_(tasks_, actors_, t, sender_, resources_, cfg_.num_workers,
               cfg_.max_tasks_in_flight_per_worker) {}
   call_lifecycle(const call_lifecycle&) = delete;
@@ -13858,7 +13859,6 @@ CORAY_END_NAMESPACE
 // #include <coray/detail/runtime/supervisor.hpp>: inlined above
 // #include <coray/detail/runtime/system.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
-#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
@@ -13877,8 +13877,8 @@ namespace detail {
 inline double checked_amount(double x, std::string_view what) {
   if (to_resource_amount(x) < 0)
     throw invalid_resources(fmt::format(
-        "ray::runtime: {} is {}: an amount of a resource must be a finite number, 0 or more",
-        what, x));
+        "ray::runtime: {} is {}: an amount of a resource must be a finite number, 0 or more", what,
+        x));
   return x;
 }
 inline std::optional<double> amount_from_env(const char* var) {

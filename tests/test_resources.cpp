@@ -69,6 +69,7 @@ int hold_and_report(ray::shared_value<int> pid, ray::event never) {
 }
 
 int one() { return 1; }
+int calls_one_with_a_gpu() { return ray::get(ray::task<one>.options({.num_gpus = 1}).remote()); }
 int parent_of_one() { return ray::get(ray::task<one>.remote()) + 1; }
 
 /// Marks itself running and spins (never blocking, so it keeps its CPU) until `go`.
@@ -303,7 +304,8 @@ TEST_CASE("a request the runtime can never meet fails at once, naming what was a
   CHECK_THROWS_AS(ray::spawn<gpu_holder>({.num_gpus = 5}), ray::infeasible_resources);
   CHECK_THROWS_AS(ray::spawn<gpu_holder>({.resources = {{"tape", 1}}}), ray::infeasible_resources);
   // The runtime carries on.
-  CHECK(ray::get(ray::task<one>.options({.num_gpus = 4, .resources = {{"disk", 1}}}).remote()).get() == 1);
+  CHECK(ray::get(ray::task<one>.options({.num_gpus = 4, .resources = {{"disk", 1}}}).remote())
+            .get() == 1);
 }
 
 TEST_CASE("bad amounts are refused at the call with invalid_resources") {
@@ -318,6 +320,11 @@ TEST_CASE("bad amounts are refused at the call with invalid_resources") {
   const std::string why = error_of<ray::infeasible_resources>(
       [&] { (void)ray::get(ray::task<one>.options({.num_gpus = 0.5}).remote()); });
   CHECK(why.find("none") != std::string::npos);
+}
+
+TEST_CASE("a task with resources cannot be called from inside a task yet: usage_error") {
+  ray::runtime rt({.num_workers = 1, .num_gpus = 1});
+  CHECK_THROWS_AS(ray::get(ray::task<calls_one_with_a_gpu>.remote()).get(), ray::usage_error);
 }
 
 TEST_CASE("a worker killed while holding resources gives them back") {

@@ -59,17 +59,18 @@ struct resource_request {
     auto amount = [&](std::string_view name, double x) {
       const resource_amount a = to_resource_amount(x);
       if (a < 0)
-        throw invalid_resources(fmt::format("{}: {} = {} is not a valid amount (it must be a finite number, "
-                                "0 or more)",
-                                who, name, x));
+        throw invalid_resources(
+            fmt::format("{}: {} = {} is not a valid amount (it must be a finite number, "
+                        "0 or more)",
+                        who, name, x));
       return a;
     };
     r.cpu = amount("num_cpus", cpus);
     r.gpu = amount("num_gpus", gpus);
     for (const auto& [name, x] : res) {
       if (name == "CPU" || name == "GPU")
-        throw invalid_resources(fmt::format("{}: give {} as num_{}, not as a custom resource", who, name,
-                                name == "CPU" ? "cpus" : "gpus"));
+        throw invalid_resources(fmt::format("{}: give {} as num_{}, not as a custom resource", who,
+                                            name, name == "CPU" ? "cpus" : "gpus"));
       const resource_amount a = amount(fmt::format("resources[\"{}\"]", name), x);
       if (a) r.custom.emplace(name, a);
     }
@@ -80,7 +81,8 @@ struct resource_request {
   std::string describe() const {
     std::string s = fmt::format("{{CPU: {}", from_resource_amount(cpu));
     if (gpu) s += fmt::format(", GPU: {}", from_resource_amount(gpu));
-    for (const auto& [name, a] : custom) s += fmt::format(", {}: {}", name, from_resource_amount(a));
+    for (const auto& [name, a] : custom)
+      s += fmt::format(", {}: {}", name, from_resource_amount(a));
     return s + "}";
   }
 };
