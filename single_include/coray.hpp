@@ -11406,6 +11406,10 @@ class call_pump {
   std::pair<int, queue_place> pick_with_resources() {
     release_idle_leases();
     auto& runnable = tasks_.runnable;
+    bool room = false;  // no worker with room: no need to look through the queue
+    for (std::uint32_t i = 0; i < workers_ && !room; ++i)
+      room = transport_.alive(i) && tasks_.load(i, transport_.suspended(i)) < max_in_flight_;
+    if (!room) return {-1, runnable.end()};
     std::vector<std::uint32_t> refused;  // requirements that found no worker in this look
     for (auto it = runnable.begin(); it != runnable.end(); ++it) {
       task_record& r = **it;

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -82,6 +83,22 @@ int hold_spinning(ray::shared_value<int> running, ray::shared_value<int> go) {
 
 struct gpu_holder {
   gpu_view gpus() const { return seen_gpus(); }
+};
+
+/// The test runs as on a machine where CUDA_VISIBLE_DEVICES is unset (the runtime's GPUs are
+/// then those declared, numbered from 0 on a machine without any); restored after.
+struct without_visible_devices {
+  without_visible_devices() {
+    if (const char* v = std::getenv("CUDA_VISIBLE_DEVICES")) was = v;
+    unsetenv("CUDA_VISIBLE_DEVICES");
+  }
+  ~without_visible_devices() {
+    if (was)
+      setenv("CUDA_VISIBLE_DEVICES", was->c_str(), 1);
+    else
+      unsetenv("CUDA_VISIBLE_DEVICES");
+  }
+  std::optional<std::string> was;
 };
 
 template <class E, class F>
@@ -185,6 +202,7 @@ TEST_CASE("the runtime's resources may come from the environment") {
 }
 
 TEST_CASE("with CUDA_VISIBLE_DEVICES set, the runtime's GPUs are its ids") {
+  without_visible_devices clean;
   setenv("CUDA_VISIBLE_DEVICES", "3,5", 1);
   {
     ray::runtime rt({.num_workers = 1});
@@ -196,10 +214,10 @@ TEST_CASE("with CUDA_VISIBLE_DEVICES set, the runtime's GPUs are its ids") {
     CHECK(v.ids == std::vector<std::string>{"3"});
     CHECK(v.env == "3");
   }
-  unsetenv("CUDA_VISIBLE_DEVICES");
 }
 
 TEST_CASE("a task given GPUs runs with CUDA_VISIBLE_DEVICES set to exactly its GPU ids") {
+  without_visible_devices clean;
   ray::runtime rt({.num_workers = 2, .num_gpus = 4});
   gpu_view v = ray::get(ray::task<gpus_of_task>.options({.num_gpus = 2}).remote());
   REQUIRE(v.ids.size() == 2);
@@ -213,6 +231,7 @@ TEST_CASE("a task given GPUs runs with CUDA_VISIBLE_DEVICES set to exactly its G
 }
 
 TEST_CASE("two tasks of half a GPU running at once share one GPU") {
+  without_visible_devices clean;
   ray::runtime rt({.num_workers = 2, .num_gpus = 4});
   ray::barrier both(2);
   auto half = ray::task<gpus_together>.options({.num_gpus = 0.5});
@@ -256,6 +275,7 @@ TEST_CASE("a task blocked in a get gives its CPU to the calls it waits on") {
 }
 
 TEST_CASE("an actor given a GPU keeps the same one for life and holds it meanwhile") {
+  without_visible_devices clean;
   ray::runtime rt({.num_workers = 1, .num_gpus = 4});
   auto a = ray::spawn<gpu_holder>({.num_gpus = 1});
   gpu_view first = ray::get(a.call<&gpu_holder::gpus>());
@@ -277,6 +297,7 @@ TEST_CASE("an actor given a GPU keeps the same one for life and holds it meanwhi
 }
 
 TEST_CASE("an actor's resources go back when it ends") {
+  without_visible_devices clean;
   ray::runtime rt({.num_workers = 1, .num_gpus = 1, .resources = {{"disk", 1}}});
   {
     auto a = ray::spawn<gpu_holder>({.num_cpus = 1, .num_gpus = 1, .resources = {{"disk", 1}}});
