@@ -184,6 +184,11 @@ TEST_CASE("the runtime reports its CPUs, GPUs and custom resources by Ray's name
   CHECK(ray::get_gpu_ids().empty());  // the driver is given no GPU, as in Ray
 }
 
+TEST_CASE("by default the runtime has a CPU for every worker at least") {
+  ray::runtime rt({.num_workers = 3});
+  CHECK(ray::cluster_resources().at("CPU") >= 3);
+}
+
 TEST_CASE("the runtime's resources may come from the environment") {
   setenv("CORAY_NUM_CPUS", "5", 1);
   setenv("CORAY_NUM_GPUS", "0.5", 1);

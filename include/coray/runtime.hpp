@@ -60,7 +60,8 @@ struct runtime_options {
   /// directory (Ray's object spilling) instead of failing with object_store_full.
   std::string spill_directory = {};
   /// CPUs the runtime schedules by (Ray's `num_cpus`; a task holds 1 while it runs). Unset:
-  /// the CORAY_NUM_CPUS environment variable, else the usable cores.
+  /// the CORAY_NUM_CPUS environment variable, else the usable cores, or num_workers if that
+  /// is more (each worker can run a task at once, as before CPUs were counted).
   std::optional<double> num_cpus = std::nullopt;
   /// GPUs (Ray's `num_gpus`; a fraction such as 0.5 is allowed). Unset: CORAY_NUM_GPUS, else
   /// the GPUs detected: CUDA_VISIBLE_DEVICES's ids when it is set, else those the NVIDIA

@@ -64,11 +64,14 @@ inline std::map<std::string, double> resources_from_env() {
 }
 
 /// Fills in the runtime's resources: the options, else the environment (CORAY_NUM_CPUS,
-/// CORAY_NUM_GPUS, CORAY_RESOURCES), else the usable cores and the GPUs detected.
+/// CORAY_NUM_GPUS, CORAY_RESOURCES), else the usable cores (at least num_workers) and the
+/// GPUs detected.
 inline void resolve_resources(driver_config& cfg) {
   if (cfg.num_cpus) checked_amount(*cfg.num_cpus, "runtime_options::num_cpus");
   if (!cfg.num_cpus) cfg.num_cpus = amount_from_env("CORAY_NUM_CPUS");
-  if (!cfg.num_cpus) cfg.num_cpus = usable_cores();
+  // At least one per worker: num_workers above the cores still runs that many tasks at once,
+  // as it did before CPUs were counted, and default tasks keep their fast path.
+  if (!cfg.num_cpus) cfg.num_cpus = std::max(usable_cores(), cfg.num_workers);
   if (cfg.num_gpus) checked_amount(*cfg.num_gpus, "runtime_options::num_gpus");
   if (!cfg.num_gpus) cfg.num_gpus = amount_from_env("CORAY_NUM_GPUS");
   cfg.gpu_ids = detect_gpu_ids();
