@@ -261,6 +261,17 @@ TEST_CASE("a call waits until the resources it needs are free") {
   CHECK(ray::get(second).get() == 0);  // it started only once the first had let its GPU go
 }
 
+TEST_CASE("a running task holds one CPU, given back when it ends") {
+  ray::runtime rt({.num_workers = 2, .num_cpus = 2});
+  ray::shared_value<int> running(0), go(0);
+  auto task = ray::task<hold_spinning>.remote(running, go);
+  REQUIRE(serve_until([&] { return running.load() == 1; }, std::chrono::seconds(30)));
+  CHECK(ray::available_resources().at("CPU") == 1);
+  go.store(1);
+  CHECK(ray::get(task).get() == 1);
+  CHECK(ray::available_resources().at("CPU") == 2);
+}
+
 TEST_CASE("with fewer CPUs than workers, a task waits for a CPU") {
   ray::runtime rt({.num_workers = 2, .num_cpus = 1});
   ray::shared_value<int> running(0), go(0);
