@@ -5940,7 +5940,8 @@ struct actor_options {
   /// rebuilt actor (else it fails with actor_died).
   int max_task_retries = 0;
   /// Resources the actor holds for as long as it lives, from before its constructor runs
-  /// (Ray's rule: an actor given none needs 1 CPU to be placed and holds nothing after).
+  /// (Ray's rule: an actor given none waits for 1 free CPU to be placed and holds nothing
+  /// after).
   /// Given any of these, it holds num_cpus (0 when unset), num_gpus and resources; its
   /// construction waits until they are free, and it runs with CUDA_VISIBLE_DEVICES set to
   /// its GPUs' ids for life (ray::get_gpu_ids()). spawn throws ray::invalid_resources for a
@@ -10872,7 +10873,7 @@ CORAY_END_NAMESPACE
 /// one whose lease the ledger grants. A worker's CPU counts only while it runs something
 /// (not while its calls are blocked or suspended), so a task blocked in a get gives its CPU
 /// to its descendants, as Ray's do. An actor with resources holds them for life, from
-/// before its construction is sent.
+/// before its construction is sent; one without waits for a free CPU to be placed.
 
 #include <algorithm>
 // #include <coray/detail/runtime/actor_table.hpp>: inlined above
@@ -11457,9 +11458,10 @@ class call_pump {
     refresh();
     return true;
   }
-  /// Places actor `a`: takes what it holds for life, if free now. False if it must wait.
+  /// Places actor `a`: takes what it holds for life, if free now; one given nothing needs a
+  /// CPU free to be placed and holds none after (Ray's rule). False if it must wait.
   bool place(actor_entry& a) {
-    if (!a.shape) return a.placed = true;
+    if (!a.shape) return a.placed = resources_.cpu_free() - cpu_in_use() >= resource_unit;
     auto g = resources_.acquire(shape(a.shape), cpu_in_use());
     if (!g) return false;
     a.grant = std::move(*g);

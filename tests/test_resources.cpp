@@ -81,6 +81,13 @@ int hold_spinning(ray::shared_value<int> running, ray::shared_value<int> go) {
   return 1;
 }
 
+/// Records, when built, whether the task it waited for was still running.
+struct placed_after {
+  explicit placed_after(ray::shared_value<int> running) : saw(running.load()) {}
+  int seen() const { return saw; }
+  int saw;
+};
+
 struct gpu_holder {
   gpu_view gpus() const { return seen_gpus(); }
 };
@@ -310,6 +317,18 @@ TEST_CASE("an actor given a GPU keeps the same one for life and holds it meanwhi
   auto plain = ray::spawn<gpu_holder>();
   CHECK(ray::get(plain.call<&gpu_holder::gpus>()).get().ids.empty());
   CHECK(ray::available_resources().at("CPU") == ray::cluster_resources().at("CPU"));
+}
+
+TEST_CASE("an actor given nothing waits for a free CPU to be placed, and holds none after") {
+  ray::runtime rt({.num_workers = 2, .num_cpus = 1});
+  ray::shared_value<int> running(0), go(0);
+  auto task = ray::task<hold_spinning>.remote(running, go);
+  REQUIRE(serve_until([&] { return running.load() == 1; }, std::chrono::seconds(30)));
+  auto a = ray::spawn<placed_after>(running);  // the one CPU is the task's
+  go.store(1);
+  CHECK(ray::get(task).get() == 1);
+  CHECK(ray::get(a.call<&placed_after::seen>()).get() == 0);
+  CHECK(ray::available_resources().at("CPU") == 1);
 }
 
 TEST_CASE("an actor's resources go back when it ends") {

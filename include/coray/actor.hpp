@@ -47,7 +47,8 @@ struct actor_options {
   /// rebuilt actor (else it fails with actor_died).
   int max_task_retries = 0;
   /// Resources the actor holds for as long as it lives, from before its constructor runs
-  /// (Ray's rule: an actor given none needs 1 CPU to be placed and holds nothing after).
+  /// (Ray's rule: an actor given none waits for 1 free CPU to be placed and holds nothing
+  /// after).
   /// Given any of these, it holds num_cpus (0 when unset), num_gpus and resources; its
   /// construction waits until they are free, and it runs with CUDA_VISIBLE_DEVICES set to
   /// its GPUs' ids for life (ray::get_gpu_ids()). spawn throws ray::invalid_resources for a

@@ -15,7 +15,7 @@
 /// one whose lease the ledger grants. A worker's CPU counts only while it runs something
 /// (not while its calls are blocked or suspended), so a task blocked in a get gives its CPU
 /// to its descendants, as Ray's do. An actor with resources holds them for life, from
-/// before its construction is sent.
+/// before its construction is sent; one without waits for a free CPU to be placed.
 
 #include <algorithm>
 #include <coray/detail/runtime/actor_table.hpp>
@@ -264,9 +264,10 @@ class call_pump {
     refresh();
     return true;
   }
-  /// Places actor `a`: takes what it holds for life, if free now. False if it must wait.
+  /// Places actor `a`: takes what it holds for life, if free now; one given nothing needs a
+  /// CPU free to be placed and holds none after (Ray's rule). False if it must wait.
   bool place(actor_entry& a) {
-    if (!a.shape) return a.placed = true;
+    if (!a.shape) return a.placed = resources_.cpu_free() - cpu_in_use() >= resource_unit;
     auto g = resources_.acquire(shape(a.shape), cpu_in_use());
     if (!g) return false;
     a.grant = std::move(*g);
