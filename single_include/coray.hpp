@@ -645,7 +645,9 @@ struct object_store_full : error {
   X(broken_barrier,    error,         message)  /* a barrier broke: abort, timeout, a death */  \
   X(peer_died,         error,         message)  /* a wait's peer died: a condition's locker */ \
   X(key_error,         error,         message)  /* no such key in a dict: KeyError */          \
-  X(index_error,       error,         message)  /* a list index out of range: IndexError */
+  X(index_error,       error,         message)  /* a list index out of range: IndexError */ \
+  X(infeasible_resources, error,      message)  /* asks more than the runtime has, ever */    \
+  X(invalid_resources, usage_error,   message)  /* a negative or NaN amount, a misplaced name */
 // clang-format on
 
 #define CORAY_DETAIL_ERROR_CLASS_message(name, base) \
@@ -2681,10 +2683,242 @@ class state_ptr {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/object_state.hpp>
+// begin <coray/detail/runtime/resource_ledger.hpp>
+/// The runtime's resources and who holds them: totals by name (`CPU`, `GPU` and custom
+/// ones), what is free, and the GPUs by id with the fraction of each that is free. A
+/// requirement (`resource_request`) is checked once when a call or actor is made (refuse:
+/// bad or never satisfiable) and then acquired and released as a whole; acquiring GPUs
+/// says which ones (`resource_grant`). Amounts are fixed point (1/10,000, Ray's
+/// granularity), so fractions add up exactly.
+///
+/// Knows nothing of processes or messages: the orchestrator decides who holds what (a
+/// worker's lease, an actor for life), and a cluster scheduler can keep one per node.
+/// Driver only, loop thread only.
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+// #include <coray/errors.hpp>: inlined above
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// An amount of a resource, in 1/10,000 of a unit.
+using resource_amount = std::int64_t;
+inline constexpr resource_amount resource_unit = 10000;
+
+/// `x` units as a resource_amount (rounded to the granularity); -1 for a negative, NaN or
+/// too large amount, which the caller refuses.
+inline resource_amount to_resource_amount(double x) noexcept {
+  if (!(x >= 0) || x > 1e12) return -1;
+  return static_cast<resource_amount>(std::llround(x * static_cast<double>(resource_unit)));
+}
+inline double from_resource_amount(resource_amount a) noexcept {
+  return static_cast<double>(a) / static_cast<double>(resource_unit);
+}
+
+/// What a call or an actor needs: CPU, GPU and custom resources by name. The default is a
+/// task's ({CPU: 1}), which the orchestrator schedules without asking the ledger at all.
+struct resource_request {
+  resource_amount cpu = resource_unit;
+  resource_amount gpu = 0;
+  std::map<std::string, resource_amount> custom;  // only nonzero amounts
+
+  bool operator==(const resource_request&) const = default;
+  bool is_default_task() const noexcept {
+    return cpu == resource_unit && gpu == 0 && custom.empty();
+  }
+
+  /// From user-facing amounts; throws invalid_resources for a negative or NaN amount.
+  static resource_request from(double cpus, double gpus, const std::map<std::string, double>& res,
+                               const char* who) {
+    resource_request r;
+    auto amount = [&](std::string_view name, double x) {
+      const resource_amount a = to_resource_amount(x);
+      if (a < 0)
+        throw invalid_resources(
+            fmt::format("{}: {} = {} is not a valid amount (it must be a finite number, "
+                        "0 or more)",
+                        who, name, x));
+      return a;
+    };
+    r.cpu = amount("num_cpus", cpus);
+    r.gpu = amount("num_gpus", gpus);
+    for (const auto& [name, x] : res) {
+      if (name == "CPU" || name == "GPU")
+        throw invalid_resources(fmt::format("{}: give {} as num_{}, not as a custom resource", who,
+                                            name, name == "CPU" ? "cpus" : "gpus"));
+      const resource_amount a = amount(fmt::format("resources[\"{}\"]", name), x);
+      if (a) r.custom.emplace(name, a);
+    }
+    return r;
+  }
+
+  /// "{CPU: 2, GPU: 0.5, disk: 1}": for messages.
+  std::string describe() const {
+    std::string s = fmt::format("{{CPU: {}", from_resource_amount(cpu));
+    if (gpu) s += fmt::format(", GPU: {}", from_resource_amount(gpu));
+    for (const auto& [name, a] : custom)
+      s += fmt::format(", {}: {}", name, from_resource_amount(a));
+    return s + "}";
+  }
+};
+
+/// The GPUs an acquisition took: each GPU's index among the runtime's and the amount taken
+/// of it. A fraction below one takes part of one GPU; a whole number takes whole GPUs.
+struct resource_grant {
+  std::vector<std::pair<std::uint32_t, resource_amount>> gpus;
+
+  /// The GPUs as a bit mask of indices (the runtime has at most 32 GPUs).
+  std::uint32_t gpu_mask() const noexcept {
+    std::uint32_t m = 0;
+    for (const auto& g : gpus) m |= std::uint32_t{1} << g.first;
+    return m;
+  }
+};
+
+/// The runtime's resources: what it has and what is free.
+class resource_ledger {
+ public:
+  /// The most GPUs a runtime may have (their indices travel as a 32-bit mask).
+  static constexpr std::size_t max_gpus = 32;
+
+  resource_ledger() = default;
+  /// `cpus` and `gpus` as amounts; `gpu_ids` names each GPU (CUDA_VISIBLE_DEVICES's
+  /// values), one per started unit of `gpus` (a runtime may have 0.5 of a GPU, as Ray's may).
+  resource_ledger(resource_amount cpus, resource_amount gpus, std::vector<std::string> gpu_ids,
+                  std::map<std::string, resource_amount> custom)
+      : cpu_total_(cpus),
+        cpu_free_(cpus),
+        gpu_total_(gpus),
+        gpu_ids_(std::move(gpu_ids)),
+        custom_total_(std::move(custom)),
+        custom_free_(custom_total_) {
+    for (std::size_t i = 0; i < gpu_ids_.size(); ++i)
+      gpu_free_.push_back(std::clamp<resource_amount>(
+          gpus - static_cast<resource_amount>(i) * resource_unit, 0, resource_unit));
+  }
+
+  const std::vector<std::string>& gpu_ids() const noexcept { return gpu_ids_; }
+  resource_amount cpu_total() const noexcept { return cpu_total_; }
+  /// CPU the ledger has not handed out (task workers' CPU is not among what it counts).
+  resource_amount cpu_free() const noexcept { return cpu_free_; }
+
+  /// Why `r` can never be met by this runtime (an unknown resource, more than it has, a
+  /// fraction above one that is not whole), or nullopt if it can.
+  std::optional<std::string> refuse(const resource_request& r) const {
+    auto more = [&](std::string_view what) {
+      return fmt::format("it asks for {} {}, and the runtime has {}", r.describe(), what,
+                         describe_totals());
+    };
+    if (r.cpu > cpu_total_) return more("(more CPU than it has)");
+    if (r.gpu > 0 && gpu_total_ == 0) return more("(a GPU, and it has none)");
+    if (r.gpu > gpu_total_) return more("(more GPU than it has)");
+    if (r.gpu > resource_unit && r.gpu % resource_unit != 0)
+      return more("(a fraction of GPUs above 1 must be a whole number)");
+    for (const auto& [name, a] : r.custom) {
+      auto it = custom_total_.find(name);
+      if (it == custom_total_.end())
+        return more(fmt::format("(the resource '{}' is unknown to it)", name));
+      if (a > it->second) return more(fmt::format("(more '{}' than it has)", name));
+    }
+    return std::nullopt;
+  }
+
+  /// Takes `r` if it is free now, with `cpu_in_use` CPU held besides what the ledger
+  /// counts (task workers' CPU, which follows their load); nullopt if not. With `take_cpu`
+  /// false the CPU is checked but not taken (the caller counts it). `r` must have passed
+  /// refuse().
+  std::optional<resource_grant> acquire(const resource_request& r, resource_amount cpu_in_use = 0,
+                                        bool take_cpu = true) {
+    if (cpu_free_ - cpu_in_use < r.cpu) return std::nullopt;
+    for (const auto& [name, a] : r.custom)
+      if (custom_free_[name] < a) return std::nullopt;
+    resource_grant g;
+    if (r.gpu > 0 && !pick_gpus(r.gpu, g)) return std::nullopt;
+    if (take_cpu) cpu_free_ -= r.cpu;
+    for (const auto& [name, a] : r.custom) custom_free_[name] -= a;
+    for (const auto& [i, a] : g.gpus) gpu_free_[i] -= a;
+    return g;
+  }
+
+  /// Gives back what acquire(r, ..., take_cpu) took as `g`.
+  void release(const resource_request& r, const resource_grant& g, bool take_cpu = true) {
+    if (take_cpu) cpu_free_ += r.cpu;
+    for (const auto& [name, a] : r.custom) custom_free_[name] += a;
+    for (const auto& [i, a] : g.gpus) gpu_free_[i] += a;
+  }
+
+  /// Ray's names and amounts: {"CPU": n, "GPU": n, custom...}. `cpu_in_use` as for acquire.
+  std::map<std::string, double> totals() const {
+    std::map<std::string, double> m{{"CPU", from_resource_amount(cpu_total_)}};
+    if (gpu_total_) m["GPU"] = from_resource_amount(gpu_total_);
+    for (const auto& [name, a] : custom_total_) m[name] = from_resource_amount(a);
+    return m;
+  }
+  std::map<std::string, double> available(resource_amount cpu_in_use = 0) const {
+    std::map<std::string, double> m{
+        {"CPU", from_resource_amount(std::max<resource_amount>(0, cpu_free_ - cpu_in_use))}};
+    if (gpu_total_) {
+      resource_amount gpu = 0;
+      for (resource_amount a : gpu_free_) gpu += a;
+      m["GPU"] = from_resource_amount(gpu);
+    }
+    for (const auto& [name, a] : custom_free_) m[name] = from_resource_amount(a);
+    return m;
+  }
+
+ private:
+  /// Chooses GPUs for `amount`: a fraction goes to the GPU that has least room left that
+  /// still fits it (packing fractions together), a whole number to wholly free GPUs.
+  bool pick_gpus(resource_amount amount, resource_grant& g) const {
+    if (amount < resource_unit) {
+      std::optional<std::uint32_t> best;
+      for (std::uint32_t i = 0; i < gpu_free_.size(); ++i)
+        if (gpu_free_[i] >= amount && (!best || gpu_free_[i] < gpu_free_[*best])) best = i;
+      if (!best) return false;
+      g.gpus.emplace_back(*best, amount);
+      return true;
+    }
+    resource_amount need = amount / resource_unit;
+    for (std::uint32_t i = 0; i < gpu_free_.size() && need > 0; ++i)
+      if (gpu_free_[i] == resource_unit) {
+        g.gpus.emplace_back(i, resource_unit);
+        --need;
+      }
+    return need == 0;
+  }
+
+  std::string describe_totals() const {
+    std::string s = fmt::format("{{CPU: {}, GPU: {}", from_resource_amount(cpu_total_),
+                                from_resource_amount(gpu_total_));
+    for (const auto& [name, a] : custom_total_)
+      s += fmt::format(", {}: {}", name, from_resource_amount(a));
+    return s + "}";
+  }
+
+  resource_amount cpu_total_ = 0, cpu_free_ = 0, gpu_total_ = 0;
+  std::vector<std::string> gpu_ids_;
+  std::vector<resource_amount> gpu_free_;  // per GPU (the last may have less than a unit)
+  std::map<std::string, resource_amount> custom_total_, custom_free_;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/resource_ledger.hpp>
 // #include <coray/detail/shm/segment.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -2701,7 +2935,7 @@ struct task_header {
   std::uint32_t extra;       // submit: actor ids after the args; construct: max_concurrency
   std::uint64_t target;      // submit: the actor to call, 0 for any task worker
   std::int32_t max_retries;  // submit: retries after a crash or a retryable exception
-  std::uint32_t reserved;
+  std::uint32_t gpus;        // run_task, construct: the GPUs the call runs with, a mask of indices
   std::uint64_t retry_matcher;  // which exceptions are retried: 0 none, 1 all, else a matcher id
 };
 static_assert(sizeof(task_header) == 48);
@@ -2805,6 +3039,7 @@ struct task_spec {
   int max_retries = 0;                // re-runs after a crash or a retryable exception
   std::uint64_t retry_matcher = 0;    // 0: exceptions are final; 1: all retried; else a matcher
   std::vector<std::uint64_t> actors;  // actor handles among the arguments: kept alive in transit
+  std::shared_ptr<const resource_request> resources;  // a task's requirement; null: {CPU: 1}
 
   /// Appends an inline argument of `size` bytes written by `fill`.
   template <class Fill>
@@ -3391,6 +3626,7 @@ CORAY_END_NAMESPACE
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 // begin <coray/detail/runtime/actor_state.hpp>
@@ -3611,6 +3847,7 @@ CORAY_END_NAMESPACE
 // #include <coray/detail/shm/segment.hpp>: inlined above
 #include <coroutine>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -3690,6 +3927,31 @@ struct shared_header {
   std::uint32_t spin_us = 0;
   std::uint64_t inline_threshold = 0;
   std::uint64_t mailbox_capacity = 0;
+  /// The runtime's GPU ids, comma-separated ("0,1" or CUDA_VISIBLE_DEVICES's values): a
+  /// call's GPUs travel as a mask of indices into this list.
+  char gpu_ids[512] = {};
+
+  void set_gpu_ids(const std::vector<std::string>& ids) {
+    std::string joined;
+    for (const auto& id : ids) joined += (joined.empty() ? "" : ",") + id;
+    const std::size_t n = std::min(joined.size(), sizeof gpu_ids - 1);
+    std::memcpy(gpu_ids, joined.data(), n);
+    gpu_ids[n] = '\0';
+  }
+  /// The ids of the GPUs in `mask`, comma-separated.
+  std::string gpu_ids_of(std::uint32_t mask) const {
+    std::string out;
+    std::string_view all(gpu_ids);
+    for (std::uint32_t i = 0; mask && !all.empty(); ++i) {
+      const std::size_t end = std::min(all.find(','), all.size());
+      if (mask & (std::uint32_t{1} << i)) {
+        out += (out.empty() ? "" : ",") + std::string(all.substr(0, end));
+        mask &= ~(std::uint32_t{1} << i);
+      }
+      all.remove_prefix(std::min(end + 1, all.size()));
+    }
+    return out;
+  }
 
   static std::size_t bytes_for(std::uint32_t slots) {
     return sizeof(shared_header) + slots * sizeof(worker_shared);
@@ -3699,6 +3961,13 @@ struct shared_header {
                                             sizeof(shared_header))[i];
   }
 };
+
+/// The GPU ids of the task or actor this process runs (ray::get_gpu_ids); empty in the
+/// driver and for calls given no GPU. Written by the worker before user code runs.
+inline std::vector<std::string>& assigned_gpu_ids() noexcept {
+  static std::vector<std::string> ids;
+  return ids;
+}
 
 /// Where actor handles met while encoding call arguments are collected (see actor<T>::serialize).
 inline std::vector<std::uint64_t>*& actor_collector() noexcept {
@@ -4300,6 +4569,8 @@ CORAY_END_NAMESPACE
 // #include <coray/detail/runtime/process.hpp>: inlined above
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -4319,6 +4590,8 @@ struct actor_spawn_request {
   /// How its process is started: 0 by the runtime's start method, else 1 + a start_method_id
   /// (a ray::process of a context that chose one).
   std::uint32_t start_as = 0;
+  /// What it holds for life; null: nothing (it needs 1 CPU to be placed, as Ray's actors).
+  std::shared_ptr<const resource_request> resources;
 };
 
 /// How the supervisor starts worker processes (ray::start_method, as the driver passes it on).
@@ -4333,8 +4606,12 @@ struct driver_config {
   std::size_t inline_threshold;
   std::uint32_t spin_us;
   std::uint32_t max_tasks_in_flight_per_worker;
-  std::vector<std::string> argv;  // empty: /proc/self/cmdline's
-  std::string spill_directory;    // empty: no spilling
+  std::vector<std::string> argv;            // empty: /proc/self/cmdline's
+  std::string spill_directory;              // empty: no spilling
+  std::optional<double> num_cpus;           // unset: CORAY_NUM_CPUS, else the usable cores
+  std::optional<double> num_gpus;           // unset: CORAY_NUM_GPUS, else the GPUs detected
+  std::map<std::string, double> resources;  // empty: CORAY_RESOURCES's
+  std::vector<std::string> gpu_ids;         // filled in by make_local_driver with the above
 };
 
 class driver : public process {
@@ -4359,6 +4636,8 @@ class driver : public process {
   };
   /// nullopt once the actor is forgotten (it ended and no handle is left).
   virtual std::optional<actor_process_status> actor_status(std::uint64_t id) const = 0;
+  /// The runtime's resources by Ray's names (CPU, GPU, custom): all, or those free now.
+  virtual std::map<std::string, double> resources(bool available) = 0;
   /// Objects written to the spill file so far.
   virtual std::uint64_t spilled_objects() const noexcept = 0;
 };
@@ -4854,6 +5133,7 @@ CORAY_END_NAMESPACE
 // #include <coray/codec.hpp>: inlined above
 // #include <coray/detail/runtime/make_call.hpp>: inlined above
 // #include <coray/detail/runtime/process.hpp>: inlined above
+// #include <coray/detail/runtime/resource_ledger.hpp>: inlined above
 // begin <coray/detail/runtime/retry_matcher.hpp>
 /// ray::retry_on<E...>'s matcher: a function telling whether an exception is one of E...,
 /// registered by an id made from the types' names, and evaluated in the worker where the
@@ -5627,6 +5907,9 @@ CORAY_END_NAMESPACE
 // #include <coray/sync_wait.hpp>: inlined above
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -5647,16 +5930,42 @@ inline const retry_policy retry_on = retry_policy(detail::retry_matcher_id<E...>
 
 /// Per-call options of a task, as Ray's `f.options(...)`.
 struct task_options {
+  static constexpr int default_max_retries = 3;
   /// Re-runs after the worker running the task dies (and after a retryable exception).
   /// The final error says how many attempts were made.
-  int max_retries = 3;
+  int max_retries = default_max_retries;
   /// Whether an exception thrown by the task is retried too.
   retry_policy retry_exceptions = false;
+  /// CPUs the task holds while it runs (Ray's default, 1). A call waits until they are free.
+  double num_cpus = 1;
+  /// GPUs it holds while it runs: a fraction below 1 shares one GPU with other fractions, an
+  /// amount of 1 or more must be whole. It runs with CUDA_VISIBLE_DEVICES set to its GPUs'
+  /// ids (ray::get_gpu_ids()).
+  double num_gpus = 0;
+  /// Custom resources it holds while it runs, by the names the runtime was given.
+  std::map<std::string, double> resources = {};
 };
 
-/// The remote form of the free function F: `ray::task<f>.remote(args...)`.
+namespace detail {
+
+/// What a task's calls carry of its options, resolved once.
+struct task_call_options {
+  int max_retries = task_options::default_max_retries;
+  std::uint64_t retry_matcher = 0;
+  std::shared_ptr<const resource_request> resources;  // null: the default, {CPU: 1}
+
+  /// Throws invalid_resources for a negative or NaN amount.
+  static task_call_options from(const task_options& o) {
+    task_call_options c{o.max_retries, o.retry_exceptions.matcher, nullptr};
+    auto r = resource_request::from(o.num_cpus, o.num_gpus, o.resources, "ray::task<f>.options");
+    if (!r.is_default_task()) c.resources = std::make_shared<const resource_request>(std::move(r));
+    return c;
+  }
+};
+
+/// What ray::task<f> and its configured forms share: the checks on f and the call itself.
 template <auto F>
-struct remote_function {
+struct remote_function_base {
   using traits = detail::function_traits<decltype(F)>;
   static_assert(traits::is_function && !traits::is_member,
                 "ray::task<f>: f must be a free function or a static member function (call member "
@@ -5670,16 +5979,11 @@ struct remote_function {
                 "ray::task<f>: a parameter of f cannot be sent between processes (it must be "
                 "encodable, a std::span<const T> or a std::string_view)");
 
-  constexpr remote_function() noexcept = default;
-  constexpr explicit remote_function(task_options o) noexcept : options_(o) {}
-
-  /// The same function with other options: `ray::task<f>.options({.max_retries = 0}).remote(...)`.
-  constexpr remote_function options(task_options o) const noexcept { return remote_function(o); }
-
-  /// Submits the call and returns its result's ref at once. Thread-safe in the driver (any
-  /// thread); inside a task, from the thread that runs the task.
+ protected:
   template <class... A>
-  object_ref<result_type> remote(A&&... args) const {
+  static object_ref<result_type> submit(int max_retries, std::uint64_t retry_matcher,
+                                        const std::shared_ptr<const resource_request>* resources,
+                                        A&&... args) {
     static_assert(sizeof...(A) == traits::arity,
                   "ray::task<f>.remote(...): wrong number of arguments for f");
     if constexpr (sizeof...(A) == traits::arity) {
@@ -5693,18 +5997,75 @@ struct remote_function {
       if constexpr (fits) {
         return object_ref<result_type>(
             detail::submit_from_any_thread("ray::task<f>.remote", [&](detail::process& p) {
+              if (resources && !p.as_driver())
+                throw usage_error(
+                    "ray::task<f>.remote: a task with resources (num_cpus, num_gpus, "
+                    "resources) can be called from the driver only, not yet from inside a "
+                    "task or actor");
               auto spec = detail::make_call<F>(p, std::forward<A>(args)...);
-              spec.max_retries = options_.max_retries;
-              spec.retry_matcher = options_.retry_exceptions.matcher;
+              spec.max_retries = max_retries;
+              spec.retry_matcher = retry_matcher;
+              if (resources) spec.resources = *resources;
               return spec;
             }));
       }
     }
     return {};
   }
+};
+
+}  // namespace detail
+
+/// A task with options other than the default: `ray::task<f>.options({...})`.
+template <auto F>
+class remote_function_with_options : detail::remote_function_base<F> {
+  using base = detail::remote_function_base<F>;
+
+ public:
+  using result_type = typename base::result_type;
+  /// Throws invalid_resources for a negative or NaN amount.
+  explicit remote_function_with_options(const task_options& o)
+      : options_(detail::task_call_options::from(o)) {}
+
+  /// The same function with other options.
+  remote_function_with_options options(const task_options& o) const {
+    return remote_function_with_options(o);
+  }
+
+  /// Submits the call and returns its result's ref at once; ray::task<f>.remote's contract.
+  /// A call whose resources the runtime could never provide fails at once with
+  /// ray::infeasible_resources (its ref throws it).
+  template <class... A>
+  object_ref<result_type> remote(A&&... args) const {
+    return base::submit(options_.max_retries, options_.retry_matcher,
+                        options_.resources ? &options_.resources : nullptr,
+                        std::forward<A>(args)...);
+  }
 
  private:
-  task_options options_{};
+  detail::task_call_options options_;
+};
+
+/// The remote form of the free function F: `ray::task<f>.remote(args...)`.
+template <auto F>
+struct remote_function : detail::remote_function_base<F> {
+  using result_type = typename detail::remote_function_base<F>::result_type;
+
+  constexpr remote_function() noexcept = default;
+
+  /// The same function with other options:
+  /// `ray::task<f>.options({.max_retries = 0, .num_gpus = 0.5}).remote(...)`. Throws
+  /// invalid_resources for a negative or NaN amount.
+  remote_function_with_options<F> options(const task_options& o) const {
+    return remote_function_with_options<F>(o);
+  }
+
+  /// Submits the call and returns its result's ref at once. Thread-safe in the driver (any
+  /// thread); inside a task, from the thread that runs the task.
+  template <class... A>
+  object_ref<result_type> remote(A&&... args) const {
+    return this->submit(task_options::default_max_retries, 0, nullptr, std::forward<A>(args)...);
+  }
 };
 
 /// `ray::task<f>`: the handle through which f is called remotely.
@@ -5715,6 +6076,9 @@ CORAY_END_NAMESPACE
 // end <coray/task.hpp>
 #include <cstdint>
 #include <limits>
+#include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -5734,6 +6098,16 @@ struct actor_options {
   /// How many times a call that was running when the actor died is run again on the
   /// rebuilt actor (else it fails with actor_died).
   int max_task_retries = 0;
+  /// Resources the actor holds for as long as it lives, from before its constructor runs
+  /// (Ray's rule: an actor given none waits for 1 free CPU to be placed and holds nothing
+  /// after).
+  /// Given any of these, it holds num_cpus (0 when unset), num_gpus and resources; its
+  /// construction waits until they are free, and it runs with CUDA_VISIBLE_DEVICES set to
+  /// its GPUs' ids for life (ray::get_gpu_ids()). spawn throws ray::invalid_resources for a
+  /// negative or NaN amount and ray::infeasible_resources for more than the runtime has.
+  std::optional<double> num_cpus = std::nullopt;
+  double num_gpus = 0;
+  std::map<std::string, double> resources = {};
 };
 
 /// A handle to an actor of type T: a value, copyable, and passable to tasks and to other
@@ -5815,6 +6189,15 @@ class actor {
 
 namespace detail {
 
+/// Options for the actors behind coray's multiprocessing objects (a ray::process, a pool's
+/// processes, a queue, a manager): as Python's, they start at once and hold no CPU, rather
+/// than wait for a free CPU to be placed as an actor given no resources does. What the
+/// caller asked for explicitly stands.
+inline actor_options multiprocessing_options(actor_options o = {}) {
+  if (!o.num_cpus && o.num_gpus == 0 && o.resources.empty()) o.num_cpus = 0;
+  return o;
+}
+
 /// ray::spawn, its process started as `start_as` says (0: by the runtime's start method,
 /// else 1 + a start_method_id).
 template <class T, class... A>
@@ -5830,6 +6213,11 @@ actor<T> spawn_as(actor_options opts, std::uint32_t start_as, A&&... args) {
     auto request = [&](detail::process& p) {
       detail::require_usable_ref_arguments(args...);
       detail::actor_spawn_request req;
+      // Checked before any argument takes a block.
+      if (opts.num_cpus || opts.num_gpus != 0 || !opts.resources.empty())
+        req.resources =
+            std::make_shared<const detail::resource_request>(detail::resource_request::from(
+                opts.num_cpus.value_or(0), opts.num_gpus, opts.resources, "ray::spawn"));
       req.constructor.fn_id = detail::entity_id<&ctor::marker>;
       req.constructor.name = detail::type_name<T>();
       (detail::add_argument<detail::constructor_arg_t<A>>(req.constructor, p,
@@ -7330,7 +7718,8 @@ class manager {
   /// Starts the manager's process (returns at once; calls queue behind its start). Driver
   /// only, as ray::spawn is. `opts` names it for ray::get_actor, or sets restarts (a
   /// restarted manager starts empty).
-  explicit manager(actor_options opts = {}) : server_(ray::spawn<server>(std::move(opts))) {}
+  explicit manager(actor_options opts = {})
+      : server_(ray::spawn<server>(detail::multiprocessing_options(std::move(opts)))) {}
 
   /// A new, empty dict of K to V (Python's Manager().dict()).
   template <class K, class V>
@@ -8735,8 +9124,9 @@ struct child_spawner_of final : child_spawner {
   actor_ptr spawn(driver& d, std::uint32_t start_as, const std::string& name) override {
     return std::apply(
         [&](A&... a) {
-          return d.make_actor_handle(
-              spawn_as<Body>(actor_options{}, start_as, std::string(name), std::move(a)...).id());
+          return d.make_actor_handle(spawn_as<Body>(multiprocessing_options(), start_as,
+                                                    std::string(name), std::move(a)...)
+                                         .id());
         },
         args);
   }
@@ -8820,14 +9210,44 @@ CORAY_END_NAMESPACE
 #include <algorithm>
 // #include <coray/version.hpp>: inlined above
 #include <cstdint>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
+#include <system_error>
+#include <vector>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
 /// Cores this process may run on: the CPU affinity mask, further capped by a cgroup v2
 /// `cpu.max` quota (rounded up). Never less than 1.
+/// The GPUs this process may use, by the ids CUDA programs know them by: the values of
+/// CUDA_VISIBLE_DEVICES when it is set (empty: none), else one per GPU the NVIDIA driver
+/// lists under /proc/driver/nvidia/gpus ("0", "1", ...). None without a driver.
+inline std::vector<std::string> detect_gpu_ids() {
+  std::vector<std::string> ids;
+  if (const char* v = std::getenv("CUDA_VISIBLE_DEVICES")) {
+    std::string s(v);
+    for (std::size_t at = 0; at <= s.size();) {
+      std::size_t end = std::min(s.find(',', at), s.size());
+      std::string id = s.substr(at, end - at);
+      id.erase(0, id.find_first_not_of(" \t"));
+      id.erase(id.find_last_not_of(" \t") + 1);
+      if (!id.empty()) ids.push_back(id);
+      at = end + 1;
+    }
+    return ids;
+  }
+  std::error_code ec;
+  std::size_t n = 0;
+  for (std::filesystem::directory_iterator it("/proc/driver/nvidia/gpus", ec), end;
+       !ec && it != end; it.increment(ec))
+    ++n;
+  for (std::size_t i = 0; i < n; ++i) ids.push_back(std::to_string(i));
+  return ids;
+}
+
 inline unsigned usable_cores() {
   unsigned n = 0;
   cpu_set_t set;
@@ -9108,7 +9528,8 @@ class pool {
   /// A pool of `processes` processes (0: the runtime's number of task workers).
   explicit pool(std::uint32_t processes = 0)
       : pool(processes, [](detail::driver& d) {
-          return d.make_actor_handle(ray::spawn<detail::pool_process>().id());
+          return d.make_actor_handle(
+              ray::spawn<detail::pool_process>(detail::multiprocessing_options()).id());
         }) {}
 
   /// A pool whose processes each run Init(initargs...) once, before any work.
@@ -9542,7 +9963,8 @@ class pool {
                detail::driver& d) {
       return std::apply(
           [&](const auto&... a) {
-            return d.make_actor_handle(ray::spawn<process_type>(a...).id());
+            return d.make_actor_handle(
+                ray::spawn<process_type>(detail::multiprocessing_options(), a...).id());
           },
           args);
     };
@@ -9892,6 +10314,7 @@ CORAY_END_NAMESPACE
 
 #include <fmt/format.h>
 
+#include <cmath>
 // #include <coray/detail/runtime/entry.hpp>: inlined above
 // begin <coray/detail/runtime/local_driver.hpp>
 /// The driver process on one machine: it owns the segment, the transport of mailboxes and
@@ -9935,6 +10358,8 @@ CORAY_END_NAMESPACE
 /// runtime core") and never calls up into the orchestrator.
 ///
 /// Driver only, loop thread only.
+
+#include <fmt/format.h>
 
 #include <algorithm>
 // begin <coray/detail/runtime/actor_table.hpp>
@@ -9982,6 +10407,9 @@ struct task_record : recycled<task_record, 4096> {
   std::uint32_t pending_deps = 0;
   bool failed_dep = false;
   std::uint64_t actor = 0;  // the actor it calls; 0 for a task
+  std::uint32_t shape = 0;  // a task's requirement (call_pump's shapes); 0: {CPU: 1}
+  std::uint32_t gpus = 0;   // the GPUs it is sent with (a mask of indices)
+  std::shared_ptr<const resource_request> resources;  // as submitted, until admitted
   bool construct = false;
   std::uint32_t max_concurrency = 1;
   int submitter = -1;  // slot of the process that made this nested call, -1 for the driver
@@ -10010,6 +10438,7 @@ struct task_record : recycled<task_record, 4096> {
     r->actors = std::move(spec.actors);
     r->max_retries = spec.max_retries;
     r->retry_matcher = spec.retry_matcher;
+    r->resources = std::move(spec.resources);
     r->result = std::move(result);
     return r;
   }
@@ -10123,6 +10552,8 @@ class task_table {
 
   // ---- task workers -------------------------------------------------------------------
 
+  /// Calls sent to worker `slot` and not done, suspended ones included.
+  std::uint32_t in_flight(std::uint32_t slot) const noexcept { return workers_[slot].in_flight; }
   /// Calls sent to worker `slot` and not done, less those it holds suspended (awaiting).
   std::uint32_t load(std::uint32_t slot, std::uint32_t suspended) const noexcept {
     const std::uint32_t n = workers_[slot].in_flight;
@@ -10214,6 +10645,9 @@ struct actor_entry {
   int restarts = 0;
   int max_task_retries = 0;
   std::uint32_t max_concurrency = 1;
+  std::uint32_t shape = 0;  // resources it holds for life (call_pump's shapes); 0: none
+  bool placed = false;      // it holds them (shape 0: nothing to hold)
+  resource_grant grant;     // its GPUs, kept across restarts
   // The constructor call, kept to build the actor again (max_restarts).
   std::uint64_t ctor_fn = 0;
   std::string_view ctor_name;
@@ -10537,7 +10971,18 @@ CORAY_END_NAMESPACE
 /// the next turn; a closing actor is told to shut down after its last call. Calls found
 /// failed (a dependency failed) are handed back for the orchestrator to fail. Driver only,
 /// loop thread only.
+///
+/// Resources (design.md, "Resources"): a task worker holds its calls' requirement as a
+/// lease while it has calls; calls of the same requirement share it, so a default task
+/// ({CPU: 1}) pays nothing per call. While no call, lease or actor asks for anything else
+/// and the runtime has a CPU per worker, dispatch asks nothing of the ledger at all (one
+/// branch); otherwise each call looks for a worker leased for its requirement or an idle
+/// one whose lease the ledger grants. A worker's CPU counts only while it runs something
+/// (not while its calls are blocked or suspended), so a task blocked in a get gives its CPU
+/// to its descendants, as Ray's do. An actor with resources holds them for life, from
+/// before its construction is sent; one without waits for a free CPU to be placed.
 
+#include <algorithm>
 // #include <coray/detail/runtime/actor_table.hpp>: inlined above
 // begin <coray/detail/runtime/call_sender.hpp>
 /// Puts a call on the wire: writes its message (dependencies replaced by their values) to
@@ -10854,9 +11299,9 @@ class call_sender {
     } catch (const object_store_full&) {
       return false;  // no room yet: the call waits for a later turn
     }
-    const call_message_writer message(
-        {r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : 0, 0, 0, 0, r.retry_matcher},
-        r.args, r.deps);
+    const call_message_writer message({r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : 0,
+                                       0, 0, r.gpus, r.retry_matcher},
+                                      r.args, r.deps);
     const std::size_t size = message.size();
     const msg_kind kind = r.construct ? msg_kind::construct : msg_kind::run_task;
     auto fill = [&](std::byte* out) { message.write(out, seg_); };
@@ -10906,10 +11351,13 @@ class call_sender {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/call_sender.hpp>
+// #include <coray/detail/runtime/resource_ledger.hpp>: inlined above
 // #include <coray/detail/runtime/task_table.hpp>: inlined above
 // #include <coray/detail/runtime/transport.hpp>: inlined above
 #include <cstdint>
 #include <deque>
+#include <map>
+#include <string>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -10920,13 +11368,67 @@ namespace detail {
 class call_pump {
  public:
   call_pump(task_table& tasks, actor_table& actors, transport& t, call_sender& sender,
-            std::uint32_t workers, std::uint32_t max_in_flight)
+            resource_ledger& resources, std::uint32_t workers, std::uint32_t max_in_flight)
       : tasks_(tasks),
         actors_(actors),
         transport_(t),
         sender_(sender),
+        resources_(resources),
         workers_(workers),
-        max_in_flight_(max_in_flight) {}
+        max_in_flight_(max_in_flight),
+        leases_(workers) {
+    refresh();
+  }
+
+  // ---- resources ----------------------------------------------------------------------
+
+  /// The number of a task's requirement (0 for the default, {CPU: 1}), the same for equal ones.
+  std::uint32_t shape_of(const resource_request& r) { return r.is_default_task() ? 0 : intern(r); }
+  /// The number of a requirement (never 0: an actor's {CPU: 1} is one to hold).
+  std::uint32_t intern(const resource_request& r) {
+    auto it = std::find(shapes_.begin(), shapes_.end(), r);
+    if (it == shapes_.end()) it = shapes_.insert(shapes_.end(), r);
+    return static_cast<std::uint32_t>(it - shapes_.begin()) + 1;
+  }
+  const resource_request& shape(std::uint32_t s) const noexcept {
+    static const resource_request task_default;
+    return s ? shapes_[s - 1] : task_default;
+  }
+  /// A task call of another requirement than the default was admitted (+1) or ended (-1).
+  void count_shaped(int delta) noexcept {
+    shaped_calls_ += delta;
+    refresh();
+  }
+  /// Worker `slot` has no call left: its lease goes back. True if it held one.
+  bool release_if_idle(std::uint32_t slot) {
+    worker_lease& l = leases_[slot];
+    if (!l.held || tasks_.in_flight(slot) != 0) return false;
+    resources_.release(shape(l.shape), l.grant, false);
+    l = worker_lease{};
+    --leases_held_;
+    refresh();
+    return true;
+  }
+  /// Releases the leases of every idle worker (their calls ended or were taken back).
+  bool release_idle_leases() {
+    bool any = false;
+    if (leases_held_)
+      for (std::uint32_t i = 0; i < workers_; ++i) any |= release_if_idle(i);
+    return any;
+  }
+  /// Actor `a` lets go of what it holds (it ended for good).
+  void release_actor(actor_entry& a) {
+    if (!a.placed || !a.shape) return;
+    resources_.release(shape(a.shape), a.grant);
+    a.placed = false;
+    refresh();
+  }
+  /// The runtime's resources, all or those free now.
+  std::map<std::string, double> resources(bool available) {
+    if (!available) return resources_.totals();
+    release_idle_leases();
+    return resources_.available(cpu_in_use());
+  }
 
   /// Sends ready task calls, then the calls of actors whose mailbox was full. True on
   /// progress; calls whose dependency failed are appended to `failed`.
@@ -10958,9 +11460,14 @@ class call_pump {
   /// True on progress; calls whose dependency failed are taken out into `failed`.
   bool pump(actor_entry& a, std::vector<task_record*>& failed) {
     bool progress = false;
+    if (!a.placed && !a.dead && !place(a)) {
+      backlog_.insert(a.id);  // tried again each turn until what it holds is free
+      return false;
+    }
     while (!a.queue.empty() && !a.dead) {
       task_record* r = a.queue.front();
       if (r->pending_deps) break;
+      r->gpus = a.grant.gpu_mask();
       if (r->failed_dep) {
         a.queue.pop_front();
         failed.push_back(r);
@@ -11000,8 +11507,10 @@ class call_pump {
   /// queue (task_table::next_for). A blocked worker whose search found nothing is not
   /// searched again until its mark or the nested calls queued change. Runs on every
   /// dispatch, mostly to find every worker full: the scan stays inline, the search for a
-  /// blocked worker's descendants does not.
+  /// blocked worker's descendants (and the path under resources) does not.
   [[gnu::always_inline]] std::pair<int, queue_place> pick() {
+    if (!unconstrained_) [[unlikely]]
+      return pick_with_resources();
     int best = -1;
     std::uint32_t best_load = max_in_flight_;
     bool any_blocked = false;
@@ -11040,12 +11549,108 @@ class call_pump {
     return {-1, tasks_.runnable.end()};
   }
 
+  /// pick() when resources constrain it: the first call in the queue that finds a worker
+  /// leased for its requirement with room, or an idle worker whose lease is granted (the
+  /// least loaded of those), or, on a worker blocked in a call, that call's descendant (run
+  /// on its lease). A call that finds none waits; calls behind it may go (Ray's rule: a
+  /// smaller request is not held behind a larger one). The call is given its worker's GPUs.
+  std::pair<int, queue_place> pick_with_resources() {
+    release_idle_leases();
+    auto& runnable = tasks_.runnable;
+    bool room = false;  // no worker with room: no need to look through the queue
+    for (std::uint32_t i = 0; i < workers_ && !room; ++i)
+      room = transport_.alive(i) && tasks_.load(i, transport_.suspended(i)) < max_in_flight_;
+    if (!room) return {-1, runnable.end()};
+    std::vector<std::uint32_t> refused;  // requirements that found no worker in this look
+    for (auto it = runnable.begin(); it != runnable.end(); ++it) {
+      task_record& r = **it;
+      if (std::find(refused.begin(), refused.end(), r.shape) != refused.end()) continue;
+      int leased = -1, idle = -1;
+      std::uint32_t leased_load = max_in_flight_;
+      for (std::uint32_t i = 0; i < workers_; ++i) {
+        if (!transport_.alive(i)) continue;
+        const std::uint32_t load = tasks_.load(i, transport_.suspended(i));
+        if (load >= max_in_flight_) continue;
+        if (const std::uint64_t mark = transport_.blocked_mark(i); mark != 0) {
+          if (r.submitter == static_cast<int>(i) && r.id >= mark &&
+              (r.shape == 0 || r.shape == leases_[i].shape))
+            return chosen(i, it);
+          continue;
+        }
+        if (tasks_.in_flight(i) == 0) {
+          if (idle < 0) idle = static_cast<int>(i);
+        } else if (leases_[i].shape == r.shape && load < leased_load) {
+          leased = static_cast<int>(i);
+          leased_load = load;
+        }
+      }
+      if (idle >= 0 && (leased < 0 || leased_load > 0) &&
+          lease(static_cast<std::uint32_t>(idle), r.shape))
+        return chosen(static_cast<std::uint32_t>(idle), it);
+      if (leased >= 0) return chosen(static_cast<std::uint32_t>(leased), it);
+      refused.push_back(r.shape);
+    }
+    return {-1, runnable.end()};
+  }
+  std::pair<int, queue_place> chosen(std::uint32_t slot, queue_place it) {
+    (*it)->gpus = leases_[slot].grant.gpu_mask();
+    return {static_cast<int>(slot), it};
+  }
+
+  /// Gives idle worker `slot` a lease for requirement `s`, if the ledger has it free.
+  bool lease(std::uint32_t slot, std::uint32_t s) {
+    const resource_amount busy = cpu_in_use();
+    if (s == 0) return resources_.cpu_free() - busy >= resource_unit;
+    auto g = resources_.acquire(shape(s), busy, false);
+    if (!g) return false;
+    leases_[slot] = worker_lease{s, std::move(*g), true};
+    ++leases_held_;
+    refresh();
+    return true;
+  }
+  /// Places actor `a`: takes what it holds for life, if free now; one given nothing needs a
+  /// CPU free to be placed and holds none after (Ray's rule). False if it must wait.
+  bool place(actor_entry& a) {
+    if (!a.shape) return a.placed = resources_.cpu_free() - cpu_in_use() >= resource_unit;
+    auto g = resources_.acquire(shape(a.shape), cpu_in_use());
+    if (!g) return false;
+    a.grant = std::move(*g);
+    a.placed = true;
+    refresh();
+    return true;
+  }
+  /// CPU the task workers hold: their lease's, for each that runs something now.
+  resource_amount cpu_in_use() const {
+    resource_amount n = 0;
+    for (std::uint32_t i = 0; i < workers_; ++i)
+      if (transport_.alive(i) && tasks_.load(i, transport_.suspended(i)) > 0)
+        n += shape(leases_[i].shape).cpu;
+    return n;
+  }
+  /// Whether dispatch may ignore resources: only default tasks, a CPU for every worker.
+  void refresh() noexcept {
+    unconstrained_ = shaped_calls_ == 0 && leases_held_ == 0 &&
+                     resources_.cpu_free() >= resource_amount{workers_} * resource_unit;
+  }
+
+  struct worker_lease {
+    std::uint32_t shape = 0;  // the requirement its calls share
+    resource_grant grant;     // its GPUs
+    bool held = false;        // the ledger holds it (a requirement other than the default)
+  };
+
   task_table& tasks_;
   actor_table& actors_;
   transport& transport_;
   call_sender& sender_;
+  resource_ledger& resources_;
   std::uint32_t workers_;
   std::uint32_t max_in_flight_;
+  std::vector<resource_request> shapes_;  // requirement s is shapes_[s - 1]
+  std::vector<worker_lease> leases_;      // per task worker
+  std::uint32_t leases_held_ = 0;
+  std::int64_t shaped_calls_ = 0;  // live task calls with a requirement other than the default
+  bool unconstrained_ = true;
   std::unordered_set<std::uint64_t> backlog_;  // actors whose mailbox was full
   struct search_miss {
     std::uint64_t mark = 0, nested_queued = 0;
@@ -11289,10 +11894,12 @@ class reply_router {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/reply_router.hpp>
+// #include <coray/detail/runtime/resource_ledger.hpp>: inlined above
 // #include <coray/detail/runtime/task_table.hpp>: inlined above
 // #include <coray/detail/runtime/transport.hpp>: inlined above
 #include <cstdint>
 #include <exception>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -11307,6 +11914,11 @@ struct orchestrator_config {
   std::uint32_t max_tasks_in_flight_per_worker = 4;
   std::uint32_t epoch = 0;  // of the states it makes
   std::string spill_directory = {};
+  // The runtime's resources (resource_ledger). num_cpus below 0: one per task worker.
+  resource_amount num_cpus = -1;
+  resource_amount num_gpus = 0;
+  std::vector<std::string> gpu_ids = {};  // one per started unit of num_gpus
+  std::map<std::string, resource_amount> custom_resources = {};
 };
 
 class call_lifecycle {
@@ -11321,7 +11933,11 @@ class call_lifecycle {
         ledger_(seg, cfg_.num_workers + cfg_.max_actors),
         router_(seg, t, ledger_, cfg_.num_workers + cfg_.max_actors),
         sender_(seg, t, ledger_, spiller_),
-        pump_(tasks_, actors_, t, sender_, cfg_.num_workers, cfg_.max_tasks_in_flight_per_worker) {}
+        resources_(
+            cfg_.num_cpus < 0 ? resource_amount{cfg_.num_workers} * resource_unit : cfg_.num_cpus,
+            cfg_.num_gpus, cfg_.gpu_ids, cfg_.custom_resources),
+        pump_(tasks_, actors_, t, sender_, resources_, cfg_.num_workers,
+              cfg_.max_tasks_in_flight_per_worker) {}
   call_lifecycle(const call_lifecycle&) = delete;
   call_lifecycle& operator=(const call_lifecycle&) = delete;
 
@@ -11384,6 +12000,7 @@ class call_lifecycle {
     task_record* r = insert(std::move(rec));
     for (std::uint64_t a : r->actors) actor_ref(a, +1);
     task_table::watch_dependencies(*r, &call_lifecycle::on_dependency);
+    if (r->resources && !r->actor && !admit_requirement(*r)) return;
     if (r->actor) {
       // Actor calls keep their order: they wait in the actor's queue, dependencies or not.
       actor_entry* a = actors_.find(r->actor);
@@ -11419,6 +12036,25 @@ class call_lifecycle {
     }
   }
 
+  /// Gives a task call its requirement's shape; fails it if the runtime could never meet it.
+  bool admit_requirement(task_record& r) {
+    const auto requirement = std::move(r.resources);
+    if (auto why = resources_.refuse(*requirement)) {
+      auto e = std::make_exception_ptr(
+          infeasible_resources(fmt::format("coray: {} can never run: {}", r.label(), *why)));
+      if (r.pending_deps) {  // settled now, dropped once its dependencies settle
+        if (!r.failed_dep) r.result->set_error(e);
+        r.failed_dep = true;
+      } else {
+        fail(r, e);
+      }
+      return false;
+    }
+    r.shape = pump_.shape_of(*requirement);
+    if (r.shape) pump_.count_shaped(+1);
+    return true;
+  }
+
   /// Queues a task whose arguments are ready; fails it if no task worker is left.
   void make_runnable(task_record& r) {
     if (!workers_lost_.empty())
@@ -11438,6 +12074,7 @@ class call_lifecycle {
   void finish(std::uint64_t id) {
     auto r = tasks_.remove(id);
     if (!r) return;
+    if (r->shape) pump_.count_shaped(-1);
     for (auto* b : r->blocks) seg_.release(b);
     if (r->message) seg_.release(r->message);
     if (r->pinned)
@@ -11489,6 +12126,7 @@ class call_lifecycle {
   block_ledger ledger_;
   reply_router router_;
   call_sender sender_;
+  resource_ledger resources_;
   call_pump pump_;
   std::string workers_lost_;  // why no task worker can run calls any more; empty while one can
 };
@@ -11558,6 +12196,7 @@ CORAY_END_NAMESPACE
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -11592,6 +12231,8 @@ class orchestrator final : public call_lifecycle, public transport_events {
   const object_spiller& spiller() const noexcept { return spiller_; }
   const task_table& tasks() const noexcept { return tasks_; }
   const actor_table& actors() const noexcept { return actors_; }
+  /// The runtime's resources by Ray's names: all (`available` false), or those free now.
+  std::map<std::string, double> resources(bool available) { return pump_.resources(available); }
   /// Once a memory_return::period: gives memory back when it has been idle (memory_return).
   void return_memory() { memory_.check(seg_, tasks_); }
 
@@ -11645,12 +12286,16 @@ class orchestrator final : public call_lifecycle, public transport_events {
     if (!transport_.can_start()) refuse(worker_crashed("coray: the runtime's supervisor is gone"));
     if (!req.name.empty() && actors_.name_taken(req.name))
       refuse(usage_error(fmt::format("ray::spawn: an actor named '{}' already exists", req.name)));
+    if (auto why = resources_.refuse(req.resources ? *req.resources : resource_request{}))
+      refuse(infeasible_resources(
+          fmt::format("ray::spawn: actor {} can never be placed: {}", req.type_name, *why)));
     if (!actors_.has_free_slot())
       refuse(ray::runtime_error(
           fmt::format("ray::spawn: too many live actors (runtime_options::max_actors is {})",
                       actors_.max_actors())));
     actor_entry& a = actors_.create(req, seg_);
     transport_.start_as(a.slot, req.start_as);  // a slot reused by an actor of the default
+    if (req.resources) a.shape = pump_.intern(*req.resources);
     try {
       start_process(a.slot);  // its mailboxes first: the construction is sent at once
     } catch (...) {           // no room for them: refused, the spawn keeps nothing
@@ -11779,8 +12424,10 @@ class orchestrator final : public call_lifecycle, public transport_events {
     for (task_record* r : plan.again) {
       if (r->message) seg_.release(r->message);
       r->message = nullptr;
+      r->gpus = 0;  // given again by the worker it goes to
     }
     tasks_.requeue(plan.again);
+    pump_.release_if_idle(slot);  // its lease, if it held one, goes back
     if (failures == 0) {
       start_process(slot);
       return;
@@ -11897,6 +12544,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
     finish(h.id);
     if (is_task) {
       tasks_.done(slot);
+      pump_.release_if_idle(slot);
     } else if (actor_entry* a = actors_.find(slot_actor_[slot])) {
       auto& sent = a->sent;
       while (!sent.empty() && !tasks_.contains(sent.front())) sent.pop_front();
@@ -11955,6 +12603,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
       return;
     }
     const std::uint64_t actor_id = a->id;
+    pump_.release_actor(*a);
     auto ids = actors_.end(*a, how.pid, how.wait_status, words);
     auto e = std::make_exception_ptr(actor_died(a->cause));
     for (std::uint64_t id : ids)
@@ -12058,8 +12707,13 @@ CORAY_END_NAMESPACE
 // #include <coray/detail/runtime/process.hpp>: inlined above
 // #include <coray/detail/runtime/registry.hpp>: inlined above
 // #include <coray/detail/runtime/result_message.hpp>: inlined above
+#include <cstddef>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <deque>
+#include <optional>
+#include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -12310,6 +12964,10 @@ class worker final : public process, public call_host {
   void start_task(std::span<const std::byte> payload) {
     me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
                              std::memory_order_release);
+    std::uint32_t gpus;
+    std::memcpy(&gpus, payload.data() + offsetof(task_header, gpus), sizeof gpus);
+    if (gpus != gpus_) [[unlikely]]
+      use_gpus(gpus);
     run_task(payload);
   }
 
@@ -12339,10 +12997,38 @@ class worker final : public process, public call_host {
     is_actor_ = true;
     this_process().kind = process_kind::actor;
     max_concurrency_ = std::max<std::uint32_t>(1, h.extra);
+    use_gpus(h.gpus);  // for life
     if (!run_task(payload) || !instance_) {
       // The constructor threw (its error is the reply): an actor without its object ends.
       std::fflush(nullptr);
       _exit(3);
+    }
+  }
+
+  /// Gives this process the GPUs (a mask of the runtime's) the calls it runs now were given:
+  /// CUDA_VISIBLE_DEVICES and ray::get_gpu_ids(). No GPU: the environment it started with.
+  void use_gpus(std::uint32_t mask) {
+    if (!env_saved_) {
+      const char* v = std::getenv("CUDA_VISIBLE_DEVICES");
+      if (v) env_before_ = v;
+      env_saved_ = true;
+    }
+    gpus_ = mask;
+    auto& ids = assigned_gpu_ids();
+    ids.clear();
+    if (mask == 0) {
+      if (env_before_)
+        setenv("CUDA_VISIBLE_DEVICES", env_before_->c_str(), 1);
+      else
+        unsetenv("CUDA_VISIBLE_DEVICES");
+      return;
+    }
+    const std::string list = hdr->gpu_ids_of(mask);
+    setenv("CUDA_VISIBLE_DEVICES", list.c_str(), 1);
+    for (std::size_t at = 0; at < list.size();) {
+      const std::size_t end = std::min(list.find(',', at), list.size());
+      ids.push_back(list.substr(at, end - at));
+      at = end + 1;
     }
   }
 
@@ -12421,6 +13107,9 @@ class worker final : public process, public call_host {
   void (*destroy_)(void*) = nullptr;
   std::uint32_t max_concurrency_ = 1;
   std::uint32_t running_ = 0;
+  std::uint32_t gpus_ = 0;                 // the GPUs its calls run with now (a mask)
+  bool env_saved_ = false;                 // env_before_ was read
+  std::optional<std::string> env_before_;  // CUDA_VISIBLE_DEVICES as the process started
   std::deque<std::vector<std::byte>> calls_;
   int internal_waits_ = 0;
   std::vector<std::uint64_t> blocked_marks_;     // blocking waits on the stack, innermost last
@@ -13052,6 +13741,7 @@ class shm_transport final : public transport {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/shm_transport.hpp>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13073,10 +13763,14 @@ class local_driver final : public driver {
                             shm_transport::control_bytes(slots, cfg.num_workers) + (1 << 20));
     transport_.emplace(seg, slots, cfg.spin_us, cfg.inline_threshold);
     hdr = transport_->header();
-    orchestrator_.emplace(
-        orchestrator_config{cfg.num_workers, cfg.max_actors, cfg.max_tasks_in_flight_per_worker,
-                            epoch, cfg.spill_directory},
-        seg, *transport_);
+    orchestrator_config oc{cfg.num_workers, cfg.max_actors, cfg.max_tasks_in_flight_per_worker,
+                           epoch, cfg.spill_directory};
+    oc.num_cpus = to_resource_amount(cfg.num_cpus.value_or(cfg.num_workers));
+    oc.num_gpus = to_resource_amount(cfg.num_gpus.value_or(0));
+    oc.gpu_ids = cfg.gpu_ids;
+    for (const auto& [name, x] : cfg.resources) oc.custom_resources[name] = to_resource_amount(x);
+    hdr->set_gpu_ids(cfg.gpu_ids);  // workers name their GPUs from these
+    orchestrator_.emplace(std::move(oc), seg, *transport_);
     transport_->start_supervisor(cfg.method, epoch, std::move(cfg.argv));
     orchestrator_->start_workers();
     process::current() = this;
@@ -13149,6 +13843,9 @@ class local_driver final : public driver {
     if (a->dead) return actor_process_status{a->pid, true, a->wait_status};
     return actor_process_status{transport_->pid(a->slot), false, 0};
   }
+  std::map<std::string, double> resources(bool available) override {
+    return orchestrator_->resources(available);
+  }
   std::uint64_t spilled_objects() const noexcept override {
     return orchestrator_->spiller().spilled_objects();
   }
@@ -13209,20 +13906,99 @@ class local_driver final : public driver {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/local_driver.hpp>
+// #include <coray/detail/runtime/resource_ledger.hpp>: inlined above
 // #include <coray/detail/runtime/supervisor.hpp>: inlined above
 // #include <coray/detail/runtime/system.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
+/// A resource amount given by an option or an environment variable; invalid_resources if
+/// it is not a number of 0 or more.
+inline double checked_amount(double x, std::string_view what) {
+  if (to_resource_amount(x) < 0)
+    throw invalid_resources(fmt::format(
+        "ray::runtime: {} is {}: an amount of a resource must be a finite number, 0 or more", what,
+        x));
+  return x;
+}
+inline std::optional<double> amount_from_env(const char* var) {
+  const char* v = std::getenv(var);
+  if (!v || !*v) return std::nullopt;
+  char* end = nullptr;
+  const double x = std::strtod(v, &end);
+  if (end == v || *end != '\0')
+    throw invalid_resources(fmt::format("ray::runtime: {}={} is not a number", var, v));
+  return checked_amount(x, var);
+}
+/// CORAY_RESOURCES: custom resources as `name=amount,name=amount` ("disk=2,foo=1").
+inline std::map<std::string, double> resources_from_env() {
+  std::map<std::string, double> out;
+  const char* v = std::getenv("CORAY_RESOURCES");
+  if (!v) return out;
+  const std::string s(v);
+  for (std::size_t at = 0; at < s.size();) {
+    const std::size_t end = std::min(s.find(',', at), s.size());
+    const std::string item = s.substr(at, end - at);
+    const std::size_t eq = item.find('=');
+    char* num_end = nullptr;
+    const double x = eq == std::string::npos ? 0 : std::strtod(item.c_str() + eq + 1, &num_end);
+    if (eq == 0 || eq == std::string::npos || num_end == item.c_str() + eq + 1 || *num_end)
+      throw invalid_resources(fmt::format(
+          "ray::runtime: CORAY_RESOURCES={} is not a list of name=amount separated by commas", s));
+    out[item.substr(0, eq)] = checked_amount(x, "CORAY_RESOURCES");
+    at = end + 1;
+  }
+  return out;
+}
+
+/// Fills in the runtime's resources: the options, else the environment (CORAY_NUM_CPUS,
+/// CORAY_NUM_GPUS, CORAY_RESOURCES), else the usable cores (at least num_workers) and the
+/// GPUs detected.
+inline void resolve_resources(driver_config& cfg) {
+  if (cfg.num_cpus) checked_amount(*cfg.num_cpus, "runtime_options::num_cpus");
+  if (!cfg.num_cpus) cfg.num_cpus = amount_from_env("CORAY_NUM_CPUS");
+  // At least one per worker: num_workers above the cores still runs that many tasks at once,
+  // as it did before CPUs were counted, and default tasks keep their fast path.
+  if (!cfg.num_cpus) cfg.num_cpus = std::max(usable_cores(), cfg.num_workers);
+  if (cfg.num_gpus) checked_amount(*cfg.num_gpus, "runtime_options::num_gpus");
+  if (!cfg.num_gpus) cfg.num_gpus = amount_from_env("CORAY_NUM_GPUS");
+  cfg.gpu_ids = detect_gpu_ids();
+  if (cfg.num_gpus) {
+    // As many ids as started GPUs: the detected ones first, then numbers (a declared GPU).
+    const auto n = static_cast<std::size_t>(std::ceil(std::min(*cfg.num_gpus, 1e6)));
+    cfg.gpu_ids.resize(std::min(cfg.gpu_ids.size(), n));
+    while (cfg.gpu_ids.size() < n) cfg.gpu_ids.push_back(std::to_string(cfg.gpu_ids.size()));
+  } else {
+    cfg.num_gpus = static_cast<double>(cfg.gpu_ids.size());
+  }
+  if (cfg.gpu_ids.size() > resource_ledger::max_gpus)
+    throw invalid_resources(fmt::format("ray::runtime: {} GPUs: a runtime may have at most {}",
+                                        cfg.gpu_ids.size(), resource_ledger::max_gpus));
+  if (cfg.resources.empty()) cfg.resources = resources_from_env();
+  for (const auto& [name, x] : cfg.resources) {
+    if (name.empty() || name == "CPU" || name == "GPU")
+      throw invalid_resources(fmt::format(
+          "ray::runtime: '{}' cannot name a custom resource (CPU and GPU are num_cpus and "
+          "num_gpus)",
+          name));
+    checked_amount(x, fmt::format("the amount of resource '{}'", name));
+  }
+}
+
 CORAY_API std::unique_ptr<driver> make_local_driver(driver_config cfg) {
   if (!cfg.num_workers) cfg.num_workers = usable_cores();
+  resolve_resources(cfg);
   // The store lives in shared memory: one larger than the memory this process may use could
   // never be filled, and would only fail later, less clearly.
   const std::uint64_t memory = usable_memory_bytes();
@@ -13254,6 +14030,7 @@ CORAY_END_NAMESPACE
 // #include <coray/sync_wait.hpp>: inlined above
 #include <cstdint>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13291,6 +14068,18 @@ struct runtime_options {
   /// When set, objects that do not fit in the store spill to an unnamed file in this
   /// directory (Ray's object spilling) instead of failing with object_store_full.
   std::string spill_directory = {};
+  /// CPUs the runtime schedules by (Ray's `num_cpus`; a task holds 1 while it runs). Unset:
+  /// the CORAY_NUM_CPUS environment variable, else the usable cores, or num_workers if that
+  /// is more (each worker can run a task at once, as before CPUs were counted).
+  std::optional<double> num_cpus = std::nullopt;
+  /// GPUs (Ray's `num_gpus`; a fraction such as 0.5 is allowed). Unset: CORAY_NUM_GPUS, else
+  /// the GPUs detected: CUDA_VISIBLE_DEVICES's ids when it is set, else those the NVIDIA
+  /// driver lists in /proc/driver/nvidia/gpus; 0 when none. Declared GPUs that were not
+  /// detected are numbered on from the detected ones. At most 32.
+  std::optional<double> num_gpus = std::nullopt;
+  /// Custom resources by name: `{.resources = {{"disk", 2}}}`. Empty: CORAY_RESOURCES,
+  /// written `name=amount,name=amount` (`CORAY_RESOURCES=disk=2,licence=1`).
+  std::map<std::string, double> resources = {};
 };
 
 /// Becomes a worker if this process was spawned as one; returns at once otherwise. The
@@ -13328,6 +14117,9 @@ class runtime {
         std::max<std::uint32_t>(1, opts.max_tasks_in_flight_per_worker);
     if (argv) cfg.argv.assign(argv, argv + argc);  // else /proc/self/cmdline's
     cfg.spill_directory = opts.spill_directory;
+    cfg.num_cpus = opts.num_cpus;
+    cfg.num_gpus = opts.num_gpus;
+    cfg.resources = opts.resources;
     driver_ = detail::make_local_driver(std::move(cfg));
     driver_->open_handoff(driver_->hdr->driver_bell, detail::runtime_gate::phase::calls);
   }
@@ -13924,8 +14716,9 @@ class queue {
  private:
   void start() const {
     if (actor_.valid()) return;
-    actor_ = ray::spawn<actor_type>(actor_options{.max_concurrency = actor_type::max_waiting_calls},
-                                    std::uint64_t{maxsize_});
+    actor_ = ray::spawn<actor_type>(
+        detail::multiprocessing_options({.max_concurrency = actor_type::max_waiting_calls}),
+        std::uint64_t{maxsize_});
   }
   static std::int64_t wait_ns(timeout_type timeout) {
     return timeout ? std::max<std::int64_t>(0, timeout->count()) : -1;
@@ -13995,6 +14788,58 @@ class joinable_queue : public queue<T> {
 
 CORAY_END_NAMESPACE
 // end <coray/queue.hpp>
+// begin <coray/resources.hpp>
+/// The runtime's resources, as Ray reports them: CPUs, GPUs and custom resources by name
+/// ("CPU", "GPU", then yours), all of them or those free now; and the GPUs the running task
+/// or actor was given. Tasks and actors ask for resources with task_options and
+/// actor_options (num_cpus, num_gpus, resources); the runtime's are runtime_options'.
+///
+///   ray::runtime rt({.num_gpus = 2, .resources = {{"disk", 1}}});
+///   auto all = ray::cluster_resources();     // {"CPU": 8, "GPU": 2, "disk": 1}
+///   auto free = ray::available_resources();  // what running tasks and actors leave
+
+#include <fmt/format.h>
+
+// #include <coray/detail/runtime/driver.hpp>: inlined above
+// #include <coray/detail/runtime/foreign.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+#include <map>
+#include <string>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+namespace detail {
+inline std::map<std::string, double> runtime_resources(const char* what, bool available) {
+  return on_loop(what, [&](process& p) {
+    driver* d = p.as_driver();
+    if (!d) throw usage_error(fmt::format("{} is only available in the driver process", what));
+    return d->resources(available);
+  });
+}
+}  // namespace detail
+
+/// Everything the runtime has, by name: {"CPU": n, "GPU": n (when it has GPUs), custom...}.
+/// Driver only; thread-safe there.
+inline std::map<std::string, double> cluster_resources() {
+  return detail::runtime_resources("ray::cluster_resources", false);
+}
+
+/// What is free now: the totals less what running tasks (their workers' leases) and actors
+/// hold. Driver only; thread-safe there.
+inline std::map<std::string, double> available_resources() {
+  return detail::runtime_resources("ray::available_resources", true);
+}
+
+/// The ids of the GPUs the running task or actor was given (CUDA_VISIBLE_DEVICES holds the
+/// same, comma-separated): the runtime's ids, which are CUDA_VISIBLE_DEVICES's own values
+/// when the driver had it set. Empty for a call given no GPU, and in the driver, as in Ray.
+/// From the thread running the task or actor's calls.
+inline std::vector<std::string> get_gpu_ids() { return detail::assigned_gpu_ids(); }
+
+CORAY_END_NAMESPACE
+// end <coray/resources.hpp>
 // #include <coray/result_stream.hpp>: inlined above
 // #include <coray/runtime.hpp>: inlined above
 // begin <coray/shared_memory.hpp>

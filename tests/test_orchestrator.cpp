@@ -111,6 +111,11 @@ struct fixture {
     orch.emplace(orchestrator_config{workers, actors, in_flight, 0xC0FFEE, {}}, seg, net);
     orch->start_workers();
   }
+  explicit fixture(orchestrator_config cfg) {
+    seg.create(4 << 20);
+    orch.emplace(std::move(cfg), seg, net);
+    orch->start_workers();
+  }
 
   /// A call of function 42 with one int argument (and `deps` as dependencies).
   static task_spec call(int arg, int max_retries = 0) {
@@ -119,6 +124,14 @@ struct fixture {
     spec.name = "f";
     spec.max_retries = max_retries;
     spec.add_inline(sizeof arg, [&](std::byte* out) { std::memcpy(out, &arg, sizeof arg); });
+    return spec;
+  }
+
+  /// A call like call(arg) that needs `cpus` CPUs and `gpus` GPUs.
+  static task_spec call_needing(int arg, double cpus, double gpus) {
+    task_spec spec = call(arg);
+    spec.resources =
+        std::make_shared<const resource_request>(resource_request::from(cpus, gpus, {}, "test"));
     return spec;
   }
 
@@ -427,4 +440,116 @@ TEST_CASE("a worker that served before it died is started again at once") {
   f.orch->service();
   CHECK(f.net.started.size() == 2);
   CHECK(f.orch->next_start() == clock::time_point::max());
+}
+
+// ---- resources ----------------------------------------------------------------------------
+
+namespace {
+/// Two task workers taking one call each, `cpus` CPUs and one GPU, named "7".
+orchestrator_config with_one_gpu(double cpus = 2, std::uint32_t in_flight = 1) {
+  orchestrator_config cfg{2, 2, in_flight, 0xC0FFEE, {}};
+  cfg.num_cpus = to_resource_amount(cpus);
+  cfg.num_gpus = resource_unit;
+  cfg.gpu_ids = {"7"};
+  return cfg;
+}
+}  // namespace
+
+TEST_CASE("a call needing a GPU waits until it is free and is sent with its GPU") {
+  fixture f(with_one_gpu());
+  auto a = f.orch->submit(fixture::call_needing(1, 1, 1));
+  auto b = f.orch->submit(fixture::call_needing(2, 1, 1));
+  REQUIRE(f.net.calls().size() == 1);  // b waits: the one GPU is a's worker's
+  CHECK(f.net.calls()[0].header().gpus == 1u);
+  CHECK(f.orch->resources(true).at("GPU") == 0);
+  f.reply(f.net.calls()[0].slot, a->id, 10);
+  REQUIRE(f.net.calls().size() == 2);
+  CHECK(f.net.calls()[1].int_argument() == 2);
+  CHECK(f.net.calls()[1].header().gpus == 1u);
+  f.reply(f.net.calls()[1].slot, b->id, 20);
+  CHECK(f.orch->resources(true) == f.orch->resources(false));
+}
+
+TEST_CASE("calls of one requirement share their worker's lease; default calls pay nothing") {
+  fixture f(with_one_gpu(2, 2));
+  auto a = f.orch->submit(fixture::call_needing(1, 1, 1));
+  auto b = f.orch->submit(fixture::call_needing(2, 1, 1));
+  REQUIRE(f.net.calls().size() == 2);  // both on the worker that holds the GPU
+  CHECK(f.net.calls()[0].slot == f.net.calls()[1].slot);
+  auto c = f.orch->submit(fixture::call(3));  // a default call: the other worker, no GPU
+  REQUIRE(f.net.calls().size() == 3);
+  CHECK(f.net.calls()[2].slot != f.net.calls()[0].slot);
+  CHECK(f.net.calls()[2].header().gpus == 0u);
+  CHECK(f.orch->resources(true) == std::map<std::string, double>{{"CPU", 0}, {"GPU", 0}});
+  f.reply(f.net.calls()[0].slot, a->id, 1);
+  f.reply(f.net.calls()[0].slot, b->id, 2);
+  f.reply(f.net.calls()[2].slot, c->id, 3);
+  CHECK(f.orch->resources(true) == f.orch->resources(false));
+}
+
+TEST_CASE("a worker's death gives back what its calls held") {
+  fixture f(with_one_gpu());
+  auto a = f.orch->submit(fixture::call_needing(1, 1, 1));
+  REQUIRE(f.net.calls().size() == 1);
+  f.kill(f.net.calls()[0].slot, 1);
+  CHECK_FALSE(fixture::error_of<ray::worker_crashed>(a).empty());
+  CHECK(f.orch->resources(true) == f.orch->resources(false));
+}
+
+TEST_CASE("a call the runtime can never run fails at once with infeasible_resources") {
+  fixture f(with_one_gpu());
+  auto a = f.orch->submit(fixture::call_needing(1, 1, 2));
+  CHECK(fixture::error_of<ray::infeasible_resources>(a).find("GPU: 2") != std::string::npos);
+  auto b = f.orch->submit(fixture::call_needing(1, 3, 0));
+  CHECK(fixture::error_of<ray::infeasible_resources>(b).find("CPU: 2") != std::string::npos);
+  CHECK(f.net.calls().empty());
+}
+
+TEST_CASE("with fewer CPUs than workers, a worker blocked in a get lends its CPU") {
+  fixture f(with_one_gpu(1, 2));
+  auto a = f.orch->submit(fixture::call(1));
+  auto b = f.orch->submit(fixture::call(2));
+  REQUIRE(f.net.calls().size() == 2);  // one CPU: both on the same worker, one after the other
+  const std::uint32_t busy = f.net.calls()[0].slot;
+  CHECK(f.net.calls()[1].slot == busy);
+  f.reply(busy, b->id, 2);
+  // a blocks in a get on a call it makes: its descendant runs on its worker, and while it is
+  // blocked its CPU is free for another call, which goes to the other worker.
+  f.net.block(busy, 1000);
+  f.nested(busy, 1000, 5);
+  REQUIRE(f.net.calls().size() == 3);
+  CHECK(f.net.calls()[2].slot == busy);
+  f.reply(busy, 1000, 5);
+  auto c = f.orch->submit(fixture::call(3));
+  REQUIRE(f.net.calls().size() == 4);
+  CHECK(f.net.calls()[3].slot != busy);
+  f.net.block(busy, 0);
+  f.reply(busy, a->id, 1);
+  f.reply(f.net.calls()[3].slot, c->id, 3);
+  CHECK(fixture::value(c) == 3);
+}
+
+TEST_CASE("an actor with a GPU holds it for life; the next one waits for it") {
+  fixture f(with_one_gpu());
+  auto spawn = [&] {
+    actor_spawn_request req;
+    req.constructor.fn_id = 7;
+    req.type_name = "model";
+    req.resources =
+        std::make_shared<const resource_request>(resource_request::from(0, 1, {}, "test"));
+    return f.orch->spawn_actor(std::move(req));
+  };
+  const std::uint64_t first = spawn();
+  REQUIRE(f.net.calls().size() == 1);
+  CHECK(f.net.calls()[0].kind == msg_kind::construct);
+  CHECK(f.net.calls()[0].header().gpus == 1u);
+  const std::uint32_t first_slot = f.net.calls()[0].slot;
+  spawn();
+  f.orch->service();
+  CHECK(f.net.calls().size() == 1);  // its construction waits for the GPU
+  f.orch->kill_actor(first);
+  f.kill(first_slot, 1);
+  REQUIRE(f.net.calls().size() == 2);
+  CHECK(f.net.calls()[1].kind == msg_kind::construct);
+  CHECK(f.net.calls()[1].header().gpus == 1u);
 }

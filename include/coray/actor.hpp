@@ -24,6 +24,9 @@
 #include <coray/task.hpp>
 #include <cstdint>
 #include <limits>
+#include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -43,6 +46,16 @@ struct actor_options {
   /// How many times a call that was running when the actor died is run again on the
   /// rebuilt actor (else it fails with actor_died).
   int max_task_retries = 0;
+  /// Resources the actor holds for as long as it lives, from before its constructor runs
+  /// (Ray's rule: an actor given none waits for 1 free CPU to be placed and holds nothing
+  /// after).
+  /// Given any of these, it holds num_cpus (0 when unset), num_gpus and resources; its
+  /// construction waits until they are free, and it runs with CUDA_VISIBLE_DEVICES set to
+  /// its GPUs' ids for life (ray::get_gpu_ids()). spawn throws ray::invalid_resources for a
+  /// negative or NaN amount and ray::infeasible_resources for more than the runtime has.
+  std::optional<double> num_cpus = std::nullopt;
+  double num_gpus = 0;
+  std::map<std::string, double> resources = {};
 };
 
 /// A handle to an actor of type T: a value, copyable, and passable to tasks and to other
@@ -124,6 +137,15 @@ class actor {
 
 namespace detail {
 
+/// Options for the actors behind coray's multiprocessing objects (a ray::process, a pool's
+/// processes, a queue, a manager): as Python's, they start at once and hold no CPU, rather
+/// than wait for a free CPU to be placed as an actor given no resources does. What the
+/// caller asked for explicitly stands.
+inline actor_options multiprocessing_options(actor_options o = {}) {
+  if (!o.num_cpus && o.num_gpus == 0 && o.resources.empty()) o.num_cpus = 0;
+  return o;
+}
+
 /// ray::spawn, its process started as `start_as` says (0: by the runtime's start method,
 /// else 1 + a start_method_id).
 template <class T, class... A>
@@ -139,6 +161,11 @@ actor<T> spawn_as(actor_options opts, std::uint32_t start_as, A&&... args) {
     auto request = [&](detail::process& p) {
       detail::require_usable_ref_arguments(args...);
       detail::actor_spawn_request req;
+      // Checked before any argument takes a block.
+      if (opts.num_cpus || opts.num_gpus != 0 || !opts.resources.empty())
+        req.resources =
+            std::make_shared<const detail::resource_request>(detail::resource_request::from(
+                opts.num_cpus.value_or(0), opts.num_gpus, opts.resources, "ray::spawn"));
       req.constructor.fn_id = detail::entity_id<&ctor::marker>;
       req.constructor.name = detail::type_name<T>();
       (detail::add_argument<detail::constructor_arg_t<A>>(req.constructor, p,

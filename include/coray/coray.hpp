@@ -17,6 +17,7 @@
 #include <coray/process.hpp>
 #include <coray/processes.hpp>
 #include <coray/queue.hpp>
+#include <coray/resources.hpp>
 #include <coray/result_stream.hpp>
 #include <coray/runtime.hpp>
 #include <coray/shared_memory.hpp>

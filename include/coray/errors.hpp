@@ -86,7 +86,9 @@ struct object_store_full : error {
   X(broken_barrier,    error,         message)  /* a barrier broke: abort, timeout, a death */  \
   X(peer_died,         error,         message)  /* a wait's peer died: a condition's locker */ \
   X(key_error,         error,         message)  /* no such key in a dict: KeyError */          \
-  X(index_error,       error,         message)  /* a list index out of range: IndexError */
+  X(index_error,       error,         message)  /* a list index out of range: IndexError */ \
+  X(infeasible_resources, error,      message)  /* asks more than the runtime has, ever */    \
+  X(invalid_resources, usage_error,   message)  /* a negative or NaN amount, a misplaced name */
 // clang-format on
 
 #define CORAY_DETAIL_ERROR_CLASS_message(name, base) \

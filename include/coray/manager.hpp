@@ -401,7 +401,8 @@ class manager {
   /// Starts the manager's process (returns at once; calls queue behind its start). Driver
   /// only, as ray::spawn is. `opts` names it for ray::get_actor, or sets restarts (a
   /// restarted manager starts empty).
-  explicit manager(actor_options opts = {}) : server_(ray::spawn<server>(std::move(opts))) {}
+  explicit manager(actor_options opts = {})
+      : server_(ray::spawn<server>(detail::multiprocessing_options(std::move(opts)))) {}
 
   /// A new, empty dict of K to V (Python's Manager().dict()).
   template <class K, class V>

@@ -123,7 +123,8 @@ class pool {
   /// A pool of `processes` processes (0: the runtime's number of task workers).
   explicit pool(std::uint32_t processes = 0)
       : pool(processes, [](detail::driver& d) {
-          return d.make_actor_handle(ray::spawn<detail::pool_process>().id());
+          return d.make_actor_handle(
+              ray::spawn<detail::pool_process>(detail::multiprocessing_options()).id());
         }) {}
 
   /// A pool whose processes each run Init(initargs...) once, before any work.
@@ -557,7 +558,8 @@ class pool {
                detail::driver& d) {
       return std::apply(
           [&](const auto&... a) {
-            return d.make_actor_handle(ray::spawn<process_type>(a...).id());
+            return d.make_actor_handle(
+                ray::spawn<process_type>(detail::multiprocessing_options(), a...).id());
           },
           args);
     };

@@ -126,8 +126,9 @@ class queue {
  private:
   void start() const {
     if (actor_.valid()) return;
-    actor_ = ray::spawn<actor_type>(actor_options{.max_concurrency = actor_type::max_waiting_calls},
-                                    std::uint64_t{maxsize_});
+    actor_ = ray::spawn<actor_type>(
+        detail::multiprocessing_options({.max_concurrency = actor_type::max_waiting_calls}),
+        std::uint64_t{maxsize_});
   }
   static std::int64_t wait_ns(timeout_type timeout) {
     return timeout ? std::max<std::int64_t>(0, timeout->count()) : -1;

@@ -21,6 +21,7 @@
 #include <coray/sync_wait.hpp>
 #include <cstdint>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -58,6 +59,18 @@ struct runtime_options {
   /// When set, objects that do not fit in the store spill to an unnamed file in this
   /// directory (Ray's object spilling) instead of failing with object_store_full.
   std::string spill_directory = {};
+  /// CPUs the runtime schedules by (Ray's `num_cpus`; a task holds 1 while it runs). Unset:
+  /// the CORAY_NUM_CPUS environment variable, else the usable cores, or num_workers if that
+  /// is more (each worker can run a task at once, as before CPUs were counted).
+  std::optional<double> num_cpus = std::nullopt;
+  /// GPUs (Ray's `num_gpus`; a fraction such as 0.5 is allowed). Unset: CORAY_NUM_GPUS, else
+  /// the GPUs detected: CUDA_VISIBLE_DEVICES's ids when it is set, else those the NVIDIA
+  /// driver lists in /proc/driver/nvidia/gpus; 0 when none. Declared GPUs that were not
+  /// detected are numbered on from the detected ones. At most 32.
+  std::optional<double> num_gpus = std::nullopt;
+  /// Custom resources by name: `{.resources = {{"disk", 2}}}`. Empty: CORAY_RESOURCES,
+  /// written `name=amount,name=amount` (`CORAY_RESOURCES=disk=2,licence=1`).
+  std::map<std::string, double> resources = {};
 };
 
 /// Becomes a worker if this process was spawned as one; returns at once otherwise. The
@@ -95,6 +108,9 @@ class runtime {
         std::max<std::uint32_t>(1, opts.max_tasks_in_flight_per_worker);
     if (argv) cfg.argv.assign(argv, argv + argc);  // else /proc/self/cmdline's
     cfg.spill_directory = opts.spill_directory;
+    cfg.num_cpus = opts.num_cpus;
+    cfg.num_gpus = opts.num_gpus;
+    cfg.resources = opts.resources;
     driver_ = detail::make_local_driver(std::move(cfg));
     driver_->open_handoff(driver_->hdr->driver_bell, detail::runtime_gate::phase::calls);
   }

@@ -12,6 +12,7 @@
 #include <coray/codec.hpp>
 #include <coray/detail/runtime/make_call.hpp>
 #include <coray/detail/runtime/process.hpp>
+#include <coray/detail/runtime/resource_ledger.hpp>
 #include <coray/detail/runtime/retry_matcher.hpp>
 #include <coray/detail/runtime/signature.hpp>
 #include <coray/object_ref.hpp>
@@ -19,6 +20,9 @@
 #include <coray/sync_wait.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -39,16 +43,42 @@ inline const retry_policy retry_on = retry_policy(detail::retry_matcher_id<E...>
 
 /// Per-call options of a task, as Ray's `f.options(...)`.
 struct task_options {
+  static constexpr int default_max_retries = 3;
   /// Re-runs after the worker running the task dies (and after a retryable exception).
   /// The final error says how many attempts were made.
-  int max_retries = 3;
+  int max_retries = default_max_retries;
   /// Whether an exception thrown by the task is retried too.
   retry_policy retry_exceptions = false;
+  /// CPUs the task holds while it runs (Ray's default, 1). A call waits until they are free.
+  double num_cpus = 1;
+  /// GPUs it holds while it runs: a fraction below 1 shares one GPU with other fractions, an
+  /// amount of 1 or more must be whole. It runs with CUDA_VISIBLE_DEVICES set to its GPUs'
+  /// ids (ray::get_gpu_ids()).
+  double num_gpus = 0;
+  /// Custom resources it holds while it runs, by the names the runtime was given.
+  std::map<std::string, double> resources = {};
 };
 
-/// The remote form of the free function F: `ray::task<f>.remote(args...)`.
+namespace detail {
+
+/// What a task's calls carry of its options, resolved once.
+struct task_call_options {
+  int max_retries = task_options::default_max_retries;
+  std::uint64_t retry_matcher = 0;
+  std::shared_ptr<const resource_request> resources;  // null: the default, {CPU: 1}
+
+  /// Throws invalid_resources for a negative or NaN amount.
+  static task_call_options from(const task_options& o) {
+    task_call_options c{o.max_retries, o.retry_exceptions.matcher, nullptr};
+    auto r = resource_request::from(o.num_cpus, o.num_gpus, o.resources, "ray::task<f>.options");
+    if (!r.is_default_task()) c.resources = std::make_shared<const resource_request>(std::move(r));
+    return c;
+  }
+};
+
+/// What ray::task<f> and its configured forms share: the checks on f and the call itself.
 template <auto F>
-struct remote_function {
+struct remote_function_base {
   using traits = detail::function_traits<decltype(F)>;
   static_assert(traits::is_function && !traits::is_member,
                 "ray::task<f>: f must be a free function or a static member function (call member "
@@ -62,16 +92,11 @@ struct remote_function {
                 "ray::task<f>: a parameter of f cannot be sent between processes (it must be "
                 "encodable, a std::span<const T> or a std::string_view)");
 
-  constexpr remote_function() noexcept = default;
-  constexpr explicit remote_function(task_options o) noexcept : options_(o) {}
-
-  /// The same function with other options: `ray::task<f>.options({.max_retries = 0}).remote(...)`.
-  constexpr remote_function options(task_options o) const noexcept { return remote_function(o); }
-
-  /// Submits the call and returns its result's ref at once. Thread-safe in the driver (any
-  /// thread); inside a task, from the thread that runs the task.
+ protected:
   template <class... A>
-  object_ref<result_type> remote(A&&... args) const {
+  static object_ref<result_type> submit(int max_retries, std::uint64_t retry_matcher,
+                                        const std::shared_ptr<const resource_request>* resources,
+                                        A&&... args) {
     static_assert(sizeof...(A) == traits::arity,
                   "ray::task<f>.remote(...): wrong number of arguments for f");
     if constexpr (sizeof...(A) == traits::arity) {
@@ -85,18 +110,75 @@ struct remote_function {
       if constexpr (fits) {
         return object_ref<result_type>(
             detail::submit_from_any_thread("ray::task<f>.remote", [&](detail::process& p) {
+              if (resources && !p.as_driver())
+                throw usage_error(
+                    "ray::task<f>.remote: a task with resources (num_cpus, num_gpus, "
+                    "resources) can be called from the driver only, not yet from inside a "
+                    "task or actor");
               auto spec = detail::make_call<F>(p, std::forward<A>(args)...);
-              spec.max_retries = options_.max_retries;
-              spec.retry_matcher = options_.retry_exceptions.matcher;
+              spec.max_retries = max_retries;
+              spec.retry_matcher = retry_matcher;
+              if (resources) spec.resources = *resources;
               return spec;
             }));
       }
     }
     return {};
   }
+};
+
+}  // namespace detail
+
+/// A task with options other than the default: `ray::task<f>.options({...})`.
+template <auto F>
+class remote_function_with_options : detail::remote_function_base<F> {
+  using base = detail::remote_function_base<F>;
+
+ public:
+  using result_type = typename base::result_type;
+  /// Throws invalid_resources for a negative or NaN amount.
+  explicit remote_function_with_options(const task_options& o)
+      : options_(detail::task_call_options::from(o)) {}
+
+  /// The same function with other options.
+  remote_function_with_options options(const task_options& o) const {
+    return remote_function_with_options(o);
+  }
+
+  /// Submits the call and returns its result's ref at once; ray::task<f>.remote's contract.
+  /// A call whose resources the runtime could never provide fails at once with
+  /// ray::infeasible_resources (its ref throws it).
+  template <class... A>
+  object_ref<result_type> remote(A&&... args) const {
+    return base::submit(options_.max_retries, options_.retry_matcher,
+                        options_.resources ? &options_.resources : nullptr,
+                        std::forward<A>(args)...);
+  }
 
  private:
-  task_options options_{};
+  detail::task_call_options options_;
+};
+
+/// The remote form of the free function F: `ray::task<f>.remote(args...)`.
+template <auto F>
+struct remote_function : detail::remote_function_base<F> {
+  using result_type = typename detail::remote_function_base<F>::result_type;
+
+  constexpr remote_function() noexcept = default;
+
+  /// The same function with other options:
+  /// `ray::task<f>.options({.max_retries = 0, .num_gpus = 0.5}).remote(...)`. Throws
+  /// invalid_resources for a negative or NaN amount.
+  remote_function_with_options<F> options(const task_options& o) const {
+    return remote_function_with_options<F>(o);
+  }
+
+  /// Submits the call and returns its result's ref at once. Thread-safe in the driver (any
+  /// thread); inside a task, from the thread that runs the task.
+  template <class... A>
+  object_ref<result_type> remote(A&&... args) const {
+    return this->submit(task_options::default_max_retries, 0, nullptr, std::forward<A>(args)...);
+  }
 };
 
 /// `ray::task<f>`: the handle through which f is called remotely.

@@ -78,8 +78,9 @@ struct child_spawner_of final : child_spawner {
   actor_ptr spawn(driver& d, std::uint32_t start_as, const std::string& name) override {
     return std::apply(
         [&](A&... a) {
-          return d.make_actor_handle(
-              spawn_as<Body>(actor_options{}, start_as, std::string(name), std::move(a)...).id());
+          return d.make_actor_handle(spawn_as<Body>(multiprocessing_options(), start_as,
+                                                    std::string(name), std::move(a)...)
+                                         .id());
         },
         args);
   }

@@ -38,6 +38,9 @@ struct actor_entry {
   int restarts = 0;
   int max_task_retries = 0;
   std::uint32_t max_concurrency = 1;
+  std::uint32_t shape = 0;  // resources it holds for life (call_pump's shapes); 0: none
+  bool placed = false;      // it holds them (shape 0: nothing to hold)
+  resource_grant grant;     // its GPUs, kept across restarts
   // The constructor call, kept to build the actor again (max_restarts).
   std::uint64_t ctor_fn = 0;
   std::string_view ctor_name;

@@ -8,6 +8,8 @@
 ///
 /// Driver only, loop thread only.
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <coray/detail/runtime/actor_table.hpp>
 #include <coray/detail/runtime/block_ledger.hpp>
@@ -16,10 +18,12 @@
 #include <coray/detail/runtime/object_spiller.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <coray/detail/runtime/reply_router.hpp>
+#include <coray/detail/runtime/resource_ledger.hpp>
 #include <coray/detail/runtime/task_table.hpp>
 #include <coray/detail/runtime/transport.hpp>
 #include <cstdint>
 #include <exception>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -34,6 +38,11 @@ struct orchestrator_config {
   std::uint32_t max_tasks_in_flight_per_worker = 4;
   std::uint32_t epoch = 0;  // of the states it makes
   std::string spill_directory = {};
+  // The runtime's resources (resource_ledger). num_cpus below 0: one per task worker.
+  resource_amount num_cpus = -1;
+  resource_amount num_gpus = 0;
+  std::vector<std::string> gpu_ids = {};  // one per started unit of num_gpus
+  std::map<std::string, resource_amount> custom_resources = {};
 };
 
 class call_lifecycle {
@@ -48,7 +57,11 @@ class call_lifecycle {
         ledger_(seg, cfg_.num_workers + cfg_.max_actors),
         router_(seg, t, ledger_, cfg_.num_workers + cfg_.max_actors),
         sender_(seg, t, ledger_, spiller_),
-        pump_(tasks_, actors_, t, sender_, cfg_.num_workers, cfg_.max_tasks_in_flight_per_worker) {}
+        resources_(
+            cfg_.num_cpus < 0 ? resource_amount{cfg_.num_workers} * resource_unit : cfg_.num_cpus,
+            cfg_.num_gpus, cfg_.gpu_ids, cfg_.custom_resources),
+        pump_(tasks_, actors_, t, sender_, resources_, cfg_.num_workers,
+              cfg_.max_tasks_in_flight_per_worker) {}
   call_lifecycle(const call_lifecycle&) = delete;
   call_lifecycle& operator=(const call_lifecycle&) = delete;
 
@@ -111,6 +124,7 @@ class call_lifecycle {
     task_record* r = insert(std::move(rec));
     for (std::uint64_t a : r->actors) actor_ref(a, +1);
     task_table::watch_dependencies(*r, &call_lifecycle::on_dependency);
+    if (r->resources && !r->actor && !admit_requirement(*r)) return;
     if (r->actor) {
       // Actor calls keep their order: they wait in the actor's queue, dependencies or not.
       actor_entry* a = actors_.find(r->actor);
@@ -146,6 +160,25 @@ class call_lifecycle {
     }
   }
 
+  /// Gives a task call its requirement's shape; fails it if the runtime could never meet it.
+  bool admit_requirement(task_record& r) {
+    const auto requirement = std::move(r.resources);
+    if (auto why = resources_.refuse(*requirement)) {
+      auto e = std::make_exception_ptr(
+          infeasible_resources(fmt::format("coray: {} can never run: {}", r.label(), *why)));
+      if (r.pending_deps) {  // settled now, dropped once its dependencies settle
+        if (!r.failed_dep) r.result->set_error(e);
+        r.failed_dep = true;
+      } else {
+        fail(r, e);
+      }
+      return false;
+    }
+    r.shape = pump_.shape_of(*requirement);
+    if (r.shape) pump_.count_shaped(+1);
+    return true;
+  }
+
   /// Queues a task whose arguments are ready; fails it if no task worker is left.
   void make_runnable(task_record& r) {
     if (!workers_lost_.empty())
@@ -165,6 +198,7 @@ class call_lifecycle {
   void finish(std::uint64_t id) {
     auto r = tasks_.remove(id);
     if (!r) return;
+    if (r->shape) pump_.count_shaped(-1);
     for (auto* b : r->blocks) seg_.release(b);
     if (r->message) seg_.release(r->message);
     if (r->pinned)
@@ -216,6 +250,7 @@ class call_lifecycle {
   block_ledger ledger_;
   reply_router router_;
   call_sender sender_;
+  resource_ledger resources_;
   call_pump pump_;
   std::string workers_lost_;  // why no task worker can run calls any more; empty while one can
 };

@@ -11,10 +11,12 @@
 /// dependency is replaced by the value it stands for.
 
 #include <coray/detail/runtime/object_state.hpp>
+#include <coray/detail/runtime/resource_ledger.hpp>
 #include <coray/detail/shm/segment.hpp>
 #include <coray/errors.hpp>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -31,7 +33,7 @@ struct task_header {
   std::uint32_t extra;       // submit: actor ids after the args; construct: max_concurrency
   std::uint64_t target;      // submit: the actor to call, 0 for any task worker
   std::int32_t max_retries;  // submit: retries after a crash or a retryable exception
-  std::uint32_t reserved;
+  std::uint32_t gpus;        // run_task, construct: the GPUs the call runs with, a mask of indices
   std::uint64_t retry_matcher;  // which exceptions are retried: 0 none, 1 all, else a matcher id
 };
 static_assert(sizeof(task_header) == 48);
@@ -135,6 +137,7 @@ struct task_spec {
   int max_retries = 0;                // re-runs after a crash or a retryable exception
   std::uint64_t retry_matcher = 0;    // 0: exceptions are final; 1: all retried; else a matcher
   std::vector<std::uint64_t> actors;  // actor handles among the arguments: kept alive in transit
+  std::shared_ptr<const resource_request> resources;  // a task's requirement; null: {CPU: 1}
 
   /// Appends an inline argument of `size` bytes written by `fill`.
   template <class Fill>

@@ -6,13 +6,27 @@
 /// the next turn; a closing actor is told to shut down after its last call. Calls found
 /// failed (a dependency failed) are handed back for the orchestrator to fail. Driver only,
 /// loop thread only.
+///
+/// Resources (design.md, "Resources"): a task worker holds its calls' requirement as a
+/// lease while it has calls; calls of the same requirement share it, so a default task
+/// ({CPU: 1}) pays nothing per call. While no call, lease or actor asks for anything else
+/// and the runtime has a CPU per worker, dispatch asks nothing of the ledger at all (one
+/// branch); otherwise each call looks for a worker leased for its requirement or an idle
+/// one whose lease the ledger grants. A worker's CPU counts only while it runs something
+/// (not while its calls are blocked or suspended), so a task blocked in a get gives its CPU
+/// to its descendants, as Ray's do. An actor with resources holds them for life, from
+/// before its construction is sent; one without waits for a free CPU to be placed.
 
+#include <algorithm>
 #include <coray/detail/runtime/actor_table.hpp>
 #include <coray/detail/runtime/call_sender.hpp>
+#include <coray/detail/runtime/resource_ledger.hpp>
 #include <coray/detail/runtime/task_table.hpp>
 #include <coray/detail/runtime/transport.hpp>
 #include <cstdint>
 #include <deque>
+#include <map>
+#include <string>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -23,13 +37,67 @@ namespace detail {
 class call_pump {
  public:
   call_pump(task_table& tasks, actor_table& actors, transport& t, call_sender& sender,
-            std::uint32_t workers, std::uint32_t max_in_flight)
+            resource_ledger& resources, std::uint32_t workers, std::uint32_t max_in_flight)
       : tasks_(tasks),
         actors_(actors),
         transport_(t),
         sender_(sender),
+        resources_(resources),
         workers_(workers),
-        max_in_flight_(max_in_flight) {}
+        max_in_flight_(max_in_flight),
+        leases_(workers) {
+    refresh();
+  }
+
+  // ---- resources ----------------------------------------------------------------------
+
+  /// The number of a task's requirement (0 for the default, {CPU: 1}), the same for equal ones.
+  std::uint32_t shape_of(const resource_request& r) { return r.is_default_task() ? 0 : intern(r); }
+  /// The number of a requirement (never 0: an actor's {CPU: 1} is one to hold).
+  std::uint32_t intern(const resource_request& r) {
+    auto it = std::find(shapes_.begin(), shapes_.end(), r);
+    if (it == shapes_.end()) it = shapes_.insert(shapes_.end(), r);
+    return static_cast<std::uint32_t>(it - shapes_.begin()) + 1;
+  }
+  const resource_request& shape(std::uint32_t s) const noexcept {
+    static const resource_request task_default;
+    return s ? shapes_[s - 1] : task_default;
+  }
+  /// A task call of another requirement than the default was admitted (+1) or ended (-1).
+  void count_shaped(int delta) noexcept {
+    shaped_calls_ += delta;
+    refresh();
+  }
+  /// Worker `slot` has no call left: its lease goes back. True if it held one.
+  bool release_if_idle(std::uint32_t slot) {
+    worker_lease& l = leases_[slot];
+    if (!l.held || tasks_.in_flight(slot) != 0) return false;
+    resources_.release(shape(l.shape), l.grant, false);
+    l = worker_lease{};
+    --leases_held_;
+    refresh();
+    return true;
+  }
+  /// Releases the leases of every idle worker (their calls ended or were taken back).
+  bool release_idle_leases() {
+    bool any = false;
+    if (leases_held_)
+      for (std::uint32_t i = 0; i < workers_; ++i) any |= release_if_idle(i);
+    return any;
+  }
+  /// Actor `a` lets go of what it holds (it ended for good).
+  void release_actor(actor_entry& a) {
+    if (!a.placed || !a.shape) return;
+    resources_.release(shape(a.shape), a.grant);
+    a.placed = false;
+    refresh();
+  }
+  /// The runtime's resources, all or those free now.
+  std::map<std::string, double> resources(bool available) {
+    if (!available) return resources_.totals();
+    release_idle_leases();
+    return resources_.available(cpu_in_use());
+  }
 
   /// Sends ready task calls, then the calls of actors whose mailbox was full. True on
   /// progress; calls whose dependency failed are appended to `failed`.
@@ -61,9 +129,14 @@ class call_pump {
   /// True on progress; calls whose dependency failed are taken out into `failed`.
   bool pump(actor_entry& a, std::vector<task_record*>& failed) {
     bool progress = false;
+    if (!a.placed && !a.dead && !place(a)) {
+      backlog_.insert(a.id);  // tried again each turn until what it holds is free
+      return false;
+    }
     while (!a.queue.empty() && !a.dead) {
       task_record* r = a.queue.front();
       if (r->pending_deps) break;
+      r->gpus = a.grant.gpu_mask();
       if (r->failed_dep) {
         a.queue.pop_front();
         failed.push_back(r);
@@ -103,8 +176,10 @@ class call_pump {
   /// queue (task_table::next_for). A blocked worker whose search found nothing is not
   /// searched again until its mark or the nested calls queued change. Runs on every
   /// dispatch, mostly to find every worker full: the scan stays inline, the search for a
-  /// blocked worker's descendants does not.
+  /// blocked worker's descendants (and the path under resources) does not.
   [[gnu::always_inline]] std::pair<int, queue_place> pick() {
+    if (!unconstrained_) [[unlikely]]
+      return pick_with_resources();
     int best = -1;
     std::uint32_t best_load = max_in_flight_;
     bool any_blocked = false;
@@ -143,12 +218,108 @@ class call_pump {
     return {-1, tasks_.runnable.end()};
   }
 
+  /// pick() when resources constrain it: the first call in the queue that finds a worker
+  /// leased for its requirement with room, or an idle worker whose lease is granted (the
+  /// least loaded of those), or, on a worker blocked in a call, that call's descendant (run
+  /// on its lease). A call that finds none waits; calls behind it may go (Ray's rule: a
+  /// smaller request is not held behind a larger one). The call is given its worker's GPUs.
+  std::pair<int, queue_place> pick_with_resources() {
+    release_idle_leases();
+    auto& runnable = tasks_.runnable;
+    bool room = false;  // no worker with room: no need to look through the queue
+    for (std::uint32_t i = 0; i < workers_ && !room; ++i)
+      room = transport_.alive(i) && tasks_.load(i, transport_.suspended(i)) < max_in_flight_;
+    if (!room) return {-1, runnable.end()};
+    std::vector<std::uint32_t> refused;  // requirements that found no worker in this look
+    for (auto it = runnable.begin(); it != runnable.end(); ++it) {
+      task_record& r = **it;
+      if (std::find(refused.begin(), refused.end(), r.shape) != refused.end()) continue;
+      int leased = -1, idle = -1;
+      std::uint32_t leased_load = max_in_flight_;
+      for (std::uint32_t i = 0; i < workers_; ++i) {
+        if (!transport_.alive(i)) continue;
+        const std::uint32_t load = tasks_.load(i, transport_.suspended(i));
+        if (load >= max_in_flight_) continue;
+        if (const std::uint64_t mark = transport_.blocked_mark(i); mark != 0) {
+          if (r.submitter == static_cast<int>(i) && r.id >= mark &&
+              (r.shape == 0 || r.shape == leases_[i].shape))
+            return chosen(i, it);
+          continue;
+        }
+        if (tasks_.in_flight(i) == 0) {
+          if (idle < 0) idle = static_cast<int>(i);
+        } else if (leases_[i].shape == r.shape && load < leased_load) {
+          leased = static_cast<int>(i);
+          leased_load = load;
+        }
+      }
+      if (idle >= 0 && (leased < 0 || leased_load > 0) &&
+          lease(static_cast<std::uint32_t>(idle), r.shape))
+        return chosen(static_cast<std::uint32_t>(idle), it);
+      if (leased >= 0) return chosen(static_cast<std::uint32_t>(leased), it);
+      refused.push_back(r.shape);
+    }
+    return {-1, runnable.end()};
+  }
+  std::pair<int, queue_place> chosen(std::uint32_t slot, queue_place it) {
+    (*it)->gpus = leases_[slot].grant.gpu_mask();
+    return {static_cast<int>(slot), it};
+  }
+
+  /// Gives idle worker `slot` a lease for requirement `s`, if the ledger has it free.
+  bool lease(std::uint32_t slot, std::uint32_t s) {
+    const resource_amount busy = cpu_in_use();
+    if (s == 0) return resources_.cpu_free() - busy >= resource_unit;
+    auto g = resources_.acquire(shape(s), busy, false);
+    if (!g) return false;
+    leases_[slot] = worker_lease{s, std::move(*g), true};
+    ++leases_held_;
+    refresh();
+    return true;
+  }
+  /// Places actor `a`: takes what it holds for life, if free now; one given nothing needs a
+  /// CPU free to be placed and holds none after (Ray's rule). False if it must wait.
+  bool place(actor_entry& a) {
+    if (!a.shape) return a.placed = resources_.cpu_free() - cpu_in_use() >= resource_unit;
+    auto g = resources_.acquire(shape(a.shape), cpu_in_use());
+    if (!g) return false;
+    a.grant = std::move(*g);
+    a.placed = true;
+    refresh();
+    return true;
+  }
+  /// CPU the task workers hold: their lease's, for each that runs something now.
+  resource_amount cpu_in_use() const {
+    resource_amount n = 0;
+    for (std::uint32_t i = 0; i < workers_; ++i)
+      if (transport_.alive(i) && tasks_.load(i, transport_.suspended(i)) > 0)
+        n += shape(leases_[i].shape).cpu;
+    return n;
+  }
+  /// Whether dispatch may ignore resources: only default tasks, a CPU for every worker.
+  void refresh() noexcept {
+    unconstrained_ = shaped_calls_ == 0 && leases_held_ == 0 &&
+                     resources_.cpu_free() >= resource_amount{workers_} * resource_unit;
+  }
+
+  struct worker_lease {
+    std::uint32_t shape = 0;  // the requirement its calls share
+    resource_grant grant;     // its GPUs
+    bool held = false;        // the ledger holds it (a requirement other than the default)
+  };
+
   task_table& tasks_;
   actor_table& actors_;
   transport& transport_;
   call_sender& sender_;
+  resource_ledger& resources_;
   std::uint32_t workers_;
   std::uint32_t max_in_flight_;
+  std::vector<resource_request> shapes_;  // requirement s is shapes_[s - 1]
+  std::vector<worker_lease> leases_;      // per task worker
+  std::uint32_t leases_held_ = 0;
+  std::int64_t shaped_calls_ = 0;  // live task calls with a requirement other than the default
+  bool unconstrained_ = true;
   std::unordered_set<std::uint64_t> backlog_;  // actors whose mailbox was full
   struct search_miss {
     std::uint64_t mark = 0, nested_queued = 0;

@@ -10,6 +10,8 @@
 #include <coray/detail/runtime/process.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,6 +31,8 @@ struct actor_spawn_request {
   /// How its process is started: 0 by the runtime's start method, else 1 + a start_method_id
   /// (a ray::process of a context that chose one).
   std::uint32_t start_as = 0;
+  /// What it holds for life; null: nothing (it needs 1 CPU to be placed, as Ray's actors).
+  std::shared_ptr<const resource_request> resources;
 };
 
 /// How the supervisor starts worker processes (ray::start_method, as the driver passes it on).
@@ -43,8 +47,12 @@ struct driver_config {
   std::size_t inline_threshold;
   std::uint32_t spin_us;
   std::uint32_t max_tasks_in_flight_per_worker;
-  std::vector<std::string> argv;  // empty: /proc/self/cmdline's
-  std::string spill_directory;    // empty: no spilling
+  std::vector<std::string> argv;            // empty: /proc/self/cmdline's
+  std::string spill_directory;              // empty: no spilling
+  std::optional<double> num_cpus;           // unset: CORAY_NUM_CPUS, else the usable cores
+  std::optional<double> num_gpus;           // unset: CORAY_NUM_GPUS, else the GPUs detected
+  std::map<std::string, double> resources;  // empty: CORAY_RESOURCES's
+  std::vector<std::string> gpu_ids;         // filled in by make_local_driver with the above
 };
 
 class driver : public process {
@@ -69,6 +77,8 @@ class driver : public process {
   };
   /// nullopt once the actor is forgotten (it ended and no handle is left).
   virtual std::optional<actor_process_status> actor_status(std::uint64_t id) const = 0;
+  /// The runtime's resources by Ray's names (CPU, GPU, custom): all, or those free now.
+  virtual std::map<std::string, double> resources(bool available) = 0;
   /// Objects written to the spill file so far.
   virtual std::uint64_t spilled_objects() const noexcept = 0;
 };

@@ -15,6 +15,7 @@
 #include <coray/detail/runtime/driver.hpp>
 #include <coray/detail/runtime/orchestrator.hpp>
 #include <coray/detail/runtime/shm_transport.hpp>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,10 +37,14 @@ class local_driver final : public driver {
                             shm_transport::control_bytes(slots, cfg.num_workers) + (1 << 20));
     transport_.emplace(seg, slots, cfg.spin_us, cfg.inline_threshold);
     hdr = transport_->header();
-    orchestrator_.emplace(
-        orchestrator_config{cfg.num_workers, cfg.max_actors, cfg.max_tasks_in_flight_per_worker,
-                            epoch, cfg.spill_directory},
-        seg, *transport_);
+    orchestrator_config oc{cfg.num_workers, cfg.max_actors, cfg.max_tasks_in_flight_per_worker,
+                           epoch, cfg.spill_directory};
+    oc.num_cpus = to_resource_amount(cfg.num_cpus.value_or(cfg.num_workers));
+    oc.num_gpus = to_resource_amount(cfg.num_gpus.value_or(0));
+    oc.gpu_ids = cfg.gpu_ids;
+    for (const auto& [name, x] : cfg.resources) oc.custom_resources[name] = to_resource_amount(x);
+    hdr->set_gpu_ids(cfg.gpu_ids);  // workers name their GPUs from these
+    orchestrator_.emplace(std::move(oc), seg, *transport_);
     transport_->start_supervisor(cfg.method, epoch, std::move(cfg.argv));
     orchestrator_->start_workers();
     process::current() = this;
@@ -111,6 +116,9 @@ class local_driver final : public driver {
     if (!a) return std::nullopt;
     if (a->dead) return actor_process_status{a->pid, true, a->wait_status};
     return actor_process_status{transport_->pid(a->slot), false, 0};
+  }
+  std::map<std::string, double> resources(bool available) override {
+    return orchestrator_->resources(available);
   }
   std::uint64_t spilled_objects() const noexcept override {
     return orchestrator_->spiller().spilled_objects();

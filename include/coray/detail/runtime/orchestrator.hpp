@@ -27,6 +27,7 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -61,6 +62,8 @@ class orchestrator final : public call_lifecycle, public transport_events {
   const object_spiller& spiller() const noexcept { return spiller_; }
   const task_table& tasks() const noexcept { return tasks_; }
   const actor_table& actors() const noexcept { return actors_; }
+  /// The runtime's resources by Ray's names: all (`available` false), or those free now.
+  std::map<std::string, double> resources(bool available) { return pump_.resources(available); }
   /// Once a memory_return::period: gives memory back when it has been idle (memory_return).
   void return_memory() { memory_.check(seg_, tasks_); }
 
@@ -114,12 +117,16 @@ class orchestrator final : public call_lifecycle, public transport_events {
     if (!transport_.can_start()) refuse(worker_crashed("coray: the runtime's supervisor is gone"));
     if (!req.name.empty() && actors_.name_taken(req.name))
       refuse(usage_error(fmt::format("ray::spawn: an actor named '{}' already exists", req.name)));
+    if (auto why = resources_.refuse(req.resources ? *req.resources : resource_request{}))
+      refuse(infeasible_resources(
+          fmt::format("ray::spawn: actor {} can never be placed: {}", req.type_name, *why)));
     if (!actors_.has_free_slot())
       refuse(ray::runtime_error(
           fmt::format("ray::spawn: too many live actors (runtime_options::max_actors is {})",
                       actors_.max_actors())));
     actor_entry& a = actors_.create(req, seg_);
     transport_.start_as(a.slot, req.start_as);  // a slot reused by an actor of the default
+    if (req.resources) a.shape = pump_.intern(*req.resources);
     try {
       start_process(a.slot);  // its mailboxes first: the construction is sent at once
     } catch (...) {           // no room for them: refused, the spawn keeps nothing
@@ -248,8 +255,10 @@ class orchestrator final : public call_lifecycle, public transport_events {
     for (task_record* r : plan.again) {
       if (r->message) seg_.release(r->message);
       r->message = nullptr;
+      r->gpus = 0;  // given again by the worker it goes to
     }
     tasks_.requeue(plan.again);
+    pump_.release_if_idle(slot);  // its lease, if it held one, goes back
     if (failures == 0) {
       start_process(slot);
       return;
@@ -366,6 +375,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
     finish(h.id);
     if (is_task) {
       tasks_.done(slot);
+      pump_.release_if_idle(slot);
     } else if (actor_entry* a = actors_.find(slot_actor_[slot])) {
       auto& sent = a->sent;
       while (!sent.empty() && !tasks_.contains(sent.front())) sent.pop_front();
@@ -424,6 +434,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
       return;
     }
     const std::uint64_t actor_id = a->id;
+    pump_.release_actor(*a);
     auto ids = actors_.end(*a, how.pid, how.wait_status, words);
     auto e = std::make_exception_ptr(actor_died(a->cause));
     for (std::uint64_t id : ids)

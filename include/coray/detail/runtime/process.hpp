@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <coray/detail/runtime/actor_state.hpp>
@@ -16,6 +17,7 @@
 #include <coray/detail/shm/segment.hpp>
 #include <coroutine>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -95,6 +97,31 @@ struct shared_header {
   std::uint32_t spin_us = 0;
   std::uint64_t inline_threshold = 0;
   std::uint64_t mailbox_capacity = 0;
+  /// The runtime's GPU ids, comma-separated ("0,1" or CUDA_VISIBLE_DEVICES's values): a
+  /// call's GPUs travel as a mask of indices into this list.
+  char gpu_ids[512] = {};
+
+  void set_gpu_ids(const std::vector<std::string>& ids) {
+    std::string joined;
+    for (const auto& id : ids) joined += (joined.empty() ? "" : ",") + id;
+    const std::size_t n = std::min(joined.size(), sizeof gpu_ids - 1);
+    std::memcpy(gpu_ids, joined.data(), n);
+    gpu_ids[n] = '\0';
+  }
+  /// The ids of the GPUs in `mask`, comma-separated.
+  std::string gpu_ids_of(std::uint32_t mask) const {
+    std::string out;
+    std::string_view all(gpu_ids);
+    for (std::uint32_t i = 0; mask && !all.empty(); ++i) {
+      const std::size_t end = std::min(all.find(','), all.size());
+      if (mask & (std::uint32_t{1} << i)) {
+        out += (out.empty() ? "" : ",") + std::string(all.substr(0, end));
+        mask &= ~(std::uint32_t{1} << i);
+      }
+      all.remove_prefix(std::min(end + 1, all.size()));
+    }
+    return out;
+  }
 
   static std::size_t bytes_for(std::uint32_t slots) {
     return sizeof(shared_header) + slots * sizeof(worker_shared);
@@ -104,6 +131,13 @@ struct shared_header {
                                             sizeof(shared_header))[i];
   }
 };
+
+/// The GPU ids of the task or actor this process runs (ray::get_gpu_ids); empty in the
+/// driver and for calls given no GPU. Written by the worker before user code runs.
+inline std::vector<std::string>& assigned_gpu_ids() noexcept {
+  static std::vector<std::string> ids;
+  return ids;
+}
 
 /// Where actor handles met while encoding call arguments are collected (see actor<T>::serialize).
 inline std::vector<std::uint64_t>*& actor_collector() noexcept {

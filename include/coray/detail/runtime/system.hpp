@@ -12,14 +12,44 @@
 #include <algorithm>
 #include <coray/version.hpp>
 #include <cstdint>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
+#include <system_error>
+#include <vector>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
 /// Cores this process may run on: the CPU affinity mask, further capped by a cgroup v2
 /// `cpu.max` quota (rounded up). Never less than 1.
+/// The GPUs this process may use, by the ids CUDA programs know them by: the values of
+/// CUDA_VISIBLE_DEVICES when it is set (empty: none), else one per GPU the NVIDIA driver
+/// lists under /proc/driver/nvidia/gpus ("0", "1", ...). None without a driver.
+inline std::vector<std::string> detect_gpu_ids() {
+  std::vector<std::string> ids;
+  if (const char* v = std::getenv("CUDA_VISIBLE_DEVICES")) {
+    std::string s(v);
+    for (std::size_t at = 0; at <= s.size();) {
+      std::size_t end = std::min(s.find(',', at), s.size());
+      std::string id = s.substr(at, end - at);
+      id.erase(0, id.find_first_not_of(" \t"));
+      id.erase(id.find_last_not_of(" \t") + 1);
+      if (!id.empty()) ids.push_back(id);
+      at = end + 1;
+    }
+    return ids;
+  }
+  std::error_code ec;
+  std::size_t n = 0;
+  for (std::filesystem::directory_iterator it("/proc/driver/nvidia/gpus", ec), end;
+       !ec && it != end; it.increment(ec))
+    ++n;
+  for (std::size_t i = 0; i < n; ++i) ids.push_back(std::to_string(i));
+  return ids;
+}
+
 inline unsigned usable_cores() {
   unsigned n = 0;
   cpu_set_t set;

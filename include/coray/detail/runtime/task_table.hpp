@@ -32,6 +32,9 @@ struct task_record : recycled<task_record, 4096> {
   std::uint32_t pending_deps = 0;
   bool failed_dep = false;
   std::uint64_t actor = 0;  // the actor it calls; 0 for a task
+  std::uint32_t shape = 0;  // a task's requirement (call_pump's shapes); 0: {CPU: 1}
+  std::uint32_t gpus = 0;   // the GPUs it is sent with (a mask of indices)
+  std::shared_ptr<const resource_request> resources;  // as submitted, until admitted
   bool construct = false;
   std::uint32_t max_concurrency = 1;
   int submitter = -1;  // slot of the process that made this nested call, -1 for the driver
@@ -60,6 +63,7 @@ struct task_record : recycled<task_record, 4096> {
     r->actors = std::move(spec.actors);
     r->max_retries = spec.max_retries;
     r->retry_matcher = spec.retry_matcher;
+    r->resources = std::move(spec.resources);
     r->result = std::move(result);
     return r;
   }
@@ -173,6 +177,8 @@ class task_table {
 
   // ---- task workers -------------------------------------------------------------------
 
+  /// Calls sent to worker `slot` and not done, suspended ones included.
+  std::uint32_t in_flight(std::uint32_t slot) const noexcept { return workers_[slot].in_flight; }
   /// Calls sent to worker `slot` and not done, less those it holds suspended (awaiting).
   std::uint32_t load(std::uint32_t slot, std::uint32_t suspended) const noexcept {
     const std::uint32_t n = workers_[slot].in_flight;

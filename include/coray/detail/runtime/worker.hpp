@@ -15,8 +15,13 @@
 #include <coray/detail/runtime/process.hpp>
 #include <coray/detail/runtime/registry.hpp>
 #include <coray/detail/runtime/result_message.hpp>
+#include <cstddef>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <deque>
+#include <optional>
+#include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -267,6 +272,10 @@ class worker final : public process, public call_host {
   void start_task(std::span<const std::byte> payload) {
     me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
                              std::memory_order_release);
+    std::uint32_t gpus;
+    std::memcpy(&gpus, payload.data() + offsetof(task_header, gpus), sizeof gpus);
+    if (gpus != gpus_) [[unlikely]]
+      use_gpus(gpus);
     run_task(payload);
   }
 
@@ -296,10 +305,38 @@ class worker final : public process, public call_host {
     is_actor_ = true;
     this_process().kind = process_kind::actor;
     max_concurrency_ = std::max<std::uint32_t>(1, h.extra);
+    use_gpus(h.gpus);  // for life
     if (!run_task(payload) || !instance_) {
       // The constructor threw (its error is the reply): an actor without its object ends.
       std::fflush(nullptr);
       _exit(3);
+    }
+  }
+
+  /// Gives this process the GPUs (a mask of the runtime's) the calls it runs now were given:
+  /// CUDA_VISIBLE_DEVICES and ray::get_gpu_ids(). No GPU: the environment it started with.
+  void use_gpus(std::uint32_t mask) {
+    if (!env_saved_) {
+      const char* v = std::getenv("CUDA_VISIBLE_DEVICES");
+      if (v) env_before_ = v;
+      env_saved_ = true;
+    }
+    gpus_ = mask;
+    auto& ids = assigned_gpu_ids();
+    ids.clear();
+    if (mask == 0) {
+      if (env_before_)
+        setenv("CUDA_VISIBLE_DEVICES", env_before_->c_str(), 1);
+      else
+        unsetenv("CUDA_VISIBLE_DEVICES");
+      return;
+    }
+    const std::string list = hdr->gpu_ids_of(mask);
+    setenv("CUDA_VISIBLE_DEVICES", list.c_str(), 1);
+    for (std::size_t at = 0; at < list.size();) {
+      const std::size_t end = std::min(list.find(',', at), list.size());
+      ids.push_back(list.substr(at, end - at));
+      at = end + 1;
     }
   }
 
@@ -378,6 +415,9 @@ class worker final : public process, public call_host {
   void (*destroy_)(void*) = nullptr;
   std::uint32_t max_concurrency_ = 1;
   std::uint32_t running_ = 0;
+  std::uint32_t gpus_ = 0;                 // the GPUs its calls run with now (a mask)
+  bool env_saved_ = false;                 // env_before_ was read
+  std::optional<std::string> env_before_;  // CUDA_VISIBLE_DEVICES as the process started
   std::deque<std::vector<std::byte>> calls_;
   int internal_waits_ = 0;
   std::vector<std::uint64_t> blocked_marks_;     // blocking waits on the stack, innermost last
