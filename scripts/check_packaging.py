@@ -22,7 +22,7 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PORT_DIR = ROOT / "packaging" / "vcpkg" / "ports" / "coray"
 VCPKG_VERSION_FIELDS = ("version", "version-string", "version-semver", "version-date")
-VCPKG_DEPENDENCIES = {"boost-interprocess", "boost-pfr", "boost-unordered", "fmt", "concurrentqueue",
+VCPKG_DEPENDENCIES = {"boost-interprocess", "boost-pfr", "fmt", "concurrentqueue",
                       "vcpkg-cmake", "vcpkg-cmake-config"}
 CONAN_DEPENDENCIES = {"boost", "fmt", "concurrentqueue"}
 
