@@ -2492,7 +2492,7 @@ struct recycled {
         return;
       }
     }
-    ::operator delete(p, n);
+    ::operator delete(p);  // unsized: clang enables sized deallocation only when asked
   }
 
  private:
@@ -2510,7 +2510,7 @@ struct recycled {
       kept& k = freed;
       while (k.head != nullptr) {
         void* next = *static_cast<void**>(k.head);
-        ::operator delete(k.head, sizeof(T));
+        ::operator delete(k.head);
         k.head = next;
       }
       k.count = 0;
@@ -2584,7 +2584,7 @@ class inline_value {
  private:
   static constexpr std::size_t in_place = 32, alignment = 16;
   void release() noexcept {
-    if (size_ > in_place) ::operator delete (heap_, size_, std::align_val_t{alignment});
+    if (size_ > in_place) ::operator delete (heap_, std::align_val_t{alignment});
     size_ = 0;
   }
   std::size_t size_ = 0;

@@ -61,7 +61,7 @@ class inline_value {
  private:
   static constexpr std::size_t in_place = 32, alignment = 16;
   void release() noexcept {
-    if (size_ > in_place) ::operator delete (heap_, size_, std::align_val_t{alignment});
+    if (size_ > in_place) ::operator delete (heap_, std::align_val_t{alignment});
     size_ = 0;
   }
   std::size_t size_ = 0;

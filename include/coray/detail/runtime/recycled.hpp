@@ -52,7 +52,7 @@ struct recycled {
         return;
       }
     }
-    ::operator delete(p, n);
+    ::operator delete(p);  // unsized: clang enables sized deallocation only when asked
   }
 
  private:
@@ -70,7 +70,7 @@ struct recycled {
       kept& k = freed;
       while (k.head != nullptr) {
         void* next = *static_cast<void**>(k.head);
-        ::operator delete(k.head, sizeof(T));
+        ::operator delete(k.head);
         k.head = next;
       }
       k.count = 0;
