@@ -11237,6 +11237,21 @@ class transport {
   std::uint64_t blocked_mark(std::uint32_t slot) const noexcept {
     return signals_[slot].blocked_mark->load(std::memory_order_relaxed);
   }
+  struct occupancy {
+    std::uint32_t suspended;
+    std::uint64_t blocked_mark;
+  };
+  /// suspended() and blocked_mark() read together, so that a task entering or leaving a
+  /// blocking wait is never seen counted as suspended without its mark (its worker would
+  /// look free for any call): a process sets the mark before it counts the call suspended
+  /// and clears it after, and the mark is read before and after the count.
+  occupancy occupancy_of(std::uint32_t slot) const noexcept {
+    const slot_signals& s = signals_[slot];
+    const std::uint64_t before = s.blocked_mark->load(std::memory_order_acquire);
+    const std::uint32_t n = s.suspended->load(std::memory_order_acquire);
+    const std::uint64_t after = s.blocked_mark->load(std::memory_order_acquire);
+    return {n, after != 0 ? after : before};
+  }
 
   // ---- processes ----------------------------------------------------------------------
   /// Starts a process in `slot` with empty mailboxes (a first one, or a replacement).
@@ -11520,9 +11535,10 @@ class call_pump {
     bool any_blocked = false;
     for (std::uint32_t i = 0; i < workers_; ++i) {
       if (!transport_.alive(i)) continue;
-      const std::uint32_t load = tasks_.load(i, transport_.suspended(i));
+      const auto [suspended, mark] = transport_.occupancy_of(i);
+      const std::uint32_t load = tasks_.load(i, suspended);
       if (load >= best_load) continue;
-      if (transport_.blocked_mark(i) != 0) {
+      if (mark != 0) {
         any_blocked = true;
         continue;
       }
@@ -11540,9 +11556,8 @@ class call_pump {
   [[gnu::noinline]] std::pair<int, queue_place> pick_descendant() {
     if (missed_.size() < workers_) missed_.resize(workers_);
     for (std::uint32_t i = 0; i < workers_; ++i) {
-      const std::uint64_t mark = transport_.blocked_mark(i);
-      if (mark == 0 || !transport_.alive(i) ||
-          tasks_.load(i, transport_.suspended(i)) >= max_in_flight_)
+      const auto [suspended, mark] = transport_.occupancy_of(i);
+      if (mark == 0 || !transport_.alive(i) || tasks_.load(i, suspended) >= max_in_flight_)
         continue;
       const search_miss now{mark, tasks_.nested_queued};
       if (missed_[i] == now) continue;
@@ -11573,9 +11588,10 @@ class call_pump {
       std::uint32_t leased_load = max_in_flight_;
       for (std::uint32_t i = 0; i < workers_; ++i) {
         if (!transport_.alive(i)) continue;
-        const std::uint32_t load = tasks_.load(i, transport_.suspended(i));
+        const auto [suspended, mark] = transport_.occupancy_of(i);
+        const std::uint32_t load = tasks_.load(i, suspended);
         if (load >= max_in_flight_) continue;
-        if (const std::uint64_t mark = transport_.blocked_mark(i); mark != 0) {
+        if (mark != 0) {
           if (r.submitter == static_cast<int>(i) && r.id >= mark &&
               (r.shape == 0 || r.shape == leases_[i].shape))
             return chosen(i, it);
@@ -12831,14 +12847,19 @@ class worker final : public process, public call_host {
   /// worker's own waits (internal_wait) start nothing.
   bool blocking_wait(int delta) noexcept override {
     if (delta > 0 && (is_actor_ || internal_waits_ != 0)) return false;
+    // The mark is set before the call counts as suspended and cleared after it stops
+    // counting, so the driver (transport::occupancy_of) never sees it suspended unmarked,
+    // which would make this worker look free for any call.
     if (delta > 0) {
       blocked_marks_.push_back(call_mark != 0 ? call_mark : 1);
+      me_->blocked_mark.store(blocked_marks_.back(), std::memory_order_release);
+      coroutine_suspended(delta);
     } else {
+      coroutine_suspended(delta);
       blocked_marks_.pop_back();
+      me_->blocked_mark.store(blocked_marks_.empty() ? 0 : blocked_marks_.back(),
+                              std::memory_order_release);
     }
-    me_->blocked_mark.store(blocked_marks_.empty() ? 0 : blocked_marks_.back(),
-                            std::memory_order_relaxed);
-    coroutine_suspended(delta);
     if (delta > 0) hdr->driver_bell.ring();
     return true;
   }
@@ -12848,7 +12869,7 @@ class worker final : public process, public call_host {
     me_->suspended.store(
         static_cast<std::uint32_t>(
             static_cast<int>(me_->suspended.load(std::memory_order_relaxed)) + delta),
-        std::memory_order_relaxed);
+        std::memory_order_release);  // after a blocked call's mark (blocking_wait)
   }
 
  protected:

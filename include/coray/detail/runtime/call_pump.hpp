@@ -185,9 +185,10 @@ class call_pump {
     bool any_blocked = false;
     for (std::uint32_t i = 0; i < workers_; ++i) {
       if (!transport_.alive(i)) continue;
-      const std::uint32_t load = tasks_.load(i, transport_.suspended(i));
+      const auto [suspended, mark] = transport_.occupancy_of(i);
+      const std::uint32_t load = tasks_.load(i, suspended);
       if (load >= best_load) continue;
-      if (transport_.blocked_mark(i) != 0) {
+      if (mark != 0) {
         any_blocked = true;
         continue;
       }
@@ -205,9 +206,8 @@ class call_pump {
   [[gnu::noinline]] std::pair<int, queue_place> pick_descendant() {
     if (missed_.size() < workers_) missed_.resize(workers_);
     for (std::uint32_t i = 0; i < workers_; ++i) {
-      const std::uint64_t mark = transport_.blocked_mark(i);
-      if (mark == 0 || !transport_.alive(i) ||
-          tasks_.load(i, transport_.suspended(i)) >= max_in_flight_)
+      const auto [suspended, mark] = transport_.occupancy_of(i);
+      if (mark == 0 || !transport_.alive(i) || tasks_.load(i, suspended) >= max_in_flight_)
         continue;
       const search_miss now{mark, tasks_.nested_queued};
       if (missed_[i] == now) continue;
@@ -238,9 +238,10 @@ class call_pump {
       std::uint32_t leased_load = max_in_flight_;
       for (std::uint32_t i = 0; i < workers_; ++i) {
         if (!transport_.alive(i)) continue;
-        const std::uint32_t load = tasks_.load(i, transport_.suspended(i));
+        const auto [suspended, mark] = transport_.occupancy_of(i);
+        const std::uint32_t load = tasks_.load(i, suspended);
         if (load >= max_in_flight_) continue;
-        if (const std::uint64_t mark = transport_.blocked_mark(i); mark != 0) {
+        if (mark != 0) {
           if (r.submitter == static_cast<int>(i) && r.id >= mark &&
               (r.shape == 0 || r.shape == leases_[i].shape))
             return chosen(i, it);

@@ -105,6 +105,21 @@ class transport {
   std::uint64_t blocked_mark(std::uint32_t slot) const noexcept {
     return signals_[slot].blocked_mark->load(std::memory_order_relaxed);
   }
+  struct occupancy {
+    std::uint32_t suspended;
+    std::uint64_t blocked_mark;
+  };
+  /// suspended() and blocked_mark() read together, so that a task entering or leaving a
+  /// blocking wait is never seen counted as suspended without its mark (its worker would
+  /// look free for any call): a process sets the mark before it counts the call suspended
+  /// and clears it after, and the mark is read before and after the count.
+  occupancy occupancy_of(std::uint32_t slot) const noexcept {
+    const slot_signals& s = signals_[slot];
+    const std::uint64_t before = s.blocked_mark->load(std::memory_order_acquire);
+    const std::uint32_t n = s.suspended->load(std::memory_order_acquire);
+    const std::uint64_t after = s.blocked_mark->load(std::memory_order_acquire);
+    return {n, after != 0 ? after : before};
+  }
 
   // ---- processes ----------------------------------------------------------------------
   /// Starts a process in `slot` with empty mailboxes (a first one, or a replacement).

@@ -135,14 +135,19 @@ class worker final : public process, public call_host {
   /// worker's own waits (internal_wait) start nothing.
   bool blocking_wait(int delta) noexcept override {
     if (delta > 0 && (is_actor_ || internal_waits_ != 0)) return false;
+    // The mark is set before the call counts as suspended and cleared after it stops
+    // counting, so the driver (transport::occupancy_of) never sees it suspended unmarked,
+    // which would make this worker look free for any call.
     if (delta > 0) {
       blocked_marks_.push_back(call_mark != 0 ? call_mark : 1);
+      me_->blocked_mark.store(blocked_marks_.back(), std::memory_order_release);
+      coroutine_suspended(delta);
     } else {
+      coroutine_suspended(delta);
       blocked_marks_.pop_back();
+      me_->blocked_mark.store(blocked_marks_.empty() ? 0 : blocked_marks_.back(),
+                              std::memory_order_release);
     }
-    me_->blocked_mark.store(blocked_marks_.empty() ? 0 : blocked_marks_.back(),
-                            std::memory_order_relaxed);
-    coroutine_suspended(delta);
     if (delta > 0) hdr->driver_bell.ring();
     return true;
   }
@@ -152,7 +157,7 @@ class worker final : public process, public call_host {
     me_->suspended.store(
         static_cast<std::uint32_t>(
             static_cast<int>(me_->suspended.load(std::memory_order_relaxed)) + delta),
-        std::memory_order_relaxed);
+        std::memory_order_release);  // after a blocked call's mark (blocking_wait)
   }
 
  protected:
