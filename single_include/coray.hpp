@@ -11231,14 +11231,11 @@ class transport {
   std::uint32_t suspended(std::uint32_t slot) const noexcept {
     return signals_[slot].suspended->load(std::memory_order_relaxed);
   }
-  /// 0, or while a task body of the slot's process is blocked in a blocking ray::get, the
-  /// first id of the calls it made since (worker_shared::blocked_mark): it then takes only
-  /// calls it made itself with ids from there up.
-  std::uint64_t blocked_mark(std::uint32_t slot) const noexcept {
-    return signals_[slot].blocked_mark->load(std::memory_order_relaxed);
-  }
   struct occupancy {
     std::uint32_t suspended;
+    /// 0, or while a task body of the slot's process is blocked in a blocking ray::get, the
+    /// first id of the calls it made since (worker_shared::blocked_mark): it then takes only
+    /// calls it made itself with ids from there up.
     std::uint64_t blocked_mark;
   };
   /// suspended() and blocked_mark() read together, so that a task entering or leaving a
