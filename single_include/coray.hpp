@@ -765,6 +765,7 @@ class nesting {
 class size_counter {
  public:
   static constexpr bool is_loading = false;
+  static constexpr bool is_sizing = true;
   std::uint32_t depth = 0;  // user types entered and not left (see nesting)
 
   template <class... Ts>
@@ -785,6 +786,7 @@ class size_counter {
 class writer {
  public:
   static constexpr bool is_loading = false;
+  static constexpr bool is_sizing = false;
   std::uint32_t depth = 0;  // user types entered and not left (see nesting)
 
   explicit writer(std::span<std::byte> out) noexcept
@@ -1264,6 +1266,625 @@ CORAY_END_NAMESPACE
 /// the worker class, so the worker's own code (worker.hpp) is compiled only where a process
 /// is started: once, in coray::coray_compiled, in compiled mode.
 
+// begin <coray/detail/runtime/object_state.hpp>
+/// A process's view of one object: pending, ready (bytes inline, or a block in the store
+/// holding one reference) or failed. object_ref<T> handles count it; awaiting coroutines,
+/// dependent tasks and wait operations register as waiters.
+
+#include <atomic>
+// begin <coray/detail/runtime/recycled.hpp>
+/// Allocation for the objects every call makes and drops (its task_record in the driver, its
+/// result's object_state in every process): a class deriving from recycled<T, Keep> keeps up
+/// to `Keep` freed objects per thread and hands them out again before asking malloc, so a
+/// steady stream of calls allocates nothing once warm. Memory a thread keeps is given back
+/// when the thread ends; the bound keeps what an idle driver holds small (Keep objects).
+///
+/// Under AddressSanitizer it passes straight to operator new and delete, so a use after free
+/// is still caught.
+
+// #include <coray/version.hpp>: inlined above
+#include <cstddef>
+#include <new>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CORAY_DETAIL_RECYCLE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CORAY_DETAIL_RECYCLE 0
+#endif
+#endif
+#ifndef CORAY_DETAIL_RECYCLE
+#define CORAY_DETAIL_RECYCLE 1
+#endif
+
+template <class T, std::size_t Keep>
+struct recycled {
+  static void* operator new(std::size_t n) {
+    if constexpr (CORAY_DETAIL_RECYCLE) {
+      kept& k = freed;
+      if (k.head != nullptr && n == sizeof(T)) {
+        void* p = k.head;
+        k.head = *static_cast<void**>(p);
+        --k.count;
+        return p;
+      }
+    }
+    return ::operator new(n);
+  }
+  static void operator delete(void* p, std::size_t n) noexcept {
+    static_assert(sizeof(T) >= sizeof(void*), "the list is threaded through freed objects");
+    if constexpr (CORAY_DETAIL_RECYCLE) {
+      kept& k = freed;
+      if (k.count < Keep && n == sizeof(T) && !k.gone) {
+        if (!k.armed) arm();
+        *static_cast<void**>(p) = k.head;
+        k.head = p;
+        ++k.count;
+        return;
+      }
+    }
+    ::operator delete(p);  // unsized: clang enables sized deallocation only when asked
+  }
+
+ private:
+  /// The freed objects, a list threaded through their first bytes. Trivially destructible,
+  /// so every use is a plain thread-local access; the reaper gives the objects back when the
+  /// thread ends, after which deletes go straight to operator delete.
+  struct kept {
+    void* head = nullptr;
+    std::size_t count = 0;
+    bool armed = false;
+    bool gone = false;
+  };
+  struct reaper {
+    ~reaper() {
+      kept& k = freed;
+      while (k.head != nullptr) {
+        void* next = *static_cast<void**>(k.head);
+        ::operator delete(k.head);
+        k.head = next;
+      }
+      k.count = 0;
+      k.gone = true;
+    }
+  };
+  [[gnu::noinline, gnu::cold]] static void arm() noexcept {
+    static thread_local reaper r;
+    (void)r;
+    freed.armed = true;
+  }
+  static inline thread_local kept freed;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/recycled.hpp>
+// begin <coray/detail/shm/segment.hpp>
+/// The runtime's one shared segment: an anonymous memory file (memfd) mapped by the driver,
+/// its supervisor and every worker, with a Boost.Interprocess allocator inside. Nothing is
+/// named in /dev/shm: the memory goes away with the last process that maps it.
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/interprocess/indexes/null_index.hpp>
+#include <boost/interprocess/managed_external_buffer.hpp>
+#include <boost/interprocess/mem_algo/rbtree_best_fit.hpp>
+#include <cerrno>
+// begin <coray/detail/shm/robust_mutex.hpp>
+/// A process-shared mutex that survives its holder's death: the next locker gets the lock
+/// (EOWNERDEAD is made consistent) instead of hanging forever. Used as the object store
+/// allocator's lock, whose holder can be SIGKILLed at any instant.
+
+#include <errno.h>
+#include <pthread.h>
+#include <time.h>
+
+#include <atomic>
+#include <chrono>
+// #include <coray/errors.hpp>: inlined above
+#include <cstdint>
+
+// Under ThreadSanitizer unlock() stays a frame of its own, so that tests/tsan.supp, which
+// names it, matches wherever it is called (see there).
+#if defined(__SANITIZE_THREAD__)
+#define CORAY_DETAIL_TSAN_NOINLINE [[gnu::noinline]]
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CORAY_DETAIL_TSAN_NOINLINE [[gnu::noinline]]
+#endif
+#endif
+#ifndef CORAY_DETAIL_TSAN_NOINLINE
+#define CORAY_DETAIL_TSAN_NOINLINE
+#endif
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class robust_mutex {
+ public:
+  robust_mutex() { init(false); }
+  ~robust_mutex() { pthread_mutex_destroy(&m_); }
+  robust_mutex(const robust_mutex&) = delete;
+  robust_mutex& operator=(const robust_mutex&) = delete;
+
+  /// Blocks. If the previous holder died holding it, takes it over and counts the event.
+  void lock() { recover(pthread_mutex_lock(&m_)); }
+  bool try_lock() {
+    int rc = pthread_mutex_trylock(&m_);
+    if (rc == EBUSY) return false;
+    recover(rc);
+    return true;
+  }
+  template <class TimePoint>
+  bool timed_lock(const TimePoint&) {
+    lock();
+    return true;
+  }
+  /// Waits for the lock until `deadline` (the steady clock); false if it did not come.
+  bool try_lock_until(std::chrono::steady_clock::time_point deadline) {
+    const auto since = deadline.time_since_epoch();
+    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(since);
+    const auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(since - secs);
+    timespec ts{static_cast<time_t>(secs.count()), static_cast<long>(nanos.count())};
+    int rc = pthread_mutex_clocklock(&m_, CLOCK_MONOTONIC, &ts);
+    if (rc == ETIMEDOUT) return false;
+    recover(rc);
+    return true;
+  }
+  CORAY_DETAIL_TSAN_NOINLINE void unlock() { pthread_mutex_unlock(&m_); }
+  /// How many times a holder died with the lock held.
+  std::uint32_t owner_deaths() const noexcept { return deaths_.load(std::memory_order_relaxed); }
+
+ protected:
+  explicit robust_mutex(bool recursive) { init(recursive); }
+
+ private:
+  void init(bool recursive) {
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    if (recursive) pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&m_, &a);
+    pthread_mutexattr_destroy(&a);
+  }
+  void recover(int rc) {
+    if (rc == EOWNERDEAD) {
+      pthread_mutex_consistent(&m_);
+      deaths_.fetch_add(1, std::memory_order_relaxed);
+    } else if (rc != 0) {
+      throw ray::runtime_error("coray: process-shared mutex failed (error " + std::to_string(rc) +
+                               ")");
+    }
+  }
+  pthread_mutex_t m_;
+  std::atomic<std::uint32_t> deaths_{0};
+};
+
+class robust_recursive_mutex : public robust_mutex {
+ public:
+  robust_recursive_mutex() : robust_mutex(true) {}
+};
+
+/// Mutex family for Boost.Interprocess memory algorithms.
+struct robust_mutex_family {
+  using mutex_type = robust_mutex;
+  using recursive_mutex_type = robust_recursive_mutex;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/shm/robust_mutex.hpp>
+// #include <coray/errors.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+namespace bip = boost::interprocess;
+
+/// Several processes allocate, so the allocator takes a lock; a robust one, because any of
+/// them may be killed while holding it.
+using shared_allocator =
+    bip::basic_managed_external_buffer<char, bip::rbtree_best_fit<robust_mutex_family>,
+                                       bip::null_index>;
+
+/// An object in the store: a header, then the encoded bytes (16-byte aligned).
+struct alignas(16) object_block {
+  std::atomic<std::uint32_t> refs;
+  std::uint32_t reserved;
+  std::uint64_t size;
+  std::byte* data() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
+};
+static_assert(sizeof(object_block) == 16);
+
+class segment {
+ public:
+  static constexpr std::uint64_t magic = 0x636f7261792d7631ULL;  // "coray-v1"
+  static constexpr std::size_t root_bytes = 4096;
+
+  struct root {
+    std::uint64_t magic;
+    std::uint64_t size;
+    std::uint64_t header_offset;  // of the runtime's shared_header
+  };
+
+  segment() = default;
+  segment(const segment&) = delete;
+  segment& operator=(const segment&) = delete;
+  ~segment() { close(); }
+
+  /// Driver: makes a new anonymous segment of `bytes` (sparse: pages cost memory only once
+  /// touched). The fd is close-on-exec, as it is in every process: a program that a task or
+  /// the supervisor runs must not hold the segment.
+  void create(std::size_t bytes) {
+    fd_ = memfd_create("coray", MFD_CLOEXEC);
+    if (fd_ < 0) throw_errno("memfd_create");
+    if (ftruncate(fd_, static_cast<off_t>(bytes)) != 0) throw_errno("ftruncate");
+    map(bytes);
+    new (&alloc_) shared_allocator(bip::create_only, base_ + root_bytes, bytes - root_bytes);
+    has_alloc_ = true;
+    auto* r = reinterpret_cast<root*>(base_);
+    r->magic = magic;
+    r->size = bytes;
+    r->header_offset = 0;
+  }
+
+  /// Spawned worker: maps the segment inherited as `fd`, and makes `fd` close-on-exec again
+  /// (posix_spawn had to clear that to pass it on).
+  void attach(int fd) {
+    fd_ = fd;
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) throw_errno("fcntl on inherited segment");
+    off_t len = lseek(fd, 0, SEEK_END);
+    if (len <= 0) throw_errno("lseek on inherited segment");
+    map(static_cast<std::size_t>(len));
+    auto* r = reinterpret_cast<root*>(base_);
+    if (r->magic != magic) throw ray::runtime_error("coray: inherited fd is not a coray segment");
+    new (&alloc_) shared_allocator(bip::open_only, base_ + root_bytes, size_ - root_bytes);
+    has_alloc_ = true;
+  }
+
+  /// Takes over another segment object's mapping (a forked worker, from its parent's copy).
+  void adopt(segment& o) {
+    fd_ = std::exchange(o.fd_, -1);
+    base_ = std::exchange(o.base_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+    o.has_alloc_ = false;
+    new (&alloc_) shared_allocator(bip::open_only, base_ + root_bytes, size_ - root_bytes);
+    has_alloc_ = true;
+  }
+
+  void close() noexcept {
+    if (has_alloc_) {
+      // The allocator lives in the shared memory; dropping our view must not run its
+      // destructor logic on memory other processes still use.
+      has_alloc_ = false;
+    }
+    if (base_) munmap(base_, size_);
+    base_ = nullptr;
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  int fd() const noexcept { return fd_; }
+  std::byte* base() const noexcept { return base_; }
+  std::size_t size() const noexcept { return size_; }
+  root& header_root() const noexcept { return *reinterpret_cast<root*>(base_); }
+
+  std::uint64_t offset_of(const void* p) const noexcept {
+    return static_cast<std::uint64_t>(static_cast<const std::byte*>(p) - base_);
+  }
+  template <class T = std::byte>
+  T* at(std::uint64_t off) const noexcept {
+    return reinterpret_cast<T*>(base_ + off);
+  }
+
+  /// Allocates `bytes` in the segment (16-byte aligned). Thread- and process-safe.
+  /// Throws object_store_full with the sizes when it does not fit.
+  void* allocate(std::size_t bytes) {
+    void* p = alloc().allocate(bytes, std::nothrow);
+    if (!p) throw object_store_full(bytes, alloc().get_free_memory(), alloc().get_size());
+    if (bytes >= large_bytes) large_allocations_.fetch_add(1, std::memory_order_relaxed);
+    return p;
+  }
+  /// Like allocate(), aligned to `alignment` (a power of two): for cache-line aligned
+  /// control structures.
+  void* allocate_aligned(std::size_t bytes, std::size_t alignment) {
+    void* p = alloc().allocate_aligned(bytes, alignment, std::nothrow);
+    if (!p) throw object_store_full(bytes, alloc().get_free_memory(), alloc().get_size());
+    if (bytes >= large_bytes) large_allocations_.fetch_add(1, std::memory_order_relaxed);
+    return p;
+  }
+  void deallocate(void* p) noexcept { alloc().deallocate(p); }
+
+  /// Allocations of `large_bytes` or more made by this process so far.
+  static constexpr std::size_t large_bytes = std::size_t{1} << 20;
+  std::uint64_t large_allocations() const noexcept {
+    return large_allocations_.load(std::memory_order_relaxed);
+  }
+  /// Gives the memory of the free ranges of `min_chunk` bytes or more back to the operating
+  /// system: their whole pages are punched out of the memory file (they read as zeros and
+  /// cost nothing until written again). Each range is held allocated while it is punched, so
+  /// no allocation can be inside it, less its last `min_chunk / 2` bytes, left free (not
+  /// punched) for allocations other processes make meanwhile. Returns the bytes punched
+  /// (pages never touched included).
+  std::size_t return_free_pages(std::size_t min_chunk) noexcept {
+    const auto page = static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+    const std::size_t reserve = min_chunk / 2;
+    std::size_t punched = 0;
+    void* held = nullptr;  // the ranges taken so far, chained through their first word
+    for (;;) {
+      std::size_t got = alloc().get_size();  // the largest free range there is
+      char* p = nullptr;
+      p = alloc().allocation_command<char>(bip::allocate_new | bip::nothrow_allocation,
+                                           min_chunk + reserve, got, p);
+      if (!p) break;
+      std::size_t kept = got - reserve;
+      char* same = p;
+      if (alloc().allocation_command<char>(bip::shrink_in_place | bip::nothrow_allocation, kept,
+                                           kept, same))
+        got = kept;
+      std::memcpy(p, &held, sizeof held);
+      held = p;
+      const std::uint64_t begin = (offset_of(p) + sizeof held + page - 1) / page * page;
+      const std::uint64_t end = (offset_of(p) + got) / page * page;
+      if (end > begin && fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                   static_cast<off_t>(begin), static_cast<off_t>(end - begin)) == 0)
+        punched += end - begin;
+    }
+    while (held) {
+      void* next;
+      std::memcpy(&next, held, sizeof next);
+      deallocate(held);
+      held = next;
+    }
+    return punched;
+  }
+  std::size_t free_bytes() const noexcept {
+    return const_cast<segment*>(this)->alloc().get_free_memory();
+  }
+  std::size_t capacity() const noexcept { return const_cast<segment*>(this)->alloc().get_size(); }
+
+  /// A new object block with one reference, for `size` bytes of payload.
+  object_block* new_object(std::size_t size) {
+    auto* b = static_cast<object_block*>(allocate(sizeof(object_block) + size));
+    b->refs.store(1, std::memory_order_relaxed);
+    b->reserved = 0;
+    b->size = size;
+    return b;
+  }
+  void add_ref(object_block* b) noexcept { b->refs.fetch_add(1, std::memory_order_relaxed); }
+  void release(object_block* b) noexcept {
+    if (b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) deallocate(b);
+  }
+
+ private:
+  shared_allocator& alloc() noexcept {
+    return *std::launder(reinterpret_cast<shared_allocator*>(&alloc_));
+  }
+
+  void map(std::size_t bytes) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    if (p == MAP_FAILED) throw_errno("mmap");
+    base_ = static_cast<std::byte*>(p);
+    size_ = bytes;
+  }
+  [[noreturn]] static void throw_errno(const char* what) {
+    throw ray::runtime_error(std::string("coray: ") + what + " failed: " + std::strerror(errno));
+  }
+
+  int fd_ = -1;
+  std::byte* base_ = nullptr;
+  std::size_t size_ = 0;
+  alignas(shared_allocator) unsigned char alloc_[sizeof(shared_allocator)];
+  bool has_alloc_ = false;
+  std::atomic<std::uint64_t> large_allocations_{0};
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/shm/segment.hpp>
+// #include <coray/errors.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <new>
+#include <span>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+struct object_state;
+class state_ptr;
+
+/// Something to notify when an object settles. `fn(ctx, state)` runs on the loop thread.
+struct waiter {
+  void (*fn)(void* ctx, object_state& s);
+  void* ctx;
+};
+
+void release_state(object_state* s) noexcept;  // defined with the process (process.hpp)
+
+/// Brings a spilled object back into the store (the driver's; defined with the process).
+void restore_state(object_state& s);
+
+/// An object's encoded value kept in the process rather than in the store: up to 32 bytes in
+/// place (most results: an int, a double, a short string), more on the heap; 16-byte aligned
+/// either way, as the codec reads raw values in place.
+class inline_value {
+ public:
+  inline_value() noexcept = default;
+  inline_value(const inline_value&) = delete;
+  inline_value& operator=(const inline_value&) = delete;
+  ~inline_value() { release(); }
+
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  std::byte* data() noexcept { return size_ <= in_place ? here_ : heap_; }
+  const std::byte* data() const noexcept { return size_ <= in_place ? here_ : heap_; }
+  /// Room for `n` bytes, their contents unspecified (what was there is not kept).
+  void resize(std::size_t n) {
+    release();
+    if (n > in_place)
+      heap_ = static_cast<std::byte*>(::operator new (n, std::align_val_t{alignment}));
+    size_ = n;
+  }
+  void assign(std::span<const std::byte> b) {
+    resize(b.size());
+    if (!b.empty()) std::memcpy(data(), b.data(), b.size());
+  }
+
+ private:
+  static constexpr std::size_t in_place = 32, alignment = 16;
+  void release() noexcept {
+    if (size_ > in_place) ::operator delete (heap_, std::align_val_t{alignment});
+    size_ = 0;
+  }
+  std::size_t size_ = 0;
+  union {
+    alignas(alignment) std::byte here_[in_place];
+    std::byte* heap_;
+  };
+};
+
+struct object_state : recycled<object_state, 4096> {
+  enum class status : std::uint8_t { pending, ready, failed };
+
+  std::atomic<std::uint32_t> handles{1};
+  /// Written on the loop thread (or by the thread building a put, before it is shared);
+  /// read anywhere: a thread that sees it settled sees the value, or error, set before.
+  std::atomic<status> st{status::pending};
+  /// Its id is in the driver's directory of objects refs may name (driver only).
+  bool published = false;
+  std::uint64_t id = 0;           // nonzero for results the driver tracks by id, and refs by id
+  std::uint32_t epoch = 0;        // the runtime that made it; its block dies with that runtime
+  inline_value bytes;             // the value, when not in the store
+  object_block* block = nullptr;  // value in the store; this state holds one reference
+  std::exception_ptr error;
+  std::vector<waiter> waiters;
+  std::uint32_t pins = 0;          // readers of the block in place (views, calls in flight)
+  std::int64_t spill_offset = -1;  // where the value lies in the spill file, if spilled
+  std::uint64_t spill_size = 0;
+  /// The objects whose refs are inside this one's value, kept alive as long as it is.
+  std::unique_ptr<std::vector<state_ptr>> contained;
+
+  bool settled() const noexcept { return st.load(std::memory_order_acquire) != status::pending; }
+  bool spilled() const noexcept { return spill_offset >= 0; }
+  /// The encoded value, wherever it lies (a spilled one is brought back first). Precondition:
+  /// ready. Throws object_store_full if a spilled value does not fit back.
+  [[gnu::always_inline]] std::span<const std::byte> value_bytes() const {
+    if (spilled()) [[unlikely]]
+      restore_state(const_cast<object_state&>(*this));
+    if (block) return {block->data(), static_cast<std::size_t>(block->size)};
+    return {bytes.data(), bytes.size()};
+  }
+  void rethrow_if_failed() const {
+    if (st.load(std::memory_order_acquire) == status::failed) [[unlikely]]
+      std::rethrow_exception(error);
+  }
+  /// Settles the object and notifies every waiter once. Loop thread.
+  void settle(status s) {
+    st.store(s, std::memory_order_release);
+    auto ws = std::move(waiters);
+    waiters.clear();
+    for (auto& w : ws) w.fn(w.ctx, *this);
+  }
+  void set_inline(std::span<const std::byte> b) {
+    bytes.assign(b);
+    settle(status::ready);
+  }
+  void set_block(object_block* b) {
+    block = b;
+    settle(status::ready);
+  }
+  void set_error(std::exception_ptr e) {
+    error = std::move(e);
+    settle(status::failed);
+  }
+};
+
+/// An intrusive owning pointer to an object_state (one handle).
+class state_ptr {
+ public:
+  state_ptr() noexcept = default;
+  /// Adopts a handle already counted (a fresh state starts with one).
+  static state_ptr adopt(object_state* s) noexcept {
+    state_ptr p;
+    p.s_ = s;
+    return p;
+  }
+  static state_ptr share(object_state* s) noexcept {
+    if (s) s->handles.fetch_add(1, std::memory_order_relaxed);
+    return adopt(s);
+  }
+  state_ptr(const state_ptr& o) noexcept : s_(o.s_) {
+    if (s_) s_->handles.fetch_add(1, std::memory_order_relaxed);
+  }
+  state_ptr(state_ptr&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  state_ptr& operator=(state_ptr o) noexcept {
+    std::swap(s_, o.s_);
+    return *this;
+  }
+  ~state_ptr() {
+    if (s_ && s_->handles.fetch_sub(1, std::memory_order_acq_rel) == 1) release_state(s_);
+  }
+  object_state* get() const noexcept { return s_; }
+  object_state* operator->() const noexcept { return s_; }
+  object_state& operator*() const noexcept { return *s_; }
+  explicit operator bool() const noexcept { return s_ != nullptr; }
+
+ private:
+  object_state* s_ = nullptr;
+};
+
+/// Where the refs met while sizing a value are collected (see object_ref<T>::serialize): the
+/// put object, call or result that will hold the value keeps them alive, and they are
+/// published (made known to the driver by id) before the value is written.
+inline std::vector<state_ptr>*& ref_collector() noexcept {
+  thread_local std::vector<state_ptr>* c = nullptr;
+  return c;
+}
+/// Called by object_ref<T>::serialize while a value is sized.
+inline void collect_ref(const state_ptr& s) {
+  if (!ref_collector())
+    throw usage_error(
+        "coray: an object_ref is encoded only inside a put object, a call argument or a result");
+  ref_collector()->push_back(s);
+}
+/// Collects into `into` the refs met while sizing values, for its lifetime.
+class collecting_refs {
+ public:
+  explicit collecting_refs(std::vector<state_ptr>& into) noexcept
+      : saved_(std::exchange(ref_collector(), &into)) {}
+  ~collecting_refs() { ref_collector() = saved_; }
+  collecting_refs(const collecting_refs&) = delete;
+  collecting_refs& operator=(const collecting_refs&) = delete;
+
+ private:
+  std::vector<state_ptr>* saved_;
+};
+
+/// The ref an id read from a value names, a handle of this process (object_ref<T>::serialize;
+/// defined with the process's other threads' entry, foreign.hpp).
+inline state_ptr decode_ref(std::uint64_t id);
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/object_state.hpp>
 // begin <coray/detail/runtime/registry.hpp>
 /// Stable ids for remote functions. A callee is found by a hash of its name, not its address,
 /// so a spawned worker (different ASLR base) and, later, another machine resolve the same one.
@@ -1623,338 +2244,7 @@ class mailbox {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/shm/mailbox.hpp>
-// begin <coray/detail/shm/segment.hpp>
-/// The runtime's one shared segment: an anonymous memory file (memfd) mapped by the driver,
-/// its supervisor and every worker, with a Boost.Interprocess allocator inside. Nothing is
-/// named in /dev/shm: the memory goes away with the last process that maps it.
-
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <boost/interprocess/indexes/null_index.hpp>
-#include <boost/interprocess/managed_external_buffer.hpp>
-#include <boost/interprocess/mem_algo/rbtree_best_fit.hpp>
-#include <cerrno>
-// begin <coray/detail/shm/robust_mutex.hpp>
-/// A process-shared mutex that survives its holder's death: the next locker gets the lock
-/// (EOWNERDEAD is made consistent) instead of hanging forever. Used as the object store
-/// allocator's lock, whose holder can be SIGKILLed at any instant.
-
-#include <errno.h>
-#include <pthread.h>
-#include <time.h>
-
-#include <atomic>
-#include <chrono>
-// #include <coray/errors.hpp>: inlined above
-#include <cstdint>
-
-// Under ThreadSanitizer unlock() stays a frame of its own, so that tests/tsan.supp, which
-// names it, matches wherever it is called (see there).
-#if defined(__SANITIZE_THREAD__)
-#define CORAY_DETAIL_TSAN_NOINLINE [[gnu::noinline]]
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CORAY_DETAIL_TSAN_NOINLINE [[gnu::noinline]]
-#endif
-#endif
-#ifndef CORAY_DETAIL_TSAN_NOINLINE
-#define CORAY_DETAIL_TSAN_NOINLINE
-#endif
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-class robust_mutex {
- public:
-  robust_mutex() { init(false); }
-  ~robust_mutex() { pthread_mutex_destroy(&m_); }
-  robust_mutex(const robust_mutex&) = delete;
-  robust_mutex& operator=(const robust_mutex&) = delete;
-
-  /// Blocks. If the previous holder died holding it, takes it over and counts the event.
-  void lock() { recover(pthread_mutex_lock(&m_)); }
-  bool try_lock() {
-    int rc = pthread_mutex_trylock(&m_);
-    if (rc == EBUSY) return false;
-    recover(rc);
-    return true;
-  }
-  template <class TimePoint>
-  bool timed_lock(const TimePoint&) {
-    lock();
-    return true;
-  }
-  /// Waits for the lock until `deadline` (the steady clock); false if it did not come.
-  bool try_lock_until(std::chrono::steady_clock::time_point deadline) {
-    const auto since = deadline.time_since_epoch();
-    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(since);
-    const auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(since - secs);
-    timespec ts{static_cast<time_t>(secs.count()), static_cast<long>(nanos.count())};
-    int rc = pthread_mutex_clocklock(&m_, CLOCK_MONOTONIC, &ts);
-    if (rc == ETIMEDOUT) return false;
-    recover(rc);
-    return true;
-  }
-  CORAY_DETAIL_TSAN_NOINLINE void unlock() { pthread_mutex_unlock(&m_); }
-  /// How many times a holder died with the lock held.
-  std::uint32_t owner_deaths() const noexcept { return deaths_.load(std::memory_order_relaxed); }
-
- protected:
-  explicit robust_mutex(bool recursive) { init(recursive); }
-
- private:
-  void init(bool recursive) {
-    pthread_mutexattr_t a;
-    pthread_mutexattr_init(&a);
-    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    if (recursive) pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
-    pthread_mutex_init(&m_, &a);
-    pthread_mutexattr_destroy(&a);
-  }
-  void recover(int rc) {
-    if (rc == EOWNERDEAD) {
-      pthread_mutex_consistent(&m_);
-      deaths_.fetch_add(1, std::memory_order_relaxed);
-    } else if (rc != 0) {
-      throw ray::runtime_error("coray: process-shared mutex failed (error " + std::to_string(rc) +
-                               ")");
-    }
-  }
-  pthread_mutex_t m_;
-  std::atomic<std::uint32_t> deaths_{0};
-};
-
-class robust_recursive_mutex : public robust_mutex {
- public:
-  robust_recursive_mutex() : robust_mutex(true) {}
-};
-
-/// Mutex family for Boost.Interprocess memory algorithms.
-struct robust_mutex_family {
-  using mutex_type = robust_mutex;
-  using recursive_mutex_type = robust_recursive_mutex;
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/shm/robust_mutex.hpp>
-// #include <coray/errors.hpp>: inlined above
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <string>
-#include <utility>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-namespace bip = boost::interprocess;
-
-/// Several processes allocate, so the allocator takes a lock; a robust one, because any of
-/// them may be killed while holding it.
-using shared_allocator =
-    bip::basic_managed_external_buffer<char, bip::rbtree_best_fit<robust_mutex_family>,
-                                       bip::null_index>;
-
-/// An object in the store: a header, then the encoded bytes (16-byte aligned).
-struct alignas(16) object_block {
-  std::atomic<std::uint32_t> refs;
-  std::uint32_t reserved;
-  std::uint64_t size;
-  std::byte* data() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
-};
-static_assert(sizeof(object_block) == 16);
-
-class segment {
- public:
-  static constexpr std::uint64_t magic = 0x636f7261792d7631ULL;  // "coray-v1"
-  static constexpr std::size_t root_bytes = 4096;
-
-  struct root {
-    std::uint64_t magic;
-    std::uint64_t size;
-    std::uint64_t header_offset;  // of the runtime's shared_header
-  };
-
-  segment() = default;
-  segment(const segment&) = delete;
-  segment& operator=(const segment&) = delete;
-  ~segment() { close(); }
-
-  /// Driver: makes a new anonymous segment of `bytes` (sparse: pages cost memory only once
-  /// touched). The fd is close-on-exec, as it is in every process: a program that a task or
-  /// the supervisor runs must not hold the segment.
-  void create(std::size_t bytes) {
-    fd_ = memfd_create("coray", MFD_CLOEXEC);
-    if (fd_ < 0) throw_errno("memfd_create");
-    if (ftruncate(fd_, static_cast<off_t>(bytes)) != 0) throw_errno("ftruncate");
-    map(bytes);
-    new (&alloc_) shared_allocator(bip::create_only, base_ + root_bytes, bytes - root_bytes);
-    has_alloc_ = true;
-    auto* r = reinterpret_cast<root*>(base_);
-    r->magic = magic;
-    r->size = bytes;
-    r->header_offset = 0;
-  }
-
-  /// Spawned worker: maps the segment inherited as `fd`, and makes `fd` close-on-exec again
-  /// (posix_spawn had to clear that to pass it on).
-  void attach(int fd) {
-    fd_ = fd;
-    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) throw_errno("fcntl on inherited segment");
-    off_t len = lseek(fd, 0, SEEK_END);
-    if (len <= 0) throw_errno("lseek on inherited segment");
-    map(static_cast<std::size_t>(len));
-    auto* r = reinterpret_cast<root*>(base_);
-    if (r->magic != magic) throw ray::runtime_error("coray: inherited fd is not a coray segment");
-    new (&alloc_) shared_allocator(bip::open_only, base_ + root_bytes, size_ - root_bytes);
-    has_alloc_ = true;
-  }
-
-  /// Takes over another segment object's mapping (a forked worker, from its parent's copy).
-  void adopt(segment& o) {
-    fd_ = std::exchange(o.fd_, -1);
-    base_ = std::exchange(o.base_, nullptr);
-    size_ = std::exchange(o.size_, 0);
-    o.has_alloc_ = false;
-    new (&alloc_) shared_allocator(bip::open_only, base_ + root_bytes, size_ - root_bytes);
-    has_alloc_ = true;
-  }
-
-  void close() noexcept {
-    if (has_alloc_) {
-      // The allocator lives in the shared memory; dropping our view must not run its
-      // destructor logic on memory other processes still use.
-      has_alloc_ = false;
-    }
-    if (base_) munmap(base_, size_);
-    base_ = nullptr;
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
-  int fd() const noexcept { return fd_; }
-  std::byte* base() const noexcept { return base_; }
-  std::size_t size() const noexcept { return size_; }
-  root& header_root() const noexcept { return *reinterpret_cast<root*>(base_); }
-
-  std::uint64_t offset_of(const void* p) const noexcept {
-    return static_cast<std::uint64_t>(static_cast<const std::byte*>(p) - base_);
-  }
-  template <class T = std::byte>
-  T* at(std::uint64_t off) const noexcept {
-    return reinterpret_cast<T*>(base_ + off);
-  }
-
-  /// Allocates `bytes` in the segment (16-byte aligned). Thread- and process-safe.
-  /// Throws object_store_full with the sizes when it does not fit.
-  void* allocate(std::size_t bytes) {
-    void* p = alloc().allocate(bytes, std::nothrow);
-    if (!p) throw object_store_full(bytes, alloc().get_free_memory(), alloc().get_size());
-    if (bytes >= large_bytes) large_allocations_.fetch_add(1, std::memory_order_relaxed);
-    return p;
-  }
-  /// Like allocate(), aligned to `alignment` (a power of two): for cache-line aligned
-  /// control structures.
-  void* allocate_aligned(std::size_t bytes, std::size_t alignment) {
-    void* p = alloc().allocate_aligned(bytes, alignment, std::nothrow);
-    if (!p) throw object_store_full(bytes, alloc().get_free_memory(), alloc().get_size());
-    if (bytes >= large_bytes) large_allocations_.fetch_add(1, std::memory_order_relaxed);
-    return p;
-  }
-  void deallocate(void* p) noexcept { alloc().deallocate(p); }
-
-  /// Allocations of `large_bytes` or more made by this process so far.
-  static constexpr std::size_t large_bytes = std::size_t{1} << 20;
-  std::uint64_t large_allocations() const noexcept {
-    return large_allocations_.load(std::memory_order_relaxed);
-  }
-  /// Gives the memory of the free ranges of `min_chunk` bytes or more back to the operating
-  /// system: their whole pages are punched out of the memory file (they read as zeros and
-  /// cost nothing until written again). Each range is held allocated while it is punched, so
-  /// no allocation can be inside it, less its last `min_chunk / 2` bytes, left free (not
-  /// punched) for allocations other processes make meanwhile. Returns the bytes punched
-  /// (pages never touched included).
-  std::size_t return_free_pages(std::size_t min_chunk) noexcept {
-    const auto page = static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
-    const std::size_t reserve = min_chunk / 2;
-    std::size_t punched = 0;
-    void* held = nullptr;  // the ranges taken so far, chained through their first word
-    for (;;) {
-      std::size_t got = alloc().get_size();  // the largest free range there is
-      char* p = nullptr;
-      p = alloc().allocation_command<char>(bip::allocate_new | bip::nothrow_allocation,
-                                           min_chunk + reserve, got, p);
-      if (!p) break;
-      std::size_t kept = got - reserve;
-      char* same = p;
-      if (alloc().allocation_command<char>(bip::shrink_in_place | bip::nothrow_allocation, kept,
-                                           kept, same))
-        got = kept;
-      std::memcpy(p, &held, sizeof held);
-      held = p;
-      const std::uint64_t begin = (offset_of(p) + sizeof held + page - 1) / page * page;
-      const std::uint64_t end = (offset_of(p) + got) / page * page;
-      if (end > begin && fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                   static_cast<off_t>(begin), static_cast<off_t>(end - begin)) == 0)
-        punched += end - begin;
-    }
-    while (held) {
-      void* next;
-      std::memcpy(&next, held, sizeof next);
-      deallocate(held);
-      held = next;
-    }
-    return punched;
-  }
-  std::size_t free_bytes() const noexcept {
-    return const_cast<segment*>(this)->alloc().get_free_memory();
-  }
-  std::size_t capacity() const noexcept { return const_cast<segment*>(this)->alloc().get_size(); }
-
-  /// A new object block with one reference, for `size` bytes of payload.
-  object_block* new_object(std::size_t size) {
-    auto* b = static_cast<object_block*>(allocate(sizeof(object_block) + size));
-    b->refs.store(1, std::memory_order_relaxed);
-    b->reserved = 0;
-    b->size = size;
-    return b;
-  }
-  void add_ref(object_block* b) noexcept { b->refs.fetch_add(1, std::memory_order_relaxed); }
-  void release(object_block* b) noexcept {
-    if (b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) deallocate(b);
-  }
-
- private:
-  shared_allocator& alloc() noexcept {
-    return *std::launder(reinterpret_cast<shared_allocator*>(&alloc_));
-  }
-
-  void map(std::size_t bytes) {
-    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
-    if (p == MAP_FAILED) throw_errno("mmap");
-    base_ = static_cast<std::byte*>(p);
-    size_ = bytes;
-  }
-  [[noreturn]] static void throw_errno(const char* what) {
-    throw ray::runtime_error(std::string("coray: ") + what + " failed: " + std::strerror(errno));
-  }
-
-  int fd_ = -1;
-  std::byte* base_ = nullptr;
-  std::size_t size_ = 0;
-  alignas(shared_allocator) unsigned char alloc_[sizeof(shared_allocator)];
-  bool has_alloc_ = false;
-  std::atomic<std::uint64_t> large_allocations_{0};
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/shm/segment.hpp>
+// #include <coray/detail/shm/segment.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
 #include <cstdint>
 #include <cstdlib>
@@ -1996,6 +2286,8 @@ enum class msg_kind : std::uint32_t {
   actor_lookup = 22,   // u64 request, then the name's bytes
   block_request = 23,  // u64 request, u64 size: a new object block for this process
   block_release = 24,  // u64 block offset: this process drops one reference
+  ref_hold = 25,       // u64 id: a ref read from a value; the driver sends its object_ready
+  export_object = 26,  // result_header: an object of this process that a ref in a value names
 };
 inline constexpr std::uint32_t in_block_flag = 0x80000000u;
 
@@ -2010,7 +2302,7 @@ struct result_header {
   std::uint32_t status;
   std::uint32_t len;    // inline value or error bytes that follow
   std::uint64_t block;  // offset of the object block for value_block
-  std::uint64_t reserved;
+  std::uint64_t refs;   // worker to driver: the ids (u64) of the refs inside the value, after it
 };
 static_assert(sizeof(result_header) == 32);
 
@@ -2225,13 +2517,15 @@ namespace detail {
 class call_host {
  public:
   /// Replies to the driver with a call's value: `size` bytes written by `fill`; large
-  /// values go through the store.
+  /// values go through the store. `refs`: the refs inside the value (collected while it was
+  /// sized), which the result keeps alive.
   template <class Fill>
-  void reply_value(std::uint64_t task_id, std::size_t size, Fill&& fill) {
+  void reply_value(std::uint64_t task_id, std::size_t size, Fill&& fill,
+                   std::span<const state_ptr> refs = {}) {
     using F = std::remove_reference_t<Fill>;
     reply_filled(
         task_id, size, [](void* f, std::byte* out) { (*static_cast<F*>(f))(out); },
-        const_cast<void*>(static_cast<const void*>(std::addressof(fill))));
+        const_cast<void*>(static_cast<const void*>(std::addressof(fill))), refs);
   }
   /// Replies with an error; `retryable` when the caller's retry policy matches it.
   void reply_error(std::uint64_t task_id, const wire_error& e, bool retryable = false) {
@@ -2245,7 +2539,8 @@ class call_host {
  protected:
   ~call_host() = default;
   virtual void reply_filled(std::uint64_t task_id, std::size_t size,
-                            void (*fill)(void*, std::byte*), void* context) = 0;
+                            void (*fill)(void*, std::byte*), void* context,
+                            std::span<const state_ptr> refs) = 0;
   virtual void reply_failed(std::uint64_t task_id, const wire_error& e, bool retryable) = 0;
 };
 
@@ -2432,257 +2727,7 @@ CORAY_END_NAMESPACE
 /// dependency (an `object_ref` argument); before the call reaches its callee every
 /// dependency is replaced by the value it stands for.
 
-// begin <coray/detail/runtime/object_state.hpp>
-/// A process's view of one object: pending, ready (bytes inline, or a block in the store
-/// holding one reference) or failed. object_ref<T> handles count it; awaiting coroutines,
-/// dependent tasks and wait operations register as waiters.
-
-#include <atomic>
-// begin <coray/detail/runtime/recycled.hpp>
-/// Allocation for the objects every call makes and drops (its task_record in the driver, its
-/// result's object_state in every process): a class deriving from recycled<T, Keep> keeps up
-/// to `Keep` freed objects per thread and hands them out again before asking malloc, so a
-/// steady stream of calls allocates nothing once warm. Memory a thread keeps is given back
-/// when the thread ends; the bound keeps what an idle driver holds small (Keep objects).
-///
-/// Under AddressSanitizer it passes straight to operator new and delete, so a use after free
-/// is still caught.
-
-// #include <coray/version.hpp>: inlined above
-#include <cstddef>
-#include <new>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-#if defined(__SANITIZE_ADDRESS__)
-#define CORAY_DETAIL_RECYCLE 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CORAY_DETAIL_RECYCLE 0
-#endif
-#endif
-#ifndef CORAY_DETAIL_RECYCLE
-#define CORAY_DETAIL_RECYCLE 1
-#endif
-
-template <class T, std::size_t Keep>
-struct recycled {
-  static void* operator new(std::size_t n) {
-    if constexpr (CORAY_DETAIL_RECYCLE) {
-      kept& k = freed;
-      if (k.head != nullptr && n == sizeof(T)) {
-        void* p = k.head;
-        k.head = *static_cast<void**>(p);
-        --k.count;
-        return p;
-      }
-    }
-    return ::operator new(n);
-  }
-  static void operator delete(void* p, std::size_t n) noexcept {
-    static_assert(sizeof(T) >= sizeof(void*), "the list is threaded through freed objects");
-    if constexpr (CORAY_DETAIL_RECYCLE) {
-      kept& k = freed;
-      if (k.count < Keep && n == sizeof(T) && !k.gone) {
-        if (!k.armed) arm();
-        *static_cast<void**>(p) = k.head;
-        k.head = p;
-        ++k.count;
-        return;
-      }
-    }
-    ::operator delete(p);  // unsized: clang enables sized deallocation only when asked
-  }
-
- private:
-  /// The freed objects, a list threaded through their first bytes. Trivially destructible,
-  /// so every use is a plain thread-local access; the reaper gives the objects back when the
-  /// thread ends, after which deletes go straight to operator delete.
-  struct kept {
-    void* head = nullptr;
-    std::size_t count = 0;
-    bool armed = false;
-    bool gone = false;
-  };
-  struct reaper {
-    ~reaper() {
-      kept& k = freed;
-      while (k.head != nullptr) {
-        void* next = *static_cast<void**>(k.head);
-        ::operator delete(k.head);
-        k.head = next;
-      }
-      k.count = 0;
-      k.gone = true;
-    }
-  };
-  [[gnu::noinline, gnu::cold]] static void arm() noexcept {
-    static thread_local reaper r;
-    (void)r;
-    freed.armed = true;
-  }
-  static inline thread_local kept freed;
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/recycled.hpp>
-// #include <coray/detail/shm/segment.hpp>: inlined above
-// #include <coray/errors.hpp>: inlined above
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <exception>
-#include <new>
-#include <span>
-#include <utility>
-#include <vector>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-struct object_state;
-
-/// Something to notify when an object settles. `fn(ctx, state)` runs on the loop thread.
-struct waiter {
-  void (*fn)(void* ctx, object_state& s);
-  void* ctx;
-};
-
-void release_state(object_state* s) noexcept;  // defined with the process (process.hpp)
-
-/// Brings a spilled object back into the store (the driver's; defined with the process).
-void restore_state(object_state& s);
-
-/// An object's encoded value kept in the process rather than in the store: up to 32 bytes in
-/// place (most results: an int, a double, a short string), more on the heap; 16-byte aligned
-/// either way, as the codec reads raw values in place.
-class inline_value {
- public:
-  inline_value() noexcept = default;
-  inline_value(const inline_value&) = delete;
-  inline_value& operator=(const inline_value&) = delete;
-  ~inline_value() { release(); }
-
-  std::size_t size() const noexcept { return size_; }
-  bool empty() const noexcept { return size_ == 0; }
-  std::byte* data() noexcept { return size_ <= in_place ? here_ : heap_; }
-  const std::byte* data() const noexcept { return size_ <= in_place ? here_ : heap_; }
-  /// Room for `n` bytes, their contents unspecified (what was there is not kept).
-  void resize(std::size_t n) {
-    release();
-    if (n > in_place)
-      heap_ = static_cast<std::byte*>(::operator new (n, std::align_val_t{alignment}));
-    size_ = n;
-  }
-  void assign(std::span<const std::byte> b) {
-    resize(b.size());
-    if (!b.empty()) std::memcpy(data(), b.data(), b.size());
-  }
-
- private:
-  static constexpr std::size_t in_place = 32, alignment = 16;
-  void release() noexcept {
-    if (size_ > in_place) ::operator delete (heap_, std::align_val_t{alignment});
-    size_ = 0;
-  }
-  std::size_t size_ = 0;
-  union {
-    alignas(alignment) std::byte here_[in_place];
-    std::byte* heap_;
-  };
-};
-
-struct object_state : recycled<object_state, 4096> {
-  enum class status : std::uint8_t { pending, ready, failed };
-
-  std::atomic<std::uint32_t> handles{1};
-  /// Written on the loop thread (or by the thread building a put, before it is shared);
-  /// read anywhere: a thread that sees it settled sees the value, or error, set before.
-  std::atomic<status> st{status::pending};
-  std::uint64_t id = 0;           // nonzero for results the driver tracks by id
-  std::uint32_t epoch = 0;        // the runtime that made it; its block dies with that runtime
-  inline_value bytes;             // the value, when not in the store
-  object_block* block = nullptr;  // value in the store; this state holds one reference
-  std::exception_ptr error;
-  std::vector<waiter> waiters;
-  std::uint32_t pins = 0;          // readers of the block in place (views, calls in flight)
-  std::int64_t spill_offset = -1;  // where the value lies in the spill file, if spilled
-  std::uint64_t spill_size = 0;
-
-  bool settled() const noexcept { return st.load(std::memory_order_acquire) != status::pending; }
-  bool spilled() const noexcept { return spill_offset >= 0; }
-  /// The encoded value, wherever it lies (a spilled one is brought back first). Precondition:
-  /// ready. Throws object_store_full if a spilled value does not fit back.
-  [[gnu::always_inline]] std::span<const std::byte> value_bytes() const {
-    if (spilled()) [[unlikely]]
-      restore_state(const_cast<object_state&>(*this));
-    if (block) return {block->data(), static_cast<std::size_t>(block->size)};
-    return {bytes.data(), bytes.size()};
-  }
-  void rethrow_if_failed() const {
-    if (st.load(std::memory_order_acquire) == status::failed) [[unlikely]]
-      std::rethrow_exception(error);
-  }
-  /// Settles the object and notifies every waiter once. Loop thread.
-  void settle(status s) {
-    st.store(s, std::memory_order_release);
-    auto ws = std::move(waiters);
-    waiters.clear();
-    for (auto& w : ws) w.fn(w.ctx, *this);
-  }
-  void set_inline(std::span<const std::byte> b) {
-    bytes.assign(b);
-    settle(status::ready);
-  }
-  void set_block(object_block* b) {
-    block = b;
-    settle(status::ready);
-  }
-  void set_error(std::exception_ptr e) {
-    error = std::move(e);
-    settle(status::failed);
-  }
-};
-
-/// An intrusive owning pointer to an object_state (one handle).
-class state_ptr {
- public:
-  state_ptr() noexcept = default;
-  /// Adopts a handle already counted (a fresh state starts with one).
-  static state_ptr adopt(object_state* s) noexcept {
-    state_ptr p;
-    p.s_ = s;
-    return p;
-  }
-  static state_ptr share(object_state* s) noexcept {
-    if (s) s->handles.fetch_add(1, std::memory_order_relaxed);
-    return adopt(s);
-  }
-  state_ptr(const state_ptr& o) noexcept : s_(o.s_) {
-    if (s_) s_->handles.fetch_add(1, std::memory_order_relaxed);
-  }
-  state_ptr(state_ptr&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
-  state_ptr& operator=(state_ptr o) noexcept {
-    std::swap(s_, o.s_);
-    return *this;
-  }
-  ~state_ptr() {
-    if (s_ && s_->handles.fetch_sub(1, std::memory_order_acq_rel) == 1) release_state(s_);
-  }
-  object_state* get() const noexcept { return s_; }
-  object_state* operator->() const noexcept { return s_; }
-  object_state& operator*() const noexcept { return *s_; }
-  explicit operator bool() const noexcept { return s_ != nullptr; }
-
- private:
-  object_state* s_ = nullptr;
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/object_state.hpp>
+// #include <coray/detail/runtime/object_state.hpp>: inlined above
 // begin <coray/detail/runtime/resource_ledger.hpp>
 /// The runtime's resources and who holds them: totals by name (`CPU`, `GPU` and custom
 /// ones), what is free, and the GPUs by id with the fraction of each that is free. A
@@ -2933,9 +2978,13 @@ struct task_header {
   std::uint64_t fn_id;
   std::uint32_t nargs;
   std::uint32_t extra;       // submit: actor ids after the args; construct: max_concurrency
-  std::uint64_t target;      // submit: the actor to call, 0 for any task worker
-  std::int32_t max_retries;  // submit: retries after a crash or a retryable exception
-  std::uint32_t gpus;        // run_task, construct: the GPUs the call runs with, a mask of indices
+  std::uint64_t target;      // submit: the actor to call, 0 for any task worker; construct: its id
+  std::int32_t max_retries;  // submit: retries after a crash or a retryable exception;
+                             // construct: how many times the actor was built before
+  union {
+    std::uint32_t gpus;  // run_task, construct: the GPUs the call runs with, a mask of indices
+    std::uint32_t refs;  // submit: ids of the refs inside the arguments, after the actor ids
+  };
   std::uint64_t retry_matcher;  // which exceptions are retried: 0 none, 1 all, else a matcher id
 };
 static_assert(sizeof(task_header) == 48);
@@ -3039,6 +3088,7 @@ struct task_spec {
   int max_retries = 0;                // re-runs after a crash or a retryable exception
   std::uint64_t retry_matcher = 0;    // 0: exceptions are final; 1: all retried; else a matcher
   std::vector<std::uint64_t> actors;  // actor handles among the arguments: kept alive in transit
+  std::vector<state_ptr> refs;        // refs inside the arguments: kept alive until it ends
   std::shared_ptr<const resource_request> resources;  // a task's requirement; null: {CPU: 1}
 
   /// Appends an inline argument of `size` bytes written by `fill`.
@@ -3195,22 +3245,25 @@ class call_args_rewriter {
 };
 
 /// The message that sends a call: its header, its arguments with dependencies rewritten
-/// (call_args_rewriter) and, in a worker's submission, the actor handles it carries.
+/// (call_args_rewriter) and, in a worker's submission, the actor handles it carries and the
+/// ids of the refs inside its arguments (h.refs of them).
 class call_message_writer {
  public:
   call_message_writer(const task_header& h, std::span<const std::byte> args,
                       const std::vector<state_ptr>& deps,
-                      std::span<const std::uint64_t> actors = {})
-      : h_(h), args_(args, h.nargs, deps), args_size_(args_.size()), actors_(actors) {}
+                      std::span<const std::uint64_t> actors = {},
+                      std::span<const std::uint64_t> refs = {})
+      : h_(h), args_(args, h.nargs, deps), args_size_(args_.size()), actors_(actors), refs_(refs) {}
 
   std::size_t size() const noexcept {
-    return sizeof(task_header) + args_size_ + actors_.size_bytes();
+    return sizeof(task_header) + args_size_ + actors_.size_bytes() + refs_.size_bytes();
   }
   void write(std::byte* out, segment& seg) const {
     std::memcpy(out, &h_, sizeof h_);
     args_.write(out + sizeof h_, seg);
-    if (!actors_.empty())
-      std::memcpy(out + sizeof h_ + args_size_, actors_.data(), actors_.size_bytes());
+    std::byte* tail = out + sizeof h_ + args_size_;
+    if (!actors_.empty()) std::memcpy(tail, actors_.data(), actors_.size_bytes());
+    if (!refs_.empty()) std::memcpy(tail + actors_.size_bytes(), refs_.data(), refs_.size_bytes());
   }
 
  private:
@@ -3218,20 +3271,23 @@ class call_message_writer {
   call_args_rewriter args_;
   std::size_t args_size_;
   std::span<const std::uint64_t> actors_;
+  std::span<const std::uint64_t> refs_;
 };
 
 /// A worker's submission read back into the driver's form: the call, with dependencies by id
-/// turned into indices into spec.deps (`resolve(id)` gives the state, or null for an id the
-/// sender does not hold), blocks collected with `take_block(offset, owned)`, and `known`
-/// false when it names an object or a block its sender does not hold (or is malformed).
+/// turned into indices into spec.deps and the refs inside its arguments into spec.refs
+/// (`resolve(id)` and `resolve_ref(id)` give the state, or null for an id the sender does not
+/// hold; the second also makes a ref's id known to the driver's directory), blocks
+/// collected with `take_block(offset, owned)`, and `known` false when it names an object or
+/// a block its sender does not hold (or is malformed).
 struct submission {
   task_header header{};
   task_spec spec;
   bool known = true;
 };
-template <class HoldsBlock, class Resolve, class TakeBlock>
+template <class HoldsBlock, class Resolve, class ResolveRef, class TakeBlock>
 submission read_submission(std::span<const std::byte> payload, HoldsBlock&& holds_block,
-                           Resolve&& resolve, TakeBlock&& take_block) {
+                           Resolve&& resolve, ResolveRef&& resolve_ref, TakeBlock&& take_block) {
   submission out;
   task_header& h = out.header;
   task_spec& spec = out.spec;
@@ -3242,10 +3298,22 @@ submission read_submission(std::span<const std::byte> payload, HoldsBlock&& hold
   spec.max_retries = h.max_retries;
   spec.retry_matcher = h.retry_matcher;
   const std::size_t actor_bytes = std::size_t{h.extra} * sizeof(std::uint64_t);
-  if (payload.size() < sizeof h + actor_bytes) throw codec_error("coray: malformed submission");
+  const std::size_t ref_bytes = std::size_t{h.refs} * sizeof(std::uint64_t);
+  if (payload.size() < sizeof h + actor_bytes + ref_bytes)
+    throw codec_error("coray: malformed submission");
+  const std::byte* tail = payload.data() + payload.size() - actor_bytes - ref_bytes;
   spec.actors.resize(h.extra);
-  if (actor_bytes)
-    std::memcpy(spec.actors.data(), payload.data() + payload.size() - actor_bytes, actor_bytes);
+  if (actor_bytes) std::memcpy(spec.actors.data(), tail, actor_bytes);
+  for (std::uint32_t k = 0; k < h.refs; ++k) {
+    std::uint64_t id;
+    std::memcpy(&id, tail + actor_bytes + k * sizeof id, sizeof id);
+    state_ptr s = resolve_ref(id);
+    if (!s) {
+      out.known = false;
+      continue;
+    }
+    spec.refs.push_back(std::move(s));
+  }
   for (std::uint64_t& a : spec.actors)
     if ((a & pinned_block_tag) && !holds_block(a & ~pinned_block_tag)) {
       a = 0;  // a block its sender does not hold: the call is refused
@@ -3259,7 +3327,8 @@ submission read_submission(std::span<const std::byte> payload, HoldsBlock&& hold
     }
     spec.deps.push_back(std::move(s));
   };
-  call_reader reader(payload.subspan(sizeof h, payload.size() - sizeof h - actor_bytes));
+  call_reader reader(
+      payload.subspan(sizeof h, payload.size() - sizeof h - actor_bytes - ref_bytes));
   for (std::uint32_t i = 0; i < h.nargs; ++i) {
     auto [e, data] = reader.next();
     if (e.tag == arg_entry::dependency_list) {
@@ -3307,318 +3376,13 @@ CORAY_END_NAMESPACE
 /// that may not exist yet. Copyable and cheap; the object lives while any handle does.
 /// Pass it to remote calls (they wait for it) or get it (co_await ray::get(ref)).
 
-// #include <coray/detail/runtime/object_state.hpp>: inlined above
-// #include <coray/version.hpp>: inlined above
-#include <type_traits>
-#include <utility>
+// begin <coray/detail/runtime/foreign.hpp>
+/// The API's path from threads other than the runtime's loop thread (in the driver): what
+/// such a thread may build itself (a call's encoded arguments, a put's bytes, a result's
+/// state) it builds; what touches the loop's state (the scheduler, the allocator, waiters on
+/// objects) it hands to the loop as a job and, where it needs an answer, waits for.
 
-CORAY_BEGIN_NAMESPACE
-
-template <class T>
-class object_ref {
- public:
-  using value_type = T;
-
-  object_ref() noexcept = default;
-  explicit object_ref(detail::state_ptr s) noexcept : s_(std::move(s)) {}
-
-  /// False for a default-constructed ref.
-  bool valid() const noexcept { return static_cast<bool>(s_); }
-  /// True once the object exists or its call failed: get() will not wait.
-  bool is_ready() const noexcept { return s_ && s_->settled(); }
-
-  friend bool operator==(const object_ref& a, const object_ref& b) noexcept {
-    return a.s_.get() == b.s_.get();
-  }
-
-  /// Runtime internals.
-  const detail::state_ptr& state() const noexcept { return s_; }
-
- private:
-  detail::state_ptr s_;
-};
-
-namespace detail {
-template <class T>
-struct is_object_ref : std::false_type {};
-template <class T>
-struct is_object_ref<object_ref<T>> : std::true_type {
-  using value_type = T;
-};
-template <class T>
-inline constexpr bool is_object_ref_v = is_object_ref<std::remove_cvref_t<T>>::value;
-}  // namespace detail
-
-CORAY_END_NAMESPACE
-// end <coray/object_ref.hpp>
-#include <cstddef>
-#include <tuple>
-#include <type_traits>
-#include <utility>
-#include <vector>
-
-CORAY_BEGIN_NAMESPACE
-
-template <class T>
-class actor;
-
-namespace detail {
-
-/// What a callee is: its parameters, its return type and how to call it (with the actor's
-/// object for a member function).
-template <class F>
-struct function_traits {
-  static constexpr bool is_function = false;
-  static constexpr bool is_member = false;
-};
-template <class R, class... A>
-struct function_traits<R (*)(A...)> {
-  static constexpr bool is_function = true;
-  static constexpr bool is_member = false;
-  using return_type = R;
-  using params = std::tuple<A...>;
-  static constexpr std::size_t arity = sizeof...(A);
-  template <auto F, class... X>
-  static decltype(auto) call(void*, X&&... x) {
-    return F(std::forward<X>(x)...);
-  }
-};
-template <class R, class... A>
-struct function_traits<R (*)(A...) noexcept> : function_traits<R (*)(A...)> {};
-
-template <class C, class R, class... A>
-struct member_traits {
-  static constexpr bool is_function = true;
-  static constexpr bool is_member = true;
-  using class_type = C;
-  using return_type = R;
-  using params = std::tuple<A...>;
-  static constexpr std::size_t arity = sizeof...(A);
-  template <auto F, class... X>
-  static decltype(auto) call(void* self, X&&... x) {
-    return (static_cast<C*>(self)->*F)(std::forward<X>(x)...);
-  }
-};
-template <class C, class R, class... A>
-struct function_traits<R (C::*)(A...)> : member_traits<C, R, A...> {};
-template <class C, class R, class... A>
-struct function_traits<R (C::*)(A...) const> : member_traits<C, R, A...> {};
-template <class C, class R, class... A>
-struct function_traits<R (C::*)(A...) noexcept> : member_traits<C, R, A...> {};
-template <class C, class R, class... A>
-struct function_traits<R (C::*)(A...) const noexcept> : member_traits<C, R, A...> {};
-
-/// The value a call produces: R, or X for a coroutine returning ray::async<X>.
-template <class R>
-struct call_result {
-  using type = R;
-};
-template <class X>
-struct call_result<async<X>> {
-  using type = X;
-};
-template <class R>
-using call_result_t = typename call_result<R>::type;
-
-template <class T>
-struct is_actor : std::false_type {};
-template <class T>
-struct is_actor<actor<T>> : std::true_type {};
-template <class T>
-inline constexpr bool is_actor_v = is_actor<std::remove_cvref_t<T>>::value;
-
-/// A std::vector of object_refs: passed for a vector parameter, each element a dependency.
-template <class T>
-struct is_ref_vector : std::false_type {};
-template <class U, class A>
-struct is_ref_vector<std::vector<object_ref<U>, A>> : std::true_type {
-  using value_type = U;
-};
-template <class T>
-inline constexpr bool is_ref_vector_v = is_ref_vector<std::remove_cvref_t<T>>::value;
-
-template <class P>
-inline constexpr bool is_mutable_ref_v =
-    std::is_lvalue_reference_v<P> && !std::is_const_v<std::remove_reference_t<P>>;
-
-/// Whether argument A may be passed for parameter P.
-template <class P, class A>
-constexpr bool argument_fits() {
-  using S = storage_type_t<std::remove_cvref_t<P>>;
-  if constexpr (is_mutable_ref_v<P>)
-    return false;
-  else if constexpr (is_actor_v<P> || is_actor_v<A>)
-    return std::is_same_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>;
-  else if constexpr (is_object_ref_v<A>)
-    return std::is_same_v<typename is_object_ref<std::remove_cvref_t<A>>::value_type, S>;
-  else if constexpr (is_ref_vector_v<A>)
-    return std::is_same_v<std::vector<typename is_ref_vector<std::remove_cvref_t<A>>::value_type>,
-                          S>;
-  else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>)
-    return true;
-  else
-    return std::is_convertible_v<A, S>;
-}
-
-template <class Params, class... A, std::size_t... I>
-constexpr bool arguments_fit(std::index_sequence<I...>) {
-  return (argument_fits<std::tuple_element_t<I, Params>, A>() && ...);
-}
-
-template <class Params>
-constexpr bool parameters_storable() {
-  return []<std::size_t... I>(std::index_sequence<I...>) {
-    return ((
-        is_actor_v<std::tuple_element_t<I, Params>> ||
-        is_encodable_v<storage_type_t<std::remove_cvref_t<std::tuple_element_t<I, Params>>>>)&&...);
-  }
-  (std::make_index_sequence<std::tuple_size_v<Params>>{});
-}
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/signature.hpp>
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <span>
-#include <string_view>
-#include <tuple>
-#include <type_traits>
-#include <utility>
-#include <vector>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-/// Walks a call's argument records in a worker.
-class argument_reader {
- public:
-  argument_reader(segment& seg, std::span<const std::byte> args) : seg_(seg), reader_(args) {}
-  std::span<const std::byte> next() { return reader_.next_value(seg_); }
-
- private:
-  segment& seg_;
-  call_reader reader_;
-};
-
-template <class T>
-struct is_span_parameter : std::false_type {};
-template <class E, std::size_t N>
-struct is_span_parameter<std::span<E, N>> : std::true_type {};
-
-/// Holds one decoded argument for the duration of the call: a view into the message or the
-/// store for span/string_view parameters, else a decoded value.
-template <class P>
-class argument {
-  using D = std::remove_cvref_t<P>;
-  static constexpr bool is_view =
-      std::is_same_v<D, std::string_view> || is_span_parameter<D>::value;
-  using held = std::conditional_t<is_view, D, storage_type_t<D>>;
-
- public:
-  explicit argument(std::span<const std::byte> bytes) : v_(decode<held>(bytes)) {}
-  decltype(auto) pass() {
-    if constexpr (std::is_rvalue_reference_v<P> || !std::is_reference_v<P>)
-      return held(std::move(v_));
-    else
-      return static_cast<const held&>(v_);
-  }
-
- private:
-  held v_;
-};
-
-template <class Params, std::size_t... I>
-auto decode_arguments(argument_reader& r, std::index_sequence<I...>) {
-  // Braced initialisation evaluates left to right: arguments are read in order.
-  return std::tuple<argument<std::tuple_element_t<I, Params>>...>{
-      argument<std::tuple_element_t<I, Params>>(r.next())...};
-}
-
-template <class V>
-void reply(call_host& w, std::uint64_t id, const V& v) {
-  const std::size_t size = encoded_size(v);
-  w.reply_value(id, size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); });
-}
-
-/// Runs calls of F (a free function, or a member function of an actor) in this process:
-/// decodes the arguments, calls, and replies with the value or the exception.
-template <auto F>
-struct invoker {
-  using traits = function_traits<decltype(F)>;
-  using params = typename traits::params;
-  using R = typename traits::return_type;
-  static constexpr auto indices = std::make_index_sequence<traits::arity>{};
-
-  template <class Args>
-  static decltype(auto) call(void* self, Args& args) {
-    return std::apply(
-        [self](auto&... a) -> decltype(auto) {
-          return traits::template call<F>(self, a.pass()...);
-        },
-        args);
-  }
-
-  static void invoke(invocation& inv) {
-    if constexpr (is_async<R>::value) {
-      // The body outlives this message: keep a copy of its arguments.
-      run_coroutine(inv, std::vector<std::byte>(inv.args.begin(), inv.args.end()));
-    } else {
-      try {
-        argument_reader reader(inv.seg, inv.args);
-        auto args = decode_arguments<params>(reader, indices);
-        if constexpr (std::is_void_v<R>) {
-          call(inv.instance, args);
-          inv.self.reply_value(inv.task_id, 0, [](std::byte*) {});
-        } else {
-          reply(inv.self, inv.task_id, call(inv.instance, args));
-        }
-      } catch (...) {
-        inv.fail();
-      }
-      if constexpr (traits::is_member) inv.self.call_finished();
-    }
-  }
-
-  static detached run_coroutine(invocation inv, std::vector<std::byte> bytes) {
-    call_host& w = inv.self;
-    segment& seg = inv.seg;
-    const std::uint64_t id = inv.task_id;
-    void* self = inv.instance;
-    inv.args = bytes;  // the copy outlives the message
-    try {
-      argument_reader reader(seg, bytes);
-      auto args = decode_arguments<params>(reader, indices);
-      if constexpr (std::is_void_v<call_result_t<R>>) {
-        co_await call(self, args);
-        w.reply_value(id, 0, [](std::byte*) {});
-      } else {
-        auto value = co_await call(self, args);
-        reply(w, id, value);
-      }
-    } catch (...) {
-      inv.fail();
-    }
-    if constexpr (traits::is_member) w.call_finished();
-  }
-
-  static inline const bool registered = register_function(entity_id<F>, &invoke, entity_name<F>());
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/invoker.hpp>
-// #include <coray/detail/runtime/registry.hpp>: inlined above
-// #include <coray/detail/runtime/signature.hpp>: inlined above
-// begin <coray/detail/runtime/stored_value.hpp>
-/// How a value goes into an object and comes out: put_type_t (the type a value is stored
-/// as), store_value (encoded inline or into a store block) and read_value (decoded, or the
-/// object's error rethrown).
-
-// #include <coray/codec.hpp>: inlined above
-// #include <coray/detail/codec/codec_traits.hpp>: inlined above
-// #include <coray/detail/runtime/object_state.hpp>: inlined above
+// #include <coray/async.hpp>: inlined above
 // begin <coray/detail/runtime/process.hpp>
 /// What every coray process shares: the layout of the segment's control header, and the
 /// event loop that drives a process (ready coroutines, incoming messages, timers, sleeping).
@@ -4047,6 +3811,16 @@ class process {
   }
   /// A state with an id lost its last handle in this process.
   virtual void forget(object_state&) noexcept {}
+  /// Makes the objects of `refs` known to the driver by id (each then has a nonzero id),
+  /// before a value holding them is written. Loop thread.
+  virtual void publish_refs(std::span<const state_ptr> /*refs*/) {
+    throw usage_error("coray: refs inside values need a runtime");
+  }
+  /// The ref an id read from a value names (0: an empty ref). Throws codec_error for an id
+  /// the runtime never issued. Loop thread.
+  virtual state_ptr ref_from_id(std::uint64_t /*id*/) {
+    throw usage_error("coray: refs inside values need a runtime");
+  }
 
   /// A new object block of `size` payload bytes holding one reference for this process.
   /// Only the driver touches the allocator and the reference counts, so that a worker
@@ -4449,369 +4223,6 @@ inline state_ptr make_state() {
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/process_states.hpp>
 // end <coray/detail/runtime/process.hpp>
-#include <cstddef>
-#include <span>
-#include <string>
-#include <type_traits>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-/// The type a value is stored as: a span is stored as a vector, a string literal as a string.
-template <class T>
-using put_type_t = std::conditional_t<std::is_same_v<std::decay_t<T>, const char*> ||
-                                          std::is_same_v<std::decay_t<T>, char*>,
-                                      std::string, storage_type_t<std::decay_t<T>>>;
-
-/// Room for a value of `size` encoded bytes in `s`, which stays pending: inline bytes below
-/// the threshold, else a new block in the store (pending, so never spilled while written).
-/// From any thread that may use `p`: the loop allocates the block.
-inline std::span<std::byte> reserve_value(process& p, object_state& s, std::size_t size) {
-  if (size > p.inline_threshold()) {
-    auto adopt = [&s, size](process& lp) {
-      s.block = lp.new_block(size);
-      lp.block_adopted(s);
-    };
-    if (p.is_loop_thread())
-      adopt(p);
-    else
-      p.call_on_loop(adopt);
-    return {s.block->data(), size};
-  }
-  s.bytes.resize(size);
-  return {s.bytes.data(), size};
-}
-
-/// Encodes `v` into `s`: inline below the threshold, else into a new block in the store.
-template <class V>
-void store_value(process& p, object_state& s, const V& v) {
-  encode_to(reserve_value(p, s, encoded_size(v)), v);
-  s.st.store(object_state::status::ready, std::memory_order_release);
-}
-
-template <class T>
-T read_value(const object_state& s) {
-  s.rethrow_if_failed();
-  if constexpr (!std::is_void_v<T>) return decode<T>(s.value_bytes());
-}
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/stored_value.hpp>
-// #include <coray/object_ref.hpp>: inlined above
-#include <cstddef>
-#include <cstdint>
-#include <tuple>
-#include <type_traits>
-#include <utility>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-/// The actor type's id: a hash of its name. (Not of a function template instance's name:
-/// clang prints those without their template arguments.)
-template <class T>
-inline constexpr std::uint64_t actor_type_id = fnv1a(type_name<T>());
-
-/// How a constructor argument travels: refs by their values, literals as strings.
-template <class A>
-struct constructor_arg {
-  using type = put_type_t<A>;
-};
-template <class A>
-requires is_object_ref_v<A>
-struct constructor_arg<A> {
-  using type = typename is_object_ref<std::remove_cvref_t<A>>::value_type;
-};
-template <class A>
-requires is_actor_v<A>
-struct constructor_arg<A> {
-  using type = std::remove_cvref_t<A>;
-};
-template <class A>
-using constructor_arg_t = typename constructor_arg<A>::type;
-
-/// Builds T in the actor's process from arguments of types S...
-template <class T, class... S>
-struct actor_constructor {
-  static void construct(S... args, call_host& w, std::uint64_t id) {
-    T* obj = new T(std::move(args)...);
-    w.set_instance(obj, [](void* p) { delete static_cast<T*>(p); });
-    w.reply_value(id, 0, [](std::byte*) {});
-  }
-  static void invoke(invocation& inv) {
-    try {
-      argument_reader reader(inv.seg, inv.args);
-      auto args = decode_arguments<std::tuple<S...>>(reader, std::index_sequence_for<S...>{});
-      std::apply([&](auto&... a) { construct(a.pass()..., inv.self, inv.task_id); }, args);
-    } catch (...) {
-      inv.self.reply_error(inv.task_id, describe_current_exception(type_name<T>()));
-    }
-  }
-  static void marker() {}
-  static inline const bool registered = register_function(
-      entity_id<&actor_constructor::marker>, &invoke, entity_name<&actor_constructor::marker>());
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/actor_constructor.hpp>
-// #include <coray/detail/runtime/actor_state.hpp>: inlined above
-// begin <coray/detail/runtime/driver.hpp>
-/// What public code may ask of the driver beyond any process's loop: the narrow interface
-/// ray::spawn, the pools and the process introspection reach it through. `process::driver()`
-/// gives it in the driver and null in a worker; the implementation is `local_driver`
-/// (local_driver.hpp), which runtime.hpp builds.
-
-#include <fmt/format.h>
-
-// #include <coray/detail/runtime/call_message.hpp>: inlined above
-// #include <coray/detail/runtime/process.hpp>: inlined above
-#include <cstddef>
-#include <cstdint>
-#include <map>
-#include <memory>
-#include <optional>
-#include <string>
-#include <vector>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-/// What ray::spawn asks of the driver.
-struct actor_spawn_request {
-  task_spec constructor;  // fn_id: the constructor invoker; args: the constructor's
-  std::uint64_t type_id = 0;
-  std::string type_name;
-  std::string name;
-  std::uint32_t max_concurrency = 1;
-  int max_restarts = 0;
-  int max_task_retries = 0;
-  /// How its process is started: 0 by the runtime's start method, else 1 + a start_method_id
-  /// (a ray::process of a context that chose one).
-  std::uint32_t start_as = 0;
-  /// What it holds for life; null: nothing (it needs 1 CPU to be placed, as Ray's actors).
-  std::shared_ptr<const resource_request> resources;
-};
-
-/// How the supervisor starts worker processes (ray::start_method, as the driver passes it on).
-enum class start_method_id : std::uint32_t { fork = 0, spawn = 1 };
-
-/// What the runtime builds a driver from (ray::runtime_options, resolved).
-struct driver_config {
-  std::uint32_t num_workers;  // 0: the usable cores
-  std::uint32_t max_actors;
-  std::size_t object_store_bytes;  // 0: 30% of usable memory
-  start_method_id method;
-  std::size_t inline_threshold;
-  std::uint32_t spin_us;
-  std::uint32_t max_tasks_in_flight_per_worker;
-  std::vector<std::string> argv;            // empty: /proc/self/cmdline's
-  std::string spill_directory;              // empty: no spilling
-  std::optional<double> num_cpus;           // unset: CORAY_NUM_CPUS, else the usable cores
-  std::optional<double> num_gpus;           // unset: CORAY_NUM_GPUS, else the GPUs detected
-  std::map<std::string, double> resources;  // empty: CORAY_RESOURCES's
-  std::vector<std::string> gpu_ids;         // filled in by make_local_driver with the above
-};
-
-class driver : public process {
- public:
-  driver* as_driver() noexcept final { return this; }
-
-  virtual std::uint32_t num_workers() const noexcept = 0;
-  /// Pids of the task workers, in slot order (0 while one starts).
-  virtual std::vector<int> worker_pids() const = 0;
-  /// Creates an actor: a process of its own whose first message builds the object. Returns
-  /// its id at once; calls queue behind the construction.
-  virtual std::uint64_t spawn_actor(actor_spawn_request req) = 0;
-  /// The pid of an actor's process (0 while it starts or after it ended).
-  virtual int actor_pid(std::uint64_t id) const = 0;
-
-  /// An actor's process for ray::actor_process: its pid (0 while it starts), whether it
-  /// ended and, once it has, its wait status.
-  struct actor_process_status {
-    int pid = 0;
-    bool ended = false;
-    int wait_status = 0;
-  };
-  /// nullopt once the actor is forgotten (it ended and no handle is left).
-  virtual std::optional<actor_process_status> actor_status(std::uint64_t id) const = 0;
-  /// The runtime's resources by Ray's names (CPU, GPU, custom): all, or those free now.
-  virtual std::map<std::string, double> resources(bool available) = 0;
-  /// Objects written to the spill file so far.
-  virtual std::uint64_t spilled_objects() const noexcept = 0;
-};
-
-/// The driver, for an API that only the driver offers; a clear error elsewhere.
-inline driver& require_driver(const char* what) {
-  driver* d = process::require().as_driver();
-  if (!d) throw usage_error(fmt::format("{} is only available in the driver process", what));
-  return *d;
-}
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/driver.hpp>
-// begin <coray/detail/runtime/make_call.hpp>
-/// The caller's side of a call: the task_spec message for a call of F, each argument
-/// encoded inline or into a store block, or recorded as a dependency (object_ref).
-
-// #include <coray/codec.hpp>: inlined above
-// #include <coray/detail/codec/codec_traits.hpp>: inlined above
-// #include <coray/detail/runtime/invoker.hpp>: inlined above
-// #include <coray/detail/runtime/process.hpp>: inlined above
-// #include <coray/detail/runtime/signature.hpp>: inlined above
-// #include <coray/errors.hpp>: inlined above
-// #include <coray/object_ref.hpp>: inlined above
-#include <cstddef>
-#include <cstdint>
-#include <span>
-#include <tuple>
-#include <type_traits>
-#include <utility>
-#include <vector>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-template <class V>
-void add_value(task_spec& spec, process& p, const V& v) {
-  // Actor handles inside the value are kept alive for the call's duration.
-  struct collecting {
-    std::vector<std::uint64_t>* saved;
-    explicit collecting(std::vector<std::uint64_t>& into)
-        : saved(std::exchange(actor_collector(), &into)) {}
-    ~collecting() { actor_collector() = saved; }
-  } collect(spec.actors);
-  const std::size_t size = encoded_size(v);
-  if (size > p.inline_threshold()) {
-    object_block* b = p.allocate_block(size);
-    encode_to(std::span<std::byte>(b->data(), size), v);
-    spec.add_block(p.seg, b);
-  } else {
-    spec.add_inline(size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); });
-  }
-}
-
-/// An argument for a std::span<const Row> or std::vector<Row> parameter (Row raw) whose `n`
-/// rows `fill(out)` writes straight into the call's message or block, once, while the call
-/// is made: for rows made from other data (pool::starmap packs argument lists), no buffer
-/// between that data and the message.
-template <class Row, class Fill>
-struct raw_rows_argument {
-  static_assert(is_raw_copyable_v<Row>);
-  using row = Row;
-  std::size_t n;
-  Fill fill;  // void(std::byte* out): writes n * sizeof(Row) bytes
-};
-template <class T>
-inline constexpr bool is_raw_rows_argument_v = false;
-template <class Row, class Fill>
-inline constexpr bool is_raw_rows_argument_v<raw_rows_argument<Row, Fill>> = true;
-
-/// Encodes as a vector of n Rows would: the count, padding, then the rows.
-template <class Row, class Fill>
-void add_raw_rows(task_spec& spec, process& p, raw_rows_argument<Row, Fill>& a) {
-  size_counter c;
-  const std::uint64_t count = a.n;
-  c.put(&count, sizeof count);
-  c.pad(wire_align_v<Row>);
-  const std::size_t header = c.size();
-  const std::size_t size = header + a.n * sizeof(Row);
-  auto write = [&](std::byte* out) {
-    writer w(std::span<std::byte>(out, header));
-    w.put(&count, sizeof count);
-    w.pad(wire_align_v<Row>);
-    a.fill(out + header);
-  };
-  if (size > p.inline_threshold()) {
-    object_block* b = p.allocate_block(size);
-    write(b->data());
-    spec.add_block(p.seg, b);
-  } else {
-    spec.add_inline(size, write);
-  }
-}
-
-template <class P, class A>
-void add_argument(task_spec& spec, process& p, A&& a) {
-  using S = storage_type_t<std::remove_cvref_t<P>>;
-  if constexpr (is_raw_rows_argument_v<std::remove_cvref_t<A>>) {
-    static_assert(std::is_same_v<S, std::vector<typename std::remove_cvref_t<A>::row>>,
-                  "coray: raw rows are passed for a span or vector of those rows");
-    add_raw_rows(spec, p, a);
-  } else if constexpr (is_object_ref_v<A>) {
-    spec.add_dependency(a.state());
-  } else if constexpr (is_ref_vector_v<A>) {
-    // The elements' encodings, after the count, make the vector's: raw elements start
-    // aligned (the argument starts 16-aligned, the count takes 8 bytes).
-    using U = typename is_ref_vector<std::remove_cvref_t<A>>::value_type;
-    constexpr std::size_t align = is_raw_copyable_v<U> ? wire_align_v<U> : 1;
-    constexpr std::size_t pad = (align - sizeof(std::uint64_t) % align) % align;
-    std::vector<state_ptr> refs;
-    refs.reserve(a.size());
-    for (const auto& r : a) refs.push_back(r.state());
-    spec.add_dependency_list(refs, static_cast<std::uint8_t>(pad));
-  } else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>) {
-    add_value(spec, p, a);
-  } else {
-    add_value(spec, p, S(std::forward<A>(a)));
-  }
-}
-
-/// Refuses an empty ref, or one of an ended runtime, among call arguments: before any
-/// argument is encoded, so that no block is allocated for a call that is not made.
-template <class... A>
-void require_usable_ref_arguments(const A&... args) {
-  auto check = [](const auto& a) {
-    using V = std::remove_cvref_t<decltype(a)>;
-    if constexpr (is_object_ref_v<V>) {
-      require_usable_ref(a.state(), "coray: a call argument");
-    } else if constexpr (is_ref_vector_v<V>) {
-      require_usable_refs(a, "coray: a call argument");
-    }
-  };
-  (void)check;  // a call with no arguments
-  (check(args), ...);
-}
-
-/// The message of a call of F with `args` (already checked against F's parameters).
-template <auto F, class... A>
-task_spec make_call(process& p, A&&... args) {
-  using params = typename function_traits<decltype(F)>::params;
-  (void)invoker<F>::registered;
-  require_usable_ref_arguments(args...);
-  task_spec spec;
-  spec.fn_id = entity_id<F>;
-  spec.name = entity_name_v<F>;
-  [&]<std::size_t... I>(std::index_sequence<I...>) {
-    (add_argument<std::tuple_element_t<I, params>>(spec, p, std::forward<A>(args)), ...);
-  }
-  (std::make_index_sequence<sizeof...(A)>{});
-  return spec;
-}
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/make_call.hpp>
-// #include <coray/detail/runtime/signature.hpp>: inlined above
-// begin <coray/sync_wait.hpp>
-/// ray::sync_wait: the blocking form of anything coray lets a coroutine co_await, for code
-/// that is not a coroutine. It runs the runtime's loop on the calling thread until the result
-/// is there, then returns it or rethrows its error.
-///
-///   int v = ray::sync_wait(twice(ref));                            // a ray::async<int>
-///   auto [ready, pending] = ray::sync_wait(ray::wait(refs));       // a coray awaitable
-
-// #include <coray/async.hpp>: inlined above
-// begin <coray/detail/runtime/foreign.hpp>
-/// The API's path from threads other than the runtime's loop thread (in the driver): what
-/// such a thread may build itself (a call's encoded arguments, a put's bytes, a result's
-/// state) it builds; what touches the loop's state (the scheduler, the allocator, waiters on
-/// objects) it hands to the loop as a job and, where it needs an answer, waits for.
-
-// #include <coray/async.hpp>: inlined above
-// #include <coray/detail/runtime/process.hpp>: inlined above
 #include <coroutine>
 #include <cstddef>
 #include <span>
@@ -4856,6 +4267,14 @@ auto on_loop(const char* what, F&& f) -> decltype(f(std::declval<process&>())) {
   if (process* p = process::here()) return f(*p);
   foreign_entry e(what);
   return e.get().call_on_loop(f);
+}
+
+/// A ref read from a value: the process's handle for its id, made on the loop (a driver's
+/// other thread waits for it there).
+inline state_ptr decode_ref(std::uint64_t id) {
+  if (!id) return {};
+  return on_loop("coray: decoding an object_ref",
+                 [id](process& p) -> state_ptr { return p.ref_from_id(id); });
 }
 
 /// Submits the call `make(p)` builds (a task_spec, its arguments encoded on this thread;
@@ -5086,6 +4505,728 @@ void run_coroutine_from_another_thread(process& p, std::coroutine_handle<Promise
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/foreign.hpp>
+// #include <coray/detail/runtime/object_state.hpp>: inlined above
+// #include <coray/version.hpp>: inlined above
+#include <type_traits>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+
+template <class T>
+class object_ref {
+ public:
+  using value_type = T;
+
+  object_ref() noexcept = default;
+  explicit object_ref(detail::state_ptr s) noexcept : s_(std::move(s)) {}
+
+  /// False for a default-constructed ref.
+  bool valid() const noexcept { return static_cast<bool>(s_); }
+  /// True once the object exists or its call failed: get() will not wait.
+  bool is_ready() const noexcept { return s_ && s_->settled(); }
+
+  friend bool operator==(const object_ref& a, const object_ref& b) noexcept {
+    return a.s_.get() == b.s_.get();
+  }
+
+  /// Runtime internals.
+  const detail::state_ptr& state() const noexcept { return s_; }
+
+  /// A ref travels inside values (put objects, call arguments, results) as its object's id;
+  /// whatever holds the value keeps the object alive, and the process that decodes it gets a
+  /// handle of its own (design.md, "Refs inside objects").
+  template <class Archive>
+  void serialize(Archive& ar) {
+    std::uint64_t id = 0;
+    if constexpr (Archive::is_loading) {
+      ar(id);
+      s_ = detail::decode_ref(id);
+    } else {
+      if (s_ && Archive::is_sizing)
+        detail::collect_ref(s_);
+      else if (s_)
+        id = s_->id;  // published while the value was sized
+      ar(id);
+    }
+  }
+
+ private:
+  detail::state_ptr s_;
+};
+
+namespace detail {
+template <class T>
+struct is_object_ref : std::false_type {};
+template <class T>
+struct is_object_ref<object_ref<T>> : std::true_type {
+  using value_type = T;
+};
+template <class T>
+inline constexpr bool is_object_ref_v = is_object_ref<std::remove_cvref_t<T>>::value;
+}  // namespace detail
+
+CORAY_END_NAMESPACE
+// end <coray/object_ref.hpp>
+#include <cstddef>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+template <class T>
+class actor;
+
+namespace detail {
+
+/// What a callee is: its parameters, its return type and how to call it (with the actor's
+/// object for a member function).
+template <class F>
+struct function_traits {
+  static constexpr bool is_function = false;
+  static constexpr bool is_member = false;
+};
+template <class R, class... A>
+struct function_traits<R (*)(A...)> {
+  static constexpr bool is_function = true;
+  static constexpr bool is_member = false;
+  using return_type = R;
+  using params = std::tuple<A...>;
+  static constexpr std::size_t arity = sizeof...(A);
+  template <auto F, class... X>
+  static decltype(auto) call(void*, X&&... x) {
+    return F(std::forward<X>(x)...);
+  }
+};
+template <class R, class... A>
+struct function_traits<R (*)(A...) noexcept> : function_traits<R (*)(A...)> {};
+
+template <class C, class R, class... A>
+struct member_traits {
+  static constexpr bool is_function = true;
+  static constexpr bool is_member = true;
+  using class_type = C;
+  using return_type = R;
+  using params = std::tuple<A...>;
+  static constexpr std::size_t arity = sizeof...(A);
+  template <auto F, class... X>
+  static decltype(auto) call(void* self, X&&... x) {
+    return (static_cast<C*>(self)->*F)(std::forward<X>(x)...);
+  }
+};
+template <class C, class R, class... A>
+struct function_traits<R (C::*)(A...)> : member_traits<C, R, A...> {};
+template <class C, class R, class... A>
+struct function_traits<R (C::*)(A...) const> : member_traits<C, R, A...> {};
+template <class C, class R, class... A>
+struct function_traits<R (C::*)(A...) noexcept> : member_traits<C, R, A...> {};
+template <class C, class R, class... A>
+struct function_traits<R (C::*)(A...) const noexcept> : member_traits<C, R, A...> {};
+
+/// The value a call produces: R, or X for a coroutine returning ray::async<X>.
+template <class R>
+struct call_result {
+  using type = R;
+};
+template <class X>
+struct call_result<async<X>> {
+  using type = X;
+};
+template <class R>
+using call_result_t = typename call_result<R>::type;
+
+template <class T>
+struct is_actor : std::false_type {};
+template <class T>
+struct is_actor<actor<T>> : std::true_type {};
+template <class T>
+inline constexpr bool is_actor_v = is_actor<std::remove_cvref_t<T>>::value;
+
+/// A std::vector of object_refs: passed for a vector parameter, each element a dependency.
+template <class T>
+struct is_ref_vector : std::false_type {};
+template <class U, class A>
+struct is_ref_vector<std::vector<object_ref<U>, A>> : std::true_type {
+  using value_type = U;
+};
+template <class T>
+inline constexpr bool is_ref_vector_v = is_ref_vector<std::remove_cvref_t<T>>::value;
+
+template <class P>
+inline constexpr bool is_mutable_ref_v =
+    std::is_lvalue_reference_v<P> && !std::is_const_v<std::remove_reference_t<P>>;
+
+/// Whether argument A may be passed for parameter P.
+template <class P, class A>
+constexpr bool argument_fits() {
+  using S = storage_type_t<std::remove_cvref_t<P>>;
+  if constexpr (is_mutable_ref_v<P>)
+    return false;
+  else if constexpr (is_actor_v<P> || is_actor_v<A>)
+    return std::is_same_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>;
+  else if constexpr (std::is_same_v<S, std::remove_cvref_t<A>>)
+    return true;  // the value itself: a ref for an object_ref<T> parameter travels as a ref
+  else if constexpr (is_object_ref_v<A>)
+    return std::is_same_v<typename is_object_ref<std::remove_cvref_t<A>>::value_type, S>;
+  else if constexpr (is_ref_vector_v<A>)
+    return std::is_same_v<std::vector<typename is_ref_vector<std::remove_cvref_t<A>>::value_type>,
+                          S>;
+  else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>)
+    return true;
+  else
+    return std::is_convertible_v<A, S>;
+}
+
+template <class Params, class... A, std::size_t... I>
+constexpr bool arguments_fit(std::index_sequence<I...>) {
+  return (argument_fits<std::tuple_element_t<I, Params>, A>() && ...);
+}
+
+template <class Params>
+constexpr bool parameters_storable() {
+  return []<std::size_t... I>(std::index_sequence<I...>) {
+    return ((
+        is_actor_v<std::tuple_element_t<I, Params>> ||
+        is_encodable_v<storage_type_t<std::remove_cvref_t<std::tuple_element_t<I, Params>>>>)&&...);
+  }
+  (std::make_index_sequence<std::tuple_size_v<Params>>{});
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/signature.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// Walks a call's argument records in a worker.
+class argument_reader {
+ public:
+  argument_reader(segment& seg, std::span<const std::byte> args) : seg_(seg), reader_(args) {}
+  std::span<const std::byte> next() { return reader_.next_value(seg_); }
+
+ private:
+  segment& seg_;
+  call_reader reader_;
+};
+
+template <class T>
+struct is_span_parameter : std::false_type {};
+template <class E, std::size_t N>
+struct is_span_parameter<std::span<E, N>> : std::true_type {};
+
+/// Holds one decoded argument for the duration of the call: a view into the message or the
+/// store for span/string_view parameters, else a decoded value.
+template <class P>
+class argument {
+  using D = std::remove_cvref_t<P>;
+  static constexpr bool is_view =
+      std::is_same_v<D, std::string_view> || is_span_parameter<D>::value;
+  using held = std::conditional_t<is_view, D, storage_type_t<D>>;
+
+ public:
+  explicit argument(std::span<const std::byte> bytes) : v_(decode<held>(bytes)) {}
+  decltype(auto) pass() {
+    if constexpr (std::is_rvalue_reference_v<P> || !std::is_reference_v<P>)
+      return held(std::move(v_));
+    else
+      return static_cast<const held&>(v_);
+  }
+
+ private:
+  held v_;
+};
+
+template <class Params, std::size_t... I>
+auto decode_arguments(argument_reader& r, std::index_sequence<I...>) {
+  // Braced initialisation evaluates left to right: arguments are read in order.
+  return std::tuple<argument<std::tuple_element_t<I, Params>>...>{
+      argument<std::tuple_element_t<I, Params>>(r.next())...};
+}
+
+template <class V>
+void reply(call_host& w, std::uint64_t id, const V& v) {
+  std::vector<state_ptr> refs;  // refs inside the value: the result keeps them alive
+  std::size_t size;
+  {
+    const collecting_refs collect(refs);
+    size = encoded_size(v);
+  }
+  w.reply_value(
+      id, size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); }, refs);
+}
+
+/// Runs calls of F (a free function, or a member function of an actor) in this process:
+/// decodes the arguments, calls, and replies with the value or the exception.
+template <auto F>
+struct invoker {
+  using traits = function_traits<decltype(F)>;
+  using params = typename traits::params;
+  using R = typename traits::return_type;
+  static constexpr auto indices = std::make_index_sequence<traits::arity>{};
+
+  template <class Args>
+  static decltype(auto) call(void* self, Args& args) {
+    return std::apply(
+        [self](auto&... a) -> decltype(auto) {
+          return traits::template call<F>(self, a.pass()...);
+        },
+        args);
+  }
+
+  static void invoke(invocation& inv) {
+    if constexpr (is_async<R>::value) {
+      // The body outlives this message: keep a copy of its arguments.
+      run_coroutine(inv, std::vector<std::byte>(inv.args.begin(), inv.args.end()));
+    } else {
+      try {
+        argument_reader reader(inv.seg, inv.args);
+        auto args = decode_arguments<params>(reader, indices);
+        if constexpr (std::is_void_v<R>) {
+          call(inv.instance, args);
+          inv.self.reply_value(inv.task_id, 0, [](std::byte*) {});
+        } else {
+          reply(inv.self, inv.task_id, call(inv.instance, args));
+        }
+      } catch (...) {
+        inv.fail();
+      }
+      if constexpr (traits::is_member) inv.self.call_finished();
+    }
+  }
+
+  static detached run_coroutine(invocation inv, std::vector<std::byte> bytes) {
+    call_host& w = inv.self;
+    segment& seg = inv.seg;
+    const std::uint64_t id = inv.task_id;
+    void* self = inv.instance;
+    inv.args = bytes;  // the copy outlives the message
+    try {
+      argument_reader reader(seg, bytes);
+      auto args = decode_arguments<params>(reader, indices);
+      if constexpr (std::is_void_v<call_result_t<R>>) {
+        co_await call(self, args);
+        w.reply_value(id, 0, [](std::byte*) {});
+      } else {
+        auto value = co_await call(self, args);
+        reply(w, id, value);
+      }
+    } catch (...) {
+      inv.fail();
+    }
+    if constexpr (traits::is_member) w.call_finished();
+  }
+
+  static inline const bool registered = register_function(entity_id<F>, &invoke, entity_name<F>());
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/invoker.hpp>
+// #include <coray/detail/runtime/registry.hpp>: inlined above
+// #include <coray/detail/runtime/signature.hpp>: inlined above
+// begin <coray/detail/runtime/stored_value.hpp>
+/// How a value goes into an object and comes out: put_type_t (the type a value is stored
+/// as), store_value (encoded inline or into a store block) and read_value (decoded, or the
+/// object's error rethrown).
+
+// #include <coray/codec.hpp>: inlined above
+// #include <coray/detail/codec/codec_traits.hpp>: inlined above
+// #include <coray/detail/runtime/object_state.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+#include <cstddef>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// The type a value is stored as: a span is stored as a vector, a string literal as a string.
+template <class T>
+using put_type_t = std::conditional_t<std::is_same_v<std::decay_t<T>, const char*> ||
+                                          std::is_same_v<std::decay_t<T>, char*>,
+                                      std::string, storage_type_t<std::decay_t<T>>>;
+
+/// Room for a value of `size` encoded bytes in `s`, which stays pending: inline bytes below
+/// the threshold, else a new block in the store (pending, so never spilled while written).
+/// From any thread that may use `p`: the loop allocates the block.
+inline std::span<std::byte> reserve_value(process& p, object_state& s, std::size_t size) {
+  if (size > p.inline_threshold()) {
+    auto adopt = [&s, size](process& lp) {
+      s.block = lp.new_block(size);
+      lp.block_adopted(s);
+    };
+    if (p.is_loop_thread())
+      adopt(p);
+    else
+      p.call_on_loop(adopt);
+    return {s.block->data(), size};
+  }
+  s.bytes.resize(size);
+  return {s.bytes.data(), size};
+}
+
+/// The encoded size of `v`; the refs inside it are published and go to `refs`, for what
+/// will hold the value to keep.
+template <class V>
+std::size_t size_with_refs(process& p, const V& v, std::vector<state_ptr>& refs) {
+  std::size_t size;
+  {
+    const collecting_refs collect(refs);
+    size = encoded_size(v);
+  }
+  if (!refs.empty()) [[unlikely]] {
+    if (p.is_loop_thread())
+      p.publish_refs(refs);
+    else
+      p.call_on_loop([&refs](process& lp) { lp.publish_refs(refs); });
+  }
+  return size;
+}
+
+/// Encodes `v` into `s`: inline below the threshold, else into a new block in the store.
+/// The objects whose refs it holds live as long as `s`.
+template <class V>
+void store_value(process& p, object_state& s, const V& v) {
+  std::vector<state_ptr> refs;
+  encode_to(reserve_value(p, s, size_with_refs(p, v, refs)), v);
+  if (!refs.empty()) [[unlikely]]
+    s.contained = std::make_unique<std::vector<state_ptr>>(std::move(refs));
+  s.st.store(object_state::status::ready, std::memory_order_release);
+}
+
+template <class T>
+T read_value(const object_state& s) {
+  s.rethrow_if_failed();
+  if constexpr (!std::is_void_v<T>) return decode<T>(s.value_bytes());
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/stored_value.hpp>
+// #include <coray/object_ref.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// The actor type's id: a hash of its name. (Not of a function template instance's name:
+/// clang prints those without their template arguments.)
+template <class T>
+inline constexpr std::uint64_t actor_type_id = fnv1a(type_name<T>());
+
+/// How a constructor argument travels: refs by their values, literals as strings.
+template <class A>
+struct constructor_arg {
+  using type = put_type_t<A>;
+};
+template <class A>
+requires is_object_ref_v<A>
+struct constructor_arg<A> {
+  using type = typename is_object_ref<std::remove_cvref_t<A>>::value_type;
+};
+template <class A>
+requires is_actor_v<A>
+struct constructor_arg<A> {
+  using type = std::remove_cvref_t<A>;
+};
+template <class A>
+using constructor_arg_t = typename constructor_arg<A>::type;
+
+/// Builds T in the actor's process from arguments of types S...
+template <class T, class... S>
+struct actor_constructor {
+  static void construct(S... args, call_host& w, std::uint64_t id) {
+    T* obj = new T(std::move(args)...);
+    w.set_instance(obj, [](void* p) { delete static_cast<T*>(p); });
+    w.reply_value(id, 0, [](std::byte*) {});
+  }
+  static void invoke(invocation& inv) {
+    try {
+      argument_reader reader(inv.seg, inv.args);
+      auto args = decode_arguments<std::tuple<S...>>(reader, std::index_sequence_for<S...>{});
+      std::apply([&](auto&... a) { construct(a.pass()..., inv.self, inv.task_id); }, args);
+    } catch (...) {
+      inv.self.reply_error(inv.task_id, describe_current_exception(type_name<T>()));
+    }
+  }
+  static void marker() {}
+  static inline const bool registered = register_function(
+      entity_id<&actor_constructor::marker>, &invoke, entity_name<&actor_constructor::marker>());
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/actor_constructor.hpp>
+// #include <coray/detail/runtime/actor_state.hpp>: inlined above
+// begin <coray/detail/runtime/driver.hpp>
+/// What public code may ask of the driver beyond any process's loop: the narrow interface
+/// ray::spawn, the pools and the process introspection reach it through. `process::driver()`
+/// gives it in the driver and null in a worker; the implementation is `local_driver`
+/// (local_driver.hpp), which runtime.hpp builds.
+
+#include <fmt/format.h>
+
+// #include <coray/detail/runtime/call_message.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// What ray::spawn asks of the driver.
+struct actor_spawn_request {
+  task_spec constructor;  // fn_id: the constructor invoker; args: the constructor's
+  std::uint64_t type_id = 0;
+  std::string type_name;
+  std::string name;
+  std::uint32_t max_concurrency = 1;
+  int max_restarts = 0;
+  int max_task_retries = 0;
+  /// How its process is started: 0 by the runtime's start method, else 1 + a start_method_id
+  /// (a ray::process of a context that chose one).
+  std::uint32_t start_as = 0;
+  /// What it holds for life; null: nothing (it needs 1 CPU to be placed, as Ray's actors).
+  std::shared_ptr<const resource_request> resources;
+};
+
+/// How the supervisor starts worker processes (ray::start_method, as the driver passes it on).
+enum class start_method_id : std::uint32_t { fork = 0, spawn = 1 };
+
+/// What the runtime builds a driver from (ray::runtime_options, resolved).
+struct driver_config {
+  std::uint32_t num_workers;  // 0: the usable cores
+  std::uint32_t max_actors;
+  std::size_t object_store_bytes;  // 0: 30% of usable memory
+  start_method_id method;
+  std::size_t inline_threshold;
+  std::uint32_t spin_us;
+  std::uint32_t max_tasks_in_flight_per_worker;
+  std::vector<std::string> argv;            // empty: /proc/self/cmdline's
+  std::string spill_directory;              // empty: no spilling
+  std::optional<double> num_cpus;           // unset: CORAY_NUM_CPUS, else the usable cores
+  std::optional<double> num_gpus;           // unset: CORAY_NUM_GPUS, else the GPUs detected
+  std::map<std::string, double> resources;  // empty: CORAY_RESOURCES's
+  std::vector<std::string> gpu_ids;         // filled in by make_local_driver with the above
+};
+
+class driver : public process {
+ public:
+  driver* as_driver() noexcept final { return this; }
+
+  virtual std::uint32_t num_workers() const noexcept = 0;
+  /// Pids of the task workers, in slot order (0 while one starts).
+  virtual std::vector<int> worker_pids() const = 0;
+  /// Creates an actor: a process of its own whose first message builds the object. Returns
+  /// its id at once; calls queue behind the construction.
+  virtual std::uint64_t spawn_actor(actor_spawn_request req) = 0;
+  /// The pid of an actor's process (0 while it starts or after it ended).
+  virtual int actor_pid(std::uint64_t id) const = 0;
+
+  /// An actor's process for ray::actor_process: its pid (0 while it starts), whether it
+  /// ended and, once it has, its wait status.
+  struct actor_process_status {
+    int pid = 0;
+    bool ended = false;
+    int wait_status = 0;
+  };
+  /// nullopt once the actor is forgotten (it ended and no handle is left).
+  virtual std::optional<actor_process_status> actor_status(std::uint64_t id) const = 0;
+  /// The runtime's resources by Ray's names (CPU, GPU, custom): all, or those free now.
+  virtual std::map<std::string, double> resources(bool available) = 0;
+  /// Objects written to the spill file so far.
+  virtual std::uint64_t spilled_objects() const noexcept = 0;
+};
+
+/// The driver, for an API that only the driver offers; a clear error elsewhere.
+inline driver& require_driver(const char* what) {
+  driver* d = process::require().as_driver();
+  if (!d) throw usage_error(fmt::format("{} is only available in the driver process", what));
+  return *d;
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/driver.hpp>
+// begin <coray/detail/runtime/make_call.hpp>
+/// The caller's side of a call: the task_spec message for a call of F, each argument
+/// encoded inline or into a store block, or recorded as a dependency (object_ref).
+
+// #include <coray/codec.hpp>: inlined above
+// #include <coray/detail/codec/codec_traits.hpp>: inlined above
+// #include <coray/detail/runtime/invoker.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+// #include <coray/detail/runtime/signature.hpp>: inlined above
+// #include <coray/detail/runtime/stored_value.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+// #include <coray/object_ref.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+template <class V>
+void add_value(task_spec& spec, process& p, const V& v) {
+  // Actor handles inside the value are kept alive for the call's duration.
+  struct collecting {
+    std::vector<std::uint64_t>* saved;
+    explicit collecting(std::vector<std::uint64_t>& into)
+        : saved(std::exchange(actor_collector(), &into)) {}
+    ~collecting() { actor_collector() = saved; }
+  } collect(spec.actors);
+  // Refs inside the value: the call keeps their objects alive until it ends.
+  const std::size_t size = size_with_refs(p, v, spec.refs);
+  if (size > p.inline_threshold()) {
+    object_block* b = p.allocate_block(size);
+    encode_to(std::span<std::byte>(b->data(), size), v);
+    spec.add_block(p.seg, b);
+  } else {
+    spec.add_inline(size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); });
+  }
+}
+
+/// An argument for a std::span<const Row> or std::vector<Row> parameter (Row raw) whose `n`
+/// rows `fill(out)` writes straight into the call's message or block, once, while the call
+/// is made: for rows made from other data (pool::starmap packs argument lists), no buffer
+/// between that data and the message.
+template <class Row, class Fill>
+struct raw_rows_argument {
+  static_assert(is_raw_copyable_v<Row>);
+  using row = Row;
+  std::size_t n;
+  Fill fill;  // void(std::byte* out): writes n * sizeof(Row) bytes
+};
+template <class T>
+inline constexpr bool is_raw_rows_argument_v = false;
+template <class Row, class Fill>
+inline constexpr bool is_raw_rows_argument_v<raw_rows_argument<Row, Fill>> = true;
+
+/// Encodes as a vector of n Rows would: the count, padding, then the rows.
+template <class Row, class Fill>
+void add_raw_rows(task_spec& spec, process& p, raw_rows_argument<Row, Fill>& a) {
+  size_counter c;
+  const std::uint64_t count = a.n;
+  c.put(&count, sizeof count);
+  c.pad(wire_align_v<Row>);
+  const std::size_t header = c.size();
+  const std::size_t size = header + a.n * sizeof(Row);
+  auto write = [&](std::byte* out) {
+    writer w(std::span<std::byte>(out, header));
+    w.put(&count, sizeof count);
+    w.pad(wire_align_v<Row>);
+    a.fill(out + header);
+  };
+  if (size > p.inline_threshold()) {
+    object_block* b = p.allocate_block(size);
+    write(b->data());
+    spec.add_block(p.seg, b);
+  } else {
+    spec.add_inline(size, write);
+  }
+}
+
+template <class P, class A>
+void add_argument(task_spec& spec, process& p, A&& a) {
+  using S = storage_type_t<std::remove_cvref_t<P>>;
+  if constexpr (is_raw_rows_argument_v<std::remove_cvref_t<A>>) {
+    static_assert(std::is_same_v<S, std::vector<typename std::remove_cvref_t<A>::row>>,
+                  "coray: raw rows are passed for a span or vector of those rows");
+    add_raw_rows(spec, p, a);
+  } else if constexpr (std::is_same_v<S, std::remove_cvref_t<A>>) {
+    add_value(spec, p, a);  // an object_ref<T> parameter takes the ref, not held back for it
+  } else if constexpr (is_object_ref_v<A>) {
+    spec.add_dependency(a.state());
+  } else if constexpr (is_ref_vector_v<A>) {
+    // The elements' encodings, after the count, make the vector's: raw elements start
+    // aligned (the argument starts 16-aligned, the count takes 8 bytes).
+    using U = typename is_ref_vector<std::remove_cvref_t<A>>::value_type;
+    constexpr std::size_t align = is_raw_copyable_v<U> ? wire_align_v<U> : 1;
+    constexpr std::size_t pad = (align - sizeof(std::uint64_t) % align) % align;
+    std::vector<state_ptr> refs;
+    refs.reserve(a.size());
+    for (const auto& r : a) refs.push_back(r.state());
+    spec.add_dependency_list(refs, static_cast<std::uint8_t>(pad));
+  } else if constexpr (wire_compatible_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>) {
+    add_value(spec, p, a);
+  } else {
+    add_value(spec, p, S(std::forward<A>(a)));
+  }
+}
+
+/// Refuses an empty ref, or one of an ended runtime, among call arguments: before any
+/// argument is encoded, so that no block is allocated for a call that is not made.
+template <class... A>
+void require_usable_ref_arguments(const A&... args) {
+  auto check = [](const auto& a) {
+    using V = std::remove_cvref_t<decltype(a)>;
+    if constexpr (is_object_ref_v<V>) {
+      require_usable_ref(a.state(), "coray: a call argument");
+    } else if constexpr (is_ref_vector_v<V>) {
+      require_usable_refs(a, "coray: a call argument");
+    }
+  };
+  (void)check;  // a call with no arguments
+  (check(args), ...);
+}
+
+/// The message of a call of F with `args` (already checked against F's parameters).
+template <auto F, class... A>
+task_spec make_call(process& p, A&&... args) {
+  using params = typename function_traits<decltype(F)>::params;
+  (void)invoker<F>::registered;
+  require_usable_ref_arguments(args...);
+  task_spec spec;
+  spec.fn_id = entity_id<F>;
+  spec.name = entity_name_v<F>;
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    (add_argument<std::tuple_element_t<I, params>>(spec, p, std::forward<A>(args)), ...);
+  }
+  (std::make_index_sequence<sizeof...(A)>{});
+  return spec;
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/make_call.hpp>
+// #include <coray/detail/runtime/signature.hpp>: inlined above
+// begin <coray/sync_wait.hpp>
+/// ray::sync_wait: the blocking form of anything coray lets a coroutine co_await, for code
+/// that is not a coroutine. It runs the runtime's loop on the calling thread until the result
+/// is there, then returns it or rethrows its error.
+///
+///   int v = ray::sync_wait(twice(ref));                            // a ray::async<int>
+///   auto [ready, pending] = ray::sync_wait(ray::wait(refs));       // a coray awaitable
+
+// #include <coray/async.hpp>: inlined above
+// #include <coray/detail/runtime/foreign.hpp>: inlined above
 // #include <coray/detail/runtime/process.hpp>: inlined above
 #include <type_traits>
 #include <utility>
@@ -9028,10 +9169,11 @@ CORAY_END_NAMESPACE
 #include <algorithm>
 // #include <coray/actor.hpp>: inlined above
 // begin <coray/detail/runtime/identity.hpp>
-/// Who this process is in the runtime, for ray::current_process(): the driver, a task worker,
-/// an actor or a ray::process, with its slot and name. Set once as a process becomes one
-/// (become_worker, an actor's construction, a ray::process's start); read by its own loop
-/// thread.
+/// Who this process is in the runtime, for ray::current_process() and
+/// ray::get_runtime_context(): the driver, a task worker, an actor or a ray::process, with its
+/// slot and name, an actor's id, and the call running now. Set as a process becomes one
+/// (become_worker, an actor's construction, a ray::process's start) and as calls start and
+/// end; read by its own loop thread.
 
 // #include <coray/version.hpp>: inlined above
 #include <cstdint>
@@ -9047,7 +9189,10 @@ namespace detail {
 struct process_identity {
   process_kind kind = process_kind::driver;
   std::uint32_t slot = 0;
-  std::string name;  // a ray::process's; empty for the others, named after their kind
+  std::string name;            // a ray::process's; empty for the others, named after their kind
+  std::uint64_t actor_id = 0;  // an actor's, from its construction
+  std::uint32_t restarts = 0;  // how many times the actor was built again before this one
+  std::uint64_t task_id = 0;   // the call whose body runs now; 0 between calls
 };
 
 inline process_identity& this_process() noexcept {
@@ -10403,6 +10548,7 @@ struct task_record : recycled<task_record, 4096> {
   std::vector<state_ptr> deps;
   std::vector<object_block*> blocks;  // one reference each, released when the call ends
   std::vector<std::uint64_t> actors;  // actor handles in the arguments (kept alive)
+  std::vector<state_ptr> refs;        // refs inside the arguments (kept alive)
   state_ptr result;
   std::uint32_t pending_deps = 0;
   bool failed_dep = false;
@@ -10412,7 +10558,8 @@ struct task_record : recycled<task_record, 4096> {
   std::shared_ptr<const resource_request> resources;  // as submitted, until admitted
   bool construct = false;
   std::uint32_t max_concurrency = 1;
-  int submitter = -1;  // slot of the process that made this nested call, -1 for the driver
+  std::uint32_t restart = 0;  // a construction: how many times its actor was built before
+  int submitter = -1;         // slot of the process that made this nested call, -1 for the driver
   std::uint32_t submitter_generation = 0;
   std::uint64_t dispatch_seq = 0;  // its place among the calls sent to its process
   int worker = -1;                 // the task worker it was sent to
@@ -10436,6 +10583,7 @@ struct task_record : recycled<task_record, 4096> {
     r->blocks = std::move(spec.blocks);
     r->actor = spec.target_actor;
     r->actors = std::move(spec.actors);
+    r->refs = std::move(spec.refs);
     r->max_retries = spec.max_retries;
     r->retry_matcher = spec.retry_matcher;
     r->resources = std::move(spec.resources);
@@ -10658,6 +10806,7 @@ struct actor_entry {
   std::uint32_t ctor_nargs = 0;
   std::vector<std::byte> ctor_args;
   std::vector<state_ptr> ctor_deps;
+  std::vector<state_ptr> ctor_refs;        // refs inside its arguments
   std::vector<object_block*> ctor_blocks;  // one reference each, for rebuilding
   std::deque<task_record*> queue;          // calls not yet sent, in the order they were made
   std::deque<std::uint64_t> sent;          // calls sent and not done
@@ -10677,6 +10826,7 @@ struct actor_entry {
     spec.nargs = ctor_nargs;
     spec.args = ctor_args;
     spec.deps = ctor_deps;
+    spec.refs = ctor_refs;
     for (auto* b : ctor_blocks) {
       add_ref(b);
       spec.blocks.push_back(b);
@@ -10685,6 +10835,7 @@ struct actor_entry {
     auto r = task_record::from(call_id, std::move(spec), std::move(result));
     r->construct = true;
     r->max_concurrency = max_concurrency;
+    r->restart = static_cast<std::uint32_t>(restarts);
     return r;
   }
 };
@@ -10718,6 +10869,7 @@ class actor_table {
     a.ctor_nargs = req.constructor.nargs;
     a.ctor_args = req.constructor.args;
     a.ctor_deps = req.constructor.deps;
+    a.ctor_refs = req.constructor.refs;
     for (auto* b : req.constructor.blocks) {
       seg.add_ref(b);
       a.ctor_blocks.push_back(b);
@@ -11315,9 +11467,11 @@ class call_sender {
     } catch (const object_store_full&) {
       return false;  // no room yet: the call waits for a later turn
     }
-    const call_message_writer message({r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : 0,
-                                       0, 0, r.gpus, r.retry_matcher},
-                                      r.args, r.deps);
+    // An actor's construction carries its id and how many times it was built before.
+    const call_message_writer message(
+        {r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : 0, r.construct ? r.actor : 0,
+         r.construct ? static_cast<std::int32_t>(r.restart) : 0, r.gpus, r.retry_matcher},
+        r.args, r.deps);
     const std::size_t size = message.size();
     const msg_kind kind = r.construct ? msg_kind::construct : msg_kind::run_task;
     auto fill = [&](std::byte* out) { message.write(out, seg_); };
@@ -12204,6 +12358,49 @@ class memory_return {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/memory_return.hpp>
+// begin <coray/detail/runtime/object_directory.hpp>
+/// The driver's directory of the objects that refs inside values may name: id to state. An
+/// object enters it when a ref to it is first written into a value (a put object, a call's
+/// arguments, a result) and leaves it when its last handle in the driver goes. It holds no
+/// handle itself: what keeps an object alive is whatever holds the value (the object's
+/// `contained` refs, a call's `refs`) and the processes that read the ref (reply_router's
+/// holds, per process). Driver only, loop thread only.
+
+// #include <coray/detail/runtime/object_state.hpp>: inlined above
+#include <cstdint>
+#include <unordered_map>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class object_directory {
+ public:
+  /// Lists `s` under its id, giving it `fresh` if it has none.
+  void publish(object_state& s, std::uint64_t fresh) {
+    if (s.published) return;
+    if (!s.id) s.id = fresh;
+    by_id_[s.id] = &s;
+    s.published = true;
+  }
+  /// The object listed under `id`, or null.
+  state_ptr find(std::uint64_t id) const {
+    auto it = by_id_.find(id);
+    return it == by_id_.end() ? state_ptr() : state_ptr::share(it->second);
+  }
+  /// `s` lost its last handle in the driver.
+  void forget(object_state& s) noexcept {
+    if (!s.published) return;
+    if (auto it = by_id_.find(s.id); it != by_id_.end() && it->second == &s) by_id_.erase(it);
+  }
+  std::size_t size() const noexcept { return by_id_.size(); }
+
+ private:
+  std::unordered_map<std::uint64_t, object_state*> by_id_;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/object_directory.hpp>
 // #include <coray/detail/runtime/process.hpp>: inlined above
 // #include <coray/detail/runtime/registry.hpp>: inlined above
 // #include <coray/detail/runtime/reply_router.hpp>: inlined above
@@ -12291,6 +12488,21 @@ class orchestrator final : public call_lifecycle, public transport_events {
       if (force && !r.actor && r.worker >= 0) transport_.kill(static_cast<std::uint32_t>(r.worker));
     }
   }
+
+  // ---- refs inside values (design.md, "Refs inside objects") -----------------------------
+
+  /// The driver's objects that refs in a value being written name: listed by id.
+  void publish_refs(std::span<const state_ptr> refs) {
+    for (const auto& r : refs) directory_.publish(*r, next_task_id_++);
+  }
+  /// The driver's handle for a ref read from a value; codec_error for an id never issued.
+  state_ptr ref_from_id(std::uint64_t id) const {
+    if (state_ptr s = directory_.find(id)) return s;
+    throw codec_error(unknown_ref(id));
+  }
+  /// A driver state with an id lost its last handle.
+  void forget(object_state& s) noexcept { directory_.forget(s); }
+  const object_directory& directory() const noexcept { return directory_; }
 
   // ---- actors ---------------------------------------------------------------------------
 
@@ -12417,6 +12629,12 @@ class orchestrator final : public call_lifecycle, public transport_events {
       }
       case msg_kind::block_release:
         ledger_.drop(slot, seg_.at<object_block>(v0));
+        break;
+      case msg_kind::ref_hold:
+        on_ref_hold(slot, v0);
+        break;
+      case msg_kind::export_object:
+        on_export(slot, payload);
         break;
       default:
         break;
@@ -12548,6 +12766,10 @@ class orchestrator final : public call_lifecycle, public transport_events {
       return;
     }
     if (!r.result->settled()) {
+      if (h.refs && h.status == result_header::value_inline) [[unlikely]]
+        hold_contained(slot, *r.result, payload.subspan(sizeof h + h.len), h.refs);
+      else if (h.refs && h.status == result_header::value_block) [[unlikely]]
+        hold_contained(slot, *r.result, payload.subspan(sizeof h), h.refs);
       if (r.attempt > 1)
         settle_from_result(*r.result, h, body, seg_, r.attempts_note());
       else
@@ -12576,6 +12798,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
       sub = read_submission(
           payload, [&](std::uint64_t offset) { return ledger_.holds(slot, offset); },
           [&](std::uint64_t id) { return router_.held(slot, id); },
+          [&](std::uint64_t id) { return held_ref(slot, id); },
           [&](std::uint64_t offset, bool owned) {
             // An argument block the sender made for this call is handed over; one it holds
             // is borrowed, and the call takes a reference of its own.
@@ -12600,6 +12823,110 @@ class orchestrator final : public call_lifecycle, public transport_events {
       return;
     }
     admit(std::move(rec));
+  }
+
+  // ---- refs inside values ------------------------------------------------------------
+
+  static std::string unknown_ref(std::uint64_t id) {
+    return fmt::format(
+        "coray: an object_ref names object {:#x}, which the runtime does not hold (bytes that "
+        "were not written by this runtime, or an object already freed)",
+        id);
+  }
+
+  /// An object the process in `slot` holds under `id` (a result of its nested call, a ref it
+  /// read, an object it exported), listed in the directory since a value names it; null if
+  /// it holds none by that id.
+  state_ptr held_ref(std::uint32_t slot, std::uint64_t id) {
+    state_ptr s = router_.held(slot, id);
+    if (s) directory_.publish(*s, id);
+    return s;
+  }
+
+  /// The value `into` is settling with holds the refs whose `n` ids start `ids`: it keeps
+  /// their objects alive. An id its sender does not hold fails the object.
+  void hold_contained(std::uint32_t slot, object_state& into, std::span<const std::byte> ids,
+                      std::uint64_t n) {
+    if (ids.size() < n * sizeof(std::uint64_t)) {
+      into.set_error(std::make_exception_ptr(codec_error("coray: a malformed result")));
+      return;
+    }
+    auto held = std::make_unique<std::vector<state_ptr>>();
+    held->reserve(n);
+    for (std::uint64_t k = 0; k < n; ++k) {
+      std::uint64_t id;
+      std::memcpy(&id, ids.data() + k * sizeof id, sizeof id);
+      state_ptr s = held_ref(slot, id);
+      if (!s) {
+        into.set_error(std::make_exception_ptr(codec_error(unknown_ref(id))));
+        return;
+      }
+      held->push_back(std::move(s));
+    }
+    into.contained = std::move(held);
+  }
+
+  /// A process read a ref from a value: it holds the object until it lets its state go
+  /// (release), and gets the value once there is one.
+  void on_ref_hold(std::uint32_t slot, std::uint64_t id) {
+    state_ptr s = directory_.find(id);
+    if (!s) {
+      s = new_state();
+      s->set_error(std::make_exception_ptr(codec_error(unknown_ref(id))));
+    }
+    router_.hold(slot, id, s);
+    send_when_settled(slot, id, std::move(s));
+  }
+
+  /// Sends `s` to the process in `slot` (which holds it under `id`) once it is settled.
+  void send_when_settled(std::uint32_t slot, std::uint64_t id, state_ptr s) {
+    const std::uint32_t generation = router_.generation(slot);
+    if (s->settled()) {
+      router_.forward(slot, generation, id, std::move(s));
+      return;
+    }
+    struct pending_send {
+      orchestrator* self;
+      std::uint32_t slot, generation;
+      std::uint64_t id;
+    };
+    s->waiters.push_back({[](void* ctx, object_state& st) {
+                            std::unique_ptr<pending_send> p(static_cast<pending_send*>(ctx));
+                            p->self->router_.forward(p->slot, p->generation, p->id,
+                                                     state_ptr::share(&st));
+                          },
+                          new pending_send{this, slot, generation, id}});
+  }
+
+  /// An object a process made (a put) that a ref in one of its values names: the driver
+  /// keeps a copy (a reference, for a block) under its id, held for that process.
+  void on_export(std::uint32_t slot, std::span<const std::byte> payload) {
+    result_header h;
+    if (payload.size() < sizeof h) return;
+    std::memcpy(&h, payload.data(), sizeof h);
+    state_ptr s = new_state();
+    if (h.status == result_header::value_block) {
+      object_block* b = seg_.at<object_block>(h.block);
+      if (!ledger_.holds(slot, h.block)) {
+        s->set_error(std::make_exception_ptr(
+            internal_error("coray: an exported object named a block its sender does not hold")));
+      } else {
+        seg_.add_ref(b);  // the driver's copy holds a reference of its own
+        hold_contained(slot, *s, payload.subspan(sizeof h), h.refs);
+        if (!s->settled()) {
+          s->set_block(b);
+          spiller_.adopted(*s);
+        } else {
+          seg_.release(b);
+        }
+      }
+    } else {
+      if (payload.size() < sizeof h + h.len) return;
+      hold_contained(slot, *s, payload.subspan(sizeof h + h.len), h.refs);
+      if (!s->settled()) s->set_inline(payload.subspan(sizeof h, h.len));
+    }
+    directory_.publish(*s, h.id);
+    router_.hold(slot, h.id, std::move(s));
   }
 
   // ---- actor lifetime and deaths ------------------------------------------------------
@@ -12654,6 +12981,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
   std::vector<std::pair<clock::time_point, std::uint32_t>> delayed_starts_;  // (when, slot)
   std::uint64_t next_task_id_ = 1;
   memory_return memory_;
+  object_directory directory_;
 };
 
 }  // namespace detail
@@ -12776,11 +13104,19 @@ class worker final : public process, public call_host {
         return result;
       }
     // Ready dependencies travel by value, pending ones by id (the driver knows the ids of
-    // results of calls only, not of values put in this process).
-    const call_message_writer message(
-        {result->id, spec.fn_id, spec.nargs, static_cast<std::uint32_t>(spec.actors.size()),
-         spec.target_actor, spec.max_retries, 0, spec.retry_matcher},
-        spec.args, spec.deps, spec.actors);
+    // results of calls only, not of values put in this process). Refs inside the arguments
+    // (published while they were sized) travel by id: the call keeps them alive.
+    const std::vector<std::uint64_t> refs = ids_of(spec.refs);
+    task_header h{result->id,
+                  spec.fn_id,
+                  spec.nargs,
+                  static_cast<std::uint32_t>(spec.actors.size()),
+                  spec.target_actor,
+                  spec.max_retries,
+                  {},
+                  spec.retry_matcher};
+    h.refs = static_cast<std::uint32_t>(refs.size());
+    const call_message_writer message(h, spec.args, spec.deps, spec.actors, refs);
     const std::size_t size = message.size();
     awaited_.emplace(result->id, result.get());
     // Actor handles in the arguments: the driver keeps those actors alive until the call ends.
@@ -12815,6 +13151,26 @@ class worker final : public process, public call_host {
 
   void forget(object_state& s) noexcept override {
     if (awaited_.erase(s.id)) send_u64(msg_kind::release, s.id);
+  }
+
+  // ---- refs inside values (design.md, "Refs inside objects") -----------------------------
+  /// A ref read from a value: this process's state for its id if it has one, else a new one
+  /// that the driver settles (object_ready) once asked to (ref_hold); the driver keeps the
+  /// object alive until this process lets the state go (release).
+  state_ptr ref_from_id(std::uint64_t id) override {
+    if (auto it = awaited_.find(id); it != awaited_.end()) return state_ptr::share(it->second);
+    state_ptr s = make_state();
+    s->id = id;
+    awaited_.emplace(id, s.get());
+    send_u64(msg_kind::ref_hold, id);
+    return s;
+  }
+  /// Makes objects of this process that refs name known to the driver: one put here (no id
+  /// yet) is sent to it (export_object), the objects its own value holds refs to first; the
+  /// driver holds it for this process until the state goes. Results of calls and refs read
+  /// from values already have ids the driver knows.
+  void publish_refs(std::span<const state_ptr> refs) override {
+    for (const auto& r : refs) export_object(*r);
   }
 
   /// Asks the driver for a block and waits (running the loop) for it.
@@ -12871,18 +13227,29 @@ class worker final : public process, public call_host {
 
  protected:
   void reply_filled(std::uint64_t task_id, std::size_t size, void (*fill)(void*, std::byte*),
-                    void* context) override {
+                    void* context, std::span<const state_ptr> refs) override {
+    std::vector<std::uint64_t> ids;
+    if (!refs.empty()) [[unlikely]] {
+      publish_refs(refs);
+      ids = ids_of(refs);
+    }
+    const std::size_t ref_bytes = ids.size() * sizeof(std::uint64_t);
     if (size > inline_threshold()) {
       object_block* b = new_block(size);
       fill(context, b->data());
-      result_header h{task_id, result_header::value_block, 0, seg.offset_of(b), 0};
-      send(msg_kind::task_done, sizeof h, [&](std::byte* out) { std::memcpy(out, &h, sizeof h); });
+      result_header h{task_id, result_header::value_block, 0, seg.offset_of(b), ids.size()};
+      send(msg_kind::task_done, sizeof h + ref_bytes, [&](std::byte* out) {
+        std::memcpy(out, &h, sizeof h);
+        if (ref_bytes) std::memcpy(out + sizeof h, ids.data(), ref_bytes);
+      });
       return;
     }
-    send(msg_kind::task_done, sizeof(result_header) + size, [&](std::byte* out) {
-      result_header h{task_id, result_header::value_inline, static_cast<std::uint32_t>(size), 0, 0};
+    send(msg_kind::task_done, sizeof(result_header) + size + ref_bytes, [&](std::byte* out) {
+      result_header h{task_id, result_header::value_inline, static_cast<std::uint32_t>(size), 0,
+                      ids.size()};
       std::memcpy(out, &h, sizeof h);
       fill(context, out + sizeof h);
+      if (ref_bytes) std::memcpy(out + sizeof h + size, ids.data(), ref_bytes);
     });
   }
   void reply_failed(std::uint64_t task_id, const wire_error& e, bool retryable) override {
@@ -13008,7 +13375,9 @@ class worker final : public process, public call_host {
     invocation inv{*this,   seg,      h.task_id, payload.subspan(sizeof h),
                    h.nargs, fn->name, instance_, h.retry_matcher};
     const std::uint64_t outer = std::exchange(call_mark, next_id_);
+    const std::uint64_t outer_task = std::exchange(this_process().task_id, h.task_id);
     fn->invoke(inv);  // replies with the outcome; never throws
+    this_process().task_id = outer_task;
     call_mark = outer;
     return true;
   }
@@ -13018,6 +13387,8 @@ class worker final : public process, public call_host {
     std::memcpy(&h, payload.data(), sizeof h);
     is_actor_ = true;
     this_process().kind = process_kind::actor;
+    this_process().actor_id = h.target;
+    this_process().restarts = static_cast<std::uint32_t>(std::max(0, h.max_retries));
     max_concurrency_ = std::max<std::uint32_t>(1, h.extra);
     use_gpus(h.gpus);  // for life
     if (!run_task(payload) || !instance_) {
@@ -13068,6 +13439,36 @@ class worker final : public process, public call_host {
       started = true;
     }
     return started;
+  }
+
+  static std::vector<std::uint64_t> ids_of(std::span<const state_ptr> refs) {
+    std::vector<std::uint64_t> ids;
+    ids.reserve(refs.size());
+    for (const auto& r : refs) ids.push_back(r->id);
+    return ids;
+  }
+
+  void export_object(object_state& s) {
+    if (s.id) return;
+    if (s.st.load(std::memory_order_acquire) != object_state::status::ready)
+      throw internal_error("coray: a ref to an unfinished object of this process has no id");
+    std::vector<std::uint64_t> ids;
+    if (s.contained) {
+      publish_refs(*s.contained);
+      ids = ids_of(*s.contained);
+    }
+    s.id = next_id_++;
+    awaited_.emplace(s.id, &s);
+    const std::size_t len = s.block ? 0 : s.bytes.size();
+    const std::size_t ref_bytes = ids.size() * sizeof(std::uint64_t);
+    result_header h{s.id, s.block ? result_header::value_block : result_header::value_inline,
+                    static_cast<std::uint32_t>(len), s.block ? seg.offset_of(s.block) : 0,
+                    ids.size()};
+    send(msg_kind::export_object, sizeof h + len + ref_bytes, [&](std::byte* out) {
+      std::memcpy(out, &h, sizeof h);
+      if (len) std::memcpy(out + sizeof h, s.bytes.data(), len);
+      if (ref_bytes) std::memcpy(out + sizeof h + len, ids.data(), ref_bytes);
+    });
   }
 
   void send_u64(msg_kind k, std::uint64_t v) noexcept {
@@ -13839,6 +14240,9 @@ class local_driver final : public driver {
   void release_block(object_block* b) noexcept override { seg.release(b); }
   void block_adopted(object_state& s) override { orchestrator_->spiller().adopted(s); }
   void state_released(object_state& s) noexcept override { orchestrator_->spiller().released(s); }
+  void forget(object_state& s) noexcept override { orchestrator_->forget(s); }
+  void publish_refs(std::span<const state_ptr> refs) override { orchestrator_->publish_refs(refs); }
+  state_ptr ref_from_id(std::uint64_t id) override { return orchestrator_->ref_from_id(id); }
   void restore(object_state& s) override {
     orchestrator_->spiller().restore(s, new_block(static_cast<std::size_t>(s.spill_size)));
   }
@@ -14864,6 +15268,73 @@ CORAY_END_NAMESPACE
 // end <coray/resources.hpp>
 // #include <coray/result_stream.hpp>: inlined above
 // #include <coray/runtime.hpp>: inlined above
+// begin <coray/runtime_context.hpp>
+/// ray::get_runtime_context(): who and where the calling code runs, as Ray's
+/// `ray.get_runtime_context()`: the job, the call running now, the actor, the worker, the
+/// process, the node, and the GPUs the call or actor was given.
+///
+///   auto ctx = ray::get_runtime_context();
+///   if (!ctx.is_driver) fmt::print("task {:#x} on worker {}\n", ctx.task_id, ctx.worker_id);
+
+#include <unistd.h>
+
+// #include <coray/detail/runtime/identity.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+// #include <coray/version.hpp>: inlined above
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+struct runtime_context {
+  /// The runtime's: the driver's pid in the high 32 bits, the runtime's number in that
+  /// process (1 for the first) in the low ones. 0 outside a runtime.
+  std::uint64_t job_id = 0;
+  /// The call whose body runs now (its id in the driver's table); 0 in the driver and
+  /// between calls. In a coroutine body, the call that started last on this process while
+  /// it runs past a co_await.
+  std::uint64_t task_id = 0;
+  /// The actor this process is; 0 in the driver and in task workers.
+  std::uint64_t actor_id = 0;
+  /// The worker slot this process runs in (task workers first, then actors); 0 in the driver.
+  std::uint32_t worker_id = 0;
+  int pid = 0;
+  /// The machine: 0 on one machine (the cluster numbers its nodes).
+  std::uint32_t node_id = 0;
+  bool is_driver = true;
+  /// The GPU ids the running call or the actor was given (as ray::get_gpu_ids()).
+  std::vector<std::string> gpu_ids;
+  /// Whether this actor was built again after its process died (max_restarts).
+  bool was_restarted = false;
+};
+
+/// The calling code's context. Any process; on the thread that runs its calls.
+inline runtime_context get_runtime_context() {
+  const detail::process_identity& me = detail::this_process();
+  runtime_context c;
+  c.pid = static_cast<int>(getpid());
+  c.is_driver = me.kind == process_kind::driver;
+  if (detail::process* p = detail::process::current(); p && p->hdr)
+    c.job_id = (std::uint64_t{static_cast<std::uint32_t>(p->hdr->driver_pid)} << 32) | p->epoch;
+  if (c.is_driver) return c;
+  c.task_id = me.task_id;
+  c.actor_id = me.kind == process_kind::actor ? me.actor_id : 0;
+  c.worker_id = me.slot;
+  c.gpu_ids = detail::assigned_gpu_ids();
+  c.was_restarted = me.restarts > 0;
+  return c;
+}
+
+/// Whether the calling actor was built again after its process died (Ray's
+/// `was_current_actor_restarted`); false outside an actor.
+inline bool was_current_actor_restarted() {
+  return detail::this_process().kind == process_kind::actor && detail::this_process().restarts > 0;
+}
+
+CORAY_END_NAMESPACE
+// end <coray/runtime_context.hpp>
 // begin <coray/shared_memory.hpp>
 /// Raw shared memory that every process of the runtime reads and writes in place:
 /// ray::shared_buffer (multiprocessing.shared_memory.SharedMemory: bytes of a given size) and

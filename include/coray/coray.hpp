@@ -20,6 +20,7 @@
 #include <coray/resources.hpp>
 #include <coray/result_stream.hpp>
 #include <coray/runtime.hpp>
+#include <coray/runtime_context.hpp>
 #include <coray/shared_memory.hpp>
 #include <coray/shared_value.hpp>
 #include <coray/sleep.hpp>

@@ -3,6 +3,7 @@
 /// that may not exist yet. Copyable and cheap; the object lives while any handle does.
 /// Pass it to remote calls (they wait for it) or get it (co_await ray::get(ref)).
 
+#include <coray/detail/runtime/foreign.hpp>
 #include <coray/detail/runtime/object_state.hpp>
 #include <coray/version.hpp>
 #include <type_traits>
@@ -29,6 +30,24 @@ class object_ref {
 
   /// Runtime internals.
   const detail::state_ptr& state() const noexcept { return s_; }
+
+  /// A ref travels inside values (put objects, call arguments, results) as its object's id;
+  /// whatever holds the value keeps the object alive, and the process that decodes it gets a
+  /// handle of its own (design.md, "Refs inside objects").
+  template <class Archive>
+  void serialize(Archive& ar) {
+    std::uint64_t id = 0;
+    if constexpr (Archive::is_loading) {
+      ar(id);
+      s_ = detail::decode_ref(id);
+    } else {
+      if (s_ && Archive::is_sizing)
+        detail::collect_ref(s_);
+      else if (s_)
+        id = s_->id;  // published while the value was sized
+      ar(id);
+    }
+  }
 
  private:
   detail::state_ptr s_;

@@ -91,6 +91,7 @@ class nesting {
 class size_counter {
  public:
   static constexpr bool is_loading = false;
+  static constexpr bool is_sizing = true;
   std::uint32_t depth = 0;  // user types entered and not left (see nesting)
 
   template <class... Ts>
@@ -111,6 +112,7 @@ class size_counter {
 class writer {
  public:
   static constexpr bool is_loading = false;
+  static constexpr bool is_sizing = false;
   std::uint32_t depth = 0;  // user types entered and not left (see nesting)
 
   explicit writer(std::span<std::byte> out) noexcept

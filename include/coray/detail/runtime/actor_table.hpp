@@ -47,6 +47,7 @@ struct actor_entry {
   std::uint32_t ctor_nargs = 0;
   std::vector<std::byte> ctor_args;
   std::vector<state_ptr> ctor_deps;
+  std::vector<state_ptr> ctor_refs;        // refs inside its arguments
   std::vector<object_block*> ctor_blocks;  // one reference each, for rebuilding
   std::deque<task_record*> queue;          // calls not yet sent, in the order they were made
   std::deque<std::uint64_t> sent;          // calls sent and not done
@@ -66,6 +67,7 @@ struct actor_entry {
     spec.nargs = ctor_nargs;
     spec.args = ctor_args;
     spec.deps = ctor_deps;
+    spec.refs = ctor_refs;
     for (auto* b : ctor_blocks) {
       add_ref(b);
       spec.blocks.push_back(b);
@@ -74,6 +76,7 @@ struct actor_entry {
     auto r = task_record::from(call_id, std::move(spec), std::move(result));
     r->construct = true;
     r->max_concurrency = max_concurrency;
+    r->restart = static_cast<std::uint32_t>(restarts);
     return r;
   }
 };
@@ -107,6 +110,7 @@ class actor_table {
     a.ctor_nargs = req.constructor.nargs;
     a.ctor_args = req.constructor.args;
     a.ctor_deps = req.constructor.deps;
+    a.ctor_refs = req.constructor.refs;
     for (auto* b : req.constructor.blocks) {
       seg.add_ref(b);
       a.ctor_blocks.push_back(b);

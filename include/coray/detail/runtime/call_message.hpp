@@ -31,9 +31,13 @@ struct task_header {
   std::uint64_t fn_id;
   std::uint32_t nargs;
   std::uint32_t extra;       // submit: actor ids after the args; construct: max_concurrency
-  std::uint64_t target;      // submit: the actor to call, 0 for any task worker
-  std::int32_t max_retries;  // submit: retries after a crash or a retryable exception
-  std::uint32_t gpus;        // run_task, construct: the GPUs the call runs with, a mask of indices
+  std::uint64_t target;      // submit: the actor to call, 0 for any task worker; construct: its id
+  std::int32_t max_retries;  // submit: retries after a crash or a retryable exception;
+                             // construct: how many times the actor was built before
+  union {
+    std::uint32_t gpus;  // run_task, construct: the GPUs the call runs with, a mask of indices
+    std::uint32_t refs;  // submit: ids of the refs inside the arguments, after the actor ids
+  };
   std::uint64_t retry_matcher;  // which exceptions are retried: 0 none, 1 all, else a matcher id
 };
 static_assert(sizeof(task_header) == 48);
@@ -137,6 +141,7 @@ struct task_spec {
   int max_retries = 0;                // re-runs after a crash or a retryable exception
   std::uint64_t retry_matcher = 0;    // 0: exceptions are final; 1: all retried; else a matcher
   std::vector<std::uint64_t> actors;  // actor handles among the arguments: kept alive in transit
+  std::vector<state_ptr> refs;        // refs inside the arguments: kept alive until it ends
   std::shared_ptr<const resource_request> resources;  // a task's requirement; null: {CPU: 1}
 
   /// Appends an inline argument of `size` bytes written by `fill`.
@@ -293,22 +298,25 @@ class call_args_rewriter {
 };
 
 /// The message that sends a call: its header, its arguments with dependencies rewritten
-/// (call_args_rewriter) and, in a worker's submission, the actor handles it carries.
+/// (call_args_rewriter) and, in a worker's submission, the actor handles it carries and the
+/// ids of the refs inside its arguments (h.refs of them).
 class call_message_writer {
  public:
   call_message_writer(const task_header& h, std::span<const std::byte> args,
                       const std::vector<state_ptr>& deps,
-                      std::span<const std::uint64_t> actors = {})
-      : h_(h), args_(args, h.nargs, deps), args_size_(args_.size()), actors_(actors) {}
+                      std::span<const std::uint64_t> actors = {},
+                      std::span<const std::uint64_t> refs = {})
+      : h_(h), args_(args, h.nargs, deps), args_size_(args_.size()), actors_(actors), refs_(refs) {}
 
   std::size_t size() const noexcept {
-    return sizeof(task_header) + args_size_ + actors_.size_bytes();
+    return sizeof(task_header) + args_size_ + actors_.size_bytes() + refs_.size_bytes();
   }
   void write(std::byte* out, segment& seg) const {
     std::memcpy(out, &h_, sizeof h_);
     args_.write(out + sizeof h_, seg);
-    if (!actors_.empty())
-      std::memcpy(out + sizeof h_ + args_size_, actors_.data(), actors_.size_bytes());
+    std::byte* tail = out + sizeof h_ + args_size_;
+    if (!actors_.empty()) std::memcpy(tail, actors_.data(), actors_.size_bytes());
+    if (!refs_.empty()) std::memcpy(tail + actors_.size_bytes(), refs_.data(), refs_.size_bytes());
   }
 
  private:
@@ -316,20 +324,23 @@ class call_message_writer {
   call_args_rewriter args_;
   std::size_t args_size_;
   std::span<const std::uint64_t> actors_;
+  std::span<const std::uint64_t> refs_;
 };
 
 /// A worker's submission read back into the driver's form: the call, with dependencies by id
-/// turned into indices into spec.deps (`resolve(id)` gives the state, or null for an id the
-/// sender does not hold), blocks collected with `take_block(offset, owned)`, and `known`
-/// false when it names an object or a block its sender does not hold (or is malformed).
+/// turned into indices into spec.deps and the refs inside its arguments into spec.refs
+/// (`resolve(id)` and `resolve_ref(id)` give the state, or null for an id the sender does not
+/// hold; the second also makes a ref's id known to the driver's directory), blocks
+/// collected with `take_block(offset, owned)`, and `known` false when it names an object or
+/// a block its sender does not hold (or is malformed).
 struct submission {
   task_header header{};
   task_spec spec;
   bool known = true;
 };
-template <class HoldsBlock, class Resolve, class TakeBlock>
+template <class HoldsBlock, class Resolve, class ResolveRef, class TakeBlock>
 submission read_submission(std::span<const std::byte> payload, HoldsBlock&& holds_block,
-                           Resolve&& resolve, TakeBlock&& take_block) {
+                           Resolve&& resolve, ResolveRef&& resolve_ref, TakeBlock&& take_block) {
   submission out;
   task_header& h = out.header;
   task_spec& spec = out.spec;
@@ -340,10 +351,22 @@ submission read_submission(std::span<const std::byte> payload, HoldsBlock&& hold
   spec.max_retries = h.max_retries;
   spec.retry_matcher = h.retry_matcher;
   const std::size_t actor_bytes = std::size_t{h.extra} * sizeof(std::uint64_t);
-  if (payload.size() < sizeof h + actor_bytes) throw codec_error("coray: malformed submission");
+  const std::size_t ref_bytes = std::size_t{h.refs} * sizeof(std::uint64_t);
+  if (payload.size() < sizeof h + actor_bytes + ref_bytes)
+    throw codec_error("coray: malformed submission");
+  const std::byte* tail = payload.data() + payload.size() - actor_bytes - ref_bytes;
   spec.actors.resize(h.extra);
-  if (actor_bytes)
-    std::memcpy(spec.actors.data(), payload.data() + payload.size() - actor_bytes, actor_bytes);
+  if (actor_bytes) std::memcpy(spec.actors.data(), tail, actor_bytes);
+  for (std::uint32_t k = 0; k < h.refs; ++k) {
+    std::uint64_t id;
+    std::memcpy(&id, tail + actor_bytes + k * sizeof id, sizeof id);
+    state_ptr s = resolve_ref(id);
+    if (!s) {
+      out.known = false;
+      continue;
+    }
+    spec.refs.push_back(std::move(s));
+  }
   for (std::uint64_t& a : spec.actors)
     if ((a & pinned_block_tag) && !holds_block(a & ~pinned_block_tag)) {
       a = 0;  // a block its sender does not hold: the call is refused
@@ -357,7 +380,8 @@ submission read_submission(std::span<const std::byte> payload, HoldsBlock&& hold
     }
     spec.deps.push_back(std::move(s));
   };
-  call_reader reader(payload.subspan(sizeof h, payload.size() - sizeof h - actor_bytes));
+  call_reader reader(
+      payload.subspan(sizeof h, payload.size() - sizeof h - actor_bytes - ref_bytes));
   for (std::uint32_t i = 0; i < h.nargs; ++i) {
     auto [e, data] = reader.next();
     if (e.tag == arg_entry::dependency_list) {

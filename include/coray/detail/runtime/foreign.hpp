@@ -52,6 +52,14 @@ auto on_loop(const char* what, F&& f) -> decltype(f(std::declval<process&>())) {
   return e.get().call_on_loop(f);
 }
 
+/// A ref read from a value: the process's handle for its id, made on the loop (a driver's
+/// other thread waits for it there).
+inline state_ptr decode_ref(std::uint64_t id) {
+  if (!id) return {};
+  return on_loop("coray: decoding an object_ref",
+                 [id](process& p) -> state_ptr { return p.ref_from_id(id); });
+}
+
 /// Submits the call `make(p)` builds (a task_spec, its arguments encoded on this thread;
 /// large ones in blocks the loop allocates) and returns its result's state: directly on the
 /// loop thread, else as a job, without waiting for it.

@@ -5,6 +5,7 @@
 /// the worker class, so the worker's own code (worker.hpp) is compiled only where a process
 /// is started: once, in coray::coray_compiled, in compiled mode.
 
+#include <coray/detail/runtime/object_state.hpp>
 #include <coray/detail/runtime/registry.hpp>
 #include <coray/detail/runtime/wire.hpp>
 #include <coray/detail/shm/segment.hpp>
@@ -23,13 +24,15 @@ namespace detail {
 class call_host {
  public:
   /// Replies to the driver with a call's value: `size` bytes written by `fill`; large
-  /// values go through the store.
+  /// values go through the store. `refs`: the refs inside the value (collected while it was
+  /// sized), which the result keeps alive.
   template <class Fill>
-  void reply_value(std::uint64_t task_id, std::size_t size, Fill&& fill) {
+  void reply_value(std::uint64_t task_id, std::size_t size, Fill&& fill,
+                   std::span<const state_ptr> refs = {}) {
     using F = std::remove_reference_t<Fill>;
     reply_filled(
         task_id, size, [](void* f, std::byte* out) { (*static_cast<F*>(f))(out); },
-        const_cast<void*>(static_cast<const void*>(std::addressof(fill))));
+        const_cast<void*>(static_cast<const void*>(std::addressof(fill))), refs);
   }
   /// Replies with an error; `retryable` when the caller's retry policy matches it.
   void reply_error(std::uint64_t task_id, const wire_error& e, bool retryable = false) {
@@ -43,7 +46,8 @@ class call_host {
  protected:
   ~call_host() = default;
   virtual void reply_filled(std::uint64_t task_id, std::size_t size,
-                            void (*fill)(void*, std::byte*), void* context) = 0;
+                            void (*fill)(void*, std::byte*), void* context,
+                            std::span<const state_ptr> refs) = 0;
   virtual void reply_failed(std::uint64_t task_id, const wire_error& e, bool retryable) = 0;
 };
 

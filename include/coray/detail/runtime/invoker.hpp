@@ -70,8 +70,14 @@ auto decode_arguments(argument_reader& r, std::index_sequence<I...>) {
 
 template <class V>
 void reply(call_host& w, std::uint64_t id, const V& v) {
-  const std::size_t size = encoded_size(v);
-  w.reply_value(id, size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); });
+  std::vector<state_ptr> refs;  // refs inside the value: the result keeps them alive
+  std::size_t size;
+  {
+    const collecting_refs collect(refs);
+    size = encoded_size(v);
+  }
+  w.reply_value(
+      id, size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); }, refs);
 }
 
 /// Runs calls of F (a free function, or a member function of an actor) in this process:

@@ -7,6 +7,7 @@
 #include <coray/detail/runtime/invoker.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <coray/detail/runtime/signature.hpp>
+#include <coray/detail/runtime/stored_value.hpp>
 #include <coray/errors.hpp>
 #include <coray/object_ref.hpp>
 #include <cstddef>
@@ -29,7 +30,8 @@ void add_value(task_spec& spec, process& p, const V& v) {
         : saved(std::exchange(actor_collector(), &into)) {}
     ~collecting() { actor_collector() = saved; }
   } collect(spec.actors);
-  const std::size_t size = encoded_size(v);
+  // Refs inside the value: the call keeps their objects alive until it ends.
+  const std::size_t size = size_with_refs(p, v, spec.refs);
   if (size > p.inline_threshold()) {
     object_block* b = p.allocate_block(size);
     encode_to(std::span<std::byte>(b->data(), size), v);
@@ -86,6 +88,8 @@ void add_argument(task_spec& spec, process& p, A&& a) {
     static_assert(std::is_same_v<S, std::vector<typename std::remove_cvref_t<A>::row>>,
                   "coray: raw rows are passed for a span or vector of those rows");
     add_raw_rows(spec, p, a);
+  } else if constexpr (std::is_same_v<S, std::remove_cvref_t<A>>) {
+    add_value(spec, p, a);  // an object_ref<T> parameter takes the ref, not held back for it
   } else if constexpr (is_object_ref_v<A>) {
     spec.add_dependency(a.state());
   } else if constexpr (is_ref_vector_v<A>) {

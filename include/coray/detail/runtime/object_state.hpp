@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <new>
 #include <span>
 #include <utility>
@@ -20,6 +21,7 @@ CORAY_BEGIN_NAMESPACE
 namespace detail {
 
 struct object_state;
+class state_ptr;
 
 /// Something to notify when an object settles. `fn(ctx, state)` runs on the loop thread.
 struct waiter {
@@ -78,7 +80,9 @@ struct object_state : recycled<object_state, 4096> {
   /// Written on the loop thread (or by the thread building a put, before it is shared);
   /// read anywhere: a thread that sees it settled sees the value, or error, set before.
   std::atomic<status> st{status::pending};
-  std::uint64_t id = 0;           // nonzero for results the driver tracks by id
+  /// Its id is in the driver's directory of objects refs may name (driver only).
+  bool published = false;
+  std::uint64_t id = 0;           // nonzero for results the driver tracks by id, and refs by id
   std::uint32_t epoch = 0;        // the runtime that made it; its block dies with that runtime
   inline_value bytes;             // the value, when not in the store
   object_block* block = nullptr;  // value in the store; this state holds one reference
@@ -87,6 +91,8 @@ struct object_state : recycled<object_state, 4096> {
   std::uint32_t pins = 0;          // readers of the block in place (views, calls in flight)
   std::int64_t spill_offset = -1;  // where the value lies in the spill file, if spilled
   std::uint64_t spill_size = 0;
+  /// The objects whose refs are inside this one's value, kept alive as long as it is.
+  std::unique_ptr<std::vector<state_ptr>> contained;
 
   bool settled() const noexcept { return st.load(std::memory_order_acquire) != status::pending; }
   bool spilled() const noexcept { return spill_offset >= 0; }
@@ -156,6 +162,37 @@ class state_ptr {
  private:
   object_state* s_ = nullptr;
 };
+
+/// Where the refs met while sizing a value are collected (see object_ref<T>::serialize): the
+/// put object, call or result that will hold the value keeps them alive, and they are
+/// published (made known to the driver by id) before the value is written.
+inline std::vector<state_ptr>*& ref_collector() noexcept {
+  thread_local std::vector<state_ptr>* c = nullptr;
+  return c;
+}
+/// Called by object_ref<T>::serialize while a value is sized.
+inline void collect_ref(const state_ptr& s) {
+  if (!ref_collector())
+    throw usage_error(
+        "coray: an object_ref is encoded only inside a put object, a call argument or a result");
+  ref_collector()->push_back(s);
+}
+/// Collects into `into` the refs met while sizing values, for its lifetime.
+class collecting_refs {
+ public:
+  explicit collecting_refs(std::vector<state_ptr>& into) noexcept
+      : saved_(std::exchange(ref_collector(), &into)) {}
+  ~collecting_refs() { ref_collector() = saved_; }
+  collecting_refs(const collecting_refs&) = delete;
+  collecting_refs& operator=(const collecting_refs&) = delete;
+
+ private:
+  std::vector<state_ptr>* saved_;
+};
+
+/// The ref an id read from a value names, a handle of this process (object_ref<T>::serialize;
+/// defined with the process's other threads' entry, foreign.hpp).
+inline state_ptr decode_ref(std::uint64_t id);
 
 }  // namespace detail
 CORAY_END_NAMESPACE

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <coray/detail/runtime/call_lifecycle.hpp>
 #include <coray/detail/runtime/memory_return.hpp>
+#include <coray/detail/runtime/object_directory.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <coray/detail/runtime/registry.hpp>
 #include <coray/detail/runtime/reply_router.hpp>
@@ -105,6 +106,21 @@ class orchestrator final : public call_lifecycle, public transport_events {
       if (force && !r.actor && r.worker >= 0) transport_.kill(static_cast<std::uint32_t>(r.worker));
     }
   }
+
+  // ---- refs inside values (design.md, "Refs inside objects") -----------------------------
+
+  /// The driver's objects that refs in a value being written name: listed by id.
+  void publish_refs(std::span<const state_ptr> refs) {
+    for (const auto& r : refs) directory_.publish(*r, next_task_id_++);
+  }
+  /// The driver's handle for a ref read from a value; codec_error for an id never issued.
+  state_ptr ref_from_id(std::uint64_t id) const {
+    if (state_ptr s = directory_.find(id)) return s;
+    throw codec_error(unknown_ref(id));
+  }
+  /// A driver state with an id lost its last handle.
+  void forget(object_state& s) noexcept { directory_.forget(s); }
+  const object_directory& directory() const noexcept { return directory_; }
 
   // ---- actors ---------------------------------------------------------------------------
 
@@ -231,6 +247,12 @@ class orchestrator final : public call_lifecycle, public transport_events {
       }
       case msg_kind::block_release:
         ledger_.drop(slot, seg_.at<object_block>(v0));
+        break;
+      case msg_kind::ref_hold:
+        on_ref_hold(slot, v0);
+        break;
+      case msg_kind::export_object:
+        on_export(slot, payload);
         break;
       default:
         break;
@@ -362,6 +384,10 @@ class orchestrator final : public call_lifecycle, public transport_events {
       return;
     }
     if (!r.result->settled()) {
+      if (h.refs && h.status == result_header::value_inline) [[unlikely]]
+        hold_contained(slot, *r.result, payload.subspan(sizeof h + h.len), h.refs);
+      else if (h.refs && h.status == result_header::value_block) [[unlikely]]
+        hold_contained(slot, *r.result, payload.subspan(sizeof h), h.refs);
       if (r.attempt > 1)
         settle_from_result(*r.result, h, body, seg_, r.attempts_note());
       else
@@ -390,6 +416,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
       sub = read_submission(
           payload, [&](std::uint64_t offset) { return ledger_.holds(slot, offset); },
           [&](std::uint64_t id) { return router_.held(slot, id); },
+          [&](std::uint64_t id) { return held_ref(slot, id); },
           [&](std::uint64_t offset, bool owned) {
             // An argument block the sender made for this call is handed over; one it holds
             // is borrowed, and the call takes a reference of its own.
@@ -414,6 +441,110 @@ class orchestrator final : public call_lifecycle, public transport_events {
       return;
     }
     admit(std::move(rec));
+  }
+
+  // ---- refs inside values ------------------------------------------------------------
+
+  static std::string unknown_ref(std::uint64_t id) {
+    return fmt::format(
+        "coray: an object_ref names object {:#x}, which the runtime does not hold (bytes that "
+        "were not written by this runtime, or an object already freed)",
+        id);
+  }
+
+  /// An object the process in `slot` holds under `id` (a result of its nested call, a ref it
+  /// read, an object it exported), listed in the directory since a value names it; null if
+  /// it holds none by that id.
+  state_ptr held_ref(std::uint32_t slot, std::uint64_t id) {
+    state_ptr s = router_.held(slot, id);
+    if (s) directory_.publish(*s, id);
+    return s;
+  }
+
+  /// The value `into` is settling with holds the refs whose `n` ids start `ids`: it keeps
+  /// their objects alive. An id its sender does not hold fails the object.
+  void hold_contained(std::uint32_t slot, object_state& into, std::span<const std::byte> ids,
+                      std::uint64_t n) {
+    if (ids.size() < n * sizeof(std::uint64_t)) {
+      into.set_error(std::make_exception_ptr(codec_error("coray: a malformed result")));
+      return;
+    }
+    auto held = std::make_unique<std::vector<state_ptr>>();
+    held->reserve(n);
+    for (std::uint64_t k = 0; k < n; ++k) {
+      std::uint64_t id;
+      std::memcpy(&id, ids.data() + k * sizeof id, sizeof id);
+      state_ptr s = held_ref(slot, id);
+      if (!s) {
+        into.set_error(std::make_exception_ptr(codec_error(unknown_ref(id))));
+        return;
+      }
+      held->push_back(std::move(s));
+    }
+    into.contained = std::move(held);
+  }
+
+  /// A process read a ref from a value: it holds the object until it lets its state go
+  /// (release), and gets the value once there is one.
+  void on_ref_hold(std::uint32_t slot, std::uint64_t id) {
+    state_ptr s = directory_.find(id);
+    if (!s) {
+      s = new_state();
+      s->set_error(std::make_exception_ptr(codec_error(unknown_ref(id))));
+    }
+    router_.hold(slot, id, s);
+    send_when_settled(slot, id, std::move(s));
+  }
+
+  /// Sends `s` to the process in `slot` (which holds it under `id`) once it is settled.
+  void send_when_settled(std::uint32_t slot, std::uint64_t id, state_ptr s) {
+    const std::uint32_t generation = router_.generation(slot);
+    if (s->settled()) {
+      router_.forward(slot, generation, id, std::move(s));
+      return;
+    }
+    struct pending_send {
+      orchestrator* self;
+      std::uint32_t slot, generation;
+      std::uint64_t id;
+    };
+    s->waiters.push_back({[](void* ctx, object_state& st) {
+                            std::unique_ptr<pending_send> p(static_cast<pending_send*>(ctx));
+                            p->self->router_.forward(p->slot, p->generation, p->id,
+                                                     state_ptr::share(&st));
+                          },
+                          new pending_send{this, slot, generation, id}});
+  }
+
+  /// An object a process made (a put) that a ref in one of its values names: the driver
+  /// keeps a copy (a reference, for a block) under its id, held for that process.
+  void on_export(std::uint32_t slot, std::span<const std::byte> payload) {
+    result_header h;
+    if (payload.size() < sizeof h) return;
+    std::memcpy(&h, payload.data(), sizeof h);
+    state_ptr s = new_state();
+    if (h.status == result_header::value_block) {
+      object_block* b = seg_.at<object_block>(h.block);
+      if (!ledger_.holds(slot, h.block)) {
+        s->set_error(std::make_exception_ptr(
+            internal_error("coray: an exported object named a block its sender does not hold")));
+      } else {
+        seg_.add_ref(b);  // the driver's copy holds a reference of its own
+        hold_contained(slot, *s, payload.subspan(sizeof h), h.refs);
+        if (!s->settled()) {
+          s->set_block(b);
+          spiller_.adopted(*s);
+        } else {
+          seg_.release(b);
+        }
+      }
+    } else {
+      if (payload.size() < sizeof h + h.len) return;
+      hold_contained(slot, *s, payload.subspan(sizeof h + h.len), h.refs);
+      if (!s->settled()) s->set_inline(payload.subspan(sizeof h, h.len));
+    }
+    directory_.publish(*s, h.id);
+    router_.hold(slot, h.id, std::move(s));
   }
 
   // ---- actor lifetime and deaths ------------------------------------------------------
@@ -468,6 +599,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
   std::vector<std::pair<clock::time_point, std::uint32_t>> delayed_starts_;  // (when, slot)
   std::uint64_t next_task_id_ = 1;
   memory_return memory_;
+  object_directory directory_;
 };
 
 }  // namespace detail

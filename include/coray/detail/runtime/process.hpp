@@ -217,6 +217,16 @@ class process {
   }
   /// A state with an id lost its last handle in this process.
   virtual void forget(object_state&) noexcept {}
+  /// Makes the objects of `refs` known to the driver by id (each then has a nonzero id),
+  /// before a value holding them is written. Loop thread.
+  virtual void publish_refs(std::span<const state_ptr> /*refs*/) {
+    throw usage_error("coray: refs inside values need a runtime");
+  }
+  /// The ref an id read from a value names (0: an empty ref). Throws codec_error for an id
+  /// the runtime never issued. Loop thread.
+  virtual state_ptr ref_from_id(std::uint64_t /*id*/) {
+    throw usage_error("coray: refs inside values need a runtime");
+  }
 
   /// A new object block of `size` payload bytes holding one reference for this process.
   /// Only the driver touches the allocator and the reference counts, so that a worker

@@ -105,6 +105,8 @@ constexpr bool argument_fits() {
     return false;
   else if constexpr (is_actor_v<P> || is_actor_v<A>)
     return std::is_same_v<std::remove_cvref_t<P>, std::remove_cvref_t<A>>;
+  else if constexpr (std::is_same_v<S, std::remove_cvref_t<A>>)
+    return true;  // the value itself: a ref for an object_ref<T> parameter travels as a ref
   else if constexpr (is_object_ref_v<A>)
     return std::is_same_v<typename is_object_ref<std::remove_cvref_t<A>>::value_type, S>;
   else if constexpr (is_ref_vector_v<A>)

@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
@@ -40,10 +41,32 @@ inline std::span<std::byte> reserve_value(process& p, object_state& s, std::size
   return {s.bytes.data(), size};
 }
 
+/// The encoded size of `v`; the refs inside it are published and go to `refs`, for what
+/// will hold the value to keep.
+template <class V>
+std::size_t size_with_refs(process& p, const V& v, std::vector<state_ptr>& refs) {
+  std::size_t size;
+  {
+    const collecting_refs collect(refs);
+    size = encoded_size(v);
+  }
+  if (!refs.empty()) [[unlikely]] {
+    if (p.is_loop_thread())
+      p.publish_refs(refs);
+    else
+      p.call_on_loop([&refs](process& lp) { lp.publish_refs(refs); });
+  }
+  return size;
+}
+
 /// Encodes `v` into `s`: inline below the threshold, else into a new block in the store.
+/// The objects whose refs it holds live as long as `s`.
 template <class V>
 void store_value(process& p, object_state& s, const V& v) {
-  encode_to(reserve_value(p, s, encoded_size(v)), v);
+  std::vector<state_ptr> refs;
+  encode_to(reserve_value(p, s, size_with_refs(p, v, refs)), v);
+  if (!refs.empty()) [[unlikely]]
+    s.contained = std::make_unique<std::vector<state_ptr>>(std::move(refs));
   s.st.store(object_state::status::ready, std::memory_order_release);
 }
 

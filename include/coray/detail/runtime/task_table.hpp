@@ -28,6 +28,7 @@ struct task_record : recycled<task_record, 4096> {
   std::vector<state_ptr> deps;
   std::vector<object_block*> blocks;  // one reference each, released when the call ends
   std::vector<std::uint64_t> actors;  // actor handles in the arguments (kept alive)
+  std::vector<state_ptr> refs;        // refs inside the arguments (kept alive)
   state_ptr result;
   std::uint32_t pending_deps = 0;
   bool failed_dep = false;
@@ -37,7 +38,8 @@ struct task_record : recycled<task_record, 4096> {
   std::shared_ptr<const resource_request> resources;  // as submitted, until admitted
   bool construct = false;
   std::uint32_t max_concurrency = 1;
-  int submitter = -1;  // slot of the process that made this nested call, -1 for the driver
+  std::uint32_t restart = 0;  // a construction: how many times its actor was built before
+  int submitter = -1;         // slot of the process that made this nested call, -1 for the driver
   std::uint32_t submitter_generation = 0;
   std::uint64_t dispatch_seq = 0;  // its place among the calls sent to its process
   int worker = -1;                 // the task worker it was sent to
@@ -61,6 +63,7 @@ struct task_record : recycled<task_record, 4096> {
     r->blocks = std::move(spec.blocks);
     r->actor = spec.target_actor;
     r->actors = std::move(spec.actors);
+    r->refs = std::move(spec.refs);
     r->max_retries = spec.max_retries;
     r->retry_matcher = spec.retry_matcher;
     r->resources = std::move(spec.resources);

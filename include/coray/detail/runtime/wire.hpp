@@ -51,6 +51,8 @@ enum class msg_kind : std::uint32_t {
   actor_lookup = 22,   // u64 request, then the name's bytes
   block_request = 23,  // u64 request, u64 size: a new object block for this process
   block_release = 24,  // u64 block offset: this process drops one reference
+  ref_hold = 25,       // u64 id: a ref read from a value; the driver sends its object_ready
+  export_object = 26,  // result_header: an object of this process that a ref in a value names
 };
 inline constexpr std::uint32_t in_block_flag = 0x80000000u;
 
@@ -65,7 +67,7 @@ struct result_header {
   std::uint32_t status;
   std::uint32_t len;    // inline value or error bytes that follow
   std::uint64_t block;  // offset of the object block for value_block
-  std::uint64_t reserved;
+  std::uint64_t refs;   // worker to driver: the ids (u64) of the refs inside the value, after it
 };
 static_assert(sizeof(result_header) == 32);
 

@@ -67,11 +67,19 @@ class worker final : public process, public call_host {
         return result;
       }
     // Ready dependencies travel by value, pending ones by id (the driver knows the ids of
-    // results of calls only, not of values put in this process).
-    const call_message_writer message(
-        {result->id, spec.fn_id, spec.nargs, static_cast<std::uint32_t>(spec.actors.size()),
-         spec.target_actor, spec.max_retries, 0, spec.retry_matcher},
-        spec.args, spec.deps, spec.actors);
+    // results of calls only, not of values put in this process). Refs inside the arguments
+    // (published while they were sized) travel by id: the call keeps them alive.
+    const std::vector<std::uint64_t> refs = ids_of(spec.refs);
+    task_header h{result->id,
+                  spec.fn_id,
+                  spec.nargs,
+                  static_cast<std::uint32_t>(spec.actors.size()),
+                  spec.target_actor,
+                  spec.max_retries,
+                  {},
+                  spec.retry_matcher};
+    h.refs = static_cast<std::uint32_t>(refs.size());
+    const call_message_writer message(h, spec.args, spec.deps, spec.actors, refs);
     const std::size_t size = message.size();
     awaited_.emplace(result->id, result.get());
     // Actor handles in the arguments: the driver keeps those actors alive until the call ends.
@@ -106,6 +114,26 @@ class worker final : public process, public call_host {
 
   void forget(object_state& s) noexcept override {
     if (awaited_.erase(s.id)) send_u64(msg_kind::release, s.id);
+  }
+
+  // ---- refs inside values (design.md, "Refs inside objects") -----------------------------
+  /// A ref read from a value: this process's state for its id if it has one, else a new one
+  /// that the driver settles (object_ready) once asked to (ref_hold); the driver keeps the
+  /// object alive until this process lets the state go (release).
+  state_ptr ref_from_id(std::uint64_t id) override {
+    if (auto it = awaited_.find(id); it != awaited_.end()) return state_ptr::share(it->second);
+    state_ptr s = make_state();
+    s->id = id;
+    awaited_.emplace(id, s.get());
+    send_u64(msg_kind::ref_hold, id);
+    return s;
+  }
+  /// Makes objects of this process that refs name known to the driver: one put here (no id
+  /// yet) is sent to it (export_object), the objects its own value holds refs to first; the
+  /// driver holds it for this process until the state goes. Results of calls and refs read
+  /// from values already have ids the driver knows.
+  void publish_refs(std::span<const state_ptr> refs) override {
+    for (const auto& r : refs) export_object(*r);
   }
 
   /// Asks the driver for a block and waits (running the loop) for it.
@@ -162,18 +190,29 @@ class worker final : public process, public call_host {
 
  protected:
   void reply_filled(std::uint64_t task_id, std::size_t size, void (*fill)(void*, std::byte*),
-                    void* context) override {
+                    void* context, std::span<const state_ptr> refs) override {
+    std::vector<std::uint64_t> ids;
+    if (!refs.empty()) [[unlikely]] {
+      publish_refs(refs);
+      ids = ids_of(refs);
+    }
+    const std::size_t ref_bytes = ids.size() * sizeof(std::uint64_t);
     if (size > inline_threshold()) {
       object_block* b = new_block(size);
       fill(context, b->data());
-      result_header h{task_id, result_header::value_block, 0, seg.offset_of(b), 0};
-      send(msg_kind::task_done, sizeof h, [&](std::byte* out) { std::memcpy(out, &h, sizeof h); });
+      result_header h{task_id, result_header::value_block, 0, seg.offset_of(b), ids.size()};
+      send(msg_kind::task_done, sizeof h + ref_bytes, [&](std::byte* out) {
+        std::memcpy(out, &h, sizeof h);
+        if (ref_bytes) std::memcpy(out + sizeof h, ids.data(), ref_bytes);
+      });
       return;
     }
-    send(msg_kind::task_done, sizeof(result_header) + size, [&](std::byte* out) {
-      result_header h{task_id, result_header::value_inline, static_cast<std::uint32_t>(size), 0, 0};
+    send(msg_kind::task_done, sizeof(result_header) + size + ref_bytes, [&](std::byte* out) {
+      result_header h{task_id, result_header::value_inline, static_cast<std::uint32_t>(size), 0,
+                      ids.size()};
       std::memcpy(out, &h, sizeof h);
       fill(context, out + sizeof h);
+      if (ref_bytes) std::memcpy(out + sizeof h + size, ids.data(), ref_bytes);
     });
   }
   void reply_failed(std::uint64_t task_id, const wire_error& e, bool retryable) override {
@@ -299,7 +338,9 @@ class worker final : public process, public call_host {
     invocation inv{*this,   seg,      h.task_id, payload.subspan(sizeof h),
                    h.nargs, fn->name, instance_, h.retry_matcher};
     const std::uint64_t outer = std::exchange(call_mark, next_id_);
+    const std::uint64_t outer_task = std::exchange(this_process().task_id, h.task_id);
     fn->invoke(inv);  // replies with the outcome; never throws
+    this_process().task_id = outer_task;
     call_mark = outer;
     return true;
   }
@@ -309,6 +350,8 @@ class worker final : public process, public call_host {
     std::memcpy(&h, payload.data(), sizeof h);
     is_actor_ = true;
     this_process().kind = process_kind::actor;
+    this_process().actor_id = h.target;
+    this_process().restarts = static_cast<std::uint32_t>(std::max(0, h.max_retries));
     max_concurrency_ = std::max<std::uint32_t>(1, h.extra);
     use_gpus(h.gpus);  // for life
     if (!run_task(payload) || !instance_) {
@@ -359,6 +402,36 @@ class worker final : public process, public call_host {
       started = true;
     }
     return started;
+  }
+
+  static std::vector<std::uint64_t> ids_of(std::span<const state_ptr> refs) {
+    std::vector<std::uint64_t> ids;
+    ids.reserve(refs.size());
+    for (const auto& r : refs) ids.push_back(r->id);
+    return ids;
+  }
+
+  void export_object(object_state& s) {
+    if (s.id) return;
+    if (s.st.load(std::memory_order_acquire) != object_state::status::ready)
+      throw internal_error("coray: a ref to an unfinished object of this process has no id");
+    std::vector<std::uint64_t> ids;
+    if (s.contained) {
+      publish_refs(*s.contained);
+      ids = ids_of(*s.contained);
+    }
+    s.id = next_id_++;
+    awaited_.emplace(s.id, &s);
+    const std::size_t len = s.block ? 0 : s.bytes.size();
+    const std::size_t ref_bytes = ids.size() * sizeof(std::uint64_t);
+    result_header h{s.id, s.block ? result_header::value_block : result_header::value_inline,
+                    static_cast<std::uint32_t>(len), s.block ? seg.offset_of(s.block) : 0,
+                    ids.size()};
+    send(msg_kind::export_object, sizeof h + len + ref_bytes, [&](std::byte* out) {
+      std::memcpy(out, &h, sizeof h);
+      if (len) std::memcpy(out + sizeof h, s.bytes.data(), len);
+      if (ref_bytes) std::memcpy(out + sizeof h + len, ids.data(), ref_bytes);
+    });
   }
 
   void send_u64(msg_kind k, std::uint64_t v) noexcept {
