@@ -58,3 +58,36 @@ TEST_CASE("an actor's context names the actor, and says when it was built again"
   CHECK(ray::get(a.call<&observer::context>()).get().was_restarted);
   CHECK_FALSE(ray::was_current_actor_restarted());  // the driver is no actor
 }
+
+namespace {
+struct quitter {
+  int n = 0;
+  int work() { return ++n; }
+  int quit() {
+    ray::exit_actor();
+    return n;
+  }
+};
+int exit_from_a_task(int) {
+  ray::exit_actor();
+  return 0;
+}
+}  // namespace
+
+TEST_CASE("ray::exit_actor ends the actor after the current call, which still replies") {
+  ray::runtime rt({.num_workers = 1});
+  auto a = ray::spawn<quitter>(ray::actor_options{.max_restarts = 3});
+  CHECK(ray::get(a.call<&quitter::work>()).get() == 1);
+  auto last = a.call<&quitter::quit>();
+  auto queued = a.call<&quitter::work>();
+  CHECK(ray::get(last).get() == 1);
+  // Not restarted, whatever max_restarts: calls after it fail, saying why.
+  CHECK_THROWS_WITH_AS(ray::get(queued).get(), doctest::Contains("exit_actor"), ray::actor_died);
+  CHECK_THROWS_AS(ray::get(a.call<&quitter::work>()).get(), ray::actor_died);
+}
+
+TEST_CASE("ray::exit_actor outside an actor is a usage_error") {
+  ray::runtime rt({.num_workers = 1});
+  CHECK_THROWS_AS(ray::exit_actor(), ray::usage_error);
+  CHECK_THROWS_AS(ray::get(ray::task<exit_from_a_task>.remote(1)).get(), ray::usage_error);
+}

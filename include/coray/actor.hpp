@@ -18,6 +18,7 @@
 #include <coray/detail/runtime/actor_constructor.hpp>
 #include <coray/detail/runtime/actor_state.hpp>
 #include <coray/detail/runtime/driver.hpp>
+#include <coray/detail/runtime/identity.hpp>
 #include <coray/detail/runtime/make_call.hpp>
 #include <coray/detail/runtime/signature.hpp>
 #include <coray/sync_wait.hpp>
@@ -233,6 +234,16 @@ actor<T> get_actor(std::string_view name) {
 template <class T>
 void kill(const actor<T>& a) {
   if (a.valid()) detail::on_loop("ray::kill", [&](detail::process& p) { p.kill_actor(a.id()); });
+}
+
+/// Ends the calling actor gracefully, as Ray's `ray.actor.exit_actor()`: the method calling
+/// it completes and replies, calls queued behind it fail with actor_died saying the actor
+/// exited, its destructor runs, and it is not restarted whatever its max_restarts. Inside an
+/// actor's method only (ray::usage_error elsewhere), on the thread running its calls.
+inline void exit_actor() {
+  if (detail::this_process().kind != process_kind::actor)
+    throw usage_error("ray::exit_actor: called outside an actor's method");
+  detail::process::require("ray::exit_actor").exit_actor();
 }
 
 CORAY_END_NAMESPACE

@@ -175,6 +175,18 @@ class orchestrator final : public call_lifecycle, public transport_events {
     for (task_record* r : std::exchange(a.queue, {})) fail(*r, e);
   }
 
+  /// The actor in `slot` ends of its own accord (ray::exit_actor) after the call it replied
+  /// to last: it is not restarted, and calls not yet sent to it fail now.
+  void actor_exiting(std::uint32_t slot) {
+    actor_entry* a = actors_.find(slot_actor_[slot]);
+    if (!a || a->dead || a->killed) return;
+    a->killed = true;
+    a->cause = fmt::format("coray: actor {} (pid {}) exited by ray::exit_actor", a->type_name,
+                           transport_.pid(slot));
+    auto e = std::make_exception_ptr(actor_died(a->cause));
+    for (task_record* r : std::exchange(a->queue, {})) fail(*r, e);
+  }
+
   process::actor_info lookup_actor(std::string_view name) const {
     const actor_entry* a = actors_.lookup(std::string(name));
     if (!a) return {};
@@ -253,6 +265,9 @@ class orchestrator final : public call_lifecycle, public transport_events {
         break;
       case msg_kind::export_object:
         on_export(slot, payload);
+        break;
+      case msg_kind::actor_exit:
+        actor_exiting(slot);
         break;
       default:
         break;

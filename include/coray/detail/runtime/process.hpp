@@ -254,6 +254,8 @@ class process {
   virtual void actor_handle(std::uint64_t id, int delta) noexcept = 0;
   /// Ends actor `id` now (ray::kill).
   virtual void kill_actor(std::uint64_t id) = 0;
+  /// This actor ends once the call running now has replied (ray::exit_actor).
+  virtual void exit_actor() { throw usage_error("ray::exit_actor: called outside an actor"); }
   struct actor_info {
     std::uint64_t id = 0;  // 0: none
     std::uint64_t type_id = 0;

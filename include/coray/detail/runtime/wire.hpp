@@ -53,6 +53,7 @@ enum class msg_kind : std::uint32_t {
   block_release = 24,  // u64 block offset: this process drops one reference
   ref_hold = 25,       // u64 id: a ref read from a value; the driver sends its object_ready
   export_object = 26,  // result_header: an object of this process that a ref in a value names
+  actor_exit = 27,     // this actor ends after the call it just replied to (ray::exit_actor)
 };
 inline constexpr std::uint32_t in_block_flag = 0x80000000u;
 

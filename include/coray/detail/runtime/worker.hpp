@@ -110,6 +110,15 @@ class worker final : public process, public call_host {
   }
   void call_finished() noexcept override {
     if (running_) --running_;
+    if (exiting_ && !stop_) {
+      // Its reply is sent: the driver learns why the actor ends before it sees it gone.
+      send_u64(msg_kind::actor_exit, 0);
+      stop_ = true;
+    }
+  }
+  void exit_actor() override {
+    if (!is_actor_) throw usage_error("ray::exit_actor: called outside an actor");
+    exiting_ = true;
   }
 
   void forget(object_state& s) noexcept override {
@@ -391,7 +400,7 @@ class worker final : public process, public call_host {
   /// Starts queued actor calls while the concurrency limit allows.
   bool start_calls() {
     bool started = false;
-    while (is_actor_ && instance_ && !internal_waits_ && !calls_.empty() &&
+    while (is_actor_ && instance_ && !internal_waits_ && !exiting_ && !calls_.empty() &&
            running_ < max_concurrency_) {
       std::vector<std::byte> call = std::move(calls_.front());
       calls_.pop_front();
@@ -479,6 +488,7 @@ class worker final : public process, public call_host {
   std::uint64_t next_id_ = 0;
   bool stop_ = false;
   bool stopping_ = false;
+  bool exiting_ = false;  // ray::exit_actor: stop once the running call has replied
   std::unordered_map<std::uint64_t, object_state*> awaited_;  // nested results by id
   std::uint64_t lookups_ = 0;
   std::unordered_map<std::uint64_t, actor_info> found_;
