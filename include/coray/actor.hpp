@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <coray/detail/runtime/actor_constructor.hpp>
 #include <coray/detail/runtime/actor_state.hpp>
 #include <coray/detail/runtime/driver.hpp>
@@ -37,9 +38,15 @@ CORAY_BEGIN_NAMESPACE
 struct actor_options {
   /// Registers the actor under this name for ray::get_actor (empty: anonymous).
   std::string name = {};
-  /// How many calls may run at once: calls to coroutine methods (ray::async) overlap while
-  /// they await, up to this many (Ray's async actors). Plain methods always run one at a time.
+  /// How many calls may run at once. Calls to coroutine methods (ray::async) overlap on the
+  /// actor's loop thread while they await (Ray's async actors); above 1, plain methods run
+  /// on up to this many threads of the actor's process at once (Ray's threaded actors), so
+  /// the class does its own locking. A method running on such a thread may not use the
+  /// runtime (calls, puts, gets throw ray::usage_error): make it a coroutine for that.
   std::uint32_t max_concurrency = 1;
+  /// false: plain methods run one at a time on the loop thread, between coroutine methods,
+  /// whatever max_concurrency says (for a class that is not thread-safe).
+  bool threaded = true;
   /// How many times the actor is rebuilt (its constructor run again with the same
   /// arguments, in a new process) after its process dies. 0: never; -1: always.
   int max_restarts = 0;
@@ -141,8 +148,10 @@ namespace detail {
 /// processes, a queue, a manager): as Python's, they start at once and hold no CPU, rather
 /// than wait for a free CPU to be placed as an actor given no resources does. What the
 /// caller asked for explicitly stands.
+/// Their classes are not thread-safe: plain methods stay on the loop thread.
 inline actor_options multiprocessing_options(actor_options o = {}) {
   if (!o.num_cpus && o.num_gpus == 0 && o.resources.empty()) o.num_cpus = 0;
+  o.threaded = false;
   return o;
 }
 
@@ -174,7 +183,8 @@ actor<T> spawn_as(actor_options opts, std::uint32_t start_as, A&&... args) {
       req.type_id = detail::actor_type_id<T>;
       req.type_name = std::string(detail::type_name<T>());
       req.name = std::move(opts.name);
-      req.max_concurrency = opts.max_concurrency;
+      req.max_concurrency = std::min(opts.max_concurrency, detail::plain_methods_on_loop - 1) |
+                            (opts.threaded ? 0 : detail::plain_methods_on_loop);
       req.max_restarts =
           opts.max_restarts < 0 ? std::numeric_limits<int>::max() : opts.max_restarts;
       req.max_task_retries =

@@ -38,6 +38,11 @@ struct task_header {
 };
 static_assert(sizeof(task_header) == 48);
 
+/// In a construct message's `extra`, beside the actor's max_concurrency: its plain methods
+/// run on its loop thread, one at a time, however many calls may run at once
+/// (actor_options::threaded false); without it they run on method threads.
+inline constexpr std::uint32_t plain_methods_on_loop = std::uint32_t{1} << 31;
+
 /// One task argument; inline bytes follow the entry, padded to 16.
 struct arg_entry {
   /// dependency_list: a std::vector<T> argument given as refs, assembled from the values of

@@ -10,14 +10,19 @@
 #include <coray/detail/shm/segment.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
+
+class threaded_call;
 
 /// What a call running in a worker may ask of it.
 class call_host {
@@ -39,6 +44,9 @@ class call_host {
   virtual void set_instance(void* instance, void (*destroy)(void*)) noexcept = 0;
   /// An actor method call ended (its reply is sent); the next queued call may start.
   virtual void call_finished() noexcept = 0;
+  /// A threaded actor's plain method call, its arguments decoded: runs it on one of the
+  /// actor's method threads; the loop thread replies and calls call_finished when it is done.
+  virtual void run_on_thread(std::unique_ptr<threaded_call> call) = 0;
 
  protected:
   ~call_host() = default;
@@ -58,12 +66,68 @@ struct invocation {
   std::string_view name;
   void* instance;               // the actor's object, for method calls
   std::uint64_t retry_matcher;  // which exceptions the caller retries
+  bool threaded = false;        // a plain method runs on a method thread (a threaded actor)
 
   /// Replies with the exception in flight (call from a catch block).
   void fail() const {
     self.reply_error(task_id, describe_current_exception(name),
                      retry_matches(retry_matcher, std::current_exception()));
   }
+};
+
+/// A plain method call of a threaded actor (max_concurrency > 1): its arguments are decoded
+/// on the loop thread, the method runs on a method thread (run), and its outcome, kept here
+/// as encoded bytes or an error, is sent by the loop thread (reply), where the call and its
+/// arguments are destroyed too. So a method thread touches nothing of the runtime's.
+class threaded_call {
+ public:
+  threaded_call(std::uint64_t task_id, std::string_view name, std::uint64_t retry_matcher) noexcept
+      : task_id_(task_id), name_(name), retry_matcher_(retry_matcher) {}
+  threaded_call(const threaded_call&) = delete;
+  threaded_call& operator=(const threaded_call&) = delete;
+  virtual ~threaded_call() = default;
+
+  /// A method thread: runs the method, keeping its value or its exception. Never throws.
+  void run() noexcept {
+    try {
+      invoke();
+    } catch (...) {
+      keep_current_exception();
+    }
+  }
+  /// The loop thread: replies with the outcome (an error if even that fails, as a large
+  /// value with no room in the store).
+  void reply(call_host& host) {
+    try {
+      if (error_) return host.reply_error(task_id_, *error_, retryable_);
+      host.reply_value(task_id_, value_.size(), [this](std::byte* out) {
+        if (!value_.empty()) std::memcpy(out, value_.data(), value_.size());
+      });
+    } catch (...) {
+      keep_current_exception();
+      host.reply_error(task_id_, *error_, retryable_);
+    }
+  }
+
+ protected:
+  /// Calls the method; a value is encoded into value_.
+  virtual void invoke() = 0;
+  std::vector<std::byte> value_;
+
+ private:
+  void keep_current_exception() noexcept {
+    try {
+      error_ = describe_current_exception(name_);
+      retryable_ = retry_matches(retry_matcher_, std::current_exception());
+    } catch (...) {  // no memory to describe it: an error without words
+      error_.emplace();
+    }
+  }
+  std::uint64_t task_id_;
+  std::string_view name_;
+  std::uint64_t retry_matcher_;
+  std::optional<wire_error> error_;
+  bool retryable_ = false;
 };
 
 }  // namespace detail

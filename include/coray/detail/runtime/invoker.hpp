@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <tuple>
@@ -97,6 +98,8 @@ struct invoker {
       // The body outlives this message: keep a copy of its arguments.
       run_coroutine(inv, std::vector<std::byte>(inv.args.begin(), inv.args.end()));
     } else {
+      if constexpr (traits::is_member)
+        if (inv.threaded) return hand_to_thread(inv);
       try {
         argument_reader reader(inv.seg, inv.args);
         auto args = decode_arguments<params>(reader, indices);
@@ -110,6 +113,45 @@ struct invoker {
         inv.fail();
       }
       if constexpr (traits::is_member) inv.self.call_finished();
+    }
+  }
+
+  using decoded_arguments =
+      decltype(decode_arguments<params>(std::declval<argument_reader&>(), indices));
+
+  /// A threaded actor's plain method, run on one of its method threads. Its arguments are
+  /// decoded on the loop thread (a handle among them is made there), from a copy of their
+  /// bytes: views (spans, string_views) outlive the message.
+  struct threaded_method final : threaded_call {
+    explicit threaded_method(const invocation& inv)
+        : threaded_call(inv.task_id, inv.name, inv.retry_matcher),
+          self(inv.instance),
+          bytes(inv.args.begin(), inv.args.end()),
+          args(decode(inv.seg, bytes)) {}
+    static decoded_arguments decode(segment& seg, std::span<const std::byte> b) {
+      argument_reader reader(seg, b);
+      return decode_arguments<params>(reader, indices);
+    }
+    void invoke() override {
+      if constexpr (std::is_void_v<R>) {
+        call(self, args);
+      } else {
+        const auto& v = call(self, args);
+        value_.resize(encoded_size(v));
+        encode_to(std::span<std::byte>(value_), v);
+      }
+    }
+    void* self;
+    std::vector<std::byte> bytes;
+    decoded_arguments args;
+  };
+
+  static void hand_to_thread(invocation& inv) {
+    try {
+      inv.self.run_on_thread(std::make_unique<threaded_method>(inv));
+    } catch (...) {
+      inv.fail();
+      inv.self.call_finished();
     }
   }
 

@@ -2,8 +2,9 @@
 /// A worker process -- a task worker or an actor: takes calls from its inbox, runs them (a
 /// coroutine body may await nested calls while the process runs others), and replies
 /// through its outbox. Calls made from here go to the driver, which schedules them like any
-/// other. An actor first receives `construct`, then runs method calls in arrival order, at
-/// most max_concurrency at once (only coroutine methods overlap).
+/// other. An actor first receives `construct`, then starts method calls in arrival order, at
+/// most max_concurrency at once: coroutine methods overlap on the loop thread while they
+/// await, and a threaded actor's plain methods run on its method threads.
 
 #include <fmt/format.h>
 #include <sys/prctl.h>
@@ -12,6 +13,7 @@
 #include <algorithm>
 #include <coray/detail/runtime/identity.hpp>
 #include <coray/detail/runtime/invocation.hpp>
+#include <coray/detail/runtime/method_threads.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <coray/detail/runtime/registry.hpp>
 #include <coray/detail/runtime/result_message.hpp>
@@ -20,6 +22,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <exception>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -102,6 +106,10 @@ class worker final : public process, public call_host {
   }
   void call_finished() noexcept override {
     if (running_) --running_;
+  }
+  void run_on_thread(std::unique_ptr<threaded_call> call) override {
+    if (!threads_) threads_ = std::make_unique<method_threads>(this, &post_finished);
+    threads_->run(std::move(call), max_concurrency_);
   }
 
   void forget(object_state& s) noexcept override {
@@ -296,8 +304,9 @@ class worker final : public process, public call_host {
       reply_error(h.task_id, describe_exception(std::make_exception_ptr(e), ""));
       return false;
     }
-    invocation inv{*this,   seg,      h.task_id, payload.subspan(sizeof h),
-                   h.nargs, fn->name, instance_, h.retry_matcher};
+    invocation inv{*this,    seg,      h.task_id, payload.subspan(sizeof h),
+                   h.nargs,  fn->name, instance_, h.retry_matcher,
+                   threaded_};
     const std::uint64_t outer = std::exchange(call_mark, next_id_);
     fn->invoke(inv);  // replies with the outcome; never throws
     call_mark = outer;
@@ -309,7 +318,8 @@ class worker final : public process, public call_host {
     std::memcpy(&h, payload.data(), sizeof h);
     is_actor_ = true;
     this_process().kind = process_kind::actor;
-    max_concurrency_ = std::max<std::uint32_t>(1, h.extra);
+    max_concurrency_ = std::max<std::uint32_t>(1, h.extra & ~plain_methods_on_loop);
+    threaded_ = max_concurrency_ > 1 && (h.extra & plain_methods_on_loop) == 0;
     use_gpus(h.gpus);  // for life
     if (!run_task(payload) || !instance_) {
       // The constructor threw (its error is the reply): an actor without its object ends.
@@ -359,6 +369,23 @@ class worker final : public process, public call_host {
       started = true;
     }
     return started;
+  }
+
+  /// A method thread: hands a finished threaded call to the loop thread, which replies.
+  static void post_finished(void* self, threaded_call* call) noexcept {
+    static_cast<worker*>(self)->post({&reply_finished, call});  // bad_alloc: terminates
+  }
+  static void reply_finished(void* ctx, process& p, bool /*live*/) noexcept {
+    auto& self = static_cast<worker&>(p);
+    {
+      const std::unique_ptr<threaded_call> call(static_cast<threaded_call*>(ctx));
+      try {
+        call->reply(self);
+      } catch (...) {  // no reply could be sent: the process cannot go on honestly
+        std::terminate();
+      }
+    }  // its arguments go here, on the loop thread
+    self.call_finished();
   }
 
   void send_u64(msg_kind k, std::uint64_t v) noexcept {
@@ -419,6 +446,8 @@ class worker final : public process, public call_host {
   void* instance_ = nullptr;
   void (*destroy_)(void*) = nullptr;
   std::uint32_t max_concurrency_ = 1;
+  bool threaded_ = false;                    // plain methods run on threads_
+  std::unique_ptr<method_threads> threads_;  // started at the first threaded call
   std::uint32_t running_ = 0;
   std::uint32_t gpus_ = 0;                 // the GPUs its calls run with now (a mask)
   bool env_saved_ = false;                 // env_before_ was read
