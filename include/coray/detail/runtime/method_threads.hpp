@@ -44,14 +44,11 @@ class method_threads {
   void run(std::unique_ptr<threaded_call> c, std::uint32_t limit) {
     {
       const std::lock_guard lock(m_);
+      if (unfinished_ + 1 > threads_.size() && threads_.size() < limit)
+        threads_.emplace_back([this] { serve(); });  // throws: nothing was queued
       queue_.push_back(c.get());
-      ++unfinished_;
-      if (unfinished_ > threads_.size() && threads_.size() < limit) {
-        threads_.emplace_back([this] { serve(); });
-        c.release();
-        return;  // the new thread takes it
-      }
       c.release();
+      ++unfinished_;
     }
     ready_.notify_one();
   }
