@@ -26,9 +26,10 @@ class call_sender {
     } catch (const object_store_full&) {
       return false;  // no room yet: the call waits for a later turn
     }
-    const call_message_writer message({r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : 0,
-                                       0, 0, r.gpus, r.retry_matcher},
-                                      r.args, r.deps);
+    const call_message_writer message(
+        {r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : r.group, 0, 0, r.gpus,
+         r.retry_matcher},
+        r.args, r.deps);
     const std::size_t size = message.size();
     const msg_kind kind = r.construct ? msg_kind::construct : msg_kind::run_task;
     auto fill = [&](std::byte* out) { message.write(out, seg_); };

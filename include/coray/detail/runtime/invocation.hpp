@@ -42,8 +42,9 @@ class call_host {
   }
   /// Actor construction: the invoker hands over the new object and how to destroy it.
   virtual void set_instance(void* instance, void (*destroy)(void*)) noexcept = 0;
-  /// An actor method call ended (its reply is sent); the next queued call may start.
-  virtual void call_finished() noexcept = 0;
+  /// An actor method call of concurrency group `group` (the invocation's) ended (its reply
+  /// is sent); the group's next queued call may start.
+  virtual void call_finished(std::uint32_t group) noexcept = 0;
   /// A threaded actor's plain method call, its arguments decoded: runs it on one of the
   /// actor's method threads; the loop thread replies and calls call_finished when it is done.
   virtual void run_on_thread(std::unique_ptr<threaded_call> call) = 0;
@@ -67,6 +68,7 @@ struct invocation {
   void* instance;               // the actor's object, for method calls
   std::uint64_t retry_matcher;  // which exceptions the caller retries
   bool threaded = false;        // a plain method runs on a method thread (a threaded actor)
+  std::uint32_t group = 0;      // an actor call's concurrency group, for call_finished
 
   /// Replies with the exception in flight (call from a catch block).
   void fail() const {
@@ -81,8 +83,11 @@ struct invocation {
 /// arguments are destroyed too. So a method thread touches nothing of the runtime's.
 class threaded_call {
  public:
-  threaded_call(std::uint64_t task_id, std::string_view name, std::uint64_t retry_matcher) noexcept
-      : task_id_(task_id), name_(name), retry_matcher_(retry_matcher) {}
+  explicit threaded_call(const invocation& inv) noexcept
+      : task_id_(inv.task_id),
+        name_(inv.name),
+        retry_matcher_(inv.retry_matcher),
+        group_(inv.group) {}
   threaded_call(const threaded_call&) = delete;
   threaded_call& operator=(const threaded_call&) = delete;
   virtual ~threaded_call() = default;
@@ -95,6 +100,7 @@ class threaded_call {
       keep_current_exception();
     }
   }
+  std::uint32_t group() const noexcept { return group_; }
   /// The loop thread: replies with the outcome (an error if even that fails, as a large
   /// value with no room in the store).
   void reply(call_host& host) {
@@ -126,6 +132,7 @@ class threaded_call {
   std::uint64_t task_id_;
   std::string_view name_;
   std::uint64_t retry_matcher_;
+  std::uint32_t group_;
   std::optional<wire_error> error_;
   bool retryable_ = false;
 };

@@ -112,7 +112,7 @@ struct invoker {
       } catch (...) {
         inv.fail();
       }
-      if constexpr (traits::is_member) inv.self.call_finished();
+      if constexpr (traits::is_member) inv.self.call_finished(inv.group);
     }
   }
 
@@ -124,7 +124,7 @@ struct invoker {
   /// bytes: views (spans, string_views) outlive the message.
   struct threaded_method final : threaded_call {
     explicit threaded_method(const invocation& inv)
-        : threaded_call(inv.task_id, inv.name, inv.retry_matcher),
+        : threaded_call(inv),
           self(inv.instance),
           bytes(inv.args.begin(), inv.args.end()),
           args(decode(inv.seg, bytes)) {}
@@ -151,7 +151,7 @@ struct invoker {
       inv.self.run_on_thread(std::make_unique<threaded_method>(inv));
     } catch (...) {
       inv.fail();
-      inv.self.call_finished();
+      inv.self.call_finished(inv.group);
     }
   }
 
@@ -174,7 +174,7 @@ struct invoker {
     } catch (...) {
       inv.fail();
     }
-    if constexpr (traits::is_member) w.call_finished();
+    if constexpr (traits::is_member) w.call_finished(inv.group);
   }
 
   static inline const bool registered = register_function(entity_id<F>, &invoke, entity_name<F>());
