@@ -149,7 +149,7 @@ struct fixture {
   /// function 42 with one int argument.
   void nested(std::uint32_t slot, std::uint64_t id, int arg) {
     task_spec spec = call(arg);
-    const call_message_writer message({id, spec.fn_id, spec.nargs, 0, 0, 0, 0, 0}, spec.args,
+    const call_message_writer message({id, spec.fn_id, spec.nargs, 0, 0, 0, 0, 0, 0, 0}, spec.args,
                                       spec.deps);
     std::vector<std::byte> payload(message.size());
     message.write(payload.data(), seg);

@@ -263,3 +263,19 @@ TEST_CASE("another thread of the driver puts and gets objects holding refs") {
   CHECK(error == "");
   CHECK(got == 7);
 }
+
+namespace {
+struct ref_holder {
+  ray::object_ref<int> kept;
+  void set(ray::object_ref<int> r) { kept = std::move(r); }
+  ray::object_ref<int> get() const { return kept; }
+};
+}  // namespace
+
+TEST_CASE("a threaded actor's plain methods take and return refs") {
+  ray::runtime rt({.num_workers = 1});
+  auto h = ray::spawn<ref_holder>(ray::actor_options{.max_concurrency = 2});
+  ray::get(h.call<&ref_holder::set>(ray::put(9))).get();
+  ray::object_ref<int> back = ray::get(h.call<&ref_holder::get>());
+  CHECK(ray::get(back).get() == 9);
+}

@@ -30,17 +30,30 @@ struct task_header {
   std::uint64_t task_id;
   std::uint64_t fn_id;
   std::uint32_t nargs;
-  std::uint32_t extra;       // submit: actor ids after the args; construct: max_concurrency
+  /// submit: actor ids after the args; construct: max_concurrency and the flags below;
+  /// run_task: an actor call's concurrency group (its group_hash; 0: its method's).
+  std::uint32_t extra;
   std::uint64_t target;      // submit: the actor to call, 0 for any task worker; construct: its id
   std::int32_t max_retries;  // submit: retries after a crash or a retryable exception;
                              // construct: how many times the actor was built before
-  union {
-    std::uint32_t gpus;  // run_task, construct: the GPUs the call runs with, a mask of indices
-    std::uint32_t refs;  // submit: ids of the refs inside the arguments, after the actor ids
-  };
+  /// run_task, construct: the GPUs the call runs with, a mask of indices; submit: an actor
+  /// call's concurrency group, as run_task's `extra`.
+  std::uint32_t gpus;
   std::uint64_t retry_matcher;  // which exceptions are retried: 0 none, 1 all, else a matcher id
+  std::uint32_t refs;           // submit: ids of the refs inside the arguments, after the actor ids
+  std::uint32_t reserved;
 };
-static_assert(sizeof(task_header) == 48);
+static_assert(sizeof(task_header) == 56);
+
+/// In a construct message's `extra`, beside the actor's max_concurrency: its plain methods
+/// run on its loop thread, one at a time, however many calls may run at once
+/// (actor_options::threaded false); without it they run on method threads.
+inline constexpr std::uint32_t plain_methods_on_loop = std::uint32_t{1} << 31;
+/// In a construct message's `extra`: the actor has concurrency groups, sent as one more
+/// argument after the constructor's (a std::vector<std::pair<std::string, std::uint32_t>>).
+inline constexpr std::uint32_t has_concurrency_groups = std::uint32_t{1} << 30;
+/// The largest max_concurrency, below the flags.
+inline constexpr std::uint32_t max_concurrency_limit = has_concurrency_groups - 1;
 
 /// One task argument; inline bytes follow the entry, padded to 16.
 struct arg_entry {
@@ -143,6 +156,7 @@ struct task_spec {
   std::vector<std::uint64_t> actors;  // actor handles among the arguments: kept alive in transit
   std::vector<state_ptr> refs;        // refs inside the arguments: kept alive until it ends
   std::shared_ptr<const resource_request> resources;  // a task's requirement; null: {CPU: 1}
+  std::uint32_t group = 0;  // an actor call's concurrency group (group_hash); 0: its method's
 
   /// Appends an inline argument of `size` bytes written by `fill`.
   template <class Fill>
@@ -350,6 +364,7 @@ submission read_submission(std::span<const std::byte> payload, HoldsBlock&& hold
   spec.target_actor = h.target;
   spec.max_retries = h.max_retries;
   spec.retry_matcher = h.retry_matcher;
+  spec.group = h.gpus;
   const std::size_t actor_bytes = std::size_t{h.extra} * sizeof(std::uint64_t);
   const std::size_t ref_bytes = std::size_t{h.refs} * sizeof(std::uint64_t);
   if (payload.size() < sizeof h + actor_bytes + ref_bytes)

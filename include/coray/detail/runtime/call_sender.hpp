@@ -26,10 +26,12 @@ class call_sender {
     } catch (const object_store_full&) {
       return false;  // no room yet: the call waits for a later turn
     }
-    // An actor's construction carries its id and how many times it was built before.
+    // An actor's construction carries its id and how many times it was built before; a method
+    // call, its concurrency group.
     const call_message_writer message(
-        {r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : 0, r.construct ? r.actor : 0,
-         r.construct ? static_cast<std::int32_t>(r.restart) : 0, r.gpus, r.retry_matcher},
+        {r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : r.group,
+         r.construct ? r.actor : 0, r.construct ? static_cast<std::int32_t>(r.restart) : 0, r.gpus,
+         r.retry_matcher, 0, 0},
         r.args, r.deps);
     const std::size_t size = message.size();
     const msg_kind kind = r.construct ? msg_kind::construct : msg_kind::run_task;

@@ -25,7 +25,7 @@ struct actor_spawn_request {
   std::uint64_t type_id = 0;
   std::string type_name;
   std::string name;
-  std::uint32_t max_concurrency = 1;
+  std::uint32_t max_concurrency = 1;  // | plain_methods_on_loop (call_message.hpp)
   int max_restarts = 0;
   int max_task_retries = 0;
   /// How its process is started: 0 by the runtime's start method, else 1 + a start_method_id

@@ -23,14 +23,15 @@ inline bool needs_handoff() noexcept {
 }
 
 /// A thread other than the loop's inside the runtime: while it lives, the runtime is not
-/// destroyed (its end waits, failing this thread's jobs meanwhile). Throws ray::runtime_error
-/// saying why the runtime cannot be used from here (none, a worker process, ended).
+/// destroyed (its end waits, failing this thread's jobs meanwhile). Throws ray::usage_error
+/// saying why the runtime cannot be used from here (none, a worker process, a threaded
+/// actor's method thread, ended).
 class foreign_entry {
  public:
   explicit foreign_entry(const char* what) : p_(runtime_gate::instance().try_enter()) {
     if (!p_ || !p_->as_driver()) {
       if (p_) runtime_gate::instance().leave();
-      throw ray::runtime_error(runtime_gate::instance().refusal(what));
+      throw usage_error(runtime_gate::instance().refusal(what));
     }
   }
   foreign_entry(const foreign_entry&) = delete;

@@ -74,6 +74,13 @@ class completion {
   std::atomic<std::uint32_t> done_{0};
 };
 
+/// True on a thread that runs a threaded actor's plain methods (method_threads.hpp): the
+/// runtime refuses it, saying why (runtime_gate::refusal).
+inline bool& on_method_thread() noexcept {
+  thread_local bool yes = false;
+  return yes;
+}
+
 /// Whether this OS process's runtime takes work from threads other than its loop's. The
 /// driver opens it for calls; a worker opens it for releases of refs only (a task's own
 /// threads may drop refs, not make calls); ending the runtime closes it, and the runtime is
@@ -120,6 +127,11 @@ class runtime_gate {
 
   /// Why a thread other than the loop's cannot use the runtime now, for `what` (an API name).
   std::string refusal(const char* what) const {
+    if (on_method_thread())
+      return std::string(what) +
+             ": this thread runs a plain method of a threaded actor (max_concurrency > 1), "
+             "which may not use the runtime (it may drop refs and handles): make the method a "
+             "coroutine (ray::async) to make calls, puts or gets from it";
     switch (current_phase()) {
       case phase::none:
         return std::string(what) + ": no runtime is running (construct ray::runtime first)";

@@ -11,14 +11,19 @@
 #include <coray/detail/shm/segment.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
+
+class threaded_call;
 
 /// What a call running in a worker may ask of it.
 class call_host {
@@ -40,8 +45,12 @@ class call_host {
   }
   /// Actor construction: the invoker hands over the new object and how to destroy it.
   virtual void set_instance(void* instance, void (*destroy)(void*)) noexcept = 0;
-  /// An actor method call ended (its reply is sent); the next queued call may start.
-  virtual void call_finished() noexcept = 0;
+  /// An actor method call of concurrency group `group` (the invocation's) ended (its reply
+  /// is sent); the group's next queued call may start.
+  virtual void call_finished(std::uint32_t group) noexcept = 0;
+  /// A threaded actor's plain method call, its arguments decoded: runs it on one of the
+  /// actor's method threads; the loop thread replies and calls call_finished when it is done.
+  virtual void run_on_thread(std::unique_ptr<threaded_call> call) = 0;
 
  protected:
   ~call_host() = default;
@@ -62,12 +71,74 @@ struct invocation {
   std::string_view name;
   void* instance;               // the actor's object, for method calls
   std::uint64_t retry_matcher;  // which exceptions the caller retries
+  bool threaded = false;        // a plain method runs on a method thread (a threaded actor)
+  std::uint32_t group = 0;      // an actor call's concurrency group, for call_finished
 
   /// Replies with the exception in flight (call from a catch block).
   void fail() const {
     self.reply_error(task_id, describe_current_exception(name),
                      retry_matches(retry_matcher, std::current_exception()));
   }
+};
+
+/// A plain method call of a threaded actor (max_concurrency > 1): its arguments are decoded
+/// on the loop thread, the method runs on a method thread (run), and its outcome, kept here
+/// as the value or an error, is encoded and sent by the loop thread (reply), where the call
+/// and its arguments are destroyed too. So a method thread touches nothing of the runtime's
+/// (refs inside the value are published, which only the loop thread may do).
+class threaded_call {
+ public:
+  explicit threaded_call(const invocation& inv) noexcept
+      : task_id_(inv.task_id),
+        name_(inv.name),
+        retry_matcher_(inv.retry_matcher),
+        group_(inv.group) {}
+  threaded_call(const threaded_call&) = delete;
+  threaded_call& operator=(const threaded_call&) = delete;
+  virtual ~threaded_call() = default;
+
+  /// A method thread: runs the method, keeping its value or its exception. Never throws.
+  void run() noexcept {
+    try {
+      invoke();
+    } catch (...) {
+      keep_current_exception();
+    }
+  }
+  std::uint32_t group() const noexcept { return group_; }
+  /// The loop thread: replies with the outcome (an error if even that fails, as a large
+  /// value with no room in the store).
+  void reply(call_host& host) {
+    try {
+      if (error_) return host.reply_error(task_id_, *error_, retryable_);
+      send_value(host, task_id_);
+    } catch (...) {
+      keep_current_exception();
+      host.reply_error(task_id_, *error_, retryable_);
+    }
+  }
+
+ protected:
+  /// Calls the method, keeping its value.
+  virtual void invoke() = 0;
+  /// Replies with the kept value (the loop thread).
+  virtual void send_value(call_host& host, std::uint64_t task_id) = 0;
+
+ private:
+  void keep_current_exception() noexcept {
+    try {
+      error_ = describe_current_exception(name_);
+      retryable_ = retry_matches(retry_matcher_, std::current_exception());
+    } catch (...) {  // no memory to describe it: an error without words
+      error_.emplace();
+    }
+  }
+  std::uint64_t task_id_;
+  std::string_view name_;
+  std::uint64_t retry_matcher_;
+  std::uint32_t group_;
+  std::optional<wire_error> error_;
+  bool retryable_ = false;
 };
 
 }  // namespace detail

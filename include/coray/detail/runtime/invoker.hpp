@@ -13,6 +13,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <tuple>
@@ -103,6 +105,8 @@ struct invoker {
       // The body outlives this message: keep a copy of its arguments.
       run_coroutine(inv, std::vector<std::byte>(inv.args.begin(), inv.args.end()));
     } else {
+      if constexpr (traits::is_member)
+        if (inv.threaded) return hand_to_thread(inv);
       try {
         argument_reader reader(inv.seg, inv.args);
         auto args = decode_arguments<params>(reader, indices);
@@ -115,7 +119,50 @@ struct invoker {
       } catch (...) {
         inv.fail();
       }
-      if constexpr (traits::is_member) inv.self.call_finished();
+      if constexpr (traits::is_member) inv.self.call_finished(inv.group);
+    }
+  }
+
+  using decoded_arguments =
+      decltype(decode_arguments<params>(std::declval<argument_reader&>(), indices));
+
+  /// A threaded actor's plain method, run on one of its method threads. Its arguments are
+  /// decoded on the loop thread (a handle among them is made there), from a copy of their
+  /// bytes: views (spans, string_views) outlive the message.
+  struct threaded_method final : threaded_call {
+    explicit threaded_method(const invocation& inv)
+        : threaded_call(inv),
+          self(inv.instance),
+          bytes(inv.args.begin(), inv.args.end()),
+          args(decode(inv.seg, bytes)) {}
+    static decoded_arguments decode(segment& seg, std::span<const std::byte> b) {
+      argument_reader reader(seg, b);
+      return decode_arguments<params>(reader, indices);
+    }
+    void invoke() override {
+      if constexpr (std::is_void_v<R>)
+        call(self, args);
+      else
+        value.emplace(call(self, args));
+    }
+    void send_value(call_host& host, std::uint64_t task_id) override {
+      if constexpr (std::is_void_v<R>)
+        host.reply_value(task_id, 0, [](std::byte*) {});
+      else
+        detail::reply(host, task_id, *value);
+    }
+    void* self;
+    std::vector<std::byte> bytes;
+    decoded_arguments args;
+    std::optional<std::conditional_t<std::is_void_v<R>, int, std::remove_cvref_t<R>>> value;
+  };
+
+  static void hand_to_thread(invocation& inv) {
+    try {
+      inv.self.run_on_thread(std::make_unique<threaded_method>(inv));
+    } catch (...) {
+      inv.fail();
+      inv.self.call_finished(inv.group);
     }
   }
 
@@ -138,7 +185,7 @@ struct invoker {
     } catch (...) {
       inv.fail();
     }
-    if constexpr (traits::is_member) w.call_finished();
+    if constexpr (traits::is_member) w.call_finished(inv.group);
   }
 
   static inline const bool registered = register_function(entity_id<F>, &invoke, entity_name<F>());

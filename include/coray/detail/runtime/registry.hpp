@@ -78,6 +78,32 @@ inline const registered_function* find_function(std::uint64_t id) {
   return it == t.end() ? nullptr : &it->second;
 }
 
+/// A concurrency group's name as calls carry it: 32 bits of its hash, never 0 (0: none
+/// named, the method's own group or the actor's default one).
+constexpr std::uint32_t group_hash(std::string_view name) noexcept {
+  if (name.empty()) return 0;
+  const std::uint64_t h = fnv1a(name);
+  const auto folded = static_cast<std::uint32_t>(h ^ (h >> 32));
+  return folded ? folded : 1;
+}
+
+/// The concurrency groups methods declare (ray::concurrency_group<&T::m>), by the method's
+/// id: the group's group_hash. Filled during static initialisation, like function_table.
+inline std::unordered_map<std::uint64_t, std::uint32_t>& method_group_table() {
+  static std::unordered_map<std::uint64_t, std::uint32_t> table;
+  return table;
+}
+inline bool register_method_group(std::uint64_t fn_id, std::uint32_t group) {
+  method_group_table().emplace(fn_id, group);
+  return true;
+}
+/// The group method `fn_id` declares; 0 for none (the actor's default group).
+inline std::uint32_t declared_group(std::uint64_t fn_id) {
+  auto& t = method_group_table();
+  auto it = t.find(fn_id);
+  return it == t.end() ? 0 : it->second;
+}
+
 /// Retry matchers (ray::retry_on<E...>): whether an exception in flight is to be retried.
 /// Registered like functions, so a worker finds the caller's choice by id.
 using retry_matcher_fn = bool (*)(std::exception_ptr);

@@ -37,9 +37,10 @@ struct task_record : recycled<task_record, 4096> {
   std::uint32_t gpus = 0;   // the GPUs it is sent with (a mask of indices)
   std::shared_ptr<const resource_request> resources;  // as submitted, until admitted
   bool construct = false;
-  std::uint32_t max_concurrency = 1;
-  std::uint32_t restart = 0;  // a construction: how many times its actor was built before
-  int submitter = -1;         // slot of the process that made this nested call, -1 for the driver
+  std::uint32_t max_concurrency = 1;  // construct: the actor's, with its flags
+  std::uint32_t restart = 0;          // construct: how many times its actor was built before
+  std::uint32_t group = 0;            // an actor call's concurrency group; 0: its method's
+  int submitter = -1;  // slot of the process that made this nested call, -1 for the driver
   std::uint32_t submitter_generation = 0;
   std::uint64_t dispatch_seq = 0;  // its place among the calls sent to its process
   int worker = -1;                 // the task worker it was sent to
@@ -67,6 +68,7 @@ struct task_record : recycled<task_record, 4096> {
     r->max_retries = spec.max_retries;
     r->retry_matcher = spec.retry_matcher;
     r->resources = std::move(spec.resources);
+    r->group = spec.group;
     r->result = std::move(result);
     return r;
   }

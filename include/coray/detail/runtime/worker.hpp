@@ -2,16 +2,19 @@
 /// A worker process -- a task worker or an actor: takes calls from its inbox, runs them (a
 /// coroutine body may await nested calls while the process runs others), and replies
 /// through its outbox. Calls made from here go to the driver, which schedules them like any
-/// other. An actor first receives `construct`, then runs method calls in arrival order, at
-/// most max_concurrency at once (only coroutine methods overlap).
+/// other. An actor first receives `construct`, then starts method calls in arrival order, at
+/// most max_concurrency at once: coroutine methods overlap on the loop thread while they
+/// await, and a threaded actor's plain methods run on its method threads.
 
 #include <fmt/format.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <coray/codec.hpp>
 #include <coray/detail/runtime/identity.hpp>
 #include <coray/detail/runtime/invocation.hpp>
+#include <coray/detail/runtime/method_threads.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <coray/detail/runtime/registry.hpp>
 #include <coray/detail/runtime/result_message.hpp>
@@ -20,6 +23,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <exception>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -48,7 +53,7 @@ class worker final : public process, public call_host {
     process::current() = this;
     on_this_thread() = this;  // serve may run on another thread than the constructor's
     open_handoff(me_->bell, runtime_gate::phase::releases_only);
-    run_until([this] { return stop_ || (stopping_ && calls_.empty() && running_ == 0); });
+    run_until([this] { return stop_ || (stopping_ && no_calls_left()); });
     if (instance_ && destroy_) destroy_(instance_);  // an actor ends with its destructor
     std::fflush(nullptr);
     _exit(0);
@@ -70,15 +75,16 @@ class worker final : public process, public call_host {
     // results of calls only, not of values put in this process). Refs inside the arguments
     // (published while they were sized) travel by id: the call keeps them alive.
     const std::vector<std::uint64_t> refs = ids_of(spec.refs);
-    task_header h{result->id,
-                  spec.fn_id,
-                  spec.nargs,
-                  static_cast<std::uint32_t>(spec.actors.size()),
-                  spec.target_actor,
-                  spec.max_retries,
-                  {},
-                  spec.retry_matcher};
-    h.refs = static_cast<std::uint32_t>(refs.size());
+    const task_header h{result->id,
+                        spec.fn_id,
+                        spec.nargs,
+                        static_cast<std::uint32_t>(spec.actors.size()),
+                        spec.target_actor,
+                        spec.max_retries,
+                        spec.group,
+                        spec.retry_matcher,
+                        static_cast<std::uint32_t>(refs.size()),
+                        0};
     const call_message_writer message(h, spec.args, spec.deps, spec.actors, refs);
     const std::size_t size = message.size();
     awaited_.emplace(result->id, result.get());
@@ -108,8 +114,8 @@ class worker final : public process, public call_host {
     instance_ = instance;
     destroy_ = destroy;
   }
-  void call_finished() noexcept override {
-    if (running_) --running_;
+  void call_finished(std::uint32_t group) noexcept override {
+    if (group < groups_.size() && groups_[group].running) --groups_[group].running;
     if (exiting_ && !stop_) {
       // Its reply is sent: the driver learns why the actor ends before it sees it gone.
       send_u64(msg_kind::actor_exit, 0);
@@ -119,6 +125,10 @@ class worker final : public process, public call_host {
   void exit_actor() override {
     if (!is_actor_) throw usage_error("ray::exit_actor: called outside an actor");
     exiting_ = true;
+  }
+  void run_on_thread(std::unique_ptr<threaded_call> call) override {
+    if (!threads_) threads_ = std::make_unique<method_threads>(this, &post_finished);
+    threads_->run(std::move(call), thread_limit_);
   }
 
   void forget(object_state& s) noexcept override {
@@ -265,7 +275,8 @@ class worker final : public process, public call_host {
       case msg_kind::run_task:
         if (is_actor_) {
           // Held here rather than in the ring, so results of nested calls behind it still arrive.
-          calls_.emplace_back(m.payload.begin(), m.payload.end());
+          if (call_group* g = group_of(m.payload))
+            g->calls.emplace_back(m.payload.begin(), m.payload.end());
         } else if (internal_waits_ || !deferred_.empty()) {
           deferred_.emplace_back(m.payload.begin(), m.payload.end());
         } else {
@@ -306,6 +317,15 @@ class worker final : public process, public call_host {
   }
 
  private:
+  /// Calls of one concurrency group: queued in arrival order, started while fewer than
+  /// `limit` run. groups_[0] is the default group (max_concurrency); named ones follow.
+  struct call_group {
+    std::uint32_t name_hash = 0;  // group_hash of its name; 0: the default group
+    std::uint32_t limit = 1;
+    std::uint32_t running = 0;
+    std::deque<std::vector<std::byte>> calls;
+  };
+
   /// Waits for a reply of the runtime's own (a block, an actor's id), serving the loop but
   /// starting no new task meanwhile: a task started here would nest inside the one waiting,
   /// and each would hold what it was granted while the innermost waits (with blocks: every
@@ -332,10 +352,14 @@ class worker final : public process, public call_host {
     run_task(payload);
   }
 
-  /// Runs a call; false if its function is unknown here (an error reply is sent).
-  bool run_task(std::span<const std::byte> payload) {
+  /// Runs a call (of actor call group `group`); false if its function is unknown here (an
+  /// error reply is sent).
+  bool run_task(std::span<const std::byte> payload, std::uint32_t group = 0) {
     task_header h;
     std::memcpy(&h, payload.data(), sizeof h);
+    return run_call(h, payload.subspan(sizeof h), group);
+  }
+  bool run_call(const task_header& h, std::span<const std::byte> args, std::uint32_t group) {
     const registered_function* fn = find_function(h.fn_id);
     if (!fn) {
       const usage_error e(fmt::format(
@@ -344,8 +368,8 @@ class worker final : public process, public call_host {
       reply_error(h.task_id, describe_exception(std::make_exception_ptr(e), ""));
       return false;
     }
-    invocation inv{*this,   seg,      h.task_id, payload.subspan(sizeof h),
-                   h.nargs, fn->name, instance_, h.retry_matcher};
+    invocation inv{*this,    seg,       h.task_id,       args,      h.nargs,
+                   fn->name, instance_, h.retry_matcher, threaded_, group};
     const std::uint64_t outer = std::exchange(call_mark, next_id_);
     const std::uint64_t outer_task = std::exchange(this_process().task_id, h.task_id);
     fn->invoke(inv);  // replies with the outcome; never throws
@@ -361,9 +385,24 @@ class worker final : public process, public call_host {
     this_process().kind = process_kind::actor;
     this_process().actor_id = h.target;
     this_process().restarts = static_cast<std::uint32_t>(std::max(0, h.max_retries));
-    max_concurrency_ = std::max<std::uint32_t>(1, h.extra);
+    const std::uint32_t max_concurrency =
+        std::max<std::uint32_t>(1, h.extra & max_concurrency_limit);
+    groups_.assign(1, call_group{0, max_concurrency, 0, {}});
+    if (h.extra & has_concurrency_groups) {
+      // The groups are the last argument, after the constructor's.
+      call_reader args(payload.subspan(sizeof h));
+      std::span<const std::byte> last;
+      for (std::uint32_t i = 0; i < h.nargs; ++i) last = args.next_value(seg);
+      for (auto& [name, limit] : decode<std::vector<std::pair<std::string, std::uint32_t>>>(last))
+        groups_.push_back(call_group{group_hash(name), std::max<std::uint32_t>(1, limit), 0, {}});
+      --h.nargs;  // the constructor's
+    }
+    // With groups, a blocking plain method must not hold up the others': all run on threads.
+    threaded_ =
+        (max_concurrency > 1 || groups_.size() > 1) && (h.extra & plain_methods_on_loop) == 0;
+    for (const call_group& g : groups_) thread_limit_ += g.limit;
     use_gpus(h.gpus);  // for life
-    if (!run_task(payload) || !instance_) {
+    if (!run_call(h, payload.subspan(sizeof h), 0) || !instance_) {
       // The constructor threw (its error is the reply): an actor without its object ends.
       std::fflush(nullptr);
       _exit(3);
@@ -397,18 +436,20 @@ class worker final : public process, public call_host {
     }
   }
 
-  /// Starts queued actor calls while the concurrency limit allows.
+  /// Starts queued actor calls while their groups' limits allow, each group's in order.
   bool start_calls() {
+    if (!is_actor_ || !instance_ || internal_waits_) return false;
     bool started = false;
-    while (is_actor_ && instance_ && !internal_waits_ && !exiting_ && !calls_.empty() &&
-           running_ < max_concurrency_) {
-      std::vector<std::byte> call = std::move(calls_.front());
-      calls_.pop_front();
-      ++running_;
-      me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
-                               std::memory_order_release);
-      run_task(call);
-      started = true;
+    for (std::uint32_t i = 0; i < groups_.size(); ++i) {
+      call_group& g = groups_[i];
+      while (!g.calls.empty() && g.running < g.limit && !internal_waits_ && !exiting_) {
+        std::vector<std::byte> call = std::move(g.calls.front());
+        g.calls.pop_front();
+        ++g.running;
+        if (groups_.size() == 1) count_taken();
+        run_task(call, i);
+        started = true;
+      }
     }
     return started;
   }
@@ -441,6 +482,58 @@ class worker final : public process, public call_host {
       if (len) std::memcpy(out + sizeof h, s.bytes.data(), len);
       if (ref_bytes) std::memcpy(out + sizeof h + len, ids.data(), ref_bytes);
     });
+  }
+
+  /// The group an actor call runs in: the one it names, else the one its method declares
+  /// if the actor has it, else the default one. Null, once an error reply is sent, when it
+  /// names one the actor lacks. With groups, calls start out of their arrival order, so a
+  /// call counts as taken (tasks_started, which tells the driver which calls a death
+  /// interrupted) on arrival: one cut off before it started then fails rather than run twice.
+  call_group* group_of(std::span<const std::byte> payload) {
+    task_header h;
+    std::memcpy(&h, payload.data(), sizeof h);
+    if (groups_.size() == 1 && h.extra == 0) [[likely]]
+      return &groups_[0];
+    if (groups_.size() > 1) count_taken();
+    const std::uint32_t wanted = h.extra != 0 ? h.extra : declared_group(h.fn_id);
+    for (call_group& g : groups_)
+      if (g.name_hash == wanted) return &g;
+    if (h.extra == 0) return &groups_[0];
+    if (groups_.size() == 1) count_taken();
+    const usage_error e("coray: the call names a concurrency group the actor was not spawned with");
+    const registered_function* fn = find_function(h.fn_id);
+    reply_error(h.task_id, describe_exception(std::make_exception_ptr(e), fn ? fn->name : ""));
+    return nullptr;
+  }
+
+  void count_taken() noexcept {
+    me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
+                             std::memory_order_release);
+  }
+
+  bool no_calls_left() const noexcept {
+    for (const call_group& g : groups_)
+      if (!g.calls.empty() || g.running != 0) return false;
+    return true;
+  }
+
+  /// A method thread: hands a finished threaded call to the loop thread, which replies.
+  static void post_finished(void* self, threaded_call* call) noexcept {
+    static_cast<worker*>(self)->post({&reply_finished, call});  // bad_alloc: terminates
+  }
+  static void reply_finished(void* ctx, process& p, bool /*live*/) noexcept {
+    auto& self = static_cast<worker&>(p);
+    std::uint32_t group = 0;
+    {
+      const std::unique_ptr<threaded_call> call(static_cast<threaded_call*>(ctx));
+      group = call->group();
+      try {
+        call->reply(self);
+      } catch (...) {  // no reply could be sent: the process cannot go on honestly
+        std::terminate();
+      }
+    }  // its arguments go here, on the loop thread
+    self.call_finished(group);
   }
 
   void send_u64(msg_kind k, std::uint64_t v) noexcept {
@@ -501,12 +594,13 @@ class worker final : public process, public call_host {
   bool is_actor_ = false;
   void* instance_ = nullptr;
   void (*destroy_)(void*) = nullptr;
-  std::uint32_t max_concurrency_ = 1;
-  std::uint32_t running_ = 0;
-  std::uint32_t gpus_ = 0;                 // the GPUs its calls run with now (a mask)
-  bool env_saved_ = false;                 // env_before_ was read
-  std::optional<std::string> env_before_;  // CUDA_VISIBLE_DEVICES as the process started
-  std::deque<std::vector<std::byte>> calls_;
+  std::vector<call_group> groups_{call_group{}};
+  bool threaded_ = false;                    // plain methods run on threads_
+  std::unique_ptr<method_threads> threads_;  // started at the first threaded call
+  std::uint32_t thread_limit_ = 0;           // the groups' limits together
+  std::uint32_t gpus_ = 0;                   // the GPUs its calls run with now (a mask)
+  bool env_saved_ = false;                   // env_before_ was read
+  std::optional<std::string> env_before_;    // CUDA_VISIBLE_DEVICES as the process started
   int internal_waits_ = 0;
   std::vector<std::uint64_t> blocked_marks_;     // blocking waits on the stack, innermost last
   std::deque<std::vector<std::byte>> deferred_;  // tasks that arrived during an internal wait
