@@ -57,10 +57,11 @@ std::size_t encoded_size(const T& value) {
 template <class T>
 void encode_to(std::span<std::byte> out, const T& value) {
   static_assert(is_encodable_v<T>, "ray::encode_to: T is not encodable (see is_encodable_v)");
-  assert(out.size() == encoded_size(value) && "encode_to: out.size() != encoded_size(value)");
+  // The writer asserts each write fits; what is left over means out was too long. (Not a
+  // second sizing pass: sizing collects the refs inside the value, once, for its holder.)
   detail::writer w(out);
   detail::encode_value(w, value);
-  assert(w.remaining() == 0);
+  assert(w.remaining() == 0 && "encode_to: out.size() != encoded_size(value)");
 }
 
 /// value's encoding in a fresh buffer (operator new's alignment, 16 bytes on common targets).
