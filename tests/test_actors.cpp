@@ -285,10 +285,37 @@ TEST_CASE("actor handles inside containers reach the same actors from another ac
   CHECK(ray::get(cs[1].call<&counter::get>()).get() == 15);
 }
 
-TEST_CASE("an actor handle cannot be stored in a put object") {
+namespace {
+ray::actor<counter> hand_back(ray::actor<counter> c) { return c; }
+}  // namespace
+
+TEST_CASE("an actor held only by handles inside put objects and results lives as long as they do") {
   ray::runtime rt({.num_workers = 1});
-  std::vector<ray::actor<counter>> cs{ray::spawn<counter>(0)};
-  CHECK_THROWS_WITH_AS(ray::put(cs), doctest::Contains("call arguments only"), ray::runtime_error);
+  int pid = 0;
+  {
+    ray::object_ref<std::vector<ray::actor<counter>>> stored;
+    ray::object_ref<ray::actor<counter>> returned;
+    {
+      auto c = ray::spawn<counter>(0);
+      pid = ray::get(c.call<&counter::pid>());
+      stored = ray::put(std::vector<ray::actor<counter>>{c});
+      returned = ray::task<hand_back>.remote(c);
+    }  // the driver's own handle is gone: the object and the result hold the actor
+    std::vector<ray::actor<counter>> back = ray::get(stored);
+    CHECK(ray::get(back.at(0).call<&counter::incr>(5)).get() == 5);
+    stored = {};
+    back.clear();
+    ray::actor<counter> again = ray::get(returned);
+    CHECK(ray::get(again.call<&counter::incr>(1)).get() == 6);
+  }
+  // With the last object and handle gone, the actor's process exits.
+  bool gone = false;
+  for (int i = 0; i < 5000 && !gone; ++i) {
+    ray::get(ray::task<add>.remote(1, 1)).get();  // keeps the driver's loop turning
+    gone = kill(pid, 0) != 0;
+    if (!gone) usleep(1000);
+  }
+  CHECK(gone);
 }
 
 TEST_CASE("an async method sleeping in ray::sleep_for leaves its actor serving other calls") {

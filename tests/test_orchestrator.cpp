@@ -138,7 +138,7 @@ struct fixture {
   /// Plays the reply of the process in `slot` to call `id`: an int value.
   void reply(std::uint32_t slot, std::uint64_t id, int value) {
     std::vector<std::byte> payload(sizeof(result_header) + sizeof value);
-    result_header h{id, result_header::value_inline, sizeof value, 0, 0};
+    result_header h{id, result_header::value_inline, sizeof value, 0, 0, 0};
     std::memcpy(payload.data(), &h, sizeof h);
     std::memcpy(payload.data() + sizeof h, &value, sizeof value);
     orch->on_message(slot, msg_kind::task_done, payload, nullptr);

@@ -279,3 +279,27 @@ TEST_CASE("a threaded actor's plain methods take and return refs") {
   ray::object_ref<int> back = ray::get(h.call<&ref_holder::get>());
   CHECK(ray::get(back).get() == 9);
 }
+
+namespace {
+struct tally {
+  int n = 0;
+  int add(int k) { return n += k; }
+};
+// A worker puts an object holding an actor handle and returns its ref: the object, sent to
+// the driver, holds the actor.
+ray::object_ref<std::vector<ray::actor<tally>>> wrap_in_put(ray::actor<tally> t) {
+  return ray::put(std::vector<ray::actor<tally>>{t});
+}
+}  // namespace
+
+TEST_CASE("an actor handle inside an object a worker put reaches the driver and still works") {
+  ray::runtime rt({.num_workers = 1});
+  ray::object_ref<ray::object_ref<std::vector<ray::actor<tally>>>> outer;
+  {
+    auto t = ray::spawn<tally>();
+    outer = ray::task<wrap_in_put>.remote(t);
+  }
+  flush_releases();  // the worker's and the driver's own handles are gone
+  std::vector<ray::actor<tally>> got = ray::get(ray::get(outer).get());
+  CHECK(ray::get(got.at(0).call<&tally::add>(3)).get() == 3);
+}

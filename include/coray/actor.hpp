@@ -128,17 +128,18 @@ class actor {
 
   friend bool operator==(const actor& a, const actor& b) noexcept { return a.id() == b.id(); }
 
-  /// Handles travel as call arguments, alone or inside containers and structs: the id is
-  /// sent, the call keeps the actor alive until it ends, and the receiving process makes a
-  /// handle of its own.
+  /// Handles are values: inside call arguments, put objects and results, alone or inside
+  /// containers and structs. The id is sent, what holds the value (the call, the object)
+  /// keeps the actor alive while it lives, and the process that reads it makes a handle of
+  /// its own.
   template <class Archive>
   void serialize(Archive& ar) {
     std::uint64_t id = this->id();
     ar(id);
     if constexpr (Archive::is_loading) {
       p_ = detail::process::require().make_actor_handle(id);
-    } else if constexpr (std::is_same_v<Archive, detail::writer>) {
-      detail::collect_actor_handle(id);
+    } else if constexpr (Archive::is_sizing) {
+      if (id) detail::collect_actor_handle(id);
     }
   }
 

@@ -14,7 +14,8 @@
 /// A pipe is duplex by default: each end sends to the other. `ray::pipe<T>(false)` makes a
 /// one-way pipe, as Python's Pipe(False): the first end only receives, the second only sends.
 /// Values travel encoded with coray's codec (any type ray::encode takes, owning its data;
-/// handles to shared state -- actors, locks, shared values -- travel as call arguments only).
+/// refs, actor handles, locks and shared values travel in calls, put objects and results,
+/// where the runtime counts them, not through a pipe).
 ///
 /// The ends are handles: copy them, pass them to tasks, actors and processes; the pipe lives
 /// while a handle to it exists in any process. Its buffers are a block of the runtime's

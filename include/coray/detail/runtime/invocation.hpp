@@ -29,15 +29,15 @@ class threaded_call;
 class call_host {
  public:
   /// Replies to the driver with a call's value: `size` bytes written by `fill`; large
-  /// values go through the store. `refs`: the refs inside the value (collected while it was
-  /// sized), which the result keeps alive.
+  /// values go through the store. `held`: the refs and actor handles inside the value
+  /// (collected while it was sized), which the result keeps alive.
   template <class Fill>
   void reply_value(std::uint64_t task_id, std::size_t size, Fill&& fill,
-                   std::span<const state_ptr> refs = {}) {
+                   const object_contents* held = nullptr) {
     using F = std::remove_reference_t<Fill>;
     reply_filled(
         task_id, size, [](void* f, std::byte* out) { (*static_cast<F*>(f))(out); },
-        const_cast<void*>(static_cast<const void*>(std::addressof(fill))), refs);
+        const_cast<void*>(static_cast<const void*>(std::addressof(fill))), held);
   }
   /// Replies with an error; `retryable` when the caller's retry policy matches it.
   void reply_error(std::uint64_t task_id, const wire_error& e, bool retryable = false) {
@@ -56,7 +56,7 @@ class call_host {
   ~call_host() = default;
   virtual void reply_filled(std::uint64_t task_id, std::size_t size,
                             void (*fill)(void*, std::byte*), void* context,
-                            std::span<const state_ptr> refs) = 0;
+                            const object_contents* held) = 0;
   virtual void reply_failed(std::uint64_t task_id, const wire_error& e, bool retryable) = 0;
 };
 

@@ -72,14 +72,15 @@ auto decode_arguments(argument_reader& r, std::index_sequence<I...>) {
 
 template <class V>
 void reply(call_host& w, std::uint64_t id, const V& v) {
-  std::vector<state_ptr> refs;  // refs inside the value: the result keeps them alive
+  object_contents held;  // refs and actor handles inside the value: the result keeps them
   std::size_t size;
   {
-    const collecting_refs collect(refs);
+    const collecting_refs collect(held);
     size = encoded_size(v);
   }
   w.reply_value(
-      id, size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); }, refs);
+      id, size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); },
+      held.empty() ? nullptr : &held);
 }
 
 /// Runs calls of F (a free function, or a member function of an actor) in this process:

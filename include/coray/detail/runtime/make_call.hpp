@@ -23,15 +23,21 @@ namespace detail {
 
 template <class V>
 void add_value(task_spec& spec, process& p, const V& v) {
-  // Actor handles inside the value are kept alive for the call's duration.
+  // Refs and actor handles inside the value: the call keeps their objects and actors alive
+  // until it ends.
+  object_contents held;
+  const std::size_t size = size_with_refs(p, v, held);
+  if (!held.empty()) [[unlikely]] {
+    for (auto& r : held.refs) spec.refs.push_back(std::move(r));
+    spec.actors.insert(spec.actors.end(), held.actors.begin(), held.actors.end());
+  }
+  // Shared blocks inside it are listed as it is written (collect_pinned_block).
   struct collecting {
     std::vector<std::uint64_t>* saved;
     explicit collecting(std::vector<std::uint64_t>& into)
         : saved(std::exchange(actor_collector(), &into)) {}
     ~collecting() { actor_collector() = saved; }
   } collect(spec.actors);
-  // Refs inside the value: the call keeps their objects alive until it ends.
-  const std::size_t size = size_with_refs(p, v, spec.refs);
   if (size > p.inline_threshold()) {
     object_block* b = p.allocate_block(size);
     encode_to(std::span<std::byte>(b->data(), size), v);

@@ -22,6 +22,7 @@ namespace detail {
 
 struct object_state;
 class state_ptr;
+struct object_contents;
 
 /// Something to notify when an object settles. `fn(ctx, state)` runs on the loop thread.
 struct waiter {
@@ -91,8 +92,9 @@ struct object_state : recycled<object_state, 4096> {
   std::uint32_t pins = 0;          // readers of the block in place (views, calls in flight)
   std::int64_t spill_offset = -1;  // where the value lies in the spill file, if spilled
   std::uint64_t spill_size = 0;
-  /// The objects whose refs are inside this one's value, kept alive as long as it is.
-  std::unique_ptr<std::vector<state_ptr>> contained;
+  /// The objects and actors whose refs and handles are inside this one's value, kept alive
+  /// as long as it is; null for most values.
+  std::unique_ptr<object_contents> contained;
 
   bool settled() const noexcept { return st.load(std::memory_order_acquire) != status::pending; }
   bool spilled() const noexcept { return spill_offset >= 0; }
@@ -177,17 +179,37 @@ inline void collect_ref(const state_ptr& s) {
         "coray: an object_ref is encoded only inside a put object, a call argument or a result");
   ref_collector()->push_back(s);
 }
-/// Collects into `into` the refs met while sizing values, for its lifetime.
+/// What a value holds besides bytes: the refs inside it (their objects) and the actor
+/// handles (their ids, each counted once at the driver while the value lives).
+struct object_contents {
+  std::vector<state_ptr> refs;
+  std::vector<std::uint64_t> actors;
+  bool empty() const noexcept { return refs.empty() && actors.empty(); }
+};
+
+/// Where actor handles met while sizing a value are collected (see actor<T>::serialize), and
+/// shared blocks while writing call arguments (collect_pinned_block, tagged).
+inline std::vector<std::uint64_t>*& actor_collector() noexcept {
+  thread_local std::vector<std::uint64_t>* c = nullptr;
+  return c;
+}
+
+/// Collects into `into` the refs and actor handles met while sizing values, for its lifetime.
 class collecting_refs {
  public:
-  explicit collecting_refs(std::vector<state_ptr>& into) noexcept
-      : saved_(std::exchange(ref_collector(), &into)) {}
-  ~collecting_refs() { ref_collector() = saved_; }
+  explicit collecting_refs(object_contents& into) noexcept
+      : saved_refs_(std::exchange(ref_collector(), &into.refs)),
+        saved_actors_(std::exchange(actor_collector(), &into.actors)) {}
+  ~collecting_refs() {
+    ref_collector() = saved_refs_;
+    actor_collector() = saved_actors_;
+  }
   collecting_refs(const collecting_refs&) = delete;
   collecting_refs& operator=(const collecting_refs&) = delete;
 
  private:
-  std::vector<state_ptr>* saved_;
+  std::vector<state_ptr>* saved_refs_;
+  std::vector<std::uint64_t>* saved_actors_;
 };
 
 /// The ref an id read from a value names, a handle of this process (object_ref<T>::serialize;

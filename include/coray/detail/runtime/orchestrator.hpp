@@ -399,10 +399,10 @@ class orchestrator final : public call_lifecycle, public transport_events {
       return;
     }
     if (!r.result->settled()) {
-      if (h.refs && h.status == result_header::value_inline) [[unlikely]]
-        hold_contained(slot, *r.result, payload.subspan(sizeof h + h.len), h.refs);
-      else if (h.refs && h.status == result_header::value_block) [[unlikely]]
-        hold_contained(slot, *r.result, payload.subspan(sizeof h), h.refs);
+      if ((h.refs || h.actors) && h.status == result_header::value_inline) [[unlikely]]
+        hold_contained(slot, *r.result, payload.subspan(sizeof h + h.len), h);
+      else if ((h.refs || h.actors) && h.status == result_header::value_block) [[unlikely]]
+        hold_contained(slot, *r.result, payload.subspan(sizeof h), h);
       if (r.attempt > 1)
         settle_from_result(*r.result, h, body, seg_, r.attempts_note());
       else
@@ -476,25 +476,34 @@ class orchestrator final : public call_lifecycle, public transport_events {
     return s;
   }
 
-  /// The value `into` is settling with holds the refs whose `n` ids start `ids`: it keeps
-  /// their objects alive. An id its sender does not hold fails the object.
+  /// The value `into` is settling with holds the refs and actor handles whose ids start
+  /// `ids` (h.refs, then h.actors): it keeps their objects and actors alive. A ref its sender
+  /// does not hold fails the object.
   void hold_contained(std::uint32_t slot, object_state& into, std::span<const std::byte> ids,
-                      std::uint64_t n) {
+                      const result_header& h) {
+    const std::size_t n = std::size_t{h.refs} + h.actors;
     if (ids.size() < n * sizeof(std::uint64_t)) {
       into.set_error(std::make_exception_ptr(codec_error("coray: a malformed result")));
       return;
     }
-    auto held = std::make_unique<std::vector<state_ptr>>();
-    held->reserve(n);
-    for (std::uint64_t k = 0; k < n; ++k) {
+    auto id_at = [&](std::size_t k) {
       std::uint64_t id;
       std::memcpy(&id, ids.data() + k * sizeof id, sizeof id);
-      state_ptr s = held_ref(slot, id);
+      return id;
+    };
+    auto held = std::make_unique<object_contents>();
+    held->refs.reserve(h.refs);
+    for (std::size_t k = 0; k < h.refs; ++k) {
+      state_ptr s = held_ref(slot, id_at(k));
       if (!s) {
-        into.set_error(std::make_exception_ptr(codec_error(unknown_ref(id))));
+        into.set_error(std::make_exception_ptr(codec_error(unknown_ref(id_at(k)))));
         return;
       }
-      held->push_back(std::move(s));
+      held->refs.push_back(std::move(s));
+    }
+    for (std::size_t k = h.refs; k < n; ++k) {
+      held->actors.push_back(id_at(k));
+      actor_ref(id_at(k), +1);  // released with the object (release_on_loop)
     }
     into.contained = std::move(held);
   }
@@ -545,7 +554,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
             internal_error("coray: an exported object named a block its sender does not hold")));
       } else {
         seg_.add_ref(b);  // the driver's copy holds a reference of its own
-        hold_contained(slot, *s, payload.subspan(sizeof h), h.refs);
+        hold_contained(slot, *s, payload.subspan(sizeof h), h);
         if (!s->settled()) {
           s->set_block(b);
           spiller_.adopted(*s);
@@ -555,7 +564,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
       }
     } else {
       if (payload.size() < sizeof h + h.len) return;
-      hold_contained(slot, *s, payload.subspan(sizeof h + h.len), h.refs);
+      hold_contained(slot, *s, payload.subspan(sizeof h + h.len), h);
       if (!s->settled()) s->set_inline(payload.subspan(sizeof h, h.len));
     }
     directory_.publish(*s, h.id);

@@ -139,15 +139,13 @@ inline std::vector<std::string>& assigned_gpu_ids() noexcept {
   return ids;
 }
 
-/// Where actor handles met while encoding call arguments are collected (see actor<T>::serialize).
-inline std::vector<std::uint64_t>*& actor_collector() noexcept {
-  thread_local std::vector<std::uint64_t>* c = nullptr;
-  return c;
-}
+/// An actor handle met while sizing a value (actor<T>::serialize): what will hold the value
+/// (a put object, a call, a result) counts it at the driver while it lives.
 inline void collect_actor_handle(std::uint64_t id) {
   if (!actor_collector())
     throw usage_error(
-        "coray: actor handles travel as call arguments only, not inside put objects or results");
+        "coray: an actor handle is encoded only inside a put object, a call argument or a "
+        "result");
   actor_collector()->push_back(id);
 }
 

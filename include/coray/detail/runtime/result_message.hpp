@@ -63,7 +63,7 @@ class result_writer {
   bool lends_block() const noexcept { return s_.st != object_state::status::failed && s_.block; }
 
   void write(std::byte* out, segment& seg) const {
-    result_header h{id_, result_header::value_inline, static_cast<std::uint32_t>(body_), 0, 0};
+    result_header h{id_, result_header::value_inline, static_cast<std::uint32_t>(body_), 0, 0, 0};
     if (s_.st == object_state::status::failed) {
       h.status = result_header::error;
       encode_to(std::span<std::byte>(out + sizeof h, body_), error_);

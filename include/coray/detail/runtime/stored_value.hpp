@@ -41,32 +41,42 @@ inline std::span<std::byte> reserve_value(process& p, object_state& s, std::size
   return {s.bytes.data(), size};
 }
 
-/// The encoded size of `v`; the refs inside it are published and go to `refs`, for what
-/// will hold the value to keep.
+/// The encoded size of `v`; the refs and actor handles inside it go to `held`, for what
+/// will hold the value to keep, and the refs are published.
 template <class V>
-std::size_t size_with_refs(process& p, const V& v, std::vector<state_ptr>& refs) {
+std::size_t size_with_refs(process& p, const V& v, object_contents& held) {
   std::size_t size;
   {
-    const collecting_refs collect(refs);
+    const collecting_refs collect(held);
     size = encoded_size(v);
   }
-  if (!refs.empty()) [[unlikely]] {
+  if (!held.refs.empty()) [[unlikely]] {
     if (p.is_loop_thread())
-      p.publish_refs(refs);
+      p.publish_refs(held.refs);
     else
-      p.call_on_loop([&refs](process& lp) { lp.publish_refs(refs); });
+      p.call_on_loop([&held](process& lp) { lp.publish_refs(held.refs); });
   }
   return size;
 }
 
 /// Encodes `v` into `s`: inline below the threshold, else into a new block in the store.
-/// The objects whose refs it holds live as long as `s`.
+/// The objects and actors whose refs and handles it holds live as long as `s`.
 template <class V>
 void store_value(process& p, object_state& s, const V& v) {
-  std::vector<state_ptr> refs;
-  encode_to(reserve_value(p, s, size_with_refs(p, v, refs)), v);
-  if (!refs.empty()) [[unlikely]]
-    s.contained = std::make_unique<std::vector<state_ptr>>(std::move(refs));
+  object_contents held;
+  encode_to(reserve_value(p, s, size_with_refs(p, v, held)), v);
+  if (!held.empty()) [[unlikely]] {
+    if (!held.actors.empty()) {
+      auto hold = [&held](process& lp) {
+        for (std::uint64_t a : held.actors) lp.actor_handle(a, +1);
+      };
+      if (p.is_loop_thread())
+        hold(p);
+      else
+        p.call_on_loop(hold);
+    }
+    s.contained = std::make_unique<object_contents>(std::move(held));
+  }
   s.st.store(object_state::status::ready, std::memory_order_release);
 }
 

@@ -68,7 +68,10 @@ struct result_header {
   std::uint32_t status;
   std::uint32_t len;    // inline value or error bytes that follow
   std::uint64_t block;  // offset of the object block for value_block
-  std::uint64_t refs;   // worker to driver: the ids (u64) of the refs inside the value, after it
+  /// Worker to driver: after the value, the ids (u64) of the `refs` refs and then of the
+  /// `actors` actor handles inside it, which the object keeps alive.
+  std::uint32_t refs;
+  std::uint32_t actors;
 };
 static_assert(sizeof(result_header) == 32);
 

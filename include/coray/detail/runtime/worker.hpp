@@ -209,36 +209,39 @@ class worker final : public process, public call_host {
 
  protected:
   void reply_filled(std::uint64_t task_id, std::size_t size, void (*fill)(void*, std::byte*),
-                    void* context, std::span<const state_ptr> refs) override {
-    std::vector<std::uint64_t> ids;
-    if (!refs.empty()) [[unlikely]] {
-      publish_refs(refs);
-      ids = ids_of(refs);
-    }
-    const std::size_t ref_bytes = ids.size() * sizeof(std::uint64_t);
+                    void* context, const object_contents* held) override {
+    result_header h{task_id, result_header::value_inline, static_cast<std::uint32_t>(size), 0, 0,
+                    0};
+    const std::vector<std::uint64_t> ids =
+        held ? contents_ids(*held, h) : std::vector<std::uint64_t>{};
+    const std::size_t id_bytes = ids.size() * sizeof(std::uint64_t);
     if (size > inline_threshold()) {
       object_block* b = new_block(size);
       fill(context, b->data());
-      result_header h{task_id, result_header::value_block, 0, seg.offset_of(b), ids.size()};
-      send(msg_kind::task_done, sizeof h + ref_bytes, [&](std::byte* out) {
+      h.status = result_header::value_block;
+      h.len = 0;
+      h.block = seg.offset_of(b);
+      send(msg_kind::task_done, sizeof h + id_bytes, [&](std::byte* out) {
         std::memcpy(out, &h, sizeof h);
-        if (ref_bytes) std::memcpy(out + sizeof h, ids.data(), ref_bytes);
+        if (id_bytes) std::memcpy(out + sizeof h, ids.data(), id_bytes);
       });
       return;
     }
-    send(msg_kind::task_done, sizeof(result_header) + size + ref_bytes, [&](std::byte* out) {
-      result_header h{task_id, result_header::value_inline, static_cast<std::uint32_t>(size), 0,
-                      ids.size()};
+    send(msg_kind::task_done, sizeof h + size + id_bytes, [&](std::byte* out) {
       std::memcpy(out, &h, sizeof h);
       fill(context, out + sizeof h);
-      if (ref_bytes) std::memcpy(out + sizeof h + size, ids.data(), ref_bytes);
+      if (id_bytes) std::memcpy(out + sizeof h + size, ids.data(), id_bytes);
     });
   }
   void reply_failed(std::uint64_t task_id, const wire_error& e, bool retryable) override {
     std::size_t size = encoded_size(e);
     send(msg_kind::task_done, sizeof(result_header) + size, [&](std::byte* out) {
-      result_header h{task_id, retryable ? result_header::retryable_error : result_header::error,
-                      static_cast<std::uint32_t>(size), 0, 0};
+      result_header h{task_id,
+                      retryable ? result_header::retryable_error : result_header::error,
+                      static_cast<std::uint32_t>(size),
+                      0,
+                      0,
+                      0};
       std::memcpy(out, &h, sizeof h);
       encode_to(std::span<std::byte>(out + sizeof h, size), e);
     });
@@ -461,26 +464,37 @@ class worker final : public process, public call_host {
     return ids;
   }
 
+  /// The ids of what a value holds, refs (published first) then actors, as a result or an
+  /// export lists them after the value; counts them in `h`.
+  std::vector<std::uint64_t> contents_ids(const object_contents& held, result_header& h) {
+    publish_refs(held.refs);
+    std::vector<std::uint64_t> ids = ids_of(held.refs);
+    ids.insert(ids.end(), held.actors.begin(), held.actors.end());
+    h.refs = static_cast<std::uint32_t>(held.refs.size());
+    h.actors = static_cast<std::uint32_t>(held.actors.size());
+    return ids;
+  }
+
   void export_object(object_state& s) {
     if (s.id) return;
     if (s.st.load(std::memory_order_acquire) != object_state::status::ready)
       throw internal_error("coray: a ref to an unfinished object of this process has no id");
-    std::vector<std::uint64_t> ids;
-    if (s.contained) {
-      publish_refs(*s.contained);
-      ids = ids_of(*s.contained);
-    }
-    s.id = next_id_++;
-    awaited_.emplace(s.id, &s);
     const std::size_t len = s.block ? 0 : s.bytes.size();
-    const std::size_t ref_bytes = ids.size() * sizeof(std::uint64_t);
-    result_header h{s.id, s.block ? result_header::value_block : result_header::value_inline,
-                    static_cast<std::uint32_t>(len), s.block ? seg.offset_of(s.block) : 0,
-                    ids.size()};
-    send(msg_kind::export_object, sizeof h + len + ref_bytes, [&](std::byte* out) {
+    result_header h{0,
+                    s.block ? result_header::value_block : result_header::value_inline,
+                    static_cast<std::uint32_t>(len),
+                    s.block ? seg.offset_of(s.block) : 0,
+                    0,
+                    0};
+    const std::vector<std::uint64_t> ids =
+        s.contained ? contents_ids(*s.contained, h) : std::vector<std::uint64_t>{};
+    s.id = h.id = next_id_++;
+    awaited_.emplace(s.id, &s);
+    const std::size_t id_bytes = ids.size() * sizeof(std::uint64_t);
+    send(msg_kind::export_object, sizeof h + len + id_bytes, [&](std::byte* out) {
       std::memcpy(out, &h, sizeof h);
       if (len) std::memcpy(out + sizeof h, s.bytes.data(), len);
-      if (ref_bytes) std::memcpy(out + sizeof h + len, ids.data(), ref_bytes);
+      if (id_bytes) std::memcpy(out + sizeof h + len, ids.data(), id_bytes);
     });
   }
 
