@@ -52,6 +52,7 @@ struct actor_constructor {
     w.reply_value(id, 0, [](std::byte*) {});
   }
   static void invoke(invocation& inv) {
+    inv.self.name_output(type_name<T>());
     try {
       argument_reader reader(inv.seg, inv.args);
       auto args = decode_arguments<std::tuple<S...>>(reader, std::index_sequence_for<S...>{});

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <coray/detail/runtime/call_message.hpp>
+#include <coray/detail/runtime/log_monitor.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <cstddef>
 #include <cstdint>
@@ -53,6 +54,7 @@ struct driver_config {
   std::optional<double> num_gpus;           // unset: CORAY_NUM_GPUS, else the GPUs detected
   std::map<std::string, double> resources;  // empty: CORAY_RESOURCES's
   std::vector<std::string> gpu_ids;         // filled in by make_local_driver with the above
+  output_options output;                    // workers' stdout and stderr
 };
 
 class driver : public process {

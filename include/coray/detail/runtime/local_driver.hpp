@@ -45,7 +45,7 @@ class local_driver final : public driver {
     for (const auto& [name, x] : cfg.resources) oc.custom_resources[name] = to_resource_amount(x);
     hdr->set_gpu_ids(cfg.gpu_ids);  // workers name their GPUs from these
     orchestrator_.emplace(std::move(oc), seg, *transport_);
-    transport_->start_supervisor(cfg.method, epoch, std::move(cfg.argv));
+    transport_->start_supervisor(cfg.method, epoch, std::move(cfg.argv), std::move(cfg.output));
     orchestrator_->start_workers();
     process::current() = this;
     memory_timer_ = add_timer(clock::now() + memory_return::period, &on_memory_timer, this);

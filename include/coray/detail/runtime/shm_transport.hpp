@@ -44,9 +44,9 @@ class shm_transport final : public transport {
   shared_header* header() const noexcept { return hdr_; }
 
   /// Forks the supervisor (before any process is started).
-  void start_supervisor(start_method_id method, std::uint32_t epoch,
-                        std::vector<std::string> argv) {
-    link_.start(seg_, hdr_, method, epoch, argv);
+  void start_supervisor(start_method_id method, std::uint32_t epoch, std::vector<std::string> argv,
+                        output_options output) {
+    link_.start(seg_, hdr_, method, epoch, argv, std::move(output));
   }
   /// Ends the supervisor and with it every process (teardown).
   void end() noexcept { link_.end(); }

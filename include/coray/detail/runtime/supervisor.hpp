@@ -6,6 +6,8 @@
 /// driver (PR_SET_PDEATHSIG), and its workers die with it, so nothing outlives a kill -9.
 /// Whatever the program did to its signals and descriptors, the supervisor and its workers
 /// start from a clean state: default signal dispositions, no descriptor but their own.
+/// Their stdout and stderr are pipes to the supervisor, which prints their lines prefixed
+/// with the process (log_monitor.hpp).
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -23,6 +25,7 @@
 #include <cerrno>
 #include <climits>
 #include <coray/detail/runtime/driver.hpp>
+#include <coray/detail/runtime/log_monitor.hpp>
 #include <coray/detail/runtime/system.hpp>
 #include <coray/detail/runtime/worker.hpp>
 #include <cstdlib>
@@ -126,8 +129,11 @@ template <class Serve>
   sigset_t none;
   sigemptyset(&none);
   take_own_signals(none);
-  // Output appears as it is written, not when a buffer fills: a worker may be killed.
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  // Output appears line by line, not when a buffer fills: a worker may be killed. A buffer
+  // is given: glibc resets a stream's pointers only then, and a forked worker's stdout is the
+  // driver's, already used (without it, its lines would wait for a full buffer).
+  static char line_buffer[BUFSIZ];
+  std::setvbuf(stdout, line_buffer, _IOLBF, sizeof line_buffer);
   char name[16];
   std::snprintf(name, sizeof name, "coray-w%u", slot);
   prctl(PR_SET_NAME, name);
@@ -167,6 +173,7 @@ struct supervisor_config {
   start_method_id method;
   std::uint32_t epoch;
   std::vector<std::string> argv;  // for spawn
+  output_options output;
 };
 
 [[noreturn]] inline void supervisor_main(supervisor_config cfg) {
@@ -179,6 +186,9 @@ struct supervisor_config {
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
   take_own_signals(chld);
+  // Its stdout may be a pipe whose reader left (`program | head`): a write then fails, and
+  // the runtime goes on. Workers take the default back (take_own_signals, POSIX_SPAWN_SETSIGDEF).
+  signal(SIGPIPE, SIG_IGN);
   close_descriptors_except({cfg.seg->fd(), cfg.command_fd});
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   // Spawned workers inherit the segment as this descriptor. It is close-on-exec here and
@@ -188,20 +198,27 @@ struct supervisor_config {
   const int spawn_fd = fcntl(cfg.seg->fd(), F_DUPFD_CLOEXEC, 3);
 
   std::unordered_map<pid_t, std::uint32_t> children;
+  log_monitor monitor(std::move(cfg.output), cfg.hdr);
 
   // A new process for `slot`: its pid, or -errno if it could not be made.
   auto start = [&](std::uint32_t slot) -> pid_t {
     const std::uint32_t how = cfg.hdr->worker(slot).start_as.load(std::memory_order_relaxed);
     const start_method_id method = how ? static_cast<start_method_id>(how - 1) : cfg.method;
+    cfg.hdr->worker(slot).output_name.clear();  // a new process starts unnamed
+    log_monitor::pipes out;
+    log_monitor::make_pipes(out);  // without them, the process writes to the supervisor's
     if (method == start_method_id::fork) {
       pid_t pid = fork();
       if (pid == 0) {
         close(sfd);
         close(cfg.command_fd);
         if (spawn_fd >= 0) close(spawn_fd);
+        monitor.become_child_output(out);
         become_worker(*cfg.seg, slot, cfg.epoch, self);
       }
-      return pid < 0 ? -errno : pid;
+      const int error = errno;
+      monitor.watch(out, pid, slot);
+      return pid < 0 ? -error : pid;
     }
     std::string env_entry = std::string(worker_env) + "=" + std::to_string(spawn_fd) + ":" +
                             std::to_string(slot) + ":" + std::to_string(cfg.epoch) + ":" +
@@ -220,16 +237,25 @@ struct supervisor_config {
     sigset_t none;
     sigemptyset(&none);
     posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    sigset_t pipe_default;
+    sigemptyset(&pipe_default);
+    sigaddset(&pipe_default, SIGPIPE);
+    posix_spawnattr_setsigdefault(&attr, &pipe_default);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, cfg.seg->fd(), spawn_fd);
+    if (out.out[1] >= 0) {
+      posix_spawn_file_actions_adddup2(&actions, out.out[1], STDOUT_FILENO);
+      posix_spawn_file_actions_adddup2(&actions, out.err[1], STDERR_FILENO);
+    }
     pid_t pid = -1;
     const int err = spawn_fd < 0 ? EBADF
                                  : posix_spawn(&pid, "/proc/self/exe", &actions, &attr, argv.data(),
                                                envp.data());
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
+    monitor.watch(out, err ? -1 : pid, slot);
     return err ? -err : pid;
   };
 
@@ -249,13 +275,19 @@ struct supervisor_config {
       if (it == children.end()) continue;
       std::uint32_t slot = it->second;
       children.erase(it);
-      if (!block) report_death(slot, status);
+      if (block) continue;
+      monitor.drain_process(pid);  // its last lines come before its death is known
+      report_death(slot, status);
     }
   };
 
+  std::vector<pollfd> fds;
   for (;;) {
-    pollfd fds[2] = {{cfg.command_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
-    if (poll(fds, 2, -1) < 0) continue;
+    fds.assign({{cfg.command_fd, POLLIN, 0}, {sfd, POLLIN, 0}});
+    monitor.add_pollfds(fds);
+    const int n = poll(fds.data(), fds.size(), monitor.poll_timeout(log_monitor::clock::now()));
+    if (n < 0) continue;
+    monitor.on_ready(std::span(fds).subspan(2));
     if (fds[1].revents & POLLIN) {
       signalfd_siginfo si;
       while (read(sfd, &si, sizeof si) == sizeof si) {
@@ -269,6 +301,7 @@ struct supervisor_config {
         // The driver is shutting down (or gone): end every worker, reap them, leave.
         for (auto& [pid, slot] : children) ::kill(pid, SIGKILL);
         reap(true);
+        monitor.finish();  // every line written before the end is printed before ~runtime returns
         _exit(0);
       }
       if (c.op == supervisor_command::start) {

@@ -33,8 +33,8 @@ struct supervisor_handle {
 /// Forks the supervisor. Call before the runtime makes any thread. Throws ray::runtime_error
 /// saying why if it cannot (the errno's words: a process limit reads differently from memory).
 inline supervisor_handle start_supervisor(segment& seg, shared_header* hdr, start_method_id method,
-                                          std::uint32_t epoch,
-                                          const std::vector<std::string>& argv) {
+                                          std::uint32_t epoch, const std::vector<std::string>& argv,
+                                          output_options output = {}) {
   auto refused = [](const char* what, int error) {
     return ray::runtime_error(fmt::format("coray: cannot start the supervisor process: {}: {}",
                                           what, std::strerror(error)));
@@ -53,7 +53,7 @@ inline supervisor_handle start_supervisor(segment& seg, shared_header* hdr, star
   }
   if (pid == 0) {
     ::close(fds[1]);
-    supervisor_main({&seg, hdr, fds[0], method, epoch, argv});
+    supervisor_main({&seg, hdr, fds[0], method, epoch, argv, std::move(output)});
   }
   ::close(fds[0]);
   hdr->supervisor_pid = pid;
@@ -115,8 +115,8 @@ class supervisor_link {
   ~supervisor_link() { end(); }
 
   void start(segment& seg, shared_header* hdr, start_method_id method, std::uint32_t epoch,
-             const std::vector<std::string>& argv) {
-    h_ = start_supervisor(seg, hdr, method, epoch, argv);
+             const std::vector<std::string>& argv, output_options output = {}) {
+    h_ = start_supervisor(seg, hdr, method, epoch, argv, std::move(output));
   }
   pid_t pid() const noexcept { return h_.pid; }
   /// False once the supervisor is known gone (or before start).
