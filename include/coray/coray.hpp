@@ -16,6 +16,7 @@
 #include <coray/pool.hpp>
 #include <coray/process.hpp>
 #include <coray/processes.hpp>
+#include <coray/progress.hpp>
 #include <coray/queue.hpp>
 #include <coray/resources.hpp>
 #include <coray/result_stream.hpp>
