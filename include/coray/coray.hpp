@@ -24,6 +24,7 @@
 #include <coray/shared_memory.hpp>
 #include <coray/shared_value.hpp>
 #include <coray/sleep.hpp>
+#include <coray/state.hpp>
 #include <coray/sync_wait.hpp>
 #include <coray/synchronize.hpp>
 #include <coray/task.hpp>

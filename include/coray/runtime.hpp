@@ -80,6 +80,9 @@ struct runtime_options {
   /// When set, each worker's and actor's output is also written, as it came, to
   /// `worker-<pid>.out` and `worker-<pid>.err` in this directory (made if missing).
   std::string log_directory = {};
+  /// How many finished tasks and actor calls ray::state::list_tasks keeps, the oldest
+  /// evicted first (Ray keeps a bounded task history likewise). 0 keeps none.
+  std::size_t task_history = 10000;
 };
 
 /// Becomes a worker if this process was spawned as one; returns at once otherwise. The
@@ -121,6 +124,7 @@ class runtime {
     cfg.num_gpus = opts.num_gpus;
     cfg.resources = opts.resources;
     cfg.output = {opts.log_to_driver, opts.log_directory};
+    cfg.task_history = opts.task_history;
     if (!opts.log_directory.empty()) make_log_directory(opts.log_directory);
     driver_ = detail::make_local_driver(std::move(cfg));
     driver_->open_handoff(driver_->hdr->driver_bell, detail::runtime_gate::phase::calls);

@@ -42,6 +42,7 @@ class local_driver final : public driver {
     oc.num_cpus = to_resource_amount(cfg.num_cpus.value_or(cfg.num_workers));
     oc.num_gpus = to_resource_amount(cfg.num_gpus.value_or(0));
     oc.gpu_ids = cfg.gpu_ids;
+    oc.task_history = cfg.task_history;
     for (const auto& [name, x] : cfg.resources) oc.custom_resources[name] = to_resource_amount(x);
     hdr->set_gpu_ids(cfg.gpu_ids);  // workers name their GPUs from these
     orchestrator_.emplace(std::move(oc), seg, *transport_);
@@ -103,6 +104,13 @@ class local_driver final : public driver {
     std::vector<int> pids;
     for (std::uint32_t i = 0, n = num_workers(); i < n; ++i) pids.push_back(transport_->pid(i));
     return pids;
+  }
+  std::vector<state::task_info> list_tasks() const override { return orchestrator_->list_tasks(); }
+  std::vector<state::actor_info> list_actors() const override {
+    return orchestrator_->list_actors();
+  }
+  std::vector<state::worker_info> list_workers() const override {
+    return orchestrator_->list_workers();
   }
   std::uint64_t spawn_actor(actor_spawn_request req) override {
     return orchestrator_->spawn_actor(std::move(req));
