@@ -7,6 +7,7 @@
 #include <chrono>
 #include <coray/coray.hpp>
 #include <coray/detail/runtime/log_monitor.hpp>
+#include <coray/state.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -246,6 +247,24 @@ TEST_CASE("log_directory keeps each process's output in worker-<pid>.out and .er
   CHECK(read(dir / ("worker-" + std::to_string(complain_pid) + ".err")) ==
         "something went wrong\n");
   std::filesystem::remove_all(dir.parent_path());
+}
+
+TEST_CASE("each process's recent output is kept in memory, shown or not") {
+  int hello_pid = 0, complain_pid = 0;
+  ray::runtime rt({.num_workers = 1, .log_to_driver = false});
+  hello_pid = ray::get(ray::task<say_hello>.remote(5));
+  complain_pid = ray::get(ray::task<complain>.remote());
+  CHECK(ray::state::get_log(hello_pid).out.find("hello 5\n") != std::string::npos);
+  CHECK(ray::state::get_log(complain_pid).err.ends_with("something went wrong\n"));
+  const ray::state::process_log unknown = ray::state::get_log(1);
+  CHECK(unknown.out.empty());
+  CHECK(unknown.err.empty());
+  // Bounded: a process that wrote more keeps the last 16 KiB.
+  ray::get(ray::task<print_in_pieces>.remote(0));
+  for (int i = 0; i < 40; ++i) ray::get(ray::task<print_in_pieces>.remote(i));
+  const std::string out = ray::state::get_log(rt.worker_pids()[0]).out;
+  CHECK(out.size() == 16 * 1024);
+  CHECK(out.ends_with("piece-39-a piece-39-b\n"));
 }
 
 TEST_CASE("a log_directory that cannot be made is refused with usage_error") {

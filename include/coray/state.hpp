@@ -7,6 +7,7 @@
 ///   for (const auto& t : ray::state::list_tasks({.state = ray::state::task_state::running}))
 ///     fmt::print("{} {} on pid {}\n", t.id, t.name, t.pid);
 ///   auto counts = ray::state::summarize_tasks();   // {"square": {FINISHED: 100, RUNNING: 2}}
+///   std::string recent = ray::state::get_log(pid).err;  // what a worker wrote lately
 
 #include <fmt/format.h>
 
@@ -92,6 +93,24 @@ inline std::vector<worker_info> list_workers(const worker_filter& filter = {}) {
     if ((!filter.kind || w.kind == *filter.kind) && (!filter.alive || w.alive == *filter.alive))
       out.push_back(w);
   return out;
+}
+
+/// What a worker or actor process wrote: the last 16 KiB of its stdout and of its stderr,
+/// as it wrote them (no prefix). Ray's get_log.
+struct process_log {
+  std::string out;
+  std::string err;
+};
+
+/// The output of process `pid` (a task worker or an actor of this runtime, running or among
+/// the last 64 that ended), kept in memory by the supervisor whether or not it was shown
+/// (log_to_driver). Empty for a pid the runtime does not know. Throws ray::runtime_error if
+/// the supervisor does not answer within 2 s.
+inline process_log get_log(int pid) {
+  auto got = detail::from_driver("ray::state::get_log",
+                                 [pid](ray::detail::driver& d) { return d.process_output(pid); });
+  if (!got) throw runtime_error("ray::state::get_log: the supervisor process did not answer");
+  return {std::move(got->first), std::move(got->second)};
 }
 
 /// How many calls of each function are in each state (`ray summary tasks`), over what

@@ -8,7 +8,8 @@ std::size_t uses() {
   return list_tasks({.state = task_state::running, .name = "f"}).size() +
          list_actors({.state = actor_state::alive}).size() +
          list_workers({.kind = worker_kind::task_worker}).size() + summarize_tasks().size() +
-         to_string(task_state::finished).size() + to_string(actor_state::dead).size();
+         to_string(task_state::finished).size() + to_string(actor_state::dead).size() +
+         get_log(1234).out.size();
 }
 
 }  // namespace header_check_state

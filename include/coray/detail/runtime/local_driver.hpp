@@ -112,6 +112,9 @@ class local_driver final : public driver {
   std::vector<state::worker_info> list_workers() const override {
     return orchestrator_->list_workers();
   }
+  std::optional<std::pair<std::string, std::string>> process_output(int pid) override {
+    return transport_->output_of(pid);
+  }
   std::uint64_t spawn_actor(actor_spawn_request req) override {
     return orchestrator_->spawn_actor(std::move(req));
   }

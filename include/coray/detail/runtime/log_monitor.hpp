@@ -16,6 +16,7 @@
 #include <chrono>
 #include <coray/detail/runtime/process.hpp>
 #include <cstdint>
+#include <deque>
 #include <span>
 #include <string>
 #include <string_view>
@@ -162,6 +163,20 @@ class log_monitor {
   /// A line longer than this is cut into pieces of it: one process cannot make the
   /// supervisor hold unbounded memory.
   static constexpr std::size_t max_line = 64 * 1024;
+  /// The tail of each process's stdout and of its stderr kept in memory (the state API's
+  /// get_log, the dashboard), and how many ended processes keep theirs, oldest dropped.
+  static constexpr std::size_t tail_bytes = 16 * 1024;
+  static constexpr std::size_t ended_kept = 64;
+
+  /// The last tail_bytes of what process `pid` wrote to stdout and to stderr; empty if it is
+  /// unknown (never started here, or ended long ago).
+  struct tail {
+    std::string out, err;
+  };
+  const tail* tail_of(int pid) const {
+    auto it = tails_.find(pid);
+    return it == tails_.end() ? nullptr : &it->second;
+  }
 
   /// `hdr`: the segment's control header, where each slot's process publishes its name.
   log_monitor(output_options opts, shared_header* hdr) : opts_(std::move(opts)), hdr_(hdr) {}
@@ -211,6 +226,7 @@ class log_monitor {
     }
     add_stream(p.out[0], pid, slot, false);
     add_stream(p.err[0], pid, slot, true);
+    tails_[pid];
   }
 
   /// The descriptors to poll, appended to `fds`, in the order on_ready takes them.
@@ -304,6 +320,7 @@ class log_monitor {
       if (w.pid.load(std::memory_order_acquire) == s.pid) s.name = w.output_name.get();
       const std::string_view got(buf, static_cast<std::size_t>(n));
       if (s.file >= 0) write_fully(s.file, got);
+      keep_tail(s, got);
       take_lines(s, got);
     }
   }
@@ -330,10 +347,25 @@ class log_monitor {
                                    : "(" + s.name + " pid=" + std::to_string(s.pid) + ") ";
     k.folder.feed(s.pid, prefix, text, clock::now(), k.text);
   }
-  /// End of file (or a broken pipe): a partial line is printed as a line.
+  void keep_tail(const stream& s, std::string_view got) {
+    std::string& t = s.is_err ? tails_[s.pid].err : tails_[s.pid].out;
+    if (got.size() >= tail_bytes) got.remove_prefix(got.size() - tail_bytes);
+    const std::size_t keep = std::min(t.size(), tail_bytes - got.size());
+    t.erase(0, t.size() - keep);
+    t.append(got);
+  }
+  /// End of file (or a broken pipe): a partial line is printed as a line. The process's tail
+  /// stays, among the last ended_kept ended processes'.
   void end_stream(stream& s) {
     if (s.ended) return;
     s.ended = true;
+    if (s.is_err) {
+      ended_.push_back(s.pid);
+      if (ended_.size() > ended_kept) {
+        tails_.erase(ended_.front());
+        ended_.pop_front();
+      }
+    }
     if (!s.partial.empty()) {
       line(s, s.partial);
       s.partial.clear();
@@ -362,6 +394,8 @@ class log_monitor {
 
   output_options opts_;
   shared_header* hdr_;
+  std::unordered_map<int, tail> tails_;
+  std::deque<int> ended_;  // processes whose stderr ended, oldest first
   std::vector<stream> streams_;
   sink out_{STDOUT_FILENO, {}, {}};
   sink err_{STDERR_FILENO, {}, {}};

@@ -17,6 +17,7 @@
 #include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -40,9 +41,16 @@ CORAY_BEGIN_NAMESPACE
 namespace detail {
 
 struct supervisor_command {
-  enum op_t : std::uint32_t { start = 1, kill = 2 };
+  /// `output`: the tail of process `slot`'s output (`slot` holds a pid), answered with an
+  /// output_reply packet followed by its stdout's bytes, then its stderr's.
+  enum op_t : std::uint32_t { start = 1, kill = 2, output = 3 };
   std::uint32_t op;
   std::uint32_t slot;
+};
+struct output_reply {
+  std::int32_t pid;
+  std::uint32_t out_bytes;
+  std::uint32_t err_bytes;
 };
 
 inline constexpr const char* worker_env = "CORAY_WORKER";
@@ -312,6 +320,16 @@ struct supervisor_config {
         } else {
           report_death(c.slot, start_failure_status(-pid));
         }
+      } else if (c.op == supervisor_command::output) {
+        const int pid = static_cast<int>(c.slot);
+        const log_monitor::tail* t = monitor.tail_of(pid);
+        const std::string_view out = t ? std::string_view(t->out) : std::string_view();
+        const std::string_view err = t ? std::string_view(t->err) : std::string_view();
+        const output_reply head{pid, static_cast<std::uint32_t>(out.size()),
+                                static_cast<std::uint32_t>(err.size())};
+        std::string packet(reinterpret_cast<const char*>(&head), sizeof head);
+        packet.append(out).append(err);
+        ::send(cfg.command_fd, packet.data(), packet.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       } else if (c.op == supervisor_command::kill) {
         for (auto& [pid, slot] : children)
           if (slot == c.slot) ::kill(pid, SIGKILL);
