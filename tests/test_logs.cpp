@@ -106,6 +106,8 @@ int greet_once() {
   return getpid();
 }
 
+void process_target(int n) { std::printf("target got %d\n", n); }
+
 struct chatty_counter {
   int n = 0;
   chatty_counter() { std::printf("counter built\n"); }
@@ -155,6 +157,21 @@ TEST_CASE("an actor's output is prefixed with its class, from its constructor on
   CHECK(cap.out.find(prefix + "counter built\n") != std::string::npos);
   CHECK(cap.out.find(prefix + "counter at 1\n") != std::string::npos);
   CHECK(cap.out.find(prefix + "counter at 2\n") != std::string::npos);
+}
+
+TEST_CASE("a ray::process's output is prefixed with its target function") {
+  captured_output cap;
+  int pid = 0;
+  {
+    ray::runtime rt({.num_workers = 1});
+    ray::process p(ray::target<process_target>, 8);
+    p.start();
+    p.join();
+    pid = p.pid();
+  }
+  cap.restore();
+  CHECK(cap.out.find("(process_target pid=" + std::to_string(pid) + ") target got 8\n") !=
+        std::string::npos);
 }
 
 TEST_CASE("lines from many workers arrive whole, never mixed mid-line") {

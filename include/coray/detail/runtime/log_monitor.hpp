@@ -211,7 +211,10 @@ class log_monitor {
     if (p.err[1] >= 0) ::dup2(p.err[1], STDERR_FILENO);
     for (int fd : {p.out[0], p.out[1], p.err[0], p.err[1]})
       if (fd > STDERR_FILENO) ::close(fd);
-    for (auto& s : streams_) ::close(s.fd);
+    for (auto& s : streams_) {
+      ::close(s.fd);
+      if (s.file >= 0) ::close(s.file);
+    }
   }
   /// After the process started (`pid` > 0) or failed to: the write ends close here and the
   /// read ends are watched until their end of file.
