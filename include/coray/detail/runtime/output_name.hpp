@@ -32,7 +32,7 @@ struct output_name_cell {
   void set(std::string_view name) noexcept {
     name = output_short_name(name).substr(0, capacity);
     char bytes[words * sizeof(std::uint64_t)] = {};
-    std::memcpy(bytes, name.data(), name.size());
+    if (!name.empty()) std::memcpy(bytes, name.data(), name.size());
     const std::uint32_t s = seq.load(std::memory_order_relaxed);
     seq.store(s + 1, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
