@@ -16,6 +16,7 @@
 #include <coray/pool.hpp>
 #include <coray/process.hpp>
 #include <coray/processes.hpp>
+#include <coray/progress.hpp>
 #include <coray/queue.hpp>
 #include <coray/resources.hpp>
 #include <coray/result_stream.hpp>
@@ -24,6 +25,7 @@
 #include <coray/shared_memory.hpp>
 #include <coray/shared_value.hpp>
 #include <coray/sleep.hpp>
+#include <coray/state.hpp>
 #include <coray/sync_wait.hpp>
 #include <coray/synchronize.hpp>
 #include <coray/task.hpp>

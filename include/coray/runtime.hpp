@@ -21,6 +21,7 @@
 #include <coray/sync_wait.hpp>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -71,6 +72,17 @@ struct runtime_options {
   /// Custom resources by name: `{.resources = {{"disk", 2}}}`. Empty: CORAY_RESOURCES,
   /// written `name=amount,name=amount` (`CORAY_RESOURCES=disk=2,licence=1`).
   std::map<std::string, double> resources = {};
+  /// Each line a worker or actor writes to stdout or stderr reaches this process's stdout or
+  /// stderr prefixed with its process, `(name pid=1234) line` (the function it runs, or the
+  /// actor's class), identical lines from several processes folded as Ray folds them
+  /// (`[repeated 7x across cluster]`). False: not shown (Ray's `log_to_driver`).
+  bool log_to_driver = true;
+  /// When set, each worker's and actor's output is also written, as it came, to
+  /// `worker-<pid>.out` and `worker-<pid>.err` in this directory (made if missing).
+  std::string log_directory = {};
+  /// How many finished tasks and actor calls ray::state::list_tasks keeps, the oldest
+  /// evicted first (Ray keeps a bounded task history likewise). 0 keeps none.
+  std::size_t task_history = 10000;
 };
 
 /// Becomes a worker if this process was spawned as one; returns at once otherwise. The
@@ -111,6 +123,9 @@ class runtime {
     cfg.num_cpus = opts.num_cpus;
     cfg.num_gpus = opts.num_gpus;
     cfg.resources = opts.resources;
+    cfg.output = {opts.log_to_driver, opts.log_directory};
+    cfg.task_history = opts.task_history;
+    if (!opts.log_directory.empty()) make_log_directory(opts.log_directory);
     driver_ = detail::make_local_driver(std::move(cfg));
     driver_->open_handoff(driver_->hdr->driver_bell, detail::runtime_gate::phase::calls);
   }
@@ -180,6 +195,13 @@ class runtime {
       throw usage_error(fmt::format("coray: CORAY_START_METHOD must be fork or spawn, not {}", v));
     }
     return start_method::fork;
+  }
+  static void make_log_directory(const std::string& dir) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec || !std::filesystem::is_directory(dir, ec))
+      throw usage_error(fmt::format("coray: log_directory {} is not a directory one can make: {}",
+                                    dir, ec ? ec.message() : "a file is in the way"));
   }
   std::unique_ptr<detail::driver> driver_;
   pid_t builder_pid_ = getpid();

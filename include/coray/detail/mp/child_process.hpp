@@ -43,6 +43,8 @@ inline void report_target_exception(const std::string& process_name, std::string
 /// The actor a ray::process's process builds: its constructor is the process's life.
 template <auto F, class... S>
 struct process_body {
+  /// Its output is shown under the target's name, as a task's is.
+  static constexpr std::string_view output_name() noexcept { return entity_name_v<F>; }
   explicit process_body(std::string name, S... args) {
     process_identity& me = this_process();
     me.kind = process_kind::process;

@@ -52,6 +52,12 @@ struct actor_constructor {
     w.reply_value(id, 0, [](std::byte*) {});
   }
   static void invoke(invocation& inv) {
+    // Its output is shown under its class, or the name the type gives (ray::process: the
+    // target function's).
+    if constexpr (requires { T::output_name(); })
+      inv.self.name_output(T::output_name());
+    else
+      inv.self.name_output(type_name<T>());
     try {
       argument_reader reader(inv.seg, inv.args);
       auto args = decode_arguments<std::tuple<S...>>(reader, std::index_sequence_for<S...>{});

@@ -227,6 +227,11 @@ class actor_table {
   }
 
   /// Live actors with nothing queued or running: at teardown they end on their own.
+  /// Each actor tracked, in no order (the state API's listing).
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& entry : actors_) f(entry.second);
+  }
   std::vector<actor_entry*> idle() {
     std::vector<actor_entry*> out;
     for (auto& [id, a] : actors_)

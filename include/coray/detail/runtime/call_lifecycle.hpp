@@ -19,6 +19,7 @@
 #include <coray/detail/runtime/process.hpp>
 #include <coray/detail/runtime/reply_router.hpp>
 #include <coray/detail/runtime/resource_ledger.hpp>
+#include <coray/detail/runtime/state_records.hpp>
 #include <coray/detail/runtime/task_table.hpp>
 #include <coray/detail/runtime/transport.hpp>
 #include <cstdint>
@@ -43,6 +44,7 @@ struct orchestrator_config {
   resource_amount num_gpus = 0;
   std::vector<std::string> gpu_ids = {};  // one per started unit of num_gpus
   std::map<std::string, resource_amount> custom_resources = {};
+  std::size_t task_history = 10000;  // finished calls the state API keeps, oldest evicted
 };
 
 class call_lifecycle {
@@ -61,7 +63,8 @@ class call_lifecycle {
             cfg_.num_cpus < 0 ? resource_amount{cfg_.num_workers} * resource_unit : cfg_.num_cpus,
             cfg_.num_gpus, cfg_.gpu_ids, cfg_.custom_resources),
         pump_(tasks_, actors_, t, sender_, resources_, cfg_.num_workers,
-              cfg_.max_tasks_in_flight_per_worker) {}
+              cfg_.max_tasks_in_flight_per_worker),
+        history_(cfg_.task_history) {}
   call_lifecycle(const call_lifecycle&) = delete;
   call_lifecycle& operator=(const call_lifecycle&) = delete;
 
@@ -198,6 +201,10 @@ class call_lifecycle {
   void finish(std::uint64_t id) {
     auto r = tasks_.remove(id);
     if (!r) return;
+    history_.record({r->id, r->name, r->worker >= 0 ? transport_.pid(r->worker) : 0, r->actor,
+                     static_cast<std::uint16_t>(r->attempt),
+                     r->result && r->result->st.load(std::memory_order_relaxed) ==
+                                      object_state::status::failed});
     if (r->shape) pump_.count_shaped(-1);
     for (auto* b : r->blocks) seg_.release(b);
     if (r->message) seg_.release(r->message);
@@ -241,6 +248,71 @@ class call_lifecycle {
     for (auto* b : actors_.forget(id)) seg_.release(b);
   }
 
+  // ---- the state API's records (ray::state): copies, on the loop thread -----------------
+
+ public:
+  /// Live calls, then the finished ones kept in the history, oldest first.
+  std::vector<state::task_info> list_tasks() const {
+    std::vector<state::task_info> out;
+    tasks_.for_each([&](const task_record& r) {
+      state::task_info t{r.id,     std::string(r.name), state::task_state::queued, r.actor != 0, 0,
+                         r.attempt};
+      const actor_entry* a = r.actor ? actors_.find(r.actor) : nullptr;
+      if (r.pending_deps > 0) {
+        t.state = state::task_state::waiting_for_dependencies;
+      } else if (r.worker >= 0) {
+        t.state = state::task_state::running;
+        t.pid = transport_.pid(static_cast<std::uint32_t>(r.worker));
+      } else if (a && std::find(a->queue.begin(), a->queue.end(), &r) == a->queue.end()) {
+        t.state = state::task_state::running;  // sent to its actor
+        t.pid = a->dead ? a->pid : transport_.pid(a->slot);
+      }
+      out.push_back(std::move(t));
+    });
+    history_.for_each([&](const task_history::entry& e) {
+      int pid = e.pid;
+      if (e.actor)
+        if (const actor_entry* a = actors_.find(e.actor))
+          pid = a->dead ? a->pid : transport_.pid(a->slot);
+      out.push_back({e.id, std::string(e.name),
+                     e.failed ? state::task_state::failed : state::task_state::finished,
+                     e.actor != 0, pid, e.attempt});
+    });
+    return out;
+  }
+  /// The actors the driver still tracks (a dead one until its last handle goes).
+  std::vector<state::actor_info> list_actors() const {
+    std::vector<state::actor_info> out;
+    actors_.for_each([&](const actor_entry& a) {
+      state::actor_info i{a.id, a.type_name, a.name, state::actor_state::alive,
+                          0,    a.restarts,  a.cause};
+      if (a.dead) {
+        i.state = state::actor_state::dead;
+        i.pid = a.pid;
+      } else {
+        i.pid = transport_.pid(a.slot);
+        if (!a.constructed || !a.constructed->settled())
+          i.state = a.restarts > 0 ? state::actor_state::restarting
+                                   : state::actor_state::pending_creation;
+      }
+      out.push_back(std::move(i));
+    });
+    std::sort(out.begin(), out.end(), [](const auto& x, const auto& y) { return x.id < y.id; });
+    return out;
+  }
+  /// The task workers, in slot order, then the actors' live processes.
+  std::vector<state::worker_info> list_workers() const {
+    std::vector<state::worker_info> out;
+    for (std::uint32_t s = 0; s < cfg_.num_workers; ++s)
+      out.push_back({transport_.pid(s), state::worker_kind::task_worker, transport_.alive(s),
+                     tasks_.in_flight(s), 0});
+    for (const auto& a : list_actors())
+      if (a.state != state::actor_state::dead && a.pid > 0)
+        out.push_back({a.pid, state::worker_kind::actor, true, 0, a.id});
+    return out;
+  }
+
+ protected:
   orchestrator_config cfg_;
   segment& seg_;
   transport& transport_;
@@ -253,6 +325,7 @@ class call_lifecycle {
   resource_ledger resources_;
   call_pump pump_;
   std::string workers_lost_;  // why no task worker can run calls any more; empty while one can
+  task_history history_;
 };
 
 }  // namespace detail

@@ -7,13 +7,16 @@
 #include <fmt/format.h>
 
 #include <coray/detail/runtime/call_message.hpp>
+#include <coray/detail/runtime/log_monitor.hpp>
 #include <coray/detail/runtime/process.hpp>
+#include <coray/detail/runtime/state_records.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
@@ -53,6 +56,8 @@ struct driver_config {
   std::optional<double> num_gpus;           // unset: CORAY_NUM_GPUS, else the GPUs detected
   std::map<std::string, double> resources;  // empty: CORAY_RESOURCES's
   std::vector<std::string> gpu_ids;         // filled in by make_local_driver with the above
+  output_options output;                    // workers' stdout and stderr
+  std::size_t task_history = 10000;         // finished calls the state API keeps
 };
 
 class driver : public process {
@@ -62,6 +67,12 @@ class driver : public process {
   virtual std::uint32_t num_workers() const noexcept = 0;
   /// Pids of the task workers, in slot order (0 while one starts).
   virtual std::vector<int> worker_pids() const = 0;
+  /// The state API's records (ray::state), copied on the loop thread.
+  virtual std::vector<state::task_info> list_tasks() const = 0;
+  virtual std::vector<state::actor_info> list_actors() const = 0;
+  virtual std::vector<state::worker_info> list_workers() const = 0;
+  /// The tail of process `pid`'s stdout and stderr; nullopt if the supervisor did not answer.
+  virtual std::optional<std::pair<std::string, std::string>> process_output(int pid) = 0;
   /// Creates an actor: a process of its own whose first message builds the object. Returns
   /// its id at once; calls queue behind the construction.
   virtual std::uint64_t spawn_actor(actor_spawn_request req) = 0;

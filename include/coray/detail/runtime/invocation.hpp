@@ -45,6 +45,9 @@ class call_host {
   }
   /// Actor construction: the invoker hands over the new object and how to destroy it.
   virtual void set_instance(void* instance, void (*destroy)(void*)) noexcept = 0;
+  /// The name this process's output is shown under from now on (an actor's class, before
+  /// its constructor runs).
+  virtual void name_output(std::string_view name) noexcept = 0;
   /// An actor method call of concurrency group `group` (the invocation's) ended (its reply
   /// is sent); the group's next queued call may start.
   virtual void call_finished(std::uint32_t group) noexcept = 0;

@@ -42,10 +42,11 @@ class local_driver final : public driver {
     oc.num_cpus = to_resource_amount(cfg.num_cpus.value_or(cfg.num_workers));
     oc.num_gpus = to_resource_amount(cfg.num_gpus.value_or(0));
     oc.gpu_ids = cfg.gpu_ids;
+    oc.task_history = cfg.task_history;
     for (const auto& [name, x] : cfg.resources) oc.custom_resources[name] = to_resource_amount(x);
     hdr->set_gpu_ids(cfg.gpu_ids);  // workers name their GPUs from these
     orchestrator_.emplace(std::move(oc), seg, *transport_);
-    transport_->start_supervisor(cfg.method, epoch, std::move(cfg.argv));
+    transport_->start_supervisor(cfg.method, epoch, std::move(cfg.argv), std::move(cfg.output));
     orchestrator_->start_workers();
     process::current() = this;
     memory_timer_ = add_timer(clock::now() + memory_return::period, &on_memory_timer, this);
@@ -106,6 +107,16 @@ class local_driver final : public driver {
     std::vector<int> pids;
     for (std::uint32_t i = 0, n = num_workers(); i < n; ++i) pids.push_back(transport_->pid(i));
     return pids;
+  }
+  std::vector<state::task_info> list_tasks() const override { return orchestrator_->list_tasks(); }
+  std::vector<state::actor_info> list_actors() const override {
+    return orchestrator_->list_actors();
+  }
+  std::vector<state::worker_info> list_workers() const override {
+    return orchestrator_->list_workers();
+  }
+  std::optional<std::pair<std::string, std::string>> process_output(int pid) override {
+    return transport_->output_of(pid);
   }
   std::uint64_t spawn_actor(actor_spawn_request req) override {
     return orchestrator_->spawn_actor(std::move(req));

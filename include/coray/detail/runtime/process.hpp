@@ -12,6 +12,7 @@
 #include <coray/detail/runtime/call_message.hpp>
 #include <coray/detail/runtime/handoff.hpp>
 #include <coray/detail/runtime/object_state.hpp>
+#include <coray/detail/runtime/output_name.hpp>
 #include <coray/detail/runtime/wire.hpp>
 #include <coray/detail/shm/futex.hpp>
 #include <coray/detail/shm/segment.hpp>
@@ -85,6 +86,9 @@ struct alignas(64) worker_shared {
   /// Set by the driver when a message to this process found its inbox full and the driver
   /// is going to sleep: the process rings the driver once it has freed slots.
   std::atomic<std::uint32_t> driver_waiting{0};
+  /// The name the process's output is shown under (the function it runs, or the actor's
+  /// class): written by the process when it changes, read by the supervisor's log monitor.
+  alignas(64) output_name_cell output_name;
 };
 
 /// The segment's control header, allocated first in the segment.

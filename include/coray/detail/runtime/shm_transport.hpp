@@ -44,9 +44,14 @@ class shm_transport final : public transport {
   shared_header* header() const noexcept { return hdr_; }
 
   /// Forks the supervisor (before any process is started).
-  void start_supervisor(start_method_id method, std::uint32_t epoch,
-                        std::vector<std::string> argv) {
-    link_.start(seg_, hdr_, method, epoch, argv);
+  void start_supervisor(start_method_id method, std::uint32_t epoch, std::vector<std::string> argv,
+                        output_options output) {
+    link_.start(seg_, hdr_, method, epoch, argv, std::move(output));
+  }
+  /// The tail of process `pid`'s stdout and stderr (the supervisor keeps them); nullopt if
+  /// the supervisor does not answer.
+  std::optional<std::pair<std::string, std::string>> output_of(int pid) {
+    return link_.output_of(pid);
   }
   /// Ends the supervisor and with it every process (teardown).
   void end() noexcept { link_.end(); }

@@ -6,6 +6,8 @@
 /// driver (PR_SET_PDEATHSIG), and its workers die with it, so nothing outlives a kill -9.
 /// Whatever the program did to its signals and descriptors, the supervisor and its workers
 /// start from a clean state: default signal dispositions, no descriptor but their own.
+/// Their stdout and stderr are pipes to the supervisor, which prints their lines prefixed
+/// with the process (log_monitor.hpp).
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -15,6 +17,7 @@
 #include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +26,7 @@
 #include <cerrno>
 #include <climits>
 #include <coray/detail/runtime/driver.hpp>
+#include <coray/detail/runtime/log_monitor.hpp>
 #include <coray/detail/runtime/system.hpp>
 #include <coray/detail/runtime/worker.hpp>
 #include <cstdlib>
@@ -37,9 +41,16 @@ CORAY_BEGIN_NAMESPACE
 namespace detail {
 
 struct supervisor_command {
-  enum op_t : std::uint32_t { start = 1, kill = 2 };
+  /// `output`: the tail of process `slot`'s output (`slot` holds a pid), answered with an
+  /// output_reply packet followed by its stdout's bytes, then its stderr's.
+  enum op_t : std::uint32_t { start = 1, kill = 2, output = 3 };
   std::uint32_t op;
   std::uint32_t slot;
+};
+struct output_reply {
+  std::int32_t pid;
+  std::uint32_t out_bytes;
+  std::uint32_t err_bytes;
 };
 
 inline constexpr const char* worker_env = "CORAY_WORKER";
@@ -126,8 +137,11 @@ template <class Serve>
   sigset_t none;
   sigemptyset(&none);
   take_own_signals(none);
-  // Output appears as it is written, not when a buffer fills: a worker may be killed.
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  // Output appears line by line, not when a buffer fills: a worker may be killed. A buffer
+  // is given: glibc resets a stream's pointers only then, and a forked worker's stdout is the
+  // driver's, already used (without it, its lines would wait for a full buffer).
+  static char line_buffer[BUFSIZ];
+  std::setvbuf(stdout, line_buffer, _IOLBF, sizeof line_buffer);
   char name[16];
   std::snprintf(name, sizeof name, "coray-w%u", slot);
   prctl(PR_SET_NAME, name);
@@ -167,6 +181,7 @@ struct supervisor_config {
   start_method_id method;
   std::uint32_t epoch;
   std::vector<std::string> argv;  // for spawn
+  output_options output;
 };
 
 [[noreturn]] inline void supervisor_main(supervisor_config cfg) {
@@ -179,6 +194,9 @@ struct supervisor_config {
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
   take_own_signals(chld);
+  // Its stdout may be a pipe whose reader left (`program | head`): a write then fails, and
+  // the runtime goes on. Workers take the default back (take_own_signals, POSIX_SPAWN_SETSIGDEF).
+  signal(SIGPIPE, SIG_IGN);
   close_descriptors_except({cfg.seg->fd(), cfg.command_fd});
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   // Spawned workers inherit the segment as this descriptor. It is close-on-exec here and
@@ -188,20 +206,27 @@ struct supervisor_config {
   const int spawn_fd = fcntl(cfg.seg->fd(), F_DUPFD_CLOEXEC, 3);
 
   std::unordered_map<pid_t, std::uint32_t> children;
+  log_monitor monitor(std::move(cfg.output), cfg.hdr);
 
   // A new process for `slot`: its pid, or -errno if it could not be made.
   auto start = [&](std::uint32_t slot) -> pid_t {
     const std::uint32_t how = cfg.hdr->worker(slot).start_as.load(std::memory_order_relaxed);
     const start_method_id method = how ? static_cast<start_method_id>(how - 1) : cfg.method;
+    cfg.hdr->worker(slot).output_name.clear();  // a new process starts unnamed
+    log_monitor::pipes out;
+    log_monitor::make_pipes(out);  // without them, the process writes to the supervisor's
     if (method == start_method_id::fork) {
       pid_t pid = fork();
       if (pid == 0) {
         close(sfd);
         close(cfg.command_fd);
         if (spawn_fd >= 0) close(spawn_fd);
+        monitor.become_child_output(out);
         become_worker(*cfg.seg, slot, cfg.epoch, self);
       }
-      return pid < 0 ? -errno : pid;
+      const int error = errno;
+      monitor.watch(out, pid, slot);
+      return pid < 0 ? -error : pid;
     }
     std::string env_entry = std::string(worker_env) + "=" + std::to_string(spawn_fd) + ":" +
                             std::to_string(slot) + ":" + std::to_string(cfg.epoch) + ":" +
@@ -220,16 +245,25 @@ struct supervisor_config {
     sigset_t none;
     sigemptyset(&none);
     posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    sigset_t pipe_default;
+    sigemptyset(&pipe_default);
+    sigaddset(&pipe_default, SIGPIPE);
+    posix_spawnattr_setsigdefault(&attr, &pipe_default);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, cfg.seg->fd(), spawn_fd);
+    if (out.out[1] >= 0) {
+      posix_spawn_file_actions_adddup2(&actions, out.out[1], STDOUT_FILENO);
+      posix_spawn_file_actions_adddup2(&actions, out.err[1], STDERR_FILENO);
+    }
     pid_t pid = -1;
     const int err = spawn_fd < 0 ? EBADF
                                  : posix_spawn(&pid, "/proc/self/exe", &actions, &attr, argv.data(),
                                                envp.data());
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
+    monitor.watch(out, err ? -1 : pid, slot);
     return err ? -err : pid;
   };
 
@@ -249,13 +283,19 @@ struct supervisor_config {
       if (it == children.end()) continue;
       std::uint32_t slot = it->second;
       children.erase(it);
-      if (!block) report_death(slot, status);
+      if (block) continue;
+      monitor.drain_process(pid);  // its last lines come before its death is known
+      report_death(slot, status);
     }
   };
 
+  std::vector<pollfd> fds;
   for (;;) {
-    pollfd fds[2] = {{cfg.command_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
-    if (poll(fds, 2, -1) < 0) continue;
+    fds.assign({{cfg.command_fd, POLLIN, 0}, {sfd, POLLIN, 0}});
+    monitor.add_pollfds(fds);
+    const int n = poll(fds.data(), fds.size(), monitor.poll_timeout(log_monitor::clock::now()));
+    if (n < 0) continue;
+    monitor.on_ready(std::span(fds).subspan(2));
     if (fds[1].revents & POLLIN) {
       signalfd_siginfo si;
       while (read(sfd, &si, sizeof si) == sizeof si) {
@@ -269,6 +309,7 @@ struct supervisor_config {
         // The driver is shutting down (or gone): end every worker, reap them, leave.
         for (auto& [pid, slot] : children) ::kill(pid, SIGKILL);
         reap(true);
+        monitor.finish();  // every line written before the end is printed before ~runtime returns
         _exit(0);
       }
       if (c.op == supervisor_command::start) {
@@ -279,6 +320,16 @@ struct supervisor_config {
         } else {
           report_death(c.slot, start_failure_status(-pid));
         }
+      } else if (c.op == supervisor_command::output) {
+        const int pid = static_cast<int>(c.slot);
+        const log_monitor::tail* t = monitor.tail_of(pid);
+        const std::string_view out = t ? std::string_view(t->out) : std::string_view();
+        const std::string_view err = t ? std::string_view(t->err) : std::string_view();
+        const output_reply head{pid, static_cast<std::uint32_t>(out.size()),
+                                static_cast<std::uint32_t>(err.size())};
+        std::string packet(reinterpret_cast<const char*>(&head), sizeof head);
+        packet.append(out).append(err);
+        ::send(cfg.command_fd, packet.data(), packet.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       } else if (c.op == supervisor_command::kill) {
         for (auto& [pid, slot] : children)
           if (slot == c.slot) ::kill(pid, SIGKILL);

@@ -18,7 +18,9 @@
 #include <coray/errors.hpp>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
@@ -33,8 +35,8 @@ struct supervisor_handle {
 /// Forks the supervisor. Call before the runtime makes any thread. Throws ray::runtime_error
 /// saying why if it cannot (the errno's words: a process limit reads differently from memory).
 inline supervisor_handle start_supervisor(segment& seg, shared_header* hdr, start_method_id method,
-                                          std::uint32_t epoch,
-                                          const std::vector<std::string>& argv) {
+                                          std::uint32_t epoch, const std::vector<std::string>& argv,
+                                          output_options output = {}) {
   auto refused = [](const char* what, int error) {
     return ray::runtime_error(fmt::format("coray: cannot start the supervisor process: {}: {}",
                                           what, std::strerror(error)));
@@ -53,7 +55,7 @@ inline supervisor_handle start_supervisor(segment& seg, shared_header* hdr, star
   }
   if (pid == 0) {
     ::close(fds[1]);
-    supervisor_main({&seg, hdr, fds[0], method, epoch, argv});
+    supervisor_main({&seg, hdr, fds[0], method, epoch, argv, std::move(output)});
   }
   ::close(fds[0]);
   hdr->supervisor_pid = pid;
@@ -115,8 +117,8 @@ class supervisor_link {
   ~supervisor_link() { end(); }
 
   void start(segment& seg, shared_header* hdr, start_method_id method, std::uint32_t epoch,
-             const std::vector<std::string>& argv) {
-    h_ = start_supervisor(seg, hdr, method, epoch, argv);
+             const std::vector<std::string>& argv, output_options output = {}) {
+    h_ = start_supervisor(seg, hdr, method, epoch, argv, std::move(output));
   }
   pid_t pid() const noexcept { return h_.pid; }
   /// False once the supervisor is known gone (or before start).
@@ -124,6 +126,33 @@ class supervisor_link {
   /// Sends a command; false if the supervisor is gone.
   bool command(supervisor_command c) noexcept {
     return h_.pid > 0 && ::send(h_.command_fd, &c, sizeof c, MSG_NOSIGNAL) == sizeof c;
+  }
+  /// The tail of what process `pid` wrote to stdout and stderr, as the supervisor keeps it;
+  /// nullopt if the supervisor does not answer within `limit` (gone, or stopped). Blocks.
+  std::optional<std::pair<std::string, std::string>> output_of(
+      int pid, std::chrono::milliseconds limit = std::chrono::seconds(2)) {
+    if (!command({supervisor_command::output, static_cast<std::uint32_t>(pid)})) return {};
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    std::vector<char> buf(sizeof(output_reply) + 2 * log_monitor::tail_bytes);
+    for (;;) {
+      const ssize_t n = ::recv(h_.command_fd, buf.data(), buf.size(), MSG_DONTWAIT);
+      output_reply head{};
+      if (n >= static_cast<ssize_t>(sizeof head)) {
+        std::memcpy(&head, buf.data(), sizeof head);
+        if (head.pid == pid &&
+            static_cast<std::size_t>(n) == sizeof head + head.out_bytes + head.err_bytes) {
+          const char* at = buf.data() + sizeof head;
+          return std::pair{std::string(at, head.out_bytes),
+                           std::string(at + head.out_bytes, head.err_bytes)};
+        }
+        continue;  // an answer to an earlier question that timed out
+      }
+      const auto left =
+          std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) || left.count() <= 0) return {};
+      pollfd p{h_.command_fd, POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(left.count()));
+    }
   }
   /// If the supervisor died (killed from outside), reaps it and returns its wait status.
   bool reap_if_gone(int& wait_status) noexcept {

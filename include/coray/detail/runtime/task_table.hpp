@@ -109,6 +109,11 @@ class task_table {
     return r;
   }
   std::size_t size() const noexcept { return records_.size(); }
+  /// Each live call, in no order (the state API's listing).
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& entry : records_) f(*entry.second);
+  }
   /// After a tide of calls has gone: gives back the index's buckets, sized for the peak.
   /// True if there were many to give back.
   bool shrink() {

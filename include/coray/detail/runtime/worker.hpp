@@ -114,6 +114,10 @@ class worker final : public process, public call_host {
     instance_ = instance;
     destroy_ = destroy;
   }
+  void name_output(std::string_view name) noexcept override {
+    output_named_ = name.data();
+    me_->output_name.set(name);
+  }
   void call_finished(std::uint32_t group) noexcept override {
     if (group < groups_.size() && groups_[group].running) --groups_[group].running;
     if (exiting_ && !stop_) {
@@ -371,6 +375,10 @@ class worker final : public process, public call_host {
       reply_error(h.task_id, describe_exception(std::make_exception_ptr(e), ""));
       return false;
     }
+    // A task worker's output is shown under the function it runs; the name is written only
+    // when it changes (names are constants: comparing where they lie is enough).
+    if (!is_actor_ && fn->name.data() != output_named_) [[unlikely]]
+      name_output(fn->name);
     invocation inv{*this,    seg,       h.task_id,       args,      h.nargs,
                    fn->name, instance_, h.retry_matcher, threaded_, group};
     const std::uint64_t outer = std::exchange(call_mark, next_id_);
@@ -606,6 +614,7 @@ class worker final : public process, public call_host {
   std::unordered_map<std::uint64_t, grant> granted_;
   // Actor mode.
   bool is_actor_ = false;
+  const char* output_named_ = nullptr;  // the name last given to name_output
   void* instance_ = nullptr;
   void (*destroy_)(void*) = nullptr;
   std::vector<call_group> groups_{call_group{}};

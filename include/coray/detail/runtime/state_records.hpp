@@ -1,0 +1,107 @@
+#pragma once
+/// What the state API (coray/state.hpp) reports, as the driver's parts describe it: the
+/// records of tasks, actors and worker processes, and the bounded history of finished calls
+/// that call_lifecycle keeps. The records are values, copied out of the loop's tables.
+
+#include <coray/version.hpp>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace state {
+
+/// A call's state, as Ray's state API names them.
+enum class task_state {
+  waiting_for_dependencies,  // Ray's PENDING_ARGS_AVAIL: an object_ref argument is not ready
+  queued,                    // ready, waiting for a worker, resources, or its actor's turn
+  running,                   // sent to its process
+  finished,
+  failed,  // ended with an error (its own, a dependency's, a crash, a cancel)
+};
+enum class actor_state { pending_creation, alive, restarting, dead };
+enum class worker_kind { task_worker, actor };
+
+constexpr std::string_view to_string(task_state s) noexcept {
+  constexpr std::string_view names[] = {"WAITING_FOR_DEPENDENCIES", "QUEUED", "RUNNING", "FINISHED",
+                                        "FAILED"};
+  return names[static_cast<int>(s)];
+}
+constexpr std::string_view to_string(actor_state s) noexcept {
+  constexpr std::string_view names[] = {"PENDING_CREATION", "ALIVE", "RESTARTING", "DEAD"};
+  return names[static_cast<int>(s)];
+}
+
+struct task_info {
+  std::uint64_t id = 0;
+  std::string name;  // the function or method, as the registry spells it ("ns::f", "c::incr")
+  task_state state = task_state::queued;
+  bool actor_call = false;  // a method call (or an actor's construction)
+  int pid = 0;              // of the process it was sent to; 0 if none (yet)
+  int attempt = 1;          // 2 and up when it is retried
+};
+
+struct actor_info {
+  std::uint64_t id = 0;
+  std::string class_name;
+  std::string name;  // given with actor_options::name; empty if none
+  actor_state state = actor_state::pending_creation;
+  int pid = 0;  // its current process, or the last one once dead
+  int restarts = 0;
+  std::string death_cause;  // once dead, why
+};
+
+struct worker_info {
+  int pid = 0;  // 0 while it starts
+  worker_kind kind = worker_kind::task_worker;
+  bool alive = false;
+  std::uint32_t calls_in_flight = 0;  // task workers: calls sent and not done
+  std::uint64_t actor_id = 0;         // actors: whose process it is
+};
+
+}  // namespace state
+
+namespace detail {
+
+/// The last `capacity` calls that ended, oldest evicted first (runtime_options::task_history).
+/// Recording is a few stores into a ring allocated once: it is on every call's end.
+class task_history {
+ public:
+  struct entry {
+    std::uint64_t id;
+    std::string_view name;  // registry names are constants
+    int pid;                // of the task worker it ran on; 0 for an actor's call
+    std::uint64_t actor;    // the actor it called; 0 for a task
+    std::uint16_t attempt;
+    bool failed;
+  };
+
+  explicit task_history(std::size_t capacity = 0) : ring_(capacity) {}
+
+  void record(const entry& e) noexcept {
+    if (ring_.empty()) return;
+    ring_[next_] = e;
+    if (++next_ == ring_.size()) next_ = 0;
+    if (size_ < ring_.size()) ++size_;
+  }
+  /// Oldest first.
+  template <class F>
+  void for_each(F&& f) const {
+    std::size_t i = size_ < ring_.size() ? 0 : next_;
+    for (std::size_t k = 0; k < size_; ++k) {
+      f(ring_[i]);
+      if (++i == ring_.size()) i = 0;
+    }
+  }
+  std::size_t size() const noexcept { return size_; }
+  std::size_t capacity() const noexcept { return ring_.size(); }
+
+ private:
+  std::vector<entry> ring_;
+  std::size_t next_ = 0;  // where the next entry goes
+  std::size_t size_ = 0;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE

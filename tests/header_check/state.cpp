@@ -1,0 +1,15 @@
+// state.hpp alone: listing tasks, actors and workers with filters, and the summary.
+#include <coray/state.hpp>
+
+namespace header_check_state {
+
+std::size_t uses() {
+  using namespace ray::state;
+  return list_tasks({.state = task_state::running, .name = "f"}).size() +
+         list_actors({.state = actor_state::alive}).size() +
+         list_workers({.kind = worker_kind::task_worker}).size() + summarize_tasks().size() +
+         to_string(task_state::finished).size() + to_string(actor_state::dead).size() +
+         get_log(1234).out.size();
+}
+
+}  // namespace header_check_state

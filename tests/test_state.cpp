@@ -1,0 +1,171 @@
+// ray::state (issue 14): the calls live and finished, the actors and the worker processes,
+// as Ray's state API lists them, with filters; the bounded history of finished calls.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <coray/coray.hpp>
+#include <coray/state.hpp>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace state_test {
+
+int square(int x) { return x * x; }
+int explode(int) { throw std::runtime_error("boom"); }
+// Says it started, then holds its worker until the driver lets it go.
+int hold(ray::queue<int> started, ray::queue<int> release) {
+  started.put(1);
+  return release.get();
+}
+int plus_one(int x) { return x + 1; }
+std::size_t tasks_seen_inside() { return ray::state::list_tasks().size(); }
+
+struct ledger {
+  int total = 0;
+  int add(int x) { return total += x; }
+};
+
+}  // namespace state_test
+
+using namespace state_test;
+using ray::state::task_state;
+
+TEST_CASE("finished calls are listed with their function and the pid of the worker they ran on") {
+  ray::runtime rt({.num_workers = 2});
+  std::vector<ray::object_ref<int>> refs;
+  for (int i = 0; i < 5; ++i) refs.push_back(ray::task<square>.remote(i));
+  const std::vector<int> got = ray::get(refs);
+  CHECK(got[4] == 16);
+  const auto done = ray::state::list_tasks({.state = task_state::finished, .name = "square"});
+  REQUIRE(done.size() == 5);
+  const std::vector<int> pids = rt.worker_pids();
+  for (const auto& t : done) {
+    CHECK(t.name == "state_test::square");
+    CHECK_FALSE(t.actor_call);
+    CHECK(std::find(pids.begin(), pids.end(), t.pid) != pids.end());
+  }
+  CHECK(ray::state::list_tasks({.name = "state_test::square"}).size() == 5);
+  CHECK(ray::state::list_tasks({.name = "plus_one"}).empty());
+}
+
+TEST_CASE("a running call and one waiting for its argument are listed as such") {
+  ray::runtime rt({.num_workers = 2});
+  ray::queue<int> started, release;
+  auto held = ray::task<hold>.remote(started, release);
+  CHECK(started.get() == 1);  // it runs now
+  auto after = ray::task<plus_one>.remote(held);
+  const auto running = ray::state::list_tasks({.state = task_state::running, .name = "hold"});
+  REQUIRE(running.size() == 1);
+  CHECK(running[0].name == "state_test::hold");
+  CHECK(running[0].pid > 0);
+  const auto waiting =
+      ray::state::list_tasks({.state = task_state::waiting_for_dependencies, .name = "plus_one"});
+  REQUIRE(waiting.size() == 1);
+  CHECK(waiting[0].name == "state_test::plus_one");
+  release.put(41);
+  const int answer = ray::get(after);
+  CHECK(answer == 42);
+  // (The queues are actors: their calls are listed too.)
+  CHECK(ray::state::list_tasks({.state = task_state::finished, .name = "hold"}).size() == 1);
+  CHECK(ray::state::list_tasks({.state = task_state::finished, .name = "plus_one"}).size() == 1);
+}
+
+TEST_CASE("a call that raised is listed as failed") {
+  ray::runtime rt({.num_workers = 1});
+  CHECK_THROWS(ray::get(ray::task<explode>.remote(1)));
+  const auto failed = ray::state::list_tasks({.state = task_state::failed});
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0].name == "state_test::explode");
+}
+
+TEST_CASE("the history keeps the newest finished calls, evicting the oldest first") {
+  ray::runtime rt({.num_workers = 1, .task_history = 3});
+  for (int i = 0; i < 5; ++i) ray::get(ray::task<square>.remote(i));
+  const auto done = ray::state::list_tasks({.state = task_state::finished});
+  REQUIRE(done.size() == 3);
+  CHECK(done[0].id < done[1].id);
+  CHECK(done[1].id < done[2].id);
+}
+
+TEST_CASE("with task_history = 0 no finished call is kept") {
+  ray::runtime rt({.num_workers = 1, .task_history = 0});
+  ray::get(ray::task<square>.remote(3));
+  CHECK(ray::state::list_tasks().empty());
+}
+
+TEST_CASE("actors are listed with their class, name, state and pid; method calls with them") {
+  ray::runtime rt({.num_workers = 1});
+  auto a = ray::spawn<ledger>(ray::actor_options{.name = "books"});
+  const int total = ray::get(a.call<&ledger::add>(5));
+  CHECK(total == 5);
+  const auto actors = ray::state::list_actors();
+  REQUIRE(actors.size() == 1);
+  CHECK(actors[0].class_name == "state_test::ledger");
+  CHECK(actors[0].name == "books");
+  CHECK(actors[0].state == ray::state::actor_state::alive);
+  CHECK(actors[0].pid == ray::actor_process(a).pid);
+  CHECK(ray::state::list_actors({.class_name = "ledger"}).size() == 1);
+  CHECK(ray::state::list_actors({.name = "other"}).empty());
+  CHECK(ray::state::list_actors({.state = ray::state::actor_state::dead}).empty());
+  const auto calls = ray::state::list_tasks({.state = task_state::finished});
+  const auto method = std::find_if(calls.begin(), calls.end(), [](const auto& t) {
+    return t.name == "state_test::ledger::add";
+  });
+  REQUIRE(method != calls.end());
+  CHECK(method->actor_call);
+  CHECK(method->pid == actors[0].pid);
+}
+
+TEST_CASE("workers are listed: the task workers in order, then the actors' processes") {
+  ray::runtime rt({.num_workers = 2});
+  auto a = ray::spawn<ledger>();
+  ray::get(a.call<&ledger::add>(1));
+  const auto workers = ray::state::list_workers();
+  REQUIRE(workers.size() == 3);
+  const std::vector<int> pids = rt.worker_pids();
+  CHECK(workers[0].pid == pids[0]);
+  CHECK(workers[1].pid == pids[1]);
+  CHECK(workers[2].kind == ray::state::worker_kind::actor);
+  CHECK(workers[2].actor_id == a.id());
+  CHECK(ray::state::list_workers({.kind = ray::state::worker_kind::task_worker}).size() == 2);
+  CHECK(ray::state::list_workers({.alive = false}).empty());
+}
+
+TEST_CASE("summarize_tasks counts calls by function and state") {
+  ray::runtime rt({.num_workers = 2});
+  std::vector<ray::object_ref<int>> refs;
+  for (int i = 0; i < 4; ++i) refs.push_back(ray::task<square>.remote(i));
+  (void)ray::get(refs);
+  CHECK_THROWS(ray::get(ray::task<explode>.remote(0)));
+  const auto summary = ray::state::summarize_tasks();
+  CHECK(summary.at("state_test::square").at(task_state::finished) == 4);
+  CHECK(summary.at("state_test::explode").at(task_state::failed) == 1);
+  CHECK(ray::state::to_string(task_state::finished) == "FINISHED");
+}
+
+TEST_CASE("another thread of the driver may list the state while the loop serves") {
+  ray::runtime rt({.num_workers = 1});
+  ray::get(ray::task<square>.remote(2));
+  std::atomic<bool> done{false};
+  std::size_t seen = 0;
+  std::thread t([&] {
+    seen = ray::state::list_tasks().size();
+    done = true;
+  });
+  rt.serve_until([&] { return done.load(); });
+  t.join();
+  CHECK(seen == 1);
+}
+
+TEST_CASE(
+    "the state is the driver's: a task asking is refused, and so is a program without a runtime") {
+  {
+    ray::runtime rt({.num_workers = 1});
+    CHECK_THROWS_WITH(ray::get(ray::task<tasks_seen_inside>.remote()),
+                      doctest::Contains("listed by the driver"));
+  }
+  CHECK_THROWS_AS(ray::state::list_tasks(), ray::runtime_error);
+}
