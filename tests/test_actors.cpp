@@ -42,6 +42,16 @@ struct crasher {
 
 int add(int a, int b) { return a + b; }
 
+/// Whether process `pid` ends within about 5 s, serving the runtime meanwhile.
+bool process_ends(int pid) {
+  for (int i = 0; i < 5000; ++i) {
+    ray::get(ray::task<add>.remote(1, 1)).get();  // keeps the driver's loop turning
+    if (kill(pid, 0) != 0) return true;
+    usleep(1000);
+  }
+  return false;
+}
+
 int bump_through(ray::actor<counter> c, int by) {
   // A handle passed to a task reaches the same actor.
   return ray::get(c.call<&counter::incr>(by));
@@ -252,13 +262,7 @@ TEST_CASE("an actor ends when the last handle goes, after finishing its queued c
   }
   CHECK(ray::get(last).get() == 100);
   // The actor's process exits; its pid stops being a live process.
-  bool gone = false;
-  for (int i = 0; i < 5000 && !gone; ++i) {
-    ray::get(ray::task<add>.remote(1, 1)).get();  // keeps the driver's loop turning
-    gone = kill(pid, 0) != 0;
-    if (!gone) usleep(1000);
-  }
-  CHECK(gone);
+  CHECK(process_ends(pid));
 }
 
 namespace {
@@ -309,13 +313,7 @@ TEST_CASE("an actor held only by handles inside put objects and results lives as
     CHECK(ray::get(again.call<&counter::incr>(1)).get() == 6);
   }
   // With the last object and handle gone, the actor's process exits.
-  bool gone = false;
-  for (int i = 0; i < 5000 && !gone; ++i) {
-    ray::get(ray::task<add>.remote(1, 1)).get();  // keeps the driver's loop turning
-    gone = kill(pid, 0) != 0;
-    if (!gone) usleep(1000);
-  }
-  CHECK(gone);
+  CHECK(process_ends(pid));
 }
 
 TEST_CASE("an async method sleeping in ray::sleep_for leaves its actor serving other calls") {

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "peak_counter.hpp"
+
 namespace {
 
 constexpr auto patience = std::chrono::seconds(30);  // only a failing run waits this long
@@ -39,18 +41,9 @@ struct gate {
     opened_cv.notify_all();
     return opened_cv.wait_for(lock, patience, [&] { return arrived >= parties; });
   }
-  std::atomic<int> inside{0};
-  std::atomic<int> peak{0};
-  int work() {
-    const int now = ++inside;
-    int seen = peak.load();
-    while (now > seen && !peak.compare_exchange_weak(seen, now)) {
-    }
-    for (int i = 0; i < 1000; ++i) std::atomic_signal_fence(std::memory_order_seq_cst);
-    --inside;
-    return now;
-  }
-  int highest() const { return peak.load(); }
+  peak_counter occupancy;
+  int work() { return occupancy.pass(); }
+  int highest() const { return occupancy.highest(); }
   // Coroutine methods, for an actor whose plain methods stay on the loop thread.
   bool flag = false;
   void set_flag() { flag = true; }
