@@ -73,9 +73,8 @@ RAY_ROWS = ["single_client_tasks_sync", "single_client_tasks_async", "multi_clie
             "single_client_put_calls", "single_client_get_calls", "single_client_put_gigabytes",
             "single_client_wait_1k_refs", "single_client_get_object_containing_10k_refs"]
 
-# Rows whose coray measurement is not Ray's operation (the metric's note says why): shown,
-# never divided by Ray's figure.
-NOT_RAYS_OPERATION: set[str] = set()
+# A metric whose measurement is not Ray's operation carries "rays_operation": false (its note
+# says why): shown, never divided by Ray's figure.
 
 WORKLOADS = [("convolution", "Numerical: 3000×3000 convolution, 10 iterations"),
              ("prefix_count", "Stateful: streaming prefix count, 10 documents per worker"),
@@ -282,13 +281,14 @@ def report(result: dict) -> str:
         peer, peer_name, limit = peers.get(row, (None, "", None))
         r = ref["metrics"].get(row)
         vs_ray = ratio(x["value"], r["value"] if r else None, hib)
-        if row in NOT_RAYS_OPERATION:
+        if not x.get("rays_operation", True):
             vs_ray = "n/a: " + x.get("note", "not Ray's operation")
         w(f"| `{row}` | {fmt(x['value'], unit)} | "
           f"{fmt(peer, unit) + ' (' + peer_name + ')' if peer else '—'} | "
           f"{fmt(r['value'], r['unit']) if r else '—'} | {fmt(limit, unit) if limit else '—'} | "
           f"{ratio(x['value'], peer, hib)} | {vs_ray} | "
-          f"{ratio(x['value'], limit, hib) if limit else '—'} | {verdict(row, x['value'])} |")
+          f"{ratio(x['value'], limit, hib) if limit else '—'} | "
+          f"{verdict(row, x['value']) if x.get('rays_operation', True) else ''} |")
     w("")
     w("Ray's figures: " + ref["sources"]["ray_microbenchmark"] + ". Peer and limit rows come from "
       "`machine_limits` in the same run: a pipe round trip between two processes (the floor of a "

@@ -31,6 +31,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 // begin <coray/detail/runtime/actor_constructor.hpp>
 /// How an actor is built in its process: actor_constructor<T, S...> decodes the constructor's
 /// arguments (of types S..., see constructor_arg_t), makes the T and replies; it registers
@@ -1216,10 +1217,11 @@ std::size_t encoded_size(const T& value) {
 template <class T>
 void encode_to(std::span<std::byte> out, const T& value) {
   static_assert(is_encodable_v<T>, "ray::encode_to: T is not encodable (see is_encodable_v)");
-  assert(out.size() == encoded_size(value) && "encode_to: out.size() != encoded_size(value)");
+  // The writer asserts each write fits; what is left over means out was too long. (Not a
+  // second sizing pass: sizing collects the refs inside the value, once, for its holder.)
   detail::writer w(out);
   detail::encode_value(w, value);
-  assert(w.remaining() == 0);
+  assert(w.remaining() == 0 && "encode_to: out.size() != encoded_size(value)");
 }
 
 /// value's encoding in a fresh buffer (operator new's alignment, 16 bytes on common targets).
@@ -1710,6 +1712,7 @@ namespace detail {
 
 struct object_state;
 class state_ptr;
+struct object_contents;
 
 /// Something to notify when an object settles. `fn(ctx, state)` runs on the loop thread.
 struct waiter {
@@ -1779,8 +1782,9 @@ struct object_state : recycled<object_state, 4096> {
   std::uint32_t pins = 0;          // readers of the block in place (views, calls in flight)
   std::int64_t spill_offset = -1;  // where the value lies in the spill file, if spilled
   std::uint64_t spill_size = 0;
-  /// The objects whose refs are inside this one's value, kept alive as long as it is.
-  std::unique_ptr<std::vector<state_ptr>> contained;
+  /// The objects and actors whose refs and handles are inside this one's value, kept alive
+  /// as long as it is; null for most values.
+  std::unique_ptr<object_contents> contained;
 
   bool settled() const noexcept { return st.load(std::memory_order_acquire) != status::pending; }
   bool spilled() const noexcept { return spill_offset >= 0; }
@@ -1865,17 +1869,37 @@ inline void collect_ref(const state_ptr& s) {
         "coray: an object_ref is encoded only inside a put object, a call argument or a result");
   ref_collector()->push_back(s);
 }
-/// Collects into `into` the refs met while sizing values, for its lifetime.
+/// What a value holds besides bytes: the refs inside it (their objects) and the actor
+/// handles (their ids, each counted once at the driver while the value lives).
+struct object_contents {
+  std::vector<state_ptr> refs;
+  std::vector<std::uint64_t> actors;
+  bool empty() const noexcept { return refs.empty() && actors.empty(); }
+};
+
+/// Where actor handles met while sizing a value are collected (see actor<T>::serialize), and
+/// shared blocks while writing call arguments (collect_pinned_block, tagged).
+inline std::vector<std::uint64_t>*& actor_collector() noexcept {
+  thread_local std::vector<std::uint64_t>* c = nullptr;
+  return c;
+}
+
+/// Collects into `into` the refs and actor handles met while sizing values, for its lifetime.
 class collecting_refs {
  public:
-  explicit collecting_refs(std::vector<state_ptr>& into) noexcept
-      : saved_(std::exchange(ref_collector(), &into)) {}
-  ~collecting_refs() { ref_collector() = saved_; }
+  explicit collecting_refs(object_contents& into) noexcept
+      : saved_refs_(std::exchange(ref_collector(), &into.refs)),
+        saved_actors_(std::exchange(actor_collector(), &into.actors)) {}
+  ~collecting_refs() {
+    ref_collector() = saved_refs_;
+    actor_collector() = saved_actors_;
+  }
   collecting_refs(const collecting_refs&) = delete;
   collecting_refs& operator=(const collecting_refs&) = delete;
 
  private:
-  std::vector<state_ptr>* saved_;
+  std::vector<state_ptr>* saved_refs_;
+  std::vector<std::uint64_t>* saved_actors_;
 };
 
 /// The ref an id read from a value names, a handle of this process (object_ref<T>::serialize;
@@ -1963,6 +1987,32 @@ inline const registered_function* find_function(std::uint64_t id) {
   auto& t = function_table();
   auto it = t.find(id);
   return it == t.end() ? nullptr : &it->second;
+}
+
+/// A concurrency group's name as calls carry it: 32 bits of its hash, never 0 (0: none
+/// named, the method's own group or the actor's default one).
+constexpr std::uint32_t group_hash(std::string_view name) noexcept {
+  if (name.empty()) return 0;
+  const std::uint64_t h = fnv1a(name);
+  const auto folded = static_cast<std::uint32_t>(h ^ (h >> 32));
+  return folded ? folded : 1;
+}
+
+/// The concurrency groups methods declare (ray::concurrency_group<&T::m>), by the method's
+/// id: the group's group_hash. Filled during static initialisation, like function_table.
+inline std::unordered_map<std::uint64_t, std::uint32_t>& method_group_table() {
+  static std::unordered_map<std::uint64_t, std::uint32_t> table;
+  return table;
+}
+inline bool register_method_group(std::uint64_t fn_id, std::uint32_t group) {
+  method_group_table().emplace(fn_id, group);
+  return true;
+}
+/// The group method `fn_id` declares; 0 for none (the actor's default group).
+inline std::uint32_t declared_group(std::uint64_t fn_id) {
+  auto& t = method_group_table();
+  auto it = t.find(fn_id);
+  return it == t.end() ? 0 : it->second;
 }
 
 /// Retry matchers (ray::retry_on<E...>): whether an exception in flight is to be retried.
@@ -2288,6 +2338,7 @@ enum class msg_kind : std::uint32_t {
   block_release = 24,  // u64 block offset: this process drops one reference
   ref_hold = 25,       // u64 id: a ref read from a value; the driver sends its object_ready
   export_object = 26,  // result_header: an object of this process that a ref in a value names
+  actor_exit = 27,     // this actor ends after the call it just replied to (ray::exit_actor)
 };
 inline constexpr std::uint32_t in_block_flag = 0x80000000u;
 
@@ -2302,7 +2353,10 @@ struct result_header {
   std::uint32_t status;
   std::uint32_t len;    // inline value or error bytes that follow
   std::uint64_t block;  // offset of the object block for value_block
-  std::uint64_t refs;   // worker to driver: the ids (u64) of the refs inside the value, after it
+  /// Worker to driver: after the value, the ids (u64) of the `refs` refs and then of the
+  /// `actors` actor handles inside it, which the object keeps alive.
+  std::uint32_t refs;
+  std::uint32_t actors;
 };
 static_assert(sizeof(result_header) == 32);
 
@@ -2504,28 +2558,33 @@ CORAY_END_NAMESPACE
 // #include <coray/detail/shm/segment.hpp>: inlined above
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
+
+class threaded_call;
 
 /// What a call running in a worker may ask of it.
 class call_host {
  public:
   /// Replies to the driver with a call's value: `size` bytes written by `fill`; large
-  /// values go through the store. `refs`: the refs inside the value (collected while it was
-  /// sized), which the result keeps alive.
+  /// values go through the store. `held`: the refs and actor handles inside the value
+  /// (collected while it was sized), which the result keeps alive.
   template <class Fill>
   void reply_value(std::uint64_t task_id, std::size_t size, Fill&& fill,
-                   std::span<const state_ptr> refs = {}) {
+                   const object_contents* held = nullptr) {
     using F = std::remove_reference_t<Fill>;
     reply_filled(
         task_id, size, [](void* f, std::byte* out) { (*static_cast<F*>(f))(out); },
-        const_cast<void*>(static_cast<const void*>(std::addressof(fill))), refs);
+        const_cast<void*>(static_cast<const void*>(std::addressof(fill))), held);
   }
   /// Replies with an error; `retryable` when the caller's retry policy matches it.
   void reply_error(std::uint64_t task_id, const wire_error& e, bool retryable = false) {
@@ -2533,14 +2592,21 @@ class call_host {
   }
   /// Actor construction: the invoker hands over the new object and how to destroy it.
   virtual void set_instance(void* instance, void (*destroy)(void*)) noexcept = 0;
-  /// An actor method call ended (its reply is sent); the next queued call may start.
-  virtual void call_finished() noexcept = 0;
+  /// The name this process's output is shown under from now on (an actor's class, before
+  /// its constructor runs).
+  virtual void name_output(std::string_view name) noexcept = 0;
+  /// An actor method call of concurrency group `group` (the invocation's) ended (its reply
+  /// is sent); the group's next queued call may start.
+  virtual void call_finished(std::uint32_t group) noexcept = 0;
+  /// A threaded actor's plain method call, its arguments decoded: runs it on one of the
+  /// actor's method threads; the loop thread replies and calls call_finished when it is done.
+  virtual void run_on_thread(std::unique_ptr<threaded_call> call) = 0;
 
  protected:
   ~call_host() = default;
   virtual void reply_filled(std::uint64_t task_id, std::size_t size,
                             void (*fill)(void*, std::byte*), void* context,
-                            std::span<const state_ptr> refs) = 0;
+                            const object_contents* held) = 0;
   virtual void reply_failed(std::uint64_t task_id, const wire_error& e, bool retryable) = 0;
 };
 
@@ -2555,12 +2621,74 @@ struct invocation {
   std::string_view name;
   void* instance;               // the actor's object, for method calls
   std::uint64_t retry_matcher;  // which exceptions the caller retries
+  bool threaded = false;        // a plain method runs on a method thread (a threaded actor)
+  std::uint32_t group = 0;      // an actor call's concurrency group, for call_finished
 
   /// Replies with the exception in flight (call from a catch block).
   void fail() const {
     self.reply_error(task_id, describe_current_exception(name),
                      retry_matches(retry_matcher, std::current_exception()));
   }
+};
+
+/// A plain method call of a threaded actor (max_concurrency > 1): its arguments are decoded
+/// on the loop thread, the method runs on a method thread (run), and its outcome, kept here
+/// as the value or an error, is encoded and sent by the loop thread (reply), where the call
+/// and its arguments are destroyed too. So a method thread touches nothing of the runtime's
+/// (refs inside the value are published, which only the loop thread may do).
+class threaded_call {
+ public:
+  explicit threaded_call(const invocation& inv) noexcept
+      : task_id_(inv.task_id),
+        name_(inv.name),
+        retry_matcher_(inv.retry_matcher),
+        group_(inv.group) {}
+  threaded_call(const threaded_call&) = delete;
+  threaded_call& operator=(const threaded_call&) = delete;
+  virtual ~threaded_call() = default;
+
+  /// A method thread: runs the method, keeping its value or its exception. Never throws.
+  void run() noexcept {
+    try {
+      invoke();
+    } catch (...) {
+      keep_current_exception();
+    }
+  }
+  std::uint32_t group() const noexcept { return group_; }
+  /// The loop thread: replies with the outcome (an error if even that fails, as a large
+  /// value with no room in the store).
+  void reply(call_host& host) {
+    try {
+      if (error_) return host.reply_error(task_id_, *error_, retryable_);
+      send_value(host, task_id_);
+    } catch (...) {
+      keep_current_exception();
+      host.reply_error(task_id_, *error_, retryable_);
+    }
+  }
+
+ protected:
+  /// Calls the method, keeping its value.
+  virtual void invoke() = 0;
+  /// Replies with the kept value (the loop thread).
+  virtual void send_value(call_host& host, std::uint64_t task_id) = 0;
+
+ private:
+  void keep_current_exception() noexcept {
+    try {
+      error_ = describe_current_exception(name_);
+      retryable_ = retry_matches(retry_matcher_, std::current_exception());
+    } catch (...) {  // no memory to describe it: an error without words
+      error_.emplace();
+    }
+  }
+  std::uint64_t task_id_;
+  std::string_view name_;
+  std::uint64_t retry_matcher_;
+  std::uint32_t group_;
+  std::optional<wire_error> error_;
+  bool retryable_ = false;
 };
 
 }  // namespace detail
@@ -2977,17 +3105,30 @@ struct task_header {
   std::uint64_t task_id;
   std::uint64_t fn_id;
   std::uint32_t nargs;
-  std::uint32_t extra;       // submit: actor ids after the args; construct: max_concurrency
+  /// submit: actor ids after the args; construct: max_concurrency and the flags below;
+  /// run_task: an actor call's concurrency group (its group_hash; 0: its method's).
+  std::uint32_t extra;
   std::uint64_t target;      // submit: the actor to call, 0 for any task worker; construct: its id
   std::int32_t max_retries;  // submit: retries after a crash or a retryable exception;
                              // construct: how many times the actor was built before
-  union {
-    std::uint32_t gpus;  // run_task, construct: the GPUs the call runs with, a mask of indices
-    std::uint32_t refs;  // submit: ids of the refs inside the arguments, after the actor ids
-  };
+  /// run_task, construct: the GPUs the call runs with, a mask of indices; submit: an actor
+  /// call's concurrency group, as run_task's `extra`.
+  std::uint32_t gpus;
   std::uint64_t retry_matcher;  // which exceptions are retried: 0 none, 1 all, else a matcher id
+  std::uint32_t refs;           // submit: ids of the refs inside the arguments, after the actor ids
+  std::uint32_t reserved;
 };
-static_assert(sizeof(task_header) == 48);
+static_assert(sizeof(task_header) == 56);
+
+/// In a construct message's `extra`, beside the actor's max_concurrency: its plain methods
+/// run on its loop thread, one at a time, however many calls may run at once
+/// (actor_options::threaded false); without it they run on method threads.
+inline constexpr std::uint32_t plain_methods_on_loop = std::uint32_t{1} << 31;
+/// In a construct message's `extra`: the actor has concurrency groups, sent as one more
+/// argument after the constructor's (a std::vector<std::pair<std::string, std::uint32_t>>).
+inline constexpr std::uint32_t has_concurrency_groups = std::uint32_t{1} << 30;
+/// The largest max_concurrency, below the flags.
+inline constexpr std::uint32_t max_concurrency_limit = has_concurrency_groups - 1;
 
 /// One task argument; inline bytes follow the entry, padded to 16.
 struct arg_entry {
@@ -3090,6 +3231,7 @@ struct task_spec {
   std::vector<std::uint64_t> actors;  // actor handles among the arguments: kept alive in transit
   std::vector<state_ptr> refs;        // refs inside the arguments: kept alive until it ends
   std::shared_ptr<const resource_request> resources;  // a task's requirement; null: {CPU: 1}
+  std::uint32_t group = 0;  // an actor call's concurrency group (group_hash); 0: its method's
 
   /// Appends an inline argument of `size` bytes written by `fill`.
   template <class Fill>
@@ -3297,6 +3439,7 @@ submission read_submission(std::span<const std::byte> payload, HoldsBlock&& hold
   spec.target_actor = h.target;
   spec.max_retries = h.max_retries;
   spec.retry_matcher = h.retry_matcher;
+  spec.group = h.gpus;
   const std::size_t actor_bytes = std::size_t{h.extra} * sizeof(std::uint64_t);
   const std::size_t ref_bytes = std::size_t{h.refs} * sizeof(std::uint64_t);
   if (payload.size() < sizeof h + actor_bytes + ref_bytes)
@@ -3519,6 +3662,13 @@ class completion {
   std::atomic<std::uint32_t> done_{0};
 };
 
+/// True on a thread that runs a threaded actor's plain methods (method_threads.hpp): the
+/// runtime refuses it, saying why (runtime_gate::refusal).
+inline bool& on_method_thread() noexcept {
+  thread_local bool yes = false;
+  return yes;
+}
+
 /// Whether this OS process's runtime takes work from threads other than its loop's. The
 /// driver opens it for calls; a worker opens it for releases of refs only (a task's own
 /// threads may drop refs, not make calls); ending the runtime closes it, and the runtime is
@@ -3565,6 +3715,11 @@ class runtime_gate {
 
   /// Why a thread other than the loop's cannot use the runtime now, for `what` (an API name).
   std::string refusal(const char* what) const {
+    if (on_method_thread())
+      return std::string(what) +
+             ": this thread runs a plain method of a threaded actor (max_concurrency > 1), "
+             "which may not use the runtime (it may drop refs and handles): make the method a "
+             "coroutine (ray::async) to make calls, puts or gets from it";
     switch (current_phase()) {
       case phase::none:
         return std::string(what) + ": no runtime is running (construct ray::runtime first)";
@@ -3606,6 +3761,75 @@ struct foreign_pending {
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/handoff.hpp>
 // #include <coray/detail/runtime/object_state.hpp>: inlined above
+// begin <coray/detail/runtime/output_name.hpp>
+/// The name a process's output is shown under (`(name pid=1234)`): the function a task worker
+/// runs, or an actor's class. The process writes it into its slot in the segment when it
+/// changes; the supervisor's log monitor reads it as it reads the process's output.
+
+#include <atomic>
+// #include <coray/version.hpp>: inlined above
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// The bare name Ray shows: no namespace, no template arguments ("ns::fib" -> "fib",
+/// "ray::v0::detail::pool_process<f>" -> "pool_process").
+constexpr std::string_view output_short_name(std::string_view name) noexcept {
+  name = name.substr(0, name.find('<'));
+  const std::size_t colon = name.rfind("::");
+  if (colon != std::string_view::npos) name.remove_prefix(colon + 2);
+  return name;
+}
+
+/// A seqlock over words of atomics: one writer (the process), readers in other processes
+/// that retry a torn read. Writing costs a handful of relaxed stores and two fences.
+struct output_name_cell {
+  static constexpr std::size_t words = 7;
+  static constexpr std::size_t capacity = words * sizeof(std::uint64_t) - 1;
+
+  /// The process, on a change of name. Never blocks.
+  void set(std::string_view name) noexcept {
+    name = output_short_name(name).substr(0, capacity);
+    char bytes[words * sizeof(std::uint64_t)] = {};
+    if (!name.empty()) std::memcpy(bytes, name.data(), name.size());
+    const std::uint32_t s = seq.load(std::memory_order_relaxed);
+    seq.store(s + 1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    for (std::size_t i = 0; i < words; ++i) {
+      std::uint64_t w;
+      std::memcpy(&w, bytes + i * sizeof w, sizeof w);
+      word[i].store(w, std::memory_order_relaxed);
+    }
+    seq.store(s + 2, std::memory_order_release);
+  }
+  /// Any process; empty before the process named itself.
+  std::string get() const {
+    char bytes[words * sizeof(std::uint64_t) + 1] = {};
+    for (;;) {
+      const std::uint32_t before = seq.load(std::memory_order_acquire);
+      for (std::size_t i = 0; i < words; ++i) {
+        const std::uint64_t w = word[i].load(std::memory_order_relaxed);
+        std::memcpy(bytes + i * sizeof w, &w, sizeof w);
+      }
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if ((before & 1) == 0 && seq.load(std::memory_order_relaxed) == before) break;
+    }
+    return std::string(bytes);
+  }
+  /// A new process in the slot starts unnamed.
+  void clear() noexcept { set({}); }
+
+  std::atomic<std::uint32_t> seq{0};
+  std::atomic<std::uint64_t> word[words] = {};
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/output_name.hpp>
 // #include <coray/detail/runtime/wire.hpp>: inlined above
 // #include <coray/detail/shm/futex.hpp>: inlined above
 // #include <coray/detail/shm/segment.hpp>: inlined above
@@ -3679,6 +3903,9 @@ struct alignas(64) worker_shared {
   /// Set by the driver when a message to this process found its inbox full and the driver
   /// is going to sleep: the process rings the driver once it has freed slots.
   std::atomic<std::uint32_t> driver_waiting{0};
+  /// The name the process's output is shown under (the function it runs, or the actor's
+  /// class): written by the process when it changes, read by the supervisor's log monitor.
+  alignas(64) output_name_cell output_name;
 };
 
 /// The segment's control header, allocated first in the segment.
@@ -3733,15 +3960,13 @@ inline std::vector<std::string>& assigned_gpu_ids() noexcept {
   return ids;
 }
 
-/// Where actor handles met while encoding call arguments are collected (see actor<T>::serialize).
-inline std::vector<std::uint64_t>*& actor_collector() noexcept {
-  thread_local std::vector<std::uint64_t>* c = nullptr;
-  return c;
-}
+/// An actor handle met while sizing a value (actor<T>::serialize): what will hold the value
+/// (a put object, a call, a result) counts it at the driver while it lives.
 inline void collect_actor_handle(std::uint64_t id) {
   if (!actor_collector())
     throw usage_error(
-        "coray: actor handles travel as call arguments only, not inside put objects or results");
+        "coray: an actor handle is encoded only inside a put object, a call argument or a "
+        "result");
   actor_collector()->push_back(id);
 }
 
@@ -3848,6 +4073,8 @@ class process {
   virtual void actor_handle(std::uint64_t id, int delta) noexcept = 0;
   /// Ends actor `id` now (ray::kill).
   virtual void kill_actor(std::uint64_t id) = 0;
+  /// This actor ends once the call running now has replied (ray::exit_actor).
+  virtual void exit_actor() { throw usage_error("ray::exit_actor: called outside an actor"); }
   struct actor_info {
     std::uint64_t id = 0;  // 0: none
     std::uint64_t type_id = 0;
@@ -4118,6 +4345,8 @@ inline void release_on_loop(object_state* s) noexcept {
   bool live = p && s->epoch == p->epoch;
   if (live) p->state_released(*s);
   if (live && s->id) p->forget(*s);
+  if (live && s->contained) [[unlikely]]
+    for (std::uint64_t a : s->contained->actors) p->actor_handle(a, -1);
   if (live && s->block) p->release_block(s->block);
   delete s;
 }
@@ -4240,14 +4469,15 @@ inline bool needs_handoff() noexcept {
 }
 
 /// A thread other than the loop's inside the runtime: while it lives, the runtime is not
-/// destroyed (its end waits, failing this thread's jobs meanwhile). Throws ray::runtime_error
-/// saying why the runtime cannot be used from here (none, a worker process, ended).
+/// destroyed (its end waits, failing this thread's jobs meanwhile). Throws ray::usage_error
+/// saying why the runtime cannot be used from here (none, a worker process, a threaded
+/// actor's method thread, ended).
 class foreign_entry {
  public:
   explicit foreign_entry(const char* what) : p_(runtime_gate::instance().try_enter()) {
     if (!p_ || !p_->as_driver()) {
       if (p_) runtime_gate::instance().leave();
-      throw ray::runtime_error(runtime_gate::instance().refusal(what));
+      throw usage_error(runtime_gate::instance().refusal(what));
     }
   }
   foreign_entry(const foreign_entry&) = delete;
@@ -4699,6 +4929,8 @@ CORAY_END_NAMESPACE
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <tuple>
@@ -4756,14 +4988,15 @@ auto decode_arguments(argument_reader& r, std::index_sequence<I...>) {
 
 template <class V>
 void reply(call_host& w, std::uint64_t id, const V& v) {
-  std::vector<state_ptr> refs;  // refs inside the value: the result keeps them alive
+  object_contents held;  // refs and actor handles inside the value: the result keeps them
   std::size_t size;
   {
-    const collecting_refs collect(refs);
+    const collecting_refs collect(held);
     size = encoded_size(v);
   }
   w.reply_value(
-      id, size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); }, refs);
+      id, size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); },
+      held.empty() ? nullptr : &held);
 }
 
 /// Runs calls of F (a free function, or a member function of an actor) in this process:
@@ -4789,6 +5022,8 @@ struct invoker {
       // The body outlives this message: keep a copy of its arguments.
       run_coroutine(inv, std::vector<std::byte>(inv.args.begin(), inv.args.end()));
     } else {
+      if constexpr (traits::is_member)
+        if (inv.threaded) return hand_to_thread(inv);
       try {
         argument_reader reader(inv.seg, inv.args);
         auto args = decode_arguments<params>(reader, indices);
@@ -4801,7 +5036,50 @@ struct invoker {
       } catch (...) {
         inv.fail();
       }
-      if constexpr (traits::is_member) inv.self.call_finished();
+      if constexpr (traits::is_member) inv.self.call_finished(inv.group);
+    }
+  }
+
+  using decoded_arguments =
+      decltype(decode_arguments<params>(std::declval<argument_reader&>(), indices));
+
+  /// A threaded actor's plain method, run on one of its method threads. Its arguments are
+  /// decoded on the loop thread (a handle among them is made there), from a copy of their
+  /// bytes: views (spans, string_views) outlive the message.
+  struct threaded_method final : threaded_call {
+    explicit threaded_method(const invocation& inv)
+        : threaded_call(inv),
+          self(inv.instance),
+          bytes(inv.args.begin(), inv.args.end()),
+          args(decode(inv.seg, bytes)) {}
+    static decoded_arguments decode(segment& seg, std::span<const std::byte> b) {
+      argument_reader reader(seg, b);
+      return decode_arguments<params>(reader, indices);
+    }
+    void invoke() override {
+      if constexpr (std::is_void_v<R>)
+        call(self, args);
+      else
+        value.emplace(call(self, args));
+    }
+    void send_value(call_host& host, std::uint64_t task_id) override {
+      if constexpr (std::is_void_v<R>)
+        host.reply_value(task_id, 0, [](std::byte*) {});
+      else
+        detail::reply(host, task_id, *value);
+    }
+    void* self;
+    std::vector<std::byte> bytes;
+    decoded_arguments args;
+    std::optional<std::conditional_t<std::is_void_v<R>, int, std::remove_cvref_t<R>>> value;
+  };
+
+  static void hand_to_thread(invocation& inv) {
+    try {
+      inv.self.run_on_thread(std::make_unique<threaded_method>(inv));
+    } catch (...) {
+      inv.fail();
+      inv.self.call_finished(inv.group);
     }
   }
 
@@ -4824,7 +5102,7 @@ struct invoker {
     } catch (...) {
       inv.fail();
     }
-    if constexpr (traits::is_member) w.call_finished();
+    if constexpr (traits::is_member) w.call_finished(inv.group);
   }
 
   static inline const bool registered = register_function(entity_id<F>, &invoke, entity_name<F>());
@@ -4878,32 +5156,42 @@ inline std::span<std::byte> reserve_value(process& p, object_state& s, std::size
   return {s.bytes.data(), size};
 }
 
-/// The encoded size of `v`; the refs inside it are published and go to `refs`, for what
-/// will hold the value to keep.
+/// The encoded size of `v`; the refs and actor handles inside it go to `held`, for what
+/// will hold the value to keep, and the refs are published.
 template <class V>
-std::size_t size_with_refs(process& p, const V& v, std::vector<state_ptr>& refs) {
+std::size_t size_with_refs(process& p, const V& v, object_contents& held) {
   std::size_t size;
   {
-    const collecting_refs collect(refs);
+    const collecting_refs collect(held);
     size = encoded_size(v);
   }
-  if (!refs.empty()) [[unlikely]] {
+  if (!held.refs.empty()) [[unlikely]] {
     if (p.is_loop_thread())
-      p.publish_refs(refs);
+      p.publish_refs(held.refs);
     else
-      p.call_on_loop([&refs](process& lp) { lp.publish_refs(refs); });
+      p.call_on_loop([&held](process& lp) { lp.publish_refs(held.refs); });
   }
   return size;
 }
 
 /// Encodes `v` into `s`: inline below the threshold, else into a new block in the store.
-/// The objects whose refs it holds live as long as `s`.
+/// The objects and actors whose refs and handles it holds live as long as `s`.
 template <class V>
 void store_value(process& p, object_state& s, const V& v) {
-  std::vector<state_ptr> refs;
-  encode_to(reserve_value(p, s, size_with_refs(p, v, refs)), v);
-  if (!refs.empty()) [[unlikely]]
-    s.contained = std::make_unique<std::vector<state_ptr>>(std::move(refs));
+  object_contents held;
+  encode_to(reserve_value(p, s, size_with_refs(p, v, held)), v);
+  if (!held.empty()) [[unlikely]] {
+    if (!held.actors.empty()) {
+      auto hold = [&held](process& lp) {
+        for (std::uint64_t a : held.actors) lp.actor_handle(a, +1);
+      };
+      if (p.is_loop_thread())
+        hold(p);
+      else
+        p.call_on_loop(hold);
+    }
+    s.contained = std::make_unique<object_contents>(std::move(held));
+  }
   s.st.store(object_state::status::ready, std::memory_order_release);
 }
 
@@ -4958,6 +5246,12 @@ struct actor_constructor {
     w.reply_value(id, 0, [](std::byte*) {});
   }
   static void invoke(invocation& inv) {
+    // Its output is shown under its class, or the name the type gives (ray::process: the
+    // target function's).
+    if constexpr (requires { T::output_name(); })
+      inv.self.name_output(T::output_name());
+    else
+      inv.self.name_output(type_name<T>());
     try {
       argument_reader reader(inv.seg, inv.args);
       auto args = decode_arguments<std::tuple<S...>>(reader, std::index_sequence_for<S...>{});
@@ -4984,13 +5278,531 @@ CORAY_END_NAMESPACE
 #include <fmt/format.h>
 
 // #include <coray/detail/runtime/call_message.hpp>: inlined above
+// begin <coray/detail/runtime/log_monitor.hpp>
+/// The log monitor (Ray's log_monitor), run inside the supervisor: each worker's and actor's
+/// stdout and stderr are pipes that the supervisor reads in its loop. Whole lines reach the
+/// supervisor's own stdout and stderr (the driver's, inherited) prefixed with the process,
+/// `(name pid=1234) line`; identical lines from several processes are folded as Ray folds
+/// them (line_folder); with a log directory, each process's output is also written, as it
+/// came, to `worker-<pid>.out` and `worker-<pid>.err` there. None of it touches the driver's
+/// loop or a call's path. Supervisor only, single-threaded.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
 // #include <coray/detail/runtime/process.hpp>: inlined above
+#include <cstdint>
+#include <deque>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// What the supervisor does with its processes' output (runtime_options::log_to_driver and
+/// log_directory).
+struct output_options {
+  bool to_driver = true;
+  std::string directory = {};  // empty: no files
+};
+
+/// Ray's log deduplication, for one stream (stdout or stderr): a line is printed at once the
+/// first time; the same line (compared without its words that hold digits, as Ray does) from
+/// other processes within the next 5 seconds is held back and counted, and when the window
+/// closes (or at the end) the latest of them is printed once with `[repeated Nx across
+/// cluster]`. Repeats from the one process that printed it first are printed as they come, as
+/// are lines with no words left to compare. Nothing here reads a clock: times are given.
+class line_folder {
+ public:
+  using clock = std::chrono::steady_clock;
+  static constexpr clock::duration window = std::chrono::seconds(5);
+
+  /// A line (without its newline) from process `source`, shown under `prefix`: appends to
+  /// `out` what is to be printed now.
+  void feed(int source, std::string_view prefix, std::string_view line, clock::time_point now,
+            std::string& out) {
+    std::string key = canonical(line);
+    if (key.empty()) return print(prefix, line, {}, out);
+    auto it = recent_.find(key);
+    if (it == recent_.end()) {
+      recent_.emplace(std::move(key), pattern{now, 0, {}, {}, {source}});
+      next_ = std::min(next_, now + window);
+      return print(prefix, line, {}, out);
+    }
+    pattern& p = it->second;
+    if (std::find(p.sources.begin(), p.sources.end(), source) == p.sources.end())
+      p.sources.push_back(source);
+    if (p.sources.size() == 1) return print(prefix, line, {}, out);
+    ++p.count;
+    p.prefix.assign(prefix);
+    p.line.assign(line);
+  }
+  /// Closes the windows that have passed: prints their folded lines.
+  void expire(clock::time_point now, std::string& out) {
+    if (now < next_) return;
+    next_ = clock::time_point::max();
+    for (auto it = recent_.begin(); it != recent_.end();) {
+      pattern& p = it->second;
+      if (now - p.since < window) {
+        next_ = std::min(next_, p.since + window);
+        ++it;
+        continue;
+      }
+      if (p.count > 1) {
+        // Folding was fruitful: keep folding this line, in a new window.
+        print_folded(p, out);
+        p.since = now;
+        p.count = 0;
+        next_ = std::min(next_, now + window);
+        ++it;
+        continue;
+      }
+      if (p.count == 1) print(p.prefix, p.line, {}, out);
+      it = recent_.erase(it);
+    }
+  }
+  /// The end: prints every line still held back.
+  void flush(std::string& out) {
+    for (auto& [key, p] : recent_) {
+      if (p.count > 1) print_folded(p, out);
+      if (p.count == 1) print(p.prefix, p.line, {}, out);
+    }
+    recent_.clear();
+    next_ = clock::time_point::max();
+  }
+  /// When expire has something to do; max() when nothing is held.
+  clock::time_point next_expiry() const noexcept { return next_; }
+
+  /// The line as compared: its words that hold no digit, one space apart.
+  static std::string canonical(std::string_view line) {
+    std::string key;
+    std::size_t i = 0;
+    while (i < line.size()) {
+      while (i < line.size() && is_space(line[i])) ++i;
+      const std::size_t b = i;
+      bool digit = false;
+      for (; i < line.size() && !is_space(line[i]); ++i) digit |= line[i] >= '0' && line[i] <= '9';
+      if (i == b || digit) continue;
+      if (!key.empty()) key += ' ';
+      key.append(line.substr(b, i - b));
+    }
+    return key;
+  }
+
+ private:
+  struct pattern {
+    clock::time_point since;   // the window's start
+    std::uint64_t count;       // lines held back in this window
+    std::string prefix, line;  // the latest held back, and its process
+    std::vector<int> sources;
+  };
+  static bool is_space(char c) noexcept {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+  }
+  static void print(std::string_view prefix, std::string_view line, std::string_view tail,
+                    std::string& out) {
+    out.append(prefix).append(line).append(tail).push_back('\n');
+  }
+  static void print_folded(const pattern& p, std::string& out) {
+    print(p.prefix, p.line, " [repeated " + std::to_string(p.count) + "x across cluster]", out);
+  }
+
+  std::unordered_map<std::string, pattern> recent_;
+  clock::time_point next_ = clock::time_point::max();
+};
+
+/// Writes all of `data` to `fd`, waiting out a full non-blocking descriptor; drops it if
+/// the descriptor is gone (closed, a reader that left). Never raises SIGPIPE's default
+/// action: the supervisor ignores SIGPIPE.
+inline void write_fully(int fd, std::string_view data) noexcept {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n > 0) {
+      data.remove_prefix(static_cast<std::size_t>(n));
+    } else if (n < 0 && errno == EAGAIN) {
+      pollfd p{fd, POLLOUT, 0};
+      ::poll(&p, 1, 100);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      return;
+    }
+  }
+}
+
+class log_monitor {
+ public:
+  using clock = line_folder::clock;
+  /// A line longer than this is cut into pieces of it: one process cannot make the
+  /// supervisor hold unbounded memory.
+  static constexpr std::size_t max_line = 64 * 1024;
+  /// The tail of each process's stdout and of its stderr kept in memory (the state API's
+  /// get_log, the dashboard), and how many ended processes keep theirs, oldest dropped.
+  static constexpr std::size_t tail_bytes = 16 * 1024;
+  static constexpr std::size_t ended_kept = 64;
+
+  /// The last tail_bytes of what process `pid` wrote to stdout and to stderr; empty if it is
+  /// unknown (never started here, or ended long ago).
+  struct tail {
+    std::string out, err;
+  };
+  const tail* tail_of(int pid) const {
+    auto it = tails_.find(pid);
+    return it == tails_.end() ? nullptr : &it->second;
+  }
+
+  /// `hdr`: the segment's control header, where each slot's process publishes its name.
+  log_monitor(output_options opts, shared_header* hdr) : opts_(std::move(opts)), hdr_(hdr) {}
+  log_monitor(const log_monitor&) = delete;
+  log_monitor& operator=(const log_monitor&) = delete;
+  ~log_monitor() {
+    for (auto& s : streams_) close_stream(s);
+  }
+
+  /// A new process's stdout and stderr: the read ends stay here, the write ends are dup'ed
+  /// onto the child's 1 and 2. All four close on exec.
+  struct pipes {
+    int out[2] = {-1, -1};
+    int err[2] = {-1, -1};
+  };
+  /// Makes the pipes for a process about to start; false (errno set) if it cannot, and then
+  /// the process starts with the supervisor's own stdout and stderr.
+  static bool make_pipes(pipes& p) noexcept {
+    if (pipe2(p.out, O_CLOEXEC) != 0) return false;
+    if (pipe2(p.err, O_CLOEXEC) == 0) return true;
+    const int e = errno;
+    ::close(p.out[0]);
+    ::close(p.out[1]);
+    p = {};
+    errno = e;
+    return false;
+  }
+  /// In a forked child: its output goes to the pipes; no other stream of the monitor's stays
+  /// open in it.
+  void become_child_output(const pipes& p) noexcept {
+    if (p.out[1] >= 0) ::dup2(p.out[1], STDOUT_FILENO);
+    if (p.err[1] >= 0) ::dup2(p.err[1], STDERR_FILENO);
+    for (int fd : {p.out[0], p.out[1], p.err[0], p.err[1]})
+      if (fd > STDERR_FILENO) ::close(fd);
+    for (auto& s : streams_) {
+      ::close(s.fd);
+      if (s.file >= 0) ::close(s.file);
+    }
+  }
+  /// After the process started (`pid` > 0) or failed to: the write ends close here and the
+  /// read ends are watched until their end of file.
+  void watch(const pipes& p, int pid, std::uint32_t slot) {
+    for (int fd : {p.out[1], p.err[1]})
+      if (fd >= 0) ::close(fd);
+    if (p.out[0] < 0) return;
+    if (pid <= 0) {
+      ::close(p.out[0]);
+      ::close(p.err[0]);
+      return;
+    }
+    add_stream(p.out[0], pid, slot, false);
+    add_stream(p.err[0], pid, slot, true);
+    tails_[pid];
+  }
+
+  /// The descriptors to poll, appended to `fds`, in the order on_ready takes them.
+  void add_pollfds(std::vector<pollfd>& fds) const {
+    for (const auto& s : streams_) fds.push_back({s.fd, POLLIN, 0});
+  }
+  /// After poll: `ready` are the entries add_pollfds appended, with their revents.
+  void on_ready(std::span<const pollfd> ready) {
+    for (std::size_t i = 0; i < ready.size() && i < streams_.size(); ++i)
+      if (ready[i].revents) read_stream(streams_[i]);
+    collect();
+    tick(clock::now());
+  }
+  /// Milliseconds until a folded line is due (poll's timeout), -1 when none is.
+  int poll_timeout(clock::time_point now) const noexcept {
+    const auto next = std::min(out_.folder.next_expiry(), err_.folder.next_expiry());
+    if (next == clock::time_point::max()) return -1;
+    if (next <= now) return 0;
+    return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(next - now).count());
+  }
+  /// Prints the folded lines that are due.
+  void tick(clock::time_point now) {
+    for (sink* k : {&out_, &err_}) {
+      k->folder.expire(now, k->text);
+      emit(*k);
+    }
+  }
+  /// Reads what process `pid` left in its pipes (it has ended: all it wrote is there), so
+  /// its last lines come before its death is reported.
+  void drain_process(int pid) {
+    for (auto& s : streams_)
+      if (s.pid == pid) read_stream(s);
+    collect();
+  }
+  /// The end (every process reaped): reads what is left, prints partial lines and held-back
+  /// lines, and closes every stream.
+  void finish() {
+    for (auto& s : streams_) {
+      read_stream(s);
+      end_stream(s);
+    }
+    collect();
+    for (sink* k : {&out_, &err_}) {
+      k->folder.flush(k->text);
+      emit(*k);
+    }
+  }
+
+ private:
+  struct stream {
+    int fd;
+    int file;  // log file, or -1
+    int pid;
+    std::uint32_t slot;
+    bool is_err;
+    bool ended = false;
+    std::string name;     // the process's name when last read
+    std::string partial;  // a line not yet ended
+  };
+  struct sink {
+    int fd;
+    line_folder folder;
+    std::string text;  // lines to write, in one write
+  };
+
+  void add_stream(int fd, int pid, std::uint32_t slot, bool is_err) {
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+    int file = -1;
+    if (!opts_.directory.empty()) {
+      const std::string path =
+          opts_.directory + "/worker-" + std::to_string(pid) + (is_err ? ".err" : ".out");
+      file = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    }
+    streams_.push_back({fd, file, pid, slot, is_err, false, {}, {}});
+  }
+
+  /// Reads until the pipe is empty or ended; whole lines go to their sink.
+  void read_stream(stream& s) {
+    if (s.ended) return;
+    char buf[16384];
+    for (;;) {
+      const ssize_t n = ::read(s.fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        if (n == 0 || errno != EAGAIN) end_stream(s);
+        return;
+      }
+      // The name the process has now, while it is still the slot's process (a later one in
+      // the slot has its own name).
+      const worker_shared& w = hdr_->worker(s.slot);
+      if (w.pid.load(std::memory_order_acquire) == s.pid) s.name = w.output_name.get();
+      const std::string_view got(buf, static_cast<std::size_t>(n));
+      if (s.file >= 0) write_fully(s.file, got);
+      keep_tail(s, got);
+      take_lines(s, got);
+    }
+  }
+  void take_lines(stream& s, std::string_view got) {
+    while (!got.empty()) {
+      const std::size_t nl = got.find('\n');
+      const std::size_t room = max_line - s.partial.size();
+      if (nl == std::string_view::npos && got.size() < room) {
+        s.partial.append(got);
+        return;
+      }
+      const std::size_t take = std::min(nl == std::string_view::npos ? room : nl, room);
+      s.partial.append(got.substr(0, take));
+      got.remove_prefix(std::min(got.size(), take + (take == nl ? 1 : 0)));
+      line(s, s.partial);
+      s.partial.clear();
+    }
+  }
+  void line(const stream& s, std::string_view text) {
+    if (!opts_.to_driver) return;
+    sink& k = s.is_err ? err_ : out_;
+    const std::string prefix = s.name.empty()
+                                   ? "(pid=" + std::to_string(s.pid) + ") "
+                                   : "(" + s.name + " pid=" + std::to_string(s.pid) + ") ";
+    k.folder.feed(s.pid, prefix, text, clock::now(), k.text);
+  }
+  void keep_tail(const stream& s, std::string_view got) {
+    std::string& t = s.is_err ? tails_[s.pid].err : tails_[s.pid].out;
+    if (got.size() >= tail_bytes) got.remove_prefix(got.size() - tail_bytes);
+    const std::size_t keep = std::min(t.size(), tail_bytes - got.size());
+    t.erase(0, t.size() - keep);
+    t.append(got);
+  }
+  /// End of file (or a broken pipe): a partial line is printed as a line. The process's tail
+  /// stays, among the last ended_kept ended processes'.
+  void end_stream(stream& s) {
+    if (s.ended) return;
+    s.ended = true;
+    if (s.is_err) {
+      ended_.push_back(s.pid);
+      if (ended_.size() > ended_kept) {
+        tails_.erase(ended_.front());
+        ended_.pop_front();
+      }
+    }
+    if (!s.partial.empty()) {
+      line(s, s.partial);
+      s.partial.clear();
+    }
+  }
+  /// Closes the ended streams and writes what is to be printed.
+  void collect() {
+    for (auto& s : streams_)
+      if (s.ended) close_stream(s);
+    streams_.erase(
+        std::remove_if(streams_.begin(), streams_.end(), [](const stream& s) { return s.fd < 0; }),
+        streams_.end());
+    emit(out_);
+    emit(err_);
+  }
+  static void close_stream(stream& s) noexcept {
+    if (s.fd >= 0) ::close(s.fd);
+    if (s.file >= 0) ::close(s.file);
+    s.fd = s.file = -1;
+  }
+  static void emit(sink& k) {
+    if (k.text.empty()) return;
+    write_fully(k.fd, k.text);
+    k.text.clear();
+  }
+
+  output_options opts_;
+  shared_header* hdr_;
+  std::unordered_map<int, tail> tails_;
+  std::deque<int> ended_;  // processes whose stderr ended, oldest first
+  std::vector<stream> streams_;
+  sink out_{STDOUT_FILENO, {}, {}};
+  sink err_{STDERR_FILENO, {}, {}};
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/log_monitor.hpp>
+// #include <coray/detail/runtime/process.hpp>: inlined above
+// begin <coray/detail/runtime/state_records.hpp>
+/// What the state API (coray/state.hpp) reports, as the driver's parts describe it: the
+/// records of tasks, actors and worker processes, and the bounded history of finished calls
+/// that call_lifecycle keeps. The records are values, copied out of the loop's tables.
+
+// #include <coray/version.hpp>: inlined above
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace state {
+
+/// A call's state, as Ray's state API names them.
+enum class task_state {
+  waiting_for_dependencies,  // Ray's PENDING_ARGS_AVAIL: an object_ref argument is not ready
+  queued,                    // ready, waiting for a worker, resources, or its actor's turn
+  running,                   // sent to its process
+  finished,
+  failed,  // ended with an error (its own, a dependency's, a crash, a cancel)
+};
+enum class actor_state { pending_creation, alive, restarting, dead };
+enum class worker_kind { task_worker, actor };
+
+constexpr std::string_view to_string(task_state s) noexcept {
+  constexpr std::string_view names[] = {"WAITING_FOR_DEPENDENCIES", "QUEUED", "RUNNING", "FINISHED",
+                                        "FAILED"};
+  return names[static_cast<int>(s)];
+}
+constexpr std::string_view to_string(actor_state s) noexcept {
+  constexpr std::string_view names[] = {"PENDING_CREATION", "ALIVE", "RESTARTING", "DEAD"};
+  return names[static_cast<int>(s)];
+}
+
+struct task_info {
+  std::uint64_t id = 0;
+  std::string name;  // the function or method, as the registry spells it ("ns::f", "c::incr")
+  task_state state = task_state::queued;
+  bool actor_call = false;  // a method call (or an actor's construction)
+  int pid = 0;              // of the process it was sent to; 0 if none (yet)
+  int attempt = 1;          // 2 and up when it is retried
+};
+
+struct actor_info {
+  std::uint64_t id = 0;
+  std::string class_name;
+  std::string name;  // given with actor_options::name; empty if none
+  actor_state state = actor_state::pending_creation;
+  int pid = 0;  // its current process, or the last one once dead
+  int restarts = 0;
+  std::string death_cause;  // once dead, why
+};
+
+struct worker_info {
+  int pid = 0;  // 0 while it starts
+  worker_kind kind = worker_kind::task_worker;
+  bool alive = false;
+  std::uint32_t calls_in_flight = 0;  // task workers: calls sent and not done
+  std::uint64_t actor_id = 0;         // actors: whose process it is
+};
+
+}  // namespace state
+
+namespace detail {
+
+/// The last `capacity` calls that ended, oldest evicted first (runtime_options::task_history).
+/// Recording is a few stores into a ring allocated once: it is on every call's end.
+class task_history {
+ public:
+  struct entry {
+    std::uint64_t id;
+    std::string_view name;  // registry names are constants
+    int pid;                // of the task worker it ran on; 0 for an actor's call
+    std::uint64_t actor;    // the actor it called; 0 for a task
+    std::uint16_t attempt;
+    bool failed;
+  };
+
+  explicit task_history(std::size_t capacity = 0) : ring_(capacity) {}
+
+  void record(const entry& e) noexcept {
+    if (ring_.empty()) return;
+    ring_[next_] = e;
+    if (++next_ == ring_.size()) next_ = 0;
+    if (size_ < ring_.size()) ++size_;
+  }
+  /// Oldest first.
+  template <class F>
+  void for_each(F&& f) const {
+    std::size_t i = size_ < ring_.size() ? 0 : next_;
+    for (std::size_t k = 0; k < size_; ++k) {
+      f(ring_[i]);
+      if (++i == ring_.size()) i = 0;
+    }
+  }
+  std::size_t size() const noexcept { return size_; }
+  std::size_t capacity() const noexcept { return ring_.size(); }
+
+ private:
+  std::vector<entry> ring_;
+  std::size_t next_ = 0;  // where the next entry goes
+  std::size_t size_ = 0;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/state_records.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
@@ -5002,7 +5814,7 @@ struct actor_spawn_request {
   std::uint64_t type_id = 0;
   std::string type_name;
   std::string name;
-  std::uint32_t max_concurrency = 1;
+  std::uint32_t max_concurrency = 1;  // | plain_methods_on_loop (call_message.hpp)
   int max_restarts = 0;
   int max_task_retries = 0;
   /// How its process is started: 0 by the runtime's start method, else 1 + a start_method_id
@@ -5030,6 +5842,8 @@ struct driver_config {
   std::optional<double> num_gpus;           // unset: CORAY_NUM_GPUS, else the GPUs detected
   std::map<std::string, double> resources;  // empty: CORAY_RESOURCES's
   std::vector<std::string> gpu_ids;         // filled in by make_local_driver with the above
+  output_options output;                    // workers' stdout and stderr
+  std::size_t task_history = 10000;         // finished calls the state API keeps
 };
 
 class driver : public process {
@@ -5039,6 +5853,12 @@ class driver : public process {
   virtual std::uint32_t num_workers() const noexcept = 0;
   /// Pids of the task workers, in slot order (0 while one starts).
   virtual std::vector<int> worker_pids() const = 0;
+  /// The state API's records (ray::state), copied on the loop thread.
+  virtual std::vector<state::task_info> list_tasks() const = 0;
+  virtual std::vector<state::actor_info> list_actors() const = 0;
+  virtual std::vector<state::worker_info> list_workers() const = 0;
+  /// The tail of process `pid`'s stdout and stderr; nullopt if the supervisor did not answer.
+  virtual std::optional<std::pair<std::string, std::string>> process_output(int pid) = 0;
   /// Creates an actor: a process of its own whose first message builds the object. Returns
   /// its id at once; calls queue behind the construction.
   virtual std::uint64_t spawn_actor(actor_spawn_request req) = 0;
@@ -5070,6 +5890,41 @@ inline driver& require_driver(const char* what) {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/driver.hpp>
+// begin <coray/detail/runtime/identity.hpp>
+/// Who this process is in the runtime, for ray::current_process() and
+/// ray::get_runtime_context(): the driver, a task worker, an actor or a ray::process, with its
+/// slot and name, an actor's id, and the call running now. Set as a process becomes one
+/// (become_worker, an actor's construction, a ray::process's start) and as calls start and
+/// end; read by its own loop thread.
+
+// #include <coray/version.hpp>: inlined above
+#include <cstdint>
+#include <string>
+
+CORAY_BEGIN_NAMESPACE
+
+/// What a process of the runtime is.
+enum class process_kind : std::uint8_t { task_worker, actor, driver, process };
+
+namespace detail {
+
+struct process_identity {
+  process_kind kind = process_kind::driver;
+  std::uint32_t slot = 0;
+  std::string name;            // a ray::process's; empty for the others, named after their kind
+  std::uint64_t actor_id = 0;  // an actor's, from its construction
+  std::uint32_t restarts = 0;  // how many times the actor was built again before this one
+  std::uint64_t task_id = 0;   // the call whose body runs now; 0 between calls
+};
+
+inline process_identity& this_process() noexcept {
+  static process_identity id;
+  return id;
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/identity.hpp>
 // begin <coray/detail/runtime/make_call.hpp>
 /// The caller's side of a call: the task_spec message for a call of F, each argument
 /// encoded inline or into a store block, or recorded as a dependency (object_ref).
@@ -5095,15 +5950,21 @@ namespace detail {
 
 template <class V>
 void add_value(task_spec& spec, process& p, const V& v) {
-  // Actor handles inside the value are kept alive for the call's duration.
+  // Refs and actor handles inside the value: the call keeps their objects and actors alive
+  // until it ends.
+  object_contents held;
+  const std::size_t size = size_with_refs(p, v, held);
+  if (!held.empty()) [[unlikely]] {
+    for (auto& r : held.refs) spec.refs.push_back(std::move(r));
+    spec.actors.insert(spec.actors.end(), held.actors.begin(), held.actors.end());
+  }
+  // Shared blocks inside it are listed as it is written (collect_pinned_block).
   struct collecting {
     std::vector<std::uint64_t>* saved;
     explicit collecting(std::vector<std::uint64_t>& into)
         : saved(std::exchange(actor_collector(), &into)) {}
     ~collecting() { actor_collector() = saved; }
   } collect(spec.actors);
-  // Refs inside the value: the call keeps their objects alive until it ends.
-  const std::size_t size = size_with_refs(p, v, spec.refs);
   if (size > p.inline_threshold()) {
     object_block* b = p.allocate_block(size);
     encode_to(std::span<std::byte>(b->data(), size), v);
@@ -6224,15 +7085,29 @@ CORAY_END_NAMESPACE
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 CORAY_BEGIN_NAMESPACE
 
 struct actor_options {
   /// Registers the actor under this name for ray::get_actor (empty: anonymous).
   std::string name = {};
-  /// How many calls may run at once: calls to coroutine methods (ray::async) overlap while
-  /// they await, up to this many (Ray's async actors). Plain methods always run one at a time.
+  /// How many calls may run at once. Calls to coroutine methods (ray::async) overlap on the
+  /// actor's loop thread while they await (Ray's async actors); above 1, plain methods run
+  /// on up to this many threads of the actor's process at once (Ray's threaded actors), so
+  /// the class does its own locking. A method running on such a thread may not use the
+  /// runtime (calls, puts, gets throw ray::usage_error): make it a coroutine for that.
   std::uint32_t max_concurrency = 1;
+  /// false: plain methods run one at a time on the loop thread, between coroutine methods,
+  /// whatever max_concurrency says (for a class that is not thread-safe).
+  bool threaded = true;
+  /// Named groups of calls with limits of their own (Ray's concurrency groups), such as
+  /// {{"io", 2}, {"compute", 4}}: a call runs in the group it names (actor.options), else
+  /// the one its method declares (ray::concurrency_group), else the default group, whose
+  /// limit is max_concurrency. Each group starts its calls in order, up to its limit, and
+  /// never waits behind another group's. With groups, plain methods run on threads (unless
+  /// threaded is false). spawn throws usage_error for an unnamed group or a limit of 0.
+  std::map<std::string, std::uint32_t> concurrency_groups = {};
   /// How many times the actor is rebuilt (its constructor run again with the same
   /// arguments, in a new process) after its process dies. 0: never; -1: always.
   int max_restarts = 0;
@@ -6251,6 +7126,32 @@ struct actor_options {
   std::map<std::string, double> resources = {};
 };
 
+/// The concurrency group `Method`'s calls run in when the call names none (Ray's
+/// `@ray.method(concurrency_group=...)`); empty, or a group the actor was not spawned with:
+/// the actor's default group. Declare it by specialising, next to the class:
+///
+///   template <> inline constexpr std::string_view ray::concurrency_group<&io_actor::read> = "io";
+template <auto Method>
+inline constexpr std::string_view concurrency_group{};
+
+/// Options of one actor call (Ray's `actor.method.options(...)`).
+struct call_options {
+  /// The group the call runs in, one of the actor's concurrency_groups; empty: the one its
+  /// method declares, else the default group. A name the actor lacks fails the call with
+  /// usage_error.
+  std::string_view concurrency_group = {};
+};
+
+namespace detail {
+/// Registers the group `Method` declares, so that the actor's process finds it by id.
+template <auto Method>
+inline const bool method_group_registered =
+    register_method_group(entity_id<Method>, group_hash(ray::concurrency_group<Method>));
+}  // namespace detail
+
+template <class T>
+class actor_call;
+
 /// A handle to an actor of type T: a value, copyable, and passable to tasks and to other
 /// actors' methods, where it reaches the same actor.
 template <class T>
@@ -6264,6 +7165,42 @@ class actor {
   /// Thread-safe in the driver; calls made by one thread run in the order it made them.
   template <auto Method, class... A>
   auto call(A&&... args) const {
+    return call_in_group<Method>(0, std::forward<A>(args)...);
+  }
+
+  /// This actor with options for the calls made through it:
+  /// `a.options({.concurrency_group = "io"}).call<&T::read>(path)`.
+  actor_call<T> options(call_options o) const { return actor_call<T>(*this, o); }
+
+  /// The actor's id, unique within the runtime; 0 for an empty handle.
+  std::uint64_t id() const noexcept { return p_ ? p_.get()->id : 0; }
+  bool valid() const noexcept { return static_cast<bool>(p_); }
+  /// The actor's process id (0 while it starts or after it ended). Driver only.
+  int pid() const { return detail::require_driver("actor<T>.pid()").actor_pid(id()); }
+
+  friend bool operator==(const actor& a, const actor& b) noexcept { return a.id() == b.id(); }
+
+  /// Handles are values: inside call arguments, put objects and results, alone or inside
+  /// containers and structs. The id is sent, what holds the value (the call, the object)
+  /// keeps the actor alive while it lives, and the process that reads it makes a handle of
+  /// its own.
+  template <class Archive>
+  void serialize(Archive& ar) {
+    std::uint64_t id = this->id();
+    ar(id);
+    if constexpr (Archive::is_loading) {
+      p_ = detail::process::require().make_actor_handle(id);
+    } else if constexpr (Archive::is_sizing) {
+      if (id) detail::collect_actor_handle(id);
+    }
+  }
+
+ private:
+  friend class actor_call<T>;
+
+  /// call<Method>, in concurrency group `group` (its group_hash; 0: the method's own).
+  template <auto Method, class... A>
+  auto call_in_group(std::uint32_t group, A&&... args) const {
     using traits = detail::function_traits<decltype(Method)>;
     static_assert(
         traits::is_member,
@@ -6287,10 +7224,13 @@ class actor {
                       "parameter's type, a value convertible to it, or an object_ref of it");
         if constexpr (fits) {
           if (!p_) throw usage_error("actor<T>.call: the actor handle is empty");
+          if constexpr (!ray::concurrency_group<Method>.empty())
+            (void)detail::method_group_registered<Method>;
           return object_ref<result_type>(
               detail::submit_from_any_thread("actor<T>.call", [&](detail::process& p) {
                 auto spec = detail::make_call<Method>(p, std::forward<A>(args)...);
                 spec.target_actor = p_.get()->id;
+                spec.group = group;
                 return spec;
               }));
         } else {
@@ -6302,30 +7242,24 @@ class actor {
     }
   }
 
-  /// The actor's id, unique within the runtime; 0 for an empty handle.
-  std::uint64_t id() const noexcept { return p_ ? p_.get()->id : 0; }
-  bool valid() const noexcept { return static_cast<bool>(p_); }
-  /// The actor's process id (0 while it starts or after it ended). Driver only.
-  int pid() const { return detail::require_driver("actor<T>.pid()").actor_pid(id()); }
+  detail::actor_ptr p_;
+};
 
-  friend bool operator==(const actor& a, const actor& b) noexcept { return a.id() == b.id(); }
-
-  /// Handles travel as call arguments, alone or inside containers and structs: the id is
-  /// sent, the call keeps the actor alive until it ends, and the receiving process makes a
-  /// handle of its own.
-  template <class Archive>
-  void serialize(Archive& ar) {
-    std::uint64_t id = this->id();
-    ar(id);
-    if constexpr (Archive::is_loading) {
-      p_ = detail::process::require().make_actor_handle(id);
-    } else if constexpr (std::is_same_v<Archive, detail::writer>) {
-      detail::collect_actor_handle(id);
-    }
+/// An actor handle with options for its calls (actor<T>::options).
+template <class T>
+class actor_call {
+ public:
+  actor_call(actor<T> a, call_options o)
+      : a_(std::move(a)), group_(detail::group_hash(o.concurrency_group)) {}
+  /// As actor<T>::call, with the options.
+  template <auto Method, class... A>
+  auto call(A&&... args) const {
+    return a_.template call_in_group<Method>(group_, std::forward<A>(args)...);
   }
 
  private:
-  detail::actor_ptr p_;
+  actor<T> a_;
+  std::uint32_t group_;
 };
 
 namespace detail {
@@ -6334,9 +7268,30 @@ namespace detail {
 /// processes, a queue, a manager): as Python's, they start at once and hold no CPU, rather
 /// than wait for a free CPU to be placed as an actor given no resources does. What the
 /// caller asked for explicitly stands.
+/// Their classes are not thread-safe: plain methods stay on the loop thread.
 inline actor_options multiprocessing_options(actor_options o = {}) {
   if (!o.num_cpus && o.num_gpus == 0 && o.resources.empty()) o.num_cpus = 0;
+  o.threaded = false;
   return o;
+}
+
+/// An actor's concurrency groups as they travel; throws usage_error for a group without a
+/// name, with a limit of 0, or whose name's hash another's has.
+inline std::vector<std::pair<std::string, std::uint32_t>> checked_groups(
+    const std::map<std::string, std::uint32_t>& wanted) {
+  std::vector<std::pair<std::string, std::uint32_t>> groups;
+  std::vector<std::uint32_t> hashes;
+  for (const auto& [group, limit] : wanted) {
+    const std::uint32_t h = group_hash(group);
+    if (group.empty() || limit == 0 || std::find(hashes.begin(), hashes.end(), h) != hashes.end())
+      throw usage_error(fmt::format(
+          "ray::spawn: concurrency group '{}' with limit {}: a group needs a name of its own and a "
+          "limit of at least 1",
+          group, limit));
+    hashes.push_back(h);
+    groups.emplace_back(group, std::min(limit, max_concurrency_limit));
+  }
+  return groups;
 }
 
 /// ray::spawn, its process started as `start_as` says (0: by the runtime's start method,
@@ -6353,6 +7308,7 @@ actor<T> spawn_as(actor_options opts, std::uint32_t start_as, A&&... args) {
     // Built on the calling thread (the arguments encoded there); started on the loop.
     auto request = [&](detail::process& p) {
       detail::require_usable_ref_arguments(args...);
+      const auto groups = detail::checked_groups(opts.concurrency_groups);
       detail::actor_spawn_request req;
       // Checked before any argument takes a block.
       if (opts.num_cpus || opts.num_gpus != 0 || !opts.resources.empty())
@@ -6367,7 +7323,13 @@ actor<T> spawn_as(actor_options opts, std::uint32_t start_as, A&&... args) {
       req.type_id = detail::actor_type_id<T>;
       req.type_name = std::string(detail::type_name<T>());
       req.name = std::move(opts.name);
-      req.max_concurrency = opts.max_concurrency;
+      req.max_concurrency = std::min(opts.max_concurrency, detail::max_concurrency_limit) |
+                            (opts.threaded ? 0 : detail::plain_methods_on_loop);
+      if (!groups.empty()) {
+        // One more constructor argument, which the actor's process takes off (worker.hpp).
+        detail::add_argument<decltype(groups)>(req.constructor, p, std::move(groups));
+        req.max_concurrency |= detail::has_concurrency_groups;
+      }
       req.max_restarts =
           opts.max_restarts < 0 ? std::numeric_limits<int>::max() : opts.max_restarts;
       req.max_task_retries =
@@ -6426,6 +7388,16 @@ actor<T> get_actor(std::string_view name) {
 template <class T>
 void kill(const actor<T>& a) {
   if (a.valid()) detail::on_loop("ray::kill", [&](detail::process& p) { p.kill_actor(a.id()); });
+}
+
+/// Ends the calling actor gracefully, as Ray's `ray.actor.exit_actor()`: the method calling
+/// it completes and replies, calls queued behind it fail with actor_died saying the actor
+/// exited, its destructor runs, and it is not restarted whatever its max_restarts. Inside an
+/// actor's method only (ray::usage_error elsewhere), on the thread running its calls.
+inline void exit_actor() {
+  if (detail::this_process().kind != process_kind::actor)
+    throw usage_error("ray::exit_actor: called outside an actor's method");
+  detail::process::require("ray::exit_actor").exit_actor();
 }
 
 CORAY_END_NAMESPACE
@@ -8277,7 +9249,8 @@ CORAY_END_NAMESPACE
 /// A pipe is duplex by default: each end sends to the other. `ray::pipe<T>(false)` makes a
 /// one-way pipe, as Python's Pipe(False): the first end only receives, the second only sends.
 /// Values travel encoded with coray's codec (any type ray::encode takes, owning its data;
-/// handles to shared state -- actors, locks, shared values -- travel as call arguments only).
+/// refs, actor handles, locks and shared values travel in calls, put objects and results,
+/// where the runtime counts them, not through a pipe).
 ///
 /// The ends are handles: copy them, pass them to tasks, actors and processes; the pipe lives
 /// while a handle to it exists in any process. Its buffers are a block of the runtime's
@@ -9168,41 +10141,7 @@ CORAY_END_NAMESPACE
 
 #include <algorithm>
 // #include <coray/actor.hpp>: inlined above
-// begin <coray/detail/runtime/identity.hpp>
-/// Who this process is in the runtime, for ray::current_process() and
-/// ray::get_runtime_context(): the driver, a task worker, an actor or a ray::process, with its
-/// slot and name, an actor's id, and the call running now. Set as a process becomes one
-/// (become_worker, an actor's construction, a ray::process's start) and as calls start and
-/// end; read by its own loop thread.
-
-// #include <coray/version.hpp>: inlined above
-#include <cstdint>
-#include <string>
-
-CORAY_BEGIN_NAMESPACE
-
-/// What a process of the runtime is.
-enum class process_kind : std::uint8_t { task_worker, actor, driver, process };
-
-namespace detail {
-
-struct process_identity {
-  process_kind kind = process_kind::driver;
-  std::uint32_t slot = 0;
-  std::string name;            // a ray::process's; empty for the others, named after their kind
-  std::uint64_t actor_id = 0;  // an actor's, from its construction
-  std::uint32_t restarts = 0;  // how many times the actor was built again before this one
-  std::uint64_t task_id = 0;   // the call whose body runs now; 0 between calls
-};
-
-inline process_identity& this_process() noexcept {
-  static process_identity id;
-  return id;
-}
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/identity.hpp>
+// #include <coray/detail/runtime/identity.hpp>: inlined above
 // #include <coray/detail/runtime/wire.hpp>: inlined above
 #include <cstdint>
 #include <cstdio>
@@ -9234,6 +10173,8 @@ inline void report_target_exception(const std::string& process_name, std::string
 /// The actor a ray::process's process builds: its constructor is the process's life.
 template <auto F, class... S>
 struct process_body {
+  /// Its output is shown under the target's name, as a task's is.
+  static constexpr std::string_view output_name() noexcept { return entity_name_v<F>; }
   explicit process_body(std::string name, S... args) {
     process_identity& me = this_process();
     me.kind = process_kind::process;
@@ -10557,9 +11498,10 @@ struct task_record : recycled<task_record, 4096> {
   std::uint32_t gpus = 0;   // the GPUs it is sent with (a mask of indices)
   std::shared_ptr<const resource_request> resources;  // as submitted, until admitted
   bool construct = false;
-  std::uint32_t max_concurrency = 1;
-  std::uint32_t restart = 0;  // a construction: how many times its actor was built before
-  int submitter = -1;         // slot of the process that made this nested call, -1 for the driver
+  std::uint32_t max_concurrency = 1;  // construct: the actor's, with its flags
+  std::uint32_t restart = 0;          // construct: how many times its actor was built before
+  std::uint32_t group = 0;            // an actor call's concurrency group; 0: its method's
+  int submitter = -1;  // slot of the process that made this nested call, -1 for the driver
   std::uint32_t submitter_generation = 0;
   std::uint64_t dispatch_seq = 0;  // its place among the calls sent to its process
   int worker = -1;                 // the task worker it was sent to
@@ -10587,6 +11529,7 @@ struct task_record : recycled<task_record, 4096> {
     r->max_retries = spec.max_retries;
     r->retry_matcher = spec.retry_matcher;
     r->resources = std::move(spec.resources);
+    r->group = spec.group;
     r->result = std::move(result);
     return r;
   }
@@ -10627,6 +11570,11 @@ class task_table {
     return r;
   }
   std::size_t size() const noexcept { return records_.size(); }
+  /// Each live call, in no order (the state API's listing).
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& entry : records_) f(*entry.second);
+  }
   /// After a tide of calls has gone: gives back the index's buckets, sized for the peak.
   /// True if there were many to give back.
   bool shrink() {
@@ -10986,6 +11934,11 @@ class actor_table {
   }
 
   /// Live actors with nothing queued or running: at teardown they end on their own.
+  /// Each actor tracked, in no order (the state API's listing).
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& entry : actors_) f(entry.second);
+  }
   std::vector<actor_entry*> idle() {
     std::vector<actor_entry*> out;
     for (auto& [id, a] : actors_)
@@ -11467,10 +12420,12 @@ class call_sender {
     } catch (const object_store_full&) {
       return false;  // no room yet: the call waits for a later turn
     }
-    // An actor's construction carries its id and how many times it was built before.
+    // An actor's construction carries its id and how many times it was built before; a method
+    // call, its concurrency group.
     const call_message_writer message(
-        {r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : 0, r.construct ? r.actor : 0,
-         r.construct ? static_cast<std::int32_t>(r.restart) : 0, r.gpus, r.retry_matcher},
+        {r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : r.group,
+         r.construct ? r.actor : 0, r.construct ? static_cast<std::int32_t>(r.restart) : 0, r.gpus,
+         r.retry_matcher, 0, 0},
         r.args, r.deps);
     const std::size_t size = message.size();
     const msg_kind kind = r.construct ? msg_kind::construct : msg_kind::run_task;
@@ -11908,7 +12863,7 @@ class result_writer {
   bool lends_block() const noexcept { return s_.st != object_state::status::failed && s_.block; }
 
   void write(std::byte* out, segment& seg) const {
-    result_header h{id_, result_header::value_inline, static_cast<std::uint32_t>(body_), 0, 0};
+    result_header h{id_, result_header::value_inline, static_cast<std::uint32_t>(body_), 0, 0, 0};
     if (s_.st == object_state::status::failed) {
       h.status = result_header::error;
       encode_to(std::span<std::byte>(out + sizeof h, body_), error_);
@@ -12066,6 +13021,7 @@ class reply_router {
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/reply_router.hpp>
 // #include <coray/detail/runtime/resource_ledger.hpp>: inlined above
+// #include <coray/detail/runtime/state_records.hpp>: inlined above
 // #include <coray/detail/runtime/task_table.hpp>: inlined above
 // #include <coray/detail/runtime/transport.hpp>: inlined above
 #include <cstdint>
@@ -12090,6 +13046,7 @@ struct orchestrator_config {
   resource_amount num_gpus = 0;
   std::vector<std::string> gpu_ids = {};  // one per started unit of num_gpus
   std::map<std::string, resource_amount> custom_resources = {};
+  std::size_t task_history = 10000;  // finished calls the state API keeps, oldest evicted
 };
 
 class call_lifecycle {
@@ -12108,7 +13065,8 @@ class call_lifecycle {
             cfg_.num_cpus < 0 ? resource_amount{cfg_.num_workers} * resource_unit : cfg_.num_cpus,
             cfg_.num_gpus, cfg_.gpu_ids, cfg_.custom_resources),
         pump_(tasks_, actors_, t, sender_, resources_, cfg_.num_workers,
-              cfg_.max_tasks_in_flight_per_worker) {}
+              cfg_.max_tasks_in_flight_per_worker),
+        history_(cfg_.task_history) {}
   call_lifecycle(const call_lifecycle&) = delete;
   call_lifecycle& operator=(const call_lifecycle&) = delete;
 
@@ -12245,6 +13203,10 @@ class call_lifecycle {
   void finish(std::uint64_t id) {
     auto r = tasks_.remove(id);
     if (!r) return;
+    history_.record({r->id, r->name, r->worker >= 0 ? transport_.pid(r->worker) : 0, r->actor,
+                     static_cast<std::uint16_t>(r->attempt),
+                     r->result && r->result->st.load(std::memory_order_relaxed) ==
+                                      object_state::status::failed});
     if (r->shape) pump_.count_shaped(-1);
     for (auto* b : r->blocks) seg_.release(b);
     if (r->message) seg_.release(r->message);
@@ -12288,6 +13250,71 @@ class call_lifecycle {
     for (auto* b : actors_.forget(id)) seg_.release(b);
   }
 
+  // ---- the state API's records (ray::state): copies, on the loop thread -----------------
+
+ public:
+  /// Live calls, then the finished ones kept in the history, oldest first.
+  std::vector<state::task_info> list_tasks() const {
+    std::vector<state::task_info> out;
+    tasks_.for_each([&](const task_record& r) {
+      state::task_info t{r.id,     std::string(r.name), state::task_state::queued, r.actor != 0, 0,
+                         r.attempt};
+      const actor_entry* a = r.actor ? actors_.find(r.actor) : nullptr;
+      if (r.pending_deps > 0) {
+        t.state = state::task_state::waiting_for_dependencies;
+      } else if (r.worker >= 0) {
+        t.state = state::task_state::running;
+        t.pid = transport_.pid(static_cast<std::uint32_t>(r.worker));
+      } else if (a && std::find(a->queue.begin(), a->queue.end(), &r) == a->queue.end()) {
+        t.state = state::task_state::running;  // sent to its actor
+        t.pid = a->dead ? a->pid : transport_.pid(a->slot);
+      }
+      out.push_back(std::move(t));
+    });
+    history_.for_each([&](const task_history::entry& e) {
+      int pid = e.pid;
+      if (e.actor)
+        if (const actor_entry* a = actors_.find(e.actor))
+          pid = a->dead ? a->pid : transport_.pid(a->slot);
+      out.push_back({e.id, std::string(e.name),
+                     e.failed ? state::task_state::failed : state::task_state::finished,
+                     e.actor != 0, pid, e.attempt});
+    });
+    return out;
+  }
+  /// The actors the driver still tracks (a dead one until its last handle goes).
+  std::vector<state::actor_info> list_actors() const {
+    std::vector<state::actor_info> out;
+    actors_.for_each([&](const actor_entry& a) {
+      state::actor_info i{a.id, a.type_name, a.name, state::actor_state::alive,
+                          0,    a.restarts,  a.cause};
+      if (a.dead) {
+        i.state = state::actor_state::dead;
+        i.pid = a.pid;
+      } else {
+        i.pid = transport_.pid(a.slot);
+        if (!a.constructed || !a.constructed->settled())
+          i.state = a.restarts > 0 ? state::actor_state::restarting
+                                   : state::actor_state::pending_creation;
+      }
+      out.push_back(std::move(i));
+    });
+    std::sort(out.begin(), out.end(), [](const auto& x, const auto& y) { return x.id < y.id; });
+    return out;
+  }
+  /// The task workers, in slot order, then the actors' live processes.
+  std::vector<state::worker_info> list_workers() const {
+    std::vector<state::worker_info> out;
+    for (std::uint32_t s = 0; s < cfg_.num_workers; ++s)
+      out.push_back({transport_.pid(s), state::worker_kind::task_worker, transport_.alive(s),
+                     tasks_.in_flight(s), 0});
+    for (const auto& a : list_actors())
+      if (a.state != state::actor_state::dead && a.pid > 0)
+        out.push_back({a.pid, state::worker_kind::actor, true, 0, a.id});
+    return out;
+  }
+
+ protected:
   orchestrator_config cfg_;
   segment& seg_;
   transport& transport_;
@@ -12300,6 +13327,7 @@ class call_lifecycle {
   resource_ledger resources_;
   call_pump pump_;
   std::string workers_lost_;  // why no task worker can run calls any more; empty while one can
+  task_history history_;
 };
 
 }  // namespace detail
@@ -12557,6 +13585,18 @@ class orchestrator final : public call_lifecycle, public transport_events {
     for (task_record* r : std::exchange(a.queue, {})) fail(*r, e);
   }
 
+  /// The actor in `slot` ends of its own accord (ray::exit_actor) after the call it replied
+  /// to last: it is not restarted, and calls not yet sent to it fail now.
+  void actor_exiting(std::uint32_t slot) {
+    actor_entry* a = actors_.find(slot_actor_[slot]);
+    if (!a || a->dead || a->killed) return;
+    a->killed = true;
+    a->cause = fmt::format("coray: actor {} (pid {}) exited by ray::exit_actor", a->type_name,
+                           transport_.pid(slot));
+    auto e = std::make_exception_ptr(actor_died(a->cause));
+    for (task_record* r : std::exchange(a->queue, {})) fail(*r, e);
+  }
+
   process::actor_info lookup_actor(std::string_view name) const {
     const actor_entry* a = actors_.lookup(std::string(name));
     if (!a) return {};
@@ -12635,6 +13675,9 @@ class orchestrator final : public call_lifecycle, public transport_events {
         break;
       case msg_kind::export_object:
         on_export(slot, payload);
+        break;
+      case msg_kind::actor_exit:
+        actor_exiting(slot);
         break;
       default:
         break;
@@ -12766,10 +13809,10 @@ class orchestrator final : public call_lifecycle, public transport_events {
       return;
     }
     if (!r.result->settled()) {
-      if (h.refs && h.status == result_header::value_inline) [[unlikely]]
-        hold_contained(slot, *r.result, payload.subspan(sizeof h + h.len), h.refs);
-      else if (h.refs && h.status == result_header::value_block) [[unlikely]]
-        hold_contained(slot, *r.result, payload.subspan(sizeof h), h.refs);
+      if ((h.refs || h.actors) && h.status == result_header::value_inline) [[unlikely]]
+        hold_contained(slot, *r.result, payload.subspan(sizeof h + h.len), h);
+      else if ((h.refs || h.actors) && h.status == result_header::value_block) [[unlikely]]
+        hold_contained(slot, *r.result, payload.subspan(sizeof h), h);
       if (r.attempt > 1)
         settle_from_result(*r.result, h, body, seg_, r.attempts_note());
       else
@@ -12843,25 +13886,34 @@ class orchestrator final : public call_lifecycle, public transport_events {
     return s;
   }
 
-  /// The value `into` is settling with holds the refs whose `n` ids start `ids`: it keeps
-  /// their objects alive. An id its sender does not hold fails the object.
+  /// The value `into` is settling with holds the refs and actor handles whose ids start
+  /// `ids` (h.refs, then h.actors): it keeps their objects and actors alive. A ref its sender
+  /// does not hold fails the object.
   void hold_contained(std::uint32_t slot, object_state& into, std::span<const std::byte> ids,
-                      std::uint64_t n) {
+                      const result_header& h) {
+    const std::size_t n = std::size_t{h.refs} + h.actors;
     if (ids.size() < n * sizeof(std::uint64_t)) {
       into.set_error(std::make_exception_ptr(codec_error("coray: a malformed result")));
       return;
     }
-    auto held = std::make_unique<std::vector<state_ptr>>();
-    held->reserve(n);
-    for (std::uint64_t k = 0; k < n; ++k) {
+    auto id_at = [&](std::size_t k) {
       std::uint64_t id;
       std::memcpy(&id, ids.data() + k * sizeof id, sizeof id);
-      state_ptr s = held_ref(slot, id);
+      return id;
+    };
+    auto held = std::make_unique<object_contents>();
+    held->refs.reserve(h.refs);
+    for (std::size_t k = 0; k < h.refs; ++k) {
+      state_ptr s = held_ref(slot, id_at(k));
       if (!s) {
-        into.set_error(std::make_exception_ptr(codec_error(unknown_ref(id))));
+        into.set_error(std::make_exception_ptr(codec_error(unknown_ref(id_at(k)))));
         return;
       }
-      held->push_back(std::move(s));
+      held->refs.push_back(std::move(s));
+    }
+    for (std::size_t k = h.refs; k < n; ++k) {
+      held->actors.push_back(id_at(k));
+      actor_ref(id_at(k), +1);  // released with the object (release_on_loop)
     }
     into.contained = std::move(held);
   }
@@ -12912,7 +13964,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
             internal_error("coray: an exported object named a block its sender does not hold")));
       } else {
         seg_.add_ref(b);  // the driver's copy holds a reference of its own
-        hold_contained(slot, *s, payload.subspan(sizeof h), h.refs);
+        hold_contained(slot, *s, payload.subspan(sizeof h), h);
         if (!s->settled()) {
           s->set_block(b);
           spiller_.adopted(*s);
@@ -12922,7 +13974,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
       }
     } else {
       if (payload.size() < sizeof h + h.len) return;
-      hold_contained(slot, *s, payload.subspan(sizeof h + h.len), h.refs);
+      hold_contained(slot, *s, payload.subspan(sizeof h + h.len), h);
       if (!s->settled()) s->set_inline(payload.subspan(sizeof h, h.len));
     }
     directory_.publish(*s, h.id);
@@ -13017,6 +14069,8 @@ CORAY_END_NAMESPACE
 /// driver (PR_SET_PDEATHSIG), and its workers die with it, so nothing outlives a kill -9.
 /// Whatever the program did to its signals and descriptors, the supervisor and its workers
 /// start from a clean state: default signal dispositions, no descriptor but their own.
+/// Their stdout and stderr are pipes to the supervisor, which prints their lines prefixed
+/// with the process (log_monitor.hpp).
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -13026,6 +14080,7 @@ CORAY_END_NAMESPACE
 #include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13034,21 +14089,111 @@ CORAY_END_NAMESPACE
 #include <cerrno>
 #include <climits>
 // #include <coray/detail/runtime/driver.hpp>: inlined above
+// #include <coray/detail/runtime/log_monitor.hpp>: inlined above
 // #include <coray/detail/runtime/system.hpp>: inlined above
 // begin <coray/detail/runtime/worker.hpp>
 /// A worker process -- a task worker or an actor: takes calls from its inbox, runs them (a
 /// coroutine body may await nested calls while the process runs others), and replies
 /// through its outbox. Calls made from here go to the driver, which schedules them like any
-/// other. An actor first receives `construct`, then runs method calls in arrival order, at
-/// most max_concurrency at once (only coroutine methods overlap).
+/// other. An actor first receives `construct`, then starts method calls in arrival order, at
+/// most max_concurrency at once: coroutine methods overlap on the loop thread while they
+/// await, and a threaded actor's plain methods run on its method threads.
 
 #include <fmt/format.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
 #include <algorithm>
+// #include <coray/codec.hpp>: inlined above
 // #include <coray/detail/runtime/identity.hpp>: inlined above
 // #include <coray/detail/runtime/invocation.hpp>: inlined above
+// begin <coray/detail/runtime/method_threads.hpp>
+/// The threads of a threaded actor (max_concurrency > 1), which run its plain methods, as
+/// Ray's threaded actors do. The loop thread hands over calls whose arguments it decoded; a
+/// method thread takes them in that order, runs one at a time, and hands each back to the
+/// loop as a job (`done`), which replies. Threads start as calls need them, never more than
+/// the actor's max_concurrency, and live as long as the process.
+
+#include <condition_variable>
+// #include <coray/detail/runtime/handoff.hpp>: inlined above
+// #include <coray/detail/runtime/invocation.hpp>: inlined above
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class method_threads {
+ public:
+  /// `post(call)` hands a finished call back to the loop thread; it is called on the method
+  /// thread and must not throw.
+  using post_fn = void (*)(void* owner, threaded_call* call) noexcept;
+  method_threads(void* owner, post_fn post) noexcept : owner_(owner), post_(post) {}
+  method_threads(const method_threads&) = delete;
+  method_threads& operator=(const method_threads&) = delete;
+  ~method_threads() {
+    {
+      const std::lock_guard lock(m_);
+      stop_ = true;
+    }
+    ready_.notify_all();
+    for (auto& t : threads_) t.join();
+    for (threaded_call* c : queue_) delete c;
+  }
+
+  /// Loop thread: queues `c` for a method thread. A thread is started when the calls handed
+  /// over and not yet done outnumber the threads, up to `limit`: as the loop starts at most
+  /// `limit` calls at once, every call then has a thread free to take it. Locks a mutex;
+  /// allocates when the queue grows or a thread starts.
+  void run(std::unique_ptr<threaded_call> c, std::uint32_t limit) {
+    {
+      const std::lock_guard lock(m_);
+      if (unfinished_ + 1 > threads_.size() && threads_.size() < limit)
+        threads_.emplace_back([this] { serve(); });  // throws: nothing was queued
+      queue_.push_back(c.get());
+      c.release();
+      ++unfinished_;
+    }
+    ready_.notify_one();
+  }
+
+ private:
+  void serve() noexcept {
+    on_method_thread() = true;
+    std::unique_lock lock(m_);
+    for (;;) {
+      ready_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      threaded_call* c = queue_.front();
+      queue_.pop_front();
+      lock.unlock();
+      c->run();
+      lock.lock();
+      --unfinished_;
+      lock.unlock();
+      post_(owner_, c);
+      lock.lock();
+    }
+  }
+
+  void* owner_;
+  post_fn post_;
+  std::mutex m_;
+  std::condition_variable ready_;
+  std::deque<threaded_call*> queue_;  // handed over, not yet taken
+  std::size_t unfinished_ = 0;        // handed over, not yet done
+  std::vector<std::thread> threads_;
+  bool stop_ = false;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/method_threads.hpp>
 // #include <coray/detail/runtime/process.hpp>: inlined above
 // #include <coray/detail/runtime/registry.hpp>: inlined above
 // #include <coray/detail/runtime/result_message.hpp>: inlined above
@@ -13057,6 +14202,8 @@ CORAY_END_NAMESPACE
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <exception>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -13085,7 +14232,7 @@ class worker final : public process, public call_host {
     process::current() = this;
     on_this_thread() = this;  // serve may run on another thread than the constructor's
     open_handoff(me_->bell, runtime_gate::phase::releases_only);
-    run_until([this] { return stop_ || (stopping_ && calls_.empty() && running_ == 0); });
+    run_until([this] { return stop_ || (stopping_ && no_calls_left()); });
     if (instance_ && destroy_) destroy_(instance_);  // an actor ends with its destructor
     std::fflush(nullptr);
     _exit(0);
@@ -13107,15 +14254,16 @@ class worker final : public process, public call_host {
     // results of calls only, not of values put in this process). Refs inside the arguments
     // (published while they were sized) travel by id: the call keeps them alive.
     const std::vector<std::uint64_t> refs = ids_of(spec.refs);
-    task_header h{result->id,
-                  spec.fn_id,
-                  spec.nargs,
-                  static_cast<std::uint32_t>(spec.actors.size()),
-                  spec.target_actor,
-                  spec.max_retries,
-                  {},
-                  spec.retry_matcher};
-    h.refs = static_cast<std::uint32_t>(refs.size());
+    const task_header h{result->id,
+                        spec.fn_id,
+                        spec.nargs,
+                        static_cast<std::uint32_t>(spec.actors.size()),
+                        spec.target_actor,
+                        spec.max_retries,
+                        spec.group,
+                        spec.retry_matcher,
+                        static_cast<std::uint32_t>(refs.size()),
+                        0};
     const call_message_writer message(h, spec.args, spec.deps, spec.actors, refs);
     const std::size_t size = message.size();
     awaited_.emplace(result->id, result.get());
@@ -13145,8 +14293,25 @@ class worker final : public process, public call_host {
     instance_ = instance;
     destroy_ = destroy;
   }
-  void call_finished() noexcept override {
-    if (running_) --running_;
+  void name_output(std::string_view name) noexcept override {
+    output_named_ = name.data();
+    me_->output_name.set(name);
+  }
+  void call_finished(std::uint32_t group) noexcept override {
+    if (group < groups_.size() && groups_[group].running) --groups_[group].running;
+    if (exiting_ && !stop_) {
+      // Its reply is sent: the driver learns why the actor ends before it sees it gone.
+      send_u64(msg_kind::actor_exit, 0);
+      stop_ = true;
+    }
+  }
+  void exit_actor() override {
+    if (!is_actor_) throw usage_error("ray::exit_actor: called outside an actor");
+    exiting_ = true;
+  }
+  void run_on_thread(std::unique_ptr<threaded_call> call) override {
+    if (!threads_) threads_ = std::make_unique<method_threads>(this, &post_finished);
+    threads_->run(std::move(call), thread_limit_);
   }
 
   void forget(object_state& s) noexcept override {
@@ -13227,36 +14392,39 @@ class worker final : public process, public call_host {
 
  protected:
   void reply_filled(std::uint64_t task_id, std::size_t size, void (*fill)(void*, std::byte*),
-                    void* context, std::span<const state_ptr> refs) override {
-    std::vector<std::uint64_t> ids;
-    if (!refs.empty()) [[unlikely]] {
-      publish_refs(refs);
-      ids = ids_of(refs);
-    }
-    const std::size_t ref_bytes = ids.size() * sizeof(std::uint64_t);
+                    void* context, const object_contents* held) override {
+    result_header h{task_id, result_header::value_inline, static_cast<std::uint32_t>(size), 0, 0,
+                    0};
+    const std::vector<std::uint64_t> ids =
+        held ? contents_ids(*held, h) : std::vector<std::uint64_t>{};
+    const std::size_t id_bytes = ids.size() * sizeof(std::uint64_t);
     if (size > inline_threshold()) {
       object_block* b = new_block(size);
       fill(context, b->data());
-      result_header h{task_id, result_header::value_block, 0, seg.offset_of(b), ids.size()};
-      send(msg_kind::task_done, sizeof h + ref_bytes, [&](std::byte* out) {
+      h.status = result_header::value_block;
+      h.len = 0;
+      h.block = seg.offset_of(b);
+      send(msg_kind::task_done, sizeof h + id_bytes, [&](std::byte* out) {
         std::memcpy(out, &h, sizeof h);
-        if (ref_bytes) std::memcpy(out + sizeof h, ids.data(), ref_bytes);
+        if (id_bytes) std::memcpy(out + sizeof h, ids.data(), id_bytes);
       });
       return;
     }
-    send(msg_kind::task_done, sizeof(result_header) + size + ref_bytes, [&](std::byte* out) {
-      result_header h{task_id, result_header::value_inline, static_cast<std::uint32_t>(size), 0,
-                      ids.size()};
+    send(msg_kind::task_done, sizeof h + size + id_bytes, [&](std::byte* out) {
       std::memcpy(out, &h, sizeof h);
       fill(context, out + sizeof h);
-      if (ref_bytes) std::memcpy(out + sizeof h + size, ids.data(), ref_bytes);
+      if (id_bytes) std::memcpy(out + sizeof h + size, ids.data(), id_bytes);
     });
   }
   void reply_failed(std::uint64_t task_id, const wire_error& e, bool retryable) override {
     std::size_t size = encoded_size(e);
     send(msg_kind::task_done, sizeof(result_header) + size, [&](std::byte* out) {
-      result_header h{task_id, retryable ? result_header::retryable_error : result_header::error,
-                      static_cast<std::uint32_t>(size), 0, 0};
+      result_header h{task_id,
+                      retryable ? result_header::retryable_error : result_header::error,
+                      static_cast<std::uint32_t>(size),
+                      0,
+                      0,
+                      0};
       std::memcpy(out, &h, sizeof h);
       encode_to(std::span<std::byte>(out + sizeof h, size), e);
     });
@@ -13293,7 +14461,8 @@ class worker final : public process, public call_host {
       case msg_kind::run_task:
         if (is_actor_) {
           // Held here rather than in the ring, so results of nested calls behind it still arrive.
-          calls_.emplace_back(m.payload.begin(), m.payload.end());
+          if (call_group* g = group_of(m.payload))
+            g->calls.emplace_back(m.payload.begin(), m.payload.end());
         } else if (internal_waits_ || !deferred_.empty()) {
           deferred_.emplace_back(m.payload.begin(), m.payload.end());
         } else {
@@ -13334,6 +14503,15 @@ class worker final : public process, public call_host {
   }
 
  private:
+  /// Calls of one concurrency group: queued in arrival order, started while fewer than
+  /// `limit` run. groups_[0] is the default group (max_concurrency); named ones follow.
+  struct call_group {
+    std::uint32_t name_hash = 0;  // group_hash of its name; 0: the default group
+    std::uint32_t limit = 1;
+    std::uint32_t running = 0;
+    std::deque<std::vector<std::byte>> calls;
+  };
+
   /// Waits for a reply of the runtime's own (a block, an actor's id), serving the loop but
   /// starting no new task meanwhile: a task started here would nest inside the one waiting,
   /// and each would hold what it was granted while the innermost waits (with blocks: every
@@ -13360,10 +14538,14 @@ class worker final : public process, public call_host {
     run_task(payload);
   }
 
-  /// Runs a call; false if its function is unknown here (an error reply is sent).
-  bool run_task(std::span<const std::byte> payload) {
+  /// Runs a call (of actor call group `group`); false if its function is unknown here (an
+  /// error reply is sent).
+  bool run_task(std::span<const std::byte> payload, std::uint32_t group = 0) {
     task_header h;
     std::memcpy(&h, payload.data(), sizeof h);
+    return run_call(h, payload.subspan(sizeof h), group);
+  }
+  bool run_call(const task_header& h, std::span<const std::byte> args, std::uint32_t group) {
     const registered_function* fn = find_function(h.fn_id);
     if (!fn) {
       const usage_error e(fmt::format(
@@ -13372,8 +14554,12 @@ class worker final : public process, public call_host {
       reply_error(h.task_id, describe_exception(std::make_exception_ptr(e), ""));
       return false;
     }
-    invocation inv{*this,   seg,      h.task_id, payload.subspan(sizeof h),
-                   h.nargs, fn->name, instance_, h.retry_matcher};
+    // A task worker's output is shown under the function it runs; the name is written only
+    // when it changes (names are constants: comparing where they lie is enough).
+    if (!is_actor_ && fn->name.data() != output_named_) [[unlikely]]
+      name_output(fn->name);
+    invocation inv{*this,    seg,       h.task_id,       args,      h.nargs,
+                   fn->name, instance_, h.retry_matcher, threaded_, group};
     const std::uint64_t outer = std::exchange(call_mark, next_id_);
     const std::uint64_t outer_task = std::exchange(this_process().task_id, h.task_id);
     fn->invoke(inv);  // replies with the outcome; never throws
@@ -13389,9 +14575,24 @@ class worker final : public process, public call_host {
     this_process().kind = process_kind::actor;
     this_process().actor_id = h.target;
     this_process().restarts = static_cast<std::uint32_t>(std::max(0, h.max_retries));
-    max_concurrency_ = std::max<std::uint32_t>(1, h.extra);
+    const std::uint32_t max_concurrency =
+        std::max<std::uint32_t>(1, h.extra & max_concurrency_limit);
+    groups_.assign(1, call_group{0, max_concurrency, 0, {}});
+    if (h.extra & has_concurrency_groups) {
+      // The groups are the last argument, after the constructor's.
+      call_reader args(payload.subspan(sizeof h));
+      std::span<const std::byte> last;
+      for (std::uint32_t i = 0; i < h.nargs; ++i) last = args.next_value(seg);
+      for (auto& [name, limit] : decode<std::vector<std::pair<std::string, std::uint32_t>>>(last))
+        groups_.push_back(call_group{group_hash(name), std::max<std::uint32_t>(1, limit), 0, {}});
+      --h.nargs;  // the constructor's
+    }
+    // With groups, a blocking plain method must not hold up the others': all run on threads.
+    threaded_ =
+        (max_concurrency > 1 || groups_.size() > 1) && (h.extra & plain_methods_on_loop) == 0;
+    for (const call_group& g : groups_) thread_limit_ += g.limit;
     use_gpus(h.gpus);  // for life
-    if (!run_task(payload) || !instance_) {
+    if (!run_call(h, payload.subspan(sizeof h), 0) || !instance_) {
       // The constructor threw (its error is the reply): an actor without its object ends.
       std::fflush(nullptr);
       _exit(3);
@@ -13425,18 +14626,20 @@ class worker final : public process, public call_host {
     }
   }
 
-  /// Starts queued actor calls while the concurrency limit allows.
+  /// Starts queued actor calls while their groups' limits allow, each group's in order.
   bool start_calls() {
+    if (!is_actor_ || !instance_ || internal_waits_) return false;
     bool started = false;
-    while (is_actor_ && instance_ && !internal_waits_ && !calls_.empty() &&
-           running_ < max_concurrency_) {
-      std::vector<std::byte> call = std::move(calls_.front());
-      calls_.pop_front();
-      ++running_;
-      me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
-                               std::memory_order_release);
-      run_task(call);
-      started = true;
+    for (std::uint32_t i = 0; i < groups_.size(); ++i) {
+      call_group& g = groups_[i];
+      while (!g.calls.empty() && g.running < g.limit && !internal_waits_ && !exiting_) {
+        std::vector<std::byte> call = std::move(g.calls.front());
+        g.calls.pop_front();
+        ++g.running;
+        if (groups_.size() == 1) count_taken();
+        run_task(call, i);
+        started = true;
+      }
     }
     return started;
   }
@@ -13448,27 +14651,90 @@ class worker final : public process, public call_host {
     return ids;
   }
 
+  /// The ids of what a value holds, refs (published first) then actors, as a result or an
+  /// export lists them after the value; counts them in `h`.
+  std::vector<std::uint64_t> contents_ids(const object_contents& held, result_header& h) {
+    publish_refs(held.refs);
+    std::vector<std::uint64_t> ids = ids_of(held.refs);
+    ids.insert(ids.end(), held.actors.begin(), held.actors.end());
+    h.refs = static_cast<std::uint32_t>(held.refs.size());
+    h.actors = static_cast<std::uint32_t>(held.actors.size());
+    return ids;
+  }
+
   void export_object(object_state& s) {
     if (s.id) return;
     if (s.st.load(std::memory_order_acquire) != object_state::status::ready)
       throw internal_error("coray: a ref to an unfinished object of this process has no id");
-    std::vector<std::uint64_t> ids;
-    if (s.contained) {
-      publish_refs(*s.contained);
-      ids = ids_of(*s.contained);
-    }
-    s.id = next_id_++;
-    awaited_.emplace(s.id, &s);
     const std::size_t len = s.block ? 0 : s.bytes.size();
-    const std::size_t ref_bytes = ids.size() * sizeof(std::uint64_t);
-    result_header h{s.id, s.block ? result_header::value_block : result_header::value_inline,
-                    static_cast<std::uint32_t>(len), s.block ? seg.offset_of(s.block) : 0,
-                    ids.size()};
-    send(msg_kind::export_object, sizeof h + len + ref_bytes, [&](std::byte* out) {
+    result_header h{0,
+                    s.block ? result_header::value_block : result_header::value_inline,
+                    static_cast<std::uint32_t>(len),
+                    s.block ? seg.offset_of(s.block) : 0,
+                    0,
+                    0};
+    const std::vector<std::uint64_t> ids =
+        s.contained ? contents_ids(*s.contained, h) : std::vector<std::uint64_t>{};
+    s.id = h.id = next_id_++;
+    awaited_.emplace(s.id, &s);
+    const std::size_t id_bytes = ids.size() * sizeof(std::uint64_t);
+    send(msg_kind::export_object, sizeof h + len + id_bytes, [&](std::byte* out) {
       std::memcpy(out, &h, sizeof h);
       if (len) std::memcpy(out + sizeof h, s.bytes.data(), len);
-      if (ref_bytes) std::memcpy(out + sizeof h + len, ids.data(), ref_bytes);
+      if (id_bytes) std::memcpy(out + sizeof h + len, ids.data(), id_bytes);
     });
+  }
+
+  /// The group an actor call runs in: the one it names, else the one its method declares
+  /// if the actor has it, else the default one. Null, once an error reply is sent, when it
+  /// names one the actor lacks. With groups, calls start out of their arrival order, so a
+  /// call counts as taken (tasks_started, which tells the driver which calls a death
+  /// interrupted) on arrival: one cut off before it started then fails rather than run twice.
+  call_group* group_of(std::span<const std::byte> payload) {
+    task_header h;
+    std::memcpy(&h, payload.data(), sizeof h);
+    if (groups_.size() == 1 && h.extra == 0) [[likely]]
+      return &groups_[0];
+    if (groups_.size() > 1) count_taken();
+    const std::uint32_t wanted = h.extra != 0 ? h.extra : declared_group(h.fn_id);
+    for (call_group& g : groups_)
+      if (g.name_hash == wanted) return &g;
+    if (h.extra == 0) return &groups_[0];
+    if (groups_.size() == 1) count_taken();
+    const usage_error e("coray: the call names a concurrency group the actor was not spawned with");
+    const registered_function* fn = find_function(h.fn_id);
+    reply_error(h.task_id, describe_exception(std::make_exception_ptr(e), fn ? fn->name : ""));
+    return nullptr;
+  }
+
+  void count_taken() noexcept {
+    me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
+                             std::memory_order_release);
+  }
+
+  bool no_calls_left() const noexcept {
+    for (const call_group& g : groups_)
+      if (!g.calls.empty() || g.running != 0) return false;
+    return true;
+  }
+
+  /// A method thread: hands a finished threaded call to the loop thread, which replies.
+  static void post_finished(void* self, threaded_call* call) noexcept {
+    static_cast<worker*>(self)->post({&reply_finished, call});  // bad_alloc: terminates
+  }
+  static void reply_finished(void* ctx, process& p, bool /*live*/) noexcept {
+    auto& self = static_cast<worker&>(p);
+    std::uint32_t group = 0;
+    {
+      const std::unique_ptr<threaded_call> call(static_cast<threaded_call*>(ctx));
+      group = call->group();
+      try {
+        call->reply(self);
+      } catch (...) {  // no reply could be sent: the process cannot go on honestly
+        std::terminate();
+      }
+    }  // its arguments go here, on the loop thread
+    self.call_finished(group);
   }
 
   void send_u64(msg_kind k, std::uint64_t v) noexcept {
@@ -13516,6 +14782,7 @@ class worker final : public process, public call_host {
   std::uint64_t next_id_ = 0;
   bool stop_ = false;
   bool stopping_ = false;
+  bool exiting_ = false;  // ray::exit_actor: stop once the running call has replied
   std::unordered_map<std::uint64_t, object_state*> awaited_;  // nested results by id
   std::uint64_t lookups_ = 0;
   std::unordered_map<std::uint64_t, actor_info> found_;
@@ -13526,14 +14793,16 @@ class worker final : public process, public call_host {
   std::unordered_map<std::uint64_t, grant> granted_;
   // Actor mode.
   bool is_actor_ = false;
+  const char* output_named_ = nullptr;  // the name last given to name_output
   void* instance_ = nullptr;
   void (*destroy_)(void*) = nullptr;
-  std::uint32_t max_concurrency_ = 1;
-  std::uint32_t running_ = 0;
-  std::uint32_t gpus_ = 0;                 // the GPUs its calls run with now (a mask)
-  bool env_saved_ = false;                 // env_before_ was read
-  std::optional<std::string> env_before_;  // CUDA_VISIBLE_DEVICES as the process started
-  std::deque<std::vector<std::byte>> calls_;
+  std::vector<call_group> groups_{call_group{}};
+  bool threaded_ = false;                    // plain methods run on threads_
+  std::unique_ptr<method_threads> threads_;  // started at the first threaded call
+  std::uint32_t thread_limit_ = 0;           // the groups' limits together
+  std::uint32_t gpus_ = 0;                   // the GPUs its calls run with now (a mask)
+  bool env_saved_ = false;                   // env_before_ was read
+  std::optional<std::string> env_before_;    // CUDA_VISIBLE_DEVICES as the process started
   int internal_waits_ = 0;
   std::vector<std::uint64_t> blocked_marks_;     // blocking waits on the stack, innermost last
   std::deque<std::vector<std::byte>> deferred_;  // tasks that arrived during an internal wait
@@ -13554,9 +14823,16 @@ CORAY_BEGIN_NAMESPACE
 namespace detail {
 
 struct supervisor_command {
-  enum op_t : std::uint32_t { start = 1, kill = 2 };
+  /// `output`: the tail of process `slot`'s output (`slot` holds a pid), answered with an
+  /// output_reply packet followed by its stdout's bytes, then its stderr's.
+  enum op_t : std::uint32_t { start = 1, kill = 2, output = 3 };
   std::uint32_t op;
   std::uint32_t slot;
+};
+struct output_reply {
+  std::int32_t pid;
+  std::uint32_t out_bytes;
+  std::uint32_t err_bytes;
 };
 
 inline constexpr const char* worker_env = "CORAY_WORKER";
@@ -13643,8 +14919,11 @@ template <class Serve>
   sigset_t none;
   sigemptyset(&none);
   take_own_signals(none);
-  // Output appears as it is written, not when a buffer fills: a worker may be killed.
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  // Output appears line by line, not when a buffer fills: a worker may be killed. A buffer
+  // is given: glibc resets a stream's pointers only then, and a forked worker's stdout is the
+  // driver's, already used (without it, its lines would wait for a full buffer).
+  static char line_buffer[BUFSIZ];
+  std::setvbuf(stdout, line_buffer, _IOLBF, sizeof line_buffer);
   char name[16];
   std::snprintf(name, sizeof name, "coray-w%u", slot);
   prctl(PR_SET_NAME, name);
@@ -13684,6 +14963,7 @@ struct supervisor_config {
   start_method_id method;
   std::uint32_t epoch;
   std::vector<std::string> argv;  // for spawn
+  output_options output;
 };
 
 [[noreturn]] inline void supervisor_main(supervisor_config cfg) {
@@ -13696,6 +14976,9 @@ struct supervisor_config {
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
   take_own_signals(chld);
+  // Its stdout may be a pipe whose reader left (`program | head`): a write then fails, and
+  // the runtime goes on. Workers take the default back (take_own_signals, POSIX_SPAWN_SETSIGDEF).
+  signal(SIGPIPE, SIG_IGN);
   close_descriptors_except({cfg.seg->fd(), cfg.command_fd});
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   // Spawned workers inherit the segment as this descriptor. It is close-on-exec here and
@@ -13705,20 +14988,27 @@ struct supervisor_config {
   const int spawn_fd = fcntl(cfg.seg->fd(), F_DUPFD_CLOEXEC, 3);
 
   std::unordered_map<pid_t, std::uint32_t> children;
+  log_monitor monitor(std::move(cfg.output), cfg.hdr);
 
   // A new process for `slot`: its pid, or -errno if it could not be made.
   auto start = [&](std::uint32_t slot) -> pid_t {
     const std::uint32_t how = cfg.hdr->worker(slot).start_as.load(std::memory_order_relaxed);
     const start_method_id method = how ? static_cast<start_method_id>(how - 1) : cfg.method;
+    cfg.hdr->worker(slot).output_name.clear();  // a new process starts unnamed
+    log_monitor::pipes out;
+    log_monitor::make_pipes(out);  // without them, the process writes to the supervisor's
     if (method == start_method_id::fork) {
       pid_t pid = fork();
       if (pid == 0) {
         close(sfd);
         close(cfg.command_fd);
         if (spawn_fd >= 0) close(spawn_fd);
+        monitor.become_child_output(out);
         become_worker(*cfg.seg, slot, cfg.epoch, self);
       }
-      return pid < 0 ? -errno : pid;
+      const int error = errno;
+      monitor.watch(out, pid, slot);
+      return pid < 0 ? -error : pid;
     }
     std::string env_entry = std::string(worker_env) + "=" + std::to_string(spawn_fd) + ":" +
                             std::to_string(slot) + ":" + std::to_string(cfg.epoch) + ":" +
@@ -13737,16 +15027,25 @@ struct supervisor_config {
     sigset_t none;
     sigemptyset(&none);
     posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    sigset_t pipe_default;
+    sigemptyset(&pipe_default);
+    sigaddset(&pipe_default, SIGPIPE);
+    posix_spawnattr_setsigdefault(&attr, &pipe_default);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, cfg.seg->fd(), spawn_fd);
+    if (out.out[1] >= 0) {
+      posix_spawn_file_actions_adddup2(&actions, out.out[1], STDOUT_FILENO);
+      posix_spawn_file_actions_adddup2(&actions, out.err[1], STDERR_FILENO);
+    }
     pid_t pid = -1;
     const int err = spawn_fd < 0 ? EBADF
                                  : posix_spawn(&pid, "/proc/self/exe", &actions, &attr, argv.data(),
                                                envp.data());
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
+    monitor.watch(out, err ? -1 : pid, slot);
     return err ? -err : pid;
   };
 
@@ -13766,13 +15065,19 @@ struct supervisor_config {
       if (it == children.end()) continue;
       std::uint32_t slot = it->second;
       children.erase(it);
-      if (!block) report_death(slot, status);
+      if (block) continue;
+      monitor.drain_process(pid);  // its last lines come before its death is known
+      report_death(slot, status);
     }
   };
 
+  std::vector<pollfd> fds;
   for (;;) {
-    pollfd fds[2] = {{cfg.command_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
-    if (poll(fds, 2, -1) < 0) continue;
+    fds.assign({{cfg.command_fd, POLLIN, 0}, {sfd, POLLIN, 0}});
+    monitor.add_pollfds(fds);
+    const int n = poll(fds.data(), fds.size(), monitor.poll_timeout(log_monitor::clock::now()));
+    if (n < 0) continue;
+    monitor.on_ready(std::span(fds).subspan(2));
     if (fds[1].revents & POLLIN) {
       signalfd_siginfo si;
       while (read(sfd, &si, sizeof si) == sizeof si) {
@@ -13786,6 +15091,7 @@ struct supervisor_config {
         // The driver is shutting down (or gone): end every worker, reap them, leave.
         for (auto& [pid, slot] : children) ::kill(pid, SIGKILL);
         reap(true);
+        monitor.finish();  // every line written before the end is printed before ~runtime returns
         _exit(0);
       }
       if (c.op == supervisor_command::start) {
@@ -13796,6 +15102,16 @@ struct supervisor_config {
         } else {
           report_death(c.slot, start_failure_status(-pid));
         }
+      } else if (c.op == supervisor_command::output) {
+        const int pid = static_cast<int>(c.slot);
+        const log_monitor::tail* t = monitor.tail_of(pid);
+        const std::string_view out = t ? std::string_view(t->out) : std::string_view();
+        const std::string_view err = t ? std::string_view(t->err) : std::string_view();
+        const output_reply head{pid, static_cast<std::uint32_t>(out.size()),
+                                static_cast<std::uint32_t>(err.size())};
+        std::string packet(reinterpret_cast<const char*>(&head), sizeof head);
+        packet.append(out).append(err);
+        ::send(cfg.command_fd, packet.data(), packet.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       } else if (c.op == supervisor_command::kill) {
         for (auto& [pid, slot] : children)
           if (slot == c.slot) ::kill(pid, SIGKILL);
@@ -13810,7 +15126,9 @@ CORAY_END_NAMESPACE
 // #include <coray/errors.hpp>: inlined above
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
@@ -13825,8 +15143,8 @@ struct supervisor_handle {
 /// Forks the supervisor. Call before the runtime makes any thread. Throws ray::runtime_error
 /// saying why if it cannot (the errno's words: a process limit reads differently from memory).
 inline supervisor_handle start_supervisor(segment& seg, shared_header* hdr, start_method_id method,
-                                          std::uint32_t epoch,
-                                          const std::vector<std::string>& argv) {
+                                          std::uint32_t epoch, const std::vector<std::string>& argv,
+                                          output_options output = {}) {
   auto refused = [](const char* what, int error) {
     return ray::runtime_error(fmt::format("coray: cannot start the supervisor process: {}: {}",
                                           what, std::strerror(error)));
@@ -13845,7 +15163,7 @@ inline supervisor_handle start_supervisor(segment& seg, shared_header* hdr, star
   }
   if (pid == 0) {
     ::close(fds[1]);
-    supervisor_main({&seg, hdr, fds[0], method, epoch, argv});
+    supervisor_main({&seg, hdr, fds[0], method, epoch, argv, std::move(output)});
   }
   ::close(fds[0]);
   hdr->supervisor_pid = pid;
@@ -13907,8 +15225,8 @@ class supervisor_link {
   ~supervisor_link() { end(); }
 
   void start(segment& seg, shared_header* hdr, start_method_id method, std::uint32_t epoch,
-             const std::vector<std::string>& argv) {
-    h_ = start_supervisor(seg, hdr, method, epoch, argv);
+             const std::vector<std::string>& argv, output_options output = {}) {
+    h_ = start_supervisor(seg, hdr, method, epoch, argv, std::move(output));
   }
   pid_t pid() const noexcept { return h_.pid; }
   /// False once the supervisor is known gone (or before start).
@@ -13916,6 +15234,33 @@ class supervisor_link {
   /// Sends a command; false if the supervisor is gone.
   bool command(supervisor_command c) noexcept {
     return h_.pid > 0 && ::send(h_.command_fd, &c, sizeof c, MSG_NOSIGNAL) == sizeof c;
+  }
+  /// The tail of what process `pid` wrote to stdout and stderr, as the supervisor keeps it;
+  /// nullopt if the supervisor does not answer within `limit` (gone, or stopped). Blocks.
+  std::optional<std::pair<std::string, std::string>> output_of(
+      int pid, std::chrono::milliseconds limit = std::chrono::seconds(2)) {
+    if (!command({supervisor_command::output, static_cast<std::uint32_t>(pid)})) return {};
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    std::vector<char> buf(sizeof(output_reply) + 2 * log_monitor::tail_bytes);
+    for (;;) {
+      const ssize_t n = ::recv(h_.command_fd, buf.data(), buf.size(), MSG_DONTWAIT);
+      output_reply head{};
+      if (n >= static_cast<ssize_t>(sizeof head)) {
+        std::memcpy(&head, buf.data(), sizeof head);
+        if (head.pid == pid &&
+            static_cast<std::size_t>(n) == sizeof head + head.out_bytes + head.err_bytes) {
+          const char* at = buf.data() + sizeof head;
+          return std::pair{std::string(at, head.out_bytes),
+                           std::string(at + head.out_bytes, head.err_bytes)};
+        }
+        continue;  // an answer to an earlier question that timed out
+      }
+      const auto left =
+          std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) || left.count() <= 0) return {};
+      pollfd p{h_.command_fd, POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(left.count()));
+    }
   }
   /// If the supervisor died (killed from outside), reaps it and returns its wait status.
   bool reap_if_gone(int& wait_status) noexcept {
@@ -13975,9 +15320,14 @@ class shm_transport final : public transport {
   shared_header* header() const noexcept { return hdr_; }
 
   /// Forks the supervisor (before any process is started).
-  void start_supervisor(start_method_id method, std::uint32_t epoch,
-                        std::vector<std::string> argv) {
-    link_.start(seg_, hdr_, method, epoch, argv);
+  void start_supervisor(start_method_id method, std::uint32_t epoch, std::vector<std::string> argv,
+                        output_options output) {
+    link_.start(seg_, hdr_, method, epoch, argv, std::move(output));
+  }
+  /// The tail of process `pid`'s stdout and stderr (the supervisor keeps them); nullopt if
+  /// the supervisor does not answer.
+  std::optional<std::pair<std::string, std::string>> output_of(int pid) {
+    return link_.output_of(pid);
   }
   /// Ends the supervisor and with it every process (teardown).
   void end() noexcept { link_.end(); }
@@ -14191,10 +15541,11 @@ class local_driver final : public driver {
     oc.num_cpus = to_resource_amount(cfg.num_cpus.value_or(cfg.num_workers));
     oc.num_gpus = to_resource_amount(cfg.num_gpus.value_or(0));
     oc.gpu_ids = cfg.gpu_ids;
+    oc.task_history = cfg.task_history;
     for (const auto& [name, x] : cfg.resources) oc.custom_resources[name] = to_resource_amount(x);
     hdr->set_gpu_ids(cfg.gpu_ids);  // workers name their GPUs from these
     orchestrator_.emplace(std::move(oc), seg, *transport_);
-    transport_->start_supervisor(cfg.method, epoch, std::move(cfg.argv));
+    transport_->start_supervisor(cfg.method, epoch, std::move(cfg.argv), std::move(cfg.output));
     orchestrator_->start_workers();
     process::current() = this;
     memory_timer_ = add_timer(clock::now() + memory_return::period, &on_memory_timer, this);
@@ -14255,6 +15606,16 @@ class local_driver final : public driver {
     std::vector<int> pids;
     for (std::uint32_t i = 0, n = num_workers(); i < n; ++i) pids.push_back(transport_->pid(i));
     return pids;
+  }
+  std::vector<state::task_info> list_tasks() const override { return orchestrator_->list_tasks(); }
+  std::vector<state::actor_info> list_actors() const override {
+    return orchestrator_->list_actors();
+  }
+  std::vector<state::worker_info> list_workers() const override {
+    return orchestrator_->list_workers();
+  }
+  std::optional<std::pair<std::string, std::string>> process_output(int pid) override {
+    return transport_->output_of(pid);
   }
   std::uint64_t spawn_actor(actor_spawn_request req) override {
     return orchestrator_->spawn_actor(std::move(req));
@@ -14456,6 +15817,7 @@ CORAY_END_NAMESPACE
 // #include <coray/sync_wait.hpp>: inlined above
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -14506,6 +15868,17 @@ struct runtime_options {
   /// Custom resources by name: `{.resources = {{"disk", 2}}}`. Empty: CORAY_RESOURCES,
   /// written `name=amount,name=amount` (`CORAY_RESOURCES=disk=2,licence=1`).
   std::map<std::string, double> resources = {};
+  /// Each line a worker or actor writes to stdout or stderr reaches this process's stdout or
+  /// stderr prefixed with its process, `(name pid=1234) line` (the function it runs, or the
+  /// actor's class), identical lines from several processes folded as Ray folds them
+  /// (`[repeated 7x across cluster]`). False: not shown (Ray's `log_to_driver`).
+  bool log_to_driver = true;
+  /// When set, each worker's and actor's output is also written, as it came, to
+  /// `worker-<pid>.out` and `worker-<pid>.err` in this directory (made if missing).
+  std::string log_directory = {};
+  /// How many finished tasks and actor calls ray::state::list_tasks keeps, the oldest
+  /// evicted first (Ray keeps a bounded task history likewise). 0 keeps none.
+  std::size_t task_history = 10000;
 };
 
 /// Becomes a worker if this process was spawned as one; returns at once otherwise. The
@@ -14546,6 +15919,9 @@ class runtime {
     cfg.num_cpus = opts.num_cpus;
     cfg.num_gpus = opts.num_gpus;
     cfg.resources = opts.resources;
+    cfg.output = {opts.log_to_driver, opts.log_directory};
+    cfg.task_history = opts.task_history;
+    if (!opts.log_directory.empty()) make_log_directory(opts.log_directory);
     driver_ = detail::make_local_driver(std::move(cfg));
     driver_->open_handoff(driver_->hdr->driver_bell, detail::runtime_gate::phase::calls);
   }
@@ -14615,6 +15991,13 @@ class runtime {
       throw usage_error(fmt::format("coray: CORAY_START_METHOD must be fork or spawn, not {}", v));
     }
     return start_method::fork;
+  }
+  static void make_log_directory(const std::string& dir) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec || !std::filesystem::is_directory(dir, ec))
+      throw usage_error(fmt::format("coray: log_directory {} is not a directory one can make: {}",
+                                    dir, ec ? ec.message() : "a file is in the way"));
   }
   std::unique_ptr<detail::driver> driver_;
   pid_t builder_pid_ = getpid();
@@ -14847,6 +16230,192 @@ inline context get_context(std::string_view method = {}) {
 CORAY_END_NAMESPACE
 // end <coray/process.hpp>
 // #include <coray/processes.hpp>: inlined above
+// begin <coray/progress.hpp>
+/// A progress bar for long waits in terminal programs (what Ray users write with tqdm and
+/// ray.wait): done/total, the rate and the time left, redrawn on one line of stderr when
+/// stderr is a terminal, and nothing at all when it is not (a log file, a pipe, CI).
+///
+///   std::vector<double> losses = ray::get_with_progress(refs, {.description = "training"});
+///   for (int r : ray::with_progress(pool.imap<square>(xs), xs.size())) use(r);
+///
+///   training:  42%|########            | 42/100 [00:03<00:04, 12.31 it/s]
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+// #include <coray/object_store.hpp>: inlined above
+// #include <coray/result_stream.hpp>: inlined above
+#include <cstddef>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+struct progress_options {
+  /// Shown before the bar.
+  std::string description = {};
+  /// Where the bar is drawn; drawn only when it is a terminal.
+  int fd = STDERR_FILENO;
+  /// The bar is redrawn at most this often (and when the count reaches the total).
+  std::chrono::milliseconds redraw = std::chrono::milliseconds(100);
+};
+
+/// Counts work done out of a total and draws it, tqdm's way. One thread; not copyable.
+class progress_bar {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  explicit progress_bar(std::size_t total, progress_options opts = {})
+      : total_(total), opts_(std::move(opts)), shown_(isatty(opts_.fd) == 1) {
+    draw(true);
+  }
+  progress_bar(const progress_bar&) = delete;
+  progress_bar& operator=(const progress_bar&) = delete;
+  /// Draws the last state and ends the line (when shown).
+  ~progress_bar() {
+    if (!shown_) return;
+    draw(true);
+    write_out("\n");
+  }
+
+  /// `n` more are done (never past the total). Draws if the redraw interval has passed.
+  void update(std::size_t n = 1) {
+    done_ = std::min(total_, done_ + n);
+    draw(done_ == total_);
+  }
+  std::size_t done() const noexcept { return done_; }
+  std::size_t total() const noexcept { return total_; }
+  /// Whether the bar is drawn (its descriptor is a terminal).
+  bool shown() const noexcept { return shown_; }
+
+  /// The line as drawn after `elapsed`: description, percentage, bar, count, elapsed and
+  /// estimated time left, rate. Pure: no clock, no output.
+  std::string line(std::chrono::duration<double> elapsed) const {
+    const double secs = std::max(0.0, elapsed.count());
+    const double rate = secs > 0 ? static_cast<double>(done_) / secs : 0.0;
+    const double fraction = total_ ? static_cast<double>(done_) / static_cast<double>(total_) : 1;
+    constexpr std::size_t width = 20;
+    const auto filled = static_cast<std::size_t>(fraction * width);
+    std::string s = opts_.description.empty() ? std::string() : opts_.description + ": ";
+    s += fmt::format("{:3d}%|{}{}| {}/{} [{}<{}, {:.2f} it/s]", static_cast<int>(fraction * 100),
+                     std::string(filled, '#'), std::string(width - filled, ' '), done_, total_,
+                     clock_text(secs),
+                     rate > 0 ? clock_text(static_cast<double>(total_ - done_) / rate) : "?", rate);
+    return s;
+  }
+
+ private:
+  /// "mm:ss", or "h:mm:ss" from an hour.
+  static std::string clock_text(double secs) {
+    const auto s = static_cast<long long>(std::llround(secs));
+    if (s >= 3600) return fmt::format("{}:{:02d}:{:02d}", s / 3600, s / 60 % 60, s % 60);
+    return fmt::format("{:02d}:{:02d}", s / 60, s % 60);
+  }
+  void draw(bool now) {
+    if (!shown_) return;
+    const auto t = clock::now();
+    if (!now && t - drawn_ < opts_.redraw) return;
+    drawn_ = t;
+    write_out("\r" + line(t - start_) + "\x1b[K");
+  }
+  void write_out(const std::string& s) const noexcept {
+    std::string_view left(s);
+    while (!left.empty()) {
+      const ssize_t n = ::write(opts_.fd, left.data(), left.size());
+      if (n <= 0) return;  // a terminal that went away: the bar is not worth an error
+      left.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+
+  std::size_t total_;
+  std::size_t done_ = 0;
+  progress_options opts_;
+  bool shown_;
+  clock::time_point start_ = clock::now();
+  clock::time_point drawn_ = start_;
+};
+
+/// ray::get(refs) with a progress bar that advances as each ref becomes ready (ray::wait
+/// with the redraw interval as its timeout). Returns the values in the order of `refs`, or
+/// throws the first error as ray::get does. Where the bar is not shown, it is ray::get.
+template <class T>
+requires(!std::is_void_v<T>) std::vector<T> get_with_progress(std::vector<object_ref<T>> refs,
+                                                              progress_options opts = {}) {
+  const auto redraw = opts.redraw;
+  {
+    progress_bar bar(refs.size(), std::move(opts));
+    std::vector<object_ref<T>> pending = refs;
+    while (bar.shown() && !pending.empty()) {
+      const wait_options until{.num_returns = pending.size(),
+                               .timeout = std::chrono::nanoseconds(redraw)};
+      wait_result<T> w = ray::wait(std::move(pending), until);
+      bar.update(w.ready.size());
+      pending = std::move(w.pending);
+    }
+  }
+  return ray::get(std::move(refs));
+}
+
+/// Iterates a result stream (pool::imap and the like) with a progress bar of `total`
+/// results: `for (int r : ray::with_progress(pool.imap<f>(xs), xs.size()))`. Loop thread
+/// only, as the stream is.
+template <class R>
+class progress_stream {
+ public:
+  progress_stream(result_stream<R> stream, std::size_t total, progress_options opts = {})
+      : stream_(std::move(stream)), bar_(total, std::move(opts)) {}
+
+  /// The next result (waiting for it), the bar advanced; nullopt after the last.
+  std::optional<R> next() {
+    std::optional<R> r = stream_.next();
+    if (r) bar_.update();
+    return r;
+  }
+  const progress_bar& bar() const noexcept { return bar_; }
+
+  class iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = R;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(progress_stream* s) : s_(s) { ++*this; }
+    R& operator*() { return *current_; }
+    iterator& operator++() {
+      current_ = s_->next();
+      if (!current_) s_ = nullptr;
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(const iterator& o) const noexcept { return s_ == o.s_; }
+
+   private:
+    progress_stream* s_ = nullptr;
+    std::optional<R> current_;
+  };
+  iterator begin() { return iterator(this); }
+  iterator end() { return iterator(); }
+
+ private:
+  result_stream<R> stream_;
+  progress_bar bar_;
+};
+
+template <class R>
+progress_stream<R> with_progress(result_stream<R> stream, std::size_t total,
+                                 progress_options opts = {}) {
+  return progress_stream<R>(std::move(stream), total, std::move(opts));
+}
+
+CORAY_END_NAMESPACE
+// end <coray/progress.hpp>
 // begin <coray/queue.hpp>
 /// ray::queue<T>: a FIFO queue that every process of the runtime can use -- the driver, tasks
 /// and actors -- with Ray's Queue semantics: put() waits while the queue is full, get() while
@@ -15718,6 +17287,132 @@ sleep_awaitable sleep_until(const std::chrono::time_point<Clock, Duration>& dead
 
 CORAY_END_NAMESPACE
 // end <coray/sleep.hpp>
+// begin <coray/state.hpp>
+/// ray::state: what the runtime is doing, as Ray's state API lists it (`ray list tasks`,
+/// `ray list actors`, `ray summary tasks`): the calls live and finished, the actors, the
+/// worker processes. Each listing is a copy made on the driver's loop thread; other threads
+/// of the driver may call these too (they wait for the loop). Driver only.
+///
+///   for (const auto& t : ray::state::list_tasks({.state = ray::state::task_state::running}))
+///     fmt::print("{} {} on pid {}\n", t.id, t.name, t.pid);
+///   auto counts = ray::state::summarize_tasks();   // {"square": {FINISHED: 100, RUNNING: 2}}
+///   std::string recent = ray::state::get_log(pid).err;  // what a worker wrote lately
+
+#include <fmt/format.h>
+
+// #include <coray/detail/runtime/driver.hpp>: inlined above
+// #include <coray/detail/runtime/foreign.hpp>: inlined above
+// #include <coray/detail/runtime/output_name.hpp>: inlined above
+// #include <coray/detail/runtime/state_records.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace state {
+
+struct task_filter {
+  std::optional<task_state> state = std::nullopt;
+  /// The function's name as the registry spells it ("ns::f") or bare ("f"); empty: any.
+  std::string name = {};
+};
+struct actor_filter {
+  std::optional<actor_state> state = std::nullopt;
+  std::string class_name = {};  // empty: any
+  std::string name = {};        // the actor's own name (actor_options::name); empty: any
+};
+struct worker_filter {
+  std::optional<worker_kind> kind = std::nullopt;
+  std::optional<bool> alive = std::nullopt;
+};
+
+namespace detail {
+/// Runs `f(driver&)` on the driver's loop; refuses in a worker, and without a runtime.
+template <class F>
+auto from_driver(const char* what, F&& f) {
+  return ray::detail::on_loop(what, [&](ray::detail::process& p) {
+    ray::detail::driver* d = p.as_driver();
+    if (!d)
+      throw usage_error(
+          fmt::format("{}: the runtime's state is listed by the driver (the process that built the "
+                      "runtime), not from inside a task or an actor",
+                      what));
+    return f(*d);
+  });
+}
+inline bool name_matches(std::string_view full, std::string_view wanted) noexcept {
+  return wanted.empty() || full == wanted || ray::detail::output_short_name(full) == wanted;
+}
+}  // namespace detail
+
+/// Live calls (waiting, queued, running), then the finished and failed ones the runtime
+/// keeps (runtime_options::task_history, oldest first).
+inline std::vector<task_info> list_tasks(const task_filter& filter = {}) {
+  std::vector<task_info> all = detail::from_driver(
+      "ray::state::list_tasks", [](ray::detail::driver& d) { return d.list_tasks(); });
+  std::vector<task_info> out;
+  for (auto& t : all)
+    if ((!filter.state || t.state == *filter.state) && detail::name_matches(t.name, filter.name))
+      out.push_back(std::move(t));
+  return out;
+}
+
+/// The actors, by id: alive, being created or restarted, and dead ones still referenced.
+inline std::vector<actor_info> list_actors(const actor_filter& filter = {}) {
+  std::vector<actor_info> all = detail::from_driver(
+      "ray::state::list_actors", [](ray::detail::driver& d) { return d.list_actors(); });
+  std::vector<actor_info> out;
+  for (auto& a : all)
+    if ((!filter.state || a.state == *filter.state) &&
+        detail::name_matches(a.class_name, filter.class_name) &&
+        (filter.name.empty() || a.name == filter.name))
+      out.push_back(std::move(a));
+  return out;
+}
+
+/// The task workers (in slot order), then the actors' processes.
+inline std::vector<worker_info> list_workers(const worker_filter& filter = {}) {
+  std::vector<worker_info> all = detail::from_driver(
+      "ray::state::list_workers", [](ray::detail::driver& d) { return d.list_workers(); });
+  std::vector<worker_info> out;
+  for (auto& w : all)
+    if ((!filter.kind || w.kind == *filter.kind) && (!filter.alive || w.alive == *filter.alive))
+      out.push_back(w);
+  return out;
+}
+
+/// What a worker or actor process wrote: the last 16 KiB of its stdout and of its stderr,
+/// as it wrote them (no prefix). Ray's get_log.
+struct process_log {
+  std::string out;
+  std::string err;
+};
+
+/// The output of process `pid` (a task worker or an actor of this runtime, running or among
+/// the last 64 that ended), kept in memory by the supervisor whether or not it was shown
+/// (log_to_driver). Empty for a pid the runtime does not know. Throws ray::runtime_error if
+/// the supervisor does not answer within 2 s.
+inline process_log get_log(int pid) {
+  auto got = detail::from_driver("ray::state::get_log",
+                                 [pid](ray::detail::driver& d) { return d.process_output(pid); });
+  if (!got) throw runtime_error("ray::state::get_log: the supervisor process did not answer");
+  return {std::move(got->first), std::move(got->second)};
+}
+
+/// How many calls of each function are in each state (`ray summary tasks`), over what
+/// list_tasks reports.
+inline std::map<std::string, std::map<task_state, std::size_t>> summarize_tasks() {
+  std::map<std::string, std::map<task_state, std::size_t>> out;
+  for (const auto& t : list_tasks()) ++out[t.name][t.state];
+  return out;
+}
+
+}  // namespace state
+CORAY_END_NAMESPACE
+// end <coray/state.hpp>
 // #include <coray/sync_wait.hpp>: inlined above
 // begin <coray/synchronize.hpp>
 /// Synchronisation between the runtime's processes, kept in its shared memory -- Python's

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <coray/coray.hpp>
 #include <numeric>
@@ -57,9 +58,10 @@ int bump_through(ray::actor<counter> c, int by) {
   return ray::get(c.call<&counter::incr>(by));
 }
 
-/// An async method that polls a flag another method sets, sleeping between polls.
+/// An async method that polls a flag another method sets, sleeping between polls. With
+/// max_concurrency > 1 its plain method runs on a thread of its own: the flag is atomic.
 struct flag_waiter {
-  bool flag = false;
+  std::atomic<bool> flag{false};
   ray::async<int> wait_for_flag() {
     int polls = 0;
     while (!flag) {
