@@ -166,13 +166,8 @@ class orchestrator final : public call_lifecycle, public transport_events {
   void kill_actor(std::uint64_t id) {
     actor_entry* found = actors_.find(id);
     if (!found || found->dead || found->killed) return;
-    actor_entry& a = *found;
-    a.killed = true;
-    a.cause = fmt::format("coray: actor {} (pid {}) was killed by ray::kill", a.type_name,
-                          transport_.pid(a.slot));
-    transport_.kill(a.slot);
-    auto e = std::make_exception_ptr(actor_died(a.cause));
-    for (task_record* r : std::exchange(a.queue, {})) fail(*r, e);
+    end_for_good(*found, "was killed by ray::kill");  // names the pid before the kill
+    transport_.kill(found->slot);
   }
 
   /// The actor in `slot` ends of its own accord (ray::exit_actor) after the call it replied
@@ -180,11 +175,15 @@ class orchestrator final : public call_lifecycle, public transport_events {
   void actor_exiting(std::uint32_t slot) {
     actor_entry* a = actors_.find(slot_actor_[slot]);
     if (!a || a->dead || a->killed) return;
-    a->killed = true;
-    a->cause = fmt::format("coray: actor {} (pid {}) exited by ray::exit_actor", a->type_name,
-                           transport_.pid(slot));
-    auto e = std::make_exception_ptr(actor_died(a->cause));
-    for (task_record* r : std::exchange(a->queue, {})) fail(*r, e);
+    end_for_good(*a, "exited by ray::exit_actor");
+  }
+  /// Actor `a` ends and is never restarted (`why` says how, after its name and pid); the
+  /// calls not yet sent to it fail now, the others when its process is gone.
+  void end_for_good(actor_entry& a, std::string_view why) {
+    a.killed = true;
+    a.cause = fmt::format("coray: actor {} (pid {}) {}", a.type_name, transport_.pid(a.slot), why);
+    auto e = std::make_exception_ptr(actor_died(a.cause));
+    for (task_record* r : std::exchange(a.queue, {})) fail(*r, e);
   }
 
   process::actor_info lookup_actor(std::string_view name) const {
@@ -399,10 +398,9 @@ class orchestrator final : public call_lifecycle, public transport_events {
       return;
     }
     if (!r.result->settled()) {
-      if ((h.refs || h.actors) && h.status == result_header::value_inline) [[unlikely]]
-        hold_contained(slot, *r.result, payload.subspan(sizeof h + h.len), h);
-      else if ((h.refs || h.actors) && h.status == result_header::value_block) [[unlikely]]
-        hold_contained(slot, *r.result, payload.subspan(sizeof h), h);
+      if ((h.refs || h.actors) && (h.status == result_header::value_inline ||
+                                   h.status == result_header::value_block)) [[unlikely]]
+        hold_contained(slot, *r.result, ids_after_value(payload, h), h);
       if (r.attempt > 1)
         settle_from_result(*r.result, h, body, seg_, r.attempts_note());
       else
@@ -554,7 +552,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
             internal_error("coray: an exported object named a block its sender does not hold")));
       } else {
         seg_.add_ref(b);  // the driver's copy holds a reference of its own
-        hold_contained(slot, *s, payload.subspan(sizeof h), h);
+        hold_contained(slot, *s, ids_after_value(payload, h), h);
         if (!s->settled()) {
           s->set_block(b);
           spiller_.adopted(*s);
@@ -564,7 +562,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
       }
     } else {
       if (payload.size() < sizeof h + h.len) return;
-      hold_contained(slot, *s, payload.subspan(sizeof h + h.len), h);
+      hold_contained(slot, *s, ids_after_value(payload, h), h);
       if (!s->settled()) s->set_inline(payload.subspan(sizeof h, h.len));
     }
     directory_.publish(*s, h.id);

@@ -35,6 +35,14 @@ inline void settle_from_result(object_state& s, const result_header& h,
   }
 }
 
+/// Where a worker's result or export lists the ids of the refs and actor handles inside its
+/// value (result_header::refs, ::actors): after the header and the inline value, if any.
+inline std::span<const std::byte> ids_after_value(std::span<const std::byte> payload,
+                                                  const result_header& h) {
+  const std::size_t at = sizeof h + (h.status == result_header::value_inline ? h.len : 0);
+  return at <= payload.size() ? payload.subspan(at) : std::span<const std::byte>{};
+}
+
 /// The what() of an outcome's exception, for messages that quote it.
 inline std::string exception_what(const std::exception_ptr& e) {
   try {

@@ -350,8 +350,7 @@ class worker final : public process, public call_host {
   }
 
   void start_task(std::span<const std::byte> payload) {
-    me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
-                             std::memory_order_release);
+    count_taken();
     std::uint32_t gpus;
     std::memcpy(&gpus, payload.data() + offsetof(task_header, gpus), sizeof gpus);
     if (gpus != gpus_) [[unlikely]]
@@ -528,6 +527,8 @@ class worker final : public process, public call_host {
     return nullptr;
   }
 
+  /// One more call taken (tasks_started): the driver sends again, after a death, only the
+  /// calls beyond it.
   void count_taken() noexcept {
     me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
                              std::memory_order_release);
