@@ -12835,6 +12835,14 @@ inline void settle_from_result(object_state& s, const result_header& h,
   }
 }
 
+/// Where a worker's result or export lists the ids of the refs and actor handles inside its
+/// value (result_header::refs, ::actors): after the header and the inline value, if any.
+inline std::span<const std::byte> ids_after_value(std::span<const std::byte> payload,
+                                                  const result_header& h) {
+  const std::size_t at = sizeof h + (h.status == result_header::value_inline ? h.len : 0);
+  return at <= payload.size() ? payload.subspan(at) : std::span<const std::byte>{};
+}
+
 /// The what() of an outcome's exception, for messages that quote it.
 inline std::string exception_what(const std::exception_ptr& e) {
   try {
@@ -13576,13 +13584,8 @@ class orchestrator final : public call_lifecycle, public transport_events {
   void kill_actor(std::uint64_t id) {
     actor_entry* found = actors_.find(id);
     if (!found || found->dead || found->killed) return;
-    actor_entry& a = *found;
-    a.killed = true;
-    a.cause = fmt::format("coray: actor {} (pid {}) was killed by ray::kill", a.type_name,
-                          transport_.pid(a.slot));
-    transport_.kill(a.slot);
-    auto e = std::make_exception_ptr(actor_died(a.cause));
-    for (task_record* r : std::exchange(a.queue, {})) fail(*r, e);
+    end_for_good(*found, "was killed by ray::kill");  // names the pid before the kill
+    transport_.kill(found->slot);
   }
 
   /// The actor in `slot` ends of its own accord (ray::exit_actor) after the call it replied
@@ -13590,11 +13593,15 @@ class orchestrator final : public call_lifecycle, public transport_events {
   void actor_exiting(std::uint32_t slot) {
     actor_entry* a = actors_.find(slot_actor_[slot]);
     if (!a || a->dead || a->killed) return;
-    a->killed = true;
-    a->cause = fmt::format("coray: actor {} (pid {}) exited by ray::exit_actor", a->type_name,
-                           transport_.pid(slot));
-    auto e = std::make_exception_ptr(actor_died(a->cause));
-    for (task_record* r : std::exchange(a->queue, {})) fail(*r, e);
+    end_for_good(*a, "exited by ray::exit_actor");
+  }
+  /// Actor `a` ends and is never restarted (`why` says how, after its name and pid); the
+  /// calls not yet sent to it fail now, the others when its process is gone.
+  void end_for_good(actor_entry& a, std::string_view why) {
+    a.killed = true;
+    a.cause = fmt::format("coray: actor {} (pid {}) {}", a.type_name, transport_.pid(a.slot), why);
+    auto e = std::make_exception_ptr(actor_died(a.cause));
+    for (task_record* r : std::exchange(a.queue, {})) fail(*r, e);
   }
 
   process::actor_info lookup_actor(std::string_view name) const {
@@ -13809,10 +13816,9 @@ class orchestrator final : public call_lifecycle, public transport_events {
       return;
     }
     if (!r.result->settled()) {
-      if ((h.refs || h.actors) && h.status == result_header::value_inline) [[unlikely]]
-        hold_contained(slot, *r.result, payload.subspan(sizeof h + h.len), h);
-      else if ((h.refs || h.actors) && h.status == result_header::value_block) [[unlikely]]
-        hold_contained(slot, *r.result, payload.subspan(sizeof h), h);
+      if ((h.refs || h.actors) && (h.status == result_header::value_inline ||
+                                   h.status == result_header::value_block)) [[unlikely]]
+        hold_contained(slot, *r.result, ids_after_value(payload, h), h);
       if (r.attempt > 1)
         settle_from_result(*r.result, h, body, seg_, r.attempts_note());
       else
@@ -13964,7 +13970,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
             internal_error("coray: an exported object named a block its sender does not hold")));
       } else {
         seg_.add_ref(b);  // the driver's copy holds a reference of its own
-        hold_contained(slot, *s, payload.subspan(sizeof h), h);
+        hold_contained(slot, *s, ids_after_value(payload, h), h);
         if (!s->settled()) {
           s->set_block(b);
           spiller_.adopted(*s);
@@ -13974,7 +13980,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
       }
     } else {
       if (payload.size() < sizeof h + h.len) return;
-      hold_contained(slot, *s, payload.subspan(sizeof h + h.len), h);
+      hold_contained(slot, *s, ids_after_value(payload, h), h);
       if (!s->settled()) s->set_inline(payload.subspan(sizeof h, h.len));
     }
     directory_.publish(*s, h.id);
@@ -14529,8 +14535,7 @@ class worker final : public process, public call_host {
   }
 
   void start_task(std::span<const std::byte> payload) {
-    me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
-                             std::memory_order_release);
+    count_taken();
     std::uint32_t gpus;
     std::memcpy(&gpus, payload.data() + offsetof(task_header, gpus), sizeof gpus);
     if (gpus != gpus_) [[unlikely]]
@@ -14707,6 +14712,8 @@ class worker final : public process, public call_host {
     return nullptr;
   }
 
+  /// One more call taken (tasks_started): the driver sends again, after a death, only the
+  /// calls beyond it.
   void count_taken() noexcept {
     me_->tasks_started.store(me_->tasks_started.load(std::memory_order_relaxed) + 1,
                              std::memory_order_release);
