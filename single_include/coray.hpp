@@ -432,6 +432,43 @@ consteval std::size_t min_encoded_size() {
 template <class T>
 inline constexpr std::size_t min_encoded_size_v = min_encoded_size<T>();
 
+template <class T>
+consteval bool has_serialize_part();
+template <class... Ts>
+consteval bool any_serialize_part() {
+  return (has_serialize_part<std::remove_cvref_t<Ts>>() || ...);
+}
+/// Whether some part of a T is a type with its own serialize(): only such a part (an
+/// object_ref, an actor handle, a shared block, a user's type) can hold a ref or a handle,
+/// so a value of a T without one is sized and written without collecting them.
+template <class Q>
+consteval bool has_serialize_part() {
+  using T = std::remove_cv_t<Q>;
+  constexpr codec_kind k = kind_of<T>();
+  if constexpr (k == codec_kind::serialize_member) {
+    return true;
+  } else if constexpr (k == codec_kind::vector || k == codec_kind::span || k == codec_kind::array ||
+                       k == codec_kind::optional || k == codec_kind::set ||
+                       k == codec_kind::multiset || k == codec_kind::sequence) {
+    return any_serialize_part<typename T::value_type>();
+  } else if constexpr (k == codec_kind::map || k == codec_kind::multimap) {
+    return any_serialize_part<typename T::key_type, typename T::mapped_type>();
+  } else if constexpr (k == codec_kind::pair) {
+    return any_serialize_part<typename T::first_type, typename T::second_type>();
+  } else if constexpr (k == codec_kind::tuple || k == codec_kind::variant) {
+    return []<template <class...> class L, class... Ts>(std::type_identity<L<Ts...>>) {
+      return any_serialize_part<Ts...>();
+    }(std::type_identity<T>{});
+  } else if constexpr (k == codec_kind::aggregate) {
+    return !all_fields_of<T>(
+        []<class F>(std::type_identity<F>) { return !has_serialize_part<F>(); });
+  } else {
+    return false;
+  }
+}
+template <class T>
+inline constexpr bool has_serialize_part_v = has_serialize_part<std::remove_cvref_t<T>>();
+
 inline constexpr std::size_t not_fixed = static_cast<std::size_t>(-1);
 
 template <class... S>
@@ -1713,6 +1750,9 @@ namespace detail {
 struct object_state;
 class state_ptr;
 struct object_contents;
+/// What a call or an object holds besides bytes (object_contents), or null: most values hold
+/// nothing, and a null pointer costs them one word.
+using held_contents = std::unique_ptr<object_contents>;
 
 /// Something to notify when an object settles. `fn(ctx, state)` runs on the loop thread.
 struct waiter {
@@ -1784,7 +1824,7 @@ struct object_state : recycled<object_state, 4096> {
   std::uint64_t spill_size = 0;
   /// The objects and actors whose refs and handles are inside this one's value, kept alive
   /// as long as it is; null for most values.
-  std::unique_ptr<object_contents> contained;
+  held_contents contained;
 
   bool settled() const noexcept { return st.load(std::memory_order_acquire) != status::pending; }
   bool spilled() const noexcept { return spill_offset >= 0; }
@@ -1876,6 +1916,16 @@ struct object_contents {
   std::vector<std::uint64_t> actors;
   bool empty() const noexcept { return refs.empty() && actors.empty(); }
 };
+inline object_contents& contents_of(held_contents& c) {
+  if (!c) c = std::make_unique<object_contents>();
+  return *c;
+}
+inline std::span<const std::uint64_t> held_actors(const held_contents& c) noexcept {
+  return c ? std::span<const std::uint64_t>(c->actors) : std::span<const std::uint64_t>();
+}
+inline std::span<const state_ptr> held_refs(const held_contents& c) noexcept {
+  return c ? std::span<const state_ptr>(c->refs) : std::span<const state_ptr>();
+}
 
 /// Where actor handles met while sizing a value are collected (see actor<T>::serialize), and
 /// shared blocks while writing call arguments (collect_pinned_block, tagged).
@@ -2326,6 +2376,7 @@ enum class msg_kind : std::uint32_t {
   actor_found = 5,  // u64 request, u64 actor id, u64 type id (0: no such actor)
   block_granted =
       6,  // u64 request, u64 block offset (0: store full), u64 requested, free, capacity
+  actor_spawned = 7,  // u64 request, u64 actor id; 0: refused, the wire_error follows
   // worker -> driver
   task_done = 16,      // result_header
   submit = 17,         // task_header, arg entries (a nested call)
@@ -2339,6 +2390,8 @@ enum class msg_kind : std::uint32_t {
   ref_hold = 25,       // u64 id: a ref read from a value; the driver sends its object_ready
   export_object = 26,  // result_header: an object of this process that a ref in a value names
   actor_exit = 27,     // this actor ends after the call it just replied to (ray::exit_actor)
+  actor_spawn = 28,    // u64 request, u64 n, n bytes of encoded fields, padding to 16, the
+                       // constructor's call as in submit (ray::spawn in a worker)
 };
 inline constexpr std::uint32_t in_block_flag = 0x80000000u;
 
@@ -3093,6 +3146,7 @@ CORAY_END_NAMESPACE
 #include <cstring>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -3116,7 +3170,8 @@ struct task_header {
   std::uint32_t gpus;
   std::uint64_t retry_matcher;  // which exceptions are retried: 0 none, 1 all, else a matcher id
   std::uint32_t refs;           // submit: ids of the refs inside the arguments, after the actor ids
-  std::uint32_t reserved;
+  std::uint32_t
+      returns;  // submit: results the caller awaits by the ids after task_id (ray::returns)
 };
 static_assert(sizeof(task_header) == 56);
 
@@ -3228,10 +3283,12 @@ struct task_spec {
   std::uint64_t target_actor = 0;     // the actor to call; 0 for any task worker
   int max_retries = 0;                // re-runs after a crash or a retryable exception
   std::uint64_t retry_matcher = 0;    // 0: exceptions are final; 1: all retried; else a matcher
-  std::vector<std::uint64_t> actors;  // actor handles among the arguments: kept alive in transit
-  std::vector<state_ptr> refs;        // refs inside the arguments: kept alive until it ends
+  held_contents held;  // refs and actor handles inside the arguments: kept alive until it ends
   std::shared_ptr<const resource_request> resources;  // a task's requirement; null: {CPU: 1}
   std::uint32_t group = 0;  // an actor call's concurrency group (group_hash); 0: its method's
+  /// A call of a function returning ray::returns: the caller's refs, one per result, which
+  /// take their values when the call's own result (a ref to each) settles; null otherwise.
+  std::unique_ptr<std::vector<state_ptr>> returns;
 
   /// Appends an inline argument of `size` bytes written by `fill`.
   template <class Fill>
@@ -3269,6 +3326,25 @@ struct task_spec {
     std::memcpy(args.data() + at, &e, sizeof e);
     ++nargs;
   }
+};
+
+/// What ray::spawn asks besides the constructor's call; a worker's spawn sends it encoded.
+struct actor_spawn_fields {
+  std::uint64_t type_id = 0;
+  std::string type_name;
+  std::string name;
+  std::uint32_t max_concurrency = 1;  // | plain_methods_on_loop
+  int max_restarts = 0;
+  int max_task_retries = 0;
+  /// How its process is started: 0 by the runtime's start method, else 1 + a start_method_id
+  /// (a ray::process of a context that chose one).
+  std::uint32_t start_as = 0;
+};
+/// What ray::spawn asks of the driver.
+struct actor_spawn_request : actor_spawn_fields {
+  task_spec constructor;  // fn_id: the constructor invoker; args: the constructor's
+  /// What it holds for life; null: nothing (it needs 1 CPU to be placed, as Ray's actors).
+  std::shared_ptr<const resource_request> resources;
 };
 
 /// The encoded size of the vector a dependency list stands for: count, padding, elements.
@@ -3417,7 +3493,7 @@ class call_message_writer {
 };
 
 /// A worker's submission read back into the driver's form: the call, with dependencies by id
-/// turned into indices into spec.deps and the refs inside its arguments into spec.refs
+/// turned into indices into spec.deps and the refs inside its arguments into spec.held
 /// (`resolve(id)` and `resolve_ref(id)` give the state, or null for an id the sender does not
 /// hold; the second also makes a ref's id known to the driver's directory), blocks
 /// collected with `take_block(offset, owned)`, and `known` false when it names an object or
@@ -3445,23 +3521,26 @@ submission read_submission(std::span<const std::byte> payload, HoldsBlock&& hold
   if (payload.size() < sizeof h + actor_bytes + ref_bytes)
     throw codec_error("coray: malformed submission");
   const std::byte* tail = payload.data() + payload.size() - actor_bytes - ref_bytes;
-  spec.actors.resize(h.extra);
-  if (actor_bytes) std::memcpy(spec.actors.data(), tail, actor_bytes);
-  for (std::uint32_t k = 0; k < h.refs; ++k) {
-    std::uint64_t id;
-    std::memcpy(&id, tail + actor_bytes + k * sizeof id, sizeof id);
-    state_ptr s = resolve_ref(id);
-    if (!s) {
-      out.known = false;
-      continue;
+  if (h.extra || h.refs) [[unlikely]] {
+    object_contents& held = contents_of(spec.held);
+    held.actors.resize(h.extra);
+    if (actor_bytes) std::memcpy(held.actors.data(), tail, actor_bytes);
+    for (std::uint32_t k = 0; k < h.refs; ++k) {
+      std::uint64_t id;
+      std::memcpy(&id, tail + actor_bytes + k * sizeof id, sizeof id);
+      state_ptr s = resolve_ref(id);
+      if (!s) {
+        out.known = false;
+        continue;
+      }
+      held.refs.push_back(std::move(s));
     }
-    spec.refs.push_back(std::move(s));
+    for (std::uint64_t& a : held.actors)
+      if ((a & pinned_block_tag) && !holds_block(a & ~pinned_block_tag)) {
+        a = 0;  // a block its sender does not hold: the call is refused
+        out.known = false;
+      }
   }
-  for (std::uint64_t& a : spec.actors)
-    if ((a & pinned_block_tag) && !holds_block(a & ~pinned_block_tag)) {
-      a = 0;  // a block its sender does not hold: the call is refused
-      out.known = false;
-    }
   auto dep = [&](std::uint64_t id) {
     state_ptr s = resolve(id);
     if (!s) {
@@ -4081,6 +4160,10 @@ class process {
   };
   /// The live actor registered under `name`.
   virtual actor_info lookup_actor(std::string_view name) = 0;
+  /// Creates an actor: a process of its own whose first message builds the object. Returns
+  /// its id (the driver's at once, a worker's once the driver has it); calls queue behind the
+  /// construction.
+  virtual std::uint64_t spawn_actor(actor_spawn_request req) = 0;
 
   /// ray::cancel of the call `id` (driver only).
   virtual void cancel_call(std::uint64_t /*id*/, bool /*force*/) {}
@@ -4797,6 +4880,51 @@ inline constexpr bool is_object_ref_v = is_object_ref<std::remove_cvref_t<T>>::v
 
 CORAY_END_NAMESPACE
 // end <coray/object_ref.hpp>
+// begin <coray/returns.hpp>
+/// ray::returns<Ts...>: a task or actor method with several results, as Ray's `num_returns`.
+/// A function returning `ray::returns<A, B>` gives its caller one ref per result, each
+/// ready, got, passed on and freed on its own:
+///
+///   ray::returns<int, std::string> split(int x) { return {x / 2, std::to_string(x)}; }
+///   auto [half, text] = ray::task<split>.remote(42);   // object_ref<int>, object_ref<string>
+///   int h = ray::get(half);
+///
+/// In the process that runs the function each result is stored as an object of its own; the
+/// call's refs become ready together, when it ends, and all fail with its error if it fails.
+
+// #include <coray/version.hpp>: inlined above
+#include <cstddef>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+
+template <class... Ts>
+struct returns {
+  static_assert(sizeof...(Ts) >= 1, "ray::returns<Ts...>: name at least one result type");
+  static_assert((!std::is_reference_v<Ts> && ...),
+                "ray::returns<Ts...>: results are values, not references");
+  std::tuple<Ts...> values;
+
+  returns() = default;
+  template <class... A>
+  requires(sizeof...(A) == sizeof...(Ts) && (std::is_constructible_v<Ts, A&&> && ...))
+      returns(A&&... a)
+      : values(std::forward<A>(a)...) {}  // NOLINT: as a tuple's, implicit
+
+  static constexpr std::size_t size = sizeof...(Ts);
+};
+
+namespace detail {
+template <class T>
+inline constexpr bool is_returns_v = false;
+template <class... Ts>
+inline constexpr bool is_returns_v<returns<Ts...>> = true;
+}  // namespace detail
+
+CORAY_END_NAMESPACE
+// end <coray/returns.hpp>
 #include <cstddef>
 #include <tuple>
 #include <type_traits>
@@ -4863,8 +4991,30 @@ template <class X>
 struct call_result<async<X>> {
   using type = X;
 };
+/// ray::returns<Ts...>: the process running the call stores each result as an object of its
+/// own and replies with a ref to each; the caller gets those refs (make_call.hpp).
+template <class... Ts>
+struct call_result<returns<Ts...>> {
+  using type = std::tuple<object_ref<Ts>...>;
+};
+template <class... Ts>
+struct call_result<async<returns<Ts...>>> {
+  using type = std::tuple<object_ref<Ts>...>;
+};
 template <class R>
 using call_result_t = typename call_result<R>::type;
+
+template <class R>
+inline constexpr bool returns_several_v = false;
+template <class... Ts>
+inline constexpr bool returns_several_v<returns<Ts...>> = true;
+template <class... Ts>
+inline constexpr bool returns_several_v<async<returns<Ts...>>> = true;
+/// What the caller of a function returning R gets: a ref to its result, or for ray::returns
+/// one ref per result.
+template <class R>
+using call_refs_t =
+    std::conditional_t<returns_several_v<R>, call_result_t<R>, object_ref<call_result_t<R>>>;
 
 template <class T>
 struct is_actor : std::false_type {};
@@ -4926,6 +5076,102 @@ constexpr bool parameters_storable() {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/signature.hpp>
+// begin <coray/detail/runtime/stored_value.hpp>
+/// How a value goes into an object and comes out: put_type_t (the type a value is stored
+/// as), store_value (encoded inline or into a store block) and read_value (decoded, or the
+/// object's error rethrown).
+
+// #include <coray/codec.hpp>: inlined above
+// #include <coray/detail/codec/codec_traits.hpp>: inlined above
+// #include <coray/detail/runtime/object_state.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+#include <cstddef>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// The type a value is stored as: a span is stored as a vector, a string literal as a string.
+template <class T>
+using put_type_t = std::conditional_t<std::is_same_v<std::decay_t<T>, const char*> ||
+                                          std::is_same_v<std::decay_t<T>, char*>,
+                                      std::string, storage_type_t<std::decay_t<T>>>;
+
+/// Room for a value of `size` encoded bytes in `s`, which stays pending: inline bytes below
+/// the threshold, else a new block in the store (pending, so never spilled while written).
+/// From any thread that may use `p`: the loop allocates the block.
+inline std::span<std::byte> reserve_value(process& p, object_state& s, std::size_t size) {
+  if (size > p.inline_threshold()) {
+    auto adopt = [&s, size](process& lp) {
+      s.block = lp.new_block(size);
+      lp.block_adopted(s);
+    };
+    if (p.is_loop_thread())
+      adopt(p);
+    else
+      p.call_on_loop(adopt);
+    return {s.block->data(), size};
+  }
+  s.bytes.resize(size);
+  return {s.bytes.data(), size};
+}
+
+/// The encoded size of `v`; the refs and actor handles inside it go to `held`, for what
+/// will hold the value to keep, and the refs are published.
+template <class V>
+std::size_t size_with_refs(process& p, const V& v, object_contents& held) {
+  std::size_t size;
+  {
+    const collecting_refs collect(held);
+    size = encoded_size(v);
+  }
+  if (!held.refs.empty()) [[unlikely]] {
+    if (p.is_loop_thread())
+      p.publish_refs(held.refs);
+    else
+      p.call_on_loop([&held](process& lp) { lp.publish_refs(held.refs); });
+  }
+  return size;
+}
+
+/// Encodes `v` into `s`: inline below the threshold, else into a new block in the store.
+/// The objects and actors whose refs and handles it holds live as long as `s`.
+template <class V>
+void store_value(process& p, object_state& s, const V& v) {
+  if constexpr (!has_serialize_part_v<V>) {
+    const std::size_t size = encoded_size(v);  // holds no ref or handle
+    encode_to(reserve_value(p, s, size), v);
+  } else {
+    object_contents held;
+    encode_to(reserve_value(p, s, size_with_refs(p, v, held)), v);
+    if (!held.empty()) [[unlikely]] {
+      if (!held.actors.empty()) {
+        auto hold = [&held](process& lp) {
+          for (std::uint64_t a : held.actors) lp.actor_handle(a, +1);
+        };
+        if (p.is_loop_thread())
+          hold(p);
+        else
+          p.call_on_loop(hold);
+      }
+      s.contained = std::make_unique<object_contents>(std::move(held));
+    }
+  }
+  s.st.store(object_state::status::ready, std::memory_order_release);
+}
+
+template <class T>
+T read_value(const object_state& s) {
+  s.rethrow_if_failed();
+  if constexpr (!std::is_void_v<T>) return decode<T>(s.value_bytes());
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/stored_value.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -4986,17 +5232,39 @@ auto decode_arguments(argument_reader& r, std::index_sequence<I...>) {
       argument<std::tuple_element_t<I, Params>>(r.next())...};
 }
 
+/// A ref to `v` stored as an object of this process (exported to the driver with the reply
+/// that holds the ref).
+template <class T>
+object_ref<T> store_here(const T& v) {
+  process& p = process::require();
+  auto s = make_state(p);
+  store_value(p, *s, v);
+  return object_ref<T>(std::move(s));
+}
+
 template <class V>
 void reply(call_host& w, std::uint64_t id, const V& v) {
-  object_contents held;  // refs and actor handles inside the value: the result keeps them
-  std::size_t size;
-  {
-    const collecting_refs collect(held);
-    size = encoded_size(v);
+  if constexpr (is_returns_v<V>) {
+    // ray::returns: each result an object of its own, and the reply a ref to each.
+    reply(w, id,
+          std::apply([](const auto&... x) { return std::tuple(store_here(x)...); }, v.values));
+  } else {
+    auto send = [&](std::size_t size, const object_contents* held) {
+      w.reply_value(
+          id, size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); }, held);
+    };
+    if constexpr (has_serialize_part_v<V>) {
+      object_contents held;  // refs and actor handles inside the value: the result keeps them
+      std::size_t size;
+      {
+        const collecting_refs collect(held);
+        size = encoded_size(v);
+      }
+      send(size, held.empty() ? nullptr : &held);
+    } else {
+      send(encoded_size(v), nullptr);  // holds no ref or handle
+    }
   }
-  w.reply_value(
-      id, size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); },
-      held.empty() ? nullptr : &held);
 }
 
 /// Runs calls of F (a free function, or a member function of an actor) in this process:
@@ -5113,97 +5381,7 @@ CORAY_END_NAMESPACE
 // end <coray/detail/runtime/invoker.hpp>
 // #include <coray/detail/runtime/registry.hpp>: inlined above
 // #include <coray/detail/runtime/signature.hpp>: inlined above
-// begin <coray/detail/runtime/stored_value.hpp>
-/// How a value goes into an object and comes out: put_type_t (the type a value is stored
-/// as), store_value (encoded inline or into a store block) and read_value (decoded, or the
-/// object's error rethrown).
-
-// #include <coray/codec.hpp>: inlined above
-// #include <coray/detail/codec/codec_traits.hpp>: inlined above
-// #include <coray/detail/runtime/object_state.hpp>: inlined above
-// #include <coray/detail/runtime/process.hpp>: inlined above
-#include <cstddef>
-#include <span>
-#include <string>
-#include <type_traits>
-#include <vector>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-/// The type a value is stored as: a span is stored as a vector, a string literal as a string.
-template <class T>
-using put_type_t = std::conditional_t<std::is_same_v<std::decay_t<T>, const char*> ||
-                                          std::is_same_v<std::decay_t<T>, char*>,
-                                      std::string, storage_type_t<std::decay_t<T>>>;
-
-/// Room for a value of `size` encoded bytes in `s`, which stays pending: inline bytes below
-/// the threshold, else a new block in the store (pending, so never spilled while written).
-/// From any thread that may use `p`: the loop allocates the block.
-inline std::span<std::byte> reserve_value(process& p, object_state& s, std::size_t size) {
-  if (size > p.inline_threshold()) {
-    auto adopt = [&s, size](process& lp) {
-      s.block = lp.new_block(size);
-      lp.block_adopted(s);
-    };
-    if (p.is_loop_thread())
-      adopt(p);
-    else
-      p.call_on_loop(adopt);
-    return {s.block->data(), size};
-  }
-  s.bytes.resize(size);
-  return {s.bytes.data(), size};
-}
-
-/// The encoded size of `v`; the refs and actor handles inside it go to `held`, for what
-/// will hold the value to keep, and the refs are published.
-template <class V>
-std::size_t size_with_refs(process& p, const V& v, object_contents& held) {
-  std::size_t size;
-  {
-    const collecting_refs collect(held);
-    size = encoded_size(v);
-  }
-  if (!held.refs.empty()) [[unlikely]] {
-    if (p.is_loop_thread())
-      p.publish_refs(held.refs);
-    else
-      p.call_on_loop([&held](process& lp) { lp.publish_refs(held.refs); });
-  }
-  return size;
-}
-
-/// Encodes `v` into `s`: inline below the threshold, else into a new block in the store.
-/// The objects and actors whose refs and handles it holds live as long as `s`.
-template <class V>
-void store_value(process& p, object_state& s, const V& v) {
-  object_contents held;
-  encode_to(reserve_value(p, s, size_with_refs(p, v, held)), v);
-  if (!held.empty()) [[unlikely]] {
-    if (!held.actors.empty()) {
-      auto hold = [&held](process& lp) {
-        for (std::uint64_t a : held.actors) lp.actor_handle(a, +1);
-      };
-      if (p.is_loop_thread())
-        hold(p);
-      else
-        p.call_on_loop(hold);
-    }
-    s.contained = std::make_unique<object_contents>(std::move(held));
-  }
-  s.st.store(object_state::status::ready, std::memory_order_release);
-}
-
-template <class T>
-T read_value(const object_state& s) {
-  s.rethrow_if_failed();
-  if constexpr (!std::is_void_v<T>) return decode<T>(s.value_bytes());
-}
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/stored_value.hpp>
+// #include <coray/detail/runtime/stored_value.hpp>: inlined above
 // #include <coray/object_ref.hpp>: inlined above
 #include <cstddef>
 #include <cstdint>
@@ -5808,22 +5986,6 @@ CORAY_END_NAMESPACE
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
-/// What ray::spawn asks of the driver.
-struct actor_spawn_request {
-  task_spec constructor;  // fn_id: the constructor invoker; args: the constructor's
-  std::uint64_t type_id = 0;
-  std::string type_name;
-  std::string name;
-  std::uint32_t max_concurrency = 1;  // | plain_methods_on_loop (call_message.hpp)
-  int max_restarts = 0;
-  int max_task_retries = 0;
-  /// How its process is started: 0 by the runtime's start method, else 1 + a start_method_id
-  /// (a ray::process of a context that chose one).
-  std::uint32_t start_as = 0;
-  /// What it holds for life; null: nothing (it needs 1 CPU to be placed, as Ray's actors).
-  std::shared_ptr<const resource_request> resources;
-};
-
 /// How the supervisor starts worker processes (ray::start_method, as the driver passes it on).
 enum class start_method_id : std::uint32_t { fork = 0, spawn = 1 };
 
@@ -5859,9 +6021,6 @@ class driver : public process {
   virtual std::vector<state::worker_info> list_workers() const = 0;
   /// The tail of process `pid`'s stdout and stderr; nullopt if the supervisor did not answer.
   virtual std::optional<std::pair<std::string, std::string>> process_output(int pid) = 0;
-  /// Creates an actor: a process of its own whose first message builds the object. Returns
-  /// its id at once; calls queue behind the construction.
-  virtual std::uint64_t spawn_actor(actor_spawn_request req) = 0;
   /// The pid of an actor's process (0 while it starts or after it ended).
   virtual int actor_pid(std::uint64_t id) const = 0;
 
@@ -5929,6 +6088,7 @@ CORAY_END_NAMESPACE
 /// The caller's side of a call: the task_spec message for a call of F, each argument
 /// encoded inline or into a store block, or recorded as a dependency (object_ref).
 
+#include <array>
 // #include <coray/codec.hpp>: inlined above
 // #include <coray/detail/codec/codec_traits.hpp>: inlined above
 // #include <coray/detail/runtime/invoker.hpp>: inlined above
@@ -5950,27 +6110,31 @@ namespace detail {
 
 template <class V>
 void add_value(task_spec& spec, process& p, const V& v) {
-  // Refs and actor handles inside the value: the call keeps their objects and actors alive
-  // until it ends.
-  object_contents held;
-  const std::size_t size = size_with_refs(p, v, held);
-  if (!held.empty()) [[unlikely]] {
-    for (auto& r : held.refs) spec.refs.push_back(std::move(r));
-    spec.actors.insert(spec.actors.end(), held.actors.begin(), held.actors.end());
-  }
-  // Shared blocks inside it are listed as it is written (collect_pinned_block).
-  struct collecting {
-    std::vector<std::uint64_t>* saved;
-    explicit collecting(std::vector<std::uint64_t>& into)
-        : saved(std::exchange(actor_collector(), &into)) {}
-    ~collecting() { actor_collector() = saved; }
-  } collect(spec.actors);
-  if (size > p.inline_threshold()) {
-    object_block* b = p.allocate_block(size);
-    encode_to(std::span<std::byte>(b->data(), size), v);
-    spec.add_block(p.seg, b);
+  auto write = [&](std::size_t size) {
+    if (size > p.inline_threshold()) {
+      object_block* b = p.allocate_block(size);
+      encode_to(std::span<std::byte>(b->data(), size), v);
+      spec.add_block(p.seg, b);
+    } else {
+      spec.add_inline(size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); });
+    }
+  };
+  if constexpr (!has_serialize_part_v<V>) {
+    write(encoded_size(v));  // holds no ref, handle or shared block
   } else {
-    spec.add_inline(size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); });
+    // Refs and actor handles inside the value: the call keeps their objects and actors alive
+    // until it ends; shared blocks inside it are listed as it is written (collect_pinned_block).
+    object_contents held;
+    const std::size_t size = size_with_refs(p, v, held);
+    {
+      const collecting_refs collect(held);
+      write(size);
+    }
+    if (!held.empty()) {
+      object_contents& into = contents_of(spec.held);
+      for (auto& r : held.refs) into.refs.push_back(std::move(r));
+      into.actors.insert(into.actors.end(), held.actors.begin(), held.actors.end());
+    }
   }
 }
 
@@ -6056,6 +6220,29 @@ void require_usable_ref_arguments(const A&... args) {
   };
   (void)check;  // a call with no arguments
   (check(args), ...);
+}
+
+/// Submits the call `make(p)` builds, as submit_from_any_thread does, and returns what its
+/// caller gets: a ref to its result or, for a function returning ray::returns, one per
+/// result (made here, pending until the call ends; the call's own result stays the driver's).
+template <class R, class Make>
+call_refs_t<R> submit_for(const char* what, Make&& make) {
+  if constexpr (returns_several_v<R>) {
+    using refs = call_refs_t<R>;
+    std::array<state_ptr, std::tuple_size_v<refs>> outs;
+    (void)submit_from_any_thread(what, [&](process& p) {
+      task_spec spec = make(p);
+      spec.returns = std::make_unique<std::vector<state_ptr>>();
+      for (auto& o : outs) spec.returns->push_back(o = make_state(p));
+      return spec;
+    });
+    return [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return refs(std::tuple_element_t<I, refs>(std::move(outs[I]))...);
+    }
+    (std::make_index_sequence<std::tuple_size_v<refs>>{});
+  } else {
+    return call_refs_t<R>(submit_from_any_thread(what, std::forward<Make>(make)));
+  }
 }
 
 /// The message of a call of F with `args` (already checked against F's parameters).
@@ -6974,6 +7161,8 @@ struct remote_function_base {
                 "functions on an actor: actor.call<&T::method>(...))");
   using params = typename traits::params;
   using result_type = detail::call_result_t<typename traits::return_type>;
+  /// What .remote returns: a ref to the result, or one per result (ray::returns).
+  using refs_type = detail::call_refs_t<typename traits::return_type>;
   static_assert(std::is_void_v<result_type> || is_encodable_v<result_type>,
                 "ray::task<f>: f's return type cannot be sent between processes; give it a "
                 "`template <class Archive> void serialize(Archive&)` member");
@@ -6983,9 +7172,8 @@ struct remote_function_base {
 
  protected:
   template <class... A>
-  static object_ref<result_type> submit(int max_retries, std::uint64_t retry_matcher,
-                                        const std::shared_ptr<const resource_request>* resources,
-                                        A&&... args) {
+  static refs_type submit(int max_retries, std::uint64_t retry_matcher,
+                          const std::shared_ptr<const resource_request>* resources, A&&... args) {
     static_assert(sizeof...(A) == traits::arity,
                   "ray::task<f>.remote(...): wrong number of arguments for f");
     if constexpr (sizeof...(A) == traits::arity) {
@@ -6997,8 +7185,8 @@ struct remote_function_base {
           "parameter's type, a value convertible to it, or an object_ref of it (non-const "
           "reference parameters are not allowed)");
       if constexpr (fits) {
-        return object_ref<result_type>(
-            detail::submit_from_any_thread("ray::task<f>.remote", [&](detail::process& p) {
+        return detail::submit_for<typename traits::return_type>(
+            "ray::task<f>.remote", [&](detail::process& p) {
               if (resources && !p.as_driver())
                 throw usage_error(
                     "ray::task<f>.remote: a task with resources (num_cpus, num_gpus, "
@@ -7009,7 +7197,7 @@ struct remote_function_base {
               spec.retry_matcher = retry_matcher;
               if (resources) spec.resources = *resources;
               return spec;
-            }));
+            });
       }
     }
     return {};
@@ -7025,6 +7213,7 @@ class remote_function_with_options : detail::remote_function_base<F> {
 
  public:
   using result_type = typename base::result_type;
+  using refs_type = typename base::refs_type;
   /// Throws invalid_resources for a negative or NaN amount.
   explicit remote_function_with_options(const task_options& o)
       : options_(detail::task_call_options::from(o)) {}
@@ -7038,7 +7227,7 @@ class remote_function_with_options : detail::remote_function_base<F> {
   /// A call whose resources the runtime could never provide fails at once with
   /// ray::infeasible_resources (its ref throws it).
   template <class... A>
-  object_ref<result_type> remote(A&&... args) const {
+  refs_type remote(A&&... args) const {
     return base::submit(options_.max_retries, options_.retry_matcher,
                         options_.resources ? &options_.resources : nullptr,
                         std::forward<A>(args)...);
@@ -7052,6 +7241,7 @@ class remote_function_with_options : detail::remote_function_base<F> {
 template <auto F>
 struct remote_function : detail::remote_function_base<F> {
   using result_type = typename detail::remote_function_base<F>::result_type;
+  using refs_type = typename detail::remote_function_base<F>::refs_type;
 
   constexpr remote_function() noexcept = default;
 
@@ -7065,7 +7255,7 @@ struct remote_function : detail::remote_function_base<F> {
   /// Submits the call and returns its result's ref at once. Thread-safe in the driver (any
   /// thread); inside a task, from the thread that runs the task.
   template <class... A>
-  object_ref<result_type> remote(A&&... args) const {
+  refs_type remote(A&&... args) const {
     return this->submit(task_options::default_max_retries, 0, nullptr, std::forward<A>(args)...);
   }
 };
@@ -7226,18 +7416,18 @@ class actor {
           if (!p_) throw usage_error("actor<T>.call: the actor handle is empty");
           if constexpr (!ray::concurrency_group<Method>.empty())
             (void)detail::method_group_registered<Method>;
-          return object_ref<result_type>(
-              detail::submit_from_any_thread("actor<T>.call", [&](detail::process& p) {
+          return detail::submit_for<typename traits::return_type>(
+              "actor<T>.call", [&](detail::process& p) {
                 auto spec = detail::make_call<Method>(p, std::forward<A>(args)...);
                 spec.target_actor = p_.get()->id;
                 spec.group = group;
                 return spec;
-              }));
+              });
         } else {
-          return object_ref<result_type>{};
+          return detail::call_refs_t<typename traits::return_type>{};
         }
       } else {
-        return object_ref<result_type>{};
+        return detail::call_refs_t<typename traits::return_type>{};
       }
     }
   }
@@ -7338,13 +7528,11 @@ actor<T> spawn_as(actor_options opts, std::uint32_t start_as, A&&... args) {
       return req;
     };
     auto start = [](detail::process& p, detail::actor_spawn_request&& req) {
-      detail::driver* d = p.as_driver();
-      if (!d) throw usage_error("ray::spawn is only available in the driver process");
-      return actor<T>(d->make_actor_handle(d->spawn_actor(std::move(req))));
+      return actor<T>(p.make_actor_handle(p.spawn_actor(std::move(req))));
     };
     if (!detail::needs_handoff()) {
-      auto& d = detail::require_driver("ray::spawn");
-      return start(d, request(d));
+      auto& p = detail::process::require("ray::spawn");
+      return start(p, request(p));
     }
     detail::foreign_entry e("ray::spawn");
     auto req = request(e.get());
@@ -7439,6 +7627,7 @@ CORAY_END_NAMESPACE
 #include <exception>
 #include <functional>
 #include <list>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -7530,7 +7719,7 @@ class dispatcher {
   state_ptr enqueue(task_spec spec) {
     waiting w{std::move(spec), make_state()};
     state_ptr result = w.result;
-    hold(w.spec.actors, +1);
+    hold(held_actors(w.spec.held), +1);
     queue_.push_back(std::move(w));
     pump();
     return result;
@@ -7612,11 +7801,11 @@ class dispatcher {
 
   /// While a call waits here, the actors and shared blocks its arguments name stay alive
   /// (counted as a sent call counts them).
-  void hold(const std::vector<std::uint64_t>& ids, int delta) noexcept {
+  void hold(std::span<const std::uint64_t> ids, int delta) noexcept {
     for (std::uint64_t id : ids) d_.actor_handle(id, delta);
   }
   void discard(waiting& w) noexcept {
-    hold(w.spec.actors, -1);
+    hold(held_actors(w.spec.held), -1);
     for (object_block* b : w.spec.blocks) d_.release_block(b);
     w.spec.blocks.clear();
   }
@@ -7677,7 +7866,8 @@ class dispatcher {
 
   void send(std::size_t i, waiting& w) {
     member_state& m = members_[i];
-    const std::vector<std::uint64_t> held = w.spec.actors;
+    const auto actors = held_actors(w.spec.held);
+    const std::vector<std::uint64_t> held(actors.begin(), actors.end());
     w.spec.target_actor = m.handle.get()->id;
     state_ptr source;
     try {
@@ -11488,8 +11678,8 @@ struct task_record : recycled<task_record, 4096> {
   std::vector<std::byte> args;
   std::vector<state_ptr> deps;
   std::vector<object_block*> blocks;  // one reference each, released when the call ends
-  std::vector<std::uint64_t> actors;  // actor handles in the arguments (kept alive)
-  std::vector<state_ptr> refs;        // refs inside the arguments (kept alive)
+  held_contents held;                 // refs and actor handles inside the arguments (kept alive)
+  std::unique_ptr<std::vector<state_ptr>> returns;  // ray::returns: the caller's results
   state_ptr result;
   std::uint32_t pending_deps = 0;
   bool failed_dep = false;
@@ -11524,8 +11714,8 @@ struct task_record : recycled<task_record, 4096> {
     r->deps = std::move(spec.deps);
     r->blocks = std::move(spec.blocks);
     r->actor = spec.target_actor;
-    r->actors = std::move(spec.actors);
-    r->refs = std::move(spec.refs);
+    r->held = std::move(spec.held);
+    r->returns = std::move(spec.returns);
     r->max_retries = spec.max_retries;
     r->retry_matcher = spec.retry_matcher;
     r->resources = std::move(spec.resources);
@@ -11774,7 +11964,7 @@ struct actor_entry {
     spec.nargs = ctor_nargs;
     spec.args = ctor_args;
     spec.deps = ctor_deps;
-    spec.refs = ctor_refs;
+    if (!ctor_refs.empty()) contents_of(spec.held).refs = ctor_refs;
     for (auto* b : ctor_blocks) {
       add_ref(b);
       spec.blocks.push_back(b);
@@ -11817,7 +12007,7 @@ class actor_table {
     a.ctor_nargs = req.constructor.nargs;
     a.ctor_args = req.constructor.args;
     a.ctor_deps = req.constructor.deps;
-    a.ctor_refs = req.constructor.refs;
+    if (req.constructor.held) a.ctor_refs = req.constructor.held->refs;
     for (auto* b : req.constructor.blocks) {
       seg.add_ref(b);
       a.ctor_blocks.push_back(b);
@@ -12460,7 +12650,7 @@ class call_sender {
   /// The process a call was sent to gets a reference of its own to each shared block the
   /// call pins; the handle it decodes adopts it. At each send, so retries are covered.
   void grant_pinned_blocks(std::uint32_t slot, const task_record& r) {
-    for (std::uint64_t id : r.actors)
+    for (std::uint64_t id : held_actors(r.held))
       if (id & pinned_block_tag) {
         seg_.add_ref(seg_.at<object_block>(id & ~pinned_block_tag));
         ledger_.grant(slot, id & ~pinned_block_tag);
@@ -13135,7 +13325,9 @@ class call_lifecycle {
 
   void admit(std::unique_ptr<task_record> rec) {
     task_record* r = insert(std::move(rec));
-    for (std::uint64_t a : r->actors) actor_ref(a, +1);
+    for (std::uint64_t a : held_actors(r->held)) actor_ref(a, +1);
+    if (r->returns) [[unlikely]]
+      settle_returns_with(*r);
     task_table::watch_dependencies(*r, &call_lifecycle::on_dependency);
     if (r->resources && !r->actor && !admit_requirement(*r)) return;
     if (r->actor) {
@@ -13221,9 +13413,65 @@ class call_lifecycle {
     if (r->pinned)
       for (auto& d : r->deps)
         if (d->block && d->pins) --d->pins;
-    std::vector<std::uint64_t> actors = std::move(r->actors);
+    held_contents held = std::move(r->held);
     r.reset();
-    for (std::uint64_t a : actors) actor_ref(a, -1);
+    for (std::uint64_t a : held_actors(held)) actor_ref(a, -1);
+  }
+
+  /// A call of a function returning ray::returns: its own result is a ref to each result,
+  /// stored by the process that ran it. Once it settles, each of the caller's results takes
+  /// its value (sharing its block), or the call's error.
+  void settle_returns_with(task_record& r) {
+    struct returns_waiter {
+      call_lifecycle* self;
+      std::vector<state_ptr> outs;
+      static void settled(void* ctx, object_state& all) {
+        std::unique_ptr<returns_waiter> w(static_cast<returns_waiter*>(ctx));
+        w->self->settle_returns(all, w->outs);
+      }
+    };
+    r.result->waiters.push_back(
+        {&returns_waiter::settled, new returns_waiter{this, std::move(*r.returns)}});
+    r.returns.reset();
+  }
+  void settle_returns(object_state& all, std::vector<state_ptr>& outs) {
+    auto fail_all = [&](const std::exception_ptr& e) {
+      for (auto& o : outs)
+        if (!o->settled()) o->set_error(e);
+    };
+    if (all.st.load(std::memory_order_relaxed) == object_state::status::failed)
+      return fail_all(all.error);
+    const std::span<const state_ptr> values = held_refs(all.contained);
+    if (values.size() != outs.size())
+      return fail_all(std::make_exception_ptr(
+          internal_error("coray: a call's reply did not hold a ref per ray::returns result")));
+    for (std::size_t i = 0; i < outs.size(); ++i) {
+      object_state& out = *outs[i];
+      object_state& in = *values[i];
+      if (out.settled()) continue;
+      if (in.st.load(std::memory_order_relaxed) != object_state::status::ready) {
+        out.set_error(in.settled() ? in.error
+                                   : std::make_exception_ptr(internal_error(
+                                         "coray: a ray::returns result arrived unsettled")));
+        continue;
+      }
+      try {
+        if (in.contained) {  // refs and handles inside the value: held by this object too
+          out.contained = std::make_unique<object_contents>(*in.contained);
+          for (std::uint64_t a : out.contained->actors) actor_ref(a, +1);
+        }
+        const auto bytes = in.value_bytes();  // a spilled value is brought back
+        if (in.block) {
+          seg_.add_ref(in.block);
+          out.set_block(in.block);
+          spiller_.adopted(out);
+        } else {
+          out.set_inline(bytes);
+        }
+      } catch (...) {
+        out.set_error(std::current_exception());
+      }
+    }
   }
 
   // ---- dispatch -----------------------------------------------------------------------
@@ -13651,10 +13899,10 @@ class orchestrator final : public call_lifecycle, public transport_events {
         router_.drop(slot, v0);
         break;
       case msg_kind::actor_hold:
-        actor_ref(v0, +1);
+        count_handle(slot, v0, +1);
         break;
       case msg_kind::actor_release:
-        actor_ref(v0, -1);
+        count_handle(slot, v0, -1);
         break;
       case msg_kind::actor_kill:
         kill_actor(v0);
@@ -13686,6 +13934,9 @@ class orchestrator final : public call_lifecycle, public transport_events {
       case msg_kind::actor_exit:
         actor_exiting(slot);
         break;
+      case msg_kind::actor_spawn:
+        on_actor_spawn(slot, payload);
+        break;
       default:
         break;
     }
@@ -13694,6 +13945,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
 
   void on_death(std::uint32_t slot, const process_death& how) override {
     router_.clear(slot);
+    drop_handles(slot);
     ledger_.release_all(slot);  // everything the dead process held is let go on its behalf
     const std::string words = describe_exit(how.wait_status);
     if (slot_actor_[slot]) {
@@ -13844,17 +14096,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
   void on_submit(std::uint32_t slot, std::span<const std::byte> payload) {
     submission sub;
     try {
-      sub = read_submission(
-          payload, [&](std::uint64_t offset) { return ledger_.holds(slot, offset); },
-          [&](std::uint64_t id) { return router_.held(slot, id); },
-          [&](std::uint64_t id) { return held_ref(slot, id); },
-          [&](std::uint64_t offset, bool owned) {
-            // An argument block the sender made for this call is handed over; one it holds
-            // is borrowed, and the call takes a reference of its own.
-            object_block* b = seg_.at<object_block>(offset);
-            if (!(owned && ledger_.take(slot, b))) seg_.add_ref(b);
-            return b;
-          });
+      sub = read_call(slot, payload);
     } catch (const codec_error&) {
       sub.known = false;  // malformed: refused below
       if (payload.size() < sizeof sub.header) return;
@@ -13864,14 +14106,94 @@ class orchestrator final : public call_lifecycle, public transport_events {
     rec->submitter = static_cast<int>(slot);
     rec->submitter_generation = router_.generation(slot);
     router_.hold(slot, rec->id, rec->result);
+    if (sub.header.returns) [[unlikely]] {
+      // ray::returns: the caller awaits its results by the ids after the call's own.
+      rec->returns = std::make_unique<std::vector<state_ptr>>();
+      for (std::uint32_t k = 1; k <= sub.header.returns; ++k) {
+        state_ptr s = new_state();
+        router_.hold(slot, rec->id + k, s);
+        send_when_settled(slot, rec->id + k, s);
+        rec->returns->push_back(std::move(s));
+      }
+    }
     if (!sub.known) {
       task_record* r = insert(std::move(rec));
-      for (std::uint64_t a : r->actors) actor_ref(a, +1);
+      for (std::uint64_t a : held_actors(r->held)) actor_ref(a, +1);
       fail(*r, std::make_exception_ptr(internal_error(
                    "coray: a nested call used an object_ref its process does not hold")));
       return;
     }
     admit(std::move(rec));
+  }
+
+  /// A call a worker sent (a nested call, an actor's construction), read back: its
+  /// dependencies and refs by the ids the process in `slot` holds them by.
+  submission read_call(std::uint32_t slot, std::span<const std::byte> payload) {
+    return read_submission(
+        payload, [&](std::uint64_t offset) { return ledger_.holds(slot, offset); },
+        [&](std::uint64_t id) { return router_.held(slot, id); },
+        [&](std::uint64_t id) { return held_ref(slot, id); },
+        [&](std::uint64_t offset, bool owned) {
+          // An argument block the sender made for this call is handed over; one it holds
+          // is borrowed, and the call takes a reference of its own.
+          object_block* b = seg_.at<object_block>(offset);
+          if (!(owned && ledger_.take(slot, b))) seg_.add_ref(b);
+          return b;
+        });
+  }
+
+  /// ray::spawn in a worker: created as the driver's own spawn is, answered with the id or
+  /// with why it was refused (the spawn throws that in the worker).
+  void on_actor_spawn(std::uint32_t slot, std::span<const std::byte> payload) {
+    std::uint64_t head[2] = {0, 0};  // request, length of the encoded fields
+    std::uint64_t id = 0;
+    std::vector<std::byte> error;
+    try {
+      if (payload.size() < sizeof head) throw codec_error("coray: a malformed spawn");
+      std::memcpy(head, payload.data(), sizeof head);
+      const std::size_t at = sizeof head + pad16(head[1]);
+      if (head[1] > payload.size() || at > payload.size())
+        throw codec_error("coray: a malformed spawn");
+      auto [fields, resources] =
+          decode<std::pair<actor_spawn_fields, std::optional<resource_request>>>(
+              payload.subspan(sizeof head, head[1]));
+      submission sub = read_call(slot, payload.subspan(at));
+      actor_spawn_request req;
+      static_cast<actor_spawn_fields&>(req) = std::move(fields);
+      req.constructor = std::move(sub.spec);
+      if (auto* f = find_function(req.constructor.fn_id)) req.constructor.name = f->name;
+      if (resources) req.resources = std::make_shared<const resource_request>(*resources);
+      if (!sub.known) {
+        for (auto* b : std::exchange(req.constructor.blocks, {})) seg_.release(b);
+        throw codec_error(
+            "coray: ray::spawn in a worker named an object_ref its process does not hold");
+      }
+      id = spawn_actor(std::move(req));
+    } catch (...) {
+      error = encode(describe_current_exception("ray::spawn"));
+    }
+    std::vector<std::byte> reply(2 * sizeof(std::uint64_t) + error.size());
+    const std::uint64_t ids[2] = {head[0], id};
+    std::memcpy(reply.data(), ids, sizeof ids);
+    if (!error.empty()) std::memcpy(reply.data() + sizeof ids, error.data(), error.size());
+    router_.post(slot, msg_kind::actor_spawned, reply.data(), reply.size());
+  }
+
+  /// A process made (+1) or dropped (-1) a handle to actor `id`: counted for the actor, and
+  /// for the process, so that what a process holds when it dies is let go for it.
+  void count_handle(std::uint32_t slot, std::uint64_t id, int delta) {
+    auto it = handles_.try_emplace({slot, id}, 0).first;
+    if ((it->second += delta) == 0) handles_.erase(it);
+    actor_ref(id, delta);
+  }
+  void drop_handles(std::uint32_t slot) {
+    auto it = handles_.lower_bound({slot, 0});
+    while (it != handles_.end() && it->first.first == slot) {
+      const std::uint64_t id = it->first.second;
+      const std::int64_t n = it->second;
+      it = handles_.erase(it);
+      if (n > 0) actor_ref(id, -static_cast<int>(n));
+    }
   }
 
   // ---- refs inside values ------------------------------------------------------------
@@ -14034,7 +14356,9 @@ class orchestrator final : public call_lifecycle, public transport_events {
     pump_actor(a);
   }
 
-  std::vector<std::uint64_t> slot_actor_;      // the actor living in each slot; 0 for none
+  std::vector<std::uint64_t> slot_actor_;  // the actor living in each slot; 0 for none
+  /// Actor handles each process holds, by (slot, actor id): let go when it dies.
+  std::map<std::pair<std::uint32_t, std::uint64_t>, std::int64_t> handles_;
   std::vector<std::uint32_t> start_failures_;  // deaths before serving in a row, per slot
   std::vector<std::pair<clock::time_point, std::uint32_t>> delayed_starts_;  // (when, slot)
   std::uint64_t next_task_id_ = 1;
@@ -14250,32 +14574,53 @@ class worker final : public process, public call_host {
     auto result = make_state();
     result->id = next_id_++;
     // Dependencies first: a call whose argument already failed is never sent.
+    if (spec.returns) [[unlikely]]
+      for (auto& s : *spec.returns) s->id = next_id_++;  // ray::returns: one per result
     for (auto& d : spec.deps)
       if (d->st == object_state::status::failed) {
         for (auto* b : spec.blocks) release_block(b);
         result->set_error(d->error);
+        if (spec.returns)
+          for (auto& s : *spec.returns) s->set_error(d->error);
         return result;
       }
-    // Ready dependencies travel by value, pending ones by id (the driver knows the ids of
-    // results of calls only, not of values put in this process). Refs inside the arguments
-    // (published while they were sized) travel by id: the call keeps them alive.
-    const std::vector<std::uint64_t> refs = ids_of(spec.refs);
-    const task_header h{result->id,
-                        spec.fn_id,
-                        spec.nargs,
-                        static_cast<std::uint32_t>(spec.actors.size()),
-                        spec.target_actor,
-                        spec.max_retries,
-                        spec.group,
-                        spec.retry_matcher,
-                        static_cast<std::uint32_t>(refs.size()),
-                        0};
-    const call_message_writer message(h, spec.args, spec.deps, spec.actors, refs);
-    const std::size_t size = message.size();
     awaited_.emplace(result->id, result.get());
-    // Actor handles in the arguments: the driver keeps those actors alive until the call ends.
-    send(msg_kind::submit, size, [&](std::byte* out) { message.write(out, seg); });
+    if (spec.returns)
+      for (auto& s : *spec.returns) awaited_.emplace(s->id, s.get());
+    with_call_message(spec, result->id, [&](const call_message_writer& message) {
+      send(msg_kind::submit, message.size(), [&](std::byte* out) { message.write(out, seg); });
+    });
     return result;
+  }
+
+  /// ray::spawn in a task or an actor: the driver creates the actor and answers with its id
+  /// (or why it refused), as it would to its own spawn.
+  std::uint64_t spawn_actor(actor_spawn_request req) override {
+    task_spec& spec = req.constructor;
+    for (auto& d : spec.deps)
+      if (d->st == object_state::status::failed) {
+        for (auto* b : spec.blocks) release_block(b);
+        std::rethrow_exception(d->error);
+      }
+    const std::uint64_t request = ++lookups_;
+    const std::vector<std::byte> fields =
+        encode(std::pair<actor_spawn_fields, std::optional<resource_request>>(
+            req, req.resources ? std::optional(*req.resources) : std::nullopt));
+    const std::size_t at = 2 * sizeof(std::uint64_t) + pad16(fields.size());
+    with_call_message(spec, 0, [&](const call_message_writer& message) {
+      send(msg_kind::actor_spawn, at + message.size(), [&](std::byte* out) {
+        const std::uint64_t head[2] = {request, fields.size()};
+        std::memcpy(out, head, sizeof head);
+        std::memcpy(out + sizeof head, fields.data(), fields.size());
+        std::memset(out + sizeof head + fields.size(), 0, at - sizeof head - fields.size());
+        message.write(out + at, seg);
+      });
+    });
+    internal_wait([&] { return spawned_.count(request) != 0; });
+    spawn_answer answer = std::move(spawned_[request]);
+    spawned_.erase(request);
+    if (!answer.id) std::rethrow_exception(to_exception(answer.error));
+    return answer.id;
   }
 
   void actor_handle(std::uint64_t id, int delta) noexcept override {
@@ -14481,6 +14826,14 @@ class worker final : public process, public call_host {
       case msg_kind::object_ready:
         on_object_ready(m.payload);
         break;
+      case msg_kind::actor_spawned: {
+        std::uint64_t v[2];
+        std::memcpy(v, m.payload.data(), sizeof v);
+        spawn_answer& a = spawned_[v[0]];
+        a.id = v[1];
+        if (!a.id) a.error = decode<wire_error>(m.payload.subspan(sizeof v));
+        break;
+      }
       case msg_kind::actor_found: {
         std::uint64_t v[3];
         std::memcpy(v, m.payload.data(), sizeof v);
@@ -14649,6 +15002,28 @@ class worker final : public process, public call_host {
     return started;
   }
 
+  /// `f(message)` with the message of a call this process makes (`id`: its result's). Ready
+  /// dependencies travel by value, pending ones by id (the driver knows the ids of results of
+  /// calls only, not of values put in this process). Refs inside the arguments (published
+  /// while they were sized) travel by id, and actor handles inside them as they are: the
+  /// driver keeps both alive until the call ends.
+  template <class F>
+  void with_call_message(const task_spec& spec, std::uint64_t id, F&& f) {
+    const std::vector<std::uint64_t> refs = ids_of(held_refs(spec.held));
+    const auto actors = held_actors(spec.held);
+    const task_header h{id,
+                        spec.fn_id,
+                        spec.nargs,
+                        static_cast<std::uint32_t>(actors.size()),
+                        spec.target_actor,
+                        spec.max_retries,
+                        spec.group,
+                        spec.retry_matcher,
+                        static_cast<std::uint32_t>(refs.size()),
+                        spec.returns ? static_cast<std::uint32_t>(spec.returns->size()) : 0};
+    f(call_message_writer(h, spec.args, spec.deps, actors, refs));
+  }
+
   static std::vector<std::uint64_t> ids_of(std::span<const state_ptr> refs) {
     std::vector<std::uint64_t> ids;
     ids.reserve(refs.size());
@@ -14793,6 +15168,11 @@ class worker final : public process, public call_host {
   std::unordered_map<std::uint64_t, object_state*> awaited_;  // nested results by id
   std::uint64_t lookups_ = 0;
   std::unordered_map<std::uint64_t, actor_info> found_;
+  struct spawn_answer {
+    std::uint64_t id = 0;  // 0: refused, for `error`
+    wire_error error;
+  };
+  std::unordered_map<std::uint64_t, spawn_answer> spawned_;
   struct grant {
     std::uint64_t offset, requested, free_bytes, capacity;
   };

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "serve_until.hpp"
+
 namespace {
 
 struct counter {
@@ -325,4 +327,91 @@ TEST_CASE("an async method sleeping in ray::sleep_for leaves its actor serving o
   // Runs while wait_for_flag sleeps: with the actor blocked in it, neither would end.
   ray::get(a.call<&flag_waiter::set_flag>(), {.timeout = std::chrono::seconds(20)}).get();
   CHECK(ray::get(waiting, {.timeout = std::chrono::seconds(20)}).get() >= 0);
+}
+
+namespace {
+
+/// A supervisor task: spawns the actor it manages, uses it, and hands it back.
+ray::actor<counter> start_counter(int start) {
+  auto c = ray::spawn<counter>(start);
+  ray::get(c.call<&counter::incr>(1)).get();
+  return c;
+}
+
+struct manager {
+  std::vector<ray::actor<counter>> children;
+  ray::actor<counter> add_child(int start) {
+    children.push_back(ray::spawn<counter>(start));
+    return children.back();
+  }
+  int total() const {
+    int sum = 0;
+    for (const auto& c : children) sum += ray::get(c.call<&counter::get>());
+    return sum;
+  }
+};
+
+ray::actor<counter> spawn_named_in_task(std::string name) {
+  return ray::spawn<counter>(ray::actor_options{.name = std::move(name)}, 7);
+}
+
+/// Spawns an actor, waits for it to be built, and dies still holding its handle.
+int spawn_and_die() {
+  auto c = ray::spawn<counter>(0);
+  ray::get(c.call<&counter::incr>(1)).get();
+  raise(SIGKILL);
+  return 0;
+}
+
+int spawn_counter_from_ref(ray::object_ref<int> start) {
+  // The constructor's argument is a ref: the actor is built once its value is ready.
+  auto c = ray::spawn<counter>(start);
+  return ray::get(c.call<&counter::get>());
+}
+
+}  // namespace
+
+TEST_CASE("a task spawns an actor, and the handle it returns reaches the same actor") {
+  ray::runtime rt({.num_workers = 2});
+  ray::actor<counter> c = ray::get(ray::task<start_counter>.remote(10));
+  CHECK(ray::get(c.call<&counter::incr>(5)).get() == 16);
+  // A handle passed back into a task reaches it too.
+  CHECK(ray::get(ray::task<bump_through>.remote(c, 4)).get() == 20);
+}
+
+TEST_CASE("an actor method spawns actors that live on with the handles it keeps") {
+  ray::runtime rt({.num_workers = 1});
+  auto m = ray::spawn<manager>();
+  ray::actor<counter> first = ray::get(m.call<&manager::add_child>(1));
+  ray::get(m.call<&manager::add_child>(2)).get();
+  CHECK(ray::get(first.call<&counter::incr>(10)).get() == 11);
+  CHECK(ray::get(m.call<&manager::total>()).get() == 13);
+}
+
+TEST_CASE("an actor named in a task is found from the driver; a taken name fails the task") {
+  ray::runtime rt({.num_workers = 1});
+  // The returned handle keeps it alive (a named actor still ends with its last handle).
+  ray::actor<counter> made = ray::get(ray::task<spawn_named_in_task>.remote(std::string("keeper")));
+  auto keeper = ray::get_actor<counter>("keeper");
+  CHECK(keeper == made);
+  CHECK(ray::get(keeper.call<&counter::incr>(1)).get() == 8);
+  CHECK_THROWS_WITH_AS(ray::get(ray::task<spawn_named_in_task>.remote(std::string("keeper"))).get(),
+                       doctest::Contains("already exists"), ray::usage_error);
+}
+
+TEST_CASE("an actor spawned in a task with a pending ref is built once the value is ready") {
+  ray::runtime rt({.num_workers = 2});
+  auto start = ray::task<add>.remote(20, 22);
+  CHECK(ray::get(ray::task<spawn_counter_from_ref>.remote(start)).get() == 42);
+}
+
+TEST_CASE("an actor whose only handle was in a process that died ends, not kept for ever") {
+  ray::runtime rt({.num_workers = 1});
+  CHECK_THROWS_AS(ray::get(ray::task<spawn_and_die>.remote()).get(), ray::worker_crashed);
+  auto counters_alive = [] {
+    return ray::state::list_actors(
+               {.state = ray::state::actor_state::alive, .class_name = "counter"})
+        .size();
+  };
+  CHECK(serve_until([&] { return counters_alive() == 0; }, std::chrono::seconds(20)));
 }

@@ -303,3 +303,84 @@ TEST_CASE("an actor handle inside an object a worker put reaches the driver and 
   std::vector<ray::actor<tally>> got = ray::get(ray::get(outer).get());
   CHECK(ray::get(got.at(0).call<&tally::add>(3)).get() == 3);
 }
+
+namespace {
+
+ray::returns<int, std::string> split_number(int x) { return {x / 2, std::to_string(x)}; }
+
+ray::returns<std::vector<double>, std::vector<double>> two_blocks(int n) {
+  return {block_of(n), block_of(n)};
+}
+
+ray::returns<int, int> fails_before_returning(int) { throw std::invalid_argument("no halves"); }
+
+// A coroutine task may return several results too.
+ray::async<ray::returns<int, int>> plus_minus(int x) {
+  const int doubled = co_await ray::get(ray::task<add>.remote(x, x));
+  co_return ray::returns<int, int>{doubled, -doubled};
+}
+
+// A task that calls one with several results and combines them.
+int nested_split(int x) {
+  auto [half, text] = ray::task<split_number>.remote(x);
+  return ray::get(half).get() + static_cast<int>(ray::get(text).get().size());
+}
+
+struct range_stats {
+  ray::returns<int, int> min_max(std::vector<int> v) const {
+    return {*std::min_element(v.begin(), v.end()), *std::max_element(v.begin(), v.end())};
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a function returning ray::returns gives a ref per result, each usable on its own") {
+  ray::runtime rt({.num_workers = 2});
+  auto [half, text] = ray::task<split_number>.remote(42);
+  static_assert(std::is_same_v<decltype(half), ray::object_ref<int>>);
+  static_assert(std::is_same_v<decltype(text), ray::object_ref<std::string>>);
+  // A result is a dependency like any ref: the next call waits for it alone.
+  CHECK(ray::get(ray::task<add>.remote(half, 1)).get() == 22);
+  CHECK(ray::get(text).get() == "42");
+  const auto ready = ray::wait(std::vector<ray::object_ref<int>>{half}, {.num_returns = 1}).get();
+  CHECK(ready.ready.size() == 1);
+}
+
+TEST_CASE("each of a call's results is freed on its own") {
+  ray::runtime rt({.num_workers = 1, .object_store_bytes = 64 << 20});
+  const auto free0 = rt.object_store_free_bytes();
+  {
+    auto [first, second] = ray::task<two_blocks>.remote(1 << 20);  // 8 MiB each
+    CHECK(ray::get(first).get().size() == (1u << 20));
+    CHECK(ray::get(second).get().size() == (1u << 20));
+    flush_releases();
+    const auto both = rt.object_store_free_bytes();
+    CHECK(both < free0 - (16 << 20) + 8192);
+    first = {};
+    flush_releases();
+    CHECK(rt.object_store_free_bytes() >= both + (8 << 20));  // `second` keeps only its own
+    CHECK(rt.object_store_free_bytes() < free0 - (8 << 20) + 8192);
+    CHECK(ray::get(second).get().back() == 1.0);
+  }
+  flush_releases();
+  CHECK(rt.object_store_free_bytes() == free0);
+}
+
+TEST_CASE("a call with several results that fails fails every result with its error") {
+  ray::runtime rt({.num_workers = 1});
+  auto [a, b] = ray::task<fails_before_returning>.options({.max_retries = 0}).remote(1);
+  CHECK_THROWS_WITH_AS(ray::get(a).get(), doctest::Contains("no halves"), ray::task_error);
+  CHECK_THROWS_WITH_AS(ray::get(b).get(), doctest::Contains("no halves"), ray::task_error);
+}
+
+TEST_CASE("a task calls a function with several results, and an actor method returns several") {
+  ray::runtime rt({.num_workers = 2});
+  CHECK(ray::get(ray::task<nested_split>.remote(42)).get() == 21 + 2);
+  auto [plus, minus] = ray::task<plus_minus>.remote(5);
+  CHECK(ray::get(plus).get() == 10);
+  CHECK(ray::get(minus).get() == -10);
+  auto stats = ray::spawn<range_stats>();
+  auto [lo, hi] = stats.call<&range_stats::min_max>(std::vector<int>{4, -2, 9, 3});
+  CHECK(ray::get(lo).get() == -2);
+  CHECK(ray::get(hi).get() == 9);
+}

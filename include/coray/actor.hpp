@@ -174,18 +174,18 @@ class actor {
           if (!p_) throw usage_error("actor<T>.call: the actor handle is empty");
           if constexpr (!ray::concurrency_group<Method>.empty())
             (void)detail::method_group_registered<Method>;
-          return object_ref<result_type>(
-              detail::submit_from_any_thread("actor<T>.call", [&](detail::process& p) {
+          return detail::submit_for<typename traits::return_type>(
+              "actor<T>.call", [&](detail::process& p) {
                 auto spec = detail::make_call<Method>(p, std::forward<A>(args)...);
                 spec.target_actor = p_.get()->id;
                 spec.group = group;
                 return spec;
-              }));
+              });
         } else {
-          return object_ref<result_type>{};
+          return detail::call_refs_t<typename traits::return_type>{};
         }
       } else {
-        return object_ref<result_type>{};
+        return detail::call_refs_t<typename traits::return_type>{};
       }
     }
   }
@@ -286,13 +286,11 @@ actor<T> spawn_as(actor_options opts, std::uint32_t start_as, A&&... args) {
       return req;
     };
     auto start = [](detail::process& p, detail::actor_spawn_request&& req) {
-      detail::driver* d = p.as_driver();
-      if (!d) throw usage_error("ray::spawn is only available in the driver process");
-      return actor<T>(d->make_actor_handle(d->spawn_actor(std::move(req))));
+      return actor<T>(p.make_actor_handle(p.spawn_actor(std::move(req))));
     };
     if (!detail::needs_handoff()) {
-      auto& d = detail::require_driver("ray::spawn");
-      return start(d, request(d));
+      auto& p = detail::process::require("ray::spawn");
+      return start(p, request(p));
     }
     detail::foreign_entry e("ray::spawn");
     auto req = request(e.get());

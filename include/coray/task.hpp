@@ -85,6 +85,8 @@ struct remote_function_base {
                 "functions on an actor: actor.call<&T::method>(...))");
   using params = typename traits::params;
   using result_type = detail::call_result_t<typename traits::return_type>;
+  /// What .remote returns: a ref to the result, or one per result (ray::returns).
+  using refs_type = detail::call_refs_t<typename traits::return_type>;
   static_assert(std::is_void_v<result_type> || is_encodable_v<result_type>,
                 "ray::task<f>: f's return type cannot be sent between processes; give it a "
                 "`template <class Archive> void serialize(Archive&)` member");
@@ -94,9 +96,8 @@ struct remote_function_base {
 
  protected:
   template <class... A>
-  static object_ref<result_type> submit(int max_retries, std::uint64_t retry_matcher,
-                                        const std::shared_ptr<const resource_request>* resources,
-                                        A&&... args) {
+  static refs_type submit(int max_retries, std::uint64_t retry_matcher,
+                          const std::shared_ptr<const resource_request>* resources, A&&... args) {
     static_assert(sizeof...(A) == traits::arity,
                   "ray::task<f>.remote(...): wrong number of arguments for f");
     if constexpr (sizeof...(A) == traits::arity) {
@@ -108,8 +109,8 @@ struct remote_function_base {
           "parameter's type, a value convertible to it, or an object_ref of it (non-const "
           "reference parameters are not allowed)");
       if constexpr (fits) {
-        return object_ref<result_type>(
-            detail::submit_from_any_thread("ray::task<f>.remote", [&](detail::process& p) {
+        return detail::submit_for<typename traits::return_type>(
+            "ray::task<f>.remote", [&](detail::process& p) {
               if (resources && !p.as_driver())
                 throw usage_error(
                     "ray::task<f>.remote: a task with resources (num_cpus, num_gpus, "
@@ -120,7 +121,7 @@ struct remote_function_base {
               spec.retry_matcher = retry_matcher;
               if (resources) spec.resources = *resources;
               return spec;
-            }));
+            });
       }
     }
     return {};
@@ -136,6 +137,7 @@ class remote_function_with_options : detail::remote_function_base<F> {
 
  public:
   using result_type = typename base::result_type;
+  using refs_type = typename base::refs_type;
   /// Throws invalid_resources for a negative or NaN amount.
   explicit remote_function_with_options(const task_options& o)
       : options_(detail::task_call_options::from(o)) {}
@@ -149,7 +151,7 @@ class remote_function_with_options : detail::remote_function_base<F> {
   /// A call whose resources the runtime could never provide fails at once with
   /// ray::infeasible_resources (its ref throws it).
   template <class... A>
-  object_ref<result_type> remote(A&&... args) const {
+  refs_type remote(A&&... args) const {
     return base::submit(options_.max_retries, options_.retry_matcher,
                         options_.resources ? &options_.resources : nullptr,
                         std::forward<A>(args)...);
@@ -163,6 +165,7 @@ class remote_function_with_options : detail::remote_function_base<F> {
 template <auto F>
 struct remote_function : detail::remote_function_base<F> {
   using result_type = typename detail::remote_function_base<F>::result_type;
+  using refs_type = typename detail::remote_function_base<F>::refs_type;
 
   constexpr remote_function() noexcept = default;
 
@@ -176,7 +179,7 @@ struct remote_function : detail::remote_function_base<F> {
   /// Submits the call and returns its result's ref at once. Thread-safe in the driver (any
   /// thread); inside a task, from the thread that runs the task.
   template <class... A>
-  object_ref<result_type> remote(A&&... args) const {
+  refs_type remote(A&&... args) const {
     return this->submit(task_options::default_max_retries, 0, nullptr, std::forward<A>(args)...);
   }
 };

@@ -350,6 +350,43 @@ consteval std::size_t min_encoded_size() {
 template <class T>
 inline constexpr std::size_t min_encoded_size_v = min_encoded_size<T>();
 
+template <class T>
+consteval bool has_serialize_part();
+template <class... Ts>
+consteval bool any_serialize_part() {
+  return (has_serialize_part<std::remove_cvref_t<Ts>>() || ...);
+}
+/// Whether some part of a T is a type with its own serialize(): only such a part (an
+/// object_ref, an actor handle, a shared block, a user's type) can hold a ref or a handle,
+/// so a value of a T without one is sized and written without collecting them.
+template <class Q>
+consteval bool has_serialize_part() {
+  using T = std::remove_cv_t<Q>;
+  constexpr codec_kind k = kind_of<T>();
+  if constexpr (k == codec_kind::serialize_member) {
+    return true;
+  } else if constexpr (k == codec_kind::vector || k == codec_kind::span || k == codec_kind::array ||
+                       k == codec_kind::optional || k == codec_kind::set ||
+                       k == codec_kind::multiset || k == codec_kind::sequence) {
+    return any_serialize_part<typename T::value_type>();
+  } else if constexpr (k == codec_kind::map || k == codec_kind::multimap) {
+    return any_serialize_part<typename T::key_type, typename T::mapped_type>();
+  } else if constexpr (k == codec_kind::pair) {
+    return any_serialize_part<typename T::first_type, typename T::second_type>();
+  } else if constexpr (k == codec_kind::tuple || k == codec_kind::variant) {
+    return []<template <class...> class L, class... Ts>(std::type_identity<L<Ts...>>) {
+      return any_serialize_part<Ts...>();
+    }(std::type_identity<T>{});
+  } else if constexpr (k == codec_kind::aggregate) {
+    return !all_fields_of<T>(
+        []<class F>(std::type_identity<F>) { return !has_serialize_part<F>(); });
+  } else {
+    return false;
+  }
+}
+template <class T>
+inline constexpr bool has_serialize_part_v = has_serialize_part<std::remove_cvref_t<T>>();
+
 inline constexpr std::size_t not_fixed = static_cast<std::size_t>(-1);
 
 template <class... S>

@@ -15,6 +15,7 @@
 #include <exception>
 #include <functional>
 #include <list>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -106,7 +107,7 @@ class dispatcher {
   state_ptr enqueue(task_spec spec) {
     waiting w{std::move(spec), make_state()};
     state_ptr result = w.result;
-    hold(w.spec.actors, +1);
+    hold(held_actors(w.spec.held), +1);
     queue_.push_back(std::move(w));
     pump();
     return result;
@@ -188,11 +189,11 @@ class dispatcher {
 
   /// While a call waits here, the actors and shared blocks its arguments name stay alive
   /// (counted as a sent call counts them).
-  void hold(const std::vector<std::uint64_t>& ids, int delta) noexcept {
+  void hold(std::span<const std::uint64_t> ids, int delta) noexcept {
     for (std::uint64_t id : ids) d_.actor_handle(id, delta);
   }
   void discard(waiting& w) noexcept {
-    hold(w.spec.actors, -1);
+    hold(held_actors(w.spec.held), -1);
     for (object_block* b : w.spec.blocks) d_.release_block(b);
     w.spec.blocks.clear();
   }
@@ -253,7 +254,8 @@ class dispatcher {
 
   void send(std::size_t i, waiting& w) {
     member_state& m = members_[i];
-    const std::vector<std::uint64_t> held = w.spec.actors;
+    const auto actors = held_actors(w.spec.held);
+    const std::vector<std::uint64_t> held(actors.begin(), actors.end());
     w.spec.target_actor = m.handle.get()->id;
     state_ptr source;
     try {

@@ -67,7 +67,7 @@ struct actor_entry {
     spec.nargs = ctor_nargs;
     spec.args = ctor_args;
     spec.deps = ctor_deps;
-    spec.refs = ctor_refs;
+    if (!ctor_refs.empty()) contents_of(spec.held).refs = ctor_refs;
     for (auto* b : ctor_blocks) {
       add_ref(b);
       spec.blocks.push_back(b);
@@ -110,7 +110,7 @@ class actor_table {
     a.ctor_nargs = req.constructor.nargs;
     a.ctor_args = req.constructor.args;
     a.ctor_deps = req.constructor.deps;
-    a.ctor_refs = req.constructor.refs;
+    if (req.constructor.held) a.ctor_refs = req.constructor.held->refs;
     for (auto* b : req.constructor.blocks) {
       seg.add_ref(b);
       a.ctor_blocks.push_back(b);

@@ -125,7 +125,9 @@ class call_lifecycle {
 
   void admit(std::unique_ptr<task_record> rec) {
     task_record* r = insert(std::move(rec));
-    for (std::uint64_t a : r->actors) actor_ref(a, +1);
+    for (std::uint64_t a : held_actors(r->held)) actor_ref(a, +1);
+    if (r->returns) [[unlikely]]
+      settle_returns_with(*r);
     task_table::watch_dependencies(*r, &call_lifecycle::on_dependency);
     if (r->resources && !r->actor && !admit_requirement(*r)) return;
     if (r->actor) {
@@ -211,9 +213,65 @@ class call_lifecycle {
     if (r->pinned)
       for (auto& d : r->deps)
         if (d->block && d->pins) --d->pins;
-    std::vector<std::uint64_t> actors = std::move(r->actors);
+    held_contents held = std::move(r->held);
     r.reset();
-    for (std::uint64_t a : actors) actor_ref(a, -1);
+    for (std::uint64_t a : held_actors(held)) actor_ref(a, -1);
+  }
+
+  /// A call of a function returning ray::returns: its own result is a ref to each result,
+  /// stored by the process that ran it. Once it settles, each of the caller's results takes
+  /// its value (sharing its block), or the call's error.
+  void settle_returns_with(task_record& r) {
+    struct returns_waiter {
+      call_lifecycle* self;
+      std::vector<state_ptr> outs;
+      static void settled(void* ctx, object_state& all) {
+        std::unique_ptr<returns_waiter> w(static_cast<returns_waiter*>(ctx));
+        w->self->settle_returns(all, w->outs);
+      }
+    };
+    r.result->waiters.push_back(
+        {&returns_waiter::settled, new returns_waiter{this, std::move(*r.returns)}});
+    r.returns.reset();
+  }
+  void settle_returns(object_state& all, std::vector<state_ptr>& outs) {
+    auto fail_all = [&](const std::exception_ptr& e) {
+      for (auto& o : outs)
+        if (!o->settled()) o->set_error(e);
+    };
+    if (all.st.load(std::memory_order_relaxed) == object_state::status::failed)
+      return fail_all(all.error);
+    const std::span<const state_ptr> values = held_refs(all.contained);
+    if (values.size() != outs.size())
+      return fail_all(std::make_exception_ptr(
+          internal_error("coray: a call's reply did not hold a ref per ray::returns result")));
+    for (std::size_t i = 0; i < outs.size(); ++i) {
+      object_state& out = *outs[i];
+      object_state& in = *values[i];
+      if (out.settled()) continue;
+      if (in.st.load(std::memory_order_relaxed) != object_state::status::ready) {
+        out.set_error(in.settled() ? in.error
+                                   : std::make_exception_ptr(internal_error(
+                                         "coray: a ray::returns result arrived unsettled")));
+        continue;
+      }
+      try {
+        if (in.contained) {  // refs and handles inside the value: held by this object too
+          out.contained = std::make_unique<object_contents>(*in.contained);
+          for (std::uint64_t a : out.contained->actors) actor_ref(a, +1);
+        }
+        const auto bytes = in.value_bytes();  // a spilled value is brought back
+        if (in.block) {
+          seg_.add_ref(in.block);
+          out.set_block(in.block);
+          spiller_.adopted(out);
+        } else {
+          out.set_inline(bytes);
+        }
+      } catch (...) {
+        out.set_error(std::current_exception());
+      }
+    }
   }
 
   // ---- dispatch -----------------------------------------------------------------------

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -41,7 +42,8 @@ struct task_header {
   std::uint32_t gpus;
   std::uint64_t retry_matcher;  // which exceptions are retried: 0 none, 1 all, else a matcher id
   std::uint32_t refs;           // submit: ids of the refs inside the arguments, after the actor ids
-  std::uint32_t reserved;
+  std::uint32_t
+      returns;  // submit: results the caller awaits by the ids after task_id (ray::returns)
 };
 static_assert(sizeof(task_header) == 56);
 
@@ -153,10 +155,12 @@ struct task_spec {
   std::uint64_t target_actor = 0;     // the actor to call; 0 for any task worker
   int max_retries = 0;                // re-runs after a crash or a retryable exception
   std::uint64_t retry_matcher = 0;    // 0: exceptions are final; 1: all retried; else a matcher
-  std::vector<std::uint64_t> actors;  // actor handles among the arguments: kept alive in transit
-  std::vector<state_ptr> refs;        // refs inside the arguments: kept alive until it ends
+  held_contents held;  // refs and actor handles inside the arguments: kept alive until it ends
   std::shared_ptr<const resource_request> resources;  // a task's requirement; null: {CPU: 1}
   std::uint32_t group = 0;  // an actor call's concurrency group (group_hash); 0: its method's
+  /// A call of a function returning ray::returns: the caller's refs, one per result, which
+  /// take their values when the call's own result (a ref to each) settles; null otherwise.
+  std::unique_ptr<std::vector<state_ptr>> returns;
 
   /// Appends an inline argument of `size` bytes written by `fill`.
   template <class Fill>
@@ -194,6 +198,25 @@ struct task_spec {
     std::memcpy(args.data() + at, &e, sizeof e);
     ++nargs;
   }
+};
+
+/// What ray::spawn asks besides the constructor's call; a worker's spawn sends it encoded.
+struct actor_spawn_fields {
+  std::uint64_t type_id = 0;
+  std::string type_name;
+  std::string name;
+  std::uint32_t max_concurrency = 1;  // | plain_methods_on_loop
+  int max_restarts = 0;
+  int max_task_retries = 0;
+  /// How its process is started: 0 by the runtime's start method, else 1 + a start_method_id
+  /// (a ray::process of a context that chose one).
+  std::uint32_t start_as = 0;
+};
+/// What ray::spawn asks of the driver.
+struct actor_spawn_request : actor_spawn_fields {
+  task_spec constructor;  // fn_id: the constructor invoker; args: the constructor's
+  /// What it holds for life; null: nothing (it needs 1 CPU to be placed, as Ray's actors).
+  std::shared_ptr<const resource_request> resources;
 };
 
 /// The encoded size of the vector a dependency list stands for: count, padding, elements.
@@ -342,7 +365,7 @@ class call_message_writer {
 };
 
 /// A worker's submission read back into the driver's form: the call, with dependencies by id
-/// turned into indices into spec.deps and the refs inside its arguments into spec.refs
+/// turned into indices into spec.deps and the refs inside its arguments into spec.held
 /// (`resolve(id)` and `resolve_ref(id)` give the state, or null for an id the sender does not
 /// hold; the second also makes a ref's id known to the driver's directory), blocks
 /// collected with `take_block(offset, owned)`, and `known` false when it names an object or
@@ -370,23 +393,26 @@ submission read_submission(std::span<const std::byte> payload, HoldsBlock&& hold
   if (payload.size() < sizeof h + actor_bytes + ref_bytes)
     throw codec_error("coray: malformed submission");
   const std::byte* tail = payload.data() + payload.size() - actor_bytes - ref_bytes;
-  spec.actors.resize(h.extra);
-  if (actor_bytes) std::memcpy(spec.actors.data(), tail, actor_bytes);
-  for (std::uint32_t k = 0; k < h.refs; ++k) {
-    std::uint64_t id;
-    std::memcpy(&id, tail + actor_bytes + k * sizeof id, sizeof id);
-    state_ptr s = resolve_ref(id);
-    if (!s) {
-      out.known = false;
-      continue;
+  if (h.extra || h.refs) [[unlikely]] {
+    object_contents& held = contents_of(spec.held);
+    held.actors.resize(h.extra);
+    if (actor_bytes) std::memcpy(held.actors.data(), tail, actor_bytes);
+    for (std::uint32_t k = 0; k < h.refs; ++k) {
+      std::uint64_t id;
+      std::memcpy(&id, tail + actor_bytes + k * sizeof id, sizeof id);
+      state_ptr s = resolve_ref(id);
+      if (!s) {
+        out.known = false;
+        continue;
+      }
+      held.refs.push_back(std::move(s));
     }
-    spec.refs.push_back(std::move(s));
+    for (std::uint64_t& a : held.actors)
+      if ((a & pinned_block_tag) && !holds_block(a & ~pinned_block_tag)) {
+        a = 0;  // a block its sender does not hold: the call is refused
+        out.known = false;
+      }
   }
-  for (std::uint64_t& a : spec.actors)
-    if ((a & pinned_block_tag) && !holds_block(a & ~pinned_block_tag)) {
-      a = 0;  // a block its sender does not hold: the call is refused
-      out.known = false;
-    }
   auto dep = [&](std::uint64_t id) {
     state_ptr s = resolve(id);
     if (!s) {

@@ -66,7 +66,7 @@ class call_sender {
   /// The process a call was sent to gets a reference of its own to each shared block the
   /// call pins; the handle it decodes adopts it. At each send, so retries are covered.
   void grant_pinned_blocks(std::uint32_t slot, const task_record& r) {
-    for (std::uint64_t id : r.actors)
+    for (std::uint64_t id : held_actors(r.held))
       if (id & pinned_block_tag) {
         seg_.add_ref(seg_.at<object_block>(id & ~pinned_block_tag));
         ledger_.grant(slot, id & ~pinned_block_tag);

@@ -22,22 +22,6 @@
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
-/// What ray::spawn asks of the driver.
-struct actor_spawn_request {
-  task_spec constructor;  // fn_id: the constructor invoker; args: the constructor's
-  std::uint64_t type_id = 0;
-  std::string type_name;
-  std::string name;
-  std::uint32_t max_concurrency = 1;  // | plain_methods_on_loop (call_message.hpp)
-  int max_restarts = 0;
-  int max_task_retries = 0;
-  /// How its process is started: 0 by the runtime's start method, else 1 + a start_method_id
-  /// (a ray::process of a context that chose one).
-  std::uint32_t start_as = 0;
-  /// What it holds for life; null: nothing (it needs 1 CPU to be placed, as Ray's actors).
-  std::shared_ptr<const resource_request> resources;
-};
-
 /// How the supervisor starts worker processes (ray::start_method, as the driver passes it on).
 enum class start_method_id : std::uint32_t { fork = 0, spawn = 1 };
 
@@ -73,9 +57,6 @@ class driver : public process {
   virtual std::vector<state::worker_info> list_workers() const = 0;
   /// The tail of process `pid`'s stdout and stderr; nullopt if the supervisor did not answer.
   virtual std::optional<std::pair<std::string, std::string>> process_output(int pid) = 0;
-  /// Creates an actor: a process of its own whose first message builds the object. Returns
-  /// its id at once; calls queue behind the construction.
-  virtual std::uint64_t spawn_actor(actor_spawn_request req) = 0;
   /// The pid of an actor's process (0 while it starts or after it ended).
   virtual int actor_pid(std::uint64_t id) const = 0;
 

@@ -10,6 +10,7 @@
 #include <coray/detail/runtime/invocation.hpp>
 #include <coray/detail/runtime/registry.hpp>
 #include <coray/detail/runtime/signature.hpp>
+#include <coray/detail/runtime/stored_value.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -70,17 +71,39 @@ auto decode_arguments(argument_reader& r, std::index_sequence<I...>) {
       argument<std::tuple_element_t<I, Params>>(r.next())...};
 }
 
+/// A ref to `v` stored as an object of this process (exported to the driver with the reply
+/// that holds the ref).
+template <class T>
+object_ref<T> store_here(const T& v) {
+  process& p = process::require();
+  auto s = make_state(p);
+  store_value(p, *s, v);
+  return object_ref<T>(std::move(s));
+}
+
 template <class V>
 void reply(call_host& w, std::uint64_t id, const V& v) {
-  object_contents held;  // refs and actor handles inside the value: the result keeps them
-  std::size_t size;
-  {
-    const collecting_refs collect(held);
-    size = encoded_size(v);
+  if constexpr (is_returns_v<V>) {
+    // ray::returns: each result an object of its own, and the reply a ref to each.
+    reply(w, id,
+          std::apply([](const auto&... x) { return std::tuple(store_here(x)...); }, v.values));
+  } else {
+    auto send = [&](std::size_t size, const object_contents* held) {
+      w.reply_value(
+          id, size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); }, held);
+    };
+    if constexpr (has_serialize_part_v<V>) {
+      object_contents held;  // refs and actor handles inside the value: the result keeps them
+      std::size_t size;
+      {
+        const collecting_refs collect(held);
+        size = encoded_size(v);
+      }
+      send(size, held.empty() ? nullptr : &held);
+    } else {
+      send(encoded_size(v), nullptr);  // holds no ref or handle
+    }
   }
-  w.reply_value(
-      id, size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); },
-      held.empty() ? nullptr : &held);
 }
 
 /// Runs calls of F (a free function, or a member function of an actor) in this process:

@@ -2,6 +2,7 @@
 /// The caller's side of a call: the task_spec message for a call of F, each argument
 /// encoded inline or into a store block, or recorded as a dependency (object_ref).
 
+#include <array>
 #include <coray/codec.hpp>
 #include <coray/detail/codec/codec_traits.hpp>
 #include <coray/detail/runtime/invoker.hpp>
@@ -23,27 +24,31 @@ namespace detail {
 
 template <class V>
 void add_value(task_spec& spec, process& p, const V& v) {
-  // Refs and actor handles inside the value: the call keeps their objects and actors alive
-  // until it ends.
-  object_contents held;
-  const std::size_t size = size_with_refs(p, v, held);
-  if (!held.empty()) [[unlikely]] {
-    for (auto& r : held.refs) spec.refs.push_back(std::move(r));
-    spec.actors.insert(spec.actors.end(), held.actors.begin(), held.actors.end());
-  }
-  // Shared blocks inside it are listed as it is written (collect_pinned_block).
-  struct collecting {
-    std::vector<std::uint64_t>* saved;
-    explicit collecting(std::vector<std::uint64_t>& into)
-        : saved(std::exchange(actor_collector(), &into)) {}
-    ~collecting() { actor_collector() = saved; }
-  } collect(spec.actors);
-  if (size > p.inline_threshold()) {
-    object_block* b = p.allocate_block(size);
-    encode_to(std::span<std::byte>(b->data(), size), v);
-    spec.add_block(p.seg, b);
+  auto write = [&](std::size_t size) {
+    if (size > p.inline_threshold()) {
+      object_block* b = p.allocate_block(size);
+      encode_to(std::span<std::byte>(b->data(), size), v);
+      spec.add_block(p.seg, b);
+    } else {
+      spec.add_inline(size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); });
+    }
+  };
+  if constexpr (!has_serialize_part_v<V>) {
+    write(encoded_size(v));  // holds no ref, handle or shared block
   } else {
-    spec.add_inline(size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); });
+    // Refs and actor handles inside the value: the call keeps their objects and actors alive
+    // until it ends; shared blocks inside it are listed as it is written (collect_pinned_block).
+    object_contents held;
+    const std::size_t size = size_with_refs(p, v, held);
+    {
+      const collecting_refs collect(held);
+      write(size);
+    }
+    if (!held.empty()) {
+      object_contents& into = contents_of(spec.held);
+      for (auto& r : held.refs) into.refs.push_back(std::move(r));
+      into.actors.insert(into.actors.end(), held.actors.begin(), held.actors.end());
+    }
   }
 }
 
@@ -129,6 +134,29 @@ void require_usable_ref_arguments(const A&... args) {
   };
   (void)check;  // a call with no arguments
   (check(args), ...);
+}
+
+/// Submits the call `make(p)` builds, as submit_from_any_thread does, and returns what its
+/// caller gets: a ref to its result or, for a function returning ray::returns, one per
+/// result (made here, pending until the call ends; the call's own result stays the driver's).
+template <class R, class Make>
+call_refs_t<R> submit_for(const char* what, Make&& make) {
+  if constexpr (returns_several_v<R>) {
+    using refs = call_refs_t<R>;
+    std::array<state_ptr, std::tuple_size_v<refs>> outs;
+    (void)submit_from_any_thread(what, [&](process& p) {
+      task_spec spec = make(p);
+      spec.returns = std::make_unique<std::vector<state_ptr>>();
+      for (auto& o : outs) spec.returns->push_back(o = make_state(p));
+      return spec;
+    });
+    return [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return refs(std::tuple_element_t<I, refs>(std::move(outs[I]))...);
+    }
+    (std::make_index_sequence<std::tuple_size_v<refs>>{});
+  } else {
+    return call_refs_t<R>(submit_from_any_thread(what, std::forward<Make>(make)));
+  }
 }
 
 /// The message of a call of F with `args` (already checked against F's parameters).

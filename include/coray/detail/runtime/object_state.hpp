@@ -23,6 +23,9 @@ namespace detail {
 struct object_state;
 class state_ptr;
 struct object_contents;
+/// What a call or an object holds besides bytes (object_contents), or null: most values hold
+/// nothing, and a null pointer costs them one word.
+using held_contents = std::unique_ptr<object_contents>;
 
 /// Something to notify when an object settles. `fn(ctx, state)` runs on the loop thread.
 struct waiter {
@@ -94,7 +97,7 @@ struct object_state : recycled<object_state, 4096> {
   std::uint64_t spill_size = 0;
   /// The objects and actors whose refs and handles are inside this one's value, kept alive
   /// as long as it is; null for most values.
-  std::unique_ptr<object_contents> contained;
+  held_contents contained;
 
   bool settled() const noexcept { return st.load(std::memory_order_acquire) != status::pending; }
   bool spilled() const noexcept { return spill_offset >= 0; }
@@ -186,6 +189,16 @@ struct object_contents {
   std::vector<std::uint64_t> actors;
   bool empty() const noexcept { return refs.empty() && actors.empty(); }
 };
+inline object_contents& contents_of(held_contents& c) {
+  if (!c) c = std::make_unique<object_contents>();
+  return *c;
+}
+inline std::span<const std::uint64_t> held_actors(const held_contents& c) noexcept {
+  return c ? std::span<const std::uint64_t>(c->actors) : std::span<const std::uint64_t>();
+}
+inline std::span<const state_ptr> held_refs(const held_contents& c) noexcept {
+  return c ? std::span<const state_ptr>(c->refs) : std::span<const state_ptr>();
+}
 
 /// Where actor handles met while sizing a value are collected (see actor<T>::serialize), and
 /// shared blocks while writing call arguments (collect_pinned_block, tagged).

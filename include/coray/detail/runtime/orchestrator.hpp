@@ -233,10 +233,10 @@ class orchestrator final : public call_lifecycle, public transport_events {
         router_.drop(slot, v0);
         break;
       case msg_kind::actor_hold:
-        actor_ref(v0, +1);
+        count_handle(slot, v0, +1);
         break;
       case msg_kind::actor_release:
-        actor_ref(v0, -1);
+        count_handle(slot, v0, -1);
         break;
       case msg_kind::actor_kill:
         kill_actor(v0);
@@ -268,6 +268,9 @@ class orchestrator final : public call_lifecycle, public transport_events {
       case msg_kind::actor_exit:
         actor_exiting(slot);
         break;
+      case msg_kind::actor_spawn:
+        on_actor_spawn(slot, payload);
+        break;
       default:
         break;
     }
@@ -276,6 +279,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
 
   void on_death(std::uint32_t slot, const process_death& how) override {
     router_.clear(slot);
+    drop_handles(slot);
     ledger_.release_all(slot);  // everything the dead process held is let go on its behalf
     const std::string words = describe_exit(how.wait_status);
     if (slot_actor_[slot]) {
@@ -426,17 +430,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
   void on_submit(std::uint32_t slot, std::span<const std::byte> payload) {
     submission sub;
     try {
-      sub = read_submission(
-          payload, [&](std::uint64_t offset) { return ledger_.holds(slot, offset); },
-          [&](std::uint64_t id) { return router_.held(slot, id); },
-          [&](std::uint64_t id) { return held_ref(slot, id); },
-          [&](std::uint64_t offset, bool owned) {
-            // An argument block the sender made for this call is handed over; one it holds
-            // is borrowed, and the call takes a reference of its own.
-            object_block* b = seg_.at<object_block>(offset);
-            if (!(owned && ledger_.take(slot, b))) seg_.add_ref(b);
-            return b;
-          });
+      sub = read_call(slot, payload);
     } catch (const codec_error&) {
       sub.known = false;  // malformed: refused below
       if (payload.size() < sizeof sub.header) return;
@@ -446,14 +440,94 @@ class orchestrator final : public call_lifecycle, public transport_events {
     rec->submitter = static_cast<int>(slot);
     rec->submitter_generation = router_.generation(slot);
     router_.hold(slot, rec->id, rec->result);
+    if (sub.header.returns) [[unlikely]] {
+      // ray::returns: the caller awaits its results by the ids after the call's own.
+      rec->returns = std::make_unique<std::vector<state_ptr>>();
+      for (std::uint32_t k = 1; k <= sub.header.returns; ++k) {
+        state_ptr s = new_state();
+        router_.hold(slot, rec->id + k, s);
+        send_when_settled(slot, rec->id + k, s);
+        rec->returns->push_back(std::move(s));
+      }
+    }
     if (!sub.known) {
       task_record* r = insert(std::move(rec));
-      for (std::uint64_t a : r->actors) actor_ref(a, +1);
+      for (std::uint64_t a : held_actors(r->held)) actor_ref(a, +1);
       fail(*r, std::make_exception_ptr(internal_error(
                    "coray: a nested call used an object_ref its process does not hold")));
       return;
     }
     admit(std::move(rec));
+  }
+
+  /// A call a worker sent (a nested call, an actor's construction), read back: its
+  /// dependencies and refs by the ids the process in `slot` holds them by.
+  submission read_call(std::uint32_t slot, std::span<const std::byte> payload) {
+    return read_submission(
+        payload, [&](std::uint64_t offset) { return ledger_.holds(slot, offset); },
+        [&](std::uint64_t id) { return router_.held(slot, id); },
+        [&](std::uint64_t id) { return held_ref(slot, id); },
+        [&](std::uint64_t offset, bool owned) {
+          // An argument block the sender made for this call is handed over; one it holds
+          // is borrowed, and the call takes a reference of its own.
+          object_block* b = seg_.at<object_block>(offset);
+          if (!(owned && ledger_.take(slot, b))) seg_.add_ref(b);
+          return b;
+        });
+  }
+
+  /// ray::spawn in a worker: created as the driver's own spawn is, answered with the id or
+  /// with why it was refused (the spawn throws that in the worker).
+  void on_actor_spawn(std::uint32_t slot, std::span<const std::byte> payload) {
+    std::uint64_t head[2] = {0, 0};  // request, length of the encoded fields
+    std::uint64_t id = 0;
+    std::vector<std::byte> error;
+    try {
+      if (payload.size() < sizeof head) throw codec_error("coray: a malformed spawn");
+      std::memcpy(head, payload.data(), sizeof head);
+      const std::size_t at = sizeof head + pad16(head[1]);
+      if (head[1] > payload.size() || at > payload.size())
+        throw codec_error("coray: a malformed spawn");
+      auto [fields, resources] =
+          decode<std::pair<actor_spawn_fields, std::optional<resource_request>>>(
+              payload.subspan(sizeof head, head[1]));
+      submission sub = read_call(slot, payload.subspan(at));
+      actor_spawn_request req;
+      static_cast<actor_spawn_fields&>(req) = std::move(fields);
+      req.constructor = std::move(sub.spec);
+      if (auto* f = find_function(req.constructor.fn_id)) req.constructor.name = f->name;
+      if (resources) req.resources = std::make_shared<const resource_request>(*resources);
+      if (!sub.known) {
+        for (auto* b : std::exchange(req.constructor.blocks, {})) seg_.release(b);
+        throw codec_error(
+            "coray: ray::spawn in a worker named an object_ref its process does not hold");
+      }
+      id = spawn_actor(std::move(req));
+    } catch (...) {
+      error = encode(describe_current_exception("ray::spawn"));
+    }
+    std::vector<std::byte> reply(2 * sizeof(std::uint64_t) + error.size());
+    const std::uint64_t ids[2] = {head[0], id};
+    std::memcpy(reply.data(), ids, sizeof ids);
+    if (!error.empty()) std::memcpy(reply.data() + sizeof ids, error.data(), error.size());
+    router_.post(slot, msg_kind::actor_spawned, reply.data(), reply.size());
+  }
+
+  /// A process made (+1) or dropped (-1) a handle to actor `id`: counted for the actor, and
+  /// for the process, so that what a process holds when it dies is let go for it.
+  void count_handle(std::uint32_t slot, std::uint64_t id, int delta) {
+    auto it = handles_.try_emplace({slot, id}, 0).first;
+    if ((it->second += delta) == 0) handles_.erase(it);
+    actor_ref(id, delta);
+  }
+  void drop_handles(std::uint32_t slot) {
+    auto it = handles_.lower_bound({slot, 0});
+    while (it != handles_.end() && it->first.first == slot) {
+      const std::uint64_t id = it->first.second;
+      const std::int64_t n = it->second;
+      it = handles_.erase(it);
+      if (n > 0) actor_ref(id, -static_cast<int>(n));
+    }
   }
 
   // ---- refs inside values ------------------------------------------------------------
@@ -616,7 +690,9 @@ class orchestrator final : public call_lifecycle, public transport_events {
     pump_actor(a);
   }
 
-  std::vector<std::uint64_t> slot_actor_;      // the actor living in each slot; 0 for none
+  std::vector<std::uint64_t> slot_actor_;  // the actor living in each slot; 0 for none
+  /// Actor handles each process holds, by (slot, actor id): let go when it dies.
+  std::map<std::pair<std::uint32_t, std::uint64_t>, std::int64_t> handles_;
   std::vector<std::uint32_t> start_failures_;  // deaths before serving in a row, per slot
   std::vector<std::pair<clock::time_point, std::uint32_t>> delayed_starts_;  // (when, slot)
   std::uint64_t next_task_id_ = 1;

@@ -264,6 +264,10 @@ class process {
   };
   /// The live actor registered under `name`.
   virtual actor_info lookup_actor(std::string_view name) = 0;
+  /// Creates an actor: a process of its own whose first message builds the object. Returns
+  /// its id (the driver's at once, a worker's once the driver has it); calls queue behind the
+  /// construction.
+  virtual std::uint64_t spawn_actor(actor_spawn_request req) = 0;
 
   /// ray::cancel of the call `id` (driver only).
   virtual void cancel_call(std::uint64_t /*id*/, bool /*force*/) {}

@@ -7,6 +7,7 @@
 #include <coray/codec.hpp>
 #include <coray/detail/codec/codec_traits.hpp>
 #include <coray/object_ref.hpp>
+#include <coray/returns.hpp>
 #include <cstddef>
 #include <tuple>
 #include <type_traits>
@@ -73,8 +74,30 @@ template <class X>
 struct call_result<async<X>> {
   using type = X;
 };
+/// ray::returns<Ts...>: the process running the call stores each result as an object of its
+/// own and replies with a ref to each; the caller gets those refs (make_call.hpp).
+template <class... Ts>
+struct call_result<returns<Ts...>> {
+  using type = std::tuple<object_ref<Ts>...>;
+};
+template <class... Ts>
+struct call_result<async<returns<Ts...>>> {
+  using type = std::tuple<object_ref<Ts>...>;
+};
 template <class R>
 using call_result_t = typename call_result<R>::type;
+
+template <class R>
+inline constexpr bool returns_several_v = false;
+template <class... Ts>
+inline constexpr bool returns_several_v<returns<Ts...>> = true;
+template <class... Ts>
+inline constexpr bool returns_several_v<async<returns<Ts...>>> = true;
+/// What the caller of a function returning R gets: a ref to its result, or for ray::returns
+/// one ref per result.
+template <class R>
+using call_refs_t =
+    std::conditional_t<returns_several_v<R>, call_result_t<R>, object_ref<call_result_t<R>>>;
 
 template <class T>
 struct is_actor : std::false_type {};

@@ -63,19 +63,24 @@ std::size_t size_with_refs(process& p, const V& v, object_contents& held) {
 /// The objects and actors whose refs and handles it holds live as long as `s`.
 template <class V>
 void store_value(process& p, object_state& s, const V& v) {
-  object_contents held;
-  encode_to(reserve_value(p, s, size_with_refs(p, v, held)), v);
-  if (!held.empty()) [[unlikely]] {
-    if (!held.actors.empty()) {
-      auto hold = [&held](process& lp) {
-        for (std::uint64_t a : held.actors) lp.actor_handle(a, +1);
-      };
-      if (p.is_loop_thread())
-        hold(p);
-      else
-        p.call_on_loop(hold);
+  if constexpr (!has_serialize_part_v<V>) {
+    const std::size_t size = encoded_size(v);  // holds no ref or handle
+    encode_to(reserve_value(p, s, size), v);
+  } else {
+    object_contents held;
+    encode_to(reserve_value(p, s, size_with_refs(p, v, held)), v);
+    if (!held.empty()) [[unlikely]] {
+      if (!held.actors.empty()) {
+        auto hold = [&held](process& lp) {
+          for (std::uint64_t a : held.actors) lp.actor_handle(a, +1);
+        };
+        if (p.is_loop_thread())
+          hold(p);
+        else
+          p.call_on_loop(hold);
+      }
+      s.contained = std::make_unique<object_contents>(std::move(held));
     }
-    s.contained = std::make_unique<object_contents>(std::move(held));
   }
   s.st.store(object_state::status::ready, std::memory_order_release);
 }

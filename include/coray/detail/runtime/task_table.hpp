@@ -27,8 +27,8 @@ struct task_record : recycled<task_record, 4096> {
   std::vector<std::byte> args;
   std::vector<state_ptr> deps;
   std::vector<object_block*> blocks;  // one reference each, released when the call ends
-  std::vector<std::uint64_t> actors;  // actor handles in the arguments (kept alive)
-  std::vector<state_ptr> refs;        // refs inside the arguments (kept alive)
+  held_contents held;                 // refs and actor handles inside the arguments (kept alive)
+  std::unique_ptr<std::vector<state_ptr>> returns;  // ray::returns: the caller's results
   state_ptr result;
   std::uint32_t pending_deps = 0;
   bool failed_dep = false;
@@ -63,8 +63,8 @@ struct task_record : recycled<task_record, 4096> {
     r->deps = std::move(spec.deps);
     r->blocks = std::move(spec.blocks);
     r->actor = spec.target_actor;
-    r->actors = std::move(spec.actors);
-    r->refs = std::move(spec.refs);
+    r->held = std::move(spec.held);
+    r->returns = std::move(spec.returns);
     r->max_retries = spec.max_retries;
     r->retry_matcher = spec.retry_matcher;
     r->resources = std::move(spec.resources);

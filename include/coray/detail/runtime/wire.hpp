@@ -41,6 +41,7 @@ enum class msg_kind : std::uint32_t {
   actor_found = 5,  // u64 request, u64 actor id, u64 type id (0: no such actor)
   block_granted =
       6,  // u64 request, u64 block offset (0: store full), u64 requested, free, capacity
+  actor_spawned = 7,  // u64 request, u64 actor id; 0: refused, the wire_error follows
   // worker -> driver
   task_done = 16,      // result_header
   submit = 17,         // task_header, arg entries (a nested call)
@@ -54,6 +55,8 @@ enum class msg_kind : std::uint32_t {
   ref_hold = 25,       // u64 id: a ref read from a value; the driver sends its object_ready
   export_object = 26,  // result_header: an object of this process that a ref in a value names
   actor_exit = 27,     // this actor ends after the call it just replied to (ray::exit_actor)
+  actor_spawn = 28,    // u64 request, u64 n, n bytes of encoded fields, padding to 16, the
+                       // constructor's call as in submit (ray::spawn in a worker)
 };
 inline constexpr std::uint32_t in_block_flag = 0x80000000u;
 

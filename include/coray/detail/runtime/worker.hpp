@@ -65,32 +65,53 @@ class worker final : public process, public call_host {
     auto result = make_state();
     result->id = next_id_++;
     // Dependencies first: a call whose argument already failed is never sent.
+    if (spec.returns) [[unlikely]]
+      for (auto& s : *spec.returns) s->id = next_id_++;  // ray::returns: one per result
     for (auto& d : spec.deps)
       if (d->st == object_state::status::failed) {
         for (auto* b : spec.blocks) release_block(b);
         result->set_error(d->error);
+        if (spec.returns)
+          for (auto& s : *spec.returns) s->set_error(d->error);
         return result;
       }
-    // Ready dependencies travel by value, pending ones by id (the driver knows the ids of
-    // results of calls only, not of values put in this process). Refs inside the arguments
-    // (published while they were sized) travel by id: the call keeps them alive.
-    const std::vector<std::uint64_t> refs = ids_of(spec.refs);
-    const task_header h{result->id,
-                        spec.fn_id,
-                        spec.nargs,
-                        static_cast<std::uint32_t>(spec.actors.size()),
-                        spec.target_actor,
-                        spec.max_retries,
-                        spec.group,
-                        spec.retry_matcher,
-                        static_cast<std::uint32_t>(refs.size()),
-                        0};
-    const call_message_writer message(h, spec.args, spec.deps, spec.actors, refs);
-    const std::size_t size = message.size();
     awaited_.emplace(result->id, result.get());
-    // Actor handles in the arguments: the driver keeps those actors alive until the call ends.
-    send(msg_kind::submit, size, [&](std::byte* out) { message.write(out, seg); });
+    if (spec.returns)
+      for (auto& s : *spec.returns) awaited_.emplace(s->id, s.get());
+    with_call_message(spec, result->id, [&](const call_message_writer& message) {
+      send(msg_kind::submit, message.size(), [&](std::byte* out) { message.write(out, seg); });
+    });
     return result;
+  }
+
+  /// ray::spawn in a task or an actor: the driver creates the actor and answers with its id
+  /// (or why it refused), as it would to its own spawn.
+  std::uint64_t spawn_actor(actor_spawn_request req) override {
+    task_spec& spec = req.constructor;
+    for (auto& d : spec.deps)
+      if (d->st == object_state::status::failed) {
+        for (auto* b : spec.blocks) release_block(b);
+        std::rethrow_exception(d->error);
+      }
+    const std::uint64_t request = ++lookups_;
+    const std::vector<std::byte> fields =
+        encode(std::pair<actor_spawn_fields, std::optional<resource_request>>(
+            req, req.resources ? std::optional(*req.resources) : std::nullopt));
+    const std::size_t at = 2 * sizeof(std::uint64_t) + pad16(fields.size());
+    with_call_message(spec, 0, [&](const call_message_writer& message) {
+      send(msg_kind::actor_spawn, at + message.size(), [&](std::byte* out) {
+        const std::uint64_t head[2] = {request, fields.size()};
+        std::memcpy(out, head, sizeof head);
+        std::memcpy(out + sizeof head, fields.data(), fields.size());
+        std::memset(out + sizeof head + fields.size(), 0, at - sizeof head - fields.size());
+        message.write(out + at, seg);
+      });
+    });
+    internal_wait([&] { return spawned_.count(request) != 0; });
+    spawn_answer answer = std::move(spawned_[request]);
+    spawned_.erase(request);
+    if (!answer.id) std::rethrow_exception(to_exception(answer.error));
+    return answer.id;
   }
 
   void actor_handle(std::uint64_t id, int delta) noexcept override {
@@ -296,6 +317,14 @@ class worker final : public process, public call_host {
       case msg_kind::object_ready:
         on_object_ready(m.payload);
         break;
+      case msg_kind::actor_spawned: {
+        std::uint64_t v[2];
+        std::memcpy(v, m.payload.data(), sizeof v);
+        spawn_answer& a = spawned_[v[0]];
+        a.id = v[1];
+        if (!a.id) a.error = decode<wire_error>(m.payload.subspan(sizeof v));
+        break;
+      }
       case msg_kind::actor_found: {
         std::uint64_t v[3];
         std::memcpy(v, m.payload.data(), sizeof v);
@@ -464,6 +493,28 @@ class worker final : public process, public call_host {
     return started;
   }
 
+  /// `f(message)` with the message of a call this process makes (`id`: its result's). Ready
+  /// dependencies travel by value, pending ones by id (the driver knows the ids of results of
+  /// calls only, not of values put in this process). Refs inside the arguments (published
+  /// while they were sized) travel by id, and actor handles inside them as they are: the
+  /// driver keeps both alive until the call ends.
+  template <class F>
+  void with_call_message(const task_spec& spec, std::uint64_t id, F&& f) {
+    const std::vector<std::uint64_t> refs = ids_of(held_refs(spec.held));
+    const auto actors = held_actors(spec.held);
+    const task_header h{id,
+                        spec.fn_id,
+                        spec.nargs,
+                        static_cast<std::uint32_t>(actors.size()),
+                        spec.target_actor,
+                        spec.max_retries,
+                        spec.group,
+                        spec.retry_matcher,
+                        static_cast<std::uint32_t>(refs.size()),
+                        spec.returns ? static_cast<std::uint32_t>(spec.returns->size()) : 0};
+    f(call_message_writer(h, spec.args, spec.deps, actors, refs));
+  }
+
   static std::vector<std::uint64_t> ids_of(std::span<const state_ptr> refs) {
     std::vector<std::uint64_t> ids;
     ids.reserve(refs.size());
@@ -608,6 +659,11 @@ class worker final : public process, public call_host {
   std::unordered_map<std::uint64_t, object_state*> awaited_;  // nested results by id
   std::uint64_t lookups_ = 0;
   std::unordered_map<std::uint64_t, actor_info> found_;
+  struct spawn_answer {
+    std::uint64_t id = 0;  // 0: refused, for `error`
+    wire_error error;
+  };
+  std::unordered_map<std::uint64_t, spawn_answer> spawned_;
   struct grant {
     std::uint64_t offset, requested, free_bytes, capacity;
   };
