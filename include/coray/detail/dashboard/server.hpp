@@ -246,9 +246,7 @@ class server final : public dashboard_service {
     }
     auto made = std::make_shared<const published>(maker_.make(*view));
     std::lock_guard lock(mu_);
-    for (int pid : output_pids(*view)) log_pids_.insert(pid);
-    // Ended processes' output stays with the supervisor for a while; read it at most 64.
-    while (log_pids_.size() > 256) log_pids_.erase(log_pids_.begin());
+    log_pids_ = output_pids(*view);  // a process that ended keeps what was read of it
     published_ = std::move(made);
     made_at_ = std::chrono::steady_clock::now();
     for (auto& a : todo) a->done = true;
@@ -425,7 +423,7 @@ class server final : public dashboard_service {
   httplib::Server server_;
   snapshot_maker maker_;  // the collector's
   log_book logs_;
-  std::set<int> log_pids_;  // under mu_
+  std::set<int> log_pids_;  // the collector's: whose output the next read takes
 
   std::mutex mu_;
   std::condition_variable wake_, acted_;
