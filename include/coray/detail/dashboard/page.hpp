@@ -38,7 +38,8 @@ const token = new URLSearchParams(location.search).get("token") || "";
 const views = {machine: "/api/nodes", actors: "/api/actors", tasks: "/api/tasks",
                memory: "/api/objects", configuration: "/api/config", logs: "/api/logs"};
 let current = location.hash.slice(1) in views ? location.hash.slice(1) : "machine";
-let logPid = "", logSince = 0, logText = "";
+let logPid = "", logSince = 0, logText = "", logProcesses = "";
+const states = new Set(["ALIVE", "DEAD", "FAILED", "FINISHED", "RUNNING"]);
 
 function el(tag, props, ...children) {
   const e = document.createElement(tag);
@@ -57,8 +58,7 @@ function table(columns, rows) {
   const head = el("tr", {}, ...columns.map(c => el("th", {}, c[0])));
   const body = rows.map(r => el("tr", {}, ...columns.map(c => {
     const v = c[1](r);
-    const td = el("td", {className: c[2] ? "n" : (typeof v === "string" ? v : "")}, v);
-    return td;
+    return el("td", {className: c[2] ? "n" : states.has(v) ? v : ""}, v);
   })));
   return el("table", {}, el("thead", {}, head), el("tbody", {}, ...body));
 }
@@ -155,7 +155,11 @@ async function refresh() {
     const view = document.getElementById("view");
     const pre = document.getElementById("log");
     const atEnd = !pre || pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-    view.replaceChildren(...render[current](d));
+    // The logs view keeps its process menu (it may be open) while only the text changes.
+    const processes = current === "logs" ? JSON.stringify(d.processes.map(p => p.pid)) : "";
+    if (pre && current === "logs" && processes === logProcesses) pre.textContent = logText;
+    else view.replaceChildren(...render[current](d));
+    logProcesses = processes;
     const log = document.getElementById("log");
     if (log && atEnd) log.scrollTop = log.scrollHeight;
     document.getElementById("err").textContent = "";
@@ -165,6 +169,7 @@ async function refresh() {
 }
 function show(name) {
   current = name;
+  logProcesses = "";
   location.hash = name;
   for (const b of document.querySelectorAll("nav button")) b.className = b.textContent === name ? "on" : "";
   refresh();
