@@ -12,6 +12,7 @@
 #include <chrono>
 #include <coray/actor.hpp>
 #include <coray/dashboard.hpp>
+#include <coray/detail/dashboard/log_book.hpp>
 #include <coray/object_store.hpp>
 #include <coray/processes.hpp>
 #include <coray/runtime.hpp>
@@ -390,4 +391,25 @@ TEST_CASE("a hundred clients at once are served or refused while the runtime's c
   CHECK(served + refused == 100);
   CHECK(served > 0);
   CHECK(value(ray::task<square>.remote(7)) == 49);  // and it goes on
+}
+
+TEST_CASE("what is new in a process's output is what follows its overlap with the last read") {
+  using ray::detail::dashboard::appended;
+  CHECK(appended("", "a\n") == "a\n");
+  CHECK(appended("a\n", "a\nb\n") == "b\n");
+  CHECK(appended("a\nb\n", "a\nb\n").empty());
+  std::string before;
+  for (int i = 0; i < 200; ++i) before += "line " + std::to_string(i) + "\n";
+  // The supervisor's window dropped its front and took two lines more.
+  CHECK(appended(before, before.substr(700) + "line 200\nline 201\n") == "line 200\nline 201\n");
+  CHECK(appended("x\n", "y\n") == "y\n");  // no overlap: all of it is new
+
+  ray::detail::dashboard::bounded_text text(8);
+  text.append("0123456789");  // keeps "23456789"
+  CHECK(text.end() == 10);
+  CHECK(text.since(0)["text"] == "23456789");
+  CHECK(text.since(0)["start"] == 2);
+  CHECK(text.since(7)["text"] == "789");
+  CHECK(text.since(10)["text"] == "");
+  CHECK(text.since(99)["next"] == 10);
 }

@@ -27,13 +27,14 @@
 #include <cstdint>
 #include <cstdio>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <regex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -76,14 +77,26 @@ inline bool same_secret(const std::string& a, const std::string& b) noexcept {
 struct route {
   enum kind { none, read, action } what = none;
 };
-inline route route_of(const std::string& path) {
-  static const std::set<std::string> reads = {"/",           "/api/nodes", "/api/processes",
-                                              "/api/actors", "/api/tasks", "/api/objects",
-                                              "/api/config", "/api/logs"};
-  static const std::regex log_of(R"(/api/logs/[0-9]{1,9})");
-  static const std::regex actions(R"(/api/(actors|tasks)/[0-9]{1,19}/(kill|cancel))");
-  if (reads.count(path) || std::regex_match(path, log_of)) return {route::read};
-  if (std::regex_match(path, actions)) return {route::action};
+inline bool is_number(std::string_view s, std::size_t max_digits) noexcept {
+  return !s.empty() && s.size() <= max_digits &&
+         s.find_first_not_of("0123456789") == std::string_view::npos;
+}
+/// The fixed table of paths: the page, the reads, /api/logs/<pid>, and the two actions
+/// /api/actors/<id>/kill and /api/tasks/<id>/cancel. Anything else is none.
+inline route route_of(std::string_view path) {
+  static const std::set<std::string, std::less<>> reads = {
+      "/",          "/api/nodes",   "/api/processes", "/api/actors",
+      "/api/tasks", "/api/objects", "/api/config",    "/api/logs"};
+  if (reads.find(path) != reads.end()) return {route::read};
+  constexpr std::string_view logs = "/api/logs/";
+  if (path.starts_with(logs) && is_number(path.substr(logs.size()), 9)) return {route::read};
+  for (std::string_view on : {std::string_view("/api/actors/"), std::string_view("/api/tasks/")}) {
+    if (!path.starts_with(on)) continue;
+    const std::string_view rest = path.substr(on.size());
+    const std::size_t slash = rest.find('/');
+    if (slash == std::string_view::npos || !is_number(rest.substr(0, slash), 19)) continue;
+    if (rest.substr(slash) == "/kill" || rest.substr(slash) == "/cancel") return {route::action};
+  }
   return {};
 }
 
