@@ -44,6 +44,10 @@ class CorayConan(ConanFile):
         self.requires("boost/1.83.0", transitive_headers=True)
         self.requires("fmt/10.2.1", transitive_headers=True)
         self.requires("concurrentqueue/1.0.4", transitive_headers=True)
+        # The dashboard (<coray/dashboard.hpp>): Conan's cpp-httplib is header-only, so a
+        # program that includes it builds the server in that one file.
+        self.requires("cpp-httplib/0.15.3", transitive_headers=True)
+        self.requires("nlohmann_json/3.11.3", transitive_headers=True)
 
     def package_id(self):
         self.info.clear()

@@ -42,3 +42,32 @@ if(NOT TARGET coray_concurrentqueue)
   set_target_properties(coray_concurrentqueue PROPERTIES
     INTERFACE_INCLUDE_DIRECTORIES "${CORAY_CONCURRENTQUEUE_DIR}")
 endif()
+
+# The dashboard's libraries, optional: cpp-httplib and nlohmann::json. Only
+# <coray/dashboard.hpp> (and coray's compiled library built with the dashboard) include them.
+# Upstream cpp-httplib, vcpkg and Conan install a CMake package (httplib::httplib); Debian
+# ships no CMake package but a pkg-config file, and splits cpp-httplib into declarations in
+# httplib.h and a shared library (libcpp-httplib.so) built with OpenSSL, zlib and Brotli: its
+# compile definitions must be the library's (they change class layouts), so they come from
+# pkg-config too. coray_dashboard_deps is the target that carries them when both are found.
+if(NOT TARGET coray_dashboard_deps)
+  find_package(nlohmann_json 3 QUIET)
+  find_package(httplib CONFIG QUIET)
+  set(_coray_httplib_target)
+  if(TARGET httplib::httplib)
+    set(_coray_httplib_target httplib::httplib)
+  else()
+    find_package(PkgConfig QUIET)
+    if(PKG_CONFIG_FOUND)
+      pkg_check_modules(CORAY_HTTPLIB QUIET IMPORTED_TARGET cpp-httplib)
+      if(TARGET PkgConfig::CORAY_HTTPLIB)
+        set(_coray_httplib_target PkgConfig::CORAY_HTTPLIB)
+      endif()
+    endif()
+  endif()
+  if(_coray_httplib_target AND TARGET nlohmann_json::nlohmann_json)
+    add_library(coray_dashboard_deps INTERFACE IMPORTED)
+    set_target_properties(coray_dashboard_deps PROPERTIES
+      INTERFACE_LINK_LIBRARIES "${_coray_httplib_target};nlohmann_json::nlohmann_json")
+  endif()
+endif()

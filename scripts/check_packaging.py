@@ -23,8 +23,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PORT_DIR = ROOT / "packaging" / "vcpkg" / "ports" / "coray"
 VCPKG_VERSION_FIELDS = ("version", "version-string", "version-semver", "version-date")
 VCPKG_DEPENDENCIES = {"boost-interprocess", "boost-pfr", "fmt", "concurrentqueue",
-                      "vcpkg-cmake", "vcpkg-cmake-config"}
-CONAN_DEPENDENCIES = {"boost", "fmt", "concurrentqueue"}
+                      "cpp-httplib", "nlohmann-json", "vcpkg-cmake", "vcpkg-cmake-config"}
+CONAN_DEPENDENCIES = {"boost", "fmt", "concurrentqueue", "cpp-httplib", "nlohmann_json"}
 
 
 def coray_version():

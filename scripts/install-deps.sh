@@ -3,7 +3,8 @@
 # As root it runs apt-get; otherwise it prints the exact command to run and stops.
 set -euo pipefail
 
-packages=(cmake ninja-build g++ clang python3 libboost1.81-dev libfmt-dev libconcurrentqueue-dev doctest-dev libclang-rt-14-dev clang-format-14)
+# libcpp-httplib-dev and nlohmann-json3-dev: the dashboard (found through pkg-config).
+packages=(cmake ninja-build g++ clang python3 libboost1.81-dev libfmt-dev libconcurrentqueue-dev doctest-dev libclang-rt-14-dev clang-format-14 pkg-config libcpp-httplib-dev nlohmann-json3-dev)
 packages+=("$@")
 
 missing=()

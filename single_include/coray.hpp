@@ -5890,6 +5890,14 @@ enum class task_state {
 };
 enum class actor_state { pending_creation, alive, restarting, dead };
 enum class worker_kind { task_worker, actor };
+/// Where an object's value lies (`ray memory`'s columns).
+enum class object_location {
+  pending,       // not computed yet
+  inline_value,  // small: kept in the driver's memory, travels inside messages
+  store,         // in the shared-memory object store
+  spilled,       // written to the spill file (runtime_options::spill_directory)
+  failed,        // holds an error
+};
 
 constexpr std::string_view to_string(task_state s) noexcept {
   constexpr std::string_view names[] = {"WAITING_FOR_DEPENDENCIES", "QUEUED", "RUNNING", "FINISHED",
@@ -5900,14 +5908,19 @@ constexpr std::string_view to_string(actor_state s) noexcept {
   constexpr std::string_view names[] = {"PENDING_CREATION", "ALIVE", "RESTARTING", "DEAD"};
   return names[static_cast<int>(s)];
 }
+constexpr std::string_view to_string(object_location l) noexcept {
+  constexpr std::string_view names[] = {"PENDING", "INLINE", "STORE", "SPILLED", "FAILED"};
+  return names[static_cast<int>(l)];
+}
 
 struct task_info {
   std::uint64_t id = 0;
   std::string name;  // the function or method, as the registry spells it ("ns::f", "c::incr")
   task_state state = task_state::queued;
-  bool actor_call = false;  // a method call (or an actor's construction)
-  int pid = 0;              // of the process it was sent to; 0 if none (yet)
-  int attempt = 1;          // 2 and up when it is retried
+  bool actor_call = false;     // a method call (or an actor's construction)
+  int pid = 0;                 // of the process it was sent to; 0 if none (yet)
+  int attempt = 1;             // 2 and up when it is retried
+  std::uint64_t actor_id = 0;  // the actor called; 0 for a task
 };
 
 struct actor_info {
@@ -5926,6 +5939,19 @@ struct worker_info {
   bool alive = false;
   std::uint32_t calls_in_flight = 0;  // task workers: calls sent and not done
   std::uint64_t actor_id = 0;         // actors: whose process it is
+};
+
+/// An object the driver holds: each one with a value in the store or the spill file, and each
+/// one a ref inside a value has named (those have an id; an object only its handles name
+/// has 0).
+struct object_info {
+  std::uint64_t id = 0;
+  std::size_t size = 0;  // of its encoded value; 0 while pending
+  object_location location = object_location::pending;
+  std::uint32_t handles = 0;     // object_refs to it in the driver
+  std::uint32_t store_refs = 0;  // references to its store block (the driver's and workers')
+  std::uint32_t pins = 0;        // readers of its block in place (views, calls in flight)
+  std::uint32_t contained = 0;   // refs and actor handles inside its value it keeps alive
 };
 
 }  // namespace state
@@ -6019,6 +6045,7 @@ class driver : public process {
   virtual std::vector<state::task_info> list_tasks() const = 0;
   virtual std::vector<state::actor_info> list_actors() const = 0;
   virtual std::vector<state::worker_info> list_workers() const = 0;
+  virtual std::vector<state::object_info> list_objects() const = 0;
   /// The tail of process `pid`'s stdout and stderr; nullopt if the supervisor did not answer.
   virtual std::optional<std::pair<std::string, std::string>> process_output(int pid) = 0;
   /// The pid of an actor's process (0 while it starts or after it ended).
@@ -12346,15 +12373,19 @@ class object_spiller {
     }
   }
 
-  /// A driver state now holds a block: it may be spilled.
-  void adopted(object_state& s) {
-    if (enabled()) resident_.insert(&s);
-  }
-  /// A driver state is going away.
+  /// A driver state now holds a block: it may be spilled, and the state API lists it.
+  void adopted(object_state& s) { held_.insert(&s); }
+  /// A driver state is going away. Most hold no block (inline values): one test each.
   void released(object_state& s) noexcept {
-    if (!enabled()) return;
-    resident_.erase(&s);
+    if (!s.block && !s.spilled()) return;
+    held_.erase(&s);
     if (s.spilled()) punch(s);
+  }
+  /// Each driver state with a value in the store or in the spill file (ray::state's
+  /// list_objects). Loop thread.
+  template <class F>
+  void for_each_held(F&& f) const {
+    for (const object_state* s : held_) f(*s);
   }
 
   /// Brings a spilled object back into the store (into `b`, a block of its size).
@@ -12372,17 +12403,16 @@ class object_spiller {
     }
     punch(s);
     s.block = b;
-    resident_.insert(&s);
   }
 
-  void clear() noexcept { resident_.clear(); }
+  void clear() noexcept { held_.clear(); }
 
  private:
   /// Writes one object held by the driver alone, with nothing reading it in place, to the
   /// file and frees its block. False if there is none (or the disk is full).
   bool spill_one() {
     if (!enabled()) return false;
-    for (object_state* s : resident_) {
+    for (object_state* s : held_) {
       if (!s->block || s->pins || s->block->refs.load(std::memory_order_relaxed) != 1 ||
           s->st != object_state::status::ready)
         continue;
@@ -12400,7 +12430,6 @@ class object_spiller {
       s->spill_size = size;
       seg_.release(s->block);
       s->block = nullptr;
-      resident_.erase(s);
       ++spilled_objects_;
       return true;
     }
@@ -12418,7 +12447,8 @@ class object_spiller {
   int fd_ = -1;
   std::uint64_t end_ = 0;
   std::uint64_t spilled_objects_ = 0;
-  std::unordered_set<object_state*> resident_;  // driver objects in the store, spillable
+  // Driver objects in the store (spillable when nothing reads them) or spilled (skipped).
+  std::unordered_set<object_state*> held_;
 };
 
 }  // namespace detail
@@ -12979,6 +13009,54 @@ class call_pump {
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/call_pump.hpp>
 // #include <coray/detail/runtime/call_sender.hpp>: inlined above
+// begin <coray/detail/runtime/object_directory.hpp>
+/// The driver's directory of the objects that refs inside values may name: id to state. An
+/// object enters it when a ref to it is first written into a value (a put object, a call's
+/// arguments, a result) and leaves it when its last handle in the driver goes. It holds no
+/// handle itself: what keeps an object alive is whatever holds the value (the object's
+/// `contained` refs, a call's `refs`) and the processes that read the ref (reply_router's
+/// holds, per process). Driver only, loop thread only.
+
+// #include <coray/detail/runtime/object_state.hpp>: inlined above
+#include <cstdint>
+#include <unordered_map>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class object_directory {
+ public:
+  /// Lists `s` under its id, giving it `fresh` if it has none.
+  void publish(object_state& s, std::uint64_t fresh) {
+    if (s.published) return;
+    if (!s.id) s.id = fresh;
+    by_id_[s.id] = &s;
+    s.published = true;
+  }
+  /// The object listed under `id`, or null.
+  state_ptr find(std::uint64_t id) const {
+    auto it = by_id_.find(id);
+    return it == by_id_.end() ? state_ptr() : state_ptr::share(it->second);
+  }
+  /// `s` lost its last handle in the driver.
+  void forget(object_state& s) noexcept {
+    if (!s.published) return;
+    if (auto it = by_id_.find(s.id); it != by_id_.end() && it->second == &s) by_id_.erase(it);
+  }
+  std::size_t size() const noexcept { return by_id_.size(); }
+  /// Each listed object (ray::state's list_objects).
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& entry : by_id_) f(*entry.second);
+  }
+
+ private:
+  std::unordered_map<std::uint64_t, object_state*> by_id_;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/object_directory.hpp>
 // #include <coray/detail/runtime/object_spiller.hpp>: inlined above
 // #include <coray/detail/runtime/process.hpp>: inlined above
 // begin <coray/detail/runtime/reply_router.hpp>
@@ -13227,6 +13305,7 @@ CORAY_END_NAMESPACE
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -13513,8 +13592,9 @@ class call_lifecycle {
   std::vector<state::task_info> list_tasks() const {
     std::vector<state::task_info> out;
     tasks_.for_each([&](const task_record& r) {
-      state::task_info t{r.id,     std::string(r.name), state::task_state::queued, r.actor != 0, 0,
-                         r.attempt};
+      state::task_info t{
+          r.id,   std::string(r.name), state::task_state::queued, r.actor != 0, 0, r.attempt,
+          r.actor};
       const actor_entry* a = r.actor ? actors_.find(r.actor) : nullptr;
       if (r.pending_deps > 0) {
         t.state = state::task_state::waiting_for_dependencies;
@@ -13534,7 +13614,7 @@ class call_lifecycle {
           pid = a->dead ? a->pid : transport_.pid(a->slot);
       out.push_back({e.id, std::string(e.name),
                      e.failed ? state::task_state::failed : state::task_state::finished,
-                     e.actor != 0, pid, e.attempt});
+                     e.actor != 0, pid, e.attempt, e.actor});
     });
     return out;
   }
@@ -13556,6 +13636,45 @@ class call_lifecycle {
       out.push_back(std::move(i));
     });
     std::sort(out.begin(), out.end(), [](const auto& x, const auto& y) { return x.id < y.id; });
+    return out;
+  }
+  /// The objects the driver holds with a value in the store or the spill file, and those
+  /// refs inside values named (ray::state::list_objects), by id then size.
+  std::vector<state::object_info> list_objects(const object_directory& named) const {
+    std::vector<state::object_info> out;
+    std::unordered_set<const object_state*> seen;
+    auto add = [&](const object_state& s) {
+      if (!seen.insert(&s).second) return;
+      state::object_info i;
+      i.id = s.id;
+      i.handles = s.handles.load(std::memory_order_relaxed);
+      i.pins = s.pins;
+      if (s.contained)
+        i.contained =
+            static_cast<std::uint32_t>(s.contained->refs.size() + s.contained->actors.size());
+      const auto st = s.st.load(std::memory_order_acquire);
+      if (st == object_state::status::pending) {
+        i.location = state::object_location::pending;
+      } else if (st == object_state::status::failed) {
+        i.location = state::object_location::failed;
+      } else if (s.block) {
+        i.location = state::object_location::store;
+        i.size = static_cast<std::size_t>(s.block->size);
+        i.store_refs = s.block->refs.load(std::memory_order_relaxed);
+      } else if (s.spilled()) {
+        i.location = state::object_location::spilled;
+        i.size = static_cast<std::size_t>(s.spill_size);
+      } else {
+        i.location = state::object_location::inline_value;
+        i.size = s.bytes.size();
+      }
+      out.push_back(i);
+    };
+    spiller_.for_each_held(add);
+    named.for_each(add);
+    std::sort(out.begin(), out.end(), [](const auto& x, const auto& y) {
+      return x.id != y.id ? x.id < y.id : x.size > y.size;
+    });
     return out;
   }
   /// The task workers, in slot order, then the actors' live processes.
@@ -13642,49 +13761,7 @@ class memory_return {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/memory_return.hpp>
-// begin <coray/detail/runtime/object_directory.hpp>
-/// The driver's directory of the objects that refs inside values may name: id to state. An
-/// object enters it when a ref to it is first written into a value (a put object, a call's
-/// arguments, a result) and leaves it when its last handle in the driver goes. It holds no
-/// handle itself: what keeps an object alive is whatever holds the value (the object's
-/// `contained` refs, a call's `refs`) and the processes that read the ref (reply_router's
-/// holds, per process). Driver only, loop thread only.
-
-// #include <coray/detail/runtime/object_state.hpp>: inlined above
-#include <cstdint>
-#include <unordered_map>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-class object_directory {
- public:
-  /// Lists `s` under its id, giving it `fresh` if it has none.
-  void publish(object_state& s, std::uint64_t fresh) {
-    if (s.published) return;
-    if (!s.id) s.id = fresh;
-    by_id_[s.id] = &s;
-    s.published = true;
-  }
-  /// The object listed under `id`, or null.
-  state_ptr find(std::uint64_t id) const {
-    auto it = by_id_.find(id);
-    return it == by_id_.end() ? state_ptr() : state_ptr::share(it->second);
-  }
-  /// `s` lost its last handle in the driver.
-  void forget(object_state& s) noexcept {
-    if (!s.published) return;
-    if (auto it = by_id_.find(s.id); it != by_id_.end() && it->second == &s) by_id_.erase(it);
-  }
-  std::size_t size() const noexcept { return by_id_.size(); }
-
- private:
-  std::unordered_map<std::uint64_t, object_state*> by_id_;
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/object_directory.hpp>
+// #include <coray/detail/runtime/object_directory.hpp>: inlined above
 // #include <coray/detail/runtime/process.hpp>: inlined above
 // #include <coray/detail/runtime/registry.hpp>: inlined above
 // #include <coray/detail/runtime/reply_router.hpp>: inlined above
@@ -13787,6 +13864,9 @@ class orchestrator final : public call_lifecycle, public transport_events {
   /// A driver state with an id lost its last handle.
   void forget(object_state& s) noexcept { directory_.forget(s); }
   const object_directory& directory() const noexcept { return directory_; }
+  std::vector<state::object_info> list_objects() const {
+    return call_lifecycle::list_objects(directory_);
+  }
 
   // ---- actors ---------------------------------------------------------------------------
 
@@ -16001,6 +16081,9 @@ class local_driver final : public driver {
   std::vector<state::worker_info> list_workers() const override {
     return orchestrator_->list_workers();
   }
+  std::vector<state::object_info> list_objects() const override {
+    return orchestrator_->list_objects();
+  }
   std::optional<std::pair<std::string, std::string>> process_output(int pid) override {
     return transport_->output_of(pid);
   }
@@ -16266,6 +16349,16 @@ struct runtime_options {
   /// How many finished tasks and actor calls ray::state::list_tasks keeps, the oldest
   /// evicted first (Ray keeps a bounded task history likewise). 0 keeps none.
   std::size_t task_history = 10000;
+  /// Serves the dashboard, a web page of the runtime's processes, actors, tasks, objects,
+  /// configuration and logs, and prints its URL (Ray's `include_dashboard`). Also turned on
+  /// by CORAY_DASHBOARD=1. The dashboard's code comes with <coray/dashboard.hpp> (include it
+  /// in one file of the program) or with coray's compiled library.
+  bool include_dashboard = false;
+  /// The dashboard's port; when taken, the next free one (the printed URL says which). 0: any.
+  std::uint16_t dashboard_port = 8265;
+  /// The address it listens on. Anything but a loopback address serves only requests that
+  /// carry the run's token (the printed URL has it).
+  std::string dashboard_host = "127.0.0.1";
 };
 
 /// Becomes a worker if this process was spawned as one; returns at once otherwise. The
@@ -16274,6 +16367,23 @@ struct runtime_options {
 inline void enter_worker_if_spawned() { detail::enter_spawned_worker(); }
 
 namespace detail {
+/// A running dashboard (<coray/dashboard.hpp>); destroying it stops it.
+class dashboard_service {
+ public:
+  virtual ~dashboard_service() = default;
+  /// http://host:port/?token=...
+  virtual std::string url() const = 0;
+};
+using dashboard_starter = std::unique_ptr<dashboard_service> (*)(const runtime_options&);
+/// Set when the dashboard's code is in the program: by <coray/dashboard.hpp> header-only, by
+/// coray's compiled library when it was built with it. Null otherwise, and a runtime asked
+/// for a dashboard refuses to start. The runtime reaches the dashboard only through this, so
+/// programs without it never parse the HTTP and JSON libraries it uses.
+inline dashboard_starter& dashboard_start_hook() noexcept {
+  static dashboard_starter f = nullptr;
+  return f;
+}
+
 /// Run by the runtime's destructor first, while the runtime still serves: ray::process joins
 /// its non-daemon children there (set once a process is started). Never throws.
 inline void (*&before_runtime_end() noexcept)() noexcept {
@@ -16309,8 +16419,10 @@ class runtime {
     cfg.output = {opts.log_to_driver, opts.log_directory};
     cfg.task_history = opts.task_history;
     if (!opts.log_directory.empty()) make_log_directory(opts.log_directory);
+    const bool dashboard = wants_dashboard(opts);
     driver_ = detail::make_local_driver(std::move(cfg));
     driver_->open_handoff(driver_->hdr->driver_bell, detail::runtime_gate::phase::calls);
+    if (dashboard) start_dashboard(opts);
   }
 
   runtime(const runtime&) = delete;
@@ -16327,11 +16439,13 @@ class runtime {
   /// runtime among them). There the runtime is left as it lies, its memory not freed.
   ~runtime() {
     if (getpid() != builder_pid_) {
+      (void)dashboard_.release();  // its threads are the builder's
       (void)driver_.release();
       return;
     }
     if (auto end = detail::before_runtime_end()) end();
-    driver_->close_handoff();
+    driver_->close_handoff();  // fails what the dashboard's threads wait for on the loop
+    dashboard_.reset();
   }
 
   /// Runs the coroutine `main` to completion on this thread, serving the runtime meanwhile;
@@ -16367,6 +16481,9 @@ class runtime {
   std::size_t object_store_capacity() const noexcept { return driver_->seg.capacity(); }
   /// How many objects have been spilled to disk (with runtime_options::spill_directory).
   std::uint64_t objects_spilled() const noexcept { return driver_->spilled_objects(); }
+  /// The dashboard's address with the run's token (runtime_options::include_dashboard), or
+  /// empty without one.
+  std::string dashboard_url() const { return dashboard_ ? dashboard_->url() : std::string(); }
 
  private:
   static start_method resolve(std::optional<start_method> m) {
@@ -16386,8 +16503,27 @@ class runtime {
       throw usage_error(fmt::format("coray: log_directory {} is not a directory one can make: {}",
                                     dir, ec ? ec.message() : "a file is in the way"));
   }
+  static bool wants_dashboard(const runtime_options& opts) {
+    const char* e = std::getenv("CORAY_DASHBOARD");
+    const bool wanted = opts.include_dashboard || (e && std::string_view(e) == "1");
+    if (wanted && !detail::dashboard_start_hook())
+      throw usage_error(
+          "coray: include_dashboard (or CORAY_DASHBOARD=1) needs the dashboard's code: "
+          "#include <coray/dashboard.hpp> in one file of the program and link coray::dashboard "
+          "(cpp-httplib and nlohmann_json), or link coray's compiled library built with them");
+    return wanted;
+  }
+  void start_dashboard(const runtime_options& opts) {
+    try {
+      dashboard_ = detail::dashboard_start_hook()(opts);
+    } catch (...) {
+      driver_->close_handoff();
+      throw;
+    }
+  }
   std::unique_ptr<detail::driver> driver_;
   pid_t builder_pid_ = getpid();
+  std::unique_ptr<detail::dashboard_service> dashboard_;  // destroyed before the driver
 };
 
 namespace detail {
@@ -17676,9 +17812,10 @@ CORAY_END_NAMESPACE
 // end <coray/sleep.hpp>
 // begin <coray/state.hpp>
 /// ray::state: what the runtime is doing, as Ray's state API lists it (`ray list tasks`,
-/// `ray list actors`, `ray summary tasks`): the calls live and finished, the actors, the
-/// worker processes. Each listing is a copy made on the driver's loop thread; other threads
-/// of the driver may call these too (they wait for the loop). Driver only.
+/// `ray list actors`, `ray list objects`, `ray summary tasks`, `ray memory`): the calls live
+/// and finished, the actors, the worker processes, the objects. Each listing is a copy made on the
+/// driver's loop thread; other threads of the driver may call these too (they wait for the loop).
+/// Driver only.
 ///
 ///   for (const auto& t : ray::state::list_tasks({.state = ray::state::task_state::running}))
 ///     fmt::print("{} {} on pid {}\n", t.id, t.name, t.pid);
@@ -17789,6 +17926,15 @@ inline process_log get_log(int pid) {
   return {std::move(got->first), std::move(got->second)};
 }
 
+/// The objects the driver holds (`ray list objects`): each one with a value in the store or
+/// the spill file, and each one a ref inside a value has named; by id, unnamed ones (id 0)
+/// first, largest first. Small values only object_refs name are not listed (they live in the
+/// refs themselves).
+inline std::vector<object_info> list_objects() {
+  return detail::from_driver("ray::state::list_objects",
+                             [](ray::detail::driver& d) { return d.list_objects(); });
+}
+
 /// How many calls of each function are in each state (`ray summary tasks`), over what
 /// list_tasks reports.
 inline std::map<std::string, std::map<task_state, std::size_t>> summarize_tasks() {
@@ -17798,6 +17944,38 @@ inline std::map<std::string, std::map<task_state, std::size_t>> summarize_tasks(
 }
 
 }  // namespace state
+
+/// What `ray memory` prints: the store's capacity and use, then each object list_objects
+/// reports with its size, where it lies, and who holds it (handles in the driver, references
+/// to its store block, readers in place). Driver only.
+inline std::string memory_summary() {
+  struct store_use {
+    std::size_t capacity, free;
+    std::uint64_t spilled;
+  };
+  const store_use use =
+      state::detail::from_driver("ray::memory_summary", [](ray::detail::driver& d) {
+        return store_use{d.seg.capacity(), d.seg.free_bytes(), d.spilled_objects()};
+      });
+  const auto objects = state::list_objects();
+  std::size_t in_store = 0, spilled = 0;
+  for (const auto& o : objects) {
+    if (o.location == state::object_location::store) in_store += o.size;
+    if (o.location == state::object_location::spilled) spilled += o.size;
+  }
+  std::string out = fmt::format(
+      "Object store: {} of {} bytes used ({} free); {} objects listed, {} bytes in the store, "
+      "{} bytes spilled now ({} spilled so far)\n",
+      use.capacity - use.free, use.capacity, use.free, objects.size(), in_store, spilled,
+      use.spilled);
+  out += fmt::format("{:>10} {:>12} {:>8} {:>8} {:>10} {:>5} {:>9}\n", "ID", "SIZE", "WHERE",
+                     "HANDLES", "STORE_REFS", "PINS", "CONTAINED");
+  for (const auto& o : objects)
+    out += fmt::format("{:>10} {:>12} {:>8} {:>8} {:>10} {:>5} {:>9}\n", o.id, o.size,
+                       state::to_string(o.location), o.handles, o.store_refs, o.pins, o.contained);
+  return out;
+}
+
 CORAY_END_NAMESPACE
 // end <coray/state.hpp>
 // #include <coray/sync_wait.hpp>: inlined above

@@ -7,3 +7,13 @@
 #endif
 
 #include <coray/detail/runtime/entry_impl.hpp>
+
+// The dashboard, when the library is built with cpp-httplib and nlohmann::json
+// (CORAY_WITH_DASHBOARD): a runtime of any program linking the library can then serve it.
+#ifdef CORAY_WITH_DASHBOARD
+#include <coray/detail/dashboard/server.hpp>
+
+namespace {
+const bool coray_dashboard_installed = ray::detail::dashboard::install();
+}
+#endif

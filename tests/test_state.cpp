@@ -1,11 +1,13 @@
 // ray::state (issue 14): the calls live and finished, the actors and the worker processes,
 // as Ray's state API lists them, with filters; the bounded history of finished calls.
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <coray/coray.hpp>
 #include <coray/state.hpp>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -22,6 +24,7 @@ int hold(ray::queue<int> started, ray::queue<int> release) {
 }
 int plus_one(int x) { return x + 1; }
 std::size_t tasks_seen_inside() { return ray::state::list_tasks().size(); }
+std::vector<double> filled(int n) { return std::vector<double>(static_cast<std::size_t>(n), 1.0); }
 
 struct ledger {
   int total = 0;
@@ -144,6 +147,45 @@ TEST_CASE("summarize_tasks counts calls by function and state") {
   CHECK(summary.at("state_test::square").at(task_state::finished) == 4);
   CHECK(summary.at("state_test::explode").at(task_state::failed) == 1);
   CHECK(ray::state::to_string(task_state::finished) == "FINISHED");
+}
+
+TEST_CASE("objects in the store are listed with their size and holders until their refs go") {
+  ray::runtime rt({.num_workers = 1, .object_store_bytes = 64 << 20});
+  const std::size_t bytes = 1 << 20;  // 1 MiB of doubles: past the inline threshold
+  auto put = ray::put(std::vector<double>(bytes / sizeof(double), 2.0));
+  auto made = ray::task<filled>.remote(static_cast<int>(bytes / sizeof(double)));
+  (void)ray::get(made);
+  auto objects = ray::state::list_objects();
+  const auto in_store = std::count_if(objects.begin(), objects.end(), [&](const auto& o) {
+    return o.location == ray::state::object_location::store && o.size >= bytes && o.handles == 1 &&
+           o.store_refs >= 1;
+  });
+  CHECK(in_store == 2);
+  const std::string summary = ray::memory_summary();
+  CHECK(summary.find("Object store:") != std::string::npos);
+  CHECK(summary.find("STORE") != std::string::npos);
+  put = {};
+  made = {};
+  objects = ray::state::list_objects();
+  CHECK(
+      std::none_of(objects.begin(), objects.end(), [&](const auto& o) { return o.size >= bytes; }));
+}
+
+TEST_CASE("a spilled object is listed as spilled") {
+  char tmpl[] = "/tmp/coray-state-spill-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  {
+    ray::runtime rt({.num_workers = 1, .object_store_bytes = 24 << 20, .spill_directory = tmpl});
+    std::vector<ray::object_ref<std::vector<double>>> refs;
+    for (int i = 0; i < 5; ++i) refs.push_back(ray::put(std::vector<double>(1 << 20, i)));
+    REQUIRE(rt.objects_spilled() > 0);
+    const auto objects = ray::state::list_objects();
+    CHECK(std::count_if(objects.begin(), objects.end(), [](const auto& o) {
+            return o.location == ray::state::object_location::spilled && o.size >= (8u << 20);
+          }) >= 1);
+    CHECK(ray::memory_summary().find("SPILLED") != std::string::npos);
+  }
+  rmdir(tmpl);
 }
 
 TEST_CASE("another thread of the driver may list the state while the loop serves") {

@@ -83,6 +83,16 @@ struct runtime_options {
   /// How many finished tasks and actor calls ray::state::list_tasks keeps, the oldest
   /// evicted first (Ray keeps a bounded task history likewise). 0 keeps none.
   std::size_t task_history = 10000;
+  /// Serves the dashboard, a web page of the runtime's processes, actors, tasks, objects,
+  /// configuration and logs, and prints its URL (Ray's `include_dashboard`). Also turned on
+  /// by CORAY_DASHBOARD=1. The dashboard's code comes with <coray/dashboard.hpp> (include it
+  /// in one file of the program) or with coray's compiled library.
+  bool include_dashboard = false;
+  /// The dashboard's port; when taken, the next free one (the printed URL says which). 0: any.
+  std::uint16_t dashboard_port = 8265;
+  /// The address it listens on. Anything but a loopback address serves only requests that
+  /// carry the run's token (the printed URL has it).
+  std::string dashboard_host = "127.0.0.1";
 };
 
 /// Becomes a worker if this process was spawned as one; returns at once otherwise. The
@@ -91,6 +101,23 @@ struct runtime_options {
 inline void enter_worker_if_spawned() { detail::enter_spawned_worker(); }
 
 namespace detail {
+/// A running dashboard (<coray/dashboard.hpp>); destroying it stops it.
+class dashboard_service {
+ public:
+  virtual ~dashboard_service() = default;
+  /// http://host:port/?token=...
+  virtual std::string url() const = 0;
+};
+using dashboard_starter = std::unique_ptr<dashboard_service> (*)(const runtime_options&);
+/// Set when the dashboard's code is in the program: by <coray/dashboard.hpp> header-only, by
+/// coray's compiled library when it was built with it. Null otherwise, and a runtime asked
+/// for a dashboard refuses to start. The runtime reaches the dashboard only through this, so
+/// programs without it never parse the HTTP and JSON libraries it uses.
+inline dashboard_starter& dashboard_start_hook() noexcept {
+  static dashboard_starter f = nullptr;
+  return f;
+}
+
 /// Run by the runtime's destructor first, while the runtime still serves: ray::process joins
 /// its non-daemon children there (set once a process is started). Never throws.
 inline void (*&before_runtime_end() noexcept)() noexcept {
@@ -126,8 +153,10 @@ class runtime {
     cfg.output = {opts.log_to_driver, opts.log_directory};
     cfg.task_history = opts.task_history;
     if (!opts.log_directory.empty()) make_log_directory(opts.log_directory);
+    const bool dashboard = wants_dashboard(opts);
     driver_ = detail::make_local_driver(std::move(cfg));
     driver_->open_handoff(driver_->hdr->driver_bell, detail::runtime_gate::phase::calls);
+    if (dashboard) start_dashboard(opts);
   }
 
   runtime(const runtime&) = delete;
@@ -144,11 +173,13 @@ class runtime {
   /// runtime among them). There the runtime is left as it lies, its memory not freed.
   ~runtime() {
     if (getpid() != builder_pid_) {
+      (void)dashboard_.release();  // its threads are the builder's
       (void)driver_.release();
       return;
     }
     if (auto end = detail::before_runtime_end()) end();
-    driver_->close_handoff();
+    driver_->close_handoff();  // fails what the dashboard's threads wait for on the loop
+    dashboard_.reset();
   }
 
   /// Runs the coroutine `main` to completion on this thread, serving the runtime meanwhile;
@@ -184,6 +215,9 @@ class runtime {
   std::size_t object_store_capacity() const noexcept { return driver_->seg.capacity(); }
   /// How many objects have been spilled to disk (with runtime_options::spill_directory).
   std::uint64_t objects_spilled() const noexcept { return driver_->spilled_objects(); }
+  /// The dashboard's address with the run's token (runtime_options::include_dashboard), or
+  /// empty without one.
+  std::string dashboard_url() const { return dashboard_ ? dashboard_->url() : std::string(); }
 
  private:
   static start_method resolve(std::optional<start_method> m) {
@@ -203,8 +237,27 @@ class runtime {
       throw usage_error(fmt::format("coray: log_directory {} is not a directory one can make: {}",
                                     dir, ec ? ec.message() : "a file is in the way"));
   }
+  static bool wants_dashboard(const runtime_options& opts) {
+    const char* e = std::getenv("CORAY_DASHBOARD");
+    const bool wanted = opts.include_dashboard || (e && std::string_view(e) == "1");
+    if (wanted && !detail::dashboard_start_hook())
+      throw usage_error(
+          "coray: include_dashboard (or CORAY_DASHBOARD=1) needs the dashboard's code: "
+          "#include <coray/dashboard.hpp> in one file of the program and link coray::dashboard "
+          "(cpp-httplib and nlohmann_json), or link coray's compiled library built with them");
+    return wanted;
+  }
+  void start_dashboard(const runtime_options& opts) {
+    try {
+      dashboard_ = detail::dashboard_start_hook()(opts);
+    } catch (...) {
+      driver_->close_handoff();
+      throw;
+    }
+  }
   std::unique_ptr<detail::driver> driver_;
   pid_t builder_pid_ = getpid();
+  std::unique_ptr<detail::dashboard_service> dashboard_;  // destroyed before the driver
 };
 
 namespace detail {

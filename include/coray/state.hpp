@@ -1,8 +1,9 @@
 #pragma once
 /// ray::state: what the runtime is doing, as Ray's state API lists it (`ray list tasks`,
-/// `ray list actors`, `ray summary tasks`): the calls live and finished, the actors, the
-/// worker processes. Each listing is a copy made on the driver's loop thread; other threads
-/// of the driver may call these too (they wait for the loop). Driver only.
+/// `ray list actors`, `ray list objects`, `ray summary tasks`, `ray memory`): the calls live
+/// and finished, the actors, the worker processes, the objects. Each listing is a copy made on the
+/// driver's loop thread; other threads of the driver may call these too (they wait for the loop).
+/// Driver only.
 ///
 ///   for (const auto& t : ray::state::list_tasks({.state = ray::state::task_state::running}))
 ///     fmt::print("{} {} on pid {}\n", t.id, t.name, t.pid);
@@ -113,6 +114,15 @@ inline process_log get_log(int pid) {
   return {std::move(got->first), std::move(got->second)};
 }
 
+/// The objects the driver holds (`ray list objects`): each one with a value in the store or
+/// the spill file, and each one a ref inside a value has named; by id, unnamed ones (id 0)
+/// first, largest first. Small values only object_refs name are not listed (they live in the
+/// refs themselves).
+inline std::vector<object_info> list_objects() {
+  return detail::from_driver("ray::state::list_objects",
+                             [](ray::detail::driver& d) { return d.list_objects(); });
+}
+
 /// How many calls of each function are in each state (`ray summary tasks`), over what
 /// list_tasks reports.
 inline std::map<std::string, std::map<task_state, std::size_t>> summarize_tasks() {
@@ -122,4 +132,36 @@ inline std::map<std::string, std::map<task_state, std::size_t>> summarize_tasks(
 }
 
 }  // namespace state
+
+/// What `ray memory` prints: the store's capacity and use, then each object list_objects
+/// reports with its size, where it lies, and who holds it (handles in the driver, references
+/// to its store block, readers in place). Driver only.
+inline std::string memory_summary() {
+  struct store_use {
+    std::size_t capacity, free;
+    std::uint64_t spilled;
+  };
+  const store_use use =
+      state::detail::from_driver("ray::memory_summary", [](ray::detail::driver& d) {
+        return store_use{d.seg.capacity(), d.seg.free_bytes(), d.spilled_objects()};
+      });
+  const auto objects = state::list_objects();
+  std::size_t in_store = 0, spilled = 0;
+  for (const auto& o : objects) {
+    if (o.location == state::object_location::store) in_store += o.size;
+    if (o.location == state::object_location::spilled) spilled += o.size;
+  }
+  std::string out = fmt::format(
+      "Object store: {} of {} bytes used ({} free); {} objects listed, {} bytes in the store, "
+      "{} bytes spilled now ({} spilled so far)\n",
+      use.capacity - use.free, use.capacity, use.free, objects.size(), in_store, spilled,
+      use.spilled);
+  out += fmt::format("{:>10} {:>12} {:>8} {:>8} {:>10} {:>5} {:>9}\n", "ID", "SIZE", "WHERE",
+                     "HANDLES", "STORE_REFS", "PINS", "CONTAINED");
+  for (const auto& o : objects)
+    out += fmt::format("{:>10} {:>12} {:>8} {:>8} {:>10} {:>5} {:>9}\n", o.id, o.size,
+                       state::to_string(o.location), o.handles, o.store_refs, o.pins, o.contained);
+  return out;
+}
+
 CORAY_END_NAMESPACE

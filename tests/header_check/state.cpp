@@ -1,4 +1,4 @@
-// state.hpp alone: listing tasks, actors and workers with filters, and the summary.
+// state.hpp alone: listing tasks, actors, workers and objects, the summaries.
 #include <coray/state.hpp>
 
 namespace header_check_state {
@@ -9,7 +9,8 @@ std::size_t uses() {
          list_actors({.state = actor_state::alive}).size() +
          list_workers({.kind = worker_kind::task_worker}).size() + summarize_tasks().size() +
          to_string(task_state::finished).size() + to_string(actor_state::dead).size() +
-         get_log(1234).out.size();
+         get_log(1234).out.size() + list_objects().size() +
+         to_string(object_location::spilled).size() + ray::memory_summary().size();
 }
 
 }  // namespace header_check_state

@@ -15,6 +15,7 @@
 #include <coray/detail/runtime/block_ledger.hpp>
 #include <coray/detail/runtime/call_pump.hpp>
 #include <coray/detail/runtime/call_sender.hpp>
+#include <coray/detail/runtime/object_directory.hpp>
 #include <coray/detail/runtime/object_spiller.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <coray/detail/runtime/reply_router.hpp>
@@ -27,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -313,8 +315,9 @@ class call_lifecycle {
   std::vector<state::task_info> list_tasks() const {
     std::vector<state::task_info> out;
     tasks_.for_each([&](const task_record& r) {
-      state::task_info t{r.id,     std::string(r.name), state::task_state::queued, r.actor != 0, 0,
-                         r.attempt};
+      state::task_info t{
+          r.id,   std::string(r.name), state::task_state::queued, r.actor != 0, 0, r.attempt,
+          r.actor};
       const actor_entry* a = r.actor ? actors_.find(r.actor) : nullptr;
       if (r.pending_deps > 0) {
         t.state = state::task_state::waiting_for_dependencies;
@@ -334,7 +337,7 @@ class call_lifecycle {
           pid = a->dead ? a->pid : transport_.pid(a->slot);
       out.push_back({e.id, std::string(e.name),
                      e.failed ? state::task_state::failed : state::task_state::finished,
-                     e.actor != 0, pid, e.attempt});
+                     e.actor != 0, pid, e.attempt, e.actor});
     });
     return out;
   }
@@ -356,6 +359,45 @@ class call_lifecycle {
       out.push_back(std::move(i));
     });
     std::sort(out.begin(), out.end(), [](const auto& x, const auto& y) { return x.id < y.id; });
+    return out;
+  }
+  /// The objects the driver holds with a value in the store or the spill file, and those
+  /// refs inside values named (ray::state::list_objects), by id then size.
+  std::vector<state::object_info> list_objects(const object_directory& named) const {
+    std::vector<state::object_info> out;
+    std::unordered_set<const object_state*> seen;
+    auto add = [&](const object_state& s) {
+      if (!seen.insert(&s).second) return;
+      state::object_info i;
+      i.id = s.id;
+      i.handles = s.handles.load(std::memory_order_relaxed);
+      i.pins = s.pins;
+      if (s.contained)
+        i.contained =
+            static_cast<std::uint32_t>(s.contained->refs.size() + s.contained->actors.size());
+      const auto st = s.st.load(std::memory_order_acquire);
+      if (st == object_state::status::pending) {
+        i.location = state::object_location::pending;
+      } else if (st == object_state::status::failed) {
+        i.location = state::object_location::failed;
+      } else if (s.block) {
+        i.location = state::object_location::store;
+        i.size = static_cast<std::size_t>(s.block->size);
+        i.store_refs = s.block->refs.load(std::memory_order_relaxed);
+      } else if (s.spilled()) {
+        i.location = state::object_location::spilled;
+        i.size = static_cast<std::size_t>(s.spill_size);
+      } else {
+        i.location = state::object_location::inline_value;
+        i.size = s.bytes.size();
+      }
+      out.push_back(i);
+    };
+    spiller_.for_each_held(add);
+    named.for_each(add);
+    std::sort(out.begin(), out.end(), [](const auto& x, const auto& y) {
+      return x.id != y.id ? x.id < y.id : x.size > y.size;
+    });
     return out;
   }
   /// The task workers, in slot order, then the actors' live processes.

@@ -55,6 +55,7 @@ class driver : public process {
   virtual std::vector<state::task_info> list_tasks() const = 0;
   virtual std::vector<state::actor_info> list_actors() const = 0;
   virtual std::vector<state::worker_info> list_workers() const = 0;
+  virtual std::vector<state::object_info> list_objects() const = 0;
   /// The tail of process `pid`'s stdout and stderr; nullopt if the supervisor did not answer.
   virtual std::optional<std::pair<std::string, std::string>> process_output(int pid) = 0;
   /// The pid of an actor's process (0 while it starts or after it ended).

@@ -115,6 +115,9 @@ class local_driver final : public driver {
   std::vector<state::worker_info> list_workers() const override {
     return orchestrator_->list_workers();
   }
+  std::vector<state::object_info> list_objects() const override {
+    return orchestrator_->list_objects();
+  }
   std::optional<std::pair<std::string, std::string>> process_output(int pid) override {
     return transport_->output_of(pid);
   }

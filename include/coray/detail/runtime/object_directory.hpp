@@ -33,6 +33,11 @@ class object_directory {
     if (auto it = by_id_.find(s.id); it != by_id_.end() && it->second == &s) by_id_.erase(it);
   }
   std::size_t size() const noexcept { return by_id_.size(); }
+  /// Each listed object (ray::state's list_objects).
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& entry : by_id_) f(*entry.second);
+  }
 
  private:
   std::unordered_map<std::uint64_t, object_state*> by_id_;

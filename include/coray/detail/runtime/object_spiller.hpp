@@ -54,15 +54,19 @@ class object_spiller {
     }
   }
 
-  /// A driver state now holds a block: it may be spilled.
-  void adopted(object_state& s) {
-    if (enabled()) resident_.insert(&s);
-  }
-  /// A driver state is going away.
+  /// A driver state now holds a block: it may be spilled, and the state API lists it.
+  void adopted(object_state& s) { held_.insert(&s); }
+  /// A driver state is going away. Most hold no block (inline values): one test each.
   void released(object_state& s) noexcept {
-    if (!enabled()) return;
-    resident_.erase(&s);
+    if (!s.block && !s.spilled()) return;
+    held_.erase(&s);
     if (s.spilled()) punch(s);
+  }
+  /// Each driver state with a value in the store or in the spill file (ray::state's
+  /// list_objects). Loop thread.
+  template <class F>
+  void for_each_held(F&& f) const {
+    for (const object_state* s : held_) f(*s);
   }
 
   /// Brings a spilled object back into the store (into `b`, a block of its size).
@@ -80,17 +84,16 @@ class object_spiller {
     }
     punch(s);
     s.block = b;
-    resident_.insert(&s);
   }
 
-  void clear() noexcept { resident_.clear(); }
+  void clear() noexcept { held_.clear(); }
 
  private:
   /// Writes one object held by the driver alone, with nothing reading it in place, to the
   /// file and frees its block. False if there is none (or the disk is full).
   bool spill_one() {
     if (!enabled()) return false;
-    for (object_state* s : resident_) {
+    for (object_state* s : held_) {
       if (!s->block || s->pins || s->block->refs.load(std::memory_order_relaxed) != 1 ||
           s->st != object_state::status::ready)
         continue;
@@ -108,7 +111,6 @@ class object_spiller {
       s->spill_size = size;
       seg_.release(s->block);
       s->block = nullptr;
-      resident_.erase(s);
       ++spilled_objects_;
       return true;
     }
@@ -126,7 +128,8 @@ class object_spiller {
   int fd_ = -1;
   std::uint64_t end_ = 0;
   std::uint64_t spilled_objects_ = 0;
-  std::unordered_set<object_state*> resident_;  // driver objects in the store, spillable
+  // Driver objects in the store (spillable when nothing reads them) or spilled (skipped).
+  std::unordered_set<object_state*> held_;
 };
 
 }  // namespace detail

@@ -121,6 +121,9 @@ class orchestrator final : public call_lifecycle, public transport_events {
   /// A driver state with an id lost its last handle.
   void forget(object_state& s) noexcept { directory_.forget(s); }
   const object_directory& directory() const noexcept { return directory_; }
+  std::vector<state::object_info> list_objects() const {
+    return call_lifecycle::list_objects(directory_);
+  }
 
   // ---- actors ---------------------------------------------------------------------------
 

@@ -22,6 +22,14 @@ enum class task_state {
 };
 enum class actor_state { pending_creation, alive, restarting, dead };
 enum class worker_kind { task_worker, actor };
+/// Where an object's value lies (`ray memory`'s columns).
+enum class object_location {
+  pending,       // not computed yet
+  inline_value,  // small: kept in the driver's memory, travels inside messages
+  store,         // in the shared-memory object store
+  spilled,       // written to the spill file (runtime_options::spill_directory)
+  failed,        // holds an error
+};
 
 constexpr std::string_view to_string(task_state s) noexcept {
   constexpr std::string_view names[] = {"WAITING_FOR_DEPENDENCIES", "QUEUED", "RUNNING", "FINISHED",
@@ -32,14 +40,19 @@ constexpr std::string_view to_string(actor_state s) noexcept {
   constexpr std::string_view names[] = {"PENDING_CREATION", "ALIVE", "RESTARTING", "DEAD"};
   return names[static_cast<int>(s)];
 }
+constexpr std::string_view to_string(object_location l) noexcept {
+  constexpr std::string_view names[] = {"PENDING", "INLINE", "STORE", "SPILLED", "FAILED"};
+  return names[static_cast<int>(l)];
+}
 
 struct task_info {
   std::uint64_t id = 0;
   std::string name;  // the function or method, as the registry spells it ("ns::f", "c::incr")
   task_state state = task_state::queued;
-  bool actor_call = false;  // a method call (or an actor's construction)
-  int pid = 0;              // of the process it was sent to; 0 if none (yet)
-  int attempt = 1;          // 2 and up when it is retried
+  bool actor_call = false;     // a method call (or an actor's construction)
+  int pid = 0;                 // of the process it was sent to; 0 if none (yet)
+  int attempt = 1;             // 2 and up when it is retried
+  std::uint64_t actor_id = 0;  // the actor called; 0 for a task
 };
 
 struct actor_info {
@@ -58,6 +71,19 @@ struct worker_info {
   bool alive = false;
   std::uint32_t calls_in_flight = 0;  // task workers: calls sent and not done
   std::uint64_t actor_id = 0;         // actors: whose process it is
+};
+
+/// An object the driver holds: each one with a value in the store or the spill file, and each
+/// one a ref inside a value has named (those have an id; an object only its handles name
+/// has 0).
+struct object_info {
+  std::uint64_t id = 0;
+  std::size_t size = 0;  // of its encoded value; 0 while pending
+  object_location location = object_location::pending;
+  std::uint32_t handles = 0;     // object_refs to it in the driver
+  std::uint32_t store_refs = 0;  // references to its store block (the driver's and workers')
+  std::uint32_t pins = 0;        // readers of its block in place (views, calls in flight)
+  std::uint32_t contained = 0;   // refs and actor handles inside its value it keeps alive
 };
 
 }  // namespace state

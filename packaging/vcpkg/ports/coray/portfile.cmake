@@ -13,6 +13,7 @@ vcpkg_cmake_configure(
     -DCORAY_BUILD_EXAMPLES=OFF
     -DCORAY_BUILD_BENCH=OFF
     -DCORAY_INSTALL=ON
+    -DCORAY_DASHBOARD=ON
 )
 vcpkg_cmake_install()
 vcpkg_cmake_config_fixup(PACKAGE_NAME coray CONFIG_PATH share/cmake/coray)

@@ -1,0 +1,294 @@
+#pragma once
+/// What the dashboard shows, read from the runtime in one job on the driver's loop (the state
+/// API's copies, the store's use, and the output of the processes when the logs are being
+/// looked at), then turned into the JSON of each endpoint on the dashboard's own thread. The
+/// HTTP threads only ever copy the last published JSON: no client waits on the loop, and the
+/// loop never waits on a client.
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <coray/detail/dashboard/log_book.hpp>
+#include <coray/detail/runtime/driver.hpp>
+#include <coray/detail/runtime/output_name.hpp>
+#include <coray/detail/runtime/state_records.hpp>
+#include <coray/runtime.hpp>
+#include <cstdint>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail::dashboard {
+
+/// The records copied on the loop in one job.
+struct loop_view {
+  std::vector<state::task_info> tasks;
+  std::vector<state::actor_info> actors;
+  std::vector<state::worker_info> workers;
+  std::vector<state::object_info> objects;
+  std::size_t store_capacity = 0, store_free = 0;
+  std::uint64_t spilled_so_far = 0;
+  std::map<std::string, double> resources_total, resources_free;
+  std::vector<std::string> gpu_ids;
+  struct output {
+    int pid;
+    std::string out, err;
+  };
+  std::vector<output> logs;  // when asked for
+};
+
+/// Loop thread: the copy, and the output of `log_pids` when not empty (each a round trip to
+/// the supervisor).
+inline loop_view read_on_loop(driver& d, const std::set<int>& log_pids) {
+  loop_view v;
+  v.tasks = d.list_tasks();
+  v.actors = d.list_actors();
+  v.workers = d.list_workers();
+  v.objects = d.list_objects();
+  v.store_capacity = d.seg.capacity();
+  v.store_free = d.seg.free_bytes();
+  v.spilled_so_far = d.spilled_objects();
+  v.resources_total = d.resources(false);
+  v.resources_free = d.resources(true);
+  for (int pid : log_pids)
+    if (auto got = d.process_output(pid)) v.logs.push_back({pid, got->first, got->second});
+  return v;
+}
+
+/// A process's CPU time and resident memory, from /proc (the dashboard's thread).
+struct proc_sample {
+  double cpu_seconds = 0;
+  std::uint64_t rss_bytes = 0;
+  bool exists = false;
+};
+inline proc_sample sample_proc(int pid) {
+  proc_sample s;
+  if (pid <= 0) return s;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return s;
+  // The command name may hold spaces and parentheses: the fields start after the last ')'.
+  const auto close = line.rfind(')');
+  if (close == std::string::npos) return s;
+  std::istringstream fields(line.substr(close + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0, rss_pages = 0;
+  for (int i = 3; fields >> field; ++i) {  // field 3 is the state
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+    if (i == 24) {
+      rss_pages = std::stoull(field);
+      break;
+    }
+  }
+  static const long ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+  s.cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(ticks);
+  s.rss_bytes = rss_pages * static_cast<unsigned long long>(page);
+  s.exists = true;
+  return s;
+}
+
+/// The JSON of every read-only endpoint but the logs, made from one loop_view.
+struct published {
+  std::string nodes, actors, tasks, objects, config;
+  std::set<std::uint64_t> actor_ids, live_task_ids;  // what kill and cancel may name
+};
+
+/// Turns loop_views into published JSON; keeps the CPU samples between two (the dashboard's
+/// thread only).
+class snapshot_maker {
+ public:
+  explicit snapshot_maker(nlohmann::json config) : config_(std::move(config)) {}
+
+  published make(const loop_view& v) {
+    published p;
+    const auto now = std::chrono::steady_clock::now();
+
+    // What each process runs now, and each actor's calls by state.
+    std::map<int, std::string> running_on;
+    struct calls {
+      std::size_t done = 0, failed = 0, running = 0, queued = 0;
+    };
+    std::map<std::uint64_t, calls> by_actor;
+    for (const auto& t : v.tasks) {
+      if (t.state == state::task_state::running && t.pid > 0)
+        running_on[t.pid] = std::string(output_short_name(t.name));
+      if (t.state != state::task_state::finished && t.state != state::task_state::failed)
+        p.live_task_ids.insert(t.id);
+      if (!t.actor_id) continue;
+      calls& c = by_actor[t.actor_id];
+      switch (t.state) {
+        case state::task_state::finished:
+          ++c.done;
+          break;
+        case state::task_state::failed:
+          ++c.failed;
+          break;
+        case state::task_state::running:
+          ++c.running;
+          break;
+        default:
+          ++c.queued;
+      }
+    }
+    std::map<std::uint64_t, const state::actor_info*> actor_of;
+    for (const auto& a : v.actors) actor_of[a.id] = &a;
+
+    nlohmann::json processes = nlohmann::json::array();
+    auto process = [&](int pid, const char* role, const char* st, std::string name) {
+      nlohmann::json j{{"pid", pid}, {"role", role}, {"state", st}, {"name", std::move(name)}};
+      const proc_sample s = sample_proc(pid);
+      double cpu = 0;
+      if (s.exists) {
+        auto prev = cpu_.find(pid);
+        if (prev != cpu_.end()) {
+          const double wall = std::chrono::duration<double>(now - prev->second.second).count();
+          if (wall > 0) cpu = 100.0 * (s.cpu_seconds - prev->second.first) / wall;
+        }
+        seen_cpu_[pid] = {s.cpu_seconds, now};
+      }
+      j["cpu_percent"] = std::max(0.0, cpu);
+      j["rss_bytes"] = s.rss_bytes;
+      auto r = running_on.find(pid);
+      j["current_task"] = r == running_on.end() ? "" : r->second;
+      // GPUs are the runtime's to hand out per call; a process holds them only while it runs
+      // a call that asked for some, which the records do not say yet.
+      j["gpu_ids"] = nlohmann::json::array();
+      processes.push_back(std::move(j));
+    };
+    seen_cpu_.clear();
+    process(static_cast<int>(getpid()), "driver", "ALIVE", "driver");
+    for (const auto& w : v.workers) {
+      if (w.kind == state::worker_kind::task_worker) {
+        process(w.pid, "task_worker",
+                w.pid == 0 ? "STARTING"
+                : w.alive  ? "ALIVE"
+                           : "DEAD",
+                "worker");
+        processes.back()["calls_in_flight"] = w.calls_in_flight;
+      } else {
+        auto a = actor_of.find(w.actor_id);
+        process(
+            w.pid, "actor", "ALIVE",
+            a == actor_of.end() ? "actor" : std::string(output_short_name(a->second->class_name)));
+        processes.back()["actor_id"] = w.actor_id;
+      }
+    }
+    cpu_.swap(seen_cpu_);
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    p.nodes = nlohmann::json{{"node",
+                              {{"hostname", host},
+                               {"resources_total", v.resources_total},
+                               {"resources_available", v.resources_free},
+                               {"store", store_json(v)}}},
+                             {"processes", std::move(processes)}}
+                  .dump();
+
+    nlohmann::json actors = nlohmann::json::array();
+    for (const auto& a : v.actors) {
+      p.actor_ids.insert(a.id);
+      const calls c = by_actor[a.id];
+      actors.push_back({{"id", a.id},
+                        {"class_name", a.class_name},
+                        {"name", a.name},
+                        {"state", state::to_string(a.state)},
+                        {"pid", a.pid},
+                        {"restarts", a.restarts},
+                        {"death_cause", a.death_cause},
+                        {"calls_done", c.done},
+                        {"calls_failed", c.failed},
+                        {"calls_running", c.running},
+                        {"calls_queued", c.queued}});
+    }
+    p.actors = nlohmann::json{{"actors", std::move(actors)}}.dump();
+
+    // The live calls and the newest finished ones, at most max_tasks_listed; all counted.
+    nlohmann::json summary = nlohmann::json::object();
+    for (const auto& t : v.tasks) {
+      auto& n = summary[t.name][std::string(state::to_string(t.state))];
+      n = n.is_null() ? 1 : n.get<std::size_t>() + 1;
+    }
+    nlohmann::json tasks = nlohmann::json::array();
+    const std::size_t first =
+        v.tasks.size() > max_tasks_listed ? v.tasks.size() - max_tasks_listed : 0;
+    for (std::size_t i = v.tasks.size(); i-- > first;) {
+      const auto& t = v.tasks[i];
+      tasks.push_back({{"id", t.id},
+                       {"name", t.name},
+                       {"state", state::to_string(t.state)},
+                       {"actor_id", t.actor_id},
+                       {"pid", t.pid},
+                       {"attempt", t.attempt}});
+    }
+    p.tasks =
+        nlohmann::json{
+            {"total", v.tasks.size()}, {"summary", std::move(summary)}, {"tasks", std::move(tasks)}}
+            .dump();
+
+    nlohmann::json objects = nlohmann::json::array();
+    for (const auto& o : v.objects)
+      objects.push_back({{"id", o.id},
+                         {"size", o.size},
+                         {"location", state::to_string(o.location)},
+                         {"handles", o.handles},
+                         {"store_refs", o.store_refs},
+                         {"pins", o.pins},
+                         {"contained", o.contained}});
+    p.objects = nlohmann::json{{"store", store_json(v)}, {"objects", std::move(objects)}}.dump();
+
+    nlohmann::json config = config_;
+    config["resources"] = v.resources_total;
+    config["object_store_bytes"] = v.store_capacity;
+    p.config = config.dump();
+    return p;
+  }
+
+  static constexpr std::size_t max_tasks_listed = 1000;
+
+ private:
+  static nlohmann::json store_json(const loop_view& v) {
+    return {{"capacity", v.store_capacity},
+            {"used", v.store_capacity - v.store_free},
+            {"spilled_so_far", v.spilled_so_far}};
+  }
+  nlohmann::json config_;
+  using sample = std::pair<double, std::chrono::steady_clock::time_point>;
+  std::map<int, sample> cpu_, seen_cpu_;
+};
+
+/// The processes whose output the logs view reads: every worker and actor the records name.
+inline std::set<int> output_pids(const loop_view& v) {
+  std::set<int> pids;
+  for (const auto& w : v.workers)
+    if (w.pid > 0) pids.insert(w.pid);
+  for (const auto& a : v.actors)
+    if (a.pid > 0) pids.insert(a.pid);
+  return pids;
+}
+
+/// The name a process's lines carry in the logs: the actor's class, or the function a task
+/// worker runs now, else the last one it ran.
+inline std::map<int, std::string> output_names(const loop_view& v) {
+  std::map<int, std::string> names;
+  auto name = [&](bool running) {
+    for (const auto& t : v.tasks)  // the live calls, then the finished ones, oldest first
+      if ((t.state == state::task_state::running) == running && t.pid > 0 && !t.actor_call)
+        names[t.pid] = std::string(output_short_name(t.name));
+  };
+  name(false);
+  name(true);
+  for (const auto& a : v.actors)
+    if (a.pid > 0) names[a.pid] = std::string(output_short_name(a.class_name));
+  return names;
+}
+
+}  // namespace detail::dashboard
+CORAY_END_NAMESPACE
