@@ -4113,8 +4113,6 @@ class process {
   virtual state_ptr submit_into(task_spec&& /*spec*/, state_ptr /*result*/) {
     throw ray::runtime_error("coray: only the driver takes calls from other threads");
   }
-  /// A state with an id lost its last handle in this process.
-  virtual void forget(object_state&) noexcept {}
   /// Makes the objects of `refs` known to the driver by id (each then has a nonzero id),
   /// before a value holding them is written. Loop thread.
   virtual void publish_refs(std::span<const state_ptr> /*refs*/) {
@@ -4135,7 +4133,8 @@ class process {
   virtual void release_block(object_block* b) noexcept = 0;
   /// A state of this process now holds a block (the driver may spill it under pressure).
   virtual void block_adopted(object_state&) {}
-  /// A state of this process is going away.
+  /// A state of this process lost its last handle and is going away (one with an id is
+  /// forgotten by it: a worker tells the driver it no longer awaits or holds that object).
   virtual void state_released(object_state&) noexcept {}
   /// Brings a spilled state's value back into the store (only the driver spills).
   virtual void restore(object_state&) {
@@ -4427,7 +4426,6 @@ inline void release_on_loop(object_state* s) noexcept {
   process* p = process::current();
   bool live = p && s->epoch == p->epoch;
   if (live) p->state_released(*s);
-  if (live && s->id) p->forget(*s);
   if (live && s->contained) [[unlikely]]
     for (std::uint64_t a : s->contained->actors) p->actor_handle(a, -1);
   if (live && s->block) p->release_block(s->block);
@@ -14745,8 +14743,8 @@ class worker final : public process, public call_host {
     threads_->run(std::move(call), thread_limit_);
   }
 
-  void forget(object_state& s) noexcept override {
-    if (awaited_.erase(s.id)) send_u64(msg_kind::release, s.id);
+  void state_released(object_state& s) noexcept override {
+    if (s.id && awaited_.erase(s.id)) send_u64(msg_kind::release, s.id);
   }
 
   // ---- refs inside values (design.md, "Refs inside objects") -----------------------------
@@ -16057,8 +16055,10 @@ class local_driver final : public driver {
   }
   void release_block(object_block* b) noexcept override { seg.release(b); }
   void block_adopted(object_state& s) override { orchestrator_->spiller().adopted(s); }
-  void state_released(object_state& s) noexcept override { orchestrator_->spiller().released(s); }
-  void forget(object_state& s) noexcept override { orchestrator_->forget(s); }
+  void state_released(object_state& s) noexcept override {
+    orchestrator_->spiller().released(s);
+    if (s.id) orchestrator_->forget(s);
+  }
   void publish_refs(std::span<const state_ptr> refs) override { orchestrator_->publish_refs(refs); }
   state_ptr ref_from_id(std::uint64_t id) override { return orchestrator_->ref_from_id(id); }
   void restore(object_state& s) override {

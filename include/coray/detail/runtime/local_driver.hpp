@@ -91,8 +91,10 @@ class local_driver final : public driver {
   }
   void release_block(object_block* b) noexcept override { seg.release(b); }
   void block_adopted(object_state& s) override { orchestrator_->spiller().adopted(s); }
-  void state_released(object_state& s) noexcept override { orchestrator_->spiller().released(s); }
-  void forget(object_state& s) noexcept override { orchestrator_->forget(s); }
+  void state_released(object_state& s) noexcept override {
+    orchestrator_->spiller().released(s);
+    if (s.id) orchestrator_->forget(s);
+  }
   void publish_refs(std::span<const state_ptr> refs) override { orchestrator_->publish_refs(refs); }
   state_ptr ref_from_id(std::uint64_t id) override { return orchestrator_->ref_from_id(id); }
   void restore(object_state& s) override {

@@ -217,8 +217,6 @@ class process {
   virtual state_ptr submit_into(task_spec&& /*spec*/, state_ptr /*result*/) {
     throw ray::runtime_error("coray: only the driver takes calls from other threads");
   }
-  /// A state with an id lost its last handle in this process.
-  virtual void forget(object_state&) noexcept {}
   /// Makes the objects of `refs` known to the driver by id (each then has a nonzero id),
   /// before a value holding them is written. Loop thread.
   virtual void publish_refs(std::span<const state_ptr> /*refs*/) {
@@ -239,7 +237,8 @@ class process {
   virtual void release_block(object_block* b) noexcept = 0;
   /// A state of this process now holds a block (the driver may spill it under pressure).
   virtual void block_adopted(object_state&) {}
-  /// A state of this process is going away.
+  /// A state of this process lost its last handle and is going away (one with an id is
+  /// forgotten by it: a worker tells the driver it no longer awaits or holds that object).
   virtual void state_released(object_state&) noexcept {}
   /// Brings a spilled state's value back into the store (only the driver spills).
   virtual void restore(object_state&) {

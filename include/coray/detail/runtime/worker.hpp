@@ -156,8 +156,8 @@ class worker final : public process, public call_host {
     threads_->run(std::move(call), thread_limit_);
   }
 
-  void forget(object_state& s) noexcept override {
-    if (awaited_.erase(s.id)) send_u64(msg_kind::release, s.id);
+  void state_released(object_state& s) noexcept override {
+    if (s.id && awaited_.erase(s.id)) send_u64(msg_kind::release, s.id);
   }
 
   // ---- refs inside values (design.md, "Refs inside objects") -----------------------------
