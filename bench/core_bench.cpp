@@ -15,6 +15,7 @@
 //   single_client_get_object_containing_10k_refs
 //                                   ray::get in the driver of a task's result holding the
 //                                   refs of 10,000 ints the task put
+// Also single_client_tasks_async_timeline: the same with the timeline recording.
 // Also of refs as values: a task returning a ref and a get through it, against returning
 // the value (task_returning_ref_vs_value).
 // Also: per-call latency of sync task round trips (p50, p99, in us), the large put against
@@ -86,6 +87,25 @@ int main(int argc, char** argv) {
     }
     bench::report("runtime_start_to_first_result", bench::median(t), "ms", false,
                   "2 workers; target <= 20 ms");
+  }
+
+  // single_client_tasks_async with the timeline recording (runtime_options::record_timeline),
+  // against the row below without it.
+  {
+    ray::runtime recording(argc, argv, {.num_workers = 2, .record_timeline = true});
+    ray::get(ray::task<trivial>.remote()).get();
+    std::vector<ray::object_ref<int>> refs;
+    refs.reserve(1000);
+    auto tasks_async = [&] {
+      refs.clear();
+      for (int k = 0; k < 1000; ++k) refs.push_back(ray::task<trivial>.remote());
+      std::vector<int> all = ray::get(refs);
+      bench::keep(all);
+      return 1000L;
+    };
+    bench::report("single_client_tasks_async_timeline", median_rate(reps, secs, tasks_async),
+                  "calls/s", false,
+                  "record_timeline on; target >= 0.95x single_client_tasks_async");
   }
 
   ray::runtime rt(argc, argv, {.num_workers = 2});

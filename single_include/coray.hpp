@@ -5956,22 +5956,39 @@ struct object_info {
 
 namespace detail {
 
-/// The last `capacity` calls that ended, oldest evicted first (runtime_options::task_history).
-/// Recording is a few stores into a ring allocated once: it is on every call's end.
-class task_history {
+/// A finished call as the state API's history keeps it.
+struct history_entry {
+  std::uint64_t id;
+  std::string_view name;  // registry names are constants
+  int pid;                // of the task worker it ran on; 0 for an actor's call
+  std::uint64_t actor;    // the actor it called; 0 for a task
+  std::uint16_t attempt;
+  bool failed;
+};
+
+/// A finished call as the timeline keeps it (runtime_options::record_timeline): the
+/// driver's clock (steady, ns) when it was submitted, last sent to its process (0 if it
+/// never was) and settled.
+struct timeline_entry {
+  std::uint64_t id;
+  std::string_view name;
+  int pid;  // the process it ran in (a task worker's or its actor's); 0 if none
+  std::uint64_t actor;
+  std::uint16_t attempt;
+  bool failed;
+  std::int64_t submitted_ns, sent_ns, ended_ns;
+  std::uint64_t argument_bytes;  // its message's arguments and store blocks
+};
+
+/// The last `capacity` entries recorded, oldest evicted first. Recording is a few stores
+/// into a ring allocated once: it is on every call's end.
+template <class Entry>
+class bounded_ring {
  public:
-  struct entry {
-    std::uint64_t id;
-    std::string_view name;  // registry names are constants
-    int pid;                // of the task worker it ran on; 0 for an actor's call
-    std::uint64_t actor;    // the actor it called; 0 for a task
-    std::uint16_t attempt;
-    bool failed;
-  };
+  using entry = Entry;
+  explicit bounded_ring(std::size_t capacity = 0) : ring_(capacity) {}
 
-  explicit task_history(std::size_t capacity = 0) : ring_(capacity) {}
-
-  void record(const entry& e) noexcept {
+  void record(const Entry& e) noexcept {
     if (ring_.empty()) return;
     ring_[next_] = e;
     if (++next_ == ring_.size()) next_ = 0;
@@ -5990,10 +6007,15 @@ class task_history {
   std::size_t capacity() const noexcept { return ring_.size(); }
 
  private:
-  std::vector<entry> ring_;
+  std::vector<Entry> ring_;
   std::size_t next_ = 0;  // where the next entry goes
   std::size_t size_ = 0;
 };
+
+/// The last calls that ended (runtime_options::task_history).
+using task_history = bounded_ring<history_entry>;
+/// The last calls that ended, with their times (runtime_options::record_timeline).
+using call_timeline = bounded_ring<timeline_entry>;
 
 }  // namespace detail
 CORAY_END_NAMESPACE
@@ -6030,6 +6052,7 @@ struct driver_config {
   std::vector<std::string> gpu_ids;         // filled in by make_local_driver with the above
   output_options output;                    // workers' stdout and stderr
   std::size_t task_history = 10000;         // finished calls the state API keeps
+  bool record_timeline = false;             // for ray::timeline
 };
 
 class driver : public process {
@@ -6043,6 +6066,10 @@ class driver : public process {
   virtual std::vector<state::task_info> list_tasks() const = 0;
   virtual std::vector<state::actor_info> list_actors() const = 0;
   virtual std::vector<state::worker_info> list_workers() const = 0;
+  /// The calls the timeline kept (runtime_options::record_timeline), oldest first.
+  virtual std::vector<timeline_entry> timeline() const = 0;
+  /// Whether the timeline records.
+  virtual bool records_timeline() const noexcept = 0;
   virtual std::vector<state::object_info> list_objects() const = 0;
   /// The tail of process `pid`'s stdout and stderr; nullopt if the supervisor did not answer.
   virtual std::optional<std::pair<std::string, std::string>> process_output(int pid) = 0;
@@ -11727,6 +11754,9 @@ struct task_record : recycled<task_record, 4096> {
   bool pinned = false;              // its store arguments are pinned (see pin_deps)
   object_block* message = nullptr;  // the sent message, when it needed a block
   void* owner = nullptr;            // the orchestrator, for dependency callbacks
+  // Recording a timeline: when it was submitted and last sent (driver's steady clock, ns).
+  std::int64_t submitted_ns = 0;
+  std::int64_t sent_ns = 0;
 
   /// The record of a call as submitted; the spec's blocks and dependencies move in.
   static std::unique_ptr<task_record> from(std::uint64_t id, task_spec&& spec, state_ptr result) {
@@ -12632,6 +12662,8 @@ class call_sender {
   /// Sends `r` to the process in `slot`; false when there is no room now (the caller keeps
   /// the call and tries again later).
   bool send(std::uint32_t slot, task_record& r) {
+    if (r.submitted_ns) [[unlikely]]  // recording a timeline
+      r.sent_ns = clock::now().time_since_epoch().count();
     try {
       for (auto& d : r.deps)
         if (d->spilled()) (void)d->value_bytes();  // back into the store, to be read in place
@@ -13322,6 +13354,7 @@ struct orchestrator_config {
   std::vector<std::string> gpu_ids = {};  // one per started unit of num_gpus
   std::map<std::string, resource_amount> custom_resources = {};
   std::size_t task_history = 10000;  // finished calls the state API keeps, oldest evicted
+  bool record_timeline = false;      // keep calls' times too (as many, or 10,000)
 };
 
 class call_lifecycle {
@@ -13341,7 +13374,10 @@ class call_lifecycle {
             cfg_.num_gpus, cfg_.gpu_ids, cfg_.custom_resources),
         pump_(tasks_, actors_, t, sender_, resources_, cfg_.num_workers,
               cfg_.max_tasks_in_flight_per_worker),
-        history_(cfg_.task_history) {}
+        history_(cfg_.task_history),
+        timeline_(!cfg_.record_timeline ? 0
+                  : cfg_.task_history   ? cfg_.task_history
+                                        : 10000) {}
   call_lifecycle(const call_lifecycle&) = delete;
   call_lifecycle& operator=(const call_lifecycle&) = delete;
 
@@ -13402,6 +13438,8 @@ class call_lifecycle {
 
   void admit(std::unique_ptr<task_record> rec) {
     task_record* r = insert(std::move(rec));
+    if (timeline_.capacity()) [[unlikely]]
+      r->submitted_ns = clock::now().time_since_epoch().count();
     for (std::uint64_t a : held_actors(r->held)) actor_ref(a, +1);
     if (r->returns) [[unlikely]]
       settle_returns_with(*r);
@@ -13484,6 +13522,8 @@ class call_lifecycle {
                      static_cast<std::uint16_t>(r->attempt),
                      r->result && r->result->st.load(std::memory_order_relaxed) ==
                                       object_state::status::failed});
+    if (r->submitted_ns) [[unlikely]]
+      record_timeline(*r);
     if (r->shape) pump_.count_shaped(-1);
     for (auto* b : r->blocks) seg_.release(b);
     if (r->message) seg_.release(r->message);
@@ -13551,6 +13591,19 @@ class call_lifecycle {
     }
   }
 
+  void record_timeline(const task_record& r) noexcept {
+    int pid = r.worker >= 0 ? transport_.pid(static_cast<std::uint32_t>(r.worker)) : 0;
+    if (r.actor)
+      if (const actor_entry* a = actors_.find(r.actor))
+        pid = a->dead ? a->pid : transport_.pid(a->slot);
+    std::uint64_t bytes = r.args.size();
+    for (const object_block* b : r.blocks) bytes += b->size;
+    timeline_.record(
+        {r.id, r.name, pid, r.actor, static_cast<std::uint16_t>(r.attempt),
+         r.result && r.result->st.load(std::memory_order_relaxed) == object_state::status::failed,
+         r.submitted_ns, r.sent_ns, clock::now().time_since_epoch().count(), bytes});
+  }
+
   // ---- dispatch -----------------------------------------------------------------------
 
   bool dispatch() {
@@ -13616,6 +13669,13 @@ class call_lifecycle {
     });
     return out;
   }
+  std::vector<timeline_entry> timeline() const {
+    std::vector<timeline_entry> out;
+    out.reserve(timeline_.size());
+    timeline_.for_each([&](const timeline_entry& e) { out.push_back(e); });
+    return out;
+  }
+  bool records_timeline() const noexcept { return timeline_.capacity() != 0; }
   /// The actors the driver still tracks (a dead one until its last handle goes).
   std::vector<state::actor_info> list_actors() const {
     std::vector<state::actor_info> out;
@@ -13701,6 +13761,7 @@ class call_lifecycle {
   call_pump pump_;
   std::string workers_lost_;  // why no task worker can run calls any more; empty while one can
   task_history history_;
+  call_timeline timeline_;
 };
 
 }  // namespace detail
@@ -16007,6 +16068,7 @@ class local_driver final : public driver {
     oc.num_gpus = to_resource_amount(cfg.num_gpus.value_or(0));
     oc.gpu_ids = cfg.gpu_ids;
     oc.task_history = cfg.task_history;
+    oc.record_timeline = cfg.record_timeline;
     for (const auto& [name, x] : cfg.resources) oc.custom_resources[name] = to_resource_amount(x);
     hdr->set_gpu_ids(cfg.gpu_ids);  // workers name their GPUs from these
     orchestrator_.emplace(std::move(oc), seg, *transport_);
@@ -16078,6 +16140,8 @@ class local_driver final : public driver {
   std::vector<state::actor_info> list_actors() const override {
     return orchestrator_->list_actors();
   }
+  std::vector<timeline_entry> timeline() const override { return orchestrator_->timeline(); }
+  bool records_timeline() const noexcept override { return orchestrator_->records_timeline(); }
   std::vector<state::worker_info> list_workers() const override {
     return orchestrator_->list_workers();
   }
@@ -16349,6 +16413,10 @@ struct runtime_options {
   /// How many finished tasks and actor calls ray::state::list_tasks keeps, the oldest
   /// evicted first (Ray keeps a bounded task history likewise). 0 keeps none.
   std::size_t task_history = 10000;
+  /// Records when each call was submitted, sent and settled, for ray::timeline (the last
+  /// task_history calls, or 10,000 when that is 0). Also turned on by CORAY_TIMELINE=1.
+  /// Off, it costs a branch per call.
+  bool record_timeline = false;
   /// Serves the dashboard, a web page of the runtime's processes, actors, tasks, objects,
   /// configuration and logs, and prints its URL (Ray's `include_dashboard`). Also turned on
   /// by CORAY_DASHBOARD=1. The dashboard's code comes with <coray/dashboard.hpp> (include it
@@ -16418,6 +16486,8 @@ class runtime {
     cfg.resources = opts.resources;
     cfg.output = {opts.log_to_driver, opts.log_directory};
     cfg.task_history = opts.task_history;
+    const char* timeline = std::getenv("CORAY_TIMELINE");
+    cfg.record_timeline = opts.record_timeline || (timeline && std::string_view(timeline) == "1");
     if (!opts.log_directory.empty()) make_log_directory(opts.log_directory);
     const bool dashboard = wants_dashboard(opts);
     driver_ = detail::make_local_driver(std::move(cfg));
@@ -17823,12 +17893,16 @@ CORAY_END_NAMESPACE
 ///   std::string recent = ray::state::get_log(pid).err;  // what a worker wrote lately
 
 #include <fmt/format.h>
+#include <unistd.h>
 
+#include <algorithm>
 // #include <coray/detail/runtime/driver.hpp>: inlined above
 // #include <coray/detail/runtime/foreign.hpp>: inlined above
 // #include <coray/detail/runtime/output_name.hpp>: inlined above
 // #include <coray/detail/runtime/state_records.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
+#include <cstdint>
+#include <cstdio>
 #include <map>
 #include <optional>
 #include <string>
@@ -17974,6 +18048,99 @@ inline std::string memory_summary() {
     out += fmt::format("{:>10} {:>12} {:>8} {:>8} {:>10} {:>5} {:>9}\n", o.id, o.size,
                        state::to_string(o.location), o.handles, o.store_refs, o.pins, o.contained);
   return out;
+}
+
+namespace state::detail {
+/// `s` as a JSON string's contents.
+inline std::string json_escaped(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\')
+      out += {'\\', c};
+    else if (static_cast<unsigned char>(c) < 0x20)
+      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+    else
+      out += c;
+  }
+  return out;
+}
+}  // namespace state::detail
+
+/// Writes the calls recorded so far (runtime_options::record_timeline: the last
+/// task_history of them) to `file` in Chrome's trace-event format, which Perfetto
+/// (ui.perfetto.dev) and chrome://tracing open; returns how many calls it wrote. Ray's
+/// `ray.timeline(filename)`. One track per process (the driver, each task worker, each
+/// actor); on a worker's track a slice per call it ran, named by its function or method,
+/// with its id, its arguments' bytes, its attempt and whether it failed; an arrow from the
+/// driver, when the call was submitted, to the slice. Times are the driver's: a slice runs
+/// from when the call was sent to its process (or when the one before it there ended, if
+/// later) until its reply was read. Driver only; throws ray::usage_error if the runtime
+/// does not record a timeline, and ray::runtime_error if the file cannot be written.
+inline std::size_t timeline(const std::string& file) {
+  struct recorded {
+    bool on;
+    std::vector<ray::detail::timeline_entry> calls;
+  };
+  recorded r = state::detail::from_driver("ray::timeline", [](ray::detail::driver& d) {
+    return recorded{d.records_timeline(), d.timeline()};
+  });
+  if (!r.on)
+    throw usage_error(
+        "ray::timeline: the runtime records no timeline; start it with "
+        "{.record_timeline = true} or CORAY_TIMELINE=1");
+  const int driver_pid = static_cast<int>(::getpid());
+  std::int64_t t0 = r.calls.empty() ? 0 : r.calls.front().submitted_ns;
+  for (const auto& c : r.calls) t0 = std::min(t0, c.submitted_ns);
+  auto us = [t0](std::int64_t ns) { return static_cast<double>(ns - t0) / 1000.0; };
+  // Calls in each process one after another, in the order they ended.
+  std::sort(r.calls.begin(), r.calls.end(), [](const auto& a, const auto& b) {
+    return a.pid != b.pid ? a.pid < b.pid : a.ended_ns < b.ended_ns;
+  });
+  std::string out = "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n";
+  out += fmt::format(
+      "{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{0},\"tid\":{0},"
+      "\"args\":{{\"name\":\"driver (pid {0})\"}}}}",
+      driver_pid);
+  int pid = -1;
+  std::int64_t previous_end = 0;
+  for (const auto& c : r.calls) {
+    const int track = c.pid ? c.pid : driver_pid;
+    if (c.pid != pid) {
+      pid = c.pid;
+      previous_end = 0;
+      if (c.pid)
+        out += fmt::format(
+            ",\n{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{0},\"tid\":{0},"
+            "\"args\":{{\"name\":\"{1} (pid {0})\"}}}}",
+            c.pid, c.actor ? "actor" : "worker");
+    }
+    const std::int64_t sent = c.sent_ns ? c.sent_ns : c.ended_ns;
+    const std::int64_t start = std::min(std::max(sent, previous_end), c.ended_ns);
+    previous_end = c.ended_ns;
+    const std::string name = state::detail::json_escaped(c.name.empty() ? "a task" : c.name);
+    out += fmt::format(
+        ",\n{{\"name\":\"{}\",\"cat\":\"{}\",\"ph\":\"X\",\"pid\":{},\"tid\":{},"
+        "\"ts\":{:.3f},\"dur\":{:.3f},\"args\":{{\"id\":{},\"argument_bytes\":{},"
+        "\"attempt\":{},\"outcome\":\"{}\"}}}}",
+        name, c.actor ? "actor_call" : "task", track, track, us(start), us(c.ended_ns) - us(start),
+        c.id, c.argument_bytes, c.attempt, c.failed ? "failed" : "ok");
+    // The arrow: from an instant slice on the driver's track at submission to the call.
+    out += fmt::format(
+        ",\n{{\"name\":\"submit {0}\",\"cat\":\"submit\",\"ph\":\"X\",\"pid\":{1},"
+        "\"tid\":{1},\"ts\":{2:.3f},\"dur\":0}}"
+        ",\n{{\"name\":\"call\",\"cat\":\"flow\",\"ph\":\"s\",\"id\":{3},\"pid\":{1},"
+        "\"tid\":{1},\"ts\":{2:.3f}}}"
+        ",\n{{\"name\":\"call\",\"cat\":\"flow\",\"ph\":\"f\",\"bp\":\"e\",\"id\":{3},"
+        "\"pid\":{4},\"tid\":{4},\"ts\":{5:.3f}}}",
+        name, driver_pid, us(c.submitted_ns), c.id, track, us(start));
+  }
+  out += "\n]}\n";
+  std::FILE* f = std::fopen(file.c_str(), "wb");
+  if (!f || std::fwrite(out.data(), 1, out.size(), f) != out.size() || std::fclose(f) != 0) {
+    if (f) std::fclose(f);
+    throw ray::runtime_error(fmt::format("ray::timeline: cannot write {}", file));
+  }
+  return r.calls.size();
 }
 
 CORAY_END_NAMESPACE

@@ -8,6 +8,9 @@
 #include <coray/coray.hpp>
 #include <coray/state.hpp>
 #include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -210,4 +213,55 @@ TEST_CASE(
                       doctest::Contains("listed by the driver"));
   }
   CHECK_THROWS_AS(ray::state::list_tasks(), ray::runtime_error);
+}
+
+TEST_CASE("ray::timeline writes each call as a slice on its process's track, with an arrow") {
+  ray::runtime rt({.num_workers = 2, .record_timeline = true});
+  std::vector<ray::object_ref<int>> refs;
+  for (int i = 0; i < 6; ++i) refs.push_back(ray::task<square>.remote(i));
+  ray::get(refs).get();
+  CHECK_THROWS(ray::get(ray::task<explode>.options({.max_retries = 0}).remote(1)).get());
+  auto l = ray::spawn<ledger>();
+  ray::get(l.call<&ledger::add>(3)).get();
+  const int actor_pid = ray::actor_process(l).pid;
+
+  const std::string file = "timeline_test_" + std::to_string(getpid()) + ".json";
+  const std::size_t written = ray::timeline(file);
+  CHECK(written == 6 + 1 + 2);  // the squares, the failure, the ledger's construction and call
+  const nlohmann::json trace = nlohmann::json::parse(std::ifstream(file));
+  std::remove(file.c_str());
+
+  const std::vector<int> pids = rt.worker_pids();
+  int squares = 0, failed = 0, ledger_calls = 0;
+  std::set<std::uint64_t> flow_starts, flow_ends;
+  for (const auto& e : trace.at("traceEvents")) {
+    const std::string ph = e.at("ph");
+    if (ph == "s") flow_starts.insert(e.at("id").get<std::uint64_t>());
+    if (ph == "f") flow_ends.insert(e.at("id").get<std::uint64_t>());
+    if (ph != "X" || e.at("cat") == "submit") continue;
+    CHECK(e.at("dur").get<double>() >= 0);
+    const std::string name = e.at("name");
+    if (name == "state_test::square") {
+      ++squares;
+      CHECK(std::find(pids.begin(), pids.end(), e.at("pid").get<int>()) != pids.end());
+      CHECK(e.at("args").at("argument_bytes").get<std::uint64_t>() > 0);
+    } else if (name == "state_test::explode") {
+      ++failed;
+      CHECK(e.at("args").at("outcome") == "failed");
+    } else if (e.at("cat") == "actor_call") {
+      ++ledger_calls;
+      CHECK(e.at("pid").get<int>() == actor_pid);
+    }
+  }
+  CHECK(squares == 6);
+  CHECK(failed == 1);
+  CHECK(ledger_calls == 2);
+  CHECK(flow_starts.size() == written);
+  CHECK(flow_starts == flow_ends);
+}
+
+TEST_CASE("ray::timeline on a runtime that records none says how to turn it on") {
+  ray::runtime rt({.num_workers = 1});
+  CHECK_THROWS_WITH_AS(ray::timeline("never_written.json"), doctest::Contains("record_timeline"),
+                       ray::usage_error);
 }

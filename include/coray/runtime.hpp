@@ -83,6 +83,10 @@ struct runtime_options {
   /// How many finished tasks and actor calls ray::state::list_tasks keeps, the oldest
   /// evicted first (Ray keeps a bounded task history likewise). 0 keeps none.
   std::size_t task_history = 10000;
+  /// Records when each call was submitted, sent and settled, for ray::timeline (the last
+  /// task_history calls, or 10,000 when that is 0). Also turned on by CORAY_TIMELINE=1.
+  /// Off, it costs a branch per call.
+  bool record_timeline = false;
   /// Serves the dashboard, a web page of the runtime's processes, actors, tasks, objects,
   /// configuration and logs, and prints its URL (Ray's `include_dashboard`). Also turned on
   /// by CORAY_DASHBOARD=1. The dashboard's code comes with <coray/dashboard.hpp> (include it
@@ -152,6 +156,8 @@ class runtime {
     cfg.resources = opts.resources;
     cfg.output = {opts.log_to_driver, opts.log_directory};
     cfg.task_history = opts.task_history;
+    const char* timeline = std::getenv("CORAY_TIMELINE");
+    cfg.record_timeline = opts.record_timeline || (timeline && std::string_view(timeline) == "1");
     if (!opts.log_directory.empty()) make_log_directory(opts.log_directory);
     const bool dashboard = wants_dashboard(opts);
     driver_ = detail::make_local_driver(std::move(cfg));

@@ -11,12 +11,16 @@
 ///   std::string recent = ray::state::get_log(pid).err;  // what a worker wrote lately
 
 #include <fmt/format.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <coray/detail/runtime/driver.hpp>
 #include <coray/detail/runtime/foreign.hpp>
 #include <coray/detail/runtime/output_name.hpp>
 #include <coray/detail/runtime/state_records.hpp>
 #include <coray/errors.hpp>
+#include <cstdint>
+#include <cstdio>
 #include <map>
 #include <optional>
 #include <string>
@@ -162,6 +166,99 @@ inline std::string memory_summary() {
     out += fmt::format("{:>10} {:>12} {:>8} {:>8} {:>10} {:>5} {:>9}\n", o.id, o.size,
                        state::to_string(o.location), o.handles, o.store_refs, o.pins, o.contained);
   return out;
+}
+
+namespace state::detail {
+/// `s` as a JSON string's contents.
+inline std::string json_escaped(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\')
+      out += {'\\', c};
+    else if (static_cast<unsigned char>(c) < 0x20)
+      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+    else
+      out += c;
+  }
+  return out;
+}
+}  // namespace state::detail
+
+/// Writes the calls recorded so far (runtime_options::record_timeline: the last
+/// task_history of them) to `file` in Chrome's trace-event format, which Perfetto
+/// (ui.perfetto.dev) and chrome://tracing open; returns how many calls it wrote. Ray's
+/// `ray.timeline(filename)`. One track per process (the driver, each task worker, each
+/// actor); on a worker's track a slice per call it ran, named by its function or method,
+/// with its id, its arguments' bytes, its attempt and whether it failed; an arrow from the
+/// driver, when the call was submitted, to the slice. Times are the driver's: a slice runs
+/// from when the call was sent to its process (or when the one before it there ended, if
+/// later) until its reply was read. Driver only; throws ray::usage_error if the runtime
+/// does not record a timeline, and ray::runtime_error if the file cannot be written.
+inline std::size_t timeline(const std::string& file) {
+  struct recorded {
+    bool on;
+    std::vector<ray::detail::timeline_entry> calls;
+  };
+  recorded r = state::detail::from_driver("ray::timeline", [](ray::detail::driver& d) {
+    return recorded{d.records_timeline(), d.timeline()};
+  });
+  if (!r.on)
+    throw usage_error(
+        "ray::timeline: the runtime records no timeline; start it with "
+        "{.record_timeline = true} or CORAY_TIMELINE=1");
+  const int driver_pid = static_cast<int>(::getpid());
+  std::int64_t t0 = r.calls.empty() ? 0 : r.calls.front().submitted_ns;
+  for (const auto& c : r.calls) t0 = std::min(t0, c.submitted_ns);
+  auto us = [t0](std::int64_t ns) { return static_cast<double>(ns - t0) / 1000.0; };
+  // Calls in each process one after another, in the order they ended.
+  std::sort(r.calls.begin(), r.calls.end(), [](const auto& a, const auto& b) {
+    return a.pid != b.pid ? a.pid < b.pid : a.ended_ns < b.ended_ns;
+  });
+  std::string out = "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n";
+  out += fmt::format(
+      "{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{0},\"tid\":{0},"
+      "\"args\":{{\"name\":\"driver (pid {0})\"}}}}",
+      driver_pid);
+  int pid = -1;
+  std::int64_t previous_end = 0;
+  for (const auto& c : r.calls) {
+    const int track = c.pid ? c.pid : driver_pid;
+    if (c.pid != pid) {
+      pid = c.pid;
+      previous_end = 0;
+      if (c.pid)
+        out += fmt::format(
+            ",\n{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{0},\"tid\":{0},"
+            "\"args\":{{\"name\":\"{1} (pid {0})\"}}}}",
+            c.pid, c.actor ? "actor" : "worker");
+    }
+    const std::int64_t sent = c.sent_ns ? c.sent_ns : c.ended_ns;
+    const std::int64_t start = std::min(std::max(sent, previous_end), c.ended_ns);
+    previous_end = c.ended_ns;
+    const std::string name = state::detail::json_escaped(c.name.empty() ? "a task" : c.name);
+    out += fmt::format(
+        ",\n{{\"name\":\"{}\",\"cat\":\"{}\",\"ph\":\"X\",\"pid\":{},\"tid\":{},"
+        "\"ts\":{:.3f},\"dur\":{:.3f},\"args\":{{\"id\":{},\"argument_bytes\":{},"
+        "\"attempt\":{},\"outcome\":\"{}\"}}}}",
+        name, c.actor ? "actor_call" : "task", track, track, us(start), us(c.ended_ns) - us(start),
+        c.id, c.argument_bytes, c.attempt, c.failed ? "failed" : "ok");
+    // The arrow: from an instant slice on the driver's track at submission to the call.
+    out += fmt::format(
+        ",\n{{\"name\":\"submit {0}\",\"cat\":\"submit\",\"ph\":\"X\",\"pid\":{1},"
+        "\"tid\":{1},\"ts\":{2:.3f},\"dur\":0}}"
+        ",\n{{\"name\":\"call\",\"cat\":\"flow\",\"ph\":\"s\",\"id\":{3},\"pid\":{1},"
+        "\"tid\":{1},\"ts\":{2:.3f}}}"
+        ",\n{{\"name\":\"call\",\"cat\":\"flow\",\"ph\":\"f\",\"bp\":\"e\",\"id\":{3},"
+        "\"pid\":{4},\"tid\":{4},\"ts\":{5:.3f}}}",
+        name, driver_pid, us(c.submitted_ns), c.id, track, us(start));
+  }
+  out += "\n]}\n";
+  std::FILE* f = std::fopen(file.c_str(), "wb");
+  if (!f || std::fwrite(out.data(), 1, out.size(), f) != out.size() || std::fclose(f) != 0) {
+    if (f) std::fclose(f);
+    throw ray::runtime_error(fmt::format("ray::timeline: cannot write {}", file));
+  }
+  return r.calls.size();
 }
 
 CORAY_END_NAMESPACE

@@ -47,6 +47,7 @@ struct orchestrator_config {
   std::vector<std::string> gpu_ids = {};  // one per started unit of num_gpus
   std::map<std::string, resource_amount> custom_resources = {};
   std::size_t task_history = 10000;  // finished calls the state API keeps, oldest evicted
+  bool record_timeline = false;      // keep calls' times too (as many, or 10,000)
 };
 
 class call_lifecycle {
@@ -66,7 +67,10 @@ class call_lifecycle {
             cfg_.num_gpus, cfg_.gpu_ids, cfg_.custom_resources),
         pump_(tasks_, actors_, t, sender_, resources_, cfg_.num_workers,
               cfg_.max_tasks_in_flight_per_worker),
-        history_(cfg_.task_history) {}
+        history_(cfg_.task_history),
+        timeline_(!cfg_.record_timeline ? 0
+                  : cfg_.task_history   ? cfg_.task_history
+                                        : 10000) {}
   call_lifecycle(const call_lifecycle&) = delete;
   call_lifecycle& operator=(const call_lifecycle&) = delete;
 
@@ -127,6 +131,8 @@ class call_lifecycle {
 
   void admit(std::unique_ptr<task_record> rec) {
     task_record* r = insert(std::move(rec));
+    if (timeline_.capacity()) [[unlikely]]
+      r->submitted_ns = clock::now().time_since_epoch().count();
     for (std::uint64_t a : held_actors(r->held)) actor_ref(a, +1);
     if (r->returns) [[unlikely]]
       settle_returns_with(*r);
@@ -209,6 +215,8 @@ class call_lifecycle {
                      static_cast<std::uint16_t>(r->attempt),
                      r->result && r->result->st.load(std::memory_order_relaxed) ==
                                       object_state::status::failed});
+    if (r->submitted_ns) [[unlikely]]
+      record_timeline(*r);
     if (r->shape) pump_.count_shaped(-1);
     for (auto* b : r->blocks) seg_.release(b);
     if (r->message) seg_.release(r->message);
@@ -276,6 +284,19 @@ class call_lifecycle {
     }
   }
 
+  void record_timeline(const task_record& r) noexcept {
+    int pid = r.worker >= 0 ? transport_.pid(static_cast<std::uint32_t>(r.worker)) : 0;
+    if (r.actor)
+      if (const actor_entry* a = actors_.find(r.actor))
+        pid = a->dead ? a->pid : transport_.pid(a->slot);
+    std::uint64_t bytes = r.args.size();
+    for (const object_block* b : r.blocks) bytes += b->size;
+    timeline_.record(
+        {r.id, r.name, pid, r.actor, static_cast<std::uint16_t>(r.attempt),
+         r.result && r.result->st.load(std::memory_order_relaxed) == object_state::status::failed,
+         r.submitted_ns, r.sent_ns, clock::now().time_since_epoch().count(), bytes});
+  }
+
   // ---- dispatch -----------------------------------------------------------------------
 
   bool dispatch() {
@@ -341,6 +362,13 @@ class call_lifecycle {
     });
     return out;
   }
+  std::vector<timeline_entry> timeline() const {
+    std::vector<timeline_entry> out;
+    out.reserve(timeline_.size());
+    timeline_.for_each([&](const timeline_entry& e) { out.push_back(e); });
+    return out;
+  }
+  bool records_timeline() const noexcept { return timeline_.capacity() != 0; }
   /// The actors the driver still tracks (a dead one until its last handle goes).
   std::vector<state::actor_info> list_actors() const {
     std::vector<state::actor_info> out;
@@ -426,6 +454,7 @@ class call_lifecycle {
   call_pump pump_;
   std::string workers_lost_;  // why no task worker can run calls any more; empty while one can
   task_history history_;
+  call_timeline timeline_;
 };
 
 }  // namespace detail

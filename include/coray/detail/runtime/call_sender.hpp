@@ -20,6 +20,8 @@ class call_sender {
   /// Sends `r` to the process in `slot`; false when there is no room now (the caller keeps
   /// the call and tries again later).
   bool send(std::uint32_t slot, task_record& r) {
+    if (r.submitted_ns) [[unlikely]]  // recording a timeline
+      r.sent_ns = clock::now().time_since_epoch().count();
     try {
       for (auto& d : r.deps)
         if (d->spilled()) (void)d->value_bytes();  // back into the store, to be read in place

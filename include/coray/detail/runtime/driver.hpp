@@ -42,6 +42,7 @@ struct driver_config {
   std::vector<std::string> gpu_ids;         // filled in by make_local_driver with the above
   output_options output;                    // workers' stdout and stderr
   std::size_t task_history = 10000;         // finished calls the state API keeps
+  bool record_timeline = false;             // for ray::timeline
 };
 
 class driver : public process {
@@ -55,6 +56,10 @@ class driver : public process {
   virtual std::vector<state::task_info> list_tasks() const = 0;
   virtual std::vector<state::actor_info> list_actors() const = 0;
   virtual std::vector<state::worker_info> list_workers() const = 0;
+  /// The calls the timeline kept (runtime_options::record_timeline), oldest first.
+  virtual std::vector<timeline_entry> timeline() const = 0;
+  /// Whether the timeline records.
+  virtual bool records_timeline() const noexcept = 0;
   virtual std::vector<state::object_info> list_objects() const = 0;
   /// The tail of process `pid`'s stdout and stderr; nullopt if the supervisor did not answer.
   virtual std::optional<std::pair<std::string, std::string>> process_output(int pid) = 0;

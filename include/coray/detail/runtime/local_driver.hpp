@@ -43,6 +43,7 @@ class local_driver final : public driver {
     oc.num_gpus = to_resource_amount(cfg.num_gpus.value_or(0));
     oc.gpu_ids = cfg.gpu_ids;
     oc.task_history = cfg.task_history;
+    oc.record_timeline = cfg.record_timeline;
     for (const auto& [name, x] : cfg.resources) oc.custom_resources[name] = to_resource_amount(x);
     hdr->set_gpu_ids(cfg.gpu_ids);  // workers name their GPUs from these
     orchestrator_.emplace(std::move(oc), seg, *transport_);
@@ -114,6 +115,8 @@ class local_driver final : public driver {
   std::vector<state::actor_info> list_actors() const override {
     return orchestrator_->list_actors();
   }
+  std::vector<timeline_entry> timeline() const override { return orchestrator_->timeline(); }
+  bool records_timeline() const noexcept override { return orchestrator_->records_timeline(); }
   std::vector<state::worker_info> list_workers() const override {
     return orchestrator_->list_workers();
   }

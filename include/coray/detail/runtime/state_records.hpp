@@ -90,22 +90,39 @@ struct object_info {
 
 namespace detail {
 
-/// The last `capacity` calls that ended, oldest evicted first (runtime_options::task_history).
-/// Recording is a few stores into a ring allocated once: it is on every call's end.
-class task_history {
+/// A finished call as the state API's history keeps it.
+struct history_entry {
+  std::uint64_t id;
+  std::string_view name;  // registry names are constants
+  int pid;                // of the task worker it ran on; 0 for an actor's call
+  std::uint64_t actor;    // the actor it called; 0 for a task
+  std::uint16_t attempt;
+  bool failed;
+};
+
+/// A finished call as the timeline keeps it (runtime_options::record_timeline): the
+/// driver's clock (steady, ns) when it was submitted, last sent to its process (0 if it
+/// never was) and settled.
+struct timeline_entry {
+  std::uint64_t id;
+  std::string_view name;
+  int pid;  // the process it ran in (a task worker's or its actor's); 0 if none
+  std::uint64_t actor;
+  std::uint16_t attempt;
+  bool failed;
+  std::int64_t submitted_ns, sent_ns, ended_ns;
+  std::uint64_t argument_bytes;  // its message's arguments and store blocks
+};
+
+/// The last `capacity` entries recorded, oldest evicted first. Recording is a few stores
+/// into a ring allocated once: it is on every call's end.
+template <class Entry>
+class bounded_ring {
  public:
-  struct entry {
-    std::uint64_t id;
-    std::string_view name;  // registry names are constants
-    int pid;                // of the task worker it ran on; 0 for an actor's call
-    std::uint64_t actor;    // the actor it called; 0 for a task
-    std::uint16_t attempt;
-    bool failed;
-  };
+  using entry = Entry;
+  explicit bounded_ring(std::size_t capacity = 0) : ring_(capacity) {}
 
-  explicit task_history(std::size_t capacity = 0) : ring_(capacity) {}
-
-  void record(const entry& e) noexcept {
+  void record(const Entry& e) noexcept {
     if (ring_.empty()) return;
     ring_[next_] = e;
     if (++next_ == ring_.size()) next_ = 0;
@@ -124,10 +141,15 @@ class task_history {
   std::size_t capacity() const noexcept { return ring_.size(); }
 
  private:
-  std::vector<entry> ring_;
+  std::vector<Entry> ring_;
   std::size_t next_ = 0;  // where the next entry goes
   std::size_t size_ = 0;
 };
+
+/// The last calls that ended (runtime_options::task_history).
+using task_history = bounded_ring<history_entry>;
+/// The last calls that ended, with their times (runtime_options::record_timeline).
+using call_timeline = bounded_ring<timeline_entry>;
 
 }  // namespace detail
 CORAY_END_NAMESPACE

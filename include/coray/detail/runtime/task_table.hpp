@@ -51,6 +51,9 @@ struct task_record : recycled<task_record, 4096> {
   bool pinned = false;              // its store arguments are pinned (see pin_deps)
   object_block* message = nullptr;  // the sent message, when it needed a block
   void* owner = nullptr;            // the orchestrator, for dependency callbacks
+  // Recording a timeline: when it was submitted and last sent (driver's steady clock, ns).
+  std::int64_t submitted_ns = 0;
+  std::int64_t sent_ns = 0;
 
   /// The record of a call as submitted; the spec's blocks and dependencies move in.
   static std::unique_ptr<task_record> from(std::uint64_t id, task_spec&& spec, state_ptr result) {
