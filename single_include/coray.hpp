@@ -3839,6 +3839,175 @@ struct foreign_pending {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/handoff.hpp>
+// begin <coray/detail/runtime/metric_table.hpp>
+/// The user metrics' table (ray::metrics): fixed-size series in the runtime's control header,
+/// so that every process of the runtime records into the same ones with atomics, and the
+/// dashboard reads them for /metrics without asking anyone.
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+// #include <coray/errors.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+enum class metric_kind : std::uint32_t { counter = 1, gauge = 2, histogram = 3 };
+
+/// One series: a metric's name with one set of tag values. Claimed once (state 0 -> 1 by
+/// compare-and-swap, its key and shape written, then 2), never freed while the runtime lives.
+struct metric_series {
+  static constexpr std::size_t max_bounds = 12;
+  std::atomic<std::uint32_t> state{0};  // 0 free, 1 being claimed, 2 ready
+  metric_kind kind = metric_kind::counter;
+  char name[48] = {};
+  char tags[112] = {};  // `k="v",k2="v2"`, as Prometheus writes labels
+  char help[96] = {};
+  std::uint32_t bounds = 0;  // histogram: its buckets' upper bounds, ascending
+  double bound[max_bounds] = {};
+  std::atomic<std::uint64_t> value{
+      0};  // bits of a double: a counter's or gauge's, a histogram's sum
+  std::atomic<std::uint64_t> count{0};                     // histogram: observations
+  std::atomic<std::uint64_t> bucket[max_bounds + 1] = {};  // histogram: per bucket, +Inf last
+
+  void add(double x) noexcept {
+    std::uint64_t old = value.load(std::memory_order_relaxed);
+    while (!value.compare_exchange_weak(
+        old, std::bit_cast<std::uint64_t>(std::bit_cast<double>(old) + x),
+        std::memory_order_relaxed)) {
+    }
+  }
+  void set(double x) noexcept {
+    value.store(std::bit_cast<std::uint64_t>(x), std::memory_order_relaxed);
+  }
+  void observe(double x) noexcept {
+    std::uint32_t b = 0;
+    while (b < bounds && x > bound[b]) ++b;
+    bucket[b].fetch_add(1, std::memory_order_relaxed);
+    count.fetch_add(1, std::memory_order_relaxed);
+    add(x);
+  }
+  double read() const noexcept {
+    return std::bit_cast<double>(value.load(std::memory_order_relaxed));
+  }
+};
+
+/// What makes a series: its metric's name and shape, and its tags' values.
+struct metric_key {
+  std::string_view name, tags, help;
+  metric_kind kind;
+  std::span<const double> bounds;
+};
+
+class metric_table {
+ public:
+  static constexpr std::size_t capacity = 1024;
+
+  /// The series of `k`, claimed if it is new; null when the table is full. Throws
+  /// usage_error if the name is already a metric of another kind or other buckets (two
+  /// processes claiming one name as two kinds at the same moment are not caught).
+  metric_series* find_or_claim(const metric_key& k) {
+    // A name is one metric: each series of it has the same kind and buckets.
+    for (const metric_series& s : series_)
+      if (s.state.load(std::memory_order_acquire) == 2 && std::string_view(s.name) == k.name &&
+          !same_shape(s, k))
+        throw usage_error(fmt::format(
+            "ray::metrics: '{}' is already a metric of another kind or other boundaries", k.name));
+    return find_or_claim_series(k);
+  }
+
+ private:
+  static bool same_shape(const metric_series& s, const metric_key& k) noexcept {
+    return s.kind == k.kind &&
+           (k.kind != metric_kind::histogram ||
+            std::equal(k.bounds.begin(), k.bounds.end(), s.bound, s.bound + s.bounds));
+  }
+  metric_series* find_or_claim_series(const metric_key& k) {
+    const std::size_t start =
+        std::hash<std::string_view>{}(k.name) ^ (std::hash<std::string_view>{}(k.tags) * 31);
+    for (std::size_t probe = 0; probe < capacity; ++probe) {
+      metric_series& s = series_[(start + probe) % capacity];
+      std::uint32_t st = s.state.load(std::memory_order_acquire);
+      if (st == 0) {
+        if (s.state.compare_exchange_strong(st, 1, std::memory_order_acquire)) {
+          s.kind = k.kind;
+          copy(s.name, k.name);
+          copy(s.tags, k.tags);
+          copy(s.help, k.help);
+          s.bounds =
+              static_cast<std::uint32_t>(std::min(k.bounds.size(), metric_series::max_bounds));
+          std::copy_n(k.bounds.begin(), s.bounds, s.bound);
+          s.state.store(2, std::memory_order_release);
+          return &s;
+        }
+      }
+      while ((st = s.state.load(std::memory_order_acquire)) == 1) {
+      }  // another process is writing its key: a few stores
+      if (std::string_view(s.name) == k.name && std::string_view(s.tags) == k.tags) return &s;
+    }
+    return nullptr;
+  }
+
+ public:
+  /// Appends the series in Prometheus' text format, grouped by name.
+  void append_prometheus(std::string& out) const {
+    std::string_view done[capacity];
+    std::size_t n_done = 0;
+    for (const metric_series& first : series_) {
+      if (first.state.load(std::memory_order_acquire) != 2) continue;
+      const std::string_view name(first.name);
+      if (std::find(done, done + n_done, name) != done + n_done) continue;
+      done[n_done++] = name;
+      const char* type = first.kind == metric_kind::counter ? "counter"
+                         : first.kind == metric_kind::gauge ? "gauge"
+                                                            : "histogram";
+      if (first.help[0]) out += fmt::format("# HELP {} {}\n", name, first.help);
+      out += fmt::format("# TYPE {} {}\n", name, type);
+      for (const metric_series& s : series_) {
+        if (s.state.load(std::memory_order_acquire) != 2 || std::string_view(s.name) != name)
+          continue;
+        const std::string_view tags(s.tags);
+        if (s.kind != metric_kind::histogram) {
+          out += fmt::format("{}{}{}{} {}\n", name, tags.empty() ? "" : "{", tags,
+                             tags.empty() ? "" : "}", s.read());
+          continue;
+        }
+        const std::string sep = tags.empty() ? "" : ",";
+        std::uint64_t cumulative = 0;
+        for (std::uint32_t b = 0; b <= s.bounds; ++b) {
+          cumulative += s.bucket[b].load(std::memory_order_relaxed);
+          const std::string le = b < s.bounds ? fmt::format("{}", s.bound[b]) : "+Inf";
+          out += fmt::format("{}_bucket{{{}{}le=\"{}\"}} {}\n", name, tags, sep, le, cumulative);
+        }
+        const std::string braces = tags.empty() ? "" : fmt::format("{{{}}}", tags);
+        out += fmt::format("{}_sum{} {}\n{}_count{} {}\n", name, braces, s.read(), name, braces,
+                           s.count.load(std::memory_order_relaxed));
+      }
+    }
+  }
+
+ private:
+  template <std::size_t N>
+  static void copy(char (&to)[N], std::string_view from) noexcept {
+    const std::size_t n = std::min(from.size(), N - 1);
+    std::memcpy(to, from.data(), n);
+    to[n] = '\0';
+  }
+
+  metric_series series_[capacity];
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/metric_table.hpp>
 // #include <coray/detail/runtime/object_state.hpp>: inlined above
 // begin <coray/detail/runtime/output_name.hpp>
 /// The name a process's output is shown under (`(name pid=1234)`): the function a task worker
@@ -4000,6 +4169,8 @@ struct shared_header {
   /// The runtime's GPU ids, comma-separated ("0,1" or CUDA_VISIBLE_DEVICES's values): a
   /// call's GPUs travel as a mask of indices into this list.
   char gpu_ids[512] = {};
+  /// The user metrics (ray::metrics), recorded by every process of the runtime.
+  metric_table metrics;
 
   void set_gpu_ids(const std::vector<std::string>& ids) {
     std::string joined;
@@ -9124,6 +9295,203 @@ class manager {
 
 CORAY_END_NAMESPACE
 // end <coray/manager.hpp>
+// begin <coray/metrics.hpp>
+/// User metrics, as Ray's `ray.util.metrics`: a counter, a gauge and a histogram, each with
+/// optional tags, recorded from any process of the runtime (the driver, tasks, actors) into
+/// one table in shared memory, and served with the runtime's own metrics in Prometheus'
+/// text format at the dashboard's /metrics.
+///
+///   ray::metrics::counter requests("app_requests_total", "Requests served", {"route"});
+///   requests.inc(1, {{"route", "/predict"}});
+///   ray::metrics::histogram latency("app_latency_seconds", "Latency", {0.01, 0.1, 1});
+///   latency.observe(0.042);
+///
+/// A metric is its name: objects of the same name (in any process) record into the same
+/// series, one per set of tag values. Recording is a few atomic operations on shared
+/// memory, and a lookup of the tag values in the object the first time they are used.
+/// The table holds 1,024 series; names follow Prometheus' rules and are at most 47
+/// characters, the tags of one series at most 111 written as `k="v",...`.
+
+#include <fmt/format.h>
+
+// #include <coray/detail/runtime/foreign.hpp>: inlined above
+// #include <coray/detail/runtime/metric_table.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace metrics {
+
+/// Tag values by tag key.
+using tags = std::map<std::string, std::string>;
+
+namespace detail {
+
+inline bool valid_name(std::string_view n) noexcept {
+  if (n.empty() || n.size() > 47) return false;
+  for (std::size_t i = 0; i < n.size(); ++i) {
+    const char c = n[i];
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
+                    (i > 0 && c >= '0' && c <= '9');
+    if (!ok) return false;
+  }
+  return true;
+}
+
+/// What the three kinds share: the name, the declared tag keys, and each set of tag values'
+/// series (found in the runtime's table once, then kept; per object, any thread).
+class metric_base {
+ public:
+  metric_base(std::string name, std::string description, std::vector<std::string> tag_keys,
+              ray::detail::metric_kind kind, std::vector<double> bounds = {})
+      : s_(std::make_shared<shared>()) {
+    if (!valid_name(name))
+      throw usage_error(fmt::format(
+          "ray::metrics: '{}' is not a metric name (letters, digits, '_' and ':', not starting "
+          "with a digit, at most 47 characters)",
+          name));
+    for (const auto& k : tag_keys)
+      if (!valid_name(k)) throw usage_error(fmt::format("ray::metrics: '{}' is not a tag key", k));
+    s_->name = std::move(name);
+    s_->help = std::move(description);
+    s_->keys = std::move(tag_keys);
+    s_->kind = kind;
+    s_->bounds = std::move(bounds);
+  }
+
+ protected:
+  /// Records into the series for `t` (every declared key given, no other) with `record`.
+  template <class Record>
+  void with_series(const tags& t, Record&& record) const {
+    std::string labels;
+    if (t.size() != s_->keys.size())
+      throw usage_error(fmt::format("ray::metrics: '{}' takes the tags {}, given {}", s_->name,
+                                    fmt::join(s_->keys, ", "), t.size()));
+    for (const auto& k : s_->keys) {
+      auto it = t.find(k);
+      if (it == t.end())
+        throw usage_error(
+            fmt::format("ray::metrics: '{}' needs a value for tag '{}'", s_->name, k));
+      if (!labels.empty()) labels += ',';
+      labels += k + "=\"";
+      for (char c : it->second) {
+        if (c == '"' || c == '\\') labels += '\\';
+        labels += c == '\n' ? 'n' : c;
+        if (c == '\n') labels[labels.size() - 2] = '\\';
+      }
+      labels += '"';
+    }
+    // The runtime stays while this records: its loop thread, or an entry of its gate.
+    ray::detail::process* p = ray::detail::process::here();
+    auto& gate = ray::detail::runtime_gate::instance();
+    const bool entered = !p && (p = gate.try_enter()) != nullptr;
+    if (!p) throw usage_error("ray::metrics: metrics are recorded while a runtime runs");
+    struct leave_gate {
+      bool entered;
+      ~leave_gate() {
+        if (entered) ray::detail::runtime_gate::instance().leave();
+      }
+    } leave{entered};
+    ray::detail::metric_series* found = nullptr;
+    {
+      std::lock_guard lock(s_->mu);
+      if (p->epoch != s_->epoch) {  // a new runtime: its own table
+        s_->found.clear();
+        s_->epoch = p->epoch;
+      }
+      if (auto it = s_->found.find(labels); it != s_->found.end()) {
+        found = it->second;
+      } else {
+        if (labels.size() > 111)
+          throw usage_error(fmt::format(
+              "ray::metrics: the tags of '{}' are longer than 111 characters written out",
+              s_->name));
+        found = p->hdr->metrics.find_or_claim({s_->name, labels, s_->help, s_->kind, s_->bounds});
+        if (!found)
+          throw usage_error(fmt::format("ray::metrics: the runtime's table of {} series is full",
+                                        ray::detail::metric_table::capacity));
+        s_->found.emplace(std::move(labels), found);
+      }
+    }
+    record(*found);
+  }
+
+ private:
+  struct shared {
+    std::string name, help;
+    std::vector<std::string> keys;
+    ray::detail::metric_kind kind{};
+    std::vector<double> bounds;
+    std::mutex mu;
+    std::uint32_t epoch = 0;
+    std::unordered_map<std::string, ray::detail::metric_series*> found;
+  };
+  std::shared_ptr<shared> s_;
+};
+
+}  // namespace detail
+
+/// A value that only goes up (Ray's Counter).
+class counter : detail::metric_base {
+ public:
+  explicit counter(std::string name, std::string description = {},
+                   std::vector<std::string> tag_keys = {})
+      : metric_base(std::move(name), std::move(description), std::move(tag_keys),
+                    ray::detail::metric_kind::counter) {}
+  /// Adds `value` (0 or more; usage_error otherwise).
+  void inc(double value = 1.0, const tags& t = {}) const {
+    if (!(value >= 0)) throw usage_error("ray::metrics::counter::inc: a counter only goes up");
+    with_series(t, [&](ray::detail::metric_series& s) { s.add(value); });
+  }
+};
+
+/// A value set to what it is now (Ray's Gauge).
+class gauge : detail::metric_base {
+ public:
+  explicit gauge(std::string name, std::string description = {},
+                 std::vector<std::string> tag_keys = {})
+      : metric_base(std::move(name), std::move(description), std::move(tag_keys),
+                    ray::detail::metric_kind::gauge) {}
+  void set(double value, const tags& t = {}) const {
+    with_series(t, [&](ray::detail::metric_series& s) { s.set(value); });
+  }
+};
+
+/// Observations counted into buckets by their upper bounds (Ray's Histogram): at most 12
+/// bounds, ascending; a last bucket (+Inf) takes the rest.
+class histogram : detail::metric_base {
+ public:
+  histogram(std::string name, std::string description, std::vector<double> boundaries,
+            std::vector<std::string> tag_keys = {})
+      : metric_base(std::move(name), std::move(description), std::move(tag_keys),
+                    ray::detail::metric_kind::histogram, checked(std::move(boundaries))) {}
+  void observe(double value, const tags& t = {}) const {
+    with_series(t, [&](ray::detail::metric_series& s) { s.observe(value); });
+  }
+
+ private:
+  static std::vector<double> checked(std::vector<double> b) {
+    if (b.empty() || b.size() > ray::detail::metric_series::max_bounds ||
+        !std::is_sorted(b.begin(), b.end()) || std::adjacent_find(b.begin(), b.end()) != b.end())
+      throw usage_error(
+          fmt::format("ray::metrics::histogram: boundaries are 1 to {} distinct values, ascending",
+                      ray::detail::metric_series::max_bounds));
+    return b;
+  }
+};
+
+}  // namespace metrics
+CORAY_END_NAMESPACE
+// end <coray/metrics.hpp>
 // begin <coray/mutex.hpp>
 /// ray::mutex: a lock that every process of the runtime can take -- multiprocessing.Lock,
 /// robust to its holder's death. Works with std::lock_guard, std::unique_lock and
@@ -17429,6 +17797,7 @@ inline std::vector<std::string> get_gpu_ids() { return detail::assigned_gpu_ids(
 CORAY_END_NAMESPACE
 // end <coray/resources.hpp>
 // #include <coray/result_stream.hpp>: inlined above
+// #include <coray/returns.hpp>: inlined above
 // #include <coray/runtime.hpp>: inlined above
 // begin <coray/runtime_context.hpp>
 /// ray::get_runtime_context(): who and where the calling code runs, as Ray's

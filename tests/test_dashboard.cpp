@@ -13,6 +13,7 @@
 #include <coray/actor.hpp>
 #include <coray/dashboard.hpp>
 #include <coray/detail/dashboard/log_book.hpp>
+#include <coray/metrics.hpp>
 #include <coray/object_store.hpp>
 #include <coray/processes.hpp>
 #include <coray/runtime.hpp>
@@ -46,6 +47,27 @@ struct counter {
   int n = 0;
   int incr() { return ++n; }
 };
+
+// User metrics recorded in a task and in an actor, into the table the driver's series share.
+int served(int k) {
+  ray::metrics::counter("app_served_total", "Requests served", {"route"})
+      .inc(k, {{"route", "/predict"}});
+  ray::metrics::histogram("app_latency_seconds", "Latency", {0.01, 0.1, 1}).observe(0.05);
+  return k;
+}
+struct depth_reporter {
+  void report(double d) { ray::metrics::gauge("app_queue_depth", "Queued items").set(d); }
+};
+
+/// The value on the line of `text` that starts with `series` followed by a space; -1 if none.
+double sample(const std::string& text, const std::string& series) {
+  std::size_t at = 0;
+  while ((at = text.find(series + " ", at)) != std::string::npos) {
+    if (at == 0 || text[at - 1] == '\n') return std::stod(text.substr(at + series.size() + 1));
+    at += series.size();
+  }
+  return -1;
+}
 
 struct address {
   std::string host;
@@ -412,4 +434,48 @@ TEST_CASE("what is new in a process's output is what follows its overlap with th
   CHECK(text.since(7)["text"] == "789");
   CHECK(text.since(10)["text"] == "");
   CHECK(text.since(99)["next"] == 10);
+}
+
+TEST_CASE("/metrics serves the runtime's metrics and the user's from every process") {
+  ray::runtime rt(with_dashboard());
+  const address a = parse(rt.dashboard_url());
+  ray::metrics::counter requests("app_served_total", "Requests served", {"route"});
+  requests.inc(2, {{"route", "/predict"}});
+  CHECK(value(ray::task<served>.remote(3)) == 3);
+  auto d = ray::spawn<depth_reporter>();
+  ray::get(d.call<&depth_reporter::report>(7.5)).get();
+  CHECK(values({ray::task<square>.remote(2), ray::task<square>.remote(3)}).size() == 2);
+
+  const std::string text = off_loop(rt, [&] {
+    auto c = client(a);
+    std::string body;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    do {  // until a snapshot taken after the calls above
+      auto r = c.Get("/metrics");
+      if (r && r->status == 200) {
+        CHECK(r->get_header_value("Content-Type").starts_with("text/plain"));
+        body = r->body;
+        if (sample(body, "app_queue_depth") == 7.5) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    } while (std::chrono::steady_clock::now() < deadline);
+    return body;
+  });
+  CHECK(text.find("# TYPE app_served_total counter") != std::string::npos);
+  CHECK(sample(text, "app_served_total{route=\"/predict\"}") == 5);
+  CHECK(sample(text, "app_queue_depth") == 7.5);
+  CHECK(sample(text, "app_latency_seconds_bucket{le=\"0.01\"}") == 0);
+  CHECK(sample(text, "app_latency_seconds_bucket{le=\"0.1\"}") == 1);
+  CHECK(sample(text, "app_latency_seconds_bucket{le=\"+Inf\"}") == 1);
+  CHECK(sample(text, "app_latency_seconds_count") == 1);
+  CHECK(sample(text, "coray_tasks{function=\"dashboard_test::square\",state=\"FINISHED\"}") == 2);
+  CHECK(sample(text, "coray_actors{state=\"ALIVE\"}") >= 1);
+  CHECK(sample(text, "coray_object_store_capacity_bytes") > 0);
+  CHECK(text.find("coray_process_resident_memory_bytes{pid=\"" + std::to_string(getpid()) +
+                  "\",role=\"driver\"}") != std::string::npos);
+  // A metric is refused where its use is wrong, with the reason.
+  CHECK_THROWS_AS(ray::metrics::counter("9 bad name"), ray::usage_error);
+  CHECK_THROWS_AS(requests.inc(1), ray::usage_error);  // its tag is missing
+  CHECK_THROWS_AS(requests.inc(-1, {{"route", "/"}}), ray::usage_error);
+  CHECK_THROWS_AS(ray::metrics::gauge("app_served_total").set(1), ray::usage_error);
 }

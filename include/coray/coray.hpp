@@ -8,6 +8,7 @@
 #include <coray/codec.hpp>
 #include <coray/errors.hpp>
 #include <coray/manager.hpp>
+#include <coray/metrics.hpp>
 #include <coray/mutex.hpp>
 #include <coray/object_ref.hpp>
 #include <coray/object_store.hpp>
@@ -20,6 +21,7 @@
 #include <coray/queue.hpp>
 #include <coray/resources.hpp>
 #include <coray/result_stream.hpp>
+#include <coray/returns.hpp>
 #include <coray/runtime.hpp>
 #include <coray/runtime_context.hpp>
 #include <coray/shared_memory.hpp>

@@ -85,8 +85,8 @@ inline bool is_number(std::string_view s, std::size_t max_digits) noexcept {
 /// /api/actors/<id>/kill and /api/tasks/<id>/cancel. Anything else is none.
 inline route route_of(std::string_view path) {
   static const std::set<std::string, std::less<>> reads = {
-      "/",          "/api/nodes",   "/api/processes", "/api/actors",
-      "/api/tasks", "/api/objects", "/api/config",    "/api/logs"};
+      "/",           "/api/nodes", "/api/processes", "/api/actors", "/api/tasks", "/api/objects",
+      "/api/config", "/api/logs",  "/metrics"};
   if (reads.find(path) != reads.end()) return {route::read};
   constexpr std::string_view logs = "/api/logs/";
   if (path.starts_with(logs) && is_number(path.substr(logs.size()), 9)) return {route::read};
@@ -182,6 +182,7 @@ class server final : public dashboard_service {
         {"log_to_driver", o.log_to_driver},
         {"log_directory", o.log_directory},
         {"task_history", o.task_history},
+        {"record_timeline", o.record_timeline},
         {"dashboard_host", o.dashboard_host},
         {"dashboard_port", o.dashboard_port}};
   }
@@ -383,6 +384,10 @@ class server final : public dashboard_service {
     server_.Get("/api/tasks", serve(&published::tasks));
     server_.Get("/api/objects", serve(&published::objects));
     server_.Get("/api/config", serve(&published::config));
+    server_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      auto p = snapshot();
+      res.set_content(p ? p->metrics : std::string(), "text/plain; version=0.0.4");
+    });
     server_.Get("/api/logs", [this](const httplib::Request& req, httplib::Response& res) {
       asked_for_logs();
       res.set_content(logs_.all(since_of(req)).dump(), "application/json");

@@ -5,6 +5,7 @@
 /// HTTP threads only ever copy the last published JSON: no client waits on the loop, and the
 /// loop never waits on a client.
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -42,6 +43,7 @@ struct loop_view {
     std::string out, err;
   };
   std::vector<output> logs;  // when asked for
+  std::string user_metrics;  // ray::metrics' series, in Prometheus' text format
 };
 
 /// Loop thread: the copy, and the output of `log_pids` when not empty (each a round trip to
@@ -59,6 +61,7 @@ inline loop_view read_on_loop(driver& d, const std::set<int>& log_pids) {
   v.resources_free = d.resources(true);
   for (int pid : log_pids)
     if (auto got = d.process_output(pid)) v.logs.push_back({pid, got->first, got->second});
+  d.hdr->metrics.append_prometheus(v.user_metrics);
   return v;
 }
 
@@ -98,8 +101,59 @@ inline proc_sample sample_proc(int pid) {
 /// The JSON of every read-only endpoint but the logs, made from one loop_view.
 struct published {
   std::string nodes, actors, tasks, objects, config;
+  std::string metrics;                               // Prometheus' text format (/metrics)
   std::set<std::uint64_t> actor_ids, live_task_ids;  // what kill and cancel may name
 };
+
+/// The runtime's metrics and the user's (ray::metrics), in Prometheus' text format: calls by
+/// function and state, actors by state, the store's bytes, each process's CPU and memory.
+inline std::string prometheus_text(const loop_view& v, const std::string& process_metrics) {
+  auto label = [](std::string_view s) {
+    std::string out;
+    for (char c : s) {
+      if (c == '"' || c == '\\') out += '\\';
+      if (c == '\n') {
+        out += "\\n";
+        continue;
+      }
+      out += c;
+    }
+    return out;
+  };
+  std::map<std::pair<std::string, std::string_view>, std::size_t> calls;
+  for (const auto& t : v.tasks) ++calls[{t.name, state::to_string(t.state)}];
+  std::map<std::string_view, std::size_t> actors;
+  for (const auto& a : v.actors) ++actors[state::to_string(a.state)];
+  std::string out =
+      "# HELP coray_tasks Calls the runtime knows (live, and the finished ones its history "
+      "keeps), by function and state.\n# TYPE coray_tasks gauge\n";
+  for (const auto& [key, n] : calls)
+    out += fmt::format("coray_tasks{{function=\"{}\",state=\"{}\"}} {}\n", label(key.first),
+                       key.second, n);
+  out += "# HELP coray_actors Actors by state.\n# TYPE coray_actors gauge\n";
+  for (const auto& [st, n] : actors) out += fmt::format("coray_actors{{state=\"{}\"}} {}\n", st, n);
+  std::size_t spilled_bytes = 0;
+  for (const auto& o : v.objects)
+    if (o.location == state::object_location::spilled) spilled_bytes += o.size;
+  out += fmt::format(
+      "# HELP coray_object_store_used_bytes Bytes of the object store in use.\n"
+      "# TYPE coray_object_store_used_bytes gauge\ncoray_object_store_used_bytes {}\n"
+      "# HELP coray_object_store_capacity_bytes The object store's size.\n"
+      "# TYPE coray_object_store_capacity_bytes gauge\ncoray_object_store_capacity_bytes {}\n"
+      "# HELP coray_object_store_spilled_bytes Bytes of objects in the spill file now.\n"
+      "# TYPE coray_object_store_spilled_bytes gauge\ncoray_object_store_spilled_bytes {}\n"
+      "# HELP coray_objects_spilled_total Objects written to the spill file so far.\n"
+      "# TYPE coray_objects_spilled_total counter\ncoray_objects_spilled_total {}\n",
+      v.store_capacity - v.store_free, v.store_capacity, spilled_bytes, v.spilled_so_far);
+  out +=
+      "# HELP coray_process_cpu_seconds_total CPU time of each of the runtime's processes.\n"
+      "# TYPE coray_process_cpu_seconds_total counter\n"
+      "# HELP coray_process_resident_memory_bytes Resident memory of each process.\n"
+      "# TYPE coray_process_resident_memory_bytes gauge\n";
+  out += process_metrics;
+  out += v.user_metrics;
+  return out;
+}
 
 /// Turns loop_views into published JSON; keeps the CPU samples between two (the dashboard's
 /// thread only).
@@ -142,6 +196,7 @@ class snapshot_maker {
     for (const auto& a : v.actors) actor_of[a.id] = &a;
 
     nlohmann::json processes = nlohmann::json::array();
+    std::string process_metrics;  // each process's CPU time and resident memory
     auto process = [&](int pid, const char* role, const char* st, std::string name) {
       nlohmann::json j{{"pid", pid}, {"role", role}, {"state", st}, {"name", std::move(name)}};
       const proc_sample s = sample_proc(pid);
@@ -156,6 +211,11 @@ class snapshot_maker {
       }
       j["cpu_percent"] = std::max(0.0, cpu);
       j["rss_bytes"] = s.rss_bytes;
+      if (s.exists)
+        process_metrics += fmt::format(
+            "coray_process_cpu_seconds_total{{pid=\"{0}\",role=\"{1}\"}} {2}\n"
+            "coray_process_resident_memory_bytes{{pid=\"{0}\",role=\"{1}\"}} {3}\n",
+            pid, role, s.cpu_seconds, s.rss_bytes);
       auto r = running_on.find(pid);
       j["current_task"] = r == running_on.end() ? "" : r->second;
       // GPUs are the runtime's to hand out per call; a process holds them only while it runs
@@ -182,6 +242,7 @@ class snapshot_maker {
       }
     }
     cpu_.swap(seen_cpu_);
+    p.metrics = prometheus_text(v, process_metrics);
     char host[256] = {};
     gethostname(host, sizeof host - 1);
     p.nodes = nlohmann::json{{"node",

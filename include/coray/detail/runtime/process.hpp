@@ -11,6 +11,7 @@
 #include <coray/detail/runtime/actor_state.hpp>
 #include <coray/detail/runtime/call_message.hpp>
 #include <coray/detail/runtime/handoff.hpp>
+#include <coray/detail/runtime/metric_table.hpp>
 #include <coray/detail/runtime/object_state.hpp>
 #include <coray/detail/runtime/output_name.hpp>
 #include <coray/detail/runtime/wire.hpp>
@@ -104,6 +105,8 @@ struct shared_header {
   /// The runtime's GPU ids, comma-separated ("0,1" or CUDA_VISIBLE_DEVICES's values): a
   /// call's GPUs travel as a mask of indices into this list.
   char gpu_ids[512] = {};
+  /// The user metrics (ray::metrics), recorded by every process of the runtime.
+  metric_table metrics;
 
   void set_gpu_ids(const std::vector<std::string>& ids) {
     std::string joined;
