@@ -188,4 +188,5 @@ int main(int argc, char** argv) {
   }
 
   bench::write_json(o);
+  return 0;
 }

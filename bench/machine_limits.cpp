@@ -321,4 +321,5 @@ int main(int argc, char** argv) {
                 "memcpy of 800 MB into touched memory; median of " + std::to_string(o.reps));
 
   bench::write_json(o);
+  return 0;
 }

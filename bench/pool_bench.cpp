@@ -197,4 +197,5 @@ int main(int argc, char** argv) {
 
   bench::keep(checksum);
   bench::write_json(o);
+  return 0;
 }

@@ -78,4 +78,5 @@ int main(int argc, char** argv) {
                 "ns", false, "uncontended, per operation; target <= 100");
   bench::keep(seen);
   bench::write_json(o);
+  return 0;
 }

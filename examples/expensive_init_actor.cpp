@@ -44,4 +44,5 @@ int main(int argc, char** argv) {
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%zu models (100 MB each) built once, %zu rows evaluated in %.2f s\n", models.size(),
               rows, secs);
+  return 0;
 }

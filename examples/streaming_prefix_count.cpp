@@ -64,4 +64,5 @@ int main(int argc, char** argv) {
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%zu popular prefixes from %u documents on %u actors in %.2f s\n",
               popular_prefixes.size(), num_cpus * 10, num_cpus, secs);
+  return 0;
 }

@@ -29,4 +29,5 @@ int main(int argc, char** argv) {
     std::printf("%.1f\n", result);
     futures = std::move(pending);
   }
+  return 0;
 }
