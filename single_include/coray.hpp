@@ -3949,8 +3949,12 @@ class metric_table {
           return &s;
         }
       }
-      while ((st = s.state.load(std::memory_order_acquire)) == 1) {
-      }  // another process is writing its key: a few stores
+      // Another process is writing its key: a few stores. One killed in between leaves the
+      // series half-claimed for good: after a bounded wait it is passed over.
+      for (int spins = 0; (st = s.state.load(std::memory_order_acquire)) == 1 && spins < 1 << 20;
+           ++spins) {
+      }
+      if (st != 2) continue;
       if (std::string_view(s.name) == k.name && std::string_view(s.tags) == k.tags) return &s;
     }
     return nullptr;
@@ -13323,7 +13327,7 @@ class call_pump {
         }
         if (tasks_.in_flight(i) == 0) {
           if (idle < 0) idle = static_cast<int>(i);
-        } else if (leases_[i].shape == r.shape && load < leased_load) {
+        } else if (leases_[i].shape == r.shape && load < leased_load && pipelines(r.shape)) {
           leased = static_cast<int>(i);
           leased_load = load;
         }
@@ -13341,6 +13345,14 @@ class call_pump {
     return {static_cast<int>(slot), it};
   }
 
+  /// Whether calls of requirement `s` may be sent to a worker already running one under the
+  /// same lease. Only for CPUs: a worker runs the calls queued in it while a call blocks or
+  /// awaits (the CPU follows load), which would run two calls on one lease's GPUs or custom
+  /// resources at once. Those go one at a time.
+  bool pipelines(std::uint32_t s) const noexcept {
+    const resource_request& r = shape(s);
+    return r.gpu == 0 && r.custom.empty();
+  }
   /// Gives idle worker `slot` a lease for requirement `s`, if the ledger has it free.
   bool lease(std::uint32_t slot, std::uint32_t s) {
     const resource_amount busy = cpu_in_use();

@@ -249,7 +249,7 @@ class call_pump {
         }
         if (tasks_.in_flight(i) == 0) {
           if (idle < 0) idle = static_cast<int>(i);
-        } else if (leases_[i].shape == r.shape && load < leased_load) {
+        } else if (leases_[i].shape == r.shape && load < leased_load && pipelines(r.shape)) {
           leased = static_cast<int>(i);
           leased_load = load;
         }
@@ -267,6 +267,14 @@ class call_pump {
     return {static_cast<int>(slot), it};
   }
 
+  /// Whether calls of requirement `s` may be sent to a worker already running one under the
+  /// same lease. Only for CPUs: a worker runs the calls queued in it while a call blocks or
+  /// awaits (the CPU follows load), which would run two calls on one lease's GPUs or custom
+  /// resources at once. Those go one at a time.
+  bool pipelines(std::uint32_t s) const noexcept {
+    const resource_request& r = shape(s);
+    return r.gpu == 0 && r.custom.empty();
+  }
   /// Gives idle worker `slot` a lease for requirement `s`, if the ledger has it free.
   bool lease(std::uint32_t slot, std::uint32_t s) {
     const resource_amount busy = cpu_in_use();
