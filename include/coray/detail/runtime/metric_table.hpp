@@ -108,8 +108,12 @@ class metric_table {
           return &s;
         }
       }
-      while ((st = s.state.load(std::memory_order_acquire)) == 1) {
-      }  // another process is writing its key: a few stores
+      // Another process is writing its key: a few stores. One killed in between leaves the
+      // series half-claimed for good: after a bounded wait it is passed over.
+      for (int spins = 0; (st = s.state.load(std::memory_order_acquire)) == 1 && spins < 1 << 20;
+           ++spins) {
+      }
+      if (st != 2) continue;
       if (std::string_view(s.name) == k.name && std::string_view(s.tags) == k.tags) return &s;
     }
     return nullptr;
