@@ -13971,11 +13971,14 @@ class call_lifecycle {
     }
   }
 
+  /// The process an actor's calls run in, as the records show it: its current one, or its
+  /// last once it is dead.
+  int pid_of(const actor_entry& a) const { return a.dead ? a.pid : transport_.pid(a.slot); }
+
   void record_timeline(const task_record& r) noexcept {
     int pid = r.worker >= 0 ? transport_.pid(static_cast<std::uint32_t>(r.worker)) : 0;
     if (r.actor)
-      if (const actor_entry* a = actors_.find(r.actor))
-        pid = a->dead ? a->pid : transport_.pid(a->slot);
+      if (const actor_entry* a = actors_.find(r.actor)) pid = pid_of(*a);
     std::uint64_t bytes = r.args.size();
     for (const object_block* b : r.blocks) bytes += b->size;
     timeline_.record(
@@ -14034,15 +14037,14 @@ class call_lifecycle {
         t.pid = transport_.pid(static_cast<std::uint32_t>(r.worker));
       } else if (a && std::find(a->queue.begin(), a->queue.end(), &r) == a->queue.end()) {
         t.state = state::task_state::running;  // sent to its actor
-        t.pid = a->dead ? a->pid : transport_.pid(a->slot);
+        t.pid = pid_of(*a);
       }
       out.push_back(std::move(t));
     });
     history_.for_each([&](const task_history::entry& e) {
       int pid = e.pid;
       if (e.actor)
-        if (const actor_entry* a = actors_.find(e.actor))
-          pid = a->dead ? a->pid : transport_.pid(a->slot);
+        if (const actor_entry* a = actors_.find(e.actor)) pid = pid_of(*a);
       out.push_back({e.id, std::string(e.name),
                      e.failed ? state::task_state::failed : state::task_state::finished,
                      e.actor != 0, pid, e.attempt, e.actor});
@@ -15092,17 +15094,15 @@ class worker final : public process, public call_host {
   state_ptr submit(task_spec&& spec) override {
     auto result = make_state();
     result->id = next_id_++;
-    // Dependencies first: a call whose argument already failed is never sent.
     if (spec.returns) [[unlikely]]
       for (auto& s : *spec.returns) s->id = next_id_++;  // ray::returns: one per result
-    for (auto& d : spec.deps)
-      if (d->st == object_state::status::failed) {
-        for (auto* b : spec.blocks) release_block(b);
-        result->set_error(d->error);
-        if (spec.returns)
-          for (auto& s : *spec.returns) s->set_error(d->error);
-        return result;
-      }
+    // Dependencies first: a call whose argument already failed is never sent.
+    if (const std::exception_ptr* e = failed_dependency(spec)) {
+      result->set_error(*e);
+      if (spec.returns)
+        for (auto& s : *spec.returns) s->set_error(*e);
+      return result;
+    }
     awaited_.emplace(result->id, result.get());
     if (spec.returns)
       for (auto& s : *spec.returns) awaited_.emplace(s->id, s.get());
@@ -15116,11 +15116,7 @@ class worker final : public process, public call_host {
   /// (or why it refused), as it would to its own spawn.
   std::uint64_t spawn_actor(actor_spawn_request req) override {
     task_spec& spec = req.constructor;
-    for (auto& d : spec.deps)
-      if (d->st == object_state::status::failed) {
-        for (auto* b : spec.blocks) release_block(b);
-        std::rethrow_exception(d->error);
-      }
+    if (const std::exception_ptr* e = failed_dependency(spec)) std::rethrow_exception(*e);
     const std::uint64_t request = ++lookups_;
     const std::vector<std::byte> fields =
         encode(std::pair<actor_spawn_fields, std::optional<resource_request>>(
@@ -15519,6 +15515,17 @@ class worker final : public process, public call_host {
       }
     }
     return started;
+  }
+
+  /// The error of the first of `spec`'s dependencies that failed, its blocks released (the
+  /// call is never sent), or null.
+  const std::exception_ptr* failed_dependency(const task_spec& spec) noexcept {
+    for (const auto& d : spec.deps)
+      if (d->st == object_state::status::failed) {
+        for (auto* b : spec.blocks) release_block(b);
+        return &d->error;
+      }
+    return nullptr;
   }
 
   /// `f(message)` with the message of a call this process makes (`id`: its result's). Ready

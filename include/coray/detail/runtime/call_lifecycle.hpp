@@ -284,11 +284,14 @@ class call_lifecycle {
     }
   }
 
+  /// The process an actor's calls run in, as the records show it: its current one, or its
+  /// last once it is dead.
+  int pid_of(const actor_entry& a) const { return a.dead ? a.pid : transport_.pid(a.slot); }
+
   void record_timeline(const task_record& r) noexcept {
     int pid = r.worker >= 0 ? transport_.pid(static_cast<std::uint32_t>(r.worker)) : 0;
     if (r.actor)
-      if (const actor_entry* a = actors_.find(r.actor))
-        pid = a->dead ? a->pid : transport_.pid(a->slot);
+      if (const actor_entry* a = actors_.find(r.actor)) pid = pid_of(*a);
     std::uint64_t bytes = r.args.size();
     for (const object_block* b : r.blocks) bytes += b->size;
     timeline_.record(
@@ -347,15 +350,14 @@ class call_lifecycle {
         t.pid = transport_.pid(static_cast<std::uint32_t>(r.worker));
       } else if (a && std::find(a->queue.begin(), a->queue.end(), &r) == a->queue.end()) {
         t.state = state::task_state::running;  // sent to its actor
-        t.pid = a->dead ? a->pid : transport_.pid(a->slot);
+        t.pid = pid_of(*a);
       }
       out.push_back(std::move(t));
     });
     history_.for_each([&](const task_history::entry& e) {
       int pid = e.pid;
       if (e.actor)
-        if (const actor_entry* a = actors_.find(e.actor))
-          pid = a->dead ? a->pid : transport_.pid(a->slot);
+        if (const actor_entry* a = actors_.find(e.actor)) pid = pid_of(*a);
       out.push_back({e.id, std::string(e.name),
                      e.failed ? state::task_state::failed : state::task_state::finished,
                      e.actor != 0, pid, e.attempt, e.actor});

@@ -64,17 +64,15 @@ class worker final : public process, public call_host {
   state_ptr submit(task_spec&& spec) override {
     auto result = make_state();
     result->id = next_id_++;
-    // Dependencies first: a call whose argument already failed is never sent.
     if (spec.returns) [[unlikely]]
       for (auto& s : *spec.returns) s->id = next_id_++;  // ray::returns: one per result
-    for (auto& d : spec.deps)
-      if (d->st == object_state::status::failed) {
-        for (auto* b : spec.blocks) release_block(b);
-        result->set_error(d->error);
-        if (spec.returns)
-          for (auto& s : *spec.returns) s->set_error(d->error);
-        return result;
-      }
+    // Dependencies first: a call whose argument already failed is never sent.
+    if (const std::exception_ptr* e = failed_dependency(spec)) {
+      result->set_error(*e);
+      if (spec.returns)
+        for (auto& s : *spec.returns) s->set_error(*e);
+      return result;
+    }
     awaited_.emplace(result->id, result.get());
     if (spec.returns)
       for (auto& s : *spec.returns) awaited_.emplace(s->id, s.get());
@@ -88,11 +86,7 @@ class worker final : public process, public call_host {
   /// (or why it refused), as it would to its own spawn.
   std::uint64_t spawn_actor(actor_spawn_request req) override {
     task_spec& spec = req.constructor;
-    for (auto& d : spec.deps)
-      if (d->st == object_state::status::failed) {
-        for (auto* b : spec.blocks) release_block(b);
-        std::rethrow_exception(d->error);
-      }
+    if (const std::exception_ptr* e = failed_dependency(spec)) std::rethrow_exception(*e);
     const std::uint64_t request = ++lookups_;
     const std::vector<std::byte> fields =
         encode(std::pair<actor_spawn_fields, std::optional<resource_request>>(
@@ -491,6 +485,17 @@ class worker final : public process, public call_host {
       }
     }
     return started;
+  }
+
+  /// The error of the first of `spec`'s dependencies that failed, its blocks released (the
+  /// call is never sent), or null.
+  const std::exception_ptr* failed_dependency(const task_spec& spec) noexcept {
+    for (const auto& d : spec.deps)
+      if (d->st == object_state::status::failed) {
+        for (auto* b : spec.blocks) release_block(b);
+        return &d->error;
+      }
+    return nullptr;
   }
 
   /// `f(message)` with the message of a call this process makes (`id`: its result's). Ready
