@@ -2377,6 +2377,8 @@ enum class msg_kind : std::uint32_t {
   block_granted =
       6,  // u64 request, u64 block offset (0: store full), u64 requested, free, capacity
   actor_spawned = 7,  // u64 request, u64 actor id; 0: refused, the wire_error follows
+  stream_credit = 8,  // u64 call id, u64 limit: a stream's producer may make items up to the
+                      // index `limit`; 0: the consumer stopped it (stream_state.hpp)
   // worker -> driver
   task_done = 16,      // result_header
   submit = 17,         // task_header, arg entries (a nested call)
@@ -2392,6 +2394,7 @@ enum class msg_kind : std::uint32_t {
   actor_exit = 27,     // this actor ends after the call it just replied to (ray::exit_actor)
   actor_spawn = 28,    // u64 request, u64 n, n bytes of encoded fields, padding to 16, the
                        // constructor's call as in submit (ray::spawn in a worker)
+  stream_items = 29,   // stream_batch_header, item records: a streaming generator's items
 };
 inline constexpr std::uint32_t in_block_flag = 0x80000000u;
 
@@ -2643,6 +2646,19 @@ class call_host {
   void reply_error(std::uint64_t task_id, const wire_error& e, bool retryable = false) {
     reply_failed(task_id, e, retryable);
   }
+  /// A streaming generator's next item, its value given as for reply_value. Items travel
+  /// in batches; the producer waits here while it is a window ahead of its consumer. False
+  /// once the consumer stopped the stream: the generator should end.
+  template <class Fill>
+  bool stream_item(std::uint64_t task_id, std::size_t size, Fill&& fill,
+                   const object_contents* held = nullptr) {
+    using F = std::remove_reference_t<Fill>;
+    return stream_filled(
+        task_id, size, [](void* f, std::byte* out) { (*static_cast<F*>(f))(out); },
+        const_cast<void*>(static_cast<const void*>(std::addressof(fill))), held);
+  }
+  /// Sends what stream `task_id` has not sent yet and forgets it: before the call's reply.
+  virtual void stream_end(std::uint64_t task_id) = 0;
   /// Actor construction: the invoker hands over the new object and how to destroy it.
   virtual void set_instance(void* instance, void (*destroy)(void*)) noexcept = 0;
   /// The name this process's output is shown under from now on (an actor's class, before
@@ -2661,6 +2677,9 @@ class call_host {
                             void (*fill)(void*, std::byte*), void* context,
                             const object_contents* held) = 0;
   virtual void reply_failed(std::uint64_t task_id, const wire_error& e, bool retryable) = 0;
+  virtual bool stream_filled(std::uint64_t task_id, std::size_t size,
+                             void (*fill)(void*, std::byte*), void* context,
+                             const object_contents* held) = 0;
 };
 
 /// One call being run in this worker: what the invoker needs to decode the arguments and to
@@ -3140,6 +3159,48 @@ class resource_ledger {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/resource_ledger.hpp>
+// begin <coray/detail/runtime/stream_state.hpp>
+/// A streaming generator's items in the driver (design.md, "Streaming generators"): the
+/// refs its consumer has not taken yet, in order, and how far its producer may run ahead.
+/// The orchestrator fills it from the producer's batches and ends it when the call's own
+/// result settles; ray::object_ref_generator takes from it. Loop thread only.
+
+// #include <coray/detail/runtime/object_state.hpp>: inlined above
+#include <cstdint>
+#include <deque>
+#include <exception>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// Items a producer may make beyond those its consumer took: past that, it waits.
+inline constexpr std::uint64_t stream_window = 1024;
+
+/// The head of a stream_items message (worker to driver): `count` item records follow, each
+/// a result_header, its inline value, the ids of the refs and actor handles inside it, and
+/// padding to 8 bytes.
+struct stream_batch_header {
+  std::uint64_t id;     // the call
+  std::uint64_t first;  // the index of the first item in the batch, from 0 in each attempt
+  std::uint64_t limit;  // the producer's limit: it makes items up to this index
+  std::uint32_t count;
+  std::uint32_t reserved;
+};
+static_assert(sizeof(stream_batch_header) == 32);
+
+struct stream_state {
+  std::uint64_t id = 0;         // the call's, once admitted
+  std::deque<state_ptr> items;  // from index `base`: those delivered, then one the consumer awaits
+  std::uint64_t base = 0;       // items taken by the consumer
+  std::uint64_t delivered = 0;  // items received (an attempt's repeats of them are dropped)
+  std::uint64_t credited = stream_window;  // the limit last given to the producer
+  bool ended = false;
+  std::exception_ptr error;  // why it ended early, if it did
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/stream_state.hpp>
 // #include <coray/detail/shm/segment.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
 #include <cstdint>
@@ -3289,6 +3350,8 @@ struct task_spec {
   /// A call of a function returning ray::returns: the caller's refs, one per result, which
   /// take their values when the call's own result (a ref to each) settles; null otherwise.
   std::unique_ptr<std::vector<state_ptr>> returns;
+  /// A call of a streaming generator: where its items go (the driver's); null otherwise.
+  std::shared_ptr<stream_state> stream;
 
   /// Appends an inline argument of `size` bytes written by `fill`.
   template <class Fill>
@@ -4341,6 +4404,9 @@ class process {
 
   /// ray::cancel of the call `id` (driver only).
   virtual void cancel_call(std::uint64_t /*id*/, bool /*force*/) {}
+  /// The driver: lets the producer of stream `id` make items up to index `limit`, or (0)
+  /// stops it.
+  virtual void stream_credit(std::uint64_t /*id*/, std::uint64_t /*limit*/) {}
 
   /// A new local handle to actor `id` (counted at the driver).
   actor_ptr make_actor_handle(std::uint64_t id) {
@@ -5108,6 +5174,10 @@ CORAY_BEGIN_NAMESPACE
 
 template <class T>
 class actor;
+template <class T>
+class generator;
+template <class T>
+class object_ref_generator;
 
 namespace detail {
 
@@ -5174,6 +5244,11 @@ template <class... Ts>
 struct call_result<async<returns<Ts...>>> {
   using type = std::tuple<object_ref<Ts>...>;
 };
+/// A streaming generator: the call's own result is its end (its items travel as a stream).
+template <class T>
+struct call_result<generator<T>> {
+  using type = void;
+};
 template <class R>
 using call_result_t = typename call_result<R>::type;
 
@@ -5186,8 +5261,17 @@ inline constexpr bool returns_several_v<async<returns<Ts...>>> = true;
 /// What the caller of a function returning R gets: a ref to its result, or for ray::returns
 /// one ref per result.
 template <class R>
-using call_refs_t =
-    std::conditional_t<returns_several_v<R>, call_result_t<R>, object_ref<call_result_t<R>>>;
+struct call_refs {
+  using type =
+      std::conditional_t<returns_several_v<R>, call_result_t<R>, object_ref<call_result_t<R>>>;
+};
+/// A streaming generator's caller gets the stream of its items' refs.
+template <class T>
+struct call_refs<generator<T>> {
+  using type = object_ref_generator<T>;
+};
+template <class R>
+using call_refs_t = typename call_refs<R>::type;
 
 template <class T>
 struct is_actor : std::false_type {};
@@ -5345,6 +5429,362 @@ T read_value(const object_state& s) {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/stored_value.hpp>
+// begin <coray/generator.hpp>
+/// Streaming generators, as Ray's `num_returns="streaming"`: a task or actor method that
+/// returns `ray::generator<T>` and `co_yield`s each item gives its caller a
+/// `ray::object_ref_generator<T>`, a stream of refs it consumes while the items are made:
+///
+///   ray::generator<int> count_to(int n) {
+///     for (int i = 0; i < n; ++i) co_yield i;
+///   }
+///   auto stream = ray::task<count_to>.remote(5);
+///   for (ray::object_ref<int> item : stream) use(ray::get(item));   // blocking
+///   while (auto item = co_await stream.next()) use(co_await ray::get(*item));  // coroutine
+///
+/// Items arrive in order. The producer runs at most `stream_window` (1,024) items ahead of
+/// its consumer, then waits. An exception in the generator ends the stream with that error
+/// after the items made before it; a crashed worker likewise gives ray::worker_crashed (an
+/// actor's death ray::actor_died), or, when the call's retries allow, the generator runs
+/// again from the start and the items already delivered are skipped (a generator retried
+/// must yield the same items). cancel(), or dropping the stream before its end, stops the
+/// producer. Calls are made from the driver. design.md, "Streaming generators".
+
+// #include <coray/detail/runtime/foreign.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+// begin <coray/detail/runtime/state_awaiter.hpp>
+/// Waiting for one object to settle: state_awaiter suspends a coroutine until it does (its
+/// waiter resumes it through the loop), block_until_settled runs the loop until it does.
+
+// #include <coray/detail/runtime/foreign.hpp>: inlined above
+// #include <coray/detail/runtime/object_state.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+#include <coroutine>
+#include <exception>
+#include <optional>
+#include <span>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+inline void resume_waiter(void* ctx, object_state&) {
+  process& p = *process::current();
+  p.coroutine_suspended(-1);
+  p.schedule(std::coroutine_handle<>::from_address(ctx));
+}
+
+/// Runs the loop until `s` settles. Loop thread. Out of line: the callers' fast path (the
+/// object is already there) stays small enough to inline.
+[[gnu::noinline]] inline void run_until_settled(object_state& s) {
+  process::require().run_until([&] { return s.settled(); });
+}
+/// Blocks the calling (loop) thread until `s` settles, running the loop meanwhile.
+inline void block_until_settled(object_state& s) {
+  if (!s.settled()) [[unlikely]]
+    run_until_settled(s);
+}
+
+/// read_when_settled on a thread other than the loop's: waits for the loop to settle
+/// `states` and pins their values while `read` runs.
+template <class Read>
+[[gnu::noinline]] auto read_when_settled_elsewhere(const char* what,
+                                                   std::span<object_state* const> states,
+                                                   Read& read) {
+  foreign_entry e(what);
+  foreign_wait w(e.get(), states, states.size(), clock::time_point::max(), true);
+  return read();
+}
+
+/// Blocks until `states` have all settled, then returns `read()`: on the loop thread running
+/// the loop, on another thread waiting for it, with the values pinned while `read` runs.
+template <class Read>
+auto read_when_settled(const char* what, std::span<object_state* const> states, Read&& read) {
+  if (!needs_handoff()) [[likely]] {
+    for (object_state* s : states) block_until_settled(*s);
+    return read();
+  }
+  return read_when_settled_elsewhere(what, states, read);
+}
+
+/// Whether an awaitable of ray::get or ray::wait has been used: awaited, converted,
+/// .get()-ed or moved from. One that never was, the statement `ray::get(ref);`, waits in
+/// its destructor (see get_awaitable) unless that destructor runs while an exception
+/// unwinds the stack, which it then leaves alone: the error in flight is the one to report.
+class use_tracker {
+ public:
+  use_tracker() noexcept = default;
+  use_tracker(use_tracker&& o) noexcept : used_(std::exchange(o.used_, true)) {}
+  use_tracker& operator=(use_tracker&&) = delete;
+  void mark() noexcept { used_ = true; }
+  /// In the owner's destructor: never used, and no exception is being unwound (an awaitable
+  /// made and dropped inside a destructor that runs during unwinding does not wait either).
+  /// Costs nothing on the used path: the awaitable's constructor reads no exception state.
+  bool discarded() const noexcept { return !used_ && std::uncaught_exceptions() == 0; }
+
+ private:
+  bool used_ = false;
+};
+
+/// The waiting half of an awaitable of one object: suspends until it settles, or blocks
+/// in the conversion forms (running the loop on its thread; waiting for it on another).
+class state_awaiter {
+ public:
+  explicit state_awaiter(state_ptr s) : s_(std::move(s)) {}
+  state_awaiter(state_awaiter&&) noexcept = default;
+  bool await_ready() noexcept {
+    used_.mark();
+    return s_->settled();
+  }
+  void await_suspend(std::coroutine_handle<> h) {
+    s_->waiters.push_back({&resume_waiter, h.address()});
+    process::current()->coroutine_suspended(+1);
+  }
+
+ protected:
+  ~state_awaiter() = default;
+  template <class Read>
+  auto read_settled(Read&& read) {
+    used_.mark();
+    object_state* s = s_.get();
+    return read_when_settled("ray::get", {&s, 1}, [&] { return read(*s_); });
+  }
+  /// For the destructor of an awaitable never used: waits for the object to settle and
+  /// raises its error. The used case, every get but the statement, is one test inline.
+  void settle_if_discarded() {
+    if (used_.discarded()) [[unlikely]]
+      settle_discarded();
+  }
+  state_ptr s_;
+
+ private:
+  [[gnu::noinline]] void settle_discarded() {
+    object_state* s = s_.get();
+    if (!s || !all_usable({&s, 1})) return;
+    read_settled([](const object_state& st) { st.rethrow_if_failed(); });
+  }
+
+  use_tracker used_;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/state_awaiter.hpp>
+// #include <coray/detail/runtime/stream_state.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+// #include <coray/object_ref.hpp>: inlined above
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+
+/// The return type of a generator body: a coroutine that `co_yield`s values of T. Run in
+/// the process that runs the call; also usable on its own as an input range.
+template <class T>
+class generator {
+  static_assert(!std::is_reference_v<T>, "ray::generator<T>: items are values");
+
+ public:
+  struct promise_type {
+    const T* current = nullptr;
+    std::exception_ptr error;
+
+    generator get_return_object() noexcept {
+      return generator(std::coroutine_handle<promise_type>::from_promise(*this));
+    }
+    std::suspend_always initial_suspend() noexcept { return {}; }
+    std::suspend_always final_suspend() noexcept { return {}; }
+    std::suspend_always yield_value(const T& v) noexcept {
+      current = std::addressof(v);
+      return {};
+    }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { error = std::current_exception(); }
+    template <class U>
+    std::suspend_never await_transform(U&&) = delete;  // a generator body does not co_await
+  };
+
+  class iterator {
+   public:
+    using value_type = T;
+    using difference_type = std::ptrdiff_t;
+    explicit iterator(std::coroutine_handle<promise_type> h = {}) noexcept : h_(h) {}
+    const T& operator*() const noexcept { return *h_.promise().current; }
+    iterator& operator++() {
+      h_.resume();
+      rethrow();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const noexcept { return !h_ || h_.done(); }
+    void rethrow() const {
+      if (h_.done() && h_.promise().error) std::rethrow_exception(h_.promise().error);
+    }
+
+   private:
+    std::coroutine_handle<promise_type> h_;
+  };
+
+  generator(generator&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+  generator& operator=(generator o) noexcept {
+    std::swap(h_, o.h_);
+    return *this;
+  }
+  ~generator() {
+    if (h_) h_.destroy();
+  }
+
+  /// Runs the body to its first item (or its end). Once only.
+  iterator begin() {
+    iterator it(h_);
+    if (h_) ++it;
+    return it;
+  }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+ private:
+  explicit generator(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
+  std::coroutine_handle<promise_type> h_;
+};
+
+/// The caller's side of a streaming generator's call: the refs to its items, in order, as
+/// they are made. Move-only (one consumer). Used from the driver, from any of its threads.
+template <class T>
+class object_ref_generator {
+ public:
+  object_ref_generator() noexcept = default;
+  explicit object_ref_generator(std::shared_ptr<detail::stream_state> s) noexcept
+      : s_(std::move(s)) {}
+  object_ref_generator(object_ref_generator&& o) noexcept = default;
+  object_ref_generator& operator=(object_ref_generator&& o) noexcept {
+    if (this != &o) {
+      stop_quietly();
+      s_ = std::move(o.s_);
+    }
+    return *this;
+  }
+  /// Dropping a stream before its end stops its producer.
+  ~object_ref_generator() { stop_quietly(); }
+
+  /// The next item's ref, or nullopt at the stream's end; throws the call's error (after the
+  /// items made before it). `co_await s.next()` in a coroutine; `.get()` (or converting to
+  /// the optional) blocks.
+  class next_awaitable : detail::state_awaiter {
+   public:
+    next_awaitable(object_ref_generator& g, detail::state_ptr s)
+        : detail::state_awaiter(std::move(s)), g_(g) {}
+    using detail::state_awaiter::await_ready;
+    using detail::state_awaiter::await_suspend;
+    std::optional<object_ref<T>> await_resume() { return g_.take(); }
+    std::optional<object_ref<T>> get() {
+      read_settled([](const detail::object_state&) {});
+      return g_.take();
+    }
+    operator std::optional<object_ref<T>>() { return get(); }  // NOLINT: blocking form
+
+   private:
+    object_ref_generator& g_;
+  };
+
+  next_awaitable next() { return next_awaitable(*this, awaited()); }
+
+  /// Blocking iteration: `for (ray::object_ref<T> item : stream)`.
+  class iterator {
+   public:
+    using value_type = object_ref<T>;
+    using difference_type = std::ptrdiff_t;
+    explicit iterator(object_ref_generator* g) : g_(g) { ++*this; }
+    const object_ref<T>& operator*() const noexcept { return *item_; }
+    iterator& operator++() {
+      item_ = g_->next().get();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const noexcept { return !item_; }
+
+   private:
+    object_ref_generator* g_;
+    std::optional<object_ref<T>> item_;
+  };
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+  /// Stops the producer: its call is cancelled, and the next item not yet delivered is a
+  /// ray::cancelled error. Items delivered before stay.
+  void cancel() {
+    require();
+    detail::on_loop("ray::object_ref_generator::cancel", [&](detail::process& p) {
+      if (!s_->ended && s_->id) p.stream_credit(s_->id, 0);
+      return 0;
+    });
+  }
+  /// The call's id (ray::cancel takes it too).
+  std::uint64_t id() const noexcept { return s_ ? s_->id : 0; }
+  bool valid() const noexcept { return static_cast<bool>(s_); }
+
+ private:
+  void require() const {
+    if (!s_) throw usage_error("ray::object_ref_generator: the stream is empty (moved from)");
+  }
+  /// The state of the item the consumer takes next: delivered, or one to wait for.
+  detail::state_ptr awaited() {
+    require();
+    return detail::on_loop("ray::object_ref_generator::next", [&](detail::process& p) {
+      detail::stream_state& s = *s_;
+      if (s.items.empty()) {
+        auto st = detail::make_state(p);
+        if (s.ended) st->set_inline({});
+        s.items.push_back(std::move(st));
+      }
+      return s.items.front();
+    });
+  }
+  /// Takes the item awaited (settled now): its ref, or the end.
+  std::optional<object_ref<T>> take() {
+    return detail::on_loop(
+        "ray::object_ref_generator::next", [&](detail::process& p) -> std::optional<object_ref<T>> {
+          detail::stream_state& s = *s_;
+          if (s.base == s.delivered) {  // the end, not an item
+            if (s.error) std::rethrow_exception(s.error);
+            return std::nullopt;
+          }
+          detail::state_ptr item = std::move(s.items.front());
+          s.items.pop_front();
+          ++s.base;
+          if (!s.ended &&
+              s.base + detail::stream_window >= s.credited + detail::stream_window / 2) {
+            s.credited = s.base + detail::stream_window;
+            p.stream_credit(s.id, s.credited);
+          }
+          return object_ref<T>(std::move(item));
+        });
+  }
+  void stop_quietly() noexcept {
+    if (!s_) return;
+    try {
+      if (!s_->ended && detail::runtime_gate::instance().accepts_calls()) cancel();
+    } catch (...) {  // the runtime is ending: its calls end with it
+    }
+    s_.reset();
+  }
+
+  std::shared_ptr<detail::stream_state> s_;
+};
+
+namespace detail {
+template <class T>
+inline constexpr bool is_generator_v = false;
+template <class T>
+inline constexpr bool is_generator_v<generator<T>> = true;
+}  // namespace detail
+
+CORAY_END_NAMESPACE
+// end <coray/generator.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -5415,6 +5855,28 @@ object_ref<T> store_here(const T& v) {
   return object_ref<T>(std::move(s));
 }
 
+/// Sizes `v` and calls `send(size, fill, held)`: `fill(out)` writes its `size` bytes, and
+/// `held` lists the refs and actor handles inside it (null for none), which what carries the
+/// value keeps alive.
+template <class V, class Send>
+decltype(auto) send_encoded(const V& v, Send&& send) {
+  auto fill_of = [&v](std::size_t size) {
+    return [&v, size](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); };
+  };
+  if constexpr (has_serialize_part_v<V>) {
+    object_contents held;
+    std::size_t size;
+    {
+      const collecting_refs collect(held);
+      size = encoded_size(v);
+    }
+    return send(size, fill_of(size), held.empty() ? nullptr : &held);
+  } else {
+    const std::size_t size = encoded_size(v);  // holds no ref or handle
+    return send(size, fill_of(size), nullptr);
+  }
+}
+
 template <class V>
 void reply(call_host& w, std::uint64_t id, const V& v) {
   if constexpr (is_returns_v<V>) {
@@ -5422,21 +5884,9 @@ void reply(call_host& w, std::uint64_t id, const V& v) {
     reply(w, id,
           std::apply([](const auto&... x) { return std::tuple(store_here(x)...); }, v.values));
   } else {
-    auto send = [&](std::size_t size, const object_contents* held) {
-      w.reply_value(
-          id, size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); }, held);
-    };
-    if constexpr (has_serialize_part_v<V>) {
-      object_contents held;  // refs and actor handles inside the value: the result keeps them
-      std::size_t size;
-      {
-        const collecting_refs collect(held);
-        size = encoded_size(v);
-      }
-      send(size, held.empty() ? nullptr : &held);
-    } else {
-      send(encoded_size(v), nullptr);  // holds no ref or handle
-    }
+    send_encoded(v, [&](std::size_t size, auto fill, const object_contents* held) {
+      w.reply_value(id, size, fill, held);
+    });
   }
 }
 
@@ -5459,7 +5909,10 @@ struct invoker {
   }
 
   static void invoke(invocation& inv) {
-    if constexpr (is_async<R>::value) {
+    if constexpr (is_generator_v<R>) {
+      run_generator(inv);
+      if constexpr (traits::is_member) inv.self.call_finished(inv.group);
+    } else if constexpr (is_async<R>::value) {
       // The body outlives this message: keep a copy of its arguments.
       run_coroutine(inv, std::vector<std::byte>(inv.args.begin(), inv.args.end()));
     } else {
@@ -5478,6 +5931,36 @@ struct invoker {
         inv.fail();
       }
       if constexpr (traits::is_member) inv.self.call_finished(inv.group);
+    }
+  }
+
+  /// A streaming generator (design.md, "Streaming generators"): each item is sent as it is
+  /// made; the reply, after the last, ends the stream (with the error, after the items made
+  /// before it). On the loop thread, also in a threaded actor.
+  static void run_generator(invocation& inv) {
+    using item = typename std::remove_cvref_t<R>::iterator::value_type;
+    static_assert(is_encodable_v<item>,
+                  "ray::generator<T>: T cannot be sent between processes; give it a "
+                  "`template <class Archive> void serialize(Archive&)` member");
+    try {
+      argument_reader reader(inv.seg, inv.args);
+      auto args = decode_arguments<params>(reader, indices);
+      R g = call(inv.instance, args);
+      for (const item& v : g) {
+        const bool more =
+            send_encoded(v, [&](std::size_t size, auto fill, const object_contents* h) {
+              return inv.self.stream_item(inv.task_id, size, fill, h);
+            });
+        if (!more) break;  // the consumer stopped the stream
+      }
+      inv.self.stream_end(inv.task_id);
+      inv.self.reply_value(inv.task_id, 0, [](std::byte*) {});
+    } catch (...) {
+      try {
+        inv.self.stream_end(inv.task_id);
+      } catch (...) {  // the error below is the reply
+      }
+      inv.fail();
     }
   }
 
@@ -6315,6 +6798,8 @@ CORAY_END_NAMESPACE
 /// The caller's side of a call: the task_spec message for a call of F, each argument
 /// encoded inline or into a store block, or recorded as a dependency (object_ref).
 
+#include <fmt/format.h>
+
 #include <array>
 // #include <coray/codec.hpp>: inlined above
 // #include <coray/detail/codec/codec_traits.hpp>: inlined above
@@ -6323,6 +6808,7 @@ CORAY_END_NAMESPACE
 // #include <coray/detail/runtime/signature.hpp>: inlined above
 // #include <coray/detail/runtime/stored_value.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
+// #include <coray/generator.hpp>: inlined above
 // #include <coray/object_ref.hpp>: inlined above
 #include <cstddef>
 #include <cstdint>
@@ -6454,7 +6940,21 @@ void require_usable_ref_arguments(const A&... args) {
 /// result (made here, pending until the call ends; the call's own result stays the driver's).
 template <class R, class Make>
 call_refs_t<R> submit_for(const char* what, Make&& make) {
-  if constexpr (returns_several_v<R>) {
+  if constexpr (is_generator_v<R>) {
+    // A streaming generator: its items go to a stream the driver fills (generator.hpp).
+    auto stream = std::make_shared<stream_state>();
+    (void)submit_from_any_thread(what, [&](process& p) {
+      if (!p.as_driver())
+        throw usage_error(fmt::format(
+            "{}: a streaming generator can be called from the driver only, not yet from "
+            "inside a task or actor",
+            what));
+      task_spec spec = make(p);
+      spec.stream = stream;
+      return spec;
+    });
+    return call_refs_t<R>(std::move(stream));
+  } else if constexpr (returns_several_v<R>) {
     using refs = call_refs_t<R>;
     std::array<state_ptr, std::tuple_size_v<refs>> outs;
     (void)submit_from_any_thread(what, [&](process& p) {
@@ -6611,124 +7111,7 @@ CORAY_END_NAMESPACE
 // #include <coray/codec.hpp>: inlined above
 // #include <coray/detail/runtime/foreign.hpp>: inlined above
 // #include <coray/detail/runtime/process.hpp>: inlined above
-// begin <coray/detail/runtime/state_awaiter.hpp>
-/// Waiting for one object to settle: state_awaiter suspends a coroutine until it does (its
-/// waiter resumes it through the loop), block_until_settled runs the loop until it does.
-
-// #include <coray/detail/runtime/foreign.hpp>: inlined above
-// #include <coray/detail/runtime/object_state.hpp>: inlined above
-// #include <coray/detail/runtime/process.hpp>: inlined above
-#include <coroutine>
-#include <exception>
-#include <optional>
-#include <span>
-#include <utility>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-inline void resume_waiter(void* ctx, object_state&) {
-  process& p = *process::current();
-  p.coroutine_suspended(-1);
-  p.schedule(std::coroutine_handle<>::from_address(ctx));
-}
-
-/// Runs the loop until `s` settles. Loop thread. Out of line: the callers' fast path (the
-/// object is already there) stays small enough to inline.
-[[gnu::noinline]] inline void run_until_settled(object_state& s) {
-  process::require().run_until([&] { return s.settled(); });
-}
-/// Blocks the calling (loop) thread until `s` settles, running the loop meanwhile.
-inline void block_until_settled(object_state& s) {
-  if (!s.settled()) [[unlikely]]
-    run_until_settled(s);
-}
-
-/// read_when_settled on a thread other than the loop's: waits for the loop to settle
-/// `states` and pins their values while `read` runs.
-template <class Read>
-[[gnu::noinline]] auto read_when_settled_elsewhere(const char* what,
-                                                   std::span<object_state* const> states,
-                                                   Read& read) {
-  foreign_entry e(what);
-  foreign_wait w(e.get(), states, states.size(), clock::time_point::max(), true);
-  return read();
-}
-
-/// Blocks until `states` have all settled, then returns `read()`: on the loop thread running
-/// the loop, on another thread waiting for it, with the values pinned while `read` runs.
-template <class Read>
-auto read_when_settled(const char* what, std::span<object_state* const> states, Read&& read) {
-  if (!needs_handoff()) [[likely]] {
-    for (object_state* s : states) block_until_settled(*s);
-    return read();
-  }
-  return read_when_settled_elsewhere(what, states, read);
-}
-
-/// Whether an awaitable of ray::get or ray::wait has been used: awaited, converted,
-/// .get()-ed or moved from. One that never was, the statement `ray::get(ref);`, waits in
-/// its destructor (see get_awaitable) unless that destructor runs while an exception
-/// unwinds the stack, which it then leaves alone: the error in flight is the one to report.
-class use_tracker {
- public:
-  use_tracker() noexcept = default;
-  use_tracker(use_tracker&& o) noexcept : used_(std::exchange(o.used_, true)) {}
-  use_tracker& operator=(use_tracker&&) = delete;
-  void mark() noexcept { used_ = true; }
-  /// In the owner's destructor: never used, and no exception is being unwound (an awaitable
-  /// made and dropped inside a destructor that runs during unwinding does not wait either).
-  /// Costs nothing on the used path: the awaitable's constructor reads no exception state.
-  bool discarded() const noexcept { return !used_ && std::uncaught_exceptions() == 0; }
-
- private:
-  bool used_ = false;
-};
-
-/// The waiting half of an awaitable of one object: suspends until it settles, or blocks
-/// in the conversion forms (running the loop on its thread; waiting for it on another).
-class state_awaiter {
- public:
-  explicit state_awaiter(state_ptr s) : s_(std::move(s)) {}
-  state_awaiter(state_awaiter&&) noexcept = default;
-  bool await_ready() noexcept {
-    used_.mark();
-    return s_->settled();
-  }
-  void await_suspend(std::coroutine_handle<> h) {
-    s_->waiters.push_back({&resume_waiter, h.address()});
-    process::current()->coroutine_suspended(+1);
-  }
-
- protected:
-  ~state_awaiter() = default;
-  template <class Read>
-  auto read_settled(Read&& read) {
-    used_.mark();
-    object_state* s = s_.get();
-    return read_when_settled("ray::get", {&s, 1}, [&] { return read(*s_); });
-  }
-  /// For the destructor of an awaitable never used: waits for the object to settle and
-  /// raises its error. The used case, every get but the statement, is one test inline.
-  void settle_if_discarded() {
-    if (used_.discarded()) [[unlikely]]
-      settle_discarded();
-  }
-  state_ptr s_;
-
- private:
-  [[gnu::noinline]] void settle_discarded() {
-    object_state* s = s_.get();
-    if (!s || !all_usable({&s, 1})) return;
-    read_settled([](const object_state& st) { st.rethrow_if_failed(); });
-  }
-
-  use_tracker used_;
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/state_awaiter.hpp>
+// #include <coray/detail/runtime/state_awaiter.hpp>: inlined above
 // #include <coray/detail/runtime/stored_value.hpp>: inlined above
 // #include <coray/object_ref.hpp>: inlined above
 // begin <coray/object_view.hpp>
@@ -8535,6 +8918,7 @@ CORAY_END_NAMESPACE
 // #include <coray/async.hpp>: inlined above
 // #include <coray/codec.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
+// #include <coray/generator.hpp>: inlined above
 // begin <coray/manager.hpp>
 /// ray::manager: multiprocessing.Manager() for C++. One actor serves shared dicts, lists and
 /// namespaces; what the manager hands out are proxies -- values that copy, pass to tasks and
@@ -14213,6 +14597,7 @@ CORAY_END_NAMESPACE
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -14262,10 +14647,17 @@ class orchestrator final : public call_lifecycle, public transport_events {
   }
   /// Admits a call whose result is `result` (a pending state made by the caller).
   void submit_into(task_spec&& spec, state_ptr result) {
+    std::shared_ptr<stream_state> stream = std::move(spec.stream);
+    if (stream) [[unlikely]]
+      end_stream_with(stream, *result);  // whatever settles the call ends its stream
     if (!transport_.can_start())
       throw worker_crashed("coray: the runtime's supervisor and workers are gone");
     const std::uint64_t id = next_task_id_++;
     result->id = id;  // lets ray::cancel find the call
+    if (stream) [[unlikely]] {
+      stream->id = id;
+      streams_.emplace(id, std::move(stream));
+    }
     admit(task_record::from(id, std::move(spec), std::move(result)));
     dispatch();
   }
@@ -14289,6 +14681,15 @@ class orchestrator final : public call_lifecycle, public transport_events {
       r.result->set_error(e);  // sent: the reply, if any, is ignored
       if (force && !r.actor && r.worker >= 0) transport_.kill(static_cast<std::uint32_t>(r.worker));
     }
+  }
+
+  /// A streaming generator's consumer: its producer may make items up to index `limit`;
+  /// 0 stops it and cancels the call (design.md, "Streaming generators").
+  void stream_credit(std::uint64_t id, std::uint64_t limit) {
+    task_record* r = tasks_.find(id);
+    if (!r) return;
+    send_credit(*r, limit);
+    if (limit == 0) cancel_call(id, false);
   }
 
   // ---- refs inside values (design.md, "Refs inside objects") -----------------------------
@@ -14458,6 +14859,9 @@ class orchestrator final : public call_lifecycle, public transport_events {
       case msg_kind::actor_spawn:
         on_actor_spawn(slot, payload);
         break;
+      case msg_kind::stream_items:
+        on_stream_items(slot, payload);
+        break;
       default:
         break;
     }
@@ -14610,6 +15014,90 @@ class orchestrator final : public call_lifecycle, public transport_events {
       auto& sent = a->sent;
       while (!sent.empty() && !tasks_.contains(sent.front())) sent.pop_front();
     }
+  }
+
+  // ---- streaming generators (design.md, "Streaming generators") --------------------------
+
+  /// Ends `st` when `result`, its call's own result, settles: by the call's end, its error,
+  /// a crash or a cancel. The item the consumer awaits, if any, settles then too.
+  void end_stream_with(const std::shared_ptr<stream_state>& st, object_state& result) {
+    struct ender {
+      orchestrator* self;
+      std::shared_ptr<stream_state> st;
+    };
+    result.waiters.push_back({[](void* ctx, object_state& r) {
+                                std::unique_ptr<ender> e(static_cast<ender*>(ctx));
+                                stream_state& s = *e->st;
+                                s.ended = true;
+                                if (r.st == object_state::status::failed) s.error = r.error;
+                                for (std::size_t k = s.delivered - s.base; k < s.items.size(); ++k)
+                                  if (!s.items[k]->settled()) s.items[k]->set_inline({});
+                                if (s.id) e->self->streams_.erase(s.id);
+                              },
+                              new ender{this, st}});
+  }
+
+  /// A batch of a stream's items: each becomes the next ref its consumer takes. Items of a
+  /// call that ended (cancelled) and an attempt's repeats of items already delivered (a
+  /// retry runs the generator again from the start) are dropped.
+  void on_stream_items(std::uint32_t slot, std::span<const std::byte> payload) {
+    stream_batch_header b;
+    if (payload.size() < sizeof b) return;
+    std::memcpy(&b, payload.data(), sizeof b);
+    auto found = streams_.find(b.id);
+    const task_record* r = tasks_.find(b.id);
+    stream_state* st =
+        found != streams_.end() && r && !r->result->settled() ? found->second.get() : nullptr;
+    std::size_t at = sizeof b;
+    for (std::uint32_t i = 0; i < b.count; ++i) {
+      result_header h;
+      if (payload.size() - at < sizeof h) return;  // malformed: the rest is not read
+      std::memcpy(&h, payload.data() + at, sizeof h);
+      const std::size_t value = h.status == result_header::value_inline ? h.len : 0;
+      const std::size_t len = sizeof h + value + (std::size_t{h.refs} + h.actors) * 8;
+      if (payload.size() - at < len) return;
+      const auto item = payload.subspan(at, len);
+      at = std::min(payload.size(), at + ((len + 7) & ~std::size_t{7}));
+      object_block* block =
+          h.status == result_header::value_block ? seg_.at<object_block>(h.block) : nullptr;
+      if (!st || b.first + i != st->delivered) {
+        if (block) ledger_.drop(slot, block);
+        continue;
+      }
+      if (st->items.size() <= st->delivered - st->base) st->items.push_back(new_state());
+      object_state& s = *st->items[st->delivered - st->base];
+      ++st->delivered;
+      if (block && !ledger_.take(slot, block)) {
+        s.set_error(std::make_exception_ptr(
+            internal_error("coray: a stream's item named a block its sender does not hold")));
+        continue;
+      }
+      if (h.refs || h.actors) [[unlikely]]
+        hold_contained(slot, s, ids_after_value(item, h), h);
+      if (s.settled()) {
+        if (block) seg_.release(block);
+        continue;
+      }
+      settle_from_result(s, h, item.subspan(sizeof h, value), seg_);
+      if (s.block) spiller_.adopted(s);
+    }
+    // The producer's limit may lag (a retry starts again from the default): give it room.
+    if (st && b.limit + stream_window / 2 <= st->base + stream_window) {
+      st->credited = st->base + stream_window;
+      send_credit(*r, st->credited);
+    }
+  }
+
+  /// Tells the process running call `r` (if sent) how far its stream may go.
+  void send_credit(const task_record& r, std::uint64_t limit) {
+    int slot = r.worker;
+    if (r.actor) {
+      const actor_entry* a = actors_.find(r.actor);
+      slot = a ? static_cast<int>(a->slot) : -1;
+    }
+    if (slot < 0) return;
+    const std::uint64_t msg[2] = {r.id, limit};
+    router_.post(static_cast<std::uint32_t>(slot), msg_kind::stream_credit, msg, sizeof msg);
   }
 
   /// A nested call from a worker or actor: its dependencies arrive by value or by the id of
@@ -14885,6 +15373,8 @@ class orchestrator final : public call_lifecycle, public transport_events {
   std::uint64_t next_task_id_ = 1;
   memory_return memory_;
   object_directory directory_;
+  /// Streaming generators' calls that have not ended, by call id.
+  std::unordered_map<std::uint64_t, std::shared_ptr<stream_state>> streams_;
 };
 
 }  // namespace detail
@@ -14955,6 +15445,8 @@ CORAY_END_NAMESPACE
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 // #include <coray/codec.hpp>: inlined above
 // #include <coray/detail/runtime/identity.hpp>: inlined above
 // #include <coray/detail/runtime/invocation.hpp>: inlined above
@@ -15048,6 +15540,7 @@ CORAY_END_NAMESPACE
 // #include <coray/detail/runtime/process.hpp>: inlined above
 // #include <coray/detail/runtime/registry.hpp>: inlined above
 // #include <coray/detail/runtime/result_message.hpp>: inlined above
+// #include <coray/detail/runtime/stream_state.hpp>: inlined above
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -15055,8 +15548,10 @@ CORAY_END_NAMESPACE
 #include <deque>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -15296,6 +15791,65 @@ class worker final : public process, public call_host {
     });
   }
 
+  bool stream_filled(std::uint64_t task_id, std::size_t size, void (*fill)(void*, std::byte*),
+                     void* context, const object_contents* held) override {
+    result_header h{task_id, result_header::value_inline, static_cast<std::uint32_t>(size), 0, 0,
+                    0};
+    const std::vector<std::uint64_t> ids =
+        held ? contents_ids(*held, h) : std::vector<std::uint64_t>{};
+    const std::size_t id_bytes = ids.size() * sizeof(std::uint64_t);
+    object_block* b = nullptr;
+    if (size > inline_threshold()) {
+      b = new_block(size);
+      fill(context, b->data());
+      h.status = result_header::value_block;
+      h.len = 0;
+      h.block = seg.offset_of(b);
+    }
+    const std::size_t value = b ? 0 : size;
+    const std::size_t len = (sizeof h + value + id_bytes + 7) & ~std::size_t{7};
+    std::unique_lock lock(streams_mutex_);
+    stream_run& s = streams_[task_id];
+    if (s.stopped) {
+      lock.unlock();
+      if (b) release_block(b);
+      return false;
+    }
+    if (s.count && s.batch.size() + len > stream_batch_bytes) flush_stream(task_id, s);
+    if (s.batch.empty()) s.batch.resize(sizeof(stream_batch_header));
+    const std::size_t at = s.batch.size();
+    s.batch.resize(at + len);
+    std::byte* out = s.batch.data() + at;
+    std::memcpy(out, &h, sizeof h);
+    if (!b) fill(context, out + sizeof h);
+    if (id_bytes) std::memcpy(out + sizeof h + value, ids.data(), id_bytes);
+    ++s.count;
+    ++s.made;
+    // The first item goes at once (time to first item), full batches at once, and the rest
+    // within stream_flush_interval of the first item in its batch (the flusher thread).
+    if (s.made == 1 || s.batch.size() >= stream_batch_bytes) {
+      flush_stream(task_id, s);
+    } else if (s.count == 1) {
+      s.started = clock::now();
+      wake_flusher();
+    }
+    const bool at_limit = s.made >= s.limit;
+    if (at_limit) flush_stream(task_id, s);
+    lock.unlock();
+    if (at_limit || !inbox_->empty()) {
+      read_inbox();  // a credit or a stop
+      if (at_limit) internal_wait([this, &s] { return stream_may_go(s); });
+    }
+    return !stream_stopped(s);
+  }
+  void stream_end(std::uint64_t task_id) override {
+    const std::lock_guard lock(streams_mutex_);
+    auto it = streams_.find(task_id);
+    if (it == streams_.end()) return;
+    if (it->second.count && !it->second.stopped) flush_stream(task_id, it->second);
+    streams_.erase(it);
+  }
+
   bool poll() override {
     if (!internal_waits_ && !deferred_.empty()) {
       // Calls that arrived during an internal wait, in their order.
@@ -15361,6 +15915,18 @@ class worker final : public process, public call_host {
         granted_[v[0]] = {v[1], v[2], v[3], v[4]};
         break;
       }
+      case msg_kind::stream_credit: {
+        std::uint64_t v[2];
+        std::memcpy(v, m.payload.data(), sizeof v);
+        const std::lock_guard lock(streams_mutex_);
+        if (auto it = streams_.find(v[0]); it != streams_.end()) {
+          if (v[1] == 0)
+            it->second.stopped = true;
+          else
+            it->second.limit = std::max(it->second.limit, v[1]);
+        }
+        break;
+      }
       case msg_kind::shutdown:
         stopping_ = true;
         break;
@@ -15385,6 +15951,75 @@ class worker final : public process, public call_host {
     std::uint32_t running = 0;
     std::deque<std::vector<std::byte>> calls;
   };
+
+  /// A streaming generator running here: its items not sent yet, how many it made, and how
+  /// far its consumer lets it go (design.md, "Streaming generators"). Under streams_mutex_:
+  /// the flusher thread sends batches too.
+  struct stream_run {
+    std::vector<std::byte> batch;  // a stream_batch_header, then the item records
+    std::uint32_t count = 0;       // items in the batch
+    std::uint64_t made = 0;        // items made: the next one's index
+    std::uint64_t limit = stream_window;
+    bool stopped = false;
+    clock::time_point started{};  // when the batch's first item was added
+  };
+  static constexpr std::size_t stream_batch_bytes = 8192;
+  static constexpr auto stream_flush_interval = std::chrono::microseconds(50);
+
+  /// Sends the batch of `s`. Under streams_mutex_.
+  void flush_stream(std::uint64_t task_id, stream_run& s) {
+    if (!s.count) return;
+    const stream_batch_header head{task_id, s.made - s.count, s.limit, s.count, 0};
+    std::memcpy(s.batch.data(), &head, sizeof head);
+    send(msg_kind::stream_items, s.batch.size(),
+         [&s](std::byte* out) { std::memcpy(out, s.batch.data(), s.batch.size()); });
+    s.batch.clear();
+    s.count = 0;
+  }
+  bool stream_may_go(const stream_run& s) {
+    const std::lock_guard lock(streams_mutex_);
+    return s.made < s.limit || s.stopped;
+  }
+  bool stream_stopped(const stream_run& s) {
+    const std::lock_guard lock(streams_mutex_);
+    return s.stopped;
+  }
+  /// Reads what the driver sent while a generator runs (credits, stops), starting no call.
+  void read_inbox() {
+    ++internal_waits_;
+    try {
+      while (!inbox_->empty()) poll();
+    } catch (...) {
+      --internal_waits_;
+      throw;
+    }
+    --internal_waits_;
+  }
+  /// Under streams_mutex_: a batch was started; the flusher sends it if the generator does
+  /// not within stream_flush_interval (a generator that yields, then works or waits).
+  void wake_flusher() {
+    if (!flusher_.joinable()) flusher_ = std::thread([this] { flush_late_batches(); });
+    flusher_wake_.notify_one();
+  }
+  /// The flusher thread: for the life of the process, once a generator ran in it.
+  void flush_late_batches() {
+    std::unique_lock lock(streams_mutex_);
+    for (;;) {
+      auto due = clock::time_point::max();
+      const auto now = clock::now();
+      for (auto& [id, s] : streams_) {
+        if (!s.count || s.stopped) continue;
+        if (now - s.started >= stream_flush_interval)
+          flush_stream(id, s);
+        else
+          due = std::min(due, s.started + stream_flush_interval);
+      }
+      if (due == clock::time_point::max())
+        flusher_wake_.wait(lock);
+      else
+        flusher_wake_.wait_until(lock, due);
+    }
+  }
 
   /// Waits for a reply of the runtime's own (a block, an actor's id), serving the loop but
   /// starting no new task meanwhile: a task started here would nest inside the one waiting,
@@ -15719,6 +16354,10 @@ class worker final : public process, public call_host {
   int internal_waits_ = 0;
   std::vector<std::uint64_t> blocked_marks_;     // blocking waits on the stack, innermost last
   std::deque<std::vector<std::byte>> deferred_;  // tasks that arrived during an internal wait
+  std::mutex streams_mutex_;
+  std::unordered_map<std::uint64_t, stream_run> streams_;  // generators running, by call id
+  std::condition_variable flusher_wake_;
+  std::thread flusher_;  // never joined: the process ends with _exit
 };
 
 }  // namespace detail
@@ -16480,6 +17119,9 @@ class local_driver final : public driver {
     return result;
   }
   void cancel_call(std::uint64_t id, bool force) override { orchestrator_->cancel_call(id, force); }
+  void stream_credit(std::uint64_t id, std::uint64_t limit) override {
+    orchestrator_->stream_credit(id, limit);
+  }
   void actor_handle(std::uint64_t id, int delta) noexcept override {
     orchestrator_->actor_ref(id, delta);
   }

@@ -7,6 +7,7 @@
 #include <coray/async.hpp>
 #include <coray/codec.hpp>
 #include <coray/errors.hpp>
+#include <coray/generator.hpp>
 #include <coray/manager.hpp>
 #include <coray/metrics.hpp>
 #include <coray/mutex.hpp>

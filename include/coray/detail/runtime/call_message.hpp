@@ -12,6 +12,7 @@
 
 #include <coray/detail/runtime/object_state.hpp>
 #include <coray/detail/runtime/resource_ledger.hpp>
+#include <coray/detail/runtime/stream_state.hpp>
 #include <coray/detail/shm/segment.hpp>
 #include <coray/errors.hpp>
 #include <cstdint>
@@ -161,6 +162,8 @@ struct task_spec {
   /// A call of a function returning ray::returns: the caller's refs, one per result, which
   /// take their values when the call's own result (a ref to each) settles; null otherwise.
   std::unique_ptr<std::vector<state_ptr>> returns;
+  /// A call of a streaming generator: where its items go (the driver's); null otherwise.
+  std::shared_ptr<stream_state> stream;
 
   /// Appends an inline argument of `size` bytes written by `fill`.
   template <class Fill>

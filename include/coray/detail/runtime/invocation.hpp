@@ -43,6 +43,19 @@ class call_host {
   void reply_error(std::uint64_t task_id, const wire_error& e, bool retryable = false) {
     reply_failed(task_id, e, retryable);
   }
+  /// A streaming generator's next item, its value given as for reply_value. Items travel
+  /// in batches; the producer waits here while it is a window ahead of its consumer. False
+  /// once the consumer stopped the stream: the generator should end.
+  template <class Fill>
+  bool stream_item(std::uint64_t task_id, std::size_t size, Fill&& fill,
+                   const object_contents* held = nullptr) {
+    using F = std::remove_reference_t<Fill>;
+    return stream_filled(
+        task_id, size, [](void* f, std::byte* out) { (*static_cast<F*>(f))(out); },
+        const_cast<void*>(static_cast<const void*>(std::addressof(fill))), held);
+  }
+  /// Sends what stream `task_id` has not sent yet and forgets it: before the call's reply.
+  virtual void stream_end(std::uint64_t task_id) = 0;
   /// Actor construction: the invoker hands over the new object and how to destroy it.
   virtual void set_instance(void* instance, void (*destroy)(void*)) noexcept = 0;
   /// The name this process's output is shown under from now on (an actor's class, before
@@ -61,6 +74,9 @@ class call_host {
                             void (*fill)(void*, std::byte*), void* context,
                             const object_contents* held) = 0;
   virtual void reply_failed(std::uint64_t task_id, const wire_error& e, bool retryable) = 0;
+  virtual bool stream_filled(std::uint64_t task_id, std::size_t size,
+                             void (*fill)(void*, std::byte*), void* context,
+                             const object_contents* held) = 0;
 };
 
 /// One call being run in this worker: what the invoker needs to decode the arguments and to

@@ -11,6 +11,7 @@
 #include <coray/detail/runtime/registry.hpp>
 #include <coray/detail/runtime/signature.hpp>
 #include <coray/detail/runtime/stored_value.hpp>
+#include <coray/generator.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -81,6 +82,28 @@ object_ref<T> store_here(const T& v) {
   return object_ref<T>(std::move(s));
 }
 
+/// Sizes `v` and calls `send(size, fill, held)`: `fill(out)` writes its `size` bytes, and
+/// `held` lists the refs and actor handles inside it (null for none), which what carries the
+/// value keeps alive.
+template <class V, class Send>
+decltype(auto) send_encoded(const V& v, Send&& send) {
+  auto fill_of = [&v](std::size_t size) {
+    return [&v, size](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); };
+  };
+  if constexpr (has_serialize_part_v<V>) {
+    object_contents held;
+    std::size_t size;
+    {
+      const collecting_refs collect(held);
+      size = encoded_size(v);
+    }
+    return send(size, fill_of(size), held.empty() ? nullptr : &held);
+  } else {
+    const std::size_t size = encoded_size(v);  // holds no ref or handle
+    return send(size, fill_of(size), nullptr);
+  }
+}
+
 template <class V>
 void reply(call_host& w, std::uint64_t id, const V& v) {
   if constexpr (is_returns_v<V>) {
@@ -88,21 +111,9 @@ void reply(call_host& w, std::uint64_t id, const V& v) {
     reply(w, id,
           std::apply([](const auto&... x) { return std::tuple(store_here(x)...); }, v.values));
   } else {
-    auto send = [&](std::size_t size, const object_contents* held) {
-      w.reply_value(
-          id, size, [&](std::byte* out) { encode_to(std::span<std::byte>(out, size), v); }, held);
-    };
-    if constexpr (has_serialize_part_v<V>) {
-      object_contents held;  // refs and actor handles inside the value: the result keeps them
-      std::size_t size;
-      {
-        const collecting_refs collect(held);
-        size = encoded_size(v);
-      }
-      send(size, held.empty() ? nullptr : &held);
-    } else {
-      send(encoded_size(v), nullptr);  // holds no ref or handle
-    }
+    send_encoded(v, [&](std::size_t size, auto fill, const object_contents* held) {
+      w.reply_value(id, size, fill, held);
+    });
   }
 }
 
@@ -125,7 +136,10 @@ struct invoker {
   }
 
   static void invoke(invocation& inv) {
-    if constexpr (is_async<R>::value) {
+    if constexpr (is_generator_v<R>) {
+      run_generator(inv);
+      if constexpr (traits::is_member) inv.self.call_finished(inv.group);
+    } else if constexpr (is_async<R>::value) {
       // The body outlives this message: keep a copy of its arguments.
       run_coroutine(inv, std::vector<std::byte>(inv.args.begin(), inv.args.end()));
     } else {
@@ -144,6 +158,36 @@ struct invoker {
         inv.fail();
       }
       if constexpr (traits::is_member) inv.self.call_finished(inv.group);
+    }
+  }
+
+  /// A streaming generator (design.md, "Streaming generators"): each item is sent as it is
+  /// made; the reply, after the last, ends the stream (with the error, after the items made
+  /// before it). On the loop thread, also in a threaded actor.
+  static void run_generator(invocation& inv) {
+    using item = typename std::remove_cvref_t<R>::iterator::value_type;
+    static_assert(is_encodable_v<item>,
+                  "ray::generator<T>: T cannot be sent between processes; give it a "
+                  "`template <class Archive> void serialize(Archive&)` member");
+    try {
+      argument_reader reader(inv.seg, inv.args);
+      auto args = decode_arguments<params>(reader, indices);
+      R g = call(inv.instance, args);
+      for (const item& v : g) {
+        const bool more =
+            send_encoded(v, [&](std::size_t size, auto fill, const object_contents* h) {
+              return inv.self.stream_item(inv.task_id, size, fill, h);
+            });
+        if (!more) break;  // the consumer stopped the stream
+      }
+      inv.self.stream_end(inv.task_id);
+      inv.self.reply_value(inv.task_id, 0, [](std::byte*) {});
+    } catch (...) {
+      try {
+        inv.self.stream_end(inv.task_id);
+      } catch (...) {  // the error below is the reply
+      }
+      inv.fail();
     }
   }
 

@@ -68,6 +68,9 @@ class local_driver final : public driver {
     return result;
   }
   void cancel_call(std::uint64_t id, bool force) override { orchestrator_->cancel_call(id, force); }
+  void stream_credit(std::uint64_t id, std::uint64_t limit) override {
+    orchestrator_->stream_credit(id, limit);
+  }
   void actor_handle(std::uint64_t id, int delta) noexcept override {
     orchestrator_->actor_ref(id, delta);
   }

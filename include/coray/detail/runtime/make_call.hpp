@@ -2,6 +2,8 @@
 /// The caller's side of a call: the task_spec message for a call of F, each argument
 /// encoded inline or into a store block, or recorded as a dependency (object_ref).
 
+#include <fmt/format.h>
+
 #include <array>
 #include <coray/codec.hpp>
 #include <coray/detail/codec/codec_traits.hpp>
@@ -10,6 +12,7 @@
 #include <coray/detail/runtime/signature.hpp>
 #include <coray/detail/runtime/stored_value.hpp>
 #include <coray/errors.hpp>
+#include <coray/generator.hpp>
 #include <coray/object_ref.hpp>
 #include <cstddef>
 #include <cstdint>
@@ -141,7 +144,21 @@ void require_usable_ref_arguments(const A&... args) {
 /// result (made here, pending until the call ends; the call's own result stays the driver's).
 template <class R, class Make>
 call_refs_t<R> submit_for(const char* what, Make&& make) {
-  if constexpr (returns_several_v<R>) {
+  if constexpr (is_generator_v<R>) {
+    // A streaming generator: its items go to a stream the driver fills (generator.hpp).
+    auto stream = std::make_shared<stream_state>();
+    (void)submit_from_any_thread(what, [&](process& p) {
+      if (!p.as_driver())
+        throw usage_error(fmt::format(
+            "{}: a streaming generator can be called from the driver only, not yet from "
+            "inside a task or actor",
+            what));
+      task_spec spec = make(p);
+      spec.stream = stream;
+      return spec;
+    });
+    return call_refs_t<R>(std::move(stream));
+  } else if constexpr (returns_several_v<R>) {
     using refs = call_refs_t<R>;
     std::array<state_ptr, std::tuple_size_v<refs>> outs;
     (void)submit_from_any_thread(what, [&](process& p) {

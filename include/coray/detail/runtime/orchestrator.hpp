@@ -29,6 +29,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -78,10 +79,17 @@ class orchestrator final : public call_lifecycle, public transport_events {
   }
   /// Admits a call whose result is `result` (a pending state made by the caller).
   void submit_into(task_spec&& spec, state_ptr result) {
+    std::shared_ptr<stream_state> stream = std::move(spec.stream);
+    if (stream) [[unlikely]]
+      end_stream_with(stream, *result);  // whatever settles the call ends its stream
     if (!transport_.can_start())
       throw worker_crashed("coray: the runtime's supervisor and workers are gone");
     const std::uint64_t id = next_task_id_++;
     result->id = id;  // lets ray::cancel find the call
+    if (stream) [[unlikely]] {
+      stream->id = id;
+      streams_.emplace(id, std::move(stream));
+    }
     admit(task_record::from(id, std::move(spec), std::move(result)));
     dispatch();
   }
@@ -105,6 +113,15 @@ class orchestrator final : public call_lifecycle, public transport_events {
       r.result->set_error(e);  // sent: the reply, if any, is ignored
       if (force && !r.actor && r.worker >= 0) transport_.kill(static_cast<std::uint32_t>(r.worker));
     }
+  }
+
+  /// A streaming generator's consumer: its producer may make items up to index `limit`;
+  /// 0 stops it and cancels the call (design.md, "Streaming generators").
+  void stream_credit(std::uint64_t id, std::uint64_t limit) {
+    task_record* r = tasks_.find(id);
+    if (!r) return;
+    send_credit(*r, limit);
+    if (limit == 0) cancel_call(id, false);
   }
 
   // ---- refs inside values (design.md, "Refs inside objects") -----------------------------
@@ -274,6 +291,9 @@ class orchestrator final : public call_lifecycle, public transport_events {
       case msg_kind::actor_spawn:
         on_actor_spawn(slot, payload);
         break;
+      case msg_kind::stream_items:
+        on_stream_items(slot, payload);
+        break;
       default:
         break;
     }
@@ -426,6 +446,90 @@ class orchestrator final : public call_lifecycle, public transport_events {
       auto& sent = a->sent;
       while (!sent.empty() && !tasks_.contains(sent.front())) sent.pop_front();
     }
+  }
+
+  // ---- streaming generators (design.md, "Streaming generators") --------------------------
+
+  /// Ends `st` when `result`, its call's own result, settles: by the call's end, its error,
+  /// a crash or a cancel. The item the consumer awaits, if any, settles then too.
+  void end_stream_with(const std::shared_ptr<stream_state>& st, object_state& result) {
+    struct ender {
+      orchestrator* self;
+      std::shared_ptr<stream_state> st;
+    };
+    result.waiters.push_back({[](void* ctx, object_state& r) {
+                                std::unique_ptr<ender> e(static_cast<ender*>(ctx));
+                                stream_state& s = *e->st;
+                                s.ended = true;
+                                if (r.st == object_state::status::failed) s.error = r.error;
+                                for (std::size_t k = s.delivered - s.base; k < s.items.size(); ++k)
+                                  if (!s.items[k]->settled()) s.items[k]->set_inline({});
+                                if (s.id) e->self->streams_.erase(s.id);
+                              },
+                              new ender{this, st}});
+  }
+
+  /// A batch of a stream's items: each becomes the next ref its consumer takes. Items of a
+  /// call that ended (cancelled) and an attempt's repeats of items already delivered (a
+  /// retry runs the generator again from the start) are dropped.
+  void on_stream_items(std::uint32_t slot, std::span<const std::byte> payload) {
+    stream_batch_header b;
+    if (payload.size() < sizeof b) return;
+    std::memcpy(&b, payload.data(), sizeof b);
+    auto found = streams_.find(b.id);
+    const task_record* r = tasks_.find(b.id);
+    stream_state* st =
+        found != streams_.end() && r && !r->result->settled() ? found->second.get() : nullptr;
+    std::size_t at = sizeof b;
+    for (std::uint32_t i = 0; i < b.count; ++i) {
+      result_header h;
+      if (payload.size() - at < sizeof h) return;  // malformed: the rest is not read
+      std::memcpy(&h, payload.data() + at, sizeof h);
+      const std::size_t value = h.status == result_header::value_inline ? h.len : 0;
+      const std::size_t len = sizeof h + value + (std::size_t{h.refs} + h.actors) * 8;
+      if (payload.size() - at < len) return;
+      const auto item = payload.subspan(at, len);
+      at = std::min(payload.size(), at + ((len + 7) & ~std::size_t{7}));
+      object_block* block =
+          h.status == result_header::value_block ? seg_.at<object_block>(h.block) : nullptr;
+      if (!st || b.first + i != st->delivered) {
+        if (block) ledger_.drop(slot, block);
+        continue;
+      }
+      if (st->items.size() <= st->delivered - st->base) st->items.push_back(new_state());
+      object_state& s = *st->items[st->delivered - st->base];
+      ++st->delivered;
+      if (block && !ledger_.take(slot, block)) {
+        s.set_error(std::make_exception_ptr(
+            internal_error("coray: a stream's item named a block its sender does not hold")));
+        continue;
+      }
+      if (h.refs || h.actors) [[unlikely]]
+        hold_contained(slot, s, ids_after_value(item, h), h);
+      if (s.settled()) {
+        if (block) seg_.release(block);
+        continue;
+      }
+      settle_from_result(s, h, item.subspan(sizeof h, value), seg_);
+      if (s.block) spiller_.adopted(s);
+    }
+    // The producer's limit may lag (a retry starts again from the default): give it room.
+    if (st && b.limit + stream_window / 2 <= st->base + stream_window) {
+      st->credited = st->base + stream_window;
+      send_credit(*r, st->credited);
+    }
+  }
+
+  /// Tells the process running call `r` (if sent) how far its stream may go.
+  void send_credit(const task_record& r, std::uint64_t limit) {
+    int slot = r.worker;
+    if (r.actor) {
+      const actor_entry* a = actors_.find(r.actor);
+      slot = a ? static_cast<int>(a->slot) : -1;
+    }
+    if (slot < 0) return;
+    const std::uint64_t msg[2] = {r.id, limit};
+    router_.post(static_cast<std::uint32_t>(slot), msg_kind::stream_credit, msg, sizeof msg);
   }
 
   /// A nested call from a worker or actor: its dependencies arrive by value or by the id of
@@ -701,6 +805,8 @@ class orchestrator final : public call_lifecycle, public transport_events {
   std::uint64_t next_task_id_ = 1;
   memory_return memory_;
   object_directory directory_;
+  /// Streaming generators' calls that have not ended, by call id.
+  std::unordered_map<std::uint64_t, std::shared_ptr<stream_state>> streams_;
 };
 
 }  // namespace detail

@@ -273,6 +273,9 @@ class process {
 
   /// ray::cancel of the call `id` (driver only).
   virtual void cancel_call(std::uint64_t /*id*/, bool /*force*/) {}
+  /// The driver: lets the producer of stream `id` make items up to index `limit`, or (0)
+  /// stops it.
+  virtual void stream_credit(std::uint64_t /*id*/, std::uint64_t /*limit*/) {}
 
   /// A new local handle to actor `id` (counted at the driver).
   actor_ptr make_actor_handle(std::uint64_t id) {

@@ -18,6 +18,10 @@ CORAY_BEGIN_NAMESPACE
 
 template <class T>
 class actor;
+template <class T>
+class generator;
+template <class T>
+class object_ref_generator;
 
 namespace detail {
 
@@ -84,6 +88,11 @@ template <class... Ts>
 struct call_result<async<returns<Ts...>>> {
   using type = std::tuple<object_ref<Ts>...>;
 };
+/// A streaming generator: the call's own result is its end (its items travel as a stream).
+template <class T>
+struct call_result<generator<T>> {
+  using type = void;
+};
 template <class R>
 using call_result_t = typename call_result<R>::type;
 
@@ -96,8 +105,17 @@ inline constexpr bool returns_several_v<async<returns<Ts...>>> = true;
 /// What the caller of a function returning R gets: a ref to its result, or for ray::returns
 /// one ref per result.
 template <class R>
-using call_refs_t =
-    std::conditional_t<returns_several_v<R>, call_result_t<R>, object_ref<call_result_t<R>>>;
+struct call_refs {
+  using type =
+      std::conditional_t<returns_several_v<R>, call_result_t<R>, object_ref<call_result_t<R>>>;
+};
+/// A streaming generator's caller gets the stream of its items' refs.
+template <class T>
+struct call_refs<generator<T>> {
+  using type = object_ref_generator<T>;
+};
+template <class R>
+using call_refs_t = typename call_refs<R>::type;
 
 template <class T>
 struct is_actor : std::false_type {};

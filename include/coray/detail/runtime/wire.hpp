@@ -42,6 +42,8 @@ enum class msg_kind : std::uint32_t {
   block_granted =
       6,  // u64 request, u64 block offset (0: store full), u64 requested, free, capacity
   actor_spawned = 7,  // u64 request, u64 actor id; 0: refused, the wire_error follows
+  stream_credit = 8,  // u64 call id, u64 limit: a stream's producer may make items up to the
+                      // index `limit`; 0: the consumer stopped it (stream_state.hpp)
   // worker -> driver
   task_done = 16,      // result_header
   submit = 17,         // task_header, arg entries (a nested call)
@@ -57,6 +59,7 @@ enum class msg_kind : std::uint32_t {
   actor_exit = 27,     // this actor ends after the call it just replied to (ray::exit_actor)
   actor_spawn = 28,    // u64 request, u64 n, n bytes of encoded fields, padding to 16, the
                        // constructor's call as in submit (ray::spawn in a worker)
+  stream_items = 29,   // stream_batch_header, item records: a streaming generator's items
 };
 inline constexpr std::uint32_t in_block_flag = 0x80000000u;
 

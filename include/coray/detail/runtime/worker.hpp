@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <coray/codec.hpp>
 #include <coray/detail/runtime/identity.hpp>
 #include <coray/detail/runtime/invocation.hpp>
@@ -18,6 +20,7 @@
 #include <coray/detail/runtime/process.hpp>
 #include <coray/detail/runtime/registry.hpp>
 #include <coray/detail/runtime/result_message.hpp>
+#include <coray/detail/runtime/stream_state.hpp>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -25,8 +28,10 @@
 #include <deque>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -266,6 +271,65 @@ class worker final : public process, public call_host {
     });
   }
 
+  bool stream_filled(std::uint64_t task_id, std::size_t size, void (*fill)(void*, std::byte*),
+                     void* context, const object_contents* held) override {
+    result_header h{task_id, result_header::value_inline, static_cast<std::uint32_t>(size), 0, 0,
+                    0};
+    const std::vector<std::uint64_t> ids =
+        held ? contents_ids(*held, h) : std::vector<std::uint64_t>{};
+    const std::size_t id_bytes = ids.size() * sizeof(std::uint64_t);
+    object_block* b = nullptr;
+    if (size > inline_threshold()) {
+      b = new_block(size);
+      fill(context, b->data());
+      h.status = result_header::value_block;
+      h.len = 0;
+      h.block = seg.offset_of(b);
+    }
+    const std::size_t value = b ? 0 : size;
+    const std::size_t len = (sizeof h + value + id_bytes + 7) & ~std::size_t{7};
+    std::unique_lock lock(streams_mutex_);
+    stream_run& s = streams_[task_id];
+    if (s.stopped) {
+      lock.unlock();
+      if (b) release_block(b);
+      return false;
+    }
+    if (s.count && s.batch.size() + len > stream_batch_bytes) flush_stream(task_id, s);
+    if (s.batch.empty()) s.batch.resize(sizeof(stream_batch_header));
+    const std::size_t at = s.batch.size();
+    s.batch.resize(at + len);
+    std::byte* out = s.batch.data() + at;
+    std::memcpy(out, &h, sizeof h);
+    if (!b) fill(context, out + sizeof h);
+    if (id_bytes) std::memcpy(out + sizeof h + value, ids.data(), id_bytes);
+    ++s.count;
+    ++s.made;
+    // The first item goes at once (time to first item), full batches at once, and the rest
+    // within stream_flush_interval of the first item in its batch (the flusher thread).
+    if (s.made == 1 || s.batch.size() >= stream_batch_bytes) {
+      flush_stream(task_id, s);
+    } else if (s.count == 1) {
+      s.started = clock::now();
+      wake_flusher();
+    }
+    const bool at_limit = s.made >= s.limit;
+    if (at_limit) flush_stream(task_id, s);
+    lock.unlock();
+    if (at_limit || !inbox_->empty()) {
+      read_inbox();  // a credit or a stop
+      if (at_limit) internal_wait([this, &s] { return stream_may_go(s); });
+    }
+    return !stream_stopped(s);
+  }
+  void stream_end(std::uint64_t task_id) override {
+    const std::lock_guard lock(streams_mutex_);
+    auto it = streams_.find(task_id);
+    if (it == streams_.end()) return;
+    if (it->second.count && !it->second.stopped) flush_stream(task_id, it->second);
+    streams_.erase(it);
+  }
+
   bool poll() override {
     if (!internal_waits_ && !deferred_.empty()) {
       // Calls that arrived during an internal wait, in their order.
@@ -331,6 +395,18 @@ class worker final : public process, public call_host {
         granted_[v[0]] = {v[1], v[2], v[3], v[4]};
         break;
       }
+      case msg_kind::stream_credit: {
+        std::uint64_t v[2];
+        std::memcpy(v, m.payload.data(), sizeof v);
+        const std::lock_guard lock(streams_mutex_);
+        if (auto it = streams_.find(v[0]); it != streams_.end()) {
+          if (v[1] == 0)
+            it->second.stopped = true;
+          else
+            it->second.limit = std::max(it->second.limit, v[1]);
+        }
+        break;
+      }
       case msg_kind::shutdown:
         stopping_ = true;
         break;
@@ -355,6 +431,75 @@ class worker final : public process, public call_host {
     std::uint32_t running = 0;
     std::deque<std::vector<std::byte>> calls;
   };
+
+  /// A streaming generator running here: its items not sent yet, how many it made, and how
+  /// far its consumer lets it go (design.md, "Streaming generators"). Under streams_mutex_:
+  /// the flusher thread sends batches too.
+  struct stream_run {
+    std::vector<std::byte> batch;  // a stream_batch_header, then the item records
+    std::uint32_t count = 0;       // items in the batch
+    std::uint64_t made = 0;        // items made: the next one's index
+    std::uint64_t limit = stream_window;
+    bool stopped = false;
+    clock::time_point started{};  // when the batch's first item was added
+  };
+  static constexpr std::size_t stream_batch_bytes = 8192;
+  static constexpr auto stream_flush_interval = std::chrono::microseconds(50);
+
+  /// Sends the batch of `s`. Under streams_mutex_.
+  void flush_stream(std::uint64_t task_id, stream_run& s) {
+    if (!s.count) return;
+    const stream_batch_header head{task_id, s.made - s.count, s.limit, s.count, 0};
+    std::memcpy(s.batch.data(), &head, sizeof head);
+    send(msg_kind::stream_items, s.batch.size(),
+         [&s](std::byte* out) { std::memcpy(out, s.batch.data(), s.batch.size()); });
+    s.batch.clear();
+    s.count = 0;
+  }
+  bool stream_may_go(const stream_run& s) {
+    const std::lock_guard lock(streams_mutex_);
+    return s.made < s.limit || s.stopped;
+  }
+  bool stream_stopped(const stream_run& s) {
+    const std::lock_guard lock(streams_mutex_);
+    return s.stopped;
+  }
+  /// Reads what the driver sent while a generator runs (credits, stops), starting no call.
+  void read_inbox() {
+    ++internal_waits_;
+    try {
+      while (!inbox_->empty()) poll();
+    } catch (...) {
+      --internal_waits_;
+      throw;
+    }
+    --internal_waits_;
+  }
+  /// Under streams_mutex_: a batch was started; the flusher sends it if the generator does
+  /// not within stream_flush_interval (a generator that yields, then works or waits).
+  void wake_flusher() {
+    if (!flusher_.joinable()) flusher_ = std::thread([this] { flush_late_batches(); });
+    flusher_wake_.notify_one();
+  }
+  /// The flusher thread: for the life of the process, once a generator ran in it.
+  void flush_late_batches() {
+    std::unique_lock lock(streams_mutex_);
+    for (;;) {
+      auto due = clock::time_point::max();
+      const auto now = clock::now();
+      for (auto& [id, s] : streams_) {
+        if (!s.count || s.stopped) continue;
+        if (now - s.started >= stream_flush_interval)
+          flush_stream(id, s);
+        else
+          due = std::min(due, s.started + stream_flush_interval);
+      }
+      if (due == clock::time_point::max())
+        flusher_wake_.wait(lock);
+      else
+        flusher_wake_.wait_until(lock, due);
+    }
+  }
 
   /// Waits for a reply of the runtime's own (a block, an actor's id), serving the loop but
   /// starting no new task meanwhile: a task started here would nest inside the one waiting,
@@ -689,6 +834,10 @@ class worker final : public process, public call_host {
   int internal_waits_ = 0;
   std::vector<std::uint64_t> blocked_marks_;     // blocking waits on the stack, innermost last
   std::deque<std::vector<std::byte>> deferred_;  // tasks that arrived during an internal wait
+  std::mutex streams_mutex_;
+  std::unordered_map<std::uint64_t, stream_run> streams_;  // generators running, by call id
+  std::condition_variable flusher_wake_;
+  std::thread flusher_;  // never joined: the process ends with _exit
 };
 
 }  // namespace detail
