@@ -102,10 +102,37 @@ struct ticker {
   int now() const { return next; }
 };
 
-int stream_inside_task(int n) {
-  int total = 0;
+long stream_inside_task(int n) {
+  long total = 0;
   for (auto r : ray::task<count_to>.remote(n)) total += ray::get(r).get();
   return total;
+}
+
+struct stream_reader {
+  ray::async<long> sum(int n) {
+    long total = 0;
+    auto s = ray::task<count_to>.remote(n);
+    while (auto r = co_await s.next()) total += co_await ray::get(*r);
+    co_return total;
+  }
+};
+
+int take_three(ray::shared_value<std::int64_t> made) {
+  auto s = ray::task<endless>.remote(made);
+  int taken = 0;
+  for (int i = 0; i < 3; ++i) taken += s.next().get().has_value() ? 1 : 0;
+  return taken;
+}
+
+int sum_until_error(int n) {
+  auto s = ray::task<fail_after>.options({.max_retries = 0}).remote(n);
+  int taken = 0;
+  try {
+    while (auto r = s.next().get()) ++taken;
+  } catch (const ray::task_error& e) {
+    throw std::runtime_error("after " + std::to_string(taken) + " items: " + e.remote_what());
+  }
+  return taken;
 }
 
 std::string temp_path(const char* what) {
@@ -318,8 +345,35 @@ TEST_CASE("another thread of the driver consumes a stream") {
   CHECK(total.load() == 500L * 499 / 2);
 }
 
-TEST_CASE("a stream is made from the driver; from inside a task it is a clear usage_error") {
+TEST_CASE("a task consumes a stream it made, longer than the window, on one worker") {
+  // The generator runs on the consuming task's worker while that task waits for an item.
   ray::runtime rt({.num_workers = 1});
-  CHECK_THROWS_WITH_AS(ray::get(ray::task<stream_inside_task>.remote(3)).get(),
-                       doctest::Contains("from the driver only"), ray::usage_error);
+  CHECK(ray::get(ray::task<stream_inside_task>.remote(5000)).get() == 5000L * 4999 / 2);
+}
+
+TEST_CASE("a task consumes a stream made on another worker, with the window's credits") {
+  ray::runtime rt({.num_workers = 2});
+  CHECK(ray::get(ray::task<stream_inside_task>.remote(20000)).get() == 20000L * 19999 / 2);
+}
+
+TEST_CASE("an actor consumes a stream, awaiting its items in a coroutine") {
+  ray::runtime rt({.num_workers = 2});
+  auto a = ray::spawn<stream_reader>();
+  CHECK(ray::get(a.call<&stream_reader::sum>(1000)).get() == 1000L * 999 / 2);
+}
+
+TEST_CASE("a task that drops a stream early stops its producer") {
+  ray::runtime rt({.num_workers = 2});
+  ray::shared_value<std::int64_t> made(0);
+  CHECK(ray::get(ray::task<take_three>.remote(made)).get() == 3);
+  // Both workers are free again: the endless generator stopped.
+  auto one = ray::task<add>.remote(1, 1), two = ray::task<add>.remote(2, 2);
+  CHECK(ray::get(one, {.timeout = std::chrono::seconds(60)}).get() == 2);
+  CHECK(ray::get(two, {.timeout = std::chrono::seconds(60)}).get() == 4);
+}
+
+TEST_CASE("a stream's error reaches a consuming task after the items before it") {
+  ray::runtime rt({.num_workers = 2});
+  CHECK_THROWS_WITH_AS(ray::get(ray::task<sum_until_error>.remote(5)).get(),
+                       doctest::Contains("after 5 items: the source ran dry"), ray::task_error);
 }

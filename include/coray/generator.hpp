@@ -16,7 +16,8 @@
 /// actor's death ray::actor_died), or, when the call's retries allow, the generator runs
 /// again from the start and the items already delivered are skipped (a generator retried
 /// must yield the same items). cancel(), or dropping the stream before its end, stops the
-/// producer. Calls are made from the driver. design.md, "Streaming generators".
+/// producer. Streams are made and consumed in the driver (any of its threads) or in a task
+/// or actor (its loop thread). design.md, "Streaming generators".
 
 #include <coray/detail/runtime/foreign.hpp>
 #include <coray/detail/runtime/process.hpp>
@@ -105,7 +106,7 @@ class generator {
 };
 
 /// The caller's side of a streaming generator's call: the refs to its items, in order, as
-/// they are made. Move-only (one consumer). Used from the driver, from any of its threads.
+/// they are made. Move-only (one consumer), used in the process that made the call.
 template <class T>
 class object_ref_generator {
  public:
@@ -183,25 +184,27 @@ class object_ref_generator {
   void require() const {
     if (!s_) throw usage_error("ray::object_ref_generator: the stream is empty (moved from)");
   }
-  /// The state of the item the consumer takes next: delivered, or one to wait for.
+  /// What the consumer waits on before it takes the next item: the item, if delivered (in
+  /// a worker its value may still be on its way); else a state settled when one arrives or
+  /// the stream ends.
   detail::state_ptr awaited() {
     require();
     return detail::on_loop("ray::object_ref_generator::next", [&](detail::process& p) {
       detail::stream_state& s = *s_;
-      if (s.items.empty()) {
-        auto st = detail::make_state(p);
-        if (s.ended) st->set_inline({});
-        s.items.push_back(std::move(st));
+      if (!s.items.empty()) return s.items.front();
+      if (!s.wake) {
+        s.wake = detail::make_state(p);
+        if (s.ended) s.wake->set_inline({});
       }
-      return s.items.front();
+      return s.wake;
     });
   }
-  /// Takes the item awaited (settled now): its ref, or the end.
+  /// Takes the next item (delivered now, or the stream ended): its ref, or the end.
   std::optional<object_ref<T>> take() {
     return detail::on_loop(
         "ray::object_ref_generator::next", [&](detail::process& p) -> std::optional<object_ref<T>> {
           detail::stream_state& s = *s_;
-          if (s.base == s.delivered) {  // the end, not an item
+          if (s.items.empty()) {  // the end, not an item
             if (s.error) std::rethrow_exception(s.error);
             return std::nullopt;
           }
@@ -219,7 +222,7 @@ class object_ref_generator {
   void stop_quietly() noexcept {
     if (!s_) return;
     try {
-      if (!s_->ended && detail::runtime_gate::instance().accepts_calls()) cancel();
+      if (detail::process::here() || detail::runtime_gate::instance().accepts_calls()) cancel();
     } catch (...) {  // the runtime is ending: its calls end with it
     }
     s_.reset();

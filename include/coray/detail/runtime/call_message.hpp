@@ -43,8 +43,8 @@ struct task_header {
   std::uint32_t gpus;
   std::uint64_t retry_matcher;  // which exceptions are retried: 0 none, 1 all, else a matcher id
   std::uint32_t refs;           // submit: ids of the refs inside the arguments, after the actor ids
-  std::uint32_t
-      returns;  // submit: results the caller awaits by the ids after task_id (ray::returns)
+  std::uint32_t returns;        // submit: results the caller awaits by the ids after task_id
+                                // (ray::returns); returns_stream: a streaming generator's call
 };
 static_assert(sizeof(task_header) == 56);
 

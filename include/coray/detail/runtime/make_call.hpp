@@ -2,8 +2,6 @@
 /// The caller's side of a call: the task_spec message for a call of F, each argument
 /// encoded inline or into a store block, or recorded as a dependency (object_ref).
 
-#include <fmt/format.h>
-
 #include <array>
 #include <coray/codec.hpp>
 #include <coray/detail/codec/codec_traits.hpp>
@@ -148,11 +146,6 @@ call_refs_t<R> submit_for(const char* what, Make&& make) {
     // A streaming generator: its items go to a stream the driver fills (generator.hpp).
     auto stream = std::make_shared<stream_state>();
     (void)submit_from_any_thread(what, [&](process& p) {
-      if (!p.as_driver())
-        throw usage_error(fmt::format(
-            "{}: a streaming generator can be called from the driver only, not yet from "
-            "inside a task or actor",
-            what));
       task_spec spec = make(p);
       spec.stream = stream;
       return spec;

@@ -120,6 +120,8 @@ class orchestrator final : public call_lifecycle, public transport_events {
   void stream_credit(std::uint64_t id, std::uint64_t limit) {
     task_record* r = tasks_.find(id);
     if (!r) return;
+    if (auto it = streams_.find(id); it != streams_.end() && it->second->forward_to >= 0)
+      it->second->base = std::max(it->second->base, limit - std::min(limit, stream_window));
     send_credit(*r, limit);
     if (limit == 0) cancel_call(id, false);
   }
@@ -294,6 +296,14 @@ class orchestrator final : public call_lifecycle, public transport_events {
       case msg_kind::stream_items:
         on_stream_items(slot, payload);
         break;
+      case msg_kind::stream_consumed:
+        if (payload.size() >= 2 * sizeof v0) {
+          std::uint64_t limit;
+          std::memcpy(&limit, payload.data() + sizeof v0, sizeof limit);
+          if (const task_record* r = tasks_.find(v0); r && r->submitter == static_cast<int>(slot))
+            stream_credit(v0, limit);
+        }
+        break;
       default:
         break;
     }
@@ -301,6 +311,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
   }
 
   void on_death(std::uint32_t slot, const process_death& how) override {
+    stop_streams_of(slot);
     router_.clear(slot);
     drop_handles(slot);
     ledger_.release_all(slot);  // everything the dead process held is let go on its behalf
@@ -462,16 +473,17 @@ class orchestrator final : public call_lifecycle, public transport_events {
                                 stream_state& s = *e->st;
                                 s.ended = true;
                                 if (r.st == object_state::status::failed) s.error = r.error;
-                                for (std::size_t k = s.delivered - s.base; k < s.items.size(); ++k)
-                                  if (!s.items[k]->settled()) s.items[k]->set_inline({});
+                                s.wake_consumer();
                                 if (s.id) e->self->streams_.erase(s.id);
                               },
                               new ender{this, st}});
   }
 
-  /// A batch of a stream's items: each becomes the next ref its consumer takes. Items of a
-  /// call that ended (cancelled) and an attempt's repeats of items already delivered (a
-  /// retry runs the generator again from the start) are dropped.
+  /// A batch of a stream's items: each becomes the next ref its consumer takes, here or, for
+  /// a stream a worker consumes, there: listed to it by id (stream_ready) and held for it, its
+  /// value sent as a nested result's is. Items of a call that ended (cancelled) and an
+  /// attempt's repeats of items already delivered (a retry runs the generator again from the
+  /// start) are dropped.
   void on_stream_items(std::uint32_t slot, std::span<const std::byte> payload) {
     stream_batch_header b;
     if (payload.size() < sizeof b) return;
@@ -481,6 +493,8 @@ class orchestrator final : public call_lifecycle, public transport_events {
     stream_state* st =
         found != streams_.end() && r && !r->result->settled() ? found->second.get() : nullptr;
     std::size_t at = sizeof b;
+    std::vector<std::uint64_t> ready;  // for a consuming worker: the call, the count, the ids
+    if (st && st->forward_to >= 0) ready = {b.id, 0};
     for (std::uint32_t i = 0; i < b.count; ++i) {
       result_header h;
       if (payload.size() - at < sizeof h) return;  // malformed: the rest is not read
@@ -488,7 +502,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
       const std::size_t value = h.status == result_header::value_inline ? h.len : 0;
       const std::size_t len = sizeof h + value + (std::size_t{h.refs} + h.actors) * 8;
       if (payload.size() - at < len) return;
-      const auto item = payload.subspan(at, len);
+      const auto record = payload.subspan(at, len);
       at = std::min(payload.size(), at + ((len + 7) & ~std::size_t{7}));
       object_block* block =
           h.status == result_header::value_block ? seg_.at<object_block>(h.block) : nullptr;
@@ -496,28 +510,53 @@ class orchestrator final : public call_lifecycle, public transport_events {
         if (block) ledger_.drop(slot, block);
         continue;
       }
-      if (st->items.size() <= st->delivered - st->base) st->items.push_back(new_state());
-      object_state& s = *st->items[st->delivered - st->base];
+      state_ptr item = new_state();
+      object_state& s = *item;
       ++st->delivered;
+      if (st->forward_to >= 0) {
+        directory_.publish(s, next_task_id_++);  // its id, by which the worker holds it
+        ready.push_back(s.id);
+        router_.hold(static_cast<std::uint32_t>(st->forward_to), s.id, item);
+      } else {
+        st->items.push_back(std::move(item));
+      }
       if (block && !ledger_.take(slot, block)) {
         s.set_error(std::make_exception_ptr(
             internal_error("coray: a stream's item named a block its sender does not hold")));
         continue;
       }
       if (h.refs || h.actors) [[unlikely]]
-        hold_contained(slot, s, ids_after_value(item, h), h);
+        hold_contained(slot, s, ids_after_value(record, h), h);
       if (s.settled()) {
         if (block) seg_.release(block);
         continue;
       }
-      settle_from_result(s, h, item.subspan(sizeof h, value), seg_);
+      settle_from_result(s, h, record.subspan(sizeof h, value), seg_);
       if (s.block) spiller_.adopted(s);
+    }
+    if (ready.size() > 2) {
+      const auto to = static_cast<std::uint32_t>(st->forward_to);
+      ready[1] = ready.size() - 2;
+      router_.post(to, msg_kind::stream_ready, ready.data(), ready.size() * sizeof ready[0]);
+      for (std::size_t k = 2; k < ready.size(); ++k)
+        send_when_settled(to, ready[k], router_.held(to, ready[k]));
+    } else if (st && st->forward_to < 0 && !st->items.empty()) {
+      st->wake_consumer();
     }
     // The producer's limit may lag (a retry starts again from the default): give it room.
     if (st && b.limit + stream_window / 2 <= st->base + stream_window) {
       st->credited = st->base + stream_window;
       send_credit(*r, st->credited);
     }
+  }
+
+  /// The process in `slot` died: the streams it consumed stop (their producers would wait
+  /// for its credit for ever).
+  void stop_streams_of(std::uint32_t slot) {
+    std::vector<std::uint64_t> ids;
+    for (const auto& [id, st] : streams_)
+      if (st->forward_to == static_cast<int>(slot)) ids.push_back(id);
+    for (std::uint64_t id : ids) stream_credit(id, 0);
   }
 
   /// Tells the process running call `r` (if sent) how far its stream may go.
@@ -547,7 +586,14 @@ class orchestrator final : public call_lifecycle, public transport_events {
     rec->submitter = static_cast<int>(slot);
     rec->submitter_generation = router_.generation(slot);
     router_.hold(slot, rec->id, rec->result);
-    if (sub.header.returns) [[unlikely]] {
+    if (sub.header.returns == returns_stream) [[unlikely]] {
+      // A streaming generator's call: its items go to this worker (stream_ready).
+      auto st = std::make_shared<stream_state>();
+      st->id = rec->id;
+      st->forward_to = static_cast<int>(slot);
+      end_stream_with(st, *rec->result);
+      streams_.emplace(rec->id, std::move(st));
+    } else if (sub.header.returns) [[unlikely]] {
       // ray::returns: the caller awaits its results by the ids after the call's own.
       rec->returns = std::make_unique<std::vector<state_ptr>>();
       for (std::uint32_t k = 1; k <= sub.header.returns; ++k) {

@@ -44,22 +44,25 @@ enum class msg_kind : std::uint32_t {
   actor_spawned = 7,  // u64 request, u64 actor id; 0: refused, the wire_error follows
   stream_credit = 8,  // u64 call id, u64 limit: a stream's producer may make items up to the
                       // index `limit`; 0: the consumer stopped it (stream_state.hpp)
+  stream_ready = 9,   // u64 call id, u64 count, count u64 ids: the next items of a stream
+                      // this worker consumes; each value follows as object_ready
   // worker -> driver
-  task_done = 16,      // result_header
-  submit = 17,         // task_header, arg entries (a nested call)
-  release = 18,        // u64 id: the worker dropped its last handle to a nested result
-  actor_hold = 19,     // u64 actor id: a handle to the actor was made in the worker
-  actor_release = 20,  // u64 actor id: a handle went
-  actor_kill = 21,     // u64 actor id
-  actor_lookup = 22,   // u64 request, then the name's bytes
-  block_request = 23,  // u64 request, u64 size: a new object block for this process
-  block_release = 24,  // u64 block offset: this process drops one reference
-  ref_hold = 25,       // u64 id: a ref read from a value; the driver sends its object_ready
-  export_object = 26,  // result_header: an object of this process that a ref in a value names
-  actor_exit = 27,     // this actor ends after the call it just replied to (ray::exit_actor)
-  actor_spawn = 28,    // u64 request, u64 n, n bytes of encoded fields, padding to 16, the
-                       // constructor's call as in submit (ray::spawn in a worker)
-  stream_items = 29,   // stream_batch_header, item records: a streaming generator's items
+  task_done = 16,        // result_header
+  submit = 17,           // task_header, arg entries (a nested call)
+  release = 18,          // u64 id: the worker dropped its last handle to a nested result
+  actor_hold = 19,       // u64 actor id: a handle to the actor was made in the worker
+  actor_release = 20,    // u64 actor id: a handle went
+  actor_kill = 21,       // u64 actor id
+  actor_lookup = 22,     // u64 request, then the name's bytes
+  block_request = 23,    // u64 request, u64 size: a new object block for this process
+  block_release = 24,    // u64 block offset: this process drops one reference
+  ref_hold = 25,         // u64 id: a ref read from a value; the driver sends its object_ready
+  export_object = 26,    // result_header: an object of this process that a ref in a value names
+  actor_exit = 27,       // this actor ends after the call it just replied to (ray::exit_actor)
+  actor_spawn = 28,      // u64 request, u64 n, n bytes of encoded fields, padding to 16, the
+                         // constructor's call as in submit (ray::spawn in a worker)
+  stream_items = 29,     // stream_batch_header, item records: a streaming generator's items
+  stream_consumed = 30,  // u64 call id, u64 limit: as stream_credit, from a consuming worker
 };
 inline constexpr std::uint32_t in_block_flag = 0x80000000u;
 

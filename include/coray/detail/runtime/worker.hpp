@@ -81,10 +81,39 @@ class worker final : public process, public call_host {
     awaited_.emplace(result->id, result.get());
     if (spec.returns)
       for (auto& s : *spec.returns) awaited_.emplace(s->id, s.get());
+    if (spec.stream) [[unlikely]]
+      consume_stream(spec.stream, result);
     with_call_message(spec, result->id, [&](const call_message_writer& message) {
       send(msg_kind::submit, message.size(), [&](std::byte* out) { message.write(out, seg); });
     });
     return result;
+  }
+
+  /// A streaming generator's call made here: its items arrive as stream_ready, its end as
+  /// the call's result (design.md, "Streaming generators").
+  void consume_stream(const std::shared_ptr<stream_state>& st, const state_ptr& result) {
+    st->id = result->id;
+    st->call = result;
+    consuming_.emplace(st->id, st);
+    struct ender {
+      worker* self;
+      std::shared_ptr<stream_state> st;
+    };
+    result->waiters.push_back({[](void* ctx, object_state& r) {
+                                 std::unique_ptr<ender> e(static_cast<ender*>(ctx));
+                                 stream_state& s = *e->st;
+                                 s.ended = true;
+                                 if (r.st == object_state::status::failed) s.error = r.error;
+                                 s.wake_consumer();
+                                 e->self->consuming_.erase(s.id);
+                               },
+                               new ender{this, st}});
+  }
+  /// The consumer here took items: the producer may go on to `limit` (0: stop it).
+  void stream_credit(std::uint64_t id, std::uint64_t limit) override {
+    const std::uint64_t msg[2] = {id, limit};
+    send(msg_kind::stream_consumed, sizeof msg,
+         [&](std::byte* out) { std::memcpy(out, msg, sizeof msg); });
   }
 
   /// ray::spawn in a task or an actor: the driver creates the actor and answers with its id
@@ -313,7 +342,9 @@ class worker final : public process, public call_host {
       s.started = clock::now();
       wake_flusher();
     }
-    const bool at_limit = s.made >= s.limit;
+    // A consumer in this process is below this call on its stack (it waits for an item, and
+    // this worker took the generator meanwhile): no credit can come, so it is not waited for.
+    const bool at_limit = s.made >= s.limit && !consuming_.count(task_id);
     if (at_limit) flush_stream(task_id, s);
     lock.unlock();
     if (at_limit || !inbox_->empty()) {
@@ -407,6 +438,9 @@ class worker final : public process, public call_host {
         }
         break;
       }
+      case msg_kind::stream_ready:
+        on_stream_ready(m.payload);
+        break;
       case msg_kind::shutdown:
         stopping_ = true;
         break;
@@ -661,7 +695,9 @@ class worker final : public process, public call_host {
                         spec.group,
                         spec.retry_matcher,
                         static_cast<std::uint32_t>(refs.size()),
-                        spec.returns ? static_cast<std::uint32_t>(spec.returns->size()) : 0};
+                        spec.stream    ? returns_stream
+                        : spec.returns ? static_cast<std::uint32_t>(spec.returns->size())
+                                       : 0};
     f(call_message_writer(h, spec.args, spec.deps, actors, refs));
   }
 
@@ -764,6 +800,28 @@ class worker final : public process, public call_host {
     send(k, sizeof v, [&](std::byte* out) { std::memcpy(out, &v, sizeof v); });
   }
 
+  /// The next items of a stream consumed here: a state for each id, which the driver holds
+  /// for this process and settles (object_ready) next.
+  void on_stream_ready(std::span<const std::byte> payload) {
+    std::uint64_t head[2];
+    if (payload.size() < sizeof head) return;
+    std::memcpy(head, payload.data(), sizeof head);
+    auto it = consuming_.find(head[0]);
+    const std::size_t n = std::min<std::size_t>(head[1], payload.size() / 8 - 2);
+    for (std::size_t k = 0; k < n; ++k) {
+      std::uint64_t id;
+      std::memcpy(&id, payload.data() + sizeof head + k * sizeof id, sizeof id);
+      state_ptr s = make_state();
+      s->id = id;
+      awaited_.emplace(id, s.get());
+      if (it != consuming_.end()) {
+        it->second->items.push_back(std::move(s));
+        ++it->second->delivered;
+      }
+    }
+    if (it != consuming_.end() && n) it->second->wake_consumer();
+  }
+
   void on_object_ready(std::span<const std::byte> payload) {
     result_header h;
     std::memcpy(&h, payload.data(), sizeof h);
@@ -836,6 +894,8 @@ class worker final : public process, public call_host {
   std::deque<std::vector<std::byte>> deferred_;  // tasks that arrived during an internal wait
   std::mutex streams_mutex_;
   std::unordered_map<std::uint64_t, stream_run> streams_;  // generators running, by call id
+  /// Streams consumed here, by call id, until they end.
+  std::unordered_map<std::uint64_t, std::shared_ptr<stream_state>> consuming_;
   std::condition_variable flusher_wake_;
   std::thread flusher_;  // never joined: the process ends with _exit
 };
