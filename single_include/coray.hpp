@@ -2379,22 +2379,25 @@ enum class msg_kind : std::uint32_t {
   actor_spawned = 7,  // u64 request, u64 actor id; 0: refused, the wire_error follows
   stream_credit = 8,  // u64 call id, u64 limit: a stream's producer may make items up to the
                       // index `limit`; 0: the consumer stopped it (stream_state.hpp)
+  stream_ready = 9,   // u64 call id, u64 count, count u64 ids: the next items of a stream
+                      // this worker consumes; each value follows as object_ready
   // worker -> driver
-  task_done = 16,      // result_header
-  submit = 17,         // task_header, arg entries (a nested call)
-  release = 18,        // u64 id: the worker dropped its last handle to a nested result
-  actor_hold = 19,     // u64 actor id: a handle to the actor was made in the worker
-  actor_release = 20,  // u64 actor id: a handle went
-  actor_kill = 21,     // u64 actor id
-  actor_lookup = 22,   // u64 request, then the name's bytes
-  block_request = 23,  // u64 request, u64 size: a new object block for this process
-  block_release = 24,  // u64 block offset: this process drops one reference
-  ref_hold = 25,       // u64 id: a ref read from a value; the driver sends its object_ready
-  export_object = 26,  // result_header: an object of this process that a ref in a value names
-  actor_exit = 27,     // this actor ends after the call it just replied to (ray::exit_actor)
-  actor_spawn = 28,    // u64 request, u64 n, n bytes of encoded fields, padding to 16, the
-                       // constructor's call as in submit (ray::spawn in a worker)
-  stream_items = 29,   // stream_batch_header, item records: a streaming generator's items
+  task_done = 16,        // result_header
+  submit = 17,           // task_header, arg entries (a nested call)
+  release = 18,          // u64 id: the worker dropped its last handle to a nested result
+  actor_hold = 19,       // u64 actor id: a handle to the actor was made in the worker
+  actor_release = 20,    // u64 actor id: a handle went
+  actor_kill = 21,       // u64 actor id
+  actor_lookup = 22,     // u64 request, then the name's bytes
+  block_request = 23,    // u64 request, u64 size: a new object block for this process
+  block_release = 24,    // u64 block offset: this process drops one reference
+  ref_hold = 25,         // u64 id: a ref read from a value; the driver sends its object_ready
+  export_object = 26,    // result_header: an object of this process that a ref in a value names
+  actor_exit = 27,       // this actor ends after the call it just replied to (ray::exit_actor)
+  actor_spawn = 28,      // u64 request, u64 n, n bytes of encoded fields, padding to 16, the
+                         // constructor's call as in submit (ray::spawn in a worker)
+  stream_items = 29,     // stream_batch_header, item records: a streaming generator's items
+  stream_consumed = 30,  // u64 call id, u64 limit: as stream_credit, from a consuming worker
 };
 inline constexpr std::uint32_t in_block_flag = 0x80000000u;
 
@@ -3160,21 +3163,26 @@ class resource_ledger {
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/resource_ledger.hpp>
 // begin <coray/detail/runtime/stream_state.hpp>
-/// A streaming generator's items in the driver (design.md, "Streaming generators"): the
-/// refs its consumer has not taken yet, in order, and how far its producer may run ahead.
-/// The orchestrator fills it from the producer's batches and ends it when the call's own
-/// result settles; ray::object_ref_generator takes from it. Loop thread only.
+/// A streaming generator's items where they are consumed (design.md, "Streaming
+/// generators"): the refs its consumer has not taken yet, in order, and how far its producer
+/// may run ahead. In the driver the orchestrator fills it from the producer's batches; in a
+/// worker that made the call, the worker fills it from the driver's stream_ready messages.
+/// It ends when the call's own result settles; ray::object_ref_generator takes from it. Loop
+/// thread only.
 
 // #include <coray/detail/runtime/object_state.hpp>: inlined above
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <utility>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
 /// Items a producer may make beyond those its consumer took: past that, it waits.
 inline constexpr std::uint64_t stream_window = 1024;
+/// In a submission's task_header::returns: the call is a streaming generator's.
+inline constexpr std::uint32_t returns_stream = ~std::uint32_t{0};
 
 /// The head of a stream_items message (worker to driver): `count` item records follow, each
 /// a result_header, its inline value, the ids of the refs and actor handles inside it, and
@@ -3190,12 +3198,20 @@ static_assert(sizeof(stream_batch_header) == 32);
 
 struct stream_state {
   std::uint64_t id = 0;         // the call's, once admitted
-  std::deque<state_ptr> items;  // from index `base`: those delivered, then one the consumer awaits
+  std::deque<state_ptr> items;  // delivered, not taken yet; the first is item `base`
   std::uint64_t base = 0;       // items taken by the consumer
   std::uint64_t delivered = 0;  // items received (an attempt's repeats of them are dropped)
   std::uint64_t credited = stream_window;  // the limit last given to the producer
   bool ended = false;
   std::exception_ptr error;  // why it ended early, if it did
+  state_ptr wake;            // what the consumer waits on while no item is there
+  state_ptr call;            // in a worker: the call's own result, whose settling ends it
+  int forward_to = -1;       // in the driver: the slot of the worker consuming it, if any
+
+  /// An item arrived, or the end: the consumer waiting for one goes on.
+  void wake_consumer() {
+    if (wake) std::exchange(wake, {})->set_inline({});
+  }
 };
 
 }  // namespace detail
@@ -3231,8 +3247,8 @@ struct task_header {
   std::uint32_t gpus;
   std::uint64_t retry_matcher;  // which exceptions are retried: 0 none, 1 all, else a matcher id
   std::uint32_t refs;           // submit: ids of the refs inside the arguments, after the actor ids
-  std::uint32_t
-      returns;  // submit: results the caller awaits by the ids after task_id (ray::returns)
+  std::uint32_t returns;        // submit: results the caller awaits by the ids after task_id
+                                // (ray::returns); returns_stream: a streaming generator's call
 };
 static_assert(sizeof(task_header) == 56);
 
@@ -5447,7 +5463,8 @@ CORAY_END_NAMESPACE
 /// actor's death ray::actor_died), or, when the call's retries allow, the generator runs
 /// again from the start and the items already delivered are skipped (a generator retried
 /// must yield the same items). cancel(), or dropping the stream before its end, stops the
-/// producer. Calls are made from the driver. design.md, "Streaming generators".
+/// producer. Streams are made and consumed in the driver (any of its threads) or in a task
+/// or actor (its loop thread). design.md, "Streaming generators".
 
 // #include <coray/detail/runtime/foreign.hpp>: inlined above
 // #include <coray/detail/runtime/process.hpp>: inlined above
@@ -5653,7 +5670,7 @@ class generator {
 };
 
 /// The caller's side of a streaming generator's call: the refs to its items, in order, as
-/// they are made. Move-only (one consumer). Used from the driver, from any of its threads.
+/// they are made. Move-only (one consumer), used in the process that made the call.
 template <class T>
 class object_ref_generator {
  public:
@@ -5731,25 +5748,27 @@ class object_ref_generator {
   void require() const {
     if (!s_) throw usage_error("ray::object_ref_generator: the stream is empty (moved from)");
   }
-  /// The state of the item the consumer takes next: delivered, or one to wait for.
+  /// What the consumer waits on before it takes the next item: the item, if delivered (in
+  /// a worker its value may still be on its way); else a state settled when one arrives or
+  /// the stream ends.
   detail::state_ptr awaited() {
     require();
     return detail::on_loop("ray::object_ref_generator::next", [&](detail::process& p) {
       detail::stream_state& s = *s_;
-      if (s.items.empty()) {
-        auto st = detail::make_state(p);
-        if (s.ended) st->set_inline({});
-        s.items.push_back(std::move(st));
+      if (!s.items.empty()) return s.items.front();
+      if (!s.wake) {
+        s.wake = detail::make_state(p);
+        if (s.ended) s.wake->set_inline({});
       }
-      return s.items.front();
+      return s.wake;
     });
   }
-  /// Takes the item awaited (settled now): its ref, or the end.
+  /// Takes the next item (delivered now, or the stream ended): its ref, or the end.
   std::optional<object_ref<T>> take() {
     return detail::on_loop(
         "ray::object_ref_generator::next", [&](detail::process& p) -> std::optional<object_ref<T>> {
           detail::stream_state& s = *s_;
-          if (s.base == s.delivered) {  // the end, not an item
+          if (s.items.empty()) {  // the end, not an item
             if (s.error) std::rethrow_exception(s.error);
             return std::nullopt;
           }
@@ -5767,7 +5786,7 @@ class object_ref_generator {
   void stop_quietly() noexcept {
     if (!s_) return;
     try {
-      if (!s_->ended && detail::runtime_gate::instance().accepts_calls()) cancel();
+      if (detail::process::here() || detail::runtime_gate::instance().accepts_calls()) cancel();
     } catch (...) {  // the runtime is ending: its calls end with it
     }
     s_.reset();
@@ -6798,8 +6817,6 @@ CORAY_END_NAMESPACE
 /// The caller's side of a call: the task_spec message for a call of F, each argument
 /// encoded inline or into a store block, or recorded as a dependency (object_ref).
 
-#include <fmt/format.h>
-
 #include <array>
 // #include <coray/codec.hpp>: inlined above
 // #include <coray/detail/codec/codec_traits.hpp>: inlined above
@@ -6944,11 +6961,6 @@ call_refs_t<R> submit_for(const char* what, Make&& make) {
     // A streaming generator: its items go to a stream the driver fills (generator.hpp).
     auto stream = std::make_shared<stream_state>();
     (void)submit_from_any_thread(what, [&](process& p) {
-      if (!p.as_driver())
-        throw usage_error(fmt::format(
-            "{}: a streaming generator can be called from the driver only, not yet from "
-            "inside a task or actor",
-            what));
       task_spec spec = make(p);
       spec.stream = stream;
       return spec;
@@ -14688,6 +14700,8 @@ class orchestrator final : public call_lifecycle, public transport_events {
   void stream_credit(std::uint64_t id, std::uint64_t limit) {
     task_record* r = tasks_.find(id);
     if (!r) return;
+    if (auto it = streams_.find(id); it != streams_.end() && it->second->forward_to >= 0)
+      it->second->base = std::max(it->second->base, limit - std::min(limit, stream_window));
     send_credit(*r, limit);
     if (limit == 0) cancel_call(id, false);
   }
@@ -14862,6 +14876,14 @@ class orchestrator final : public call_lifecycle, public transport_events {
       case msg_kind::stream_items:
         on_stream_items(slot, payload);
         break;
+      case msg_kind::stream_consumed:
+        if (payload.size() >= 2 * sizeof v0) {
+          std::uint64_t limit;
+          std::memcpy(&limit, payload.data() + sizeof v0, sizeof limit);
+          if (const task_record* r = tasks_.find(v0); r && r->submitter == static_cast<int>(slot))
+            stream_credit(v0, limit);
+        }
+        break;
       default:
         break;
     }
@@ -14869,6 +14891,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
   }
 
   void on_death(std::uint32_t slot, const process_death& how) override {
+    stop_streams_of(slot);
     router_.clear(slot);
     drop_handles(slot);
     ledger_.release_all(slot);  // everything the dead process held is let go on its behalf
@@ -15030,16 +15053,17 @@ class orchestrator final : public call_lifecycle, public transport_events {
                                 stream_state& s = *e->st;
                                 s.ended = true;
                                 if (r.st == object_state::status::failed) s.error = r.error;
-                                for (std::size_t k = s.delivered - s.base; k < s.items.size(); ++k)
-                                  if (!s.items[k]->settled()) s.items[k]->set_inline({});
+                                s.wake_consumer();
                                 if (s.id) e->self->streams_.erase(s.id);
                               },
                               new ender{this, st}});
   }
 
-  /// A batch of a stream's items: each becomes the next ref its consumer takes. Items of a
-  /// call that ended (cancelled) and an attempt's repeats of items already delivered (a
-  /// retry runs the generator again from the start) are dropped.
+  /// A batch of a stream's items: each becomes the next ref its consumer takes, here or, for
+  /// a stream a worker consumes, there: listed to it by id (stream_ready) and held for it, its
+  /// value sent as a nested result's is. Items of a call that ended (cancelled) and an
+  /// attempt's repeats of items already delivered (a retry runs the generator again from the
+  /// start) are dropped.
   void on_stream_items(std::uint32_t slot, std::span<const std::byte> payload) {
     stream_batch_header b;
     if (payload.size() < sizeof b) return;
@@ -15049,6 +15073,8 @@ class orchestrator final : public call_lifecycle, public transport_events {
     stream_state* st =
         found != streams_.end() && r && !r->result->settled() ? found->second.get() : nullptr;
     std::size_t at = sizeof b;
+    std::vector<std::uint64_t> ready;  // for a consuming worker: the call, the count, the ids
+    if (st && st->forward_to >= 0) ready = {b.id, 0};
     for (std::uint32_t i = 0; i < b.count; ++i) {
       result_header h;
       if (payload.size() - at < sizeof h) return;  // malformed: the rest is not read
@@ -15056,7 +15082,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
       const std::size_t value = h.status == result_header::value_inline ? h.len : 0;
       const std::size_t len = sizeof h + value + (std::size_t{h.refs} + h.actors) * 8;
       if (payload.size() - at < len) return;
-      const auto item = payload.subspan(at, len);
+      const auto record = payload.subspan(at, len);
       at = std::min(payload.size(), at + ((len + 7) & ~std::size_t{7}));
       object_block* block =
           h.status == result_header::value_block ? seg_.at<object_block>(h.block) : nullptr;
@@ -15064,28 +15090,53 @@ class orchestrator final : public call_lifecycle, public transport_events {
         if (block) ledger_.drop(slot, block);
         continue;
       }
-      if (st->items.size() <= st->delivered - st->base) st->items.push_back(new_state());
-      object_state& s = *st->items[st->delivered - st->base];
+      state_ptr item = new_state();
+      object_state& s = *item;
       ++st->delivered;
+      if (st->forward_to >= 0) {
+        directory_.publish(s, next_task_id_++);  // its id, by which the worker holds it
+        ready.push_back(s.id);
+        router_.hold(static_cast<std::uint32_t>(st->forward_to), s.id, item);
+      } else {
+        st->items.push_back(std::move(item));
+      }
       if (block && !ledger_.take(slot, block)) {
         s.set_error(std::make_exception_ptr(
             internal_error("coray: a stream's item named a block its sender does not hold")));
         continue;
       }
       if (h.refs || h.actors) [[unlikely]]
-        hold_contained(slot, s, ids_after_value(item, h), h);
+        hold_contained(slot, s, ids_after_value(record, h), h);
       if (s.settled()) {
         if (block) seg_.release(block);
         continue;
       }
-      settle_from_result(s, h, item.subspan(sizeof h, value), seg_);
+      settle_from_result(s, h, record.subspan(sizeof h, value), seg_);
       if (s.block) spiller_.adopted(s);
+    }
+    if (ready.size() > 2) {
+      const auto to = static_cast<std::uint32_t>(st->forward_to);
+      ready[1] = ready.size() - 2;
+      router_.post(to, msg_kind::stream_ready, ready.data(), ready.size() * sizeof ready[0]);
+      for (std::size_t k = 2; k < ready.size(); ++k)
+        send_when_settled(to, ready[k], router_.held(to, ready[k]));
+    } else if (st && st->forward_to < 0 && !st->items.empty()) {
+      st->wake_consumer();
     }
     // The producer's limit may lag (a retry starts again from the default): give it room.
     if (st && b.limit + stream_window / 2 <= st->base + stream_window) {
       st->credited = st->base + stream_window;
       send_credit(*r, st->credited);
     }
+  }
+
+  /// The process in `slot` died: the streams it consumed stop (their producers would wait
+  /// for its credit for ever).
+  void stop_streams_of(std::uint32_t slot) {
+    std::vector<std::uint64_t> ids;
+    for (const auto& [id, st] : streams_)
+      if (st->forward_to == static_cast<int>(slot)) ids.push_back(id);
+    for (std::uint64_t id : ids) stream_credit(id, 0);
   }
 
   /// Tells the process running call `r` (if sent) how far its stream may go.
@@ -15115,7 +15166,14 @@ class orchestrator final : public call_lifecycle, public transport_events {
     rec->submitter = static_cast<int>(slot);
     rec->submitter_generation = router_.generation(slot);
     router_.hold(slot, rec->id, rec->result);
-    if (sub.header.returns) [[unlikely]] {
+    if (sub.header.returns == returns_stream) [[unlikely]] {
+      // A streaming generator's call: its items go to this worker (stream_ready).
+      auto st = std::make_shared<stream_state>();
+      st->id = rec->id;
+      st->forward_to = static_cast<int>(slot);
+      end_stream_with(st, *rec->result);
+      streams_.emplace(rec->id, std::move(st));
+    } else if (sub.header.returns) [[unlikely]] {
       // ray::returns: the caller awaits its results by the ids after the call's own.
       rec->returns = std::make_unique<std::vector<state_ptr>>();
       for (std::uint32_t k = 1; k <= sub.header.returns; ++k) {
@@ -15601,10 +15659,39 @@ class worker final : public process, public call_host {
     awaited_.emplace(result->id, result.get());
     if (spec.returns)
       for (auto& s : *spec.returns) awaited_.emplace(s->id, s.get());
+    if (spec.stream) [[unlikely]]
+      consume_stream(spec.stream, result);
     with_call_message(spec, result->id, [&](const call_message_writer& message) {
       send(msg_kind::submit, message.size(), [&](std::byte* out) { message.write(out, seg); });
     });
     return result;
+  }
+
+  /// A streaming generator's call made here: its items arrive as stream_ready, its end as
+  /// the call's result (design.md, "Streaming generators").
+  void consume_stream(const std::shared_ptr<stream_state>& st, const state_ptr& result) {
+    st->id = result->id;
+    st->call = result;
+    consuming_.emplace(st->id, st);
+    struct ender {
+      worker* self;
+      std::shared_ptr<stream_state> st;
+    };
+    result->waiters.push_back({[](void* ctx, object_state& r) {
+                                 std::unique_ptr<ender> e(static_cast<ender*>(ctx));
+                                 stream_state& s = *e->st;
+                                 s.ended = true;
+                                 if (r.st == object_state::status::failed) s.error = r.error;
+                                 s.wake_consumer();
+                                 e->self->consuming_.erase(s.id);
+                               },
+                               new ender{this, st}});
+  }
+  /// The consumer here took items: the producer may go on to `limit` (0: stop it).
+  void stream_credit(std::uint64_t id, std::uint64_t limit) override {
+    const std::uint64_t msg[2] = {id, limit};
+    send(msg_kind::stream_consumed, sizeof msg,
+         [&](std::byte* out) { std::memcpy(out, msg, sizeof msg); });
   }
 
   /// ray::spawn in a task or an actor: the driver creates the actor and answers with its id
@@ -15833,7 +15920,9 @@ class worker final : public process, public call_host {
       s.started = clock::now();
       wake_flusher();
     }
-    const bool at_limit = s.made >= s.limit;
+    // A consumer in this process is below this call on its stack (it waits for an item, and
+    // this worker took the generator meanwhile): no credit can come, so it is not waited for.
+    const bool at_limit = s.made >= s.limit && !consuming_.count(task_id);
     if (at_limit) flush_stream(task_id, s);
     lock.unlock();
     if (at_limit || !inbox_->empty()) {
@@ -15927,6 +16016,9 @@ class worker final : public process, public call_host {
         }
         break;
       }
+      case msg_kind::stream_ready:
+        on_stream_ready(m.payload);
+        break;
       case msg_kind::shutdown:
         stopping_ = true;
         break;
@@ -16181,7 +16273,9 @@ class worker final : public process, public call_host {
                         spec.group,
                         spec.retry_matcher,
                         static_cast<std::uint32_t>(refs.size()),
-                        spec.returns ? static_cast<std::uint32_t>(spec.returns->size()) : 0};
+                        spec.stream    ? returns_stream
+                        : spec.returns ? static_cast<std::uint32_t>(spec.returns->size())
+                                       : 0};
     f(call_message_writer(h, spec.args, spec.deps, actors, refs));
   }
 
@@ -16284,6 +16378,28 @@ class worker final : public process, public call_host {
     send(k, sizeof v, [&](std::byte* out) { std::memcpy(out, &v, sizeof v); });
   }
 
+  /// The next items of a stream consumed here: a state for each id, which the driver holds
+  /// for this process and settles (object_ready) next.
+  void on_stream_ready(std::span<const std::byte> payload) {
+    std::uint64_t head[2];
+    if (payload.size() < sizeof head) return;
+    std::memcpy(head, payload.data(), sizeof head);
+    auto it = consuming_.find(head[0]);
+    const std::size_t n = std::min<std::size_t>(head[1], payload.size() / 8 - 2);
+    for (std::size_t k = 0; k < n; ++k) {
+      std::uint64_t id;
+      std::memcpy(&id, payload.data() + sizeof head + k * sizeof id, sizeof id);
+      state_ptr s = make_state();
+      s->id = id;
+      awaited_.emplace(id, s.get());
+      if (it != consuming_.end()) {
+        it->second->items.push_back(std::move(s));
+        ++it->second->delivered;
+      }
+    }
+    if (it != consuming_.end() && n) it->second->wake_consumer();
+  }
+
   void on_object_ready(std::span<const std::byte> payload) {
     result_header h;
     std::memcpy(&h, payload.data(), sizeof h);
@@ -16356,6 +16472,8 @@ class worker final : public process, public call_host {
   std::deque<std::vector<std::byte>> deferred_;  // tasks that arrived during an internal wait
   std::mutex streams_mutex_;
   std::unordered_map<std::uint64_t, stream_run> streams_;  // generators running, by call id
+  /// Streams consumed here, by call id, until they end.
+  std::unordered_map<std::uint64_t, std::shared_ptr<stream_state>> consuming_;
   std::condition_variable flusher_wake_;
   std::thread flusher_;  // never joined: the process ends with _exit
 };
