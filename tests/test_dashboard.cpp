@@ -479,3 +479,58 @@ TEST_CASE("/metrics serves the runtime's metrics and the user's from every proce
   CHECK_THROWS_AS(requests.inc(-1, {{"route", "/"}}), ray::usage_error);
   CHECK_THROWS_AS(ray::metrics::gauge("app_served_total").set(1), ray::usage_error);
 }
+
+TEST_CASE("the timeline view shows the last seconds' calls, and the whole is a download") {
+  ray::runtime_options o = with_dashboard();
+  o.record_timeline = true;
+  ray::runtime rt(o);
+  const address a = parse(rt.dashboard_url());
+  std::vector<ray::object_ref<int>> refs;
+  for (int i = 0; i < 4; ++i) refs.push_back(ray::task<square>.remote(i));
+  CHECK(values(refs) == std::vector<int>{0, 1, 4, 9});
+
+  auto recent = poll(rt, a, "/api/timeline?seconds=30", [](nlohmann::json& j) {
+    int squares = 0;
+    for (auto& t : j["tracks"])
+      for (auto& s : t["slices"]) squares += s["name"] == "dashboard_test::square" ? 1 : 0;
+    return squares == 4;
+  });
+  CHECK(recent["recording"] == true);
+  CHECK(recent["window_s"] == 30);
+  REQUIRE(!recent["tracks"].empty());
+  for (auto& t : recent["tracks"]) {
+    CHECK(t["kind"] == "worker");
+    for (auto& s : t["slices"]) {
+      CHECK(s["start_us"].get<double>() <= s["end_us"].get<double>());
+      CHECK(s["end_us"].get<double>() <= 0);  // before now
+      CHECK(s["start_us"].get<double>() >= -30e6);
+    }
+  }
+
+  off_loop(rt, [&] {
+    auto c = client(a);
+    auto r = c.Get("/api/timeline/trace");
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->get_header_value("Content-Disposition").find("attachment") != std::string::npos);
+    const auto trace = nlohmann::json::parse(r->body);
+    int slices = 0;
+    for (auto& e : trace["traceEvents"])
+      slices += e["ph"] == "X" && e["name"] == "dashboard_test::square" ? 1 : 0;
+    CHECK(slices == 4);
+    return 0;
+  });
+}
+
+TEST_CASE("without recording, the timeline view says so and there is nothing to download") {
+  ray::runtime rt(with_dashboard());
+  const address a = parse(rt.dashboard_url());
+  off_loop(rt, [&] {
+    auto c = client(a);
+    auto r = c.Get("/api/timeline");
+    REQUIRE(r);
+    CHECK(nlohmann::json::parse(r->body)["recording"] == false);
+    CHECK(status(c.Get("/api/timeline/trace")) == 404);
+    return 0;
+  });
+}

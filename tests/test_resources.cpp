@@ -297,6 +297,35 @@ TEST_CASE("a task blocked in a get gives its CPU to the calls it waits on") {
   CHECK(ray::get(ray::task<parent_of_one>.options({.num_cpus = 0.5}).remote()).get() == 2);
 }
 
+TEST_CASE("the state API lists the GPUs each process holds: an actor's, a running task's") {
+  without_visible_devices clean;
+  ray::runtime rt({.num_workers = 2, .num_gpus = 4});
+  auto a = ray::spawn<gpu_holder>({.num_gpus = 1});
+  const gpu_view actor_sees = ray::get(a.call<&gpu_holder::gpus>());
+  ray::shared_value<int> running(0);
+  ray::event go;
+  auto held = ray::task<hold_until>.options({.num_gpus = 2}).remote(running, go);
+  REQUIRE(serve_until([&] { return running.load() == 1; }, std::chrono::seconds(30)));
+  std::vector<std::string> task_gpus, actor_gpus;
+  int idle_workers = 0;
+  for (const auto& w : ray::state::list_workers()) {
+    if (w.kind == ray::state::worker_kind::actor)
+      actor_gpus = w.gpu_ids;
+    else if (!w.gpu_ids.empty())
+      task_gpus = w.gpu_ids;
+    else
+      ++idle_workers;
+  }
+  CHECK(actor_gpus == actor_sees.ids);
+  CHECK(task_gpus.size() == 2);
+  CHECK(std::find(task_gpus.begin(), task_gpus.end(), actor_sees.ids.at(0)) == task_gpus.end());
+  CHECK(idle_workers == 1);
+  go.set();
+  CHECK(ray::get(held).get() == 1);
+  for (const auto& w : ray::state::list_workers())
+    if (w.kind == ray::state::worker_kind::task_worker) CHECK(w.gpu_ids.empty());
+}
+
 TEST_CASE("an actor given a GPU keeps the same one for life and holds it meanwhile") {
   without_visible_devices clean;
   ray::runtime rt({.num_workers = 1, .num_gpus = 4});

@@ -18,6 +18,7 @@
 #include <coray/detail/runtime/foreign.hpp>
 #include <coray/detail/runtime/output_name.hpp>
 #include <coray/detail/runtime/state_records.hpp>
+#include <coray/detail/runtime/timeline_trace.hpp>
 #include <coray/errors.hpp>
 #include <cstdint>
 #include <cstdio>
@@ -25,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
@@ -168,22 +170,6 @@ inline std::string memory_summary() {
   return out;
 }
 
-namespace state::detail {
-/// `s` as a JSON string's contents.
-inline std::string json_escaped(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\')
-      out += {'\\', c};
-    else if (static_cast<unsigned char>(c) < 0x20)
-      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-    else
-      out += c;
-  }
-  return out;
-}
-}  // namespace state::detail
-
 /// Writes the calls recorded so far (runtime_options::record_timeline: the last
 /// task_history of them) to `file` in Chrome's trace-event format, which Perfetto
 /// (ui.perfetto.dev) and chrome://tracing open; returns how many calls it wrote. Ray's
@@ -206,59 +192,15 @@ inline std::size_t timeline(const std::string& file) {
     throw usage_error(
         "ray::timeline: the runtime records no timeline; start it with "
         "{.record_timeline = true} or CORAY_TIMELINE=1");
-  const int driver_pid = static_cast<int>(::getpid());
-  std::int64_t t0 = r.calls.empty() ? 0 : r.calls.front().submitted_ns;
-  for (const auto& c : r.calls) t0 = std::min(t0, c.submitted_ns);
-  auto us = [t0](std::int64_t ns) { return static_cast<double>(ns - t0) / 1000.0; };
-  // Calls in each process one after another, in the order they ended.
-  std::sort(r.calls.begin(), r.calls.end(), [](const auto& a, const auto& b) {
-    return a.pid != b.pid ? a.pid < b.pid : a.ended_ns < b.ended_ns;
-  });
-  std::string out = "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n";
-  out += fmt::format(
-      "{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{0},\"tid\":{0},"
-      "\"args\":{{\"name\":\"driver (pid {0})\"}}}}",
-      driver_pid);
-  int pid = -1;
-  std::int64_t previous_end = 0;
-  for (const auto& c : r.calls) {
-    const int track = c.pid ? c.pid : driver_pid;
-    if (c.pid != pid) {
-      pid = c.pid;
-      previous_end = 0;
-      if (c.pid)
-        out += fmt::format(
-            ",\n{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{0},\"tid\":{0},"
-            "\"args\":{{\"name\":\"{1} (pid {0})\"}}}}",
-            c.pid, c.actor ? "actor" : "worker");
-    }
-    const std::int64_t sent = c.sent_ns ? c.sent_ns : c.ended_ns;
-    const std::int64_t start = std::min(std::max(sent, previous_end), c.ended_ns);
-    previous_end = c.ended_ns;
-    const std::string name = state::detail::json_escaped(c.name.empty() ? "a task" : c.name);
-    out += fmt::format(
-        ",\n{{\"name\":\"{}\",\"cat\":\"{}\",\"ph\":\"X\",\"pid\":{},\"tid\":{},"
-        "\"ts\":{:.3f},\"dur\":{:.3f},\"args\":{{\"id\":{},\"argument_bytes\":{},"
-        "\"attempt\":{},\"outcome\":\"{}\"}}}}",
-        name, c.actor ? "actor_call" : "task", track, track, us(start), us(c.ended_ns) - us(start),
-        c.id, c.argument_bytes, c.attempt, c.failed ? "failed" : "ok");
-    // The arrow: from an instant slice on the driver's track at submission to the call.
-    out += fmt::format(
-        ",\n{{\"name\":\"submit {0}\",\"cat\":\"submit\",\"ph\":\"X\",\"pid\":{1},"
-        "\"tid\":{1},\"ts\":{2:.3f},\"dur\":0}}"
-        ",\n{{\"name\":\"call\",\"cat\":\"flow\",\"ph\":\"s\",\"id\":{3},\"pid\":{1},"
-        "\"tid\":{1},\"ts\":{2:.3f}}}"
-        ",\n{{\"name\":\"call\",\"cat\":\"flow\",\"ph\":\"f\",\"bp\":\"e\",\"id\":{3},"
-        "\"pid\":{4},\"tid\":{4},\"ts\":{5:.3f}}}",
-        name, driver_pid, us(c.submitted_ns), c.id, track, us(start));
-  }
-  out += "\n]}\n";
+  const std::size_t n = r.calls.size();
+  const std::string out =
+      ray::detail::timeline_trace(std::move(r.calls), static_cast<int>(::getpid()));
   std::FILE* f = std::fopen(file.c_str(), "wb");
   if (!f || std::fwrite(out.data(), 1, out.size(), f) != out.size() || std::fclose(f) != 0) {
     if (f) std::fclose(f);
     throw ray::runtime_error(fmt::format("ray::timeline: cannot write {}", file));
   }
-  return r.calls.size();
+  return n;
 }
 
 CORAY_END_NAMESPACE

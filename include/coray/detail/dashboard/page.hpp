@@ -28,6 +28,9 @@ inline constexpr const char* page_html = R"coray_page(<!doctype html>
  .bar{margin:0 0 8px;display:flex;gap:8px;flex-wrap:wrap;align-items:center}
  #err{color:#c62828}
  button.kill{color:#c62828}
+ .track{position:relative;height:18px;background:#eceff1;margin:2px 0 8px}
+ .slice{position:absolute;top:0;height:18px;background:#1565c0;min-width:1px}
+ .slice.failed{background:#c62828}
  @media (max-width:600px){th,td{padding:3px 4px;font-size:12px}}
 </style></head><body>
 <header><b>coray</b><nav id="tabs"></nav><span id="err"></span></header>
@@ -36,7 +39,8 @@ inline constexpr const char* page_html = R"coray_page(<!doctype html>
 "use strict";
 const token = new URLSearchParams(location.search).get("token") || "";
 const views = {machine: "/api/nodes", actors: "/api/actors", tasks: "/api/tasks",
-               memory: "/api/objects", configuration: "/api/config", logs: "/api/logs"};
+               memory: "/api/objects", configuration: "/api/config", logs: "/api/logs",
+               timeline: "/api/timeline"};
 let current = location.hash.slice(1) in views ? location.hash.slice(1) : "machine";
 let logPid = "", logSince = 0, logText = "", logProcesses = "";
 const states = new Set(["ALIVE", "DEAD", "FAILED", "FINISHED", "RUNNING"]);
@@ -123,6 +127,31 @@ const render = {
   },
   configuration(d) {
     return [table([["option", e => e[0]], ["value", e => JSON.stringify(e[1])]], Object.entries(d))];
+  },
+  timeline(d) {
+    if (!d.recording)
+      return [el("p", {}, "This runtime records no timeline: start it with ",
+                 el("code", {}, "{.record_timeline = true}"), " or CORAY_TIMELINE=1.")];
+    const w = d.window_s * 1e6;
+    const download = el("a", {href: "/api/timeline/trace?token=" + encodeURIComponent(token),
+                              download: "coray-timeline.json"},
+                        "download the whole timeline (Chrome trace events: Perfetto, chrome://tracing)");
+    const out = [el("div", {className: "bar"}, el("span", {}, "The last " + d.window_s + " s, each call from its sending to its reply; "), download)];
+    for (const t of d.tracks) {
+      const track = el("div", {className: "track"});
+      for (const s of t.slices) {
+        const left = Math.max(0, (s.start_us + w) / w * 100);
+        const right = Math.min(100, (s.end_us + w) / w * 100);
+        const bar = el("div", {className: s.failed ? "slice failed" : "slice",
+                               title: s.name + " #" + s.id + ", " + ((s.end_us - s.start_us) / 1000).toFixed(3) + " ms"});
+        bar.style.left = left + "%";
+        bar.style.width = Math.max(0, right - left) + "%";
+        track.append(bar);
+      }
+      out.push(el("div", {}, t.kind + " pid " + t.pid + " (" + t.slices.length + " calls)"), track);
+    }
+    if (!d.tracks.length) out.push(el("p", {}, "No call ended in the last " + d.window_s + " s."));
+    return out;
   },
   logs(d) {
     const pick = el("select", {onchange: e => showLogs(e.target.value)},

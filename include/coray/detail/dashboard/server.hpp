@@ -84,9 +84,17 @@ inline bool is_number(std::string_view s, std::size_t max_digits) noexcept {
 /// The fixed table of paths: the page, the reads, /api/logs/<pid>, and the two actions
 /// /api/actors/<id>/kill and /api/tasks/<id>/cancel. Anything else is none.
 inline route route_of(std::string_view path) {
-  static const std::set<std::string, std::less<>> reads = {
-      "/",           "/api/nodes", "/api/processes", "/api/actors", "/api/tasks", "/api/objects",
-      "/api/config", "/api/logs",  "/metrics"};
+  static const std::set<std::string, std::less<>> reads = {"/",
+                                                           "/api/nodes",
+                                                           "/api/processes",
+                                                           "/api/actors",
+                                                           "/api/tasks",
+                                                           "/api/objects",
+                                                           "/api/config",
+                                                           "/api/logs",
+                                                           "/api/timeline",
+                                                           "/api/timeline/trace",
+                                                           "/metrics"};
   if (reads.find(path) != reads.end()) return {route::read};
   constexpr std::string_view logs = "/api/logs/";
   if (path.starts_with(logs) && is_number(path.substr(logs.size()), 9)) return {route::read};
@@ -387,6 +395,32 @@ class server final : public dashboard_service {
     server_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       auto p = snapshot();
       res.set_content(p ? p->metrics : std::string(), "text/plain; version=0.0.4");
+    });
+    // The timeline: its last seconds for the view (?seconds=, 1 to 60, default 10), and all
+    // of it as Chrome's trace events, a download (what ray::timeline writes).
+    server_.Get("/api/timeline", [this](const httplib::Request& req, httplib::Response& res) {
+      auto p = snapshot();
+      if (!p || !p->records_timeline)
+        return res.set_content(R"({"recording":false})", "application/json");
+      double seconds = 10;
+      if (req.has_param("seconds")) {
+        const std::string s = req.get_param_value("seconds");
+        if (is_number(s, 2)) seconds = std::clamp(std::stod(s), 1.0, 60.0);
+      }
+      const auto now = std::chrono::steady_clock::now().time_since_epoch();
+      res.set_content(
+          recent_timeline(p->timeline,
+                          std::chrono::duration_cast<std::chrono::nanoseconds>(now).count(),
+                          seconds),
+          "application/json");
+    });
+    server_.Get("/api/timeline/trace", [this](const httplib::Request&, httplib::Response& res) {
+      auto p = snapshot();
+      if (!p || !p->records_timeline)
+        return refuse(res, 404, "the runtime records no timeline (record_timeline)");
+      res.set_header("Content-Disposition", R"(attachment; filename="coray-timeline.json")");
+      res.set_content(timeline_trace(p->timeline, static_cast<int>(::getpid())),
+                      "application/json");
     });
     server_.Get("/api/logs", [this](const httplib::Request& req, httplib::Response& res) {
       asked_for_logs();

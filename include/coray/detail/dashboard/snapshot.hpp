@@ -14,6 +14,7 @@
 #include <coray/detail/runtime/driver.hpp>
 #include <coray/detail/runtime/output_name.hpp>
 #include <coray/detail/runtime/state_records.hpp>
+#include <coray/detail/runtime/timeline_trace.hpp>
 #include <coray/runtime.hpp>
 #include <cstdint>
 #include <fstream>
@@ -44,6 +45,8 @@ struct loop_view {
   };
   std::vector<output> logs;  // when asked for
   std::string user_metrics;  // ray::metrics' series, in Prometheus' text format
+  bool records_timeline = false;
+  std::vector<timeline_entry> timeline;  // when it records: the calls it kept
 };
 
 /// Loop thread: the copy, and the output of `log_pids` when not empty (each a round trip to
@@ -62,6 +65,8 @@ inline loop_view read_on_loop(driver& d, const std::set<int>& log_pids) {
   for (int pid : log_pids)
     if (auto got = d.process_output(pid)) v.logs.push_back({pid, got->first, got->second});
   d.hdr->metrics.append_prometheus(v.user_metrics);
+  v.records_timeline = d.records_timeline();
+  if (v.records_timeline) v.timeline = d.timeline();
   return v;
 }
 
@@ -103,7 +108,38 @@ struct published {
   std::string nodes, actors, tasks, objects, config;
   std::string metrics;                               // Prometheus' text format (/metrics)
   std::set<std::uint64_t> actor_ids, live_task_ids;  // what kill and cancel may name
+  bool records_timeline = false;
+  std::vector<timeline_entry> timeline;  // the timeline's calls, drawn when asked for
 };
+
+/// The timeline view's JSON: the slices of the last `window` seconds before `now_ns` (the
+/// driver's steady clock), grouped by process, times in microseconds before now.
+inline std::string recent_timeline(std::vector<timeline_entry> calls, std::int64_t now_ns,
+                                   double window) {
+  const auto from = now_ns - static_cast<std::int64_t>(window * 1e9);
+  std::erase_if(calls, [&](const timeline_entry& c) { return c.ended_ns < from; });
+  nlohmann::json tracks = nlohmann::json::array();
+  int pid = -1;
+  for (const timeline_slice& s : timeline_slices(calls)) {
+    const timeline_entry& c = *s.call;
+    if (c.pid != pid || tracks.empty()) {
+      pid = c.pid;
+      tracks.push_back({{"pid", c.pid},
+                        {"kind", c.actor ? "actor"
+                                 : c.pid ? "worker"
+                                         : "driver"},
+                        {"slices", nlohmann::json::array()}});
+    }
+    tracks.back()["slices"].push_back(
+        {{"name", std::string(c.name.empty() ? "a task" : c.name)},
+         {"id", c.id},
+         {"start_us", static_cast<double>(std::max(s.start_ns, from) - now_ns) / 1e3},
+         {"end_us", static_cast<double>(c.ended_ns - now_ns) / 1e3},
+         {"failed", c.failed}});
+  }
+  return nlohmann::json{{"recording", true}, {"window_s", window}, {"tracks", std::move(tracks)}}
+      .dump();
+}
 
 /// The runtime's metrics and the user's (ray::metrics), in Prometheus' text format: calls by
 /// function and state, actors by state, the store's bytes, each process's CPU and memory.
@@ -163,6 +199,8 @@ class snapshot_maker {
 
   published make(const loop_view& v) {
     published p;
+    p.records_timeline = v.records_timeline;
+    p.timeline = v.timeline;
     const auto now = std::chrono::steady_clock::now();
 
     // What each process runs now, and each actor's calls by state.
@@ -218,9 +256,7 @@ class snapshot_maker {
             pid, role, s.cpu_seconds, s.rss_bytes);
       auto r = running_on.find(pid);
       j["current_task"] = r == running_on.end() ? "" : r->second;
-      // GPUs are the runtime's to hand out per call; a process holds them only while it runs
-      // a call that asked for some, which the records do not say yet.
-      j["gpu_ids"] = nlohmann::json::array();
+      j["gpu_ids"] = nlohmann::json::array();  // the driver's: none of the runtime's
       processes.push_back(std::move(j));
     };
     seen_cpu_.clear();
@@ -233,12 +269,14 @@ class snapshot_maker {
                            : "DEAD",
                 "worker");
         processes.back()["calls_in_flight"] = w.calls_in_flight;
+        processes.back()["gpu_ids"] = w.gpu_ids;
       } else {
         auto a = actor_of.find(w.actor_id);
         process(
             w.pid, "actor", "ALIVE",
             a == actor_of.end() ? "actor" : std::string(output_short_name(a->second->class_name)));
         processes.back()["actor_id"] = w.actor_id;
+        processes.back()["gpu_ids"] = w.gpu_ids;
       }
     }
     cpu_.swap(seen_cpu_);

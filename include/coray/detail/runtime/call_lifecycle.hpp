@@ -433,12 +433,27 @@ class call_lifecycle {
   /// The task workers, in slot order, then the actors' live processes.
   std::vector<state::worker_info> list_workers() const {
     std::vector<state::worker_info> out;
+    std::vector<std::uint32_t> held(cfg_.num_workers, 0);  // GPUs of the calls each runs
+    tasks_.for_each([&](const task_record& r) {
+      if (!r.actor && r.worker >= 0 && static_cast<std::uint32_t>(r.worker) < held.size())
+        held[static_cast<std::size_t>(r.worker)] |= r.gpus;
+    });
     for (std::uint32_t s = 0; s < cfg_.num_workers; ++s)
       out.push_back({transport_.pid(s), state::worker_kind::task_worker, transport_.alive(s),
-                     tasks_.in_flight(s), 0});
+                     tasks_.in_flight(s), 0, gpu_names(held[s])});
     for (const auto& a : list_actors())
-      if (a.state != state::actor_state::dead && a.pid > 0)
-        out.push_back({a.pid, state::worker_kind::actor, true, 0, a.id});
+      if (a.state != state::actor_state::dead && a.pid > 0) {
+        const actor_entry* e = actors_.find(a.id);
+        out.push_back({a.pid, state::worker_kind::actor, true, 0, a.id,
+                       gpu_names(e ? e->grant.gpu_mask() : 0)});
+      }
+    return out;
+  }
+  /// The names of the GPUs in `mask` (indices into the runtime's GPU ids).
+  std::vector<std::string> gpu_names(std::uint32_t mask) const {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < cfg_.gpu_ids.size() && i < 32; ++i)
+      if (mask & (std::uint32_t{1} << i)) out.push_back(cfg_.gpu_ids[i]);
     return out;
   }
 

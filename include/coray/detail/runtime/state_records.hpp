@@ -71,6 +71,9 @@ struct worker_info {
   bool alive = false;
   std::uint32_t calls_in_flight = 0;  // task workers: calls sent and not done
   std::uint64_t actor_id = 0;         // actors: whose process it is
+  /// The GPUs it holds now, as CUDA_VISIBLE_DEVICES names them: an actor's for its life, a
+  /// task worker's those of the calls it runs; empty for none.
+  std::vector<std::string> gpu_ids;
 };
 
 /// An object the driver holds: each one with a value in the store or the spill file, and each
