@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <coray/coray.hpp>
 #include <forward_list>
 #include <list>
@@ -12,6 +13,7 @@
 #include <numeric>
 #include <ranges>
 #include <set>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -55,6 +57,7 @@ std::string repeat(const std::string& s, int times) {
 }
 double scale(int x, double by, char unit) { return unit == 'k' ? x * by * 1000 : x * by; }
 int pid_plus(int, int) { return getpid(); }
+int unit_scaled(char unit, int x) { return unit == 'k' ? x * 1000 + 7 : x; }
 void nothing(int) {}
 
 std::vector<int> iota(int n) {
@@ -253,6 +256,52 @@ TEST_CASE("starmap calls f with each tuple's elements as its arguments, in the i
   // Both processes take chunks.
   auto pids = p.starmap<pid_plus>(std::vector<std::pair<int, int>>(8), 1);
   CHECK(std::set<int>(pids.begin(), pids.end()).size() == 2);
+}
+
+TEST_CASE("starmap gives the same results whether its items are copied as they lie or packed") {
+  ray::runtime rt({.num_workers = 1});
+  ray::pool p(2);
+  std::vector<int> xs(1001);
+  std::iota(xs.begin(), xs.end(), -500);
+  std::vector<int> tens, sums, mixed;
+  for (int x : xs) {
+    tens.push_back(x * 10);
+    sums.push_back(x + 3 * x);
+    mixed.push_back(x * 1000 + 7);
+  }
+  // In a row's layout (copied a chunk at a time): one-element tuples, pairs and arrays of
+  // the parameters' types, from a vector, a const vector or a span over part of one.
+  std::vector<std::tuple<int>> singles(xs.begin(), xs.end());
+  const std::vector<std::pair<int, int>> pairs = [&] {
+    std::vector<std::pair<int, int>> v;
+    for (int x : xs) v.emplace_back(x, 3 * x);
+    return v;
+  }();
+  std::vector<std::array<int, 2>> arrays;
+  for (int x : xs) arrays.push_back({x, 3 * x});
+  for (std::size_t cs : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{2000}}) {
+    CHECK(p.starmap<times_ten>(singles, cs) == tens);
+    CHECK(p.starmap<add>(pairs, cs) == sums);
+    CHECK(p.starmap<add>(arrays, cs) == sums);
+  }
+  CHECK(p.starmap<add>(std::span<const std::pair<int, int>>(pairs).subspan(10, 5), 2) ==
+        std::vector<int>(sums.begin() + 10, sums.begin() + 15));
+  CHECK(p.starmap<times_ten>(std::vector<std::tuple<int>>{}).empty());
+  // Not in a row's layout (packed item by item): multi-element tuples (whose order of
+  // elements the library chooses), elements of other types that convert, padding.
+  std::vector<std::tuple<int, int>> tuples;
+  std::vector<std::pair<long, short>> converted;
+  std::vector<std::pair<char, int>> padded;
+  for (int x : xs) {
+    tuples.emplace_back(x, 3 * x);
+    converted.emplace_back(x, static_cast<short>(3 * x));
+    padded.emplace_back('k', x);
+  }
+  for (std::size_t cs : {std::size_t{0}, std::size_t{3}}) {
+    CHECK(p.starmap<add>(tuples, cs) == sums);
+    CHECK(p.starmap<add>(converted, cs) == sums);
+    CHECK(p.starmap<unit_scaled>(padded, cs) == mixed);
+  }
 }
 
 TEST_CASE("starmap_async settles with every result, and a failing call fails it") {

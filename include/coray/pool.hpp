@@ -47,6 +47,7 @@
 #include <coray/sync_wait.hpp>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -721,6 +722,26 @@ class pool {
             disp_.enqueue(detail::make_pool_call<method, F, detail::star_chunk_tag<chunk>>(
                 d_, std::forward<decltype(c)>(c))));
       };
+      using Item = std::remove_cv_t<std::ranges::range_value_t<Range>>;
+      if constexpr (args::template may_lie_as_rows<Item> && std::ranges::contiguous_range<Range> &&
+                    std::ranges::sized_range<Range>) {
+        n = std::ranges::size(items);
+        if (n > 0 && args::lies_as_rows(*std::ranges::data(items))) {
+          // Items that lie as rows (a std::pair or std::array of the parameters' types, a
+          // std::tuple whose library keeps its elements in order): each chunk is copied once,
+          // as it lies, into its message or block, as map copies raw items.
+          const auto* all = reinterpret_cast<const std::byte*>(std::ranges::data(items));
+          const std::size_t cs = chunk_size(n, chunksize);
+          for (std::size_t i = 0; i < n; i += cs) {
+            const std::size_t len = std::min(cs, n - i);
+            auto fill = [from = all + i * args::width, len](std::byte* out) {
+              std::memcpy(out, from, len * args::width);
+            };
+            send(detail::raw_rows_argument<typename args::row, decltype(fill)>{len, fill});
+          }
+          return units;
+        }
+      }
       if constexpr (args::raw && std::ranges::sized_range<Range>) {
         // Packed: each item's arguments become one row of bytes, written straight into the
         // call's message or block (one pass over the items, as map's one copy of them).

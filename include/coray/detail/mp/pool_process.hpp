@@ -8,7 +8,9 @@
 #include <bit>
 #include <coray/detail/codec/codec_traits.hpp>
 #include <coray/task.hpp>
+#include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <tuple>
 #include <type_traits>
@@ -120,6 +122,44 @@ struct star_args<F, std::tuple<P...>> {
     ((i++ < I ? o += sizeof(storage_type_t<P>) : o), ...);
     return o;
   }();
+
+  /// Whether items of type V (a std::tuple, std::pair or std::array of exactly the
+  /// parameters' owning types, no padding) may lie in memory as rows; lies_as_rows(v) then
+  /// checks the elements' order, which the standard leaves to the library for std::tuple.
+  template <class V>
+  static consteval bool rows_fit() {
+    constexpr codec_kind k = std_kind<V>::value;
+    if constexpr (!raw ||
+                  (k != codec_kind::tuple && k != codec_kind::pair && k != codec_kind::array)) {
+      return false;
+    } else if constexpr (std::tuple_size_v<V> != sizeof...(P) || sizeof(V) != width) {
+      return false;
+    } else {
+      return []<std::size_t... I>(std::index_sequence<I...>) {
+        return (std::is_same_v<std::remove_cv_t<std::tuple_element_t<I, V>>, arg<I>> && ...);
+      }
+      (std::index_sequence_for<P...>{});
+    }
+  }
+  template <class V>
+  static constexpr bool may_lie_as_rows = rows_fit<V>();
+  /// Whether item `v`'s bytes are a row: each element at its row offset. An item's bytes
+  /// copied as they lie are then what pack() writes, so a run of items is copied at once.
+  template <class V>
+  static bool lies_as_rows(const V& v) noexcept {
+    if constexpr (!may_lie_as_rows<V>) {
+      return false;
+    } else {
+      const auto at = [&](const auto& e) {
+        return reinterpret_cast<std::uintptr_t>(std::addressof(e)) -
+               reinterpret_cast<std::uintptr_t>(std::addressof(v));
+      };
+      return [&]<std::size_t... I>(std::index_sequence<I...>) {
+        return ((at(std::get<I>(v)) == offset<I>)&&...);
+      }
+      (std::index_sequence_for<P...>{});
+    }
+  }
 
   /// Writes tuple-like `t`'s elements, each converted to its parameter's type, into `out`.
   template <class T>
