@@ -4,9 +4,10 @@
 set -euo pipefail
 
 # libcpp-httplib-dev and nlohmann-json3-dev: the dashboard (found through pkg-config).
-# chromium, chromium-driver and python3-selenium: the dashboard's test in a real browser
+# chromium, chromium-driver, python3-selenium and fonts-liberation (the fonts Chromium
+# recommends): the dashboard's test in a real browser
 # (tests/browser, run in the release preset).
-packages=(cmake ninja-build g++ clang python3 libboost1.81-dev libfmt-dev libconcurrentqueue-dev doctest-dev libclang-rt-14-dev clang-format-14 pkg-config libcpp-httplib-dev nlohmann-json3-dev chromium chromium-driver python3-selenium)
+packages=(cmake ninja-build g++ clang python3 libboost1.81-dev libfmt-dev libconcurrentqueue-dev doctest-dev libclang-rt-14-dev clang-format-14 pkg-config libcpp-httplib-dev nlohmann-json3-dev chromium chromium-driver python3-selenium fonts-liberation)
 packages+=("$@")
 
 missing=()

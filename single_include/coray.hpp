@@ -6614,6 +6614,9 @@ struct worker_info {
   bool alive = false;
   std::uint32_t calls_in_flight = 0;  // task workers: calls sent and not done
   std::uint64_t actor_id = 0;         // actors: whose process it is
+  /// The GPUs it holds now, as CUDA_VISIBLE_DEVICES names them: an actor's for its life, a
+  /// task worker's those of the calls it runs; empty for none.
+  std::vector<std::string> gpu_ids;
 };
 
 /// An object the driver holds: each one with a value in the store or the spill file, and each
@@ -10868,7 +10871,9 @@ CORAY_END_NAMESPACE
 #include <bit>
 // #include <coray/detail/codec/codec_traits.hpp>: inlined above
 // #include <coray/task.hpp>: inlined above
+#include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <tuple>
 #include <type_traits>
@@ -10980,6 +10985,44 @@ struct star_args<F, std::tuple<P...>> {
     ((i++ < I ? o += sizeof(storage_type_t<P>) : o), ...);
     return o;
   }();
+
+  /// Whether items of type V (a std::tuple, std::pair or std::array of exactly the
+  /// parameters' owning types, no padding) may lie in memory as rows; lies_as_rows(v) then
+  /// checks the elements' order, which the standard leaves to the library for std::tuple.
+  template <class V>
+  static consteval bool rows_fit() {
+    constexpr codec_kind k = std_kind<V>::value;
+    if constexpr (!raw ||
+                  (k != codec_kind::tuple && k != codec_kind::pair && k != codec_kind::array)) {
+      return false;
+    } else if constexpr (std::tuple_size_v<V> != sizeof...(P) || sizeof(V) != width) {
+      return false;
+    } else {
+      return []<std::size_t... I>(std::index_sequence<I...>) {
+        return (std::is_same_v<std::remove_cv_t<std::tuple_element_t<I, V>>, arg<I>> && ...);
+      }
+      (std::index_sequence_for<P...>{});
+    }
+  }
+  template <class V>
+  static constexpr bool may_lie_as_rows = rows_fit<V>();
+  /// Whether item `v`'s bytes are a row: each element at its row offset. An item's bytes
+  /// copied as they lie are then what pack() writes, so a run of items is copied at once.
+  template <class V>
+  static bool lies_as_rows(const V& v) noexcept {
+    if constexpr (!may_lie_as_rows<V>) {
+      return false;
+    } else {
+      const auto at = [&](const auto& e) {
+        return reinterpret_cast<std::uintptr_t>(std::addressof(e)) -
+               reinterpret_cast<std::uintptr_t>(std::addressof(v));
+      };
+      return [&]<std::size_t... I>(std::index_sequence<I...>) {
+        return ((at(std::get<I>(v)) == offset<I>)&&...);
+      }
+      (std::index_sequence_for<P...>{});
+    }
+  }
 
   /// Writes tuple-like `t`'s elements, each converted to its parameter's type, into `out`.
   template <class T>
@@ -11548,6 +11591,7 @@ CORAY_END_NAMESPACE
 // #include <coray/sync_wait.hpp>: inlined above
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -12222,6 +12266,26 @@ class pool {
             disp_.enqueue(detail::make_pool_call<method, F, detail::star_chunk_tag<chunk>>(
                 d_, std::forward<decltype(c)>(c))));
       };
+      using Item = std::remove_cv_t<std::ranges::range_value_t<Range>>;
+      if constexpr (args::template may_lie_as_rows<Item> && std::ranges::contiguous_range<Range> &&
+                    std::ranges::sized_range<Range>) {
+        n = std::ranges::size(items);
+        if (n > 0 && args::lies_as_rows(*std::ranges::data(items))) {
+          // Items that lie as rows (a std::pair or std::array of the parameters' types, a
+          // std::tuple whose library keeps its elements in order): each chunk is copied once,
+          // as it lies, into its message or block, as map copies raw items.
+          const auto* all = reinterpret_cast<const std::byte*>(std::ranges::data(items));
+          const std::size_t cs = chunk_size(n, chunksize);
+          for (std::size_t i = 0; i < n; i += cs) {
+            const std::size_t len = std::min(cs, n - i);
+            auto fill = [from = all + i * args::width, len](std::byte* out) {
+              std::memcpy(out, from, len * args::width);
+            };
+            send(detail::raw_rows_argument<typename args::row, decltype(fill)>{len, fill});
+          }
+          return units;
+        }
+      }
       if constexpr (args::raw && std::ranges::sized_range<Range>) {
         // Packed: each item's arguments become one row of bytes, written straight into the
         // call's message or block (one pass over the items, as map's one copy of them).
@@ -14516,12 +14580,27 @@ class call_lifecycle {
   /// The task workers, in slot order, then the actors' live processes.
   std::vector<state::worker_info> list_workers() const {
     std::vector<state::worker_info> out;
+    std::vector<std::uint32_t> held(cfg_.num_workers, 0);  // GPUs of the calls each runs
+    tasks_.for_each([&](const task_record& r) {
+      if (!r.actor && r.worker >= 0 && static_cast<std::uint32_t>(r.worker) < held.size())
+        held[static_cast<std::size_t>(r.worker)] |= r.gpus;
+    });
     for (std::uint32_t s = 0; s < cfg_.num_workers; ++s)
       out.push_back({transport_.pid(s), state::worker_kind::task_worker, transport_.alive(s),
-                     tasks_.in_flight(s), 0});
+                     tasks_.in_flight(s), 0, gpu_names(held[s])});
     for (const auto& a : list_actors())
-      if (a.state != state::actor_state::dead && a.pid > 0)
-        out.push_back({a.pid, state::worker_kind::actor, true, 0, a.id});
+      if (a.state != state::actor_state::dead && a.pid > 0) {
+        const actor_entry* e = actors_.find(a.id);
+        out.push_back({a.pid, state::worker_kind::actor, true, 0, a.id,
+                       gpu_names(e ? e->grant.gpu_mask() : 0)});
+      }
+    return out;
+  }
+  /// The names of the GPUs in `mask` (indices into the runtime's GPU ids).
+  std::vector<std::string> gpu_names(std::uint32_t mask) const {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < cfg_.gpu_ids.size() && i < 32; ++i)
+      if (mask & (std::uint32_t{1} << i)) out.push_back(cfg_.gpu_ids[i]);
     return out;
   }
 
@@ -19048,6 +19127,113 @@ CORAY_END_NAMESPACE
 // #include <coray/detail/runtime/foreign.hpp>: inlined above
 // #include <coray/detail/runtime/output_name.hpp>: inlined above
 // #include <coray/detail/runtime/state_records.hpp>: inlined above
+// begin <coray/detail/runtime/timeline_trace.hpp>
+/// The timeline's calls as slices on their processes' tracks, and as Chrome's trace-event
+/// JSON: what ray::timeline writes and the dashboard serves (design.md, "The runtime core",
+/// on the timeline).
+
+#include <fmt/format.h>
+
+#include <algorithm>
+// #include <coray/detail/runtime/state_records.hpp>: inlined above
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// `s` as a JSON string's contents.
+inline std::string json_escaped(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\')
+      out += {'\\', c};
+    else if (static_cast<unsigned char>(c) < 0x20)
+      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+    else
+      out += c;
+  }
+  return out;
+}
+
+/// One call drawn on its process's track, from `start_ns` to its end.
+struct timeline_slice {
+  const timeline_entry* call;
+  std::int64_t start_ns;
+};
+
+/// Sorts `calls` by process, then by end, and draws each from when it was sent to its
+/// process (or when the call before it there ended, if later) to when its reply was read.
+inline std::vector<timeline_slice> timeline_slices(std::vector<timeline_entry>& calls) {
+  std::sort(calls.begin(), calls.end(), [](const auto& a, const auto& b) {
+    return a.pid != b.pid ? a.pid < b.pid : a.ended_ns < b.ended_ns;
+  });
+  std::vector<timeline_slice> out;
+  out.reserve(calls.size());
+  int pid = -1;
+  std::int64_t previous_end = 0;
+  for (const auto& c : calls) {
+    if (c.pid != pid) {
+      pid = c.pid;
+      previous_end = 0;
+    }
+    const std::int64_t sent = c.sent_ns ? c.sent_ns : c.ended_ns;
+    out.push_back({&c, std::min(std::max(sent, previous_end), c.ended_ns)});
+    previous_end = c.ended_ns;
+  }
+  return out;
+}
+
+/// The calls in Chrome's trace-event format: a track per process (named), an `X` slice per
+/// call, and an arrow from the driver's track at submission to the slice.
+inline std::string timeline_trace(std::vector<timeline_entry> calls, int driver_pid) {
+  std::int64_t t0 = calls.empty() ? 0 : calls.front().submitted_ns;
+  for (const auto& c : calls) t0 = std::min(t0, c.submitted_ns);
+  auto us = [t0](std::int64_t ns) { return static_cast<double>(ns - t0) / 1000.0; };
+  std::string out = "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n";
+  out += fmt::format(
+      "{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{0},\"tid\":{0},"
+      "\"args\":{{\"name\":\"driver (pid {0})\"}}}}",
+      driver_pid);
+  int pid = -1;
+  for (const timeline_slice& s : timeline_slices(calls)) {
+    const timeline_entry& c = *s.call;
+    const int track = c.pid ? c.pid : driver_pid;
+    if (c.pid != pid) {
+      pid = c.pid;
+      if (c.pid)
+        out += fmt::format(
+            ",\n{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{0},\"tid\":{0},"
+            "\"args\":{{\"name\":\"{1} (pid {0})\"}}}}",
+            c.pid, c.actor ? "actor" : "worker");
+    }
+    const std::string name = json_escaped(c.name.empty() ? "a task" : c.name);
+    out += fmt::format(
+        ",\n{{\"name\":\"{}\",\"cat\":\"{}\",\"ph\":\"X\",\"pid\":{},\"tid\":{},"
+        "\"ts\":{:.3f},\"dur\":{:.3f},\"args\":{{\"id\":{},\"argument_bytes\":{},"
+        "\"attempt\":{},\"outcome\":\"{}\"}}}}",
+        name, c.actor ? "actor_call" : "task", track, track, us(s.start_ns),
+        us(c.ended_ns) - us(s.start_ns), c.id, c.argument_bytes, c.attempt,
+        c.failed ? "failed" : "ok");
+    // The arrow: from an instant slice on the driver's track at submission to the call.
+    out += fmt::format(
+        ",\n{{\"name\":\"submit {0}\",\"cat\":\"submit\",\"ph\":\"X\",\"pid\":{1},"
+        "\"tid\":{1},\"ts\":{2:.3f},\"dur\":0}}"
+        ",\n{{\"name\":\"call\",\"cat\":\"flow\",\"ph\":\"s\",\"id\":{3},\"pid\":{1},"
+        "\"tid\":{1},\"ts\":{2:.3f}}}"
+        ",\n{{\"name\":\"call\",\"cat\":\"flow\",\"ph\":\"f\",\"bp\":\"e\",\"id\":{3},"
+        "\"pid\":{4},\"tid\":{4},\"ts\":{5:.3f}}}",
+        name, driver_pid, us(c.submitted_ns), c.id, track, us(s.start_ns));
+  }
+  out += "\n]}\n";
+  return out;
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/timeline_trace.hpp>
 // #include <coray/errors.hpp>: inlined above
 #include <cstdint>
 #include <cstdio>
@@ -19055,6 +19241,7 @@ CORAY_END_NAMESPACE
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
@@ -19198,22 +19385,6 @@ inline std::string memory_summary() {
   return out;
 }
 
-namespace state::detail {
-/// `s` as a JSON string's contents.
-inline std::string json_escaped(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\')
-      out += {'\\', c};
-    else if (static_cast<unsigned char>(c) < 0x20)
-      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-    else
-      out += c;
-  }
-  return out;
-}
-}  // namespace state::detail
-
 /// Writes the calls recorded so far (runtime_options::record_timeline: the last
 /// task_history of them) to `file` in Chrome's trace-event format, which Perfetto
 /// (ui.perfetto.dev) and chrome://tracing open; returns how many calls it wrote. Ray's
@@ -19236,59 +19407,15 @@ inline std::size_t timeline(const std::string& file) {
     throw usage_error(
         "ray::timeline: the runtime records no timeline; start it with "
         "{.record_timeline = true} or CORAY_TIMELINE=1");
-  const int driver_pid = static_cast<int>(::getpid());
-  std::int64_t t0 = r.calls.empty() ? 0 : r.calls.front().submitted_ns;
-  for (const auto& c : r.calls) t0 = std::min(t0, c.submitted_ns);
-  auto us = [t0](std::int64_t ns) { return static_cast<double>(ns - t0) / 1000.0; };
-  // Calls in each process one after another, in the order they ended.
-  std::sort(r.calls.begin(), r.calls.end(), [](const auto& a, const auto& b) {
-    return a.pid != b.pid ? a.pid < b.pid : a.ended_ns < b.ended_ns;
-  });
-  std::string out = "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n";
-  out += fmt::format(
-      "{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{0},\"tid\":{0},"
-      "\"args\":{{\"name\":\"driver (pid {0})\"}}}}",
-      driver_pid);
-  int pid = -1;
-  std::int64_t previous_end = 0;
-  for (const auto& c : r.calls) {
-    const int track = c.pid ? c.pid : driver_pid;
-    if (c.pid != pid) {
-      pid = c.pid;
-      previous_end = 0;
-      if (c.pid)
-        out += fmt::format(
-            ",\n{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{0},\"tid\":{0},"
-            "\"args\":{{\"name\":\"{1} (pid {0})\"}}}}",
-            c.pid, c.actor ? "actor" : "worker");
-    }
-    const std::int64_t sent = c.sent_ns ? c.sent_ns : c.ended_ns;
-    const std::int64_t start = std::min(std::max(sent, previous_end), c.ended_ns);
-    previous_end = c.ended_ns;
-    const std::string name = state::detail::json_escaped(c.name.empty() ? "a task" : c.name);
-    out += fmt::format(
-        ",\n{{\"name\":\"{}\",\"cat\":\"{}\",\"ph\":\"X\",\"pid\":{},\"tid\":{},"
-        "\"ts\":{:.3f},\"dur\":{:.3f},\"args\":{{\"id\":{},\"argument_bytes\":{},"
-        "\"attempt\":{},\"outcome\":\"{}\"}}}}",
-        name, c.actor ? "actor_call" : "task", track, track, us(start), us(c.ended_ns) - us(start),
-        c.id, c.argument_bytes, c.attempt, c.failed ? "failed" : "ok");
-    // The arrow: from an instant slice on the driver's track at submission to the call.
-    out += fmt::format(
-        ",\n{{\"name\":\"submit {0}\",\"cat\":\"submit\",\"ph\":\"X\",\"pid\":{1},"
-        "\"tid\":{1},\"ts\":{2:.3f},\"dur\":0}}"
-        ",\n{{\"name\":\"call\",\"cat\":\"flow\",\"ph\":\"s\",\"id\":{3},\"pid\":{1},"
-        "\"tid\":{1},\"ts\":{2:.3f}}}"
-        ",\n{{\"name\":\"call\",\"cat\":\"flow\",\"ph\":\"f\",\"bp\":\"e\",\"id\":{3},"
-        "\"pid\":{4},\"tid\":{4},\"ts\":{5:.3f}}}",
-        name, driver_pid, us(c.submitted_ns), c.id, track, us(start));
-  }
-  out += "\n]}\n";
+  const std::size_t n = r.calls.size();
+  const std::string out =
+      ray::detail::timeline_trace(std::move(r.calls), static_cast<int>(::getpid()));
   std::FILE* f = std::fopen(file.c_str(), "wb");
   if (!f || std::fwrite(out.data(), 1, out.size(), f) != out.size() || std::fclose(f) != 0) {
     if (f) std::fclose(f);
     throw ray::runtime_error(fmt::format("ray::timeline: cannot write {}", file));
   }
-  return r.calls.size();
+  return n;
 }
 
 CORAY_END_NAMESPACE

@@ -71,7 +71,9 @@ class commands {
 }  // namespace tour
 
 int main(int argc, char** argv) {
-  ray::runtime rt(argc, argv, {.num_workers = 2, .include_dashboard = true, .dashboard_port = 0});
+  ray::runtime rt(
+      argc, argv,
+      {.num_workers = 2, .record_timeline = true, .include_dashboard = true, .dashboard_port = 0});
   auto tally = ray::spawn<tour::counter>(ray::actor_options{.name = "tally"});
   auto greeter = ray::spawn<tour::greeter>(ray::actor_options{.name = "greeter"});
   int n = 0;

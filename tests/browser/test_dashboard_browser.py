@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The dashboard in a real browser (issue 14, item 7): headless Chromium, driven by Selenium,
 against tests/browser/dashboard_tour.cpp running. Each view of the page must show what the
-program made (processes, actors, calls, objects, configuration, logs); the logs follow live;
+program made (processes, actors, calls, objects, configuration, logs, the timeline); the
+logs follow live;
 the kill button (after the page's confirm()) kills the actor "tally", whose next call then
 fails with ray::actor_died in the program. A screenshot of each view, at 1280x800 and one at
 phone size, is kept in --out (the path is printed).
@@ -155,7 +156,7 @@ def tour(page, program, url):
     d.get(url)
     page.wait(expected_conditions.title_is("coray dashboard"), "the page's title")
     tabs = [b.text for b in d.find_elements(By.CSS_SELECTOR, "nav button")]
-    expected_tabs = ["machine", "actors", "tasks", "memory", "configuration", "logs"]
+    expected_tabs = ["machine", "actors", "tasks", "memory", "configuration", "logs", "timeline"]
     if tabs != expected_tabs:
         raise Failure(f"the tabs are {tabs}, not {expected_tabs}")
 
@@ -211,6 +212,16 @@ def tour(page, program, url):
         if options.get(key) != value:
             raise Failure(f"the configuration view has {key} = {options.get(key)!r}, not {value}")
     page.screenshot("configuration")
+
+    # timeline: a call made now is drawn on its worker's track; the whole is a download.
+    program.send("say timeline")
+    page.show("timeline")
+    page.wait(lambda dd: len(dd.find_elements(By.CSS_SELECTOR, "main .track .slice")) > 0,
+              "a call's slice on a track of the timeline view")
+    link = d.find_element(By.CSS_SELECTOR, "main a[download]")
+    if "/api/timeline/trace" not in (link.get_attribute("href") or ""):
+        raise Failure(f"the timeline's download link is {link.get_attribute('href')!r}")
+    page.screenshot("timeline")
 
     # logs: what a worker printed, then a line printed after the page opened, live.
     page.show("logs")
