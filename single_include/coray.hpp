@@ -14297,7 +14297,7 @@ class call_lifecycle {
       pump_actor(*a);
     } else if (r->pending_deps == 0) {
       if (r->failed_dep)
-        finish(r->id);
+        fail(*r, nullptr);  // settled already: its error goes to a nested call's maker
       else
         make_runnable(*r);
     }
@@ -14314,7 +14314,7 @@ class call_lifecycle {
     if (r->actor) {
       if (actor_entry* a = o.actors_.find(r->actor)) o.pump_actor(*a);
     } else if (r->failed_dep) {
-      o.finish(r->id);
+      o.fail(*r, nullptr);  // settled already: its error goes to a nested call's maker
     } else {
       o.make_runnable(*r);
     }
@@ -15733,6 +15733,10 @@ class worker final : public process, public call_host {
       result->set_error(*e);
       if (spec.returns)
         for (auto& s : *spec.returns) s->set_error(*e);
+      if (spec.stream) {  // a stream that ends before its first item, with that error
+        spec.stream->ended = true;
+        spec.stream->error = *e;
+      }
       return result;
     }
     awaited_.emplace(result->id, result.get());

@@ -102,6 +102,21 @@ struct ticker {
   int now() const { return next; }
 };
 
+int fails(int x) {
+  if (x >= 0) throw std::invalid_argument("no count for you");
+  return x;
+}
+
+// A call whose argument is a failed call's result, made from inside a task.
+int add_to_failed() { return ray::get(ray::task<add>.remote(ray::task<fails>.remote(3), 1)); }
+
+// Streams a count whose length is a failed call's result: the stream ends with that error.
+long stream_of_failed_count() {
+  long taken = 0;
+  for (auto r : ray::task<count_to>.remote(ray::task<fails>.remote(3))) taken += ray::get(r).get();
+  return taken;
+}
+
 long stream_inside_task(int n) {
   long total = 0;
   for (auto r : ray::task<count_to>.remote(n)) total += ray::get(r).get();
@@ -376,4 +391,14 @@ TEST_CASE("a stream's error reaches a consuming task after the items before it")
   ray::runtime rt({.num_workers = 2});
   CHECK_THROWS_WITH_AS(ray::get(ray::task<sum_until_error>.remote(5)).get(),
                        doctest::Contains("after 5 items: the source ran dry"), ray::task_error);
+}
+
+TEST_CASE("a stream whose argument failed ends with that error, in the driver and in a task") {
+  ray::runtime rt({.num_workers = 2});
+  auto s = ray::task<count_to>.remote(ray::task<fails>.remote(3));
+  CHECK_THROWS_WITH_AS(s.next().get(), doctest::Contains("no count for you"), ray::task_error);
+  CHECK_THROWS_WITH_AS(ray::get(ray::task<stream_of_failed_count>.remote()).get(),
+                       doctest::Contains("no count for you"), ray::task_error);
+  CHECK_THROWS_WITH_AS(ray::get(ray::task<add_to_failed>.remote()).get(),
+                       doctest::Contains("no count for you"), ray::task_error);
 }

@@ -150,7 +150,7 @@ class call_lifecycle {
       pump_actor(*a);
     } else if (r->pending_deps == 0) {
       if (r->failed_dep)
-        finish(r->id);
+        fail(*r, nullptr);  // settled already: its error goes to a nested call's maker
       else
         make_runnable(*r);
     }
@@ -167,7 +167,7 @@ class call_lifecycle {
     if (r->actor) {
       if (actor_entry* a = o.actors_.find(r->actor)) o.pump_actor(*a);
     } else if (r->failed_dep) {
-      o.finish(r->id);
+      o.fail(*r, nullptr);  // settled already: its error goes to a nested call's maker
     } else {
       o.make_runnable(*r);
     }

@@ -76,6 +76,10 @@ class worker final : public process, public call_host {
       result->set_error(*e);
       if (spec.returns)
         for (auto& s : *spec.returns) s->set_error(*e);
+      if (spec.stream) {  // a stream that ends before its first item, with that error
+        spec.stream->ended = true;
+        spec.stream->error = *e;
+      }
       return result;
     }
     awaited_.emplace(result->id, result.get());
