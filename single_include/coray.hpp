@@ -15924,28 +15924,8 @@ class worker final : public process, public call_host {
  protected:
   void reply_filled(std::uint64_t task_id, std::size_t size, void (*fill)(void*, std::byte*),
                     void* context, const object_contents* held) override {
-    result_header h{task_id, result_header::value_inline, static_cast<std::uint32_t>(size), 0, 0,
-                    0};
-    const std::vector<std::uint64_t> ids =
-        held ? contents_ids(*held, h) : std::vector<std::uint64_t>{};
-    const std::size_t id_bytes = ids.size() * sizeof(std::uint64_t);
-    if (size > inline_threshold()) {
-      object_block* b = new_block(size);
-      fill(context, b->data());
-      h.status = result_header::value_block;
-      h.len = 0;
-      h.block = seg.offset_of(b);
-      send(msg_kind::task_done, sizeof h + id_bytes, [&](std::byte* out) {
-        std::memcpy(out, &h, sizeof h);
-        if (id_bytes) std::memcpy(out + sizeof h, ids.data(), id_bytes);
-      });
-      return;
-    }
-    send(msg_kind::task_done, sizeof h + size + id_bytes, [&](std::byte* out) {
-      std::memcpy(out, &h, sizeof h);
-      fill(context, out + sizeof h);
-      if (id_bytes) std::memcpy(out + sizeof h + size, ids.data(), id_bytes);
-    });
+    const outgoing_value v = prepare_value(task_id, size, fill, context, held);
+    send(msg_kind::task_done, v.bytes(), [&](std::byte* out) { v.write(out, fill, context); });
   }
   void reply_failed(std::uint64_t task_id, const wire_error& e, bool retryable) override {
     std::size_t size = encoded_size(e);
@@ -15963,36 +15943,20 @@ class worker final : public process, public call_host {
 
   bool stream_filled(std::uint64_t task_id, std::size_t size, void (*fill)(void*, std::byte*),
                      void* context, const object_contents* held) override {
-    result_header h{task_id, result_header::value_inline, static_cast<std::uint32_t>(size), 0, 0,
-                    0};
-    const std::vector<std::uint64_t> ids =
-        held ? contents_ids(*held, h) : std::vector<std::uint64_t>{};
-    const std::size_t id_bytes = ids.size() * sizeof(std::uint64_t);
-    object_block* b = nullptr;
-    if (size > inline_threshold()) {
-      b = new_block(size);
-      fill(context, b->data());
-      h.status = result_header::value_block;
-      h.len = 0;
-      h.block = seg.offset_of(b);
-    }
-    const std::size_t value = b ? 0 : size;
-    const std::size_t len = (sizeof h + value + id_bytes + 7) & ~std::size_t{7};
+    const outgoing_value v = prepare_value(task_id, size, fill, context, held);
+    const std::size_t len = (v.bytes() + 7) & ~std::size_t{7};
     std::unique_lock lock(streams_mutex_);
     stream_run& s = streams_[task_id];
     if (s.stopped) {
       lock.unlock();
-      if (b) release_block(b);
+      if (v.block) release_block(v.block);
       return false;
     }
     if (s.count && s.batch.size() + len > stream_batch_bytes) flush_stream(task_id, s);
     if (s.batch.empty()) s.batch.resize(sizeof(stream_batch_header));
     const std::size_t at = s.batch.size();
     s.batch.resize(at + len);
-    std::byte* out = s.batch.data() + at;
-    std::memcpy(out, &h, sizeof h);
-    if (!b) fill(context, out + sizeof h);
-    if (id_bytes) std::memcpy(out + sizeof h + value, ids.data(), id_bytes);
+    v.write(s.batch.data() + at, fill, context);
     ++s.count;
     ++s.made;
     // The first item goes at once (time to first item), full batches at once, and the rest
@@ -16371,6 +16335,41 @@ class worker final : public process, public call_host {
 
   /// The ids of what a value holds, refs (published first) then actors, as a result or an
   /// export lists them after the value; counts them in `h`.
+  /// A value about to go to the driver as a call's result or a stream's item: its header,
+  /// the ids of the refs and handles inside it, and its block when it is too large to travel
+  /// inline (filled already).
+  struct outgoing_value {
+    result_header h;
+    std::vector<std::uint64_t> ids;
+    object_block* block = nullptr;
+    /// The message's bytes: the header, the inline value if any, the ids.
+    std::size_t bytes() const noexcept {
+      return sizeof h + (block ? 0 : h.len) + ids.size() * sizeof(std::uint64_t);
+    }
+    void write(std::byte* out, void (*fill)(void*, std::byte*), void* context) const {
+      std::memcpy(out, &h, sizeof h);
+      const std::size_t value = block ? 0 : h.len;
+      if (value) fill(context, out + sizeof h);
+      if (!ids.empty())
+        std::memcpy(out + sizeof h + value, ids.data(), ids.size() * sizeof(std::uint64_t));
+    }
+  };
+  outgoing_value prepare_value(std::uint64_t task_id, std::size_t size,
+                               void (*fill)(void*, std::byte*), void* context,
+                               const object_contents* held) {
+    outgoing_value v{
+        {task_id, result_header::value_inline, static_cast<std::uint32_t>(size), 0, 0, 0}, {}};
+    if (held) v.ids = contents_ids(*held, v.h);
+    if (size > inline_threshold()) {
+      v.block = new_block(size);
+      fill(context, v.block->data());
+      v.h.status = result_header::value_block;
+      v.h.len = 0;
+      v.h.block = seg.offset_of(v.block);
+    }
+    return v;
+  }
+
   std::vector<std::uint64_t> contents_ids(const object_contents& held, result_header& h) {
     publish_refs(held.refs);
     std::vector<std::uint64_t> ids = ids_of(held.refs);
