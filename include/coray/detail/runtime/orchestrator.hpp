@@ -31,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -424,7 +425,6 @@ class orchestrator final : public call_lifecycle, public transport_events {
       r.result->set_error(std::make_exception_ptr(
           internal_error("coray: a reply named a block its sender does not hold")));
     }
-    auto body = payload.subspan(sizeof h, h.len);
     const bool is_task = r.actor == 0;
     if (h.status == result_header::retryable_error && !r.result->settled() &&
         r.attempt <= r.max_retries) {
@@ -436,14 +436,10 @@ class orchestrator final : public call_lifecycle, public transport_events {
       return;
     }
     if (!r.result->settled()) {
-      if ((h.refs || h.actors) && (h.status == result_header::value_inline ||
-                                   h.status == result_header::value_block)) [[unlikely]]
-        hold_contained(slot, *r.result, ids_after_value(payload, h), h);
       if (r.attempt > 1)
-        settle_from_result(*r.result, h, body, seg_, r.attempts_note());
+        settle_from_worker(slot, *r.result, h, payload, r.attempts_note());
       else
-        settle_from_result(*r.result, h, body, seg_);
-      if (r.result->block) spiller_.adopted(*r.result);
+        settle_from_worker(slot, *r.result, h, payload);
     }
     if (r.construct && r.result->st == object_state::status::failed) {
       if (actor_entry* a = actors_.find(r.actor)) a->cause = exception_what(r.result->error);
@@ -499,7 +495,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
       result_header h;
       if (payload.size() - at < sizeof h) return;  // malformed: the rest is not read
       std::memcpy(&h, payload.data() + at, sizeof h);
-      const std::size_t value = h.status == result_header::value_inline ? h.len : 0;
+      const std::size_t value = h.status == result_header::value_block ? 0 : h.len;
       const std::size_t len = sizeof h + value + (std::size_t{h.refs} + h.actors) * 8;
       if (payload.size() - at < len) return;
       const auto record = payload.subspan(at, len);
@@ -525,14 +521,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
             internal_error("coray: a stream's item named a block its sender does not hold")));
         continue;
       }
-      if (h.refs || h.actors) [[unlikely]]
-        hold_contained(slot, s, ids_after_value(record, h), h);
-      if (s.settled()) {
-        if (block) seg_.release(block);
-        continue;
-      }
-      settle_from_result(s, h, record.subspan(sizeof h, value), seg_);
-      if (s.block) spiller_.adopted(s);
+      settle_from_worker(slot, s, h, record);
     }
     if (ready.size() > 2) {
       const auto to = static_cast<std::uint32_t>(st->forward_to);
@@ -569,6 +558,26 @@ class orchestrator final : public call_lifecycle, public transport_events {
     if (slot < 0) return;
     const std::uint64_t msg[2] = {r.id, limit};
     router_.post(static_cast<std::uint32_t>(slot), msg_kind::stream_credit, msg, sizeof msg);
+  }
+
+  /// Settles `s` from a worker's record of an outcome (a call's reply, a stream's item: a
+  /// result_header, then the inline value or the error, then the ids inside the value), its
+  /// block already taken from what the sender holds. The refs and actor handles inside the
+  /// value are held for `s` first; if one cannot be (an id never issued), `s` keeps that
+  /// error and the block goes.
+  void settle_from_worker(std::uint32_t slot, object_state& s, const result_header& h,
+                          std::span<const std::byte> record, std::string_view note = {}) {
+    const bool value =
+        h.status == result_header::value_inline || h.status == result_header::value_block;
+    if (value && (h.refs || h.actors)) [[unlikely]] {
+      hold_contained(slot, s, ids_after_value(record, h), h);
+      if (s.settled()) {
+        if (h.status == result_header::value_block) seg_.release(seg_.at<object_block>(h.block));
+        return;
+      }
+    }
+    settle_from_result(s, h, record.subspan(sizeof h, h.len), seg_, note);
+    if (s.block) spiller_.adopted(s);
   }
 
   /// A nested call from a worker or actor: its dependencies arrive by value or by the id of

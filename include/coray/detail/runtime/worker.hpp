@@ -198,10 +198,16 @@ class worker final : public process, public call_host {
   /// object alive until this process lets the state go (release).
   state_ptr ref_from_id(std::uint64_t id) override {
     if (auto it = awaited_.find(id); it != awaited_.end()) return state_ptr::share(it->second);
+    state_ptr s = awaited_state(id);
+    send_u64(msg_kind::ref_hold, id);
+    return s;
+  }
+  /// A new state for the driver's object `id`, which the driver settles (object_ready) and
+  /// this process lets go of (release) when the state goes.
+  state_ptr awaited_state(std::uint64_t id) {
     state_ptr s = make_state();
     s->id = id;
     awaited_.emplace(id, s.get());
-    send_u64(msg_kind::ref_hold, id);
     return s;
   }
   /// Makes objects of this process that refs name known to the driver: one put here (no id
@@ -814,9 +820,7 @@ class worker final : public process, public call_host {
     for (std::size_t k = 0; k < n; ++k) {
       std::uint64_t id;
       std::memcpy(&id, payload.data() + sizeof head + k * sizeof id, sizeof id);
-      state_ptr s = make_state();
-      s->id = id;
-      awaited_.emplace(id, s.get());
+      state_ptr s = awaited_state(id);
       if (it != consuming_.end()) {
         it->second->items.push_back(std::move(s));
         ++it->second->delivered;
