@@ -88,6 +88,15 @@
 #define CORAY_END_NAMESPACE \
   }                         \
   }
+
+/// How coray declares its non-template functions: inline in header-only mode (the default);
+/// with CORAY_COMPILED_LIB defined, plain declarations, defined once in the
+/// coray::coray_compiled library (src/coray.cpp).
+#ifdef CORAY_COMPILED_LIB
+#define CORAY_API
+#else
+#define CORAY_API inline
+#endif
 // end <coray/version.hpp>
 #include <cstddef>
 #include <cstdint>
@@ -9337,6 +9346,16 @@ class manager_proxy_base {
   std::uint64_t id_ = 0;
 };
 
+/// The manager's actor type, as a proxy class template names it: a dependent name, so that
+/// a call to the actor from a proxy's member is instantiated (and the method's handler
+/// registered) only where that member is used, not in every translation unit that includes
+/// this header. The non-template proxy and ray::manager call the actor only from
+/// manager_impl.hpp, compiled once in compiled mode.
+template <class>
+struct manager_server_of {
+  using type = manager_server;
+};
+
 /// `key` as an error message shows it: strings quoted, as Python's KeyError does.
 template <class K>
 std::string describe_key(const K& key) {
@@ -9354,7 +9373,7 @@ std::string describe_key(const K& key) {
 /// values of type V.
 template <class K, class V>
 class dict_proxy : public detail::manager_proxy_base {
-  using server = detail::manager_server;
+  using server = typename detail::manager_server_of<K>::type;
   static_assert(is_encodable_v<K> && is_decodable_v<K>,
                 "ray::dict_proxy<K, V>: K must be encodable and decodable");
   static_assert(is_encodable_v<V> && is_decodable_v<V>,
@@ -9390,8 +9409,8 @@ class dict_proxy : public detail::manager_proxy_base {
   }
   /// d.setdefault(key, value): the value at `key`, first set to `value` if absent.
   V setdefault(const K& key, const V& value) {
-    return dec<V>(
-        call<&server::dict_setdefault>("ray::dict_proxy::setdefault", enc(key), enc(value)));
+    return dec<V>(call<&server::dict_setdefault>("ray::dict_proxy::setdefault",
+                                                                enc(key), enc(value)));
   }
   /// d.pop(key): removes `key` and returns its value; ray::key_error if absent.
   V pop(const K& key) {
@@ -9420,7 +9439,8 @@ class dict_proxy : public detail::manager_proxy_base {
   }
   /// len(d).
   std::size_t size() const {
-    return static_cast<std::size_t>(call<&server::dict_size>("ray::dict_proxy::size"));
+    return static_cast<std::size_t>(
+        call<&server::dict_size>("ray::dict_proxy::size"));
   }
   bool empty() const { return size() == 0; }
   /// list(d.keys()), in insertion order.
@@ -9458,8 +9478,8 @@ class dict_proxy : public detail::manager_proxy_base {
   bool compare_exchange(const K& key, const std::optional<V>& expected, const V& desired) {
     std::optional<detail::encoded> e;
     if (expected) e = enc(*expected);
-    return call<&server::dict_compare_exchange>("ray::dict_proxy::compare_exchange", enc(key),
-                                                std::move(e), enc(desired));
+    return call<&server::dict_compare_exchange>(
+        "ray::dict_proxy::compare_exchange", enc(key), std::move(e), enc(desired));
   }
   /// d[key] = d.get(key, 0) + delta, atomically; returns the new value. V must be an integer
   /// (wrapping on overflow) or floating-point type.
@@ -9471,11 +9491,13 @@ class dict_proxy : public detail::manager_proxy_base {
 
   /// set() in a coroutine, or sent now and awaited later: `co_await d.set_async(k, v)`.
   async<void> set_async(const K& key, const V& value) {
-    return await_void(send<&server::dict_set>("ray::dict_proxy::set_async", enc(key), enc(value)));
+    return await_void(
+        send<&server::dict_set>("ray::dict_proxy::set_async", enc(key), enc(value)));
   }
   /// get() in a coroutine: `V v = co_await d.get_async(k)`; ray::key_error if absent.
   async<V> get_async(const K& key) const {
-    return await_get(send<&server::dict_get>("ray::dict_proxy::get_async", enc(key)), key);
+    return await_get(send<&server::dict_get>("ray::dict_proxy::get_async", enc(key)),
+                     key);
   }
 
  private:
@@ -9510,7 +9532,7 @@ class dict_proxy : public detail::manager_proxy_base {
 /// negative one counts from the end; one out of range throws ray::index_error.
 template <class T>
 class list_proxy : public detail::manager_proxy_base {
-  using server = detail::manager_server;
+  using server = typename detail::manager_server_of<T>::type;
   static_assert(is_encodable_v<T> && is_decodable_v<T>,
                 "ray::list_proxy<T>: T must be encodable and decodable");
 
@@ -9520,7 +9542,9 @@ class list_proxy : public detail::manager_proxy_base {
   list_proxy() noexcept = default;
 
   /// l.append(v).
-  void append(const T& v) { call<&server::list_append>("ray::list_proxy::append", enc(v)); }
+  void append(const T& v) {
+    call<&server::list_append>("ray::list_proxy::append", enc(v));
+  }
   /// l.extend(items): all of them in one call, so they stay together.
   template <class Range>
   void extend(const Range& items) {
@@ -9534,17 +9558,22 @@ class list_proxy : public detail::manager_proxy_base {
     call<&server::list_insert>("ray::list_proxy::insert", i, enc(v));
   }
   /// l[i]; ray::index_error if out of range.
-  T get(std::int64_t i) const { return dec(call<&server::list_get>("ray::list_proxy::get", i)); }
+  T get(std::int64_t i) const {
+    return dec(call<&server::list_get>("ray::list_proxy::get", i));
+  }
   T operator[](std::int64_t i) const { return get(i); }
   /// l[i] = v; ray::index_error if out of range.
   void set(std::int64_t i, const T& v) {
     call<&server::list_set>("ray::list_proxy::set", i, enc(v));
   }
   /// l.pop(i) (the last item by default); ray::index_error if empty or out of range.
-  T pop(std::int64_t i = -1) { return dec(call<&server::list_pop>("ray::list_proxy::pop", i)); }
+  T pop(std::int64_t i = -1) {
+    return dec(call<&server::list_pop>("ray::list_proxy::pop", i));
+  }
   /// len(l).
   std::size_t size() const {
-    return static_cast<std::size_t>(call<&server::list_size>("ray::list_proxy::size"));
+    return static_cast<std::size_t>(
+        call<&server::list_size>("ray::list_proxy::size"));
   }
   bool empty() const { return size() == 0; }
   /// list(l): a copy of the whole list in one call.
@@ -9560,7 +9589,8 @@ class list_proxy : public detail::manager_proxy_base {
 
   /// append() sent now, awaited later: `co_await l.append_async(v)`.
   async<void> append_async(const T& v) {
-    return await_void(send<&server::list_append>("ray::list_proxy::append_async", enc(v)));
+    return await_void(
+        send<&server::list_append>("ray::list_proxy::append_async", enc(v)));
   }
 
  private:
@@ -9588,8 +9618,8 @@ class namespace_proxy : public detail::manager_proxy_base {
   void set(std::string name, const T& value) {
     static_assert(is_encodable_v<T> && is_decodable_v<T>,
                   "ray::namespace_proxy::set: the value must be encodable and decodable");
-    call<&server::ns_set>("ray::namespace_proxy::set", std::move(name),
-                          std::string(detail::type_name<T>()), detail::encode_as_string(value));
+    set_encoded(std::move(name), std::string(detail::type_name<T>()),
+                detail::encode_as_string(value));
   }
   /// ns.name = "text": a string literal is kept as a std::string.
   void set(std::string name, const char* value) { set<std::string>(std::move(name), value); }
@@ -9608,17 +9638,11 @@ class namespace_proxy : public detail::manager_proxy_base {
     return v ? std::move(*v) : std::move(fallback);
   }
   /// hasattr(ns, name).
-  bool contains(const std::string& name) const {
-    return call<&server::ns_contains>("ray::namespace_proxy::contains", name);
-  }
+  CORAY_API bool contains(const std::string& name) const;
   /// del ns.name, without the error: true if the name was there.
-  bool erase(const std::string& name) {
-    return call<&server::ns_erase>("ray::namespace_proxy::erase", name);
-  }
+  CORAY_API bool erase(const std::string& name);
   /// The names set, sorted.
-  std::vector<std::string> names() const {
-    return call<&server::ns_names>("ray::namespace_proxy::names");
-  }
+  CORAY_API std::vector<std::string> names() const;
 
  private:
   friend class manager;
@@ -9628,13 +9652,17 @@ class namespace_proxy : public detail::manager_proxy_base {
   template <class T>
   std::optional<T> fetch(const std::string& name) const {
     static_assert(is_decodable_v<T>, "ray::namespace_proxy::get: T must be decodable");
-    auto v = call<&server::ns_get>("ray::namespace_proxy::get", name);
+    auto v = fetch_encoded(name);
     if (!v) return std::nullopt;
     if (v->first != detail::type_name<T>())
       throw codec_error(fmt::format("ray::namespace_proxy: attribute '{}' holds a {}, not a {}",
                                     name, v->first, detail::display_name<T>()));
     return detail::decode_from_string<T>(v->second);
   }
+  /// The server's side of set and get: the value's type name and encoding.
+  CORAY_API void set_encoded(std::string name, std::string type, detail::encoded value);
+  CORAY_API std::optional<std::pair<std::string, detail::encoded>> fetch_encoded(
+      const std::string& name) const;
 };
 
 /// multiprocessing.Manager(): starts one actor that serves the dicts, lists and namespaces
@@ -9647,8 +9675,7 @@ class manager {
   /// Starts the manager's process (returns at once; calls queue behind its start). Driver
   /// only, as ray::spawn is. `opts` names it for ray::get_actor, or sets restarts (a
   /// restarted manager starts empty).
-  explicit manager(actor_options opts = {})
-      : server_(ray::spawn<server>(detail::multiprocessing_options(std::move(opts)))) {}
+  CORAY_API explicit manager(actor_options opts = {});
 
   /// A new, empty dict of K to V (Python's Manager().dict()).
   template <class K, class V>
@@ -9675,10 +9702,10 @@ class manager {
     return l;
   }
   /// A new, empty namespace (Python's Manager().Namespace()).
-  namespace_proxy ns() const { return {server_, create(server::kind::ns)}; }
+  CORAY_API namespace_proxy ns() const;
 
   /// The manager's process id (one call to it).
-  int pid() const { return ray::get(server_.call<&server::pid>()).get(); }
+  CORAY_API int pid() const;
   /// The serving actor's handle (for ray::actor_process and the like).
   const actor<server>& server_actor() const noexcept { return server_; }
   /// Ends the manager's process now (Python's shutdown()); every later operation on its
@@ -9688,15 +9715,65 @@ class manager {
   }
 
  private:
-  std::uint64_t create(server::kind k) const {
-    if (!server_.valid()) throw usage_error("ray::manager: this manager is empty");
-    return ray::get(server_.call<&server::create>(static_cast<std::uint8_t>(k))).get();
-  }
+  CORAY_API std::uint64_t create(server::kind k) const;
 
   actor<server> server_;
 };
 
 CORAY_END_NAMESPACE
+
+// begin <coray/detail/mp/manager_impl.hpp>
+/// The non-template members of ray::manager and ray::namespace_proxy: included by
+/// manager.hpp in header-only mode (inline), and compiled once by src/coray.cpp into
+/// coray::coray_compiled in compiled mode (CORAY_COMPILED_LIB). Each call to the manager's
+/// actor registers that method's handler where it is instantiated; here, that is one
+/// translation unit instead of every one that includes coray.hpp.
+
+// #include <coray/manager.hpp>: inlined above
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+CORAY_API bool namespace_proxy::contains(const std::string& name) const {
+  return call<&server::ns_contains>("ray::namespace_proxy::contains", name);
+}
+
+CORAY_API bool namespace_proxy::erase(const std::string& name) {
+  return call<&server::ns_erase>("ray::namespace_proxy::erase", name);
+}
+
+CORAY_API std::vector<std::string> namespace_proxy::names() const {
+  return call<&server::ns_names>("ray::namespace_proxy::names");
+}
+
+CORAY_API void namespace_proxy::set_encoded(std::string name, std::string type,
+                                            detail::encoded value) {
+  call<&server::ns_set>("ray::namespace_proxy::set", std::move(name), std::move(type),
+                        std::move(value));
+}
+
+CORAY_API std::optional<std::pair<std::string, detail::encoded>> namespace_proxy::fetch_encoded(
+    const std::string& name) const {
+  return call<&server::ns_get>("ray::namespace_proxy::get", name);
+}
+
+CORAY_API manager::manager(actor_options opts)
+    : server_(ray::spawn<server>(detail::multiprocessing_options(std::move(opts)))) {}
+
+CORAY_API namespace_proxy manager::ns() const { return {server_, create(server::kind::ns)}; }
+
+CORAY_API int manager::pid() const { return ray::get(server_.call<&server::pid>()).get(); }
+
+CORAY_API std::uint64_t manager::create(server::kind k) const {
+  if (!server_.valid()) throw usage_error("ray::manager: this manager is empty");
+  return ray::get(server_.call<&server::create>(static_cast<std::uint8_t>(k))).get();
+}
+
+CORAY_END_NAMESPACE
+// end <coray/detail/mp/manager_impl.hpp>
 // end <coray/manager.hpp>
 // begin <coray/metrics.hpp>
 /// User metrics, as Ray's `ray.util.metrics`: a counter, a gauge and a histogram, each with
@@ -12448,12 +12525,6 @@ CORAY_END_NAMESPACE
 
 // #include <coray/detail/runtime/driver.hpp>: inlined above
 #include <memory>
-
-#ifdef CORAY_COMPILED_LIB
-#define CORAY_API
-#else
-#define CORAY_API inline
-#endif
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {

@@ -91,6 +91,16 @@ class manager_proxy_base {
   std::uint64_t id_ = 0;
 };
 
+/// The manager's actor type, as a proxy class template names it: a dependent name, so that
+/// a call to the actor from a proxy's member is instantiated (and the method's handler
+/// registered) only where that member is used, not in every translation unit that includes
+/// this header. The non-template proxy and ray::manager call the actor only from
+/// manager_impl.hpp, compiled once in compiled mode.
+template <class>
+struct manager_server_of {
+  using type = manager_server;
+};
+
 /// `key` as an error message shows it: strings quoted, as Python's KeyError does.
 template <class K>
 std::string describe_key(const K& key) {
@@ -108,7 +118,7 @@ std::string describe_key(const K& key) {
 /// values of type V.
 template <class K, class V>
 class dict_proxy : public detail::manager_proxy_base {
-  using server = detail::manager_server;
+  using server = typename detail::manager_server_of<K>::type;
   static_assert(is_encodable_v<K> && is_decodable_v<K>,
                 "ray::dict_proxy<K, V>: K must be encodable and decodable");
   static_assert(is_encodable_v<V> && is_decodable_v<V>,
@@ -264,7 +274,7 @@ class dict_proxy : public detail::manager_proxy_base {
 /// negative one counts from the end; one out of range throws ray::index_error.
 template <class T>
 class list_proxy : public detail::manager_proxy_base {
-  using server = detail::manager_server;
+  using server = typename detail::manager_server_of<T>::type;
   static_assert(is_encodable_v<T> && is_decodable_v<T>,
                 "ray::list_proxy<T>: T must be encodable and decodable");
 
@@ -342,8 +352,8 @@ class namespace_proxy : public detail::manager_proxy_base {
   void set(std::string name, const T& value) {
     static_assert(is_encodable_v<T> && is_decodable_v<T>,
                   "ray::namespace_proxy::set: the value must be encodable and decodable");
-    call<&server::ns_set>("ray::namespace_proxy::set", std::move(name),
-                          std::string(detail::type_name<T>()), detail::encode_as_string(value));
+    set_encoded(std::move(name), std::string(detail::type_name<T>()),
+                detail::encode_as_string(value));
   }
   /// ns.name = "text": a string literal is kept as a std::string.
   void set(std::string name, const char* value) { set<std::string>(std::move(name), value); }
@@ -362,17 +372,11 @@ class namespace_proxy : public detail::manager_proxy_base {
     return v ? std::move(*v) : std::move(fallback);
   }
   /// hasattr(ns, name).
-  bool contains(const std::string& name) const {
-    return call<&server::ns_contains>("ray::namespace_proxy::contains", name);
-  }
+  CORAY_API bool contains(const std::string& name) const;
   /// del ns.name, without the error: true if the name was there.
-  bool erase(const std::string& name) {
-    return call<&server::ns_erase>("ray::namespace_proxy::erase", name);
-  }
+  CORAY_API bool erase(const std::string& name);
   /// The names set, sorted.
-  std::vector<std::string> names() const {
-    return call<&server::ns_names>("ray::namespace_proxy::names");
-  }
+  CORAY_API std::vector<std::string> names() const;
 
  private:
   friend class manager;
@@ -382,13 +386,17 @@ class namespace_proxy : public detail::manager_proxy_base {
   template <class T>
   std::optional<T> fetch(const std::string& name) const {
     static_assert(is_decodable_v<T>, "ray::namespace_proxy::get: T must be decodable");
-    auto v = call<&server::ns_get>("ray::namespace_proxy::get", name);
+    auto v = fetch_encoded(name);
     if (!v) return std::nullopt;
     if (v->first != detail::type_name<T>())
       throw codec_error(fmt::format("ray::namespace_proxy: attribute '{}' holds a {}, not a {}",
                                     name, v->first, detail::display_name<T>()));
     return detail::decode_from_string<T>(v->second);
   }
+  /// The server's side of set and get: the value's type name and encoding.
+  CORAY_API void set_encoded(std::string name, std::string type, detail::encoded value);
+  CORAY_API std::optional<std::pair<std::string, detail::encoded>> fetch_encoded(
+      const std::string& name) const;
 };
 
 /// multiprocessing.Manager(): starts one actor that serves the dicts, lists and namespaces
@@ -401,8 +409,7 @@ class manager {
   /// Starts the manager's process (returns at once; calls queue behind its start). Driver
   /// only, as ray::spawn is. `opts` names it for ray::get_actor, or sets restarts (a
   /// restarted manager starts empty).
-  explicit manager(actor_options opts = {})
-      : server_(ray::spawn<server>(detail::multiprocessing_options(std::move(opts)))) {}
+  CORAY_API explicit manager(actor_options opts = {});
 
   /// A new, empty dict of K to V (Python's Manager().dict()).
   template <class K, class V>
@@ -429,10 +436,10 @@ class manager {
     return l;
   }
   /// A new, empty namespace (Python's Manager().Namespace()).
-  namespace_proxy ns() const { return {server_, create(server::kind::ns)}; }
+  CORAY_API namespace_proxy ns() const;
 
   /// The manager's process id (one call to it).
-  int pid() const { return ray::get(server_.call<&server::pid>()).get(); }
+  CORAY_API int pid() const;
   /// The serving actor's handle (for ray::actor_process and the like).
   const actor<server>& server_actor() const noexcept { return server_; }
   /// Ends the manager's process now (Python's shutdown()); every later operation on its
@@ -442,12 +449,13 @@ class manager {
   }
 
  private:
-  std::uint64_t create(server::kind k) const {
-    if (!server_.valid()) throw usage_error("ray::manager: this manager is empty");
-    return ray::get(server_.call<&server::create>(static_cast<std::uint8_t>(k))).get();
-  }
+  CORAY_API std::uint64_t create(server::kind k) const;
 
   actor<server> server_;
 };
 
 CORAY_END_NAMESPACE
+
+#ifndef CORAY_COMPILED_LIB
+#include <coray/detail/mp/manager_impl.hpp>
+#endif

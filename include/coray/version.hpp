@@ -14,3 +14,12 @@
 #define CORAY_END_NAMESPACE \
   }                         \
   }
+
+/// How coray declares its non-template functions: inline in header-only mode (the default);
+/// with CORAY_COMPILED_LIB defined, plain declarations, defined once in the
+/// coray::coray_compiled library (src/coray.cpp).
+#ifdef CORAY_COMPILED_LIB
+#define CORAY_API
+#else
+#define CORAY_API inline
+#endif

@@ -13,12 +13,6 @@
 #include <coray/detail/runtime/driver.hpp>
 #include <memory>
 
-#ifdef CORAY_COMPILED_LIB
-#define CORAY_API
-#else
-#define CORAY_API inline
-#endif
-
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
