@@ -72,7 +72,24 @@ int hold_and_report(ray::shared_value<int> pid, ray::event never) {
 }
 
 int one() { return 1; }
+int calls_one_with_a_gpu() { return ray::get(ray::task<one>.options({.num_gpus = 1}).remote()); }
 int parent_of_one() { return ray::get(ray::task<one>.remote()) + 1; }
+
+/// What a task given GPUs sees before, while and after it waits on a child given one GPU.
+struct nested_gpu_views {
+  gpu_view before, child, after;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(before, child, after);
+  }
+};
+nested_gpu_views parent_of_a_gpu_child() {
+  nested_gpu_views v;
+  v.before = seen_gpus();
+  v.child = ray::get(ray::task<gpus_of_task>.options({.num_gpus = 1}).remote());
+  v.after = seen_gpus();
+  return v;
+}
 
 /// The error a call given `o` fails with when made from a task.
 std::string error_of_nested(double gpus, std::string custom) {
@@ -439,6 +456,42 @@ TEST_CASE("bad amounts are refused at the call with invalid_resources") {
 
 /// Waits at most a minute: a call that can never be scheduled fails the test, not hangs it.
 constexpr ray::get_options a_minute{.timeout = std::chrono::seconds(60)};
+
+TEST_CASE("a task calls a task given a GPU: the child sees its own, the parent keeps its own") {
+  without_visible_devices clean;
+  // One worker: the child runs on its blocked parent's worker. Two: on the other one.
+  for (std::uint32_t workers : {1u, 2u}) {
+    CAPTURE(workers);
+    ray::runtime rt({.num_workers = workers, .num_gpus = 4});
+    const nested_gpu_views v =
+        ray::get(ray::task<parent_of_a_gpu_child>.options({.num_gpus = 2}).remote(), a_minute);
+    REQUIRE(v.before.ids.size() == 2);
+    CHECK(v.before.env == v.before.ids[0] + "," + v.before.ids[1]);
+    REQUIRE(v.child.ids.size() == 1);
+    CHECK(v.child.env == v.child.ids[0]);
+    CHECK(std::find(v.before.ids.begin(), v.before.ids.end(), v.child.ids[0]) ==
+          v.before.ids.end());
+    CHECK(v.after.ids == v.before.ids);
+    CHECK(v.after.env == v.before.env);
+    CHECK(ray::available_resources() == ray::cluster_resources());
+  }
+}
+
+TEST_CASE("a parent blocked on a child given a GPU, on the only worker, lends it its worker") {
+  without_visible_devices clean;
+  ray::runtime rt({.num_workers = 1, .num_gpus = 1});
+  CHECK(ray::get(ray::task<calls_one_with_a_gpu>.remote(), a_minute).get() == 1);
+  // A child given no GPU still runs with none, above its parent.
+  CHECK(ray::available_resources() == ray::cluster_resources());
+}
+
+TEST_CASE("parents blocking every worker take turns lending them to children sharing a GPU") {
+  ray::runtime rt({.num_workers = 2, .num_gpus = 1, .resources = {{"disk", 1}}});
+  std::vector<ray::object_ref<int>> parents;
+  for (int i = 0; i < 4; ++i) parents.push_back(ray::task<calls_one_with_a_gpu>.remote());
+  for (auto& p : parents) CHECK(ray::get(p, a_minute).get() == 1);
+  CHECK(ray::available_resources() == ray::cluster_resources());
+}
 
 TEST_CASE("a nested request the runtime can never meet fails at once, naming what was asked") {
   ray::runtime rt({.num_workers = 1, .num_gpus = 4, .resources = {{"disk", 1}}});

@@ -530,8 +530,17 @@ class worker final : public process, public call_host {
     std::uint32_t gpus;
     std::memcpy(&gpus, payload.data() + offsetof(task_header, gpus), sizeof gpus);
     if (gpus != gpus_) [[unlikely]]
-      use_gpus(gpus);
+      return start_task_with(payload, gpus);
     run_task(payload);
+  }
+  /// A call whose GPUs are not those this process runs with now: it runs with its own. Run
+  /// above a blocked call (a call lent this worker: design.md, "Resources"), it gives the
+  /// blocked call its GPUs back when it returns.
+  [[gnu::noinline]] void start_task_with(std::span<const std::byte> payload, std::uint32_t gpus) {
+    const std::uint32_t below = gpus_;
+    use_gpus(gpus);
+    run_task(payload);
+    if (!blocked_marks_.empty() && gpus_ != below) use_gpus(below);
   }
 
   /// Runs a call (of actor call group `group`); false if its function is unknown here (an
