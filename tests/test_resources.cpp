@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <coray/coray.hpp>
 #include <cstdlib>
@@ -72,6 +74,49 @@ int hold_and_report(ray::shared_value<int> pid, ray::event never) {
 int one() { return 1; }
 int calls_one_with_a_gpu() { return ray::get(ray::task<one>.options({.num_gpus = 1}).remote()); }
 int parent_of_one() { return ray::get(ray::task<one>.remote()) + 1; }
+
+/// What a task given GPUs sees before, while and after it waits on a child given one GPU.
+struct nested_gpu_views {
+  gpu_view before, child, after;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(before, child, after);
+  }
+};
+nested_gpu_views parent_of_a_gpu_child() {
+  nested_gpu_views v;
+  v.before = seen_gpus();
+  v.child = ray::get(ray::task<gpus_of_task>.options({.num_gpus = 1}).remote());
+  v.after = seen_gpus();
+  return v;
+}
+
+/// The error a call given `o` fails with when made from a task.
+std::string error_of_nested(double gpus, std::string custom) {
+  ray::task_options o{.num_gpus = gpus};
+  if (!custom.empty()) o.resources = {{custom, 1}};
+  try {
+    (void)ray::get(ray::task<one>.options(o).remote());
+  } catch (const ray::infeasible_resources& e) {
+    return e.what();
+  }
+  return "no infeasible_resources";
+}
+
+/// An actor that starts tasks given a custom resource.
+struct disk_user {
+  /// Starts hold_until given one `disk` and returns its result's ref at once.
+  ray::object_ref<int> start(ray::shared_value<int> running, ray::event go) {
+    return ray::task<hold_until>.options({.resources = {{"disk", 1}}}).remote(running, go);
+  }
+  /// Calls a task given `amount` of `name`, and waits for it.
+  int call_with(std::string name, double amount) {
+    return ray::get(ray::task<one>.options({.resources = {{name, amount}}}).remote());
+  }
+  gpu_view gpu_child() {
+    return ray::get(ray::task<gpus_of_task>.options({.num_gpus = 1}).remote());
+  }
+};
 
 /// Marks itself running and spins (never blocking, so it keeps its CPU) until `go`.
 int hold_spinning(ray::shared_value<int> running, ray::shared_value<int> go) {
@@ -407,9 +452,75 @@ TEST_CASE("bad amounts are refused at the call with invalid_resources") {
   CHECK(why.find("none") != std::string::npos);
 }
 
-TEST_CASE("a task with resources cannot be called from inside a task yet: usage_error") {
+// ---- calls with resources made inside a task or an actor --------------------------------
+
+/// Waits at most a minute: a call that can never be scheduled fails the test, not hangs it.
+constexpr ray::get_options a_minute{.timeout = std::chrono::seconds(60)};
+
+TEST_CASE("a task calls a task given a GPU: the child sees its own, the parent keeps its own") {
+  without_visible_devices clean;
+  // One worker: the child runs on its blocked parent's worker. Two: on the other one.
+  for (std::uint32_t workers : {1u, 2u}) {
+    CAPTURE(workers);
+    ray::runtime rt({.num_workers = workers, .num_gpus = 4});
+    const nested_gpu_views v =
+        ray::get(ray::task<parent_of_a_gpu_child>.options({.num_gpus = 2}).remote(), a_minute);
+    REQUIRE(v.before.ids.size() == 2);
+    CHECK(v.before.env == v.before.ids[0] + "," + v.before.ids[1]);
+    REQUIRE(v.child.ids.size() == 1);
+    CHECK(v.child.env == v.child.ids[0]);
+    CHECK(std::find(v.before.ids.begin(), v.before.ids.end(), v.child.ids[0]) ==
+          v.before.ids.end());
+    CHECK(v.after.ids == v.before.ids);
+    CHECK(v.after.env == v.before.env);
+    CHECK(ray::available_resources() == ray::cluster_resources());
+  }
+}
+
+TEST_CASE("a parent blocked on a child given a GPU, on the only worker, lends it its worker") {
+  without_visible_devices clean;
   ray::runtime rt({.num_workers = 1, .num_gpus = 1});
-  CHECK_THROWS_AS(ray::get(ray::task<calls_one_with_a_gpu>.remote()).get(), ray::usage_error);
+  CHECK(ray::get(ray::task<calls_one_with_a_gpu>.remote(), a_minute).get() == 1);
+  // A child given no GPU still runs with none, above its parent.
+  CHECK(ray::available_resources() == ray::cluster_resources());
+}
+
+TEST_CASE("parents blocking every worker take turns lending them to children sharing a GPU") {
+  ray::runtime rt({.num_workers = 2, .num_gpus = 1, .resources = {{"disk", 1}}});
+  std::vector<ray::object_ref<int>> parents;
+  for (int i = 0; i < 4; ++i) parents.push_back(ray::task<calls_one_with_a_gpu>.remote());
+  for (auto& p : parents) CHECK(ray::get(p, a_minute).get() == 1);
+  CHECK(ray::available_resources() == ray::cluster_resources());
+}
+
+TEST_CASE("a nested request the runtime can never meet fails at once, naming what was asked") {
+  ray::runtime rt({.num_workers = 1, .num_gpus = 4, .resources = {{"disk", 1}}});
+  const std::string gpus = ray::get(ray::task<error_of_nested>.remote(100.0, ""), a_minute);
+  CHECK(gpus.find("GPU: 100") != std::string::npos);
+  CHECK(gpus.find("GPU: 4") != std::string::npos);
+  const std::string tape = ray::get(ray::task<error_of_nested>.remote(0.0, "tape"), a_minute);
+  CHECK(tape.find("'tape'") != std::string::npos);
+  CHECK(ray::available_resources() == ray::cluster_resources());
+}
+
+TEST_CASE("an actor's method calls tasks given a custom resource or a GPU") {
+  without_visible_devices clean;
+  ray::runtime rt({.num_workers = 1, .num_gpus = 2, .resources = {{"disk", 1}}});
+  auto a = ray::spawn<disk_user>();
+  ray::shared_value<int> running(0);
+  ray::event go;
+  ray::object_ref<int> held = ray::get(a.call<&disk_user::start>(running, go), a_minute);
+  REQUIRE(serve_until([&] { return running.load() == 1; }, std::chrono::seconds(30)));
+  CHECK(ray::available_resources().at("disk") == 0);  // the actor's call holds it
+  go.set();
+  CHECK(ray::get(held, a_minute).get() == 1);
+  CHECK(ray::get(a.call<&disk_user::call_with>(std::string("disk"), 1.0), a_minute).get() == 1);
+  CHECK_THROWS_AS(ray::get(a.call<&disk_user::call_with>(std::string("tape"), 1.0), a_minute),
+                  ray::infeasible_resources);
+  const gpu_view v = ray::get(a.call<&disk_user::gpu_child>(), a_minute);
+  REQUIRE(v.ids.size() == 1);
+  CHECK(v.env == v.ids[0]);
+  CHECK(ray::available_resources() == ray::cluster_resources());
 }
 
 TEST_CASE("a worker killed while holding resources gives them back") {

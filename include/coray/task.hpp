@@ -111,11 +111,6 @@ struct remote_function_base {
       if constexpr (fits) {
         return detail::submit_for<typename traits::return_type>(
             "ray::task<f>.remote", [&](detail::process& p) {
-              if (resources && !p.as_driver())
-                throw usage_error(
-                    "ray::task<f>.remote: a task with resources (num_cpus, num_gpus, "
-                    "resources) can be called from the driver only, not yet from inside a "
-                    "task or actor");
               auto spec = detail::make_call<F>(p, std::forward<A>(args)...);
               spec.max_retries = max_retries;
               spec.retry_matcher = retry_matcher;

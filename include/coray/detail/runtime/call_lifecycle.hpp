@@ -217,7 +217,10 @@ class call_lifecycle {
                                       object_state::status::failed});
     if (r->submitted_ns) [[unlikely]]
       record_timeline(*r);
-    if (r->shape) pump_.count_shaped(-1);
+    if (r->shape) {
+      pump_.end_loan(*r);
+      pump_.count_shaped(-1);
+    }
     for (auto* b : r->blocks) seg_.release(b);
     if (r->message) seg_.release(r->message);
     if (r->pinned)

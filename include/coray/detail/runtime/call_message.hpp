@@ -57,6 +57,10 @@ inline constexpr std::uint32_t plain_methods_on_loop = std::uint32_t{1} << 31;
 inline constexpr std::uint32_t has_concurrency_groups = std::uint32_t{1} << 30;
 /// The largest max_concurrency, below the flags.
 inline constexpr std::uint32_t max_concurrency_limit = has_concurrency_groups - 1;
+/// In a submission's `extra`, beside its count of actor ids: the call asks for resources
+/// other than a task's default ({CPU: 1}), written last (write_resource_request). A default
+/// call carries nothing more.
+inline constexpr std::uint32_t carries_resources = std::uint32_t{1} << 31;
 
 /// One task argument; inline bytes follow the entry, padded to 16.
 struct arg_entry {
@@ -337,19 +341,91 @@ class call_args_rewriter {
   const std::vector<state_ptr>& deps_;
 };
 
+/// A resource request as a submission carries it, after everything else: CPU and GPU
+/// amounts, each custom resource (its name's length, its name, its amount), then the
+/// length of all that, so that a reader finds it from the end.
+inline std::size_t resource_request_bytes(const resource_request& r) noexcept {
+  std::size_t n = 2 * sizeof(resource_amount) + sizeof(std::uint32_t);
+  for (const auto& [name, a] : r.custom) n += sizeof(std::uint32_t) + name.size() + sizeof a;
+  return n + sizeof(std::uint32_t);
+}
+inline void write_resource_request(std::byte* out, const resource_request& r) noexcept {
+  std::byte* p = out;
+  auto put = [&](const void* v, std::size_t n) {
+    if (n) std::memcpy(p, v, n);
+    p += n;
+  };
+  put(&r.cpu, sizeof r.cpu);
+  put(&r.gpu, sizeof r.gpu);
+  const auto count = static_cast<std::uint32_t>(r.custom.size());
+  put(&count, sizeof count);
+  for (const auto& [name, a] : r.custom) {
+    const auto len = static_cast<std::uint32_t>(name.size());
+    put(&len, sizeof len);
+    put(name.data(), name.size());
+    put(&a, sizeof a);
+  }
+  const auto total = static_cast<std::uint32_t>(p - out);
+  put(&total, sizeof total);
+}
+/// Reads the request at the end of `payload` and returns the bytes before it; throws
+/// codec_error if it is malformed (lengths out of bounds, an amount below 0).
+inline std::span<const std::byte> read_resource_request(std::span<const std::byte> payload,
+                                                        resource_request& r) {
+  auto malformed = [] { throw codec_error("coray: a malformed resource request"); };
+  std::uint32_t total;
+  if (payload.size() < sizeof total) malformed();
+  std::memcpy(&total, payload.data() + payload.size() - sizeof total, sizeof total);
+  if (total > payload.size() - sizeof total) malformed();
+  const std::byte* p = payload.data() + payload.size() - sizeof total - total;
+  const std::byte* const end = p + total;
+  auto get = [&](void* v, std::size_t n) {
+    if (static_cast<std::size_t>(end - p) < n) malformed();
+    if (n) std::memcpy(v, p, n);
+    p += n;
+  };
+  get(&r.cpu, sizeof r.cpu);
+  get(&r.gpu, sizeof r.gpu);
+  std::uint32_t count;
+  get(&count, sizeof count);
+  if (r.cpu < 0 || r.gpu < 0) malformed();
+  for (std::uint32_t i = 0; i < count; ++i) {
+    std::uint32_t len;
+    get(&len, sizeof len);
+    if (static_cast<std::size_t>(end - p) < len) malformed();
+    std::string name(reinterpret_cast<const char*>(p), len);
+    p += len;
+    resource_amount a;
+    get(&a, sizeof a);
+    if (a <= 0) malformed();
+    r.custom.emplace(std::move(name), a);
+  }
+  if (p != end) malformed();
+  return payload.first(payload.size() - sizeof total - total);
+}
+
 /// The message that sends a call: its header, its arguments with dependencies rewritten
 /// (call_args_rewriter) and, in a worker's submission, the actor handles it carries and the
-/// ids of the refs inside its arguments (h.refs of them).
+/// ids of the refs inside its arguments (h.refs of them), then the resources it asks for
+/// when they are not a task's default (`resources`; h.extra says so: carries_resources).
 class call_message_writer {
  public:
   call_message_writer(const task_header& h, std::span<const std::byte> args,
                       const std::vector<state_ptr>& deps,
                       std::span<const std::uint64_t> actors = {},
-                      std::span<const std::uint64_t> refs = {})
-      : h_(h), args_(args, h.nargs, deps), args_size_(args_.size()), actors_(actors), refs_(refs) {}
+                      std::span<const std::uint64_t> refs = {},
+                      const resource_request* resources = nullptr)
+      : h_(h),
+        args_(args, h.nargs, deps),
+        args_size_(args_.size()),
+        actors_(actors),
+        refs_(refs),
+        resources_(resources),
+        resources_size_(resources ? resource_request_bytes(*resources) : 0) {}
 
   std::size_t size() const noexcept {
-    return sizeof(task_header) + args_size_ + actors_.size_bytes() + refs_.size_bytes();
+    return sizeof(task_header) + args_size_ + actors_.size_bytes() + refs_.size_bytes() +
+           resources_size_;
   }
   void write(std::byte* out, segment& seg) const {
     std::memcpy(out, &h_, sizeof h_);
@@ -357,6 +433,8 @@ class call_message_writer {
     std::byte* tail = out + sizeof h_ + args_size_;
     if (!actors_.empty()) std::memcpy(tail, actors_.data(), actors_.size_bytes());
     if (!refs_.empty()) std::memcpy(tail + actors_.size_bytes(), refs_.data(), refs_.size_bytes());
+    if (resources_) [[unlikely]]
+      write_resource_request(tail + actors_.size_bytes() + refs_.size_bytes(), *resources_);
   }
 
  private:
@@ -365,6 +443,8 @@ class call_message_writer {
   std::size_t args_size_;
   std::span<const std::uint64_t> actors_;
   std::span<const std::uint64_t> refs_;
+  const resource_request* resources_;
+  std::size_t resources_size_;
 };
 
 /// A worker's submission read back into the driver's form: the call, with dependencies by id
@@ -386,6 +466,13 @@ submission read_submission(std::span<const std::byte> payload, HoldsBlock&& hold
   task_spec& spec = out.spec;
   if (payload.size() < sizeof h) throw codec_error("coray: malformed submission");
   std::memcpy(&h, payload.data(), sizeof h);
+  if (h.extra & carries_resources) [[unlikely]] {
+    // The call's resource request, last: the rest is read as a default call's.
+    resource_request r;
+    payload = payload.first(sizeof h + read_resource_request(payload.subspan(sizeof h), r).size());
+    h.extra &= ~carries_resources;
+    spec.resources = std::make_shared<const resource_request>(std::move(r));
+  }
   spec.fn_id = h.fn_id;
   spec.target_actor = h.target;
   spec.max_retries = h.max_retries;

@@ -14,8 +14,11 @@
 /// branch); otherwise each call looks for a worker leased for its requirement or an idle
 /// one whose lease the ledger grants. A worker's CPU counts only while it runs something
 /// (not while its calls are blocked or suspended), so a task blocked in a get gives its CPU
-/// to its descendants, as Ray's do. An actor with resources holds them for life, from
-/// before its construction is sent; one without waits for a free CPU to be placed.
+/// to its descendants, as Ray's do. A descendant that asks for another requirement than
+/// its blocked parent's lease is lent the parent's worker under a grant of its own, so that
+/// a parent waiting on it never waits for ever. An actor with resources holds them for
+/// life, from before its construction is sent; one without waits for a free CPU to be
+/// placed.
 
 #include <algorithm>
 #include <coray/detail/runtime/actor_table.hpp>
@@ -27,6 +30,7 @@
 #include <deque>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -45,7 +49,8 @@ class call_pump {
         resources_(resources),
         workers_(workers),
         max_in_flight_(max_in_flight),
-        leases_(workers) {
+        leases_(workers),
+        lent_(workers, 0) {
     refresh();
   }
 
@@ -85,6 +90,17 @@ class call_pump {
       for (std::uint32_t i = 0; i < workers_; ++i) any |= release_if_idle(i);
     return any;
   }
+  /// Call `r`, lent a blocked worker (lend), ended or left that worker: its grant goes back.
+  void end_loan(task_record& r) {
+    if (!r.lent) return;
+    r.lent = false;
+    auto it = loans_.find(r.id);
+    if (it == loans_.end()) return;
+    resources_.release(shape(r.shape), it->second.grant);
+    --lent_[it->second.slot];
+    loans_.erase(it);
+    refresh();
+  }
   /// Actor `a` lets go of what it holds (it ended for good).
   void release_actor(actor_entry& a) {
     if (!a.placed || !a.shape) return;
@@ -109,7 +125,10 @@ class call_pump {
       if (picked < 0) break;
       const auto slot = static_cast<std::uint32_t>(picked);
       task_record* r = *it;
-      if (!sender_.send(slot, *r)) break;
+      if (!sender_.send(slot, *r)) {
+        end_loan(*r);  // lent for nothing: asked again on the next turn
+        break;
+      }
       tasks_.sent(slot, *r);
       if (it == runnable.begin())
         runnable.pop_front();
@@ -221,8 +240,10 @@ class call_pump {
   /// pick() when resources constrain it: the first call in the queue that finds a worker
   /// leased for its requirement with room, or an idle worker whose lease is granted (the
   /// least loaded of those), or, on a worker blocked in a call, that call's descendant (run
-  /// on its lease). A call that finds none waits; calls behind it may go (Ray's rule: a
-  /// smaller request is not held behind a larger one). The call is given its worker's GPUs.
+  /// on its lease when it asks for the default or the lease's requirement, else lent the
+  /// worker if its own requirement is granted: lend). A call that finds none waits; calls
+  /// behind it may go (Ray's rule: a smaller request is not held behind a larger one). The
+  /// call is given its worker's GPUs, or its loan's.
   std::pair<int, queue_place> pick_with_resources() {
     release_idle_leases();
     auto& runnable = tasks_.runnable;
@@ -233,8 +254,10 @@ class call_pump {
     std::vector<std::uint32_t> refused;  // requirements that found no worker in this look
     for (auto it = runnable.begin(); it != runnable.end(); ++it) {
       task_record& r = **it;
-      if (std::find(refused.begin(), refused.end(), r.shape) != refused.end()) continue;
-      int leased = -1, idle = -1;
+      // A blocked parent's descendant is looked at even so: its worker may be lent it.
+      if (std::find(refused.begin(), refused.end(), r.shape) != refused.end() && !parent_blocked(r))
+        continue;
+      int leased = -1, idle = -1, parent = -1;
       std::uint32_t leased_load = max_in_flight_;
       for (std::uint32_t i = 0; i < workers_; ++i) {
         if (!transport_.alive(i)) continue;
@@ -242,9 +265,10 @@ class call_pump {
         const std::uint32_t load = tasks_.load(i, suspended);
         if (load >= max_in_flight_) continue;
         if (mark != 0) {
-          if (r.submitter == static_cast<int>(i) && r.id >= mark &&
-              (r.shape == 0 || r.shape == leases_[i].shape))
-            return chosen(i, it);
+          if (r.submitter == static_cast<int>(i) && r.id >= mark) {
+            if (r.shape == 0 || r.shape == leases_[i].shape) return chosen(i, it);
+            parent = static_cast<int>(i);
+          }
           continue;
         }
         if (tasks_.in_flight(i) == 0) {
@@ -258,6 +282,7 @@ class call_pump {
           lease(static_cast<std::uint32_t>(idle), r.shape))
         return chosen(static_cast<std::uint32_t>(idle), it);
       if (leased >= 0) return chosen(static_cast<std::uint32_t>(leased), it);
+      if (parent >= 0 && lend(static_cast<std::uint32_t>(parent), r)) return {parent, it};
       refused.push_back(r.shape);
     }
     return {-1, runnable.end()};
@@ -286,6 +311,28 @@ class call_pump {
     refresh();
     return true;
   }
+  /// Whether `r` was made by a task worker's call that is blocked now (r is its descendant).
+  bool parent_blocked(const task_record& r) const noexcept {
+    if (r.submitter < 0 || static_cast<std::uint32_t>(r.submitter) >= workers_) return false;
+    const std::uint64_t mark =
+        transport_.occupancy_of(static_cast<std::uint32_t>(r.submitter)).blocked_mark;
+    return mark != 0 && r.id >= mark;
+  }
+  /// Lends blocked worker `slot` to `r`, a descendant of its blocked call that asks for
+  /// another requirement than the worker's lease, if the ledger grants r's requirement now
+  /// (its CPU taken too: the worker's lease counts none while only lent calls run there).
+  /// The call runs above its blocked ancestor with the grant's GPUs, and the grant goes
+  /// back when it ends or leaves the worker (end_loan). Without it, a parent blocked on a
+  /// child of another requirement, with every worker so blocked, would wait for ever.
+  bool lend(std::uint32_t slot, task_record& r) {
+    auto g = resources_.acquire(shape(r.shape), cpu_in_use());
+    if (!g) return false;
+    r.gpus = g->gpu_mask();
+    r.lent = true;
+    loans_.insert_or_assign(r.id, loan{slot, std::move(*g)});
+    ++lent_[slot];
+    return true;
+  }
   /// Places actor `a`: takes what it holds for life, if free now; one given nothing needs a
   /// CPU free to be placed and holds none after (Ray's rule). False if it must wait.
   bool place(actor_entry& a) {
@@ -297,11 +344,12 @@ class call_pump {
     refresh();
     return true;
   }
-  /// CPU the task workers hold: their lease's, for each that runs something now.
+  /// CPU the task workers hold: their lease's, for each that runs something now besides
+  /// the calls it was lent (whose CPU the ledger holds).
   resource_amount cpu_in_use() const {
     resource_amount n = 0;
     for (std::uint32_t i = 0; i < workers_; ++i)
-      if (transport_.alive(i) && tasks_.load(i, transport_.suspended(i)) > 0)
+      if (transport_.alive(i) && tasks_.load(i, transport_.suspended(i)) > lent_[i])
         n += shape(leases_[i].shape).cpu;
     return n;
   }
@@ -311,6 +359,10 @@ class call_pump {
                      resources_.cpu_free() >= resource_amount{workers_} * resource_unit;
   }
 
+  struct loan {
+    std::uint32_t slot = 0;  // the worker lent
+    resource_grant grant;    // the call's own resources (its CPU taken)
+  };
   struct worker_lease {
     std::uint32_t shape = 0;  // the requirement its calls share
     resource_grant grant;     // its GPUs
@@ -324,8 +376,10 @@ class call_pump {
   resource_ledger& resources_;
   std::uint32_t workers_;
   std::uint32_t max_in_flight_;
-  std::vector<resource_request> shapes_;  // requirement s is shapes_[s - 1]
-  std::vector<worker_lease> leases_;      // per task worker
+  std::vector<resource_request> shapes_;           // requirement s is shapes_[s - 1]
+  std::vector<worker_lease> leases_;               // per task worker
+  std::unordered_map<std::uint64_t, loan> loans_;  // by call id: calls lent a blocked worker
+  std::vector<std::uint32_t> lent_;                // per task worker: its lent calls in flight
   std::uint32_t leases_held_ = 0;
   std::int64_t shaped_calls_ = 0;  // live task calls with a requirement other than the default
   bool unconstrained_ = true;

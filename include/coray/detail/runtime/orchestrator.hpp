@@ -331,6 +331,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
       if (r->message) seg_.release(r->message);
       r->message = nullptr;
       r->gpus = 0;  // given again by the worker it goes to
+      pump_.end_loan(*r);
     }
     tasks_.requeue(plan.again);
     pump_.release_if_idle(slot);  // its lease, if it held one, goes back
@@ -429,10 +430,12 @@ class orchestrator final : public call_lifecycle, public transport_events {
     if (h.status == result_header::retryable_error && !r.result->settled() &&
         r.attempt <= r.max_retries) {
       ++r.attempt;  // runs again: a task from the run queue, an actor call first in its queue
-      if (is_task)
+      if (is_task) {
+        pump_.end_loan(r);  // lent again, or not, when it goes again
         tasks_.retry(slot, r);
-      else
+      } else {
         actors_.retry(r);
+      }
       return;
     }
     if (!r.result->settled()) {

@@ -49,6 +49,7 @@ struct task_record : recycled<task_record, 4096> {
   int attempt = 1;
   bool cancelled = false;
   bool pinned = false;              // its store arguments are pinned (see pin_deps)
+  bool lent = false;                // runs on a blocked worker with its own grant (lend)
   object_block* message = nullptr;  // the sent message, when it needed a block
   void* owner = nullptr;            // the orchestrator, for dependency callbacks
   // Recording a timeline: when it was submitted and last sent (driver's steady clock, ns).

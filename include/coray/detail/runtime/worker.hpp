@@ -530,8 +530,17 @@ class worker final : public process, public call_host {
     std::uint32_t gpus;
     std::memcpy(&gpus, payload.data() + offsetof(task_header, gpus), sizeof gpus);
     if (gpus != gpus_) [[unlikely]]
-      use_gpus(gpus);
+      return start_task_with(payload, gpus);
     run_task(payload);
+  }
+  /// A call whose GPUs are not those this process runs with now: it runs with its own. Run
+  /// above a blocked call (a call lent this worker: design.md, "Resources"), it gives the
+  /// blocked call its GPUs back when it returns.
+  [[gnu::noinline]] void start_task_with(std::span<const std::byte> payload, std::uint32_t gpus) {
+    const std::uint32_t below = gpus_;
+    use_gpus(gpus);
+    run_task(payload);
+    if (!blocked_marks_.empty() && gpus_ != below) use_gpus(below);
   }
 
   /// Runs a call (of actor call group `group`); false if its function is unknown here (an
@@ -655,24 +664,27 @@ class worker final : public process, public call_host {
   /// dependencies travel by value, pending ones by id (the driver knows the ids of results of
   /// calls only, not of values put in this process). Refs inside the arguments (published
   /// while they were sized) travel by id, and actor handles inside them as they are: the
-  /// driver keeps both alive until the call ends.
+  /// driver keeps both alive until the call ends. A task's resources other than the
+  /// default travel last (carries_resources); the driver schedules the call with them.
   template <class F>
   void with_call_message(const task_spec& spec, std::uint64_t id, F&& f) {
     const std::vector<std::uint64_t> refs = ids_of(held_refs(spec.held));
     const auto actors = held_actors(spec.held);
-    const task_header h{id,
-                        spec.fn_id,
-                        spec.nargs,
-                        static_cast<std::uint32_t>(actors.size()),
-                        spec.target_actor,
-                        spec.max_retries,
-                        spec.group,
-                        spec.retry_matcher,
-                        static_cast<std::uint32_t>(refs.size()),
-                        spec.stream    ? returns_stream
-                        : spec.returns ? static_cast<std::uint32_t>(spec.returns->size())
-                                       : 0};
-    f(call_message_writer(h, spec.args, spec.deps, actors, refs));
+    const resource_request* resources = spec.resources.get();
+    const task_header h{
+        id,
+        spec.fn_id,
+        spec.nargs,
+        static_cast<std::uint32_t>(actors.size()) | (resources ? carries_resources : 0),
+        spec.target_actor,
+        spec.max_retries,
+        spec.group,
+        spec.retry_matcher,
+        static_cast<std::uint32_t>(refs.size()),
+        spec.stream    ? returns_stream
+        : spec.returns ? static_cast<std::uint32_t>(spec.returns->size())
+                       : 0};
+    f(call_message_writer(h, spec.args, spec.deps, actors, refs, resources));
   }
 
   static std::vector<std::uint64_t> ids_of(std::span<const state_ptr> refs) {
