@@ -3270,6 +3270,10 @@ inline constexpr std::uint32_t plain_methods_on_loop = std::uint32_t{1} << 31;
 inline constexpr std::uint32_t has_concurrency_groups = std::uint32_t{1} << 30;
 /// The largest max_concurrency, below the flags.
 inline constexpr std::uint32_t max_concurrency_limit = has_concurrency_groups - 1;
+/// In a submission's `extra`, beside its count of actor ids: the call asks for resources
+/// other than a task's default ({CPU: 1}), written last (write_resource_request). A default
+/// call carries nothing more.
+inline constexpr std::uint32_t carries_resources = std::uint32_t{1} << 31;
 
 /// One task argument; inline bytes follow the entry, padded to 16.
 struct arg_entry {
@@ -3550,19 +3554,91 @@ class call_args_rewriter {
   const std::vector<state_ptr>& deps_;
 };
 
+/// A resource request as a submission carries it, after everything else: CPU and GPU
+/// amounts, each custom resource (its name's length, its name, its amount), then the
+/// length of all that, so that a reader finds it from the end.
+inline std::size_t resource_request_bytes(const resource_request& r) noexcept {
+  std::size_t n = 2 * sizeof(resource_amount) + sizeof(std::uint32_t);
+  for (const auto& [name, a] : r.custom) n += sizeof(std::uint32_t) + name.size() + sizeof a;
+  return n + sizeof(std::uint32_t);
+}
+inline void write_resource_request(std::byte* out, const resource_request& r) noexcept {
+  std::byte* p = out;
+  auto put = [&](const void* v, std::size_t n) {
+    if (n) std::memcpy(p, v, n);
+    p += n;
+  };
+  put(&r.cpu, sizeof r.cpu);
+  put(&r.gpu, sizeof r.gpu);
+  const auto count = static_cast<std::uint32_t>(r.custom.size());
+  put(&count, sizeof count);
+  for (const auto& [name, a] : r.custom) {
+    const auto len = static_cast<std::uint32_t>(name.size());
+    put(&len, sizeof len);
+    put(name.data(), name.size());
+    put(&a, sizeof a);
+  }
+  const auto total = static_cast<std::uint32_t>(p - out);
+  put(&total, sizeof total);
+}
+/// Reads the request at the end of `payload` and returns the bytes before it; throws
+/// codec_error if it is malformed (lengths out of bounds, an amount below 0).
+inline std::span<const std::byte> read_resource_request(std::span<const std::byte> payload,
+                                                        resource_request& r) {
+  auto malformed = [] { throw codec_error("coray: a malformed resource request"); };
+  std::uint32_t total;
+  if (payload.size() < sizeof total) malformed();
+  std::memcpy(&total, payload.data() + payload.size() - sizeof total, sizeof total);
+  if (total > payload.size() - sizeof total) malformed();
+  const std::byte* p = payload.data() + payload.size() - sizeof total - total;
+  const std::byte* const end = p + total;
+  auto get = [&](void* v, std::size_t n) {
+    if (static_cast<std::size_t>(end - p) < n) malformed();
+    if (n) std::memcpy(v, p, n);
+    p += n;
+  };
+  get(&r.cpu, sizeof r.cpu);
+  get(&r.gpu, sizeof r.gpu);
+  std::uint32_t count;
+  get(&count, sizeof count);
+  if (r.cpu < 0 || r.gpu < 0) malformed();
+  for (std::uint32_t i = 0; i < count; ++i) {
+    std::uint32_t len;
+    get(&len, sizeof len);
+    if (static_cast<std::size_t>(end - p) < len) malformed();
+    std::string name(reinterpret_cast<const char*>(p), len);
+    p += len;
+    resource_amount a;
+    get(&a, sizeof a);
+    if (a <= 0) malformed();
+    r.custom.emplace(std::move(name), a);
+  }
+  if (p != end) malformed();
+  return payload.first(payload.size() - sizeof total - total);
+}
+
 /// The message that sends a call: its header, its arguments with dependencies rewritten
 /// (call_args_rewriter) and, in a worker's submission, the actor handles it carries and the
-/// ids of the refs inside its arguments (h.refs of them).
+/// ids of the refs inside its arguments (h.refs of them), then the resources it asks for
+/// when they are not a task's default (`resources`; h.extra says so: carries_resources).
 class call_message_writer {
  public:
   call_message_writer(const task_header& h, std::span<const std::byte> args,
                       const std::vector<state_ptr>& deps,
                       std::span<const std::uint64_t> actors = {},
-                      std::span<const std::uint64_t> refs = {})
-      : h_(h), args_(args, h.nargs, deps), args_size_(args_.size()), actors_(actors), refs_(refs) {}
+                      std::span<const std::uint64_t> refs = {},
+                      const resource_request* resources = nullptr)
+      : h_(h),
+        args_(args, h.nargs, deps),
+        args_size_(args_.size()),
+        actors_(actors),
+        refs_(refs),
+        resources_(resources),
+        resources_size_(resources ? resource_request_bytes(*resources) : 0) {}
 
   std::size_t size() const noexcept {
-    return sizeof(task_header) + args_size_ + actors_.size_bytes() + refs_.size_bytes();
+    return sizeof(task_header) + args_size_ + actors_.size_bytes() + refs_.size_bytes() +
+           resources_size_;
   }
   void write(std::byte* out, segment& seg) const {
     std::memcpy(out, &h_, sizeof h_);
@@ -3570,6 +3646,8 @@ class call_message_writer {
     std::byte* tail = out + sizeof h_ + args_size_;
     if (!actors_.empty()) std::memcpy(tail, actors_.data(), actors_.size_bytes());
     if (!refs_.empty()) std::memcpy(tail + actors_.size_bytes(), refs_.data(), refs_.size_bytes());
+    if (resources_) [[unlikely]]
+      write_resource_request(tail + actors_.size_bytes() + refs_.size_bytes(), *resources_);
   }
 
  private:
@@ -3578,6 +3656,8 @@ class call_message_writer {
   std::size_t args_size_;
   std::span<const std::uint64_t> actors_;
   std::span<const std::uint64_t> refs_;
+  const resource_request* resources_;
+  std::size_t resources_size_;
 };
 
 /// A worker's submission read back into the driver's form: the call, with dependencies by id
@@ -3599,6 +3679,13 @@ submission read_submission(std::span<const std::byte> payload, HoldsBlock&& hold
   task_spec& spec = out.spec;
   if (payload.size() < sizeof h) throw codec_error("coray: malformed submission");
   std::memcpy(&h, payload.data(), sizeof h);
+  if (h.extra & carries_resources) [[unlikely]] {
+    // The call's resource request, last: the rest is read as a default call's.
+    resource_request r;
+    payload = payload.first(sizeof h + read_resource_request(payload.subspan(sizeof h), r).size());
+    h.extra &= ~carries_resources;
+    spec.resources = std::make_shared<const resource_request>(std::move(r));
+  }
   spec.fn_id = h.fn_id;
   spec.target_actor = h.target;
   spec.max_retries = h.max_retries;
@@ -7821,11 +7908,6 @@ struct remote_function_base {
       if constexpr (fits) {
         return detail::submit_for<typename traits::return_type>(
             "ray::task<f>.remote", [&](detail::process& p) {
-              if (resources && !p.as_driver())
-                throw usage_error(
-                    "ray::task<f>.remote: a task with resources (num_cpus, num_gpus, "
-                    "resources) can be called from the driver only, not yet from inside a "
-                    "task or actor");
               auto spec = detail::make_call<F>(p, std::forward<A>(args)...);
               spec.max_retries = max_retries;
               spec.retry_matcher = retry_matcher;
@@ -9409,8 +9491,8 @@ class dict_proxy : public detail::manager_proxy_base {
   }
   /// d.setdefault(key, value): the value at `key`, first set to `value` if absent.
   V setdefault(const K& key, const V& value) {
-    return dec<V>(call<&server::dict_setdefault>("ray::dict_proxy::setdefault",
-                                                                enc(key), enc(value)));
+    return dec<V>(
+        call<&server::dict_setdefault>("ray::dict_proxy::setdefault", enc(key), enc(value)));
   }
   /// d.pop(key): removes `key` and returns its value; ray::key_error if absent.
   V pop(const K& key) {
@@ -9439,8 +9521,7 @@ class dict_proxy : public detail::manager_proxy_base {
   }
   /// len(d).
   std::size_t size() const {
-    return static_cast<std::size_t>(
-        call<&server::dict_size>("ray::dict_proxy::size"));
+    return static_cast<std::size_t>(call<&server::dict_size>("ray::dict_proxy::size"));
   }
   bool empty() const { return size() == 0; }
   /// list(d.keys()), in insertion order.
@@ -9478,8 +9559,8 @@ class dict_proxy : public detail::manager_proxy_base {
   bool compare_exchange(const K& key, const std::optional<V>& expected, const V& desired) {
     std::optional<detail::encoded> e;
     if (expected) e = enc(*expected);
-    return call<&server::dict_compare_exchange>(
-        "ray::dict_proxy::compare_exchange", enc(key), std::move(e), enc(desired));
+    return call<&server::dict_compare_exchange>("ray::dict_proxy::compare_exchange", enc(key),
+                                                std::move(e), enc(desired));
   }
   /// d[key] = d.get(key, 0) + delta, atomically; returns the new value. V must be an integer
   /// (wrapping on overflow) or floating-point type.
@@ -9491,13 +9572,11 @@ class dict_proxy : public detail::manager_proxy_base {
 
   /// set() in a coroutine, or sent now and awaited later: `co_await d.set_async(k, v)`.
   async<void> set_async(const K& key, const V& value) {
-    return await_void(
-        send<&server::dict_set>("ray::dict_proxy::set_async", enc(key), enc(value)));
+    return await_void(send<&server::dict_set>("ray::dict_proxy::set_async", enc(key), enc(value)));
   }
   /// get() in a coroutine: `V v = co_await d.get_async(k)`; ray::key_error if absent.
   async<V> get_async(const K& key) const {
-    return await_get(send<&server::dict_get>("ray::dict_proxy::get_async", enc(key)),
-                     key);
+    return await_get(send<&server::dict_get>("ray::dict_proxy::get_async", enc(key)), key);
   }
 
  private:
@@ -9542,9 +9621,7 @@ class list_proxy : public detail::manager_proxy_base {
   list_proxy() noexcept = default;
 
   /// l.append(v).
-  void append(const T& v) {
-    call<&server::list_append>("ray::list_proxy::append", enc(v));
-  }
+  void append(const T& v) { call<&server::list_append>("ray::list_proxy::append", enc(v)); }
   /// l.extend(items): all of them in one call, so they stay together.
   template <class Range>
   void extend(const Range& items) {
@@ -9558,22 +9635,17 @@ class list_proxy : public detail::manager_proxy_base {
     call<&server::list_insert>("ray::list_proxy::insert", i, enc(v));
   }
   /// l[i]; ray::index_error if out of range.
-  T get(std::int64_t i) const {
-    return dec(call<&server::list_get>("ray::list_proxy::get", i));
-  }
+  T get(std::int64_t i) const { return dec(call<&server::list_get>("ray::list_proxy::get", i)); }
   T operator[](std::int64_t i) const { return get(i); }
   /// l[i] = v; ray::index_error if out of range.
   void set(std::int64_t i, const T& v) {
     call<&server::list_set>("ray::list_proxy::set", i, enc(v));
   }
   /// l.pop(i) (the last item by default); ray::index_error if empty or out of range.
-  T pop(std::int64_t i = -1) {
-    return dec(call<&server::list_pop>("ray::list_proxy::pop", i));
-  }
+  T pop(std::int64_t i = -1) { return dec(call<&server::list_pop>("ray::list_proxy::pop", i)); }
   /// len(l).
   std::size_t size() const {
-    return static_cast<std::size_t>(
-        call<&server::list_size>("ray::list_proxy::size"));
+    return static_cast<std::size_t>(call<&server::list_size>("ray::list_proxy::size"));
   }
   bool empty() const { return size() == 0; }
   /// list(l): a copy of the whole list in one call.
@@ -9589,8 +9661,7 @@ class list_proxy : public detail::manager_proxy_base {
 
   /// append() sent now, awaited later: `co_await l.append_async(v)`.
   async<void> append_async(const T& v) {
-    return await_void(
-        send<&server::list_append>("ray::list_proxy::append_async", enc(v)));
+    return await_void(send<&server::list_append>("ray::list_proxy::append_async", enc(v)));
   }
 
  private:
@@ -12655,6 +12726,7 @@ struct task_record : recycled<task_record, 4096> {
   int attempt = 1;
   bool cancelled = false;
   bool pinned = false;              // its store arguments are pinned (see pin_deps)
+  bool lent = false;                // runs on a blocked worker with its own grant (lend)
   object_block* message = nullptr;  // the sent message, when it needed a block
   void* owner = nullptr;            // the orchestrator, for dependency callbacks
   // Recording a timeline: when it was submitted and last sent (driver's steady clock, ns).
@@ -13236,8 +13308,11 @@ CORAY_END_NAMESPACE
 /// branch); otherwise each call looks for a worker leased for its requirement or an idle
 /// one whose lease the ledger grants. A worker's CPU counts only while it runs something
 /// (not while its calls are blocked or suspended), so a task blocked in a get gives its CPU
-/// to its descendants, as Ray's do. An actor with resources holds them for life, from
-/// before its construction is sent; one without waits for a free CPU to be placed.
+/// to its descendants, as Ray's do. A descendant that asks for another requirement than
+/// its blocked parent's lease is lent the parent's worker under a grant of its own, so that
+/// a parent waiting on it never waits for ever. An actor with resources holds them for
+/// life, from before its construction is sent; one without waits for a free CPU to be
+/// placed.
 
 #include <algorithm>
 // #include <coray/detail/runtime/actor_table.hpp>: inlined above
@@ -13636,6 +13711,7 @@ CORAY_END_NAMESPACE
 #include <deque>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -13654,7 +13730,8 @@ class call_pump {
         resources_(resources),
         workers_(workers),
         max_in_flight_(max_in_flight),
-        leases_(workers) {
+        leases_(workers),
+        lent_(workers, 0) {
     refresh();
   }
 
@@ -13694,6 +13771,17 @@ class call_pump {
       for (std::uint32_t i = 0; i < workers_; ++i) any |= release_if_idle(i);
     return any;
   }
+  /// Call `r`, lent a blocked worker (lend), ended or left that worker: its grant goes back.
+  void end_loan(task_record& r) {
+    if (!r.lent) return;
+    r.lent = false;
+    auto it = loans_.find(r.id);
+    if (it == loans_.end()) return;
+    resources_.release(shape(r.shape), it->second.grant);
+    --lent_[it->second.slot];
+    loans_.erase(it);
+    refresh();
+  }
   /// Actor `a` lets go of what it holds (it ended for good).
   void release_actor(actor_entry& a) {
     if (!a.placed || !a.shape) return;
@@ -13718,7 +13806,10 @@ class call_pump {
       if (picked < 0) break;
       const auto slot = static_cast<std::uint32_t>(picked);
       task_record* r = *it;
-      if (!sender_.send(slot, *r)) break;
+      if (!sender_.send(slot, *r)) {
+        end_loan(*r);  // lent for nothing: asked again on the next turn
+        break;
+      }
       tasks_.sent(slot, *r);
       if (it == runnable.begin())
         runnable.pop_front();
@@ -13830,8 +13921,10 @@ class call_pump {
   /// pick() when resources constrain it: the first call in the queue that finds a worker
   /// leased for its requirement with room, or an idle worker whose lease is granted (the
   /// least loaded of those), or, on a worker blocked in a call, that call's descendant (run
-  /// on its lease). A call that finds none waits; calls behind it may go (Ray's rule: a
-  /// smaller request is not held behind a larger one). The call is given its worker's GPUs.
+  /// on its lease when it asks for the default or the lease's requirement, else lent the
+  /// worker if its own requirement is granted: lend). A call that finds none waits; calls
+  /// behind it may go (Ray's rule: a smaller request is not held behind a larger one). The
+  /// call is given its worker's GPUs, or its loan's.
   std::pair<int, queue_place> pick_with_resources() {
     release_idle_leases();
     auto& runnable = tasks_.runnable;
@@ -13842,8 +13935,10 @@ class call_pump {
     std::vector<std::uint32_t> refused;  // requirements that found no worker in this look
     for (auto it = runnable.begin(); it != runnable.end(); ++it) {
       task_record& r = **it;
-      if (std::find(refused.begin(), refused.end(), r.shape) != refused.end()) continue;
-      int leased = -1, idle = -1;
+      // A blocked parent's descendant is looked at even so: its worker may be lent it.
+      if (std::find(refused.begin(), refused.end(), r.shape) != refused.end() && !parent_blocked(r))
+        continue;
+      int leased = -1, idle = -1, parent = -1;
       std::uint32_t leased_load = max_in_flight_;
       for (std::uint32_t i = 0; i < workers_; ++i) {
         if (!transport_.alive(i)) continue;
@@ -13851,9 +13946,10 @@ class call_pump {
         const std::uint32_t load = tasks_.load(i, suspended);
         if (load >= max_in_flight_) continue;
         if (mark != 0) {
-          if (r.submitter == static_cast<int>(i) && r.id >= mark &&
-              (r.shape == 0 || r.shape == leases_[i].shape))
-            return chosen(i, it);
+          if (r.submitter == static_cast<int>(i) && r.id >= mark) {
+            if (r.shape == 0 || r.shape == leases_[i].shape) return chosen(i, it);
+            parent = static_cast<int>(i);
+          }
           continue;
         }
         if (tasks_.in_flight(i) == 0) {
@@ -13867,6 +13963,7 @@ class call_pump {
           lease(static_cast<std::uint32_t>(idle), r.shape))
         return chosen(static_cast<std::uint32_t>(idle), it);
       if (leased >= 0) return chosen(static_cast<std::uint32_t>(leased), it);
+      if (parent >= 0 && lend(static_cast<std::uint32_t>(parent), r)) return {parent, it};
       refused.push_back(r.shape);
     }
     return {-1, runnable.end()};
@@ -13895,6 +13992,28 @@ class call_pump {
     refresh();
     return true;
   }
+  /// Whether `r` was made by a task worker's call that is blocked now (r is its descendant).
+  bool parent_blocked(const task_record& r) const noexcept {
+    if (r.submitter < 0 || static_cast<std::uint32_t>(r.submitter) >= workers_) return false;
+    const std::uint64_t mark =
+        transport_.occupancy_of(static_cast<std::uint32_t>(r.submitter)).blocked_mark;
+    return mark != 0 && r.id >= mark;
+  }
+  /// Lends blocked worker `slot` to `r`, a descendant of its blocked call that asks for
+  /// another requirement than the worker's lease, if the ledger grants r's requirement now
+  /// (its CPU taken too: the worker's lease counts none while only lent calls run there).
+  /// The call runs above its blocked ancestor with the grant's GPUs, and the grant goes
+  /// back when it ends or leaves the worker (end_loan). Without it, a parent blocked on a
+  /// child of another requirement, with every worker so blocked, would wait for ever.
+  bool lend(std::uint32_t slot, task_record& r) {
+    auto g = resources_.acquire(shape(r.shape), cpu_in_use());
+    if (!g) return false;
+    r.gpus = g->gpu_mask();
+    r.lent = true;
+    loans_.insert_or_assign(r.id, loan{slot, std::move(*g)});
+    ++lent_[slot];
+    return true;
+  }
   /// Places actor `a`: takes what it holds for life, if free now; one given nothing needs a
   /// CPU free to be placed and holds none after (Ray's rule). False if it must wait.
   bool place(actor_entry& a) {
@@ -13906,11 +14025,12 @@ class call_pump {
     refresh();
     return true;
   }
-  /// CPU the task workers hold: their lease's, for each that runs something now.
+  /// CPU the task workers hold: their lease's, for each that runs something now besides
+  /// the calls it was lent (whose CPU the ledger holds).
   resource_amount cpu_in_use() const {
     resource_amount n = 0;
     for (std::uint32_t i = 0; i < workers_; ++i)
-      if (transport_.alive(i) && tasks_.load(i, transport_.suspended(i)) > 0)
+      if (transport_.alive(i) && tasks_.load(i, transport_.suspended(i)) > lent_[i])
         n += shape(leases_[i].shape).cpu;
     return n;
   }
@@ -13920,6 +14040,10 @@ class call_pump {
                      resources_.cpu_free() >= resource_amount{workers_} * resource_unit;
   }
 
+  struct loan {
+    std::uint32_t slot = 0;  // the worker lent
+    resource_grant grant;    // the call's own resources (its CPU taken)
+  };
   struct worker_lease {
     std::uint32_t shape = 0;  // the requirement its calls share
     resource_grant grant;     // its GPUs
@@ -13933,8 +14057,10 @@ class call_pump {
   resource_ledger& resources_;
   std::uint32_t workers_;
   std::uint32_t max_in_flight_;
-  std::vector<resource_request> shapes_;  // requirement s is shapes_[s - 1]
-  std::vector<worker_lease> leases_;      // per task worker
+  std::vector<resource_request> shapes_;           // requirement s is shapes_[s - 1]
+  std::vector<worker_lease> leases_;               // per task worker
+  std::unordered_map<std::uint64_t, loan> loans_;  // by call id: calls lent a blocked worker
+  std::vector<std::uint32_t> lent_;                // per task worker: its lent calls in flight
   std::uint32_t leases_held_ = 0;
   std::int64_t shaped_calls_ = 0;  // live task calls with a requirement other than the default
   bool unconstrained_ = true;
@@ -14435,7 +14561,10 @@ class call_lifecycle {
                                       object_state::status::failed});
     if (r->submitted_ns) [[unlikely]]
       record_timeline(*r);
-    if (r->shape) pump_.count_shaped(-1);
+    if (r->shape) {
+      pump_.end_loan(*r);
+      pump_.count_shaped(-1);
+    }
     for (auto* b : r->blocks) seg_.release(b);
     if (r->message) seg_.release(r->message);
     if (r->pinned)
@@ -15061,6 +15190,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
       if (r->message) seg_.release(r->message);
       r->message = nullptr;
       r->gpus = 0;  // given again by the worker it goes to
+      pump_.end_loan(*r);
     }
     tasks_.requeue(plan.again);
     pump_.release_if_idle(slot);  // its lease, if it held one, goes back
@@ -15159,10 +15289,12 @@ class orchestrator final : public call_lifecycle, public transport_events {
     if (h.status == result_header::retryable_error && !r.result->settled() &&
         r.attempt <= r.max_retries) {
       ++r.attempt;  // runs again: a task from the run queue, an actor call first in its queue
-      if (is_task)
+      if (is_task) {
+        pump_.end_loan(r);  // lent again, or not, when it goes again
         tasks_.retry(slot, r);
-      else
+      } else {
         actors_.retry(r);
+      }
       return;
     }
     if (!r.result->settled()) {
@@ -16267,8 +16399,17 @@ class worker final : public process, public call_host {
     std::uint32_t gpus;
     std::memcpy(&gpus, payload.data() + offsetof(task_header, gpus), sizeof gpus);
     if (gpus != gpus_) [[unlikely]]
-      use_gpus(gpus);
+      return start_task_with(payload, gpus);
     run_task(payload);
+  }
+  /// A call whose GPUs are not those this process runs with now: it runs with its own. Run
+  /// above a blocked call (a call lent this worker: design.md, "Resources"), it gives the
+  /// blocked call its GPUs back when it returns.
+  [[gnu::noinline]] void start_task_with(std::span<const std::byte> payload, std::uint32_t gpus) {
+    const std::uint32_t below = gpus_;
+    use_gpus(gpus);
+    run_task(payload);
+    if (!blocked_marks_.empty() && gpus_ != below) use_gpus(below);
   }
 
   /// Runs a call (of actor call group `group`); false if its function is unknown here (an
@@ -16392,24 +16533,27 @@ class worker final : public process, public call_host {
   /// dependencies travel by value, pending ones by id (the driver knows the ids of results of
   /// calls only, not of values put in this process). Refs inside the arguments (published
   /// while they were sized) travel by id, and actor handles inside them as they are: the
-  /// driver keeps both alive until the call ends.
+  /// driver keeps both alive until the call ends. A task's resources other than the
+  /// default travel last (carries_resources); the driver schedules the call with them.
   template <class F>
   void with_call_message(const task_spec& spec, std::uint64_t id, F&& f) {
     const std::vector<std::uint64_t> refs = ids_of(held_refs(spec.held));
     const auto actors = held_actors(spec.held);
-    const task_header h{id,
-                        spec.fn_id,
-                        spec.nargs,
-                        static_cast<std::uint32_t>(actors.size()),
-                        spec.target_actor,
-                        spec.max_retries,
-                        spec.group,
-                        spec.retry_matcher,
-                        static_cast<std::uint32_t>(refs.size()),
-                        spec.stream    ? returns_stream
-                        : spec.returns ? static_cast<std::uint32_t>(spec.returns->size())
-                                       : 0};
-    f(call_message_writer(h, spec.args, spec.deps, actors, refs));
+    const resource_request* resources = spec.resources.get();
+    const task_header h{
+        id,
+        spec.fn_id,
+        spec.nargs,
+        static_cast<std::uint32_t>(actors.size()) | (resources ? carries_resources : 0),
+        spec.target_actor,
+        spec.max_retries,
+        spec.group,
+        spec.retry_matcher,
+        static_cast<std::uint32_t>(refs.size()),
+        spec.stream    ? returns_stream
+        : spec.returns ? static_cast<std::uint32_t>(spec.returns->size())
+                       : 0};
+    f(call_message_writer(h, spec.args, spec.deps, actors, refs, resources));
   }
 
   static std::vector<std::uint64_t> ids_of(std::span<const state_ptr> refs) {
