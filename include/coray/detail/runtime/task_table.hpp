@@ -25,7 +25,7 @@ struct task_record : recycled<task_record, 4096> {
   std::uint64_t fn_id = 0;
   std::string_view name;
   std::uint32_t nargs = 0;
-  std::vector<std::byte> args;
+  call_bytes args;
   std::vector<state_ptr> deps;
   std::vector<object_block*> blocks;  // one reference each, released when the call ends
   held_contents held;                 // refs and actor handles inside the arguments (kept alive)
