@@ -45,7 +45,7 @@ struct actor_entry {
   std::uint64_t ctor_fn = 0;
   std::string_view ctor_name;
   std::uint32_t ctor_nargs = 0;
-  std::vector<std::byte> ctor_args;
+  call_bytes ctor_args;
   std::vector<state_ptr> ctor_deps;
   std::vector<state_ptr> ctor_refs;        // refs inside its arguments
   std::vector<object_block*> ctor_blocks;  // one reference each, for rebuilding
@@ -65,7 +65,7 @@ struct actor_entry {
     spec.fn_id = ctor_fn;
     spec.name = ctor_name;
     spec.nargs = ctor_nargs;
-    spec.args = ctor_args;
+    copy_bytes(spec.args, ctor_args);
     spec.deps = ctor_deps;
     if (!ctor_refs.empty()) contents_of(spec.held).refs = ctor_refs;
     for (auto* b : ctor_blocks) {
@@ -108,7 +108,7 @@ class actor_table {
     a.ctor_fn = req.constructor.fn_id;
     a.ctor_name = req.constructor.name;
     a.ctor_nargs = req.constructor.nargs;
-    a.ctor_args = req.constructor.args;
+    copy_bytes(a.ctor_args, req.constructor.args);
     a.ctor_deps = req.constructor.deps;
     if (req.constructor.held) a.ctor_refs = req.constructor.held->refs;
     for (auto* b : req.constructor.blocks) {

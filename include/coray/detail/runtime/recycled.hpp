@@ -1,9 +1,12 @@
 #pragma once
 /// Allocation for the objects every call makes and drops (its task_record in the driver, its
-/// result's object_state in every process): a class deriving from recycled<T, Keep> keeps up
-/// to `Keep` freed objects per thread and hands them out again before asking malloc, so a
-/// steady stream of calls allocates nothing once warm. Memory a thread keeps is given back
-/// when the thread ends; the bound keeps what an idle driver holds small (Keep objects).
+/// result's object_state in every process, the node of the driver's index of live calls, the
+/// bytes of its arguments): a class deriving from recycled<T, Keep>, or a container given
+/// recycling_allocator<T, Keep> or small_buffer_allocator<T, Small, Keep>,
+/// keeps up to `Keep` freed objects per thread and hands them out again before asking
+/// malloc, so a steady stream of calls allocates nothing once warm. Memory a thread keeps is
+/// given back when the thread ends; the bound keeps what an idle driver holds small (Keep
+/// objects).
 ///
 /// Under AddressSanitizer it passes straight to operator new and delete, so a use after free
 /// is still caught.
@@ -83,6 +86,81 @@ struct recycled {
     freed.armed = true;
   }
   static inline thread_local kept freed;
+};
+
+/// The same recycling for a node container's nodes (std::unordered_map's: one per element,
+/// allocated and freed one at a time): single objects come from, and go back to, a list per
+/// thread and node type; arrays (a hash table's buckets) go straight to operator new.
+template <class T, std::size_t Keep>
+struct recycling_allocator {
+  using value_type = T;
+  template <class U>
+  struct rebind {
+    using other = recycling_allocator<U, Keep>;
+  };
+  recycling_allocator() noexcept = default;
+  template <class U>
+  recycling_allocator(const recycling_allocator<U, Keep>&) noexcept {}
+
+  T* allocate(std::size_t n) {
+    if (n == 1) return static_cast<T*>(node::operator new(sizeof(node)));
+    return static_cast<T*>(::operator new(n * sizeof(T)));
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    if (n == 1)
+      node::operator delete(p, sizeof(node));
+    else
+      ::operator delete(p);
+  }
+  template <class U>
+  bool operator==(const recycling_allocator<U, Keep>&) const noexcept {
+    return true;
+  }
+
+ private:
+  /// Storage for one T, recycled as its own type (a list of its own per T).
+  struct node : recycled<node, Keep> {
+    alignas(T) unsigned char bytes[sizeof(T) < sizeof(void*) ? sizeof(void*) : sizeof(T)];
+  };
+  static_assert(alignof(T) <= alignof(std::max_align_t), "operator new's alignment");
+};
+
+/// Small buffers for a vector that most often holds a few bytes (a call's encoded
+/// arguments): an allocation of up to `Small` bytes takes a whole `Small`-byte buffer from a
+/// bounded per-thread list, as recycled<T, Keep> does; a larger one goes to operator new.
+/// The vector gives back the capacity it asked for, so each buffer returns to its own kind.
+template <class T, std::size_t Small, std::size_t Keep>
+struct small_buffer_allocator {
+  using value_type = T;
+  template <class U>
+  struct rebind {
+    using other = small_buffer_allocator<U, Small, Keep>;
+  };
+  small_buffer_allocator() noexcept = default;
+  template <class U>
+  small_buffer_allocator(const small_buffer_allocator<U, Small, Keep>&) noexcept {}
+
+  T* allocate(std::size_t n) {
+    if (n <= Small / sizeof(T)) return static_cast<T*>(buffer::operator new(sizeof(buffer)));
+    if (n > std::size_t(-1) / sizeof(T)) throw std::bad_array_new_length();
+    return static_cast<T*>(::operator new(n * sizeof(T)));
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    if (n <= Small / sizeof(T))
+      buffer::operator delete(p, sizeof(buffer));
+    else
+      ::operator delete(p);
+  }
+  template <class U>
+  bool operator==(const small_buffer_allocator<U, Small, Keep>&) const noexcept {
+    return true;
+  }
+
+ private:
+  struct buffer : recycled<buffer, Keep> {
+    alignas(std::max_align_t) unsigned char bytes[Small];
+  };
+  static_assert(alignof(T) <= alignof(std::max_align_t) && Small >= sizeof(T));
 };
 
 }  // namespace detail
