@@ -1322,10 +1322,13 @@ CORAY_END_NAMESPACE
 #include <atomic>
 // begin <coray/detail/runtime/recycled.hpp>
 /// Allocation for the objects every call makes and drops (its task_record in the driver, its
-/// result's object_state in every process): a class deriving from recycled<T, Keep> keeps up
-/// to `Keep` freed objects per thread and hands them out again before asking malloc, so a
-/// steady stream of calls allocates nothing once warm. Memory a thread keeps is given back
-/// when the thread ends; the bound keeps what an idle driver holds small (Keep objects).
+/// result's object_state in every process, the node of the driver's index of live calls, the
+/// bytes of its arguments): a class deriving from recycled<T, Keep>, or a container given
+/// recycling_allocator<T, Keep> or small_buffer_allocator<T, Small, Keep>,
+/// keeps up to `Keep` freed objects per thread and hands them out again before asking
+/// malloc, so a steady stream of calls allocates nothing once warm. Memory a thread keeps is
+/// given back when the thread ends; the bound keeps what an idle driver holds small (Keep
+/// objects).
 ///
 /// Under AddressSanitizer it passes straight to operator new and delete, so a use after free
 /// is still caught.
@@ -1405,6 +1408,81 @@ struct recycled {
     freed.armed = true;
   }
   static inline thread_local kept freed;
+};
+
+/// The same recycling for a node container's nodes (std::unordered_map's: one per element,
+/// allocated and freed one at a time): single objects come from, and go back to, a list per
+/// thread and node type; arrays (a hash table's buckets) go straight to operator new.
+template <class T, std::size_t Keep>
+struct recycling_allocator {
+  using value_type = T;
+  template <class U>
+  struct rebind {
+    using other = recycling_allocator<U, Keep>;
+  };
+  recycling_allocator() noexcept = default;
+  template <class U>
+  recycling_allocator(const recycling_allocator<U, Keep>&) noexcept {}
+
+  T* allocate(std::size_t n) {
+    if (n == 1) return static_cast<T*>(node::operator new(sizeof(node)));
+    return static_cast<T*>(::operator new(n * sizeof(T)));
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    if (n == 1)
+      node::operator delete(p, sizeof(node));
+    else
+      ::operator delete(p);
+  }
+  template <class U>
+  bool operator==(const recycling_allocator<U, Keep>&) const noexcept {
+    return true;
+  }
+
+ private:
+  /// Storage for one T, recycled as its own type (a list of its own per T).
+  struct node : recycled<node, Keep> {
+    alignas(T) unsigned char bytes[sizeof(T) < sizeof(void*) ? sizeof(void*) : sizeof(T)];
+  };
+  static_assert(alignof(T) <= alignof(std::max_align_t), "operator new's alignment");
+};
+
+/// Small buffers for a vector that most often holds a few bytes (a call's encoded
+/// arguments): an allocation of up to `Small` bytes takes a whole `Small`-byte buffer from a
+/// bounded per-thread list, as recycled<T, Keep> does; a larger one goes to operator new.
+/// The vector gives back the capacity it asked for, so each buffer returns to its own kind.
+template <class T, std::size_t Small, std::size_t Keep>
+struct small_buffer_allocator {
+  using value_type = T;
+  template <class U>
+  struct rebind {
+    using other = small_buffer_allocator<U, Small, Keep>;
+  };
+  small_buffer_allocator() noexcept = default;
+  template <class U>
+  small_buffer_allocator(const small_buffer_allocator<U, Small, Keep>&) noexcept {}
+
+  T* allocate(std::size_t n) {
+    if (n <= Small / sizeof(T)) return static_cast<T*>(buffer::operator new(sizeof(buffer)));
+    if (n > std::size_t(-1) / sizeof(T)) throw std::bad_array_new_length();
+    return static_cast<T*>(::operator new(n * sizeof(T)));
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    if (n <= Small / sizeof(T))
+      buffer::operator delete(p, sizeof(buffer));
+    else
+      ::operator delete(p);
+  }
+  template <class U>
+  bool operator==(const small_buffer_allocator<U, Small, Keep>&) const noexcept {
+    return true;
+  }
+
+ private:
+  struct buffer : recycled<buffer, Keep> {
+    alignas(std::max_align_t) unsigned char bytes[Small];
+  };
+  static_assert(alignof(T) <= alignof(std::max_align_t) && Small >= sizeof(T));
 };
 
 }  // namespace detail
@@ -2940,6 +3018,7 @@ CORAY_END_NAMESPACE
 /// dependency is replaced by the value it stands for.
 
 // #include <coray/detail/runtime/object_state.hpp>: inlined above
+// #include <coray/detail/runtime/recycled.hpp>: inlined above
 // begin <coray/detail/runtime/resource_ledger.hpp>
 /// The runtime's resources and who holds them: totals by name (`CPU`, `GPU` and custom
 /// ones), what is free, and the GPUs by id with the fraction of each that is free. A
@@ -3360,13 +3439,24 @@ void for_each_entry(std::span<const std::byte> args, std::uint32_t nargs, F&& f)
 /// blocks (ray::shared_value, ray::mutex): the block's offset, tagged with this bit.
 inline constexpr std::uint64_t pinned_block_tag = std::uint64_t{1} << 63;
 
+/// A call's argument records. Most calls carry a few small arguments (an int's record is 32
+/// bytes): up to 64 bytes come from a per-thread list of buffers instead of malloc, which took
+/// about 280 of the driver's instructions per call (malloc on submit, free on finish).
+using call_bytes = std::vector<std::byte, small_buffer_allocator<std::byte, 64, 4096>>;
+/// `to` becomes a copy of `from` by memcpy (a vector copied through its allocator is copied a
+/// byte at a time).
+inline void copy_bytes(call_bytes& to, const call_bytes& from) {
+  to.resize(from.size());
+  if (!from.empty()) std::memcpy(to.data(), from.data(), from.size());
+}
+
 /// A remote call as built by task<f>.remote(): the callee, its encoded arguments, the objects
 /// it depends on and the store blocks its large arguments occupy. The add_* members are the
 /// only writers of argument records.
 struct task_spec {
   std::uint64_t fn_id = 0;
   std::string_view name;
-  std::vector<std::byte> args;  // arg_entry records
+  call_bytes args;  // arg_entry records
   std::uint32_t nargs = 0;
   std::vector<state_ptr> deps;        // arg_entry::dependency refers to these by index
   std::vector<object_block*> blocks;  // owned; released when the task ends
@@ -12687,6 +12777,7 @@ CORAY_END_NAMESPACE
 // #include <coray/detail/runtime/recycled.hpp>: inlined above
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string_view>
 #include <unordered_map>
@@ -12701,7 +12792,7 @@ struct task_record : recycled<task_record, 4096> {
   std::uint64_t fn_id = 0;
   std::string_view name;
   std::uint32_t nargs = 0;
-  std::vector<std::byte> args;
+  call_bytes args;
   std::vector<state_ptr> deps;
   std::vector<object_block*> blocks;  // one reference each, released when the call ends
   held_contents held;                 // refs and actor handles inside the arguments (kept alive)
@@ -12929,8 +13020,14 @@ class task_table {
   // A node map on purpose: ids are mostly consecutive and std::hash of an integer is the
   // integer, so consecutive calls sit in consecutive buckets and a tide of a million queued
   // calls walks the index in order. An open-addressing map scatters them (a cache miss per
-  // call: a third of million_queued_calls' rate).
-  std::unordered_map<std::uint64_t, std::unique_ptr<task_record>> records_;
+  // call: a third of million_queued_calls' rate). Its nodes are recycled as the records are:
+  // with a node from malloc per call, 1,000 actor calls in flight cost the driver about 470
+  // more instructions per call (callgrind), the node's malloc and free and the slower paths
+  // malloc then took for the call's other allocations.
+  using record_entry = std::pair<const std::uint64_t, std::unique_ptr<task_record>>;
+  std::unordered_map<std::uint64_t, std::unique_ptr<task_record>, std::hash<std::uint64_t>,
+                     std::equal_to<std::uint64_t>, recycling_allocator<record_entry, 4096>>
+      records_;
   std::vector<worker_calls> workers_;
 };
 
@@ -12972,7 +13069,7 @@ struct actor_entry {
   std::uint64_t ctor_fn = 0;
   std::string_view ctor_name;
   std::uint32_t ctor_nargs = 0;
-  std::vector<std::byte> ctor_args;
+  call_bytes ctor_args;
   std::vector<state_ptr> ctor_deps;
   std::vector<state_ptr> ctor_refs;        // refs inside its arguments
   std::vector<object_block*> ctor_blocks;  // one reference each, for rebuilding
@@ -12992,7 +13089,7 @@ struct actor_entry {
     spec.fn_id = ctor_fn;
     spec.name = ctor_name;
     spec.nargs = ctor_nargs;
-    spec.args = ctor_args;
+    copy_bytes(spec.args, ctor_args);
     spec.deps = ctor_deps;
     if (!ctor_refs.empty()) contents_of(spec.held).refs = ctor_refs;
     for (auto* b : ctor_blocks) {
@@ -13035,7 +13132,7 @@ class actor_table {
     a.ctor_fn = req.constructor.fn_id;
     a.ctor_name = req.constructor.name;
     a.ctor_nargs = req.constructor.nargs;
-    a.ctor_args = req.constructor.args;
+    copy_bytes(a.ctor_args, req.constructor.args);
     a.ctor_deps = req.constructor.deps;
     if (req.constructor.held) a.ctor_refs = req.constructor.held->refs;
     for (auto* b : req.constructor.blocks) {
@@ -16210,6 +16307,7 @@ class worker final : public process, public call_host {
       std::vector<std::byte> call = std::move(deferred_.front());
       deferred_.pop_front();
       start_task(call);
+      spare_call(std::move(call));
       return true;
     }
     message_view m;
@@ -16235,10 +16333,9 @@ class worker final : public process, public call_host {
       case msg_kind::run_task:
         if (is_actor_) {
           // Held here rather than in the ring, so results of nested calls behind it still arrive.
-          if (call_group* g = group_of(m.payload))
-            g->calls.emplace_back(m.payload.begin(), m.payload.end());
+          if (call_group* g = group_of(m.payload)) g->calls.push_back(copy_of_call(m.payload));
         } else if (internal_waits_ || !deferred_.empty()) {
-          deferred_.emplace_back(m.payload.begin(), m.payload.end());
+          deferred_.push_back(copy_of_call(m.payload));
         } else {
           start_task(m.payload);
         }
@@ -16500,6 +16597,25 @@ class worker final : public process, public call_host {
     }
   }
 
+  /// A call's message, copied to wait here until it starts, in a buffer a started call gave
+  /// back when there is one: an actor's every call waits so, and malloc and free of its copy
+  /// were some 160 of the actor's instructions per call.
+  std::vector<std::byte> copy_of_call(std::span<const std::byte> payload) {
+    std::vector<std::byte> call;
+    if (!spare_calls_.empty()) {
+      call = std::move(spare_calls_.back());
+      spare_calls_.pop_back();
+    }
+    call.assign(payload.begin(), payload.end());
+    return call;
+  }
+  /// Keeps a started call's buffer for the next copy (its bytes are no longer read: a body
+  /// that outlives the call, a coroutine's or a method thread's, holds its own copy).
+  void spare_call(std::vector<std::byte>&& call) {
+    if (spare_calls_.size() < 64 && call.capacity() <= mailbox_slot::payload_bytes)
+      spare_calls_.push_back(std::move(call));
+  }
+
   /// Starts queued actor calls while their groups' limits allow, each group's in order.
   bool start_calls() {
     if (!is_actor_ || !instance_ || internal_waits_) return false;
@@ -16512,6 +16628,7 @@ class worker final : public process, public call_host {
         ++g.running;
         if (groups_.size() == 1) count_taken();
         run_task(call, i);
+        spare_call(std::move(call));
         started = true;
       }
     }
@@ -16778,8 +16895,9 @@ class worker final : public process, public call_host {
   bool env_saved_ = false;                   // env_before_ was read
   std::optional<std::string> env_before_;    // CUDA_VISIBLE_DEVICES as the process started
   int internal_waits_ = 0;
-  std::vector<std::uint64_t> blocked_marks_;     // blocking waits on the stack, innermost last
-  std::deque<std::vector<std::byte>> deferred_;  // tasks that arrived during an internal wait
+  std::vector<std::uint64_t> blocked_marks_;         // blocking waits on the stack, innermost last
+  std::deque<std::vector<std::byte>> deferred_;      // tasks that arrived during an internal wait
+  std::vector<std::vector<std::byte>> spare_calls_;  // buffers of started calls, for the next
   std::mutex streams_mutex_;
   std::unordered_map<std::uint64_t, stream_run> streams_;  // generators running, by call id
   /// Streams consumed here, by call id, until they end.
