@@ -22,6 +22,7 @@
 #include <coray/detail/runtime/resource_ledger.hpp>
 #include <coray/detail/runtime/state_records.hpp>
 #include <coray/detail/runtime/task_table.hpp>
+#include <coray/detail/runtime/tick_clock.hpp>
 #include <coray/detail/runtime/transport.hpp>
 #include <cstdint>
 #include <exception>
@@ -61,7 +62,7 @@ class call_lifecycle {
         spiller_(seg, cfg_.spill_directory),
         ledger_(seg, cfg_.num_workers + cfg_.max_actors),
         router_(seg, t, ledger_, cfg_.num_workers + cfg_.max_actors),
-        sender_(seg, t, ledger_, spiller_),
+        sender_(seg, t, ledger_, spiller_, stamp_),
         resources_(
             cfg_.num_cpus < 0 ? resource_amount{cfg_.num_workers} * resource_unit : cfg_.num_cpus,
             cfg_.num_gpus, cfg_.gpu_ids, cfg_.custom_resources),
@@ -132,7 +133,7 @@ class call_lifecycle {
   void admit(std::unique_ptr<task_record> rec) {
     task_record* r = insert(std::move(rec));
     if (timeline_.capacity()) [[unlikely]]
-      r->submitted_ns = clock::now().time_since_epoch().count();
+      r->submitted_tick = stamp_.fresh();
     for (std::uint64_t a : held_actors(r->held)) actor_ref(a, +1);
     if (r->returns) [[unlikely]]
       settle_returns_with(*r);
@@ -215,7 +216,7 @@ class call_lifecycle {
                      static_cast<std::uint16_t>(r->attempt),
                      r->result && r->result->st.load(std::memory_order_relaxed) ==
                                       object_state::status::failed});
-    if (r->submitted_ns) [[unlikely]]
+    if (r->submitted_tick) [[unlikely]]
       record_timeline(*r);
     if (r->shape) {
       pump_.end_loan(*r);
@@ -297,10 +298,13 @@ class call_lifecycle {
       if (const actor_entry* a = actors_.find(r.actor)) pid = pid_of(*a);
     std::uint64_t bytes = r.args.size();
     for (const object_block* b : r.blocks) bytes += b->size;
+    // Ticks until timeline() converts them; a turn's stamp may predate a send made in it.
+    const std::int64_t ended = std::max(stamp_.now(), r.submitted_tick);
+    const std::int64_t sent = r.sent_tick ? std::clamp(r.sent_tick, r.submitted_tick, ended) : 0;
     timeline_.record(
         {r.id, r.name, pid, r.actor, static_cast<std::uint16_t>(r.attempt),
          r.result && r.result->st.load(std::memory_order_relaxed) == object_state::status::failed,
-         r.submitted_ns, r.sent_ns, clock::now().time_since_epoch().count(), bytes});
+         r.submitted_tick, sent, ended, bytes});
   }
 
   // ---- dispatch -----------------------------------------------------------------------
@@ -370,10 +374,19 @@ class call_lifecycle {
   std::vector<timeline_entry> timeline() const {
     std::vector<timeline_entry> out;
     out.reserve(timeline_.size());
-    timeline_.for_each([&](const timeline_entry& e) { out.push_back(e); });
+    const tick_clock::to_ns ns = stamp_.clock().converter();
+    timeline_.for_each([&](timeline_entry e) {
+      e.submitted_ns = ns(e.submitted_ns);
+      e.sent_ns = e.sent_ns ? ns(e.sent_ns) : 0;
+      e.ended_ns = ns(e.ended_ns);
+      out.push_back(e);
+    });
     return out;
   }
   bool records_timeline() const noexcept { return timeline_.capacity() != 0; }
+  /// Recording a timeline: a loop turn's events (replies, sends) take one stamp, read by
+  /// the first of them after the turn begins (here); a call's admission reads it anew.
+  void stamp_turn() noexcept { stamp_.next_turn(); }
   /// The actors the driver still tracks (a dead one until its last handle goes).
   std::vector<state::actor_info> list_actors() const {
     std::vector<state::actor_info> out;
@@ -475,6 +488,7 @@ class call_lifecycle {
   std::string workers_lost_;  // why no task worker can run calls any more; empty while one can
   task_history history_;
   call_timeline timeline_;
+  turn_stamp stamp_;  // recording a timeline: the loop turn's time (stamp_turn, admit)
 };
 
 }  // namespace detail

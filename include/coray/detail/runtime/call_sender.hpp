@@ -7,6 +7,7 @@
 #include <coray/detail/runtime/block_ledger.hpp>
 #include <coray/detail/runtime/object_spiller.hpp>
 #include <coray/detail/runtime/task_table.hpp>
+#include <coray/detail/runtime/tick_clock.hpp>
 #include <coray/detail/runtime/transport.hpp>
 
 CORAY_BEGIN_NAMESPACE
@@ -14,14 +15,15 @@ namespace detail {
 
 class call_sender {
  public:
-  call_sender(segment& seg, transport& t, block_ledger& ledger, object_spiller& spiller)
-      : seg_(seg), transport_(t), ledger_(ledger), spiller_(spiller) {}
+  call_sender(segment& seg, transport& t, block_ledger& ledger, object_spiller& spiller,
+              turn_stamp& stamp)
+      : seg_(seg), transport_(t), ledger_(ledger), spiller_(spiller), stamp_(&stamp) {}
 
   /// Sends `r` to the process in `slot`; false when there is no room now (the caller keeps
   /// the call and tries again later).
   bool send(std::uint32_t slot, task_record& r) {
-    if (r.submitted_ns) [[unlikely]]  // recording a timeline
-      r.sent_ns = clock::now().time_since_epoch().count();
+    if (r.submitted_tick) [[unlikely]]  // recording a timeline: the loop turn's stamp
+      r.sent_tick = stamp_->now();
     try {
       for (auto& d : r.deps)
         if (d->spilled()) (void)d->value_bytes();  // back into the store, to be read in place
@@ -79,6 +81,7 @@ class call_sender {
   transport& transport_;
   block_ledger& ledger_;
   object_spiller& spiller_;
+  turn_stamp* stamp_;  // the timeline's stamp of the loop turn (call_lifecycle)
 };
 
 }  // namespace detail

@@ -157,6 +157,7 @@ class local_driver final : public driver {
       explicit in_poll(bool& f) : flag(f), was(f) { flag = true; }
       ~in_poll() { flag = was; }
     } guard(in_poll_);
+    orchestrator_->stamp_turn();
     bool progress = transport_->poll(*orchestrator_);
     progress |= orchestrator_->service();
     return progress;

@@ -151,7 +151,8 @@ class bounded_ring {
 
 /// The last calls that ended (runtime_options::task_history).
 using task_history = bounded_ring<history_entry>;
-/// The last calls that ended, with their times (runtime_options::record_timeline).
+/// The last calls that ended, with their times (runtime_options::record_timeline): in
+/// tick_clock ticks while in the ring, steady_clock nanoseconds once read out.
 using call_timeline = bounded_ring<timeline_entry>;
 
 }  // namespace detail

@@ -53,9 +53,9 @@ struct task_record : recycled<task_record, 4096> {
   bool lent = false;                // runs on a blocked worker with its own grant (lend)
   object_block* message = nullptr;  // the sent message, when it needed a block
   void* owner = nullptr;            // the orchestrator, for dependency callbacks
-  // Recording a timeline: when it was submitted and last sent (driver's steady clock, ns).
-  std::int64_t submitted_ns = 0;
-  std::int64_t sent_ns = 0;
+  // Recording a timeline: when it was submitted and last sent (tick_clock ticks).
+  std::int64_t submitted_tick = 0;
+  std::int64_t sent_tick = 0;
 
   /// The record of a call as submitted; the spec's blocks and dependencies move in.
   static std::unique_ptr<task_record> from(std::uint64_t id, task_spec&& spec, state_ptr result) {
