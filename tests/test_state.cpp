@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <coray/coray.hpp>
+#include <coray/detail/runtime/tick_clock.hpp>
 #include <coray/state.hpp>
 #include <cstdlib>
 #include <fstream>
@@ -258,6 +260,52 @@ TEST_CASE("ray::timeline writes each call as a slice on its process's track, wit
   CHECK(ledger_calls == 2);
   CHECK(flow_starts.size() == written);
   CHECK(flow_starts == flow_ends);
+}
+
+// A call that takes `ms` milliseconds in its worker.
+int nap(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+
+TEST_CASE("the timeline's clock converts its ticks to the steady clock's nanoseconds") {
+  const ray::detail::tick_clock clock;
+  const auto steady = [] { return std::chrono::steady_clock::now().time_since_epoch().count(); };
+  const std::int64_t before = steady();
+  const std::int64_t tick = clock.now();
+  const std::int64_t after = steady();
+  const ray::detail::tick_clock::to_ns ns = clock.converter();  // at least 1 ms after the start
+  // The rate is measured over a millisecond or more: a tick read between two clock reads
+  // converts to between them, give or take a few microseconds.
+  CHECK(ns(tick) >= before - 20'000);
+  CHECK(ns(tick) <= after + 20'000);
+  CHECK(ns(clock.now()) >= after);
+}
+
+TEST_CASE("the timeline's times are the steady clock's, in order, and span each call's run") {
+  ray::runtime rt({.num_workers = 2, .record_timeline = true});
+  const std::int64_t start = std::chrono::steady_clock::now().time_since_epoch().count();
+  std::vector<ray::object_ref<int>> refs;
+  for (int i = 0; i < 4; ++i) refs.push_back(ray::task<nap>.remote(5));
+  for (int i = 0; i < 200; ++i) refs.push_back(ray::task<square>.remote(i));
+  ray::get(refs).get();
+  const std::int64_t end = std::chrono::steady_clock::now().time_since_epoch().count();
+  const auto calls =
+      ray::state::detail::from_driver("test", [](ray::detail::driver& d) { return d.timeline(); });
+  REQUIRE(calls.size() == refs.size());
+  int naps = 0;
+  for (const auto& c : calls) {
+    CHECK(c.submitted_ns >= start);
+    CHECK(c.submitted_ns <= c.sent_ns);
+    CHECK(c.sent_ns <= c.ended_ns);
+    CHECK(c.ended_ns <= end);
+    if (c.name.ends_with("nap")) {
+      ++naps;
+      // Sent before the worker began its 5 ms and read after it ended.
+      CHECK(c.ended_ns - c.sent_ns >= 5'000'000);
+    }
+  }
+  CHECK(naps == 4);
 }
 
 TEST_CASE("ray::timeline on a runtime that records none says how to turn it on") {
