@@ -6880,7 +6880,8 @@ class bounded_ring {
 
 /// The last calls that ended (runtime_options::task_history).
 using task_history = bounded_ring<history_entry>;
-/// The last calls that ended, with their times (runtime_options::record_timeline).
+/// The last calls that ended, with their times (runtime_options::record_timeline): in
+/// tick_clock ticks while in the ring, steady_clock nanoseconds once read out.
 using call_timeline = bounded_ring<timeline_entry>;
 
 }  // namespace detail
@@ -12820,9 +12821,9 @@ struct task_record : recycled<task_record, 4096> {
   bool lent = false;                // runs on a blocked worker with its own grant (lend)
   object_block* message = nullptr;  // the sent message, when it needed a block
   void* owner = nullptr;            // the orchestrator, for dependency callbacks
-  // Recording a timeline: when it was submitted and last sent (driver's steady clock, ns).
-  std::int64_t submitted_ns = 0;
-  std::int64_t sent_ns = 0;
+  // Recording a timeline: when it was submitted and last sent (tick_clock ticks).
+  std::int64_t submitted_tick = 0;
+  std::int64_t sent_tick = 0;
 
   /// The record of a call as submitted; the spec's blocks and dependencies move in.
   static std::unique_ptr<task_record> from(std::uint64_t id, task_spec&& spec, state_ptr result) {
@@ -13558,6 +13559,126 @@ class object_spiller {
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/object_spiller.hpp>
 // #include <coray/detail/runtime/task_table.hpp>: inlined above
+// begin <coray/detail/runtime/tick_clock.hpp>
+/// The timeline's clock: the CPU's time-stamp counter where it is invariant (x86-64 with
+/// constant, non-stop TSC; AArch64's virtual counter), read in a few nanoseconds, and
+/// steady_clock elsewhere. Ticks become steady_clock nanoseconds only when the timeline is
+/// read, by the rate measured between the clock's start and that read. Loop thread only.
+///
+/// The orchestrator does not read it per event: a turn_stamp is read by the first event of
+/// a loop turn (or of its dispatch) and taken by the turn's other events, so a turn without
+/// events reads nothing and a slice's ends are exact to one loop turn.
+
+#include <chrono>
+#include <cstdint>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#include <x86intrin.h>
+#endif
+
+// #include <coray/version.hpp>: inlined above
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class tick_clock {
+ public:
+  tick_clock() noexcept : counter_(has_invariant_counter()) { start_ = pair_now(); }
+
+  /// Now, in ticks.
+  std::int64_t now() const noexcept { return counter_ ? read_counter() : steady_ns(); }
+
+  /// A converter from ticks to steady_clock nanoseconds, by the rate since the start.
+  struct to_ns {
+    std::int64_t tick0, ns0;
+    long double ns_per_tick;
+    std::int64_t operator()(std::int64_t tick) const noexcept {
+      return ns0 + static_cast<std::int64_t>(static_cast<long double>(tick - tick0) * ns_per_tick);
+    }
+  };
+  to_ns converter() const noexcept {
+    if (!counter_) return {0, 0, 1.0L};
+    // At least a millisecond between the two pairs, so their few nanoseconds of skew are
+    // parts in a million of the rate.
+    pair p = pair_now();
+    while (p.ns - start_.ns < 1'000'000) p = pair_now();
+    return {start_.tick, start_.ns,
+            static_cast<long double>(p.ns - start_.ns) /
+                static_cast<long double>(p.tick - start_.tick)};
+  }
+
+ private:
+  struct pair {
+    std::int64_t tick, ns;
+  };
+  /// A tick and the steady clock read together: the tightest of three brackets.
+  pair pair_now() const noexcept {
+    if (!counter_) {
+      const std::int64_t n = steady_ns();
+      return {n, n};
+    }
+    pair best{0, 0};
+    std::int64_t width = -1;
+    for (int i = 0; i < 3; ++i) {
+      const std::int64_t a = read_counter();
+      const std::int64_t n = steady_ns();
+      const std::int64_t b = read_counter();
+      if (width < 0 || b - a < width) {
+        width = b - a;
+        best = {a + (b - a) / 2, n};
+      }
+    }
+    return best;
+  }
+
+  static std::int64_t steady_ns() noexcept {
+    return std::chrono::steady_clock::now().time_since_epoch().count();
+  }
+
+#if defined(__x86_64__) || defined(_M_X64)
+  static std::int64_t read_counter() noexcept { return static_cast<std::int64_t>(__rdtsc()); }
+  static bool has_invariant_counter() noexcept {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (__get_cpuid_max(0x80000000u, nullptr) < 0x80000007u) return false;
+    __cpuid(0x80000007u, a, b, c, d);
+    return (d & (1u << 8)) != 0;  // invariant TSC: constant rate, runs in every C-state
+  }
+#elif defined(__aarch64__)
+  static std::int64_t read_counter() noexcept {
+    std::uint64_t v;
+    asm volatile("mrs %0, cntvct_el0" : "=r"(v));
+    return static_cast<std::int64_t>(v);
+  }
+  static bool has_invariant_counter() noexcept { return true; }
+#else
+  static std::int64_t read_counter() noexcept { return steady_ns(); }
+  static bool has_invariant_counter() noexcept { return false; }
+#endif
+
+  bool counter_;
+  pair start_{};
+};
+
+/// The stamp of the loop turn: read by its first event, forgotten when the next turn begins.
+class turn_stamp {
+ public:
+  void next_turn() noexcept { cached_ = 0; }
+  /// The turn's stamp, read now if no event of the turn has read it.
+  std::int64_t now() noexcept { return cached_ ? cached_ : (cached_ = clock_.now()); }
+  /// Read now, for an event that must be exact (a call's admission); later events of the
+  /// turn take it.
+  std::int64_t fresh() noexcept { return cached_ = clock_.now(); }
+  const tick_clock& clock() const noexcept { return clock_; }
+
+ private:
+  tick_clock clock_;
+  std::int64_t cached_ = 0;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/tick_clock.hpp>
 // begin <coray/detail/runtime/transport.hpp>
 /// The seam between the orchestrator and the processes it schedules onto: "start a process
 /// in this slot, send it this message, tell me what it sent and when it died". The
@@ -13731,14 +13852,15 @@ namespace detail {
 
 class call_sender {
  public:
-  call_sender(segment& seg, transport& t, block_ledger& ledger, object_spiller& spiller)
-      : seg_(seg), transport_(t), ledger_(ledger), spiller_(spiller) {}
+  call_sender(segment& seg, transport& t, block_ledger& ledger, object_spiller& spiller,
+              turn_stamp& stamp)
+      : seg_(seg), transport_(t), ledger_(ledger), spiller_(spiller), stamp_(&stamp) {}
 
   /// Sends `r` to the process in `slot`; false when there is no room now (the caller keeps
   /// the call and tries again later).
   bool send(std::uint32_t slot, task_record& r) {
-    if (r.submitted_ns) [[unlikely]]  // recording a timeline
-      r.sent_ns = clock::now().time_since_epoch().count();
+    if (r.submitted_tick) [[unlikely]]  // recording a timeline: the loop turn's stamp
+      r.sent_tick = stamp_->now();
     try {
       for (auto& d : r.deps)
         if (d->spilled()) (void)d->value_bytes();  // back into the store, to be read in place
@@ -13796,6 +13918,7 @@ class call_sender {
   transport& transport_;
   block_ledger& ledger_;
   object_spiller& spiller_;
+  turn_stamp* stamp_;  // the timeline's stamp of the loop turn (call_lifecycle)
 };
 
 }  // namespace detail
@@ -14463,6 +14586,7 @@ CORAY_END_NAMESPACE
 // #include <coray/detail/runtime/resource_ledger.hpp>: inlined above
 // #include <coray/detail/runtime/state_records.hpp>: inlined above
 // #include <coray/detail/runtime/task_table.hpp>: inlined above
+// #include <coray/detail/runtime/tick_clock.hpp>: inlined above
 // #include <coray/detail/runtime/transport.hpp>: inlined above
 #include <cstdint>
 #include <exception>
@@ -14502,7 +14626,7 @@ class call_lifecycle {
         spiller_(seg, cfg_.spill_directory),
         ledger_(seg, cfg_.num_workers + cfg_.max_actors),
         router_(seg, t, ledger_, cfg_.num_workers + cfg_.max_actors),
-        sender_(seg, t, ledger_, spiller_),
+        sender_(seg, t, ledger_, spiller_, stamp_),
         resources_(
             cfg_.num_cpus < 0 ? resource_amount{cfg_.num_workers} * resource_unit : cfg_.num_cpus,
             cfg_.num_gpus, cfg_.gpu_ids, cfg_.custom_resources),
@@ -14573,7 +14697,7 @@ class call_lifecycle {
   void admit(std::unique_ptr<task_record> rec) {
     task_record* r = insert(std::move(rec));
     if (timeline_.capacity()) [[unlikely]]
-      r->submitted_ns = clock::now().time_since_epoch().count();
+      r->submitted_tick = stamp_.fresh();
     for (std::uint64_t a : held_actors(r->held)) actor_ref(a, +1);
     if (r->returns) [[unlikely]]
       settle_returns_with(*r);
@@ -14656,7 +14780,7 @@ class call_lifecycle {
                      static_cast<std::uint16_t>(r->attempt),
                      r->result && r->result->st.load(std::memory_order_relaxed) ==
                                       object_state::status::failed});
-    if (r->submitted_ns) [[unlikely]]
+    if (r->submitted_tick) [[unlikely]]
       record_timeline(*r);
     if (r->shape) {
       pump_.end_loan(*r);
@@ -14738,10 +14862,13 @@ class call_lifecycle {
       if (const actor_entry* a = actors_.find(r.actor)) pid = pid_of(*a);
     std::uint64_t bytes = r.args.size();
     for (const object_block* b : r.blocks) bytes += b->size;
+    // Ticks until timeline() converts them; a turn's stamp may predate a send made in it.
+    const std::int64_t ended = std::max(stamp_.now(), r.submitted_tick);
+    const std::int64_t sent = r.sent_tick ? std::clamp(r.sent_tick, r.submitted_tick, ended) : 0;
     timeline_.record(
         {r.id, r.name, pid, r.actor, static_cast<std::uint16_t>(r.attempt),
          r.result && r.result->st.load(std::memory_order_relaxed) == object_state::status::failed,
-         r.submitted_ns, r.sent_ns, clock::now().time_since_epoch().count(), bytes});
+         r.submitted_tick, sent, ended, bytes});
   }
 
   // ---- dispatch -----------------------------------------------------------------------
@@ -14811,10 +14938,19 @@ class call_lifecycle {
   std::vector<timeline_entry> timeline() const {
     std::vector<timeline_entry> out;
     out.reserve(timeline_.size());
-    timeline_.for_each([&](const timeline_entry& e) { out.push_back(e); });
+    const tick_clock::to_ns ns = stamp_.clock().converter();
+    timeline_.for_each([&](timeline_entry e) {
+      e.submitted_ns = ns(e.submitted_ns);
+      e.sent_ns = e.sent_ns ? ns(e.sent_ns) : 0;
+      e.ended_ns = ns(e.ended_ns);
+      out.push_back(e);
+    });
     return out;
   }
   bool records_timeline() const noexcept { return timeline_.capacity() != 0; }
+  /// Recording a timeline: a loop turn's events (replies, sends) take one stamp, read by
+  /// the first of them after the turn begins (here); a call's admission reads it anew.
+  void stamp_turn() noexcept { stamp_.next_turn(); }
   /// The actors the driver still tracks (a dead one until its last handle goes).
   std::vector<state::actor_info> list_actors() const {
     std::vector<state::actor_info> out;
@@ -14916,6 +15052,7 @@ class call_lifecycle {
   std::string workers_lost_;  // why no task worker can run calls any more; empty while one can
   task_history history_;
   call_timeline timeline_;
+  turn_stamp stamp_;  // recording a timeline: the loop turn's time (stamp_turn, admit)
 };
 
 }  // namespace detail
@@ -17754,6 +17891,7 @@ class local_driver final : public driver {
       explicit in_poll(bool& f) : flag(f), was(f) { flag = true; }
       ~in_poll() { flag = was; }
     } guard(in_poll_);
+    orchestrator_->stamp_turn();
     bool progress = transport_->poll(*orchestrator_);
     progress |= orchestrator_->service();
     return progress;
