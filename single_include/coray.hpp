@@ -13640,8 +13640,7 @@ class tick_clock {
   static std::int64_t read_counter() noexcept { return static_cast<std::int64_t>(__rdtsc()); }
   static bool has_invariant_counter() noexcept {
     unsigned a = 0, b = 0, c = 0, d = 0;
-    if (__get_cpuid_max(0x80000000u, nullptr) < 0x80000007u) return false;
-    __cpuid(0x80000007u, a, b, c, d);
+    if (!__get_cpuid(0x80000007u, &a, &b, &c, &d)) return false;  // no such leaf
     return (d & (1u << 8)) != 0;  // invariant TSC: constant rate, runs in every C-state
   }
 #elif defined(__aarch64__)
