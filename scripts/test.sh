@@ -24,5 +24,6 @@ for preset in "${presets[@]}"; do
   echo "== coray: preset ${preset}"
   cmake --preset "${preset}" >/dev/null
   cmake --build --preset "${preset}" -j "${jobs}"
-  ctest --preset "${preset}" -j "${jobs}"
+  # Tests mostly wait (on workers, a compiler, the scheduler): two per core (design.md).
+  ctest --preset "${preset}" -j "$((jobs * 2))"
 done
