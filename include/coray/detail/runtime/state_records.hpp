@@ -5,8 +5,10 @@
 
 #include <coray/version.hpp>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
@@ -118,33 +120,44 @@ struct timeline_entry {
 };
 
 /// The last `capacity` entries recorded, oldest evicted first. Recording is a few stores
-/// into a ring allocated once: it is on every call's end.
+/// into a ring allocated once: it is on every call's end. The ring's memory is not written
+/// until entries are (a runtime's start does not touch 10,000 entries' pages).
 template <class Entry>
 class bounded_ring {
+  static_assert(std::is_trivially_copyable_v<Entry> && std::is_trivially_destructible_v<Entry>);
+
  public:
   using entry = Entry;
-  explicit bounded_ring(std::size_t capacity = 0) : ring_(capacity) {}
+  explicit bounded_ring(std::size_t capacity = 0)
+      : ring_(capacity ? std::allocator<Entry>().allocate(capacity) : nullptr),
+        capacity_(capacity) {}
+  bounded_ring(const bounded_ring&) = delete;
+  bounded_ring& operator=(const bounded_ring&) = delete;
+  ~bounded_ring() {
+    if (ring_) std::allocator<Entry>().deallocate(ring_, capacity_);
+  }
 
   void record(const Entry& e) noexcept {
-    if (ring_.empty()) return;
-    ring_[next_] = e;
-    if (++next_ == ring_.size()) next_ = 0;
-    if (size_ < ring_.size()) ++size_;
+    if (!capacity_) return;
+    std::construct_at(ring_ + next_, e);
+    if (++next_ == capacity_) next_ = 0;
+    if (size_ < capacity_) ++size_;
   }
   /// Oldest first.
   template <class F>
   void for_each(F&& f) const {
-    std::size_t i = size_ < ring_.size() ? 0 : next_;
+    std::size_t i = size_ < capacity_ ? 0 : next_;
     for (std::size_t k = 0; k < size_; ++k) {
       f(ring_[i]);
-      if (++i == ring_.size()) i = 0;
+      if (++i == capacity_) i = 0;
     }
   }
   std::size_t size() const noexcept { return size_; }
-  std::size_t capacity() const noexcept { return ring_.size(); }
+  std::size_t capacity() const noexcept { return capacity_; }
 
  private:
-  std::vector<Entry> ring_;
+  Entry* ring_;  // the first size_ entries (in ring order) are constructed
+  std::size_t capacity_;
   std::size_t next_ = 0;  // where the next entry goes
   std::size_t size_ = 0;
 };
