@@ -5,8 +5,8 @@
 /// read, by the rate measured between the clock's start and that read. Loop thread only.
 ///
 /// The orchestrator does not read it per event: a turn_stamp is read by the first event of
-/// a loop turn (or of its dispatch) and taken by the turn's other events, so a turn without
-/// events reads nothing and a slice's ends are exact to one loop turn.
+/// a loop turn and taken by the turn's other events, so a turn without events reads nothing
+/// and a slice's ends are exact to one loop turn; a call's admission reads it anew.
 
 #include <chrono>
 #include <cstdint>
