@@ -425,7 +425,7 @@ class process {
         continue;
       }
       if (!timers_.empty() || deadline != clock::time_point::max()) {
-        auto now = clock::now();
+        const auto now = bo.round_time();  // the backoff's reading (see there)
         if (fire_timers(now)) continue;
         if (now >= deadline) return done();
       }
