@@ -212,12 +212,13 @@ class call_lifecycle {
   void finish(std::uint64_t id) {
     auto r = tasks_.remove(id);
     if (!r) return;
-    history_.record({r->id, r->name, r->worker >= 0 ? transport_.pid(r->worker) : 0, r->actor,
-                     static_cast<std::uint16_t>(r->attempt),
-                     r->result && r->result->st.load(std::memory_order_relaxed) ==
-                                      object_state::status::failed});
+    const int pid = r->worker >= 0 ? transport_.pid(r->worker) : 0;
+    const bool failed =
+        r->result && r->result->st.load(std::memory_order_relaxed) == object_state::status::failed;
+    history_.record(
+        {r->id, r->name, pid, r->actor, static_cast<std::uint16_t>(r->attempt), failed});
     if (r->submitted_tick) [[unlikely]]
-      record_timeline(*r);
+      record_timeline(*r, pid, failed);
     if (r->shape) {
       pump_.end_loan(*r);
       pump_.count_shaped(-1);
@@ -292,8 +293,8 @@ class call_lifecycle {
   /// last once it is dead.
   int pid_of(const actor_entry& a) const { return a.dead ? a.pid : transport_.pid(a.slot); }
 
-  void record_timeline(const task_record& r) noexcept {
-    int pid = r.worker >= 0 ? transport_.pid(static_cast<std::uint32_t>(r.worker)) : 0;
+  /// `pid` and `failed` as the task history took them.
+  void record_timeline(const task_record& r, int pid, bool failed) noexcept {
     if (r.actor)
       if (const actor_entry* a = actors_.find(r.actor)) pid = pid_of(*a);
     std::uint64_t bytes = r.args.size();
@@ -301,10 +302,8 @@ class call_lifecycle {
     // Ticks until timeline() converts them; a turn's stamp may predate a send made in it.
     const std::int64_t ended = std::max(stamp_.now(), r.submitted_tick);
     const std::int64_t sent = r.sent_tick ? std::clamp(r.sent_tick, r.submitted_tick, ended) : 0;
-    timeline_.record(
-        {r.id, r.name, pid, r.actor, static_cast<std::uint16_t>(r.attempt),
-         r.result && r.result->st.load(std::memory_order_relaxed) == object_state::status::failed,
-         r.submitted_tick, sent, ended, bytes});
+    timeline_.record({r.id, r.name, pid, r.actor, static_cast<std::uint16_t>(r.attempt), failed,
+                      r.submitted_tick, sent, ended, bytes});
   }
 
   // ---- dispatch -----------------------------------------------------------------------
