@@ -1894,20 +1894,23 @@ class inline_value {
 struct object_state : recycled<object_state, 4096> {
   enum class status : std::uint8_t { pending, ready, failed };
 
+  // What a get of a value in place reads (a handle taken and dropped, the runtime checked,
+  // the status and the value) is the first 64 bytes: a get of many refs touches a line or
+  // two of each state, not three.
   std::atomic<std::uint32_t> handles{1};
   /// Written on the loop thread (or by the thread building a put, before it is shared);
   /// read anywhere: a thread that sees it settled sees the value, or error, set before.
   std::atomic<status> st{status::pending};
   /// Its id is in the driver's directory of objects refs may name (driver only).
   bool published = false;
-  std::uint64_t id = 0;           // nonzero for results the driver tracks by id, and refs by id
-  std::uint32_t epoch = 0;        // the runtime that made it; its block dies with that runtime
-  inline_value bytes;             // the value, when not in the store
-  object_block* block = nullptr;  // value in the store; this state holds one reference
+  std::uint32_t epoch = 0;         // the runtime that made it; its block dies with that runtime
+  std::uint32_t pins = 0;          // readers of the block in place (views, calls in flight)
+  inline_value bytes;              // the value, when not in the store (offsets 16 to 64)
+  object_block* block = nullptr;   // value in the store; this state holds one reference
+  std::int64_t spill_offset = -1;  // where the value lies in the spill file, if spilled
+  std::uint64_t id = 0;            // nonzero for results the driver tracks by id, and refs by id
   std::exception_ptr error;
   std::vector<waiter> waiters;
-  std::uint32_t pins = 0;          // readers of the block in place (views, calls in flight)
-  std::int64_t spill_offset = -1;  // where the value lies in the spill file, if spilled
   std::uint64_t spill_size = 0;
   /// The objects and actors whose refs and handles are inside this one's value, kept alive
   /// as long as it is; null for most values.
@@ -1918,6 +1921,8 @@ struct object_state : recycled<object_state, 4096> {
   /// The encoded value, wherever it lies (a spilled one is brought back first). Precondition:
   /// ready. Throws object_store_full if a spilled value does not fit back.
   [[gnu::always_inline]] std::span<const std::byte> value_bytes() const {
+    // A value in place is never in the store nor spilled: read it without their fields.
+    if (!bytes.empty()) return {bytes.data(), bytes.size()};
     if (spilled()) [[unlikely]]
       restore_state(const_cast<object_state&>(*this));
     if (block) return {block->data(), static_cast<std::size_t>(block->size)};
@@ -7635,6 +7640,10 @@ class get_all_awaitable {
   std::vector<T> await_resume() { return values(); }
   operator std::vector<T>() && {
     used_.mark();
+    if (!detail::needs_handoff()) [[likely]] {  // the loop thread: no list of states to make
+      for (auto& r : refs_) detail::block_until_settled(*r.state());
+      return values();
+    }
     return detail::read_when_settled("ray::get", states(), [this] { return values(); });
   }
   std::vector<T> get() && { return static_cast<std::vector<T>>(std::move(*this)); }

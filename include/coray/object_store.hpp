@@ -111,6 +111,10 @@ class get_all_awaitable {
   std::vector<T> await_resume() { return values(); }
   operator std::vector<T>() && {
     used_.mark();
+    if (!detail::needs_handoff()) [[likely]] {  // the loop thread: no list of states to make
+      for (auto& r : refs_) detail::block_until_settled(*r.state());
+      return values();
+    }
     return detail::read_when_settled("ray::get", states(), [this] { return values(); });
   }
   std::vector<T> get() && { return static_cast<std::vector<T>>(std::move(*this)); }
