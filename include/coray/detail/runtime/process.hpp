@@ -405,7 +405,7 @@ class process {
         if (counted) p.blocking_wait(-1);
       }
     } depth{*this, ++loop_depth_ > 1 && blocking_wait(+1)};
-    backoff bo;
+    backoff bo(loop_depth_ > 1);  // a call's body blocked in a wait (see backoff)
     const auto spin = std::chrono::microseconds(hdr->spin_us);
     while (!done()) {
       if (!ready_.empty()) {

@@ -79,7 +79,19 @@ struct alignas(64) doorbell {
 /// The spin-then-sleep policy of every receive loop. Spinning beats a futex round trip
 /// (~20-40 us on VMs) by two orders of magnitude, but with more processes than cores a pure
 /// spinner steals the core the sender needs, so past a short pure spin we yield.
+///
+/// A blocked wait (a call's body waiting in get, wait, ... for calls it made) whose yield
+/// gave its core away (the yield took over 20 us: other processes had work for it) sleeps
+/// after the pure spin instead, in the thread's blocked waits of the next 200 ms. A task
+/// blocked on its children holds a core the children need, and a process that sleeps is
+/// woken onto a core ahead of processes that kept running, where one that yields waits its
+/// turn behind them. A loop waiting for its next call yields as before: there the runtime's
+/// own processes take turns on the cores, and sleeping cost about 30% of async task calls.
 struct backoff {
+  backoff() = default;
+  /// `blocked_wait`: the loop of a call's body blocked in a wait (see above).
+  explicit backoff(bool blocked_wait) noexcept : blocked_wait_(blocked_wait) {}
+
   /// Pauses per idle round, between two looks for work. A pause takes 30-40 ns on recent
   /// Intel cores (about 140 cycles) and a few on Zen: the fewer per round, the sooner a
   /// message that arrives mid-round is seen (16 a round left about 250 ns on every receive).
@@ -93,6 +105,13 @@ struct backoff {
   static constexpr int pure_spin_rounds = 256;
   /// During the pure spin the clock is read every this many rounds.
   static constexpr int rounds_per_read = 16;
+  /// A yield that took longer than this gave the core to another process.
+  static constexpr std::chrono::nanoseconds gave_core{20'000};
+  /// For this long after a blocked wait's yield gave its core away, the thread's blocked
+  /// waits sleep after the pure spin. Beside three CPU-bound programs on two cores, a tree of
+  /// 21,891 tasks each blocking in get on its children (fib 20) took 31-40 s under
+  /// ThreadSanitizer yielding, 3.5-5.3 s sleeping; 20 ms of this helped half as much as 200.
+  static constexpr std::chrono::milliseconds contended_for{200};
 
   /// Work was found: the next idle round starts a new spin window.
   void reset() noexcept {
@@ -113,7 +132,8 @@ struct backoff {
     return now_;
   }
   /// Ends an idle round. Returns true when the caller should now sleep on its doorbell:
-  /// after `spin_window` of idle rounds. Never reads the clock on a busy loop's turn.
+  /// after `spin_window` of idle rounds, or, in a blocked wait while cores are short (see
+  /// contended_for), after the pure spin. Never reads the clock on a busy loop's turn.
   bool pause(std::chrono::microseconds spin_window) noexcept {
     round_time();
     ++idle_rounds_;
@@ -124,14 +144,24 @@ struct backoff {
       }
       spinning_ = false;
     }
-    if (now_ - idle_since_ < spin_window) {
+    if (now_ - idle_since_ < spin_window && (!blocked_wait_ || now_ >= contended_until())) {
       sched_yield();
+      if (blocked_wait_) {
+        const auto t = std::chrono::steady_clock::now();
+        if (t - now_ > gave_core) contended_until() = t + contended_for;
+      }
       return false;
     }
     return true;
   }
 
  private:
+  /// Until when this thread's blocked waits sleep after the pure spin.
+  static std::chrono::steady_clock::time_point& contended_until() noexcept {
+    thread_local std::chrono::steady_clock::time_point until{};
+    return until;
+  }
+  bool blocked_wait_ = false;
   int idle_rounds_ = 0;
   int read_in_ = 0;  // 1 + the round whose time now_ is; 0: none of this stretch
   bool spinning_ = true;
