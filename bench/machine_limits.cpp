@@ -4,6 +4,11 @@
 //                           MAP_SHARED|MAP_ANONYMOUS page, each spinning until the value is
 //                           the one it expects, then writing the next; ns per round trip,
 //                           the median of the means of batches of 1,000 round trips
+//   mailbox_round_trip      the same ping-pong through two of coray's mailboxes (the rings of
+//                           its transport, detail::mailbox) in shared memory: a 16-byte
+//                           message down one and back up the other, each side spinning on
+//                           its ring; what one call and its reply cost in transport alone.
+//                           ns per round trip, median of batch means as above
 //   futex_wake_round_trip   the same ping-pong with no spinning: each side sleeps in
 //                           FUTEX_WAIT on a shared 32-bit word and is woken by the other's
 //                           FUTEX_WAKE; median round trip in us
@@ -68,22 +73,23 @@ void pin_to(int cpu) {
   if (sched_setaffinity(0, sizeof set, &set) != 0) fail("sched_setaffinity");
 }
 
-/// One page shared by this process and the children it forks.
+/// Memory (one page unless told) shared by this process and the children it forks.
 class shared_page {
  public:
-  shared_page() {
-    p_ = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  explicit shared_page(std::size_t bytes = 4096) : bytes_(bytes) {
+    p_ = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p_ == MAP_FAILED) fail("mmap");
   }
   shared_page(const shared_page&) = delete;
   shared_page& operator=(const shared_page&) = delete;
-  ~shared_page() { ::munmap(p_, 4096); }
+  ~shared_page() { ::munmap(p_, bytes_); }
   template <class T>
   T* as() const {
     return static_cast<T*>(p_);
   }
 
  private:
+  std::size_t bytes_;
   void* p_;
 };
 
@@ -166,6 +172,71 @@ double cache_line_round_trip_ns(const std::vector<int>& cpus, long round_trips) 
         a->store(sent, std::memory_order_release);
         for (std::uint32_t spins = 0; a->load(std::memory_order_acquire) != sent + 1;)
           if ((++spins & 0xffff) == 0) check_alive(pid, start);
+      }
+    };
+    run(warmup);
+    for (long b = 0; b < round_trips / batch; ++b) {
+      auto t0 = clk::now();
+      run(batch);
+      means.push_back(seconds_since(t0) / batch * 1e9);
+    }
+    return bench::median(means);
+  };
+  return ping_pong(cpus, child, parent);
+}
+
+// ---- mailbox -------------------------------------------------------------------------------
+
+double mailbox_round_trip_ns(const std::vector<int>& cpus, long round_trips) {
+  using ray::detail::mailbox;
+  constexpr std::size_t slots = 1024;  // a runtime mailbox's size
+  shared_page area(2 * mailbox::bytes_for(slots));
+  mailbox* down = mailbox::create(area.as<std::byte>(), slots);
+  mailbox* up = mailbox::create(area.as<std::byte>() + mailbox::bytes_for(slots), slots);
+  constexpr long batch = 1000;
+  const long warmup = 10 * batch;
+  const long total = warmup + round_trips;
+  struct message {
+    std::uint64_t id, value;
+  };
+  auto send = [](mailbox* mb, const message& m) {
+    mailbox::claim c;
+    while (!(c = mb->try_claim())) ray::detail::cpu_relax();
+    mb->write(c, reinterpret_cast<const std::byte*>(&m), sizeof m);
+    c.slot->kind = 1;
+    c.slot->size = sizeof m;
+    mb->commit(c);
+  };
+  // Returns the next message, spinning for it; `alive` is asked every 2^16 empty looks.
+  auto receive = [](mailbox* mb, auto&& alive) {
+    ray::detail::mailbox_slot* s = nullptr;
+    for (std::uint32_t spins = 0; (s = mb->peek()) == nullptr;)
+      if ((++spins & 0xffff) == 0) alive();
+    message m;
+    mb->read(reinterpret_cast<std::byte*>(&m), s->size);
+    mb->pop();
+    return m;
+  };
+  auto child = [&](pid_t) {
+    const pid_t parent = ::getppid();
+    for (long k = 0; k < total; ++k) {
+      message m = receive(down, [&] {
+        if (::getppid() != parent) ::_exit(1);
+      });
+      ++m.value;
+      send(up, m);
+    }
+  };
+  auto parent = [&](pid_t pid) {
+    const auto start = clk::now();
+    std::vector<double> means;
+    long k = 0;
+    auto run = [&](long n) {
+      for (long i = 0; i < n; ++i, ++k) {
+        send(down, {static_cast<std::uint64_t>(k), static_cast<std::uint64_t>(k)});
+        const message m = receive(up, [&] { check_alive(pid, start); });
+        if (m.value != static_cast<std::uint64_t>(k) + 1)
+          throw std::runtime_error("a reply was lost");
       }
     };
     run(warmup);
@@ -304,6 +375,12 @@ int main(int argc, char** argv) {
     bench::report("cache_line_round_trip", cache_line_round_trip_ns(cpus, n), "ns", false,
                   "spinning on a shared atomic; median of " + std::to_string(n / 1000) +
                       " batch means of 1000 round trips; " + where);
+  }
+  {
+    const long n = o.quick ? 200'000 : 1'000'000;
+    bench::report("mailbox_round_trip", mailbox_round_trip_ns(cpus, n), "ns", false,
+                  "16 bytes each way through two coray mailboxes, spinning; median of " +
+                      std::to_string(n / 1000) + " batch means of 1000 round trips; " + where);
   }
   {
     const long n = o.quick ? 20'000 : 100'000;
