@@ -142,13 +142,30 @@ void check_alive(pid_t child, clk::time_point start) {
   if (seconds_since(start) > give_up_seconds) throw std::runtime_error("a ping-pong took too long");
 }
 
+/// Round trips are timed in batches of this many; a measurement's figure is the median of
+/// the batches' means.
+constexpr long batch = 1000;
+
+/// Runs `round_trip` `warmup` times untimed, then `round_trips` times in batches; returns
+/// the median of the batches' mean round trips, in ns.
+template <class RoundTrip>
+double batch_means_ns(long warmup, long round_trips, RoundTrip&& round_trip) {
+  for (long i = 0; i < warmup; ++i) round_trip();
+  std::vector<double> means;
+  for (long b = 0; b < round_trips / batch; ++b) {
+    auto t0 = clk::now();
+    for (long i = 0; i < batch; ++i) round_trip();
+    means.push_back(seconds_since(t0) / batch * 1e9);
+  }
+  return bench::median(means);
+}
+
 // ---- cache line ----------------------------------------------------------------------------
 
 double cache_line_round_trip_ns(const std::vector<int>& cpus, long round_trips) {
   shared_page page;
   auto* a = page.as<std::atomic<std::uint64_t>>();
   new (a) std::atomic<std::uint64_t>(0);
-  constexpr long batch = 1000;
   const long warmup = 10 * batch;
   const long total = warmup + round_trips;
   // Each side spins on the value it waits for; every 2^16 spins the parent checks that the
@@ -164,23 +181,13 @@ double cache_line_round_trip_ns(const std::vector<int>& cpus, long round_trips) 
   };
   auto parent = [&](pid_t pid) {
     const auto start = clk::now();
-    std::vector<double> means;
     long k = 0;
-    auto run = [&](long n) {
-      for (long i = 0; i < n; ++i, ++k) {
-        const auto sent = static_cast<std::uint64_t>(2 * k + 1);
-        a->store(sent, std::memory_order_release);
-        for (std::uint32_t spins = 0; a->load(std::memory_order_acquire) != sent + 1;)
-          if ((++spins & 0xffff) == 0) check_alive(pid, start);
-      }
-    };
-    run(warmup);
-    for (long b = 0; b < round_trips / batch; ++b) {
-      auto t0 = clk::now();
-      run(batch);
-      means.push_back(seconds_since(t0) / batch * 1e9);
-    }
-    return bench::median(means);
+    return batch_means_ns(warmup, round_trips, [&] {
+      const auto sent = static_cast<std::uint64_t>(2 * k++ + 1);
+      a->store(sent, std::memory_order_release);
+      for (std::uint32_t spins = 0; a->load(std::memory_order_acquire) != sent + 1;)
+        if ((++spins & 0xffff) == 0) check_alive(pid, start);
+    });
   };
   return ping_pong(cpus, child, parent);
 }
@@ -193,7 +200,6 @@ double mailbox_round_trip_ns(const std::vector<int>& cpus, long round_trips) {
   shared_page area(2 * mailbox::bytes_for(slots));
   mailbox* down = mailbox::create(area.as<std::byte>(), slots);
   mailbox* up = mailbox::create(area.as<std::byte>() + mailbox::bytes_for(slots), slots);
-  constexpr long batch = 1000;
   const long warmup = 10 * batch;
   const long total = warmup + round_trips;
   struct message {
@@ -229,23 +235,12 @@ double mailbox_round_trip_ns(const std::vector<int>& cpus, long round_trips) {
   };
   auto parent = [&](pid_t pid) {
     const auto start = clk::now();
-    std::vector<double> means;
-    long k = 0;
-    auto run = [&](long n) {
-      for (long i = 0; i < n; ++i, ++k) {
-        send(down, {static_cast<std::uint64_t>(k), static_cast<std::uint64_t>(k)});
-        const message m = receive(up, [&] { check_alive(pid, start); });
-        if (m.value != static_cast<std::uint64_t>(k) + 1)
-          throw std::runtime_error("a reply was lost");
-      }
-    };
-    run(warmup);
-    for (long b = 0; b < round_trips / batch; ++b) {
-      auto t0 = clk::now();
-      run(batch);
-      means.push_back(seconds_since(t0) / batch * 1e9);
-    }
-    return bench::median(means);
+    std::uint64_t k = 0;
+    return batch_means_ns(warmup, round_trips, [&] {
+      send(down, {k, k});
+      const message m = receive(up, [&] { check_alive(pid, start); });
+      if (m.value != ++k) throw std::runtime_error("a reply was lost");
+    });
   };
   return ping_pong(cpus, child, parent);
 }
