@@ -13655,8 +13655,10 @@ CORAY_END_NAMESPACE
 ///
 /// The orchestrator does not read it per event: a turn_stamp is read by the first event of
 /// a loop turn and taken by the turn's other events, so a turn without events reads nothing
-/// and a slice's ends are exact to one loop turn; a call's admission reads it anew.
+/// and a slice's ends are exact to one loop turn. A call's admission reads it anew, except
+/// inside a fast run of admissions, which reads it once per eight (turn_stamp::admit).
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 
@@ -13694,6 +13696,18 @@ class tick_clock {
     return {start_.tick, start_.ns,
             static_cast<long double>(p.ns - start_.ns) /
                 static_cast<long double>(p.tick - start_.tick)};
+  }
+
+  /// How many ticks make `ns` nanoseconds, by the rate since the start; 0 until 100 us have
+  /// passed since it (too short to measure the rate on). Reads steady_clock.
+  std::int64_t ticks_in(std::int64_t ns) const noexcept {
+    if (!counter_) return ns;
+    const std::int64_t elapsed = steady_ns() - start_.ns;
+    if (elapsed < 100'000) return 0;
+    return std::max<std::int64_t>(
+        1, static_cast<std::int64_t>(static_cast<long double>(read_counter() - start_.tick) *
+                                     static_cast<long double>(ns) /
+                                     static_cast<long double>(elapsed)));
   }
 
  private:
@@ -13748,19 +13762,84 @@ class tick_clock {
 };
 
 /// The stamp of the loop turn: read by its first event, forgotten when the next turn begins.
+///
+/// And the stamps of admitted calls. A clock read costs about as much as 4% of a call's
+/// work in the driver, so a run of admissions with no loop turn between them (a loop
+/// submitting calls) reads the clock at the first of each eight: the seven between two
+/// readings wait in `pending_` with the earlier reading and are spread evenly between the
+/// two when the next is taken (by the eighth admission, the next loop turn, or a call about
+/// to leave the table: `settle`). The even spreading is trusted only while two readings
+/// eight admissions apart are within `tight_ns` (10 us) of each other: once a pair is
+/// further apart (the caller does work between submissions), every admission reads the
+/// clock until two successive readings are within an eighth of that again. So a call's
+/// submission is exact, or within 10 us in a fast run, or, in the one group where a run
+/// slows down, between the two readings around it.
 class turn_stamp {
  public:
-  void next_turn() noexcept { cached_ = 0; }
+  static constexpr int group = 8;                   // admissions per reading in a fast run
+  static constexpr std::int64_t tight_ns = 10'000;  // how close a group's readings must be
+
+  void next_turn() noexcept {
+    if (pending_) [[unlikely]]
+      settle();
+    open_ = false;
+    cached_ = 0;
+  }
   /// The turn's stamp, read now if no event of the turn has read it.
-  std::int64_t now() noexcept { return cached_ ? cached_ : (cached_ = clock_.now()); }
-  /// Read now, for an event that must be exact (a call's admission); later events of the
-  /// turn take it.
-  std::int64_t fresh() noexcept { return cached_ = clock_.now(); }
+  std::int64_t now() noexcept {
+    if (!cached_) {
+      cached_ = clock_.now();
+      if (pending_) [[unlikely]]
+        spread(cached_);
+      open_ = false;
+    }
+    return cached_;
+  }
+  /// A call's admission: its stamp into `slot` (nonzero), now or when the next reading is
+  /// taken. `slot` must stay where it is until then (`settle` before it goes). A send made
+  /// while admitting takes the last reading, which is not later than this.
+  void admit(std::int64_t& slot) noexcept {
+    if (open_ && pending_ < group - 1) {
+      slot = opened_;  // for now: not later than the admission
+      pending_at_[pending_++] = &slot;
+      return;
+    }
+    const std::int64_t t = clock_.now();
+    const std::int64_t since = t - opened_;
+    const int waited = pending_;
+    if (pending_) spread(t);
+    if (!tight_ticks_) tight_ticks_ = clock_.ticks_in(tight_ns);  // 0 until measurable
+    // A full group: its readings close enough? Reading every admission: would eight fit?
+    open_ =
+        tight_ticks_ && opened_ && (waited ? since <= tight_ticks_ : since * group <= tight_ticks_);
+    opened_ = cached_ = slot = t;
+  }
+  /// Gives every waiting admission its stamp (one reading, if any waits).
+  void settle() noexcept {
+    if (!pending_) return;
+    cached_ = clock_.now();
+    spread(cached_);
+    open_ = false;
+  }
+  /// Whether the next admission waits for a reading (a fast run's group has room).
+  bool waits_next() const noexcept { return open_ && pending_ < group - 1; }
   const tick_clock& clock() const noexcept { return clock_; }
 
  private:
+  /// The waiting admissions, evenly between the last reading and `t`, in their order.
+  void spread(std::int64_t t) noexcept {
+    const std::int64_t span = t - opened_;
+    for (int i = 0; i < pending_; ++i) *pending_at_[i] = opened_ + span * (i + 1) / (pending_ + 1);
+    pending_ = 0;
+  }
+
   tick_clock clock_;
   std::int64_t cached_ = 0;
+  std::int64_t opened_ = 0;       // the last reading an admission took
+  std::int64_t tight_ticks_ = 0;  // tight_ns in ticks, once measured
+  bool open_ = false;             // admissions may wait for the next reading
+  int pending_ = 0;
+  std::int64_t* pending_at_[group - 1] = {};
 };
 
 }  // namespace detail
@@ -14719,7 +14798,7 @@ class call_lifecycle {
             cfg_.num_gpus, cfg_.gpu_ids, cfg_.custom_resources),
         pump_(tasks_, actors_, t, sender_, resources_, cfg_.num_workers,
               cfg_.max_tasks_in_flight_per_worker),
-        history_(cfg_.task_history),
+        history_(cfg_.record_timeline ? 0 : cfg_.task_history),
         timeline_(!cfg_.record_timeline ? 0
                   : cfg_.task_history   ? cfg_.task_history
                                         : 10000) {}
@@ -14772,10 +14851,13 @@ class call_lifecycle {
     transport_.start(slot);
   }
 
-  /// Enters a call in the table, as one whose dependencies call back here.
+  /// Enters a call in the table, as one whose dependencies call back here (and, recording
+  /// a timeline, as submitted now).
   task_record* insert(std::unique_ptr<task_record> rec) {
     task_record* r = tasks_.insert(std::move(rec));
     r->owner = this;
+    if (timeline_.capacity()) [[unlikely]]
+      stamp_.admit(r->submitted_tick);
     return r;
   }
 
@@ -14783,8 +14865,6 @@ class call_lifecycle {
 
   void admit(std::unique_ptr<task_record> rec) {
     task_record* r = insert(std::move(rec));
-    if (timeline_.capacity()) [[unlikely]]
-      r->submitted_tick = stamp_.fresh();
     for (std::uint64_t a : held_actors(r->held)) actor_ref(a, +1);
     if (r->returns) [[unlikely]]
       settle_returns_with(*r);
@@ -14866,10 +14946,11 @@ class call_lifecycle {
     const int pid = r->worker >= 0 ? transport_.pid(r->worker) : 0;
     const bool failed =
         r->result && r->result->st.load(std::memory_order_relaxed) == object_state::status::failed;
-    history_.record(
-        {r->id, r->name, pid, r->actor, static_cast<std::uint16_t>(r->attempt), failed});
-    if (r->submitted_tick) [[unlikely]]
-      record_timeline(*r, pid, failed);
+    if (r->submitted_tick) [[unlikely]]  // recording a timeline (insert)
+      record_timeline(*r, pid, failed);  // which keeps the history too
+    else
+      history_.record(
+          {r->id, r->name, pid, r->actor, static_cast<std::uint16_t>(r->attempt), failed});
     if (r->shape) {
       pump_.end_loan(*r);
       pump_.count_shaped(-1);
@@ -14950,11 +15031,15 @@ class call_lifecycle {
       if (const actor_entry* a = actors_.find(r.actor)) pid = pid_of(*a);
     std::uint64_t bytes = r.args.size();
     for (const object_block* b : r.blocks) bytes += b->size;
-    // Ticks until timeline() converts them; a turn's stamp may predate a send made in it.
+    // Ticks until timeline() converts them. An admission waiting for its stamp gets it now,
+    // before the call leaves the table; one spread between two readings may be later than
+    // the send made while admitting it (that took the earlier reading): it takes the send's.
+    stamp_.settle();
     const std::int64_t ended = std::max(stamp_.now(), r.submitted_tick);
-    const std::int64_t sent = r.sent_tick ? std::clamp(r.sent_tick, r.submitted_tick, ended) : 0;
+    const std::int64_t sent = r.sent_tick ? std::min(r.sent_tick, ended) : 0;
+    const std::int64_t submitted = sent ? std::min(r.submitted_tick, sent) : r.submitted_tick;
     timeline_.record({r.id, r.name, pid, r.actor, static_cast<std::uint16_t>(r.attempt), failed,
-                      r.submitted_tick, sent, ended, bytes});
+                      submitted, sent, ended, bytes});
   }
 
   // ---- dispatch -----------------------------------------------------------------------
@@ -15011,14 +15096,18 @@ class call_lifecycle {
       }
       out.push_back(std::move(t));
     });
-    history_.for_each([&](const task_history::entry& e) {
+    auto ended = [&](const auto& e) {
       int pid = e.pid;
       if (e.actor)
         if (const actor_entry* a = actors_.find(e.actor)) pid = pid_of(*a);
       out.push_back({e.id, std::string(e.name),
                      e.failed ? state::task_state::failed : state::task_state::finished,
                      e.actor != 0, pid, e.attempt, e.actor});
-    });
+    };
+    if (!cfg_.record_timeline)
+      history_.for_each(ended);
+    else if (cfg_.task_history)  // the timeline keeps as many calls, and all the history says
+      timeline_.for_each(ended);
     return out;
   }
   std::vector<timeline_entry> timeline() const {
@@ -15035,7 +15124,8 @@ class call_lifecycle {
   }
   bool records_timeline() const noexcept { return timeline_.capacity() != 0; }
   /// Recording a timeline: a loop turn's events (replies, sends) take one stamp, read by
-  /// the first of them after the turn begins (here); a call's admission reads it anew.
+  /// the first of them after the turn begins (here); a call's admission reads it anew, or
+  /// once per eight in a fast run of admissions (turn_stamp::admit).
   void stamp_turn() noexcept { stamp_.next_turn(); }
   /// The actors the driver still tracks (a dead one until its last handle goes).
   std::vector<state::actor_info> list_actors() const {

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <coray/coray.hpp>
@@ -280,6 +281,102 @@ TEST_CASE("the timeline's clock converts its ticks to the steady clock's nanosec
   CHECK(ns(tick) >= before - 20'000);
   CHECK(ns(tick) <= after + 20'000);
   CHECK(ns(clock.now()) >= after);
+}
+
+namespace state_test {
+/// Spins until `ns` nanoseconds of the steady clock have passed.
+void spin_for_ns(std::int64_t ns) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(ns);
+  while (std::chrono::steady_clock::now() < until) {
+  }
+}
+
+/// Admits into `opener` until a reading opens a fast run's group: a reading taken soon after
+/// the last (a preemption between two makes them far apart; the next pair tries again).
+bool open_group(ray::detail::turn_stamp& stamp, std::int64_t& opener) {
+  stamp.next_turn();
+  for (int tries = 0; tries < 10'000 && !stamp.waits_next(); ++tries) stamp.admit(opener);
+  return stamp.waits_next();
+}
+}  // namespace state_test
+
+TEST_CASE("a fast run of admissions reads the clock once per eight, and spreads the rest") {
+  ray::detail::turn_stamp stamp;
+  spin_for_ns(200'000);  // the clock's rate is measurable 100 us after its start
+  std::int64_t opener = 0;
+  REQUIRE(open_group(stamp, opener));
+  std::array<std::int64_t, 7> at{};
+  for (auto& t : at) {
+    stamp.admit(t);
+    CHECK(t == opener);  // waiting, with the last reading
+  }
+  CHECK_FALSE(stamp.waits_next());  // the eighth reads
+  std::int64_t closer = 0;
+  stamp.admit(closer);
+  CHECK(closer > opener);  // and the seven between get their stamps, evenly and in order
+  CHECK(at.front() >= opener);
+  for (std::size_t k = 1; k < at.size(); ++k) CHECK(at[k] >= at[k - 1]);
+  CHECK(at.back() < closer);
+
+  REQUIRE(open_group(stamp, opener));
+  std::array<std::int64_t, 2> before_turn{};
+  for (auto& t : before_turn) stamp.admit(t);
+  CHECK(before_turn[1] == opener);
+  stamp.next_turn();  // a loop turn: those waiting get their stamps first
+  CHECK(before_turn[0] > opener);
+  CHECK(before_turn[1] > before_turn[0]);
+}
+
+TEST_CASE("admissions with work between them read the clock each") {
+  ray::detail::turn_stamp stamp;
+  spin_for_ns(200'000);
+  std::int64_t opener = 0;
+  REQUIRE(open_group(stamp, opener));
+  std::array<std::int64_t, 7> at{};
+  for (auto& t : at) {
+    spin_for_ns(5'000);  // 40 us in all: more than the 10 us a group may span
+    stamp.admit(t);
+  }
+  std::int64_t last = 0;
+  stamp.admit(last);  // the group was slow: from here, each admission reads
+  const ray::detail::tick_clock::to_ns ns = stamp.clock().converter();
+  for (int k = 0; k < 3; ++k) {
+    CHECK_FALSE(stamp.waits_next());
+    spin_for_ns(20'000);
+    std::int64_t now = 0;
+    stamp.admit(now);
+    CHECK(ns(now) - ns(last) >= 19'000);  // read now, not the last reading
+    last = now;
+  }
+}
+
+TEST_CASE("with the timeline recording, the task history is the timeline's calls") {
+  ray::runtime rt({.num_workers = 1, .task_history = 3, .record_timeline = true});
+  for (int i = 0; i < 3; ++i) ray::get(ray::task<square>.remote(i));
+  CHECK_THROWS(ray::get(ray::task<explode>.remote(1)));
+  ray::get(ray::task<square>.remote(7));
+  const auto kept = ray::state::list_tasks();
+  REQUIRE(kept.size() == 3);
+  CHECK(kept[0].id < kept[1].id);
+  CHECK(kept[1].id < kept[2].id);
+  CHECK(kept[0].state == task_state::finished);
+  CHECK(kept[1].name == "state_test::explode");
+  CHECK(kept[1].state == task_state::failed);
+  CHECK(kept[2].state == task_state::finished);
+  const std::vector<int> pids = rt.worker_pids();
+  for (const auto& t : kept) CHECK(std::find(pids.begin(), pids.end(), t.pid) != pids.end());
+  const auto calls =
+      ray::state::detail::from_driver("test", [](ray::detail::driver& d) { return d.timeline(); });
+  CHECK(calls.size() == 3);
+}
+
+TEST_CASE("with the timeline recording and task_history = 0, no finished call is listed") {
+  ray::runtime rt({.num_workers = 1, .task_history = 0, .record_timeline = true});
+  ray::get(ray::task<square>.remote(3));
+  CHECK(ray::state::list_tasks().empty());
+  const auto calls =
+      ray::state::detail::from_driver("test", [](ray::detail::driver& d) { return d.timeline(); });
+  CHECK(calls.size() == 1);  // the timeline keeps 10,000 calls then
 }
 
 TEST_CASE("the timeline's times are the steady clock's, in order, and span each call's run") {

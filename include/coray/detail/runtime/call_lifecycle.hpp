@@ -68,7 +68,7 @@ class call_lifecycle {
             cfg_.num_gpus, cfg_.gpu_ids, cfg_.custom_resources),
         pump_(tasks_, actors_, t, sender_, resources_, cfg_.num_workers,
               cfg_.max_tasks_in_flight_per_worker),
-        history_(cfg_.task_history),
+        history_(cfg_.record_timeline ? 0 : cfg_.task_history),
         timeline_(!cfg_.record_timeline ? 0
                   : cfg_.task_history   ? cfg_.task_history
                                         : 10000) {}
@@ -121,10 +121,13 @@ class call_lifecycle {
     transport_.start(slot);
   }
 
-  /// Enters a call in the table, as one whose dependencies call back here.
+  /// Enters a call in the table, as one whose dependencies call back here (and, recording
+  /// a timeline, as submitted now).
   task_record* insert(std::unique_ptr<task_record> rec) {
     task_record* r = tasks_.insert(std::move(rec));
     r->owner = this;
+    if (timeline_.capacity()) [[unlikely]]
+      stamp_.admit(r->submitted_tick);
     return r;
   }
 
@@ -132,8 +135,6 @@ class call_lifecycle {
 
   void admit(std::unique_ptr<task_record> rec) {
     task_record* r = insert(std::move(rec));
-    if (timeline_.capacity()) [[unlikely]]
-      r->submitted_tick = stamp_.fresh();
     for (std::uint64_t a : held_actors(r->held)) actor_ref(a, +1);
     if (r->returns) [[unlikely]]
       settle_returns_with(*r);
@@ -215,10 +216,11 @@ class call_lifecycle {
     const int pid = r->worker >= 0 ? transport_.pid(r->worker) : 0;
     const bool failed =
         r->result && r->result->st.load(std::memory_order_relaxed) == object_state::status::failed;
-    history_.record(
-        {r->id, r->name, pid, r->actor, static_cast<std::uint16_t>(r->attempt), failed});
-    if (r->submitted_tick) [[unlikely]]
-      record_timeline(*r, pid, failed);
+    if (r->submitted_tick) [[unlikely]]  // recording a timeline (insert)
+      record_timeline(*r, pid, failed);  // which keeps the history too
+    else
+      history_.record(
+          {r->id, r->name, pid, r->actor, static_cast<std::uint16_t>(r->attempt), failed});
     if (r->shape) {
       pump_.end_loan(*r);
       pump_.count_shaped(-1);
@@ -299,11 +301,15 @@ class call_lifecycle {
       if (const actor_entry* a = actors_.find(r.actor)) pid = pid_of(*a);
     std::uint64_t bytes = r.args.size();
     for (const object_block* b : r.blocks) bytes += b->size;
-    // Ticks until timeline() converts them; a turn's stamp may predate a send made in it.
+    // Ticks until timeline() converts them. An admission waiting for its stamp gets it now,
+    // before the call leaves the table; one spread between two readings may be later than
+    // the send made while admitting it (that took the earlier reading): it takes the send's.
+    stamp_.settle();
     const std::int64_t ended = std::max(stamp_.now(), r.submitted_tick);
-    const std::int64_t sent = r.sent_tick ? std::clamp(r.sent_tick, r.submitted_tick, ended) : 0;
+    const std::int64_t sent = r.sent_tick ? std::min(r.sent_tick, ended) : 0;
+    const std::int64_t submitted = sent ? std::min(r.submitted_tick, sent) : r.submitted_tick;
     timeline_.record({r.id, r.name, pid, r.actor, static_cast<std::uint16_t>(r.attempt), failed,
-                      r.submitted_tick, sent, ended, bytes});
+                      submitted, sent, ended, bytes});
   }
 
   // ---- dispatch -----------------------------------------------------------------------
@@ -360,14 +366,18 @@ class call_lifecycle {
       }
       out.push_back(std::move(t));
     });
-    history_.for_each([&](const task_history::entry& e) {
+    auto ended = [&](const auto& e) {
       int pid = e.pid;
       if (e.actor)
         if (const actor_entry* a = actors_.find(e.actor)) pid = pid_of(*a);
       out.push_back({e.id, std::string(e.name),
                      e.failed ? state::task_state::failed : state::task_state::finished,
                      e.actor != 0, pid, e.attempt, e.actor});
-    });
+    };
+    if (!cfg_.record_timeline)
+      history_.for_each(ended);
+    else if (cfg_.task_history)  // the timeline keeps as many calls, and all the history says
+      timeline_.for_each(ended);
     return out;
   }
   std::vector<timeline_entry> timeline() const {
@@ -384,7 +394,8 @@ class call_lifecycle {
   }
   bool records_timeline() const noexcept { return timeline_.capacity() != 0; }
   /// Recording a timeline: a loop turn's events (replies, sends) take one stamp, read by
-  /// the first of them after the turn begins (here); a call's admission reads it anew.
+  /// the first of them after the turn begins (here); a call's admission reads it anew, or
+  /// once per eight in a fast run of admissions (turn_stamp::admit).
   void stamp_turn() noexcept { stamp_.next_turn(); }
   /// The actors the driver still tracks (a dead one until its last handle goes).
   std::vector<state::actor_info> list_actors() const {
