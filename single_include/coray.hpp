@@ -13780,26 +13780,17 @@ class turn_stamp {
   static constexpr std::int64_t tight_ns = 10'000;  // how close a group's readings must be
 
   void next_turn() noexcept {
-    if (pending_) [[unlikely]]
-      settle();
+    settle();
     open_ = false;
     cached_ = 0;
   }
   /// The turn's stamp, read now if no event of the turn has read it.
-  std::int64_t now() noexcept {
-    if (!cached_) {
-      cached_ = clock_.now();
-      if (pending_) [[unlikely]]
-        spread(cached_);
-      open_ = false;
-    }
-    return cached_;
-  }
+  std::int64_t now() noexcept { return cached_ ? cached_ : read(); }
   /// A call's admission: its stamp into `slot` (nonzero), now or when the next reading is
   /// taken. `slot` must stay where it is until then (`settle` before it goes). A send made
   /// while admitting takes the last reading, which is not later than this.
   void admit(std::int64_t& slot) noexcept {
-    if (open_ && pending_ < group - 1) {
+    if (waits_next()) {
       slot = opened_;  // for now: not later than the admission
       pending_at_[pending_++] = &slot;
       return;
@@ -13807,7 +13798,7 @@ class turn_stamp {
     const std::int64_t t = clock_.now();
     const std::int64_t since = t - opened_;
     const int waited = pending_;
-    if (pending_) spread(t);
+    spread(t);
     if (!tight_ticks_) tight_ticks_ = clock_.ticks_in(tight_ns);  // 0 until measurable
     // A full group: its readings close enough? Reading every admission: would eight fit?
     open_ =
@@ -13816,16 +13807,22 @@ class turn_stamp {
   }
   /// Gives every waiting admission its stamp (one reading, if any waits).
   void settle() noexcept {
-    if (!pending_) return;
-    cached_ = clock_.now();
-    spread(cached_);
-    open_ = false;
+    if (pending_) [[unlikely]]
+      read();
   }
   /// Whether the next admission waits for a reading (a fast run's group has room).
   bool waits_next() const noexcept { return open_ && pending_ < group - 1; }
   const tick_clock& clock() const noexcept { return clock_; }
 
  private:
+  /// A reading for the turn, not by an admission: the waiting admissions get their stamps,
+  /// and the group ends (the next admission reads).
+  std::int64_t read() noexcept {
+    cached_ = clock_.now();
+    spread(cached_);
+    open_ = false;
+    return cached_;
+  }
   /// The waiting admissions, evenly between the last reading and `t`, in their order.
   void spread(std::int64_t t) noexcept {
     const std::int64_t span = t - opened_;
