@@ -553,3 +553,31 @@ TEST_CASE("an actor with a GPU holds it for life; the next one waits for it") {
   CHECK(f.net.calls()[1].kind == msg_kind::construct);
   CHECK(f.net.calls()[1].header().gpus == 1u);
 }
+
+namespace {
+/// An object recycled as a call's record is, with an idle bound of 16.
+struct tide_probe : recycled<tide_probe, 16> {
+  char bytes[48] = {};
+};
+}  // namespace
+
+TEST_CASE(
+    "a tide of calls larger than the idle bound is recycled whole; idle, the rest goes back") {
+  std::vector<std::unique_ptr<tide_probe>> tide;
+  auto make_tide = [&] {
+    for (int i = 0; i < 10'000; ++i) tide.push_back(std::make_unique<tide_probe>());
+  };
+  make_tide();
+  tide.clear();
+  if constexpr (CORAY_DETAIL_RECYCLE) {
+    CHECK(tide_probe::kept_here() == 10'000);  // kept whole while busy
+    CHECK(trim_recycled() >= 10'000 - 16);     // idle: all but the bound go back
+    CHECK(tide_probe::kept_here() == 16);
+    CHECK(trim_recycled() == 0);  // nothing more to give back
+    make_tide();
+    CHECK(tide_probe::kept_here() == 0);  // the next tide takes the kept ones first
+  } else {
+    CHECK(tide_probe::kept_here() == 0);  // AddressSanitizer: every object goes to malloc
+    CHECK(trim_recycled() == 0);
+  }
+}

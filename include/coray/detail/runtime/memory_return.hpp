@@ -9,12 +9,15 @@
 ///   some were since the last return, every free range of 16 MB or more is punched out of
 ///   the segment (segment::return_free_pages).
 /// - The driver's heap: when the driver held no call at the last two checks and its call
-///   index had grown for a tide of calls, the index is shrunk (task_table::shrink) and
-///   malloc's free memory is trimmed (malloc_trim).
+///   index had grown for a tide of calls, or it kept more freed call objects than its idle
+///   bound (recycled.hpp; a loop that goes to sleep gives those back too), the index is
+///   shrunk (task_table::shrink), those objects are freed and malloc's free memory is
+///   trimmed (malloc_trim).
 
 #include <malloc.h>
 
 #include <chrono>
+#include <coray/detail/runtime/recycled.hpp>
 #include <coray/detail/runtime/task_table.hpp>
 #include <coray/detail/shm/segment.hpp>
 #include <cstddef>
@@ -38,7 +41,10 @@ class memory_return {
     made_at_check_ = made;
 
     const bool idle = tasks.size() == 0;
-    if (idle && was_idle_ && tasks.shrink()) malloc_trim(0);
+    if (idle && was_idle_) {
+      const bool kept_many = trim_recycled() != 0;
+      if (tasks.shrink() || kept_many) malloc_trim(0);
+    }
     was_idle_ = idle;
   }
 

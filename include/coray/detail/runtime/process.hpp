@@ -14,6 +14,7 @@
 #include <coray/detail/runtime/metric_table.hpp>
 #include <coray/detail/runtime/object_state.hpp>
 #include <coray/detail/runtime/output_name.hpp>
+#include <coray/detail/runtime/recycled.hpp>
 #include <coray/detail/runtime/wire.hpp>
 #include <coray/detail/shm/futex.hpp>
 #include <coray/detail/shm/segment.hpp>
@@ -430,6 +431,13 @@ class process {
         if (now >= deadline) return done();
       }
       if (bo.pause(spin)) {
+        // Idle: what a tide of calls left kept goes back (recycled.hpp), at most once a
+        // second, as a loop that sleeps between tides (an actor whose next call waits on
+        // another's) would otherwise give back and take again every tide.
+        if (const auto now = bo.round_time(); now - trimmed_at_ >= std::chrono::seconds(1)) {
+          trim_recycled();
+          trimmed_at_ = now;
+        }
         auto limit = std::chrono::nanoseconds(std::chrono::seconds(1));
         auto next =
             std::min(deadline, timers_.empty() ? clock::time_point::max() : timers_.begin()->first);
@@ -502,8 +510,9 @@ class process {
   std::deque<std::coroutine_handle<>> ready_;
   std::multimap<clock::time_point, timer> timers_;
   std::uint64_t timer_ids_ = 0;
-  bool polling_ = false;          // inside poll() on the loop thread
-  std::uint32_t loop_depth_ = 0;  // run_until calls on the stack
+  bool polling_ = false;            // inside poll() on the loop thread
+  std::uint32_t loop_depth_ = 0;    // run_until calls on the stack
+  clock::time_point trimmed_at_{};  // when an idle loop last trimmed the recycled objects
 };
 
 }  // namespace detail
