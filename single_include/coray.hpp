@@ -1333,8 +1333,9 @@ CORAY_END_NAMESPACE
 /// actors each keeping 10,000 nested tasks in flight (multi_client_tasks_async) ran at 0.70x
 /// of a driver that used malloc for everything, malloc's free lists fragmented by objects
 /// half recycled and half not; with the tide kept, 1.05x. When the thread goes idle (its loop
-/// is about to sleep, or the driver's memory check finds it idle: memory_return.hpp),
-/// trim_recycled() gives back all but `Keep` of each kind, so an idle process holds little.
+/// is about to sleep, at most once a second: process::run_until; or the driver's memory
+/// check finds it idle: memory_return.hpp), trim_recycled() gives back all but `Keep` of
+/// each kind, so an idle process holds little.
 /// The busy bound caps what one thread can gather from objects another thread allocated. A
 /// thread's lists are given back when it ends.
 ///
@@ -4958,8 +4959,8 @@ class process {
   std::deque<std::coroutine_handle<>> ready_;
   std::multimap<clock::time_point, timer> timers_;
   std::uint64_t timer_ids_ = 0;
-  bool polling_ = false;          // inside poll() on the loop thread
-  std::uint32_t loop_depth_ = 0;  // run_until calls on the stack
+  bool polling_ = false;            // inside poll() on the loop thread
+  std::uint32_t loop_depth_ = 0;    // run_until calls on the stack
   clock::time_point trimmed_at_{};  // when an idle loop last trimmed the recycled objects
 };
 

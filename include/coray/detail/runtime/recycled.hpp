@@ -11,8 +11,9 @@
 /// actors each keeping 10,000 nested tasks in flight (multi_client_tasks_async) ran at 0.70x
 /// of a driver that used malloc for everything, malloc's free lists fragmented by objects
 /// half recycled and half not; with the tide kept, 1.05x. When the thread goes idle (its loop
-/// is about to sleep, or the driver's memory check finds it idle: memory_return.hpp),
-/// trim_recycled() gives back all but `Keep` of each kind, so an idle process holds little.
+/// is about to sleep, at most once a second: process::run_until; or the driver's memory
+/// check finds it idle: memory_return.hpp), trim_recycled() gives back all but `Keep` of
+/// each kind, so an idle process holds little.
 /// The busy bound caps what one thread can gather from objects another thread allocated. A
 /// thread's lists are given back when it ends.
 ///
