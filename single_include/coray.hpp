@@ -1422,14 +1422,8 @@ struct recycled {
   };
   struct reaper {
     ~reaper() {
-      kept& k = freed;
-      while (k.head != nullptr) {
-        void* next = *static_cast<void**>(k.head);
-        ::operator delete(k.head);
-        k.head = next;
-      }
-      k.count = 0;
-      k.gone = true;
+      free_down_to(0);
+      freed.gone = true;
     }
   };
   [[gnu::noinline, gnu::cold]] static void arm() noexcept {
@@ -1440,10 +1434,12 @@ struct recycled {
     recycle_lists = &link;
   }
   /// Frees all but Keep of this thread's kept objects (trim_recycled).
-  static std::size_t trim() noexcept {
+  static std::size_t trim() noexcept { return free_down_to(Keep); }
+  /// Frees kept objects, newest first, until `keep` are left; returns how many it freed.
+  static std::size_t free_down_to(std::size_t keep) noexcept {
     kept& k = freed;
     std::size_t n = 0;
-    for (; k.count > Keep; ++n) {
+    for (; k.count > keep; ++n) {
       void* p = k.head;
       k.head = *static_cast<void**>(p);
       --k.count;
