@@ -24,7 +24,8 @@
 // as one vector (stream_items_1m_int, stream_first_item, task_vector_1m_int).
 // Also: per-call latency of sync task round trips (p50, p99, in us), the large put against
 // memcpy into touched memory in the same run, a zero-copy get_view of a 72 MB array against
-// getting an int, runtime start-up to the first task result, and idle worker memory.
+// getting an int, runtime start-up to the first task result, and idle worker memory (after
+// two seconds without work).
 //
 // Usage: core_bench [--quick] [--json FILE]
 #include <coray/coray.hpp>
@@ -32,6 +33,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -341,6 +343,9 @@ int main(int argc, char** argv) {
     bench::keep(sink);
   }
   {
+    // Idle: a worker gives malloc's free pages back once a whole second passed without work
+    // after some (design.md, "Memory"), so the workers are left alone for two first.
+    std::this_thread::sleep_for(std::chrono::seconds(2));
     std::vector<double> rss, pss;
     for (int p : rt.worker_pids()) {
       rss.push_back(static_cast<double>(status_kib(p, "status", "VmRSS:")) / 1024.0);

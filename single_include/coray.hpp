@@ -3988,6 +3988,7 @@ CORAY_END_NAMESPACE
 /// The driver and the workers specialise it.
 
 #include <fmt/format.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <atomic>
@@ -4864,10 +4865,12 @@ class process {
       }
       if (jobs_.maybe_waiting() && jobs_.run_some(*this, true) != 0) {
         bo.reset();
+        worked_ = true;
         continue;
       }
       if (poll_guarded()) {
         bo.reset();
+        worked_ = true;
         continue;
       }
       if (!timers_.empty() || deadline != clock::time_point::max()) {
@@ -4878,9 +4881,17 @@ class process {
       if (bo.pause(spin)) {
         // Idle: what a tide of calls left kept goes back (recycled.hpp), at most once a
         // second, as a loop that sleeps between tides (an actor whose next call waits on
-        // another's) would otherwise give back and take again every tide.
+        // another's) would otherwise give back and take again every tide. malloc's free
+        // memory goes back once a whole such second passed without work after some: a
+        // process that works in bursts keeps its pages, an idle one keeps only what it holds.
         if (const auto now = bo.round_time(); now - trimmed_at_ >= std::chrono::seconds(1)) {
           trim_recycled();
+          if (heap_used_ && !worked_) {
+            ::malloc_trim(0);
+            heap_used_ = false;
+          }
+          heap_used_ = heap_used_ || worked_;
+          worked_ = false;
           trimmed_at_ = now;
         }
         auto limit = std::chrono::nanoseconds(std::chrono::seconds(1));
@@ -4958,6 +4969,8 @@ class process {
   bool polling_ = false;            // inside poll() on the loop thread
   std::uint32_t loop_depth_ = 0;    // run_until calls on the stack
   clock::time_point trimmed_at_{};  // when an idle loop last trimmed the recycled objects
+  bool worked_ = false;             // the loop found work since trimmed_at_
+  bool heap_used_ = false;          // ... before it, and malloc was not trimmed since
 };
 
 }  // namespace detail
@@ -7927,18 +7940,24 @@ class wait_awaitable {
     return n;
   }
   void require_usable() const { detail::require_usable_refs(refs_, "ray::wait"); }
-  // Moves the refs out (the wait is over): no reference counts change, so a loop of waits
-  // for one of n refs costs n pointer moves per wait, not n counted copies.
+  // Moves the refs out (the wait is over): no reference counts change. The ready ones are
+  // taken out up to num_returns, reading the states only that far; the rest close up in
+  // place and become `pending` with the same buffer. A loop of waits for one of n refs costs
+  // n pointer moves per wait, neither counted copies nor an allocation.
   wait_result<T> split() {
     wait_result<T> w;
     w.ready.reserve(opts_.num_returns);
-    w.pending.reserve(refs_.size() - opts_.num_returns);
-    for (auto& r : refs_) {
-      if (r.is_ready() && w.ready.size() < opts_.num_returns)
-        w.ready.push_back(std::move(r));
-      else
-        w.pending.push_back(std::move(r));
+    auto it = refs_.begin(), out = it;
+    for (; it != refs_.end() && w.ready.size() < opts_.num_returns; ++it) {
+      if (it->is_ready()) {
+        w.ready.push_back(std::move(*it));
+      } else {
+        if (out != it) *out = std::move(*it);
+        ++out;
+      }
     }
+    refs_.erase(std::move(it, refs_.end(), out), refs_.end());
+    w.pending = std::move(refs_);
     refs_.clear();
     return w;
   }
@@ -16227,6 +16246,7 @@ CORAY_END_NAMESPACE
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -17393,6 +17413,10 @@ template <class Serve>
   prctl(PR_SET_NAME, name);
   this_process() = {process_kind::task_worker, slot, {}};
   // `seg` is moved into the worker's own process state.
+  // The worker serves on a thread of its own (serve_on_deep_stack), which would otherwise get
+  // an arena of its own from malloc: the main arena is the one whose free top malloc_trim
+  // gives back, so an idle worker keeps none of a big result's pages (process.hpp).
+  mallopt(M_ARENA_MAX, 1);
   auto* w = new worker(slot, epoch);
   w->seg.adopt(seg);
   serve_on_deep_stack([w] { w->serve(); });

@@ -4,6 +4,7 @@
 /// The driver and the workers specialise it.
 
 #include <fmt/format.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <atomic>
@@ -419,10 +420,12 @@ class process {
       }
       if (jobs_.maybe_waiting() && jobs_.run_some(*this, true) != 0) {
         bo.reset();
+        worked_ = true;
         continue;
       }
       if (poll_guarded()) {
         bo.reset();
+        worked_ = true;
         continue;
       }
       if (!timers_.empty() || deadline != clock::time_point::max()) {
@@ -433,9 +436,17 @@ class process {
       if (bo.pause(spin)) {
         // Idle: what a tide of calls left kept goes back (recycled.hpp), at most once a
         // second, as a loop that sleeps between tides (an actor whose next call waits on
-        // another's) would otherwise give back and take again every tide.
+        // another's) would otherwise give back and take again every tide. malloc's free
+        // memory goes back once a whole such second passed without work after some: a
+        // process that works in bursts keeps its pages, an idle one keeps only what it holds.
         if (const auto now = bo.round_time(); now - trimmed_at_ >= std::chrono::seconds(1)) {
           trim_recycled();
+          if (heap_used_ && !worked_) {
+            ::malloc_trim(0);
+            heap_used_ = false;
+          }
+          heap_used_ = heap_used_ || worked_;
+          worked_ = false;
           trimmed_at_ = now;
         }
         auto limit = std::chrono::nanoseconds(std::chrono::seconds(1));
@@ -513,6 +524,8 @@ class process {
   bool polling_ = false;            // inside poll() on the loop thread
   std::uint32_t loop_depth_ = 0;    // run_until calls on the stack
   clock::time_point trimmed_at_{};  // when an idle loop last trimmed the recycled objects
+  bool worked_ = false;             // the loop found work since trimmed_at_
+  bool heap_used_ = false;          // ... before it, and malloc was not trimmed since
 };
 
 }  // namespace detail

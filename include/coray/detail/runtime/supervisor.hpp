@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -147,6 +148,10 @@ template <class Serve>
   prctl(PR_SET_NAME, name);
   this_process() = {process_kind::task_worker, slot, {}};
   // `seg` is moved into the worker's own process state.
+  // The worker serves on a thread of its own (serve_on_deep_stack), which would otherwise get
+  // an arena of its own from malloc: the main arena is the one whose free top malloc_trim
+  // gives back, so an idle worker keeps none of a big result's pages (process.hpp).
+  mallopt(M_ARENA_MAX, 1);
   auto* w = new worker(slot, epoch);
   w->seg.adopt(seg);
   serve_on_deep_stack([w] { w->serve(); });
