@@ -213,6 +213,30 @@ TEST_CASE("wait returns ready refs first and honours num_returns and timeout") {
   unlink(flag.c_str());
 }
 
+TEST_CASE("wait keeps the order given: the first ready refs, then the rest, ready or not") {
+  ray::runtime rt({.num_workers = 2});
+  const std::string flag = "/tmp/coray-test-order-flag-" + std::to_string(getpid());
+  unlink(flag.c_str());
+  auto slow0 = ray::task<wait_until_flag>.remote(flag);
+  auto slow2 = ray::task<wait_until_flag>.remote(flag);
+  auto put1 = ray::put(1), put3 = ray::put(3), put4 = ray::put(4);
+  std::vector<ray::object_ref<int>> refs{slow0, put1, slow2, put3, put4};
+  ray::wait_result<int> w = ray::wait(refs, {.num_returns = 2});
+  CHECK(w.ready == std::vector<ray::object_ref<int>>{put1, put3});
+  CHECK(w.pending == std::vector<ray::object_ref<int>>{slow0, slow2, put4});
+  // Waiting again on what was pending: the one ready ref comes first, the slow ones stay.
+  ray::wait_result<int> again = ray::wait(std::move(w.pending), {.num_returns = 1});
+  CHECK(again.ready == std::vector<ray::object_ref<int>>{put4});
+  CHECK(again.pending == std::vector<ray::object_ref<int>>{slow0, slow2});
+  FILE* f = fopen(flag.c_str(), "w");
+  fclose(f);
+  ray::wait_result<int> last = ray::wait(std::move(again.pending), {.num_returns = 2});
+  CHECK(last.ready == std::vector<ray::object_ref<int>>{slow0, slow2});
+  CHECK(last.pending.empty());
+  CHECK(ray::get(put4).get() == 4);  // the refs moved through the waits still hold their objects
+  unlink(flag.c_str());
+}
+
 TEST_CASE("the wait loop handles results as they finish (seed 000)") {
   ray::runtime rt({.num_workers = 2});
   auto lst = ray::put(std::vector<double>{0.5, 1.5, 2.5, 3.5});

@@ -318,18 +318,24 @@ class wait_awaitable {
     return n;
   }
   void require_usable() const { detail::require_usable_refs(refs_, "ray::wait"); }
-  // Moves the refs out (the wait is over): no reference counts change, so a loop of waits
-  // for one of n refs costs n pointer moves per wait, not n counted copies.
+  // Moves the refs out (the wait is over): no reference counts change. The ready ones are
+  // taken out up to num_returns, reading the states only that far; the rest close up in
+  // place and become `pending` with the same buffer. A loop of waits for one of n refs costs
+  // n pointer moves per wait, neither counted copies nor an allocation.
   wait_result<T> split() {
     wait_result<T> w;
     w.ready.reserve(opts_.num_returns);
-    w.pending.reserve(refs_.size() - opts_.num_returns);
-    for (auto& r : refs_) {
-      if (r.is_ready() && w.ready.size() < opts_.num_returns)
-        w.ready.push_back(std::move(r));
-      else
-        w.pending.push_back(std::move(r));
+    auto it = refs_.begin(), out = it;
+    for (; it != refs_.end() && w.ready.size() < opts_.num_returns; ++it) {
+      if (it->is_ready()) {
+        w.ready.push_back(std::move(*it));
+      } else {
+        if (out != it) *out = std::move(*it);
+        ++out;
+      }
     }
+    refs_.erase(std::move(it, refs_.end(), out), refs_.end());
+    w.pending = std::move(refs_);
     refs_.clear();
     return w;
   }
