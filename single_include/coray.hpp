@@ -5882,6 +5882,9 @@ class state_awaiter {
   template <class Read>
   auto read_settled(Read&& read) {
     used_.mark();
+    // The common case inline: on the loop's thread, the object already there.
+    if (!needs_handoff() && s_->settled()) [[likely]]
+      return read(*s_);
     object_state* s = s_.get();
     return read_when_settled("ray::get", {&s, 1}, [&] { return read(*s_); });
   }
