@@ -147,11 +147,13 @@ template <class Serve>
   std::snprintf(name, sizeof name, "coray-w%u", slot);
   prctl(PR_SET_NAME, name);
   this_process() = {process_kind::task_worker, slot, {}};
-  // `seg` is moved into the worker's own process state.
-  // The worker serves on a thread of its own (serve_on_deep_stack), which would otherwise get
-  // an arena of its own from malloc: the main arena is the one whose free top malloc_trim
-  // gives back, so an idle worker keeps none of a big result's pages (process.hpp).
+  // The worker serves on a thread of its own (serve_on_deep_stack), which malloc would give
+  // an arena of its own: the main arena is the one whose free top malloc_trim gives back, so
+  // an idle worker keeps none of a big result's pages (process.hpp). A forked worker whose
+  // driver had made other arenas (threads that allocated) before the runtime started may
+  // still be given one of those: malloc hands out arenas freed by fork first.
   mallopt(M_ARENA_MAX, 1);
+  // `seg` is moved into the worker's own process state.
   auto* w = new worker(slot, epoch);
   w->seg.adopt(seg);
   serve_on_deep_stack([w] { w->serve(); });
