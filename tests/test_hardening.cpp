@@ -40,6 +40,15 @@ constexpr auto call_limit = std::chrono::seconds(20);
 
 int add(int a, int b) { return a + b; }
 
+/// The field `name` (with its colon) of /proc/<proc>/status, in kB: `proc` is "self" or a pid.
+std::optional<std::int64_t> status_kib(const std::string& proc, std::string_view name) {
+  std::ifstream status("/proc/" + proc + "/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind(name, 0) == 0) return std::stoll(line.substr(name.size()));
+  return std::nullopt;
+}
+
 int die(int) {
   raise(SIGKILL);
   return 0;
@@ -507,11 +516,7 @@ TEST_CASE("a segment refused under ulimit -v says how much was asked and which o
   REQUIRE(pid >= 0);
   if (pid == 0) {
     close(fds[0]);
-    std::ifstream status("/proc/self/status");
-    std::string line;
-    std::uint64_t vm_kib = 0;
-    while (std::getline(status, line))
-      if (line.rfind("VmSize:", 0) == 0) vm_kib = std::stoull(line.substr(7));
+    const auto vm_kib = static_cast<std::uint64_t>(status_kib("self", "VmSize:").value_or(0));
     const rlimit lim{(vm_kib << 10) + (std::uint64_t{256} << 20),
                      (vm_kib << 10) + (std::uint64_t{256} << 20)};
     setrlimit(RLIMIT_AS, &lim);
@@ -612,11 +617,7 @@ TEST_CASE("the driver's memory after a tide of queued calls goes back once they 
 namespace {
 /// A process's private resident memory (its heap and other anonymous pages), in bytes.
 std::int64_t private_resident_bytes(int pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("RssAnon:", 0) == 0) return std::stoll(line.substr(8)) * 1024;
-  return INT64_MAX;
+  return status_kib(std::to_string(pid), "RssAnon:").value_or(INT64_MAX / 1024) * 1024;
 }
 void escape(void* p) { asm volatile("" : : "g"(p) : "memory"); }
 /// Leaves `mb` MB (under 32) of malloc's memory free but resident: a buffer above malloc's
