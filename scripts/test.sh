@@ -4,8 +4,8 @@
 # recipe carry coray's version, and that README.md's Performance section is the newest full
 # benchmark run's (bench/results/). Then, for each preset, builds coray's tests and examples and
 # runs the whole suite with both start methods (fork and spawn): g++ (release), clang (with a
-# short libFuzzer run of the codec), g++ under AddressSanitizer + UndefinedBehaviorSanitizer
-# (asan), g++ under ThreadSanitizer (tsan), and g++ against single_include/coray.hpp
+# short libFuzzer run of the codec), clang under AddressSanitizer + UndefinedBehaviorSanitizer
+# (asan), clang under ThreadSanitizer (tsan), and clang against single_include/coray.hpp
 # (single-header).
 # Usage: scripts/test.sh [preset...]   (default: release clang asan tsan single-header)
 set -euo pipefail

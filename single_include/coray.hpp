@@ -1342,6 +1342,33 @@ CORAY_END_NAMESPACE
 /// Under AddressSanitizer it passes straight to operator new and delete, so a use after free
 /// is still caught.
 
+// begin <coray/detail/sanitizers.hpp>
+/// Which sanitizer this translation unit is built under, for g++ (__SANITIZE_ADDRESS__,
+/// __SANITIZE_THREAD__) and clang (__has_feature): CORAY_DETAIL_ASAN and CORAY_DETAIL_TSAN,
+/// each 1 or 0.
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CORAY_DETAIL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CORAY_DETAIL_ASAN 1
+#endif
+#endif
+#ifndef CORAY_DETAIL_ASAN
+#define CORAY_DETAIL_ASAN 0
+#endif
+
+#if defined(__SANITIZE_THREAD__)
+#define CORAY_DETAIL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CORAY_DETAIL_TSAN 1
+#endif
+#endif
+#ifndef CORAY_DETAIL_TSAN
+#define CORAY_DETAIL_TSAN 0
+#endif
+// end <coray/detail/sanitizers.hpp>
 // #include <coray/version.hpp>: inlined above
 #include <cstddef>
 #include <new>
@@ -1349,16 +1376,8 @@ CORAY_END_NAMESPACE
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
-#if defined(__SANITIZE_ADDRESS__)
-#define CORAY_DETAIL_RECYCLE 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CORAY_DETAIL_RECYCLE 0
-#endif
-#endif
-#ifndef CORAY_DETAIL_RECYCLE
-#define CORAY_DETAIL_RECYCLE 1
-#endif
+/// Whether freed objects are kept for reuse (not under AddressSanitizer).
+inline constexpr bool recycling = !CORAY_DETAIL_ASAN;
 
 /// The most freed objects of one kind a thread keeps while busy (see above).
 inline constexpr std::size_t recycle_busy_limit = std::size_t{1} << 16;
@@ -1382,7 +1401,7 @@ template <class T, std::size_t Keep>
 struct recycled {
   static_assert(Keep <= recycle_busy_limit);
   static void* operator new(std::size_t n) {
-    if constexpr (CORAY_DETAIL_RECYCLE) {
+    if constexpr (recycling) {
       kept& k = freed;
       if (k.head != nullptr && n == sizeof(T)) {
         void* p = k.head;
@@ -1395,7 +1414,7 @@ struct recycled {
   }
   static void operator delete(void* p, std::size_t n) noexcept {
     static_assert(sizeof(T) >= sizeof(void*), "the list is threaded through freed objects");
-    if constexpr (CORAY_DETAIL_RECYCLE) {
+    if constexpr (recycling) {
       kept& k = freed;
       if (k.count < recycle_busy_limit && n == sizeof(T) && !k.gone) {
         if (!k.armed) arm();
@@ -1554,19 +1573,15 @@ CORAY_END_NAMESPACE
 
 #include <atomic>
 #include <chrono>
+// #include <coray/detail/sanitizers.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
 #include <cstdint>
 
 // Under ThreadSanitizer unlock() stays a frame of its own, so that tests/tsan.supp, which
 // names it, matches wherever it is called (see there).
-#if defined(__SANITIZE_THREAD__)
+#if CORAY_DETAIL_TSAN
 #define CORAY_DETAIL_TSAN_NOINLINE [[gnu::noinline]]
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CORAY_DETAIL_TSAN_NOINLINE [[gnu::noinline]]
-#endif
-#endif
-#ifndef CORAY_DETAIL_TSAN_NOINLINE
+#else
 #define CORAY_DETAIL_TSAN_NOINLINE
 #endif
 

@@ -17,6 +17,7 @@
 #include <coray/coray.hpp>
 #include <coray/detail/runtime/supervisor_link.hpp>
 #include <coray/detail/runtime/system.hpp>
+#include <coray/detail/sanitizers.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -586,7 +587,7 @@ TEST_CASE("freed store memory goes back to the system once no big object has bee
   CHECK((*v)[v->size() - 1] == 'y');
 }
 
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#if !CORAY_DETAIL_ASAN && !CORAY_DETAIL_TSAN
 // (The sanitizers' allocators keep freed memory their own way: malloc_trim is not theirs.)
 namespace {
 /// This process's resident memory, in bytes.

@@ -569,7 +569,7 @@ TEST_CASE(
   };
   make_tide();
   tide.clear();
-  if constexpr (CORAY_DETAIL_RECYCLE) {
+  if constexpr (recycling) {
     CHECK(tide_probe::kept_here() == 10'000);  // kept whole while busy
     CHECK(trim_recycled() >= 10'000 - 16);     // idle: all but the bound go back
     CHECK(tide_probe::kept_here() == 16);

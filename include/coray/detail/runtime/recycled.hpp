@@ -20,6 +20,7 @@
 /// Under AddressSanitizer it passes straight to operator new and delete, so a use after free
 /// is still caught.
 
+#include <coray/detail/sanitizers.hpp>
 #include <coray/version.hpp>
 #include <cstddef>
 #include <new>
@@ -27,16 +28,8 @@
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
-#if defined(__SANITIZE_ADDRESS__)
-#define CORAY_DETAIL_RECYCLE 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CORAY_DETAIL_RECYCLE 0
-#endif
-#endif
-#ifndef CORAY_DETAIL_RECYCLE
-#define CORAY_DETAIL_RECYCLE 1
-#endif
+/// Whether freed objects are kept for reuse (not under AddressSanitizer).
+inline constexpr bool recycling = !CORAY_DETAIL_ASAN;
 
 /// The most freed objects of one kind a thread keeps while busy (see above).
 inline constexpr std::size_t recycle_busy_limit = std::size_t{1} << 16;
@@ -60,7 +53,7 @@ template <class T, std::size_t Keep>
 struct recycled {
   static_assert(Keep <= recycle_busy_limit);
   static void* operator new(std::size_t n) {
-    if constexpr (CORAY_DETAIL_RECYCLE) {
+    if constexpr (recycling) {
       kept& k = freed;
       if (k.head != nullptr && n == sizeof(T)) {
         void* p = k.head;
@@ -73,7 +66,7 @@ struct recycled {
   }
   static void operator delete(void* p, std::size_t n) noexcept {
     static_assert(sizeof(T) >= sizeof(void*), "the list is threaded through freed objects");
-    if constexpr (CORAY_DETAIL_RECYCLE) {
+    if constexpr (recycling) {
       kept& k = freed;
       if (k.count < recycle_busy_limit && n == sizeof(T) && !k.gone) {
         if (!k.armed) arm();

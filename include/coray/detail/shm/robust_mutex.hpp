@@ -9,19 +9,15 @@
 
 #include <atomic>
 #include <chrono>
+#include <coray/detail/sanitizers.hpp>
 #include <coray/errors.hpp>
 #include <cstdint>
 
 // Under ThreadSanitizer unlock() stays a frame of its own, so that tests/tsan.supp, which
 // names it, matches wherever it is called (see there).
-#if defined(__SANITIZE_THREAD__)
+#if CORAY_DETAIL_TSAN
 #define CORAY_DETAIL_TSAN_NOINLINE [[gnu::noinline]]
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CORAY_DETAIL_TSAN_NOINLINE [[gnu::noinline]]
-#endif
-#endif
-#ifndef CORAY_DETAIL_TSAN_NOINLINE
+#else
 #define CORAY_DETAIL_TSAN_NOINLINE
 #endif
 
