@@ -601,6 +601,11 @@ constexpr std::string_view type_name() {
 #endif
 }
 
+/// type_name<T>(), worked out once at compile time: code that names a type holds only the
+/// string, not a function searching __PRETTY_FUNCTION__ for each type.
+template <class T>
+inline constexpr std::string_view type_name_v = type_name<T>();
+
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/codec/codec_traits.hpp>
@@ -758,10 +763,9 @@ constexpr std::size_t padding_for(std::size_t offset, std::size_t align) noexcep
   return (align - offset % align) % align;
 }
 
-/// type_name<T>() tidied for messages: "std::string" rather than libstdc++'s spelling.
-template <class T>
-std::string display_name() {
-  std::string s(type_name<T>());
+/// A type's name tidied for messages: "std::string" rather than libstdc++'s spelling.
+inline std::string tidy_type_name(std::string_view name) {
+  std::string s(name);
   const auto replace_all = [&s](std::string_view from, std::string_view to) {
     for (auto i = s.find(from); i != std::string::npos; i = s.find(from, i + to.size()))
       s.replace(i, from.size(), to);
@@ -770,6 +774,12 @@ std::string display_name() {
   replace_all("std::basic_string<char>", "std::string");
   replace_all("std::basic_string_view<char>", "std::string_view");
   return s;
+}
+
+/// T's name as messages show it. The work is tidy_type_name's, compiled once, not per type.
+template <class T>
+std::string display_name() {
+  return tidy_type_name(type_name_v<T>);
 }
 
 [[noreturn, gnu::cold, gnu::noinline]] inline void throw_codec_error(const std::string& what) {
@@ -787,13 +797,20 @@ void decode_value(reader& in, T& value);
 /// of whichever process encodes or decodes it (a sanitizer's frames included).
 inline constexpr std::uint32_t max_codec_depth = 1'000;
 
+/// The error of a value nested deeper than max_codec_depth: one cold function for all types,
+/// given the type's name, so a type's coding carries one call for it.
+[[noreturn, gnu::cold, gnu::noinline]] inline void throw_too_deep(std::string_view type) {
+  throw_codec_error(tidy_type_name(type) + " nests deeper than " +
+                    std::to_string(max_codec_depth) + " levels of user types");
+}
+
 /// One level of a user type in an archive, for as long as its fields are coded.
 template <class T, class Archive>
 class nesting {
  public:
   explicit nesting(Archive& a) : a_(a) {
     if (a_.depth == max_codec_depth) [[unlikely]]
-      too_deep();
+      throw_too_deep(type_name_v<T>);
     ++a_.depth;
   }
   nesting(const nesting&) = delete;
@@ -801,10 +818,6 @@ class nesting {
   ~nesting() { --a_.depth; }
 
  private:
-  [[noreturn, gnu::cold, gnu::noinline]] static void too_deep() {
-    throw_codec_error(display_name<T>() + " nests deeper than " + std::to_string(max_codec_depth) +
-                      " levels of user types");
-  }
   Archive& a_;
 };
 
@@ -845,14 +858,21 @@ class writer {
   }
   std::size_t offset() const noexcept { return static_cast<std::size_t>(pos_ - begin_); }
   std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - pos_); }
-  void put(const void* data, std::size_t n) noexcept {
+  /// encode_to's precondition, that out holds encoded_size() bytes: asserted, and otherwise
+  /// told to the optimiser, which then sees no write past the end (g++ 12 warned of one
+  /// where it could not tell an encoded size from zero).
+  void fits(std::size_t n) const noexcept {
     assert(n <= remaining() && "encode_to: buffer smaller than encoded_size()");
+    if (n > remaining()) __builtin_unreachable();
+  }
+  void put(const void* data, std::size_t n) noexcept {
+    fits(n);
     if (n != 0) std::memcpy(pos_, data, n);  // data may be null when n == 0
     pos_ += n;
   }
   void pad(std::size_t align) noexcept {
     const std::size_t n = padding_for(offset(), align);
-    assert(n <= remaining() && "encode_to: buffer smaller than encoded_size()");
+    fits(n);
     if (n != 0) std::memset(pos_, 0, n);
     pos_ += n;
   }
@@ -922,21 +942,34 @@ class reader {
   }
 
   template <class T>
-  [[noreturn, gnu::cold, gnu::noinline]] void fail_truncated(const char* what,
+  [[noreturn]] void fail_truncated(const char* what, std::size_t need) const {
+    fail_truncated(type_name_v<T>, what, need);
+  }
+  template <class T>
+  [[noreturn]] void fail_count(std::uint64_t n, std::size_t min_element) const {
+    fail_count(type_name_v<T>, n, min_element);
+  }
+  template <class T>
+  [[noreturn]] void fail(const std::string& what) const {
+    fail(type_name_v<T>, what);
+  }
+  // What the templates above call: one cold function each for every type.
+  [[noreturn, gnu::cold, gnu::noinline]] void fail_truncated(std::string_view type,
+                                                             const char* what,
                                                              std::size_t need) const {
-    throw_codec_error("truncated input reading " + display_name<T>() + " " + what + " (need " +
-                      std::to_string(need) + " bytes, " + std::to_string(remaining()) + " left)");
+    throw_codec_error("truncated input reading " + tidy_type_name(type) + " " + what +
+                      " (need " + std::to_string(need) + " bytes, " +
+                      std::to_string(remaining()) + " left)");
   }
-  template <class T>
-  [[noreturn, gnu::cold, gnu::noinline]] void fail_count(std::uint64_t n,
+  [[noreturn, gnu::cold, gnu::noinline]] void fail_count(std::string_view type, std::uint64_t n,
                                                          std::size_t min_element) const {
-    throw_codec_error(display_name<T>() + " count " + std::to_string(n) + " exceeds the input (" +
-                      std::to_string(remaining()) + " bytes left, at least " +
-                      std::to_string(min_element) + " per element)");
+    throw_codec_error(tidy_type_name(type) + " count " + std::to_string(n) +
+                      " exceeds the input (" + std::to_string(remaining()) +
+                      " bytes left, at least " + std::to_string(min_element) + " per element)");
   }
-  template <class T>
-  [[noreturn, gnu::cold, gnu::noinline]] void fail(const std::string& what) const {
-    throw_codec_error("invalid " + display_name<T>() + ": " + what + " at offset " +
+  [[noreturn, gnu::cold, gnu::noinline]] void fail(std::string_view type,
+                                                   const std::string& what) const {
+    throw_codec_error("invalid " + tidy_type_name(type) + ": " + what + " at offset " +
                       std::to_string(offset()));
   }
 
@@ -1279,13 +1312,13 @@ std::vector<std::byte> encode(const T& value) {
 }
 
 namespace detail {
-/// decode's error for input longer than its value. Out of line and cold: a decode of a
-/// small value stays a few instructions.
-template <class T>
-[[noreturn, gnu::noinline, gnu::cold]] void throw_trailing_bytes(std::size_t remaining,
-                                                                 std::size_t size) {
-  throw_codec_error(std::to_string(remaining) + " trailing bytes after " + display_name<T>() +
-                    " (input " + std::to_string(size) + " bytes)");
+/// decode's error for input longer than its value. Out of line and cold, and one function
+/// for every type: a decode of a small value stays a few instructions.
+[[noreturn, gnu::noinline, gnu::cold]] inline void throw_trailing_bytes(std::string_view type,
+                                                                        std::size_t remaining,
+                                                                        std::size_t size) {
+  throw_codec_error(std::to_string(remaining) + " trailing bytes after " +
+                    tidy_type_name(type) + " (input " + std::to_string(size) + " bytes)");
 }
 }  // namespace detail
 
@@ -1300,7 +1333,7 @@ T decode(std::span<const std::byte> bytes) {
   detail::reader in(bytes);
   detail::decode_value(in, value);
   if (in.remaining() != 0) [[unlikely]]
-    detail::throw_trailing_bytes<T>(in.remaining(), bytes.size());
+    detail::throw_trailing_bytes(detail::type_name_v<T>, in.remaining(), bytes.size());
   return value;
 }
 
@@ -6387,7 +6420,7 @@ struct invoker {
     if constexpr (traits::is_member) w.call_finished(inv.group);
   }
 
-  static inline const bool registered = register_function(entity_id<F>, &invoke, entity_name<F>());
+  static inline const bool registered = register_function(entity_id<F>, &invoke, entity_name_v<F>);
 };
 
 }  // namespace detail
@@ -6409,7 +6442,7 @@ namespace detail {
 /// The actor type's id: a hash of its name. (Not of a function template instance's name:
 /// clang prints those without their template arguments.)
 template <class T>
-inline constexpr std::uint64_t actor_type_id = fnv1a(type_name<T>());
+inline constexpr std::uint64_t actor_type_id = fnv1a(type_name_v<T>);
 
 /// How a constructor argument travels: refs by their values, literals as strings.
 template <class A>
@@ -6443,18 +6476,18 @@ struct actor_constructor {
     if constexpr (requires { T::output_name(); })
       inv.self.name_output(T::output_name());
     else
-      inv.self.name_output(type_name<T>());
+      inv.self.name_output(type_name_v<T>);
     try {
       argument_reader reader(inv.seg, inv.args);
       auto args = decode_arguments<std::tuple<S...>>(reader, std::index_sequence_for<S...>{});
       std::apply([&](auto&... a) { construct(a.pass()..., inv.self, inv.task_id); }, args);
     } catch (...) {
-      inv.self.reply_error(inv.task_id, describe_current_exception(type_name<T>()));
+      inv.self.reply_error(inv.task_id, describe_current_exception(type_name_v<T>));
     }
   }
   static void marker() {}
   static inline const bool registered = register_function(
-      entity_id<&actor_constructor::marker>, &invoke, entity_name<&actor_constructor::marker>());
+      entity_id<&actor_constructor::marker>, &invoke, entity_name_v<&actor_constructor::marker>);
 };
 
 }  // namespace detail
@@ -7452,7 +7485,7 @@ template <class... E>
 std::uint64_t retry_matcher_id() {
   // Named by its types (a function template instance's printed name lacks them under clang).
   std::string key = "retry_on";
-  ((key += ',', key += type_name<E>()), ...);
+  ((key += ',', key += type_name_v<E>), ...);
   const std::uint64_t id = fnv1a(key) | 2;  // 0 and 1 mean none and all
   register_retry_matcher(id, &exception_is<E...>);
   return id;
@@ -8489,12 +8522,12 @@ actor<T> spawn_as(actor_options opts, std::uint32_t start_as, A&&... args) {
             std::make_shared<const detail::resource_request>(detail::resource_request::from(
                 opts.num_cpus.value_or(0), opts.num_gpus, opts.resources, "ray::spawn"));
       req.constructor.fn_id = detail::entity_id<&ctor::marker>;
-      req.constructor.name = detail::type_name<T>();
+      req.constructor.name = detail::type_name_v<T>;
       (detail::add_argument<detail::constructor_arg_t<A>>(req.constructor, p,
                                                           std::forward<A>(args)),
        ...);
       req.type_id = detail::actor_type_id<T>;
-      req.type_name = std::string(detail::type_name<T>());
+      req.type_name = std::string(detail::type_name_v<T>);
       req.name = std::move(opts.name);
       req.max_concurrency = std::min(opts.max_concurrency, detail::max_concurrency_limit) |
                             (opts.threaded ? 0 : detail::plain_methods_on_loop);
@@ -8549,7 +8582,7 @@ actor<T> get_actor(std::string_view name) {
       throw actor_not_found(fmt::format("ray::get_actor: no live actor is named '{}'", name));
     if (info.type_id != detail::actor_type_id<T>)
       throw actor_not_found(fmt::format("ray::get_actor: the actor named '{}' is not a {}", name,
-                                        detail::type_name<T>()));
+                                        detail::type_name_v<T>));
     return actor<T>(p.make_actor_handle(info.id));
   });
 }
@@ -9129,7 +9162,7 @@ class actor_pool {
     auto result = s.disp.enqueue(make_call<Method>(std::forward<A>(args)...));
     const std::uint64_t index = s.next_index++;
     auto [it, inserted] =
-        s.submitted.emplace(index, entry{std::move(result), detail::type_name<R>(), {&s, index}});
+        s.submitted.emplace(index, entry{std::move(result), detail::type_name_v<R>, {&s, index}});
     if (it->second.result->settled())
       s.settled.push_back(index);
     else
@@ -9275,9 +9308,9 @@ class actor_pool {
 
   template <class R>
   R take(typename std::map<std::uint64_t, entry>::iterator it) {
-    if (it->second.type != detail::type_name<R>())
+    if (it->second.type != detail::type_name_v<R>)
       throw usage_error(fmt::format("ray::actor_pool::get_next<{}>: the next result is a {}",
-                                    detail::type_name<R>(), it->second.type));
+                                    detail::type_name_v<R>, it->second.type));
     detail::state_ptr result = std::move(it->second.result);
     s_->submitted.erase(it);
     return detail::read_value<R>(*result);
@@ -9956,7 +9989,7 @@ class namespace_proxy : public detail::manager_proxy_base {
   void set(std::string name, const T& value) {
     static_assert(is_encodable_v<T> && is_decodable_v<T>,
                   "ray::namespace_proxy::set: the value must be encodable and decodable");
-    set_encoded(std::move(name), std::string(detail::type_name<T>()),
+    set_encoded(std::move(name), std::string(detail::type_name_v<T>),
                 detail::encode_as_string(value));
   }
   /// ns.name = "text": a string literal is kept as a std::string.
@@ -9992,7 +10025,7 @@ class namespace_proxy : public detail::manager_proxy_base {
     static_assert(is_decodable_v<T>, "ray::namespace_proxy::get: T must be decodable");
     auto v = fetch_encoded(name);
     if (!v) return std::nullopt;
-    if (v->first != detail::type_name<T>())
+    if (v->first != detail::type_name_v<T>)
       throw codec_error(fmt::format("ray::namespace_proxy: attribute '{}' holds a {}, not a {}",
                                     name, v->first, detail::display_name<T>()));
     return detail::decode_from_string<T>(v->second);
@@ -11338,7 +11371,7 @@ struct callee_identity {
   using T = std::remove_cv_t<decltype(F)>;
   static std::string_view name() noexcept {
     if constexpr (callee_traits<T>::is_lambda)
-      return type_name<T>();
+      return type_name_v<T>;
     else
       return entity_name_v<F>;
   }
@@ -11347,7 +11380,7 @@ struct callee_identity {
 #if defined(__GXX_RTTI) || defined(__cpp_rtti)
       static const std::uint64_t h = fnv1a(typeid(T).name());
 #else
-      static const std::uint64_t h = fnv1a(type_name<T>());
+      static const std::uint64_t h = fnv1a(type_name_v<T>);
 #endif
       return h;
     } else {
@@ -11528,7 +11561,7 @@ struct pool_callee {
   static std::uint64_t id() noexcept {
     static const std::uint64_t h = [] {
       std::uint64_t x = callee_identity<F>::id();
-      for (char c : type_name<Tag>()) {
+      for (char c : type_name_v<Tag>) {
         x ^= static_cast<unsigned char>(c);
         x *= 1099511628211ULL;
       }
@@ -11651,7 +11684,7 @@ struct process_body {
     try {
       F(std::move(args)...);
     } catch (...) {
-      report_target_exception(me.name, entity_name<F>());
+      report_target_exception(me.name, entity_name_v<F>);
       code = 1;
     }
     std::fflush(nullptr);

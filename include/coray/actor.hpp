@@ -264,12 +264,12 @@ actor<T> spawn_as(actor_options opts, std::uint32_t start_as, A&&... args) {
             std::make_shared<const detail::resource_request>(detail::resource_request::from(
                 opts.num_cpus.value_or(0), opts.num_gpus, opts.resources, "ray::spawn"));
       req.constructor.fn_id = detail::entity_id<&ctor::marker>;
-      req.constructor.name = detail::type_name<T>();
+      req.constructor.name = detail::type_name_v<T>;
       (detail::add_argument<detail::constructor_arg_t<A>>(req.constructor, p,
                                                           std::forward<A>(args)),
        ...);
       req.type_id = detail::actor_type_id<T>;
-      req.type_name = std::string(detail::type_name<T>());
+      req.type_name = std::string(detail::type_name_v<T>);
       req.name = std::move(opts.name);
       req.max_concurrency = std::min(opts.max_concurrency, detail::max_concurrency_limit) |
                             (opts.threaded ? 0 : detail::plain_methods_on_loop);
@@ -324,7 +324,7 @@ actor<T> get_actor(std::string_view name) {
       throw actor_not_found(fmt::format("ray::get_actor: no live actor is named '{}'", name));
     if (info.type_id != detail::actor_type_id<T>)
       throw actor_not_found(fmt::format("ray::get_actor: the actor named '{}' is not a {}", name,
-                                        detail::type_name<T>()));
+                                        detail::type_name_v<T>));
     return actor<T>(p.make_actor_handle(info.id));
   });
 }

@@ -67,7 +67,7 @@ class actor_pool {
     auto result = s.disp.enqueue(make_call<Method>(std::forward<A>(args)...));
     const std::uint64_t index = s.next_index++;
     auto [it, inserted] =
-        s.submitted.emplace(index, entry{std::move(result), detail::type_name<R>(), {&s, index}});
+        s.submitted.emplace(index, entry{std::move(result), detail::type_name_v<R>, {&s, index}});
     if (it->second.result->settled())
       s.settled.push_back(index);
     else
@@ -213,9 +213,9 @@ class actor_pool {
 
   template <class R>
   R take(typename std::map<std::uint64_t, entry>::iterator it) {
-    if (it->second.type != detail::type_name<R>())
+    if (it->second.type != detail::type_name_v<R>)
       throw usage_error(fmt::format("ray::actor_pool::get_next<{}>: the next result is a {}",
-                                    detail::type_name<R>(), it->second.type));
+                                    detail::type_name_v<R>, it->second.type));
     detail::state_ptr result = std::move(it->second.result);
     s_->submitted.erase(it);
     return detail::read_value<R>(*result);

@@ -73,12 +73,12 @@ std::vector<std::byte> encode(const T& value) {
 }
 
 namespace detail {
-/// decode's error for input longer than its value. Out of line and cold: a decode of a
-/// small value stays a few instructions.
-template <class T>
-[[noreturn, gnu::noinline, gnu::cold]] void throw_trailing_bytes(std::size_t remaining,
-                                                                 std::size_t size) {
-  throw_codec_error(std::to_string(remaining) + " trailing bytes after " + display_name<T>() +
+/// decode's error for input longer than its value. Out of line and cold, and one function
+/// for every type: a decode of a small value stays a few instructions.
+[[noreturn, gnu::noinline, gnu::cold]] inline void throw_trailing_bytes(std::string_view type,
+                                                                        std::size_t remaining,
+                                                                        std::size_t size) {
+  throw_codec_error(std::to_string(remaining) + " trailing bytes after " + tidy_type_name(type) +
                     " (input " + std::to_string(size) + " bytes)");
 }
 }  // namespace detail
@@ -94,7 +94,7 @@ T decode(std::span<const std::byte> bytes) {
   detail::reader in(bytes);
   detail::decode_value(in, value);
   if (in.remaining() != 0) [[unlikely]]
-    detail::throw_trailing_bytes<T>(in.remaining(), bytes.size());
+    detail::throw_trailing_bytes(detail::type_name_v<T>, in.remaining(), bytes.size());
   return value;
 }
 

@@ -352,7 +352,7 @@ class namespace_proxy : public detail::manager_proxy_base {
   void set(std::string name, const T& value) {
     static_assert(is_encodable_v<T> && is_decodable_v<T>,
                   "ray::namespace_proxy::set: the value must be encodable and decodable");
-    set_encoded(std::move(name), std::string(detail::type_name<T>()),
+    set_encoded(std::move(name), std::string(detail::type_name_v<T>),
                 detail::encode_as_string(value));
   }
   /// ns.name = "text": a string literal is kept as a std::string.
@@ -388,7 +388,7 @@ class namespace_proxy : public detail::manager_proxy_base {
     static_assert(is_decodable_v<T>, "ray::namespace_proxy::get: T must be decodable");
     auto v = fetch_encoded(name);
     if (!v) return std::nullopt;
-    if (v->first != detail::type_name<T>())
+    if (v->first != detail::type_name_v<T>)
       throw codec_error(fmt::format("ray::namespace_proxy: attribute '{}' holds a {}, not a {}",
                                     name, v->first, detail::display_name<T>()));
     return detail::decode_from_string<T>(v->second);

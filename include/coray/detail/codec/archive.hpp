@@ -37,10 +37,9 @@ constexpr std::size_t padding_for(std::size_t offset, std::size_t align) noexcep
   return (align - offset % align) % align;
 }
 
-/// type_name<T>() tidied for messages: "std::string" rather than libstdc++'s spelling.
-template <class T>
-std::string display_name() {
-  std::string s(type_name<T>());
+/// A type's name tidied for messages: "std::string" rather than libstdc++'s spelling.
+inline std::string tidy_type_name(std::string_view name) {
+  std::string s(name);
   const auto replace_all = [&s](std::string_view from, std::string_view to) {
     for (auto i = s.find(from); i != std::string::npos; i = s.find(from, i + to.size()))
       s.replace(i, from.size(), to);
@@ -49,6 +48,12 @@ std::string display_name() {
   replace_all("std::basic_string<char>", "std::string");
   replace_all("std::basic_string_view<char>", "std::string_view");
   return s;
+}
+
+/// T's name as messages show it. The work is tidy_type_name's, compiled once, not per type.
+template <class T>
+std::string display_name() {
+  return tidy_type_name(type_name_v<T>);
 }
 
 [[noreturn, gnu::cold, gnu::noinline]] inline void throw_codec_error(const std::string& what) {
@@ -66,13 +71,20 @@ void decode_value(reader& in, T& value);
 /// of whichever process encodes or decodes it (a sanitizer's frames included).
 inline constexpr std::uint32_t max_codec_depth = 1'000;
 
+/// The error of a value nested deeper than max_codec_depth: one cold function for all types,
+/// given the type's name, so a type's coding carries one call for it.
+[[noreturn, gnu::cold, gnu::noinline]] inline void throw_too_deep(std::string_view type) {
+  throw_codec_error(tidy_type_name(type) + " nests deeper than " + std::to_string(max_codec_depth) +
+                    " levels of user types");
+}
+
 /// One level of a user type in an archive, for as long as its fields are coded.
 template <class T, class Archive>
 class nesting {
  public:
   explicit nesting(Archive& a) : a_(a) {
     if (a_.depth == max_codec_depth) [[unlikely]]
-      too_deep();
+      throw_too_deep(type_name_v<T>);
     ++a_.depth;
   }
   nesting(const nesting&) = delete;
@@ -80,10 +92,6 @@ class nesting {
   ~nesting() { --a_.depth; }
 
  private:
-  [[noreturn, gnu::cold, gnu::noinline]] static void too_deep() {
-    throw_codec_error(display_name<T>() + " nests deeper than " + std::to_string(max_codec_depth) +
-                      " levels of user types");
-  }
   Archive& a_;
 };
 
@@ -124,14 +132,21 @@ class writer {
   }
   std::size_t offset() const noexcept { return static_cast<std::size_t>(pos_ - begin_); }
   std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - pos_); }
-  void put(const void* data, std::size_t n) noexcept {
+  /// encode_to's precondition, that out holds encoded_size() bytes: asserted, and otherwise
+  /// told to the optimiser, which then sees no write past the end (g++ 12 warned of one
+  /// where it could not tell an encoded size from zero).
+  void fits(std::size_t n) const noexcept {
     assert(n <= remaining() && "encode_to: buffer smaller than encoded_size()");
+    if (n > remaining()) __builtin_unreachable();
+  }
+  void put(const void* data, std::size_t n) noexcept {
+    fits(n);
     if (n != 0) std::memcpy(pos_, data, n);  // data may be null when n == 0
     pos_ += n;
   }
   void pad(std::size_t align) noexcept {
     const std::size_t n = padding_for(offset(), align);
-    assert(n <= remaining() && "encode_to: buffer smaller than encoded_size()");
+    fits(n);
     if (n != 0) std::memset(pos_, 0, n);
     pos_ += n;
   }
@@ -201,21 +216,33 @@ class reader {
   }
 
   template <class T>
-  [[noreturn, gnu::cold, gnu::noinline]] void fail_truncated(const char* what,
+  [[noreturn]] void fail_truncated(const char* what, std::size_t need) const {
+    fail_truncated(type_name_v<T>, what, need);
+  }
+  template <class T>
+  [[noreturn]] void fail_count(std::uint64_t n, std::size_t min_element) const {
+    fail_count(type_name_v<T>, n, min_element);
+  }
+  template <class T>
+  [[noreturn]] void fail(const std::string& what) const {
+    fail(type_name_v<T>, what);
+  }
+  // What the templates above call: one cold function each for every type.
+  [[noreturn, gnu::cold, gnu::noinline]] void fail_truncated(std::string_view type,
+                                                             const char* what,
                                                              std::size_t need) const {
-    throw_codec_error("truncated input reading " + display_name<T>() + " " + what + " (need " +
+    throw_codec_error("truncated input reading " + tidy_type_name(type) + " " + what + " (need " +
                       std::to_string(need) + " bytes, " + std::to_string(remaining()) + " left)");
   }
-  template <class T>
-  [[noreturn, gnu::cold, gnu::noinline]] void fail_count(std::uint64_t n,
+  [[noreturn, gnu::cold, gnu::noinline]] void fail_count(std::string_view type, std::uint64_t n,
                                                          std::size_t min_element) const {
-    throw_codec_error(display_name<T>() + " count " + std::to_string(n) + " exceeds the input (" +
-                      std::to_string(remaining()) + " bytes left, at least " +
-                      std::to_string(min_element) + " per element)");
+    throw_codec_error(tidy_type_name(type) + " count " + std::to_string(n) +
+                      " exceeds the input (" + std::to_string(remaining()) +
+                      " bytes left, at least " + std::to_string(min_element) + " per element)");
   }
-  template <class T>
-  [[noreturn, gnu::cold, gnu::noinline]] void fail(const std::string& what) const {
-    throw_codec_error("invalid " + display_name<T>() + ": " + what + " at offset " +
+  [[noreturn, gnu::cold, gnu::noinline]] void fail(std::string_view type,
+                                                   const std::string& what) const {
+    throw_codec_error("invalid " + tidy_type_name(type) + ": " + what + " at offset " +
                       std::to_string(offset()));
   }
 

@@ -510,5 +510,10 @@ constexpr std::string_view type_name() {
 #endif
 }
 
+/// type_name<T>(), worked out once at compile time: code that names a type holds only the
+/// string, not a function searching __PRETTY_FUNCTION__ for each type.
+template <class T>
+inline constexpr std::string_view type_name_v = type_name<T>();
+
 }  // namespace detail
 CORAY_END_NAMESPACE

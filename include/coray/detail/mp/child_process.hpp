@@ -53,7 +53,7 @@ struct process_body {
     try {
       F(std::move(args)...);
     } catch (...) {
-      report_target_exception(me.name, entity_name<F>());
+      report_target_exception(me.name, entity_name_v<F>);
       code = 1;
     }
     std::fflush(nullptr);

@@ -60,7 +60,7 @@ struct callee_identity {
   using T = std::remove_cv_t<decltype(F)>;
   static std::string_view name() noexcept {
     if constexpr (callee_traits<T>::is_lambda)
-      return type_name<T>();
+      return type_name_v<T>;
     else
       return entity_name_v<F>;
   }
@@ -69,7 +69,7 @@ struct callee_identity {
 #if defined(__GXX_RTTI) || defined(__cpp_rtti)
       static const std::uint64_t h = fnv1a(typeid(T).name());
 #else
-      static const std::uint64_t h = fnv1a(type_name<T>());
+      static const std::uint64_t h = fnv1a(type_name_v<T>);
 #endif
       return h;
     } else {
@@ -250,7 +250,7 @@ struct pool_callee {
   static std::uint64_t id() noexcept {
     static const std::uint64_t h = [] {
       std::uint64_t x = callee_identity<F>::id();
-      for (char c : type_name<Tag>()) {
+      for (char c : type_name_v<Tag>) {
         x ^= static_cast<unsigned char>(c);
         x *= 1099511628211ULL;
       }

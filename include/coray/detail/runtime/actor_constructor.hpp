@@ -23,7 +23,7 @@ namespace detail {
 /// The actor type's id: a hash of its name. (Not of a function template instance's name:
 /// clang prints those without their template arguments.)
 template <class T>
-inline constexpr std::uint64_t actor_type_id = fnv1a(type_name<T>());
+inline constexpr std::uint64_t actor_type_id = fnv1a(type_name_v<T>);
 
 /// How a constructor argument travels: refs by their values, literals as strings.
 template <class A>
@@ -57,18 +57,18 @@ struct actor_constructor {
     if constexpr (requires { T::output_name(); })
       inv.self.name_output(T::output_name());
     else
-      inv.self.name_output(type_name<T>());
+      inv.self.name_output(type_name_v<T>);
     try {
       argument_reader reader(inv.seg, inv.args);
       auto args = decode_arguments<std::tuple<S...>>(reader, std::index_sequence_for<S...>{});
       std::apply([&](auto&... a) { construct(a.pass()..., inv.self, inv.task_id); }, args);
     } catch (...) {
-      inv.self.reply_error(inv.task_id, describe_current_exception(type_name<T>()));
+      inv.self.reply_error(inv.task_id, describe_current_exception(type_name_v<T>));
     }
   }
   static void marker() {}
   static inline const bool registered = register_function(
-      entity_id<&actor_constructor::marker>, &invoke, entity_name<&actor_constructor::marker>());
+      entity_id<&actor_constructor::marker>, &invoke, entity_name_v<&actor_constructor::marker>);
 };
 
 }  // namespace detail

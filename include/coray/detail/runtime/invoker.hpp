@@ -256,7 +256,7 @@ struct invoker {
     if constexpr (traits::is_member) w.call_finished(inv.group);
   }
 
-  static inline const bool registered = register_function(entity_id<F>, &invoke, entity_name<F>());
+  static inline const bool registered = register_function(entity_id<F>, &invoke, entity_name_v<F>);
 };
 
 }  // namespace detail

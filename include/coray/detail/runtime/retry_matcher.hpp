@@ -32,7 +32,7 @@ template <class... E>
 std::uint64_t retry_matcher_id() {
   // Named by its types (a function template instance's printed name lacks them under clang).
   std::string key = "retry_on";
-  ((key += ',', key += type_name<E>()), ...);
+  ((key += ',', key += type_name_v<E>), ...);
   const std::uint64_t id = fnv1a(key) | 2;  // 0 and 1 mean none and all
   register_retry_matcher(id, &exception_is<E...>);
   return id;
