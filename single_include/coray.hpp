@@ -800,8 +800,8 @@ inline constexpr std::uint32_t max_codec_depth = 1'000;
 /// The error of a value nested deeper than max_codec_depth: one cold function for all types,
 /// given the type's name, so a type's coding carries one call for it.
 [[noreturn, gnu::cold, gnu::noinline]] inline void throw_too_deep(std::string_view type) {
-  throw_codec_error(tidy_type_name(type) + " nests deeper than " +
-                    std::to_string(max_codec_depth) + " levels of user types");
+  throw_codec_error(tidy_type_name(type) + " nests deeper than " + std::to_string(max_codec_depth) +
+                    " levels of user types");
 }
 
 /// One level of a user type in an archive, for as long as its fields are coded.
@@ -957,9 +957,8 @@ class reader {
   [[noreturn, gnu::cold, gnu::noinline]] void fail_truncated(std::string_view type,
                                                              const char* what,
                                                              std::size_t need) const {
-    throw_codec_error("truncated input reading " + tidy_type_name(type) + " " + what +
-                      " (need " + std::to_string(need) + " bytes, " +
-                      std::to_string(remaining()) + " left)");
+    throw_codec_error("truncated input reading " + tidy_type_name(type) + " " + what + " (need " +
+                      std::to_string(need) + " bytes, " + std::to_string(remaining()) + " left)");
   }
   [[noreturn, gnu::cold, gnu::noinline]] void fail_count(std::string_view type, std::uint64_t n,
                                                          std::size_t min_element) const {
@@ -1317,8 +1316,8 @@ namespace detail {
 [[noreturn, gnu::noinline, gnu::cold]] inline void throw_trailing_bytes(std::string_view type,
                                                                         std::size_t remaining,
                                                                         std::size_t size) {
-  throw_codec_error(std::to_string(remaining) + " trailing bytes after " +
-                    tidy_type_name(type) + " (input " + std::to_string(size) + " bytes)");
+  throw_codec_error(std::to_string(remaining) + " trailing bytes after " + tidy_type_name(type) +
+                    " (input " + std::to_string(size) + " bytes)");
 }
 }  // namespace detail
 
