@@ -1354,9 +1354,8 @@ CORAY_END_NAMESPACE
 #include <atomic>
 // begin <coray/detail/runtime/recycled.hpp>
 /// Allocation for the objects every call makes and drops (its task_record in the driver, its
-/// result's object_state in every process, the node of the driver's index of live calls, the
-/// bytes of its arguments): a class deriving from recycled<T, Keep>, or a container given
-/// recycling_allocator<T, Keep> or small_buffer_allocator<T, Small, Keep>,
+/// result's object_state in every process, the bytes of its arguments): a class deriving
+/// from recycled<T, Keep>, or a vector given small_buffer_allocator<T, Small, Keep>,
 /// keeps the objects a thread frees and hands them out again before asking malloc, so a
 /// steady stream of calls allocates nothing once warm.
 ///
@@ -1500,43 +1499,6 @@ struct recycled {
   }
   static inline thread_local recycle_list_link link{&trim, nullptr};
   static inline thread_local kept freed;
-};
-
-/// The same recycling for a node container's nodes (std::unordered_map's: one per element,
-/// allocated and freed one at a time): single objects come from, and go back to, a list per
-/// thread and node type; arrays (a hash table's buckets) go straight to operator new.
-template <class T, std::size_t Keep>
-struct recycling_allocator {
-  using value_type = T;
-  template <class U>
-  struct rebind {
-    using other = recycling_allocator<U, Keep>;
-  };
-  recycling_allocator() noexcept = default;
-  template <class U>
-  recycling_allocator(const recycling_allocator<U, Keep>&) noexcept {}
-
-  T* allocate(std::size_t n) {
-    if (n == 1) return static_cast<T*>(node::operator new(sizeof(node)));
-    return static_cast<T*>(::operator new(n * sizeof(T)));
-  }
-  void deallocate(T* p, std::size_t n) noexcept {
-    if (n == 1)
-      node::operator delete(p, sizeof(node));
-    else
-      ::operator delete(p);
-  }
-  template <class U>
-  bool operator==(const recycling_allocator<U, Keep>&) const noexcept {
-    return true;
-  }
-
- private:
-  /// Storage for one T, recycled as its own type (a list of its own per T).
-  struct node : recycled<node, Keep> {
-    alignas(T) unsigned char bytes[sizeof(T) < sizeof(void*) ? sizeof(void*) : sizeof(T)];
-  };
-  static_assert(alignof(T) <= alignof(std::max_align_t), "operator new's alignment");
 };
 
 /// Small buffers for a vector that most often holds a few bytes (a call's encoded
@@ -12983,13 +12945,122 @@ CORAY_END_NAMESPACE
 
 #include <algorithm>
 // #include <coray/detail/runtime/call_message.hpp>: inlined above
+// begin <coray/detail/runtime/id_index.hpp>
+/// The driver's index of live calls by id: a table of buckets, each the head of a list
+/// threaded through the entries themselves (an entry has `id` and `index_next`), so entering
+/// a call allocates nothing. An id's bucket is its low 32 bits, the number within its series,
+/// plus an offset mixed from its high 32, which name the series (0 for the driver's calls; a
+/// worker's nested calls carry its slot and generation there and number from 1 as the driver
+/// does), masked to the table's size, a power of two.
+///
+/// Why not a standard map: call ids are handed out one after another, so the live ones are
+/// mostly runs of consecutive ids. Here such a run fills consecutive buckets, one entry
+/// each: a tide of a million queued calls walks the table in order, and no operation divides
+/// (std::unordered_map finds a bucket with a modulo by a prime, four times per call, and
+/// allocates a node per entry). A table with a mixing hash (boost::unordered_flat_map)
+/// scatters the run, a cache miss per call; open addressing without one lets the runs of two
+/// series that land near each other pile up, a probe per entry of the overlap, where here a
+/// bucket holds one entry per series at most. At most one entry per bucket on average.
+///
+/// Not thread-safe; the driver's loop thread only.
+
+#include <cstddef>
+#include <cstdint>
+// #include <coray/version.hpp>: inlined above
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+template <class T>
+class id_index {
+ public:
+  /// The entry with `id`, or null.
+  T* find(std::uint64_t id) const noexcept {
+    if (size_ == 0) return nullptr;
+    for (T* p = heads_[bucket(id)]; p != nullptr; p = p->index_next)
+      if (p->id == id) return p;
+    return nullptr;
+  }
+  /// Enters `entry`, whose id must not be present.
+  void insert(T* entry) {
+    if (size_ + 1 > heads_.size()) rebuild(heads_.empty() ? min_buckets : heads_.size() * 2);
+    T*& head = heads_[bucket(entry->id)];
+    entry->index_next = head;
+    head = entry;
+    ++size_;
+  }
+  /// Takes the entry with `id` out and returns it, or null if there was none.
+  T* erase(std::uint64_t id) noexcept {
+    if (size_ == 0) return nullptr;
+    for (T** link = &heads_[bucket(id)]; *link != nullptr; link = &(*link)->index_next) {
+      T* const found = *link;
+      if (found->id != id) continue;
+      *link = found->index_next;
+      found->index_next = nullptr;
+      --size_;
+      return found;
+    }
+    return nullptr;
+  }
+  std::size_t size() const noexcept { return size_; }
+  /// The number of buckets.
+  std::size_t capacity() const noexcept { return heads_.size(); }
+  /// Each entry, in no order. `f` must not change the index.
+  template <class F>
+  void for_each(F&& f) const {
+    for (T* head : heads_)
+      for (T* p = head; p != nullptr;) {
+        T* const next = p->index_next;  // read first: `f` may free the entry (clear's owner)
+        f(p);
+        p = next;
+      }
+  }
+  /// Sizes the table for what it holds now (none: no table at all).
+  void shrink_to_fit() {
+    std::size_t n = size_ == 0 ? 0 : min_buckets;
+    while (n < size_) n *= 2;
+    if (n < heads_.size()) rebuild(n);
+  }
+  /// Forgets every entry (their owner frees them) and keeps the table's size.
+  void clear() noexcept {
+    for (T*& head : heads_) head = nullptr;
+    size_ = 0;
+  }
+
+ private:
+  static constexpr std::size_t min_buckets = 64;
+
+  std::size_t bucket(std::uint64_t id) const noexcept {
+    return static_cast<std::size_t>(id + ((id >> 32) * 0x9E3779B97F4A7C15u >> 29)) & mask_;
+  }
+  void rebuild(std::size_t n) {
+    std::vector<T*> old(n, nullptr);
+    old.swap(heads_);
+    mask_ = n == 0 ? 0 : n - 1;
+    for (T* head : old)
+      for (T* p = head; p != nullptr;) {
+        T* const next = p->index_next;
+        T*& to = heads_[bucket(p->id)];
+        p->index_next = to;
+        to = p;
+        p = next;
+      }
+  }
+
+  std::vector<T*> heads_;
+  std::size_t mask_ = 0;
+  std::size_t size_ = 0;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/id_index.hpp>
 // #include <coray/detail/runtime/recycled.hpp>: inlined above
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <memory>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
@@ -13032,6 +13103,7 @@ struct task_record : recycled<task_record, 4096> {
   // Recording a timeline: when it was submitted and last sent (tick_clock ticks).
   std::int64_t submitted_tick = 0;
   std::int64_t sent_tick = 0;
+  task_record* index_next = nullptr;  // the next record in its bucket of the index (id_index)
 
   /// The record of a call as submitted; the spec's blocks and dependencies move in.
   static std::unique_ptr<task_record> from(std::uint64_t id, task_spec&& spec, state_ptr result) {
@@ -13070,42 +13142,39 @@ struct task_record : recycled<task_record, 4096> {
 class task_table {
  public:
   explicit task_table(std::uint32_t workers = 0) : workers_(workers) {}
+  task_table(const task_table&) = delete;
+  task_table& operator=(const task_table&) = delete;
+  ~task_table() { clear(); }
 
   task_record* insert(std::unique_ptr<task_record> r) {
     task_record* p = r.get();
-    records_.emplace(p->id, std::move(r));
+    records_.insert(p);
+    r.release();  // owned by the index until remove or clear
     return p;
   }
-  task_record* find(std::uint64_t id) const noexcept {
-    auto it = records_.find(id);
-    return it == records_.end() ? nullptr : it->second.get();
-  }
-  bool contains(std::uint64_t id) const noexcept { return records_.count(id) != 0; }
+  task_record* find(std::uint64_t id) const noexcept { return records_.find(id); }
+  bool contains(std::uint64_t id) const noexcept { return records_.find(id) != nullptr; }
   /// Takes the record out; the caller releases what it holds.
   std::unique_ptr<task_record> remove(std::uint64_t id) {
-    auto it = records_.find(id);
-    if (it == records_.end()) return nullptr;
-    auto r = std::move(it->second);
-    records_.erase(it);
-    return r;
+    return std::unique_ptr<task_record>(records_.erase(id));
   }
   std::size_t size() const noexcept { return records_.size(); }
   /// Each live call, in no order (the state API's listing).
   template <class F>
   void for_each(F&& f) const {
-    for (const auto& entry : records_) f(*entry.second);
+    records_.for_each([&](const task_record* r) { f(*r); });
   }
-  /// After a tide of calls has gone: gives back the index's buckets, sized for the peak.
-  /// True if there were many to give back.
+  /// After a tide of calls has gone: gives back the index's table, sized for the peak.
+  /// True if there was much to give back.
   bool shrink() {
-    if (records_.bucket_count() < (std::size_t{1} << 16) ||
-        records_.size() * 8 > records_.bucket_count())
+    if (records_.capacity() < (std::size_t{1} << 16) || records_.size() * 8 > records_.capacity())
       return false;
-    records_.rehash(0);
+    records_.shrink_to_fit();
     return true;
   }
   void clear() {
     runnable.clear();
+    records_.for_each([](task_record* r) { delete r; });
     records_.clear();
   }
 
@@ -13226,17 +13295,10 @@ class task_table {
     std::uint32_t in_flight = 0;                                // calls sent and not done
     std::deque<std::pair<std::uint64_t, std::uint64_t>> order;  // (dispatch_seq, call id)
   };
-  // A node map on purpose: ids are mostly consecutive and std::hash of an integer is the
-  // integer, so consecutive calls sit in consecutive buckets and a tide of a million queued
-  // calls walks the index in order. An open-addressing map scatters them (a cache miss per
-  // call: a third of million_queued_calls' rate). Its nodes are recycled as the records are:
-  // with a node from malloc per call, 1,000 actor calls in flight cost the driver about 470
-  // more instructions per call (callgrind), the node's malloc and free and the slower paths
-  // malloc then took for the call's other allocations.
-  using record_entry = std::pair<const std::uint64_t, std::unique_ptr<task_record>>;
-  std::unordered_map<std::uint64_t, std::unique_ptr<task_record>, std::hash<std::uint64_t>,
-                     std::equal_to<std::uint64_t>, recycling_allocator<record_entry, 4096>>
-      records_;
+  // By id, in buckets threaded through the records, a run of consecutive ids in consecutive
+  // buckets (id_index.hpp says why): no allocation and no division per call, and a tide of a
+  // million queued calls walks the table in order.
+  id_index<task_record> records_;
   std::vector<worker_calls> workers_;
 };
 
@@ -14362,6 +14424,10 @@ class call_pump {
     return progress;
   }
 
+  /// Whether dispatch takes the run queue's first call for any worker with room (only default
+  /// tasks, a CPU for every worker), resources aside.
+  bool unconstrained() const noexcept { return unconstrained_; }
+
   /// Whether an actor waits for room in its mailbox.
   bool has_backlog() const noexcept { return !backlog_.empty(); }
 
@@ -15483,8 +15549,13 @@ class orchestrator final : public call_lifecycle, public transport_events {
       stream->id = id;
       streams_.emplace(id, std::move(stream));
     }
+    // Task calls already waiting mean no worker had room at the last try, and only a turn
+    // of the loop (a reply, a worker suspending a call) makes some: that turn's service()
+    // sends them, this one behind them. Without resources in play a try now would find the
+    // same (and runs per call of a burst); with them, this call may fit where they do not.
+    const bool behind = !tasks_.runnable.empty();
     admit(task_record::from(id, std::move(spec), std::move(result)));
-    dispatch();
+    if (!behind || !pump_.unconstrained()) dispatch();
   }
 
   /// ray::cancel: a call not yet sent is removed; one running keeps running (or, with

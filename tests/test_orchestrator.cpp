@@ -9,6 +9,7 @@
 #include <atomic>
 #include <coray/detail/runtime/orchestrator.hpp>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <string>
 #include <vector>
@@ -580,4 +581,74 @@ TEST_CASE(
     CHECK(tide_probe::kept_here() == 0);  // AddressSanitizer: every object goes to malloc
     CHECK(trim_recycled() == 0);
   }
+}
+
+TEST_CASE("the index of live calls finds each live call and no other, whatever their ids") {
+  // The driver's ids count from 1; each worker's nested calls count from 1 too, in a series
+  // named by the high 32 bits (bit 63, the slot and the process's generation).
+  auto series = [](std::uint64_t slot, std::uint64_t generation) {
+    return (std::uint64_t{1} << 63) | (slot << 48) | (generation << 32);
+  };
+  const std::array<std::uint64_t, 4> bases{0, series(0, 1), series(1, 1), series(0, 2)};
+  std::deque<task_record> records;  // entries never move
+  id_index<task_record> index;
+  std::map<std::uint64_t, task_record*> expected;
+  std::array<std::uint64_t, 4> next{1, 1, 1, 1};
+  std::uint64_t seed = 12345;
+  auto random = [&] {
+    seed = seed * 6364136223846793005u + 1442695040888963407u;
+    return seed >> 33;
+  };
+  auto check_all = [&] {
+    REQUIRE(index.size() == expected.size());
+    for (const auto& [id, r] : expected) REQUIRE(index.find(id) == r);
+    std::size_t seen = 0;
+    index.for_each([&](task_record* r) {
+      CHECK(expected.count(r->id) == 1);
+      ++seen;
+    });
+    REQUIRE(seen == expected.size());
+  };
+  for (int step = 0; step < 200000; ++step) {
+    const auto s = random() % bases.size();
+    if (expected.size() < 300 && random() % 3 != 0) {
+      // Mostly consecutive, now and then a jump (ids spent on refs, calls elsewhere).
+      task_record& r = records.emplace_back();
+      r.id = bases[s] + next[s];
+      next[s] += random() % 8 == 0 ? 1 + random() % 1000 : 1;
+      index.insert(&r);
+      expected.emplace(r.id, &r);
+    } else if (!expected.empty()) {
+      auto it = expected.begin();
+      std::advance(it, static_cast<long>(random() % expected.size()));
+      CHECK(index.erase(it->first) == it->second);
+      CHECK(index.find(it->first) == nullptr);
+      CHECK(index.erase(it->first) == nullptr);
+      expected.erase(it);
+    }
+    CHECK(index.find(bases[s] + next[s]) == nullptr);  // never handed out yet
+    if (step % 997 == 0) check_all();
+  }
+  check_all();
+}
+
+TEST_CASE("the index of live calls keeps an old call among a tide, and gives back its room") {
+  std::deque<task_record> records(100000);
+  id_index<task_record> index;
+  for (std::uint64_t id = 1; id <= records.size(); ++id) {
+    records[id - 1].id = id;
+    index.insert(&records[id - 1]);
+  }
+  CHECK(index.size() == records.size());
+  CHECK(index.capacity() >= index.size());
+  for (std::uint64_t id = 2; id <= records.size(); ++id)
+    REQUIRE(index.erase(id) == &records[id - 1]);
+  CHECK(index.find(1) == &records[0]);  // the call that outlived the tide
+  index.shrink_to_fit();
+  CHECK(index.capacity() < 1024);
+  CHECK(index.find(1) == &records[0]);
+  CHECK(index.erase(1) == &records[0]);
+  index.shrink_to_fit();
+  CHECK(index.capacity() == 0);
+  CHECK(index.find(1) == nullptr);
 }

@@ -178,6 +178,10 @@ class call_pump {
     return progress;
   }
 
+  /// Whether dispatch takes the run queue's first call for any worker with room (only default
+  /// tasks, a CPU for every worker), resources aside.
+  bool unconstrained() const noexcept { return unconstrained_; }
+
   /// Whether an actor waits for room in its mailbox.
   bool has_backlog() const noexcept { return !backlog_.empty(); }
 

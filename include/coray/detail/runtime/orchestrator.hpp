@@ -91,8 +91,13 @@ class orchestrator final : public call_lifecycle, public transport_events {
       stream->id = id;
       streams_.emplace(id, std::move(stream));
     }
+    // Task calls already waiting mean no worker had room at the last try, and only a turn
+    // of the loop (a reply, a worker suspending a call) makes some: that turn's service()
+    // sends them, this one behind them. Without resources in play a try now would find the
+    // same (and runs per call of a burst); with them, this call may fit where they do not.
+    const bool behind = !tasks_.runnable.empty();
     admit(task_record::from(id, std::move(spec), std::move(result)));
-    dispatch();
+    if (!behind || !pump_.unconstrained()) dispatch();
   }
 
   /// ray::cancel: a call not yet sent is removed; one running keeps running (or, with

@@ -1,8 +1,7 @@
 #pragma once
 /// Allocation for the objects every call makes and drops (its task_record in the driver, its
-/// result's object_state in every process, the node of the driver's index of live calls, the
-/// bytes of its arguments): a class deriving from recycled<T, Keep>, or a container given
-/// recycling_allocator<T, Keep> or small_buffer_allocator<T, Small, Keep>,
+/// result's object_state in every process, the bytes of its arguments): a class deriving
+/// from recycled<T, Keep>, or a vector given small_buffer_allocator<T, Small, Keep>,
 /// keeps the objects a thread frees and hands them out again before asking malloc, so a
 /// steady stream of calls allocates nothing once warm.
 ///
@@ -120,43 +119,6 @@ struct recycled {
   }
   static inline thread_local recycle_list_link link{&trim, nullptr};
   static inline thread_local kept freed;
-};
-
-/// The same recycling for a node container's nodes (std::unordered_map's: one per element,
-/// allocated and freed one at a time): single objects come from, and go back to, a list per
-/// thread and node type; arrays (a hash table's buckets) go straight to operator new.
-template <class T, std::size_t Keep>
-struct recycling_allocator {
-  using value_type = T;
-  template <class U>
-  struct rebind {
-    using other = recycling_allocator<U, Keep>;
-  };
-  recycling_allocator() noexcept = default;
-  template <class U>
-  recycling_allocator(const recycling_allocator<U, Keep>&) noexcept {}
-
-  T* allocate(std::size_t n) {
-    if (n == 1) return static_cast<T*>(node::operator new(sizeof(node)));
-    return static_cast<T*>(::operator new(n * sizeof(T)));
-  }
-  void deallocate(T* p, std::size_t n) noexcept {
-    if (n == 1)
-      node::operator delete(p, sizeof(node));
-    else
-      ::operator delete(p);
-  }
-  template <class U>
-  bool operator==(const recycling_allocator<U, Keep>&) const noexcept {
-    return true;
-  }
-
- private:
-  /// Storage for one T, recycled as its own type (a list of its own per T).
-  struct node : recycled<node, Keep> {
-    alignas(T) unsigned char bytes[sizeof(T) < sizeof(void*) ? sizeof(void*) : sizeof(T)];
-  };
-  static_assert(alignof(T) <= alignof(std::max_align_t), "operator new's alignment");
 };
 
 /// Small buffers for a vector that most often holds a few bytes (a call's encoded

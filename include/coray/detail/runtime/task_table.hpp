@@ -7,13 +7,12 @@
 
 #include <algorithm>
 #include <coray/detail/runtime/call_message.hpp>
+#include <coray/detail/runtime/id_index.hpp>
 #include <coray/detail/runtime/recycled.hpp>
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <memory>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
@@ -56,6 +55,7 @@ struct task_record : recycled<task_record, 4096> {
   // Recording a timeline: when it was submitted and last sent (tick_clock ticks).
   std::int64_t submitted_tick = 0;
   std::int64_t sent_tick = 0;
+  task_record* index_next = nullptr;  // the next record in its bucket of the index (id_index)
 
   /// The record of a call as submitted; the spec's blocks and dependencies move in.
   static std::unique_ptr<task_record> from(std::uint64_t id, task_spec&& spec, state_ptr result) {
@@ -94,42 +94,39 @@ struct task_record : recycled<task_record, 4096> {
 class task_table {
  public:
   explicit task_table(std::uint32_t workers = 0) : workers_(workers) {}
+  task_table(const task_table&) = delete;
+  task_table& operator=(const task_table&) = delete;
+  ~task_table() { clear(); }
 
   task_record* insert(std::unique_ptr<task_record> r) {
     task_record* p = r.get();
-    records_.emplace(p->id, std::move(r));
+    records_.insert(p);
+    r.release();  // owned by the index until remove or clear
     return p;
   }
-  task_record* find(std::uint64_t id) const noexcept {
-    auto it = records_.find(id);
-    return it == records_.end() ? nullptr : it->second.get();
-  }
-  bool contains(std::uint64_t id) const noexcept { return records_.count(id) != 0; }
+  task_record* find(std::uint64_t id) const noexcept { return records_.find(id); }
+  bool contains(std::uint64_t id) const noexcept { return records_.find(id) != nullptr; }
   /// Takes the record out; the caller releases what it holds.
   std::unique_ptr<task_record> remove(std::uint64_t id) {
-    auto it = records_.find(id);
-    if (it == records_.end()) return nullptr;
-    auto r = std::move(it->second);
-    records_.erase(it);
-    return r;
+    return std::unique_ptr<task_record>(records_.erase(id));
   }
   std::size_t size() const noexcept { return records_.size(); }
   /// Each live call, in no order (the state API's listing).
   template <class F>
   void for_each(F&& f) const {
-    for (const auto& entry : records_) f(*entry.second);
+    records_.for_each([&](const task_record* r) { f(*r); });
   }
-  /// After a tide of calls has gone: gives back the index's buckets, sized for the peak.
-  /// True if there were many to give back.
+  /// After a tide of calls has gone: gives back the index's table, sized for the peak.
+  /// True if there was much to give back.
   bool shrink() {
-    if (records_.bucket_count() < (std::size_t{1} << 16) ||
-        records_.size() * 8 > records_.bucket_count())
+    if (records_.capacity() < (std::size_t{1} << 16) || records_.size() * 8 > records_.capacity())
       return false;
-    records_.rehash(0);
+    records_.shrink_to_fit();
     return true;
   }
   void clear() {
     runnable.clear();
+    records_.for_each([](task_record* r) { delete r; });
     records_.clear();
   }
 
@@ -250,17 +247,10 @@ class task_table {
     std::uint32_t in_flight = 0;                                // calls sent and not done
     std::deque<std::pair<std::uint64_t, std::uint64_t>> order;  // (dispatch_seq, call id)
   };
-  // A node map on purpose: ids are mostly consecutive and std::hash of an integer is the
-  // integer, so consecutive calls sit in consecutive buckets and a tide of a million queued
-  // calls walks the index in order. An open-addressing map scatters them (a cache miss per
-  // call: a third of million_queued_calls' rate). Its nodes are recycled as the records are:
-  // with a node from malloc per call, 1,000 actor calls in flight cost the driver about 470
-  // more instructions per call (callgrind), the node's malloc and free and the slower paths
-  // malloc then took for the call's other allocations.
-  using record_entry = std::pair<const std::uint64_t, std::unique_ptr<task_record>>;
-  std::unordered_map<std::uint64_t, std::unique_ptr<task_record>, std::hash<std::uint64_t>,
-                     std::equal_to<std::uint64_t>, recycling_allocator<record_entry, 4096>>
-      records_;
+  // By id, in buckets threaded through the records, a run of consecutive ids in consecutive
+  // buckets (id_index.hpp says why): no allocation and no division per call, and a tide of a
+  // million queued calls walks the table in order.
+  id_index<task_record> records_;
   std::vector<worker_calls> workers_;
 };
 
