@@ -12964,9 +12964,9 @@ CORAY_END_NAMESPACE
 ///
 /// Not thread-safe; the driver's loop thread only.
 
+// #include <coray/version.hpp>: inlined above
 #include <cstddef>
 #include <cstdint>
-// #include <coray/version.hpp>: inlined above
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE

@@ -17,9 +17,9 @@
 ///
 /// Not thread-safe; the driver's loop thread only.
 
+#include <coray/version.hpp>
 #include <cstddef>
 #include <cstdint>
-#include <coray/version.hpp>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
