@@ -4533,8 +4533,14 @@ struct alignas(64) worker_shared {
   std::atomic<std::uint32_t> start_as{0};
   std::uint64_t inbox = 0;   // offset of the mailbox driver -> worker
   std::uint64_t outbox = 0;  // offset of the mailbox worker -> driver
+  /// Calls the process has taken from its inbox: written by it at every call, read by the
+  /// driver only at its death, so alone in its cache line.
   alignas(64) std::atomic<std::uint64_t> tasks_started{0};
-  std::atomic<std::uint32_t> suspended{0};  // task coroutines awaiting something
+  /// What the driver reads at every dispatch (suspended, blocked_mark) and the process at
+  /// every receive (driver_waiting): written rarely, so the line stays shared in both caches.
+  /// With tasks_started in it, every sync task paid for the line crossing twice (design.md,
+  /// "Where a sync call's time goes").
+  alignas(64) std::atomic<std::uint32_t> suspended{0};  // task coroutines awaiting something
   /// Nonzero while a task body here is blocked in a blocking wait: the call_mark of the
   /// innermost such call. The driver then sends this worker only the calls it made itself
   /// with an id from this one up (the blocked call's descendants); see design.md, "Blocking
