@@ -62,9 +62,14 @@ class local_driver final : public driver {
   }
 
   // ---- process ---------------------------------------------------------------------------
-  state_ptr submit(task_spec&& spec) override { return orchestrator_->submit(std::move(spec)); }
+  state_ptr submit(task_spec&& spec) override {
+    state_ptr result = orchestrator_->submit(std::move(spec));
+    turn_in_burst();
+    return result;
+  }
   state_ptr submit_into(task_spec&& spec, state_ptr result) override {
     orchestrator_->submit_into(std::move(spec), result);
+    turn_in_burst();
     return result;
   }
   void cancel_call(std::uint64_t id, bool force) override { orchestrator_->cancel_call(id, force); }
@@ -175,6 +180,23 @@ class local_driver final : public driver {
   }
 
  private:
+  /// Submissions between two turns of the loop in a burst (see turn_in_burst).
+  static constexpr std::uint32_t burst_turn = 16;
+
+  /// A burst of calls to an actor from the loop's thread (a loop of `.call()`, then a
+  /// `get`) outruns it: its inbox holds 1,024 calls, the rest wait in the driver, and its
+  /// replies are read, and the calls behind them sent, only when the loop turns, so without
+  /// a turn the actor would stop once its outbox is full, until the burst ends. While an
+  /// actor's calls wait, the loop turns once every `burst_turn` submissions (never inside a
+  /// poll): the actor works through the burst beside it. Not for task calls waiting in the
+  /// run queue: a turn gives a task worker only its few calls in flight, and a million tasks
+  /// ran slower with turns (design.md, "Bursts").
+  void turn_in_burst() {
+    if (++since_turn_ < burst_turn || !orchestrator_->actor_calls_waiting()) return;
+    since_turn_ = 0;
+    serve_once();
+  }
+
   static void on_memory_timer(void* self) {
     auto& d = *static_cast<local_driver*>(self);
     d.orchestrator_->return_memory();
@@ -200,6 +222,7 @@ class local_driver final : public driver {
   std::optional<shm_transport> transport_;
   std::optional<orchestrator> orchestrator_;
   bool in_poll_ = false;
+  std::uint32_t since_turn_ = 0;  // submissions since the loop last turned in a burst
   std::uint64_t memory_timer_ = 0;
 };
 

@@ -100,6 +100,9 @@ class orchestrator final : public call_lifecycle, public transport_events {
     if (!behind || !pump_.unconstrained()) dispatch();
   }
 
+  /// Whether an actor's calls wait in the driver behind its full inbox.
+  bool actor_calls_waiting() const noexcept { return pump_.has_backlog(); }
+
   /// ray::cancel: a call not yet sent is removed; one running keeps running (or, with
   /// `force`, its worker is killed), and either way its result becomes `cancelled` now.
   void cancel_call(std::uint64_t id, bool force) {
