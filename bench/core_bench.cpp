@@ -15,6 +15,9 @@
 //   single_client_get_object_containing_10k_refs
 //                                   ray::get in the driver of a task's result holding the
 //                                   refs of 10,000 ints the task put
+// Also a million tasks submitted at once, against batches of 1,000 (million_queued_tasks,
+// million_queued_tasks_vs_batched), and the driver's memory per queued call
+// (queued_task_driver_bytes).
 // Also single_client_tasks_async_timeline: the same with the timeline recording, and
 // timeline_recording_vs_off: its ratio to runtimes not recording, measured alternately.
 // Also of refs as values: a task returning a ref and a get through it, against returning
@@ -28,6 +31,7 @@
 // two seconds without work).
 //
 // Usage: core_bench [--quick] [--json FILE]
+#include <chrono>
 #include <coray/coray.hpp>
 #include <cstdio>
 #include <cstring>
@@ -55,6 +59,13 @@ std::vector<int> ints_to(int n) {
   return v;
 }
 int add(int a, int b) { return a + b; }
+int add_one(int x) { return x + 1; }
+/// Occupies a task worker until `open` is set: counts itself in `started`, then waits.
+int hold(ray::shared_value<int> started, ray::shared_value<int> open) {
+  started.fetch_add(1);
+  while (open.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return 0;
+}
 ray::object_ref<int> put_one(int k) { return ray::put(k); }
 std::vector<ray::object_ref<int>> put_refs(int n) {
   std::vector<ray::object_ref<int>> refs;
@@ -168,6 +179,53 @@ int main(int argc, char** argv) {
     bench::report(
         "multi_client_tasks_async", median_rate(reps, secs, multi_client), "calls/s", true,
         std::to_string(m) + " actor clients x " + std::to_string(n) + " nested tasks each");
+  }
+  {
+    // The driver's memory per queued call: both task workers held by a call that waits, a
+    // million add_one(i) submitted behind them, the growth of the driver's resident memory
+    // over the calls (their records, result states, index and run queue), before any tide as
+    // large has sized the index. The refs' vector is touched before, so its pages are not
+    // counted.
+    const int n = 1'000'000;
+    std::vector<ray::object_ref<int>> refs;
+    refs.assign(n, ray::object_ref<int>{});
+    refs.clear();
+    ray::shared_value<int> started(0), open(0);
+    std::vector<ray::object_ref<int>> holds;
+    for (unsigned w = 0; w < rt.num_workers(); ++w)
+      holds.push_back(ray::task<hold>.remote(started, open));
+    while (started.load() < static_cast<int>(rt.num_workers()))
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const long before = status_kib(getpid(), "status", "VmRSS:");
+    for (int i = 0; i < n; ++i) refs.push_back(ray::task<add_one>.remote(i));
+    const long after = status_kib(getpid(), "status", "VmRSS:");
+    open.store(1);
+    bench::keep(ray::get(holds));
+    bench::keep(ray::get(refs));
+    bench::report("queued_task_driver_bytes", static_cast<double>(after - before) * 1024.0 / n, "B",
+                  false, "driver memory per queued add_one(int) call; target <= 256");
+    // A million tasks submitted at once against the same million in batches of 1,000, each
+    // batch got before the next is submitted (the median of each, alternately).
+    std::vector<double> at_once, batched;
+    for (int k = 0; k < (o.quick ? 1 : 3); ++k) {
+      auto t0 = clk::now();
+      refs.clear();
+      for (int i = 0; i < n; ++i) refs.push_back(ray::task<add_one>.remote(i));
+      bench::keep(ray::get(refs));
+      at_once.push_back(n / seconds_since(t0));
+      t0 = clk::now();
+      for (int b = 0; b < n; b += 1000) {
+        refs.clear();
+        for (int i = b; i < b + 1000; ++i) refs.push_back(ray::task<add_one>.remote(i));
+        bench::keep(ray::get(refs));
+      }
+      batched.push_back(n / seconds_since(t0));
+    }
+    bench::report("million_queued_tasks", bench::median(at_once), "calls/s", true,
+                  "1M add_one(i) submitted, then all got");
+    bench::report("million_queued_tasks_vs_batched",
+                  bench::median(at_once) / bench::median(batched), "ratio", true,
+                  "against batches of 1,000 in the same run; target >= 0.8");
   }
   {
     // Per-call latency of a sync round trip: submit, run in a worker, reply, get.
