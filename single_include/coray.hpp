@@ -1953,21 +1953,34 @@ struct object_state : recycled<object_state, 4096> {
   std::atomic<status> st{status::pending};
   /// Its id is in the driver's directory of objects refs may name (driver only).
   bool published = false;
-  std::uint32_t epoch = 0;         // the runtime that made it; its block dies with that runtime
-  std::uint32_t pins = 0;          // readers of the block in place (views, calls in flight)
-  inline_value bytes;              // the value, when not in the store (offsets 16 to 64)
-  object_block* block = nullptr;   // value in the store; this state holds one reference
-  std::int64_t spill_offset = -1;  // where the value lies in the spill file, if spilled
-  std::uint64_t id = 0;            // nonzero for results the driver tracks by id, and refs by id
-  std::exception_ptr error;
+  std::uint32_t epoch = 0;        // the runtime that made it; its block dies with that runtime
+  std::uint32_t pins = 0;         // readers of the block in place (views, calls in flight)
+  inline_value bytes;             // the value, when not in the store (offsets 16 to 64)
+  object_block* block = nullptr;  // value in the store; this state holds one reference
+  std::uint64_t id = 0;           // nonzero for results the driver tracks by id, and refs by id
   std::vector<waiter> waiters;
-  std::uint64_t spill_size = 0;
-  /// The objects and actors whose refs and handles are inside this one's value, kept alive
-  /// as long as it is; null for most values.
-  held_contents contained;
 
   bool settled() const noexcept { return st.load(std::memory_order_acquire) != status::pending; }
-  bool spilled() const noexcept { return spill_offset >= 0; }
+  /// A failed object's error (null otherwise).
+  const std::exception_ptr& error() const noexcept { return rare_ ? rare_->error : no_error(); }
+  /// The objects and actors whose refs and handles are inside this one's value, kept alive
+  /// as long as it is; null for most values.
+  object_contents* contained() const noexcept { return rare_ ? rare_->contained.get() : nullptr; }
+  /// This object holds `c` (null: nothing) from now on, for as long as it lives.
+  void set_contained(held_contents c) {
+    if (c || rare_) more().contained = std::move(c);
+  }
+  bool spilled() const noexcept { return rare_ && rare_->spill_offset >= 0; }
+  /// Where the value lies in the spill file, and how long it is; -1 and 0 if not spilled.
+  std::int64_t spill_offset() const noexcept { return rare_ ? rare_->spill_offset : -1; }
+  std::uint64_t spill_size() const noexcept { return rare_ ? rare_->spill_size : 0; }
+  void set_spilled(std::int64_t offset, std::uint64_t size) {
+    more().spill_offset = offset;
+    more().spill_size = size;
+  }
+  void clear_spilled() noexcept {
+    if (rare_) rare_->spill_offset = -1;
+  }
   /// The encoded value, wherever it lies (a spilled one is brought back first). Precondition:
   /// ready. Throws object_store_full if a spilled value does not fit back.
   [[gnu::always_inline]] std::span<const std::byte> value_bytes() const {
@@ -1980,7 +1993,7 @@ struct object_state : recycled<object_state, 4096> {
   }
   void rethrow_if_failed() const {
     if (st.load(std::memory_order_acquire) == status::failed) [[unlikely]]
-      std::rethrow_exception(error);
+      std::rethrow_exception(error());
   }
   /// Settles the object and notifies every waiter once. Loop thread.
   void settle(status s) {
@@ -1998,9 +2011,28 @@ struct object_state : recycled<object_state, 4096> {
     settle(status::ready);
   }
   void set_error(std::exception_ptr e) {
-    error = std::move(e);
+    more().error = std::move(e);
     settle(status::failed);
   }
+
+ private:
+  /// What few objects need: an error, a spilled value's place, refs and handles inside the
+  /// value. Apart, so that the state of a pending or small result is 112 bytes, not 144.
+  struct rare {
+    std::exception_ptr error;
+    std::int64_t spill_offset = -1;
+    std::uint64_t spill_size = 0;
+    held_contents contained;
+  };
+  rare& more() {
+    if (!rare_) rare_ = std::make_unique<rare>();
+    return *rare_;
+  }
+  static const std::exception_ptr& no_error() noexcept {
+    static const std::exception_ptr none;
+    return none;
+  }
+  std::unique_ptr<rare> rare_;
 };
 
 /// An intrusive owning pointer to an object_state (one handle).
@@ -3138,6 +3170,7 @@ CORAY_END_NAMESPACE
 /// dependency (an `object_ref` argument); before the call reaches its callee every
 /// dependency is replaced by the value it stands for.
 
+#include <algorithm>
 // #include <coray/detail/runtime/object_state.hpp>: inlined above
 // #include <coray/detail/runtime/recycled.hpp>: inlined above
 // begin <coray/detail/runtime/resource_ledger.hpp>
@@ -3431,7 +3464,9 @@ CORAY_END_NAMESPACE
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -3560,12 +3595,80 @@ void for_each_entry(std::span<const std::byte> args, std::uint32_t nargs, F&& f)
 /// blocks (ray::shared_value, ray::mutex): the block's offset, tagged with this bit.
 inline constexpr std::uint64_t pinned_block_tag = std::uint64_t{1} << 63;
 
-/// A call's argument records. Most calls carry a few small arguments (an int's record is 32
-/// bytes): up to 64 bytes come from a per-thread list of buffers instead of malloc, which took
-/// about 280 of the driver's instructions per call (malloc on submit, free on finish).
-using call_bytes = std::vector<std::byte, small_buffer_allocator<std::byte, 64, 4096>>;
-/// `to` becomes a copy of `from` by memcpy (a vector copied through its allocator is copied a
-/// byte at a time).
+/// A call's argument records. Most calls carry one or a few small arguments (an int's record
+/// is 32 bytes): the first 32 bytes are in place, in the task_spec and then in the driver's
+/// task_record, so a call of one small argument allocates nothing for it; up to 64 come from a
+/// per-thread list of buffers (small_buffer_allocator) instead of malloc, which took about 280
+/// of the driver's instructions per call (malloc on submit, free on finish); more, from
+/// operator new. Bytes that resize adds are zero, as a vector's would be (the padding of an
+/// inline argument travels in the message).
+class call_bytes {
+ public:
+  call_bytes() noexcept {}  // NOLINT: the union's member is chosen by cap_
+  call_bytes(call_bytes&& o) noexcept : size_(o.size_), cap_(o.cap_) {
+    if (o.cap_ > in_place) {
+      heap_ = o.heap_;
+      o.cap_ = in_place;
+      o.size_ = 0;
+    } else {
+      std::memcpy(here_, o.here_, in_place);
+    }
+  }
+  call_bytes& operator=(call_bytes&& o) noexcept {
+    if (this != &o) {
+      release();
+      ::new (static_cast<void*>(this)) call_bytes(std::move(o));
+    }
+    return *this;
+  }
+  call_bytes(const call_bytes&) = delete;  // copy_bytes copies
+  call_bytes& operator=(const call_bytes&) = delete;
+  ~call_bytes() { release(); }
+
+  std::byte* data() noexcept { return cap_ > in_place ? heap_ : here_; }
+  const std::byte* data() const noexcept { return cap_ > in_place ? heap_ : here_; }
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  operator std::span<const std::byte>() const noexcept {  // NOLINT: implicit, as a vector's
+    return {data(), size_};
+  }
+  /// Grows (new bytes zero) or shrinks to `n` bytes, keeping the first ones.
+  void resize(std::size_t n) {
+    if (n > cap_) grow(n);
+    if (n > size_) std::memset(data() + size_, 0, n - size_);
+    size_ = static_cast<std::uint32_t>(n);
+  }
+
+ private:
+  static constexpr std::uint32_t in_place = 32, pooled = 64;
+  using pool = small_buffer_allocator<std::byte, pooled, 4096>;
+
+  void grow(std::size_t n) {
+    if (n > std::uint32_t(-1)) throw std::length_error("coray: a call's arguments exceed 4 GiB");
+    const std::size_t cap = n <= pooled ? pooled : std::max<std::size_t>(n, std::size_t{cap_} * 2);
+    std::byte* p = pool().allocate(cap);
+    std::memcpy(p, data(), size_);
+    release_heap();
+    heap_ = p;
+    cap_ = static_cast<std::uint32_t>(cap);
+  }
+  void release_heap() noexcept {
+    if (cap_ > in_place) pool().deallocate(heap_, cap_);
+  }
+  void release() noexcept {
+    release_heap();
+    cap_ = in_place;
+    size_ = 0;
+  }
+
+  std::uint32_t size_ = 0;
+  std::uint32_t cap_ = in_place;
+  union {
+    std::byte here_[in_place];
+    std::byte* heap_;
+  };
+};
+/// `to` becomes a copy of `from`.
 inline void copy_bytes(call_bytes& to, const call_bytes& from) {
   to.resize(from.size());
   if (!from.empty()) std::memcpy(to.data(), from.data(), from.size());
@@ -5018,8 +5121,8 @@ inline void release_on_loop(object_state* s) noexcept {
   process* p = process::current();
   bool live = p && s->epoch == p->epoch;
   if (live) p->state_released(*s);
-  if (live && s->contained) [[unlikely]]
-    for (std::uint64_t a : s->contained->actors) p->actor_handle(a, -1);
+  if (live && s->contained()) [[unlikely]]
+    for (std::uint64_t a : s->contained()->actors) p->actor_handle(a, -1);
   if (live && s->block) p->release_block(s->block);
   delete s;
 }
@@ -5765,7 +5868,7 @@ void store_value(process& p, object_state& s, const V& v) {
         else
           p.call_on_loop(hold);
       }
-      s.contained = std::make_unique<object_contents>(std::move(held));
+      s.set_contained(std::make_unique<object_contents>(std::move(held)));
     }
   }
   s.st.store(object_state::status::ready, std::memory_order_release);
@@ -8621,7 +8724,7 @@ namespace detail {
 inline void forward_outcome(driver& d, object_state& from, object_state& to) {
   if (to.settled()) return;
   if (from.st == object_state::status::failed) {
-    to.set_error(from.error);
+    to.set_error(from.error());
   } else if (from.block) {
     d.seg.add_ref(from.block);  // `to` holds a reference of its own
     to.set_block(from.block);
@@ -8878,10 +8981,10 @@ class dispatcher {
     dispatcher& self = *c->self;
     member_state& m = self.members_[c->member];
     if (m.running) --m.running;
-    if (source.st == object_state::status::failed && is_actor_died(source.error)) {
+    if (source.st == object_state::status::failed && is_actor_died(source.error())) {
       m.dead = true;
       try {
-        std::rethrow_exception(source.error);
+        std::rethrow_exception(source.error());
       } catch (const std::exception& e) {
         self.last_death_ = e.what();
       }
@@ -13066,50 +13169,76 @@ CORAY_END_NAMESPACE
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <span>
 #include <string_view>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
+/// What only some calls carry, kept apart from their task_record so that a queued call of a
+/// few small arguments stays small: store blocks of large arguments, a requirement not yet
+/// admitted, an actor construction's settings, a sent message's block, a timeline's ticks.
+struct task_extras {
+  std::vector<object_block*> blocks;  // one reference each, released when the call ends
+  std::shared_ptr<const resource_request> resources;  // as submitted, until admitted
+  object_block* message = nullptr;                    // the sent message, when it needed a block
+  std::uint32_t max_concurrency = 1;                  // construct: the actor's, with its flags
+  std::uint32_t restart = 0;  // construct: how many times its actor was built before
+  // Recording a timeline: when it was submitted and last sent (tick_clock ticks).
+  std::int64_t submitted_tick = 0;
+  std::int64_t sent_tick = 0;
+};
+
 /// One call the driver tracks: a task call, an actor method call or an actor's construction.
+/// Fields are grouped so that the record has no holes: a task call of one int argument, its
+/// result's state and its places in the index and the run queue take the driver's memory
+/// docs/design.md states ("What a queued call costs").
 struct task_record : recycled<task_record, 4096> {
   std::uint64_t id = 0;
   std::uint64_t fn_id = 0;
   std::string_view name;
-  std::uint32_t nargs = 0;
   call_bytes args;
+  std::uint32_t nargs = 0;
+  std::uint32_t pending_deps = 0;
   std::vector<state_ptr> deps;
-  std::vector<object_block*> blocks;  // one reference each, released when the call ends
-  held_contents held;                 // refs and actor handles inside the arguments (kept alive)
+  held_contents held;  // refs and actor handles inside the arguments (kept alive)
   std::unique_ptr<std::vector<state_ptr>> returns;  // ray::returns: the caller's results
   state_ptr result;
-  std::uint32_t pending_deps = 0;
-  bool failed_dep = false;
   std::uint64_t actor = 0;  // the actor it calls; 0 for a task
   std::uint32_t shape = 0;  // a task's requirement (call_pump's shapes); 0: {CPU: 1}
   std::uint32_t gpus = 0;   // the GPUs it is sent with (a mask of indices)
-  std::shared_ptr<const resource_request> resources;  // as submitted, until admitted
-  bool construct = false;
-  std::uint32_t max_concurrency = 1;  // construct: the actor's, with its flags
-  std::uint32_t restart = 0;          // construct: how many times its actor was built before
-  std::uint32_t group = 0;            // an actor call's concurrency group; 0: its method's
-  int submitter = -1;  // slot of the process that made this nested call, -1 for the driver
+  std::uint32_t group = 0;  // an actor call's concurrency group; 0: its method's
+  int submitter = -1;       // slot of the process that made this nested call, -1 for the driver
   std::uint32_t submitter_generation = 0;
-  std::uint64_t dispatch_seq = 0;  // its place among the calls sent to its process
   int worker = -1;                 // the task worker it was sent to
-  int max_retries = 0;
+  std::uint64_t dispatch_seq = 0;  // its place among the calls sent to its process
   std::uint64_t retry_matcher = 0;
+  int max_retries = 0;
   int attempt = 1;
+  bool failed_dep = false;
+  bool construct = false;
   bool cancelled = false;
-  bool pinned = false;              // its store arguments are pinned (see pin_deps)
-  bool lent = false;                // runs on a blocked worker with its own grant (lend)
-  object_block* message = nullptr;  // the sent message, when it needed a block
-  void* owner = nullptr;            // the orchestrator, for dependency callbacks
-  // Recording a timeline: when it was submitted and last sent (tick_clock ticks).
-  std::int64_t submitted_tick = 0;
-  std::int64_t sent_tick = 0;
-  task_record* index_next = nullptr;  // the next record in its bucket of the index (id_index)
+  bool pinned = false;                  // its store arguments are pinned (see pin_deps)
+  bool lent = false;                    // runs on a blocked worker with its own grant (lend)
+  void* owner = nullptr;                // the orchestrator, for dependency callbacks
+  task_record* index_next = nullptr;    // the next record in its bucket of the index (id_index)
+  std::unique_ptr<task_extras> extras;  // null until something in it is set
+
+  /// The extras, made on first use.
+  task_extras& more() {
+    if (!extras) extras = std::make_unique<task_extras>();
+    return *extras;
+  }
+  /// Its store blocks (large arguments), held until it ends.
+  std::span<object_block* const> blocks() const noexcept {
+    return extras ? std::span<object_block* const>(extras->blocks)
+                  : std::span<object_block* const>();
+  }
+  object_block* message() const noexcept { return extras ? extras->message : nullptr; }
+  std::uint32_t max_concurrency() const noexcept { return extras ? extras->max_concurrency : 1; }
+  std::uint32_t restart() const noexcept { return extras ? extras->restart : 0; }
+  std::int64_t submitted_tick() const noexcept { return extras ? extras->submitted_tick : 0; }
 
   /// The record of a call as submitted; the spec's blocks and dependencies move in.
   static std::unique_ptr<task_record> from(std::uint64_t id, task_spec&& spec, state_ptr result) {
@@ -13120,13 +13249,13 @@ struct task_record : recycled<task_record, 4096> {
     r->nargs = spec.nargs;
     r->args = std::move(spec.args);
     r->deps = std::move(spec.deps);
-    r->blocks = std::move(spec.blocks);
+    if (!spec.blocks.empty()) r->more().blocks = std::move(spec.blocks);
     r->actor = spec.target_actor;
     r->held = std::move(spec.held);
     r->returns = std::move(spec.returns);
     r->max_retries = spec.max_retries;
     r->retry_matcher = spec.retry_matcher;
-    r->resources = std::move(spec.resources);
+    if (spec.resources) r->more().resources = std::move(spec.resources);
     r->group = spec.group;
     r->result = std::move(result);
     return r;
@@ -13189,7 +13318,7 @@ class task_table {
   static std::uint32_t watch_dependencies(task_record& r, void (*on_ready)(void*, object_state&)) {
     for (auto& d : r.deps) {
       if (d->st == object_state::status::failed) {
-        if (!r.failed_dep) r.result->set_error(d->error);
+        if (!r.failed_dep) r.result->set_error(d->error());
         r.failed_dep = true;
       } else if (d->st == object_state::status::pending) {
         ++r.pending_deps;
@@ -13376,8 +13505,8 @@ struct actor_entry {
     spec.target_actor = id;
     auto r = task_record::from(call_id, std::move(spec), std::move(result));
     r->construct = true;
-    r->max_concurrency = max_concurrency;
-    r->restart = static_cast<std::uint32_t>(restarts);
+    r->more().max_concurrency = max_concurrency;
+    r->more().restart = static_cast<std::uint32_t>(restarts);
     return r;
   }
 };
@@ -13771,9 +13900,10 @@ class object_spiller {
   /// Brings a spilled object back into the store (into `b`, a block of its size).
   void restore(object_state& s, object_block* b) {
     std::size_t done = 0;
-    while (done < s.spill_size) {
-      ssize_t n = ::pread(fd_, b->data() + done, s.spill_size - done,
-                          s.spill_offset + static_cast<off_t>(done));
+    const std::uint64_t size = s.spill_size();
+    while (done < size) {
+      ssize_t n =
+          ::pread(fd_, b->data() + done, size - done, s.spill_offset() + static_cast<off_t>(done));
       if (n <= 0) {
         seg_.release(b);
         throw ray::runtime_error(std::string("coray: reading a spilled object failed: ") +
@@ -13806,8 +13936,7 @@ class object_spiller {
         done += static_cast<std::size_t>(n);
       }
       end_ += (size + 4095) & ~std::uint64_t{4095};
-      s->spill_offset = at;
-      s->spill_size = size;
+      s->set_spilled(at, size);
       seg_.release(s->block);
       s->block = nullptr;
       ++spilled_objects_;
@@ -13818,9 +13947,9 @@ class object_spiller {
 
   /// Frees a spilled copy's disk space.
   void punch(object_state& s) noexcept {
-    ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s.spill_offset,
-                static_cast<off_t>(s.spill_size));
-    s.spill_offset = -1;
+    ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s.spill_offset(),
+                static_cast<off_t>(s.spill_size()));
+    s.clear_spilled();
   }
 
   segment& seg_;
@@ -14210,8 +14339,8 @@ class call_sender {
   /// Sends `r` to the process in `slot`; false when there is no room now (the caller keeps
   /// the call and tries again later).
   bool send(std::uint32_t slot, task_record& r) {
-    if (r.submitted_tick) [[unlikely]]  // recording a timeline: the loop turn's stamp
-      r.sent_tick = stamp_->now();
+    if (r.submitted_tick()) [[unlikely]]  // recording a timeline: the loop turn's stamp
+      r.extras->sent_tick = stamp_->now();
     try {
       for (auto& d : r.deps)
         if (d->spilled()) (void)d->value_bytes();  // back into the store, to be read in place
@@ -14221,9 +14350,9 @@ class call_sender {
     // An actor's construction carries its id and how many times it was built before; a method
     // call, its concurrency group.
     const call_message_writer message(
-        {r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : r.group,
-         r.construct ? r.actor : 0, r.construct ? static_cast<std::int32_t>(r.restart) : 0, r.gpus,
-         r.retry_matcher, 0, 0},
+        {r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency() : r.group,
+         r.construct ? r.actor : 0, r.construct ? static_cast<std::int32_t>(r.restart()) : 0,
+         r.gpus, r.retry_matcher, 0, 0},
         r.args, r.deps);
     const std::size_t size = message.size();
     const msg_kind kind = r.construct ? msg_kind::construct : msg_kind::run_task;
@@ -14238,8 +14367,8 @@ class call_sender {
         seg_.release(b);
         return false;
       }
-      if (r.message) seg_.release(r.message);
-      r.message = b;
+      if (r.message()) seg_.release(r.message());
+      r.more().message = b;
     }
     pin_arguments(r);
     grant_pinned_blocks(slot, r);
@@ -14770,7 +14899,7 @@ class result_writer {
  public:
   result_writer(std::uint64_t id, const object_state& s) : id_(id), s_(s) {
     if (s.st == object_state::status::failed) {
-      error_ = describe_exception(s.error, "");
+      error_ = describe_exception(s.error(), "");
       body_ = encoded_size(error_);
     } else if (!s.block) {
       body_ = s.bytes.size();
@@ -15046,7 +15175,7 @@ class call_lifecycle {
     task_record* r = tasks_.insert(std::move(rec));
     r->owner = this;
     if (timeline_.capacity()) [[unlikely]]
-      stamp_.admit(r->submitted_tick);
+      stamp_.admit(r->more().submitted_tick);
     return r;
   }
 
@@ -15058,7 +15187,7 @@ class call_lifecycle {
     if (r->returns) [[unlikely]]
       settle_returns_with(*r);
     task_table::watch_dependencies(*r, &call_lifecycle::on_dependency);
-    if (r->resources && !r->actor && !admit_requirement(*r)) return;
+    if (r->extras && r->extras->resources && !r->actor && !admit_requirement(*r)) return;
     if (r->actor) {
       // Actor calls keep their order: they wait in the actor's queue, dependencies or not.
       actor_entry* a = actors_.find(r->actor);
@@ -15081,7 +15210,7 @@ class call_lifecycle {
     auto* r = static_cast<task_record*>(ctx);
     if (dep.st == object_state::status::failed && !r->failed_dep) {
       r->failed_dep = true;
-      r->result->set_error(dep.error);
+      r->result->set_error(dep.error());
     }
     if (--r->pending_deps != 0) return;
     auto& o = *static_cast<call_lifecycle*>(r->owner);
@@ -15096,7 +15225,7 @@ class call_lifecycle {
 
   /// Gives a task call its requirement's shape; fails it if the runtime could never meet it.
   bool admit_requirement(task_record& r) {
-    const auto requirement = std::move(r.resources);
+    const auto requirement = std::move(r.extras->resources);
     if (auto why = resources_.refuse(*requirement)) {
       auto e = std::make_exception_ptr(
           infeasible_resources(fmt::format("coray: {} can never run: {}", r.label(), *why)));
@@ -15135,8 +15264,8 @@ class call_lifecycle {
     const int pid = r->worker >= 0 ? transport_.pid(r->worker) : 0;
     const bool failed =
         r->result && r->result->st.load(std::memory_order_relaxed) == object_state::status::failed;
-    if (r->submitted_tick) [[unlikely]]  // recording a timeline (insert)
-      record_timeline(*r, pid, failed);  // which keeps the history too
+    if (r->submitted_tick()) [[unlikely]]  // recording a timeline (insert)
+      record_timeline(*r, pid, failed);    // which keeps the history too
     else
       history_.record(
           {r->id, r->name, pid, r->actor, static_cast<std::uint16_t>(r->attempt), failed});
@@ -15144,8 +15273,8 @@ class call_lifecycle {
       pump_.end_loan(*r);
       pump_.count_shaped(-1);
     }
-    for (auto* b : r->blocks) seg_.release(b);
-    if (r->message) seg_.release(r->message);
+    for (auto* b : r->blocks()) seg_.release(b);
+    if (r->message()) seg_.release(r->message());
     if (r->pinned)
       for (auto& d : r->deps)
         if (d->block && d->pins) --d->pins;
@@ -15176,8 +15305,10 @@ class call_lifecycle {
         if (!o->settled()) o->set_error(e);
     };
     if (all.st.load(std::memory_order_relaxed) == object_state::status::failed)
-      return fail_all(all.error);
-    const std::span<const state_ptr> values = held_refs(all.contained);
+      return fail_all(all.error());
+    const object_contents* all_held = all.contained();
+    const std::span<const state_ptr> values =
+        all_held ? std::span<const state_ptr>(all_held->refs) : std::span<const state_ptr>();
     if (values.size() != outs.size())
       return fail_all(std::make_exception_ptr(
           internal_error("coray: a call's reply did not hold a ref per ray::returns result")));
@@ -15186,15 +15317,15 @@ class call_lifecycle {
       object_state& in = *values[i];
       if (out.settled()) continue;
       if (in.st.load(std::memory_order_relaxed) != object_state::status::ready) {
-        out.set_error(in.settled() ? in.error
+        out.set_error(in.settled() ? in.error()
                                    : std::make_exception_ptr(internal_error(
                                          "coray: a ray::returns result arrived unsettled")));
         continue;
       }
       try {
-        if (in.contained) {  // refs and handles inside the value: held by this object too
-          out.contained = std::make_unique<object_contents>(*in.contained);
-          for (std::uint64_t a : out.contained->actors) actor_ref(a, +1);
+        if (const object_contents* c = in.contained()) {  // held by this object too
+          out.set_contained(std::make_unique<object_contents>(*c));
+          for (std::uint64_t a : c->actors) actor_ref(a, +1);
         }
         const auto bytes = in.value_bytes();  // a spilled value is brought back
         if (in.block) {
@@ -15219,14 +15350,16 @@ class call_lifecycle {
     if (r.actor)
       if (const actor_entry* a = actors_.find(r.actor)) pid = pid_of(*a);
     std::uint64_t bytes = r.args.size();
-    for (const object_block* b : r.blocks) bytes += b->size;
+    for (const object_block* b : r.blocks()) bytes += b->size;
     // Ticks until timeline() converts them. An admission waiting for its stamp gets it now,
     // before the call leaves the table; one spread between two readings may be later than
     // the send made while admitting it (that took the earlier reading): it takes the send's.
     stamp_.settle();
-    const std::int64_t ended = std::max(stamp_.now(), r.submitted_tick);
-    const std::int64_t sent = r.sent_tick ? std::min(r.sent_tick, ended) : 0;
-    const std::int64_t submitted = sent ? std::min(r.submitted_tick, sent) : r.submitted_tick;
+    const std::int64_t submitted_tick = r.submitted_tick();
+    const std::int64_t sent_tick = r.extras ? r.extras->sent_tick : 0;
+    const std::int64_t ended = std::max(stamp_.now(), submitted_tick);
+    const std::int64_t sent = sent_tick ? std::min(sent_tick, ended) : 0;
+    const std::int64_t submitted = sent ? std::min(submitted_tick, sent) : submitted_tick;
     timeline_.record({r.id, r.name, pid, r.actor, static_cast<std::uint16_t>(r.attempt), failed,
                       submitted, sent, ended, bytes});
   }
@@ -15236,13 +15369,13 @@ class call_lifecycle {
   bool dispatch() {
     std::vector<task_record*> failed;
     const bool progress = pump_.dispatch(failed);
-    for (task_record* r : failed) fail(*r, r->result->error);
+    for (task_record* r : failed) fail(*r, r->result->error());
     return progress;
   }
   bool pump_actor(actor_entry& a) {
     std::vector<task_record*> failed;
     const bool progress = pump_.pump(a, failed);
-    for (task_record* r : failed) fail(*r, r->result->error);
+    for (task_record* r : failed) fail(*r, r->result->error());
     return progress;
   }
 
@@ -15347,9 +15480,8 @@ class call_lifecycle {
       i.id = s.id;
       i.handles = s.handles.load(std::memory_order_relaxed);
       i.pins = s.pins;
-      if (s.contained)
-        i.contained =
-            static_cast<std::uint32_t>(s.contained->refs.size() + s.contained->actors.size());
+      if (const object_contents* c = s.contained())
+        i.contained = static_cast<std::uint32_t>(c->refs.size() + c->actors.size());
       const auto st = s.st.load(std::memory_order_acquire);
       if (st == object_state::status::pending) {
         i.location = state::object_location::pending;
@@ -15361,7 +15493,7 @@ class call_lifecycle {
         i.store_refs = s.block->refs.load(std::memory_order_relaxed);
       } else if (s.spilled()) {
         i.location = state::object_location::spilled;
-        i.size = static_cast<std::size_t>(s.spill_size);
+        i.size = static_cast<std::size_t>(s.spill_size());
       } else {
         i.location = state::object_location::inline_value;
         i.size = s.bytes.size();
@@ -15650,7 +15782,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
     req.constructor.target_actor = a.id;
     auto rec = task_record::from(next_task_id_++, std::move(req.constructor), new_state());
     rec->construct = true;
-    rec->max_concurrency = req.max_concurrency;
+    rec->more().max_concurrency = req.max_concurrency;
     a.constructed = rec->result;
     admit(std::move(rec));
     return a.id;
@@ -15800,8 +15932,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
                    fmt::format("coray: worker {} (pid {}) {} while running {}{}", slot, how.pid,
                                words, r->label(), r->attempts_note()))));
     for (task_record* r : plan.again) {
-      if (r->message) seg_.release(r->message);
-      r->message = nullptr;
+      if (r->message()) seg_.release(std::exchange(r->extras->message, nullptr));
       r->gpus = 0;  // given again by the worker it goes to
       pump_.end_loan(*r);
     }
@@ -15917,7 +16048,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
         settle_from_worker(slot, *r.result, h, payload);
     }
     if (r.construct && r.result->st == object_state::status::failed) {
-      if (actor_entry* a = actors_.find(r.actor)) a->cause = exception_what(r.result->error);
+      if (actor_entry* a = actors_.find(r.actor)) a->cause = exception_what(r.result->error());
     }
     if (r.submitter >= 0) forward(r);
     finish(h.id);
@@ -15943,7 +16074,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
                                 std::unique_ptr<ender> e(static_cast<ender*>(ctx));
                                 stream_state& s = *e->st;
                                 s.ended = true;
-                                if (r.st == object_state::status::failed) s.error = r.error;
+                                if (r.st == object_state::status::failed) s.error = r.error();
                                 s.wake_consumer();
                                 if (s.id) e->self->streams_.erase(s.id);
                               },
@@ -16214,7 +16345,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
       held->actors.push_back(id_at(k));
       actor_ref(id_at(k), +1);  // released with the object (release_on_loop)
     }
-    into.contained = std::move(held);
+    into.set_contained(std::move(held));
   }
 
   /// A process read a ref from a value: it holds the object until it lets its state go
@@ -16590,7 +16721,7 @@ class worker final : public process, public call_host {
                                  std::unique_ptr<ender> e(static_cast<ender*>(ctx));
                                  stream_state& s = *e->st;
                                  s.ended = true;
-                                 if (r.st == object_state::status::failed) s.error = r.error;
+                                 if (r.st == object_state::status::failed) s.error = r.error();
                                  s.wake_consumer();
                                  e->self->consuming_.erase(s.id);
                                },
@@ -17158,7 +17289,7 @@ class worker final : public process, public call_host {
     for (const auto& d : spec.deps)
       if (d->st == object_state::status::failed) {
         for (auto* b : spec.blocks) release_block(b);
-        return &d->error;
+        return &d->error();
       }
     return nullptr;
   }
@@ -17255,7 +17386,7 @@ class worker final : public process, public call_host {
                     0,
                     0};
     const std::vector<std::uint64_t> ids =
-        s.contained ? contents_ids(*s.contained, h) : std::vector<std::uint64_t>{};
+        s.contained() ? contents_ids(*s.contained(), h) : std::vector<std::uint64_t>{};
     s.id = h.id = next_id_++;
     awaited_.emplace(s.id, &s);
     const std::size_t id_bytes = ids.size() * sizeof(std::uint64_t);
@@ -18227,7 +18358,7 @@ class local_driver final : public driver {
   void publish_refs(std::span<const state_ptr> refs) override { orchestrator_->publish_refs(refs); }
   state_ptr ref_from_id(std::uint64_t id) override { return orchestrator_->ref_from_id(id); }
   void restore(object_state& s) override {
-    orchestrator_->spiller().restore(s, new_block(static_cast<std::size_t>(s.spill_size)));
+    orchestrator_->spiller().restore(s, new_block(static_cast<std::size_t>(s.spill_size())));
   }
 
   // ---- driver ----------------------------------------------------------------------------

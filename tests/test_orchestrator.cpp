@@ -175,7 +175,7 @@ struct fixture {
   static std::string error_of(const state_ptr& s) {
     REQUIRE(s->st == object_state::status::failed);
     try {
-      std::rethrow_exception(s->error);
+      std::rethrow_exception(s->error());
     } catch (const E& e) {
       return e.what();
     } catch (...) {
@@ -251,6 +251,45 @@ TEST_CASE(
   CHECK(fixture::value(a) == 1);
   CHECK(fixture::value(b) == 20);
   CHECK(fixture::value(c) == 30);
+}
+
+TEST_CASE("a call's arguments reach its worker whole, however many bytes they take") {
+  // One int's record (32 bytes) stays in the call's record; two take a pooled buffer; more,
+  // and a string of 200 bytes, the heap. Each call is moved into the table and sent.
+  fixture f(1, 4);
+  const std::string text(200, 'x');
+  std::vector<int> counts = {1, 2, 5};
+  for (int n : counts) {
+    task_spec spec = fixture::call(100 * n);
+    for (int k = 1; k < n; ++k) {
+      const int v = 100 * n + k;
+      spec.add_inline(sizeof v, [&](std::byte* out) { std::memcpy(out, &v, sizeof v); });
+    }
+    if (n == 5)
+      spec.add_inline(text.size(),
+                      [&](std::byte* out) { std::memcpy(out, text.data(), text.size()); });
+    task_spec moved = std::move(spec);
+    (void)f.orch->submit(std::move(moved));
+  }
+  auto calls = f.net.calls();
+  REQUIRE(calls.size() == 3);
+  for (std::size_t c = 0; c < calls.size(); ++c) {
+    const int n = counts[c];
+    CHECK(calls[c].header().nargs == static_cast<std::uint32_t>(n + (n == 5 ? 1 : 0)));
+    call_reader r(std::span<const std::byte>(calls[c].bytes).subspan(sizeof(task_header)));
+    for (int k = 0; k < n; ++k) {
+      auto [e, payload] = r.next();
+      REQUIRE(e.tag == arg_entry::inline_value);
+      int v;
+      std::memcpy(&v, payload, sizeof v);
+      CHECK(v == 100 * n + k);
+    }
+    if (n == 5) {
+      auto [e, payload] = r.next();
+      REQUIRE(e.tag == arg_entry::inline_value);
+      CHECK(std::string(reinterpret_cast<const char*>(payload), e.len) == text);
+    }
+  }
 }
 
 TEST_CASE("a call waits for the object it depends on and is sent with its value") {

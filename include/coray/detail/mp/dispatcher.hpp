@@ -26,7 +26,7 @@ namespace detail {
 inline void forward_outcome(driver& d, object_state& from, object_state& to) {
   if (to.settled()) return;
   if (from.st == object_state::status::failed) {
-    to.set_error(from.error);
+    to.set_error(from.error());
   } else if (from.block) {
     d.seg.add_ref(from.block);  // `to` holds a reference of its own
     to.set_block(from.block);
@@ -283,10 +283,10 @@ class dispatcher {
     dispatcher& self = *c->self;
     member_state& m = self.members_[c->member];
     if (m.running) --m.running;
-    if (source.st == object_state::status::failed && is_actor_died(source.error)) {
+    if (source.st == object_state::status::failed && is_actor_died(source.error())) {
       m.dead = true;
       try {
-        std::rethrow_exception(source.error);
+        std::rethrow_exception(source.error());
       } catch (const std::exception& e) {
         self.last_death_ = e.what();
       }

@@ -75,8 +75,8 @@ struct actor_entry {
     spec.target_actor = id;
     auto r = task_record::from(call_id, std::move(spec), std::move(result));
     r->construct = true;
-    r->max_concurrency = max_concurrency;
-    r->restart = static_cast<std::uint32_t>(restarts);
+    r->more().max_concurrency = max_concurrency;
+    r->more().restart = static_cast<std::uint32_t>(restarts);
     return r;
   }
 };

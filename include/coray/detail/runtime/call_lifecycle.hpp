@@ -127,7 +127,7 @@ class call_lifecycle {
     task_record* r = tasks_.insert(std::move(rec));
     r->owner = this;
     if (timeline_.capacity()) [[unlikely]]
-      stamp_.admit(r->submitted_tick);
+      stamp_.admit(r->more().submitted_tick);
     return r;
   }
 
@@ -139,7 +139,7 @@ class call_lifecycle {
     if (r->returns) [[unlikely]]
       settle_returns_with(*r);
     task_table::watch_dependencies(*r, &call_lifecycle::on_dependency);
-    if (r->resources && !r->actor && !admit_requirement(*r)) return;
+    if (r->extras && r->extras->resources && !r->actor && !admit_requirement(*r)) return;
     if (r->actor) {
       // Actor calls keep their order: they wait in the actor's queue, dependencies or not.
       actor_entry* a = actors_.find(r->actor);
@@ -162,7 +162,7 @@ class call_lifecycle {
     auto* r = static_cast<task_record*>(ctx);
     if (dep.st == object_state::status::failed && !r->failed_dep) {
       r->failed_dep = true;
-      r->result->set_error(dep.error);
+      r->result->set_error(dep.error());
     }
     if (--r->pending_deps != 0) return;
     auto& o = *static_cast<call_lifecycle*>(r->owner);
@@ -177,7 +177,7 @@ class call_lifecycle {
 
   /// Gives a task call its requirement's shape; fails it if the runtime could never meet it.
   bool admit_requirement(task_record& r) {
-    const auto requirement = std::move(r.resources);
+    const auto requirement = std::move(r.extras->resources);
     if (auto why = resources_.refuse(*requirement)) {
       auto e = std::make_exception_ptr(
           infeasible_resources(fmt::format("coray: {} can never run: {}", r.label(), *why)));
@@ -216,8 +216,8 @@ class call_lifecycle {
     const int pid = r->worker >= 0 ? transport_.pid(r->worker) : 0;
     const bool failed =
         r->result && r->result->st.load(std::memory_order_relaxed) == object_state::status::failed;
-    if (r->submitted_tick) [[unlikely]]  // recording a timeline (insert)
-      record_timeline(*r, pid, failed);  // which keeps the history too
+    if (r->submitted_tick()) [[unlikely]]  // recording a timeline (insert)
+      record_timeline(*r, pid, failed);    // which keeps the history too
     else
       history_.record(
           {r->id, r->name, pid, r->actor, static_cast<std::uint16_t>(r->attempt), failed});
@@ -225,8 +225,8 @@ class call_lifecycle {
       pump_.end_loan(*r);
       pump_.count_shaped(-1);
     }
-    for (auto* b : r->blocks) seg_.release(b);
-    if (r->message) seg_.release(r->message);
+    for (auto* b : r->blocks()) seg_.release(b);
+    if (r->message()) seg_.release(r->message());
     if (r->pinned)
       for (auto& d : r->deps)
         if (d->block && d->pins) --d->pins;
@@ -257,8 +257,10 @@ class call_lifecycle {
         if (!o->settled()) o->set_error(e);
     };
     if (all.st.load(std::memory_order_relaxed) == object_state::status::failed)
-      return fail_all(all.error);
-    const std::span<const state_ptr> values = held_refs(all.contained);
+      return fail_all(all.error());
+    const object_contents* all_held = all.contained();
+    const std::span<const state_ptr> values =
+        all_held ? std::span<const state_ptr>(all_held->refs) : std::span<const state_ptr>();
     if (values.size() != outs.size())
       return fail_all(std::make_exception_ptr(
           internal_error("coray: a call's reply did not hold a ref per ray::returns result")));
@@ -267,15 +269,15 @@ class call_lifecycle {
       object_state& in = *values[i];
       if (out.settled()) continue;
       if (in.st.load(std::memory_order_relaxed) != object_state::status::ready) {
-        out.set_error(in.settled() ? in.error
+        out.set_error(in.settled() ? in.error()
                                    : std::make_exception_ptr(internal_error(
                                          "coray: a ray::returns result arrived unsettled")));
         continue;
       }
       try {
-        if (in.contained) {  // refs and handles inside the value: held by this object too
-          out.contained = std::make_unique<object_contents>(*in.contained);
-          for (std::uint64_t a : out.contained->actors) actor_ref(a, +1);
+        if (const object_contents* c = in.contained()) {  // held by this object too
+          out.set_contained(std::make_unique<object_contents>(*c));
+          for (std::uint64_t a : c->actors) actor_ref(a, +1);
         }
         const auto bytes = in.value_bytes();  // a spilled value is brought back
         if (in.block) {
@@ -300,14 +302,16 @@ class call_lifecycle {
     if (r.actor)
       if (const actor_entry* a = actors_.find(r.actor)) pid = pid_of(*a);
     std::uint64_t bytes = r.args.size();
-    for (const object_block* b : r.blocks) bytes += b->size;
+    for (const object_block* b : r.blocks()) bytes += b->size;
     // Ticks until timeline() converts them. An admission waiting for its stamp gets it now,
     // before the call leaves the table; one spread between two readings may be later than
     // the send made while admitting it (that took the earlier reading): it takes the send's.
     stamp_.settle();
-    const std::int64_t ended = std::max(stamp_.now(), r.submitted_tick);
-    const std::int64_t sent = r.sent_tick ? std::min(r.sent_tick, ended) : 0;
-    const std::int64_t submitted = sent ? std::min(r.submitted_tick, sent) : r.submitted_tick;
+    const std::int64_t submitted_tick = r.submitted_tick();
+    const std::int64_t sent_tick = r.extras ? r.extras->sent_tick : 0;
+    const std::int64_t ended = std::max(stamp_.now(), submitted_tick);
+    const std::int64_t sent = sent_tick ? std::min(sent_tick, ended) : 0;
+    const std::int64_t submitted = sent ? std::min(submitted_tick, sent) : submitted_tick;
     timeline_.record({r.id, r.name, pid, r.actor, static_cast<std::uint16_t>(r.attempt), failed,
                       submitted, sent, ended, bytes});
   }
@@ -317,13 +321,13 @@ class call_lifecycle {
   bool dispatch() {
     std::vector<task_record*> failed;
     const bool progress = pump_.dispatch(failed);
-    for (task_record* r : failed) fail(*r, r->result->error);
+    for (task_record* r : failed) fail(*r, r->result->error());
     return progress;
   }
   bool pump_actor(actor_entry& a) {
     std::vector<task_record*> failed;
     const bool progress = pump_.pump(a, failed);
-    for (task_record* r : failed) fail(*r, r->result->error);
+    for (task_record* r : failed) fail(*r, r->result->error());
     return progress;
   }
 
@@ -428,9 +432,8 @@ class call_lifecycle {
       i.id = s.id;
       i.handles = s.handles.load(std::memory_order_relaxed);
       i.pins = s.pins;
-      if (s.contained)
-        i.contained =
-            static_cast<std::uint32_t>(s.contained->refs.size() + s.contained->actors.size());
+      if (const object_contents* c = s.contained())
+        i.contained = static_cast<std::uint32_t>(c->refs.size() + c->actors.size());
       const auto st = s.st.load(std::memory_order_acquire);
       if (st == object_state::status::pending) {
         i.location = state::object_location::pending;
@@ -442,7 +445,7 @@ class call_lifecycle {
         i.store_refs = s.block->refs.load(std::memory_order_relaxed);
       } else if (s.spilled()) {
         i.location = state::object_location::spilled;
-        i.size = static_cast<std::size_t>(s.spill_size);
+        i.size = static_cast<std::size_t>(s.spill_size());
       } else {
         i.location = state::object_location::inline_value;
         i.size = s.bytes.size();

@@ -10,6 +10,7 @@
 /// dependency (an `object_ref` argument); before the call reaches its callee every
 /// dependency is replaced by the value it stands for.
 
+#include <algorithm>
 #include <coray/detail/runtime/object_state.hpp>
 #include <coray/detail/runtime/recycled.hpp>
 #include <coray/detail/runtime/resource_ledger.hpp>
@@ -19,7 +20,9 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -148,12 +151,80 @@ void for_each_entry(std::span<const std::byte> args, std::uint32_t nargs, F&& f)
 /// blocks (ray::shared_value, ray::mutex): the block's offset, tagged with this bit.
 inline constexpr std::uint64_t pinned_block_tag = std::uint64_t{1} << 63;
 
-/// A call's argument records. Most calls carry a few small arguments (an int's record is 32
-/// bytes): up to 64 bytes come from a per-thread list of buffers instead of malloc, which took
-/// about 280 of the driver's instructions per call (malloc on submit, free on finish).
-using call_bytes = std::vector<std::byte, small_buffer_allocator<std::byte, 64, 4096>>;
-/// `to` becomes a copy of `from` by memcpy (a vector copied through its allocator is copied a
-/// byte at a time).
+/// A call's argument records. Most calls carry one or a few small arguments (an int's record
+/// is 32 bytes): the first 32 bytes are in place, in the task_spec and then in the driver's
+/// task_record, so a call of one small argument allocates nothing for it; up to 64 come from a
+/// per-thread list of buffers (small_buffer_allocator) instead of malloc, which took about 280
+/// of the driver's instructions per call (malloc on submit, free on finish); more, from
+/// operator new. Bytes that resize adds are zero, as a vector's would be (the padding of an
+/// inline argument travels in the message).
+class call_bytes {
+ public:
+  call_bytes() noexcept {}  // NOLINT: the union's member is chosen by cap_
+  call_bytes(call_bytes&& o) noexcept : size_(o.size_), cap_(o.cap_) {
+    if (o.cap_ > in_place) {
+      heap_ = o.heap_;
+      o.cap_ = in_place;
+      o.size_ = 0;
+    } else {
+      std::memcpy(here_, o.here_, in_place);
+    }
+  }
+  call_bytes& operator=(call_bytes&& o) noexcept {
+    if (this != &o) {
+      release();
+      ::new (static_cast<void*>(this)) call_bytes(std::move(o));
+    }
+    return *this;
+  }
+  call_bytes(const call_bytes&) = delete;  // copy_bytes copies
+  call_bytes& operator=(const call_bytes&) = delete;
+  ~call_bytes() { release(); }
+
+  std::byte* data() noexcept { return cap_ > in_place ? heap_ : here_; }
+  const std::byte* data() const noexcept { return cap_ > in_place ? heap_ : here_; }
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  operator std::span<const std::byte>() const noexcept {  // NOLINT: implicit, as a vector's
+    return {data(), size_};
+  }
+  /// Grows (new bytes zero) or shrinks to `n` bytes, keeping the first ones.
+  void resize(std::size_t n) {
+    if (n > cap_) grow(n);
+    if (n > size_) std::memset(data() + size_, 0, n - size_);
+    size_ = static_cast<std::uint32_t>(n);
+  }
+
+ private:
+  static constexpr std::uint32_t in_place = 32, pooled = 64;
+  using pool = small_buffer_allocator<std::byte, pooled, 4096>;
+
+  void grow(std::size_t n) {
+    if (n > std::uint32_t(-1)) throw std::length_error("coray: a call's arguments exceed 4 GiB");
+    const std::size_t cap = n <= pooled ? pooled : std::max<std::size_t>(n, std::size_t{cap_} * 2);
+    std::byte* p = pool().allocate(cap);
+    std::memcpy(p, data(), size_);
+    release_heap();
+    heap_ = p;
+    cap_ = static_cast<std::uint32_t>(cap);
+  }
+  void release_heap() noexcept {
+    if (cap_ > in_place) pool().deallocate(heap_, cap_);
+  }
+  void release() noexcept {
+    release_heap();
+    cap_ = in_place;
+    size_ = 0;
+  }
+
+  std::uint32_t size_ = 0;
+  std::uint32_t cap_ = in_place;
+  union {
+    std::byte here_[in_place];
+    std::byte* heap_;
+  };
+};
+/// `to` becomes a copy of `from`.
 inline void copy_bytes(call_bytes& to, const call_bytes& from) {
   to.resize(from.size());
   if (!from.empty()) std::memcpy(to.data(), from.data(), from.size());

@@ -22,8 +22,8 @@ class call_sender {
   /// Sends `r` to the process in `slot`; false when there is no room now (the caller keeps
   /// the call and tries again later).
   bool send(std::uint32_t slot, task_record& r) {
-    if (r.submitted_tick) [[unlikely]]  // recording a timeline: the loop turn's stamp
-      r.sent_tick = stamp_->now();
+    if (r.submitted_tick()) [[unlikely]]  // recording a timeline: the loop turn's stamp
+      r.extras->sent_tick = stamp_->now();
     try {
       for (auto& d : r.deps)
         if (d->spilled()) (void)d->value_bytes();  // back into the store, to be read in place
@@ -33,9 +33,9 @@ class call_sender {
     // An actor's construction carries its id and how many times it was built before; a method
     // call, its concurrency group.
     const call_message_writer message(
-        {r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency : r.group,
-         r.construct ? r.actor : 0, r.construct ? static_cast<std::int32_t>(r.restart) : 0, r.gpus,
-         r.retry_matcher, 0, 0},
+        {r.id, r.fn_id, r.nargs, r.construct ? r.max_concurrency() : r.group,
+         r.construct ? r.actor : 0, r.construct ? static_cast<std::int32_t>(r.restart()) : 0,
+         r.gpus, r.retry_matcher, 0, 0},
         r.args, r.deps);
     const std::size_t size = message.size();
     const msg_kind kind = r.construct ? msg_kind::construct : msg_kind::run_task;
@@ -50,8 +50,8 @@ class call_sender {
         seg_.release(b);
         return false;
       }
-      if (r.message) seg_.release(r.message);
-      r.message = b;
+      if (r.message()) seg_.release(r.message());
+      r.more().message = b;
     }
     pin_arguments(r);
     grant_pinned_blocks(slot, r);

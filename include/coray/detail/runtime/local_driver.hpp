@@ -107,7 +107,7 @@ class local_driver final : public driver {
   void publish_refs(std::span<const state_ptr> refs) override { orchestrator_->publish_refs(refs); }
   state_ptr ref_from_id(std::uint64_t id) override { return orchestrator_->ref_from_id(id); }
   void restore(object_state& s) override {
-    orchestrator_->spiller().restore(s, new_block(static_cast<std::size_t>(s.spill_size)));
+    orchestrator_->spiller().restore(s, new_block(static_cast<std::size_t>(s.spill_size())));
   }
 
   // ---- driver ----------------------------------------------------------------------------

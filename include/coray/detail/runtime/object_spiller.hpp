@@ -72,9 +72,10 @@ class object_spiller {
   /// Brings a spilled object back into the store (into `b`, a block of its size).
   void restore(object_state& s, object_block* b) {
     std::size_t done = 0;
-    while (done < s.spill_size) {
-      ssize_t n = ::pread(fd_, b->data() + done, s.spill_size - done,
-                          s.spill_offset + static_cast<off_t>(done));
+    const std::uint64_t size = s.spill_size();
+    while (done < size) {
+      ssize_t n =
+          ::pread(fd_, b->data() + done, size - done, s.spill_offset() + static_cast<off_t>(done));
       if (n <= 0) {
         seg_.release(b);
         throw ray::runtime_error(std::string("coray: reading a spilled object failed: ") +
@@ -107,8 +108,7 @@ class object_spiller {
         done += static_cast<std::size_t>(n);
       }
       end_ += (size + 4095) & ~std::uint64_t{4095};
-      s->spill_offset = at;
-      s->spill_size = size;
+      s->set_spilled(at, size);
       seg_.release(s->block);
       s->block = nullptr;
       ++spilled_objects_;
@@ -119,9 +119,9 @@ class object_spiller {
 
   /// Frees a spilled copy's disk space.
   void punch(object_state& s) noexcept {
-    ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s.spill_offset,
-                static_cast<off_t>(s.spill_size));
-    s.spill_offset = -1;
+    ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s.spill_offset(),
+                static_cast<off_t>(s.spill_size()));
+    s.clear_spilled();
   }
 
   segment& seg_;

@@ -89,21 +89,34 @@ struct object_state : recycled<object_state, 4096> {
   std::atomic<status> st{status::pending};
   /// Its id is in the driver's directory of objects refs may name (driver only).
   bool published = false;
-  std::uint32_t epoch = 0;         // the runtime that made it; its block dies with that runtime
-  std::uint32_t pins = 0;          // readers of the block in place (views, calls in flight)
-  inline_value bytes;              // the value, when not in the store (offsets 16 to 64)
-  object_block* block = nullptr;   // value in the store; this state holds one reference
-  std::int64_t spill_offset = -1;  // where the value lies in the spill file, if spilled
-  std::uint64_t id = 0;            // nonzero for results the driver tracks by id, and refs by id
-  std::exception_ptr error;
+  std::uint32_t epoch = 0;        // the runtime that made it; its block dies with that runtime
+  std::uint32_t pins = 0;         // readers of the block in place (views, calls in flight)
+  inline_value bytes;             // the value, when not in the store (offsets 16 to 64)
+  object_block* block = nullptr;  // value in the store; this state holds one reference
+  std::uint64_t id = 0;           // nonzero for results the driver tracks by id, and refs by id
   std::vector<waiter> waiters;
-  std::uint64_t spill_size = 0;
-  /// The objects and actors whose refs and handles are inside this one's value, kept alive
-  /// as long as it is; null for most values.
-  held_contents contained;
 
   bool settled() const noexcept { return st.load(std::memory_order_acquire) != status::pending; }
-  bool spilled() const noexcept { return spill_offset >= 0; }
+  /// A failed object's error (null otherwise).
+  const std::exception_ptr& error() const noexcept { return rare_ ? rare_->error : no_error(); }
+  /// The objects and actors whose refs and handles are inside this one's value, kept alive
+  /// as long as it is; null for most values.
+  object_contents* contained() const noexcept { return rare_ ? rare_->contained.get() : nullptr; }
+  /// This object holds `c` (null: nothing) from now on, for as long as it lives.
+  void set_contained(held_contents c) {
+    if (c || rare_) more().contained = std::move(c);
+  }
+  bool spilled() const noexcept { return rare_ && rare_->spill_offset >= 0; }
+  /// Where the value lies in the spill file, and how long it is; -1 and 0 if not spilled.
+  std::int64_t spill_offset() const noexcept { return rare_ ? rare_->spill_offset : -1; }
+  std::uint64_t spill_size() const noexcept { return rare_ ? rare_->spill_size : 0; }
+  void set_spilled(std::int64_t offset, std::uint64_t size) {
+    more().spill_offset = offset;
+    more().spill_size = size;
+  }
+  void clear_spilled() noexcept {
+    if (rare_) rare_->spill_offset = -1;
+  }
   /// The encoded value, wherever it lies (a spilled one is brought back first). Precondition:
   /// ready. Throws object_store_full if a spilled value does not fit back.
   [[gnu::always_inline]] std::span<const std::byte> value_bytes() const {
@@ -116,7 +129,7 @@ struct object_state : recycled<object_state, 4096> {
   }
   void rethrow_if_failed() const {
     if (st.load(std::memory_order_acquire) == status::failed) [[unlikely]]
-      std::rethrow_exception(error);
+      std::rethrow_exception(error());
   }
   /// Settles the object and notifies every waiter once. Loop thread.
   void settle(status s) {
@@ -134,9 +147,28 @@ struct object_state : recycled<object_state, 4096> {
     settle(status::ready);
   }
   void set_error(std::exception_ptr e) {
-    error = std::move(e);
+    more().error = std::move(e);
     settle(status::failed);
   }
+
+ private:
+  /// What few objects need: an error, a spilled value's place, refs and handles inside the
+  /// value. Apart, so that the state of a pending or small result is 112 bytes, not 144.
+  struct rare {
+    std::exception_ptr error;
+    std::int64_t spill_offset = -1;
+    std::uint64_t spill_size = 0;
+    held_contents contained;
+  };
+  rare& more() {
+    if (!rare_) rare_ = std::make_unique<rare>();
+    return *rare_;
+  }
+  static const std::exception_ptr& no_error() noexcept {
+    static const std::exception_ptr none;
+    return none;
+  }
+  std::unique_ptr<rare> rare_;
 };
 
 /// An intrusive owning pointer to an object_state (one handle).

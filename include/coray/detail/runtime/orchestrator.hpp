@@ -186,7 +186,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
     req.constructor.target_actor = a.id;
     auto rec = task_record::from(next_task_id_++, std::move(req.constructor), new_state());
     rec->construct = true;
-    rec->max_concurrency = req.max_concurrency;
+    rec->more().max_concurrency = req.max_concurrency;
     a.constructed = rec->result;
     admit(std::move(rec));
     return a.id;
@@ -336,8 +336,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
                    fmt::format("coray: worker {} (pid {}) {} while running {}{}", slot, how.pid,
                                words, r->label(), r->attempts_note()))));
     for (task_record* r : plan.again) {
-      if (r->message) seg_.release(r->message);
-      r->message = nullptr;
+      if (r->message()) seg_.release(std::exchange(r->extras->message, nullptr));
       r->gpus = 0;  // given again by the worker it goes to
       pump_.end_loan(*r);
     }
@@ -453,7 +452,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
         settle_from_worker(slot, *r.result, h, payload);
     }
     if (r.construct && r.result->st == object_state::status::failed) {
-      if (actor_entry* a = actors_.find(r.actor)) a->cause = exception_what(r.result->error);
+      if (actor_entry* a = actors_.find(r.actor)) a->cause = exception_what(r.result->error());
     }
     if (r.submitter >= 0) forward(r);
     finish(h.id);
@@ -479,7 +478,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
                                 std::unique_ptr<ender> e(static_cast<ender*>(ctx));
                                 stream_state& s = *e->st;
                                 s.ended = true;
-                                if (r.st == object_state::status::failed) s.error = r.error;
+                                if (r.st == object_state::status::failed) s.error = r.error();
                                 s.wake_consumer();
                                 if (s.id) e->self->streams_.erase(s.id);
                               },
@@ -750,7 +749,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
       held->actors.push_back(id_at(k));
       actor_ref(id_at(k), +1);  // released with the object (release_on_loop)
     }
-    into.contained = std::move(held);
+    into.set_contained(std::move(held));
   }
 
   /// A process read a ref from a value: it holds the object until it lets its state go

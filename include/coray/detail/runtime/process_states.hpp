@@ -23,8 +23,8 @@ inline void release_on_loop(object_state* s) noexcept {
   process* p = process::current();
   bool live = p && s->epoch == p->epoch;
   if (live) p->state_released(*s);
-  if (live && s->contained) [[unlikely]]
-    for (std::uint64_t a : s->contained->actors) p->actor_handle(a, -1);
+  if (live && s->contained()) [[unlikely]]
+    for (std::uint64_t a : s->contained()->actors) p->actor_handle(a, -1);
   if (live && s->block) p->release_block(s->block);
   delete s;
 }

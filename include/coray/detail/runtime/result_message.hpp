@@ -60,7 +60,7 @@ class result_writer {
  public:
   result_writer(std::uint64_t id, const object_state& s) : id_(id), s_(s) {
     if (s.st == object_state::status::failed) {
-      error_ = describe_exception(s.error, "");
+      error_ = describe_exception(s.error(), "");
       body_ = encoded_size(error_);
     } else if (!s.block) {
       body_ = s.bytes.size();

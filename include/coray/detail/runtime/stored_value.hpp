@@ -79,7 +79,7 @@ void store_value(process& p, object_state& s, const V& v) {
         else
           p.call_on_loop(hold);
       }
-      s.contained = std::make_unique<object_contents>(std::move(held));
+      s.set_contained(std::make_unique<object_contents>(std::move(held)));
     }
   }
   s.st.store(object_state::status::ready, std::memory_order_release);

@@ -12,50 +12,76 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <span>
 #include <string_view>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
+/// What only some calls carry, kept apart from their task_record so that a queued call of a
+/// few small arguments stays small: store blocks of large arguments, a requirement not yet
+/// admitted, an actor construction's settings, a sent message's block, a timeline's ticks.
+struct task_extras {
+  std::vector<object_block*> blocks;  // one reference each, released when the call ends
+  std::shared_ptr<const resource_request> resources;  // as submitted, until admitted
+  object_block* message = nullptr;                    // the sent message, when it needed a block
+  std::uint32_t max_concurrency = 1;                  // construct: the actor's, with its flags
+  std::uint32_t restart = 0;  // construct: how many times its actor was built before
+  // Recording a timeline: when it was submitted and last sent (tick_clock ticks).
+  std::int64_t submitted_tick = 0;
+  std::int64_t sent_tick = 0;
+};
+
 /// One call the driver tracks: a task call, an actor method call or an actor's construction.
+/// Fields are grouped so that the record has no holes: a task call of one int argument, its
+/// result's state and its places in the index and the run queue take the driver's memory
+/// docs/design.md states ("What a queued call costs").
 struct task_record : recycled<task_record, 4096> {
   std::uint64_t id = 0;
   std::uint64_t fn_id = 0;
   std::string_view name;
-  std::uint32_t nargs = 0;
   call_bytes args;
+  std::uint32_t nargs = 0;
+  std::uint32_t pending_deps = 0;
   std::vector<state_ptr> deps;
-  std::vector<object_block*> blocks;  // one reference each, released when the call ends
-  held_contents held;                 // refs and actor handles inside the arguments (kept alive)
+  held_contents held;  // refs and actor handles inside the arguments (kept alive)
   std::unique_ptr<std::vector<state_ptr>> returns;  // ray::returns: the caller's results
   state_ptr result;
-  std::uint32_t pending_deps = 0;
-  bool failed_dep = false;
   std::uint64_t actor = 0;  // the actor it calls; 0 for a task
   std::uint32_t shape = 0;  // a task's requirement (call_pump's shapes); 0: {CPU: 1}
   std::uint32_t gpus = 0;   // the GPUs it is sent with (a mask of indices)
-  std::shared_ptr<const resource_request> resources;  // as submitted, until admitted
-  bool construct = false;
-  std::uint32_t max_concurrency = 1;  // construct: the actor's, with its flags
-  std::uint32_t restart = 0;          // construct: how many times its actor was built before
-  std::uint32_t group = 0;            // an actor call's concurrency group; 0: its method's
-  int submitter = -1;  // slot of the process that made this nested call, -1 for the driver
+  std::uint32_t group = 0;  // an actor call's concurrency group; 0: its method's
+  int submitter = -1;       // slot of the process that made this nested call, -1 for the driver
   std::uint32_t submitter_generation = 0;
-  std::uint64_t dispatch_seq = 0;  // its place among the calls sent to its process
   int worker = -1;                 // the task worker it was sent to
-  int max_retries = 0;
+  std::uint64_t dispatch_seq = 0;  // its place among the calls sent to its process
   std::uint64_t retry_matcher = 0;
+  int max_retries = 0;
   int attempt = 1;
+  bool failed_dep = false;
+  bool construct = false;
   bool cancelled = false;
-  bool pinned = false;              // its store arguments are pinned (see pin_deps)
-  bool lent = false;                // runs on a blocked worker with its own grant (lend)
-  object_block* message = nullptr;  // the sent message, when it needed a block
-  void* owner = nullptr;            // the orchestrator, for dependency callbacks
-  // Recording a timeline: when it was submitted and last sent (tick_clock ticks).
-  std::int64_t submitted_tick = 0;
-  std::int64_t sent_tick = 0;
-  task_record* index_next = nullptr;  // the next record in its bucket of the index (id_index)
+  bool pinned = false;                  // its store arguments are pinned (see pin_deps)
+  bool lent = false;                    // runs on a blocked worker with its own grant (lend)
+  void* owner = nullptr;                // the orchestrator, for dependency callbacks
+  task_record* index_next = nullptr;    // the next record in its bucket of the index (id_index)
+  std::unique_ptr<task_extras> extras;  // null until something in it is set
+
+  /// The extras, made on first use.
+  task_extras& more() {
+    if (!extras) extras = std::make_unique<task_extras>();
+    return *extras;
+  }
+  /// Its store blocks (large arguments), held until it ends.
+  std::span<object_block* const> blocks() const noexcept {
+    return extras ? std::span<object_block* const>(extras->blocks)
+                  : std::span<object_block* const>();
+  }
+  object_block* message() const noexcept { return extras ? extras->message : nullptr; }
+  std::uint32_t max_concurrency() const noexcept { return extras ? extras->max_concurrency : 1; }
+  std::uint32_t restart() const noexcept { return extras ? extras->restart : 0; }
+  std::int64_t submitted_tick() const noexcept { return extras ? extras->submitted_tick : 0; }
 
   /// The record of a call as submitted; the spec's blocks and dependencies move in.
   static std::unique_ptr<task_record> from(std::uint64_t id, task_spec&& spec, state_ptr result) {
@@ -66,13 +92,13 @@ struct task_record : recycled<task_record, 4096> {
     r->nargs = spec.nargs;
     r->args = std::move(spec.args);
     r->deps = std::move(spec.deps);
-    r->blocks = std::move(spec.blocks);
+    if (!spec.blocks.empty()) r->more().blocks = std::move(spec.blocks);
     r->actor = spec.target_actor;
     r->held = std::move(spec.held);
     r->returns = std::move(spec.returns);
     r->max_retries = spec.max_retries;
     r->retry_matcher = spec.retry_matcher;
-    r->resources = std::move(spec.resources);
+    if (spec.resources) r->more().resources = std::move(spec.resources);
     r->group = spec.group;
     r->result = std::move(result);
     return r;
@@ -135,7 +161,7 @@ class task_table {
   static std::uint32_t watch_dependencies(task_record& r, void (*on_ready)(void*, object_state&)) {
     for (auto& d : r.deps) {
       if (d->st == object_state::status::failed) {
-        if (!r.failed_dep) r.result->set_error(d->error);
+        if (!r.failed_dep) r.result->set_error(d->error());
         r.failed_dep = true;
       } else if (d->st == object_state::status::pending) {
         ++r.pending_deps;

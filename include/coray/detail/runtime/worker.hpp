@@ -107,7 +107,7 @@ class worker final : public process, public call_host {
                                  std::unique_ptr<ender> e(static_cast<ender*>(ctx));
                                  stream_state& s = *e->st;
                                  s.ended = true;
-                                 if (r.st == object_state::status::failed) s.error = r.error;
+                                 if (r.st == object_state::status::failed) s.error = r.error();
                                  s.wake_consumer();
                                  e->self->consuming_.erase(s.id);
                                },
@@ -675,7 +675,7 @@ class worker final : public process, public call_host {
     for (const auto& d : spec.deps)
       if (d->st == object_state::status::failed) {
         for (auto* b : spec.blocks) release_block(b);
-        return &d->error;
+        return &d->error();
       }
     return nullptr;
   }
@@ -772,7 +772,7 @@ class worker final : public process, public call_host {
                     0,
                     0};
     const std::vector<std::uint64_t> ids =
-        s.contained ? contents_ids(*s.contained, h) : std::vector<std::uint64_t>{};
+        s.contained() ? contents_ids(*s.contained(), h) : std::vector<std::uint64_t>{};
     s.id = h.id = next_id_++;
     awaited_.emplace(s.id, &s);
     const std::size_t id_bytes = ids.size() * sizeof(std::uint64_t);
