@@ -388,7 +388,7 @@ TEST_CASE("an actor method spawns actors that live on with the handles it keeps"
   CHECK(ray::get(m.call<&manager::total>()).get() == 13);
 }
 
-TEST_CASE("an actor named in a task is found from the driver; a taken name fails the task") {
+TEST_CASE("an actor named in a task is found from the driver, and a taken name fails the task") {
   ray::runtime rt({.num_workers = 1});
   // The returned handle keeps it alive (a named actor still ends with its last handle).
   ray::actor<counter> made = ray::get(ray::task<spawn_named_in_task>.remote(std::string("keeper")));

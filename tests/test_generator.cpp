@@ -269,7 +269,7 @@ TEST_CASE("the producer runs at most a window ahead of its consumer") {
   CHECK(most_ahead > 0);
 }
 
-TEST_CASE("cancelling a stream stops its producer; the items delivered stay") {
+TEST_CASE("cancelling a stream stops its producer, and the items delivered stay") {
   ray::runtime rt({.num_workers = 1});
   ray::shared_value<std::int64_t> made(0);
   auto s = ray::task<endless>.remote(made);

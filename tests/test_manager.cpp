@@ -218,7 +218,7 @@ TEST_CASE("a namespace keeps named values of any type and refuses a wrong type")
   CHECK_FALSE(ns.contains("lr"));
 }
 
-TEST_CASE("proxies copied or made from one manager share its objects; two managers do not") {
+TEST_CASE("proxies copied or made from one manager share its objects, and two managers do not") {
   ray::runtime rt({.num_workers = 1});
   ray::manager m;
   ray::manager other;

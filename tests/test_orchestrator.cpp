@@ -216,7 +216,7 @@ TEST_CASE("calls go to the worker in submission order, at most the in-flight lim
 }
 
 TEST_CASE(
-    "a worker blocked in a call is sent only the calls it made since; nested calls go first") {
+    "a worker blocked in a call is sent only the calls it made since, and nested calls go first") {
   fixture f(2, 1);
   auto a = f.orch->submit(fixture::call(1));  // to worker 0
   auto b = f.orch->submit(fixture::call(2));  // to worker 1
@@ -510,20 +510,42 @@ TEST_CASE("a call needing a GPU waits until it is free and is sent with its GPU"
   CHECK(f.orch->resources(true) == f.orch->resources(false));
 }
 
-TEST_CASE("calls of one requirement share their worker's lease; default calls pay nothing") {
+TEST_CASE("calls of one CPU requirement share a worker's lease when no other can be granted") {
+  fixture f(with_one_gpu(2, 2));
+  auto a = f.orch->submit(fixture::call_needing(1, 1.5, 0));
+  auto b = f.orch->submit(fixture::call_needing(2, 1.5, 0));  // 0.5 CPUs left: a's lease
+  auto calls = f.net.calls();
+  REQUIRE(calls.size() == 2);
+  CHECK(calls[0].slot == calls[1].slot);
+  CHECK(f.orch->resources(true).at("CPU") == 0.5);  // one lease for both
+  f.reply(calls[0].slot, a->id, 1);
+  f.reply(calls[1].slot, b->id, 2);
+  CHECK(fixture::value(b) == 2);
+  CHECK(f.orch->resources(true) == f.orch->resources(false));
+}
+
+TEST_CASE("calls needing the GPU run one at a time, and a default call takes another worker") {
   fixture f(with_one_gpu(2, 2));
   auto a = f.orch->submit(fixture::call_needing(1, 1, 1));
   auto b = f.orch->submit(fixture::call_needing(2, 1, 1));
-  REQUIRE(f.net.calls().size() == 2);  // both on the worker that holds the GPU
-  CHECK(f.net.calls()[0].slot == f.net.calls()[1].slot);
+  REQUIRE(f.net.calls().size() == 1);  // b is not queued behind a on the GPU's lease
+  CHECK(f.net.calls()[0].header().gpus == 1u);
   auto c = f.orch->submit(fixture::call(3));  // a default call: the other worker, no GPU
-  REQUIRE(f.net.calls().size() == 3);
-  CHECK(f.net.calls()[2].slot != f.net.calls()[0].slot);
-  CHECK(f.net.calls()[2].header().gpus == 0u);
+  auto calls = f.net.calls();
+  REQUIRE(calls.size() == 2);
+  CHECK(calls[1].int_argument() == 3);
+  CHECK(calls[1].slot != calls[0].slot);
+  CHECK(calls[1].header().gpus == 0u);
   CHECK(f.orch->resources(true) == std::map<std::string, double>{{"CPU", 0}, {"GPU", 0}});
-  f.reply(f.net.calls()[0].slot, a->id, 1);
-  f.reply(f.net.calls()[0].slot, b->id, 2);
-  f.reply(f.net.calls()[2].slot, c->id, 3);
+  f.reply(calls[0].slot, a->id, 1);  // the GPU is free: b goes, with it
+  calls = f.net.calls();
+  REQUIRE(calls.size() == 3);
+  CHECK(calls[2].int_argument() == 2);
+  CHECK(calls[2].header().gpus == 1u);
+  f.reply(calls[2].slot, b->id, 2);
+  f.reply(calls[1].slot, c->id, 3);
+  CHECK(fixture::value(b) == 2);
+  CHECK(fixture::value(c) == 3);
   CHECK(f.orch->resources(true) == f.orch->resources(false));
 }
 
@@ -569,7 +591,7 @@ TEST_CASE("with fewer CPUs than workers, a worker blocked in a get lends its CPU
   CHECK(fixture::value(c) == 3);
 }
 
-TEST_CASE("an actor with a GPU holds it for life; the next one waits for it") {
+TEST_CASE("an actor with a GPU holds it for life, and the next one waits for it") {
   fixture f(with_one_gpu());
   auto spawn = [&] {
     actor_spawn_request req;
@@ -602,7 +624,8 @@ struct tide_probe : recycled<tide_probe, 16> {
 }  // namespace
 
 TEST_CASE(
-    "a tide of calls larger than the idle bound is recycled whole; idle, the rest goes back") {
+    "a tide of calls larger than the idle bound is recycled whole, and once idle the rest goes "
+    "back") {
   std::vector<std::unique_ptr<tide_probe>> tide;
   auto make_tide = [&] {
     for (int i = 0; i < 10'000; ++i) tide.push_back(std::make_unique<tide_probe>());

@@ -162,7 +162,7 @@ TEST_CASE("a target's own exit code is the process's") {
   CHECK(p.exitcode() == 3);
 }
 
-TEST_CASE("join with a timeout returns while the process runs; kill and terminate end it") {
+TEST_CASE("join with a timeout returns while the process runs, and kill and terminate end it") {
   ray::runtime rt({.num_workers = 1});
   ray::process k(ray::target<wait_forever>);
   ray::process t(ray::target<wait_forever>);

@@ -105,7 +105,7 @@ TEST_CASE("with task_history = 0 no finished call is kept") {
   CHECK(ray::state::list_tasks().empty());
 }
 
-TEST_CASE("actors are listed with their class, name, state and pid; method calls with them") {
+TEST_CASE("actors are listed with their class, name, state and pid, and method calls with them") {
   ray::runtime rt({.num_workers = 1});
   auto a = ray::spawn<ledger>(ray::actor_options{.name = "books"});
   const int total = ray::get(a.call<&ledger::add>(5));

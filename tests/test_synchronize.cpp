@@ -212,7 +212,8 @@ TEST_CASE("a semaphore waiter killed with SIGKILL leaves the semaphore working f
   CHECK(s.try_acquire());
 }
 
-TEST_CASE("an event set in one process wakes the waiters of the others; clear makes waits wait") {
+TEST_CASE(
+    "an event set in one process wakes the waiters of the others, and clear makes waits wait") {
   ray::runtime rt({.num_workers = 2});
   ray::event e;
   CHECK_FALSE(e.is_set());
@@ -402,7 +403,8 @@ TEST_CASE("a shared_array is written in place by tasks and read by the driver") 
   CHECK(none.empty());
 }
 
-TEST_CASE("a shared_buffer's bytes written by a task are read by the driver; its memory returns") {
+TEST_CASE(
+    "a shared_buffer's bytes written by a task are read by the driver, and its memory returns") {
   ray::runtime rt({.num_workers = 1});
   CHECK_THROWS_AS(ray::shared_buffer(0), ray::usage_error);
   const std::size_t before = rt.object_store_free_bytes();
