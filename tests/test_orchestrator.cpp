@@ -3,15 +3,18 @@
 // (CAF tests its actors the same way, with a deterministic test coordinator.)
 #include <doctest/doctest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <coray/detail/runtime/orchestrator.hpp>
 #include <cstring>
 #include <deque>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -642,6 +645,50 @@ TEST_CASE(
   } else {
     CHECK(tide_probe::kept_here() == 0);  // AddressSanitizer: every object goes to malloc
     CHECK(trim_recycled() == 0);
+  }
+}
+
+namespace {
+/// An object recycled as a result's state is, with an idle bound of 16.
+struct chunk_probe : recycled<chunk_probe, 16> {
+  char bytes[112] = {};
+};
+/// Whether the page holding `p` is mapped in this process.
+bool mapped(const void* p) {
+  auto page = reinterpret_cast<std::uintptr_t>(p) & ~std::uintptr_t{4095};
+  return ::msync(reinterpret_cast<void*>(page), 4096, MS_ASYNC) == 0 || errno != ENOMEM;
+}
+}  // namespace
+
+TEST_CASE("a tide's memory goes back to the system once its objects are freed, by any thread") {
+  // One thread makes 300,000 objects (34 MB of its chunks) and ends; another frees them
+  // all, keeping 65,536 on its list while busy, then is idle and ends.
+  constexpr int n = 300'000;
+  std::vector<chunk_probe*> tide;
+  tide.reserve(n);
+  std::thread([&] {
+    for (int i = 0; i < n; ++i) tide.push_back(new chunk_probe);
+  }).join();
+  std::size_t kept_while_busy = 0, kept_when_idle = 0;
+  int changed = 0;
+  std::thread([&] {
+    for (chunk_probe* p : tide) {
+      changed += p->bytes[5] != 0 ? 1 : 0;  // each object as made
+      delete p;
+    }
+    kept_while_busy = chunk_probe::kept_here();
+    trim_recycled();
+    kept_when_idle = chunk_probe::kept_here();
+  }).join();
+  CHECK(changed == 0);
+  int still_mapped = 0;
+  for (chunk_probe* p : tide) still_mapped += mapped(p) ? 1 : 0;
+  if constexpr (recycling) {
+    CHECK(kept_while_busy == recycle_busy_limit);
+    CHECK(kept_when_idle == 16);
+    CHECK(still_mapped == 0);  // every chunk unmapped once both threads ended
+  } else {
+    CHECK(kept_while_busy == 0);  // AddressSanitizer: every object goes to malloc
   }
 }
 
