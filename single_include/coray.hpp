@@ -1471,6 +1471,8 @@ struct slab_chunk {
 /// A thread's carving of objects of `Size` bytes (a multiple of `Align`) from its chunks.
 template <std::size_t Size, std::size_t Align>
 class slab_carver {
+  static_assert(Size % Align == 0 && Size * 16 <= slab_chunk::first, "small objects only");
+
  public:
   slab_carver() noexcept = default;
   slab_carver(const slab_carver&) = delete;
