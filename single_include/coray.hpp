@@ -13293,16 +13293,13 @@ namespace detail {
 
 /// What only some calls carry, kept apart from their task_record so that a queued call of a
 /// few small arguments stays small: store blocks of large arguments, a requirement not yet
-/// admitted, an actor construction's settings, a sent message's block, a timeline's ticks.
+/// admitted, an actor construction's settings, a sent message's block.
 struct task_extras {
   std::vector<object_block*> blocks;  // one reference each, released when the call ends
   std::shared_ptr<const resource_request> resources;  // as submitted, until admitted
   object_block* message = nullptr;                    // the sent message, when it needed a block
   std::uint32_t max_concurrency = 1;                  // construct: the actor's, with its flags
   std::uint32_t restart = 0;  // construct: how many times its actor was built before
-  // Recording a timeline: when it was submitted and last sent (tick_clock ticks).
-  std::int64_t submitted_tick = 0;
-  std::int64_t sent_tick = 0;
 };
 
 /// One call the driver tracks: a task call, an actor method call or an actor's construction.
@@ -13334,10 +13331,14 @@ struct task_record : recycled<task_record, 4096> {
   bool failed_dep = false;
   bool construct = false;
   bool cancelled = false;
-  bool pinned = false;                  // its store arguments are pinned (see pin_deps)
-  bool lent = false;                    // runs on a blocked worker with its own grant (lend)
-  void* owner = nullptr;                // the orchestrator, for dependency callbacks
-  task_record* index_next = nullptr;    // the next record in its bucket of the index (id_index)
+  bool pinned = false;                // its store arguments are pinned (see pin_deps)
+  bool lent = false;                  // runs on a blocked worker with its own grant (lend)
+  void* owner = nullptr;              // the orchestrator, for dependency callbacks
+  task_record* index_next = nullptr;  // the next record in its bucket of the index (id_index)
+  // Recording a timeline: when it was submitted and last sent (tick_clock ticks). In the
+  // record, not the extras: recording stamps every call.
+  std::int64_t submitted_tick = 0;
+  std::int64_t sent_tick = 0;
   std::unique_ptr<task_extras> extras;  // null until something in it is set
 
   /// The extras, made on first use.
@@ -13353,7 +13354,6 @@ struct task_record : recycled<task_record, 4096> {
   object_block* message() const noexcept { return extras ? extras->message : nullptr; }
   std::uint32_t max_concurrency() const noexcept { return extras ? extras->max_concurrency : 1; }
   std::uint32_t restart() const noexcept { return extras ? extras->restart : 0; }
-  std::int64_t submitted_tick() const noexcept { return extras ? extras->submitted_tick : 0; }
 
   /// The record of a call as submitted; the spec's blocks and dependencies move in.
   static std::unique_ptr<task_record> from(std::uint64_t id, task_spec&& spec, state_ptr result) {
@@ -14454,8 +14454,8 @@ class call_sender {
   /// Sends `r` to the process in `slot`; false when there is no room now (the caller keeps
   /// the call and tries again later).
   bool send(std::uint32_t slot, task_record& r) {
-    if (r.submitted_tick()) [[unlikely]]  // recording a timeline: the loop turn's stamp
-      r.extras->sent_tick = stamp_->now();
+    if (r.submitted_tick) [[unlikely]]  // recording a timeline: the loop turn's stamp
+      r.sent_tick = stamp_->now();
     try {
       for (auto& d : r.deps)
         if (d->spilled()) (void)d->value_bytes();  // back into the store, to be read in place
@@ -15290,7 +15290,7 @@ class call_lifecycle {
     task_record* r = tasks_.insert(std::move(rec));
     r->owner = this;
     if (timeline_.capacity()) [[unlikely]]
-      stamp_.admit(r->more().submitted_tick);
+      stamp_.admit(r->submitted_tick);
     return r;
   }
 
@@ -15379,8 +15379,8 @@ class call_lifecycle {
     const int pid = r->worker >= 0 ? transport_.pid(r->worker) : 0;
     const bool failed =
         r->result && r->result->st.load(std::memory_order_relaxed) == object_state::status::failed;
-    if (r->submitted_tick()) [[unlikely]]  // recording a timeline (insert)
-      record_timeline(*r, pid, failed);    // which keeps the history too
+    if (r->submitted_tick) [[unlikely]]  // recording a timeline (insert)
+      record_timeline(*r, pid, failed);  // which keeps the history too
     else
       history_.record(
           {r->id, r->name, pid, r->actor, static_cast<std::uint16_t>(r->attempt), failed});
@@ -15470,11 +15470,9 @@ class call_lifecycle {
     // before the call leaves the table; one spread between two readings may be later than
     // the send made while admitting it (that took the earlier reading): it takes the send's.
     stamp_.settle();
-    const std::int64_t submitted_tick = r.submitted_tick();
-    const std::int64_t sent_tick = r.extras ? r.extras->sent_tick : 0;
-    const std::int64_t ended = std::max(stamp_.now(), submitted_tick);
-    const std::int64_t sent = sent_tick ? std::min(sent_tick, ended) : 0;
-    const std::int64_t submitted = sent ? std::min(submitted_tick, sent) : submitted_tick;
+    const std::int64_t ended = std::max(stamp_.now(), r.submitted_tick);
+    const std::int64_t sent = r.sent_tick ? std::min(r.sent_tick, ended) : 0;
+    const std::int64_t submitted = sent ? std::min(r.submitted_tick, sent) : r.submitted_tick;
     timeline_.record({r.id, r.name, pid, r.actor, static_cast<std::uint16_t>(r.attempt), failed,
                       submitted, sent, ended, bytes});
   }

@@ -127,7 +127,7 @@ class call_lifecycle {
     task_record* r = tasks_.insert(std::move(rec));
     r->owner = this;
     if (timeline_.capacity()) [[unlikely]]
-      stamp_.admit(r->more().submitted_tick);
+      stamp_.admit(r->submitted_tick);
     return r;
   }
 
@@ -216,8 +216,8 @@ class call_lifecycle {
     const int pid = r->worker >= 0 ? transport_.pid(r->worker) : 0;
     const bool failed =
         r->result && r->result->st.load(std::memory_order_relaxed) == object_state::status::failed;
-    if (r->submitted_tick()) [[unlikely]]  // recording a timeline (insert)
-      record_timeline(*r, pid, failed);    // which keeps the history too
+    if (r->submitted_tick) [[unlikely]]  // recording a timeline (insert)
+      record_timeline(*r, pid, failed);  // which keeps the history too
     else
       history_.record(
           {r->id, r->name, pid, r->actor, static_cast<std::uint16_t>(r->attempt), failed});
@@ -307,11 +307,9 @@ class call_lifecycle {
     // before the call leaves the table; one spread between two readings may be later than
     // the send made while admitting it (that took the earlier reading): it takes the send's.
     stamp_.settle();
-    const std::int64_t submitted_tick = r.submitted_tick();
-    const std::int64_t sent_tick = r.extras ? r.extras->sent_tick : 0;
-    const std::int64_t ended = std::max(stamp_.now(), submitted_tick);
-    const std::int64_t sent = sent_tick ? std::min(sent_tick, ended) : 0;
-    const std::int64_t submitted = sent ? std::min(submitted_tick, sent) : submitted_tick;
+    const std::int64_t ended = std::max(stamp_.now(), r.submitted_tick);
+    const std::int64_t sent = r.sent_tick ? std::min(r.sent_tick, ended) : 0;
+    const std::int64_t submitted = sent ? std::min(r.submitted_tick, sent) : r.submitted_tick;
     timeline_.record({r.id, r.name, pid, r.actor, static_cast<std::uint16_t>(r.attempt), failed,
                       submitted, sent, ended, bytes});
   }

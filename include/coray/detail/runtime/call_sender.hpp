@@ -22,8 +22,8 @@ class call_sender {
   /// Sends `r` to the process in `slot`; false when there is no room now (the caller keeps
   /// the call and tries again later).
   bool send(std::uint32_t slot, task_record& r) {
-    if (r.submitted_tick()) [[unlikely]]  // recording a timeline: the loop turn's stamp
-      r.extras->sent_tick = stamp_->now();
+    if (r.submitted_tick) [[unlikely]]  // recording a timeline: the loop turn's stamp
+      r.sent_tick = stamp_->now();
     try {
       for (auto& d : r.deps)
         if (d->spilled()) (void)d->value_bytes();  // back into the store, to be read in place

@@ -21,16 +21,13 @@ namespace detail {
 
 /// What only some calls carry, kept apart from their task_record so that a queued call of a
 /// few small arguments stays small: store blocks of large arguments, a requirement not yet
-/// admitted, an actor construction's settings, a sent message's block, a timeline's ticks.
+/// admitted, an actor construction's settings, a sent message's block.
 struct task_extras {
   std::vector<object_block*> blocks;  // one reference each, released when the call ends
   std::shared_ptr<const resource_request> resources;  // as submitted, until admitted
   object_block* message = nullptr;                    // the sent message, when it needed a block
   std::uint32_t max_concurrency = 1;                  // construct: the actor's, with its flags
   std::uint32_t restart = 0;  // construct: how many times its actor was built before
-  // Recording a timeline: when it was submitted and last sent (tick_clock ticks).
-  std::int64_t submitted_tick = 0;
-  std::int64_t sent_tick = 0;
 };
 
 /// One call the driver tracks: a task call, an actor method call or an actor's construction.
@@ -62,10 +59,14 @@ struct task_record : recycled<task_record, 4096> {
   bool failed_dep = false;
   bool construct = false;
   bool cancelled = false;
-  bool pinned = false;                  // its store arguments are pinned (see pin_deps)
-  bool lent = false;                    // runs on a blocked worker with its own grant (lend)
-  void* owner = nullptr;                // the orchestrator, for dependency callbacks
-  task_record* index_next = nullptr;    // the next record in its bucket of the index (id_index)
+  bool pinned = false;                // its store arguments are pinned (see pin_deps)
+  bool lent = false;                  // runs on a blocked worker with its own grant (lend)
+  void* owner = nullptr;              // the orchestrator, for dependency callbacks
+  task_record* index_next = nullptr;  // the next record in its bucket of the index (id_index)
+  // Recording a timeline: when it was submitted and last sent (tick_clock ticks). In the
+  // record, not the extras: recording stamps every call.
+  std::int64_t submitted_tick = 0;
+  std::int64_t sent_tick = 0;
   std::unique_ptr<task_extras> extras;  // null until something in it is set
 
   /// The extras, made on first use.
@@ -81,7 +82,6 @@ struct task_record : recycled<task_record, 4096> {
   object_block* message() const noexcept { return extras ? extras->message : nullptr; }
   std::uint32_t max_concurrency() const noexcept { return extras ? extras->max_concurrency : 1; }
   std::uint32_t restart() const noexcept { return extras ? extras->restart : 0; }
-  std::int64_t submitted_tick() const noexcept { return extras ? extras->submitted_tick : 0; }
 
   /// The record of a call as submitted; the spec's blocks and dependencies move in.
   static std::unique_ptr<task_record> from(std::uint64_t id, task_spec&& spec, state_ptr result) {
