@@ -14,24 +14,31 @@
 //
 // active_children() lists the runtime's task workers too (the seed's program has none but
 // its processes): here the runtime has one, and the five processes are those of kind
-// process. The seed's one-second sleep is 100 ms.
+// process. The seed's one-second sleep is 100 ms, and each child then waits for `counted`
+// before it ends: the seed counts on its five processes still sleeping when it lists them, but
+// on a loaded machine starting the last can take longer than the first one's sleep.
 #include <chrono>
 #include <coray/coray.hpp>
 #include <cstdio>
 #include <thread>
 #include <vector>
 
-void task() {
+void task(ray::event counted) {
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   const auto parent_pro = ray::parent_process();
   const ray::process_info current_pro = ray::current_process();
   std::printf("parent_process : %s, %d / current_process : %s, %d\n", parent_pro->name.c_str(),
               parent_pro->pid, current_pro.name.c_str(), current_pro.pid);
+  std::fflush(stdout);
+  counted.wait();  // a child until the driver has listed it
 }
 
 int main(int argc, char** argv) {
   ray::runtime rt(argc, argv, {.num_workers = 1});
-  ray::process process1(ray::target<task>);
+  ray::event counted;
+  ray::event at_once;
+  at_once.set();
+  ray::process process1(ray::target<task>, at_once);
   process1.name("MyProcess");
   process1.daemon(true);
   std::printf("process1 : %s, %s, %d\n", process1.name().c_str(),
@@ -41,14 +48,14 @@ int main(int argc, char** argv) {
   std::printf("current_process : %s, %d\n", current_processes.name.c_str(), current_processes.pid);
   std::fflush(stdout);
 
-  ray::process process3(ray::target<task>);
+  ray::process process3(ray::target<task>, at_once);
   process3.start();
   process3.join();
 
   std::printf("----------\n");
   std::fflush(stdout);
   std::vector<ray::process> processes;
-  for (int i = 0; i < 5; ++i) processes.emplace_back(ray::target<task>);
+  for (int i = 0; i < 5; ++i) processes.emplace_back(ray::target<task>, counted);
   for (auto& process : processes) process.start();
 
   std::size_t children = 0;
@@ -60,6 +67,7 @@ int main(int argc, char** argv) {
     }
   std::printf("Active Children Count : %zu\n", children);
   std::fflush(stdout);
+  counted.set();
   for (auto& process : processes) process.join();
   bool ok = children == processes.size();
   for (auto& process : processes) ok = ok && process.exitcode() == 0;
