@@ -1,17 +1,29 @@
 // coray's compiled mode: the runtime's non-template code (the driver and its orchestrator,
-// the transport, the supervisor and the worker, and ray::manager), compiled once into
-// coray::coray_compiled.
+// the transport, the supervisor and the worker), and the non-template members of the public
+// components that would otherwise be parsed and instantiated in every translation unit,
+// compiled once into coray::coray_compiled.
 // Programs that link it are built with CORAY_COMPILED_LIB defined, and their translation
-// units see only the declarations in include/coray/detail/runtime/entry.hpp.
+// units see only the declarations: in include/coray/detail/runtime/entry.hpp, and in each
+// header whose definitions are in a *_impl.hpp included here.
 #ifndef CORAY_COMPILED_LIB
 #error "src/coray.cpp is coray::coray_compiled's source: build it with CORAY_COMPILED_LIB defined"
 #endif
 
 #include <coray/detail/runtime/entry_impl.hpp>
 
-// ray::manager's own functions, and with them its actor's handlers: defined once here
-// rather than in every translation unit that includes coray.hpp.
+// The segment's allocator (Boost.Interprocess).
+#include <coray/detail/shm/segment_impl.hpp>
+
+// ray::manager's own functions, and with them its actor's handlers, and the actor's members.
 #include <coray/detail/mp/manager_impl.hpp>
+#include <coray/detail/mp/manager_server_impl.hpp>
+
+// ray::pool's non-template members, with the calls to its process actor they make.
+#include <coray/detail/mp/pool_impl.hpp>
+
+// ray::state's listings, ray::memory_summary and ray::timeline; ray::metrics' lookups.
+#include <coray/detail/runtime/metrics_impl.hpp>
+#include <coray/detail/runtime/state_impl.hpp>
 
 // The dashboard, when the library is built with cpp-httplib and nlohmann::json
 // (CORAY_WITH_DASHBOARD): a runtime of any program linking the library can then serve it.

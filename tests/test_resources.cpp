@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <coray/coray.hpp>
+#include <coray/detail/runtime/resource_ledger.hpp>
 #include <cstdlib>
 #include <limits>
 #include <map>

@@ -298,6 +298,12 @@ bool open_group(ray::detail::turn_stamp& stamp, std::int64_t& opener) {
   for (int tries = 0; tries < 10'000 && !stamp.waits_next(); ++tries) stamp.admit(opener);
   return stamp.waits_next();
 }
+
+/// The calls the driver's timeline holds, as ray::timeline writes them.
+std::vector<ray::detail::timeline_entry> recorded_calls() {
+  return ray::detail::on_loop("recorded_calls",
+                              [](ray::detail::process& p) { return p.as_driver()->timeline(); });
+}
 }  // namespace state_test
 
 TEST_CASE("a fast run of admissions reads the clock once per eight, and spreads the rest") {
@@ -365,8 +371,7 @@ TEST_CASE("with the timeline recording, the task history is the timeline's calls
   CHECK(kept[2].state == task_state::finished);
   const std::vector<int> pids = rt.worker_pids();
   for (const auto& t : kept) CHECK(std::find(pids.begin(), pids.end(), t.pid) != pids.end());
-  const auto calls =
-      ray::state::detail::from_driver("test", [](ray::detail::driver& d) { return d.timeline(); });
+  const auto calls = recorded_calls();
   CHECK(calls.size() == 3);
 }
 
@@ -374,8 +379,7 @@ TEST_CASE("with the timeline recording and task_history = 0, no finished call is
   ray::runtime rt({.num_workers = 1, .task_history = 0, .record_timeline = true});
   ray::get(ray::task<square>.remote(3));
   CHECK(ray::state::list_tasks().empty());
-  const auto calls =
-      ray::state::detail::from_driver("test", [](ray::detail::driver& d) { return d.timeline(); });
+  const auto calls = recorded_calls();
   CHECK(calls.size() == 1);  // the timeline keeps 10,000 calls then
 }
 
@@ -387,8 +391,7 @@ TEST_CASE("the timeline's times are the steady clock's, in order, and span each 
   for (int i = 0; i < 200; ++i) refs.push_back(ray::task<square>.remote(i));
   ray::get(refs).get();
   const std::int64_t end = std::chrono::steady_clock::now().time_since_epoch().count();
-  const auto calls =
-      ray::state::detail::from_driver("test", [](ray::detail::driver& d) { return d.timeline(); });
+  const auto calls = recorded_calls();
   REQUIRE(calls.size() == refs.size());
   int naps = 0;
   for (const auto& c : calls) {

@@ -122,11 +122,7 @@ constexpr std::size_t leading_arguments() {
 class pool {
  public:
   /// A pool of `processes` processes (0: the runtime's number of task workers).
-  explicit pool(std::uint32_t processes = 0)
-      : pool(processes, [](detail::driver& d) {
-          return d.make_actor_handle(
-              ray::spawn<detail::pool_process>(detail::multiprocessing_options()).id());
-        }) {}
+  CORAY_API explicit pool(std::uint32_t processes = 0);
 
   /// A pool whose processes each run Init(initargs...) once, before any work.
   template <auto Init, class... A>
@@ -147,19 +143,7 @@ class pool {
   pool& operator=(const pool&) = delete;
 
   /// close() and join(): waits for the submitted work, then for the processes to end.
-  ~pool() {
-    if (disp_.runtime_alive() && d_.is_loop_thread()) {
-      try {
-        close();
-        join();
-      } catch (...) {
-      }
-      forget_callbacks();
-      // The callback coroutine must not stay queued on the loop once the pool is gone.
-      if (callbacks_scheduled_) d_.run_until([this] { return !callbacks_scheduled_; });
-    }
-    callback_task_.destroy();
-  }
+  CORAY_API ~pool();
 
   /// F over every item, results in the items' order. Blocks (serving the runtime) until all
   /// are done; throws the first failed chunk's error. `chunksize` 0: automatic.
@@ -270,30 +254,10 @@ class pool {
   /// Waits (serving the runtime) until the work submitted so far has finished and its
   /// callbacks have run. After close() or terminate(), also until the pool's processes have
   /// ended.
-  void join() {
-    // A callback may submit more work, whose own callbacks come after it: wait for both.
-    d_.run_until([this] { return disp_.idle() && callbacks_.empty(); });
-    if (!closed_) return;
-    std::vector<std::uint64_t> ids;
-    for (std::size_t i = 0; i < disp_.members(); ++i)
-      if (disp_.is_live(i)) ids.push_back(disp_.remove(i).get()->id);
-    d_.run_until([&] {
-      for (std::uint64_t id : ids) {
-        auto st = d_.actor_status(id);
-        if (st && !st->ended) return false;
-      }
-      return true;
-    });
-  }
+  CORAY_API void join();
 
   /// Ends the processes now: running calls fail with actor_died, queued ones too.
-  void terminate() {
-    closed_ = true;
-    disp_.fail_waiting(
-        std::make_exception_ptr(actor_died("coray: ray::pool::terminate() ended the pool")));
-    for (std::size_t i = 0; i < disp_.members(); ++i)
-      if (disp_.is_live(i)) d_.kill_actor(disp_.member(i).get()->id);
-  }
+  CORAY_API void terminate();
 
   /// How many processes the pool has.
   std::size_t size() const noexcept { return disp_.members(); }
@@ -301,25 +265,7 @@ class pool {
   /// The pool's processes: pid, liveness and, once ended, exit code. Waits (serving the
   /// runtime) until each has started and run its initializer, or failed to, and until a
   /// process that ran its maxtasksperchild tasks has been replaced.
-  std::vector<process_info> processes() {
-    disp_.settle();  // processes whose calls ended are replaced if they are to be
-    for (const auto& r : ready_)
-      if (r) detail::block_until_settled(*r);
-    std::vector<process_info> out;
-    for (std::size_t i = 0; i < disp_.members(); ++i) {
-      process_info info;
-      info.kind = process_kind::actor;
-      if (disp_.is_live(i)) {
-        if (auto st = d_.actor_status(disp_.member(i).get()->id)) {
-          info.pid = st->pid;
-          info.alive = st->pid != 0 && !st->ended;
-          if (st->ended) info.exitcode = detail::exitcode_of(st->wait_status);
-        }
-      }
-      out.push_back(info);
-    }
-    return out;
-  }
+  CORAY_API std::vector<process_info> processes();
 
  private:
   using spawn_fn = std::function<detail::actor_ptr(detail::driver&)>;
@@ -480,16 +426,7 @@ class pool {
   }
 
   /// A watched result settled (in a driver callback): its callbacks run later, on the loop.
-  static void callback_due(void* ctx, detail::object_state&) {
-    auto* rec = static_cast<pending_callback*>(ctx);
-    pool& self = *rec->owner;
-    rec->settled = true;
-    self.due_.push_back(rec->self);
-    if (!self.callbacks_scheduled_ && !self.running_callbacks_) {
-      self.callbacks_scheduled_ = true;
-      self.d_.schedule(self.callback_task_.h);
-    }
-  }
+  CORAY_API static void callback_due(void* ctx, detail::object_state&);
   static detail::loop_task callback_loop(pool* self) {
     for (;;) {
       co_await std::suspend_always{};
@@ -499,49 +436,11 @@ class pool {
   }
   /// Runs the due callbacks one at a time, in the order their results settled. A callback
   /// may block (its loop runs more): results settling meanwhile are run by this same loop.
-  void run_due_callbacks() {
-    running_callbacks_ = true;
-    while (!due_.empty()) {
-      auto it = due_.front();
-      due_.pop_front();
-      try {
-        it->run(*it->state);
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "coray: a ray::pool callback threw: %s\n", e.what());
-      } catch (...) {
-        std::fprintf(stderr, "coray: a ray::pool callback threw\n");
-      }
-      callbacks_.erase(it);
-    }
-    running_callbacks_ = false;
-  }
+  CORAY_API void run_due_callbacks();
   /// The pool goes: no result may call back into it.
-  void forget_callbacks() noexcept {
-    for (auto& rec : callbacks_) {
-      if (rec.settled || !rec.state) continue;
-      auto& ws = rec.state->waiters;
-      ws.erase(std::remove_if(ws.begin(), ws.end(),
-                              [&](const detail::waiter& w) { return w.ctx == &rec; }),
-               ws.end());
-    }
-    due_.clear();
-    callbacks_.clear();
-  }
+  CORAY_API void forget_callbacks() noexcept;
 
-  pool(std::uint32_t processes, spawn_fn spawn)
-      : d_(detail::require_driver("ray::pool")),
-        spawn_(std::move(spawn)),
-        disp_(d_, 2,
-              [this](std::size_t i, detail::dispatcher::replace_reason why) {
-                return replace(i, why);
-              }),
-        callback_task_(callback_loop(this)) {
-    const std::uint32_t n = processes ? processes : d_.num_workers();
-    for (std::uint32_t i = 0; i < n; ++i) {
-      ready_.emplace_back();
-      start(disp_.add(spawn_(d_)));
-    }
-  }
+  CORAY_API pool(std::uint32_t processes, spawn_fn spawn);
 
   template <auto Init, class... A>
   static spawn_fn spawner(A&&... initargs) {
@@ -568,27 +467,12 @@ class pool {
 
   /// Asks the new process at `member` to answer once built: then it is known to have
   /// initialised, and may be replaced should it die.
-  void start(std::size_t member) {
-    auto spec = detail::make_call<&detail::pool_process::pid>(d_);
-    spec.target_actor = disp_.member(member).get()->id;
-    ready_[member] = d_.submit(std::move(spec));
-  }
+  CORAY_API void start(std::size_t member);
 
   /// A member's process died or retired: start another, unless its initializer failed (no
   /// restart loop) or, for a death, the pool is closed. A retired process is replaced even
   /// then, as Python's pool keeps its size while closed work remains.
-  detail::actor_ptr replace(std::size_t member, detail::dispatcher::replace_reason why) {
-    const auto& r = ready_[member];
-    if ((closed_ && why == detail::dispatcher::replace_reason::died) || !r ||
-        r->st != detail::object_state::status::ready)
-      return {};  // its initializer failed
-    ready_[member] = {};
-    auto h = spawn_(d_);
-    auto spec = detail::make_call<&detail::pool_process::pid>(d_);
-    spec.target_actor = h.get()->id;
-    ready_[member] = d_.submit(std::move(spec));
-    return h;
-  }
+  CORAY_API detail::actor_ptr replace(std::size_t member, detail::dispatcher::replace_reason why);
 
   void require_open(const char* what) const {
     if (closed_) throw usage_error(fmt::format("{}: the pool is closed", what));
@@ -850,3 +734,7 @@ class pool {
 };
 
 CORAY_END_NAMESPACE
+
+#ifndef CORAY_COMPILED_LIB
+#include <coray/detail/mp/pool_impl.hpp>
+#endif

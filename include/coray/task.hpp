@@ -12,7 +12,7 @@
 #include <coray/codec.hpp>
 #include <coray/detail/runtime/make_call.hpp>
 #include <coray/detail/runtime/process.hpp>
-#include <coray/detail/runtime/resource_ledger.hpp>
+#include <coray/detail/runtime/resource_request.hpp>
 #include <coray/detail/runtime/retry_matcher.hpp>
 #include <coray/detail/runtime/signature.hpp>
 #include <coray/object_ref.hpp>

@@ -64,162 +64,56 @@ class manager_server {
   enum class kind : std::uint8_t { dict, list, ns };
 
   /// The server's process id (for introspection and tests).
-  int pid() const { return static_cast<int>(::getpid()); }
+  CORAY_API int pid() const;
 
   /// A new, empty object; its id names it in later calls.
-  std::uint64_t create(std::uint8_t k) {
-    const std::uint64_t id = ++last_id_;
-    switch (static_cast<kind>(k)) {
-      case kind::dict:
-        dicts_.try_emplace(id);
-        break;
-      case kind::list:
-        lists_.try_emplace(id);
-        break;
-      case kind::ns:
-        namespaces_.try_emplace(id);
-        break;
-      default:
-        throw usage_error("ray::manager: unknown object kind");
-    }
-    return id;
-  }
+  CORAY_API std::uint64_t create(std::uint8_t k);
 
   // ---- dict: insertion-ordered, as Python's -----------------------------------------------
 
-  void dict_set(std::uint64_t id, encoded key, encoded value) {
-    dict(id).set(std::move(key), std::move(value));
-  }
-  std::optional<encoded> dict_get(std::uint64_t id, const encoded& key) {
-    auto& d = dict(id);
-    auto it = d.index.find(key);
-    if (it == d.index.end()) return std::nullopt;
-    return it->second->second;
-  }
+  CORAY_API void dict_set(std::uint64_t id, encoded key, encoded value);
+  CORAY_API std::optional<encoded> dict_get(std::uint64_t id, const encoded& key);
   /// The value at `key`, first setting it to `value` if absent (Python's setdefault).
-  encoded dict_setdefault(std::uint64_t id, encoded key, encoded value) {
-    auto& d = dict(id);
-    auto it = d.index.find(key);
-    if (it != d.index.end()) return it->second->second;
-    return d.set(std::move(key), std::move(value))->second;
-  }
+  CORAY_API encoded dict_setdefault(std::uint64_t id, encoded key, encoded value);
   /// Removes `key`, returning its value; nullopt if it was absent.
-  std::optional<encoded> dict_pop(std::uint64_t id, const encoded& key) {
-    auto& d = dict(id);
-    auto it = d.index.find(key);
-    if (it == d.index.end()) return std::nullopt;
-    encoded v = std::move(it->second->second);
-    d.items.erase(it->second);
-    d.index.erase(it);
-    return v;
-  }
+  CORAY_API std::optional<encoded> dict_pop(std::uint64_t id, const encoded& key);
   /// Removes and returns the last item inserted (Python's popitem); nullopt if empty.
-  std::optional<std::pair<encoded, encoded>> dict_popitem(std::uint64_t id) {
-    auto& d = dict(id);
-    if (d.items.empty()) return std::nullopt;
-    auto item = std::move(d.items.back());
-    d.index.erase(item.first);
-    d.items.pop_back();
-    return item;
-  }
-  bool dict_contains(std::uint64_t id, const encoded& key) { return dict(id).index.contains(key); }
-  std::uint64_t dict_size(std::uint64_t id) { return dict(id).items.size(); }
-  std::vector<encoded> dict_keys(std::uint64_t id) {
-    std::vector<encoded> out;
-    for (auto& [k, v] : dict(id).items) out.push_back(k);
-    return out;
-  }
-  std::vector<encoded> dict_values(std::uint64_t id) {
-    std::vector<encoded> out;
-    for (auto& [k, v] : dict(id).items) out.push_back(v);
-    return out;
-  }
-  std::vector<std::pair<encoded, encoded>> dict_items(std::uint64_t id) {
-    auto& items = dict(id).items;
-    return {items.begin(), items.end()};
-  }
-  void dict_clear(std::uint64_t id) {
-    auto& d = dict(id);
-    d.index.clear();
-    d.items.clear();
-  }
-  void dict_update(std::uint64_t id, std::vector<std::pair<encoded, encoded>> items) {
-    auto& d = dict(id);
-    for (auto& [k, v] : items) d.set(std::move(k), std::move(v));
-  }
+  CORAY_API std::optional<std::pair<encoded, encoded>> dict_popitem(std::uint64_t id);
+  CORAY_API bool dict_contains(std::uint64_t id, const encoded& key);
+  CORAY_API std::uint64_t dict_size(std::uint64_t id);
+  CORAY_API std::vector<encoded> dict_keys(std::uint64_t id);
+  CORAY_API std::vector<encoded> dict_values(std::uint64_t id);
+  CORAY_API std::vector<std::pair<encoded, encoded>> dict_items(std::uint64_t id);
+  CORAY_API void dict_clear(std::uint64_t id);
+  CORAY_API void dict_update(std::uint64_t id, std::vector<std::pair<encoded, encoded>> items);
   /// Sets `key` to `desired` if its value is `expected` (nullopt: if it is absent).
-  bool dict_compare_exchange(std::uint64_t id, encoded key, std::optional<encoded> expected,
-                             encoded desired) {
-    auto& d = dict(id);
-    auto it = d.index.find(key);
-    const bool present = it != d.index.end();
-    if (present != expected.has_value()) return false;
-    if (present && it->second->second != *expected) return false;
-    d.set(std::move(key), std::move(desired));
-    return true;
-  }
+  CORAY_API bool dict_compare_exchange(std::uint64_t id, encoded key,
+                                       std::optional<encoded> expected, encoded desired);
   /// Adds `delta` (a number of kind `k`) to the value at `key` (0 if absent); the new value.
-  encoded dict_increment(std::uint64_t id, encoded key, std::uint8_t k, encoded delta) {
-    auto& d = dict(id);
-    auto it = d.index.find(key);
-    if (it == d.index.end()) return d.set(std::move(key), std::move(delta))->second;
-    return it->second->second = add(static_cast<number_kind>(k), it->second->second, delta);
-  }
+  CORAY_API encoded dict_increment(std::uint64_t id, encoded key, std::uint8_t k, encoded delta);
 
   // ---- list ------------------------------------------------------------------------------
 
-  void list_append(std::uint64_t id, encoded v) { list(id).push_back(std::move(v)); }
-  void list_extend(std::uint64_t id, std::vector<encoded> vs) {
-    auto& l = list(id);
-    for (auto& v : vs) l.push_back(std::move(v));
-  }
+  CORAY_API void list_append(std::uint64_t id, encoded v);
+  CORAY_API void list_extend(std::uint64_t id, std::vector<encoded> vs);
   /// Inserts before index `i` (negative: from the end; clamped, as Python's insert).
-  void list_insert(std::uint64_t id, std::int64_t i, encoded v) {
-    auto& l = list(id);
-    const auto n = static_cast<std::int64_t>(l.size());
-    if (i < 0) i = std::max<std::int64_t>(0, i + n);
-    if (i > n) i = n;
-    l.insert(l.begin() + i, std::move(v));
-  }
-  encoded list_get(std::uint64_t id, std::int64_t i) {
-    auto& l = list(id);
-    return l[position(l, i, "get")];
-  }
-  void list_set(std::uint64_t id, std::int64_t i, encoded v) {
-    auto& l = list(id);
-    l[position(l, i, "set")] = std::move(v);
-  }
-  encoded list_pop(std::uint64_t id, std::int64_t i) {
-    auto& l = list(id);
-    if (l.empty()) throw index_error("ray::list_proxy: pop from an empty list");
-    const std::size_t at = position(l, i, "pop");
-    encoded v = std::move(l[at]);
-    l.erase(l.begin() + static_cast<std::ptrdiff_t>(at));
-    return v;
-  }
-  std::uint64_t list_size(std::uint64_t id) { return list(id).size(); }
-  std::vector<encoded> list_all(std::uint64_t id) { return list(id); }
-  void list_clear(std::uint64_t id) { list(id).clear(); }
+  CORAY_API void list_insert(std::uint64_t id, std::int64_t i, encoded v);
+  CORAY_API encoded list_get(std::uint64_t id, std::int64_t i);
+  CORAY_API void list_set(std::uint64_t id, std::int64_t i, encoded v);
+  CORAY_API encoded list_pop(std::uint64_t id, std::int64_t i);
+  CORAY_API std::uint64_t list_size(std::uint64_t id);
+  CORAY_API std::vector<encoded> list_all(std::uint64_t id);
+  CORAY_API void list_clear(std::uint64_t id);
 
   // ---- namespace: named values, each with its type's name ----------------------------------
 
-  void ns_set(std::uint64_t id, std::string name, std::string type, encoded v) {
-    ns(id).insert_or_assign(std::move(name), std::pair{std::move(type), std::move(v)});
-  }
+  CORAY_API void ns_set(std::uint64_t id, std::string name, std::string type, encoded v);
   /// The type's name and the value of `name`; nullopt if it has none.
-  std::optional<std::pair<std::string, encoded>> ns_get(std::uint64_t id, const std::string& name) {
-    auto& n = ns(id);
-    auto it = n.find(name);
-    if (it == n.end()) return std::nullopt;
-    return it->second;
-  }
-  bool ns_contains(std::uint64_t id, const std::string& name) { return ns(id).contains(name); }
-  bool ns_erase(std::uint64_t id, const std::string& name) { return ns(id).erase(name) != 0; }
-  std::vector<std::string> ns_names(std::uint64_t id) {
-    std::vector<std::string> out;
-    for (auto& [name, v] : ns(id)) out.push_back(name);
-    return out;
-  }
+  CORAY_API std::optional<std::pair<std::string, encoded>> ns_get(std::uint64_t id,
+                                                                  const std::string& name);
+  CORAY_API bool ns_contains(std::uint64_t id, const std::string& name);
+  CORAY_API bool ns_erase(std::uint64_t id, const std::string& name);
+  CORAY_API std::vector<std::string> ns_names(std::uint64_t id);
 
  private:
   struct dict_state {
@@ -227,17 +121,7 @@ class manager_server {
     item_list items;  // insertion order
     std::unordered_map<encoded, item_list::iterator> index;
 
-    item_list::iterator set(encoded&& key, encoded&& value) {
-      auto it = index.find(key);
-      if (it != index.end()) {
-        it->second->second = std::move(value);
-        return it->second;
-      }
-      items.emplace_back(key, std::move(value));
-      auto at = std::prev(items.end());
-      index.emplace(std::move(key), at);
-      return at;
-    }
+    CORAY_API item_list::iterator set(encoded&& key, encoded&& value);
   };
 
   template <class Map>
@@ -247,21 +131,13 @@ class manager_server {
       throw usage_error(fmt::format("ray::manager: no object {} in this manager", id));
     return it->second;
   }
-  dict_state& dict(std::uint64_t id) { return find(dicts_, id); }
-  std::vector<encoded>& list(std::uint64_t id) { return find(lists_, id); }
-  std::map<std::string, std::pair<std::string, encoded>>& ns(std::uint64_t id) {
-    return find(namespaces_, id);
-  }
+  CORAY_API dict_state& dict(std::uint64_t id);
+  CORAY_API std::vector<encoded>& list(std::uint64_t id);
+  CORAY_API std::map<std::string, std::pair<std::string, encoded>>& ns(std::uint64_t id);
 
   /// Python's index rules: negative counts from the end; out of range is an index_error.
-  static std::size_t position(const std::vector<encoded>& l, std::int64_t i, const char* op) {
-    const auto n = static_cast<std::int64_t>(l.size());
-    const std::int64_t at = i < 0 ? i + n : i;
-    if (at < 0 || at >= n)
-      throw index_error(
-          fmt::format("ray::list_proxy: {} at index {} out of range (size {})", op, i, n));
-    return static_cast<std::size_t>(at);
-  }
+  CORAY_API static std::size_t position(const std::vector<encoded>& l, std::int64_t i,
+                                        const char* op);
 
   template <class T>
   static encoded add_as(const encoded& a, const encoded& b) {
@@ -273,31 +149,7 @@ class manager_server {
       return encode_as_string(static_cast<T>(x + y));
     }
   }
-  static encoded add(number_kind k, const encoded& a, const encoded& b) {
-    switch (k) {
-      case number_kind::i8:
-        return add_as<std::int8_t>(a, b);
-      case number_kind::i16:
-        return add_as<std::int16_t>(a, b);
-      case number_kind::i32:
-        return add_as<std::int32_t>(a, b);
-      case number_kind::i64:
-        return add_as<std::int64_t>(a, b);
-      case number_kind::u8:
-        return add_as<std::uint8_t>(a, b);
-      case number_kind::u16:
-        return add_as<std::uint16_t>(a, b);
-      case number_kind::u32:
-        return add_as<std::uint32_t>(a, b);
-      case number_kind::u64:
-        return add_as<std::uint64_t>(a, b);
-      case number_kind::f32:
-        return add_as<float>(a, b);
-      case number_kind::f64:
-        return add_as<double>(a, b);
-    }
-    throw usage_error("ray::dict_proxy::increment: unknown number kind");
-  }
+  CORAY_API static encoded add(number_kind k, const encoded& a, const encoded& b);
 
   std::uint64_t last_id_ = 0;
   std::unordered_map<std::uint64_t, dict_state> dicts_;
@@ -308,3 +160,7 @@ class manager_server {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
+
+#ifndef CORAY_COMPILED_LIB
+#include <coray/detail/mp/manager_server_impl.hpp>
+#endif

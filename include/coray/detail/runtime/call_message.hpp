@@ -13,7 +13,7 @@
 #include <algorithm>
 #include <coray/detail/runtime/object_state.hpp>
 #include <coray/detail/runtime/recycled.hpp>
-#include <coray/detail/runtime/resource_ledger.hpp>
+#include <coray/detail/runtime/resource_request.hpp>
 #include <coray/detail/runtime/stream_state.hpp>
 #include <coray/detail/shm/segment.hpp>
 #include <coray/errors.hpp>

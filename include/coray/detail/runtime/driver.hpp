@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 
 #include <coray/detail/runtime/call_message.hpp>
-#include <coray/detail/runtime/log_monitor.hpp>
+#include <coray/detail/runtime/output_options.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <coray/detail/runtime/state_records.hpp>
 #include <cstddef>

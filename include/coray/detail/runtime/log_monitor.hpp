@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <coray/detail/runtime/output_options.hpp>
 #include <coray/detail/runtime/process.hpp>
 #include <cstdint>
 #include <deque>
@@ -25,13 +26,6 @@
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
-
-/// What the supervisor does with its processes' output (runtime_options::log_to_driver and
-/// log_directory).
-struct output_options {
-  bool to_driver = true;
-  std::string directory = {};  // empty: no files
-};
 
 /// Ray's log deduplication, for one stream (stdout or stderr): a line is printed at once the
 /// first time; the same line (compared without its words that hold digits, as Ray does) from

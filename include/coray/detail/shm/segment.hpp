@@ -8,11 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <boost/interprocess/indexes/null_index.hpp>
-#include <boost/interprocess/managed_external_buffer.hpp>
-#include <boost/interprocess/mem_algo/rbtree_best_fit.hpp>
 #include <cerrno>
-#include <coray/detail/shm/robust_mutex.hpp>
 #include <coray/errors.hpp>
 #include <cstddef>
 #include <cstdint>
@@ -22,14 +18,6 @@
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
-
-namespace bip = boost::interprocess;
-
-/// Several processes allocate, so the allocator takes a lock; a robust one, because any of
-/// them may be killed while holding it.
-using shared_allocator =
-    bip::basic_managed_external_buffer<char, bip::rbtree_best_fit<robust_mutex_family>,
-                                       bip::null_index>;
 
 /// An object in the store: a header, then the encoded bytes (16-byte aligned).
 struct alignas(16) object_block {
@@ -59,42 +47,14 @@ class segment {
   /// Driver: makes a new anonymous segment of `bytes` (sparse: pages cost memory only once
   /// touched). The fd is close-on-exec, as it is in every process: a program that a task or
   /// the supervisor runs must not hold the segment.
-  void create(std::size_t bytes) {
-    fd_ = memfd_create("coray", MFD_CLOEXEC);
-    if (fd_ < 0) throw_errno("memfd_create");
-    if (ftruncate(fd_, static_cast<off_t>(bytes)) != 0) throw_errno("ftruncate");
-    map(bytes);
-    new (&alloc_) shared_allocator(bip::create_only, base_ + root_bytes, bytes - root_bytes);
-    has_alloc_ = true;
-    auto* r = reinterpret_cast<root*>(base_);
-    r->magic = magic;
-    r->size = bytes;
-    r->header_offset = 0;
-  }
+  CORAY_API void create(std::size_t bytes);
 
   /// Spawned worker: maps the segment inherited as `fd`, and makes `fd` close-on-exec again
   /// (posix_spawn had to clear that to pass it on).
-  void attach(int fd) {
-    fd_ = fd;
-    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) throw_errno("fcntl on inherited segment");
-    off_t len = lseek(fd, 0, SEEK_END);
-    if (len <= 0) throw_errno("lseek on inherited segment");
-    map(static_cast<std::size_t>(len));
-    auto* r = reinterpret_cast<root*>(base_);
-    if (r->magic != magic) throw ray::runtime_error("coray: inherited fd is not a coray segment");
-    new (&alloc_) shared_allocator(bip::open_only, base_ + root_bytes, size_ - root_bytes);
-    has_alloc_ = true;
-  }
+  CORAY_API void attach(int fd);
 
   /// Takes over another segment object's mapping (a forked worker, from its parent's copy).
-  void adopt(segment& o) {
-    fd_ = std::exchange(o.fd_, -1);
-    base_ = std::exchange(o.base_, nullptr);
-    size_ = std::exchange(o.size_, 0);
-    o.has_alloc_ = false;
-    new (&alloc_) shared_allocator(bip::open_only, base_ + root_bytes, size_ - root_bytes);
-    has_alloc_ = true;
-  }
+  CORAY_API void adopt(segment& o);
 
   void close() noexcept {
     if (has_alloc_) {
@@ -123,21 +83,11 @@ class segment {
 
   /// Allocates `bytes` in the segment (16-byte aligned). Thread- and process-safe.
   /// Throws object_store_full with the sizes when it does not fit.
-  void* allocate(std::size_t bytes) {
-    void* p = alloc().allocate(bytes, std::nothrow);
-    if (!p) throw object_store_full(bytes, alloc().get_free_memory(), alloc().get_size());
-    if (bytes >= large_bytes) large_allocations_.fetch_add(1, std::memory_order_relaxed);
-    return p;
-  }
+  CORAY_API void* allocate(std::size_t bytes);
   /// Like allocate(), aligned to `alignment` (a power of two): for cache-line aligned
   /// control structures.
-  void* allocate_aligned(std::size_t bytes, std::size_t alignment) {
-    void* p = alloc().allocate_aligned(bytes, alignment, std::nothrow);
-    if (!p) throw object_store_full(bytes, alloc().get_free_memory(), alloc().get_size());
-    if (bytes >= large_bytes) large_allocations_.fetch_add(1, std::memory_order_relaxed);
-    return p;
-  }
-  void deallocate(void* p) noexcept { alloc().deallocate(p); }
+  CORAY_API void* allocate_aligned(std::size_t bytes, std::size_t alignment);
+  CORAY_API void deallocate(void* p) noexcept;
 
   /// Allocations of `large_bytes` or more made by this process so far.
   static constexpr std::size_t large_bytes = std::size_t{1} << 20;
@@ -150,42 +100,9 @@ class segment {
   /// no allocation can be inside it, less its last `min_chunk / 2` bytes, left free (not
   /// punched) for allocations other processes make meanwhile. Returns the bytes punched
   /// (pages never touched included).
-  std::size_t return_free_pages(std::size_t min_chunk) noexcept {
-    const auto page = static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
-    const std::size_t reserve = min_chunk / 2;
-    std::size_t punched = 0;
-    void* held = nullptr;  // the ranges taken so far, chained through their first word
-    for (;;) {
-      std::size_t got = alloc().get_size();  // the largest free range there is
-      char* p = nullptr;
-      p = alloc().allocation_command<char>(bip::allocate_new | bip::nothrow_allocation,
-                                           min_chunk + reserve, got, p);
-      if (!p) break;
-      std::size_t kept = got - reserve;
-      char* same = p;
-      if (alloc().allocation_command<char>(bip::shrink_in_place | bip::nothrow_allocation, kept,
-                                           kept, same))
-        got = kept;
-      std::memcpy(p, &held, sizeof held);
-      held = p;
-      const std::uint64_t begin = (offset_of(p) + sizeof held + page - 1) / page * page;
-      const std::uint64_t end = (offset_of(p) + got) / page * page;
-      if (end > begin && fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                   static_cast<off_t>(begin), static_cast<off_t>(end - begin)) == 0)
-        punched += end - begin;
-    }
-    while (held) {
-      void* next;
-      std::memcpy(&next, held, sizeof next);
-      deallocate(held);
-      held = next;
-    }
-    return punched;
-  }
-  std::size_t free_bytes() const noexcept {
-    return const_cast<segment*>(this)->alloc().get_free_memory();
-  }
-  std::size_t capacity() const noexcept { return const_cast<segment*>(this)->alloc().get_size(); }
+  CORAY_API std::size_t return_free_pages(std::size_t min_chunk) noexcept;
+  CORAY_API std::size_t free_bytes() const noexcept;
+  CORAY_API std::size_t capacity() const noexcept;
 
   /// A new object block with one reference, for `size` bytes of payload.
   object_block* new_object(std::size_t size) {
@@ -201,10 +118,7 @@ class segment {
   }
 
  private:
-  shared_allocator& alloc() noexcept {
-    return *std::launder(reinterpret_cast<shared_allocator*>(&alloc_));
-  }
-
+  friend struct segment_allocator;
   void map(std::size_t bytes) {
     void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
     if (p == MAP_FAILED) throw_errno("mmap");
@@ -218,10 +132,16 @@ class segment {
   int fd_ = -1;
   std::byte* base_ = nullptr;
   std::size_t size_ = 0;
-  alignas(shared_allocator) unsigned char alloc_[sizeof(shared_allocator)];
+  /// The Boost.Interprocess allocator's handle (segment_impl.hpp), made in place: a pointer
+  /// to its manager inside the segment.
+  alignas(16) unsigned char alloc_[16];
   bool has_alloc_ = false;
   std::atomic<std::uint64_t> large_allocations_{0};
 };
 
 }  // namespace detail
 CORAY_END_NAMESPACE
+
+#ifndef CORAY_COMPILED_LIB
+#include <coray/detail/shm/segment_impl.hpp>
+#endif

@@ -1,0 +1,95 @@
+#pragma once
+/// What a call or an actor needs of the runtime's resources (resource_request) and which GPUs
+/// an acquisition took (resource_grant): what calls carry, apart from the ledger that grants
+/// them (resource_ledger.hpp), which only the orchestrator uses.
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <coray/errors.hpp>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// An amount of a resource, in 1/10,000 of a unit.
+using resource_amount = std::int64_t;
+inline constexpr resource_amount resource_unit = 10000;
+
+/// `x` units as a resource_amount (rounded to the granularity); -1 for a negative, NaN or
+/// too large amount, which the caller refuses.
+inline resource_amount to_resource_amount(double x) noexcept {
+  if (!(x >= 0) || x > 1e12) return -1;
+  return static_cast<resource_amount>(std::llround(x * static_cast<double>(resource_unit)));
+}
+inline double from_resource_amount(resource_amount a) noexcept {
+  return static_cast<double>(a) / static_cast<double>(resource_unit);
+}
+
+/// What a call or an actor needs: CPU, GPU and custom resources by name. The default is a
+/// task's ({CPU: 1}), which the orchestrator schedules without asking the ledger at all.
+struct resource_request {
+  resource_amount cpu = resource_unit;
+  resource_amount gpu = 0;
+  std::map<std::string, resource_amount> custom;  // only nonzero amounts
+
+  bool operator==(const resource_request&) const = default;
+  bool is_default_task() const noexcept {
+    return cpu == resource_unit && gpu == 0 && custom.empty();
+  }
+
+  /// From user-facing amounts; throws invalid_resources for a negative or NaN amount.
+  static resource_request from(double cpus, double gpus, const std::map<std::string, double>& res,
+                               const char* who) {
+    resource_request r;
+    auto amount = [&](std::string_view name, double x) {
+      const resource_amount a = to_resource_amount(x);
+      if (a < 0)
+        throw invalid_resources(
+            fmt::format("{}: {} = {} is not a valid amount (it must be a finite number, "
+                        "0 or more)",
+                        who, name, x));
+      return a;
+    };
+    r.cpu = amount("num_cpus", cpus);
+    r.gpu = amount("num_gpus", gpus);
+    for (const auto& [name, x] : res) {
+      if (name == "CPU" || name == "GPU")
+        throw invalid_resources(fmt::format("{}: give {} as num_{}, not as a custom resource", who,
+                                            name, name == "CPU" ? "cpus" : "gpus"));
+      const resource_amount a = amount(fmt::format("resources[\"{}\"]", name), x);
+      if (a) r.custom.emplace(name, a);
+    }
+    return r;
+  }
+
+  /// "{CPU: 2, GPU: 0.5, disk: 1}": for messages.
+  std::string describe() const {
+    std::string s = fmt::format("{{CPU: {}", from_resource_amount(cpu));
+    if (gpu) s += fmt::format(", GPU: {}", from_resource_amount(gpu));
+    for (const auto& [name, a] : custom)
+      s += fmt::format(", {}: {}", name, from_resource_amount(a));
+    return s + "}";
+  }
+};
+
+/// The GPUs an acquisition took: each GPU's index among the runtime's and the amount taken
+/// of it. A fraction below one takes part of one GPU; a whole number takes whole GPUs.
+struct resource_grant {
+  std::vector<std::pair<std::uint32_t, resource_amount>> gpus;
+
+  /// The GPUs as a bit mask of indices (the runtime has at most 32 GPUs).
+  std::uint32_t gpu_mask() const noexcept {
+    std::uint32_t m = 0;
+    for (const auto& g : gpus) m |= std::uint32_t{1} << g.first;
+    return m;
+  }
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
