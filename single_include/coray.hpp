@@ -1667,10 +1667,153 @@ CORAY_END_NAMESPACE
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+// #include <coray/errors.hpp>: inlined above
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <utility>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// An object in the store: a header, then the encoded bytes (16-byte aligned).
+struct alignas(16) object_block {
+  std::atomic<std::uint32_t> refs;
+  std::uint32_t reserved;
+  std::uint64_t size;
+  std::byte* data() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
+};
+static_assert(sizeof(object_block) == 16);
+
+class segment {
+ public:
+  static constexpr std::uint64_t magic = 0x636f7261792d7631ULL;  // "coray-v1"
+  static constexpr std::size_t root_bytes = 4096;
+
+  struct root {
+    std::uint64_t magic;
+    std::uint64_t size;
+    std::uint64_t header_offset;  // of the runtime's shared_header
+  };
+
+  segment() = default;
+  segment(const segment&) = delete;
+  segment& operator=(const segment&) = delete;
+  ~segment() { close(); }
+
+  /// Driver: makes a new anonymous segment of `bytes` (sparse: pages cost memory only once
+  /// touched). The fd is close-on-exec, as it is in every process: a program that a task or
+  /// the supervisor runs must not hold the segment.
+  CORAY_API void create(std::size_t bytes);
+
+  /// Spawned worker: maps the segment inherited as `fd`, and makes `fd` close-on-exec again
+  /// (posix_spawn had to clear that to pass it on).
+  CORAY_API void attach(int fd);
+
+  /// Takes over another segment object's mapping (a forked worker, from its parent's copy).
+  CORAY_API void adopt(segment& o);
+
+  void close() noexcept {
+    if (has_alloc_) {
+      // The allocator lives in the shared memory; dropping our view must not run its
+      // destructor logic on memory other processes still use.
+      has_alloc_ = false;
+    }
+    if (base_) munmap(base_, size_);
+    base_ = nullptr;
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  int fd() const noexcept { return fd_; }
+  std::byte* base() const noexcept { return base_; }
+  std::size_t size() const noexcept { return size_; }
+  root& header_root() const noexcept { return *reinterpret_cast<root*>(base_); }
+
+  std::uint64_t offset_of(const void* p) const noexcept {
+    return static_cast<std::uint64_t>(static_cast<const std::byte*>(p) - base_);
+  }
+  template <class T = std::byte>
+  T* at(std::uint64_t off) const noexcept {
+    return reinterpret_cast<T*>(base_ + off);
+  }
+
+  /// Allocates `bytes` in the segment (16-byte aligned). Thread- and process-safe.
+  /// Throws object_store_full with the sizes when it does not fit.
+  CORAY_API void* allocate(std::size_t bytes);
+  /// Like allocate(), aligned to `alignment` (a power of two): for cache-line aligned
+  /// control structures.
+  CORAY_API void* allocate_aligned(std::size_t bytes, std::size_t alignment);
+  CORAY_API void deallocate(void* p) noexcept;
+
+  /// Allocations of `large_bytes` or more made by this process so far.
+  static constexpr std::size_t large_bytes = std::size_t{1} << 20;
+  std::uint64_t large_allocations() const noexcept {
+    return large_allocations_.load(std::memory_order_relaxed);
+  }
+  /// Gives the memory of the free ranges of `min_chunk` bytes or more back to the operating
+  /// system: their whole pages are punched out of the memory file (they read as zeros and
+  /// cost nothing until written again). Each range is held allocated while it is punched, so
+  /// no allocation can be inside it, less its last `min_chunk / 2` bytes, left free (not
+  /// punched) for allocations other processes make meanwhile. Returns the bytes punched
+  /// (pages never touched included).
+  CORAY_API std::size_t return_free_pages(std::size_t min_chunk) noexcept;
+  CORAY_API std::size_t free_bytes() const noexcept;
+  CORAY_API std::size_t capacity() const noexcept;
+
+  /// A new object block with one reference, for `size` bytes of payload.
+  object_block* new_object(std::size_t size) {
+    auto* b = static_cast<object_block*>(allocate(sizeof(object_block) + size));
+    b->refs.store(1, std::memory_order_relaxed);
+    b->reserved = 0;
+    b->size = size;
+    return b;
+  }
+  void add_ref(object_block* b) noexcept { b->refs.fetch_add(1, std::memory_order_relaxed); }
+  void release(object_block* b) noexcept {
+    if (b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) deallocate(b);
+  }
+
+ private:
+  friend struct segment_allocator;
+  void map(std::size_t bytes) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    if (p == MAP_FAILED) throw_errno("mmap");
+    base_ = static_cast<std::byte*>(p);
+    size_ = bytes;
+  }
+  [[noreturn]] static void throw_errno(const char* what) {
+    throw ray::runtime_error(std::string("coray: ") + what + " failed: " + std::strerror(errno));
+  }
+
+  int fd_ = -1;
+  std::byte* base_ = nullptr;
+  std::size_t size_ = 0;
+  /// The Boost.Interprocess allocator's handle (segment_impl.hpp), made in place: a pointer
+  /// to its manager inside the segment.
+  alignas(16) unsigned char alloc_[16];
+  bool has_alloc_ = false;
+  std::atomic<std::uint64_t> large_allocations_{0};
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+
+// begin <coray/detail/shm/segment_impl.hpp>
+/// segment's allocating members: Boost.Interprocess's rbtree_best_fit allocator, kept inside
+/// the segment. Included by segment.hpp in header-only mode (inline), and compiled once by
+/// src/coray.cpp into coray::coray_compiled in compiled mode (CORAY_COMPILED_LIB), so that a
+/// translation unit including coray.hpp does not parse Boost.Interprocess.
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <boost/interprocess/indexes/null_index.hpp>
 #include <boost/interprocess/managed_external_buffer.hpp>
 #include <boost/interprocess/mem_algo/rbtree_best_fit.hpp>
-#include <cerrno>
 // begin <coray/detail/shm/robust_mutex.hpp>
 /// A process-shared mutex that survives its holder's death: the next locker gets the lock
 /// (EOWNERDEAD is made consistent) instead of hanging forever. Used as the object store
@@ -1772,12 +1915,10 @@ struct robust_mutex_family {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/shm/robust_mutex.hpp>
+// #include <coray/detail/shm/segment.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
-#include <cstddef>
-#include <cstdint>
 #include <cstring>
-#include <string>
-#include <utility>
+#include <new>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
@@ -1790,200 +1931,113 @@ using shared_allocator =
     bip::basic_managed_external_buffer<char, bip::rbtree_best_fit<robust_mutex_family>,
                                        bip::null_index>;
 
-/// An object in the store: a header, then the encoded bytes (16-byte aligned).
-struct alignas(16) object_block {
-  std::atomic<std::uint32_t> refs;
-  std::uint32_t reserved;
-  std::uint64_t size;
-  std::byte* data() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
+/// The allocator handle a segment keeps in place.
+struct segment_allocator {
+  static_assert(sizeof(shared_allocator) <= sizeof(segment::alloc_) &&
+                alignof(shared_allocator) <= alignof(segment),
+                "coray: segment::alloc_ must hold a shared_allocator");
+  static shared_allocator& of(segment& s) noexcept {
+    return *std::launder(reinterpret_cast<shared_allocator*>(&s.alloc_));
+  }
 };
-static_assert(sizeof(object_block) == 16);
 
-class segment {
- public:
-  static constexpr std::uint64_t magic = 0x636f7261792d7631ULL;  // "coray-v1"
-  static constexpr std::size_t root_bytes = 4096;
+CORAY_API void segment::create(std::size_t bytes) {
+  fd_ = memfd_create("coray", MFD_CLOEXEC);
+  if (fd_ < 0) throw_errno("memfd_create");
+  if (ftruncate(fd_, static_cast<off_t>(bytes)) != 0) throw_errno("ftruncate");
+  map(bytes);
+  new (&alloc_) shared_allocator(bip::create_only, base_ + root_bytes, bytes - root_bytes);
+  has_alloc_ = true;
+  auto* r = reinterpret_cast<root*>(base_);
+  r->magic = magic;
+  r->size = bytes;
+  r->header_offset = 0;
+}
 
-  struct root {
-    std::uint64_t magic;
-    std::uint64_t size;
-    std::uint64_t header_offset;  // of the runtime's shared_header
-  };
+CORAY_API void segment::attach(int fd) {
+  fd_ = fd;
+  if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) throw_errno("fcntl on inherited segment");
+  off_t len = lseek(fd, 0, SEEK_END);
+  if (len <= 0) throw_errno("lseek on inherited segment");
+  map(static_cast<std::size_t>(len));
+  auto* r = reinterpret_cast<root*>(base_);
+  if (r->magic != magic) throw ray::runtime_error("coray: inherited fd is not a coray segment");
+  new (&alloc_) shared_allocator(bip::open_only, base_ + root_bytes, size_ - root_bytes);
+  has_alloc_ = true;
+}
 
-  segment() = default;
-  segment(const segment&) = delete;
-  segment& operator=(const segment&) = delete;
-  ~segment() { close(); }
+CORAY_API void segment::adopt(segment& o) {
+  fd_ = std::exchange(o.fd_, -1);
+  base_ = std::exchange(o.base_, nullptr);
+  size_ = std::exchange(o.size_, 0);
+  o.has_alloc_ = false;
+  new (&alloc_) shared_allocator(bip::open_only, base_ + root_bytes, size_ - root_bytes);
+  has_alloc_ = true;
+}
 
-  /// Driver: makes a new anonymous segment of `bytes` (sparse: pages cost memory only once
-  /// touched). The fd is close-on-exec, as it is in every process: a program that a task or
-  /// the supervisor runs must not hold the segment.
-  void create(std::size_t bytes) {
-    fd_ = memfd_create("coray", MFD_CLOEXEC);
-    if (fd_ < 0) throw_errno("memfd_create");
-    if (ftruncate(fd_, static_cast<off_t>(bytes)) != 0) throw_errno("ftruncate");
-    map(bytes);
-    new (&alloc_) shared_allocator(bip::create_only, base_ + root_bytes, bytes - root_bytes);
-    has_alloc_ = true;
-    auto* r = reinterpret_cast<root*>(base_);
-    r->magic = magic;
-    r->size = bytes;
-    r->header_offset = 0;
-  }
+CORAY_API void* segment::allocate(std::size_t bytes) {
+  shared_allocator& a = segment_allocator::of(*this);
+  void* p = a.allocate(bytes, std::nothrow);
+  if (!p) throw object_store_full(bytes, a.get_free_memory(), a.get_size());
+  if (bytes >= large_bytes) large_allocations_.fetch_add(1, std::memory_order_relaxed);
+  return p;
+}
 
-  /// Spawned worker: maps the segment inherited as `fd`, and makes `fd` close-on-exec again
-  /// (posix_spawn had to clear that to pass it on).
-  void attach(int fd) {
-    fd_ = fd;
-    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) throw_errno("fcntl on inherited segment");
-    off_t len = lseek(fd, 0, SEEK_END);
-    if (len <= 0) throw_errno("lseek on inherited segment");
-    map(static_cast<std::size_t>(len));
-    auto* r = reinterpret_cast<root*>(base_);
-    if (r->magic != magic) throw ray::runtime_error("coray: inherited fd is not a coray segment");
-    new (&alloc_) shared_allocator(bip::open_only, base_ + root_bytes, size_ - root_bytes);
-    has_alloc_ = true;
-  }
+CORAY_API void* segment::allocate_aligned(std::size_t bytes, std::size_t alignment) {
+  shared_allocator& a = segment_allocator::of(*this);
+  void* p = a.allocate_aligned(bytes, alignment, std::nothrow);
+  if (!p) throw object_store_full(bytes, a.get_free_memory(), a.get_size());
+  if (bytes >= large_bytes) large_allocations_.fetch_add(1, std::memory_order_relaxed);
+  return p;
+}
 
-  /// Takes over another segment object's mapping (a forked worker, from its parent's copy).
-  void adopt(segment& o) {
-    fd_ = std::exchange(o.fd_, -1);
-    base_ = std::exchange(o.base_, nullptr);
-    size_ = std::exchange(o.size_, 0);
-    o.has_alloc_ = false;
-    new (&alloc_) shared_allocator(bip::open_only, base_ + root_bytes, size_ - root_bytes);
-    has_alloc_ = true;
+CORAY_API std::size_t segment::return_free_pages(std::size_t min_chunk) noexcept {
+  shared_allocator& a = segment_allocator::of(*this);
+  const auto page = static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+  const std::size_t reserve = min_chunk / 2;
+  std::size_t punched = 0;
+  void* held = nullptr;  // the ranges taken so far, chained through their first word
+  for (;;) {
+    std::size_t got = a.get_size();  // the largest free range there is
+    char* p = nullptr;
+    p = a.allocation_command<char>(bip::allocate_new | bip::nothrow_allocation,
+                                         min_chunk + reserve, got, p);
+    if (!p) break;
+    std::size_t kept = got - reserve;
+    char* same = p;
+    if (a.allocation_command<char>(bip::shrink_in_place | bip::nothrow_allocation, kept,
+                                         kept, same))
+      got = kept;
+    std::memcpy(p, &held, sizeof held);
+    held = p;
+    const std::uint64_t begin = (offset_of(p) + sizeof held + page - 1) / page * page;
+    const std::uint64_t end = (offset_of(p) + got) / page * page;
+    if (end > begin && fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                 static_cast<off_t>(begin), static_cast<off_t>(end - begin)) == 0)
+      punched += end - begin;
   }
+  while (held) {
+    void* next;
+    std::memcpy(&next, held, sizeof next);
+    deallocate(held);
+    held = next;
+  }
+  return punched;
+}
 
-  void close() noexcept {
-    if (has_alloc_) {
-      // The allocator lives in the shared memory; dropping our view must not run its
-      // destructor logic on memory other processes still use.
-      has_alloc_ = false;
-    }
-    if (base_) munmap(base_, size_);
-    base_ = nullptr;
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
+CORAY_API std::size_t segment::free_bytes() const noexcept {
+  return segment_allocator::of(const_cast<segment&>(*this)).get_free_memory();
+}
 
-  int fd() const noexcept { return fd_; }
-  std::byte* base() const noexcept { return base_; }
-  std::size_t size() const noexcept { return size_; }
-  root& header_root() const noexcept { return *reinterpret_cast<root*>(base_); }
+CORAY_API void segment::deallocate(void* p) noexcept { segment_allocator::of(*this).deallocate(p); }
 
-  std::uint64_t offset_of(const void* p) const noexcept {
-    return static_cast<std::uint64_t>(static_cast<const std::byte*>(p) - base_);
-  }
-  template <class T = std::byte>
-  T* at(std::uint64_t off) const noexcept {
-    return reinterpret_cast<T*>(base_ + off);
-  }
-
-  /// Allocates `bytes` in the segment (16-byte aligned). Thread- and process-safe.
-  /// Throws object_store_full with the sizes when it does not fit.
-  void* allocate(std::size_t bytes) {
-    void* p = alloc().allocate(bytes, std::nothrow);
-    if (!p) throw object_store_full(bytes, alloc().get_free_memory(), alloc().get_size());
-    if (bytes >= large_bytes) large_allocations_.fetch_add(1, std::memory_order_relaxed);
-    return p;
-  }
-  /// Like allocate(), aligned to `alignment` (a power of two): for cache-line aligned
-  /// control structures.
-  void* allocate_aligned(std::size_t bytes, std::size_t alignment) {
-    void* p = alloc().allocate_aligned(bytes, alignment, std::nothrow);
-    if (!p) throw object_store_full(bytes, alloc().get_free_memory(), alloc().get_size());
-    if (bytes >= large_bytes) large_allocations_.fetch_add(1, std::memory_order_relaxed);
-    return p;
-  }
-  void deallocate(void* p) noexcept { alloc().deallocate(p); }
-
-  /// Allocations of `large_bytes` or more made by this process so far.
-  static constexpr std::size_t large_bytes = std::size_t{1} << 20;
-  std::uint64_t large_allocations() const noexcept {
-    return large_allocations_.load(std::memory_order_relaxed);
-  }
-  /// Gives the memory of the free ranges of `min_chunk` bytes or more back to the operating
-  /// system: their whole pages are punched out of the memory file (they read as zeros and
-  /// cost nothing until written again). Each range is held allocated while it is punched, so
-  /// no allocation can be inside it, less its last `min_chunk / 2` bytes, left free (not
-  /// punched) for allocations other processes make meanwhile. Returns the bytes punched
-  /// (pages never touched included).
-  std::size_t return_free_pages(std::size_t min_chunk) noexcept {
-    const auto page = static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
-    const std::size_t reserve = min_chunk / 2;
-    std::size_t punched = 0;
-    void* held = nullptr;  // the ranges taken so far, chained through their first word
-    for (;;) {
-      std::size_t got = alloc().get_size();  // the largest free range there is
-      char* p = nullptr;
-      p = alloc().allocation_command<char>(bip::allocate_new | bip::nothrow_allocation,
-                                           min_chunk + reserve, got, p);
-      if (!p) break;
-      std::size_t kept = got - reserve;
-      char* same = p;
-      if (alloc().allocation_command<char>(bip::shrink_in_place | bip::nothrow_allocation, kept,
-                                           kept, same))
-        got = kept;
-      std::memcpy(p, &held, sizeof held);
-      held = p;
-      const std::uint64_t begin = (offset_of(p) + sizeof held + page - 1) / page * page;
-      const std::uint64_t end = (offset_of(p) + got) / page * page;
-      if (end > begin && fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                   static_cast<off_t>(begin), static_cast<off_t>(end - begin)) == 0)
-        punched += end - begin;
-    }
-    while (held) {
-      void* next;
-      std::memcpy(&next, held, sizeof next);
-      deallocate(held);
-      held = next;
-    }
-    return punched;
-  }
-  std::size_t free_bytes() const noexcept {
-    return const_cast<segment*>(this)->alloc().get_free_memory();
-  }
-  std::size_t capacity() const noexcept { return const_cast<segment*>(this)->alloc().get_size(); }
-
-  /// A new object block with one reference, for `size` bytes of payload.
-  object_block* new_object(std::size_t size) {
-    auto* b = static_cast<object_block*>(allocate(sizeof(object_block) + size));
-    b->refs.store(1, std::memory_order_relaxed);
-    b->reserved = 0;
-    b->size = size;
-    return b;
-  }
-  void add_ref(object_block* b) noexcept { b->refs.fetch_add(1, std::memory_order_relaxed); }
-  void release(object_block* b) noexcept {
-    if (b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) deallocate(b);
-  }
-
- private:
-  shared_allocator& alloc() noexcept {
-    return *std::launder(reinterpret_cast<shared_allocator*>(&alloc_));
-  }
-
-  void map(std::size_t bytes) {
-    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
-    if (p == MAP_FAILED) throw_errno("mmap");
-    base_ = static_cast<std::byte*>(p);
-    size_ = bytes;
-  }
-  [[noreturn]] static void throw_errno(const char* what) {
-    throw ray::runtime_error(std::string("coray: ") + what + " failed: " + std::strerror(errno));
-  }
-
-  int fd_ = -1;
-  std::byte* base_ = nullptr;
-  std::size_t size_ = 0;
-  alignas(shared_allocator) unsigned char alloc_[sizeof(shared_allocator)];
-  bool has_alloc_ = false;
-  std::atomic<std::uint64_t> large_allocations_{0};
-};
+CORAY_API std::size_t segment::capacity() const noexcept {
+  return segment_allocator::of(const_cast<segment&>(*this)).get_size();
+}
 
 }  // namespace detail
 CORAY_END_NAMESPACE
+// end <coray/detail/shm/segment_impl.hpp>
 // end <coray/detail/shm/segment.hpp>
 // #include <coray/errors.hpp>: inlined above
 #include <cstddef>
@@ -3288,26 +3342,17 @@ CORAY_END_NAMESPACE
 #include <algorithm>
 // #include <coray/detail/runtime/object_state.hpp>: inlined above
 // #include <coray/detail/runtime/recycled.hpp>: inlined above
-// begin <coray/detail/runtime/resource_ledger.hpp>
-/// The runtime's resources and who holds them: totals by name (`CPU`, `GPU` and custom
-/// ones), what is free, and the GPUs by id with the fraction of each that is free. A
-/// requirement (`resource_request`) is checked once when a call or actor is made (refuse:
-/// bad or never satisfiable) and then acquired and released as a whole; acquiring GPUs
-/// says which ones (`resource_grant`). Amounts are fixed point (1/10,000, Ray's
-/// granularity), so fractions add up exactly.
-///
-/// Knows nothing of processes or messages: the orchestrator decides who holds what (a
-/// worker's lease, an actor for life), and a cluster scheduler can keep one per node.
-/// Driver only, loop thread only.
+// begin <coray/detail/runtime/resource_request.hpp>
+/// What a call or an actor needs of the runtime's resources (resource_request) and which GPUs
+/// an acquisition took (resource_grant): what calls carry, apart from the ledger that grants
+/// them (resource_ledger.hpp), which only the orchestrator uses.
 
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <cmath>
 // #include <coray/errors.hpp>: inlined above
 #include <cstdint>
 #include <map>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -3390,135 +3435,9 @@ struct resource_grant {
   }
 };
 
-/// The runtime's resources: what it has and what is free.
-class resource_ledger {
- public:
-  /// The most GPUs a runtime may have (their indices travel as a 32-bit mask).
-  static constexpr std::size_t max_gpus = 32;
-
-  resource_ledger() = default;
-  /// `cpus` and `gpus` as amounts; `gpu_ids` names each GPU (CUDA_VISIBLE_DEVICES's
-  /// values), one per started unit of `gpus` (a runtime may have 0.5 of a GPU, as Ray's may).
-  resource_ledger(resource_amount cpus, resource_amount gpus, std::vector<std::string> gpu_ids,
-                  std::map<std::string, resource_amount> custom)
-      : cpu_total_(cpus),
-        cpu_free_(cpus),
-        gpu_total_(gpus),
-        gpu_ids_(std::move(gpu_ids)),
-        custom_total_(std::move(custom)),
-        custom_free_(custom_total_) {
-    for (std::size_t i = 0; i < gpu_ids_.size(); ++i)
-      gpu_free_.push_back(std::clamp<resource_amount>(
-          gpus - static_cast<resource_amount>(i) * resource_unit, 0, resource_unit));
-  }
-
-  const std::vector<std::string>& gpu_ids() const noexcept { return gpu_ids_; }
-  resource_amount cpu_total() const noexcept { return cpu_total_; }
-  /// CPU the ledger has not handed out (task workers' CPU is not among what it counts).
-  resource_amount cpu_free() const noexcept { return cpu_free_; }
-
-  /// Why `r` can never be met by this runtime (an unknown resource, more than it has, a
-  /// fraction above one that is not whole), or nullopt if it can.
-  std::optional<std::string> refuse(const resource_request& r) const {
-    auto more = [&](std::string_view what) {
-      return fmt::format("it asks for {} {}, and the runtime has {}", r.describe(), what,
-                         describe_totals());
-    };
-    if (r.cpu > cpu_total_) return more("(more CPU than it has)");
-    if (r.gpu > 0 && gpu_total_ == 0) return more("(a GPU, and it has none)");
-    if (r.gpu > gpu_total_) return more("(more GPU than it has)");
-    if (r.gpu > resource_unit && r.gpu % resource_unit != 0)
-      return more("(a fraction of GPUs above 1 must be a whole number)");
-    for (const auto& [name, a] : r.custom) {
-      auto it = custom_total_.find(name);
-      if (it == custom_total_.end())
-        return more(fmt::format("(the resource '{}' is unknown to it)", name));
-      if (a > it->second) return more(fmt::format("(more '{}' than it has)", name));
-    }
-    return std::nullopt;
-  }
-
-  /// Takes `r` if it is free now, with `cpu_in_use` CPU held besides what the ledger
-  /// counts (task workers' CPU, which follows their load); nullopt if not. With `take_cpu`
-  /// false the CPU is checked but not taken (the caller counts it). `r` must have passed
-  /// refuse().
-  std::optional<resource_grant> acquire(const resource_request& r, resource_amount cpu_in_use = 0,
-                                        bool take_cpu = true) {
-    if (cpu_free_ - cpu_in_use < r.cpu) return std::nullopt;
-    for (const auto& [name, a] : r.custom)
-      if (custom_free_[name] < a) return std::nullopt;
-    resource_grant g;
-    if (r.gpu > 0 && !pick_gpus(r.gpu, g)) return std::nullopt;
-    if (take_cpu) cpu_free_ -= r.cpu;
-    for (const auto& [name, a] : r.custom) custom_free_[name] -= a;
-    for (const auto& [i, a] : g.gpus) gpu_free_[i] -= a;
-    return g;
-  }
-
-  /// Gives back what acquire(r, ..., take_cpu) took as `g`.
-  void release(const resource_request& r, const resource_grant& g, bool take_cpu = true) {
-    if (take_cpu) cpu_free_ += r.cpu;
-    for (const auto& [name, a] : r.custom) custom_free_[name] += a;
-    for (const auto& [i, a] : g.gpus) gpu_free_[i] += a;
-  }
-
-  /// Ray's names and amounts: {"CPU": n, "GPU": n, custom...}. `cpu_in_use` as for acquire.
-  std::map<std::string, double> totals() const {
-    std::map<std::string, double> m{{"CPU", from_resource_amount(cpu_total_)}};
-    if (gpu_total_) m["GPU"] = from_resource_amount(gpu_total_);
-    for (const auto& [name, a] : custom_total_) m[name] = from_resource_amount(a);
-    return m;
-  }
-  std::map<std::string, double> available(resource_amount cpu_in_use = 0) const {
-    std::map<std::string, double> m{
-        {"CPU", from_resource_amount(std::max<resource_amount>(0, cpu_free_ - cpu_in_use))}};
-    if (gpu_total_) {
-      resource_amount gpu = 0;
-      for (resource_amount a : gpu_free_) gpu += a;
-      m["GPU"] = from_resource_amount(gpu);
-    }
-    for (const auto& [name, a] : custom_free_) m[name] = from_resource_amount(a);
-    return m;
-  }
-
- private:
-  /// Chooses GPUs for `amount`: a fraction goes to the GPU that has least room left that
-  /// still fits it (packing fractions together), a whole number to wholly free GPUs.
-  bool pick_gpus(resource_amount amount, resource_grant& g) const {
-    if (amount < resource_unit) {
-      std::optional<std::uint32_t> best;
-      for (std::uint32_t i = 0; i < gpu_free_.size(); ++i)
-        if (gpu_free_[i] >= amount && (!best || gpu_free_[i] < gpu_free_[*best])) best = i;
-      if (!best) return false;
-      g.gpus.emplace_back(*best, amount);
-      return true;
-    }
-    resource_amount need = amount / resource_unit;
-    for (std::uint32_t i = 0; i < gpu_free_.size() && need > 0; ++i)
-      if (gpu_free_[i] == resource_unit) {
-        g.gpus.emplace_back(i, resource_unit);
-        --need;
-      }
-    return need == 0;
-  }
-
-  std::string describe_totals() const {
-    std::string s = fmt::format("{{CPU: {}, GPU: {}", from_resource_amount(cpu_total_),
-                                from_resource_amount(gpu_total_));
-    for (const auto& [name, a] : custom_total_)
-      s += fmt::format(", {}: {}", name, from_resource_amount(a));
-    return s + "}";
-  }
-
-  resource_amount cpu_total_ = 0, cpu_free_ = 0, gpu_total_ = 0;
-  std::vector<std::string> gpu_ids_;
-  std::vector<resource_amount> gpu_free_;  // per GPU (the last may have less than a unit)
-  std::map<std::string, resource_amount> custom_total_, custom_free_;
-};
-
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/runtime/resource_ledger.hpp>
+// end <coray/detail/runtime/resource_request.hpp>
 // begin <coray/detail/runtime/stream_state.hpp>
 /// A streaming generator's items where they are consumed (design.md, "Streaming
 /// generators"): the refs its consumer has not taken yet, in order, and how far its producer
@@ -6688,415 +6607,25 @@ CORAY_END_NAMESPACE
 #include <fmt/format.h>
 
 // #include <coray/detail/runtime/call_message.hpp>: inlined above
-// begin <coray/detail/runtime/log_monitor.hpp>
-/// The log monitor (Ray's log_monitor), run inside the supervisor: each worker's and actor's
-/// stdout and stderr are pipes that the supervisor reads in its loop. Whole lines reach the
-/// supervisor's own stdout and stderr (the driver's, inherited) prefixed with the process,
-/// `(name pid=1234) line`; identical lines from several processes are folded as Ray folds
-/// them (line_folder); with a log directory, each process's output is also written, as it
-/// came, to `worker-<pid>.out` and `worker-<pid>.err` there. None of it touches the driver's
-/// loop or a call's path. Supervisor only, single-threaded.
+// begin <coray/detail/runtime/output_options.hpp>
+/// What the supervisor does with its processes' output (runtime_options::log_to_driver and
+/// log_directory): the log monitor's settings (log_monitor.hpp), apart so that the driver's
+/// interface names them without the monitor.
 
-#include <fcntl.h>
-#include <poll.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <chrono>
-// #include <coray/detail/runtime/process.hpp>: inlined above
-#include <cstdint>
-#include <deque>
-#include <span>
+// #include <coray/version.hpp>: inlined above
 #include <string>
-#include <string_view>
-#include <unordered_map>
-#include <vector>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
-/// What the supervisor does with its processes' output (runtime_options::log_to_driver and
-/// log_directory).
 struct output_options {
   bool to_driver = true;
   std::string directory = {};  // empty: no files
 };
 
-/// Ray's log deduplication, for one stream (stdout or stderr): a line is printed at once the
-/// first time; the same line (compared without its words that hold digits, as Ray does) from
-/// other processes within the next 5 seconds is held back and counted, and when the window
-/// closes (or at the end) the latest of them is printed once with `[repeated Nx across
-/// cluster]`. Repeats from the one process that printed it first are printed as they come, as
-/// are lines with no words left to compare. Nothing here reads a clock: times are given.
-class line_folder {
- public:
-  using clock = std::chrono::steady_clock;
-  static constexpr clock::duration window = std::chrono::seconds(5);
-
-  /// A line (without its newline) from process `source`, shown under `prefix`: appends to
-  /// `out` what is to be printed now.
-  void feed(int source, std::string_view prefix, std::string_view line, clock::time_point now,
-            std::string& out) {
-    std::string key = canonical(line);
-    if (key.empty()) return print(prefix, line, {}, out);
-    auto it = recent_.find(key);
-    if (it == recent_.end()) {
-      recent_.emplace(std::move(key), pattern{now, 0, {}, {}, {source}});
-      next_ = std::min(next_, now + window);
-      return print(prefix, line, {}, out);
-    }
-    pattern& p = it->second;
-    if (std::find(p.sources.begin(), p.sources.end(), source) == p.sources.end())
-      p.sources.push_back(source);
-    if (p.sources.size() == 1) return print(prefix, line, {}, out);
-    ++p.count;
-    p.prefix.assign(prefix);
-    p.line.assign(line);
-  }
-  /// Closes the windows that have passed: prints their folded lines.
-  void expire(clock::time_point now, std::string& out) {
-    if (now < next_) return;
-    next_ = clock::time_point::max();
-    for (auto it = recent_.begin(); it != recent_.end();) {
-      pattern& p = it->second;
-      if (now - p.since < window) {
-        next_ = std::min(next_, p.since + window);
-        ++it;
-        continue;
-      }
-      if (p.count > 1) {
-        // Folding was fruitful: keep folding this line, in a new window.
-        print_folded(p, out);
-        p.since = now;
-        p.count = 0;
-        next_ = std::min(next_, now + window);
-        ++it;
-        continue;
-      }
-      if (p.count == 1) print(p.prefix, p.line, {}, out);
-      it = recent_.erase(it);
-    }
-  }
-  /// The end: prints every line still held back.
-  void flush(std::string& out) {
-    for (auto& [key, p] : recent_) {
-      if (p.count > 1) print_folded(p, out);
-      if (p.count == 1) print(p.prefix, p.line, {}, out);
-    }
-    recent_.clear();
-    next_ = clock::time_point::max();
-  }
-  /// When expire has something to do; max() when nothing is held.
-  clock::time_point next_expiry() const noexcept { return next_; }
-
-  /// The line as compared: its words that hold no digit, one space apart.
-  static std::string canonical(std::string_view line) {
-    std::string key;
-    std::size_t i = 0;
-    while (i < line.size()) {
-      while (i < line.size() && is_space(line[i])) ++i;
-      const std::size_t b = i;
-      bool digit = false;
-      for (; i < line.size() && !is_space(line[i]); ++i) digit |= line[i] >= '0' && line[i] <= '9';
-      if (i == b || digit) continue;
-      if (!key.empty()) key += ' ';
-      key.append(line.substr(b, i - b));
-    }
-    return key;
-  }
-
- private:
-  struct pattern {
-    clock::time_point since;   // the window's start
-    std::uint64_t count;       // lines held back in this window
-    std::string prefix, line;  // the latest held back, and its process
-    std::vector<int> sources;
-  };
-  static bool is_space(char c) noexcept {
-    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
-  }
-  static void print(std::string_view prefix, std::string_view line, std::string_view tail,
-                    std::string& out) {
-    out.append(prefix).append(line).append(tail).push_back('\n');
-  }
-  static void print_folded(const pattern& p, std::string& out) {
-    print(p.prefix, p.line, " [repeated " + std::to_string(p.count) + "x across cluster]", out);
-  }
-
-  std::unordered_map<std::string, pattern> recent_;
-  clock::time_point next_ = clock::time_point::max();
-};
-
-/// Writes all of `data` to `fd`, waiting out a full non-blocking descriptor; drops it if
-/// the descriptor is gone (closed, a reader that left). Never raises SIGPIPE's default
-/// action: the supervisor ignores SIGPIPE.
-inline void write_fully(int fd, std::string_view data) noexcept {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n > 0) {
-      data.remove_prefix(static_cast<std::size_t>(n));
-    } else if (n < 0 && errno == EAGAIN) {
-      pollfd p{fd, POLLOUT, 0};
-      ::poll(&p, 1, 100);
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else {
-      return;
-    }
-  }
-}
-
-class log_monitor {
- public:
-  using clock = line_folder::clock;
-  /// A line longer than this is cut into pieces of it: one process cannot make the
-  /// supervisor hold unbounded memory.
-  static constexpr std::size_t max_line = 64 * 1024;
-  /// The tail of each process's stdout and of its stderr kept in memory (the state API's
-  /// get_log, the dashboard), and how many ended processes keep theirs, oldest dropped.
-  static constexpr std::size_t tail_bytes = 16 * 1024;
-  static constexpr std::size_t ended_kept = 64;
-
-  /// The last tail_bytes of what process `pid` wrote to stdout and to stderr; empty if it is
-  /// unknown (never started here, or ended long ago).
-  struct tail {
-    std::string out, err;
-  };
-  const tail* tail_of(int pid) const {
-    auto it = tails_.find(pid);
-    return it == tails_.end() ? nullptr : &it->second;
-  }
-
-  /// `hdr`: the segment's control header, where each slot's process publishes its name.
-  log_monitor(output_options opts, shared_header* hdr) : opts_(std::move(opts)), hdr_(hdr) {}
-  log_monitor(const log_monitor&) = delete;
-  log_monitor& operator=(const log_monitor&) = delete;
-  ~log_monitor() {
-    for (auto& s : streams_) close_stream(s);
-  }
-
-  /// A new process's stdout and stderr: the read ends stay here, the write ends are dup'ed
-  /// onto the child's 1 and 2. All four close on exec.
-  struct pipes {
-    int out[2] = {-1, -1};
-    int err[2] = {-1, -1};
-  };
-  /// Makes the pipes for a process about to start; false (errno set) if it cannot, and then
-  /// the process starts with the supervisor's own stdout and stderr.
-  static bool make_pipes(pipes& p) noexcept {
-    if (pipe2(p.out, O_CLOEXEC) != 0) return false;
-    if (pipe2(p.err, O_CLOEXEC) == 0) return true;
-    const int e = errno;
-    ::close(p.out[0]);
-    ::close(p.out[1]);
-    p = {};
-    errno = e;
-    return false;
-  }
-  /// In a forked child: its output goes to the pipes; no other stream of the monitor's stays
-  /// open in it.
-  void become_child_output(const pipes& p) noexcept {
-    if (p.out[1] >= 0) ::dup2(p.out[1], STDOUT_FILENO);
-    if (p.err[1] >= 0) ::dup2(p.err[1], STDERR_FILENO);
-    for (int fd : {p.out[0], p.out[1], p.err[0], p.err[1]})
-      if (fd > STDERR_FILENO) ::close(fd);
-    for (auto& s : streams_) {
-      ::close(s.fd);
-      if (s.file >= 0) ::close(s.file);
-    }
-  }
-  /// After the process started (`pid` > 0) or failed to: the write ends close here and the
-  /// read ends are watched until their end of file.
-  void watch(const pipes& p, int pid, std::uint32_t slot) {
-    for (int fd : {p.out[1], p.err[1]})
-      if (fd >= 0) ::close(fd);
-    if (p.out[0] < 0) return;
-    if (pid <= 0) {
-      ::close(p.out[0]);
-      ::close(p.err[0]);
-      return;
-    }
-    add_stream(p.out[0], pid, slot, false);
-    add_stream(p.err[0], pid, slot, true);
-    tails_[pid];
-  }
-
-  /// The descriptors to poll, appended to `fds`, in the order on_ready takes them.
-  void add_pollfds(std::vector<pollfd>& fds) const {
-    for (const auto& s : streams_) fds.push_back({s.fd, POLLIN, 0});
-  }
-  /// After poll: `ready` are the entries add_pollfds appended, with their revents.
-  void on_ready(std::span<const pollfd> ready) {
-    for (std::size_t i = 0; i < ready.size() && i < streams_.size(); ++i)
-      if (ready[i].revents) read_stream(streams_[i]);
-    collect();
-    tick(clock::now());
-  }
-  /// Milliseconds until a folded line is due (poll's timeout), -1 when none is.
-  int poll_timeout(clock::time_point now) const noexcept {
-    const auto next = std::min(out_.folder.next_expiry(), err_.folder.next_expiry());
-    if (next == clock::time_point::max()) return -1;
-    if (next <= now) return 0;
-    return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(next - now).count());
-  }
-  /// Prints the folded lines that are due.
-  void tick(clock::time_point now) {
-    for (sink* k : {&out_, &err_}) {
-      k->folder.expire(now, k->text);
-      emit(*k);
-    }
-  }
-  /// Reads what process `pid` left in its pipes (it has ended: all it wrote is there), so
-  /// its last lines come before its death is reported.
-  void drain_process(int pid) {
-    for (auto& s : streams_)
-      if (s.pid == pid) read_stream(s);
-    collect();
-  }
-  /// The end (every process reaped): reads what is left, prints partial lines and held-back
-  /// lines, and closes every stream.
-  void finish() {
-    for (auto& s : streams_) {
-      read_stream(s);
-      end_stream(s);
-    }
-    collect();
-    for (sink* k : {&out_, &err_}) {
-      k->folder.flush(k->text);
-      emit(*k);
-    }
-  }
-
- private:
-  struct stream {
-    int fd;
-    int file;  // log file, or -1
-    int pid;
-    std::uint32_t slot;
-    bool is_err;
-    bool ended = false;
-    std::string name;     // the process's name when last read
-    std::string partial;  // a line not yet ended
-  };
-  struct sink {
-    int fd;
-    line_folder folder;
-    std::string text;  // lines to write, in one write
-  };
-
-  void add_stream(int fd, int pid, std::uint32_t slot, bool is_err) {
-    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-    int file = -1;
-    if (!opts_.directory.empty()) {
-      const std::string path =
-          opts_.directory + "/worker-" + std::to_string(pid) + (is_err ? ".err" : ".out");
-      file = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
-    }
-    streams_.push_back({fd, file, pid, slot, is_err, false, {}, {}});
-  }
-
-  /// Reads until the pipe is empty or ended; whole lines go to their sink.
-  void read_stream(stream& s) {
-    if (s.ended) return;
-    char buf[16384];
-    for (;;) {
-      const ssize_t n = ::read(s.fd, buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        if (n == 0 || errno != EAGAIN) end_stream(s);
-        return;
-      }
-      // The name the process has now, while it is still the slot's process (a later one in
-      // the slot has its own name).
-      const worker_shared& w = hdr_->worker(s.slot);
-      if (w.pid.load(std::memory_order_acquire) == s.pid) s.name = w.output_name.get();
-      const std::string_view got(buf, static_cast<std::size_t>(n));
-      if (s.file >= 0) write_fully(s.file, got);
-      keep_tail(s, got);
-      take_lines(s, got);
-    }
-  }
-  void take_lines(stream& s, std::string_view got) {
-    while (!got.empty()) {
-      const std::size_t nl = got.find('\n');
-      const std::size_t room = max_line - s.partial.size();
-      if (nl == std::string_view::npos && got.size() < room) {
-        s.partial.append(got);
-        return;
-      }
-      const std::size_t take = std::min(nl == std::string_view::npos ? room : nl, room);
-      s.partial.append(got.substr(0, take));
-      got.remove_prefix(std::min(got.size(), take + (take == nl ? 1 : 0)));
-      line(s, s.partial);
-      s.partial.clear();
-    }
-  }
-  void line(const stream& s, std::string_view text) {
-    if (!opts_.to_driver) return;
-    sink& k = s.is_err ? err_ : out_;
-    const std::string prefix = s.name.empty()
-                                   ? "(pid=" + std::to_string(s.pid) + ") "
-                                   : "(" + s.name + " pid=" + std::to_string(s.pid) + ") ";
-    k.folder.feed(s.pid, prefix, text, clock::now(), k.text);
-  }
-  void keep_tail(const stream& s, std::string_view got) {
-    std::string& t = s.is_err ? tails_[s.pid].err : tails_[s.pid].out;
-    if (got.size() >= tail_bytes) got.remove_prefix(got.size() - tail_bytes);
-    const std::size_t keep = std::min(t.size(), tail_bytes - got.size());
-    t.erase(0, t.size() - keep);
-    t.append(got);
-  }
-  /// End of file (or a broken pipe): a partial line is printed as a line. The process's tail
-  /// stays, among the last ended_kept ended processes'.
-  void end_stream(stream& s) {
-    if (s.ended) return;
-    s.ended = true;
-    if (s.is_err) {
-      ended_.push_back(s.pid);
-      if (ended_.size() > ended_kept) {
-        tails_.erase(ended_.front());
-        ended_.pop_front();
-      }
-    }
-    if (!s.partial.empty()) {
-      line(s, s.partial);
-      s.partial.clear();
-    }
-  }
-  /// Closes the ended streams and writes what is to be printed.
-  void collect() {
-    for (auto& s : streams_)
-      if (s.ended) close_stream(s);
-    streams_.erase(
-        std::remove_if(streams_.begin(), streams_.end(), [](const stream& s) { return s.fd < 0; }),
-        streams_.end());
-    emit(out_);
-    emit(err_);
-  }
-  static void close_stream(stream& s) noexcept {
-    if (s.fd >= 0) ::close(s.fd);
-    if (s.file >= 0) ::close(s.file);
-    s.fd = s.file = -1;
-  }
-  static void emit(sink& k) {
-    if (k.text.empty()) return;
-    write_fully(k.fd, k.text);
-    k.text.clear();
-  }
-
-  output_options opts_;
-  shared_header* hdr_;
-  std::unordered_map<int, tail> tails_;
-  std::deque<int> ended_;  // processes whose stderr ended, oldest first
-  std::vector<stream> streams_;
-  sink out_{STDOUT_FILENO, {}, {}};
-  sink err_{STDERR_FILENO, {}, {}};
-};
-
 }  // namespace detail
 CORAY_END_NAMESPACE
-// end <coray/detail/runtime/log_monitor.hpp>
+// end <coray/detail/runtime/output_options.hpp>
 // #include <coray/detail/runtime/process.hpp>: inlined above
 // begin <coray/detail/runtime/state_records.hpp>
 /// What the state API (coray/state.hpp) reports, as the driver's parts describe it: the
@@ -7635,7 +7164,7 @@ CORAY_END_NAMESPACE
 // #include <coray/codec.hpp>: inlined above
 // #include <coray/detail/runtime/make_call.hpp>: inlined above
 // #include <coray/detail/runtime/process.hpp>: inlined above
-// #include <coray/detail/runtime/resource_ledger.hpp>: inlined above
+// #include <coray/detail/runtime/resource_request.hpp>: inlined above
 // begin <coray/detail/runtime/retry_matcher.hpp>
 /// ray::retry_on<E...>'s matcher: a function telling whether an exception is one of E...,
 /// registered by an id made from the types' names, and evaluated in the worker where the
@@ -9615,162 +9144,56 @@ class manager_server {
   enum class kind : std::uint8_t { dict, list, ns };
 
   /// The server's process id (for introspection and tests).
-  int pid() const { return static_cast<int>(::getpid()); }
+  CORAY_API int pid() const;
 
   /// A new, empty object; its id names it in later calls.
-  std::uint64_t create(std::uint8_t k) {
-    const std::uint64_t id = ++last_id_;
-    switch (static_cast<kind>(k)) {
-      case kind::dict:
-        dicts_.try_emplace(id);
-        break;
-      case kind::list:
-        lists_.try_emplace(id);
-        break;
-      case kind::ns:
-        namespaces_.try_emplace(id);
-        break;
-      default:
-        throw usage_error("ray::manager: unknown object kind");
-    }
-    return id;
-  }
+  CORAY_API std::uint64_t create(std::uint8_t k);
 
   // ---- dict: insertion-ordered, as Python's -----------------------------------------------
 
-  void dict_set(std::uint64_t id, encoded key, encoded value) {
-    dict(id).set(std::move(key), std::move(value));
-  }
-  std::optional<encoded> dict_get(std::uint64_t id, const encoded& key) {
-    auto& d = dict(id);
-    auto it = d.index.find(key);
-    if (it == d.index.end()) return std::nullopt;
-    return it->second->second;
-  }
+  CORAY_API void dict_set(std::uint64_t id, encoded key, encoded value);
+  CORAY_API std::optional<encoded> dict_get(std::uint64_t id, const encoded& key);
   /// The value at `key`, first setting it to `value` if absent (Python's setdefault).
-  encoded dict_setdefault(std::uint64_t id, encoded key, encoded value) {
-    auto& d = dict(id);
-    auto it = d.index.find(key);
-    if (it != d.index.end()) return it->second->second;
-    return d.set(std::move(key), std::move(value))->second;
-  }
+  CORAY_API encoded dict_setdefault(std::uint64_t id, encoded key, encoded value);
   /// Removes `key`, returning its value; nullopt if it was absent.
-  std::optional<encoded> dict_pop(std::uint64_t id, const encoded& key) {
-    auto& d = dict(id);
-    auto it = d.index.find(key);
-    if (it == d.index.end()) return std::nullopt;
-    encoded v = std::move(it->second->second);
-    d.items.erase(it->second);
-    d.index.erase(it);
-    return v;
-  }
+  CORAY_API std::optional<encoded> dict_pop(std::uint64_t id, const encoded& key);
   /// Removes and returns the last item inserted (Python's popitem); nullopt if empty.
-  std::optional<std::pair<encoded, encoded>> dict_popitem(std::uint64_t id) {
-    auto& d = dict(id);
-    if (d.items.empty()) return std::nullopt;
-    auto item = std::move(d.items.back());
-    d.index.erase(item.first);
-    d.items.pop_back();
-    return item;
-  }
-  bool dict_contains(std::uint64_t id, const encoded& key) { return dict(id).index.contains(key); }
-  std::uint64_t dict_size(std::uint64_t id) { return dict(id).items.size(); }
-  std::vector<encoded> dict_keys(std::uint64_t id) {
-    std::vector<encoded> out;
-    for (auto& [k, v] : dict(id).items) out.push_back(k);
-    return out;
-  }
-  std::vector<encoded> dict_values(std::uint64_t id) {
-    std::vector<encoded> out;
-    for (auto& [k, v] : dict(id).items) out.push_back(v);
-    return out;
-  }
-  std::vector<std::pair<encoded, encoded>> dict_items(std::uint64_t id) {
-    auto& items = dict(id).items;
-    return {items.begin(), items.end()};
-  }
-  void dict_clear(std::uint64_t id) {
-    auto& d = dict(id);
-    d.index.clear();
-    d.items.clear();
-  }
-  void dict_update(std::uint64_t id, std::vector<std::pair<encoded, encoded>> items) {
-    auto& d = dict(id);
-    for (auto& [k, v] : items) d.set(std::move(k), std::move(v));
-  }
+  CORAY_API std::optional<std::pair<encoded, encoded>> dict_popitem(std::uint64_t id);
+  CORAY_API bool dict_contains(std::uint64_t id, const encoded& key);
+  CORAY_API std::uint64_t dict_size(std::uint64_t id);
+  CORAY_API std::vector<encoded> dict_keys(std::uint64_t id);
+  CORAY_API std::vector<encoded> dict_values(std::uint64_t id);
+  CORAY_API std::vector<std::pair<encoded, encoded>> dict_items(std::uint64_t id);
+  CORAY_API void dict_clear(std::uint64_t id);
+  CORAY_API void dict_update(std::uint64_t id, std::vector<std::pair<encoded, encoded>> items);
   /// Sets `key` to `desired` if its value is `expected` (nullopt: if it is absent).
-  bool dict_compare_exchange(std::uint64_t id, encoded key, std::optional<encoded> expected,
-                             encoded desired) {
-    auto& d = dict(id);
-    auto it = d.index.find(key);
-    const bool present = it != d.index.end();
-    if (present != expected.has_value()) return false;
-    if (present && it->second->second != *expected) return false;
-    d.set(std::move(key), std::move(desired));
-    return true;
-  }
+  CORAY_API bool dict_compare_exchange(std::uint64_t id, encoded key,
+                                       std::optional<encoded> expected, encoded desired);
   /// Adds `delta` (a number of kind `k`) to the value at `key` (0 if absent); the new value.
-  encoded dict_increment(std::uint64_t id, encoded key, std::uint8_t k, encoded delta) {
-    auto& d = dict(id);
-    auto it = d.index.find(key);
-    if (it == d.index.end()) return d.set(std::move(key), std::move(delta))->second;
-    return it->second->second = add(static_cast<number_kind>(k), it->second->second, delta);
-  }
+  CORAY_API encoded dict_increment(std::uint64_t id, encoded key, std::uint8_t k, encoded delta);
 
   // ---- list ------------------------------------------------------------------------------
 
-  void list_append(std::uint64_t id, encoded v) { list(id).push_back(std::move(v)); }
-  void list_extend(std::uint64_t id, std::vector<encoded> vs) {
-    auto& l = list(id);
-    for (auto& v : vs) l.push_back(std::move(v));
-  }
+  CORAY_API void list_append(std::uint64_t id, encoded v);
+  CORAY_API void list_extend(std::uint64_t id, std::vector<encoded> vs);
   /// Inserts before index `i` (negative: from the end; clamped, as Python's insert).
-  void list_insert(std::uint64_t id, std::int64_t i, encoded v) {
-    auto& l = list(id);
-    const auto n = static_cast<std::int64_t>(l.size());
-    if (i < 0) i = std::max<std::int64_t>(0, i + n);
-    if (i > n) i = n;
-    l.insert(l.begin() + i, std::move(v));
-  }
-  encoded list_get(std::uint64_t id, std::int64_t i) {
-    auto& l = list(id);
-    return l[position(l, i, "get")];
-  }
-  void list_set(std::uint64_t id, std::int64_t i, encoded v) {
-    auto& l = list(id);
-    l[position(l, i, "set")] = std::move(v);
-  }
-  encoded list_pop(std::uint64_t id, std::int64_t i) {
-    auto& l = list(id);
-    if (l.empty()) throw index_error("ray::list_proxy: pop from an empty list");
-    const std::size_t at = position(l, i, "pop");
-    encoded v = std::move(l[at]);
-    l.erase(l.begin() + static_cast<std::ptrdiff_t>(at));
-    return v;
-  }
-  std::uint64_t list_size(std::uint64_t id) { return list(id).size(); }
-  std::vector<encoded> list_all(std::uint64_t id) { return list(id); }
-  void list_clear(std::uint64_t id) { list(id).clear(); }
+  CORAY_API void list_insert(std::uint64_t id, std::int64_t i, encoded v);
+  CORAY_API encoded list_get(std::uint64_t id, std::int64_t i);
+  CORAY_API void list_set(std::uint64_t id, std::int64_t i, encoded v);
+  CORAY_API encoded list_pop(std::uint64_t id, std::int64_t i);
+  CORAY_API std::uint64_t list_size(std::uint64_t id);
+  CORAY_API std::vector<encoded> list_all(std::uint64_t id);
+  CORAY_API void list_clear(std::uint64_t id);
 
   // ---- namespace: named values, each with its type's name ----------------------------------
 
-  void ns_set(std::uint64_t id, std::string name, std::string type, encoded v) {
-    ns(id).insert_or_assign(std::move(name), std::pair{std::move(type), std::move(v)});
-  }
+  CORAY_API void ns_set(std::uint64_t id, std::string name, std::string type, encoded v);
   /// The type's name and the value of `name`; nullopt if it has none.
-  std::optional<std::pair<std::string, encoded>> ns_get(std::uint64_t id, const std::string& name) {
-    auto& n = ns(id);
-    auto it = n.find(name);
-    if (it == n.end()) return std::nullopt;
-    return it->second;
-  }
-  bool ns_contains(std::uint64_t id, const std::string& name) { return ns(id).contains(name); }
-  bool ns_erase(std::uint64_t id, const std::string& name) { return ns(id).erase(name) != 0; }
-  std::vector<std::string> ns_names(std::uint64_t id) {
-    std::vector<std::string> out;
-    for (auto& [name, v] : ns(id)) out.push_back(name);
-    return out;
-  }
+  CORAY_API std::optional<std::pair<std::string, encoded>> ns_get(std::uint64_t id,
+                                                                  const std::string& name);
+  CORAY_API bool ns_contains(std::uint64_t id, const std::string& name);
+  CORAY_API bool ns_erase(std::uint64_t id, const std::string& name);
+  CORAY_API std::vector<std::string> ns_names(std::uint64_t id);
 
  private:
   struct dict_state {
@@ -9778,17 +9201,7 @@ class manager_server {
     item_list items;  // insertion order
     std::unordered_map<encoded, item_list::iterator> index;
 
-    item_list::iterator set(encoded&& key, encoded&& value) {
-      auto it = index.find(key);
-      if (it != index.end()) {
-        it->second->second = std::move(value);
-        return it->second;
-      }
-      items.emplace_back(key, std::move(value));
-      auto at = std::prev(items.end());
-      index.emplace(std::move(key), at);
-      return at;
-    }
+    CORAY_API item_list::iterator set(encoded&& key, encoded&& value);
   };
 
   template <class Map>
@@ -9798,21 +9211,13 @@ class manager_server {
       throw usage_error(fmt::format("ray::manager: no object {} in this manager", id));
     return it->second;
   }
-  dict_state& dict(std::uint64_t id) { return find(dicts_, id); }
-  std::vector<encoded>& list(std::uint64_t id) { return find(lists_, id); }
-  std::map<std::string, std::pair<std::string, encoded>>& ns(std::uint64_t id) {
-    return find(namespaces_, id);
-  }
+  CORAY_API dict_state& dict(std::uint64_t id);
+  CORAY_API std::vector<encoded>& list(std::uint64_t id);
+  CORAY_API std::map<std::string, std::pair<std::string, encoded>>& ns(std::uint64_t id);
 
   /// Python's index rules: negative counts from the end; out of range is an index_error.
-  static std::size_t position(const std::vector<encoded>& l, std::int64_t i, const char* op) {
-    const auto n = static_cast<std::int64_t>(l.size());
-    const std::int64_t at = i < 0 ? i + n : i;
-    if (at < 0 || at >= n)
-      throw index_error(
-          fmt::format("ray::list_proxy: {} at index {} out of range (size {})", op, i, n));
-    return static_cast<std::size_t>(at);
-  }
+  CORAY_API static std::size_t position(const std::vector<encoded>& l, std::int64_t i,
+                                        const char* op);
 
   template <class T>
   static encoded add_as(const encoded& a, const encoded& b) {
@@ -9824,31 +9229,7 @@ class manager_server {
       return encode_as_string(static_cast<T>(x + y));
     }
   }
-  static encoded add(number_kind k, const encoded& a, const encoded& b) {
-    switch (k) {
-      case number_kind::i8:
-        return add_as<std::int8_t>(a, b);
-      case number_kind::i16:
-        return add_as<std::int16_t>(a, b);
-      case number_kind::i32:
-        return add_as<std::int32_t>(a, b);
-      case number_kind::i64:
-        return add_as<std::int64_t>(a, b);
-      case number_kind::u8:
-        return add_as<std::uint8_t>(a, b);
-      case number_kind::u16:
-        return add_as<std::uint16_t>(a, b);
-      case number_kind::u32:
-        return add_as<std::uint32_t>(a, b);
-      case number_kind::u64:
-        return add_as<std::uint64_t>(a, b);
-      case number_kind::f32:
-        return add_as<float>(a, b);
-      case number_kind::f64:
-        return add_as<double>(a, b);
-    }
-    throw usage_error("ray::dict_proxy::increment: unknown number kind");
-  }
+  CORAY_API static encoded add(number_kind k, const encoded& a, const encoded& b);
 
   std::uint64_t last_id_ = 0;
   std::unordered_map<std::uint64_t, dict_state> dicts_;
@@ -9859,6 +9240,277 @@ class manager_server {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
+
+// begin <coray/detail/mp/manager_server_impl.hpp>
+/// The members of manager_server, the actor behind a ray::manager: included by
+/// manager_server.hpp in header-only mode (inline), and compiled once by src/coray.cpp into
+/// coray::coray_compiled in compiled mode (CORAY_COMPILED_LIB), so that a translation unit
+/// including coray.hpp does not instantiate the server's containers.
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+// #include <coray/detail/mp/manager_server.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+#include <cstdint>
+#include <iterator>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+CORAY_API int manager_server::pid() const {
+  return static_cast<int>(::getpid());
+}
+
+CORAY_API std::uint64_t manager_server::create(std::uint8_t k) {
+  const std::uint64_t id = ++last_id_;
+  switch (static_cast<kind>(k)) {
+    case kind::dict:
+      dicts_.try_emplace(id);
+      break;
+    case kind::list:
+      lists_.try_emplace(id);
+      break;
+    case kind::ns:
+      namespaces_.try_emplace(id);
+      break;
+    default:
+      throw usage_error("ray::manager: unknown object kind");
+  }
+  return id;
+}
+
+CORAY_API void manager_server::dict_set(std::uint64_t id, encoded key, encoded value) {
+  dict(id).set(std::move(key), std::move(value));
+}
+
+CORAY_API std::optional<encoded> manager_server::dict_get(std::uint64_t id, const encoded& key) {
+  auto& d = dict(id);
+  auto it = d.index.find(key);
+  if (it == d.index.end()) return std::nullopt;
+  return it->second->second;
+}
+
+CORAY_API encoded manager_server::dict_setdefault(std::uint64_t id, encoded key, encoded value) {
+  auto& d = dict(id);
+  auto it = d.index.find(key);
+  if (it != d.index.end()) return it->second->second;
+  return d.set(std::move(key), std::move(value))->second;
+}
+
+CORAY_API std::optional<encoded> manager_server::dict_pop(std::uint64_t id, const encoded& key) {
+  auto& d = dict(id);
+  auto it = d.index.find(key);
+  if (it == d.index.end()) return std::nullopt;
+  encoded v = std::move(it->second->second);
+  d.items.erase(it->second);
+  d.index.erase(it);
+  return v;
+}
+
+CORAY_API std::optional<std::pair<encoded, encoded>> manager_server::dict_popitem(std::uint64_t id) {
+  auto& d = dict(id);
+  if (d.items.empty()) return std::nullopt;
+  auto item = std::move(d.items.back());
+  d.index.erase(item.first);
+  d.items.pop_back();
+  return item;
+}
+
+CORAY_API bool manager_server::dict_contains(std::uint64_t id, const encoded& key) {
+  return dict(id).index.contains(key);
+}
+
+CORAY_API std::uint64_t manager_server::dict_size(std::uint64_t id) {
+  return dict(id).items.size();
+}
+
+CORAY_API std::vector<encoded> manager_server::dict_keys(std::uint64_t id) {
+  std::vector<encoded> out;
+  for (auto& [k, v] : dict(id).items) out.push_back(k);
+  return out;
+}
+
+CORAY_API std::vector<encoded> manager_server::dict_values(std::uint64_t id) {
+  std::vector<encoded> out;
+  for (auto& [k, v] : dict(id).items) out.push_back(v);
+  return out;
+}
+
+CORAY_API std::vector<std::pair<encoded, encoded>> manager_server::dict_items(std::uint64_t id) {
+  auto& items = dict(id).items;
+  return {items.begin(), items.end()};
+}
+
+CORAY_API void manager_server::dict_clear(std::uint64_t id) {
+  auto& d = dict(id);
+  d.index.clear();
+  d.items.clear();
+}
+
+CORAY_API void manager_server::dict_update(std::uint64_t id, std::vector<std::pair<encoded, encoded>> items) {
+  auto& d = dict(id);
+  for (auto& [k, v] : items) d.set(std::move(k), std::move(v));
+}
+
+CORAY_API bool manager_server::dict_compare_exchange(std::uint64_t id, encoded key, std::optional<encoded> expected, encoded desired) {
+  auto& d = dict(id);
+  auto it = d.index.find(key);
+  const bool present = it != d.index.end();
+  if (present != expected.has_value()) return false;
+  if (present && it->second->second != *expected) return false;
+  d.set(std::move(key), std::move(desired));
+  return true;
+}
+
+CORAY_API encoded manager_server::dict_increment(std::uint64_t id, encoded key, std::uint8_t k, encoded delta) {
+  auto& d = dict(id);
+  auto it = d.index.find(key);
+  if (it == d.index.end()) return d.set(std::move(key), std::move(delta))->second;
+  return it->second->second = add(static_cast<number_kind>(k), it->second->second, delta);
+}
+
+CORAY_API void manager_server::list_append(std::uint64_t id, encoded v) {
+  list(id).push_back(std::move(v));
+}
+
+CORAY_API void manager_server::list_extend(std::uint64_t id, std::vector<encoded> vs) {
+  auto& l = list(id);
+  for (auto& v : vs) l.push_back(std::move(v));
+}
+
+CORAY_API void manager_server::list_insert(std::uint64_t id, std::int64_t i, encoded v) {
+  auto& l = list(id);
+  const auto n = static_cast<std::int64_t>(l.size());
+  if (i < 0) i = std::max<std::int64_t>(0, i + n);
+  if (i > n) i = n;
+  l.insert(l.begin() + i, std::move(v));
+}
+
+CORAY_API encoded manager_server::list_get(std::uint64_t id, std::int64_t i) {
+  auto& l = list(id);
+  return l[position(l, i, "get")];
+}
+
+CORAY_API void manager_server::list_set(std::uint64_t id, std::int64_t i, encoded v) {
+  auto& l = list(id);
+  l[position(l, i, "set")] = std::move(v);
+}
+
+CORAY_API encoded manager_server::list_pop(std::uint64_t id, std::int64_t i) {
+  auto& l = list(id);
+  if (l.empty()) throw index_error("ray::list_proxy: pop from an empty list");
+  const std::size_t at = position(l, i, "pop");
+  encoded v = std::move(l[at]);
+  l.erase(l.begin() + static_cast<std::ptrdiff_t>(at));
+  return v;
+}
+
+CORAY_API std::uint64_t manager_server::list_size(std::uint64_t id) {
+  return list(id).size();
+}
+
+CORAY_API std::vector<encoded> manager_server::list_all(std::uint64_t id) {
+  return list(id);
+}
+
+CORAY_API void manager_server::list_clear(std::uint64_t id) {
+  list(id).clear();
+}
+
+CORAY_API void manager_server::ns_set(std::uint64_t id, std::string name, std::string type, encoded v) {
+  ns(id).insert_or_assign(std::move(name), std::pair{std::move(type), std::move(v)});
+}
+
+CORAY_API std::optional<std::pair<std::string, encoded>> manager_server::ns_get(std::uint64_t id, const std::string& name) {
+  auto& n = ns(id);
+  auto it = n.find(name);
+  if (it == n.end()) return std::nullopt;
+  return it->second;
+}
+
+CORAY_API bool manager_server::ns_contains(std::uint64_t id, const std::string& name) {
+  return ns(id).contains(name);
+}
+
+CORAY_API bool manager_server::ns_erase(std::uint64_t id, const std::string& name) {
+  return ns(id).erase(name) != 0;
+}
+
+CORAY_API std::vector<std::string> manager_server::ns_names(std::uint64_t id) {
+  std::vector<std::string> out;
+  for (auto& [name, v] : ns(id)) out.push_back(name);
+  return out;
+}
+
+CORAY_API manager_server::dict_state::item_list::iterator manager_server::dict_state::set(encoded&& key, encoded&& value) {
+  auto it = index.find(key);
+  if (it != index.end()) {
+    it->second->second = std::move(value);
+    return it->second;
+  }
+  items.emplace_back(key, std::move(value));
+  auto at = std::prev(items.end());
+  index.emplace(std::move(key), at);
+  return at;
+}
+
+CORAY_API manager_server::dict_state& manager_server::dict(std::uint64_t id) {
+  return find(dicts_, id);
+}
+
+CORAY_API std::vector<encoded>& manager_server::list(std::uint64_t id) {
+  return find(lists_, id);
+}
+
+CORAY_API std::map<std::string, std::pair<std::string, encoded>>& manager_server::ns(std::uint64_t id) {
+  return find(namespaces_, id);
+}
+
+CORAY_API std::size_t manager_server::position(const std::vector<encoded>& l, std::int64_t i, const char* op) {
+  const auto n = static_cast<std::int64_t>(l.size());
+  const std::int64_t at = i < 0 ? i + n : i;
+  if (at < 0 || at >= n)
+    throw index_error(
+        fmt::format("ray::list_proxy: {} at index {} out of range (size {})", op, i, n));
+  return static_cast<std::size_t>(at);
+}
+
+CORAY_API encoded manager_server::add(number_kind k, const encoded& a, const encoded& b) {
+  switch (k) {
+    case number_kind::i8:
+      return add_as<std::int8_t>(a, b);
+    case number_kind::i16:
+      return add_as<std::int16_t>(a, b);
+    case number_kind::i32:
+      return add_as<std::int32_t>(a, b);
+    case number_kind::i64:
+      return add_as<std::int64_t>(a, b);
+    case number_kind::u8:
+      return add_as<std::uint8_t>(a, b);
+    case number_kind::u16:
+      return add_as<std::uint16_t>(a, b);
+    case number_kind::u32:
+      return add_as<std::uint32_t>(a, b);
+    case number_kind::u64:
+      return add_as<std::uint64_t>(a, b);
+    case number_kind::f32:
+      return add_as<float>(a, b);
+    case number_kind::f64:
+      return add_as<double>(a, b);
+  }
+  throw usage_error("ray::dict_proxy::increment: unknown number kind");
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/mp/manager_server_impl.hpp>
 // end <coray/detail/mp/manager_server.hpp>
 // #include <coray/errors.hpp>: inlined above
 // #include <coray/object_store.hpp>: inlined above
@@ -10348,11 +10000,7 @@ CORAY_END_NAMESPACE
 /// The table holds 1,024 series; names follow Prometheus' rules and are at most 47
 /// characters, the tags of one series at most 111 written as `k="v",...`.
 
-#include <fmt/format.h>
-
-// #include <coray/detail/runtime/foreign.hpp>: inlined above
 // #include <coray/detail/runtime/metric_table.hpp>: inlined above
-// #include <coray/detail/runtime/process.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
 #include <initializer_list>
 #include <map>
@@ -10372,93 +10020,19 @@ using tags = std::map<std::string, std::string>;
 
 namespace detail {
 
-inline bool valid_name(std::string_view n) noexcept {
-  if (n.empty() || n.size() > 47) return false;
-  for (std::size_t i = 0; i < n.size(); ++i) {
-    const char c = n[i];
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
-                    (i > 0 && c >= '0' && c <= '9');
-    if (!ok) return false;
-  }
-  return true;
-}
-
 /// What the three kinds share: the name, the declared tag keys, and each set of tag values'
 /// series (found in the runtime's table once, then kept; per object, any thread).
 class metric_base {
  public:
-  metric_base(std::string name, std::string description, std::vector<std::string> tag_keys,
-              ray::detail::metric_kind kind, std::vector<double> bounds = {})
-      : s_(std::make_shared<shared>()) {
-    if (!valid_name(name))
-      throw usage_error(fmt::format(
-          "ray::metrics: '{}' is not a metric name (letters, digits, '_' and ':', not starting "
-          "with a digit, at most 47 characters)",
-          name));
-    for (const auto& k : tag_keys)
-      if (!valid_name(k)) throw usage_error(fmt::format("ray::metrics: '{}' is not a tag key", k));
-    s_->name = std::move(name);
-    s_->help = std::move(description);
-    s_->keys = std::move(tag_keys);
-    s_->kind = kind;
-    s_->bounds = std::move(bounds);
-  }
+  CORAY_API metric_base(std::string name, std::string description,
+                        std::vector<std::string> tag_keys, ray::detail::metric_kind kind,
+                        std::vector<double> bounds = {});
 
  protected:
   /// Records into the series for `t` (every declared key given, no other) with `record`.
   template <class Record>
   void with_series(const tags& t, Record&& record) const {
-    std::string labels;
-    if (t.size() != s_->keys.size())
-      throw usage_error(fmt::format("ray::metrics: '{}' takes the tags {}, given {}", s_->name,
-                                    fmt::join(s_->keys, ", "), t.size()));
-    for (const auto& k : s_->keys) {
-      auto it = t.find(k);
-      if (it == t.end())
-        throw usage_error(
-            fmt::format("ray::metrics: '{}' needs a value for tag '{}'", s_->name, k));
-      if (!labels.empty()) labels += ',';
-      labels += k + "=\"";
-      for (char c : it->second) {
-        if (c == '"' || c == '\\') labels += '\\';
-        labels += c == '\n' ? 'n' : c;
-        if (c == '\n') labels[labels.size() - 2] = '\\';
-      }
-      labels += '"';
-    }
-    // The runtime stays while this records: its loop thread, or an entry of its gate.
-    ray::detail::process* p = ray::detail::process::here();
-    auto& gate = ray::detail::runtime_gate::instance();
-    const bool entered = !p && (p = gate.try_enter()) != nullptr;
-    if (!p) throw usage_error("ray::metrics: metrics are recorded while a runtime runs");
-    struct leave_gate {
-      bool entered;
-      ~leave_gate() {
-        if (entered) ray::detail::runtime_gate::instance().leave();
-      }
-    } leave{entered};
-    ray::detail::metric_series* found = nullptr;
-    {
-      std::lock_guard lock(s_->mu);
-      if (p->epoch != s_->epoch) {  // a new runtime: its own table
-        s_->found.clear();
-        s_->epoch = p->epoch;
-      }
-      if (auto it = s_->found.find(labels); it != s_->found.end()) {
-        found = it->second;
-      } else {
-        if (labels.size() > 111)
-          throw usage_error(fmt::format(
-              "ray::metrics: the tags of '{}' are longer than 111 characters written out",
-              s_->name));
-        found = p->hdr->metrics.find_or_claim({s_->name, labels, s_->help, s_->kind, s_->bounds});
-        if (!found)
-          throw usage_error(fmt::format("ray::metrics: the runtime's table of {} series is full",
-                                        ray::detail::metric_table::capacity));
-        s_->found.emplace(std::move(labels), found);
-      }
-    }
-    record(*found);
+    record(series(t));
   }
 
  private:
@@ -10472,6 +10046,9 @@ class metric_base {
     std::unordered_map<std::string, ray::detail::metric_series*> found;
   };
   std::shared_ptr<shared> s_;
+
+  /// The series for `t`: found in the runtime's table the first time, then kept.
+  CORAY_API ray::detail::metric_series& series(const tags& t) const;
 };
 
 }  // namespace detail
@@ -10515,18 +10092,126 @@ class histogram : detail::metric_base {
   }
 
  private:
-  static std::vector<double> checked(std::vector<double> b) {
-    if (b.empty() || b.size() > ray::detail::metric_series::max_bounds ||
-        !std::is_sorted(b.begin(), b.end()) || std::adjacent_find(b.begin(), b.end()) != b.end())
-      throw usage_error(
-          fmt::format("ray::metrics::histogram: boundaries are 1 to {} distinct values, ascending",
-                      ray::detail::metric_series::max_bounds));
-    return b;
-  }
+  CORAY_API static std::vector<double> checked(std::vector<double> b);
 };
 
 }  // namespace metrics
 CORAY_END_NAMESPACE
+
+// begin <coray/detail/runtime/metrics_impl.hpp>
+/// The non-template members of ray::metrics' counter, gauge and histogram: included by
+/// metrics.hpp in header-only mode (inline), and compiled once by src/coray.cpp into
+/// coray::coray_compiled in compiled mode (CORAY_COMPILED_LIB).
+
+#include <fmt/format.h>
+
+#include <algorithm>
+// #include <coray/detail/runtime/foreign.hpp>: inlined above
+// #include <coray/detail/runtime/metric_table.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+// #include <coray/metrics.hpp>: inlined above
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace metrics::detail {
+
+inline bool valid_name(std::string_view n) noexcept {
+  if (n.empty() || n.size() > 47) return false;
+  for (std::size_t i = 0; i < n.size(); ++i) {
+    const char c = n[i];
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
+                    (i > 0 && c >= '0' && c <= '9');
+    if (!ok) return false;
+  }
+  return true;
+}
+
+CORAY_API metric_base::metric_base(std::string name, std::string description,
+                                   std::vector<std::string> tag_keys,
+                                   ray::detail::metric_kind kind, std::vector<double> bounds)
+    : s_(std::make_shared<shared>()) {
+  if (!valid_name(name))
+    throw usage_error(fmt::format(
+        "ray::metrics: '{}' is not a metric name (letters, digits, '_' and ':', not starting "
+        "with a digit, at most 47 characters)",
+        name));
+  for (const auto& k : tag_keys)
+    if (!valid_name(k)) throw usage_error(fmt::format("ray::metrics: '{}' is not a tag key", k));
+  s_->name = std::move(name);
+  s_->help = std::move(description);
+  s_->keys = std::move(tag_keys);
+  s_->kind = kind;
+  s_->bounds = std::move(bounds);
+}
+
+CORAY_API ray::detail::metric_series& metric_base::series(const tags& t) const {
+  std::string labels;
+  if (t.size() != s_->keys.size())
+    throw usage_error(fmt::format("ray::metrics: '{}' takes the tags {}, given {}", s_->name,
+                                  fmt::join(s_->keys, ", "), t.size()));
+  for (const auto& k : s_->keys) {
+    auto it = t.find(k);
+    if (it == t.end())
+      throw usage_error(fmt::format("ray::metrics: '{}' needs a value for tag '{}'", s_->name, k));
+    if (!labels.empty()) labels += ',';
+    labels += k + "=\"";
+    for (char c : it->second) {
+      if (c == '"' || c == '\\') labels += '\\';
+      labels += c == '\n' ? 'n' : c;
+      if (c == '\n') labels[labels.size() - 2] = '\\';
+    }
+    labels += '"';
+  }
+  // The runtime stays while this records: its loop thread, or an entry of its gate.
+  ray::detail::process* p = ray::detail::process::here();
+  auto& gate = ray::detail::runtime_gate::instance();
+  const bool entered = !p && (p = gate.try_enter()) != nullptr;
+  if (!p) throw usage_error("ray::metrics: metrics are recorded while a runtime runs");
+  struct leave_gate {
+    bool entered;
+    ~leave_gate() {
+      if (entered) ray::detail::runtime_gate::instance().leave();
+    }
+  } leave{entered};
+  std::lock_guard lock(s_->mu);
+  if (p->epoch != s_->epoch) {  // a new runtime: its own table
+    s_->found.clear();
+    s_->epoch = p->epoch;
+  }
+  if (auto it = s_->found.find(labels); it != s_->found.end()) return *it->second;
+  if (labels.size() > 111)
+    throw usage_error(fmt::format(
+        "ray::metrics: the tags of '{}' are longer than 111 characters written out", s_->name));
+  ray::detail::metric_series* found =
+      p->hdr->metrics.find_or_claim({s_->name, labels, s_->help, s_->kind, s_->bounds});
+  if (!found)
+    throw usage_error(fmt::format("ray::metrics: the runtime's table of {} series is full",
+                                  ray::detail::metric_table::capacity));
+  s_->found.emplace(std::move(labels), found);
+  return *found;
+}
+
+}  // namespace metrics::detail
+
+namespace metrics {
+
+CORAY_API std::vector<double> histogram::checked(std::vector<double> b) {
+  if (b.empty() || b.size() > ray::detail::metric_series::max_bounds ||
+      !std::is_sorted(b.begin(), b.end()) || std::adjacent_find(b.begin(), b.end()) != b.end())
+    throw usage_error(
+        fmt::format("ray::metrics::histogram: boundaries are 1 to {} distinct values, ascending",
+                    ray::detail::metric_series::max_bounds));
+  return b;
+}
+
+}  // namespace metrics
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/metrics_impl.hpp>
 // end <coray/metrics.hpp>
 // begin <coray/mutex.hpp>
 /// ray::mutex: a lock that every process of the runtime can take -- multiprocessing.Lock,
@@ -12299,11 +11984,7 @@ constexpr std::size_t leading_arguments() {
 class pool {
  public:
   /// A pool of `processes` processes (0: the runtime's number of task workers).
-  explicit pool(std::uint32_t processes = 0)
-      : pool(processes, [](detail::driver& d) {
-          return d.make_actor_handle(
-              ray::spawn<detail::pool_process>(detail::multiprocessing_options()).id());
-        }) {}
+  CORAY_API explicit pool(std::uint32_t processes = 0);
 
   /// A pool whose processes each run Init(initargs...) once, before any work.
   template <auto Init, class... A>
@@ -12324,19 +12005,7 @@ class pool {
   pool& operator=(const pool&) = delete;
 
   /// close() and join(): waits for the submitted work, then for the processes to end.
-  ~pool() {
-    if (disp_.runtime_alive() && d_.is_loop_thread()) {
-      try {
-        close();
-        join();
-      } catch (...) {
-      }
-      forget_callbacks();
-      // The callback coroutine must not stay queued on the loop once the pool is gone.
-      if (callbacks_scheduled_) d_.run_until([this] { return !callbacks_scheduled_; });
-    }
-    callback_task_.destroy();
-  }
+  CORAY_API ~pool();
 
   /// F over every item, results in the items' order. Blocks (serving the runtime) until all
   /// are done; throws the first failed chunk's error. `chunksize` 0: automatic.
@@ -12447,30 +12116,10 @@ class pool {
   /// Waits (serving the runtime) until the work submitted so far has finished and its
   /// callbacks have run. After close() or terminate(), also until the pool's processes have
   /// ended.
-  void join() {
-    // A callback may submit more work, whose own callbacks come after it: wait for both.
-    d_.run_until([this] { return disp_.idle() && callbacks_.empty(); });
-    if (!closed_) return;
-    std::vector<std::uint64_t> ids;
-    for (std::size_t i = 0; i < disp_.members(); ++i)
-      if (disp_.is_live(i)) ids.push_back(disp_.remove(i).get()->id);
-    d_.run_until([&] {
-      for (std::uint64_t id : ids) {
-        auto st = d_.actor_status(id);
-        if (st && !st->ended) return false;
-      }
-      return true;
-    });
-  }
+  CORAY_API void join();
 
   /// Ends the processes now: running calls fail with actor_died, queued ones too.
-  void terminate() {
-    closed_ = true;
-    disp_.fail_waiting(
-        std::make_exception_ptr(actor_died("coray: ray::pool::terminate() ended the pool")));
-    for (std::size_t i = 0; i < disp_.members(); ++i)
-      if (disp_.is_live(i)) d_.kill_actor(disp_.member(i).get()->id);
-  }
+  CORAY_API void terminate();
 
   /// How many processes the pool has.
   std::size_t size() const noexcept { return disp_.members(); }
@@ -12478,25 +12127,7 @@ class pool {
   /// The pool's processes: pid, liveness and, once ended, exit code. Waits (serving the
   /// runtime) until each has started and run its initializer, or failed to, and until a
   /// process that ran its maxtasksperchild tasks has been replaced.
-  std::vector<process_info> processes() {
-    disp_.settle();  // processes whose calls ended are replaced if they are to be
-    for (const auto& r : ready_)
-      if (r) detail::block_until_settled(*r);
-    std::vector<process_info> out;
-    for (std::size_t i = 0; i < disp_.members(); ++i) {
-      process_info info;
-      info.kind = process_kind::actor;
-      if (disp_.is_live(i)) {
-        if (auto st = d_.actor_status(disp_.member(i).get()->id)) {
-          info.pid = st->pid;
-          info.alive = st->pid != 0 && !st->ended;
-          if (st->ended) info.exitcode = detail::exitcode_of(st->wait_status);
-        }
-      }
-      out.push_back(info);
-    }
-    return out;
-  }
+  CORAY_API std::vector<process_info> processes();
 
  private:
   using spawn_fn = std::function<detail::actor_ptr(detail::driver&)>;
@@ -12657,16 +12288,7 @@ class pool {
   }
 
   /// A watched result settled (in a driver callback): its callbacks run later, on the loop.
-  static void callback_due(void* ctx, detail::object_state&) {
-    auto* rec = static_cast<pending_callback*>(ctx);
-    pool& self = *rec->owner;
-    rec->settled = true;
-    self.due_.push_back(rec->self);
-    if (!self.callbacks_scheduled_ && !self.running_callbacks_) {
-      self.callbacks_scheduled_ = true;
-      self.d_.schedule(self.callback_task_.h);
-    }
-  }
+  CORAY_API static void callback_due(void* ctx, detail::object_state&);
   static detail::loop_task callback_loop(pool* self) {
     for (;;) {
       co_await std::suspend_always{};
@@ -12676,49 +12298,11 @@ class pool {
   }
   /// Runs the due callbacks one at a time, in the order their results settled. A callback
   /// may block (its loop runs more): results settling meanwhile are run by this same loop.
-  void run_due_callbacks() {
-    running_callbacks_ = true;
-    while (!due_.empty()) {
-      auto it = due_.front();
-      due_.pop_front();
-      try {
-        it->run(*it->state);
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "coray: a ray::pool callback threw: %s\n", e.what());
-      } catch (...) {
-        std::fprintf(stderr, "coray: a ray::pool callback threw\n");
-      }
-      callbacks_.erase(it);
-    }
-    running_callbacks_ = false;
-  }
+  CORAY_API void run_due_callbacks();
   /// The pool goes: no result may call back into it.
-  void forget_callbacks() noexcept {
-    for (auto& rec : callbacks_) {
-      if (rec.settled || !rec.state) continue;
-      auto& ws = rec.state->waiters;
-      ws.erase(std::remove_if(ws.begin(), ws.end(),
-                              [&](const detail::waiter& w) { return w.ctx == &rec; }),
-               ws.end());
-    }
-    due_.clear();
-    callbacks_.clear();
-  }
+  CORAY_API void forget_callbacks() noexcept;
 
-  pool(std::uint32_t processes, spawn_fn spawn)
-      : d_(detail::require_driver("ray::pool")),
-        spawn_(std::move(spawn)),
-        disp_(d_, 2,
-              [this](std::size_t i, detail::dispatcher::replace_reason why) {
-                return replace(i, why);
-              }),
-        callback_task_(callback_loop(this)) {
-    const std::uint32_t n = processes ? processes : d_.num_workers();
-    for (std::uint32_t i = 0; i < n; ++i) {
-      ready_.emplace_back();
-      start(disp_.add(spawn_(d_)));
-    }
-  }
+  CORAY_API pool(std::uint32_t processes, spawn_fn spawn);
 
   template <auto Init, class... A>
   static spawn_fn spawner(A&&... initargs) {
@@ -12745,27 +12329,12 @@ class pool {
 
   /// Asks the new process at `member` to answer once built: then it is known to have
   /// initialised, and may be replaced should it die.
-  void start(std::size_t member) {
-    auto spec = detail::make_call<&detail::pool_process::pid>(d_);
-    spec.target_actor = disp_.member(member).get()->id;
-    ready_[member] = d_.submit(std::move(spec));
-  }
+  CORAY_API void start(std::size_t member);
 
   /// A member's process died or retired: start another, unless its initializer failed (no
   /// restart loop) or, for a death, the pool is closed. A retired process is replaced even
   /// then, as Python's pool keeps its size while closed work remains.
-  detail::actor_ptr replace(std::size_t member, detail::dispatcher::replace_reason why) {
-    const auto& r = ready_[member];
-    if ((closed_ && why == detail::dispatcher::replace_reason::died) || !r ||
-        r->st != detail::object_state::status::ready)
-      return {};  // its initializer failed
-    ready_[member] = {};
-    auto h = spawn_(d_);
-    auto spec = detail::make_call<&detail::pool_process::pid>(d_);
-    spec.target_actor = h.get()->id;
-    ready_[member] = d_.submit(std::move(spec));
-    return h;
-  }
+  CORAY_API detail::actor_ptr replace(std::size_t member, detail::dispatcher::replace_reason why);
 
   void require_open(const char* what) const {
     if (closed_) throw usage_error(fmt::format("{}: the pool is closed", what));
@@ -13027,6 +12596,162 @@ class pool {
 };
 
 CORAY_END_NAMESPACE
+
+// begin <coray/detail/mp/pool_impl.hpp>
+/// The non-template members of ray::pool: included by pool.hpp in header-only mode (inline),
+/// and compiled once by src/coray.cpp into coray::coray_compiled in compiled mode
+/// (CORAY_COMPILED_LIB), so that a translation unit including coray.hpp does not instantiate
+/// the pool's process actor, its calls and its bookkeeping.
+
+#include <algorithm>
+// #include <coray/pool.hpp>: inlined above
+#include <cstdio>
+#include <exception>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+CORAY_API pool::pool(std::uint32_t processes)
+    : pool(processes, [](detail::driver& d) {
+        return d.make_actor_handle(
+            ray::spawn<detail::pool_process>(detail::multiprocessing_options()).id());
+      }) {}
+
+CORAY_API pool::pool(std::uint32_t processes, spawn_fn spawn)
+    : d_(detail::require_driver("ray::pool")),
+      spawn_(std::move(spawn)),
+      disp_(d_, 2,
+            [this](std::size_t i, detail::dispatcher::replace_reason why) {
+              return replace(i, why);
+            }),
+      callback_task_(callback_loop(this)) {
+  const std::uint32_t n = processes ? processes : d_.num_workers();
+  for (std::uint32_t i = 0; i < n; ++i) {
+    ready_.emplace_back();
+    start(disp_.add(spawn_(d_)));
+  }
+}
+
+CORAY_API void pool::join() {
+  // A callback may submit more work, whose own callbacks come after it: wait for both.
+  d_.run_until([this] { return disp_.idle() && callbacks_.empty(); });
+  if (!closed_) return;
+  std::vector<std::uint64_t> ids;
+  for (std::size_t i = 0; i < disp_.members(); ++i)
+    if (disp_.is_live(i)) ids.push_back(disp_.remove(i).get()->id);
+  d_.run_until([&] {
+    for (std::uint64_t id : ids) {
+      auto st = d_.actor_status(id);
+      if (st && !st->ended) return false;
+    }
+    return true;
+  });
+}
+
+CORAY_API void pool::terminate() {
+  closed_ = true;
+  disp_.fail_waiting(
+      std::make_exception_ptr(actor_died("coray: ray::pool::terminate() ended the pool")));
+  for (std::size_t i = 0; i < disp_.members(); ++i)
+    if (disp_.is_live(i)) d_.kill_actor(disp_.member(i).get()->id);
+}
+
+CORAY_API std::vector<process_info> pool::processes() {
+  disp_.settle();  // processes whose calls ended are replaced if they are to be
+  for (const auto& r : ready_)
+    if (r) detail::block_until_settled(*r);
+  std::vector<process_info> out;
+  for (std::size_t i = 0; i < disp_.members(); ++i) {
+    process_info info;
+    info.kind = process_kind::actor;
+    if (disp_.is_live(i)) {
+      if (auto st = d_.actor_status(disp_.member(i).get()->id)) {
+        info.pid = st->pid;
+        info.alive = st->pid != 0 && !st->ended;
+        if (st->ended) info.exitcode = detail::exitcode_of(st->wait_status);
+      }
+    }
+    out.push_back(info);
+  }
+  return out;
+}
+
+CORAY_API void pool::callback_due(void* ctx, detail::object_state&) {
+  auto* rec = static_cast<pending_callback*>(ctx);
+  pool& self = *rec->owner;
+  rec->settled = true;
+  self.due_.push_back(rec->self);
+  if (!self.callbacks_scheduled_ && !self.running_callbacks_) {
+    self.callbacks_scheduled_ = true;
+    self.d_.schedule(self.callback_task_.h);
+  }
+}
+
+CORAY_API void pool::run_due_callbacks() {
+  running_callbacks_ = true;
+  while (!due_.empty()) {
+    auto it = due_.front();
+    due_.pop_front();
+    try {
+      it->run(*it->state);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "coray: a ray::pool callback threw: %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "coray: a ray::pool callback threw\n");
+    }
+    callbacks_.erase(it);
+  }
+  running_callbacks_ = false;
+}
+
+CORAY_API void pool::forget_callbacks() noexcept {
+  for (auto& rec : callbacks_) {
+    if (rec.settled || !rec.state) continue;
+    auto& ws = rec.state->waiters;
+    ws.erase(std::remove_if(ws.begin(), ws.end(),
+                            [&](const detail::waiter& w) { return w.ctx == &rec; }),
+             ws.end());
+  }
+  due_.clear();
+  callbacks_.clear();
+}
+
+CORAY_API void pool::start(std::size_t member) {
+  auto spec = detail::make_call<&detail::pool_process::pid>(d_);
+  spec.target_actor = disp_.member(member).get()->id;
+  ready_[member] = d_.submit(std::move(spec));
+}
+
+CORAY_API detail::actor_ptr pool::replace(std::size_t member, detail::dispatcher::replace_reason why) {
+  const auto& r = ready_[member];
+  if ((closed_ && why == detail::dispatcher::replace_reason::died) || !r ||
+      r->st != detail::object_state::status::ready)
+    return {};  // its initializer failed
+  ready_[member] = {};
+  auto h = spawn_(d_);
+  auto spec = detail::make_call<&detail::pool_process::pid>(d_);
+  spec.target_actor = h.get()->id;
+  ready_[member] = d_.submit(std::move(spec));
+  return h;
+}
+
+CORAY_API pool::~pool() {
+  if (disp_.runtime_alive() && d_.is_loop_thread()) {
+    try {
+      close();
+      join();
+    } catch (...) {
+    }
+    forget_callbacks();
+    // The callback coroutine must not stay queued on the loop once the pool is gone.
+    if (callbacks_scheduled_) d_.run_until([this] { return !callbacks_scheduled_; });
+  }
+  callback_task_.destroy();
+}
+
+CORAY_END_NAMESPACE
+// end <coray/detail/mp/pool_impl.hpp>
 // end <coray/pool.hpp>
 // begin <coray/process.hpp>
 /// ray::process: one function run in a new process of its own, Python's
@@ -14519,7 +14244,164 @@ class call_sender {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/call_sender.hpp>
-// #include <coray/detail/runtime/resource_ledger.hpp>: inlined above
+// begin <coray/detail/runtime/resource_ledger.hpp>
+/// The runtime's resources and who holds them: totals by name (`CPU`, `GPU` and custom
+/// ones), what is free, and the GPUs by id with the fraction of each that is free. A
+/// requirement (`resource_request`) is checked once when a call or actor is made (refuse:
+/// bad or never satisfiable) and then acquired and released as a whole; acquiring GPUs
+/// says which ones (`resource_grant`). Amounts are fixed point (1/10,000, Ray's
+/// granularity), so fractions add up exactly.
+///
+/// Knows nothing of processes or messages: the orchestrator decides who holds what (a
+/// worker's lease, an actor for life), and a cluster scheduler can keep one per node.
+/// Driver only, loop thread only.
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+// #include <coray/detail/runtime/resource_request.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// The runtime's resources: what it has and what is free.
+class resource_ledger {
+ public:
+  /// The most GPUs a runtime may have (their indices travel as a 32-bit mask).
+  static constexpr std::size_t max_gpus = 32;
+
+  resource_ledger() = default;
+  /// `cpus` and `gpus` as amounts; `gpu_ids` names each GPU (CUDA_VISIBLE_DEVICES's
+  /// values), one per started unit of `gpus` (a runtime may have 0.5 of a GPU, as Ray's may).
+  resource_ledger(resource_amount cpus, resource_amount gpus, std::vector<std::string> gpu_ids,
+                  std::map<std::string, resource_amount> custom)
+      : cpu_total_(cpus),
+        cpu_free_(cpus),
+        gpu_total_(gpus),
+        gpu_ids_(std::move(gpu_ids)),
+        custom_total_(std::move(custom)),
+        custom_free_(custom_total_) {
+    for (std::size_t i = 0; i < gpu_ids_.size(); ++i)
+      gpu_free_.push_back(std::clamp<resource_amount>(
+          gpus - static_cast<resource_amount>(i) * resource_unit, 0, resource_unit));
+  }
+
+  const std::vector<std::string>& gpu_ids() const noexcept { return gpu_ids_; }
+  resource_amount cpu_total() const noexcept { return cpu_total_; }
+  /// CPU the ledger has not handed out (task workers' CPU is not among what it counts).
+  resource_amount cpu_free() const noexcept { return cpu_free_; }
+
+  /// Why `r` can never be met by this runtime (an unknown resource, more than it has, a
+  /// fraction above one that is not whole), or nullopt if it can.
+  std::optional<std::string> refuse(const resource_request& r) const {
+    auto more = [&](std::string_view what) {
+      return fmt::format("it asks for {} {}, and the runtime has {}", r.describe(), what,
+                         describe_totals());
+    };
+    if (r.cpu > cpu_total_) return more("(more CPU than it has)");
+    if (r.gpu > 0 && gpu_total_ == 0) return more("(a GPU, and it has none)");
+    if (r.gpu > gpu_total_) return more("(more GPU than it has)");
+    if (r.gpu > resource_unit && r.gpu % resource_unit != 0)
+      return more("(a fraction of GPUs above 1 must be a whole number)");
+    for (const auto& [name, a] : r.custom) {
+      auto it = custom_total_.find(name);
+      if (it == custom_total_.end())
+        return more(fmt::format("(the resource '{}' is unknown to it)", name));
+      if (a > it->second) return more(fmt::format("(more '{}' than it has)", name));
+    }
+    return std::nullopt;
+  }
+
+  /// Takes `r` if it is free now, with `cpu_in_use` CPU held besides what the ledger
+  /// counts (task workers' CPU, which follows their load); nullopt if not. With `take_cpu`
+  /// false the CPU is checked but not taken (the caller counts it). `r` must have passed
+  /// refuse().
+  std::optional<resource_grant> acquire(const resource_request& r, resource_amount cpu_in_use = 0,
+                                        bool take_cpu = true) {
+    if (cpu_free_ - cpu_in_use < r.cpu) return std::nullopt;
+    for (const auto& [name, a] : r.custom)
+      if (custom_free_[name] < a) return std::nullopt;
+    resource_grant g;
+    if (r.gpu > 0 && !pick_gpus(r.gpu, g)) return std::nullopt;
+    if (take_cpu) cpu_free_ -= r.cpu;
+    for (const auto& [name, a] : r.custom) custom_free_[name] -= a;
+    for (const auto& [i, a] : g.gpus) gpu_free_[i] -= a;
+    return g;
+  }
+
+  /// Gives back what acquire(r, ..., take_cpu) took as `g`.
+  void release(const resource_request& r, const resource_grant& g, bool take_cpu = true) {
+    if (take_cpu) cpu_free_ += r.cpu;
+    for (const auto& [name, a] : r.custom) custom_free_[name] += a;
+    for (const auto& [i, a] : g.gpus) gpu_free_[i] += a;
+  }
+
+  /// Ray's names and amounts: {"CPU": n, "GPU": n, custom...}. `cpu_in_use` as for acquire.
+  std::map<std::string, double> totals() const {
+    std::map<std::string, double> m{{"CPU", from_resource_amount(cpu_total_)}};
+    if (gpu_total_) m["GPU"] = from_resource_amount(gpu_total_);
+    for (const auto& [name, a] : custom_total_) m[name] = from_resource_amount(a);
+    return m;
+  }
+  std::map<std::string, double> available(resource_amount cpu_in_use = 0) const {
+    std::map<std::string, double> m{
+        {"CPU", from_resource_amount(std::max<resource_amount>(0, cpu_free_ - cpu_in_use))}};
+    if (gpu_total_) {
+      resource_amount gpu = 0;
+      for (resource_amount a : gpu_free_) gpu += a;
+      m["GPU"] = from_resource_amount(gpu);
+    }
+    for (const auto& [name, a] : custom_free_) m[name] = from_resource_amount(a);
+    return m;
+  }
+
+ private:
+  /// Chooses GPUs for `amount`: a fraction goes to the GPU that has least room left that
+  /// still fits it (packing fractions together), a whole number to wholly free GPUs.
+  bool pick_gpus(resource_amount amount, resource_grant& g) const {
+    if (amount < resource_unit) {
+      std::optional<std::uint32_t> best;
+      for (std::uint32_t i = 0; i < gpu_free_.size(); ++i)
+        if (gpu_free_[i] >= amount && (!best || gpu_free_[i] < gpu_free_[*best])) best = i;
+      if (!best) return false;
+      g.gpus.emplace_back(*best, amount);
+      return true;
+    }
+    resource_amount need = amount / resource_unit;
+    for (std::uint32_t i = 0; i < gpu_free_.size() && need > 0; ++i)
+      if (gpu_free_[i] == resource_unit) {
+        g.gpus.emplace_back(i, resource_unit);
+        --need;
+      }
+    return need == 0;
+  }
+
+  std::string describe_totals() const {
+    std::string s = fmt::format("{{CPU: {}, GPU: {}", from_resource_amount(cpu_total_),
+                                from_resource_amount(gpu_total_));
+    for (const auto& [name, a] : custom_total_)
+      s += fmt::format(", {}: {}", name, from_resource_amount(a));
+    return s + "}";
+  }
+
+  resource_amount cpu_total_ = 0, cpu_free_ = 0, gpu_total_ = 0;
+  std::vector<std::string> gpu_ids_;
+  std::vector<resource_amount> gpu_free_;  // per GPU (the last may have less than a unit)
+  std::map<std::string, resource_amount> custom_total_, custom_free_;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/resource_ledger.hpp>
 // #include <coray/detail/runtime/task_table.hpp>: inlined above
 // #include <coray/detail/runtime/transport.hpp>: inlined above
 #include <cstdint>
@@ -16637,7 +16519,409 @@ CORAY_END_NAMESPACE
 #include <cerrno>
 #include <climits>
 // #include <coray/detail/runtime/driver.hpp>: inlined above
-// #include <coray/detail/runtime/log_monitor.hpp>: inlined above
+// begin <coray/detail/runtime/log_monitor.hpp>
+/// The log monitor (Ray's log_monitor), run inside the supervisor: each worker's and actor's
+/// stdout and stderr are pipes that the supervisor reads in its loop. Whole lines reach the
+/// supervisor's own stdout and stderr (the driver's, inherited) prefixed with the process,
+/// `(name pid=1234) line`; identical lines from several processes are folded as Ray folds
+/// them (line_folder); with a log directory, each process's output is also written, as it
+/// came, to `worker-<pid>.out` and `worker-<pid>.err` there. None of it touches the driver's
+/// loop or a call's path. Supervisor only, single-threaded.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+// #include <coray/detail/runtime/output_options.hpp>: inlined above
+// #include <coray/detail/runtime/process.hpp>: inlined above
+#include <cstdint>
+#include <deque>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// Ray's log deduplication, for one stream (stdout or stderr): a line is printed at once the
+/// first time; the same line (compared without its words that hold digits, as Ray does) from
+/// other processes within the next 5 seconds is held back and counted, and when the window
+/// closes (or at the end) the latest of them is printed once with `[repeated Nx across
+/// cluster]`. Repeats from the one process that printed it first are printed as they come, as
+/// are lines with no words left to compare. Nothing here reads a clock: times are given.
+class line_folder {
+ public:
+  using clock = std::chrono::steady_clock;
+  static constexpr clock::duration window = std::chrono::seconds(5);
+
+  /// A line (without its newline) from process `source`, shown under `prefix`: appends to
+  /// `out` what is to be printed now.
+  void feed(int source, std::string_view prefix, std::string_view line, clock::time_point now,
+            std::string& out) {
+    std::string key = canonical(line);
+    if (key.empty()) return print(prefix, line, {}, out);
+    auto it = recent_.find(key);
+    if (it == recent_.end()) {
+      recent_.emplace(std::move(key), pattern{now, 0, {}, {}, {source}});
+      next_ = std::min(next_, now + window);
+      return print(prefix, line, {}, out);
+    }
+    pattern& p = it->second;
+    if (std::find(p.sources.begin(), p.sources.end(), source) == p.sources.end())
+      p.sources.push_back(source);
+    if (p.sources.size() == 1) return print(prefix, line, {}, out);
+    ++p.count;
+    p.prefix.assign(prefix);
+    p.line.assign(line);
+  }
+  /// Closes the windows that have passed: prints their folded lines.
+  void expire(clock::time_point now, std::string& out) {
+    if (now < next_) return;
+    next_ = clock::time_point::max();
+    for (auto it = recent_.begin(); it != recent_.end();) {
+      pattern& p = it->second;
+      if (now - p.since < window) {
+        next_ = std::min(next_, p.since + window);
+        ++it;
+        continue;
+      }
+      if (p.count > 1) {
+        // Folding was fruitful: keep folding this line, in a new window.
+        print_folded(p, out);
+        p.since = now;
+        p.count = 0;
+        next_ = std::min(next_, now + window);
+        ++it;
+        continue;
+      }
+      if (p.count == 1) print(p.prefix, p.line, {}, out);
+      it = recent_.erase(it);
+    }
+  }
+  /// The end: prints every line still held back.
+  void flush(std::string& out) {
+    for (auto& [key, p] : recent_) {
+      if (p.count > 1) print_folded(p, out);
+      if (p.count == 1) print(p.prefix, p.line, {}, out);
+    }
+    recent_.clear();
+    next_ = clock::time_point::max();
+  }
+  /// When expire has something to do; max() when nothing is held.
+  clock::time_point next_expiry() const noexcept { return next_; }
+
+  /// The line as compared: its words that hold no digit, one space apart.
+  static std::string canonical(std::string_view line) {
+    std::string key;
+    std::size_t i = 0;
+    while (i < line.size()) {
+      while (i < line.size() && is_space(line[i])) ++i;
+      const std::size_t b = i;
+      bool digit = false;
+      for (; i < line.size() && !is_space(line[i]); ++i) digit |= line[i] >= '0' && line[i] <= '9';
+      if (i == b || digit) continue;
+      if (!key.empty()) key += ' ';
+      key.append(line.substr(b, i - b));
+    }
+    return key;
+  }
+
+ private:
+  struct pattern {
+    clock::time_point since;   // the window's start
+    std::uint64_t count;       // lines held back in this window
+    std::string prefix, line;  // the latest held back, and its process
+    std::vector<int> sources;
+  };
+  static bool is_space(char c) noexcept {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+  }
+  static void print(std::string_view prefix, std::string_view line, std::string_view tail,
+                    std::string& out) {
+    out.append(prefix).append(line).append(tail).push_back('\n');
+  }
+  static void print_folded(const pattern& p, std::string& out) {
+    print(p.prefix, p.line, " [repeated " + std::to_string(p.count) + "x across cluster]", out);
+  }
+
+  std::unordered_map<std::string, pattern> recent_;
+  clock::time_point next_ = clock::time_point::max();
+};
+
+/// Writes all of `data` to `fd`, waiting out a full non-blocking descriptor; drops it if
+/// the descriptor is gone (closed, a reader that left). Never raises SIGPIPE's default
+/// action: the supervisor ignores SIGPIPE.
+inline void write_fully(int fd, std::string_view data) noexcept {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n > 0) {
+      data.remove_prefix(static_cast<std::size_t>(n));
+    } else if (n < 0 && errno == EAGAIN) {
+      pollfd p{fd, POLLOUT, 0};
+      ::poll(&p, 1, 100);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      return;
+    }
+  }
+}
+
+class log_monitor {
+ public:
+  using clock = line_folder::clock;
+  /// A line longer than this is cut into pieces of it: one process cannot make the
+  /// supervisor hold unbounded memory.
+  static constexpr std::size_t max_line = 64 * 1024;
+  /// The tail of each process's stdout and of its stderr kept in memory (the state API's
+  /// get_log, the dashboard), and how many ended processes keep theirs, oldest dropped.
+  static constexpr std::size_t tail_bytes = 16 * 1024;
+  static constexpr std::size_t ended_kept = 64;
+
+  /// The last tail_bytes of what process `pid` wrote to stdout and to stderr; empty if it is
+  /// unknown (never started here, or ended long ago).
+  struct tail {
+    std::string out, err;
+  };
+  const tail* tail_of(int pid) const {
+    auto it = tails_.find(pid);
+    return it == tails_.end() ? nullptr : &it->second;
+  }
+
+  /// `hdr`: the segment's control header, where each slot's process publishes its name.
+  log_monitor(output_options opts, shared_header* hdr) : opts_(std::move(opts)), hdr_(hdr) {}
+  log_monitor(const log_monitor&) = delete;
+  log_monitor& operator=(const log_monitor&) = delete;
+  ~log_monitor() {
+    for (auto& s : streams_) close_stream(s);
+  }
+
+  /// A new process's stdout and stderr: the read ends stay here, the write ends are dup'ed
+  /// onto the child's 1 and 2. All four close on exec.
+  struct pipes {
+    int out[2] = {-1, -1};
+    int err[2] = {-1, -1};
+  };
+  /// Makes the pipes for a process about to start; false (errno set) if it cannot, and then
+  /// the process starts with the supervisor's own stdout and stderr.
+  static bool make_pipes(pipes& p) noexcept {
+    if (pipe2(p.out, O_CLOEXEC) != 0) return false;
+    if (pipe2(p.err, O_CLOEXEC) == 0) return true;
+    const int e = errno;
+    ::close(p.out[0]);
+    ::close(p.out[1]);
+    p = {};
+    errno = e;
+    return false;
+  }
+  /// In a forked child: its output goes to the pipes; no other stream of the monitor's stays
+  /// open in it.
+  void become_child_output(const pipes& p) noexcept {
+    if (p.out[1] >= 0) ::dup2(p.out[1], STDOUT_FILENO);
+    if (p.err[1] >= 0) ::dup2(p.err[1], STDERR_FILENO);
+    for (int fd : {p.out[0], p.out[1], p.err[0], p.err[1]})
+      if (fd > STDERR_FILENO) ::close(fd);
+    for (auto& s : streams_) {
+      ::close(s.fd);
+      if (s.file >= 0) ::close(s.file);
+    }
+  }
+  /// After the process started (`pid` > 0) or failed to: the write ends close here and the
+  /// read ends are watched until their end of file.
+  void watch(const pipes& p, int pid, std::uint32_t slot) {
+    for (int fd : {p.out[1], p.err[1]})
+      if (fd >= 0) ::close(fd);
+    if (p.out[0] < 0) return;
+    if (pid <= 0) {
+      ::close(p.out[0]);
+      ::close(p.err[0]);
+      return;
+    }
+    add_stream(p.out[0], pid, slot, false);
+    add_stream(p.err[0], pid, slot, true);
+    tails_[pid];
+  }
+
+  /// The descriptors to poll, appended to `fds`, in the order on_ready takes them.
+  void add_pollfds(std::vector<pollfd>& fds) const {
+    for (const auto& s : streams_) fds.push_back({s.fd, POLLIN, 0});
+  }
+  /// After poll: `ready` are the entries add_pollfds appended, with their revents.
+  void on_ready(std::span<const pollfd> ready) {
+    for (std::size_t i = 0; i < ready.size() && i < streams_.size(); ++i)
+      if (ready[i].revents) read_stream(streams_[i]);
+    collect();
+    tick(clock::now());
+  }
+  /// Milliseconds until a folded line is due (poll's timeout), -1 when none is.
+  int poll_timeout(clock::time_point now) const noexcept {
+    const auto next = std::min(out_.folder.next_expiry(), err_.folder.next_expiry());
+    if (next == clock::time_point::max()) return -1;
+    if (next <= now) return 0;
+    return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(next - now).count());
+  }
+  /// Prints the folded lines that are due.
+  void tick(clock::time_point now) {
+    for (sink* k : {&out_, &err_}) {
+      k->folder.expire(now, k->text);
+      emit(*k);
+    }
+  }
+  /// Reads what process `pid` left in its pipes (it has ended: all it wrote is there), so
+  /// its last lines come before its death is reported.
+  void drain_process(int pid) {
+    for (auto& s : streams_)
+      if (s.pid == pid) read_stream(s);
+    collect();
+  }
+  /// The end (every process reaped): reads what is left, prints partial lines and held-back
+  /// lines, and closes every stream.
+  void finish() {
+    for (auto& s : streams_) {
+      read_stream(s);
+      end_stream(s);
+    }
+    collect();
+    for (sink* k : {&out_, &err_}) {
+      k->folder.flush(k->text);
+      emit(*k);
+    }
+  }
+
+ private:
+  struct stream {
+    int fd;
+    int file;  // log file, or -1
+    int pid;
+    std::uint32_t slot;
+    bool is_err;
+    bool ended = false;
+    std::string name;     // the process's name when last read
+    std::string partial;  // a line not yet ended
+  };
+  struct sink {
+    int fd;
+    line_folder folder;
+    std::string text;  // lines to write, in one write
+  };
+
+  void add_stream(int fd, int pid, std::uint32_t slot, bool is_err) {
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+    int file = -1;
+    if (!opts_.directory.empty()) {
+      const std::string path =
+          opts_.directory + "/worker-" + std::to_string(pid) + (is_err ? ".err" : ".out");
+      file = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    }
+    streams_.push_back({fd, file, pid, slot, is_err, false, {}, {}});
+  }
+
+  /// Reads until the pipe is empty or ended; whole lines go to their sink.
+  void read_stream(stream& s) {
+    if (s.ended) return;
+    char buf[16384];
+    for (;;) {
+      const ssize_t n = ::read(s.fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        if (n == 0 || errno != EAGAIN) end_stream(s);
+        return;
+      }
+      // The name the process has now, while it is still the slot's process (a later one in
+      // the slot has its own name).
+      const worker_shared& w = hdr_->worker(s.slot);
+      if (w.pid.load(std::memory_order_acquire) == s.pid) s.name = w.output_name.get();
+      const std::string_view got(buf, static_cast<std::size_t>(n));
+      if (s.file >= 0) write_fully(s.file, got);
+      keep_tail(s, got);
+      take_lines(s, got);
+    }
+  }
+  void take_lines(stream& s, std::string_view got) {
+    while (!got.empty()) {
+      const std::size_t nl = got.find('\n');
+      const std::size_t room = max_line - s.partial.size();
+      if (nl == std::string_view::npos && got.size() < room) {
+        s.partial.append(got);
+        return;
+      }
+      const std::size_t take = std::min(nl == std::string_view::npos ? room : nl, room);
+      s.partial.append(got.substr(0, take));
+      got.remove_prefix(std::min(got.size(), take + (take == nl ? 1 : 0)));
+      line(s, s.partial);
+      s.partial.clear();
+    }
+  }
+  void line(const stream& s, std::string_view text) {
+    if (!opts_.to_driver) return;
+    sink& k = s.is_err ? err_ : out_;
+    const std::string prefix = s.name.empty()
+                                   ? "(pid=" + std::to_string(s.pid) + ") "
+                                   : "(" + s.name + " pid=" + std::to_string(s.pid) + ") ";
+    k.folder.feed(s.pid, prefix, text, clock::now(), k.text);
+  }
+  void keep_tail(const stream& s, std::string_view got) {
+    std::string& t = s.is_err ? tails_[s.pid].err : tails_[s.pid].out;
+    if (got.size() >= tail_bytes) got.remove_prefix(got.size() - tail_bytes);
+    const std::size_t keep = std::min(t.size(), tail_bytes - got.size());
+    t.erase(0, t.size() - keep);
+    t.append(got);
+  }
+  /// End of file (or a broken pipe): a partial line is printed as a line. The process's tail
+  /// stays, among the last ended_kept ended processes'.
+  void end_stream(stream& s) {
+    if (s.ended) return;
+    s.ended = true;
+    if (s.is_err) {
+      ended_.push_back(s.pid);
+      if (ended_.size() > ended_kept) {
+        tails_.erase(ended_.front());
+        ended_.pop_front();
+      }
+    }
+    if (!s.partial.empty()) {
+      line(s, s.partial);
+      s.partial.clear();
+    }
+  }
+  /// Closes the ended streams and writes what is to be printed.
+  void collect() {
+    for (auto& s : streams_)
+      if (s.ended) close_stream(s);
+    streams_.erase(
+        std::remove_if(streams_.begin(), streams_.end(), [](const stream& s) { return s.fd < 0; }),
+        streams_.end());
+    emit(out_);
+    emit(err_);
+  }
+  static void close_stream(stream& s) noexcept {
+    if (s.fd >= 0) ::close(s.fd);
+    if (s.file >= 0) ::close(s.file);
+    s.fd = s.file = -1;
+  }
+  static void emit(sink& k) {
+    if (k.text.empty()) return;
+    write_fully(k.fd, k.text);
+    k.text.clear();
+  }
+
+  output_options opts_;
+  shared_header* hdr_;
+  std::unordered_map<int, tail> tails_;
+  std::deque<int> ended_;  // processes whose stderr ended, oldest first
+  std::vector<stream> streams_;
+  sink out_{STDOUT_FILENO, {}, {}};
+  sink err_{STDERR_FILENO, {}, {}};
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/log_monitor.hpp>
 // #include <coray/detail/runtime/system.hpp>: inlined above
 // begin <coray/detail/runtime/worker.hpp>
 /// A worker process -- a task worker or an actor: takes calls from its inbox, runs them (a
@@ -20261,14 +20545,100 @@ CORAY_END_NAMESPACE
 ///   auto counts = ray::state::summarize_tasks();   // {"square": {FINISHED: 100, RUNNING: 2}}
 ///   std::string recent = ray::state::get_log(pid).err;  // what a worker wrote lately
 
+// #include <coray/detail/runtime/state_records.hpp>: inlined above
+// #include <coray/version.hpp>: inlined above
+#include <cstddef>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace state {
+
+struct task_filter {
+  std::optional<task_state> state = std::nullopt;
+  /// The function's name as the registry spells it ("ns::f") or bare ("f"); empty: any.
+  std::string name = {};
+};
+struct actor_filter {
+  std::optional<actor_state> state = std::nullopt;
+  std::string class_name = {};  // empty: any
+  std::string name = {};        // the actor's own name (actor_options::name); empty: any
+};
+struct worker_filter {
+  std::optional<worker_kind> kind = std::nullopt;
+  std::optional<bool> alive = std::nullopt;
+};
+
+/// Live calls (waiting, queued, running), then the finished and failed ones the runtime
+/// keeps (runtime_options::task_history, oldest first).
+CORAY_API std::vector<task_info> list_tasks(const task_filter& filter = {});
+
+/// The actors, by id: alive, being created or restarted, and dead ones still referenced.
+CORAY_API std::vector<actor_info> list_actors(const actor_filter& filter = {});
+
+/// The task workers (in slot order), then the actors' processes.
+CORAY_API std::vector<worker_info> list_workers(const worker_filter& filter = {});
+
+/// What a worker or actor process wrote: the last 16 KiB of its stdout and of its stderr,
+/// as it wrote them (no prefix). Ray's get_log.
+struct process_log {
+  std::string out;
+  std::string err;
+};
+
+/// The output of process `pid` (a task worker or an actor of this runtime, running or among
+/// the last 64 that ended), kept in memory by the supervisor whether or not it was shown
+/// (log_to_driver). Empty for a pid the runtime does not know. Throws ray::runtime_error if
+/// the supervisor does not answer within 2 s.
+CORAY_API process_log get_log(int pid);
+
+/// The objects the driver holds (`ray list objects`): each one with a value in the store or
+/// the spill file, and each one a ref inside a value has named; by id, unnamed ones (id 0)
+/// first, largest first. Small values only object_refs name are not listed (they live in the
+/// refs themselves).
+CORAY_API std::vector<object_info> list_objects();
+
+/// How many calls of each function are in each state (`ray summary tasks`), over what
+/// list_tasks reports.
+CORAY_API std::map<std::string, std::map<task_state, std::size_t>> summarize_tasks();
+
+}  // namespace state
+
+/// What `ray memory` prints: the store's capacity and use, then each object list_objects
+/// reports with its size, where it lies, and who holds it (handles in the driver, references
+/// to its store block, readers in place). Driver only.
+CORAY_API std::string memory_summary();
+
+/// Writes the calls recorded so far (runtime_options::record_timeline: the last
+/// task_history of them) to `file` in Chrome's trace-event format, which Perfetto
+/// (ui.perfetto.dev) and chrome://tracing open; returns how many calls it wrote. Ray's
+/// `ray.timeline(filename)`. One track per process (the driver, each task worker, each
+/// actor); on a worker's track a slice per call it ran, named by its function or method,
+/// with its id, its arguments' bytes, its attempt and whether it failed; an arrow from the
+/// driver, when the call was submitted, to the slice. Times are the driver's: a slice runs
+/// from when the call was sent to its process (or when the one before it there ended, if
+/// later) until its reply was read. Driver only; throws ray::usage_error if the runtime
+/// does not record a timeline, and ray::runtime_error if the file cannot be written.
+CORAY_API std::size_t timeline(const std::string& file);
+
+CORAY_END_NAMESPACE
+
+// begin <coray/detail/runtime/state_impl.hpp>
+/// The functions of ray::state, ray::memory_summary and ray::timeline: included by state.hpp
+/// in header-only mode (inline), and compiled once by src/coray.cpp into coray::coray_compiled
+/// in compiled mode (CORAY_COMPILED_LIB), so that a translation unit including coray.hpp
+/// neither parses the driver's listings nor instantiates what they use.
+
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <algorithm>
 // #include <coray/detail/runtime/driver.hpp>: inlined above
 // #include <coray/detail/runtime/foreign.hpp>: inlined above
 // #include <coray/detail/runtime/output_name.hpp>: inlined above
-// #include <coray/detail/runtime/state_records.hpp>: inlined above
 // begin <coray/detail/runtime/timeline_trace.hpp>
 /// The timeline's calls as slices on their processes' tracks, and as Chrome's trace-event
 /// JSON: what ray::timeline writes and the dashboard serves (design.md, "The runtime core",
@@ -20377,10 +20747,10 @@ inline std::string timeline_trace(std::vector<timeline_entry> calls, int driver_
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/timeline_trace.hpp>
 // #include <coray/errors.hpp>: inlined above
+// #include <coray/state.hpp>: inlined above
 #include <cstdint>
 #include <cstdio>
 #include <map>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -20388,21 +20758,6 @@ CORAY_END_NAMESPACE
 
 CORAY_BEGIN_NAMESPACE
 namespace state {
-
-struct task_filter {
-  std::optional<task_state> state = std::nullopt;
-  /// The function's name as the registry spells it ("ns::f") or bare ("f"); empty: any.
-  std::string name = {};
-};
-struct actor_filter {
-  std::optional<actor_state> state = std::nullopt;
-  std::string class_name = {};  // empty: any
-  std::string name = {};        // the actor's own name (actor_options::name); empty: any
-};
-struct worker_filter {
-  std::optional<worker_kind> kind = std::nullopt;
-  std::optional<bool> alive = std::nullopt;
-};
 
 namespace detail {
 /// Runs `f(driver&)` on the driver's loop; refuses in a worker, and without a runtime.
@@ -20423,9 +20778,7 @@ inline bool name_matches(std::string_view full, std::string_view wanted) noexcep
 }
 }  // namespace detail
 
-/// Live calls (waiting, queued, running), then the finished and failed ones the runtime
-/// keeps (runtime_options::task_history, oldest first).
-inline std::vector<task_info> list_tasks(const task_filter& filter = {}) {
+CORAY_API std::vector<task_info> list_tasks(const task_filter& filter) {
   std::vector<task_info> all = detail::from_driver(
       "ray::state::list_tasks", [](ray::detail::driver& d) { return d.list_tasks(); });
   std::vector<task_info> out;
@@ -20435,8 +20788,7 @@ inline std::vector<task_info> list_tasks(const task_filter& filter = {}) {
   return out;
 }
 
-/// The actors, by id: alive, being created or restarted, and dead ones still referenced.
-inline std::vector<actor_info> list_actors(const actor_filter& filter = {}) {
+CORAY_API std::vector<actor_info> list_actors(const actor_filter& filter) {
   std::vector<actor_info> all = detail::from_driver(
       "ray::state::list_actors", [](ray::detail::driver& d) { return d.list_actors(); });
   std::vector<actor_info> out;
@@ -20448,8 +20800,7 @@ inline std::vector<actor_info> list_actors(const actor_filter& filter = {}) {
   return out;
 }
 
-/// The task workers (in slot order), then the actors' processes.
-inline std::vector<worker_info> list_workers(const worker_filter& filter = {}) {
+CORAY_API std::vector<worker_info> list_workers(const worker_filter& filter) {
   std::vector<worker_info> all = detail::from_driver(
       "ray::state::list_workers", [](ray::detail::driver& d) { return d.list_workers(); });
   std::vector<worker_info> out;
@@ -20459,36 +20810,19 @@ inline std::vector<worker_info> list_workers(const worker_filter& filter = {}) {
   return out;
 }
 
-/// What a worker or actor process wrote: the last 16 KiB of its stdout and of its stderr,
-/// as it wrote them (no prefix). Ray's get_log.
-struct process_log {
-  std::string out;
-  std::string err;
-};
-
-/// The output of process `pid` (a task worker or an actor of this runtime, running or among
-/// the last 64 that ended), kept in memory by the supervisor whether or not it was shown
-/// (log_to_driver). Empty for a pid the runtime does not know. Throws ray::runtime_error if
-/// the supervisor does not answer within 2 s.
-inline process_log get_log(int pid) {
+CORAY_API process_log get_log(int pid) {
   auto got = detail::from_driver("ray::state::get_log",
                                  [pid](ray::detail::driver& d) { return d.process_output(pid); });
   if (!got) throw runtime_error("ray::state::get_log: the supervisor process did not answer");
   return {std::move(got->first), std::move(got->second)};
 }
 
-/// The objects the driver holds (`ray list objects`): each one with a value in the store or
-/// the spill file, and each one a ref inside a value has named; by id, unnamed ones (id 0)
-/// first, largest first. Small values only object_refs name are not listed (they live in the
-/// refs themselves).
-inline std::vector<object_info> list_objects() {
+CORAY_API std::vector<object_info> list_objects() {
   return detail::from_driver("ray::state::list_objects",
                              [](ray::detail::driver& d) { return d.list_objects(); });
 }
 
-/// How many calls of each function are in each state (`ray summary tasks`), over what
-/// list_tasks reports.
-inline std::map<std::string, std::map<task_state, std::size_t>> summarize_tasks() {
+CORAY_API std::map<std::string, std::map<task_state, std::size_t>> summarize_tasks() {
   std::map<std::string, std::map<task_state, std::size_t>> out;
   for (const auto& t : list_tasks()) ++out[t.name][t.state];
   return out;
@@ -20496,10 +20830,7 @@ inline std::map<std::string, std::map<task_state, std::size_t>> summarize_tasks(
 
 }  // namespace state
 
-/// What `ray memory` prints: the store's capacity and use, then each object list_objects
-/// reports with its size, where it lies, and who holds it (handles in the driver, references
-/// to its store block, readers in place). Driver only.
-inline std::string memory_summary() {
+CORAY_API std::string memory_summary() {
   struct store_use {
     std::size_t capacity, free;
     std::uint64_t spilled;
@@ -20527,17 +20858,7 @@ inline std::string memory_summary() {
   return out;
 }
 
-/// Writes the calls recorded so far (runtime_options::record_timeline: the last
-/// task_history of them) to `file` in Chrome's trace-event format, which Perfetto
-/// (ui.perfetto.dev) and chrome://tracing open; returns how many calls it wrote. Ray's
-/// `ray.timeline(filename)`. One track per process (the driver, each task worker, each
-/// actor); on a worker's track a slice per call it ran, named by its function or method,
-/// with its id, its arguments' bytes, its attempt and whether it failed; an arrow from the
-/// driver, when the call was submitted, to the slice. Times are the driver's: a slice runs
-/// from when the call was sent to its process (or when the one before it there ended, if
-/// later) until its reply was read. Driver only; throws ray::usage_error if the runtime
-/// does not record a timeline, and ray::runtime_error if the file cannot be written.
-inline std::size_t timeline(const std::string& file) {
+CORAY_API std::size_t timeline(const std::string& file) {
   struct recorded {
     bool on;
     std::vector<ray::detail::timeline_entry> calls;
@@ -20561,6 +20882,7 @@ inline std::size_t timeline(const std::string& file) {
 }
 
 CORAY_END_NAMESPACE
+// end <coray/detail/runtime/state_impl.hpp>
 // end <coray/state.hpp>
 // #include <coray/sync_wait.hpp>: inlined above
 // begin <coray/synchronize.hpp>
