@@ -1934,7 +1934,7 @@ using shared_allocator =
 /// The allocator handle a segment keeps in place.
 struct segment_allocator {
   static_assert(sizeof(shared_allocator) <= sizeof(segment::alloc_) &&
-                alignof(shared_allocator) <= alignof(segment),
+                    alignof(shared_allocator) <= alignof(segment),
                 "coray: segment::alloc_ must hold a shared_allocator");
   static shared_allocator& of(segment& s) noexcept {
     return *std::launder(reinterpret_cast<shared_allocator*>(&s.alloc_));
@@ -2000,13 +2000,13 @@ CORAY_API std::size_t segment::return_free_pages(std::size_t min_chunk) noexcept
   for (;;) {
     std::size_t got = a.get_size();  // the largest free range there is
     char* p = nullptr;
-    p = a.allocation_command<char>(bip::allocate_new | bip::nothrow_allocation,
-                                         min_chunk + reserve, got, p);
+    p = a.allocation_command<char>(bip::allocate_new | bip::nothrow_allocation, min_chunk + reserve,
+                                   got, p);
     if (!p) break;
     std::size_t kept = got - reserve;
     char* same = p;
-    if (a.allocation_command<char>(bip::shrink_in_place | bip::nothrow_allocation, kept,
-                                         kept, same))
+    if (a.allocation_command<char>(bip::shrink_in_place | bip::nothrow_allocation, kept, kept,
+                                   same))
       got = kept;
     std::memcpy(p, &held, sizeof held);
     held = p;
@@ -9264,9 +9264,7 @@ CORAY_END_NAMESPACE
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
-CORAY_API int manager_server::pid() const {
-  return static_cast<int>(::getpid());
-}
+CORAY_API int manager_server::pid() const { return static_cast<int>(::getpid()); }
 
 CORAY_API std::uint64_t manager_server::create(std::uint8_t k) {
   const std::uint64_t id = ++last_id_;
@@ -9314,7 +9312,8 @@ CORAY_API std::optional<encoded> manager_server::dict_pop(std::uint64_t id, cons
   return v;
 }
 
-CORAY_API std::optional<std::pair<encoded, encoded>> manager_server::dict_popitem(std::uint64_t id) {
+CORAY_API std::optional<std::pair<encoded, encoded>> manager_server::dict_popitem(
+    std::uint64_t id) {
   auto& d = dict(id);
   if (d.items.empty()) return std::nullopt;
   auto item = std::move(d.items.back());
@@ -9354,12 +9353,15 @@ CORAY_API void manager_server::dict_clear(std::uint64_t id) {
   d.items.clear();
 }
 
-CORAY_API void manager_server::dict_update(std::uint64_t id, std::vector<std::pair<encoded, encoded>> items) {
+CORAY_API void manager_server::dict_update(std::uint64_t id,
+                                           std::vector<std::pair<encoded, encoded>> items) {
   auto& d = dict(id);
   for (auto& [k, v] : items) d.set(std::move(k), std::move(v));
 }
 
-CORAY_API bool manager_server::dict_compare_exchange(std::uint64_t id, encoded key, std::optional<encoded> expected, encoded desired) {
+CORAY_API bool manager_server::dict_compare_exchange(std::uint64_t id, encoded key,
+                                                     std::optional<encoded> expected,
+                                                     encoded desired) {
   auto& d = dict(id);
   auto it = d.index.find(key);
   const bool present = it != d.index.end();
@@ -9369,7 +9371,8 @@ CORAY_API bool manager_server::dict_compare_exchange(std::uint64_t id, encoded k
   return true;
 }
 
-CORAY_API encoded manager_server::dict_increment(std::uint64_t id, encoded key, std::uint8_t k, encoded delta) {
+CORAY_API encoded manager_server::dict_increment(std::uint64_t id, encoded key, std::uint8_t k,
+                                                 encoded delta) {
   auto& d = dict(id);
   auto it = d.index.find(key);
   if (it == d.index.end()) return d.set(std::move(key), std::move(delta))->second;
@@ -9412,23 +9415,19 @@ CORAY_API encoded manager_server::list_pop(std::uint64_t id, std::int64_t i) {
   return v;
 }
 
-CORAY_API std::uint64_t manager_server::list_size(std::uint64_t id) {
-  return list(id).size();
-}
+CORAY_API std::uint64_t manager_server::list_size(std::uint64_t id) { return list(id).size(); }
 
-CORAY_API std::vector<encoded> manager_server::list_all(std::uint64_t id) {
-  return list(id);
-}
+CORAY_API std::vector<encoded> manager_server::list_all(std::uint64_t id) { return list(id); }
 
-CORAY_API void manager_server::list_clear(std::uint64_t id) {
-  list(id).clear();
-}
+CORAY_API void manager_server::list_clear(std::uint64_t id) { list(id).clear(); }
 
-CORAY_API void manager_server::ns_set(std::uint64_t id, std::string name, std::string type, encoded v) {
+CORAY_API void manager_server::ns_set(std::uint64_t id, std::string name, std::string type,
+                                      encoded v) {
   ns(id).insert_or_assign(std::move(name), std::pair{std::move(type), std::move(v)});
 }
 
-CORAY_API std::optional<std::pair<std::string, encoded>> manager_server::ns_get(std::uint64_t id, const std::string& name) {
+CORAY_API std::optional<std::pair<std::string, encoded>> manager_server::ns_get(
+    std::uint64_t id, const std::string& name) {
   auto& n = ns(id);
   auto it = n.find(name);
   if (it == n.end()) return std::nullopt;
@@ -9449,7 +9448,8 @@ CORAY_API std::vector<std::string> manager_server::ns_names(std::uint64_t id) {
   return out;
 }
 
-CORAY_API manager_server::dict_state::item_list::iterator manager_server::dict_state::set(encoded&& key, encoded&& value) {
+CORAY_API manager_server::dict_state::item_list::iterator manager_server::dict_state::set(
+    encoded&& key, encoded&& value) {
   auto it = index.find(key);
   if (it != index.end()) {
     it->second->second = std::move(value);
@@ -9465,15 +9465,15 @@ CORAY_API manager_server::dict_state& manager_server::dict(std::uint64_t id) {
   return find(dicts_, id);
 }
 
-CORAY_API std::vector<encoded>& manager_server::list(std::uint64_t id) {
-  return find(lists_, id);
-}
+CORAY_API std::vector<encoded>& manager_server::list(std::uint64_t id) { return find(lists_, id); }
 
-CORAY_API std::map<std::string, std::pair<std::string, encoded>>& manager_server::ns(std::uint64_t id) {
+CORAY_API std::map<std::string, std::pair<std::string, encoded>>& manager_server::ns(
+    std::uint64_t id) {
   return find(namespaces_, id);
 }
 
-CORAY_API std::size_t manager_server::position(const std::vector<encoded>& l, std::int64_t i, const char* op) {
+CORAY_API std::size_t manager_server::position(const std::vector<encoded>& l, std::int64_t i,
+                                               const char* op) {
   const auto n = static_cast<std::int64_t>(l.size());
   const std::int64_t at = i < 0 ? i + n : i;
   if (at < 0 || at >= n)
@@ -10132,8 +10132,8 @@ inline bool valid_name(std::string_view n) noexcept {
 }
 
 CORAY_API metric_base::metric_base(std::string name, std::string description,
-                                   std::vector<std::string> tag_keys,
-                                   ray::detail::metric_kind kind, std::vector<double> bounds)
+                                   std::vector<std::string> tag_keys, ray::detail::metric_kind kind,
+                                   std::vector<double> bounds)
     : s_(std::make_shared<shared>()) {
   if (!valid_name(name))
     throw usage_error(fmt::format(
@@ -12723,7 +12723,8 @@ CORAY_API void pool::start(std::size_t member) {
   ready_[member] = d_.submit(std::move(spec));
 }
 
-CORAY_API detail::actor_ptr pool::replace(std::size_t member, detail::dispatcher::replace_reason why) {
+CORAY_API detail::actor_ptr pool::replace(std::size_t member,
+                                          detail::dispatcher::replace_reason why) {
   const auto& r = ready_[member];
   if ((closed_ && why == detail::dispatcher::replace_reason::died) || !r ||
       r->st != detail::object_state::status::ready)

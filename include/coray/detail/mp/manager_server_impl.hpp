@@ -21,9 +21,7 @@
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
-CORAY_API int manager_server::pid() const {
-  return static_cast<int>(::getpid());
-}
+CORAY_API int manager_server::pid() const { return static_cast<int>(::getpid()); }
 
 CORAY_API std::uint64_t manager_server::create(std::uint8_t k) {
   const std::uint64_t id = ++last_id_;
@@ -71,7 +69,8 @@ CORAY_API std::optional<encoded> manager_server::dict_pop(std::uint64_t id, cons
   return v;
 }
 
-CORAY_API std::optional<std::pair<encoded, encoded>> manager_server::dict_popitem(std::uint64_t id) {
+CORAY_API std::optional<std::pair<encoded, encoded>> manager_server::dict_popitem(
+    std::uint64_t id) {
   auto& d = dict(id);
   if (d.items.empty()) return std::nullopt;
   auto item = std::move(d.items.back());
@@ -111,12 +110,15 @@ CORAY_API void manager_server::dict_clear(std::uint64_t id) {
   d.items.clear();
 }
 
-CORAY_API void manager_server::dict_update(std::uint64_t id, std::vector<std::pair<encoded, encoded>> items) {
+CORAY_API void manager_server::dict_update(std::uint64_t id,
+                                           std::vector<std::pair<encoded, encoded>> items) {
   auto& d = dict(id);
   for (auto& [k, v] : items) d.set(std::move(k), std::move(v));
 }
 
-CORAY_API bool manager_server::dict_compare_exchange(std::uint64_t id, encoded key, std::optional<encoded> expected, encoded desired) {
+CORAY_API bool manager_server::dict_compare_exchange(std::uint64_t id, encoded key,
+                                                     std::optional<encoded> expected,
+                                                     encoded desired) {
   auto& d = dict(id);
   auto it = d.index.find(key);
   const bool present = it != d.index.end();
@@ -126,7 +128,8 @@ CORAY_API bool manager_server::dict_compare_exchange(std::uint64_t id, encoded k
   return true;
 }
 
-CORAY_API encoded manager_server::dict_increment(std::uint64_t id, encoded key, std::uint8_t k, encoded delta) {
+CORAY_API encoded manager_server::dict_increment(std::uint64_t id, encoded key, std::uint8_t k,
+                                                 encoded delta) {
   auto& d = dict(id);
   auto it = d.index.find(key);
   if (it == d.index.end()) return d.set(std::move(key), std::move(delta))->second;
@@ -169,23 +172,19 @@ CORAY_API encoded manager_server::list_pop(std::uint64_t id, std::int64_t i) {
   return v;
 }
 
-CORAY_API std::uint64_t manager_server::list_size(std::uint64_t id) {
-  return list(id).size();
-}
+CORAY_API std::uint64_t manager_server::list_size(std::uint64_t id) { return list(id).size(); }
 
-CORAY_API std::vector<encoded> manager_server::list_all(std::uint64_t id) {
-  return list(id);
-}
+CORAY_API std::vector<encoded> manager_server::list_all(std::uint64_t id) { return list(id); }
 
-CORAY_API void manager_server::list_clear(std::uint64_t id) {
-  list(id).clear();
-}
+CORAY_API void manager_server::list_clear(std::uint64_t id) { list(id).clear(); }
 
-CORAY_API void manager_server::ns_set(std::uint64_t id, std::string name, std::string type, encoded v) {
+CORAY_API void manager_server::ns_set(std::uint64_t id, std::string name, std::string type,
+                                      encoded v) {
   ns(id).insert_or_assign(std::move(name), std::pair{std::move(type), std::move(v)});
 }
 
-CORAY_API std::optional<std::pair<std::string, encoded>> manager_server::ns_get(std::uint64_t id, const std::string& name) {
+CORAY_API std::optional<std::pair<std::string, encoded>> manager_server::ns_get(
+    std::uint64_t id, const std::string& name) {
   auto& n = ns(id);
   auto it = n.find(name);
   if (it == n.end()) return std::nullopt;
@@ -206,7 +205,8 @@ CORAY_API std::vector<std::string> manager_server::ns_names(std::uint64_t id) {
   return out;
 }
 
-CORAY_API manager_server::dict_state::item_list::iterator manager_server::dict_state::set(encoded&& key, encoded&& value) {
+CORAY_API manager_server::dict_state::item_list::iterator manager_server::dict_state::set(
+    encoded&& key, encoded&& value) {
   auto it = index.find(key);
   if (it != index.end()) {
     it->second->second = std::move(value);
@@ -222,15 +222,15 @@ CORAY_API manager_server::dict_state& manager_server::dict(std::uint64_t id) {
   return find(dicts_, id);
 }
 
-CORAY_API std::vector<encoded>& manager_server::list(std::uint64_t id) {
-  return find(lists_, id);
-}
+CORAY_API std::vector<encoded>& manager_server::list(std::uint64_t id) { return find(lists_, id); }
 
-CORAY_API std::map<std::string, std::pair<std::string, encoded>>& manager_server::ns(std::uint64_t id) {
+CORAY_API std::map<std::string, std::pair<std::string, encoded>>& manager_server::ns(
+    std::uint64_t id) {
   return find(namespaces_, id);
 }
 
-CORAY_API std::size_t manager_server::position(const std::vector<encoded>& l, std::int64_t i, const char* op) {
+CORAY_API std::size_t manager_server::position(const std::vector<encoded>& l, std::int64_t i,
+                                               const char* op) {
   const auto n = static_cast<std::int64_t>(l.size());
   const std::int64_t at = i < 0 ? i + n : i;
   if (at < 0 || at >= n)

@@ -124,7 +124,8 @@ CORAY_API void pool::start(std::size_t member) {
   ready_[member] = d_.submit(std::move(spec));
 }
 
-CORAY_API detail::actor_ptr pool::replace(std::size_t member, detail::dispatcher::replace_reason why) {
+CORAY_API detail::actor_ptr pool::replace(std::size_t member,
+                                          detail::dispatcher::replace_reason why) {
   const auto& r = ready_[member];
   if ((closed_ && why == detail::dispatcher::replace_reason::died) || !r ||
       r->st != detail::object_state::status::ready)

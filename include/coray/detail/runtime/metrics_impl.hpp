@@ -32,8 +32,8 @@ inline bool valid_name(std::string_view n) noexcept {
 }
 
 CORAY_API metric_base::metric_base(std::string name, std::string description,
-                                   std::vector<std::string> tag_keys,
-                                   ray::detail::metric_kind kind, std::vector<double> bounds)
+                                   std::vector<std::string> tag_keys, ray::detail::metric_kind kind,
+                                   std::vector<double> bounds)
     : s_(std::make_shared<shared>()) {
   if (!valid_name(name))
     throw usage_error(fmt::format(

@@ -31,7 +31,7 @@ using shared_allocator =
 /// The allocator handle a segment keeps in place.
 struct segment_allocator {
   static_assert(sizeof(shared_allocator) <= sizeof(segment::alloc_) &&
-                alignof(shared_allocator) <= alignof(segment),
+                    alignof(shared_allocator) <= alignof(segment),
                 "coray: segment::alloc_ must hold a shared_allocator");
   static shared_allocator& of(segment& s) noexcept {
     return *std::launder(reinterpret_cast<shared_allocator*>(&s.alloc_));
@@ -97,13 +97,13 @@ CORAY_API std::size_t segment::return_free_pages(std::size_t min_chunk) noexcept
   for (;;) {
     std::size_t got = a.get_size();  // the largest free range there is
     char* p = nullptr;
-    p = a.allocation_command<char>(bip::allocate_new | bip::nothrow_allocation,
-                                         min_chunk + reserve, got, p);
+    p = a.allocation_command<char>(bip::allocate_new | bip::nothrow_allocation, min_chunk + reserve,
+                                   got, p);
     if (!p) break;
     std::size_t kept = got - reserve;
     char* same = p;
-    if (a.allocation_command<char>(bip::shrink_in_place | bip::nothrow_allocation, kept,
-                                         kept, same))
+    if (a.allocation_command<char>(bip::shrink_in_place | bip::nothrow_allocation, kept, kept,
+                                   same))
       got = kept;
     std::memcpy(p, &held, sizeof held);
     held = p;
