@@ -2263,11 +2263,18 @@ inline object_contents& contents_of(held_contents& c) {
   if (!c) c = std::make_unique<object_contents>();
   return *c;
 }
-inline std::span<const std::uint64_t> held_actors(const held_contents& c) noexcept {
+/// The actor ids and the refs `c` holds; empty when it holds none (null).
+inline std::span<const std::uint64_t> held_actors(const object_contents* c) noexcept {
   return c ? std::span<const std::uint64_t>(c->actors) : std::span<const std::uint64_t>();
 }
-inline std::span<const state_ptr> held_refs(const held_contents& c) noexcept {
+inline std::span<const state_ptr> held_refs(const object_contents* c) noexcept {
   return c ? std::span<const state_ptr>(c->refs) : std::span<const state_ptr>();
+}
+inline std::span<const std::uint64_t> held_actors(const held_contents& c) noexcept {
+  return held_actors(c.get());
+}
+inline std::span<const state_ptr> held_refs(const held_contents& c) noexcept {
+  return held_refs(c.get());
 }
 
 /// Where actor handles met while sizing a value are collected (see actor<T>::serialize), and
@@ -15304,9 +15311,7 @@ class call_lifecycle {
     };
     if (all.st.load(std::memory_order_relaxed) == object_state::status::failed)
       return fail_all(all.error());
-    const object_contents* all_held = all.contained();
-    const std::span<const state_ptr> values =
-        all_held ? std::span<const state_ptr>(all_held->refs) : std::span<const state_ptr>();
+    const std::span<const state_ptr> values = held_refs(all.contained());
     if (values.size() != outs.size())
       return fail_all(std::make_exception_ptr(
           internal_error("coray: a call's reply did not hold a ref per ray::returns result")));

@@ -258,9 +258,7 @@ class call_lifecycle {
     };
     if (all.st.load(std::memory_order_relaxed) == object_state::status::failed)
       return fail_all(all.error());
-    const object_contents* all_held = all.contained();
-    const std::span<const state_ptr> values =
-        all_held ? std::span<const state_ptr>(all_held->refs) : std::span<const state_ptr>();
+    const std::span<const state_ptr> values = held_refs(all.contained());
     if (values.size() != outs.size())
       return fail_all(std::make_exception_ptr(
           internal_error("coray: a call's reply did not hold a ref per ray::returns result")));

@@ -230,11 +230,18 @@ inline object_contents& contents_of(held_contents& c) {
   if (!c) c = std::make_unique<object_contents>();
   return *c;
 }
-inline std::span<const std::uint64_t> held_actors(const held_contents& c) noexcept {
+/// The actor ids and the refs `c` holds; empty when it holds none (null).
+inline std::span<const std::uint64_t> held_actors(const object_contents* c) noexcept {
   return c ? std::span<const std::uint64_t>(c->actors) : std::span<const std::uint64_t>();
 }
-inline std::span<const state_ptr> held_refs(const held_contents& c) noexcept {
+inline std::span<const state_ptr> held_refs(const object_contents* c) noexcept {
   return c ? std::span<const state_ptr>(c->refs) : std::span<const state_ptr>();
+}
+inline std::span<const std::uint64_t> held_actors(const held_contents& c) noexcept {
+  return held_actors(c.get());
+}
+inline std::span<const state_ptr> held_refs(const held_contents& c) noexcept {
+  return held_refs(c.get());
 }
 
 /// Where actor handles met while sizing a value are collected (see actor<T>::serialize), and
