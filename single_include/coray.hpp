@@ -3354,8 +3354,6 @@ CORAY_END_NAMESPACE
 /// an acquisition took (resource_grant): what calls carry, apart from the ledger that grants
 /// them (resource_ledger.hpp), which only the orchestrator uses.
 
-#include <fmt/format.h>
-
 #include <cmath>
 // #include <coray/errors.hpp>: inlined above
 #include <cstdint>
@@ -3395,38 +3393,11 @@ struct resource_request {
   }
 
   /// From user-facing amounts; throws invalid_resources for a negative or NaN amount.
-  static resource_request from(double cpus, double gpus, const std::map<std::string, double>& res,
-                               const char* who) {
-    resource_request r;
-    auto amount = [&](std::string_view name, double x) {
-      const resource_amount a = to_resource_amount(x);
-      if (a < 0)
-        throw invalid_resources(
-            fmt::format("{}: {} = {} is not a valid amount (it must be a finite number, "
-                        "0 or more)",
-                        who, name, x));
-      return a;
-    };
-    r.cpu = amount("num_cpus", cpus);
-    r.gpu = amount("num_gpus", gpus);
-    for (const auto& [name, x] : res) {
-      if (name == "CPU" || name == "GPU")
-        throw invalid_resources(fmt::format("{}: give {} as num_{}, not as a custom resource", who,
-                                            name, name == "CPU" ? "cpus" : "gpus"));
-      const resource_amount a = amount(fmt::format("resources[\"{}\"]", name), x);
-      if (a) r.custom.emplace(name, a);
-    }
-    return r;
-  }
+  CORAY_API static resource_request from(double cpus, double gpus,
+                                         const std::map<std::string, double>& res, const char* who);
 
   /// "{CPU: 2, GPU: 0.5, disk: 1}": for messages.
-  std::string describe() const {
-    std::string s = fmt::format("{{CPU: {}", from_resource_amount(cpu));
-    if (gpu) s += fmt::format(", GPU: {}", from_resource_amount(gpu));
-    for (const auto& [name, a] : custom)
-      s += fmt::format(", {}: {}", name, from_resource_amount(a));
-    return s + "}";
-  }
+  CORAY_API std::string describe() const;
 };
 
 /// The GPUs an acquisition took: each GPU's index among the runtime's and the amount taken
@@ -3444,6 +3415,58 @@ struct resource_grant {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
+
+// begin <coray/detail/runtime/resource_request_impl.hpp>
+/// resource_request's members that check and describe a requirement: included by
+/// resource_request.hpp in header-only mode (inline), and compiled once by src/coray.cpp into
+/// coray::coray_compiled in compiled mode (CORAY_COMPILED_LIB).
+
+#include <fmt/format.h>
+
+// #include <coray/detail/runtime/resource_request.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+#include <map>
+#include <string>
+#include <string_view>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+CORAY_API resource_request resource_request::from(double cpus, double gpus,
+                                                  const std::map<std::string, double>& res,
+                                                  const char* who) {
+  resource_request r;
+  auto amount = [&](std::string_view name, double x) {
+    const resource_amount a = to_resource_amount(x);
+    if (a < 0)
+      throw invalid_resources(
+          fmt::format("{}: {} = {} is not a valid amount (it must be a finite number, "
+                      "0 or more)",
+                      who, name, x));
+    return a;
+  };
+  r.cpu = amount("num_cpus", cpus);
+  r.gpu = amount("num_gpus", gpus);
+  for (const auto& [name, x] : res) {
+    if (name == "CPU" || name == "GPU")
+      throw invalid_resources(fmt::format("{}: give {} as num_{}, not as a custom resource", who,
+                                          name, name == "CPU" ? "cpus" : "gpus"));
+    const resource_amount a = amount(fmt::format("resources[\"{}\"]", name), x);
+    if (a) r.custom.emplace(name, a);
+  }
+  return r;
+}
+
+CORAY_API std::string resource_request::describe() const {
+  std::string s = fmt::format("{{CPU: {}", from_resource_amount(cpu));
+  if (gpu) s += fmt::format(", GPU: {}", from_resource_amount(gpu));
+  for (const auto& [name, a] : custom) s += fmt::format(", {}: {}", name, from_resource_amount(a));
+  return s + "}";
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/resource_request_impl.hpp>
 // end <coray/detail/runtime/resource_request.hpp>
 // begin <coray/detail/runtime/stream_state.hpp>
 /// A streaming generator's items where they are consumed (design.md, "Streaming
@@ -4375,8 +4398,6 @@ CORAY_END_NAMESPACE
 /// so that every process of the runtime records into the same ones with atomics, and the
 /// dashboard reads them for /metrics without asking anyone.
 
-#include <fmt/format.h>
-
 #include <algorithm>
 #include <atomic>
 #include <bit>
@@ -4445,15 +4466,7 @@ class metric_table {
   /// The series of `k`, claimed if it is new; null when the table is full. Throws
   /// usage_error if the name is already a metric of another kind or other buckets (two
   /// processes claiming one name as two kinds at the same moment are not caught).
-  metric_series* find_or_claim(const metric_key& k) {
-    // A name is one metric: each series of it has the same kind and buckets.
-    for (const metric_series& s : series_)
-      if (s.state.load(std::memory_order_acquire) == 2 && std::string_view(s.name) == k.name &&
-          !same_shape(s, k))
-        throw usage_error(fmt::format(
-            "ray::metrics: '{}' is already a metric of another kind or other boundaries", k.name));
-    return find_or_claim_series(k);
-  }
+  CORAY_API metric_series* find_or_claim(const metric_key& k);
 
  private:
   static bool same_shape(const metric_series& s, const metric_key& k) noexcept {
@@ -4461,73 +4474,11 @@ class metric_table {
            (k.kind != metric_kind::histogram ||
             std::equal(k.bounds.begin(), k.bounds.end(), s.bound, s.bound + s.bounds));
   }
-  metric_series* find_or_claim_series(const metric_key& k) {
-    const std::size_t start =
-        std::hash<std::string_view>{}(k.name) ^ (std::hash<std::string_view>{}(k.tags) * 31);
-    for (std::size_t probe = 0; probe < capacity; ++probe) {
-      metric_series& s = series_[(start + probe) % capacity];
-      std::uint32_t st = s.state.load(std::memory_order_acquire);
-      if (st == 0) {
-        if (s.state.compare_exchange_strong(st, 1, std::memory_order_acquire)) {
-          s.kind = k.kind;
-          copy(s.name, k.name);
-          copy(s.tags, k.tags);
-          copy(s.help, k.help);
-          s.bounds =
-              static_cast<std::uint32_t>(std::min(k.bounds.size(), metric_series::max_bounds));
-          std::copy_n(k.bounds.begin(), s.bounds, s.bound);
-          s.state.store(2, std::memory_order_release);
-          return &s;
-        }
-      }
-      // Another process is writing its key: a few stores. One killed in between leaves the
-      // series half-claimed for good: after a bounded wait it is passed over.
-      for (int spins = 0; (st = s.state.load(std::memory_order_acquire)) == 1 && spins < 1 << 20;
-           ++spins) {
-      }
-      if (st != 2) continue;
-      if (std::string_view(s.name) == k.name && std::string_view(s.tags) == k.tags) return &s;
-    }
-    return nullptr;
-  }
+  CORAY_API metric_series* find_or_claim_series(const metric_key& k);
 
  public:
   /// Appends the series in Prometheus' text format, grouped by name.
-  void append_prometheus(std::string& out) const {
-    std::string_view done[capacity];
-    std::size_t n_done = 0;
-    for (const metric_series& first : series_) {
-      if (first.state.load(std::memory_order_acquire) != 2) continue;
-      const std::string_view name(first.name);
-      if (std::find(done, done + n_done, name) != done + n_done) continue;
-      done[n_done++] = name;
-      const char* type = first.kind == metric_kind::counter ? "counter"
-                         : first.kind == metric_kind::gauge ? "gauge"
-                                                            : "histogram";
-      if (first.help[0]) out += fmt::format("# HELP {} {}\n", name, first.help);
-      out += fmt::format("# TYPE {} {}\n", name, type);
-      for (const metric_series& s : series_) {
-        if (s.state.load(std::memory_order_acquire) != 2 || std::string_view(s.name) != name)
-          continue;
-        const std::string_view tags(s.tags);
-        if (s.kind != metric_kind::histogram) {
-          out += fmt::format("{}{}{}{} {}\n", name, tags.empty() ? "" : "{", tags,
-                             tags.empty() ? "" : "}", s.read());
-          continue;
-        }
-        const std::string sep = tags.empty() ? "" : ",";
-        std::uint64_t cumulative = 0;
-        for (std::uint32_t b = 0; b <= s.bounds; ++b) {
-          cumulative += s.bucket[b].load(std::memory_order_relaxed);
-          const std::string le = b < s.bounds ? fmt::format("{}", s.bound[b]) : "+Inf";
-          out += fmt::format("{}_bucket{{{}{}le=\"{}\"}} {}\n", name, tags, sep, le, cumulative);
-        }
-        const std::string braces = tags.empty() ? "" : fmt::format("{{{}}}", tags);
-        out += fmt::format("{}_sum{} {}\n{}_count{} {}\n", name, braces, s.read(), name, braces,
-                           s.count.load(std::memory_order_relaxed));
-      }
-    }
-  }
+  CORAY_API void append_prometheus(std::string& out) const;
 
  private:
   template <std::size_t N>
@@ -4542,6 +4493,105 @@ class metric_table {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
+
+// begin <coray/detail/runtime/metric_table_impl.hpp>
+/// metric_table's members that claim a series and write the table out: included by
+/// metric_table.hpp in header-only mode (inline), and compiled once by src/coray.cpp into
+/// coray::coray_compiled in compiled mode (CORAY_COMPILED_LIB). Recording into a series
+/// (metric_series) stays inline.
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+// #include <coray/detail/runtime/metric_table.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+CORAY_API metric_series* metric_table::find_or_claim(const metric_key& k) {
+  // A name is one metric: each series of it has the same kind and buckets.
+  for (const metric_series& s : series_)
+    if (s.state.load(std::memory_order_acquire) == 2 && std::string_view(s.name) == k.name &&
+        !same_shape(s, k))
+      throw usage_error(fmt::format(
+          "ray::metrics: '{}' is already a metric of another kind or other boundaries", k.name));
+  return find_or_claim_series(k);
+}
+
+CORAY_API metric_series* metric_table::find_or_claim_series(const metric_key& k) {
+  const std::size_t start =
+      std::hash<std::string_view>{}(k.name) ^ (std::hash<std::string_view>{}(k.tags) * 31);
+  for (std::size_t probe = 0; probe < capacity; ++probe) {
+    metric_series& s = series_[(start + probe) % capacity];
+    std::uint32_t st = s.state.load(std::memory_order_acquire);
+    if (st == 0) {
+      if (s.state.compare_exchange_strong(st, 1, std::memory_order_acquire)) {
+        s.kind = k.kind;
+        copy(s.name, k.name);
+        copy(s.tags, k.tags);
+        copy(s.help, k.help);
+        s.bounds = static_cast<std::uint32_t>(std::min(k.bounds.size(), metric_series::max_bounds));
+        std::copy_n(k.bounds.begin(), s.bounds, s.bound);
+        s.state.store(2, std::memory_order_release);
+        return &s;
+      }
+    }
+    // Another process is writing its key: a few stores. One killed in between leaves the
+    // series half-claimed for good: after a bounded wait it is passed over.
+    for (int spins = 0; (st = s.state.load(std::memory_order_acquire)) == 1 && spins < 1 << 20;
+         ++spins) {
+    }
+    if (st != 2) continue;
+    if (std::string_view(s.name) == k.name && std::string_view(s.tags) == k.tags) return &s;
+  }
+  return nullptr;
+}
+
+CORAY_API void metric_table::append_prometheus(std::string& out) const {
+  std::string_view done[capacity];
+  std::size_t n_done = 0;
+  for (const metric_series& first : series_) {
+    if (first.state.load(std::memory_order_acquire) != 2) continue;
+    const std::string_view name(first.name);
+    if (std::find(done, done + n_done, name) != done + n_done) continue;
+    done[n_done++] = name;
+    const char* type = first.kind == metric_kind::counter ? "counter"
+                       : first.kind == metric_kind::gauge ? "gauge"
+                                                          : "histogram";
+    if (first.help[0]) out += fmt::format("# HELP {} {}\n", name, first.help);
+    out += fmt::format("# TYPE {} {}\n", name, type);
+    for (const metric_series& s : series_) {
+      if (s.state.load(std::memory_order_acquire) != 2 || std::string_view(s.name) != name)
+        continue;
+      const std::string_view tags(s.tags);
+      if (s.kind != metric_kind::histogram) {
+        out += fmt::format("{}{}{}{} {}\n", name, tags.empty() ? "" : "{", tags,
+                           tags.empty() ? "" : "}", s.read());
+        continue;
+      }
+      const std::string sep = tags.empty() ? "" : ",";
+      std::uint64_t cumulative = 0;
+      for (std::uint32_t b = 0; b <= s.bounds; ++b) {
+        cumulative += s.bucket[b].load(std::memory_order_relaxed);
+        const std::string le = b < s.bounds ? fmt::format("{}", s.bound[b]) : "+Inf";
+        out += fmt::format("{}_bucket{{{}{}le=\"{}\"}} {}\n", name, tags, sep, le, cumulative);
+      }
+      const std::string braces = tags.empty() ? "" : fmt::format("{{{}}}", tags);
+      out += fmt::format("{}_sum{} {}\n{}_count{} {}\n", name, braces, s.read(), name, braces,
+                         s.count.load(std::memory_order_relaxed));
+    }
+  }
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/metric_table_impl.hpp>
 // end <coray/detail/runtime/metric_table.hpp>
 // #include <coray/detail/runtime/object_state.hpp>: inlined above
 // begin <coray/detail/runtime/output_name.hpp>

@@ -14,6 +14,9 @@
 // The segment's allocator (Boost.Interprocess).
 #include <coray/detail/shm/segment_impl.hpp>
 
+// What a call requires of the resources, checked and described.
+#include <coray/detail/runtime/resource_request_impl.hpp>
+
 // ray::manager's own functions, and with them its actor's handlers, and the actor's members.
 #include <coray/detail/mp/manager_impl.hpp>
 #include <coray/detail/mp/manager_server_impl.hpp>
@@ -21,8 +24,10 @@
 // ray::pool's non-template members, with the calls to its process actor they make.
 #include <coray/detail/mp/pool_impl.hpp>
 
-// ray::state's listings, ray::memory_summary and ray::timeline; ray::metrics' lookups.
+// ray::state's listings, ray::memory_summary and ray::timeline; ray::metrics' lookups and
+// the table's writer for /metrics.
 #include <coray/detail/runtime/metrics_impl.hpp>
+#include <coray/detail/runtime/metric_table_impl.hpp>
 #include <coray/detail/runtime/state_impl.hpp>
 
 // The dashboard, when the library is built with cpp-httplib and nlohmann::json

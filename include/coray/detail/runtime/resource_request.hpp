@@ -3,8 +3,6 @@
 /// an acquisition took (resource_grant): what calls carry, apart from the ledger that grants
 /// them (resource_ledger.hpp), which only the orchestrator uses.
 
-#include <fmt/format.h>
-
 #include <cmath>
 #include <coray/errors.hpp>
 #include <cstdint>
@@ -44,38 +42,11 @@ struct resource_request {
   }
 
   /// From user-facing amounts; throws invalid_resources for a negative or NaN amount.
-  static resource_request from(double cpus, double gpus, const std::map<std::string, double>& res,
-                               const char* who) {
-    resource_request r;
-    auto amount = [&](std::string_view name, double x) {
-      const resource_amount a = to_resource_amount(x);
-      if (a < 0)
-        throw invalid_resources(
-            fmt::format("{}: {} = {} is not a valid amount (it must be a finite number, "
-                        "0 or more)",
-                        who, name, x));
-      return a;
-    };
-    r.cpu = amount("num_cpus", cpus);
-    r.gpu = amount("num_gpus", gpus);
-    for (const auto& [name, x] : res) {
-      if (name == "CPU" || name == "GPU")
-        throw invalid_resources(fmt::format("{}: give {} as num_{}, not as a custom resource", who,
-                                            name, name == "CPU" ? "cpus" : "gpus"));
-      const resource_amount a = amount(fmt::format("resources[\"{}\"]", name), x);
-      if (a) r.custom.emplace(name, a);
-    }
-    return r;
-  }
+  CORAY_API static resource_request from(double cpus, double gpus,
+                                         const std::map<std::string, double>& res, const char* who);
 
   /// "{CPU: 2, GPU: 0.5, disk: 1}": for messages.
-  std::string describe() const {
-    std::string s = fmt::format("{{CPU: {}", from_resource_amount(cpu));
-    if (gpu) s += fmt::format(", GPU: {}", from_resource_amount(gpu));
-    for (const auto& [name, a] : custom)
-      s += fmt::format(", {}: {}", name, from_resource_amount(a));
-    return s + "}";
-  }
+  CORAY_API std::string describe() const;
 };
 
 /// The GPUs an acquisition took: each GPU's index among the runtime's and the amount taken
@@ -93,3 +64,7 @@ struct resource_grant {
 
 }  // namespace detail
 CORAY_END_NAMESPACE
+
+#ifndef CORAY_COMPILED_LIB
+#include <coray/detail/runtime/resource_request_impl.hpp>
+#endif
