@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Runs coray's benchmark suite and writes its results.
 
-    scripts/bench.py            full run (about 4 minutes on 2 cores, plus the build)
+    scripts/bench.py            full run (about 6 minutes on 2 cores, plus the build)
     scripts/bench.py --quick    quick run (under 2 minutes)
 
-Builds bench/ in Release (build/bench), runs every program in bench/ with --json, and
-writes bench/results/<date>-<host>.json (a quick run: <date>-<host>-quick.json) with
+Builds bench/ in Release (build/bench), runs every program in bench/ with --json, times
+the compiler on examples/hello.cpp (the part named compile_time), and writes bench/results/<date>-<host>.json (a quick run: <date>-<host>-quick.json) with
   {"machine": {...}, "run": {...}, "metrics": {"<name>": {"value", "unit",
    "higher_is_better", "note"}}}
 and the same figures as a Markdown table beside it (.md): coray, the best peer, Ray's
@@ -66,6 +66,8 @@ TARGETS = {
     **{f"{w}_coray_speedup_vs_serial": (">=", 1.7) for w in ("convolution", "prefix_count", "model")},
     **{f"{w}_coray_vs_threads": ("<=", 1.15) for w in ("convolution", "prefix_count", "model")},
     **{f"{w}_coray_speedup_vs_mp": (">=", 3) for w in ("convolution", "prefix_count")},
+    "hello_compile_header_only": ("<=", 8),
+    "hello_compile_compiled_mode": ("<=", 3),
 }
 
 RAY_ROWS = ["single_client_tasks_sync", "single_client_tasks_async", "multi_client_tasks_async",
@@ -96,7 +98,54 @@ def build(build_dir: Path) -> None:
 
 def programs() -> list[str]:
     found = sorted(p.stem for p in BENCH.glob("*.cpp"))
-    return [p for p in ORDER if p in found] + [p for p in found if p not in ORDER]
+    return [p for p in ORDER if p in found] + [p for p in found if p not in ORDER] + ["compile_time"]
+
+
+def compile_time(build_dir: Path, quick: bool) -> dict[str, dict]:
+    """The compiler's CPU time (user + system) on examples/hello.cpp at -O2, header-only and in
+    compiled mode (CORAY_COMPILED_LIB: the runtime's own code is declared, not defined), the
+    median of three runs each (one in a quick run), alternating; with g++, also its own count
+    of the memory it allocated, which does not depend on the machine's speed."""
+    cache = read(str(build_dir / "CMakeCache.txt"))
+    cxx = re.search(r"CMAKE_CXX_COMPILER:\w+=(.*)", cache)
+    compiler = cxx.group(1) if cxx else "c++"
+    flags = ["-std=c++20", "-O2", "-DNDEBUG", "-I", str(ROOT / "include"),
+             "-isystem", "/usr/include/concurrentqueue", "-c", str(ROOT / "examples" / "hello.cpp")]
+    modes = {"hello_compile_header_only": [], "hello_compile_compiled_mode": ["-DCORAY_COMPILED_LIB"]}
+    times: dict[str, list[float]] = {k: [] for k in modes}
+    allocated: dict[str, float] = {}
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+    gcc = "Free Software Foundation" in version  # g++ (clang's -ftime-report differs)
+    who = version.splitlines()[0] if version else Path(compiler).name
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(1 if quick else 3):
+            for name, extra in modes.items():
+                before = os.times()
+                subprocess.run([compiler, *flags, *extra, "-o", str(Path(tmp) / "hello.o")],
+                               cwd=ROOT, capture_output=True, text=True, check=True)
+                after = os.times()
+                times[name].append((after.children_user - before.children_user)
+                                   + (after.children_system - before.children_system))
+        # Apart from the timed runs: -ftime-report's own timers more than double the time.
+        for name, extra in modes.items() if gcc else ():
+            out = subprocess.run([compiler, *flags, *extra, "-o", str(Path(tmp) / "hello.o"),
+                                  "-ftime-report"], cwd=ROOT, capture_output=True, text=True,
+                                 check=True)
+            total = re.search(r"TOTAL\s*:.*?(\d+)M\s*$", out.stderr, re.M)
+            if total:
+                allocated[name] = float(total.group(1))
+    metrics = {}
+    for name, ts in times.items():
+        note = f"{who}, -O2, CPU seconds (user + system), median of {len(ts)}"
+        metrics[name] = {"value": round(sorted(ts)[len(ts) // 2], 2), "unit": "s",
+                         "higher_is_better": False,
+                         "note": note}
+        if name in allocated:
+            metrics[name + "_allocated"] = {"value": allocated[name], "unit": "MB",
+                                            "higher_is_better": False,
+                                            "note": "g++'s own count of the memory it allocated "
+                                                    "(-ftime-report)"}
+    return metrics
 
 
 def read(path: str) -> str:
@@ -147,6 +196,17 @@ def run(args: argparse.Namespace) -> Path:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
+            if name == "compile_time":
+                print(f"== {name}", flush=True)
+                t0 = time.time()
+                try:
+                    for key, m in compile_time(build_dir, args.quick).items():
+                        metrics[key] = dict(m, program=name)
+                except (subprocess.CalledProcessError, OSError) as e:
+                    print(f"   {e}", file=sys.stderr)
+                    failed.append(name)
+                print(f"   ({time.time() - t0:.1f} s)", flush=True)
+                continue
             exe = build_dir / "bench" / name
             out = Path(tmp) / f"{name}.json"
             cmd = [str(exe), "--json", str(out)] + (["--quick"] if args.quick else [])
