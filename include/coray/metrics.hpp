@@ -44,11 +44,9 @@ class metric_base {
                         std::vector<double> bounds = {});
 
  protected:
-  /// Records into the series for `t` (every declared key given, no other) with `record`.
-  template <class Record>
-  void with_series(const tags& t, Record&& record) const {
-    record(series(t));
-  }
+  /// The series for `t` (every declared key given, no other): found in the runtime's table
+  /// the first time, then kept.
+  CORAY_API ray::detail::metric_series& series(const tags& t) const;
 
  private:
   struct shared {
@@ -61,9 +59,6 @@ class metric_base {
     std::unordered_map<std::string, ray::detail::metric_series*> found;
   };
   std::shared_ptr<shared> s_;
-
-  /// The series for `t`: found in the runtime's table the first time, then kept.
-  CORAY_API ray::detail::metric_series& series(const tags& t) const;
 };
 
 }  // namespace detail
@@ -78,7 +73,7 @@ class counter : detail::metric_base {
   /// Adds `value` (0 or more; usage_error otherwise).
   void inc(double value = 1.0, const tags& t = {}) const {
     if (!(value >= 0)) throw usage_error("ray::metrics::counter::inc: a counter only goes up");
-    with_series(t, [&](ray::detail::metric_series& s) { s.add(value); });
+    series(t).add(value);
   }
 };
 
@@ -89,9 +84,7 @@ class gauge : detail::metric_base {
                  std::vector<std::string> tag_keys = {})
       : metric_base(std::move(name), std::move(description), std::move(tag_keys),
                     ray::detail::metric_kind::gauge) {}
-  void set(double value, const tags& t = {}) const {
-    with_series(t, [&](ray::detail::metric_series& s) { s.set(value); });
-  }
+  void set(double value, const tags& t = {}) const { series(t).set(value); }
 };
 
 /// Observations counted into buckets by their upper bounds (Ray's Histogram): at most 12
@@ -102,9 +95,7 @@ class histogram : detail::metric_base {
             std::vector<std::string> tag_keys = {})
       : metric_base(std::move(name), std::move(description), std::move(tag_keys),
                     ray::detail::metric_kind::histogram, checked(std::move(boundaries))) {}
-  void observe(double value, const tags& t = {}) const {
-    with_series(t, [&](ray::detail::metric_series& s) { s.observe(value); });
-  }
+  void observe(double value, const tags& t = {}) const { series(t).observe(value); }
 
  private:
   CORAY_API static std::vector<double> checked(std::vector<double> b);
