@@ -281,6 +281,9 @@ TEST_CASE(
   auto lost = doomed.call<&party::wait_flag>(m, cv, flag, waiting);
   auto woken = survivor.call<&party::wait_flag>(m, cv, flag, waiting);
   CHECK(serve_until([&] { return waiting.load() == 2; }, 10s));
+  // Each counts itself under the lock and lets it go only by waiting: once the driver has
+  // held the lock too, both wait, and the doomed one dies without it.
+  { std::lock_guard both_waiting(m); }
   ray::kill(doomed);
   CHECK_THROWS_AS(ray::get(lost).get(), ray::actor_died);
   {
