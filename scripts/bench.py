@@ -5,7 +5,8 @@
     scripts/bench.py --quick    quick run (under 2 minutes)
 
 Builds bench/ in Release (build/bench), runs every program in bench/ with --json, times
-the compiler on examples/hello.cpp (the part named compile_time), and writes bench/results/<date>-<host>.json (a quick run: <date>-<host>-quick.json) with
+the compiler on examples/hello.cpp (the part named compile_time), and writes
+bench/results/<date>-<host>.json (a quick run: <date>-<host>-quick.json) with
   {"machine": {...}, "run": {...}, "metrics": {"<name>": {"value", "unit",
    "higher_is_better", "note"}}}
 and the same figures as a Markdown table beside it (.md): coray, the best peer, Ray's
