@@ -7690,14 +7690,18 @@ class wait_awaitable {
     auto& p = detail::process::require();
     const auto deadline = this->deadline();
     p.serve_once();
-    bool first = true;
-    p.run_until(
-        [&] {
-          const std::size_t n = first ? checked_ready_count() : ready_count(opts_.num_returns);
-          first = false;
-          return n >= opts_.num_returns;
-        },
-        deadline);
+    const std::size_t ready = checked_ready_count();
+    if (ready >= opts_.num_returns || timed_out_now()) return split();
+    // Counted as refs settle (each settles once), not by looking at every ref on each turn
+    // of the loop: waiting for most of 100,000 refs rescanned them all per turn.
+    auto* c = new counter{opts_.num_returns - ready};
+    for (auto& r : refs_)
+      if (!r.is_ready()) {
+        ++c->refs;
+        r.state()->waiters.push_back({&counter::on_settled, c});
+      }
+    p.run_until([c] { return c->needed == 0; }, deadline);
+    c->drop();
     return split();
   }
   wait_result<T> get() && { return static_cast<wait_result<T>>(std::move(*this)); }
@@ -7734,6 +7738,20 @@ class wait_awaitable {
       o->timer = 0;
       if (!o->done) o->complete();
       o->drop();
+    }
+  };
+  /// The blocking form's count of refs still to settle. Outlives the wait: refs that settle
+  /// later still hold it.
+  struct counter {
+    std::size_t needed;
+    int refs = 1;
+    void drop() {
+      if (--refs == 0) delete this;
+    }
+    static void on_settled(void* ctx, detail::object_state&) {
+      auto* c = static_cast<counter*>(ctx);
+      if (c->needed) --c->needed;
+      c->drop();
     }
   };
   bool timed_out_now() const noexcept { return opts_.timeout && opts_.timeout->count() <= 0; }
