@@ -29,6 +29,9 @@ class CorayConan(ConanFile):
               "header-only")
     package_type = "header-library"
     settings = "os", "arch", "compiler", "build_type"
+    # with_mpi: cluster mode (<coray/mpi.hpp>); coray::coray then carries Open MPI.
+    options = {"with_mpi": [True, False]}
+    default_options = {"with_mpi": False}
     exports_sources = "include/*", "LICENSE"
     no_copy_source = True
 
@@ -48,6 +51,8 @@ class CorayConan(ConanFile):
         # program that includes it builds the server in that one file.
         self.requires("cpp-httplib/0.15.3", transitive_headers=True)
         self.requires("nlohmann_json/3.11.3", transitive_headers=True)
+        if self.options.with_mpi:
+            self.requires("openmpi/4.1.6", transitive_headers=True, transitive_libs=True)
 
     def package_id(self):
         self.info.clear()

@@ -71,3 +71,9 @@ if(NOT TARGET coray_dashboard_deps)
       INTERFACE_LINK_LIBRARIES "${_coray_httplib_target};nlohmann_json::nlohmann_json")
   endif()
 endif()
+
+# Cluster mode's MPI, optional: only <coray/mpi.hpp> includes it (coray::mpi links it). Any
+# MPI implementation that CMake's FindMPI finds (Open MPI, MPICH).
+if(NOT TARGET MPI::MPI_CXX AND NOT CORAY_MPI STREQUAL "OFF")
+  find_package(MPI QUIET COMPONENTS CXX)
+endif()

@@ -4,7 +4,7 @@
 Starts from coray/coray.hpp and inlines each `#include <coray/...>` where it first appears,
 so every header lands after the headers it includes; later includes of the same header are
 dropped, as #pragma once would. Headers that coray.hpp does not reach are appended, so the
-file holds all of include/ but the dashboard (APART). System and third-party includes are left as they are.
+file holds all of include/ but the dashboard and cluster mode (APART). System and third-party includes are left as they are.
 The output depends only on the headers: no dates, no paths.
 
 Usage: scripts/amalgamate.py [--output PATH] [--check]
@@ -88,9 +88,10 @@ class Amalgamation:
         self.lines.append(f"// end <{name}>")
 
 
-# The dashboard includes cpp-httplib and nlohmann::json: it stays out of the single header,
-# whose users need neither (they take <coray/dashboard.hpp> from include/ to serve it).
-APART = ("coray/dashboard.hpp", "coray/detail/dashboard/")
+# The dashboard includes cpp-httplib and nlohmann::json, and cluster mode MPI: they stay out
+# of the single header, whose users need none of them (they take <coray/dashboard.hpp> or
+# <coray/mpi.hpp> from include/ to use them).
+APART = ("coray/dashboard.hpp", "coray/detail/dashboard/", "coray/mpi.hpp", "coray/detail/cluster/")
 
 
 def amalgamate():

@@ -4725,6 +4725,11 @@ struct alignas(64) worker_shared {
   /// How the supervisor starts this slot's next process: 0 by the runtime's start method,
   /// else 1 + a start_method_id (a ray::process whose context chose one).
   std::atomic<std::uint32_t> start_as{0};
+  /// 1 + the slot the driver's orchestrator knows this one as, when it differs from the
+  /// slot's own number (a cluster node's slot; rank 0 numbers every node's): the ids the
+  /// process gives its calls and objects carry it, so they are unique across the cluster.
+  /// 0: its own.
+  std::atomic<std::uint32_t> id_slot{0};
   std::uint64_t inbox = 0;   // offset of the mailbox driver -> worker
   std::uint64_t outbox = 0;  // offset of the mailbox worker -> driver
   /// Calls the process has taken from its inbox: written by it at every call, read by the
@@ -12877,8 +12882,17 @@ CORAY_END_NAMESPACE
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
-/// Starts the runtime in this process: the segment, the supervisor and the workers.
-CORAY_API std::unique_ptr<driver> make_local_driver(driver_config cfg);
+class cluster_seam;
+
+/// Starts the runtime in this process: the segment, the supervisor and the workers; with
+/// `cluster`, the other nodes' workers too (cluster_seam.hpp).
+CORAY_API std::unique_ptr<driver> make_local_driver(driver_config cfg,
+                                                    cluster_seam* cluster = nullptr);
+
+/// Fills in num_workers (the usable cores when 0), the resources and the store's size, and
+/// refuses a store larger than memory: what make_local_driver does first, for a cluster's
+/// nodes too.
+CORAY_API void resolve_driver_config(driver_config& cfg);
 
 /// Becomes a worker (never returning) if this process was spawned as one; returns at once
 /// otherwise.
@@ -12909,6 +12923,210 @@ CORAY_END_NAMESPACE
 
 #include <algorithm>
 #include <chrono>
+// begin <coray/detail/runtime/cluster_seam.hpp>
+/// Where other machines join a driver: rank 0 of an MPI job builds its driver with one
+/// (<coray/mpi.hpp>), which adds the task workers of every other node behind the transport
+/// the orchestrator schedules onto. Nothing here knows MPI; a program without a cluster
+/// never builds one.
+
+// begin <coray/detail/runtime/transport.hpp>
+/// The seam between the orchestrator and the processes it schedules onto: "start a process
+/// in this slot, send it this message, tell me what it sent and when it died". The
+/// orchestrator (scheduler.hpp) knows slots, never mailboxes, doorbells or the supervisor;
+/// `shm_transport` (one machine: mailboxes in the segment, processes from the supervisor)
+/// is one implementation, the unit tests' fake is another, and processes on other machines
+/// plug in here without touching scheduling or ownership.
+///
+/// All of it runs on the driver's loop thread.
+
+#include <atomic>
+#include <chrono>
+// #include <coray/detail/runtime/wire.hpp>: inlined above
+#include <cstdint>
+#include <span>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// A non-owning reference to `void(std::byte*)` callable: how a message's writer is passed
+/// through a virtual call without allocating.
+class fill_ref {
+ public:
+  template <class F>
+  requires(!std::is_same_v<std::remove_cvref_t<F>, fill_ref>) fill_ref(F&& f)
+  noexcept  // NOLINT: implicit, like std::function_ref
+      : ctx_(const_cast<void*>(static_cast<const void*>(&f))),
+        fn_([](void* c, std::byte* out) { (*static_cast<std::remove_reference_t<F>*>(c))(out); }) {}
+  void operator()(std::byte* out) const { fn_(ctx_, out); }
+
+ private:
+  void* ctx_;
+  void (*fn_)(void*, std::byte*);
+};
+
+/// A non-owning `bool()` check, for what else should end a transport's sleep (work handed to
+/// the loop by another thread).
+struct wake_check {
+  bool (*fn)(const void*) = nullptr;
+  const void* ctx = nullptr;
+  bool operator()() const { return fn && fn(ctx); }
+};
+
+/// How a process ended, as the transport saw it.
+struct process_death {
+  int pid = 0;
+  int wait_status = 0;
+  /// Calls the process had started (taken from its inbox) when it died: the ones sent after
+  /// these never ran.
+  std::uint64_t calls_started = 0;
+  /// Whether it reached its loop: false for one that died starting (a program that exits
+  /// before its runtime under spawn, a fork refused under `ulimit -u`).
+  bool served = true;
+};
+
+/// What a transport tells the orchestrator. Called from inside transport::poll.
+class transport_events {
+ public:
+  /// A message from the process in `slot`; `payload` is valid during the call. `carried` is
+  /// the store block a long message came in (its sender's reference passes to the receiver),
+  /// or null.
+  virtual void on_message(std::uint32_t slot, msg_kind kind, std::span<const std::byte> payload,
+                          object_block* carried) = 0;
+  /// The process in `slot` died. Every message it sent before dying was delivered first.
+  virtual void on_death(std::uint32_t slot, const process_death& how) = 0;
+  /// No process can be started any more (the supervisor is gone); `why` says so in words.
+  /// The deaths of the processes it took along are reported first.
+  virtual void on_lost(const std::string& why) = 0;
+
+ protected:
+  ~transport_events() = default;
+};
+
+/// What a process publishes for the scheduler, which reads it on every dispatch: its
+/// slot_state (dead once it ended), the coroutines it holds suspended (calls that do not
+/// occupy it) and its blocked mark. A transport points each slot at where these live (for
+/// local processes, the slot's worker_shared in the segment; one for remote processes keeps
+/// local copies current), so reading them is a load, not a virtual call.
+struct slot_signals {
+  const std::atomic<std::uint32_t>* state = nullptr;
+  const std::atomic<std::uint32_t>* suspended = nullptr;
+  const std::atomic<std::uint64_t>* blocked_mark = nullptr;
+};
+
+class transport {
+ public:
+  virtual ~transport() = default;
+
+  // ---- what processes publish -----------------------------------------------------------
+  /// Where the slot's process publishes its signals (a transport built over another reads
+  /// them through this).
+  const slot_signals& signals(std::uint32_t slot) const noexcept { return signals_[slot]; }
+  /// False once the slot's process is known dead (calls must not be sent to it).
+  bool alive(std::uint32_t slot) const noexcept {
+    return signals_[slot].state->load(std::memory_order_acquire) !=
+           static_cast<std::uint32_t>(slot_state::dead);
+  }
+  /// Coroutines the slot's process holds suspended: calls that do not occupy it.
+  std::uint32_t suspended(std::uint32_t slot) const noexcept {
+    return signals_[slot].suspended->load(std::memory_order_relaxed);
+  }
+  struct occupancy {
+    std::uint32_t suspended;
+    /// 0, or while a task body of the slot's process is blocked in a blocking ray::get, the
+    /// first id of the calls it made since (worker_shared::blocked_mark): it then takes only
+    /// calls it made itself with ids from there up.
+    std::uint64_t blocked_mark;
+  };
+  /// suspended() and blocked_mark() read together, so that a task entering or leaving a
+  /// blocking wait is never seen counted as suspended without its mark (its worker would
+  /// look free for any call): a process sets the mark before it counts the call suspended
+  /// and clears it after, and the mark is read before and after the count.
+  occupancy occupancy_of(std::uint32_t slot) const noexcept {
+    const slot_signals& s = signals_[slot];
+    const std::uint64_t before = s.blocked_mark->load(std::memory_order_acquire);
+    const std::uint32_t n = s.suspended->load(std::memory_order_acquire);
+    const std::uint64_t after = s.blocked_mark->load(std::memory_order_acquire);
+    return {n, after != 0 ? after : before};
+  }
+
+  // ---- processes ----------------------------------------------------------------------
+  /// Starts a process in `slot` with empty mailboxes (a first one, or a replacement).
+  virtual void start(std::uint32_t slot) = 0;
+  /// How the slot's processes are started from now on: 0 by the runtime's start method, else
+  /// 1 + a start_method_id. A transport with one way of starting ignores it.
+  virtual void start_as(std::uint32_t /*slot*/, std::uint32_t /*how*/) {}
+  /// The slot has no process any more and will have none until start(): frees its mailboxes.
+  virtual void close(std::uint32_t slot) = 0;
+  /// Kills the slot's process (SIGKILL); its death is reported as any other.
+  virtual void kill(std::uint32_t slot) = 0;
+  /// The slot's process id; 0 while it starts.
+  virtual int pid(std::uint32_t slot) const = 0;
+  /// False once no process can be started (the supervisor is gone).
+  virtual bool can_start() const = 0;
+  /// Asks the slots' processes' deaths to be awaited for up to `grace` (at teardown: idle
+  /// actors told to shut down run their destructors). Reports nothing.
+  virtual void await_exit(std::span<const std::uint32_t> slots,
+                          std::chrono::milliseconds grace) = 0;
+
+  // ---- messages -----------------------------------------------------------------------
+  /// Largest message send() takes without a carrier block.
+  virtual std::size_t max_message_bytes() const = 0;
+  /// Sends `size` bytes written by `fill` to the slot's process. False when its inbox has no
+  /// room now: the transport remembers to wake the driver when room frees.
+  virtual bool send(std::uint32_t slot, msg_kind kind, std::size_t size, fill_ref fill) = 0;
+  /// Sends a message whose payload lies in `carrier` (longer than max_message_bytes()). The
+  /// sender keeps its reference to the block until the message is no longer needed.
+  virtual bool send_carried(std::uint32_t slot, msg_kind kind, object_block* carrier) = 0;
+
+  // ---- the loop -----------------------------------------------------------------------
+  /// Delivers what arrived (messages, then deaths) to `to`; true if anything did.
+  virtual bool poll(transport_events& to) = 0;
+  /// Sleeps until something may have arrived or `also()` holds (checked after announcing
+  /// the sleep, so whoever makes it hold and rings the driver's doorbell is never missed), at
+  /// most `limit`; reports a lost supervisor.
+  virtual void sleep(std::chrono::nanoseconds limit, transport_events& to,
+                     wake_check also = {}) = 0;
+
+ protected:
+  /// One per slot, each pointing at memory that outlives the transport's use; set by the
+  /// implementation's constructor.
+  std::vector<slot_signals> signals_;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/transport.hpp>
+#include <cstdint>
+#include <memory>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+class segment;
+class shm_transport;
+
+class cluster_seam {
+ public:
+  virtual ~cluster_seam() = default;
+  /// Task workers on the other nodes, all of them.
+  virtual std::uint32_t remote_workers() const = 0;
+  /// CPUs the other nodes add to the runtime's.
+  virtual double remote_cpus() const = 0;
+  /// The transport the orchestrator uses: this machine's (`local`, whose slots are its
+  /// `local_workers` task workers, then `actors` actor slots) with the other nodes' task
+  /// workers as slots `local_workers` up to `local_workers + remote_workers()`, the actor
+  /// slots after them. Called once; the result owns the link to the other nodes and ends it
+  /// (and them) when destroyed.
+  virtual std::unique_ptr<transport> wrap(shm_transport& local, segment& seg,
+                                          std::uint32_t local_workers, std::uint32_t actors) = 0;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/cluster_seam.hpp>
 // #include <coray/detail/runtime/driver.hpp>: inlined above
 // begin <coray/detail/runtime/orchestrator.hpp>
 /// The orchestrator: the driver's decisions. It admits calls (the driver's own and the
@@ -14066,173 +14284,7 @@ class turn_stamp {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/tick_clock.hpp>
-// begin <coray/detail/runtime/transport.hpp>
-/// The seam between the orchestrator and the processes it schedules onto: "start a process
-/// in this slot, send it this message, tell me what it sent and when it died". The
-/// orchestrator (scheduler.hpp) knows slots, never mailboxes, doorbells or the supervisor;
-/// `shm_transport` (one machine: mailboxes in the segment, processes from the supervisor)
-/// is one implementation, the unit tests' fake is another, and processes on other machines
-/// plug in here without touching scheduling or ownership.
-///
-/// All of it runs on the driver's loop thread.
-
-#include <atomic>
-#include <chrono>
-// #include <coray/detail/runtime/wire.hpp>: inlined above
-#include <cstdint>
-#include <span>
-#include <type_traits>
-#include <utility>
-#include <vector>
-
-CORAY_BEGIN_NAMESPACE
-namespace detail {
-
-/// A non-owning reference to `void(std::byte*)` callable: how a message's writer is passed
-/// through a virtual call without allocating.
-class fill_ref {
- public:
-  template <class F>
-  requires(!std::is_same_v<std::remove_cvref_t<F>, fill_ref>) fill_ref(F&& f)
-  noexcept  // NOLINT: implicit, like std::function_ref
-      : ctx_(const_cast<void*>(static_cast<const void*>(&f))),
-        fn_([](void* c, std::byte* out) { (*static_cast<std::remove_reference_t<F>*>(c))(out); }) {}
-  void operator()(std::byte* out) const { fn_(ctx_, out); }
-
- private:
-  void* ctx_;
-  void (*fn_)(void*, std::byte*);
-};
-
-/// A non-owning `bool()` check, for what else should end a transport's sleep (work handed to
-/// the loop by another thread).
-struct wake_check {
-  bool (*fn)(const void*) = nullptr;
-  const void* ctx = nullptr;
-  bool operator()() const { return fn && fn(ctx); }
-};
-
-/// How a process ended, as the transport saw it.
-struct process_death {
-  int pid = 0;
-  int wait_status = 0;
-  /// Calls the process had started (taken from its inbox) when it died: the ones sent after
-  /// these never ran.
-  std::uint64_t calls_started = 0;
-  /// Whether it reached its loop: false for one that died starting (a program that exits
-  /// before its runtime under spawn, a fork refused under `ulimit -u`).
-  bool served = true;
-};
-
-/// What a transport tells the orchestrator. Called from inside transport::poll.
-class transport_events {
- public:
-  /// A message from the process in `slot`; `payload` is valid during the call. `carried` is
-  /// the store block a long message came in (its sender's reference passes to the receiver),
-  /// or null.
-  virtual void on_message(std::uint32_t slot, msg_kind kind, std::span<const std::byte> payload,
-                          object_block* carried) = 0;
-  /// The process in `slot` died. Every message it sent before dying was delivered first.
-  virtual void on_death(std::uint32_t slot, const process_death& how) = 0;
-  /// No process can be started any more (the supervisor is gone); `why` says so in words.
-  /// The deaths of the processes it took along are reported first.
-  virtual void on_lost(const std::string& why) = 0;
-
- protected:
-  ~transport_events() = default;
-};
-
-/// What a process publishes for the scheduler, which reads it on every dispatch: its
-/// slot_state (dead once it ended), the coroutines it holds suspended (calls that do not
-/// occupy it) and its blocked mark. A transport points each slot at where these live (for
-/// local processes, the slot's worker_shared in the segment; one for remote processes keeps
-/// local copies current), so reading them is a load, not a virtual call.
-struct slot_signals {
-  const std::atomic<std::uint32_t>* state = nullptr;
-  const std::atomic<std::uint32_t>* suspended = nullptr;
-  const std::atomic<std::uint64_t>* blocked_mark = nullptr;
-};
-
-class transport {
- public:
-  virtual ~transport() = default;
-
-  // ---- what processes publish -----------------------------------------------------------
-  /// False once the slot's process is known dead (calls must not be sent to it).
-  bool alive(std::uint32_t slot) const noexcept {
-    return signals_[slot].state->load(std::memory_order_acquire) !=
-           static_cast<std::uint32_t>(slot_state::dead);
-  }
-  /// Coroutines the slot's process holds suspended: calls that do not occupy it.
-  std::uint32_t suspended(std::uint32_t slot) const noexcept {
-    return signals_[slot].suspended->load(std::memory_order_relaxed);
-  }
-  struct occupancy {
-    std::uint32_t suspended;
-    /// 0, or while a task body of the slot's process is blocked in a blocking ray::get, the
-    /// first id of the calls it made since (worker_shared::blocked_mark): it then takes only
-    /// calls it made itself with ids from there up.
-    std::uint64_t blocked_mark;
-  };
-  /// suspended() and blocked_mark() read together, so that a task entering or leaving a
-  /// blocking wait is never seen counted as suspended without its mark (its worker would
-  /// look free for any call): a process sets the mark before it counts the call suspended
-  /// and clears it after, and the mark is read before and after the count.
-  occupancy occupancy_of(std::uint32_t slot) const noexcept {
-    const slot_signals& s = signals_[slot];
-    const std::uint64_t before = s.blocked_mark->load(std::memory_order_acquire);
-    const std::uint32_t n = s.suspended->load(std::memory_order_acquire);
-    const std::uint64_t after = s.blocked_mark->load(std::memory_order_acquire);
-    return {n, after != 0 ? after : before};
-  }
-
-  // ---- processes ----------------------------------------------------------------------
-  /// Starts a process in `slot` with empty mailboxes (a first one, or a replacement).
-  virtual void start(std::uint32_t slot) = 0;
-  /// How the slot's processes are started from now on: 0 by the runtime's start method, else
-  /// 1 + a start_method_id. A transport with one way of starting ignores it.
-  virtual void start_as(std::uint32_t /*slot*/, std::uint32_t /*how*/) {}
-  /// The slot has no process any more and will have none until start(): frees its mailboxes.
-  virtual void close(std::uint32_t slot) = 0;
-  /// Kills the slot's process (SIGKILL); its death is reported as any other.
-  virtual void kill(std::uint32_t slot) = 0;
-  /// The slot's process id; 0 while it starts.
-  virtual int pid(std::uint32_t slot) const = 0;
-  /// False once no process can be started (the supervisor is gone).
-  virtual bool can_start() const = 0;
-  /// Asks the slots' processes' deaths to be awaited for up to `grace` (at teardown: idle
-  /// actors told to shut down run their destructors). Reports nothing.
-  virtual void await_exit(std::span<const std::uint32_t> slots,
-                          std::chrono::milliseconds grace) = 0;
-
-  // ---- messages -----------------------------------------------------------------------
-  /// Largest message send() takes without a carrier block.
-  virtual std::size_t max_message_bytes() const = 0;
-  /// Sends `size` bytes written by `fill` to the slot's process. False when its inbox has no
-  /// room now: the transport remembers to wake the driver when room frees.
-  virtual bool send(std::uint32_t slot, msg_kind kind, std::size_t size, fill_ref fill) = 0;
-  /// Sends a message whose payload lies in `carrier` (longer than max_message_bytes()). The
-  /// sender keeps its reference to the block until the message is no longer needed.
-  virtual bool send_carried(std::uint32_t slot, msg_kind kind, object_block* carrier) = 0;
-
-  // ---- the loop -----------------------------------------------------------------------
-  /// Delivers what arrived (messages, then deaths) to `to`; true if anything did.
-  virtual bool poll(transport_events& to) = 0;
-  /// Sleeps until something may have arrived or `also()` holds (checked after announcing
-  /// the sleep, so whoever makes it hold and rings the driver's doorbell is never missed), at
-  /// most `limit`; reports a lost supervisor.
-  virtual void sleep(std::chrono::nanoseconds limit, transport_events& to,
-                     wake_check also = {}) = 0;
-
- protected:
-  /// One per slot, each pointing at memory that outlives the transport's use; set by the
-  /// implementation's constructor.
-  std::vector<slot_signals> signals_;
-};
-
-}  // namespace detail
-CORAY_END_NAMESPACE
-// end <coray/detail/runtime/transport.hpp>
+// #include <coray/detail/runtime/transport.hpp>: inlined above
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
@@ -17126,7 +17178,8 @@ class worker final : public process, public call_host {
     inbox_ = seg.at<mailbox>(me_->inbox);
     outbox_ = seg.at<mailbox>(me_->outbox);
     generation_ = me_->generation.load(std::memory_order_acquire);
-    next_id_ = (std::uint64_t{1} << 63) | (std::uint64_t{slot_} << 48) |
+    const std::uint32_t id_slot = me_->id_slot.load(std::memory_order_relaxed);
+    next_id_ = (std::uint64_t{1} << 63) | (std::uint64_t{id_slot ? id_slot - 1 : slot_} << 48) |
                (std::uint64_t{generation_ & 0xFFFF} << 32);
     me_->pid.store(getpid(), std::memory_order_relaxed);
     me_->served.store(1, std::memory_order_relaxed);
@@ -18729,6 +18782,7 @@ class shm_transport final : public transport {
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/shm_transport.hpp>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18743,23 +18797,29 @@ inline std::uint32_t next_epoch() noexcept {
 
 class local_driver final : public driver {
  public:
-  explicit local_driver(driver_config cfg) {
+  /// With `cluster`, the other nodes' task workers are scheduled too (cluster_seam.hpp): the
+  /// orchestrator sees them as more task workers, behind the transport the seam wraps.
+  explicit local_driver(driver_config cfg, cluster_seam* cluster = nullptr) {
     epoch = next_epoch();
     const std::uint32_t slots = cfg.num_workers + cfg.max_actors;
     create_segment(cfg, segment::root_bytes + cfg.object_store_bytes +
                             shm_transport::control_bytes(slots, cfg.num_workers) + (1 << 20));
     transport_.emplace(seg, slots, cfg.spin_us, cfg.inline_threshold);
     hdr = transport_->header();
-    orchestrator_config oc{cfg.num_workers, cfg.max_actors, cfg.max_tasks_in_flight_per_worker,
-                           epoch, cfg.spill_directory};
-    oc.num_cpus = to_resource_amount(cfg.num_cpus.value_or(cfg.num_workers));
+    const std::uint32_t remote = cluster ? cluster->remote_workers() : 0;
+    if (cluster) cluster_ = cluster->wrap(*transport_, seg, cfg.num_workers, cfg.max_actors);
+    active_ = cluster_ ? cluster_.get() : &*transport_;
+    orchestrator_config oc{cfg.num_workers + remote, cfg.max_actors,
+                           cfg.max_tasks_in_flight_per_worker, epoch, cfg.spill_directory};
+    oc.num_cpus = to_resource_amount(cfg.num_cpus.value_or(cfg.num_workers) +
+                                     (cluster ? cluster->remote_cpus() : 0.0));
     oc.num_gpus = to_resource_amount(cfg.num_gpus.value_or(0));
     oc.gpu_ids = cfg.gpu_ids;
     oc.task_history = cfg.task_history;
     oc.record_timeline = cfg.record_timeline;
     for (const auto& [name, x] : cfg.resources) oc.custom_resources[name] = to_resource_amount(x);
     hdr->set_gpu_ids(cfg.gpu_ids);  // workers name their GPUs from these
-    orchestrator_.emplace(std::move(oc), seg, *transport_);
+    orchestrator_.emplace(std::move(oc), seg, *active_);
     transport_->start_supervisor(cfg.method, epoch, std::move(cfg.argv), std::move(cfg.output));
     orchestrator_->start_workers();
     process::current() = this;
@@ -18829,7 +18889,7 @@ class local_driver final : public driver {
   }
   std::vector<int> worker_pids() const override {
     std::vector<int> pids;
-    for (std::uint32_t i = 0, n = num_workers(); i < n; ++i) pids.push_back(transport_->pid(i));
+    for (std::uint32_t i = 0, n = num_workers(); i < n; ++i) pids.push_back(active_->pid(i));
     return pids;
   }
   std::vector<state::task_info> list_tasks() const override { return orchestrator_->list_tasks(); }
@@ -18852,13 +18912,13 @@ class local_driver final : public driver {
   }
   int actor_pid(std::uint64_t id) const override {
     const actor_entry* a = orchestrator_->actors().find(id);
-    return !a || a->dead ? 0 : transport_->pid(a->slot);
+    return !a || a->dead ? 0 : active_->pid(a->slot);
   }
   std::optional<actor_process_status> actor_status(std::uint64_t id) const override {
     const actor_entry* a = orchestrator_->actors().find(id);
     if (!a) return std::nullopt;
     if (a->dead) return actor_process_status{a->pid, true, a->wait_status};
-    return actor_process_status{transport_->pid(a->slot), false, 0};
+    return actor_process_status{active_->pid(a->slot), false, 0};
   }
   std::map<std::string, double> resources(bool available) override {
     return orchestrator_->resources(available);
@@ -18876,7 +18936,7 @@ class local_driver final : public driver {
       ~in_poll() { flag = was; }
     } guard(in_poll_);
     orchestrator_->stamp_turn();
-    bool progress = transport_->poll(*orchestrator_);
+    bool progress = active_->poll(*orchestrator_);
     progress |= orchestrator_->service();
     return progress;
   }
@@ -18887,7 +18947,7 @@ class local_driver final : public driver {
     if (next_start != clock::time_point::max())
       limit = std::clamp<std::chrono::nanoseconds>(next_start - clock::now(),
                                                    std::chrono::nanoseconds(0), limit);
-    transport_->sleep(
+    active_->sleep(
         limit, *orchestrator_,
         {[](const void* p) { return static_cast<const local_driver*>(p)->jobs_waiting(); }, this});
   }
@@ -18933,6 +18993,9 @@ class local_driver final : public driver {
 
   // Declared in the order they are built; destroyed in reverse (the orchestrator first).
   std::optional<shm_transport> transport_;
+  /// The cluster's transport (this machine's and the other nodes' processes), if any.
+  std::unique_ptr<transport> cluster_;
+  transport* active_ = nullptr;  // what the orchestrator uses: cluster_, else transport_
   std::optional<orchestrator> orchestrator_;
   bool in_poll_ = false;
   std::uint32_t since_turn_ = 0;  // submissions since the loop last turned in a burst
@@ -19032,7 +19095,7 @@ inline void resolve_resources(driver_config& cfg) {
   }
 }
 
-CORAY_API std::unique_ptr<driver> make_local_driver(driver_config cfg) {
+CORAY_API void resolve_driver_config(driver_config& cfg) {
   if (!cfg.num_workers) cfg.num_workers = usable_cores();
   resolve_resources(cfg);
   // The store lives in shared memory: one larger than the memory this process may use could
@@ -19052,7 +19115,11 @@ CORAY_API std::unique_ptr<driver> make_local_driver(driver_config cfg) {
     while (std::getline(f, a, '\0')) cfg.argv.push_back(a);
     if (cfg.argv.empty()) cfg.argv.emplace_back("coray-worker");
   }
-  return std::make_unique<local_driver>(std::move(cfg));
+}
+
+CORAY_API std::unique_ptr<driver> make_local_driver(driver_config cfg, cluster_seam* cluster) {
+  resolve_driver_config(cfg);
+  return std::make_unique<local_driver>(std::move(cfg), cluster);
 }
 
 CORAY_API void enter_spawned_worker() { enter_worker_if_spawned(); }
@@ -19169,6 +19236,15 @@ inline dashboard_starter& dashboard_start_hook() noexcept {
   return f;
 }
 
+/// Builds the driver instead of make_local_driver when a cluster's code is in the program
+/// (<coray/mpi.hpp> sets it): under `mpirun` it returns rank 0's driver, and on every other
+/// rank it serves as a node until rank 0's runtime ends, then exits the process.
+using cluster_starter = std::unique_ptr<driver> (*)(driver_config);
+inline cluster_starter& cluster_start_hook() noexcept {
+  static cluster_starter f = nullptr;
+  return f;
+}
+
 /// Run by the runtime's destructor first, while the runtime still serves: ray::process joins
 /// its non-daemon children there (set once a process is started). Never throws.
 inline void (*&before_runtime_end() noexcept)() noexcept {
@@ -19207,7 +19283,8 @@ class runtime {
     cfg.record_timeline = opts.record_timeline || (timeline && std::string_view(timeline) == "1");
     if (!opts.log_directory.empty()) make_log_directory(opts.log_directory);
     const bool dashboard = wants_dashboard(opts);
-    driver_ = detail::make_local_driver(std::move(cfg));
+    auto cluster = detail::cluster_start_hook();
+    driver_ = cluster ? cluster(std::move(cfg)) : detail::make_local_driver(std::move(cfg));
     driver_->open_handoff(driver_->hdr->driver_bell, detail::runtime_gate::phase::calls);
     if (dashboard) start_dashboard(opts);
   }

@@ -124,6 +124,15 @@ inline dashboard_starter& dashboard_start_hook() noexcept {
   return f;
 }
 
+/// Builds the driver instead of make_local_driver when a cluster's code is in the program
+/// (<coray/mpi.hpp> sets it): under `mpirun` it returns rank 0's driver, and on every other
+/// rank it serves as a node until rank 0's runtime ends, then exits the process.
+using cluster_starter = std::unique_ptr<driver> (*)(driver_config);
+inline cluster_starter& cluster_start_hook() noexcept {
+  static cluster_starter f = nullptr;
+  return f;
+}
+
 /// Run by the runtime's destructor first, while the runtime still serves: ray::process joins
 /// its non-daemon children there (set once a process is started). Never throws.
 inline void (*&before_runtime_end() noexcept)() noexcept {
@@ -162,7 +171,8 @@ class runtime {
     cfg.record_timeline = opts.record_timeline || (timeline && std::string_view(timeline) == "1");
     if (!opts.log_directory.empty()) make_log_directory(opts.log_directory);
     const bool dashboard = wants_dashboard(opts);
-    driver_ = detail::make_local_driver(std::move(cfg));
+    auto cluster = detail::cluster_start_hook();
+    driver_ = cluster ? cluster(std::move(cfg)) : detail::make_local_driver(std::move(cfg));
     driver_->open_handoff(driver_->hdr->driver_bell, detail::runtime_gate::phase::calls);
     if (dashboard) start_dashboard(opts);
   }

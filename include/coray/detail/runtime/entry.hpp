@@ -16,8 +16,17 @@
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
-/// Starts the runtime in this process: the segment, the supervisor and the workers.
-CORAY_API std::unique_ptr<driver> make_local_driver(driver_config cfg);
+class cluster_seam;
+
+/// Starts the runtime in this process: the segment, the supervisor and the workers; with
+/// `cluster`, the other nodes' workers too (cluster_seam.hpp).
+CORAY_API std::unique_ptr<driver> make_local_driver(driver_config cfg,
+                                                    cluster_seam* cluster = nullptr);
+
+/// Fills in num_workers (the usable cores when 0), the resources and the store's size, and
+/// refuses a store larger than memory: what make_local_driver does first, for a cluster's
+/// nodes too.
+CORAY_API void resolve_driver_config(driver_config& cfg);
 
 /// Becomes a worker (never returning) if this process was spawned as one; returns at once
 /// otherwise.

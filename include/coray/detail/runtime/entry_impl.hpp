@@ -97,7 +97,7 @@ inline void resolve_resources(driver_config& cfg) {
   }
 }
 
-CORAY_API std::unique_ptr<driver> make_local_driver(driver_config cfg) {
+CORAY_API void resolve_driver_config(driver_config& cfg) {
   if (!cfg.num_workers) cfg.num_workers = usable_cores();
   resolve_resources(cfg);
   // The store lives in shared memory: one larger than the memory this process may use could
@@ -117,7 +117,11 @@ CORAY_API std::unique_ptr<driver> make_local_driver(driver_config cfg) {
     while (std::getline(f, a, '\0')) cfg.argv.push_back(a);
     if (cfg.argv.empty()) cfg.argv.emplace_back("coray-worker");
   }
-  return std::make_unique<local_driver>(std::move(cfg));
+}
+
+CORAY_API std::unique_ptr<driver> make_local_driver(driver_config cfg, cluster_seam* cluster) {
+  resolve_driver_config(cfg);
+  return std::make_unique<local_driver>(std::move(cfg), cluster);
 }
 
 CORAY_API void enter_spawned_worker() { enter_worker_if_spawned(); }

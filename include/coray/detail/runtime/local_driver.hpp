@@ -12,10 +12,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <coray/detail/runtime/cluster_seam.hpp>
 #include <coray/detail/runtime/driver.hpp>
 #include <coray/detail/runtime/orchestrator.hpp>
 #include <coray/detail/runtime/shm_transport.hpp>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,23 +32,29 @@ inline std::uint32_t next_epoch() noexcept {
 
 class local_driver final : public driver {
  public:
-  explicit local_driver(driver_config cfg) {
+  /// With `cluster`, the other nodes' task workers are scheduled too (cluster_seam.hpp): the
+  /// orchestrator sees them as more task workers, behind the transport the seam wraps.
+  explicit local_driver(driver_config cfg, cluster_seam* cluster = nullptr) {
     epoch = next_epoch();
     const std::uint32_t slots = cfg.num_workers + cfg.max_actors;
     create_segment(cfg, segment::root_bytes + cfg.object_store_bytes +
                             shm_transport::control_bytes(slots, cfg.num_workers) + (1 << 20));
     transport_.emplace(seg, slots, cfg.spin_us, cfg.inline_threshold);
     hdr = transport_->header();
-    orchestrator_config oc{cfg.num_workers, cfg.max_actors, cfg.max_tasks_in_flight_per_worker,
-                           epoch, cfg.spill_directory};
-    oc.num_cpus = to_resource_amount(cfg.num_cpus.value_or(cfg.num_workers));
+    const std::uint32_t remote = cluster ? cluster->remote_workers() : 0;
+    if (cluster) cluster_ = cluster->wrap(*transport_, seg, cfg.num_workers, cfg.max_actors);
+    active_ = cluster_ ? cluster_.get() : &*transport_;
+    orchestrator_config oc{cfg.num_workers + remote, cfg.max_actors,
+                           cfg.max_tasks_in_flight_per_worker, epoch, cfg.spill_directory};
+    oc.num_cpus = to_resource_amount(cfg.num_cpus.value_or(cfg.num_workers) +
+                                     (cluster ? cluster->remote_cpus() : 0.0));
     oc.num_gpus = to_resource_amount(cfg.num_gpus.value_or(0));
     oc.gpu_ids = cfg.gpu_ids;
     oc.task_history = cfg.task_history;
     oc.record_timeline = cfg.record_timeline;
     for (const auto& [name, x] : cfg.resources) oc.custom_resources[name] = to_resource_amount(x);
     hdr->set_gpu_ids(cfg.gpu_ids);  // workers name their GPUs from these
-    orchestrator_.emplace(std::move(oc), seg, *transport_);
+    orchestrator_.emplace(std::move(oc), seg, *active_);
     transport_->start_supervisor(cfg.method, epoch, std::move(cfg.argv), std::move(cfg.output));
     orchestrator_->start_workers();
     process::current() = this;
@@ -116,7 +124,7 @@ class local_driver final : public driver {
   }
   std::vector<int> worker_pids() const override {
     std::vector<int> pids;
-    for (std::uint32_t i = 0, n = num_workers(); i < n; ++i) pids.push_back(transport_->pid(i));
+    for (std::uint32_t i = 0, n = num_workers(); i < n; ++i) pids.push_back(active_->pid(i));
     return pids;
   }
   std::vector<state::task_info> list_tasks() const override { return orchestrator_->list_tasks(); }
@@ -139,13 +147,13 @@ class local_driver final : public driver {
   }
   int actor_pid(std::uint64_t id) const override {
     const actor_entry* a = orchestrator_->actors().find(id);
-    return !a || a->dead ? 0 : transport_->pid(a->slot);
+    return !a || a->dead ? 0 : active_->pid(a->slot);
   }
   std::optional<actor_process_status> actor_status(std::uint64_t id) const override {
     const actor_entry* a = orchestrator_->actors().find(id);
     if (!a) return std::nullopt;
     if (a->dead) return actor_process_status{a->pid, true, a->wait_status};
-    return actor_process_status{transport_->pid(a->slot), false, 0};
+    return actor_process_status{active_->pid(a->slot), false, 0};
   }
   std::map<std::string, double> resources(bool available) override {
     return orchestrator_->resources(available);
@@ -163,7 +171,7 @@ class local_driver final : public driver {
       ~in_poll() { flag = was; }
     } guard(in_poll_);
     orchestrator_->stamp_turn();
-    bool progress = transport_->poll(*orchestrator_);
+    bool progress = active_->poll(*orchestrator_);
     progress |= orchestrator_->service();
     return progress;
   }
@@ -174,7 +182,7 @@ class local_driver final : public driver {
     if (next_start != clock::time_point::max())
       limit = std::clamp<std::chrono::nanoseconds>(next_start - clock::now(),
                                                    std::chrono::nanoseconds(0), limit);
-    transport_->sleep(
+    active_->sleep(
         limit, *orchestrator_,
         {[](const void* p) { return static_cast<const local_driver*>(p)->jobs_waiting(); }, this});
   }
@@ -220,6 +228,9 @@ class local_driver final : public driver {
 
   // Declared in the order they are built; destroyed in reverse (the orchestrator first).
   std::optional<shm_transport> transport_;
+  /// The cluster's transport (this machine's and the other nodes' processes), if any.
+  std::unique_ptr<transport> cluster_;
+  transport* active_ = nullptr;  // what the orchestrator uses: cluster_, else transport_
   std::optional<orchestrator> orchestrator_;
   bool in_poll_ = false;
   std::uint32_t since_turn_ = 0;  // submissions since the loop last turned in a burst

@@ -77,6 +77,11 @@ struct alignas(64) worker_shared {
   /// How the supervisor starts this slot's next process: 0 by the runtime's start method,
   /// else 1 + a start_method_id (a ray::process whose context chose one).
   std::atomic<std::uint32_t> start_as{0};
+  /// 1 + the slot the driver's orchestrator knows this one as, when it differs from the
+  /// slot's own number (a cluster node's slot; rank 0 numbers every node's): the ids the
+  /// process gives its calls and objects carry it, so they are unique across the cluster.
+  /// 0: its own.
+  std::atomic<std::uint32_t> id_slot{0};
   std::uint64_t inbox = 0;   // offset of the mailbox driver -> worker
   std::uint64_t outbox = 0;  // offset of the mailbox worker -> driver
   /// Calls the process has taken from its inbox: written by it at every call, read by the

@@ -90,6 +90,9 @@ class transport {
   virtual ~transport() = default;
 
   // ---- what processes publish -----------------------------------------------------------
+  /// Where the slot's process publishes its signals (a transport built over another reads
+  /// them through this).
+  const slot_signals& signals(std::uint32_t slot) const noexcept { return signals_[slot]; }
   /// False once the slot's process is known dead (calls must not be sent to it).
   bool alive(std::uint32_t slot) const noexcept {
     return signals_[slot].state->load(std::memory_order_acquire) !=

@@ -50,7 +50,8 @@ class worker final : public process, public call_host {
     inbox_ = seg.at<mailbox>(me_->inbox);
     outbox_ = seg.at<mailbox>(me_->outbox);
     generation_ = me_->generation.load(std::memory_order_acquire);
-    next_id_ = (std::uint64_t{1} << 63) | (std::uint64_t{slot_} << 48) |
+    const std::uint32_t id_slot = me_->id_slot.load(std::memory_order_relaxed);
+    next_id_ = (std::uint64_t{1} << 63) | (std::uint64_t{id_slot ? id_slot - 1 : slot_} << 48) |
                (std::uint64_t{generation_ & 0xFFFF} << 32);
     me_->pid.store(getpid(), std::memory_order_relaxed);
     me_->served.store(1, std::memory_order_relaxed);

@@ -6,9 +6,13 @@ set(VCPKG_BUILD_TYPE release)
 #   vcpkg install coray --overlay-ports=packaging/vcpkg/ports
 get_filename_component(SOURCE_PATH "${CMAKE_CURRENT_LIST_DIR}/../../../.." ABSOLUTE)
 
+# Feature "mpi": cluster mode (coray::mpi); without it the port builds no MPI part.
+vcpkg_check_features(OUT_FEATURE_OPTIONS FEATURE_OPTIONS FEATURES mpi CORAY_MPI)
+
 vcpkg_cmake_configure(
   SOURCE_PATH "${SOURCE_PATH}"
   OPTIONS
+    ${FEATURE_OPTIONS}
     -DCORAY_BUILD_TESTS=OFF
     -DCORAY_BUILD_EXAMPLES=OFF
     -DCORAY_BUILD_BENCH=OFF

@@ -1,0 +1,325 @@
+#pragma once
+/// Rank 0's transport in a cluster: this machine's processes through its shm_transport, the
+/// other nodes' task workers through frames to the node agents that run them
+/// (node_agent.hpp). The orchestrator sees one list of slots: this machine's task workers,
+/// then the other nodes' in rank order, then the actor slots (this machine's).
+///
+/// A message to a remote slot travels with the bytes of each store block it names; the
+/// node's agent copies them into its own segment. A message back names rank 0's blocks (the
+/// agent rewrites its offsets) and brings the bytes of those its workers wrote, which are
+/// copied in here before the orchestrator reads the message. Loop thread only.
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <coray/detail/cluster/channel.hpp>
+#include <coray/detail/cluster/frame.hpp>
+#include <coray/detail/runtime/shm_transport.hpp>
+#include <coray/detail/runtime/transport.hpp>
+#include <coray/detail/shm/segment.hpp>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail::cluster {
+
+/// The nodes of the cluster this process drives (rank 0), for ray::nodes(); empty outside one.
+inline std::vector<node_record>& known_nodes() {
+  static std::vector<node_record> nodes;
+  return nodes;
+}
+
+class cluster_transport final : public transport {
+ public:
+  /// `nodes`: every rank but 0, with the task workers each runs.
+  cluster_transport(shm_transport& local, segment& seg, std::uint32_t local_workers,
+                    std::uint32_t actors, std::unique_ptr<channel> link,
+                    std::vector<node_record> nodes)
+      : local_(local),
+        seg_(seg),
+        local_workers_(local_workers),
+        link_(std::move(link)),
+        nodes_(std::move(nodes)) {
+    for (std::size_t n = 0; n < nodes_.size(); ++n)
+      for (std::uint32_t j = 0; j < nodes_[n].workers; ++j) remote_.push_back({n, j});
+    states_ = std::make_unique<remote_state[]>(remote_.size());
+    const auto total = local_workers + static_cast<std::uint32_t>(remote_.size()) + actors;
+    signals_.resize(total);
+    for (std::uint32_t g = 0; g < total; ++g) {
+      if (is_remote(g)) {
+        remote_state& s = states_[g - local_workers_];
+        signals_[g] = {&s.state, &s.suspended, &s.blocked_mark};
+      } else {
+        signals_[g] = local_.signals(to_local(g));
+      }
+    }
+    link_->set_bell(&local_.header()->driver_bell);
+    known_nodes() = nodes_;
+  }
+
+  ~cluster_transport() override {
+    // Every node ends its processes and says so; then the link stops.
+    if (!begun_) link_->begin();
+    for (const auto& n : nodes_)
+      if (n.alive) link_->post(n.rank, frame_writer(frame_type::shutdown).finish());
+    std::size_t waiting = 0;
+    for (const auto& n : nodes_) waiting += n.alive ? 1 : 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    int peer;
+    std::vector<std::byte> f;
+    while (waiting && std::chrono::steady_clock::now() < deadline) {
+      if (!link_->take(peer, f)) {
+        local_.header()->driver_bell.sleep([&] { return link_->has_frames(); },
+                                           std::chrono::milliseconds(10));
+        continue;
+      }
+      try {
+        frame_view v(f);
+        if (v.head.type == frame_type::bye) --waiting;
+      } catch (const codec_error&) {
+      }
+    }
+    known_nodes().clear();
+  }
+
+  std::uint32_t remote_workers() const noexcept {
+    return static_cast<std::uint32_t>(remote_.size());
+  }
+
+  // ---- processes ----------------------------------------------------------------------
+  void start(std::uint32_t g) override {
+    if (!is_remote(g)) return local_.start(to_local(g));
+    remote_state& s = states_[g - local_workers_];
+    const where w = remote_[g - local_workers_];
+    s.suspended.store(0, std::memory_order_relaxed);
+    s.blocked_mark.store(0, std::memory_order_relaxed);
+    s.pid = 0;
+    if (!nodes_[w.node].alive) {
+      // Its node is gone: the slot dies at once, as a local one whose supervisor is gone.
+      s.state.store(static_cast<std::uint32_t>(slot_state::dead), std::memory_order_release);
+      return;
+    }
+    s.state.store(static_cast<std::uint32_t>(slot_state::starting), std::memory_order_release);
+    control(g, frame_type::start, g);  // the slot's number here: its ids carry it
+  }
+  void start_as(std::uint32_t g, std::uint32_t how) override {
+    if (!is_remote(g)) return local_.start_as(to_local(g), how);
+    control(g, frame_type::start_as, how);
+  }
+  void close(std::uint32_t g) override {
+    if (!is_remote(g)) return local_.close(to_local(g));
+    control(g, frame_type::close);
+  }
+  void kill(std::uint32_t g) override {
+    if (!is_remote(g)) return local_.kill(to_local(g));
+    control(g, frame_type::kill);
+  }
+  int pid(std::uint32_t g) const override {
+    return is_remote(g) ? states_[g - local_workers_].pid : local_.pid(to_local(g));
+  }
+  bool can_start() const override { return local_.can_start(); }
+  void await_exit(std::span<const std::uint32_t> slots, std::chrono::milliseconds grace) override {
+    std::vector<std::uint32_t> here;
+    for (std::uint32_t g : slots)
+      if (!is_remote(g)) here.push_back(to_local(g));
+    local_.await_exit(here, grace);
+  }
+
+  // ---- messages -----------------------------------------------------------------------
+  std::size_t max_message_bytes() const override { return local_.max_message_bytes(); }
+
+  bool send(std::uint32_t g, msg_kind kind, std::size_t size, fill_ref fill) override {
+    if (!is_remote(g)) return local_.send(to_local(g), kind, size, fill);
+    frame_writer w(frame_type::message, remote_[g - local_workers_].slot,
+                   static_cast<std::uint32_t>(kind));
+    w.payload().resize(size);
+    fill(w.payload().data());
+    attach_blocks(w, kind);
+    link_->post(node_of(g).rank, w.finish());
+    return true;
+  }
+  bool send_carried(std::uint32_t g, msg_kind kind, object_block* carrier) override {
+    if (!is_remote(g)) return local_.send_carried(to_local(g), kind, carrier);
+    frame_writer w(frame_type::message, remote_[g - local_workers_].slot,
+                   static_cast<std::uint32_t>(kind) | in_block_flag);
+    w.payload({carrier->data(), static_cast<std::size_t>(carrier->size)});
+    attach_blocks(w, kind);
+    link_->post(node_of(g).rank, w.finish());
+    return true;
+  }
+
+  // ---- the loop -----------------------------------------------------------------------
+  bool poll(transport_events& to) override {
+    if (!begun_) {  // the first turn: the supervisor is forked by now
+      begun_ = true;
+      link_->begin();
+    }
+    local_events ev{this, &to};
+    bool progress = local_.poll(ev);
+    int peer;
+    for (int budget = 256; budget > 0 && link_->take(peer, frame_); --budget) {
+      progress = true;
+      handle(peer, to);
+    }
+    return progress;
+  }
+
+  void sleep(std::chrono::nanoseconds limit, transport_events& to, wake_check also) override {
+    struct both {
+      wake_check also;
+      const channel* link;
+    } b{also, link_.get()};
+    local_events ev{this, &to};
+    local_.sleep(limit, ev,
+                 {[](const void* p) {
+                    auto& x = *static_cast<const both*>(p);
+                    return x.link->has_frames() || x.also();
+                  },
+                  &b});
+  }
+
+ private:
+  struct where {
+    std::size_t node;    // index into nodes_
+    std::uint32_t slot;  // the slot on that node
+  };
+  struct remote_state {
+    std::atomic<std::uint32_t> state{static_cast<std::uint32_t>(slot_state::empty)};
+    std::atomic<std::uint32_t> suspended{0};
+    std::atomic<std::uint64_t> blocked_mark{0};
+    int pid = 0;
+  };
+
+  /// The local transport's events, with its slot numbers turned into the orchestrator's.
+  struct local_events final : transport_events {
+    cluster_transport* self;
+    transport_events* to;
+    local_events(cluster_transport* s, transport_events* t) : self(s), to(t) {}
+    void on_message(std::uint32_t slot, msg_kind kind, std::span<const std::byte> payload,
+                    object_block* carried) override {
+      to->on_message(self->to_global(slot), kind, payload, carried);
+    }
+    void on_death(std::uint32_t slot, const process_death& how) override {
+      to->on_death(self->to_global(slot), how);
+    }
+    void on_lost(const std::string& why) override { to->on_lost(why); }
+  };
+
+  bool is_remote(std::uint32_t g) const noexcept {
+    return g >= local_workers_ && g - local_workers_ < remote_.size();
+  }
+  std::uint32_t to_local(std::uint32_t g) const noexcept {
+    return g < local_workers_ ? g : g - static_cast<std::uint32_t>(remote_.size());
+  }
+  std::uint32_t to_global(std::uint32_t l) const noexcept {
+    return l < local_workers_ ? l : l + static_cast<std::uint32_t>(remote_.size());
+  }
+  node_record& node_of(std::uint32_t g) { return nodes_[remote_[g - local_workers_].node]; }
+
+  void control(std::uint32_t g, frame_type t, std::uint64_t a = 0) {
+    frame_writer w(t, remote_[g - local_workers_].slot);
+    w.head().a = a;
+    link_->post(node_of(g).rank, w.finish());
+  }
+
+  /// The bytes of every block the message names, for the node's copies; a granted block
+  /// goes as its size only (the worker writes it there).
+  void attach_blocks(frame_writer& w, msg_kind kind) {
+    const std::vector<std::byte>& p = w.payload();
+    block_walk(kind, p, [&](std::size_t at, block_use use) {
+      std::uint64_t off;
+      std::memcpy(&off, p.data() + at, sizeof off);
+      if (use == block_use::granted) {
+        std::uint64_t requested = 0;
+        std::memcpy(&requested, p.data() + 16, sizeof requested);
+        w.block(at, off, use, requested, nullptr);
+        return;
+      }
+      auto* b = seg_.at<object_block>(off);
+      w.block(at, off, use, b->size, b->data());
+    });
+  }
+
+  void handle(int peer, transport_events& to) {
+    std::size_t n = 0;
+    while (n < nodes_.size() && nodes_[n].rank != peer) ++n;
+    if (n == nodes_.size()) return;
+    frame_view v(frame_);
+    const frame_head& h = v.head;
+    if (h.type != frame_type::lost && h.type != frame_type::bye && h.slot >= nodes_[n].workers)
+      return;
+    std::uint32_t g = local_workers_;
+    for (std::size_t k = 0; k < n; ++k) g += nodes_[k].workers;
+    g += h.slot;
+    switch (h.type) {
+      case frame_type::signals: {
+        remote_state& s = states_[g - local_workers_];
+        if (h.a != static_cast<std::uint32_t>(slot_state::dead))
+          s.state.store(static_cast<std::uint32_t>(h.a), std::memory_order_release);
+        s.blocked_mark.store(h.c, std::memory_order_release);
+        s.suspended.store(static_cast<std::uint32_t>(h.b), std::memory_order_release);
+        s.pid = static_cast<int>(h.d);
+        break;
+      }
+      case frame_type::death: {
+        remote_state& s = states_[g - local_workers_];
+        s.state.store(static_cast<std::uint32_t>(slot_state::dead), std::memory_order_release);
+        to.on_death(g, {static_cast<int>(h.a), static_cast<int>(h.b), h.c, h.d != 0});
+        break;
+      }
+      case frame_type::message:
+        deliver(g, v, to);
+        break;
+      case frame_type::lost:
+        nodes_[n].alive = false;
+        nodes_[n].why.assign(reinterpret_cast<const char*>(v.payload.data()), v.payload.size());
+        known_nodes()[n] = nodes_[n];
+        break;
+      default:
+        break;
+    }
+  }
+
+  void deliver(std::uint32_t g, const frame_view& v, transport_events& to) {
+    // Blocks the node's workers wrote: their bytes go into rank 0's blocks the message names.
+    for (const auto& b : v.blocks) {
+      if (!b.record.has_bytes) continue;
+      object_block* dst = checked_block(b.record.offset, b.bytes.size());
+      if (!dst) return;
+      if (!b.bytes.empty()) std::memcpy(dst->data(), b.bytes.data(), b.bytes.size());
+    }
+    const auto kind = static_cast<msg_kind>(v.head.kind & ~in_block_flag);
+    if (v.head.kind & in_block_flag) {
+      object_block* carrier = checked_block(v.head.a, v.payload.size());
+      if (!carrier) return;
+      if (!v.payload.empty()) std::memcpy(carrier->data(), v.payload.data(), v.payload.size());
+      to.on_message(g, kind, {carrier->data(), v.payload.size()}, carrier);
+      return;
+    }
+    to.on_message(g, kind, v.payload, nullptr);
+  }
+
+  /// Rank 0's block at `offset` if `bytes` fit in it, else null (a frame that names memory
+  /// outside the store is dropped).
+  object_block* checked_block(std::uint64_t offset, std::size_t bytes) const {
+    if (offset < sizeof(object_block) || offset > seg_.size() - sizeof(object_block))
+      return nullptr;
+    auto* b = seg_.at<object_block>(offset);
+    return bytes <= b->size && offset + sizeof(object_block) + bytes <= seg_.size() ? b : nullptr;
+  }
+
+  shm_transport& local_;
+  segment& seg_;
+  std::uint32_t local_workers_;
+  std::unique_ptr<channel> link_;
+  std::vector<node_record> nodes_;
+  std::vector<where> remote_;
+  std::unique_ptr<remote_state[]> states_;
+  std::vector<std::byte> frame_;
+  bool begun_ = false;
+};
+
+}  // namespace detail::cluster
+CORAY_END_NAMESPACE

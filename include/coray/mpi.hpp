@@ -1,0 +1,202 @@
+#pragma once
+/// Cluster mode: the same program on several machines, launched by MPI.
+///
+///   #include <coray/coray.hpp>
+///   #include <coray/mpi.hpp>   // once in the program; link coray::mpi in CMake
+///
+///   int main(int argc, char** argv) {
+///     ray::runtime rt(argc, argv);   // rank 0 goes on as the driver; every other rank
+///                                    // serves as a node here and exits when rank 0's
+///                                    // runtime ends, never running the rest of main
+///     ...
+///   }
+///
+///   $ mpirun -np 3 ./app            # or: srun -n 3 ./app, mpirun --hostfile hosts ./app
+///
+/// Rank 0's orchestrator schedules every node's task workers: each other rank runs a node
+/// agent with its own shared segment, supervisor and workers (as many as its runtime_options
+/// say, by default its usable cores), and its CPUs join the runtime's. Calls, their
+/// arguments and results travel between rank 0 and a node as MPI messages, each store block
+/// a message names copied into the receiver's segment. Outside `mpirun` (or with one rank)
+/// the program runs on one machine, as without this header.
+///
+/// Only this header needs MPI: a program that does not include it needs no MPI installed.
+/// It starts MPI itself (MPI_Init_thread with MPI_THREAD_SERIALIZED) when the runtime is
+/// built, and ends it when the runtime ends.
+
+#include <mpi.h>
+#include <unistd.h>
+
+#include <coray/detail/cluster/cluster_transport.hpp>
+#include <coray/detail/cluster/mpi_channel.hpp>
+#include <coray/detail/cluster/node_agent.hpp>
+#include <coray/detail/runtime/cluster_seam.hpp>
+#include <coray/detail/runtime/entry.hpp>
+#include <coray/runtime.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+/// A machine of the cluster: ray::nodes() lists them, rank 0 (this process) first.
+struct node_info {
+  int rank = 0;
+  std::string host;
+  int pid = 0;  // its driver's or node agent's process
+  std::uint32_t workers = 0;
+  double cpus = 0;
+  bool alive = true;
+};
+
+namespace detail::cluster {
+
+inline std::string host_name() {
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0) return "?";
+  return name;
+}
+
+/// Rank 0's seam: the nodes that said hello, and the link to them.
+class mpi_seam final : public cluster_seam {
+ public:
+  mpi_seam(std::unique_ptr<mpi_channel> link, std::vector<node_record> nodes)
+      : link_(std::move(link)), nodes_(std::move(nodes)) {}
+  std::uint32_t remote_workers() const override {
+    std::uint32_t n = 0;
+    for (const auto& r : nodes_) n += r.workers;
+    return n;
+  }
+  double remote_cpus() const override {
+    double n = 0;
+    for (const auto& r : nodes_) n += r.cpus;
+    return n;
+  }
+  std::unique_ptr<transport> wrap(shm_transport& local, segment& seg, std::uint32_t local_workers,
+                                  std::uint32_t actors) override {
+    return std::make_unique<cluster_transport>(local, seg, local_workers, actors, std::move(link_),
+                                               nodes_);
+  }
+
+ private:
+  std::unique_ptr<mpi_channel> link_;
+  std::vector<node_record> nodes_;
+};
+
+/// Every rank but 0: a node, serving until rank 0's runtime ends; then the process exits.
+[[noreturn]] inline void run_node(driver_config cfg, MPI_Comm comm, int rank) {
+  {
+    auto link = std::make_unique<mpi_channel>(comm);
+    try {
+      const double cpus = cfg.num_cpus.value_or(cfg.num_workers);
+      node_agent agent(std::move(cfg), *link);
+      frame_writer hello(frame_type::hello);
+      hello.head().a = agent.workers();
+      std::memcpy(&hello.head().b, &cpus, sizeof cpus);
+      hello.head().c = static_cast<std::uint64_t>(getpid());
+      const std::string host = host_name();
+      hello.payload({reinterpret_cast<const std::byte*>(host.data()), host.size()});
+      auto bytes = hello.finish();
+      MPI_Send(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, 0, mpi_channel::tag, comm);
+      agent.serve();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "coray: node %d (%s) failed: %s\n", rank, host_name().c_str(), e.what());
+      std::fflush(stderr);
+      MPI_Abort(comm, 1);
+    }
+    // The agent ended its processes: rank 0 hears so, then the link ends.
+    link->post(0, frame_writer(frame_type::bye).finish());
+  }
+  MPI_Finalize();
+  std::exit(0);
+}
+
+inline bool& cluster_used() {
+  static bool used = false;
+  return used;
+}
+
+inline std::unique_ptr<driver> start_mpi_cluster(driver_config cfg) {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (finalized || cluster_used())
+    throw usage_error(
+        "coray: a program under MPI builds its ray::runtime once: the cluster's nodes ended "
+        "with the first one");
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    int provided = 0;
+    MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
+    if (provided < MPI_THREAD_SERIALIZED) {
+      MPI_Finalize();
+      throw ray::runtime_error(
+          "coray: the MPI library does not support MPI_THREAD_SERIALIZED, which the cluster's "
+          "progress thread needs");
+    }
+    std::atexit([] {
+      int f = 0;
+      MPI_Finalized(&f);
+      if (!f) MPI_Finalize();
+    });
+  }
+  MPI_Comm comm;
+  MPI_Comm_dup(MPI_COMM_WORLD, &comm);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  if (size == 1) {
+    MPI_Comm_free(&comm);
+    return make_local_driver(std::move(cfg));
+  }
+  cluster_used() = true;
+  resolve_driver_config(cfg);
+  if (rank != 0) run_node(std::move(cfg), comm, rank);
+  // Rank 0: every node says hello (its workers and CPUs) before the first call is scheduled.
+  std::vector<node_record> nodes;
+  for (int r = 1; r < size; ++r) {
+    MPI_Status st;
+    MPI_Probe(r, mpi_channel::tag, comm, &st);
+    int n = 0;
+    MPI_Get_count(&st, MPI_BYTE, &n);
+    std::vector<std::byte> bytes(static_cast<std::size_t>(n));
+    MPI_Recv(bytes.data(), n, MPI_BYTE, r, mpi_channel::tag, comm, MPI_STATUS_IGNORE);
+    frame_view v(bytes);
+    node_record rec;
+    rec.rank = r;
+    rec.workers = static_cast<std::uint32_t>(v.head.a);
+    std::memcpy(&rec.cpus, &v.head.b, sizeof rec.cpus);
+    rec.pid = static_cast<int>(v.head.c);
+    rec.host.assign(reinterpret_cast<const char*>(v.payload.data()), v.payload.size());
+    nodes.push_back(std::move(rec));
+  }
+  mpi_seam seam(std::make_unique<mpi_channel>(comm), std::move(nodes));
+  return make_local_driver(std::move(cfg), &seam);
+}
+
+/// Sets cluster_start_hook before main() in every program that includes this header.
+inline const bool installed = (cluster_start_hook() = &start_mpi_cluster, true);
+
+}  // namespace detail::cluster
+
+/// The cluster's machines: this one (rank 0) first, then every node that joined, in rank
+/// order. One entry outside a cluster. Call it on the runtime's thread.
+inline std::vector<node_info> nodes() {
+  std::vector<node_info> out;
+  auto* d = detail::process::here() ? detail::process::here()->as_driver() : nullptr;
+  const auto resources = d ? d->resources(false) : std::map<std::string, double>{};
+  const auto cpu = resources.find("CPU");
+  out.push_back({0, detail::cluster::host_name(), static_cast<int>(getpid()),
+                 d ? d->num_workers() : 0, cpu == resources.end() ? 0.0 : cpu->second, true});
+  for (const auto& n : detail::cluster::known_nodes()) {
+    out.push_back({n.rank, n.host, n.pid, n.workers, n.cpus, n.alive});
+    out[0].workers -= std::min(out[0].workers, n.workers);
+    out[0].cpus -= std::min(out[0].cpus, n.cpus);
+  }
+  return out;
+}
+
+CORAY_END_NAMESPACE

@@ -1,0 +1,260 @@
+// Cluster mode under `mpirun -np 3`: calls, objects, nested calls, actors and faults across
+// nodes. One runtime serves every case (a program under MPI builds it once): ranks 1 and 2
+// become nodes inside its constructor and never reach doctest; rank 0 runs the cases.
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <coray/coray.hpp>
+#include <coray/mpi.hpp>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace {
+
+/// The process that started this worker's supervisor: the rank's driver or node agent.
+int node_pid() {
+  std::ifstream f("/proc/" + std::to_string(getppid()) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  // pid (comm) state ppid ...: the comm may hold spaces, so read after its closing paren.
+  const auto close = stat.rfind(')');
+  int ppid = 0;
+  std::sscanf(stat.c_str() + close + 2, "%*c %d", &ppid);
+  return ppid;
+}
+
+/// Where a call ran, after holding its worker long enough that calls made together spread
+/// over every free worker.
+int node_after(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return node_pid();
+}
+
+/// The rank (index in ray::nodes()) each pid belongs to.
+std::map<int, int> ranks_by_pid() {
+  std::map<int, int> out;
+  for (const auto& n : ray::nodes()) out[n.pid] = n.rank;
+  return out;
+}
+
+/// Calls `f` in `n` tasks at once until each rank ran one, at most 20 rounds; returns the
+/// ranks seen. Tasks go to free workers, and rank 0's fill first, so a round holds each
+/// worker for a while.
+std::set<int> ranks_reached(int n) {
+  const auto ranks = ranks_by_pid();
+  std::set<int> seen;
+  for (int round = 0; round < 20 && seen.size() < ranks.size(); ++round) {
+    std::vector<ray::object_ref<int>> refs;
+    for (int i = 0; i < n; ++i) refs.push_back(ray::task<node_after>.remote(50));
+    for (auto& r : refs) {
+      const int pid = ray::get(r);
+      if (ranks.count(pid)) seen.insert(ranks.at(pid));
+    }
+  }
+  return seen;
+}
+
+std::vector<std::uint8_t> shifted(std::vector<std::uint8_t> v, int by) {
+  for (auto& x : v) x = static_cast<std::uint8_t>(x + by);
+  return v;
+}
+
+/// A large argument in, a large result out, and where it ran.
+std::pair<int, std::vector<std::uint8_t>> shifted_at(std::vector<std::uint8_t> v, int by) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  return {node_pid(), shifted(std::move(v), by)};
+}
+
+ray::async<int> fib(int n) {
+  if (n < 2) co_return n;
+  auto a = ray::task<fib>.remote(n - 1);
+  auto b = ray::task<fib>.remote(n - 2);
+  co_return co_await ray::get(a) + co_await ray::get(b);
+}
+
+int add(int a, int b) { return a + b; }
+
+int blocking_nested(int n) { return ray::get(ray::task<add>.remote(n, 1)) * 2; }
+
+std::size_t total(std::vector<std::uint8_t> v) {
+  return std::accumulate(v.begin(), v.end(), std::size_t{0});
+}
+
+/// A task that makes objects in its worker and returns refs to them inside its result.
+std::vector<ray::object_ref<std::string>> make_objects(int n) {
+  std::vector<ray::object_ref<std::string>> out;
+  for (int i = 0; i < n; ++i) out.push_back(ray::put(std::string(100'000, char('a' + i))));
+  return out;
+}
+
+int throws_out_of_range(int i) { return std::vector<int>{}.at(static_cast<std::size_t>(i)); }
+
+/// Dies (SIGKILL) when it runs on a node other than rank 0.
+int die_on_a_node(int driver_pid) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  if (node_pid() != driver_pid) raise(SIGKILL);
+  return 0;
+}
+
+/// Dies on its first attempt (marking `path`), succeeds on the next.
+int die_once(std::string path) {
+  if (std::ifstream(path).good()) return 42;
+  std::ofstream(path) << "x";
+  raise(SIGKILL);
+  return 0;
+}
+
+struct counter {
+  int n = 0;
+  int add(int by) { return n += by; }
+};
+
+int bump_from(ray::actor<counter> c, int by) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  ray::get(c.call<&counter::add>(by));
+  return node_pid();
+}
+
+}  // namespace
+
+TEST_CASE("ray::nodes lists rank 0 and every node with its workers and CPUs") {
+  const auto nodes = ray::nodes();
+  REQUIRE(nodes.size() == 3);
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    CHECK(nodes[i].rank == static_cast<int>(i));
+    CHECK(nodes[i].workers == 2);
+    CHECK(nodes[i].cpus >= 2);
+    CHECK(nodes[i].alive);
+    CHECK(nodes[i].pid > 0);
+  }
+  CHECK(nodes[0].pid == getpid());
+  CHECK(ray::cluster_resources().at("CPU") ==
+        doctest::Approx(nodes[0].cpus + nodes[1].cpus + nodes[2].cpus));
+}
+
+TEST_CASE("tasks run on every node's workers") { CHECK(ranks_reached(6).size() == 3); }
+
+TEST_CASE("large arguments and results cross between nodes intact") {
+  std::vector<std::uint8_t> v(4 << 20);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<std::uint8_t>(i * 7);
+  const auto ranks = ranks_by_pid();
+  std::set<int> seen;
+  for (int round = 0; round < 10 && seen.size() < 3; ++round) {
+    std::vector<ray::object_ref<std::pair<int, std::vector<std::uint8_t>>>> refs;
+    for (int i = 0; i < 6; ++i) refs.push_back(ray::task<shifted_at>.remote(v, i));
+    for (int i = 0; i < 6; ++i) {
+      auto [pid, out] = ray::get(refs[static_cast<std::size_t>(i)]).get();
+      REQUIRE(out.size() == v.size());
+      CHECK(out == shifted(v, i));
+      seen.insert(ranks.at(pid));
+    }
+  }
+  CHECK(seen.size() == 3);
+}
+
+TEST_CASE("an object put on rank 0 is read by tasks on every node") {
+  std::vector<std::uint8_t> v(1 << 20, 3);
+  auto ref = ray::put(v);
+  std::vector<ray::object_ref<std::size_t>> refs;
+  for (int i = 0; i < 12; ++i) refs.push_back(ray::task<total>.remote(ref));
+  for (auto& r : refs) CHECK(ray::get(r).get() == 3u << 20);
+}
+
+TEST_CASE("nested calls from workers on other nodes, awaited and blocking") {
+  CHECK(ray::get(ray::task<fib>.remote(12)).get() == 144);
+  std::vector<ray::object_ref<int>> refs;
+  for (int i = 0; i < 12; ++i) refs.push_back(ray::task<blocking_nested>.remote(i));
+  for (int i = 0; i < 12; ++i)
+    CHECK(ray::get(refs[static_cast<std::size_t>(i)]).get() == (i + 1) * 2);
+}
+
+TEST_CASE("refs inside results: objects a worker on any node put are read on rank 0") {
+  std::vector<ray::object_ref<std::vector<ray::object_ref<std::string>>>> calls;
+  for (int i = 0; i < 6; ++i) calls.push_back(ray::task<make_objects>.remote(3));
+  for (auto& c : calls) {
+    auto refs = ray::get(c).get();
+    REQUIRE(refs.size() == 3);
+    for (std::size_t i = 0; i < refs.size(); ++i)
+      CHECK(ray::get(refs[i]).get() == std::string(100'000, char('a' + i)));
+  }
+}
+
+TEST_CASE("an exception in a task on another node arrives as task_error with its message") {
+  std::vector<ray::object_ref<int>> refs;
+  for (int i = 0; i < 6; ++i) refs.push_back(ray::task<throws_out_of_range>.remote(i));
+  for (auto& r : refs) {
+    try {
+      (void)ray::get(r).get();
+      FAIL("no exception");
+    } catch (const ray::task_error& e) {
+      CHECK(std::string(e.what()).find("out_of_range") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("a worker killed on another node fails its call with worker_crashed") {
+  int crashed = 0;
+  for (int round = 0; round < 10 && crashed == 0; ++round) {
+    std::vector<ray::object_ref<int>> refs;
+    for (int i = 0; i < 6; ++i)
+      refs.push_back(ray::task<die_on_a_node>.options({.max_retries = 0}).remote(getpid()));
+    for (auto& r : refs) {
+      try {
+        (void)ray::get(r).get();
+      } catch (const ray::worker_crashed&) {
+        ++crashed;
+      }
+    }
+  }
+  CHECK(crashed > 0);
+  // The dead workers were replaced: every node runs tasks again.
+  CHECK(ranks_reached(6).size() == 3);
+}
+
+TEST_CASE("a call whose worker died is retried, wherever it lands") {
+  char dir[] = "/tmp/coray-cluster-XXXXXX";
+  REQUIRE(mkdtemp(dir));
+  std::vector<ray::object_ref<int>> refs;
+  for (int i = 0; i < 6; ++i)
+    refs.push_back(ray::task<die_once>.remote(std::string(dir) + "/" + std::to_string(i)));
+  for (auto& r : refs) CHECK(ray::get(r).get() == 42);
+  for (int i = 0; i < 6; ++i) std::remove((std::string(dir) + "/" + std::to_string(i)).c_str());
+  rmdir(dir);
+}
+
+TEST_CASE("an actor's handle is used from tasks on every node") {
+  auto c = ray::spawn<counter>();
+  const auto ranks = ranks_by_pid();
+  std::set<int> seen;
+  int expected = 0;
+  for (int round = 0; round < 10 && seen.size() < 3; ++round) {
+    std::vector<ray::object_ref<int>> refs;
+    for (int i = 0; i < 6; ++i) {
+      refs.push_back(ray::task<bump_from>.remote(c, 1));
+      ++expected;
+    }
+    for (auto& r : refs) seen.insert(ranks.at(ray::get(r).get()));
+  }
+  CHECK(seen.size() == 3);
+  CHECK(ray::get(c.call<&counter::add>(0)).get() == expected);
+}
+
+int main(int argc, char** argv) {
+  ray::enter_worker_if_spawned();
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a(argv[i]);
+    if (a.starts_with("--coray-start-method=")) setenv("CORAY_START_METHOD", argv[i] + 21, 1);
+  }
+  ray::runtime rt(argc, argv, {.num_workers = 2});
+  doctest::Context context(argc, argv);
+  return context.run();
+}
