@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -69,7 +70,16 @@ TARGETS = {
     **{f"{w}_coray_speedup_vs_mp": (">=", 3) for w in ("convolution", "prefix_count")},
     "hello_compile_header_only": ("<=", 8),
     "hello_compile_compiled_mode": ("<=", 3),
+    "cross_node_sync_task_vs_raw_mpi": ("<=", 3),
+    "cross_node_async_tasks": (">=", 200_000),
+    **{f"cross_node_object_{m}MiB_vs_raw_mpi": (">=", 0.8) for m in (8, 64, 256)},
 }
+
+# cluster_bench runs as 3 ranks of this machine under mpiexec, the TCP transport forced (the
+# network path, not shared memory), as tests/cluster does.
+CLUSTER = ["mpiexec", "-n", "3"]
+CLUSTER_ENV = {"OMPI_MCA_btl": "tcp,self", "OMPI_MCA_rmaps_base_oversubscribe": "1",
+               "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 
 RAY_ROWS = ["single_client_tasks_sync", "single_client_tasks_async", "multi_client_tasks_async",
             "1_1_actor_calls_sync", "1_1_actor_calls_async", "n_n_actor_calls_async",
@@ -211,10 +221,17 @@ def run(args: argparse.Namespace) -> Path:
             exe = build_dir / "bench" / name
             out = Path(tmp) / f"{name}.json"
             cmd = [str(exe), "--json", str(out)] + (["--quick"] if args.quick else [])
+            env = None
+            if name == "cluster_bench":
+                if not exe.exists() or not shutil.which(CLUSTER[0]):
+                    print(f"== {name}: skipped (no MPI: built only with coray::mpi)", flush=True)
+                    continue
+                cmd = CLUSTER + cmd
+                env = dict(os.environ, **CLUSTER_ENV)
             print(f"== {name}", flush=True)
             t0 = time.time()
             try:
-                proc = subprocess.run(cmd, cwd=ROOT, timeout=args.timeout)
+                proc = subprocess.run(cmd, cwd=ROOT, timeout=args.timeout, env=env)
                 ok = proc.returncode == 0 and out.exists()
             except subprocess.TimeoutExpired:
                 ok = False
