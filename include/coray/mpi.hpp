@@ -137,10 +137,17 @@ inline std::unique_ptr<driver> start_mpi_cluster(driver_config cfg) {
           "coray: the MPI library does not support MPI_THREAD_SERIALIZED, which the cluster's "
           "progress thread needs");
     }
+    // Ended at exit, by this process only: a child forked from it (a ray::process) that
+    // calls exit() must not end the MPI state it merely copied.
+    static const pid_t starter = getpid();
+    // A runtime of ray::init() would otherwise end after this (its holder was made first):
+    // it ends first, while the link to the nodes still works.
     std::atexit([] {
       int f = 0;
       MPI_Finalized(&f);
-      if (!f) MPI_Finalize();
+      if (f || getpid() != starter) return;
+      global_runtime().reset();
+      MPI_Finalize();
     });
   }
   MPI_Comm comm;
@@ -183,7 +190,7 @@ inline const bool installed = (cluster_start_hook() = &start_mpi_cluster, true);
 }  // namespace detail::cluster
 
 /// The cluster's machines: this one (rank 0) first, then every node that joined, in rank
-/// order. One entry outside a cluster. Call it on the runtime's thread.
+/// order. One entry outside a cluster. In the driver, on the runtime's thread.
 inline std::vector<node_info> nodes() {
   std::vector<node_info> out;
   auto* d = detail::process::here() ? detail::process::here()->as_driver() : nullptr;

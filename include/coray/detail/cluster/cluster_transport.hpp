@@ -26,9 +26,10 @@ CORAY_BEGIN_NAMESPACE
 namespace detail::cluster {
 
 /// The nodes of the cluster this process drives (rank 0), for ray::nodes(); empty outside one.
+/// Never destroyed: a runtime ended at exit (ray::init's) still clears it.
 inline std::vector<node_record>& known_nodes() {
-  static std::vector<node_record> nodes;
-  return nodes;
+  static auto* nodes = new std::vector<node_record>;
+  return *nodes;
 }
 
 class cluster_transport final : public transport {
