@@ -113,6 +113,17 @@ int die_once(std::string path) {
   return 0;
 }
 
+/// Its node first, then `n` items of `size` bytes each (over the inline threshold: each in a
+/// block of its own).
+ray::generator<std::vector<int>> node_then_items(int n, int size) {
+  co_yield std::vector<int>(1, node_pid());
+  for (int i = 0; i < n; ++i) co_yield std::vector<int>(static_cast<std::size_t>(size), i);
+}
+
+int wait_forever(int) {
+  for (;;) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+
 struct counter {
   int n = 0;
   int add(int by) { return n += by; }
@@ -229,6 +240,40 @@ TEST_CASE("a call whose worker died is retried, wherever it lands") {
   for (auto& r : refs) CHECK(ray::get(r).get() == 42);
   for (int i = 0; i < 6; ++i) std::remove((std::string(dir) + "/" + std::to_string(i)).c_str());
   rmdir(dir);
+}
+
+TEST_CASE("streaming generators on every node deliver their items in order") {
+  const auto ranks = ranks_by_pid();
+  std::vector<ray::object_ref_generator<std::vector<int>>> streams;
+  for (int i = 0; i < 6; ++i) streams.push_back(ray::task<node_then_items>.remote(200, 40'000));
+  std::set<int> seen;
+  for (auto& stream : streams) {
+    int index = -1;
+    for (ray::object_ref<std::vector<int>> r : stream) {
+      std::vector<int> item = ray::get(r);
+      if (index < 0) {
+        seen.insert(ranks.at(item.at(0)));
+      } else {
+        REQUIRE(item.size() == 40'000u);
+        CHECK(item.front() == index);
+        CHECK(item.back() == index);
+      }
+      ++index;
+    }
+    CHECK(index == 200);
+  }
+  CHECK(seen.size() == 3);  // six streams on six workers: two on each node
+}
+
+TEST_CASE("a get times out and a forced cancel ends calls running on every node") {
+  std::vector<ray::object_ref<int>> refs;
+  for (int i = 0; i < 6; ++i) refs.push_back(ray::task<wait_forever>.remote(i));
+  for (auto& r : refs)
+    CHECK_THROWS_AS(ray::get(r, {.timeout = std::chrono::milliseconds(20)}).get(),
+                    ray::get_timeout);
+  for (auto& r : refs) ray::cancel(r, {.force = true});
+  for (auto& r : refs) CHECK_THROWS_AS(ray::get(r).get(), ray::cancelled);
+  CHECK(ranks_reached(6).size() == 3);  // the killed workers were replaced everywhere
 }
 
 TEST_CASE("an actor's handle is used from tasks on every node") {
