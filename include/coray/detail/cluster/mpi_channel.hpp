@@ -1,8 +1,9 @@
 #pragma once
 /// The cluster's channel on MPI: one progress thread per rank makes every MPI call while the
 /// link runs (MPI_THREAD_SERIALIZED is all it needs: the main thread calls MPI only before the
-/// thread starts and after it is joined). Frames go out with MPI_Isend and come in with
-/// MPI_Iprobe and MPI_Recv, on a communicator of their own; they reach the loop through a
+/// thread starts and after it is joined). Frames go out with MPI_Isend (the small ones
+/// queued for one rank together as one message, a batch) and come in with MPI_Iprobe and
+/// MPI_Recv, on a communicator of their own; they reach the loop through a
 /// lock-free queue, and the loop's doorbell is rung.
 ///
 /// MPI has no wait for "a message, or work from another thread", and a blocking receive spins
@@ -22,6 +23,8 @@
 #include <coray/detail/cluster/channel.hpp>
 #include <coray/detail/shm/futex.hpp>
 #include <coray/errors.hpp>
+#include <cstdint>
+#include <cstring>
 #include <deque>
 #include <thread>
 #include <utility>
@@ -92,12 +95,17 @@ class mpi_channel final : public channel {
       bool work = false;
       item it;
       while (out_.try_dequeue(it)) {
-        sends.push_back({MPI_REQUEST_NULL, std::move(it.bytes)});
-        sending& s = sends.back();
-        MPI_Isend(s.bytes.data(), static_cast<int>(s.bytes.size()), MPI_BYTE, it.peer, tag, comm_,
-                  &s.request);
         work = true;
+        if (it.bytes.size() > batch_limit) {
+          // Sent alone, uncopied; what was batched for its rank goes first, to keep the order.
+          flush_batch(it.peer, sends);
+          isend(it.peer, single_tag, std::move(it.bytes), sends);
+          continue;
+        }
+        batch_for(it.peer).push_back(std::move(it.bytes));
       }
+      for (auto& [peer, b] : batches_)
+        if (!b.empty()) flush_batch(peer, sends);
       while (!sends.empty()) {
         int done = 0;
         MPI_Test(&sends.front().request, &done, MPI_STATUS_IGNORE);
@@ -107,15 +115,26 @@ class mpi_channel final : public channel {
       for (int k = 0; k < 64; ++k) {
         int flag = 0;
         MPI_Status st;
-        MPI_Iprobe(MPI_ANY_SOURCE, tag, comm_, &flag, &st);
+        MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &flag, &st);
         if (!flag) break;
         int n = 0;
         MPI_Get_count(&st, MPI_BYTE, &n);
-        item in{st.MPI_SOURCE, std::vector<std::byte>(static_cast<std::size_t>(n))};
-        MPI_Recv(in.bytes.data(), n, MPI_BYTE, st.MPI_SOURCE, tag, comm_, MPI_STATUS_IGNORE);
-        waiting_.fetch_add(1, std::memory_order_seq_cst);
-        in_.enqueue(std::move(in));
-        if (doorbell* b = loop_bell_.load()) b->ring();
+        std::vector<std::byte> bytes(static_cast<std::size_t>(n));
+        MPI_Recv(bytes.data(), n, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, comm_, MPI_STATUS_IGNORE);
+        if (st.MPI_TAG == single_tag) {
+          deliver({st.MPI_SOURCE, std::move(bytes)});
+        } else {
+          // A batch: each frame's length, the frame, padding to 8.
+          for (std::size_t at = 0; at + sizeof(std::uint64_t) <= bytes.size();) {
+            std::uint64_t len;
+            std::memcpy(&len, bytes.data() + at, sizeof len);
+            at += sizeof len;
+            if (len > bytes.size() - at) break;  // malformed: the rest is dropped
+            const auto* f = bytes.data() + at;
+            deliver({st.MPI_SOURCE, std::vector<std::byte>(f, f + len)});
+            at += pad8(len);
+          }
+        }
         work = true;
       }
       if (stop_.load() && sends.empty() && out_.size_approx() == 0) return;
@@ -138,7 +157,55 @@ class mpi_channel final : public channel {
     }
   }
 
+  /// Frames up to this size queued for one rank together go as one MPI message (tag
+  /// batch_tag); larger ones go alone (single_tag), their bytes not copied again.
+  static constexpr std::size_t batch_limit = 64 * 1024;
+  static constexpr int single_tag = tag;
+  static constexpr int batch_tag = tag + 1;
+
+  static std::size_t pad8(std::size_t n) noexcept { return (n + 7) & ~std::size_t{7}; }
+
+  void isend(int peer, int t, std::vector<std::byte> bytes, std::deque<sending>& sends) {
+    sends.push_back({MPI_REQUEST_NULL, std::move(bytes)});
+    sending& s = sends.back();
+    MPI_Isend(s.bytes.data(), static_cast<int>(s.bytes.size()), MPI_BYTE, peer, t, comm_,
+              &s.request);
+  }
+  std::vector<std::vector<std::byte>>& batch_for(int peer) {
+    for (auto& [p, b] : batches_)
+      if (p == peer) return b;
+    return batches_.emplace_back(peer, std::vector<std::vector<std::byte>>{}).second;
+  }
+  /// Sends the frames queued for `peer`: one alone as itself, several as one batch (each
+  /// frame's length, the frame, padding to 8).
+  void flush_batch(int peer, std::deque<sending>& sends) {
+    auto& frames = batch_for(peer);
+    if (frames.size() == 1) {
+      isend(peer, single_tag, std::move(frames.front()), sends);
+    } else if (frames.size() > 1) {
+      std::size_t total = 0;
+      for (const auto& f : frames) total += sizeof(std::uint64_t) + pad8(f.size());
+      std::vector<std::byte> b(total);
+      std::size_t at = 0;
+      for (const auto& f : frames) {
+        const std::uint64_t n = f.size();
+        std::memcpy(b.data() + at, &n, sizeof n);
+        if (n) std::memcpy(b.data() + at + sizeof n, f.data(), n);
+        at += sizeof n + pad8(n);
+      }
+      isend(peer, batch_tag, std::move(b), sends);
+    }
+    frames.clear();
+  }
+  void deliver(item in) {
+    waiting_.fetch_add(1, std::memory_order_seq_cst);
+    in_.enqueue(std::move(in));
+    if (doorbell* b = loop_bell_.load()) b->ring();
+  }
+
   MPI_Comm comm_;
+  /// Small frames dequeued in this pass, by rank (progress thread only).
+  std::vector<std::pair<int, std::vector<std::vector<std::byte>>>> batches_;
   moodycamel::ConcurrentQueue<item> out_, in_;
   std::atomic<std::size_t> waiting_{0};
   std::atomic<doorbell*> loop_bell_{nullptr};
