@@ -8,8 +8,9 @@ set -euo pipefail
 # recommends): the dashboard's test in a real browser
 # (tests/browser, run in the release preset).
 # libopenmpi-dev and openmpi-bin: cluster mode's tests (tests/cluster, run in the release
-# preset under mpiexec). Programs that do not use <coray/mpi.hpp> never need MPI.
-packages=(cmake ninja-build g++ clang python3 libboost1.81-dev libfmt-dev libconcurrentqueue-dev doctest-dev libclang-rt-14-dev clang-format-14 pkg-config libcpp-httplib-dev nlohmann-json3-dev chromium chromium-driver python3-selenium fonts-liberation libopenmpi-dev openmpi-bin)
+# preset under mpiexec; iproute2 for the one whose nodes sit in a network namespace).
+# Programs that do not use <coray/mpi.hpp> never need MPI.
+packages=(cmake ninja-build g++ clang python3 libboost1.81-dev libfmt-dev libconcurrentqueue-dev doctest-dev libclang-rt-14-dev clang-format-14 pkg-config libcpp-httplib-dev nlohmann-json3-dev chromium chromium-driver python3-selenium fonts-liberation libopenmpi-dev openmpi-bin iproute2)
 packages+=("$@")
 
 missing=()
