@@ -3380,16 +3380,30 @@ inline double from_resource_amount(resource_amount a) noexcept {
   return static_cast<double>(a) / static_cast<double>(resource_unit);
 }
 
-/// What a call or an actor needs: CPU, GPU and custom resources by name. The default is a
-/// task's ({CPU: 1}), which the orchestrator schedules without asking the ledger at all.
+/// Where a call or an actor may run among a cluster's nodes (ray::scheduling_strategy): any
+/// (this machine's processes first), spread over the nodes, or on one node (`soft`: unless it
+/// is gone or could never meet the requirement). Outside a cluster the one node is 0.
+struct placement {
+  std::int32_t node = -1;  // node_affinity's node; -1: none
+  bool soft = false;
+  bool spread = false;
+
+  bool operator==(const placement&) const = default;
+  bool is_default() const noexcept { return node < 0 && !spread; }
+};
+
+/// What a call or an actor needs: CPU, GPU and custom resources by name, and for a call where
+/// it runs. The default is a task's ({CPU: 1}, anywhere), which the orchestrator schedules
+/// without asking the ledger at all.
 struct resource_request {
   resource_amount cpu = resource_unit;
   resource_amount gpu = 0;
   std::map<std::string, resource_amount> custom;  // only nonzero amounts
+  placement where;                                // a call's; an actor's is its spawn's
 
   bool operator==(const resource_request&) const = default;
   bool is_default_task() const noexcept {
-    return cpu == resource_unit && gpu == 0 && custom.empty();
+    return cpu == resource_unit && gpu == 0 && custom.empty() && where.is_default();
   }
 
   /// From user-facing amounts; throws invalid_resources for a negative or NaN amount.
@@ -3398,6 +3412,15 @@ struct resource_request {
 
   /// "{CPU: 2, GPU: 0.5, disk: 1}": for messages.
   CORAY_API std::string describe() const;
+};
+
+/// The resources of a cluster's node other than the driver's machine (resource_ledger's
+/// terms).
+struct node_resources {
+  resource_amount num_cpus = 0;
+  resource_amount num_gpus = 0;
+  std::vector<std::string> gpu_ids = {};
+  std::map<std::string, resource_amount> custom_resources = {};
 };
 
 /// The GPUs an acquisition took: each GPU's index among the runtime's and the amount taken
@@ -3461,7 +3484,10 @@ CORAY_API std::string resource_request::describe() const {
   std::string s = fmt::format("{{CPU: {}", from_resource_amount(cpu));
   if (gpu) s += fmt::format(", GPU: {}", from_resource_amount(gpu));
   for (const auto& [name, a] : custom) s += fmt::format(", {}: {}", name, from_resource_amount(a));
-  return s + "}";
+  s += "}";
+  if (where.node >= 0) s += fmt::format(" on node {}{}", where.node, where.soft ? " (soft)" : "");
+  if (where.spread) s += " spread";
+  return s;
 }
 
 }  // namespace detail
@@ -3809,6 +3835,7 @@ struct actor_spawn_fields {
   /// How its process is started: 0 by the runtime's start method, else 1 + a start_method_id
   /// (a ray::process of a context that chose one).
   std::uint32_t start_as = 0;
+  placement where;  // which node, in a cluster
 };
 /// What ray::spawn asks of the driver.
 struct actor_spawn_request : actor_spawn_fields {
@@ -3936,7 +3963,7 @@ class call_args_rewriter {
 /// amounts, each custom resource (its name's length, its name, its amount), then the
 /// length of all that, so that a reader finds it from the end.
 inline std::size_t resource_request_bytes(const resource_request& r) noexcept {
-  std::size_t n = 2 * sizeof(resource_amount) + sizeof(std::uint32_t);
+  std::size_t n = 2 * sizeof(resource_amount) + 3 * sizeof(std::uint32_t);
   for (const auto& [name, a] : r.custom) n += sizeof(std::uint32_t) + name.size() + sizeof a;
   return n + sizeof(std::uint32_t);
 }
@@ -3948,6 +3975,10 @@ inline void write_resource_request(std::byte* out, const resource_request& r) no
   };
   put(&r.cpu, sizeof r.cpu);
   put(&r.gpu, sizeof r.gpu);
+  const std::int32_t node = r.where.node;
+  const std::uint32_t how = (r.where.soft ? 1u : 0u) | (r.where.spread ? 2u : 0u);
+  put(&node, sizeof node);
+  put(&how, sizeof how);
   const auto count = static_cast<std::uint32_t>(r.custom.size());
   put(&count, sizeof count);
   for (const auto& [name, a] : r.custom) {
@@ -3977,9 +4008,13 @@ inline std::span<const std::byte> read_resource_request(std::span<const std::byt
   };
   get(&r.cpu, sizeof r.cpu);
   get(&r.gpu, sizeof r.gpu);
-  std::uint32_t count;
+  std::int32_t node;
+  std::uint32_t how, count;
+  get(&node, sizeof node);
+  get(&how, sizeof how);
   get(&count, sizeof count);
-  if (r.cpu < 0 || r.gpu < 0) malformed();
+  if (r.cpu < 0 || r.gpu < 0 || node < -1 || how > 3) malformed();
+  r.where = {node, (how & 1) != 0, (how & 2) != 0};
   for (std::uint32_t i = 0; i < count; ++i) {
     std::uint32_t len;
     get(&len, sizeof len);
@@ -6927,8 +6962,9 @@ class driver : public process {
   };
   /// nullopt once the actor is forgotten (it ended and no handle is left).
   virtual std::optional<actor_process_status> actor_status(std::uint64_t id) const = 0;
-  /// The runtime's resources by Ray's names (CPU, GPU, custom): all, or those free now.
-  virtual std::map<std::string, double> resources(bool available) = 0;
+  /// The runtime's resources by Ray's names (CPU, GPU, custom): all, or those free now; in a
+  /// cluster, every node's summed or (`node` 0 or more) one node's.
+  virtual std::map<std::string, double> resources(bool available, int node = -1) = 0;
   /// Objects written to the spill file so far.
   virtual std::uint64_t spilled_objects() const noexcept = 0;
 };
@@ -7221,6 +7257,8 @@ CORAY_END_NAMESPACE
 ///
 ///   int add(int a, int b) { return a + b; }
 ///   ray::object_ref<int> r = ray::task<add>.remote(1, 2);
+
+#include <fmt/format.h>
 
 // #include <coray/async.hpp>: inlined above
 // #include <coray/codec.hpp>: inlined above
@@ -7932,6 +7970,45 @@ struct retry_policy {
 template <class... E>
 inline const retry_policy retry_on = retry_policy(detail::retry_matcher_id<E...>(), nullptr);
 
+/// Where a task's calls or an actor run among a cluster's nodes (<coray/mpi.hpp>; nodes are
+/// named by their MPI rank, as ray::nodes() lists them), as Ray's scheduling_strategy. The
+/// default: this machine's processes first, then the other nodes'. Outside a cluster there is
+/// one node, 0.
+///
+///   ray::task<f>.options({.scheduling_strategy = ray::spread}).remote(x);
+///   ray::spawn<counter>({.scheduling_strategy = ray::node_affinity(2)});
+struct scheduling_strategy {
+  enum class kind : std::uint8_t { any, spread, node_affinity };
+  kind how = kind::any;
+  int node = -1;      // node_affinity: the node's rank
+  bool soft = false;  // node_affinity: elsewhere if that node is gone or could never run it
+};
+
+/// Spreads calls (or actors) over the nodes in turn (Ray's "SPREAD").
+inline constexpr scheduling_strategy spread{scheduling_strategy::kind::spread};
+
+/// Runs on node `node` (its rank) only; with `soft`, on another if that one is gone or could
+/// never meet the call's resources (Ray's NodeAffinitySchedulingStrategy). Hard affinity to a
+/// node the cluster lacks is refused with ray::infeasible_resources.
+constexpr scheduling_strategy node_affinity(int node, bool soft = false) noexcept {
+  return {scheduling_strategy::kind::node_affinity, node, soft};
+}
+
+namespace detail {
+inline placement placement_of(const scheduling_strategy& s, const char* who) {
+  placement p;
+  if (s.how == scheduling_strategy::kind::spread) p.spread = true;
+  if (s.how == scheduling_strategy::kind::node_affinity) {
+    if (s.node < 0)
+      throw invalid_resources(fmt::format(
+          "{}: node_affinity({}) names no node (nodes are ranks, 0 or more)", who, s.node));
+    p.node = s.node;
+    p.soft = s.soft;
+  }
+  return p;
+}
+}  // namespace detail
+
 /// Per-call options of a task, as Ray's `f.options(...)`.
 struct task_options {
   static constexpr int default_max_retries = 3;
@@ -7948,6 +8025,8 @@ struct task_options {
   double num_gpus = 0;
   /// Custom resources it holds while it runs, by the names the runtime was given.
   std::map<std::string, double> resources = {};
+  /// Which node it runs on, in a cluster.
+  ray::scheduling_strategy scheduling_strategy = {};
 };
 
 namespace detail {
@@ -7962,6 +8041,7 @@ struct task_call_options {
   static task_call_options from(const task_options& o) {
     task_call_options c{o.max_retries, o.retry_exceptions.matcher, nullptr};
     auto r = resource_request::from(o.num_cpus, o.num_gpus, o.resources, "ray::task<f>.options");
+    r.where = placement_of(o.scheduling_strategy, "ray::task<f>.options");
     if (!r.is_default_task()) c.resources = std::make_shared<const resource_request>(std::move(r));
     return c;
   }
@@ -8124,6 +8204,9 @@ struct actor_options {
   std::optional<double> num_cpus = std::nullopt;
   double num_gpus = 0;
   std::map<std::string, double> resources = {};
+  /// Which node its process runs on, in a cluster. Chosen once, at spawn: a restart rebuilds
+  /// it on the same node.
+  ray::scheduling_strategy scheduling_strategy = {};
 };
 
 /// The concurrency group `Method`'s calls run in when the call names none (Ray's
@@ -8335,6 +8418,7 @@ actor<T> spawn_as(actor_options opts, std::uint32_t start_as, A&&... args) {
       req.max_task_retries =
           opts.max_task_retries < 0 ? std::numeric_limits<int>::max() : opts.max_task_retries;
       req.start_as = start_as;
+      req.where = detail::placement_of(opts.scheduling_strategy, "ray::spawn");
       return req;
     };
     auto start = [](detail::process& p, detail::actor_spawn_request&& req) {
@@ -12929,6 +13013,7 @@ CORAY_END_NAMESPACE
 /// the orchestrator schedules onto. Nothing here knows MPI; a program without a cluster
 /// never builds one.
 
+// #include <coray/detail/runtime/resource_request.hpp>: inlined above
 // begin <coray/detail/runtime/transport.hpp>
 /// The seam between the orchestrator and the processes it schedules onto: "start a process
 /// in this slot, send it this message, tell me what it sent and when it died". The
@@ -13052,6 +13137,14 @@ class transport {
     return {n, after != 0 ? after : before};
   }
 
+  // ---- where processes run ---------------------------------------------------------------
+  /// The machines a transport reaches (a cluster's nodes; one outside a cluster), numbered
+  /// from 0, this one; and the node the slot's processes run on.
+  virtual std::uint32_t node_count() const { return 1; }
+  virtual std::uint32_t node_of(std::uint32_t /*slot*/) const { return 0; }
+  /// False once node `n` can run no process (its supervisor is gone).
+  virtual bool node_alive(std::uint32_t n) const { return n != 0 || can_start(); }
+
   // ---- processes ----------------------------------------------------------------------
   /// Starts a process in `slot` with empty mailboxes (a first one, or a replacement).
   virtual void start(std::uint32_t slot) = 0;
@@ -13101,6 +13194,7 @@ CORAY_END_NAMESPACE
 // end <coray/detail/runtime/transport.hpp>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 CORAY_BEGIN_NAMESPACE
 namespace detail {
@@ -13113,13 +13207,15 @@ class cluster_seam {
   virtual ~cluster_seam() = default;
   /// Task workers on the other nodes, all of them.
   virtual std::uint32_t remote_workers() const = 0;
-  /// CPUs the other nodes add to the runtime's.
-  virtual double remote_cpus() const = 0;
+  /// Actor slots on the other nodes, all of them.
+  virtual std::uint32_t remote_actors() const = 0;
+  /// Each other node's resources, node 1 first (the transport's node numbers).
+  virtual std::vector<node_resources> remote_resources() const = 0;
   /// The transport the orchestrator uses: this machine's (`local`, whose slots are its
   /// `local_workers` task workers, then `actors` actor slots) with the other nodes' task
-  /// workers as slots `local_workers` up to `local_workers + remote_workers()`, the actor
-  /// slots after them. Called once; the result owns the link to the other nodes and ends it
-  /// (and them) when destroyed.
+  /// workers as slots `local_workers` up to `local_workers + remote_workers()`, then this
+  /// machine's actor slots, then the other nodes' (remote_actors()). Called once; the result
+  /// owns the link to the other nodes and ends it (and them) when destroyed.
   virtual std::unique_ptr<transport> wrap(shm_transport& local, segment& seg,
                                           std::uint32_t local_workers, std::uint32_t actors) = 0;
 };
@@ -13567,6 +13663,7 @@ CORAY_END_NAMESPACE
 // end <coray/detail/runtime/task_table.hpp>
 #include <cstdint>
 #include <deque>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -13578,6 +13675,7 @@ namespace detail {
 struct actor_entry {
   std::uint64_t id = 0;
   std::uint32_t slot = 0;
+  std::uint32_t node = 0;  // the slot's (transport::node_of)
   std::uint64_t type_id = 0;
   std::string type_name;
   std::string name;
@@ -13647,13 +13745,23 @@ class actor_table {
   bool has_free_slot() const noexcept { return !free_slots_.empty(); }
   bool name_taken(const std::string& name) const { return names_.count(name) != 0; }
 
-  /// Registers a new actor in a free slot (precondition: has_free_slot()).
-  actor_entry& create(actor_spawn_request& req, segment& seg) {
-    const std::uint32_t slot = free_slots_.back();
-    free_slots_.pop_back();
+  /// A free slot for which `fits(slot)` holds (the first handed out first), or nullopt.
+  template <class Fits>
+  std::optional<std::uint32_t> free_slot_where(Fits&& fits) const {
+    for (auto it = free_slots_.rbegin(); it != free_slots_.rend(); ++it)
+      if (fits(*it)) return *it;
+    return std::nullopt;
+  }
+
+  /// Registers a new actor in free slot `slot` (from free_slot_where) on node `node`.
+  actor_entry& create(actor_spawn_request& req, segment& seg, std::uint32_t slot,
+                      std::uint32_t node) {
+    const auto it = std::find(free_slots_.rbegin(), free_slots_.rend(), slot);  // mostly the last
+    free_slots_.erase(std::next(it).base());
     actor_entry& a = actors_[next_id_];
     a.id = next_id_++;
     a.slot = slot;
+    a.node = node;
     a.type_id = req.type_id;
     a.type_name = std::move(req.type_name);
     a.name = std::move(req.name);
@@ -13941,6 +14049,13 @@ CORAY_END_NAMESPACE
 /// a parent waiting on it never waits for ever. An actor with resources holds them for
 /// life, from before its construction is sent; one without waits for a free CPU to be
 /// placed.
+///
+/// In a cluster each node has a ledger of its own: a worker's lease, a loan and an actor's
+/// hold come from the ledger of the node the process runs on (transport::node_of), so a call
+/// asking for a GPU goes to a node that has one. A call's placement (resource_request::where)
+/// limits the workers it may go to: one node's (node affinity), or each node in turn (spread).
+
+#include <fmt/format.h>
 
 #include <algorithm>
 // #include <coray/detail/runtime/actor_table.hpp>: inlined above
@@ -14446,15 +14561,24 @@ class resource_ledger {
   /// refuse().
   std::optional<resource_grant> acquire(const resource_request& r, resource_amount cpu_in_use = 0,
                                         bool take_cpu = true) {
-    if (cpu_free_ - cpu_in_use < r.cpu) return std::nullopt;
-    for (const auto& [name, a] : r.custom)
-      if (custom_free_[name] < a) return std::nullopt;
+    if (!fits(r, cpu_in_use)) return std::nullopt;
     resource_grant g;
     if (r.gpu > 0 && !pick_gpus(r.gpu, g)) return std::nullopt;
     if (take_cpu) cpu_free_ -= r.cpu;
     for (const auto& [name, a] : r.custom) custom_free_[name] -= a;
     for (const auto& [i, a] : g.gpus) gpu_free_[i] -= a;
     return g;
+  }
+
+  /// Whether acquire(r, cpu_in_use) would succeed now (takes nothing).
+  bool fits(const resource_request& r, resource_amount cpu_in_use = 0) const {
+    if (cpu_free_ - cpu_in_use < r.cpu) return false;
+    for (const auto& [name, a] : r.custom) {
+      auto it = custom_free_.find(name);
+      if (it == custom_free_.end() || it->second < a) return false;
+    }
+    resource_grant g;
+    return r.gpu == 0 || pick_gpus(r.gpu, g);
   }
 
   /// Gives back what acquire(r, ..., take_cpu) took as `g`.
@@ -14523,6 +14647,7 @@ CORAY_END_NAMESPACE
 // end <coray/detail/runtime/resource_ledger.hpp>
 // #include <coray/detail/runtime/task_table.hpp>: inlined above
 // #include <coray/detail/runtime/transport.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -14538,7 +14663,8 @@ namespace detail {
 class call_pump {
  public:
   call_pump(task_table& tasks, actor_table& actors, transport& t, call_sender& sender,
-            resource_ledger& resources, std::uint32_t workers, std::uint32_t max_in_flight)
+            std::vector<resource_ledger>& resources, std::uint32_t workers,
+            std::uint32_t max_in_flight)
       : tasks_(tasks),
         actors_(actors),
         transport_(t),
@@ -14547,7 +14673,14 @@ class call_pump {
         workers_(workers),
         max_in_flight_(max_in_flight),
         leases_(workers),
-        lent_(workers, 0) {
+        lent_(workers, 0),
+        node_(workers),
+        node_workers_(resources.size(), 0) {
+    for (std::uint32_t i = 0; i < workers; ++i) {
+      node_[i] =
+          std::min<std::uint32_t>(t.node_of(i), static_cast<std::uint32_t>(resources.size()) - 1);
+      ++node_workers_[node_[i]];
+    }
     refresh();
   }
 
@@ -14574,7 +14707,7 @@ class call_pump {
   bool release_if_idle(std::uint32_t slot) {
     worker_lease& l = leases_[slot];
     if (!l.held || tasks_.in_flight(slot) != 0) return false;
-    resources_.release(shape(l.shape), l.grant, false);
+    resources_[node_[slot]].release(shape(l.shape), l.grant, false);
     l = worker_lease{};
     --leases_held_;
     refresh();
@@ -14593,7 +14726,7 @@ class call_pump {
     r.lent = false;
     auto it = loans_.find(r.id);
     if (it == loans_.end()) return;
-    resources_.release(shape(r.shape), it->second.grant);
+    resources_[node_[it->second.slot]].release(shape(r.shape), it->second.grant);
     --lent_[it->second.slot];
     loans_.erase(it);
     refresh();
@@ -14601,15 +14734,26 @@ class call_pump {
   /// Actor `a` lets go of what it holds (it ended for good).
   void release_actor(actor_entry& a) {
     if (!a.placed || !a.shape) return;
-    resources_.release(shape(a.shape), a.grant);
+    resources_[a.node].release(shape(a.shape), a.grant);
     a.placed = false;
     refresh();
   }
-  /// The runtime's resources, all or those free now.
-  std::map<std::string, double> resources(bool available) {
-    if (!available) return resources_.totals();
-    release_idle_leases();
-    return resources_.available(cpu_in_use());
+  /// The runtime's resources, all or those free now: node `node`'s, or every node's summed.
+  std::map<std::string, double> resources(bool available, int node = -1) {
+    if (available) release_idle_leases();
+    std::map<std::string, double> out;
+    for (std::uint32_t n = 0; n < resources_.size(); ++n) {
+      if (node >= 0 && n != static_cast<std::uint32_t>(node)) continue;
+      const auto m = available ? resources_[n].available(cpu_in_use(n)) : resources_[n].totals();
+      for (const auto& [name, x] : m) out[name] += x;
+    }
+    return out;
+  }
+  /// Whether node `node` could place an actor holding `s` now (0: one holding nothing, which
+  /// needs a CPU free), taking nothing.
+  bool actor_fits(std::uint32_t node, std::uint32_t s) const {
+    if (!s) return resources_[node].cpu_free() - cpu_in_use(node) >= resource_unit;
+    return resources_[node].fits(shape(s), cpu_in_use(node));
   }
 
   /// Sends ready task calls, then the calls of actors whose mailbox was full. True on
@@ -14619,6 +14763,12 @@ class call_pump {
     auto& runnable = tasks_.runnable;
     while (!runnable.empty()) {
       const auto [picked, it] = pick();
+      if (picked == unplaceable) {  // bound to a node that is gone: it fails
+        failed.push_back(*it);
+        runnable.erase(it);
+        progress = true;
+        continue;
+      }
       if (picked < 0) break;
       const auto slot = static_cast<std::uint32_t>(picked);
       task_record* r = *it;
@@ -14626,6 +14776,7 @@ class call_pump {
         end_loan(*r);  // lent for nothing: asked again on the next turn
         break;
       }
+      if (r->shape && shape(r->shape).where.spread) spread_next_ = node_[slot] + 1;
       tasks_.sent(slot, *r);
       if (it == runnable.begin())
         runnable.pop_front();
@@ -14689,6 +14840,8 @@ class call_pump {
 
  private:
   using queue_place = std::deque<task_record*>::iterator;
+  /// pick()'s answer for a call bound to a node that can run nothing any more.
+  static constexpr int unplaceable = -2;
 
   /// The next call to send and its worker (-1 if none): the queue's first call to the task
   /// worker with the fewest calls that occupy it, under the per-worker limit; failing that,
@@ -14758,10 +14911,23 @@ class call_pump {
       // A blocked parent's descendant is looked at even so: its worker may be lent it.
       if (std::find(refused.begin(), refused.end(), r.shape) != refused.end() && !parent_blocked(r))
         continue;
+      const placement& where = shape(r.shape).where;
+      const int only = node_for(r.shape);
+      if (only == unplaceable) {
+        r.result->set_error(std::make_exception_ptr(worker_crashed(
+            fmt::format("coray: {} can never run: it asks for node {}, which is lost", r.label(),
+                        where.node))));
+        return {unplaceable, it};
+      }
+      // Spread: the scan starts at the next node's first worker, so ties go to it.
+      const std::uint32_t from = where.spread ? first_worker_at(spread_next_) : 0;
+      lacking_.assign(resources_.size(), 0);
       int leased = -1, idle = -1, parent = -1;
       std::uint32_t leased_load = max_in_flight_;
-      for (std::uint32_t i = 0; i < workers_; ++i) {
-        if (!transport_.alive(i)) continue;
+      for (std::uint32_t k = 0; k < workers_; ++k) {
+        const std::uint32_t i = (from + k) % workers_;
+        if (!transport_.alive(i) || (only >= 0 && node_[i] != static_cast<std::uint32_t>(only)))
+          continue;
         const auto [suspended, mark] = transport_.occupancy_of(i);
         const std::uint32_t load = tasks_.load(i, suspended);
         if (load >= max_in_flight_) continue;
@@ -14773,7 +14939,8 @@ class call_pump {
           continue;
         }
         if (tasks_.in_flight(i) == 0) {
-          if (idle < 0) idle = static_cast<int>(i);
+          if (idle < 0 && (resources_.size() == 1 || node_can_lease(node_[i], r.shape)))
+            idle = static_cast<int>(i);
         } else if (leases_[i].shape == r.shape && load < leased_load && pipelines(r.shape)) {
           leased = static_cast<int>(i);
           leased_load = load;
@@ -14801,11 +14968,39 @@ class call_pump {
     const resource_request& r = shape(s);
     return r.gpu == 0 && r.custom.empty();
   }
-  /// Gives idle worker `slot` a lease for requirement `s`, if the ledger has it free.
+  /// The node a call of requirement `s` must run on: -1 for any, `unplaceable` for a node
+  /// that is gone (a hard affinity; a soft one runs anywhere then, as it does when the node
+  /// could never meet the requirement).
+  int node_for(std::uint32_t s) const {
+    const resource_request& r = shape(s);
+    if (r.where.node < 0) return -1;
+    const auto n = static_cast<std::uint32_t>(r.where.node);
+    const bool usable = n < resources_.size() && transport_.node_alive(n);
+    if (r.where.soft) return usable && !resources_[n].refuse(r) ? static_cast<int>(n) : -1;
+    return usable ? static_cast<int>(n) : unplaceable;
+  }
+  /// Whether node `n`'s ledger could lease requirement `s` to an idle worker now (in a
+  /// cluster, where only some nodes may have it); remembered for the call being placed.
+  bool node_can_lease(std::uint32_t n, std::uint32_t s) {
+    if (lacking_[n]) return false;
+    const resource_amount busy = cpu_in_use(n);
+    const bool fits = s == 0 ? resources_[n].cpu_free() - busy >= resource_unit
+                             : resources_[n].fits(shape(s), busy);
+    lacking_[n] = !fits;
+    return fits;
+  }
+  /// The first task worker on node `n` (wrapping to node 0 past the last).
+  std::uint32_t first_worker_at(std::uint32_t n) const noexcept {
+    for (std::uint32_t i = 0; i < workers_; ++i)
+      if (node_[i] >= n) return i;
+    return 0;
+  }
+  /// Gives idle worker `slot` a lease for requirement `s`, if its node's ledger has it free.
   bool lease(std::uint32_t slot, std::uint32_t s) {
-    const resource_amount busy = cpu_in_use();
-    if (s == 0) return resources_.cpu_free() - busy >= resource_unit;
-    auto g = resources_.acquire(shape(s), busy, false);
+    resource_ledger& l = resources_[node_[slot]];
+    const resource_amount busy = cpu_in_use(node_[slot]);
+    if (s == 0) return l.cpu_free() - busy >= resource_unit;
+    auto g = l.acquire(shape(s), busy, false);
     if (!g) return false;
     leases_[slot] = worker_lease{s, std::move(*g), true};
     ++leases_held_;
@@ -14826,7 +15021,7 @@ class call_pump {
   /// back when it ends or leaves the worker (end_loan). Without it, a parent blocked on a
   /// child of another requirement, with every worker so blocked, would wait for ever.
   bool lend(std::uint32_t slot, task_record& r) {
-    auto g = resources_.acquire(shape(r.shape), cpu_in_use());
+    auto g = resources_[node_[slot]].acquire(shape(r.shape), cpu_in_use(node_[slot]));
     if (!g) return false;
     r.gpus = g->gpu_mask();
     r.lent = true;
@@ -14837,27 +15032,30 @@ class call_pump {
   /// Places actor `a`: takes what it holds for life, if free now; one given nothing needs a
   /// CPU free to be placed and holds none after (Ray's rule). False if it must wait.
   bool place(actor_entry& a) {
-    if (!a.shape) return a.placed = resources_.cpu_free() - cpu_in_use() >= resource_unit;
-    auto g = resources_.acquire(shape(a.shape), cpu_in_use());
+    if (!a.shape) return a.placed = actor_fits(a.node, 0);
+    auto g = resources_[a.node].acquire(shape(a.shape), cpu_in_use(a.node));
     if (!g) return false;
     a.grant = std::move(*g);
     a.placed = true;
     refresh();
     return true;
   }
-  /// CPU the task workers hold: their lease's, for each that runs something now besides
-  /// the calls it was lent (whose CPU the ledger holds).
-  resource_amount cpu_in_use() const {
+  /// CPU node `node`'s task workers hold: their lease's, for each that runs something now
+  /// besides the calls it was lent (whose CPU the ledger holds).
+  resource_amount cpu_in_use(std::uint32_t node) const {
     resource_amount n = 0;
     for (std::uint32_t i = 0; i < workers_; ++i)
-      if (transport_.alive(i) && tasks_.load(i, transport_.suspended(i)) > lent_[i])
+      if (node_[i] == node && transport_.alive(i) &&
+          tasks_.load(i, transport_.suspended(i)) > lent_[i])
         n += shape(leases_[i].shape).cpu;
     return n;
   }
   /// Whether dispatch may ignore resources: only default tasks, a CPU for every worker.
   void refresh() noexcept {
-    unconstrained_ = shaped_calls_ == 0 && leases_held_ == 0 &&
-                     resources_.cpu_free() >= resource_amount{workers_} * resource_unit;
+    unconstrained_ = shaped_calls_ == 0 && leases_held_ == 0;
+    for (std::size_t n = 0; n < resources_.size() && unconstrained_; ++n)
+      unconstrained_ =
+          resources_[n].cpu_free() >= resource_amount{node_workers_[n]} * resource_unit;
   }
 
   struct loan {
@@ -14874,13 +15072,17 @@ class call_pump {
   actor_table& actors_;
   transport& transport_;
   call_sender& sender_;
-  resource_ledger& resources_;
+  std::vector<resource_ledger>& resources_;  // per node
   std::uint32_t workers_;
   std::uint32_t max_in_flight_;
   std::vector<resource_request> shapes_;           // requirement s is shapes_[s - 1]
   std::vector<worker_lease> leases_;               // per task worker
   std::unordered_map<std::uint64_t, loan> loans_;  // by call id: calls lent a blocked worker
   std::vector<std::uint32_t> lent_;                // per task worker: its lent calls in flight
+  std::vector<std::uint32_t> node_;                // per task worker: its node
+  std::vector<std::uint32_t> node_workers_;        // per node: its task workers
+  std::uint32_t spread_next_ = 0;                  // the node a spread call looks at first
+  std::vector<std::uint8_t> lacking_;              // per node: it cannot lease the call placed now
   std::uint32_t leases_held_ = 0;
   std::int64_t shaped_calls_ = 0;  // live task calls with a requirement other than the default
   bool unconstrained_ = true;
@@ -15192,6 +15394,7 @@ CORAY_END_NAMESPACE
 #include <exception>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_set>
 #include <utility>
@@ -15211,6 +15414,9 @@ struct orchestrator_config {
   resource_amount num_gpus = 0;
   std::vector<std::string> gpu_ids = {};  // one per started unit of num_gpus
   std::map<std::string, resource_amount> custom_resources = {};
+  /// In a cluster, the other nodes' (node 1 first), whose processes the transport places
+  /// (transport::node_of); each node has a ledger of its own.
+  std::vector<node_resources> other_nodes = {};
   std::size_t task_history = 10000;  // finished calls the state API keeps, oldest evicted
   bool record_timeline = false;      // keep calls' times too (as many, or 10,000)
 };
@@ -15227,9 +15433,7 @@ class call_lifecycle {
         ledger_(seg, cfg_.num_workers + cfg_.max_actors),
         router_(seg, t, ledger_, cfg_.num_workers + cfg_.max_actors),
         sender_(seg, t, ledger_, spiller_, stamp_),
-        resources_(
-            cfg_.num_cpus < 0 ? resource_amount{cfg_.num_workers} * resource_unit : cfg_.num_cpus,
-            cfg_.num_gpus, cfg_.gpu_ids, cfg_.custom_resources),
+        resources_(ledgers(cfg_)),
         pump_(tasks_, actors_, t, sender_, resources_, cfg_.num_workers,
               cfg_.max_tasks_in_flight_per_worker),
         history_(cfg_.record_timeline ? 0 : cfg_.task_history),
@@ -15339,10 +15543,34 @@ class call_lifecycle {
     }
   }
 
+  /// Why no node could ever meet `r` (a hard affinity: the node named), or nullopt if one can.
+  std::optional<std::string> why_never(const resource_request& r) const {
+    const auto n = static_cast<std::uint32_t>(resources_.size());
+    if (r.where.node >= 0) {
+      const auto node = static_cast<std::uint32_t>(r.where.node);
+      if (node >= n) {
+        if (!r.where.soft)
+          return fmt::format("it asks for node {}, and the runtime has {} node{} (0 to {})", node,
+                             n, n == 1 ? "" : "s", n - 1);
+      } else if (auto why = resources_[node].refuse(r); !why || !r.where.soft) {
+        return why;
+      }
+    }
+    std::optional<std::string> first;
+    for (const auto& l : resources_) {
+      auto why = l.refuse(r);
+      if (!why) return std::nullopt;
+      if (!first) first = std::move(why);
+    }
+    if (n > 1)
+      *first += fmt::format(" (node 0's; none of the other {} nodes has it either)", n - 1);
+    return first;
+  }
+
   /// Gives a task call its requirement's shape; fails it if the runtime could never meet it.
   bool admit_requirement(task_record& r) {
     const auto requirement = std::move(r.extras->resources);
-    if (auto why = resources_.refuse(*requirement)) {
+    if (auto why = why_never(*requirement)) {
       auto e = std::make_exception_ptr(
           infeasible_resources(fmt::format("coray: {} can never run: {}", r.label(), *why)));
       if (r.pending_deps) {  // settled now, dropped once its dependencies settle
@@ -15629,24 +15857,35 @@ class call_lifecycle {
     });
     for (std::uint32_t s = 0; s < cfg_.num_workers; ++s)
       out.push_back({transport_.pid(s), state::worker_kind::task_worker, transport_.alive(s),
-                     tasks_.in_flight(s), 0, gpu_names(held[s])});
+                     tasks_.in_flight(s), 0, gpu_names(held[s], transport_.node_of(s))});
     for (const auto& a : list_actors())
       if (a.state != state::actor_state::dead && a.pid > 0) {
         const actor_entry* e = actors_.find(a.id);
         out.push_back({a.pid, state::worker_kind::actor, true, 0, a.id,
-                       gpu_names(e ? e->grant.gpu_mask() : 0)});
+                       gpu_names(e ? e->grant.gpu_mask() : 0, e ? e->node : 0)});
       }
     return out;
   }
-  /// The names of the GPUs in `mask` (indices into the runtime's GPU ids).
-  std::vector<std::string> gpu_names(std::uint32_t mask) const {
+  /// The names of the GPUs in `mask` (indices into node `node`'s GPU ids).
+  std::vector<std::string> gpu_names(std::uint32_t mask, std::uint32_t node = 0) const {
     std::vector<std::string> out;
-    for (std::size_t i = 0; i < cfg_.gpu_ids.size() && i < 32; ++i)
-      if (mask & (std::uint32_t{1} << i)) out.push_back(cfg_.gpu_ids[i]);
+    const auto& ids = resources_[node < resources_.size() ? node : 0].gpu_ids();
+    for (std::size_t i = 0; i < ids.size() && i < 32; ++i)
+      if (mask & (std::uint32_t{1} << i)) out.push_back(ids[i]);
     return out;
   }
 
  protected:
+  /// One ledger per node: this machine's, then the other nodes' (orchestrator_config).
+  static std::vector<resource_ledger> ledgers(const orchestrator_config& c) {
+    std::vector<resource_ledger> out;
+    out.emplace_back(c.num_cpus < 0 ? resource_amount{c.num_workers} * resource_unit : c.num_cpus,
+                     c.num_gpus, c.gpu_ids, c.custom_resources);
+    for (const auto& n : c.other_nodes)
+      out.emplace_back(n.num_cpus, n.num_gpus, n.gpu_ids, n.custom_resources);
+    return out;
+  }
+
   orchestrator_config cfg_;
   segment& seg_;
   transport& transport_;
@@ -15656,7 +15895,7 @@ class call_lifecycle {
   block_ledger ledger_;
   reply_router router_;
   call_sender sender_;
-  resource_ledger resources_;
+  std::vector<resource_ledger> resources_;  // per node
   call_pump pump_;
   std::string workers_lost_;  // why no task worker can run calls any more; empty while one can
   task_history history_;
@@ -15738,6 +15977,7 @@ CORAY_END_NAMESPACE
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -15774,7 +16014,9 @@ class orchestrator final : public call_lifecycle, public transport_events {
   const task_table& tasks() const noexcept { return tasks_; }
   const actor_table& actors() const noexcept { return actors_; }
   /// The runtime's resources by Ray's names: all (`available` false), or those free now.
-  std::map<std::string, double> resources(bool available) { return pump_.resources(available); }
+  std::map<std::string, double> resources(bool available, int node = -1) {
+    return pump_.resources(available, node);
+  }
   /// Once a memory_return::period: gives memory back when it has been idle (memory_return).
   void return_memory() { memory_.check(seg_, tasks_); }
 
@@ -15872,16 +16114,26 @@ class orchestrator final : public call_lifecycle, public transport_events {
     if (!transport_.can_start()) refuse(worker_crashed("coray: the runtime's supervisor is gone"));
     if (!req.name.empty() && actors_.name_taken(req.name))
       refuse(usage_error(fmt::format("ray::spawn: an actor named '{}' already exists", req.name)));
-    if (auto why = resources_.refuse(req.resources ? *req.resources : resource_request{}))
+    resource_request need = req.resources ? *req.resources : resource_request{};
+    need.where = req.where;
+    if (auto why = why_never(need))
       refuse(infeasible_resources(
           fmt::format("ray::spawn: actor {} can never be placed: {}", req.type_name, *why)));
-    if (!actors_.has_free_slot())
+    if (need.where.node >= 0 && !need.where.soft &&
+        !transport_.node_alive(static_cast<std::uint32_t>(need.where.node)))
+      refuse(infeasible_resources(fmt::format(
+          "ray::spawn: actor {} can never be placed: it asks for node {}, which is lost",
+          req.type_name, need.where.node)));
+    const std::uint32_t shape = req.resources ? pump_.intern(*req.resources) : 0;
+    const auto slot = actor_slot(need, shape);
+    if (!slot)
       refuse(ray::runtime_error(
-          fmt::format("ray::spawn: too many live actors (runtime_options::max_actors is {})",
-                      actors_.max_actors())));
-    actor_entry& a = actors_.create(req, seg_);
+          fmt::format("ray::spawn: too many live actors{} (runtime_options::max_actors is {}{})",
+                      transport_.node_count() > 1 ? " on the nodes that could run it" : "",
+                      actors_.max_actors(), transport_.node_count() > 1 ? " in all" : "")));
+    actor_entry& a = actors_.create(req, seg_, *slot, transport_.node_of(*slot));
     transport_.start_as(a.slot, req.start_as);  // a slot reused by an actor of the default
-    if (req.resources) a.shape = pump_.intern(*req.resources);
+    a.shape = shape;
     try {
       start_process(a.slot);  // its mailboxes first: the construction is sent at once
     } catch (...) {           // no room for them: refused, the spawn keeps nothing
@@ -15898,6 +16150,46 @@ class orchestrator final : public call_lifecycle, public transport_events {
     a.constructed = rec->result;
     admit(std::move(rec));
     return a.id;
+  }
+
+  /// A free actor slot on a node that can run an actor needing `need` (`shape`: what it holds,
+  /// 0 for nothing), chosen by its placement: the node named (a soft affinity: if it can, else
+  /// as by default); spread, the nodes in turn; by default, the first node (this machine
+  /// first) where what it holds is free now, else the first that could ever hold it.
+  /// nullopt if every such node's actor slots are taken.
+  std::optional<std::uint32_t> actor_slot(const resource_request& need, std::uint32_t shape) {
+    const std::uint32_t nodes = transport_.node_count();
+    auto usable = [&](std::uint32_t n) {
+      return transport_.node_alive(n) && n < resources_.size() && !resources_[n].refuse(need);
+    };
+    auto on = [&](std::uint32_t n) {
+      return actors_.free_slot_where([&](std::uint32_t s) { return transport_.node_of(s) == n; });
+    };
+    if (need.where.node >= 0) {
+      const auto n = static_cast<std::uint32_t>(need.where.node);
+      if (n < nodes && usable(n))
+        if (auto s = on(n); s || !need.where.soft) return s;
+      if (!need.where.soft) return std::nullopt;
+    }
+    if (need.where.spread) {
+      for (std::uint32_t k = 0; k < nodes; ++k) {
+        const std::uint32_t n = (spread_actors_ + k) % nodes;
+        if (!usable(n)) continue;
+        if (auto s = on(n)) {
+          spread_actors_ = n + 1;
+          return s;
+        }
+      }
+      return std::nullopt;
+    }
+    std::optional<std::uint32_t> later;
+    for (std::uint32_t n = 0; n < nodes; ++n) {
+      if (!usable(n)) continue;
+      auto s = on(n);
+      if (s && pump_.actor_fits(n, shape)) return s;
+      if (!later) later = s;
+    }
+    return later;
   }
 
   /// Calls made from now on, and those not yet sent, fail at once; the process gets SIGKILL
@@ -16571,6 +16863,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
   }
 
   std::vector<std::uint64_t> slot_actor_;  // the actor living in each slot; 0 for none
+  std::uint32_t spread_actors_ = 0;        // the node a spread actor looks at first
   /// Actor handles each process holds, by (slot, actor id): let go when it dies.
   std::map<std::pair<std::uint32_t, std::uint64_t>, std::int64_t> handles_;
   std::vector<std::uint32_t> start_failures_;  // deaths before serving in a row, per slot
@@ -18807,12 +19100,13 @@ class local_driver final : public driver {
     transport_.emplace(seg, slots, cfg.spin_us, cfg.inline_threshold);
     hdr = transport_->header();
     const std::uint32_t remote = cluster ? cluster->remote_workers() : 0;
+    const std::uint32_t remote_actors = cluster ? cluster->remote_actors() : 0;
     if (cluster) cluster_ = cluster->wrap(*transport_, seg, cfg.num_workers, cfg.max_actors);
     active_ = cluster_ ? cluster_.get() : &*transport_;
-    orchestrator_config oc{cfg.num_workers + remote, cfg.max_actors,
+    orchestrator_config oc{cfg.num_workers + remote, cfg.max_actors + remote_actors,
                            cfg.max_tasks_in_flight_per_worker, epoch, cfg.spill_directory};
-    oc.num_cpus = to_resource_amount(cfg.num_cpus.value_or(cfg.num_workers) +
-                                     (cluster ? cluster->remote_cpus() : 0.0));
+    oc.num_cpus = to_resource_amount(cfg.num_cpus.value_or(cfg.num_workers));
+    if (cluster) oc.other_nodes = cluster->remote_resources();
     oc.num_gpus = to_resource_amount(cfg.num_gpus.value_or(0));
     oc.gpu_ids = cfg.gpu_ids;
     oc.task_history = cfg.task_history;
@@ -18920,8 +19214,8 @@ class local_driver final : public driver {
     if (a->dead) return actor_process_status{a->pid, true, a->wait_status};
     return actor_process_status{active_->pid(a->slot), false, 0};
   }
-  std::map<std::string, double> resources(bool available) override {
-    return orchestrator_->resources(available);
+  std::map<std::string, double> resources(bool available, int node = -1) override {
+    return orchestrator_->resources(available, node);
   }
   std::uint64_t spilled_objects() const noexcept override {
     return orchestrator_->spiller().spilled_objects();

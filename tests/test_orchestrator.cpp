@@ -74,6 +74,11 @@ class fake_transport final : public transport {
   bool send_carried(std::uint32_t, msg_kind, object_block*) override { return false; }
   bool poll(transport_events&) override { return false; }
   void sleep(std::chrono::nanoseconds, transport_events&, wake_check) override {}
+  std::uint32_t node_count() const override { return nodes; }
+  std::uint32_t node_of(std::uint32_t slot) const override {
+    return slot < node_by_slot.size() ? node_by_slot[slot] : 0;
+  }
+  bool node_alive(std::uint32_t n) const override { return n >= lost.size() || !lost[n]; }
 
   /// Marks the slot's process dead (as the supervisor's report would).
   void die(std::uint32_t slot) { set_state(slot, slot_state::dead); }
@@ -95,6 +100,10 @@ class fake_transport final : public transport {
   std::vector<std::uint32_t> started, closed, killed;
   bool room = true;
   bool can_start_ = true;
+  // A cluster: how many nodes, each slot's node (0 past the list) and the nodes lost.
+  std::uint32_t nodes = 1;
+  std::vector<std::uint32_t> node_by_slot;
+  std::vector<bool> lost;
 
  private:
   struct fake_slot {
@@ -115,8 +124,12 @@ struct fixture {
     orch.emplace(orchestrator_config{workers, actors, in_flight, 0xC0FFEE, {}}, seg, net);
     orch->start_workers();
   }
-  explicit fixture(orchestrator_config cfg) {
+  explicit fixture(orchestrator_config cfg, std::vector<std::uint32_t> node_by_slot = {}) {
     seg.create(4 << 20);
+    if (!cfg.other_nodes.empty()) {
+      net.nodes = 1 + static_cast<std::uint32_t>(cfg.other_nodes.size());
+      net.node_by_slot = std::move(node_by_slot);
+    }
     orch.emplace(std::move(cfg), seg, net);
     orch->start_workers();
   }
@@ -760,4 +773,95 @@ TEST_CASE("the index of live calls keeps an old call among a tide, and gives bac
   index.shrink_to_fit();
   CHECK(index.capacity() == 0);
   CHECK(index.find(1) == nullptr);
+}
+
+// ---- a cluster's nodes ------------------------------------------------------------------
+
+namespace {
+/// Two nodes of two task workers (slots 0-1 on node 0, 2-3 on node 1) and an actor slot each
+/// (4 on node 0, 5 on node 1): node 0 has 2 CPUs, node 1 2 CPUs and a GPU named "g".
+fixture two_nodes() {
+  orchestrator_config cfg{4, 2, 1, 0xC0FFEE, {}};
+  cfg.num_cpus = to_resource_amount(2);
+  cfg.other_nodes.push_back({to_resource_amount(2), resource_unit, {"g"}, {}});
+  return fixture(std::move(cfg), {0, 0, 1, 1, 0, 1});
+}
+task_spec placed(int arg, placement where, double gpus = 0) {
+  task_spec spec = fixture::call(arg);
+  auto r = resource_request::from(1, gpus, {}, "test");
+  r.where = where;
+  spec.resources = std::make_shared<const resource_request>(std::move(r));
+  return spec;
+}
+}  // namespace
+
+TEST_CASE("in a cluster each node has its own ledger: a GPU call goes to the node with the GPU") {
+  fixture f = two_nodes();
+  CHECK(f.orch->resources(false) == std::map<std::string, double>{{"CPU", 4}, {"GPU", 1}});
+  CHECK(f.orch->resources(false, 0) == std::map<std::string, double>{{"CPU", 2}});
+  CHECK(f.orch->resources(false, 1) == std::map<std::string, double>{{"CPU", 2}, {"GPU", 1}});
+  auto a = f.orch->submit(fixture::call_needing(1, 1, 1));
+  REQUIRE(f.net.calls().size() == 1);
+  CHECK(f.net.node_of(f.net.calls()[0].slot) == 1);
+  CHECK(f.net.calls()[0].header().gpus == 1u);  // node 1's GPU 0
+  f.reply(f.net.calls()[0].slot, a->id, 1);
+  CHECK(fixture::value(a) == 1);
+  CHECK(f.orch->resources(true) == f.orch->resources(false));
+}
+
+TEST_CASE("in a cluster, node affinity holds a call to its node, and spread takes nodes in turn") {
+  fixture f = two_nodes();
+  std::vector<state_ptr> results;
+  for (int i = 0; i < 2; ++i) results.push_back(f.orch->submit(placed(i, {1, false, false})));
+  auto calls = f.net.calls();
+  REQUIRE(calls.size() == 2);
+  for (auto& c : calls) CHECK(f.net.node_of(c.slot) == 1);
+  for (std::size_t i = 0; i < calls.size(); ++i)
+    f.reply(calls[i].slot, results[i]->id, static_cast<int>(i));
+
+  for (int i = 0; i < 4; ++i) results.push_back(f.orch->submit(placed(i, {-1, false, true})));
+  calls = f.net.calls();
+  REQUIRE(calls.size() == 6);
+  std::vector<std::uint32_t> nodes;
+  for (std::size_t i = 2; i < 6; ++i) nodes.push_back(f.net.node_of(calls[i].slot));
+  CHECK(nodes == std::vector<std::uint32_t>{0, 1, 0, 1});
+}
+
+TEST_CASE("in a cluster, a call bound to a lost node fails, and a soft one runs elsewhere") {
+  fixture f = two_nodes();
+  f.net.lost = {false, true};
+  for (std::uint32_t s : {2u, 3u}) f.net.die(s);
+  auto hard = f.orch->submit(placed(1, {1, false, false}));
+  f.orch->service();
+  CHECK(fixture::error_of<ray::worker_crashed>(hard).find("node 1, which is lost") !=
+        std::string::npos);
+  auto soft = f.orch->submit(placed(2, {1, true, false}));
+  REQUIRE(f.net.calls().size() == 1);
+  CHECK(f.net.node_of(f.net.calls()[0].slot) == 0);
+  // An affinity to a node the cluster lacks can never run.
+  auto nowhere = f.orch->submit(placed(3, {5, false, false}));
+  CHECK(fixture::error_of<ray::infeasible_resources>(nowhere).find("node 5") != std::string::npos);
+}
+
+TEST_CASE("in a cluster an actor takes a slot on the node its resources or affinity name") {
+  fixture f = two_nodes();
+  auto spawn = [&](double gpus, placement where) {
+    actor_spawn_request req;
+    req.constructor.fn_id = 7;
+    req.type_name = "model";
+    if (gpus > 0)
+      req.resources =
+          std::make_shared<const resource_request>(resource_request::from(0, gpus, {}, "test"));
+    req.where = where;
+    return f.orch->spawn_actor(std::move(req));
+  };
+  spawn(1, {});
+  REQUIRE(f.net.calls().size() == 1);
+  CHECK(f.net.calls()[0].slot == 5);  // node 1's actor slot: the GPU is there
+  CHECK(f.net.calls()[0].header().gpus == 1u);
+  spawn(0, {});
+  REQUIRE(f.net.calls().size() == 2);
+  CHECK(f.net.calls()[1].slot == 4);                                 // by default, this machine
+  CHECK_THROWS_AS(spawn(0, {1, false, false}), ray::runtime_error);  // node 1's slot is taken
+  CHECK_THROWS_AS(spawn(0, {3, false, false}), ray::infeasible_resources);
 }

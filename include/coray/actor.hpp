@@ -72,6 +72,9 @@ struct actor_options {
   std::optional<double> num_cpus = std::nullopt;
   double num_gpus = 0;
   std::map<std::string, double> resources = {};
+  /// Which node its process runs on, in a cluster. Chosen once, at spawn: a restart rebuilds
+  /// it on the same node.
+  ray::scheduling_strategy scheduling_strategy = {};
 };
 
 /// The concurrency group `Method`'s calls run in when the call names none (Ray's
@@ -283,6 +286,7 @@ actor<T> spawn_as(actor_options opts, std::uint32_t start_as, A&&... args) {
       req.max_task_retries =
           opts.max_task_retries < 0 ? std::numeric_limits<int>::max() : opts.max_task_retries;
       req.start_as = start_as;
+      req.where = detail::placement_of(opts.scheduling_strategy, "ray::spawn");
       return req;
     };
     auto start = [](detail::process& p, detail::actor_spawn_request&& req) {

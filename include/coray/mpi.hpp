@@ -13,17 +13,21 @@
 ///
 ///   $ mpirun -np 3 ./app            # or: srun -n 3 ./app, mpirun --hostfile hosts ./app
 ///
-/// Rank 0's orchestrator schedules every node's task workers: each other rank runs a node
-/// agent with its own shared segment, supervisor and workers (as many as its runtime_options
-/// say, by default its usable cores), and its CPUs join the runtime's. Calls, their
-/// arguments and results travel between rank 0 and a node as MPI messages, each store block
-/// a message names copied into the receiver's segment. Outside `mpirun` (or with one rank)
-/// the program runs on one machine, as without this header.
+/// Rank 0's orchestrator schedules every node's task workers and actors: each other rank runs
+/// a node agent with its own shared segment, supervisor, workers and actor slots (as many as
+/// its runtime_options say, by default its usable cores and 1,024 actors), and its resources
+/// (its own: CPUs, the GPUs it detects, CORAY_NUM_GPUS, CORAY_RESOURCES) are its node's. A
+/// call or actor goes where its resources are, and where its scheduling_strategy says
+/// (ray::spread, ray::node_affinity). Calls, their arguments and results travel between rank
+/// 0 and a node as MPI messages, each store block a message names copied into the
+/// receiver's segment. Outside `mpirun` (or with one rank) the program runs on one machine,
+/// as without this header.
 ///
 /// Only this header needs MPI: a program that does not include it needs no MPI installed.
 /// It starts MPI itself (MPI_Init_thread with MPI_THREAD_SERIALIZED) when the runtime is
 /// built, and ends it when the runtime ends.
 
+#include <fmt/format.h>
 #include <mpi.h>
 #include <unistd.h>
 
@@ -44,11 +48,13 @@ CORAY_BEGIN_NAMESPACE
 
 /// A machine of the cluster: ray::nodes() lists them, rank 0 (this process) first.
 struct node_info {
-  int rank = 0;
+  int rank = 0;  // the node's number (ray::node_affinity's)
   std::string host;
   int pid = 0;  // its driver's or node agent's process
   std::uint32_t workers = 0;
   double cpus = 0;
+  /// Its resources by Ray's names ({"CPU": n, "GPU": n, custom...}), as cluster_resources().
+  std::map<std::string, double> resources;
   bool alive = true;
 };
 
@@ -70,10 +76,21 @@ class mpi_seam final : public cluster_seam {
     for (const auto& r : nodes_) n += r.workers;
     return n;
   }
-  double remote_cpus() const override {
-    double n = 0;
-    for (const auto& r : nodes_) n += r.cpus;
+  std::uint32_t remote_actors() const override {
+    std::uint32_t n = 0;
+    for (const auto& r : nodes_) n += r.actors;
     return n;
+  }
+  std::vector<node_resources> remote_resources() const override {
+    std::vector<node_resources> out;
+    for (const auto& r : nodes_) {
+      node_resources& n = out.emplace_back();
+      n.num_cpus = to_resource_amount(r.cpus);
+      n.num_gpus = to_resource_amount(r.gpus);
+      n.gpu_ids = r.gpu_ids;
+      for (const auto& [name, x] : r.resources) n.custom_resources[name] = to_resource_amount(x);
+    }
+    return out;
   }
   std::unique_ptr<transport> wrap(shm_transport& local, segment& seg, std::uint32_t local_workers,
                                   std::uint32_t actors) override {
@@ -91,14 +108,21 @@ class mpi_seam final : public cluster_seam {
   {
     auto link = std::make_unique<mpi_channel>(comm);
     try {
-      const double cpus = cfg.num_cpus.value_or(cfg.num_workers);
+      // What rank 0 schedules here: this node's processes and resources (resolved from its
+      // own options and environment).
+      node_record me;
+      me.rank = rank;
+      me.host = host_name();
+      me.pid = static_cast<int>(getpid());
+      me.workers = cfg.num_workers;
+      me.actors = cfg.max_actors;
+      me.cpus = cfg.num_cpus.value_or(cfg.num_workers);
+      me.gpus = cfg.num_gpus.value_or(0);
+      me.gpu_ids = cfg.gpu_ids;
+      me.resources = cfg.resources;
       node_agent agent(std::move(cfg), *link);
       frame_writer hello(frame_type::hello);
-      hello.head().a = agent.workers();
-      std::memcpy(&hello.head().b, &cpus, sizeof cpus);
-      hello.head().c = static_cast<std::uint64_t>(getpid());
-      const std::string host = host_name();
-      hello.payload({reinterpret_cast<const std::byte*>(host.data()), host.size()});
+      hello.payload(encode(me));
       auto bytes = hello.finish();
       MPI_Send(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, 0, mpi_channel::tag, comm);
       agent.serve();
@@ -113,6 +137,9 @@ class mpi_seam final : public cluster_seam {
   MPI_Finalize();
   std::exit(0);
 }
+
+/// The most slots (task workers and actor slots, every node's) a cluster's runtime numbers.
+inline constexpr std::uint64_t max_cluster_slots = 32767;
 
 inline bool& cluster_used() {
   static bool used = false;
@@ -172,13 +199,23 @@ inline std::unique_ptr<driver> start_mpi_cluster(driver_config cfg) {
     std::vector<std::byte> bytes(static_cast<std::size_t>(n));
     MPI_Recv(bytes.data(), n, MPI_BYTE, r, mpi_channel::tag, comm, MPI_STATUS_IGNORE);
     frame_view v(bytes);
-    node_record rec;
+    node_record rec = decode<node_record>(v.payload);
     rec.rank = r;
-    rec.workers = static_cast<std::uint32_t>(v.head.a);
-    std::memcpy(&rec.cpus, &v.head.b, sizeof rec.cpus);
-    rec.pid = static_cast<int>(v.head.c);
-    rec.host.assign(reinterpret_cast<const char*>(v.payload.data()), v.payload.size());
     nodes.push_back(std::move(rec));
+  }
+  // A worker's ids carry its slot's number in 15 bits (worker.hpp): every node's slots count.
+  std::uint64_t slots = std::uint64_t{cfg.num_workers} + cfg.max_actors;
+  for (const auto& n : nodes) slots += std::uint64_t{n.workers} + n.actors;
+  if (slots > max_cluster_slots) {
+    for (const auto& n : nodes) {  // the nodes end their processes and exit
+      auto bye = frame_writer(frame_type::shutdown).finish();
+      MPI_Send(bye.data(), static_cast<int>(bye.size()), MPI_BYTE, n.rank, mpi_channel::tag, comm);
+    }
+    throw usage_error(fmt::format(
+        "coray: the cluster's {} nodes have {} task workers and actor slots in all, above the "
+        "{} a runtime can number: lower runtime_options::max_actors (1,024 per node by "
+        "default) or num_workers",
+        size, slots, max_cluster_slots));
   }
   mpi_seam seam(std::make_unique<mpi_channel>(comm), std::move(nodes));
   return make_local_driver(std::move(cfg), &seam);
@@ -194,14 +231,20 @@ inline const bool installed = (cluster_start_hook() = &start_mpi_cluster, true);
 inline std::vector<node_info> nodes() {
   std::vector<node_info> out;
   auto* d = detail::process::here() ? detail::process::here()->as_driver() : nullptr;
-  const auto resources = d ? d->resources(false) : std::map<std::string, double>{};
-  const auto cpu = resources.find("CPU");
+  auto resources = [&](int node) {
+    return d ? d->resources(false, node) : std::map<std::string, double>{};
+  };
+  auto cpus = [](const std::map<std::string, double>& m) {
+    const auto it = m.find("CPU");
+    return it == m.end() ? 0.0 : it->second;
+  };
+  const auto mine = resources(0);
   out.push_back({0, detail::cluster::host_name(), static_cast<int>(getpid()),
-                 d ? d->num_workers() : 0, cpu == resources.end() ? 0.0 : cpu->second, true});
+                 d ? d->num_workers() : 0, cpus(mine), mine, true});
   for (const auto& n : detail::cluster::known_nodes()) {
-    out.push_back({n.rank, n.host, n.pid, n.workers, n.cpus, n.alive});
+    auto theirs = resources(n.rank);
+    out.push_back({n.rank, n.host, n.pid, n.workers, cpus(theirs), std::move(theirs), n.alive});
     out[0].workers -= std::min(out[0].workers, n.workers);
-    out[0].cpus -= std::min(out[0].cpus, n.cpus);
   }
   return out;
 }

@@ -8,6 +8,8 @@
 ///   int add(int a, int b) { return a + b; }
 ///   ray::object_ref<int> r = ray::task<add>.remote(1, 2);
 
+#include <fmt/format.h>
+
 #include <coray/async.hpp>
 #include <coray/codec.hpp>
 #include <coray/detail/runtime/make_call.hpp>
@@ -41,6 +43,45 @@ struct retry_policy {
 template <class... E>
 inline const retry_policy retry_on = retry_policy(detail::retry_matcher_id<E...>(), nullptr);
 
+/// Where a task's calls or an actor run among a cluster's nodes (<coray/mpi.hpp>; nodes are
+/// named by their MPI rank, as ray::nodes() lists them), as Ray's scheduling_strategy. The
+/// default: this machine's processes first, then the other nodes'. Outside a cluster there is
+/// one node, 0.
+///
+///   ray::task<f>.options({.scheduling_strategy = ray::spread}).remote(x);
+///   ray::spawn<counter>({.scheduling_strategy = ray::node_affinity(2)});
+struct scheduling_strategy {
+  enum class kind : std::uint8_t { any, spread, node_affinity };
+  kind how = kind::any;
+  int node = -1;      // node_affinity: the node's rank
+  bool soft = false;  // node_affinity: elsewhere if that node is gone or could never run it
+};
+
+/// Spreads calls (or actors) over the nodes in turn (Ray's "SPREAD").
+inline constexpr scheduling_strategy spread{scheduling_strategy::kind::spread};
+
+/// Runs on node `node` (its rank) only; with `soft`, on another if that one is gone or could
+/// never meet the call's resources (Ray's NodeAffinitySchedulingStrategy). Hard affinity to a
+/// node the cluster lacks is refused with ray::infeasible_resources.
+constexpr scheduling_strategy node_affinity(int node, bool soft = false) noexcept {
+  return {scheduling_strategy::kind::node_affinity, node, soft};
+}
+
+namespace detail {
+inline placement placement_of(const scheduling_strategy& s, const char* who) {
+  placement p;
+  if (s.how == scheduling_strategy::kind::spread) p.spread = true;
+  if (s.how == scheduling_strategy::kind::node_affinity) {
+    if (s.node < 0)
+      throw invalid_resources(fmt::format(
+          "{}: node_affinity({}) names no node (nodes are ranks, 0 or more)", who, s.node));
+    p.node = s.node;
+    p.soft = s.soft;
+  }
+  return p;
+}
+}  // namespace detail
+
 /// Per-call options of a task, as Ray's `f.options(...)`.
 struct task_options {
   static constexpr int default_max_retries = 3;
@@ -57,6 +98,8 @@ struct task_options {
   double num_gpus = 0;
   /// Custom resources it holds while it runs, by the names the runtime was given.
   std::map<std::string, double> resources = {};
+  /// Which node it runs on, in a cluster.
+  ray::scheduling_strategy scheduling_strategy = {};
 };
 
 namespace detail {
@@ -71,6 +114,7 @@ struct task_call_options {
   static task_call_options from(const task_options& o) {
     task_call_options c{o.max_retries, o.retry_exceptions.matcher, nullptr};
     auto r = resource_request::from(o.num_cpus, o.num_gpus, o.resources, "ray::task<f>.options");
+    r.where = placement_of(o.scheduling_strategy, "ray::task<f>.options");
     if (!r.is_default_task()) c.resources = std::make_shared<const resource_request>(std::move(r));
     return c;
   }

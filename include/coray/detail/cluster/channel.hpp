@@ -5,6 +5,8 @@
 
 #include <coray/detail/shm/futex.hpp>
 #include <cstddef>
+#include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -27,13 +29,18 @@ class channel {
   virtual void begin() = 0;
 };
 
-/// A node as rank 0 knows it.
+/// A node as rank 0 knows it: what its hello said (its processes and resources), then
+/// whether it is still there.
 struct node_record {
   int rank = 0;
   std::string host;
   int pid = 0;
-  std::uint32_t workers = 0;
+  std::uint32_t workers = 0;  // task workers
+  std::uint32_t actors = 0;   // actor slots
   double cpus = 0;
+  double gpus = 0;
+  std::vector<std::string> gpu_ids;
+  std::map<std::string, double> resources;  // custom ones
   bool alive = true;
   std::string why;  // why it ended early, if it did
 };

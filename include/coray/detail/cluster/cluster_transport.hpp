@@ -1,8 +1,9 @@
 #pragma once
 /// Rank 0's transport in a cluster: this machine's processes through its shm_transport, the
-/// other nodes' task workers through frames to the node agents that run them
-/// (node_agent.hpp). The orchestrator sees one list of slots: this machine's task workers,
-/// then the other nodes' in rank order, then the actor slots (this machine's).
+/// other nodes' through frames to the node agents that run them (node_agent.hpp). The
+/// orchestrator sees one list of slots: this machine's task workers, then the other nodes' in
+/// rank order, then this machine's actor slots, then the other nodes' in rank order. Node n
+/// (transport::node_of) is rank n.
 ///
 /// A message to a remote slot travels with the bytes of each store block it names; the
 /// node's agent copies them into its own segment. A message back names rank 0's blocks (the
@@ -34,23 +35,34 @@ inline std::vector<node_record>& known_nodes() {
 
 class cluster_transport final : public transport {
  public:
-  /// `nodes`: every rank but 0, with the task workers each runs.
+  /// `nodes`: every rank but 0, with the task workers and actor slots each has.
   cluster_transport(shm_transport& local, segment& seg, std::uint32_t local_workers,
                     std::uint32_t actors, std::unique_ptr<channel> link,
                     std::vector<node_record> nodes)
       : local_(local),
         seg_(seg),
         local_workers_(local_workers),
+        local_actors_(actors),
         link_(std::move(link)),
         nodes_(std::move(nodes)) {
     for (std::size_t n = 0; n < nodes_.size(); ++n)
       for (std::uint32_t j = 0; j < nodes_[n].workers; ++j) remote_.push_back({n, j});
+    remote_workers_ = static_cast<std::uint32_t>(remote_.size());
+    for (std::size_t n = 0; n < nodes_.size(); ++n)
+      for (std::uint32_t j = 0; j < nodes_[n].actors; ++j)
+        remote_.push_back({n, nodes_[n].workers + j});
+    std::uint32_t task_at = local_workers_, actor_at = local_workers_ + remote_workers_ + actors;
+    for (const auto& n : nodes_) {
+      bases_.push_back({task_at, actor_at});
+      task_at += n.workers;
+      actor_at += n.actors;
+    }
     states_ = std::make_unique<remote_state[]>(remote_.size());
     const auto total = local_workers + static_cast<std::uint32_t>(remote_.size()) + actors;
     signals_.resize(total);
     for (std::uint32_t g = 0; g < total; ++g) {
-      if (is_remote(g)) {
-        remote_state& s = states_[g - local_workers_];
+      if (const int r = remote_index(g); r >= 0) {
+        remote_state& s = states_[r];
         signals_[g] = {&s.state, &s.suspended, &s.blocked_mark};
       } else {
         signals_[g] = local_.signals(to_local(g));
@@ -85,15 +97,27 @@ class cluster_transport final : public transport {
     known_nodes().clear();
   }
 
-  std::uint32_t remote_workers() const noexcept {
-    return static_cast<std::uint32_t>(remote_.size());
+  std::uint32_t remote_workers() const noexcept { return remote_workers_; }
+
+  // ---- where processes run ------------------------------------------------------------
+  std::uint32_t node_count() const override {
+    return 1 + static_cast<std::uint32_t>(nodes_.size());
+  }
+  std::uint32_t node_of(std::uint32_t g) const override {
+    const int r = remote_index(g);
+    return r < 0 ? 0 : static_cast<std::uint32_t>(remote_[r].node) + 1;
+  }
+  bool node_alive(std::uint32_t n) const override {
+    if (n == 0) return local_.can_start();
+    return n <= nodes_.size() && nodes_[n - 1].alive;
   }
 
   // ---- processes ----------------------------------------------------------------------
   void start(std::uint32_t g) override {
-    if (!is_remote(g)) return local_.start(to_local(g));
-    remote_state& s = states_[g - local_workers_];
-    const where w = remote_[g - local_workers_];
+    const int r = remote_index(g);
+    if (r < 0) return local_.start(to_local(g));
+    remote_state& s = states_[r];
+    const where w = remote_[r];
     s.suspended.store(0, std::memory_order_relaxed);
     s.blocked_mark.store(0, std::memory_order_relaxed);
     s.pid = 0;
@@ -118,7 +142,8 @@ class cluster_transport final : public transport {
     control(g, frame_type::kill);
   }
   int pid(std::uint32_t g) const override {
-    return is_remote(g) ? states_[g - local_workers_].pid : local_.pid(to_local(g));
+    const int r = remote_index(g);
+    return r >= 0 ? states_[r].pid : local_.pid(to_local(g));
   }
   bool can_start() const override { return local_.can_start(); }
   void await_exit(std::span<const std::uint32_t> slots, std::chrono::milliseconds grace) override {
@@ -133,21 +158,21 @@ class cluster_transport final : public transport {
 
   bool send(std::uint32_t g, msg_kind kind, std::size_t size, fill_ref fill) override {
     if (!is_remote(g)) return local_.send(to_local(g), kind, size, fill);
-    frame_writer w(frame_type::message, remote_[g - local_workers_].slot,
+    frame_writer w(frame_type::message, remote_[remote_index(g)].slot,
                    static_cast<std::uint32_t>(kind));
     w.payload().resize(size);
     fill(w.payload().data());
     attach_blocks(w, kind);
-    link_->post(node_of(g).rank, w.finish());
+    link_->post(node_of_slot(g).rank, w.finish());
     return true;
   }
   bool send_carried(std::uint32_t g, msg_kind kind, object_block* carrier) override {
     if (!is_remote(g)) return local_.send_carried(to_local(g), kind, carrier);
-    frame_writer w(frame_type::message, remote_[g - local_workers_].slot,
+    frame_writer w(frame_type::message, remote_[remote_index(g)].slot,
                    static_cast<std::uint32_t>(kind) | in_block_flag);
     w.payload({carrier->data(), static_cast<std::size_t>(carrier->size)});
     attach_blocks(w, kind);
-    link_->post(node_of(g).rank, w.finish());
+    link_->post(node_of_slot(g).rank, w.finish());
     return true;
   }
 
@@ -186,6 +211,10 @@ class cluster_transport final : public transport {
     std::size_t node;    // index into nodes_
     std::uint32_t slot;  // the slot on that node
   };
+  struct node_bases {
+    std::uint32_t tasks;   // the slot of the node's first task worker
+    std::uint32_t actors;  // the slot of its first actor slot
+  };
   struct remote_state {
     std::atomic<std::uint32_t> state{static_cast<std::uint32_t>(slot_state::empty)};
     std::atomic<std::uint32_t> suspended{0};
@@ -208,21 +237,28 @@ class cluster_transport final : public transport {
     void on_lost(const std::string& why) override { to->on_lost(why); }
   };
 
-  bool is_remote(std::uint32_t g) const noexcept {
-    return g >= local_workers_ && g - local_workers_ < remote_.size();
+  /// Slot g's index in remote_ (task workers, then actor slots), or -1 for this machine's.
+  int remote_index(std::uint32_t g) const noexcept {
+    if (g < local_workers_) return -1;
+    if (g - local_workers_ < remote_workers_) return static_cast<int>(g - local_workers_);
+    const std::uint32_t actors_at = local_workers_ + remote_workers_ + local_actors_;
+    if (g < actors_at || g - actors_at >= remote_.size() - remote_workers_) return -1;
+    return static_cast<int>(remote_workers_ + (g - actors_at));
   }
+  bool is_remote(std::uint32_t g) const noexcept { return remote_index(g) >= 0; }
+  /// A slot of this machine's, as its shm_transport numbers it (task workers, then actors).
   std::uint32_t to_local(std::uint32_t g) const noexcept {
-    return g < local_workers_ ? g : g - static_cast<std::uint32_t>(remote_.size());
+    return g < local_workers_ ? g : g - remote_workers_;
   }
   std::uint32_t to_global(std::uint32_t l) const noexcept {
-    return l < local_workers_ ? l : l + static_cast<std::uint32_t>(remote_.size());
+    return l < local_workers_ ? l : l + remote_workers_;
   }
-  node_record& node_of(std::uint32_t g) { return nodes_[remote_[g - local_workers_].node]; }
+  node_record& node_of_slot(std::uint32_t g) { return nodes_[remote_[remote_index(g)].node]; }
 
   void control(std::uint32_t g, frame_type t, std::uint64_t a = 0) {
-    frame_writer w(t, remote_[g - local_workers_].slot);
+    frame_writer w(t, remote_[remote_index(g)].slot);
     w.head().a = a;
-    link_->post(node_of(g).rank, w.finish());
+    link_->post(node_of_slot(g).rank, w.finish());
   }
 
   /// The bytes of every block the message names, for the node's copies; a granted block
@@ -249,14 +285,16 @@ class cluster_transport final : public transport {
     if (n == nodes_.size()) return;
     frame_view v(frame_);
     const frame_head& h = v.head;
-    if (h.type != frame_type::lost && h.type != frame_type::bye && h.slot >= nodes_[n].workers)
+    const node_record& node = nodes_[n];
+    if (h.type != frame_type::lost && h.type != frame_type::bye &&
+        h.slot >= node.workers + node.actors)
       return;
-    std::uint32_t g = local_workers_;
-    for (std::size_t k = 0; k < n; ++k) g += nodes_[k].workers;
-    g += h.slot;
+    // The node numbers its task workers, then its actor slots, from 0.
+    const std::uint32_t g = h.slot < node.workers ? bases_[n].tasks + h.slot
+                                                  : bases_[n].actors + (h.slot - node.workers);
     switch (h.type) {
       case frame_type::signals: {
-        remote_state& s = states_[g - local_workers_];
+        remote_state& s = states_[remote_index(g)];
         if (h.a != static_cast<std::uint32_t>(slot_state::dead))
           s.state.store(static_cast<std::uint32_t>(h.a), std::memory_order_release);
         s.blocked_mark.store(h.c, std::memory_order_release);
@@ -265,7 +303,7 @@ class cluster_transport final : public transport {
         break;
       }
       case frame_type::death: {
-        remote_state& s = states_[g - local_workers_];
+        remote_state& s = states_[remote_index(g)];
         s.state.store(static_cast<std::uint32_t>(slot_state::dead), std::memory_order_release);
         to.on_death(g, {static_cast<int>(h.a), static_cast<int>(h.b), h.c, h.d != 0});
         break;
@@ -314,9 +352,12 @@ class cluster_transport final : public transport {
   shm_transport& local_;
   segment& seg_;
   std::uint32_t local_workers_;
+  std::uint32_t local_actors_;
+  std::uint32_t remote_workers_ = 0;
   std::unique_ptr<channel> link_;
   std::vector<node_record> nodes_;
-  std::vector<where> remote_;
+  std::vector<where> remote_;      // the other nodes' task workers, then their actor slots
+  std::vector<node_bases> bases_;  // per node
   std::unique_ptr<remote_state[]> states_;
   std::vector<std::byte> frame_;
   bool begun_ = false;

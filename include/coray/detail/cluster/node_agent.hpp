@@ -1,8 +1,9 @@
 #pragma once
-/// A cluster's node (every rank but 0): its own segment, supervisor and task workers, run for
-/// rank 0's orchestrator. The agent schedules nothing: it starts, stops and kills its slots'
-/// processes as rank 0 says, puts rank 0's messages in their inboxes and sends back what they
-/// send, each block a message names copied between the two segments.
+/// A cluster's node (every rank but 0): its own segment, supervisor, task workers and actor
+/// slots (numbered after the task workers), run for rank 0's orchestrator. The agent schedules
+/// nothing: it starts, stops and kills its slots' processes as rank 0 says, puts rank 0's messages
+/// in their inboxes and sends back what they send, each block a message names copied between the
+/// two segments.
 ///
 /// Every block a worker here holds stands for one of rank 0's: a copy of it made when a
 /// message brought its bytes, or a block granted to the worker (the request goes to rank 0,
@@ -15,6 +16,7 @@
 #include <fmt/format.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <chrono>
 #include <coray/detail/cluster/channel.hpp>
 #include <coray/detail/cluster/frame.hpp>
@@ -36,26 +38,35 @@ namespace detail::cluster {
 
 class node_agent final : public transport_events {
  public:
-  node_agent(driver_config cfg, channel& link) : link_(link), workers_(cfg.num_workers) {
+  node_agent(driver_config cfg, channel& link)
+      : link_(link), workers_(cfg.num_workers), actors_(cfg.max_actors) {
+    const std::uint32_t slots = workers_ + actors_;
     try {
       seg_.create(segment::root_bytes + cfg.object_store_bytes +
-                  shm_transport::control_bytes(workers_, workers_) + (1 << 20));
+                  shm_transport::control_bytes(slots, workers_) + (1 << 20));
     } catch (const ray::runtime_error& e) {
       throw ray::runtime_error(fmt::format("{}, asking for a node's shared segment", e.what()));
     }
-    local_.emplace(seg_, workers_, cfg.spin_us, cfg.inline_threshold);
+    local_.emplace(seg_, slots, cfg.spin_us, cfg.inline_threshold);
     local_->header()->set_gpu_ids(cfg.gpu_ids);
-    ledger_.emplace(seg_, workers_);
-    slots_.resize(workers_);
+    ledger_.emplace(seg_, slots);
+    slots_.resize(slots);
     local_->start_supervisor(cfg.method, /*epoch=*/1, std::move(cfg.argv), std::move(cfg.output));
   }
 
   ~node_agent() {
-    for (std::uint32_t j = 0; j < workers_; ++j) forget(j);
-    local_->end();  // the supervisor ends every process, then itself
+    // Actors told to shut down (idle ones, at rank 0's teardown) run their destructors first,
+    // as on one machine; the supervisor then ends every process, then itself.
+    std::vector<std::uint32_t> stopping;
+    for (std::uint32_t j = workers_; j < slots_.size(); ++j)
+      if (slots_[j].open && slots_[j].shutdown_sent) stopping.push_back(j);
+    if (!stopping.empty()) local_->await_exit(stopping, std::chrono::milliseconds(500));
+    for (std::uint32_t j = 0; j < slots_.size(); ++j) forget(j);
+    local_->end();
   }
 
   std::uint32_t workers() const noexcept { return workers_; }
+  std::uint32_t actors() const noexcept { return actors_; }
 
   /// Serves rank 0 until it says to stop.
   void serve() {
@@ -152,6 +163,7 @@ class node_agent final : public transport_events {
   struct slot {
     bool open = false;
     bool death_sent = false;              // its process's death went to rank 0
+    bool shutdown_sent = false;           // told to end after its calls
     std::deque<pending_message> pending;  // what its inbox had no room for, in order
     /// Blocks its calls borrow, by call id: freed when the call's reply comes.
     std::vector<std::pair<std::uint64_t, object_block*>> borrowed;
@@ -193,13 +205,15 @@ class node_agent final : public transport_events {
         done_ = true;
         return true;
       }
-      if (h.slot >= workers_) continue;
+      if (h.slot >= slots_.size()) continue;
       slot& s = slots_[h.slot];
       switch (h.type) {
         case frame_type::start:
           forget(h.slot);
           s.open = true;
           s.death_sent = false;
+          s.shutdown_sent = false;
+          used_ = std::max(used_, h.slot + 1);
           std::fill(std::begin(s.last), std::end(s.last), ~0ull);
           local_->header()->worker(h.slot).id_slot.store(static_cast<std::uint32_t>(h.a) + 1,
                                                          std::memory_order_relaxed);
@@ -275,6 +289,7 @@ class node_agent final : public transport_events {
                                         std::memcpy(out, m.bytes.data(), m.bytes.size());
                                     });
       if (!sent) break;
+      if (m.kind == msg_kind::shutdown) s.shutdown_sent = true;
       if (m.carrier) seg_.release(m.carrier);
       s.pending.pop_front();
       progress = true;
@@ -284,7 +299,7 @@ class node_agent final : public transport_events {
 
   bool flush_pending() {
     bool progress = false;
-    for (std::uint32_t j = 0; j < workers_; ++j)
+    for (std::uint32_t j = 0; j < used_; ++j)
       if (!slots_[j].pending.empty()) progress |= flush(j);
     return progress;
   }
@@ -293,7 +308,7 @@ class node_agent final : public transport_events {
   /// mark and pid, which rank 0's scheduler reads as it would a local slot's.
   bool publish_signals() {
     bool progress = false;
-    for (std::uint32_t j = 0; j < workers_; ++j) {
+    for (std::uint32_t j = 0; j < used_; ++j) {
       slot& s = slots_[j];
       if (!s.open) continue;
       const slot_signals& sig = local_->signals(j);
@@ -316,6 +331,8 @@ class node_agent final : public transport_events {
 
   channel& link_;
   std::uint32_t workers_;
+  std::uint32_t actors_;
+  std::uint32_t used_ = 0;  // slots above this were never started (the loop looks below)
   segment seg_;
   std::optional<shm_transport> local_;
   std::optional<block_ledger> ledger_;

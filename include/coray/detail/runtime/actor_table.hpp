@@ -12,6 +12,7 @@
 #include <coray/detail/runtime/task_table.hpp>
 #include <cstdint>
 #include <deque>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -23,6 +24,7 @@ namespace detail {
 struct actor_entry {
   std::uint64_t id = 0;
   std::uint32_t slot = 0;
+  std::uint32_t node = 0;  // the slot's (transport::node_of)
   std::uint64_t type_id = 0;
   std::string type_name;
   std::string name;
@@ -92,13 +94,23 @@ class actor_table {
   bool has_free_slot() const noexcept { return !free_slots_.empty(); }
   bool name_taken(const std::string& name) const { return names_.count(name) != 0; }
 
-  /// Registers a new actor in a free slot (precondition: has_free_slot()).
-  actor_entry& create(actor_spawn_request& req, segment& seg) {
-    const std::uint32_t slot = free_slots_.back();
-    free_slots_.pop_back();
+  /// A free slot for which `fits(slot)` holds (the first handed out first), or nullopt.
+  template <class Fits>
+  std::optional<std::uint32_t> free_slot_where(Fits&& fits) const {
+    for (auto it = free_slots_.rbegin(); it != free_slots_.rend(); ++it)
+      if (fits(*it)) return *it;
+    return std::nullopt;
+  }
+
+  /// Registers a new actor in free slot `slot` (from free_slot_where) on node `node`.
+  actor_entry& create(actor_spawn_request& req, segment& seg, std::uint32_t slot,
+                      std::uint32_t node) {
+    const auto it = std::find(free_slots_.rbegin(), free_slots_.rend(), slot);  // mostly the last
+    free_slots_.erase(std::next(it).base());
     actor_entry& a = actors_[next_id_];
     a.id = next_id_++;
     a.slot = slot;
+    a.node = node;
     a.type_id = req.type_id;
     a.type_name = std::move(req.type_name);
     a.name = std::move(req.name);

@@ -28,6 +28,7 @@
 #include <exception>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_set>
 #include <utility>
@@ -47,6 +48,9 @@ struct orchestrator_config {
   resource_amount num_gpus = 0;
   std::vector<std::string> gpu_ids = {};  // one per started unit of num_gpus
   std::map<std::string, resource_amount> custom_resources = {};
+  /// In a cluster, the other nodes' (node 1 first), whose processes the transport places
+  /// (transport::node_of); each node has a ledger of its own.
+  std::vector<node_resources> other_nodes = {};
   std::size_t task_history = 10000;  // finished calls the state API keeps, oldest evicted
   bool record_timeline = false;      // keep calls' times too (as many, or 10,000)
 };
@@ -63,9 +67,7 @@ class call_lifecycle {
         ledger_(seg, cfg_.num_workers + cfg_.max_actors),
         router_(seg, t, ledger_, cfg_.num_workers + cfg_.max_actors),
         sender_(seg, t, ledger_, spiller_, stamp_),
-        resources_(
-            cfg_.num_cpus < 0 ? resource_amount{cfg_.num_workers} * resource_unit : cfg_.num_cpus,
-            cfg_.num_gpus, cfg_.gpu_ids, cfg_.custom_resources),
+        resources_(ledgers(cfg_)),
         pump_(tasks_, actors_, t, sender_, resources_, cfg_.num_workers,
               cfg_.max_tasks_in_flight_per_worker),
         history_(cfg_.record_timeline ? 0 : cfg_.task_history),
@@ -175,10 +177,34 @@ class call_lifecycle {
     }
   }
 
+  /// Why no node could ever meet `r` (a hard affinity: the node named), or nullopt if one can.
+  std::optional<std::string> why_never(const resource_request& r) const {
+    const auto n = static_cast<std::uint32_t>(resources_.size());
+    if (r.where.node >= 0) {
+      const auto node = static_cast<std::uint32_t>(r.where.node);
+      if (node >= n) {
+        if (!r.where.soft)
+          return fmt::format("it asks for node {}, and the runtime has {} node{} (0 to {})", node,
+                             n, n == 1 ? "" : "s", n - 1);
+      } else if (auto why = resources_[node].refuse(r); !why || !r.where.soft) {
+        return why;
+      }
+    }
+    std::optional<std::string> first;
+    for (const auto& l : resources_) {
+      auto why = l.refuse(r);
+      if (!why) return std::nullopt;
+      if (!first) first = std::move(why);
+    }
+    if (n > 1)
+      *first += fmt::format(" (node 0's; none of the other {} nodes has it either)", n - 1);
+    return first;
+  }
+
   /// Gives a task call its requirement's shape; fails it if the runtime could never meet it.
   bool admit_requirement(task_record& r) {
     const auto requirement = std::move(r.extras->resources);
-    if (auto why = resources_.refuse(*requirement)) {
+    if (auto why = why_never(*requirement)) {
       auto e = std::make_exception_ptr(
           infeasible_resources(fmt::format("coray: {} can never run: {}", r.label(), *why)));
       if (r.pending_deps) {  // settled now, dropped once its dependencies settle
@@ -465,24 +491,35 @@ class call_lifecycle {
     });
     for (std::uint32_t s = 0; s < cfg_.num_workers; ++s)
       out.push_back({transport_.pid(s), state::worker_kind::task_worker, transport_.alive(s),
-                     tasks_.in_flight(s), 0, gpu_names(held[s])});
+                     tasks_.in_flight(s), 0, gpu_names(held[s], transport_.node_of(s))});
     for (const auto& a : list_actors())
       if (a.state != state::actor_state::dead && a.pid > 0) {
         const actor_entry* e = actors_.find(a.id);
         out.push_back({a.pid, state::worker_kind::actor, true, 0, a.id,
-                       gpu_names(e ? e->grant.gpu_mask() : 0)});
+                       gpu_names(e ? e->grant.gpu_mask() : 0, e ? e->node : 0)});
       }
     return out;
   }
-  /// The names of the GPUs in `mask` (indices into the runtime's GPU ids).
-  std::vector<std::string> gpu_names(std::uint32_t mask) const {
+  /// The names of the GPUs in `mask` (indices into node `node`'s GPU ids).
+  std::vector<std::string> gpu_names(std::uint32_t mask, std::uint32_t node = 0) const {
     std::vector<std::string> out;
-    for (std::size_t i = 0; i < cfg_.gpu_ids.size() && i < 32; ++i)
-      if (mask & (std::uint32_t{1} << i)) out.push_back(cfg_.gpu_ids[i]);
+    const auto& ids = resources_[node < resources_.size() ? node : 0].gpu_ids();
+    for (std::size_t i = 0; i < ids.size() && i < 32; ++i)
+      if (mask & (std::uint32_t{1} << i)) out.push_back(ids[i]);
     return out;
   }
 
  protected:
+  /// One ledger per node: this machine's, then the other nodes' (orchestrator_config).
+  static std::vector<resource_ledger> ledgers(const orchestrator_config& c) {
+    std::vector<resource_ledger> out;
+    out.emplace_back(c.num_cpus < 0 ? resource_amount{c.num_workers} * resource_unit : c.num_cpus,
+                     c.num_gpus, c.gpu_ids, c.custom_resources);
+    for (const auto& n : c.other_nodes)
+      out.emplace_back(n.num_cpus, n.num_gpus, n.gpu_ids, n.custom_resources);
+    return out;
+  }
+
   orchestrator_config cfg_;
   segment& seg_;
   transport& transport_;
@@ -492,7 +529,7 @@ class call_lifecycle {
   block_ledger ledger_;
   reply_router router_;
   call_sender sender_;
-  resource_ledger resources_;
+  std::vector<resource_ledger> resources_;  // per node
   call_pump pump_;
   std::string workers_lost_;  // why no task worker can run calls any more; empty while one can
   task_history history_;

@@ -301,6 +301,7 @@ struct actor_spawn_fields {
   /// How its process is started: 0 by the runtime's start method, else 1 + a start_method_id
   /// (a ray::process of a context that chose one).
   std::uint32_t start_as = 0;
+  placement where;  // which node, in a cluster
 };
 /// What ray::spawn asks of the driver.
 struct actor_spawn_request : actor_spawn_fields {
@@ -428,7 +429,7 @@ class call_args_rewriter {
 /// amounts, each custom resource (its name's length, its name, its amount), then the
 /// length of all that, so that a reader finds it from the end.
 inline std::size_t resource_request_bytes(const resource_request& r) noexcept {
-  std::size_t n = 2 * sizeof(resource_amount) + sizeof(std::uint32_t);
+  std::size_t n = 2 * sizeof(resource_amount) + 3 * sizeof(std::uint32_t);
   for (const auto& [name, a] : r.custom) n += sizeof(std::uint32_t) + name.size() + sizeof a;
   return n + sizeof(std::uint32_t);
 }
@@ -440,6 +441,10 @@ inline void write_resource_request(std::byte* out, const resource_request& r) no
   };
   put(&r.cpu, sizeof r.cpu);
   put(&r.gpu, sizeof r.gpu);
+  const std::int32_t node = r.where.node;
+  const std::uint32_t how = (r.where.soft ? 1u : 0u) | (r.where.spread ? 2u : 0u);
+  put(&node, sizeof node);
+  put(&how, sizeof how);
   const auto count = static_cast<std::uint32_t>(r.custom.size());
   put(&count, sizeof count);
   for (const auto& [name, a] : r.custom) {
@@ -469,9 +474,13 @@ inline std::span<const std::byte> read_resource_request(std::span<const std::byt
   };
   get(&r.cpu, sizeof r.cpu);
   get(&r.gpu, sizeof r.gpu);
-  std::uint32_t count;
+  std::int32_t node;
+  std::uint32_t how, count;
+  get(&node, sizeof node);
+  get(&how, sizeof how);
   get(&count, sizeof count);
-  if (r.cpu < 0 || r.gpu < 0) malformed();
+  if (r.cpu < 0 || r.gpu < 0 || node < -1 || how > 3) malformed();
+  r.where = {node, (how & 1) != 0, (how & 2) != 0};
   for (std::uint32_t i = 0; i < count; ++i) {
     std::uint32_t len;
     get(&len, sizeof len);

@@ -19,6 +19,13 @@
 /// a parent waiting on it never waits for ever. An actor with resources holds them for
 /// life, from before its construction is sent; one without waits for a free CPU to be
 /// placed.
+///
+/// In a cluster each node has a ledger of its own: a worker's lease, a loan and an actor's
+/// hold come from the ledger of the node the process runs on (transport::node_of), so a call
+/// asking for a GPU goes to a node that has one. A call's placement (resource_request::where)
+/// limits the workers it may go to: one node's (node affinity), or each node in turn (spread).
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <coray/detail/runtime/actor_table.hpp>
@@ -26,6 +33,7 @@
 #include <coray/detail/runtime/resource_ledger.hpp>
 #include <coray/detail/runtime/task_table.hpp>
 #include <coray/detail/runtime/transport.hpp>
+#include <coray/errors.hpp>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -41,7 +49,8 @@ namespace detail {
 class call_pump {
  public:
   call_pump(task_table& tasks, actor_table& actors, transport& t, call_sender& sender,
-            resource_ledger& resources, std::uint32_t workers, std::uint32_t max_in_flight)
+            std::vector<resource_ledger>& resources, std::uint32_t workers,
+            std::uint32_t max_in_flight)
       : tasks_(tasks),
         actors_(actors),
         transport_(t),
@@ -50,7 +59,14 @@ class call_pump {
         workers_(workers),
         max_in_flight_(max_in_flight),
         leases_(workers),
-        lent_(workers, 0) {
+        lent_(workers, 0),
+        node_(workers),
+        node_workers_(resources.size(), 0) {
+    for (std::uint32_t i = 0; i < workers; ++i) {
+      node_[i] =
+          std::min<std::uint32_t>(t.node_of(i), static_cast<std::uint32_t>(resources.size()) - 1);
+      ++node_workers_[node_[i]];
+    }
     refresh();
   }
 
@@ -77,7 +93,7 @@ class call_pump {
   bool release_if_idle(std::uint32_t slot) {
     worker_lease& l = leases_[slot];
     if (!l.held || tasks_.in_flight(slot) != 0) return false;
-    resources_.release(shape(l.shape), l.grant, false);
+    resources_[node_[slot]].release(shape(l.shape), l.grant, false);
     l = worker_lease{};
     --leases_held_;
     refresh();
@@ -96,7 +112,7 @@ class call_pump {
     r.lent = false;
     auto it = loans_.find(r.id);
     if (it == loans_.end()) return;
-    resources_.release(shape(r.shape), it->second.grant);
+    resources_[node_[it->second.slot]].release(shape(r.shape), it->second.grant);
     --lent_[it->second.slot];
     loans_.erase(it);
     refresh();
@@ -104,15 +120,26 @@ class call_pump {
   /// Actor `a` lets go of what it holds (it ended for good).
   void release_actor(actor_entry& a) {
     if (!a.placed || !a.shape) return;
-    resources_.release(shape(a.shape), a.grant);
+    resources_[a.node].release(shape(a.shape), a.grant);
     a.placed = false;
     refresh();
   }
-  /// The runtime's resources, all or those free now.
-  std::map<std::string, double> resources(bool available) {
-    if (!available) return resources_.totals();
-    release_idle_leases();
-    return resources_.available(cpu_in_use());
+  /// The runtime's resources, all or those free now: node `node`'s, or every node's summed.
+  std::map<std::string, double> resources(bool available, int node = -1) {
+    if (available) release_idle_leases();
+    std::map<std::string, double> out;
+    for (std::uint32_t n = 0; n < resources_.size(); ++n) {
+      if (node >= 0 && n != static_cast<std::uint32_t>(node)) continue;
+      const auto m = available ? resources_[n].available(cpu_in_use(n)) : resources_[n].totals();
+      for (const auto& [name, x] : m) out[name] += x;
+    }
+    return out;
+  }
+  /// Whether node `node` could place an actor holding `s` now (0: one holding nothing, which
+  /// needs a CPU free), taking nothing.
+  bool actor_fits(std::uint32_t node, std::uint32_t s) const {
+    if (!s) return resources_[node].cpu_free() - cpu_in_use(node) >= resource_unit;
+    return resources_[node].fits(shape(s), cpu_in_use(node));
   }
 
   /// Sends ready task calls, then the calls of actors whose mailbox was full. True on
@@ -122,6 +149,12 @@ class call_pump {
     auto& runnable = tasks_.runnable;
     while (!runnable.empty()) {
       const auto [picked, it] = pick();
+      if (picked == unplaceable) {  // bound to a node that is gone: it fails
+        failed.push_back(*it);
+        runnable.erase(it);
+        progress = true;
+        continue;
+      }
       if (picked < 0) break;
       const auto slot = static_cast<std::uint32_t>(picked);
       task_record* r = *it;
@@ -129,6 +162,7 @@ class call_pump {
         end_loan(*r);  // lent for nothing: asked again on the next turn
         break;
       }
+      if (r->shape && shape(r->shape).where.spread) spread_next_ = node_[slot] + 1;
       tasks_.sent(slot, *r);
       if (it == runnable.begin())
         runnable.pop_front();
@@ -192,6 +226,8 @@ class call_pump {
 
  private:
   using queue_place = std::deque<task_record*>::iterator;
+  /// pick()'s answer for a call bound to a node that can run nothing any more.
+  static constexpr int unplaceable = -2;
 
   /// The next call to send and its worker (-1 if none): the queue's first call to the task
   /// worker with the fewest calls that occupy it, under the per-worker limit; failing that,
@@ -261,10 +297,23 @@ class call_pump {
       // A blocked parent's descendant is looked at even so: its worker may be lent it.
       if (std::find(refused.begin(), refused.end(), r.shape) != refused.end() && !parent_blocked(r))
         continue;
+      const placement& where = shape(r.shape).where;
+      const int only = node_for(r.shape);
+      if (only == unplaceable) {
+        r.result->set_error(std::make_exception_ptr(worker_crashed(
+            fmt::format("coray: {} can never run: it asks for node {}, which is lost", r.label(),
+                        where.node))));
+        return {unplaceable, it};
+      }
+      // Spread: the scan starts at the next node's first worker, so ties go to it.
+      const std::uint32_t from = where.spread ? first_worker_at(spread_next_) : 0;
+      lacking_.assign(resources_.size(), 0);
       int leased = -1, idle = -1, parent = -1;
       std::uint32_t leased_load = max_in_flight_;
-      for (std::uint32_t i = 0; i < workers_; ++i) {
-        if (!transport_.alive(i)) continue;
+      for (std::uint32_t k = 0; k < workers_; ++k) {
+        const std::uint32_t i = (from + k) % workers_;
+        if (!transport_.alive(i) || (only >= 0 && node_[i] != static_cast<std::uint32_t>(only)))
+          continue;
         const auto [suspended, mark] = transport_.occupancy_of(i);
         const std::uint32_t load = tasks_.load(i, suspended);
         if (load >= max_in_flight_) continue;
@@ -276,7 +325,8 @@ class call_pump {
           continue;
         }
         if (tasks_.in_flight(i) == 0) {
-          if (idle < 0) idle = static_cast<int>(i);
+          if (idle < 0 && (resources_.size() == 1 || node_can_lease(node_[i], r.shape)))
+            idle = static_cast<int>(i);
         } else if (leases_[i].shape == r.shape && load < leased_load && pipelines(r.shape)) {
           leased = static_cast<int>(i);
           leased_load = load;
@@ -304,11 +354,39 @@ class call_pump {
     const resource_request& r = shape(s);
     return r.gpu == 0 && r.custom.empty();
   }
-  /// Gives idle worker `slot` a lease for requirement `s`, if the ledger has it free.
+  /// The node a call of requirement `s` must run on: -1 for any, `unplaceable` for a node
+  /// that is gone (a hard affinity; a soft one runs anywhere then, as it does when the node
+  /// could never meet the requirement).
+  int node_for(std::uint32_t s) const {
+    const resource_request& r = shape(s);
+    if (r.where.node < 0) return -1;
+    const auto n = static_cast<std::uint32_t>(r.where.node);
+    const bool usable = n < resources_.size() && transport_.node_alive(n);
+    if (r.where.soft) return usable && !resources_[n].refuse(r) ? static_cast<int>(n) : -1;
+    return usable ? static_cast<int>(n) : unplaceable;
+  }
+  /// Whether node `n`'s ledger could lease requirement `s` to an idle worker now (in a
+  /// cluster, where only some nodes may have it); remembered for the call being placed.
+  bool node_can_lease(std::uint32_t n, std::uint32_t s) {
+    if (lacking_[n]) return false;
+    const resource_amount busy = cpu_in_use(n);
+    const bool fits = s == 0 ? resources_[n].cpu_free() - busy >= resource_unit
+                             : resources_[n].fits(shape(s), busy);
+    lacking_[n] = !fits;
+    return fits;
+  }
+  /// The first task worker on node `n` (wrapping to node 0 past the last).
+  std::uint32_t first_worker_at(std::uint32_t n) const noexcept {
+    for (std::uint32_t i = 0; i < workers_; ++i)
+      if (node_[i] >= n) return i;
+    return 0;
+  }
+  /// Gives idle worker `slot` a lease for requirement `s`, if its node's ledger has it free.
   bool lease(std::uint32_t slot, std::uint32_t s) {
-    const resource_amount busy = cpu_in_use();
-    if (s == 0) return resources_.cpu_free() - busy >= resource_unit;
-    auto g = resources_.acquire(shape(s), busy, false);
+    resource_ledger& l = resources_[node_[slot]];
+    const resource_amount busy = cpu_in_use(node_[slot]);
+    if (s == 0) return l.cpu_free() - busy >= resource_unit;
+    auto g = l.acquire(shape(s), busy, false);
     if (!g) return false;
     leases_[slot] = worker_lease{s, std::move(*g), true};
     ++leases_held_;
@@ -329,7 +407,7 @@ class call_pump {
   /// back when it ends or leaves the worker (end_loan). Without it, a parent blocked on a
   /// child of another requirement, with every worker so blocked, would wait for ever.
   bool lend(std::uint32_t slot, task_record& r) {
-    auto g = resources_.acquire(shape(r.shape), cpu_in_use());
+    auto g = resources_[node_[slot]].acquire(shape(r.shape), cpu_in_use(node_[slot]));
     if (!g) return false;
     r.gpus = g->gpu_mask();
     r.lent = true;
@@ -340,27 +418,30 @@ class call_pump {
   /// Places actor `a`: takes what it holds for life, if free now; one given nothing needs a
   /// CPU free to be placed and holds none after (Ray's rule). False if it must wait.
   bool place(actor_entry& a) {
-    if (!a.shape) return a.placed = resources_.cpu_free() - cpu_in_use() >= resource_unit;
-    auto g = resources_.acquire(shape(a.shape), cpu_in_use());
+    if (!a.shape) return a.placed = actor_fits(a.node, 0);
+    auto g = resources_[a.node].acquire(shape(a.shape), cpu_in_use(a.node));
     if (!g) return false;
     a.grant = std::move(*g);
     a.placed = true;
     refresh();
     return true;
   }
-  /// CPU the task workers hold: their lease's, for each that runs something now besides
-  /// the calls it was lent (whose CPU the ledger holds).
-  resource_amount cpu_in_use() const {
+  /// CPU node `node`'s task workers hold: their lease's, for each that runs something now
+  /// besides the calls it was lent (whose CPU the ledger holds).
+  resource_amount cpu_in_use(std::uint32_t node) const {
     resource_amount n = 0;
     for (std::uint32_t i = 0; i < workers_; ++i)
-      if (transport_.alive(i) && tasks_.load(i, transport_.suspended(i)) > lent_[i])
+      if (node_[i] == node && transport_.alive(i) &&
+          tasks_.load(i, transport_.suspended(i)) > lent_[i])
         n += shape(leases_[i].shape).cpu;
     return n;
   }
   /// Whether dispatch may ignore resources: only default tasks, a CPU for every worker.
   void refresh() noexcept {
-    unconstrained_ = shaped_calls_ == 0 && leases_held_ == 0 &&
-                     resources_.cpu_free() >= resource_amount{workers_} * resource_unit;
+    unconstrained_ = shaped_calls_ == 0 && leases_held_ == 0;
+    for (std::size_t n = 0; n < resources_.size() && unconstrained_; ++n)
+      unconstrained_ =
+          resources_[n].cpu_free() >= resource_amount{node_workers_[n]} * resource_unit;
   }
 
   struct loan {
@@ -377,13 +458,17 @@ class call_pump {
   actor_table& actors_;
   transport& transport_;
   call_sender& sender_;
-  resource_ledger& resources_;
+  std::vector<resource_ledger>& resources_;  // per node
   std::uint32_t workers_;
   std::uint32_t max_in_flight_;
   std::vector<resource_request> shapes_;           // requirement s is shapes_[s - 1]
   std::vector<worker_lease> leases_;               // per task worker
   std::unordered_map<std::uint64_t, loan> loans_;  // by call id: calls lent a blocked worker
   std::vector<std::uint32_t> lent_;                // per task worker: its lent calls in flight
+  std::vector<std::uint32_t> node_;                // per task worker: its node
+  std::vector<std::uint32_t> node_workers_;        // per node: its task workers
+  std::uint32_t spread_next_ = 0;                  // the node a spread call looks at first
+  std::vector<std::uint8_t> lacking_;              // per node: it cannot lease the call placed now
   std::uint32_t leases_held_ = 0;
   std::int64_t shaped_calls_ = 0;  // live task calls with a requirement other than the default
   bool unconstrained_ = true;

@@ -75,8 +75,9 @@ class driver : public process {
   };
   /// nullopt once the actor is forgotten (it ended and no handle is left).
   virtual std::optional<actor_process_status> actor_status(std::uint64_t id) const = 0;
-  /// The runtime's resources by Ray's names (CPU, GPU, custom): all, or those free now.
-  virtual std::map<std::string, double> resources(bool available) = 0;
+  /// The runtime's resources by Ray's names (CPU, GPU, custom): all, or those free now; in a
+  /// cluster, every node's summed or (`node` 0 or more) one node's.
+  virtual std::map<std::string, double> resources(bool available, int node = -1) = 0;
   /// Objects written to the spill file so far.
   virtual std::uint64_t spilled_objects() const noexcept = 0;
 };

@@ -42,12 +42,13 @@ class local_driver final : public driver {
     transport_.emplace(seg, slots, cfg.spin_us, cfg.inline_threshold);
     hdr = transport_->header();
     const std::uint32_t remote = cluster ? cluster->remote_workers() : 0;
+    const std::uint32_t remote_actors = cluster ? cluster->remote_actors() : 0;
     if (cluster) cluster_ = cluster->wrap(*transport_, seg, cfg.num_workers, cfg.max_actors);
     active_ = cluster_ ? cluster_.get() : &*transport_;
-    orchestrator_config oc{cfg.num_workers + remote, cfg.max_actors,
+    orchestrator_config oc{cfg.num_workers + remote, cfg.max_actors + remote_actors,
                            cfg.max_tasks_in_flight_per_worker, epoch, cfg.spill_directory};
-    oc.num_cpus = to_resource_amount(cfg.num_cpus.value_or(cfg.num_workers) +
-                                     (cluster ? cluster->remote_cpus() : 0.0));
+    oc.num_cpus = to_resource_amount(cfg.num_cpus.value_or(cfg.num_workers));
+    if (cluster) oc.other_nodes = cluster->remote_resources();
     oc.num_gpus = to_resource_amount(cfg.num_gpus.value_or(0));
     oc.gpu_ids = cfg.gpu_ids;
     oc.task_history = cfg.task_history;
@@ -155,8 +156,8 @@ class local_driver final : public driver {
     if (a->dead) return actor_process_status{a->pid, true, a->wait_status};
     return actor_process_status{active_->pid(a->slot), false, 0};
   }
-  std::map<std::string, double> resources(bool available) override {
-    return orchestrator_->resources(available);
+  std::map<std::string, double> resources(bool available, int node = -1) override {
+    return orchestrator_->resources(available, node);
   }
   std::uint64_t spilled_objects() const noexcept override {
     return orchestrator_->spiller().spilled_objects();

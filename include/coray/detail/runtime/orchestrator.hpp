@@ -30,6 +30,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -66,7 +67,9 @@ class orchestrator final : public call_lifecycle, public transport_events {
   const task_table& tasks() const noexcept { return tasks_; }
   const actor_table& actors() const noexcept { return actors_; }
   /// The runtime's resources by Ray's names: all (`available` false), or those free now.
-  std::map<std::string, double> resources(bool available) { return pump_.resources(available); }
+  std::map<std::string, double> resources(bool available, int node = -1) {
+    return pump_.resources(available, node);
+  }
   /// Once a memory_return::period: gives memory back when it has been idle (memory_return).
   void return_memory() { memory_.check(seg_, tasks_); }
 
@@ -164,16 +167,26 @@ class orchestrator final : public call_lifecycle, public transport_events {
     if (!transport_.can_start()) refuse(worker_crashed("coray: the runtime's supervisor is gone"));
     if (!req.name.empty() && actors_.name_taken(req.name))
       refuse(usage_error(fmt::format("ray::spawn: an actor named '{}' already exists", req.name)));
-    if (auto why = resources_.refuse(req.resources ? *req.resources : resource_request{}))
+    resource_request need = req.resources ? *req.resources : resource_request{};
+    need.where = req.where;
+    if (auto why = why_never(need))
       refuse(infeasible_resources(
           fmt::format("ray::spawn: actor {} can never be placed: {}", req.type_name, *why)));
-    if (!actors_.has_free_slot())
+    if (need.where.node >= 0 && !need.where.soft &&
+        !transport_.node_alive(static_cast<std::uint32_t>(need.where.node)))
+      refuse(infeasible_resources(fmt::format(
+          "ray::spawn: actor {} can never be placed: it asks for node {}, which is lost",
+          req.type_name, need.where.node)));
+    const std::uint32_t shape = req.resources ? pump_.intern(*req.resources) : 0;
+    const auto slot = actor_slot(need, shape);
+    if (!slot)
       refuse(ray::runtime_error(
-          fmt::format("ray::spawn: too many live actors (runtime_options::max_actors is {})",
-                      actors_.max_actors())));
-    actor_entry& a = actors_.create(req, seg_);
+          fmt::format("ray::spawn: too many live actors{} (runtime_options::max_actors is {}{})",
+                      transport_.node_count() > 1 ? " on the nodes that could run it" : "",
+                      actors_.max_actors(), transport_.node_count() > 1 ? " in all" : "")));
+    actor_entry& a = actors_.create(req, seg_, *slot, transport_.node_of(*slot));
     transport_.start_as(a.slot, req.start_as);  // a slot reused by an actor of the default
-    if (req.resources) a.shape = pump_.intern(*req.resources);
+    a.shape = shape;
     try {
       start_process(a.slot);  // its mailboxes first: the construction is sent at once
     } catch (...) {           // no room for them: refused, the spawn keeps nothing
@@ -190,6 +203,46 @@ class orchestrator final : public call_lifecycle, public transport_events {
     a.constructed = rec->result;
     admit(std::move(rec));
     return a.id;
+  }
+
+  /// A free actor slot on a node that can run an actor needing `need` (`shape`: what it holds,
+  /// 0 for nothing), chosen by its placement: the node named (a soft affinity: if it can, else
+  /// as by default); spread, the nodes in turn; by default, the first node (this machine
+  /// first) where what it holds is free now, else the first that could ever hold it.
+  /// nullopt if every such node's actor slots are taken.
+  std::optional<std::uint32_t> actor_slot(const resource_request& need, std::uint32_t shape) {
+    const std::uint32_t nodes = transport_.node_count();
+    auto usable = [&](std::uint32_t n) {
+      return transport_.node_alive(n) && n < resources_.size() && !resources_[n].refuse(need);
+    };
+    auto on = [&](std::uint32_t n) {
+      return actors_.free_slot_where([&](std::uint32_t s) { return transport_.node_of(s) == n; });
+    };
+    if (need.where.node >= 0) {
+      const auto n = static_cast<std::uint32_t>(need.where.node);
+      if (n < nodes && usable(n))
+        if (auto s = on(n); s || !need.where.soft) return s;
+      if (!need.where.soft) return std::nullopt;
+    }
+    if (need.where.spread) {
+      for (std::uint32_t k = 0; k < nodes; ++k) {
+        const std::uint32_t n = (spread_actors_ + k) % nodes;
+        if (!usable(n)) continue;
+        if (auto s = on(n)) {
+          spread_actors_ = n + 1;
+          return s;
+        }
+      }
+      return std::nullopt;
+    }
+    std::optional<std::uint32_t> later;
+    for (std::uint32_t n = 0; n < nodes; ++n) {
+      if (!usable(n)) continue;
+      auto s = on(n);
+      if (s && pump_.actor_fits(n, shape)) return s;
+      if (!later) later = s;
+    }
+    return later;
   }
 
   /// Calls made from now on, and those not yet sent, fail at once; the process gets SIGKILL
@@ -863,6 +916,7 @@ class orchestrator final : public call_lifecycle, public transport_events {
   }
 
   std::vector<std::uint64_t> slot_actor_;  // the actor living in each slot; 0 for none
+  std::uint32_t spread_actors_ = 0;        // the node a spread actor looks at first
   /// Actor handles each process holds, by (slot, actor id): let go when it dies.
   std::map<std::pair<std::uint32_t, std::uint64_t>, std::int64_t> handles_;
   std::vector<std::uint32_t> start_failures_;  // deaths before serving in a row, per slot

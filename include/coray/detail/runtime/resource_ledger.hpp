@@ -81,15 +81,24 @@ class resource_ledger {
   /// refuse().
   std::optional<resource_grant> acquire(const resource_request& r, resource_amount cpu_in_use = 0,
                                         bool take_cpu = true) {
-    if (cpu_free_ - cpu_in_use < r.cpu) return std::nullopt;
-    for (const auto& [name, a] : r.custom)
-      if (custom_free_[name] < a) return std::nullopt;
+    if (!fits(r, cpu_in_use)) return std::nullopt;
     resource_grant g;
     if (r.gpu > 0 && !pick_gpus(r.gpu, g)) return std::nullopt;
     if (take_cpu) cpu_free_ -= r.cpu;
     for (const auto& [name, a] : r.custom) custom_free_[name] -= a;
     for (const auto& [i, a] : g.gpus) gpu_free_[i] -= a;
     return g;
+  }
+
+  /// Whether acquire(r, cpu_in_use) would succeed now (takes nothing).
+  bool fits(const resource_request& r, resource_amount cpu_in_use = 0) const {
+    if (cpu_free_ - cpu_in_use < r.cpu) return false;
+    for (const auto& [name, a] : r.custom) {
+      auto it = custom_free_.find(name);
+      if (it == custom_free_.end() || it->second < a) return false;
+    }
+    resource_grant g;
+    return r.gpu == 0 || pick_gpus(r.gpu, g);
   }
 
   /// Gives back what acquire(r, ..., take_cpu) took as `g`.

@@ -29,16 +29,30 @@ inline double from_resource_amount(resource_amount a) noexcept {
   return static_cast<double>(a) / static_cast<double>(resource_unit);
 }
 
-/// What a call or an actor needs: CPU, GPU and custom resources by name. The default is a
-/// task's ({CPU: 1}), which the orchestrator schedules without asking the ledger at all.
+/// Where a call or an actor may run among a cluster's nodes (ray::scheduling_strategy): any
+/// (this machine's processes first), spread over the nodes, or on one node (`soft`: unless it
+/// is gone or could never meet the requirement). Outside a cluster the one node is 0.
+struct placement {
+  std::int32_t node = -1;  // node_affinity's node; -1: none
+  bool soft = false;
+  bool spread = false;
+
+  bool operator==(const placement&) const = default;
+  bool is_default() const noexcept { return node < 0 && !spread; }
+};
+
+/// What a call or an actor needs: CPU, GPU and custom resources by name, and for a call where
+/// it runs. The default is a task's ({CPU: 1}, anywhere), which the orchestrator schedules
+/// without asking the ledger at all.
 struct resource_request {
   resource_amount cpu = resource_unit;
   resource_amount gpu = 0;
   std::map<std::string, resource_amount> custom;  // only nonzero amounts
+  placement where;                                // a call's; an actor's is its spawn's
 
   bool operator==(const resource_request&) const = default;
   bool is_default_task() const noexcept {
-    return cpu == resource_unit && gpu == 0 && custom.empty();
+    return cpu == resource_unit && gpu == 0 && custom.empty() && where.is_default();
   }
 
   /// From user-facing amounts; throws invalid_resources for a negative or NaN amount.
@@ -47,6 +61,15 @@ struct resource_request {
 
   /// "{CPU: 2, GPU: 0.5, disk: 1}": for messages.
   CORAY_API std::string describe() const;
+};
+
+/// The resources of a cluster's node other than the driver's machine (resource_ledger's
+/// terms).
+struct node_resources {
+  resource_amount num_cpus = 0;
+  resource_amount num_gpus = 0;
+  std::vector<std::string> gpu_ids = {};
+  std::map<std::string, resource_amount> custom_resources = {};
 };
 
 /// The GPUs an acquisition took: each GPU's index among the runtime's and the amount taken

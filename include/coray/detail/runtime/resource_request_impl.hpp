@@ -43,7 +43,10 @@ CORAY_API std::string resource_request::describe() const {
   std::string s = fmt::format("{{CPU: {}", from_resource_amount(cpu));
   if (gpu) s += fmt::format(", GPU: {}", from_resource_amount(gpu));
   for (const auto& [name, a] : custom) s += fmt::format(", {}: {}", name, from_resource_amount(a));
-  return s + "}";
+  s += "}";
+  if (where.node >= 0) s += fmt::format(" on node {}{}", where.node, where.soft ? " (soft)" : "");
+  if (where.spread) s += " spread";
+  return s;
 }
 
 }  // namespace detail

@@ -121,6 +121,14 @@ class transport {
     return {n, after != 0 ? after : before};
   }
 
+  // ---- where processes run ---------------------------------------------------------------
+  /// The machines a transport reaches (a cluster's nodes; one outside a cluster), numbered
+  /// from 0, this one; and the node the slot's processes run on.
+  virtual std::uint32_t node_count() const { return 1; }
+  virtual std::uint32_t node_of(std::uint32_t /*slot*/) const { return 0; }
+  /// False once node `n` can run no process (its supervisor is gone).
+  virtual bool node_alive(std::uint32_t n) const { return n != 0 || can_start(); }
+
   // ---- processes ----------------------------------------------------------------------
   /// Starts a process in `slot` with empty mailboxes (a first one, or a replacement).
   virtual void start(std::uint32_t slot) = 0;
