@@ -3381,15 +3381,18 @@ inline double from_resource_amount(resource_amount a) noexcept {
 }
 
 /// Where a call or an actor may run among a cluster's nodes (ray::scheduling_strategy): any
-/// (this machine's processes first), spread over the nodes, or on one node (`soft`: unless it
-/// is gone or could never meet the requirement). Outside a cluster the one node is 0.
+/// (this machine's processes first), spread over the nodes, on one node (`soft`: unless it
+/// is gone or could never meet the requirement), or in a placement group's bundle (its
+/// resources come from what the bundle reserved). Outside a cluster the one node is 0.
 struct placement {
   std::int32_t node = -1;  // node_affinity's node; -1: none
   bool soft = false;
   bool spread = false;
+  std::uint64_t group = 0;   // a placement group's id; 0: none
+  std::int32_t bundle = -1;  // its bundle's index; -1: any of them
 
   bool operator==(const placement&) const = default;
-  bool is_default() const noexcept { return node < 0 && !spread; }
+  bool is_default() const noexcept { return node < 0 && !spread && group == 0; }
 };
 
 /// What a call or an actor needs: CPU, GPU and custom resources by name, and for a call where
@@ -3422,6 +3425,9 @@ struct node_resources {
   std::vector<std::string> gpu_ids = {};
   std::map<std::string, resource_amount> custom_resources = {};
 };
+
+/// How a placement group's bundles are spread over the nodes (Ray's strategies).
+enum class bundle_strategy : std::uint32_t { pack, spread, strict_pack, strict_spread };
 
 /// The GPUs an acquisition took: each GPU's index among the runtime's and the amount taken
 /// of it. A fraction below one takes part of one GPU; a whole number takes whole GPUs.
@@ -3487,6 +3493,10 @@ CORAY_API std::string resource_request::describe() const {
   s += "}";
   if (where.node >= 0) s += fmt::format(" on node {}{}", where.node, where.soft ? " (soft)" : "");
   if (where.spread) s += " spread";
+  if (where.group)
+    s += where.bundle < 0
+             ? fmt::format(" in placement group {}", where.group)
+             : fmt::format(" in bundle {} of placement group {}", where.bundle, where.group);
   return s;
 }
 
@@ -3963,7 +3973,7 @@ class call_args_rewriter {
 /// amounts, each custom resource (its name's length, its name, its amount), then the
 /// length of all that, so that a reader finds it from the end.
 inline std::size_t resource_request_bytes(const resource_request& r) noexcept {
-  std::size_t n = 2 * sizeof(resource_amount) + 3 * sizeof(std::uint32_t);
+  std::size_t n = 2 * sizeof(resource_amount) + 4 * sizeof(std::uint32_t) + sizeof(std::uint64_t);
   for (const auto& [name, a] : r.custom) n += sizeof(std::uint32_t) + name.size() + sizeof a;
   return n + sizeof(std::uint32_t);
 }
@@ -3979,6 +3989,8 @@ inline void write_resource_request(std::byte* out, const resource_request& r) no
   const std::uint32_t how = (r.where.soft ? 1u : 0u) | (r.where.spread ? 2u : 0u);
   put(&node, sizeof node);
   put(&how, sizeof how);
+  put(&r.where.group, sizeof r.where.group);
+  put(&r.where.bundle, sizeof r.where.bundle);
   const auto count = static_cast<std::uint32_t>(r.custom.size());
   put(&count, sizeof count);
   for (const auto& [name, a] : r.custom) {
@@ -4010,11 +4022,15 @@ inline std::span<const std::byte> read_resource_request(std::span<const std::byt
   get(&r.gpu, sizeof r.gpu);
   std::int32_t node;
   std::uint32_t how, count;
+  std::uint64_t group;
+  std::int32_t bundle;
   get(&node, sizeof node);
   get(&how, sizeof how);
+  get(&group, sizeof group);
+  get(&bundle, sizeof bundle);
   get(&count, sizeof count);
-  if (r.cpu < 0 || r.gpu < 0 || node < -1 || how > 3) malformed();
-  r.where = {node, (how & 1) != 0, (how & 2) != 0};
+  if (r.cpu < 0 || r.gpu < 0 || node < -1 || how > 3 || bundle < -1) malformed();
+  r.where = {node, (how & 1) != 0, (how & 2) != 0, group, bundle};
   for (std::uint32_t i = 0; i < count; ++i) {
     std::uint32_t len;
     get(&len, sizeof len);
@@ -6791,6 +6807,7 @@ struct actor_info {
   int pid = 0;  // its current process, or the last one once dead
   int restarts = 0;
   std::string death_cause;  // once dead, why
+  int node = 0;             // the cluster node (MPI rank) its process runs on; 0 outside a cluster
 };
 
 struct worker_info {
@@ -6802,6 +6819,8 @@ struct worker_info {
   /// The GPUs it holds now, as CUDA_VISIBLE_DEVICES names them: an actor's for its life, a
   /// task worker's those of the calls it runs; empty for none.
   std::vector<std::string> gpu_ids;
+  int node = 0;  // the cluster node (MPI rank) it runs on; 0 outside a cluster (its pid is
+                 // that node's)
 };
 
 /// An object the driver holds: each one with a value in the store or the spill file, and each
@@ -6965,6 +6984,12 @@ class driver : public process {
   /// The runtime's resources by Ray's names (CPU, GPU, custom): all, or those free now; in a
   /// cluster, every node's summed or (`node` 0 or more) one node's.
   virtual std::map<std::string, double> resources(bool available, int node = -1) = 0;
+  /// Placement groups (placement_group.hpp): a new one's id and its readiness state; its
+  /// removal; each bundle's node once reserved (empty before).
+  virtual std::pair<std::uint64_t, state_ptr> create_placement_group(
+      std::vector<resource_request> bundles, bundle_strategy strategy) = 0;
+  virtual void remove_placement_group(std::uint64_t id) = 0;
+  virtual std::vector<int> placement_group_nodes(std::uint64_t id) const = 0;
   /// Objects written to the spill file so far.
   virtual std::uint64_t spilled_objects() const noexcept = 0;
 };
@@ -7978,10 +8003,12 @@ inline const retry_policy retry_on = retry_policy(detail::retry_matcher_id<E...>
 ///   ray::task<f>.options({.scheduling_strategy = ray::spread}).remote(x);
 ///   ray::spawn<counter>({.scheduling_strategy = ray::node_affinity(2)});
 struct scheduling_strategy {
-  enum class kind : std::uint8_t { any, spread, node_affinity };
+  enum class kind : std::uint8_t { any, spread, node_affinity, placement_group };
   kind how = kind::any;
-  int node = -1;      // node_affinity: the node's rank
-  bool soft = false;  // node_affinity: elsewhere if that node is gone or could never run it
+  int node = -1;            // node_affinity: the node's rank
+  bool soft = false;        // node_affinity: elsewhere if that node is gone or could never run it
+  std::uint64_t group = 0;  // placement_group: its id (ray::placement_group::strategy())
+  int bundle = -1;          // placement_group: the bundle's index; -1: any of them
 };
 
 /// Spreads calls (or actors) over the nodes in turn (Ray's "SPREAD").
@@ -8004,6 +8031,15 @@ inline placement placement_of(const scheduling_strategy& s, const char* who) {
           "{}: node_affinity({}) names no node (nodes are ranks, 0 or more)", who, s.node));
     p.node = s.node;
     p.soft = s.soft;
+  }
+  if (s.how == scheduling_strategy::kind::placement_group) {
+    if (!s.group || s.bundle < -1)
+      throw invalid_resources(fmt::format(
+          "{}: a placement group strategy needs a placement group and a bundle index of -1 (any) "
+          "or more",
+          who));
+    p.group = s.group;
+    p.bundle = s.bundle;
   }
   return p;
 }
@@ -11292,6 +11328,142 @@ std::pair<connection<T>, connection<T>> pipe(bool duplex, std::size_t buffer_byt
 
 CORAY_END_NAMESPACE
 // end <coray/pipe.hpp>
+// begin <coray/placement_group.hpp>
+/// Placement groups, as Ray's: bundles of resources reserved together, on one node or spread
+/// over a cluster's nodes, for the tasks and actors placed in them. A group is reserved once
+/// every bundle fits at the same time (until then it waits); each bundle then holds what it
+/// asked of its node, and a call or actor placed in it takes its resources from the bundle,
+/// not from the node's free resources.
+///
+///   ray::placement_group pg({{{"CPU", 1}, {"GPU", 1}}, {{"CPU", 1}}},
+///                           ray::placement_strategy::strict_spread);
+///   pg.wait(std::chrono::seconds(10));                // or co_await ray::get(pg.ready())
+///   auto a = ray::spawn<trainer>({.num_gpus = 1, .scheduling_strategy = pg.bundle(0)});
+///   auto r = ray::task<f>.options({.scheduling_strategy = pg.bundle(1)}).remote(x);
+///   ray::remove_placement_group(pg);
+///
+/// Strategies: pack (all on one node if they fit, else as few as they can), spread (each on
+/// another node where it can), strict_pack (all on one node, or the group waits),
+/// strict_spread (each on a node of its own, or the group waits). A group no nodes could ever
+/// hold is refused at once with ray::infeasible_resources. Driver only (as Ray's
+/// placement_group(), called from the driver); handles may travel to tasks, whose calls and
+/// spawns use them.
+
+#include <chrono>
+// #include <coray/detail/runtime/driver.hpp>: inlined above
+// #include <coray/detail/runtime/foreign.hpp>: inlined above
+// #include <coray/detail/runtime/resource_request.hpp>: inlined above
+// #include <coray/errors.hpp>: inlined above
+// #include <coray/object_ref.hpp>: inlined above
+// #include <coray/object_store.hpp>: inlined above
+// #include <coray/task.hpp>: inlined above
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+
+/// How a placement group's bundles go over the nodes.
+enum class placement_strategy : std::uint32_t { pack, spread, strict_pack, strict_spread };
+
+class placement_group {
+ public:
+  placement_group() = default;
+
+  /// Creates the group of `bundles`, each what it holds by Ray's names ({"CPU": 1, "GPU": 1,
+  /// "disk": 2}); it is reserved as soon as all of them fit (ready()).
+  /// ray::invalid_resources for a bad amount, ray::infeasible_resources for a group the nodes
+  /// could never hold.
+  explicit placement_group(const std::vector<std::map<std::string, double>>& bundles,
+                           placement_strategy strategy = placement_strategy::pack) {
+    std::vector<detail::resource_request> requests;
+    for (const auto& b : bundles) {
+      std::map<std::string, double> custom;
+      double cpus = 0, gpus = 0;
+      for (const auto& [name, x] : b) {
+        if (name == "CPU")
+          cpus = x;
+        else if (name == "GPU")
+          gpus = x;
+        else
+          custom[name] = x;
+      }
+      requests.push_back(
+          detail::resource_request::from(cpus, gpus, custom, "ray::placement_group"));
+    }
+    auto made = detail::on_loop("ray::placement_group", [&](detail::process& p) {
+      detail::driver* d = p.as_driver();
+      if (!d) throw usage_error("ray::placement_group is only available in the driver process");
+      return d->create_placement_group(std::move(requests),
+                                       static_cast<detail::bundle_strategy>(strategy));
+    });
+    id_ = made.first;
+    size_ = bundles.size();
+    ready_ = object_ref<bool>(std::move(made.second));
+  }
+
+  std::uint64_t id() const noexcept { return id_; }
+  std::size_t bundle_count() const noexcept { return size_; }
+
+  /// A ref that becomes true once every bundle is reserved (fails if the group is removed
+  /// first), as Ray's pg.ready().
+  const object_ref<bool>& ready() const noexcept { return ready_; }
+
+  /// Waits up to `timeout` for the group to be reserved; true if it is.
+  bool wait(std::chrono::milliseconds timeout) const {
+    try {
+      return ray::get(ready_, {.timeout = timeout});
+    } catch (const get_timeout&) {
+      return false;
+    }
+  }
+
+  /// Each bundle's node (its MPI rank; 0 outside a cluster) once reserved; empty before.
+  std::vector<int> bundle_nodes() const {
+    return detail::on_loop("ray::placement_group::bundle_nodes", [&](detail::process& p) {
+      detail::driver* d = p.as_driver();
+      if (!d)
+        throw usage_error("ray::placement_group::bundle_nodes is only available in the driver");
+      return d->placement_group_nodes(id_);
+    });
+  }
+
+  /// Places a call or actor in bundle `index`, or in any of the group's bundles (-1), as
+  /// Ray's PlacementGroupSchedulingStrategy.
+  scheduling_strategy bundle(int index = -1) const noexcept {
+    scheduling_strategy s;
+    s.how = scheduling_strategy::kind::placement_group;
+    s.group = id_;
+    s.bundle = index;
+    return s;
+  }
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(id_, size_);
+  }
+
+ private:
+  std::uint64_t id_ = 0;
+  std::size_t size_ = 0;
+  object_ref<bool> ready_;
+};
+
+/// Removes the group: its bundles' resources go back to their nodes, the actors placed in it
+/// are killed and the calls waiting to run in it fail; calls running in it run to their end.
+/// Driver only.
+inline void remove_placement_group(const placement_group& pg) {
+  detail::on_loop("ray::remove_placement_group", [&](detail::process& p) {
+    detail::driver* d = p.as_driver();
+    if (!d) throw usage_error("ray::remove_placement_group is only available in the driver");
+    d->remove_placement_group(pg.id());
+  });
+}
+
+CORAY_END_NAMESPACE
+// end <coray/placement_group.hpp>
 // begin <coray/pool.hpp>
 /// ray::pool: multiprocessing.Pool for coray -- worker processes of its own that map a
 /// function over a range in chunks, or run single calls, with an optional initializer run
@@ -13672,6 +13844,8 @@ CORAY_END_NAMESPACE
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
+class resource_ledger;
+
 struct actor_entry {
   std::uint64_t id = 0;
   std::uint32_t slot = 0;
@@ -13691,9 +13865,11 @@ struct actor_entry {
   int restarts = 0;
   int max_task_retries = 0;
   std::uint32_t max_concurrency = 1;
-  std::uint32_t shape = 0;  // resources it holds for life (call_pump's shapes); 0: none
-  bool placed = false;      // it holds them (shape 0: nothing to hold)
-  resource_grant grant;     // its GPUs, kept across restarts
+  std::uint32_t shape = 0;            // resources it holds for life (call_pump's shapes); 0: none
+  bool placed = false;                // it holds them (shape 0: nothing to hold)
+  resource_grant grant;               // its GPUs, kept across restarts
+  std::uint64_t group = 0;            // the placement group whose bundle lends it its resources
+  resource_ledger* ledger = nullptr;  // that bundle's; null: its node's
   // The constructor call, kept to build the actor again (max_restarts).
   std::uint64_t ctor_fn = 0;
   std::string_view ctor_name;
@@ -13895,6 +14071,13 @@ class actor_table {
   void for_each(F&& f) const {
     for (const auto& entry : actors_) f(entry.second);
   }
+  /// The live actors placed in placement group `group`.
+  std::vector<std::uint64_t> in_group(std::uint64_t group) const {
+    std::vector<std::uint64_t> out;
+    for (const auto& [id, a] : actors_)
+      if (a.group == group && !a.dead && !a.killed) out.push_back(id);
+    return out;
+  }
   std::vector<actor_entry*> idle() {
     std::vector<actor_entry*> out;
     for (auto& [id, a] : actors_)
@@ -14054,6 +14237,8 @@ CORAY_END_NAMESPACE
 /// hold come from the ledger of the node the process runs on (transport::node_of), so a call
 /// asking for a GPU goes to a node that has one. A call's placement (resource_request::where)
 /// limits the workers it may go to: one node's (node affinity), or each node in turn (spread).
+/// A call or actor in a placement group's bundle leases from the bundle's ledger (what the
+/// group reserved on that node), on a worker of the bundle's node.
 
 #include <fmt/format.h>
 
@@ -14478,6 +14663,18 @@ class call_sender {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/call_sender.hpp>
+// begin <coray/detail/runtime/placement_groups.hpp>
+/// The orchestrator's placement groups (Ray's): bundles of resources reserved together on the
+/// nodes by a strategy (pack, spread, strict_pack, strict_spread), then lent to the calls and
+/// actors placed in them. A group waits until every bundle can be reserved at once; reserving
+/// takes each bundle from its node's ledger, and the bundle keeps a ledger of its own
+/// (resource_ledger::bundle) that the calls and actors in it lease from, with the node's GPU
+/// indices. Its answers are decisions; the orchestrator acts on them. Driver only, loop thread
+/// only.
+
+#include <fmt/format.h>
+
+// #include <coray/detail/runtime/object_state.hpp>: inlined above
 // begin <coray/detail/runtime/resource_ledger.hpp>
 /// The runtime's resources and who holds them: totals by name (`CPU`, `GPU` and custom
 /// ones), what is free, and the GPUs by id with the fraction of each that is free. A
@@ -14527,6 +14724,21 @@ class resource_ledger {
     for (std::size_t i = 0; i < gpu_ids_.size(); ++i)
       gpu_free_.push_back(std::clamp<resource_amount>(
           gpus - static_cast<resource_amount>(i) * resource_unit, 0, resource_unit));
+  }
+
+  /// A placement group's bundle: what `r` took of a node's ledger as grant `g`, lent again
+  /// to the calls and actors placed in the bundle. Its GPUs keep the node's indices (and
+  /// `node_gpu_ids`), so a grant from it names the node's GPUs.
+  static resource_ledger bundle(const resource_request& r, const resource_grant& g,
+                                const std::vector<std::string>& node_gpu_ids) {
+    resource_ledger l;
+    l.cpu_total_ = l.cpu_free_ = r.cpu;
+    l.gpu_total_ = r.gpu;
+    l.gpu_ids_ = node_gpu_ids;
+    l.gpu_free_.assign(node_gpu_ids.size(), 0);
+    for (const auto& [i, a] : g.gpus) l.gpu_free_[i] = a;
+    l.custom_total_ = l.custom_free_ = r.custom;
+    return l;
   }
 
   const std::vector<std::string>& gpu_ids() const noexcept { return gpu_ids_; }
@@ -14645,6 +14857,180 @@ class resource_ledger {
 }  // namespace detail
 CORAY_END_NAMESPACE
 // end <coray/detail/runtime/resource_ledger.hpp>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+struct placed_bundle {
+  std::uint32_t node = 0;
+  resource_grant grant;    // what the bundle took of its node's ledger
+  resource_ledger ledger;  // what it lends to the calls and actors in it
+};
+
+struct placement_group_entry {
+  std::uint64_t id = 0;
+  bundle_strategy strategy = bundle_strategy::pack;
+  std::vector<resource_request> bundles;
+  std::vector<placed_bundle> placed;  // one per bundle once reserved; empty while pending
+  bool removed = false;
+  state_ptr ready;          // true once reserved; failed if removed before
+  std::uint32_t users = 0;  // leases, loans and actors holding a bundle's resources
+
+  bool pending() const noexcept { return !removed && placed.empty(); }
+};
+
+class placement_group_table {
+ public:
+  /// A node's ledger and the CPU its task workers hold besides (call_pump's view).
+  using node_view = std::function<std::pair<resource_ledger*, resource_amount>(std::uint32_t)>;
+
+  placement_group_entry& add(bundle_strategy s, std::vector<resource_request> bundles,
+                             state_ptr ready) {
+    placement_group_entry& g = groups_[next_id_];
+    g.id = next_id_++;
+    g.strategy = s;
+    g.bundles = std::move(bundles);
+    g.ready = std::move(ready);
+    return g;
+  }
+  placement_group_entry* find(std::uint64_t id) noexcept {
+    auto it = groups_.find(id);
+    return it == groups_.end() ? nullptr : &it->second;
+  }
+  const placement_group_entry* find(std::uint64_t id) const noexcept {
+    auto it = groups_.find(id);
+    return it == groups_.end() ? nullptr : &it->second;
+  }
+  bool any_pending() const noexcept { return pending_ != 0; }
+  void count_pending(int delta) noexcept { pending_ += delta; }
+
+  /// Why `bundles` under `s` could never be reserved on nodes with these ledgers, or nullopt.
+  static std::optional<std::string> why_never(const std::vector<resource_request>& bundles,
+                                              bundle_strategy s,
+                                              const std::vector<resource_ledger>& nodes) {
+    if (bundles.empty()) return "it has no bundle";
+    for (std::size_t i = 0; i < bundles.size(); ++i) {
+      const resource_request& b = bundles[i];
+      if (b.cpu == 0 && b.gpu == 0 && b.custom.empty())
+        return fmt::format("bundle {} asks for nothing", i);
+      bool somewhere = false;
+      for (const auto& l : nodes) somewhere |= !l.refuse(b);
+      if (!somewhere)
+        return fmt::format("no node could ever hold bundle {}: {}", i, *nodes[0].refuse(b));
+    }
+    if (s == bundle_strategy::strict_spread && bundles.size() > nodes.size())
+      return fmt::format(
+          "strict_spread puts each of its {} bundles on a node of its own, and "
+          "the runtime has {} node{}",
+          bundles.size(), nodes.size(), nodes.size() == 1 ? "" : "s");
+    if (s == bundle_strategy::strict_pack) {
+      resource_request sum{0, 0, {}, {}};
+      for (const auto& b : bundles) {
+        sum.cpu += b.cpu;
+        sum.gpu += b.gpu;
+        for (const auto& [name, a] : b.custom) sum.custom[name] += a;
+      }
+      bool one = false;
+      for (const auto& l : nodes) one |= !l.refuse(sum);
+      if (!one)
+        return fmt::format(
+            "strict_pack puts its bundles ({} in all) on one node, and no node "
+            "could ever hold them: {}",
+            sum.describe(), *nodes[0].refuse(sum));
+    }
+    return std::nullopt;
+  }
+
+  /// Reserves group `g`'s bundles if they all fit now, by its strategy; true if it did.
+  static bool try_place(placement_group_entry& g, std::uint32_t nodes, const node_view& view) {
+    const std::size_t n = g.bundles.size();
+    std::vector<std::uint32_t> where(n, 0);
+    std::vector<std::optional<resource_grant>> grants(n);
+    auto undo = [&](std::size_t upto) {
+      for (std::size_t i = 0; i < upto; ++i)
+        if (grants[i]) view(where[i]).first->release(g.bundles[i], *grants[i]);
+    };
+    auto take = [&](std::size_t i, std::uint32_t node) {
+      auto [ledger, busy] = view(node);
+      if (!ledger) return false;
+      grants[i] = ledger->acquire(g.bundles[i], busy);
+      if (!grants[i]) return false;
+      where[i] = node;
+      return true;
+    };
+    auto all_on = [&](std::uint32_t node) {
+      for (std::size_t i = 0; i < n; ++i)
+        if (!take(i, node)) {
+          undo(i);
+          std::fill(grants.begin(), grants.end(), std::nullopt);
+          return false;
+        }
+      return true;
+    };
+    bool done = false;
+    if (g.strategy == bundle_strategy::pack || g.strategy == bundle_strategy::strict_pack)
+      for (std::uint32_t node = 0; node < nodes && !done; ++node) done = all_on(node);
+    if (!done && g.strategy != bundle_strategy::strict_pack) {
+      // Bundle by bundle: spread ones each on the next node not used yet where they can (strict:
+      // only such), packed ones on the node of the bundle before where they can.
+      const bool spread =
+          g.strategy == bundle_strategy::spread || g.strategy == bundle_strategy::strict_spread;
+      std::vector<bool> used(nodes, false);
+      done = true;
+      for (std::size_t i = 0; i < n && done; ++i) {
+        bool ok = false;
+        const std::uint32_t start = i == 0 ? 0 : (spread ? where[i - 1] + 1 : where[i - 1]);
+        for (int pass = 0; pass < 2 && !ok; ++pass) {
+          if (pass == 1 && g.strategy == bundle_strategy::strict_spread) break;
+          for (std::uint32_t k = 0; k < nodes && !ok; ++k) {
+            const std::uint32_t node = (start + k) % nodes;
+            if (pass == 0 && spread && used[node]) continue;
+            ok = take(i, node);
+          }
+        }
+        if (ok) used[where[i]] = true;
+        done = ok;
+        if (!ok) undo(i);
+      }
+    }
+    if (!done) return false;
+    for (std::size_t i = 0; i < n; ++i) {
+      const resource_ledger& node = *view(where[i]).first;
+      g.placed.push_back({where[i], *grants[i],
+                          resource_ledger::bundle(g.bundles[i], *grants[i], node.gpu_ids())});
+    }
+    return true;
+  }
+
+  template <class F>
+  void for_each_pending(F&& f) {
+    for (auto& [id, g] : groups_)
+      if (g.pending()) f(g);
+  }
+
+  /// Forgets a removed group once nothing holds its bundles' resources.
+  void forget_if_done(placement_group_entry& g) {
+    if (g.removed && g.users == 0) groups_.erase(g.id);
+  }
+
+ private:
+  std::map<std::uint64_t, placement_group_entry> groups_;
+  std::uint64_t next_id_ = 1;
+  int pending_ = 0;
+};
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/placement_groups.hpp>
+// #include <coray/detail/runtime/resource_ledger.hpp>: inlined above
 // #include <coray/detail/runtime/task_table.hpp>: inlined above
 // #include <coray/detail/runtime/transport.hpp>: inlined above
 // #include <coray/errors.hpp>: inlined above
@@ -14663,13 +15049,14 @@ namespace detail {
 class call_pump {
  public:
   call_pump(task_table& tasks, actor_table& actors, transport& t, call_sender& sender,
-            std::vector<resource_ledger>& resources, std::uint32_t workers,
-            std::uint32_t max_in_flight)
+            std::vector<resource_ledger>& resources, placement_group_table& groups,
+            std::uint32_t workers, std::uint32_t max_in_flight)
       : tasks_(tasks),
         actors_(actors),
         transport_(t),
         sender_(sender),
         resources_(resources),
+        groups_(groups),
         workers_(workers),
         max_in_flight_(max_in_flight),
         leases_(workers),
@@ -14707,7 +15094,8 @@ class call_pump {
   bool release_if_idle(std::uint32_t slot) {
     worker_lease& l = leases_[slot];
     if (!l.held || tasks_.in_flight(slot) != 0) return false;
-    resources_[node_[slot]].release(shape(l.shape), l.grant, false);
+    lease_ledger(slot).release(shape(l.shape), l.grant, false);
+    let_go(l.group);
     l = worker_lease{};
     --leases_held_;
     refresh();
@@ -14726,7 +15114,8 @@ class call_pump {
     r.lent = false;
     auto it = loans_.find(r.id);
     if (it == loans_.end()) return;
-    resources_[node_[it->second.slot]].release(shape(r.shape), it->second.grant);
+    it->second.ledger->release(shape(r.shape), it->second.grant);
+    let_go(it->second.group);
     --lent_[it->second.slot];
     loans_.erase(it);
     refresh();
@@ -14734,7 +15123,8 @@ class call_pump {
   /// Actor `a` lets go of what it holds (it ended for good).
   void release_actor(actor_entry& a) {
     if (!a.placed || !a.shape) return;
-    resources_[a.node].release(shape(a.shape), a.grant);
+    actor_ledger(a).release(shape(a.shape), a.grant);
+    let_go(a.group);
     a.placed = false;
     refresh();
   }
@@ -14744,7 +15134,8 @@ class call_pump {
     std::map<std::string, double> out;
     for (std::uint32_t n = 0; n < resources_.size(); ++n) {
       if (node >= 0 && n != static_cast<std::uint32_t>(node)) continue;
-      const auto m = available ? resources_[n].available(cpu_in_use(n)) : resources_[n].totals();
+      const auto m =
+          available ? resources_[n].available(cpu_in_use(&resources_[n])) : resources_[n].totals();
       for (const auto& [name, x] : m) out[name] += x;
     }
     return out;
@@ -14752,8 +15143,25 @@ class call_pump {
   /// Whether node `node` could place an actor holding `s` now (0: one holding nothing, which
   /// needs a CPU free), taking nothing.
   bool actor_fits(std::uint32_t node, std::uint32_t s) const {
-    if (!s) return resources_[node].cpu_free() - cpu_in_use(node) >= resource_unit;
-    return resources_[node].fits(shape(s), cpu_in_use(node));
+    if (!s) return resources_[node].cpu_free() - cpu_in_use(&resources_[node]) >= resource_unit;
+    return resources_[node].fits(shape(s), cpu_in_use(&resources_[node]));
+  }
+  /// Reserves placement group `g`'s bundles if they all fit now on live nodes; true if so.
+  bool place_group(placement_group_entry& g) {
+    const bool placed = placement_group_table::try_place(
+        g, static_cast<std::uint32_t>(resources_.size()),
+        [&](std::uint32_t n) -> std::pair<resource_ledger*, resource_amount> {
+          if (!transport_.node_alive(n)) return {nullptr, 0};
+          return {&resources_[n], cpu_in_use(&resources_[n])};
+        });
+    if (placed) refresh();
+    return placed;
+  }
+  /// Gives group `g`'s bundles back to their nodes (it was removed).
+  void unplace_group(placement_group_entry& g) {
+    for (std::size_t i = 0; i < g.placed.size(); ++i)
+      resources_[g.placed[i].node].release(g.bundles[i], g.placed[i].grant);
+    refresh();
   }
 
   /// Sends ready task calls, then the calls of actors whose mailbox was full. True on
@@ -14842,6 +15250,10 @@ class call_pump {
   using queue_place = std::deque<task_record*>::iterator;
   /// pick()'s answer for a call bound to a node that can run nothing any more.
   static constexpr int unplaceable = -2;
+  /// node_for's answers for a call in a placement group: on a node of one of its bundles; or
+  /// not yet (the group waits to be reserved).
+  static constexpr int in_group = -3;
+  static constexpr int group_pending = -4;
 
   /// The next call to send and its worker (-1 if none): the queue's first call to the task
   /// worker with the fewest calls that occupy it, under the per-worker limit; failing that,
@@ -14914,10 +15326,18 @@ class call_pump {
       const placement& where = shape(r.shape).where;
       const int only = node_for(r.shape);
       if (only == unplaceable) {
-        r.result->set_error(std::make_exception_ptr(worker_crashed(
-            fmt::format("coray: {} can never run: it asks for node {}, which is lost", r.label(),
-                        where.node))));
+        r.result->set_error(where.group
+                                ? std::make_exception_ptr(ray::runtime_error(fmt::format(
+                                      "coray: {} can never run: its placement group {} was removed",
+                                      r.label(), where.group)))
+                                : std::make_exception_ptr(worker_crashed(fmt::format(
+                                      "coray: {} can never run: it asks for node {}, which is lost",
+                                      r.label(), where.node))));
         return {unplaceable, it};
+      }
+      if (only == group_pending) {  // waits until its group's bundles are reserved
+        refused.push_back(r.shape);
+        continue;
       }
       // Spread: the scan starts at the next node's first worker, so ties go to it.
       const std::uint32_t from = where.spread ? first_worker_at(spread_next_) : 0;
@@ -14926,7 +15346,8 @@ class call_pump {
       std::uint32_t leased_load = max_in_flight_;
       for (std::uint32_t k = 0; k < workers_; ++k) {
         const std::uint32_t i = (from + k) % workers_;
-        if (!transport_.alive(i) || (only >= 0 && node_[i] != static_cast<std::uint32_t>(only)))
+        if (!transport_.alive(i) || (only >= 0 && node_[i] != static_cast<std::uint32_t>(only)) ||
+            (only == in_group && !ledger_at(node_[i], r.shape)))
           continue;
         const auto [suspended, mark] = transport_.occupancy_of(i);
         const std::uint32_t load = tasks_.load(i, suspended);
@@ -14939,7 +15360,8 @@ class call_pump {
           continue;
         }
         if (tasks_.in_flight(i) == 0) {
-          if (idle < 0 && (resources_.size() == 1 || node_can_lease(node_[i], r.shape)))
+          if (idle < 0 &&
+              ((resources_.size() == 1 && !where.group) || node_can_lease(node_[i], r.shape)))
             idle = static_cast<int>(i);
         } else if (leases_[i].shape == r.shape && load < leased_load && pipelines(r.shape)) {
           leased = static_cast<int>(i);
@@ -14970,9 +15392,15 @@ class call_pump {
   }
   /// The node a call of requirement `s` must run on: -1 for any, `unplaceable` for a node
   /// that is gone (a hard affinity; a soft one runs anywhere then, as it does when the node
-  /// could never meet the requirement).
+  /// could never meet the requirement) or a placement group removed, `in_group` for the nodes
+  /// of its group's bundles, `group_pending` while they are not reserved yet.
   int node_for(std::uint32_t s) const {
     const resource_request& r = shape(s);
+    if (r.where.group) {
+      const placement_group_entry* g = groups_.find(r.where.group);
+      if (!g || g->removed) return unplaceable;
+      return g->pending() ? group_pending : in_group;
+    }
     if (r.where.node < 0) return -1;
     const auto n = static_cast<std::uint32_t>(r.where.node);
     const bool usable = n < resources_.size() && transport_.node_alive(n);
@@ -14983,11 +15411,47 @@ class call_pump {
   /// cluster, where only some nodes may have it); remembered for the call being placed.
   bool node_can_lease(std::uint32_t n, std::uint32_t s) {
     if (lacking_[n]) return false;
-    const resource_amount busy = cpu_in_use(n);
-    const bool fits = s == 0 ? resources_[n].cpu_free() - busy >= resource_unit
-                             : resources_[n].fits(shape(s), busy);
+    resource_ledger* l = ledger_at(n, s);
+    const resource_amount busy = l ? cpu_in_use(l) : 0;
+    const bool fits =
+        l && (s == 0 ? l->cpu_free() - busy >= resource_unit : l->fits(shape(s), busy));
     lacking_[n] = !fits;
     return fits;
+  }
+  /// The ledger requirement `s` leases from on node `n`: the node's, or for a call in a
+  /// placement group a bundle of it on that node (the bundle named, or the first that fits
+  /// now, else the first); null if the group has no bundle there.
+  resource_ledger* ledger_at(std::uint32_t n, std::uint32_t s) {
+    const placement& w = shape(s).where;
+    if (!w.group) return &resources_[n];
+    placement_group_entry* g = groups_.find(w.group);
+    if (!g) return nullptr;
+    resource_ledger* first = nullptr;
+    for (std::size_t b = 0; b < g->placed.size(); ++b) {
+      placed_bundle& pb = g->placed[b];
+      if (pb.node != n || (w.bundle >= 0 && b != static_cast<std::size_t>(w.bundle))) continue;
+      if (pb.ledger.fits(shape(s), cpu_in_use(&pb.ledger))) return &pb.ledger;
+      if (!first) first = &pb.ledger;
+    }
+    return first;
+  }
+  /// The ledger worker `slot`'s lease came from.
+  resource_ledger& lease_ledger(std::uint32_t slot) {
+    return leases_[slot].ledger ? *leases_[slot].ledger : resources_[node_[slot]];
+  }
+  resource_ledger& actor_ledger(const actor_entry& a) {
+    return a.ledger ? *a.ledger : resources_[a.node];
+  }
+  /// A lease, loan or actor of placement group `id` let go of its bundle's resources.
+  void let_go(std::uint64_t id) {
+    if (!id) return;
+    if (placement_group_entry* g = groups_.find(id)) {
+      --g->users;
+      groups_.forget_if_done(*g);
+    }
+  }
+  void hold(std::uint64_t id) {
+    if (placement_group_entry* g = id ? groups_.find(id) : nullptr) ++g->users;
   }
   /// The first task worker on node `n` (wrapping to node 0 past the last).
   std::uint32_t first_worker_at(std::uint32_t n) const noexcept {
@@ -14997,12 +15461,15 @@ class call_pump {
   }
   /// Gives idle worker `slot` a lease for requirement `s`, if its node's ledger has it free.
   bool lease(std::uint32_t slot, std::uint32_t s) {
-    resource_ledger& l = resources_[node_[slot]];
-    const resource_amount busy = cpu_in_use(node_[slot]);
-    if (s == 0) return l.cpu_free() - busy >= resource_unit;
-    auto g = l.acquire(shape(s), busy, false);
+    resource_ledger* l = ledger_at(node_[slot], s);
+    if (!l) return false;
+    const resource_amount busy = cpu_in_use(l);
+    if (s == 0) return l->cpu_free() - busy >= resource_unit;
+    auto g = l->acquire(shape(s), busy, false);
     if (!g) return false;
-    leases_[slot] = worker_lease{s, std::move(*g), true};
+    const std::uint64_t group = shape(s).where.group;
+    leases_[slot] = worker_lease{s, std::move(*g), true, group ? l : nullptr, group};
+    hold(group);
     ++leases_held_;
     refresh();
     return true;
@@ -15021,33 +15488,41 @@ class call_pump {
   /// back when it ends or leaves the worker (end_loan). Without it, a parent blocked on a
   /// child of another requirement, with every worker so blocked, would wait for ever.
   bool lend(std::uint32_t slot, task_record& r) {
-    auto g = resources_[node_[slot]].acquire(shape(r.shape), cpu_in_use(node_[slot]));
+    resource_ledger* l = ledger_at(node_[slot], r.shape);
+    if (!l) return false;
+    auto g = l->acquire(shape(r.shape), cpu_in_use(l));
     if (!g) return false;
     r.gpus = g->gpu_mask();
     r.lent = true;
-    loans_.insert_or_assign(r.id, loan{slot, std::move(*g)});
+    const std::uint64_t group = shape(r.shape).where.group;
+    hold(group);
+    loans_.insert_or_assign(r.id, loan{slot, std::move(*g), l, group});
     ++lent_[slot];
     return true;
   }
   /// Places actor `a`: takes what it holds for life, if free now; one given nothing needs a
   /// CPU free to be placed and holds none after (Ray's rule). False if it must wait.
   bool place(actor_entry& a) {
-    if (!a.shape) return a.placed = actor_fits(a.node, 0);
-    auto g = resources_[a.node].acquire(shape(a.shape), cpu_in_use(a.node));
+    resource_ledger& l = actor_ledger(a);
+    if (!a.shape) return a.placed = l.cpu_free() - cpu_in_use(&l) >= resource_unit;
+    auto g = l.acquire(shape(a.shape), cpu_in_use(&l));
     if (!g) return false;
+    hold(a.group);
     a.grant = std::move(*g);
     a.placed = true;
     refresh();
     return true;
   }
-  /// CPU node `node`'s task workers hold: their lease's, for each that runs something now
-  /// besides the calls it was lent (whose CPU the ledger holds).
-  resource_amount cpu_in_use(std::uint32_t node) const {
+  /// CPU the task workers leased from ledger `l` (a node's, or a bundle's) hold: their
+  /// lease's, for each that runs something now besides the calls it was lent (whose CPU the
+  /// ledger holds).
+  resource_amount cpu_in_use(const resource_ledger* l) const {
     resource_amount n = 0;
-    for (std::uint32_t i = 0; i < workers_; ++i)
-      if (node_[i] == node && transport_.alive(i) &&
-          tasks_.load(i, transport_.suspended(i)) > lent_[i])
+    for (std::uint32_t i = 0; i < workers_; ++i) {
+      const resource_ledger* from = leases_[i].ledger ? leases_[i].ledger : &resources_[node_[i]];
+      if (from == l && transport_.alive(i) && tasks_.load(i, transport_.suspended(i)) > lent_[i])
         n += shape(leases_[i].shape).cpu;
+    }
     return n;
   }
   /// Whether dispatch may ignore resources: only default tasks, a CPU for every worker.
@@ -15059,13 +15534,17 @@ class call_pump {
   }
 
   struct loan {
-    std::uint32_t slot = 0;  // the worker lent
-    resource_grant grant;    // the call's own resources (its CPU taken)
+    std::uint32_t slot = 0;             // the worker lent
+    resource_grant grant;               // the call's own resources (its CPU taken)
+    resource_ledger* ledger = nullptr;  // where from: its node's, or its bundle's
+    std::uint64_t group = 0;            // its placement group, if any
   };
   struct worker_lease {
-    std::uint32_t shape = 0;  // the requirement its calls share
-    resource_grant grant;     // its GPUs
-    bool held = false;        // the ledger holds it (a requirement other than the default)
+    std::uint32_t shape = 0;            // the requirement its calls share
+    resource_grant grant;               // its GPUs
+    bool held = false;                  // the ledger holds it (not the default requirement)
+    resource_ledger* ledger = nullptr;  // a bundle's; null: its node's
+    std::uint64_t group = 0;            // its placement group, if any
   };
 
   task_table& tasks_;
@@ -15073,6 +15552,7 @@ class call_pump {
   transport& transport_;
   call_sender& sender_;
   std::vector<resource_ledger>& resources_;  // per node
+  placement_group_table& groups_;
   std::uint32_t workers_;
   std::uint32_t max_in_flight_;
   std::vector<resource_request> shapes_;           // requirement s is shapes_[s - 1]
@@ -15434,7 +15914,7 @@ class call_lifecycle {
         router_(seg, t, ledger_, cfg_.num_workers + cfg_.max_actors),
         sender_(seg, t, ledger_, spiller_, stamp_),
         resources_(ledgers(cfg_)),
-        pump_(tasks_, actors_, t, sender_, resources_, cfg_.num_workers,
+        pump_(tasks_, actors_, t, sender_, resources_, groups_, cfg_.num_workers,
               cfg_.max_tasks_in_flight_per_worker),
         history_(cfg_.record_timeline ? 0 : cfg_.task_history),
         timeline_(!cfg_.record_timeline ? 0
@@ -15546,6 +16026,7 @@ class call_lifecycle {
   /// Why no node could ever meet `r` (a hard affinity: the node named), or nullopt if one can.
   std::optional<std::string> why_never(const resource_request& r) const {
     const auto n = static_cast<std::uint32_t>(resources_.size());
+    if (r.where.group) return why_never_in_group(r);
     if (r.where.node >= 0) {
       const auto node = static_cast<std::uint32_t>(r.where.node);
       if (node >= n) {
@@ -15565,6 +16046,30 @@ class call_lifecycle {
     if (n > 1)
       *first += fmt::format(" (node 0's; none of the other {} nodes has it either)", n - 1);
     return first;
+  }
+
+  /// why_never for a call or actor in a placement group: the group must be there, and the
+  /// bundle named (or one of them) hold at least what it asks.
+  std::optional<std::string> why_never_in_group(const resource_request& r) const {
+    const placement_group_entry* g = groups_.find(r.where.group);
+    if (!g || g->removed)
+      return fmt::format("it asks for placement group {}, which was removed", r.where.group);
+    if (r.where.bundle >= static_cast<std::int32_t>(g->bundles.size()))
+      return fmt::format("it asks for bundle {} of placement group {}, which has {}",
+                         r.where.bundle, g->id, g->bundles.size());
+    for (std::size_t b = 0; b < g->bundles.size(); ++b) {
+      if (r.where.bundle >= 0 && b != static_cast<std::size_t>(r.where.bundle)) continue;
+      const resource_request& held = g->bundles[b];
+      std::vector<std::string> ids(
+          static_cast<std::size_t>((held.gpu + resource_unit - 1) / resource_unit));
+      if (!resource_ledger(held.cpu, held.gpu, ids, held.custom).refuse(r)) return std::nullopt;
+    }
+    return fmt::format(
+        "it asks for more than {} of placement group {} holds ({})",
+        r.where.bundle < 0 ? std::string("any bundle") : fmt::format("bundle {}", r.where.bundle),
+        g->id,
+        r.where.bundle < 0 ? g->bundles[0].describe()
+                           : g->bundles[static_cast<std::size_t>(r.where.bundle)].describe());
   }
 
   /// Gives a task call its requirement's shape; fails it if the runtime could never meet it.
@@ -15793,8 +16298,8 @@ class call_lifecycle {
   std::vector<state::actor_info> list_actors() const {
     std::vector<state::actor_info> out;
     actors_.for_each([&](const actor_entry& a) {
-      state::actor_info i{a.id, a.type_name, a.name, state::actor_state::alive,
-                          0,    a.restarts,  a.cause};
+      state::actor_info i{a.id, a.type_name, a.name,  state::actor_state::alive,
+                          0,    a.restarts,  a.cause, static_cast<int>(a.node)};
       if (a.dead) {
         i.state = state::actor_state::dead;
         i.pid = a.pid;
@@ -15857,12 +16362,13 @@ class call_lifecycle {
     });
     for (std::uint32_t s = 0; s < cfg_.num_workers; ++s)
       out.push_back({transport_.pid(s), state::worker_kind::task_worker, transport_.alive(s),
-                     tasks_.in_flight(s), 0, gpu_names(held[s], transport_.node_of(s))});
+                     tasks_.in_flight(s), 0, gpu_names(held[s], transport_.node_of(s)),
+                     static_cast<int>(transport_.node_of(s))});
     for (const auto& a : list_actors())
       if (a.state != state::actor_state::dead && a.pid > 0) {
         const actor_entry* e = actors_.find(a.id);
         out.push_back({a.pid, state::worker_kind::actor, true, 0, a.id,
-                       gpu_names(e ? e->grant.gpu_mask() : 0, e ? e->node : 0)});
+                       gpu_names(e ? e->grant.gpu_mask() : 0, e ? e->node : 0), a.node});
       }
     return out;
   }
@@ -15896,6 +16402,7 @@ class call_lifecycle {
   reply_router router_;
   call_sender sender_;
   std::vector<resource_ledger> resources_;  // per node
+  placement_group_table groups_;
   call_pump pump_;
   std::string workers_lost_;  // why no task worker can run calls any more; empty while one can
   task_history history_;
@@ -16119,12 +16626,24 @@ class orchestrator final : public call_lifecycle, public transport_events {
     if (auto why = why_never(need))
       refuse(infeasible_resources(
           fmt::format("ray::spawn: actor {} can never be placed: {}", req.type_name, *why)));
+    if (need.where.group) {
+      // Its bundle's node: the one named, else the first whose bundle has room now, else the
+      // first that could hold it.
+      const placement_group_entry* g = groups_.find(need.where.group);
+      if (g && g->pending())
+        refuse(usage_error(fmt::format(
+            "ray::spawn: placement group {} is not reserved yet: wait for it (its ready() or "
+            "wait()) before placing actors in it",
+            g->id)));
+    }
     if (need.where.node >= 0 && !need.where.soft &&
         !transport_.node_alive(static_cast<std::uint32_t>(need.where.node)))
       refuse(infeasible_resources(fmt::format(
           "ray::spawn: actor {} can never be placed: it asks for node {}, which is lost",
           req.type_name, need.where.node)));
     const std::uint32_t shape = req.resources ? pump_.intern(*req.resources) : 0;
+    placed_bundle* bundle = need.where.group ? bundle_for(need) : nullptr;
+    if (bundle) need.where = {static_cast<std::int32_t>(bundle->node), false, false, 0, -1};
     const auto slot = actor_slot(need, shape);
     if (!slot)
       refuse(ray::runtime_error(
@@ -16134,6 +16653,10 @@ class orchestrator final : public call_lifecycle, public transport_events {
     actor_entry& a = actors_.create(req, seg_, *slot, transport_.node_of(*slot));
     transport_.start_as(a.slot, req.start_as);  // a slot reused by an actor of the default
     a.shape = shape;
+    if (bundle) {
+      a.group = req.where.group;
+      a.ledger = &bundle->ledger;
+    }
     try {
       start_process(a.slot);  // its mailboxes first: the construction is sent at once
     } catch (...) {           // no room for them: refused, the spawn keeps nothing
@@ -16192,6 +16715,75 @@ class orchestrator final : public call_lifecycle, public transport_events {
     return later;
   }
 
+  /// The bundle an actor asking `need` (in a reserved placement group) goes to.
+  placed_bundle* bundle_for(const resource_request& need) {
+    placement_group_entry* g = groups_.find(need.where.group);
+    if (!g || g->placed.empty()) return nullptr;
+    if (need.where.bundle >= 0) return &g->placed[static_cast<std::size_t>(need.where.bundle)];
+    placed_bundle* could = nullptr;
+    for (std::size_t b = 0; b < g->placed.size(); ++b) {
+      placed_bundle& pb = g->placed[b];
+      if (pb.ledger.fits(need)) return &pb;
+      if (!could && !pb.ledger.refuse(need)) could = &pb;
+    }
+    return could ? could : &g->placed[0];
+  }
+
+  // ---- placement groups ----------------------------------------------------------------
+
+  /// A new placement group of `bundles` (each a requirement) under `strategy`: its id and the
+  /// state that becomes `true` once every bundle is reserved. infeasible_resources if the
+  /// nodes could never hold it.
+  std::pair<std::uint64_t, state_ptr> create_placement_group(std::vector<resource_request> bundles,
+                                                             bundle_strategy strategy) {
+    if (auto why = placement_group_table::why_never(bundles, strategy, resources_))
+      throw infeasible_resources(
+          fmt::format("ray::placement_group: it can never be reserved: {}", *why));
+    placement_group_entry& g = groups_.add(strategy, std::move(bundles), new_state());
+    groups_.count_pending(+1);
+    place_groups();
+    return {g.id, g.ready};
+  }
+
+  /// Removes a placement group: its bundles go back to their nodes, actors placed in it are
+  /// killed, calls waiting for it fail (calls running in it run to their end). A group not
+  /// reserved yet fails its ready() state.
+  void remove_placement_group(std::uint64_t id) {
+    placement_group_entry* g = groups_.find(id);
+    if (!g || g->removed) return;
+    if (g->pending()) {
+      groups_.count_pending(-1);
+      g->ready->set_error(std::make_exception_ptr(ray::runtime_error(
+          fmt::format("coray: placement group {} was removed before it was reserved", id))));
+    } else {
+      for (std::uint64_t a : actors_.in_group(id)) kill_actor(a);
+      pump_.unplace_group(*g);
+    }
+    g->removed = true;
+    groups_.forget_if_done(*g);
+  }
+
+  /// The node of each of a placement group's bundles; empty while it waits (or removed).
+  std::vector<int> placement_group_nodes(std::uint64_t id) const {
+    std::vector<int> out;
+    if (const placement_group_entry* g = groups_.find(id); g && !g->removed)
+      for (const auto& b : g->placed) out.push_back(static_cast<int>(b.node));
+    return out;
+  }
+
+  /// Reserves the groups waiting whose bundles fit now; true if one was.
+  bool place_groups() {
+    bool any = false;
+    groups_.for_each_pending([&](placement_group_entry& g) {
+      if (!pump_.place_group(g)) return;
+      groups_.count_pending(-1);
+      const bool yes = true;
+      g.ready->set_inline(encode(yes));
+      any = true;
+    });
+    return any;
+  }
+
   /// Calls made from now on, and those not yet sent, fail at once; the process gets SIGKILL
   /// and calls it was running fail when its death is seen.
   void kill_actor(std::uint64_t id) {
@@ -16241,6 +16833,8 @@ class orchestrator final : public call_lifecycle, public transport_events {
   /// every turn of the loop.
   bool service() {
     bool progress = ledger_.has_requests() && answer_block_requests();
+    if (groups_.any_pending()) [[unlikely]]
+      progress |= place_groups();
     if (!delayed_starts_.empty()) progress |= start_due();
     if (router_.has_waiting()) progress |= router_.flush();
     if (!tasks_.runnable.empty() || pump_.has_backlog()) progress |= dispatch();
@@ -19213,6 +19807,16 @@ class local_driver final : public driver {
     if (!a) return std::nullopt;
     if (a->dead) return actor_process_status{a->pid, true, a->wait_status};
     return actor_process_status{active_->pid(a->slot), false, 0};
+  }
+  std::pair<std::uint64_t, state_ptr> create_placement_group(std::vector<resource_request> bundles,
+                                                             bundle_strategy strategy) override {
+    return orchestrator_->create_placement_group(std::move(bundles), strategy);
+  }
+  void remove_placement_group(std::uint64_t id) override {
+    orchestrator_->remove_placement_group(id);
+  }
+  std::vector<int> placement_group_nodes(std::uint64_t id) const override {
+    return orchestrator_->placement_group_nodes(id);
   }
   std::map<std::string, double> resources(bool available, int node = -1) override {
     return orchestrator_->resources(available, node);

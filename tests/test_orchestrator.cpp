@@ -865,3 +865,91 @@ TEST_CASE("in a cluster an actor takes a slot on the node its resources or affin
   CHECK_THROWS_AS(spawn(0, {1, false, false}), ray::runtime_error);  // node 1's slot is taken
   CHECK_THROWS_AS(spawn(0, {3, false, false}), ray::infeasible_resources);
 }
+
+namespace {
+std::vector<resource_request> bundles_of(std::vector<std::pair<double, double>> cpu_gpu) {
+  std::vector<resource_request> out;
+  for (auto [c, g] : cpu_gpu) out.push_back(resource_request::from(c, g, {}, "test"));
+  return out;
+}
+task_spec in_bundle(int arg, std::uint64_t group, std::int32_t bundle, double cpus = 1) {
+  task_spec spec = fixture::call(arg);
+  auto r = resource_request::from(cpus, 0, {}, "test");
+  r.where.group = group;
+  r.where.bundle = bundle;
+  spec.resources = std::make_shared<const resource_request>(std::move(r));
+  return spec;
+}
+}  // namespace
+
+TEST_CASE("a placement group reserves its bundles by strategy, and its calls lease from them") {
+  fixture f = two_nodes();
+  auto [id, ready] =
+      f.orch->create_placement_group(bundles_of({{1, 0}, {1, 0}}), bundle_strategy::strict_spread);
+  REQUIRE(ready->st == object_state::status::ready);
+  CHECK(f.orch->placement_group_nodes(id) == std::vector<int>{0, 1});
+  CHECK(f.orch->resources(true).at("CPU") == 2);  // one CPU of each node is the group's
+  auto a = f.orch->submit(in_bundle(1, id, 1));
+  auto b = f.orch->submit(in_bundle(2, id, 1));
+  REQUIRE(f.net.calls().size() == 1);  // the bundle's one CPU is a's: b waits for it
+  CHECK(f.net.node_of(f.net.calls()[0].slot) == 1);
+  f.reply(f.net.calls()[0].slot, a->id, 1);
+  REQUIRE(f.net.calls().size() == 2);
+  CHECK(f.net.calls()[1].int_argument() == 2);
+  CHECK(f.net.node_of(f.net.calls()[1].slot) == 1);
+  f.reply(f.net.calls()[1].slot, b->id, 2);
+  CHECK(fixture::value(b) == 2);
+  // More than a bundle holds can never run in it.
+  auto big = f.orch->submit(in_bundle(3, id, 0, 2));
+  CHECK(fixture::error_of<ray::infeasible_resources>(big).find("bundle 0") != std::string::npos);
+}
+
+TEST_CASE("a strict_pack group waits for one node's room, and a removed group gives it back") {
+  fixture f = two_nodes();
+  auto [gpu_group, gpu_ready] =
+      f.orch->create_placement_group(bundles_of({{2, 0}, {0, 1}}), bundle_strategy::strict_pack);
+  REQUIRE(gpu_ready->st == object_state::status::ready);
+  CHECK(f.orch->placement_group_nodes(gpu_group) == std::vector<int>{1, 1});  // the GPU's node
+  auto [cpu_group, cpu_ready] =
+      f.orch->create_placement_group(bundles_of({{2, 0}}), bundle_strategy::strict_pack);
+  CHECK(f.orch->placement_group_nodes(cpu_group) == std::vector<int>{0});
+  auto [waiting, waiting_ready] =
+      f.orch->create_placement_group(bundles_of({{1, 0}}), bundle_strategy::pack);
+  f.orch->service();
+  CHECK(waiting_ready->st == object_state::status::pending);  // no CPU is left anywhere
+  auto queued = f.orch->submit(in_bundle(1, waiting, 0));
+  CHECK(f.net.calls().empty());  // it waits for its group
+  f.orch->remove_placement_group(gpu_group);
+  f.orch->service();
+  REQUIRE(waiting_ready->st == object_state::status::ready);
+  CHECK(f.orch->placement_group_nodes(waiting) == std::vector<int>{1});
+  REQUIRE(f.net.calls().size() == 1);  // its call goes, on its bundle's node
+  CHECK(f.net.node_of(f.net.calls()[0].slot) == 1);
+  // A call in the removed group fails; a group no node could hold is refused at once.
+  auto late = f.orch->submit(in_bundle(2, gpu_group, 0));
+  CHECK(fixture::error_of<ray::infeasible_resources>(late).find("removed") != std::string::npos);
+  CHECK_THROWS_AS(f.orch->create_placement_group(bundles_of({{1, 0}, {1, 0}, {1, 0}}),
+                                                 bundle_strategy::strict_spread),
+                  ray::infeasible_resources);
+  CHECK_THROWS_AS(f.orch->create_placement_group(bundles_of({{0, 2}}), bundle_strategy::pack),
+                  ray::infeasible_resources);
+}
+
+TEST_CASE("an actor in a bundle takes its GPU from the bundle, on the bundle's node") {
+  fixture f = two_nodes();
+  auto [id, ready] = f.orch->create_placement_group(bundles_of({{0, 1}}), bundle_strategy::pack);
+  REQUIRE(ready->st == object_state::status::ready);
+  CHECK(f.orch->resources(true).count("GPU") == 1);
+  CHECK(f.orch->resources(true).at("GPU") == 0);  // the group holds it
+  actor_spawn_request req;
+  req.constructor.fn_id = 7;
+  req.type_name = "model";
+  req.resources =
+      std::make_shared<const resource_request>(resource_request::from(0, 1, {}, "test"));
+  req.where.group = id;
+  req.where.bundle = 0;
+  f.orch->spawn_actor(std::move(req));
+  REQUIRE(f.net.calls().size() == 1);
+  CHECK(f.net.calls()[0].slot == 5);  // node 1's actor slot
+  CHECK(f.net.calls()[0].header().gpus == 1u);
+}

@@ -422,6 +422,58 @@ TEST_CASE("an actor's resources go back when it ends") {
   CHECK(ray::get(b.call<&gpu_holder::gpus>()).get().ids == std::vector<std::string>{"0"});
 }
 
+TEST_CASE("a placement group reserves its bundles: calls and actors in it take theirs") {
+  without_visible_devices clean;
+  ray::runtime rt({.num_workers = 2, .num_cpus = 2, .num_gpus = 2});
+  ray::placement_group pg({{{"CPU", 1}, {"GPU", 1}}, {{"CPU", 1}}});
+  REQUIRE(pg.wait(std::chrono::seconds(30)));
+  CHECK(pg.bundle_nodes() == std::vector<int>{0, 0});
+  CHECK(ray::available_resources().at("GPU") == 1);  // the group holds one GPU
+  CHECK(ray::available_resources().at("CPU") == 0);  // and both CPUs
+  // Every CPU is the group's now: a call in a bundle runs on what the bundle holds.
+  gpu_view in = ray::get(ray::task<gpus_of_task>
+                             .options({.num_cpus = 1, .num_gpus = 1,
+                                       .scheduling_strategy = pg.bundle(0)})
+                             .remote());
+  REQUIRE(in.ids.size() == 1);
+  CHECK(in.env == in.ids[0]);
+  auto a = ray::spawn<gpu_holder>({.num_gpus = 1, .scheduling_strategy = pg.bundle(0)});
+  CHECK(ray::get(a.call<&gpu_holder::gpus>()).get().ids == in.ids);  // the bundle's GPU
+  // More than a bundle holds can never run in it.
+  CHECK_THROWS_AS(
+      ray::get(
+          ray::task<one>.options({.num_gpus = 1, .scheduling_strategy = pg.bundle(1)}).remote())
+          .get(),
+      ray::infeasible_resources);
+  ray::remove_placement_group(pg);  // its actor is killed, its resources go back
+  CHECK_THROWS_AS(ray::get(a.call<&gpu_holder::gpus>()).get(), ray::actor_died);
+  REQUIRE(serve_until([] { return ray::available_resources() == ray::cluster_resources(); },
+                      std::chrono::seconds(30)));
+  CHECK_THROWS_AS(
+      ray::get(ray::task<one>.options({.scheduling_strategy = pg.bundle()}).remote()).get(),
+      ray::infeasible_resources);
+}
+
+TEST_CASE("a placement group waits until its bundles fit, and one that never can is refused") {
+  ray::runtime rt({.num_workers = 1, .num_cpus = 2});
+  ray::placement_group first({{{"CPU", 2}}}, ray::placement_strategy::strict_pack);
+  REQUIRE(first.wait(std::chrono::seconds(30)));
+  ray::placement_group second({{{"CPU", 1}}});
+  CHECK_FALSE(second.wait(std::chrono::milliseconds(50)));  // every CPU is the first's
+  CHECK(second.bundle_nodes().empty());
+  ray::remove_placement_group(first);
+  CHECK(second.wait(std::chrono::seconds(30)));
+  CHECK(second.bundle_nodes() == std::vector<int>{0});
+  ray::placement_group never({{{"CPU", 2}}});  // the second holds one of the two
+  ray::remove_placement_group(never);          // removed before it was reserved: ready() fails
+  CHECK_THROWS_AS(ray::get(never.ready()).get(), ray::runtime_error);
+  CHECK_THROWS_AS(
+      ray::placement_group({{{"CPU", 1}}, {{"CPU", 1}}}, ray::placement_strategy::strict_spread),
+      ray::infeasible_resources);  // one node: no second node for a bundle
+  CHECK_THROWS_AS(ray::placement_group({{{"CPU", 3}}}), ray::infeasible_resources);
+  CHECK_THROWS_AS(ray::placement_group({{{"CPU", -1}}}), ray::invalid_resources);
+}
+
 TEST_CASE("a request the runtime can never meet fails at once, naming what was asked and had") {
   ray::runtime rt({.num_workers = 1, .num_cpus = 2, .num_gpus = 4, .resources = {{"disk", 1}}});
   auto too_many = ray::task<one>.options({.num_gpus = 8}).remote();

@@ -15,6 +15,7 @@
 #include <coray/object_store.hpp>
 #include <coray/object_view.hpp>
 #include <coray/pipe.hpp>
+#include <coray/placement_group.hpp>
 #include <coray/pool.hpp>
 #include <coray/process.hpp>
 #include <coray/processes.hpp>

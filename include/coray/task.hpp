@@ -51,10 +51,12 @@ inline const retry_policy retry_on = retry_policy(detail::retry_matcher_id<E...>
 ///   ray::task<f>.options({.scheduling_strategy = ray::spread}).remote(x);
 ///   ray::spawn<counter>({.scheduling_strategy = ray::node_affinity(2)});
 struct scheduling_strategy {
-  enum class kind : std::uint8_t { any, spread, node_affinity };
+  enum class kind : std::uint8_t { any, spread, node_affinity, placement_group };
   kind how = kind::any;
-  int node = -1;      // node_affinity: the node's rank
-  bool soft = false;  // node_affinity: elsewhere if that node is gone or could never run it
+  int node = -1;            // node_affinity: the node's rank
+  bool soft = false;        // node_affinity: elsewhere if that node is gone or could never run it
+  std::uint64_t group = 0;  // placement_group: its id (ray::placement_group::strategy())
+  int bundle = -1;          // placement_group: the bundle's index; -1: any of them
 };
 
 /// Spreads calls (or actors) over the nodes in turn (Ray's "SPREAD").
@@ -77,6 +79,15 @@ inline placement placement_of(const scheduling_strategy& s, const char* who) {
           "{}: node_affinity({}) names no node (nodes are ranks, 0 or more)", who, s.node));
     p.node = s.node;
     p.soft = s.soft;
+  }
+  if (s.how == scheduling_strategy::kind::placement_group) {
+    if (!s.group || s.bundle < -1)
+      throw invalid_resources(fmt::format(
+          "{}: a placement group strategy needs a placement group and a bundle index of -1 (any) "
+          "or more",
+          who));
+    p.group = s.group;
+    p.bundle = s.bundle;
   }
   return p;
 }

@@ -170,6 +170,13 @@ TEST_CASE("actors live on the node their resources or affinity name") {
 
   auto pinned = ray::spawn<tenant>({.scheduling_strategy = ray::node_affinity(2)});
   CHECK(rank_of(ray::get(pinned.call<&tenant::where>()).get()) == 2);
+  // The state API says where each actor and worker runs.
+  for (const auto& a : ray::state::list_actors())
+    if (a.id == pinned.id()) CHECK(a.node == 2);
+  std::map<int, int> workers_per_node;
+  for (const auto& w : ray::state::list_workers())
+    if (w.kind == ray::state::worker_kind::task_worker) ++workers_per_node[w.node];
+  CHECK(workers_per_node == std::map<int, int>{{0, 2}, {1, 2}, {2, 2}});
 
   CHECK_THROWS_AS(ray::spawn<tenant>(
                       {.resources = {{"disk", 1}}, .scheduling_strategy = ray::node_affinity(2)}),
@@ -222,6 +229,37 @@ TEST_CASE("a remote actor that dies is restarted on its node, and a killed one f
   CHECK(ray::get(k.call<&tenant::add>(1)).get() == 1);
   ray::kill(k);
   CHECK_THROWS_AS(ray::get(k.call<&tenant::add>(1)).get(), ray::actor_died);
+}
+
+TEST_CASE("a strict_spread placement group puts a bundle on each node, and calls follow it") {
+  ray::placement_group pg({{{"CPU", 1}}, {{"CPU", 1}}, {{"CPU", 1}}},
+                          ray::placement_strategy::strict_spread);
+  REQUIRE(pg.wait(std::chrono::seconds(60)));
+  const std::vector<int> nodes = pg.bundle_nodes();
+  CHECK(std::set<int>(nodes.begin(), nodes.end()) == std::set<int>{0, 1, 2});
+  for (int b = 0; b < 3; ++b) {
+    auto on = ray::task<node_after>.options({.scheduling_strategy = pg.bundle(b)});
+    CHECK(rank_of(ray::get(on.remote(0)).get()) == nodes[static_cast<std::size_t>(b)]);
+  }
+  auto t = ray::spawn<tenant>({.num_cpus = 1, .scheduling_strategy = pg.bundle(1)});
+  CHECK(rank_of(ray::get(t.call<&tenant::where>()).get()) == nodes[1]);
+  ray::remove_placement_group(pg);
+  CHECK_THROWS_AS(ray::get(t.call<&tenant::where>()).get(), ray::actor_died);
+}
+
+TEST_CASE("a packed placement group asking for GPUs and disk is reserved where they are") {
+  ray::placement_group pg({{{"GPU", 1}}, {{"disk", 1}}}, ray::placement_strategy::pack);
+  REQUIRE(pg.wait(std::chrono::seconds(60)));
+  CHECK(pg.bundle_nodes() == std::vector<int>{2, 1});  // no node has both: each where it can
+  CHECK_THROWS_AS(
+      ray::placement_group({{{"GPU", 1}}, {{"disk", 1}}}, ray::placement_strategy::strict_pack),
+      ray::infeasible_resources);
+  auto in_gpu = ray::task<node_and_gpus>.options(
+      {.num_cpus = 0, .num_gpus = 1, .scheduling_strategy = pg.bundle(0)});
+  auto [pid, gpus] = ray::get(in_gpu.remote(0)).get();
+  CHECK(rank_of(pid) == 2);
+  CHECK(gpus.size() == 1);
+  ray::remove_placement_group(pg);
 }
 
 int main(int argc, char** argv) {

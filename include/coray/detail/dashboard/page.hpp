@@ -85,8 +85,10 @@ const render = {
                   Object.entries(d.node.resources_available).map(([k, v]) =>
                       k + " " + v + "/" + d.node.resources_total[k]).join(", ")),
             table([["pid", p => p.pid, 1], ["role", p => p.role], ["name", p => p.name],
-                   ["state", p => p.state], ["CPU %", p => p.cpu_percent.toFixed(1), 1],
-                   ["RSS", p => bytes(p.rss_bytes), 1], ["GPU ids", p => p.gpu_ids.join(",")],
+                   ["state", p => p.state], ["node", p => p.node, 1],
+                   ["CPU %", p => p.cpu_percent == null ? "-" : p.cpu_percent.toFixed(1), 1],
+                   ["RSS", p => p.rss_bytes == null ? "-" : bytes(p.rss_bytes), 1],
+                   ["GPU ids", p => p.gpu_ids.join(",")],
                    ["current task", p => p.current_task],
                    ["logs", p => el("button", {onclick: () => showLogs(p.pid)}, "logs")]],
                   d.processes)];

@@ -235,8 +235,18 @@ class snapshot_maker {
 
     nlohmann::json processes = nlohmann::json::array();
     std::string process_metrics;  // each process's CPU time and resident memory
-    auto process = [&](int pid, const char* role, const char* st, std::string name) {
-      nlohmann::json j{{"pid", pid}, {"role", role}, {"state", st}, {"name", std::move(name)}};
+    // A process of another node (cluster mode) has that node's pid: it is not sampled here.
+    auto process = [&](int pid, const char* role, const char* st, std::string name, int node) {
+      nlohmann::json j{
+          {"pid", pid}, {"role", role}, {"state", st}, {"name", std::move(name)}, {"node", node}};
+      if (node != 0) {
+        j["cpu_percent"] = nullptr;
+        j["rss_bytes"] = nullptr;
+        j["current_task"] = "";
+        j["gpu_ids"] = nlohmann::json::array();
+        processes.push_back(std::move(j));
+        return;
+      }
       const proc_sample s = sample_proc(pid);
       double cpu = 0;
       if (s.exists) {
@@ -260,21 +270,22 @@ class snapshot_maker {
       processes.push_back(std::move(j));
     };
     seen_cpu_.clear();
-    process(static_cast<int>(getpid()), "driver", "ALIVE", "driver");
+    process(static_cast<int>(getpid()), "driver", "ALIVE", "driver", 0);
     for (const auto& w : v.workers) {
       if (w.kind == state::worker_kind::task_worker) {
         process(w.pid, "task_worker",
                 w.pid == 0 ? "STARTING"
                 : w.alive  ? "ALIVE"
                            : "DEAD",
-                "worker");
+                "worker", w.node);
         processes.back()["calls_in_flight"] = w.calls_in_flight;
         processes.back()["gpu_ids"] = w.gpu_ids;
       } else {
         auto a = actor_of.find(w.actor_id);
         process(
             w.pid, "actor", "ALIVE",
-            a == actor_of.end() ? "actor" : std::string(output_short_name(a->second->class_name)));
+            a == actor_of.end() ? "actor" : std::string(output_short_name(a->second->class_name)),
+            w.node);
         processes.back()["actor_id"] = w.actor_id;
         processes.back()["gpu_ids"] = w.gpu_ids;
       }

@@ -21,6 +21,8 @@
 CORAY_BEGIN_NAMESPACE
 namespace detail {
 
+class resource_ledger;
+
 struct actor_entry {
   std::uint64_t id = 0;
   std::uint32_t slot = 0;
@@ -40,9 +42,11 @@ struct actor_entry {
   int restarts = 0;
   int max_task_retries = 0;
   std::uint32_t max_concurrency = 1;
-  std::uint32_t shape = 0;  // resources it holds for life (call_pump's shapes); 0: none
-  bool placed = false;      // it holds them (shape 0: nothing to hold)
-  resource_grant grant;     // its GPUs, kept across restarts
+  std::uint32_t shape = 0;            // resources it holds for life (call_pump's shapes); 0: none
+  bool placed = false;                // it holds them (shape 0: nothing to hold)
+  resource_grant grant;               // its GPUs, kept across restarts
+  std::uint64_t group = 0;            // the placement group whose bundle lends it its resources
+  resource_ledger* ledger = nullptr;  // that bundle's; null: its node's
   // The constructor call, kept to build the actor again (max_restarts).
   std::uint64_t ctor_fn = 0;
   std::string_view ctor_name;
@@ -243,6 +247,13 @@ class actor_table {
   template <class F>
   void for_each(F&& f) const {
     for (const auto& entry : actors_) f(entry.second);
+  }
+  /// The live actors placed in placement group `group`.
+  std::vector<std::uint64_t> in_group(std::uint64_t group) const {
+    std::vector<std::uint64_t> out;
+    for (const auto& [id, a] : actors_)
+      if (a.group == group && !a.dead && !a.killed) out.push_back(id);
+    return out;
   }
   std::vector<actor_entry*> idle() {
     std::vector<actor_entry*> out;

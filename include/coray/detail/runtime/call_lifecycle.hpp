@@ -68,7 +68,7 @@ class call_lifecycle {
         router_(seg, t, ledger_, cfg_.num_workers + cfg_.max_actors),
         sender_(seg, t, ledger_, spiller_, stamp_),
         resources_(ledgers(cfg_)),
-        pump_(tasks_, actors_, t, sender_, resources_, cfg_.num_workers,
+        pump_(tasks_, actors_, t, sender_, resources_, groups_, cfg_.num_workers,
               cfg_.max_tasks_in_flight_per_worker),
         history_(cfg_.record_timeline ? 0 : cfg_.task_history),
         timeline_(!cfg_.record_timeline ? 0
@@ -180,6 +180,7 @@ class call_lifecycle {
   /// Why no node could ever meet `r` (a hard affinity: the node named), or nullopt if one can.
   std::optional<std::string> why_never(const resource_request& r) const {
     const auto n = static_cast<std::uint32_t>(resources_.size());
+    if (r.where.group) return why_never_in_group(r);
     if (r.where.node >= 0) {
       const auto node = static_cast<std::uint32_t>(r.where.node);
       if (node >= n) {
@@ -199,6 +200,30 @@ class call_lifecycle {
     if (n > 1)
       *first += fmt::format(" (node 0's; none of the other {} nodes has it either)", n - 1);
     return first;
+  }
+
+  /// why_never for a call or actor in a placement group: the group must be there, and the
+  /// bundle named (or one of them) hold at least what it asks.
+  std::optional<std::string> why_never_in_group(const resource_request& r) const {
+    const placement_group_entry* g = groups_.find(r.where.group);
+    if (!g || g->removed)
+      return fmt::format("it asks for placement group {}, which was removed", r.where.group);
+    if (r.where.bundle >= static_cast<std::int32_t>(g->bundles.size()))
+      return fmt::format("it asks for bundle {} of placement group {}, which has {}",
+                         r.where.bundle, g->id, g->bundles.size());
+    for (std::size_t b = 0; b < g->bundles.size(); ++b) {
+      if (r.where.bundle >= 0 && b != static_cast<std::size_t>(r.where.bundle)) continue;
+      const resource_request& held = g->bundles[b];
+      std::vector<std::string> ids(
+          static_cast<std::size_t>((held.gpu + resource_unit - 1) / resource_unit));
+      if (!resource_ledger(held.cpu, held.gpu, ids, held.custom).refuse(r)) return std::nullopt;
+    }
+    return fmt::format(
+        "it asks for more than {} of placement group {} holds ({})",
+        r.where.bundle < 0 ? std::string("any bundle") : fmt::format("bundle {}", r.where.bundle),
+        g->id,
+        r.where.bundle < 0 ? g->bundles[0].describe()
+                           : g->bundles[static_cast<std::size_t>(r.where.bundle)].describe());
   }
 
   /// Gives a task call its requirement's shape; fails it if the runtime could never meet it.
@@ -427,8 +452,8 @@ class call_lifecycle {
   std::vector<state::actor_info> list_actors() const {
     std::vector<state::actor_info> out;
     actors_.for_each([&](const actor_entry& a) {
-      state::actor_info i{a.id, a.type_name, a.name, state::actor_state::alive,
-                          0,    a.restarts,  a.cause};
+      state::actor_info i{a.id, a.type_name, a.name,  state::actor_state::alive,
+                          0,    a.restarts,  a.cause, static_cast<int>(a.node)};
       if (a.dead) {
         i.state = state::actor_state::dead;
         i.pid = a.pid;
@@ -491,12 +516,13 @@ class call_lifecycle {
     });
     for (std::uint32_t s = 0; s < cfg_.num_workers; ++s)
       out.push_back({transport_.pid(s), state::worker_kind::task_worker, transport_.alive(s),
-                     tasks_.in_flight(s), 0, gpu_names(held[s], transport_.node_of(s))});
+                     tasks_.in_flight(s), 0, gpu_names(held[s], transport_.node_of(s)),
+                     static_cast<int>(transport_.node_of(s))});
     for (const auto& a : list_actors())
       if (a.state != state::actor_state::dead && a.pid > 0) {
         const actor_entry* e = actors_.find(a.id);
         out.push_back({a.pid, state::worker_kind::actor, true, 0, a.id,
-                       gpu_names(e ? e->grant.gpu_mask() : 0, e ? e->node : 0)});
+                       gpu_names(e ? e->grant.gpu_mask() : 0, e ? e->node : 0), a.node});
       }
     return out;
   }
@@ -530,6 +556,7 @@ class call_lifecycle {
   reply_router router_;
   call_sender sender_;
   std::vector<resource_ledger> resources_;  // per node
+  placement_group_table groups_;
   call_pump pump_;
   std::string workers_lost_;  // why no task worker can run calls any more; empty while one can
   task_history history_;

@@ -429,7 +429,7 @@ class call_args_rewriter {
 /// amounts, each custom resource (its name's length, its name, its amount), then the
 /// length of all that, so that a reader finds it from the end.
 inline std::size_t resource_request_bytes(const resource_request& r) noexcept {
-  std::size_t n = 2 * sizeof(resource_amount) + 3 * sizeof(std::uint32_t);
+  std::size_t n = 2 * sizeof(resource_amount) + 4 * sizeof(std::uint32_t) + sizeof(std::uint64_t);
   for (const auto& [name, a] : r.custom) n += sizeof(std::uint32_t) + name.size() + sizeof a;
   return n + sizeof(std::uint32_t);
 }
@@ -445,6 +445,8 @@ inline void write_resource_request(std::byte* out, const resource_request& r) no
   const std::uint32_t how = (r.where.soft ? 1u : 0u) | (r.where.spread ? 2u : 0u);
   put(&node, sizeof node);
   put(&how, sizeof how);
+  put(&r.where.group, sizeof r.where.group);
+  put(&r.where.bundle, sizeof r.where.bundle);
   const auto count = static_cast<std::uint32_t>(r.custom.size());
   put(&count, sizeof count);
   for (const auto& [name, a] : r.custom) {
@@ -476,11 +478,15 @@ inline std::span<const std::byte> read_resource_request(std::span<const std::byt
   get(&r.gpu, sizeof r.gpu);
   std::int32_t node;
   std::uint32_t how, count;
+  std::uint64_t group;
+  std::int32_t bundle;
   get(&node, sizeof node);
   get(&how, sizeof how);
+  get(&group, sizeof group);
+  get(&bundle, sizeof bundle);
   get(&count, sizeof count);
-  if (r.cpu < 0 || r.gpu < 0 || node < -1 || how > 3) malformed();
-  r.where = {node, (how & 1) != 0, (how & 2) != 0};
+  if (r.cpu < 0 || r.gpu < 0 || node < -1 || how > 3 || bundle < -1) malformed();
+  r.where = {node, (how & 1) != 0, (how & 2) != 0, group, bundle};
   for (std::uint32_t i = 0; i < count; ++i) {
     std::uint32_t len;
     get(&len, sizeof len);

@@ -24,12 +24,15 @@
 /// hold come from the ledger of the node the process runs on (transport::node_of), so a call
 /// asking for a GPU goes to a node that has one. A call's placement (resource_request::where)
 /// limits the workers it may go to: one node's (node affinity), or each node in turn (spread).
+/// A call or actor in a placement group's bundle leases from the bundle's ledger (what the
+/// group reserved on that node), on a worker of the bundle's node.
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <coray/detail/runtime/actor_table.hpp>
 #include <coray/detail/runtime/call_sender.hpp>
+#include <coray/detail/runtime/placement_groups.hpp>
 #include <coray/detail/runtime/resource_ledger.hpp>
 #include <coray/detail/runtime/task_table.hpp>
 #include <coray/detail/runtime/transport.hpp>
@@ -49,13 +52,14 @@ namespace detail {
 class call_pump {
  public:
   call_pump(task_table& tasks, actor_table& actors, transport& t, call_sender& sender,
-            std::vector<resource_ledger>& resources, std::uint32_t workers,
-            std::uint32_t max_in_flight)
+            std::vector<resource_ledger>& resources, placement_group_table& groups,
+            std::uint32_t workers, std::uint32_t max_in_flight)
       : tasks_(tasks),
         actors_(actors),
         transport_(t),
         sender_(sender),
         resources_(resources),
+        groups_(groups),
         workers_(workers),
         max_in_flight_(max_in_flight),
         leases_(workers),
@@ -93,7 +97,8 @@ class call_pump {
   bool release_if_idle(std::uint32_t slot) {
     worker_lease& l = leases_[slot];
     if (!l.held || tasks_.in_flight(slot) != 0) return false;
-    resources_[node_[slot]].release(shape(l.shape), l.grant, false);
+    lease_ledger(slot).release(shape(l.shape), l.grant, false);
+    let_go(l.group);
     l = worker_lease{};
     --leases_held_;
     refresh();
@@ -112,7 +117,8 @@ class call_pump {
     r.lent = false;
     auto it = loans_.find(r.id);
     if (it == loans_.end()) return;
-    resources_[node_[it->second.slot]].release(shape(r.shape), it->second.grant);
+    it->second.ledger->release(shape(r.shape), it->second.grant);
+    let_go(it->second.group);
     --lent_[it->second.slot];
     loans_.erase(it);
     refresh();
@@ -120,7 +126,8 @@ class call_pump {
   /// Actor `a` lets go of what it holds (it ended for good).
   void release_actor(actor_entry& a) {
     if (!a.placed || !a.shape) return;
-    resources_[a.node].release(shape(a.shape), a.grant);
+    actor_ledger(a).release(shape(a.shape), a.grant);
+    let_go(a.group);
     a.placed = false;
     refresh();
   }
@@ -130,7 +137,8 @@ class call_pump {
     std::map<std::string, double> out;
     for (std::uint32_t n = 0; n < resources_.size(); ++n) {
       if (node >= 0 && n != static_cast<std::uint32_t>(node)) continue;
-      const auto m = available ? resources_[n].available(cpu_in_use(n)) : resources_[n].totals();
+      const auto m =
+          available ? resources_[n].available(cpu_in_use(&resources_[n])) : resources_[n].totals();
       for (const auto& [name, x] : m) out[name] += x;
     }
     return out;
@@ -138,8 +146,25 @@ class call_pump {
   /// Whether node `node` could place an actor holding `s` now (0: one holding nothing, which
   /// needs a CPU free), taking nothing.
   bool actor_fits(std::uint32_t node, std::uint32_t s) const {
-    if (!s) return resources_[node].cpu_free() - cpu_in_use(node) >= resource_unit;
-    return resources_[node].fits(shape(s), cpu_in_use(node));
+    if (!s) return resources_[node].cpu_free() - cpu_in_use(&resources_[node]) >= resource_unit;
+    return resources_[node].fits(shape(s), cpu_in_use(&resources_[node]));
+  }
+  /// Reserves placement group `g`'s bundles if they all fit now on live nodes; true if so.
+  bool place_group(placement_group_entry& g) {
+    const bool placed = placement_group_table::try_place(
+        g, static_cast<std::uint32_t>(resources_.size()),
+        [&](std::uint32_t n) -> std::pair<resource_ledger*, resource_amount> {
+          if (!transport_.node_alive(n)) return {nullptr, 0};
+          return {&resources_[n], cpu_in_use(&resources_[n])};
+        });
+    if (placed) refresh();
+    return placed;
+  }
+  /// Gives group `g`'s bundles back to their nodes (it was removed).
+  void unplace_group(placement_group_entry& g) {
+    for (std::size_t i = 0; i < g.placed.size(); ++i)
+      resources_[g.placed[i].node].release(g.bundles[i], g.placed[i].grant);
+    refresh();
   }
 
   /// Sends ready task calls, then the calls of actors whose mailbox was full. True on
@@ -228,6 +253,10 @@ class call_pump {
   using queue_place = std::deque<task_record*>::iterator;
   /// pick()'s answer for a call bound to a node that can run nothing any more.
   static constexpr int unplaceable = -2;
+  /// node_for's answers for a call in a placement group: on a node of one of its bundles; or
+  /// not yet (the group waits to be reserved).
+  static constexpr int in_group = -3;
+  static constexpr int group_pending = -4;
 
   /// The next call to send and its worker (-1 if none): the queue's first call to the task
   /// worker with the fewest calls that occupy it, under the per-worker limit; failing that,
@@ -300,10 +329,18 @@ class call_pump {
       const placement& where = shape(r.shape).where;
       const int only = node_for(r.shape);
       if (only == unplaceable) {
-        r.result->set_error(std::make_exception_ptr(worker_crashed(
-            fmt::format("coray: {} can never run: it asks for node {}, which is lost", r.label(),
-                        where.node))));
+        r.result->set_error(where.group
+                                ? std::make_exception_ptr(ray::runtime_error(fmt::format(
+                                      "coray: {} can never run: its placement group {} was removed",
+                                      r.label(), where.group)))
+                                : std::make_exception_ptr(worker_crashed(fmt::format(
+                                      "coray: {} can never run: it asks for node {}, which is lost",
+                                      r.label(), where.node))));
         return {unplaceable, it};
+      }
+      if (only == group_pending) {  // waits until its group's bundles are reserved
+        refused.push_back(r.shape);
+        continue;
       }
       // Spread: the scan starts at the next node's first worker, so ties go to it.
       const std::uint32_t from = where.spread ? first_worker_at(spread_next_) : 0;
@@ -312,7 +349,8 @@ class call_pump {
       std::uint32_t leased_load = max_in_flight_;
       for (std::uint32_t k = 0; k < workers_; ++k) {
         const std::uint32_t i = (from + k) % workers_;
-        if (!transport_.alive(i) || (only >= 0 && node_[i] != static_cast<std::uint32_t>(only)))
+        if (!transport_.alive(i) || (only >= 0 && node_[i] != static_cast<std::uint32_t>(only)) ||
+            (only == in_group && !ledger_at(node_[i], r.shape)))
           continue;
         const auto [suspended, mark] = transport_.occupancy_of(i);
         const std::uint32_t load = tasks_.load(i, suspended);
@@ -325,7 +363,8 @@ class call_pump {
           continue;
         }
         if (tasks_.in_flight(i) == 0) {
-          if (idle < 0 && (resources_.size() == 1 || node_can_lease(node_[i], r.shape)))
+          if (idle < 0 &&
+              ((resources_.size() == 1 && !where.group) || node_can_lease(node_[i], r.shape)))
             idle = static_cast<int>(i);
         } else if (leases_[i].shape == r.shape && load < leased_load && pipelines(r.shape)) {
           leased = static_cast<int>(i);
@@ -356,9 +395,15 @@ class call_pump {
   }
   /// The node a call of requirement `s` must run on: -1 for any, `unplaceable` for a node
   /// that is gone (a hard affinity; a soft one runs anywhere then, as it does when the node
-  /// could never meet the requirement).
+  /// could never meet the requirement) or a placement group removed, `in_group` for the nodes
+  /// of its group's bundles, `group_pending` while they are not reserved yet.
   int node_for(std::uint32_t s) const {
     const resource_request& r = shape(s);
+    if (r.where.group) {
+      const placement_group_entry* g = groups_.find(r.where.group);
+      if (!g || g->removed) return unplaceable;
+      return g->pending() ? group_pending : in_group;
+    }
     if (r.where.node < 0) return -1;
     const auto n = static_cast<std::uint32_t>(r.where.node);
     const bool usable = n < resources_.size() && transport_.node_alive(n);
@@ -369,11 +414,47 @@ class call_pump {
   /// cluster, where only some nodes may have it); remembered for the call being placed.
   bool node_can_lease(std::uint32_t n, std::uint32_t s) {
     if (lacking_[n]) return false;
-    const resource_amount busy = cpu_in_use(n);
-    const bool fits = s == 0 ? resources_[n].cpu_free() - busy >= resource_unit
-                             : resources_[n].fits(shape(s), busy);
+    resource_ledger* l = ledger_at(n, s);
+    const resource_amount busy = l ? cpu_in_use(l) : 0;
+    const bool fits =
+        l && (s == 0 ? l->cpu_free() - busy >= resource_unit : l->fits(shape(s), busy));
     lacking_[n] = !fits;
     return fits;
+  }
+  /// The ledger requirement `s` leases from on node `n`: the node's, or for a call in a
+  /// placement group a bundle of it on that node (the bundle named, or the first that fits
+  /// now, else the first); null if the group has no bundle there.
+  resource_ledger* ledger_at(std::uint32_t n, std::uint32_t s) {
+    const placement& w = shape(s).where;
+    if (!w.group) return &resources_[n];
+    placement_group_entry* g = groups_.find(w.group);
+    if (!g) return nullptr;
+    resource_ledger* first = nullptr;
+    for (std::size_t b = 0; b < g->placed.size(); ++b) {
+      placed_bundle& pb = g->placed[b];
+      if (pb.node != n || (w.bundle >= 0 && b != static_cast<std::size_t>(w.bundle))) continue;
+      if (pb.ledger.fits(shape(s), cpu_in_use(&pb.ledger))) return &pb.ledger;
+      if (!first) first = &pb.ledger;
+    }
+    return first;
+  }
+  /// The ledger worker `slot`'s lease came from.
+  resource_ledger& lease_ledger(std::uint32_t slot) {
+    return leases_[slot].ledger ? *leases_[slot].ledger : resources_[node_[slot]];
+  }
+  resource_ledger& actor_ledger(const actor_entry& a) {
+    return a.ledger ? *a.ledger : resources_[a.node];
+  }
+  /// A lease, loan or actor of placement group `id` let go of its bundle's resources.
+  void let_go(std::uint64_t id) {
+    if (!id) return;
+    if (placement_group_entry* g = groups_.find(id)) {
+      --g->users;
+      groups_.forget_if_done(*g);
+    }
+  }
+  void hold(std::uint64_t id) {
+    if (placement_group_entry* g = id ? groups_.find(id) : nullptr) ++g->users;
   }
   /// The first task worker on node `n` (wrapping to node 0 past the last).
   std::uint32_t first_worker_at(std::uint32_t n) const noexcept {
@@ -383,12 +464,15 @@ class call_pump {
   }
   /// Gives idle worker `slot` a lease for requirement `s`, if its node's ledger has it free.
   bool lease(std::uint32_t slot, std::uint32_t s) {
-    resource_ledger& l = resources_[node_[slot]];
-    const resource_amount busy = cpu_in_use(node_[slot]);
-    if (s == 0) return l.cpu_free() - busy >= resource_unit;
-    auto g = l.acquire(shape(s), busy, false);
+    resource_ledger* l = ledger_at(node_[slot], s);
+    if (!l) return false;
+    const resource_amount busy = cpu_in_use(l);
+    if (s == 0) return l->cpu_free() - busy >= resource_unit;
+    auto g = l->acquire(shape(s), busy, false);
     if (!g) return false;
-    leases_[slot] = worker_lease{s, std::move(*g), true};
+    const std::uint64_t group = shape(s).where.group;
+    leases_[slot] = worker_lease{s, std::move(*g), true, group ? l : nullptr, group};
+    hold(group);
     ++leases_held_;
     refresh();
     return true;
@@ -407,33 +491,41 @@ class call_pump {
   /// back when it ends or leaves the worker (end_loan). Without it, a parent blocked on a
   /// child of another requirement, with every worker so blocked, would wait for ever.
   bool lend(std::uint32_t slot, task_record& r) {
-    auto g = resources_[node_[slot]].acquire(shape(r.shape), cpu_in_use(node_[slot]));
+    resource_ledger* l = ledger_at(node_[slot], r.shape);
+    if (!l) return false;
+    auto g = l->acquire(shape(r.shape), cpu_in_use(l));
     if (!g) return false;
     r.gpus = g->gpu_mask();
     r.lent = true;
-    loans_.insert_or_assign(r.id, loan{slot, std::move(*g)});
+    const std::uint64_t group = shape(r.shape).where.group;
+    hold(group);
+    loans_.insert_or_assign(r.id, loan{slot, std::move(*g), l, group});
     ++lent_[slot];
     return true;
   }
   /// Places actor `a`: takes what it holds for life, if free now; one given nothing needs a
   /// CPU free to be placed and holds none after (Ray's rule). False if it must wait.
   bool place(actor_entry& a) {
-    if (!a.shape) return a.placed = actor_fits(a.node, 0);
-    auto g = resources_[a.node].acquire(shape(a.shape), cpu_in_use(a.node));
+    resource_ledger& l = actor_ledger(a);
+    if (!a.shape) return a.placed = l.cpu_free() - cpu_in_use(&l) >= resource_unit;
+    auto g = l.acquire(shape(a.shape), cpu_in_use(&l));
     if (!g) return false;
+    hold(a.group);
     a.grant = std::move(*g);
     a.placed = true;
     refresh();
     return true;
   }
-  /// CPU node `node`'s task workers hold: their lease's, for each that runs something now
-  /// besides the calls it was lent (whose CPU the ledger holds).
-  resource_amount cpu_in_use(std::uint32_t node) const {
+  /// CPU the task workers leased from ledger `l` (a node's, or a bundle's) hold: their
+  /// lease's, for each that runs something now besides the calls it was lent (whose CPU the
+  /// ledger holds).
+  resource_amount cpu_in_use(const resource_ledger* l) const {
     resource_amount n = 0;
-    for (std::uint32_t i = 0; i < workers_; ++i)
-      if (node_[i] == node && transport_.alive(i) &&
-          tasks_.load(i, transport_.suspended(i)) > lent_[i])
+    for (std::uint32_t i = 0; i < workers_; ++i) {
+      const resource_ledger* from = leases_[i].ledger ? leases_[i].ledger : &resources_[node_[i]];
+      if (from == l && transport_.alive(i) && tasks_.load(i, transport_.suspended(i)) > lent_[i])
         n += shape(leases_[i].shape).cpu;
+    }
     return n;
   }
   /// Whether dispatch may ignore resources: only default tasks, a CPU for every worker.
@@ -445,13 +537,17 @@ class call_pump {
   }
 
   struct loan {
-    std::uint32_t slot = 0;  // the worker lent
-    resource_grant grant;    // the call's own resources (its CPU taken)
+    std::uint32_t slot = 0;             // the worker lent
+    resource_grant grant;               // the call's own resources (its CPU taken)
+    resource_ledger* ledger = nullptr;  // where from: its node's, or its bundle's
+    std::uint64_t group = 0;            // its placement group, if any
   };
   struct worker_lease {
-    std::uint32_t shape = 0;  // the requirement its calls share
-    resource_grant grant;     // its GPUs
-    bool held = false;        // the ledger holds it (a requirement other than the default)
+    std::uint32_t shape = 0;            // the requirement its calls share
+    resource_grant grant;               // its GPUs
+    bool held = false;                  // the ledger holds it (not the default requirement)
+    resource_ledger* ledger = nullptr;  // a bundle's; null: its node's
+    std::uint64_t group = 0;            // its placement group, if any
   };
 
   task_table& tasks_;
@@ -459,6 +555,7 @@ class call_pump {
   transport& transport_;
   call_sender& sender_;
   std::vector<resource_ledger>& resources_;  // per node
+  placement_group_table& groups_;
   std::uint32_t workers_;
   std::uint32_t max_in_flight_;
   std::vector<resource_request> shapes_;           // requirement s is shapes_[s - 1]

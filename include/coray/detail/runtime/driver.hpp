@@ -78,6 +78,12 @@ class driver : public process {
   /// The runtime's resources by Ray's names (CPU, GPU, custom): all, or those free now; in a
   /// cluster, every node's summed or (`node` 0 or more) one node's.
   virtual std::map<std::string, double> resources(bool available, int node = -1) = 0;
+  /// Placement groups (placement_group.hpp): a new one's id and its readiness state; its
+  /// removal; each bundle's node once reserved (empty before).
+  virtual std::pair<std::uint64_t, state_ptr> create_placement_group(
+      std::vector<resource_request> bundles, bundle_strategy strategy) = 0;
+  virtual void remove_placement_group(std::uint64_t id) = 0;
+  virtual std::vector<int> placement_group_nodes(std::uint64_t id) const = 0;
   /// Objects written to the spill file so far.
   virtual std::uint64_t spilled_objects() const noexcept = 0;
 };

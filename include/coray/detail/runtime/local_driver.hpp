@@ -156,6 +156,16 @@ class local_driver final : public driver {
     if (a->dead) return actor_process_status{a->pid, true, a->wait_status};
     return actor_process_status{active_->pid(a->slot), false, 0};
   }
+  std::pair<std::uint64_t, state_ptr> create_placement_group(std::vector<resource_request> bundles,
+                                                             bundle_strategy strategy) override {
+    return orchestrator_->create_placement_group(std::move(bundles), strategy);
+  }
+  void remove_placement_group(std::uint64_t id) override {
+    orchestrator_->remove_placement_group(id);
+  }
+  std::vector<int> placement_group_nodes(std::uint64_t id) const override {
+    return orchestrator_->placement_group_nodes(id);
+  }
   std::map<std::string, double> resources(bool available, int node = -1) override {
     return orchestrator_->resources(available, node);
   }

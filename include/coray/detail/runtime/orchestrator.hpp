@@ -172,12 +172,24 @@ class orchestrator final : public call_lifecycle, public transport_events {
     if (auto why = why_never(need))
       refuse(infeasible_resources(
           fmt::format("ray::spawn: actor {} can never be placed: {}", req.type_name, *why)));
+    if (need.where.group) {
+      // Its bundle's node: the one named, else the first whose bundle has room now, else the
+      // first that could hold it.
+      const placement_group_entry* g = groups_.find(need.where.group);
+      if (g && g->pending())
+        refuse(usage_error(fmt::format(
+            "ray::spawn: placement group {} is not reserved yet: wait for it (its ready() or "
+            "wait()) before placing actors in it",
+            g->id)));
+    }
     if (need.where.node >= 0 && !need.where.soft &&
         !transport_.node_alive(static_cast<std::uint32_t>(need.where.node)))
       refuse(infeasible_resources(fmt::format(
           "ray::spawn: actor {} can never be placed: it asks for node {}, which is lost",
           req.type_name, need.where.node)));
     const std::uint32_t shape = req.resources ? pump_.intern(*req.resources) : 0;
+    placed_bundle* bundle = need.where.group ? bundle_for(need) : nullptr;
+    if (bundle) need.where = {static_cast<std::int32_t>(bundle->node), false, false, 0, -1};
     const auto slot = actor_slot(need, shape);
     if (!slot)
       refuse(ray::runtime_error(
@@ -187,6 +199,10 @@ class orchestrator final : public call_lifecycle, public transport_events {
     actor_entry& a = actors_.create(req, seg_, *slot, transport_.node_of(*slot));
     transport_.start_as(a.slot, req.start_as);  // a slot reused by an actor of the default
     a.shape = shape;
+    if (bundle) {
+      a.group = req.where.group;
+      a.ledger = &bundle->ledger;
+    }
     try {
       start_process(a.slot);  // its mailboxes first: the construction is sent at once
     } catch (...) {           // no room for them: refused, the spawn keeps nothing
@@ -245,6 +261,75 @@ class orchestrator final : public call_lifecycle, public transport_events {
     return later;
   }
 
+  /// The bundle an actor asking `need` (in a reserved placement group) goes to.
+  placed_bundle* bundle_for(const resource_request& need) {
+    placement_group_entry* g = groups_.find(need.where.group);
+    if (!g || g->placed.empty()) return nullptr;
+    if (need.where.bundle >= 0) return &g->placed[static_cast<std::size_t>(need.where.bundle)];
+    placed_bundle* could = nullptr;
+    for (std::size_t b = 0; b < g->placed.size(); ++b) {
+      placed_bundle& pb = g->placed[b];
+      if (pb.ledger.fits(need)) return &pb;
+      if (!could && !pb.ledger.refuse(need)) could = &pb;
+    }
+    return could ? could : &g->placed[0];
+  }
+
+  // ---- placement groups ----------------------------------------------------------------
+
+  /// A new placement group of `bundles` (each a requirement) under `strategy`: its id and the
+  /// state that becomes `true` once every bundle is reserved. infeasible_resources if the
+  /// nodes could never hold it.
+  std::pair<std::uint64_t, state_ptr> create_placement_group(std::vector<resource_request> bundles,
+                                                             bundle_strategy strategy) {
+    if (auto why = placement_group_table::why_never(bundles, strategy, resources_))
+      throw infeasible_resources(
+          fmt::format("ray::placement_group: it can never be reserved: {}", *why));
+    placement_group_entry& g = groups_.add(strategy, std::move(bundles), new_state());
+    groups_.count_pending(+1);
+    place_groups();
+    return {g.id, g.ready};
+  }
+
+  /// Removes a placement group: its bundles go back to their nodes, actors placed in it are
+  /// killed, calls waiting for it fail (calls running in it run to their end). A group not
+  /// reserved yet fails its ready() state.
+  void remove_placement_group(std::uint64_t id) {
+    placement_group_entry* g = groups_.find(id);
+    if (!g || g->removed) return;
+    if (g->pending()) {
+      groups_.count_pending(-1);
+      g->ready->set_error(std::make_exception_ptr(ray::runtime_error(
+          fmt::format("coray: placement group {} was removed before it was reserved", id))));
+    } else {
+      for (std::uint64_t a : actors_.in_group(id)) kill_actor(a);
+      pump_.unplace_group(*g);
+    }
+    g->removed = true;
+    groups_.forget_if_done(*g);
+  }
+
+  /// The node of each of a placement group's bundles; empty while it waits (or removed).
+  std::vector<int> placement_group_nodes(std::uint64_t id) const {
+    std::vector<int> out;
+    if (const placement_group_entry* g = groups_.find(id); g && !g->removed)
+      for (const auto& b : g->placed) out.push_back(static_cast<int>(b.node));
+    return out;
+  }
+
+  /// Reserves the groups waiting whose bundles fit now; true if one was.
+  bool place_groups() {
+    bool any = false;
+    groups_.for_each_pending([&](placement_group_entry& g) {
+      if (!pump_.place_group(g)) return;
+      groups_.count_pending(-1);
+      const bool yes = true;
+      g.ready->set_inline(encode(yes));
+      any = true;
+    });
+    return any;
+  }
+
   /// Calls made from now on, and those not yet sent, fail at once; the process gets SIGKILL
   /// and calls it was running fail when its death is seen.
   void kill_actor(std::uint64_t id) {
@@ -294,6 +379,8 @@ class orchestrator final : public call_lifecycle, public transport_events {
   /// every turn of the loop.
   bool service() {
     bool progress = ledger_.has_requests() && answer_block_requests();
+    if (groups_.any_pending()) [[unlikely]]
+      progress |= place_groups();
     if (!delayed_starts_.empty()) progress |= start_due();
     if (router_.has_waiting()) progress |= router_.flush();
     if (!tasks_.runnable.empty() || pump_.has_backlog()) progress |= dispatch();

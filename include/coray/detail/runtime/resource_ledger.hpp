@@ -49,6 +49,21 @@ class resource_ledger {
           gpus - static_cast<resource_amount>(i) * resource_unit, 0, resource_unit));
   }
 
+  /// A placement group's bundle: what `r` took of a node's ledger as grant `g`, lent again
+  /// to the calls and actors placed in the bundle. Its GPUs keep the node's indices (and
+  /// `node_gpu_ids`), so a grant from it names the node's GPUs.
+  static resource_ledger bundle(const resource_request& r, const resource_grant& g,
+                                const std::vector<std::string>& node_gpu_ids) {
+    resource_ledger l;
+    l.cpu_total_ = l.cpu_free_ = r.cpu;
+    l.gpu_total_ = r.gpu;
+    l.gpu_ids_ = node_gpu_ids;
+    l.gpu_free_.assign(node_gpu_ids.size(), 0);
+    for (const auto& [i, a] : g.gpus) l.gpu_free_[i] = a;
+    l.custom_total_ = l.custom_free_ = r.custom;
+    return l;
+  }
+
   const std::vector<std::string>& gpu_ids() const noexcept { return gpu_ids_; }
   resource_amount cpu_total() const noexcept { return cpu_total_; }
   /// CPU the ledger has not handed out (task workers' CPU is not among what it counts).

@@ -30,15 +30,18 @@ inline double from_resource_amount(resource_amount a) noexcept {
 }
 
 /// Where a call or an actor may run among a cluster's nodes (ray::scheduling_strategy): any
-/// (this machine's processes first), spread over the nodes, or on one node (`soft`: unless it
-/// is gone or could never meet the requirement). Outside a cluster the one node is 0.
+/// (this machine's processes first), spread over the nodes, on one node (`soft`: unless it
+/// is gone or could never meet the requirement), or in a placement group's bundle (its
+/// resources come from what the bundle reserved). Outside a cluster the one node is 0.
 struct placement {
   std::int32_t node = -1;  // node_affinity's node; -1: none
   bool soft = false;
   bool spread = false;
+  std::uint64_t group = 0;   // a placement group's id; 0: none
+  std::int32_t bundle = -1;  // its bundle's index; -1: any of them
 
   bool operator==(const placement&) const = default;
-  bool is_default() const noexcept { return node < 0 && !spread; }
+  bool is_default() const noexcept { return node < 0 && !spread && group == 0; }
 };
 
 /// What a call or an actor needs: CPU, GPU and custom resources by name, and for a call where
@@ -71,6 +74,9 @@ struct node_resources {
   std::vector<std::string> gpu_ids = {};
   std::map<std::string, resource_amount> custom_resources = {};
 };
+
+/// How a placement group's bundles are spread over the nodes (Ray's strategies).
+enum class bundle_strategy : std::uint32_t { pack, spread, strict_pack, strict_spread };
 
 /// The GPUs an acquisition took: each GPU's index among the runtime's and the amount taken
 /// of it. A fraction below one takes part of one GPU; a whole number takes whole GPUs.

@@ -46,6 +46,10 @@ CORAY_API std::string resource_request::describe() const {
   s += "}";
   if (where.node >= 0) s += fmt::format(" on node {}{}", where.node, where.soft ? " (soft)" : "");
   if (where.spread) s += " spread";
+  if (where.group)
+    s += where.bundle < 0
+             ? fmt::format(" in placement group {}", where.group)
+             : fmt::format(" in bundle {} of placement group {}", where.bundle, where.group);
   return s;
 }
 

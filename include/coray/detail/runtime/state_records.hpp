@@ -65,6 +65,7 @@ struct actor_info {
   int pid = 0;  // its current process, or the last one once dead
   int restarts = 0;
   std::string death_cause;  // once dead, why
+  int node = 0;             // the cluster node (MPI rank) its process runs on; 0 outside a cluster
 };
 
 struct worker_info {
@@ -76,6 +77,8 @@ struct worker_info {
   /// The GPUs it holds now, as CUDA_VISIBLE_DEVICES names them: an actor's for its life, a
   /// task worker's those of the calls it runs; empty for none.
   std::vector<std::string> gpu_ids;
+  int node = 0;  // the cluster node (MPI rank) it runs on; 0 outside a cluster (its pid is
+                 // that node's)
 };
 
 /// An object the driver holds: each one with a value in the store or the spill file, and each
