@@ -34,107 +34,22 @@
 // iterations, image making included. The four variants' results must agree exactly (a
 // checksum over all outputs).
 // Usage: workload_convolution [--quick] [--json FILE]
-#include <algorithm>
-#include <array>
 #include <coray/coray.hpp>
-#include <cstdint>
 #include <cstdio>
-#include <random>
 #include <span>
 #include <thread>
 #include <vector>
 
 #include "bench_common.hpp"
 #include "mp_pool.hpp"
+#include "seed004.hpp"
 
 namespace {
 
-constexpr std::size_t n = 3000;                   // image side
-constexpr std::size_t k = 4;                      // filter side
-constexpr std::size_t w = n + k - 1;              // full convolution side: 3003
-constexpr std::size_t step = 5;                   // [::5, ::5]
-constexpr std::size_t s = (w + step - 1) / step;  // kept side: 601
+using namespace seed004;
+
 constexpr unsigned num_workers = 2;
-constexpr int iterations = 10;
-
-using filter = std::array<double, k * k>;
-
-/// full[i][j] = sum over a, b of image[i - a][j - b] * f[a][b] (zero outside the image), for
-/// 0 <= i, j < w: scipy.signal.convolve2d(image, f), mode 'full'.
-void convolve_full(const double* __restrict image, const filter& f, double* __restrict full) {
-  for (std::size_t i = 0; i < w; ++i) {
-    double* __restrict out = full + i * w;
-    std::fill(out, out + w, 0.0);
-    const std::size_t a_first = i >= n ? i - n + 1 : 0, a_last = std::min(k - 1, i);
-    for (std::size_t a = a_first; a <= a_last; ++a) {
-      const double* __restrict in = image + (i - a) * n;
-      const double f0 = f[a * k], f1 = f[a * k + 1], f2 = f[a * k + 2], f3 = f[a * k + 3];
-      // Columns where some taps fall outside the image.
-      for (std::size_t j = 0; j < k; ++j)
-        for (std::size_t b = 0; b <= j; ++b) out[j] += f[a * k + b] * in[j - b];
-      for (std::size_t j = n; j < w; ++j)
-        for (std::size_t b = j - n + 1; b < k; ++b) out[j] += f[a * k + b] * in[j - b];
-      // The rest: all four taps inside, one pass over the row.
-      for (std::size_t j = k; j < n; ++j)
-        out[j] += f0 * in[j] + f1 * in[j - 1] + f2 * in[j - 2] + f3 * in[j - 3];
-    }
-  }
-}
-
-/// f(image, filter): the full convolution into `full` (a scratch buffer the caller keeps
-/// from call to call), every 5th row and column of it.
-std::vector<double> convolve_subsample(std::span<const double> image, const filter& f,
-                                       std::vector<double>& full) {
-  full.resize(w * w);
-  convolve_full(image.data(), f, full.data());
-  std::vector<double> out(s * s);
-  for (std::size_t r = 0; r < s; ++r)
-    for (std::size_t c = 0; c < s; ++c) out[r * s + c] = full[r * step * w + c * step];
-  return out;
-}
-
-/// The same as a task or a process's function: the scratch buffer is the thread's own.
-std::vector<double> convolve_task(std::span<const double> image, filter f) {
-  thread_local std::vector<double> full;
-  return convolve_subsample(image, f, full);
-}
-
-std::uint64_t splitmix64(std::uint64_t& x) {
-  std::uint64_t z = (x += 0x9e3779b97f4a7c15u);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-  return z ^ (z >> 31);
-}
-
-/// The image of iteration `it`, the same in every variant: row i is a window, at a
-/// pseudo-random offset, into n + 4096 random values in [-1, 1) drawn for the iteration. It
-/// costs about what copying the image does (the seed's np.zeros costs next to nothing).
-void make_image(std::span<double> image, int it) {
-  constexpr std::size_t spread = 4096;
-  std::uint64_t x = 0x5eed0004u + static_cast<std::uint64_t>(it) * 0x2545f4914f6cdd1du;
-  std::vector<double> values(n + spread);
-  for (auto& v : values) v = static_cast<double>(splitmix64(x) >> 11) * 0x1.0p-52 - 1.0;
-  for (std::size_t i = 0; i < n; ++i)
-    std::copy_n(values.data() + splitmix64(x) % spread, n, image.data() + i * n);
-}
-
-std::vector<filter> make_filters() {
-  std::mt19937_64 gen(4);
-  std::normal_distribution<double> normal;
-  std::vector<filter> filters(num_workers);
-  for (auto& f : filters)
-    for (auto& x : f) x = normal(gen);
-  return filters;
-}
-
-/// A checksum of one iteration's outputs, in worker order; summed over the iterations.
-template <class Outputs>
-double checksum(const Outputs& outs) {
-  double sum = 0;
-  for (const auto& o : outs)
-    for (std::size_t i = 0; i < o.size(); ++i) sum += o[i] * static_cast<double>(1 + i % 7);
-  return sum;
-}
+constexpr std::size_t n = image_side, w = full_side;
 
 /// One full-size scratch buffer per worker, kept (and touched) across repetitions, as the
 /// processes of the mp and coray variants keep theirs.
@@ -147,7 +62,7 @@ double run_serial(const std::vector<filter>& filters, scratch& full, int iters =
     make_image(image, it);
     std::vector<std::vector<double>> outs;
     for (const auto& f : filters) outs.push_back(convolve_subsample(image, f, full[0]));
-    sum += checksum(outs);
+    sum += convolution_checksum(outs);
   }
   return sum;
 }
@@ -162,7 +77,7 @@ double run_threads(const std::vector<filter>& filters, scratch& full, int iters 
     for (std::size_t i = 0; i < filters.size(); ++i)
       threads.emplace_back([&, i] { outs[i] = convolve_subsample(image, filters[i], full[i]); });
     for (auto& t : threads) t.join();
-    sum += checksum(outs);
+    sum += convolution_checksum(outs);
   }
   return sum;
 }
@@ -185,26 +100,13 @@ double run_mp(conv_pool& pool, const std::vector<filter>& filters, int iters = i
   for (std::size_t i = 0; i < filters.size(); ++i) items[i] = {image, filters[i]};
   for (int it = 0; it < iters; ++it) {
     make_image(image, it);
-    sum += checksum(pool.map(items));
+    sum += convolution_checksum(pool.map(items));
   }
   return sum;
 }
 
 double run_coray(const std::vector<filter>& filters, int iters = iterations) {
-  double sum = 0;
-  for (int it = 0; it < iters; ++it) {
-    // The image is made where it will be read: in the object store (create, fill, seal).
-    auto buffer = ray::put_buffer<double>(n * n);
-    make_image(buffer.span(), it);
-    auto image_ref = std::move(buffer).seal();
-    std::vector<ray::object_ref<std::vector<double>>> refs;
-    for (const auto& f : filters) refs.push_back(ray::task<convolve_task>.remote(image_ref, f));
-    // The results are read where they lie (ray::get_view), as the image was.
-    std::vector<ray::object_view<std::vector<double>>> outs;
-    for (const auto& r : refs) outs.push_back(ray::get_view(r));
-    sum += checksum(outs);
-  }
-  return sum;
+  return convolve_in_store(filters, iters, ray::task<convolve_task>);
 }
 
 }  // namespace
@@ -213,7 +115,7 @@ int main(int argc, char** argv) {
   ray::enter_worker_if_spawned();
   auto opt = bench::parse_options(argc, argv);
   const int reps = opt.reps, mp_reps = opt.quick ? 1 : 3;  // mp is the slow one
-  const std::vector<filter> filters = make_filters();
+  const std::vector<filter> filters = make_filters(num_workers);
 
   double sum_serial = 0, sum_threads = 0, sum_mp = 0, sum_coray = 0;
   double t_serial = 0, t_threads = 0, t_mp = 0, t_coray = 0;

@@ -24,101 +24,19 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "bench_common.hpp"
 #include "mp_pool.hpp"
+#include "seed004.hpp"
 
 namespace {
 
-constexpr std::size_t model_weights = 25'000'000;  // 100 MB of floats
-constexpr std::size_t dim = 1000;                  // weights per window, floats per input row
-constexpr std::size_t rows_per_batch = 16;
+using namespace seed004;
+
 constexpr std::size_t workers = 2;
-constexpr std::size_t rounds = 10;
-
-std::uint64_t model_seed(std::size_t worker) { return 7 + worker; }
-
-/// One round's outputs of one worker: one value per input row.
-using outputs = std::vector<double>;
-
-struct model {
-  explicit model(std::uint64_t seed) : w(model_weights) {
-    std::mt19937_64 gen(seed);
-    std::normal_distribution<float> normal;
-    for (auto& x : w) x = normal(gen);
-  }
-
-  /// Dots every input row against every window of the weights; each row's output is the
-  /// sum of the positive dot products.
-  outputs evaluate(const std::vector<float>& batch) const {
-    const std::size_t rows = batch.size() / dim;
-    outputs out(rows, 0.0);
-    for (std::size_t k = 0; k + dim <= w.size(); k += dim) {
-      const float* window = w.data() + k;
-      for (std::size_t r = 0; r < rows; ++r) {
-        const float* x = batch.data() + r * dim;
-        float acc[8] = {};
-        for (std::size_t i = 0; i < dim; i += 8)
-          for (std::size_t j = 0; j < 8; ++j) acc[j] += x[i + j] * window[i + j];
-        const float dot =
-            ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-        if (dot > 0) out[r] += static_cast<double>(dot);
-      }
-    }
-    return out;
-  }
-
-  std::vector<float> w;
-};
-static_assert(dim % 8 == 0);
-
-/// The input batches: batches[worker][round], fixed.
-using batch_set = std::vector<std::vector<std::vector<float>>>;
-
-batch_set make_batches() {
-  batch_set b(workers);
-  for (std::size_t wk = 0; wk < workers; ++wk)
-    for (std::size_t r = 0; r < rounds; ++r) {
-      std::mt19937_64 gen(1000 + 100 * wk + r);
-      std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
-      std::vector<float> batch(rows_per_batch * dim);
-      for (auto& x : batch) x = uniform(gen);
-      b[wk].push_back(std::move(batch));
-    }
-  return b;
-}
-
-/// Every output of a run: results[worker][round].
-using run_results = std::vector<std::vector<outputs>>;
-
-/// FNV-1a over the outputs' bit patterns, in worker and round order.
-std::uint64_t checksum(const run_results& results) {
-  std::uint64_t h = 14695981039346656037ull;
-  for (const auto& per_worker : results)
-    for (const auto& out : per_worker)
-      for (double v : out) {
-        std::uint64_t bits = 0;
-        std::memcpy(&bits, &v, sizeof bits);
-        for (int i = 0; i < 8; ++i) {
-          h ^= (bits >> (8 * i)) & 0xff;
-          h *= 1099511628211ull;
-        }
-      }
-  return h;
-}
-
-/// One worker's whole job: build its model, evaluate its 10 batches.
-std::vector<outputs> worker_job(std::size_t worker, const batch_set& batches) {
-  model m(model_seed(worker));
-  std::vector<outputs> out;
-  for (std::size_t r = 0; r < rounds; ++r) out.push_back(m.evaluate(batches[worker][r]));
-  return out;
-}
 
 run_results run_serial(const batch_set& batches) {
   run_results res;
@@ -182,7 +100,7 @@ double measure(const std::string& variant, int reps, Run&& run) {
   std::vector<std::uint64_t> sums;
   auto t = bench::times(reps, [&] {
     run_results res = run();
-    sums.push_back(checksum(res));  // a hash of 320 values: negligible next to the run
+    sums.push_back(model_checksum(res));  // a hash of 320 values: negligible next to the run
   });
   const std::string name = "model_" + variant;
   for (std::uint64_t s : sums) {
@@ -205,7 +123,7 @@ double measure(const std::string& variant, int reps, Run&& run) {
 int main(int argc, char** argv) {
   ray::enter_worker_if_spawned();
   auto opt = bench::parse_options(argc, argv);
-  const batch_set batches = make_batches();
+  const batch_set batches = make_batches(workers);
 
   // Before the runtime: no runtime threads may exist while mp_pool forks.
   const double serial = measure("serial", opt.reps, [&] { return run_serial(batches); });

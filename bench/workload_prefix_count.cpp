@@ -52,51 +52,18 @@
 #include <set>
 #include <string>
 #include <thread>
-#include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include "bench_common.hpp"
 #include "mp_pool.hpp"
+#include "seed004.hpp"
 
 namespace {
 
+using namespace seed004;
+
 constexpr unsigned num_workers = 2;
-constexpr unsigned documents_per_worker = 10;
-constexpr std::uint64_t seed = 2024;
-
-using document = std::vector<std::string>;
-
-document random_document(std::mt19937_64& gen) {
-  document doc(10'000, std::string(20, '\0'));
-  for (auto& word : doc)
-    for (auto& c : word) c = static_cast<char>(gen() & 0xff);
-  return doc;
-}
-
-/// One worker's state.
-struct prefix_state {
-  std::unordered_map<std::string, int> prefix_count;
-  std::unordered_set<std::string> popular_prefixes;
-
-  void add_document(const document& doc) {
-    for (const auto& word : doc)
-      for (std::size_t i = 1; i < word.size(); ++i) {
-        std::string prefix = word.substr(0, i);
-        if (++prefix_count[prefix] > 3) popular_prefixes.insert(prefix);
-      }
-  }
-};
-
-/// The actor: a state, fed documents one call at a time.
-struct streaming_prefix_count {
-  prefix_state state;
-  void add_document(const document& doc) { state.add_document(doc); }
-  std::vector<std::string> get_popular() const {
-    return {state.popular_prefixes.begin(), state.popular_prefixes.end()};
-  }
-};
 
 struct run_result {
   double seconds = 0;
@@ -104,14 +71,12 @@ struct run_result {
 };
 
 std::size_t merged_size(const std::vector<prefix_state>& states) {
-  std::set<std::string> popular;
-  for (const auto& s : states) popular.insert(s.popular_prefixes.begin(), s.popular_prefixes.end());
-  return popular.size();
+  return merged_popular(states).size();
 }
 
 run_result run_serial() {
   const auto t0 = bench::clk::now();
-  std::mt19937_64 gen(seed);
+  std::mt19937_64 gen(document_seed);
   std::vector<prefix_state> states(num_workers);
   for (unsigned i = 0; i < num_workers * documents_per_worker; ++i)
     states[i % num_workers].add_document(random_document(gen));
@@ -152,7 +117,7 @@ run_result run_threads() {
     threads.emplace_back([&, w] {
       while (auto d = inboxes[w].pop()) states[w].add_document(*d);
     });
-  std::mt19937_64 gen(seed);
+  std::mt19937_64 gen(document_seed);
   for (unsigned i = 0; i < num_workers * documents_per_worker; ++i)
     inboxes[i % num_workers].push(random_document(gen));
   for (auto& box : inboxes) box.push(std::nullopt);
@@ -178,7 +143,7 @@ prefix_state accumulate_prefixes(const state_and_document& item) {
 
 run_result run_mp(prefix_pool& pool) {
   const auto t0 = bench::clk::now();
-  std::mt19937_64 gen(seed);
+  std::mt19937_64 gen(document_seed);
   std::vector<prefix_state> states(num_workers);
   std::vector<state_and_document> items(num_workers);
   for (unsigned round = 0; round < documents_per_worker; ++round) {
@@ -194,13 +159,8 @@ run_result run_coray() {
   const auto t0 = bench::clk::now();
   std::vector<ray::actor<streaming_prefix_count>> actors;
   for (unsigned w = 0; w < num_workers; ++w) actors.push_back(ray::spawn<streaming_prefix_count>());
-  std::mt19937_64 gen(seed);
-  for (unsigned i = 0; i < num_workers * documents_per_worker; ++i)
-    actors[i % num_workers].call<&streaming_prefix_count::add_document>(random_document(gen));
-  std::vector<ray::object_ref<std::vector<std::string>>> refs;
-  for (auto& a : actors) refs.push_back(a.call<&streaming_prefix_count::get_popular>());
   std::set<std::string> popular;
-  for (auto& p : ray::get(refs).get()) popular.insert(p.begin(), p.end());
+  for (auto& p : ray::get(stream_documents(actors)).get()) popular.insert(p.begin(), p.end());
   const run_result r{bench::seconds_since(t0), popular.size()};
 
   // The actors end with their last handles; wait for them to free their state, so that it

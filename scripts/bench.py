@@ -75,9 +75,11 @@ TARGETS = {
     **{f"cross_node_object_{m}MiB_vs_raw_mpi": (">=", 0.8) for m in (8, 64, 256)},
 }
 
-# cluster_bench runs as 3 ranks of this machine under mpiexec, the TCP transport forced (the
-# network path, not shared memory), as tests/cluster does.
-CLUSTER = ["mpiexec", "-n", "3"]
+# The programs that run as ranks of this machine under mpiexec, the TCP transport forced (the
+# network path, not shared memory), as tests/cluster does, and the rank counts each runs with:
+# cluster_bench on 3; cluster_workloads on 1 and on 3, whose times give its speed-ups.
+MPIEXEC = "mpiexec"
+CLUSTER = {"cluster_bench": [3], "cluster_workloads": [1, 3]}
 CLUSTER_ENV = {"OMPI_MCA_btl": "tcp,self", "OMPI_MCA_rmaps_base_oversubscribe": "1",
                "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 
@@ -219,28 +221,34 @@ def run(args: argparse.Namespace) -> Path:
                 print(f"   ({time.time() - t0:.1f} s)", flush=True)
                 continue
             exe = build_dir / "bench" / name
-            out = Path(tmp) / f"{name}.json"
-            cmd = [str(exe), "--json", str(out)] + (["--quick"] if args.quick else [])
-            env = None
-            if name == "cluster_bench":
-                if not exe.exists() or not shutil.which(CLUSTER[0]):
+            launchers, env = [[]], None  # one run, as it is
+            if name in CLUSTER:
+                if not exe.exists() or not shutil.which(MPIEXEC):
                     print(f"== {name}: skipped (no MPI: built only with coray::mpi)", flush=True)
                     continue
-                cmd = CLUSTER + cmd
+                launchers = [[MPIEXEC, "-n", str(n)] for n in CLUSTER[name]]
                 env = dict(os.environ, **CLUSTER_ENV)
             print(f"== {name}", flush=True)
             t0 = time.time()
-            try:
-                proc = subprocess.run(cmd, cwd=ROOT, timeout=args.timeout, env=env)
-                ok = proc.returncode == 0 and out.exists()
-            except subprocess.TimeoutExpired:
-                ok = False
+            found: dict[str, dict] = {}
+            for i, launcher in enumerate(launchers):
+                out = Path(tmp) / f"{name}-{i}.json"
+                cmd = launcher + [str(exe), "--json", str(out)] + (["--quick"] if args.quick else [])
+                try:
+                    proc = subprocess.run(cmd, cwd=ROOT, timeout=args.timeout, env=env)
+                    ok = proc.returncode == 0 and out.exists()
+                except subprocess.TimeoutExpired:
+                    ok = False
+                if not ok:
+                    break
+                found.update(json.loads(out.read_text())["metrics"])
             print(f"   ({time.time() - t0:.1f} s)", flush=True)
             if not ok:
                 failed.append(name)
                 continue
-            for key, m in json.loads(out.read_text())["metrics"].items():
+            for key, m in found.items():
                 metrics[key] = dict(m, program=name)
+    metrics.update(cluster_speedups(metrics))
     date = datetime.date.today().isoformat()
     host = socket.gethostname()
     result = {
@@ -264,6 +272,27 @@ def run(args: argparse.Namespace) -> Path:
         print("FAILED: " + ", ".join(failed), file=sys.stderr)
         sys.exit(1)
     return path
+
+
+def ranks_tag(n: int) -> str:
+    """How cluster_workloads names a number of ranks in its rows: 1_rank, 3_ranks."""
+    return "1_rank" if n == 1 else f"{n}_ranks"
+
+
+def cluster_speedups(m: dict) -> dict[str, dict]:
+    """cluster_workloads' speed-up from 1 rank to 3, per workload: the same work's time on 1
+    rank over its time on 3."""
+    one, many = CLUSTER["cluster_workloads"]
+    out = {}
+    for key, _ in WORKLOADS:
+        t1, tn = (m.get(f"cluster_{key}_{ranks_tag(n)}", {}).get("value") for n in (one, many))
+        if t1 and tn:
+            out[f"cluster_{key}_speedup_{ranks_tag(many)}"] = {
+                "value": float(f"{t1 / tn:.4g}"), "unit": "x", "higher_is_better": True,
+                "note": f"time on {one} rank / time on {many} ranks, the same work (the ranks "
+                        "share this machine's cores)",
+                "program": "cluster_workloads"}
+    return out
 
 
 # ---- reporting ----------------------------------------------------------------------------
