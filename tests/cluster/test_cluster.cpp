@@ -19,31 +19,18 @@
 #include <thread>
 #include <vector>
 
+#include "cluster_test.hpp"
+
 namespace {
 
-/// The process that started this worker's supervisor: the rank's driver or node agent.
-int node_pid() {
-  std::ifstream f("/proc/" + std::to_string(getppid()) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  // pid (comm) state ppid ...: the comm may hold spaces, so read after its closing paren.
-  const auto close = stat.rfind(')');
-  int ppid = 0;
-  std::sscanf(stat.c_str() + close + 2, "%*c %d", &ppid);
-  return ppid;
-}
+using cluster_test::node_pid;
+using cluster_test::ranks_by_pid;
 
 /// Where a call ran, after holding its worker long enough that calls made together spread
 /// over every free worker.
 int node_after(int ms) {
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return node_pid();
-}
-
-/// The rank (index in ray::nodes()) each pid belongs to.
-std::map<int, int> ranks_by_pid() {
-  std::map<int, int> out;
-  for (const auto& n : ray::nodes()) out[n.pid] = n.rank;
-  return out;
 }
 
 /// Calls `f` in `n` tasks at once until each rank ran one, at most 20 rounds; returns the
@@ -293,13 +280,4 @@ TEST_CASE("an actor's handle is used from tasks on every node") {
   CHECK(ray::get(c.call<&counter::add>(0)).get() == expected);
 }
 
-int main(int argc, char** argv) {
-  ray::enter_worker_if_spawned();
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a(argv[i]);
-    if (a.starts_with("--coray-start-method=")) setenv("CORAY_START_METHOD", argv[i] + 21, 1);
-  }
-  ray::runtime rt(argc, argv, {.num_workers = 2});
-  doctest::Context context(argc, argv);
-  return context.run();
-}
+int main(int argc, char** argv) { return cluster_test::run(argc, argv); }

@@ -21,24 +21,12 @@
 #include <thread>
 #include <vector>
 
+#include "cluster_test.hpp"
+
 namespace {
 
-/// The process that started this process's supervisor: the rank's driver or node agent.
-int node_pid() {
-  std::ifstream f("/proc/" + std::to_string(getppid()) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  const auto close = stat.rfind(')');
-  int ppid = 0;
-  std::sscanf(stat.c_str() + close + 2, "%*c %d", &ppid);
-  return ppid;
-}
-
-/// The rank each node's pid belongs to.
-std::map<int, int> ranks_by_pid() {
-  std::map<int, int> out;
-  for (const auto& n : ray::nodes()) out[n.pid] = n.rank;
-  return out;
-}
+using cluster_test::node_pid;
+using cluster_test::ranks_by_pid;
 
 /// Holds its worker a while (so calls made together need several workers), then says where
 /// it ran.
@@ -262,13 +250,4 @@ TEST_CASE("a packed placement group asking for GPUs and disk is reserved where t
   ray::remove_placement_group(pg);
 }
 
-int main(int argc, char** argv) {
-  ray::enter_worker_if_spawned();
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a(argv[i]);
-    if (a.starts_with("--coray-start-method=")) setenv("CORAY_START_METHOD", argv[i] + 21, 1);
-  }
-  ray::runtime rt(argc, argv, {.num_workers = 2});
-  doctest::Context context(argc, argv);
-  return context.run();
-}
+int main(int argc, char** argv) { return cluster_test::run(argc, argv); }
