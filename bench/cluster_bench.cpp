@@ -2,10 +2,13 @@
 //
 //   mpirun -np 3 --mca btl tcp,self build/bench/bench/cluster_bench [--quick] [--json FILE]
 //
-// First raw MPI between ranks 0 and 1 (an 8-byte ping-pong; one-way transfers of 8 to 256
-// MiB, each acknowledged), then the same program's ray::runtime over the three ranks: the
-// round trip of a sync task on a worker of another rank, async tasks to the two other ranks'
-// workers, and an object of each size carried to a task on another rank. Rank 0's own
+// First raw MPI between ranks 0 and 1 (an 8-byte ping-pong; one-way transfers of 8 MiB to 1
+// GiB, each acknowledged; 256 MiB at most with --quick), then the same program's
+// ray::runtime over the three ranks: the round trip of a sync task on a worker of another
+// rank, async tasks to the two other ranks' workers, an object of each size carried to a
+// task on another rank (which reads it in place, as a std::span: the figure is the object's
+// move, not a copy the task makes), and the largest object carried to a task on each of the
+// two other ranks at once (a broadcast), against one such transfer. Rank 0's own
 // worker is held by a task for the whole run, so calls go to the other ranks' workers (up to
 // max_tasks_in_flight_per_worker calls queue behind it: the async figure counts the others).
 // Prints one line per figure; --json FILE writes them for scripts/bench.py, which runs this
@@ -38,7 +41,7 @@ int hold(ray::shared_value<int> release) {
   return 0;
 }
 
-std::size_t length(const std::vector<std::uint8_t>& v) { return v.size(); }
+std::size_t length(std::span<const std::uint8_t> v) { return v.size(); }
 
 /// Raw MPI: 8-byte round trips between ranks 0 and 1, each timed.
 std::vector<double> raw_round_trips(int rank, int n) {
@@ -96,8 +99,9 @@ int main(int argc, char** argv) {
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 
-  const std::vector<std::size_t> sizes = {std::size_t{8} << 20, std::size_t{64} << 20,
-                                          std::size_t{256} << 20};
+  std::vector<std::size_t> sizes = {std::size_t{8} << 20, std::size_t{64} << 20,
+                                    std::size_t{256} << 20};
+  if (!o.quick) sizes.push_back(std::size_t{1} << 30);
   const int trips = o.quick ? 2000 : 20000;
   const std::vector<double> raw = raw_round_trips(rank, trips);
   std::vector<double> raw_bw;
@@ -135,6 +139,26 @@ int main(int argc, char** argv) {
       coray_bw.push_back(median(
           bench::times(o.reps, [&] { (void)ray::get(ray::task<length>.remote(obj)).get(); })));
     }
+    // A broadcast: the largest object to a task on rank 1 alone, then to one on each of ranks
+    // 1 and 2 at once, alternated.
+    const std::size_t cast = sizes.back();
+    std::vector<double> one, both;
+    {
+      auto obj = ray::put(std::vector<std::uint8_t>(cast, 1));
+      auto on = [&](int rank) {
+        return ray::task<length>.options({.scheduling_strategy = ray::node_affinity(rank)});
+      };
+      for (int i = 0; i < o.reps; ++i) {
+        auto t = clk::now();
+        (void)ray::get(on(1).remote(obj)).get();
+        one.push_back(seconds_since(t));
+        t = clk::now();
+        auto a = on(1).remote(obj), b = on(2).remote(obj);
+        (void)ray::get(a).get();
+        (void)ray::get(b).get();
+        both.push_back(seconds_since(t));
+      }
+    }
     release2.store(1);
     (void)ray::get(held2).get();
 
@@ -155,6 +179,10 @@ int main(int argc, char** argv) {
       bench::report("cross_node_object_" + mib + "MiB_vs_raw_mpi", raw_bw[i] / coray_bw[i], "x",
                     true, "target >= 0.8");
     }
+    const std::string cast_mib = std::to_string(cast >> 20);
+    bench::report("cross_node_broadcast_" + cast_mib + "MiB_vs_one_transfer",
+                  median(both) / median(one), "x", false,
+                  "to tasks on ranks 1 and 2 at once; target <= 2");
     bench::write_json(o);
   }
   MPI_Finalize();  // this program started MPI, so it ends it, after the runtime

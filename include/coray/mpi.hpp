@@ -104,9 +104,9 @@ class mpi_seam final : public cluster_seam {
 };
 
 /// Every rank but 0: a node, serving until rank 0's runtime ends; then the process exits.
-[[noreturn]] inline void run_node(driver_config cfg, MPI_Comm comm, int rank) {
+[[noreturn]] inline void run_node(driver_config cfg, MPI_Comm comm, MPI_Comm data, int rank) {
   {
-    auto link = std::make_unique<mpi_channel>(comm);
+    auto link = std::make_unique<mpi_channel>(comm, data);
     try {
       // What rank 0 schedules here: this node's processes and resources (resolved from its
       // own options and environment).
@@ -177,18 +177,21 @@ inline std::unique_ptr<driver> start_mpi_cluster(driver_config cfg) {
       MPI_Finalize();
     });
   }
-  MPI_Comm comm;
+  // The link's own communicators: frames, and the bytes of large blocks sent apart from them.
+  MPI_Comm comm, data;
   MPI_Comm_dup(MPI_COMM_WORLD, &comm);
+  MPI_Comm_dup(MPI_COMM_WORLD, &data);
   int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   if (size == 1) {
+    MPI_Comm_free(&data);
     MPI_Comm_free(&comm);
     return make_local_driver(std::move(cfg));
   }
   cluster_used() = true;
   resolve_driver_config(cfg);
-  if (rank != 0) run_node(std::move(cfg), comm, rank);
+  if (rank != 0) run_node(std::move(cfg), comm, data, rank);
   // Rank 0: every node says hello (its workers and CPUs) before the first call is scheduled.
   std::vector<node_record> nodes;
   for (int r = 1; r < size; ++r) {
@@ -217,7 +220,7 @@ inline std::unique_ptr<driver> start_mpi_cluster(driver_config cfg) {
         "default) or num_workers",
         size, slots, max_cluster_slots));
   }
-  mpi_seam seam(std::make_unique<mpi_channel>(comm), std::move(nodes));
+  mpi_seam seam(std::make_unique<mpi_channel>(comm, data), std::move(nodes));
   return make_local_driver(std::move(cfg), &seam);
 }
 

@@ -6,9 +6,11 @@
 /// (transport::node_of) is rank n.
 ///
 /// A message to a remote slot travels with the bytes of each store block it names; the
-/// node's agent copies them into its own segment. A message back names rank 0's blocks (the
-/// agent rewrites its offsets) and brings the bytes of those its workers wrote, which are
-/// copied in here before the orchestrator reads the message. Loop thread only.
+/// node's agent copies them into its own segment (a large block's bytes are received straight
+/// into it). A message back names rank 0's blocks (the agent rewrites its offsets) and brings
+/// the bytes of those its workers wrote, which are in rank 0's blocks before the orchestrator
+/// reads the message (a large block's received straight into them by the link's thread,
+/// the small ones copied from the frame here). Loop thread only, but for the lander.
 
 #include <fmt/format.h>
 
@@ -69,6 +71,11 @@ class cluster_transport final : public transport {
       }
     }
     link_->set_bell(&local_.header()->driver_bell);
+    // A large block a node's worker wrote lands in rank 0's block the message names.
+    link_->set_lander([this](int, const block_record& r) {
+      object_block* b = checked_block(r.offset, static_cast<std::size_t>(r.size));
+      return b ? landing{b->data(), r.offset} : landing{};
+    });
     known_nodes() = nodes_;
   }
 
@@ -163,7 +170,7 @@ class cluster_transport final : public transport {
     w.payload().resize(size);
     fill(w.payload().data());
     attach_blocks(w, kind);
-    link_->post(node_of_slot(g).rank, w.finish());
+    link_->post(node_of_slot(g).rank, w.finish(), std::move(w.apart()), &seg_);
     return true;
   }
   bool send_carried(std::uint32_t g, msg_kind kind, object_block* carrier) override {
@@ -172,7 +179,7 @@ class cluster_transport final : public transport {
                    static_cast<std::uint32_t>(kind) | in_block_flag);
     w.payload({carrier->data(), static_cast<std::size_t>(carrier->size)});
     attach_blocks(w, kind);
-    link_->post(node_of_slot(g).rank, w.finish());
+    link_->post(node_of_slot(g).rank, w.finish(), std::move(w.apart()), &seg_);
     return true;
   }
 
@@ -261,8 +268,9 @@ class cluster_transport final : public transport {
     link_->post(node_of_slot(g).rank, w.finish());
   }
 
-  /// The bytes of every block the message names, for the node's copies; a granted block
-  /// goes as its size only (the worker writes it there).
+  /// The bytes of every block the message names, for the node's copies (a large one's sent
+  /// apart, the frame holding a reference until they are); a granted block goes as its size
+  /// only (the worker writes it there).
   void attach_blocks(frame_writer& w, msg_kind kind) {
     const std::vector<std::byte>& p = w.payload();
     block_walk(kind, p, [&](std::size_t at, block_use use) {
@@ -275,7 +283,12 @@ class cluster_transport final : public transport {
         return;
       }
       auto* b = seg_.at<object_block>(off);
-      w.block(at, off, use, b->size, b->data());
+      if (b->size >= apart_bytes) {
+        seg_.add_ref(b);
+        w.block_apart(at, off, use, b);
+      } else {
+        w.block(at, off, use, b->size, b->data());
+      }
     });
   }
 
@@ -322,9 +335,11 @@ class cluster_transport final : public transport {
   }
 
   void deliver(std::uint32_t g, const frame_view& v, transport_events& to) {
-    // Blocks the node's workers wrote: their bytes go into rank 0's blocks the message names.
+    // Blocks the node's workers wrote: their bytes go into rank 0's blocks the message names
+    // (those sent apart are there already, unless they named memory outside the store).
     for (const auto& b : v.blocks) {
-      if (!b.record.has_bytes) continue;
+      if (b.record.bytes == block_bytes::landed && !b.record.landed) return;
+      if (b.record.bytes != block_bytes::inline_) continue;
       object_block* dst = checked_block(b.record.offset, b.bytes.size());
       if (!dst) return;
       if (!b.bytes.empty()) std::memcpy(dst->data(), b.bytes.data(), b.bytes.size());

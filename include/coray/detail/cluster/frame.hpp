@@ -4,10 +4,13 @@
 /// message that names a block travels with the block's bytes wherever the receiver has no
 /// copy: node and rank 0 each keep their own segment, and every offset in a message is
 /// rewritten into the receiver's (block_walk below says where a message kind holds one).
+/// Small blocks' bytes ride in the frame; large ones (apart_bytes) follow it in messages of
+/// their own, sent from one segment and received into the other.
 
 #include <coray/detail/runtime/call_message.hpp>
 #include <coray/detail/runtime/stream_state.hpp>
 #include <coray/detail/runtime/wire.hpp>
+#include <coray/detail/shm/segment.hpp>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -53,17 +56,31 @@ enum class block_use : std::uint32_t {
   released,  // the sender lets a reference go (block_release)
 };
 
+/// Where a block's bytes travel, if they do.
+enum class block_bytes : std::uint32_t {
+  none,     // the receiver needs none (a grant, a release, a block it has)
+  inline_,  // after the record, in the frame
+  apart,    // in messages of their own after the frame, straight from the sender's segment
+  landed,   // (receiver) apart, and now in the receiver's segment at `landed`
+};
+
 /// One block a message names: where in the payload its offset lies, the offset (rank 0's,
-/// in both directions: a node rewrites its own before sending), its size, whether its bytes
-/// follow and how the message uses it.
+/// in both directions: a node rewrites its own before sending), its size, where its bytes
+/// travel and how the message uses it.
 struct block_record {
   std::uint64_t at;
   std::uint64_t offset;
   std::uint64_t size;
-  std::uint32_t has_bytes;
+  block_bytes bytes;
   block_use use;
+  std::uint64_t landed;  // the receiver's block holding the bytes sent apart (0: none)
 };
-static_assert(sizeof(block_record) == 32);
+static_assert(sizeof(block_record) == 40);
+
+/// Blocks of this size or more travel apart from their frame (block_bytes::apart): sent from
+/// the sender's segment and received into the receiver's, in chunks, never copied into a
+/// frame.
+inline constexpr std::uint64_t apart_bytes = 64 * 1024;
 
 inline constexpr std::size_t pad8(std::size_t n) noexcept { return (n + 7) & ~std::size_t{7}; }
 
@@ -81,9 +98,18 @@ class frame_writer {
   /// A block the message names, with `size` bytes from `bytes` after it, or none when null.
   void block(std::uint64_t at, std::uint64_t offset, block_use use, std::uint64_t size,
              const std::byte* bytes) {
-    records_.push_back({at, offset, size, bytes ? 1u : 0u, use});
+    records_.push_back(
+        {at, offset, size, bytes ? block_bytes::inline_ : block_bytes::none, use, 0});
     if (bytes) bytes_.push_back({bytes, static_cast<std::size_t>(size)});
   }
+  /// A block the message names whose bytes go apart, after the frame (the channel sends them
+  /// from `b`, which must stay unchanged until then: the caller gives the frame a reference).
+  void block_apart(std::uint64_t at, std::uint64_t offset, block_use use, object_block* b) {
+    records_.push_back({at, offset, b->size, block_bytes::apart, use, 0});
+    apart_.push_back(b);
+  }
+  /// The blocks whose bytes go apart, in record order.
+  std::vector<object_block*>& apart() noexcept { return apart_; }
   /// The frame's bytes.
   std::vector<std::byte> finish() {
     head_.payload = payload_.size();
@@ -100,7 +126,7 @@ class frame_writer {
     for (const auto& r : records_) {
       std::memcpy(p, &r, sizeof r);
       p += sizeof r;
-      if (r.has_bytes) {
+      if (r.bytes == block_bytes::inline_) {
         const auto b = bytes_[k++];
         if (!b.empty()) std::memcpy(p, b.data(), b.size());
         p += pad8(b.size());
@@ -114,6 +140,7 @@ class frame_writer {
   std::vector<std::byte> payload_;
   std::vector<block_record> records_;
   std::vector<std::span<const std::byte>> bytes_;
+  std::vector<object_block*> apart_;
 };
 
 /// Reads a frame; throws codec_error when its bytes do not hold what its head says.
@@ -122,7 +149,7 @@ struct frame_view {
   std::span<const std::byte> payload;
   struct block {
     block_record record;
-    std::span<const std::byte> bytes;  // empty unless has_bytes
+    std::span<const std::byte> bytes;  // empty unless inline_
   };
   std::vector<block> blocks;
 
@@ -141,7 +168,7 @@ struct frame_view {
       block b;
       std::memcpy(&b.record, f.data() + at, sizeof b.record);
       at += sizeof b.record;
-      if (b.record.has_bytes) {
+      if (b.record.bytes == block_bytes::inline_) {
         need(b.record.size);
         b.bytes = f.subspan(at, b.record.size);
         at += pad8(b.record.size);
@@ -150,6 +177,32 @@ struct frame_view {
     }
   }
 };
+
+/// Calls f(record) for each block record of frame `f`, in order, and keeps what f changes in
+/// it. False when the frame is malformed (the records up to that point were seen).
+template <class F>
+bool edit_records(std::span<std::byte> f, F&& fn) {
+  frame_head head;
+  if (f.size() < sizeof head) return false;
+  std::memcpy(&head, f.data(), sizeof head);
+  std::size_t at = sizeof head;
+  if (f.size() - at < head.payload) return false;
+  at += pad8(head.payload);
+  for (std::uint32_t i = 0; i < head.blocks; ++i) {
+    block_record r;
+    if (at > f.size() || f.size() - at < sizeof r) return false;
+    std::memcpy(&r, f.data() + at, sizeof r);
+    const bool inline_bytes = r.bytes == block_bytes::inline_;
+    fn(r);
+    std::memcpy(f.data() + at, &r, sizeof r);
+    at += sizeof r;
+    if (inline_bytes) {
+      if (f.size() - at < r.size) return false;
+      at += pad8(r.size);
+    }
+  }
+  return true;
+}
 
 /// Calls f(at, use) for each u64 block offset in a message of `kind` (the offset lies at
 /// payload[at]); offsets of 0 are skipped. Kinds naming no block call nothing. Bounds are

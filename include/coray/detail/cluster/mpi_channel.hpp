@@ -6,17 +6,26 @@
 /// MPI_Recv, on a communicator of their own; they reach the loop through a
 /// lock-free queue, and the loop's doorbell is rung.
 ///
+/// A large block a frame names (block_bytes::apart) follows its frame on a second
+/// communicator, in chunks of 4 MiB all sent at once, straight from the sender's segment; the
+/// receiver posts a receive for each chunk into the block its lander gives (in its segment)
+/// as soon as the frame arrives, and hands the frame to the loop once they have all landed.
+/// Frames from one rank reach the loop in the order they were sent: one waiting for its
+/// bytes holds back those behind it.
+///
 /// MPI has no wait for "a message, or work from another thread", and a blocking receive spins
 /// a core in Open MPI, so the thread polls: continuously while frames flow and for 100 us
-/// after, yielding its core up to 5 ms after, then sleeping on its own doorbell between probes
-/// (1 ms, and 5 ms once idle for 100 ms; a frame queued to go out rings it at once). A frame
-/// arriving at an idle rank waits up to that long; an idle cluster costs each rank 200 short
-/// wake-ups a second.
+/// after (and while bytes are in flight: Open MPI's TCP transport moves them only inside MPI
+/// calls), yielding its core up to 5 ms after, then sleeping on its own doorbell between
+/// probes (1 ms, and 5 ms once idle for 100 ms; a frame queued to go out rings it at once). A
+/// frame arriving at an idle rank waits up to that long; an idle cluster costs each rank 200
+/// short wake-ups a second.
 
 #include <concurrentqueue.h>
 #include <mpi.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <climits>
@@ -37,19 +46,25 @@ class mpi_channel final : public channel {
  public:
   static constexpr int tag = 0x636f;
 
-  /// Takes `comm` (a communicator of the link's own) and frees it when done.
-  explicit mpi_channel(MPI_Comm comm) : comm_(comm) {}
+  /// Takes `comm` (frames) and `data` (the bytes of blocks sent apart), communicators of the
+  /// link's own, and frees them when done.
+  mpi_channel(MPI_Comm comm, MPI_Comm data) : comm_(comm), data_(data) {}
   ~mpi_channel() override {
     end();
+    MPI_Comm_free(&data_);
     MPI_Comm_free(&comm_);
   }
 
-  void post(int peer, std::vector<std::byte> frame) override {
-    if (frame.size() > static_cast<std::size_t>(INT_MAX))
+  void post(int peer, std::vector<std::byte> frame, std::vector<object_block*> apart = {},
+            segment* seg = nullptr) override {
+    if (frame.size() > static_cast<std::size_t>(INT_MAX)) {
+      for (object_block* b : apart) seg->release(b);
       throw usage_error("coray: a message between a cluster's nodes is limited to 2 GiB");
-    out_.enqueue({peer, std::move(frame)});
+    }
+    out_.enqueue({peer, std::move(frame), std::move(apart), seg});
     bell_.ring();
   }
+  void set_lander(lander l) override { lander_ = std::move(l); }
   bool take(int& peer, std::vector<std::byte>& frame) override {
     item it;
     if (!in_.try_dequeue(it)) return false;
@@ -81,10 +96,21 @@ class mpi_channel final : public channel {
   struct item {
     int peer = 0;
     std::vector<std::byte> bytes;
+    std::vector<object_block*> apart;  // sent after the frame
+    segment* seg = nullptr;            // where they are released once sent
   };
   struct sending {
     MPI_Request request = MPI_REQUEST_NULL;
     std::vector<std::byte> bytes;
+    object_block* hold = nullptr;  // released in `seg` once sent (a block's last chunk)
+    segment* seg = nullptr;
+  };
+  /// A frame that arrived, waiting for the bytes of its blocks sent apart (or behind one that
+  /// does, from the same rank).
+  struct incoming {
+    std::vector<std::byte> frame;
+    std::vector<MPI_Request> requests;
+    std::vector<std::vector<std::byte>> dropped;  // where bytes nobody takes are received
   };
 
   void run() {
@@ -96,10 +122,11 @@ class mpi_channel final : public channel {
       item it;
       while (out_.try_dequeue(it)) {
         work = true;
-        if (it.bytes.size() > batch_limit) {
+        if (it.bytes.size() > batch_limit || !it.apart.empty()) {
           // Sent alone, uncopied; what was batched for its rank goes first, to keep the order.
           flush_batch(it.peer, sends);
           isend(it.peer, single_tag, std::move(it.bytes), sends);
+          for (object_block* b : it.apart) send_apart(it.peer, b, it.seg, sends);
           continue;
         }
         batch_for(it.peer).push_back(std::move(it.bytes));
@@ -110,8 +137,10 @@ class mpi_channel final : public channel {
         int done = 0;
         MPI_Test(&sends.front().request, &done, MPI_STATUS_IGNORE);
         if (!done) break;
+        if (sends.front().hold) sends.front().seg->release(sends.front().hold);
         sends.pop_front();
       }
+      work |= land();
       for (int k = 0; k < 64; ++k) {
         int flag = 0;
         MPI_Status st;
@@ -122,7 +151,7 @@ class mpi_channel final : public channel {
         std::vector<std::byte> bytes(static_cast<std::size_t>(n));
         MPI_Recv(bytes.data(), n, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, comm_, MPI_STATUS_IGNORE);
         if (st.MPI_TAG == single_tag) {
-          deliver({st.MPI_SOURCE, std::move(bytes)});
+          arrive(st.MPI_SOURCE, std::move(bytes));
         } else {
           // A batch: each frame's length, the frame, padding to 8.
           for (std::size_t at = 0; at + sizeof(std::uint64_t) <= bytes.size();) {
@@ -131,7 +160,7 @@ class mpi_channel final : public channel {
             at += sizeof len;
             if (len > bytes.size() - at) break;  // malformed: the rest is dropped
             const auto* f = bytes.data() + at;
-            deliver({st.MPI_SOURCE, std::vector<std::byte>(f, f + len)});
+            arrive(st.MPI_SOURCE, std::vector<std::byte>(f, f + len));
             at += pad8(len);
           }
         }
@@ -145,6 +174,10 @@ class mpi_channel final : public channel {
       }
       const auto idle = now - last_work;
       if (idle < std::chrono::microseconds(100)) continue;
+      if (in_flight()) {  // bytes move only while MPI is called
+        sched_yield();
+        continue;
+      }
       if (idle < std::chrono::milliseconds(5)) {
         sched_yield();
         continue;
@@ -160,13 +193,94 @@ class mpi_channel final : public channel {
   /// Frames up to this size queued for one rank together go as one MPI message (tag
   /// batch_tag); larger ones go alone (single_tag), their bytes not copied again.
   static constexpr std::size_t batch_limit = 64 * 1024;
+  /// Blocks sent apart go in chunks of this size (an MPI count is an int; and a receiver's
+  /// chunks land while the next ones are in flight).
+  static constexpr std::size_t chunk_bytes = std::size_t{4} << 20;
   static constexpr int single_tag = tag;
   static constexpr int batch_tag = tag + 1;
 
   static std::size_t pad8(std::size_t n) noexcept { return (n + 7) & ~std::size_t{7}; }
 
+  /// The bytes of block `b`, after its frame, in chunks on the data communicator; the last
+  /// chunk's entry releases the frame's reference.
+  void send_apart(int peer, object_block* b, segment* seg, std::deque<sending>& sends) {
+    const std::size_t size = static_cast<std::size_t>(b->size);
+    for (std::size_t at = 0; at < size; at += chunk_bytes) {
+      const std::size_t n = std::min(chunk_bytes, size - at);
+      sending& s = sends.emplace_back();
+      if (at + n == size) {
+        s.hold = b;
+        s.seg = seg;
+      }
+      MPI_Isend(b->data() + at, static_cast<int>(n), MPI_BYTE, peer, 0, data_, &s.request);
+    }
+    if (size == 0) seg->release(b);
+  }
+
+  /// A frame from `peer`: the bytes of its blocks sent apart are received where the lander
+  /// says; it reaches the loop once they have landed and every frame before it from `peer`
+  /// has.
+  void arrive(int peer, std::vector<std::byte> frame) {
+    incoming in{std::move(frame), {}, {}};
+    frame_head h{};
+    if (in.frame.size() >= sizeof h) std::memcpy(&h, in.frame.data(), sizeof h);
+    if (h.blocks) {
+      edit_records(in.frame, [&](block_record& r) {
+        if (r.bytes != block_bytes::apart) return;
+        landing l;
+        try {
+          if (lander_) l = lander_(peer, r);
+        } catch (...) {
+          l = {};  // no room: the bytes are dropped, and the record says so (landed 0)
+        }
+        r.bytes = block_bytes::landed;
+        r.landed = l.data ? l.landed : 0;
+        std::byte* to = l.data;
+        if (!to) to = in.dropped.emplace_back(static_cast<std::size_t>(r.size)).data();
+        for (std::size_t at = 0; at < r.size; at += chunk_bytes) {
+          const std::size_t n = std::min<std::size_t>(chunk_bytes, r.size - at);
+          MPI_Request& q = in.requests.emplace_back(MPI_REQUEST_NULL);
+          MPI_Irecv(to + at, static_cast<int>(n), MPI_BYTE, peer, 0, data_, &q);
+        }
+      });
+    }
+    auto& held = held_for(peer);
+    if (held.empty() && in.requests.empty())
+      deliver({peer, std::move(in.frame), {}, nullptr});
+    else
+      held.push_back(std::move(in));
+  }
+  /// Hands the loop each held frame whose bytes have all landed, in order per rank.
+  bool land() {
+    bool progress = false;
+    for (auto& [peer, held] : held_) {
+      while (!held.empty()) {
+        incoming& in = held.front();
+        int done = 1;
+        if (!in.requests.empty())
+          MPI_Testall(static_cast<int>(in.requests.size()), in.requests.data(), &done,
+                      MPI_STATUSES_IGNORE);
+        if (!done) break;
+        deliver({peer, std::move(in.frame), {}, nullptr});
+        held.pop_front();
+        progress = true;
+      }
+    }
+    return progress;
+  }
+  bool in_flight() const noexcept {
+    for (const auto& [peer, held] : held_)
+      if (!held.empty()) return true;
+    return false;
+  }
+  std::deque<incoming>& held_for(int peer) {
+    for (auto& [p, h] : held_)
+      if (p == peer) return h;
+    return held_.emplace_back(peer, std::deque<incoming>{}).second;
+  }
+
   void isend(int peer, int t, std::vector<std::byte> bytes, std::deque<sending>& sends) {
-    sends.push_back({MPI_REQUEST_NULL, std::move(bytes)});
+    sends.push_back({MPI_REQUEST_NULL, std::move(bytes), nullptr, nullptr});
     sending& s = sends.back();
     MPI_Isend(s.bytes.data(), static_cast<int>(s.bytes.size()), MPI_BYTE, peer, t, comm_,
               &s.request);
@@ -204,6 +318,10 @@ class mpi_channel final : public channel {
   }
 
   MPI_Comm comm_;
+  MPI_Comm data_;
+  lander lander_;
+  /// Frames waiting for their bytes, by rank (progress thread only).
+  std::vector<std::pair<int, std::deque<incoming>>> held_;
   /// Small frames dequeued in this pass, by rank (progress thread only).
   std::vector<std::pair<int, std::vector<std::vector<std::byte>>>> batches_;
   moodycamel::ConcurrentQueue<item> out_, in_;

@@ -71,6 +71,12 @@ class node_agent final : public transport_events {
   /// Serves rank 0 until it says to stop.
   void serve() {
     link_.set_bell(&local_->header()->driver_bell);
+    // A large block rank 0 sends lands in a new block here (receive() takes it from there);
+    // no room, and the record says so.
+    link_.set_lander([this](int, const block_record& r) {
+      object_block* b = seg_.new_object(static_cast<std::size_t>(r.size));
+      return landing{b->data(), seg_.offset_of(b)};
+    });
     link_.begin();
     auto idle_since = std::chrono::steady_clock::now();
     while (!done_) {
@@ -113,8 +119,14 @@ class node_agent final : public transport_events {
       std::memcpy(p.data() + at, &theirs, sizeof theirs);
       if (!theirs) return;  // not a block of this worker's: rank 0 refuses the message
       auto* b = seg_.at<object_block>(off);
-      if (unsynced_.erase(off) && use != block_use::released)
-        w.block(at, theirs, use, b->size, b->data());
+      if (unsynced_.erase(off) && use != block_use::released) {
+        if (b->size >= apart_bytes) {
+          seg_.add_ref(b);  // the frame's, until its bytes are sent
+          w.block_apart(at, theirs, use, b);
+        } else {
+          w.block(at, theirs, use, b->size, b->data());
+        }
+      }
       if (use == block_use::passed || use == block_use::released) dropped_.push_back(b);
     });
     if (carried) {
@@ -125,7 +137,7 @@ class node_agent final : public transport_events {
       unsynced_.erase(off);
       dropped_.push_back(carried);
     }
-    link_.post(0, w.finish());
+    link_.post(0, w.finish(), std::move(w.apart()), &seg_);
     for (object_block* b : dropped_)
       if (ledger_->take(j, b)) seg_.release(b);
     if (kind == msg_kind::task_done && payload.size() >= sizeof(result_header)) {
@@ -205,7 +217,10 @@ class node_agent final : public transport_events {
         done_ = true;
         return true;
       }
-      if (h.slot >= slots_.size()) continue;
+      if (h.slot >= slots_.size()) {
+        drop_landed(v);
+        continue;
+      }
       slot& s = slots_[h.slot];
       switch (h.type) {
         case frame_type::start:
@@ -231,7 +246,10 @@ class node_agent final : public transport_events {
           local_->kill(h.slot);
           break;
         case frame_type::message:
-          if (s.open) receive(h.slot, v);
+          if (s.open)
+            receive(h.slot, v);
+          else
+            drop_landed(v);
           break;
         default:
           break;
@@ -251,9 +269,22 @@ class node_agent final : public transport_events {
     slot& s = slots_[j];
     for (const auto& b : v.blocks) {
       const block_record& r = b.record;
-      if (r.at + sizeof(std::uint64_t) > m.bytes.size()) continue;
-      object_block* mine = seg_.new_object(static_cast<std::size_t>(r.size));
-      if (r.has_bytes && r.size) std::memcpy(mine->data(), b.bytes.data(), b.bytes.size());
+      if (r.bytes == block_bytes::landed && !r.landed)
+        throw ray::runtime_error(fmt::format(
+            "coray: this node's object store has no room for a block of {} bytes from rank 0",
+            r.size));
+      if (r.at + sizeof(std::uint64_t) > m.bytes.size()) {
+        if (r.bytes == block_bytes::landed) seg_.release(seg_.at<object_block>(r.landed));
+        continue;
+      }
+      object_block* mine = nullptr;
+      if (r.bytes == block_bytes::landed) {
+        mine = seg_.at<object_block>(r.landed);  // received straight into it
+      } else {
+        mine = seg_.new_object(static_cast<std::size_t>(r.size));
+        if (r.bytes == block_bytes::inline_ && r.size)
+          std::memcpy(mine->data(), b.bytes.data(), b.bytes.size());
+      }
       const std::uint64_t off = seg_.offset_of(mine);
       rank0_of_[off] = r.offset;
       std::memcpy(m.bytes.data() + r.at, &off, sizeof off);
@@ -275,6 +306,13 @@ class node_agent final : public transport_events {
     }
     s.pending.push_back(std::move(m));
     flush(j);
+  }
+
+  /// Frees the blocks a frame's bytes landed in, when the frame is not taken.
+  void drop_landed(const frame_view& v) {
+    for (const auto& b : v.blocks)
+      if (b.record.bytes == block_bytes::landed && b.record.landed)
+        seg_.release(seg_.at<object_block>(b.record.landed));
   }
 
   /// Sends slot `j`'s waiting messages in order while its inbox has room.
