@@ -56,6 +56,11 @@ struct node_info {
   /// Its resources by Ray's names ({"CPU": n, "GPU": n, custom...}), as cluster_resources().
   std::map<std::string, double> resources;
   bool alive = true;
+  /// Object bytes rank 0 has sent this node, and received from it (0 for rank 0 itself). A
+  /// node keeps a copy of each large object it was sent or made while it has room, and is not
+  /// sent one it holds again.
+  std::uint64_t object_bytes_sent = 0;
+  std::uint64_t object_bytes_received = 0;
 };
 
 namespace detail::cluster {
@@ -243,10 +248,11 @@ inline std::vector<node_info> nodes() {
   };
   const auto mine = resources(0);
   out.push_back({0, detail::cluster::host_name(), static_cast<int>(getpid()),
-                 d ? d->num_workers() : 0, cpus(mine), mine, true});
+                 d ? d->num_workers() : 0, cpus(mine), mine, true, 0, 0});
   for (const auto& n : detail::cluster::known_nodes()) {
     auto theirs = resources(n.rank);
-    out.push_back({n.rank, n.host, n.pid, n.workers, cpus(theirs), std::move(theirs), n.alive});
+    out.push_back({n.rank, n.host, n.pid, n.workers, cpus(theirs), std::move(theirs), n.alive,
+                   n.bytes_sent, n.bytes_received});
     out[0].workers -= std::min(out[0].workers, n.workers);
   }
   return out;

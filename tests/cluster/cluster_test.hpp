@@ -35,14 +35,21 @@ inline std::map<int, int> ranks_by_pid() {
   return out;
 }
 
-/// main: --coray-start-method=fork|spawn chooses the start method; 2 task workers a rank.
+/// main: --coray-start-method=fork|spawn chooses the start method; 2 task workers a rank, and
+/// an object store of 512 MiB on rank 0 and 128 MiB on each node.
 inline int run(int argc, char** argv) {
   ray::enter_worker_if_spawned();
   for (int i = 1; i < argc; ++i) {
     std::string_view a(argv[i]);
     if (a.starts_with("--coray-start-method=")) setenv("CORAY_START_METHOD", argv[i] + 21, 1);
   }
-  ray::runtime rt(argc, argv, {.num_workers = 2});
+  // Rank 0's store holds what the cases put; a node's is small enough that the copies it
+  // keeps must be dropped as a case sends it more (Open MPI names a process's rank).
+  const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
+  const bool node = rank && std::atoi(rank) != 0;
+  ray::runtime rt(
+      argc, argv,
+      {.num_workers = 2, .object_store_bytes = (node ? std::size_t{128} : std::size_t{512}) << 20});
   doctest::Context context(argc, argv);
   return context.run();
 }

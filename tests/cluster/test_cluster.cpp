@@ -201,6 +201,61 @@ TEST_CASE("blocks either side of the size sent apart from their frame arrive int
   }
 }
 
+/// The object bytes rank 0 has sent node `rank`.
+std::uint64_t sent_to(int rank) {
+  for (const auto& n : ray::nodes())
+    if (n.rank == rank) return n.object_bytes_sent;
+  FAIL("no node ", rank);
+  return 0;
+}
+
+std::uint64_t sum_of(const std::vector<std::uint8_t>& v) {
+  return std::accumulate(v.begin(), v.end(), std::uint64_t{0});
+}
+
+std::uint64_t sum_task(const std::vector<std::uint8_t>& v) { return sum_of(v); }
+
+TEST_CASE("a node keeps copies of large objects: it is not sent one it holds again") {
+  auto on1 = ray::task<sum_task>.options({.scheduling_strategy = ray::node_affinity(1)});
+  const auto v = pattern(std::size_t{3} << 20, 9);
+  auto ref = ray::put(v);
+  const auto before = sent_to(1);
+  CHECK(ray::get(on1.remote(ref)).get() == sum_of(v));
+  const auto once = sent_to(1);
+  CHECK(once - before == v.size() + 8);  // the encoded vector: its length, then its bytes
+  for (int i = 0; i < 4; ++i) CHECK(ray::get(on1.remote(ref)).get() == sum_of(v));
+  CHECK(sent_to(1) == once);
+  // A result made on the node is kept there too: a task there reading it is sent nothing.
+  auto made =
+      ray::task<pattern>.options({.scheduling_strategy = ray::node_affinity(1)}).remote(std::size_t{2} << 20, 4);
+  CHECK(ray::get(on1.remote(made)).get() == sum_of(pattern(std::size_t{2} << 20, 4)));
+  CHECK(sent_to(1) == once);
+  // Node 2 has neither: it is sent each, once.
+  auto on2 = ray::task<sum_task>.options({.scheduling_strategy = ray::node_affinity(2)});
+  const auto at2 = sent_to(2);
+  for (int i = 0; i < 2; ++i) CHECK(ray::get(on2.remote(ref)).get() == sum_of(v));
+  for (int i = 0; i < 2; ++i) CHECK(ray::get(on2.remote(made)).get() > 0);
+  CHECK(sent_to(2) - at2 == v.size() + 8 + (std::size_t{2} << 20) + 8);
+}
+
+TEST_CASE("a node drops the copies it has no room for, and is sent them again when needed") {
+  // 200 MiB through a node's 128 MiB store: its least recently used copies go.
+  auto on1 = ray::task<sum_task>.options({.scheduling_strategy = ray::node_affinity(1)});
+  std::vector<ray::object_ref<std::vector<std::uint8_t>>> refs;
+  std::vector<std::uint64_t> sums;
+  for (int i = 0; i < 20; ++i) {
+    const auto v = pattern(std::size_t{10} << 20, i);
+    sums.push_back(sum_of(v));
+    refs.push_back(ray::put(v));
+  }
+  for (int i = 0; i < 20; ++i) CHECK(ray::get(on1.remote(refs[i])).get() == sums[i]);
+  auto sent = sent_to(1);
+  CHECK(ray::get(on1.remote(refs[19])).get() == sums[19]);  // the newest is held
+  CHECK(sent_to(1) == sent);
+  CHECK(ray::get(on1.remote(refs[0])).get() == sums[0]);  // the oldest was dropped
+  CHECK(sent_to(1) - sent == (std::size_t{10} << 20) + 8);
+}
+
 TEST_CASE("an object put on rank 0 is read by tasks on every node") {
   std::vector<std::uint8_t> v(1 << 20, 3);
   auto ref = ray::put(v);

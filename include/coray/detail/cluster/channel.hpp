@@ -60,7 +60,9 @@ struct node_record {
   std::vector<std::string> gpu_ids;
   std::map<std::string, double> resources;  // custom ones
   bool alive = true;
-  std::string why;  // why it ended early, if it did
+  std::string why;                   // why it ended early, if it did
+  std::uint64_t bytes_sent = 0;      // object bytes rank 0 sent it
+  std::uint64_t bytes_received = 0;  // object bytes rank 0 received from it
 };
 
 }  // namespace detail::cluster

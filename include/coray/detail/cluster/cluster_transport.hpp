@@ -11,6 +11,13 @@
 /// the bytes of those its workers wrote, which are in rank 0's blocks before the orchestrator
 /// reads the message (a large block's received straight into them by the link's thread,
 /// the small ones copied from the frame here). Loop thread only, but for the lander.
+///
+/// A node keeps a copy of each large block it was sent or its workers wrote (its secondary
+/// copy; rank 0's block stays the primary), and rank 0 keeps a directory of them (`copies_`:
+/// which nodes hold the block at an offset, the block told apart from earlier ones there by
+/// the stamp rank 0 writes in its header). A message naming a block its node holds carries no
+/// bytes (block_bytes::held). A node short of room drops copies only after rank 0 has
+/// removed them from its directory (uncache, then uncached), so a copy rank 0 names is there.
 
 #include <fmt/format.h>
 
@@ -23,6 +30,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 CORAY_BEGIN_NAMESPACE
@@ -165,20 +173,20 @@ class cluster_transport final : public transport {
 
   bool send(std::uint32_t g, msg_kind kind, std::size_t size, fill_ref fill) override {
     if (!is_remote(g)) return local_.send(to_local(g), kind, size, fill);
-    frame_writer w(frame_type::message, remote_[remote_index(g)].slot,
-                   static_cast<std::uint32_t>(kind));
+    const where to = remote_[remote_index(g)];
+    frame_writer w(frame_type::message, to.slot, static_cast<std::uint32_t>(kind));
     w.payload().resize(size);
     fill(w.payload().data());
-    attach_blocks(w, kind);
+    attach_blocks(w, kind, to.node);
     link_->post(node_of_slot(g).rank, w.finish(), std::move(w.apart()), &seg_);
     return true;
   }
   bool send_carried(std::uint32_t g, msg_kind kind, object_block* carrier) override {
     if (!is_remote(g)) return local_.send_carried(to_local(g), kind, carrier);
-    frame_writer w(frame_type::message, remote_[remote_index(g)].slot,
-                   static_cast<std::uint32_t>(kind) | in_block_flag);
+    const where to = remote_[remote_index(g)];
+    frame_writer w(frame_type::message, to.slot, static_cast<std::uint32_t>(kind) | in_block_flag);
     w.payload({carrier->data(), static_cast<std::size_t>(carrier->size)});
-    attach_blocks(w, kind);
+    attach_blocks(w, kind, to.node);
     link_->post(node_of_slot(g).rank, w.finish(), std::move(w.apart()), &seg_);
     return true;
   }
@@ -268,28 +276,61 @@ class cluster_transport final : public transport {
     link_->post(node_of_slot(g).rank, w.finish());
   }
 
-  /// The bytes of every block the message names, for the node's copies (a large one's sent
-  /// apart, the frame holding a reference until they are); a granted block goes as its size
-  /// only (the worker writes it there).
-  void attach_blocks(frame_writer& w, msg_kind kind) {
+  /// The bytes of every block the message names, for node `n`'s copies: none for a large one
+  /// it holds, a large one's sent apart (the frame holding a reference until they are), a
+  /// small one's in the frame; a granted block goes as its size only (the worker writes it
+  /// there, and the node keeps what it wrote).
+  void attach_blocks(frame_writer& w, msg_kind kind, std::size_t n) {
     const std::vector<std::byte>& p = w.payload();
+    const std::uint64_t me = holder_bit(n);
     block_walk(kind, p, [&](std::size_t at, block_use use) {
       std::uint64_t off;
       std::memcpy(&off, p.data() + at, sizeof off);
+      auto* b = seg_.at<object_block>(off);
       if (use == block_use::granted) {
         std::uint64_t requested = 0;
         std::memcpy(&requested, p.data() + 16, sizeof requested);
-        w.block(at, off, use, requested, nullptr);
+        w.block(at, off, use, requested, nullptr, me ? copies_of(b, off).stamp : 0);
         return;
       }
-      auto* b = seg_.at<object_block>(off);
-      if (b->size >= apart_bytes) {
-        seg_.add_ref(b);
-        w.block_apart(at, off, use, b);
-      } else {
+      if (b->size < apart_bytes) {
         w.block(at, off, use, b->size, b->data());
+        nodes_[n].bytes_sent += b->size;
+        return;
       }
+      std::uint32_t stamp = 0;
+      if (me) {
+        copy_entry& e = copies_of(b, off);
+        if (e.holders & me) return w.block_held(at, off, use, b->size, e.stamp);
+        e.holders |= me;  // the node keeps what it is sent now
+        stamp = e.stamp;
+      }
+      seg_.add_ref(b);
+      w.block_apart(at, off, use, b, stamp);
+      nodes_[n].bytes_sent += b->size;
     });
+    known_nodes()[n].bytes_sent = nodes_[n].bytes_sent;
+  }
+
+  /// Which nodes hold a copy of the block at an offset: the block's stamp, and a bit per node
+  /// (the first 64 nodes keep copies; the others are sent a block each time).
+  struct copy_entry {
+    std::uint32_t stamp = 0;
+    std::uint64_t holders = 0;
+  };
+  static std::uint64_t holder_bit(std::size_t n) noexcept {
+    return n < 64 ? std::uint64_t{1} << n : 0;
+  }
+  /// Block b's entry (b at `off`): a new one, with a new stamp written in b's header, when b
+  /// is not the block the entry was made for.
+  copy_entry& copies_of(object_block* b, std::uint64_t off) {
+    copy_entry& e = copies_[off];
+    if (b->reserved == 0 || b->reserved != e.stamp) {
+      if (++next_stamp_ == 0) ++next_stamp_;
+      b->reserved = next_stamp_;
+      e = {next_stamp_, 0};
+    }
+    return e;
   }
 
   void handle(int peer, transport_events& to) {
@@ -322,8 +363,23 @@ class cluster_transport final : public transport {
         break;
       }
       case frame_type::message:
-        deliver(g, v, to);
+        deliver(g, n, v, to);
         break;
+      case frame_type::uncache: {
+        // The node drops these copies once rank 0 will not name them again: from now.
+        const std::uint64_t bit = holder_bit(n);
+        for (std::size_t at = 0; at + sizeof(copy_key) <= v.payload.size();
+             at += sizeof(copy_key)) {
+          copy_key k;
+          std::memcpy(&k, v.payload.data() + at, sizeof k);
+          const auto it = copies_.find(k.offset);
+          if (it != copies_.end() && it->second.stamp == k.stamp) it->second.holders &= ~bit;
+        }
+        frame_writer w(frame_type::uncached);
+        w.payload(v.payload);
+        link_->post(peer, w.finish());
+        break;
+      }
       case frame_type::lost:
         nodes_[n].alive = false;
         nodes_[n].why.assign(reinterpret_cast<const char*>(v.payload.data()), v.payload.size());
@@ -334,16 +390,27 @@ class cluster_transport final : public transport {
     }
   }
 
-  void deliver(std::uint32_t g, const frame_view& v, transport_events& to) {
+  void deliver(std::uint32_t g, std::size_t n, const frame_view& v, transport_events& to) {
     // Blocks the node's workers wrote: their bytes go into rank 0's blocks the message names
-    // (those sent apart are there already, unless they named memory outside the store).
+    // (those sent apart are there already, unless they named memory outside the store, and the
+    // node keeps a copy of them).
     for (const auto& b : v.blocks) {
-      if (b.record.bytes == block_bytes::landed && !b.record.landed) return;
-      if (b.record.bytes != block_bytes::inline_) continue;
-      object_block* dst = checked_block(b.record.offset, b.bytes.size());
+      const block_record& r = b.record;
+      if (r.bytes == block_bytes::landed) {
+        if (!r.landed) return;
+        nodes_[n].bytes_received += r.size;
+        const auto it = copies_.find(r.offset);
+        if (r.stamp && it != copies_.end() && it->second.stamp == r.stamp)
+          it->second.holders |= holder_bit(n);
+        continue;
+      }
+      if (r.bytes != block_bytes::inline_) continue;
+      object_block* dst = checked_block(r.offset, b.bytes.size());
       if (!dst) return;
       if (!b.bytes.empty()) std::memcpy(dst->data(), b.bytes.data(), b.bytes.size());
+      nodes_[n].bytes_received += r.size;
     }
+    known_nodes()[n].bytes_received = nodes_[n].bytes_received;
     const auto kind = static_cast<msg_kind>(v.head.kind & ~in_block_flag);
     if (v.head.kind & in_block_flag) {
       object_block* carrier = checked_block(v.head.a, v.payload.size());
@@ -376,6 +443,8 @@ class cluster_transport final : public transport {
   std::unique_ptr<remote_state[]> states_;
   std::vector<std::byte> frame_;
   bool begun_ = false;
+  std::unordered_map<std::uint64_t, copy_entry> copies_;  // by rank 0's offset
+  std::uint32_t next_stamp_ = 0;
 };
 
 }  // namespace detail::cluster

@@ -28,6 +28,7 @@ enum class frame_type : std::uint32_t {
   death = 3,    // slot; a: pid, b: wait status, c: calls started, d: served
   lost = 4,     // payload: why no process can be started there any more
   bye = 5,      // the node ended its processes
+  uncache = 6,  // payload: copy_keys of copies the node would drop (it keeps them until told)
   // both ways
   message = 8,  // slot, kind (in_block_flag: carried); payload; blocks
   // rank 0 -> node
@@ -36,6 +37,7 @@ enum class frame_type : std::uint32_t {
   close = 18,     // slot
   kill = 19,      // slot
   shutdown = 20,  // end every process and exit
+  uncached = 21,  // payload: the copy_keys of an uncache, which rank 0 will not name again
 };
 
 struct frame_head {
@@ -62,6 +64,7 @@ enum class block_bytes : std::uint32_t {
   inline_,  // after the record, in the frame
   apart,    // in messages of their own after the frame, straight from the sender's segment
   landed,   // (receiver) apart, and now in the receiver's segment at `landed`
+  held,     // none: the receiver keeps a copy of this block (its stamp says which)
 };
 
 /// One block a message names: where in the payload its offset lies, the offset (rank 0's,
@@ -74,8 +77,19 @@ struct block_record {
   block_bytes bytes;
   block_use use;
   std::uint64_t landed;  // the receiver's block holding the bytes sent apart (0: none)
+  /// Which of the blocks ever at `offset` this is, for a node's copies (0: none kept).
+  std::uint32_t stamp;
+  std::uint32_t unused;
 };
-static_assert(sizeof(block_record) == 40);
+static_assert(sizeof(block_record) == 48);
+
+/// A node's copy of one of rank 0's blocks: the block's offset there and its stamp.
+struct copy_key {
+  std::uint64_t offset;
+  std::uint32_t stamp;
+  std::uint32_t unused;
+};
+static_assert(sizeof(copy_key) == 16);
 
 /// Blocks of this size or more travel apart from their frame (block_bytes::apart): sent from
 /// the sender's segment and received into the receiver's, in chunks, never copied into a
@@ -97,15 +111,21 @@ class frame_writer {
   std::vector<std::byte>& payload() noexcept { return payload_; }
   /// A block the message names, with `size` bytes from `bytes` after it, or none when null.
   void block(std::uint64_t at, std::uint64_t offset, block_use use, std::uint64_t size,
-             const std::byte* bytes) {
+             const std::byte* bytes, std::uint32_t stamp = 0) {
     records_.push_back(
-        {at, offset, size, bytes ? block_bytes::inline_ : block_bytes::none, use, 0});
+        {at, offset, size, bytes ? block_bytes::inline_ : block_bytes::none, use, 0, stamp, 0});
     if (bytes) bytes_.push_back({bytes, static_cast<std::size_t>(size)});
+  }
+  /// A block the receiver keeps a copy of (`stamp` says which): no bytes.
+  void block_held(std::uint64_t at, std::uint64_t offset, block_use use, std::uint64_t size,
+                  std::uint32_t stamp) {
+    records_.push_back({at, offset, size, block_bytes::held, use, 0, stamp, 0});
   }
   /// A block the message names whose bytes go apart, after the frame (the channel sends them
   /// from `b`, which must stay unchanged until then: the caller gives the frame a reference).
-  void block_apart(std::uint64_t at, std::uint64_t offset, block_use use, object_block* b) {
-    records_.push_back({at, offset, b->size, block_bytes::apart, use, 0});
+  void block_apart(std::uint64_t at, std::uint64_t offset, block_use use, object_block* b,
+                   std::uint32_t stamp = 0) {
+    records_.push_back({at, offset, b->size, block_bytes::apart, use, 0, stamp, 0});
     apart_.push_back(b);
   }
   /// The blocks whose bytes go apart, in record order.

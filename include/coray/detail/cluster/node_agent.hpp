@@ -12,6 +12,12 @@
 /// is granted is granted here too (this node's block ledger), one it passes or lets go is
 /// dropped here and passed or let go at rank 0. A call's borrowed blocks (its arguments, its
 /// carrier) live until the call's reply.
+///
+/// The node keeps a copy of each large block it is sent, and of each its workers wrote, while
+/// there is room (copies_, by rank 0's offset and stamp): rank 0 names one it knows the node
+/// holds without sending its bytes again. When copies take more than half the store, or the
+/// store is three quarters full, the least recently used are offered back (an uncache frame)
+/// and dropped when rank 0 answers, after which it no longer names them.
 
 #include <fmt/format.h>
 #include <sched.h>
@@ -62,6 +68,8 @@ class node_agent final : public transport_events {
       if (slots_[j].open && slots_[j].shutdown_sent) stopping.push_back(j);
     if (!stopping.empty()) local_->await_exit(stopping, std::chrono::milliseconds(500));
     for (std::uint32_t j = 0; j < slots_.size(); ++j) forget(j);
+    for (auto& [off, c] : copies_) seg_.release(c.block);
+    copies_.clear();
     local_->end();
   }
 
@@ -119,12 +127,18 @@ class node_agent final : public transport_events {
       std::memcpy(p.data() + at, &theirs, sizeof theirs);
       if (!theirs) return;  // not a block of this worker's: rank 0 refuses the message
       auto* b = seg_.at<object_block>(off);
-      if (unsynced_.erase(off) && use != block_use::released) {
-        if (b->size >= apart_bytes) {
-          seg_.add_ref(b);  // the frame's, until its bytes are sent
-          w.block_apart(at, theirs, use, b);
-        } else {
-          w.block(at, theirs, use, b->size, b->data());
+      if (unsynced_.erase(off)) {
+        const auto stamp = grant_stamps_.find(off);
+        const std::uint32_t s = stamp == grant_stamps_.end() ? 0 : stamp->second;
+        if (stamp != grant_stamps_.end()) grant_stamps_.erase(stamp);
+        if (use != block_use::released) {
+          if (b->size >= apart_bytes) {
+            seg_.add_ref(b);  // the frame's, until its bytes are sent
+            w.block_apart(at, theirs, use, b, s);
+            keep_copy(theirs, s, b);  // rank 0 counts it held once it has the bytes
+          } else {
+            w.block(at, theirs, use, b->size, b->data());
+          }
         }
       }
       if (use == block_use::passed || use == block_use::released) dropped_.push_back(b);
@@ -251,6 +265,9 @@ class node_agent final : public transport_events {
           else
             drop_landed(v);
           break;
+        case frame_type::uncached:
+          drop_copies(v.payload);
+          break;
         default:
           break;
       }
@@ -280,6 +297,15 @@ class node_agent final : public transport_events {
       object_block* mine = nullptr;
       if (r.bytes == block_bytes::landed) {
         mine = seg_.at<object_block>(r.landed);  // received straight into it
+        keep_copy(r.offset, r.stamp, mine);
+      } else if (r.bytes == block_bytes::held) {
+        const auto it = copies_.find(r.offset);
+        if (it == copies_.end() || it->second.stamp != r.stamp)
+          throw ray::runtime_error(fmt::format(
+              "coray: rank 0 named a copy of its block at {} this node does not hold", r.offset));
+        mine = it->second.block;
+        seg_.add_ref(mine);
+        it->second.used = ++tick_;
       } else {
         mine = seg_.new_object(static_cast<std::size_t>(r.size));
         if (r.bytes == block_bytes::inline_ && r.size)
@@ -290,6 +316,7 @@ class node_agent final : public transport_events {
       std::memcpy(m.bytes.data() + r.at, &off, sizeof off);
       if (r.use == block_use::granted) {
         unsynced_.insert(off);
+        if (r.stamp) grant_stamps_[off] = r.stamp;
         ledger_->grant(j, off);
       } else if (r.use == block_use::passed) {
         ledger_->grant(j, off);
@@ -306,6 +333,66 @@ class node_agent final : public transport_events {
     }
     s.pending.push_back(std::move(m));
     flush(j);
+  }
+
+  /// Keeps `b` as this node's copy of rank 0's block at `theirs` (stamp 0: not kept), in place
+  /// of an older one there; then makes room if copies take too much of the store.
+  void keep_copy(std::uint64_t theirs, std::uint32_t stamp, object_block* b) {
+    if (!stamp) return;
+    auto [it, fresh] = copies_.try_emplace(theirs);
+    cached_copy& c = it->second;
+    if (!fresh) {
+      if (c.stamp == stamp && c.block == b) {
+        c.used = ++tick_;
+        return;
+      }
+      if (!c.leaving) copy_bytes_ -= c.block->size;
+      seg_.release(c.block);
+    }
+    seg_.add_ref(b);
+    c = {stamp, b, ++tick_, false};
+    copy_bytes_ += b->size;
+    make_room();
+  }
+
+  /// Offers rank 0 the least recently used copies, when copies take more than half the store
+  /// or the store is three quarters full, until they take a quarter of it or a quarter is
+  /// free; each is dropped when rank 0 answers (drop_copies).
+  void make_room() {
+    const std::size_t cap = seg_.capacity(), free = seg_.free_bytes();
+    if (copy_bytes_ <= cap / 2 && free >= cap / 4) return;
+    std::size_t need = 0;
+    if (copy_bytes_ > cap / 4) need = copy_bytes_ - cap / 4;
+    if (free < cap / 4) need = std::max(need, cap / 4 - free);
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> order;  // last use, rank 0's offset
+    for (const auto& [off, c] : copies_)
+      if (!c.leaving) order.emplace_back(c.used, off);
+    std::sort(order.begin(), order.end());
+    frame_writer w(frame_type::uncache);
+    std::size_t offered = 0;
+    for (const auto& [used, off] : order) {
+      if (offered >= need) break;
+      cached_copy& c = copies_[off];
+      c.leaving = true;
+      copy_bytes_ -= c.block->size;
+      offered += c.block->size;
+      const copy_key k{off, c.stamp, 0};
+      const auto* p = reinterpret_cast<const std::byte*>(&k);
+      w.payload().insert(w.payload().end(), p, p + sizeof k);
+    }
+    if (offered) link_.post(0, w.finish());
+  }
+
+  /// Drops the copies rank 0 will not name again.
+  void drop_copies(std::span<const std::byte> keys) {
+    for (std::size_t at = 0; at + sizeof(copy_key) <= keys.size(); at += sizeof(copy_key)) {
+      copy_key k;
+      std::memcpy(&k, keys.data() + at, sizeof k);
+      const auto it = copies_.find(k.offset);
+      if (it == copies_.end() || it->second.stamp != k.stamp || !it->second.leaving) continue;
+      seg_.release(it->second.block);
+      copies_.erase(it);
+    }
   }
 
   /// Frees the blocks a frame's bytes landed in, when the frame is not taken.
@@ -377,6 +464,17 @@ class node_agent final : public transport_events {
   std::vector<slot> slots_;
   std::unordered_map<std::uint64_t, std::uint64_t> rank0_of_;  // this node's block -> rank 0's
   std::unordered_set<std::uint64_t> unsynced_;  // granted blocks whose bytes rank 0 lacks
+  std::unordered_map<std::uint64_t, std::uint32_t> grant_stamps_;  // their stamps, if kept
+  /// This node's copy of one of rank 0's blocks (holding a reference to it).
+  struct cached_copy {
+    std::uint32_t stamp = 0;
+    object_block* block = nullptr;
+    std::uint64_t used = 0;  // when last named (tick_)
+    bool leaving = false;    // offered back to rank 0, dropped when it answers
+  };
+  std::unordered_map<std::uint64_t, cached_copy> copies_;  // by rank 0's offset
+  std::uint64_t tick_ = 0;
+  std::size_t copy_bytes_ = 0;  // of the copies not leaving
   std::vector<std::byte> frame_;
   std::vector<object_block*> dropped_;
   bool done_ = false;
