@@ -256,6 +256,36 @@ TEST_CASE("a node drops the copies it has no room for, and is sent them again wh
   CHECK(sent_to(1) - sent == (std::size_t{10} << 20) + 8);
 }
 
+/// Holds a worker until `release` is set, counting itself in `started` first.
+int hold_until(ray::shared_value<int> started, ray::shared_value<int> release) {
+  started.fetch_add(1);
+  while (release.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return node_pid();
+}
+
+int node_reading(const std::vector<std::uint8_t>& v) { return v.empty() ? -1 : node_pid(); }
+
+TEST_CASE("a task goes to the node that keeps its arguments when this machine's workers are busy") {
+  const auto ranks = ranks_by_pid();
+  auto on2 = ray::task<node_reading>.options({.scheduling_strategy = ray::node_affinity(2)});
+  auto kept = ray::put(pattern(std::size_t{2} << 20, 1));
+  REQUIRE(ranks.at(ray::get(on2.remote(kept)).get()) == 2);  // node 2 keeps a copy now
+  auto fresh = ray::put(pattern(std::size_t{2} << 20, 2));   // no node has this one
+  // Rank 0's two workers busy (its default calls fill them first).
+  auto started = ray::shared_value<int>(0), release = ray::shared_value<int>(0);
+  std::vector<ray::object_ref<int>> held;
+  for (int i = 0; i < 2; ++i) held.push_back(ray::task<hold_until>.remote(started, release));
+  for (int i = 0; i < 10000 && started.load() < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  REQUIRE(started.load() == 2);
+  // Default placement goes to the first node with a free worker (rank 1) ...
+  CHECK(ranks.at(ray::get(ray::task<node_reading>.remote(fresh)).get()) == 1);
+  // ... unless another keeps the call's arguments.
+  CHECK(ranks.at(ray::get(ray::task<node_reading>.remote(kept)).get()) == 2);
+  release.store(1);
+  for (auto& h : held) CHECK(ranks.at(ray::get(h).get()) == 0);
+}
+
 TEST_CASE("an object put on rank 0 is read by tasks on every node") {
   std::vector<std::uint8_t> v(1 << 20, 3);
   auto ref = ray::put(v);

@@ -126,6 +126,10 @@ class cluster_transport final : public transport {
     if (n == 0) return local_.can_start();
     return n <= nodes_.size() && nodes_[n - 1].alive;
   }
+  std::uint64_t copy_holders(const object_block* b) const override {
+    const auto it = copies_.find(seg_.offset_of(b));
+    return it != copies_.end() && it->second.stamp == b->reserved ? it->second.holders : 0;
+  }
 
   // ---- processes ----------------------------------------------------------------------
   void start(std::uint32_t g) override {

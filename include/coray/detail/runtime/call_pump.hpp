@@ -30,6 +30,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <coray/detail/runtime/actor_table.hpp>
 #include <coray/detail/runtime/call_sender.hpp>
 #include <coray/detail/runtime/placement_groups.hpp>
@@ -62,6 +63,7 @@ class call_pump {
         groups_(groups),
         workers_(workers),
         max_in_flight_(max_in_flight),
+        nodes_(static_cast<std::uint32_t>(resources.size())),
         leases_(workers),
         lent_(workers, 0),
         node_(workers),
@@ -284,9 +286,42 @@ class call_pump {
       best_load = load;
       if (load == 0) break;
     }
+    // A worker on another node: one as free on a node keeping the call's argument bytes
+    // (this machine, which holds every object, had none free).
+    if (nodes_ > 1 && best >= 0 && node_[static_cast<std::uint32_t>(best)] != 0) [[unlikely]]
+      best = near_arguments(static_cast<std::uint32_t>(best), best_load);
     if (best >= 0 || !any_blocked) [[likely]]
       return {best, tasks_.runnable.begin()};
     return pick_descendant();
+  }
+
+  /// `best` (a worker on another node, carrying `best_load` calls), or a worker carrying no
+  /// more on the node that keeps copies of most of the first runnable call's argument bytes
+  /// (Ray's rule: other things equal, a task goes where its arguments are).
+  [[gnu::noinline]] int near_arguments(std::uint32_t best, std::uint32_t best_load) {
+    const task_record& r = *tasks_.runnable.front();
+    std::uint64_t bytes[64] = {};  // by holder bit: node n is bit n - 1
+    bool any = false;
+    auto count = [&](const object_block* b) {
+      if (!b) return;
+      for (std::uint64_t h = transport_.copy_holders(b); h; h &= h - 1) {
+        bytes[std::countr_zero(h)] += b->size;
+        any = true;
+      }
+    };
+    for (const object_block* b : r.blocks()) count(b);
+    for (const auto& d : r.deps)
+      if (d && d->settled()) count(d->block);
+    if (!any) return static_cast<int>(best);
+    const auto top = static_cast<std::uint32_t>(std::max_element(bytes, bytes + 64) - bytes);
+    if (const std::uint32_t mine = node_[best] - 1; mine < 64 && bytes[mine] == bytes[top])
+      return static_cast<int>(best);
+    for (std::uint32_t i = 0; i < workers_; ++i) {
+      if (node_[i] != top + 1 || !transport_.alive(i)) continue;
+      const auto [suspended, mark] = transport_.occupancy_of(i);
+      if (mark == 0 && tasks_.load(i, suspended) <= best_load) return static_cast<int>(i);
+    }
+    return static_cast<int>(best);
   }
 
   /// pick() when every worker with room is blocked: the first such worker with a descendant
@@ -558,6 +593,7 @@ class call_pump {
   placement_group_table& groups_;
   std::uint32_t workers_;
   std::uint32_t max_in_flight_;
+  std::uint32_t nodes_;                            // the nodes (1 outside a cluster)
   std::vector<resource_request> shapes_;           // requirement s is shapes_[s - 1]
   std::vector<worker_lease> leases_;               // per task worker
   std::unordered_map<std::uint64_t, loan> loans_;  // by call id: calls lent a blocked worker

@@ -128,6 +128,9 @@ class transport {
   virtual std::uint32_t node_of(std::uint32_t /*slot*/) const { return 0; }
   /// False once node `n` can run no process (its supervisor is gone).
   virtual bool node_alive(std::uint32_t n) const { return n != 0 || can_start(); }
+  /// The nodes other than this one that keep a copy of store block `b` (bit n - 1 for node
+  /// n): where a call reading it finds its bytes already. None outside a cluster.
+  virtual std::uint64_t copy_holders(const object_block* /*b*/) const { return 0; }
 
   // ---- processes ----------------------------------------------------------------------
   /// Starts a process in `slot` with empty mailboxes (a first one, or a replacement).
