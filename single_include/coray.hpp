@@ -13316,6 +13316,9 @@ class transport {
   virtual std::uint32_t node_of(std::uint32_t /*slot*/) const { return 0; }
   /// False once node `n` can run no process (its supervisor is gone).
   virtual bool node_alive(std::uint32_t n) const { return n != 0 || can_start(); }
+  /// The nodes other than this one that keep a copy of store block `b` (bit n - 1 for node
+  /// n): where a call reading it finds its bytes already. None outside a cluster.
+  virtual std::uint64_t copy_holders(const object_block* /*b*/) const { return 0; }
 
   // ---- processes ----------------------------------------------------------------------
   /// Starts a process in `slot` with empty mailboxes (a first one, or a replacement).
@@ -14243,6 +14246,7 @@ CORAY_END_NAMESPACE
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 // #include <coray/detail/runtime/actor_table.hpp>: inlined above
 // begin <coray/detail/runtime/call_sender.hpp>
 /// Puts a call on the wire: writes its message (dependencies replaced by their values) to
@@ -15059,6 +15063,8 @@ class call_pump {
         groups_(groups),
         workers_(workers),
         max_in_flight_(max_in_flight),
+        nodes_(static_cast<std::uint32_t>(resources.size())),
+        remote_in_flight_(nodes_ > 1 ? remote_factor * max_in_flight : max_in_flight),
         leases_(workers),
         lent_(workers, 0),
         node_(workers),
@@ -15248,6 +15254,8 @@ class call_pump {
 
  private:
   using queue_place = std::deque<task_record*>::iterator;
+  /// A worker on another node may carry this many times max_tasks_in_flight_per_worker.
+  static constexpr std::uint32_t remote_factor = 16;
   /// pick()'s answer for a call bound to a node that can run nothing any more.
   static constexpr int unplaceable = -2;
   /// node_for's answers for a call in a placement group: on a node of one of its bundles; or
@@ -15266,13 +15274,15 @@ class call_pump {
     if (!unconstrained_) [[unlikely]]
       return pick_with_resources();
     int best = -1;
-    std::uint32_t best_load = max_in_flight_;
+    std::uint32_t best_load = remote_in_flight_;  // max_in_flight_ outside a cluster
     bool any_blocked = false;
     for (std::uint32_t i = 0; i < workers_; ++i) {
       if (!transport_.alive(i)) continue;
       const auto [suspended, mark] = transport_.occupancy_of(i);
       const std::uint32_t load = tasks_.load(i, suspended);
       if (load >= best_load) continue;
+      if (load >= max_in_flight_ && node_[i] == 0) [[unlikely]]
+        continue;  // in a cluster: this machine's worker is full
       if (mark != 0) {
         any_blocked = true;
         continue;
@@ -15281,9 +15291,42 @@ class call_pump {
       best_load = load;
       if (load == 0) break;
     }
+    // A worker on another node: one as free on a node keeping the call's argument bytes
+    // (this machine, which holds every object, had none free).
+    if (nodes_ > 1 && best >= 0 && node_[static_cast<std::uint32_t>(best)] != 0) [[unlikely]]
+      best = near_arguments(static_cast<std::uint32_t>(best), best_load);
     if (best >= 0 || !any_blocked) [[likely]]
       return {best, tasks_.runnable.begin()};
     return pick_descendant();
+  }
+
+  /// `best` (a worker on another node, carrying `best_load` calls), or a worker carrying no
+  /// more on the node that keeps copies of most of the first runnable call's argument bytes
+  /// (Ray's rule: other things equal, a task goes where its arguments are).
+  [[gnu::noinline]] int near_arguments(std::uint32_t best, std::uint32_t best_load) {
+    const task_record& r = *tasks_.runnable.front();
+    std::uint64_t bytes[64] = {};  // by holder bit: node n is bit n - 1
+    bool any = false;
+    auto count = [&](const object_block* b) {
+      if (!b) return;
+      for (std::uint64_t h = transport_.copy_holders(b); h; h &= h - 1) {
+        bytes[std::countr_zero(h)] += b->size;
+        any = true;
+      }
+    };
+    for (const object_block* b : r.blocks()) count(b);
+    for (const auto& d : r.deps)
+      if (d && d->settled()) count(d->block);
+    if (!any) return static_cast<int>(best);
+    const auto top = static_cast<std::uint32_t>(std::max_element(bytes, bytes + 64) - bytes);
+    if (const std::uint32_t mine = node_[best] - 1; mine < 64 && bytes[mine] == bytes[top])
+      return static_cast<int>(best);
+    for (std::uint32_t i = 0; i < workers_; ++i) {
+      if (node_[i] != top + 1 || !transport_.alive(i)) continue;
+      const auto [suspended, mark] = transport_.occupancy_of(i);
+      if (mark == 0 && tasks_.load(i, suspended) <= best_load) return static_cast<int>(i);
+    }
+    return static_cast<int>(best);
   }
 
   /// pick() when every worker with room is blocked: the first such worker with a descendant
@@ -15555,6 +15598,9 @@ class call_pump {
   placement_group_table& groups_;
   std::uint32_t workers_;
   std::uint32_t max_in_flight_;
+  std::uint32_t nodes_;  // the nodes (1 outside a cluster)
+  /// The calls a worker on another node may carry: enough to cover the round trip's time.
+  std::uint32_t remote_in_flight_;
   std::vector<resource_request> shapes_;           // requirement s is shapes_[s - 1]
   std::vector<worker_lease> leases_;               // per task worker
   std::unordered_map<std::uint64_t, loan> loans_;  // by call id: calls lent a blocked worker
@@ -20065,7 +20111,8 @@ struct runtime_options {
   /// looks) before it sleeps on its futex. A call's body blocked in a wait sleeps right
   /// after the pure spin while other processes keep the machine's cores busy.
   std::chrono::microseconds spin = std::chrono::microseconds(200);
-  /// Calls queued on one worker beyond the one it runs; more waits in the driver.
+  /// Calls queued on one worker beyond the one it runs; more waits in the driver. In a
+  /// cluster, a worker on another node takes 16 times as many, to cover the round trip.
   std::uint32_t max_tasks_in_flight_per_worker = 4;
   /// Actors that may be alive at once (each is a process with two 256 KiB mailboxes).
   std::uint32_t max_actors = 1024;

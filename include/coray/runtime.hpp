@@ -55,7 +55,8 @@ struct runtime_options {
   /// looks) before it sleeps on its futex. A call's body blocked in a wait sleeps right
   /// after the pure spin while other processes keep the machine's cores busy.
   std::chrono::microseconds spin = std::chrono::microseconds(200);
-  /// Calls queued on one worker beyond the one it runs; more waits in the driver.
+  /// Calls queued on one worker beyond the one it runs; more waits in the driver. In a
+  /// cluster, a worker on another node takes 16 times as many, to cover the round trip.
   std::uint32_t max_tasks_in_flight_per_worker = 4;
   /// Actors that may be alive at once (each is a process with two 256 KiB mailboxes).
   std::uint32_t max_actors = 1024;

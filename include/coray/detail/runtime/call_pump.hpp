@@ -64,6 +64,7 @@ class call_pump {
         workers_(workers),
         max_in_flight_(max_in_flight),
         nodes_(static_cast<std::uint32_t>(resources.size())),
+        remote_in_flight_(nodes_ > 1 ? remote_factor * max_in_flight : max_in_flight),
         leases_(workers),
         lent_(workers, 0),
         node_(workers),
@@ -253,6 +254,8 @@ class call_pump {
 
  private:
   using queue_place = std::deque<task_record*>::iterator;
+  /// A worker on another node may carry this many times max_tasks_in_flight_per_worker.
+  static constexpr std::uint32_t remote_factor = 16;
   /// pick()'s answer for a call bound to a node that can run nothing any more.
   static constexpr int unplaceable = -2;
   /// node_for's answers for a call in a placement group: on a node of one of its bundles; or
@@ -271,13 +274,15 @@ class call_pump {
     if (!unconstrained_) [[unlikely]]
       return pick_with_resources();
     int best = -1;
-    std::uint32_t best_load = max_in_flight_;
+    std::uint32_t best_load = remote_in_flight_;  // max_in_flight_ outside a cluster
     bool any_blocked = false;
     for (std::uint32_t i = 0; i < workers_; ++i) {
       if (!transport_.alive(i)) continue;
       const auto [suspended, mark] = transport_.occupancy_of(i);
       const std::uint32_t load = tasks_.load(i, suspended);
       if (load >= best_load) continue;
+      if (load >= max_in_flight_ && node_[i] == 0) [[unlikely]]
+        continue;  // in a cluster: this machine's worker is full
       if (mark != 0) {
         any_blocked = true;
         continue;
@@ -593,7 +598,9 @@ class call_pump {
   placement_group_table& groups_;
   std::uint32_t workers_;
   std::uint32_t max_in_flight_;
-  std::uint32_t nodes_;                            // the nodes (1 outside a cluster)
+  std::uint32_t nodes_;  // the nodes (1 outside a cluster)
+  /// The calls a worker on another node may carry: enough to cover the round trip's time.
+  std::uint32_t remote_in_flight_;
   std::vector<resource_request> shapes_;           // requirement s is shapes_[s - 1]
   std::vector<worker_lease> leases_;               // per task worker
   std::unordered_map<std::uint64_t, loan> loans_;  // by call id: calls lent a blocked worker
