@@ -6994,12 +6994,14 @@ class driver : public process {
   virtual std::uint64_t spilled_objects() const noexcept = 0;
 };
 
-/// The driver, for an API that only the driver offers; a clear error elsewhere.
-inline driver& require_driver(const char* what) {
-  driver* d = process::require().as_driver();
+/// Process `p`'s driver, for an API that only the driver offers; a clear error elsewhere.
+inline driver& require_driver(process& p, const char* what) {
+  driver* d = p.as_driver();
   if (!d) throw usage_error(fmt::format("{} is only available in the driver process", what));
   return *d;
 }
+/// This process's driver, likewise.
+inline driver& require_driver(const char* what) { return require_driver(process::require(), what); }
 
 }  // namespace detail
 CORAY_END_NAMESPACE
@@ -11394,10 +11396,9 @@ class placement_group {
           detail::resource_request::from(cpus, gpus, custom, "ray::placement_group"));
     }
     auto made = detail::on_loop("ray::placement_group", [&](detail::process& p) {
-      detail::driver* d = p.as_driver();
-      if (!d) throw usage_error("ray::placement_group is only available in the driver process");
-      return d->create_placement_group(std::move(requests),
-                                       static_cast<detail::bundle_strategy>(strategy));
+      return detail::require_driver(p, "ray::placement_group")
+          .create_placement_group(std::move(requests),
+                                  static_cast<detail::bundle_strategy>(strategy));
     });
     id_ = made.first;
     size_ = bundles.size();
@@ -11423,10 +11424,8 @@ class placement_group {
   /// Each bundle's node (its MPI rank; 0 outside a cluster) once reserved; empty before.
   std::vector<int> bundle_nodes() const {
     return detail::on_loop("ray::placement_group::bundle_nodes", [&](detail::process& p) {
-      detail::driver* d = p.as_driver();
-      if (!d)
-        throw usage_error("ray::placement_group::bundle_nodes is only available in the driver");
-      return d->placement_group_nodes(id_);
+      return detail::require_driver(p, "ray::placement_group::bundle_nodes")
+          .placement_group_nodes(id_);
     });
   }
 
@@ -11456,9 +11455,7 @@ class placement_group {
 /// Driver only.
 inline void remove_placement_group(const placement_group& pg) {
   detail::on_loop("ray::remove_placement_group", [&](detail::process& p) {
-    detail::driver* d = p.as_driver();
-    if (!d) throw usage_error("ray::remove_placement_group is only available in the driver");
-    d->remove_placement_group(pg.id());
+    detail::require_driver(p, "ray::remove_placement_group").remove_placement_group(pg.id());
   });
 }
 
@@ -14889,6 +14886,22 @@ struct placement_group_entry {
   std::uint32_t users = 0;  // leases, loans and actors holding a bundle's resources
 
   bool pending() const noexcept { return !removed && placed.empty(); }
+
+  /// The reserved bundle a call or actor takes: among those `accept`s (and only bundle
+  /// `named`, when it is not -1), the first that `fits` now, else the first that `could`
+  /// ever hold it, else the first; null when none is accepted.
+  template <class Accept, class Fits, class Could>
+  placed_bundle* choose(std::int32_t named, Accept&& accept, Fits&& fits, Could&& could) {
+    placed_bundle *possible = nullptr, *first = nullptr;
+    for (std::size_t b = 0; b < placed.size(); ++b) {
+      placed_bundle& pb = placed[b];
+      if ((named >= 0 && b != static_cast<std::size_t>(named)) || !accept(pb)) continue;
+      if (fits(pb)) return &pb;
+      if (!possible && could(pb)) possible = &pb;
+      if (!first) first = &pb;
+    }
+    return possible ? possible : first;
+  }
 };
 
 class placement_group_table {
@@ -15390,7 +15403,7 @@ class call_pump {
       for (std::uint32_t k = 0; k < workers_; ++k) {
         const std::uint32_t i = (from + k) % workers_;
         if (!transport_.alive(i) || (only >= 0 && node_[i] != static_cast<std::uint32_t>(only)) ||
-            (only == in_group && !ledger_at(node_[i], r.shape)))
+            (only == in_group && !group_on(node_[i], r.shape)))
           continue;
         const auto [suspended, mark] = transport_.occupancy_of(i);
         const std::uint32_t load = tasks_.load(i, suspended);
@@ -15468,15 +15481,21 @@ class call_pump {
     const placement& w = shape(s).where;
     if (!w.group) return &resources_[n];
     placement_group_entry* g = groups_.find(w.group);
-    if (!g) return nullptr;
-    resource_ledger* first = nullptr;
-    for (std::size_t b = 0; b < g->placed.size(); ++b) {
-      placed_bundle& pb = g->placed[b];
-      if (pb.node != n || (w.bundle >= 0 && b != static_cast<std::size_t>(w.bundle))) continue;
-      if (pb.ledger.fits(shape(s), cpu_in_use(&pb.ledger))) return &pb.ledger;
-      if (!first) first = &pb.ledger;
-    }
-    return first;
+    placed_bundle* b =
+        g ? g->choose(
+                w.bundle, [&](const placed_bundle& pb) { return pb.node == n; },
+                [&](placed_bundle& pb) { return pb.ledger.fits(shape(s), cpu_in_use(&pb.ledger)); },
+                [](const placed_bundle&) { return false; })
+          : nullptr;
+    return b ? &b->ledger : nullptr;
+  }
+  /// Whether the placement group of requirement `s` has a bundle it may use on node `n`.
+  bool group_on(std::uint32_t n, std::uint32_t s) {
+    const placement& w = shape(s).where;
+    placement_group_entry* g = groups_.find(w.group);
+    const auto no = [](const placed_bundle&) { return false; };
+    return g && g->choose(
+                    w.bundle, [&](const placed_bundle& pb) { return pb.node == n; }, no, no);
   }
   /// The ledger worker `slot`'s lease came from.
   resource_ledger& lease_ledger(std::uint32_t slot) {
@@ -16673,8 +16692,6 @@ class orchestrator final : public call_lifecycle, public transport_events {
       refuse(infeasible_resources(
           fmt::format("ray::spawn: actor {} can never be placed: {}", req.type_name, *why)));
     if (need.where.group) {
-      // Its bundle's node: the one named, else the first whose bundle has room now, else the
-      // first that could hold it.
       const placement_group_entry* g = groups_.find(need.where.group);
       if (g && g->pending())
         refuse(usage_error(fmt::format(
@@ -16761,18 +16778,16 @@ class orchestrator final : public call_lifecycle, public transport_events {
     return later;
   }
 
-  /// The bundle an actor asking `need` (in a reserved placement group) goes to.
+  /// The bundle an actor asking `need` (in a reserved placement group) goes to, and with it
+  /// its node: the one named, else the first with room now, else the first that could ever
+  /// hold it, else the first.
   placed_bundle* bundle_for(const resource_request& need) {
     placement_group_entry* g = groups_.find(need.where.group);
-    if (!g || g->placed.empty()) return nullptr;
-    if (need.where.bundle >= 0) return &g->placed[static_cast<std::size_t>(need.where.bundle)];
-    placed_bundle* could = nullptr;
-    for (std::size_t b = 0; b < g->placed.size(); ++b) {
-      placed_bundle& pb = g->placed[b];
-      if (pb.ledger.fits(need)) return &pb;
-      if (!could && !pb.ledger.refuse(need)) could = &pb;
-    }
-    return could ? could : &g->placed[0];
+    if (!g) return nullptr;
+    return g->choose(
+        need.where.bundle, [](const placed_bundle&) { return true; },
+        [&](placed_bundle& pb) { return pb.ledger.fits(need); },
+        [&](placed_bundle& pb) { return !pb.ledger.refuse(need); });
   }
 
   // ---- placement groups ----------------------------------------------------------------
@@ -21125,8 +21140,6 @@ CORAY_END_NAMESPACE
 ///   auto all = ray::cluster_resources();     // {"CPU": 8, "GPU": 2, "disk": 1}
 ///   auto free = ray::available_resources();  // what running tasks and actors leave
 
-#include <fmt/format.h>
-
 // #include <coray/detail/runtime/driver.hpp>: inlined above
 // #include <coray/detail/runtime/foreign.hpp>: inlined above
 // #include <coray/detail/runtime/process.hpp>: inlined above
@@ -21139,11 +21152,7 @@ CORAY_BEGIN_NAMESPACE
 
 namespace detail {
 inline std::map<std::string, double> runtime_resources(const char* what, bool available) {
-  return on_loop(what, [&](process& p) {
-    driver* d = p.as_driver();
-    if (!d) throw usage_error(fmt::format("{} is only available in the driver process", what));
-    return d->resources(available);
-  });
+  return on_loop(what, [&](process& p) { return require_driver(p, what).resources(available); });
 }
 }  // namespace detail
 

@@ -64,10 +64,9 @@ class placement_group {
           detail::resource_request::from(cpus, gpus, custom, "ray::placement_group"));
     }
     auto made = detail::on_loop("ray::placement_group", [&](detail::process& p) {
-      detail::driver* d = p.as_driver();
-      if (!d) throw usage_error("ray::placement_group is only available in the driver process");
-      return d->create_placement_group(std::move(requests),
-                                       static_cast<detail::bundle_strategy>(strategy));
+      return detail::require_driver(p, "ray::placement_group")
+          .create_placement_group(std::move(requests),
+                                  static_cast<detail::bundle_strategy>(strategy));
     });
     id_ = made.first;
     size_ = bundles.size();
@@ -93,10 +92,8 @@ class placement_group {
   /// Each bundle's node (its MPI rank; 0 outside a cluster) once reserved; empty before.
   std::vector<int> bundle_nodes() const {
     return detail::on_loop("ray::placement_group::bundle_nodes", [&](detail::process& p) {
-      detail::driver* d = p.as_driver();
-      if (!d)
-        throw usage_error("ray::placement_group::bundle_nodes is only available in the driver");
-      return d->placement_group_nodes(id_);
+      return detail::require_driver(p, "ray::placement_group::bundle_nodes")
+          .placement_group_nodes(id_);
     });
   }
 
@@ -126,9 +123,7 @@ class placement_group {
 /// Driver only.
 inline void remove_placement_group(const placement_group& pg) {
   detail::on_loop("ray::remove_placement_group", [&](detail::process& p) {
-    detail::driver* d = p.as_driver();
-    if (!d) throw usage_error("ray::remove_placement_group is only available in the driver");
-    d->remove_placement_group(pg.id());
+    detail::require_driver(p, "ray::remove_placement_group").remove_placement_group(pg.id());
   });
 }
 

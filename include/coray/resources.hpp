@@ -8,8 +8,6 @@
 ///   auto all = ray::cluster_resources();     // {"CPU": 8, "GPU": 2, "disk": 1}
 ///   auto free = ray::available_resources();  // what running tasks and actors leave
 
-#include <fmt/format.h>
-
 #include <coray/detail/runtime/driver.hpp>
 #include <coray/detail/runtime/foreign.hpp>
 #include <coray/detail/runtime/process.hpp>
@@ -22,11 +20,7 @@ CORAY_BEGIN_NAMESPACE
 
 namespace detail {
 inline std::map<std::string, double> runtime_resources(const char* what, bool available) {
-  return on_loop(what, [&](process& p) {
-    driver* d = p.as_driver();
-    if (!d) throw usage_error(fmt::format("{} is only available in the driver process", what));
-    return d->resources(available);
-  });
+  return on_loop(what, [&](process& p) { return require_driver(p, what).resources(available); });
 }
 }  // namespace detail
 

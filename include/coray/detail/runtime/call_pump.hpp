@@ -390,7 +390,7 @@ class call_pump {
       for (std::uint32_t k = 0; k < workers_; ++k) {
         const std::uint32_t i = (from + k) % workers_;
         if (!transport_.alive(i) || (only >= 0 && node_[i] != static_cast<std::uint32_t>(only)) ||
-            (only == in_group && !ledger_at(node_[i], r.shape)))
+            (only == in_group && !group_on(node_[i], r.shape)))
           continue;
         const auto [suspended, mark] = transport_.occupancy_of(i);
         const std::uint32_t load = tasks_.load(i, suspended);
@@ -468,15 +468,21 @@ class call_pump {
     const placement& w = shape(s).where;
     if (!w.group) return &resources_[n];
     placement_group_entry* g = groups_.find(w.group);
-    if (!g) return nullptr;
-    resource_ledger* first = nullptr;
-    for (std::size_t b = 0; b < g->placed.size(); ++b) {
-      placed_bundle& pb = g->placed[b];
-      if (pb.node != n || (w.bundle >= 0 && b != static_cast<std::size_t>(w.bundle))) continue;
-      if (pb.ledger.fits(shape(s), cpu_in_use(&pb.ledger))) return &pb.ledger;
-      if (!first) first = &pb.ledger;
-    }
-    return first;
+    placed_bundle* b =
+        g ? g->choose(
+                w.bundle, [&](const placed_bundle& pb) { return pb.node == n; },
+                [&](placed_bundle& pb) { return pb.ledger.fits(shape(s), cpu_in_use(&pb.ledger)); },
+                [](const placed_bundle&) { return false; })
+          : nullptr;
+    return b ? &b->ledger : nullptr;
+  }
+  /// Whether the placement group of requirement `s` has a bundle it may use on node `n`.
+  bool group_on(std::uint32_t n, std::uint32_t s) {
+    const placement& w = shape(s).where;
+    placement_group_entry* g = groups_.find(w.group);
+    const auto no = [](const placed_bundle&) { return false; };
+    return g && g->choose(
+                    w.bundle, [&](const placed_bundle& pb) { return pb.node == n; }, no, no);
   }
   /// The ledger worker `slot`'s lease came from.
   resource_ledger& lease_ledger(std::uint32_t slot) {

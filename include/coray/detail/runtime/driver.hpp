@@ -88,12 +88,14 @@ class driver : public process {
   virtual std::uint64_t spilled_objects() const noexcept = 0;
 };
 
-/// The driver, for an API that only the driver offers; a clear error elsewhere.
-inline driver& require_driver(const char* what) {
-  driver* d = process::require().as_driver();
+/// Process `p`'s driver, for an API that only the driver offers; a clear error elsewhere.
+inline driver& require_driver(process& p, const char* what) {
+  driver* d = p.as_driver();
   if (!d) throw usage_error(fmt::format("{} is only available in the driver process", what));
   return *d;
 }
+/// This process's driver, likewise.
+inline driver& require_driver(const char* what) { return require_driver(process::require(), what); }
 
 }  // namespace detail
 CORAY_END_NAMESPACE

@@ -173,8 +173,6 @@ class orchestrator final : public call_lifecycle, public transport_events {
       refuse(infeasible_resources(
           fmt::format("ray::spawn: actor {} can never be placed: {}", req.type_name, *why)));
     if (need.where.group) {
-      // Its bundle's node: the one named, else the first whose bundle has room now, else the
-      // first that could hold it.
       const placement_group_entry* g = groups_.find(need.where.group);
       if (g && g->pending())
         refuse(usage_error(fmt::format(
@@ -261,18 +259,16 @@ class orchestrator final : public call_lifecycle, public transport_events {
     return later;
   }
 
-  /// The bundle an actor asking `need` (in a reserved placement group) goes to.
+  /// The bundle an actor asking `need` (in a reserved placement group) goes to, and with it
+  /// its node: the one named, else the first with room now, else the first that could ever
+  /// hold it, else the first.
   placed_bundle* bundle_for(const resource_request& need) {
     placement_group_entry* g = groups_.find(need.where.group);
-    if (!g || g->placed.empty()) return nullptr;
-    if (need.where.bundle >= 0) return &g->placed[static_cast<std::size_t>(need.where.bundle)];
-    placed_bundle* could = nullptr;
-    for (std::size_t b = 0; b < g->placed.size(); ++b) {
-      placed_bundle& pb = g->placed[b];
-      if (pb.ledger.fits(need)) return &pb;
-      if (!could && !pb.ledger.refuse(need)) could = &pb;
-    }
-    return could ? could : &g->placed[0];
+    if (!g) return nullptr;
+    return g->choose(
+        need.where.bundle, [](const placed_bundle&) { return true; },
+        [&](placed_bundle& pb) { return pb.ledger.fits(need); },
+        [&](placed_bundle& pb) { return !pb.ledger.refuse(need); });
   }
 
   // ---- placement groups ----------------------------------------------------------------

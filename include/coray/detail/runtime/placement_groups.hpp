@@ -39,6 +39,22 @@ struct placement_group_entry {
   std::uint32_t users = 0;  // leases, loans and actors holding a bundle's resources
 
   bool pending() const noexcept { return !removed && placed.empty(); }
+
+  /// The reserved bundle a call or actor takes: among those `accept`s (and only bundle
+  /// `named`, when it is not -1), the first that `fits` now, else the first that `could`
+  /// ever hold it, else the first; null when none is accepted.
+  template <class Accept, class Fits, class Could>
+  placed_bundle* choose(std::int32_t named, Accept&& accept, Fits&& fits, Could&& could) {
+    placed_bundle *possible = nullptr, *first = nullptr;
+    for (std::size_t b = 0; b < placed.size(); ++b) {
+      placed_bundle& pb = placed[b];
+      if ((named >= 0 && b != static_cast<std::size_t>(named)) || !accept(pb)) continue;
+      if (fits(pb)) return &pb;
+      if (!possible && could(pb)) possible = &pb;
+      if (!first) first = &pb;
+    }
+    return possible ? possible : first;
+  }
 };
 
 class placement_group_table {
