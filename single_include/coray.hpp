@@ -6821,6 +6821,11 @@ struct worker_info {
   std::vector<std::string> gpu_ids;
   int node = 0;  // the cluster node (MPI rank) it runs on; 0 outside a cluster (its pid is
                  // that node's)
+  /// On another node: its CPU seconds and resident bytes as its node last reported them
+  /// (each second); -1 and 0 for this machine's processes (read /proc for those) and before
+  /// the first report.
+  double cpu_seconds = -1;
+  std::uint64_t rss_bytes = 0;
 };
 
 /// An object the driver holds: each one with a value in the store or the spill file, and each
@@ -13316,6 +13321,12 @@ class transport {
   /// The nodes other than this one that keep a copy of store block `b` (bit n - 1 for node
   /// n): where a call reading it finds its bytes already. None outside a cluster.
   virtual std::uint64_t copy_holders(const object_block* /*b*/) const { return 0; }
+  /// Another node's process in `slot`: its CPU seconds and resident bytes as its node last
+  /// reported them (each second); false for this machine's (read /proc) or none yet.
+  virtual bool usage_of(std::uint32_t /*slot*/, double& /*cpu_seconds*/,
+                        std::uint64_t& /*rss_bytes*/) const {
+    return false;
+  }
 
   // ---- processes ----------------------------------------------------------------------
   /// Starts a process in `slot` with empty mailboxes (a first one, or a replacement).
@@ -16425,15 +16436,18 @@ class call_lifecycle {
       if (!r.actor && r.worker >= 0 && static_cast<std::uint32_t>(r.worker) < held.size())
         held[static_cast<std::size_t>(r.worker)] |= r.gpus;
     });
-    for (std::uint32_t s = 0; s < cfg_.num_workers; ++s)
+    for (std::uint32_t s = 0; s < cfg_.num_workers; ++s) {
       out.push_back({transport_.pid(s), state::worker_kind::task_worker, transport_.alive(s),
                      tasks_.in_flight(s), 0, gpu_names(held[s], transport_.node_of(s)),
                      static_cast<int>(transport_.node_of(s))});
+      transport_.usage_of(s, out.back().cpu_seconds, out.back().rss_bytes);
+    }
     for (const auto& a : list_actors())
       if (a.state != state::actor_state::dead && a.pid > 0) {
         const actor_entry* e = actors_.find(a.id);
         out.push_back({a.pid, state::worker_kind::actor, true, 0, a.id,
                        gpu_names(e ? e->grant.gpu_mask() : 0, e ? e->node : 0), a.node});
+        if (e) transport_.usage_of(e->slot, out.back().cpu_seconds, out.back().rss_bytes);
       }
     return out;
   }
@@ -22578,3 +22592,54 @@ CORAY_END_NAMESPACE
 // #include <coray/task.hpp>: inlined above
 // #include <coray/version.hpp>: inlined above
 // end <coray/coray.hpp>
+// begin <coray/detail/runtime/proc_sample.hpp>
+/// A process's CPU time and resident memory as /proc says: the dashboard samples this
+/// machine's processes with it, and a cluster's node samples its own for rank 0.
+
+#include <unistd.h>
+
+// #include <coray/version.hpp>: inlined above
+#include <cstdint>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+CORAY_BEGIN_NAMESPACE
+namespace detail {
+
+/// A process's CPU time and resident memory, from /proc.
+struct proc_sample {
+  double cpu_seconds = 0;
+  std::uint64_t rss_bytes = 0;
+  bool exists = false;
+};
+inline proc_sample sample_proc(int pid) {
+  proc_sample s;
+  if (pid <= 0) return s;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return s;
+  // The command name may hold spaces and parentheses: the fields start after the last ')'.
+  const auto close = line.rfind(')');
+  if (close == std::string::npos) return s;
+  std::istringstream fields(line.substr(close + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0, rss_pages = 0;
+  for (int i = 3; fields >> field; ++i) {  // field 3 is the state
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+    if (i == 24) {
+      rss_pages = std::stoull(field);
+      break;
+    }
+  }
+  static const long ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+  s.cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(ticks);
+  s.rss_bytes = rss_pages * static_cast<unsigned long long>(page);
+  s.exists = true;
+  return s;
+}
+
+}  // namespace detail
+CORAY_END_NAMESPACE
+// end <coray/detail/runtime/proc_sample.hpp>

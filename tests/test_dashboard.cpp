@@ -13,6 +13,7 @@
 #include <coray/actor.hpp>
 #include <coray/dashboard.hpp>
 #include <coray/detail/dashboard/log_book.hpp>
+#include <coray/detail/dashboard/snapshot.hpp>
 #include <coray/metrics.hpp>
 #include <coray/object_store.hpp>
 #include <coray/processes.hpp>
@@ -533,4 +534,32 @@ TEST_CASE("without recording, the timeline view says so and there is nothing to 
     CHECK(status(c.Get("/api/timeline/trace")) == 404);
     return 0;
   });
+}
+
+TEST_CASE("another node's processes show the CPU and memory their node reported, or none") {
+  // The machine view of a cluster's records (as ray::state gives them on rank 0): a worker on
+  // node 1 that its node reported, and one it has not yet.
+  ray::detail::dashboard::snapshot_maker maker(nlohmann::json::object());
+  ray::detail::dashboard::loop_view v;
+  ray::state::worker_info reported, silent;
+  reported.pid = 4242;
+  reported.alive = true;
+  reported.node = 1;
+  reported.cpu_seconds = 2.5;
+  reported.rss_bytes = std::uint64_t{3} << 20;
+  silent.pid = 4343;
+  silent.alive = true;
+  silent.node = 2;
+  v.workers = {reported, silent};
+  auto processes = nlohmann::json::parse(maker.make(v).nodes)["processes"];
+  REQUIRE(processes.size() == 3);  // the driver, then the two workers
+  CHECK(processes[1]["node"] == 1);
+  CHECK(processes[1]["rss_bytes"] == std::uint64_t{3} << 20);
+  CHECK(processes[1]["cpu_percent"].is_number());
+  CHECK(processes[2]["node"] == 2);
+  CHECK(processes[2]["rss_bytes"].is_null());
+  CHECK(processes[2]["cpu_percent"].is_null());
+  // /metrics names the node of another node's process (its pid is that node's).
+  CHECK(maker.make(v).metrics.find("coray_process_resident_memory_bytes{pid=\"4242\",role=\"task_"
+                                   "worker\",node=\"1\"} 3145728") != std::string::npos);
 }

@@ -286,6 +286,25 @@ TEST_CASE("a task goes to the node that keeps its arguments when this machine's 
   for (auto& h : held) CHECK(ranks.at(ray::get(h).get()) == 0);
 }
 
+TEST_CASE("the state API gives other nodes' processes' CPU time and memory, as they report") {
+  // Each node reports its processes each second: wait for both nodes' first reports.
+  std::set<int> reported;
+  for (int i = 0; i < 200 && reported.size() < 2; ++i) {
+    for (const auto& w : ray::state::list_workers()) {
+      if (w.node == 0) {
+        CHECK(w.cpu_seconds < 0);  // this machine's: read /proc instead
+        continue;
+      }
+      if (w.alive && w.cpu_seconds >= 0) {
+        CHECK(w.rss_bytes > 0);
+        reported.insert(w.node);
+      }
+    }
+    if (reported.size() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(reported == std::set<int>{1, 2});
+}
+
 TEST_CASE("an object put on rank 0 is read by tasks on every node") {
   std::vector<std::uint8_t> v(1 << 20, 3);
   auto ref = ray::put(v);

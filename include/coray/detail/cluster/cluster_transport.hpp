@@ -126,6 +126,13 @@ class cluster_transport final : public transport {
     if (n == 0) return local_.can_start();
     return n <= nodes_.size() && nodes_[n - 1].alive;
   }
+  bool usage_of(std::uint32_t g, double& cpu_seconds, std::uint64_t& rss_bytes) const override {
+    const int r = remote_index(g);
+    if (r < 0 || states_[r].cpu_seconds < 0) return false;
+    cpu_seconds = states_[r].cpu_seconds;
+    rss_bytes = states_[r].rss_bytes;
+    return true;
+  }
   std::uint64_t copy_holders(const object_block* b) const override {
     const auto it = copies_.find(seg_.offset_of(b));
     return it != copies_.end() && it->second.stamp == b->reserved ? it->second.holders : 0;
@@ -140,6 +147,8 @@ class cluster_transport final : public transport {
     s.suspended.store(0, std::memory_order_relaxed);
     s.blocked_mark.store(0, std::memory_order_relaxed);
     s.pid = 0;
+    s.cpu_seconds = -1;
+    s.rss_bytes = 0;
     if (!nodes_[w.node].alive) {
       // Its node is gone: the slot dies at once, as a local one whose supervisor is gone.
       s.state.store(static_cast<std::uint32_t>(slot_state::dead), std::memory_order_release);
@@ -239,6 +248,8 @@ class cluster_transport final : public transport {
     std::atomic<std::uint32_t> suspended{0};
     std::atomic<std::uint64_t> blocked_mark{0};
     int pid = 0;
+    double cpu_seconds = -1;  // as its node last reported (usage); -1: not yet
+    std::uint64_t rss_bytes = 0;
   };
 
   /// The local transport's events, with its slot numbers turned into the orchestrator's.
@@ -358,6 +369,13 @@ class cluster_transport final : public transport {
         s.blocked_mark.store(h.c, std::memory_order_release);
         s.suspended.store(static_cast<std::uint32_t>(h.b), std::memory_order_release);
         s.pid = static_cast<int>(h.d);
+        break;
+      }
+      case frame_type::usage: {
+        remote_state& s = states_[remote_index(g)];
+        if (static_cast<int>(h.a) != s.pid) break;  // an earlier process's
+        std::memcpy(&s.cpu_seconds, &h.b, sizeof s.cpu_seconds);
+        s.rss_bytes = h.c;
         break;
       }
       case frame_type::death: {

@@ -29,6 +29,7 @@ enum class frame_type : std::uint32_t {
   lost = 4,     // payload: why no process can be started there any more
   bye = 5,      // the node ended its processes
   uncache = 6,  // payload: copy_keys of copies the node would drop (it keeps them until told)
+  usage = 7,    // slot; a: pid, b: CPU seconds (a double's bits), c: resident bytes
   // both ways
   message = 8,  // slot, kind (in_block_flag: carried); payload; blocks
   // rank 0 -> node

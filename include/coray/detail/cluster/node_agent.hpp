@@ -28,6 +28,7 @@
 #include <coray/detail/cluster/frame.hpp>
 #include <coray/detail/runtime/block_ledger.hpp>
 #include <coray/detail/runtime/driver.hpp>
+#include <coray/detail/runtime/proc_sample.hpp>
 #include <coray/detail/runtime/shm_transport.hpp>
 #include <coray/detail/shm/segment.hpp>
 #include <cstdint>
@@ -92,6 +93,7 @@ class node_agent final : public transport_events {
       progress |= take_frames();
       progress |= flush_pending();
       progress |= publish_signals();
+      publish_usage();
       if (progress) {
         idle_since = std::chrono::steady_clock::now();
         continue;
@@ -454,7 +456,27 @@ class node_agent final : public transport_events {
     return progress;
   }
 
+  /// Sends rank 0 each open slot's process's CPU time and resident memory, once a second (the
+  /// dashboard's machine view shows them).
+  void publish_usage() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - usage_at_ < std::chrono::seconds(1)) return;
+    usage_at_ = now;
+    for (std::uint32_t j = 0; j < used_; ++j) {
+      const int pid = slots_[j].open ? local_->pid(j) : 0;
+      if (pid <= 0) continue;
+      const proc_sample s = sample_proc(pid);
+      if (!s.exists) continue;
+      frame_writer w(frame_type::usage, j);
+      w.head().a = static_cast<std::uint64_t>(pid);
+      std::memcpy(&w.head().b, &s.cpu_seconds, sizeof s.cpu_seconds);
+      w.head().c = s.rss_bytes;
+      link_.post(0, w.finish());
+    }
+  }
+
   channel& link_;
+  std::chrono::steady_clock::time_point usage_at_{};
   std::uint32_t workers_;
   std::uint32_t actors_;
   std::uint32_t used_ = 0;  // slots above this were never started (the loop looks below)

@@ -13,6 +13,7 @@
 #include <coray/detail/dashboard/log_book.hpp>
 #include <coray/detail/runtime/driver.hpp>
 #include <coray/detail/runtime/output_name.hpp>
+#include <coray/detail/runtime/proc_sample.hpp>
 #include <coray/detail/runtime/state_records.hpp>
 #include <coray/detail/runtime/timeline_trace.hpp>
 #include <coray/runtime.hpp>
@@ -68,39 +69,6 @@ inline loop_view read_on_loop(driver& d, const std::set<int>& log_pids) {
   v.records_timeline = d.records_timeline();
   if (v.records_timeline) v.timeline = d.timeline();
   return v;
-}
-
-/// A process's CPU time and resident memory, from /proc (the dashboard's thread).
-struct proc_sample {
-  double cpu_seconds = 0;
-  std::uint64_t rss_bytes = 0;
-  bool exists = false;
-};
-inline proc_sample sample_proc(int pid) {
-  proc_sample s;
-  if (pid <= 0) return s;
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return s;
-  // The command name may hold spaces and parentheses: the fields start after the last ')'.
-  const auto close = line.rfind(')');
-  if (close == std::string::npos) return s;
-  std::istringstream fields(line.substr(close + 2));
-  std::string field;
-  unsigned long long utime = 0, stime = 0, rss_pages = 0;
-  for (int i = 3; fields >> field; ++i) {  // field 3 is the state
-    if (i == 14) utime = std::stoull(field);
-    if (i == 15) stime = std::stoull(field);
-    if (i == 24) {
-      rss_pages = std::stoull(field);
-      break;
-    }
-  }
-  static const long ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
-  s.cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(ticks);
-  s.rss_bytes = rss_pages * static_cast<unsigned long long>(page);
-  s.exists = true;
-  return s;
 }
 
 /// The JSON of every read-only endpoint but the logs, made from one loop_view.
@@ -235,11 +203,18 @@ class snapshot_maker {
 
     nlohmann::json processes = nlohmann::json::array();
     std::string process_metrics;  // each process's CPU time and resident memory
-    // A process of another node (cluster mode) has that node's pid: it is not sampled here.
-    auto process = [&](int pid, const char* role, const char* st, std::string name, int node) {
+    // A process of another node (cluster mode) has that node's pid: it is not sampled here,
+    // but shown as its node last reported it (state::worker_info's usage), if it has.
+    auto process = [&](int pid, const char* role, const char* st, std::string name, int node,
+                       const state::worker_info* w = nullptr) {
       nlohmann::json j{
           {"pid", pid}, {"role", role}, {"state", st}, {"name", std::move(name)}, {"node", node}};
-      if (node != 0) {
+      proc_sample s;
+      if (node == 0)
+        s = sample_proc(pid);
+      else if (w && w->cpu_seconds >= 0)
+        s = {w->cpu_seconds, w->rss_bytes, true};
+      if (node != 0 && !s.exists) {
         j["cpu_percent"] = nullptr;
         j["rss_bytes"] = nullptr;
         j["current_task"] = "";
@@ -247,24 +222,28 @@ class snapshot_maker {
         processes.push_back(std::move(j));
         return;
       }
-      const proc_sample s = sample_proc(pid);
+      const std::uint64_t key =
+          std::uint64_t{static_cast<std::uint32_t>(node)} << 32 | static_cast<std::uint32_t>(pid);
       double cpu = 0;
       if (s.exists) {
-        auto prev = cpu_.find(pid);
+        auto prev = cpu_.find(key);
         if (prev != cpu_.end()) {
           const double wall = std::chrono::duration<double>(now - prev->second.second).count();
           if (wall > 0) cpu = 100.0 * (s.cpu_seconds - prev->second.first) / wall;
         }
-        seen_cpu_[pid] = {s.cpu_seconds, now};
+        seen_cpu_[key] = {s.cpu_seconds, now};
       }
       j["cpu_percent"] = std::max(0.0, cpu);
       j["rss_bytes"] = s.rss_bytes;
-      if (s.exists)
+      if (s.exists) {
+        // Another node's process also names its node (its pid is that node's).
+        const std::string where = node ? fmt::format(",node=\"{}\"", node) : std::string();
         process_metrics += fmt::format(
-            "coray_process_cpu_seconds_total{{pid=\"{0}\",role=\"{1}\"}} {2}\n"
-            "coray_process_resident_memory_bytes{{pid=\"{0}\",role=\"{1}\"}} {3}\n",
-            pid, role, s.cpu_seconds, s.rss_bytes);
-      auto r = running_on.find(pid);
+            "coray_process_cpu_seconds_total{{pid=\"{0}\",role=\"{1}\"{4}}} {2}\n"
+            "coray_process_resident_memory_bytes{{pid=\"{0}\",role=\"{1}\"{4}}} {3}\n",
+            pid, role, s.cpu_seconds, s.rss_bytes, where);
+      }
+      auto r = node == 0 ? running_on.find(pid) : running_on.end();
       j["current_task"] = r == running_on.end() ? "" : r->second;
       j["gpu_ids"] = nlohmann::json::array();  // the driver's: none of the runtime's
       processes.push_back(std::move(j));
@@ -277,7 +256,7 @@ class snapshot_maker {
                 w.pid == 0 ? "STARTING"
                 : w.alive  ? "ALIVE"
                            : "DEAD",
-                "worker", w.node);
+                "worker", w.node, &w);
         processes.back()["calls_in_flight"] = w.calls_in_flight;
         processes.back()["gpu_ids"] = w.gpu_ids;
       } else {
@@ -285,7 +264,7 @@ class snapshot_maker {
         process(
             w.pid, "actor", "ALIVE",
             a == actor_of.end() ? "actor" : std::string(output_short_name(a->second->class_name)),
-            w.node);
+            w.node, &w);
         processes.back()["actor_id"] = w.actor_id;
         processes.back()["gpu_ids"] = w.gpu_ids;
       }
@@ -371,7 +350,7 @@ class snapshot_maker {
   }
   nlohmann::json config_;
   using sample = std::pair<double, std::chrono::steady_clock::time_point>;
-  std::map<int, sample> cpu_, seen_cpu_;
+  std::map<std::uint64_t, sample> cpu_, seen_cpu_;  // by node and pid
 };
 
 /// The processes whose output the logs view reads: every worker and actor the records name.

@@ -514,15 +514,18 @@ class call_lifecycle {
       if (!r.actor && r.worker >= 0 && static_cast<std::uint32_t>(r.worker) < held.size())
         held[static_cast<std::size_t>(r.worker)] |= r.gpus;
     });
-    for (std::uint32_t s = 0; s < cfg_.num_workers; ++s)
+    for (std::uint32_t s = 0; s < cfg_.num_workers; ++s) {
       out.push_back({transport_.pid(s), state::worker_kind::task_worker, transport_.alive(s),
                      tasks_.in_flight(s), 0, gpu_names(held[s], transport_.node_of(s)),
                      static_cast<int>(transport_.node_of(s))});
+      transport_.usage_of(s, out.back().cpu_seconds, out.back().rss_bytes);
+    }
     for (const auto& a : list_actors())
       if (a.state != state::actor_state::dead && a.pid > 0) {
         const actor_entry* e = actors_.find(a.id);
         out.push_back({a.pid, state::worker_kind::actor, true, 0, a.id,
                        gpu_names(e ? e->grant.gpu_mask() : 0, e ? e->node : 0), a.node});
+        if (e) transport_.usage_of(e->slot, out.back().cpu_seconds, out.back().rss_bytes);
       }
     return out;
   }

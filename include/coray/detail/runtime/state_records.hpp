@@ -79,6 +79,11 @@ struct worker_info {
   std::vector<std::string> gpu_ids;
   int node = 0;  // the cluster node (MPI rank) it runs on; 0 outside a cluster (its pid is
                  // that node's)
+  /// On another node: its CPU seconds and resident bytes as its node last reported them
+  /// (each second); -1 and 0 for this machine's processes (read /proc for those) and before
+  /// the first report.
+  double cpu_seconds = -1;
+  std::uint64_t rss_bytes = 0;
 };
 
 /// An object the driver holds: each one with a value in the store or the spill file, and each

@@ -131,6 +131,12 @@ class transport {
   /// The nodes other than this one that keep a copy of store block `b` (bit n - 1 for node
   /// n): where a call reading it finds its bytes already. None outside a cluster.
   virtual std::uint64_t copy_holders(const object_block* /*b*/) const { return 0; }
+  /// Another node's process in `slot`: its CPU seconds and resident bytes as its node last
+  /// reported them (each second); false for this machine's (read /proc) or none yet.
+  virtual bool usage_of(std::uint32_t /*slot*/, double& /*cpu_seconds*/,
+                        std::uint64_t& /*rss_bytes*/) const {
+    return false;
+  }
 
   // ---- processes ----------------------------------------------------------------------
   /// Starts a process in `slot` with empty mailboxes (a first one, or a replacement).
