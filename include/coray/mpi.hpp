@@ -126,6 +126,7 @@ class mpi_seam final : public cluster_seam {
       me.gpu_ids = cfg.gpu_ids;
       me.resources = cfg.resources;
       node_agent agent(std::move(cfg), *link);
+      me.store_bytes = agent.store_bytes();
       frame_writer hello(frame_type::hello);
       hello.payload(encode(me));
       auto bytes = hello.finish();

@@ -61,6 +61,7 @@ struct node_record {
   std::map<std::string, double> resources;  // custom ones
   bool alive = true;
   std::string why;                   // why it ended early, if it did
+  std::uint64_t store_bytes = 0;     // its object store's capacity
   std::uint64_t bytes_sent = 0;      // object bytes rank 0 sent it
   std::uint64_t bytes_received = 0;  // object bytes rank 0 received from it
 };

@@ -16,11 +16,16 @@
 /// copy; rank 0's block stays the primary), and rank 0 keeps a directory of them (`copies_`:
 /// which nodes hold the block at an offset, the block told apart from earlier ones there by
 /// the stamp rank 0 writes in its header). A message naming a block its node holds carries no
-/// bytes (block_bytes::held). A node short of room drops copies only after rank 0 has
-/// removed them from its directory (uncache, then uncached), so a copy rank 0 names is there.
+/// bytes (block_bytes::held). Rank 0 decides what each node keeps, within a quarter of its
+/// store (copies_of's budget): it makes room by dropping the node's least recently named
+/// copies from the directory and telling the node (a drop frame) before the message that
+/// needs the room, so a copy rank 0 names is always there; a block larger than the budget is
+/// sent without a stamp and not kept. A block freed here and its offset reused: the nodes
+/// holding the old one are told to drop it.
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <coray/detail/cluster/channel.hpp>
 #include <coray/detail/cluster/frame.hpp>
@@ -68,6 +73,7 @@ class cluster_transport final : public transport {
       actor_at += n.actors;
     }
     states_ = std::make_unique<remote_state[]>(remote_.size());
+    copy_bytes_.assign(nodes_.size(), 0);
     const auto total = local_workers + static_cast<std::uint32_t>(remote_.size()) + actors;
     signals_.resize(total);
     for (std::uint32_t g = 0; g < total; ++g) {
@@ -298,6 +304,7 @@ class cluster_transport final : public transport {
   void attach_blocks(frame_writer& w, msg_kind kind, std::size_t n) {
     const std::vector<std::byte>& p = w.payload();
     const std::uint64_t me = holder_bit(n);
+    naming_ = ++tick_;  // what this message names is not dropped to make room for it
     block_walk(kind, p, [&](std::size_t at, block_use use) {
       std::uint64_t off;
       std::memcpy(&off, p.data() + at, sizeof off);
@@ -316,9 +323,13 @@ class cluster_transport final : public transport {
       std::uint32_t stamp = 0;
       if (me) {
         copy_entry& e = copies_of(b, off);
+        e.used = naming_;
         if (e.holders & me) return w.block_held(at, off, use, b->size, e.stamp);
-        e.holders |= me;  // the node keeps what it is sent now
-        stamp = e.stamp;
+        if (make_room(n, e.size)) {  // the node keeps what it is sent now
+          e.holders |= me;
+          copy_bytes_[n] += e.size;
+          stamp = e.stamp;
+        }
       }
       seg_.add_ref(b);
       w.block_apart(at, off, use, b, stamp);
@@ -332,6 +343,8 @@ class cluster_transport final : public transport {
   struct copy_entry {
     std::uint32_t stamp = 0;
     std::uint64_t holders = 0;
+    std::uint64_t size = 0;  // the block's bytes
+    std::uint64_t used = 0;  // when a message last named it (tick_)
   };
   static std::uint64_t holder_bit(std::size_t n) noexcept {
     return n < 64 ? std::uint64_t{1} << n : 0;
@@ -341,11 +354,49 @@ class cluster_transport final : public transport {
   copy_entry& copies_of(object_block* b, std::uint64_t off) {
     copy_entry& e = copies_[off];
     if (b->reserved == 0 || b->reserved != e.stamp) {
+      // The block the entry was made for is gone: its holders let their copies go.
+      for (std::size_t n = 0; n < nodes_.size() && e.holders; ++n)
+        if (e.holders & holder_bit(n)) {
+          e.holders &= ~holder_bit(n);
+          copy_bytes_[n] -= e.size;
+          drop(n, {{off, e.stamp, 0}});
+        }
       if (++next_stamp_ == 0) ++next_stamp_;
       b->reserved = next_stamp_;
-      e = {next_stamp_, 0};
+      e = {next_stamp_, 0, b->size, 0};
     }
     return e;
+  }
+  /// Whether node `n` may keep a copy of `size` more bytes within its budget (a quarter of
+  /// its store), after dropping its least recently named copies (not those the message being
+  /// made names); false for a block larger than the budget.
+  bool make_room(std::size_t n, std::uint64_t size) {
+    const std::uint64_t budget = nodes_[n].store_bytes / 4;
+    if (size > budget) return false;
+    if (copy_bytes_[n] + size <= budget) return true;
+    const std::uint64_t bit = holder_bit(n);
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> order;  // last named, offset
+    for (const auto& [off, e] : copies_)
+      if ((e.holders & bit) && e.used != naming_) order.emplace_back(e.used, off);
+    std::sort(order.begin(), order.end());
+    std::vector<copy_key> gone;
+    for (const auto& [used, off] : order) {
+      if (copy_bytes_[n] + size <= budget) break;
+      copy_entry& e = copies_[off];
+      e.holders &= ~bit;
+      copy_bytes_[n] -= e.size;
+      gone.push_back({off, e.stamp, 0});
+    }
+    drop(n, gone);
+    return copy_bytes_[n] + size <= budget;
+  }
+  /// Tells node `n` to let these copies go (before any message that needs their room).
+  void drop(std::size_t n, const std::vector<copy_key>& keys) {
+    if (keys.empty() || !nodes_[n].alive) return;
+    frame_writer w(frame_type::drop);
+    const auto* p = reinterpret_cast<const std::byte*>(keys.data());
+    w.payload({p, keys.size() * sizeof(copy_key)});
+    link_->post(nodes_[n].rank, w.finish());
   }
 
   void handle(int peer, transport_events& to) {
@@ -387,21 +438,6 @@ class cluster_transport final : public transport {
       case frame_type::message:
         deliver(g, n, v, to);
         break;
-      case frame_type::uncache: {
-        // The node drops these copies once rank 0 will not name them again: from now.
-        const std::uint64_t bit = holder_bit(n);
-        for (std::size_t at = 0; at + sizeof(copy_key) <= v.payload.size();
-             at += sizeof(copy_key)) {
-          copy_key k;
-          std::memcpy(&k, v.payload.data() + at, sizeof k);
-          const auto it = copies_.find(k.offset);
-          if (it != copies_.end() && it->second.stamp == k.stamp) it->second.holders &= ~bit;
-        }
-        frame_writer w(frame_type::uncached);
-        w.payload(v.payload);
-        link_->post(peer, w.finish());
-        break;
-      }
       case frame_type::lost:
         nodes_[n].alive = false;
         nodes_[n].why.assign(reinterpret_cast<const char*>(v.payload.data()), v.payload.size());
@@ -421,9 +457,19 @@ class cluster_transport final : public transport {
       if (r.bytes == block_bytes::landed) {
         if (!r.landed) return;
         nodes_[n].bytes_received += r.size;
+        // The node kept the copy its worker wrote: it stays, if it fits the node's budget.
         const auto it = copies_.find(r.offset);
-        if (r.stamp && it != copies_.end() && it->second.stamp == r.stamp)
-          it->second.holders |= holder_bit(n);
+        if (r.stamp && it != copies_.end() && it->second.stamp == r.stamp) {
+          copy_entry& e = it->second;
+          e.size = r.size;
+          naming_ = e.used = ++tick_;
+          if (make_room(n, e.size)) {
+            e.holders |= holder_bit(n);
+            copy_bytes_[n] += e.size;
+          } else {
+            drop(n, {{r.offset, r.stamp, 0}});
+          }
+        }
         continue;
       }
       if (r.bytes != block_bytes::inline_) continue;
@@ -466,7 +512,9 @@ class cluster_transport final : public transport {
   std::vector<std::byte> frame_;
   bool begun_ = false;
   std::unordered_map<std::uint64_t, copy_entry> copies_;  // by rank 0's offset
+  std::vector<std::uint64_t> copy_bytes_;                 // per node: the copies it keeps
   std::uint32_t next_stamp_ = 0;
+  std::uint64_t tick_ = 0, naming_ = 0;
 };
 
 }  // namespace detail::cluster

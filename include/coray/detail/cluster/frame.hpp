@@ -28,7 +28,6 @@ enum class frame_type : std::uint32_t {
   death = 3,    // slot; a: pid, b: wait status, c: calls started, d: served
   lost = 4,     // payload: why no process can be started there any more
   bye = 5,      // the node ended its processes
-  uncache = 6,  // payload: copy_keys of copies the node would drop (it keeps them until told)
   usage = 7,    // slot; a: pid, b: CPU seconds (a double's bits), c: resident bytes
   // both ways
   message = 8,  // slot, kind (in_block_flag: carried); payload; blocks
@@ -38,7 +37,7 @@ enum class frame_type : std::uint32_t {
   close = 18,     // slot
   kill = 19,      // slot
   shutdown = 20,  // end every process and exit
-  uncached = 21,  // payload: the copy_keys of an uncache, which rank 0 will not name again
+  drop = 21,      // payload: copy_keys of copies the node may let go (rank 0 names them no more)
 };
 
 struct frame_head {

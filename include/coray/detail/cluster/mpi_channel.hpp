@@ -111,7 +111,11 @@ class mpi_channel final : public channel {
     std::vector<std::byte> frame;
     std::vector<MPI_Request> requests;
     std::vector<std::vector<std::byte>> dropped;  // where bytes nobody takes are received
+    bool unlanded = false;  // a block found no room yet (the loop may be freeing some)
+    std::chrono::steady_clock::time_point since{};
   };
+  /// How long a block waits for room before its bytes are dropped (its frame then says so).
+  static constexpr auto room_wait = std::chrono::seconds(30);
 
   void run() {
     using clock = std::chrono::steady_clock;
@@ -221,40 +225,58 @@ class mpi_channel final : public channel {
   /// says; it reaches the loop once they have landed and every frame before it from `peer`
   /// has.
   void arrive(int peer, std::vector<std::byte> frame) {
-    incoming in{std::move(frame), {}, {}};
+    incoming in{std::move(frame), {}, {}, false, std::chrono::steady_clock::now()};
     frame_head h{};
     if (in.frame.size() >= sizeof h) std::memcpy(&h, in.frame.data(), sizeof h);
-    if (h.blocks) {
-      edit_records(in.frame, [&](block_record& r) {
-        if (r.bytes != block_bytes::apart) return;
-        landing l;
-        try {
-          if (lander_) l = lander_(peer, r);
-        } catch (...) {
-          l = {};  // no room: the bytes are dropped, and the record says so (landed 0)
-        }
-        r.bytes = block_bytes::landed;
-        r.landed = l.data ? l.landed : 0;
-        std::byte* to = l.data;
-        if (!to) to = in.dropped.emplace_back(static_cast<std::size_t>(r.size)).data();
-        for (std::size_t at = 0; at < r.size; at += chunk_bytes) {
-          const std::size_t n = std::min<std::size_t>(chunk_bytes, r.size - at);
-          MPI_Request& q = in.requests.emplace_back(MPI_REQUEST_NULL);
-          MPI_Irecv(to + at, static_cast<int>(n), MPI_BYTE, peer, 0, data_, &q);
-        }
-      });
-    }
     auto& held = held_for(peer);
-    if (held.empty() && in.requests.empty())
+    // Receives are matched in the order they are posted: a frame behind one whose block
+    // waits for room lands after it.
+    if (h.blocks) in.unlanded = (!held.empty() && held.back().unlanded) || !land_blocks(peer, in);
+    if (held.empty() && !in.unlanded && in.requests.empty())
       deliver({peer, std::move(in.frame), {}, nullptr});
     else
       held.push_back(std::move(in));
+  }
+  /// Posts the receives of frame `in`'s blocks sent apart, in order, each where the lander
+  /// says; false when one found no room (the rest wait with it), unless it has waited
+  /// room_wait, when its bytes are received and dropped and its record says so (landed 0).
+  bool land_blocks(int peer, incoming& in) {
+    const bool give_up = std::chrono::steady_clock::now() - in.since > room_wait;
+    bool waiting = false;
+    edit_records(in.frame, [&](block_record& r) {
+      if (waiting || r.bytes != block_bytes::apart) return;
+      landing l;
+      try {
+        if (lander_) l = lander_(peer, r);
+      } catch (...) {
+        l = {};  // no room now
+      }
+      if (!l.data && !give_up) {
+        waiting = true;
+        return;
+      }
+      r.bytes = block_bytes::landed;
+      r.landed = l.data ? l.landed : 0;
+      std::byte* to = l.data;
+      if (!to) to = in.dropped.emplace_back(static_cast<std::size_t>(r.size)).data();
+      for (std::size_t at = 0; at < r.size; at += chunk_bytes) {
+        const std::size_t n = std::min<std::size_t>(chunk_bytes, r.size - at);
+        MPI_Request& q = in.requests.emplace_back(MPI_REQUEST_NULL);
+        MPI_Irecv(to + at, static_cast<int>(n), MPI_BYTE, peer, 0, data_, &q);
+      }
+    });
+    return !waiting;
   }
   /// Hands the loop each held frame whose bytes have all landed, in order per rank.
   bool land() {
     bool progress = false;
     for (auto& [peer, held] : held_) {
-      while (!held.empty()) {
+      for (auto& in : held) {  // blocks that waited for room, in order
+        if (!in.unlanded) continue;
+        in.unlanded = !land_blocks(peer, in);
+        if (in.unlanded) break;
+      }
+      while (!held.empty() && !held.front().unlanded) {
         incoming& in = held.front();
         int done = 1;
         if (!in.requests.empty())

@@ -13,11 +13,10 @@
 /// dropped here and passed or let go at rank 0. A call's borrowed blocks (its arguments, its
 /// carrier) live until the call's reply.
 ///
-/// The node keeps a copy of each large block it is sent, and of each its workers wrote, while
-/// there is room (copies_, by rank 0's offset and stamp): rank 0 names one it knows the node
-/// holds without sending its bytes again. When copies take more than half the store, or the
-/// store is three quarters full, the least recently used are offered back (an uncache frame)
-/// and dropped when rank 0 answers, after which it no longer names them.
+/// The node keeps a copy of each large block it is sent with a stamp, and of each its workers
+/// wrote (copies_, by rank 0's offset and stamp): rank 0 names one it knows the node holds
+/// without sending its bytes again. Rank 0 decides which it keeps, within a quarter of this
+/// node's store: a drop frame, sent before any message that needs the room, lets copies go.
 
 #include <fmt/format.h>
 #include <sched.h>
@@ -75,6 +74,7 @@ class node_agent final : public transport_events {
   }
 
   std::uint32_t workers() const noexcept { return workers_; }
+  std::size_t store_bytes() const noexcept { return seg_.capacity(); }
   std::uint32_t actors() const noexcept { return actors_; }
 
   /// Serves rank 0 until it says to stop.
@@ -121,6 +121,7 @@ class node_agent final : public transport_events {
     std::vector<std::byte>& p = w.payload();
     // References the message passes or lets go, dropped once the frame holds the bytes.
     dropped_.clear();
+    kept_.clear();
     block_walk(kind, p, [&](std::size_t at, block_use use) {
       std::uint64_t off;
       std::memcpy(&off, p.data() + at, sizeof off);
@@ -137,7 +138,7 @@ class node_agent final : public transport_events {
           if (b->size >= apart_bytes) {
             seg_.add_ref(b);  // the frame's, until its bytes are sent
             w.block_apart(at, theirs, use, b, s);
-            keep_copy(theirs, s, b);  // rank 0 counts it held once it has the bytes
+            kept_.push_back({theirs, s, b});  // kept once the message is on its way
           } else {
             w.block(at, theirs, use, b->size, b->data());
           }
@@ -148,12 +149,16 @@ class node_agent final : public transport_events {
     if (carried) {
       const std::uint64_t off = seg_.offset_of(carried);
       const auto it = rank0_of_.find(off);
-      if (it == rank0_of_.end()) return;  // a carrier rank 0 never granted: dropped
+      if (it == rank0_of_.end()) {  // a carrier rank 0 never granted: dropped
+        for (object_block* b : w.apart()) seg_.release(b);
+        return;
+      }
       w.head().a = it->second;
       unsynced_.erase(off);
       dropped_.push_back(carried);
     }
     link_.post(0, w.finish(), std::move(w.apart()), &seg_);
+    for (const auto& k : kept_) keep_copy(k.theirs, k.stamp, k.block);
     for (object_block* b : dropped_)
       if (ledger_->take(j, b)) seg_.release(b);
     if (kind == msg_kind::task_done && payload.size() >= sizeof(result_header)) {
@@ -267,7 +272,7 @@ class node_agent final : public transport_events {
           else
             drop_landed(v);
           break;
-        case frame_type::uncached:
+        case frame_type::drop:
           drop_copies(v.payload);
           break;
         default:
@@ -293,7 +298,11 @@ class node_agent final : public transport_events {
             "coray: this node's object store has no room for a block of {} bytes from rank 0",
             r.size));
       if (r.at + sizeof(std::uint64_t) > m.bytes.size()) {
-        if (r.bytes == block_bytes::landed) seg_.release(seg_.at<object_block>(r.landed));
+        if (r.bytes == block_bytes::landed) {
+          auto* mine = seg_.at<object_block>(r.landed);
+          keep_copy(r.offset, r.stamp, mine);  // rank 0 counts it held
+          seg_.release(mine);
+        }
         continue;
       }
       object_block* mine = nullptr;
@@ -307,7 +316,6 @@ class node_agent final : public transport_events {
               "coray: rank 0 named a copy of its block at {} this node does not hold", r.offset));
         mine = it->second.block;
         seg_.add_ref(mine);
-        it->second.used = ++tick_;
       } else {
         mine = seg_.new_object(static_cast<std::size_t>(r.size));
         if (r.bytes == block_bytes::inline_ && r.size)
@@ -338,70 +346,41 @@ class node_agent final : public transport_events {
   }
 
   /// Keeps `b` as this node's copy of rank 0's block at `theirs` (stamp 0: not kept), in place
-  /// of an older one there; then makes room if copies take too much of the store.
+  /// of an older one there.
   void keep_copy(std::uint64_t theirs, std::uint32_t stamp, object_block* b) {
     if (!stamp) return;
     auto [it, fresh] = copies_.try_emplace(theirs);
     cached_copy& c = it->second;
     if (!fresh) {
-      if (c.stamp == stamp && c.block == b) {
-        c.used = ++tick_;
-        return;
-      }
-      if (!c.leaving) copy_bytes_ -= c.block->size;
+      if (c.stamp == stamp && c.block == b) return;
       seg_.release(c.block);
     }
     seg_.add_ref(b);
-    c = {stamp, b, ++tick_, false};
-    copy_bytes_ += b->size;
-    make_room();
+    c = {stamp, b};
   }
 
-  /// Offers rank 0 the least recently used copies, when copies take more than half the store
-  /// or the store is three quarters full, until they take a quarter of it or a quarter is
-  /// free; each is dropped when rank 0 answers (drop_copies).
-  void make_room() {
-    const std::size_t cap = seg_.capacity(), free = seg_.free_bytes();
-    if (copy_bytes_ <= cap / 2 && free >= cap / 4) return;
-    std::size_t need = 0;
-    if (copy_bytes_ > cap / 4) need = copy_bytes_ - cap / 4;
-    if (free < cap / 4) need = std::max(need, cap / 4 - free);
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> order;  // last use, rank 0's offset
-    for (const auto& [off, c] : copies_)
-      if (!c.leaving) order.emplace_back(c.used, off);
-    std::sort(order.begin(), order.end());
-    frame_writer w(frame_type::uncache);
-    std::size_t offered = 0;
-    for (const auto& [used, off] : order) {
-      if (offered >= need) break;
-      cached_copy& c = copies_[off];
-      c.leaving = true;
-      copy_bytes_ -= c.block->size;
-      offered += c.block->size;
-      const copy_key k{off, c.stamp, 0};
-      const auto* p = reinterpret_cast<const std::byte*>(&k);
-      w.payload().insert(w.payload().end(), p, p + sizeof k);
-    }
-    if (offered) link_.post(0, w.finish());
-  }
-
-  /// Drops the copies rank 0 will not name again.
+  /// Drops the copies rank 0 will not name again (it said so before any message that needs
+  /// their room).
   void drop_copies(std::span<const std::byte> keys) {
     for (std::size_t at = 0; at + sizeof(copy_key) <= keys.size(); at += sizeof(copy_key)) {
       copy_key k;
       std::memcpy(&k, keys.data() + at, sizeof k);
       const auto it = copies_.find(k.offset);
-      if (it == copies_.end() || it->second.stamp != k.stamp || !it->second.leaving) continue;
+      if (it == copies_.end() || it->second.stamp != k.stamp) continue;
       seg_.release(it->second.block);
       copies_.erase(it);
     }
   }
 
-  /// Frees the blocks a frame's bytes landed in, when the frame is not taken.
+  /// Frees the blocks a frame's bytes landed in, when the frame is not taken; each is kept
+  /// as a copy first, since rank 0 counts it held from the moment it sent it.
   void drop_landed(const frame_view& v) {
     for (const auto& b : v.blocks)
-      if (b.record.bytes == block_bytes::landed && b.record.landed)
-        seg_.release(seg_.at<object_block>(b.record.landed));
+      if (b.record.bytes == block_bytes::landed && b.record.landed) {
+        auto* mine = seg_.at<object_block>(b.record.landed);
+        keep_copy(b.record.offset, b.record.stamp, mine);
+        seg_.release(mine);
+      }
   }
 
   /// Sends slot `j`'s waiting messages in order while its inbox has room.
@@ -491,14 +470,16 @@ class node_agent final : public transport_events {
   struct cached_copy {
     std::uint32_t stamp = 0;
     object_block* block = nullptr;
-    std::uint64_t used = 0;  // when last named (tick_)
-    bool leaving = false;    // offered back to rank 0, dropped when it answers
   };
   std::unordered_map<std::uint64_t, cached_copy> copies_;  // by rank 0's offset
-  std::uint64_t tick_ = 0;
-  std::size_t copy_bytes_ = 0;  // of the copies not leaving
   std::vector<std::byte> frame_;
   std::vector<object_block*> dropped_;
+  struct kept_copy {
+    std::uint64_t theirs;
+    std::uint32_t stamp;
+    object_block* block;
+  };
+  std::vector<kept_copy> kept_;  // blocks a message ships up, kept as copies once it is sent
   bool done_ = false;
 };
 
