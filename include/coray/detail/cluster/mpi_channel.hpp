@@ -112,7 +112,7 @@ class mpi_channel final : public channel {
     std::vector<MPI_Request> requests;
     std::vector<std::vector<std::byte>> dropped;  // where bytes nobody takes are received
     bool unlanded = false;  // a block found no room yet (the loop may be freeing some)
-    std::chrono::steady_clock::time_point since{};
+    std::chrono::steady_clock::time_point since{}, retry_at{};
   };
   /// How long a block waits for room before its bytes are dropped (its frame then says so).
   static constexpr auto room_wait = std::chrono::seconds(30);
@@ -225,7 +225,7 @@ class mpi_channel final : public channel {
   /// says; it reaches the loop once they have landed and every frame before it from `peer`
   /// has.
   void arrive(int peer, std::vector<std::byte> frame) {
-    incoming in{std::move(frame), {}, {}, false, std::chrono::steady_clock::now()};
+    incoming in{std::move(frame), {}, {}, false, std::chrono::steady_clock::now(), {}};
     frame_head h{};
     if (in.frame.size() >= sizeof h) std::memcpy(&h, in.frame.data(), sizeof h);
     auto& held = held_for(peer);
@@ -241,7 +241,9 @@ class mpi_channel final : public channel {
   /// says; false when one found no room (the rest wait with it), unless it has waited
   /// room_wait, when its bytes are received and dropped and its record says so (landed 0).
   bool land_blocks(int peer, incoming& in) {
-    const bool give_up = std::chrono::steady_clock::now() - in.since > room_wait;
+    const auto now = std::chrono::steady_clock::now();
+    if (now < in.retry_at) return false;  // a store without room is asked each millisecond
+    const bool give_up = now - in.since > room_wait;
     bool waiting = false;
     edit_records(in.frame, [&](block_record& r) {
       if (waiting || r.bytes != block_bytes::apart) return;
@@ -265,6 +267,7 @@ class mpi_channel final : public channel {
         MPI_Irecv(to + at, static_cast<int>(n), MPI_BYTE, peer, 0, data_, &q);
       }
     });
+    if (waiting) in.retry_at = now + std::chrono::milliseconds(1);
     return !waiting;
   }
   /// Hands the loop each held frame whose bytes have all landed, in order per rank.
