@@ -57,8 +57,8 @@ struct node_info {
   std::map<std::string, double> resources;
   bool alive = true;
   /// Object bytes rank 0 has sent this node, and received from it (0 for rank 0 itself). A
-  /// node keeps a copy of each large object it was sent or made while it has room, and is not
-  /// sent one it holds again.
+  /// node keeps a copy of each large object it was sent or made, within a quarter of its
+  /// store, and is not sent one it holds again.
   std::uint64_t object_bytes_sent = 0;
   std::uint64_t object_bytes_received = 0;
 };

@@ -325,11 +325,7 @@ class cluster_transport final : public transport {
         copy_entry& e = copies_of(b, off);
         e.used = naming_;
         if (e.holders & me) return w.block_held(at, off, use, b->size, e.stamp);
-        if (make_room(n, e.size)) {  // the node keeps what it is sent now
-          e.holders |= me;
-          copy_bytes_[n] += e.size;
-          stamp = e.stamp;
-        }
+        if (count_held(n, e)) stamp = e.stamp;  // the node keeps what it is sent now
       }
       seg_.add_ref(b);
       w.block_apart(at, off, use, b, stamp);
@@ -389,6 +385,13 @@ class cluster_transport final : public transport {
     }
     drop(n, gone);
     return copy_bytes_[n] + size <= budget;
+  }
+  /// Counts entry `e`'s block held by node `n`, if it fits the node's budget (make_room).
+  bool count_held(std::size_t n, copy_entry& e) {
+    if (!make_room(n, e.size)) return false;
+    e.holders |= holder_bit(n);
+    copy_bytes_[n] += e.size;
+    return true;
   }
   /// Tells node `n` to let these copies go (before any message that needs their room).
   void drop(std::size_t n, const std::vector<copy_key>& keys) {
@@ -463,12 +466,7 @@ class cluster_transport final : public transport {
           copy_entry& e = it->second;
           e.size = r.size;
           naming_ = e.used = ++tick_;
-          if (make_room(n, e.size)) {
-            e.holders |= holder_bit(n);
-            copy_bytes_[n] += e.size;
-          } else {
-            drop(n, {{r.offset, r.stamp, 0}});
-          }
+          if (!count_held(n, e)) drop(n, {{r.offset, r.stamp, 0}});
         }
         continue;
       }

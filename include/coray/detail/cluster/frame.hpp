@@ -170,6 +170,7 @@ struct frame_view {
   struct block {
     block_record record;
     std::span<const std::byte> bytes;  // empty unless inline_
+    std::size_t record_at;             // where the record lies in the frame
   };
   std::vector<block> blocks;
 
@@ -186,6 +187,7 @@ struct frame_view {
     for (std::uint32_t i = 0; i < head.blocks; ++i) {
       need(sizeof(block_record));
       block b;
+      b.record_at = at;
       std::memcpy(&b.record, f.data() + at, sizeof b.record);
       at += sizeof b.record;
       if (b.record.bytes == block_bytes::inline_) {
@@ -197,32 +199,6 @@ struct frame_view {
     }
   }
 };
-
-/// Calls f(record) for each block record of frame `f`, in order, and keeps what f changes in
-/// it. False when the frame is malformed (the records up to that point were seen).
-template <class F>
-bool edit_records(std::span<std::byte> f, F&& fn) {
-  frame_head head;
-  if (f.size() < sizeof head) return false;
-  std::memcpy(&head, f.data(), sizeof head);
-  std::size_t at = sizeof head;
-  if (f.size() - at < head.payload) return false;
-  at += pad8(head.payload);
-  for (std::uint32_t i = 0; i < head.blocks; ++i) {
-    block_record r;
-    if (at > f.size() || f.size() - at < sizeof r) return false;
-    std::memcpy(&r, f.data() + at, sizeof r);
-    const bool inline_bytes = r.bytes == block_bytes::inline_;
-    fn(r);
-    std::memcpy(f.data() + at, &r, sizeof r);
-    at += sizeof r;
-    if (inline_bytes) {
-      if (f.size() - at < r.size) return false;
-      at += pad8(r.size);
-    }
-  }
-  return true;
-}
 
 /// Calls f(at, use) for each u64 block offset in a message of `kind` (the offset lies at
 /// payload[at]); offsets of 0 are skipped. Kinds naming no block call nothing. Bounds are

@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <optional>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -244,9 +245,15 @@ class mpi_channel final : public channel {
     const auto now = std::chrono::steady_clock::now();
     if (now < in.retry_at) return false;  // a store without room is asked each millisecond
     const bool give_up = now - in.since > room_wait;
-    bool waiting = false;
-    edit_records(in.frame, [&](block_record& r) {
-      if (waiting || r.bytes != block_bytes::apart) return;
+    std::optional<frame_view> v;
+    try {
+      v.emplace(in.frame);
+    } catch (const codec_error&) {
+      return true;  // malformed: the loop refuses it
+    }
+    for (const auto& b : v->blocks) {
+      block_record r = b.record;
+      if (r.bytes != block_bytes::apart) continue;
       landing l;
       try {
         if (lander_) l = lander_(peer, r);
@@ -254,11 +261,12 @@ class mpi_channel final : public channel {
         l = {};  // no room now
       }
       if (!l.data && !give_up) {
-        waiting = true;
-        return;
+        in.retry_at = now + std::chrono::milliseconds(1);
+        return false;
       }
       r.bytes = block_bytes::landed;
       r.landed = l.data ? l.landed : 0;
+      std::memcpy(in.frame.data() + b.record_at, &r, sizeof r);
       std::byte* to = l.data;
       if (!to) to = in.dropped.emplace_back(static_cast<std::size_t>(r.size)).data();
       for (std::size_t at = 0; at < r.size; at += chunk_bytes) {
@@ -266,9 +274,8 @@ class mpi_channel final : public channel {
         MPI_Request& q = in.requests.emplace_back(MPI_REQUEST_NULL);
         MPI_Irecv(to + at, static_cast<int>(n), MPI_BYTE, peer, 0, data_, &q);
       }
-    });
-    if (waiting) in.retry_at = now + std::chrono::milliseconds(1);
-    return !waiting;
+    }
+    return true;
   }
   /// Hands the loop each held frame whose bytes have all landed, in order per rank.
   bool land() {

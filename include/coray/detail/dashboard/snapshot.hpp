@@ -214,14 +214,6 @@ class snapshot_maker {
         s = sample_proc(pid);
       else if (w && w->cpu_seconds >= 0)
         s = {w->cpu_seconds, w->rss_bytes, true};
-      if (node != 0 && !s.exists) {
-        j["cpu_percent"] = nullptr;
-        j["rss_bytes"] = nullptr;
-        j["current_task"] = "";
-        j["gpu_ids"] = nlohmann::json::array();
-        processes.push_back(std::move(j));
-        return;
-      }
       const std::uint64_t key =
           std::uint64_t{static_cast<std::uint32_t>(node)} << 32 | static_cast<std::uint32_t>(pid);
       double cpu = 0;
@@ -233,8 +225,13 @@ class snapshot_maker {
         }
         seen_cpu_[key] = {s.cpu_seconds, now};
       }
-      j["cpu_percent"] = std::max(0.0, cpu);
-      j["rss_bytes"] = s.rss_bytes;
+      if (node != 0 && !s.exists) {  // not reported yet
+        j["cpu_percent"] = nullptr;
+        j["rss_bytes"] = nullptr;
+      } else {
+        j["cpu_percent"] = std::max(0.0, cpu);
+        j["rss_bytes"] = s.rss_bytes;
+      }
       if (s.exists) {
         // Another node's process also names its node (its pid is that node's).
         const std::string where = node ? fmt::format(",node=\"{}\"", node) : std::string();

@@ -101,7 +101,7 @@ class call_pump {
     worker_lease& l = leases_[slot];
     if (!l.held || tasks_.in_flight(slot) != 0) return false;
     lease_ledger(slot).release(shape(l.shape), l.grant, false);
-    let_go(l.group);
+    let_go(shape(l.shape).where.group);
     l = worker_lease{};
     --leases_held_;
     refresh();
@@ -121,7 +121,7 @@ class call_pump {
     auto it = loans_.find(r.id);
     if (it == loans_.end()) return;
     it->second.ledger->release(shape(r.shape), it->second.grant);
-    let_go(it->second.group);
+    let_go(shape(r.shape).where.group);
     --lent_[it->second.slot];
     loans_.erase(it);
     refresh();
@@ -149,8 +149,7 @@ class call_pump {
   /// Whether node `node` could place an actor holding `s` now (0: one holding nothing, which
   /// needs a CPU free), taking nothing.
   bool actor_fits(std::uint32_t node, std::uint32_t s) const {
-    if (!s) return resources_[node].cpu_free() - cpu_in_use(&resources_[node]) >= resource_unit;
-    return resources_[node].fits(shape(s), cpu_in_use(&resources_[node]));
+    return fits_now(resources_[node], s);
   }
   /// Reserves placement group `g`'s bundles if they all fit now on live nodes; true if so.
   bool place_group(placement_group_entry& g) {
@@ -454,10 +453,8 @@ class call_pump {
   /// cluster, where only some nodes may have it); remembered for the call being placed.
   bool node_can_lease(std::uint32_t n, std::uint32_t s) {
     if (lacking_[n]) return false;
-    resource_ledger* l = ledger_at(n, s);
-    const resource_amount busy = l ? cpu_in_use(l) : 0;
-    const bool fits =
-        l && (s == 0 ? l->cpu_free() - busy >= resource_unit : l->fits(shape(s), busy));
+    const resource_ledger* l = ledger_at(n, s);
+    const bool fits = l && fits_now(*l, s);
     lacking_[n] = !fits;
     return fits;
   }
@@ -468,12 +465,11 @@ class call_pump {
     const placement& w = shape(s).where;
     if (!w.group) return &resources_[n];
     placement_group_entry* g = groups_.find(w.group);
-    placed_bundle* b =
-        g ? g->choose(
-                w.bundle, [&](const placed_bundle& pb) { return pb.node == n; },
-                [&](placed_bundle& pb) { return pb.ledger.fits(shape(s), cpu_in_use(&pb.ledger)); },
-                [](const placed_bundle&) { return false; })
-          : nullptr;
+    placed_bundle* b = g ? g->choose(
+                               w.bundle, [&](const placed_bundle& pb) { return pb.node == n; },
+                               [&](const placed_bundle& pb) { return fits_now(pb.ledger, s); },
+                               [](const placed_bundle&) { return false; })
+                         : nullptr;
     return b ? &b->ledger : nullptr;
   }
   /// Whether the placement group of requirement `s` has a bundle it may use on node `n`.
@@ -512,12 +508,11 @@ class call_pump {
   bool lease(std::uint32_t slot, std::uint32_t s) {
     resource_ledger* l = ledger_at(node_[slot], s);
     if (!l) return false;
-    const resource_amount busy = cpu_in_use(l);
-    if (s == 0) return l->cpu_free() - busy >= resource_unit;
-    auto g = l->acquire(shape(s), busy, false);
+    if (s == 0) return fits_now(*l, 0);
+    auto g = l->acquire(shape(s), cpu_in_use(l), false);
     if (!g) return false;
     const std::uint64_t group = shape(s).where.group;
-    leases_[slot] = worker_lease{s, std::move(*g), true, group ? l : nullptr, group};
+    leases_[slot] = worker_lease{s, std::move(*g), true, group ? l : nullptr};
     hold(group);
     ++leases_held_;
     refresh();
@@ -543,9 +538,8 @@ class call_pump {
     if (!g) return false;
     r.gpus = g->gpu_mask();
     r.lent = true;
-    const std::uint64_t group = shape(r.shape).where.group;
-    hold(group);
-    loans_.insert_or_assign(r.id, loan{slot, std::move(*g), l, group});
+    hold(shape(r.shape).where.group);
+    loans_.insert_or_assign(r.id, loan{slot, std::move(*g), l});
     ++lent_[slot];
     return true;
   }
@@ -553,7 +547,7 @@ class call_pump {
   /// CPU free to be placed and holds none after (Ray's rule). False if it must wait.
   bool place(actor_entry& a) {
     resource_ledger& l = actor_ledger(a);
-    if (!a.shape) return a.placed = l.cpu_free() - cpu_in_use(&l) >= resource_unit;
+    if (!a.shape) return a.placed = fits_now(l, 0);
     auto g = l.acquire(shape(a.shape), cpu_in_use(&l));
     if (!g) return false;
     hold(a.group);
@@ -561,6 +555,12 @@ class call_pump {
     a.placed = true;
     refresh();
     return true;
+  }
+  /// Whether ledger `l` could give requirement `s` now, besides the CPU its task workers hold
+  /// (0, the default: a CPU free).
+  bool fits_now(const resource_ledger& l, std::uint32_t s) const {
+    const resource_amount busy = cpu_in_use(&l);
+    return s == 0 ? l.cpu_free() - busy >= resource_unit : l.fits(shape(s), busy);
   }
   /// CPU the task workers leased from ledger `l` (a node's, or a bundle's) hold: their
   /// lease's, for each that runs something now besides the calls it was lent (whose CPU the
@@ -586,14 +586,12 @@ class call_pump {
     std::uint32_t slot = 0;             // the worker lent
     resource_grant grant;               // the call's own resources (its CPU taken)
     resource_ledger* ledger = nullptr;  // where from: its node's, or its bundle's
-    std::uint64_t group = 0;            // its placement group, if any
   };
   struct worker_lease {
     std::uint32_t shape = 0;            // the requirement its calls share
     resource_grant grant;               // its GPUs
     bool held = false;                  // the ledger holds it (not the default requirement)
     resource_ledger* ledger = nullptr;  // a bundle's; null: its node's
-    std::uint64_t group = 0;            // its placement group, if any
   };
 
   task_table& tasks_;
